@@ -1,0 +1,93 @@
+"""Settings: one typed object, read from the environment (prefix ``RECSYS_``, nested with ``__``).
+
+``RECSYS_HOME`` is the data directory (default ``./.recsys``); ``RECSYS_DATABASE_URL`` overrides the embedded SQLite
+file. Nested sections, e.g. ``RECSYS_ENCODER__PRESET=ViT-B-32-laion`` or ``RECSYS_INDEX__KEEP_GENERATIONS=5``.
+Nothing is read at import time: call :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StoreSettings(BaseModel):
+    batch_size: int = 5000
+    """Rows per bulk insert during imports."""
+    max_bad_fraction: float = 0.2
+    """An import whose bad rows exceed this share of the file is treated as a garbled file and rolled back."""
+
+
+class EncoderSettings(BaseModel):
+    preset: str = "recsys-lite"
+    device: str = "auto"
+    """"auto" picks CUDA when present (fp16), else CPU."""
+    batch_size: int = 32
+    num_workers: int = 1
+    text_fields: dict[str, float] = Field(
+        default_factory=lambda: {"title": 1.0, "category": 1.0, "description": 0.5}
+    )
+    """Item fields (or ``attributes.KEY``) that make the item text, with their weights in the text vector."""
+    modality_weights: dict[str, float] = Field(default_factory=lambda: {"text": 1.0, "image": 1.0})
+    max_image_pixels: int = 40_000_000
+    max_image_bytes: int = 30_000_000
+    video_frames: int = 4
+
+
+class IndexSettings(BaseModel):
+    factory: str | None = None
+    """FAISS factory string; None chooses by catalogue size."""
+    exact_threshold: int = 50_000
+    keep_generations: int = 3
+
+
+class RankingSettings(BaseModel):
+    exclude_purchased: bool = False
+    exclude_seen: bool = False
+    repurchase: bool = True
+    diversity: float = 0.0
+    """MMR weight in [0, 1]: 0 keeps the ranker's order."""
+    seed: int = 0
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth: bool = True
+    """Require API keys. Allowed off only when binding to loopback."""
+    rate_limit_per_minute: int = 6000
+    max_body_bytes: int = 10_000_000
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Path(".recsys")
+    database_url: str | None = None
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    ranking: RankingSettings = Field(default_factory=RankingSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @property
+    def db_url(self) -> str:
+        """The effective database URL: the configured one, or a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'recsys.db').resolve()}"
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the data directory, its parent created."""
+        p = self.home.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,110 @@
+"""The one exception tree of recsys.
+
+Domain code raises these; the API maps each to an HTTP status in one handler, the CLI prints the message and exits
+non-zero. Every message says what is wrong and what to do about it.
+
+    RecsysError                       code            HTTP
+    ├── ConfigError                   config          500 (never raised by a request)
+    ├── StoreError                    store           503
+    │   └── StoreUnavailable          store_down      503 (+ Retry-After)
+    ├── ImportFailed                  import_failed   400  (file unreadable: names file and line)
+    ├── ValidationFailed              invalid         422
+    ├── NotFound                      not_found       404
+    │   ├── UnknownItem               unknown_item    404
+    │   └── UnknownUser               unknown_user    404
+    ├── EncoderError                  encoder         422
+    │   ├── UnknownPreset             unknown_preset  422
+    │   ├── ModelUnavailable          model_missing   503
+    │   └── BadMedia                  bad_media       422
+    ├── IndexError_                   index           503
+    │   ├── NoIndex                   no_index        503
+    │   └── IncompatibleArtifact      incompatible    409
+    ├── RankerError                   ranker          503
+    └── AuthError                     unauthorized    401
+        └── Forbidden                 forbidden       403
+"""
+
+from __future__ import annotations
+
+
+class RecsysError(Exception):
+    """Base of every error recsys raises on purpose."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(RecsysError):
+    code, status = "config", 500
+
+
+class StoreError(RecsysError):
+    code, status = "store", 503
+
+
+class StoreUnavailable(StoreError):
+    code, status = "store_down", 503
+
+
+class ImportFailed(RecsysError):
+    code, status = "import_failed", 400
+
+
+class ValidationFailed(RecsysError):
+    code, status = "invalid", 422
+
+
+class NotFound(RecsysError):
+    code, status = "not_found", 404
+
+
+class UnknownItem(NotFound):
+    code = "unknown_item"
+
+
+class UnknownUser(NotFound):
+    code = "unknown_user"
+
+
+class EncoderError(RecsysError):
+    code, status = "encoder", 422
+
+
+class UnknownPreset(EncoderError):
+    code = "unknown_preset"
+
+
+class ModelUnavailable(EncoderError):
+    code, status = "model_missing", 503
+
+
+class BadMedia(EncoderError):
+    code = "bad_media"
+
+
+class IndexError_(RecsysError):  # noqa: N801 - trailing underscore avoids shadowing the builtin
+    code, status = "index", 503
+
+
+class NoIndex(IndexError_):
+    code = "no_index"
+
+
+class IncompatibleArtifact(IndexError_):
+    code, status = "incompatible", 409
+
+
+class RankerError(RecsysError):
+    code, status = "ranker", 503
+
+
+class AuthError(RecsysError):
+    code, status = "unauthorized", 401
+
+
+class Forbidden(AuthError):
+    code, status = "forbidden", 403

@@ -1,0 +1,139 @@
+"""Engines, sessions and schema upgrades.
+
+SQLite gets WAL mode, foreign keys and a busy timeout on every connection; PostgreSQL gets pre-ping so a restarted
+server is reconnected to. A dead database raises :class:`~recsys.errors.StoreUnavailable` with the URL (password
+hidden) and what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from recsys.config import Settings, get_settings
+from recsys.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class Store:
+    """A database: its engine, a session factory and schema management."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, upgrade: bool = True) -> Store:
+        """Open the configured database, bringing its schema to the newest migration first."""
+        store = cls((settings or get_settings()).db_url)
+        if upgrade:
+            store.upgrade()
+        return store
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed on success and rolled back on error; connection failures become StoreUnavailable."""
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        except (OperationalError, DBAPIError) as e:
+            if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False):
+                raise self.unavailable(e) from e
+            raise
+
+    def unavailable(self, e: Exception) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"database {safe_url(self.url)} is unreachable ({str(e).splitlines()[0]}); "
+            "start it or point RECSYS_DATABASE_URL at a running server"
+        )
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as c:
+                c.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    # -- schema ---------------------------------------------------------------------------------------------
+    def alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        cfg.attributes["engine"] = self.engine
+        return cfg
+
+    def upgrade(self, revision: str = "head") -> None:
+        from alembic import command
+
+        if revision == "head" and self.at_head():
+            return
+        try:
+            command.upgrade(self.alembic_config(), revision)
+        except OperationalError as e:
+            raise self.unavailable(e) from e
+
+    def downgrade(self, revision: str = "base") -> None:
+        from alembic import command
+
+        command.downgrade(self.alembic_config(), revision)
+
+    def current_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as c:
+                if not inspect(c).has_table("alembic_version"):
+                    return None
+                return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except OperationalError as e:
+            raise self.unavailable(e) from e
+
+    def at_head(self) -> bool:
+        from alembic.script import ScriptDirectory
+
+        heads = ScriptDirectory.from_config(self.alembic_config()).get_heads()
+        return self.current_revision() in heads
+
+    def dispose(self) -> None:
+        self.engine.dispose()
