@@ -1,0 +1,57 @@
+"""The ``recsys`` command line: thin wrappers over the package. Heavy imports live inside the commands."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from recsys.cli import data
+
+app = typer.Typer(
+    help="recsys: multimodal recommendation engine (import, embed, index, train, evaluate, serve).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+app.command("config")(data.config)
+app.command("stats")(data.stats)
+app.add_typer(data.db_app, name="db")
+app.add_typer(data.import_app, name="import")
+app.add_typer(data.items_app, name="items")
+
+
+def _register_optional() -> None:
+    """Command groups of the later pipeline stages, each in its own module."""
+    import importlib
+
+    for module, attr, name in _OPTIONAL:
+        try:
+            mod = importlib.import_module(f"recsys.cli.{module}")
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("recsys.cli."):
+                continue
+            raise
+        mod.register(app) if attr == "register" else app.add_typer(getattr(mod, attr), name=name)
+
+
+_OPTIONAL: list[tuple[str, str, str]] = []
+
+
+def main() -> None:
+    from recsys.errors import RecsysError
+
+    logging.basicConfig(level=os.environ.get("RECSYS_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _register_optional()
+    try:
+        app()
+    except RecsysError as e:
+        typer.echo(f"error [{e.code}]: {e.message}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

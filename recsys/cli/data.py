@@ -1,0 +1,175 @@
+"""Data commands: config, db, import, stats, items."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recsys.cli._common import emit_json, err, open_store, progress_bar
+
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+import_app = typer.Typer(help="Import datasets and files into the store.", no_args_is_help=True)
+items_app = typer.Typer(help="Inspect and manage catalogue items.", no_args_is_help=True)
+
+
+def config(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the effective settings (environment RECSYS_*; database password hidden)."""
+    from recsys.config import get_settings
+    from recsys.store.db import safe_url
+
+    s = get_settings()
+    data = json.loads(s.model_dump_json())
+    data["database_url"] = safe_url(s.db_url)
+    data["home"] = str(s.home.resolve())
+    if json_out:
+        emit_json(data)
+    else:
+        typer.echo(json.dumps(data, indent=2))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from recsys.store import Store
+
+    store = Store.open(upgrade=False)
+    store.upgrade(revision)
+    typer.echo(f"database at {store.current_revision()}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument()] = "base") -> None:
+    """Revert migrations down to REVISION (default: base, which drops every table)."""
+    from recsys.store import Store
+
+    store = Store.open(upgrade=False)
+    store.downgrade(revision)
+    typer.echo(f"database at {store.current_revision() or 'base'}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    from recsys.store import Store
+
+    typer.echo(Store.open(upgrade=False).current_revision() or "base")
+
+
+def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] | None = None,
+                event_type: str | None = None, json_out: bool = False) -> None:
+    from recsys.errors import ImportFailed
+    from recsys.store.importers import run_import
+
+    pairs: dict[str, str] = {}
+    for m in mapping or []:
+        if "=" not in m:
+            raise ImportFailed(f"--map expects canonical=column, got {m!r}")
+        k, v = m.split("=", 1)
+        pairs[k.strip()] = v.strip()
+    store = open_store()
+    with progress_bar(f"import {source}") as update:
+        report = run_import(store, source, path, fmt=fmt, mapping=pairs, event_type=event_type, progress=update)
+    for table, c in report.tables.items():
+        err.print(f"{table}: read {c.read}, inserted {c.inserted}, updated {c.updated}, unchanged {c.unchanged}, "
+                  f"skipped {c.skipped}")
+    for b in report.bad_rows[:20]:
+        err.print(f"  skipped {b.file}:{b.line}: {b.reason}")
+    if len(report.bad_rows) > 20:
+        err.print(f"  ... and {len(report.bad_rows) - 20} more (see the report in the data directory)")
+    if json_out:
+        emit_json(report.to_dict())
+
+
+@import_app.command("hm")
+def import_hm(directory: Path, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """H&M layout: articles.csv, images/<3 digits>/<article_id>.jpg, transactions.csv, customers.csv."""
+    _run_import("hm", directory, json_out=json_out)
+
+
+@import_app.command("movielens")
+def import_movielens(directory: Path, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """MovieLens-100k layout: u.item, u.data, u.user, posters/<item_id>.jpg, details.json (optional)."""
+    _run_import("movielens", directory, json_out=json_out)
+
+
+FormatOpt = Annotated[str, typer.Option("--format", help="auto|csv|tsv|jsonl|parquet")]
+MapOpt = Annotated[list[str] | None, typer.Option("--map", help="canonical=column, repeatable")]
+
+
+@import_app.command("items")
+def import_items(file: Path, fmt: FormatOpt = "auto", mapping: MapOpt = None,
+                 json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Items from CSV/TSV/JSONL/Parquet (columns: item_id, title, description, category, price, in_stock, image,
+    video; others become attributes)."""
+    _run_import("items", file, fmt, mapping, json_out=json_out)
+
+
+@import_app.command("users")
+def import_users(file: Path, fmt: FormatOpt = "auto", mapping: MapOpt = None,
+                 json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Users (user_id; other columns become attributes)."""
+    _run_import("users", file, fmt, mapping, json_out=json_out)
+
+
+@import_app.command("events")
+def import_events(file: Path, fmt: FormatOpt = "auto", mapping: MapOpt = None,
+                  event_type: Annotated[str | None, typer.Option("--type", help="type for rows without one")] = None,
+                  json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Events (user_id, item_id, type, value, timestamp, event_id)."""
+    _run_import("events", file, fmt, mapping, event_type, json_out=json_out)
+
+
+def stats(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Counts of items, items with an image, users, events and events by type."""
+    from recsys.store.queries import stats as store_stats
+
+    store = open_store()
+    with store.session() as s:
+        data = store_stats(s)
+    if json_out:
+        emit_json(data)
+    else:
+        for k, v in data.items():
+            typer.echo(f"{k}: {v}")
+
+
+@items_app.command("show")
+def items_show(item_id: str, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One item with its media (and the reason any medium failed), tags and flags."""
+    from recsys.store.items import item_details
+
+    store = open_store()
+    with store.session() as s:
+        data = item_details(s, item_id)
+    if json_out:
+        emit_json(data)
+    else:
+        typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _set_flag(item_ids: list[str], **flags: bool) -> None:
+    from recsys.store.items import set_flags
+
+    store = open_store()
+    with store.session() as s:
+        n = set_flags(s, item_ids, **flags)
+    typer.echo(f"{n} item(s) updated")
+
+
+@items_app.command("hide")
+def items_hide(item_ids: list[str]) -> None:
+    """Hide items: no query returns them from now on (until unhidden)."""
+    _set_flag(item_ids, hidden=True)
+
+
+@items_app.command("unhide")
+def items_unhide(item_ids: list[str]) -> None:
+    _set_flag(item_ids, hidden=False)
+
+
+@items_app.command("delete")
+def items_delete(item_ids: list[str]) -> None:
+    """Delete items (soft: flagged at once, dropped from the index at the next build; events kept)."""
+    _set_flag(item_ids, deleted=True)

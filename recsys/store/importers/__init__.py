@@ -1,0 +1,53 @@
+"""Importers: H&M, MovieLens and generic files, each in one transaction so a failure leaves the store as it was."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recsys.config import Settings, get_settings
+from recsys.errors import ImportFailed
+from recsys.store.db import Store
+from recsys.store.importers.batch import Progress, Writer
+from recsys.store.importers.generic import import_generic
+from recsys.store.importers.hm import import_hm
+from recsys.store.importers.movielens import import_movielens
+from recsys.store.importers.report import BadRow, ImportReport
+
+__all__ = ["BadRow", "ImportReport", "run_import"]
+
+SOURCES = ("hm", "movielens", "items", "users", "events")
+
+
+def run_import(
+    store: Store,
+    source: str,
+    path: Path,
+    *,
+    settings: Settings | None = None,
+    fmt: str = "auto",
+    mapping: dict[str, str] | None = None,
+    event_type: str | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import ``path`` as ``source`` (hm, movielens, items, users, events); writes a JSON report in the data dir."""
+    settings = settings or get_settings()
+    if source not in SOURCES:
+        raise ImportFailed(f"unknown source '{source}'; use one of {', '.join(SOURCES)}")
+    if not path.exists():
+        raise ImportFailed(f"{path}: no such file or directory")
+    if source in ("hm", "movielens") and not path.is_dir():
+        raise ImportFailed(f"{path}: expected the {source} dataset directory")
+    report = ImportReport(source=f"{source}:{path}")
+    with store.session() as session:
+        writer = Writer(session, report, settings.store.batch_size, progress)
+        limit = settings.store.max_bad_fraction
+        if source == "hm":
+            import_hm(path, writer, report, limit)
+        elif source == "movielens":
+            import_movielens(path, writer, report, limit)
+        else:
+            import_generic(path, source, writer, report, limit, fmt=fmt, mapping=mapping, event_type=event_type)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    report.write(settings.path("reports", f"import-{source}-{stamp}.json"))
+    return report

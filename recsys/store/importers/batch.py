@@ -1,0 +1,107 @@
+"""Batching glue shared by every importer: buffer records, flush them in bulk, collect per-row errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from recsys.store.importers.readers import BadLine, Row
+from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord
+from recsys.store.importers.report import ImportReport
+from recsys.store.importers.writer import insert_events, unknown_items, upsert_items, upsert_users
+
+T = TypeVar("T")
+Progress = Callable[[str, int], None]
+"""Called with (stage, rows done so far)."""
+
+
+def parse_rows(
+    rows: Iterable[Row | BadLine],
+    parse: Callable[[dict[str, Any]], T | None],
+    report: ImportReport,
+    table: str,
+    file: Path,
+) -> Iterator[tuple[int, T]]:
+    """Apply ``parse`` to each row; a ValueError skips the row and records why. ``None`` means "skip silently"."""
+    for row in rows:
+        report.counts(table).read += 1
+        if isinstance(row, BadLine):
+            report.skip(table, file, row.line, row.reason)
+            continue
+        line, rec = row
+        try:
+            out = parse(rec)
+        except ValueError as e:
+            report.skip(table, file, line, str(e))
+            continue
+        if out is not None:
+            yield line, out
+
+
+class Writer:
+    """Buffers records per table and writes them in bulk batches within one transaction."""
+
+    def __init__(self, session: Session, report: ImportReport, batch_size: int = 5000,
+                 progress: Progress | None = None) -> None:
+        self.session, self.report, self.batch_size, self.progress = session, report, batch_size, progress
+        self._items: list[ItemRecord] = []
+        self._users: list[UserRecord] = []
+        self._events: list[tuple[Path, int, EventRecord]] = []
+        self._done: dict[str, int] = {}
+
+    def _tick(self, stage: str, n: int) -> None:
+        self._done[stage] = self._done.get(stage, 0) + n
+        if self.progress:
+            self.progress(stage, self._done[stage])
+
+    def item(self, rec: ItemRecord) -> None:
+        self._items.append(rec)
+        if len(self._items) >= self.batch_size:
+            self.flush_items()
+
+    def user(self, rec: UserRecord) -> None:
+        self._users.append(rec)
+        if len(self._users) >= self.batch_size:
+            self.flush_users()
+
+    def event(self, file: Path, line: int, rec: EventRecord) -> None:
+        self._events.append((file, line, rec))
+        if len(self._events) >= self.batch_size:
+            self.flush_events()
+
+    def flush_items(self) -> None:
+        if self._items:
+            upsert_items(self.session, self._items, self.report.counts("items"))
+            self._tick("items", len(self._items))
+            self._items = []
+
+    def flush_users(self) -> None:
+        if self._users:
+            upsert_users(self.session, self._users, self.report.counts("users"))
+            self._tick("users", len(self._users))
+            self._users = []
+
+    def flush_events(self) -> None:
+        if not self._events:
+            return
+        counts = self.report.counts("events")
+        missing = unknown_items(self.session, (r.item_id for _, _, r in self._events))
+        good = []
+        for file, line, rec in self._events:
+            if rec.item_id in missing:
+                self.report.skip("events", file, line, f"unknown item id {rec.item_id!r}; import the items first")
+            else:
+                good.append(rec)
+        results = insert_events(self.session, good)
+        counts.inserted += sum(1 for r in results if r is not None)
+        counts.unchanged += sum(1 for r in results if r is None)
+        self._tick("events", len(self._events))
+        self._events = []
+
+    def flush(self) -> None:
+        self.flush_items()
+        self.flush_users()
+        self.flush_events()

@@ -1,0 +1,134 @@
+"""Generic CSV / TSV / JSONL / Parquet import of items, users or events, with a column mapping.
+
+Canonical columns (rename yours with ``--map canonical=yours``):
+
+- items:  ``item_id`` (required), ``title``, ``description``, ``category``, ``price``, ``in_stock``, ``image`` (path
+  relative to the file, absolute path or URL; several separated by ``|``), ``video``; ``attributes`` as a JSON object
+  and every other column become attributes.
+- users:  ``user_id`` (required); every other column becomes an attribute.
+- events: ``user_id``, ``item_id``, ``type`` (view, click, add_to_cart, purchase, rating, like, dislike; or
+  ``--type``), ``value``, ``timestamp`` (ISO 8601 or unix seconds), ``event_id`` (optional client id; rows without one
+  get a stable id derived from their content, so identical rows count as separate events and re-imports add nothing).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from recsys.errors import ImportFailed
+from recsys.store.importers.batch import Writer, parse_rows
+from recsys.store.importers.readers import read_any
+from recsys.store.importers.records import (
+    EventRecord,
+    ItemRecord,
+    UserRecord,
+    derived_event_id,
+    parse_bool,
+    parse_event_type,
+    parse_float,
+    parse_id,
+    parse_ts,
+)
+from recsys.store.importers.report import ImportReport
+
+ITEM_COLUMNS = ("item_id", "title", "description", "category", "price", "in_stock", "image", "video", "attributes")
+EVENT_COLUMNS = ("user_id", "item_id", "type", "value", "timestamp", "event_id")
+KINDS = ("items", "users", "events")
+
+
+def _remap(rec: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    if not mapping:
+        return rec
+    inverse = {src: dst for dst, src in mapping.items()}
+    return {inverse.get(k, k): v for k, v in rec.items()}
+
+
+def _empty(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and v != v)
+
+
+def _media(value: Any, base: Path) -> list[str]:
+    if _empty(value):
+        return []
+    parts = value if isinstance(value, list) else str(value).split("|")
+    out = []
+    for p in (str(x).strip() for x in parts):
+        if not p:
+            continue
+        if "://" in p:
+            out.append(p)
+        else:
+            path = Path(p) if Path(p).is_absolute() else base / p
+            out.append(str(path.resolve()))
+    return out
+
+
+def item_record(rec: dict[str, Any], base: Path) -> ItemRecord:
+    attrs: dict[str, Any] = {}
+    raw = rec.get("attributes")
+    if not _empty(raw):
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError:
+                raise ValueError("attributes is not a JSON object") from None
+        if not isinstance(raw, dict):
+            raise ValueError("attributes is not a JSON object")
+        attrs.update(raw)
+    attrs.update({k: v for k, v in rec.items() if k not in ITEM_COLUMNS and not _empty(v)})
+    return ItemRecord(
+        external_id=parse_id(rec.get("item_id"), "item_id"),
+        title=str(rec.get("title") or "").strip(),
+        description=str(rec.get("description") or "").strip(),
+        category=None if _empty(rec.get("category")) else str(rec["category"]).strip(),
+        price=parse_float(rec.get("price"), "price"),
+        in_stock=parse_bool(rec.get("in_stock"), "in_stock"),
+        attributes=attrs,
+        media=[("image", m) for m in _media(rec.get("image"), base)]
+        + [("video", m) for m in _media(rec.get("video"), base)],
+    )
+
+
+def import_generic(path: Path, kind: str, writer: Writer, report: ImportReport, max_bad_fraction: float, *,
+                   fmt: str = "auto", mapping: dict[str, str] | None = None, event_type: str | None = None) -> None:
+    if kind not in KINDS:
+        raise ImportFailed(f"unknown import kind '{kind}'; use one of {', '.join(KINDS)}")
+    mapping = mapping or {}
+    base = path.resolve().parent
+    rows = read_any(path, fmt)
+    if kind == "items":
+        for _, it in parse_rows(rows, lambda r: item_record(_remap(r, mapping), base), report, "items", path):
+            writer.item(it)
+        writer.flush_items()
+    elif kind == "users":
+        def user(r: dict[str, Any]) -> UserRecord:
+            r = _remap(r, mapping)
+            attrs = {k: v for k, v in r.items() if k != "user_id" and not _empty(v)}
+            return UserRecord(parse_id(r.get("user_id"), "user_id"), attrs)
+
+        for _, u in parse_rows(rows, user, report, "users", path):
+            writer.user(u)
+        writer.flush_users()
+    else:
+        seen: Counter[tuple[str, ...]] = Counter()
+
+        def event(r: dict[str, Any]) -> EventRecord:
+            r = _remap(r, mapping)
+            etype = parse_event_type(r.get("type") if not _empty(r.get("type")) else event_type)
+            user_id, item_id = parse_id(r.get("user_id"), "user_id"), parse_id(r.get("item_id"), "item_id")
+            value = parse_float(r.get("value"), "value")
+            ts = parse_ts(r.get("timestamp"))
+            cid = None if _empty(r.get("event_id")) else str(r["event_id"]).strip()[:200]
+            if cid is None:
+                key = (user_id, item_id, etype, str(value), ts.isoformat())
+                seen[key] += 1
+                cid = derived_event_id("gen", key, seen[key])
+            return EventRecord(user_id, item_id, etype, ts, value, cid)
+
+        for line, ev in parse_rows(rows, event, report, "events", path):
+            writer.event(path, line, ev)
+        writer.flush_events()
+    report.check_garbled(kind, path, max_bad_fraction)

@@ -1,0 +1,108 @@
+"""H&M Personalized Fashion layout: articles.csv, images/<3 digits>/<article_id>.jpg, transactions.csv, customers.csv.
+
+Article ids stay zero-padded strings. Identical transaction rows are separate units bought, so each gets its own
+event, numbered by occurrence: re-importing the same file recreates the same ids and adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from recsys.store.importers.batch import Writer, parse_rows
+from recsys.store.importers.readers import read_delimited
+from recsys.store.importers.records import (
+    EventRecord,
+    ItemRecord,
+    UserRecord,
+    derived_event_id,
+    parse_float,
+    parse_id,
+    parse_ts,
+)
+from recsys.store.importers.report import ImportReport
+
+ATTRIBUTES = {
+    "colour": "colour_group_name",
+    "perceived_colour": "perceived_colour_master_name",
+    "pattern": "graphical_appearance_name",
+    "product_type": "product_type_name",
+    "product_group": "product_group_name",
+    "department": "department_name",
+    "index_group": "index_group_name",
+    "section": "section_name",
+    "garment_group": "garment_group_name",
+    "product_code": "product_code",
+}
+
+
+def _median_prices(path: Path) -> dict[str, float]:
+    """Median paid price per article: H&M articles carry no price of their own."""
+    prices: dict[str, list[float]] = defaultdict(list)
+    for row in read_delimited(path, required=("article_id", "price")):
+        if isinstance(row, tuple):
+            try:
+                p = parse_float(row[1]["price"], "price")
+            except ValueError:
+                continue
+            if p is not None:
+                prices[row[1]["article_id"].strip()].append(p)
+    return {a: round(median(v), 6) for a, v in prices.items()}
+
+
+def import_hm(root: Path, writer: Writer, report: ImportReport, max_bad_fraction: float) -> None:
+    articles, transactions, customers = root / "articles.csv", root / "transactions.csv", root / "customers.csv"
+    prices = _median_prices(transactions) if transactions.exists() else {}
+
+    def item(rec: dict[str, Any]) -> ItemRecord:
+        aid = parse_id(rec["article_id"], "article_id")
+        image = root / "images" / aid[:3] / f"{aid}.jpg"
+        return ItemRecord(
+            external_id=aid,
+            title=rec.get("prod_name", "").strip(),
+            description=rec.get("detail_desc", "").strip(),
+            category=rec.get("product_type_name", "").strip() or None,
+            price=prices.get(aid),
+            attributes={k: rec.get(c, "").strip() for k, c in ATTRIBUTES.items() if rec.get(c, "").strip()},
+            media=[("image", str(image.resolve()))] if image.exists() else [],
+        )
+
+    rows = read_delimited(articles, required=("article_id", "prod_name"))
+    for _, it in parse_rows(rows, item, report, "items", articles):
+        writer.item(it)
+    writer.flush_items()
+    report.check_garbled("items", articles, max_bad_fraction)
+
+    if customers.exists():
+        def user(rec: dict[str, Any]) -> UserRecord:
+            attrs = {k: v for k, v in rec.items() if k != "customer_id" and v not in ("", None)}
+            if "age" in attrs:
+                attrs["age"] = parse_float(attrs["age"], "age")
+            return UserRecord(parse_id(rec["customer_id"], "customer_id"), attrs)
+
+        rows = read_delimited(customers, required=("customer_id",))
+        for _, u in parse_rows(rows, user, report, "users", customers):
+            writer.user(u)
+        writer.flush_users()
+        report.check_garbled("users", customers, max_bad_fraction)
+
+    if transactions.exists():
+        seen: Counter[tuple[str, ...]] = Counter()
+
+        def event(rec: dict[str, Any]) -> EventRecord:
+            user_id = parse_id(rec["customer_id"], "customer_id")
+            item_id = parse_id(rec["article_id"], "article_id")
+            ts = parse_ts(rec["t_dat"])
+            price = parse_float(rec.get("price"), "price")
+            key = (user_id, item_id, rec["t_dat"].strip(), str(price), rec.get("sales_channel_id", "").strip())
+            seen[key] += 1
+            return EventRecord(user_id, item_id, "purchase", ts, price,
+                               derived_event_id("hm", key, seen[key]))
+
+        rows = read_delimited(transactions, required=("t_dat", "customer_id", "article_id"))
+        for line, ev in parse_rows(rows, event, report, "events", transactions):
+            writer.event(transactions, line, ev)
+        writer.flush_events()
+        report.check_garbled("events", transactions, max_bad_fraction)

@@ -1,0 +1,165 @@
+"""Streaming readers for CSV, JSONL and Parquet that know their line numbers.
+
+A malformed row is reported (``BadLine``) and reading goes on; a file that cannot be read at all (undecodable bytes,
+an unterminated quote, a truncated last line, a broken Parquet footer) raises :class:`ImportFailed` naming the file
+and the line, so the caller's transaction rolls back and the store stays as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recsys.errors import ImportFailed
+
+csv.field_size_limit(10_000_000)
+
+
+@dataclass(frozen=True)
+class BadLine:
+    line: int
+    reason: str
+
+
+Row = tuple[int, dict[str, Any]]
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        if f.tell() == 0:
+            return True
+        f.seek(-1, 2)
+        return f.read(1) in (b"\n", b"\r")
+
+
+def _open_text(path: Path, encoding: str) -> Any:
+    try:
+        return path.open("r", encoding=encoding, newline="")
+    except OSError as e:
+        raise ImportFailed(f"{path}: cannot open ({e.strerror or e}); check the path and permissions") from e
+
+
+def read_delimited(
+    path: Path,
+    *,
+    delimiter: str = ",",
+    fieldnames: list[str] | None = None,
+    encoding: str = "utf-8",
+    required: tuple[str, ...] = (),
+) -> Iterator[Row | BadLine]:
+    """Rows of a delimited text file as (line, dict); ``fieldnames`` given means the file has no header."""
+    complete = _ends_with_newline(path)
+    with _open_text(path, encoding) as f:
+        reader = csv.reader(f, delimiter=delimiter, strict=True)
+        line = 0
+        try:
+            header = fieldnames
+            if header is None:
+                header = next(reader, None)
+                if header is None:
+                    raise ImportFailed(f"{path}: the file is empty; expected a header line")
+                header = [h.strip().lstrip("\ufeff") for h in header]
+                missing = [c for c in required if c not in header]
+                if missing:
+                    raise ImportFailed(
+                        f"{path}:1: header lacks column(s) {missing}; found {header[:12]}. "
+                        "Is this the right file, or does it need a column mapping (--map)?"
+                    )
+            pending: BadLine | None = None
+            for rec in reader:
+                if pending is not None:
+                    yield pending
+                    pending = None
+                line = reader.line_num
+                if not rec or rec == [""]:
+                    continue
+                if "\x00" in "".join(rec):
+                    raise ImportFailed(f"{path}:{line}: NUL byte in the data; the file is binary or corrupted")
+                if len(rec) != len(header):
+                    pending = BadLine(line, f"expected {len(header)} fields, found {len(rec)}")
+                    continue
+                yield line, dict(zip(header, rec, strict=True))
+            if pending is not None:
+                if not complete:
+                    raise ImportFailed(
+                        f"{path}:{pending.line}: the file ends in the middle of a row ({pending.reason}); it looks "
+                        "truncated. Nothing was imported; copy the file again."
+                    )
+                yield pending
+        except csv.Error as e:
+            raise ImportFailed(f"{path}:{reader.line_num or line}: unreadable ({e}); nothing was imported") from e
+        except UnicodeDecodeError as e:
+            raise ImportFailed(
+                f"{path}:{(reader.line_num or line) + 1}: not valid {encoding} text ({e.reason}); the file is "
+                "garbled or binary. Nothing was imported."
+            ) from e
+
+
+def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Row | BadLine]:
+    complete = _ends_with_newline(path)
+    with _open_text(path, encoding) as f:
+        line = 0
+        try:
+            lines = list(enumerate(f, start=1))
+        except UnicodeDecodeError as e:
+            raise ImportFailed(f"{path}: not valid {encoding} text ({e.reason}); nothing was imported") from e
+        for line, text in lines:
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                if line == len(lines) and not complete:
+                    raise ImportFailed(
+                        f"{path}:{line}: the last line is cut off ({e.msg}); the file looks truncated. "
+                        "Nothing was imported."
+                    ) from e
+                yield BadLine(line, f"invalid JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(obj, dict):
+                yield BadLine(line, f"expected a JSON object, found {type(obj).__name__}")
+                continue
+            yield line, obj
+
+
+def read_parquet(path: Path, *, batch_rows: int = 50_000) -> Iterator[Row | BadLine]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:
+        raise ImportFailed(f"{path}: not a readable Parquet file ({e}); nothing was imported") from e
+    row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            for rec in batch.to_pylist():
+                row += 1
+                yield row, rec
+    except Exception as e:
+        raise ImportFailed(f"{path}: row {row + 1}: unreadable Parquet data ({e}); nothing was imported") from e
+
+
+def read_any(path: Path, fmt: str = "auto") -> Iterator[Row | BadLine]:
+    """CSV, TSV, JSONL or Parquet by ``fmt`` or the file extension."""
+    if not path.exists():
+        raise ImportFailed(f"{path}: no such file")
+    if fmt == "auto":
+        suffix = path.suffix.lower()
+        fmt = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+               ".parquet": "parquet", ".pq": "parquet"}.get(suffix, "")
+        if not fmt:
+            raise ImportFailed(f"{path}: cannot tell the format from '{suffix}'; pass --format csv|tsv|jsonl|parquet")
+    if fmt == "csv":
+        return read_delimited(path)
+    if fmt == "tsv":
+        return read_delimited(path, delimiter="\t")
+    if fmt == "jsonl":
+        return read_jsonl(path)
+    if fmt == "parquet":
+        return read_parquet(path)
+    raise ImportFailed(f"unknown format '{fmt}'; use csv, tsv, jsonl or parquet")

@@ -1,0 +1,63 @@
+"""What an import did: counts per table and the rows it skipped, each with file, line and reason."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recsys.errors import ImportFailed
+
+
+@dataclass(frozen=True)
+class BadRow:
+    file: str
+    line: int
+    reason: str
+
+
+@dataclass
+class TableCounts:
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class ImportReport:
+    source: str
+    tables: dict[str, TableCounts] = field(default_factory=dict)
+    bad_rows: list[BadRow] = field(default_factory=list)
+
+    def counts(self, table: str) -> TableCounts:
+        return self.tables.setdefault(table, TableCounts())
+
+    def skip(self, table: str, file: str | Path, line: int, reason: str) -> None:
+        self.counts(table).skipped += 1
+        self.bad_rows.append(BadRow(str(file), line, reason))
+
+    def check_garbled(self, table: str, file: str | Path, max_bad_fraction: float) -> None:
+        """A file whose rows are mostly bad is not "a few bad rows": refuse it whole."""
+        c = self.counts(table)
+        if c.read >= 20 and c.skipped > max_bad_fraction * c.read:
+            first = next((b for b in self.bad_rows if b.file == str(file)), None)
+            where = f"; first at line {first.line}: {first.reason}" if first else ""
+            raise ImportFailed(
+                f"{file}: {c.skipped} of {c.read} rows are malformed{where}. The file looks garbled or is not in "
+                "the expected format; nothing was imported. Fix the file or check the --format / column mapping."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "tables": {k: asdict(v) for k, v in self.tables.items()},
+            "bad_rows": [asdict(b) for b in self.bad_rows],
+        }
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path

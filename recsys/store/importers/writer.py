@@ -1,0 +1,149 @@
+"""Bulk writes: items and users are upserted by external id, events inserted once per (user, client event id).
+
+Statements are executemany batches (SQLAlchemy's insertmanyvalues on both SQLite and PostgreSQL), never one ORM add
+per row. Everything runs in the caller's transaction so a failed import leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord
+from recsys.store.importers.report import TableCounts
+from recsys.store.tables import Event, Item, ItemMedia, User, utcnow
+
+_CHUNK = 900  # stays under SQLite's bound-parameter limit in IN (...) lists
+
+
+def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def _dialect_insert(session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def id_map(session: Session, table: type[Item] | type[User], external_ids: Iterable[str]) -> dict[str, int]:
+    """external id -> internal key for the given ids that exist."""
+    ids = list(dict.fromkeys(external_ids))
+    out: dict[str, int] = {}
+    for part in _chunks(ids):
+        rows = session.execute(select(table.external_id, table.id).where(table.external_id.in_(part)))
+        out.update({e: i for e, i in rows})
+    return out
+
+
+def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableCounts) -> None:
+    """Insert new items, update changed ones (by content hash), leave unchanged ones alone."""
+    records = list({r.external_id: r for r in records}.values())  # last one wins within a batch
+    existing: dict[str, tuple[int, str, bool]] = {}
+    for part in _chunks([r.external_id for r in records]):
+        q = select(Item.external_id, Item.id, Item.content_hash, Item.deleted).where(Item.external_id.in_(part))
+        existing.update({e: (i, h, d) for e, i, h, d in session.execute(q)})
+    now = utcnow()
+    new, changed = [], []
+    for r in records:
+        h = r.content_hash()
+        row = {"external_id": r.external_id, "title": r.title, "description": r.description,
+               "category": r.category, "price": r.price, "in_stock": r.in_stock, "attributes": r.attributes,
+               "content_hash": h, "updated_at": now}
+        if r.external_id not in existing:
+            new.append({**row, "created_at": now, "hidden": False, "deleted": False})
+        elif existing[r.external_id][1] != h or existing[r.external_id][2]:
+            changed.append({**row, "id": existing[r.external_id][0], "deleted": False})
+        else:
+            counts.unchanged += 1
+    if new:
+        session.execute(Item.__table__.insert(), new)
+    if changed:
+        session.execute(update(Item), changed)
+    counts.inserted += len(new)
+    counts.updated += len(changed)
+    touched = {r["external_id"] for r in new} | {r["external_id"] for r in changed}
+    if not touched:
+        return
+    ids = id_map(session, Item, touched)
+    for part in _chunks(list(ids.values())):
+        session.execute(delete(ItemMedia).where(ItemMedia.item_id.in_(part)))
+    media = [
+        {"item_id": ids[r.external_id], "kind": kind, "uri": uri, "position": pos, "status": "pending", "error": None}
+        for r in records if r.external_id in touched
+        for pos, (kind, uri) in enumerate(dict.fromkeys(r.media))
+    ]
+    if media:
+        session.execute(ItemMedia.__table__.insert(), media)
+
+
+def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableCounts) -> None:
+    records = list({r.external_id: r for r in records}.values())
+    existing: dict[str, tuple[int, Any]] = {}
+    for part in _chunks([r.external_id for r in records]):
+        q = select(User.external_id, User.id, User.attributes).where(User.external_id.in_(part))
+        existing.update({e: (i, a) for e, i, a in session.execute(q)})
+    new = [{"external_id": r.external_id, "attributes": r.attributes, "created_at": utcnow()}
+           for r in records if r.external_id not in existing]
+    changed = [{"id": existing[r.external_id][0], "attributes": r.attributes}
+               for r in records if r.external_id in existing and existing[r.external_id][1] != r.attributes]
+    if new:
+        session.execute(User.__table__.insert(), new)
+    if changed:
+        session.execute(update(User), changed)
+    counts.inserted += len(new)
+    counts.updated += len(changed)
+    counts.unchanged += len(records) - len(new) - len(changed)
+
+
+def ensure_users(session: Session, external_ids: Iterable[str]) -> dict[str, int]:
+    """Map user ids to keys, creating users that events mention for the first time."""
+    ids = list(dict.fromkeys(external_ids))
+    known = id_map(session, User, ids)
+    missing = [e for e in ids if e not in known]
+    if missing:
+        ins = _dialect_insert(session)(User.__table__).on_conflict_do_nothing(index_elements=["external_id"])
+        session.execute(ins, [{"external_id": e, "attributes": {}, "created_at": utcnow()} for e in missing])
+        known.update(id_map(session, User, missing))
+    return known
+
+
+def insert_events(session: Session, records: Sequence[EventRecord]) -> list[int | None]:
+    """Store events; returns per record the new event key, or None when it was already stored (same client id).
+
+    Records whose item is unknown must be filtered out by the caller (see :func:`unknown_items`).
+    """
+    users = ensure_users(session, (r.user_id for r in records))
+    items = id_map(session, Item, (r.item_id for r in records))
+    rows = [
+        {"user_id": users[r.user_id], "item_id": items[r.item_id], "type": r.type, "value": r.value, "ts": r.ts,
+         # An event without a client id can never be a duplicate: give it a unique one so results correlate.
+         "client_event_id": r.client_event_id or f"auto:{uuid.uuid4().hex}", "created_at": utcnow()}
+        for r in records
+    ]
+    if not rows:
+        return []
+    ins = _dialect_insert(session)(Event.__table__).on_conflict_do_nothing(
+        index_elements=["user_id", "client_event_id"]
+    ).returning(Event.__table__.c.id, Event.__table__.c.user_id, Event.__table__.c.client_event_id)
+    stored: dict[tuple[int, str], int] = {}
+    for part in _chunks(rows, 2000):
+        for eid, uid, cid in session.execute(ins, list(part)).all():
+            stored[(uid, cid)] = eid
+    return [stored.pop((row["user_id"], row["client_event_id"]), None) for row in rows]
+
+
+def unknown_items(session: Session, item_ids: Iterable[str]) -> set[str]:
+    ids = set(item_ids)
+    return ids - set(id_map(session, Item, ids))
+
+
+def count_events(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Event)) or 0)

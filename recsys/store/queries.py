@@ -1,0 +1,89 @@
+"""Read queries shared by the pipeline stages. They return external ids, never internal keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from recsys.store.tables import Event, Item, ItemMedia, User
+
+
+def events_frame(
+    session: Session,
+    *,
+    types: Sequence[str] | None = None,
+    users: Sequence[str] | None = None,
+    since: datetime | None = None,
+) -> pd.DataFrame:
+    """Events as a frame with columns user_id, item_id (external ids, str), type, value, ts, sorted by (ts, id)."""
+    q = (
+        select(User.external_id.label("user_id"), Item.external_id.label("item_id"), Event.type, Event.value,
+               Event.ts, Event.id.label("event_id"))
+        .join(User, User.id == Event.user_id)
+        .join(Item, Item.id == Event.item_id)
+        .order_by(Event.ts, Event.id)
+    )
+    if types:
+        q = q.where(Event.type.in_(list(types)))
+    if users is not None:
+        q = q.where(User.external_id.in_(list(users)))
+    if since is not None:
+        q = q.where(Event.ts >= since)
+    rows = session.execute(q).all()
+    df = pd.DataFrame(rows, columns=["user_id", "item_id", "type", "value", "ts", "event_id"])
+    df["ts"] = pd.to_datetime(df["ts"])
+    return df
+
+
+def items_frame(session: Session, *, include_removed: bool = False) -> pd.DataFrame:
+    """Items as a frame: item_id (external), title, description, category, price, in_stock, attributes, hidden,
+    deleted, content_hash, created_at, updated_at, image (first image path or None), video (first video or None)."""
+    q = select(Item).order_by(Item.id)
+    if not include_removed:
+        q = q.where(Item.deleted.is_(False))
+    items = session.scalars(q).all()
+    media: dict[int, dict[str, str]] = {}
+    for m in session.scalars(select(ItemMedia).order_by(ItemMedia.item_id, ItemMedia.position)):
+        media.setdefault(m.item_id, {}).setdefault(m.kind, m.uri)
+    rows: list[dict[str, Any]] = []
+    for it in items:
+        m = media.get(it.id, {})
+        rows.append({
+            "item_id": it.external_id, "title": it.title, "description": it.description, "category": it.category,
+            "price": it.price, "in_stock": it.in_stock, "attributes": it.attributes or {}, "hidden": it.hidden,
+            "deleted": it.deleted, "content_hash": it.content_hash, "created_at": it.created_at,
+            "updated_at": it.updated_at, "image": m.get("image"), "video": m.get("video"),
+        })
+    cols = ["item_id", "title", "description", "category", "price", "in_stock", "attributes", "hidden", "deleted",
+            "content_hash", "created_at", "updated_at", "image", "video"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def removed_item_ids(session: Session) -> set[str]:
+    """External ids of hidden or deleted items: never returned by any query (DESIGN.md decision 6)."""
+    q = select(Item.external_id).where(Item.hidden.is_(True) | Item.deleted.is_(True))
+    return set(session.scalars(q))
+
+
+def stats(session: Session) -> dict[str, Any]:
+    """The `recsys stats --json` object (DESIGN.md section 4)."""
+    items = session.scalar(select(func.count()).select_from(Item).where(Item.deleted.is_(False))) or 0
+    with_image = session.scalar(
+        select(func.count(func.distinct(ItemMedia.item_id)))
+        .join(Item, Item.id == ItemMedia.item_id)
+        .where(ItemMedia.kind == "image", Item.deleted.is_(False))
+    ) or 0
+    users = session.scalar(select(func.count()).select_from(User)) or 0
+    by_type = dict(session.execute(select(Event.type, func.count()).group_by(Event.type)).all())
+    return {
+        "items": int(items),
+        "items_with_image": int(with_image),
+        "users": int(users),
+        "events": int(sum(by_type.values())),
+        "events_by_type": {k: int(v) for k, v in sorted(by_type.items())},
+    }
