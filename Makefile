@@ -1,0 +1,32 @@
+# `make demo` and `make test` are all a fresh machine needs: each creates .venv and installs from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[api,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/recsys demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check recsys tests bench migrations
+	$(BIN)/mypy recsys
+
+clean:
+	rm -rf $(VENV) .recsys .pytest_cache .mypy_cache .ruff_cache

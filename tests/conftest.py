@@ -1,0 +1,64 @@
+"""Shared fixtures: a fresh store on SQLite, and on PostgreSQL when RECSYS_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recsys.config import Settings
+from recsys.store import Store
+
+PG_URL = os.environ.get("RECSYS_TEST_POSTGRES_URL")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+def _pg_database() -> Iterator[str]:
+    """A throwaway database on the test server, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    assert PG_URL
+    name = f"recsys_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'recsys.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("RECSYS_TEST_POSTGRES_URL not set")
+    yield from _pg_database()
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    s.upgrade()
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'recsys.db'}")
+    s.upgrade()
+    yield s
+    s.dispose()

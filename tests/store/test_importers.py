@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import select
+
+from recsys.config import Settings
+from recsys.errors import ImportFailed
+from recsys.store import Item, ItemMedia, Store
+from recsys.store.importers import run_import
+from recsys.store.queries import events_frame, stats
+from tests.store.fixtures import write_hm, write_movielens
+
+
+def _stats(store: Store) -> dict:
+    with store.session() as s:
+        return stats(s)
+
+
+def test_hm_import_counts_and_is_idempotent(store: Store, settings: Settings, tmp_path: Path) -> None:
+    root = write_hm(tmp_path / "hm")
+    run_import(store, "hm", root, settings=settings)
+    expected = {"items": 3, "items_with_image": 2, "users": 2, "events": 4, "events_by_type": {"purchase": 4}}
+    assert _stats(store) == expected
+    report = run_import(store, "hm", root, settings=settings)
+    assert _stats(store) == expected
+    assert report.tables["events"].inserted == 0 and report.tables["events"].unchanged == 4
+    assert report.tables["items"].unchanged == 3
+    with store.session() as s:
+        ids = set(s.scalars(select(Item.external_id)))
+        assert "0108775015" in ids  # leading zeros kept
+        item = s.scalar(select(Item).where(Item.external_id == "0108775015"))
+        assert item is not None and item.price == pytest.approx(0.0423)
+        assert item.attributes["colour"] == "Black" and item.category == "Vest top"
+
+
+def test_identical_purchase_rows_are_separate_events(store: Store, settings: Settings, tmp_path: Path) -> None:
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    with store.session() as s:
+        df = events_frame(s, users=["c1"])
+    assert len(df) == 2 and set(df.item_id) == {"0108775015"}
+
+
+def test_changed_item_is_updated(store: Store, settings: Settings, tmp_path: Path) -> None:
+    root = write_hm(tmp_path / "hm")
+    run_import(store, "hm", root, settings=settings)
+    text = (root / "articles.csv").read_text().replace("Strap top,253,Vest top", "Strappy top,253,Vest top", 1)
+    (root / "articles.csv").write_text(text)
+    report = run_import(store, "hm", root, settings=settings)
+    assert report.tables["items"].updated == 1 and report.tables["items"].unchanged == 2
+    with store.session() as s:
+        assert s.scalar(select(Item.title).where(Item.external_id == "0108775015")) == "Strappy top"
+
+
+def test_movielens_import(store: Store, settings: Settings, tmp_path: Path) -> None:
+    root = write_movielens(tmp_path / "ml")
+    run_import(store, "movielens", root, settings=settings)
+    run_import(store, "movielens", root, settings=settings)
+    st = _stats(store)
+    assert st == {"items": 2, "items_with_image": 1, "users": 2, "events": 3, "events_by_type": {"rating": 3}}
+    with store.session() as s:
+        toy = s.scalar(select(Item).where(Item.external_id == "1"))
+        assert toy is not None
+        assert toy.description == "Toys come alive." and toy.category == "Comedy"
+        assert toy.attributes["year"] == 1995
+        assert s.scalar(select(Item.title).where(Item.external_id == "2")) == "Caf\xe9 Film (1996)"
+
+
+def test_generic_formats_and_mapping(store: Store, settings: Settings, tmp_path: Path) -> None:
+    csv_file = tmp_path / "items.csv"
+    csv_file.write_text("sku,name,category,price,colour\nA1,Red shirt,shirt,9.5,red\nA2,Blue mug,mug,3,blue\n")
+    run_import(store, "items", csv_file, settings=settings, mapping={"item_id": "sku", "title": "name"})
+    pq_file = tmp_path / "items.parquet"
+    pq.write_table(pa.table({"item_id": ["P1"], "title": ["Lamp"], "price": [20.0]}), pq_file)
+    run_import(store, "items", pq_file, settings=settings)
+    ev = tmp_path / "events.jsonl"
+    ev.write_text("\n".join(json.dumps(e) for e in [
+        {"user_id": "u1", "item_id": "A1", "type": "view", "timestamp": "2024-01-01T10:00:00Z"},
+        {"user_id": "u1", "item_id": "A1", "type": "view", "timestamp": "2024-01-01T10:00:00Z"},
+        {"user_id": "u1", "item_id": "P1", "type": "purchase", "timestamp": 1704103200, "event_id": "e9"},
+    ]) + "\n")
+    run_import(store, "events", ev, settings=settings)
+    run_import(store, "events", ev, settings=settings)
+    st = _stats(store)
+    assert st["items"] == 3 and st["users"] == 1 and st["events"] == 3
+    with store.session() as s:
+        a1 = s.scalar(select(Item).where(Item.external_id == "A1"))
+        assert a1 is not None and a1.title == "Red shirt" and a1.attributes == {"colour": "red"}
+
+
+def test_bad_rows_are_skipped_and_listed(store: Store, settings: Settings, tmp_path: Path) -> None:
+    f = tmp_path / "items.csv"
+    rows = ["item_id,title,price"] + [f"I{i},Item {i},{i}" for i in range(30)]
+    rows += ["I99,Bad price,abc", "I98,too,many,fields", ",no id,1"]
+    f.write_text("\n".join(rows) + "\n")
+    report = run_import(store, "items", f, settings=settings)
+    assert report.tables["items"].inserted == 30
+    lines = {b.line: b.reason for b in report.bad_rows}
+    assert set(lines) == {32, 33, 34}
+    assert "price" in lines[32] and "fields" in lines[33] and "item_id" in lines[34]
+
+
+def test_unknown_item_in_events_is_reported(store: Store, settings: Settings, tmp_path: Path) -> None:
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    f = tmp_path / "ev.csv"
+    f.write_text("user_id,item_id,type,timestamp\nc1,0108775015,view,2024-01-01\nc1,NOPE,view,2024-01-01\n")
+    report = run_import(store, "events", f, settings=settings)
+    assert report.tables["events"].inserted == 1
+    assert [b.line for b in report.bad_rows] == [3] and "unknown item" in report.bad_rows[0].reason
+
+
+@pytest.mark.parametrize("damage", ["truncate", "binary", "quote", "garble"])
+def test_unreadable_file_fails_and_leaves_store_unchanged(
+    store: Store, settings: Settings, tmp_path: Path, damage: str
+) -> None:
+    root = write_hm(tmp_path / "hm")
+    run_import(store, "hm", root, settings=settings)
+    before = _stats(store)
+    tx = root / "transactions.csv"
+    good = tx.read_text() + "".join(f"2019-01-0{d % 9 + 1},c{d % 2 + 1},0108775044,0.01,1\n" for d in range(40))
+    if damage == "truncate":
+        tx.write_text(good[: good.rindex("\n", 0, len(good) - 1) + 12])
+    elif damage == "binary":
+        tx.write_bytes(good.encode()[:200] + b"\xff\xfe\x00\x81garbage\n" + good.encode()[200:])
+    elif damage == "quote":
+        tx.write_text(good + '2019-02-01,c1,"0108775044,0.01,1\n')
+    else:
+        tx.write_text(good.replace(",", ";"))
+    with pytest.raises(ImportFailed) as exc:
+        run_import(store, "hm", root, settings=settings)
+    assert "transactions.csv" in str(exc.value)
+    if damage != "garble":
+        assert ":" in str(exc.value).split("transactions.csv", 1)[1][:3]  # names a line
+    assert _stats(store) == before
+
+
+def test_media_rows_point_at_files(store: Store, settings: Settings, tmp_path: Path) -> None:
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    with store.session() as s:
+        uris = list(s.scalars(select(ItemMedia.uri)))
+    assert len(uris) == 2 and all(Path(u).is_file() for u in uris)
