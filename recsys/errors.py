@@ -86,7 +86,7 @@ class BadMedia(EncoderError):
     code = "bad_media"
 
 
-class IndexError_(RecsysError):  # noqa: N801 - trailing underscore avoids shadowing the builtin
+class IndexError_(RecsysError):
     code, status = "index", 503
 
 

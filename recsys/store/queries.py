@@ -52,12 +52,12 @@ def items_frame(session: Session, *, include_removed: bool = False) -> pd.DataFr
         media.setdefault(m.item_id, {}).setdefault(m.kind, m.uri)
     rows: list[dict[str, Any]] = []
     for it in items:
-        m = media.get(it.id, {})
+        first = media.get(it.id, {})
         rows.append({
             "item_id": it.external_id, "title": it.title, "description": it.description, "category": it.category,
             "price": it.price, "in_stock": it.in_stock, "attributes": it.attributes or {}, "hidden": it.hidden,
             "deleted": it.deleted, "content_hash": it.content_hash, "created_at": it.created_at,
-            "updated_at": it.updated_at, "image": m.get("image"), "video": m.get("video"),
+            "updated_at": it.updated_at, "image": first.get("image"), "video": first.get("video"),
         })
     cols = ["item_id", "title", "description", "category", "price", "in_stock", "attributes", "hidden", "deleted",
             "content_hash", "created_at", "updated_at", "image", "video"]

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord
@@ -26,11 +26,9 @@ def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
 
 
 def _dialect_insert(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def id_map(session: Session, table: type[Item] | type[User], external_ids: Iterable[str]) -> dict[str, int]:
@@ -64,12 +62,12 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
         else:
             counts.unchanged += 1
     if new:
-        session.execute(Item.__table__.insert(), new)
+        session.execute(insert(Item), new)
     if changed:
         session.execute(update(Item), changed)
     counts.inserted += len(new)
     counts.updated += len(changed)
-    touched = {r["external_id"] for r in new} | {r["external_id"] for r in changed}
+    touched: set[str] = {str(r["external_id"]) for r in new} | {str(r["external_id"]) for r in changed}
     if not touched:
         return
     ids = id_map(session, Item, touched)
@@ -81,7 +79,7 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
         for pos, (kind, uri) in enumerate(dict.fromkeys(r.media))
     ]
     if media:
-        session.execute(ItemMedia.__table__.insert(), media)
+        session.execute(insert(ItemMedia), media)
 
 
 def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableCounts) -> None:
@@ -95,7 +93,7 @@ def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableC
     changed = [{"id": existing[r.external_id][0], "attributes": r.attributes}
                for r in records if r.external_id in existing and existing[r.external_id][1] != r.attributes]
     if new:
-        session.execute(User.__table__.insert(), new)
+        session.execute(insert(User), new)
     if changed:
         session.execute(update(User), changed)
     counts.inserted += len(new)
@@ -122,7 +120,7 @@ def insert_events(session: Session, records: Sequence[EventRecord]) -> list[int 
     """
     users = ensure_users(session, (r.user_id for r in records))
     items = id_map(session, Item, (r.item_id for r in records))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"user_id": users[r.user_id], "item_id": items[r.item_id], "type": r.type, "value": r.value, "ts": r.ts,
          # An event without a client id can never be a duplicate: give it a unique one so results correlate.
          "client_event_id": r.client_event_id or f"auto:{uuid.uuid4().hex}", "created_at": utcnow()}
@@ -137,7 +135,7 @@ def insert_events(session: Session, records: Sequence[EventRecord]) -> list[int 
     for part in _chunks(rows, 2000):
         for eid, uid, cid in session.execute(ins, list(part)).all():
             stored[(uid, cid)] = eid
-    return [stored.pop((row["user_id"], row["client_event_id"]), None) for row in rows]
+    return [stored.pop((int(row["user_id"]), str(row["client_event_id"])), None) for row in rows]
 
 
 def unknown_items(session: Session, item_ids: Iterable[str]) -> set[str]:
