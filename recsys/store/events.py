@@ -1,0 +1,74 @@
+"""Live event ingestion: validate each event, store the good ones in one commit, report per event.
+
+The API, the CLI's ``--test-events`` replay and notebooks all use this path; an event is acknowledged only after
+its transaction commits, and a repeated client event id is reported as a duplicate, not stored twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from recsys.store.db import Store
+from recsys.store.importers.records import EventRecord, parse_event_type, parse_float, parse_id, parse_ts
+from recsys.store.importers.writer import insert_events, unknown_items
+from recsys.store.tables import utcnow
+
+
+@dataclass(frozen=True)
+class EventResult:
+    index: int
+    status: str
+    """"stored", "duplicate" or "error"."""
+    event_id: int | None = None
+    error: str | None = None
+
+
+def parse_event(raw: Mapping[str, Any], *, now: datetime | None = None) -> EventRecord:
+    """One event from a mapping (user_id, item_id, type, value?, timestamp?, event_id?); raises ValueError."""
+    ts = raw.get("timestamp", raw.get("ts"))
+    cid = raw.get("event_id", raw.get("client_event_id"))
+    return EventRecord(
+        user_id=parse_id(raw.get("user_id"), "user_id"),
+        item_id=parse_id(raw.get("item_id"), "item_id"),
+        type=parse_event_type(raw.get("type")),
+        ts=parse_ts(ts) if ts not in (None, "") else (now or utcnow()),
+        value=parse_float(raw.get("value"), "value"),
+        client_event_id=None if cid in (None, "") else str(cid)[:200],
+    )
+
+
+def ingest_events(store: Store, events: Sequence[Mapping[str, Any]]) -> list[EventResult]:
+    """Store a batch of events; each gets its own result, bad ones never block good ones."""
+    results: dict[int, EventResult] = {}
+    parsed: list[tuple[int, EventRecord]] = []
+    now = utcnow()
+    for i, raw in enumerate(events):
+        try:
+            parsed.append((i, parse_event(raw, now=now)))
+        except (ValueError, TypeError, AttributeError) as e:
+            results[i] = EventResult(i, "error", error=str(e))
+    with store.session() as s:
+        missing = unknown_items(s, (r.item_id for _, r in parsed))
+        good = []
+        for i, r in parsed:
+            if r.item_id in missing:
+                results[i] = EventResult(i, "error", error=f"unknown item id {r.item_id!r}")
+            else:
+                good.append((i, r))
+        # Within one batch a repeated client id is a duplicate of the earlier one.
+        seen: set[tuple[str, str]] = set()
+        unique = []
+        for i, r in good:
+            key = (r.user_id, r.client_event_id or "")
+            if r.client_event_id and key in seen:
+                results[i] = EventResult(i, "duplicate")
+                continue
+            seen.add(key)
+            unique.append((i, r))
+        ids = insert_events(s, [r for _, r in unique])
+    for (i, _), eid in zip(unique, ids, strict=True):
+        results[i] = EventResult(i, "stored", eid) if eid is not None else EventResult(i, "duplicate")
+    return [results[i] for i in range(len(events))]
