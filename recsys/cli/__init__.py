@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from recsys.cli import data
+from recsys.cli import data, demo
 
 app = typer.Typer(
     help="recsys: multimodal recommendation engine (import, embed, index, train, evaluate, serve).",
@@ -22,6 +22,7 @@ app.command("stats")(data.stats)
 app.add_typer(data.db_app, name="db")
 app.add_typer(data.import_app, name="import")
 app.add_typer(data.items_app, name="items")
+app.command("demo")(demo.demo)
 
 
 def _register_optional() -> None:
@@ -38,7 +39,12 @@ def _register_optional() -> None:
         mod.register(app) if attr == "register" else app.add_typer(getattr(mod, attr), name=name)
 
 
-_OPTIONAL: list[tuple[str, str, str]] = []
+_OPTIONAL: list[tuple[str, str, str]] = [
+    ("pipeline", "register", ""),
+    ("encoders", "register", ""),
+    ("index", "register", ""),
+    ("serve", "register", ""),
+]
 
 
 def main() -> None:

@@ -1,0 +1,160 @@
+"""Offline jobs and queries: build, train, evaluate, search, similar, recommend.
+
+Query commands print a JSON list (best first) on the last stdout line; `evaluate --json` prints one JSON object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from recsys.cli._common import emit_json, err, open_store, progress_bar
+
+search_app = typer.Typer(help="Content search by text or image.", no_args_is_help=True)
+
+FilterOpt = Annotated[
+    list[str] | None,
+    typer.Option("--filter", help="category=A|B, price<=X, price>=X, in_stock=true, attr.KEY=VALUE (repeatable)"),
+]
+KOpt = Annotated[int, typer.Option("--k", min=1, max=1000)]
+JsonOpt = Annotated[bool, typer.Option("--json")]
+
+
+def _recommender() -> Any:
+    from recsys.service import Recommender
+
+    return Recommender(store=open_store())
+
+
+def _print(results: list[Any], json_out: bool) -> None:
+    rows = [r.to_dict() for r in results]
+    if not json_out:
+        for i, r in enumerate(rows, 1):
+            src = ",".join(r.get("sources", []))
+            err.print(f"{i:>3}. {r['item_id']:<16} {r['score']:.4f} {src}")
+    emit_json(rows)
+
+
+def run_build(store: Any, settings: Any, *, force: bool = False) -> dict[str, Any]:
+    from recsys.service import Recommender
+
+    rec = Recommender(settings, store)
+    with progress_bar("build") as update:
+        report = rec.build(progress=update, force=force)
+    for stage, info in report.items():
+        err.print(f"{stage}: {info}")
+    return report
+
+
+def build(force: Annotated[bool, typer.Option(help="redo every stage")] = False, json_out: JsonOpt = False) -> None:
+    """Fit the encoder if needed, embed, index, train the ranker. Idempotent: unchanged stages are skipped."""
+    from recsys.config import get_settings
+
+    report = run_build(open_store(), get_settings(), force=force)
+    if json_out:
+        emit_json(report)
+
+
+def train(json_out: JsonOpt = False) -> None:
+    """Train the ranker on the stored events (seeded; a new versioned artifact)."""
+    rec = _recommender()
+    with progress_bar("train") as update:
+        info = rec.train(progress=update)
+    err.print(str(info))
+    if json_out:
+        emit_json(info)
+
+
+def evaluate(
+    k: KOpt = 20,
+    test_events: Annotated[Path | None, typer.Option("--test-events", help="interactions of users unknown to the store")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="hm|movielens (with --test-events)")] = None,
+    protocol: Annotated[str | None, typer.Option(help="hm|movielens; default: guessed from the events")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Temporal leave-last-out evaluation against the popular, co-occurrence and content-kNN baselines."""
+    from recsys.evaluation.runner import evaluate_store
+
+    rec = _recommender()
+    with progress_bar("evaluate") as update:
+        result = evaluate_store(rec, k=k, test_events=test_events, fmt=fmt, protocol=protocol, progress=update)
+    if not json_out:
+        m = result["metrics"]
+        err.print(f"users {result['users']}  recall@{k} {m['recall']:.4f}  ndcg {m['ndcg']:.4f}  "
+                  f"hit {m['hit_rate']:.4f}  mrr {m['mrr']:.4f}  coverage {m['coverage']:.4f}")
+        for name, b in result["baselines"].items():
+            err.print(f"  {name:<18} recall {b['recall']:.4f}  ndcg {b['ndcg']:.4f}")
+    emit_json(result)
+
+
+def _filters(specs: list[str] | None) -> Any:
+    from recsys.index import parse_filters
+
+    return parse_filters(specs or [])
+
+
+@search_app.command("text")
+def search_text(
+    query: str,
+    k: KOpt = 20,
+    modality: Annotated[str, typer.Option(help="fused|text|image")] = "fused",
+    filters: FilterOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Items matching a text query (text->image search with --modality image)."""
+    _print(_recommender().search_text(query, k, modality=modality, filter=_filters(filters)), json_out)
+
+
+@search_app.command("image")
+def search_image(
+    file: Path,
+    k: KOpt = 20,
+    modality: Annotated[str, typer.Option(help="image|fused|text")] = "image",
+    filters: FilterOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Items that look like the image in FILE."""
+    from recsys.errors import BadMedia
+
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        raise BadMedia(f"{file}: cannot read ({e.strerror}); check the path") from e
+    _print(_recommender().search_image(data, k, modality=modality, filter=_filters(filters)), json_out)
+
+
+def similar(
+    item_id: str,
+    k: KOpt = 20,
+    modality: Annotated[str, typer.Option(help="fused|text|image")] = "fused",
+    filters: FilterOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Items similar to ITEM_ID."""
+    _print(_recommender().similar(item_id, k, modality=modality, filter=_filters(filters)), json_out)
+
+
+def recommend(
+    user_id: str,
+    k: KOpt = 20,
+    explain: Annotated[bool, typer.Option("--explain")] = False,
+    diversity: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="MMR weight")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="item id to leave out (repeatable)")] = None,
+    filters: FilterOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Personal recommendations for USER_ID (an unknown user gets trending items, tagged as such)."""
+    results = _recommender().recommend(user_id, k, filter=_filters(filters), exclude=exclude or (),
+                                       diversity=diversity, explain=explain)
+    _print(results, json_out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.add_typer(search_app, name="search")
+    app.command("similar")(similar)
+    app.command("recommend")(recommend)
