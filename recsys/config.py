@@ -61,6 +61,15 @@ class ApiSettings(BaseModel):
     rate_limit_per_minute: int = 6000
     max_body_bytes: int = 10_000_000
     cors_origins: list[str] = Field(default_factory=list)
+    max_batch: int = 1000
+    """Most items or events in one request."""
+    max_image_bytes: int = 8_000_000
+    max_image_pixels: int = 25_000_000
+    image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP"])
+    refresh_seconds: float = 1.0
+    """How often the server looks for newer index / ranker generations."""
+    retry_after_seconds: int = 2
+    """Retry-After sent with 503 answers while the store is unreachable."""
 
 
 class Settings(BaseSettings):

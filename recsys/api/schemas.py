@@ -1,0 +1,247 @@
+"""Request and response shapes of the HTTP API: the OpenAPI contract clients code against.
+
+Every input is bounded here (lengths, counts, finite numbers), so bad input is a 422 before any domain code runs.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+MAX_K = 1000
+MAX_LIST = 1000
+
+# Ids: printable, no control characters (PostgreSQL refuses NUL), at most 128 characters like the store's.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
+Text = Annotated[str, StringConstraints(max_length=100_000, pattern=r"^[^\x00]*$")]
+Query = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+K = Annotated[int, Field(ge=1, le=MAX_K, description="number of results")]
+Diversity = Annotated[float, Field(ge=0.0, le=1.0, description="MMR weight: 0 keeps the ranker's order")]
+Modality = Literal["fused", "text", "image"]
+EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "like", "dislike"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Filter(_Strict):
+    """Item filters, applied inside retrieval so a filtered request still returns k items when k exist."""
+
+    categories: Annotated[list[ShortText], Field(max_length=MAX_LIST)] | None = None
+    price_min: Finite | None = None
+    price_max: Finite | None = None
+    in_stock: bool | None = None
+    attributes: Annotated[dict[ShortText, ShortText], Field(max_length=100)] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Filter:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError("price_min is greater than price_max")
+        return self
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in self.model_dump().values())
+
+
+Exclude = Annotated[list[Id], Field(max_length=10_000, description="item ids never to return")]
+
+
+# -- results --------------------------------------------------------------------------------------------------
+class ScoredItemOut(BaseModel):
+    item_id: str
+    score: float
+    sources: list[str] = Field(default_factory=list)
+    explanation: dict[str, Any] | None = None
+
+
+class Meta(BaseModel):
+    request_id: str | None = None
+    index_generation: str | None = None
+    ranker_version: str | None = None
+
+
+class Debug(BaseModel):
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class Results(BaseModel):
+    """A list of results, best first."""
+
+    items: list[ScoredItemOut]
+    meta: Meta = Field(default_factory=Meta)
+    debug: Debug | None = None
+
+
+# -- queries --------------------------------------------------------------------------------------------------
+class RecommendRequest(_Strict):
+    k: K = 20
+    filter: Filter | None = None
+    exclude: Exclude = Field(default_factory=list)
+    diversity: Diversity | None = None
+    explain: bool = False
+    debug: bool = False
+
+
+class EventIn(_Strict):
+    user_id: Id
+    item_id: Id
+    type: EventType
+    value: Finite | None = None
+    timestamp: datetime | None = None
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] | None = Field(
+        default=None, description="client event id: a repeated one is acknowledged as a duplicate, not stored twice"
+    )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _sane_ts(cls, v: datetime | None) -> datetime | None:
+        if v is not None and not (1970 <= v.year <= 2200):
+            raise ValueError("timestamp out of range (years 1970..2200)")
+        return v
+
+
+class SessionEvent(_Strict):
+    """An event of an anonymous session: the user is implied."""
+
+    item_id: Id
+    type: EventType
+    value: Finite | None = None
+    timestamp: datetime | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _sane_ts(cls, v: datetime | None) -> datetime | None:
+        if v is not None and not (1970 <= v.year <= 2200):
+            raise ValueError("timestamp out of range (years 1970..2200)")
+        return v
+
+
+class SessionRequest(RecommendRequest):
+    events: Annotated[list[SessionEvent], Field(min_length=1, max_length=MAX_LIST)]
+
+
+class SearchTextRequest(_Strict):
+    query: Query
+    k: K = 20
+    modality: Modality = "fused"
+    filter: Filter | None = None
+    exclude: Exclude = Field(default_factory=list)
+
+
+class SimilarRequest(_Strict):
+    k: K = 20
+    modality: Modality = "fused"
+    filter: Filter | None = None
+    exclude: Exclude = Field(default_factory=list)
+
+
+Weight = Annotated[float, Field(gt=0.0, le=1000.0, allow_inf_nan=False)]
+
+
+class MoreLikeTheseRequest(_Strict):
+    positive: Annotated[dict[Id, Weight], Field(min_length=1, max_length=MAX_LIST)]
+    negative: Annotated[dict[Id, Weight], Field(max_length=MAX_LIST)] = Field(default_factory=dict)
+    k: K = 20
+    filter: Filter | None = None
+    exclude: Exclude = Field(default_factory=list)
+
+
+# -- events ---------------------------------------------------------------------------------------------------
+class EventBatch(_Strict):
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_LIST)]
+
+
+class EventResultOut(BaseModel):
+    index: int
+    status: Literal["stored", "duplicate", "error"]
+    event_id: int | None = None
+    error: str | None = None
+
+
+class EventBatchResult(BaseModel):
+    results: list[EventResultOut]
+    stored: int
+    duplicates: int
+    errors: int
+
+
+# -- items ----------------------------------------------------------------------------------------------------
+AttrValue = str | int | float | bool | None
+
+
+class ItemPut(_Strict):
+    """An item's fields without its id (``PUT /v1/items/{item_id}`` names it in the path); ``image`` is a file path
+    or URL the server can read."""
+
+    title: Text = ""
+    description: Text = ""
+    category: ShortText | None = None
+    price: Finite | None = None
+    in_stock: bool = True
+    image: Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00]*$")] | None = None
+    attributes: Annotated[dict[ShortText, AttrValue], Field(max_length=200)] = Field(default_factory=dict)
+
+    @field_validator("attributes")
+    @classmethod
+    def _finite_attrs(cls, v: dict[str, AttrValue]) -> dict[str, AttrValue]:
+        for key, val in v.items():
+            if isinstance(val, float) and not math.isfinite(val):
+                raise ValueError(f"attribute {key!r} is not finite")
+            if isinstance(val, str) and ("\x00" in val or len(val) > 10_000):
+                raise ValueError(f"attribute {key!r} has a NUL character or is over 10000 characters")
+        return v
+
+
+class ItemIn(ItemPut):
+    """An item in the generic importer's canonical fields."""
+
+    item_id: Id
+
+
+class ItemBatch(_Strict):
+    items: Annotated[list[ItemIn], Field(min_length=1, max_length=MAX_LIST)]
+
+
+class ItemBatchResult(BaseModel):
+    results: list[dict[str, Any]]
+
+
+class ItemOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    item_id: str
+
+
+class Deleted(BaseModel):
+    item_id: str
+    deleted: bool = True
+
+
+# -- operations -----------------------------------------------------------------------------------------------
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    store: bool
+    index_generation: str | None = None
+    ranker_version: str | None = None
+    encoder_id: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    request_id: str | None = None
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,169 @@
+"""Run recommenders over one split and produce the evaluation JSON of DESIGN.md section 4.
+
+    split = temporal_split(events, "hm")
+    recs = {"ours": Batch(lambda users, hists, k: ...), **make_baselines(split, ids, vectors)}
+    result = run_evaluation(split, recs, k=20, catalogue_size=len(ids))
+
+A recommender is either a callable ``(user_id, history, k) -> list[str]`` called once per test user, or a
+:class:`Batch` wrapping ``(user_ids, histories, k) -> list[list[str]]`` for models that score many users at once.
+``result["metrics"]`` are those of ``main`` ("ours"); the three baselines go under "baselines", anything else
+(implicit, Cornac, ablations) under "peers". Slices repeat recall/NDCG/hit rate/MRR for every recommender on the
+cold-item targets and the cold users.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.evaluation.metrics import METRICS, PerUser, coverage, dedupe, per_user
+from recsys.evaluation.splits import Split
+
+log = logging.getLogger(__name__)
+
+Recommend = Callable[[str, pd.DataFrame, int], list[str]]
+BatchRecommend = Callable[[list[str], list[pd.DataFrame], int], list[list[str]]]
+BASELINES = ("popular", "item_cooccurrence", "content_knn")
+COLD_USER_MAX_EVENTS = 5
+"""A cold user has at most this many history (training) events before the target time."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Marks a recommender that takes all test users at once: ``fn(user_ids, histories, k)``."""
+
+    fn: BatchRecommend
+
+
+def recommend_all(split: Split, rec: Recommend | Batch, k: int) -> list[list[str]]:
+    """Every test user's top-``k`` list (deduplicated), in ``split.users`` order."""
+    hists = [split.histories[u] for u in split.users]
+    if isinstance(rec, Batch):
+        lists = rec.fn(list(split.users), hists, k)
+        if len(lists) != len(split.users):
+            raise ValueError(f"batch recommender returned {len(lists)} lists for {len(split.users)} users")
+    else:
+        lists = [rec(u, h, k) for u, h in zip(split.users, hists, strict=True)]
+    return [dedupe(r, k) for r in lists]
+
+
+def _slice_targets(split: Split) -> tuple[list[list[str]], np.ndarray, int]:
+    """Cold-item targets per user (targets with no training interaction), the users having any, their count."""
+    known = split.train_items
+    cold = [[t for t in split.targets[u] if t not in known] for u in split.users]
+    mask = np.array([len(c) > 0 for c in cold], dtype=bool)
+    return cold, mask, int(sum(len(c) for c in cold))
+
+
+def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], k: int = 20, catalogue_size: int = 0,
+                   *, main: str = "ours", cold_user_max_events: int = COLD_USER_MAX_EVENTS,
+                   timings: Mapping[str, float] | None = None,
+                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate every recommender on ``split`` at ``k``; the JSON object of ``recsys evaluate --json``.
+
+    ``catalogue_size`` is the number of recommendable items (for coverage; 0 = the items seen in the split).
+    ``timings`` (e.g. fit seconds) are merged into ``timings_s``; ``extra`` keys are added to the top level.
+    """
+    t_start = time.perf_counter()
+    users = split.users
+    targets = [split.targets[u] for u in users]
+    if not catalogue_size:
+        catalogue_size = len(split.train_items | {t for ts in targets for t in ts})
+    cold_targets, cold_item_mask, n_cold_targets = _slice_targets(split)
+    n_hist = np.array([len(split.histories[u]) for u in users], dtype=np.int64)
+    cold_user_mask = n_hist <= cold_user_max_events
+
+    results: dict[str, dict[str, float | None]] = {}
+    slices: dict[str, dict[str, dict[str, float | None]]] = {"cold_items": {}, "cold_users": {}}
+    timings_s: dict[str, float] = {}
+    for name, rec in recommenders.items():
+        t0 = time.perf_counter()
+        lists = recommend_all(split, rec, k) if users else []
+        timings_s[name] = round(time.perf_counter() - t0, 3)
+        pu = per_user(lists, targets, k) if users else _empty()
+        results[name] = {**pu.mean(), "coverage": coverage(lists, k, catalogue_size)}
+        cold_pu = per_user(lists, cold_targets, k) if users else _empty()
+        slices["cold_items"][name] = cold_pu.mean(cold_item_mask)
+        slices["cold_users"][name] = pu.mean(cold_user_mask)
+        log.info("evaluated %s on %d users in %.1fs: recall@%d=%s", name, len(users), timings_s[name], k,
+                 results[name]["recall"])
+
+    def slice_obj(which: str, n_users: int, definition: str, **more: Any) -> dict[str, Any]:
+        per = slices[which]
+        obj: dict[str, Any] = {"users": n_users, **more, "definition": definition}
+        obj.update(per.get(main, dict.fromkeys(METRICS)))
+        obj["baselines"] = {b: per[b] for b in BASELINES if b in per}
+        obj["peers"] = {n: m for n, m in per.items() if n != main and n not in BASELINES}
+        return obj
+
+    if timings:
+        timings_s.update({key: round(float(v), 3) for key, v in timings.items()})
+    timings_s["evaluate_total"] = round(time.perf_counter() - t_start, 3)
+    if main not in results:
+        log.warning("no %r recommender given: 'metrics' is null", main)
+    out: dict[str, Any] = {
+        "k": k,
+        "protocol": split.protocol,
+        "users": len(users),
+        "targets": int(sum(len(t) for t in targets)),
+        "catalogue_size": catalogue_size,
+        "metrics": results.get(main),
+        "baselines": {b: results[b] for b in BASELINES if b in results},
+        "peers": {n: m for n, m in results.items() if n != main and n not in BASELINES},
+        "slices": {
+            "cold_items": slice_obj("cold_items", int(cold_item_mask.sum()),
+                                    "targets with no training interaction (metrics over those targets only, "
+                                    "users having at least one)", targets=n_cold_targets),
+            "cold_users": slice_obj("cold_users", int(cold_user_mask.sum()),
+                                    f"test users with <= {cold_user_max_events} history events"),
+        },
+        "timings_s": timings_s,
+    }
+    if extra:
+        out.update(extra)
+    return out
+
+
+def _empty() -> PerUser:
+    z = np.zeros(0)
+    return PerUser(z, z, z, z)
+
+
+def markdown_table(result: Mapping[str, Any], main: str = "ours", title: str | None = None) -> str:
+    """The result as a markdown table: one row per recommender, metrics at K plus the cold slices' recall."""
+    k = result["k"]
+    rows: list[tuple[str, Mapping[str, Any] | None]] = [(main, result.get("metrics"))]
+    rows += list(result.get("baselines", {}).items()) + list(result.get("peers", {}).items())
+    ci, cu = result["slices"]["cold_items"], result["slices"]["cold_users"]
+
+    def slice_recall(sl: Mapping[str, Any], name: str) -> Any:
+        if name == main:
+            return sl.get("recall")
+        return (sl.get("baselines", {}).get(name) or sl.get("peers", {}).get(name) or {}).get("recall")
+
+    def fmt(v: Any) -> str:
+        return "–" if v is None else f"{v:.4f}"
+
+    head = (f"| model | recall@{k} | NDCG@{k} | hit@{k} | MRR@{k} | coverage@{k} | "
+            f"recall@{k} cold items ({ci['users']} users) | recall@{k} cold users ({cu['users']} users) |")
+    lines = [f"**{title}** — protocol {result['protocol']}, {result['users']} users\n" if title else "",
+             head, "|" + "---|" * 8]
+    for name, m in rows:
+        if m is None:
+            continue
+        lines.append(f"| {name} | {fmt(m['recall'])} | {fmt(m['ndcg'])} | {fmt(m['hit_rate'])} | {fmt(m['mrr'])} | "
+                     f"{fmt(m['coverage'])} | {fmt(slice_recall(ci, name))} | {fmt(slice_recall(cu, name))} |")
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def best_other(result: Mapping[str, Any], metric: str = "recall") -> tuple[str, float]:
+    """The strongest baseline or peer on ``metric``: (name, value)."""
+    pool: dict[str, Any] = {**result.get("baselines", {}), **result.get("peers", {})}
+    best = max(((n, m.get(metric) or 0.0) for n, m in pool.items()), key=lambda x: x[1], default=("none", 0.0))
+    return best[0], float(best[1])

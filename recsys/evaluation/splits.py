@@ -1,0 +1,272 @@
+"""Temporal leave-last-out splits (DESIGN.md section 4).
+
+Two protocols, chosen by the data's own grain:
+
+``last_day`` (H&M): a test user's targets are the distinct items of their target-type events (purchases) on the last
+    calendar day (UTC) on which they have one. The target time is the start of that day; the history is every event
+    of the user strictly before it. Other events of that user on or after the target day are dropped.
+``last_interaction`` (MovieLens): the target is the user's last target-type event (all types by default). Events
+    with equal timestamps keep their input order (store order, i.e. file order), so the last row wins and exactly
+    one item is the target. The history is every event of the user before it in that order.
+
+Test users are the users with at least ``min_history`` history events and at least one target. The training set --
+what any model, popularity count or co-occurrence table may learn from -- is every event of users outside the test
+set plus the history events of test users. Test targets (and anything at or after a test user's target time) never
+reach it. Events of other users after a test user's target time do: the usual leave-last-out compromise, since each
+user is cut at their own time.
+
+``--test-events FILE``: :func:`read_test_events` parses the dataset's own interaction file for users unknown to the
+store, :func:`split_test_events` cuts them the same way (the training set is then the store's events plus their
+histories), and :func:`ingest_records` turns the histories into mappings for the live ingestion path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import ImportFailed, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("last_day", "last_interaction")
+ALIASES = {"hm": "last_day", "movielens": "last_interaction", "ml": "last_interaction"}
+NEGATIVE_TYPES = frozenset({"dislike"})
+"""Event types that are never targets and never count as positive interactions for the baselines."""
+EVENT_COLUMNS = ["user_id", "item_id", "type", "value", "ts"]
+
+
+@dataclass
+class Split:
+    """One evaluation split. Histories are per test user, sorted by time; targets are distinct item ids."""
+
+    protocol: str
+    train: pd.DataFrame
+    """Events models may learn from: columns user_id, item_id, type, value, ts (plus whatever the input had)."""
+    users: list[str]
+    histories: dict[str, pd.DataFrame]
+    targets: dict[str, list[str]]
+    target_time: dict[str, pd.Timestamp]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @property
+    def train_items(self) -> set[str]:
+        """Items with at least one training interaction (the complement defines the cold-item slice)."""
+        return set(self.train["item_id"].astype(str).unique())
+
+
+def resolve_protocol(protocol: str, events: pd.DataFrame | None = None) -> str:
+    """``hm``/``movielens`` aliases to protocol names; ``auto`` picks ``last_day`` when there are purchases."""
+    p = ALIASES.get(protocol, protocol)
+    if p == "auto":
+        has_purchase = events is not None and bool((events["type"] == "purchase").any())
+        return "last_day" if has_purchase else "last_interaction"
+    if p not in PROTOCOLS:
+        raise ValidationFailed(f"unknown evaluation protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}, "
+                               "hm, movielens or auto")
+    return p
+
+
+def default_target_types(protocol: str, events: pd.DataFrame) -> tuple[str, ...]:
+    """Purchases for ``last_day`` when there are any; otherwise every positive type present."""
+    types = set(events["type"].astype(str).unique()) - NEGATIVE_TYPES
+    if protocol == "last_day" and "purchase" in types:
+        return ("purchase",)
+    return tuple(sorted(types))
+
+
+def _normalise(events: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise ValidationFailed(f"events frame lacks column(s) {missing}; expected {EVENT_COLUMNS}")
+    ev = events.reset_index(drop=True).copy()
+    ev["user_id"] = ev["user_id"].astype(str)
+    ev["item_id"] = ev["item_id"].astype(str)
+    ev["ts"] = pd.to_datetime(ev["ts"])
+    # stable: equal timestamps keep input order (store order = file order)
+    ev = ev.sort_values("ts", kind="stable").reset_index(drop=True)
+    return ev
+
+
+def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types: Collection[str] | None = None,
+                   min_history: int = 1, max_users: int | None = None, seed: int = 0,
+                   items: Collection[str] | None = None) -> Split:
+    """Split stored events (as from ``recsys.store.queries.events_frame``) by temporal leave-last-out.
+
+    ``target_types`` defaults to :func:`default_target_types`; ``items`` (the recommendable catalogue) drops targets
+    outside it; ``max_users`` samples that many test users (seeded), the rest count as non-test users.
+    """
+    ev = _normalise(events)
+    p = resolve_protocol(protocol, ev)
+    if ev.empty:
+        return Split(p, ev, [], {}, {}, {}, {"events": 0})
+    ttypes = tuple(target_types) if target_types is not None else default_target_types(p, ev)
+    is_tt = ev["type"].isin(ttypes).to_numpy()
+    if items is not None:
+        is_tt &= ev["item_id"].isin(set(items)).to_numpy()
+    order = np.arange(len(ev))
+    users = ev["user_id"]
+    if p == "last_day":
+        day = ev["ts"].dt.floor("D")
+        tday = day[is_tt].groupby(users[is_tt]).max()
+        cut = users.map(tday)  # NaT for users without a target
+        before = (ev["ts"] < cut).to_numpy()
+        is_target = is_tt & (day == cut).to_numpy()
+    else:
+        tpos = pd.Series(order[is_tt]).groupby(users[is_tt].to_numpy()).max()
+        cut_pos = users.map(tpos).to_numpy(dtype=np.float64)  # NaN for users without a target
+        before = order < np.nan_to_num(cut_pos, nan=-1)
+        is_target = order == cut_pos
+    n_hist = pd.Series(before).groupby(users.to_numpy()).sum()
+    has_target = pd.Series(is_target).groupby(users.to_numpy()).any()
+    eligible = sorted(u for u in n_hist.index if n_hist[u] >= min_history and has_target[u])
+    if max_users is not None and len(eligible) > max_users:
+        rng = np.random.default_rng(seed)
+        eligible = sorted(rng.choice(np.array(eligible, dtype=object), size=max_users, replace=False).tolist())
+    test = users.isin(set(eligible)).to_numpy()
+    train = ev[~test | before].reset_index(drop=True)
+    hist_rows = ev[test & before]
+    tgt_rows = ev[test & is_target]
+    split = _assemble(p, train, eligible, hist_rows, tgt_rows)
+    split.info.update({"events": len(ev), "train_events": len(train), "target_types": list(ttypes),
+                       "min_history": min_history, "eligible_users": int(len(n_hist))})
+    log.info("split %s: %d test users, %d targets, %d training events", p, len(split.users),
+             split.info["targets"], len(train))
+    return split
+
+
+def _assemble(protocol: str, train: pd.DataFrame, users: list[str], hist_rows: pd.DataFrame,
+              tgt_rows: pd.DataFrame) -> Split:
+    histories = {str(u): g.reset_index(drop=True) for u, g in hist_rows.groupby("user_id", sort=False)}
+    empty = hist_rows.iloc[:0]
+    targets: dict[str, list[str]] = {}
+    for u, g in tgt_rows.groupby("user_id", sort=False):
+        targets[str(u)] = list(dict.fromkeys(g["item_id"].tolist()))
+    if protocol == "last_day":
+        ttime = tgt_rows.groupby("user_id")["ts"].min().dt.floor("D")
+    else:
+        ttime = tgt_rows.groupby("user_id")["ts"].max()
+    users = [u for u in users if u in targets]
+    return Split(
+        protocol=protocol, train=train, users=users,
+        histories={u: histories.get(u, empty) for u in users},
+        targets={u: targets[u] for u in users},
+        target_time={u: pd.Timestamp(ttime[u]) for u in users},
+        info={"targets": int(sum(len(targets[u]) for u in users))},
+    )
+
+
+# -- --test-events -------------------------------------------------------------------------------------------------
+
+def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.2) -> pd.DataFrame:
+    """Parse a dataset's own interaction file into events (user_id, item_id, type, value, ts, client_event_id).
+
+    ``hm``: transactions.csv (t_dat, customer_id, article_id, price, sales_channel_id) -> purchases, one per row.
+    ``movielens``: u.data (user, item, rating, unix seconds; tab separated, no header) -> ratings.
+    Client event ids are derived exactly as the importers derive them, so replaying twice stores nothing twice.
+    Bad rows are skipped and logged; more than ``max_bad_fraction`` of them raises :class:`ImportFailed`.
+    """
+    from recsys.store.importers.movielens import rating_event
+    from recsys.store.importers.records import derived_event_id, parse_float, parse_id, parse_ts
+
+    path = Path(path)
+    fmt = {"ml": "movielens", "ml100k": "movielens"}.get(fmt, fmt)
+    try:
+        if fmt == "hm":
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+            need = {"t_dat", "customer_id", "article_id"}
+            if not need <= set(raw.columns):
+                raise ImportFailed(f"{path}: H&M transactions need columns {sorted(need)}, found {list(raw.columns)}")
+        elif fmt == "movielens":
+            raw = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False,
+                              names=["user_id", "item_id", "rating", "timestamp"], usecols=[0, 1, 2, 3])
+        else:
+            raise ValidationFailed(f"unknown test-events format {fmt!r}; choose hm or movielens")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise ImportFailed(f"{path}: cannot read test events ({e})") from None
+    rows: list[dict[str, Any]] = []
+    bad: list[str] = []
+    seen: Counter[tuple[str, ...]] = Counter()
+    for line, rec in enumerate(raw.to_dict("records"), start=2 if fmt == "hm" else 1):
+        try:
+            if fmt == "hm":
+                user_id = parse_id(rec["customer_id"], "customer_id")
+                item_id = parse_id(rec["article_id"], "article_id")
+                ts = parse_ts(rec["t_dat"])
+                price = parse_float(rec.get("price"), "price")
+                key = (user_id, item_id, rec["t_dat"].strip(), str(price), str(rec.get("sales_channel_id", "")).strip())
+                seen[key] += 1
+                rows.append({"user_id": user_id, "item_id": item_id, "type": "purchase", "value": price, "ts": ts,
+                             "client_event_id": derived_event_id("hm", key, seen[key])})
+            else:
+                r = rating_event(rec)
+                rows.append({"user_id": r.user_id, "item_id": r.item_id, "type": r.type, "value": r.value,
+                             "ts": r.ts, "client_event_id": r.client_event_id})
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            bad.append(f"line {line}: {e}")
+    if bad:
+        log.warning("%s: skipped %d bad row(s), first: %s", path, len(bad), bad[0])
+        if len(bad) > max_bad_fraction * max(len(raw), 1):
+            raise ImportFailed(f"{path}: {len(bad)} of {len(raw)} rows unreadable (first: {bad[0]})")
+    df = pd.DataFrame(rows, columns=[*EVENT_COLUMNS, "client_event_id"])
+    df["ts"] = pd.to_datetime(df["ts"])
+    return df
+
+
+def split_test_events(test_events: pd.DataFrame, protocol: str, *, train_events: pd.DataFrame,
+                      known_users: Collection[str] | None = None, known_items: Collection[str] | None = None,
+                      min_history: int = 1, target_types: Collection[str] | None = None) -> Split:
+    """Cut withheld users' events (from :func:`read_test_events`) into histories and targets.
+
+    ``train_events`` are the store's events (the withheld users are not in it); the split's training set is those
+    plus the withheld users' histories. Users already in ``known_users`` are refused: their stored events would
+    leak into the evaluation. Events on items outside ``known_items`` cannot be replayed and are dropped (counted).
+    """
+    ev = _normalise(test_events)
+    if known_users is not None:
+        clash = sorted(set(ev["user_id"]) & set(map(str, known_users)))
+        if clash:
+            raise ValidationFailed(f"{len(clash)} test user(s) already in the store (e.g. {clash[:3]}); "
+                                   "--test-events needs users unknown to the store")
+    dropped = 0
+    if known_items is not None:
+        keep = ev["item_id"].isin(set(map(str, known_items)))
+        dropped = int((~keep).sum())
+        if dropped:
+            log.warning("test events: %d event(s) on items unknown to the store dropped", dropped)
+        ev = ev[keep]
+    inner = temporal_split(ev, protocol, target_types=target_types, min_history=min_history)
+    hist = [h for h in inner.histories.values() if len(h)]
+    base = _normalise(train_events) if len(train_events) else train_events
+    train = pd.concat([base, *hist], ignore_index=True) if hist else base
+    inner.train = train.sort_values("ts", kind="stable").reset_index(drop=True) if len(train) else train
+    inner.info.update({"test_events": len(test_events), "dropped_unknown_items": dropped,
+                       "train_events": len(inner.train), "source": "test_events"})
+    return inner
+
+
+def ingest_records(history: pd.DataFrame) -> list[Mapping[str, Any]]:
+    """History rows as mappings for ``recsys.store.events.ingest_events`` (the live ingestion path)."""
+    out: list[Mapping[str, Any]] = []
+    has_cid = "client_event_id" in history.columns
+    for r in history.itertuples(index=False):
+        value = getattr(r, "value", None)
+        rec: dict[str, Any] = {
+            "user_id": r.user_id, "item_id": r.item_id, "type": r.type,
+            "value": None if value is None or pd.isna(value) else float(value),
+            "timestamp": pd.Timestamp(r.ts).isoformat(),
+        }
+        if has_cid and r.client_event_id:
+            rec["event_id"] = r.client_event_id
+        out.append(rec)
+    return out

@@ -1,0 +1,99 @@
+"""Ranker artifacts: a directory with manifest.json, the network weights and the interaction statistics.
+
+Generations live under one root (``<home>/rankers/<version>/``) with a ``CURRENT`` file naming the served one,
+replaced atomically. Loading refuses an artifact made for another encoder, dimension or feature list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from recsys.errors import IncompatibleArtifact, RankerError
+from recsys.ranking.features import FEATURES
+from recsys.ranking.model import NetConfig, RankerNet
+from recsys.ranking.params import RankingParams
+from recsys.ranking.stats import ItemStats
+
+if TYPE_CHECKING:
+    from recsys.ranking.pipeline import RankingPipeline
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+def save_pipeline(pipe: RankingPipeline, path: Path) -> Path:
+    """Write the pipeline into ``path`` (created; existing files replaced)."""
+    path.mkdir(parents=True, exist_ok=True)
+    pipe.stats.save(path)
+    if pipe.net is not None:
+        torch.save(pipe.net.state_dict(), path / "net.pt")
+    manifest = dict(pipe.manifest, format=FORMAT, has_net=pipe.net is not None, stats_items=len(pipe.stats.ids),
+                    ranker_id=pipe.ranker_id)
+    tmp = path / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path / MANIFEST)
+    return path
+
+
+def read_manifest(path: Path) -> dict:
+    f = path / MANIFEST
+    if not f.exists():
+        raise RankerError(f"{path}: no ranker artifact here (missing {MANIFEST}); run `recsys train`")
+    return json.loads(f.read_text(encoding="utf-8"))
+
+
+def load_pipeline(cls: type[RankingPipeline], path: Path, expect_encoder_id: str | None = None,
+                  expect_dim: int | None = None) -> RankingPipeline:
+    m = read_manifest(path)
+    if expect_encoder_id is not None and m.get("encoder_id") != expect_encoder_id:
+        raise IncompatibleArtifact(
+            f"ranker {path.name} was trained on encoder {m.get('encoder_id')!r}, the item vectors come from "
+            f"{expect_encoder_id!r}; retrain it with `recsys train`")
+    if expect_dim is not None and m.get("dim") != expect_dim:
+        raise IncompatibleArtifact(f"ranker {path.name} expects {m.get('dim')}-d vectors, got {expect_dim}-d; "
+                                   "retrain it with `recsys train`")
+    if list(m.get("features", [])) != list(FEATURES):
+        raise IncompatibleArtifact(f"ranker {path.name} was trained with another feature list; retrain it "
+                                   "with `recsys train`")
+    params = RankingParams.from_dict(m.get("params", {}))
+    stats = ItemStats.load(path)
+    net = None
+    if m.get("has_net"):
+        net = RankerNet(NetConfig(dim=int(m["dim"]), n_features=len(FEATURES), hidden=params.hidden))
+        net.load_state_dict(torch.load(path / "net.pt", map_location="cpu", weights_only=True))
+        net.eval()
+    return cls(params, stats, net, str(m["encoder_id"]), int(m["dim"]), m)
+
+
+def save_generation(pipe: RankingPipeline, root: Path) -> Path:
+    """Save as a new generation under ``root`` and make it current; returns its directory."""
+    root.mkdir(parents=True, exist_ok=True)
+    version = str(pipe.manifest.get("version"))
+    target = root / version
+    n = 1
+    while target.exists():
+        n += 1
+        target = root / f"{version}-{n}"
+    pipe.manifest["version"] = target.name
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    save_pipeline(pipe, tmp)
+    os.replace(tmp, target)
+    cur = root / ".CURRENT.tmp"
+    cur.write_text(target.name, encoding="utf-8")
+    os.replace(cur, root / "CURRENT")
+    return target
+
+
+def current_generation(root: Path) -> Path | None:
+    """The current generation's directory under ``root``, or None when nothing was trained yet."""
+    cur = root / "CURRENT"
+    if not cur.exists():
+        return None
+    p = root / cur.read_text(encoding="utf-8").strip()
+    return p if p.exists() else None

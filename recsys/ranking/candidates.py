@@ -1,0 +1,190 @@
+"""Candidate generation: several sources, each candidate tagged with every source that produced it.
+
+Sources: ``interest`` (nearest items to up to a few interest vectors clustered from the recent history), ``content``
+(neighbours of the latest items), ``cooc`` (co-occurrence neighbours), ``repurchase`` (the user's own past items),
+``variant`` (other variants of past items, e.g. the same product in another colour), ``trending`` (popular in a recent
+window), ``popular`` (all-time), ``new`` (items that arrived after training, nearest to the user's taste).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from recsys.ranking.catalog import ItemTable
+from recsys.ranking.context import Context
+from recsys.ranking.params import RankingParams
+from recsys.ranking.stats import ItemStats
+
+SOURCES: tuple[str, ...] = ("interest", "content", "cooc", "repurchase", "variant", "trending", "popular", "new")
+SRC = {s: i for i, s in enumerate(SOURCES)}
+
+
+class VectorSearch(Protocol):
+    """Nearest-neighbour search over item vectors by inner product (the FAISS index reader satisfies it)."""
+
+    def search(self, queries: np.ndarray, k: int, exclude: set[str]) -> list[list[tuple[str, float]]]:
+        """For each query row of ``queries`` (m, d) float32: up to k (item_id, score), best first, none in exclude."""
+        ...
+
+
+class ExactSearch:
+    """Exact inner-product search with numpy, over an id list and a (n, d) matrix."""
+
+    def __init__(self, item_ids: Sequence[str], vectors: np.ndarray) -> None:
+        self.item_ids = [str(i) for i in item_ids]
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self._row = {x: r for r, x in enumerate(self.item_ids)}
+
+    def search(self, queries: np.ndarray, k: int, exclude: set[str]) -> list[list[tuple[str, float]]]:
+        q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        scores = q @ self.vectors.T
+        bad = [self._row[x] for x in exclude if x in self._row]
+        if bad:
+            scores[:, bad] = -np.inf
+        k_eff = min(k, scores.shape[1])
+        out: list[list[tuple[str, float]]] = []
+        for s in scores:
+            top = np.argpartition(-s, k_eff - 1)[:k_eff] if k_eff > 0 else np.zeros(0, np.int64)
+            top = top[np.argsort(-s[top], kind="stable")]
+            out.append([(self.item_ids[r], float(s[r])) for r in top if np.isfinite(s[r])])
+        return out
+
+
+@dataclass
+class Candidates:
+    """Candidate rows with, per source, membership and the rank the source gave (0 best, large when absent)."""
+
+    rows: np.ndarray
+    flags: np.ndarray
+    """(C, S) float32 0/1."""
+    ranks: np.ndarray
+    """(C, S) float32."""
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def sources_of(self, i: int) -> list[str]:
+        return [SOURCES[s] for s in np.flatnonzero(self.flags[i])]
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.pos: dict[int, int] = {}
+        self.entries: list[tuple[int, int, int]] = []
+
+    def add(self, source: str, rows: Sequence[int] | np.ndarray) -> None:
+        s = SRC[source]
+        for rank, r in enumerate(rows):
+            r = int(r)
+            if r not in self.pos:
+                self.pos[r] = len(self.pos)
+            self.entries.append((self.pos[r], s, rank))
+
+    def build(self) -> Candidates:
+        c = len(self.pos)
+        flags = np.zeros((c, len(SOURCES)), np.float32)
+        ranks = np.full((c, len(SOURCES)), 1000.0, np.float32)
+        for i, s, rank in self.entries:
+            if flags[i, s] == 0:
+                flags[i, s] = 1.0
+                ranks[i, s] = rank
+        rows = np.fromiter(self.pos.keys(), dtype=np.int64, count=c)
+        return Candidates(rows, flags, ranks)
+
+
+def kmeans(x: np.ndarray, k: int, weights: np.ndarray, iters: int = 8) -> np.ndarray:
+    """Up to k L2-normalised centroids of unit rows x (n, d), deterministic (farthest-point init)."""
+    k = min(k, len(x))
+    centres = [int(np.argmax(weights))]
+    for _ in range(1, k):
+        d = 1 - (x @ x[centres].T).max(axis=1)
+        if d.max() < 0.05:
+            break
+        centres.append(int(np.argmax(d * weights)))
+    c = x[centres].copy()
+    for _ in range(iters):
+        assign = np.argmax(x @ c.T, axis=1)
+        for j in range(len(c)):
+            m = assign == j
+            if m.any():
+                v = (x[m] * weights[m, None]).sum(0)
+                c[j] = v / max(np.linalg.norm(v), 1e-9)
+    return c.astype(np.float32)
+
+
+class CandidateGenerator:
+    """Collects candidates for one user's history at time ``now`` (days)."""
+
+    def __init__(self, table: ItemTable, stats: ItemStats, search: VectorSearch, params: RankingParams,
+                 known: np.ndarray) -> None:
+        self.table, self.stats, self.search, self.p = table, stats, search, params
+        self.known = known
+        """bool per row: the item existed when the ranker was trained."""
+        self._groups = table.group_members()
+        self._popular = np.argsort(-stats.pop, kind="stable")[: params.popular_k]
+        new_rows = np.flatnonzero(~known)
+        self._new_rows = new_rows
+
+    def trending(self, now: float, k: int) -> np.ndarray:
+        counts = self.stats.window_counts(now, self.p.trending_days)
+        if counts.sum() < 1:
+            return self._popular[:k]
+        top = np.argsort(-(counts + 1e-3 * self.stats.pop), kind="stable")[:k]
+        return top[counts[top] > 0]
+
+    def generate(self, ctx: Context, exclude: set[str] | None = None, extra_k: int = 0) -> Candidates:
+        """Candidates for ``ctx``; ``extra_k`` over-fetches each search source (for filtered requests)."""
+        p, t, h = self.p, self.table, ctx.h
+        col = _Collector()
+        exclude = exclude or set()
+        if len(h):
+            r_rows, w = ctx.recent_rows, ctx.recent_w
+            # distinct items, latest first
+            rev = h.rows[::-1]
+            _, first = np.unique(rev, return_index=True)
+            latest = rev[np.sort(first)]
+            queries: list[np.ndarray] = []
+            n_int = 0
+            if p.interests > 0:
+                cents = kmeans(t.fused[r_rows], p.interests, w)
+                queries.extend(cents)
+                n_int = len(cents)
+            queries.extend(t.fused[latest[: p.content_last]])
+            if queries:
+                kk = max(p.interest_k, p.content_k) + extra_k
+                res = self.search.search(np.stack(queries), kk, exclude)
+                for qi, hits in enumerate(res):
+                    rows = [t.index[x] for x, _ in hits if x in t.index]
+                    if qi < n_int:
+                        col.add("interest", rows[: p.interest_k + extra_k])
+                    else:
+                        col.add("content", rows[: p.content_k + extra_k])
+            cs = ctx.cooc
+            nz = np.flatnonzero(cs > 0)
+            if len(nz):
+                col.add("cooc", nz[np.argsort(-cs[nz], kind="stable")[: p.cooc_k + extra_k]])
+            if p.repurchase:
+                col.add("repurchase", latest[: p.repurchase_k])
+            if self._groups:
+                out: list[int] = []
+                for g in dict.fromkeys(t.group[latest].tolist()):
+                    if g >= 0 and g in self._groups:
+                        out.extend(self._groups[g].tolist())
+                    if len(out) >= p.variant_k:
+                        break
+                col.add("variant", out[: p.variant_k])
+            if p.new_k and len(self._new_rows):
+                prof = (t.fused[r_rows] * w[:, None]).sum(0)
+                sims = t.fused[self._new_rows] @ prof
+                col.add("new", self._new_rows[np.argsort(-sims, kind="stable")[: p.new_k + extra_k]])
+        col.add("trending", self.trending(ctx.now, p.trending_k + extra_k))
+        col.add("popular", self._popular)
+        cands = col.build()
+        if exclude:
+            keep = np.array([t.ids[r] not in exclude for r in cands.rows], dtype=bool)
+            cands = Candidates(cands.rows[keep], cands.flags[keep], cands.ranks[keep])
+        return cands

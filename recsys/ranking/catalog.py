@@ -1,0 +1,145 @@
+"""The ranker's view of the catalogue: item vectors and the per-item fields features need, aligned by row.
+
+Rows are private to the ranking package; everything outside speaks item ids (DESIGN.md decision 6). The table is
+rebuilt whenever item vectors change (:meth:`RankingPipeline.update_items`), which is how a new item becomes
+rankable without retraining.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import ValidationFailed
+
+log = logging.getLogger(__name__)
+
+
+class VectorsLike(Protocol):
+    """What the ranker needs from item vectors (``recsys.encoders.ItemVectors`` satisfies it).
+
+    ``fused``, ``text``, ``image``: (n, d) float32, rows L2-normalised; ``image`` rows are zero where an item has
+    no image. ``text`` and ``image`` may be None when only fused vectors exist.
+    """
+
+    item_ids: list[str]
+    fused: np.ndarray
+    text: np.ndarray | None
+    image: np.ndarray | None
+    encoder_id: str
+
+
+@dataclass
+class SimpleVectors:
+    """A plain :class:`VectorsLike`, for tests and notebooks."""
+
+    item_ids: list[str]
+    fused: np.ndarray
+    text: np.ndarray | None = None
+    image: np.ndarray | None = None
+    encoder_id: str = "custom"
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+@dataclass
+class ItemTable:
+    """Item vectors plus fields, one row per item; ``group`` is the variant group (e.g. product_code), -1 if none."""
+
+    ids: list[str]
+    index: dict[str, int]
+    fused: np.ndarray
+    text: np.ndarray | None
+    image: np.ndarray | None
+    price: np.ndarray
+    """float64, NaN where unknown."""
+    category: np.ndarray
+    """int codes, -1 where unknown."""
+    group: np.ndarray
+    in_stock: np.ndarray
+    """bool (True where unknown)."""
+    available: np.ndarray
+    """bool: not hidden and not deleted; other items are never returned."""
+    encoder_id: str
+    category_names: list[str] | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.fused.shape[1])
+
+    @classmethod
+    def build(cls, vectors: VectorsLike, items: pd.DataFrame | None = None,
+              variant_attribute: str | None = "product_code") -> ItemTable:
+        ids = [str(i) for i in vectors.item_ids]
+        n = len(ids)
+        fused = _normalise(vectors.fused)
+        if fused.ndim != 2 or fused.shape[0] != n:
+            raise ValidationFailed(f"item vectors: expected ({n}, d) fused vectors, got shape {fused.shape}")
+        raw_text, raw_image = getattr(vectors, "text", None), getattr(vectors, "image", None)
+        text = _normalise(raw_text) if raw_text is not None else None
+        image = _normalise(raw_image) if raw_image is not None else None
+        index = {i: r for r, i in enumerate(ids)}
+        price = np.full(n, np.nan)
+        category = np.full(n, -1, dtype=np.int64)
+        group = np.full(n, -1, dtype=np.int64)
+        cat_names: list[str] | None = None
+        available = np.ones(n, dtype=bool)
+        in_stock = np.ones(n, dtype=bool)
+        if items is not None and len(items):
+            rows = np.array([index.get(str(i), -1) for i in items["item_id"]])
+            ok = rows >= 0
+            sub = items[ok]
+            rows = rows[ok]
+            if "price" in sub:
+                price[rows] = pd.to_numeric(sub["price"], errors="coerce").to_numpy(dtype=float)
+            if "category" in sub:
+                codes, uniq = pd.factorize(sub["category"].astype("string"), use_na_sentinel=True)
+                category[rows] = codes
+                cat_names = [str(x) for x in uniq]
+            if "in_stock" in sub:
+                in_stock[rows] = sub["in_stock"].fillna(True).astype(bool).to_numpy()
+            for col in ("hidden", "deleted"):
+                if col in sub:
+                    available[rows] &= ~sub[col].fillna(False).astype(bool).to_numpy()
+            if variant_attribute and "attributes" in sub:
+                keys = [_attr(a, variant_attribute) for a in sub["attributes"]]
+                codes, _ = pd.factorize(pd.Series(keys, dtype="string"), use_na_sentinel=True)
+                group[rows] = codes
+        return cls(ids, index, fused, text, image, price, category, group, in_stock, available, vectors.encoder_id,
+                   cat_names)
+
+    def rows_of(self, item_ids: Any) -> np.ndarray:
+        """Row numbers of the given ids, -1 for unknown ones."""
+        return np.array([self.index.get(str(i), -1) for i in item_ids], dtype=np.int64)
+
+    def group_members(self) -> dict[int, np.ndarray]:
+        """Variant group -> its rows (groups with at least two members)."""
+        g = self.group
+        order = np.argsort(g, kind="stable")
+        gs = g[order]
+        out: dict[int, np.ndarray] = {}
+        starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+        ends = np.r_[starts[1:], len(gs)]
+        for s, e in zip(starts, ends, strict=True):
+            if gs[s] >= 0 and e - s > 1:
+                out[int(gs[s])] = order[s:e]
+        return out
+
+
+def _attr(attrs: Any, key: str) -> str | None:
+    if isinstance(attrs, dict):
+        v = attrs.get(key)
+        return None if v in (None, "") else str(v)
+    return None

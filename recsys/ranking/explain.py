@@ -1,0 +1,52 @@
+"""Explanations: why an item was recommended (DESIGN.md decision 9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from recsys.ranking.catalog import ItemTable
+from recsys.ranking.history import History
+
+
+def explain_item(table: ItemTable, history: History, row: int, score: float, sources: list[str],
+                 ranker_id: str, index_id: str | None = None) -> dict[str, Any]:
+    """Score, sources, the history item most similar to the item, and the text vs image share of that similarity.
+
+    The shares split the similarity between the per-modality similarities (text·text and image·image); an item
+    pair without two images is explained by text alone.
+    """
+    out: dict[str, Any] = {"score": round(score, 6), "sources": sources, "ranker": ranker_id}
+    if index_id is not None:
+        out["index"] = index_id
+    if len(history):
+        hist = np.unique(history.rows[-100:])
+        hist = hist[hist != row] if len(hist) > 1 else hist
+        sims = table.fused[hist] @ table.fused[row]
+        j = int(np.argmax(sims))
+        best = int(hist[j])
+        out["because_of"] = table.ids[best]
+        out["similarity"] = round(float(sims[j]), 6)
+        t_sim = _sim(table.text, row, best)
+        i_sim = _sim(table.image, row, best)
+        t_pos, i_pos = max(t_sim or 0.0, 0.0), max(i_sim or 0.0, 0.0)
+        if i_sim is None or t_pos + i_pos == 0:
+            out["text_share"], out["image_share"] = (1.0, 0.0) if i_sim is None else (0.5, 0.5)
+        else:
+            out["text_share"] = round(t_pos / (t_pos + i_pos), 4)
+            out["image_share"] = round(i_pos / (t_pos + i_pos), 4)
+        out["text_similarity"] = None if t_sim is None else round(t_sim, 6)
+        out["image_similarity"] = None if i_sim is None else round(i_sim, 6)
+    else:
+        out["because_of"] = None
+    return out
+
+
+def _sim(m: np.ndarray | None, a: int, b: int) -> float | None:
+    if m is None:
+        return None
+    va, vb = m[a], m[b]
+    if not va.any() or not vb.any():
+        return None
+    return float(va @ vb)

@@ -1,0 +1,97 @@
+"""Per-request context and the feature matrix of (history, candidate) pairs.
+
+The features describe the candidate alone (popularity, trend, age, price), its relation to the history (content
+similarity statistics, co-occurrence, repeat and variant counts, category share) and the candidate sources. Training
+passes a :class:`Correction` so a user's own later events never leak into the statistics of an earlier anchor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recsys.ranking.candidates import SOURCES, Candidates
+from recsys.ranking.catalog import ItemTable
+from recsys.ranking.context import Context
+from recsys.ranking.history import recency_weights
+from recsys.ranking.params import RankingParams
+
+FEATURES: tuple[str, ...] = (
+    "log_pop", "log_users", "log_trend_7d", "log_trend_30d", "log_age_days", "never_seen", "unknown_at_fit",
+    "price_ratio", "price_missing",
+    "sim_max", "sim_mean", "sim_last", "sim_weighted", "sim_max_last10",
+    "log_cooc", "cooc_share",
+    "log_repeat", "repeat_days", "log_variant", "variant_days", "category_share",
+    "log_history", "days_since_last",
+    *(f"src_{s}" for s in SOURCES), *(f"rank_{s}" for s in SOURCES),
+)
+
+
+def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.ndarray,
+                   p: RankingParams) -> np.ndarray:
+    """(C, len(FEATURES)) float32 for the candidates of one context."""
+    h, now, rows = ctx.h, ctx.now, cands.rows
+    c = len(rows)
+    f = np.zeros((c, len(FEATURES)), np.float32)
+    col = {name: i for i, name in enumerate(FEATURES)}
+    f[:, col["log_pop"]] = np.log1p(ctx.pop[rows])
+    f[:, col["log_users"]] = np.log1p(ctx.users[rows])
+    f[:, col["log_trend_7d"]] = np.log1p(ctx.trend7[rows])
+    f[:, col["log_trend_30d"]] = np.log1p(ctx.trend30[rows])
+    first = ctx.first_ts[rows]
+    seen = first < now
+    f[:, col["log_age_days"]] = np.where(seen, np.log1p(np.clip(now - first, 0, None)), 0.0)
+    f[:, col["never_seen"]] = ~seen
+    f[:, col["unknown_at_fit"]] = ~known[rows]
+    price = table.price[rows]
+    hp = table.price[h.rows[-p.max_history:]] if len(h) else np.zeros(0)
+    hp = hp[np.isfinite(hp) & (hp > 0)]
+    ok = np.isfinite(price) & (price > 0) & (len(hp) > 0)
+    ref = float(np.median(hp)) if len(hp) else 1.0
+    f[:, col["price_ratio"]] = np.where(ok, np.log(np.where(ok, price, 1.0) / ref), 0.0)
+    f[:, col["price_missing"]] = ~ok
+    L = min(len(h), p.max_history)
+    if L:
+        hr, hts = h.rows[-L:], h.ts[-L:]
+        sims = table.fused[rows] @ table.fused[hr].T
+        hw = recency_weights(hts, now, p.half_life_days) + 1e-3
+        f[:, col["sim_max"]] = sims.max(1)
+        f[:, col["sim_mean"]] = sims.mean(1)
+        f[:, col["sim_last"]] = sims[:, -1]
+        f[:, col["sim_weighted"]] = (sims * hw).sum(1) / hw.sum()
+        f[:, col["sim_max_last10"]] = sims[:, -10:].max(1)
+        f[:, col["log_history"]] = np.log1p(len(h))
+        f[:, col["days_since_last"]] = np.log1p(max(now - float(h.ts[-1]), 0.0))
+        # repeats and variants over the whole history
+        last_seen = np.full(table.n, -np.inf)
+        np.maximum.at(last_seen, h.rows, h.ts)
+        cnt = np.bincount(h.rows, minlength=table.n)
+        f[:, col["log_repeat"]] = np.log1p(cnt[rows])
+        f[:, col["repeat_days"]] = np.where(cnt[rows] > 0, np.log1p(np.clip(now - last_seen[rows], 0, None)), -1.0)
+        g = table.group
+        hg = g[h.rows]
+        if (hg >= 0).any():
+            gmax = int(g.max()) + 1
+            gcnt = np.bincount(hg[hg >= 0], minlength=gmax)
+            glast = np.full(gmax, -np.inf)
+            np.maximum.at(glast, hg[hg >= 0], h.ts[hg >= 0])
+            cg = g[rows]
+            has = cg >= 0
+            cnt_g = np.where(has, gcnt[np.where(has, cg, 0)], 0)
+            f[:, col["log_variant"]] = np.log1p(cnt_g)
+            f[:, col["variant_days"]] = np.where(
+                cnt_g > 0, np.log1p(np.clip(now - glast[np.where(has, cg, 0)], 0, None)), -1.0)
+        cat = table.category
+        hc = cat[h.rows[-p.max_history:]]
+        if (hc >= 0).any():
+            ccnt = np.bincount(hc[hc >= 0], minlength=int(cat.max()) + 1)
+            cc = cat[rows]
+            f[:, col["category_share"]] = np.where(cc >= 0, ccnt[np.where(cc >= 0, cc, 0)], 0) / len(hc)
+    cs = ctx.cooc[rows]
+    f[:, col["log_cooc"]] = np.log1p(cs)
+    tot = ctx.cooc.sum()
+    f[:, col["cooc_share"]] = cs / tot if tot > 0 else 0.0
+    s0 = col[f"src_{SOURCES[0]}"]
+    f[:, s0: s0 + len(SOURCES)] = cands.flags
+    r0 = col[f"rank_{SOURCES[0]}"]
+    f[:, r0: r0 + len(SOURCES)] = np.log1p(np.minimum(cands.ranks, 1000.0)) / np.log1p(1000.0)
+    return f

@@ -1,0 +1,53 @@
+"""One dataclass with every knob of the ranking pipeline; saved whole in the artifact manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class RankingParams:
+    # candidates
+    recent: int = 30
+    """History events the interest clusters and the co-occurrence query look at."""
+    interests: int = 3
+    interest_k: int = 40
+    content_last: int = 5
+    content_k: int = 15
+    cooc_k: int = 60
+    repurchase: bool = True
+    repurchase_k: int = 60
+    variant_k: int = 80
+    trending_k: int = 30
+    trending_days: float = 7.0
+    popular_k: int = 20
+    new_k: int = 5
+    new_slots: int = 1
+    """Result slots kept for items added after training that resemble the history (they have no statistics yet)."""
+    new_min_sim: float = 0.5
+    cooc_window: int = 20
+    variant_attribute: str | None = "product_code"
+    # model
+    hidden: int = 64
+    max_history: int = 50
+    half_life_days: float = 30.0
+    id_embeddings: bool = False
+    # training
+    seed: int = 0
+    epochs: int = 8
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    batch_anchors: int = 64
+    anchors_per_user: int = 8
+    max_anchors: int = 20_000
+    random_negatives: int = 20
+    max_candidates: int = 300
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RankingParams:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,289 @@
+"""RankingPipeline: fit on events, recommend for one history, save and load as a versioned artifact.
+
+    pipe = RankingPipeline.fit(events, items, vectors, settings)
+    recs = pipe.recommend(user_events, k=20, exclude={"a1"}, diversity=0.3, explain=True)
+    pipe.save(dir); pipe = RankingPipeline.load(dir, vectors=vectors, items=items, expect_encoder_id=...)
+
+The pipeline holds no store handle: inputs are frames and vectors, so the service, the evaluator and notebooks
+feed it the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recsys.errors import IncompatibleArtifact, RankerError
+from recsys.ranking import rules
+from recsys.ranking.candidates import CandidateGenerator, Candidates, ExactSearch, VectorSearch
+from recsys.ranking.catalog import ItemTable, VectorsLike
+from recsys.ranking.context import make_context
+from recsys.ranking.explain import explain_item
+from recsys.ranking.history import TYPE_CODE, History, day_of, histories_by_user, history_from_frame
+from recsys.ranking.model import RankerNet
+from recsys.ranking.params import RankingParams
+from recsys.ranking.stats import ItemStats
+from recsys.ranking.train import Example, Progress, build_examples, fit_net, make_example, score
+
+log = logging.getLogger(__name__)
+
+ItemFilter = Callable[[str], bool]
+
+
+@dataclass
+class Recommendation:
+    item_id: str
+    score: float
+    sources: list[str] = field(default_factory=list)
+    explanation: dict[str, Any] | None = None
+
+
+@dataclass
+class _Request:
+    history: History
+    now: float
+    k: int
+    exclude: set[str]
+    allowed: np.ndarray | None
+    diversity: float
+    explain: bool
+    boosts: dict[str, float] | None
+
+
+class RankingPipeline:
+    """Candidates -> learned ranker -> rules -> diversity -> explanations, over one catalogue of item vectors."""
+
+    def __init__(self, params: RankingParams, stats: ItemStats, net: RankerNet | None, encoder_id: str, dim: int,
+                 manifest: dict[str, Any]) -> None:
+        self.params = params
+        self.stats = stats
+        self.net = net
+        self.encoder_id = encoder_id
+        self.dim = dim
+        self.manifest = manifest
+        self.repurchase = bool(manifest.get("repurchase", params.repurchase))
+        self._fit_ids = set(stats.ids)
+        self._table: ItemTable | None = None
+        self._search: VectorSearch | None = None
+        self._custom_search = False
+        self.default_diversity = 0.0
+        """MMR weight used when a request gives none (settings.ranking.diversity)."""
+        self.exclude_seen = False
+        """Never return items already in the history (settings.ranking.exclude_seen)."""
+        self.exclude_purchased = False
+        """Never return items the user already bought (settings.ranking.exclude_purchased)."""
+        self.index_id: str | None = None
+        """Index generation id reported in explanations (set by the service)."""
+
+    # -- construction ---------------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, events: pd.DataFrame, items: pd.DataFrame | None, vectors: VectorsLike, settings: Any = None,
+            *, params: RankingParams | None = None, search: VectorSearch | None = None,
+            progress: Progress | None = None) -> RankingPipeline:
+        """Fit statistics and the ranker on ``events`` (columns user_id, item_id, type, value, ts)."""
+        p = params or _params_from_settings(settings)
+        t0 = time.time()
+        table = ItemTable.build(vectors, items, p.variant_attribute)
+        hist = histories_by_user(events, table)
+        stats = ItemStats.fit(table.ids, hist, p.cooc_window)
+        repurchase = p.repurchase and _repeat_rate(hist) >= 0.01
+        known = np.ones(table.n, bool)
+        gen = CandidateGenerator(table, stats, search or ExactSearch(table.ids, table.fused), p, known)
+        examples = build_examples(hist, table, stats, gen, known, p, repurchase, progress)
+        net: RankerNet | None = None
+        metrics: dict[str, float] = {}
+        if examples:
+            net, metrics = fit_net(examples, table.fused, p, progress)
+        else:
+            log.warning("ranker: no training examples (too few events); ranking falls back to candidate order")
+        manifest = {
+            "kind": "ranker", "version": time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
+            "encoder_id": table.encoder_id, "dim": table.dim, "features": list(_features()),
+            "seed": p.seed, "params": p.to_dict(), "repurchase": repurchase, "metrics": metrics,
+            "events": len(events), "items": table.n, "users": len(hist), "fit_seconds": round(time.time() - t0, 2),
+        }
+        pipe = cls(p, stats, net, table.encoder_id, table.dim, manifest)
+        pipe.configure(settings)
+        pipe._install(table, search)
+        return pipe
+
+    def configure(self, settings: Any) -> None:
+        """Take the request defaults (diversity, exclusions) from ``settings.ranking`` when given."""
+        r = getattr(settings, "ranking", None)
+        if r is not None:
+            self.default_diversity = float(getattr(r, "diversity", 0.0))
+            self.exclude_seen = bool(getattr(r, "exclude_seen", False))
+            self.exclude_purchased = bool(getattr(r, "exclude_purchased", False))
+
+    def update_items(self, vectors: VectorsLike, items: pd.DataFrame | None = None,
+                     search: VectorSearch | None = None) -> None:
+        """Swap in a new catalogue (new, changed or removed items); no retraining: new items rank by content."""
+        table = ItemTable.build(vectors, items, self.params.variant_attribute)
+        if table.encoder_id != self.encoder_id:
+            raise IncompatibleArtifact(f"item vectors come from encoder {table.encoder_id!r}, the ranker was trained "
+                                       f"on {self.encoder_id!r}; retrain the ranker (recsys train)")
+        if table.dim != self.dim:
+            raise IncompatibleArtifact(f"item vectors have dimension {table.dim}, the ranker was trained on "
+                                       f"{self.dim}; retrain the ranker (recsys train)")
+        self._install(table, search)
+
+    def set_search(self, search: VectorSearch) -> None:
+        """Use another vector search (e.g. the FAISS index reader) for the search-based candidate sources."""
+        self._search = search
+        self._custom_search = True
+
+    def _install(self, table: ItemTable, search: VectorSearch | None) -> None:
+        self.stats = self.stats.aligned(table.ids)
+        self._known = np.array([i in self._fit_ids for i in table.ids], dtype=bool)
+        if search is not None:
+            self._search, self._custom_search = search, True
+        elif not self._custom_search:
+            self._search = ExactSearch(table.ids, table.fused)
+        self._table = table
+        assert self._search is not None
+        self._gen = CandidateGenerator(table, self.stats, self._search, self.params, self._known)
+        self._vec = torch.from_numpy(table.fused)
+
+    @property
+    def table(self) -> ItemTable:
+        if self._table is None:
+            raise RankerError("the ranker has no item vectors yet; call update_items(vectors) after load")
+        return self._table
+
+    @property
+    def ranker_id(self) -> str:
+        return f"ranker-{self.manifest.get('version', 'unsaved')}"
+
+    # -- recommendation -------------------------------------------------------------------------------------
+    def recommend(self, history: pd.DataFrame | None, k: int = 20, *, filter_fn: ItemFilter | None = None,
+                  allowed: np.ndarray | Sequence[str] | None = None, exclude: set[str] | None = None,
+                  diversity: float | None = None, explain: bool = False, now: datetime | None = None,
+                  boosts: dict[str, float] | None = None, exclude_seen: bool | None = None) -> list[Recommendation]:
+        """Top-k items for one user's events (columns item_id, type, value, ts; user_id optional).
+
+        ``filter_fn(item_id) -> bool`` or ``allowed`` (item ids) restrict the result; ``exclude`` removes ids;
+        ``diversity`` in [0, 1] is the MMR weight (None: the configured default); ``boosts`` multiplies
+        scores (``{item_id: b}`` or ``{"category:NAME": b}``, b in units of the score spread); ``exclude_seen``
+        drops items already in the history (None: the configured default); ``now`` (the request time) defaults to
+        the last event of the history, else the end of the training data.
+        """
+        return self.recommend_many([history], k, filter_fn=filter_fn, allowed=allowed, exclude=exclude,
+                                   diversity=diversity, explain=explain, now=[now], boosts=boosts,
+                                   exclude_seen=exclude_seen)[0]
+
+    def recommend_many(self, histories: Sequence[pd.DataFrame | None], k: int = 20, *,
+                       filter_fn: ItemFilter | None = None, allowed: np.ndarray | Sequence[str] | None = None,
+                       exclude: set[str] | None = None, diversity: float | None = None, explain: bool = False,
+                       now: Sequence[datetime | None] | None = None, boosts: dict[str, float] | None = None,
+                       exclude_seen: bool | None = None, batch_size: int = 64) -> list[list[Recommendation]]:
+        """:meth:`recommend` for many histories at once (scored in batches; used by the evaluator)."""
+        table = self.table
+        mask = rules.allowed_mask(table, filter_fn, allowed)
+        div = self.default_diversity if diversity is None else float(diversity)
+        seen = self.exclude_seen if exclude_seen is None else exclude_seen
+        nows = list(now) if now is not None else [None] * len(histories)
+        reqs = []
+        for h_df, n in zip(histories, nows, strict=True):
+            h = history_from_frame(h_df, table) if h_df is not None else History.empty()
+            t = day_of(n)
+            if t is None:
+                t = h.last_ts if h.last_ts is not None else self.stats.end_ts
+            ex = set(exclude or ())
+            if seen or not self.repurchase:
+                ex |= {table.ids[r] for r in h.rows}
+            elif self.exclude_purchased:
+                ex |= {table.ids[r] for r in h.rows[h.types == TYPE_CODE["purchase"]]}
+            reqs.append(_Request(h, t, k, ex, mask, div, explain, boosts))
+        out: list[list[Recommendation]] = []
+        for i in range(0, len(reqs), batch_size):
+            out.extend(self._run(reqs[i: i + batch_size]))
+        return out
+
+    def _run(self, reqs: list[_Request]) -> list[list[Recommendation]]:
+        table, p = self.table, self.params
+        prepared: list[tuple[_Request, Candidates, Example]] = []
+        for r in reqs:
+            ctx = make_context(r.history, r.now, self.stats, p)
+            # over-fetch the search sources when a filter or exclusions will thin them out
+            extra = 0 if r.allowed is None and not r.exclude else 2 * r.k
+            cands = self._gen.generate(ctx, rules.hard_excluded(table, r.exclude, r.history), extra)
+            cands = rules.apply_mask(cands, r.allowed)
+            prepared.append((r, cands, make_example(ctx, cands, table, self._known, p)))
+        if self.net is not None:
+            scores = score(self.net, [e for _, _, e in prepared], self._vec)
+        else:
+            scores = [-np.min(c.ranks, axis=1) for _, c, _ in prepared]
+        results = []
+        for (r, cands, _), s in zip(prepared, scores, strict=True):
+            results.append(self._finish(r, cands, np.asarray(s, dtype=np.float64)))
+        return results
+
+    def _finish(self, r: _Request, cands: Candidates, s: np.ndarray) -> list[Recommendation]:
+        table = self.table
+        s = rules.demote_disliked(table, cands.rows, s, r.history.disliked)
+        s = rules.apply_boosts(table, cands.rows, s, r.boosts)
+        order = rules.mmr(table.fused, cands.rows, s, r.k, r.diversity)
+        if len(r.history) and not self._known.all():
+            sim = (table.fused[cands.rows] @ table.fused[r.history.rows[-self.params.recent:]].T).max(axis=1)
+            is_new = ~self._known[cands.rows] & (sim >= self.params.new_min_sim)
+            order = rules.reserve_new(order, s, is_new, r.k, self.params.new_slots)
+        recs = []
+        for i in order:
+            row = int(cands.rows[i])
+            rec = Recommendation(table.ids[row], float(s[i]), cands.sources_of(i))
+            if r.explain:
+                rec.explanation = explain_item(table, r.history, row, float(s[i]), rec.sources, self.ranker_id,
+                                               self.index_id)
+            recs.append(rec)
+        return recs
+
+    # -- persistence ----------------------------------------------------------------------------------------
+    def save(self, path: Path | str) -> Path:
+        from recsys.ranking.artifact import save_pipeline
+
+        return save_pipeline(self, Path(path))
+
+    @classmethod
+    def load(cls, path: Path | str, *, vectors: VectorsLike | None = None, items: pd.DataFrame | None = None,
+             expect_encoder_id: str | None = None, search: VectorSearch | None = None,
+             settings: Any = None) -> RankingPipeline:
+        """Load a saved pipeline; refused (IncompatibleArtifact) when made for another encoder or feature list."""
+        from recsys.ranking.artifact import load_pipeline
+
+        pipe = load_pipeline(cls, Path(path), expect_encoder_id)
+        pipe.configure(settings)
+        if vectors is not None:
+            pipe.update_items(vectors, items, search)
+        return pipe
+
+
+def _features() -> tuple[str, ...]:
+    from recsys.ranking.features import FEATURES
+
+    return FEATURES
+
+
+def _repeat_rate(hist: dict[str, History]) -> float:
+    rep = tot = 0
+    for h in hist.values():
+        tot += len(h)
+        rep += len(h) - len(np.unique(h.rows))
+    return rep / tot if tot else 0.0
+
+
+def _params_from_settings(settings: Any) -> RankingParams:
+    p = RankingParams()
+    r = getattr(settings, "ranking", None)
+    if r is not None:
+        p.seed = int(getattr(r, "seed", p.seed))
+        p.repurchase = bool(getattr(r, "repurchase", p.repurchase))
+    return p

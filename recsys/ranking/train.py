@@ -1,0 +1,197 @@
+"""Training the ranker on stored events: anchors from each user's past, hard negatives from the candidate generator
+plus random negatives, a listwise loss. Seeded: the same events, vectors and params give the same weights.
+
+An anchor is a point in a user's history: the targets are the events at one timestamp (an H&M basket day, a
+MovieLens rating), the history is everything strictly before it, exactly like the evaluation's leave-last-out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recsys.ranking.candidates import CandidateGenerator, Candidates
+from recsys.ranking.catalog import ItemTable
+from recsys.ranking.context import Context, Correction, make_context
+from recsys.ranking.features import FEATURES, feature_matrix
+from recsys.ranking.history import History
+from recsys.ranking.model import NetConfig, RankerNet, listwise_loss
+from recsys.ranking.params import RankingParams
+from recsys.ranking.stats import ItemStats
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class Example:
+    """One request's model inputs (and labels when training)."""
+
+    hist_rows: np.ndarray
+    hist_types: np.ndarray
+    hist_age: np.ndarray
+    cand_rows: np.ndarray
+    feats: np.ndarray
+    labels: np.ndarray | None = None
+
+
+def make_example(ctx: Context, cands: Candidates, table: ItemTable, known: np.ndarray,
+                 p: RankingParams) -> Example:
+    h = ctx.h
+    L = min(len(h), p.max_history)
+    rows = h.rows[len(h) - L:]
+    age = np.log1p(np.clip(ctx.now - h.ts[len(h) - L:], 0, None)).astype(np.float32)
+    return Example(rows, h.types[len(h) - L:], age, cands.rows, feature_matrix(ctx, cands, table, known, p))
+
+
+def collate(batch: list[Example], vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Pad a list of examples into the network's tensors (see :mod:`recsys.ranking.model`)."""
+    b = len(batch)
+    L = max(1, max(len(e.hist_rows) for e in batch))
+    C = max(1, max(len(e.cand_rows) for e in batch))
+    F = batch[0].feats.shape[1]
+    hr = np.zeros((b, L), np.int64)
+    ht = np.full((b, L), 0, np.int64)
+    ha = np.zeros((b, L), np.float32)
+    hm = np.zeros((b, L), bool)
+    cr = np.zeros((b, C), np.int64)
+    cf = np.zeros((b, C, F), np.float32)
+    cm = np.zeros((b, C), bool)
+    lab = np.zeros((b, C), np.float32)
+    for i, e in enumerate(batch):
+        n, c = len(e.hist_rows), len(e.cand_rows)
+        hr[i, :n], ht[i, :n], ha[i, :n], hm[i, :n] = e.hist_rows, e.hist_types, e.hist_age, True
+        cr[i, :c], cf[i, :c], cm[i, :c] = e.cand_rows, e.feats, True
+        if e.labels is not None:
+            lab[i, :c] = e.labels
+    t = torch.from_numpy
+    return {
+        "hist_vec": vectors[t(hr)], "hist_type": t(ht), "hist_age": t(ha), "hist_mask": t(hm),
+        "cand_vec": vectors[t(cr)], "cand_feat": t(cf), "cand_mask": t(cm), "labels": t(lab),
+    }
+
+
+def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemStats, gen: CandidateGenerator,
+                   known: np.ndarray, p: RankingParams, repurchase: bool,
+                   progress: Progress | None = None) -> list[Example]:
+    """Training examples: up to ``anchors_per_user`` latest anchors per user, positives among the candidates."""
+    rng = np.random.default_rng(p.seed)
+    anchors: list[tuple[str, int, int]] = []
+    for u in sorted(histories):
+        h = histories[u]
+        if len(h) < 2:
+            continue
+        starts = np.flatnonzero(np.r_[False, h.ts[1:] != h.ts[:-1]])  # first event of each later timestamp
+        for s in starts[::-1][: p.anchors_per_user]:
+            e = int(np.searchsorted(h.ts, h.ts[s], side="right"))
+            anchors.append((u, int(s), e))
+    if len(anchors) > p.max_anchors:
+        keep = np.sort(rng.choice(len(anchors), p.max_anchors, replace=False))
+        anchors = [anchors[i] for i in keep]
+    out: list[Example] = []
+    t0 = time.time()
+    for k, (u, s, e) in enumerate(anchors):
+        h = histories[u]
+        prefix = h.prefix(s)
+        corr = Correction(h.rows[s:], h.rows)
+        ctx = make_context(prefix, float(h.ts[s]), stats, p, corr)
+        cands = gen.generate(ctx)
+        if not repurchase:
+            cands = _drop_rows(cands, prefix.rows)
+        targets = set(h.rows[s:e].tolist()) - (set() if repurchase else set(prefix.rows.tolist()))
+        labels = np.fromiter((r in targets for r in cands.rows), dtype=bool, count=len(cands))
+        if not labels.any():
+            continue
+        cands, labels = _cap(cands, labels, p.max_candidates, rng)
+        cands, labels = _add_random(cands, labels, table, known, targets, p.random_negatives, rng)
+        ex = make_example(ctx, cands, table, known, p)
+        ex.labels = labels.astype(np.float32)
+        out.append(ex)
+        if progress and k % 200 == 0:
+            progress("examples", k, len(anchors))
+    log.info("ranker: %d training examples from %d anchors in %.1fs", len(out), len(anchors), time.time() - t0)
+    return out
+
+
+def _drop_rows(c: Candidates, rows: np.ndarray) -> Candidates:
+    keep = ~np.isin(c.rows, rows)
+    return Candidates(c.rows[keep], c.flags[keep], c.ranks[keep])
+
+
+def _cap(c: Candidates, labels: np.ndarray, cap: int, rng: np.random.Generator) -> tuple[Candidates, np.ndarray]:
+    if len(c) <= cap:
+        return c, labels
+    pos = np.flatnonzero(labels)
+    neg = np.flatnonzero(~labels)
+    keep = np.sort(np.r_[pos, rng.choice(neg, cap - len(pos), replace=False)])
+    return Candidates(c.rows[keep], c.flags[keep], c.ranks[keep]), labels[keep]
+
+
+def _add_random(c: Candidates, labels: np.ndarray, table: ItemTable, known: np.ndarray, targets: set[int], n: int,
+                rng: np.random.Generator) -> tuple[Candidates, np.ndarray]:
+    if n <= 0:
+        return c, labels
+    r = rng.integers(0, table.n, size=n)
+    r = np.unique(r[~np.isin(r, c.rows) & ~np.isin(r, list(targets))])
+    flags = np.zeros((len(r), c.flags.shape[1]), np.float32)
+    ranks = np.full((len(r), c.flags.shape[1]), 1000.0, np.float32)
+    return (Candidates(np.r_[c.rows, r], np.r_[c.flags, flags], np.r_[c.ranks, ranks]),
+            np.r_[labels, np.zeros(len(r), bool)])
+
+
+def fit_net(examples: list[Example], vectors: np.ndarray, p: RankingParams,
+            progress: Progress | None = None) -> tuple[RankerNet, dict[str, float]]:
+    """Train the network on the examples; returns it in eval mode and the training metrics."""
+    torch.manual_seed(p.seed)
+    rng = np.random.default_rng(p.seed)
+    vec = torch.from_numpy(np.asarray(vectors, np.float32))
+    net = RankerNet(NetConfig(dim=vec.shape[1], n_features=len(FEATURES), hidden=p.hidden))
+    if examples:
+        allf = np.concatenate([e.feats for e in examples])
+        net.feat_mean.copy_(torch.from_numpy(allf.mean(0)))
+        std = allf.std(0)
+        # a feature constant in training (e.g. no item was new) passes through unscaled instead of exploding
+        net.feat_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0).astype(np.float32)))
+    opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    steps = max(1, p.epochs * ((len(examples) + p.batch_anchors - 1) // p.batch_anchors))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=steps, pct_start=0.1)
+    net.train()
+    last = float("nan")
+    step = 0
+    for epoch in range(p.epochs):
+        order = rng.permutation(len(examples))
+        losses = []
+        for i in range(0, len(order), p.batch_anchors):
+            batch = collate([examples[j] for j in order[i: i + p.batch_anchors]], vec)
+            scores = net(batch["hist_vec"], batch["hist_type"], batch["hist_age"], batch["hist_mask"],
+                         batch["cand_vec"], batch["cand_feat"])
+            loss = listwise_loss(scores, batch["labels"], batch["cand_mask"])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(float(loss.detach()))
+        last = float(np.mean(losses)) if losses else float("nan")
+        log.info("ranker epoch %d: loss %.4f", epoch + 1, last)
+        if progress:
+            progress("epochs", epoch + 1, p.epochs)
+    net.eval()
+    return net, {"train_loss": round(last, 5), "examples": float(len(examples)), "steps": float(step)}
+
+
+@torch.no_grad()
+def score(net: RankerNet, examples: list[Example], vectors: torch.Tensor) -> list[np.ndarray]:
+    """Scores for each example's candidates."""
+    if not examples:
+        return []
+    batch = collate(examples, vectors)
+    s = net(batch["hist_vec"], batch["hist_type"], batch["hist_age"], batch["hist_mask"], batch["cand_vec"],
+            batch["cand_feat"]).numpy()
+    return [s[i, : len(e.cand_rows)] for i, e in enumerate(examples)]
