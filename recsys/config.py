@@ -28,7 +28,9 @@ class EncoderSettings(BaseModel):
     batch_size: int = 32
     num_workers: int = 1
     text_fields: dict[str, float] = Field(
-        default_factory=lambda: {"title": 1.0, "category": 1.0, "description": 0.5}
+        default_factory=lambda: {"title": 1.0, "category": 1.0, "attributes.colour": 1.0,
+                                 "attributes.perceived_colour": 0.5, "attributes.pattern": 0.5,
+                                 "attributes.genres": 0.5, "description": 0.5}
     )
     """Item fields (or ``attributes.KEY``) that make the item text, with their weights in the text vector."""
     modality_weights: dict[str, float] = Field(default_factory=lambda: {"text": 1.0, "image": 1.0})
@@ -42,6 +44,19 @@ class IndexSettings(BaseModel):
     """FAISS factory string; None chooses by catalogue size."""
     exact_threshold: int = 50_000
     keep_generations: int = 3
+    ivf_threshold: int = 2_000_000
+    """From this many items the default index is IVF-PQ (re-ranked from the full vectors on disk)."""
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    nprobe: int = 32
+    rerank_factor: int = 10
+    """A lossy index (PQ) fetches ``k * rerank_factor`` candidates, re-scored exactly from the stored vectors."""
+    train_sample: int = 100_000
+    exact_subset_max: int = 20_000
+    """A filter that keeps at most this many items is answered by exact search over just those items."""
+    delta_max_fraction: float = 0.1
+    """Changes up to this share of the catalogue go into a delta generation; more trigger a full rebuild."""
 
 
 class RankingSettings(BaseModel):

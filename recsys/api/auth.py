@@ -1,8 +1,9 @@
 """API keys: created once (the plain key is shown only then), stored as SHA-256 hashes, compared in constant time.
 
 Two scopes: ``read`` (every query) and ``admin`` (also writes: items, events). The server keeps an in-memory
-:class:`KeyRing` of live hashes, reloaded every few seconds and on an unknown key (at most once a second), so a key
-created or revoked with ``recsys keys`` takes effect without a restart and a database outage does not lock clients out.
+:class:`KeyRing` of live hashes, reloaded every few seconds, so a key revoked with ``recsys keys`` stops working
+within seconds, a new one works at once (an unknown key is looked up by its hash) and a database outage does not
+lock out clients whose keys are known.
 """
 
 from __future__ import annotations
@@ -88,17 +89,14 @@ def revoke_key(store: Store, name: str) -> None:
 class KeyRing:
     """The live keys' hashes in memory; :meth:`lookup` compares against every one in constant time."""
 
-    def __init__(self, store: Store, *, max_age_s: float = 5.0, miss_reload_s: float = 1.0) -> None:
+    def __init__(self, store: Store, *, max_age_s: float = 5.0) -> None:
         self.store = store
         self.max_age_s = max_age_s
-        self.miss_reload_s = miss_reload_s
         self._keys: list[tuple[str, Principal]] = []
         self._loaded_at = float("-inf")
-        self._tried_at = float("-inf")
 
     def reload(self) -> None:
         """Re-read the live keys; on a database error the previous set stays in use."""
-        self._tried_at = time.monotonic()
         with self.store.session() as s:
             rows = s.execute(select(ApiKey.key_hash, ApiKey.name, ApiKey.scope).where(ApiKey.revoked.is_(False)))
             self._keys = [(h, Principal(n, sc)) for h, n, sc in rows]
@@ -107,8 +105,17 @@ class KeyRing:
     def stale(self) -> bool:
         return time.monotonic() - self._loaded_at > self.max_age_s
 
-    def may_reload_on_miss(self) -> bool:
-        return time.monotonic() - self._tried_at > self.miss_reload_s
+    def fetch(self, key: str) -> Principal | None:
+        """A key unknown to the ring (created since the last reload): looked up by its hash, then remembered."""
+        digest = hash_key(key)
+        with self.store.session() as s:
+            row = s.execute(select(ApiKey.name, ApiKey.scope).where(ApiKey.key_hash == digest,
+                                                                    ApiKey.revoked.is_(False))).first()
+        if row is None:
+            return None
+        principal = Principal(row[0], row[1])
+        self._keys = [*self._keys, (digest, principal)]
+        return principal
 
     def lookup(self, key: str) -> Principal | None:
         digest = hash_key(key)

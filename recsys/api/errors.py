@@ -70,10 +70,9 @@ def _jsonable(errors: list[Any]) -> list[dict[str, Any]]:
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = _jsonable(list(exc.errors()))
-    first = details[0] if details else {"loc": [], "msg": "invalid request"}
-    where = ".".join(first["loc"])
-    return error_response(request, 422, "invalid", f"{where}: {first['msg']}" if where else first["msg"],
-                          details=details)
+    where = ".".join(details[0]["loc"]) if details else ""
+    msg = str(details[0]["msg"]) if details else "invalid request"
+    return error_response(request, 422, "invalid", f"{where}: {msg}" if where else msg, details=details)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:

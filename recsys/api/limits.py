@@ -59,7 +59,7 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int, formats: list[s
             fmt = (im.format or "").upper()
             width, height = im.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise BadMedia(f"the upload is not a readable image ({str(e)[:120]}); send one of "
+        raise BadMedia(f"the upload is not a readable image ({type(e).__name__}); send one of "
                        f"{', '.join(sorted(allowed))}") from None
     if fmt not in allowed:
         raise BadMedia(f"image format {fmt or 'unknown'} is not accepted; send one of {', '.join(sorted(allowed))}")

@@ -30,6 +30,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+AttrFilter = ShortText | Annotated[list[ShortText], Field(max_length=MAX_LIST)]
+
+
 class Filter(_Strict):
     """Item filters, applied inside retrieval so a filtered request still returns k items when k exist."""
 
@@ -37,7 +40,9 @@ class Filter(_Strict):
     price_min: Finite | None = None
     price_max: Finite | None = None
     in_stock: bool | None = None
-    attributes: Annotated[dict[ShortText, ShortText], Field(max_length=100)] | None = None
+    attributes: Annotated[dict[ShortText, AttrFilter],
+                          Field(max_length=100, description="attribute values; a list matches any of them")] | None = (
+        None)
 
     @model_validator(mode="after")
     def _range(self) -> Filter:

@@ -14,6 +14,7 @@ from typing import Any
 
 from recsys.evaluation.experiment import Batch, best_other, markdown_table, recommend_all, run_evaluation
 from recsys.evaluation.metrics import coverage, per_user, summarize
+from recsys.evaluation.runner import evaluate_split, evaluate_store, evaluate_test_events, replay_histories
 from recsys.evaluation.splits import (
     Split,
     ingest_records,
@@ -31,12 +32,16 @@ __all__ = [
     "Split",
     "best_other",
     "coverage",
+    "evaluate_split",
+    "evaluate_store",
+    "evaluate_test_events",
     "ingest_records",
     "make_baselines",
     "markdown_table",
     "per_user",
     "read_test_events",
     "recommend_all",
+    "replay_histories",
     "resolve_protocol",
     "run_evaluation",
     "split_test_events",

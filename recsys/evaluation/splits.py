@@ -85,6 +85,14 @@ def default_target_types(protocol: str, events: pd.DataFrame) -> tuple[str, ...]
     return tuple(sorted(types))
 
 
+def _timestamps(ts: pd.Series) -> pd.Series:
+    """Naive UTC datetimes (the store's convention) from datetimes or ISO 8601 strings."""
+    out = ts if pd.api.types.is_datetime64_any_dtype(ts) else pd.to_datetime(ts, format="ISO8601", utc=True)
+    if getattr(out.dt, "tz", None) is not None:
+        out = out.dt.tz_convert("UTC").dt.tz_localize(None)
+    return out
+
+
 def _normalise(events: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in EVENT_COLUMNS if c not in events.columns]
     if missing:
@@ -92,7 +100,7 @@ def _normalise(events: pd.DataFrame) -> pd.DataFrame:
     ev = events.reset_index(drop=True).copy()
     ev["user_id"] = ev["user_id"].astype(str)
     ev["item_id"] = ev["item_id"].astype(str)
-    ev["ts"] = pd.to_datetime(ev["ts"])
+    ev["ts"] = _timestamps(ev["ts"])
     # stable: equal timestamps keep input order (store order = file order)
     ev = ev.sort_values("ts", kind="stable").reset_index(drop=True)
     return ev
@@ -111,7 +119,7 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
     if ev.empty:
         return Split(p, ev, [], {}, {}, {}, {"events": 0})
     ttypes = tuple(target_types) if target_types is not None else default_target_types(p, ev)
-    is_tt = ev["type"].isin(ttypes).to_numpy()
+    is_tt = ev["type"].isin(ttypes).to_numpy().copy()
     if items is not None:
         is_tt &= ev["item_id"].isin(set(items)).to_numpy()
     order = np.arange(len(ev))

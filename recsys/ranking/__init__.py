@@ -25,6 +25,9 @@ __all__ = [
     "VectorSearch",
     "VectorsLike",
     "current_generation",
+    "load_current_ranker",
+    "rankers_root",
     "read_manifest",
     "save_generation",
+    "train_ranker",
 ]

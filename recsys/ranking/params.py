@@ -42,6 +42,8 @@ class RankingParams:
     anchors_per_user: int = 8
     max_anchors: int = 20_000
     random_negatives: int = 20
+    missed_positives: bool = False
+    """Also train on targets the candidate generator missed (teaches content similarity beyond the sources)."""
     max_candidates: int = 300
 
     def to_dict(self) -> dict[str, Any]:

@@ -287,3 +287,32 @@ def _params_from_settings(settings: Any) -> RankingParams:
         p.seed = int(getattr(r, "seed", p.seed))
         p.repurchase = bool(getattr(r, "repurchase", p.repurchase))
     return p
+
+
+def rankers_root(settings: Any) -> Path:
+    """Where ranker generations live: ``<home>/rankers``."""
+    return Path(settings.home) / "rankers"
+
+
+def train_ranker(events: pd.DataFrame, items: pd.DataFrame | None, vectors: VectorsLike, settings: Any, *,
+                 search: VectorSearch | None = None, progress: Progress | None = None) -> tuple[RankingPipeline, Path]:
+    """``recsys train``: fit on the stored events and save a new current generation under ``<home>/rankers``."""
+    from recsys.ranking.artifact import save_generation
+
+    pipe = RankingPipeline.fit(events, items, vectors, settings, search=search, progress=progress)
+    return pipe, save_generation(pipe, rankers_root(settings))
+
+
+def load_current_ranker(settings: Any, vectors: VectorsLike, items: pd.DataFrame | None = None, *,
+                        search: VectorSearch | None = None) -> RankingPipeline | None:
+    """The current ranker generation over these vectors, or None when none was trained yet.
+
+    Raises IncompatibleArtifact when it was trained on another encoder or dimension.
+    """
+    from recsys.ranking.artifact import current_generation
+
+    path = current_generation(rankers_root(settings))
+    if path is None:
+        return None
+    return RankingPipeline.load(path, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
+                                search=search, settings=settings)

@@ -105,9 +105,12 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
             cands = _drop_rows(cands, prefix.rows)
         targets = set(h.rows[s:e].tolist()) - (set() if repurchase else set(prefix.rows.tolist()))
         labels = np.fromiter((r in targets for r in cands.rows), dtype=bool, count=len(cands))
-        if not labels.any():
+        if not labels.any() and not (p.missed_positives and targets):
             continue
         cands, labels = _cap(cands, labels, p.max_candidates, rng)
+        if p.missed_positives:
+            missed = np.array(sorted(targets - set(cands.rows.tolist())), dtype=np.int64)
+            cands, labels = _append(cands, labels, missed, True)
         cands, labels = _add_random(cands, labels, table, known, targets, p.random_negatives, rng)
         ex = make_example(ctx, cands, table, known, p)
         ex.labels = labels.astype(np.float32)
@@ -138,10 +141,15 @@ def _add_random(c: Candidates, labels: np.ndarray, table: ItemTable, known: np.n
         return c, labels
     r = rng.integers(0, table.n, size=n)
     r = np.unique(r[~np.isin(r, c.rows) & ~np.isin(r, list(targets))])
-    flags = np.zeros((len(r), c.flags.shape[1]), np.float32)
-    ranks = np.full((len(r), c.flags.shape[1]), 1000.0, np.float32)
-    return (Candidates(np.r_[c.rows, r], np.r_[c.flags, flags], np.r_[c.ranks, ranks]),
-            np.r_[labels, np.zeros(len(r), bool)])
+    return _append(c, labels, r, False)
+
+
+def _append(c: Candidates, labels: np.ndarray, rows: np.ndarray, label: bool) -> tuple[Candidates, np.ndarray]:
+    """Add rows that no source produced (flags 0, ranks absent)."""
+    flags = np.zeros((len(rows), c.flags.shape[1]), np.float32)
+    ranks = np.full((len(rows), c.flags.shape[1]), 1000.0, np.float32)
+    return (Candidates(np.r_[c.rows, rows], np.r_[c.flags, flags], np.r_[c.ranks, ranks]),
+            np.r_[labels, np.full(len(rows), label)])
 
 
 def fit_net(examples: list[Example], vectors: np.ndarray, p: RankingParams,

@@ -1,0 +1,147 @@
+"""The app factory: ``create_app(settings, recommender)`` wires routes, errors, limits and the lifespan.
+
+The lifespan opens the :class:`~recsys.service.Recommender` (unless one is passed in) and runs one background task
+that, every ``api.refresh_seconds``, picks up newer index / ranker generations (``refresh()``), caches ``status()``
+and readiness, and reloads the API keys. Requests never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from recsys.api import errors
+from recsys.api.auth import KeyRing
+from recsys.api.deps import RecommenderLike
+from recsys.api.limits import RateLimiter
+from recsys.api.metrics import Metrics
+from recsys.api.middleware import RequestMiddleware
+from recsys.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Multimodal recommendations: personalised and session recommendations, similar items, search by text
+or image, "more like these", trending; items and events in; health, readiness and Prometheus metrics.
+
+Authenticate with an API key (`recsys keys create NAME --scope read|admin`) sent as `X-API-Key` or a bearer token.
+Errors are `{"error": {"code": "...", "message": "...", "request_id": "..."}}` with a stable `code`."""
+
+
+class Runtime:
+    """Per-app mutable state refreshed by the background task: cached status and readiness."""
+
+    def __init__(self, recommender: RecommenderLike, metrics: Metrics, keys: KeyRing) -> None:
+        self.recommender = recommender
+        self.metrics = metrics
+        self.keys = keys
+        self.status: dict[str, Any] = {}
+        self.store_ok = False
+        self._last_warning = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.store_ok and bool(self.status.get("ready")) and self.status.get("index_generation") is not None
+
+    def tick(self) -> None:
+        """One refresh round (runs in a worker thread). Never raises."""
+        rec = self.recommender
+        try:
+            self.store_ok = bool(rec.store.ping())
+        except Exception:
+            self.store_ok = False
+        try:
+            rec.refresh()
+            self.status = dict(rec.status())
+        except Exception as e:
+            self.metrics.refresh_errors.inc()
+            self._warn("could not refresh generations: %s", e)
+        if self.store_ok and self.keys.stale():
+            try:
+                self.keys.reload()
+            except Exception as e:
+                self._warn("could not reload API keys: %s", e)
+        self.metrics.set_status(self.status, self.ready)
+
+    def _warn(self, msg: str, e: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 30:  # an outage logs twice a minute, not once a second
+            self._last_warning = now
+            log.warning(msg, f"{type(e).__name__}: {str(e)[:300]}")
+
+
+def create_app(settings: Settings | None = None, recommender: RecommenderLike | None = None) -> FastAPI:
+    """The FastAPI app. With ``recommender=None`` the lifespan opens a :class:`recsys.service.Recommender`."""
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = recommender is None
+        rec: Any = recommender
+        if rec is None:
+            from recsys.service import Recommender
+
+            rec = await run_in_threadpool(Recommender, settings)
+        runtime = Runtime(rec, metrics, KeyRing(rec.store))
+        app.state.recommender = rec
+        app.state.runtime = runtime
+        app.state.keys = runtime.keys
+        await run_in_threadpool(runtime.tick)
+        task = asyncio.create_task(_refresh_loop(runtime, settings.api.refresh_seconds))
+        log.info("recsys API ready=%s status=%s", runtime.ready, runtime.status)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if owned and hasattr(rec, "store"):
+                rec.store.dispose()
+
+    app = FastAPI(title="recsys", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  responses={422: {"description": "invalid input", "model": _error_model()}})
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.limiter = RateLimiter(settings.api.rate_limit_per_minute)
+    errors.install(app)
+    _routes(app)
+    if settings.api.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["X-Request-ID"])
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.api.max_body_bytes,
+                       loopback_only=not settings.api.auth)
+    return app
+
+
+def _error_model() -> Any:
+    from recsys.api.schemas import ErrorResponse
+
+    return ErrorResponse
+
+
+def _routes(app: FastAPI) -> None:
+    from recsys.api.routes import events, health, items, recommendations, search
+
+    for module in (health, items, events, recommendations, search):
+        app.include_router(module.router)
+
+
+async def _refresh_loop(runtime: Runtime, every: float) -> None:
+    while True:
+        await asyncio.sleep(max(0.05, every))
+        await run_in_threadpool(runtime.tick)
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory recsys.api.app:app_from_env`` (settings from the environment)."""
+    return create_app(get_settings())

@@ -1,0 +1,113 @@
+"""Dependencies shared by the routes: the recommender, the caller's identity (API key + scope), rate limits.
+
+The app accepts any object with the :class:`RecommenderLike` methods, e.g. the real
+:class:`recsys.service.Recommender` or the in-memory :class:`recsys.api.testing.FakeRecommender`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from recsys.api.auth import ANONYMOUS, KeyRing, Principal
+from recsys.api.limits import RateLimiter
+from recsys.config import Settings
+from recsys.errors import AuthError, Forbidden
+
+
+class RecommenderLike(Protocol):
+    """What the API needs from the service layer."""
+
+    store: Any
+
+    def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: Any = None,
+                    exclude: Sequence[str] = ()) -> list[Any]: ...
+
+    def search_image(self, image: bytes, k: int = 20, *, modality: str = "image", filter: Any = None,
+                     exclude: Sequence[str] = ()) -> list[Any]: ...
+
+    def similar(self, item_id: str, k: int = 20, *, modality: str = "fused", filter: Any = None,
+                exclude: Sequence[str] = ()) -> list[Any]: ...
+
+    def more_like_these(self, positive: Mapping[str, float], negative: Mapping[str, float] = ..., k: int = 20, *,
+                        filter: Any = None, exclude: Sequence[str] = ()) -> list[Any]: ...
+
+    def trending(self, k: int = 20, *, filter: Any = None) -> list[Any]: ...
+
+    def recommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
+                  diversity: float | None = None, explain: bool = False, debug: bool = False) -> Any: ...
+
+    def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: Any = None,
+                             exclude: Sequence[str] = (), diversity: float | None = None,
+                             explain: bool = False) -> list[Any]: ...
+
+    def ingest_events(self, events: Sequence[Mapping[str, Any]]) -> list[Any]: ...
+
+    def get_item(self, item_id: str) -> dict[str, Any]: ...
+
+    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]: ...
+
+    def delete_item(self, item_id: str) -> Any: ...
+
+    def refresh(self) -> bool: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def get_recommender(request: Request) -> RecommenderLike:
+    return request.app.state.recommender  # type: ignore[no-any-return]
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+RecommenderDep = Annotated[RecommenderLike, Depends(get_recommender)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (`recsys keys create`)")
+_bearer = HTTPBearer(auto_error=False, description="an API key as a bearer token")
+
+
+async def _principal(request: Request, header_key: str | None, bearer: HTTPAuthorizationCredentials | None,
+                     scope: str) -> Principal:
+    state = request.app.state
+    if not state.settings.api.auth:
+        principal = ANONYMOUS
+        limit_key = "anon:" + (request.client.host if request.client else "")
+    else:
+        key = header_key or (bearer.credentials if bearer else None)
+        if not key:
+            raise AuthError("an API key is required: send it as `X-API-Key: KEY` or `Authorization: Bearer KEY`")
+        ring: KeyRing = state.keys
+        found = ring.lookup(key)
+        if found is None:
+            found = await run_in_threadpool(ring.fetch, key)
+        if found is None:
+            raise AuthError("unknown or revoked API key")
+        principal = found
+        limit_key = "key:" + principal.name
+    request.state.principal = principal
+    limiter: RateLimiter = state.limiter
+    limiter.check(limit_key)
+    if not principal.allows(scope):
+        raise Forbidden(f"this API key has the {principal.scope!r} scope; this call needs {scope!r}")
+    return principal
+
+
+async def require_read(request: Request, header_key: Annotated[str | None, Security(_api_key_header)] = None,
+                       bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> Principal:
+    return await _principal(request, header_key, bearer, "read")
+
+
+async def require_admin(request: Request, header_key: Annotated[str | None, Security(_api_key_header)] = None,
+                        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> Principal:
+    return await _principal(request, header_key, bearer, "admin")
+
+
+ReadKey = Annotated[Principal, Depends(require_read)]
+AdminKey = Annotated[Principal, Depends(require_admin)]

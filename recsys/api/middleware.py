@@ -1,0 +1,133 @@
+"""The one ASGI middleware around every request: request id, body limit, metrics, access log, last-resort 500.
+
+Pure ASGI (no BaseHTTPMiddleware) to keep the per-request overhead small.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from recsys.api.errors import unexpected_error
+from recsys.api.logs import request_id_var
+from recsys.api.metrics import Metrics
+
+access = logging.getLogger("recsys.api.access")
+_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, loopback_only: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body_bytes
+        self.loopback_only = loopback_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        rid = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = rid
+        token = request_id_var.set(rid)
+        status = 500
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            client = (scope.get("client") or ("", 0))[0]
+            if self.loopback_only and client not in _LOOPBACK:
+                # Auth is off: only this machine may call, whatever address the server was bound to.
+                await _reply(scope, receive, send_wrapper, HTTPException(403, "authentication is off on this server; "
+                                                                              "only loopback clients are served"))
+                return
+            too_big = _declared_length(scope) > self.max_body
+            if too_big:
+                await _reply(scope, receive, send_wrapper,
+                             HTTPException(413, f"request body over the limit of {self.max_body} bytes"))
+                return
+            await self.app(scope, _limited(receive, self.max_body), send_wrapper)
+        except Exception as exc:
+            if started:
+                raise
+            await _reply(scope, receive, send_wrapper, exc)
+        finally:
+            self.metrics.in_flight.dec()
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            elapsed = time.perf_counter() - start
+            self.metrics.requests.labels(scope["method"], label, str(status)).inc()
+            self.metrics.latency.labels(label).observe(elapsed)
+            principal = scope["state"].get("principal")
+            access.info("%s %s %d", scope["method"], scope["path"], status, extra={
+                "method": scope["method"], "path": scope["path"], "route": label, "status": status,
+                "duration_ms": round(elapsed * 1000, 2), "key": getattr(principal, "name", None),
+            })
+            request_id_var.reset(token)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            rid = value.decode("latin-1")
+            if _RID.match(rid):
+                return rid
+            break
+    return uuid.uuid4().hex
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """A receive that refuses a streamed (chunked) body once it passes the limit."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                # HTTPException passes through FastAPI's body parsing untouched and becomes a JSON 413.
+                raise HTTPException(413, f"request body over the limit of {limit} bytes")
+        return message
+
+    return wrapped
+
+
+async def _reply(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    from recsys.api.errors import http_error
+
+    request = Request(scope, receive)
+    response: Any
+    if isinstance(exc, HTTPException):
+        response = await http_error(request, exc)
+    else:
+        response = await unexpected_error(request, exc)
+    await response(scope, receive, send)

@@ -1,0 +1,95 @@
+"""Helpers shared by the routers: filter conversion, query-string filters, result envelopes, debug timings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Query, Request
+
+from recsys.api.schemas import MAX_LIST, Debug, Filter, Meta, Results, ScoredItemOut
+from recsys.errors import ValidationFailed
+
+
+def to_item_filter(f: Filter | None) -> Any:
+    """The service's :class:`recsys.index.ItemFilter` for a request filter (None when nothing is filtered)."""
+    if f is None or f.is_empty():
+        return None
+    from recsys.index import ItemFilter
+
+    return ItemFilter.of(categories=f.categories, price_min=f.price_min, price_max=f.price_max, in_stock=f.in_stock,
+                         attributes=f.attributes)
+
+
+def query_filter(
+    category: Annotated[list[str] | None, Query(max_length=MAX_LIST, description="keep items of these categories")]
+    = None,
+    price_min: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    price_max: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    in_stock: bool | None = None,
+    attr: Annotated[list[str] | None, Query(max_length=100, description="attribute filters as KEY:VALUE; a key "
+                                                                         "repeated matches any of its values")] = None,
+) -> Filter | None:
+    """Filters from the query string of a GET request."""
+    attributes: dict[str, str | list[str]] | None = None
+    if attr:
+        values: dict[str, list[str]] = {}
+        for a in attr:
+            key, sep, value = a.partition(":")
+            if not sep or not key:
+                raise ValidationFailed(f"attr {a[:60]!r} is not KEY:VALUE")
+            values.setdefault(key, []).append(value)
+        attributes = {k: v[0] if len(v) == 1 else v for k, v in values.items()}
+    if price_min is not None and price_max is not None and price_min > price_max:
+        raise ValidationFailed("price_min is greater than price_max")
+    for text in [*(category or []), *(a for a in attr or [])]:
+        if "\x00" in text or len(text) > 400:
+            raise ValidationFailed("a filter value has a NUL character or is over 400 characters")
+    f = Filter.model_construct(categories=category, price_min=price_min, price_max=price_max, in_stock=in_stock,
+                               attributes=attributes)
+    return None if f.is_empty() else f
+
+
+def results(request: Request, items: list[Any], *, debug: dict[str, float] | None = None) -> Results:
+    """The response envelope: results best first, the generation ids they came from, debug timings on request."""
+    status = request.app.state.runtime.status
+    meta = Meta(request_id=getattr(request.state, "request_id", None),
+                index_generation=_str(status.get("index_generation")),
+                ranker_version=_str(status.get("ranker_version")))
+    out = [ScoredItemOut.model_validate(it.to_dict() if hasattr(it, "to_dict") else it) for it in items]
+    return Results(items=out, meta=meta, debug=Debug(timings_ms=debug) if debug is not None else None)
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def with_timings(rec: Any, call: Callable[[], Any]) -> tuple[list[Any], dict[str, float]]:
+    """Run a debug call; the service's per-stage timings (returned or left in ``last_timings``) plus the total."""
+    start = time.perf_counter()
+    out = call()
+    total = (time.perf_counter() - start) * 1000
+    timings: dict[str, float] = {}
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
+        out, info = out
+        timings.update(info.get("timings_ms", info))
+    else:
+        last = getattr(rec, "last_timings", None)
+        if callable(last):
+            last = last()
+        if isinstance(last, dict):
+            timings.update(last.get("timings_ms", last))
+    clean = {str(k): round(float(v), 3) for k, v in timings.items() if isinstance(v, int | float)}
+    clean["service_total"] = round(total, 3)
+    return list(out), clean
+
+
+def ids_param(values: list[str] | None) -> list[str]:
+    """Item ids from a repeated query parameter, each 1 to 128 characters without NUL."""
+    out = []
+    for v in values or ():
+        if not v or len(v) > 128 or "\x00" in v:
+            raise ValidationFailed("exclude holds item ids of 1 to 128 characters")
+        out.append(v)
+    return out

@@ -1,0 +1,26 @@
+"""Events: a batch in, a result per event; each stored event is committed before the answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from recsys.api.deps import AdminKey, RecommenderDep
+from recsys.api.schemas import EventBatch, EventBatchResult, EventResultOut
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+@router.post("", response_model=EventBatchResult,
+             summary="Ingest events; idempotent on event_id; each result says stored, duplicate or error")
+def post_events(request: Request, batch: EventBatch, rec: RecommenderDep, _key: AdminKey) -> EventBatchResult:
+    raw = [e.model_dump(exclude_none=True) for e in batch.events]
+    out = [EventResultOut(index=r.index, status=r.status, event_id=r.event_id, error=r.error)
+           for r in rec.ingest_events(raw)]
+    counts = {s: sum(1 for r in out if r.status == s) for s in ("stored", "duplicate", "error")}
+    metric = request.app.state.metrics.events
+    for s, n in counts.items():
+        if n:
+            metric.labels(s).inc(n)
+    return EventBatchResult(results=out, stored=counts["stored"], duplicates=counts["duplicate"],
+                            errors=counts["error"])
+

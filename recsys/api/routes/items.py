@@ -1,0 +1,83 @@
+"""Items: read, create or replace (one or in bulk), delete; similar items."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
+from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
+from recsys.api.schemas import (
+    Deleted,
+    Filter,
+    ItemBatch,
+    ItemBatchResult,
+    ItemOut,
+    ItemPut,
+    Modality,
+    Results,
+    SimilarRequest,
+)
+from recsys.errors import ValidationFailed
+
+router = APIRouter(prefix="/v1/items", tags=["items"])
+
+ItemId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+@router.get("/{item_id}", response_model=ItemOut, summary="One item with its media and tags")
+def get_item(item_id: ItemId, rec: RecommenderDep, _key: ReadKey) -> Any:
+    return rec.get_item(item_id)
+
+
+@router.put("/{item_id}", response_model=ItemOut, summary="Create or replace one item")
+def put_item(item_id: ItemId, item: ItemPut, rec: RecommenderDep, _key: AdminKey) -> Any:
+    result = _check(rec.upsert_items([{"item_id": item_id, **_plain(item)}])[0])
+    try:
+        return rec.get_item(item_id)
+    except Exception:
+        return {"item_id": item_id, **result}
+
+
+@router.post("", response_model=ItemBatchResult, summary="Create or replace many items; a result per item")
+def upsert_items(batch: ItemBatch, rec: RecommenderDep, _key: AdminKey) -> ItemBatchResult:
+    return ItemBatchResult(results=[dict(r) for r in rec.upsert_items([_plain(it) for it in batch.items])])
+
+
+@router.delete("/{item_id}", response_model=Deleted, summary="Delete an item (it stops being returned at once)")
+def delete_item(item_id: ItemId, rec: RecommenderDep, _key: AdminKey) -> Deleted:
+    rec.delete_item(item_id)
+    return Deleted(item_id=item_id)
+
+
+@router.get("/{item_id}/similar", response_model=Results, summary="Items like this one")
+def similar(request: Request, item_id: ItemId, rec: RecommenderDep, _key: ReadKey,
+            f: Annotated[Filter | None, Depends(query_filter)],
+            k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality = "fused",
+            exclude: Annotated[list[str] | None, Query(max_length=1000)] = None) -> Results:
+    items = rec.similar(item_id, k, modality=modality, filter=to_item_filter(f), exclude=ids_param(exclude))
+    return results(request, items)
+
+
+@router.post("/{item_id}/similar", response_model=Results, summary="Items like this one (filters in the body)")
+def similar_post(request: Request, item_id: ItemId, body: SimilarRequest, rec: RecommenderDep,
+                 _key: ReadKey) -> Results:
+    items = rec.similar(item_id, body.k, modality=body.modality, filter=to_item_filter(body.filter),
+                        exclude=body.exclude)
+    return results(request, items)
+
+
+def _plain(item: ItemPut) -> dict[str, Any]:
+    d = item.model_dump()
+    if d.get("image") is None:
+        d.pop("image", None)
+    return d
+
+
+def _check(result: Any) -> dict[str, Any]:
+    r = dict(result) if isinstance(result, dict) else {"result": result}
+    if r.get("status") == "error" or r.get("error"):
+        raise ValidationFailed(str(r.get("error") or "the item was refused"))
+    return r
+

@@ -1,0 +1,67 @@
+"""Recommendations: for a stored user, for a posted session, "more like these", trending."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from recsys.api.deps import ReadKey, RecommenderDep
+from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter, with_timings
+from recsys.api.schemas import Filter, MoreLikeTheseRequest, RecommendRequest, Results, SessionRequest
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: RecommendRequest) -> Results:
+    kwargs = dict(filter=to_item_filter(body.filter), exclude=body.exclude, diversity=body.diversity,
+                  explain=body.explain)
+    if body.debug:
+        items, timings = with_timings(rec, lambda: rec.recommend(user_id, body.k, debug=True, **kwargs))
+        return results(request, items, debug=timings)
+    return results(request, rec.recommend(user_id, body.k, **kwargs))
+
+
+@router.get("/users/{user_id}/recommendations", response_model=Results,
+            summary="Personalised recommendations (an unknown user gets trending items, tagged 'popular')")
+def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key: ReadKey,
+              f: Annotated[Filter | None, Depends(query_filter)],
+              k: Annotated[int, Query(ge=1, le=1000)] = 20,
+              exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
+              diversity: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+              explain: bool = False, debug: bool = False) -> Results:
+    body = RecommendRequest.model_construct(k=k, filter=f, exclude=ids_param(exclude), diversity=diversity,
+                                            explain=explain, debug=debug)
+    return _recommend(request, rec, user_id, body)
+
+
+@router.post("/users/{user_id}/recommendations", response_model=Results,
+             summary="Personalised recommendations (filters in the body)")
+def recommend_post(request: Request, user_id: UserId, body: RecommendRequest, rec: RecommenderDep,
+                   _key: ReadKey) -> Results:
+    return _recommend(request, rec, user_id, body)
+
+
+@router.post("/sessions/recommendations", response_model=Results,
+             summary="Recommendations for an anonymous session from posted events (nothing is stored)")
+def recommend_session(request: Request, body: SessionRequest, rec: RecommenderDep, _key: ReadKey) -> Results:
+    events = [e.model_dump(exclude_none=True) for e in body.events]
+    items = rec.recommend_for_events(events, body.k, filter=to_item_filter(body.filter), exclude=body.exclude,
+                                     diversity=body.diversity, explain=body.explain)
+    return results(request, items)
+
+
+@router.post("/more-like-these", response_model=Results,
+             summary="Items like the weighted positive examples and unlike the negative ones")
+def more_like_these(request: Request, body: MoreLikeTheseRequest, rec: RecommenderDep, _key: ReadKey) -> Results:
+    items = rec.more_like_these(dict(body.positive), dict(body.negative), body.k, filter=to_item_filter(body.filter),
+                                exclude=body.exclude)
+    return results(request, items)
+
+
+@router.get("/trending", response_model=Results, summary="Trending items in the recent window")
+def trending(request: Request, rec: RecommenderDep, _key: ReadKey, f: Annotated[Filter | None, Depends(query_filter)],
+             k: Annotated[int, Query(ge=1, le=1000)] = 20) -> Results:
+    return results(request, rec.trending(k, filter=to_item_filter(f)))

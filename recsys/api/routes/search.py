@@ -1,0 +1,58 @@
+"""Search by text and by an uploaded image."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from recsys.api.deps import ReadKey, RecommenderDep, SettingsDep
+from recsys.api.limits import check_image
+from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
+from recsys.api.schemas import Filter, Modality, Results, SearchTextRequest
+from recsys.errors import PayloadTooLarge, ValidationFailed
+
+router = APIRouter(prefix="/v1/search", tags=["search"])
+
+
+@router.get("/text", response_model=Results, summary="Items matching a text query")
+def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
+                f: Annotated[Filter | None, Depends(query_filter)],
+                q: Annotated[str, Query(min_length=1, max_length=2000, pattern=r"^[^\x00]+$")],
+                k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality = "fused",
+                exclude: Annotated[list[str] | None, Query(max_length=1000)] = None) -> Results:
+    items = rec.search_text(q, k, modality=modality, filter=to_item_filter(f), exclude=ids_param(exclude))
+    return results(request, items)
+
+
+@router.post("/text", response_model=Results, summary="Items matching a text query (filters in the body)")
+def search_text_post(request: Request, body: SearchTextRequest, rec: RecommenderDep, _key: ReadKey) -> Results:
+    items = rec.search_text(body.query, body.k, modality=body.modality, filter=to_item_filter(body.filter),
+                            exclude=body.exclude)
+    return results(request, items)
+
+
+@router.post("/image", response_model=Results,
+             summary="Items looking like an uploaded image (multipart field `image`; JPEG, PNG, WebP, GIF, BMP)")
+async def search_image(request: Request, rec: RecommenderDep, settings: SettingsDep, _key: ReadKey,
+                       image: Annotated[UploadFile, File(description="the query image")],
+                       k: Annotated[int, Form(ge=1, le=1000)] = 20,
+                       modality: Annotated[Modality, Form()] = "image",
+                       filter: Annotated[str | None, Form(max_length=100_000,
+                                                          description="a Filter object as JSON")] = None) -> Results:
+    limits = settings.api
+    data = await image.read(limits.max_image_bytes + 1)
+    if len(data) > limits.max_image_bytes:
+        raise PayloadTooLarge(f"the uploaded image is over the limit of {limits.max_image_bytes} bytes")
+    check_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels,
+                formats=limits.image_formats)
+    f = None
+    if filter:
+        try:
+            f = Filter.model_validate_json(filter)
+        except ValidationError as e:
+            raise ValidationFailed(f"filter: {e.errors()[0]['msg']}") from None
+    items = await run_in_threadpool(rec.search_image, data, k, modality=modality, filter=to_item_filter(f))
+    return results(request, items)

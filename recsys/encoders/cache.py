@@ -1,0 +1,89 @@
+"""Vector caches under ``settings.home/cache``: one SQLite file per namespace, key -> float32 vector.
+
+Two kinds of namespace use it:
+
+- tower features (``features/<towers id>/image|text``): keyed by media file identity or text digest, so ``encoder
+  fit`` and ``embed`` never decode or run a tower twice for the same input;
+- item vectors (``vectors/<encoder id>``): keyed by the item's content hash, its media identities and the text
+  configuration, so a re-run re-encodes only new or changed items (DESIGN.md decision 5).
+
+SQLite gives atomic batches and safe concurrent readers for free; values are raw float32 bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from recsys.config import Settings
+
+
+def digest(*parts: object) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(repr(p).encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:32]
+
+
+def media_identity(uri: str) -> str:
+    """A file's identity for caching: absolute path, size and modification time (a changed file is re-read)."""
+    try:
+        st = os.stat(uri)
+    except OSError:
+        return f"{uri}|missing"
+    return f"{uri}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._@-]+", "_", name)
+
+
+class VectorCache:
+    """A persistent map from string keys to fixed-length float32 vectors."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS v (k TEXT PRIMARY KEY, dim INTEGER, data BLOB)")
+
+    @classmethod
+    def open(cls, settings: Settings, *namespace: str) -> VectorCache:
+        return cls(settings.home.joinpath("cache", *[_safe(n) for n in namespace[:-1]], _safe(namespace[-1]) + ".db"))
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, np.ndarray] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            q = f"SELECT k, data FROM v WHERE k IN ({','.join('?' * len(chunk))})"
+            for k, data in self._db.execute(q, chunk):
+                out[k] = np.frombuffer(data, dtype=np.float32).copy()
+        return out
+
+    def put_many(self, items: dict[str, np.ndarray]) -> None:
+        rows = [(k, int(v.shape[-1]), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items.items()]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO v (k, dim, data) VALUES (?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM v").fetchone()[0])
+
+    def __contains__(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM v WHERE k = ?", (key,)).fetchone() is not None
+
+    def clear(self) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM v")
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,126 @@
+"""The encoder object: frozen towers + fitted heads, and :func:`get_encoder`, the one way to get it.
+
+The encoder id is ``<preset>@<heads version>`` (``@unfitted`` before ``recsys encoder fit``); every cached vector and
+index generation records it, so vectors of different heads are never mixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from recsys.config import Settings, get_settings
+from recsys.encoders.base import l2_normalise
+from recsys.encoders.heads import Heads
+from recsys.encoders.registry import Preset, get_preset
+from recsys.encoders.towers import Towers, pick_device
+
+log = logging.getLogger(__name__)
+
+_TOWERS: dict[tuple[str, str], Towers] = {}
+_LOCK = threading.Lock()
+
+
+def load_towers(preset: Preset, device_setting: str = "auto") -> Towers:
+    """The frozen towers of a preset, loaded once per process."""
+    device, dtype = pick_device(device_setting)
+    key = (preset.model_dump_json(), str(device))
+    with _LOCK:
+        if key not in _TOWERS:
+            if preset.kind == "lite":
+                from recsys.encoders.lite import LiteTowers
+
+                _TOWERS[key] = LiteTowers(device, dtype)
+            else:
+                from recsys.encoders.hub import OpenClipTowers
+
+                _TOWERS[key] = OpenClipTowers(preset, device, dtype)
+        return _TOWERS[key]
+
+
+def new_heads(preset: Preset, towers: Towers, seed: int = 0) -> Heads:
+    dim = towers.image_dim if preset.head == "residual" else (preset.dim or 256)
+    torch.manual_seed(seed)
+    return Heads(towers.image_dim, towers.text_dim, dim, kind=preset.head, hidden=preset.hidden).eval()
+
+
+def heads_root(settings: Settings, preset: Preset) -> Path:
+    return settings.home / "encoders" / preset.name
+
+
+def current_heads_dir(settings: Settings, preset: Preset) -> Path | None:
+    pointer = heads_root(settings, preset) / "CURRENT"
+    if not pointer.is_file():
+        return None
+    d = heads_root(settings, preset) / pointer.read_text().strip()
+    return d if (d / "manifest.json").is_file() else None
+
+
+def set_current_heads(settings: Settings, preset: Preset, version: str) -> None:
+    root = heads_root(settings, preset)
+    tmp = root / f".CURRENT.{os.getpid()}"
+    tmp.write_text(version)
+    os.replace(tmp, root / "CURRENT")  # atomic switch
+
+
+class TowerEncoder:
+    """Implements :class:`~recsys.encoders.base.Encoder` with frozen towers and projection heads."""
+
+    def __init__(self, preset: Preset, towers: Towers, heads: Heads, version: str | None = None,
+                 manifest: dict[str, Any] | None = None) -> None:
+        self.preset, self.towers, self.heads = preset, towers, heads.eval()
+        self.version = version
+        self.manifest = manifest or {}
+        self.id = f"{preset.name}@{version or 'unfitted'}"
+        self.dim = heads.dim
+
+    @property
+    def fitted(self) -> bool:
+        return self.version is not None
+
+    @torch.inference_mode()
+    def project_images(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Image tower features (n, image_dim) -> unit vectors (n, dim)."""
+        x = torch.as_tensor(np.asarray(feats, dtype=np.float32)).reshape(-1, self.towers.image_dim)
+        return l2_normalise(self.heads.image(x).numpy())
+
+    @torch.inference_mode()
+    def project_texts(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(feats, dtype=np.float32)).reshape(-1, self.towers.text_dim)
+        return l2_normalise(self.heads.text(x).numpy())
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return self.project_texts(self.towers.text_features(list(texts)))
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        batch = torch.stack([self.towers.preprocess(im.convert("RGB")) for im in images])
+        return self.project_images(self.towers.image_features(batch))
+
+    def __repr__(self) -> str:
+        return f"TowerEncoder({self.id!r}, dim={self.dim})"
+
+
+def get_encoder(settings: Settings | None = None, *, preset: str | None = None, fitted: bool = True) -> TowerEncoder:
+    """The configured encoder, with its current fitted heads when ``recsys encoder fit`` has made some."""
+    settings = settings or get_settings()
+    p = get_preset(preset or settings.encoder.preset, settings)
+    towers = load_towers(p, settings.encoder.device)
+    d = current_heads_dir(settings, p) if fitted else None
+    if d is not None:
+        heads, manifest = Heads.load(d, image_dim=towers.image_dim, text_dim=towers.text_dim, towers_id=towers.id)
+        return TowerEncoder(p, towers, heads, manifest["version"], manifest)
+    if p.kind == "lite" and fitted:
+        log.warning("encoder %s has no fitted heads yet: vectors are not meaningful until `recsys encoder fit`",
+                    p.name)
+    return TowerEncoder(p, towers, new_heads(p, towers))

@@ -1,0 +1,145 @@
+"""``recsys encoder fit``: fit the projection heads on the catalogue's own (image, text) pairs.
+
+Towers stay frozen; their features are cached (:mod:`recsys.encoders.features`), so after the first run a re-fit
+takes seconds. ``val_pairs`` pairs are held out to report cross-modal retrieval. The heads are saved as a versioned
+artifact under ``settings.home/encoders/<preset>/<version>/`` with a manifest, recorded as an ``Artifact(kind="encoder")``
+row, and switched in as the current heads atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from recsys.config import Settings
+from recsys.encoders.encoder import TowerEncoder, get_encoder, heads_root, new_heads, set_current_heads
+from recsys.encoders.features import MediaJob, feature_caches, image_features, text_features
+from recsys.encoders.media import MediaLimits
+from recsys.encoders.text import ItemRecord, field_texts
+from recsys.encoders.training import FitParams, PairData, train_heads
+from recsys.errors import EncoderError
+from recsys.store import Artifact, Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class FitReport:
+    version: str
+    encoder_id: str
+    path: str
+    pairs_train: int
+    pairs_val: int
+    image_to_text_recall_at_10: float
+    text_to_image_recall_at_10: float
+    feature_seconds: float
+    train_seconds: float
+    broken_media: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def limits_of(settings: Settings) -> MediaLimits:
+    e = settings.encoder
+    return MediaLimits(max_pixels=e.max_image_pixels, max_bytes=e.max_image_bytes, video_frames=e.video_frames)
+
+
+def build_pairs(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings,
+                progress: Progress | None = None) -> tuple[PairData, dict[str, str]]:
+    """Pairs (first decodable image or video, configured field texts) of the items that have media and text.
+
+    Returns the pairs and the reason per uri of media that failed to decode.
+    """
+    fields: Mapping[str, float] = settings.encoder.text_fields
+    towers = encoder.towers
+    icache, tcache = feature_caches(settings, towers)
+    with_media = [(it, MediaJob(it.media[0][1], it.media[0][0])) for it in items if it.media]
+    e = settings.encoder
+    feats, errors = image_features(towers, [j for _, j in with_media], icache, limits_of(settings),
+                                   batch_size=e.batch_size, num_workers=e.num_workers, progress=progress)
+    rows, texts = [], []
+    for it, job in with_media:
+        ft = field_texts(it, fields)
+        if job.key in feats and ft:
+            rows.append((it, job, ft))
+            texts.extend(t for _, t, _ in ft)
+    if not rows:
+        raise EncoderError("no items with both a decodable image and text to fit the encoder on; import a catalogue "
+                           "with images first (recsys import ...)")
+    tfeats = text_features(towers, texts, tcache)
+    uniq = list(tfeats)
+    pos = {t: i for i, t in enumerate(uniq)}
+    names = list(fields)
+    idx = np.full((len(rows), len(names)), -1, np.int64)
+    w = np.zeros((len(rows), len(names)), np.float32)
+    for r, (_, _, ft) in enumerate(rows):
+        for name, text, weight in ft:
+            c = names.index(name)
+            idx[r, c], w[r, c] = pos[text], weight
+    data = PairData(
+        item_ids=[it.item_id for it, _, _ in rows],
+        image=np.stack([feats[j.key] for _, j, _ in rows]).astype(np.float32),
+        text_table=np.stack([tfeats[t] for t in uniq]).astype(np.float32),
+        field_idx=idx, field_w=w, fields=names,
+    )
+    return data, {j.uri: errors[j.key] for _, j in with_media if j.key in errors}
+
+
+def split_pairs(data: PairData, val_pairs: int, seed: int = 0) -> tuple[PairData, PairData]:
+    """A seeded random hold-out of ``val_pairs`` pairs (at most a fifth of them)."""
+    n = len(data)
+    k = min(val_pairs, n // 5)
+    perm = np.random.default_rng(seed).permutation(n)
+    return data.subset(np.sort(perm[k:])), data.subset(np.sort(perm[:k]))
+
+
+def fit_on_pairs(encoder: TowerEncoder, data: PairData, params: FitParams,
+                 progress: Progress | None = None) -> tuple[TowerEncoder, dict[str, float], int, int]:
+    train, val = split_pairs(data, params.val_pairs, params.seed)
+    heads = new_heads(encoder.preset, encoder.towers, params.seed)
+    metrics = train_heads(heads, train, params, val, progress)
+    return TowerEncoder(encoder.preset, encoder.towers, heads), metrics, len(train), len(val)
+
+
+def fit_encoder(store: Store, settings: Settings, progress: Progress | None = None,
+                params: FitParams | None = None) -> FitReport:
+    """Fit the configured preset's heads on the stored catalogue and make them current."""
+    from recsys.encoders.catalog import read_items, record_media_status
+
+    params = params or FitParams(seed=settings.ranking.seed)
+    base = get_encoder(settings, fitted=False)
+    t0 = time.perf_counter()
+    data, errors = build_pairs(base, read_items(store), settings, progress)
+    record_media_status(store, errors)
+    feature_s = time.perf_counter() - t0
+    fitted, metrics, n_train, n_val = fit_on_pairs(base, data, params, progress)
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    directory = heads_root(settings, base.preset) / version
+    manifest = {
+        "version": version, "preset": base.preset.name, "towers": base.towers.id, "encoder_id": f"{base.preset.name}@{version}",
+        "dim": fitted.dim, "fields": data.fields, "pairs_train": n_train, "pairs_val": n_val, "params": asdict(params),
+        "metrics": metrics,
+    }
+    fitted.heads.save(directory, manifest)
+    with store.session() as s:
+        s.add(Artifact(kind="encoder", version=manifest["encoder_id"], path=str(directory.resolve()),
+                       manifest=manifest))
+    set_current_heads(settings, base.preset, version)
+    log.info("encoder %s fitted: %s", manifest["encoder_id"], metrics)
+    return FitReport(
+        version=version, encoder_id=manifest["encoder_id"], path=str(directory), pairs_train=n_train, pairs_val=n_val,
+        image_to_text_recall_at_10=metrics.get("image_to_text_recall@10", float("nan")),
+        text_to_image_recall_at_10=metrics.get("text_to_image_recall@10", float("nan")),
+        feature_seconds=round(feature_s, 2), train_seconds=metrics["train_seconds"], broken_media=len(errors),
+        metrics=metrics,
+    )

@@ -1,0 +1,85 @@
+"""Projection heads: the fitted part of an encoder, from tower features into the shared space.
+
+``mlp`` heads (recsys-lite) standardise the features, then a two-layer MLP plus a linear skip. ``residual`` heads
+(open_clip presets, whose towers already share a space) start as the identity and learn a correction, so an unfitted
+hub model keeps its pretrained behaviour. Heads are saved with their config and refused on mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from recsys.errors import IncompatibleArtifact
+
+
+class Head(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, kind: str = "mlp", hidden: int = 1024, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.kind = kind
+        self.register_buffer("mu", torch.zeros(in_dim))
+        self.register_buffer("sigma", torch.ones(in_dim))
+        self.skip = nn.Linear(in_dim, out_dim, bias=False)
+        if kind == "mlp":
+            self.mlp: nn.Module = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                                nn.Linear(hidden, out_dim))
+        elif kind == "residual":
+            if in_dim != out_dim:
+                raise ValueError("a residual head keeps the tower's dimension")
+            nn.init.zeros_(self.skip.weight)
+            self.mlp = nn.Identity()
+        else:
+            raise ValueError(f"unknown head kind {kind!r} (mlp, residual)")
+
+    def set_stats(self, feats: torch.Tensor) -> None:
+        """Standardisation from training features (mlp heads only; residual heads see the raw space)."""
+        if self.kind == "mlp":
+            self.mu.copy_(feats.mean(0))
+            self.sigma.copy_(feats.std(0).clamp_min(1e-4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "residual":
+            return x + self.skip(x)
+        z = (x - self.mu) / self.sigma
+        return self.mlp(z) + self.skip(z)
+
+
+class Heads(nn.Module):
+    """The image and text heads of one encoder, with the CLIP temperature."""
+
+    def __init__(self, image_dim: int, text_dim: int, dim: int, kind: str = "mlp", hidden: int = 1024,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.config = {"image_dim": image_dim, "text_dim": text_dim, "dim": dim, "kind": kind, "hidden": hidden,
+                       "dropout": dropout}
+        self.image = Head(image_dim, dim, kind, hidden, dropout)
+        self.text = Head(text_dim, dim, kind, hidden, dropout)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.05)))
+
+    @property
+    def dim(self) -> int:
+        return int(self.config["dim"])
+
+    def save(self, directory: Path, manifest: dict[str, Any]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), directory / "heads.pt")
+        (directory / "manifest.json").write_text(json.dumps({**manifest, "heads": self.config}, indent=2, default=str))
+
+    @classmethod
+    def load(cls, directory: Path, *, image_dim: int, text_dim: int, towers_id: str) -> tuple[Heads, dict[str, Any]]:
+        manifest = json.loads((directory / "manifest.json").read_text())
+        cfg = manifest["heads"]
+        if (cfg["image_dim"], cfg["text_dim"]) != (image_dim, text_dim) or manifest.get("towers") != towers_id:
+            raise IncompatibleArtifact(
+                f"encoder heads in {directory} were fitted for towers {manifest.get('towers')} "
+                f"({cfg['image_dim']}/{cfg['text_dim']} features), not {towers_id} ({image_dim}/{text_dim}); "
+                "run `recsys encoder fit` again"
+            )
+        heads = cls(**cfg)
+        heads.load_state_dict(torch.load(directory / "heads.pt", map_location="cpu", weights_only=True))
+        return heads.eval(), manifest

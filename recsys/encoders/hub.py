@@ -1,0 +1,128 @@
+"""open_clip presets: any architecture with a pretrained tag (hub, when online) or a local checkpoint.
+
+Nothing is downloaded unless the configured preset names a hub tag; even then the hub is probed first with a short
+timeout, so an offline machine gets :class:`~recsys.errors.ModelUnavailable` naming the setting to change at once
+instead of a hang. A cached model loads offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from recsys.encoders.registry import Preset
+from recsys.encoders.towers import offline_hub, quiet_transformers
+from recsys.errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+HUB_HOST = ("huggingface.co", 443)
+PROBE_TIMEOUT_S = 3.0
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _unavailable(preset: Preset, why: str) -> ModelUnavailable:
+    return ModelUnavailable(
+        f"encoder preset {preset.name!r} ({preset.arch} / {preset.pretrained or preset.checkpoint}) is unavailable: "
+        f"{why}. Set RECSYS_ENCODER__PRESET=recsys-lite (offline default) or point a preset's \"checkpoint\" at a "
+        "local file"
+    )
+
+
+def _build_from_cfg(preset: Preset) -> Any:
+    from open_clip.model import CLIP, CustomTextCLIP
+
+    cfg = dict(preset.model_cfg or {})
+    cls = CustomTextCLIP if "hf_model_name" in (cfg.get("text_cfg") or {}) else CLIP
+    return cls(**cfg)
+
+
+def load_open_clip(preset: Preset) -> tuple[Any, Any, Any]:
+    """(model, preprocess, tokenizer) for an open_clip preset, in eval mode on the CPU."""
+    import open_clip
+
+    quiet_transformers()
+    if preset.checkpoint:
+        path = Path(preset.checkpoint).expanduser()
+        if not path.is_file():
+            raise _unavailable(preset, f"checkpoint file {path} not found")
+    try:
+        if preset.model_cfg is not None:
+            with offline_hub():
+                model = _build_from_cfg(preset)
+            if preset.checkpoint:
+                state = torch.load(preset.checkpoint, map_location="cpu", weights_only=True)
+                model.load_state_dict(state.get("state_dict", state))
+            vcfg = preset.model_cfg.get("vision_cfg", {})
+            preprocess = open_clip.image_transform(vcfg.get("image_size", 224), is_train=False)
+            tcfg = preset.model_cfg.get("text_cfg", {})
+            if tcfg.get("hf_tokenizer_name"):
+                with offline_hub():
+                    tokenizer: Any = open_clip.tokenizer.HFTokenizer(tcfg["hf_tokenizer_name"],
+                                                                    context_length=tcfg.get("context_length", 77))
+            else:
+                tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=tcfg.get("context_length", 77))
+        else:
+            if not preset.arch:
+                raise _unavailable(preset, "the preset names no arch")
+            if preset.arch not in open_clip.list_models():
+                raise _unavailable(preset, f"open_clip has no architecture {preset.arch!r}")
+            source = preset.checkpoint or preset.pretrained
+            if preset.needs_network and not hub_reachable():
+                # Maybe cached: try strictly offline, never reaching out.
+                try:
+                    with offline_hub():
+                        model, _, preprocess = open_clip.create_model_and_transforms(preset.arch, pretrained=source)
+                except Exception as e:
+                    raise _unavailable(preset, f"not in the local cache and the model hub is unreachable ({e})") from e
+            else:
+                model, _, preprocess = open_clip.create_model_and_transforms(preset.arch, pretrained=source)
+            tokenizer = open_clip.get_tokenizer(preset.arch)
+    except ModelUnavailable:
+        raise
+    except Exception as e:
+        raise _unavailable(preset, f"{type(e).__name__}: {e}") from e
+    model.eval()
+    return model, preprocess, tokenizer
+
+
+class OpenClipTowers:
+    """A whole open_clip model as frozen towers: features are its normalised embeddings."""
+
+    def __init__(self, preset: Preset, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        from recsys.encoders.cache import digest
+
+        model, preprocess, tokenizer = load_open_clip(preset)
+        self.model = model.to(device=device, dtype=dtype)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.device, self.dtype = device, dtype
+        with torch.inference_mode():
+            dim = int(self.model.encode_text(tokenizer(["x"]).to(device)).shape[-1])
+        self.image_dim = self.text_dim = dim
+        weights = preset.checkpoint or preset.pretrained or "random"
+        self.id = f"open_clip/{preset.arch or 'custom'}/{digest(weights, preset.model_cfg)[:12]}"
+
+    @torch.inference_mode()
+    def image_features(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(self.device, self.dtype)
+        return self.model.encode_image(x, normalize=True).float().cpu()
+
+    @torch.inference_mode()
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        if not texts:
+            return torch.zeros(0, self.text_dim)
+        return self.model.encode_text(self.tokenizer(texts).to(self.device), normalize=True).float().cpu()

@@ -1,0 +1,163 @@
+"""Safe media loading: every failure becomes a short reason string, never an exception that stops a batch.
+
+Guards: missing or unreadable file, file over ``max_image_bytes``, not an image, unsupported format, decompression
+bombs and gigantic dimensions (``max_image_pixels``), truncated or corrupt data. Videos (and animated GIF/WebP) give a
+few evenly spaced frames; video files are decoded with PyAV when it is installed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from PIL import Image, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg"})
+MAX_SIDE = 20_000
+"""Either side above this is refused whatever the pixel budget (gigantic dimensions)."""
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    max_pixels: int = 40_000_000
+    max_bytes: int = 30_000_000
+    video_frames: int = 4
+
+
+class MediaError(Exception):
+    """Internal: carries the human reason. Callers record ``str(e)`` on ``ItemMedia.error``."""
+
+
+def _read_bytes(uri: str, limits: MediaLimits) -> bytes:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        raise MediaError("remote media are not fetched: download the file and store its local path")
+    path = Path(parsed.path if parsed.scheme == "file" else uri)
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise MediaError(f"file not found: {path}") from None
+    except OSError as e:
+        raise MediaError(f"cannot read {path}: {e.strerror}") from None
+    if size == 0:
+        raise MediaError("empty file")
+    if size > limits.max_bytes:
+        raise MediaError(f"file too large: {size} bytes > {limits.max_bytes} (RECSYS_ENCODER__MAX_IMAGE_BYTES)")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise MediaError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return im.convert("RGB")
+
+
+def _check_size(w: int, h: int, limits: MediaLimits) -> None:
+    if w <= 0 or h <= 0:
+        raise MediaError(f"invalid dimensions {w}x{h}")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise MediaError(f"gigantic dimensions {w}x{h} (a side over {MAX_SIDE} pixels)")
+    if w * h > limits.max_pixels:
+        raise MediaError(f"decompression bomb guard: {w}x{h} = {w * h} pixels > {limits.max_pixels} "
+                         "(RECSYS_ENCODER__MAX_IMAGE_PIXELS)")
+
+
+def decode_image_bytes(data: bytes, limits: MediaLimits, *, frames: int = 1) -> list[Image.Image]:
+    """RGB frames of an image (several, evenly spaced, for an animated one when ``frames`` > 1)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise MediaError("not an image (unrecognised data)") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise MediaError(f"decompression bomb: {e}") from None
+        except Exception as e:
+            raise MediaError(f"not an image ({type(e).__name__}: {e})") from None
+        if im.format not in IMAGE_FORMATS:
+            raise MediaError(f"unsupported image format {im.format}")
+        _check_size(im.width, im.height, limits)
+        n = int(getattr(im, "n_frames", 1) or 1)
+        picks = sorted({round(i * (n - 1) / max(frames - 1, 1)) for i in range(frames)}) if n > 1 else [0]
+        out = []
+        try:
+            for i in picks:
+                im.seek(i)
+                im.load()
+                out.append(_to_rgb(im))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise MediaError(f"decompression bomb: {e}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise MediaError(f"truncated or corrupt image ({e})") from None
+        return out
+
+
+def decode_video(data: bytes, limits: MediaLimits) -> list[Image.Image]:
+    """``limits.video_frames`` evenly spaced RGB frames of a video file (needs PyAV)."""
+    try:
+        import av
+    except ImportError:
+        raise MediaError("video decoding needs the package av (pip install av)") from None
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.video[0]
+            frames = [f.to_image() for f in container.decode(stream)]
+    except Exception as e:
+        raise MediaError(f"unreadable video ({type(e).__name__}: {e})") from None
+    if not frames:
+        raise MediaError("video has no frames")
+    _check_size(frames[0].width, frames[0].height, limits)
+    k = max(1, limits.video_frames)
+    picks = sorted({round(i * (len(frames) - 1) / max(k - 1, 1)) for i in range(k)})
+    return [frames[i].convert("RGB") for i in picks]
+
+
+def load_media(uri: str, kind: str, limits: MediaLimits) -> list[Image.Image]:
+    """Frames of one medium (one for a still image). Raises :class:`MediaError` with the reason."""
+    data = _read_bytes(uri, limits)
+    if kind == "video":
+        if Path(urlparse(uri).path).suffix.lower() in VIDEO_SUFFIXES or not _looks_like_image(data):
+            return decode_video(data, limits)
+        return decode_image_bytes(data, limits, frames=limits.video_frames)
+    return decode_image_bytes(data, limits)
+
+
+def _looks_like_image(data: bytes) -> bool:
+    return data[:3] == b"GIF" or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def load_image_file(uri: str, limits: MediaLimits | None = None) -> Image.Image:
+    """One still image, for queries (search by image). Raises :class:`~recsys.errors.BadMedia` with the reason."""
+    from recsys.errors import BadMedia
+
+    try:
+        return load_media(uri, "image", limits or MediaLimits())[0]
+    except MediaError as e:
+        raise BadMedia(f"{uri}: {e}") from None
+
+
+def image_from_bytes(data: bytes, limits: MediaLimits | None = None) -> Image.Image:
+    """An uploaded image, for queries. Raises :class:`~recsys.errors.BadMedia` with the reason."""
+    from recsys.errors import BadMedia
+
+    lim = limits or MediaLimits()
+    if len(data) > lim.max_bytes:
+        raise BadMedia(f"image too large: {len(data)} bytes > {lim.max_bytes}")
+    try:
+        return decode_image_bytes(data, lim)[0]
+    except MediaError as e:
+        raise BadMedia(str(e)) from None

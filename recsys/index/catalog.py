@@ -1,0 +1,141 @@
+"""Glue from the store and the encoders to index generations: what ``recsys index build`` runs.
+
+``build_from_catalog`` decides between nothing to do (the catalogue did not change since the served generation),
+a delta generation (a few items new, changed or removed) and a full rebuild (first build, another encoder,
+``--full``, or changes beyond ``delta_max_fraction`` of the catalogue).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from recsys.index import layout
+from recsys.index.build import DEAD_FILE, build_delta_generation, build_generation
+from recsys.index.meta import META_FILE, ItemMeta
+
+if TYPE_CHECKING:
+    from recsys.config import Settings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int | None], None]
+
+
+class ItemVectorsLike(Protocol):
+    """What the encoders package hands over (``recsys.encoders.load_item_vectors``)."""
+
+    item_ids: list[str]
+    fused: np.ndarray
+    text: np.ndarray
+    image: np.ndarray
+    has_image: np.ndarray
+    encoder_id: str
+
+
+VectorProvider = Callable[["Settings", Any], ItemVectorsLike]
+
+
+def index_root(settings: Settings) -> Path:
+    """Where generations live: ``$RECSYS_HOME/index``."""
+    return Path(settings.home) / "index"
+
+
+@dataclass
+class _Change:
+    changed: list[str]
+    removed: list[str]
+    base_live: int
+
+
+def _diff(root: Path, cur: layout.Manifest, meta: ItemMeta) -> _Change:
+    """Items new or changed (updated_at or content hash differ) and items gone, against generation ``cur``."""
+    gdir = layout.generations_dir(root) / cur.generation_id
+    old = ItemMeta.load(gdir / META_FILE)
+    dead = np.load(gdir / DEAD_FILE)
+    live = np.flatnonzero(~dead)
+    before = {i: (old.updated_at[r], old.content_hash[r]) for i, r in zip(old.item_ids[live].tolist(), live.tolist(),
+                                                                           strict=True)}
+    now = dict(zip(meta.item_ids.tolist(), zip(meta.updated_at.tolist(), meta.content_hash.tolist(), strict=True),
+                   strict=True))
+    changed = [i for i, v in now.items() if before.get(i) != v]
+    removed = [i for i in before if i not in now]
+    return _Change(changed, removed, len(before))
+
+
+def build_from_catalog(store: Any, settings: Settings, progress: Progress | None = None, *,
+                       mode: str = "auto", factory: str | None = None,
+                       vectors: VectorProvider | None = None) -> dict[str, Any]:
+    """Index the store's live items (not hidden, not deleted) with the encoder's vectors.
+
+    ``mode``: "auto" (skip / delta / full as above), "full" or "delta". ``vectors`` replaces
+    ``recsys.encoders.load_item_vectors`` (tests, custom pipelines). Returns a report: action (skipped, delta,
+    full), generation id, item count, recall@10 per modality, seconds.
+    """
+    from recsys.store.queries import items_frame
+
+    if mode not in ("auto", "full", "delta"):
+        raise ValueError(f"mode must be auto, full or delta, not {mode!r}")
+    if vectors is None:
+        import importlib
+
+        vectors = importlib.import_module("recsys.encoders").load_item_vectors
+    root = index_root(settings)
+    with store.session() as s:
+        df = items_frame(s, include_removed=True)
+    df = df[~(df["hidden"].astype(bool) | df["deleted"].astype(bool))]
+    if progress:
+        progress("vectors", 0, None)
+    iv = vectors(settings, store)
+    pos = {str(i): r for r, i in enumerate(iv.item_ids)}
+    have = df["item_id"].astype(str).isin(pos)
+    if (~have).any():
+        log.warning("%d live items have no vectors and are left out of the index (e.g. %s)", int((~have).sum()),
+                    df.loc[~have, "item_id"].head(5).tolist())
+    df = df[have]
+    meta = ItemMeta.from_frame(df)
+    rows = np.array([pos[i] for i in meta.item_ids.tolist()], dtype=np.int64)
+    mats = {"fused": iv.fused[rows], "text": iv.text[rows], "image": iv.image[rows]}
+    present = {"image": np.asarray(iv.has_image, bool)[rows],
+               "text": np.linalg.norm(mats["text"], axis=1) > 0, "fused": np.linalg.norm(mats["fused"], axis=1) > 0}
+    newest = max((str(u) for u in meta.updated_at if u is not None), default="")
+    watermark = f"{newest}|{len(meta)}"
+    dim = int(mats["fused"].shape[1])
+
+    action = "full"
+    ch: _Change | None = None
+    cur_id = layout.current_id(root)
+    if cur_id is not None and mode != "full":
+        cur = layout.read_manifest(layout.generation_path(root, cur_id))
+        if cur.encoder_id == iv.encoder_id and cur.dim == dim and set(cur.modalities) == set(mats):
+            ch = _diff(root, cur, meta)
+            if not ch.changed and not ch.removed:
+                log.info("index generation %s is up to date", cur_id)
+                return {"action": "skipped", "generation": cur_id, "items": cur.item_count}
+            small = len(ch.changed) + len(ch.removed) <= settings.index.delta_max_fraction * max(ch.base_live, 1)
+            if mode == "delta" or small:
+                action = "delta"
+        elif mode == "delta":
+            log.warning("current generation was built with another encoder or dimension; doing a full build")
+    elif mode == "delta":
+        log.warning("no generation to apply a delta to; doing a full build")
+
+    if action == "delta" and ch is not None:
+        sel = np.flatnonzero(np.isin(meta.item_ids, np.array(ch.changed, dtype=object)))
+        m = build_delta_generation(
+            root, meta.item_ids[sel].tolist(), {k: v[sel] for k, v in mats.items()}, encoder_id=iv.encoder_id,
+            watermark=watermark, meta=meta.take(sel), present={k: v[sel] for k, v in present.items()},
+            removed=ch.removed, settings=settings.index, store=store)
+        log.info("delta generation %s: %d new or changed, %d removed", m.generation_id, len(ch.changed),
+                 len(ch.removed))
+    else:
+        m = build_generation(root, meta.item_ids.tolist(), mats, encoder_id=iv.encoder_id, watermark=watermark,
+                             meta=meta, present=present, factory=factory, settings=settings.index, store=store,
+                             progress=progress)
+    return {"action": action, "generation": m.generation_id, "items": m.item_count, "factory": m.factory,
+            "recall_at_10": m.recall_at_10, "seconds": m.build_seconds}

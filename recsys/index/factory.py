@@ -1,0 +1,176 @@
+"""FAISS index construction: the type chosen by catalogue size, or a factory string (DESIGN.md decision 6).
+
+All indexes use inner product on L2-normalised vectors (cosine). Below ``exact_threshold`` items the index is exact
+(``Flat``); above it HNSW; from ``ivf_threshold`` (millions) IVF-PQ, whose lossy codes are re-ranked at query time
+from the full vectors kept on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recsys.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from recsys.config import IndexSettings
+
+log = logging.getLogger(__name__)
+
+
+def faiss_module() -> Any:
+    """faiss, imported on first use (it is heavy) and typed loosely (its SWIG stubs are incomplete)."""
+    import faiss
+
+    return faiss
+
+
+def choose_factory(n: int, d: int, settings: IndexSettings) -> str:
+    """The factory string for ``n`` vectors of dimension ``d``: the configured one, or one chosen by size."""
+    if settings.factory:
+        return settings.factory
+    if n < settings.exact_threshold:
+        return "Flat"
+    if n < settings.ivf_threshold:
+        return f"HNSW{settings.hnsw_m},Flat"
+    nlist = 1 << max(4, round(math.log2(4 * math.sqrt(n))))
+    return f"IVF{nlist},PQ{pq_subquantizers(d)}"
+
+
+def pq_subquantizers(d: int, max_bytes: int = 64) -> int:
+    """The largest divisor of ``d`` up to ``max_bytes`` (one byte per sub-quantizer at 8 bits)."""
+    return max(m for m in range(1, min(d, max_bytes) + 1) if d % m == 0)
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero); float32, C-contiguous."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def make_index(vectors: np.ndarray, factory: str, settings: IndexSettings, *, seed: int = 0) -> Any:
+    """Build and fill a FAISS index over ``vectors`` (n, d) float32, training it on a sample when needed."""
+    faiss = faiss_module()
+
+    n, d = vectors.shape
+    try:
+        index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise ValidationFailed(f"bad FAISS factory string {factory!r}: {str(e).splitlines()[0]}") from None
+    hnsw = _find(index, faiss.IndexHNSW)
+    if hnsw is not None:
+        hnsw.hnsw.efConstruction = settings.ef_construction
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        sample = vectors if n <= settings.train_sample else vectors[np.sort(rng.choice(n, settings.train_sample,
+                                                                                        replace=False))]
+        try:
+            index.train(np.ascontiguousarray(sample))
+        except RuntimeError as e:
+            raise ValidationFailed(
+                f"cannot train FAISS index {factory!r} on {len(sample)} vectors ({str(e).splitlines()[-1]}); "
+                "use a smaller factory (fewer IVF lists / PQ centroids) or RECSYS_INDEX__FACTORY=Flat"
+            ) from None
+    for start in range(0, n, 65536):
+        index.add(np.ascontiguousarray(vectors[start:start + 65536]))
+    return index
+
+
+def is_exact(index: Any) -> bool:
+    """True when the index stores the vectors exactly and scans them all (no re-ranking needed)."""
+    faiss = faiss_module()
+
+    return isinstance(index, faiss.IndexFlat)
+
+
+def is_lossy(index: Any) -> bool:
+    """True when the index scores with compressed codes (PQ, SQ...), so scores need re-ranking from full vectors."""
+    faiss = faiss_module()
+
+    inner = _find(index, faiss.IndexHNSW)
+    if inner is not None:
+        return not isinstance(faiss.downcast_index(inner.storage), faiss.IndexFlat)
+    return not isinstance(index, faiss.IndexFlat) and not isinstance(index, faiss.IndexIVFFlat)
+
+
+def search_params(index: Any, selector: Any | None, *, ef_search: int, nprobe: int) -> Any:
+    """Per-call search parameters (thread-safe: the index itself is never modified while serving)."""
+    faiss = faiss_module()
+
+    if isinstance(index, faiss.IndexPreTransform):
+        inner = search_params(faiss.downcast_index(index.index), selector, ef_search=ef_search, nprobe=nprobe)
+        return faiss.SearchParametersPreTransform(index_params=inner)
+    if isinstance(index, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=ef_search)
+    if isinstance(index, faiss.IndexIVF):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, index.nlist))
+    return faiss.SearchParameters(sel=selector)
+
+
+def _find(index: Any, cls: type) -> Any | None:
+    faiss = faiss_module()
+
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        return _find(index.index, cls)
+    return index if isinstance(index, cls) else None
+
+
+def sampled_recall(index: Any, vectors: np.ndarray, settings: IndexSettings, *, k: int = 10,
+                   samples: int = 200, seed: int = 0) -> float:
+    """Recall@k of ``index`` against exact search, with ``samples`` stored vectors as queries (each query's own row
+    counts: it is a neighbour like any other). Lossy indexes are measured with the re-ranking the reader does."""
+    if is_exact(index) or len(vectors) == 0:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    q = vectors[rng.choice(len(vectors), min(samples, len(vectors)), replace=False)]
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    k = min(k, len(vectors))
+    exact = exact_topk(vectors, q, k)[1]
+    kk = k * settings.rerank_factor if is_lossy(index) else k
+    _, got = index.search(q, min(kk, len(vectors)), params=search_params(index, None, ef_search=settings.ef_search,
+                                                                          nprobe=settings.nprobe))
+    if is_lossy(index):
+        got = rerank(vectors, q, got, k)[1]
+    hits = [len(set(e.tolist()) & set(g[:k].tolist())) for e, g in zip(exact, got, strict=True)]
+    return float(np.sum(hits) / (k * len(q)))
+
+
+def exact_topk(vectors: Any, queries: np.ndarray, k: int, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product, chunked over ``vectors`` (works on a memmap). Returns (scores, rows)."""
+    m = len(queries)
+    best_s = np.full((m, 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((m, 0), dtype=np.int64)
+    for start in range(0, len(vectors), chunk):
+        s = queries @ np.asarray(vectors[start:start + chunk], dtype=np.float32).T
+        kk = min(k, s.shape[1])
+        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        best_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
+        best_i = np.concatenate([best_i, part + start], axis=1)
+        if best_s.shape[1] > k:
+            keep = np.argpartition(-best_s, k - 1, axis=1)[:, :k]
+            best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
+    order = np.argsort(-best_s, axis=1, kind="stable")
+    return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+
+
+def rerank(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact scores for a shortlist ``rows`` (m, s) (-1 = none) from full ``vectors`` (a memmap is fine);
+    returns the top ``k`` (scores, rows) per query, -inf / -1 padded."""
+    m, s = rows.shape
+    valid = rows >= 0
+    flat = np.unique(rows[valid])
+    vec = np.asarray(vectors[flat], dtype=np.float32) if len(flat) else np.zeros((0, queries.shape[1]), np.float32)
+    pos = np.searchsorted(flat, np.where(valid, rows, flat[0] if len(flat) else 0))
+    scores = np.full((m, s), -np.inf, dtype=np.float32)
+    for i in range(m):
+        if valid[i].any():
+            scores[i, valid[i]] = vec[pos[i, valid[i]]] @ queries[i]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    out_s = np.take_along_axis(scores, order, 1)
+    out_r = np.where(np.isfinite(out_s), np.take_along_axis(rows, order, 1), -1)
+    return out_s, out_r

@@ -1,0 +1,70 @@
+"""A served index that follows the ``CURRENT`` pointer: readers keep the old generation until the new one is loaded.
+
+``refresh()`` is cheap when nothing changed (one small file read). A new generation is loaded off to the side and
+swapped in with one reference assignment, so concurrent searches never see a half-loaded index; a generation that
+fails to load is logged and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recsys.errors import NoIndex, RecsysError
+from recsys.index import layout
+from recsys.index.reader import IndexReader
+
+if TYPE_CHECKING:
+    from recsys.config import IndexSettings
+
+log = logging.getLogger(__name__)
+
+
+class IndexHandle:
+    """The current generation under ``root``, reloaded when the pointer moves (:meth:`refresh`)."""
+
+    def __init__(self, root: Path, *, encoder_id: str | None = None, dim: int | None = None,
+                 settings: IndexSettings | None = None) -> None:
+        self.root, self.encoder_id, self.dim, self.settings = Path(root), encoder_id, dim, settings
+        self._reader: IndexReader | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> IndexReader:
+        """The loaded generation (loading it on first use). NoIndex when none was built."""
+        reader = self._reader
+        if reader is None:
+            self.refresh(strict=True)
+            reader = self._reader
+        if reader is None:
+            raise NoIndex(f"no index generation under {self.root}; run `recsys index build`")
+        return reader
+
+    @property
+    def loaded(self) -> bool:
+        return self._reader is not None
+
+    def refresh(self, *, strict: bool = False) -> bool:
+        """Load the current generation if it is not the one served. True when a new one was swapped in.
+        With ``strict`` a load failure raises; otherwise it is logged and the old generation keeps serving."""
+        with self._lock:
+            cur = layout.current_id(self.root)
+            if cur is None:
+                if strict:
+                    raise NoIndex(f"no index generation under {self.root}; run `recsys index build`")
+                return False
+            if self._reader is not None and self._reader.generation_id == cur:
+                return False
+            try:
+                reader = IndexReader.open(self.root, generation=cur, encoder_id=self.encoder_id, dim=self.dim,
+                                          settings=self.settings)
+            except RecsysError:
+                if strict:
+                    raise
+                log.exception("index generation %s could not be loaded; still serving %s", cur,
+                              self._reader.generation_id if self._reader else None)
+                return False
+            self._reader = reader
+            log.info("serving index generation %s (%d items)", cur, len(reader))
+            return True

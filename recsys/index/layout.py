@@ -1,0 +1,251 @@
+"""Generations on disk: layout, manifest, the ``CURRENT`` pointer, listing, rollback and pruning.
+
+::
+
+    ROOT/
+      CURRENT                   name of the served generation (replaced atomically with os.replace)
+      generations/<id>/         complete generations only: manifest.json is written last, then the directory
+                                is renamed in from tmp/
+      tmp/<id>.partial/         a build in progress (or killed): never listed, removed by the next build
+      build.lock                one build at a time
+
+A generation directory is immutable once renamed into ``generations/``. A build killed at any point leaves at worst a
+``tmp/`` directory behind; the pointer only ever names a complete generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from recsys.errors import IncompatibleArtifact, NoIndex, NotFound
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+POINTER = "CURRENT"
+
+
+@dataclass
+class Manifest:
+    """What a generation holds and how it was made. ``segments`` lists the parts searched together (one for a full
+    build; the base plus a small exact delta after :func:`~recsys.index.build.build_delta_generation`)."""
+
+    generation_id: str
+    encoder_id: str
+    dim: int
+    item_count: int
+    factory: str
+    watermark: str
+    created_at: str
+    metric: str = "inner_product"
+    modalities: list[str] = field(default_factory=list)
+    recall_at_10: dict[str, float] = field(default_factory=dict)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "full"
+    base_generation: str | None = None
+    checksum: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    build_seconds: float = 0.0
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def new_generation_id() -> str:
+    """Sortable by creation time, unique across processes."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def generations_dir(root: Path) -> Path:
+    return Path(root) / "generations"
+
+
+def tmp_dir(root: Path) -> Path:
+    return Path(root) / "tmp"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see either the old or the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksum_of(files: dict[str, str]) -> str:
+    """One checksum over the per-file digests (names sorted)."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(f"{name}\0{files[name]}\n".encode())
+    return h.hexdigest()
+
+
+def read_manifest(gen_dir: Path) -> Manifest:
+    try:
+        return Manifest.from_dict(json.loads((gen_dir / MANIFEST).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise NoIndex(f"{gen_dir} is not a complete index generation (no {MANIFEST})") from None
+    except (ValueError, TypeError) as e:
+        raise IncompatibleArtifact(f"{gen_dir / MANIFEST} is unreadable ({e}); rebuild with `recsys index build`") \
+            from None
+
+
+def list_generations(root: Path) -> list[Manifest]:
+    """Complete generations, oldest first."""
+    gdir = generations_dir(root)
+    if not gdir.is_dir():
+        return []
+    out = []
+    for p in gdir.iterdir():
+        if p.is_dir() and (p / MANIFEST).is_file():
+            try:
+                out.append(read_manifest(p))
+            except (NoIndex, IncompatibleArtifact) as e:
+                log.warning("skipping generation %s: %s", p.name, e)
+    return sorted(out, key=lambda m: (m.created_at, m.generation_id))
+
+
+def current_id(root: Path) -> str | None:
+    """The served generation's id, or None when nothing has been built."""
+    try:
+        name = (Path(root) / POINTER).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def generation_path(root: Path, generation_id: str | None = None) -> Path:
+    """Directory of ``generation_id`` (default: the current one); NoIndex when there is none."""
+    gid = generation_id or current_id(root)
+    if gid is None:
+        raise NoIndex(f"no index generation under {root}; run `recsys index build` (or `recsys build`)")
+    path = generations_dir(root) / gid
+    if not (path / MANIFEST).is_file():
+        raise NotFound(f"index generation {gid!r} not found under {root}; see `recsys index list`")
+    return path
+
+
+def set_current(root: Path, generation_id: str) -> None:
+    """Point ``CURRENT`` at a complete generation (atomic replace)."""
+    generation_path(root, generation_id)
+    write_text_atomic(Path(root) / POINTER, generation_id + "\n")
+    log.info("index generation %s is now current", generation_id)
+
+
+def rollback(root: Path, to: str | None = None) -> str:
+    """Serve ``to``, or the generation built before the current one. Returns the id now current."""
+    if to is None:
+        gens = [m.generation_id for m in list_generations(root)]
+        cur = current_id(root)
+        if cur not in gens or gens.index(cur) == 0:
+            raise NotFound(f"no generation older than {cur!r} to roll back to under {root}; see `recsys index list`")
+        to = gens[gens.index(cur) - 1]
+    set_current(root, to)
+    return to
+
+
+def prune(root: Path, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` generations; the current one always stays. (A delta generation holds
+    hard links to its base's files, so deleting the base never breaks it.)"""
+    gens = list_generations(root)
+    cur = current_id(root)
+    keep_ids = {m.generation_id for m in gens[-max(keep, 1):]} | ({cur} if cur else set())
+    removed = []
+    for m in gens:
+        if m.generation_id not in keep_ids:
+            shutil.rmtree(generations_dir(root) / m.generation_id, ignore_errors=True)
+            removed.append(m.generation_id)
+    if removed:
+        fsync_dir(generations_dir(root))
+        log.info("pruned index generations %s", removed)
+    return removed
+
+
+def clean_tmp(root: Path) -> None:
+    """Remove leftovers of killed builds (call with the build lock held)."""
+    t = tmp_dir(root)
+    if t.is_dir():
+        for p in t.iterdir():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """One build at a time per root (an advisory file lock, released by the OS if the process dies)."""
+    Path(root).mkdir(parents=True, exist_ok=True)
+    f = open(Path(root) / "build.lock", "a+")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX
+            pass
+        yield
+    finally:
+        f.close()
+
+
+def check_compatible(manifest: Manifest, *, encoder_id: str | None, dim: int | None, where: Path) -> None:
+    """Refuse a generation made by another encoder or of another dimension than the caller's."""
+    if manifest.format_version > FORMAT_VERSION:
+        raise IncompatibleArtifact(
+            f"index generation {manifest.generation_id} at {where} has format {manifest.format_version}, this "
+            f"recsys reads up to {FORMAT_VERSION}; upgrade recsys or rebuild with `recsys index build`")
+    if encoder_id is not None and manifest.encoder_id != encoder_id:
+        raise IncompatibleArtifact(
+            f"index generation {manifest.generation_id} at {where} was built with encoder {manifest.encoder_id!r}, "
+            f"but the configured encoder is {encoder_id!r}; rebuild it with `recsys index build` (or roll back to a "
+            "generation of this encoder with `recsys index rollback --to ID`)")
+    if dim is not None and manifest.dim != dim:
+        raise IncompatibleArtifact(
+            f"index generation {manifest.generation_id} at {where} holds {manifest.dim}-d vectors, but the encoder "
+            f"makes {dim}-d vectors; rebuild it with `recsys index build`")

@@ -1,0 +1,115 @@
+"""API keys: hashed at rest, read vs admin scope, revocation without restart, loopback-only when auth is off."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from recsys.api import create_app
+from recsys.api.auth import KeyRing, create_key, hash_key, list_keys, revoke_key
+from recsys.api.testing import FakeRecommender
+from recsys.errors import NotFound, ValidationFailed
+from recsys.store import Store
+from recsys.store.tables import ApiKey
+from tests.api.conftest import api_settings
+
+
+def test_keys_are_stored_hashed(sqlite_store: Store) -> None:
+    key, info = create_key(sqlite_store, "frontend", "read")
+    assert key.startswith("rsk_") and len(key) > 40 and info.scope == "read"
+    with sqlite_store.session() as s:
+        stored = s.scalars(select(ApiKey.key_hash)).all()
+    assert stored == [hash_key(key)] and key not in stored
+    with pytest.raises(ValidationFailed):
+        create_key(sqlite_store, "frontend", "read")
+    with pytest.raises(ValidationFailed):
+        create_key(sqlite_store, "x", "root")
+    revoke_key(sqlite_store, "frontend")
+    assert [k.revoked for k in list_keys(sqlite_store)] == [True]
+    with pytest.raises(NotFound):
+        revoke_key(sqlite_store, "nobody")
+
+
+def test_keyring_lookup(sqlite_store: Store) -> None:
+    key, _ = create_key(sqlite_store, "a", "admin")
+    ring = KeyRing(sqlite_store)
+    ring.reload()
+    found = ring.lookup(key)
+    assert found is not None and found.name == "a" and found.allows("read") and found.allows("admin")
+    assert ring.lookup(key + "x") is None and ring.lookup("") is None
+
+
+def test_scopes(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:
+    c = make_client(auth=True)
+    read, _ = create_key(sqlite_store, "reader", "read")
+    admin, _ = create_key(sqlite_store, "admin", "admin")
+    r = c.get("/v1/trending")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert c.get("/v1/trending", headers={"X-API-Key": "rsk_wrong"}).status_code == 401
+    assert c.get("/v1/trending", headers={"X-API-Key": read}).status_code == 200
+    assert c.get("/v1/trending", headers={"Authorization": f"Bearer {read}"}).status_code == 200
+    assert c.get("/metrics", headers={"X-API-Key": read}).status_code == 200
+    event = {"events": [{"user_id": "u", "item_id": "s1", "type": "view"}]}
+    r = c.post("/v1/events", json=event, headers={"X-API-Key": read})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert c.post("/v1/events", json=event, headers={"X-API-Key": admin}).status_code == 200
+    assert c.delete("/v1/items/s1", headers={"X-API-Key": read}).status_code == 403
+    assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200  # probes need no key
+
+
+def test_revoked_key_stops_working(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:
+    c = make_client(auth=True)
+    key, _ = create_key(sqlite_store, "temp", "read")
+    assert c.get("/v1/trending", headers={"X-API-Key": key}).status_code == 200
+    revoke_key(sqlite_store, "temp")
+    c.app.state.keys.reload()  # the background task does this every few seconds
+    assert c.get("/v1/trending", headers={"X-API-Key": key}).status_code == 401
+
+
+def test_auth_off_serves_loopback_only(tmp_path, fake: FakeRecommender) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(api_settings(tmp_path, auth=False), fake)
+    with TestClient(app, client=("127.0.0.1", 5000)) as local:
+        assert local.get("/v1/trending").status_code == 200
+    with TestClient(app, client=("10.1.2.3", 5000)) as remote:
+        r = remote.get("/v1/trending")
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+
+
+def test_serve_refuses_auth_off_on_public_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from recsys.cli.serve import is_loopback, run_serve
+    from recsys.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        run_serve(api_settings(tmp_path), host="0.0.0.0", port=1, auth=False)
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
+
+
+def test_keys_cli(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from recsys.cli import serve
+    from recsys.config import get_settings
+
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "h"))
+    get_settings.cache_clear()
+    app = typer.Typer()
+    serve.register(app)
+    runner = CliRunner()
+    try:
+        r = runner.invoke(app, ["keys", "create", "ci", "--scope", "admin", "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout.strip().splitlines()[-1])["key"].startswith("rsk_")
+        r = runner.invoke(app, ["keys", "list", "--json"])
+        assert [(k["name"], k["scope"], k["revoked"]) for k in json.loads(r.stdout.splitlines()[-1])] == [
+            ("ci", "admin", False)]
+        assert runner.invoke(app, ["keys", "revoke", "ci"]).exit_code == 0
+    finally:
+        get_settings.cache_clear()

@@ -1,0 +1,163 @@
+"""Every endpoint over the fake service: shapes, filters, exclusions, errors as JSON with stable codes."""
+
+from __future__ import annotations
+
+import io
+
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from recsys.api.testing import FakeRecommender
+
+
+def _ids(r) -> list[str]:  # type: ignore[no-untyped-def]
+    assert r.status_code == 200, r.text
+    return [it["item_id"] for it in r.json()["items"]]
+
+
+def test_health_ready_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json()["ready"] and r.json()["index_generation"] == "gen-1"
+    client.get("/v1/trending")
+    m = client.get("/metrics")
+    assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
+    assert 'recsys_http_requests_total{method="GET",route="/v1/trending",status="200"} 1.0' in m.text
+    assert "recsys_ready 1.0" in m.text
+
+
+def test_request_id_echoed_and_in_errors(client: TestClient) -> None:
+    r = client.get("/v1/items/nope", headers={"X-Request-ID": "abc-123"})
+    assert r.status_code == 404
+    assert r.headers["x-request-id"] == "abc-123"
+    assert r.json() == {"error": {"code": "unknown_item", "message": "unknown item id 'nope'",
+                                  "request_id": "abc-123"}}
+    generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"}).headers["x-request-id"]
+    assert generated != "bad id with spaces" and len(generated) == 32
+
+
+def test_items_crud_and_bulk(client: TestClient) -> None:
+    assert client.get("/v1/items/s1").json()["category"] == "shoes"
+    r = client.put("/v1/items/n1", json={"title": "new boot", "category": "shoes", "price": 12.5})
+    assert r.status_code == 200 and r.json()["title"] == "new boot"
+    r = client.post("/v1/items", json={"items": [{"item_id": "n2", "title": "cap"}, {"item_id": "n1", "title": "x"}]})
+    assert [x["status"] for x in r.json()["results"]] == ["created", "updated"]
+    assert client.delete("/v1/items/n2").json() == {"item_id": "n2", "deleted": True}
+    assert client.get("/v1/items/n2").json()["error"]["code"] == "unknown_item"
+    assert client.delete("/v1/items/n2").status_code == 404
+
+
+def test_item_validation(client: TestClient) -> None:
+    for body in ({"price": "cheap"}, {"unknown_field": 1}, {"attributes": {"a": {"nested": 1}}},
+                 {"title": "a\x00b"}):
+        r = client.put("/v1/items/x", json=body)
+        assert r.status_code == 422, body
+        assert r.json()["error"]["code"] == "invalid" and r.json()["error"]["details"]
+    assert client.post("/v1/items", json={"items": []}).status_code == 422
+    assert client.post("/v1/items", content=b"{not json", headers={"content-type": "application/json"}
+                       ).status_code == 422
+
+
+def test_events_per_event_results_and_idempotency(client: TestClient) -> None:
+    body = {"events": [
+        {"user_id": "u1", "item_id": "s1", "type": "like", "event_id": "e1"},
+        {"user_id": "u1", "item_id": "missing", "type": "view"},
+        {"user_id": "u1", "item_id": "s2", "type": "purchase", "timestamp": "2024-05-01T10:00:00Z"},
+    ]}
+    r = client.post("/v1/events", json=body).json()
+    assert [x["status"] for x in r["results"]] == ["stored", "error", "stored"]
+    assert (r["stored"], r["duplicates"], r["errors"]) == (2, 0, 1)
+    again = client.post("/v1/events", json={"events": body["events"][:1]}).json()
+    assert again["results"][0]["status"] == "duplicate"
+    bad = client.post("/v1/events", json={"events": [{"user_id": "u1", "item_id": "s1", "type": "teleport"}]})
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["loc"][:3] == ["body", "events", "0"]
+
+
+def test_recommendations_live_feedback(client: TestClient) -> None:
+    cold = client.get("/v1/users/u9/recommendations?k=5").json()
+    assert all(it["sources"] == ["popular"] for it in cold["items"])
+    events = [{"user_id": "u9", "item_id": f"h{i}", "type": "like"} for i in (1, 2, 3)]
+    assert client.post("/v1/events", json={"events": events}).json()["stored"] == 3
+    warm = client.get("/v1/users/u9/recommendations?k=5").json()["items"]
+    assert all(it["item_id"].startswith("h") for it in warm)
+
+
+def test_recommendation_filters_exclusions_explain_debug(client: TestClient) -> None:
+    client.post("/v1/events", json={"events": [{"user_id": "u1", "item_id": "s1", "type": "like"}]})
+    ids = _ids(client.get("/v1/users/u1/recommendations", params={
+        "k": 3, "category": "shoes", "price_min": 20, "in_stock": "true", "exclude": ["s2"], "attr": "colour:blue"}))
+    assert ids == ["s4", "s8"]
+    r = client.post("/v1/users/u1/recommendations", json={
+        "k": 2, "filter": {"categories": ["shoes"], "price_max": 30}, "exclude": ["s3"], "diversity": 0.5,
+        "explain": True, "debug": True}).json()
+    assert [it["item_id"] for it in r["items"]] == ["s1", "s2"]
+    assert r["items"][0]["explanation"]["because"] == "shoes"
+    assert {"candidates", "ranking", "rules", "service_total"} <= set(r["debug"]["timings_ms"])
+    assert r["meta"]["index_generation"] == "gen-1" and r["meta"]["ranker_version"] == "fake-ranker"
+    for bad in ({"k": 0}, {"k": 100000}, {"diversity": 2}, {"filter": {"price_min": 5, "price_max": 1}},
+                {"filter": {"categories": "shoes"}}, {"filter": {"price_min": "NaN"}}):
+        r = client.post("/v1/users/u1/recommendations", json=bad)
+        assert r.status_code == 422, (bad, r.text)
+    assert client.get("/v1/users/u1/recommendations?price_min=5&price_max=1").status_code == 422
+    assert client.get("/v1/users/u1/recommendations?attr=novalue").status_code == 422
+
+
+def test_session_recommendations_store_nothing(client: TestClient, fake: FakeRecommender) -> None:
+    r = client.post("/v1/sessions/recommendations", json={
+        "events": [{"item_id": "h1", "type": "click"}, {"item_id": "h2", "type": "like"}], "k": 3})
+    assert all(i.startswith("h") for i in _ids(r))
+    assert not fake.events
+    assert client.post("/v1/sessions/recommendations", json={"events": []}).status_code == 422
+
+
+def test_similar_search_more_like_these_trending(client: TestClient) -> None:
+    assert all(i.startswith("s") for i in _ids(client.get("/v1/items/s1/similar?k=3")))
+    assert "s1" not in _ids(client.post("/v1/items/s1/similar", json={"k": 20, "modality": "image"}))
+    assert client.get("/v1/items/zzz/similar").json()["error"]["code"] == "unknown_item"
+    assert client.get("/v1/items/s1/similar?modality=smell").status_code == 422
+    assert all(i.startswith("h") for i in _ids(client.get("/v1/search/text", params={"q": "wool hat", "k": 4})))
+    assert _ids(client.post("/v1/search/text", json={"query": "shoe", "filter": {"price_max": 20}})) == ["s1", "s2"]
+    assert client.get("/v1/search/text").status_code == 422
+    r = client.post("/v1/more-like-these", json={"positive": {"h1": 1.0}, "negative": {"s1": 0.5}, "k": 3})
+    assert all(i.startswith("h") for i in _ids(r))
+    assert client.post("/v1/more-like-these", json={"positive": {"h1": -1}}).status_code == 422
+    assert client.post("/v1/more-like-these", json={"positive": {"nope": 1}}).status_code == 404
+    assert len(_ids(client.get("/v1/trending?k=4&category=hats"))) == 4
+
+
+def _png(size: tuple[int, int] = (16, 16), fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 10, 10)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_search_image(client: TestClient) -> None:
+    r = client.post("/v1/search/image", files={"image": ("q.png", _png(), "image/png")},
+                    data={"k": "3", "filter": '{"categories": ["hats"]}'})
+    assert _ids(r) == ["h1", "h2", "h3"]
+    r = client.post("/v1/search/image", files={"image": ("q.png", _png(), "image/png")}, data={"filter": "{bad"})
+    assert r.status_code == 422
+    assert client.post("/v1/search/image", data={"k": "3"}).status_code == 422
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    assert client.get("/v2/nothing").json()["error"]["code"] == "not_found"
+    r = client.delete("/v1/trending")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_new_generation_picked_up_without_restart(client: TestClient, fake: FakeRecommender) -> None:
+    assert client.get("/v1/trending").json()["meta"]["index_generation"] == "gen-1"
+    fake.pending_generation = "gen-2"
+    client.app.state.runtime.tick()  # what the background task does every second
+    assert client.get("/v1/trending").json()["meta"]["index_generation"] == "gen-2"
+    assert client.get("/readyz").json()["index_generation"] == "gen-2"
+
+
+def test_openapi_is_the_contract(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = set(spec["paths"])
+    assert {"/v1/items/{item_id}", "/v1/items", "/v1/events", "/v1/users/{user_id}/recommendations",
+            "/v1/sessions/recommendations", "/v1/items/{item_id}/similar", "/v1/search/text", "/v1/search/image",
+            "/v1/more-like-these", "/v1/trending", "/healthz", "/readyz", "/metrics"} <= paths
+    assert {"APIKeyHeader", "HTTPBearer"} <= set(spec["components"]["securitySchemes"])

@@ -1,0 +1,91 @@
+"""Baselines on tiny frames with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.errors import ValidationFailed
+from recsys.evaluation.baselines import ContentKNN, ItemCooccurrence, Popular, make_baselines
+from recsys.evaluation.splits import temporal_split
+
+
+def frame(rows: list[tuple[str, str]], type_: str = "purchase") -> pd.DataFrame:
+    ts = pd.date_range("2020-01-01", periods=len(rows), freq="h")
+    return pd.DataFrame({"user_id": [u for u, _ in rows], "item_id": [i for _, i in rows], "type": type_,
+                         "value": 1.0, "ts": ts})
+
+
+TRAIN = frame([
+    ("u1", "a"), ("u1", "b"),
+    ("u2", "a"), ("u2", "b"), ("u2", "c"),
+    ("u3", "a"), ("u3", "c"),
+    ("u4", "a"), ("u4", "d"), ("u4", "d"), ("u4", "d"),   # d: many events, one user
+])
+EMPTY = TRAIN.iloc[:0]
+
+
+def test_popular_counts_distinct_users_then_events() -> None:
+    pop = Popular(TRAIN)
+    # a: 4 users; b, c: 2 users each (b 2 events, c 2 events; tie -> more recent last event c); d: 1 user
+    assert pop("x", EMPTY, 10) == ["a", "c", "b", "d"]
+    assert pop("x", EMPTY, 2) == ["a", "c"]
+    seen = frame([("x", "a")])
+    assert Popular(TRAIN, exclude_seen=True)("x", seen, 2) == ["c", "b"]
+    assert pop("x", seen, 2) == ["a", "c"]
+
+
+def test_popular_ignores_dislikes() -> None:
+    train = pd.concat([TRAIN, frame([("u5", "d"), ("u6", "d"), ("u7", "d")], "dislike")], ignore_index=True)
+    assert Popular(train).ranking[-1] == "d"
+
+
+def test_cooccurrence_cosine_known_answer() -> None:
+    co = ItemCooccurrence(TRAIN)
+    # users per item: a {1,2,3,4}, b {1,2}, c {2,3}, d {4}
+    # sim(a,b) = 2/sqrt(8), sim(a,c) = 2/sqrt(8), sim(a,d) = 1/2, sim(b,c) = 1/2, sim(b,d) = sim(c,d) = 0
+    rows = co._row
+    assert co.sim[rows["a"], rows["b"]] == pytest.approx(2 / np.sqrt(8))
+    assert co.sim[rows["a"], rows["d"]] == pytest.approx(0.5)
+    assert co.sim[rows["b"], rows["c"]] == pytest.approx(0.5)
+    assert co.sim[rows["a"], rows["a"]] == 0
+    hist = frame([("x", "b")])
+    # from b: a 0.707, c 0.5, d 0 -> then topped up from popular, b excluded
+    assert ItemCooccurrence(TRAIN, exclude_seen=True)("x", hist, 3) == ["a", "c", "d"]
+    # without exclusion b itself may come back only through the popular top-up
+    assert co("x", hist, 4) == ["a", "c", "b", "d"]
+
+
+def test_cooccurrence_sums_over_history_and_handles_unknown_items() -> None:
+    co = ItemCooccurrence(TRAIN, exclude_seen=True)
+    s = co.scores(frame([("x", "b"), ("x", "c"), ("x", "zzz")]))
+    assert s[co._row["a"]] == pytest.approx(4 / np.sqrt(8))
+    assert co("x", frame([("x", "zzz")]), 2) == ["a", "c"]     # unknown history: popular
+
+
+def test_content_knn_max_over_last_items() -> None:
+    ids = ["p", "q", "r", "s"]
+    v = np.array([[1, 0], [0.8, 0.6], [0, 1], [-1, 0]], dtype=np.float32)
+    knn = ContentKNN(ids, v)
+    # history p: q (0.8) > r (0) > s (-1)
+    assert knn("x", frame([("x", "p")]), 3) == ["q", "r", "s"]
+    # history p then r: max(sim to p, sim to r): q max(.8,.6)=.8, s max(-1,0)=0
+    assert knn("x", frame([("x", "p"), ("x", "r")]), 2) == ["q", "s"]
+    # only the last n distinct items count
+    knn1 = ContentKNN(ids, v, last_n=1)
+    assert knn1("x", frame([("x", "p"), ("x", "r")]), 1) == ["q"]   # from r: q .6, s 0, p 0 -> q
+    assert knn("x", EMPTY, 3) == []
+    assert ContentKNN(ids, v, exclude_seen=False)("x", frame([("x", "p")]), 1) == ["p"]
+    with pytest.raises(ValidationFailed):
+        ContentKNN(ids, v[:2])
+
+
+def test_make_baselines_defaults_follow_protocol() -> None:
+    ml = temporal_split(TRAIN.assign(type="rating"), "movielens")
+    b = make_baselines(ml, ["a", "b"], np.eye(2, dtype=np.float32))
+    assert set(b) == {"popular", "item_cooccurrence", "content_knn"}
+    assert b["popular"].exclude_seen is True
+    hm = temporal_split(TRAIN, "hm")
+    assert make_baselines(hm)["popular"].exclude_seen is False
+    assert "content_knn" not in make_baselines(hm)

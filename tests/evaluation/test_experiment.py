@@ -1,0 +1,127 @@
+"""run_evaluation: the JSON contract of DESIGN.md section 4 on a split with a known answer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.evaluation import Batch, best_other, make_baselines, markdown_table, run_evaluation, temporal_split
+
+
+def frame(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows], "type": "purchase",
+                         "value": 1.0, "ts": pd.to_datetime([r[2] for r in rows])})
+
+
+EVENTS = frame([
+    ("u1", "a", "2020-01-01"), ("u1", "b", "2020-01-02"), ("u1", "new", "2020-01-05"),   # target: new (cold item)
+    ("u2", "a", "2020-01-01"), ("u2", "b", "2020-01-01"), ("u2", "c", "2020-01-02"),
+    ("u2", "d", "2020-01-02"), ("u2", "e", "2020-01-02"), ("u2", "f", "2020-01-03"),
+    ("u2", "a", "2020-01-06"), ("u2", "c", "2020-01-06"),                                  # targets: a, c
+])
+
+
+def fixed(lists: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    return lambda user_id, history, k: lists[user_id]
+
+
+def test_contract_and_known_metrics() -> None:
+    split = temporal_split(EVENTS, "hm")
+    assert split.targets == {"u1": ["new"], "u2": ["a", "c"]}
+    ours = fixed({"u1": ["x", "new"], "u2": ["a", "y"]})
+    batch = Batch(lambda users, hists, k: [["new"] if u == "u1" else ["c", "a"] for u in users])
+    res = run_evaluation(split, {"ours": ours, "popular": fixed({"u1": ["a"], "u2": ["a"]}), "oracle": batch},
+                         k=2, catalogue_size=10, timings={"fit_ours": 1.23456})
+    json.dumps(res)
+    assert res["k"] == 2 and res["protocol"] == "last_day" and res["users"] == 2
+    m = res["metrics"]
+    assert set(m) == {"recall", "ndcg", "hit_rate", "mrr", "coverage"}
+    # u1: hit at 2 of 1 target -> recall 1, mrr .5, ndcg 1/log2(3); u2: hit at 1 of 2 -> recall .5, mrr 1
+    assert m["recall"] == pytest.approx(0.75)
+    assert m["mrr"] == pytest.approx(0.75)
+    assert m["hit_rate"] == pytest.approx(1.0)
+    assert m["ndcg"] == pytest.approx((1 / np.log2(3) + 1 / (1 + 1 / np.log2(3))) / 2)
+    assert m["coverage"] == pytest.approx(4 / 10)
+    assert set(res["baselines"]) == {"popular"} and set(res["peers"]) == {"oracle"}
+    assert res["peers"]["oracle"]["recall"] == pytest.approx(1.0)
+    assert res["baselines"]["popular"]["recall"] == pytest.approx(0.25)
+    # cold items: only "new" (u1) has no training interaction
+    ci = res["slices"]["cold_items"]
+    assert ci["users"] == 1 and ci["targets"] == 1
+    assert ci["recall"] == pytest.approx(1.0) and ci["mrr"] == pytest.approx(0.5)
+    assert ci["baselines"]["popular"]["recall"] == 0.0
+    # cold users (<= 5 history events): u1 (2 events); u2 has 6
+    cu = res["slices"]["cold_users"]
+    assert cu["users"] == 1 and cu["recall"] == pytest.approx(1.0)
+    assert res["timings_s"]["fit_ours"] == pytest.approx(1.235)
+    assert {"ours", "popular", "oracle", "evaluate_total"} <= set(res["timings_s"])
+    assert best_other(res) == ("oracle", 1.0)
+    table = markdown_table(res, title="tiny")
+    assert "| ours | 0.7500 |" in table and "| oracle |" in table
+
+
+def test_real_baselines_and_missing_main() -> None:
+    split = temporal_split(EVENTS, "hm")
+    ids = ["a", "b", "c", "d", "e", "f", "new"]
+    rng = np.random.default_rng(0)
+    res = run_evaluation(split, make_baselines(split, ids, rng.normal(size=(7, 4)).astype(np.float32)), k=3,
+                         catalogue_size=len(ids))
+    assert res["metrics"] is None
+    assert set(res["baselines"]) == {"popular", "item_cooccurrence", "content_knn"}
+    for m in res["baselines"].values():
+        assert 0.0 <= m["recall"] <= 1.0 and 0.0 <= m["coverage"] <= 1.0
+
+
+def test_bad_batch_length_is_an_error() -> None:
+    split = temporal_split(EVENTS, "hm")
+    with pytest.raises(ValueError, match="batch recommender"):
+        run_evaluation(split, {"ours": Batch(lambda users, hists, k: [])}, k=2)
+
+
+def test_public_api() -> None:
+    import recsys.evaluation as ev
+
+    for name in ev.__all__:
+        assert getattr(ev, name) is not None
+
+
+def test_evaluate_store_fits_ours_on_train_only() -> None:
+    from recsys.evaluation import evaluate_store
+
+    seen: dict[str, set[str]] = {}
+
+    def make_ours(split):  # type: ignore[no-untyped-def]
+        seen["train_items"] = split.train_items
+        return lambda user_id, history, k: ["new", "a", "c"]
+
+    ids = ["a", "b", "c", "d", "e", "f", "new"]
+    res = evaluate_store(EVENTS, make_ours=make_ours, item_ids=ids, vectors=np.eye(7, dtype=np.float32), k=3)
+    assert "new" not in seen["train_items"]            # the target never reached the fit
+    assert res["metrics"]["recall"] == pytest.approx(1.0)
+    assert {"split", "fit_ours", "fit_baselines"} <= set(res["timings_s"])
+    assert res["split"]["targets"] == 3
+
+
+def test_evaluate_test_events_replays_histories(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from recsys.evaluation import evaluate_test_events
+
+    p = tmp_path / "u.data"
+    p.write_text("7\t1\t4\t100\n7\t2\t5\t200\n7\t3\t5\t300\n8\t1\t3\t150\n8\t2\t3\t250\n")
+    sent: list[dict] = []
+
+    def replay(records):  # type: ignore[no-untyped-def]
+        sent.extend(records)
+        return ["stored"] * len(records)
+
+    store_events = pd.DataFrame({"user_id": ["s"], "item_id": ["1"], "type": ["rating"], "value": [5.0],
+                                 "ts": pd.to_datetime(["1970-01-01"])})
+    res = evaluate_test_events(p, "movielens", store_events=store_events, replay=replay,
+                               make_ours=lambda split: (lambda u, h, k: ["3", "2"]), item_ids=["1", "2", "3"],
+                               vectors=None, k=2, known_users={"s"})
+    assert [(r["user_id"], r["item_id"]) for r in sent] == [("7", "1"), ("7", "2"), ("8", "1")]
+    assert res["replayed"] == {"stored": 3} and res["users"] == 2
+    assert res["metrics"]["recall"] == pytest.approx(1.0)        # targets 3 (user 7) and 2 (user 8)
+    assert res["metrics"]["mrr"] == pytest.approx(0.75)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.config import IndexSettings
+from recsys.errors import IncompatibleArtifact, NoIndex, NotFound, ValidationFailed
+from recsys.index import (
+    IndexHandle,
+    IndexReader,
+    build_generation,
+    current_id,
+    list_generations,
+    prune,
+    rollback,
+)
+from recsys.index.layout import MANIFEST, read_manifest, sha256_file
+from recsys.store import Store
+from tests.index.fixtures import clustered, ids, meta_for
+
+S = IndexSettings(keep_generations=3)
+
+
+def _build(root: Path, n: int = 200, seed: int = 0, enc: str = "enc-a", **kw: object) -> str:
+    v = clustered(n, seed=seed)
+    return build_generation(root, ids(n), {"fused": v, "text": v}, encoder_id=enc, watermark=f"w{seed}",
+                            meta=meta_for(ids(n)), settings=S, **kw).generation_id  # type: ignore[arg-type]
+
+
+def test_build_writes_manifest_and_switches(tmp_path: Path) -> None:
+    with pytest.raises(NoIndex, match="recsys index build"):
+        IndexReader.open(tmp_path)
+    gid = _build(tmp_path)
+    assert current_id(tmp_path) == gid
+    gdir = tmp_path / "generations" / gid
+    m = json.loads((gdir / MANIFEST).read_text())
+    for key in ("encoder_id", "dim", "metric", "factory", "item_count", "checksum", "watermark", "recall_at_10"):
+        assert key in m, key
+    assert (m["encoder_id"], m["dim"], m["metric"], m["factory"], m["item_count"], m["watermark"]) == \
+        ("enc-a", 16, "inner_product", "Flat", 200, "w0")
+    assert m["recall_at_10"]["fused"] == 1.0
+    for name, digest in m["files"].items():
+        assert sha256_file(gdir / name) == digest
+    assert not any((tmp_path / "tmp").iterdir())
+    r = IndexReader.open(tmp_path, encoder_id="enc-a", dim=16)
+    assert r.generation_id == gid and len(r) == 200
+
+
+def test_incompatible_generation_refused(tmp_path: Path) -> None:
+    _build(tmp_path)
+    with pytest.raises(IncompatibleArtifact, match="encoder 'enc-a'.*'enc-b'"):
+        IndexReader.open(tmp_path, encoder_id="enc-b")
+    with pytest.raises(IncompatibleArtifact, match="16-d.*512-d"):
+        IndexReader.open(tmp_path, dim=512)
+
+
+def test_list_rollback_prune(tmp_path: Path) -> None:
+    made = [_build(tmp_path, seed=s) for s in range(5)]
+    listed = [m.generation_id for m in list_generations(tmp_path)]
+    assert listed == made[-3:]  # keep_generations=3
+    assert current_id(tmp_path) == made[-1]
+    assert rollback(tmp_path) == made[-2]
+    assert IndexReader.open(tmp_path).generation_id == made[-2]
+    assert rollback(tmp_path, to=made[-1]) == made[-1]
+    with pytest.raises(NotFound):
+        rollback(tmp_path, to="nope")
+    rollback(tmp_path, to=made[-3])
+    with pytest.raises(NotFound, match="no generation older"):
+        rollback(tmp_path)
+    # pruning never removes the served generation, even when it is the oldest
+    assert prune(tmp_path, keep=1) == [made[-2]]
+    assert [m.generation_id for m in list_generations(tmp_path)] == [made[-3], made[-1]]
+    assert IndexReader.open(tmp_path).generation_id == made[-3]
+
+
+def test_masked_modality_and_bad_input(tmp_path: Path) -> None:
+    v = clustered(50)
+    has = np.arange(50) % 2 == 0
+    build_generation(tmp_path, ids(50), {"fused": v, "image": v}, present={"image": has}, encoder_id="e", settings=S)
+    r = IndexReader.open(tmp_path)
+    hits = r.search_one(v[1], 50, modality="image")
+    assert len(hits) == 25 and all(int(i[1:]) % 2 == 0 for i, _ in hits)
+    _, found = r.vectors_of(["i00001", "i00002", "zzz"], "image")
+    assert found.tolist() == [False, True, False]
+    with pytest.raises(ValidationFailed, match="not unique"):
+        build_generation(tmp_path, ["a", "a"], {"fused": v[:2]}, encoder_id="e", settings=S)
+    with pytest.raises(ValidationFailed, match="fused"):
+        build_generation(tmp_path, ["a"], {"text": v[:1]}, encoder_id="e", settings=S)
+    with pytest.raises(ValidationFailed, match="rows"):
+        build_generation(tmp_path, ["a", "b"], {"fused": v[:3]}, encoder_id="e", settings=S)
+    with pytest.raises(ValidationFailed, match="factory"):
+        build_generation(tmp_path, ids(50), {"fused": v}, encoder_id="e", factory="Nonsense12", settings=S)
+
+
+def test_artifact_recorded(tmp_path: Path, sqlite_store: Store) -> None:
+    from sqlalchemy import select
+
+    from recsys.store.tables import Artifact
+
+    gid = _build(tmp_path / "idx", store=sqlite_store)
+    with sqlite_store.session() as s:
+        row = s.scalars(select(Artifact).where(Artifact.kind == "index")).one()
+    assert row.version == gid and row.manifest["encoder_id"] == "enc-a" and Path(row.path).is_dir()
+
+
+def test_handle_follows_pointer(tmp_path: Path) -> None:
+    h = IndexHandle(tmp_path)
+    with pytest.raises(NoIndex):
+        h.get()
+    a = _build(tmp_path, seed=1)
+    assert h.get().generation_id == a
+    assert not h.refresh()
+    b = _build(tmp_path, seed=2)
+    assert h.get().generation_id == a  # old one served until refreshed
+    assert h.refresh() and h.get().generation_id == b
+    _build(tmp_path, seed=3, enc="other")
+    assert not IndexHandle(tmp_path, encoder_id="enc-a").refresh()
+    h2 = IndexHandle(tmp_path, encoder_id="enc-a")
+    with pytest.raises(IncompatibleArtifact):
+        h2.get()
+    assert read_manifest(tmp_path / "generations" / b).generation_id == b
