@@ -1,24 +1,38 @@
 """The Recommender: the one object the HTTP API, the CLI and notebooks call (DESIGN.md section 1).
 
-It owns no state of its own beyond handles: SQL is the source of truth, the index and ranker are immutable
-generations it loads and swaps atomically when newer ones appear (:meth:`Recommender.refresh`).
+It holds handles, not state: SQL is the source of truth; the index and the ranker are immutable generations that it
+loads lazily and swaps atomically when newer ones appear (:meth:`Recommender.refresh`). The ranker always ranks over
+the item vectors of the served index generation, so an item is rankable the moment it is indexed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from recsys.config import Settings, get_settings
+from recsys.errors import RankerError, UnknownItem, ValidationFailed
 from recsys.store import Store
 from recsys.store.events import EventResult, ingest_events
+from recsys.store.queries import events_frame, items_frame, removed_item_ids
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recsys.encoders.base import Encoder
+    from recsys.index import IndexHandle, IndexReader, ItemFilter
+    from recsys.ranking import RankingPipeline
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int | None], None]
+Progress = Callable[..., None]
+MODALITIES = ("fused", "text", "image")
 
 
 @dataclass
@@ -37,15 +51,399 @@ class ScoredItem:
         return d
 
 
+@dataclass
+class _Served:
+    """The index generation and the ranker built over its vectors, swapped together."""
+
+    reader: IndexReader
+    ranker: RankingPipeline | None
+    ranker_path: str | None
+
+
 class Recommender:
     """Retrieval, recommendations, feedback and builds over one store and one data directory."""
 
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
+        from recsys.index import IndexHandle, index_root
+
         self.settings = settings or get_settings()
         self.store = store or Store.open(self.settings)
+        self._handle: IndexHandle = IndexHandle(index_root(self.settings), settings=self.settings.index)
+        self._served: _Served | None = None
+        self._encoder: Encoder | None = None
         self._lock = threading.RLock()
+        self.last_timings: dict[str, float] = {}
 
-    # -- feedback -------------------------------------------------------------------------------------------
+    # -- artifacts ------------------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        """The query encoder (loaded on first text or image query: a few seconds)."""
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    from recsys.encoders import get_encoder
+
+                    self._encoder = get_encoder(self.settings)
+        return self._encoder
+
+    def _served_now(self) -> _Served:
+        if self._served is None:
+            self.refresh(strict=True)
+        assert self._served is not None
+        return self._served
+
+    @property
+    def index(self) -> IndexReader:
+        return self._served_now().reader
+
+    @property
+    def ranker(self) -> RankingPipeline:
+        served = self._served_now()
+        if served.ranker is None:
+            raise RankerError("no ranker has been trained yet; run `recsys build` (or `recsys train`)")
+        return served.ranker
+
+    def refresh(self, *, strict: bool = False) -> bool:
+        """Load a newer index or ranker generation if one appeared; True when something was swapped in.
+
+        The new pair is prepared off to the side and published with one assignment, so concurrent requests see
+        either the old pair or the new one, never a mix. A generation that fails to load leaves the old one served.
+        """
+        from recsys.ranking.artifact import current_generation
+        from recsys.ranking.pipeline import rankers_root
+
+        with self._lock:
+            try:
+                index_changed = self._handle.refresh(strict=strict or self._served is None)
+            except Exception:
+                if strict or self._served is None:
+                    raise
+                log.exception("index refresh failed; still serving the old generation")
+                return False
+            reader = self._handle.get()
+            rpath = current_generation(rankers_root(self.settings))
+            ranker_path = str(rpath) if rpath else None
+            old = self._served
+            if old is not None and not index_changed and old.ranker_path == ranker_path:
+                return False
+            try:
+                ranker = self._load_ranker(reader, rpath, old)
+            except Exception:
+                if strict or old is None:
+                    raise
+                log.exception("ranker %s could not be loaded; still serving the old one", ranker_path)
+                return False
+            self._served = _Served(reader, ranker, ranker_path)
+            log.info("serving index %s with ranker %s", reader.generation_id, ranker_path)
+            return True
+
+    def _load_ranker(self, reader: IndexReader, rpath: Any, old: _Served | None) -> RankingPipeline | None:
+        from recsys.ranking import RankingPipeline
+
+        if rpath is None:
+            return None
+        vectors = self._vectors_of_index(reader)
+        with self.store.session() as s:
+            items = items_frame(s)
+        if old is not None and old.ranker is not None and old.ranker_path == str(rpath):
+            old.ranker.update_items(vectors, items, reader)  # same model, new catalogue: no retraining
+            return old.ranker
+        return RankingPipeline.load(rpath, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
+                                    search=reader, settings=self.settings)
+
+    @staticmethod
+    def _vectors_of_index(reader: IndexReader) -> Any:
+        from recsys.ranking import SimpleVectors
+
+        ids = reader.item_ids
+        fused, _ = reader.vectors_of(ids, "fused")
+        text = reader.vectors_of(ids, "text")[0] if "text" in reader.modalities else None
+        image = reader.vectors_of(ids, "image")[0] if "image" in reader.modalities else None
+        return SimpleVectors(list(ids), fused, text, image, reader.manifest.encoder_id)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            served = self._served_now()
+        except Exception as e:
+            return {"ready": False, "reason": str(e), "index_generation": None, "ranker_version": None,
+                    "encoder_id": None}
+        return {"ready": True, "index_generation": served.reader.generation_id,
+                "ranker_version": served.ranker.ranker_id if served.ranker else None,
+                "encoder_id": served.reader.manifest.encoder_id, "items": len(served.reader)}
+
+    # -- retrieval ------------------------------------------------------------------------------------------
+    def _removed(self) -> set[str]:
+        with self.store.session() as s:
+            return removed_item_ids(s)
+
+    def _hits(self, hits: Sequence[tuple[str, float]], source: str) -> list[ScoredItem]:
+        return [ScoredItem(i, round(float(sc), 6), [source]) for i, sc in hits]
+
+    @staticmethod
+    def _check(k: int, modality: str) -> None:
+        if not 1 <= k <= 1000:
+            raise ValidationFailed(f"k must be between 1 and 1000, got {k}")
+        if modality not in MODALITIES:
+            raise ValidationFailed(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
+
+    def _search(self, query: np.ndarray, k: int, modality: str, filter: ItemFilter | None,
+                exclude: Sequence[str], source: str) -> list[ScoredItem]:
+        q = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        if not np.isfinite(q).all() or not np.linalg.norm(q):
+            raise ValidationFailed("the query vector is empty or not finite")
+        hits = self.index.search(q, k, self._removed() | set(exclude), modality=modality, filter=filter)[0]
+        return self._hits(hits, source)
+
+    def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: ItemFilter | None = None,
+                    exclude: Sequence[str] = ()) -> list[ScoredItem]:
+        """Items matching ``query``; ``modality="image"`` searches the image vectors only (text -> image)."""
+        self._check(k, modality)
+        if not query or not query.strip():
+            raise ValidationFailed("the search query is empty")
+        if len(query) > 2000:
+            raise ValidationFailed("the search query is longer than 2,000 characters")
+        q = self.encoder.encode_texts([query.strip()])[0]
+        return self._search(q, k, modality, filter, exclude, "search")
+
+    def search_image(self, image: bytes, k: int = 20, *, modality: str = "image", filter: ItemFilter | None = None,
+                     exclude: Sequence[str] = ()) -> list[ScoredItem]:
+        """Items that look like ``image`` (encoded bytes); BadMedia when it cannot be decoded safely."""
+        from recsys.encoders.fit import limits_of
+        from recsys.encoders.media import image_from_bytes
+
+        self._check(k, modality)
+        img = image_from_bytes(image, limits_of(self.settings))
+        q = self.encoder.encode_images([img])[0]
+        return self._search(q, k, modality, filter, exclude, "image_search")
+
+    def similar(self, item_id: str, k: int = 20, *, modality: str = "fused", filter: ItemFilter | None = None,
+                exclude: Sequence[str] = ()) -> list[ScoredItem]:
+        """Items nearest to ``item_id`` (itself left out)."""
+        self._check(k, modality)
+        self._known_item(item_id)
+        hits = self.index.similar(item_id, k, self._removed() | set(exclude), modality=modality, filter=filter)
+        return self._hits(hits, "similar")
+
+    def more_like_these(self, positive: Mapping[str, float], negative: Mapping[str, float] | None = None,
+                        k: int = 20, *, filter: ItemFilter | None = None,
+                        exclude: Sequence[str] = ()) -> list[ScoredItem]:
+        """Items like the weighted positive examples and unlike the negative ones (rule: recsys.index.examples)."""
+        from recsys.index import more_like_these
+
+        self._check(k, "fused")
+        for i in [*positive, *(negative or {})]:
+            self._known_item(i)
+        hits = more_like_these(self.index, dict(positive), dict(negative or {}), k, filter=filter,
+                               exclude=self._removed() | set(exclude))
+        return self._hits(hits, "more_like_these")
+
+    def _known_item(self, item_id: str) -> None:
+        if item_id not in self.index:
+            from recsys.store.items import get_item
+
+            with self.store.session() as s:
+                get_item(s, item_id)  # raises UnknownItem for ids the store does not know
+            raise UnknownItem(f"item {item_id!r} is not indexed yet; run `recsys build` (or wait for the delta)")
+
+    # -- personalisation ------------------------------------------------------------------------------------
+    def _history(self, user_id: str) -> pd.DataFrame:
+        with self.store.session() as s:
+            return events_frame(s, users=[user_id])
+
+    def recommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None, exclude: Sequence[str] = (),
+                  diversity: float | None = None, explain: bool = False, debug: bool = False) -> list[ScoredItem]:
+        """Personal top-k for a stored user (history read fresh from the store: feedback counts at once).
+
+        An unknown user gets trending items, tagged ``trending``/``popular``.
+        """
+        t0 = time.perf_counter()
+        hist = self._history(user_id)
+        self.last_timings = {"history_ms": (time.perf_counter() - t0) * 1000}
+        return self._rank(hist, k, filter, exclude, diversity, explain)
+
+    def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *,
+                             filter: ItemFilter | None = None, exclude: Sequence[str] = (),
+                             diversity: float | None = None, explain: bool = False) -> list[ScoredItem]:
+        """Session recommendations from posted events (item_id, type, timestamp?, value?), not stored."""
+        import pandas as pd
+
+        from recsys.store.events import parse_event
+
+        rows = []
+        for i, raw in enumerate(events):
+            try:
+                ev = parse_event({"user_id": "session", **raw})
+            except (ValueError, TypeError) as e:
+                raise ValidationFailed(f"event {i}: {e}") from None
+            rows.append({"user_id": "session", "item_id": ev.item_id, "type": ev.type, "value": ev.value,
+                         "ts": ev.ts})
+        hist = pd.DataFrame(rows, columns=["user_id", "item_id", "type", "value", "ts"])
+        if len(hist):
+            hist = hist.sort_values("ts", kind="stable")
+        self.last_timings = {}
+        return self._rank(hist, k, filter, exclude, diversity, explain)
+
+    def trending(self, k: int = 20, *, filter: ItemFilter | None = None,
+                 exclude: Sequence[str] = ()) -> list[ScoredItem]:
+        """What is popular in the recent window (the cold-start list)."""
+        self.last_timings = {}
+        return self._rank(None, k, filter, exclude, 0.0, False)
+
+    def _rank(self, hist: pd.DataFrame | None, k: int, filter: ItemFilter | None, exclude: Sequence[str],
+              diversity: float | None, explain: bool) -> list[ScoredItem]:
+        self._check(k, "fused")
+        if diversity is not None and not 0.0 <= diversity <= 1.0:
+            raise ValidationFailed(f"diversity must be in [0, 1], got {diversity}")
+        served = self._served_now()
+        ranker = self.ranker
+        t0 = time.perf_counter()
+        allowed = served.reader.allowed_ids(filter) if filter is not None and not filter.is_empty else None
+        removed = self._removed() | set(exclude)
+        t1 = time.perf_counter()
+        recs = ranker.recommend(hist if hist is not None and len(hist) else None, k, allowed=allowed,
+                                exclude=removed, diversity=diversity, explain=explain)
+        t2 = time.perf_counter()
+        self.last_timings.update({"filters_ms": (t1 - t0) * 1000, "rank_ms": (t2 - t1) * 1000})
+        self.last_timings.update(getattr(ranker, "last_timings", {}) or {})
+        out = []
+        for r in recs:
+            expl = r.explanation
+            if explain:
+                expl = {**(expl or {}), "index_generation": served.reader.generation_id,
+                        "ranker": ranker.ranker_id}
+            out.append(ScoredItem(r.item_id, round(float(r.score), 6), list(r.sources), expl))
+        return out
+
+    # -- feedback and catalogue -----------------------------------------------------------------------------
     def ingest_events(self, events: Sequence[Mapping[str, Any]]) -> list[EventResult]:
         """Store events (committed before this returns); each gets a stored / duplicate / error result."""
         return ingest_events(self.store, events)
+
+    def get_item(self, item_id: str) -> dict[str, Any]:
+        from recsys.store.items import item_details
+
+        with self.store.session() as s:
+            return item_details(s, item_id)
+
+    def upsert_items(self, items: Sequence[Mapping[str, Any]], *, index: bool = True) -> list[dict[str, Any]]:
+        """Insert or update items (canonical fields of the generic importer); per-item results.
+
+        With ``index``, new and changed items are embedded and served through a delta generation right away.
+        """
+        from pathlib import Path
+
+        from recsys.store.importers.generic import item_record
+        from recsys.store.importers.report import TableCounts
+        from recsys.store.importers.writer import upsert_items
+
+        results: list[dict[str, Any]] = []
+        records = []
+        for i, raw in enumerate(items):
+            try:
+                records.append(item_record(dict(raw), Path.cwd()))
+                results.append({"index": i, "item_id": str(raw.get("item_id")), "status": "stored"})
+            except (ValueError, TypeError) as e:
+                results.append({"index": i, "item_id": str(raw.get("item_id")), "status": "error", "error": str(e)})
+        if records:
+            with self.store.session() as s:
+                upsert_items(s, records, TableCounts())
+            if index:
+                self.index_changes()
+        return results
+
+    def delete_item(self, item_id: str) -> None:
+        from recsys.store.items import set_flags
+
+        with self.store.session() as s:
+            set_flags(s, [item_id], deleted=True)
+
+    def index_changes(self) -> dict[str, Any]:
+        """Embed new/changed items and publish them as a delta generation (no full rebuild)."""
+        from recsys.encoders import embed_catalog
+        from recsys.index import build_from_catalog
+
+        embed_catalog(self.store, self.settings)
+        report = build_from_catalog(self.store, self.settings, mode="auto")
+        self.refresh()
+        return report
+
+    # -- offline jobs ---------------------------------------------------------------------------------------
+    def train(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Train the ranker on every stored event over the served index's vectors; a new current generation."""
+        from recsys.ranking.pipeline import train_ranker
+
+        reader = self._handle.get() if self._handle.loaded or self._handle.refresh(strict=True) else None
+        assert reader is not None
+        with self.store.session() as s:
+            events = events_frame(s)
+            items = items_frame(s)
+        vectors = self._vectors_of_index(reader)
+        pipe, path = train_ranker(events, items, vectors, self.settings, search=reader, progress=progress)
+        self.refresh()
+        return {"ranker": pipe.ranker_id, "path": str(path), "events": len(events),
+                "metrics": pipe.manifest.get("metrics", {})}
+
+    def build(self, progress: Progress | None = None, *, force: bool = False) -> dict[str, Any]:
+        """Fit the encoder if needed, embed, index, train. Each stage skips itself when its inputs are unchanged,
+        so a build is idempotent, and an interrupted one resumes from the last finished stage."""
+        from recsys.encoders import embed_catalog, fit_encoder, get_encoder
+        from recsys.index import build_from_catalog
+        from recsys.ranking import read_manifest
+        from recsys.ranking.artifact import current_generation
+        from recsys.ranking.pipeline import rankers_root
+
+        report: dict[str, Any] = {}
+        t = time.perf_counter()
+        if force or not get_encoder(self.settings, fitted=False).fitted:
+            report["encoder_fit"] = fit_encoder(self.store, self.settings, progress).to_dict()
+            self._encoder = None
+        else:
+            report["encoder_fit"] = "skipped (fitted heads present)"
+        report["embed"] = _as_dict(embed_catalog(self.store, self.settings, progress))
+        report["index"] = build_from_catalog(self.store, self.settings, progress, mode="full" if force else "auto")
+        self._handle.refresh(strict=True)
+        reader = self._handle.get()
+        with self.store.session() as s:
+            watermark = _events_watermark(s)
+        rpath = current_generation(rankers_root(self.settings))
+        manifest = read_manifest(rpath) if rpath else {}
+        same = (manifest.get("events_watermark") == watermark
+                and manifest.get("encoder_id") == reader.manifest.encoder_id)
+        if force or not same:
+            report["train"] = self.train(progress)
+            rpath = current_generation(rankers_root(self.settings))
+            if rpath:
+                _stamp_manifest(rpath, events_watermark=watermark)
+        else:
+            report["train"] = "skipped (no new events since the current ranker)"
+        self.refresh()
+        report["seconds"] = round(time.perf_counter() - t, 1)
+        return report
+
+
+def _as_dict(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    return obj
+
+
+def _events_watermark(session: Any) -> str:
+    from sqlalchemy import func, select
+
+    from recsys.store.tables import Event
+
+    n, last = session.execute(select(func.count(Event.id), func.max(Event.id))).one()
+    return f"{n}:{last}"
+
+
+def _stamp_manifest(path: Any, **fields: Any) -> None:
+    import json
+    from pathlib import Path
+
+    f = Path(path) / "manifest.json"
+    if f.exists():
+        m = json.loads(f.read_text(encoding="utf-8"))
+        m.update(fields)
+        f.write_text(json.dumps(m, indent=2), encoding="utf-8")

@@ -64,6 +64,10 @@ def make_index(vectors: np.ndarray, factory: str, settings: IndexSettings, *, se
     hnsw = _find(index, faiss.IndexHNSW)
     if hnsw is not None:
         hnsw.hnsw.efConstruction = settings.ef_construction
+    for cls in (faiss.IndexIVFPQ, faiss.IndexPQ):
+        pq = _find(index, cls)
+        if pq is not None:  # polysemous codes only help Hamming pre-filtering, which we do not use; slow to train
+            pq.do_polysemous_training = False
     if not index.is_trained:
         rng = np.random.default_rng(seed)
         sample = vectors if n <= settings.train_sample else vectors[np.sort(rng.choice(n, settings.train_sample,

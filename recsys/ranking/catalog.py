@@ -8,7 +8,7 @@ rankable without retraining.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -70,6 +70,10 @@ class ItemTable:
     """bool: not hidden and not deleted; other items are never returned."""
     encoder_id: str
     category_names: list[str] | None = None
+    attr_keys: list[str] = field(default_factory=list)
+    """Categorical item attributes the features compare with the history (see :func:`pick_attribute_keys`)."""
+    attrs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    """(n, len(attr_keys)) int codes, -1 where missing."""
 
     @property
     def n(self) -> int:
@@ -81,7 +85,9 @@ class ItemTable:
 
     @classmethod
     def build(cls, vectors: VectorsLike, items: pd.DataFrame | None = None,
-              variant_attribute: str | None = "product_code") -> ItemTable:
+              variant_attribute: str | None = "product_code", attr_keys: list[str] | None = None) -> ItemTable:
+        """The table for these vectors; ``attr_keys`` None picks them from the items (a trained ranker passes its
+        own)."""
         ids = [str(i) for i in vectors.item_ids]
         n = len(ids)
         fused = _normalise(vectors.fused)
@@ -117,8 +123,18 @@ class ItemTable:
                 keys = [_attr(a, variant_attribute) for a in sub["attributes"]]
                 codes, _ = pd.factorize(pd.Series(keys, dtype="string"), use_na_sentinel=True)
                 group[rows] = codes
+        keys = list(attr_keys) if attr_keys is not None else pick_attribute_keys(items, exclude=variant_attribute)
+        attrs = np.full((n, MAX_ATTRS), -1, dtype=np.int64)
+        if items is not None and len(items) and keys and "attributes" in items:
+            table_rows = np.array([index.get(str(i), -1) for i in items["item_id"]])
+            ok = table_rows >= 0
+            dicts = items["attributes"].to_numpy()[ok]
+            rows = table_rows[ok]
+            for j, key in enumerate(keys[:MAX_ATTRS]):
+                vals = pd.Series([_attr(a, key) for a in dicts], dtype="string")
+                attrs[rows, j] = pd.factorize(vals, use_na_sentinel=True)[0]
         return cls(ids, index, fused, text, image, price, category, group, in_stock, available, vectors.encoder_id,
-                   cat_names)
+                   cat_names, keys[:MAX_ATTRS], attrs)
 
     def rows_of(self, item_ids: Any) -> np.ndarray:
         """Row numbers of the given ids, -1 for unknown ones."""
@@ -136,6 +152,29 @@ class ItemTable:
             if gs[s] >= 0 and e - s > 1:
                 out[int(gs[s])] = order[s:e]
         return out
+
+
+MAX_ATTRS = 8
+
+
+def pick_attribute_keys(items: pd.DataFrame | None, exclude: str | None = None) -> list[str]:
+    """Scalar item attributes worth comparing: on at least 30% of items, 2..300 distinct values; sorted by name."""
+    if items is None or not len(items) or "attributes" not in items:
+        return []
+    counts: dict[str, set[str]] = {}
+    present: dict[str, int] = {}
+    for a in items["attributes"]:
+        if not isinstance(a, dict):
+            continue
+        for k, v in a.items():
+            if isinstance(v, str | int) and not isinstance(v, bool) and v != "":
+                present[k] = present.get(k, 0) + 1
+                vals = counts.setdefault(k, set())
+                if len(vals) <= 300:
+                    vals.add(str(v))
+    n = len(items)
+    keys = [k for k in sorted(present) if k != exclude and present[k] >= 0.3 * n and 2 <= len(counts[k]) <= 300]
+    return keys[:MAX_ATTRS]
 
 
 def _attr(attrs: Any, key: str) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from recsys.ranking.candidates import SOURCES, Candidates
-from recsys.ranking.catalog import ItemTable
+from recsys.ranking.catalog import MAX_ATTRS, ItemTable
 from recsys.ranking.context import Context
 from recsys.ranking.history import recency_weights
 from recsys.ranking.params import RankingParams
@@ -21,7 +21,7 @@ FEATURES: tuple[str, ...] = (
     "sim_max", "sim_mean", "sim_last", "sim_weighted", "sim_max_last10",
     "log_cooc", "cooc_share",
     "log_repeat", "repeat_days", "log_variant", "variant_days", "category_share",
-    "log_history", "days_since_last",
+    "log_history", "days_since_last", *(f"attr_share_{i}" for i in range(MAX_ATTRS)),
     *(f"src_{s}" for s in SOURCES), *(f"rank_{s}" for s in SOURCES),
 )
 
@@ -86,6 +86,16 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
             ccnt = np.bincount(hc[hc >= 0], minlength=int(cat.max()) + 1)
             cc = cat[rows]
             f[:, col["category_share"]] = np.where(cc >= 0, ccnt[np.where(cc >= 0, cc, 0)], 0) / len(hc)
+        a0 = col["attr_share_0"]
+        hrows = h.rows[-p.max_history:]
+        for j in range(len(table.attr_keys)):
+            codes = table.attrs[:, j]
+            hc = codes[hrows]
+            hc = hc[hc >= 0]
+            if len(hc):
+                cnt_a = np.bincount(hc, minlength=int(codes.max()) + 1)
+                cc = codes[rows]
+                f[:, a0 + j] = np.where(cc >= 0, cnt_a[np.where(cc >= 0, cc, 0)], 0) / len(hrows)
     cs = ctx.cooc[rows]
     f[:, col["log_cooc"]] = np.log1p(cs)
     tot = ctx.cooc.sum()

@@ -108,6 +108,7 @@ class RankingPipeline:
         manifest = {
             "kind": "ranker", "version": time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
             "encoder_id": table.encoder_id, "dim": table.dim, "features": list(_features()),
+            "attr_keys": table.attr_keys,
             "seed": p.seed, "params": p.to_dict(), "repurchase": repurchase, "metrics": metrics,
             "events": len(events), "items": table.n, "users": len(hist), "fit_seconds": round(time.time() - t0, 2),
         }
@@ -127,7 +128,7 @@ class RankingPipeline:
     def update_items(self, vectors: VectorsLike, items: pd.DataFrame | None = None,
                      search: VectorSearch | None = None) -> None:
         """Swap in a new catalogue (new, changed or removed items); no retraining: new items rank by content."""
-        table = ItemTable.build(vectors, items, self.params.variant_attribute)
+        table = ItemTable.build(vectors, items, self.params.variant_attribute, list(self.manifest.get("attr_keys", [])))
         if table.encoder_id != self.encoder_id:
             raise IncompatibleArtifact(f"item vectors come from encoder {table.encoder_id!r}, the ranker was trained "
                                        f"on {self.encoder_id!r}; retrain the ranker (recsys train)")

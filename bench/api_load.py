@@ -1,0 +1,195 @@
+"""HTTP API load: p50 / p99 / requests per second of user recommendations at concurrency 1, 16 and 64, beside the
+trivial ``/healthz`` of the same server in the same run, then a soak with the server's memory at start and end.
+
+The server is ``recsys`` under uvicorn in its own process on 127.0.0.1 (auth off, rate limit off); this process
+drives it with httpx (async). Without ``--home`` a demo store is generated and built first (``recsys demo
+--no-serve``). Prints one JSON object on the last line.
+
+    python bench/api_load.py [--home DIR] [--seconds 10] [--soak-seconds 300] [--items 2000 --users 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def prepare_home(home: Path, items: int, users: int) -> None:
+    env = {**os.environ, "RECSYS_HOME": str(home), "RECSYS_DATABASE_URL": ""}
+    recsys = str(BIN / "recsys") if (BIN / "recsys").exists() else "recsys"
+    subprocess.run([recsys, "demo", "--no-serve", "--items", str(items), "--users", str(users)], env=env, check=True,
+                   cwd=ROOT, stdout=sys.stderr)
+
+
+def user_ids(home: Path, limit: int = 500) -> list[str]:
+    from sqlalchemy import select
+
+    from recsys.config import Settings
+    from recsys.store import Store
+    from recsys.store.tables import User
+
+    settings = Settings(home=home)
+    store = Store(settings.db_url)
+    with store.session() as s:
+        ids = list(s.scalars(select(User.external_id).order_by(User.id).limit(limit)))
+    store.dispose()
+    return ids
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "RECSYS_HOME": str(home), "RECSYS_DATABASE_URL": "", "RECSYS_API__AUTH": "false",
+           "RECSYS_API__RATE_LIMIT_PER_MINUTE": "0", "RECSYS_LOG_LEVEL": "WARNING"}
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "recsys.api.app:app_from_env", "--host", "127.0.0.1",
+           "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base, timeout=5) as c:
+        for _ in range(3000):
+            if proc.poll() is not None:
+                raise SystemExit("the server exited; see its log")
+            try:
+                r = await c.get("/readyz")
+                if r.status_code == 200:
+                    return r.json()  # type: ignore[no-any-return]
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit("the server did not become ready")
+
+
+async def load(base: str, paths: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
+    """``concurrency`` closed-loop clients for ``seconds``; latencies of successful answers, errors counted."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as c:
+        deadline = time.perf_counter() + seconds
+
+        async def worker(offset: int) -> None:
+            i = offset
+            while time.perf_counter() < deadline:
+                path = paths[i % len(paths)]
+                i += concurrency
+                t0 = time.perf_counter()
+                try:
+                    r = await c.get(path)
+                    ok = r.status_code == 200
+                    key = str(r.status_code)
+                except httpx.HTTPError as e:
+                    ok, key = False, type(e).__name__
+                if ok:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors[key] = errors.get(key, 0) + 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return summarize(latencies, errors, elapsed)
+
+
+def summarize(latencies: list[float], errors: dict[str, int], elapsed: float) -> dict[str, Any]:
+    lat = sorted(latencies)
+    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) >= 2 else [float("nan")] * 99
+    return {"requests": len(lat), "errors": sum(errors.values()), "error_kinds": errors,
+            "rps": round(len(lat) / elapsed, 1), "p50_ms": round(q[49] * 1000, 2), "p99_ms": round(q[98] * 1000, 2)}
+
+
+async def run(args: argparse.Namespace, home: Path, proc: subprocess.Popen[bytes], base: str) -> dict[str, Any]:
+    status = await wait_ready(base, proc)
+    users = user_ids(home)
+    rec_paths = [f"/v1/users/{u}/recommendations?k={args.k}" for u in users]
+    await load(base, rec_paths, 4, args.warmup)  # warm caches, threads and connections
+    await load(base, ["/healthz"], 4, min(args.warmup, 2))
+    out: dict[str, Any] = {"healthz": {}, "recommendations": {}}
+    for conc in args.concurrency:
+        out["healthz"][str(conc)] = await load(base, ["/healthz"], conc, args.seconds)
+        out["recommendations"][str(conc)] = await load(base, rec_paths, conc, args.seconds)
+    ratio = {c: round(out["recommendations"][c]["rps"] / max(out["healthz"][c]["rps"], 1e-9), 3)
+             for c in out["healthz"]}
+    rec16 = out["recommendations"].get("16") or next(iter(out["recommendations"].values()))
+    soak: dict[str, Any] = {"seconds": args.soak_seconds, "concurrency": 16}
+    if args.soak_seconds > 0:
+        soak["rss_start_mb"] = round(rss_mb(proc.pid), 1)
+        soak.update(await load(base, rec_paths, 16, args.soak_seconds))
+        soak["rss_end_mb"] = round(rss_mb(proc.pid), 1)
+        soak["rss_growth_pct"] = round(100 * (soak["rss_end_mb"] / soak["rss_start_mb"] - 1), 2)
+    return {
+        "bench": "api_load", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "server": {"index_generation": status.get("index_generation"), "ranker_version": status.get("ranker_version"),
+                   "users": len(users), "k": args.k},
+        "results": out,
+        "recommendations_rps_over_healthz": ratio,
+        "p99_over_p50_c16": round(rec16["p99_ms"] / max(rec16["p50_ms"], 1e-9), 2),
+        "soak": soak,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, help="a built data directory (default: generate and build the demo)")
+    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--users", type=int, default=300)
+    ap.add_argument("--seconds", type=float, default=10.0, help="per endpoint and concurrency")
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--soak-seconds", type=float, default=300.0)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument("--k", type=int, default=20)
+    args = ap.parse_args()
+    tmp = None
+    home = args.home
+    if home is None:
+        tmp = tempfile.TemporaryDirectory(prefix="recsys-api-load-")
+        home = Path(tmp.name) / "home"
+        prepare_home(home, args.items, args.users)
+    port = free_port()
+    log = Path(tempfile.gettempdir()) / f"recsys-api-load-{port}.log"
+    proc = start_server(home, port, log)
+    try:
+        result = asyncio.run(run(args, home, proc, f"http://127.0.0.1:{port}"))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if tmp is not None:
+            tmp.cleanup()
+    result["server_log"] = str(log)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
