@@ -50,13 +50,16 @@ class Runtime:
     def ready(self) -> bool:
         return self.store_ok and bool(self.status.get("ready")) and self.status.get("index_generation") is not None
 
+    def ping(self) -> bool:
+        try:
+            return bool(self.recommender.store.ping())
+        except Exception:
+            return False
+
     def tick(self) -> None:
         """One refresh round (runs in a worker thread). Never raises."""
         rec = self.recommender
-        try:
-            self.store_ok = bool(rec.store.ping())
-        except Exception:
-            self.store_ok = False
+        self.store_ok = self.ping()
         try:
             rec.refresh()
             self.status = dict(rec.status())

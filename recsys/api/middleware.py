@@ -76,11 +76,12 @@ class RequestMiddleware:
             elapsed = time.perf_counter() - start
             self.metrics.requests.labels(scope["method"], label, str(status)).inc()
             self.metrics.latency.labels(label).observe(elapsed)
-            principal = scope["state"].get("principal")
-            access.info("%s %s %d", scope["method"], scope["path"], status, extra={
-                "method": scope["method"], "path": scope["path"], "route": label, "status": status,
-                "duration_ms": round(elapsed * 1000, 2), "key": getattr(principal, "name", None),
-            })
+            if access.isEnabledFor(logging.INFO):
+                principal = scope["state"].get("principal")
+                access.info("%s %s %d", scope["method"], scope["path"], status, extra={
+                    "method": scope["method"], "path": scope["path"], "route": label, "status": status,
+                    "duration_ms": round(elapsed * 1000, 2), "key": getattr(principal, "name", None),
+                })
             request_id_var.reset(token)
 
 

@@ -2,8 +2,8 @@
 
 Towers stay frozen; their features are cached (:mod:`recsys.encoders.features`), so after the first run a re-fit
 takes seconds. ``val_pairs`` pairs are held out to report cross-modal retrieval. The heads are saved as a versioned
-artifact under ``settings.home/encoders/<preset>/<version>/`` with a manifest, recorded as an ``Artifact(kind="encoder")``
-row, and switched in as the current heads atomically.
+artifact under ``settings.home/encoders/<preset>/<version>/`` with a manifest, recorded as an
+``Artifact(kind="encoder")`` row, and switched in as the current heads atomically.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def build_pairs(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Se
     e = settings.encoder
     feats, errors = image_features(towers, [j for _, j in with_media], icache, limits_of(settings),
                                    batch_size=e.batch_size, num_workers=e.num_workers, progress=progress)
-    rows, texts = [], []
+    rows: list[tuple[ItemRecord, MediaJob, list[tuple[str, str, float]]]] = []
+    texts: list[str] = []
     for it, job in with_media:
         ft = field_texts(it, fields)
         if job.key in feats and ft:
@@ -125,8 +126,9 @@ def fit_encoder(store: Store, settings: Settings, progress: Progress | None = No
     fitted, metrics, n_train, n_val = fit_on_pairs(base, data, params, progress)
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     directory = heads_root(settings, base.preset) / version
-    manifest = {
-        "version": version, "preset": base.preset.name, "towers": base.towers.id, "encoder_id": f"{base.preset.name}@{version}",
+    manifest: dict[str, Any] = {
+        "version": version, "preset": base.preset.name, "towers": base.towers.id,
+        "encoder_id": f"{base.preset.name}@{version}",
         "dim": fitted.dim, "fields": data.fields, "pairs_train": n_train, "pairs_val": n_val, "params": asdict(params),
         "metrics": metrics,
     }

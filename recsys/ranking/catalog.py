@@ -120,8 +120,8 @@ class ItemTable:
                 if col in sub:
                     available[rows] &= ~sub[col].fillna(False).astype(bool).to_numpy()
             if variant_attribute and "attributes" in sub:
-                keys = [_attr(a, variant_attribute) for a in sub["attributes"]]
-                codes, _ = pd.factorize(pd.Series(keys, dtype="string"), use_na_sentinel=True)
+                gkeys = [_attr(a, variant_attribute) for a in sub["attributes"]]
+                codes, _ = pd.factorize(pd.Series(gkeys, dtype="string"), use_na_sentinel=True)
                 group[rows] = codes
         keys = list(attr_keys) if attr_keys is not None else pick_attribute_keys(items, exclude=variant_attribute)
         attrs = np.full((n, MAX_ATTRS), -1, dtype=np.int64)

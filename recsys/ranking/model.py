@@ -45,6 +45,8 @@ class RankerNet(nn.Module):
             nn.Linear(3 * h + cfg.n_features, 2 * h), nn.GELU(), nn.Dropout(0.1),
             nn.Linear(2 * h, h), nn.GELU(), nn.Linear(h, 1),
         )
+        # wide part: a linear model over the features, so the deep part only has to learn interactions
+        self.wide = nn.Linear(cfg.n_features, 1)
 
     def forward(self, hist_vec: torch.Tensor, hist_type: torch.Tensor, hist_age: torch.Tensor,
                 hist_mask: torch.Tensor, cand_vec: torch.Tensor, cand_feat: torch.Tensor) -> torch.Tensor:
@@ -57,7 +59,7 @@ class RankerNet(nn.Module):
         ctx, _ = self.attn(q, tok, tok, key_padding_mask=pad, need_weights=False)
         f = ((cand_feat - self.feat_mean) / self.feat_std).clamp(-5.0, 5.0)
         x = torch.cat([ctx, q, ctx * q, f], dim=-1)
-        return self.mlp(x).squeeze(-1)
+        return (self.mlp(x) + self.wide(f)).squeeze(-1)
 
 
 def listwise_loss(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

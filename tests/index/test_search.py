@@ -48,7 +48,7 @@ def test_exact_known_answer_and_scores(tmp_path: Path) -> None:
         r.search(q, 3, modality="audio")
 
 
-@pytest.mark.parametrize("factory", ["HNSW16,Flat", "IVF16,PQ8", "IVF16,Flat"])
+@pytest.mark.parametrize("factory", ["HNSW16,Flat", "IVF16,PQ8x4", "IVF16,Flat"])
 def test_filtered_search_returns_k_when_k_qualify(tmp_path: Path, factory: str) -> None:
     # exact_subset_max=0 forces the FAISS selector path (with its retries), not the small-subset shortcut
     r, v = _reader(tmp_path, 3000, factory, exact_subset_max=0, ef_search=16, nprobe=2)

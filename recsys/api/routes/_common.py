@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Query, Request, Response
 
-from recsys.api.schemas import MAX_LIST, Debug, Filter, Meta, Results, ScoredItemOut
+from recsys.api.schemas import MAX_LIST, Filter
 from recsys.errors import ValidationFailed
 
 
@@ -51,14 +53,43 @@ def query_filter(
     return None if f.is_empty() else f
 
 
-def results(request: Request, items: list[Any], *, debug: dict[str, float] | None = None) -> Results:
-    """The response envelope: results best first, the generation ids they came from, debug timings on request."""
+def results(request: Request, items: list[Any], *, debug: dict[str, float] | None = None) -> Any:
+    """The response envelope (the :class:`~recsys.api.schemas.Results` shape): results best first, the generation
+    ids they came from, debug timings on request. Serialised here once, without a second validation pass."""
     status = request.app.state.runtime.status
-    meta = Meta(request_id=getattr(request.state, "request_id", None),
-                index_generation=_str(status.get("index_generation")),
-                ranker_version=_str(status.get("ranker_version")))
-    out = [ScoredItemOut.model_validate(it.to_dict() if hasattr(it, "to_dict") else it) for it in items]
-    return Results(items=out, meta=meta, debug=Debug(timings_ms=debug) if debug is not None else None)
+    body = {
+        "items": [_result(it) for it in items],
+        "meta": {"request_id": getattr(request.state, "request_id", None),
+                 "index_generation": _str(status.get("index_generation")),
+                 "ranker_version": _str(status.get("ranker_version"))},
+        "debug": {"timings_ms": debug} if debug is not None else None,
+    }
+    return Response(json.dumps(body, default=_json_default, allow_nan=False), media_type="application/json")
+
+
+def _result(it: Any) -> dict[str, Any]:
+    d = it.to_dict() if hasattr(it, "to_dict") else dict(it)
+    score = float(d["score"])
+    return {"item_id": str(d["item_id"]), "score": score if math.isfinite(score) else None,
+            "sources": [str(s) for s in d.get("sources") or ()], "explanation": _finite(d.get("explanation"))}
+
+
+def _finite(v: Any) -> Any:
+    """Explanations may hold numpy scalars or non-finite floats: make them plain JSON."""
+    if isinstance(v, dict):
+        return {str(k): _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, str | bytes):
+        v = v.item() if getattr(v, "ndim", 0) == 0 else v.tolist()
+        return _finite(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _json_default(v: Any) -> Any:
+    return str(v)
 
 
 def _str(v: Any) -> str | None:

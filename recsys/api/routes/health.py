@@ -24,7 +24,7 @@ async def healthz() -> Health:
             responses={503: {"model": Readiness, "description": "not ready (Retry-After says when to ask again)"}})
 async def readyz(request: Request) -> Any:
     runtime = request.app.state.runtime
-    await run_in_threadpool(runtime.tick)  # fresh answer, not the last background round's
+    runtime.store_ok = await run_in_threadpool(runtime.ping)  # live; generations come from the background task
     st = runtime.status
     body = Readiness(ready=runtime.ready, store=runtime.store_ok, index_generation=_s(st.get("index_generation")),
                      ranker_version=_s(st.get("ranker_version")), encoder_id=_s(st.get("encoder_id")))

@@ -55,14 +55,14 @@ def delete_item(item_id: ItemId, rec: RecommenderDep, _key: AdminKey) -> Deleted
 def similar(request: Request, item_id: ItemId, rec: RecommenderDep, _key: ReadKey,
             f: Annotated[Filter | None, Depends(query_filter)],
             k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality = "fused",
-            exclude: Annotated[list[str] | None, Query(max_length=1000)] = None) -> Results:
+            exclude: Annotated[list[str] | None, Query(max_length=1000)] = None) -> Any:
     items = rec.similar(item_id, k, modality=modality, filter=to_item_filter(f), exclude=ids_param(exclude))
     return results(request, items)
 
 
 @router.post("/{item_id}/similar", response_model=Results, summary="Items like this one (filters in the body)")
 def similar_post(request: Request, item_id: ItemId, body: SimilarRequest, rec: RecommenderDep,
-                 _key: ReadKey) -> Results:
+                 _key: ReadKey) -> Any:
     items = rec.similar(item_id, body.k, modality=body.modality, filter=to_item_filter(body.filter),
                         exclude=body.exclude)
     return results(request, items)

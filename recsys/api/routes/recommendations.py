@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1", tags=["recommendations"])
 UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
-def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: RecommendRequest) -> Results:
+def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: RecommendRequest) -> Any:
     kwargs = dict(filter=to_item_filter(body.filter), exclude=body.exclude, diversity=body.diversity,
                   explain=body.explain)
     if body.debug:
@@ -31,7 +31,7 @@ def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key: Read
               k: Annotated[int, Query(ge=1, le=1000)] = 20,
               exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
               diversity: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
-              explain: bool = False, debug: bool = False) -> Results:
+              explain: bool = False, debug: bool = False) -> Any:
     body = RecommendRequest.model_construct(k=k, filter=f, exclude=ids_param(exclude), diversity=diversity,
                                             explain=explain, debug=debug)
     return _recommend(request, rec, user_id, body)
@@ -40,13 +40,13 @@ def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key: Read
 @router.post("/users/{user_id}/recommendations", response_model=Results,
              summary="Personalised recommendations (filters in the body)")
 def recommend_post(request: Request, user_id: UserId, body: RecommendRequest, rec: RecommenderDep,
-                   _key: ReadKey) -> Results:
+                   _key: ReadKey) -> Any:
     return _recommend(request, rec, user_id, body)
 
 
 @router.post("/sessions/recommendations", response_model=Results,
              summary="Recommendations for an anonymous session from posted events (nothing is stored)")
-def recommend_session(request: Request, body: SessionRequest, rec: RecommenderDep, _key: ReadKey) -> Results:
+def recommend_session(request: Request, body: SessionRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
     events = [e.model_dump(exclude_none=True) for e in body.events]
     items = rec.recommend_for_events(events, body.k, filter=to_item_filter(body.filter), exclude=body.exclude,
                                      diversity=body.diversity, explain=body.explain)
@@ -55,7 +55,7 @@ def recommend_session(request: Request, body: SessionRequest, rec: RecommenderDe
 
 @router.post("/more-like-these", response_model=Results,
              summary="Items like the weighted positive examples and unlike the negative ones")
-def more_like_these(request: Request, body: MoreLikeTheseRequest, rec: RecommenderDep, _key: ReadKey) -> Results:
+def more_like_these(request: Request, body: MoreLikeTheseRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
     items = rec.more_like_these(dict(body.positive), dict(body.negative), body.k, filter=to_item_filter(body.filter),
                                 exclude=body.exclude)
     return results(request, items)
@@ -63,5 +63,5 @@ def more_like_these(request: Request, body: MoreLikeTheseRequest, rec: Recommend
 
 @router.get("/trending", response_model=Results, summary="Trending items in the recent window")
 def trending(request: Request, rec: RecommenderDep, _key: ReadKey, f: Annotated[Filter | None, Depends(query_filter)],
-             k: Annotated[int, Query(ge=1, le=1000)] = 20) -> Results:
+             k: Annotated[int, Query(ge=1, le=1000)] = 20) -> Any:
     return results(request, rec.trending(k, filter=to_item_filter(f)))

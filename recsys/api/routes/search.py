@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from pydantic import ValidationError
@@ -22,13 +22,13 @@ def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
                 f: Annotated[Filter | None, Depends(query_filter)],
                 q: Annotated[str, Query(min_length=1, max_length=2000, pattern=r"^[^\x00]+$")],
                 k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality = "fused",
-                exclude: Annotated[list[str] | None, Query(max_length=1000)] = None) -> Results:
+                exclude: Annotated[list[str] | None, Query(max_length=1000)] = None) -> Any:
     items = rec.search_text(q, k, modality=modality, filter=to_item_filter(f), exclude=ids_param(exclude))
     return results(request, items)
 
 
 @router.post("/text", response_model=Results, summary="Items matching a text query (filters in the body)")
-def search_text_post(request: Request, body: SearchTextRequest, rec: RecommenderDep, _key: ReadKey) -> Results:
+def search_text_post(request: Request, body: SearchTextRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
     items = rec.search_text(body.query, body.k, modality=body.modality, filter=to_item_filter(body.filter),
                             exclude=body.exclude)
     return results(request, items)
@@ -41,7 +41,7 @@ async def search_image(request: Request, rec: RecommenderDep, settings: Settings
                        k: Annotated[int, Form(ge=1, le=1000)] = 20,
                        modality: Annotated[Modality, Form()] = "image",
                        filter: Annotated[str | None, Form(max_length=100_000,
-                                                          description="a Filter object as JSON")] = None) -> Results:
+                                                          description="a Filter object as JSON")] = None) -> Any:
     limits = settings.api
     data = await image.read(limits.max_image_bytes + 1)
     if len(data) > limits.max_image_bytes:

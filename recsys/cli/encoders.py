@@ -1,0 +1,115 @@
+"""Encoder commands: ``recsys encoder list|fit|info``, ``recsys embed``, ``recsys items tag``.
+
+Wired by :func:`register` (the root CLI calls it). Heavy imports stay inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recsys.cli._common import emit_json, err, open_store, progress_bar
+
+encoder_app = typer.Typer(help="Encoder presets and fitting.", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json")]
+
+
+@encoder_app.command("list")
+def encoder_list(json_out: JsonOpt = False) -> None:
+    """The encoder presets (built-in and <home>/presets/*.json); the configured one is marked."""
+    from recsys.config import get_settings
+    from recsys.encoders.registry import list_presets
+
+    settings = get_settings()
+    rows = [{"name": p.name, "kind": p.kind, "current": p.name == settings.encoder.preset,
+             "offline": not p.needs_network, "description": p.description} for p in list_presets(settings)]
+    if json_out:
+        emit_json(rows)
+        return
+    for r in rows:
+        mark = "*" if r["current"] else " "
+        net = "" if r["offline"] else " [needs network once]"
+        typer.echo(f"{mark} {r['name']:<20} {r['kind']:<10} {r['description']}{net}")
+
+
+@encoder_app.command("fit")
+def encoder_fit(
+    epochs: Annotated[int | None, typer.Option(min=1, help="training epochs over the pairs")] = None,
+    val_pairs: Annotated[int, typer.Option(min=0, help="pairs held out for validation")] = 1000,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fit the projection heads on the catalogue's (image, text) pairs; the heads become the current ones."""
+    from recsys.config import get_settings
+    from recsys.encoders.fit import fit_encoder
+    from recsys.encoders.training import FitParams
+
+    settings = get_settings()
+    params = FitParams(val_pairs=val_pairs, seed=settings.ranking.seed)
+    if epochs:
+        params.epochs = epochs
+    with progress_bar("encoder fit") as update:
+        report = fit_encoder(open_store(), settings, lambda d, t: update("fit", d, t), params)
+    err.print(f"encoder {report.encoder_id}: {report.pairs_train} training pairs, {report.pairs_val} held out; "
+              f"recall@10 image->text {report.image_to_text_recall_at_10:.3f}, "
+              f"text->image {report.text_to_image_recall_at_10:.3f}")
+    if json_out:
+        emit_json(report.to_dict())
+
+
+@encoder_app.command("info")
+def encoder_info(json_out: JsonOpt = False) -> None:
+    """The configured encoder: id, dimension, fitted heads and their validation metrics."""
+    from recsys.encoders.encoder import get_encoder
+
+    enc = get_encoder()
+    info = {"encoder_id": enc.id, "preset": enc.preset.name, "dim": enc.dim, "fitted": enc.fitted,
+            "metrics": enc.manifest.get("metrics", {})}
+    if json_out:
+        emit_json(info)
+    else:
+        for k, v in info.items():
+            typer.echo(f"{k}: {v}")
+
+
+def embed(json_out: JsonOpt = False) -> None:
+    """Embed the catalogue (only new or changed items are encoded); broken media are recorded on the item."""
+    from recsys.config import get_settings
+    from recsys.encoders.embed import embed_catalog
+
+    with progress_bar("embed") as update:
+        report = embed_catalog(open_store(), get_settings(), lambda d, t: update("items", d, t))
+    err.print(f"{report.items} items ({report.encoded} encoded, {report.cached} cached), {report.with_image} with an "
+              f"image, {report.broken_media} broken media, {report.seconds:.1f}s [{report.encoder_id}]")
+    for item_id, reason in list(report.errors.items())[:10]:
+        err.print(f"  {item_id}: {reason}")
+    if json_out:
+        emit_json(report.to_dict())
+
+
+def items_tag(
+    vocabulary: Annotated[Path, typer.Option("--vocabulary", help="JSON {facet: [labels]} or 'facet: a, b' lines")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="labels kept per facet and item")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Zero-shot tags from text-image similarity, stored with their scores (see `recsys items show ID`)."""
+    from recsys.config import get_settings
+    from recsys.encoders.tagging import read_vocabulary, tag_items
+
+    vocab = read_vocabulary(vocabulary)
+    with progress_bar("tag") as update:
+        report = tag_items(open_store(), get_settings(), vocab, top_k=top_k,
+                           progress=lambda d, t: update("facets", d, t))
+    err.print(f"{report.tags} tags on {report.items} items over {report.facets} facets [{report.encoder_id}]")
+    if json_out:
+        emit_json(report.to_dict())
+
+
+def register(app: typer.Typer) -> None:
+    """Add the encoder commands to the root app (and ``tag`` to its ``items`` group)."""
+    from recsys.cli import data
+
+    app.add_typer(encoder_app, name="encoder")
+    app.command("embed")(embed)
+    data.items_app.command("tag")(items_tag)

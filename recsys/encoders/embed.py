@@ -1,0 +1,146 @@
+"""``recsys embed``: item vectors for the whole catalogue, cached, re-encoding only what changed.
+
+Each item's text vector is the weighted, renormalised sum of its field vectors (:mod:`recsys.encoders.text`); its
+image vector is the mean of its decodable media's vectors (video: averaged frames), zero when it has none. A medium
+that fails to decode is recorded on ``ItemMedia.status="error"`` with the reason and the item is embedded from its
+text. Vectors are cached under a key of the encoded content (field texts, media file identities) and the encoder id;
+each run also writes a snapshot that :func:`~recsys.encoders.vectors.load_item_vectors` reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recsys.config import Settings
+from recsys.encoders.base import l2_normalise
+from recsys.encoders.cache import VectorCache, digest, media_identity
+from recsys.encoders.encoder import TowerEncoder, get_encoder
+from recsys.encoders.features import MediaJob, feature_caches, image_features, text_features
+from recsys.encoders.fit import limits_of
+from recsys.encoders.text import ItemRecord, field_texts
+from recsys.store import Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+CHUNK = 2048
+"""Items per round of feature extraction and cache writes (bounds memory and lost work on interruption)."""
+
+
+@dataclass
+class EmbedReport:
+    encoder_id: str
+    items: int
+    encoded: int
+    """Items whose vectors were computed in this run (the others came from the cache)."""
+    cached: int
+    with_image: int
+    broken_media: int
+    seconds: float
+    errors: dict[str, str] = field(default_factory=dict)
+    """Item id -> reason, for items with a medium that failed to decode (first 100)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def item_key(item: ItemRecord, encoder_id: str, fields: Mapping[str, float]) -> str:
+    return digest(encoder_id, field_texts(item, fields), [(k, media_identity(u)) for k, u in item.media])
+
+
+def vector_cache(settings: Settings, encoder_id: str) -> VectorCache:
+    return VectorCache.open(settings, "vectors", encoder_id)
+
+
+def encode_items(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings,
+                 progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str | None]]:
+    """(text (n, d), image (n, d), has_image (n,), uri -> None or failure reason) for ``items``."""
+    e = settings.encoder
+    icache, tcache = feature_caches(settings, encoder.towers)
+    jobs = [MediaJob(u, k) for it in items for k, u in it.media]
+    feats, errors = image_features(encoder.towers, jobs, icache, limits_of(settings), batch_size=e.batch_size,
+                                   num_workers=e.num_workers, progress=progress)
+    fts = [field_texts(it, e.text_fields) for it in items]
+    tfeats = text_features(encoder.towers, [t for ft in fts for _, t, _ in ft], tcache)
+    d = encoder.dim
+    text = np.zeros((len(items), d), np.float32)
+    if tfeats:
+        uniq = list(tfeats)
+        pos = {t: i for i, t in enumerate(uniq)}
+        tvecs = encoder.project_texts(np.stack([tfeats[t] for t in uniq]))
+        for r, ft in enumerate(fts):
+            for _, t, w in ft:
+                text[r] += w * tvecs[pos[t]]
+    image = np.zeros((len(items), d), np.float32)
+    has_image = np.zeros(len(items), bool)
+    ok_keys = [j.key for j in jobs if j.key in feats]
+    ivecs = dict(zip(ok_keys, encoder.project_images(np.stack([feats[k] for k in ok_keys])), strict=True)) \
+        if ok_keys else {}
+    status: dict[str, str | None] = {}
+    for r, it in enumerate(items):
+        vs = []
+        for k, u in it.media:
+            key = MediaJob(u, k).key
+            status[u] = errors.get(key) if key not in ivecs else None
+            if key in ivecs:
+                vs.append(ivecs[key])
+        if vs:
+            image[r] = np.mean(vs, axis=0)
+            has_image[r] = True
+    return l2_normalise(text), l2_normalise(image), has_image, status
+
+
+def embed_catalog(store: Store, settings: Settings, progress: Progress | None = None,
+                  encoder: TowerEncoder | None = None) -> EmbedReport:
+    """Embed every (non-deleted) item of the store; cached items are not re-encoded."""
+    from recsys.encoders.catalog import read_items, record_media_status
+    from recsys.encoders.vectors import pack, write_snapshot
+
+    t0 = time.perf_counter()
+    enc = encoder or get_encoder(settings)
+    items = read_items(store)
+    fields = settings.encoder.text_fields
+    keys = [item_key(it, enc.id, fields) for it in items]
+    cache = vector_cache(settings, enc.id)
+    found = cache.get_many(keys)
+    todo = [i for i, k in enumerate(keys) if k not in found]
+    log.info("embed: %d items, %d cached, %d to encode with %s", len(items), len(items) - len(todo), len(todo), enc.id)
+    errors: dict[str, str] = {}
+    broken = 0
+    if progress:
+        progress(len(items) - len(todo), len(items))
+    for start in range(0, len(todo), CHUNK):
+        rows = todo[start : start + CHUNK]
+        base = len(items) - len(todo) + start
+
+        def chunk_progress(done: int, _total: int, base: int = base, size: int = len(rows)) -> None:
+            if progress:
+                progress(base + min(done, size), len(items))
+
+        chunk = [items[i] for i in rows]
+        text, image, has_image, status = encode_items(enc, chunk, settings, chunk_progress)
+        new = {keys[i]: pack(text[j], image[j], bool(has_image[j])) for j, i in enumerate(rows)}
+        cache.put_many(new)
+        found.update(new)
+        record_media_status(store, status)
+        for it in chunk:
+            reasons = [status[u] for _, u in it.media if status.get(u)]
+            if reasons:
+                broken += len(reasons)
+                if len(errors) < 100:
+                    errors[it.item_id] = "; ".join(r for r in reasons if r)
+        if progress:
+            progress(base + len(rows), len(items))
+    vectors = [found[k] for k in keys]
+    write_snapshot(settings, enc.id, enc.dim, [it.item_id for it in items], vectors)
+    return EmbedReport(
+        encoder_id=enc.id, items=len(items), encoded=len(todo), cached=len(items) - len(todo),
+        with_image=int(sum(v[-1] > 0.5 for v in vectors)), broken_media=broken,
+        seconds=round(time.perf_counter() - t0, 2), errors=errors,
+    )

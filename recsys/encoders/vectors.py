@@ -1,0 +1,103 @@
+"""Item vectors as the rest of recsys sees them: :class:`ItemVectors` and :func:`load_item_vectors`.
+
+Per-modality vectors are kept; the fused vector is computed when loading, from ``settings.encoder.modality_weights``
+(DESIGN.md decision 4), so changing the weights needs no re-encoding:
+``fused = normalise(w_text * text + w_image * image)``, where ``image`` is zero for an item without a usable image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recsys.config import Settings, get_settings
+from recsys.encoders.base import l2_normalise
+from recsys.encoders.cache import _safe
+from recsys.errors import EncoderError
+
+
+@dataclass
+class ItemVectors:
+    """Vectors aligned by row with ``item_ids``; all float32, rows unit length (``image`` rows zero where
+    ``has_image`` is False)."""
+
+    item_ids: list[str]
+    fused: np.ndarray
+    text: np.ndarray
+    image: np.ndarray
+    has_image: np.ndarray
+    encoder_id: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.fused.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+def pack(text: np.ndarray, image: np.ndarray, has_image: bool) -> np.ndarray:
+    return np.concatenate([text, image, [1.0 if has_image else 0.0]]).astype(np.float32)
+
+
+def fuse(text: np.ndarray, image: np.ndarray, has_image: np.ndarray, weights: dict[str, float]) -> np.ndarray:
+    wt, wi = float(weights.get("text", 1.0)), float(weights.get("image", 1.0))
+    fused = wt * text + wi * image * has_image[:, None]
+    # An item whose weighted modalities are all missing falls back to its text vector.
+    empty = np.linalg.norm(fused, axis=1) < 1e-6
+    fused[empty] = text[empty]
+    return l2_normalise(fused)
+
+
+def snapshot_dir(settings: Settings, encoder_id: str) -> Path:
+    return settings.home / "vectors" / _safe(encoder_id)
+
+
+def write_snapshot(settings: Settings, encoder_id: str, dim: int, item_ids: list[str],
+                   packed: list[np.ndarray]) -> Path:
+    d = snapshot_dir(settings, encoder_id)
+    d.mkdir(parents=True, exist_ok=True)
+    arr = np.stack(packed).astype(np.float32) if packed else np.zeros((0, 2 * dim + 1), np.float32)
+    tmp = d / f".vectors.{os.getpid()}.npz"
+    with open(tmp, "wb") as f:
+        np.savez(f, ids=np.array(item_ids, dtype=object), packed=arr)
+    os.replace(tmp, d / "vectors.npz")
+    (d / "manifest.json").write_text(json.dumps({"encoder_id": encoder_id, "dim": dim, "items": len(item_ids)}))
+    return d / "vectors.npz"
+
+
+def load_item_vectors(settings: Settings | None = None, store: object | None = None) -> ItemVectors:
+    """The vectors of the last ``recsys embed`` with the current encoder, fused with the configured weights.
+
+    With a ``store``, only items currently in it (not deleted) are returned, in the store's order.
+    """
+    from recsys.encoders.encoder import get_encoder
+
+    settings = settings or get_settings()
+    enc_id = get_encoder(settings).id
+    path = snapshot_dir(settings, enc_id) / "vectors.npz"
+    if not path.is_file():
+        raise EncoderError(f"no item vectors for encoder {enc_id} yet; run `recsys embed` (or `recsys build`)")
+    with np.load(path, allow_pickle=True) as z:
+        ids = [str(x) for x in z["ids"]]
+        packed = z["packed"]
+    if store is not None:
+        from recsys.encoders.catalog import read_items
+
+        wanted = [it.item_id for it in read_items(store)]  # type: ignore[arg-type]
+        pos = {i: r for r, i in enumerate(ids)}
+        missing = [i for i in wanted if i not in pos]
+        if missing:
+            raise EncoderError(f"{len(missing)} item(s) (e.g. {missing[:3]}) have no vectors for encoder {enc_id}; "
+                               "run `recsys embed`")
+        packed = packed[[pos[i] for i in wanted]] if wanted else packed[:0]
+        ids = wanted
+    d = (packed.shape[1] - 1) // 2
+    text, image = packed[:, :d].copy(), packed[:, d : 2 * d].copy()
+    has_image = packed[:, 2 * d] > 0.5
+    return ItemVectors(ids, fuse(text, image, has_image, settings.encoder.modality_weights), text, image, has_image,
+                       enc_id)
