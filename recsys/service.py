@@ -421,6 +421,53 @@ class Recommender:
         return report
 
 
+    def evaluate(self, k: int = 20, *, test_events: Any = None, fmt: str | None = None,
+                 protocol: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+        """``recsys evaluate`` (DESIGN.md section 4): ours vs the three baselines on a temporal leave-last-out split.
+
+        On the stored events a ranker is fitted on the split's training part only (the served one has seen the
+        targets). With ``test_events`` (users unknown to the store) their histories are replayed through
+        :meth:`ingest_events` first and the served ranker answers. Both go through the ranking pipeline with the
+        same rules as the API: hidden/deleted items excluded, configured exclusions and diversity applied.
+        """
+        from pathlib import Path
+
+        from sqlalchemy import select
+
+        from recsys.evaluation import Batch, evaluate_store, evaluate_test_events
+        from recsys.ranking import RankingPipeline
+        from recsys.store.tables import User
+
+        reader = self.index
+        vectors = self._vectors_of_index(reader)
+        with self.store.session() as s:
+            events = events_frame(s)
+            items = items_frame(s)
+            users = set(s.scalars(select(User.external_id)))
+        removed = self._removed()
+
+        def batch(pipe: RankingPipeline) -> Batch:
+            def fn(_users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
+                recs = pipe.recommend_many([h if len(h) else None for h in hists], k, exclude=removed)
+                return [[r.item_id for r in rs] for rs in recs]
+
+            return Batch(fn)
+
+        common = {"item_ids": list(reader.item_ids), "vectors": vectors.fused, "k": k}
+        if test_events is not None:
+            if fmt not in ("hm", "movielens"):
+                raise ValidationFailed("--test-events needs --format hm or --format movielens")
+            result = evaluate_test_events(Path(test_events), fmt, store_events=events, replay=self.ingest_events,
+                                          make_ours=lambda _split: batch(self.ranker), known_users=users, **common)
+        else:
+            def fit(split: Any) -> Batch:
+                return batch(RankingPipeline.fit(split.train, items, vectors, self.settings, search=reader))
+
+            result = evaluate_store(events, make_ours=fit, protocol=protocol or "auto", **common)
+        result.setdefault("index_generation", reader.generation_id)
+        return result
+
+
 def _as_dict(obj: Any) -> Any:
     if hasattr(obj, "to_dict"):
         return obj.to_dict()

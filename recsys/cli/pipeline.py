@@ -75,11 +75,9 @@ def evaluate(
     json_out: JsonOpt = False,
 ) -> None:
     """Temporal leave-last-out evaluation against the popular, co-occurrence and content-kNN baselines."""
-    from recsys.evaluation.runner import evaluate_store
-
     rec = _recommender()
     with progress_bar("evaluate") as update:
-        result = evaluate_store(rec, k=k, test_events=test_events, fmt=fmt, protocol=protocol, progress=update)
+        result = rec.evaluate(k, test_events=test_events, fmt=fmt, protocol=protocol, progress=update)
     if not json_out:
         m = result["metrics"]
         err.print(f"users {result['users']}  recall@{k} {m['recall']:.4f}  ndcg {m['ndcg']:.4f}  "
