@@ -69,7 +69,9 @@ def train(json_out: JsonOpt = False) -> None:
 
 def evaluate(
     k: KOpt = 20,
-    test_events: Annotated[Path | None, typer.Option("--test-events", help="interactions of users unknown to the store")] = None,
+    test_events: Annotated[
+        Path | None, typer.Option("--test-events", help="events of users unknown to the store")
+    ] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="hm|movielens (with --test-events)")] = None,
     protocol: Annotated[str | None, typer.Option(help="hm|movielens; default: guessed from the events")] = None,
     json_out: JsonOpt = False,

@@ -1,0 +1,75 @@
+"""``recsys index build|list|rollback|info``: index generations (DESIGN.md decision 6)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from recsys.cli._common import emit_json, err, open_store, progress_bar
+
+app = typer.Typer(help="FAISS index generations: build, list, roll back.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json")]
+
+
+@app.command("build")
+def build(
+    full: Annotated[bool, typer.Option("--full", help="rebuild everything (no delta)")] = False,
+    factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. 'HNSW32,Flat' or 'IVF4096,PQ64'")]
+    = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Index the catalogue's vectors: skipped when nothing changed, a delta for a few changes, else a full build."""
+    from recsys.config import get_settings
+    from recsys.index import build_from_catalog
+
+    with progress_bar("index") as update:
+        report = build_from_catalog(open_store(), get_settings(), update, mode="full" if full or factory else "auto",
+                                    factory=factory)
+    err.print(f"index: {report['action']} -> generation {report['generation']} ({report['items']} items)")
+    if json_out:
+        emit_json(report)
+
+
+@app.command("list")
+def list_(json_out: JsonOpt = False) -> None:
+    """Generations on disk, oldest first; the served one is marked with *."""
+    from recsys.config import get_settings
+    from recsys.index import current_id, index_root, list_generations
+
+    root = index_root(get_settings())
+    cur = current_id(root)
+    rows = [{"generation_id": m.generation_id, "current": m.generation_id == cur, "kind": m.kind,
+             "created_at": m.created_at, "encoder_id": m.encoder_id, "dim": m.dim, "items": m.item_count,
+             "factory": m.factory, "recall_at_10": m.recall_at_10.get("fused"), "watermark": m.watermark}
+            for m in list_generations(root)]
+    if not json_out:
+        if not rows:
+            err.print(f"no index generations under {root}; run `recsys index build`")
+        for r in rows:
+            err.print(f"{'*' if r['current'] else ' '} {r['generation_id']}  {r['kind']:<5} {r['items']:>9} items  "
+                      f"{r['factory']:<16} recall@10 {r['recall_at_10']}  {r['encoder_id']}")
+    emit_json(rows)
+
+
+@app.command("rollback")
+def rollback(
+    to: Annotated[str | None, typer.Option("--to", help="generation id (default: the one before the current)")]
+    = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Serve an earlier generation (running servers pick it up on their next refresh)."""
+    from recsys.config import get_settings
+    from recsys.index import index_root
+    from recsys.index import rollback as do_rollback
+
+    gid = do_rollback(index_root(get_settings()), to)
+    err.print(f"current index generation: {gid}")
+    if json_out:
+        emit_json({"current": gid})
+
+
+def register(root: typer.Typer) -> None:
+    """Called by ``recsys.cli`` to add ``recsys index ...``."""
+    root.add_typer(app, name="index")
