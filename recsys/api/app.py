@@ -133,9 +133,9 @@ def _error_model() -> Any:
 
 
 def _routes(app: FastAPI) -> None:
-    from recsys.api.routes import events, health, items, recommendations, search
+    from recsys.api.routes import events, health, items, recommendations, search, web
 
-    for module in (health, items, events, recommendations, search):
+    for module in (health, items, events, recommendations, search, web):
         app.include_router(module.router)
 
 

@@ -86,6 +86,8 @@ async def _principal(request: Request, header_key: str | None, bearer: HTTPAutho
         ring: KeyRing = state.keys
         found = ring.lookup(key)
         if found is None:
+            # Unknown keys cost a database lookup: rate-limit them per client address like a key.
+            state.limiter.check("miss:" + (request.client.host if request.client else ""))
             found = await run_in_threadpool(ring.fetch, key)
         if found is None:
             raise AuthError("unknown or revoked API key")

@@ -48,7 +48,8 @@ def load_towers(preset: Preset, device_setting: str = "auto") -> Towers:
 def new_heads(preset: Preset, towers: Towers, seed: int = 0) -> Heads:
     dim = towers.image_dim if preset.head == "residual" else (preset.dim or 256)
     torch.manual_seed(seed)
-    return Heads(towers.image_dim, towers.text_dim, dim, kind=preset.head, hidden=preset.hidden).eval()
+    return Heads(towers.image_dim, towers.text_dim, dim, kind=preset.head, hidden=preset.hidden,
+                 reduce=preset.reduce).eval()
 
 
 def heads_root(settings: Settings, preset: Preset) -> Path:

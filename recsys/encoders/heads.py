@@ -22,14 +22,21 @@ class Head(nn.Module):
     mu: torch.Tensor
     sigma: torch.Tensor
 
-    def __init__(self, in_dim: int, out_dim: int, kind: str = "mlp", hidden: int = 1024, dropout: float = 0.1) -> None:
+    basis: torch.Tensor
+
+    def __init__(self, in_dim: int, out_dim: int, kind: str = "mlp", hidden: int = 1024, dropout: float = 0.1,
+                 reduce: int = 0) -> None:
         super().__init__()
         self.kind = kind
         self.register_buffer("mu", torch.zeros(in_dim))
         self.register_buffer("sigma", torch.ones(in_dim))
-        self.skip = nn.Linear(in_dim, out_dim, bias=False)
+        # Optional fixed PCA basis of the standardised features (wide image features): cheaper fitting.
+        self.reduce = reduce if 0 < reduce < in_dim and kind == "mlp" else 0
+        width = self.reduce or in_dim
+        self.register_buffer("basis", torch.eye(in_dim)[:, :width].clone() if self.reduce else torch.zeros(0))
+        self.skip = nn.Linear(width if kind == "mlp" else in_dim, out_dim, bias=False)
         if kind == "mlp":
-            self.mlp: nn.Module = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+            self.mlp: nn.Module = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout),
                                                 nn.Linear(hidden, out_dim))
         elif kind == "residual":
             if in_dim != out_dim:
@@ -44,11 +51,19 @@ class Head(nn.Module):
         if self.kind == "mlp":
             self.mu.copy_(feats.mean(0))
             self.sigma.copy_(feats.std(0).clamp_min(1e-4))
+            if self.reduce:
+                sample = feats[torch.randperm(len(feats), generator=torch.Generator().manual_seed(0))[:4096]]
+                z = (sample - self.mu) / self.sigma
+                _, _, v = torch.pca_lowrank(z, q=min(self.reduce, *z.shape), center=False, niter=2)
+                self.basis.zero_()
+                self.basis[:, : v.shape[1]] = v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "residual":
             return x + self.skip(x)
         z = (x - self.mu) / self.sigma
+        if self.reduce:
+            z = z @ self.basis
         return self.mlp(z) + self.skip(z)
 
 
@@ -56,11 +71,11 @@ class Heads(nn.Module):
     """The image and text heads of one encoder, with the CLIP temperature."""
 
     def __init__(self, image_dim: int, text_dim: int, dim: int, kind: str = "mlp", hidden: int = 1024,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, reduce: int = 0) -> None:
         super().__init__()
-        self.config: dict[str, Any] = {"image_dim": image_dim, "text_dim": text_dim, "dim": dim, "kind": kind, "hidden": hidden,
-                       "dropout": dropout}
-        self.image = Head(image_dim, dim, kind, hidden, dropout)
+        self.config: dict[str, Any] = {"image_dim": image_dim, "text_dim": text_dim, "dim": dim, "kind": kind,
+                                       "hidden": hidden, "dropout": dropout, "reduce": reduce}
+        self.image = Head(image_dim, dim, kind, hidden, dropout, reduce)
         self.text = Head(text_dim, dim, kind, hidden, dropout)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.05)))
 

@@ -8,6 +8,7 @@ instead of a hang. A cached model loads offline.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,28 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
             return True
     except OSError:
         return False
+
+
+def cached_weights(arch: str, tag: str) -> bool:
+    """Whether open_clip's weights for (arch, tag) are already on disk (Hugging Face cache or open_clip's URL cache)."""
+    from open_clip.pretrained import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(arch, tag) or {}
+    hub_id = str(cfg.get("hf_hub") or "").strip("/")
+    if hub_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+                if isinstance(try_to_load_from_cache(hub_id, name), str):
+                    return True
+        except ImportError:
+            pass
+    url = str(cfg.get("url") or "")
+    if url:
+        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clip"
+        return (root / os.path.basename(url)).is_file()
+    return False
 
 
 def _unavailable(preset: Preset, why: str) -> ModelUnavailable:
@@ -81,6 +104,8 @@ def load_open_clip(preset: Preset) -> tuple[Any, Any, Any]:
             source = preset.checkpoint or preset.pretrained
             if preset.needs_network and not hub_reachable():
                 # Maybe cached: try strictly offline, never reaching out.
+                if not cached_weights(preset.arch, str(preset.pretrained)):
+                    raise _unavailable(preset, "not in the local cache and the model hub is unreachable")
                 try:
                     with offline_hub():
                         model, _, preprocess = open_clip.create_model_and_transforms(preset.arch, pretrained=source)

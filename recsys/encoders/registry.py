@@ -36,6 +36,8 @@ class Preset(BaseModel):
     dim: int | None = None
     head: Literal["mlp", "residual"] = "mlp"
     hidden: int = 1024
+    reduce: int = 0
+    """PCA width the image features are reduced to before an mlp head (0: none)."""
     source: str = ""
 
     @property

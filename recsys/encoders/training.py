@@ -58,15 +58,16 @@ class PairData:
         return len(self.item_ids)
 
 
-def fused_text(heads: Heads, table: torch.Tensor, idx: torch.Tensor,
-               w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fused text vectors (n, d), per-field unit vectors (n, k, d)) for rows described by idx/w."""
+def fused_text(heads: Heads, table: torch.Tensor, idx: torch.Tensor, w: torch.Tensor,
+               drop: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused text vectors (n, d) for rows described by idx/w (fields in ``drop`` left out), plus the unit vectors
+    of the distinct texts (u, d) and each field's row among them (n, k; -1 where absent)."""
     valid = idx >= 0
     uniq, inv = torch.unique(idx.clamp_min(0), return_inverse=True)
     vecs = F.normalize(heads.text(table[uniq]), dim=-1)
-    per_field = vecs[inv] * valid[..., None]
-    fused = F.normalize((per_field * (w * valid)[..., None]).sum(1), dim=-1)
-    return fused, per_field
+    use = valid if drop is None else valid & ~drop
+    fused = F.normalize((vecs[inv] * (w * use)[..., None]).sum(1), dim=-1)
+    return fused, vecs, torch.where(valid, inv, -1)
 
 
 def clip_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -75,16 +76,23 @@ def clip_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Te
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, ids: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """CLIP loss where every pair sharing a text id is a positive. Rows with id < 0 are left out."""
+def multi_positive_loss(img: torch.Tensor, vecs: torch.Tensor, ids: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """CLIP loss of images against the distinct texts of one field; every image sharing a text is a positive.
+
+    ``ids`` (n,) indexes ``vecs`` (-1: the item lacks the field). Image->text is a classification over the batch's
+    distinct values; text->image spreads the target evenly over the images that have the value.
+    """
     keep = ids >= 0
     if keep.sum() < 2:
         return img.sum() * 0
-    img, txt, ids = img[keep], txt[keep], ids[keep]
-    target = (ids[:, None] == ids[None, :]).float()
+    img, ids = img[keep], ids[keep]
+    present, col = torch.unique(ids, return_inverse=True)
+    logits = scale * img @ vecs[present].T  # (b, u)
+    i2t = F.cross_entropy(logits, col)
+    target = F.one_hot(col, len(present)).T.float()
     target = target / target.sum(1, keepdim=True)
-    logits = scale * img @ txt.T
-    return (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.T.log_softmax(1)).sum(1).mean()) / 2
+    t2i = -(target * logits.T.log_softmax(1)).sum(1).mean()
+    return (i2t + t2i) / 2
 
 
 def recall_at(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
@@ -99,8 +107,8 @@ def recall_at(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
 def evaluate(heads: Heads, data: PairData, k: int = 10) -> dict[str, float]:
     heads.eval()
     img = F.normalize(heads.image(torch.from_numpy(data.image)), dim=-1).numpy()
-    txt, _ = fused_text(heads, torch.from_numpy(data.text_table), torch.from_numpy(data.field_idx),
-                        torch.from_numpy(data.field_w))
+    txt, _, _ = fused_text(heads, torch.from_numpy(data.text_table), torch.from_numpy(data.field_idx),
+                           torch.from_numpy(data.field_w))
     t = txt.numpy()
     return {f"image_to_text_recall@{k}": recall_at(img, t, k), f"text_to_image_recall@{k}": recall_at(t, img, k)}
 
@@ -136,13 +144,11 @@ def train_heads(heads: Heads, train: PairData, params: FitParams, val: PairData 
             keep_one = (idx >= 0) & ~drop
             # Never drop every field of an item.
             drop &= keep_one.any(1, keepdim=True)
-            fused, per_field = fused_text(heads, table, torch.where(drop, -1, idx), w)
+            fused, vecs, inv = fused_text(heads, table, idx, w, drop)
             scale = heads.logit_scale.exp().clamp(max=100)
             loss = clip_loss(img, fused, scale)
             if params.aux_weight:
-                _, full = fused_text(heads, table, idx, w) if drop.any() else (None, per_field)
-                aux = torch.stack([multi_positive_loss(img, full[:, f], idx[:, f], scale)
-                                   for f in range(idx.shape[1])])
+                aux = torch.stack([multi_positive_loss(img, vecs, inv[:, f], scale) for f in range(idx.shape[1])])
                 loss = loss + params.aux_weight * aux.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -44,12 +44,22 @@ def choose_factory(n: int, d: int, settings: IndexSettings) -> str:
     if n < settings.ivf_threshold:
         return f"HNSW{settings.hnsw_m},Flat"
     nlist = 1 << max(4, round(math.log2(4 * math.sqrt(n))))
-    return f"IVF{nlist},PQ{pq_subquantizers(d)}"
+    return f"IVF{nlist},PQ{pq_code(d)}"
 
 
-def pq_subquantizers(d: int, max_bytes: int = 64) -> int:
-    """The largest divisor of ``d`` up to ``max_bytes`` (one byte per sub-quantizer at 8 bits)."""
-    return max(m for m in range(1, min(d, max_bytes) + 1) if d % m == 0)
+def pq_code(d: int, max_bytes: int = 88) -> str:
+    """PQ layout ``MxBITS`` with the most code bits in ``max_bytes`` (88 + 8 bytes of id keeps an item under 100
+    bytes in memory): sub-quantizers of 4 to 8 bits over at least 2 dimensions each; 384 -> 96x7, 512 -> 128x5."""
+    best = (0, 0, 0)
+    for m in range(1, d // 2 + 1):
+        if d % m:
+            continue
+        for bits in range(8, 3, -1):
+            if m * bits <= max_bytes * 8:
+                best = max(best, (m * bits, bits, m))
+                break
+    _, bits, m = best
+    return f"{m}x{bits}" if bits != 8 else f"{m}"
 
 
 def normalise(x: np.ndarray) -> np.ndarray:

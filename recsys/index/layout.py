@@ -185,6 +185,8 @@ def rollback(root: Path, to: str | None = None) -> str:
     if to is None:
         gens = [m.generation_id for m in list_generations(root)]
         cur = current_id(root)
+        if cur is None:
+            raise NoIndex(f"no index generation under {root}; run `recsys index build`")
         if cur not in gens or gens.index(cur) == 0:
             raise NotFound(f"no generation older than {cur!r} to roll back to under {root}; see `recsys index list`")
         to = gens[gens.index(cur) - 1]

@@ -12,7 +12,7 @@ from recsys.ranking.candidates import SOURCES, ExactSearch, VectorSearch
 from recsys.ranking.catalog import SimpleVectors, VectorsLike
 from recsys.ranking.features import FEATURES
 from recsys.ranking.params import RankingParams
-from recsys.ranking.pipeline import RankingPipeline, Recommendation
+from recsys.ranking.pipeline import RankingPipeline, Recommendation, load_current_ranker, rankers_root, train_ranker
 
 __all__ = [
     "FEATURES",

@@ -65,7 +65,8 @@ def load_pipeline(cls: type[RankingPipeline], path: Path, expect_encoder_id: str
     stats = ItemStats.load(path)
     net = None
     if m.get("has_net"):
-        net = RankerNet(NetConfig(dim=int(m["dim"]), n_features=len(FEATURES), hidden=params.hidden))
+        net = RankerNet(NetConfig(dim=int(m["dim"]), n_features=len(FEATURES), hidden=params.hidden,
+                                  content=params.content_pathway))
         net.load_state_dict(torch.load(path / "net.pt", map_location="cpu", weights_only=True))
         net.eval()
     return cls(params, stats, net, str(m["encoder_id"]), int(m["dim"]), m)

@@ -30,6 +30,8 @@ class RankingParams:
     variant_attribute: str | None = "product_code"
     # model
     hidden: int = 64
+    content_pathway: str = "light"
+    """"light" (attention over cosine similarities), "deep" (learned projection + transformer) or "none"."""
     max_history: int = 50
     half_life_days: float = 30.0
     id_embeddings: bool = False

@@ -158,7 +158,8 @@ def fit_net(examples: list[Example], vectors: np.ndarray, p: RankingParams,
     torch.manual_seed(p.seed)
     rng = np.random.default_rng(p.seed)
     vec = torch.from_numpy(np.asarray(vectors, np.float32))
-    net = RankerNet(NetConfig(dim=vec.shape[1], n_features=len(FEATURES), hidden=p.hidden))
+    net = RankerNet(NetConfig(dim=vec.shape[1], n_features=len(FEATURES), hidden=p.hidden,
+                              content=p.content_pathway))
     if examples:
         allf = np.concatenate([e.feats for e in examples])
         net.feat_mean.copy_(torch.from_numpy(allf.mean(0)))

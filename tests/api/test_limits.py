@@ -99,3 +99,9 @@ def test_cors_off_by_default(make_client: Callable[..., TestClient]) -> None:
     c2 = make_client(cors_origins=["https://shop.example"])
     r = c2.get("/v1/trending", headers={"Origin": "https://shop.example"})
     assert r.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+def test_unknown_keys_are_rate_limited(make_client: Callable[..., TestClient]) -> None:
+    c = make_client(auth=True, rate_limit_per_minute=60)  # bursts of 10
+    codes = [c.get("/v1/trending", headers={"X-API-Key": f"rsk_guess{i}"}).status_code for i in range(12)]
+    assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]

@@ -1,0 +1,305 @@
+"""The web explorer: server-rendered pages at ``/`` over the same service calls as the JSON API.
+
+Pages: ``/`` (search by text or by an uploaded image, filters, trending, users), ``/items/{id}`` (the item, its image,
+similar items), ``/users/{id}`` (history, recommendations with "because you liked ..." and their sources, like and
+dislike buttons that re-rank on the spot), ``/media/{id}`` (an item's recorded image, see
+:func:`recsys.api.web.pages.media_file`). Auth follows the API: with auth off (loopback only) every page is open; with
+auth on, ``/login`` keeps a read key in an HttpOnly cookie and feedback needs an admin key. Form posts from other
+origins are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlparse
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from recsys.api.deps import _principal
+from recsys.api.web import pages
+from recsys.errors import AuthError, Forbidden, NotFound, RecsysError, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False, tags=["explorer"])
+
+WEB = Path(__file__).resolve().parents[1] / "web"
+STATIC = {"explorer.css": "text/css; charset=utf-8", "explorer.js": "text/javascript; charset=utf-8"}
+COOKIE = "recsys_key"
+PAGE_K = 24
+MODALITIES = ("fused", "text", "image")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' https: http: data:; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+}
+
+Category = Annotated[list[str] | None, Query(max_length=200)]
+Text = Annotated[str | None, Query(max_length=64)]
+
+
+@cache
+def _templates() -> Jinja2Templates:
+    return Jinja2Templates(directory=str(WEB / "templates"))
+
+
+async def _who(request: Request, scope: str = "read") -> None:
+    """Check the caller like the API does (key from the cookie, the header or a bearer token)."""
+    auth = request.headers.get("authorization", "")
+    key = request.cookies.get(COOKIE) or request.headers.get("x-api-key") or (
+        auth[7:] if auth.lower().startswith("bearer ") else None)
+    await _principal(request, key, None, scope)
+
+
+def _same_origin(request: Request) -> None:
+    """Refuse form posts sent by pages of other sites (auth may be off: the server trusts loopback callers)."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise Forbidden("cross-site form posts are refused")
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlparse(origin).netloc != request.headers.get("host", ""):
+        raise Forbidden("cross-origin form posts are refused")
+
+
+def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("auth", request.app.state.settings.api.auth)
+    response = _templates().TemplateResponse(request, name, context, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _error(request: Request, e: RecsysError) -> Response:
+    if isinstance(e, AuthError) and not isinstance(e, Forbidden) and request.method == "GET":
+        return RedirectResponse("/login?next=" + quote(request.url.path, safe="/"), status_code=303)
+    status = e.status if 400 <= e.status < 600 else 500
+    return _render(request, "error.html", status, message=e.message, code=e.code)
+
+
+def _rec(request: Request) -> Any:
+    return request.app.state.recommender
+
+
+# -- search --------------------------------------------------------------------------------------------------------
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, q: Annotated[str | None, Query(max_length=2000)] = None,
+               modality: Annotated[str, Query(max_length=8)] = "fused", category: Category = None,
+               price_min: Text = None, price_max: Text = None, in_stock: Text = None) -> Response:
+    """Search by text (``q``), else the trending list, plus the most active users."""
+    form = pages.filter_form(category, price_min, price_max, in_stock)
+    try:
+        await _who(request)
+        return await run_in_threadpool(_home, request, (q or "").strip(), modality, form)
+    except RecsysError as e:
+        return _error(request, e)
+
+
+def _home(request: Request, q: str, modality: str, form: pages.FilterForm, *,
+          image_results: list[Any] | None = None, image_name: str | None = None) -> Response:
+    rec = _rec(request)
+    if modality not in MODALITIES:
+        raise ValidationFailed(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
+    f = form.item_filter()
+    if image_results is not None:
+        title, results = f"Looks like {image_name or 'your image'}", image_results
+    elif q:
+        title, results = f"Results for “{q}”", rec.search_text(q, PAGE_K, modality=modality, filter=f)
+    else:
+        title, results = "Trending", rec.trending(PAGE_K, filter=f)
+    return _render(request, "home.html", q=q, modality=modality, form=form, title=title,
+                   cards=pages.result_cards(rec, results), categories=pages.categories(rec.store),
+                   users=pages.active_users(rec.store), serving=rec.status())
+
+
+@router.post("/search/image", response_class=HTMLResponse)
+async def search_image(request: Request, image: Annotated[UploadFile, File()],
+                       modality: Annotated[str, Form(max_length=8)] = "image",
+                       category: Annotated[list[str] | None, Form()] = None,
+                       price_min: Annotated[str | None, Form(max_length=64)] = None,
+                       price_max: Annotated[str | None, Form(max_length=64)] = None,
+                       in_stock: Annotated[str | None, Form(max_length=64)] = None) -> Response:
+    """Search by an uploaded image (the same size and format limits as ``POST /v1/search/image``)."""
+    from recsys.api.limits import check_image
+    from recsys.errors import PayloadTooLarge
+
+    form = pages.filter_form(category, price_min, price_max, in_stock)
+    try:
+        await _who(request)
+        _same_origin(request)
+        limits = request.app.state.settings.api
+        data = await image.read(limits.max_image_bytes + 1)
+        if len(data) > limits.max_image_bytes:
+            raise PayloadTooLarge(f"the uploaded image is over the limit of {limits.max_image_bytes} bytes")
+        if not data:
+            raise ValidationFailed("choose an image file to search with")
+        check_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels,
+                    formats=limits.image_formats)
+        if modality not in MODALITIES:
+            raise ValidationFailed(f"unknown modality {modality!r}")
+        rec = _rec(request)
+        f = form.item_filter()
+        results = await run_in_threadpool(rec.search_image, data, PAGE_K, modality=modality, filter=f)
+        name = (image.filename or "your image")[:80]
+        return await run_in_threadpool(_home, request, "", "fused", form, image_results=results, image_name=name)
+    except RecsysError as e:
+        return _error(request, e)
+
+
+# -- item ----------------------------------------------------------------------------------------------------------
+@router.get("/items/{item_id:path}", response_class=HTMLResponse)
+async def item_page(request: Request, item_id: str, modality: Annotated[str, Query(max_length=8)] = "fused",
+                    category: Category = None, price_min: Text = None, price_max: Text = None,
+                    in_stock: Text = None, user: Annotated[str | None, Query(max_length=128)] = None) -> Response:
+    """One item: its images, fields and tags, and the items most similar to it."""
+    form = pages.filter_form(category, price_min, price_max, in_stock)
+    try:
+        await _who(request)
+        return await run_in_threadpool(_item, request, item_id, modality, form, user)
+    except RecsysError as e:
+        return _error(request, e)
+
+
+def _item(request: Request, item_id: str, modality: str, form: pages.FilterForm, user: str | None) -> Response:
+    rec = _rec(request)
+    if modality not in MODALITIES:
+        raise ValidationFailed(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
+    details = rec.get_item(item_id)
+    images = [i for i, m in enumerate(m for m in details.get("media") or () if m.get("kind") == "image")]
+    similar_note = None
+    try:
+        similar = pages.result_cards(rec, rec.similar(item_id, PAGE_K, modality=modality, filter=form.item_filter()))
+    except (NotFound, ValidationFailed) as e:
+        similar, similar_note = [], e.message
+    return _render(request, "item.html", item=details, card=pages.item_card(rec, item_id), images=images,
+                   similar=similar, similar_note=similar_note, modality=modality, form=form,
+                   categories=pages.categories(rec.store), user=user or "")
+
+
+# -- user ----------------------------------------------------------------------------------------------------------
+@router.get("/users/{user_id:path}", response_class=HTMLResponse)
+async def user_page(request: Request, user_id: str, category: Category = None, price_min: Text = None,
+                    price_max: Text = None, in_stock: Text = None,
+                    diversity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+                    fragment: Annotated[bool, Query()] = False,
+                    user: Annotated[str | None, Query(max_length=128)] = None) -> Response:
+    """A user's history and recommendations (``fragment=1``: only the part the like buttons refresh)."""
+    if not user_id and user and user.strip():  # the "open user" form without JavaScript
+        return RedirectResponse("/users/" + quote(user.strip(), safe=""), status_code=303)
+    form = pages.filter_form(category, price_min, price_max, in_stock)
+    try:
+        await _who(request)
+        return await run_in_threadpool(_user, request, user_id, form, diversity, fragment)
+    except RecsysError as e:
+        return _error(request, e)
+
+
+def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: float, fragment: bool,
+          message: str | None = None) -> Response:
+    rec = _rec(request)
+    if not user_id or len(user_id) > 128 or "\x00" in user_id:
+        raise ValidationFailed("a user id is 1 to 128 characters")
+    recs = rec.recommend(user_id, PAGE_K, filter=form.item_filter(), diversity=diversity, explain=True)
+    hist, n_events = pages.history(rec, user_id)
+    context = {"user_id": user_id, "recs": pages.result_cards(rec, recs), "history": hist, "n_events": n_events,
+               "form": form, "diversity": diversity, "message": message}
+    if fragment:
+        return _render(request, "_user_live.html", **context)
+    return _render(request, "user.html", categories=pages.categories(rec.store), **context)
+
+
+@router.post("/feedback", response_class=HTMLResponse)
+async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, max_length=128)],
+                   item_id: Annotated[str, Form(min_length=1, max_length=128)],
+                   type: Annotated[str, Form(max_length=16)] = "like",
+                   category: Annotated[list[str] | None, Form()] = None,
+                   price_min: Annotated[str | None, Form(max_length=64)] = None,
+                   price_max: Annotated[str | None, Form(max_length=64)] = None,
+                   in_stock: Annotated[str | None, Form(max_length=64)] = None,
+                   diversity: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0) -> Response:
+    """Store a like or dislike, then answer with the re-ranked recommendations (fetch) or redirect (plain form)."""
+    form = pages.filter_form(category, price_min, price_max, in_stock)
+    try:
+        await _who(request, "admin")
+        _same_origin(request)
+        if type not in ("like", "dislike"):
+            raise ValidationFailed("feedback is a like or a dislike")
+        rec = _rec(request)
+        results = await run_in_threadpool(rec.ingest_events, [{"user_id": user_id, "item_id": item_id, "type": type}])
+        res = results[0] if results else None
+        status = getattr(res, "status", None) or (res.get("status") if isinstance(res, dict) else None)
+        if status == "error":
+            error = getattr(res, "error", None) or (res.get("error") if isinstance(res, dict) else None)
+            raise ValidationFailed(f"the {type} was not stored: {error}")
+        if request.headers.get("x-explorer") != "fetch":
+            query = form.query() + (f"&diversity={diversity}" if diversity else "")
+            return RedirectResponse(f"/users/{quote(user_id, safe='')}?{query}", status_code=303)
+        card = await run_in_threadpool(pages.item_card, rec, item_id)
+        message = f"You {type}d “{card.title}”: recommendations updated."
+        return await run_in_threadpool(_user, request, user_id, form, diversity, True, message)
+    except RecsysError as e:
+        return _error(request, e)
+
+
+# -- media, static, login ------------------------------------------------------------------------------------------
+@router.get("/media/{item_id:path}")
+async def media(request: Request, item_id: str, n: Annotated[int, Query(ge=0, le=1000)] = 0) -> Response:
+    """An item's ``n``-th recorded image (never a path taken from the request; allow-listed image types only)."""
+    try:
+        await _who(request)
+        found = await run_in_threadpool(pages.media_file, _rec(request), item_id, n)
+    except RecsysError as e:
+        status = e.status if 400 <= e.status < 600 else 500
+        return Response(e.message, status_code=status, media_type="text/plain; charset=utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+    if isinstance(found, str):
+        return RedirectResponse(found, status_code=307)
+    path, ctype = found
+    return FileResponse(path, media_type=ctype, headers={
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600",
+        "Content-Security-Policy": "default-src 'none'", "Content-Disposition": "inline"})
+
+
+@router.get("/explorer/static/{name}")
+def static(name: str) -> Response:
+    """The explorer's own CSS and JS (a fixed list of files: no paths from the request)."""
+    if name not in STATIC:
+        return Response("not found", status_code=404, media_type="text/plain")
+    return FileResponse(WEB / "static" / name, media_type=STATIC[name],
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: Annotated[str, Query(max_length=500)] = "/") -> Response:
+    return _render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, key: Annotated[str, Form(min_length=1, max_length=500)],
+                next: Annotated[str, Form(max_length=500)] = "/") -> Response:
+    """Check an API key and keep it in an HttpOnly, SameSite=Strict cookie for the explorer pages."""
+    try:
+        _same_origin(request)
+        await _principal(request, key, None, "read")
+    except RecsysError as e:
+        return _render(request, "login.html", e.status, next=_safe_next(next), error=e.message)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+def _safe_next(url: str) -> str:
+    """Only a local path: never redirect a login to another site."""
+    return url if url.startswith("/") and not url.startswith("//") and "\\" not in url else "/"

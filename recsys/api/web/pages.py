@@ -1,0 +1,238 @@
+"""What the explorer pages show, gathered from the service layer and the store: item cards, filters, histories,
+and the one safe way from an item id to an image file.
+
+Images: :func:`media_file` never takes a path from the request. It looks up the media URIs recorded in the store for
+that item, keeps local image files whose first bytes are one of the allowed image formats (the content type comes
+from those bytes, not from the file name) and refuses anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from recsys.errors import NotFound, RecsysError, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+MAX_MEDIA_BYTES = 20_000_000
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"WEBP", 8, "image/webp"),
+)
+"""The content-type allow-list, by magic bytes (SVG and anything scriptable is never served)."""
+EVENT_ICONS = {"purchase": "bought", "add_to_cart": "carted", "click": "clicked", "view": "viewed",
+               "rating": "rated", "like": "liked", "dislike": "disliked"}
+
+
+@dataclass
+class Card:
+    """One item as a tile: its details, its result score and sources, and (recommendations) why."""
+
+    item_id: str
+    title: str = ""
+    category: str | None = None
+    price: float | None = None
+    in_stock: bool | None = None
+    image_url: str | None = None
+    score: float | None = None
+    sources: list[str] = field(default_factory=list)
+    explanation: dict[str, Any] | None = None
+    because_of: Card | None = None
+    note: str | None = None
+
+    @property
+    def url(self) -> str:
+        return "/items/" + quote(self.item_id, safe="")
+
+    @property
+    def price_text(self) -> str:
+        return "" if self.price is None or not math.isfinite(self.price) else f"{self.price:,.2f}"
+
+
+def _image_media(details: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in details.get("media") or () if m.get("kind") == "image" and m.get("status") != "error"]
+
+
+def item_card(rec: Any, item_id: str) -> Card:
+    """A card from ``rec.get_item``; an item the store does not know becomes a bare card with a note."""
+    try:
+        d = rec.get_item(item_id)
+    except RecsysError as e:
+        return Card(item_id, title=item_id, note=e.message)
+    price = d.get("price")
+    return Card(item_id=str(d.get("item_id", item_id)), title=str(d.get("title") or item_id),
+                category=d.get("category"), price=float(price) if price is not None else None,
+                in_stock=d.get("in_stock"),
+                image_url=("/media/" + quote(item_id, safe="")) if _image_media(d) else None)
+
+
+def result_cards(rec: Any, results: list[Any]) -> list[Card]:
+    """Cards for service results (``ScoredItem`` or dicts), with the explanation's ``because_of`` item resolved."""
+    cards: list[Card] = []
+    seen: dict[str, Card] = {}
+    for r in results:
+        d = r.to_dict() if hasattr(r, "to_dict") else dict(r)
+        card = item_card(rec, str(d["item_id"]))
+        score = d.get("score")
+        card.score = float(score) if score is not None and math.isfinite(float(score)) else None
+        card.sources = [str(s) for s in d.get("sources") or ()]
+        card.explanation = d.get("explanation")
+        because = (card.explanation or {}).get("because_of")
+        if because:
+            if because not in seen:
+                seen[because] = item_card(rec, str(because))
+            card.because_of = seen[because]
+        cards.append(card)
+    return cards
+
+
+# -- store reads ---------------------------------------------------------------------------------------------------
+def categories(store: Any, limit: int = 500) -> list[str]:
+    """Distinct categories of live items, for the filter form."""
+    from sqlalchemy import select
+
+    from recsys.store.tables import Item
+
+    with store.session() as s:
+        rows = s.scalars(select(Item.category).where(Item.category.is_not(None), Item.deleted.is_(False))
+                         .distinct().order_by(Item.category).limit(limit))
+        return [str(c) for c in rows if c]
+
+
+def active_users(store: Any, limit: int = 24) -> list[tuple[str, int]]:
+    """(user id, event count) of the users with the most events."""
+    from sqlalchemy import func, select
+
+    from recsys.store.tables import Event, User
+
+    with store.session() as s:
+        n = func.count(Event.id)
+        rows = s.execute(select(User.external_id, n).join(Event, Event.user_id == User.id)
+                         .group_by(User.external_id).order_by(n.desc(), User.external_id).limit(limit))
+        return [(str(u), int(c)) for u, c in rows]
+
+
+def history(rec: Any, user_id: str, limit: int = 24) -> tuple[list[Card], int]:
+    """The user's most recent events as cards (newest first, one per item) and the total event count."""
+    from recsys.store.queries import events_frame
+
+    with rec.store.session() as s:
+        df = events_frame(s, users=[user_id])
+    total = len(df)
+    cards: list[Card] = []
+    seen: set[str] = set()
+    for row in df.iloc[::-1].itertuples():
+        item = str(row.item_id)
+        if item in seen:
+            continue
+        seen.add(item)
+        card = item_card(rec, item)
+        card.note = f"{EVENT_ICONS.get(str(row.type), str(row.type))} {row.ts:%Y-%m-%d %H:%M}"
+        card.sources = [str(row.type)]
+        cards.append(card)
+        if len(cards) >= limit:
+            break
+    return cards, total
+
+
+# -- filters -------------------------------------------------------------------------------------------------------
+@dataclass
+class FilterForm:
+    """The filter form's state, echoed back into the page, and the service filter it stands for."""
+
+    categories: list[str] = field(default_factory=list)
+    price_min: str = ""
+    price_max: str = ""
+    in_stock: bool = False
+
+    def item_filter(self) -> Any:
+        from recsys.index import ItemFilter
+
+        lo, hi = _number(self.price_min, "price_min"), _number(self.price_max, "price_max")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValidationFailed("the minimum price is above the maximum price")
+        f = ItemFilter.of(categories=self.categories or None, price_min=lo, price_max=hi,
+                          in_stock=True if self.in_stock else None)
+        return None if f.is_empty else f
+
+    def query(self) -> str:
+        """The filter as a query string (kept on links between pages)."""
+        from urllib.parse import urlencode
+
+        pairs: list[tuple[str, str]] = [("category", c) for c in self.categories]
+        pairs += [(k, v) for k, v in (("price_min", self.price_min), ("price_max", self.price_max)) if v]
+        if self.in_stock:
+            pairs.append(("in_stock", "true"))
+        return urlencode(pairs)
+
+
+def filter_form(category: list[str] | None, price_min: str | None, price_max: str | None,
+                in_stock: str | None) -> FilterForm:
+    cats = [c for c in (category or []) if c and len(c) <= 400 and "\x00" not in c][:200]
+    return FilterForm(cats, (price_min or "").strip()[:32], (price_max or "").strip()[:32],
+                      (in_stock or "").lower() in ("1", "true", "on", "yes"))
+
+
+def _number(text: str, name: str) -> float | None:
+    if not text:
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValidationFailed(f"{name} is not a number: {text[:32]!r}") from None
+    if not math.isfinite(v):
+        raise ValidationFailed(f"{name} must be a finite number")
+    return v
+
+
+# -- media ---------------------------------------------------------------------------------------------------------
+def sniff(head: bytes) -> str | None:
+    """The content type for the first bytes of a file, if it is one of the allowed image formats."""
+    for magic, offset, ctype in _SIGNATURES:
+        if head[offset: offset + len(magic)] == magic and (ctype != "image/webp" or head[:4] == b"RIFF"):
+            return ctype
+    return None
+
+
+def media_file(rec: Any, item_id: str, position: int = 0) -> tuple[Path, str] | str:
+    """The ``position``-th image recorded for ``item_id``: ``(path, content type)`` for a local file, or an
+    ``http(s)`` URL to redirect to. Raises NotFound for anything else (no image, removed item, missing file,
+    a file that is not an allowed image format)."""
+    details = rec.get_item(item_id)
+    if details.get("deleted") or details.get("hidden"):
+        raise NotFound(f"item {item_id!r} is not available")
+    images = _image_media(details)
+    if not 0 <= position < len(images):
+        raise NotFound(f"item {item_id!r} has no image #{position}")
+    uri = str(images[position].get("uri") or "")
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        return uri
+    if parsed.scheme == "file":
+        uri = parsed.path
+    elif parsed.scheme and len(parsed.scheme) > 1:  # "C:" on Windows is a drive, not a scheme
+        raise NotFound(f"item {item_id!r}: media scheme {parsed.scheme!r} is not served")
+    path = Path(uri)
+    if not path.is_absolute():
+        raise NotFound(f"item {item_id!r}: the recorded media path is not absolute")
+    try:
+        path = path.resolve(strict=True)
+        if not path.is_file() or path.stat().st_size > MAX_MEDIA_BYTES:
+            raise NotFound(f"item {item_id!r}: the image is missing or too large")
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError:
+        raise NotFound(f"item {item_id!r}: the image file cannot be read") from None
+    ctype = sniff(head)
+    if ctype is None:
+        log.warning("item %s: media %s is not an allowed image format; not served", item_id, path)
+        raise NotFound(f"item {item_id!r}: the media is not an allowed image format")
+    return path, ctype

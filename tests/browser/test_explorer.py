@@ -1,0 +1,114 @@
+"""The explorer in headless Chromium over a real built demo: search by text and image, open an item, like items on a
+user page and watch the recommendations change without a reload. Screenshots go to test-artifacts/browser/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import ExplorerServer, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # one demo build per session, then seconds per test
+
+
+def _ids(page: Any, selector: str) -> list[str]:
+    return page.eval_on_selector_all(selector, "els => els.map(e => e.dataset.itemId)")  # type: ignore[no-any-return]
+
+
+def _images_loaded(page: Any, selector: str) -> tuple[int, int]:
+    """(images under selector, of which decoded with a size): every product photo really arrived."""
+    page.wait_for_function(f"() => Array.from(document.querySelectorAll('{selector}')).every(i => i.complete)")
+    return page.eval_on_selector_all(  # type: ignore[no-any-return]
+        selector, "els => [els.length, els.filter(i => i.naturalWidth > 0).length]")
+
+
+def test_search_by_text_and_by_image(page: Any, explorer: ExplorerServer, demo_dir: Path) -> None:
+    page.goto(explorer.url + "/")
+    assert page.locator("#results .card").count() > 0  # trending before any query
+    page.fill("#q", "red dress")
+    page.click("#search-button")
+    page.wait_for_url("**/?q=red+dress*")
+    assert "red dress" in page.inner_text("#results-title")
+    assert page.locator("#results .card").count() >= 10
+    total, ok = _images_loaded(page, "#results img.thumb")
+    assert total >= 10 and ok == total
+    screenshot(page, "search")
+
+    image = sorted((demo_dir / "images").glob("*.png"))[0]
+    page.set_input_files("#image-file", str(image))
+    page.click("#image-button")
+    page.wait_for_selector("#results-title:has-text('Looks like')")
+    assert page.locator("#results .card").count() >= 10
+    screenshot(page, "image-search")
+    assert not page.errors, page.errors
+
+
+def test_filters_narrow_the_results(page: Any, explorer: ExplorerServer) -> None:
+    page.goto(explorer.url + "/")
+    category = page.eval_on_selector("select[name=category] option", "o => o.value")
+    page.select_option("form.filters select[name=category]", [category])
+    page.fill("form.filters input[name=price_max]", "1000000")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**category=*")
+    cats = page.eval_on_selector_all("#results .card .cat", "els => els.map(e => e.textContent)")
+    assert cats and set(cats) == {category}
+
+
+def test_open_an_item_and_its_similar_items(page: Any, explorer: ExplorerServer) -> None:
+    page.goto(explorer.url + "/?q=striped")
+    first = page.locator("#results .card").first
+    item_id = first.get_attribute("data-item-id")
+    first.locator("a.card-title").click()
+    page.wait_for_selector("#item-title")
+    assert item_id and item_id in page.inner_text(".details .id")
+    total, ok = _images_loaded(page, "img.hero")
+    assert total >= 1 and ok == total
+    similar = _ids(page, "#similar .card")
+    assert len(similar) >= 10 and item_id not in similar
+    screenshot(page, "item")
+    page.click("#similar-title a:has-text('image')")
+    page.wait_for_url("**modality=image*")
+    assert len(_ids(page, "#similar .card")) >= 10
+    assert not page.errors, page.errors
+
+
+def test_likes_change_the_recommendations_on_the_spot(page: Any, explorer: ExplorerServer) -> None:
+    page.goto(explorer.url + "/users/browser-visitor-1")
+    assert page.inner_text("#user-id") == "browser-visitor-1"
+    before = _ids(page, "#recs .card")
+    assert len(before) >= 10
+    # like two items of the same category, far down the trending list
+    cats = page.eval_on_selector_all("#recs .card", "els => els.map(e => e.querySelector('.cat')?.textContent)")
+    target = cats[-1]
+    picks = [i for i, c in zip(before, cats, strict=True) if c == target][:2]
+    for n, item in enumerate(picks or before[-2:], start=1):
+        page.click(f"#recs .card[data-item-id='{item}'] button.like")
+        page.wait_for_selector(f"#live[data-version='{n}']")
+        assert "recommendations updated" in page.inner_text("#flash")
+    after = _ids(page, "#recs .card")
+    assert after != before
+    assert page.url.endswith("/users/browser-visitor-1")  # no reload, no redirect: updated in place
+    history = _ids(page, "#history .card")
+    assert set(picks or before[-2:]) <= set(history)
+    assert page.locator("#recs .because").count() > 0  # "because you liked ..." on the new list
+    screenshot(page, "user-after-likes")
+
+    disliked = after[0]
+    page.click(f"#recs .card[data-item-id='{disliked}'] button.dislike")
+    page.wait_for_selector("#live[data-version='3']")
+    assert disliked not in _ids(page, "#recs .card")
+    assert not page.errors, page.errors
+
+
+def test_user_page_with_history(page: Any, explorer: ExplorerServer) -> None:
+    page.goto(explorer.url + "/")
+    page.click(".users li:first-child a")
+    page.wait_for_selector("#user-id")
+    assert page.locator("#history .card").count() > 0
+    assert page.locator("#recs .card .sources .tag").count() > 0
+    assert page.locator("#recs .because").count() > 0
+    total, ok = _images_loaded(page, "#live img")
+    assert ok == total > 0
+    screenshot(page, "user")

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from recsys.config import Settings
+from recsys.index import IndexReader, ItemFilter, build_from_catalog, index_root, list_generations
+from recsys.store import Store
+from recsys.store.tables import Artifact, Item
+from tests.index.fixtures import clustered
+
+
+@dataclass
+class FakeVectors:
+    item_ids: list[str]
+    fused: np.ndarray
+    text: np.ndarray
+    image: np.ndarray
+    has_image: np.ndarray
+    encoder_id: str = "fake-enc"
+
+
+class FakeEncoder:
+    """Vectors derived from each item's content hash: changing the content changes the vector."""
+
+    def __init__(self, d: int = 16) -> None:
+        self.d = d
+        self.calls = 0
+
+    def __call__(self, settings: Settings, store: Store) -> FakeVectors:
+        self.calls += 1
+        with store.session() as s:
+            rows = s.execute(select(Item.external_id, Item.content_hash).where(Item.deleted.is_(False))
+                             .order_by(Item.id)).all()
+        ids = [r[0] for r in rows]
+        fused = np.stack([clustered(1, self.d, seed=int(r[1][1:]))[0] for r in rows])
+        has = np.array([int(r[0][1:]) % 2 == 0 for r in rows])
+        return FakeVectors(ids, fused, fused.copy(), np.where(has[:, None], fused, 0), has)
+
+
+def _add_items(store: Store, n: int, start: int = 0) -> None:
+    t0 = datetime(2026, 1, 1)
+    with store.session() as s:
+        for j in range(start, start + n):
+            s.add(Item(external_id=f"p{j:04d}", title=f"t{j}", category="rare" if j % 50 == 0 else "common",
+                       price=float(j), in_stock=True, attributes={"brand": f"b{j % 3}"}, content_hash=f"h{j}",
+                       created_at=t0, updated_at=t0 + timedelta(seconds=j)))
+
+
+def _update(store: Store, external_id: str, **values: Any) -> None:
+    with store.session() as s:
+        it = s.scalars(select(Item).where(Item.external_id == external_id)).one()
+        for k, v in values.items():
+            setattr(it, k, v)
+        it.updated_at = datetime(2027, 1, 1)
+
+
+def test_full_then_skip_then_delta_then_full(tmp_path: Path, sqlite_store: Store) -> None:
+    settings = Settings(home=tmp_path / "home")
+    enc = FakeEncoder()
+    _add_items(sqlite_store, 200)
+    _update(sqlite_store, "p0003", hidden=True)
+    rep = build_from_catalog(sqlite_store, settings, vectors=enc)
+    assert rep["action"] == "full" and rep["items"] == 199 and rep["factory"] == "Flat"
+    r = IndexReader.open(index_root(settings), encoder_id="fake-enc", dim=16)
+    assert "p0003" not in r and len(r) == 199
+    assert r.search_one(r.vector_of("p0050"), 4, filter=ItemFilter.of(categories=["rare"]))[0][0] == "p0050"
+    assert len(r.search_one(r.vector_of("p0001"), 10, filter=ItemFilter.of(attributes={"brand": "b1"}))) == 10
+    assert len(r.search_one(r.vector_of("p0002"), 5, modality="image")) == 5
+    with sqlite_store.session() as s:
+        assert s.scalars(select(Artifact.version).where(Artifact.kind == "index")).all() == [rep["generation"]]
+
+    assert build_from_catalog(sqlite_store, settings, vectors=enc)["action"] == "skipped"
+
+    # a new item, a changed one, a hidden one, an unhidden one: a delta
+    _add_items(sqlite_store, 1, start=500)
+    _update(sqlite_store, "p0010", content_hash="h999", category="rare")
+    _update(sqlite_store, "p0011", hidden=True)
+    _update(sqlite_store, "p0003", hidden=False)
+    rep2 = build_from_catalog(sqlite_store, settings, vectors=enc)
+    assert rep2["action"] == "delta" and rep2["items"] == 200  # 199 + p0500 + p0003 - p0011
+    r2 = IndexReader.open(index_root(settings))
+    assert "p0500" in r2 and "p0003" in r2 and "p0011" not in r2
+    assert np.allclose(r2.vector_of("p0010"), clustered(1, 16, seed=999)[0], atol=1e-6)
+    rare = {i for i, _ in r2.search_one(r2.vector_of("p0010"), 10, filter=ItemFilter.of(categories=["rare"]))}
+    assert "p0010" in rare
+    assert r2.search_one(r2.vector_of("p0500"), 1)[0][0] == "p0500"
+
+    rep3 = build_from_catalog(sqlite_store, settings, mode="full", factory="HNSW8,Flat", vectors=enc)
+    assert rep3["action"] == "full" and rep3["factory"] == "HNSW8,Flat"
+    assert [m.kind for m in list_generations(index_root(settings))] == ["full", "delta", "full"]
+
+
+def test_encoder_change_forces_full_build(tmp_path: Path, sqlite_store: Store) -> None:
+    settings = Settings(home=tmp_path / "home")
+    _add_items(sqlite_store, 30)
+    build_from_catalog(sqlite_store, settings, vectors=FakeEncoder())
+
+    class Other(FakeEncoder):
+        def __call__(self, settings: Settings, store: Store) -> FakeVectors:
+            v = super().__call__(settings, store)
+            v.encoder_id = "fake-enc-2"
+            return v
+
+    rep = build_from_catalog(sqlite_store, settings, vectors=Other())
+    assert rep["action"] == "full"
+    assert IndexReader.open(index_root(settings), encoder_id="fake-enc-2").manifest.encoder_id == "fake-enc-2"

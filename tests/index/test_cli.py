@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from recsys.cli.index import app
+from recsys.config import get_settings
+from recsys.index import build_generation, current_id, index_root
+from tests.index.fixtures import clustered, ids
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield tmp_path / "home"
+    get_settings.cache_clear()
+
+
+def test_list_and_rollback(home: Path) -> None:
+    root = index_root(get_settings())
+    runner = CliRunner()
+    assert json.loads(runner.invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1]) == []
+    v = clustered(40)
+    a = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
+    b = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
+    rows = json.loads(runner.invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1])
+    assert [(r["generation_id"], r["current"]) for r in rows] == [(a, False), (b, True)]
+    res = runner.invoke(app, ["rollback", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout.strip().splitlines()[-1]) == {"current": a}
+    assert current_id(root) == a
+    assert runner.invoke(app, ["rollback", "--to", b]).exit_code == 0 and current_id(root) == b
+
+
+def test_public_api() -> None:
+    import recsys.index as ix
+
+    assert sorted(ix.__all__) == ix.__all__
+    for name in ix.__all__:
+        assert hasattr(ix, name), name
