@@ -143,8 +143,16 @@ def type_match(m: Any, w: str) -> bool:
     return str(m.product_type_name).lower() == w
 
 
-def quality(enc: TowerEncoder, data: Path, settings: Settings, params: FitParams) -> dict[str, Any]:
+def quality(enc: TowerEncoder, data: Path, settings: Settings, params: FitParams,
+            cached_only: bool = False) -> dict[str, Any]:
     recs, meta = hm_records(data)
+    if cached_only:
+        from recsys.encoders.features import feature_caches
+
+        icache, _ = feature_caches(settings, enc.towers)
+        have = icache.get_many(MediaJob(r.media[0][1]).key for r in recs if r.media)
+        recs = [r for r in recs if r.media and MediaJob(r.media[0][1]).key in have]
+        log(f"cached-only: {len(recs)} articles")
     t0 = time.perf_counter()
     pairs, errors = build_pairs(enc, recs, settings, progress=lambda d, n: d % 2048 < 32 and log(f"features {d}/{n}"))
     feat_s = time.perf_counter() - t0
@@ -184,7 +192,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--cached-only", action="store_true", help="use only articles whose tower features are cached")
+    ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     settings = Settings(home=args.home)
     settings.encoder.device = "cpu"
     enc = get_encoder(settings, fitted=False)
@@ -197,7 +211,7 @@ def main() -> None:
         params = FitParams(val_pairs=1000)
         if args.epochs:
             params.epochs = args.epochs
-        out["hm"] = quality(enc, args.data, settings, params)
+        out["hm"] = quality(enc, args.data, settings, params, args.cached_only)
     print(json.dumps(out))
 
 

@@ -351,7 +351,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     recs.update(make_baselines(split, vectors.item_ids, vectors.fused))
     timings["fit_baselines"] = time.time() - t2
     result = run_evaluation(split, recs, k=args.k, catalogue_size=len(live), timings=timings,
-                            extra={"dataset": name, "vectors": vectors.source, "split": split.info,
+                            extra={"dataset": name, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                   "vectors": vectors.source, "split": split.info,
                                    "peer_params": PEER_PARAMS[name]})
     if notes:
         result["errors"] = notes
@@ -408,11 +409,14 @@ def main() -> None:
         with threadpool_limits(args.threads, "blas"):
             results[name] = run_dataset(name, args)
         tables.append(markdown_table(results[name], title=name))
-    md = "\n".join(tables)
-    print(md, file=sys.stderr)
+    print("\n".join(tables), file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.md").write_text(md)
-    (args.out / "quality.json").write_text(json.dumps(results, indent=1))
+    # datasets not run this time keep their last results (each carries its own timestamp)
+    saved = args.out / "quality.json"
+    merged = {**(json.loads(saved.read_text()) if saved.exists() else {}), **results}
+    (args.out / "quality.md").write_text("\n".join(markdown_table(r, title=f"{n} ({r.get('generated_at', '?')})")
+                                                  for n, r in merged.items()))
+    saved.write_text(json.dumps(merged, indent=1))
     print(json.dumps(results))
 
 

@@ -53,6 +53,24 @@ def list_(json_out: JsonOpt = False) -> None:
     emit_json(rows)
 
 
+@app.command("verify")
+def verify(generation: Annotated[str | None, typer.Argument(help="generation id (default: current)")] = None,
+           json_out: JsonOpt = False) -> None:
+    """Check a generation's files against the checksums in its manifest; exit 1 when any differ."""
+    from recsys.config import get_settings
+    from recsys.index import current_id, index_root
+    from recsys.index import verify as do_verify
+
+    root = index_root(get_settings())
+    bad = do_verify(root, generation)
+    gid = generation or current_id(root)
+    err.print(f"generation {gid}: " + ("intact" if not bad else f"{len(bad)} corrupt or missing: {bad}"))
+    if json_out:
+        emit_json({"generation": gid, "ok": not bad, "bad_files": bad})
+    if bad:
+        raise typer.Exit(1)
+
+
 @app.command("rollback")
 def rollback(
     to: Annotated[str | None, typer.Option("--to", help="generation id (default: the one before the current)")]

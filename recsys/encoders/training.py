@@ -155,6 +155,8 @@ def train_heads(heads: Heads, train: PairData, params: FitParams, val: PairData 
             opt.step()
             sched.step()
             step += 1
+            if step % 20 == 0:
+                log.info("step %d/%d loss %.3f (%.1fs)", step, total, float(loss.detach()), time.perf_counter() - t0)
             if progress:
                 progress(step, total)
     heads.eval()

@@ -22,6 +22,7 @@ from recsys.index.layout import (
     prune,
     rollback,
     set_current,
+    verify,
 )
 from recsys.index.meta import ItemFilter, ItemMeta, parse_filters
 from recsys.index.reader import Hits, IndexReader
@@ -47,4 +48,5 @@ __all__ = [
     "prune",
     "rollback",
     "set_current",
+    "verify",
 ]

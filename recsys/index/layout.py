@@ -236,6 +236,17 @@ def build_lock(root: Path) -> Iterator[None]:
         f.close()
 
 
+def verify(root: Path, generation_id: str | None = None) -> list[str]:
+    """Files of a generation whose SHA-256 differs from its manifest (or are missing); empty when intact."""
+    path = generation_path(root, generation_id)
+    m = read_manifest(path)
+    bad = [name for name, digest in m.files.items()
+           if not (path / name).is_file() or sha256_file(path / name) != digest]
+    if checksum_of(m.files) != m.checksum:
+        bad.append(MANIFEST)
+    return bad
+
+
 def check_compatible(manifest: Manifest, *, encoder_id: str | None, dim: int | None, where: Path) -> None:
     """Refuse a generation made by another encoder or of another dimension than the caller's."""
     if manifest.format_version > FORMAT_VERSION:

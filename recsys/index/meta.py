@@ -179,6 +179,19 @@ class ItemFilter:
             m &= np.isin(meta.attribute(key), allowed)
         return m
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ItemFilter | None:
+        """From a JSON object with the keys of :meth:`to_dict` (None or {} -> None); unknown keys are refused."""
+        if not d:
+            return None
+        unknown = set(d) - {"categories", "price_min", "price_max", "in_stock", "attributes"}
+        if unknown:
+            raise ValidationFailed(f"unknown filter fields {sorted(unknown)}; use categories, price_min, price_max, "
+                                   "in_stock, attributes")
+        cats = d.get("categories")
+        return cls.of(categories=[cats] if isinstance(cats, str) else cats, price_min=d.get("price_min"),
+                      price_max=d.get("price_max"), in_stock=d.get("in_stock"), attributes=d.get("attributes"))
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         if self.categories is not None:

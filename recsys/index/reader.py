@@ -42,7 +42,6 @@ class _Part:
     rows: np.ndarray
     """global row of each index position (sorted)"""
     lossy: bool
-    exact: bool
 
 
 class IndexReader:
@@ -63,7 +62,7 @@ class IndexReader:
                 index = faiss.read_index(str(sdir / f"{m}.faiss"))
                 vectors = np.load(sdir / f"{m}.vectors.npy", mmap_mode="r")
                 rows = np.load(sdir / f"{m}.rows.npy") + offset
-                self._parts[m].append(_Part(index, vectors, rows, bool(info["lossy"]), info["factory"] == "Flat"))
+                self._parts[m].append(_Part(index, vectors, rows, bool(info["lossy"])))
             offset += seg["count"]
         if offset != len(self._ids) or len(self.dead) != offset:
             raise layout.IncompatibleArtifact(f"index generation at {path} is inconsistent: segments hold {offset} "
@@ -168,7 +167,7 @@ class IndexReader:
         n_ok = len(part.rows) if local_ok is None else int(local_ok.sum())
         if n_ok == 0:
             return np.full((len(q), 0), -np.inf, np.float32), np.zeros((len(q), 0), np.int64)
-        if local_ok is not None and (part.exact or n_ok <= self.settings.exact_subset_max):
+        if local_ok is not None and n_ok <= self.settings.exact_subset_max:
             return self._exact_subset(part, q, k, np.flatnonzero(local_ok))
         want = min(k, n_ok)
         kk = k * self.settings.rerank_factor if part.lossy else k

@@ -123,10 +123,12 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def screenshot(page: Any, name: str) -> Path:
+def screenshot(page: Any, name: str, *, top: bool = True) -> Path:
     """Save a screenshot under test-artifacts/browser/ and refresh docs/screenshots/ (the README's pictures)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
+    if top:
+        page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path))
     docs = ROOT / "docs" / "screenshots"
     if os.environ.get("RECSYS_UPDATE_SCREENSHOTS") == "1" or not (docs / path.name).exists():

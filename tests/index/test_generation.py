@@ -16,6 +16,7 @@ from recsys.index import (
     list_generations,
     prune,
     rollback,
+    verify,
 )
 from recsys.index.layout import MANIFEST, read_manifest, sha256_file
 from recsys.store import Store
@@ -47,6 +48,9 @@ def test_build_writes_manifest_and_switches(tmp_path: Path) -> None:
     assert not any((tmp_path / "tmp").iterdir())
     r = IndexReader.open(tmp_path, encoder_id="enc-a", dim=16)
     assert r.generation_id == gid and len(r) == 200
+    assert verify(tmp_path) == []
+    (gdir / "seg0" / "ids.npy").write_bytes(b"garbage")
+    assert verify(tmp_path, gid) == ["seg0/ids.npy"]
 
 
 def test_incompatible_generation_refused(tmp_path: Path) -> None:

@@ -50,3 +50,12 @@ def test_meta_roundtrip(tmp_path: Path) -> None:
     assert back.attributes == meta.attributes
     f = ItemFilter.of(categories=["c3"], attributes={"colour": "blue"}, price_max=50)
     assert (f.mask(back) == f.mask(meta)).all()
+
+
+def test_filter_dict_roundtrip() -> None:
+    f = ItemFilter.of(categories=["a"], price_min=1.0, in_stock=True, attributes={"k": "v"})
+    assert ItemFilter.from_dict(f.to_dict()) == f
+    assert ItemFilter.from_dict({}) is None
+    assert ItemFilter.from_dict({"categories": "a"}) == ItemFilter.of(categories=["a"])
+    with pytest.raises(ValidationFailed, match="unknown filter"):
+        ItemFilter.from_dict({"colour": "red"})

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import _principal
 from recsys.api.web import pages
-from recsys.errors import AuthError, Forbidden, NotFound, RecsysError, ValidationFailed
+from recsys.errors import AuthError, Forbidden, RecsysError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _item(request: Request, item_id: str, modality: str, form: pages.FilterForm,
     similar_note = None
     try:
         similar = pages.result_cards(rec, rec.similar(item_id, PAGE_K, modality=modality, filter=form.item_filter()))
-    except (NotFound, ValidationFailed) as e:
+    except RecsysError as e:  # e.g. not indexed yet: the item itself still shows
         similar, similar_note = [], e.message
     return _render(request, "item.html", item=details, card=pages.item_card(rec, item_id), images=images,
                    similar=similar, similar_note=similar_note, modality=modality, form=form,
@@ -206,8 +206,8 @@ def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: flo
         raise ValidationFailed("a user id is 1 to 128 characters")
     recs = rec.recommend(user_id, PAGE_K, filter=form.item_filter(), diversity=diversity, explain=True)
     hist, n_events = pages.history(rec, user_id)
-    context = {"user_id": user_id, "recs": pages.result_cards(rec, recs), "history": hist, "n_events": n_events,
-               "form": form, "diversity": diversity, "message": message}
+    context: dict[str, Any] = {"user_id": user_id, "recs": pages.result_cards(rec, recs), "history": hist,
+                               "n_events": n_events, "form": form, "diversity": diversity, "message": message}
     if fragment:
         return _render(request, "_user_live.html", **context)
     return _render(request, "user.html", categories=pages.categories(rec.store), **context)

@@ -1,0 +1,171 @@
+"""The explorer's routes without a browser (fast): pages render over the in-memory fake, images are served only from
+the media recorded for an item, form posts from other sites and unknown keys are refused, output is escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from recsys.api import create_app
+from recsys.api.auth import create_key
+from recsys.api.testing import FakeRecommender
+from recsys.api.web.pages import sniff
+from recsys.config import Settings
+from recsys.store import Store
+
+
+def _png(path: Path, colour: str = "red") -> Path:
+    Image.new("RGB", (8, 8), colour).save(path, format="PNG")
+    return path
+
+
+@pytest.fixture
+def fake(sqlite_store: Store, tmp_path: Path) -> FakeRecommender:
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "notes.png").write_text("not an image")
+    (media / "logo.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+
+    def item(i: int, category: str, **extra: Any) -> dict[str, Any]:
+        return {"item_id": f"{category[0]}{i}", "title": f"{category} {i}", "category": category, "price": 10.0 * i,
+                "media": [{"kind": "image", "uri": str(_png(media / f"{category}{i}.png")), "status": "ok",
+                           "error": None}], **extra}
+
+    items = [item(i, "shoes") for i in range(1, 6)] + [item(i, "hats") for i in range(1, 6)]
+    items += [
+        {"item_id": "text-as-png", "title": "x", "media": [{"kind": "image", "uri": str(media / "notes.png"),
+                                                            "status": "ok", "error": None}]},
+        {"item_id": "svg", "title": "x", "media": [{"kind": "image", "uri": str(media / "logo.svg"), "status": "ok",
+                                                    "error": None}]},
+        {"item_id": "relative", "title": "x", "media": [{"kind": "image", "uri": "../../etc/passwd", "status": "ok",
+                                                         "error": None}]},
+        {"item_id": "passwd", "title": "x", "media": [{"kind": "image", "uri": "/etc/passwd", "status": "ok",
+                                                       "error": None}]},
+        {"item_id": "remote", "title": "x", "media": [{"kind": "image", "uri": "https://example.org/a.jpg",
+                                                       "status": "ok", "error": None}]},
+        {"item_id": "broken", "title": "x", "media": [{"kind": "image", "uri": str(media / "shoes1.png"),
+                                                       "status": "error", "error": "cannot decode"}]},
+        {"item_id": "hidden", "title": "x", "hidden": True, "media": [{"kind": "image",
+                                                                       "uri": str(media / "shoes1.png"),
+                                                                       "status": "ok", "error": None}]},
+        {"item_id": "xss", "title": "<script>alert('x')</script>", "category": "hats"},
+    ]
+    return FakeRecommender(sqlite_store, items)
+
+
+@pytest.fixture
+def make_client(tmp_path: Path, fake: FakeRecommender) -> Iterator[Callable[..., TestClient]]:
+    clients: list[TestClient] = []
+
+    def make(**api: Any) -> TestClient:
+        s = Settings(home=tmp_path / "home")
+        s.api = s.api.model_copy(update={"auth": False, "rate_limit_per_minute": 0, **api})
+        c = TestClient(create_app(s, fake), raise_server_exceptions=True)
+        c.__enter__()
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
+
+
+def test_pages_render(client: TestClient) -> None:
+    for url in ("/", "/?q=shoes", "/?q=hat&category=hats&price_max=30&in_stock=true", "/items/s1",
+                "/items/s1?modality=text", "/users/u1", "/users/u1?fragment=1", "/login"):
+        r = client.get(url)
+        assert r.status_code == 200, (url, r.text[:500])
+        assert r.headers["content-type"].startswith("text/html")
+        assert r.headers["x-content-type-options"] == "nosniff"
+    assert 'src="/media/s1?n=0"' in client.get("/items/s1").text
+
+
+def test_errors_are_pages_with_the_right_status(client: TestClient) -> None:
+    r = client.get("/items/nope")
+    assert r.status_code == 404 and "error-message" in r.text
+    assert client.get("/?price_min=cheap").status_code == 422
+    assert client.get("/?modality=smell").status_code == 422
+    assert client.get("/users/?user=u7", follow_redirects=False).headers["location"] == "/users/u7"
+
+
+def test_output_is_escaped(client: TestClient) -> None:
+    text = client.get("/items/xss").text
+    assert "<script>alert('x')</script>" not in text and "&lt;script&gt;" in text
+
+
+def test_feedback_stores_the_event_and_reranks(client: TestClient, fake: FakeRecommender) -> None:
+    r = client.post("/feedback", data={"user_id": "u1", "item_id": "h2", "type": "like"},
+                    headers={"X-Explorer": "fetch"})
+    assert r.status_code == 200 and 'id="recs"' in r.text and "You liked" in r.text
+    assert ("h2", "like") in [tuple(e) for e in fake.events["u1"]]
+    plain = client.post("/feedback", data={"user_id": "u1", "item_id": "h3", "type": "dislike"},
+                        follow_redirects=False)
+    assert plain.status_code == 303 and plain.headers["location"].startswith("/users/u1")
+    assert client.post("/feedback", data={"user_id": "u1", "item_id": "h3", "type": "purchase"}).status_code == 422
+
+
+def test_cross_site_posts_are_refused(client: TestClient, fake: FakeRecommender) -> None:
+    data = {"user_id": "u2", "item_id": "h2", "type": "like"}
+    assert client.post("/feedback", data=data, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert client.post("/feedback", data=data, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert not fake.events.get("u2")
+    same = client.post("/feedback", data=data, headers={"Origin": "http://testserver",
+                                                        "Sec-Fetch-Site": "same-origin"}, follow_redirects=False)
+    assert same.status_code == 303
+
+
+def test_media_serves_recorded_images_only(client: TestClient) -> None:
+    r = client.get("/media/s1")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-content-type-options"] == "nosniff" and r.content.startswith(b"\x89PNG")
+    for item in ("text-as-png", "svg", "relative", "passwd", "broken", "hidden", "xss", "nope"):
+        assert client.get(f"/media/{item}").status_code == 404, item
+    for url in ("/media/s1?n=1", "/media/..%2F..%2Fetc%2Fpasswd", "/media/../../etc/passwd",
+                "/media/%2Fetc%2Fpasswd", "/media/s1/../../etc/passwd"):
+        r = client.get(url)
+        assert r.status_code in (404, 422) and b"root:" not in r.content, url
+    remote = client.get("/media/remote", follow_redirects=False)
+    assert remote.status_code == 307 and remote.headers["location"] == "https://example.org/a.jpg"
+
+
+def test_static_files_are_a_fixed_list(client: TestClient) -> None:
+    assert client.get("/explorer/static/explorer.js").status_code == 200
+    assert client.get("/explorer/static/explorer.css").headers["content-type"].startswith("text/css")
+    for name in ("pages.py", "..%2Fpages.py", "..%2F..%2Froutes%2Fweb.py"):
+        assert client.get(f"/explorer/static/{name}").status_code == 404
+
+
+def test_sniff_allow_list(tmp_path: Path) -> None:
+    assert sniff(b"\xff\xd8\xff\xe0" + b"\0" * 12) == "image/jpeg"
+    assert sniff(b"RIFF\0\0\0\0WEBPVP8 ") == "image/webp"
+    assert sniff(b"GIF89a" + b"\0" * 10) == "image/gif"
+    assert sniff(b"<svg xmlns=...") is None and sniff(b"<html>") is None and sniff(b"") is None
+
+
+def test_with_auth_on_the_pages_need_a_key(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:
+    client = make_client(auth=True)
+    r = client.get("/users/u1", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/users/u1"
+    assert client.get("/media/s1").status_code == 401
+    assert client.post("/login", data={"key": "rsk_wrong", "next": "/"}).status_code == 401
+    read, _ = create_key(sqlite_store, "reader", "read")
+    r = client.post("/login", data={"key": read, "next": "//evil.example/"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    assert client.get("/users/u1").status_code == 200
+    assert client.get("/media/s1").status_code == 200
+    assert client.post("/feedback", data={"user_id": "u1", "item_id": "h2", "type": "like"}).status_code == 403
+    admin, _ = create_key(sqlite_store, "admin", "admin")
+    assert client.post("/login", data={"key": admin, "next": "/"}, follow_redirects=False).status_code == 303
+    assert client.post("/feedback", data={"user_id": "u1", "item_id": "h2", "type": "like"},
+                       follow_redirects=False).status_code == 303

@@ -1,0 +1,54 @@
+"""Every notebook in notebooks/ is stored without outputs, and runs top to bottom (nbclient) on the small demo."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_fixture import ARTIFACTS, ROOT, private_home
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks() -> None:
+    assert len(NOTEBOOKS) >= 3
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_outputs_are_stripped(path: Path) -> None:
+    book = json.loads(path.read_text(encoding="utf-8"))
+    for n, cell in enumerate(book["cells"]):
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None, f"{path.name} cell {n}"
+    params = [c for c in book["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, f"{path.name}: one cell tagged 'parameters'"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_on_the_demo(path: Path, demo_home: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    home = private_home(demo_home, tmp_path / "home")  # notebooks write (likes): never into the shared build
+    monkeypatch.setenv("RECSYS_HOME", str(home))
+    monkeypatch.delenv("RECSYS_DATABASE_URL", raising=False)
+    book = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(book, timeout=1200, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute()
+    finally:
+        out = ARTIFACTS / "notebooks"
+        out.mkdir(parents=True, exist_ok=True)
+        nbformat.write(book, out / path.name)  # the executed copy, outputs included, for a look afterwards
+    errors = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    figures = sum("image/png" in o.get("data", {}) for c in book.cells if c.cell_type == "code"
+                  for o in c.get("outputs", []))
+    assert figures >= 3, f"{path.name} drew {figures} figures"
+    assert os.environ["RECSYS_HOME"] == str(home)
