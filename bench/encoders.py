@@ -94,7 +94,8 @@ def throughput(enc: TowerEncoder, paths: list[str], settings: Settings) -> dict[
         del m
     best = max(configs, key=lambda k: configs[k])
     towers.channels_last = best.startswith("channels_last")
-    towers.image_model = model.to(memory_format=torch.channels_last if towers.channels_last else torch.contiguous_format)
+    fmt = torch.channels_last if towers.channels_last else torch.contiguous_format
+    towers.image_model = model.to(memory_format=fmt)
     bs = int(best.split("_b")[-1])
     jobs = [MediaJob(p) for p in paths]
 
@@ -154,7 +155,12 @@ def quality(enc: TowerEncoder, data: Path, settings: Settings, params: FitParams
         recs = [r for r in recs if r.media and MediaJob(r.media[0][1]).key in have]
         log(f"cached-only: {len(recs)} articles")
     t0 = time.perf_counter()
-    pairs, errors = build_pairs(enc, recs, settings, progress=lambda d, n: d % 2048 < 32 and log(f"features {d}/{n}"))
+
+    def progress(done: int, total: int) -> None:
+        if done % 2048 < settings.encoder.batch_size:
+            log(f"image features {done}/{total}")
+
+    pairs, errors = build_pairs(enc, recs, settings, progress=progress)
     feat_s = time.perf_counter() - t0
     fitted, metrics, n_train, n_val = fit_on_pairs(enc, pairs, params)
     _, val = split_pairs(pairs, params.val_pairs, params.seed)
@@ -176,7 +182,8 @@ def quality(enc: TowerEncoder, data: Path, settings: Settings, params: FitParams
         scores = score_labels(val_img, fitted.encode_texts([x.lower() for x in labels]))
         pred = np.array(labels)[scores.argmax(1)]
         mask = vm[column].isin(labels).to_numpy()
-        tags[facet] = {"labels": len(labels), "accuracy": round(float((pred[mask] == vm[column].to_numpy()[mask]).mean()), 3)}
+        acc = float((pred[mask] == vm[column].to_numpy()[mask]).mean())
+        tags[facet] = {"labels": len(labels), "accuracy": round(acc, 3)}
     return {"pairs_train": n_train, "pairs_val": n_val, "broken_media": len(errors),
             "image_to_text_recall@10": round(metrics["image_to_text_recall@10"], 3),
             "text_to_image_recall@10": round(metrics["text_to_image_recall@10"], 3),

@@ -147,7 +147,7 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
     tgt_rows = ev[test & is_target]
     split = _assemble(p, train, eligible, hist_rows, tgt_rows)
     split.info.update({"events": len(ev), "train_events": len(train), "target_types": list(ttypes),
-                       "min_history": min_history, "eligible_users": int(len(n_hist))})
+                       "min_history": min_history, "users_with_events": int(len(n_hist))})
     log.info("split %s: %d test users, %d targets, %d training events", p, len(split.users),
              split.info["targets"], len(train))
     return split

@@ -24,7 +24,7 @@ import torch
 
 from recsys.errors import IncompatibleArtifact, RankerError
 from recsys.ranking import rules
-from recsys.ranking.candidates import CandidateGenerator, Candidates, ExactSearch, VectorSearch
+from recsys.ranking.candidates import SOURCES, CandidateGenerator, Candidates, ExactSearch, VectorSearch
 from recsys.ranking.catalog import ItemTable, VectorsLike
 from recsys.ranking.context import make_context
 from recsys.ranking.explain import explain_item
@@ -83,6 +83,8 @@ class RankingPipeline:
         """Never return items the user already bought (settings.ranking.exclude_purchased)."""
         self.index_id: str | None = None
         """Index generation id reported in explanations (set by the service)."""
+        self.last_timings: dict[str, float] = {}
+        """Milliseconds per stage of the last call: candidates_ms, score_ms, rules_ms."""
 
     # -- construction ---------------------------------------------------------------------------------------
     @classmethod
@@ -211,6 +213,7 @@ class RankingPipeline:
 
     def _run(self, reqs: list[_Request]) -> list[list[Recommendation]]:
         table, p = self.table, self.params
+        t0 = time.perf_counter()
         prepared: list[tuple[_Request, Candidates, Example]] = []
         for r in reqs:
             ctx = make_context(r.history, r.now, self.stats, p)
@@ -218,15 +221,47 @@ class RankingPipeline:
             extra = 0 if r.allowed is None and not r.exclude else 2 * r.k
             cands = self._gen.generate(ctx, rules.hard_excluded(table, r.exclude, r.history), extra)
             cands = rules.apply_mask(cands, r.allowed)
+            if len(cands) < r.k:
+                cands = self._fill(cands, r)
             prepared.append((r, cands, make_example(ctx, cands, table, self._known, p)))
+        t1 = time.perf_counter()
         if self.net is not None:
             scores = score(self.net, [e for _, _, e in prepared], self._vec)
         else:
             scores = [-np.min(c.ranks, axis=1) for _, c, _ in prepared]
+        t2 = time.perf_counter()
         results = []
         for (r, cands, _), s in zip(prepared, scores, strict=True):
             results.append(self._finish(r, cands, np.asarray(s, dtype=np.float64)))
+        self.last_timings = {"candidates_ms": (t1 - t0) * 1000, "score_ms": (t2 - t1) * 1000,
+                             "rules_ms": (time.perf_counter() - t2) * 1000}
         return results
+
+    def _fill(self, cands: Candidates, r: _Request) -> Candidates:
+        """Top up a thin (heavily filtered) candidate set from every allowed item: by taste, else popularity."""
+        table = self.table
+        ok = table.available.copy() if r.allowed is None else r.allowed.copy()
+        ok[cands.rows] = False
+        ex = table.rows_of(list(r.exclude))
+        ok[ex[ex >= 0]] = False
+        ok[r.history.disliked] = False
+        free = np.flatnonzero(ok)
+        if not len(free):
+            return cands
+        if len(r.history):
+            prof = table.fused[r.history.rows[-self.params.recent:]].mean(0)
+            order = free[np.argsort(-(table.fused[free] @ prof), kind="stable")]
+            source = "interest"
+        else:
+            order = free[np.argsort(-self.stats.pop[free], kind="stable")]
+            source = "popular"
+        add = order[: 2 * r.k - len(cands)]
+        s = SOURCES.index(source)
+        flags = np.zeros((len(add), len(SOURCES)), np.float32)
+        flags[:, s] = 1.0
+        ranks = np.full((len(add), len(SOURCES)), 1000.0, np.float32)
+        ranks[:, s] = np.arange(len(add))
+        return Candidates(np.r_[cands.rows, add], np.r_[cands.flags, flags], np.r_[cands.ranks, ranks])
 
     def _finish(self, r: _Request, cands: Candidates, s: np.ndarray) -> list[Recommendation]:
         table = self.table

@@ -16,17 +16,25 @@ from recsys.store import Artifact, ItemTag, Store
 from tests.encoders.fixtures import colour_catalogue
 
 
-@pytest.fixture
-def fitted(store: Store, enc_settings: Settings, tmp_path: Path) -> Settings:
-    colour_catalogue(store, tmp_path / "img", per_colour=4)
-    enc_settings.encoder.text_fields = {"title": 1.0, "category": 1.0, "attributes.colour": 1.0}
-    report = fit_encoder(store, enc_settings, params=FitParams(epochs=60, batch_size=64, val_pairs=4, lr=3e-3))
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Settings]:
+    """One fitted and embedded tiny catalogue for the whole module (fitting is the slow part)."""
+    tmp = tmp_path_factory.mktemp("fit")
+    settings = Settings(home=tmp / "home", database_url=f"sqlite:///{tmp / 't.db'}")
+    settings.encoder.batch_size, settings.encoder.num_workers, settings.encoder.device = 8, 0, "cpu"
+    settings.encoder.text_fields = {"title": 1.0, "category": 1.0, "attributes.colour": 1.0}
+    store = Store(settings.db_url)
+    store.upgrade()
+    colour_catalogue(store, tmp / "img", per_colour=4)
+    report = fit_encoder(store, settings, params=FitParams(epochs=60, batch_size=64, val_pairs=4, lr=3e-3))
     assert report.pairs_train == 20 and report.pairs_val == 4
     assert 0.0 <= report.image_to_text_recall_at_10 <= 1.0
-    return enc_settings
+    embed_catalog(store, settings)
+    return store, settings
 
 
-def test_fit_records_artifact_and_becomes_current(store: Store, fitted: Settings) -> None:
+def test_fit_records_artifact_and_becomes_current(env: tuple[Store, Settings]) -> None:
+    store, fitted = env
     enc = get_encoder(fitted)
     assert enc.fitted and enc.id.startswith("recsys-lite@")
     with store.session() as s:
@@ -36,8 +44,8 @@ def test_fit_records_artifact_and_becomes_current(store: Store, fitted: Settings
     assert manifest["towers"] == enc.towers.id and manifest["dim"] == enc.dim
 
 
-def test_fitted_colour_words_find_their_images(store: Store, fitted: Settings) -> None:
-    embed_catalog(store, fitted)
+def test_fitted_colour_words_find_their_images(env: tuple[Store, Settings]) -> None:
+    store, fitted = env
     vecs = load_item_vectors(fitted, store)
     enc = get_encoder(fitted)
     hits = 0
@@ -48,8 +56,8 @@ def test_fitted_colour_words_find_their_images(store: Store, fitted: Settings) -
     assert hits / 24 >= 0.6
 
 
-def test_zero_shot_tags_stored_with_scores(store: Store, fitted: Settings, tmp_path: Path) -> None:
-    embed_catalog(store, fitted)
+def test_zero_shot_tags_stored_with_scores(env: tuple[Store, Settings], tmp_path: Path) -> None:
+    store, fitted = env
     vocab_file = tmp_path / "vocab.txt"
     vocab_file.write_text("# facets\ncolour: red, blue, green, black, yellow, white\nshape: box, dress\n")
     vocab = read_vocabulary(vocab_file)

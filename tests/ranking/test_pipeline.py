@@ -75,6 +75,10 @@ def test_exclusions_and_filters(world: World, pipe: RankingPipeline) -> None:
     only = [i for i in world.vectors.item_ids if world.kind[i][1] == "green"]
     recs = pipe.recommend(h, k=5, allowed=only)
     assert {r.item_id for r in recs} <= set(only)
+    # a filter narrower than the candidate sources still fills k when k items exist
+    hats = [i for i in world.vectors.item_ids if world.kind[i][0] == "hat"]
+    recs = pipe.recommend(h, k=12, allowed=hats, exclude={hats[0]})
+    assert len(recs) == 12 and {r.item_id for r in recs} <= set(hats) - {hats[0]}
 
 
 def test_mmr_lowers_intra_list_similarity(world: World, pipe: RankingPipeline) -> None:
