@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,8 +39,11 @@ Errors are `{"error": {"code": "...", "message": "...", "request_id": "..."}}` w
 class Runtime:
     """Per-app mutable state refreshed by the background task: cached status and readiness."""
 
-    def __init__(self, recommender: RecommenderLike, metrics: Metrics, keys: KeyRing) -> None:
+    def __init__(self, recommender: RecommenderLike, metrics: Metrics, keys: KeyRing, *,
+                 compute_threads: int = 0) -> None:
         self.recommender = recommender
+        self.compute_threads = compute_threads
+        self._capped: set[str] = set()
         self.metrics = metrics
         self.keys = keys
         self.status: dict[str, Any] = {}
@@ -71,6 +75,7 @@ class Runtime:
                 self.keys.reload()
             except Exception as e:
                 self._warn("could not reload API keys: %s", e)
+        limit_compute_threads(self.compute_threads, self._capped)
         self.metrics.set_status(self.status, self.ready)
 
     def _warn(self, msg: str, e: Exception) -> None:
@@ -88,12 +93,18 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = recommender is None
+        if settings.api.worker_threads > 0:
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.worker_threads
         rec: Any = recommender
         if rec is None:
             from recsys.service import Recommender
 
             rec = await run_in_threadpool(Recommender, settings)
-        runtime = Runtime(rec, metrics, KeyRing(rec.store))
+        # Thread caps are process-wide: applied only when this app owns the service (a server), not to a caller's.
+        threads = settings.api.compute_threads if owned else 0
+        runtime = Runtime(rec, metrics, KeyRing(rec.store), compute_threads=threads)
         app.state.recommender = rec
         app.state.runtime = runtime
         app.state.keys = runtime.keys
@@ -124,6 +135,26 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.api.max_body_bytes,
                        loopback_only=not settings.api.auth)
     return app
+
+
+def limit_compute_threads(n: int, done: set[str]) -> None:
+    """Cap torch's and FAISS's intra-op threads in this process, for each as soon as it is loaded (the service
+    imports them lazily); ``done`` remembers which were capped."""
+    if n <= 0:
+        return
+    changed = False
+    for name, setter in (("torch", "set_num_threads"), ("faiss", "omp_set_num_threads")):
+        if name not in done and name in sys.modules:
+            getattr(sys.modules[name], setter)(n)
+            done.add(name)
+            changed = True
+    if changed:
+        try:  # BLAS and OpenMP pools of every native library loaded so far (numpy's OpenBLAS included)
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=n)
+        except ImportError:
+            pass
 
 
 def _error_model() -> Any:

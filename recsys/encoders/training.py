@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FitParams:
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 1024
     lr: float = 2e-3
     weight_decay: float = 0.05

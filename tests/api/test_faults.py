@@ -82,6 +82,7 @@ def test_database_outage_503_then_recovery(tmp_path: Path) -> None:
             via_proxy = u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
             settings = Settings(home=tmp_path / "home", database_url=via_proxy)
             settings.api.auth = False
+            settings.api.compute_threads = 0
             direct = Store(real_url)
             direct.upgrade()
             run_import(direct, "items", write_items(tmp_path / "items.jsonl", 5), settings=settings)

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow  # one tiny-demo build (encoder fit, embedding, in
 
 def _settings(home: Path) -> Settings:
     s = Settings(home=home)
-    s.api = s.api.model_copy(update={"auth": False, "rate_limit_per_minute": 0})
+    s.api = s.api.model_copy(update={"auth": False, "rate_limit_per_minute": 0, "compute_threads": 0})
     return s
 
 
