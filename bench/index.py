@@ -143,20 +143,16 @@ def bench_hnswlib(x: np.ndarray, q: np.ndarray, truth: np.ndarray, m: int, efc: 
 
 
 def bench_ivfpq(faiss: Any, x: np.ndarray, q: np.ndarray, truth: np.ndarray, nlist: int, pq: str,
-                probes: list[int], shortlist: int, train_n: int) -> dict[str, Any]:
-    from recsys.index.factory import rerank
+                probes: list[int], shortlist: int, train_n: int, prefix: str = "") -> dict[str, Any]:
+    from recsys.config import IndexSettings
+    from recsys.index.factory import make_index, rerank, search_params
 
     n, d = x.shape
-    factory = f"IVF{nlist},PQ{pq}"
+    factory = f"{prefix + ',' if prefix else ''}IVF{nlist},PQ{pq}"
     m_, _, bits = pq.partition("x")
     code_bytes = int(m_) * int(bits or 8) / 8
-    index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
-    faiss.downcast_index(index).do_polysemous_training = False
-    rng = np.random.default_rng(1)
     t = time.perf_counter()
-    index.train(x[np.sort(rng.choice(n, min(n, train_n), replace=False))])
-    train = time.perf_counter() - t
-    index.add(x)
+    index = make_index(x, factory, IndexSettings(train_sample=train_n))  # recsys's own build path
     build = time.perf_counter() - t
     in_memory = len(faiss.serialize_index(index))
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,9 +164,9 @@ def bench_ivfpq(faiss: Any, x: np.ndarray, q: np.ndarray, truth: np.ndarray, nli
         disk = np.memmap(path, dtype=np.float32, mode="r", shape=x.shape)
         sweep = []
         for nprobe in probes:
-            p = faiss.SearchParametersIVF(nprobe=nprobe)
+            p = search_params(index, None, ef_search=0, nprobe=nprobe)
             dt, (_, got) = timed(lambda p=p: index.search(q, 10, params=p))
-            p2 = faiss.SearchParametersIVF(nprobe=nprobe)
+            p2 = search_params(index, None, ef_search=0, nprobe=nprobe)
 
             def reranked(p2: Any = p2) -> np.ndarray:
                 _, short = index.search(q, shortlist, params=p2)
@@ -180,7 +176,7 @@ def bench_ivfpq(faiss: Any, x: np.ndarray, q: np.ndarray, truth: np.ndarray, nli
             sweep.append({"nprobe": nprobe, "recall_at_10": round(recall(got, truth), 4), "qps": round(len(q) / dt, 1),
                           "rerank_recall_at_10": round(recall(got2, truth), 4),
                           "rerank_qps": round(len(q) / dt2, 1)})
-    return {"factory": factory, "train_s": round(train, 2), "build_s": round(build, 2),
+    return {"factory": factory, "build_s": round(build, 2),
             "bytes_per_item": round(in_memory / n, 1), "code_bytes": code_bytes, "rerank_shortlist": shortlist,
             "full_vectors": "np.memmap on local disk (not counted in bytes_per_item)", "sweep": sweep}
 
@@ -216,22 +212,30 @@ def run(n: int, d: int, args: argparse.Namespace) -> dict[str, Any]:
                    "mean_cos_nn10": round(float((q[:200] * x[truth[:200, 9]]).sum(1).mean()), 3),
                    "mean_cos_random_pair": round(float(sims.mean()), 3)}
     efs = [32, 64, 128, 256, 512]
-    log("faiss hnsw")
-    out["hnsw_faiss"] = bench_faiss_hnsw(faiss, x, q, truth, args.m, args.efc, efs)
-    log(f"  {out['hnsw_faiss']['build_s']} s")
-    log("hnswlib")
-    out["hnswlib"] = bench_hnswlib(x, q, truth, args.m, args.efc, efs, args.threads)
-    log(f"  {out['hnswlib']['build_s']} s")
+    if "hnsw" in args.only:
+        log("faiss hnsw")
+        out["hnsw_faiss"] = bench_faiss_hnsw(faiss, x, q, truth, args.m, args.efc, efs)
+        log(f"  {out['hnsw_faiss']['build_s']} s")
+        log("hnswlib")
+        out["hnswlib"] = bench_hnswlib(x, q, truth, args.m, args.efc, efs, args.threads)
+        log(f"  {out['hnswlib']['build_s']} s")
+    if "ivfpq" not in args.only:
+        return out
     nlist = 1024 if n >= 500_000 else 256
     log("ivf-pq")
     from recsys.index.factory import pq_code
 
-    out["ivfpq"] = bench_ivfpq(faiss, x, q, truth, nlist, args.pq or pq_code(d), [8, 16, 32, 64], args.rerank,
-                               args.train)
+    out["ivfpq"] = bench_ivfpq(faiss, x, q, truth, nlist, args.pq or pq_code(d), [8, 16, 32, 64, 128], args.rerank,
+                               args.train, args.ivf_prefix)
     log(f"  {out['ivfpq']['build_s']} s")
     exact_qps = out["exact"]["qps"]
-    hf, hl = best_at(out["hnsw_faiss"]["sweep"], 0.95), best_at(out["hnswlib"]["sweep"], 0.95)
     ivf = out["ivfpq"]
+    if "hnsw" not in args.only:
+        out["summary"] = {"ivfpq_bytes_per_item": ivf["bytes_per_item"],
+                          "ivfpq_best_recall_at_10": max(s["recall_at_10"] for s in ivf["sweep"]),
+                          "ivfpq_rerank_at_0.95": best_at(ivf["sweep"], 0.95, "rerank_recall_at_10", "rerank_qps")}
+        return out
+    hf, hl = best_at(out["hnsw_faiss"]["sweep"], 0.95), best_at(out["hnswlib"]["sweep"], 0.95)
     out["summary"] = {
         "hnsw_faiss_at_0.95": hf, "hnswlib_at_0.95": hl,
         "hnsw_speedup_vs_exact": round(hf["qps"] / exact_qps, 1) if hf else None,
@@ -261,6 +265,8 @@ def main() -> None:
     ap.add_argument("--rerank", type=int, default=100, help="IVF-PQ shortlist re-ranked from the memmap")
     ap.add_argument("--train", type=int, default=50_000, help="IVF-PQ training sample")
     ap.add_argument("--pq", default=None, help="PQ layout MxBITS (default: recsys's choice for the dimension)")
+    ap.add_argument("--only", nargs="+", default=["hnsw", "ivfpq"], choices=["hnsw", "ivfpq"])
+    ap.add_argument("--ivf-prefix", default="", help="transform before IVF-PQ, e.g. OPQ96 (rotation)")
     ap.add_argument("--skip", nargs="*", default=[], help="runs to leave out, as NxD (e.g. 1000000x512)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()

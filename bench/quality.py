@@ -185,7 +185,7 @@ def fallback_image_features(items: pd.DataFrame, cache: Path) -> np.ndarray | No
             rows.clear()
 
     for r, uri in enumerate(items["image"].tolist()):
-        if not uri or not Path(uri).exists():
+        if not isinstance(uri, str) or not uri or not Path(uri).exists():
             continue
         try:
             im = Image.open(uri).convert("RGB")

@@ -26,7 +26,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Settings]:
     store = Store(settings.db_url)
     store.upgrade()
     colour_catalogue(store, tmp / "img", per_colour=4)
-    report = fit_encoder(store, settings, params=FitParams(epochs=60, batch_size=64, val_pairs=4, lr=3e-3))
+    report = fit_encoder(store, settings, params=FitParams(epochs=30, batch_size=64, val_pairs=4, lr=5e-3))
     assert report.pairs_train == 20 and report.pairs_val == 4
     assert 0.0 <= report.image_to_text_recall_at_10 <= 1.0
     embed_catalog(store, settings)

@@ -99,6 +99,7 @@ def test_boosts_lift_an_item(world: World, pipe: RankingPipeline) -> None:
 def test_new_item_ranks_without_retraining(world: World, pipe: RankingPipeline) -> None:
     p = copy.deepcopy(pipe)
     v = world.vectors
+    assert v.text is not None and v.image is not None
     new_vec = v.fused[v.item_ids.index("dress-red-0")] * 0.98 + 0.02 * np.ones(DIM, np.float32)
     new_vec /= np.linalg.norm(new_vec)
     ids = [*v.item_ids, "dress-red-new"]
@@ -153,7 +154,8 @@ def test_explanations(world: World, pipe: RankingPipeline) -> None:
         assert e["because_of"] in {"dress-green-0", "shoe-green-1"}
         assert e["text_share"] + e["image_share"] == pytest.approx(1.0, abs=1e-3)
         assert e["ranker"].startswith("ranker-")
-    assert pipe.recommend(None, k=2, explain=True)[0].explanation["because_of"] is None
+    cold = pipe.recommend(None, k=2, explain=True)[0].explanation
+    assert cold is not None and cold["because_of"] is None
 
 
 def test_exact_search_excludes_and_orders() -> None:
