@@ -446,9 +446,11 @@ class Recommender:
             users = set(s.scalars(select(User.external_id)))
         removed = self._removed()
 
-        def batch(pipe: RankingPipeline) -> Batch:
-            def fn(_users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
-                recs = pipe.recommend_many([h if len(h) else None for h in hists], k, exclude=removed)
+        def batch(pipe: RankingPipeline, split: Any) -> Batch:
+            # "now" is each user's target time, so trending windows end where the user's history does.
+            def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
+                now = [split.target_time[u].to_pydatetime() for u in users]
+                recs = pipe.recommend_many([h if len(h) else None for h in hists], k, exclude=removed, now=now)
                 return [[r.item_id for r in rs] for rs in recs]
 
             return Batch(fn)
@@ -458,10 +460,10 @@ class Recommender:
             if fmt not in ("hm", "movielens"):
                 raise ValidationFailed("--test-events needs --format hm or --format movielens")
             result = evaluate_test_events(Path(test_events), fmt, store_events=events, replay=self.ingest_events,
-                                          make_ours=lambda _split: batch(self.ranker), known_users=users, **common)
+                                          make_ours=lambda split: batch(self.ranker, split), known_users=users, **common)
         else:
             def fit(split: Any) -> Batch:
-                return batch(RankingPipeline.fit(split.train, items, vectors, self.settings, search=reader))
+                return batch(RankingPipeline.fit(split.train, items, vectors, self.settings, search=reader), split)
 
             result = evaluate_store(events, make_ours=fit, protocol=protocol or "auto", **common)
         result.setdefault("index_generation", reader.generation_id)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import recsys.encoders as encoders
 
@@ -32,7 +35,7 @@ def test_cli_encoder_list() -> None:
     assert "recsys-lite" in result.output.splitlines()[-1]
 
 
-def test_cli_embed_and_info(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_cli_embed_and_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
     import typer
