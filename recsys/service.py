@@ -460,7 +460,8 @@ class Recommender:
             if fmt not in ("hm", "movielens"):
                 raise ValidationFailed("--test-events needs --format hm or --format movielens")
             result = evaluate_test_events(Path(test_events), fmt, store_events=events, replay=self.ingest_events,
-                                          make_ours=lambda split: batch(self.ranker, split), known_users=users, **common)
+                                          make_ours=lambda split: batch(self.ranker, split), known_users=users,
+                                          **common)
         else:
             def fit(split: Any) -> Batch:
                 return batch(RankingPipeline.fit(split.train, items, vectors, self.settings, search=reader), split)
