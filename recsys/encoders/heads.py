@@ -98,6 +98,12 @@ class Heads(nn.Module):
                 f"({cfg['image_dim']}/{cfg['text_dim']} features), not {towers_id} ({image_dim}/{text_dim}); "
                 "run `recsys encoder fit` again"
             )
-        heads = cls(**cfg)
-        heads.load_state_dict(torch.load(directory / "heads.pt", map_location="cpu", weights_only=True))
+        try:
+            heads = cls(**cfg)
+            heads.load_state_dict(torch.load(directory / "heads.pt", map_location="cpu", weights_only=True))
+        except (TypeError, KeyError, RuntimeError) as e:  # saved by an older layout of the heads
+            raise IncompatibleArtifact(
+                f"encoder heads in {directory} do not match this version of recsys ({str(e).splitlines()[0]}); "
+                "run `recsys encoder fit` (or `recsys build --force`) again"
+            ) from e
         return heads.eval(), manifest
