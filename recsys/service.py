@@ -128,11 +128,14 @@ class Recommender:
                 return False
             try:
                 ranker = self._load_ranker(reader, rpath, old)
-            except Exception:
-                if strict or old is None:
-                    raise
-                log.exception("ranker %s could not be loaded; still serving the old one", ranker_path)
-                return False
+            except Exception as e:
+                if old is not None and old.reader is reader:
+                    log.exception("ranker %s could not be loaded; still serving the old one", ranker_path)
+                    return False
+                # Search keeps working without a ranker; recommendations say what to do.
+                log.error("ranker %s could not be loaded (%s); recommendations are off until `recsys train`",
+                          ranker_path, e)
+                ranker, ranker_path = None, None
             self._served = _Served(reader, ranker, ranker_path)
             log.info("serving index %s with ranker %s", reader.generation_id, ranker_path)
             return True
@@ -449,8 +452,13 @@ class Recommender:
         def batch(pipe: RankingPipeline, split: Any) -> Batch:
             # "now" is each user's target time, so trending windows end where the user's history does.
             def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
+                from threadpoolctl import threadpool_limits
+
                 now = [split.target_time[u].to_pydatetime() for u in users]
-                recs = pipe.recommend_many([h if len(h) else None for h in hists], k, exclude=removed, now=now)
+                # Many small matrix products: BLAS thread pools only add contention here.
+                with threadpool_limits(1):
+                    recs = pipe.recommend_many([h if len(h) else None for h in hists], k, exclude=removed,
+                                               now=now)
                 return [[r.item_id for r in rs] for rs in recs]
 
             return Batch(fn)

@@ -67,7 +67,11 @@ def load_pipeline(cls: type[RankingPipeline], path: Path, expect_encoder_id: str
     if m.get("has_net"):
         net = RankerNet(NetConfig(dim=int(m["dim"]), n_features=len(FEATURES), hidden=params.hidden,
                                   content=params.content_pathway))
-        net.load_state_dict(torch.load(path / "net.pt", map_location="cpu", weights_only=True))
+        try:
+            net.load_state_dict(torch.load(path / "net.pt", map_location="cpu", weights_only=True))
+        except (RuntimeError, KeyError) as e:  # saved by an older layout of the model
+            raise IncompatibleArtifact(f"ranker {path.name} does not match this version of recsys "
+                                       f"({str(e).splitlines()[0]}); retrain it with `recsys train`") from e
         net.eval()
     return cls(params, stats, net, str(m["encoder_id"]), int(m["dim"]), m)
 
