@@ -7,6 +7,7 @@ the item vectors of the served index generation, so an item is rankable the mome
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -72,7 +73,19 @@ class Recommender:
         self._served: _Served | None = None
         self._encoder: Encoder | None = None
         self._lock = threading.RLock()
-        self.last_timings: dict[str, float] = {}
+        self._bad_ranker: str | None = None
+        self._local = threading.local()
+
+    @property
+    def last_timings(self) -> dict[str, float]:
+        """Per-stage timings (ms) of this thread's last recommendation request."""
+        if not hasattr(self._local, "timings"):
+            self._local.timings = {}
+        return self._local.timings  # type: ignore[no-any-return]
+
+    @last_timings.setter
+    def last_timings(self, value: dict[str, float]) -> None:
+        self._local.timings = value
 
     # -- artifacts ------------------------------------------------------------------------------------------
     @property
@@ -124,7 +137,7 @@ class Recommender:
             rpath = current_generation(rankers_root(self.settings))
             ranker_path = str(rpath) if rpath else None
             old = self._served
-            if old is not None and not index_changed and old.ranker_path == ranker_path:
+            if old is not None and not index_changed and ranker_path in (old.ranker_path, self._bad_ranker):
                 return False
             try:
                 ranker = self._load_ranker(reader, rpath, old)
@@ -135,6 +148,7 @@ class Recommender:
                 # Search keeps working without a ranker; recommendations say what to do.
                 log.error("ranker %s could not be loaded (%s); recommendations are off until `recsys train`",
                           ranker_path, e)
+                self._bad_ranker = ranker_path  # not retried every refresh; a new generation is
                 ranker, ranker_path = None, None
             self._served = _Served(reader, ranker, ranker_path)
             log.info("serving index %s with ranker %s", reader.generation_id, ranker_path)
@@ -149,8 +163,10 @@ class Recommender:
         with self.store.session() as s:
             items = items_frame(s)
         if old is not None and old.ranker is not None and old.ranker_path == str(rpath):
-            old.ranker.update_items(vectors, items, reader)  # same model, new catalogue: no retraining
-            return old.ranker
+            # Same model, new catalogue: no retraining. A copy, so requests in flight keep the old catalogue.
+            ranker = copy.copy(old.ranker)
+            ranker.update_items(vectors, items, reader)
+            return ranker
         return RankingPipeline.load(rpath, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
                                     search=reader, settings=self.settings)
 

@@ -200,3 +200,40 @@ def test_index_build_under_load_fails_no_request(home: Path, tmp_path: Path) -> 
         assert now != before, "the server did not pick up the new generation"
         assert set(outcomes) == {"200"}, f"{outcomes}\nserver log:\n{server.log.read_text()[-4000:]}"
         assert now in generations  # requests were answered from the new generation too
+
+
+def test_items_upserted_under_load_fail_no_request(home: Path, tmp_path: Path) -> None:
+    """PUT/POST items publish a delta generation from inside the serving process while requests run."""
+    env = {"RECSYS_HOME": str(home), "RECSYS_API__AUTH": "false", "RECSYS_API__RATE_LIMIT_PER_MINUTE": "0",
+           "RECSYS_DATABASE_URL": "", "RECSYS_API__REFRESH_SECONDS": "0.2"}
+    with Server(env, log=tmp_path / "server.log") as server:
+        server.wait_ready("/readyz")
+        outcomes: Counter[str] = Counter()
+        stop = threading.Event()
+
+        def hammer(n: int) -> None:
+            paths = [f"/v1/users/user-{n % 12 + 1:04d}/recommendations?k=10", "/v1/items/item-00002/similar?k=10"]
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                i = 0
+                while not stop.is_set():
+                    try:
+                        outcomes[str(http.get(paths[i % len(paths)]).status_code)] += 1
+                    except httpx.HTTPError as e:
+                        outcomes[type(e).__name__] += 1
+                    i += 1
+
+        threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            with httpx.Client(base_url=server.url, timeout=120) as http:
+                for round_ in range(3):
+                    new = [{"item_id": f"live-{round_}-{i}", "title": f"Live arrival {i}", "category": "hat",
+                            "price": 9.0} for i in range(3)]
+                    assert http.post("/v1/items", json={"items": new}).status_code == 200
+            stop.wait(1.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert set(outcomes) == {"200"}, f"{outcomes}\nserver log:\n{server.log.read_text()[-4000:]}"
