@@ -73,13 +73,29 @@ def encoder_info(json_out: JsonOpt = False) -> None:
             typer.echo(f"{k}: {v}")
 
 
-def embed(json_out: JsonOpt = False) -> None:
+def embed(
+    engine: Annotated[str, typer.Option("--engine", help="local, or ray (Ray Data actor pool; needs "
+                                                        "the ray extra)")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster, e.g. ray://head:10001; "
+                                                    "default: a local Ray")] = None,
+    ray_workers: Annotated[int, typer.Option("--ray-workers", min=1, help="Ray actors (one encoder each)")] = 2,
+    json_out: JsonOpt = False,
+) -> None:
     """Embed the catalogue (only new or changed items are encoded); broken media are recorded on the item."""
     from recsys.config import get_settings
-    from recsys.encoders.embed import embed_catalog
 
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("--engine must be local or ray", param_hint="--engine")
     with progress_bar("embed") as update:
-        report = embed_catalog(open_store(), get_settings(), lambda d, t: update("items", d, t))
+        if engine == "ray":
+            from recsys.encoders.ray_engine import embed_catalog_ray
+
+            report = embed_catalog_ray(open_store(), get_settings(), lambda d, t: update("items", d, t),
+                                       address=ray_address, workers=ray_workers)
+        else:
+            from recsys.encoders.embed import embed_catalog
+
+            report = embed_catalog(open_store(), get_settings(), lambda d, t: update("items", d, t))
     err.print(f"{report.items} items ({report.encoded} encoded, {report.cached} cached), {report.with_image} with an "
               f"image, {report.broken_media} broken media, {report.seconds:.1f}s [{report.encoder_id}]")
     for item_id, reason in list(report.errors.items())[:10]:

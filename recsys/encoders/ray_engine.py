@@ -1,0 +1,161 @@
+"""``recsys embed --engine ray``: the embedding job on Ray Data, same vectors as the local engine.
+
+The driver reads the catalogue and the item-vector cache exactly as :func:`~recsys.encoders.embed.embed_catalog`
+does; only the items missing from the cache become a ``ray.data.from_items`` dataset of (row, item record). An actor
+pool (``map_batches`` with a callable class) builds the encoder once per worker with
+:func:`~recsys.encoders.encoder.get_encoder` and runs :func:`~recsys.encoders.embed.encode_items` on each batch, so
+the vectors are those of the local engine. The driver streams the results back, writes them to the same vector cache,
+records media status on ``ItemMedia`` and writes the snapshot that :func:`~recsys.encoders.vectors.load_item_vectors`
+reads.
+
+Ray is an optional dependency (``pip install 'recsys[ray]'``) and is imported only when this engine runs.
+
+On one machine::
+
+    recsys embed --engine ray                       # starts a local Ray (all cores)
+
+On a real cluster (``ray start --head`` on the head node, ``ray start --address=head:6379`` on each worker)::
+
+    recsys embed --engine ray --ray-address ray://head:10001 --ray-workers 8
+
+Requirements on a cluster: every node has recsys installed with the same encoder weights, and ``RECSYS_HOME`` (the
+presets, fitted heads and feature caches) lives on a filesystem mounted at the same path on every node; media URIs
+must be readable from every node. With ``RECSYS_ENCODER__DEVICE=cuda`` each actor asks Ray for one GPU. The driver
+writes the database and the vector cache; workers only read media and write their tower-feature caches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from recsys.config import Settings
+from recsys.encoders.embed import EmbedReport, Progress, item_key, vector_cache
+from recsys.encoders.encoder import TowerEncoder, get_encoder
+from recsys.encoders.text import ItemRecord
+from recsys.errors import ConfigError
+from recsys.store import Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 64
+"""Items per Ray batch (one ``encode_items`` call on a worker)."""
+
+
+def _to_json(item: ItemRecord) -> str:
+    return json.dumps(asdict(item), default=str)
+
+
+def _from_json(s: str) -> ItemRecord:
+    d = json.loads(s)
+    d["media"] = tuple((k, u) for k, u in d.get("media", ()))
+    return ItemRecord(**d)
+
+
+def wants_gpu(settings: Settings) -> bool:
+    return str(settings.encoder.device).lower().startswith("cuda")
+
+
+class ItemEmbedder:
+    """Ray Data callable class: one encoder per actor, ``encode_items`` per batch."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.encoder = get_encoder(settings)
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from recsys.encoders.embed import encode_items
+
+        items = [_from_json(str(s)) for s in batch["record"]]
+        text, image, has_image, status = encode_items(self.encoder, items, self.settings)
+        per_item = [json.dumps({u: status.get(u) for _, u in it.media}) for it in items]
+        return {"row": np.asarray(batch["row"], np.int64), "text": text, "image": image,
+                "has_image": has_image, "status": np.asarray(per_item, dtype=object),
+                "encoder_id": np.asarray([self.encoder.id] * len(items), dtype=object)}
+
+
+def _ensure_ray(address: str | None) -> Any:
+    try:
+        import ray
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ConfigError("the ray engine needs Ray: pip install 'recsys[ray]' (ray[data]>=2.9)") from e
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    return ray
+
+
+def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | None = None, *,
+                      address: str | None = None, workers: int = 2, batch_size: int = BATCH,
+                      encoder: TowerEncoder | None = None) -> EmbedReport:
+    """Embed every (non-deleted) item on Ray Data; cached items are not re-encoded.
+
+    ``address``: a Ray cluster (``ray://head:10001`` or ``auto``); None starts (or reuses) a local Ray.
+    ``workers``: actors in the pool, each loading the encoder once (and one GPU each when the device is CUDA).
+    ``encoder`` is used in the driver only for its id (by default the configured encoder, loaded on the CPU).
+    """
+    from recsys.encoders.catalog import read_items, record_media_status
+    from recsys.encoders.vectors import pack, write_snapshot
+
+    t0 = time.perf_counter()
+    if encoder is None:
+        local = settings.model_copy(deep=True)
+        local.encoder.device = "cpu"
+        encoder = get_encoder(local)
+    enc_id, dim = encoder.id, encoder.dim
+    items = read_items(store)
+    fields = settings.encoder.text_fields
+    keys = [item_key(it, enc_id, fields) for it in items]
+    cache = vector_cache(settings, enc_id)
+    found = cache.get_many(keys)
+    todo = [i for i, k in enumerate(keys) if k not in found]
+    log.info("embed (ray): %d items, %d cached, %d to encode with %s", len(items), len(items) - len(todo),
+             len(todo), enc_id)
+    errors: dict[str, str] = {}
+    broken = 0
+    done = len(items) - len(todo)
+    if progress:
+        progress(done, len(items))
+    if todo:
+        ray = _ensure_ray(address)
+        ds = ray.data.from_items([{"row": i, "record": _to_json(items[i])} for i in todo])
+        gpu = wants_gpu(settings)
+        out = ds.map_batches(ItemEmbedder, fn_constructor_kwargs={"settings": settings}, batch_size=batch_size,
+                             batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=max(1, workers)),
+                             num_cpus=1,
+                             num_gpus=1 if gpu else 0)
+        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+            remote_ids = {str(x) for x in batch["encoder_id"]}
+            if remote_ids != {enc_id}:
+                raise ConfigError(f"ray workers built encoder {sorted(remote_ids)}, the driver {enc_id}: "
+                                  "check that RECSYS_HOME is shared by every node")
+            rows = [int(r) for r in batch["row"]]
+            new: dict[str, np.ndarray] = {}
+            status: dict[str, str | None] = {}
+            for j, i in enumerate(rows):
+                new[keys[i]] = pack(batch["text"][j], batch["image"][j], bool(batch["has_image"][j]))
+                st: dict[str, str | None] = json.loads(str(batch["status"][j]))
+                status.update(st)
+                reasons = [st[u] for _, u in items[i].media if st.get(u)]
+                if reasons:
+                    broken += len(reasons)
+                    if len(errors) < 100:
+                        errors[items[i].item_id] = "; ".join(r for r in reasons if r)
+            cache.put_many(new)
+            found.update(new)
+            record_media_status(store, status)
+            done += len(rows)
+            if progress:
+                progress(done, len(items))
+    vectors = [found[k] for k in keys]
+    write_snapshot(settings, enc_id, dim, [it.item_id for it in items], vectors)
+    return EmbedReport(
+        encoder_id=enc_id, items=len(items), encoded=len(todo), cached=len(items) - len(todo),
+        with_image=int(sum(v[-1] > 0.5 for v in vectors)), broken_media=broken,
+        seconds=round(time.perf_counter() - t0, 2), errors=errors,
+    )
