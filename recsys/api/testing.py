@@ -13,27 +13,17 @@ from __future__ import annotations
 import io
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from recsys.errors import BadMedia, UnknownItem, ValidationFailed
+from recsys.service import ScoredItem
 
 _WEIGHTS = {"view": 1.0, "click": 1.5, "add_to_cart": 2.0, "purchase": 3.0, "rating": 1.0, "like": 3.0,
             "dislike": -5.0}
 
 
-@dataclass
-class FakeResult:
-    item_id: str
-    score: float
-    sources: list[str] = field(default_factory=list)
-    explanation: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {"item_id": self.item_id, "score": self.score, "sources": list(self.sources)}
-        if self.explanation is not None:
-            d["explanation"] = self.explanation
-        return d
+FakeResult = ScoredItem  # the fake answers with the real result type
 
 
 @dataclass
