@@ -314,7 +314,9 @@ class Recommender:
         if diversity is not None and not 0.0 <= diversity <= 1.0:
             raise ValidationFailed(f"diversity must be in [0, 1], got {diversity}")
         served = self._served_now()
-        ranker = self.ranker
+        ranker = served.ranker
+        if ranker is None:
+            raise RankerError("no ranker has been trained yet; run `recsys build` (or `recsys train`)")
         t0 = time.perf_counter()
         allowed = served.reader.allowed_ids(filter) if filter is not None and not filter.is_empty else None
         removed = self._removed() | set(exclude)
@@ -391,13 +393,15 @@ class Recommender:
         """Train the ranker on every stored event over the served index's vectors; a new current generation."""
         from recsys.ranking.pipeline import train_ranker
 
-        reader = self._handle.get() if self._handle.loaded or self._handle.refresh(strict=True) else None
-        assert reader is not None
+        self._handle.refresh()
+        reader = self._handle.get()
         with self.store.session() as s:
             events = events_frame(s)
             items = items_frame(s)
+            watermark = _events_watermark(s)  # read with the events, so it names exactly what was trained on
         vectors = self._vectors_of_index(reader)
-        pipe, path = train_ranker(events, items, vectors, self.settings, search=reader, progress=progress)
+        pipe, path = train_ranker(events, items, vectors, self.settings, search=reader, progress=progress,
+                                  manifest={"events_watermark": watermark})
         self.refresh()
         return {"ranker": pipe.ranker_id, "path": str(path), "events": len(events),
                 "metrics": pipe.manifest.get("metrics", {})}
@@ -430,9 +434,6 @@ class Recommender:
                 and manifest.get("encoder_id") == reader.manifest.encoder_id)
         if force or not same:
             report["train"] = self.train(progress)
-            rpath = current_generation(rankers_root(self.settings))
-            if rpath:
-                _stamp_manifest(rpath, events_watermark=watermark)
         else:
             report["train"] = "skipped (no new events since the current ranker)"
         self.refresh()
@@ -510,14 +511,3 @@ def _events_watermark(session: Any) -> str:
 
     n, last = session.execute(select(func.count(Event.id), func.max(Event.id))).one()
     return f"{n}:{last}"
-
-
-def _stamp_manifest(path: Any, **fields: Any) -> None:
-    import json
-    from pathlib import Path
-
-    f = Path(path) / "manifest.json"
-    if f.exists():
-        m = json.loads(f.read_text(encoding="utf-8"))
-        m.update(fields)
-        f.write_text(json.dumps(m, indent=2), encoding="utf-8")

@@ -93,24 +93,6 @@ class RecommendRequest(_Strict):
     debug: bool = False
 
 
-class EventIn(_Strict):
-    user_id: Id
-    item_id: Id
-    type: EventType
-    value: Finite | None = None
-    timestamp: datetime | None = None
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] | None = Field(
-        default=None, description="client event id: a repeated one is acknowledged as a duplicate, not stored twice"
-    )
-
-    @field_validator("timestamp")
-    @classmethod
-    def _sane_ts(cls, v: datetime | None) -> datetime | None:
-        if v is not None and not (1970 <= v.year <= 2200):
-            raise ValueError("timestamp out of range (years 1970..2200)")
-        return v
-
-
 class SessionEvent(_Strict):
     """An event of an anonymous session: the user is implied."""
 
@@ -125,6 +107,15 @@ class SessionEvent(_Strict):
         if v is not None and not (1970 <= v.year <= 2200):
             raise ValueError("timestamp out of range (years 1970..2200)")
         return v
+
+
+class EventIn(SessionEvent):
+    """An event of a user, with an optional client id for idempotency."""
+
+    user_id: Id
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] | None = Field(
+        default=None, description="client event id: a repeated one is acknowledged as a duplicate, not stored twice"
+    )
 
 
 class SessionRequest(RecommendRequest):

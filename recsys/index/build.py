@@ -128,6 +128,16 @@ def _finish(root: Path, work: Path, manifest: Manifest, *, settings: IndexSettin
     return manifest
 
 
+def _prepare(item_ids: Sequence[str], vectors: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None,
+             meta: ItemMeta | None) -> tuple[SegmentData, ItemMeta]:
+    """Validated segment data and metadata aligned with it (none given: ids only)."""
+    data = _validate(item_ids, vectors, present)
+    meta = meta if meta is not None else ItemMeta.build(data.item_ids.tolist())
+    if meta.item_ids.tolist() != data.item_ids.tolist():
+        raise ValidationFailed("metadata rows must be aligned with item_ids")
+    return data, meta
+
+
 def build_generation(
     root: Path,
     item_ids: Sequence[str],
@@ -154,10 +164,7 @@ def build_generation(
     settings = settings or _default_settings()
     root = Path(root)
     started = time.perf_counter()
-    data = _validate(item_ids, vectors, present)
-    meta = meta if meta is not None else ItemMeta.build(data.item_ids.tolist())
-    if meta.item_ids.tolist() != data.item_ids.tolist():
-        raise ValidationFailed("metadata rows must be aligned with item_ids")
+    data, meta = _prepare(item_ids, vectors, present, meta)
     with layout.build_lock(root):
         layout.clean_tmp(root)
         gid = layout.new_generation_id()
@@ -199,10 +206,7 @@ def build_delta_generation(
     settings = settings or _default_settings()
     root = Path(root)
     started = time.perf_counter()
-    data = _validate(item_ids, vectors, present)
-    meta = meta if meta is not None else ItemMeta.build(data.item_ids.tolist())
-    if meta.item_ids.tolist() != data.item_ids.tolist():
-        raise ValidationFailed("metadata rows must be aligned with item_ids")
+    data, meta = _prepare(item_ids, vectors, present, meta)
     with layout.build_lock(root):
         layout.clean_tmp(root)
         base_dir = layout.generation_path(root, base)

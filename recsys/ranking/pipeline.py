@@ -331,11 +331,14 @@ def rankers_root(settings: Any) -> Path:
 
 
 def train_ranker(events: pd.DataFrame, items: pd.DataFrame | None, vectors: VectorsLike, settings: Any, *,
-                 search: VectorSearch | None = None, progress: Progress | None = None) -> tuple[RankingPipeline, Path]:
-    """``recsys train``: fit on the stored events and save a new current generation under ``<home>/rankers``."""
+                 search: VectorSearch | None = None, progress: Progress | None = None,
+                 manifest: dict[str, Any] | None = None) -> tuple[RankingPipeline, Path]:
+    """``recsys train``: fit on the stored events and save a new current generation under ``<home>/rankers``;
+    ``manifest`` adds fields to the saved manifest (e.g. the events watermark the build compares)."""
     from recsys.ranking.artifact import save_generation
 
     pipe = RankingPipeline.fit(events, items, vectors, settings, search=search, progress=progress)
+    pipe.manifest.update(manifest or {})
     return pipe, save_generation(pipe, rankers_root(settings))
 
 
