@@ -406,10 +406,24 @@ class Recommender:
         return {"ranker": pipe.ranker_id, "path": str(path), "events": len(events),
                 "metrics": pipe.manifest.get("metrics", {})}
 
+    def _encoder_fitted(self) -> bool:
+        """Whether the configured preset has current fitted heads that this version of recsys can load."""
+        from recsys.encoders import get_encoder, get_preset
+        from recsys.encoders.encoder import current_heads_dir
+        from recsys.errors import IncompatibleArtifact
+
+        if current_heads_dir(self.settings, get_preset(self.settings.encoder.preset, self.settings)) is None:
+            return False
+        try:
+            self._encoder = get_encoder(self.settings)
+        except IncompatibleArtifact:
+            return False
+        return True
+
     def build(self, progress: Progress | None = None, *, force: bool = False) -> dict[str, Any]:
         """Fit the encoder if needed, embed, index, train. Each stage skips itself when its inputs are unchanged,
         so a build is idempotent, and an interrupted one resumes from the last finished stage."""
-        from recsys.encoders import embed_catalog, fit_encoder, get_encoder
+        from recsys.encoders import embed_catalog, fit_encoder
         from recsys.index import build_from_catalog
         from recsys.ranking import read_manifest
         from recsys.ranking.artifact import current_generation
@@ -417,7 +431,7 @@ class Recommender:
 
         report: dict[str, Any] = {}
         t = time.perf_counter()
-        if force or not get_encoder(self.settings, fitted=False).fitted:
+        if force or not self._encoder_fitted():
             report["encoder_fit"] = fit_encoder(self.store, self.settings, progress).to_dict()
             self._encoder = None
         else:
