@@ -1,63 +1,173 @@
-"""`make bench`: run every benchmark, keep each JSON in bench/results/, and write bench/results/SUMMARY.md.
+"""`make bench`: run every benchmark, save bench/results/*.json, and write SUMMARY.md and the README's summary table.
 
-Each benchmark prints one JSON object on its last stdout line. A benchmark that fails is recorded with its error
-and the others still run. Options are passed through the environment, e.g. BENCH_QUICK=1 for the short variants.
+The table goes to bench/results/SUMMARY.md and between the README's bench-summary markers.
+
+    python bench/run_all.py [--only import_speed index ...] [--quick] [--summary-only]
+
+Each benchmark prints one JSON object on its last stdout line (index.py and quality.py also write their own files).
+Every result is stamped with ``measured_at`` and ``measured_on`` (CPU, cores, RAM). A benchmark that fails or skips
+itself leaves the last good result in place and writes ``<name>.failed.json`` instead, which the table shows.
+``--quick`` (or BENCH_QUICK=1) runs the short variants into bench/results/tmp/quick/ (git-ignored) and leaves the
+README alone.
+
+Benchmarks on real data read ../shared/data. BENCH_HM_HOME and BENCH_ML100K_HOME name data directories where
+`recsys import` and `recsys build` ran: with them the diversity sweep and `recsys evaluate` run too, and quality.py
+uses their item vectors; without them quality.py fits and embeds in its own scratch store (`--embed`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from summary import machine, save_like, stamp_missing_dates, write_summary  # noqa: E402
+
 RESULTS = HERE / "results"
-QUICK = os.environ.get("BENCH_QUICK") == "1"
-BENCHES: list[tuple[str, list[str]]] = [
-    ("import_speed", []),
-    ("encoders", ["--quick"] if QUICK else []),
-    ("index", ["--quick"] if QUICK else []),
-    ("quality", []),
-    ("api_load", ["--soak-seconds", "30"] if QUICK else []),
-]
+README = HERE.parent / "README.md"
+Split = Callable[[dict[str, Any]], dict[str, dict[str, Any]]]
 
 
-def run(name: str, args: list[str]) -> dict[str, Any]:
-    script = HERE / f"{name}.py"
-    if not script.exists():
-        return {"error": f"{script.name} missing"}
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+@dataclass
+class Bench:
+    name: str
+    argv: list[str]
+    split: Split | None = None
+    """stdout JSON -> {result file stem: result}; None when the script writes its own files (``own``)."""
+    own: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    skip: str | None = None
+
+
+def _encoders_split(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """encoders.py answers throughput and H&M quality in one object; they are kept (and rerun) apart."""
+    head = {k: r[k] for k in ("encoder", "towers", "torch") if k in r}
+    return {stem: {**head, key: r[key]} for stem, key in (("encoders_throughput", "throughput"),
+                                                           ("encoders_quality", "hm")) if key in r}
+
+
+def benches(out: Path, quick: bool) -> list[Bench]:
+    py, cli = sys.executable, str(Path(sys.executable).parent / "recsys")
+    homes = {"hm": os.environ.get("BENCH_HM_HOME"), "ml100k": os.environ.get("BENCH_ML100K_HOME")}
+    vectors = ",".join(f"{k}={v}" for k, v in homes.items() if v)
+    quality = [py, str(HERE / "quality.py"), "--out", str(out),
+               *(["--vectors-home", vectors] if vectors else ["--embed"]),
+               *(["--datasets", "ml100k", "--max-users", "200"] if quick else [])]
+    found = [
+        Bench("import_speed", [py, str(HERE / "import_speed.py")], lambda r: {"import_speed": r}),
+        Bench("encoders", [py, str(HERE / "encoders.py"), *(["--skip-quality", "--images", "32"] if quick else [])],
+              _encoders_split),
+        Bench("index", [py, str(HERE / "index.py"), "--out", str(out / "index.json"), *(["--quick"] if quick else [])],
+              own=("index",)),
+        Bench("quality", quality, own=("quality",)),
+    ]
+    for ds in ("hm", "ml100k"):
+        home = homes[ds]
+        env = {"RECSYS_HOME": home} if home else {}
+        reason = None if home else f"BENCH_{ds.upper()}_HOME not set (a data directory where recsys build ran)"
+        if ds == "hm":
+            weights = ["--weights", "0,0.5"] if quick else ["--weights", "0,0.3,0.6,0.9"]
+            found.append(Bench("diversity", [py, str(HERE / "diversity.py"), *weights],
+                               lambda r: {"diversity_hm": r}, env=env, skip=reason))
+        found.append(Bench(f"evaluate_{ds}", [cli, "evaluate", "--k", "20", "--json"],
+                           lambda r, ds=ds: {f"evaluate_{ds}": r}, env=env, skip=reason))
+    found.append(Bench("api_load", [py, str(HERE / "api_load.py"),
+                                    *(["--seconds", "3", "--soak-seconds", "30"] if quick else [])],
+                       lambda r: {"api_load": r}))
+    return found
+
+
+def _last_json(stdout: str) -> dict[str, Any] | None:
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
     try:
-        out = json.loads(lines[-1]) if lines else {}
+        out = json.loads(lines[-1]) if lines else None
     except json.JSONDecodeError:
-        out = {}
-    if proc.returncode != 0 or not out:
-        out = {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1], "returncode": proc.returncode}
-    out.setdefault("wall_s", round(time.perf_counter() - t0, 1))
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
-    return out
+        return None
+    return out if isinstance(out, dict) else None
 
 
-def main() -> None:
-    RESULTS.mkdir(exist_ok=True)
-    machine = f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()})"
-    lines = ["# Benchmark summary", "", f"Machine: {machine}  ", f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "",
-             "| benchmark | status | wall s | headline |", "|---|---|---|---|"]
-    for name, args in BENCHES:
-        out = run(name, args)
-        status = "error: " + str(out["error"])[:80] if "error" in out else "ok"
-        headline = {k: v for k, v in out.items() if isinstance(v, int | float) and k != "wall_s"}
-        lines.append(f"| {name} | {status} | {out.get('wall_s')} | {json.dumps(headline)[:160]} |")
-    (RESULTS / "SUMMARY.md").write_text("\n".join(lines) + "\n")
-    print(json.dumps({"summary": str(RESULTS / "SUMMARY.md"), "machine": machine}))
+def _stamp(r: dict[str, Any], when: str, host: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    if r and all(isinstance(v, dict) and "generated_at" in v for v in r.values()):
+        return r  # quality.json: one entry per dataset, each with its own generated_at
+    r["measured_at"], r["measured_on"] = when, host
+    r.setdefault("wall_s", wall_s)
+    return r
+
+
+def run(b: Bench, out: Path, host: dict[str, Any]) -> str:
+    """Run one benchmark and save its results; returns a one-line status."""
+    if b.skip:
+        return f"skipped ({b.skip}); its last result is kept"
+    when = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    t0 = time.perf_counter()
+    proc = subprocess.run(b.argv, capture_output=True, text=True, env={**os.environ, **b.env}, cwd=HERE.parent)
+    wall = round(time.perf_counter() - t0, 1)
+    result = _last_json(proc.stdout)
+    failed = out / f"{b.name}.failed.json"
+    if proc.returncode != 0 or result is None or "error" in result or "skipped" in result:
+        why = (result or {}).get("skipped") or (result or {}).get("error") or \
+            (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        key = "skipped" if result and "skipped" in result else "error"
+        failed.write_text(json.dumps({key: str(why)[:2000], "returncode": proc.returncode, "measured_at": when,
+                                      "measured_on": host, "wall_s": wall}, indent=1) + "\n")
+        return f"{key}: {str(why)[:200]}"
+    failed.unlink(missing_ok=True)
+    if b.split is not None:
+        for stem, r in b.split(result).items():
+            path = out / f"{stem}.json"
+            save_like(path, _stamp(r, when, host, wall))
+    for stem in b.own:
+        path = out / f"{stem}.json"
+        if path.exists() and path.stat().st_mtime >= time.time() - wall - 1:  # written by this run
+            save_like(path, _stamp(json.loads(path.read_text()), when, host, wall))
+    return f"ok in {wall} s"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--summary-only", action="store_true",
+                    help="run nothing: rebuild SUMMARY.md and the README table from the JSON in the results folder")
+    ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
+                    help="short variants, into bench/results/tmp/quick/ (README untouched)")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (the table keeps the rest)")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="results folder (default bench/results, or bench/results/tmp/quick with --quick)")
+    ap.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    args = ap.parse_args(argv)
+    out = args.results or (RESULTS / "tmp" / "quick" if args.quick else RESULTS)
+    out.mkdir(parents=True, exist_ok=True)
+    host = machine()
+    status: dict[str, str] = {}
+    if not args.summary_only:
+        todo = benches(out, args.quick)
+        unknown = set(args.only or []) - {b.name for b in todo}
+        if unknown:
+            ap.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from "
+                     f"{', '.join(b.name for b in todo)}")
+        for b in todo:
+            if args.only and b.name not in args.only:
+                continue
+            print(f"[{datetime.now(UTC):%H:%M:%S}] {b.name} ...", file=sys.stderr, flush=True)
+            status[b.name] = run(b, out, host)
+            print(f"  {status[b.name]}", file=sys.stderr, flush=True)
+    stamped = stamp_missing_dates(out)
+    if stamped:
+        print(f"dated from file times (no measured_at): {', '.join(stamped)}", file=sys.stderr)
+    readme = None if args.no_readme or args.quick or args.results else README
+    write_summary(out, readme)
+    print(json.dumps({"summary": str(out / "SUMMARY.md"), "readme": str(readme) if readme else None,
+                      "machine": host, "runs": status}))
 
 
 if __name__ == "__main__":
