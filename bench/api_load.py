@@ -1,5 +1,7 @@
 """HTTP API load: p50 / p99 / requests per second of user recommendations at concurrency 1, 16 and 64, beside the
 trivial ``/healthz`` of the same server in the same run, then a soak with the server's memory at start and end.
+Recommendations are measured twice: as served (the result cache answers a user whose history, the removed items and
+the generations are unchanged since the last call) and uncached (``Cache-Control: no-cache``: every request ranked).
 
 The server is ``recsys`` under uvicorn in its own process on 127.0.0.1 (auth off, rate limit off); this process
 drives it with httpx (async). Without ``--home`` a demo store is generated and built first (``recsys demo
@@ -26,6 +28,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_CACHE = {"Cache-Control": "no-cache"}  # every request ranked anew (the service's result cache bypassed)
 BIN = Path(sys.executable).parent
 
 
@@ -89,12 +92,13 @@ async def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> dict[str, Any]
     raise SystemExit("the server did not become ready")
 
 
-async def load(base: str, paths: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
+async def load(base: str, paths: list[str], concurrency: int, seconds: float,
+               headers: dict[str, str] | None = None) -> dict[str, Any]:
     """``concurrency`` closed-loop clients for ``seconds``; latencies of successful answers, errors counted."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as c:
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits, headers=headers) as c:
         deadline = time.perf_counter() + seconds
 
         async def worker(offset: int) -> None:
@@ -133,17 +137,24 @@ async def run(args: argparse.Namespace, home: Path, proc: subprocess.Popen[bytes
     rec_paths = [f"/v1/users/{u}/recommendations?k={args.k}" for u in users]
     await load(base, rec_paths, 4, args.warmup)  # warm caches, threads and connections
     await load(base, ["/healthz"], 4, min(args.warmup, 2))
-    out: dict[str, Any] = {"healthz": {}, "recommendations": {}}
+    out: dict[str, Any] = {"healthz": {}, "recommendations": {}, "recommendations_uncached": {}}
     for conc in args.concurrency:
         out["healthz"][str(conc)] = await load(base, ["/healthz"], conc, args.seconds)
         out["recommendations"][str(conc)] = await load(base, rec_paths, conc, args.seconds)
-    ratio = {c: round(out["recommendations"][c]["rps"] / max(out["healthz"][c]["rps"], 1e-9), 3)
-             for c in out["healthz"]}
-    rec16 = out["recommendations"].get("16") or next(iter(out["recommendations"].values()))
+        out["recommendations_uncached"][str(conc)] = await load(base, rec_paths, conc, args.seconds, NO_CACHE)
+
+    def ratio_of(kind: str) -> dict[str, float]:
+        return {c: round(out[kind][c]["rps"] / max(out["healthz"][c]["rps"], 1e-9), 3) for c in out["healthz"]}
+
+    def p99_over_p50(kind: str) -> float:
+        r = out[kind].get("16") or next(iter(out[kind].values()))
+        return round(r["p99_ms"] / max(r["p50_ms"], 1e-9), 2)
+
     soak: dict[str, Any] = {"seconds": args.soak_seconds, "concurrency": 16}
     if args.soak_seconds > 0:
         soak["rss_start_mb"] = round(rss_mb(proc.pid), 1)
-        soak.update(await load(base, rec_paths, 16, args.soak_seconds))
+        soak["uncached"] = True  # the whole ranking path every request, the harder test of memory growth
+        soak.update(await load(base, rec_paths, 16, args.soak_seconds, NO_CACHE))
         soak["rss_end_mb"] = round(rss_mb(proc.pid), 1)
         soak["rss_growth_pct"] = round(100 * (soak["rss_end_mb"] / soak["rss_start_mb"] - 1), 2)
     return {
@@ -151,8 +162,10 @@ async def run(args: argparse.Namespace, home: Path, proc: subprocess.Popen[bytes
         "server": {"index_generation": status.get("index_generation"), "ranker_version": status.get("ranker_version"),
                    "users": len(users), "k": args.k},
         "results": out,
-        "recommendations_rps_over_healthz": ratio,
-        "p99_over_p50_c16": round(rec16["p99_ms"] / max(rec16["p50_ms"], 1e-9), 2),
+        "recommendations_rps_over_healthz": ratio_of("recommendations"),
+        "uncached_recommendations_rps_over_healthz": ratio_of("recommendations_uncached"),
+        "p99_over_p50_c16": p99_over_p50("recommendations"),
+        "uncached_p99_over_p50_c16": p99_over_p50("recommendations_uncached"),
         "soak": soak,
     }
 

@@ -66,6 +66,8 @@ class RankingSettings(BaseModel):
     diversity: float = 0.0
     """MMR weight in [0, 1]: 0 keeps the ranker's order."""
     seed: int = 0
+    result_cache_size: int = 20_000
+    """Recommendation lists kept per process, keyed by everything they depend on (0: off)."""
 
 
 class ApiSettings(BaseModel):

@@ -19,9 +19,10 @@ import numpy as np
 
 from recsys.config import Settings, get_settings
 from recsys.errors import RankerError, UnknownItem, ValidationFailed
+from recsys.lru import LRU
 from recsys.store import Store
 from recsys.store.events import EventResult, ingest_events
-from recsys.store.queries import events_frame, items_frame, removed_item_ids
+from recsys.store.queries import events_frame, items_frame, removed_item_ids, user_event_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from recsys.encoders.base import Encoder
     from recsys.index import IndexHandle, IndexReader, ItemFilter
     from recsys.ranking import RankingPipeline
+    from recsys.ranking.history import History
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class Recommender:
         self._lock = threading.RLock()
         self._bad_ranker: str | None = None
         self._local = threading.local()
+        self._results: LRU[list[ScoredItem]] = LRU(self.settings.ranking.result_cache_size)
 
     @property
     def last_timings(self) -> dict[str, float]:
@@ -265,20 +268,36 @@ class Recommender:
             raise UnknownItem(f"item {item_id!r} is not indexed yet; run `recsys build` (or wait for the delta)")
 
     # -- personalisation ------------------------------------------------------------------------------------
-    def _history(self, user_id: str) -> pd.DataFrame:
-        with self.store.session() as s:
-            return events_frame(s, users=[user_id])
-
     def recommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None, exclude: Sequence[str] = (),
-                  diversity: float | None = None, explain: bool = False, debug: bool = False) -> list[ScoredItem]:
+                  diversity: float | None = None, explain: bool = False, debug: bool = False,
+                  fresh: bool = False) -> list[ScoredItem]:
         """Personal top-k for a stored user (history read fresh from the store: feedback counts at once).
 
-        An unknown user gets trending items, tagged ``trending``/``popular``.
+        An unknown user gets trending items, tagged ``trending``/``popular``. Lists are cached under a key made of
+        everything they depend on (the served generations, the user's event ids, the removed items and the request),
+        so a new event, a deletion or a new generation is a different key: a hit is always what ranking would give.
+        ``fresh`` ranks anew even when a cached list exists (HTTP: ``Cache-Control: no-cache``).
         """
+        self._check(k, "fused")
         t0 = time.perf_counter()
-        hist = self._history(user_id)
+        with self.store.session() as s:
+            records = user_event_records(s, user_id)
+            removed = removed_item_ids(s)
+        served = self._served_now()
         self.last_timings = {"history_ms": (time.perf_counter() - t0) * 1000}
-        return self._rank(hist, k, filter, exclude, diversity, explain)
+        key = (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(r[4] for r in records)),
+               len(removed), hash(frozenset(removed)), k, repr(filter), tuple(exclude), diversity, explain)
+        hit = None if fresh else self._results.get(key)
+        if hit is not None:
+            self.last_timings["cached"] = 1.0
+            return list(hit)
+        from recsys.ranking.history import history_from_records
+
+        table = served.ranker.table if served.ranker is not None else None
+        hist = history_from_records([r[:4] for r in records], table) if table is not None else None
+        out = self._rank(hist, k, filter, exclude, diversity, explain, served=served, removed=removed)
+        self._results.put(key, out)
+        return list(out)
 
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *,
                              filter: ItemFilter | None = None, exclude: Sequence[str] = (),
@@ -308,20 +327,21 @@ class Recommender:
         self.last_timings = {}
         return self._rank(None, k, filter, exclude, 0.0, False)
 
-    def _rank(self, hist: pd.DataFrame | None, k: int, filter: ItemFilter | None, exclude: Sequence[str],
-              diversity: float | None, explain: bool) -> list[ScoredItem]:
+    def _rank(self, hist: pd.DataFrame | History | None, k: int, filter: ItemFilter | None, exclude: Sequence[str],
+              diversity: float | None, explain: bool, *, served: _Served | None = None,
+              removed: set[str] | None = None) -> list[ScoredItem]:
         self._check(k, "fused")
         if diversity is not None and not 0.0 <= diversity <= 1.0:
             raise ValidationFailed(f"diversity must be in [0, 1], got {diversity}")
-        served = self._served_now()
+        served = served or self._served_now()
         ranker = served.ranker
         if ranker is None:
             raise RankerError("no ranker has been trained yet; run `recsys build` (or `recsys train`)")
         t0 = time.perf_counter()
         allowed = served.reader.allowed_ids(filter) if filter is not None and not filter.is_empty else None
-        removed = self._removed() | set(exclude)
+        removed = (self._removed() if removed is None else removed) | set(exclude)
         t1 = time.perf_counter()
-        recs = ranker.recommend(hist if hist is not None and len(hist) else None, k, allowed=allowed,
+        recs = ranker.recommend(hist, k, allowed=allowed,
                                 exclude=removed, diversity=diversity, explain=explain)
         t2 = time.perf_counter()
         self.last_timings.update({"filters_ms": (t1 - t0) * 1000, "rank_ms": (t2 - t1) * 1000})

@@ -39,7 +39,8 @@ class RecommenderLike(Protocol):
     def trending(self, k: int = 20, *, filter: Any = None) -> list[Any]: ...
 
     def recommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
-                  diversity: float | None = None, explain: bool = False, debug: bool = False) -> Any: ...
+                  diversity: float | None = None, explain: bool = False, debug: bool = False,
+                  fresh: bool = False) -> Any: ...
 
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: Any = None,
                              exclude: Sequence[str] = (), diversity: float | None = None,

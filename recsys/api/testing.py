@@ -146,7 +146,8 @@ class FakeRecommender:
         return _top([FakeResult(i, float(counts[i]), ["popular"]) for i, _ in self._candidates(filter, ())], k)
 
     def recommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
-                  diversity: float | None = None, explain: bool = False, debug: bool = False) -> list[FakeResult]:
+                  diversity: float | None = None, explain: bool = False, debug: bool = False,
+                  fresh: bool = False) -> list[FakeResult]:
         if diversity is not None and not 0 <= diversity <= 1:
             raise ValidationFailed("diversity is in [0, 1]")
         history = self.events.get(user_id)

@@ -71,9 +71,22 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 def make_index(vectors: np.ndarray, factory: str, settings: IndexSettings, *, seed: int = 0) -> Any:
     """Build and fill a FAISS index over ``vectors`` (n, d) float32, training it on a sample when needed."""
+    n, d = vectors.shape
+    index = new_index(d, factory, settings)
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        sample = vectors if n <= settings.train_sample else vectors[np.sort(rng.choice(n, settings.train_sample,
+                                                                                        replace=False))]
+        train_index(index, sample, factory)
+    for start in range(0, n, 65536):
+        index.add(np.ascontiguousarray(vectors[start:start + 65536]))
+    return index
+
+
+def new_index(d: int, factory: str, settings: IndexSettings) -> Any:
+    """An empty FAISS index for dimension ``d`` described by ``factory`` (inner product), not yet trained."""
     faiss = faiss_module()
 
-    n, d = vectors.shape
     try:
         index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
@@ -85,20 +98,18 @@ def make_index(vectors: np.ndarray, factory: str, settings: IndexSettings, *, se
         pq = _find(index, cls)
         if pq is not None:  # polysemous codes only help Hamming pre-filtering, which we do not use; slow to train
             pq.do_polysemous_training = False
-    if not index.is_trained:
-        rng = np.random.default_rng(seed)
-        sample = vectors if n <= settings.train_sample else vectors[np.sort(rng.choice(n, settings.train_sample,
-                                                                                        replace=False))]
-        try:
-            index.train(np.ascontiguousarray(sample))
-        except RuntimeError as e:
-            raise ValidationFailed(
-                f"cannot train FAISS index {factory!r} on {len(sample)} vectors ({str(e).splitlines()[-1]}); "
-                "use a smaller factory (fewer IVF lists / PQ centroids) or RECSYS_INDEX__FACTORY=Flat"
-            ) from None
-    for start in range(0, n, 65536):
-        index.add(np.ascontiguousarray(vectors[start:start + 65536]))
     return index
+
+
+def train_index(index: Any, sample: np.ndarray, factory: str = "") -> None:
+    """Train ``index`` on ``sample`` (m, d) float32; a clear error when the sample is too small for it."""
+    try:
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    except RuntimeError as e:
+        raise ValidationFailed(
+            f"cannot train FAISS index {factory!r} on {len(sample)} vectors ({str(e).splitlines()[-1]}); "
+            "use a smaller factory (fewer IVF lists / PQ centroids) or RECSYS_INDEX__FACTORY=Flat"
+        ) from None
 
 
 def is_exact(index: Any) -> bool:
@@ -122,6 +133,8 @@ def search_params(index: Any, selector: Any | None, *, ef_search: int, nprobe: i
     """Per-call search parameters (thread-safe: the index itself is never modified while serving)."""
     faiss = faiss_module()
 
+    if isinstance(index, faiss.IndexShards) and index.count():  # shards share one layout (recsys.index.shards)
+        return search_params(faiss.downcast_index(index.at(0)), selector, ef_search=ef_search, nprobe=nprobe)
     if isinstance(index, faiss.IndexPreTransform):
         inner = search_params(faiss.downcast_index(index.index), selector, ef_search=ef_search, nprobe=nprobe)
         return faiss.SearchParametersPreTransform(index_params=inner)

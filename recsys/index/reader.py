@@ -19,7 +19,7 @@ import numpy as np
 from recsys.errors import UnknownItem, ValidationFailed
 from recsys.index import layout
 from recsys.index.build import DEAD_FILE
-from recsys.index.factory import exact_topk, faiss_module, normalise, rerank, search_params
+from recsys.index.factory import exact_topk, faiss_module, is_exact, normalise, rerank, search_params
 from recsys.index.layout import Manifest
 from recsys.index.meta import META_FILE, ItemFilter, ItemMeta
 
@@ -167,7 +167,8 @@ class IndexReader:
         n_ok = len(part.rows) if local_ok is None else int(local_ok.sum())
         if n_ok == 0:
             return np.full((len(q), 0), -np.inf, np.float32), np.zeros((len(q), 0), np.int64)
-        if local_ok is not None and n_ok <= self.settings.exact_subset_max:
+        if local_ok is not None and n_ok <= self.settings.exact_subset_max and not is_exact(part.index):
+            # a Flat index is exact already: its own scan with the selector beats gathering the rows first
             return self._exact_subset(part, q, k, np.flatnonzero(local_ok))
         want = min(k, n_ok)
         kk = k * self.settings.rerank_factor if part.lossy else k

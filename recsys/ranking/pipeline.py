@@ -167,11 +167,11 @@ class RankingPipeline:
         return f"ranker-{self.manifest.get('version', 'unsaved')}"
 
     # -- recommendation -------------------------------------------------------------------------------------
-    def recommend(self, history: pd.DataFrame | None, k: int = 20, *, filter_fn: ItemFilter | None = None,
+    def recommend(self, history: pd.DataFrame | History | None, k: int = 20, *, filter_fn: ItemFilter | None = None,
                   allowed: np.ndarray | Sequence[str] | None = None, exclude: set[str] | None = None,
                   diversity: float | None = None, explain: bool = False, now: datetime | None = None,
                   boosts: dict[str, float] | None = None, exclude_seen: bool | None = None) -> list[Recommendation]:
-        """Top-k items for one user's events (columns item_id, type, value, ts; user_id optional).
+        """Top-k items for one user's events (a frame with columns item_id, type, value, ts, or a History).
 
         ``filter_fn(item_id) -> bool`` or ``allowed`` (item ids) restrict the result; ``exclude`` removes ids;
         ``diversity`` in [0, 1] is the MMR weight (None: the configured default); ``boosts`` multiplies
@@ -183,7 +183,7 @@ class RankingPipeline:
                                    diversity=diversity, explain=explain, now=[now], boosts=boosts,
                                    exclude_seen=exclude_seen)[0]
 
-    def recommend_many(self, histories: Sequence[pd.DataFrame | None], k: int = 20, *,
+    def recommend_many(self, histories: Sequence[pd.DataFrame | History | None], k: int = 20, *,
                        filter_fn: ItemFilter | None = None, allowed: np.ndarray | Sequence[str] | None = None,
                        exclude: set[str] | None = None, diversity: float | None = None, explain: bool = False,
                        now: Sequence[datetime | None] | None = None, boosts: dict[str, float] | None = None,
@@ -196,7 +196,10 @@ class RankingPipeline:
         nows = list(now) if now is not None else [None] * len(histories)
         reqs = []
         for h_df, n in zip(histories, nows, strict=True):
-            h = history_from_frame(h_df, table) if h_df is not None else History.empty()
+            if isinstance(h_df, History):
+                h = h_df
+            else:
+                h = history_from_frame(h_df, table) if h_df is not None else History.empty()
             t = day_of(n)
             if t is None:
                 t = h.last_ts if h.last_ts is not None else self.stats.end_ts

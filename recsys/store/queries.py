@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from recsys.store.tables import Event, Item, ItemMedia, User
@@ -40,6 +40,22 @@ def events_frame(
     return df
 
 
+def user_event_records(session: Session, user_id: str) -> list[tuple[str, str, float | None, datetime, int]]:
+    """One user's events as (item_id, type, value, ts, event_id) tuples sorted by (ts, id): the per-request read
+    (no frame: building one costs more than the query). Empty for an unknown user."""
+    return [tuple(r) for r in session.execute(_USER_EVENTS, {"user_id": user_id})]  # type: ignore[misc]
+
+
+# Built once: constructing the statement costs more than running it on a short history.
+_USER_EVENTS = (
+    select(Item.external_id, Event.type, Event.value, Event.ts, Event.id)
+    .join(User, User.id == Event.user_id)
+    .join(Item, Item.id == Event.item_id)
+    .where(User.external_id == bindparam("user_id"))
+    .order_by(Event.ts, Event.id)
+)
+
+
 def items_frame(session: Session, *, include_removed: bool = False) -> pd.DataFrame:
     """Items as a frame: item_id (external), title, description, category, price, in_stock, attributes, hidden,
     deleted, content_hash, created_at, updated_at, image (first image path or None), video (first video or None)."""
@@ -66,8 +82,10 @@ def items_frame(session: Session, *, include_removed: bool = False) -> pd.DataFr
 
 def removed_item_ids(session: Session) -> set[str]:
     """External ids of hidden or deleted items: never returned by any query (DESIGN.md decision 6)."""
-    q = select(Item.external_id).where(Item.hidden.is_(True) | Item.deleted.is_(True))
-    return set(session.scalars(q))
+    return set(session.scalars(_REMOVED))
+
+
+_REMOVED = select(Item.external_id).where(Item.hidden.is_(True) | Item.deleted.is_(True))
 
 
 def stats(session: Session) -> dict[str, Any]:

@@ -126,6 +126,20 @@ def test_live_feedback_changes_the_next_recommendation(client: TestClient, built
     assert share(after_items) > before and share(after_items) >= 0.6
 
 
+def test_cached_lists_never_outlive_a_deletion_or_an_event(client: TestClient, built: tuple[Path, Path]) -> None:
+    user = json.loads((built[1] / "events.jsonl").read_text().splitlines()[0])["user_id"]
+    first = [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/recommendations?k=8"))]
+    again = client.get(f"/v1/users/{user}/recommendations?k=8&debug=true").json()
+    assert [it["item_id"] for it in again["items"]] == first and again["debug"]["timings_ms"].get("cached") == 1.0
+    assert client.delete(f"/v1/items/{first[0]}").status_code == 200
+    after = [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/recommendations?k=8"))]
+    assert first[0] not in after and len(after) == 8
+    ev = {"user_id": user, "item_id": after[0], "type": "dislike", "event_id": "cache-dislike-1"}
+    assert client.post("/v1/events", json={"events": [ev]}).json()["stored"] == 1
+    later = client.get(f"/v1/users/{user}/recommendations?k=8&debug=true").json()
+    assert "cached" not in later["debug"]["timings_ms"] and later["items"][0]["item_id"] != after[0]
+
+
 def test_fuzz_the_real_service(home: Path) -> None:
     import schemathesis
     from hypothesis import HealthCheck, given, settings

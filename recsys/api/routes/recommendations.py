@@ -16,8 +16,10 @@ UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1
 
 
 def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: RecommendRequest) -> Any:
+    # Cache-Control: no-cache asks for a list ranked now, not one from the service's result cache
+    fresh = "no-cache" in request.headers.get("cache-control", "").lower()
     kwargs = dict(filter=to_item_filter(body.filter), exclude=body.exclude, diversity=body.diversity,
-                  explain=body.explain)
+                  explain=body.explain, fresh=fresh)
     if body.debug:
         items, timings = with_timings(rec, lambda: rec.recommend(user_id, body.k, debug=True, **kwargs))
         return results(request, items, debug=timings)

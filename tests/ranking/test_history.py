@@ -1,0 +1,56 @@
+"""The per-request history read (tuples, no frames) gives exactly the History the frame path gives."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+
+from recsys.ranking.catalog import ItemTable
+from recsys.ranking.history import History, history_from_frame, history_from_records
+from tests.ranking.fixtures import make_world
+
+
+def _same(a: History, b: History) -> None:
+    np.testing.assert_array_equal(a.rows, b.rows)
+    np.testing.assert_array_equal(a.types, b.types)
+    np.testing.assert_allclose(a.values, b.values, equal_nan=True)
+    np.testing.assert_allclose(a.ts, b.ts, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(a.disliked, b.disliked)
+
+
+def test_records_and_frame_give_the_same_history() -> None:
+    world = make_world()
+    table = ItemTable.build(world.vectors, world.items)
+    rng = np.random.default_rng(3)
+    ids = list(world.items["item_id"])
+    types = ["view", "click", "purchase", "rating", "like", "dislike", "bogus"]
+    start = datetime(2024, 3, 1, 12, 30)
+    records = []
+    for i in range(60):
+        item = ids[rng.integers(len(ids))] if i % 13 else "not-in-catalogue"
+        ts = start + timedelta(hours=int(rng.integers(0, 500)))  # out of order, with ties
+        value = float(rng.integers(1, 6)) if i % 4 == 0 else None
+        records.append((item, types[rng.integers(len(types))], value, ts))
+    frame = pd.DataFrame(records, columns=["item_id", "type", "value", "ts"])
+    got = history_from_records(records, table)
+    _same(got, history_from_frame(frame, table))
+    assert len(got.disliked) and len(got) < len(records)  # unknown items and types dropped, dislikes apart
+
+
+def test_aware_timestamps_are_read_as_utc() -> None:
+    world = make_world()
+    table = ItemTable.build(world.vectors, world.items)
+    item = str(world.items["item_id"][0])
+    naive = history_from_records([(item, "view", None, datetime(2024, 1, 1, 12))], table)
+    aware = history_from_records([(item, "view", None, datetime(2024, 1, 1, 14, tzinfo=timezone(timedelta(hours=2))))],
+                                 table)
+    utc = history_from_records([(item, "view", None, datetime(2024, 1, 1, 12, tzinfo=UTC))], table)
+    assert naive.ts[0] == aware.ts[0] == utc.ts[0] == (datetime(2024, 1, 1, 12) - datetime(1970, 1, 1)).days + 0.5
+
+
+def test_no_records_is_the_empty_history() -> None:
+    world = make_world()
+    table = ItemTable.build(world.vectors, world.items)
+    assert len(history_from_records([], table)) == 0
