@@ -66,7 +66,7 @@ def start_server(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "RECSYS_HOME": str(home), "RECSYS_DATABASE_URL": "", "RECSYS_API__AUTH": "false",
            "RECSYS_API__RATE_LIMIT_PER_MINUTE": "0", "RECSYS_LOG_LEVEL": "WARNING"}
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "recsys.api.app:app_from_env", "--host", "127.0.0.1",
-           "--port", str(port), "--no-access-log", "--log-level", "warning"]
+           "--port", str(port), "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "60"]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
