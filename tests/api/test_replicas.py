@@ -128,7 +128,11 @@ def test_generation_published_through_one_replica_is_served_by_both(replicas: Re
         assert r.status_code == 200, r.text
         assert [x["status"] for x in r.json()["results"]] == ["stored", "stored"]
         # A embeds the new items and publishes a generation before it answers; B finds it on its own.
+        deadline = time.monotonic() + 120  # A serves its publication on its next refresh
         new = _get(a, "/readyz")["index_generation"]
+        while new in before and time.monotonic() < deadline:
+            time.sleep(0.2)
+            new = _get(a, "/readyz")["index_generation"]
         assert new not in before
         _until(lambda: _get(b, "/readyz")["index_generation"] == new, f"replica B never served {new}", replicas)
         stop.wait(1.0)  # keep both under load on the new generation
