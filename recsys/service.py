@@ -195,8 +195,8 @@ class Recommender:
 
     # -- retrieval ------------------------------------------------------------------------------------------
     def _removed(self) -> set[str]:
-        with self.store.session() as s:
-            return removed_item_ids(s)
+        with self.store.reading() as c:
+            return removed_item_ids(c)
 
     def _hits(self, hits: Sequence[tuple[str, float]], source: str) -> list[ScoredItem]:
         return [ScoredItem(i, round(float(sc), 6), [source]) for i, sc in hits]
@@ -280,9 +280,9 @@ class Recommender:
         """
         self._check(k, "fused")
         t0 = time.perf_counter()
-        with self.store.session() as s:
-            records = user_event_records(s, user_id)
-            removed = removed_item_ids(s)
+        with self.store.reading() as c:
+            records = user_event_records(c, user_id)
+            removed = removed_item_ids(c)
         served = self._served_now()
         self.last_timings = {"history_ms": (time.perf_counter() - t0) * 1000}
         key = (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(r[4] for r in records)),

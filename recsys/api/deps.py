@@ -59,14 +59,15 @@ class RecommenderLike(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
-def get_recommender(request: Request) -> RecommenderLike:
+async def get_recommender(request: Request) -> RecommenderLike:
     return request.app.state.recommender  # type: ignore[no-any-return]
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
+# async: FastAPI runs a plain-def dependency in the threadpool, a hop that costs more than these lookups
 RecommenderDep = Annotated[RecommenderLike, Depends(get_recommender)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -76,6 +76,18 @@ class Store:
         try:
             with self._sessions() as s, s.begin():
                 yield s
+        except (OperationalError, DBAPIError) as e:
+            if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False):
+                raise self.unavailable(e) from e
+            raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A plain connection for the per-request reads (no ORM session: its set-up costs more than a short query),
+        with the same StoreUnavailable mapping as :meth:`session`."""
+        try:
+            with self.engine.connect() as c:
+                yield c
         except (OperationalError, DBAPIError) as e:
             if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False):
                 raise self.unavailable(e) from e

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from recsys.store.tables import Event, Item, ItemMedia, User
@@ -40,7 +40,8 @@ def events_frame(
     return df
 
 
-def user_event_records(session: Session, user_id: str) -> list[tuple[str, str, float | None, datetime, int]]:
+def user_event_records(session: Session | Connection,
+                       user_id: str) -> list[tuple[str, str, float | None, datetime, int]]:
     """One user's events as (item_id, type, value, ts, event_id) tuples sorted by (ts, id): the per-request read
     (no frame: building one costs more than the query). Empty for an unknown user."""
     return [tuple(r) for r in session.execute(_USER_EVENTS, {"user_id": user_id})]  # type: ignore[misc]
@@ -80,9 +81,9 @@ def items_frame(session: Session, *, include_removed: bool = False) -> pd.DataFr
     return pd.DataFrame(rows, columns=cols)
 
 
-def removed_item_ids(session: Session) -> set[str]:
+def removed_item_ids(session: Session | Connection) -> set[str]:
     """External ids of hidden or deleted items: never returned by any query (DESIGN.md decision 6)."""
-    return set(session.scalars(_REMOVED))
+    return set(session.execute(_REMOVED).scalars())
 
 
 _REMOVED = select(Item.external_id).where(Item.hidden.is_(True) | Item.deleted.is_(True))

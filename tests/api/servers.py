@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,56 @@ class Server:
 
     def __exit__(self, *exc: Any) -> None:
         self.kill()
+
+
+class Traffic:
+    """Steady GET traffic in background threads, one per ``(server, paths)`` target cycling through its paths, that
+    counts every outcome (status code or transport error) and the index generations answers came from, per server:
+    the evidence for "zero failed requests while ..." checks. A context manager: traffic runs inside the block."""
+
+    def __init__(self, targets: list[tuple[Server, list[str]]], *, pause: float = 0.0, timeout: float = 120) -> None:
+        self.targets, self.pause, self.timeout = targets, pause, timeout
+        self.outcomes: dict[str, Counter[str]] = {s.url: Counter() for s, _ in targets}
+        self.generations: dict[str, set[str]] = {s.url: set() for s, _ in targets}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=t) for t in targets]
+
+    def _run(self, server: Server, paths: list[str]) -> None:
+        with httpx.Client(base_url=server.url, timeout=self.timeout) as http:
+            i = 0
+            while not self._stop.is_set():
+                gen = None
+                try:
+                    r = http.get(paths[i % len(paths)])
+                    outcome = str(r.status_code)
+                    if r.status_code == 200:
+                        body = r.json()
+                        gen = body.get("index_generation") or (body.get("meta") or {}).get("index_generation")
+                except httpx.HTTPError as e:
+                    outcome = type(e).__name__
+                i += 1
+                with self._lock:
+                    self.outcomes[server.url][outcome] += 1
+                    if gen:
+                        self.generations[server.url].add(gen)
+                if self.pause:
+                    self._stop.wait(self.pause)
+
+    def failures(self) -> dict[str, Counter[str]]:
+        """Per server, the outcomes other than 200 (empty when every request succeeded)."""
+        return {url: Counter({k: v for k, v in c.items() if k != "200"}) for url, c in self.outcomes.items()
+                if set(c) - {"200"}}
+
+    def __enter__(self) -> Traffic:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
 
 
 class TcpProxy:

@@ -19,7 +19,7 @@ import pytest
 from recsys.config import Settings
 from recsys.store import Store
 from recsys.store.importers import run_import
-from tests.api.servers import Server
+from tests.api.servers import Server, Traffic
 from tests.conftest import PG_URL, _pg_database
 from tests.e2e_fixture import built_demo
 
@@ -93,56 +93,24 @@ def test_generation_published_through_one_replica_is_served_by_both(replicas: Re
     a, b = replicas.both
     before = {_get(s, "/readyz")["index_generation"] for s in replicas.both}
     assert len(before) == 1, f"one directory of generations, yet the replicas serve {before}"
-    outcomes: dict[str, Counter[str]] = {s.url: Counter() for s in replicas.both}
-    generations: dict[str, set[str]] = {s.url: set() for s in replicas.both}
-    stop = threading.Event()
-
-    def poll(server: Server, n: int) -> None:
-        paths = [f"/v1/users/user-{n % 12 + 1:04d}/recommendations?k=10", "/v1/items/item-00002/similar?k=10",
-                 "/v1/trending?k=10", "/readyz"]
-        with httpx.Client(base_url=server.url, timeout=120) as http:
-            i = 0
-            while not stop.is_set():
-                try:
-                    r = http.get(paths[i % len(paths)])
-                except httpx.HTTPError as e:
-                    outcomes[server.url][type(e).__name__] += 1
-                    continue
-                finally:
-                    i += 1
-                outcomes[server.url][str(r.status_code)] += 1
-                if r.status_code == 200:
-                    body = r.json()
-                    gen = body.get("index_generation") or (body.get("meta") or {}).get("index_generation")
-                    if gen:
-                        generations[server.url].add(gen)
-                stop.wait(0.02)  # steady traffic that leaves the 2 small cores to the build and the switch
-
-    pollers = [threading.Thread(target=poll, args=(s, n)) for n, s in enumerate(replicas.both)]
-    for t in pollers:
-        t.start()
-    try:
-        stop.wait(1.0)  # both under load before the switch
+    paths = ["/v1/users/user-{:04d}/recommendations?k=10", "/v1/items/item-00002/similar?k=10", "/v1/trending?k=10",
+             "/readyz"]
+    # steady traffic with pauses, which leaves the 2 small cores to the build and the switch
+    with Traffic([(s, [p.format(n + 1) for p in paths]) for n, s in enumerate(replicas.both)], pause=0.02) as load:
+        time.sleep(1.0)  # both under load before the switch
         items = [{"item_id": i, "title": title, "category": "novelty", "price": 12.0} for i, title in NEW_ITEMS]
         r = httpx.post(a.url + "/v1/items", json={"items": items}, timeout=600)
         assert r.status_code == 200, r.text
         assert [x["status"] for x in r.json()["results"]] == ["stored", "stored"]
-        # A embeds the new items and publishes a generation before it answers; B finds it on its own.
-        deadline = time.monotonic() + 120  # A serves its publication on its next refresh
+        # A embeds the new items and publishes a generation before it answers; both pick it up on their next refresh.
+        _until(lambda: _get(a, "/readyz")["index_generation"] not in before, "replica A never served its own "
+               "publication", replicas)
         new = _get(a, "/readyz")["index_generation"]
-        while new in before and time.monotonic() < deadline:
-            time.sleep(0.2)
-            new = _get(a, "/readyz")["index_generation"]
-        assert new not in before
         _until(lambda: _get(b, "/readyz")["index_generation"] == new, f"replica B never served {new}", replicas)
-        stop.wait(1.0)  # keep both under load on the new generation
-    finally:
-        stop.set()
-        for t in pollers:
-            t.join()
+        time.sleep(1.0)  # keep both under load on the new generation
+    assert not load.failures(), f"{load.failures()}\n{replicas.logs()}"
     for s in replicas.both:
-        assert set(outcomes[s.url]) == {"200"}, f"{s.url}: {outcomes[s.url]}\n{replicas.logs()}"
-        assert {*before, new} <= generations[s.url], f"{s.url} answered from {generations[s.url]}"
+        assert {*before, new} <= load.generations[s.url], f"{s.url} answered from {load.generations[s.url]}"
     first, title = NEW_ITEMS[0]
     for s in replicas.both:  # the new items are indexed on both: similar, text search, and as neighbours
         assert len(_ids(_get(s, f"/v1/items/{first}/similar?k=5"))) == 5
