@@ -146,29 +146,19 @@ def bench_exact(faiss: Any, x: np.ndarray, q: np.ndarray, k: int, threads: int) 
     return res, truth
 
 
-def bench_faiss_hnsw(faiss: Any, x: np.ndarray, q: np.ndarray, truth: np.ndarray, m: int, efc: int,
-                     efs: list[int], threads: int) -> dict[str, Any]:
-    d = x.shape[1]
-    index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+def build_faiss_hnsw(faiss: Any, x: np.ndarray, m: int, efc: int) -> tuple[Any, dict[str, Any]]:
+    index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = efc
     t = time.perf_counter()
     index.add(x)
     build = time.perf_counter() - t
     graph = faiss.vector_to_array(index.hnsw.neighbors).nbytes + faiss.vector_to_array(index.hnsw.offsets).nbytes \
         + faiss.vector_to_array(index.hnsw.levels).nbytes
-    sweep = []
-    for ef in efs:
-        p = faiss.SearchParametersHNSW(efSearch=ef)
-        dt, (_, got) = timed(lambda p=p: index.search(q, 10, params=p))
-        sweep.append({"ef_search": ef, "recall_at_10": round(recall(got, truth), 4), "qps": round(len(q) / dt, 1),
-                      "qps_one_query_per_call": one_by_one(faiss, threads, lambda v, p=p: index.search(v, 10, params=p),
-                                                           q[:ONE])})
-    return {"build_s": round(build, 2), "bytes_per_item": round((x.nbytes + graph) / len(x), 1), "M": m,
-            "ef_construction": efc, "sweep": sweep}
+    return index, {"build_s": round(build, 2), "bytes_per_item": round((x.nbytes + graph) / len(x), 1), "M": m,
+                   "ef_construction": efc}
 
 
-def bench_hnswlib(x: np.ndarray, q: np.ndarray, truth: np.ndarray, m: int, efc: int, efs: list[int],
-                  threads: int) -> dict[str, Any]:
+def build_hnswlib(x: np.ndarray, m: int, efc: int, threads: int) -> tuple[Any, dict[str, Any]]:
     import hnswlib
 
     n, d = x.shape
@@ -177,46 +167,74 @@ def bench_hnswlib(x: np.ndarray, q: np.ndarray, truth: np.ndarray, m: int, efc: 
     t = time.perf_counter()
     index.add_items(x, np.arange(n), num_threads=threads)
     build = time.perf_counter() - t
-    sweep = []
-    for ef in efs:
-        index.set_ef(ef)
-        dt, (got, _) = timed(lambda: index.knn_query(q, k=10, num_threads=threads))
-        one = q[:ONE]
-        dt1, _ = timed(lambda one=one: [index.knn_query(one[i:i + 1], k=10, num_threads=1) for i in range(len(one))])
-        sweep.append({"ef_search": ef, "recall_at_10": round(recall(got, truth), 4), "qps": round(len(q) / dt, 1),
-                      "qps_one_query_per_call": round(len(one) / dt1, 1)})
     # level-0 element: vector + 2M links + link count + label; upper levels are ~1/M of that in links
     per_item = d * 4 + 2 * m * 4 + 4 + 8 + (m * 4 + 4) / m
-    return {"build_s": round(build, 2), "bytes_per_item": round(per_item, 1), "M": m, "ef_construction": efc,
-            "sweep": sweep}
+    return index, {"build_s": round(build, 2), "bytes_per_item": round(per_item, 1), "M": m, "ef_construction": efc}
+
+
+def hnsw_sweeps(faiss: Any, fidx: Any, hidx: Any, q: np.ndarray, truth: np.ndarray, efs: list[int],
+                threads: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Both libraries timed at each efSearch in turn (FAISS, hnswlib, FAISS, ...), best of 5, so a slow spell
+    on the shared machine lands on both rather than on whichever library ran during it."""
+    one = q[:ONE]
+    fs, hs = [], []
+    for ef in efs:
+        p = faiss.SearchParametersHNSW(efSearch=ef)
+        hidx.set_ef(ef)
+        fb, hb, f1, h1 = [float("inf")] * 4
+        for _ in range(5):
+            dt, (_, fgot) = timed(lambda p=p: fidx.search(q, 10, params=p), 1)
+            fb = min(fb, dt)
+            dt, (hgot, _) = timed(lambda: hidx.knn_query(q, k=10, num_threads=threads), 1)
+            hb = min(hb, dt)
+            f1 = min(f1, len(one) / one_by_one(faiss, threads, lambda v, p=p: fidx.search(v, 10, params=p), one, 1))
+            dt, _ = timed(lambda: [hidx.knn_query(one[i:i + 1], k=10, num_threads=1) for i in range(len(one))], 1)
+            h1 = min(h1, dt)
+        fs.append({"ef_search": ef, "recall_at_10": round(recall(fgot, truth), 4), "qps": round(len(q) / fb, 1),
+                   "qps_one_query_per_call": round(len(one) / f1, 1)})
+        hs.append({"ef_search": ef, "recall_at_10": round(recall(hgot, truth), 4), "qps": round(len(q) / hb, 1),
+                   "qps_one_query_per_call": round(len(one) / h1, 1)})
+    return fs, hs
 
 
 def ivf_sweep(faiss: Any, index: Any, q: np.ndarray, truth: np.ndarray, full: Any, probes: list[int],
-              shortlist: int, threads: int) -> list[dict[str, Any]]:
+              shortlist: int, threads: int, repeat: int = 3) -> list[dict[str, Any]]:
     """recall@10 and queries/s per nprobe, raw and with the shortlist re-ranked from ``full`` (a memmap)."""
     from recsys.index.factory import rerank, search_params
 
     sweep = []
     for nprobe in probes:
         p = search_params(index, None, ef_search=0, nprobe=nprobe)
-        dt, (_, got) = timed(lambda p=p: index.search(q, 10, params=p))
+        dt, (_, got) = timed(lambda p=p: index.search(q, 10, params=p), repeat)
 
         def reranked(v: np.ndarray, p: Any = p) -> np.ndarray:
             _, short = index.search(v, shortlist, params=p)
             return rerank(full, v, short, 10)[1]
 
-        dt2, got2 = timed(lambda: reranked(q))
+        dt2, got2 = timed(lambda: reranked(q), repeat)
         sweep.append({"nprobe": nprobe, "recall_at_10": round(recall(got, truth), 4), "qps": round(len(q) / dt, 1),
                       "rerank_recall_at_10": round(recall(got2, truth), 4), "rerank_qps": round(len(q) / dt2, 1),
-                      "rerank_qps_one_query_per_call": one_by_one(faiss, threads, reranked, q[:ONE])})
+                      "rerank_qps_one_query_per_call": one_by_one(faiss, threads, reranked, q[:ONE], repeat)})
     return sweep
 
 
-def ivf_factory(n: int, d: int, args: argparse.Namespace) -> str:
+def ivf_factories(n: int, d: int, args: argparse.Namespace, train: int) -> list[str]:
+    """``--ivf-factory`` (one or more, measured in turn on the same vectors) or recsys's own choice for n, d."""
     from recsys.config import IndexSettings
     from recsys.index.factory import choose_factory
 
-    return args.ivf_factory or choose_factory(n, d, IndexSettings(exact_threshold=0, ivf_threshold=0))
+    return args.ivf_factory or [choose_factory(n, d, IndexSettings(exact_threshold=0, ivf_threshold=0,
+                                                                   train_sample=train))]
+
+
+def with_ivfpq(out: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first layout is the run's ``ivfpq``; further ones go to ``ivfpq_variants``. Returns summary entries."""
+    out["ivfpq"] = results[0]
+    summary = ivfpq_summary(results[0])
+    if len(results) > 1:
+        out["ivfpq_variants"] = results[1:]
+        summary["ivfpq_variants"] = [ivfpq_summary(r) for r in results[1:]]
+    return summary
 
 
 def bench_ivfpq(faiss: Any, x: np.ndarray, q: np.ndarray, truth: np.ndarray, factory: str, probes: list[int],
@@ -282,13 +300,13 @@ def run(n: int, d: int, args: argparse.Namespace, save: Any = None) -> dict[str,
     if "hnsw" in args.only:
         efs = [16, 32, 48, 64, 96, 128, 192, 256, 384]
         log(f"faiss hnsw M={args.m} efC={args.efc}")
-        hf = out["hnsw_faiss"] = bench_faiss_hnsw(faiss, x, q, truth, args.m, args.efc, efs, args.threads)
-        log(f"  {hf['build_s']} s")
-        if save:
-            save(out)
-        log("hnswlib")
-        hl = out["hnswlib"] = bench_hnswlib(x, q, truth, args.m, args.efc, efs, args.threads)
-        log(f"  {hl['build_s']} s")
+        fidx, hf = build_faiss_hnsw(faiss, x, args.m, args.efc)
+        log(f"  {hf['build_s']} s; hnswlib")
+        hidx, hl = build_hnswlib(x, args.m, args.efc, args.threads)
+        log(f"  {hl['build_s']} s; sweeps")
+        hf["sweep"], hl["sweep"] = hnsw_sweeps(faiss, fidx, hidx, q, truth, efs, args.threads)
+        out["hnsw_faiss"], out["hnswlib"] = hf, hl
+        del fidx, hidx
         ex = out["exact"]
         for name, qps in (("batch", "qps"), ("one_query_per_call", "qps_one_query_per_call")):
             a, b = qps_at(hf["sweep"], 0.95, qps=qps), qps_at(hl["sweep"], 0.95, qps=qps)
@@ -296,12 +314,15 @@ def run(n: int, d: int, args: argparse.Namespace, save: Any = None) -> dict[str,
             summary[f"hnswlib_qps_at_recall_0.95_{name}"] = b
             summary[f"hnsw_faiss_vs_hnswlib_at_equal_recall_{name}"] = ratio(a, b)
             summary[f"hnsw_faiss_speedup_vs_exact_{name}"] = ratio(a, ex[qps], 1)
+        if save:
+            save(out)
     if "ivfpq" in args.only:
-        factory = ivf_factory(n, d, args)
-        log(f"ivf-pq {factory}")
-        ivf = out["ivfpq"] = bench_ivfpq(faiss, x, q, truth, factory, [8, 16, 32, 64, 128], args)
-        log(f"  {ivf['build_s']} s")
-        summary.update(ivfpq_summary(ivf))
+        done = []
+        for factory in ivf_factories(n, d, args, args.train):
+            log(f"ivf-pq {factory}")
+            done.append(bench_ivfpq(faiss, x, q, truth, factory, [8, 16, 32, 64, 128], args))
+            log(f"  {done[-1]['build_s']} s")
+        summary.update(with_ivfpq(out, done))
     out["summary"] = summary
     out["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     log(json.dumps(summary))
@@ -354,33 +375,38 @@ def run_large(n: int, d: int, args: argparse.Namespace, save: Any = None) -> dic
                        "mean_cos_nn10": round(float(scores[:, 9].mean()), 3)}
         if save:
             save(out)
-        factory = ivf_factory(n, d, args)
-        log(f"ivf-pq {factory}: train on {args.train_large:,}")
         rows = np.sort(np.random.default_rng(0).choice(n, min(n, args.train_large), replace=False))
         sample = np.asarray(full[rows], dtype=np.float32)
-        index = new_index(d, factory, IndexSettings())  # recsys's build path, as in make_index
-        t = time.perf_counter()
-        train_index(index, sample, factory)
-        train_s = time.perf_counter() - t
+        done = []
+        for factory in ivf_factories(n, d, args, len(rows)):
+            log(f"ivf-pq {factory}: train on {len(rows):,}")
+            index = new_index(d, factory, IndexSettings())  # recsys's build path, as in make_index
+            t = time.perf_counter()
+            train_index(index, sample, factory)
+            train_s = time.perf_counter() - t
+            log(f"  trained in {train_s:.0f} s; adding")
+            t = time.perf_counter()
+            for s in range(0, n, chunk):
+                index.add(np.asarray(full[s:s + chunk], dtype=np.float32))
+            add_s = time.perf_counter() - t
+            log(f"  added in {add_s:.0f} s")
+            size = index_bytes(faiss, index, Path(tmp))
+            done.append({"factory": factory, "train_sample": len(rows), "train_s": round(train_s, 1),
+                         "add_s": round(add_s, 1), "build_s": round(train_s + add_s, 1),
+                         "bytes_per_item": round(size / n, 1), "index_gb": round(size / 2**30, 2),
+                         "rerank_shortlist": args.rerank,
+                         "full_vectors": f"float16 np.memmap on local disk, {path.stat().st_size / 2**30:.1f} GiB "
+                                         "(not counted in bytes_per_item)",
+                         "sweep": ivf_sweep(faiss, index, q, truth, full, [8, 16, 32, 64, 128], args.rerank,
+                                            args.threads, repeat=1)})  # 10M scans are long: one timing each
+            log(json.dumps(ivfpq_summary(done[-1])))
+            del index
+            out["peak_rss_gb"] = peak_rss_gb()
+            out["summary"] = with_ivfpq(out, done) | {"peak_rss_gb": out["peak_rss_gb"],
+                                                       "build_s": out["ivfpq"]["build_s"]}
+            if save:
+                save(out)
         del sample
-        log(f"  trained in {train_s:.0f} s; adding")
-        t = time.perf_counter()
-        for s in range(0, n, chunk):
-            index.add(np.asarray(full[s:s + chunk], dtype=np.float32))
-        add_s = time.perf_counter() - t
-        log(f"  added in {add_s:.0f} s")
-        size = index_bytes(faiss, index, Path(tmp))
-        out["ivfpq"] = {"factory": factory, "train_sample": len(rows), "train_s": round(train_s, 1),
-                        "add_s": round(add_s, 1), "build_s": round(train_s + add_s, 1),
-                        "bytes_per_item": round(size / n, 1), "index_gb": round(size / 2**30, 2),
-                        "rerank_shortlist": args.rerank,
-                        "full_vectors": f"float16 np.memmap on local disk, {path.stat().st_size / 2**30:.1f} GiB "
-                                        "(not counted in bytes_per_item)",
-                        "sweep": ivf_sweep(faiss, index, q, truth, full, [8, 16, 32, 64, 128], args.rerank,
-                                           args.threads)}
-    out["peak_rss_gb"] = peak_rss_gb()
-    out["summary"] = ivfpq_summary(out["ivfpq"]) | {"peak_rss_gb": out["peak_rss_gb"],
-                                                     "build_s": out["ivfpq"]["build_s"]}
     out["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     log(json.dumps(out["summary"]))
     return out
@@ -399,7 +425,8 @@ def main() -> None:
     ap.add_argument("--rerank", type=int, default=100, help="IVF-PQ shortlist re-ranked from the memmap")
     ap.add_argument("--train", type=int, default=100_000, help="IVF-PQ training sample")
     ap.add_argument("--train-large", type=int, default=500_000, help="IVF-PQ training sample for streamed runs")
-    ap.add_argument("--ivf-factory", default=None, help="IVF-PQ factory string (default: recsys's choice for n, d)")
+    ap.add_argument("--ivf-factory", nargs="+", default=None,
+                    help="IVF-PQ factory strings, each measured on the same vectors (default: recsys's choice)")
     ap.add_argument("--only", nargs="+", default=["hnsw", "ivfpq"], choices=["hnsw", "ivfpq"])
     ap.add_argument("--skip", nargs="*", default=[], help="runs to leave out, as NxD (e.g. 1000000x512)")
     ap.add_argument("--stream-from", type=int, default=LARGE, help="sizes from which runs stream (run_large)")
@@ -442,9 +469,10 @@ def _result(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, A
         "data": "anisotropic Gaussian mixture: 4000 centres, Dirichlet(0.7) sizes, power-law spectrum (i^-0.6), "
                 "lognormal per-cluster per-axis spread, shared offset, random rotation, L2-normalised; queries are "
                 "fresh draws",
-        "qps_note": "qps: a batch of queries per call on the given threads, best of 3; qps_one_query_per_call: one "
-                    "query per call on one thread. Speed-ups are at recall@10 0.95, interpolated between sweep "
-                    "points. The machine is shared: each run gives its load average.",
+        "qps_note": "qps: a batch of queries per call on the given threads; qps_one_query_per_call: one query per "
+                    "call on one thread. HNSW: both libraries built first, then timed in turn at each efSearch, best "
+                    "of 5; exact and IVF-PQ: best of 3 (1 for streamed runs). Speed-ups are at recall@10 0.95, "
+                    "interpolated between sweep points. Each run gives its load average.",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "cpu": _cpu_name()},
         "runs": runs,
     }

@@ -143,24 +143,32 @@ def index_rows(r: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
             ratios.append(f"vs hnswlib {times(vs)} q/s at equal recall")
         ivf = run.get("ivfpq")
         if ivf:
+            figs.append(_ivf_figure(s, ivf, run.get("peak_rss_gb")))
             per_item = s.get("ivfpq_bytes_per_item", ivf.get("bytes_per_item"))
-            at07, rr = s.get("ivfpq_at_0.7") or {}, s.get("ivfpq_rerank_at_0.95") or {}
-            parts = [f"IVF-PQ {s.get('ivfpq_factory') or ivf.get('factory', '')} {num(per_item)} B/item, best "
-                     f"recall@10 {num(s.get('ivfpq_best_recall_at_10'))}"]
-            if at07:
-                parts.append(f"{num(at07.get('qps'))} q/s at recall {num(at07.get('recall_at_10'))} "
-                             f"(nprobe {at07.get('nprobe')})")
-            if rr:
-                parts.append(f"re-ranked {num(rr.get('rerank_recall_at_10'))} at {num(rr.get('rerank_qps'))} q/s")
-            extra = [f"build {num(ivf.get('build_s'))} s"]
-            if run.get("peak_rss_gb") is not None:
-                extra.append(f"peak RSS {num(run['peak_rss_gb'])} GiB")
-            figs.append(", ".join(parts) + f" ({', '.join(extra)})")
             if per_item and isinstance(d, int):
                 ratios.append(f"IVF-PQ {times(4 * d / per_item)} smaller than float32 vectors")
+        for vs_, v in zip(s.get("ivfpq_variants") or [], run.get("ivfpq_variants") or [], strict=False):
+            figs.append("also " + _ivf_figure(vs_, v, None))
         name = f"index {_count(n)} x {d}" + (" (streamed)" if run.get("mode") == "streamed" else "")
         rows.append((name, "; ".join(figs) or "no summary", "; ".join(ratios) or "-", run))
     return rows
+
+
+def _ivf_figure(s: dict[str, Any], ivf: dict[str, Any], peak_rss: Any) -> str:
+    """One IVF-PQ layout: factory, bytes per item, best recall, speed at recall 0.7, re-ranked recall."""
+    per_item = s.get("ivfpq_bytes_per_item", ivf.get("bytes_per_item"))
+    at07, rr = s.get("ivfpq_at_0.7") or {}, s.get("ivfpq_rerank_at_0.95") or {}
+    parts = [f"IVF-PQ {s.get('ivfpq_factory') or ivf.get('factory', '')} {num(per_item)} B/item, best "
+             f"recall@10 {num(s.get('ivfpq_best_recall_at_10'))}"]
+    if at07:
+        parts.append(f"{num(at07.get('qps'))} q/s at recall {num(at07.get('recall_at_10'))} "
+                     f"(nprobe {at07.get('nprobe')})")
+    if rr:
+        parts.append(f"re-ranked {num(rr.get('rerank_recall_at_10'))} at {num(rr.get('rerank_qps'))} q/s")
+    extra = [f"build {num(ivf.get('build_s'))} s"]
+    if peak_rss is not None:
+        extra.append(f"peak RSS {num(peak_rss)} GiB")
+    return ", ".join(parts) + f" ({', '.join(extra)})"
 
 
 def _count(n: Any) -> str:

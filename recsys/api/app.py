@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 import time
@@ -40,9 +41,11 @@ class Runtime:
     """Per-app mutable state refreshed by the background task: cached status and readiness."""
 
     def __init__(self, recommender: RecommenderLike, metrics: Metrics, keys: KeyRing, *,
-                 compute_threads: int = 0) -> None:
+                 compute_threads: int = 0, freeze_heap: bool = False) -> None:
         self.recommender = recommender
         self.compute_threads = compute_threads
+        self.freeze_heap = freeze_heap
+        self._frozen_for: tuple[Any, ...] | None = None
         self._capped: set[str] = set()
         self.metrics = metrics
         self.keys = keys
@@ -77,6 +80,12 @@ class Runtime:
                 self._warn("could not reload API keys: %s", e)
         limit_compute_threads(self.compute_threads, self._capped)
         self.metrics.set_status(self.status, self.ready)
+        served = (self.status.get("index_generation"), self.status.get("ranker_version"))
+        if self.freeze_heap and served != self._frozen_for:
+            self._frozen_for = served
+            settle_heap()
+
+
 
     def _warn(self, msg: str, e: Exception) -> None:
         now = time.monotonic()
@@ -104,7 +113,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
             rec = await run_in_threadpool(Recommender, settings)
         # Thread caps are process-wide: applied only when this app owns the service (a server), not to a caller's.
         threads = settings.api.compute_threads if owned else 0
-        runtime = Runtime(rec, metrics, KeyRing(rec.store), compute_threads=threads)
+        runtime = Runtime(rec, metrics, KeyRing(rec.store), compute_threads=threads, freeze_heap=owned)
         app.state.recommender = rec
         app.state.runtime = runtime
         app.state.keys = runtime.keys
@@ -135,6 +144,16 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.api.max_body_bytes,
                        loopback_only=not settings.api.auth)
     return app
+
+
+def settle_heap() -> None:
+    """Move every object alive now (models, indexes, tables: ~340k objects in the demo server) out of the cyclic
+    garbage collector's reach. Without this each full collection walks them all: a 110 ms pause every few
+    thousand requests, which set p99 latency at 9x p50. Called once the served generations are loaded and again after
+    each switch (unfreezing first, so cycles left by the old generation are still collected)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def limit_compute_threads(n: int, done: set[str]) -> None:

@@ -43,8 +43,13 @@ def choose_factory(n: int, d: int, settings: IndexSettings) -> str:
         return "Flat"
     if n < settings.ivf_threshold:
         return f"HNSW{settings.hnsw_m},Flat"
-    nlist = 1 << max(4, round(math.log2(4 * math.sqrt(n))))
-    return f"IVF{nlist},PQ{pq_code(d)}"
+    # ~4 sqrt(n) lists, but no more than the training sample can fit (64 points a list): k-means on fewer leaves
+    # lists that split neighbours badly (measured: IVF4096 on a 100k sample lost recall to IVF1024 at 1M items)
+    nlist = min(1 << round(math.log2(4 * math.sqrt(n))), 1 << int(math.log2(max(settings.train_sample, 1) / 64)))
+    code = pq_code(d)
+    # OPQ rotates the vectors so each sub-quantizer gets an even share of the variance: at 1M x 384 on clustered
+    # vectors it lifts recall@10 from 0.68 to 0.78 at the same 94 bytes per item (bench/index.py)
+    return f"OPQ{code.split('x')[0]},IVF{max(16, nlist)},PQ{code}"
 
 
 def pq_code(d: int, max_bytes: int = 88) -> str:

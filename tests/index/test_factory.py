@@ -12,7 +12,9 @@ def test_choice_by_size_and_override() -> None:
     s = IndexSettings(exact_threshold=50_000, ivf_threshold=2_000_000, hnsw_m=32)
     assert choose_factory(49_999, 384, s) == "Flat"
     assert choose_factory(50_000, 384, s) == "HNSW32,Flat"
-    assert choose_factory(5_000_000, 384, s) == "IVF8192,PQ96x7"
+    assert choose_factory(5_000_000, 384, s) == "OPQ96,IVF1024,PQ96x7"  # lists capped by the 100k training sample
+    big_sample = IndexSettings(exact_threshold=50_000, ivf_threshold=2_000_000, train_sample=1_000_000)
+    assert choose_factory(5_000_000, 512, big_sample) == "OPQ128,IVF8192,PQ128x5"
     assert choose_factory(10, 384, IndexSettings(factory="IVF4,Flat")) == "IVF4,Flat"
 
 
