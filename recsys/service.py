@@ -22,7 +22,7 @@ from recsys.errors import RankerError, UnknownItem, ValidationFailed
 from recsys.lru import LRU
 from recsys.store import Store
 from recsys.store.events import EventResult, ingest_events
-from recsys.store.queries import events_frame, items_frame, removed_item_ids, user_event_records
+from recsys.store.queries import events_frame, items_frame, removed_item_ids, request_state, user_event_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -279,15 +279,15 @@ class Recommender:
         ``fresh`` ranks anew even when a cached list exists (HTTP: ``Cache-Control: no-cache``).
         """
         self._check(k, "fused")
-        t0 = time.perf_counter()
-        with self.store.reading() as c:
-            records = user_event_records(c, user_id)
-            removed = removed_item_ids(c)
         served = self._served_now()
+        t0 = time.perf_counter()
+        with self.store.reading() as c:  # one read transaction: the key and, on a miss, the history agree
+            event_ids, removed = request_state(c, user_id)
+            key = (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(sorted(event_ids))),
+                   len(removed), hash(frozenset(removed)), k, repr(filter), tuple(exclude), diversity, explain)
+            hit = None if fresh else self._results.get(key)
+            records = user_event_records(c, user_id) if hit is None else []
         self.last_timings = {"history_ms": (time.perf_counter() - t0) * 1000}
-        key = (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(r[4] for r in records)),
-               len(removed), hash(frozenset(removed)), k, repr(filter), tuple(exclude), diversity, explain)
-        hit = None if fresh else self._results.get(key)
         if hit is not None:
             self.last_timings["cached"] = 1.0
             return list(hit)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Integer, String, bindparam, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from recsys.store.tables import Event, Item, ItemMedia, User
@@ -54,6 +54,27 @@ _USER_EVENTS = (
     .join(Item, Item.id == Event.item_id)
     .where(User.external_id == bindparam("user_id"))
     .order_by(Event.ts, Event.id)
+)
+
+
+def request_state(conn: Session | Connection, user_id: str) -> tuple[list[int], set[str]]:
+    """(ids of the user's events, external ids of hidden or deleted items) in one statement: everything a cached
+    recommendation list depends on in the store. Integers and strings only: parsing the events' timestamps (text
+    on SQLite) cost more than the query, and only a list that is ranked anew needs them."""
+    events: list[int] = []
+    removed: set[str] = set()
+    for event_id, item_id in conn.execute(_REQUEST_STATE, {"user_id": user_id}):
+        if event_id is not None:
+            events.append(event_id)
+        else:
+            removed.add(item_id)
+    return events, removed
+
+
+_REQUEST_STATE = union_all(
+    select(Event.id, literal(None, String).label("item_id")).join(User, User.id == Event.user_id)
+    .where(User.external_id == bindparam("user_id")),
+    select(literal(None, Integer), Item.external_id).where(Item.hidden.is_(True) | Item.deleted.is_(True)),
 )
 
 
