@@ -48,9 +48,9 @@ class ScoredItem:
     explanation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if d["explanation"] is None:
-            d.pop("explanation")
+        d: dict[str, Any] = {"item_id": self.item_id, "score": self.score, "sources": list(self.sources)}
+        if self.explanation is not None:
+            d["explanation"] = self.explanation
         return d
 
 

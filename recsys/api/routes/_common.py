@@ -68,7 +68,7 @@ def results(request: Request, items: list[Any], *, debug: dict[str, float] | Non
 
 
 def _result(it: Any) -> dict[str, Any]:
-    d = it.to_dict() if hasattr(it, "to_dict") else dict(it)
+    d = it if isinstance(it, dict) else vars(it) if hasattr(it, "__dict__") else dict(it)  # no copy per result
     score = float(d["score"])
     return {"item_id": str(d["item_id"]), "score": score if math.isfinite(score) else None,
             "sources": [str(s) for s in d.get("sources") or ()], "explanation": _finite(d.get("explanation"))}
