@@ -235,8 +235,9 @@ def api_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     def rps(kind: str) -> str:
         return "/".join(num(get(res, kind, c, "rps")) for c in conc)
 
-    figs = [f"recommendations {rps('recommendations')} req/s at concurrency {'/'.join(conc)} "
-            f"(p50 {'/'.join(num(recs[c].get('p50_ms')) for c in conc)} ms)"]
+    client = str(r.get("client") or "httpx").split(" ")[0]
+    figs = [f"healthz {rps('healthz')} req/s, recommendations {rps('recommendations')} req/s at concurrency "
+            f"{'/'.join(conc)} (p50 {'/'.join(num(recs[c].get('p50_ms')) for c in conc)} ms; load from {client})"]
     if res.get("recommendations_uncached"):
         figs.append(f"uncached {rps('recommendations_uncached')} req/s")
     figs[-1] += f", {errors} errors"

@@ -281,7 +281,9 @@ class Recommender:
         self._check(k, "fused")
         served = self._served_now()
         t0 = time.perf_counter()
-        with self.store.reading() as c:  # one read transaction: the key and, on a miss, the history agree
+        # The key is made before a miss reads the history: an event landing in between leaves the list under the
+        # older key, which no later request matches (events are only ever added).
+        with self.store.reading() as c:
             event_ids, removed = request_state(c, user_id)
             key = (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(sorted(event_ids))),
                    len(removed), hash(frozenset(removed)), k, repr(filter), tuple(exclude), diversity, explain)

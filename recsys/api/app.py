@@ -85,8 +85,6 @@ class Runtime:
             self._frozen_for = served
             settle_heap()
 
-
-
     def _warn(self, msg: str, e: Exception) -> None:
         now = time.monotonic()
         if now - self._last_warning > 30:  # an outage logs twice a minute, not once a second
