@@ -22,7 +22,16 @@ import numpy as np
 
 from recsys.errors import ValidationFailed
 from recsys.index import layout
-from recsys.index.factory import choose_factory, faiss_module, is_lossy, make_index, normalise, sampled_recall
+from recsys.index.factory import (
+    choose_factory,
+    faiss_module,
+    graph_order,
+    is_lossy,
+    make_index,
+    normalise,
+    relayout,
+    sampled_recall,
+)
 from recsys.index.layout import Manifest
 from recsys.index.meta import META_FILE, ItemMeta
 
@@ -89,6 +98,10 @@ def _write_segment(seg_dir: Path, data: SegmentData, settings: IndexSettings, fa
         if progress:
             progress("index", i, len(data.vectors))
         index = make_index(sub, fac, settings) if len(sub) else make_index(sub, "Flat", settings)
+        order = graph_order(index)
+        if order is not None:  # HNSW: vectors in graph order; rows and stored vectors follow the same order
+            relayout(index, order)
+            sub, rows = sub[order], rows[order]
         faiss.write_index(index, str(seg_dir / f"{m}.faiss"))
         np.save(seg_dir / f"{m}.vectors.npy", sub)
         np.save(seg_dir / f"{m}.rows.npy", rows)

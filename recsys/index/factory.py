@@ -88,6 +88,56 @@ def make_index(vectors: np.ndarray, factory: str, settings: IndexSettings, *, se
     return index
 
 
+def graph_order(index: Any) -> np.ndarray | None:
+    """A breadth-first order of an HNSW index's base-layer graph from its entry point (``None`` for other index
+    types): ``order[i]`` is the current position of the node that should sit at position ``i``. Laid out in this
+    order (:func:`relayout`), a search reads neighbouring vectors from nearby memory instead of anywhere in a
+    gigabyte of vectors."""
+    faiss = faiss_module()
+
+    hnsw_index = _find(index, faiss.IndexHNSW)
+    n = int(index.ntotal)
+    if hnsw_index is None or n < 2:
+        return None
+    hnsw = hnsw_index.hnsw
+    links = faiss.vector_to_array(hnsw.neighbors)
+    starts = faiss.vector_to_array(hnsw.offsets)[:-1].astype(np.int64)
+    width = int(faiss.vector_to_array(hnsw.cum_nneighbor_per_level)[1])
+    base = links[starts[:, None] + np.arange(width)[None, :]]  # (n, 2M) base-layer links, -1 padded
+    seen = np.zeros(n, bool)
+    order = np.empty(n, np.int64)
+    frontier = np.array([max(int(hnsw.entry_point), 0)])
+    seen[frontier] = True
+    order[0], filled = frontier[0], 1
+    while filled < n:
+        if not len(frontier):  # a part the entry point does not reach: start again from its first node
+            frontier = np.flatnonzero(~seen)[:1]
+            seen[frontier] = True
+            order[filled], filled = frontier[0], filled + 1
+            continue
+        nxt = base[frontier].ravel()
+        nxt = nxt[nxt >= 0]
+        nxt = nxt[~seen[nxt]]
+        _, first = np.unique(nxt, return_index=True)
+        nxt = nxt[np.sort(first)]  # each new node once, in the order it was reached
+        seen[nxt] = True
+        order[filled:filled + len(nxt)] = nxt
+        filled += len(nxt)
+        frontier = nxt
+    return order
+
+
+def relayout(index: Any, order: np.ndarray) -> None:
+    """Move the index's entries into ``order`` (from :func:`graph_order`): afterwards position ``i`` holds what was at
+    ``order[i]``, so whatever maps positions to items must be permuted the same way."""
+    faiss = faiss_module()
+
+    hnsw_index = _find(index, faiss.IndexHNSW)
+    if hnsw_index is None:
+        raise ValidationFailed("only HNSW indexes are laid out in graph order")
+    hnsw_index.permute_entries(np.ascontiguousarray(order, dtype=np.int64))
+
+
 def new_index(d: int, factory: str, settings: IndexSettings) -> Any:
     """An empty FAISS index for dimension ``d`` described by ``factory`` (inner product), not yet trained."""
     faiss = faiss_module()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +40,13 @@ class _Part:
     index: Any
     vectors: np.ndarray
     rows: np.ndarray
-    """global row of each index position (sorted)"""
+    """global row of each index position (HNSW segments keep graph order, so not sorted)"""
     lossy: bool
+    by_row: np.ndarray = field(init=False)
+    """positions sorted by global row, for lookups by item"""
+
+    def __post_init__(self) -> None:
+        self.by_row = np.argsort(self.rows, kind="stable")
 
 
 class IndexReader:
@@ -216,8 +221,10 @@ class IndexReader:
         for part in self._parts[modality]:
             if not len(part.rows):
                 continue
-            pos = np.minimum(np.searchsorted(part.rows, rows), len(part.rows) - 1)
-            hit = (rows >= 0) & (part.rows[pos] == rows)
+            ordered = part.rows[part.by_row]
+            at = np.minimum(np.searchsorted(ordered, rows), len(ordered) - 1)
+            hit = (rows >= 0) & (ordered[at] == rows)
+            pos = part.by_row[at]
             if hit.any():
                 out[hit] = np.asarray(part.vectors[pos[hit]], dtype=np.float32)
                 found |= hit

@@ -44,3 +44,19 @@ def test_sampled_recall_is_measured_for_approximate_indexes() -> None:
     assert 0.8 <= r <= 1.0
     r_pq = sampled_recall(make_index(v, "IVF8,PQ8x4", s), v, s)  # re-ranked like the reader does
     assert 0.5 <= r_pq <= 1.0
+
+
+def test_graph_order_relayout_keeps_every_answer() -> None:
+    from recsys.index.factory import graph_order, relayout
+
+    v = clustered(3000)
+    q = clustered(20, seed=5)
+    s = IndexSettings(ef_search=64)
+    index = make_index(v, "HNSW16,Flat", s)
+    _, before = index.search(q, 10)
+    order = graph_order(index)
+    assert order is not None and sorted(order.tolist()) == list(range(len(v)))  # a permutation
+    relayout(index, order)
+    _, after = index.search(q, 10)
+    assert (order[after] == before).all()  # the same neighbours, now at their new positions
+    assert graph_order(make_index(v, "Flat", s)) is None  # only HNSW graphs are laid out
