@@ -99,8 +99,7 @@ def _write_segment(seg_dir: Path, data: SegmentData, settings: IndexSettings, fa
             progress("index", i, len(data.vectors))
         index = make_index(sub, fac, settings) if len(sub) else make_index(sub, "Flat", settings)
         order = graph_order(index)
-        if order is not None:  # HNSW: vectors in graph order; rows and stored vectors follow the same order
-            relayout(index, order)
+        if order is not None and relayout(index, order):  # HNSW in graph order: rows and vectors follow it
             sub, rows = sub[order], rows[order]
         faiss.write_index(index, str(seg_dir / f"{m}.faiss"))
         np.save(seg_dir / f"{m}.vectors.npy", sub)

@@ -127,15 +127,21 @@ def graph_order(index: Any) -> np.ndarray | None:
     return order
 
 
-def relayout(index: Any, order: np.ndarray) -> None:
+def relayout(index: Any, order: np.ndarray) -> bool:
     """Move the index's entries into ``order`` (from :func:`graph_order`): afterwards position ``i`` holds what was at
-    ``order[i]``, so whatever maps positions to items must be permuted the same way."""
+    ``order[i]``, so whatever maps positions to items must be permuted the same way. False (nothing moved) for
+    storage FAISS cannot permute."""
     faiss = faiss_module()
 
     hnsw_index = _find(index, faiss.IndexHNSW)
     if hnsw_index is None:
-        raise ValidationFailed("only HNSW indexes are laid out in graph order")
-    hnsw_index.permute_entries(np.ascontiguousarray(order, dtype=np.int64))
+        return False
+    try:
+        hnsw_index.permute_entries(np.ascontiguousarray(order, dtype=np.int64))
+    except RuntimeError as e:  # FAISS permutes flat-code storage only
+        log.info("HNSW index left in insertion order: %s", str(e).splitlines()[0])
+        return False
+    return True
 
 
 def new_index(d: int, factory: str, settings: IndexSettings) -> Any:

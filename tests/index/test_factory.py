@@ -56,7 +56,7 @@ def test_graph_order_relayout_keeps_every_answer() -> None:
     _, before = index.search(q, 10)
     order = graph_order(index)
     assert order is not None and sorted(order.tolist()) == list(range(len(v)))  # a permutation
-    relayout(index, order)
+    assert relayout(index, order)
     _, after = index.search(q, 10)
     assert (order[after] == before).all()  # the same neighbours, now at their new positions
     assert graph_order(make_index(v, "Flat", s)) is None  # only HNSW graphs are laid out
