@@ -103,7 +103,9 @@ def graph_order(index: Any) -> np.ndarray | None:
     links = faiss.vector_to_array(hnsw.neighbors)
     starts = faiss.vector_to_array(hnsw.offsets)[:-1].astype(np.int64)
     width = int(faiss.vector_to_array(hnsw.cum_nneighbor_per_level)[1])
-    base = links[starts[:, None] + np.arange(width)[None, :]]  # (n, 2M) base-layer links, -1 padded
+    cols = np.arange(width)[None, :]
+    # (n, 2M) base-layer links, -1 padded; gathered in blocks so the int64 index arrays stay small
+    base = np.concatenate([links[starts[i:i + 65536, None] + cols] for i in range(0, n, 65536)])
     seen = np.zeros(n, bool)
     order = np.empty(n, np.int64)
     frontier = np.array([max(int(hnsw.entry_point), 0)])
