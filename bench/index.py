@@ -7,8 +7,9 @@ rotation so nothing is axis-aligned; L2-normalised. Queries are fresh draws from
 
 Measured per (n, d): build seconds, bytes per item held in memory, queries/s at k=10 and recall@10 against exact
 search. Two query patterns: a batch of ``--nq`` queries per call on ``--threads`` threads (best of 3), and one query
-per call on one thread (the online-serving pattern). HNSW (FAISS and hnswlib, same M and efConstruction) over a
-sweep of efSearch; IVF-PQ (recsys's layout for the size, or ``--ivf-factory``) over nprobe, with and without
+per call on one thread (the online-serving pattern). HNSW (FAISS and hnswlib, same M and efConstruction; FAISS laid
+out in graph order as recsys stores it) over a sweep of efSearch, the two libraries timed in turn at each point
+(best of 5); IVF-PQ (recsys's layout for the size, or one or more ``--ivf-factory``) over nprobe, with and without
 re-ranking a shortlist of ``--rerank`` candidates from the full vectors in a memory-mapped file on disk (recsys's
 reader does the same).
 
@@ -18,7 +19,7 @@ scan of that file, IVF-PQ is trained on a ``--train-large`` sample and filled ch
 
     python bench/index.py                       # 100k and 1M, d=384 and 512
     python bench/index.py --quick               # 100k only, nothing written
-    python bench/index.py --sizes 10000000 --dims 384 --only ivfpq
+    python bench/index.py --sizes 10000000 --dims 384 --only ivfpq --ivf-factory OPQ96,IVF4096,PQ96x7 OPQ96,IVF4096,PQ96
 
 Prints one JSON object on the last stdout line and merges its runs, by (n, d), into bench/results/index.json
 (not with --quick; ``--out`` to choose the file). Each run records its own date and load average.
