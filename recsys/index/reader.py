@@ -44,9 +44,12 @@ class _Part:
     lossy: bool
     by_row: np.ndarray = field(init=False)
     """positions sorted by global row, for lookups by item"""
+    sorted_rows: np.ndarray = field(init=False)
+    """``rows[by_row]``, computed once at load (lookups are on the request path)"""
 
     def __post_init__(self) -> None:
         self.by_row = np.argsort(self.rows, kind="stable")
+        self.sorted_rows = self.rows[self.by_row]
 
 
 class IndexReader:
@@ -221,7 +224,7 @@ class IndexReader:
         for part in self._parts[modality]:
             if not len(part.rows):
                 continue
-            ordered = part.rows[part.by_row]
+            ordered = part.sorted_rows
             at = np.minimum(np.searchsorted(ordered, rows), len(ordered) - 1)
             hit = (rows >= 0) & (ordered[at] == rows)
             pos = part.by_row[at]

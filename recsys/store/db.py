@@ -73,21 +73,21 @@ class Store:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session committed on success and rolled back on error; connection failures become StoreUnavailable."""
-        try:
-            with self._sessions() as s, s.begin():
-                yield s
-        except (OperationalError, DBAPIError) as e:
-            if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False):
-                raise self.unavailable(e) from e
-            raise
+        with self._connection_errors(), self._sessions() as s, s.begin():
+            yield s
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """A plain connection for the per-request reads (no ORM session: its set-up costs more than a short query),
         with the same StoreUnavailable mapping as :meth:`session`."""
+        with self._connection_errors(), self.engine.connect() as c:
+            yield c
+
+    @contextmanager
+    def _connection_errors(self) -> Iterator[None]:
+        """Connection failures (and invalidated connections) raised inside become StoreUnavailable."""
         try:
-            with self.engine.connect() as c:
-                yield c
+            yield
         except (OperationalError, DBAPIError) as e:
             if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False):
                 raise self.unavailable(e) from e

@@ -75,7 +75,7 @@ class Traffic:
     the evidence for "zero failed requests while ..." checks. A context manager: traffic runs inside the block."""
 
     def __init__(self, targets: list[tuple[Server, list[str]]], *, pause: float = 0.0, timeout: float = 120) -> None:
-        self.targets, self.pause, self.timeout = targets, pause, timeout
+        self.pause, self.timeout = pause, timeout
         self.outcomes: dict[str, Counter[str]] = {s.url: Counter() for s, _ in targets}
         self.generations: dict[str, set[str]] = {s.url: set() for s, _ in targets}
         self._stop = threading.Event()
