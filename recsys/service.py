@@ -285,14 +285,55 @@ class Recommender:
         # older key, which no later request matches (events are only ever added).
         with self.store.reading() as c:
             event_ids, removed = request_state(c, user_id)
-            key = (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(sorted(event_ids))),
-                   len(removed), hash(frozenset(removed)), k, repr(filter), tuple(exclude), diversity, explain)
+            key = _result_key(served, user_id, event_ids, removed, k, filter, exclude, diversity, explain)
             hit = None if fresh else self._results.get(key)
             records = user_event_records(c, user_id) if hit is None else []
         self.last_timings = {"history_ms": (time.perf_counter() - t0) * 1000}
         if hit is not None:
             self.last_timings["cached"] = 1.0
             return list(hit)
+        return self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed)
+
+    async def arecommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None,
+                         exclude: Sequence[str] = (), diversity: float | None = None, explain: bool = False,
+                         fresh: bool = False) -> tuple[list[ScoredItem], dict[str, float]]:
+        """:meth:`recommend` for an event loop, with its per-stage timings (ms). The cache key is read without
+        leaving the loop (:meth:`Store.read`) and a cached list is answered there; only ranking (a miss: the
+        history read and the model, milliseconds of CPU) goes to a worker thread."""
+        import anyio.to_thread
+
+        self._check(k, "fused")
+        served = self._served
+        if served is None:  # nothing loaded yet: the first call loads the generations, in a thread
+            def first() -> tuple[list[ScoredItem], dict[str, float]]:
+                out = self.recommend(user_id, k, filter=filter, exclude=exclude, diversity=diversity,
+                                     explain=explain, fresh=fresh)
+                return out, dict(self.last_timings)
+
+            return await anyio.to_thread.run_sync(first)
+        t0 = time.perf_counter()
+        event_ids, removed = await self.store.read(lambda c: request_state(c, user_id))
+        key = _result_key(served, user_id, event_ids, removed, k, filter, exclude, diversity, explain)
+        hit = None if fresh else self._results.get(key)
+        timings = {"state_ms": (time.perf_counter() - t0) * 1000}
+        if hit is not None:
+            timings["cached"] = 1.0
+            return list(hit), timings
+
+        def miss() -> tuple[list[ScoredItem], dict[str, float]]:
+            t1 = time.perf_counter()
+            with self.store.reading() as c:
+                records = user_event_records(c, user_id)
+            self.last_timings = {**timings, "history_ms": (time.perf_counter() - t1) * 1000}
+            out = self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed)
+            return out, dict(self.last_timings)
+
+        return await anyio.to_thread.run_sync(miss)
+
+    def _rank_records(self, records: Sequence[tuple[Any, ...]], key: tuple[Any, ...], k: int,
+                      filter: ItemFilter | None, exclude: Sequence[str], diversity: float | None, explain: bool,
+                      served: _Served, removed: set[str]) -> list[ScoredItem]:
+        """Rank from the history records read for ``key`` and cache the list under it."""
         from recsys.ranking.history import history_from_records
 
         table = served.ranker.table if served.ranker is not None else None
@@ -530,6 +571,15 @@ class Recommender:
             result = evaluate_store(events, make_ours=fit, protocol=protocol or "auto", **common)
         result.setdefault("index_generation", reader.generation_id)
         return result
+
+
+def _result_key(served: _Served, user_id: str, event_ids: list[int], removed: set[str], k: int,
+                filter: ItemFilter | None, exclude: Sequence[str], diversity: float | None,
+                explain: bool) -> tuple[Any, ...]:
+    """Everything a recommendation list depends on: the generations, the user's events, the removed items and the
+    request (hashes of the id sets keep the key small)."""
+    return (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(sorted(event_ids))), len(removed),
+            hash(frozenset(removed)), k, repr(filter), tuple(exclude), diversity, explain)
 
 
 def _as_dict(obj: Any) -> Any:

@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             if owned and hasattr(rec, "store"):
+                await rec.store.aclose()
                 rec.store.dispose()
 
     app = FastAPI(title="recsys", version="1", description=DESCRIPTION, lifespan=lifespan,

@@ -42,6 +42,10 @@ class RecommenderLike(Protocol):
                   diversity: float | None = None, explain: bool = False, debug: bool = False,
                   fresh: bool = False) -> Any: ...
 
+    async def arecommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
+                         diversity: float | None = None, explain: bool = False,
+                         fresh: bool = False) -> tuple[list[Any], dict[str, float]]: ...
+
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: Any = None,
                              exclude: Sequence[str] = (), diversity: float | None = None,
                              explain: bool = False) -> list[Any]: ...

@@ -159,6 +159,13 @@ class FakeRecommender:
             self.last_timings = {"candidates": 0.01, "ranking": 0.01, "rules": 0.01}
         return out
 
+    async def arecommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
+                         diversity: float | None = None, explain: bool = False,
+                         fresh: bool = False) -> tuple[list[FakeResult], dict[str, float]]:
+        out = self.recommend(user_id, k, filter=filter, exclude=exclude, diversity=diversity, explain=explain,
+                             debug=True)  # in memory: nothing to wait for
+        return out, dict(self.last_timings or {})
+
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: Any = None,
                              exclude: Sequence[str] = (), diversity: float | None = None,
                              explain: bool = False) -> list[FakeResult]:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -35,6 +36,8 @@ EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "like", "di
 MEDIA_KINDS = ("image", "video")
 MEDIA_STATUSES = ("pending", "ok", "error")
 ARTIFACT_KINDS = ("encoder", "index", "ranker")
+REMOVED_SQLITE = "hidden IS 1 OR deleted IS 1"  # hidden or deleted, as `Item.hidden.is_(True) | ...` renders
+REMOVED_POSTGRESQL = "hidden IS true OR deleted IS true"
 
 
 def utcnow() -> datetime:
@@ -62,6 +65,11 @@ class Item(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+    # Every request reads the removed items (part of a cached list's key): a partial index keeps that read
+    # proportional to the removed items, not the catalogue. Its predicate is the query's, as each dialect renders it.
+    __table_args__ = (Index("ix_items_removed", "external_id", sqlite_where=text(REMOVED_SQLITE),
+                            postgresql_where=text(REMOVED_POSTGRESQL)),)
 
 
 class ItemMedia(Base):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
@@ -96,24 +95,11 @@ def _str(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
-def with_timings(rec: Any, call: Callable[[], Any]) -> tuple[list[Any], dict[str, float]]:
-    """Run a debug call; the service's per-stage timings (returned or left in ``last_timings``) plus the total."""
-    start = time.perf_counter()
-    out = call()
-    total = (time.perf_counter() - start) * 1000
-    timings: dict[str, float] = {}
-    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
-        out, info = out
-        timings.update(info.get("timings_ms", info))
-    else:
-        last = getattr(rec, "last_timings", None)
-        if callable(last):
-            last = last()
-        if isinstance(last, dict):
-            timings.update(last.get("timings_ms", last))
+def debug_timings(timings: dict[str, Any], start: float) -> dict[str, float]:
+    """The debug field: the service's per-stage timings (ms, rounded) plus the total since ``start``."""
     clean = {str(k): round(float(v), 3) for k, v in timings.items() if isinstance(v, int | float)}
-    clean["service_total"] = round(total, 3)
-    return list(out), clean
+    clean["service_total"] = round((time.perf_counter() - start) * 1000, 3)
+    return clean
 
 
 def ids_param(values: list[str] | None) -> list[str]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from recsys.api.deps import ReadKey, RecommenderDep
-from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter, with_timings
+from recsys.api.routes._common import debug_timings, ids_param, query_filter, results, to_item_filter
 from recsys.api.schemas import Filter, MoreLikeTheseRequest, RecommendRequest, Results, SessionRequest
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
@@ -15,35 +16,36 @@ router = APIRouter(prefix="/v1", tags=["recommendations"])
 UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
-def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: RecommendRequest) -> Any:
+async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: RecommendRequest) -> Any:
     # Cache-Control: no-cache asks for a list ranked now, not one from the service's result cache
     fresh = "no-cache" in request.headers.get("cache-control", "").lower()
-    kwargs = dict(filter=to_item_filter(body.filter), exclude=body.exclude, diversity=body.diversity,
-                  explain=body.explain, fresh=fresh)
+    start = time.perf_counter()
+    items, timings = await rec.arecommend(user_id, body.k, filter=to_item_filter(body.filter), exclude=body.exclude,
+                                          diversity=body.diversity, explain=body.explain, fresh=fresh)
     if body.debug:
-        items, timings = with_timings(rec, lambda: rec.recommend(user_id, body.k, debug=True, **kwargs))
-        return results(request, items, debug=timings)
-    return results(request, rec.recommend(user_id, body.k, **kwargs))
+        return results(request, items, debug=debug_timings(timings, start))
+    return results(request, items)
 
 
+# async: a cached answer never leaves the event loop; the service sends ranking to a worker thread itself
 @router.get("/users/{user_id}/recommendations", response_model=Results,
             summary="Personalised recommendations (an unknown user gets trending items, tagged 'popular')")
-def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key: ReadKey,
-              f: Annotated[Filter | None, Depends(query_filter)],
-              k: Annotated[int, Query(ge=1, le=1000)] = 20,
-              exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
-              diversity: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
-              explain: bool = False, debug: bool = False) -> Any:
+async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key: ReadKey,
+                    f: Annotated[Filter | None, Depends(query_filter)],
+                    k: Annotated[int, Query(ge=1, le=1000)] = 20,
+                    exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
+                    diversity: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+                    explain: bool = False, debug: bool = False) -> Any:
     body = RecommendRequest.model_construct(k=k, filter=f, exclude=ids_param(exclude), diversity=diversity,
                                             explain=explain, debug=debug)
-    return _recommend(request, rec, user_id, body)
+    return await _recommend(request, rec, user_id, body)
 
 
 @router.post("/users/{user_id}/recommendations", response_model=Results,
              summary="Personalised recommendations (filters in the body)")
-def recommend_post(request: Request, user_id: UserId, body: RecommendRequest, rec: RecommenderDep,
-                   _key: ReadKey) -> Any:
-    return _recommend(request, rec, user_id, body)
+async def recommend_post(request: Request, user_id: UserId, body: RecommendRequest, rec: RecommenderDep,
+                         _key: ReadKey) -> Any:
+    return await _recommend(request, rec, user_id, body)
 
 
 @router.post("/sessions/recommendations", response_model=Results,
