@@ -131,7 +131,7 @@ class Store:
         if backend == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
             if self._loop_engine is None:
                 self._loop_engine = create_engine(self.url, poolclass=SingletonThreadPool,
-                                                  connect_args={"check_same_thread": False})
+                                                  connect_args={"check_same_thread": False, "timeout": 0})
                 event.listen(self._loop_engine, "connect", _sqlite_pragmas)
                 event.listen(self._loop_engine, "connect", _sqlite_no_wait)
             try:
