@@ -4,10 +4,12 @@ Recommendations are measured twice: as served (the result cache answers a user w
 the generations are unchanged since the last call) and uncached (``Cache-Control: no-cache``: every request ranked).
 
 The server is ``recsys`` under uvicorn in its own process on 127.0.0.1 (auth off, rate limit off); this process
-drives it with httpx (async). Without ``--home`` a demo store is generated and built first (``recsys demo
---no-serve``). Prints one JSON object on the last line.
+drives it with wrk when installed, else httpx (async). Without ``--home`` a demo store is generated and built first
+(``recsys demo --no-serve``), on SQLite unless ``--database-url`` names another database. Prints one JSON object on
+the last line.
 
     python bench/api_load.py [--home DIR] [--seconds 10] [--soak-seconds 300] [--items 2000 --users 300]
+                             [--database-url postgresql+psycopg://...]
 """
 
 from __future__ import annotations
@@ -33,21 +35,21 @@ NO_CACHE = {"Cache-Control": "no-cache"}  # every request ranked anew (the servi
 BIN = Path(sys.executable).parent
 
 
-def prepare_home(home: Path, items: int, users: int) -> None:
-    env = {**os.environ, "RECSYS_HOME": str(home), "RECSYS_DATABASE_URL": ""}
+def prepare_home(home: Path, items: int, users: int, database_url: str) -> None:
+    env = {**os.environ, "RECSYS_HOME": str(home), "RECSYS_DATABASE_URL": database_url}
     recsys = str(BIN / "recsys") if (BIN / "recsys").exists() else "recsys"
     subprocess.run([recsys, "demo", "--no-serve", "--items", str(items), "--users", str(users)], env=env, check=True,
                    cwd=ROOT, stdout=sys.stderr)
 
 
-def user_ids(home: Path, limit: int = 500) -> list[str]:
+def user_ids(home: Path, database_url: str, limit: int = 500) -> list[str]:
     from sqlalchemy import select
 
     from recsys.config import Settings
     from recsys.store import Store
     from recsys.store.tables import User
 
-    settings = Settings(home=home)
+    settings = Settings(home=home, database_url=database_url or None)
     store = Store(settings.db_url)
     with store.session() as s:
         ids = list(s.scalars(select(User.external_id).order_by(User.id).limit(limit)))
@@ -63,8 +65,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RECSYS_HOME": str(home), "RECSYS_DATABASE_URL": "", "RECSYS_API__AUTH": "false",
+def start_server(home: Path, port: int, log: Path, database_url: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "RECSYS_HOME": str(home), "RECSYS_DATABASE_URL": database_url, "RECSYS_API__AUTH": "false",
            "RECSYS_API__RATE_LIMIT_PER_MINUTE": "0", "RECSYS_LOG_LEVEL": "WARNING"}
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "recsys.api.app:app_from_env", "--host", "127.0.0.1",
            "--port", str(port), "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "60"]
@@ -180,7 +182,7 @@ def summarize(latencies: list[float], errors: dict[str, int], elapsed: float) ->
 
 async def run(args: argparse.Namespace, home: Path, proc: subprocess.Popen[bytes], base: str) -> dict[str, Any]:
     status = await wait_ready(base, proc)
-    users = user_ids(home)
+    users = user_ids(home, args.database_url)
     rec_paths = [f"/v1/users/{u}/recommendations?k={args.k}" for u in users]
     await drive(args, base, rec_paths, 4, args.warmup)  # warm caches, threads and connections
     await drive(args, base, ["/healthz"], 4, min(args.warmup, 2))
@@ -207,7 +209,8 @@ async def run(args: argparse.Namespace, home: Path, proc: subprocess.Popen[bytes
     return {
         "bench": "api_load", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "client": "wrk -t1 (one client thread)" if args.client == "wrk" else "httpx AsyncClient in the bench process",
-        "server": {"index_generation": status.get("index_generation"), "ranker_version": status.get("ranker_version"),
+        "server": {"database": "postgresql" if args.database_url.startswith("postgresql") else "sqlite",
+                   "index_generation": status.get("index_generation"), "ranker_version": status.get("ranker_version"),
                    "users": len(users), "k": args.k},
         "results": out,
         "recommendations_rps_over_healthz": ratio_of("recommendations"),
@@ -228,6 +231,9 @@ def main() -> None:
     ap.add_argument("--soak-seconds", type=float, default=300.0)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--database-url", default="",
+                    help="the store's database (default: SQLite in the data directory); with --home, the one it was "
+                         "built with")
     ap.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
                     help="load generator: wrk when installed (Debian package wrk), else httpx in this process")
     args = ap.parse_args()
@@ -238,10 +244,10 @@ def main() -> None:
     if home is None:
         tmp = tempfile.TemporaryDirectory(prefix="recsys-api-load-")
         home = Path(tmp.name) / "home"
-        prepare_home(home, args.items, args.users)
+        prepare_home(home, args.items, args.users, args.database_url)
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"recsys-api-load-{port}.log"
-    proc = start_server(home, port, log)
+    proc = start_server(home, port, log, args.database_url)
     try:
         result = asyncio.run(run(args, home, proc, f"http://127.0.0.1:{port}"))
     finally:

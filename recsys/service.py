@@ -78,6 +78,7 @@ class Recommender:
         self._bad_ranker: str | None = None
         self._local = threading.local()
         self._results: LRU[list[ScoredItem]] = LRU(self.settings.ranking.result_cache_size)
+        self._ranking_slots: Any = None  # arecommend's CapacityLimiter, made on first use
 
     @property
     def last_timings(self) -> dict[str, float]:
@@ -300,9 +301,12 @@ class Recommender:
         """:meth:`recommend` for an event loop, with its per-stage timings (ms). The cache key is read without
         leaving the loop (:meth:`Store.read`) and a cached list is answered there; only ranking (a miss: the
         history read and the model, milliseconds of CPU) goes to a worker thread."""
+        import anyio
         import anyio.to_thread
 
         self._check(k, "fused")
+        if self._ranking_slots is None:
+            self._ranking_slots = anyio.CapacityLimiter(self.settings.ranking.serving_threads)
         served = self._served
         if served is None:  # nothing loaded yet: the first call loads the generations, in a thread
             def first() -> tuple[list[ScoredItem], dict[str, float]]:
@@ -310,7 +314,7 @@ class Recommender:
                                      explain=explain, fresh=fresh)
                 return out, dict(self.last_timings)
 
-            return await anyio.to_thread.run_sync(first)
+            return await anyio.to_thread.run_sync(first, limiter=self._ranking_slots)
         t0 = time.perf_counter()
         event_ids, removed = await self.store.read(lambda c: request_state(c, user_id))
         key = _result_key(served, user_id, event_ids, removed, k, filter, exclude, diversity, explain)
@@ -328,7 +332,7 @@ class Recommender:
             out = self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed)
             return out, dict(self.last_timings)
 
-        return await anyio.to_thread.run_sync(miss)
+        return await anyio.to_thread.run_sync(miss, limiter=self._ranking_slots)
 
     def _rank_records(self, records: Sequence[tuple[Any, ...]], key: tuple[Any, ...], k: int,
                       filter: ItemFilter | None, exclude: Sequence[str], diversity: float | None, explain: bool,

@@ -195,5 +195,11 @@ async def _refresh_loop(runtime: Runtime, every: float) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """For ``uvicorn --factory recsys.api.app:app_from_env`` (settings from the environment)."""
+    """For ``uvicorn --factory recsys.api.app:app_from_env`` and each ``recsys serve --workers`` process: settings
+    and logging (``RECSYS_LOG_LEVEL``, ``RECSYS_LOG_FORMAT``) from the environment."""
+    import os
+
+    from recsys.api.logs import configure
+
+    configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"), json_lines=os.environ.get("RECSYS_LOG_FORMAT") != "text")
     return create_app(get_settings())

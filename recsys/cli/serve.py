@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -23,8 +24,12 @@ def is_loopback(host: str) -> bool:
 
 
 def run_serve(settings: Any, host: str | None = None, port: int | None = None, auth: bool | None = None,
-              banner: bool = False) -> None:
-    """Serve the API with uvicorn until interrupted. Auth may be off only when binding to loopback."""
+              banner: bool = False, workers: int = 1) -> None:
+    """Serve the API with uvicorn until interrupted. Auth may be off only when binding to loopback.
+
+    ``workers`` > 1 runs that many server processes on the port (uvicorn's supervisor), each with its own loaded
+    generations and result cache; they read their settings from the environment, so the overrides here are
+    exported to it first."""
     import uvicorn
 
     from recsys.api import create_app
@@ -42,8 +47,16 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
     configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"), json_lines=os.environ.get("RECSYS_LOG_FORMAT") != "text")
     if banner:
         _banner(host, port, auth)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=5, server_header=False)
+    options: dict[str, Any] = dict(host=host, port=port, log_config=None, access_log=False,
+                                   timeout_graceful_shutdown=5, server_header=False)
+    if workers > 1:
+        os.environ.update({"RECSYS_HOME": str(Path(settings.home).resolve()), "RECSYS_API__AUTH": str(auth).lower(),
+                           "RECSYS_API__HOST": host, "RECSYS_API__PORT": str(port)})
+        if settings.database_url:
+            os.environ["RECSYS_DATABASE_URL"] = settings.database_url
+        uvicorn.run("recsys.api.app:app_from_env", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(settings), **options)
 
 
 def _banner(host: str, port: int, auth: bool) -> None:
@@ -69,11 +82,13 @@ def serve(
     auth: Annotated[bool | None, typer.Option("--auth/--no-auth", help="require API keys (off: loopback only)")]
     = None,
     banner: Annotated[bool, typer.Option(help="print example calls on start")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="server processes (each loads the index and ranker; "
+                                                     "ranking holds the GIL, so processes are how it scales)")] = 1,
 ) -> None:
     """Serve the recommendation HTTP API (FastAPI under uvicorn)."""
     from recsys.config import get_settings
 
-    run_serve(get_settings(), host=host, port=port, auth=auth, banner=banner)
+    run_serve(get_settings(), host=host, port=port, auth=auth, banner=banner, workers=workers)
 
 
 @keys_app.command("create")

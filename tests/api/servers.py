@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,17 +33,19 @@ def write_items(path: Path, n: int) -> Path:
 
 
 class Server:
-    """``python -m uvicorn --factory recsys.api.app:app_from_env`` on 127.0.0.1, settings from ``env``."""
+    """``python -m uvicorn --factory recsys.api.app:app_from_env`` on 127.0.0.1, settings from ``env``; ``args``
+    replaces the command (``{port}`` in it becomes the port). In a process group of its own, killed whole."""
 
-    def __init__(self, env: dict[str, str], *, log: Path) -> None:
+    def __init__(self, env: dict[str, str], *, log: Path, args: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "recsys.api.app:app_from_env", "--host", "127.0.0.1",
-               "--port", str(self.port), "--no-access-log", "--log-level", "warning"]
+               "--port", "{port}", "--no-access-log", "--log-level", "warning"] if args is None else args
         self._log_file = log.open("wb")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self._log_file,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([a.replace("{port}", str(self.port)) for a in cmd], cwd=ROOT,
+                                     env={**os.environ, "RECSYS_LOG_LEVEL": "WARNING", **env}, stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
     def wait_ready(self, path: str = "/healthz", attempts: int = 600) -> None:
         for _ in range(attempts):
@@ -58,7 +61,8 @@ class Server:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()  # SIGKILL: no shutdown handlers run
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # no shutdown handlers run; worker processes too
         self.proc.wait()
         self._log_file.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -207,3 +208,21 @@ def test_items_upserted_under_load_fail_no_request(home: Path, tmp_path: Path) -
                 assert http.post("/v1/items", json={"items": new}).status_code == 200
             time.sleep(1.0)
         assert not load.failures(), f"{load.outcomes}\nserver log:\n{server.log.read_text()[-4000:]}"
+
+
+def test_serve_with_worker_processes(home: Path, tmp_path: Path) -> None:
+    """`recsys serve --workers 2`: two server processes on one port, each serving from the same store."""
+    recsys = str(Path(sys.executable).parent / "recsys")
+    env = {"RECSYS_HOME": str(home), "RECSYS_DATABASE_URL": "", "RECSYS_API__RATE_LIMIT_PER_MINUTE": "0"}
+    args = [recsys, "serve", "--workers", "2", "--no-auth", "--no-banner", "--host", "127.0.0.1", "--port", "{port}"]
+    with Server(env, log=tmp_path / "server.log", args=args) as server:
+        server.wait_ready("/readyz")
+        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+        workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2, server.log.read_text()[-3000:]  # besides multiprocessing's resource tracker
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            codes = Counter(http.get(f"/v1/users/user-{n % 5 + 1:04d}/recommendations?k=5").status_code
+                            for n in range(40))
+            assert codes == Counter({200: 40}), server.log.read_text()[-3000:]
+            assert http.post("/v1/events", json={"events": [{"user_id": "user-0001", "item_id": "item-00002",
+                                                             "type": "like"}]}).status_code == 200
