@@ -44,8 +44,8 @@ class Server:
                "--port", "{port}", "--no-access-log", "--log-level", "warning"] if args is None else args
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen([a.replace("{port}", str(self.port)) for a in cmd], cwd=ROOT,
-                                     env={**os.environ, "RECSYS_LOG_LEVEL": "WARNING", **env}, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     env={**os.environ, "RECSYS_LOG_LEVEL": "WARNING", **env},
+                                     stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, path: str = "/healthz", attempts: int = 600) -> None:
         for _ in range(attempts):

@@ -91,6 +91,24 @@ def test_a_locked_sqlite_file_is_read_from_a_thread_while_the_loop_runs_on(sqlit
     assert n == 2 and ticks >= 20
 
 
+async def _through_an_outage(store: Store, proxy: TcpProxy) -> None:
+    assert await store.read(_count) == 1
+    assert store._async_engines.get(asyncio.get_running_loop()) is not None  # the asyncio driver, not a thread
+    proxy.cut()
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        await store.read(_count)
+    proxy.restore()
+    for _ in range(50):  # pooled connections died with the server: pre-ping replaces them
+        try:
+            assert await store.read(_count) == 1
+            break
+        except StoreUnavailable:
+            await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("reads did not recover after the database came back")
+    await store.aclose()
+
+
 @pytest.mark.postgres
 def test_postgres_reads_use_the_asyncio_driver_and_survive_an_outage(tmp_path: Path) -> None:
     if not PG_URL:
@@ -102,25 +120,7 @@ def test_postgres_reads_use_the_asyncio_driver_and_survive_an_outage(tmp_path: P
         store = Store(u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
         try:
             _add_items(store, ["a"])
-
-            async def main() -> None:
-                assert await store.read(_count) == 1
-                assert store._async_engines.get(asyncio.get_running_loop()) is not None
-                proxy.cut()
-                with pytest.raises(StoreUnavailable, match="unreachable"):
-                    await store.read(_count)
-                proxy.restore()
-                for _ in range(50):  # pooled connections died with the server: pre-ping replaces them
-                    try:
-                        assert await store.read(_count) == 1
-                        break
-                    except StoreUnavailable:
-                        await asyncio.sleep(0.1)
-                else:
-                    raise AssertionError("reads did not recover after the database came back")
-                await store.aclose()
-
-            asyncio.run(main())
+            asyncio.run(_through_an_outage(store, proxy))
         finally:
             store.dispose()
             proxy.close()
