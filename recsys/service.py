@@ -22,7 +22,15 @@ from recsys.errors import RankerError, UnknownItem, ValidationFailed
 from recsys.lru import LRU
 from recsys.store import Store
 from recsys.store.events import EventResult, ingest_events
-from recsys.store.queries import events_frame, items_frame, removed_item_ids, request_state, user_event_records
+from recsys.store.queries import (
+    REQUEST_STATE,
+    events_frame,
+    items_frame,
+    removed_item_ids,
+    request_state,
+    request_state_of,
+    user_event_records,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -316,7 +324,7 @@ class Recommender:
 
             return await anyio.to_thread.run_sync(first, limiter=self._ranking_slots)
         t0 = time.perf_counter()
-        event_ids, removed = await self.store.read(lambda c: request_state(c, user_id))
+        event_ids, removed = request_state_of(await self.store.fetch(REQUEST_STATE, {"user_id": user_id}))
         key = _result_key(served, user_id, event_ids, removed, k, filter, exclude, diversity, explain)
         hit = None if fresh else self._results.get(key)
         timings = {"state_ms": (time.perf_counter() - t0) * 1000}

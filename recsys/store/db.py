@@ -2,34 +2,27 @@
 
 SQLite gets WAL mode, foreign keys and a busy timeout on every connection; PostgreSQL gets pre-ping so a restarted
 server is reconnected to. A dead database raises :class:`~recsys.errors.StoreUnavailable` with the URL (password
-hidden) and what to do. :meth:`Store.read` runs a request's short read without leaving the event loop.
+hidden) and what to do. :meth:`Store.fetch` runs a request's short read without leaving the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import logging
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Connection, Engine, Executable, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import SingletonThreadPool
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recsys.config import Settings, get_settings
 from recsys.errors import StoreUnavailable
+from recsys.store.loop_reads import LoopReads
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -43,10 +36,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_no_wait(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.execute("PRAGMA busy_timeout=0")  # on the event loop: fail at once instead of waiting for a lock
-
-
 def make_engine(url: str) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -56,16 +45,6 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-
-
-def _async_url(url: str) -> URL | None:
-    """The PostgreSQL URL with psycopg's asyncio driver, or None where no async driver is at hand."""
-    u = make_url(url)
-    if u.get_backend_name() != "postgresql" or u.get_driver_name() not in ("psycopg", "psycopg2"):
-        return None
-    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("greenlet") is None:
-        return None
-    return u.set(drivername="postgresql+psycopg")
 
 
 def safe_url(url: str) -> str:
@@ -79,9 +58,7 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._loop_engine: Engine | None = None  # SQLite: one connection per thread, for reads on the event loop
-        self._async_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = \
-            weakref.WeakKeyDictionary()  # PostgreSQL: pooled asyncio connections belong to the loop that made them
+        self._loop_reads = LoopReads(self)
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, upgrade: bool = True) -> Store:
@@ -118,58 +95,15 @@ class Store:
                 raise self.unavailable(e) from e
             raise
 
-    async def read(self, fn: Callable[[Connection], T]) -> T:
-        """``fn(connection)`` for a request handler, without a threadpool hop: the hop (~0.2 ms) costs more than the
-        short reads a request makes, and a cached answer needs nothing else.
-
-        PostgreSQL: psycopg's asyncio driver, awaited on the event loop (a slow or dead server blocks nothing).
-        SQLite: called on the loop's own connection. It is a library call on a local file, and in WAL mode a reader
-        never waits for a writer; should a lock be held anyway (busy timeout 0), the read is retried in a worker
-        thread, which may wait. Other databases: a worker thread. Errors map as in :meth:`session`.
-        """
-        backend = self.engine.dialect.name
-        if backend == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
-            if self._loop_engine is None:
-                self._loop_engine = create_engine(self.url, poolclass=SingletonThreadPool,
-                                                  connect_args={"check_same_thread": False, "timeout": 0})
-                event.listen(self._loop_engine, "connect", _sqlite_pragmas)
-                event.listen(self._loop_engine, "connect", _sqlite_no_wait)
-            try:
-                with self._loop_engine.connect() as c:
-                    return fn(c)
-            except OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise self.unavailable(e) from e
-        elif backend == "postgresql" and (aengine := self._async_engine()) is not None:
-            with self._connection_errors():
-                async with aengine.connect() as ac:
-                    return await ac.run_sync(fn)
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(self._read_sync, fn)
-
-    def _read_sync(self, fn: Callable[[Connection], T]) -> T:
-        with self.reading() as c:
-            return fn(c)
-
-    def _async_engine(self) -> AsyncEngine | None:
-        loop = asyncio.get_running_loop()
-        aengine = self._async_engines.get(loop)
-        if aengine is None:
-            url = _async_url(self.url)
-            if url is None:
-                return None
-            from sqlalchemy.ext.asyncio import create_async_engine
-
-            aengine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-            self._async_engines[loop] = aengine
-        return aengine
+    async def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of a prebuilt read for a request handler, awaited on the event loop without a threadpool hop
+        (:mod:`recsys.store.loop_reads`: the driver itself on SQLite and PostgreSQL). Errors map as in
+        :meth:`session`."""
+        return await self._loop_reads.fetch(statement, params)
 
     async def aclose(self) -> None:
-        """Close this event loop's asyncio connections (the app's shutdown); :meth:`dispose` closes the rest."""
-        aengine = self._async_engines.pop(asyncio.get_running_loop(), None)
-        if aengine is not None:
-            await aengine.dispose()
+        """Close this event loop's connections (the app's shutdown); :meth:`dispose` closes the rest."""
+        await self._loop_reads.aclose()
 
     def unavailable(self, e: Exception) -> StoreUnavailable:
         return StoreUnavailable(
@@ -227,5 +161,4 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._loop_engine is not None:
-            self._loop_engine.dispose()
+        self._loop_reads.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -61,9 +61,14 @@ def request_state(conn: Session | Connection, user_id: str) -> tuple[list[int], 
     """(ids of the user's events, external ids of hidden or deleted items) in one statement: everything a cached
     recommendation list depends on in the store. Integers and strings only: parsing the events' timestamps (text
     on SQLite) cost more than the query, and only a list that is ranked anew needs them."""
+    return request_state_of(conn.execute(REQUEST_STATE, {"user_id": user_id}))
+
+
+def request_state_of(rows: Iterable[Sequence[Any]]) -> tuple[list[int], set[str]]:
+    """:func:`request_state` from the rows of :data:`REQUEST_STATE` (as ``Store.fetch`` returns them)."""
     events: list[int] = []
     removed: set[str] = set()
-    for event_id, item_id in conn.execute(_REQUEST_STATE, {"user_id": user_id}):
+    for event_id, item_id in rows:
         if event_id is not None:
             events.append(event_id)
         else:
@@ -71,7 +76,7 @@ def request_state(conn: Session | Connection, user_id: str) -> tuple[list[int], 
     return events, removed
 
 
-_REQUEST_STATE = union_all(
+REQUEST_STATE = union_all(
     select(Event.id, literal(None, String).label("item_id")).join(User, User.id == Event.user_id)
     .where(User.external_id == bindparam("user_id")),
     select(literal(None, Integer), Item.external_id).where(Item.hidden.is_(True) | Item.deleted.is_(True)),

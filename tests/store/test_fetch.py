@@ -1,28 +1,32 @@
-"""Store.read: a request's short read awaited on the event loop (PostgreSQL: psycopg asyncio; SQLite: the loop's
-own connection, falling back to a worker thread when a lock is held), with the same outage errors as a session."""
+"""Store.fetch: a request's short read awaited on the event loop on the driver itself (PostgreSQL: psycopg asyncio;
+SQLite: the loop's own connection, falling back to a worker thread when a lock is held), with the same outage errors
+as a session."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from recsys.errors import StoreUnavailable
 from recsys.store import Store
 from recsys.store.items import set_flags
-from recsys.store.queries import request_state
+from recsys.store.loop_reads import LoopReads
+from recsys.store.queries import REQUEST_STATE, request_state, request_state_of
 from recsys.store.tables import Item
 from tests.api.servers import TcpProxy
 from tests.conftest import PG_URL, _pg_database
 
+COUNT = select(func.count()).select_from(Item)
 
-def _count(c: Connection) -> int:
-    return int(c.execute(select(func.count()).select_from(Item)).scalar_one())
+
+async def _count(store: Store) -> int:
+    return int((await store.fetch(COUNT, {}))[0][0])
 
 
 def _add_items(store: Store, ids: list[str]) -> None:
@@ -30,30 +34,30 @@ def _add_items(store: Store, ids: list[str]) -> None:
         s.add_all(Item(external_id=i, content_hash="h") for i in ids)
 
 
-def test_read_sees_each_commit_and_runs_on_the_loop_where_it_can(store: Store) -> None:
-    async def main() -> tuple[list[int], list[bool]]:
-        counts, loop_thread = [], []
+def test_fetch_sees_each_commit_on_the_loop(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_thread(*_: Any) -> None:
+        raise AssertionError("SQLite and PostgreSQL reads stay on the event loop")
+
+    monkeypatch.setattr(LoopReads, "_sync_rows", no_thread)
+
+    async def main() -> list[int]:
+        counts = []
         for batch in (["a", "b"], ["c"]):
             _add_items(store, batch)  # committed by another connection between the reads
+            counts.append(await _count(store))
+        return counts
 
-            def read(c: Connection) -> int:
-                loop_thread.append(threading.current_thread() is threading.main_thread())
-                return _count(c)
-
-            counts.append(await store.read(read))
-        return counts, loop_thread
-
-    counts, loop_thread = asyncio.run(main())
-    assert counts == [2, 3]  # no stale snapshot kept between requests
-    assert loop_thread == [True, True]  # SQLite on the loop; PostgreSQL inside the loop's greenlet, same thread
+    assert asyncio.run(main()) == [2, 3]  # no stale snapshot kept between requests
 
 
-def test_read_gives_the_request_state(store: Store) -> None:
+def test_fetch_gives_the_request_state_as_the_session_does(store: Store) -> None:
     _add_items(store, ["x1", "x2", "x3"])
     with store.session() as s:
         set_flags(s, ["x2"], hidden=True)
-    events, removed = asyncio.run(store.read(lambda c: request_state(c, "nobody")))
-    assert events == [] and removed == {"x2"}
+    rows = asyncio.run(store.fetch(REQUEST_STATE, {"user_id": "nobody"}))
+    assert request_state_of(rows) == ([], {"x2"})
+    with store.reading() as c:
+        assert request_state(c, "nobody") == ([], {"x2"})
 
 
 def test_a_locked_sqlite_file_is_read_from_a_thread_while_the_loop_runs_on(sqlite_store: Store) -> None:
@@ -82,7 +86,7 @@ def test_a_locked_sqlite_file_is_read_from_a_thread_while_the_loop_runs_on(sqlit
                 await asyncio.sleep(0.01)
 
         task = asyncio.create_task(ticker())
-        n = await sqlite_store.read(_count)
+        n = await _count(sqlite_store)
         done.set()
         await task
         return n, ticks
@@ -92,15 +96,14 @@ def test_a_locked_sqlite_file_is_read_from_a_thread_while_the_loop_runs_on(sqlit
 
 
 async def _through_an_outage(store: Store, proxy: TcpProxy) -> None:
-    assert await store.read(_count) == 1
-    assert store._async_engines.get(asyncio.get_running_loop()) is not None  # the asyncio driver, not a thread
+    assert await _count(store) == 1
     proxy.cut()
     with pytest.raises(StoreUnavailable, match="unreachable"):
-        await store.read(_count)
+        await _count(store)
     proxy.restore()
     for _ in range(50):  # pooled connections died with the server: pre-ping replaces them
         try:
-            assert await store.read(_count) == 1
+            assert await _count(store) == 1
             break
         except StoreUnavailable:
             await asyncio.sleep(0.1)
