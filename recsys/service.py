@@ -8,11 +8,14 @@ the item vectors of the served index generation, so an item is rankable the mome
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,6 +63,33 @@ class ScoredItem:
         if self.explanation is not None:
             d["explanation"] = self.explanation
         return d
+
+    @cached_property
+    def as_json(self) -> str:
+        """This result as the API's JSON object. Memoised: the items of a cached list are serialised once, not on
+        every request the cache answers (results are never changed once made)."""
+        return json.dumps(result_object(self.item_id, self.score, self.sources, self.explanation),
+                          default=str, allow_nan=False)
+
+
+def result_object(item_id: Any, score: Any, sources: Any, explanation: Any) -> dict[str, Any]:
+    """A result as plain JSON: a non-finite score becomes null, numpy values in explanations plain numbers."""
+    score = float(score)
+    return {"item_id": str(item_id), "score": score if math.isfinite(score) else None,
+            "sources": [str(s) for s in sources or ()], "explanation": plain_json(explanation)}
+
+
+def plain_json(v: Any) -> Any:
+    """``v`` with numpy scalars and arrays made lists and numbers, and non-finite floats made None."""
+    if isinstance(v, dict):
+        return {str(k): plain_json(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [plain_json(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, str | bytes):
+        return plain_json(v.item() if getattr(v, "ndim", 0) == 0 else v.tolist())
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
 
 
 @dataclass

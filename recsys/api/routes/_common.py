@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Annotated, Any
 
@@ -11,6 +10,7 @@ from fastapi import Query, Request, Response
 
 from recsys.api.schemas import MAX_LIST, Filter
 from recsys.errors import ValidationFailed
+from recsys.service import ScoredItem, result_object
 
 
 def to_item_filter(f: Filter | None) -> Any:
@@ -54,41 +54,24 @@ async def query_filter(
 
 def results(request: Request, items: list[Any], *, debug: dict[str, float] | None = None) -> Any:
     """The response envelope (the :class:`~recsys.api.schemas.Results` shape): results best first, the generation
-    ids they came from, debug timings on request. Serialised here once, without a second validation pass."""
+    ids they came from, debug timings on request. Written here once, without a second validation pass; a
+    :class:`~recsys.service.ScoredItem` brings its own memoised JSON."""
     status = request.app.state.runtime.status
-    body = {
-        "items": [_result(it) for it in items],
-        "meta": {"request_id": getattr(request.state, "request_id", None),
-                 "index_generation": _str(status.get("index_generation")),
-                 "ranker_version": _str(status.get("ranker_version"))},
-        "debug": {"timings_ms": debug} if debug is not None else None,
-    }
-    return Response(json.dumps(body, default=_json_default, allow_nan=False), media_type="application/json")
+    meta = {"request_id": getattr(request.state, "request_id", None),
+            "index_generation": _str(status.get("index_generation")),
+            "ranker_version": _str(status.get("ranker_version"))}
+    rendered = ",".join(it.as_json if isinstance(it, ScoredItem) else _dumps(_result(it)) for it in items)
+    body = f'{{"items":[{rendered}],"meta":{_dumps(meta)},"debug":{_dumps(None if debug is None else {"timings_ms": debug})}}}'
+    return Response(body, media_type="application/json")
 
 
 def _result(it: Any) -> dict[str, Any]:
-    d = it if isinstance(it, dict) else vars(it) if hasattr(it, "__dict__") else dict(it)  # no copy per result
-    score = float(d["score"])
-    return {"item_id": str(d["item_id"]), "score": score if math.isfinite(score) else None,
-            "sources": [str(s) for s in d.get("sources") or ()], "explanation": _finite(d.get("explanation"))}
+    d = it if isinstance(it, dict) else vars(it) if hasattr(it, "__dict__") else dict(it)
+    return result_object(d["item_id"], d["score"], d.get("sources"), d.get("explanation"))
 
 
-def _finite(v: Any) -> Any:
-    """Explanations may hold numpy scalars or non-finite floats: make them plain JSON."""
-    if isinstance(v, dict):
-        return {str(k): _finite(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_finite(x) for x in v]
-    if hasattr(v, "item") and not isinstance(v, str | bytes):
-        v = v.item() if getattr(v, "ndim", 0) == 0 else v.tolist()
-        return _finite(v)
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def _json_default(v: Any) -> Any:
-    return str(v)
+def _dumps(v: Any) -> str:
+    return json.dumps(v, default=str, allow_nan=False)
 
 
 def _str(v: Any) -> str | None:
