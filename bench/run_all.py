@@ -13,6 +13,7 @@ README alone.
 Benchmarks on real data read ../shared/data. BENCH_HM_HOME and BENCH_ML100K_HOME name data directories where
 `recsys import` and `recsys build` ran: with them the diversity sweep and `recsys evaluate` run too, and quality.py
 uses their item vectors; without them quality.py fits and embeds in its own scratch store (`--embed`).
+BENCH_POSTGRES_URL names a PostgreSQL database for the API load run on PostgreSQL (the demo is imported into it).
 """
 
 from __future__ import annotations
@@ -82,9 +83,13 @@ def benches(out: Path, quick: bool) -> list[Bench]:
                                lambda r: {"diversity_hm": r}, env=env, skip=reason))
         found.append(Bench(f"evaluate_{ds}", [cli, "evaluate", "--k", "20", "--json"],
                            lambda r, ds=ds: {f"evaluate_{ds}": r}, env=env, skip=reason))
-    found.append(Bench("api_load", [py, str(HERE / "api_load.py"),
-                                    *(["--seconds", "3", "--soak-seconds", "30"] if quick else [])],
-                       lambda r: {"api_load": r}))
+    short = ["--seconds", "3", "--soak-seconds", "30"] if quick else []
+    found.append(Bench("api_load", [py, str(HERE / "api_load.py"), *short], lambda r: {"api_load": r}))
+    pg = os.environ.get("BENCH_POSTGRES_URL")
+    found.append(Bench("api_load_postgresql", [py, str(HERE / "api_load.py"), "--database-url", pg or "",
+                                               *(short or ["--soak-seconds", "0"])],
+                       lambda r: {"api_load_postgresql": r},
+                       skip=None if pg else "BENCH_POSTGRES_URL not set (an empty PostgreSQL database for the demo)"))
     return found
 
 

@@ -254,7 +254,8 @@ def api_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                           f"{num(r.get(f'{prefix}p99_over_p50_c16'))}")
     if soak.get("rss_growth_pct") is not None:
         ratios.append(f"soak RSS growth {soak['rss_growth_pct']:+.2f}%")
-    return [("HTTP API load", "; ".join(figs), "; ".join(ratios) or "-")]
+    on_pg = (r.get("server") or {}).get("database") == "postgresql"
+    return [("HTTP API load (PostgreSQL)" if on_pg else "HTTP API load", "; ".join(figs), "; ".join(ratios) or "-")]
 
 
 # file name pattern -> rows; the first match wins, the order is the table's order
@@ -266,7 +267,7 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], list[Any]]]] = [
     (r"quality", quality_rows),
     (r"evaluate_.*", lambda r: [evaluation_row("recsys evaluate", r)]),
     (r"diversity.*", diversity_rows),
-    (r"api_load", api_rows),
+    (r"api_load.*", api_rows),
 ]
 
 
