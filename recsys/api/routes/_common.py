@@ -61,7 +61,8 @@ def results(request: Request, items: list[Any], *, debug: dict[str, float] | Non
             "index_generation": _str(status.get("index_generation")),
             "ranker_version": _str(status.get("ranker_version"))}
     rendered = ",".join(it.as_json if isinstance(it, ScoredItem) else _dumps(_result(it)) for it in items)
-    body = f'{{"items":[{rendered}],"meta":{_dumps(meta)},"debug":{_dumps(None if debug is None else {"timings_ms": debug})}}}'
+    timings = None if debug is None else {"timings_ms": debug}
+    body = f'{{"items":[{rendered}],"meta":{_dumps(meta)},"debug":{_dumps(timings)}}}'
     return Response(body, media_type="application/json")
 
 
