@@ -3,9 +3,11 @@ under load with zero failed requests."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -226,3 +228,43 @@ def test_serve_with_worker_processes(home: Path, tmp_path: Path) -> None:
             assert codes == Counter({200: 40}), server.log.read_text()[-3000:]
             assert http.post("/v1/events", json={"events": [{"user_id": "user-0001", "item_id": "item-00002",
                                                              "type": "like"}]}).status_code == 200
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_async_recommendations_rank_at_most_serving_threads_at_once(home: Path, threads: int,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings(home)
+    settings.ranking = settings.ranking.model_copy(update={"serving_threads": threads})
+    rec = Recommender(settings)
+    running, peak = 0, 0
+    lock = threading.Lock()
+    rank = Recommender._rank_records
+
+    def counted(self: Recommender, *a: Any, **kw: Any) -> Any:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)  # long enough for the other requests to pile up
+        try:
+            return rank(self, *a, **kw)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(Recommender, "_rank_records", counted)
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        users = [f"user-{n:04d}" for n in range(1, 7)]
+        first = await asyncio.gather(*(rec.arecommend(u, 5) for u in users))
+        again = await asyncio.gather(*(rec.arecommend(u, 5) for u in users))
+        return first, again
+
+    rec.refresh()
+    first, again = asyncio.run(main())
+    assert peak == threads
+    for (a, ta), (b, tb) in zip(first, again, strict=True):
+        assert "cached" not in ta and tb["cached"] == 1.0  # the second round is answered from the cache
+        assert [x.item_id for x in a] == [x.item_id for x in b]
+    assert [x.item_id for x in first[0][0]] == [x.item_id for x in rec.recommend("user-0001", 5)]
+    rec.store.dispose()
