@@ -19,6 +19,9 @@ class StoreSettings(BaseModel):
     """Rows per bulk insert during imports."""
     max_bad_fraction: float = 0.2
     """An import whose bad rows exceed this share of the file is treated as a garbled file and rolled back."""
+    request_read_timeout_s: float = Field(default=5.0, gt=0)
+    """A request's read on the event loop (``Store.fetch``) gives up after this long with StoreUnavailable (HTTP 503
+    and Retry-After) instead of hanging with an unresponsive database."""
 
 
 class EncoderSettings(BaseModel):

@@ -54,16 +54,17 @@ def safe_url(url: str) -> str:
 class Store:
     """A database: its engine, a session factory and schema management."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_timeout_s: float = 5.0) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._loop_reads = LoopReads(self)
+        self._loop_reads = LoopReads(self, timeout_s=read_timeout_s)
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, upgrade: bool = True) -> Store:
         """Open the configured database, bringing its schema to the newest migration first."""
-        store = cls((settings or get_settings()).db_url)
+        settings = settings or get_settings()
+        store = cls(settings.db_url, read_timeout_s=settings.store.request_read_timeout_s)
         if upgrade:
             store.upgrade()
         return store

@@ -37,9 +37,10 @@ Row = tuple[Any, ...]
 class LoopReads:
     """The event-loop read path of one :class:`~recsys.store.db.Store` (``Store.fetch``)."""
 
-    def __init__(self, store: Store, *, max_connections: int = 16) -> None:
+    def __init__(self, store: Store, *, max_connections: int = 16, timeout_s: float = 5.0) -> None:
         self.store = store
         self.max_connections = max_connections
+        self.timeout_s = timeout_s
         self._compiled: dict[int, tuple[Executable, str, tuple[str, ...] | None, dict[str, Any]]] = {}
         self._sqlite = threading.local()
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PgPool] = weakref.WeakKeyDictionary()
@@ -105,22 +106,37 @@ class LoopReads:
         pool = self._pools.get(loop)
         if pool is None:
             assert self.pg_conninfo is not None
-            pool = self._pools[loop] = _PgPool(self.pg_conninfo, self.max_connections, self.store)
+            pool = self._pools[loop] = _PgPool(self.pg_conninfo, self.max_connections, self.store, self.timeout_s)
         return pool
 
 
 class _PgPool:
     """psycopg asyncio connections of one event loop: at most ``size`` at once, idle ones kept. A connection that
     fails is dropped and the read tried once more on a new one (pooled connections die with a restarted server);
-    a refused connection fails at once, so an outage answers 503 without waiting."""
+    a refused connection fails at once, so an outage answers 503 without waiting, and a read that gets no answer
+    within ``timeout_s`` (a hung server or network, or every connection busy) gives up with the same error."""
 
-    def __init__(self, conninfo: str, size: int, store: Store) -> None:
+    def __init__(self, conninfo: str, size: int, store: Store, timeout_s: float) -> None:
         self.conninfo = conninfo
         self.store = store
+        self.timeout_s = timeout_s
         self._slots = asyncio.Semaphore(size)
         self._idle: deque[psycopg.AsyncConnection[Any]] = deque()
+        self._abandoned: set[asyncio.Future[list[Row]]] = set()  # timed-out reads still winding down
 
     async def rows(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
+        read = asyncio.ensure_future(self._rows(sql, params))
+        done, _ = await asyncio.wait({read}, timeout=self.timeout_s)
+        if read in done:
+            return read.result()
+        # Answer now; the read is cancelled behind the request (psycopg first asks the server to cancel the query,
+        # up to 10 s, then closes the connection).
+        read.cancel()
+        self._abandoned.add(read)
+        read.add_done_callback(_forget(self._abandoned))
+        raise self.store.unavailable(TimeoutError(f"no answer in {self.timeout_s:g} s"))
+
+    async def _rows(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
         import psycopg
 
         async with self._slots:
@@ -128,8 +144,7 @@ class _PgPool:
                 conn = self._idle.pop() if self._idle else None
                 try:
                     if conn is None:
-                        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True,
-                                                                     connect_timeout=10)
+                        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
                     cur = await conn.execute(sql, params)  # type: ignore[arg-type]
                     out = await cur.fetchall()
                 except psycopg.OperationalError as e:
@@ -138,6 +153,10 @@ class _PgPool:
                     if attempt == 2 or conn is None:
                         raise self.store.unavailable(e) from e
                     continue
+                except BaseException:  # cancelled (the timeout) mid-read: the connection's state is unknown
+                    if conn is not None:
+                        await asyncio.shield(conn.close())
+                    raise
                 self._idle.append(conn)
                 return out
         raise AssertionError("unreachable")
@@ -145,6 +164,15 @@ class _PgPool:
     async def close(self) -> None:
         while self._idle:
             await self._idle.pop().close()
+
+
+def _forget(pending: set[asyncio.Future[list[Row]]]) -> Any:
+    def done(read: asyncio.Future[list[Row]]) -> None:
+        pending.discard(read)
+        if not read.cancelled():
+            read.exception()  # retrieved: an error while winding down is of no interest to anyone
+
+    return done
 
 
 def _pg_conninfo(store: Store) -> str | None:

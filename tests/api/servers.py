@@ -125,11 +125,14 @@ class Traffic:
 
 class TcpProxy:
     """127.0.0.1:port -> target; :meth:`cut` closes the listener and every connection (like a stopped server),
-    :meth:`restore` listens again on the same port."""
+    :meth:`restore` listens again on the same port; :meth:`hang` holds every byte without closing anything (a hung
+    server or network) until :meth:`resume`."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.port = free_port()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
@@ -154,6 +157,12 @@ class TcpProxy:
 
     close = cut
 
+    def hang(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     def _accept(self, ls: socket.socket) -> None:
         while True:
             try:
@@ -171,13 +180,14 @@ class TcpProxy:
                     _close(upstream)
                     return
                 self._conns += [client, upstream]
-            threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=_pump, args=(client, upstream, self._flowing), daemon=True).start()
+            threading.Thread(target=_pump, args=(upstream, client, self._flowing), daemon=True).start()
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
+def _pump(src: socket.socket, dst: socket.socket, flowing: threading.Event) -> None:
     try:
         while data := src.recv(65536):
+            flowing.wait()
             dst.sendall(data)
     except OSError:
         pass

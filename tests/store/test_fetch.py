@@ -101,7 +101,7 @@ async def _through_an_outage(store: Store, proxy: TcpProxy) -> None:
     with pytest.raises(StoreUnavailable, match="unreachable"):
         await _count(store)
     proxy.restore()
-    for _ in range(50):  # pooled connections died with the server: pre-ping replaces them
+    for _ in range(50):  # pooled connections died with the server: new ones replace them
         try:
             assert await _count(store) == 1
             break
@@ -109,18 +109,35 @@ async def _through_an_outage(store: Store, proxy: TcpProxy) -> None:
             await asyncio.sleep(0.1)
     else:
         raise AssertionError("reads did not recover after the database came back")
+    proxy.hang()  # no answer and no error: the read gives up after the store's read timeout
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(ticker())
+    with pytest.raises(StoreUnavailable, match="no answer in 0.5 s"):
+        await _count(store)
+    task.cancel()
+    assert ticks >= 10  # the loop served others meanwhile
+    proxy.resume()
+    assert await _count(store) == 1
     await store.aclose()
 
 
 @pytest.mark.postgres
-def test_postgres_reads_use_the_asyncio_driver_and_survive_an_outage(tmp_path: Path) -> None:
+def test_postgres_reads_survive_an_outage_and_give_up_on_a_hung_server(tmp_path: Path) -> None:
     if not PG_URL:
         pytest.skip("RECSYS_TEST_POSTGRES_URL not set")
     for real_url in _pg_database():
         Store(real_url).upgrade()
         u = make_url(real_url)
         proxy = TcpProxy((u.host or "127.0.0.1", u.port or 5432))
-        store = Store(u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+        store = Store(u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+                      read_timeout_s=0.5)
         try:
             _add_items(store, ["a"])
             asyncio.run(_through_an_outage(store, proxy))
