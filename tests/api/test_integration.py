@@ -25,6 +25,7 @@ from recsys.service import Recommender
 from recsys.store import Store
 from recsys.store.importers import run_import
 from tests.api.servers import Server, Traffic
+from tests.conftest import run_async
 
 pytestmark = pytest.mark.slow  # one tiny-demo build (encoder fit, embedding, index, ranker) for the module
 
@@ -261,7 +262,7 @@ def test_async_recommendations_rank_at_most_serving_threads_at_once(home: Path, 
         return first, again
 
     rec.refresh()
-    first, again = asyncio.run(main())
+    first, again = run_async(main())
     assert peak == threads
     for (a, ta), (b, tb) in zip(first, again, strict=True):
         assert "cached" not in ta and tb["cached"] == 1.0  # the second round is answered from the cache

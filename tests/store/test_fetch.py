@@ -20,7 +20,7 @@ from recsys.store.loop_reads import LoopReads
 from recsys.store.queries import REQUEST_STATE, request_state, request_state_of
 from recsys.store.tables import Item
 from tests.api.servers import TcpProxy
-from tests.conftest import PG_URL, _pg_database
+from tests.conftest import PG_URL, _pg_database, run_async
 
 COUNT = select(func.count()).select_from(Item)
 
@@ -47,14 +47,14 @@ def test_fetch_sees_each_commit_on_the_loop(store: Store, monkeypatch: pytest.Mo
             counts.append(await _count(store))
         return counts
 
-    assert asyncio.run(main()) == [2, 3]  # no stale snapshot kept between requests
+    assert run_async(main()) == [2, 3]  # no stale snapshot kept between requests
 
 
 def test_fetch_gives_the_request_state_as_the_session_does(store: Store) -> None:
     _add_items(store, ["x1", "x2", "x3"])
     with store.session() as s:
         set_flags(s, ["x2"], hidden=True)
-    rows = asyncio.run(store.fetch(REQUEST_STATE, {"user_id": "nobody"}))
+    rows = run_async(store.fetch(REQUEST_STATE, {"user_id": "nobody"}))
     assert request_state_of(rows) == ([], {"x2"})
     with store.reading() as c:
         assert request_state(c, "nobody") == ([], {"x2"})
@@ -91,7 +91,7 @@ def test_a_locked_sqlite_file_is_read_from_a_thread_while_the_loop_runs_on(sqlit
         await task
         return n, ticks
 
-    n, ticks = asyncio.run(main())
+    n, ticks = run_async(main())
     assert n == 2 and ticks >= 20
 
 
@@ -140,7 +140,7 @@ def test_postgres_reads_survive_an_outage_and_give_up_on_a_hung_server(tmp_path:
                       read_timeout_s=0.5)
         try:
             _add_items(store, ["a"])
-            asyncio.run(_through_an_outage(store, proxy))
+            run_async(_through_an_outage(store, proxy))
         finally:
             store.dispose()
             proxy.close()
