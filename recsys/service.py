@@ -13,7 +13,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -26,10 +27,13 @@ from recsys.lru import LRU
 from recsys.store import Store
 from recsys.store.events import EventResult, ingest_events
 from recsys.store.queries import (
+    REMOVED_STATE,
+    REMOVED_VERSION,
     REQUEST_STATE,
     events_frame,
     items_frame,
-    removed_item_ids,
+    removed_state,
+    removed_state_of,
     request_state,
     request_state_of,
     user_event_records,
@@ -117,6 +121,7 @@ class Recommender:
         self._local = threading.local()
         self._results: LRU[list[ScoredItem]] = LRU(self.settings.ranking.result_cache_size)
         self._ranking_slots: Any = None  # arecommend's CapacityLimiter, made on first use
+        self._removed_cache: tuple[int, frozenset[str]] | None = None  # (removed-items version, their ids)
 
     @property
     def last_timings(self) -> dict[str, float]:
@@ -233,9 +238,23 @@ class Recommender:
                 "encoder_id": served.reader.manifest.encoder_id, "items": len(served.reader)}
 
     # -- retrieval ------------------------------------------------------------------------------------------
-    def _removed(self) -> set[str]:
+    def _removed(self) -> frozenset[str]:
+        """Ids of the hidden or deleted items, re-read only when the catalogue's removed-items version moved."""
         with self.store.reading() as c:
-            return removed_item_ids(c)
+            removed = self._cached_removed(c.execute(REMOVED_VERSION).scalar())
+            return removed if removed is not None else self._remember_removed(removed_state(c))[1]
+
+    def _cached_removed(self, version: int | None) -> frozenset[str] | None:
+        cached = self._removed_cache
+        return cached[1] if version is not None and cached is not None and cached[0] == version else None
+
+    def _remember_removed(self, state: tuple[frozenset[str], int | None]) -> tuple[Hashable, frozenset[str]]:
+        """Keep a fresh read of the removed items under its version; (their part of a cache key, the ids)."""
+        removed, version = state
+        if version is None:  # a schema without the version (another database): the ids themselves are the key
+            return ("ids", len(removed), hash(removed)), removed
+        self._removed_cache = (version, removed)
+        return version, removed
 
     def _hits(self, hits: Sequence[tuple[str, float]], source: str) -> list[ScoredItem]:
         return [ScoredItem(i, round(float(sc), 6), [source]) for i, sc in hits]
@@ -323,8 +342,11 @@ class Recommender:
         # The key is made before a miss reads the history: an event landing in between leaves the list under the
         # older key, which no later request matches (events are only ever added).
         with self.store.reading() as c:
-            event_ids, removed = request_state(c, user_id)
-            key = _result_key(served, user_id, event_ids, removed, k, filter, exclude, diversity, explain)
+            event_ids, version = request_state(c, user_id)
+            removed = self._cached_removed(version)
+            removed_key, removed = (version, removed) if removed is not None else \
+                self._remember_removed(removed_state(c))
+            key = _result_key(served, user_id, event_ids, removed_key, k, filter, exclude, diversity, explain)
             hit = None if fresh else self._results.get(key)
             records = user_event_records(c, user_id) if hit is None else []
         self.last_timings = {"history_ms": (time.perf_counter() - t0) * 1000}
@@ -354,8 +376,11 @@ class Recommender:
 
             return await anyio.to_thread.run_sync(first, limiter=self._ranking_slots)
         t0 = time.perf_counter()
-        event_ids, removed = request_state_of(await self.store.fetch(REQUEST_STATE, {"user_id": user_id}))
-        key = _result_key(served, user_id, event_ids, removed, k, filter, exclude, diversity, explain)
+        event_ids, version = request_state_of(await self.store.fetch(REQUEST_STATE, {"user_id": user_id}))
+        removed = self._cached_removed(version)
+        removed_key, removed = (version, removed) if removed is not None else \
+            self._remember_removed(removed_state_of(await self.store.fetch(REMOVED_STATE, {})))
+        key = _result_key(served, user_id, event_ids, removed_key, k, filter, exclude, diversity, explain)
         hit = None if fresh else self._results.get(key)
         timings = {"state_ms": (time.perf_counter() - t0) * 1000}
         if hit is not None:
@@ -374,7 +399,7 @@ class Recommender:
 
     def _rank_records(self, records: Sequence[tuple[Any, ...]], key: tuple[Any, ...], k: int,
                       filter: ItemFilter | None, exclude: Sequence[str], diversity: float | None, explain: bool,
-                      served: _Served, removed: set[str]) -> list[ScoredItem]:
+                      served: _Served, removed: AbstractSet[str]) -> list[ScoredItem]:
         """Rank from the history records read for ``key`` and cache the list under it."""
         from recsys.ranking.history import history_from_records
 
@@ -414,7 +439,7 @@ class Recommender:
 
     def _rank(self, hist: pd.DataFrame | History | None, k: int, filter: ItemFilter | None, exclude: Sequence[str],
               diversity: float | None, explain: bool, *, served: _Served | None = None,
-              removed: set[str] | None = None) -> list[ScoredItem]:
+              removed: AbstractSet[str] | None = None) -> list[ScoredItem]:
         self._check(k, "fused")
         if diversity is not None and not 0.0 <= diversity <= 1.0:
             raise ValidationFailed(f"diversity must be in [0, 1], got {diversity}")
@@ -424,7 +449,7 @@ class Recommender:
             raise RankerError("no ranker has been trained yet; run `recsys build` (or `recsys train`)")
         t0 = time.perf_counter()
         allowed = served.reader.allowed_ids(filter) if filter is not None and not filter.is_empty else None
-        removed = (self._removed() if removed is None else removed) | set(exclude)
+        removed = (self._removed() if removed is None else removed) | frozenset(exclude)
         t1 = time.perf_counter()
         recs = ranker.recommend(hist, k, allowed=allowed,
                                 exclude=removed, diversity=diversity, explain=explain)
@@ -615,13 +640,13 @@ class Recommender:
         return result
 
 
-def _result_key(served: _Served, user_id: str, event_ids: list[int], removed: set[str], k: int,
+def _result_key(served: _Served, user_id: str, event_ids: list[int], removed_key: Hashable, k: int,
                 filter: ItemFilter | None, exclude: Sequence[str], diversity: float | None,
                 explain: bool) -> tuple[Any, ...]:
-    """Everything a recommendation list depends on: the generations, the user's events, the removed items and the
-    request (hashes of the id sets keep the key small)."""
-    return (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(sorted(event_ids))), len(removed),
-            hash(frozenset(removed)), k, repr(filter), tuple(exclude), diversity, explain)
+    """Everything a recommendation list depends on: the generations, the user's events, the removed items (their
+    version) and the request (a hash of the event ids keeps the key small)."""
+    return (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(sorted(event_ids))), removed_key,
+            k, repr(filter), tuple(exclude), diversity, explain)
 
 
 def _as_dict(obj: Any) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -168,7 +169,7 @@ class RankingPipeline:
 
     # -- recommendation -------------------------------------------------------------------------------------
     def recommend(self, history: pd.DataFrame | History | None, k: int = 20, *, filter_fn: ItemFilter | None = None,
-                  allowed: np.ndarray | Sequence[str] | None = None, exclude: set[str] | None = None,
+                  allowed: np.ndarray | Sequence[str] | None = None, exclude: AbstractSet[str] | None = None,
                   diversity: float | None = None, explain: bool = False, now: datetime | None = None,
                   boosts: dict[str, float] | None = None, exclude_seen: bool | None = None) -> list[Recommendation]:
         """Top-k items for one user's events (a frame with columns item_id, type, value, ts, or a History).
@@ -185,7 +186,7 @@ class RankingPipeline:
 
     def recommend_many(self, histories: Sequence[pd.DataFrame | History | None], k: int = 20, *,
                        filter_fn: ItemFilter | None = None, allowed: np.ndarray | Sequence[str] | None = None,
-                       exclude: set[str] | None = None, diversity: float | None = None, explain: bool = False,
+                       exclude: AbstractSet[str] | None = None, diversity: float | None = None, explain: bool = False,
                        now: Sequence[datetime | None] | None = None, boosts: dict[str, float] | None = None,
                        exclude_seen: bool | None = None, batch_size: int = 64) -> list[list[Recommendation]]:
         """:meth:`recommend` for many histories at once (scored in batches; used by the evaluator)."""

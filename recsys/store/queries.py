@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Integer, String, bindparam, func, literal, select, union_all
+from sqlalchemy import BigInteger, Connection, Integer, String, bindparam, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from recsys.store.tables import Event, Item, ItemMedia, User
+from recsys.store.tables import CatalogueState, Event, Item, ItemMedia, User
 
 
 def events_frame(
@@ -57,29 +57,58 @@ _USER_EVENTS = (
 )
 
 
-def request_state(conn: Session | Connection, user_id: str) -> tuple[list[int], set[str]]:
-    """(ids of the user's events, external ids of hidden or deleted items) in one statement: everything a cached
-    recommendation list depends on in the store. Integers and strings only: parsing the events' timestamps (text
-    on SQLite) cost more than the query, and only a list that is ranked anew needs them."""
+def request_state(conn: Session | Connection, user_id: str) -> tuple[list[int], int | None]:
+    """(ids of the user's events, the catalogue's removed-items version) in one statement: with the removed items
+    of that version (:func:`removed_state`), everything a cached recommendation list depends on in the store.
+    Integers only: parsing the events' timestamps (text on SQLite) cost more than the query, and only a list that
+    is ranked anew needs them. The version is None where the schema keeps none (see migration 0003)."""
     return request_state_of(conn.execute(REQUEST_STATE, {"user_id": user_id}))
 
 
-def request_state_of(rows: Iterable[Sequence[Any]]) -> tuple[list[int], set[str]]:
+def request_state_of(rows: Iterable[Sequence[Any]]) -> tuple[list[int], int | None]:
     """:func:`request_state` from the rows of :data:`REQUEST_STATE` (as ``Store.fetch`` returns them)."""
     events: list[int] = []
-    removed: set[str] = set()
-    for event_id, item_id in rows:
+    version = None
+    for event_id, removed_version in rows:
         if event_id is not None:
             events.append(event_id)
         else:
-            removed.add(item_id)
-    return events, removed
+            version = removed_version
+    return events, version
 
 
 REQUEST_STATE = union_all(
-    select(Event.id, literal(None, String).label("item_id")).join(User, User.id == Event.user_id)
+    select(Event.id, literal(None, BigInteger).label("removed_version")).join(User, User.id == Event.user_id)
     .where(User.external_id == bindparam("user_id")),
-    select(literal(None, Integer), Item.external_id).where(Item.hidden.is_(True) | Item.deleted.is_(True)),
+    select(literal(None, Integer), CatalogueState.removed_version).where(CatalogueState.id == 1),
+)
+
+
+REMOVED_VERSION = select(CatalogueState.removed_version).where(CatalogueState.id == 1)
+
+
+def removed_state(conn: Session | Connection) -> tuple[frozenset[str], int | None]:
+    """(external ids of hidden or deleted items, the removed-items version they belong to), read together."""
+    return removed_state_of(conn.execute(REMOVED_STATE))
+
+
+def removed_state_of(rows: Iterable[Sequence[Any]]) -> tuple[frozenset[str], int | None]:
+    """:func:`removed_state` from the rows of :data:`REMOVED_STATE`."""
+    removed: set[str] = set()
+    version = None
+    for item_id, removed_version in rows:
+        if item_id is not None:
+            removed.add(item_id)
+        else:
+            version = removed_version
+    return frozenset(removed), version
+
+
+# The removed items through the partial index ix_items_removed: proportional to them, not to the catalogue.
+REMOVED_STATE = union_all(
+    select(Item.external_id, literal(None, BigInteger).label("removed_version"))
+    .where(Item.hidden.is_(True) | Item.deleted.is_(True)),
+    select(literal(None, String), CatalogueState.removed_version).where(CatalogueState.id == 1),
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -70,6 +71,17 @@ class Item(Base):
     # proportional to the removed items, not the catalogue. Its predicate is the query's, as each dialect renders it.
     __table_args__ = (Index("ix_items_removed", "external_id", sqlite_where=text(REMOVED_SQLITE),
                             postgresql_where=text(REMOVED_POSTGRESQL)),)
+
+
+class CatalogueState(Base):
+    """One row (id 1). ``removed_version`` goes up in the same transaction as any change to which items are hidden
+    or deleted (database triggers, migration 0003), so a request learns from one integer whether the removed items
+    changed instead of reading them all."""
+
+    __tablename__ = "catalogue_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    removed_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ItemMedia(Base):

@@ -1,13 +1,26 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
 
 from recsys.config import Settings
 from recsys.store import Store
 from recsys.store.events import ingest_events
 from recsys.store.importers import run_import
 from recsys.store.items import set_flags
-from recsys.store.queries import events_frame, removed_item_ids, request_state, user_event_records
+from recsys.store.queries import (
+    REMOVED_VERSION,
+    events_frame,
+    removed_item_ids,
+    removed_state,
+    request_state,
+    user_event_records,
+)
+from recsys.store.tables import Item
 from tests.store.fixtures import write_hm
 
 
@@ -32,18 +45,45 @@ def test_ingest_reports_per_event_and_is_idempotent(store: Store, settings: Sett
     assert str(df[df.type == "view"].ts.iloc[0]) == "2024-05-01 10:00:00"  # stored as UTC
 
 
-def test_request_state_reads_event_ids_and_removed_items_in_one_statement(store: Store, settings: Settings,
-                                                                           tmp_path: Path) -> None:
+def test_request_state_reads_event_ids_and_the_removed_version_in_one_statement(store: Store, settings: Settings,
+                                                                                tmp_path: Path) -> None:
     run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
     batch = [{"user_id": "u-state", "item_id": i, "type": "view", "event_id": f"s{i}"}
              for i in ("0108775015", "0108775044")]
     ingest_events(store, batch)
+    with store.reading() as c:
+        _, before = request_state(c, "u-state")
     with store.session() as s:
         set_flags(s, ["0108775044"], hidden=True)
         set_flags(s, ["0108775015"], deleted=True)
     with store.reading() as c:
-        events, removed = request_state(c, "u-state")
+        events, version = request_state(c, "u-state")
         records = user_event_records(c, "u-state")
         assert sorted(events) == sorted(r[4] for r in records) and len(events) == 2
-        assert removed == removed_item_ids(c) == {"0108775044", "0108775015"}
-        assert request_state(c, "nobody") == ([], removed)  # an unknown user has no events, same removed set
+        assert before is not None and version == before + 2  # one step per item that became removed
+        assert removed_state(c) == ({"0108775044", "0108775015"}, version) == (removed_item_ids(c), version)
+        assert request_state(c, "nobody") == ([], version)  # an unknown user has no events, same version
+
+
+def _version(store: Store) -> int:
+    with store.reading() as c:
+        return int(c.execute(REMOVED_VERSION).scalar_one())
+
+
+def test_removed_version_moves_with_every_change_to_which_items_are_removed(store: Store) -> None:
+    """Database triggers (migration 0003), so every writer counts: the API, imports, the CLI, plain SQL."""
+    steps: list[tuple[str, Callable[[Session], Any], int]] = [
+        ("a visible item arrives", lambda s: s.add(Item(external_id="a", content_hash="h")), 0),
+        ("a hidden item arrives", lambda s: s.add(Item(external_id="b", content_hash="h", hidden=True)), 1),
+        ("a title changes", lambda s: s.execute(update(Item).where(Item.external_id == "a").values(title="t")), 0),
+        ("an item is hidden", lambda s: set_flags(s, ["a"], hidden=True), 1),
+        ("a hidden item is also deleted", lambda s: set_flags(s, ["a"], deleted=True), 0),
+        ("it is shown again, still deleted", lambda s: set_flags(s, ["a"], hidden=False), 0),
+        ("it is undeleted", lambda s: set_flags(s, ["a"], deleted=False), 1),
+        ("a removed row goes", lambda s: s.execute(delete(Item).where(Item.external_id == "b")), 1),
+    ]
+    for what, change, moves in steps:
+        before = _version(store)
+        with store.session() as s:
+            change(s)
+        assert _version(store) == before + moves, what

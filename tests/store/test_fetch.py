@@ -17,7 +17,14 @@ from recsys.errors import StoreUnavailable
 from recsys.store import Store
 from recsys.store.items import set_flags
 from recsys.store.loop_reads import LoopReads
-from recsys.store.queries import REQUEST_STATE, request_state, request_state_of
+from recsys.store.queries import (
+    REMOVED_STATE,
+    REQUEST_STATE,
+    removed_state,
+    removed_state_of,
+    request_state,
+    request_state_of,
+)
 from recsys.store.tables import Item
 from tests.api.servers import TcpProxy
 from tests.conftest import PG_URL, _pg_database, run_async
@@ -55,9 +62,11 @@ def test_fetch_gives_the_request_state_as_the_session_does(store: Store) -> None
     with store.session() as s:
         set_flags(s, ["x2"], hidden=True)
     rows = run_async(store.fetch(REQUEST_STATE, {"user_id": "nobody"}))
-    assert request_state_of(rows) == ([], {"x2"})
+    removed = run_async(store.fetch(REMOVED_STATE, {}))
     with store.reading() as c:
-        assert request_state(c, "nobody") == ([], {"x2"})
+        assert request_state_of(rows) == request_state(c, "nobody")
+        assert removed_state_of(removed) == removed_state(c)
+        assert removed_state(c)[0] == {"x2"}
 
 
 def test_a_locked_sqlite_file_is_read_from_a_thread_while_the_loop_runs_on(sqlite_store: Store) -> None:
