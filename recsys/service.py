@@ -359,7 +359,7 @@ class Recommender:
                          exclude: Sequence[str] = (), diversity: float | None = None, explain: bool = False,
                          fresh: bool = False) -> tuple[list[ScoredItem], dict[str, float]]:
         """:meth:`recommend` for an event loop, with its per-stage timings (ms). The cache key is read without
-        leaving the loop (:meth:`Store.read`) and a cached list is answered there; only ranking (a miss: the
+        leaving the loop (:meth:`Store.fetch`) and a cached list is answered there; only ranking (a miss: the
         history read and the model, milliseconds of CPU) goes to a worker thread."""
         import anyio
         import anyio.to_thread
