@@ -67,14 +67,19 @@ def request_state(conn: Session | Connection, user_id: str) -> tuple[list[int], 
 
 def request_state_of(rows: Iterable[Sequence[Any]]) -> tuple[list[int], int | None]:
     """:func:`request_state` from the rows of :data:`REQUEST_STATE` (as ``Store.fetch`` returns them)."""
-    events: list[int] = []
+    return _values_and_version(rows)
+
+
+def _values_and_version(rows: Iterable[Sequence[Any]]) -> tuple[list[Any], int | None]:
+    """Rows ``(value, NULL)`` and one ``(NULL, removed_version)`` (absent without the version row), split."""
+    values: list[Any] = []
     version = None
-    for event_id, removed_version in rows:
-        if event_id is not None:
-            events.append(event_id)
+    for value, removed_version in rows:
+        if value is not None:
+            values.append(value)
         else:
             version = removed_version
-    return events, version
+    return values, version
 
 
 REQUEST_STATE = union_all(
@@ -94,13 +99,7 @@ def removed_state(conn: Session | Connection) -> tuple[frozenset[str], int | Non
 
 def removed_state_of(rows: Iterable[Sequence[Any]]) -> tuple[frozenset[str], int | None]:
     """:func:`removed_state` from the rows of :data:`REMOVED_STATE`."""
-    removed: set[str] = set()
-    version = None
-    for item_id, removed_version in rows:
-        if item_id is not None:
-            removed.add(item_id)
-        else:
-            version = removed_version
+    removed, version = _values_and_version(rows)
     return frozenset(removed), version
 
 
