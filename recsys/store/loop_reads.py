@@ -141,7 +141,8 @@ class _PgPool:
 
         async with self._slots:
             for attempt in (1, 2):
-                conn = self._idle.pop() if self._idle else None
+                pooled = attempt == 1 and bool(self._idle)
+                conn = self._idle.pop() if pooled else None
                 try:
                     if conn is None:
                         conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
@@ -150,8 +151,9 @@ class _PgPool:
                 except psycopg.OperationalError as e:
                     if conn is not None:
                         await conn.close()
-                    if attempt == 2 or conn is None:
+                    if not pooled:
                         raise self.store.unavailable(e) from e
+                    await self.close()  # the others died with it (a restarted server): retry on a new one
                     continue
                 except BaseException:  # cancelled (the timeout) mid-read: the connection's state is unknown
                     if conn is not None:
