@@ -19,6 +19,10 @@ class StoreSettings(BaseModel):
     """Rows per bulk insert during imports."""
     max_bad_fraction: float = 0.2
     """An import whose bad rows exceed this share of the file is treated as a garbled file and rolled back."""
+    loop_connections: int = Field(default=16, ge=1)
+    """PostgreSQL connections per server process for the reads requests make on the event loop, besides
+    SQLAlchemy's pool (up to 30) for everything else: with `recsys serve --workers N` the server may open
+    N x (this + 30), to fit under the database's max_connections (100 by default)."""
     request_read_timeout_s: float = Field(default=5.0, gt=0)
     """A request's read on the event loop (``Store.fetch``) gives up after this long with StoreUnavailable (HTTP 503
     and Retry-After) instead of hanging with an unresponsive database."""

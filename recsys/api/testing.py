@@ -163,7 +163,7 @@ class FakeRecommender:
                          diversity: float | None = None, explain: bool = False,
                          fresh: bool = False) -> tuple[list[FakeResult], dict[str, float]]:
         out = self.recommend(user_id, k, filter=filter, exclude=exclude, diversity=diversity, explain=explain,
-                             debug=True)  # in memory: nothing to wait for
+                             debug=True, fresh=fresh)  # in memory: nothing to wait for (and nothing cached)
         return out, dict(self.last_timings or {})
 
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: Any = None,

@@ -54,17 +54,18 @@ def safe_url(url: str) -> str:
 class Store:
     """A database: its engine, a session factory and schema management."""
 
-    def __init__(self, url: str, *, read_timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, *, read_timeout_s: float = 5.0, loop_connections: int = 16) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._loop_reads = LoopReads(self, timeout_s=read_timeout_s)
+        self._loop_reads = LoopReads(self, timeout_s=read_timeout_s, max_connections=loop_connections)
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, upgrade: bool = True) -> Store:
         """Open the configured database, bringing its schema to the newest migration first."""
         settings = settings or get_settings()
-        store = cls(settings.db_url, read_timeout_s=settings.store.request_read_timeout_s)
+        store = cls(settings.db_url, read_timeout_s=settings.store.request_read_timeout_s,
+                    loop_connections=settings.store.loop_connections)
         if upgrade:
             store.upgrade()
         return store
@@ -98,8 +99,8 @@ class Store:
 
     async def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of a prebuilt read for a request handler, awaited on the event loop without a threadpool hop
-        (:mod:`recsys.store.loop_reads`: the driver itself on SQLite and PostgreSQL). Errors map as in
-        :meth:`session`."""
+        (:mod:`recsys.store.loop_reads`: the driver itself on SQLite and PostgreSQL). An unreachable, hung or
+        locked-out database raises StoreUnavailable, as :meth:`session` does."""
         return await self._loop_reads.fetch(statement, params)
 
     async def aclose(self) -> None:

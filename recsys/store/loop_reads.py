@@ -1,8 +1,9 @@
 """Reads a request handler awaits on the event loop, made on the database driver itself.
 
-A cached recommendation needs one short read (the user's event ids and the removed items). Through SQLAlchemy and a
-worker thread that read cost more than everything else the request does (measured on SQLite: ~45 us of SQLAlchemy
-around an 8 us query, plus a ~0.2 ms thread handoff). Here a prebuilt statement is compiled once per dialect and run:
+A cached recommendation needs one short read (the user's event ids and the removed-items version). Through
+SQLAlchemy and a worker thread that read cost more than everything else the request does (measured on SQLite: ~45 us
+of SQLAlchemy around an 8 us query, plus a ~0.2 ms thread handoff). Here a prebuilt statement is compiled once per
+dialect and run:
 
 - on SQLite, on the loop thread's own ``sqlite3`` connection: a library call on a local file, and in WAL mode a
   reader never waits for a writer. Its busy timeout is 0; should a lock be held anyway, the read is retried through
@@ -65,7 +66,7 @@ class LoopReads:
     async def aclose(self) -> None:
         pool = self._pools.pop(asyncio.get_running_loop(), None)
         if pool is not None:
-            await pool.close()
+            await pool.shut()
 
     def close(self) -> None:
         conn = getattr(self._sqlite, "conn", None)
@@ -123,6 +124,7 @@ class _PgPool:
         self._slots = asyncio.Semaphore(size)
         self._idle: deque[psycopg.AsyncConnection[Any]] = deque()
         self._abandoned: set[asyncio.Future[list[Row]]] = set()  # timed-out reads still winding down
+        self._closed = False
 
     async def rows(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
         read = asyncio.ensure_future(self._rows(sql, params))
@@ -159,13 +161,21 @@ class _PgPool:
                     if conn is not None:
                         await asyncio.shield(conn.close())
                     raise
-                self._idle.append(conn)
+                if self._closed:  # the app shut down while this read ran
+                    await conn.close()
+                else:
+                    self._idle.append(conn)
                 return out
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
+        """Close the idle connections (reads still running close theirs when done, once the pool is shut)."""
         while self._idle:
             await self._idle.pop().close()
+
+    async def shut(self) -> None:
+        self._closed = True
+        await self.close()
 
 
 def _forget(pending: set[asyncio.Future[list[Row]]]) -> Any:
