@@ -30,6 +30,7 @@ from recsys.store.queries import (
     REMOVED_STATE,
     REMOVED_VERSION,
     REQUEST_STATE,
+    USER_EVENTS,
     events_frame,
     items_frame,
     removed_state,
@@ -37,6 +38,7 @@ from recsys.store.queries import (
     request_state,
     request_state_of,
     user_event_records,
+    user_event_records_of,
 )
 
 if TYPE_CHECKING:
@@ -358,9 +360,9 @@ class Recommender:
     async def arecommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None,
                          exclude: Sequence[str] = (), diversity: float | None = None, explain: bool = False,
                          fresh: bool = False) -> tuple[list[ScoredItem], dict[str, float]]:
-        """:meth:`recommend` for an event loop, with its per-stage timings (ms). The cache key is read without
-        leaving the loop (:meth:`Store.fetch`) and a cached list is answered there; only ranking (a miss: the
-        history read and the model, milliseconds of CPU) goes to a worker thread."""
+        """:meth:`recommend` for an event loop, with its per-stage timings (ms). The cache key, and on a miss the
+        history, are read without leaving the loop (:meth:`Store.fetch`) and a cached list is answered there; only
+        ranking (milliseconds of CPU) goes to a worker thread, at most ``ranking.serving_threads`` at once."""
         import anyio
         import anyio.to_thread
 
@@ -387,15 +389,16 @@ class Recommender:
             timings["cached"] = 1.0
             return list(hit), timings
 
-        def miss() -> tuple[list[ScoredItem], dict[str, float]]:
-            t1 = time.perf_counter()
-            with self.store.reading() as c:
-                records = user_event_records(c, user_id)
-            self.last_timings = {**timings, "history_ms": (time.perf_counter() - t1) * 1000}
+        t1 = time.perf_counter()  # the history is read here too: a ranking slot waits on no database
+        records = user_event_records_of(await self.store.fetch(USER_EVENTS, {"user_id": user_id}))
+        timings["history_ms"] = (time.perf_counter() - t1) * 1000
+
+        def rank() -> tuple[list[ScoredItem], dict[str, float]]:
+            self.last_timings = dict(timings)
             out = self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed)
             return out, dict(self.last_timings)
 
-        return await anyio.to_thread.run_sync(miss, limiter=self._ranking_slots)
+        return await anyio.to_thread.run_sync(rank, limiter=self._ranking_slots)
 
     def _rank_records(self, records: Sequence[tuple[Any, ...]], key: tuple[Any, ...], k: int,
                       filter: ItemFilter | None, exclude: Sequence[str], diversity: float | None, explain: bool,

@@ -44,11 +44,17 @@ def user_event_records(session: Session | Connection,
                        user_id: str) -> list[tuple[str, str, float | None, datetime, int]]:
     """One user's events as (item_id, type, value, ts, event_id) tuples sorted by (ts, id): the per-request read
     (no frame: building one costs more than the query). Empty for an unknown user."""
-    return [tuple(r) for r in session.execute(_USER_EVENTS, {"user_id": user_id})]  # type: ignore[misc]
+    return [tuple(r) for r in session.execute(USER_EVENTS, {"user_id": user_id})]  # type: ignore[misc]
+
+
+def user_event_records_of(rows: Iterable[Sequence[Any]]) -> list[tuple[str, str, float | None, datetime, int]]:
+    """:func:`user_event_records` from the driver's rows of :data:`USER_EVENTS` (``Store.fetch``): SQLite's driver
+    hands timestamps over as the text SQLAlchemy stored."""
+    return [(i, t, v, ts if isinstance(ts, datetime) else datetime.fromisoformat(ts), e) for i, t, v, ts, e in rows]
 
 
 # Built once: constructing the statement costs more than running it on a short history.
-_USER_EVENTS = (
+USER_EVENTS = (
     select(Item.external_id, Event.type, Event.value, Event.ts, Event.id)
     .join(User, User.id == Event.user_id)
     .join(Item, Item.id == Event.item_id)

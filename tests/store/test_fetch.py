@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +14,28 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from recsys.config import Settings
 from recsys.errors import StoreUnavailable
 from recsys.store import Store
+from recsys.store.events import ingest_events
+from recsys.store.importers import run_import
 from recsys.store.items import set_flags
 from recsys.store.loop_reads import LoopReads
 from recsys.store.queries import (
     REMOVED_STATE,
     REQUEST_STATE,
+    USER_EVENTS,
     removed_state,
     removed_state_of,
     request_state,
     request_state_of,
+    user_event_records,
+    user_event_records_of,
 )
 from recsys.store.tables import Item
 from tests.api.servers import TcpProxy
 from tests.conftest import PG_URL, _pg_database, run_async
+from tests.store.fixtures import write_hm
 
 COUNT = select(func.count()).select_from(Item)
 
@@ -67,6 +75,18 @@ def test_fetch_gives_the_request_state_as_the_session_does(store: Store) -> None
         assert request_state_of(rows) == request_state(c, "nobody")
         assert removed_state_of(removed) == removed_state(c)
         assert removed_state(c)[0] == {"x2"}
+
+
+def test_fetched_history_equals_the_session_read(store: Store, settings: Settings, tmp_path: Path) -> None:
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    ingest_events(store, [{"user_id": "u-h", "item_id": "0108775015", "type": "rating", "value": 4.5,
+                           "timestamp": "2024-05-01T10:00:00.250000Z", "event_id": "h1"},
+                          {"user_id": "u-h", "item_id": "0108775044", "type": "view",
+                           "timestamp": "2024-05-02T08:30:00", "event_id": "h2"}])
+    fetched = user_event_records_of(run_async(store.fetch(USER_EVENTS, {"user_id": "u-h"})))
+    with store.reading() as c:
+        assert fetched == user_event_records(c, "u-h") and len(fetched) == 2
+    assert fetched[0][3] == datetime(2024, 5, 1, 10, 0, 0, 250000)  # a datetime on both drivers, naive UTC
 
 
 def test_a_locked_sqlite_file_is_read_from_a_thread_while_the_loop_runs_on(sqlite_store: Store) -> None:
