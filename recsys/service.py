@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[..., None]
 MODALITIES = ("fused", "text", "image")
+RANKER_RETRY_S = 60.0
+"""A ranker generation that failed to load by itself (not for a database outage) is tried again after this long."""
 
 
 @dataclass
@@ -119,7 +121,8 @@ class Recommender:
         self._served: _Served | None = None
         self._encoder: Encoder | None = None
         self._lock = threading.RLock()
-        self._bad_ranker: str | None = None
+        self._bad_ranker: tuple[str | None, float] | None = None  # (ranker path, when it failed to load)
+        self._ranker_error: str | None = None  # why recommendations are off, for readiness
         self._local = threading.local()
         self._results: LRU[list[ScoredItem]] = LRU(self.settings.ranking.result_cache_size)
         self._ranking_slots: Any = None  # arecommend's CapacityLimiter, made on first use
@@ -162,21 +165,28 @@ class Recommender:
     def ranker(self) -> RankingPipeline:
         served = self._served_now()
         if served.ranker is None:
-            raise RankerError("no ranker has been trained yet; run `recsys build` (or `recsys train`)")
+            raise self._no_ranker()
         return served.ranker
+
+    def _no_ranker(self) -> RankerError:
+        if self._ranker_error is not None:
+            return RankerError(f"recommendations are off for now: {self._ranker_error}")
+        return RankerError("no ranker has been trained yet; run `recsys build` (or `recsys train`)")
 
     def refresh(self, *, strict: bool = False) -> bool:
         """Load a newer index or ranker generation if one appeared; True when something was swapped in.
 
         The new pair is prepared off to the side and published with one assignment, so concurrent requests see
         either the old pair or the new one, never a mix. A generation that fails to load leaves the old one served.
+        A ranker that failed for a passing reason (the database, to read the catalogue) is tried again on the next
+        refresh; one that failed by itself (a broken artifact) after ``RANKER_RETRY_S``.
         """
         from recsys.ranking.artifact import current_generation
         from recsys.ranking.pipeline import rankers_root
 
         with self._lock:
             try:
-                index_changed = self._handle.refresh(strict=strict or self._served is None)
+                self._handle.refresh(strict=strict or self._served is None)
             except Exception:
                 if strict or self._served is None:
                     raise
@@ -186,22 +196,39 @@ class Recommender:
             rpath = current_generation(rankers_root(self.settings))
             ranker_path = str(rpath) if rpath else None
             old = self._served
-            if old is not None and not index_changed and ranker_path in (old.ranker_path, self._bad_ranker):
+            # Compared with what is served (not with the handle's last change): a pair that could not be loaded
+            # last time is tried again.
+            if old is not None and old.reader is reader and (
+                    ranker_path == old.ranker_path or self._ranker_failed_recently(ranker_path)):
                 return False
             try:
                 ranker = self._load_ranker(reader, rpath, old)
             except Exception as e:
-                if old is not None and old.reader is reader:
-                    log.exception("ranker %s could not be loaded; still serving the old one", ranker_path)
+                passing = _is_outage(e)
+                self._ranker_error = ("the database could not be read to load the ranker; retrying" if passing
+                                      else "the current ranker generation could not be loaded")
+                if old is not None and (passing or old.reader is reader):
+                    # Keep the whole old pair: its ranker ranks over its own index. Retried on the next refresh.
+                    log.warning("ranker %s could not be loaded (%s: %s); still serving index %s with ranker %s",
+                                ranker_path, type(e).__name__, e, old.reader.generation_id, old.ranker_path)
+                    if not passing:
+                        self._bad_ranker = (ranker_path, time.monotonic())
                     return False
-                # Search keeps working without a ranker; recommendations say what to do.
-                log.error("ranker %s could not be loaded (%s); recommendations are off until `recsys train`",
-                          ranker_path, e)
-                self._bad_ranker = ranker_path  # not retried every refresh; a new generation is
+                # Search keeps working without a ranker; recommendations say what to do, readiness says so.
+                log.error("ranker %s could not be loaded (%s: %s); recommendations are off until it loads",
+                          ranker_path, type(e).__name__, e)
+                if not passing:
+                    self._bad_ranker = (ranker_path, time.monotonic())
                 ranker, ranker_path = None, None
+            else:
+                self._ranker_error = None
             self._served = _Served(reader, ranker, ranker_path)
             log.info("serving index %s with ranker %s", reader.generation_id, ranker_path)
             return True
+
+    def _ranker_failed_recently(self, ranker_path: str | None) -> bool:
+        bad = self._bad_ranker
+        return bad is not None and bad[0] == ranker_path and time.monotonic() - bad[1] < RANKER_RETRY_S
 
     def _load_ranker(self, reader: IndexReader, rpath: Any, old: _Served | None) -> RankingPipeline | None:
         from recsys.ranking import RankingPipeline
@@ -230,14 +257,18 @@ class Recommender:
         return SimpleVectors(list(ids), fused, text, image, reader.manifest.encoder_id)
 
     def status(self) -> dict[str, Any]:
+        """What is served. ``not_served`` names what is off (recommendations and trending without a ranker) and
+        ``ranker_error`` says why, when a trained ranker exists but could not be loaded."""
         try:
             served = self._served_now()
         except Exception as e:
-            return {"ready": False, "reason": str(e), "index_generation": None, "ranker_version": None,
-                    "encoder_id": None}
+            return {"ready": False, "reason": public_reason(e), "index_generation": None, "ranker_version": None,
+                    "encoder_id": None, "not_served": ["search", "recommendations", "trending"]}
         return {"ready": True, "index_generation": served.reader.generation_id,
                 "ranker_version": served.ranker.ranker_id if served.ranker else None,
-                "encoder_id": served.reader.manifest.encoder_id, "items": len(served.reader)}
+                "encoder_id": served.reader.manifest.encoder_id, "items": len(served.reader),
+                "not_served": [] if served.ranker is not None else ["recommendations", "trending"],
+                "ranker_error": None if served.ranker is not None else self._ranker_error}
 
     # -- retrieval ------------------------------------------------------------------------------------------
     def _removed(self) -> frozenset[str]:
@@ -449,7 +480,7 @@ class Recommender:
         served = served or self._served_now()
         ranker = served.ranker
         if ranker is None:
-            raise RankerError("no ranker has been trained yet; run `recsys build` (or `recsys train`)")
+            raise self._no_ranker()
         t0 = time.perf_counter()
         allowed = served.reader.allowed_ids(filter) if filter is not None and not filter.is_empty else None
         removed = (self._removed() if removed is None else removed) | frozenset(exclude)
@@ -650,6 +681,26 @@ def _result_key(served: _Served, user_id: str, event_ids: list[int], removed_key
     version) and the request (a hash of the event ids keeps the key small)."""
     return (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(sorted(event_ids))), removed_key,
             k, repr(filter), tuple(exclude), diversity, explain)
+
+
+def _is_outage(e: BaseException) -> bool:
+    """A passing failure of the database (unreachable, hung, locked), as opposed to a broken artifact."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from recsys.errors import StoreError
+
+    return isinstance(e, StoreError | OperationalError | DBAPIError)
+
+
+def public_reason(e: BaseException) -> str:
+    """Why nothing is served, in words safe for any caller (no paths, hosts or driver messages)."""
+    from recsys.errors import NoIndex
+
+    if _is_outage(e):
+        return "the database is unreachable"
+    if isinstance(e, NoIndex):
+        return "no index generation has been built yet"
+    return "the index generation could not be loaded"
 
 
 def _as_dict(obj: Any) -> Any:

