@@ -127,6 +127,9 @@ class Recommender:
         self._results: LRU[list[ScoredItem]] = LRU(self.settings.ranking.result_cache_size)
         self._ranking_slots: Any = None  # arecommend's CapacityLimiter, made on first use
         self._removed_cache: tuple[int, frozenset[str]] | None = None  # (removed-items version, their ids)
+        self._changes_lock = threading.Lock()
+        self._changes_runs = 0  # index_changes runs started; the last finished one and its report:
+        self._changes_last: tuple[int, dict[str, Any]] | None = None
 
     @property
     def last_timings(self) -> dict[str, float]:
@@ -514,12 +517,11 @@ class Recommender:
         """Insert or update items (canonical fields of the generic importer); per-item results.
 
         With ``index``, new and changed items are embedded and served through a delta generation right away.
+        Safe to call from many threads, processes and replicas at once, also for the same new item id.
         """
         from pathlib import Path
 
         from recsys.store.importers.generic import item_record
-        from recsys.store.importers.report import TableCounts
-        from recsys.store.importers.writer import upsert_items
 
         results: list[dict[str, Any]] = []
         records = []
@@ -530,11 +532,28 @@ class Recommender:
             except (ValueError, TypeError) as e:
                 results.append({"index": i, "item_id": str(raw.get("item_id")), "status": "error", "error": str(e)})
         if records:
-            with self.store.session() as s:
-                upsert_items(s, records, TableCounts())
+            self._write_items(records)
             if index:
                 self.index_changes()
         return results
+
+    def _write_items(self, records: Sequence[Any]) -> None:
+        from sqlalchemy.exc import IntegrityError
+
+        from recsys.store.importers.report import TableCounts
+        from recsys.store.importers.writer import upsert_items
+
+        # The writer reads which ids exist, then inserts the others: a concurrent writer of the same new id may
+        # insert it in between (a unique violation). Tried again, the row exists and is updated instead.
+        for attempt in range(3):
+            try:
+                with self.store.session() as s:
+                    upsert_items(s, records, TableCounts())
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("items written concurrently by another writer; writing again")
 
     def delete_item(self, item_id: str) -> None:
         from recsys.store.items import set_flags
@@ -543,12 +562,26 @@ class Recommender:
             set_flags(s, [item_id], deleted=True)
 
     def index_changes(self) -> dict[str, Any]:
-        """Embed new/changed items and publish them as a delta generation (no full rebuild)."""
-        from recsys.encoders import embed_catalog
-        from recsys.index import build_from_catalog
+        """Embed new/changed items and publish them as a delta generation (no full rebuild).
 
-        embed_catalog(self.store, self.settings)
-        report = build_from_catalog(self.store, self.settings, mode="auto")
+        One run at a time per data directory (threads, worker processes and replicas sharing it: the embedding
+        snapshot and the generations are files). A caller whose items a run started after its write already
+        covered takes that run's report instead of running again, so a burst of writers costs a few runs."""
+        from recsys.encoders import embed_catalog
+        from recsys.index import build_from_catalog, index_root
+        from recsys.index.layout import build_lock
+
+        seen = self._changes_runs
+        with self._changes_lock:
+            last = self._changes_last
+            if last is not None and last[0] > seen:
+                return last[1]
+            self._changes_runs += 1
+            run = self._changes_runs
+            with build_lock(index_root(self.settings), "changes.lock"):
+                embed_catalog(self.store, self.settings)
+                report = build_from_catalog(self.store, self.settings, mode="auto")
+            self._changes_last = (run, report)
         self.refresh()
         return report
 

@@ -4,6 +4,7 @@ what is off meanwhile), concurrent writers of new items all succeed, the result 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -80,5 +81,27 @@ def test_first_ranker_load_during_an_outage_is_retried_and_reported(home: Path) 
         assert rec.refresh() is True
         assert rec.status()["ranker_version"] and rec.status()["ranker_error"] is None
         assert rec.trending(5)
+    finally:
+        store.dispose()
+def test_concurrent_new_items_all_stored_and_searchable(home: Path) -> None:
+    settings, store, rec = _open(home)
+    try:
+        ids = [f"concurrent-{i}" for i in range(8)]
+
+        def put(item_id: str) -> list[dict[str, Any]]:
+            return rec.upsert_items([{"item_id": item_id, "title": f"ultramarine velvet lantern {item_id}",
+                                      "category": "lamps"}])
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(put, ids))
+        assert all(r[0]["status"] == "stored" for r in results), results
+        rec.refresh()
+        served = set(rec.index.item_ids)
+        assert set(ids) <= served
+        # the same new id from several writers at once: one row, every writer told it was stored
+        with ThreadPoolExecutor(8) as pool:
+            same = list(pool.map(lambda _: put("concurrent-same"), range(8)))
+        assert all(r[0]["status"] == "stored" for r in same), same
+        assert rec.get_item("concurrent-same")["item_id"] == "concurrent-same"
     finally:
         store.dispose()

@@ -220,10 +220,11 @@ def clean_tmp(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def build_lock(root: Path) -> Iterator[None]:
-    """One build at a time per root (an advisory file lock, released by the OS if the process dies)."""
+def build_lock(root: Path, name: str = "build.lock") -> Iterator[None]:
+    """One build at a time per root (an advisory file lock, released by the OS if the process dies). Threads
+    exclude each other too: each call opens the file anew, and flock locks belong to the open file."""
     Path(root).mkdir(parents=True, exist_ok=True)
-    f = open(Path(root) / "build.lock", "a+")  # noqa: SIM115 - held for the whole block
+    f = open(Path(root) / name, "a+")  # noqa: SIM115 - held for the whole block
     try:
         try:
             import fcntl
