@@ -75,6 +75,9 @@ class RankingSettings(BaseModel):
     seed: int = 0
     result_cache_size: int = 20_000
     """Recommendation lists kept per process, keyed by everything they depend on (0: off)."""
+    result_cache_mb: float = Field(default=256.0, ge=0)
+    """The result cache's memory bound per process, in MiB (estimated from the lists' JSON; 0: entries only). Any
+    read key can fill the cache (long lists for random user ids): entries alone do not bound memory."""
     serving_threads: int = Field(default=1, ge=1)
     """Rankings run at once per API process (the rest wait without holding a thread). Ranking holds the GIL for most
     of its ~5 ms, so more threads contend: on 2 cores, uncached req/s at concurrency 16 fell from 178 (1 thread) to

@@ -80,6 +80,12 @@ class ScoredItem:
                           default=str, allow_nan=False)
 
 
+def result_list_bytes(items: Sequence[ScoredItem]) -> int:
+    """Memory held by a cached list of results, estimated from each result's JSON (memoised anyway: the API sends
+    it): measured with tracemalloc at ~500 bytes per plain result and ~900 with an explanation, in the bound."""
+    return 120 + sum(300 + int(2.5 * len(it.as_json)) for it in items)
+
+
 def result_object(item_id: Any, score: Any, sources: Any, explanation: Any) -> dict[str, Any]:
     """A result as plain JSON: a non-finite score becomes null, numpy values in explanations plain numbers."""
     score = float(score)
@@ -124,7 +130,9 @@ class Recommender:
         self._bad_ranker: tuple[str | None, float] | None = None  # (ranker path, when it failed to load)
         self._ranker_error: str | None = None  # why recommendations are off, for readiness
         self._local = threading.local()
-        self._results: LRU[list[ScoredItem]] = LRU(self.settings.ranking.result_cache_size)
+        self._results: LRU[list[ScoredItem]] = LRU(self.settings.ranking.result_cache_size,
+                                                    max_bytes=int(self.settings.ranking.result_cache_mb * 2**20),
+                                                    weigh=result_list_bytes)
         self._ranking_slots: Any = None  # arecommend's CapacityLimiter, made on first use
         self._removed_cache: tuple[int, frozenset[str]] | None = None  # (removed-items version, their ids)
         self._changes_lock = threading.Lock()
