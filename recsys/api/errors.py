@@ -2,12 +2,14 @@
 
 Domain errors (:class:`~recsys.errors.RecsysError`) carry their own ``status`` and ``code``; a store outage is a 503
 with Retry-After; validation failures are 422 with the offending fields; anything else is a bug, logged with its
-traceback and answered with a JSON 500 that leaks nothing.
+traceback and answered with a JSON 500 that leaks nothing. Messages meant for an operator (database URLs, driver
+errors, file paths) are logged; callers get :func:`public_message`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +26,26 @@ _HTTP_CODES = {
     406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid",
     429: "rate_limited", 503: "unavailable",
 }
+
+
+_URL = re.compile(r"\b(?!https?://)[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_PATH = re.compile(r"(?<![\w.:/])(?:[A-Za-z]:)?(?:[/\\][^\s'\"/\\<>|,;()]+){2,}[/\\]?")
+_API_PATH = re.compile(r"^/(?:v1|docs|redoc|openapi\.json|healthz|readyz|metrics|media|items|users)(?:/|$)")
+
+
+def redact(text: str) -> str:
+    """``text`` without what only an operator should see: non-HTTP URLs (a database's driver, user, host, port and
+    name) and file system paths (the data directory, the SQLite file, the index directory)."""
+    text = _URL.sub("<database>", text)
+    return _PATH.sub(lambda m: m.group(0) if _API_PATH.match(m.group(0)) else "<path>", text)
+
+
+def public_message(exc: RecsysError) -> str:
+    """What a caller may read of a domain error. A store error says only that the database is unreachable: its
+    message names the server and the driver's own error, which the server log keeps."""
+    if isinstance(exc, StoreError):
+        return "the database is unreachable; retry shortly"
+    return redact(exc.message)
 
 
 def request_id(request: Request) -> str | None:
@@ -49,6 +71,10 @@ async def recsys_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500 and not isinstance(exc, StoreError) and status != 503:
         # ConfigError is the only domain error that maps to 500: it means the server is misconfigured.
         log.error("server misconfigured: %s", exc.message)
+    message = public_message(exc)
+    if message != exc.message and not isinstance(exc, StoreError):  # outages are logged by the refresh task
+        log.info("%s on %s %s (request %s): %s", exc.code, request.method, request.url.path, request_id(request),
+                 exc.message)
     headers: dict[str, str] = {}
     if status == 503:
         headers["Retry-After"] = _retry_after(request)
@@ -56,7 +82,7 @@ async def recsys_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return error_response(request, status, exc.code, exc.message, headers=headers or None)
+    return error_response(request, status, exc.code, message, headers=headers or None)
 
 
 def _jsonable(errors: list[Any]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import _principal
+from recsys.api.errors import public_message
 from recsys.api.web import pages
 from recsys.errors import AuthError, Forbidden, RecsysError, ValidationFailed
 
@@ -79,7 +80,7 @@ def _error(request: Request, e: RecsysError) -> Response:
     if isinstance(e, AuthError) and not isinstance(e, Forbidden) and request.method == "GET":
         return RedirectResponse("/login?next=" + quote(request.url.path, safe="/"), status_code=303)
     status = e.status if 400 <= e.status < 600 else 500
-    return _render(request, "error.html", status, message=e.message, code=e.code)
+    return _render(request, "error.html", status, message=public_message(e), code=e.code)
 
 
 def _rec(request: Request) -> Any:
@@ -175,7 +176,7 @@ def _item(request: Request, item_id: str, modality: str, form: pages.FilterForm,
     try:
         similar = pages.result_cards(rec, rec.similar(item_id, PAGE_K, modality=modality, filter=form.item_filter()))
     except RecsysError as e:  # e.g. not indexed yet: the item itself still shows
-        similar, similar_note = [], e.message
+        similar, similar_note = [], public_message(e)
     return _render(request, "item.html", item=details, card=pages.item_card(rec, item_id), images=images,
                    similar=similar, similar_note=similar_note, modality=modality, form=form,
                    categories=pages.categories(rec.store), user=user or "")
@@ -255,7 +256,7 @@ async def media(request: Request, item_id: str, n: Annotated[int, Query(ge=0, le
         found = await run_in_threadpool(pages.media_file, _rec(request), item_id, n)
     except RecsysError as e:
         status = e.status if 400 <= e.status < 600 else 500
-        return Response(e.message, status_code=status, media_type="text/plain; charset=utf-8",
+        return Response(public_message(e), status_code=status, media_type="text/plain; charset=utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
     if isinstance(found, str):
         return RedirectResponse(found, status_code=307)
@@ -287,7 +288,7 @@ async def login(request: Request, key: Annotated[str, Form(min_length=1, max_len
         _same_origin(request)
         await _principal(request, key, None, "read")
     except RecsysError as e:
-        return _render(request, "login.html", e.status, next=_safe_next(next), error=e.message)
+        return _render(request, "login.html", e.status, next=_safe_next(next), error=public_message(e))
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response

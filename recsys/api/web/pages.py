@@ -66,7 +66,9 @@ def item_card(rec: Any, item_id: str) -> Card:
     try:
         d = rec.get_item(item_id)
     except RecsysError as e:
-        return Card(item_id, title=item_id, note=e.message)
+        from recsys.api.errors import public_message
+
+        return Card(item_id, title=item_id, note=public_message(e))
     price = d.get("price")
     return Card(item_id=str(d.get("item_id", item_id)), title=str(d.get("title") or item_id),
                 category=d.get("category"), price=float(price) if price is not None else None,
