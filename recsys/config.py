@@ -97,6 +97,10 @@ class ApiSettings(BaseModel):
     max_image_bytes: int = 8_000_000
     max_image_pixels: int = 25_000_000
     image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP"])
+    media_roots: list[Path] = Field(default_factory=list)
+    """Directories whose image files the API may serve and item writes may name, besides the data directory
+    (``RECSYS_API__MEDIA_ROOTS='["/data/images"]'``). An image path outside them is refused when written through
+    the API and never served."""
     refresh_seconds: float = 1.0
     """How often the server looks for newer index / ranker generations."""
     retry_after_seconds: int = 2

@@ -3,6 +3,7 @@ headless Debian Chromium driven by Playwright (never a browser downloaded by ``p
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -32,12 +33,12 @@ def _free_port() -> int:
 class ExplorerServer:
     """``uvicorn --factory recsys.api.app:app_from_env`` on 127.0.0.1 with auth off (the demo default)."""
 
-    def __init__(self, home: Path, log: Path) -> None:
+    def __init__(self, home: Path, log: Path, media: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         env = {**os.environ, "RECSYS_HOME": str(home), "RECSYS_API__AUTH": "false",
-               "RECSYS_API__RATE_LIMIT_PER_MINUTE": "0"}
+               "RECSYS_API__RATE_LIMIT_PER_MINUTE": "0", "RECSYS_API__MEDIA_ROOTS": json.dumps([str(media)])}
         env.pop("RECSYS_DATABASE_URL", None)
         self._out = log.open("wb")
         self.proc = subprocess.Popen(
@@ -96,9 +97,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def explorer(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExplorerServer]:
     """The explorer over a private copy of the built demo (the browser fixture first: no build without Chromium)."""
-    home, _demo = built_demo(tmp_path_factory)
+    home, demo = built_demo(tmp_path_factory)
     root = tmp_path_factory.mktemp("explorer")
-    server = ExplorerServer(private_home(home, root / "home"), root / "server.log")
+    server = ExplorerServer(private_home(home, root / "home"), root / "server.log", demo)
     try:
         server.wait_ready()
         yield server

@@ -64,7 +64,8 @@ def make_client(tmp_path: Path, fake: FakeRecommender) -> Iterator[Callable[...,
 
     def make(**api: Any) -> TestClient:
         s = Settings(home=tmp_path / "home")
-        s.api = s.api.model_copy(update={"auth": False, "rate_limit_per_minute": 0, **api})
+        s.api = s.api.model_copy(update={"auth": False, "rate_limit_per_minute": 0,
+                                         "media_roots": [tmp_path / "media"], **api})
         c = TestClient(create_app(s, fake), raise_server_exceptions=True)
         c.__enter__()
         clients.append(c)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
+from recsys.api.media import check_image_field, media_roots, public_item
 from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
 from recsys.api.schemas import (
     Deleted,
@@ -26,23 +27,38 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 ItemId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
-@router.get("/{item_id}", response_model=ItemOut, summary="One item with its media and tags")
+@router.get("/{item_id}", response_model=ItemOut,
+            summary="One item with its media (as URLs: a local image is served by this server) and tags")
 def get_item(item_id: ItemId, rec: RecommenderDep, _key: ReadKey) -> Any:
-    return rec.get_item(item_id)
+    return public_item(rec.get_item(item_id))
 
 
-@router.put("/{item_id}", response_model=ItemOut, summary="Create or replace one item")
-def put_item(item_id: ItemId, item: ItemPut, rec: RecommenderDep, _key: AdminKey) -> Any:
+@router.put("/{item_id}", response_model=ItemOut,
+            summary="Create or replace one item (a local image must lie under the media roots)")
+def put_item(request: Request, item_id: ItemId, item: ItemPut, rec: RecommenderDep, _key: AdminKey) -> Any:
+    check_image_field(item.image, media_roots(request.app.state.settings))
     result = _check(rec.upsert_items([{"item_id": item_id, **_plain(item)}])[0])
     try:
-        return rec.get_item(item_id)
+        return public_item(rec.get_item(item_id))
     except Exception:
         return {"item_id": item_id, **result}
 
 
 @router.post("", response_model=ItemBatchResult, summary="Create or replace many items; a result per item")
-def upsert_items(batch: ItemBatch, rec: RecommenderDep, _key: AdminKey) -> ItemBatchResult:
-    return ItemBatchResult(results=[dict(r) for r in rec.upsert_items([_plain(it) for it in batch.items])])
+def upsert_items(request: Request, batch: ItemBatch, rec: RecommenderDep, _key: AdminKey) -> ItemBatchResult:
+    roots = media_roots(request.app.state.settings)
+    results: list[dict[str, Any] | None] = [None] * len(batch.items)
+    good: list[int] = []
+    for i, it in enumerate(batch.items):
+        try:
+            check_image_field(it.image, roots)
+            good.append(i)
+        except ValidationFailed as e:  # refused alone: the rest of the batch is stored
+            results[i] = {"index": i, "item_id": it.item_id, "status": "error", "error": e.message}
+    stored = rec.upsert_items([_plain(batch.items[i]) for i in good]) if good else []
+    for i, r in zip(good, stored, strict=True):
+        results[i] = {**dict(r), "index": i}
+    return ItemBatchResult(results=[r for r in results if r is not None])
 
 
 @router.delete("/{item_id}", response_model=Deleted, summary="Delete an item (it stops being returned at once)")

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import _principal
 from recsys.api.errors import public_message
+from recsys.api.media import media_roots, public_item
 from recsys.api.web import pages
 from recsys.errors import AuthError, Forbidden, RecsysError, ValidationFailed
 
@@ -170,7 +171,7 @@ def _item(request: Request, item_id: str, modality: str, form: pages.FilterForm,
     rec = _rec(request)
     if modality not in MODALITIES:
         raise ValidationFailed(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
-    details = rec.get_item(item_id)
+    details = public_item(rec.get_item(item_id))
     images = [i for i, m in enumerate(m for m in details.get("media") or () if m.get("kind") == "image")]
     similar_note = None
     try:
@@ -253,7 +254,8 @@ async def media(request: Request, item_id: str, n: Annotated[int, Query(ge=0, le
     """An item's ``n``-th recorded image (never a path taken from the request; allow-listed image types only)."""
     try:
         await _who(request)
-        found = await run_in_threadpool(pages.media_file, _rec(request), item_id, n)
+        roots = media_roots(request.app.state.settings)
+        found = await run_in_threadpool(pages.media_file, _rec(request), item_id, n, roots)
     except RecsysError as e:
         status = e.status if 400 <= e.status < 600 else 500
         return Response(public_message(e), status_code=status, media_type="text/plain; charset=utf-8",

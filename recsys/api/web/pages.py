@@ -204,10 +204,13 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def media_file(rec: Any, item_id: str, position: int = 0) -> tuple[Path, str] | str:
-    """The ``position``-th image recorded for ``item_id``: ``(path, content type)`` for a local file, or an
-    ``http(s)`` URL to redirect to. Raises NotFound for anything else (no image, removed item, missing file,
-    a file that is not an allowed image format)."""
+def media_file(rec: Any, item_id: str, position: int = 0, roots: list[Path] | None = None) -> tuple[Path, str] | str:
+    """The ``position``-th image recorded for ``item_id``: ``(path, content type)`` for a local file under one of
+    ``roots`` (:mod:`recsys.api.media`), or an ``http(s)`` URL to redirect to. Raises NotFound for anything else
+    (no image, removed item, a file outside the roots, missing, too large or not an allowed image format), with
+    one message for all of them: the answer tells nothing about the server's files."""
+    from recsys.api.media import local_path, under_roots
+
     details = rec.get_item(item_id)
     if details.get("deleted") or details.get("hidden"):
         raise NotFound(f"item {item_id!r} is not available")
@@ -215,26 +218,25 @@ def media_file(rec: Any, item_id: str, position: int = 0) -> tuple[Path, str] | 
     if not 0 <= position < len(images):
         raise NotFound(f"item {item_id!r} has no image #{position}")
     uri = str(images[position].get("uri") or "")
-    parsed = urlparse(uri)
-    if parsed.scheme in ("http", "https") and parsed.netloc:
+    path = local_path(uri)
+    if path is None:
         return uri
-    if parsed.scheme == "file":
-        uri = parsed.path
-    elif parsed.scheme and len(parsed.scheme) > 1:  # "C:" on Windows is a drive, not a scheme
-        raise NotFound(f"item {item_id!r}: media scheme {parsed.scheme!r} is not served")
-    path = Path(uri)
-    if not path.is_absolute():
-        raise NotFound(f"item {item_id!r}: the recorded media path is not absolute")
+    unavailable = NotFound(f"item {item_id!r}: image #{position} is not available")
+    if urlparse(uri).scheme not in ("", "file") and len(urlparse(uri).scheme) > 1:  # "C:" is a drive, not a scheme
+        raise unavailable
+    if not under_roots(path, roots or []):  # checked before the file is touched
+        log.warning("item %s: media %s is outside the media roots (api.media_roots); not served", item_id, path)
+        raise unavailable
     try:
         path = path.resolve(strict=True)
         if not path.is_file() or path.stat().st_size > MAX_MEDIA_BYTES:
-            raise NotFound(f"item {item_id!r}: the image is missing or too large")
+            raise unavailable
         with path.open("rb") as f:
             head = f.read(16)
     except OSError:
-        raise NotFound(f"item {item_id!r}: the image file cannot be read") from None
+        raise unavailable from None
     ctype = sniff(head)
     if ctype is None:
         log.warning("item %s: media %s is not an allowed image format; not served", item_id, path)
-        raise NotFound(f"item {item_id!r}: the media is not an allowed image format")
+        raise unavailable
     return path, ctype
