@@ -51,14 +51,16 @@ class Runtime:
         self.keys = keys
         self.status: dict[str, Any] = {}
         self.store_ok = False
+        self.migrated = True
+        """False while the schema could not be brought up to date (the database was down at start-up)."""
         self._last_warning = 0.0
 
     @property
     def ready(self) -> bool:
         # A trained ranker that could not be loaded (e.g. a database blip during a switch) makes this replica
         # unready until the retry succeeds; a deployment that never trained one serves search only and is ready.
-        return (self.store_ok and bool(self.status.get("ready")) and self.status.get("index_generation") is not None
-                and not self.status.get("ranker_error"))
+        return (self.store_ok and self.migrated and bool(self.status.get("ready"))
+                and self.status.get("index_generation") is not None and not self.status.get("ranker_error"))
 
     def ping(self) -> bool:
         try:
@@ -70,6 +72,13 @@ class Runtime:
         """One refresh round (runs in a worker thread). Never raises."""
         rec = self.recommender
         self.store_ok = self.ping()
+        if self.store_ok and not self.migrated:
+            try:
+                rec.store.upgrade()
+                self.migrated = True
+                log.info("the database answers again: schema up to date, serving")
+            except Exception as e:
+                self._warn("could not bring the database schema up to date: %s", e)
         try:
             rec.refresh()
             self.status = dict(rec.status())
@@ -108,13 +117,13 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
 
             anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.worker_threads
         rec: Any = recommender
+        migrated = True
         if rec is None:
-            from recsys.service import Recommender
-
-            rec = await run_in_threadpool(Recommender, settings)
+            rec, migrated = await run_in_threadpool(open_service, settings)
         # Thread caps are process-wide: applied only when this app owns the service (a server), not to a caller's.
         threads = settings.api.compute_threads if owned else 0
         runtime = Runtime(rec, metrics, KeyRing(rec.store), compute_threads=threads, freeze_heap=owned)
+        runtime.migrated = migrated
         app.state.recommender = rec
         app.state.runtime = runtime
         app.state.keys = runtime.keys
@@ -146,6 +155,24 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.api.max_body_bytes,
                        loopback_only=not settings.api.auth)
     return app
+
+
+def open_service(settings: Settings) -> tuple[Any, bool]:
+    """The server's :class:`~recsys.service.Recommender` and whether its schema is up to date. A database that
+    does not answer at start-up is not fatal: the server starts unready (``/readyz`` 503, requests 503 with
+    Retry-After) and the refresh task migrates and serves once it answers."""
+    from recsys.errors import StoreUnavailable
+    from recsys.service import Recommender
+    from recsys.store import Store
+
+    store = Store.open(settings, upgrade=False)
+    try:
+        store.upgrade()
+        migrated = True
+    except StoreUnavailable as e:
+        log.warning("starting unready: %s", e.message)
+        migrated = False
+    return Recommender(settings, store), migrated
 
 
 def settle_heap() -> None:

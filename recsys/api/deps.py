@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from recsys.api.auth import ANONYMOUS, KeyRing, Principal
 from recsys.api.limits import RateLimiter
 from recsys.config import Settings
-from recsys.errors import AuthError, Forbidden
+from recsys.errors import AuthError, Forbidden, StoreUnavailable
 
 
 class RecommenderLike(Protocol):
@@ -64,6 +64,8 @@ class RecommenderLike(Protocol):
 
 
 async def get_recommender(request: Request) -> RecommenderLike:
+    if not request.app.state.runtime.migrated:  # started while the database was down: nothing can be read yet
+        raise StoreUnavailable("the database is unreachable; retry shortly")
     return request.app.state.recommender  # type: ignore[no-any-return]
 
 

@@ -50,9 +50,13 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
     options: dict[str, Any] = dict(host=host, port=port, log_config=None, access_log=False,
                                    timeout_graceful_shutdown=5, server_header=False)
     if workers > 1:
+        from recsys.errors import StoreUnavailable
         from recsys.store import Store
 
-        Store.open(settings).dispose()  # schema migrations once, here, not raced by every worker
+        try:
+            Store.open(settings).dispose()  # schema migrations once, here, not raced by every worker
+        except StoreUnavailable as e:  # each worker starts unready and migrates once the database answers
+            err.print(f"warning: {e.message}; the server starts unready")
         os.environ.update({"RECSYS_HOME": str(Path(settings.home).resolve()), "RECSYS_API__AUTH": str(auth).lower(),
                            "RECSYS_API__HOST": host, "RECSYS_API__PORT": str(port)})
         if settings.database_url:
