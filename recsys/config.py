@@ -101,6 +101,9 @@ class ApiSettings(BaseModel):
     """Directories whose image files the API may serve and item writes may name, besides the data directory
     (``RECSYS_API__MEDIA_ROOTS='["/data/images"]'``). An image path outside them is refused when written through
     the API and never served."""
+    header_timeout_s: float = Field(default=10.0, ge=0)
+    """A connection gets this long to send a request's headers, then a 408 and is closed (slow-header clients
+    otherwise hold connections forever). 0: no limit."""
     refresh_seconds: float = 1.0
     """How often the server looks for newer index / ranker generations."""
     retry_after_seconds: int = 2

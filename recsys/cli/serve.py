@@ -47,8 +47,12 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
     configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"), json_lines=os.environ.get("RECSYS_LOG_FORMAT") != "text")
     if banner:
         _banner(host, port, auth)
+    from recsys.api.protocol import HeaderTimeoutProtocol
+
+    HeaderTimeoutProtocol.header_timeout_s = settings.api.header_timeout_s
     options: dict[str, Any] = dict(host=host, port=port, log_config=None, access_log=False,
-                                   timeout_graceful_shutdown=5, server_header=False)
+                                   timeout_graceful_shutdown=5, server_header=False,
+                                   http="recsys.api.protocol:HeaderTimeoutProtocol")
     if workers > 1:
         from recsys.errors import StoreUnavailable
         from recsys.store import Store
@@ -58,7 +62,8 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
         except StoreUnavailable as e:  # each worker starts unready and migrates once the database answers
             err.print(f"warning: {e.message}; the server starts unready")
         os.environ.update({"RECSYS_HOME": str(Path(settings.home).resolve()), "RECSYS_API__AUTH": str(auth).lower(),
-                           "RECSYS_API__HOST": host, "RECSYS_API__PORT": str(port)})
+                           "RECSYS_API__HOST": host, "RECSYS_API__PORT": str(port),
+                           "RECSYS_API__HEADER_TIMEOUT_S": str(settings.api.header_timeout_s)})
         if settings.database_url:
             os.environ["RECSYS_DATABASE_URL"] = settings.database_url
         uvicorn.run("recsys.api.app:app_from_env", factory=True, workers=workers, **options)
