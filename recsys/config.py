@@ -24,8 +24,9 @@ class StoreSettings(BaseModel):
     SQLAlchemy's pool (up to 30) for everything else: with `recsys serve --workers N` the server may open
     N x (this + 30), to fit under the database's max_connections (100 by default)."""
     request_read_timeout_s: float = Field(default=5.0, gt=0)
-    """A request's read on the event loop (``Store.fetch``) gives up after this long with StoreUnavailable (HTTP 503
-    and Retry-After) instead of hanging with an unresponsive database."""
+    """Each database call of an API request (the event loop's reads, and every statement, commit and connect in
+    worker threads) gives up after this long with StoreUnavailable (HTTP 503 and Retry-After) instead of hanging
+    with a hung database; on SQLite, a lock held by another writer (an import) gives StoreBusy (503) after it."""
 
 
 class EncoderSettings(BaseModel):

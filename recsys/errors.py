@@ -7,6 +7,7 @@ non-zero. Every message says what is wrong and what to do about it.
     ├── ConfigError                   config          500 (never raised by a request)
     ├── StoreError                    store           503
     │   └── StoreUnavailable          store_down      503 (+ Retry-After)
+    │       └── StoreBusy             store_busy      503 (+ Retry-After; SQLite locked by another writer)
     ├── ImportFailed                  import_failed   400  (file unreadable: names file and line)
     ├── ValidationFailed              invalid         422
     ├── NotFound                      not_found       404
@@ -48,6 +49,12 @@ class StoreError(RecsysError):
 
 class StoreUnavailable(StoreError):
     code, status = "store_down", 503
+
+
+class StoreBusy(StoreUnavailable):
+    """SQLite held by another writer (an import, a build) for longer than a request may wait."""
+
+    code = "store_busy"
 
 
 class ImportFailed(RecsysError):

@@ -41,8 +41,9 @@ class Runtime:
     """Per-app mutable state refreshed by the background task: cached status and readiness."""
 
     def __init__(self, recommender: RecommenderLike, metrics: Metrics, keys: KeyRing, *,
-                 compute_threads: int = 0, freeze_heap: bool = False) -> None:
+                 compute_threads: int = 0, freeze_heap: bool = False, db_timeout_s: float | None = 5.0) -> None:
         self.recommender = recommender
+        self.db_timeout_s = db_timeout_s
         self.compute_threads = compute_threads
         self.freeze_heap = freeze_heap
         self._frozen_for: tuple[Any, ...] | None = None
@@ -63,8 +64,11 @@ class Runtime:
                 and self.status.get("index_generation") is not None and not self.status.get("ranker_error"))
 
     def ping(self) -> bool:
+        from recsys.store.deadline import bounded
+
         try:
-            return bool(self.recommender.store.ping())
+            with bounded(self.db_timeout_s):  # a hung database is "not ready", not a hung probe
+                return bool(self.recommender.store.ping())
         except Exception:
             return False
 
@@ -122,7 +126,8 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
             rec, migrated = await run_in_threadpool(open_service, settings)
         # Thread caps are process-wide: applied only when this app owns the service (a server), not to a caller's.
         threads = settings.api.compute_threads if owned else 0
-        runtime = Runtime(rec, metrics, KeyRing(rec.store), compute_threads=threads, freeze_heap=owned)
+        runtime = Runtime(rec, metrics, KeyRing(rec.store), compute_threads=threads, freeze_heap=owned,
+                          db_timeout_s=settings.store.request_read_timeout_s)
         runtime.migrated = migrated
         app.state.recommender = rec
         app.state.runtime = runtime
@@ -153,7 +158,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
         app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["X-Request-ID"])
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.api.max_body_bytes,
-                       loopback_only=not settings.api.auth)
+                       loopback_only=not settings.api.auth, db_timeout_s=settings.store.request_read_timeout_s)
     return app
 
 

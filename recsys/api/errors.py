@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recsys.errors import RateLimited, RecsysError, StoreError
+from recsys.errors import RateLimited, RecsysError, StoreBusy, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ def redact(text: str) -> str:
 def public_message(exc: RecsysError) -> str:
     """What a caller may read of a domain error. A store error says only that the database is unreachable: its
     message names the server and the driver's own error, which the server log keeps."""
+    if isinstance(exc, StoreBusy):
+        return "the database is busy with another write (e.g. an import); retry shortly"
     if isinstance(exc, StoreError):
         return "the database is unreachable; retry shortly"
     return redact(exc.message)

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from recsys.api.errors import unexpected_error
 from recsys.api.logs import request_id_var
 from recsys.api.metrics import Metrics
+from recsys.store.deadline import bounded
 
 access = logging.getLogger("recsys.api.access")
 _RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -25,8 +26,10 @@ _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, loopback_only: bool) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, loopback_only: bool,
+                 db_timeout_s: float | None = None) -> None:
         self.app = app
+        self.db_timeout_s = db_timeout_s
         self.metrics = metrics
         self.max_body = max_body_bytes
         self.loopback_only = loopback_only
@@ -64,7 +67,8 @@ class RequestMiddleware:
                 await _reply(scope, receive, send_wrapper,
                              HTTPException(413, f"request body over the limit of {self.max_body} bytes"))
                 return
-            await self.app(scope, _limited(receive, self.max_body), send_wrapper)
+            with bounded(self.db_timeout_s):  # every database call of the request, in worker threads too
+                await self.app(scope, _limited(receive, self.max_body), send_wrapper)
         except Exception as exc:
             if started:
                 raise

@@ -7,6 +7,7 @@ hidden) and what to do. :meth:`Store.fetch` runs a request's short read without 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,7 +20,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from recsys.config import Settings, get_settings
-from recsys.errors import StoreUnavailable
+from recsys.errors import StoreBusy, StoreUnavailable
+from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,12 @@ def make_engine(url: str) -> Engine:
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        deadline.install(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # No pool_pre_ping: deadline.install pings on check-out itself, under a request's bound.
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+    deadline.install(engine)
+    return engine
 
 
 def safe_url(url: str) -> str:
@@ -94,6 +100,9 @@ class Store:
             yield
         except (OperationalError, DBAPIError) as e:
             if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False):
+                if self.dialect == "sqlite" and ("locked" in str(e.orig) or "busy" in str(e.orig)):
+                    raise StoreBusy("the database is busy with another write (an import or a build?); retry "
+                                    "shortly, or use PostgreSQL for writes during imports") from e
                 raise self.unavailable(e) from e
             raise
 
@@ -113,9 +122,10 @@ class Store:
             "start it or point RECSYS_DATABASE_URL at a running server"
         )
 
-    def ping(self) -> bool:
+    def ping(self, timeout_s: float | None = None) -> bool:
+        """Whether the database answers (within ``timeout_s``, when given)."""
         try:
-            with self.engine.connect() as c:
+            with deadline.bounded(timeout_s) if timeout_s else contextlib.nullcontext(), self.engine.connect() as c:
                 c.execute(text("SELECT 1"))
             return True
         except Exception:

@@ -4,8 +4,11 @@ service recovers by itself."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -108,6 +111,78 @@ def test_database_outage_503_then_recovery(tmp_path: Path) -> None:
                 assert codes[-1] == 200, codes
                 assert set(codes) <= {200, 503}
                 assert c.get("/readyz").json()["store"] is True
+            direct.dispose()
+        finally:
+            proxy.close()
+
+
+def _guarded(fn: Callable[[], httpx.Response]) -> httpx.Response:
+    """``fn()`` in a thread, so that a request that would hang fails the test instead of the run."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result(timeout=120)
+
+
+def test_sqlite_locked_by_an_import_answers_busy_not_after_30s(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    settings.api.auth = False
+    settings.api.compute_threads = 0
+    settings.store.request_read_timeout_s = 0.3
+    store = Store.open(settings)
+    run_import(store, "items", write_items(tmp_path / "items.jsonl", 5), settings=settings)
+    store.dispose()
+    event = {"events": [{"user_id": "u1", "item_id": "i1", "type": "view"}]}
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        writer = sqlite3.connect(settings.home / "recsys.db", isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # what a bulk import holds until it commits
+        try:
+            r = _guarded(lambda: c.post("/v1/events", json=event))
+            assert r.status_code == 503 and r.json()["error"]["code"] == "store_busy", r.text
+            assert "busy" in r.json()["error"]["message"] and int(r.headers["retry-after"]) >= 1
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        assert c.post("/v1/events", json=event).json()["stored"] == 1
+
+
+@pytest.mark.postgres
+def test_hung_database_bounds_every_route(tmp_path: Path) -> None:
+    if not PG_URL:
+        pytest.skip("RECSYS_TEST_POSTGRES_URL not set")
+    for real_url in _pg_database():
+        u = make_url(real_url)
+        proxy = TcpProxy((u.host or "127.0.0.1", u.port or 5432))
+        try:
+            via_proxy = u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+            settings = Settings(home=tmp_path / "home", database_url=via_proxy)
+            settings.api.auth = False
+            settings.api.compute_threads = 0
+            settings.store.request_read_timeout_s = 1.0
+            direct = Store(real_url)
+            direct.upgrade()
+            run_import(direct, "items", write_items(tmp_path / "items.jsonl", 5), settings=settings)
+            event = {"events": [{"user_id": "u1", "item_id": "i1", "type": "view"}]}
+            calls: dict[str, Callable[..., httpx.Response]] = {
+                "events": lambda c, event=event: c.post("/v1/events", json=event),
+                "item": lambda c: c.get("/v1/items/i1"),
+                "put": lambda c: c.put("/v1/items/i9", json={"title": "x"}),
+                "readyz": lambda c: c.get("/readyz"),
+            }
+            with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+                assert c.post("/v1/events", json=event).status_code == 200
+                assert c.get("/v1/items/i1").status_code == 200
+                proxy.hang()  # the server (or the network) stops answering; nothing is closed
+                for name, call in calls.items():
+                    r = _guarded(lambda call=call: call(c))  # type: ignore[misc]
+                    assert r.status_code == 503 and "retry-after" in r.headers, (name, r.text)
+                proxy.resume()
+                codes = []
+                for _ in range(100):  # the dropped connections are replaced: no restart
+                    codes.append(c.post("/v1/events", json=event).status_code)
+                    if codes[-1] == 200:
+                        break
+                    time.sleep(0.1)
+                assert codes[-1] == 200, codes
+                assert c.get("/v1/items/i1").status_code == 200
             direct.dispose()
         finally:
             proxy.close()
