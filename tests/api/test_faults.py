@@ -172,7 +172,7 @@ def test_hung_database_bounds_every_route(tmp_path: Path) -> None:
                 assert c.get("/v1/items/i1").status_code == 200
                 proxy.hang()  # the server (or the network) stops answering; nothing is closed
                 for name, call in calls.items():
-                    r = _guarded(lambda call=call: call(c))  # type: ignore[misc]
+                    r = _guarded(lambda call=call: call(c))
                     assert r.status_code == 503 and "retry-after" in r.headers, (name, r.text)
                 proxy.resume()
                 codes = []
