@@ -145,8 +145,8 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
                 await rec.store.aclose()
                 rec.store.dispose()
 
-    app = FastAPI(title="recsys", version="1", description=DESCRIPTION, lifespan=lifespan,
-                  responses={422: {"description": "invalid input", "model": _error_model()}})
+    app = FastAPI(title="recsys", version=_version(), description=DESCRIPTION, lifespan=lifespan,
+                  responses=_error_responses(), generate_unique_id_function=_operation_id)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(settings.api.rate_limit_per_minute)
@@ -210,10 +210,38 @@ def limit_compute_threads(n: int, done: set[str]) -> None:
             pass
 
 
-def _error_model() -> Any:
+_ERRORS = {
+    400: "malformed request (e.g. an unreadable multipart body)",
+    401: "no API key, or an unknown or revoked one",
+    403: "the key's scope does not allow this call",
+    404: "unknown item, user or route",
+    413: "request body or uploaded image over the limits",
+    422: "invalid input",
+    429: "rate limited (Retry-After says when to try again)",
+    503: "the database is unreachable or busy, or nothing is served yet (Retry-After says when to try again)",
+}
+
+
+def _error_responses() -> dict[int | str, dict[str, Any]]:
+    """The error answers any operation may give, documented on every one (clients and schema checkers rely on the
+    documented codes)."""
     from recsys.api.schemas import ErrorResponse
 
-    return ErrorResponse
+    return {code: {"description": text, "model": ErrorResponse} for code, text in _ERRORS.items()}
+
+
+def _operation_id(route: Any) -> str:
+    """Stable operationIds for generated clients: the route function's name (``recommend``, ``put_item``...)."""
+    return str(route.name)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("recsys")
+    except PackageNotFoundError:  # a source tree that was not installed
+        return "0+unknown"
 
 
 def _routes(app: FastAPI) -> None:

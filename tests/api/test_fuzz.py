@@ -8,7 +8,7 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.checks import not_a_server_error, status_code_conformance  # noqa: E402
 
 from recsys.api import create_app  # noqa: E402
 from recsys.api.testing import FakeRecommender  # noqa: E402
@@ -32,4 +32,4 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_no_server_errors(case) -> None:  # type: ignore[no-untyped-def]
-    case.call_and_validate(checks=[not_a_server_error])
+    case.call_and_validate(checks=[not_a_server_error, status_code_conformance])  # every answer documented

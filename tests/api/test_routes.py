@@ -161,3 +161,14 @@ def test_openapi_is_the_contract(client: TestClient) -> None:
             "/v1/sessions/recommendations", "/v1/items/{item_id}/similar", "/v1/search/text", "/v1/search/image",
             "/v1/more-like-these", "/v1/trending", "/healthz", "/readyz", "/metrics"} <= paths
     assert {"APIKeyHeader", "HTTPBearer"} <= set(spec["components"]["securitySchemes"])
+
+
+def test_openapi_documents_errors_and_operation_ids(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    ops = [(path, op) for path, item in spec["paths"].items() for op in item.values()]
+    ids = [op["operationId"] for _, op in ops]
+    assert len(ids) == len(set(ids)) and "recommend" in ids and "put_item" in ids  # stable, readable names
+    for path, op in ops:
+        assert {"400", "401", "404", "422", "429", "503"} <= set(op["responses"]), (path, op["responses"].keys())
+        model = op["responses"]["503"]["content"]["application/json"]["schema"]["$ref"]
+        assert model.endswith("Readiness" if path == "/readyz" else "ErrorResponse"), (path, model)
