@@ -102,6 +102,8 @@ class ApiSettings(BaseModel):
     """Directories whose image files the API may serve and item writes may name, besides the data directory
     (``RECSYS_API__MEDIA_ROOTS='["/data/images"]'``). An image path outside them is refused when written through
     the API and never served."""
+    session_hours: float = Field(default=12.0, gt=0)
+    """How long an explorer login lasts (a signed cookie; the API key itself is never put in a cookie)."""
     header_timeout_s: float = Field(default=10.0, ge=0)
     """A connection gets this long to send a request's headers, then a 408 and is closed (slow-header clients
     otherwise hold connections forever). 0: no limit."""

@@ -1,9 +1,10 @@
 """API keys: created once (the plain key is shown only then), stored as SHA-256 hashes, compared in constant time.
 
 Two scopes: ``read`` (every query) and ``admin`` (also writes: items, events). The server keeps an in-memory
-:class:`KeyRing` of live hashes, reloaded every few seconds, so a key revoked with ``recsys keys`` stops working
-within seconds, a new one works at once (an unknown key is looked up by its hash) and a database outage does not
-lock out clients whose keys are known.
+:class:`KeyRing` of live hashes, reloaded every few seconds; a new key works at once (an unknown key is looked up by
+its hash), a key revoked with ``recsys keys revoke`` stops working at once (each request reads its key's revoked
+flag on the event loop: :meth:`KeyRing.revoked`) and a database outage does not lock out clients whose keys are
+known.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from recsys.errors import NotFound, ValidationFailed
 from recsys.store.db import Store
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 SCOPES = ("read", "admin")
 PREFIX = "rsk_"
+KEY_REVOKED = select(ApiKey.revoked).where(ApiKey.key_hash == bindparam("h"))
+KEY_BY_NAME = select(ApiKey.key_hash, ApiKey.scope).where(ApiKey.name == bindparam("n"), ApiKey.revoked.is_(False))
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,29 @@ class KeyRing:
         principal = Principal(row[0], row[1])
         self._keys = [*self._keys, (digest, principal)]
         return principal
+
+    async def revoked(self, digest: str) -> bool:
+        """Whether the key with this hash was revoked (or deleted) since the ring was loaded: read now, so a
+        revocation holds from the next request. An unreachable database answers False: known keys keep working."""
+        from recsys.errors import StoreError
+
+        try:
+            rows = await self.store.fetch(KEY_REVOKED, {"h": digest})
+        except StoreError:
+            return False
+        if rows and not rows[0][0]:
+            return False
+        self._keys = [(h, p) for h, p in self._keys if h != digest]
+        return True
+
+    async def entry(self, name: str) -> tuple[str, Principal] | None:
+        """(hash, principal) of the live key named ``name``: from the ring, else read from the database (a key
+        created since the last reload, e.g. through another worker)."""
+        for h, principal in self._keys:
+            if principal.name == name:
+                return h, principal
+        rows = await self.store.fetch(KEY_BY_NAME, {"n": name})
+        return (str(rows[0][0]), Principal(name, str(rows[0][1]))) if rows else None
 
     def lookup(self, key: str) -> Principal | None:
         digest = hash_key(key)

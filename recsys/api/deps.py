@@ -13,7 +13,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from recsys.api.auth import ANONYMOUS, KeyRing, Principal
+from recsys.api.auth import ANONYMOUS, KeyRing, Principal, hash_key
 from recsys.api.limits import RateLimiter
 from recsys.config import Settings
 from recsys.errors import AuthError, Forbidden, StoreUnavailable
@@ -97,12 +97,19 @@ async def _principal(request: Request, header_key: str | None, bearer: HTTPAutho
             # Unknown keys cost a database lookup: rate-limit them per client address like a key.
             state.limiter.check("miss:" + (request.client.host if request.client else ""))
             found = await run_in_threadpool(ring.fetch, key)
+        elif await ring.revoked(hash_key(key)):
+            found = None
         if found is None:
             raise AuthError("unknown or revoked API key")
         principal = found
         limit_key = "key:" + principal.name
+    return authorize(request, principal, limit_key, scope)
+
+
+def authorize(request: Request, principal: Principal, limit_key: str, scope: str) -> Principal:
+    """An identified caller: counted against its rate limit, then checked for ``scope``."""
     request.state.principal = principal
-    limiter: RateLimiter = state.limiter
+    limiter: RateLimiter = request.app.state.limiter
     limiter.check(limit_key)
     if not principal.allows(scope):
         raise Forbidden(f"this API key has the {principal.scope!r} scope; this call needs {scope!r}")

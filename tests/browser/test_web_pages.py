@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from recsys.api import create_app
-from recsys.api.auth import create_key
+from recsys.api.auth import create_key, revoke_key
 from recsys.api.testing import FakeRecommender
 from recsys.api.web.pages import sniff
 from recsys.config import Settings
@@ -66,7 +66,8 @@ def make_client(tmp_path: Path, fake: FakeRecommender) -> Iterator[Callable[...,
         s = Settings(home=tmp_path / "home")
         s.api = s.api.model_copy(update={"auth": False, "rate_limit_per_minute": 0,
                                          "media_roots": [tmp_path / "media"], **api})
-        c = TestClient(create_app(s, fake), raise_server_exceptions=True)
+        # A browser names the page's origin on every form post.
+        c = TestClient(create_app(s, fake), raise_server_exceptions=True, headers={"Origin": "http://testserver"})
         c.__enter__()
         clients.append(c)
         return c
@@ -119,7 +120,13 @@ def test_cross_site_posts_are_refused(client: TestClient, fake: FakeRecommender)
     data = {"user_id": "u2", "item_id": "h2", "type": "like"}
     assert client.post("/feedback", data=data, headers={"Origin": "http://evil.example"}).status_code == 403
     assert client.post("/feedback", data=data, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert client.post("/feedback", data=data, headers={"Origin": "null"}).status_code == 403  # sandboxed, data:
+    bare = TestClient(client.app, raise_server_exceptions=True)  # no Origin and no Referer
+    assert bare.post("/feedback", data=data).status_code == 403
+    assert bare.post("/feedback", data=data, headers={"Referer": "http://evil.example/x"}).status_code == 403
     assert not fake.events.get("u2")
+    assert bare.post("/feedback", data=data, headers={"Referer": "http://testserver/users/u2"},
+                     follow_redirects=False).status_code == 303
     same = client.post("/feedback", data=data, headers={"Origin": "http://testserver",
                                                         "Sec-Fetch-Site": "same-origin"}, follow_redirects=False)
     assert same.status_code == 303
@@ -162,7 +169,9 @@ def test_with_auth_on_the_pages_need_a_key(make_client: Callable[..., TestClient
     read, _ = create_key(sqlite_store, "reader", "read")
     r = client.post("/login", data={"key": read, "next": "//evil.example/"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/"
-    assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    cookie = r.headers["set-cookie"]
+    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower() and "max-age=43200" in cookie.lower()
+    assert read not in cookie and read not in str(client.cookies.values())  # the key itself is never in a cookie
     assert client.get("/users/u1").status_code == 200
     assert client.get("/media/s1").status_code == 200
     assert client.post("/feedback", data={"user_id": "u1", "item_id": "h2", "type": "like"}).status_code == 403
@@ -170,3 +179,22 @@ def test_with_auth_on_the_pages_need_a_key(make_client: Callable[..., TestClient
     assert client.post("/login", data={"key": admin, "next": "/"}, follow_redirects=False).status_code == 303
     assert client.post("/feedback", data={"user_id": "u1", "item_id": "h2", "type": "like"},
                        follow_redirects=False).status_code == 303
+
+
+def test_login_sessions_are_signed_expire_and_end_with_the_key(make_client: Callable[..., TestClient],
+                                                               sqlite_store: Store) -> None:
+    client = make_client(auth=True, session_hours=1)
+    read, _ = create_key(sqlite_store, "reader", "read")
+    assert client.post("/login", data={"key": read, "next": "/"}, follow_redirects=False).status_code == 303
+    assert client.get("/users/u1").status_code == 200
+    value = client.cookies["recsys_session"]
+    name, expiry, mac = value.split(".")
+    for forged in (f"{name}.{int(expiry) + 3600}.{mac}", f"YWRtaW4.{expiry}.{mac}", "x", f"{name}.1.{mac}", read):
+        client.cookies.clear()
+        client.cookies.set("recsys_session", forged)
+        assert client.get("/users/u1", follow_redirects=False).status_code == 303, forged  # back to the login
+    client.cookies.clear()
+    client.cookies.set("recsys_session", value)
+    assert client.get("/users/u1").status_code == 200
+    revoke_key(sqlite_store, "reader")
+    assert client.get("/users/u1", follow_redirects=False).status_code == 303  # the key's sessions end with it

@@ -21,10 +21,11 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from recsys.api.deps import _principal
+from recsys.api.auth import hash_key
+from recsys.api.deps import _principal, authorize
 from recsys.api.errors import public_message
 from recsys.api.media import media_roots, public_item
-from recsys.api.web import pages
+from recsys.api.web import pages, session
 from recsys.errors import AuthError, Forbidden, RecsysError, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ router = APIRouter(include_in_schema=False, tags=["explorer"])
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 STATIC = {"explorer.css": "text/css; charset=utf-8", "explorer.js": "text/javascript; charset=utf-8"}
-COOKIE = "recsys_key"
 PAGE_K = 24
 MODALITIES = ("fused", "text", "image")
 SECURITY_HEADERS = {
@@ -54,19 +54,30 @@ def _templates() -> Jinja2Templates:
 
 
 async def _who(request: Request, scope: str = "read") -> None:
-    """Check the caller like the API does (key from the cookie, the header or a bearer token)."""
+    """Check the caller like the API does: the login session's cookie, or a key in a header or a bearer token."""
+    settings = request.app.state.settings
+    cookie = request.cookies.get(session.COOKIE)
+    if cookie and settings.api.auth:
+        principal = await session.principal(settings, request.app.state.keys, cookie)
+        if principal is None:
+            raise AuthError("your session has expired or its key was revoked; log in again")
+        authorize(request, principal, "key:" + principal.name, scope)
+        return
     auth = request.headers.get("authorization", "")
-    key = request.cookies.get(COOKIE) or request.headers.get("x-api-key") or (
-        auth[7:] if auth.lower().startswith("bearer ") else None)
+    key = request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
     await _principal(request, key, None, scope)
 
 
 def _same_origin(request: Request) -> None:
-    """Refuse form posts sent by pages of other sites (auth may be off: the server trusts loopback callers)."""
+    """Refuse form posts that a page of another site may have sent (auth may be off: the server trusts loopback
+    callers). Browsers name the page's origin on every form post; a post that names none, or the opaque ``null``
+    origin (sandboxed frames, ``data:`` pages), is refused too."""
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         raise Forbidden("cross-site form posts are refused")
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and urlparse(origin).netloc != request.headers.get("host", ""):
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        raise Forbidden("form posts must come from the explorer's own pages (no Origin header)")
+    if urlparse(origin).netloc != request.headers.get("host", ""):
         raise Forbidden("cross-origin form posts are refused")
 
 
@@ -288,18 +299,22 @@ async def login(request: Request, key: Annotated[str, Form(min_length=1, max_len
     """Check an API key and keep it in an HttpOnly, SameSite=Strict cookie for the explorer pages."""
     try:
         _same_origin(request)
-        await _principal(request, key, None, "read")
+        principal = await _principal(request, key, None, "read")
     except RecsysError as e:
         return _render(request, "login.html", e.status, next=_safe_next(next), error=public_message(e))
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    settings = request.app.state.settings
+    if settings.api.auth:
+        value, ttl = session.issue(settings, principal, hash_key(key))
+        response.set_cookie(session.COOKIE, value, max_age=ttl, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
     return response
 
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
     response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(session.COOKIE)
     return response
 
 

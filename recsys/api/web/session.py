@@ -1,0 +1,72 @@
+"""The explorer's login session: a signed cookie that names the API key and when it expires, never the key itself.
+
+    value = base64url(key name) "." expiry (unix seconds) "." HMAC-SHA256(secret, name "|" expiry "|" key hash)
+
+The secret is a random file in the data directory (``secrets/session.key``, mode 0600), shared by the workers and
+the replicas that share the directory. The key's stored hash is signed too, so a revoked or replaced key ends its
+sessions; and a stolen cookie is worth a session until it expires (``api.session_hours``), not the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from functools import cache
+from pathlib import Path
+
+from recsys.api.auth import KeyRing, Principal
+from recsys.config import Settings
+
+COOKIE = "recsys_session"
+
+
+@cache
+def _secret(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:  # the first process writes it; the others read what it wrote
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    data = path.read_bytes()
+    if len(data) < 32:
+        raise OSError(f"{path} holds no usable session secret; delete it and restart")
+    return data
+
+
+def _mac(settings: Settings, name: str, expiry: int, key_hash: str) -> str:
+    secret = _secret(Path(settings.home).resolve() / "secrets" / "session.key")
+    return hmac.new(secret, f"{name}|{expiry}|{key_hash}".encode(), hashlib.sha256).hexdigest()
+
+
+def issue(settings: Settings, principal: Principal, key_hash: str, now: float | None = None) -> tuple[str, int]:
+    """The cookie value for a logged-in key, and its lifetime in seconds."""
+    ttl = int(settings.api.session_hours * 3600)
+    expiry = int((time.time() if now is None else now) + ttl)
+    name = base64.urlsafe_b64encode(principal.name.encode()).decode().rstrip("=")
+    return f"{name}.{expiry}.{_mac(settings, principal.name, expiry, key_hash)}", ttl
+
+
+async def principal(settings: Settings, ring: KeyRing, value: str) -> Principal | None:
+    """The key a session cookie stands for, or None when it is malformed, forged, expired or its key revoked."""
+    try:
+        enc, expiry_text, mac = value.split(".")
+        name = base64.urlsafe_b64decode(enc + "=" * (-len(enc) % 4)).decode()
+        expiry = int(expiry_text)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        return None
+    if expiry < time.time():
+        return None
+    entry = await ring.entry(name)
+    if entry is None or not hmac.compare_digest(mac, _mac(settings, name, expiry, entry[0])):
+        return None
+    if await ring.revoked(entry[0]):
+        return None
+    return entry[1]
