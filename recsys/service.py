@@ -515,6 +515,12 @@ class Recommender:
         """Store events (committed before this returns); each gets a stored / duplicate / error result."""
         return ingest_events(self.store, events)
 
+    def delete_user(self, user_id: str) -> int:
+        """Remove a user and their events (their cached lists stop matching: the key holds the event ids)."""
+        from recsys.store.events import delete_user
+
+        return delete_user(self.store, user_id)
+
     def get_item(self, item_id: str) -> dict[str, Any]:
         from recsys.store.items import item_details
 

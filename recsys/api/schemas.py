@@ -219,6 +219,12 @@ class Deleted(BaseModel):
     deleted: bool = True
 
 
+class UserDeleted(BaseModel):
+    user_id: str
+    deleted: bool = True
+    events: int = Field(description="how many of the user's events were removed")
+
+
 # -- operations -----------------------------------------------------------------------------------------------
 class Health(BaseModel):
     status: Literal["ok"] = "ok"

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from recsys.errors import BadMedia, UnknownItem, ValidationFailed
+from recsys.errors import BadMedia, UnknownItem, UnknownUser, ValidationFailed
 from recsys.service import ScoredItem
 
 _WEIGHTS = {"view": 1.0, "click": 1.5, "add_to_cart": 2.0, "purchase": 3.0, "rating": 1.0, "like": 3.0,
@@ -84,6 +84,11 @@ class FakeRecommender:
             raise UnknownItem(f"unknown item id {item_id!r}")
 
     # -- events -------------------------------------------------------------------------------------------------
+    def delete_user(self, user_id: str) -> int:
+        if user_id not in self.events:
+            raise UnknownUser(f"unknown user id {user_id!r}")
+        return len(self.events.pop(user_id))
+
     def ingest_events(self, events: Sequence[Mapping[str, Any]]) -> list[FakeEventResult]:
         results = []
         for i, e in enumerate(events):

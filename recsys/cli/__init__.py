@@ -17,6 +17,23 @@ app = typer.Typer(
     add_completion=False,
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"recsys {version('recsys')}")
+        except PackageNotFoundError:  # a source tree that was not installed
+            typer.echo("recsys (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """recsys: multimodal recommendation engine (import, embed, index, train, evaluate, serve)."""
+
+
 app.command("config")(data.config)
 app.command("stats")(data.stats)
 app.add_typer(data.db_app, name="db")

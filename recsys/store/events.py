@@ -14,7 +14,7 @@ from typing import Any
 from recsys.store.db import Store
 from recsys.store.importers.records import EventRecord, parse_event_type, parse_float, parse_id, parse_ts
 from recsys.store.importers.writer import insert_events, unknown_items
-from recsys.store.tables import utcnow
+from recsys.store.tables import Event, User, utcnow
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,20 @@ def ingest_events(store: Store, events: Sequence[Mapping[str, Any]]) -> list[Eve
     for (i, _), eid in zip(unique, ids, strict=True):
         results[i] = EventResult(i, "stored", eid) if eid is not None else EventResult(i, "duplicate")
     return [results[i] for i in range(len(events))]
+
+
+def delete_user(store: Store, user_id: str) -> int:
+    """Remove a user and all their events (one transaction); the number of events removed. UnknownUser for an id
+    the store does not know."""
+    from sqlalchemy import delete, func, select
+
+    from recsys.errors import UnknownUser
+
+    with store.session() as s:
+        uid = s.scalar(select(User.id).where(User.external_id == user_id))
+        if uid is None:
+            raise UnknownUser(f"unknown user id {user_id!r}")
+        n = s.scalar(select(func.count(Event.id)).where(Event.user_id == uid))
+        s.execute(delete(Event).where(Event.user_id == uid))
+        s.execute(delete(User).where(User.id == uid))
+    return int(n or 0)

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from recsys.api.deps import ReadKey, RecommenderDep
+from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
 from recsys.api.routes._common import debug_timings, ids_param, query_filter, results, to_item_filter
-from recsys.api.schemas import Filter, MoreLikeTheseRequest, RecommendRequest, Results, SessionRequest
+from recsys.api.schemas import Filter, MoreLikeTheseRequest, RecommendRequest, Results, SessionRequest, UserDeleted
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 
@@ -69,3 +69,9 @@ def more_like_these(request: Request, body: MoreLikeTheseRequest, rec: Recommend
 def trending(request: Request, rec: RecommenderDep, _key: ReadKey, f: Annotated[Filter | None, Depends(query_filter)],
              k: Annotated[int, Query(ge=1, le=1000)] = 20) -> Any:
     return results(request, rec.trending(k, filter=to_item_filter(f)))
+
+
+@router.delete("/users/{user_id}", response_model=UserDeleted,
+               summary="Delete a user and all their events (their next recommendations are a new user's)")
+def delete_user(user_id: UserId, rec: RecommenderDep, _key: AdminKey) -> UserDeleted:
+    return UserDeleted(user_id=user_id, events=rec.delete_user(user_id))

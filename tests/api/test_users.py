@@ -1,0 +1,42 @@
+"""User deletion: DELETE /v1/users/{id} removes the user and every event of theirs, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from recsys.config import Settings
+from recsys.errors import UnknownUser
+from recsys.service import Recommender
+from recsys.store import Store
+from recsys.store.importers import run_import
+from recsys.store.tables import Event, User
+from tests.api.servers import write_items
+
+
+def test_delete_user_removes_their_events(store: Store, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", database_url=store.url)
+    run_import(store, "items", write_items(tmp_path / "items.jsonl", 3), settings=settings)
+    rec = Recommender(settings, store)
+    events = [{"user_id": u, "item_id": f"i{n}", "type": "view"} for u in ("gone", "kept") for n in range(3)]
+    assert all(r.status == "stored" for r in rec.ingest_events(events))
+    assert rec.delete_user("gone") == 3
+    with store.session() as s:
+        assert s.scalars(select(User.external_id)).all() == ["kept"]
+        assert s.scalar(select(func.count(Event.id))) == 3
+    with pytest.raises(UnknownUser):
+        rec.delete_user("gone")
+
+
+def test_delete_user_route(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    events = [{"user_id": "u1", "item_id": "s1", "type": "like"}, {"user_id": "u1", "item_id": "s2", "type": "view"}]
+    assert client.post("/v1/events", json={"events": events}).json()["stored"] == 2
+    r = client.delete("/v1/users/u1")
+    assert r.status_code == 200 and r.json() == {"user_id": "u1", "deleted": True, "events": 2}
+    assert client.delete("/v1/users/u1").status_code == 404
+    assert "popular" in client.get("/v1/users/u1/recommendations").json()["items"][0]["sources"]  # a new user now
