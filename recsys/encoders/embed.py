@@ -96,6 +96,22 @@ def encode_items(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: S
     return l2_normalise(text), l2_normalise(image), has_image, status
 
 
+def tower_text_vectors(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings) -> np.ndarray:
+    """(n, text tower dim) float32 unit rows: each item's weighted field texts in the text tower's own space, before
+    the fitted head. Item-to-item similarity here is plain semantic likeness of the descriptions, which the ranker
+    uses beside the cross-modal vectors (the heads are fitted to match texts to images, not items to items)."""
+    e = settings.encoder
+    fts = [field_texts(it, e.text_fields) for it in items]
+    _, tcache = feature_caches(settings, encoder.towers)
+    feats = text_features(encoder.towers, [t for ft in fts for _, t, _ in ft], tcache)
+    out = np.zeros((len(items), encoder.towers.text_dim), np.float32)
+    for r, ft in enumerate(fts):
+        for _, t, w in ft:
+            f = feats[t]
+            out[r] += w * f / max(float(np.linalg.norm(f)), 1e-9)
+    return l2_normalise(out)
+
+
 def embed_catalog(store: Store, settings: Settings, progress: Progress | None = None,
                   encoder: TowerEncoder | None = None) -> EmbedReport:
     """Embed every (non-deleted) item of the store; cached items are not re-encoded."""
@@ -138,7 +154,8 @@ def embed_catalog(store: Store, settings: Settings, progress: Progress | None = 
         if progress:
             progress(base + len(rows), len(items))
     vectors = [found[k] for k in keys]
-    write_snapshot(settings, enc.id, enc.dim, [it.item_id for it in items], vectors)
+    write_snapshot(settings, enc.id, enc.dim, [it.item_id for it in items], vectors,
+                   tower_text=tower_text_vectors(enc, items, settings))
     return EmbedReport(
         encoder_id=enc.id, items=len(items), encoded=len(todo), cached=len(items) - len(todo),
         with_image=int(sum(v[-1] > 0.5 for v in vectors)), broken_media=broken,

@@ -31,6 +31,9 @@ class ItemVectors:
     image: np.ndarray
     has_image: np.ndarray
     encoder_id: str
+    tower_text: np.ndarray | None = None
+    """(n, text tower dim): the items' texts in the text tower's own space (see ``embed.tower_text_vectors``);
+    None for snapshots written before it existed."""
 
     @property
     def dim(self) -> int:
@@ -58,13 +61,14 @@ def snapshot_dir(settings: Settings, encoder_id: str) -> Path:
 
 
 def write_snapshot(settings: Settings, encoder_id: str, dim: int, item_ids: list[str],
-                   packed: list[np.ndarray]) -> Path:
+                   packed: list[np.ndarray], tower_text: np.ndarray | None = None) -> Path:
     d = snapshot_dir(settings, encoder_id)
     d.mkdir(parents=True, exist_ok=True)
     arr = np.stack(packed).astype(np.float32) if packed else np.zeros((0, 2 * dim + 1), np.float32)
     tmp = d / f".vectors.{os.getpid()}.npz"
     with open(tmp, "wb") as f:
-        np.savez(f, ids=np.array(item_ids, dtype=object), packed=arr)
+        extra = {"tower_text": tower_text.astype(np.float32)} if tower_text is not None else {}
+        np.savez(f, ids=np.array(item_ids, dtype=object), packed=arr, **extra)
     os.replace(tmp, d / "vectors.npz")
     (d / "manifest.json").write_text(json.dumps({"encoder_id": encoder_id, "dim": dim, "items": len(item_ids)}))
     return d / "vectors.npz"
@@ -85,6 +89,7 @@ def load_item_vectors(settings: Settings | None = None, store: object | None = N
     with np.load(path, allow_pickle=True) as z:
         ids = [str(x) for x in z["ids"]]
         packed = z["packed"]
+        tower = z["tower_text"] if "tower_text" in z.files else None
     if store is not None:
         from recsys.encoders.catalog import read_items
 
@@ -94,10 +99,12 @@ def load_item_vectors(settings: Settings | None = None, store: object | None = N
         if missing:
             raise EncoderError(f"{len(missing)} item(s) (e.g. {missing[:3]}) have no vectors for encoder {enc_id}; "
                                "run `recsys embed`")
-        packed = packed[[pos[i] for i in wanted]] if wanted else packed[:0]
+        sel = [pos[i] for i in wanted]
+        packed = packed[sel] if wanted else packed[:0]
+        tower = tower[sel] if tower is not None and wanted else (tower[:0] if tower is not None else None)
         ids = wanted
     d = (packed.shape[1] - 1) // 2
     text, image = packed[:, :d].copy(), packed[:, d : 2 * d].copy()
     has_image = packed[:, 2 * d] > 0.5
     return ItemVectors(ids, fuse(text, image, has_image, settings.encoder.modality_weights), text, image, has_image,
-                       enc_id)
+                       enc_id, tower)

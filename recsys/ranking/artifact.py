@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from recsys.ranking.pipeline import RankingPipeline
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2
+"""2: statistics kept with event times (counted as of each request's time)."""
 
 
 def save_pipeline(pipe: RankingPipeline, path: Path) -> Path:
@@ -58,6 +59,9 @@ def load_pipeline(cls: type[RankingPipeline], path: Path, expect_encoder_id: str
     if expect_dim is not None and m.get("dim") != expect_dim:
         raise IncompatibleArtifact(f"ranker {path.name} expects {m.get('dim')}-d vectors, got {expect_dim}-d; "
                                    "retrain it with `recsys train`")
+    if m.get("format") != FORMAT:
+        raise IncompatibleArtifact(f"ranker {path.name} was saved in format {m.get('format')}, this version of recsys "
+                                   f"reads format {FORMAT}; retrain it with `recsys train`")
     if list(m.get("features", [])) != list(FEATURES):
         raise IncompatibleArtifact(f"ranker {path.name} was trained with another feature list; retrain it "
                                    "with `recsys train`")

@@ -3,7 +3,9 @@
 Sources: ``interest`` (nearest items to up to a few interest vectors clustered from the recent history), ``content``
 (neighbours of the latest items), ``cooc`` (co-occurrence neighbours), ``repurchase`` (the user's own past items),
 ``variant`` (other variants of past items, e.g. the same product in another colour), ``trending`` (popular in a recent
-window), ``popular`` (all-time), ``new`` (items that arrived after training, nearest to the user's taste).
+window), ``popular`` (up to now), ``similar`` (the items whose descriptions are most alike any of the latest few, in
+:attr:`ItemTable.content`, the user's own items included: "the same again, or one like it"), ``new`` (items that arrived
+after training, nearest to the user's taste).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from recsys.ranking.context import Context
 from recsys.ranking.params import RankingParams
 from recsys.ranking.stats import ItemStats
 
-SOURCES: tuple[str, ...] = ("interest", "content", "cooc", "repurchase", "variant", "trending", "popular", "new")
+SOURCES: tuple[str, ...] = ("interest", "content", "cooc", "repurchase", "variant", "trending", "popular", "new",
+                            "similar")
+SIMILAR_EXACT_MAX = 200_000
+"""Catalogues up to this size get the ``similar`` source by one exact product over the content vectors."""
 SRC = {s: i for i, s in enumerate(SOURCES)}
 
 
@@ -125,16 +130,29 @@ class CandidateGenerator:
         self.known = known
         """bool per row: the item existed when the ranker was trained."""
         self._groups = table.group_members()
-        self._popular = np.argsort(-stats.pop, kind="stable")[: params.popular_k]
         new_rows = np.flatnonzero(~known)
         self._new_rows = new_rows
 
-    def trending(self, now: float, k: int) -> np.ndarray:
-        counts = self.stats.window_counts(now, self.p.trending_days)
+    def popular(self, ctx: Context, k: int) -> np.ndarray:
+        top = np.argsort(-ctx.pop, kind="stable")[:k]
+        return top[ctx.pop[top] > 0]
+
+    def trending(self, ctx: Context, k: int) -> np.ndarray:
+        counts = self.stats.window_counts(ctx.now, self.p.trending_days)
         if counts.sum() < 1:
-            return self._popular[:k]
-        top = np.argsort(-(counts + 1e-3 * self.stats.pop), kind="stable")[:k]
+            return self.popular(ctx, k)
+        top = np.argsort(-(counts + 1e-3 * ctx.pop), kind="stable")[:k]
         return top[counts[top] > 0]
+
+    def similar(self, latest: np.ndarray, k: int) -> np.ndarray:
+        """Items by max content similarity to the latest distinct items (these included), best first."""
+        c = self.table.content
+        if not len(latest) or c.shape[0] > SIMILAR_EXACT_MAX or k <= 0:
+            return np.zeros(0, np.int64)
+        s = (c[latest] @ c.T).max(axis=0)
+        k = min(k, len(s))
+        top = np.argpartition(-s, k - 1)[:k]
+        return top[np.argsort(-s[top], kind="stable")]
 
     def generate(self, ctx: Context, exclude: set[str] | None = None, extra_k: int = 0) -> Candidates:
         """Candidates for ``ctx``; ``extra_k`` over-fetches each search source (for filtered requests)."""
@@ -177,12 +195,14 @@ class CandidateGenerator:
                     if len(out) >= p.variant_k:
                         break
                 col.add("variant", out[: p.variant_k])
+            if p.similar_k:
+                col.add("similar", self.similar(latest[: p.similar_last], p.similar_k + extra_k))
             if p.new_k and len(self._new_rows):
                 prof = (t.fused[r_rows] * w[:, None]).sum(0)
                 sims = t.fused[self._new_rows] @ prof
                 col.add("new", self._new_rows[np.argsort(-sims, kind="stable")[: p.new_k + extra_k]])
-        col.add("trending", self.trending(ctx.now, p.trending_k + extra_k))
-        col.add("popular", self._popular)
+        col.add("trending", self.trending(ctx, p.trending_k + extra_k))
+        col.add("popular", self.popular(ctx, p.popular_k))
         cands = col.build()
         if exclude:
             keep = np.array([t.ids[r] not in exclude for r in cands.rows], dtype=bool)

@@ -42,6 +42,7 @@ class SimpleVectors:
     text: np.ndarray | None = None
     image: np.ndarray | None = None
     encoder_id: str = "custom"
+    tower_text: np.ndarray | None = None
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -74,6 +75,9 @@ class ItemTable:
     """Categorical item attributes the features compare with the history (see :func:`pick_attribute_keys`)."""
     attrs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
     """(n, len(attr_keys)) int codes, -1 where missing."""
+    content: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    """(n, d') unit rows: item-to-item likeness of the descriptions (the text tower's own space when the vectors
+    carry it, else the fused vectors)."""
 
     @property
     def n(self) -> int:
@@ -133,8 +137,10 @@ class ItemTable:
             for j, key in enumerate(keys[:MAX_ATTRS]):
                 vals = pd.Series([_attr(a, key) for a in dicts], dtype="string")
                 attrs[rows, j] = pd.factorize(vals, use_na_sentinel=True)[0]
+        tower = getattr(vectors, "tower_text", None)
+        content = _normalise(tower) if tower is not None and len(tower) == n else fused
         return cls(ids, index, fused, text, image, price, category, group, in_stock, available, vectors.encoder_id,
-                   cat_names, keys[:MAX_ATTRS], attrs)
+                   cat_names, keys[:MAX_ATTRS], attrs, content)
 
     def rows_of(self, item_ids: Any) -> np.ndarray:
         """Row numbers of the given ids, -1 for unknown ones."""

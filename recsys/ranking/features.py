@@ -19,6 +19,7 @@ FEATURES: tuple[str, ...] = (
     "log_pop", "log_users", "log_trend_7d", "log_trend_30d", "log_age_days", "never_seen", "unknown_at_fit",
     "price_ratio", "price_missing",
     "sim_max", "sim_mean", "sim_last", "sim_weighted", "sim_max_last10",
+    "csim_max", "csim_last", "csim_weighted", "csim_max_last10",
     "log_cooc", "cooc_share",
     "log_repeat", "repeat_days", "log_variant", "variant_days", "category_share",
     "log_history", "days_since_last", *(f"attr_share_{i}" for i in range(MAX_ATTRS)),
@@ -59,6 +60,11 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
         f[:, col["sim_last"]] = sims[:, -1]
         f[:, col["sim_weighted"]] = (sims * hw).sum(1) / hw.sum()
         f[:, col["sim_max_last10"]] = sims[:, -10:].max(1)
+        cs = table.content[rows] @ table.content[hr].T
+        f[:, col["csim_max"]] = cs.max(1)
+        f[:, col["csim_last"]] = cs[:, -1]
+        f[:, col["csim_weighted"]] = (cs * hw).sum(1) / hw.sum()
+        f[:, col["csim_max_last10"]] = cs[:, -10:].max(1)
         f[:, col["log_history"]] = np.log1p(len(h))
         f[:, col["days_since_last"]] = np.log1p(max(now - float(h.ts[-1]), 0.0))
         # repeats and variants over the whole history

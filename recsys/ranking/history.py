@@ -52,6 +52,8 @@ class History:
     values: np.ndarray
     ts: np.ndarray
     disliked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    disliked_ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """When each row of ``disliked`` was first disliked (days)."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -62,8 +64,11 @@ class History:
         return cls(z.astype(np.int64), z.astype(np.int64), z, z)
 
     def prefix(self, end: int) -> History:
-        """The first ``end`` events (dislikes kept as they are)."""
-        return History(self.rows[:end], self.types[:end], self.values[:end], self.ts[:end], self.disliked)
+        """The first ``end`` events, and the dislikes made before the time of event ``end`` (none of the future)."""
+        cut = self.ts[end] if end < len(self.ts) else np.inf
+        keep = self.disliked_ts < cut
+        return History(self.rows[:end], self.types[:end], self.values[:end], self.ts[:end], self.disliked[keep],
+                       self.disliked_ts[keep])
 
     @property
     def last_ts(self) -> float | None:
@@ -96,8 +101,15 @@ def _history_of(df: pd.DataFrame) -> History:
     pos = df[~neg]
     return History(
         pos["row"].to_numpy(np.int64), pos["type"].to_numpy(np.int64), pos["value"].to_numpy(float),
-        pos["ts"].to_numpy(float), np.unique(df.loc[neg, "row"].to_numpy(np.int64)),
+        pos["ts"].to_numpy(float), *_first_dislikes(df.loc[neg, "row"].to_numpy(np.int64),
+                                                    df.loc[neg, "ts"].to_numpy(float)),
     )
+
+
+def _first_dislikes(rows: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct disliked rows and the time of each one's first dislike (input sorted by time)."""
+    uniq, first = np.unique(rows, return_index=True)
+    return uniq, ts[first].astype(float)
 
 
 def history_from_records(records: Sequence[tuple[str, str, float | None, datetime]], table: ItemTable) -> History:
@@ -118,7 +130,7 @@ def history_from_records(records: Sequence[tuple[str, str, float | None, datetim
     order = np.argsort(ts, kind="stable")
     rows, types, values, ts = rows[order], types[order], values[order], ts[order]
     neg = types == DISLIKE
-    return History(rows[~neg], types[~neg], values[~neg], ts[~neg], np.unique(rows[neg]))
+    return History(rows[~neg], types[~neg], values[~neg], ts[~neg], *_first_dislikes(rows[neg], ts[neg]))
 
 
 def _days(ts: datetime) -> float:

@@ -22,6 +22,8 @@ class RankingParams:
     trending_k: int = 30
     trending_days: float = 7.0
     popular_k: int = 20
+    similar_k: int = 100
+    similar_last: int = 10
     new_k: int = 5
     new_slots: int = 1
     """Result slots kept for items added after training that resemble the history (they have no statistics yet)."""

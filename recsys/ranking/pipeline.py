@@ -257,7 +257,8 @@ class RankingPipeline:
             order = free[np.argsort(-(table.fused[free] @ prof), kind="stable")]
             source = "interest"
         else:
-            order = free[np.argsort(-self.stats.pop[free], kind="stable")]
+            pop = self.stats.pop_at(r.now)
+            order = free[np.argsort(-pop[free], kind="stable")]
             source = "popular"
         add = order[: 2 * r.k - len(cands)]
         s = SOURCES.index(source)

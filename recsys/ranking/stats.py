@@ -1,4 +1,9 @@
-"""Interaction statistics fitted on the training events: popularity, first sale, trending windows, co-occurrence.
+"""Interaction statistics of the events: popularity, distinct users, first sale, trending windows, co-occurrence.
+
+Every query takes the time ``now`` (float days) and counts only events strictly before it (DESIGN.md section 4): a
+training anchor, an evaluated user and a backtest see the catalogue as it was then, never its future (the anchor's own
+later purchases, other shoppers' later purchases, or the targets). At or after the last event the precomputed
+all-time totals answer, which is the serving case.
 
 Everything is kept by item id so the statistics survive catalogue updates (:meth:`ItemStats.aligned`): a new item
 simply has no interactions yet.
@@ -15,21 +20,26 @@ import scipy.sparse as sp
 from recsys.ranking.history import History
 
 
-def sequence_pairs(rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ordered pairs (i, j), i != j, of items at most ``window`` positions apart in one sequence (both directions)."""
+def sequence_pairs(rows: np.ndarray, window: int, ts: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ordered pairs (i, j), i != j, of items at most ``window`` positions apart in one sequence (both directions),
+    with the time each pair became known (the later event's time; zeros without ``ts``)."""
     n = len(rows)
+    t = ts if ts is not None else np.zeros(n)
     a: list[np.ndarray] = []
     b: list[np.ndarray] = []
+    c: list[np.ndarray] = []
     for off in range(1, min(window, n - 1) + 1):
         a.append(rows[:-off])
         b.append(rows[off:])
+        c.append(t[off:])
     if not a:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    i = np.concatenate(a)
-    j = np.concatenate(b)
+        z = np.zeros(0, np.int64)
+        return z, z, np.zeros(0)
+    i, j, pt = np.concatenate(a), np.concatenate(b), np.concatenate(c)
     keep = i != j
-    i, j = i[keep], j[keep]
-    return np.concatenate([i, j]), np.concatenate([j, i])
+    i, j, pt = i[keep], j[keep], pt[keep]
+    return np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([pt, pt])
 
 
 @dataclass
@@ -41,60 +51,108 @@ class ItemStats:
     """Positive event times (days), sorted."""
     ev_row: np.ndarray
     """Item row of each event in ``ev_ts``."""
-    pop: np.ndarray
-    """Positive events per item (float64)."""
-    users: np.ndarray
-    """Distinct users per item."""
-    first_ts: np.ndarray
-    """First positive event per item, +inf when none."""
-    cooc: sp.csr_matrix
-    """Item x item co-occurrence within ``window`` positions of a user's sequence."""
+    pair_ts: np.ndarray
+    """First time of each distinct (user, item) pair, sorted (for distinct users as of a time)."""
+    pair_row: np.ndarray
+    cooc_row: np.ndarray
+    """Co-occurrence pairs (row -> col) within ``window`` positions of a user's sequence, sorted by row, with the
+    time each pair became known (``cooc_ts``); ``cooc_ptr`` indexes the first pair of each row (CSR layout)."""
+    cooc_col: np.ndarray
+    cooc_ts: np.ndarray
+    cooc_ptr: np.ndarray
     window: int
     end_ts: float
-    """Time of the last training event."""
+    """Time of the last event."""
 
     @classmethod
     def fit(cls, ids: list[str], histories: dict[str, History], window: int = 20) -> ItemStats:
         n = len(ids)
-        ts_parts, row_parts, pi, pj = [], [], [], []
-        users = np.zeros(n)
+        ts_parts, row_parts, pts, prow, ci, cj, ct = [], [], [], [], [], [], []
         for h in histories.values():
             if not len(h):
                 continue
             ts_parts.append(h.ts)
             row_parts.append(h.rows)
-            users[np.unique(h.rows)] += 1
-            i, j = sequence_pairs(_dedup_consecutive(h.rows), window)
-            pi.append(i)
-            pj.append(j)
-        ev_ts = np.concatenate(ts_parts) if ts_parts else np.zeros(0)
-        ev_row = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
-        order = np.argsort(ev_ts, kind="stable")
-        ev_ts, ev_row = ev_ts[order], ev_row[order]
-        pop = np.bincount(ev_row, minlength=n).astype(np.float64)
-        first = np.full(n, np.inf)
-        np.minimum.at(first, ev_row, ev_ts)
-        i = np.concatenate(pi) if pi else np.zeros(0, np.int64)
-        j = np.concatenate(pj) if pj else np.zeros(0, np.int64)
-        cooc = sp.csr_matrix((np.ones(len(i), np.float32), (i, j)), shape=(n, n))
-        cooc.sum_duplicates()
-        end = float(ev_ts[-1]) if len(ev_ts) else 0.0
-        return cls(list(ids), ev_ts, ev_row, pop, users, first, cooc, window, end)
+            u_rows, first = np.unique(h.rows, return_index=True)  # histories are time-sorted
+            prow.append(u_rows)
+            pts.append(h.ts[first])
+            keep = _changes(h.rows)
+            i, j, t = sequence_pairs(h.rows[keep], window, h.ts[keep])
+            ci.append(i)
+            cj.append(j)
+            ct.append(t)
 
-    # -- queries --------------------------------------------------------------------------------------------
+        def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        ev_ts, ev_row = cat(ts_parts, np.float64), cat(row_parts, np.int64)
+        o = np.argsort(ev_ts, kind="stable")
+        pair_ts, pair_row = cat(pts, np.float64), cat(prow, np.int64)
+        po = np.argsort(pair_ts, kind="stable")
+        end = float(ev_ts[o][-1]) if len(ev_ts) else 0.0
+        return cls.from_pairs(list(ids), ev_ts[o], ev_row[o], pair_ts[po], pair_row[po], cat(ci, np.int64),
+                              cat(cj, np.int64), cat(ct, np.float64), window, end, n)
+
+    @classmethod
+    def from_pairs(cls, ids: list[str], ev_ts: np.ndarray, ev_row: np.ndarray, pair_ts: np.ndarray,
+                   pair_row: np.ndarray, ci: np.ndarray, cj: np.ndarray, ct: np.ndarray, window: int, end: float,
+                   n: int) -> ItemStats:
+        o = np.lexsort((ct, ci))
+        ptr = np.searchsorted(ci[o], np.arange(n + 1), side="left")
+        return cls(ids, ev_ts, ev_row, pair_ts, pair_row, ci[o], cj[o], ct[o], ptr, window, end)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        self.pop = np.bincount(self.ev_row, minlength=n).astype(np.float64)
+        """Positive events per item, all time (float64)."""
+        self.users = np.bincount(self.pair_row, minlength=n).astype(np.float64)
+        """Distinct users per item, all time."""
+        self.first_ts = np.full(n, np.inf)
+        """First positive event per item, +inf when none."""
+        np.minimum.at(self.first_ts, self.ev_row, self.ev_ts)
+        self._cooc = sp.csr_matrix((np.ones(len(self.cooc_col), np.float32), self.cooc_col, self.cooc_ptr),
+                                   shape=(n, n))
+        self._cooc.sum_duplicates()
+
+    # -- queries as of a time ---------------------------------------------------------------------------------
+    def _current(self, now: float) -> bool:
+        return now > self.end_ts
+
+    def pop_at(self, now: float) -> np.ndarray:
+        """Positive events per item before ``now``."""
+        if self._current(now):
+            return self.pop
+        hi = np.searchsorted(self.ev_ts, now, side="left")
+        return np.bincount(self.ev_row[:hi], minlength=len(self.ids)).astype(np.float64)
+
+    def users_at(self, now: float) -> np.ndarray:
+        """Distinct users per item before ``now``."""
+        if self._current(now):
+            return self.users
+        hi = np.searchsorted(self.pair_ts, now, side="left")
+        return np.bincount(self.pair_row[:hi], minlength=len(self.ids)).astype(np.float64)
+
     def window_counts(self, now: float, days: float) -> np.ndarray:
-        """Positive events per item in [now - days, now), clamped to the training period."""
-        hi = np.searchsorted(self.ev_ts, min(now, self.end_ts + 1e-6), side="left")
-        lo = np.searchsorted(self.ev_ts, min(now, self.end_ts + 1e-6) - days, side="left")
+        """Positive events per item in [now - days, now)."""
+        hi = np.searchsorted(self.ev_ts, now, side="left")
+        lo = np.searchsorted(self.ev_ts, now - days, side="left")
         return np.bincount(self.ev_row[lo:hi], minlength=len(self.ids)).astype(np.float64)
 
-    def cooc_scores(self, query: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Sum over query rows of weight * co-occurrence, as a dense (n,) array."""
+    def cooc_scores(self, query: np.ndarray, weights: np.ndarray, now: float) -> np.ndarray:
+        """Sum over query rows of weight * co-occurrence counted from pairs known before ``now``, shape (n,)."""
+        n = len(self.ids)
         if len(query) == 0:
-            return np.zeros(len(self.ids))
-        w = sp.csr_matrix((weights.astype(np.float32), (np.zeros(len(query), np.int64), query)),
-                          shape=(1, len(self.ids)))
-        return np.asarray((w @ self.cooc).todense()).ravel().astype(np.float64)
+            return np.zeros(n)
+        if self._current(now):
+            w = sp.csr_matrix((weights.astype(np.float32), (np.zeros(len(query), np.int64), query)), shape=(1, n))
+            return np.asarray((w @ self._cooc).todense()).ravel().astype(np.float64)
+        out = np.zeros(n)
+        for q, wq in zip(query.tolist(), weights.tolist(), strict=True):
+            a, b = self.cooc_ptr[q], self.cooc_ptr[q + 1]
+            # pairs of a row are sorted by time: the ones known before now are a prefix
+            cut = a + int(np.searchsorted(self.cooc_ts[a:b], now, side="left"))
+            np.add.at(out, self.cooc_col[a:cut], wq)
+        return out
 
     # -- catalogue changes and persistence -------------------------------------------------------------------
     def aligned(self, ids: list[str]) -> ItemStats:
@@ -102,29 +160,23 @@ class ItemStats:
         if ids == self.ids:
             return self
         old = {x: r for r, x in enumerate(self.ids)}
-        new_of_old = np.full(len(self.ids), -1, np.int64)
+        new_of_old = np.full(len(self.ids) + 1, -1, np.int64)  # last slot: -1 for "no row"
         for r, x in enumerate(ids):
             o = old.get(x)
             if o is not None:
                 new_of_old[o] = r
-        keep_ev = new_of_old[self.ev_row] >= 0
-        n = len(ids)
-        src = np.flatnonzero(new_of_old >= 0)
-        sel = sp.csr_matrix((np.ones(len(src), np.float32), (src, new_of_old[src])), shape=(len(self.ids), n))
-        cooc = (sel.T @ self.cooc @ sel).tocsr()
-
-        def remap(x: np.ndarray, fill: float) -> np.ndarray:
-            out = np.full(n, fill)
-            out[new_of_old[src]] = x[src]
-            return out
-
-        return ItemStats(list(ids), self.ev_ts[keep_ev], new_of_old[self.ev_row[keep_ev]], remap(self.pop, 0.0),
-                         remap(self.users, 0.0), remap(self.first_ts, np.inf), cooc, self.window, self.end_ts)
+        ke = new_of_old[self.ev_row] >= 0
+        kp = new_of_old[self.pair_row] >= 0
+        ci, cj = new_of_old[self.cooc_row], new_of_old[self.cooc_col]
+        kc = (ci >= 0) & (cj >= 0)
+        return ItemStats.from_pairs(list(ids), self.ev_ts[ke], new_of_old[self.ev_row[ke]], self.pair_ts[kp],
+                                    new_of_old[self.pair_row[kp]], ci[kc], cj[kc], self.cooc_ts[kc], self.window,
+                                    self.end_ts, len(ids))
 
     def save(self, path: Path) -> None:
-        np.savez_compressed(path / "stats.npz", ev_ts=self.ev_ts, ev_row=self.ev_row, pop=self.pop, users=self.users,
-                            first_ts=self.first_ts, window=self.window, end_ts=self.end_ts)
-        sp.save_npz(path / "cooc.npz", self.cooc)
+        np.savez_compressed(path / "stats.npz", ev_ts=self.ev_ts, ev_row=self.ev_row, pair_ts=self.pair_ts,
+                            pair_row=self.pair_row, cooc_row=self.cooc_row, cooc_col=self.cooc_col,
+                            cooc_ts=self.cooc_ts, cooc_ptr=self.cooc_ptr, window=self.window, end_ts=self.end_ts)
         (path / "stats_ids.txt").write_text("\n".join(self.ids), encoding="utf-8")
 
     @classmethod
@@ -132,11 +184,10 @@ class ItemStats:
         z = np.load(path / "stats.npz")
         ids = (path / "stats_ids.txt").read_text(encoding="utf-8").split("\n") if (path / "stats_ids.txt").stat(
         ).st_size else []
-        return cls(ids, z["ev_ts"], z["ev_row"], z["pop"], z["users"], z["first_ts"],
-                   sp.load_npz(path / "cooc.npz").tocsr(), int(z["window"]), float(z["end_ts"]))
+        return cls(ids, z["ev_ts"], z["ev_row"], z["pair_ts"], z["pair_row"], z["cooc_row"], z["cooc_col"],
+                   z["cooc_ts"], z["cooc_ptr"], int(z["window"]), float(z["end_ts"]))
 
 
-def _dedup_consecutive(rows: np.ndarray) -> np.ndarray:
-    if len(rows) < 2:
-        return rows
-    return rows[np.r_[True, rows[1:] != rows[:-1]]]
+def _changes(rows: np.ndarray) -> np.ndarray:
+    """Mask keeping the first of each run of consecutive equal rows."""
+    return np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.zeros(0, bool)

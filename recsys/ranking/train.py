@@ -17,7 +17,7 @@ import torch
 
 from recsys.ranking.candidates import CandidateGenerator, Candidates
 from recsys.ranking.catalog import ItemTable
-from recsys.ranking.context import Context, Correction, make_context
+from recsys.ranking.context import Context, make_context
 from recsys.ranking.features import FEATURES, feature_matrix
 from recsys.ranking.history import History
 from recsys.ranking.model import NetConfig, RankerNet, listwise_loss
@@ -98,8 +98,7 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
     for k, (u, s, e) in enumerate(anchors):
         h = histories[u]
         prefix = h.prefix(s)
-        corr = Correction(h.rows[s:], h.rows)
-        ctx = make_context(prefix, float(h.ts[s]), stats, p, corr)
+        ctx = make_context(prefix, float(h.ts[s]), stats, p)
         cands = gen.generate(ctx)
         if not repurchase:
             cands = _drop_rows(cands, prefix.rows)

@@ -34,7 +34,8 @@ def test_hm_import_counts_and_is_idempotent(store: Store, settings: Settings, tm
         ids = set(s.scalars(select(Item.external_id)))
         assert "0108775015" in ids  # leading zeros kept
         item = s.scalar(select(Item).where(Item.external_id == "0108775015"))
-        assert item is not None and item.price == pytest.approx(0.0423)
+        # no price from the transactions: a statistic of the events, computed as of "now" by the ranker instead
+        assert item is not None and item.price is None
         assert item.attributes["colour"] == "Black" and item.category == "Vest top"
 
 
