@@ -74,6 +74,11 @@ class RankingSettings(BaseModel):
     diversity: float = 0.0
     """MMR weight in [0, 1]: 0 keeps the ranker's order."""
     seed: int = 0
+    clock: str = "auto"
+    """The time requests are ranked at (trend windows, recency, what counts as history): ``wall``, ``data`` (the
+    day after the newest event the ranker was trained on: for a historical dataset such as H&M), ``auto`` (``wall``
+    unless the newest event is older than ``stale_days``, then ``data``) or a pinned ISO 8601 time."""
+    stale_days: float = 30.0
     result_cache_size: int = 20_000
     """Recommendation lists kept per process, keyed by everything they depend on (0: off)."""
     result_cache_mb: float = Field(default=256.0, ge=0)

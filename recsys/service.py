@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from recsys.store.queries import (
     request_state_of,
     user_event_records,
     user_event_records_of,
+    user_ids,
 )
 
 if TYPE_CHECKING:
@@ -257,15 +259,16 @@ class Recommender:
         return RankingPipeline.load(rpath, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
                                     search=reader, settings=self.settings)
 
-    @staticmethod
-    def _vectors_of_index(reader: IndexReader) -> Any:
+    def _vectors_of_index(self, reader: IndexReader) -> Any:
+        from recsys.encoders.vectors import load_tower_text
         from recsys.ranking import SimpleVectors
 
         ids = reader.item_ids
         fused, _ = reader.vectors_of(ids, "fused")
         text = reader.vectors_of(ids, "text")[0] if "text" in reader.modalities else None
         image = reader.vectors_of(ids, "image")[0] if "image" in reader.modalities else None
-        return SimpleVectors(list(ids), fused, text, image, reader.manifest.encoder_id)
+        tower = load_tower_text(self.settings, reader.manifest.encoder_id, list(ids))
+        return SimpleVectors(list(ids), fused, text, image, reader.manifest.encoder_id, tower)
 
     def status(self) -> dict[str, Any]:
         """What is served. ``not_served`` names what is off (recommendations and trending without a ranker) and
@@ -372,16 +375,19 @@ class Recommender:
     # -- personalisation ------------------------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None, exclude: Sequence[str] = (),
                   diversity: float | None = None, explain: bool = False, debug: bool = False,
-                  fresh: bool = False) -> list[ScoredItem]:
+                  fresh: bool = False, now: datetime | None = None) -> list[ScoredItem]:
         """Personal top-k for a stored user (history read fresh from the store: feedback counts at once).
 
         An unknown user gets trending items, tagged ``trending``/``popular``. Lists are cached under a key made of
         everything they depend on (the served generations, the user's event ids, the removed items and the request),
         so a new event, a deletion or a new generation is a different key: a hit is always what ranking would give.
-        ``fresh`` ranks anew even when a cached list exists (HTTP: ``Cache-Control: no-cache``).
+        ``fresh`` ranks anew even when a cached list exists (HTTP: ``Cache-Control: no-cache``). ``now`` ranks as of
+        that time (replays, backtests, ``recsys evaluate``): only events before it count, the user's own included;
+        None is the configured clock (:meth:`clock`).
         """
         self._check(k, "fused")
         served = self._served_now()
+        when = self.clock(served, now)
         t0 = time.perf_counter()
         # The key is made before a miss reads the history: an event landing in between leaves the list under the
         # older key, which no later request matches (events are only ever added).
@@ -390,18 +396,40 @@ class Recommender:
             removed = self._cached_removed(version)
             removed_key, removed = (version, removed) if removed is not None else \
                 self._remember_removed(removed_state(c))
-            key = _result_key(served, user_id, event_ids, removed_key, k, filter, exclude, diversity, explain)
+            key = _result_key(served, user_id, event_ids, removed_key, k, filter, exclude, diversity, explain,
+                              _now_key(when, now))
             hit = None if fresh else self._results.get(key)
             records = user_event_records(c, user_id) if hit is None else []
         self.last_timings = {"history_ms": (time.perf_counter() - t0) * 1000}
         if hit is not None:
             self.last_timings["cached"] = 1.0
             return list(hit)
-        return self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed)
+        return self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed, when)
+
+    def clock(self, served: _Served | None = None, now: datetime | None = None) -> float:
+        """The time a request is ranked at, in days since the epoch: ``now`` when given, else ``ranking.clock``:
+        ``wall`` (the wall clock), ``data`` (the day after the newest event the ranker knows: a historical dataset
+        replayed as if it were today), ``auto`` (the wall clock, unless the newest event is more than
+        ``ranking.stale_days`` old, then ``data``) or an ISO 8601 time (a pinned clock)."""
+        from recsys.ranking.history import day_of
+
+        if now is not None:
+            return float(day_of(now))  # type: ignore[arg-type]
+        mode = self.settings.ranking.clock
+        wall = float(day_of(datetime.now(UTC)))  # type: ignore[arg-type]
+        if mode == "wall":
+            return wall
+        if mode not in ("data", "auto"):
+            return float(day_of(datetime.fromisoformat(mode)))  # type: ignore[arg-type]
+        served = served or self._served_now()
+        end = served.ranker.stats.end_ts + 1.0 if served.ranker is not None and served.ranker.stats.end_ts else wall
+        if mode == "data":
+            return end
+        return wall if wall - end <= self.settings.ranking.stale_days else end
 
     async def arecommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None,
                          exclude: Sequence[str] = (), diversity: float | None = None, explain: bool = False,
-                         fresh: bool = False) -> tuple[list[ScoredItem], dict[str, float]]:
+                         fresh: bool = False, now: datetime | None = None) -> tuple[list[ScoredItem], dict[str, float]]:
         """:meth:`recommend` for an event loop, with its per-stage timings (ms). The cache key, and on a miss the
         history, are read without leaving the loop (:meth:`Store.fetch`) and a cached list is answered there; only
         ranking (milliseconds of CPU) goes to a worker thread, at most ``ranking.serving_threads`` at once."""
@@ -415,7 +443,7 @@ class Recommender:
         if served is None:  # nothing loaded yet: the first call loads the generations, in a thread
             def first() -> tuple[list[ScoredItem], dict[str, float]]:
                 out = self.recommend(user_id, k, filter=filter, exclude=exclude, diversity=diversity,
-                                     explain=explain, fresh=fresh)
+                                     explain=explain, fresh=fresh, now=now)
                 return out, dict(self.last_timings)
 
             return await anyio.to_thread.run_sync(first, limiter=self._ranking_slots)
@@ -424,7 +452,9 @@ class Recommender:
         removed = self._cached_removed(version)
         removed_key, removed = (version, removed) if removed is not None else \
             self._remember_removed(removed_state_of(await self.store.fetch(REMOVED_STATE, {})))
-        key = _result_key(served, user_id, event_ids, removed_key, k, filter, exclude, diversity, explain)
+        when = self.clock(served, now)
+        key = _result_key(served, user_id, event_ids, removed_key, k, filter, exclude, diversity, explain,
+                          _now_key(when, now))
         hit = None if fresh else self._results.get(key)
         timings = {"state_ms": (time.perf_counter() - t0) * 1000}
         if hit is not None:
@@ -437,20 +467,23 @@ class Recommender:
 
         def rank() -> tuple[list[ScoredItem], dict[str, float]]:
             self.last_timings = dict(timings)
-            out = self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed)
+            out = self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed, when)
             return out, dict(self.last_timings)
 
         return await anyio.to_thread.run_sync(rank, limiter=self._ranking_slots)
 
     def _rank_records(self, records: Sequence[tuple[Any, ...]], key: tuple[Any, ...], k: int,
                       filter: ItemFilter | None, exclude: Sequence[str], diversity: float | None, explain: bool,
-                      served: _Served, removed: AbstractSet[str]) -> list[ScoredItem]:
-        """Rank from the history records read for ``key`` and cache the list under it."""
+                      served: _Served, removed: AbstractSet[str], now: float) -> list[ScoredItem]:
+        """Rank from the history records read for ``key`` as of ``now`` (days) and cache the list under it.
+        Events at or after ``now`` are not part of the history (a replay at an earlier time sees no future)."""
         from recsys.ranking.history import history_from_records
 
         table = served.ranker.table if served.ranker is not None else None
         hist = history_from_records([r[:4] for r in records], table) if table is not None else None
-        out = self._rank(hist, k, filter, exclude, diversity, explain, served=served, removed=removed)
+        if hist is not None and len(hist) and hist.ts[-1] >= now:
+            hist = hist.prefix(int(np.searchsorted(hist.ts, now, side="left")))
+        out = self._rank(hist, k, filter, exclude, diversity, explain, served=served, removed=removed, now=now)
         self._results.put(key, out)
         return list(out)
 
@@ -484,7 +517,7 @@ class Recommender:
 
     def _rank(self, hist: pd.DataFrame | History | None, k: int, filter: ItemFilter | None, exclude: Sequence[str],
               diversity: float | None, explain: bool, *, served: _Served | None = None,
-              removed: AbstractSet[str] | None = None) -> list[ScoredItem]:
+              removed: AbstractSet[str] | None = None, now: float | None = None) -> list[ScoredItem]:
         self._check(k, "fused")
         if diversity is not None and not 0.0 <= diversity <= 1.0:
             raise ValidationFailed(f"diversity must be in [0, 1], got {diversity}")
@@ -496,8 +529,8 @@ class Recommender:
         allowed = served.reader.allowed_ids(filter) if filter is not None and not filter.is_empty else None
         removed = (self._removed() if removed is None else removed) | frozenset(exclude)
         t1 = time.perf_counter()
-        recs = ranker.recommend(hist, k, allowed=allowed,
-                                exclude=removed, diversity=diversity, explain=explain)
+        recs = ranker.recommend(hist, k, allowed=allowed, exclude=removed, diversity=diversity, explain=explain,
+                                now=self.clock(served) if now is None else now)
         t2 = time.perf_counter()
         self.last_timings.update({"filters_ms": (t1 - t0) * 1000, "rank_ms": (t2 - t1) * 1000})
         self.last_timings.update(getattr(ranker, "last_timings", {}) or {})
@@ -606,10 +639,14 @@ class Recommender:
 
         self._handle.refresh()
         reader = self._handle.get()
+        from recsys.store.queries import evaluation_users
+
         with self.store.session() as s:
             events = events_frame(s)
             items = items_frame(s)
             watermark = _events_watermark(s)  # read with the events, so it names exactly what was trained on
+            held = evaluation_users(s)
+        events = events[~events["user_id"].isin(held)]  # users replayed by `evaluate --test-events` never train
         vectors = self._vectors_of_index(reader)
         pipe, path = train_ranker(events, items, vectors, self.settings, search=reader, progress=progress,
                                   manifest={"events_watermark": watermark})
@@ -667,67 +704,84 @@ class Recommender:
 
 
     def evaluate(self, k: int = 20, *, test_events: Any = None, fmt: str | None = None,
-                 protocol: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
-        """``recsys evaluate`` (DESIGN.md section 4): ours vs the three baselines on a temporal leave-last-out split.
+                 protocol: str | None = None, part: str | None = "test",
+                 progress: Progress | None = None) -> dict[str, Any]:
+        """``recsys evaluate`` (DESIGN.md section 4): ours vs the baselines on a temporal leave-last-out split.
 
         On the stored events a ranker is fitted on the split's training part only (the served one has seen the
-        targets). With ``test_events`` (users unknown to the store) their histories are replayed through
-        :meth:`ingest_events` first and the served ranker answers. Both go through the ranking pipeline with the
-        same rules as the API: hidden/deleted items excluded, configured exclusions and diversity applied.
+        targets) and the users of ``part`` (by salted hash; ``validation`` for tuning, ``test`` reported once, None
+        for everyone) are evaluated as of their target time. With ``test_events`` (users unknown to the store) their
+        histories are replayed through :meth:`ingest_events`, and each user is asked through :meth:`recommend` with
+        ``now`` at the target time: the very path the API serves. Replayed users are marked as evaluation users, so a
+        rerun of the same file works and no later ``train`` learns from them.
         """
         from pathlib import Path
 
-        from sqlalchemy import select
-
         from recsys.evaluation import Batch, evaluate_store, evaluate_test_events
         from recsys.ranking import RankingPipeline
-        from recsys.store.tables import User
+        from recsys.store.queries import evaluation_users, mark_evaluation_users
 
         reader = self.index
         vectors = self._vectors_of_index(reader)
         with self.store.session() as s:
+            held = evaluation_users(s)
             events = events_frame(s)
             items = items_frame(s)
-            users = set(s.scalars(select(User.external_id)))
+            users = set(events["user_id"].astype(str)) | user_ids(s)
+        events = events[~events["user_id"].isin(held)]
         removed = self._removed()
-
-        def batch(pipe: RankingPipeline, split: Any) -> Batch:
-            # "now" is each user's target time, so trending windows end where the user's history does.
-            def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
-                from threadpoolctl import threadpool_limits
-
-                now = [split.target_time[u].to_pydatetime() for u in users]
-                # Many small matrix products: BLAS thread pools only add contention here.
-                with threadpool_limits(1):
-                    recs = pipe.recommend_many([h if len(h) else None for h in hists], k, exclude=removed,
-                                               now=now)
-                return [[r.item_id for r in rs] for rs in recs]
-
-            return Batch(fn)
-
-        common = {"item_ids": list(reader.item_ids), "vectors": vectors.fused, "k": k}
+        common = {"item_ids": list(reader.item_ids), "vectors": vectors.fused, "k": k,
+                  "content_vectors": getattr(vectors, "tower_text", None)}
         if test_events is not None:
             if fmt not in ("hm", "movielens"):
                 raise ValidationFailed("--test-events needs --format hm or --format movielens")
-            result = evaluate_test_events(Path(test_events), fmt, store_events=events, replay=self.ingest_events,
-                                          make_ours=lambda split: batch(self.ranker, split), known_users=users,
-                                          **common)
+
+            def replay(records: Sequence[Mapping[str, Any]]) -> Sequence[Any]:
+                out = self.ingest_events(records)
+                mark_evaluation_users(self.store, {str(r["user_id"]) for r in records}, Path(test_events).name)
+                return out
+
+            def served(split: Any) -> Batch:
+                def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
+                    return [[r.item_id for r in self.recommend(u, k, now=split.target_time[u].to_pydatetime(),
+                                                              fresh=True)] for u in users]
+                return Batch(fn)
+
+            result = evaluate_test_events(Path(test_events), fmt, store_events=events, replay=replay,
+                                          make_ours=served, known_users=users - held, **common)
         else:
             def fit(split: Any) -> Batch:
-                return batch(RankingPipeline.fit(split.train, items, vectors, self.settings, search=reader), split)
+                pipe = RankingPipeline.fit(split.train, items, vectors, self.settings, search=reader)
 
-            result = evaluate_store(events, make_ours=fit, protocol=protocol or "auto", **common)
+                def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
+                    from threadpoolctl import threadpool_limits
+
+                    now = [split.target_time[u].to_pydatetime() for u in users]
+                    with threadpool_limits(1):  # many small matrix products: BLAS threads only contend
+                        recs = pipe.recommend_many([h if len(h) else None for h in hists], k, exclude=removed,
+                                                   now=now)
+                    return [[r.item_id for r in rs] for rs in recs]
+
+                return Batch(fn)
+
+            result = evaluate_store(events, make_ours=fit, protocol=protocol or "auto", part=part, **common)
         result.setdefault("index_generation", reader.generation_id)
         return result
 
 
+def _now_key(when: float, explicit: datetime | None) -> float:
+    """The time part of a cache key: an explicit time exactly; the clock to the hour (a cached list's trend windows
+    lag the clock by less than an hour)."""
+    return when if explicit is not None else math.floor(when * 24.0)
+
+
 def _result_key(served: _Served, user_id: str, event_ids: list[int], removed_key: Hashable, k: int,
                 filter: ItemFilter | None, exclude: Sequence[str], diversity: float | None,
-                explain: bool) -> tuple[Any, ...]:
+                explain: bool, now: float = 0.0) -> tuple[Any, ...]:
     """Everything a recommendation list depends on: the generations, the user's events, the removed items (their
     version) and the request (a hash of the event ids keeps the key small)."""
     return (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(sorted(event_ids))), removed_key,
-            k, repr(filter), tuple(exclude), diversity, explain)
+            k, repr(filter), tuple(exclude), diversity, explain, now)
 
 
 def _is_outage(e: BaseException) -> bool:

@@ -44,7 +44,7 @@ class RecommenderLike(Protocol):
 
     async def arecommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
                          diversity: float | None = None, explain: bool = False,
-                         fresh: bool = False) -> tuple[list[Any], dict[str, float]]: ...
+                         fresh: bool = False, now: Any = None) -> tuple[list[Any], dict[str, float]]: ...
 
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: Any = None,
                              exclude: Sequence[str] = (), diversity: float | None = None,

@@ -91,6 +91,9 @@ class RecommendRequest(_Strict):
     diversity: Diversity | None = None
     explain: bool = False
     debug: bool = False
+    now: datetime | None = None
+    """Rank as of this time (replays and backtests): only the user's events before it count. Default: the server's
+    clock (``ranking.clock``)."""
 
 
 class SessionEvent(_Strict):

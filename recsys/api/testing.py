@@ -152,7 +152,7 @@ class FakeRecommender:
 
     def recommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
                   diversity: float | None = None, explain: bool = False, debug: bool = False,
-                  fresh: bool = False) -> list[FakeResult]:
+                  fresh: bool = False, now: Any = None) -> list[FakeResult]:
         if diversity is not None and not 0 <= diversity <= 1:
             raise ValidationFailed("diversity is in [0, 1]")
         history = self.events.get(user_id)
@@ -166,7 +166,7 @@ class FakeRecommender:
 
     async def arecommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
                          diversity: float | None = None, explain: bool = False,
-                         fresh: bool = False) -> tuple[list[FakeResult], dict[str, float]]:
+                         fresh: bool = False, now: Any = None) -> tuple[list[FakeResult], dict[str, float]]:
         out = self.recommend(user_id, k, filter=filter, exclude=exclude, diversity=diversity, explain=explain,
                              debug=True, fresh=fresh)  # in memory: nothing to wait for (and nothing cached)
         return out, dict(self.last_timings or {})

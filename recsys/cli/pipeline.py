@@ -74,12 +74,16 @@ def evaluate(
     ] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="hm|movielens (with --test-events)")] = None,
     protocol: Annotated[str | None, typer.Option(help="hm|movielens; default: guessed from the events")] = None,
+    part: Annotated[str, typer.Option(help="stored users evaluated: test (report), validation (tune) or all")] = "test",
     json_out: JsonOpt = False,
 ) -> None:
-    """Temporal leave-last-out evaluation against the popular, co-occurrence and content-kNN baselines."""
+    """Temporal leave-last-out evaluation against the popular, co-occurrence and content baselines."""
+    if part not in ("test", "validation", "all"):
+        raise typer.BadParameter(f"--part must be test, validation or all, not {part!r}")
     rec = _recommender()
     with progress_bar("evaluate") as update:
-        result = rec.evaluate(k, test_events=test_events, fmt=fmt, protocol=protocol, progress=update)
+        result = rec.evaluate(k, test_events=test_events, fmt=fmt, protocol=protocol,
+                              part=None if part == "all" else part, progress=update)
     if not json_out:
         m = result["metrics"]
         err.print(f"users {result['users']}  recall@{k} {m['recall']:.4f}  ndcg {m['ndcg']:.4f}  "

@@ -67,8 +67,10 @@ def write_snapshot(settings: Settings, encoder_id: str, dim: int, item_ids: list
     arr = np.stack(packed).astype(np.float32) if packed else np.zeros((0, 2 * dim + 1), np.float32)
     tmp = d / f".vectors.{os.getpid()}.npz"
     with open(tmp, "wb") as f:
-        extra = {"tower_text": tower_text.astype(np.float32)} if tower_text is not None else {}
-        np.savez(f, ids=np.array(item_ids, dtype=object), packed=arr, **extra)
+        if tower_text is not None:
+            np.savez(f, ids=np.array(item_ids, dtype=object), packed=arr, tower_text=tower_text.astype(np.float32))
+        else:
+            np.savez(f, ids=np.array(item_ids, dtype=object), packed=arr)
     os.replace(tmp, d / "vectors.npz")
     (d / "manifest.json").write_text(json.dumps({"encoder_id": encoder_id, "dim": dim, "items": len(item_ids)}))
     return d / "vectors.npz"
@@ -108,3 +110,20 @@ def load_item_vectors(settings: Settings | None = None, store: object | None = N
     has_image = packed[:, 2 * d] > 0.5
     return ItemVectors(ids, fuse(text, image, has_image, settings.encoder.modality_weights), text, image, has_image,
                        enc_id, tower)
+
+
+def load_tower_text(settings: Settings, encoder_id: str, item_ids: list[str]) -> np.ndarray | None:
+    """The items' tower text vectors from the last ``recsys embed`` snapshot, aligned with ``item_ids`` (zero rows for
+    items it lacks); None when the snapshot has none."""
+    path = snapshot_dir(settings, encoder_id) / "vectors.npz"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=True) as z:
+        if "tower_text" not in z.files:
+            return None
+        pos = {str(x): r for r, x in enumerate(z["ids"])}
+        tower = z["tower_text"]
+    out = np.zeros((len(item_ids), tower.shape[1]), np.float32)
+    rows = np.array([pos.get(str(i), -1) for i in item_ids], dtype=np.int64)
+    out[rows >= 0] = tower[rows[rows >= 0]]
+    return out

@@ -2,9 +2,11 @@
 
 Each is a callable ``(user_id, history, k) -> list[str]`` like every recommender the evaluator runs:
 
-- :class:`Popular`: items by number of distinct training users who interacted with them (ties: more events, then
-  more recent), optionally only within ``window_days`` before the request time.
-- :class:`ItemCooccurrence`: item-item cosine over the training user-item matrix (binary),
+Every statistic is counted as of the user's request time (the split's target time): no baseline sees the targets or
+anything after them, exactly like ours (DESIGN.md section 4).
+
+- :class:`Popular`: items by distinct users in the last 30 days before the request time, then over all time before it.
+- :class:`ItemCooccurrence`: item-item cosine over the training user-item matrix before the request time (binary),
   ``sim(i, j) = |U_i ∩ U_j| / sqrt(|U_i| |U_j|)``; a user's score for j sums sim(h, j) over their distinct history
   items. Lists are topped up with :class:`Popular` when fewer than k items score above zero.
 - :class:`ContentKNN`: max cosine similarity of each catalogue item to the user's last 10 distinct history items,
@@ -16,7 +18,7 @@ twice; H&M customers do buy again, see :func:`make_baselines`). Negative events 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,38 +46,89 @@ def _top(scores: np.ndarray, k: int, banned: np.ndarray | None = None) -> np.nda
     return part[np.lexsort((part, -s[part]))]
 
 
+class _Timeline:
+    """Training interactions for counting as of a time: each (user, item)'s first positive event, sorted by time."""
+
+    def __init__(self, train: pd.DataFrame) -> None:
+        pos = positives(train)
+        first = pos.groupby(["user_id", "item_id"], sort=False)["ts"].min().reset_index() if len(pos) else \
+            pd.DataFrame({"user_id": [], "item_id": [], "ts": pd.to_datetime([])})
+        first = first.sort_values("ts", kind="stable")
+        ucode, _ = pd.factorize(first["user_id"].astype(str))
+        icode, items = pd.factorize(first["item_id"].astype(str))
+        self.items = np.asarray(items, dtype=object)
+        self.row = {str(i): r for r, i in enumerate(self.items)}
+        self.user = ucode.astype(np.int64)
+        self.item = icode.astype(np.int64)
+        self.ts = first["ts"].to_numpy(dtype="datetime64[ns]")
+        self.n_users = int(ucode.max(initial=-1)) + 1
+        ev = pos.sort_values("ts", kind="stable")
+        self.ev_item = np.array([self.row.get(str(i), -1) for i in ev["item_id"]], dtype=np.int64)
+        self.ev_ts = ev["ts"].to_numpy(dtype="datetime64[ns]")
+
+    def before(self, now: pd.Timestamp | None) -> int:
+        """How many (user, item) pairs were first seen strictly before ``now`` (all of them for None)."""
+        return len(self.ts) if now is None else int(np.searchsorted(self.ts, np.datetime64(now, "ns"), "left"))
+
+    def last(self, now: pd.Timestamp | None) -> np.ndarray:
+        """Time of each item's latest event before ``now`` (int64 ns; the minimum where none)."""
+        hi = len(self.ev_ts) if now is None else int(np.searchsorted(self.ev_ts, np.datetime64(now, "ns"), "left"))
+        out = np.full(len(self.items), np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(out, self.ev_item[:hi], self.ev_ts[:hi].astype(np.int64))
+        return out
+
+    def counts(self, now: pd.Timestamp | None, days: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct users, events) per item in [now - days, now) (``days`` None: everything before now)."""
+        n = len(self.items)
+        hi = len(self.ev_ts) if now is None else int(np.searchsorted(self.ev_ts, np.datetime64(now, "ns"), "left"))
+        lo = 0
+        if days is not None and now is not None:
+            lo = int(np.searchsorted(self.ev_ts, np.datetime64(now - pd.Timedelta(days=days), "ns"), "left"))
+        events = np.bincount(self.ev_item[lo:hi], minlength=n).astype(np.float64)
+        # within a short window, events are a good enough proxy for distinct users
+        users = np.bincount(self.item[: self.before(now)], minlength=n).astype(np.float64) if days is None else events
+        return users, events
+
+
+def _now_of(now: Mapping[str, pd.Timestamp] | None, user_id: str, history: pd.DataFrame) -> pd.Timestamp | None:
+    """The request time of a test user (the split's target time); None (no time limit) for a user without one."""
+    return pd.Timestamp(now[user_id]) if now is not None and user_id in now else None
+
+
 class Popular:
-    """Most popular training items (distinct users), the same list for everyone."""
+    """Most popular items as of the request time: by distinct users in the last ``window_days`` before it, then by
+    distinct users over everything before it. The same list for everyone at one time."""
 
     name = "popular"
 
-    def __init__(self, train: pd.DataFrame, *, exclude_seen: bool = False, window_days: float | None = None) -> None:
-        pos = positives(train)
+    def __init__(self, train: pd.DataFrame, *, exclude_seen: bool = False, window_days: float | None = 30.0,
+                 now: Mapping[str, pd.Timestamp] | None = None) -> None:
         self.exclude_seen = exclude_seen
         self.window_days = window_days
-        self._events = pos[["user_id", "item_id", "ts"]].copy() if window_days is not None else None
-        self.ranking = self._rank(pos)
+        self.now = now
+        self._t = _Timeline(train)
 
-    @staticmethod
-    def _rank(pos: pd.DataFrame) -> list[str]:
-        if not len(pos):
-            return []
-        g = pos.groupby("item_id").agg(users=("user_id", "nunique"), events=("user_id", "size"), last=("ts", "max"))
-        g = g.sort_values(["users", "events", "last"], ascending=False, kind="stable")
-        return [str(i) for i in g.index]
+    def ranking_at(self, now: pd.Timestamp | None) -> list[str]:
+        users, events = self._t.counts(now)
+        last = self._t.last(now)
+        key = [-last.astype(np.float64), -events, -users]  # ties: more events, then the more recent
+        if self.window_days is not None and now is not None:
+            w_users, _ = self._t.counts(now, self.window_days)
+            key = [*key, -w_users]
+        order = np.lexsort(tuple(key))  # last key is the primary one
+        order = order[users[order] > 0]
+        return [str(self._t.items[i]) for i in order]
+
+    @property
+    def ranking(self) -> list[str]:
+        """The ranking over all training events (no time limit)."""
+        return self.ranking_at(None)
 
     def __call__(self, user_id: str, history: pd.DataFrame, k: int) -> list[str]:
-        ranking = self.ranking
-        if self._events is not None and len(history) and self.window_days is not None:
-            now = pd.Timestamp(history["ts"].max())
-            ev = self._events
-            recent = ev[(ev["ts"] < now + pd.Timedelta(days=1))
-                        & (ev["ts"] >= now - pd.Timedelta(days=self.window_days))]
-            ranking = self._rank(recent) + ranking
         seen = set(history["item_id"].astype(str)) if self.exclude_seen and len(history) else set()
         out: list[str] = []
-        for item in ranking:
-            if item not in seen and item not in out:
+        for item in self.ranking_at(_now_of(self.now, user_id, history)):
+            if item not in seen:
                 out.append(item)
                 if len(out) == k:
                     break
@@ -83,37 +136,45 @@ class Popular:
 
 
 class ItemCooccurrence:
-    """Item-item cosine co-occurrence from training histories, topped up with popular items."""
+    """Item-item cosine co-occurrence over the training interactions known before the request time, topped up with
+    :class:`Popular` items of that time."""
 
     name = "item_cooccurrence"
 
-    def __init__(self, train: pd.DataFrame, *, exclude_seen: bool = False, fallback: Popular | None = None) -> None:
-        pos = positives(train)[["user_id", "item_id"]].drop_duplicates()
-        ucode, _ = pd.factorize(pos["user_id"])
-        icode, items = pd.factorize(pos["item_id"].astype(str))
-        self.items = np.asarray(items, dtype=object)
-        self._row = {str(i): r for r, i in enumerate(self.items)}
-        n_u, n_i = int(ucode.max(initial=-1)) + 1, len(self.items)
-        x = sp.csr_matrix((np.ones(len(pos), np.float32), (ucode, icode)), shape=(n_u, n_i))
-        c = (x.T @ x).tocsr()
-        deg = np.asarray(c.diagonal(), dtype=np.float64)
-        c.setdiag(0)
-        c.eliminate_zeros()
-        inv = sp.diags(1.0 / np.sqrt(np.maximum(deg, 1.0)))
-        self.sim = (inv @ c @ inv).tocsr().astype(np.float32)
-        """(n_items, n_items) cosine similarity, zero diagonal."""
+    def __init__(self, train: pd.DataFrame, *, exclude_seen: bool = False, fallback: Popular | None = None,
+                 now: Mapping[str, pd.Timestamp] | None = None) -> None:
+        self._t = _Timeline(train)
+        self.items = self._t.items
+        self._row = self._t.row
         self.exclude_seen = exclude_seen
-        self.fallback = fallback or Popular(train)
+        self.now = now
+        self.fallback = fallback or Popular(train, now=now)
+        self._x: tuple[int, sp.csc_matrix, np.ndarray] | None = None
 
-    def scores(self, history: pd.DataFrame) -> np.ndarray:
-        """Summed similarity of every training item to the history's distinct items, shape (n_items,)."""
+    def _matrix(self, now: pd.Timestamp | None) -> tuple[sp.csc_matrix, np.ndarray]:
+        """The user x item matrix of pairs before ``now`` (cached for the last cut) and each item's user count."""
+        cut = self._t.before(now)
+        if self._x is None or self._x[0] != cut:
+            x = sp.csc_matrix((np.ones(cut, np.float32), (self._t.user[:cut], self._t.item[:cut])),
+                              shape=(max(self._t.n_users, 1), len(self.items)))
+            self._x = (cut, x, np.asarray(x.sum(axis=0), dtype=np.float64).ravel())
+        return self._x[1], self._x[2]
+
+    def scores(self, history: pd.DataFrame, now: pd.Timestamp | None = None) -> np.ndarray:
+        """Summed cosine similarity of every item to the history's distinct items, as of ``now``, shape (n_items,)."""
         rows = sorted({self._row[i] for i in history["item_id"].astype(str) if i in self._row})
         if not rows:
             return np.zeros(len(self.items), np.float64)
-        return np.asarray(self.sim[rows].sum(axis=0), dtype=np.float64).ravel()
+        x, deg = self._matrix(now)
+        co = np.asarray((x.T @ x[:, rows]).todense(), dtype=np.float64)  # (n_items, |rows|)
+        co[rows, np.arange(len(rows))] = 0.0
+        norm = np.sqrt(np.maximum(deg, 1.0))
+        co = co / norm[:, None] / norm[rows][None, :]
+        return co.sum(axis=1)
 
     def __call__(self, user_id: str, history: pd.DataFrame, k: int) -> list[str]:
-        s = self.scores(history)
+        now = _now_of(self.now, user_id, history)
+        s = self.scores(history, now)
         s[s <= 0] = -np.inf
         seen = set(history["item_id"].astype(str)) if len(history) else set()
         banned = np.array([self._row[i] for i in seen if i in self._row], dtype=np.int64) \
@@ -121,7 +182,7 @@ class ItemCooccurrence:
         out = [str(self.items[j]) for j in _top(s, k, banned)]
         if len(out) < k:
             skip = set(out) | (seen if self.exclude_seen else set())
-            for item in self.fallback.ranking:
+            for item in self.fallback.ranking_at(now):
                 if item not in skip:
                     out.append(item)
                     skip.add(item)
@@ -160,19 +221,25 @@ class ContentKNN:
 
 
 def make_baselines(split: Split, item_ids: Sequence[str] | None = None, vectors: np.ndarray | None = None, *,
-                   exclude_seen: bool | None = None) -> dict[str, Popular | ItemCooccurrence | ContentKNN]:
-    """The three baselines fitted on ``split.train``; content kNN only when vectors are given.
+                   exclude_seen: bool | None = None, content_vectors: np.ndarray | None = None,
+                   ) -> dict[str, Popular | ItemCooccurrence | ContentKNN]:
+    """The baselines fitted on ``split.train``, each answering as of the split's target times.
 
     ``exclude_seen`` defaults to True for ``last_interaction`` (MovieLens: no re-ratings) and False for ``last_day``
-    (repurchases are real targets; a baseline blind to them would be a straw man). Content kNN leaves the history
-    items out unless ``exclude_seen=False`` is passed: its answer is their neighbours, not the items themselves.
+    (repurchases are real targets; a baseline blind to them would be a straw man). Content kNN (over ``vectors``)
+    leaves the history items out unless ``exclude_seen=False`` is passed: its answer is their neighbours.
+    ``content_vectors`` (e.g. the raw text tower's vectors) add ``content_peer``: the bar a user tries first, max
+    similarity to the last 10 items with the user's own items allowed (unless ``exclude_seen``).
     """
     ex = split.protocol == "last_interaction" if exclude_seen is None else exclude_seen
-    pop = Popular(split.train, exclude_seen=ex)
+    now = split.target_time
+    pop = Popular(split.train, exclude_seen=ex, now=now)
     out: dict[str, Popular | ItemCooccurrence | ContentKNN] = {
         "popular": pop,
-        "item_cooccurrence": ItemCooccurrence(split.train, exclude_seen=ex, fallback=pop),
+        "item_cooccurrence": ItemCooccurrence(split.train, exclude_seen=ex, fallback=pop, now=now),
     }
     if vectors is not None and item_ids is not None:
         out["content_knn"] = ContentKNN(item_ids, vectors, exclude_seen=True if exclude_seen is None else ex)
+    if content_vectors is not None and item_ids is not None:
+        out["content_peer"] = ContentKNN(item_ids, content_vectors, exclude_seen=ex)
     return out

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 Recommend = Callable[[str, pd.DataFrame, int], list[str]]
 BatchRecommend = Callable[[list[str], list[pd.DataFrame], int], list[list[str]]]
-BASELINES = ("popular", "item_cooccurrence", "content_knn")
+BASELINES = ("popular", "item_cooccurrence", "content_knn", "content_peer")
 COLD_USER_MAX_EVENTS = 5
 """A cold user has at most this many history (training) events before the target time."""
 
@@ -61,6 +61,46 @@ def _slice_targets(split: Split) -> tuple[list[list[str]], np.ndarray, int]:
     return cold, mask, int(sum(len(c) for c in cold))
 
 
+def _new_targets(split: Split) -> tuple[list[list[str]], np.ndarray, int]:
+    """Targets the user never interacted with before (not in their history), the users having any, their count."""
+    new = []
+    for u in split.users:
+        h = split.histories[u]
+        seen = set(h["item_id"].astype(str)) if len(h) else set()
+        new.append([t for t in split.targets[u] if t not in seen])
+    mask = np.array([len(c) > 0 for c in new], dtype=bool)
+    return new, mask, int(sum(len(c) for c in new))
+
+
+BOOTSTRAP_ROUNDS = 2000
+
+
+def paired_intervals(main: np.ndarray, others: Mapping[str, np.ndarray], *, rounds: int = BOOTSTRAP_ROUNDS,
+                     seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Percentile bootstrap over users (the same resampled users for every model, hence paired).
+
+    ``main`` and each of ``others``: per-user metric values, aligned by user. Returns the main model's interval and,
+    per other model, the mean difference (main - other), its interval and the share of rounds where main was ahead.
+    """
+    n = len(main)
+    if n == 0:
+        return {"level": level, "rounds": 0, "main": None, "differences": {}}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(rounds, n))
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+
+    def ci(x: np.ndarray) -> list[float]:
+        return [round(float(np.quantile(x, lo_q)), 6), round(float(np.quantile(x, hi_q)), 6)]
+
+    boot_main = main[idx].mean(axis=1)
+    diffs = {}
+    for name, o in others.items():
+        d = (main - o)[idx].mean(axis=1)
+        diffs[name] = {"difference": round(float((main - o).mean()), 6), "ci": ci(d),
+                       "share_ahead": round(float((d > 0).mean()), 4)}
+    return {"level": level, "rounds": rounds, "users": n, "main": ci(boot_main), "differences": diffs}
+
+
 def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], k: int = 20, catalogue_size: int = 0,
                    *, main: str = "ours", cold_user_max_events: int = COLD_USER_MAX_EVENTS,
                    timings: Mapping[str, float] | None = None,
@@ -80,7 +120,9 @@ def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], 
     cold_user_mask = n_hist <= cold_user_max_events
 
     results: dict[str, dict[str, float | None]] = {}
-    slices: dict[str, dict[str, dict[str, float | None]]] = {"cold_items": {}, "cold_users": {}}
+    new_targets, new_mask, n_new_targets = _new_targets(split)
+    slices: dict[str, dict[str, dict[str, float | None]]] = {"cold_items": {}, "cold_users": {}, "new_to_user": {}}
+    recall_of: dict[str, np.ndarray] = {}
     timings_s: dict[str, float] = {}
     for name, rec in recommenders.items():
         t0 = time.perf_counter()
@@ -91,6 +133,8 @@ def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], 
         cold_pu = per_user(lists, cold_targets, k) if users else _empty()
         slices["cold_items"][name] = cold_pu.mean(cold_item_mask)
         slices["cold_users"][name] = pu.mean(cold_user_mask)
+        slices["new_to_user"][name] = per_user(lists, new_targets, k).mean(new_mask) if users else _empty().mean()
+        recall_of[name] = pu.recall
         log.info("evaluated %s on %d users in %.1fs: recall@%d=%s", name, len(users), timings_s[name], k,
                  results[name]["recall"])
 
@@ -122,7 +166,13 @@ def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], 
                                     "users having at least one)", targets=n_cold_targets),
             "cold_users": slice_obj("cold_users", int(cold_user_mask.sum()),
                                     f"test users with <= {cold_user_max_events} history events"),
+            "new_to_user": slice_obj("new_to_user", int(new_mask.sum()),
+                                     "targets not in the user's own history (metrics over those targets only, "
+                                     "users having at least one)", targets=n_new_targets),
         },
+        "intervals": {"metric": "recall",
+                      **paired_intervals(recall_of[main], {n: r for n, r in recall_of.items() if n != main})}
+        if main in recall_of else None,
         "timings_s": timings_s,
     }
     if extra:

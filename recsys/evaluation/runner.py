@@ -34,7 +34,8 @@ Replay = Callable[[Sequence[Mapping[str, Any]]], Sequence[Any]]
 def evaluate_split(split: Split, *, make_ours: MakeRecommender | None, item_ids: Sequence[str],
                    vectors: np.ndarray | None, k: int = 20, catalogue_size: int | None = None,
                    peers: Mapping[str, Recommend | Batch] | None = None, timings: Mapping[str, float] | None = None,
-                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   extra: Mapping[str, Any] | None = None,
+                   content_vectors: np.ndarray | None = None) -> dict[str, Any]:
     """Fit ours (timed) and the baselines on ``split`` and evaluate them all at ``k``."""
     from recsys.evaluation.baselines import make_baselines
 
@@ -45,7 +46,7 @@ def evaluate_split(split: Split, *, make_ours: MakeRecommender | None, item_ids:
         recs["ours"] = make_ours(split)
         t["fit_ours"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    recs.update(make_baselines(split, item_ids, vectors))
+    recs.update(make_baselines(split, item_ids, vectors, content_vectors=content_vectors))
     t["fit_baselines"] = time.perf_counter() - t0
     recs.update(peers or {})
     return run_evaluation(split, recs, k=k, catalogue_size=catalogue_size or len(item_ids), timings=t,
@@ -54,11 +55,11 @@ def evaluate_split(split: Split, *, make_ours: MakeRecommender | None, item_ids:
 
 def evaluate_store(events: pd.DataFrame, *, make_ours: MakeRecommender | None, item_ids: Sequence[str],
                    vectors: np.ndarray | None, k: int = 20, protocol: str = "auto", max_users: int | None = None,
-                   seed: int = 0, min_history: int = 1, **kw: Any) -> dict[str, Any]:
-    """Temporal leave-last-out over the stored events (``recsys evaluate``)."""
+                   seed: int = 0, min_history: int = 1, part: str | None = "test", **kw: Any) -> dict[str, Any]:
+    """Temporal leave-last-out over the stored events (``recsys evaluate``), on the users of ``part``."""
     t0 = time.perf_counter()
     split = temporal_split(events, protocol, min_history=min_history, max_users=max_users, seed=seed,
-                           items=set(map(str, item_ids)))
+                           items=set(map(str, item_ids)), part=part)
     return evaluate_split(split, make_ours=make_ours, item_ids=item_ids, vectors=vectors, k=k,
                           timings={"split": time.perf_counter() - t0}, **kw)
 

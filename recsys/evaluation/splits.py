@@ -22,6 +22,7 @@ histories), and :func:`ingest_records` turns the histories into mappings for the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Collection, Mapping
@@ -106,14 +107,32 @@ def _normalise(events: pd.DataFrame) -> pd.DataFrame:
     return ev
 
 
+PARTS = ("train", "validation", "test")
+PART_SHARES = (0.5, 0.25, 0.25)
+DEFAULT_SALT = "recsys-split-v1"
+
+
+def user_part(user_id: str, salt: str = DEFAULT_SALT) -> str:
+    """A user's part of the dataset, fixed by a salted hash of the id: ``train`` (half), ``validation`` or ``test``
+    (a quarter each). Deterministic across runs and machines; independent of the data's order or size."""
+    h = int.from_bytes(hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).digest(), "big") / 2.0**64
+    return PARTS[0] if h < PART_SHARES[0] else PARTS[1] if h < PART_SHARES[0] + PART_SHARES[1] else PARTS[2]
+
+
 def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types: Collection[str] | None = None,
                    min_history: int = 1, max_users: int | None = None, seed: int = 0,
-                   items: Collection[str] | None = None) -> Split:
+                   items: Collection[str] | None = None, part: str | None = None,
+                   salt: str = DEFAULT_SALT) -> Split:
     """Split stored events (as from ``recsys.store.queries.events_frame``) by temporal leave-last-out.
 
     ``target_types`` defaults to :func:`default_target_types`; ``items`` (the recommendable catalogue) drops targets
     outside it; ``max_users`` samples that many test users (seeded), the rest count as non-test users.
+    ``part`` (``validation`` or ``test``) evaluates only the users of that part (:func:`user_part`); the targets of
+    both held-out parts are kept out of training, so tuning on validation and reporting on test share one training
+    set. None evaluates every eligible user.
     """
+    if part is not None and part not in PARTS[1:]:
+        raise ValidationFailed(f"unknown part {part!r}; choose validation or test")
     ev = _normalise(events)
     p = resolve_protocol(protocol, ev)
     if ev.empty:
@@ -138,15 +157,20 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
     n_hist = pd.Series(before).groupby(users.to_numpy()).sum()
     has_target = pd.Series(is_target).groupby(users.to_numpy()).any()
     eligible = sorted(u for u in n_hist.index if n_hist[u] >= min_history and has_target[u])
+    held = eligible
+    if part is not None:
+        held = [u for u in eligible if user_part(u, salt) != "train"]
+        eligible = [u for u in held if user_part(u, salt) == part]
     if max_users is not None and len(eligible) > max_users:
         rng = np.random.default_rng(seed)
         eligible = sorted(rng.choice(np.array(eligible, dtype=object), size=max_users, replace=False).tolist())
-    test = users.isin(set(eligible)).to_numpy()
+    test = users.isin(set(eligible) | set(held if part is not None else ())).to_numpy()
     train = ev[~test | before].reset_index(drop=True)
     hist_rows = ev[test & before]
     tgt_rows = ev[test & is_target]
     split = _assemble(p, train, eligible, hist_rows, tgt_rows)
-    split.info.update({"events": len(ev), "train_events": len(train), "target_types": list(ttypes),
+    split.info.update({"events": len(ev), "train_events": len(train), "target_types": list(ttypes), "part": part,
+                       "salt": salt if part is not None else None,
                        "min_history": min_history, "users_with_events": int(len(n_hist))})
     log.info("split %s: %d test users, %d targets, %d training events", p, len(split.users),
              split.info["targets"], len(train))

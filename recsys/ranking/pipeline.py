@@ -170,7 +170,7 @@ class RankingPipeline:
     # -- recommendation -------------------------------------------------------------------------------------
     def recommend(self, history: pd.DataFrame | History | None, k: int = 20, *, filter_fn: ItemFilter | None = None,
                   allowed: np.ndarray | Sequence[str] | None = None, exclude: AbstractSet[str] | None = None,
-                  diversity: float | None = None, explain: bool = False, now: datetime | None = None,
+                  diversity: float | None = None, explain: bool = False, now: datetime | float | None = None,
                   boosts: dict[str, float] | None = None, exclude_seen: bool | None = None) -> list[Recommendation]:
         """Top-k items for one user's events (a frame with columns item_id, type, value, ts, or a History).
 
@@ -187,7 +187,7 @@ class RankingPipeline:
     def recommend_many(self, histories: Sequence[pd.DataFrame | History | None], k: int = 20, *,
                        filter_fn: ItemFilter | None = None, allowed: np.ndarray | Sequence[str] | None = None,
                        exclude: AbstractSet[str] | None = None, diversity: float | None = None, explain: bool = False,
-                       now: Sequence[datetime | None] | None = None, boosts: dict[str, float] | None = None,
+                       now: Sequence[datetime | float | None] | None = None, boosts: dict[str, float] | None = None,
                        exclude_seen: bool | None = None, batch_size: int = 64) -> list[list[Recommendation]]:
         """:meth:`recommend` for many histories at once (scored in batches; used by the evaluator)."""
         table = self.table

@@ -168,3 +168,28 @@ def stats(session: Session) -> dict[str, Any]:
         "events": int(sum(by_type.values())),
         "events_by_type": {k: int(v) for k, v in sorted(by_type.items())},
     }
+
+
+EVALUATION_MARK = "recsys_evaluation"
+"""User attribute naming the ``evaluate --test-events`` file a user was replayed from: such users never train."""
+
+
+def user_ids(session: Session) -> set[str]:
+    """Every stored user's external id."""
+    return set(session.scalars(select(User.external_id)))
+
+
+def evaluation_users(session: Session) -> set[str]:
+    """Users replayed by ``recsys evaluate --test-events`` (see :data:`EVALUATION_MARK`)."""
+    rows = session.execute(select(User.external_id, User.attributes)).all()
+    return {str(u) for u, a in rows if isinstance(a, dict) and EVALUATION_MARK in a}
+
+
+def mark_evaluation_users(store: Any, users: set[str], source: str) -> None:
+    """Mark these users as evaluation users (kept out of training), in one transaction."""
+    if not users:
+        return
+    with store.session() as s:
+        for u in s.scalars(select(User).where(User.external_id.in_(sorted(users)))):
+            if EVALUATION_MARK not in (u.attributes or {}):
+                u.attributes = {**(u.attributes or {}), EVALUATION_MARK: source}

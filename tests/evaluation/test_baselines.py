@@ -46,10 +46,11 @@ def test_cooccurrence_cosine_known_answer() -> None:
     # users per item: a {1,2,3,4}, b {1,2}, c {2,3}, d {4}
     # sim(a,b) = 2/sqrt(8), sim(a,c) = 2/sqrt(8), sim(a,d) = 1/2, sim(b,c) = 1/2, sim(b,d) = sim(c,d) = 0
     rows = co._row
-    assert co.sim[rows["a"], rows["b"]] == pytest.approx(2 / np.sqrt(8))
-    assert co.sim[rows["a"], rows["d"]] == pytest.approx(0.5)
-    assert co.sim[rows["b"], rows["c"]] == pytest.approx(0.5)
-    assert co.sim[rows["a"], rows["a"]] == 0
+    from_a, from_b = co.scores(frame([("x", "a")])), co.scores(frame([("x", "b")]))
+    assert from_b[rows["a"]] == pytest.approx(2 / np.sqrt(8))
+    assert from_a[rows["d"]] == pytest.approx(0.5)
+    assert from_b[rows["c"]] == pytest.approx(0.5)
+    assert from_a[rows["a"]] == 0
     hist = frame([("x", "b")])
     # from b: a 0.707, c 0.5, d 0 -> then topped up from popular, b excluded
     assert ItemCooccurrence(TRAIN, exclude_seen=True)("x", hist, 3) == ["a", "c", "d"]
@@ -89,3 +90,16 @@ def test_make_baselines_defaults_follow_protocol() -> None:
     hm = temporal_split(TRAIN, "hm")
     assert make_baselines(hm)["popular"].exclude_seen is False
     assert "content_knn" not in make_baselines(hm)
+
+
+def test_baselines_count_only_what_came_before_the_request_time() -> None:
+    """A user's request at time T sees only interactions before T: later purchases by anyone never count."""
+    early = frame([("u1", "a"), ("u2", "a"), ("u1", "b")])
+    late = frame([("u3", "c"), ("u4", "c"), ("u5", "c"), ("u6", "c"), ("u3", "b"), ("u4", "b")]).assign(
+        ts=pd.date_range("2021-01-01", periods=6, freq="h"))
+    train = pd.concat([early, late], ignore_index=True)
+    now = {"x": pd.Timestamp("2020-06-01")}
+    assert Popular(train, now=now)("x", EMPTY, 3) == ["a", "b"]          # c is only popular later
+    assert Popular(train)("x", EMPTY, 1) == ["c"]                        # without a time: everything
+    co = ItemCooccurrence(train, now=now)
+    assert co("x", frame([("x", "b")]), 1) == ["a"]                      # b-c pairs come after T

@@ -98,7 +98,8 @@ def test_evaluate_store_fits_ours_on_train_only() -> None:
         return lambda user_id, history, k: ["new", "a", "c"]
 
     ids = ["a", "b", "c", "d", "e", "f", "new"]
-    res = evaluate_store(EVENTS, make_ours=make_ours, item_ids=ids, vectors=np.eye(7, dtype=np.float32), k=3)
+    res = evaluate_store(EVENTS, make_ours=make_ours, item_ids=ids, vectors=np.eye(7, dtype=np.float32), k=3,
+                         part=None)
     assert "new" not in seen["train_items"]            # the target never reached the fit
     assert res["metrics"]["recall"] == pytest.approx(1.0)
     assert {"split", "fit_ours", "fit_baselines"} <= set(res["timings_s"])

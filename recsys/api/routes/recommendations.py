@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -21,7 +22,8 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
     fresh = "no-cache" in request.headers.get("cache-control", "").lower()
     start = time.perf_counter()
     items, timings = await rec.arecommend(user_id, body.k, filter=to_item_filter(body.filter), exclude=body.exclude,
-                                          diversity=body.diversity, explain=body.explain, fresh=fresh)
+                                          diversity=body.diversity, explain=body.explain, fresh=fresh,
+                                          now=body.now)
     if body.debug:
         return results(request, items, debug=debug_timings(timings, start))
     return results(request, items)
@@ -35,9 +37,11 @@ async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key
                     k: Annotated[int, Query(ge=1, le=1000)] = 20,
                     exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
                     diversity: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
-                    explain: bool = False, debug: bool = False) -> Any:
+                    explain: bool = False, debug: bool = False,
+                    now: Annotated[datetime | None, Query(description="rank as of this time (ISO 8601)")] = None,
+                    ) -> Any:
     body = RecommendRequest.model_construct(k=k, filter=f, exclude=ids_param(exclude), diversity=diversity,
-                                            explain=explain, debug=debug)
+                                            explain=explain, debug=debug, now=now)
     return await _recommend(request, rec, user_id, body)
 
 
