@@ -58,10 +58,10 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        # A trained ranker that could not be loaded (e.g. a database blip during a switch) makes this replica
-        # unready until the retry succeeds; a deployment that never trained one serves search only and is ready.
+        # Without a ranker (never trained, or one that could not be loaded: retried) search still answers, so the
+        # server stays ready; /readyz lists what is not served and why, for whoever routes recommendation traffic.
         return (self.store_ok and self.migrated and bool(self.status.get("ready"))
-                and self.status.get("index_generation") is not None and not self.status.get("ranker_error"))
+                and self.status.get("index_generation") is not None)
 
     def ping(self) -> bool:
         from recsys.store.deadline import bounded

@@ -20,7 +20,8 @@ async def healthz() -> Health:
     return Health()
 
 
-@router.get("/readyz", response_model=Readiness, summary="Readiness: store reachable and an index generation loaded",
+@router.get("/readyz", response_model=Readiness,
+            summary="Readiness: store reachable and an index generation loaded; `not_served` lists what is off",
             responses={503: {"model": Readiness, "description": "not ready (Retry-After says when to ask again)"}})
 async def readyz(request: Request) -> Any:
     runtime = request.app.state.runtime
