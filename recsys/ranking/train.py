@@ -167,7 +167,9 @@ def fit_net(examples: list[Example], vectors: np.ndarray, p: RankingParams,
         net.feat_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0).astype(np.float32)))
     opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     steps = max(1, p.epochs * ((len(examples) + p.batch_anchors - 1) // p.batch_anchors))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=steps, pct_start=0.1)
+    # one-cycle needs a few steps per phase (a tiny log would divide by zero): plain Adam below that
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=steps, pct_start=0.1) \
+        if steps >= 20 else None
     net.train()
     last = float("nan")
     step = 0
@@ -183,7 +185,8 @@ def fit_net(examples: list[Example], vectors: np.ndarray, p: RankingParams,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
-            sched.step()
+            if sched is not None:
+                sched.step()
             step += 1
             losses.append(float(loss.detach()))
         last = float(np.mean(losses)) if losses else float("nan")
