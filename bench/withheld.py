@@ -1,0 +1,123 @@
+"""The withheld-shoppers protocol, end to end through the CLI, exactly as an outside check runs it:
+
+    .venv/bin/python bench/withheld.py [--dataset hm|ml100k] [--part test|validation] [--data-root ../shared/data]
+
+1. The dataset's users are split by the salted hash of ``recsys.evaluation.splits.user_part``; the users of
+   ``--part`` are withheld: their interactions go to a file in the dataset's own format, everyone else's to a scratch
+   copy of the dataset (catalogue, images and posters linked, not copied).
+2. ``recsys import`` + ``recsys build`` on that copy (tower features and fitted heads are reused from
+   ``--reuse-home`` when given: they depend on the catalogue only, never on interactions).
+3. ``recsys evaluate --test-events FILE --format ... --k 20 --json``: the withheld histories are replayed through
+   the ingestion path and every user is ranked through ``Recommender.recommend`` at their target time.
+
+Tune with ``--part validation``; report ``--part test`` once. Prints the evaluation JSON (plus the protocol) as one
+JSON object on the last stdout line and writes it to bench/results/withheld_<dataset>_<part>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recsys.evaluation.splits import user_part  # noqa: E402
+
+LAYOUT = {
+    "hm": {"events": "transactions.csv", "user_col": "customer_id", "fmt": "hm", "import": "hm",
+           "links": ["articles.csv", "customers.csv", "images"]},
+    "ml100k": {"events": "u.data", "user_col": 0, "fmt": "movielens", "import": "movielens",
+               "links": ["u.item", "u.user", "posters", "details.json", "u.genre", "u.occupation"]},
+}
+
+
+def split_files(src: Path, dst: Path, dataset: str, part: str) -> tuple[Path, int, int]:
+    """Write the kept users' interactions into ``dst`` (a linked copy of ``src``) and the withheld ones beside it."""
+    lay = LAYOUT[dataset]
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in lay["links"]:
+        if (src / name).exists() and not (dst / name).exists():
+            os.symlink((src / name).resolve(), dst / name)
+    withheld_path = dst.parent / f"withheld_{lay['events']}"
+    kept = held = 0
+    with open(src / lay["events"], newline="") as f, open(dst / lay["events"], "w", newline="") as keep, \
+            open(withheld_path, "w", newline="") as out:
+        if dataset == "hm":
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            wk, wh = csv.DictWriter(keep, fields), csv.DictWriter(out, fields)
+            wk.writeheader()
+            wh.writeheader()
+            for row in reader:
+                if user_part(row["customer_id"].strip()) == part:
+                    wh.writerow(row)
+                    held += 1
+                else:
+                    wk.writerow(row)
+                    kept += 1
+        else:
+            for line in f:
+                if user_part(line.split("\t", 1)[0].strip()) == part:
+                    out.write(line)
+                    held += 1
+                else:
+                    keep.write(line)
+                    kept += 1
+    return withheld_path, kept, held
+
+
+def recsys(home: Path, *args: str) -> str:
+    env = {**os.environ, "RECSYS_HOME": str(home)}
+    t0 = time.time()
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "recsys"), *args], env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"recsys {' '.join(args)} failed ({proc.returncode})")
+    print(f"recsys {' '.join(args)}: {time.time() - t0:.0f}s", file=sys.stderr)
+    return proc.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", default="hm", choices=sorted(LAYOUT))
+    ap.add_argument("--part", default="validation", choices=["validation", "test"])
+    ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--scratch", type=Path, default=ROOT / "bench" / "results" / "tmp")
+    ap.add_argument("--reuse-home", type=Path, default=None,
+                    help="a home built on the same catalogue: its tower-feature cache and fitted heads are copied")
+    ap.add_argument("--k", type=int, default=20)
+    args = ap.parse_args()
+
+    work = args.scratch / f"withheld_{args.dataset}_{args.part}"
+    if work.exists():
+        shutil.rmtree(work)
+    data, home = work / "data", work / "home"
+    withheld, kept, held = split_files(args.data_root / args.dataset, data, args.dataset, args.part)
+    if args.reuse_home is not None:
+        for sub in ("cache/features", "encoders"):
+            if (args.reuse_home / sub).exists():
+                shutil.copytree(args.reuse_home / sub, home / sub)
+    lay = LAYOUT[args.dataset]
+    recsys(home, "import", lay["import"], str(data))
+    recsys(home, "build")
+    out = recsys(home, "evaluate", "--test-events", str(withheld), "--format", lay["fmt"], "--k", str(args.k),
+                 "--json")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["protocol_run"] = {"script": "bench/withheld.py", "dataset": args.dataset, "part": args.part,
+                              "kept_interactions": kept, "withheld_interactions": held}
+    dst = ROOT / "bench" / "results" / f"withheld_{args.dataset}_{args.part}.json"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
