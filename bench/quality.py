@@ -1,7 +1,12 @@
 """Recommendation quality side by side (issue 5 item 7): our pipeline, the three baselines, implicit ALS and BPR,
 and Cornac VBPR, on the same temporal leave-last-out split in the same run, for every dataset present.
 
-    .venv/bin/python bench/quality.py [--datasets hm,ml100k] [--data-root ../shared/data] [--k 20]
+    .venv/bin/python bench/quality.py [--datasets hm,ml100k] [--part validation|test] [--data-root ../shared/data]
+
+Users are split by salted hash (``recsys.evaluation.splits.user_part``): every choice of ours is made on
+``--part validation`` (the default); ``--part test`` is the figure reported, run once. Every statistic any model
+sees is counted as of each user's target time. The withheld-shoppers protocol of the outside check (import without
+those shoppers, build, ``evaluate --test-events``) is ``bench/withheld.py``.
 
 Each dataset is imported through the normal importer into a scratch store under bench/results/tmp/<dataset>/ (reused
 on later runs), split with ``recsys.evaluation.temporal_split`` (H&M: last purchase day; MovieLens: last rating),
@@ -90,6 +95,8 @@ class Vectors:
                  encoder_id: str, source: str) -> None:
         self.item_ids, self.fused, self.text, self.image = item_ids, fused, text, image
         self.encoder_id, self.source = encoder_id, source
+        self.tower_text: np.ndarray | None = None
+        """The text tower's own vectors (the content peer's space and the ranker's ``similar`` source)."""
 
 
 def load_vectors(settings: Settings, store: Any, items: pd.DataFrame, cache: Path,
@@ -110,13 +117,17 @@ def load_vectors(settings: Settings, store: Any, items: pd.DataFrame, cache: Pat
             raise RuntimeError(f"{len(missing)} item(s) without vectors, e.g. {missing[:3]}")
         rows = np.array([pos[i] for i in ids])
         image = v.image[rows] * np.asarray(v.has_image, bool)[rows, None]
-        return Vectors(ids, v.fused[rows], v.text[rows], image, v.encoder_id,
-                       f"recsys.encoders {v.encoder_id} ({vectors_home or 'scratch store'})")
+        out = Vectors(ids, v.fused[rows], v.text[rows], image, v.encoder_id,
+                      f"recsys.encoders {v.encoder_id} ({vectors_home or 'scratch store'})")
+        out.tower_text = v.tower_text[rows] if v.tower_text is not None else None
+        return out
     except Exception as e:  # the encoders may not be built (or written) yet: fall back, and say so
         log.warning("recsys item vectors unavailable (%s: %s); using MiniLM text vectors", type(e).__name__, e)
     image = fallback_image_features(items, cache) if image_fallback else None
     vec = minilm_text_vectors(items, cache)
-    return Vectors(ids, vec, vec, image, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
+    out = Vectors(ids, vec, vec, image, "minilm-text", "all-MiniLM-L6-v2 text (bench fallback)")
+    out.tower_text = vec
+    return out
 
 
 def minilm_text_vectors(items: pd.DataFrame, cache: Path, chunk: int = 2048) -> np.ndarray:
@@ -323,7 +334,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     load_s = time.time() - t0
     live = items[~items["hidden"].astype(bool) & ~items["deleted"].astype(bool)]
     split = temporal_split(events, DATASETS[name][1], items=set(live["item_id"].astype(str)),
-                           max_users=args.max_users, seed=args.seed)
+                           max_users=args.max_users, seed=args.seed, part=None if args.part == "all" else args.part)
     t1 = time.time()
     vectors = load_vectors(settings, store, live, settings.home, args.vectors_home.get(name), args.embed,
                            args.image_fallback)
@@ -348,7 +359,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             log.error("%s on %s failed: %s", pname, name, notes[pname])
             log.debug("%s", traceback.format_exc())
     t2 = time.time()
-    recs.update(make_baselines(split, vectors.item_ids, vectors.fused))
+    recs.update(make_baselines(split, vectors.item_ids, vectors.fused, content_vectors=vectors.tower_text))
     timings["fit_baselines"] = time.time() - t2
     result = run_evaluation(split, recs, k=args.k, catalogue_size=len(live), timings=timings,
                             extra={"dataset": name, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -379,6 +390,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--max-users", type=int, default=None)
+    ap.add_argument("--part", default="validation", choices=["validation", "test", "all"],
+                    help="users evaluated (salted hash split): tune on validation, report test once")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vectors-home", default="",
                     help="DATASET=DIR,...: take item vectors from the data dir where `recsys build` ran")
