@@ -40,7 +40,6 @@ from recsys.store.queries import (
     request_state_of,
     user_event_records,
     user_event_records_of,
-    user_ids,
 )
 
 if TYPE_CHECKING:
@@ -404,7 +403,8 @@ class Recommender:
         if hit is not None:
             self.last_timings["cached"] = 1.0
             return list(hit)
-        return self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed, when)
+        return self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed, when,
+                                 cut=now is not None)
 
     def clock(self, served: _Served | None = None, now: datetime | None = None) -> float:
         """The time a request is ranked at, in days since the epoch: ``now`` when given, else ``ranking.clock``:
@@ -414,7 +414,10 @@ class Recommender:
         from recsys.ranking.history import day_of
 
         if now is not None:
-            return float(day_of(now))  # type: ignore[arg-type]
+            try:
+                return float(day_of(now))  # type: ignore[arg-type]
+            except (OverflowError, ValueError) as e:  # pandas' out-of-bounds error is a ValueError
+                raise ValidationFailed(f"now must be a time between 1970 and 2262, got {now!r}") from e
         mode = self.settings.ranking.clock
         wall = float(day_of(datetime.now(UTC)))  # type: ignore[arg-type]
         if mode == "wall":
@@ -467,22 +470,28 @@ class Recommender:
 
         def rank() -> tuple[list[ScoredItem], dict[str, float]]:
             self.last_timings = dict(timings)
-            out = self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed, when)
+            out = self._rank_records(records, key, k, filter, exclude, diversity, explain, served, removed, when,
+                                     cut=now is not None)
             return out, dict(self.last_timings)
 
         return await anyio.to_thread.run_sync(rank, limiter=self._ranking_slots)
 
     def _rank_records(self, records: Sequence[tuple[Any, ...]], key: tuple[Any, ...], k: int,
                       filter: ItemFilter | None, exclude: Sequence[str], diversity: float | None, explain: bool,
-                      served: _Served, removed: AbstractSet[str], now: float) -> list[ScoredItem]:
+                      served: _Served, removed: AbstractSet[str], now: float, cut: bool) -> list[ScoredItem]:
         """Rank from the history records read for ``key`` as of ``now`` (days) and cache the list under it.
-        Events at or after ``now`` are not part of the history (a replay at an earlier time sees no future)."""
+        With ``cut`` (an explicit time: replays, backtests) events at or after ``now`` are not part of the history;
+        on the clock a user's own newer event moves their "now" forward instead (a live event in a store whose
+        clock follows its historical data)."""
         from recsys.ranking.history import history_from_records
 
         table = served.ranker.table if served.ranker is not None else None
         hist = history_from_records([r[:4] for r in records], table) if table is not None else None
         if hist is not None and len(hist) and hist.ts[-1] >= now:
-            hist = hist.prefix(int(np.searchsorted(hist.ts, now, side="left")))
+            if cut:
+                hist = hist.prefix(int(np.searchsorted(hist.ts, now, side="left")))
+            else:
+                now = float(hist.ts[-1]) + 1e-6
         out = self._rank(hist, k, filter, exclude, diversity, explain, served=served, removed=removed, now=now)
         self._results.put(key, out)
         return list(out)
@@ -727,7 +736,7 @@ class Recommender:
             held = evaluation_users(s)
             events = events_frame(s)
             items = items_frame(s)
-            users = set(events["user_id"].astype(str)) | user_ids(s)
+            users = set(events["user_id"].astype(str))  # a stored user without events (u.user) leaks nothing
         events = events[~events["user_id"].isin(held)]
         removed = self._removed()
         common = {"item_ids": list(reader.item_ids), "vectors": vectors.fused, "k": k,
