@@ -147,11 +147,18 @@ def recommend(
     diversity: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="MMR weight")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="item id to leave out (repeatable)")] = None,
     filters: FilterOpt = None,
+    now: Annotated[str | None, typer.Option(help="rank as of this ISO 8601 time (default: ranking.clock)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Personal recommendations for USER_ID (an unknown user gets trending items, tagged as such)."""
+    from datetime import datetime
+
+    try:
+        when = datetime.fromisoformat(now) if now else None
+    except ValueError:
+        raise typer.BadParameter(f"--now must be an ISO 8601 time such as 2020-09-01T00:00, not {now!r}") from None
     results = _recommender().recommend(user_id, k, filter=_filters(filters), exclude=exclude or (),
-                                       diversity=diversity, explain=explain)
+                                       diversity=diversity, explain=explain, now=when)
     _print(results, json_out)
 
 
