@@ -34,6 +34,8 @@ class RankingParams:
     hidden: int = 64
     content_pathway: str = "light"
     """"light" (attention over cosine similarities), "deep" (learned projection + transformer) or "none"."""
+    attention_space: str = "fused"
+    """Vectors the light pathway compares: "fused" (the encoder's) or "content" (``ItemTable.content``)."""
     max_history: int = 50
     half_life_days: float = 30.0
     id_embeddings: bool = False

@@ -105,7 +105,7 @@ class RankingPipeline:
         net: RankerNet | None = None
         metrics: dict[str, float] = {}
         if examples:
-            net, metrics = fit_net(examples, table.fused, p, progress)
+            net, metrics = fit_net(examples, _attention_vectors(table, p), p, progress)
         else:
             log.warning("ranker: no training examples (too few events); ranking falls back to candidate order")
         manifest = {
@@ -155,7 +155,7 @@ class RankingPipeline:
         self._table = table
         assert self._search is not None
         self._gen = CandidateGenerator(table, self.stats, self._search, self.params, self._known)
-        self._vec = torch.from_numpy(table.fused)
+        self._vec = torch.from_numpy(_attention_vectors(table, self.params))
 
     @property
     def table(self) -> ItemTable:
@@ -305,6 +305,15 @@ class RankingPipeline:
         if vectors is not None:
             pipe.update_items(vectors, items, search)
         return pipe
+
+
+def _attention_vectors(table: ItemTable, p: RankingParams) -> np.ndarray:
+    """The vectors the network's content pathway attends over: the light pathway only compares items with each
+    other, so it may use the item-to-item space (``attention_space="content"``); the deep one projects the fused
+    vectors, whose dimension the artifact records."""
+    if p.content_pathway == "light" and p.attention_space == "content":
+        return np.ascontiguousarray(table.content, dtype=np.float32)
+    return table.fused
 
 
 def _features() -> tuple[str, ...]:
