@@ -74,6 +74,19 @@ def test_sigkill_after_ack_loses_no_event(tmp_path: Path) -> None:
         store.dispose()
 
 
+def _behind_proxy(tmp_path: Path, real_url: str, proxy: TcpProxy) -> tuple[Settings, Store]:
+    """Settings that reach the database through ``proxy`` (auth off), and a direct store holding five items."""
+    u = make_url(real_url)
+    via_proxy = u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    settings = Settings(home=tmp_path / "home", database_url=via_proxy)
+    settings.api.auth = False
+    settings.api.compute_threads = 0
+    direct = Store(real_url)
+    direct.upgrade()
+    run_import(direct, "items", write_items(tmp_path / "items.jsonl", 5), settings=settings)
+    return settings, direct
+
+
 @pytest.mark.postgres
 def test_database_outage_503_then_recovery(tmp_path: Path) -> None:
     if not PG_URL:
@@ -82,13 +95,7 @@ def test_database_outage_503_then_recovery(tmp_path: Path) -> None:
         u = make_url(real_url)
         proxy = TcpProxy((u.host or "127.0.0.1", u.port or 5432))
         try:
-            via_proxy = u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-            settings = Settings(home=tmp_path / "home", database_url=via_proxy)
-            settings.api.auth = False
-            settings.api.compute_threads = 0
-            direct = Store(real_url)
-            direct.upgrade()
-            run_import(direct, "items", write_items(tmp_path / "items.jsonl", 5), settings=settings)
+            settings, direct = _behind_proxy(tmp_path, real_url, proxy)
             event = {"events": [{"user_id": "u1", "item_id": "i1", "type": "view"}]}
             with TestClient(create_app(settings), raise_server_exceptions=False) as c:
                 assert c.post("/v1/events", json=event).status_code == 200
@@ -152,14 +159,8 @@ def test_hung_database_bounds_every_route(tmp_path: Path) -> None:
         u = make_url(real_url)
         proxy = TcpProxy((u.host or "127.0.0.1", u.port or 5432))
         try:
-            via_proxy = u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-            settings = Settings(home=tmp_path / "home", database_url=via_proxy)
-            settings.api.auth = False
-            settings.api.compute_threads = 0
+            settings, direct = _behind_proxy(tmp_path, real_url, proxy)
             settings.store.request_read_timeout_s = 1.0
-            direct = Store(real_url)
-            direct.upgrade()
-            run_import(direct, "items", write_items(tmp_path / "items.jsonl", 5), settings=settings)
             event = {"events": [{"user_id": "u1", "item_id": "i1", "type": "view"}]}
             calls: dict[str, Callable[..., httpx.Response]] = {
                 "events": lambda c, event=event: c.post("/v1/events", json=event),
