@@ -7,10 +7,11 @@ Nothing is read at import time: call :func:`get_settings`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,6 +80,17 @@ class RankingSettings(BaseModel):
     day after the newest event the ranker was trained on: for a historical dataset such as H&M), ``auto`` (``wall``
     unless the newest event is older than ``stale_days``, then ``data``) or a pinned ISO 8601 time."""
     stale_days: float = 30.0
+
+    @field_validator("clock")
+    @classmethod
+    def _known_clock(cls, v: str) -> str:
+        # checked when settings are read, so a typo fails at start-up rather than on every request
+        if v not in ("auto", "wall", "data"):
+            try:
+                datetime.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"ranking.clock must be auto, wall, data or an ISO 8601 time, not {v!r}") from None
+        return v
     result_cache_size: int = 20_000
     """Recommendation lists kept per process, keyed by everything they depend on (0: off)."""
     result_cache_mb: float = Field(default=256.0, ge=0)

@@ -56,3 +56,4 @@ def test_a_leaky_popularity_finds_the_hot_item_but_nothing_here_does() -> None:
     assert res["metrics"]["recall"] < 0.3
     for name, m in res["baselines"].items():
         assert m["recall"] < 0.3, name
+
