@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,14 @@ class RankingSettings(BaseModel):
     diversity: float = 0.0
     """MMR weight in [0, 1]: 0 keeps the ranker's order."""
     seed: int = 0
+    max_repeat_share: float = Field(default=0.25, ge=0.0, le=1.0)
+    """Share of a personal list that may be items already in the user's history (the rest is for discovery; their
+    own items have ``GET /v1/users/{id}/buy-again``). 1 lifts the cap (e.g. a music or grocery domain)."""
+    max_per_group: int = Field(default=2, ge=0)
+    """Items of one variant group (the same product in several colours) per list; 0 lifts the cap."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the ranker's knobs (:class:`recsys.ranking.params.RankingParams`: candidate sizes, model,
+    training), e.g. ``RECSYS_RANKING__PARAMS='{"similar_k": 200}'``; applied at the next ``recsys train``."""
     clock: str = "auto"
     """The time requests are ranked at (trend windows, recency, what counts as history): ``wall``, ``data`` (the
     day after the newest event the ranker was trained on: for a historical dataset such as H&M), ``auto`` (``wall``
@@ -90,6 +99,14 @@ class RankingSettings(BaseModel):
                 datetime.fromisoformat(v)
             except ValueError:
                 raise ValueError(f"ranking.clock must be auto, wall, data or an ISO 8601 time, not {v!r}") from None
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from recsys.ranking.params import RankingParams
+
+        RankingParams.checked(v)
         return v
     result_cache_size: int = 20_000
     """Recommendation lists kept per process, keyed by everything they depend on (0: off)."""

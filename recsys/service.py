@@ -496,6 +496,33 @@ class Recommender:
         self._results.put(key, out)
         return list(out)
 
+    def buy_again(self, user_id: str, k: int = 20, *, now: datetime | None = None) -> list[ScoredItem]:
+        """The user's own items (bought, viewed, liked) most likely to be wanted again, by the same ranker: the list
+        that keeps repeats out of the personal one (``ranking.max_repeat_share``). Empty for a user with no history."""
+        from recsys.ranking.history import history_from_records
+        from recsys.ranking.lists import ListPolicy
+
+        self._check(k, "fused")
+        served = self._served_now()
+        ranker = served.ranker
+        if ranker is None:
+            raise self._no_ranker()
+        when = self.clock(served, now)
+        with self.store.reading() as c:
+            records = user_event_records(c, user_id)
+        hist = history_from_records([r[:4] for r in records], ranker.table)
+        if now is not None and len(hist):
+            hist = hist.prefix(int(np.searchsorted(hist.ts, when, side="left")))
+        elif len(hist) and hist.ts[-1] >= when:
+            when = float(hist.ts[-1]) + 1e-6
+        own = [ranker.table.ids[r] for r in dict.fromkeys(hist.rows.tolist())]
+        own = [i for i in own if i not in self._removed()]
+        if not own:
+            return []
+        recs = ranker.recommend(hist, min(k, len(own)), allowed=own, now=when, exclude_seen=False,
+                                policy=ListPolicy())
+        return [ScoredItem(r.item_id, round(float(r.score), 6), ["repurchase"], None) for r in recs]
+
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *,
                              filter: ItemFilter | None = None, exclude: Sequence[str] = (),
                              diversity: float | None = None, explain: bool = False) -> list[ScoredItem]:

@@ -164,6 +164,10 @@ class FakeRecommender:
             self.last_timings = {"candidates": 0.01, "ranking": 0.01, "rules": 0.01}
         return out
 
+    def buy_again(self, user_id: str, k: int = 20, *, now: Any = None) -> list[FakeResult]:
+        counts = Counter(item for item, kind in self.events.get(user_id, []) if kind != "dislike")
+        return _top([FakeResult(i, float(n), ["repurchase"]) for i, n in counts.items() if i in self.items], k)
+
     async def arecommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
                          diversity: float | None = None, explain: bool = False,
                          fresh: bool = False, now: Any = None) -> tuple[list[FakeResult], dict[str, float]]:

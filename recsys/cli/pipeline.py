@@ -148,6 +148,7 @@ def recommend(
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="item id to leave out (repeatable)")] = None,
     filters: FilterOpt = None,
     now: Annotated[str | None, typer.Option(help="rank as of this ISO 8601 time (default: ranking.clock)")] = None,
+    buy_again: Annotated[bool, typer.Option("--buy-again", help="the user's own items to buy again instead")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Personal recommendations for USER_ID (an unknown user gets trending items, tagged as such)."""
@@ -157,6 +158,9 @@ def recommend(
         when = datetime.fromisoformat(now) if now else None
     except ValueError:
         raise typer.BadParameter(f"--now must be an ISO 8601 time such as 2020-09-01T00:00, not {now!r}") from None
+    if buy_again:
+        _print(_recommender().buy_again(user_id, k, now=when), json_out)
+        return
     results = _recommender().recommend(user_id, k, filter=_filters(filters), exclude=exclude or (),
                                        diversity=diversity, explain=explain, now=when)
     _print(results, json_out)

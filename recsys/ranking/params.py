@@ -56,6 +56,24 @@ class RankingParams:
         return asdict(self)
 
     @classmethod
+    def checked(cls, overrides: dict[str, Any], base: RankingParams | None = None) -> RankingParams:
+        """``base`` (default: the defaults) with ``overrides``; an unknown knob or a value of the wrong type is a
+        ValueError naming it (so a typo in ``RECSYS_RANKING__PARAMS`` fails at start-up, not silently)."""
+        p = cls.from_dict(asdict(base)) if base is not None else cls()
+        known = {f.name: f for f in fields(cls)}
+        for key, value in overrides.items():
+            if key not in known:
+                raise ValueError(f"unknown ranking parameter {key!r}; known: {', '.join(sorted(known))}")
+            default = getattr(cls(), key)
+            kind = type(default) if default is not None else str
+            ok = isinstance(value, kind) or (kind is float and isinstance(value, int)) or \
+                (default is None and value is None)
+            if not ok or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"ranking parameter {key!r} must be {kind.__name__}, got {value!r}")
+            setattr(p, key, float(value) if kind is float else value)
+        return p
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RankingParams:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})

@@ -30,6 +30,7 @@ from recsys.ranking.catalog import ItemTable, VectorsLike
 from recsys.ranking.context import make_context
 from recsys.ranking.explain import explain_item
 from recsys.ranking.history import TYPE_CODE, History, day_of, histories_by_user, history_from_frame
+from recsys.ranking.lists import ListPolicy, compose
 from recsys.ranking.model import RankerNet
 from recsys.ranking.params import RankingParams
 from recsys.ranking.stats import ItemStats
@@ -58,6 +59,7 @@ class _Request:
     diversity: float
     explain: bool
     boosts: dict[str, float] | None
+    policy: ListPolicy
 
 
 class RankingPipeline:
@@ -82,6 +84,8 @@ class RankingPipeline:
         """Never return items already in the history (settings.ranking.exclude_seen)."""
         self.exclude_purchased = False
         """Never return items the user already bought (settings.ranking.exclude_purchased)."""
+        self.policy = ListPolicy()
+        """The shopper-list caps of a request that names none (settings.ranking.max_repeat_share, max_per_group)."""
         self.index_id: str | None = None
         """Index generation id reported in explanations (set by the service)."""
         self.last_timings: dict[str, float] = {}
@@ -127,6 +131,7 @@ class RankingPipeline:
             self.default_diversity = float(getattr(r, "diversity", 0.0))
             self.exclude_seen = bool(getattr(r, "exclude_seen", False))
             self.exclude_purchased = bool(getattr(r, "exclude_purchased", False))
+            self.policy = ListPolicy(float(getattr(r, "max_repeat_share", 1.0)), int(getattr(r, "max_per_group", 0)))
 
     def update_items(self, vectors: VectorsLike, items: pd.DataFrame | None = None,
                      search: VectorSearch | None = None) -> None:
@@ -171,29 +176,33 @@ class RankingPipeline:
     def recommend(self, history: pd.DataFrame | History | None, k: int = 20, *, filter_fn: ItemFilter | None = None,
                   allowed: np.ndarray | Sequence[str] | None = None, exclude: AbstractSet[str] | None = None,
                   diversity: float | None = None, explain: bool = False, now: datetime | float | None = None,
-                  boosts: dict[str, float] | None = None, exclude_seen: bool | None = None) -> list[Recommendation]:
+                  boosts: dict[str, float] | None = None, exclude_seen: bool | None = None,
+                  policy: ListPolicy | None = None) -> list[Recommendation]:
         """Top-k items for one user's events (a frame with columns item_id, type, value, ts, or a History).
 
         ``filter_fn(item_id) -> bool`` or ``allowed`` (item ids) restrict the result; ``exclude`` removes ids;
         ``diversity`` in [0, 1] is the MMR weight (None: the configured default); ``boosts`` multiplies
         scores (``{item_id: b}`` or ``{"category:NAME": b}``, b in units of the score spread); ``exclude_seen``
         drops items already in the history (None: the configured default); ``now`` (the request time) defaults to
-        the last event of the history, else the end of the training data.
+        the last event of the history, else the end of the training data; ``policy`` caps repeats and variants
+        (None: the configured default; ``ListPolicy()`` none, as for a "buy again" list).
         """
         return self.recommend_many([history], k, filter_fn=filter_fn, allowed=allowed, exclude=exclude,
                                    diversity=diversity, explain=explain, now=[now], boosts=boosts,
-                                   exclude_seen=exclude_seen)[0]
+                                   exclude_seen=exclude_seen, policy=policy)[0]
 
     def recommend_many(self, histories: Sequence[pd.DataFrame | History | None], k: int = 20, *,
                        filter_fn: ItemFilter | None = None, allowed: np.ndarray | Sequence[str] | None = None,
                        exclude: AbstractSet[str] | None = None, diversity: float | None = None, explain: bool = False,
                        now: Sequence[datetime | float | None] | None = None, boosts: dict[str, float] | None = None,
-                       exclude_seen: bool | None = None, batch_size: int = 64) -> list[list[Recommendation]]:
+                       exclude_seen: bool | None = None, policy: ListPolicy | None = None,
+                       batch_size: int = 64) -> list[list[Recommendation]]:
         """:meth:`recommend` for many histories at once (scored in batches; used by the evaluator)."""
         table = self.table
         mask = rules.allowed_mask(table, filter_fn, allowed)
         div = self.default_diversity if diversity is None else float(diversity)
         seen = self.exclude_seen if exclude_seen is None else exclude_seen
+        pol = self.policy if policy is None else policy
         nows = list(now) if now is not None else [None] * len(histories)
         reqs = []
         for h_df, n in zip(histories, nows, strict=True):
@@ -209,7 +218,9 @@ class RankingPipeline:
                 ex |= {table.ids[r] for r in h.rows}
             elif self.exclude_purchased:
                 ex |= {table.ids[r] for r in h.rows[h.types == TYPE_CODE["purchase"]]}
-            reqs.append(_Request(h, t, k, ex, mask, div, explain, boosts))
+            if pol.active:  # a liked item is known to the user: never a new pick (it stays in "buy again")
+                ex |= {table.ids[r] for r in h.rows[h.types == TYPE_CODE["like"]]}
+            reqs.append(_Request(h, t, k, ex, mask, div, explain, boosts, pol))
         out: list[list[Recommendation]] = []
         for i in range(0, len(reqs), batch_size):
             out.extend(self._run(reqs[i: i + batch_size]))
@@ -272,7 +283,15 @@ class RankingPipeline:
         table = self.table
         s = rules.demote_disliked(table, cands.rows, s, r.history.disliked)
         s = rules.apply_boosts(table, cands.rows, s, r.boosts)
-        order = rules.mmr(table.fused, cands.rows, s, r.k, r.diversity)
+        if r.policy.active:  # ranked deeper, so the caps can skip and still fill k
+            order = rules.mmr(table.fused, cands.rows, s, r.k, r.diversity)
+            head = set(order)
+            order += [i for i in np.argsort(-s, kind="stable").tolist() if i not in head]
+            owned = np.zeros(table.n, bool)
+            owned[r.history.rows] = True
+            order = compose(order, cands.rows, r.k, owned, table.group, r.policy)
+        else:
+            order = rules.mmr(table.fused, cands.rows, s, r.k, r.diversity)
         if len(r.history) and not self._known.all():
             sim = (table.fused[cands.rows] @ table.fused[r.history.rows[-self.params.recent:]].T).max(axis=1)
             is_new = ~self._known[cands.rows] & (sim >= self.params.new_min_sim)
@@ -336,6 +355,7 @@ def _params_from_settings(settings: Any) -> RankingParams:
     if r is not None:
         p.seed = int(getattr(r, "seed", p.seed))
         p.repurchase = bool(getattr(r, "repurchase", p.repurchase))
+        p = RankingParams.checked(dict(getattr(r, "params", None) or {}), p)
     return p
 
 

@@ -130,6 +130,24 @@ def test_live_feedback_changes_the_next_recommendation(client: TestClient, built
     assert share(after_items) > before and share(after_items) >= 0.6
 
 
+def test_buy_again_holds_the_repeats_the_personal_list_caps(client: TestClient, built: tuple[Path, Path]) -> None:
+    catalogue = _catalogue(built[1])
+    user = "heavy-buyer-1"
+    bought = [it["item_id"] for it in catalogue[:10]]
+    events = [{"user_id": user, "item_id": i, "type": "purchase", "event_id": f"hb-{i}-{n}"}
+              for n in range(3) for i in bought]
+    assert client.post("/v1/events", json={"events": events}).json()["stored"] == 30
+    main = [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/recommendations?k=12"))]
+    assert len(main) == 12 and sum(i in bought for i in main) <= 3  # ranking.max_repeat_share = 0.25
+    again = [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/buy-again?k=5"))]
+    assert len(again) == 5 and set(again) <= set(bought)
+    assert _items(client.get("/v1/users/nobody-at-all/buy-again")) == []
+    liked = next(i for i in (it["item_id"] for it in catalogue[20:]) if i not in main)
+    ev = {"user_id": user, "item_id": liked, "type": "like", "event_id": "hb-like"}
+    assert client.post("/v1/events", json={"events": [ev]}).json()["stored"] == 1
+    assert liked not in [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/recommendations?k=12"))]
+
+
 def test_cached_lists_never_outlive_a_deletion_or_an_event(client: TestClient, built: tuple[Path, Path]) -> None:
     user = json.loads((built[1] / "events.jsonl").read_text().splitlines()[0])["user_id"]
     first = [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/recommendations?k=8"))]

@@ -45,6 +45,14 @@ async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key
     return await _recommend(request, rec, user_id, body)
 
 
+@router.get("/users/{user_id}/buy-again", response_model=Results,
+            summary="The user's own items most likely wanted again (kept apart from the personal list)")
+def buy_again(request: Request, user_id: UserId, rec: RecommenderDep, _key: ReadKey,
+              k: Annotated[int, Query(ge=1, le=1000)] = 20,
+              now: Annotated[datetime | None, Query(description="rank as of this time (ISO 8601)")] = None) -> Any:
+    return results(request, rec.buy_again(user_id, k, now=now))
+
+
 @router.post("/users/{user_id}/recommendations", response_model=Results,
              summary="Personalised recommendations (filters in the body)")
 async def recommend_post(request: Request, user_id: UserId, body: RecommendRequest, rec: RecommenderDep,

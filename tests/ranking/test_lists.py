@@ -1,0 +1,46 @@
+"""Shopper-list caps: few repeats, few variants of one product, the liked item never a new pick."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.ranking import RankingPipeline
+from recsys.ranking.lists import ListPolicy, compose
+from tests.ranking.fixtures import World, make_world, small_params, user_events
+
+
+def test_compose_caps_repeats_and_groups_in_ranked_order() -> None:
+    rows = np.arange(10)
+    owned = np.zeros(10, bool)
+    owned[[0, 1, 2, 3]] = True  # the four best are the user's own items
+    group = np.array([-1, -1, -1, -1, 7, 7, 7, -1, -1, -1])
+    got = compose(list(range(10)), rows, 4, owned, group, ListPolicy(max_repeat_share=0.25, max_per_group=2))
+    assert got == [0, 4, 5, 7]  # one repeat (25% of 4), two of group 7, order kept
+    assert compose(list(range(10)), rows, 4, owned, group, ListPolicy()) == [0, 1, 2, 3]
+
+
+def test_compose_fills_from_skipped_when_nothing_else_is_left() -> None:
+    rows = np.arange(3)
+    owned = np.ones(3, bool)
+    got = compose([2, 0, 1], rows, 3, owned, None, ListPolicy(max_repeat_share=0.0))
+    assert got == [2, 0, 1]  # a short list would be worse than repeats
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return make_world()
+
+
+def test_pipeline_caps_repeats_and_drops_the_liked_item(world: World) -> None:
+    pipe = RankingPipeline.fit(world.events, world.items, world.vectors, params=small_params())
+    bought = ["dress-red-0", "dress-red-1", "dress-red-2", "dress-red-3", "dress-red-4"]
+    hist = user_events(bought + bought)  # bought twice each: repeats rank high
+    free = [r.item_id for r in pipe.recommend(hist, k=8, policy=ListPolicy())]
+    assert sum(i in bought for i in free) >= 3, free
+    capped = [r.item_id for r in pipe.recommend(hist, k=8, policy=ListPolicy(max_repeat_share=0.25))]
+    assert len(capped) == 8 and sum(i in bought for i in capped) <= 2, capped
+    liked = user_events(["hat-green-0"], types=["like"])
+    assert "hat-green-0" not in [r.item_id for r in pipe.recommend(liked, k=8, policy=ListPolicy(0.25, 2))]
+    assert "hat-green-0" in [r.item_id for r in pipe.recommend(liked, k=8, policy=ListPolicy(),
+                                                               allowed=["hat-green-0"])]
