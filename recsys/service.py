@@ -716,12 +716,13 @@ class Recommender:
         report: dict[str, Any] = {}
         t = time.perf_counter()
         if force or not self._encoder_fitted():
-            report["encoder_fit"] = fit_encoder(self.store, self.settings, progress).to_dict()
+            report["encoder_fit"] = fit_encoder(self.store, self.settings, _stage(progress, "encoder fit")).to_dict()
             self._encoder = None
         else:
             report["encoder_fit"] = "skipped (fitted heads present)"
-        report["embed"] = _as_dict(embed_catalog(self.store, self.settings, progress))
-        report["index"] = build_from_catalog(self.store, self.settings, progress, mode="full" if force else "auto")
+        report["embed"] = _as_dict(embed_catalog(self.store, self.settings, _stage(progress, "embed")))
+        report["index"] = build_from_catalog(self.store, self.settings, _stage(progress, "index"),
+                                             mode="full" if force else "auto")
         self._handle.refresh(strict=True)
         reader = self._handle.get()
         with self.store.session() as s:
@@ -731,7 +732,7 @@ class Recommender:
         same = (manifest.get("events_watermark") == watermark
                 and manifest.get("encoder_id") == reader.manifest.encoder_id)
         if force or not same:
-            report["train"] = self.train(progress)
+            report["train"] = self.train(_stage(progress, "train"))
         else:
             report["train"] = "skipped (no new events since the current ranker)"
         self.refresh()
@@ -809,6 +810,21 @@ def _now_key(when: float, explicit: datetime | None) -> float:
     """The time part of a cache key: an explicit time exactly; the clock to the hour (a cached list's trend windows
     lag the clock by less than an hour)."""
     return when if explicit is not None else math.floor(when * 24.0)
+
+
+def _stage(progress: Progress | None, name: str) -> Any:
+    """``progress`` with each update named after the build stage: ``update(done, total)`` becomes
+    ``progress(name, done, total)`` and ``update(step, done, total)`` ``progress("name: step", ...)``."""
+    if progress is None:
+        return None
+
+    def update(step: Any, done: Any = None, total: Any = None) -> None:
+        if isinstance(step, str):
+            progress(f"{name}: {step}", done, total)
+        else:
+            progress(name, step, done)
+
+    return update
 
 
 def _result_key(served: _Served, user_id: str, event_ids: list[int], removed_key: Hashable, k: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,14 +27,34 @@ def open_store() -> Any:
     return Store.open()
 
 
+PLAIN_EVERY_S = 20.0
+"""Without a terminal (output to a file or a CI log), a progress line per stage at most this often."""
+
+
 @contextmanager
 def progress_bar(description: str = "working") -> Iterator[Callable[..., None]]:
-    """Yields ``update(stage, done, total=None)``; draws on stderr so stdout stays parseable."""
+    """Yields ``update(stage, done, total=None)`` (or ``update(done, total)`` for a single-stage job); draws on
+    stderr so stdout stays parseable. Off a terminal it prints plain lines with the elapsed time instead, so a long
+    step piped to a file still shows it is alive."""
+    start = time.monotonic()
+    plain = not err.is_terminal
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal) as prog:
+                  TimeElapsedColumn(), console=err, transient=False, disable=plain) as prog:
         tasks: dict[str, Any] = {}
+        said: dict[str, float] = {}
 
-        def update(stage: str, done: int, total: int | None = None) -> None:
+        def update(stage: str | int, done: int | None = None, total: int | None = None) -> None:
+            if not isinstance(stage, str):  # update(done, total): one unnamed stage
+                stage, done, total = "progress", int(stage), done
+            done = int(done or 0)
+            if plain:
+                now = time.monotonic()
+                finished = total is not None and done >= total
+                if finished or now - said.get(stage, -1e9) >= PLAIN_EVERY_S:
+                    said[stage] = now if not finished else 1e18
+                    of = f"/{total}" if total is not None else ""
+                    err.print(f"{description}: {stage} {done}{of} ({now - start:.0f} s)", soft_wrap=True)
+                return
             if stage not in tasks:
                 tasks[stage] = prog.add_task(f"{description}: {stage}", total=total)
             prog.update(tasks[stage], completed=done, total=total)

@@ -44,8 +44,22 @@ def run_build(store: Any, settings: Any, *, force: bool = False) -> dict[str, An
     with progress_bar("build") as update:
         report = rec.build(progress=update, force=force)
     for stage, info in report.items():
-        err.print(f"{stage}: {info}")
+        err.print(f"{stage}: {_summary(info)}", soft_wrap=True)
     return report
+
+
+def _summary(info: Any) -> str:
+    """One readable line of a build stage's report (nested dicts flattened to key=value)."""
+    if not isinstance(info, dict):
+        return str(info)
+    parts = []
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = "{" + _summary(value) + "}"
+        elif isinstance(value, list | tuple) and len(value) > 5:
+            value = f"[{len(value)} entries]"
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
 
 
 def build(force: Annotated[bool, typer.Option(help="redo every stage")] = False, json_out: JsonOpt = False) -> None:
