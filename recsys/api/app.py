@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from recsys.api import errors
+from recsys.api import docs, errors
 from recsys.api.auth import KeyRing
 from recsys.api.deps import RecommenderLike
 from recsys.api.limits import RateLimiter
@@ -146,11 +146,13 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
                 rec.store.dispose()
 
     app = FastAPI(title="recsys", version=_version(), description=DESCRIPTION, lifespan=lifespan,
-                  responses=_error_responses(), generate_unique_id_function=_operation_id)
+                  responses=_error_responses(), generate_unique_id_function=_operation_id,
+                  docs_url=None, redoc_url=None)  # served from local assets by recsys.api.docs
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(settings.api.rate_limit_per_minute)
     errors.install(app)
+    docs.install(app)
     _routes(app)
     if settings.api.cors_origins:
         from starlette.middleware.cors import CORSMiddleware

@@ -172,3 +172,13 @@ def test_openapi_documents_errors_and_operation_ids(client: TestClient) -> None:
         assert {"400", "401", "404", "422", "429", "503"} <= set(op["responses"]), (path, op["responses"].keys())
         model = op["responses"]["503"]["content"]["application/json"]["schema"]["$ref"]
         assert model.endswith("Readiness" if path == "/readyz" else "ErrorResponse"), (path, model)
+
+
+def test_api_docs_use_local_assets_only(client: TestClient) -> None:
+    for page in ("/docs", "/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        assert "cdn" not in r.text.lower() and "https://" not in r.text
+        assert "img-src 'self' data:" in r.headers["content-security-policy"]
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+        assert client.get(f"/docs/assets/{asset}").status_code == 200

@@ -116,3 +116,23 @@ def test_user_page_with_history(page: Any, explorer: ExplorerServer) -> None:
     total, ok = _images_loaded(page, "#live img")
     assert ok == total > 0
     screenshot(page, "user")
+
+
+def test_api_docs_render_offline(page: Any, explorer: ExplorerServer) -> None:
+    """/docs (Swagger UI) and /redoc render with every request to another host refused: nothing comes from a CDN."""
+    refused: list[str] = []
+
+    def local_only(route: Any) -> None:
+        if route.request.url.startswith(explorer.url):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    page.goto(explorer.url + "/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=60_000)
+    assert page.locator(".swagger-ui .opblock").count() >= 10
+    page.goto(explorer.url + "/redoc")
+    page.wait_for_function("() => document.querySelectorAll('[data-section-id]').length >= 10", timeout=60_000)
+    assert not refused, refused
