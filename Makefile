@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[api,dev]"
 	touch $(STAMP)
 
+PORT ?= 8000
+
 demo: $(STAMP)
-	$(BIN)/recsys demo
+	$(BIN)/recsys demo --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

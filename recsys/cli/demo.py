@@ -24,6 +24,10 @@ def demo(
     from recsys.store.queries import stats
 
     settings = get_settings()
+    if serve:
+        from recsys.cli.serve import check_port
+
+        check_port("127.0.0.1", port)  # before minutes of building, not after
     out = settings.home / "demo-data"
     summary = generate_demo(out, n_items=items, n_users=users, seed=seed)
     err.print(f"generated demo data in {out}: {summary}")

@@ -23,6 +23,39 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail at once, before any work, when the address is taken (a demo build must not run 10 minutes first)."""
+    import socket
+
+    from recsys.errors import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise ConfigError(f"cannot serve on {host}:{port}: {e.strerror or e}; stop what holds the port or choose "
+                              f"another (`--port N`, or `make demo PORT=N`)") from None
+
+
+def example_ids(settings: Any) -> tuple[str | None, str | None]:
+    """A user with events and an item of the store, for the banner's example calls (None when there are none)."""
+    from sqlalchemy import text
+
+    from recsys.store import Store
+
+    try:
+        with Store.open(settings, upgrade=False).session() as s:
+            user = s.execute(text("SELECT u.external_id FROM events e JOIN users u ON u.id = e.user_id "
+                                  "ORDER BY e.id LIMIT 1")).scalar()
+            item = s.execute(text("SELECT external_id FROM items WHERE NOT deleted AND NOT hidden "
+                                  "ORDER BY id LIMIT 1")).scalar()
+    except Exception:  # the banner never stops a server; the placeholders stay
+        return None, None
+    return (str(user) if user is not None else None), (str(item) if item is not None else None)
+
+
 def run_serve(settings: Any, host: str | None = None, port: int | None = None, auth: bool | None = None,
               banner: bool = False, workers: int = 1) -> None:
     """Serve the API with uvicorn until interrupted. Auth may be off only when binding to loopback.
@@ -44,9 +77,10 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
                           "(RECSYS_API__AUTH=true, keys from `recsys keys create`)")
     settings = settings.model_copy(update={"api": settings.api.model_copy(update={"auth": auth, "host": host,
                                                                                   "port": port})})
+    check_port(host, port)
     configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"), json_lines=os.environ.get("RECSYS_LOG_FORMAT") != "text")
     if banner:
-        _banner(host, port, auth)
+        _banner(host, port, auth, *example_ids(settings))
     from recsys.api.protocol import HeaderTimeoutProtocol
 
     HeaderTimeoutProtocol.header_timeout_s = settings.api.header_timeout_s
@@ -71,19 +105,29 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
         uvicorn.run(create_app(settings), **options)
 
 
-def _banner(host: str, port: int, auth: bool) -> None:
+def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str | None = None) -> None:
     base = f"http://{host}:{port}"
     key = ' -H "X-API-Key: $RECSYS_KEY"' if auth else ""
+    user, item = user or "USER_ID", item or "ITEM_ID"
     lines = [
-        f"recsys API on {base} (OpenAPI: {base}/docs){'' if auth else ' - auth off, loopback only'}",
+        f"recsys explorer: {base}/   (open it in a browser: search, items, users, live feedback)",
+        f"API reference:   {base}/docs{'' if auth else '   (auth off, loopback only)'}",
+    ]
+    if auth:
+        lines += ["API keys are required: create one with",
+                  "  recsys keys create me --scope admin     (printed once; export RECSYS_KEY=<it>)",
+                  "and sign in to the explorer with it."]
+    lines += [
         "try:",
-        f"  curl -s{key} '{base}/v1/trending?k=5'",
-        f"  curl -s{key} '{base}/v1/users/USER_ID/recommendations?k=10&explain=true'",
+        f"  curl -s{key} '{base}/v1/users/{user}/recommendations?k=10&explain=true'",
+        f"  curl -s{key} '{base}/v1/users/{user}/buy-again?k=5'",
+        f"  curl -s{key} '{base}/v1/items/{item}/similar?k=5'",
         f"  curl -s{key} '{base}/v1/search/text?q=red+dress&k=5'",
-        f"  curl -s{key} '{base}/v1/items/ITEM_ID/similar?k=5'",
+        f"  curl -s{key} '{base}/v1/trending?k=5'",
         f"  curl -s{key} -F image=@photo.jpg '{base}/v1/search/image'",
         f"  curl -s{key} -H 'Content-Type: application/json' -d "
-        f"'{{\"events\": [{{\"user_id\": \"u1\", \"item_id\": \"ITEM_ID\", \"type\": \"like\"}}]}}' {base}/v1/events",
+        f"'{{\"events\": [{{\"user_id\": \"{user}\", \"item_id\": \"{item}\", \"type\": \"like\"}}]}}' "
+        f"{base}/v1/events",
     ]
     typer.echo("\n".join(lines))
 

@@ -1,0 +1,28 @@
+"""`recsys serve` / `recsys demo` start-up: a busy port fails before any work; the banner names the explorer."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from recsys.cli.serve import _banner, check_port
+from recsys.errors import ConfigError
+
+
+def test_busy_port_is_a_clear_error_before_any_work() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"127.0.0.1:{port}.*--port N"):
+            check_port("127.0.0.1", port)
+    check_port("127.0.0.1", port)  # released: free again
+
+
+def test_banner_names_the_explorer_the_key_command_and_real_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    _banner("127.0.0.1", 8123, True, "user-7", "item-9")
+    out = capsys.readouterr().out
+    assert "explorer: http://127.0.0.1:8123/" in out and "recsys keys create" in out
+    assert "/v1/users/user-7/recommendations" in out and "/v1/items/item-9/similar" in out
+    assert "USER_ID" not in out
