@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -125,6 +125,14 @@ class ApiSettings(BaseModel):
     auth: bool = True
     """Require API keys. Allowed off only when binding to loopback."""
     rate_limit_per_minute: int = 6000
+    """Requests per minute per API key (per client address without auth, and for unknown keys); 0: off."""
+    rate_limit_storage: str = "memory://"
+    """Where rate limits are counted (the `limits` library's storage URI). ``memory://`` counts in each process, so
+    ``--workers N`` or R replicas admit up to N (R) times the limit; ``redis://host:6379`` shares the count."""
+    rate_limit_strategy: Literal["sliding-window-counter", "moving-window", "fixed-window"] = \
+        "sliding-window-counter"
+    """How a minute is counted: a weighted sliding window (two counters per key), an exact moving window (a
+    timestamp per request), or fixed windows (up to twice the limit across a minute boundary)."""
     max_body_bytes: int = 10_000_000
     cors_origins: list[str] = Field(default_factory=list)
     max_batch: int = 1000

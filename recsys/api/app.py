@@ -150,7 +150,8 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
                   docs_url=None, redoc_url=None)  # served from local assets by recsys.api.docs
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.limiter = RateLimiter(settings.api.rate_limit_per_minute)
+    app.state.limiter = RateLimiter(settings.api.rate_limit_per_minute, settings.api.rate_limit_storage,
+                                    settings.api.rate_limit_strategy)
     errors.install(app)
     docs.install(app)
     _routes(app)

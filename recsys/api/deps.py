@@ -99,7 +99,7 @@ async def _principal(request: Request, header_key: str | None, bearer: HTTPAutho
         found = ring.lookup(key)
         if found is None:
             # Unknown keys cost a database lookup: rate-limit them per client address like a key.
-            state.limiter.check("miss:" + (request.client.host if request.client else ""))
+            await count_request(request, "miss:" + (request.client.host if request.client else ""))
             found = await run_in_threadpool(ring.fetch, key)
         elif await ring.revoked(hash_key(key)):
             found = None
@@ -107,14 +107,22 @@ async def _principal(request: Request, header_key: str | None, bearer: HTTPAutho
             raise AuthError("unknown or revoked API key")
         principal = found
         limit_key = "key:" + principal.name
-    return authorize(request, principal, limit_key, scope)
+    return await authorize(request, principal, limit_key, scope)
 
 
-def authorize(request: Request, principal: Principal, limit_key: str, scope: str) -> Principal:
+async def count_request(request: Request, limit_key: str) -> None:
+    """Count the request against ``limit_key``'s rate limit; the middleware sends the ``RateLimit-*`` headers."""
+    limiter: RateLimiter = request.app.state.limiter
+    status = await limiter.check(limit_key)
+    if status is not None:
+        request.state.ratelimit = status
+        status.raise_if_over()
+
+
+async def authorize(request: Request, principal: Principal, limit_key: str, scope: str) -> Principal:
     """An identified caller: counted against its rate limit, then checked for ``scope``."""
     request.state.principal = principal
-    limiter: RateLimiter = request.app.state.limiter
-    limiter.check(limit_key)
+    await count_request(request, limit_key)
     if not principal.allows(scope):
         raise Forbidden(f"this API key has the {principal.scope!r} scope; this call needs {scope!r}")
     return principal

@@ -1,45 +1,128 @@
-"""Request limits: per-key rate limits (token buckets), request body size, uploaded image checks."""
+"""Request limits: per-key rate limits (the `limits` library), request body size, uploaded image checks.
+
+Rate limits count in a `limits` storage: ``memory://`` (the default) counts in this process only, so with
+``recsys serve --workers N`` or several replicas each process admits the limit on its own; a shared storage
+(``redis://host:6379``, ``redis+sentinel://...``, ``memcached://...``) makes the limit hold across all of them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
+import math
 import time
-from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
 
-from recsys.errors import BadMedia, PayloadTooLarge, RateLimited
+from recsys.errors import BadMedia, ConfigError, PayloadTooLarge, RateLimited
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("sliding-window-counter", "moving-window", "fixed-window")
+_FAIL_OPEN_S = 5.0
+"""After a storage error (e.g. Redis down) requests are admitted unlimited for this long, then the storage is
+tried again: an outage of the counter store must not take the API down with it."""
+_STORAGE_TIMEOUT_S = 0.5
+
+
+@dataclass(frozen=True)
+class RateStatus:
+    """One key's standing after a request: the ``RateLimit-*`` response headers."""
+
+    limit: int
+    remaining: int
+    reset: int
+    """Seconds until the window frees capacity again."""
+    allowed: bool = True
+
+    def raise_if_over(self) -> None:
+        if not self.allowed:
+            raise RateLimited(f"rate limit of {self.limit} requests per minute exceeded; retry in {self.reset} s",
+                              retry_after=self.reset)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"ratelimit-limit", str(self.limit).encode()), (b"ratelimit-remaining", str(self.remaining).encode()),
+                (b"ratelimit-reset", str(self.reset).encode())]
 
 
 class RateLimiter:
-    """Token buckets keyed by caller: ``per_minute`` sustained, bursts of a tenth of that (at least 10).
+    """At most ``per_minute`` requests per key in a minute, counted in ``storage`` with ``strategy``.
 
-    Runs on the event loop only (no locks). Keeps at most ``max_keys`` buckets, dropping the least recently used.
+    ``sliding-window-counter`` (the default) keeps two counters per key and weighs the previous minute's by how much
+    of it still overlaps; ``moving-window`` is exact (any 60 s) but keeps a timestamp per request;
+    ``fixed-window`` resets on the minute and can admit up to twice the limit across a boundary.
+    The storage client is made on first use in the running event loop (async clients are bound to one).
     """
 
-    def __init__(self, per_minute: int, *, max_keys: int = 10_000) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = float(max(10, per_minute // 10))
-        self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+    def __init__(self, per_minute: int, storage: str = "memory://", strategy: str = "sliding-window-counter") -> None:
+        from limits import RateLimitItemPerMinute
+
+        self.per_minute = per_minute
+        self.item = RateLimitItemPerMinute(max(1, per_minute))
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"api.rate_limit_strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        self.strategy = strategy
+        self.uri = storage if storage.startswith("async+") else "async+" + storage
+        self._make_storage()  # a wrong URI fails at start-up, not on the first request
+        self._limiter: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._open_at = 0.0
+        self._last_warning = 0.0
 
     @property
     def enabled(self) -> bool:
-        return self.rate > 0
+        return self.per_minute > 0
 
-    def check(self, key: str, now: float | None = None) -> None:
-        """Take one token for ``key`` or raise :class:`RateLimited` saying when to retry."""
-        if not self.enabled:
-            return
-        now = time.monotonic() if now is None else now
-        tokens, last = self._buckets.pop(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.rate)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            wait = (1.0 - tokens) / self.rate
-            raise RateLimited(f"rate limit of {round(self.rate * 60)} requests per minute exceeded; "
-                              f"retry in {wait:.1f} s", retry_after=max(1, int(wait + 0.999)))
-        self._buckets[key] = (tokens - 1.0, now)
-        while len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
+    @property
+    def shared(self) -> bool:
+        return not self.uri.startswith("async+memory")
+
+    def _make_storage(self) -> Any:
+        from limits.errors import ConfigurationError
+        from limits.storage import storage_from_string
+
+        options: dict[str, Any] = {"wrap_exceptions": True}
+        if self.uri.startswith("async+redis"):
+            options.update(implementation="redispy", socket_timeout=_STORAGE_TIMEOUT_S,
+                           socket_connect_timeout=_STORAGE_TIMEOUT_S)
+        try:
+            return storage_from_string(self.uri, **options)
+        except (ConfigurationError, ValueError) as e:
+            raise ConfigError(f"api.rate_limit_storage {self.uri.removeprefix('async+')!r} is not usable: {e}; "
+                              "use memory:// or redis://host:6379") from None
+
+    def _strategy(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._limiter is None or self._loop is not loop:
+            from limits.aio import strategies
+
+            kinds: dict[str, Any] = {"sliding-window-counter": strategies.SlidingWindowCounterRateLimiter,
+                                     "moving-window": strategies.MovingWindowRateLimiter,
+                                     "fixed-window": strategies.FixedWindowRateLimiter}
+            self._limiter = kinds[self.strategy](self._make_storage())
+            self._loop = loop
+        return self._limiter
+
+    async def check(self, key: str) -> RateStatus | None:
+        """Count one request for ``key``: its standing (``allowed`` False when over the limit), or None when limits
+        are off or the storage is unreachable (fail open)."""
+        if not self.enabled or time.monotonic() < self._open_at:
+            return None
+        try:
+            limiter = self._strategy()
+            allowed = await limiter.hit(self.item, "recsys", key)
+            stats = await limiter.get_window_stats(self.item, "recsys", key)
+        except Exception as e:  # limits' StorageError, or a client that cannot connect
+            self._open_at = time.monotonic() + _FAIL_OPEN_S
+            now = time.monotonic()
+            if now - self._last_warning > 30:
+                self._last_warning = now
+                log.warning("rate limit storage unreachable, admitting requests unlimited for %.0f s: %s",
+                            _FAIL_OPEN_S, f"{type(e).__name__}: {str(e)[:200]}")
+            return None
+        reset = max(1, math.ceil(stats.reset_time - time.time()))
+        return RateStatus(self.per_minute, max(0, int(stats.remaining)), reset, bool(allowed))
 
 
 def check_image(data: bytes, *, max_bytes: int, max_pixels: int, formats: list[str]) -> str:

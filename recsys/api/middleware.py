@@ -52,6 +52,9 @@ class RequestMiddleware:
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                rate = scope["state"].get("ratelimit")
+                if rate is not None:
+                    message["headers"] += rate.headers()
             await send(message)
 
         self.metrics.in_flight.inc()

@@ -2,40 +2,113 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from recsys.api.auth import create_key
-from recsys.api.limits import RateLimiter, check_image
-from recsys.errors import BadMedia, PayloadTooLarge, RateLimited
+from recsys.api.limits import RateLimiter, RateStatus, check_image
+from recsys.errors import BadMedia, ConfigError, PayloadTooLarge, RateLimited
 from recsys.store import Store
 
 
-def test_token_bucket() -> None:
-    lim = RateLimiter(600)  # 10/s, bursts of 60
-    for _ in range(60):
-        lim.check("a", now=0.0)
+def test_limiter_counts_per_key() -> None:
+    lim = RateLimiter(3, strategy="moving-window")
+
+    async def run() -> list[RateStatus | None]:
+        return [await lim.check(k) for k in ("a", "a", "a", "a", "b")]
+
+    a1, a2, a3, a4, b1 = asyncio.run(run())
+    assert a1 and a2 and a3 and a4 and b1
+    assert [s.remaining for s in (a1, a2, a3)] == [2, 1, 0] and all(s.allowed for s in (a1, a2, a3))
+    assert not a4.allowed and a4.limit == 3 and 1 <= a4.reset <= 60
     with pytest.raises(RateLimited) as e:
-        lim.check("a", now=0.0)
-    assert e.value.retry_after == 1
-    lim.check("b", now=0.0)  # other keys are not affected
-    lim.check("a", now=0.1)  # one token back after 0.1 s
-    assert not RateLimiter(0).enabled
+        a4.raise_if_over()
+    assert e.value.retry_after == a4.reset
+    assert b1.allowed and b1.remaining == 2  # other keys are not affected
+    assert not RateLimiter(0).enabled and asyncio.run(RateLimiter(0).check("a")) is None
+
+
+def test_limiter_refuses_unknown_storage() -> None:
+    with pytest.raises(ConfigError, match="rate_limit_storage"):
+        RateLimiter(10, "nosuch://x")
 
 
 def test_rate_limit_per_key(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:
-    c = make_client(auth=True, rate_limit_per_minute=60)  # bursts of 10
+    c = make_client(auth=True, rate_limit_per_minute=10, rate_limit_strategy="moving-window")
     k1, _ = create_key(sqlite_store, "k1", "read")
     k2, _ = create_key(sqlite_store, "k2", "read")
-    codes = [c.get("/v1/trending", headers={"X-API-Key": k1}).status_code for _ in range(12)]
-    assert codes[:10] == [200] * 10 and codes[10:] == [429, 429]
-    r = c.get("/v1/trending", headers={"X-API-Key": k1})
+    answers = [c.get("/v1/trending", headers={"X-API-Key": k1}) for _ in range(12)]
+    assert [r.status_code for r in answers] == [200] * 10 + [429, 429]
+    assert [int(r.headers["ratelimit-remaining"]) for r in answers] == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0]
+    assert all(r.headers["ratelimit-limit"] == "10" and 1 <= int(r.headers["ratelimit-reset"]) <= 60 for r in answers)
+    r = answers[-1]
     assert r.json()["error"]["code"] == "rate_limited" and int(r.headers["retry-after"]) >= 1
     assert c.get("/v1/trending", headers={"X-API-Key": k2}).status_code == 200
+
+
+def test_default_strategy_limits(make_client: Callable[..., TestClient]) -> None:
+    c = make_client(rate_limit_per_minute=5)  # sliding window counter, in memory, per client address
+    codes = [c.get("/v1/trending").status_code for _ in range(7)]
+    # 5, or 6 when the run straddles a minute boundary (the previous minute's count is then weighed down a little)
+    assert codes.count(200) in (5, 6) and codes[-1] == 429
+
+
+def _redis_url() -> str:
+    url = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=1).close()
+    except OSError:
+        pytest.skip(f"no Redis server at {url} (set RECSYS_TEST_REDIS_URL)")
+    return url
+
+
+@pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
+def test_shared_limit_holds_across_instances(make_client: Callable[..., TestClient], sqlite_store: Store,
+                                             strategy: str) -> None:
+    """Two app instances (two workers or replicas) on one Redis admit N per key per minute together, not 2N."""
+    url = _redis_url()
+    a, b = (make_client(auth=True, rate_limit_per_minute=6, rate_limit_storage=url, rate_limit_strategy=strategy)
+            for _ in range(2))
+    key, _ = create_key(sqlite_store, f"shared-{uuid.uuid4().hex}", "read")  # fresh counters on every run
+    answers = [(a if i % 2 else b).get("/v1/trending", headers={"X-API-Key": key}) for i in range(10)]
+    codes = [r.status_code for r in answers]
+    if strategy == "moving-window":  # exact: any 60 s
+        assert codes == [200] * 6 + [429] * 4
+        assert [r.headers["ratelimit-remaining"] for r in answers[:6]] == ["5", "4", "3", "2", "1", "0"]
+    else:  # one more when the run straddles a minute boundary (the previous minute's count weighs a little less)
+        assert codes.count(200) in (6, 7) and codes[-1] == 429, codes
+
+
+def test_memory_limit_is_per_instance(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:
+    """The documented default: each process counts on its own."""
+    a, b = (make_client(auth=True, rate_limit_per_minute=3, rate_limit_strategy="moving-window") for _ in range(2))
+    key, _ = create_key(sqlite_store, "mem", "read")
+    codes = [(a if i % 2 else b).get("/v1/trending", headers={"X-API-Key": key}).status_code for i in range(8)]
+    assert codes.count(200) == 6
+
+
+def test_unreachable_storage_fails_open(make_client: Callable[..., TestClient],
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = make_client(rate_limit_per_minute=1, rate_limit_storage=f"redis://127.0.0.1:{port}")
+    with caplog.at_level(logging.WARNING, logger="recsys.api.limits"):
+        answers = [c.get("/v1/trending") for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 200]
+    assert "ratelimit-limit" not in answers[0].headers
+    assert "rate limit storage unreachable" in caplog.text
 
 
 def test_body_limit(make_client: Callable[..., TestClient]) -> None:
@@ -102,6 +175,6 @@ def test_cors_off_by_default(make_client: Callable[..., TestClient]) -> None:
 
 
 def test_unknown_keys_are_rate_limited(make_client: Callable[..., TestClient]) -> None:
-    c = make_client(auth=True, rate_limit_per_minute=60)  # bursts of 10
+    c = make_client(auth=True, rate_limit_per_minute=10, rate_limit_strategy="moving-window")
     codes = [c.get("/v1/trending", headers={"X-API-Key": f"rsk_guess{i}"}).status_code for i in range(12)]
     assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]

@@ -61,7 +61,7 @@ async def _who(request: Request, scope: str = "read") -> None:
         principal = await session.principal(settings, request.app.state.keys, cookie)
         if principal is None:
             raise AuthError("your session has expired or its key was revoked; log in again")
-        authorize(request, principal, "key:" + principal.name, scope)
+        await authorize(request, principal, "key:" + principal.name, scope)
         return
     auth = request.headers.get("authorization", "")
     key = request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
