@@ -1,0 +1,89 @@
+"""Keyword search over the live items' text: the lexical index that migration 0004 keeps by database triggers.
+
+SQLite: FTS5 table ``items_fts`` ranked by BM25 with per-column weights (title first). PostgreSQL: ``item_search``'s
+weighted ``english`` tsvectors ranked by ``ts_rank``. Both stem English words (porter / snowball), so "dresses" finds
+"dress". A query is split into words and the words are OR-ed: an item matching more of them, or rarer ones, ranks
+higher; nothing of the query's own syntax reaches the database (no FTS operators, no injection).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, inspect, text
+
+if TYPE_CHECKING:
+    from recsys.store.db import Store
+
+log = logging.getLogger(__name__)
+
+MAX_TERMS = 32
+"""Words of a query that are searched (the first ones); a pasted paragraph must not become a 500-way OR."""
+SQLITE_WEIGHTS = (5.0, 1.0, 2.0, 2.0)
+"""BM25 weights of the FTS5 columns: title, description, category, attribute values."""
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+_SQLITE = text(
+    "SELECT i.external_id, bm25(items_fts, {}) AS rank FROM items_fts JOIN items i ON i.id = items_fts.rowid "
+    "WHERE items_fts MATCH :q AND NOT (i.hidden IS 1 OR i.deleted IS 1) ORDER BY rank, i.id LIMIT :n"
+    .format(", ".join(str(w) for w in SQLITE_WEIGHTS)))
+_POSTGRESQL = text(
+    "SELECT i.external_id, ts_rank(s.document, q.q) AS rank "
+    "FROM item_search s JOIN items i ON i.id = s.item_id, to_tsquery('english', :q) AS q(q) "
+    "WHERE s.document @@ q.q AND NOT (i.hidden IS TRUE OR i.deleted IS TRUE) ORDER BY rank DESC, i.id LIMIT :n")
+TABLES = {"sqlite": "items_fts", "postgresql": "item_search"}
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct words of ``query``, lower-cased, in order (letters and digits; punctuation splits words)."""
+    return list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))[:MAX_TERMS]
+
+
+def available(conn: Connection) -> bool:
+    """Whether this database has the lexical index (migration 0004 on SQLite or PostgreSQL)."""
+    table = TABLES.get(conn.dialect.name)
+    return table is not None and inspect(conn).has_table(table)
+
+
+def lexical_search(conn: Connection, query: str, limit: int) -> list[tuple[str, float]]:
+    """Up to ``limit`` live items matching any word of ``query``: (item id, score), best first (higher is better).
+
+    Empty for a query without words, and on a database without a lexical index (logged once per call).
+    """
+    terms = query_terms(query)
+    if not terms or limit <= 0:
+        return []
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        rows = conn.execute(_SQLITE, {"q": _fts5_query(terms), "n": limit}).all()
+        return [(str(i), -float(r)) for i, r in rows]
+    if dialect == "postgresql":
+        rows = conn.execute(_POSTGRESQL, {"q": " | ".join(terms), "n": limit}).all()
+        return [(str(i), float(r)) for i, r in rows]
+    log.warning("no lexical index on %s databases; keyword search returns nothing", dialect)
+    return []
+
+
+def _fts5_query(terms: Sequence[str]) -> str:
+    """Each word as an FTS5 string (quoted: no operators), OR-ed."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+class LexicalIndex:
+    """:func:`lexical_search` on a store's connections; whether the index exists is checked once."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._available: bool | None = None
+
+    def search(self, query: str, limit: int) -> list[tuple[str, float]]:
+        with self.store.reading() as c:
+            if self._available is None:
+                self._available = available(c)
+                if not self._available:
+                    log.warning("the database has no lexical index (migration 0004); text search uses vectors only")
+            return lexical_search(c, query, limit) if self._available else []
