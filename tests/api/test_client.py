@@ -18,7 +18,7 @@ from recsys.store import Store
 
 
 def test_public_api() -> None:
-    assert set(recsys.client.__all__) == {"ApiError", "Client", "EventResult", "Page", "Result"}
+    assert set(recsys.client.__all__) == {"ApiError", "AsyncClient", "Client", "EventResult", "Page", "Result", "Retry"}
 
 
 def test_client_covers_the_endpoints(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:

@@ -1,0 +1,25 @@
+"""Typed Python clients for the recsys HTTP API (httpx), synchronous and asynchronous.
+
+    from recsys.client import Client
+
+    with Client("http://127.0.0.1:8000", api_key="rsk_...") as c:
+        c.send_events([{"user_id": "u1", "item_id": "a1", "type": "like", "event_id": "e-1"}])
+        page = c.recommend("u1", k=10, filter={"categories": ["shoes"], "price_max": 80}, explain=True)
+        for r in page.items:
+            print(r.item_id, r.score, r.sources)
+
+    async with AsyncClient("http://127.0.0.1:8000", api_key="rsk_...") as c:
+        page = await c.recommend("u1", k=10)
+
+Both have the same methods. Answers 429 (rate limited) and 503 (store down or busy) are retried after the server's
+``Retry-After``, within a bounded number of tries and total wait (:class:`Retry`). Errors come back as the server's
+:class:`~recsys.errors.RecsysError` subclass (``UnknownItem``, ``StoreUnavailable``, ...) matched by the stable error
+code; an unknown code raises :class:`ApiError`. Pass ``http=`` to use your own ``httpx.Client`` /
+``httpx.AsyncClient`` (e.g. FastAPI's ``TestClient``, or one with a ``MockTransport``).
+"""
+
+from recsys.client._async import AsyncClient
+from recsys.client._base import ApiError, EventResult, Page, Result, Retry
+from recsys.client._sync import Client
+
+__all__ = ["ApiError", "AsyncClient", "Client", "EventResult", "Page", "Result", "Retry"]
