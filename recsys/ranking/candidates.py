@@ -101,6 +101,16 @@ class _Collector:
         return Candidates(rows, flags, ranks)
 
 
+def _top(s: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest finite values of s, best first."""
+    k = min(k, len(s))
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    top = np.argpartition(-s, k - 1)[:k]
+    top = top[np.argsort(-s[top], kind="stable")]
+    return top[np.isfinite(s[top])]
+
+
 def kmeans(x: np.ndarray, k: int, weights: np.ndarray, iters: int = 8) -> np.ndarray:
     """Up to k L2-normalised centroids of unit rows x (n, d), deterministic (farthest-point init)."""
     k = min(k, len(x))
@@ -144,15 +154,20 @@ class CandidateGenerator:
         top = np.argsort(-(counts + 1e-3 * ctx.pop), kind="stable")[:k]
         return top[counts[top] > 0]
 
-    def similar(self, latest: np.ndarray, k: int) -> np.ndarray:
-        """Items by max content similarity to the latest distinct items (these included), best first."""
+    def similar(self, latest: np.ndarray, k: int, unsold: np.ndarray | None = None, unsold_k: int = 0) -> np.ndarray:
+        """Items by max content similarity to the latest distinct items (these included), best first; then the
+        ``unsold_k`` most similar of the ``unsold`` ones (bool per row: nobody bought them yet), which the best of
+        all rarely reaches: in a sparse shop most purchases are of an article's first sale."""
         c = self.table.content
-        if not len(latest) or c.shape[0] > SIMILAR_EXACT_MAX or k <= 0:
+        if not len(latest) or c.shape[0] > SIMILAR_EXACT_MAX or k + unsold_k <= 0:
             return np.zeros(0, np.int64)
         s = (c[latest] @ c.T).max(axis=0)
-        k = min(k, len(s))
-        top = np.argpartition(-s, k - 1)[:k]
-        return top[np.argsort(-s[top], kind="stable")]
+        out = _top(s, k)
+        if unsold is not None and unsold_k > 0 and unsold.any():
+            su = np.where(unsold, s, -np.inf)
+            extra = _top(su, min(unsold_k, int(unsold.sum())))
+            out = np.r_[out, extra[~np.isin(extra, out)]]
+        return out
 
     def generate(self, ctx: Context, exclude: set[str] | None = None, extra_k: int = 0) -> Candidates:
         """Candidates for ``ctx``; ``extra_k`` over-fetches each search source (for filtered requests)."""
@@ -195,8 +210,10 @@ class CandidateGenerator:
                     if len(out) >= p.variant_k:
                         break
                 col.add("variant", out[: p.variant_k])
-            if p.similar_k:
-                col.add("similar", self.similar(latest[: p.similar_last], p.similar_k + extra_k))
+            if p.similar_k or p.similar_unsold_k:
+                unsold = ctx.pop <= 0 if p.similar_unsold_k else None
+                col.add("similar", self.similar(latest[: p.similar_last], p.similar_k + extra_k, unsold,
+                                                p.similar_unsold_k))
             if p.new_k and len(self._new_rows):
                 prof = (t.fused[r_rows] * w[:, None]).sum(0)
                 sims = t.fused[self._new_rows] @ prof

@@ -24,6 +24,8 @@ class RankingParams:
     popular_k: int = 20
     similar_k: int = 100
     similar_last: int = 10
+    similar_unsold_k: int = 0
+    """Also the most similar of the items nobody has bought yet (as of the request): a sparse shop's new articles."""
     new_k: int = 5
     new_slots: int = 1
     """Result slots kept for items added after training that resemble the history (they have no statistics yet)."""

@@ -44,3 +44,17 @@ def test_pipeline_caps_repeats_and_drops_the_liked_item(world: World) -> None:
     assert "hat-green-0" not in [r.item_id for r in pipe.recommend(liked, k=8, policy=ListPolicy(0.25, 2))]
     assert "hat-green-0" in [r.item_id for r in pipe.recommend(liked, k=8, policy=ListPolicy(),
                                                                allowed=["hat-green-0"])]
+
+
+def test_similar_source_adds_the_closest_unsold_items(world: World) -> None:
+    from recsys.ranking.candidates import CandidateGenerator
+
+    pipe = RankingPipeline.fit(world.events, world.items, world.vectors, params=small_params())
+    gen: CandidateGenerator = pipe._gen
+    latest = np.array([0])
+    unsold = np.zeros(pipe.table.n, bool)
+    far = int(np.argmin(pipe.table.content @ pipe.table.content[0]))
+    unsold[far] = True
+    plain = gen.similar(latest, 5)
+    both = gen.similar(latest, 5, unsold, 3)
+    assert far not in plain and list(both[:5]) == list(plain) and both[5] == far
