@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from recsys.index import IndexHandle, IndexReader, ItemFilter
     from recsys.ranking import RankingPipeline
     from recsys.ranking.history import History
+    from recsys.store.lexical import LexicalIndex
 
 log = logging.getLogger(__name__)
 
@@ -313,23 +314,44 @@ class Recommender:
             raise ValidationFailed(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
 
     def _search(self, query: np.ndarray, k: int, modality: str, filter: ItemFilter | None,
-                exclude: Sequence[str], source: str) -> list[ScoredItem]:
+                exclude: Sequence[str], source: str, reader: IndexReader | None = None) -> list[ScoredItem]:
         q = np.asarray(query, dtype=np.float32).reshape(1, -1)
         if not np.isfinite(q).all() or not np.linalg.norm(q):
             raise ValidationFailed("the query vector is empty or not finite")
-        hits = self.index.search(q, k, self._removed() | set(exclude), modality=modality, filter=filter)[0]
+        hits = (reader or self.index).search(q, k, self._removed() | set(exclude), modality=modality,
+                                             filter=filter)[0]
         return self._hits(hits, source)
 
     def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: ItemFilter | None = None,
-                    exclude: Sequence[str] = ()) -> list[ScoredItem]:
-        """Items matching ``query``; ``modality="image"`` searches the image vectors only (text -> image)."""
+                    exclude: Sequence[str] = (), mode: str = "hybrid",
+                    lexical_weight: float | None = None) -> list[ScoredItem]:
+        """Items matching ``query``; ``modality="image"`` searches the image vectors only (text -> image).
+
+        ``mode``: ``hybrid`` fuses keyword and vector results (``lexical_weight``: the keywords' share, 0..1),
+        ``vector`` and ``lexical`` use one side (see :mod:`recsys.index.hybrid`)."""
+        from recsys.index.hybrid import check_mode, hybrid_search
+
         self._check(k, modality)
+        check_mode(mode, lexical_weight)
         if not query or not query.strip():
             raise ValidationFailed("the search query is empty")
         if len(query) > 2000:
             raise ValidationFailed("the search query is longer than 2,000 characters")
         q = self.encoder.encode_texts([query.strip()])[0]
-        return self._search(q, k, modality, filter, exclude, "search")
+        if mode == "vector":
+            return self._search(q, k, modality, filter, exclude, "search")
+        reader, removed = self.index, self._removed() | set(exclude)
+        hits = hybrid_search(reader, query, k, mode=mode, lexical_weight=lexical_weight, filter=filter,
+                             exclude=removed, lexical=self._lexical.search,
+                             vector=lambda n: [(h.item_id, h.score) for h in
+                                               self._search(q, n, modality, filter, exclude, "search", reader)])
+        return [ScoredItem(h.item_id, h.score, h.sources) for h in hits]
+
+    @cached_property
+    def _lexical(self) -> LexicalIndex:
+        from recsys.store.lexical import LexicalIndex
+
+        return LexicalIndex(self.store)
 
     def search_image(self, image: bytes, k: int = 20, *, modality: str = "image", filter: ItemFilter | None = None,
                      exclude: Sequence[str] = ()) -> list[ScoredItem]:

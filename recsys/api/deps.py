@@ -25,7 +25,8 @@ class RecommenderLike(Protocol):
     store: Any
 
     def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: Any = None,
-                    exclude: Sequence[str] = ()) -> list[Any]: ...
+                    exclude: Sequence[str] = (), mode: str = "hybrid",
+                    lexical_weight: float | None = None) -> list[Any]: ...
 
     def search_image(self, image: bytes, k: int = 20, *, modality: str = "image", filter: Any = None,
                      exclude: Sequence[str] = ()) -> list[Any]: ...

@@ -23,6 +23,10 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="number of results")]
 Diversity = Annotated[float, Field(ge=0.0, le=1.0, description="MMR weight: 0 keeps the ranker's order")]
 Modality = Literal["fused", "text", "image"]
+SearchMode = Literal["vector", "lexical", "hybrid"]
+LexicalWeight = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False,
+                                       description="hybrid mode: the keyword ranking's share of the fusion "
+                                                   "(default 0.5; 0 ranks by vectors alone over both lists)")]
 EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "like", "dislike"]
 
 
@@ -129,6 +133,9 @@ class SearchTextRequest(_Strict):
     query: Query
     k: K = 20
     modality: Modality = "fused"
+    mode: SearchMode = Field("hybrid", description="hybrid: keyword and vector results fused by reciprocal rank; "
+                                                   "vector or lexical: one side only (lexical fills k from vectors)")
+    lexical_weight: LexicalWeight | None = None
     filter: Filter | None = None
     exclude: Exclude = Field(default_factory=list)
 

@@ -46,6 +46,7 @@ class FakeRecommender:
         self.generation = generation
         self.pending_generation: str | None = None
         self.last_timings: dict[str, float] | None = None
+        self.last_search: dict[str, Any] = {}
         for it in items:
             self.upsert_items([it])
 
@@ -108,7 +109,9 @@ class FakeRecommender:
 
     # -- retrieval ----------------------------------------------------------------------------------------------
     def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: Any = None,
-                    exclude: Sequence[str] = ()) -> list[FakeResult]:
+                    exclude: Sequence[str] = (), mode: str = "hybrid",
+                    lexical_weight: float | None = None) -> list[FakeResult]:
+        self.last_search = {"mode": mode, "lexical_weight": lexical_weight}
         words = {w for w in query.lower().split() if w}
         scored = []
         for item_id, it in self._candidates(filter, exclude):

@@ -119,10 +119,13 @@ def search_text(
     k: KOpt = 20,
     modality: Annotated[str, typer.Option(help="fused|text|image")] = "fused",
     filters: FilterOpt = None,
+    mode: Annotated[str, typer.Option(help="hybrid (keywords and vectors fused)|vector|lexical")] = "hybrid",
+    lexical_weight: Annotated[float | None, typer.Option(help="hybrid: the keywords' share, 0..1 (0.5)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Items matching a text query (text->image search with --modality image)."""
-    _print(_recommender().search_text(query, k, modality=modality, filter=_filters(filters)), json_out)
+    """Items matching a text query: keyword and vector results fused (text->image search with --modality image)."""
+    _print(_recommender().search_text(query, k, modality=modality, filter=_filters(filters), mode=mode,
+                                      lexical_weight=lexical_weight), json_out)
 
 
 @search_app.command("image")

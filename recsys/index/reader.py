@@ -136,6 +136,17 @@ class IndexReader:
         rows = np.flatnonzero(~self.dead if mask is None else mask)
         return self._ids[rows].tolist()
 
+    def keep(self, item_ids: Sequence[str], filter: ItemFilter | None = None,
+             exclude: Iterable[str] | None = None) -> list[str]:
+        """The ids among ``item_ids`` (in their order) that this generation serves, pass ``filter`` and are not
+        excluded: results found elsewhere (the lexical index) held to the rules of a vector search."""
+        out = set(exclude or ())
+        rows = np.array([r for r in (self._row.get(str(i)) for i in item_ids if i not in out) if r is not None],
+                        dtype=np.int64)
+        if filter is not None and not filter.is_empty and len(rows):
+            rows = rows[filter.mask(self.meta.take(rows))]
+        return self._ids[rows].tolist() if len(rows) else []
+
     # -- search ---------------------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, exclude: Iterable[str] | None = None, *,
                modality: str = "fused", filter: ItemFilter | None = None) -> list[Hits]:

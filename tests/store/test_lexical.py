@@ -13,7 +13,8 @@ from recsys.store.lexical import LexicalIndex, available, lexical_search, query_
 from recsys.store.tables import Item
 
 ITEMS = [
-    ItemRecord("a1", "Leopard tights 1p", "Sheer tights with a leopard print.", "Tights", attributes={"colour": "Beige"}),
+    ItemRecord("a1", "Leopard tights 1p", "Sheer tights with a leopard print.", "Tights",
+               attributes={"colour": "Beige"}),
     ItemRecord("a2", "Strap top", "Jersey top with narrow shoulder straps.", "Vest top",
                attributes={"colour": "Black", "product_code": "108775"}),
     ItemRecord("a3", "Odessa dress", "Long dress in woven fabric.", "Dress", attributes={"colour": "Black"}),

@@ -11,26 +11,31 @@ from starlette.concurrency import run_in_threadpool
 from recsys.api.deps import ReadKey, RecommenderDep, SettingsDep
 from recsys.api.limits import check_image
 from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
-from recsys.api.schemas import Filter, Modality, Results, SearchTextRequest
+from recsys.api.schemas import Filter, LexicalWeight, Modality, Results, SearchMode, SearchTextRequest
 from recsys.errors import PayloadTooLarge, ValidationFailed
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
-@router.get("/text", response_model=Results, summary="Items matching a text query")
+@router.get("/text", response_model=Results, summary="Items matching a text query",
+            description="Keyword and vector results fused by reciprocal rank (`mode=hybrid`, the default), or one "
+                        "side alone (`mode=vector`, `mode=lexical`); a query that is an item id puts that item first. "
+                        "Results carry their sources: `lexical`, `search` (vectors), `id`.")
 def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
                 f: Annotated[Filter | None, Depends(query_filter)],
                 q: Annotated[str, Query(min_length=1, max_length=2000, pattern=r"^[^\x00]+$")],
                 k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality = "fused",
-                exclude: Annotated[list[str] | None, Query(max_length=1000)] = None) -> Any:
-    items = rec.search_text(q, k, modality=modality, filter=to_item_filter(f), exclude=ids_param(exclude))
+                exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
+                mode: SearchMode = "hybrid", lexical_weight: Annotated[LexicalWeight | None, Query()] = None) -> Any:
+    items = rec.search_text(q, k, modality=modality, filter=to_item_filter(f), exclude=ids_param(exclude),
+                            mode=mode, lexical_weight=lexical_weight)
     return results(request, items)
 
 
 @router.post("/text", response_model=Results, summary="Items matching a text query (filters in the body)")
 def search_text_post(request: Request, body: SearchTextRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
     items = rec.search_text(body.query, body.k, modality=body.modality, filter=to_item_filter(body.filter),
-                            exclude=body.exclude)
+                            exclude=body.exclude, mode=body.mode, lexical_weight=body.lexical_weight)
     return results(request, items)
 
 

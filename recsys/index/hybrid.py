@@ -1,0 +1,99 @@
+"""Words and vectors together: text search that fuses keyword (lexical) and vector results.
+
+Vector search ranks by meaning and finds "black dress" without the words; keyword search finds the rare words, names
+and codes a vector blurs ("leopard", "Odessa", a product code). :func:`hybrid_search` runs both and fuses the two
+rankings by weighted reciprocal-rank fusion (Cormack et al. 2009): an item at rank r of a list scores
+``weight / (RRF_K + r)`` from it, the scores add up, and the sum orders the result. Ranks, not raw scores, so BM25's
+unbounded numbers and cosines need no calibration against each other.
+
+Modes: ``vector`` (vector search alone, as before), ``lexical`` (keyword matches first, by keyword rank, then vector
+results to fill k) and ``hybrid`` (the fusion, the default). Lexical results are held to the same rules as vector
+ones: only items the served generation holds, passing the filter, not removed, not excluded. The vector list alone
+already has k items whenever k qualify, so a fused list does too. A query that is exactly an item id puts that item
+first (lexical and hybrid modes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from recsys.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from recsys.index.meta import ItemFilter
+    from recsys.index.reader import Hits, IndexReader
+
+SEARCH_MODES = ("vector", "lexical", "hybrid")
+DEFAULT_MODE = "hybrid"
+DEFAULT_LEXICAL_WEIGHT = 0.5
+"""Share of the fusion given to the keyword ranking (the vector ranking gets the rest)."""
+RRF_K = 60
+"""The constant of reciprocal-rank fusion: how flat the credit for rank is (60, as in the paper and most engines)."""
+MIN_DEPTH = 100
+"""Each list is read this deep at least (k deep when k is larger): fusion needs more than the top k of each."""
+MAX_DEPTH = 1000
+
+VECTOR, LEXICAL, ID = "search", "lexical", "id"
+"""Source names on results: the vector search (its name before fusion existed), the keyword index, an id match."""
+
+
+@dataclass
+class Hit:
+    """A fused result: item id, score (fusion score; cosine in vector mode) and the lists that found it."""
+
+    item_id: str
+    score: float
+    sources: list[str] = field(default_factory=list)
+
+
+def check_mode(mode: str, lexical_weight: float | None) -> float:
+    """Validate a request's mode and weight; returns the weight to use."""
+    if mode not in SEARCH_MODES:
+        raise ValidationFailed(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
+    w = DEFAULT_LEXICAL_WEIGHT if lexical_weight is None else float(lexical_weight)
+    if not 0.0 <= w <= 1.0:
+        raise ValidationFailed(f"lexical_weight must be between 0 and 1, got {lexical_weight}")
+    return w
+
+
+def rrf(ranked: Mapping[str, Sequence[str]], weights: Mapping[str, float], c: int = RRF_K) -> list[Hit]:
+    """Weighted reciprocal-rank fusion of ranked id lists (best first), named by source. Ties keep the order in
+    which items were first met (lists in the mapping's order, each best first)."""
+    hits: dict[str, Hit] = {}
+    for name, ids in ranked.items():
+        w = weights.get(name, 1.0)
+        for r, i in enumerate(dict.fromkeys(ids), 1):
+            h = hits.setdefault(i, Hit(i, 0.0))
+            h.score += w / (c + r)
+            h.sources.append(name)
+    return sorted(hits.values(), key=lambda h: -h.score)
+
+
+def hybrid_search(reader: IndexReader, query: str, k: int, *, vector: Callable[[int], Hits],
+                  lexical: Callable[[str, int], Hits], mode: str = DEFAULT_MODE,
+                  lexical_weight: float | None = None, filter: ItemFilter | None = None,
+                  exclude: Iterable[str] = ()) -> list[Hit]:
+    """Top ``k`` for a text query.
+
+    ``vector(n)``: the top n of the vector search (filter, removed and excluded items already applied);
+    ``lexical(query, n)``: the top n keyword matches among live items. ``exclude`` must hold the removed items too:
+    keyword matches are held to it and to ``filter`` here.
+    """
+    w = check_mode(mode, lexical_weight)
+    if mode == "vector":
+        return [Hit(i, s, [VECTOR]) for i, s in vector(k)]
+    exclude = set(exclude)
+    depth = min(max(k, MIN_DEPTH), MAX_DEPTH)
+    vec = [i for i, _ in vector(depth)]
+    found = lexical(query, 2 * depth)  # headroom for matches the filter or the generation leaves out
+    lex = reader.keep([i for i, _ in found], filter, exclude)[:depth]
+    weights = {LEXICAL: 1.0, VECTOR: 0.0} if mode == "lexical" else {LEXICAL: w, VECTOR: 1.0 - w}
+    fused = rrf({LEXICAL: lex, VECTOR: vec}, weights)
+    q = query.strip()
+    if q in reader and reader.keep([q], filter, exclude):
+        rest = [h for h in fused if h.item_id != q]
+        first = Hit(q, max([1.0, *(h.score for h in rest[:1])]), [ID])
+        fused = [first, *rest]
+    return [Hit(h.item_id, round(h.score, 6), h.sources) for h in fused[:k]]

@@ -1,0 +1,143 @@
+"""Hybrid text search: a rare word the vectors miss is found, filters and removals hold, k is filled, ids go first.
+
+A tiny catalogue with a known answer: dresses and tops in two vector clusters, and a fake text encoder that maps a
+query to its garment's cluster, or to a third direction the two "mooncake" items point away from, so vector search
+alone ranks them last."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from recsys.config import Settings
+from recsys.errors import ValidationFailed
+from recsys.index import ItemFilter, build_from_catalog
+from recsys.index.hybrid import rrf
+from recsys.service import Recommender
+from recsys.store import Store
+from recsys.store.importers.records import ItemRecord
+from recsys.store.importers.report import TableCounts
+from recsys.store.importers.writer import upsert_items
+from recsys.store.items import set_flags
+from recsys.store.tables import Item
+
+D = 8
+AXES = np.eye(D, dtype=np.float32)  # 0: dresses, 1: tops, 2: anything else
+RARE = {"d07", "t05"}
+
+
+def _vector(item_id: str) -> np.ndarray:
+    rng = np.random.default_rng(int(item_id[1:]) + (100 if item_id[0] == "t" else 0))
+    v = AXES[0 if item_id[0] == "d" else 1] + 0.2 * rng.standard_normal(D).astype(np.float32)
+    if item_id in RARE:
+        v -= AXES[2]  # away from the direction an unknown word is encoded to
+    return v / np.linalg.norm(v)
+
+
+@dataclass
+class FakeVectors:
+    item_ids: list[str]
+    fused: np.ndarray
+    text: np.ndarray
+    image: np.ndarray
+    has_image: np.ndarray
+    encoder_id: str = "fake-enc"
+
+
+def _vectors(settings: Settings, store: Store) -> FakeVectors:
+    with store.session() as s:
+        ids = list(s.scalars(select(Item.external_id).order_by(Item.id)))
+    v = np.stack([_vector(i) for i in ids])
+    return FakeVectors(ids, v, v.copy(), v.copy(), np.ones(len(ids), bool))
+
+
+class FakeTextEncoder:
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for t in texts:
+            axis = 0 if "dress" in t.lower() else 1 if "top" in t.lower() else 2
+            out.append(AXES[axis])
+        return np.stack(out)
+
+
+@pytest.fixture
+def rec(store: Store, tmp_path: Path) -> Recommender:
+    records = [ItemRecord(f"d{j:02d}", "Mooncake dress" if f"d{j:02d}" in RARE else f"Plain dress {j}",
+                          "A dress.", "dress", price=float(j)) for j in range(30)]
+    records += [ItemRecord(f"t{j:02d}", "Mooncake top" if f"t{j:02d}" in RARE else f"Basic top {j}",
+                           "A top.", "top", price=float(j)) for j in range(30)]
+    with store.session() as s:
+        upsert_items(s, records, TableCounts())
+    settings = Settings(home=tmp_path / "home", database_url=store.url)
+    build_from_catalog(store, settings, vectors=_vectors)
+    r = Recommender(settings, store)
+    r._encoder = FakeTextEncoder()  # type: ignore[assignment]
+    return r
+
+
+def _ids(hits: list) -> list[str]:  # type: ignore[type-arg]
+    return [h.item_id for h in hits]
+
+
+def test_rare_word_found_by_hybrid_missed_by_vectors(rec: Recommender) -> None:
+    assert not RARE & set(_ids(rec.search_text("mooncake", 20, mode="vector")))
+    hits = rec.search_text("mooncake", 20)  # the default mode is hybrid
+    assert set(_ids(hits)[:2]) == RARE and all("lexical" in h.sources for h in hits[:2])
+    assert len(hits) == 20 and len(set(_ids(hits))) == 20
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert set(_ids(rec.search_text("mooncake", 2, mode="lexical"))) == RARE
+    # a word the vectors understand keeps its meaning: dresses only, the one with both words among them
+    broad = _ids(rec.search_text("mooncake dress", 10))
+    assert all(i.startswith("d") for i in broad) and "d07" in broad
+    assert "d07" not in _ids(rec.search_text("mooncake dress", 10, mode="vector"))
+
+
+def test_filters_exclusions_and_removed_items_hold(rec: Recommender) -> None:
+    dresses = ItemFilter.of(categories=["dress"])
+    hits = rec.search_text("mooncake", 5, filter=dresses)
+    assert _ids(hits)[0] == "d07" and len(hits) == 5 and all(i.startswith("d") for i in _ids(hits))
+    cheap = rec.search_text("mooncake", 30, filter=ItemFilter.of(price_max=6.0))
+    assert "d07" not in _ids(cheap) and _ids(cheap)[0] == "t05" and len(cheap) == 14  # 7 dresses + 7 tops <= 6
+    assert "t05" not in _ids(rec.search_text("mooncake", 20, exclude=["t05"]))
+    with rec.store.session() as s:
+        set_flags(s, ["d07"], hidden=True)
+    for mode in ("hybrid", "lexical"):
+        hits = rec.search_text("mooncake", 20, mode=mode)
+        assert "d07" not in _ids(hits) and _ids(hits)[0] == "t05" and len(hits) == 20
+
+
+def test_k_is_filled_and_lexical_mode_fills_from_vectors(rec: Recommender) -> None:
+    hits = rec.search_text("mooncake", 10, mode="lexical")
+    assert len(hits) == 10 and set(_ids(hits)[:2]) == RARE
+    assert all(h.sources == ["search"] and h.score == 0 for h in hits[2:])
+    assert len(rec.search_text("zeppelin", 60)) == 60  # no keyword match at all: the vectors fill k
+    assert len(rec.search_text("zeppelin", 60, mode="lexical")) == 60
+
+
+def test_weight_zero_is_the_vector_order_and_ids_go_first(rec: Recommender) -> None:
+    vec = _ids(rec.search_text("mooncake", 20, mode="vector"))
+    assert _ids(rec.search_text("mooncake", 20, lexical_weight=0.0)) == vec
+    hits = rec.search_text("t12", 5)
+    assert hits[0].item_id == "t12" and hits[0].sources == ["id"] and len(hits) == 5
+    assert "t12" not in _ids(hits[1:])
+    assert rec.search_text("t12", 5, mode="vector")[0].sources == ["search"]  # vector mode is as before
+    assert "t12" not in _ids(rec.search_text("t12", 5, filter=ItemFilter.of(categories=["dress"])))
+
+
+def test_bad_mode_and_weight_are_refused(rec: Recommender) -> None:
+    with pytest.raises(ValidationFailed, match="mode"):
+        rec.search_text("dress", 5, mode="fuzzy")
+    with pytest.raises(ValidationFailed, match="lexical_weight"):
+        rec.search_text("dress", 5, lexical_weight=1.5)
+
+
+def test_rrf_known_answer() -> None:
+    fused = rrf({"a": ["x", "y", "z"], "b": ["z", "w"]}, {"a": 0.5, "b": 0.5}, c=1)
+    scores = {h.item_id: round(h.score, 4) for h in fused}
+    assert scores == {"x": 0.25, "y": round(0.5 / 3, 4), "z": round(0.5 / 4 + 0.25, 4), "w": round(0.5 / 3, 4)}
+    assert [h.item_id for h in fused] == ["z", "x", "y", "w"]  # ties keep the order first met
+    assert fused[0].sources == ["a", "b"]
