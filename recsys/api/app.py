@@ -34,7 +34,9 @@ DESCRIPTION = """Multimodal recommendations: personalised and session recommenda
 or image, "more like these", trending; items and events in; health, readiness and Prometheus metrics.
 
 Authenticate with an API key (`recsys keys create NAME --scope read|admin`) sent as `X-API-Key` or a bearer token.
-Errors are `{"error": {"code": "...", "message": "...", "request_id": "..."}}` with a stable `code`."""
+Errors are RFC 9457 problems (`application/problem+json`: `type`, `title`, `status`, `detail`, `instance`) with a
+stable `code` and the `request_id`; `error` repeats `{"code", "message", "request_id"}`. Rate-limited calls carry
+`RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`; 429 and 503 answers say when to retry (`Retry-After`)."""
 
 
 class Runtime:
@@ -159,7 +161,8 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["X-Request-ID"])
+                           allow_headers=["*"], expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit",
+                                                               "RateLimit-Remaining", "RateLimit-Reset"])
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.api.max_body_bytes,
                        loopback_only=not settings.api.auth, db_timeout_s=settings.store.request_read_timeout_s)
     return app

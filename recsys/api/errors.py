@@ -1,8 +1,14 @@
-"""One place that turns every failure into a JSON error body ``{"error": {"code", "message", "request_id"}}``.
+"""One place that turns every failure into an RFC 9457 problem (``application/problem+json``).
+
+The body carries the RFC 9457 members and, for the clients written before them, the same facts under ``error``::
+
+    {"type": "urn:recsys:problem:unknown_item", "title": "Unknown item", "status": 404,
+     "detail": "unknown item 'x'", "instance": "/v1/items/x", "code": "unknown_item", "request_id": "...",
+     "error": {"code": "unknown_item", "message": "unknown item 'x'", "request_id": "..."}}
 
 Domain errors (:class:`~recsys.errors.RecsysError`) carry their own ``status`` and ``code``; a store outage is a 503
-with Retry-After; validation failures are 422 with the offending fields; anything else is a bug, logged with its
-traceback and answered with a JSON 500 that leaks nothing. Messages meant for an operator (database URLs, driver
+with Retry-After; validation failures are 422 with the offending fields (``details``); anything else is a bug, logged
+with its traceback and answered with a 500 that leaks nothing. Messages meant for an operator (database URLs, driver
 errors, file paths) are logged; callers get :func:`public_message`.
 """
 
@@ -54,12 +60,29 @@ def request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE = "urn:recsys:problem:"
+"""A problem's ``type`` is this prefix and its ``code`` (a name, not a link: nothing to fetch)."""
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+
+def problem(request: Request, status: int, code: str, message: str,
+            details: list[Any] | None = None) -> dict[str, Any]:
+    """The body of an error answer: RFC 9457 members, ``code`` and ``request_id``, and the ``error`` object."""
+    rid = request_id(request)
+    legacy: dict[str, Any] = {"code": code, "message": message, "request_id": rid}
+    if details is not None:
+        legacy["details"] = details
+    return {"type": PROBLEM_TYPE + code, "title": code.replace("_", " ").capitalize(), "status": status,
+            "detail": message, "instance": request.url.path, "code": code, "request_id": rid, "error": legacy}
+
+
 def error_response(request: Request, status: int, code: str, message: str, *, details: list[Any] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id(request)}
-    if details is not None:
-        body["details"] = details
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    return ProblemResponse(problem(request, status, code, message, details), status_code=status, headers=headers)
 
 
 def _retry_after(request: Request) -> str:
@@ -134,3 +157,22 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return problem_media_type(generate())
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def problem_media_type(spec: dict[str, Any]) -> dict[str, Any]:
+    """Document error answers under the media type they are sent with: FastAPI files every response model under
+    application/json."""
+    for item in spec.get("paths", {}).values():
+        for op in item.values():
+            for response in op.get("responses", {}).values() if isinstance(op, dict) else ():
+                content = response.get("content") or {}
+                schema = (content.get("application/json") or {}).get("schema") or {}
+                if str(schema.get("$ref", "")).endswith("/ErrorResponse"):
+                    content[PROBLEM_JSON] = content.pop("application/json")
+    return spec

@@ -24,6 +24,8 @@ K = Annotated[int, Field(ge=1, le=MAX_K, description="number of results")]
 Diversity = Annotated[float, Field(ge=0.0, le=1.0, description="MMR weight: 0 keeps the ranker's order")]
 Modality = Literal["fused", "text", "image"]
 SearchMode = Literal["vector", "lexical", "hybrid"]
+MODE_DOC = ("hybrid: keyword and vector results fused by reciprocal rank; vector or lexical: one side (lexical fills k "
+            "from the vectors). Default: hybrid, or vector when modality is text or image")
 LexicalWeight = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False,
                                        description="hybrid mode: the keyword ranking's share of the fusion "
                                                    "(default 0.5; 0 ranks by vectors alone over both lists)")]
@@ -133,8 +135,7 @@ class SearchTextRequest(_Strict):
     query: Query
     k: K = 20
     modality: Modality = "fused"
-    mode: SearchMode = Field("hybrid", description="hybrid: keyword and vector results fused by reciprocal rank; "
-                                                   "vector or lexical: one side only (lexical fills k from vectors)")
+    mode: SearchMode | None = Field(None, description=MODE_DOC)
     lexical_weight: LexicalWeight | None = None
     filter: Filter | None = None
     exclude: Exclude = Field(default_factory=list)
@@ -259,4 +260,14 @@ class ErrorBody(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    """An RFC 9457 problem (``application/problem+json``) with the stable ``code`` and the ``request_id``; ``error``
+    repeats them in the shape clients relied on before."""
+
+    type: str = Field(description="urn:recsys:problem:<code>")
+    title: str
+    status: int
+    detail: str
+    instance: str = Field(description="the request's path")
+    code: str
+    request_id: str | None = None
     error: ErrorBody

@@ -30,8 +30,12 @@ def test_request_id_echoed_and_in_errors(client: TestClient) -> None:
     r = client.get("/v1/items/nope", headers={"X-Request-ID": "abc-123"})
     assert r.status_code == 404
     assert r.headers["x-request-id"] == "abc-123"
-    assert r.json() == {"error": {"code": "unknown_item", "message": "unknown item id 'nope'",
-                                  "request_id": "abc-123"}}
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json() == {  # RFC 9457, and the error object clients relied on before
+        "type": "urn:recsys:problem:unknown_item", "title": "Unknown item", "status": 404,
+        "detail": "unknown item id 'nope'", "instance": "/v1/items/nope", "code": "unknown_item",
+        "request_id": "abc-123",
+        "error": {"code": "unknown_item", "message": "unknown item id 'nope'", "request_id": "abc-123"}}
     generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"}).headers["x-request-id"]
     assert generated != "bad id with spaces" and len(generated) == 32
 
@@ -170,8 +174,10 @@ def test_openapi_documents_errors_and_operation_ids(client: TestClient) -> None:
     assert len(ids) == len(set(ids)) and "recommend" in ids and "put_item" in ids  # stable, readable names
     for path, op in ops:
         assert {"400", "401", "404", "422", "429", "503"} <= set(op["responses"]), (path, op["responses"].keys())
-        model = op["responses"]["503"]["content"]["application/json"]["schema"]["$ref"]
+        media = "application/json" if path == "/readyz" else "application/problem+json"
+        model = op["responses"]["503"]["content"][media]["schema"]["$ref"]
         assert model.endswith("Readiness" if path == "/readyz" else "ErrorResponse"), (path, model)
+        assert all("application/json" not in op["responses"][code].get("content", {}) for code in ("401", "429"))
 
 
 def test_api_docs_use_local_assets_only(client: TestClient) -> None:
