@@ -323,15 +323,17 @@ class Recommender:
         return self._hits(hits, source)
 
     def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: ItemFilter | None = None,
-                    exclude: Sequence[str] = (), mode: str = "hybrid",
+                    exclude: Sequence[str] = (), mode: str | None = None,
                     lexical_weight: float | None = None) -> list[ScoredItem]:
         """Items matching ``query``; ``modality="image"`` searches the image vectors only (text -> image).
 
         ``mode``: ``hybrid`` fuses keyword and vector results (``lexical_weight``: the keywords' share, 0..1),
-        ``vector`` and ``lexical`` use one side (see :mod:`recsys.index.hybrid`)."""
-        from recsys.index.hybrid import check_mode, hybrid_search
+        ``vector`` and ``lexical`` use one side (see :mod:`recsys.index.hybrid`). None: hybrid for the fused
+        vectors, vector when one tower is asked for by ``modality`` (text -> image stays text -> image)."""
+        from recsys.index.hybrid import check_mode, default_mode, hybrid_search
 
         self._check(k, modality)
+        mode = mode or default_mode(modality)
         check_mode(mode, lexical_weight)
         if not query or not query.strip():
             raise ValidationFailed("the search query is empty")

@@ -25,7 +25,7 @@ class RecommenderLike(Protocol):
     store: Any
 
     def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: Any = None,
-                    exclude: Sequence[str] = (), mode: str = "hybrid",
+                    exclude: Sequence[str] = (), mode: str | None = None,
                     lexical_weight: float | None = None) -> list[Any]: ...
 
     def search_image(self, image: bytes, k: int = 20, *, modality: str = "image", filter: Any = None,

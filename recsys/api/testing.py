@@ -109,7 +109,7 @@ class FakeRecommender:
 
     # -- retrieval ----------------------------------------------------------------------------------------------
     def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: Any = None,
-                    exclude: Sequence[str] = (), mode: str = "hybrid",
+                    exclude: Sequence[str] = (), mode: str | None = None,
                     lexical_weight: float | None = None) -> list[FakeResult]:
         self.last_search = {"mode": mode, "lexical_weight": lexical_weight}
         words = {w for w in query.lower().split() if w}

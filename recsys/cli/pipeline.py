@@ -119,7 +119,9 @@ def search_text(
     k: KOpt = 20,
     modality: Annotated[str, typer.Option(help="fused|text|image")] = "fused",
     filters: FilterOpt = None,
-    mode: Annotated[str, typer.Option(help="hybrid (keywords and vectors fused)|vector|lexical")] = "hybrid",
+    mode: Annotated[str | None, typer.Option(
+        help="hybrid (keywords and vectors fused; the default with fused vectors)|vector (the default with "
+             "--modality text|image)|lexical")] = None,
     lexical_weight: Annotated[float | None, typer.Option(help="hybrid: the keywords' share, 0..1 (0.5)")] = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -7,10 +7,11 @@ rankings by weighted reciprocal-rank fusion (Cormack et al. 2009): an item at ra
 unbounded numbers and cosines need no calibration against each other.
 
 Modes: ``vector`` (vector search alone, as before), ``lexical`` (keyword matches first, by keyword rank, then vector
-results to fill k) and ``hybrid`` (the fusion, the default). Lexical results are held to the same rules as vector
-ones: only items the served generation holds, passing the filter, not removed, not excluded. The vector list alone
-already has k items whenever k qualify, so a fused list does too. A query that is exactly an item id puts that item
-first (lexical and hybrid modes).
+results to fill k) and ``hybrid`` (the fusion; the default over the fused vectors, while a request for one tower,
+``modality`` text or image, defaults to that tower's vectors alone). Lexical results are held to the same rules as
+vector ones: only items the served generation holds, passing the filter, not removed, not excluded. The vector list
+alone already has k items whenever k qualify, so a fused list does too. A query that is exactly an item id puts that
+item first (lexical and hybrid modes).
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class Hit:
     item_id: str
     score: float
     sources: list[str] = field(default_factory=list)
+
+
+def default_mode(modality: str) -> str:
+    """The mode of a request that names none: hybrid over the fused vectors; a request for one tower's vectors
+    (``text``, ``image``) asks for that tower alone, so it stays vector search."""
+    return DEFAULT_MODE if modality == "fused" else "vector"
 
 
 def check_mode(mode: str, lexical_weight: float | None) -> float:

@@ -125,6 +125,10 @@ def test_weight_zero_is_the_vector_order_and_ids_go_first(rec: Recommender) -> N
     assert hits[0].item_id == "t12" and hits[0].sources == ["id"] and len(hits) == 5
     assert "t12" not in _ids(hits[1:])
     assert rec.search_text("t12", 5, mode="vector")[0].sources == ["search"]  # vector mode is as before
+    # one tower asked for by name stays that tower's vector search unless a mode is given
+    assert _ids(rec.search_text("mooncake", 20, modality="image")) == \
+        _ids(rec.search_text("mooncake", 20, modality="image", mode="vector"))
+    assert set(_ids(rec.search_text("mooncake", 2, modality="image", mode="hybrid"))) == RARE
     assert "t12" not in _ids(rec.search_text("t12", 5, filter=ItemFilter.of(categories=["dress"])))
 
 
@@ -141,3 +145,25 @@ def test_rrf_known_answer() -> None:
     assert scores == {"x": 0.25, "y": round(0.5 / 3, 4), "z": round(0.5 / 4 + 0.25, 4), "w": round(0.5 / 3, 4)}
     assert [h.item_id for h in fused] == ["z", "x", "y", "w"]  # ties keep the order first met
     assert fused[0].sources == ["a", "b"]
+
+
+def test_cli_search_text_mode(rec: Recommender, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    import recsys.cli.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_recommender", lambda: rec)
+
+    def run(*args: str) -> list[dict]:  # type: ignore[type-arg]
+        res = CliRunner().invoke(pipeline.search_app, ["text", "mooncake", "--k", "3", "--json", *args])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    assert {r["item_id"] for r in run()[:2]} == RARE and "lexical" in run()[0]["sources"]
+    assert not RARE & {r["item_id"] for r in run("--mode", "vector")}
+    assert {r["item_id"] for r in run("--mode", "lexical")[:2]} == RARE
+    assert not RARE & {r["item_id"] for r in run("--lexical-weight", "0")}
+    res = CliRunner().invoke(pipeline.search_app, ["text", "mooncake", "--mode", "fuzzy"])
+    assert res.exit_code != 0

@@ -11,22 +11,24 @@ from starlette.concurrency import run_in_threadpool
 from recsys.api.deps import ReadKey, RecommenderDep, SettingsDep
 from recsys.api.limits import check_image
 from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
-from recsys.api.schemas import Filter, LexicalWeight, Modality, Results, SearchMode, SearchTextRequest
+from recsys.api.schemas import MODE_DOC, Filter, LexicalWeight, Modality, Results, SearchMode, SearchTextRequest
 from recsys.errors import PayloadTooLarge, ValidationFailed
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
 @router.get("/text", response_model=Results, summary="Items matching a text query",
-            description="Keyword and vector results fused by reciprocal rank (`mode=hybrid`, the default), or one "
-                        "side alone (`mode=vector`, `mode=lexical`); a query that is an item id puts that item first. "
-                        "Results carry their sources: `lexical`, `search` (vectors), `id`.")
+            description="Keyword and vector results fused by reciprocal rank (`mode=hybrid`, the default with the "
+                        "fused vectors), or one side alone (`mode=vector`, the default with `modality=text|image`; "
+                        "`mode=lexical`); a query that is an item id puts that item first. Results carry their "
+                        "sources: `lexical`, `search` (vectors), `id`.")
 def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
                 f: Annotated[Filter | None, Depends(query_filter)],
                 q: Annotated[str, Query(min_length=1, max_length=2000, pattern=r"^[^\x00]+$")],
                 k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality = "fused",
                 exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
-                mode: SearchMode = "hybrid", lexical_weight: Annotated[LexicalWeight | None, Query()] = None) -> Any:
+                mode: Annotated[SearchMode | None, Query(description=MODE_DOC)] = None,
+                lexical_weight: Annotated[LexicalWeight | None, Query()] = None) -> Any:
     items = rec.search_text(q, k, modality=modality, filter=to_item_filter(f), exclude=ids_param(exclude),
                             mode=mode, lexical_weight=lexical_weight)
     return results(request, items)
