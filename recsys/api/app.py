@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
             if owned and hasattr(rec, "store"):
                 await rec.store.aclose()
                 rec.store.dispose()
+            metrics.close()
 
     app = FastAPI(title="recsys", version=_version(), description=DESCRIPTION, lifespan=lifespan,
                   responses=_error_responses(), generate_unique_id_function=_operation_id,

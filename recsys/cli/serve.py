@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,13 +58,50 @@ def example_ids(settings: Any) -> tuple[str | None, str | None]:
     return (str(user) if user is not None else None), (str(item) if item is not None else None)
 
 
+@contextlib.contextmanager
+def metrics_dir(home: Path) -> Iterator[Path]:
+    """A fresh ``PROMETHEUS_MULTIPROC_DIR`` for this server's workers (prometheus_client's multiprocess mode: one
+    scrape of any worker sums them all), removed when the server stops. Directories left by servers that died are
+    removed too; an operator's own ``PROMETHEUS_MULTIPROC_DIR`` is used as it is."""
+    import shutil
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        return
+    root = home.resolve() / "prometheus"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("serve-*"):
+        if not _alive(old.name.removeprefix("serve-")):
+            shutil.rmtree(old, ignore_errors=True)
+    path = root / f"serve-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def run_serve(settings: Any, host: str | None = None, port: int | None = None, auth: bool | None = None,
               banner: bool = False, workers: int = 1) -> None:
     """Serve the API with uvicorn until interrupted. Auth may be off only when binding to loopback.
 
     ``workers`` > 1 runs that many server processes on the port (uvicorn's supervisor), each with its own loaded
     generations and result cache; they read their settings from the environment, so the overrides here are
-    exported to it first."""
+    exported to it first. Their metrics are summed (a fresh ``PROMETHEUS_MULTIPROC_DIR``, :func:`metrics_dir`);
+    rate limits are shared only through a shared ``api.rate_limit_storage``."""
     import uvicorn
 
     from recsys.api import create_app
@@ -100,7 +139,12 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
                            "RECSYS_API__HEADER_TIMEOUT_S": str(settings.api.header_timeout_s)})
         if settings.database_url:
             os.environ["RECSYS_DATABASE_URL"] = settings.database_url
-        uvicorn.run("recsys.api.app:app_from_env", factory=True, workers=workers, **options)
+        if settings.api.rate_limit_per_minute > 0 and settings.api.rate_limit_storage.startswith("memory"):
+            err.print(f"note: rate limits are counted per worker (up to {workers} x "
+                      f"{settings.api.rate_limit_per_minute} per key per minute); share them with "
+                      "RECSYS_API__RATE_LIMIT_STORAGE=redis://host:6379")
+        with metrics_dir(Path(settings.home)):
+            uvicorn.run("recsys.api.app:app_from_env", factory=True, workers=workers, **options)
     else:
         uvicorn.run(create_app(settings), **options)
 

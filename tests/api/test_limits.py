@@ -63,13 +63,21 @@ def test_default_strategy_limits(make_client: Callable[..., TestClient]) -> None
     assert codes.count(200) in (5, 6) and codes[-1] == 429
 
 
-def _redis_url() -> str:
+def redis_url() -> str | None:
+    """The test Redis (``RECSYS_TEST_REDIS_URL``, default the local one), or None when nothing answers there."""
     url = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
     parts = urlsplit(url)
     try:
         socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=1).close()
     except OSError:
-        pytest.skip(f"no Redis server at {url} (set RECSYS_TEST_REDIS_URL)")
+        return None
+    return url
+
+
+def _redis_url() -> str:
+    url = redis_url()
+    if url is None:
+        pytest.skip("no Redis server at RECSYS_TEST_REDIS_URL (default redis://127.0.0.1:6379)")
     return url
 
 
