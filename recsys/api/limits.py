@@ -111,8 +111,8 @@ class RateLimiter:
             return None
         try:
             limiter = self._strategy()
-            allowed = await limiter.hit(self.item, "recsys", key)
-            stats = await limiter.get_window_stats(self.item, "recsys", key)
+            allowed = await limiter.hit(self.item, "recsys", self.strategy, key)
+            stats = await limiter.get_window_stats(self.item, "recsys", self.strategy, key)
         except Exception as e:  # limits' StorageError, or a client that cannot connect
             self._open_at = time.monotonic() + _FAIL_OPEN_S
             now = time.monotonic()
