@@ -54,6 +54,29 @@ def test_query_commands_print_json_lists(home: Path) -> None:
     assert CliRunner().invoke(app, ["recommend", "user-0001", "--now", "yesterday"]).exit_code == 2
 
 
+def test_query_tables_without_json_show_titles(home: Path) -> None:
+    res = CliRunner().invoke(app, ["recommend", "user-0001", "--k", "3"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 3 and lines[0].lstrip().startswith("1.") and "[" not in res.stdout  # a table, no JSON
+    item = json.loads(CliRunner().invoke(app, ["recommend", "user-0001", "--k", "1", "--json"]).stdout)[0]
+    assert item["item_id"] in lines[0]
+    again = CliRunner().invoke(app, ["recommend", "user-0001", "--buy-again", "--k", "2", "--json"])
+    assert again.exit_code == 0 and len(json.loads(again.stdout.strip().splitlines()[-1])) <= 2
+
+
+def test_query_from_a_directory_without_a_store_creates_nothing(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "elsewhere"))
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(app, ["recommend", "user-0001"])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code != 0 and "no recsys store at" in str(res.exception) + res.output
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_evaluate_json_contract(home: Path) -> None:
     res = run("evaluate", "--k", "10", "--part", "all", "--json")
     assert res["users"] > 0 and {"recall", "ndcg", "hit_rate", "mrr", "coverage"} <= set(res["metrics"])

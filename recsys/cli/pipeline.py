@@ -23,18 +23,43 @@ JsonOpt = Annotated[bool, typer.Option("--json")]
 
 
 def _recommender() -> Any:
+    from recsys.config import get_settings
+    from recsys.errors import ConfigError
     from recsys.service import Recommender
 
-    return Recommender(store=open_store())
+    settings = get_settings()
+    if not settings.database_url and not (settings.home / "recsys.db").exists():
+        # a query must not create an empty store in whatever directory it was run from
+        raise ConfigError(f"no recsys store at {settings.home.resolve()}: run the commands from the directory you "
+                          "built in, set RECSYS_HOME to it, or build one (`make demo`, or `recsys import ...` then "
+                          "`recsys build`)")
+    return Recommender(settings, open_store())
 
 
-def _print(results: list[Any], json_out: bool) -> None:
+def _print(results: list[Any], json_out: bool, rec: Any = None) -> None:
+    """With ``--json`` the JSON list on the last stdout line (the contract); else a table with titles."""
     rows = [r.to_dict() for r in results]
-    if not json_out:
-        for i, r in enumerate(rows, 1):
-            src = ",".join(r.get("sources", []))
-            err.print(f"{i:>3}. {r['item_id']:<16} {r['score']:.4f} {src}")
-    emit_json(rows)
+    if json_out:
+        emit_json(rows)
+        return
+    if not rows:
+        typer.echo("no results (an empty catalogue, or the filters or exclusions left nothing)")
+        return
+    titles = _titles(rec, [r["item_id"] for r in rows]) if rec is not None else {}
+    for i, r in enumerate(rows, 1):
+        title, category = titles.get(r["item_id"], ("", ""))
+        src = ",".join(r.get("sources", []))
+        typer.echo(f"{i:>3}. {r['item_id']:<14} {title[:40]:<40} {category[:18]:<18} {r['score']:>8.4f}  {src}")
+
+
+def _titles(rec: Any, ids: list[str]) -> dict[str, tuple[str, str]]:
+    from sqlalchemy import select
+
+    from recsys.store.tables import Item
+
+    with rec.store.session() as s:
+        got = s.execute(select(Item.external_id, Item.title, Item.category).where(Item.external_id.in_(ids)))
+        return {str(i): (t or "", c or "") for i, t, c in got}
 
 
 def run_build(store: Any, settings: Any, *, force: bool = False) -> dict[str, Any]:
@@ -126,8 +151,9 @@ def search_text(
     json_out: JsonOpt = False,
 ) -> None:
     """Items matching a text query: keyword and vector results fused (text->image search with --modality image)."""
-    _print(_recommender().search_text(query, k, modality=modality, filter=_filters(filters), mode=mode,
-                                      lexical_weight=lexical_weight), json_out)
+    rec = _recommender()
+    _print(rec.search_text(query, k, modality=modality, filter=_filters(filters), mode=mode,
+                           lexical_weight=lexical_weight), json_out, rec)
 
 
 @search_app.command("image")
@@ -145,7 +171,8 @@ def search_image(
         data = file.read_bytes()
     except OSError as e:
         raise BadMedia(f"{file}: cannot read ({e.strerror}); check the path") from e
-    _print(_recommender().search_image(data, k, modality=modality, filter=_filters(filters)), json_out)
+    rec = _recommender()
+    _print(rec.search_image(data, k, modality=modality, filter=_filters(filters)), json_out, rec)
 
 
 def similar(
@@ -156,7 +183,8 @@ def similar(
     json_out: JsonOpt = False,
 ) -> None:
     """Items similar to ITEM_ID."""
-    _print(_recommender().similar(item_id, k, modality=modality, filter=_filters(filters)), json_out)
+    rec = _recommender()
+    _print(rec.similar(item_id, k, modality=modality, filter=_filters(filters)), json_out, rec)
 
 
 def recommend(
@@ -177,12 +205,13 @@ def recommend(
         when = datetime.fromisoformat(now) if now else None
     except ValueError:
         raise typer.BadParameter(f"--now must be an ISO 8601 time such as 2020-09-01T00:00, not {now!r}") from None
+    rec = _recommender()
     if buy_again:
-        _print(_recommender().buy_again(user_id, k, now=when), json_out)
+        _print(rec.buy_again(user_id, k, now=when), json_out, rec)
         return
-    results = _recommender().recommend(user_id, k, filter=_filters(filters), exclude=exclude or (),
-                                       diversity=diversity, explain=explain, now=when)
-    _print(results, json_out)
+    results = rec.recommend(user_id, k, filter=_filters(filters), exclude=exclude or (), diversity=diversity,
+                            explain=explain, now=when)
+    _print(results, json_out, rec)
 
 
 def register(app: typer.Typer) -> None:
