@@ -7,6 +7,7 @@ mode (hybrid) and in ``mode="vector"``:
   query of that word alone; recall@20 of the articles whose name holds it.
 - whole names: for ``--names`` random distinct article names, the query of the name; the share of queries with an
   article of that name in the top 5.
+- spot checks: the rank of a named article for a query (the issue's "leopard print" -> "Leopard tights 1p").
 - broad queries: "<colour> <product type>" for ``--broad`` random pairs with at least 20 articles; precision@20 of
   colour, of type, and of both (attributes ``colour`` / ``product_type``, the H&M importer's).
 
@@ -36,6 +37,8 @@ from recsys.store import Store
 from recsys.store.queries import items_frame
 
 WORD = re.compile(r"[^\W\d_]{3,}")
+SPOT_CHECKS = [("leopard print", "leopard tights 1p")]
+"""(query, article name): the rank of the first article of that name in the top 200 (None: not there)."""
 
 
 def _rare_words(titles: dict[str, str], rng: random.Random, n: int) -> list[tuple[str, set[str]]]:
@@ -67,7 +70,7 @@ def _broad(attrs: dict[str, dict[str, Any]], rng: random.Random, n: int) -> list
 
 def _measure(search: Callable[[str, int], list[str]], rare: list[tuple[str, set[str]]],
              names: list[tuple[str, set[str]]], broad: list[tuple[str, str, str]],
-             attrs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+             attrs: dict[str, dict[str, Any]], titles: dict[str, str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     recall = [len(set(search(w, 20)) & items) / len(items) for w, items in rare]
     top5 = [bool(set(search(name, 5)) & items) for name, items in names]
@@ -77,7 +80,9 @@ def _measure(search: Callable[[str, int], list[str]], rare: list[tuple[str, set[
         colour.append(sum(a.get("colour") == c for a in got) / 20)
         ptype.append(sum(a.get("product_type") == t for a in got) / 20)
         both.append(sum(a.get("colour") == c and a.get("product_type") == t for a in got) / 20)
-    n = len(rare) + len(names) + len(broad)
+    spot = {q: next((r for r, i in enumerate(search(q, 200), 1) if titles.get(i, "").lower() == name), None)
+            for q, name in SPOT_CHECKS}
+    n = len(rare) + len(names) + len(broad) + len(SPOT_CHECKS)
 
     def mean(xs: list[float] | list[bool]) -> float:
         return round(sum(xs) / len(xs), 4) if xs else float("nan")
@@ -85,7 +90,7 @@ def _measure(search: Callable[[str, int], list[str]], rare: list[tuple[str, set[
     return {"rare_word_recall_at_20": mean(recall), "rare_words_fully_found": mean([r == 1.0 for r in recall]),
             "name_in_top_5": mean(top5), "broad_colour_precision_at_20": mean(colour),
             "broad_type_precision_at_20": mean(ptype), "broad_both_precision_at_20": mean(both),
-            "ms_per_query": round(1000 * (time.perf_counter() - t0) / max(n, 1), 2)}
+            "spot_checks_rank": spot, "ms_per_query": round(1000 * (time.perf_counter() - t0) / max(n, 1), 2)}
 
 
 def main() -> None:
@@ -128,8 +133,8 @@ def main() -> None:
            "queries": {"rare_words": len(rare), "names": len(names), "broad": len(broad)}, "seed": args.seed,
            "examples": {"rare_words": [w for w, _ in rare[:5]], "names": [n for n, _ in names[:3]],
                         "broad": [q for q, _, _ in broad[:3]]},
-           "default_mode": _measure(default, rare, names, broad, attrs),
-           "vector_only": _measure(vector, rare, names, broad, attrs)}
+           "default_mode": _measure(default, rare, names, broad, attrs, titles),
+           "vector_only": _measure(vector, rare, names, broad, attrs, titles)}
     print(json.dumps(out))
 
 

@@ -32,6 +32,8 @@ DEFAULT_LEXICAL_WEIGHT = 0.5
 """Share of the fusion given to the keyword ranking (the vector ranking gets the rest)."""
 RRF_K = 60
 """The constant of reciprocal-rank fusion: how flat the credit for rank is (60, as in the paper and most engines)."""
+LEXICAL_CUT = 0.5
+"""Hybrid mode fuses the keyword matches scoring at least this share of the best match's score."""
 MIN_DEPTH = 100
 """Each list is read this deep at least (k deep when k is larger): fusion needs more than the top k of each."""
 MAX_DEPTH = 1000
@@ -94,8 +96,13 @@ def hybrid_search(reader: IndexReader, query: str, k: int, *, vector: Callable[[
     exclude = set(exclude)
     depth = min(max(k, MIN_DEPTH), MAX_DEPTH)
     vec = [i for i, _ in vector(depth)]
-    found = lexical(query, 2 * depth)  # headroom for matches the filter or the generation leaves out
-    lex = reader.keep([i for i, _ in found], filter, exclude)[:depth]
+    found = dict(lexical(query, 2 * depth))  # headroom for matches the filter or the generation leaves out
+    lex = reader.keep(list(found), filter, exclude)[:depth]
+    if mode == "hybrid" and lex and found[lex[0]] > 0:
+        # Fusion rewards agreement: a weak keyword match (one common word of the query) that the vectors also
+        # found would outrank the best keyword match the vectors missed ("leopard print": the one article named
+        # "Leopard tights" below dozens of prints). Only matches near the best one take part.
+        lex = [i for i in lex if found[i] >= LEXICAL_CUT * found[lex[0]]]
     weights = {LEXICAL: 1.0, VECTOR: 0.0} if mode == "lexical" else {LEXICAL: w, VECTOR: 1.0 - w}
     fused = rrf({LEXICAL: lex, VECTOR: vec}, weights)
     q = query.strip()

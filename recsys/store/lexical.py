@@ -1,14 +1,16 @@
 """Keyword search over the live items' text: the lexical index that migration 0004 keeps by database triggers.
 
 SQLite: FTS5 table ``items_fts`` ranked by BM25 with per-column weights (title first). PostgreSQL: ``item_search``'s
-weighted ``english`` tsvectors ranked by ``ts_rank``. Both stem English words (porter / snowball), so "dresses" finds
-"dress". A query is split into words and the words are OR-ed: an item matching more of them, or rarer ones, ranks
-higher; nothing of the query's own syntax reaches the database (no FTS operators, no injection).
+weighted ``english`` tsvectors (title first) ranked by ``ts_rank`` per word, weighted by the word's rarity. Both stem
+English words (porter / snowball), so "dresses" finds "dress". A query is split into words and the words are OR-ed:
+an item matching more of them, or rarer ones, ranks higher; nothing of the query's own syntax reaches the database
+(no FTS operators, no injection).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -31,10 +33,15 @@ _SQLITE = text(
     "SELECT i.external_id, bm25(items_fts, {}) AS rank FROM items_fts JOIN items i ON i.id = items_fts.rowid "
     "WHERE items_fts MATCH :q AND NOT (i.hidden IS 1 OR i.deleted IS 1) ORDER BY rank, i.id LIMIT :n"
     .format(", ".join(str(w) for w in SQLITE_WEIGHTS)))
-_POSTGRESQL = text(
-    "SELECT i.external_id, ts_rank(s.document, q.q) AS rank "
-    "FROM item_search s JOIN items i ON i.id = s.item_id, to_tsquery('english', :q) AS q(q) "
-    "WHERE s.document @@ q.q AND NOT (i.hidden IS TRUE OR i.deleted IS TRUE) ORDER BY rank DESC, i.id LIMIT :n")
+_PG_COUNTS = text(
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM item_search WHERE document @@ to_tsquery('english', t.term) "
+    "LIMIT :cap) m) FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS t(term, i) ORDER BY t.i")
+_PG_SIZE = text("SELECT greatest(reltuples::bigint, 0) FROM pg_class WHERE oid = 'item_search'::regclass")
+_PG_SEARCH = ("SELECT i.external_id, {rank} AS rank FROM item_search s JOIN items i ON i.id = s.item_id "
+              "WHERE s.document @@ to_tsquery('english', :q) AND NOT (i.hidden IS TRUE OR i.deleted IS TRUE) "
+              "ORDER BY rank DESC, i.id LIMIT :n")
+DF_CAP = 100_000
+"""Matches counted per word for its rarity (PostgreSQL): beyond this a word is common enough."""
 TABLES = {"sqlite": "items_fts", "postgresql": "item_search"}
 
 
@@ -62,10 +69,26 @@ def lexical_search(conn: Connection, query: str, limit: int) -> list[tuple[str, 
         rows = conn.execute(_SQLITE, {"q": _fts5_query(terms), "n": limit}).all()
         return [(str(i), -float(r)) for i, r in rows]
     if dialect == "postgresql":
-        rows = conn.execute(_POSTGRESQL, {"q": " | ".join(terms), "n": limit}).all()
-        return [(str(i), float(r)) for i, r in rows]
+        return _pg_search(conn, terms, limit)
     log.warning("no lexical index on %s databases; keyword search returns nothing", dialect)
     return []
+
+
+def _pg_search(conn: Connection, terms: Sequence[str], limit: int) -> list[tuple[str, float]]:
+    """ts_rank knows no word rarity (one common word of the query counts as much as a rare one), so each word's
+    ts_rank is weighted by its BM25 inverse document frequency, counted on the GIN index (bounded by DF_CAP)."""
+    counts = [int(c) for c, in conn.execute(_PG_COUNTS, {"terms": list(terms), "cap": DF_CAP})]
+    words = [(t, c) for t, c in zip(terms, counts, strict=True) if c > 0]  # stop words and unknown words drop out
+    if not words:
+        return []
+    n = max(int(conn.execute(_PG_SIZE).scalar() or 0), *(c for _, c in words))
+    params: dict[str, object] = {"q": " | ".join(t for t, _ in words), "n": limit}
+    parts = []
+    for j, (t, c) in enumerate(words):
+        params[f"t{j}"], params[f"w{j}"] = t, math.log(1 + (n - c + 0.5) / (c + 0.5))
+        parts.append(f"CAST(:w{j} AS float8) * ts_rank(s.document, to_tsquery('english', :t{j}))")
+    rows = conn.execute(text(_PG_SEARCH.format(rank=" + ".join(parts))), params).all()
+    return [(str(i), float(r)) for i, r in rows]
 
 
 def _fts5_query(terms: Sequence[str]) -> str:

@@ -56,6 +56,12 @@ def test_rank_prefers_the_title_and_more_words(store: Store) -> None:
     assert _find(store, "odessa", limit=1) == ["a3"]
 
 
+def test_a_rare_word_outweighs_a_common_one(store: Store) -> None:
+    common = [ItemRecord(f"b{j}", f"Black top {j}", "A black top in black jersey.", "Top") for j in range(12)]
+    _import(store, [*ITEMS, *common])
+    assert _find(store, "black ritz")[0] == "a4"  # one rare word in the title beats a common word three times
+
+
 def test_index_follows_upsert_hide_and_delete(store: Store) -> None:
     _import(store, ITEMS)
     _import(store, [ItemRecord("a1", "Zebra tights", "Sheer tights.", "Tights")])  # update through the importer
