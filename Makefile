@@ -3,18 +3,26 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+DEMO_STAMP := $(VENV)/.installed-demo-stamp
 
-.PHONY: demo test test-fast bench lint clean
+.PHONY: demo test test-fast bench lint clean notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[api,dev]"
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# the demo needs the API but none of the test, benchmark and notebook tools: a leaner, faster first install
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[api]"
+	touch $(DEMO_STAMP)
 
 PORT ?= 8000
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/recsys demo --port $(PORT)
 
 test: $(STAMP)
@@ -22,6 +30,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/run_all.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
