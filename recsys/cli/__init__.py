@@ -60,6 +60,7 @@ _OPTIONAL: list[tuple[str, str, str]] = [
     ("pipeline", "register", ""),
     ("encoders", "register", ""),
     ("index", "register", ""),
+    ("ranker", "register", ""),
     ("serve", "register", ""),
 ]
 

@@ -6,9 +6,12 @@ replaced atomically. Loading refuses an artifact made for another encoder, dimen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from recsys.ranking.pipeline import RankingPipeline
 
 MANIFEST = "manifest.json"
+POINTER = "CURRENT"
 FORMAT = 2
 """2: statistics kept with event times (counted as of each request's time)."""
 
@@ -49,22 +53,27 @@ def read_manifest(path: Path) -> dict:
     return json.loads(f.read_text(encoding="utf-8"))
 
 
+def check_compatible(m: dict, name: str, expect_encoder_id: str | None = None, expect_dim: int | None = None) -> None:
+    """Refuse (IncompatibleArtifact) a ranker manifest made for another encoder, dimension, format or feature list."""
+    if expect_encoder_id is not None and m.get("encoder_id") != expect_encoder_id:
+        raise IncompatibleArtifact(
+            f"ranker {name} was trained on encoder {m.get('encoder_id')!r}, the item vectors come from "
+            f"{expect_encoder_id!r}; retrain it with `recsys train`")
+    if expect_dim is not None and m.get("dim") != expect_dim:
+        raise IncompatibleArtifact(f"ranker {name} expects {m.get('dim')}-d vectors, got {expect_dim}-d; "
+                                   "retrain it with `recsys train`")
+    if m.get("format") != FORMAT:
+        raise IncompatibleArtifact(f"ranker {name} was saved in format {m.get('format')}, this version of recsys "
+                                   f"reads format {FORMAT}; retrain it with `recsys train`")
+    if list(m.get("features", [])) != list(FEATURES):
+        raise IncompatibleArtifact(f"ranker {name} was trained with another feature list; retrain it "
+                                   "with `recsys train`")
+
+
 def load_pipeline(cls: type[RankingPipeline], path: Path, expect_encoder_id: str | None = None,
                   expect_dim: int | None = None) -> RankingPipeline:
     m = read_manifest(path)
-    if expect_encoder_id is not None and m.get("encoder_id") != expect_encoder_id:
-        raise IncompatibleArtifact(
-            f"ranker {path.name} was trained on encoder {m.get('encoder_id')!r}, the item vectors come from "
-            f"{expect_encoder_id!r}; retrain it with `recsys train`")
-    if expect_dim is not None and m.get("dim") != expect_dim:
-        raise IncompatibleArtifact(f"ranker {path.name} expects {m.get('dim')}-d vectors, got {expect_dim}-d; "
-                                   "retrain it with `recsys train`")
-    if m.get("format") != FORMAT:
-        raise IncompatibleArtifact(f"ranker {path.name} was saved in format {m.get('format')}, this version of recsys "
-                                   f"reads format {FORMAT}; retrain it with `recsys train`")
-    if list(m.get("features", [])) != list(FEATURES):
-        raise IncompatibleArtifact(f"ranker {path.name} was trained with another feature list; retrain it "
-                                   "with `recsys train`")
+    check_compatible(m, path.name, expect_encoder_id, expect_dim)
     params = RankingParams.from_dict(m.get("params", {}))
     stats = ItemStats.load(path)
     net = None
@@ -90,19 +99,44 @@ def save_generation(pipe: RankingPipeline, root: Path) -> Path:
         n += 1
         target = root / f"{version}-{n}"
     pipe.manifest["version"] = target.name
+    pipe.manifest["created_at"] = datetime.now(UTC).isoformat()
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     save_pipeline(pipe, tmp)
     os.replace(tmp, target)
-    cur = root / ".CURRENT.tmp"
-    cur.write_text(target.name, encoding="utf-8")
-    os.replace(cur, root / "CURRENT")
+    write_pointer(root, target.name)
     return target
+
+
+def write_pointer(root: Path, version: str) -> None:
+    """Replace ``CURRENT`` atomically (a unique temporary name, so two writers never share one): a reader, such as
+    a server's refresh, sees the old name or the new one, never a mix."""
+    tmp = root / f".CURRENT.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(version)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / POINTER)
+    with contextlib.suppress(OSError):  # make the rename durable where directories can be opened
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def current_version(root: Path) -> str | None:
+    """The name ``CURRENT`` holds, or None when nothing was trained yet."""
+    try:
+        name = (root / POINTER).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return name or None
 
 
 def current_generation(root: Path) -> Path | None:
     """The current generation's directory under ``root``, or None when nothing was trained yet."""
-    cur = root / "CURRENT"
-    if not cur.exists():
+    name = current_version(root)
+    if name is None:
         return None
-    p = root / cur.read_text(encoding="utf-8").strip()
+    p = root / name
     return p if p.exists() else None

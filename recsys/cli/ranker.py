@@ -1,0 +1,78 @@
+"""``recsys ranker list|rollback``: ranker generations, like ``recsys index list|rollback``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from recsys.cli._common import emit_json, err
+
+app = typer.Typer(help="Ranker generations: list, roll back.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json")]
+
+
+def _served_vectors(settings: Any) -> tuple[str | None, int | None]:
+    """Encoder id and dimension of the current index generation (what a ranker must fit); (None, None) without."""
+    from recsys.errors import NoIndex, NotFound
+    from recsys.index import generation_path, index_root
+    from recsys.index.layout import read_manifest
+
+    try:
+        m = read_manifest(generation_path(index_root(settings)))
+    except (NoIndex, NotFound):
+        return None, None
+    return m.encoder_id, m.dim
+
+
+@app.command("list")
+def list_(json_out: JsonOpt = False) -> None:
+    """Generations on disk, oldest first; the served one is marked with *, those the index cannot use with !."""
+    from recsys.config import get_settings
+    from recsys.ranking import rankers_root
+    from recsys.ranking.artifact import current_version
+    from recsys.ranking.generations import list_generations
+
+    settings = get_settings()
+    root = rankers_root(settings)
+    cur = current_version(root)
+    encoder_id, dim = _served_vectors(settings)
+    rows: list[dict[str, Any]] = []
+    for g in list_generations(root):
+        why = g.incompatibility(encoder_id, dim)
+        rows.append({"version": g.version, "ranker_id": g.ranker_id, "current": g.version == cur,
+                     "created_at": g.created_at, "encoder_id": g.encoder_id, "dim": g.dim, "events": g.events,
+                     "compatible": why is None, "incompatible_reason": why, "metrics": g.metrics})
+    if not json_out:
+        if not rows:
+            err.print(f"no ranker generations under {root}; run `recsys train` (or `recsys build`)")
+        for r in rows:
+            mark = "*" if r["current"] else ("!" if not r["compatible"] else " ")
+            err.print(f"{mark} {r['version']}  {r['created_at'][:19]}  {r['events'] or 0:>9} events  {r['encoder_id']}")
+    emit_json(rows)
+
+
+@app.command("rollback")
+def rollback(
+    version: Annotated[str | None, typer.Argument(help="generation to serve (default: the one before the current)")]
+    = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Serve an earlier ranker (running servers pick it up on their next refresh). One trained on other vectors than
+    the served index's is refused and nothing changes."""
+    from recsys.config import get_settings
+    from recsys.ranking import rankers_root
+    from recsys.ranking.generations import rollback as do_rollback
+
+    settings = get_settings()
+    encoder_id, dim = _served_vectors(settings)
+    version = do_rollback(rankers_root(settings), version, encoder_id=encoder_id, dim=dim)
+    err.print(f"current ranker generation: {version}")
+    if json_out:
+        emit_json({"current": version, "ranker_id": f"ranker-{version}"})
+
+
+def register(root: typer.Typer) -> None:
+    """Called by ``recsys.cli`` to add ``recsys ranker ...``."""
+    root.add_typer(app, name="ranker")
