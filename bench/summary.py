@@ -226,6 +226,16 @@ def diversity_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [("diversity (MMR, H&M)", figs, "; ".join(ratios) or "-")]
 
 
+def lexical_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    d, v = r.get("default_mode") or {}, r.get("vector_only") or {}
+    figs = (f"rare words recall@20 {num(d.get('rare_word_recall_at_20'))}, name in top 5 "
+            f"{num(d.get('name_in_top_5'))}, broad colour/type p@20 {num(d.get('broad_colour_precision_at_20'))}"
+            f"/{num(d.get('broad_type_precision_at_20'))}")
+    ratios = (f"vs vector-only: {num(v.get('rare_word_recall_at_20'))}, {num(v.get('name_in_top_5'))}, "
+              f"{num(v.get('broad_colour_precision_at_20'))}/{num(v.get('broad_type_precision_at_20'))}")
+    return [("hybrid text search (H&M)", figs, ratios)]
+
+
 def api_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     res = r.get("results") or {}
     recs = res.get("recommendations") or {}
@@ -267,6 +277,7 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], list[Any]]]] = [
     (r"quality", quality_rows),
     (r"evaluate_.*", lambda r: [evaluation_row("recsys evaluate", r)]),
     (r"diversity.*", diversity_rows),
+    (r"lexical.*", lexical_rows),
     (r"api_load.*", api_rows),
 ]
 
