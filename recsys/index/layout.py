@@ -221,20 +221,14 @@ def clean_tmp(root: Path) -> None:
 
 @contextlib.contextmanager
 def build_lock(root: Path, name: str = "build.lock") -> Iterator[None]:
-    """One build at a time per root (an advisory file lock, released by the OS if the process dies). Threads
-    exclude each other too: each call opens the file anew, and flock locks belong to the open file."""
-    Path(root).mkdir(parents=True, exist_ok=True)
-    f = open(Path(root) / name, "a+")  # noqa: SIM115 - held for the whole block
-    try:
-        try:
-            import fcntl
+    """One build at a time per root, across threads, processes and replicas sharing the directory: a ``filelock``
+    (``flock`` on POSIX, released by the OS if the process dies; the file stays so every waiter locks one inode).
+    A new lock object per call, so threads of one process exclude each other too."""
+    from filelock import FileLock
 
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - not POSIX
-            pass
+    Path(root).mkdir(parents=True, exist_ok=True)
+    with FileLock(Path(root) / name):
         yield
-    finally:
-        f.close()
 
 
 def verify(root: Path, generation_id: str | None = None) -> list[str]:
