@@ -81,6 +81,10 @@ def benches(out: Path, quick: bool) -> list[Bench]:
             weights = ["--weights", "0,0.5"] if quick else ["--weights", "0,0.3,0.6,0.9"]
             found.append(Bench("diversity", [py, str(HERE / "diversity.py"), *weights],
                                lambda r: {"diversity_hm": r}, env=env, skip=reason))
+            found.append(Bench("reach", [py, str(HERE / "reach.py")], own=("reach_validation",), env=env,
+                               skip=reason))
+            found.append(Bench("shopper_lists", [py, str(HERE / "shopper_lists.py")], own=("shopper_lists",),
+                               env=env, skip=reason))
         found.append(Bench(f"evaluate_{ds}", [cli, "evaluate", "--k", "20", "--json"],
                            lambda r, ds=ds: {f"evaluate_{ds}": r}, env=env, skip=reason))
     short = ["--seconds", "3", "--soak-seconds", "30"] if quick else []
