@@ -160,6 +160,20 @@ class ApiSettings(BaseModel):
     intra-op threads oversubscribe the cores (measured: 9x slower recommendations on 2 cores). 0 keeps the defaults."""
 
 
+class FeedbackSettings(BaseModel):
+    """The feedback loop: served lists recorded for attribution and feeds (``recsys.feedback``)."""
+
+    record_served: bool = True
+    """Record every list the API answers (id, source, items) in ``served_lists``, off the request path."""
+    queue_size: int = Field(default=10_000, ge=1)
+    """Served lists waiting to be written at most; beyond it they are dropped and counted, never waited for."""
+    batch_size: int = Field(default=500, ge=1)
+    """Served lists written per transaction."""
+    exclude_shown_hours: float = Field(default=0.0, ge=0)
+    """Personal recommendations leave out items shown to the user within this many hours (served lists and posted
+    impressions); 0: off. A request's ``exclude_shown_hours`` overrides it."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
 
@@ -170,6 +184,7 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     ranking: RankingSettings = Field(default_factory=RankingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
 
     @property
     def db_url(self) -> str:

@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
         runtime.migrated = migrated
         app.state.recommender = rec
         app.state.runtime = runtime
+        app.state.served = served_log(rec, settings, metrics)
         app.state.keys = runtime.keys
         await run_in_threadpool(runtime.tick)
         task = asyncio.create_task(_refresh_loop(runtime, settings.api.refresh_seconds))
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await run_in_threadpool(app.state.served.close)
             if owned and hasattr(rec, "store"):
                 await rec.store.aclose()
                 rec.store.dispose()
@@ -185,6 +187,15 @@ def open_service(settings: Settings) -> tuple[Any, bool]:
         log.warning("starting unready: %s", e.message)
         migrated = False
     return Recommender(settings, store), migrated
+
+
+def served_log(rec: Any, settings: Settings, metrics: Metrics) -> Any:
+    """The background writer of served lists (``recsys.feedback``) over the service's store."""
+    from recsys.feedback import ServedLog
+
+    fb = settings.feedback
+    return ServedLog(rec.store, queue_size=fb.queue_size, batch_size=fb.batch_size, enabled=fb.record_served,
+                     on_drop=metrics.served_dropped.inc)
 
 
 def settle_heap() -> None:
@@ -253,9 +264,11 @@ def _version() -> str:
 
 def _routes(app: FastAPI) -> None:
     from recsys.api.routes import events, health, items, recommendations, search, web
+    from recsys.api.routes.feedback import router as feedback
 
     for module in (health, items, events, recommendations, search, web):
         app.include_router(module.router)
+    app.include_router(feedback)
 
 
 async def _refresh_loop(runtime: Runtime, every: float) -> None:

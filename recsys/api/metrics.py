@@ -40,6 +40,8 @@ class Metrics:
         self.ready = Gauge("recsys_ready", "1 when the store is reachable and an index generation is loaded",
                            registry=r, multiprocess_mode="livemin")
         self.refresh_errors = Counter("recsys_refresh_errors", "Failed checks for newer generations", registry=r)
+        self.served_dropped = Counter("recsys_served_lists_dropped",
+                                      "Served lists not recorded: the background writer's queue was full", registry=r)
         self._generation: Info | None = None
         self._generation_gauge: Gauge | None = None
         self._served: tuple[str, ...] | None = None

@@ -29,7 +29,13 @@ MODE_DOC = ("hybrid: keyword and vector results fused by reciprocal rank; vector
 LexicalWeight = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False,
                                        description="hybrid mode: the keyword ranking's share of the fusion "
                                                    "(default 0.5; 0 ranks by vectors alone over both lists)")]
-EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "like", "dislike"]
+EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "like", "dislike", "impression"]
+RecommendationId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+CursorText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_=-]+$")]
+ShownHours = Annotated[float, Field(ge=0.0, le=24.0 * 366, allow_inf_nan=False,
+                                    description="leave out items shown to the user within this many hours (their "
+                                                "served lists and posted impressions); 0: off. Default: the "
+                                                "feedback.exclude_shown_hours setting")]
 
 
 class _Strict(BaseModel):
@@ -75,6 +81,10 @@ class Meta(BaseModel):
     request_id: str | None = None
     index_generation: str | None = None
     ranker_version: str | None = None
+    recommendation_id: str | None = Field(default=None, description="this list's id: send it with the events it "
+                                                                    "leads to (impressions, clicks, purchases)")
+    next: str | None = Field(default=None, description="the next page's cursor (personal and session lists): pass "
+                                                       "it as `cursor`; the next page repeats no item of this feed")
 
 
 class Debug(BaseModel):
@@ -100,6 +110,9 @@ class RecommendRequest(_Strict):
     now: datetime | None = None
     """Rank as of this time (replays and backtests): only the user's events before it count. Default: the server's
     clock (``ranking.clock``)."""
+    cursor: CursorText | None = Field(default=None, description="a previous page's meta.next: the next page of "
+                                                                "that feed, without the items it showed")
+    exclude_shown_hours: ShownHours | None = None
 
 
 class SessionEvent(_Strict):
@@ -125,6 +138,10 @@ class EventIn(SessionEvent):
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] | None = Field(
         default=None, description="client event id: a repeated one is acknowledged as a duplicate, not stored twice"
     )
+    recommendation_id: RecommendationId | None = Field(
+        default=None, description="the meta.recommendation_id of the list this event answers (attribution)")
+    position: Annotated[int, Field(ge=0, lt=2**31)] | None = Field(
+        default=None, description="the item's 0-based position in that list")
 
 
 class SessionRequest(RecommendRequest):
@@ -234,6 +251,40 @@ class UserDeleted(BaseModel):
     user_id: str
     deleted: bool = True
     events: int = Field(description="how many of the user's events were removed")
+
+
+# -- feedback -------------------------------------------------------------------------------------------------
+class Rate(BaseModel):
+    rate: float | None = None
+    low: float | None = Field(default=None, description="95% Wilson interval, lower bound")
+    high: float | None = Field(default=None, description="95% Wilson interval, upper bound")
+
+
+class FeedbackCounts(BaseModel):
+    lists: int
+    items_served: int
+    impressions: int
+    clicks: int
+    likes: int
+    add_to_cart: int
+    purchases: int
+    exposures: int = Field(description="the rates' denominator: impressions, or items served where none were posted")
+    exposure_basis: Literal["impressions", "items_served"]
+    ctr: Rate
+    conversion_rate: Rate
+
+
+class FeedbackGroup(FeedbackCounts):
+    source: str | None = Field(default=None, description="the endpoint that served the lists")
+    ranker_version: str | None = None
+    index_generation: str | None = None
+
+
+class FeedbackReport(BaseModel):
+    since: str | None = None
+    confidence: float = 0.95
+    groups: list[FeedbackGroup]
+    totals: FeedbackCounts
 
 
 # -- operations -----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from recsys.errors import BadMedia, UnknownItem, UnknownUser, ValidationFailed
 from recsys.service import ScoredItem
 
 _WEIGHTS = {"view": 1.0, "click": 1.5, "add_to_cart": 2.0, "purchase": 3.0, "rating": 1.0, "like": 3.0,
-            "dislike": -5.0}
+            "dislike": -5.0, "impression": 0.0}
 
 
 FakeResult = ScoredItem  # the fake answers with the real result type
@@ -102,7 +102,8 @@ class FakeRecommender:
                 continue
             if cid is not None:
                 self._client_ids.add((user, str(cid)))
-            self.events[user].append((item, str(e.get("type"))))
+            if e.get("type") != "impression":  # feedback on a shown list, not interest (as in the real store)
+                self.events[user].append((item, str(e.get("type"))))
             results.append(FakeEventResult(i, "stored", self._next_event))
             self._next_event += 1
         return results
@@ -160,7 +161,8 @@ class FakeRecommender:
             raise ValidationFailed("diversity is in [0, 1]")
         history = self.events.get(user_id)
         if not history:
-            out = self.trending(k, filter=filter)
+            skip = set(exclude)
+            out = [r for r in self.trending(len(self.items), filter=filter) if r.item_id not in skip][:k]
         else:
             out = self._from_history(history, k, filter, exclude, explain)
         if debug:

@@ -62,6 +62,7 @@ _OPTIONAL: list[tuple[str, str, str]] = [
     ("index", "register", ""),
     ("ranker", "register", ""),
     ("serve", "register", ""),
+    ("feedback", "register", ""),
 ]
 
 

@@ -27,9 +27,16 @@ class EventResult:
 
 
 def parse_event(raw: Mapping[str, Any], *, now: datetime | None = None) -> EventRecord:
-    """One event from a mapping (user_id, item_id, type, value?, timestamp?, event_id?); raises ValueError."""
+    """One event from a mapping (user_id, item_id, type, value?, timestamp?, event_id?, recommendation_id?,
+    position?); raises ValueError."""
     ts = raw.get("timestamp", raw.get("ts"))
     cid = raw.get("event_id", raw.get("client_event_id"))
+    rid = raw.get("recommendation_id")
+    pos = raw.get("position")
+    if rid not in (None, "") and (not isinstance(rid, str) or len(rid) > 64):
+        raise ValueError("recommendation_id is a string of at most 64 characters")
+    if pos is not None and (isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos < 2**31):
+        raise ValueError("position is a non-negative integer")
     return EventRecord(
         user_id=parse_id(raw.get("user_id"), "user_id"),
         item_id=parse_id(raw.get("item_id"), "item_id"),
@@ -37,6 +44,8 @@ def parse_event(raw: Mapping[str, Any], *, now: datetime | None = None) -> Event
         ts=parse_ts(ts) if ts not in (None, "") else (now or utcnow()),
         value=parse_float(raw.get("value"), "value"),
         client_event_id=None if cid in (None, "") else str(cid)[:200],
+        recommendation_id=None if rid in (None, "") else str(rid),
+        position=pos,
     )
 
 

@@ -7,10 +7,22 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import BigInteger, Connection, Integer, String, bindparam, func, literal, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
-from recsys.store.tables import CatalogueState, Event, Item, ItemMedia, User
+from recsys.store.tables import NOT_HISTORY, CatalogueState, Event, Item, ItemMedia, User
 
 
 def events_frame(
@@ -20,7 +32,8 @@ def events_frame(
     users: Sequence[str] | None = None,
     since: datetime | None = None,
 ) -> pd.DataFrame:
-    """Events as a frame with columns user_id, item_id (external ids, str), type, value, ts, sorted by (ts, id)."""
+    """Events as a frame with columns user_id, item_id (external ids, str), type, value, ts, sorted by (ts, id).
+    Impressions (feedback on a shown list, not interest) only when ``types`` names them."""
     q = (
         select(User.external_id.label("user_id"), Item.external_id.label("item_id"), Event.type, Event.value,
                Event.ts, Event.id.label("event_id"))
@@ -28,8 +41,7 @@ def events_frame(
         .join(Item, Item.id == Event.item_id)
         .order_by(Event.ts, Event.id)
     )
-    if types:
-        q = q.where(Event.type.in_(list(types)))
+    q = q.where(Event.type.in_(list(types)) if types else Event.type.not_in(NOT_HISTORY))
     if users is not None:
         q = q.where(User.external_id.in_(list(users)))
     if since is not None:
@@ -53,12 +65,16 @@ def user_event_records_of(rows: Iterable[Sequence[Any]]) -> list[tuple[str, str,
     return [(i, t, v, ts if isinstance(ts, datetime) else datetime.fromisoformat(ts), e) for i, t, v, ts, e in rows]
 
 
+# Events that are part of a history: impressions are left out (no bound parameter: the loop reads compile these
+# statements themselves and pass only the user id).
+IS_HISTORY = and_(*(Event.type != literal_column(f"'{t}'") for t in NOT_HISTORY))
+
 # Built once: constructing the statement costs more than running it on a short history.
 USER_EVENTS = (
     select(Item.external_id, Event.type, Event.value, Event.ts, Event.id)
     .join(User, User.id == Event.user_id)
     .join(Item, Item.id == Event.item_id)
-    .where(User.external_id == bindparam("user_id"))
+    .where(User.external_id == bindparam("user_id"), IS_HISTORY)
     .order_by(Event.ts, Event.id)
 )
 
@@ -90,7 +106,7 @@ def _values_and_version(rows: Iterable[Sequence[Any]]) -> tuple[list[Any], int |
 
 REQUEST_STATE = union_all(
     select(Event.id, literal(None, BigInteger).label("removed_version")).join(User, User.id == Event.user_id)
-    .where(User.external_id == bindparam("user_id")),
+    .where(User.external_id == bindparam("user_id"), IS_HISTORY),
     select(literal(None, Integer), CatalogueState.removed_version).where(CatalogueState.id == 1),
 )
 

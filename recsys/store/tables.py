@@ -33,7 +33,9 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "like", "dislike")
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "like", "dislike", "impression")
+NOT_HISTORY = ("impression",)
+"""Event types that are feedback on a shown list, not interest in an item: never part of a history or a statistic."""
 MEDIA_KINDS = ("image", "video")
 MEDIA_STATUSES = ("pending", "ok", "error")
 ARTIFACT_KINDS = ("encoder", "index", "ranker")
@@ -125,6 +127,33 @@ class Event(Base):
     ts: Mapped[datetime] = mapped_column(DateTime, index=True)
     client_event_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    recommendation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The served list (``served_lists.id``) the event answers, when the client says so: attribution."""
+    position: Mapped[int | None] = mapped_column(Integer)
+    """The item's 0-based position in that list."""
+
+
+class ServedList(Base):
+    """A list the API answered: its recommendation id, where it came from and what it showed, in order. Written by a
+    background writer (``recsys.feedback.served``), so a list under heavy load may be missing: never a source of
+    truth for anything but attribution and feeds."""
+
+    __tablename__ = "served_lists"
+    __table_args__ = (Index("ix_served_lists_user_created", "user_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    """The external user id for personal lists; None for search, similar items and the like."""
+    feed_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The first page's id when this list is a later page of a feed (``cursor=``)."""
+    offset: Mapped[int] = mapped_column(Integer, default=0)
+    item_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    """How many items the list showed (``len(item_ids)``, kept for the report's sums)."""
+    index_generation: Mapped[str | None] = mapped_column(String(200))
+    ranker_version: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 class ItemTag(Base):

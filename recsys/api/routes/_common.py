@@ -10,6 +10,7 @@ from fastapi import Query, Request, Response
 
 from recsys.api.schemas import MAX_LIST, Filter
 from recsys.errors import ValidationFailed
+from recsys.feedback import Cursor, Served, new_recommendation_id
 from recsys.service import ScoredItem, result_object
 
 
@@ -52,18 +53,44 @@ async def query_filter(
     return None if f.is_empty() else f
 
 
-def results(request: Request, items: list[Any], *, debug: dict[str, float] | None = None) -> Any:
+def results(request: Request, items: list[Any], *, debug: dict[str, float] | None = None, user_id: str | None = None,
+            page: Cursor | None = None, k: int | None = None) -> Any:
     """The response envelope (the :class:`~recsys.api.schemas.Results` shape): results best first, the generation
-    ids they came from, debug timings on request. Written here once, without a second validation pass; a
-    :class:`~recsys.service.ScoredItem` brings its own memoised JSON."""
+    ids they came from, a fresh ``recommendation_id`` (the list is recorded by the background writer, see
+    :mod:`recsys.feedback`), debug timings on request. Written here once, without a second validation pass; a
+    :class:`~recsys.service.ScoredItem` brings its own memoised JSON, so a cached list stays cheap.
+
+    A feed (``k`` given: personal and session lists) gets ``meta.next`` when it filled the page; ``page`` is the
+    cursor this page was asked for, ``user_id`` whom the list was shown to."""
     status = request.app.state.runtime.status
-    meta = {"request_id": getattr(request.state, "request_id", None),
-            "index_generation": _str(status.get("index_generation")),
-            "ranker_version": _str(status.get("ranker_version"))}
+    gen, ranker = _str(status.get("index_generation")), _str(status.get("ranker_version"))
+    rid = new_recommendation_id()
+    shown = tuple(it.item_id if isinstance(it, ScoredItem) else str(_field(it, "item_id")) for it in items)
+    offset = page.offset if page is not None else 0
+    log = getattr(request.app.state, "served", None)
+    if log is not None:
+        log.record(Served(rid, source_of(request), shown, user_id, page.feed_id if page is not None else None,
+                          offset, gen, ranker))
+    nxt = None
+    if k is not None and shown and len(shown) >= k:
+        nxt = Cursor(page.feed_id if page is not None else rid, offset + len(shown)).encode()
+    meta = {"request_id": getattr(request.state, "request_id", None), "index_generation": gen,
+            "ranker_version": ranker, "recommendation_id": rid, "next": nxt}
     rendered = ",".join(it.as_json if isinstance(it, ScoredItem) else _dumps(_result(it)) for it in items)
     timings = None if debug is None else {"timings_ms": debug}
     body = f'{{"items":[{rendered}],"meta":{_dumps(meta)},"debug":{_dumps(timings)}}}'
     return Response(body, media_type="application/json")
+
+
+def source_of(request: Request) -> str:
+    """The endpoint a list came from: the route's name (its operationId), a POST twin named like its GET."""
+    route = request.scope.get("route")
+    name = str(getattr(route, "name", "") or "unknown")
+    return name.removesuffix("_post")
+
+
+def _field(it: Any, name: str) -> Any:
+    return it[name] if isinstance(it, dict) else getattr(it, name)
 
 
 def _result(it: Any) -> dict[str, Any]:

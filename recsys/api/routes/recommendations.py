@@ -10,7 +10,17 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
 from recsys.api.routes._common import debug_timings, ids_param, query_filter, results, to_item_filter
-from recsys.api.schemas import Filter, MoreLikeTheseRequest, RecommendRequest, Results, SessionRequest, UserDeleted
+from recsys.api.routes.feeds import CURSOR_DOC, feed_exclusions, left_out
+from recsys.api.schemas import (
+    CursorText,
+    Filter,
+    MoreLikeTheseRequest,
+    RecommendRequest,
+    Results,
+    SessionRequest,
+    ShownHours,
+    UserDeleted,
+)
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 
@@ -21,12 +31,12 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
     # Cache-Control: no-cache asks for a list ranked now, not one from the service's result cache
     fresh = "no-cache" in request.headers.get("cache-control", "").lower()
     start = time.perf_counter()
-    items, timings = await rec.arecommend(user_id, body.k, filter=to_item_filter(body.filter), exclude=body.exclude,
+    page, exclude = await left_out(request, body, user_id)
+    items, timings = await rec.arecommend(user_id, body.k, filter=to_item_filter(body.filter), exclude=exclude,
                                           diversity=body.diversity, explain=body.explain, fresh=fresh,
                                           now=body.now)
-    if body.debug:
-        return results(request, items, debug=debug_timings(timings, start))
-    return results(request, items)
+    debug = debug_timings(timings, start) if body.debug else None
+    return results(request, items, debug=debug, user_id=user_id, page=page, k=body.k)
 
 
 # async: a cached answer never leaves the event loop; the service sends ranking to a worker thread itself
@@ -39,9 +49,12 @@ async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key
                     diversity: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
                     explain: bool = False, debug: bool = False,
                     now: Annotated[datetime | None, Query(description="rank as of this time (ISO 8601)")] = None,
+                    cursor: Annotated[CursorText | None, Query(description=CURSOR_DOC)] = None,
+                    exclude_shown_hours: Annotated[ShownHours | None, Query()] = None,
                     ) -> Any:
     body = RecommendRequest.model_construct(k=k, filter=f, exclude=ids_param(exclude), diversity=diversity,
-                                            explain=explain, debug=debug, now=now)
+                                            explain=explain, debug=debug, now=now, cursor=cursor,
+                                            exclude_shown_hours=exclude_shown_hours)
     return await _recommend(request, rec, user_id, body)
 
 
@@ -50,7 +63,7 @@ async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key
 def buy_again(request: Request, user_id: UserId, rec: RecommenderDep, _key: ReadKey,
               k: Annotated[int, Query(ge=1, le=1000)] = 20,
               now: Annotated[datetime | None, Query(description="rank as of this time (ISO 8601)")] = None) -> Any:
-    return results(request, rec.buy_again(user_id, k, now=now))
+    return results(request, rec.buy_again(user_id, k, now=now), user_id=user_id)
 
 
 @router.post("/users/{user_id}/recommendations", response_model=Results,
@@ -64,9 +77,10 @@ async def recommend_post(request: Request, user_id: UserId, body: RecommendReque
              summary="Recommendations for an anonymous session from posted events (nothing is stored)")
 def recommend_session(request: Request, body: SessionRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
     events = [e.model_dump(exclude_none=True) for e in body.events]
-    items = rec.recommend_for_events(events, body.k, filter=to_item_filter(body.filter), exclude=body.exclude,
+    page, exclude = feed_exclusions(request, body, None)
+    items = rec.recommend_for_events(events, body.k, filter=to_item_filter(body.filter), exclude=exclude,
                                      diversity=body.diversity, explain=body.explain)
-    return results(request, items)
+    return results(request, items, page=page, k=body.k)
 
 
 @router.post("/more-like-these", response_model=Results,

@@ -46,6 +46,9 @@ class EventRecord:
     ts: datetime
     value: float | None = None
     client_event_id: str | None = None
+    recommendation_id: str | None = None
+    """The served list the event answers (attribution), and the item's position in it."""
+    position: int | None = None
 
 
 def parse_id(value: Any, what: str) -> str:

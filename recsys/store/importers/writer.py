@@ -123,7 +123,8 @@ def insert_events(session: Session, records: Sequence[EventRecord]) -> list[int 
     rows: list[dict[str, Any]] = [
         {"user_id": users[r.user_id], "item_id": items[r.item_id], "type": r.type, "value": r.value, "ts": r.ts,
          # An event without a client id can never be a duplicate: give it a unique one so results correlate.
-         "client_event_id": r.client_event_id or f"auto:{uuid.uuid4().hex}", "created_at": utcnow()}
+         "client_event_id": r.client_event_id or f"auto:{uuid.uuid4().hex}", "created_at": utcnow(),
+         "recommendation_id": r.recommendation_id, "position": r.position}
         for r in records
     ]
     if not rows:

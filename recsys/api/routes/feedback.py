@@ -1,0 +1,40 @@
+"""Feedback: the online report of what served lists led to (attribution by ``recommendation_id``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from recsys.api.deps import AdminKey, RecommenderDep
+from recsys.api.schemas import FeedbackReport
+
+router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
+
+
+@router.get("/report", response_model=FeedbackReport,
+            summary="Lists served and the events attributed to them, per source, ranker version and index generation",
+            description="An event is attributed when it carries the `recommendation_id` of a served list. CTR and "
+                        "conversion rate are over impressions (or, where none were posted, the items the lists "
+                        "showed), with 95% Wilson intervals.")
+def feedback_report(rec: RecommenderDep, _key: AdminKey,
+                    since: Annotated[datetime | None, Query(description="only lists served from this time (ISO "
+                                                                        "8601; naive = UTC)")] = None,
+                    ) -> FeedbackReport:
+    from recsys.feedback import feedback_report as report
+
+    return FeedbackReport.model_validate(report(rec.store, since=_utc(since)))
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    from recsys.errors import ValidationFailed
+
+    if ts is None or ts.tzinfo is None:
+        return ts
+    try:
+        return ts.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValidationFailed("since is out of range") from None

@@ -1,0 +1,77 @@
+"""The online report: what the served lists led to, per source (endpoint), ranker version and index generation.
+
+An event is attributed when it carries the ``recommendation_id`` of a recorded served list. Rates are over
+exposures: the impressions clients posted for those lists, or, for a group with none, the items the lists showed.
+Intervals are 95% Wilson score intervals (sound near 0 and for small counts, unlike the normal approximation).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from recsys.store.tables import Event, ServedList
+
+COUNTED = {"impression": "impressions", "click": "clicks", "like": "likes", "add_to_cart": "add_to_cart",
+           "purchase": "purchases"}
+Z95 = 1.959963984540054
+
+
+def wilson(successes: int, trials: int, z: float = Z95) -> dict[str, float | None]:
+    """The rate ``successes / trials`` with its Wilson score interval; all None without trials. Successes beyond
+    the trials (more clicks than impressions: a client that sends no impression for some lists) are capped."""
+    if trials <= 0:
+        return {"rate": None, "low": None, "high": None}
+    k = min(max(successes, 0), trials)
+    p = k / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == trials else min(1.0, centre + half)
+    return {"rate": p, "low": low, "high": high}
+
+
+def feedback_report(store: Any, *, since: datetime | None = None) -> dict[str, Any]:
+    """Lists served since ``since`` (all without it) and the events attributed to them, grouped by source, ranker
+    version and index generation; ``totals`` over every group."""
+    keys = (ServedList.source, ServedList.ranker_version, ServedList.index_generation)
+    lists_q = select(*keys, func.count(ServedList.id), func.coalesce(func.sum(ServedList.size), 0)).group_by(*keys)
+    events_q = (select(*keys, Event.type, func.count(Event.id))
+                .join(ServedList, ServedList.id == Event.recommendation_id)
+                .where(Event.type.in_(list(COUNTED))).group_by(*keys, Event.type))
+    if since is not None:
+        lists_q = lists_q.where(ServedList.created_at >= since)
+        events_q = events_q.where(ServedList.created_at >= since)
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    with store.session() as s:
+        for source, ranker, gen, n, size in s.execute(lists_q):
+            groups[(source, ranker, gen)] = _group(source, ranker, gen, int(n), int(size))
+        for source, ranker, gen, etype, n in s.execute(events_q):
+            g = groups.setdefault((source, ranker, gen), _group(source, ranker, gen, 0, 0))
+            g[COUNTED[etype]] += int(n)
+    rows = [_rates(g) for _, g in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0]))]
+    total = _group(None, None, None, 0, 0)
+    for g in rows:
+        for field in ("lists", "items_served", *COUNTED.values()):
+            total[field] += g[field]
+    totals = _rates(total)
+    for field in ("source", "ranker_version", "index_generation"):
+        totals.pop(field)
+    return {"since": since.isoformat() if since is not None else None, "confidence": 0.95, "groups": rows,
+            "totals": totals}
+
+
+def _group(source: Any, ranker: Any, gen: Any, lists: int, size: int) -> dict[str, Any]:
+    return {"source": source, "ranker_version": ranker, "index_generation": gen, "lists": lists,
+            "items_served": size, **dict.fromkeys(COUNTED.values(), 0)}
+
+
+def _rates(g: dict[str, Any]) -> dict[str, Any]:
+    basis = "impressions" if g["impressions"] > 0 else "items_served"
+    exposures = int(g[basis])
+    return {**g, "exposures": exposures, "exposure_basis": basis, "ctr": wilson(g["clicks"], exposures),
+            "conversion_rate": wilson(g["purchases"], exposures)}

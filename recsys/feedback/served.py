@@ -1,0 +1,220 @@
+"""Served lists: every list the API answers gets an id, recorded off the request path.
+
+``ServedLog.record`` costs a queue put: a daemon thread drains the queue in batches into ``served_lists``. A full
+queue drops the list and counts it (``dropped``; ``recsys_served_lists_dropped`` in ``/metrics``) instead of making a
+request wait for the database. The log also remembers, in memory, what the recent feeds and users were shown, so a
+feed's next page and ``exclude_shown_hours`` see a list that is still in the queue (and a list that was dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, or_, select
+
+from recsys.store.tables import Event, ServedList, User, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def new_recommendation_id() -> str:
+    """A fresh list id: 32 hex digits (a random UUID), about a microsecond."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Served:
+    """One answered list: its id, where it came from and the items it showed, best first."""
+
+    id: str
+    source: str
+    item_ids: tuple[str, ...]
+    user_id: str | None = None
+    feed_id: str | None = None
+    offset: int = 0
+    index_generation: str | None = None
+    ranker_version: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+    def row(self) -> dict[str, Any]:
+        return {"id": self.id, "source": self.source[:32], "user_id": self.user_id, "feed_id": self.feed_id,
+                "offset": self.offset, "item_ids": list(self.item_ids), "size": len(self.item_ids),
+                "index_generation": self.index_generation,
+                "ranker_version": self.ranker_version, "created_at": self.created_at}
+
+
+class _Recent:
+    """What recent feeds and users were shown, in memory (bounded, least recently used dropped)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.feeds: OrderedDict[str, list[str]] = OrderedDict()
+        self.users: OrderedDict[str, deque[tuple[datetime, tuple[str, ...]]]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def add(self, s: Served) -> None:
+        if s.user_id is None:  # only personal lists page and are left out later
+            return
+        with self.lock:
+            feed = s.feed_id or s.id
+            self.feeds.setdefault(feed, []).extend(s.item_ids)
+            self.feeds.move_to_end(feed)
+            while len(self.feeds) > self.size:
+                self.feeds.popitem(last=False)
+            shown = self.users.setdefault(s.user_id, deque(maxlen=64))
+            shown.append((s.created_at, s.item_ids))
+            self.users.move_to_end(s.user_id)
+            while len(self.users) > self.size:
+                self.users.popitem(last=False)
+
+    def feed(self, feed_id: str) -> list[str] | None:
+        with self.lock:
+            items = self.feeds.get(feed_id)
+            return None if items is None else list(items)
+
+    def user(self, user_id: str, since: datetime) -> set[str]:
+        with self.lock:
+            return {i for ts, items in self.users.get(user_id, ()) if ts >= since for i in items}
+
+
+class ServedLog:
+    """The bounded background writer of served lists over ``store`` (see the module docstring).
+
+    ``queue_size`` lists wait at most; the thread writes up to ``batch_size`` per transaction. ``enabled=False``
+    still hands out ids and remembers feeds in memory, but writes nothing.
+    """
+
+    def __init__(self, store: Any, *, queue_size: int = 10_000, batch_size: int = 500, enabled: bool = True,
+                 recent: int = 10_000, on_drop: Callable[[], Any] | None = None) -> None:
+        self.store = store
+        self.on_drop = on_drop
+        self.enabled = enabled
+        self.batch_size = max(1, batch_size)
+        self.dropped = 0
+        self.written = 0
+        self.failed = 0
+        self.recent = _Recent(recent)
+        self._queue: queue.Queue[Served | None] = queue.Queue(maxsize=max(1, queue_size))
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._pending = 0
+
+    # -- the request path ------------------------------------------------------------------------------------
+    def record(self, served: Served) -> bool:
+        """Queue ``served`` for writing; False (and counted in ``dropped``) when the queue is full. Never blocks."""
+        self.recent.add(served)
+        if not self.enabled:
+            return True
+        self._ensure_thread()
+        with self._idle:
+            self._pending += 1
+        try:
+            self._queue.put_nowait(served)
+        except queue.Full:
+            with self._idle:
+                self._pending -= 1
+                self.dropped += 1
+            if self.on_drop is not None:
+                self.on_drop()
+            return False
+        return True
+
+    # -- reads -----------------------------------------------------------------------------------------------
+    def feed_items(self, feed_id: str) -> list[str] | None:
+        """The items every page of feed ``feed_id`` showed so far (memory, else the store); None for an unknown
+        feed."""
+        items = self.recent.feed(feed_id)
+        if items is not None:
+            return items
+        with self.store.session() as s:
+            rows = s.execute(select(ServedList.offset, ServedList.item_ids)
+                             .where(or_(ServedList.id == feed_id, ServedList.feed_id == feed_id))).all()
+        if not rows:
+            return None
+        return [i for _, ids in sorted(rows, key=lambda r: r[0]) for i in ids or ()]
+
+    def shown_to(self, user_id: str, hours: float, *, now: datetime | None = None) -> set[str]:
+        """Items shown to ``user_id`` within the last ``hours``: in lists served to them (memory and store) and in
+        the impressions they posted."""
+        since = (now or utcnow()) - timedelta(hours=hours)
+        shown = self.recent.user(user_id, since)
+        with self.store.session() as s:
+            for (ids,) in s.execute(select(ServedList.item_ids)
+                                    .where(ServedList.user_id == user_id, ServedList.created_at >= since)):
+                shown.update(ids or ())
+            from recsys.store.tables import Item
+
+            shown.update(s.scalars(select(Item.external_id).join(Event, Event.item_id == Item.id)
+                                   .join(User, User.id == Event.user_id)
+                                   .where(User.external_id == user_id, Event.type == "impression",
+                                          Event.ts >= since)))
+        return shown
+
+    # -- the writer ------------------------------------------------------------------------------------------
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every queued list is written (or failed); False on timeout. For tests and shutdown."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued (up to ``timeout_s``) and stop the thread."""
+        thread = self._thread
+        if thread is None:
+            return
+        self.flush(timeout_s)
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            return
+        thread.join(timeout_s)
+        self._thread = None
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="recsys-served-lists", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.batch_size:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: Sequence[Served]) -> None:
+        try:
+            with self.store.session() as s:
+                s.execute(insert(ServedList), [b.row() for b in batch])
+            self.written += len(batch)
+        except Exception as e:  # a database outage loses these lists, never a request
+            self.failed += len(batch)
+            log.warning("could not record %d served lists: %s", len(batch), f"{type(e).__name__}: {str(e)[:200]}")
+        finally:
+            with self._idle:
+                self._pending -= len(batch)
+                self._idle.notify_all()

@@ -1,0 +1,188 @@
+"""The feedback loop's store side: served lists recorded off the request path, impressions kept out of histories,
+events attributed to the list they name (SQLite, and PostgreSQL when RECSYS_TEST_POSTGRES_URL is set)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from recsys.config import Settings
+from recsys.feedback import Served, ServedLog, feedback_report, new_recommendation_id, wilson
+from recsys.ranking.history import history_from_records
+from recsys.store import Store
+from recsys.store.events import ingest_events
+from recsys.store.importers import run_import
+from recsys.store.queries import events_frame, request_state, user_event_records
+from recsys.store.tables import Event, ServedList, utcnow
+from tests.store.fixtures import write_hm
+
+A, B, C = "0108775015", "0108775044", "0110065001"
+
+
+def _served(items: tuple[str, ...], *, user: str | None = "c1", source: str = "recommend", **kw: Any) -> Served:
+    return Served(new_recommendation_id(), source, items, user, index_generation="g1", ranker_version="r1", **kw)
+
+
+def test_lists_are_recorded_in_batches_with_their_items(store: Store) -> None:
+    log = ServedLog(store, batch_size=3)
+    lists = [_served((A, B)), _served((C,), user=None, source="similar"), _served((B, A, C))]
+    assert all(log.record(s) for s in lists)
+    assert log.flush()
+    with store.session() as s:
+        rows = {r.id: r for r in s.scalars(select(ServedList))}
+    assert set(rows) == {s.id for s in lists} and len({s.id for s in lists}) == 3
+    assert rows[lists[2].id].item_ids == [B, A, C] and rows[lists[2].id].size == 3
+    assert rows[lists[1].id].user_id is None and rows[lists[1].id].source == "similar"
+    log.close()
+    assert log.written == 3 and log.dropped == 0
+
+
+class BlockedStore:
+    """A store whose writes wait until ``release`` is set: a database that stopped answering."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        self.entered.set()
+        self.release.wait()
+        with self.inner.session() as s:
+            yield s
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(sqlite_store: Store) -> None:
+    blocked = BlockedStore(sqlite_store)
+    drops: list[int] = []
+    log = ServedLog(blocked, queue_size=2, batch_size=1, on_drop=lambda: drops.append(1))
+    assert log.record(_served((A,)))
+    blocked.entered.wait()  # the writer holds the first list and waits on the database
+    kept = [log.record(_served((B,))) for _ in range(10)]  # would hang here if recording waited for the queue
+    assert kept == [True, True] + [False] * 8
+    assert log.dropped == 8 and len(drops) == 8
+    blocked.release.set()
+    assert log.flush()
+    assert log.written == 3
+    log.close()
+
+
+def test_a_failing_database_loses_lists_not_requests(sqlite_store: Store) -> None:
+    class Down:
+        @contextmanager
+        def session(self) -> Iterator[Any]:
+            raise RuntimeError("database is down")
+            yield
+
+    log = ServedLog(Down())
+    assert log.record(_served((A,)))
+    assert log.flush()
+    assert log.failed == 1
+    log.close()
+
+
+def test_feeds_and_shown_items_are_read_from_memory_and_store(store: Store, settings: Settings,
+                                                               tmp_path: Path) -> None:
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    writer = ServedLog(store)
+    first = _served((A,))
+    writer.record(first)
+    writer.record(_served((B,), feed_id=first.id, offset=1))
+    writer.record(_served((C,), user="c2"))
+    writer.flush()
+    assert writer.feed_items(first.id) == [A, B]
+    reader = ServedLog(store)  # another replica: nothing in memory
+    assert reader.feed_items(first.id) == [A, B]
+    assert reader.feed_items(new_recommendation_id()) is None
+    assert reader.shown_to("c1", 1.0) == {A, B}
+    old = _served((C,), created_at=utcnow() - timedelta(hours=5))
+    writer.record(old)
+    writer.flush()
+    assert reader.shown_to("c1", 1.0) == {A, B} and C in reader.shown_to("c1", 6.0)
+    ingest_events(store, [{"user_id": "c2", "item_id": A, "type": "impression"}])
+    assert reader.shown_to("c2", 1.0) == {A, C}
+    writer.close()
+
+
+def test_impressions_are_no_part_of_a_history(store: Store, settings: Settings, tmp_path: Path) -> None:
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    with store.reading() as c:
+        before_ids, _ = request_state(c, "c1")
+        before = user_event_records(c, "c1")
+    results = ingest_events(store, [{"user_id": "c1", "item_id": C, "type": "impression", "position": 0,
+                                     "recommendation_id": new_recommendation_id()}])
+    assert results[0].status == "stored"
+    with store.reading() as c:
+        after_ids, _ = request_state(c, "c1")  # the cached list's key is unchanged: an impression ranks nothing
+        assert user_event_records(c, "c1") == before and sorted(after_ids) == sorted(before_ids)
+    with store.session() as s:
+        assert "impression" not in set(events_frame(s).type)
+        assert list(events_frame(s, types=["impression"]).item_id) == [C]
+    # and were one handed to the ranker's history anyway, it is dropped there, not taken as interest
+    assert len(history_from_records([(C, "impression", None, utcnow())], _Table())) == 0
+
+
+class _Table:
+    ids = [A, B, C]
+
+    def rows_of(self, ids: Any) -> Any:
+        import numpy as np
+
+        return np.array([self.ids.index(i) if i in self.ids else -1 for i in ids], dtype=np.int64)
+
+
+def test_events_with_a_recommendation_id_are_attributed(store: Store, settings: Settings, tmp_path: Path) -> None:
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    log = ServedLog(store)
+    rec, sim = _served((A, B, C)), _served((B, C), user=None, source="similar")
+    log.record(rec)
+    log.record(sim)
+    log.record(_served((A,)))  # a list nobody answered
+    log.flush()
+    events = [
+        *({"user_id": "c1", "item_id": i, "type": "impression", "recommendation_id": rec.id, "position": p}
+          for p, i in enumerate((A, B, C))),
+        {"user_id": "c1", "item_id": B, "type": "click", "recommendation_id": rec.id, "position": 1},
+        {"user_id": "c1", "item_id": B, "type": "add_to_cart", "recommendation_id": rec.id},
+        {"user_id": "c1", "item_id": B, "type": "purchase", "recommendation_id": rec.id},
+        {"user_id": "c2", "item_id": C, "type": "like", "recommendation_id": sim.id},
+        {"user_id": "c2", "item_id": C, "type": "click", "recommendation_id": sim.id},
+        {"user_id": "c2", "item_id": A, "type": "click"},  # not attributed: no list named
+        {"user_id": "c2", "item_id": A, "type": "click", "recommendation_id": "unknown-list"},
+    ]
+    assert [r.status for r in ingest_events(store, events)] == ["stored"] * len(events)
+    with store.session() as s:
+        stored = s.execute(select(Event.recommendation_id, Event.position).where(Event.type == "click")).all()
+    assert (rec.id, 1) in stored
+    report = feedback_report(store)
+    groups = {g["source"]: g for g in report["groups"]}
+    r = groups["recommend"]
+    assert (r["lists"], r["items_served"], r["impressions"], r["clicks"], r["add_to_cart"], r["purchases"]) == \
+        (2, 4, 3, 1, 1, 1)
+    assert r["exposure_basis"] == "impressions" and r["ctr"]["rate"] == pytest.approx(1 / 3)
+    assert r["ctr"]["low"] < 1 / 3 < r["ctr"]["high"]
+    s_ = groups["similar"]
+    assert (s_["lists"], s_["clicks"], s_["likes"], s_["exposures"], s_["exposure_basis"]) == \
+        (1, 1, 1, 2, "items_served")
+    assert report["totals"]["clicks"] == 2 and report["totals"]["lists"] == 3
+    assert r["ranker_version"] == "r1" and r["index_generation"] == "g1"
+    later = feedback_report(store, since=utcnow() + timedelta(hours=1))
+    assert later["groups"] == [] and later["totals"]["lists"] == 0
+    log.close()
+
+
+def test_wilson_interval_known_values() -> None:
+    w = wilson(10, 100)
+    assert w["rate"] == pytest.approx(0.1)
+    assert w["low"] == pytest.approx(0.0552, abs=1e-4) and w["high"] == pytest.approx(0.1744, abs=1e-4)
+    assert wilson(0, 10)["low"] == 0.0 and wilson(10, 10)["high"] == 1.0
+    assert wilson(5, 0) == {"rate": None, "low": None, "high": None}
+    assert wilson(7, 5)["rate"] == 1.0  # more clicks than exposures is capped, never a rate above 1
