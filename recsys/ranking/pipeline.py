@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recsys import tracing
 from recsys.errors import IncompatibleArtifact, RankerError
 from recsys.ranking import rules
 from recsys.ranking.candidates import SOURCES, CandidateGenerator, Candidates, ExactSearch, VectorSearch
@@ -248,8 +249,12 @@ class RankingPipeline:
         results = []
         for (r, cands, _), s in zip(prepared, scores, strict=True):
             results.append(self._finish(r, cands, np.asarray(s, dtype=np.float64)))
+        t3 = time.perf_counter()
         self.last_timings = {"candidates_ms": (t1 - t0) * 1000, "score_ms": (t2 - t1) * 1000,
-                             "rules_ms": (time.perf_counter() - t2) * 1000}
+                             "rules_ms": (t3 - t2) * 1000}
+        if tracing.active():
+            tracing.record_phases((("recsys.candidates", t0, t1), ("recsys.ranking", t1, t2), ("recsys.rules", t2, t3)),
+                                  {"recsys.requests": len(reqs), "recsys.ranker": self.ranker_id})
         return results
 
     def _fill(self, cands: Candidates, r: _Request) -> Candidates:
