@@ -158,6 +158,9 @@ class ApiSettings(BaseModel):
     compute_threads: int = 1
     """Threads torch and FAISS may use per request in the server: requests already run in parallel, and more
     intra-op threads oversubscribe the cores (measured: 9x slower recommendations on 2 cores). 0 keeps the defaults."""
+    otel: bool = False
+    """OpenTelemetry tracing (the ``recsys[otel]`` extra): a span per request, child spans for the candidates,
+    ranking and rules of recommendations. Also on when an OTEL_* exporter variable is set; see :mod:`recsys.tracing`."""
 
 
 class FeedbackSettings(BaseModel):

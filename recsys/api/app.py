@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from recsys.api import docs, errors
+from recsys.api import docs, errors, tracing
 from recsys.api.auth import KeyRing
 from recsys.api.deps import RecommenderLike
 from recsys.api.limits import RateLimiter
@@ -168,6 +168,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
                                                                "RateLimit-Remaining", "RateLimit-Reset"])
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.api.max_body_bytes,
                        loopback_only=not settings.api.auth, db_timeout_s=settings.store.request_read_timeout_s)
+    tracing.install(app, settings)  # outermost: a request's span covers the middleware too; a no-op when off
     return app
 
 
