@@ -162,6 +162,40 @@ def test_cached_lists_never_outlive_a_deletion_or_an_event(client: TestClient, b
     assert "cached" not in later["debug"]["timings_ms"] and later["items"][0]["item_id"] != after[0]
 
 
+def test_feedback_loop_on_the_real_service(client: TestClient, built: tuple[Path, Path]) -> None:
+    """Every demo user's page 2 shares no item with page 1; a cached list still gets a fresh id; impressions change
+    neither the list nor its cache key; events naming a list are attributed in the report, exactly."""
+    users = sorted({json.loads(line)["user_id"] for line in (built[1] / "events.jsonl").read_text().splitlines()})
+    for user in [*users, "cold-user-1"]:
+        one = client.get(f"/v1/users/{user}/recommendations?k=8").json()
+        two = client.get(f"/v1/users/{user}/recommendations", params={"k": 8, "cursor": one["meta"]["next"]})
+        shown = {it["item_id"] for it in one["items"]}
+        assert len(shown) == 8 and _items(two) and not shown & {it["item_id"] for it in _items(two)}, user
+    user = users[0]
+    first = client.get(f"/v1/users/{user}/recommendations?k=6").json()
+    again = client.get(f"/v1/users/{user}/recommendations?k=6&debug=true").json()
+    assert again["debug"]["timings_ms"].get("cached") == 1.0 and again["items"] == first["items"]
+    rid = first["meta"]["recommendation_id"]
+    assert again["meta"]["recommendation_id"] != rid
+    ids = [it["item_id"] for it in first["items"]]
+    events = [{"user_id": user, "item_id": i, "type": "impression", "recommendation_id": rid, "position": p}
+              for p, i in enumerate(ids)]
+    events += [{"user_id": user, "item_id": ids[2], "type": "click", "recommendation_id": rid, "position": 2},
+               {"user_id": user, "item_id": ids[2], "type": "add_to_cart", "recommendation_id": rid, "position": 2}]
+    assert client.post("/v1/events", json={"events": events[:6]}).json()["stored"] == 6
+    after = client.get(f"/v1/users/{user}/recommendations?k=6&debug=true").json()
+    assert after["debug"]["timings_ms"].get("cached") == 1.0 and after["items"] == first["items"]
+    assert client.post("/v1/events", json={"events": events[6:]}).json()["stored"] == 2
+    shown = client.get(f"/v1/users/{user}/recommendations", params={"k": 6, "exclude_shown_hours": 1})
+    assert not {it["item_id"] for it in _items(shown)} & set(ids)
+    client.app.state.served.flush()  # type: ignore[attr-defined]
+    report = client.get("/v1/feedback/report").json()
+    group = next(g for g in report["groups"] if g["source"] == "recommend")
+    assert (group["impressions"], group["clicks"], group["add_to_cart"], group["purchases"]) == (6, 1, 1, 0)
+    assert group["lists"] == 2 * (len(users) + 1) + 4
+    assert group["ranker_version"] == first["meta"]["ranker_version"]
+
+
 def test_fuzz_the_real_service(home: Path) -> None:
     import schemathesis
     from hypothesis import HealthCheck, given, settings
