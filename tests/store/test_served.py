@@ -186,3 +186,38 @@ def test_wilson_interval_known_values() -> None:
     assert wilson(0, 10)["low"] == 0.0 and wilson(10, 10)["high"] == 1.0
     assert wilson(5, 0) == {"rate": None, "low": None, "high": None}
     assert wilson(7, 5)["rate"] == 1.0  # more clicks than exposures is capped, never a rate above 1
+
+
+def test_feedback_report_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from recsys.cli import feedback
+    from recsys.config import get_settings
+
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "h"))
+    get_settings.cache_clear()
+    try:
+        store = Store.open()
+        run_import(store, "hm", write_hm(tmp_path / "hm"), settings=get_settings())
+        log = ServedLog(store)
+        served = _served((A, B))
+        log.record(served)
+        log.close()
+        ingest_events(store, [{"user_id": "c1", "item_id": B, "type": "click", "recommendation_id": served.id}])
+        store.dispose()
+        app = typer.Typer()
+        feedback.register(app)
+        runner = CliRunner()
+        r = runner.invoke(app, ["feedback", "report", "--json"])
+        assert r.exit_code == 0, r.output
+        report = json.loads(r.stdout.strip().splitlines()[-1])
+        assert [(g["source"], g["lists"], g["clicks"]) for g in report["groups"]] == [("recommend", 1, 1)]
+        r = runner.invoke(app, ["feedback", "report", "--since", "2200-01-01", "--json"])
+        assert json.loads(r.stdout.strip().splitlines()[-1])["groups"] == []
+        table = runner.invoke(app, ["feedback", "report"])
+        assert table.exit_code == 0 and "recommend" in table.stdout and "total" in table.stdout
+    finally:
+        get_settings.cache_clear()
