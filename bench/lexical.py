@@ -11,7 +11,7 @@ mode (hybrid) and in ``mode="vector"``:
 - broad queries: "<colour> <product type>" for ``--broad`` random pairs with at least 20 articles; precision@20 of
   colour, of type, and of both (attributes ``colour`` / ``product_type``, the H&M importer's).
 
-The store must have the lexical index (migration 0004). The bench never writes to it: a store at an older schema is
+The store must have the lexical index (migration 0004). The bench never writes to it: a store without the index is
 refused unless ``--upgrade`` is given (upgrade a copy, not a home others use). Prints one JSON object.
 
     BENCH_HM_HOME=/path/to/built/hm/home python bench/lexical.py [--words 200 --names 200 --broad 50 --seed 0]
@@ -34,6 +34,7 @@ from typing import Any
 from recsys.config import Settings
 from recsys.service import Recommender
 from recsys.store import Store
+from recsys.store.lexical import available
 from recsys.store.queries import items_frame
 
 WORD = re.compile(r"[^\W\d_]{3,}")
@@ -106,11 +107,12 @@ def main() -> None:
         sys.exit("set BENCH_HM_HOME to a built H&M home")
     settings = Settings(home=Path(home))
     store = Store(settings.db_url)
-    if not store.at_head():
-        if not args.upgrade:
-            sys.exit(f"the store at {home} is at schema {store.current_revision()}, without the lexical index; run on "
-                     "a copy of the home with --upgrade (the bench never writes to a store otherwise)")
+    if args.upgrade:
         store.upgrade()
+    with store.reading() as c:
+        if not available(c):
+            sys.exit(f"the store at {home} (schema {store.current_revision()}) has no lexical index; run on a copy "
+                     "of the home with --upgrade (the bench never writes to a store otherwise)")
     rec = Recommender(settings, store=store)
     with store.session() as s:
         items = items_frame(s)

@@ -11,11 +11,12 @@ results to fill k) and ``hybrid`` (the fusion; the default over the fused vector
 ``modality`` text or image, defaults to that tower's vectors alone). Lexical results are held to the same rules as
 vector ones: only items the served generation holds, passing the filter, not removed, not excluded. The vector list
 alone already has k items whenever k qualify, so a fused list does too. A query that is exactly an item id puts that
-item first (lexical and hybrid modes).
+item first, and a code-like query (a SKU, a product number) its keyword matches (lexical and hybrid modes).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,8 +29,11 @@ if TYPE_CHECKING:
 
 SEARCH_MODES = ("vector", "lexical", "hybrid")
 DEFAULT_MODE = "hybrid"
-DEFAULT_LEXICAL_WEIGHT = 0.5
-"""Share of the fusion given to the keyword ranking (the vector ranking gets the rest)."""
+DEFAULT_LEXICAL_WEIGHT = 0.6
+"""Share of the fusion given to the keyword ranking (the vector ranking gets the rest). Above one half, a strong
+keyword match the vectors missed outranks the vectors' own top results (0.6 / (60 + r) > 0.4 / 61 for r < 32), while
+items that both lists found still come first, ordered by both. On H&M (bench/lexical.py), 0.5 -> 0.6 raised
+rare-word recall@20 from 0.959 to 0.980 (the keyword index's own ceiling) with broad-query precision within 0.01."""
 RRF_K = 60
 """The constant of reciprocal-rank fusion: how flat the credit for rank is (60, as in the paper and most engines)."""
 LEXICAL_CUT = 0.5
@@ -37,6 +41,8 @@ LEXICAL_CUT = 0.5
 MIN_DEPTH = 100
 """Each list is read this deep at least (k deep when k is larger): fusion needs more than the top k of each."""
 MAX_DEPTH = 1000
+
+_CODE = re.compile(r"(?=[^\s]*\d)[\w\-./#]{2,64}")
 
 VECTOR, LEXICAL, ID = "search", "lexical", "id"
 """Source names on results: the vector search (its name before fusion existed), the keyword index, an id match."""
@@ -55,6 +61,11 @@ def default_mode(modality: str) -> str:
     """The mode of a request that names none: hybrid over the fused vectors; a request for one tower's vectors
     (``text``, ``image``) asks for that tower alone, so it stays vector search."""
     return DEFAULT_MODE if modality == "fused" else "vector"
+
+
+def looks_like_code(query: str) -> bool:
+    """One word of letters, digits and ``-_./#`` with at least one digit: "0108775", "AB-1234", "501"."""
+    return _CODE.fullmatch(query.strip()) is not None
 
 
 def check_mode(mode: str, lexical_weight: float | None) -> float:
@@ -103,7 +114,10 @@ def hybrid_search(reader: IndexReader, query: str, k: int, *, vector: Callable[[
         # found would outrank the best keyword match the vectors missed ("leopard print": the one article named
         # "Leopard tights" below dozens of prints). Only matches near the best one take part.
         lex = [i for i in lex if found[i] >= LEXICAL_CUT * found[lex[0]]]
-    weights = {LEXICAL: 1.0, VECTOR: 0.0} if mode == "lexical" else {LEXICAL: w, VECTOR: 1.0 - w}
+    # A code (a SKU, a product number: one word with a digit) means that item, not its neighbours in meaning: its
+    # keyword matches go first, as in lexical mode, and the vectors only fill the rest.
+    first = mode == "lexical" or (bool(lex) and looks_like_code(query))
+    weights = {LEXICAL: 1.0, VECTOR: 0.0} if first else {LEXICAL: w, VECTOR: 1.0 - w}
     fused = rrf({LEXICAL: lex, VECTOR: vec}, weights)
     q = query.strip()
     if q in reader and reader.keep([q], filter, exclude):

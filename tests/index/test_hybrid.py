@@ -1,8 +1,8 @@
 """Hybrid text search: a rare word the vectors miss is found, filters and removals hold, k is filled, ids go first.
 
-A tiny catalogue with a known answer: dresses and tops in two vector clusters, and a fake text encoder that maps a
-query to its garment's cluster, or to a third direction the two "mooncake" items point away from, so vector search
-alone ranks them last."""
+A tiny catalogue with a known answer: dresses, tops and scarves in three vector clusters, and a fake text encoder
+that maps a query to the dress or top cluster, or to a fourth direction the two "mooncake" items (and three items
+sharing a product code) point away from, so vector search alone ranks them last."""
 
 from __future__ import annotations
 
@@ -28,12 +28,14 @@ from recsys.store.tables import Item
 D = 8
 AXES = np.eye(D, dtype=np.float32)  # 0: dresses, 1: tops, 2: anything else
 RARE = {"d07", "t05"}
+CODED = {"d03", "d21", "t17"}
 
 
 def _vector(item_id: str) -> np.ndarray:
-    rng = np.random.default_rng(int(item_id[1:]) + (100 if item_id[0] == "t" else 0))
-    v = AXES[0 if item_id[0] == "d" else 1] + 0.2 * rng.standard_normal(D).astype(np.float32)
-    if item_id in RARE:
+    kind = "dtx".index(item_id[0])
+    rng = np.random.default_rng(int(item_id[1:]) + 100 * kind)
+    v = AXES[(0, 1, 3)[kind]] + 0.2 * rng.standard_normal(D).astype(np.float32)
+    if item_id in RARE | CODED:
         v -= AXES[2]  # away from the direction an unknown word is encoded to
     return v / np.linalg.norm(v)
 
@@ -70,6 +72,11 @@ def rec(store: Store, tmp_path: Path) -> Recommender:
                           "A dress.", "dress", price=float(j)) for j in range(30)]
     records += [ItemRecord(f"t{j:02d}", "Mooncake top" if f"t{j:02d}" in RARE else f"Basic top {j}",
                            "A top.", "top", price=float(j)) for j in range(30)]
+    # more items than a fused list reads deep (100), so an item the vectors rank last is in the keyword list only
+    records += [ItemRecord(f"x{j:02d}", f"Scarf {j}", "A scarf.", "scarf", price=100.0) for j in range(80)]
+    for r in records:
+        if r.external_id in CODED:  # three variants of one product share its code
+            r.attributes = {"product_code": "P-0777"}
     with store.session() as s:
         upsert_items(s, records, TableCounts())
     settings = Settings(home=tmp_path / "home", database_url=store.url)
@@ -130,6 +137,13 @@ def test_weight_zero_is_the_vector_order_and_ids_go_first(rec: Recommender) -> N
         _ids(rec.search_text("mooncake", 20, modality="image", mode="vector"))
     assert set(_ids(rec.search_text("mooncake", 2, modality="image", mode="hybrid"))) == RARE
     assert "t12" not in _ids(rec.search_text("t12", 5, filter=ItemFilter.of(categories=["dress"])))
+
+
+def test_a_code_query_puts_its_items_first(rec: Recommender) -> None:
+    assert set(_ids(rec.search_text("P-0777", 3))) == CODED
+    assert set(_ids(rec.search_text("P-0777", 3, mode="vector"))) != CODED
+    hits = rec.search_text("P-0777", 10, filter=ItemFilter.of(categories=["dress"]))
+    assert set(_ids(hits)[:2]) == {"d03", "d21"} and len(hits) == 10
 
 
 def test_bad_mode_and_weight_are_refused(rec: Recommender) -> None:
