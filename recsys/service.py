@@ -891,7 +891,9 @@ def _as_dict(obj: Any) -> Any:
 def _events_watermark(session: Any) -> str:
     from sqlalchemy import func, select
 
-    from recsys.store.tables import Event
+    from recsys.store.tables import NOT_HISTORY, Event
 
-    n, last = session.execute(select(func.count(Event.id), func.max(Event.id))).one()
+    # impressions train nothing: posting them does not make the next build retrain
+    n, last = session.execute(select(func.count(Event.id), func.max(Event.id))
+                              .where(Event.type.not_in(NOT_HISTORY))).one()
     return f"{n}:{last}"
