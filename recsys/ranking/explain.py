@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from recsys.ranking.catalog import ItemTable
-from recsys.ranking.history import History
+from recsys.ranking.history import EVENT_TYPES, History
 
 
 def explain_item(table: ItemTable, history: History, row: int, score: float, sources: list[str],
@@ -20,13 +20,23 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
     out: dict[str, Any] = {"score": round(score, 6), "sources": sources, "ranker": ranker_id}
     if index_id is not None:
         out["index"] = index_id
-    if len(history):
+    if len(history) and (history.rows == row).any():
+        # the item itself is in the history: "you bought this on ...", not a look-alike
+        out["reason"] = "repeat"
+        out["because_of"] = table.ids[row]
+        out["because_event"] = _last_event(history, row)
+        out["similarity"] = 1.0
+        out["text_share"], out["image_share"] = None, None
+        out["text_similarity"], out["image_similarity"] = None, None
+    elif len(history):
+        out["reason"] = "similar"
         hist = np.unique(history.rows[-100:])
         hist = hist[hist != row] if len(hist) > 1 else hist
         sims = table.fused[hist] @ table.fused[row]
         j = int(np.argmax(sims))
         best = int(hist[j])
         out["because_of"] = table.ids[best]
+        out["because_event"] = _last_event(history, best)
         out["similarity"] = round(float(sims[j]), 6)
         t_sim = _sim(table.text, row, best)
         i_sim = _sim(table.image, row, best)
@@ -39,8 +49,21 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
         out["text_similarity"] = None if t_sim is None else round(t_sim, 6)
         out["image_similarity"] = None if i_sim is None else round(i_sim, 6)
     else:
+        out["reason"] = "popular"
         out["because_of"] = None
     return out
+
+
+def _last_event(history: History, row: int) -> dict[str, Any]:
+    """The user's latest event on ``row``: its type and day (``{"type": "purchase", "date": "2020-06-23"}``)."""
+    import datetime as dt
+
+    at = np.flatnonzero(history.rows == row)
+    if not len(at):
+        return {"type": None, "date": None}
+    i = int(at[-1])
+    day = dt.datetime.fromtimestamp(float(history.ts[i]) * 86400.0, tz=dt.UTC).date().isoformat()
+    return {"type": EVENT_TYPES[int(history.types[i])], "date": day}
 
 
 def _sim(m: np.ndarray | None, a: int, b: int) -> float | None:

@@ -58,3 +58,18 @@ def test_similar_source_adds_the_closest_unsold_items(world: World) -> None:
     plain = gen.similar(latest, 5)
     both = gen.similar(latest, 5, unsold, 3)
     assert far not in plain and list(both[:5]) == list(plain) and both[5] == far
+
+
+def test_explanations_name_the_event_behind_them(world: World) -> None:
+    pipe = RankingPipeline.fit(world.events, world.items, world.vectors, params=small_params())
+    hist = user_events(["dress-red-0", "dress-red-1"], types=["purchase", "view"])
+    recs = pipe.recommend(hist, k=10, explain=True, policy=ListPolicy())
+    by_id = {r.item_id: r.explanation or {} for r in recs}
+    for r in recs:
+        e = r.explanation or {}
+        assert e["reason"] in ("repeat", "similar")
+        assert e["because_event"]["type"] in ("purchase", "view") and e["because_event"]["date"].startswith("2024-03")
+    if "dress-red-0" in by_id:  # its own purchase: explained by that purchase, not by a look-alike
+        e = by_id["dress-red-0"]
+        assert e["reason"] == "repeat" and e["because_event"]["type"] == "purchase"
+    assert (pipe.recommend(None, k=3, explain=True)[0].explanation or {})["reason"] == "popular"

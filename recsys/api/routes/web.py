@@ -126,7 +126,8 @@ def _home(request: Request, q: str, modality: str, form: pages.FilterForm, *,
     else:
         title, results = "Trending", rec.trending(PAGE_K, filter=f)
     return _render(request, "home.html", q=q, modality=modality, form=form, title=title,
-                   cards=pages.result_cards(rec, results), categories=pages.categories(rec.store),
+                   cards=pages.result_cards(rec, results, match=image_results is not None),
+                   categories=pages.categories(rec.store),
                    users=pages.active_users(rec.store), serving=rec.status())
 
 
@@ -186,7 +187,8 @@ def _item(request: Request, item_id: str, modality: str, form: pages.FilterForm,
     images = [i for i, m in enumerate(m for m in details.get("media") or () if m.get("kind") == "image")]
     similar_note = None
     try:
-        similar = pages.result_cards(rec, rec.similar(item_id, PAGE_K, modality=modality, filter=form.item_filter()))
+        similar = pages.result_cards(rec, rec.similar(item_id, PAGE_K, modality=modality, filter=form.item_filter()),
+                                     match=True)
     except RecsysError as e:  # e.g. not indexed yet: the item itself still shows
         similar, similar_note = [], public_message(e)
     return _render(request, "item.html", item=details, card=pages.item_card(rec, item_id), images=images,

@@ -56,6 +56,25 @@ class Card:
     def price_text(self) -> str:
         return "" if self.price is None or not math.isfinite(self.price) else f"{self.price:,.2f}"
 
+    @property
+    def match_text(self) -> str:
+        """A search or similar result's cosine as "match 83%"; a ranker's score means nothing to a reader: none."""
+        return "" if self.score is None else f"match {max(0.0, min(1.0, self.score)) * 100:.0f}%"
+
+    @property
+    def because_text(self) -> str:
+        """Why, in the words of the event behind it: "you bought this on ...", "like ... you viewed"."""
+        e = self.explanation or {}
+        ev = e.get("because_event") or {}
+        verb = VERBS.get(str(ev.get("type")), "liked")
+        if e.get("reason") == "repeat":
+            return f"you {verb} this on {ev.get('date')}" if ev.get("date") else f"you {verb} this before"
+        return f"like an item you {verb}"
+
+
+VERBS = {"purchase": "bought", "view": "viewed", "click": "clicked", "add_to_cart": "put in your cart",
+         "like": "liked", "rating": "rated"}
+
 
 def _image_media(details: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in details.get("media") or () if m.get("kind") == "image" and m.get("status") != "error"]
@@ -76,15 +95,16 @@ def item_card(rec: Any, item_id: str) -> Card:
                 image_url=("/media/" + quote(item_id, safe="")) if _image_media(d) else None)
 
 
-def result_cards(rec: Any, results: list[Any]) -> list[Card]:
-    """Cards for service results (``ScoredItem`` or dicts), with the explanation's ``because_of`` item resolved."""
+def result_cards(rec: Any, results: list[Any], *, match: bool = False) -> list[Card]:
+    """Cards for service results (``ScoredItem`` or dicts), with the explanation's ``because_of`` item resolved.
+    ``match``: the scores are cosine similarities (search, similar) and are shown; a ranker's are not."""
     cards: list[Card] = []
     seen: dict[str, Card] = {}
     for r in results:
         d = r.to_dict() if hasattr(r, "to_dict") else dict(r)
         card = item_card(rec, str(d["item_id"]))
         score = d.get("score")
-        card.score = float(score) if score is not None and math.isfinite(float(score)) else None
+        card.score = float(score) if match and score is not None and math.isfinite(float(score)) else None
         card.sources = [str(s) for s in d.get("sources") or ()]
         card.explanation = d.get("explanation")
         because = (card.explanation or {}).get("because_of")
