@@ -28,7 +28,7 @@ MODE_DOC = ("hybrid: keyword and vector results fused by reciprocal rank; vector
             "from the vectors). Default: hybrid, or vector when modality is text or image")
 LexicalWeight = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False,
                                        description="hybrid mode: the keyword ranking's share of the fusion "
-                                                   "(default 0.6; 0 ranks by vectors alone over both lists)")]
+                                                   "(default 0.5; 0 ranks by vectors alone over both lists)")]
 EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "like", "dislike", "impression"]
 RecommendationId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 CursorText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_=-]+$")]

@@ -147,7 +147,7 @@ def search_text(
     mode: Annotated[str | None, typer.Option(
         help="hybrid (keywords and vectors fused; the default with fused vectors)|vector (the default with "
              "--modality text|image)|lexical")] = None,
-    lexical_weight: Annotated[float | None, typer.Option(help="hybrid: the keywords' share, 0..1 (0.6)")] = None,
+    lexical_weight: Annotated[float | None, typer.Option(help="hybrid: the keywords' share, 0..1 (0.5)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Items matching a text query: keyword and vector results fused (text->image search with --modality image)."""

@@ -92,8 +92,10 @@ def _ids(hits: list) -> list[str]:  # type: ignore[type-arg]
 
 def test_rare_word_found_by_hybrid_missed_by_vectors(rec: Recommender) -> None:
     assert not RARE & set(_ids(rec.search_text("mooncake", 20, mode="vector")))
-    hits = rec.search_text("mooncake", 20)  # the default mode is hybrid
-    assert set(_ids(hits)[:2]) == RARE and all("lexical" in h.sources for h in hits[:2])
+    hits = rec.search_text("mooncake", 20)  # the default mode is hybrid: keyword and vector lists interleave
+    assert set(_ids(hits)[:3]) >= RARE and hits[0].item_id in RARE and hits[0].sources == ["lexical"]
+    keyed = rec.search_text("mooncake", 20, lexical_weight=0.6)  # more weight: the keyword matches first
+    assert set(_ids(keyed)[:2]) == RARE
     assert len(hits) == 20 and len(set(_ids(hits))) == 20
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert set(_ids(rec.search_text("mooncake", 2, mode="lexical"))) == RARE
@@ -135,7 +137,7 @@ def test_weight_zero_is_the_vector_order_and_ids_go_first(rec: Recommender) -> N
     # one tower asked for by name stays that tower's vector search unless a mode is given
     assert _ids(rec.search_text("mooncake", 20, modality="image")) == \
         _ids(rec.search_text("mooncake", 20, modality="image", mode="vector"))
-    assert set(_ids(rec.search_text("mooncake", 2, modality="image", mode="hybrid"))) == RARE
+    assert set(_ids(rec.search_text("mooncake", 3, modality="image", mode="hybrid"))) >= RARE
     assert "t12" not in _ids(rec.search_text("t12", 5, filter=ItemFilter.of(categories=["dress"])))
 
 
@@ -175,7 +177,7 @@ def test_cli_search_text_mode(rec: Recommender, monkeypatch: pytest.MonkeyPatch)
         assert res.exit_code == 0, res.output
         return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
-    assert {r["item_id"] for r in run()[:2]} == RARE and "lexical" in run()[0]["sources"]
+    assert {r["item_id"] for r in run()} >= RARE and "lexical" in run()[0]["sources"]
     assert not RARE & {r["item_id"] for r in run("--mode", "vector")}
     assert {r["item_id"] for r in run("--mode", "lexical")[:2]} == RARE
     assert not RARE & {r["item_id"] for r in run("--lexical-weight", "0")}
