@@ -116,8 +116,8 @@ def hybrid_search(reader: IndexReader, query: str, k: int, *, vector: Callable[[
         lex = [i for i in lex if found[i] >= LEXICAL_CUT * found[lex[0]]]
     # A code (a SKU, a product number: one word with a digit) means that item, not its neighbours in meaning: its
     # keyword matches go first, as in lexical mode, and the vectors only fill the rest.
-    first = mode == "lexical" or (bool(lex) and looks_like_code(query))
-    weights = {LEXICAL: 1.0, VECTOR: 0.0} if first else {LEXICAL: w, VECTOR: 1.0 - w}
+    keywords_first = mode == "lexical" or (bool(lex) and looks_like_code(query))
+    weights = {LEXICAL: 1.0, VECTOR: 0.0} if keywords_first else {LEXICAL: w, VECTOR: 1.0 - w}
     fused = rrf({LEXICAL: lex, VECTOR: vec}, weights)
     q = query.strip()
     if q in reader and reader.keep([q], filter, exclude):
