@@ -26,7 +26,8 @@ from recsys.store.loop_reads import LoopReads
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "_migrations"
+"""Alembic scripts: the top-level migrations/ (linked as recsys/_migrations, so that a wheel ships them too)."""
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
