@@ -35,6 +35,10 @@ class EncoderSettings(BaseModel):
     preset: str = "recsys-lite"
     device: str = "auto"
     """"auto" picks CUDA when present (fp16), else CPU."""
+    runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
+    """How the frozen towers run: ``torch``; ``onnx`` (ONNX Runtime on the CPU, same weights exported once, features
+    equal to torch's within 1e-4); ``onnx-int8`` (the text tower quantised to int8: its own feature cache and heads).
+    ``auto``: onnx on the CPU when onnxruntime is installed (``recsys[onnx]``), else torch. recsys-lite only."""
     batch_size: int = 32
     num_workers: int = 1
     text_fields: dict[str, float] = Field(

@@ -24,14 +24,19 @@ from recsys.encoders.towers import Towers, pick_device
 
 log = logging.getLogger(__name__)
 
-_TOWERS: dict[tuple[str, str], Towers] = {}
+_TOWERS: dict[tuple[str, str, str], Towers] = {}
 _LOCK = threading.Lock()
 
 
-def load_towers(preset: Preset, device_setting: str = "auto") -> Towers:
-    """The frozen towers of a preset, loaded once per process."""
+def load_towers(preset: Preset, device_setting: str = "auto", runtime: str = "torch",
+                home: Path | None = None) -> Towers:
+    """The frozen towers of a preset, loaded once per process, on the runtime ``settings.encoder.runtime`` names
+    (ONNX exports are cached under ``home/onnx``)."""
+    from recsys.encoders.onnx_runtime import resolve_runtime
+
     device, dtype = pick_device(device_setting)
-    key = (preset.model_dump_json(), str(device))
+    runtime = resolve_runtime(runtime, device, preset.kind)
+    key = (preset.model_dump_json(), str(device), "torch")
     with _LOCK:
         if key not in _TOWERS:
             if preset.kind == "lite":
@@ -42,7 +47,14 @@ def load_towers(preset: Preset, device_setting: str = "auto") -> Towers:
                 from recsys.encoders.hub import OpenClipTowers
 
                 _TOWERS[key] = OpenClipTowers(preset, device, dtype)
-        return _TOWERS[key]
+        if runtime == "torch":
+            return _TOWERS[key]
+        onnx_key = (key[0], key[1], runtime)
+        if onnx_key not in _TOWERS:
+            from recsys.encoders.onnx_runtime import OnnxTowers
+
+            _TOWERS[onnx_key] = OnnxTowers(_TOWERS[key], (home or Path(".recsys")) / "onnx", runtime)
+        return _TOWERS[onnx_key]
 
 
 def new_heads(preset: Preset, towers: Towers, seed: int = 0) -> Heads:
@@ -116,7 +128,7 @@ def get_encoder(settings: Settings | None = None, *, preset: str | None = None, 
     """The configured encoder, with its current fitted heads when ``recsys encoder fit`` has made some."""
     settings = settings or get_settings()
     p = get_preset(preset or settings.encoder.preset, settings)
-    towers = load_towers(p, settings.encoder.device)
+    towers = load_towers(p, settings.encoder.device, settings.encoder.runtime, settings.home)
     d = current_heads_dir(settings, p) if fitted else None
     if d is not None:
         heads, manifest = Heads.load(d, image_dim=towers.image_dim, text_dim=towers.text_dim, towers_id=towers.id)

@@ -104,6 +104,19 @@ def build_clip(embed_dim: int = 256, context_length: int = 128) -> Any:
     return clip
 
 
+def lower_median(x: torch.Tensor) -> torch.Tensor:
+    """``x.median(dim=-1).values`` (the lower middle value), written with a sort so that it exports to ONNX."""
+    return x.sort(dim=-1).values[..., (x.shape[-1] - 1) // 2]
+
+
+def row_bands(h: torch.Tensor, bands: int) -> torch.Tensor:
+    """``adaptive_avg_pool2d(h, (bands, 1)).flatten(1)`` as slices (same bins, overlapping when the height is not a
+    multiple of ``bands``), because ONNX has no adaptive pooling with uneven bins. (n, c, H, W) -> (n, c * bands)."""
+    height = int(h.shape[2])
+    pooled = [h[:, :, (i * height) // bands : -(-(i + 1) * height // bands)].mean(dim=(2, 3)) for i in range(bands)]
+    return torch.stack(pooled, dim=2).flatten(1)
+
+
 class ColourStats(nn.Module):
     """Trilinear RGB-lattice histogram of the foreground (pixels unlike the photo's border colour), plus its mean
     colour and its share of the frame. Input: a normalised (n, 3, H, W) batch; output (n, GRID^3 + 4)."""
@@ -130,7 +143,7 @@ class ColourStats(nn.Module):
         n = rgb.shape[0]
         border = torch.cat([rgb[:, :, :2].flatten(2), rgb[:, :, -2:].flatten(2),
                             rgb[:, :, :, :2].flatten(2), rgb[:, :, :, -2:].flatten(2)], dim=2)
-        bg = border.median(dim=2).values.view(n, 3, 1, 1)
+        bg = lower_median(border).view(n, 3, 1, 1)
         fg = torch.sigmoid(((rgb - bg).norm(dim=1) - 0.08) * 40).flatten(1)  # (n, p)
         share = fg.mean(1, keepdim=True)
         # Nearly empty foreground (no plain background): use the whole frame.
@@ -171,7 +184,7 @@ class LiteImageFeatures(nn.Module):
             if i in STAGES:
                 pooled.append(h.mean(dim=(2, 3)))
         # Where things are matters for garment type (trousers vs dress vs top): three horizontal bands.
-        pooled.append(F.adaptive_avg_pool2d(h, (3, 1)).flatten(1))
+        pooled.append(row_bands(h, 3))
         h = t.bn2(t.conv_head(h))
         pooled.append(h.mean(dim=(2, 3)))
         pooled.append(self.colour(x))
