@@ -93,9 +93,9 @@ def test_feeds_and_shown_items_are_read_from_memory_and_store(store: Store, sett
                                                                tmp_path: Path) -> None:
     run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
     writer = ServedLog(store)
-    first = _served((A,))
+    first = _served((A,), paged=True)
     writer.record(first)
-    writer.record(_served((B,), feed_id=first.id, offset=1))
+    writer.record(_served((B,), feed_id=first.id, offset=1, paged=True))
     writer.record(_served((C,), user="c2"))
     writer.flush()
     assert writer.feed_items(first.id) == [A, B]

@@ -70,7 +70,7 @@ def results(request: Request, items: list[Any], *, debug: dict[str, float] | Non
     log = getattr(request.app.state, "served", None)
     if log is not None:
         log.record(Served(rid, source_of(request), shown, user_id, page.feed_id if page is not None else None,
-                          offset, gen, ranker))
+                          offset, gen, ranker, paged=k is not None))
     nxt = None
     if k is not None and shown and len(shown) >= k:
         nxt = Cursor(page.feed_id if page is not None else rid, offset + len(shown)).encode()
