@@ -1,6 +1,7 @@
 """Encoder benchmark: pipeline throughput vs the bare model, and H&M cross-modal quality after `encoder fit`.
 
     .venv/bin/python bench/encoders.py [--data ../shared/data/hm] [--home /tmp/recsys-bench] [--skip-quality]
+        [--runtime torch|onnx|onnx-int8]
 
 (a) images/s and texts/s of the whole pipeline (files on disk -> DataLoader workers decoding -> towers -> heads ->
     unit vectors) against the bare model forward on the same, already decoded batches, in the fastest configuration
@@ -81,6 +82,8 @@ def throughput(enc: TowerEncoder, paths: list[str], settings: Settings) -> dict[
     decoded = torch.stack([towers.preprocess(load_media(p, "image", limits)[0]) for p in paths])
     n = len(paths)
     configs: dict[str, float] = {}
+    if not hasattr(towers, "image_model"):  # ONNX Runtime towers: no memory-format choice, only the batch size
+        return _onnx_throughput(enc, decoded, paths, settings, limits)
     model = towers.image_model
     grid = {True: (8, 16, 32), False: (32, 64)}
     for channels_last, sizes in grid.items():
@@ -121,6 +124,36 @@ def throughput(enc: TowerEncoder, paths: list[str], settings: Settings) -> dict[
         "pipeline_images_per_s": round(statistics.median(pipe_rates), 2),
         "ratio": round(statistics.median(p / b for p, b in zip(pipe_rates, bare_rates, strict=True)), 3),
         "pipeline_texts_per_s": round(text_pipe, 1),
+    }
+
+
+def _onnx_throughput(enc: TowerEncoder, decoded: torch.Tensor, paths: list[str], settings: Settings,
+                     limits: MediaLimits) -> dict[str, Any]:
+    towers: Any = enc.towers
+    n = len(paths)
+    configs: dict[str, float] = {}
+    for bs in (8, 16, 32, 64):
+        def bare(bs: int = bs) -> None:
+            for i in range(0, n, bs):
+                enc.project_images(towers.image_features(decoded[i : i + bs]))
+        configs[f"{towers.runtime}_b{bs}"] = round(_rate(bare, n, 2), 2)
+    best = max(configs, key=lambda k: configs[k])
+    bs = int(best.split("_b")[-1])
+    jobs = [MediaJob(p) for p in paths]
+    pipe_rates, bare_rates = [], []
+    for _ in range(3):
+        bare_rates.append(_rate(lambda: [enc.project_images(towers.image_features(decoded[i : i + bs]))
+                                         for i in range(0, n, bs)], n, 1))
+        pipe_rates.append(_rate(lambda: image_features(towers, jobs, None, limits, batch_size=bs,
+                                                       num_workers=settings.encoder.num_workers), n, 1))
+    texts = [f"{w} {t}" for w in COLOUR_WORDS for t in TYPE_WORDS] * 2
+    return {
+        "images": n, "runtime": towers.runtime, "threads": towers.threads, "num_workers": settings.encoder.num_workers,
+        "bare_configs_images_per_s": configs, "best_config": best,
+        "bare_images_per_s": round(statistics.median(bare_rates), 2),
+        "pipeline_images_per_s": round(statistics.median(pipe_rates), 2),
+        "ratio": round(statistics.median(p / b for p, b in zip(pipe_rates, bare_rates, strict=True)), 3),
+        "pipeline_texts_per_s": round(_rate(lambda: enc.encode_texts(texts), len(texts)), 1),
     }
 
 
@@ -200,6 +233,8 @@ def main() -> None:
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--cached-only", action="store_true", help="use only articles whose tower features are cached")
+    ap.add_argument("--runtime", default="torch", choices=["torch", "onnx", "onnx-int8"],
+                    help="tower runtime (bench/onnx_towers.py compares them in one run)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     if args.verbose:
@@ -208,6 +243,7 @@ def main() -> None:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     settings = Settings(home=args.home)
     settings.encoder.device = "cpu"
+    settings.encoder.runtime = args.runtime
     enc = get_encoder(settings, fitted=False)
     out: dict[str, Any] = {"encoder": enc.preset.name, "towers": enc.towers.id, "torch": torch.__version__}
     paths = sorted(str(p) for p in (args.data / "images").glob("*/*.jpg"))[: args.images]
