@@ -47,6 +47,10 @@ class EncoderSettings(BaseModel):
                                  "attributes.genres": 0.5, "description": 0.5}
     )
     """Item fields (or ``attributes.KEY``) that make the item text, with their weights in the text vector."""
+    generated_text_below: int = Field(default=40, ge=0)
+    """An item whose title and description together are shorter than this many characters also uses its generated
+    description (``recsys items describe``) as a text field, weight ``text_fields["generated_description"]`` (1.0
+    when absent); 0 never uses it."""
     modality_weights: dict[str, float] = Field(default_factory=lambda: {"text": 1.0, "image": 1.0})
     max_image_pixels: int = 40_000_000
     max_image_bytes: int = 30_000_000

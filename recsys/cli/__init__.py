@@ -63,6 +63,7 @@ _OPTIONAL: list[tuple[str, str, str]] = [
     ("ranker", "register", ""),
     ("serve", "register", ""),
     ("feedback", "register", ""),
+    ("describe", "register", ""),
 ]
 
 

@@ -7,12 +7,17 @@ from collections.abc import Iterable, Mapping
 
 from sqlalchemy import select, update
 
-from recsys.encoders.text import ItemRecord
+from recsys.encoders.text import ItemRecord, poor_text
 from recsys.store import Item, ItemMedia, Store
+from recsys.store.descriptions import generated_texts
 
 
-def read_items(store: Store, *, include_deleted: bool = False) -> list[ItemRecord]:
-    """Every item (deleted ones left out unless asked) with its media in position order, by item id."""
+def read_items(store: Store, *, include_deleted: bool = False, generated_below: int = 0) -> list[ItemRecord]:
+    """Every item (deleted ones left out unless asked) with its media in position order, by item id.
+
+    Items whose title and description are shorter than ``generated_below`` characters carry their generated
+    description (if they have one), which then counts as one more text field.
+    """
     with store.session() as s:
         q = select(Item.id, Item.external_id, Item.title, Item.description, Item.category, Item.attributes,
                    Item.content_hash, Item.deleted).order_by(Item.external_id)
@@ -22,12 +27,14 @@ def read_items(store: Store, *, include_deleted: bool = False) -> list[ItemRecor
             select(ItemMedia.item_id, ItemMedia.position, ItemMedia.kind, ItemMedia.uri)
         ):
             media[item_id].append((pos, kind, uri))
+        generated = generated_texts(s) if generated_below > 0 else {}
     out = []
     for pk, ext, title, desc, cat, attrs, chash, deleted in rows:
         if deleted and not include_deleted:
             continue
         ms = tuple((k, u) for _, k, u in sorted(media.get(pk, []), key=lambda m: m[0]))
-        out.append(ItemRecord(ext, title or "", desc or "", cat, attrs or {}, chash or "", ms))
+        gen = generated.get(pk, "") if poor_text(title or "", desc or "", generated_below) else ""
+        out.append(ItemRecord(ext, title or "", desc or "", cat, attrs or {}, chash or "", ms, gen))
     return out
 
 

@@ -120,7 +120,7 @@ def embed_catalog(store: Store, settings: Settings, progress: Progress | None = 
 
     t0 = time.perf_counter()
     enc = encoder or get_encoder(settings)
-    items = read_items(store)
+    items = read_items(store, generated_below=settings.encoder.generated_text_below)
     fields = settings.encoder.text_fields
     keys = [item_key(it, enc.id, fields) for it in items]
     cache = vector_cache(settings, enc.id)

@@ -108,7 +108,7 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
         local.encoder.device = "cpu"
         encoder = get_encoder(local)
     enc_id, dim = encoder.id, encoder.dim
-    items = read_items(store)
+    items = read_items(store, generated_below=settings.encoder.generated_text_below)
     fields = settings.encoder.text_fields
     keys = [item_key(it, enc_id, fields) for it in items]
     cache = vector_cache(settings, enc_id)

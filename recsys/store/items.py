@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from recsys.errors import UnknownItem
+from recsys.store.descriptions import description_details
 from recsys.store.tables import Item, ItemMedia, ItemTag, utcnow
 
 
@@ -31,6 +32,7 @@ def item_details(session: Session, external_id: str) -> dict[str, Any]:
         "updated_at": it.updated_at,
         "media": [{"kind": m.kind, "uri": m.uri, "status": m.status, "error": m.error} for m in media],
         "tags": [{"facet": t.facet, "label": t.label, "score": round(t.score, 4)} for t in tags],
+        "generated_description": description_details(session, it.id),
     }
 
 

@@ -171,6 +171,22 @@ class ItemTag(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class ItemDescription(Base):
+    """A description generated from the item's image (``recsys items describe``), kept apart from the merchant's
+    text: one per item, replaced on each run. ``facets`` holds what it was composed from: ``[{"facet", "label",
+    "score"}]``. The lexical index covers ``text`` (migration 0006)."""
+
+    __tablename__ = "item_descriptions"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    facets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(200), default="")
+    """``zero-shot:<encoder id>``: the model that wrote it."""
+    vocabulary: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Artifact(Base):
     """A derived, versioned artifact (encoder heads, index generation, ranker), with its manifest."""
 

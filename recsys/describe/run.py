@@ -1,0 +1,154 @@
+"""``recsys items describe``: a short description of each item, written from its image.
+
+For every facet of the vocabulary the item's image vector (mean of its decodable images, through the same cached
+tower features as ``recsys embed``) is scored against the facet's labels by the zero-shot tagger's softmax
+(:func:`recsys.encoders.tagging.score_labels`); the best label of each facet whose score reaches the confidence
+threshold is worded into the vocabulary's sentence ("Red striped dress in jersey."). The text, the facets with their
+scores and the encoder are stored in ``item_descriptions``, apart from the merchant's title and description, which
+are never written. A re-run replaces an item's generated description.
+
+Items are described in chunks, each committed on its own; an item without a decodable image is reported with the
+reason and keeps any earlier description: one bad photo never stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recsys.config import Settings
+from recsys.describe.vocabulary import Vocabulary
+from recsys.encoders.base import l2_normalise
+from recsys.encoders.encoder import TowerEncoder, get_encoder
+from recsys.encoders.text import ItemRecord, poor_text
+from recsys.store import Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+CHUNK = 1024
+"""Items per round (image features, scoring, one commit)."""
+MAX_ERRORS = 100
+
+
+@dataclass
+class DescribeReport:
+    encoder_id: str
+    vocabulary: str
+    items: int
+    """Items considered (after --only-missing and --limit)."""
+    described: int
+    """Items that got a (new or replaced) generated description."""
+    unconfident: int
+    """Items with a decodable image but no facet confident enough to say anything."""
+    failed: int
+    """Items without a decodable image (reasons in ``errors``)."""
+    seconds: float
+    errors: dict[str, str] = field(default_factory=dict)
+    """Item id -> reason (first 100)."""
+    examples: dict[str, str] = field(default_factory=dict)
+    """A few item id -> description, for a look."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def select_items(items: Sequence[ItemRecord], *, only_missing: bool, poor_below: int,
+                 item_ids: Sequence[str] | None = None, limit: int | None = None) -> list[ItemRecord]:
+    """The items to describe: those named (all by default), only those whose own text is poor with
+    ``only_missing``, the first ``limit`` of them by id."""
+    out = list(items)
+    if item_ids is not None:
+        wanted = set(item_ids)
+        out = [it for it in out if it.item_id in wanted]
+    if only_missing:
+        out = [it for it in out if poor_text(it.title, it.description, poor_below)]
+    return out[:limit] if limit is not None else out
+
+
+def image_vectors(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings,
+                  progress: Progress | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """((n, d) unit image vectors, row -> reason for the rows with no decodable image; those rows are zero)."""
+    from recsys.encoders.features import MediaJob, feature_caches, image_features
+    from recsys.encoders.fit import limits_of
+
+    e = settings.encoder
+    icache, _ = feature_caches(settings, encoder.towers)
+    jobs = [MediaJob(u, k) for it in items for k, u in it.media]
+    feats, errors = image_features(encoder.towers, jobs, icache, limits_of(settings), batch_size=e.batch_size,
+                                   num_workers=e.num_workers, progress=progress)
+    keys = [k for k in dict.fromkeys(j.key for j in jobs) if k in feats]
+    projected = dict(zip(keys, encoder.project_images(np.stack([feats[k] for k in keys])), strict=True)) \
+        if keys else {}
+    out = np.zeros((len(items), encoder.dim), np.float32)
+    failed: dict[int, str] = {}
+    for r, it in enumerate(items):
+        found = [projected[MediaJob(u, k).key] for k, u in it.media if MediaJob(u, k).key in projected]
+        if found:
+            out[r] = np.mean(found, axis=0)
+            continue
+        reasons = [errors[MediaJob(u, k).key] for k, u in it.media if MediaJob(u, k).key in errors]
+        failed[r] = "; ".join(dict.fromkeys(reasons)) if reasons else "no image"
+    return l2_normalise(out), failed
+
+
+def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, only_missing: bool = False,
+                   min_confidence: float | None = None, limit: int | None = None,
+                   item_ids: Sequence[str] | None = None, encoder: TowerEncoder | None = None,
+                   progress: Progress | None = None) -> DescribeReport:
+    """Write generated descriptions for the chosen items (see the module docstring); per-item failures are in
+    the report, never raised."""
+    from recsys.encoders.catalog import item_pks, read_items
+    from recsys.encoders.tagging import score_labels
+    from recsys.store.descriptions import GeneratedDescription, replace_descriptions
+
+    t0 = time.perf_counter()
+    enc = encoder or get_encoder(settings)
+    items = select_items(read_items(store), only_missing=only_missing, item_ids=item_ids, limit=limit,
+                         poor_below=settings.encoder.generated_text_below)
+    label_vecs = {f.name: enc.encode_texts(f.prompts()) for f in vocabulary.facets}
+    pks = item_pks(store, [it.item_id for it in items])
+    source = f"zero-shot:{enc.id}"
+    report = DescribeReport(enc.id, vocabulary.name, len(items), 0, 0, 0, 0.0)
+    if progress:
+        progress(0, len(items))
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start : start + CHUNK]
+        vecs, failed = image_vectors(enc, chunk, settings)
+        scores = {f.name: score_labels(vecs, label_vecs[f.name]) for f in vocabulary.facets}
+        rows = []
+        for r, it in enumerate(chunk):
+            if r in failed:
+                report.failed += 1
+                if len(report.errors) < MAX_ERRORS:
+                    report.errors[it.item_id] = failed[r]
+                continue
+            facets, chosen = [], {}
+            for f in vocabulary.facets:
+                j = int(np.argmax(scores[f.name][r]))
+                score = float(scores[f.name][r, j])
+                used = score >= vocabulary.threshold(f, min_confidence)
+                chosen[f.name] = f.labels[j] if used else None
+                facets.append({"facet": f.name, "label": f.labels[j], "score": round(score, 4), "used": used})
+            text = vocabulary.compose(chosen)
+            if not text:
+                report.unconfident += 1
+                continue
+            if it.item_id not in pks:  # deleted since it was read
+                continue
+            rows.append(GeneratedDescription(pks[it.item_id], text, facets, source, vocabulary.name))
+            if len(report.examples) < 5:
+                report.examples[it.item_id] = text
+        with store.session() as s:
+            report.described += replace_descriptions(s, rows)
+        if progress:
+            progress(start + len(chunk), len(items))
+    report.seconds = round(time.perf_counter() - t0, 2)
+    log.info("describe: %d items, %d described, %d unconfident, %d failed, %.1fs", report.items, report.described,
+             report.unconfident, report.failed, report.seconds)
+    return report

@@ -1,0 +1,168 @@
+"""Description vocabularies: which facets to read from an image, and how to word them (one file per domain).
+
+A vocabulary is a TOML or JSON file::
+
+    name = "hm"
+    sentence = "{colour} {pattern} {garment} {material}"   # facets left out leave no trace
+    min_confidence = 0.25                                    # default for every facet
+
+    [facets.colour]
+    labels = ["black", "white", "red", ...]
+
+    [facets.pattern]
+    labels = ["solid", "striped", ...]
+    omit = ["solid"]                     # labels that are scored but add nothing to the sentence
+    words = { stripe = "striped" }       # how a label is written in the sentence (default: as it is)
+
+    [facets.garment]
+    labels = ["dress", "t-shirt", ...]
+    fallback = "garment"                 # written when no label is confident (keeps a noun in the sentence)
+
+    [facets.material]
+    labels = ["denim", "knit", ...]
+    phrase = "in {}"                     # how a label is worded in the sentence
+    prompt = "{}"                        # how a label is put to the text encoder
+
+Facets not named in ``sentence`` are still scored and stored with the description's facets. The shipped ones live in
+``recsys/describe/vocabularies/`` and are named by their file stem (``generic``, ``hm``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recsys.errors import ValidationFailed
+
+SHIPPED = Path(__file__).parent / "vocabularies"
+DEFAULT = "generic"
+DEFAULT_MIN_CONFIDENCE = 0.25
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Facet:
+    name: str
+    labels: tuple[str, ...]
+    prompt: str = "{}"
+    phrase: str = "{}"
+    omit: frozenset[str] = frozenset()
+    fallback: str = ""
+    min_confidence: float | None = None
+    words: tuple[tuple[str, str], ...] = ()
+    """Label -> how the sentence words it (e.g. "stripe" -> "striped"); a label not here is written as it is."""
+
+    def word(self, label: str) -> str:
+        return self.phrase.format(dict(self.words).get(label, label))
+
+    def prompts(self) -> list[str]:
+        return [self.prompt.format(label) for label in self.labels]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    name: str
+    facets: tuple[Facet, ...]
+    sentence: str
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def threshold(self, facet: Facet, override: float | None = None) -> float:
+        """The confidence a label of ``facet`` needs: ``override`` (the command's option) first, then the facet's."""
+        if override is not None:
+            return override
+        return facet.min_confidence if facet.min_confidence is not None else self.min_confidence
+
+    def compose(self, chosen: dict[str, str | None]) -> str:
+        """The sentence from each facet's confident label (None: not confident); "" when no facet of the sentence
+        has a confident label worth writing."""
+        by_name = {f.name: f for f in self.facets}
+        said = [f for f in self.facets if "{" + f.name + "}" in self.sentence]
+        if not any(chosen.get(f.name) not in (None, *f.omit) for f in said):
+            return ""  # a fallback alone ("Item.") says nothing
+
+        def slot(m: re.Match[str]) -> str:
+            f = by_name.get(m.group(1))
+            if f is None:
+                return ""
+            label = chosen.get(f.name)
+            if label is None or label in f.omit:
+                return f.fallback
+            return f.word(label)
+
+        words = " ".join(_SLOT.sub(slot, self.sentence).split())
+        words = re.sub(r"\s+([,.;:])", r"\1", words).strip(" ,;:")
+        if not re.search(r"\w", words):
+            return ""
+        text = words[0].upper() + words[1:]
+        return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _facet(name: str, raw: Any, where: str) -> Facet:
+    if isinstance(raw, list):
+        raw = {"labels": raw}
+    if not isinstance(raw, dict):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r} must be a table with labels, or a list of labels")
+    labels = raw.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r} needs labels = [non-empty strings]")
+    strings = {k: raw.get(k, d) for k, d in (("prompt", "{}"), ("phrase", "{}"), ("fallback", ""))}
+    for key, value in strings.items():
+        if not isinstance(value, str) or (key != "fallback" and "{}" not in value):
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: {key} must be a string"
+                                   + ("" if key == "fallback" else " with {} for the label"))
+    conf = raw.get("min_confidence")
+    if conf is not None and not (isinstance(conf, int | float) and 0 <= conf <= 1):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: min_confidence must be within 0 and 1")
+    omit = raw.get("omit", [])
+    if not isinstance(omit, list):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: omit must be a list of labels")
+    words = raw.get("words", {})
+    if not isinstance(words, dict) or not all(isinstance(v, str) for v in words.values()):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: words must map labels to strings")
+    return Facet(name, tuple(dict.fromkeys(x.strip() for x in labels)), strings["prompt"], strings["phrase"],
+                 frozenset(str(x) for x in omit), strings["fallback"], None if conf is None else float(conf),
+                 tuple((str(k), v) for k, v in words.items()))
+
+
+def parse_vocabulary(data: dict[str, Any], where: str) -> Vocabulary:
+    facets_raw = data.get("facets")
+    if not isinstance(facets_raw, dict) or not facets_raw:
+        raise ValidationFailed(f"vocabulary {where}: needs a [facets] table with at least one facet")
+    facets = tuple(_facet(str(n), r, where) for n, r in facets_raw.items())
+    names = [f.name for f in facets]
+    sentence = data.get("sentence", " ".join("{" + n + "}" for n in names))
+    if not isinstance(sentence, str):
+        raise ValidationFailed(f"vocabulary {where}: sentence must be a string")
+    unknown = [s for s in _SLOT.findall(sentence) if s not in names]
+    if unknown:
+        raise ValidationFailed(f"vocabulary {where}: sentence names unknown facets {unknown}; facets are {names}")
+    conf = data.get("min_confidence", DEFAULT_MIN_CONFIDENCE)
+    if not (isinstance(conf, int | float) and 0 <= conf <= 1):
+        raise ValidationFailed(f"vocabulary {where}: min_confidence must be within 0 and 1")
+    known = {"name", "facets", "sentence", "min_confidence"}
+    return Vocabulary(str(data.get("name") or Path(where).stem), facets, sentence, float(conf),
+                      {k: v for k, v in data.items() if k not in known})
+
+
+def load_vocabulary(spec: str | Path | None = None) -> Vocabulary:
+    """A vocabulary file (``.toml`` or ``.json``), or a shipped one by name (None: the generic default)."""
+    path = Path(spec) if spec is not None else SHIPPED / f"{DEFAULT}.toml"
+    if spec is not None and not path.exists() and (SHIPPED / f"{spec}.toml").is_file():
+        path = SHIPPED / f"{spec}.toml"
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as e:
+        shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.toml")))
+        raise ValidationFailed(f"cannot read vocabulary {path}: {e.strerror}; give a file, or one of: {shipped}") from e
+    try:
+        data = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ValidationFailed(f"vocabulary {path} cannot be parsed: {e}") from e
+    if not isinstance(data, dict):
+        raise ValidationFailed(f"vocabulary {path}: expected a table at the top")
+    return parse_vocabulary(data, str(path))
