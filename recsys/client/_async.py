@@ -63,6 +63,10 @@ class AsyncClient:
     async def metrics(self) -> str:
         return await self._call(api.metrics())
 
+    async def feedback_report(self, since: str | None = None) -> dict[str, Any]:
+        """Lists served and the events attributed to them (admin key): ``GET /v1/feedback/report``."""
+        return await self._call(api.feedback_report(since))
+
     # -- items --------------------------------------------------------------------------------------------------
     async def get_item(self, item_id: str) -> dict[str, Any]:
         return await self._call(api.get_item(item_id))
@@ -84,8 +88,12 @@ class AsyncClient:
 
     # -- queries ------------------------------------------------------------------------------------------------
     async def recommend(self, user_id: str, k: int = 20, *, filter: FilterLike = None, exclude: Sequence[str] = (),
-                  diversity: float | None = None, explain: bool = False, debug: bool = False) -> Page:
-        return await self._call(api.recommend(user_id, k, filter, exclude, diversity, explain, debug))
+                  diversity: float | None = None, explain: bool = False, debug: bool = False,
+                  cursor: str | None = None, exclude_shown_hours: float | None = None) -> Page:
+        """A user's recommendations; ``cursor=page.next`` for the feed's next page (no item of earlier pages),
+        ``exclude_shown_hours`` to leave out what the user was shown lately."""
+        return await self._call(api.recommend(user_id, k, filter, exclude, diversity, explain, debug, cursor,
+                                              exclude_shown_hours))
 
     async def recommend_session(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: FilterLike = None,
                           exclude: Sequence[str] = (), diversity: float | None = None,

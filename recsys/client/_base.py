@@ -52,6 +52,16 @@ class Page:
     def ids(self) -> list[str]:
         return [r.item_id for r in self.items]
 
+    @property
+    def recommendation_id(self) -> str | None:
+        """This list's id: send it with the events it leads to (``recommendation_id``, ``position``)."""
+        return self.meta.get("recommendation_id")
+
+    @property
+    def next(self) -> str | None:
+        """The cursor of the feed's next page (``recommend(..., cursor=page.next)``); None when there is none."""
+        return self.meta.get("next")
+
 
 @dataclass(frozen=True)
 class EventResult:
@@ -190,6 +200,10 @@ def get(url: str) -> Call[Any]:
     return Call("GET", url, _json)
 
 
+def feedback_report(since: str | None) -> Call[dict[str, Any]]:
+    return Call("GET", "/v1/feedback/report", _json, {"params": _drop_none({"since": since})})
+
+
 def metrics() -> Call[str]:
     return Call("GET", "/metrics", lambda r: r.text)
 
@@ -217,9 +231,11 @@ def send_events(events: Iterable[Mapping[str, Any]]) -> Call[list[EventResult]]:
 
 
 def recommend(user_id: str, k: int, filter: FilterLike, exclude: Sequence[str], diversity: float | None,
-              explain: bool, debug: bool) -> Call[Page]:
+              explain: bool, debug: bool, cursor: str | None = None,
+              exclude_shown_hours: float | None = None) -> Call[Page]:
     body = _drop_none({"k": k, "filter": filter, "exclude": list(exclude), "diversity": diversity,
-                       "explain": explain, "debug": debug})
+                       "explain": explain, "debug": debug, "cursor": cursor,
+                       "exclude_shown_hours": exclude_shown_hours})
     return Call("POST", f"/v1/users/{_q(user_id)}/recommendations", _page, {"json": body})
 
 

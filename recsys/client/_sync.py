@@ -63,6 +63,10 @@ class Client:
     def metrics(self) -> str:
         return self._call(api.metrics())
 
+    def feedback_report(self, since: str | None = None) -> dict[str, Any]:
+        """Lists served and the events attributed to them (admin key): ``GET /v1/feedback/report``."""
+        return self._call(api.feedback_report(since))
+
     # -- items --------------------------------------------------------------------------------------------------
     def get_item(self, item_id: str) -> dict[str, Any]:
         return self._call(api.get_item(item_id))
@@ -84,8 +88,12 @@ class Client:
 
     # -- queries ------------------------------------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 20, *, filter: FilterLike = None, exclude: Sequence[str] = (),
-                  diversity: float | None = None, explain: bool = False, debug: bool = False) -> Page:
-        return self._call(api.recommend(user_id, k, filter, exclude, diversity, explain, debug))
+                  diversity: float | None = None, explain: bool = False, debug: bool = False,
+                  cursor: str | None = None, exclude_shown_hours: float | None = None) -> Page:
+        """A user's recommendations; ``cursor=page.next`` for the feed's next page (no item of earlier pages),
+        ``exclude_shown_hours`` to leave out what the user was shown lately."""
+        return self._call(api.recommend(user_id, k, filter, exclude, diversity, explain, debug, cursor,
+                                        exclude_shown_hours))
 
     def recommend_session(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: FilterLike = None,
                           exclude: Sequence[str] = (), diversity: float | None = None,

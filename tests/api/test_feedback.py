@@ -209,6 +209,26 @@ def test_dropped_lists_are_counted_in_metrics(make_client: Client) -> None:
     assert "recsys_served_lists_dropped_total 1.0" in metrics
 
 
+def test_the_python_client_pages_attributes_and_reports(make_client: Client, storing: StoringFake,
+                                                         sqlite_store: Store) -> None:
+    from recsys.client import Client as ApiClient
+
+    tc = make_client(storing, auth=True)
+    key, _ = create_key(sqlite_store, "admin", "admin")
+    tc.app.state.keys.reload()  # type: ignore[attr-defined]
+    c = ApiClient(api_key=key, http=tc)
+    one = c.recommend("u7", k=4)
+    two = c.recommend("u7", k=4, cursor=one.next)
+    assert one.recommendation_id and one.next and not set(one.ids) & set(two.ids)
+    assert not set(c.recommend("u7", k=4, exclude_shown_hours=1).ids) & {*one.ids, *two.ids}
+    c.send_events([{"user_id": "u7", "item_id": one.ids[0], "type": "click", "position": 0,
+                    "recommendation_id": one.recommendation_id}])
+    tc.app.state.served.flush()  # type: ignore[attr-defined]
+    report = c.feedback_report()
+    assert report["totals"]["clicks"] == 1 and report["totals"]["lists"] == 3
+    assert c.feedback_report(since="2200-01-01T00:00:00")["groups"] == []
+
+
 def _png() -> bytes:
     import io
 
