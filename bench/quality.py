@@ -382,6 +382,18 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def run_withheld(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """bench/withheld.py for one dataset: import without the part's shoppers, build, replay them, evaluate."""
+    import subprocess
+
+    cmd = [sys.executable, str(ROOT / "bench" / "withheld.py"), "--dataset", name, "--part", args.part,
+           "--data-root", str(args.data_root), "--k", str(args.k)]
+    if name in args.vectors_home:
+        cmd += ["--reuse-home", str(args.vectors_home[name])]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="hm,ml100k")
@@ -400,6 +412,9 @@ def main() -> None:
                     help="without recsys vectors, give VBPR efficientnet_lite0 image features (slow on a CPU)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 suits a shared machine)")
     ap.add_argument("--skip", default="", help="comma list of ours,implicit_als,implicit_bpr,cornac_vbpr")
+    ap.add_argument("--withheld", action="store_true",
+                    help="also run the withheld-shoppers protocol (bench/withheld.py) on --part for each dataset, "
+                         "reusing the --vectors-home build's tower features; its figures join the output")
     args = ap.parse_args()
     args.skip = set(filter(None, args.skip.split(",")))
     args.vectors_home = {k: Path(v) for k, v in (x.split("=", 1) for x in filter(None, args.vectors_home.split(",")))}
@@ -422,6 +437,9 @@ def main() -> None:
         with threadpool_limits(args.threads, "blas"):
             results[name] = run_dataset(name, args)
         tables.append(markdown_table(results[name], title=name))
+        if args.withheld and args.part in ("validation", "test"):
+            results[f"{name}_withheld_{args.part}"] = run_withheld(name, args)
+            tables.append(markdown_table(results[f"{name}_withheld_{args.part}"], title=f"{name}, withheld shoppers"))
     print("\n".join(tables), file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     # datasets not run this time keep their last results (each carries its own timestamp)
