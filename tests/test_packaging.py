@@ -40,6 +40,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_new_store(tmp_path: Path) -> 
     wheel = next(wheels.glob("recsys-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "recsys/_migrations/env.py" in names
+    assert "recsys/describe/vocabularies/hm.toml" in names
     assert {p.name for p in (ROOT / "migrations" / "versions").glob("*.py")} <= {Path(n).name for n in names}
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
