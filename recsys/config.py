@@ -128,6 +128,9 @@ class RankingSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
+    result_details: bool = True
+    """Each result carries what a client shows (title, category, price, image_url): one database read per list
+    ranked or searched, none for a cached list. False for the leanest answers (ids, scores, sources)."""
     host: str = "127.0.0.1"
     port: int = 8000
     auth: bool = True

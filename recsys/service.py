@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -67,18 +67,22 @@ class ScoredItem:
     score: float
     sources: list[str] = field(default_factory=list)
     explanation: dict[str, Any] | None = None
+    item: dict[str, Any] | None = None
+    """What a client shows: title, category, price, image_url (``api.result_details``)."""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"item_id": self.item_id, "score": self.score, "sources": list(self.sources)}
         if self.explanation is not None:
             d["explanation"] = self.explanation
+        if self.item is not None:
+            d["item"] = self.item
         return d
 
     @cached_property
     def as_json(self) -> str:
         """This result as the API's JSON object. Memoised: the items of a cached list are serialised once, not on
         every request the cache answers (results are never changed once made)."""
-        return json.dumps(result_object(self.item_id, self.score, self.sources, self.explanation),
+        return json.dumps(result_object(self.item_id, self.score, self.sources, self.explanation, self.item),
                           default=str, allow_nan=False)
 
 
@@ -88,11 +92,15 @@ def result_list_bytes(items: Sequence[ScoredItem]) -> int:
     return 120 + sum(300 + int(2.5 * len(it.as_json)) for it in items)
 
 
-def result_object(item_id: Any, score: Any, sources: Any, explanation: Any) -> dict[str, Any]:
+def result_object(item_id: Any, score: Any, sources: Any, explanation: Any,
+                  item: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A result as plain JSON: a non-finite score becomes null, numpy values in explanations plain numbers."""
     score = float(score)
-    return {"item_id": str(item_id), "score": score if math.isfinite(score) else None,
-            "sources": [str(s) for s in sources or ()], "explanation": plain_json(explanation)}
+    out = {"item_id": str(item_id), "score": score if math.isfinite(score) else None,
+           "sources": [str(s) for s in sources or ()], "explanation": plain_json(explanation)}
+    if item is not None:
+        out["item"] = plain_json(dict(item))
+    return out
 
 
 def plain_json(v: Any) -> Any:
@@ -306,6 +314,17 @@ class Recommender:
     def _hits(self, hits: Sequence[tuple[str, float]], source: str) -> list[ScoredItem]:
         return [ScoredItem(i, round(float(sc), 6), [source]) for i, sc in hits]
 
+    def _detailed(self, items: list[ScoredItem]) -> list[ScoredItem]:
+        """``items`` with what a client shows (one read for the list; a cached list keeps them), unless
+        ``api.result_details`` is off."""
+        if not items or not self.settings.api.result_details:
+            return items
+        from recsys.store.summaries import item_summaries
+
+        with self.store.session() as s:
+            found = item_summaries(s, [it.item_id for it in items])
+        return [replace(it, item=found.get(it.item_id)) for it in items]
+
     @staticmethod
     def _check(k: int, modality: str) -> None:
         if not 1 <= k <= 1000:
@@ -341,13 +360,13 @@ class Recommender:
             raise ValidationFailed("the search query is longer than 2,000 characters")
         q = self.encoder.encode_texts([query.strip()])[0]
         if mode == "vector":
-            return self._search(q, k, modality, filter, exclude, "search")
+            return self._detailed(self._search(q, k, modality, filter, exclude, "search"))
         reader, removed = self.index, self._removed() | set(exclude)
         hits = hybrid_search(reader, query, k, mode=mode, lexical_weight=lexical_weight, filter=filter,
                              exclude=removed, lexical=self._lexical.search,
                              vector=lambda n: [(h.item_id, h.score) for h in
                                                self._search(q, n, modality, filter, exclude, "search", reader)])
-        return [ScoredItem(h.item_id, h.score, h.sources) for h in hits]
+        return self._detailed([ScoredItem(h.item_id, h.score, h.sources) for h in hits])
 
     @cached_property
     def _lexical(self) -> LexicalIndex:
@@ -364,7 +383,7 @@ class Recommender:
         self._check(k, modality)
         img = image_from_bytes(image, limits_of(self.settings))
         q = self.encoder.encode_images([img])[0]
-        return self._search(q, k, modality, filter, exclude, "image_search")
+        return self._detailed(self._search(q, k, modality, filter, exclude, "image_search"))
 
     def similar(self, item_id: str, k: int = 20, *, modality: str = "fused", filter: ItemFilter | None = None,
                 exclude: Sequence[str] = ()) -> list[ScoredItem]:
@@ -372,7 +391,7 @@ class Recommender:
         self._check(k, modality)
         self._known_item(item_id)
         hits = self.index.similar(item_id, k, self._removed() | set(exclude), modality=modality, filter=filter)
-        return self._hits(hits, "similar")
+        return self._detailed(self._hits(hits, "similar"))
 
     def more_like_these(self, positive: Mapping[str, float], negative: Mapping[str, float] | None = None,
                         k: int = 20, *, filter: ItemFilter | None = None,
@@ -385,7 +404,7 @@ class Recommender:
             self._known_item(i)
         hits = more_like_these(self.index, dict(positive), dict(negative or {}), k, filter=filter,
                                exclude=self._removed() | set(exclude))
-        return self._hits(hits, "more_like_these")
+        return self._detailed(self._hits(hits, "more_like_these"))
 
     def _known_item(self, item_id: str) -> None:
         if item_id not in self.index:
@@ -545,7 +564,7 @@ class Recommender:
             return []
         recs = ranker.recommend(hist, min(k, len(own)), allowed=own, now=when, exclude_seen=False,
                                 policy=ListPolicy())
-        return [ScoredItem(r.item_id, round(float(r.score), 6), ["repurchase"], None) for r in recs]
+        return self._detailed([ScoredItem(r.item_id, round(float(r.score), 6), ["repurchase"], None) for r in recs])
 
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *,
                              filter: ItemFilter | None = None, exclude: Sequence[str] = (),
@@ -601,7 +620,7 @@ class Recommender:
                 expl = {**(expl or {}), "index_generation": served.reader.generation_id,
                         "ranker": ranker.ranker_id}
             out.append(ScoredItem(r.item_id, round(float(r.score), 6), list(r.sources), expl))
-        return out
+        return self._detailed(out)
 
     # -- feedback and catalogue -----------------------------------------------------------------------------
     def ingest_events(self, events: Sequence[Mapping[str, Any]]) -> list[EventResult]:

@@ -70,11 +70,19 @@ Exclude = Annotated[list[Id], Field(max_length=10_000, description="item ids nev
 
 
 # -- results --------------------------------------------------------------------------------------------------
+class ItemSummary(BaseModel):
+    title: str = ""
+    category: str | None = None
+    price: float | None = None
+    image_url: str | None = Field(default=None, description="the item's image on this server (/media/{id})")
+
+
 class ScoredItemOut(BaseModel):
     item_id: str
-    score: float
+    score: float | None
     sources: list[str] = Field(default_factory=list)
     explanation: dict[str, Any] | None = None
+    item: ItemSummary | None = Field(default=None, description="what a client shows (RECSYS_API__RESULT_DETAILS)")
 
 
 class Meta(BaseModel):

@@ -148,6 +148,23 @@ def test_buy_again_holds_the_repeats_the_personal_list_caps(client: TestClient, 
     assert liked not in [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/recommendations?k=12"))]
 
 
+def test_results_carry_what_a_client_shows(client: TestClient, built: tuple[Path, Path], home: Path) -> None:
+    cat = {it["item_id"]: it for it in _catalogue(built[1])}
+    user = json.loads((built[1] / "events.jsonl").read_text().splitlines()[0])["user_id"]
+    lists = [_items(client.get(f"/v1/users/{user}/recommendations?k=5")),
+             _items(client.get(f"/v1/items/{next(iter(cat))}/similar?k=3")),
+             _items(client.get("/v1/search/text", params={"q": "red", "k": 3})),
+             _items(client.get(f"/v1/users/{user}/recommendations?k=5"))]  # the cached list keeps them
+    for items in lists:
+        for it in items:
+            assert it["item"]["title"] == cat[it["item_id"]]["title"]
+            assert it["item"]["image_url"] == f"/media/{it['item_id']}"
+    lean = _settings(home)
+    lean.api = lean.api.model_copy(update={"result_details": False})
+    with TestClient(create_app(lean), raise_server_exceptions=False) as c:
+        assert "item" not in _items(c.get(f"/v1/users/{user}/recommendations?k=3"))[0]
+
+
 def test_cached_lists_never_outlive_a_deletion_or_an_event(client: TestClient, built: tuple[Path, Path]) -> None:
     user = json.loads((built[1] / "events.jsonl").read_text().splitlines()[0])["user_id"]
     first = [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/recommendations?k=8"))]
