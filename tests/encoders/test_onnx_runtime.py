@@ -92,7 +92,6 @@ def test_runtime_setting_honoured(onnx_home: Path) -> None:
         resolve_runtime("onnx", torch.device("cuda"))
 
 
-@pytest.mark.slow
 def test_int8_is_kept_apart(both: tuple[object, OnnxTowers], onnx_home: Path) -> None:
     base, onnx = both
     int8 = OnnxTowers(base, onnx.directory.parent, "onnx-int8")
