@@ -321,8 +321,8 @@ class Recommender:
             return items
         from recsys.store.summaries import item_summaries
 
-        with self.store.session() as s:
-            found = item_summaries(s, [it.item_id for it in items])
+        with self.store.reading() as c:
+            found = item_summaries(c, [it.item_id for it in items])
         return [replace(it, item=found.get(it.item_id)) for it in items]
 
     @staticmethod

@@ -6,23 +6,22 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, select
+from sqlalchemy.engine import Connection
 
 from recsys.store.tables import Item, ItemMedia
 
 
-def item_summaries(session: Session, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``{item_id: {"title", "category", "price", "image_url"}}`` for the ids the store knows, in two reads.
-    ``image_url`` is the server's ``/media/{id}`` for items with a recorded image, else None."""
+def item_summaries(conn: Connection, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{item_id: {"title", "category", "price", "image_url"}}`` for the ids the store knows, in one read (it is
+    on every ranked list's path). ``image_url`` is the server's ``/media/{id}`` for items with a recorded image."""
     ids = list(dict.fromkeys(str(i) for i in item_ids))
     if not ids:
         return {}
-    rows = session.execute(select(Item.id, Item.external_id, Item.title, Item.category, Item.price)
-                           .where(Item.external_id.in_(ids))).all()
-    pk = [r[0] for r in rows]
-    with_image = set(session.scalars(select(ItemMedia.item_id).where(ItemMedia.item_id.in_(pk),
-                                                                     ItemMedia.kind == "image")))
+    has_image = exists().where(ItemMedia.item_id == Item.id, ItemMedia.kind == "image")
+    rows = conn.execute(
+        select(Item.external_id, Item.title, Item.category, Item.price, has_image.label("img"))
+        .where(Item.external_id.in_(ids))).all()
     return {str(ext): {"title": title or "", "category": category, "price": price,
-                       "image_url": "/media/" + quote(str(ext), safe="") if key in with_image else None}
-            for key, ext, title, category, price in rows}
+                       "image_url": "/media/" + quote(str(ext), safe="") if img else None}
+            for ext, title, category, price, img in rows}
