@@ -111,12 +111,12 @@ def main() -> None:
     queries = rng.sample(queries, min(args.broad, len(queries)))
     qvecs = enc.encode_texts([f"{c} {t}" for c, t in queries])
     colour_ok = master_ok = type_ok = in_vocab = 0
-    garments = {_norm(x) for x in load_vocabulary("hm").facets[2].labels}
+    garments = {_norm(x) for x in load_vocabulary("hm").facets[2].labels}  # _norm: "leggings/tights" == H&M's
     for it in hold:
         f = {x["facet"]: x for x in facets[it.item_id]}
         colour_ok += _norm(f["colour"]["label"]) == _norm(it.attributes.get("colour"))
         master_ok += _master(f["colour"]["label"]) == _norm(it.attributes.get("perceived_colour"))
-        kind = _norm({"Hair/alice band": "hair band"}.get(it.category or "", it.category))
+        kind = _norm(it.category)
         type_ok += _norm(f["garment"]["label"]) == kind
         in_vocab += kind in garments
     out: dict[str, Any] = {
