@@ -13,6 +13,9 @@
     same heads: image->text and text->image Recall@10 among them and image-only colour/type precision@20 (query words
     embedded by the same runtime). Deltas are against torch; the bar is 0.01.
 
+(c) ``--int8-refit`` (alone): heads fitted on onnx-int8 features (as its own towers id requires), scored on the same
+    held-out split.
+
 Prints one JSON object on the last stdout line.
 """
 
