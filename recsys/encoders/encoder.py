@@ -35,7 +35,7 @@ def load_towers(preset: Preset, device_setting: str = "auto", runtime: str = "to
     from recsys.encoders.onnx_runtime import resolve_runtime
 
     device, dtype = pick_device(device_setting)
-    runtime = resolve_runtime(runtime, device, preset.kind)
+    setting, runtime = runtime, resolve_runtime(runtime, device, preset.kind)
     key = (preset.model_dump_json(), str(device), "torch")
     with _LOCK:
         if key not in _TOWERS:
@@ -53,7 +53,15 @@ def load_towers(preset: Preset, device_setting: str = "auto", runtime: str = "to
         if onnx_key not in _TOWERS:
             from recsys.encoders.onnx_runtime import OnnxTowers
 
-            _TOWERS[onnx_key] = OnnxTowers(_TOWERS[key], (home or Path(".recsys")) / "onnx", runtime)
+            try:
+                _TOWERS[onnx_key] = OnnxTowers(_TOWERS[key], (home or Path(".recsys")) / "onnx", runtime)
+            except Exception as e:
+                if setting != "auto":
+                    raise
+                # auto promised only speed: an export this torch/onnxruntime pair cannot do falls back to torch.
+                log.warning("ONNX towers unavailable (%s: %s); using torch (RECSYS_ENCODER__RUNTIME=torch hides "
+                            "this)", type(e).__name__, e)
+                _TOWERS[onnx_key] = _TOWERS[key]
         return _TOWERS[onnx_key]
 
 

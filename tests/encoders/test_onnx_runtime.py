@@ -102,3 +102,21 @@ def test_int8_is_kept_apart(both: tuple[object, OnnxTowers], onnx_home: Path) ->
     assert cos.min() > 0.85
     s = Settings(home=onnx_home)
     assert feature_caches(s, int8)[1].path != feature_caches(s, onnx)[1].path
+
+
+def test_auto_falls_back_to_torch_when_export_fails(both: tuple[object, OnnxTowers],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import recsys.encoders.encoder as encoder_module
+    import recsys.encoders.onnx_runtime as onnx_module
+
+    base, _ = both
+    preset = get_preset("recsys-lite")
+    monkeypatch.setattr(encoder_module, "_TOWERS", {(preset.model_dump_json(), "cpu", "torch"): base})
+
+    def broken(*args: object, **kwargs: object) -> OnnxTowers:
+        raise RuntimeError("exporter cannot trace this model")
+
+    monkeypatch.setattr(onnx_module, "OnnxTowers", broken)
+    with pytest.raises(RuntimeError):
+        load_towers(preset, "cpu", "onnx")
+    assert load_towers(preset, "cpu", "auto") is base
