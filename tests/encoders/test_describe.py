@@ -130,6 +130,16 @@ def test_poor_text_items_embed_their_generated_description(env: tuple[Store, Set
     names = [n for n, _, _ in field_texts(records["poor"], settings.encoder.text_fields)]
     assert names == ["title", "generated_description"]
     assert [n for n, _, _ in field_texts(records["poor"], {"title": 1.0, "generated_description": 0.0})] == ["title"]
+    from recsys.encoders.embed import embed_catalog
+    from recsys.encoders.encoder import get_encoder
+    from recsys.encoders.vectors import load_item_vectors
+
+    embed_catalog(store, settings)
+    vecs = load_item_vectors(settings, store)
+    enc = get_encoder(settings)
+    title, gen = enc.encode_texts(["Art. 7", records["poor"].generated_description])
+    text = vecs.text[list(vecs.item_ids).index("poor")]
+    assert float(text @ gen) > float(title @ gen) + 0.05  # the description pulled the item's text vector to itself
 
 
 def test_explorer_shows_it_as_generated(env: tuple[Store, Settings, Path], tmp_path: Path) -> None:
