@@ -77,6 +77,23 @@ def test_query_from_a_directory_without_a_store_creates_nothing(tmp_path: Path,
     assert not (tmp_path / "elsewhere").exists()
 
 
+def test_shell_answers_many_queries_from_one_warm_recommender(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.cli import pipeline
+
+    made = []
+    real = pipeline._new_recommender
+    monkeypatch.setattr(pipeline, "_new_recommender", lambda: made.append(1) or real())
+    lines = ["recommend user-0001 --k 2 --json", "recommend user-0001 --no-such-flag",
+             "recommend no-such-user-anywhere --k 2 --json", "similar no-such-item --json", "stats --json", "quit",
+             "stats --json"]
+    res = CliRunner().invoke(app, ["shell"], input="\n".join(lines) + "\n")
+    assert res.exit_code == 0, res.output
+    outs = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith(("[", "{"))]
+    assert len(outs) == 3 and len(outs[0]) == 2 and len(outs[1]) == 2 and "items" in outs[2]  # nothing after quit
+    assert made == [1]  # one recommender for every query
+    assert "unknown_item" in res.output  # an error answers the line, the shell goes on
+
+
 def test_evaluate_json_contract(home: Path) -> None:
     res = run("evaluate", "--k", "10", "--part", "all", "--json")
     assert res["users"] > 0 and {"recall", "ndcg", "hit_rate", "mrr", "coverage"} <= set(res["metrics"])

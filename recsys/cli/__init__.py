@@ -64,6 +64,7 @@ _OPTIONAL: list[tuple[str, str, str]] = [
     ("serve", "register", ""),
     ("feedback", "register", ""),
     ("describe", "register", ""),
+    ("shell", "register", ""),
 ]
 
 

@@ -22,7 +22,27 @@ KOpt = Annotated[int, typer.Option("--k", min=1, max=1000)]
 JsonOpt = Annotated[bool, typer.Option("--json")]
 
 
+_WARM: dict[str, Any] = {}
+"""The recommender `recsys shell` keeps between commands (empty outside the shell)."""
+
+
+def keep_warm(on: bool) -> None:
+    """Reuse one recommender across commands (``recsys shell``), or drop it."""
+    _WARM.clear()
+    if on:
+        _WARM["on"] = True
+
+
 def _recommender() -> Any:
+    if "rec" in _WARM:
+        return _WARM["rec"]
+    rec = _new_recommender()
+    if "on" in _WARM:
+        _WARM["rec"] = rec
+    return rec
+
+
+def _new_recommender() -> Any:
     from recsys.config import get_settings
     from recsys.errors import ConfigError
     from recsys.service import Recommender

@@ -1,0 +1,70 @@
+"""`recsys shell`: one warm process for repeated queries (the index, the ranker and the encoder stay loaded).
+
+Each line is a recsys command as on the command line, without the leading ``recsys``::
+
+    recsys> recommend user-0001 --k 5
+    recsys> search text "red summer dress"
+    recsys> similar 0108775015 --json
+
+A one-off ``recsys recommend`` starts a process and loads everything (10-20 s on a small machine); here the first
+query pays that once and the next ones take milliseconds.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+
+import typer
+
+from recsys.cli._common import err
+
+
+def shell() -> None:
+    """Run recsys commands in one warm process (quit with `quit`, `exit` or Ctrl-D)."""
+    from recsys.cli import app, pipeline
+    from recsys.errors import RecsysError
+
+    command = typer.main.get_command(app)
+    pipeline.keep_warm(True)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        err.print("recsys shell: type a command as you would after `recsys` (help, quit); the first query loads "
+                  "the index and the ranker, later ones reuse them")
+    try:
+        while True:
+            try:
+                line = input("recsys> " if interactive else "")
+            except EOFError:
+                break
+            args = shlex.split(line, comments=True)
+            if not args:
+                continue
+            if args[0] in ("quit", "exit"):
+                break
+            if args[0] == "help":
+                args = ["--help"]
+            if args[0] in ("shell", "serve", "demo"):
+                err.print(f"`{args[0]}` is not available inside the shell")
+                continue
+            t = time.perf_counter()
+            try:
+                command.main(args=args, prog_name="recsys", standalone_mode=False)
+            except RecsysError as e:
+                typer.echo(f"error [{e.code}]: {e.message}", err=True)
+            except SystemExit:
+                pass
+            except Exception as e:  # click's own (usage errors, --help's exit), whichever click typer runs on
+                if hasattr(e, "show"):
+                    e.show()
+                elif type(e).__name__ not in ("Exit", "Abort"):
+                    raise
+            if interactive:
+                err.print(f"({(time.perf_counter() - t) * 1000:.0f} ms)")
+    finally:
+        pipeline.keep_warm(False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("shell")(shell)
