@@ -136,3 +136,40 @@ def test_api_docs_render_offline(page: Any, explorer: ExplorerServer) -> None:
     page.goto(explorer.url + "/redoc")
     page.wait_for_function("() => document.querySelectorAll('[data-section-id]').length >= 10", timeout=60_000)
     assert not refused, refused
+
+
+def _titles_and_pictures(page: Any, cards: str) -> None:
+    titles = page.eval_on_selector_all(f"{cards} .card-title", "els => els.map(e => e.textContent.trim())")
+    assert titles and all(titles), titles
+    total, ok = _images_loaded(page, f"{cards} img.thumb")
+    assert total >= len(titles) and ok == total
+
+
+def test_first_hour_walk_through(page: Any, explorer: ExplorerServer) -> None:
+    """What a newcomer does after `make demo`: home, a search, an item, a user, a like; every page shows pictures
+    and titles, recommendation cards say why in the words of the event and show no raw ranker score."""
+    page.goto(explorer.url + "/")
+    _titles_and_pictures(page, "#results .card")
+    page.fill("#q", "blue")
+    page.click("#search-button")
+    page.wait_for_url("**/?q=blue*")
+    _titles_and_pictures(page, "#results .card")
+    page.locator("#results .card a.card-title").first.click()
+    page.wait_for_selector("#item-title")
+    assert page.inner_text("#item-title").strip()
+    _titles_and_pictures(page, "#similar .card")
+    assert all(t.startswith("match ") for t in page.eval_on_selector_all(
+        "#similar .card .score", "els => els.map(e => e.textContent.trim())"))
+    page.goto(explorer.url + "/")
+    page.click(".users li:first-child a")
+    page.wait_for_selector("#user-id")
+    _titles_and_pictures(page, "#recs .card")
+    assert page.locator("#recs .card .score").count() == 0  # a ranker's score means nothing to a reader
+    because = page.eval_on_selector_all("#recs .because span", "els => els.map(e => e.textContent)")
+    assert because and all(("like an item you" in b) or ("you " in b and " this " in b) for b in because), because
+    first = _ids(page, "#recs .card")[0]
+    page.click(f"#recs .card[data-item-id='{first}'] button.like")
+    page.wait_for_selector("#live[data-version='1']")
+    assert first not in _ids(page, "#recs .card")  # a liked item is never a new pick
+    assert first in _ids(page, "#history .card")
+    assert not page.errors, page.errors
