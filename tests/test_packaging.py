@@ -52,3 +52,47 @@ def test_wheel_ships_the_migrations_and_migrates_a_new_store(tmp_path: Path) -> 
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
     assert (tmp_path / "home" / "recsys.db").exists()
+
+
+# the API (and its client) may use the `api` extra; everything else is what a lean install (`make demo`) has
+EXTRA_ALLOWED = {"recsys/api": "api", "recsys/client": "api"}
+VIA = {"starlette": "fastapi", "anyio": "fastapi"}
+"""Packages a declared one guarantees (FastAPI is built on Starlette)."""
+
+
+def test_module_level_imports_are_declared_dependencies() -> None:
+    """A package imported at module level must be a core dependency (or the extra of that part): the lean demo
+    install once failed on pandas, which only the dev tools had brought."""
+    import ast
+    import re
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(reqs: list[str]) -> set[str]:
+        return {re.split(r"[<>=\[; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in reqs}
+
+    core = names(project["dependencies"])
+    extras = {k: names(v) for k, v in project["optional-dependencies"].items()}
+    dists = packages_distributions()
+    stdlib = sys.stdlib_module_names
+    missing = []
+    for path in (ROOT / "recsys").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("recsys/_migrations"):
+            continue
+        allowed = set(core)
+        for prefix, extra in EXTRA_ALLOWED.items():
+            if rel.startswith(prefix):
+                allowed |= extras[extra]
+        for node in ast.parse(path.read_text()).body:  # module level only: lazy imports inside functions are fine
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            for mod in mods:
+                top = mod.split(".")[0]
+                if top in stdlib or top in ("recsys", "__future__"):
+                    continue
+                dist = {d.lower().replace("_", "-") for d in dists.get(top, [top])}
+                if not dist & allowed and not {VIA.get(d) for d in dist} & allowed:
+                    missing.append(f"{rel}: {mod} ({', '.join(sorted(dist))})")
+    assert not missing, "module-level imports of undeclared packages:\n" + "\n".join(missing)
