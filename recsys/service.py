@@ -123,6 +123,8 @@ class _Served:
     reader: IndexReader
     ranker: RankingPipeline | None
     ranker_path: str | None
+    stats_version: str = ""
+    """The events watermark the ranker's statistics were recounted at (``ranking.live_stats_s``); "" for training's."""
 
 
 class Recommender:
@@ -138,6 +140,8 @@ class Recommender:
         self._encoder: Encoder | None = None
         self._lock = threading.RLock()
         self._bad_ranker: tuple[str | None, float] | None = None  # (ranker path, when it failed to load)
+        self._stats_at = float("-inf")
+        """When the served statistics were last recounted (``ranking.live_stats_s``)."""
         self._ranker_error: str | None = None  # why recommendations are off, for readiness
         self._local = threading.local()
         self._results: LRU[list[ScoredItem]] = LRU(self.settings.ranking.result_cache_size,
@@ -221,7 +225,7 @@ class Recommender:
             # last time is tried again.
             if old is not None and old.reader is reader and (
                     ranker_path == old.ranker_path or self._ranker_failed_recently(ranker_path)):
-                return False
+                return self._recount_stats(old)
             try:
                 ranker = self._load_ranker(reader, rpath, old)
             except Exception as e:
@@ -246,6 +250,27 @@ class Recommender:
             self._served = _Served(reader, ranker, ranker_path)
             log.info("serving index %s with ranker %s", reader.generation_id, ranker_path)
             return True
+
+    def _recount_stats(self, old: _Served) -> bool:
+        """With ``ranking.live_stats_s``: the served ranker's statistics recounted from every stored event when new
+        ones arrived (at most that often), published like a new generation. Failures keep the old ones."""
+        every = self.settings.ranking.live_stats_s
+        if every <= 0 or old.ranker is None or time.monotonic() - self._stats_at < every:
+            return False
+        self._stats_at = time.monotonic()
+        try:
+            with self.store.session() as s:
+                mark = _events_watermark(s)
+                if mark == old.stats_version:
+                    return False
+                events = events_frame(s)
+            ranker = old.ranker.with_events(events)
+        except Exception as e:
+            log.warning("statistics not recounted (%s: %s); keeping the current ones", type(e).__name__, e)
+            return False
+        self._served = _Served(old.reader, ranker, old.ranker_path, mark)
+        log.info("ranker statistics recounted over %d events (%s)", len(events), mark)
+        return True
 
     def _ranker_failed_recently(self, ranker_path: str | None) -> bool:
         bad = self._bad_ranker
@@ -875,7 +900,8 @@ def _result_key(served: _Served, user_id: str, event_ids: list[int], removed_key
                 explain: bool, now: float = 0.0) -> tuple[Any, ...]:
     """Everything a recommendation list depends on: the generations, the user's events, the removed items (their
     version) and the request (a hash of the event ids keeps the key small)."""
-    return (served.reader.generation_id, served.ranker_path, user_id, hash(tuple(sorted(event_ids))), removed_key,
+    return (served.reader.generation_id, served.ranker_path, served.stats_version, user_id,
+            hash(tuple(sorted(event_ids))), removed_key,
             k, repr(filter), tuple(exclude), diversity, explain, now)
 
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
@@ -105,3 +106,32 @@ def test_concurrent_new_items_all_stored_and_searchable(home: Path) -> None:
         assert rec.get_item("concurrent-same")["item_id"] == "concurrent-same"
     finally:
         store.dispose()
+
+
+def _crowd_buys(rec: Recommender, item: str, n: int = 40) -> None:
+    events = [{"user_id": f"crowd-{i}", "item_id": item, "type": "purchase", "event_id": f"crowd-{i}"}
+              for i in range(n)]
+    assert all(r.status == "stored" for r in rec.ingest_events(events))
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_live_statistics_follow_new_events_without_a_retrain(home: Path, live: bool) -> None:
+    """With ranking.live_stats_s, an item a crowd just bought becomes popular for a newcomer at the next refresh,
+    the model unchanged; without it the statistics stay those of the ranker's training (and a store down during a
+    recount keeps them too)."""
+    _, store, rec = _open(home, live_stats_s=1e-6 if live else 0.0)
+    before = [r.item_id for r in rec.recommend("newcomer", 10, fresh=True)]
+    ranker_path = rec.status().get("ranker_version")
+    ranker = rec._served_now().ranker
+    assert ranker is not None
+    pop = ranker.stats.pop_at(ranker.stats.end_ts + 1.0)
+    tail = next(ranker.table.ids[r] for r in np.argsort(pop, kind="stable") if ranker.table.ids[r] not in before)
+    _crowd_buys(rec, tail)
+    store.down = True
+    assert rec.refresh() is False  # a failed recount keeps what is served
+    store.down = False
+    assert rec.refresh() is live
+    after = [r.item_id for r in rec.recommend("newcomer", 10)]
+    assert (after[0] == tail) is live
+    assert rec.status().get("ranker_version") == ranker_path  # no retrain
+    assert rec.refresh() is False  # nothing new since the recount

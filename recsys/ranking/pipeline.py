@@ -10,6 +10,7 @@ feed it the same way.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -145,6 +146,16 @@ class RankingPipeline:
             raise IncompatibleArtifact(f"item vectors have dimension {table.dim}, the ranker was trained on "
                                        f"{self.dim}; retrain the ranker (recsys train)")
         self._install(table, search)
+
+    def with_events(self, events: pd.DataFrame) -> RankingPipeline:
+        """A copy whose statistics (popularity, trends, co-occurrence) count ``events`` (all stored ones, not only
+        the training's): the same model, ranking with what shoppers did since it was trained."""
+        table = self.table
+        pipe = copy.copy(self)
+        pipe.stats = ItemStats.fit(table.ids, histories_by_user(events, table), self.params.cooc_window)
+        assert self._search is not None
+        pipe._gen = CandidateGenerator(table, pipe.stats, self._search, self.params, self._known)
+        return pipe
 
     def set_search(self, search: VectorSearch) -> None:
         """Use another vector search (e.g. the FAISS index reader) for the search-based candidate sources."""
