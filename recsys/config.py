@@ -131,6 +131,9 @@ class RankingSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
+    metrics_public: bool = False
+    """/metrics without an API key (for a Prometheus scraper on a private network); every other route still needs
+    one. Off: scrapers send a read key (``authorization`` in the scrape config)."""
     result_details: bool = True
     """Each result carries what a client shows (title, category, price, image_url): one database read per list
     ranked or searched, none for a cached list. False for the leanest answers (ids, scores, sources)."""

@@ -139,5 +139,17 @@ async def require_admin(request: Request, header_key: Annotated[str | None, Secu
     return await _principal(request, header_key, bearer, "admin")
 
 
+async def require_metrics(request: Request,
+                          header_key: Annotated[str | None, Security(_api_key_header)] = None,
+                          bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+                          ) -> Principal:
+    """A read key, unless ``api.metrics_public`` opens /metrics to scrapers without one (counted per address)."""
+    if request.app.state.settings.api.metrics_public:
+        return await authorize(request, SCRAPER, "scraper:" + (request.client.host if request.client else ""), "read")
+    return await _principal(request, header_key, bearer, "read")
+
+
+SCRAPER = Principal("scraper", "read")
 ReadKey = Annotated[Principal, Depends(require_read)]
 AdminKey = Annotated[Principal, Depends(require_admin)]
+MetricsKey = Annotated[Principal, Depends(require_metrics)]

@@ -42,6 +42,16 @@ def test_keyring_lookup(sqlite_store: Store) -> None:
     assert ring.lookup(key + "x") is None and ring.lookup("") is None
 
 
+def test_metrics_can_be_opened_to_scrapers_alone(make_client: Callable[..., TestClient]) -> None:
+    closed = make_client(auth=True)
+    assert closed.get("/metrics").status_code == 401
+    scraped = make_client(auth=True, metrics_public=True)
+    r = scraped.get("/metrics")
+    assert r.status_code == 200 and "recsys_" in r.text
+    assert scraped.get("/v1/trending").status_code == 401  # nothing else opens
+    assert scraped.get("/v1/status").status_code == 401
+
+
 def test_scopes(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:
     c = make_client(auth=True)
     read, _ = create_key(sqlite_store, "reader", "read")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from recsys.api.deps import ReadKey
+from recsys.api.deps import MetricsKey, ReadKey
 from recsys.api.metrics import CONTENT_TYPE
 from recsys.api.schemas import Health, Readiness
 
@@ -40,7 +40,7 @@ async def readyz(request: Request) -> Any:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}}})
-async def metrics(request: Request, _key: ReadKey) -> Response:
+async def metrics(request: Request, _key: MetricsKey) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
 
