@@ -551,15 +551,9 @@ class Recommender:
         With ``cut`` (an explicit time: replays, backtests) events at or after ``now`` are not part of the history;
         on the clock a user's own newer event moves their "now" forward instead (a live event in a store whose
         clock follows its historical data)."""
-        from recsys.ranking.history import history_from_records
-
-        table = served.ranker.table if served.ranker is not None else None
-        hist = history_from_records([r[:4] for r in records], table) if table is not None else None
-        if hist is not None and len(hist) and hist.ts[-1] >= now:
-            if cut:
-                hist = hist.prefix(int(np.searchsorted(hist.ts, now, side="left")))
-            else:
-                now = float(hist.ts[-1]) + 1e-6
+        hist = None
+        if served.ranker is not None:
+            hist, now = _history_as_of(records, served.ranker.table, now, cut)
         out = self._rank(hist, k, filter, exclude, diversity, explain, served=served, removed=removed, now=now)
         self._results.put(key, out)
         return list(out)
@@ -567,7 +561,6 @@ class Recommender:
     def buy_again(self, user_id: str, k: int = 20, *, now: datetime | None = None) -> list[ScoredItem]:
         """The user's own items (bought, viewed, liked) most likely to be wanted again, by the same ranker: the list
         that keeps repeats out of the personal one (``ranking.max_repeat_share``). Empty for a user with no history."""
-        from recsys.ranking.history import history_from_records
         from recsys.ranking.lists import ListPolicy
 
         self._check(k, "fused")
@@ -578,13 +571,9 @@ class Recommender:
         when = self.clock(served, now)
         with self.store.reading() as c:
             records = user_event_records(c, user_id)
-        hist = history_from_records([r[:4] for r in records], ranker.table)
-        if now is not None and len(hist):
-            hist = hist.prefix(int(np.searchsorted(hist.ts, when, side="left")))
-        elif len(hist) and hist.ts[-1] >= when:
-            when = float(hist.ts[-1]) + 1e-6
-        own = [ranker.table.ids[r] for r in dict.fromkeys(hist.rows.tolist())]
-        own = [i for i in own if i not in self._removed()]
+        hist, when = _history_as_of(records, ranker.table, when, cut=now is not None)
+        removed = self._removed()
+        own = [i for i in (ranker.table.ids[r] for r in dict.fromkeys(hist.rows.tolist())) if i not in removed]
         if not own:
             return []
         recs = ranker.recommend(hist, min(k, len(own)), allowed=own, now=when, exclude_seen=False,
@@ -878,6 +867,21 @@ def _now_key(when: float, explicit: datetime | None) -> float:
     """The time part of a cache key: an explicit time exactly; the clock to the hour (a cached list's trend windows
     lag the clock by less than an hour)."""
     return when if explicit is not None else math.floor(when * 24.0)
+
+
+def _history_as_of(records: Sequence[tuple[Any, ...]], table: Any, now: float, cut: bool) -> tuple[History, float]:
+    """A user's history from their event records, and the time to rank it at. With ``cut`` (an explicit time:
+    replays, backtests) events at or after ``now`` are not part of it; on the clock a user's own newer event moves
+    their "now" forward instead (a live event in a store whose clock follows its historical data)."""
+    from recsys.ranking.history import history_from_records
+
+    hist = history_from_records([r[:4] for r in records], table)
+    if len(hist) and hist.ts[-1] >= now:
+        if cut:
+            hist = hist.prefix(int(np.searchsorted(hist.ts, now, side="left")))
+        else:
+            now = float(hist.ts[-1]) + 1e-6
+    return hist, now
 
 
 def _stage(progress: Progress | None, name: str) -> Any:

@@ -73,13 +73,10 @@ def _print(results: list[Any], json_out: bool, rec: Any = None) -> None:
 
 
 def _titles(rec: Any, ids: list[str]) -> dict[str, tuple[str, str]]:
-    from sqlalchemy import select
+    from recsys.store.summaries import item_summaries
 
-    from recsys.store.tables import Item
-
-    with rec.store.session() as s:
-        got = s.execute(select(Item.external_id, Item.title, Item.category).where(Item.external_id.in_(ids)))
-        return {str(i): (t or "", c or "") for i, t, c in got}
+    with rec.store.reading() as c:
+        return {i: (d["title"], d["category"] or "") for i, d in item_summaries(c, ids).items()}
 
 
 def run_build(store: Any, settings: Any, *, force: bool = False) -> dict[str, Any]:

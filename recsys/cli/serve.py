@@ -42,20 +42,26 @@ def check_port(host: str, port: int) -> None:
 
 
 def example_ids(settings: Any) -> tuple[str | None, str | None]:
-    """A user with events and an item of the store, for the banner's example calls (None when there are none)."""
-    from sqlalchemy import text
+    """The most active user and a live item of the store, for the banner's example calls (None when there are
+    none)."""
+    from sqlalchemy import select
 
+    from recsys.api.web.pages import active_users
     from recsys.store import Store
+    from recsys.store.tables import Item
 
     try:
-        with Store.open(settings, upgrade=False).session() as s:
-            user = s.execute(text("SELECT u.external_id FROM events e JOIN users u ON u.id = e.user_id "
-                                  "ORDER BY e.id LIMIT 1")).scalar()
-            item = s.execute(text("SELECT external_id FROM items WHERE NOT deleted AND NOT hidden "
-                                  "ORDER BY id LIMIT 1")).scalar()
+        store = Store.open(settings, upgrade=False)
+        try:
+            users = active_users(store, limit=1)
+            with store.reading() as c:
+                item = c.execute(select(Item.external_id).where(Item.deleted.is_(False), Item.hidden.is_(False))
+                                 .order_by(Item.id).limit(1)).scalar()
+        finally:
+            store.dispose()
     except Exception:  # the banner never stops a server; the placeholders stay
         return None, None
-    return (str(user) if user is not None else None), (str(item) if item is not None else None)
+    return (users[0][0] if users else None), (str(item) if item is not None else None)
 
 
 @contextlib.contextmanager

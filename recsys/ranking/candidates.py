@@ -50,13 +50,7 @@ class ExactSearch:
         bad = [self._row[x] for x in exclude if x in self._row]
         if bad:
             scores[:, bad] = -np.inf
-        k_eff = min(k, scores.shape[1])
-        out: list[list[tuple[str, float]]] = []
-        for s in scores:
-            top = np.argpartition(-s, k_eff - 1)[:k_eff] if k_eff > 0 else np.zeros(0, np.int64)
-            top = top[np.argsort(-s[top], kind="stable")]
-            out.append([(self.item_ids[r], float(s[r])) for r in top if np.isfinite(s[r])])
-        return out
+        return [[(self.item_ids[r], float(s[r])) for r in _top(s, k)] for s in scores]
 
 
 @dataclass

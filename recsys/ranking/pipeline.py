@@ -300,12 +300,11 @@ class RankingPipeline:
         s = rules.demote_disliked(table, cands.rows, s, r.history.disliked)
         s = rules.apply_boosts(table, cands.rows, s, r.boosts)
         if r.policy.active:  # ranked deeper, so the caps can skip and still fill k
-            order = rules.mmr(table.fused, cands.rows, s, r.k, r.diversity)
+            order = rules.mmr(table.fused, cands.rows, s, r.k, r.diversity) if r.diversity > 0 else []
             head = set(order)
             order += [i for i in np.argsort(-s, kind="stable").tolist() if i not in head]
-            owned = np.zeros(table.n, bool)
-            owned[r.history.rows] = True
-            order = compose(order, cands.rows, r.k, owned, table.group, r.policy)
+            repeat = np.isin(cands.rows, r.history.rows)  # per candidate: no catalogue-sized array per request
+            order = compose(order, r.k, repeat, table.group[cands.rows], r.policy)
         else:
             order = rules.mmr(table.fused, cands.rows, s, r.k, r.diversity)
         if len(r.history) and not self._known.all():

@@ -11,19 +11,17 @@ from tests.ranking.fixtures import World, make_world, small_params, user_events
 
 
 def test_compose_caps_repeats_and_groups_in_ranked_order() -> None:
-    rows = np.arange(10)
     owned = np.zeros(10, bool)
     owned[[0, 1, 2, 3]] = True  # the four best are the user's own items
     group = np.array([-1, -1, -1, -1, 7, 7, 7, -1, -1, -1])
-    got = compose(list(range(10)), rows, 4, owned, group, ListPolicy(max_repeat_share=0.25, max_per_group=2))
+    got = compose(list(range(10)), 4, owned, group, ListPolicy(max_repeat_share=0.25, max_per_group=2))
     assert got == [0, 4, 5, 7]  # one repeat (25% of 4), two of group 7, order kept
-    assert compose(list(range(10)), rows, 4, owned, group, ListPolicy()) == [0, 1, 2, 3]
+    assert compose(list(range(10)), 4, owned, group, ListPolicy()) == [0, 1, 2, 3]
 
 
 def test_compose_fills_from_skipped_when_nothing_else_is_left() -> None:
-    rows = np.arange(3)
     owned = np.ones(3, bool)
-    got = compose([2, 0, 1], rows, 3, owned, None, ListPolicy(max_repeat_share=0.0))
+    got = compose([2, 0, 1], 3, owned, None, ListPolicy(max_repeat_share=0.0))
     assert got == [2, 0, 1]  # a short list would be worse than repeats
 
 
