@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from recsys.evaluation import summarize, temporal_split
 from recsys.ranking import RankingPipeline
 from recsys.service import Recommender
+from recsys.serving.generations import vectors_of_index
 from recsys.store.queries import events_frame, items_frame
 
 
@@ -29,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     rec = Recommender()
     reader = rec.index
-    vectors = rec._vectors_of_index(reader)
+    vectors = vectors_of_index(rec.settings, reader)
     row = {i: r for r, i in enumerate(vectors.item_ids)}
     with rec.store.session() as s:
         events, items = events_frame(s), items_frame(s)

@@ -29,6 +29,7 @@ from recsys.ranking.candidates import SOURCES  # noqa: E402
 from recsys.ranking.context import make_context  # noqa: E402
 from recsys.ranking.history import day_of, history_from_frame  # noqa: E402
 from recsys.service import Recommender  # noqa: E402
+from recsys.serving.generations import vectors_of_index  # noqa: E402
 from recsys.store import Store  # noqa: E402
 from recsys.store.queries import events_frame, items_frame  # noqa: E402
 
@@ -41,7 +42,7 @@ def main() -> None:
     settings = get_settings()
     rec = Recommender(settings, Store.open(settings))
     reader = rec.index
-    vectors = rec._vectors_of_index(reader)
+    vectors = vectors_of_index(rec.settings, reader)
     with rec.store.session() as s:
         events, items = events_frame(s), items_frame(s)
     split = temporal_split(events, "auto", part=a.part)

@@ -51,7 +51,7 @@ def built_demo(factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     try:
         for kind in ("items", "users", "events"):
             run_import(store, kind, demo / f"{kind}.jsonl", settings=settings)
-        Recommender(settings, store).build()
+        Recommender(settings, store).jobs.build()
     finally:
         store.dispose()
     _built["demo"] = (settings.home, demo)

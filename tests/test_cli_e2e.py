@@ -128,7 +128,7 @@ def test_test_events_rerun_and_no_training_leak(home: Path, tmp_path: Path) -> N
     rec = Recommender(get_settings())
     with rec.store.session() as s:
         assert evaluation_users(s) == {"new-0", "new-1", "new-2"}
-    assert rec.train()["events"] == run("stats", "--json")["events"] - 12  # replayed shoppers never train
+    assert rec.jobs.train()["events"] == run("stats", "--json")["events"] - 12  # replayed shoppers never train
 
 
 def test_api_and_evaluate_rank_alike(home: Path) -> None:

@@ -16,7 +16,7 @@ def test_second_build_skips_every_stage(tmp_path_factory: pytest.TempPathFactory
     home, _ = built_demo(tmp_path_factory)
     settings = e2e_settings(private_home(home, tmp_path / "home"))
     store = Store.open(settings)
-    report = Recommender(settings, store).build()
+    report = Recommender(settings, store).jobs.build()
     store.dispose()
     assert str(report["encoder_fit"]).startswith("skipped")
     assert report["embed"]["encoded"] == 0

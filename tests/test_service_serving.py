@@ -90,7 +90,7 @@ def test_concurrent_new_items_all_stored_and_searchable(home: Path) -> None:
         ids = [f"concurrent-{i}" for i in range(8)]
 
         def put(item_id: str) -> list[dict[str, Any]]:
-            return rec.upsert_items([{"item_id": item_id, "title": f"ultramarine velvet lantern {item_id}",
+            return rec.catalogue.upsert_items([{"item_id": item_id, "title": f"ultramarine velvet lantern {item_id}",
                                       "category": "lamps"}])
 
         with ThreadPoolExecutor(8) as pool:
@@ -111,7 +111,7 @@ def test_concurrent_new_items_all_stored_and_searchable(home: Path) -> None:
 def _crowd_buys(rec: Recommender, item: str, n: int = 40) -> None:
     events = [{"user_id": f"crowd-{i}", "item_id": item, "type": "purchase", "event_id": f"crowd-{i}"}
               for i in range(n)]
-    assert all(r.status == "stored" for r in rec.ingest_events(events))
+    assert all(r.status == "stored" for r in rec.catalogue.ingest_events(events))
 
 
 @pytest.mark.parametrize("live", [False, True])
@@ -122,7 +122,7 @@ def test_live_statistics_follow_new_events_without_a_retrain(home: Path, live: b
     _, store, rec = _open(home, live_stats_s=1e-6 if live else 0.0)
     before = [r.item_id for r in rec.recommend("newcomer", 10, fresh=True)]
     ranker_path = rec.status().get("ranker_version")
-    ranker = rec._served_now().ranker
+    ranker = rec.ranker
     assert ranker is not None
     pop = ranker.stats.pop_at(ranker.stats.end_ts + 1.0)
     tail = next(ranker.table.ids[r] for r in np.argsort(pop, kind="stable") if ranker.table.ids[r] not in before)

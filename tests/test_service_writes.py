@@ -23,7 +23,7 @@ def test_concurrent_writers_of_the_same_new_items(store: Store, tmp_path: Path) 
     def put(n: int) -> list[dict[str, Any]]:
         start.wait()
         items = [{"item_id": f"same-{i}", "title": f"writer {n} item {i}"} for i in range(20)]
-        return rec.upsert_items(items, index=False)
+        return rec.catalogue.upsert_items(items, index=False)
 
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(put, range(16)))

@@ -1,7 +1,7 @@
 """Dependencies shared by the routes: the recommender, the caller's identity (API key + scope), rate limits.
 
-The app accepts any object with the :class:`RecommenderLike` methods, e.g. the real
-:class:`recsys.service.Recommender` or the in-memory :class:`recsys.api.testing.FakeRecommender`.
+The app accepts any object with the :class:`RecommenderLike` methods (its writes behind ``catalogue``), e.g. the
+real :class:`recsys.service.Recommender` or the in-memory :class:`recsys.api.testing.FakeRecommender`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,18 @@ from recsys.api.auth import ANONYMOUS, KeyRing, Principal, hash_key
 from recsys.api.limits import RateLimiter
 from recsys.config import Settings
 from recsys.errors import AuthError, Forbidden, StoreUnavailable
+
+
+class CatalogueLike(Protocol):
+    """What the API writes through: the recommender's ``catalogue`` (:class:`recsys.catalogue.Catalogue`)."""
+
+    def ingest_events(self, events: Sequence[Mapping[str, Any]]) -> list[Any]: ...
+
+    def delete_user(self, user_id: str) -> int: ...
+
+    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]: ...
+
+    def delete_item(self, item_id: str) -> Any: ...
 
 
 class RecommenderLike(Protocol):
@@ -53,15 +65,10 @@ class RecommenderLike(Protocol):
                              exclude: Sequence[str] = (), diversity: float | None = None,
                              explain: bool = False) -> list[Any]: ...
 
-    def ingest_events(self, events: Sequence[Mapping[str, Any]]) -> list[Any]: ...
-
-    def delete_user(self, user_id: str) -> int: ...
-
     def get_item(self, item_id: str) -> dict[str, Any]: ...
 
-    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]: ...
-
-    def delete_item(self, item_id: str) -> Any: ...
+    @property
+    def catalogue(self) -> CatalogueLike: ...
 
     def refresh(self) -> bool: ...
 
@@ -86,8 +93,10 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 _bearer = HTTPBearer(auto_error=False, description="an API key as a bearer token")
 
 
-async def _principal(request: Request, header_key: str | None, bearer: HTTPAuthorizationCredentials | None,
-                     scope: str) -> Principal:
+async def identify(request: Request, header_key: str | None, bearer: HTTPAuthorizationCredentials | None,
+                   scope: str) -> Principal:
+    """The caller of ``request`` (a key from the header or a bearer token; anonymous with auth off), counted against
+    its rate limit and checked for ``scope``."""
     state = request.app.state
     if not state.settings.api.auth:
         principal = ANONYMOUS
@@ -131,12 +140,12 @@ async def authorize(request: Request, principal: Principal, limit_key: str, scop
 
 async def require_read(request: Request, header_key: Annotated[str | None, Security(_api_key_header)] = None,
                        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> Principal:
-    return await _principal(request, header_key, bearer, "read")
+    return await identify(request, header_key, bearer, "read")
 
 
 async def require_admin(request: Request, header_key: Annotated[str | None, Security(_api_key_header)] = None,
                         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> Principal:
-    return await _principal(request, header_key, bearer, "admin")
+    return await identify(request, header_key, bearer, "admin")
 
 
 async def require_metrics(request: Request,
@@ -146,7 +155,7 @@ async def require_metrics(request: Request,
     """A read key, unless ``api.metrics_public`` opens /metrics to scrapers without one (counted per address)."""
     if request.app.state.settings.api.metrics_public:
         return await authorize(request, SCRAPER, "scraper:" + (request.client.host if request.client else ""), "read")
-    return await _principal(request, header_key, bearer, "read")
+    return await identify(request, header_key, bearer, "read")
 
 
 SCRAPER = Principal("scraper", "read")

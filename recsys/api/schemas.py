@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from recsys.encoders.base import Modality
+
 MAX_K = 1000
 MAX_LIST = 1000
 
@@ -22,7 +24,6 @@ Query = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="number of results")]
 Diversity = Annotated[float, Field(ge=0.0, le=1.0, description="MMR weight: 0 keeps the ranker's order")]
-Modality = Literal["fused", "text", "image"]
 SearchMode = Literal["vector", "lexical", "hybrid"]
 MODE_DOC = ("hybrid: keyword and vector results fused by reciprocal rank; vector or lexical: one side (lexical fills k "
             "from the vectors). Default: hybrid, or vector when modality is text or image")

@@ -13,42 +13,35 @@ from __future__ import annotations
 import io
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from recsys.errors import BadMedia, UnknownItem, UnknownUser, ValidationFailed
-from recsys.service import ScoredItem
+from recsys.serving.results import ScoredItem
+from recsys.store.events import EventResult
 
 _WEIGHTS = {"view": 1.0, "click": 1.5, "add_to_cart": 2.0, "purchase": 3.0, "rating": 1.0, "like": 3.0,
             "dislike": -5.0, "impression": 0.0}
 
 
-FakeResult = ScoredItem  # the fake answers with the real result type
-
-
-@dataclass
-class FakeEventResult:
-    index: int
-    status: str
-    event_id: int | None = None
-    error: str | None = None
+FakeResult = ScoredItem  # the fake answers with the real result types
+FakeEventResult = EventResult
 
 
 class FakeRecommender:
-    """In-memory stand-in for :class:`recsys.service.Recommender` with the same public methods."""
+    """In-memory stand-in for :class:`recsys.service.Recommender` with the same public methods (and its writes
+    behind ``catalogue``: :class:`FakeCatalogue`)."""
 
     def __init__(self, store: Any, items: Iterable[Mapping[str, Any]] = (), *, generation: str = "gen-1") -> None:
         self.store = store
         self.items: dict[str, dict[str, Any]] = {}
         self.events: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        self._client_ids: set[tuple[str, str]] = set()
-        self._next_event = 1
+        self.catalogue = FakeCatalogue(self)
         self.generation = generation
         self.pending_generation: str | None = None
         self.last_timings: dict[str, float] | None = None
         self.last_search: dict[str, Any] = {}
         for it in items:
-            self.upsert_items([it])
+            self.catalogue.upsert_items([it])
 
     # -- operations ---------------------------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -66,47 +59,6 @@ class FakeRecommender:
         if item_id not in self.items:
             raise UnknownItem(f"unknown item id {item_id!r}")
         return dict(self.items[item_id])
-
-    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        out = []
-        for it in items:
-            item_id = str(it.get("item_id") or "")
-            if not item_id:
-                out.append({"item_id": None, "status": "error", "error": "missing item_id"})
-                continue
-            status = "updated" if item_id in self.items else "created"
-            self.items[item_id] = {"item_id": item_id, "title": "", "description": "", "category": None,
-                                   "price": None, "in_stock": True, "attributes": {}, **dict(it)}
-            out.append({"item_id": item_id, "status": status})
-        return out
-
-    def delete_item(self, item_id: str) -> None:
-        if self.items.pop(item_id, None) is None:
-            raise UnknownItem(f"unknown item id {item_id!r}")
-
-    # -- events -------------------------------------------------------------------------------------------------
-    def delete_user(self, user_id: str) -> int:
-        if user_id not in self.events:
-            raise UnknownUser(f"unknown user id {user_id!r}")
-        return len(self.events.pop(user_id))
-
-    def ingest_events(self, events: Sequence[Mapping[str, Any]]) -> list[FakeEventResult]:
-        results = []
-        for i, e in enumerate(events):
-            user, item, cid = str(e.get("user_id")), str(e.get("item_id")), e.get("event_id")
-            if item not in self.items:
-                results.append(FakeEventResult(i, "error", error=f"unknown item id {item!r}"))
-                continue
-            if cid is not None and (user, str(cid)) in self._client_ids:
-                results.append(FakeEventResult(i, "duplicate"))
-                continue
-            if cid is not None:
-                self._client_ids.add((user, str(cid)))
-            if e.get("type") != "impression":  # feedback on a shown list, not interest (as in the real store)
-                self.events[user].append((item, str(e.get("type"))))
-            results.append(FakeEventResult(i, "stored", self._next_event))
-            self._next_event += 1
-        return results
 
     # -- retrieval ----------------------------------------------------------------------------------------------
     def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: Any = None,
@@ -207,6 +159,56 @@ class FakeRecommender:
     def _candidates(self, f: Any, exclude: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
         skip = set(exclude)
         return [(i, it) for i, it in sorted(self.items.items()) if i not in skip and _keep(it, f)]
+
+
+class FakeCatalogue:
+    """The fake's writes (:class:`recsys.catalogue.Catalogue`'s methods), on the :class:`FakeRecommender`'s items
+    and events: a write is seen by the next read."""
+
+    def __init__(self, fake: FakeRecommender) -> None:
+        self.fake = fake
+        self._client_ids: set[tuple[str, str]] = set()
+        self._next_event = 1
+
+    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for it in items:
+            item_id = str(it.get("item_id") or "")
+            if not item_id:
+                out.append({"item_id": None, "status": "error", "error": "missing item_id"})
+                continue
+            status = "updated" if item_id in self.fake.items else "created"
+            self.fake.items[item_id] = {"item_id": item_id, "title": "", "description": "", "category": None,
+                                        "price": None, "in_stock": True, "attributes": {}, **dict(it)}
+            out.append({"item_id": item_id, "status": status})
+        return out
+
+    def delete_item(self, item_id: str) -> None:
+        if self.fake.items.pop(item_id, None) is None:
+            raise UnknownItem(f"unknown item id {item_id!r}")
+
+    def delete_user(self, user_id: str) -> int:
+        if user_id not in self.fake.events:
+            raise UnknownUser(f"unknown user id {user_id!r}")
+        return len(self.fake.events.pop(user_id))
+
+    def ingest_events(self, events: Sequence[Mapping[str, Any]]) -> list[FakeEventResult]:
+        results = []
+        for i, e in enumerate(events):
+            user, item, cid = str(e.get("user_id")), str(e.get("item_id")), e.get("event_id")
+            if item not in self.fake.items:
+                results.append(FakeEventResult(i, "error", error=f"unknown item id {item!r}"))
+                continue
+            if cid is not None and (user, str(cid)) in self._client_ids:
+                results.append(FakeEventResult(i, "duplicate"))
+                continue
+            if cid is not None:
+                self._client_ids.add((user, str(cid)))
+            if e.get("type") != "impression":  # feedback on a shown list, not interest (as in the real store)
+                self.fake.events[user].append((item, str(e.get("type"))))
+            results.append(FakeEventResult(i, "stored", self._next_event))
+            self._next_event += 1
+        return results
 
 
 def _keep(it: Mapping[str, Any], f: Any) -> bool:

@@ -84,7 +84,7 @@ def run_build(store: Any, settings: Any, *, force: bool = False) -> dict[str, An
 
     rec = Recommender(settings, store)
     with progress_bar("build") as update:
-        report = rec.build(progress=update, force=force)
+        report = rec.jobs.build(progress=update, force=force)
     for stage, info in report.items():
         err.print(f"{stage}: {_summary(info)}", soft_wrap=True)
     return report
@@ -117,7 +117,7 @@ def train(json_out: JsonOpt = False) -> None:
     """Train the ranker on the stored events (seeded; a new versioned artifact)."""
     rec = _recommender()
     with progress_bar("train") as update:
-        info = rec.train(progress=update)
+        info = rec.jobs.train(progress=update)
     err.print(str(info))
     if json_out:
         emit_json(info)
@@ -138,7 +138,7 @@ def evaluate(
         raise typer.BadParameter(f"--part must be test, validation or all, not {part!r}")
     rec = _recommender()
     with progress_bar("evaluate") as update:
-        result = rec.evaluate(k, test_events=test_events, fmt=fmt, protocol=protocol,
+        result = rec.jobs.evaluate(k, test_events=test_events, fmt=fmt, protocol=protocol,
                               part=None if part == "all" else part, progress=update)
     if not json_out:
         m = result["metrics"]

@@ -7,10 +7,14 @@ vectors and index generations can be checked against it.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 from PIL import Image
+
+Modality = Literal["fused", "text", "image"]
+"""The item vectors an index serves: each tower's, and their weighted fusion (``encoder.modality_weights``)."""
+MODALITIES: tuple[str, ...] = get_args(Modality)
 
 
 @runtime_checkable

@@ -159,12 +159,27 @@ def items_frame(session: Session, *, include_removed: bool = False) -> pd.DataFr
     return pd.DataFrame(rows, columns=cols)
 
 
-def removed_item_ids(session: Session | Connection) -> set[str]:
-    """External ids of hidden or deleted items: never returned by any query (DESIGN.md decision 6)."""
-    return set(session.execute(_REMOVED).scalars())
+def events_watermark(session: Session) -> str:
+    """What the stored events are, as far as training is concerned: "count:last id" of the events that make
+    histories (impressions train nothing: posting them does not make the next build retrain)."""
+    n, last = session.execute(select(func.count(Event.id), func.max(Event.id))
+                              .where(Event.type.not_in(NOT_HISTORY))).one()
+    return f"{n}:{last}"
 
 
-_REMOVED = select(Item.external_id).where(_IS_REMOVED)
+def live_categories(session: Session, limit: int = 500) -> list[str]:
+    """Distinct categories of the items not deleted, in order (the explorer's filter form)."""
+    rows = session.scalars(select(Item.category).where(Item.category.is_not(None), Item.deleted.is_(False))
+                           .distinct().order_by(Item.category).limit(limit))
+    return [str(c) for c in rows if c]
+
+
+def most_active_users(session: Session, limit: int = 24) -> list[tuple[str, int]]:
+    """(user id, event count) of the users with the most events, most first (ties by id)."""
+    n = func.count(Event.id)
+    rows = session.execute(select(User.external_id, n).join(Event, Event.user_id == User.id)
+                           .group_by(User.external_id).order_by(n.desc(), User.external_id).limit(limit))
+    return [(str(u), int(c)) for u, c in rows]
 
 
 def stats(session: Session) -> dict[str, Any]:

@@ -33,9 +33,12 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "like", "dislike", "impression")
+HISTORY_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "like", "dislike")
+"""Event types that show interest in an item: what a user's history and the statistics are made of."""
 NOT_HISTORY = ("impression",)
 """Event types that are feedback on a shown list, not interest in an item: never part of a history or a statistic."""
+EVENT_TYPES = (*HISTORY_TYPES, *NOT_HISTORY)
+"""Every event type the store accepts."""
 MEDIA_KINDS = ("image", "video")
 MEDIA_STATUSES = ("pending", "ok", "error")
 ARTIFACT_KINDS = ("encoder", "index", "ranker")

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from recsys.api.auth import create_key
-from recsys.api.testing import FakeRecommender
+from recsys.api.testing import FakeCatalogue, FakeRecommender
 from recsys.store import Store
 from recsys.store.events import ingest_events
 from recsys.store.importers import run_import
@@ -23,12 +23,21 @@ from tests.api.conftest import CATALOGUE
 Client = Callable[..., TestClient]
 
 
-class StoringFake(FakeRecommender):
-    """The fake, with its events also stored in the real store (as the service does): what the report reads."""
+class StoringCatalogue(FakeCatalogue):
+    """The fake's writes, with its events also stored in the real store (as the service does): what the report
+    reads."""
 
     def ingest_events(self, events: Sequence[Mapping[str, Any]]) -> list[Any]:
-        ingest_events(self.store, events)
+        ingest_events(self.fake.store, events)
         return super().ingest_events(events)
+
+
+class StoringFake(FakeRecommender):
+    """The fake over :class:`StoringCatalogue`."""
+
+    def __init__(self, store: Store, items: Any = ()) -> None:
+        super().__init__(store, items)
+        self.catalogue = StoringCatalogue(self)
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     store = Store.open(settings)
     for kind in ("items", "users", "events"):
         run_import(store, kind, demo / f"{kind}.jsonl", settings=settings)
-    Recommender(settings, store).build()
+    Recommender(settings, store).jobs.build()
     store.dispose()
     return settings.home, demo
 
@@ -252,7 +252,7 @@ def test_index_build_under_load_fails_no_request(home: Path, tmp_path: Path) -> 
             new.write_text("".join(json.dumps({"item_id": f"late-{i}", "title": f"Late arrival {i}", "category": "hat",
                                                "price": 9.0}) + "\n" for i in range(5)))
             run_import(store, "items", new, settings=settings)  # straight into the store: no delta from the API
-            Recommender(settings, store).build()  # a new generation, built beside the serving process
+            Recommender(settings, store).jobs.build()  # a new generation, built beside the serving process
             store.dispose()
             for _ in range(600):
                 now = httpx.get(server.url + "/readyz").json()["index_generation"]

@@ -23,13 +23,13 @@ def test_delete_user_removes_their_events(store: Store, tmp_path: Path) -> None:
     run_import(store, "items", write_items(tmp_path / "items.jsonl", 3), settings=settings)
     rec = Recommender(settings, store)
     events = [{"user_id": u, "item_id": f"i{n}", "type": "view"} for u in ("gone", "kept") for n in range(3)]
-    assert all(r.status == "stored" for r in rec.ingest_events(events))
-    assert rec.delete_user("gone") == 3
+    assert all(r.status == "stored" for r in rec.catalogue.ingest_events(events))
+    assert rec.catalogue.delete_user("gone") == 3
     with store.session() as s:
         assert s.scalars(select(User.external_id)).all() == ["kept"]
         assert s.scalar(select(func.count(Event.id))) == 3
     with pytest.raises(UnknownUser):
-        rec.delete_user("gone")
+        rec.catalogue.delete_user("gone")
 
 
 def test_delete_user_route(make_client: Callable[..., TestClient]) -> None:

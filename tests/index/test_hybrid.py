@@ -82,7 +82,7 @@ def rec(store: Store, tmp_path: Path) -> Recommender:
     settings = Settings(home=tmp_path / "home", database_url=store.url)
     build_from_catalog(store, settings, vectors=_vectors)
     r = Recommender(settings, store)
-    r._encoder = FakeTextEncoder()  # type: ignore[assignment]
+    r.use_encoder(FakeTextEncoder())  # type: ignore[arg-type]
     return r
 
 

@@ -11,7 +11,7 @@ from fastapi import Query, Request, Response
 from recsys.api.schemas import MAX_LIST, Filter
 from recsys.errors import ValidationFailed
 from recsys.feedback import Cursor, Served, new_recommendation_id
-from recsys.service import ScoredItem, result_object
+from recsys.serving.results import ScoredItem, result_object
 
 
 def to_item_filter(f: Filter | None) -> Any:

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 def post_events(request: Request, batch: EventBatch, rec: RecommenderDep, _key: AdminKey) -> EventBatchResult:
     raw = [e.model_dump(exclude_none=True) for e in batch.events]
     out = [EventResultOut(index=r.index, status=r.status, event_id=r.event_id, error=r.error)
-           for r in rec.ingest_events(raw)]
+           for r in rec.catalogue.ingest_events(raw)]
     counts = {s: sum(1 for r in out if r.status == s) for s in ("stored", "duplicate", "error")}
     metric = request.app.state.metrics.events
     for s, n in counts.items():

@@ -37,7 +37,7 @@ def get_item(item_id: ItemId, rec: RecommenderDep, _key: ReadKey) -> Any:
             summary="Create or replace one item (a local image must lie under the media roots)")
 def put_item(request: Request, item_id: ItemId, item: ItemPut, rec: RecommenderDep, _key: AdminKey) -> Any:
     check_image_field(item.image, media_roots(request.app.state.settings))
-    result = _check(rec.upsert_items([{"item_id": item_id, **_plain(item)}])[0])
+    result = _check(rec.catalogue.upsert_items([{"item_id": item_id, **_plain(item)}])[0])
     try:
         return public_item(rec.get_item(item_id))
     except Exception:
@@ -55,7 +55,7 @@ def upsert_items(request: Request, batch: ItemBatch, rec: RecommenderDep, _key: 
             good.append(i)
         except ValidationFailed as e:  # refused alone: the rest of the batch is stored
             results[i] = {"index": i, "item_id": it.item_id, "status": "error", "error": e.message}
-    stored = rec.upsert_items([_plain(batch.items[i]) for i in good]) if good else []
+    stored = rec.catalogue.upsert_items([_plain(batch.items[i]) for i in good]) if good else []
     for i, r in zip(good, stored, strict=True):
         results[i] = {**dict(r), "index": i}
     return ItemBatchResult(results=[r for r in results if r is not None])
@@ -63,7 +63,7 @@ def upsert_items(request: Request, batch: ItemBatch, rec: RecommenderDep, _key: 
 
 @router.delete("/{item_id}", response_model=Deleted, summary="Delete an item (it stops being returned at once)")
 def delete_item(item_id: ItemId, rec: RecommenderDep, _key: AdminKey) -> Deleted:
-    rec.delete_item(item_id)
+    rec.catalogue.delete_item(item_id)
     return Deleted(item_id=item_id)
 
 

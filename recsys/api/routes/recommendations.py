@@ -100,4 +100,4 @@ def trending(request: Request, rec: RecommenderDep, _key: ReadKey, f: Annotated[
 @router.delete("/users/{user_id}", response_model=UserDeleted,
                summary="Delete a user and all their events (their next recommendations are a new user's)")
 def delete_user(user_id: UserId, rec: RecommenderDep, _key: AdminKey) -> UserDeleted:
-    return UserDeleted(user_id=user_id, events=rec.delete_user(user_id))
+    return UserDeleted(user_id=user_id, events=rec.catalogue.delete_user(user_id))

@@ -22,11 +22,12 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from recsys.api.auth import hash_key
-from recsys.api.deps import _principal, authorize
+from recsys.api.deps import authorize, identify
 from recsys.api.errors import public_message
 from recsys.api.media import media_roots, public_item
 from recsys.api.web import pages, session
 from recsys.errors import AuthError, Forbidden, RecsysError, ValidationFailed
+from recsys.serving.requests import check_modality
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ router = APIRouter(include_in_schema=False, tags=["explorer"])
 WEB = Path(__file__).resolve().parents[1] / "web"
 STATIC = {"explorer.css": "text/css; charset=utf-8", "explorer.js": "text/javascript; charset=utf-8"}
 PAGE_K = 24
-MODALITIES = ("fused", "text", "image")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -65,7 +65,7 @@ async def _who(request: Request, scope: str = "read") -> None:
         return
     auth = request.headers.get("authorization", "")
     key = request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
-    await _principal(request, key, None, scope)
+    await identify(request, key, None, scope)
 
 
 def _same_origin(request: Request) -> None:
@@ -116,8 +116,7 @@ async def home(request: Request, q: Annotated[str | None, Query(max_length=2000)
 def _home(request: Request, q: str, modality: str, form: pages.FilterForm, *,
           image_results: list[Any] | None = None, image_name: str | None = None) -> Response:
     rec = _rec(request)
-    if modality not in MODALITIES:
-        raise ValidationFailed(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
+    check_modality(modality)
     f = form.item_filter()
     if image_results is not None:
         title, results = f"Looks like {image_name or 'your image'}", image_results
@@ -154,8 +153,7 @@ async def search_image(request: Request, image: Annotated[UploadFile, File()],
             raise ValidationFailed("choose an image file to search with")
         check_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels,
                     formats=limits.image_formats)
-        if modality not in MODALITIES:
-            raise ValidationFailed(f"unknown modality {modality!r}")
+        check_modality(modality)
         rec = _rec(request)
         f = form.item_filter()
         results = await run_in_threadpool(rec.search_image, data, PAGE_K, modality=modality, filter=f)
@@ -181,8 +179,7 @@ async def item_page(request: Request, item_id: str, modality: Annotated[str, Que
 
 def _item(request: Request, item_id: str, modality: str, form: pages.FilterForm, user: str | None) -> Response:
     rec = _rec(request)
-    if modality not in MODALITIES:
-        raise ValidationFailed(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
+    check_modality(modality)
     details = public_item(rec.get_item(item_id))
     images = [i for i, m in enumerate(m for m in details.get("media") or () if m.get("kind") == "image")]
     similar_note = None
@@ -245,7 +242,8 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
         if type not in ("like", "dislike"):
             raise ValidationFailed("feedback is a like or a dislike")
         rec = _rec(request)
-        results = await run_in_threadpool(rec.ingest_events, [{"user_id": user_id, "item_id": item_id, "type": type}])
+        event = {"user_id": user_id, "item_id": item_id, "type": type}
+        results = await run_in_threadpool(rec.catalogue.ingest_events, [event])
         res = results[0] if results else None
         status = getattr(res, "status", None) or (res.get("status") if isinstance(res, dict) else None)
         if status == "error":
@@ -301,7 +299,7 @@ async def login(request: Request, key: Annotated[str, Form(min_length=1, max_len
     """Check an API key and keep it in an HttpOnly, SameSite=Strict cookie for the explorer pages."""
     try:
         _same_origin(request)
-        principal = await _principal(request, key, None, "read")
+        principal = await identify(request, key, None, "read")
     except RecsysError as e:
         return _render(request, "login.html", e.status, next=_safe_next(next), error=public_message(e))
     response = RedirectResponse(_safe_next(next), status_code=303)

@@ -119,27 +119,18 @@ def result_cards(rec: Any, results: list[Any], *, match: bool = False) -> list[C
 # -- store reads ---------------------------------------------------------------------------------------------------
 def categories(store: Any, limit: int = 500) -> list[str]:
     """Distinct categories of live items, for the filter form."""
-    from sqlalchemy import select
-
-    from recsys.store.tables import Item
+    from recsys.store.queries import live_categories
 
     with store.session() as s:
-        rows = s.scalars(select(Item.category).where(Item.category.is_not(None), Item.deleted.is_(False))
-                         .distinct().order_by(Item.category).limit(limit))
-        return [str(c) for c in rows if c]
+        return live_categories(s, limit)
 
 
 def active_users(store: Any, limit: int = 24) -> list[tuple[str, int]]:
     """(user id, event count) of the users with the most events."""
-    from sqlalchemy import func, select
-
-    from recsys.store.tables import Event, User
+    from recsys.store.queries import most_active_users
 
     with store.session() as s:
-        n = func.count(Event.id)
-        rows = s.execute(select(User.external_id, n).join(Event, Event.user_id == User.id)
-                         .group_by(User.external_id).order_by(n.desc(), User.external_id).limit(limit))
-        return [(str(u), int(c)) for u, c in rows]
+        return most_active_users(s, limit)
 
 
 def history(rec: Any, user_id: str, limit: int = 24) -> tuple[list[Card], int]:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord
@@ -142,7 +142,3 @@ def insert_events(session: Session, records: Sequence[EventRecord]) -> list[int 
 def unknown_items(session: Session, item_ids: Iterable[str]) -> set[str]:
     ids = set(item_ids)
     return ids - set(id_map(session, Item, ids))
-
-
-def count_events(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(Event)) or 0)

@@ -1,0 +1,205 @@
+"""The offline jobs behind ``recsys build``, ``recsys train`` and ``recsys evaluate`` (DESIGN.md section 4).
+
+Reached as :attr:`recsys.service.Recommender.jobs`: the same store and settings, and the read path itself, which
+serves what a job publishes as soon as it is done and is the path ``evaluate --test-events`` asks through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recsys.errors import ValidationFailed
+from recsys.serving.generations import vectors_of_index
+from recsys.store.queries import events_frame, events_watermark, items_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recsys.evaluation import Batch
+    from recsys.index import IndexReader
+    from recsys.service import Recommender
+
+Progress = Callable[..., None]
+
+
+class Jobs:
+    """Build, train and evaluate over the store and data directory of ``recommender``."""
+
+    def __init__(self, recommender: Recommender) -> None:
+        self.recommender = recommender
+        self.settings = recommender.settings
+        self.store = recommender.store
+
+    def train(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Train the ranker on every stored event over the newest index's vectors; a new current generation."""
+        from recsys.ranking.pipeline import train_ranker
+        from recsys.store.queries import evaluation_users
+
+        reader = self.recommender.generations.latest_index()
+        with self.store.session() as s:
+            events = events_frame(s)
+            items = items_frame(s)
+            watermark = events_watermark(s)  # read with the events, so it names exactly what was trained on
+            held = evaluation_users(s)
+        events = events[~events["user_id"].isin(held)]  # users replayed by `evaluate --test-events` never train
+        vectors = vectors_of_index(self.settings, reader)
+        pipe, path = train_ranker(events, items, vectors, self.settings, search=reader, progress=progress,
+                                  manifest={"events_watermark": watermark})
+        self.recommender.refresh()
+        return {"ranker": pipe.ranker_id, "path": str(path), "events": len(events),
+                "metrics": pipe.manifest.get("metrics", {})}
+
+    def _encoder_fitted(self) -> bool:
+        """Whether the configured preset has current fitted heads that this version of recsys can load (then
+        loaded: the read path's query encoder)."""
+        from recsys.encoders import get_encoder, get_preset
+        from recsys.encoders.encoder import current_heads_dir
+        from recsys.errors import IncompatibleArtifact
+
+        if current_heads_dir(self.settings, get_preset(self.settings.encoder.preset, self.settings)) is None:
+            return False
+        try:
+            self.recommender.use_encoder(get_encoder(self.settings))
+        except IncompatibleArtifact:
+            return False
+        return True
+
+    def build(self, progress: Progress | None = None, *, force: bool = False) -> dict[str, Any]:
+        """Fit the encoder if needed, embed, index, train. Each stage skips itself when its inputs are unchanged,
+        so a build is idempotent, and an interrupted one resumes from the last finished stage."""
+        from recsys.encoders import embed_catalog, fit_encoder
+        from recsys.index import build_from_catalog
+        from recsys.ranking import read_manifest
+        from recsys.ranking.artifact import current_generation
+        from recsys.ranking.pipeline import rankers_root
+
+        report: dict[str, Any] = {}
+        t = time.perf_counter()
+        if force or not self._encoder_fitted():
+            report["encoder_fit"] = fit_encoder(self.store, self.settings, _stage(progress, "encoder fit")).to_dict()
+            self.recommender.use_encoder(None)
+        else:
+            report["encoder_fit"] = "skipped (fitted heads present)"
+        report["embed"] = _as_dict(embed_catalog(self.store, self.settings, _stage(progress, "embed")))
+        report["index"] = build_from_catalog(self.store, self.settings, _stage(progress, "index"),
+                                             mode="full" if force else "auto")
+        reader = self.recommender.generations.latest_index(strict=True)
+        with self.store.session() as s:
+            watermark = events_watermark(s)
+        rpath = current_generation(rankers_root(self.settings))
+        manifest = read_manifest(rpath) if rpath else {}
+        same = (manifest.get("events_watermark") == watermark
+                and manifest.get("encoder_id") == reader.manifest.encoder_id)
+        if force or not same:
+            report["train"] = self.train(_stage(progress, "train"))
+        else:
+            report["train"] = "skipped (no new events since the current ranker)"
+        self.recommender.refresh()
+        report["seconds"] = round(time.perf_counter() - t, 1)
+        return report
+
+    def evaluate(self, k: int = 20, *, test_events: Any = None, fmt: str | None = None,
+                 protocol: str | None = None, part: str | None = "test",
+                 progress: Progress | None = None) -> dict[str, Any]:
+        """``recsys evaluate`` (DESIGN.md section 4): ours vs the baselines on a temporal leave-last-out split.
+
+        On the stored events a ranker is fitted on the split's training part only (the served one has seen the
+        targets) and the users of ``part`` (by salted hash; ``validation`` for tuning, ``test`` reported once, None
+        for everyone) are evaluated as of their target time. With ``test_events`` (users unknown to the store) their
+        histories are replayed through the catalogue's ``ingest_events``, and each user is asked through the read
+        path's ``recommend`` with ``now`` at the target time: the very path the API serves. Replayed users are
+        marked as evaluation users, so a rerun of the same file works and no later ``train`` learns from them.
+        """
+        from recsys.evaluation import evaluate_store, evaluate_test_events
+        from recsys.store.queries import evaluation_users
+
+        reader = self.recommender.index
+        vectors = vectors_of_index(self.settings, reader)
+        with self.store.session() as s:
+            held = evaluation_users(s)
+            events = events_frame(s)
+            items = items_frame(s)
+            users = set(events["user_id"].astype(str))  # a stored user without events (u.user) leaks nothing
+        events = events[~events["user_id"].isin(held)]
+        removed = self.recommender.removed_items()
+        common: dict[str, Any] = {"item_ids": list(reader.item_ids), "vectors": vectors.fused, "k": k,
+                                  "content_vectors": getattr(vectors, "tower_text", None)}
+        if test_events is not None:
+            if fmt not in ("hm", "movielens"):
+                raise ValidationFailed("--test-events needs --format hm or --format movielens")
+            result = evaluate_test_events(Path(test_events), fmt, store_events=events,
+                                          replay=partial(self._replay, Path(test_events).name),
+                                          make_ours=self._served_model, known_users=users - held, **common)
+        else:
+            result = evaluate_store(events, make_ours=partial(_fitted_model, self.settings, reader, items, vectors,
+                                                              removed),
+                                    protocol=protocol or "auto", part=part, **common)
+        result.setdefault("index_generation", reader.generation_id)
+        return result
+
+    def _replay(self, source: str, records: Sequence[Mapping[str, Any]]) -> Sequence[Any]:
+        """Store a batch of withheld users' events through the live path, their users marked as evaluation users."""
+        from recsys.store.queries import mark_evaluation_users
+
+        out = self.recommender.catalogue.ingest_events(records)
+        mark_evaluation_users(self.store, {str(r["user_id"]) for r in records}, source)
+        return out
+
+    def _served_model(self, split: Any) -> Batch:
+        """Ours for replayed users: the served ranker, asked through ``recommend`` at each user's target time."""
+        from recsys.evaluation import Batch
+
+        rec = self.recommender
+
+        def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
+            return [[r.item_id for r in rec.recommend(u, k, now=split.target_time[u].to_pydatetime(), fresh=True)]
+                    for u in users]
+
+        return Batch(fn)
+
+
+def _fitted_model(settings: Any, reader: IndexReader, items: pd.DataFrame, vectors: Any, removed: frozenset[str],
+                  split: Any) -> Batch:
+    """Ours for stored users: a ranker fitted on the split's training part only, asked as of each target time."""
+    from recsys.evaluation import Batch
+    from recsys.ranking import RankingPipeline
+
+    pipe = RankingPipeline.fit(split.train, items, vectors, settings, search=reader)
+
+    def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
+        from threadpoolctl import threadpool_limits
+
+        now = [split.target_time[u].to_pydatetime() for u in users]
+        with threadpool_limits(1):  # many small matrix products: BLAS threads only contend
+            recs = pipe.recommend_many([h if len(h) else None for h in hists], k, exclude=removed, now=now)
+        return [[r.item_id for r in rs] for rs in recs]
+
+    return Batch(fn)
+
+
+def _stage(progress: Progress | None, name: str) -> Any:
+    """``progress`` with each update named after the build stage: ``update(done, total)`` becomes
+    ``progress(name, done, total)`` and ``update(step, done, total)`` ``progress("name: step", ...)``."""
+    if progress is None:
+        return None
+
+    def update(step: Any, done: Any = None, total: Any = None) -> None:
+        if isinstance(step, str):
+            progress(f"{name}: {step}", done, total)
+        else:
+            progress(name, step, done)
+
+    return update
+
+
+def _as_dict(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    return obj

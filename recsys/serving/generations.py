@@ -1,0 +1,223 @@
+"""What the read path serves: an index generation and the ranker built over its vectors, loaded lazily and swapped
+together when newer ones appear (DESIGN.md section 1). The ranker always ranks over the item vectors of the served
+index generation, so an item is rankable the moment it is indexed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from recsys.config import Settings
+from recsys.errors import RankerError
+from recsys.store import Store
+from recsys.store.queries import events_frame, events_watermark, items_frame
+
+if TYPE_CHECKING:
+    from recsys.index import IndexReader
+    from recsys.ranking import RankingPipeline, SimpleVectors
+
+log = logging.getLogger(__name__)
+
+RANKER_RETRY_S = 60.0
+"""A ranker generation that failed to load by itself (not for a database outage) is tried again after this long."""
+
+
+@dataclass
+class Served:
+    """The index generation and the ranker built over its vectors, swapped together."""
+
+    reader: IndexReader
+    ranker: RankingPipeline | None
+    ranker_path: str | None
+    stats_version: str = ""
+    """The events watermark the ranker's statistics were recounted at (``ranking.live_stats_s``); "" for training's."""
+
+
+class Generations:
+    """The served pair of one data directory. Requests take :meth:`current` (one attribute read); :meth:`refresh`
+    prepares a newer pair off to the side and publishes it with one assignment."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        from recsys.index import IndexHandle, index_root
+
+        self.settings, self.store = settings, store
+        self._handle = IndexHandle(index_root(settings), settings=settings.index)
+        self._served: Served | None = None
+        self._lock = threading.RLock()
+        self._bad_ranker: tuple[str | None, float] | None = None  # (ranker path, when it failed to load)
+        self._stats_at = float("-inf")
+        """When the served statistics were last recounted (``ranking.live_stats_s``)."""
+        self.ranker_error: str | None = None
+        """Why recommendations are off, for readiness."""
+
+    @property
+    def loaded(self) -> Served | None:
+        """The served pair, or None before the first load (nothing is read)."""
+        return self._served
+
+    def current(self) -> Served:
+        """The served pair, loaded on first use (raises when no index generation can be loaded)."""
+        if self._served is None:
+            self.refresh(strict=True)
+        assert self._served is not None
+        return self._served
+
+    def latest_index(self, *, strict: bool = False) -> IndexReader:
+        """The newest index generation on disk, whether served yet or not (what the jobs build and train on)."""
+        self._handle.refresh(strict=strict)
+        return self._handle.get()
+
+    def no_ranker(self) -> RankerError:
+        if self.ranker_error is not None:
+            return RankerError(f"recommendations are off for now: {self.ranker_error}")
+        return RankerError("no ranker has been trained yet; run `recsys build` (or `recsys train`)")
+
+    def refresh(self, *, strict: bool = False) -> bool:
+        """Load a newer index or ranker generation if one appeared; True when something was swapped in.
+
+        Concurrent requests see either the old pair or the new one, never a mix. A generation that fails to load
+        leaves the old one served. A ranker that failed for a passing reason (the database, to read the catalogue)
+        is tried again on the next refresh; one that failed by itself (a broken artifact) after ``RANKER_RETRY_S``.
+        """
+        from recsys.ranking.artifact import current_generation
+        from recsys.ranking.pipeline import rankers_root
+
+        with self._lock:
+            try:
+                self._handle.refresh(strict=strict or self._served is None)
+            except Exception:
+                if strict or self._served is None:
+                    raise
+                log.exception("index refresh failed; still serving the old generation")
+                return False
+            reader = self._handle.get()
+            rpath = current_generation(rankers_root(self.settings))
+            ranker_path = str(rpath) if rpath else None
+            old = self._served
+            # Compared with what is served (not with the handle's last change): a pair that could not be loaded
+            # last time is tried again.
+            if old is not None and old.reader is reader and (
+                    ranker_path == old.ranker_path or self._ranker_failed_recently(ranker_path)):
+                return self._recount_stats(old)
+            try:
+                ranker = self._load_ranker(reader, rpath, old)
+            except Exception as e:
+                if not self._ranker_failed(e, ranker_path, old, reader):
+                    return False
+                ranker, ranker_path = None, None
+            else:
+                self.ranker_error = None
+            self._served = Served(reader, ranker, ranker_path)
+            log.info("serving index %s with ranker %s", reader.generation_id, ranker_path)
+            return True
+
+    def _ranker_failed(self, e: Exception, ranker_path: str | None, old: Served | None, reader: IndexReader) -> bool:
+        """Note why the ranker at ``ranker_path`` could not be loaded; True when the new index is to be served
+        without a ranker, False when the whole old pair keeps serving (its ranker ranks over its own index)."""
+        passing = is_outage(e)
+        self.ranker_error = ("the database could not be read to load the ranker; retrying" if passing
+                             else "the current ranker generation could not be loaded")
+        if not passing:
+            self._bad_ranker = (ranker_path, time.monotonic())
+        if old is not None and (passing or old.reader is reader):
+            log.warning("ranker %s could not be loaded (%s: %s); still serving index %s with ranker %s",
+                        ranker_path, type(e).__name__, e, old.reader.generation_id, old.ranker_path)
+            return False
+        # Search keeps working without a ranker; recommendations say what to do, readiness says so.
+        log.error("ranker %s could not be loaded (%s: %s); recommendations are off until it loads",
+                  ranker_path, type(e).__name__, e)
+        return True
+
+    def _recount_stats(self, old: Served) -> bool:
+        """With ``ranking.live_stats_s``: the served ranker's statistics recounted from every stored event when new
+        ones arrived (at most that often), published like a new generation. Failures keep the old ones."""
+        every = self.settings.ranking.live_stats_s
+        if every <= 0 or old.ranker is None or time.monotonic() - self._stats_at < every:
+            return False
+        self._stats_at = time.monotonic()
+        try:
+            with self.store.session() as s:
+                mark = events_watermark(s)
+                if mark == old.stats_version:
+                    return False
+                events = events_frame(s)
+            ranker = old.ranker.with_events(events)
+        except Exception as e:
+            log.warning("statistics not recounted (%s: %s); keeping the current ones", type(e).__name__, e)
+            return False
+        self._served = Served(old.reader, ranker, old.ranker_path, mark)
+        log.info("ranker statistics recounted over %d events (%s)", len(events), mark)
+        return True
+
+    def _ranker_failed_recently(self, ranker_path: str | None) -> bool:
+        bad = self._bad_ranker
+        return bad is not None and bad[0] == ranker_path and time.monotonic() - bad[1] < RANKER_RETRY_S
+
+    def _load_ranker(self, reader: IndexReader, rpath: Any, old: Served | None) -> RankingPipeline | None:
+        from recsys.ranking import RankingPipeline
+
+        if rpath is None:
+            return None
+        vectors = vectors_of_index(self.settings, reader)
+        with self.store.session() as s:
+            items = items_frame(s)
+        if old is not None and old.ranker is not None and old.ranker_path == str(rpath):
+            # Same model, new catalogue: no retraining. A copy, so requests in flight keep the old catalogue.
+            ranker = copy.copy(old.ranker)
+            ranker.update_items(vectors, items, reader)
+            return ranker
+        return RankingPipeline.load(rpath, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
+                                    search=reader, settings=self.settings)
+
+    def status(self) -> dict[str, Any]:
+        """What is served. ``not_served`` names what is off (recommendations and trending without a ranker) and
+        ``ranker_error`` says why, when a trained ranker exists but could not be loaded."""
+        try:
+            served = self.current()
+        except Exception as e:
+            return {"ready": False, "reason": public_reason(e), "index_generation": None, "ranker_version": None,
+                    "encoder_id": None, "not_served": ["search", "recommendations", "trending"]}
+        return {"ready": True, "index_generation": served.reader.generation_id,
+                "ranker_version": served.ranker.ranker_id if served.ranker else None,
+                "encoder_id": served.reader.manifest.encoder_id, "items": len(served.reader),
+                "not_served": [] if served.ranker is not None else ["recommendations", "trending"],
+                "ranker_error": None if served.ranker is not None else self.ranker_error}
+
+
+def vectors_of_index(settings: Settings, reader: IndexReader) -> SimpleVectors:
+    """The item vectors of an index generation (fused, and text and image where indexed), with the tower text
+    vectors of its encoder: what a ranker ranks over."""
+    from recsys.encoders.vectors import load_tower_text
+    from recsys.ranking import SimpleVectors
+
+    ids = reader.item_ids
+    fused, _ = reader.vectors_of(ids, "fused")
+    text = reader.vectors_of(ids, "text")[0] if "text" in reader.modalities else None
+    image = reader.vectors_of(ids, "image")[0] if "image" in reader.modalities else None
+    tower = load_tower_text(settings, reader.manifest.encoder_id, list(ids))
+    return SimpleVectors(list(ids), fused, text, image, reader.manifest.encoder_id, tower)
+
+
+def is_outage(e: BaseException) -> bool:
+    """A passing failure of the database (unreachable, hung, locked), as opposed to a broken artifact."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from recsys.errors import StoreError
+
+    return isinstance(e, StoreError | OperationalError | DBAPIError)
+
+
+def public_reason(e: BaseException) -> str:
+    """Why nothing is served, in words safe for any caller (no paths, hosts or driver messages)."""
+    from recsys.errors import NoIndex
+
+    if is_outage(e):
+        return "the database is unreachable"
+    if isinstance(e, NoIndex):
+        return "no index generation has been built yet"
+    return "the index generation could not be loaded"

@@ -1,0 +1,148 @@
+"""The parts of a read request that do not need the Recommender: checks, the removed items, the clock, the key a
+personal list is cached under, and the history it is ranked from."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recsys.config import Settings
+from recsys.encoders.base import MODALITIES
+from recsys.errors import ValidationFailed
+from recsys.store import Store
+from recsys.store.queries import REMOVED_VERSION, removed_state
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recsys.index import ItemFilter
+    from recsys.ranking.history import History
+    from recsys.serving.generations import Served
+
+
+def check(k: int, modality: str) -> None:
+    if not 1 <= k <= 1000:
+        raise ValidationFailed(f"k must be between 1 and 1000, got {k}")
+    check_modality(modality)
+
+
+def check_modality(modality: str) -> None:
+    if modality not in MODALITIES:
+        raise ValidationFailed(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
+
+
+class RemovedItems:
+    """Ids of the hidden or deleted items, re-read only when the catalogue's removed-items version moved."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: tuple[int, frozenset[str]] | None = None  # (removed-items version, their ids)
+
+    def ids(self) -> frozenset[str]:
+        with self.store.reading() as c:
+            known = self.known(c.execute(REMOVED_VERSION).scalar())
+            return (known or self.remember(removed_state(c)))[1]
+
+    def known(self, version: int | None) -> tuple[Hashable, frozenset[str]] | None:
+        """(their part of a cache key, the ids) when the ids of ``version`` are held; None: read them."""
+        cached = self._cache
+        return (version, cached[1]) if version is not None and cached is not None and cached[0] == version else None
+
+    def remember(self, state: tuple[frozenset[str], int | None]) -> tuple[Hashable, frozenset[str]]:
+        """Keep a fresh read of the removed items under its version; (their part of a cache key, the ids)."""
+        removed, version = state
+        if version is None:  # a schema without the version (another database): the ids themselves are the key
+            return ("ids", len(removed), hash(removed)), removed
+        self._cache = (version, removed)
+        return version, removed
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """A personal list asked for (:meth:`recsys.service.Recommender.recommend`)."""
+
+    user_id: str
+    k: int
+    filter: ItemFilter | None
+    exclude: Sequence[str]
+    diversity: float | None
+    explain: bool
+    fresh: bool = False
+    now: datetime | None = None
+
+    def key(self, served: Served, event_ids: list[int], removed_key: Hashable, when: float) -> tuple[Any, ...]:
+        """Everything the list depends on: the generations, the user's events, the removed items (their version)
+        and the request (a hash of the event ids keeps the key small), ranked at ``when`` (days)."""
+        return (served.reader.generation_id, served.ranker_path, served.stats_version, self.user_id,
+                hash(tuple(sorted(event_ids))), removed_key,
+                self.k, repr(self.filter), tuple(self.exclude), self.diversity, self.explain,
+                now_key(when, self.now))
+
+
+def now_key(when: float, explicit: datetime | None) -> float:
+    """The time part of a cache key: an explicit time exactly; the clock to the hour (a cached list's trend windows
+    lag the clock by less than an hour)."""
+    return when if explicit is not None else math.floor(when * 24.0)
+
+
+def clock(settings: Settings, served: Callable[[], Served], now: datetime | None = None) -> float:
+    """The time a request is ranked at, in days since the epoch: ``now`` when given, else ``ranking.clock``:
+    ``wall`` (the wall clock), ``data`` (the day after the newest event the ranker knows: a historical dataset
+    replayed as if it were today), ``auto`` (the wall clock, unless the newest event is more than
+    ``ranking.stale_days`` old, then ``data``) or an ISO 8601 time (a pinned clock). ``served`` gives the served
+    pair, asked for only by the ``data`` and ``auto`` clocks."""
+    from recsys.ranking.history import day_of
+
+    if now is not None:
+        try:
+            return float(day_of(now))  # type: ignore[arg-type]
+        except (OverflowError, ValueError) as e:  # pandas' out-of-bounds error is a ValueError
+            raise ValidationFailed(f"now must be a time between 1970 and 2262, got {now!r}") from e
+    mode = settings.ranking.clock
+    wall = float(day_of(datetime.now(UTC)))  # type: ignore[arg-type]
+    if mode == "wall":
+        return wall
+    if mode not in ("data", "auto"):
+        return float(day_of(datetime.fromisoformat(mode)))  # type: ignore[arg-type]
+    ranker = served().ranker
+    end = ranker.stats.end_ts + 1.0 if ranker is not None and ranker.stats.end_ts else wall
+    if mode == "data":
+        return end
+    return wall if wall - end <= settings.ranking.stale_days else end
+
+
+def history_as_of(records: Sequence[tuple[Any, ...]], table: Any, now: float, cut: bool) -> tuple[History, float]:
+    """A user's history from their event records, and the time to rank it at. With ``cut`` (an explicit time:
+    replays, backtests) events at or after ``now`` are not part of it; on the clock a user's own newer event moves
+    their "now" forward instead (a live event in a store whose clock follows its historical data)."""
+    from recsys.ranking.history import history_from_records
+
+    hist = history_from_records([r[:4] for r in records], table)
+    if len(hist) and hist.ts[-1] >= now:
+        if cut:
+            hist = hist.prefix(int(np.searchsorted(hist.ts, now, side="left")))
+        else:
+            now = float(hist.ts[-1]) + 1e-6
+    return hist, now
+
+
+def session_history(events: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Posted session events (item_id, type, timestamp?, value?) as a history frame, oldest first; not stored."""
+    import pandas as pd
+
+    from recsys.store.events import parse_event
+
+    rows = []
+    for i, raw in enumerate(events):
+        try:
+            ev = parse_event({"user_id": "session", **raw})
+        except (ValueError, TypeError) as e:
+            raise ValidationFailed(f"event {i}: {e}") from None
+        rows.append({"user_id": "session", "item_id": ev.item_id, "type": ev.type, "value": ev.value, "ts": ev.ts})
+    hist = pd.DataFrame(rows, columns=["user_id", "item_id", "type", "value", "ts"])
+    return hist.sort_values("ts", kind="stable") if len(hist) else hist
