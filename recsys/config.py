@@ -25,6 +25,11 @@ class StoreSettings(BaseModel):
     """PostgreSQL connections per server process for the reads requests make on the event loop, besides
     SQLAlchemy's pool (up to 30) for everything else: with `recsys serve --workers N` the server may open
     N x (this + 30), to fit under the database's max_connections (100 by default)."""
+    loop_connection_lifetime_s: float = Field(default=3600.0, gt=0)
+    """An event-loop PostgreSQL connection older than this is closed when returned and replaced (psycopg_pool's
+    ``max_lifetime``, jittered by 5%): connections follow a failover or a changed server setting without a restart."""
+    loop_connection_idle_s: float = Field(default=600.0, gt=0)
+    """Event-loop connections beyond the first left unused this long are closed (psycopg_pool's ``max_idle``)."""
     request_read_timeout_s: float = Field(default=5.0, gt=0)
     """Each database call of an API request (the event loop's reads, and every statement, commit and connect in
     worker threads) gives up after this long with StoreUnavailable (HTTP 503 and Retry-After) instead of hanging

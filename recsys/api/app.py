@@ -98,6 +98,7 @@ class Runtime:
                 self._warn("could not reload API keys: %s", e)
         limit_compute_threads(self.compute_threads, self._capped)
         self.metrics.set_status(self.status, self.ready)
+        self.metrics.observe_pool()
         served = (self.status.get("index_generation"), self.status.get("ranker_version"))
         if self.freeze_heap and served != self._frozen_for:
             self._frozen_for = served
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
         runtime = Runtime(rec, metrics, KeyRing(rec.store), compute_threads=threads, freeze_heap=owned,
                           db_timeout_s=settings.store.request_read_timeout_s)
         runtime.migrated = migrated
+        metrics.pool_source = getattr(rec.store, "pool_stats", None)
         app.state.recommender = rec
         app.state.runtime = runtime
         app.state.served = served_log(rec, settings, metrics)

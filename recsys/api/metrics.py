@@ -4,11 +4,18 @@ Under ``recsys serve --workers N`` each worker writes its samples to files in ``
 (prometheus_client's multiprocess mode, chosen when that variable is set before prometheus_client is imported), and
 ``/metrics`` from any worker sums them: one scrape sees every worker. Gauges are combined per their meaning: requests
 in flight summed over live workers, readiness the minimum, the served generation the maximum.
+
+The event loop's PostgreSQL pool (``psycopg_pool``, :meth:`recsys.store.Store.pool_stats`) is sampled into gauges
+(connections open and idle, reads waiting for one: summed over live workers) and error counters at each scrape and
+each refresh round (``api.refresh_seconds``): one scrape sees its own worker's pool now and the others' as of their
+last round.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest, values
@@ -17,6 +24,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _GENERATION_KEYS = ("index_generation", "ranker_version", "encoder_id")
+_POOL_ERRORS = {"connect": ("connections_errors",), "wait": ("requests_errors",),
+                "lost": ("connections_lost", "returns_bad")}
+"""Error counters of the pool, by kind: connections that could not be made, reads that gave up waiting for one,
+connections found broken."""
 
 
 def multiprocess_mode() -> bool:
@@ -42,6 +53,21 @@ class Metrics:
         self.refresh_errors = Counter("recsys_refresh_errors", "Failed checks for newer generations", registry=r)
         self.served_dropped = Counter("recsys_served_lists_dropped",
                                       "Served lists not recorded: the background writer's queue was full", registry=r)
+        self.pool_size = Gauge("recsys_db_pool_connections", "Event-loop PostgreSQL connections open (idle or in use)",
+                               registry=r, multiprocess_mode="livesum")
+        self.pool_available = Gauge("recsys_db_pool_available", "Event-loop PostgreSQL connections idle in the pool",
+                                    registry=r, multiprocess_mode="livesum")
+        self.pool_waiting = Gauge("recsys_db_pool_waiting", "Reads waiting for an event-loop PostgreSQL connection",
+                                  registry=r, multiprocess_mode="livesum")
+        self.pool_errors = Counter("recsys_db_pool_errors", "Event-loop PostgreSQL pool errors: connect (a connection "
+                                   "could not be made), wait (no connection in time), lost (found broken)", ["kind"],
+                                   registry=r)
+        for kind in _POOL_ERRORS:
+            self.pool_errors.labels(kind)  # every series from the start, at 0
+        self.pool_source: Callable[[], Mapping[str, int]] | None = None
+        """Where :meth:`observe_pool` reads the pool's statistics (the app sets the store's ``pool_stats``)."""
+        self._pool_seen: dict[str, int] = {}
+        self._pool_lock = threading.Lock()
         self._generation: Info | None = None
         self._generation_gauge: Gauge | None = None
         self._served: tuple[str, ...] | None = None
@@ -62,7 +88,28 @@ class Metrics:
             self._generation_gauge.labels(*served).set(1)
             self._served = served
 
+    def observe_pool(self) -> None:
+        """Sample :attr:`pool_source` into the pool gauges, and its counters' growth since the last sample into
+        ``recsys_db_pool_errors``. Never raises."""
+        if self.pool_source is None:
+            return
+        try:
+            stats = self.pool_source()
+        except Exception:
+            return
+        with self._pool_lock:  # a scrape (the loop) and a refresh round (a thread) may sample at once
+            self.pool_size.set(stats.get("pool_size", 0))
+            self.pool_available.set(stats.get("pool_available", 0))
+            self.pool_waiting.set(stats.get("requests_waiting", 0))
+            for kind, keys in _POOL_ERRORS.items():
+                now = sum(stats.get(k, 0) for k in keys)
+                seen = self._pool_seen.get(kind, 0)
+                if now > seen:
+                    self.pool_errors.labels(kind).inc(now - seen)
+                self._pool_seen[kind] = now  # lower: a pool was replaced (a new event loop) and counts from 0
+
     def render(self) -> bytes:
+        self.observe_pool()
         if not self.multiprocess:
             return generate_latest(self.registry)
         from prometheus_client import multiprocess

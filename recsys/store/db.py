@@ -61,18 +61,22 @@ def safe_url(url: str) -> str:
 class Store:
     """A database: its engine, a session factory and schema management."""
 
-    def __init__(self, url: str, *, read_timeout_s: float = 5.0, loop_connections: int = 16) -> None:
+    def __init__(self, url: str, *, read_timeout_s: float = 5.0, loop_connections: int = 16,
+                 loop_connection_lifetime_s: float = 3600.0, loop_connection_idle_s: float = 600.0) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._loop_reads = LoopReads(self, timeout_s=read_timeout_s, max_connections=loop_connections)
+        self._loop_reads = LoopReads(self, timeout_s=read_timeout_s, max_connections=loop_connections,
+                                     max_lifetime_s=loop_connection_lifetime_s, max_idle_s=loop_connection_idle_s)
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, upgrade: bool = True) -> Store:
         """Open the configured database, bringing its schema to the newest migration first."""
         settings = settings or get_settings()
-        store = cls(settings.db_url, read_timeout_s=settings.store.request_read_timeout_s,
-                    loop_connections=settings.store.loop_connections)
+        st = settings.store
+        store = cls(settings.db_url, read_timeout_s=st.request_read_timeout_s, loop_connections=st.loop_connections,
+                    loop_connection_lifetime_s=st.loop_connection_lifetime_s,
+                    loop_connection_idle_s=st.loop_connection_idle_s)
         if upgrade:
             store.upgrade()
         return store
@@ -109,9 +113,14 @@ class Store:
 
     async def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of a prebuilt read for a request handler, awaited on the event loop without a threadpool hop
-        (:mod:`recsys.store.loop_reads`: the driver itself on SQLite and PostgreSQL). An unreachable, hung or
-        locked-out database raises StoreUnavailable, as :meth:`session` does."""
+        (:mod:`recsys.store.loop_reads`: the driver itself on SQLite, a psycopg_pool on PostgreSQL). An unreachable,
+        hung or locked-out database raises StoreUnavailable, as :meth:`session` does."""
         return await self._loop_reads.fetch(statement, params)
+
+    def pool_stats(self) -> dict[str, int]:
+        """The event loop's PostgreSQL connection pools (:data:`recsys.store.loop_reads.POOL_STATS`: open, idle,
+        waiting, errors), summed; zeros on SQLite."""
+        return self._loop_reads.pool_stats()
 
     async def aclose(self) -> None:
         """Close this event loop's connections (the app's shutdown); :meth:`dispose` closes the rest."""

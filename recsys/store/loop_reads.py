@@ -8,47 +8,71 @@ dialect and run:
 - on SQLite, on the loop thread's own ``sqlite3`` connection: a library call on a local file, and in WAL mode a
   reader never waits for a writer. Its busy timeout is 0; should a lock be held anyway, the read is retried through
   SQLAlchemy in a worker thread, which may wait;
-- on PostgreSQL, on psycopg's asyncio connections (autocommit: one round trip), pooled per event loop; a slow or
-  dead server blocks nothing else on the loop;
+- on PostgreSQL, on psycopg's asyncio connections (autocommit: one round trip) from a ``psycopg_pool``
+  :class:`~psycopg_pool.AsyncConnectionPool` per event loop (:class:`LoopPool`); a slow or dead server blocks
+  nothing else on the loop;
 - elsewhere, through SQLAlchemy in a worker thread.
 
 Only for statements whose binds and columns need no SQLAlchemy type processing (integers, strings, NULL).
+
+This module knows its store only as a :class:`Source` (an engine, a sync read and an outage error): the store
+(:mod:`recsys.store.db`) depends on it, never the reverse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import threading
 import weakref
-from collections import deque
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Executable
+from sqlalchemy import Connection, Engine, Executable
 
 if TYPE_CHECKING:
     import psycopg
-
-    from recsys.store.db import Store
+    from psycopg_pool import AsyncConnectionPool
 
 Row = tuple[Any, ...]
 
+POOL_STATS = ("pool_size", "pool_available", "requests_waiting", "connections_errors", "requests_errors",
+              "connections_lost", "returns_bad", "connections_num")
+"""The ``psycopg_pool`` statistics :meth:`LoopReads.pool_stats` sums over the loops' pools: gauges (connections
+open, idle, clients waiting) and counters since each pool opened."""
+
+
+class Source(Protocol):
+    """What the reads need of a store (:class:`recsys.store.db.Store` is one)."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    def reading(self) -> AbstractContextManager[Connection]: ...
+
+    def unavailable(self, e: Exception) -> Exception: ...
+
 
 class LoopReads:
-    """The event-loop read path of one :class:`~recsys.store.db.Store` (``Store.fetch``)."""
+    """The event-loop read path of one store (``Store.fetch``)."""
 
-    def __init__(self, store: Store, *, max_connections: int = 16, timeout_s: float = 5.0) -> None:
-        self.store = store
+    def __init__(self, source: Source, *, max_connections: int = 16, timeout_s: float = 5.0,
+                 max_lifetime_s: float = 3600.0, max_idle_s: float = 600.0) -> None:
+        self.source = source
         self.max_connections = max_connections
         self.timeout_s = timeout_s
+        self.max_lifetime_s = max_lifetime_s
+        self.max_idle_s = max_idle_s
         self._compiled: dict[int, tuple[Executable, str, tuple[str, ...] | None, dict[str, Any]]] = {}
         self._sqlite = threading.local()
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PgPool] = weakref.WeakKeyDictionary()
-        url = store.engine.url
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool] = weakref.WeakKeyDictionary()
+        url = source.engine.url
         self.sqlite_path = url.database if url.get_backend_name() == "sqlite" and url.database not in (
             None, "", ":memory:") else None
-        self.pg_conninfo = _pg_conninfo(store) if url.get_backend_name() == "postgresql" else None
+        self.pg_conninfo = _pg_conninfo(source.engine) if url.get_backend_name() == "postgresql" else None
 
     async def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
         if self.sqlite_path is not None:
@@ -56,17 +80,25 @@ class LoopReads:
                 return self._sqlite_rows(statement, params)
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
-                    raise self.store.unavailable(e) from e
+                    raise self.source.unavailable(e) from e
         elif self.pg_conninfo is not None:
-            return await self._pool().rows(*self._sql(statement, params, positional=False))
+            return await (await self._pool()).rows(*self._sql(statement, params, positional=False))
         import anyio.to_thread
 
         return await anyio.to_thread.run_sync(self._sync_rows, statement, params)
 
+    def pool_stats(self) -> dict[str, int]:
+        """:data:`POOL_STATS` summed over the pools of every event loop (all zero on SQLite)."""
+        total: Counter[str] = Counter(dict.fromkeys(POOL_STATS, 0))
+        for pool in list(self._pools.values()):
+            stats = pool.pool.get_stats()
+            total.update({k: stats.get(k, 0) for k in POOL_STATS})
+        return dict(total)
+
     async def aclose(self) -> None:
         pool = self._pools.pop(asyncio.get_running_loop(), None)
         if pool is not None:
-            await pool.shut()
+            await pool.close()
 
     def close(self) -> None:
         conn = getattr(self._sqlite, "conn", None)
@@ -79,7 +111,7 @@ class LoopReads:
         """The statement's SQL for this dialect (compiled once) and its parameters in the driver's form."""
         hit = self._compiled.get(id(statement))
         if hit is None or hit[0] is not statement:
-            compiled = statement.compile(dialect=self.store.engine.dialect)  # type: ignore[attr-defined]
+            compiled = statement.compile(dialect=self.source.engine.dialect)  # type: ignore[attr-defined]
             names = tuple(compiled.positiontup) if compiled.positiontup else None
             defaults = {k: b.value for k, b in compiled.binds.items() if not b.required}
             hit = (statement, str(compiled), names, defaults)
@@ -99,32 +131,49 @@ class LoopReads:
         return conn.execute(sql, args).fetchall()  # autocommit: each read sees every commit before it
 
     def _sync_rows(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
-        with self.store.reading() as c:
+        with self.source.reading() as c:
             return [tuple(r) for r in c.execute(statement, dict(params))]
 
-    def _pool(self) -> _PgPool:
+    async def _pool(self) -> LoopPool:
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None:
             assert self.pg_conninfo is not None
-            pool = self._pools[loop] = _PgPool(self.pg_conninfo, self.max_connections, self.store, self.timeout_s)
+            pool = self._pools[loop] = LoopPool(
+                self.pg_conninfo, size=self.max_connections, timeout_s=self.timeout_s,
+                max_lifetime_s=self.max_lifetime_s, max_idle_s=self.max_idle_s, unavailable=self.source.unavailable)
+        await pool.pool.open()  # a no-op once open; here because a pool opens on its loop
         return pool
 
 
-class _PgPool:
-    """psycopg asyncio connections of one event loop: at most ``size`` at once, idle ones kept. A connection that
-    fails is dropped and the read tried once more on a new one (pooled connections die with a restarted server);
-    a refused connection fails at once, so an outage answers 503 without waiting, and a read that gets no answer
-    within ``timeout_s`` (a hung server or network, or every connection busy) gives up with the same error."""
+class LoopPool:
+    """A ``psycopg_pool`` pool of one event loop: up to ``size`` autocommit connections, one kept open when idle,
+    others closed after ``max_idle_s`` unused, each replaced after ``max_lifetime_s``; no check on check-out (a
+    read is one round trip).
 
-    def __init__(self, conninfo: str, size: int, store: Store, timeout_s: float) -> None:
-        self.conninfo = conninfo
-        self.store = store
+    - A read on a pooled connection that fails (the server restarted: every pooled connection died with it) drains
+      the pool and is tried once more on a new connection.
+    - A connection that cannot be made fails the reads waiting for it at once (``reconnect_timeout=0``: the pool
+      gives up on the second refused attempt and calls :meth:`_connect_failed`), so an outage answers 503 without
+      waiting; the next read tries again, so reads recover as soon as the server is back.
+    - A read that gets no answer within ``timeout_s`` (a hung server or network, or every connection busy) gives up
+      with the same error; the read is cancelled behind the request and its connection closed and replaced.
+    """
+
+    def __init__(self, conninfo: str, *, size: int, timeout_s: float, max_lifetime_s: float, max_idle_s: float,
+                 unavailable: Callable[[Exception], Exception]) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
         self.timeout_s = timeout_s
-        self._slots = asyncio.Semaphore(size)
-        self._idle: deque[psycopg.AsyncConnection[Any]] = deque()
+        self.unavailable = unavailable
+        self._failed = asyncio.Event()  # set (and replaced) each time the pool gives up making a connection
         self._abandoned: set[asyncio.Future[list[Row]]] = set()  # timed-out reads still winding down
-        self._closed = False
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            conninfo, open=False, name="recsys-loop-reads", min_size=1, max_size=size,
+            kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s))},
+            timeout=timeout_s + 1,  # the read's own bound answers first
+            max_lifetime=max_lifetime_s, max_idle=max_idle_s,
+            reconnect_timeout=0, reconnect_failed=self._connect_failed)
 
     async def rows(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
         read = asyncio.ensure_future(self._rows(sql, params))
@@ -136,46 +185,63 @@ class _PgPool:
         read.cancel()
         self._abandoned.add(read)
         read.add_done_callback(_forget(self._abandoned))
-        raise self.store.unavailable(TimeoutError(f"no answer in {self.timeout_s:g} s"))
+        raise self.unavailable(TimeoutError(f"no answer in {self.timeout_s:g} s"))
 
     async def _rows(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
         import psycopg
 
-        async with self._slots:
-            for attempt in (1, 2):
-                pooled = attempt == 1 and bool(self._idle)
-                conn = self._idle.pop() if pooled else None
-                try:
-                    if conn is None:
-                        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-                    cur = await conn.execute(sql, params)  # type: ignore[arg-type]
-                    out = await cur.fetchall()
-                except psycopg.OperationalError as e:
-                    if conn is not None:
-                        await conn.close()
-                    if not pooled:
-                        raise self.store.unavailable(e) from e
-                    await self.close()  # the others died with it (a restarted server): retry on a new one
-                    continue
-                except BaseException:  # cancelled (the timeout) mid-read: the connection's state is unknown
-                    if conn is not None:
-                        await asyncio.shield(conn.close())
-                    raise
-                if self._closed:  # the app shut down while this read ran
-                    await conn.close()
-                else:
-                    self._idle.append(conn)
-                return out
+        for attempt in (1, 2):
+            conn = await self._getconn()
+            try:
+                cur = await conn.execute(sql, params)  # type: ignore[arg-type]
+                out = await cur.fetchall()
+            except psycopg.OperationalError as e:
+                await self.pool.putconn(conn)  # closed: the pool discards it and makes another
+                if attempt == 2:
+                    raise self.unavailable(e) from e
+                await self.pool.drain()  # the others died with it (a restarted server): retry on a new one
+                continue
+            except BaseException:  # cancelled (the timeout) mid-read: the connection's state is unknown
+                await asyncio.shield(self._discard(conn))
+                raise
+            await self.pool.putconn(conn)
+            return out
         raise AssertionError("unreachable")
 
-    async def close(self) -> None:
-        """Close the idle connections (reads still running close theirs when done, once the pool is shut)."""
-        while self._idle:
-            await self._idle.pop().close()
+    async def _getconn(self) -> psycopg.AsyncConnection[Any]:
+        """A pooled connection, or StoreUnavailable as soon as the pool fails to make one."""
+        from psycopg_pool import PoolClosed, PoolTimeout
 
-    async def shut(self) -> None:
-        self._closed = True
-        await self.close()
+        failed = asyncio.ensure_future(self._failed.wait())
+        get = asyncio.ensure_future(self.pool.getconn())
+        try:
+            await asyncio.wait({get, failed}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled (the timeout) while waiting: a connection got meanwhile goes back
+            get.cancel()
+            if get.done() and not get.cancelled() and get.exception() is None:
+                await asyncio.shield(self.pool.putconn(get.result()))
+            raise
+        finally:
+            failed.cancel()
+        if not get.done():
+            get.cancel()  # the pool hands a connection that arrives later to the next reader
+            raise self.unavailable(ConnectionError("no connection could be made"))
+        try:
+            return get.result()
+        except (PoolTimeout, PoolClosed) as e:
+            raise self.unavailable(e) from e
+
+    async def _discard(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.close()
+        await self.pool.putconn(conn)  # closed: counted out of the pool, which makes another when needed
+
+    async def _connect_failed(self, _pool: Any) -> None:
+        self._failed.set()
+        self._failed = asyncio.Event()
+
+    async def close(self) -> None:
+        """Close the pool: idle connections now, those in use when their reads end."""
+        await self.pool.close(timeout=1.0)
 
 
 def _forget(pending: set[asyncio.Future[list[Row]]]) -> Any:
@@ -187,10 +253,10 @@ def _forget(pending: set[asyncio.Future[list[Row]]]) -> Any:
     return done
 
 
-def _pg_conninfo(store: Store) -> str | None:
-    """A libpq URI for the store's PostgreSQL URL, or None where psycopg (version 3) is not installed."""
+def _pg_conninfo(engine: Engine) -> str | None:
+    """A libpq URI for the engine's PostgreSQL URL, or None where psycopg (version 3) is not installed."""
     import importlib.util
 
-    if importlib.util.find_spec("psycopg") is None:
+    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
         return None
-    return store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -136,3 +136,31 @@ def test_serve_with_two_workers_counts_and_limits_as_one(tmp_path: Path) -> None
             status = {s: got.get(("recsys_http_requests_total", (("method", "GET"), ("route", "/v1/status"),
                                                                    ("status", s))), 0) for s in ("200", "429")}
             assert status == expected, text
+
+
+POOL_WORKER = """
+import sys
+from recsys.api.metrics import Metrics
+m = Metrics()
+stats = {"pool_size": 3, "pool_available": 2, "requests_waiting": 1, "connections_errors": 4, "requests_errors": 0,
+         "connections_lost": 1, "returns_bad": 1}
+m.pool_source = lambda: stats
+m.observe_pool()
+stats = {**stats, "connections_errors": 5}  # one more failure: the counter grows by the difference
+if sys.argv[1] == "exit":
+    m.observe_pool()
+    m.close()
+else:
+    sys.stdout.buffer.write(m.render())
+"""
+
+
+def test_pool_stats_are_summed_over_the_workers(tmp_path: Path) -> None:
+    _run(POOL_WORKER, tmp_path, "exit")  # its connections closed with it; its errors stay counted
+    got = _samples(_run(POOL_WORKER, tmp_path, "scrape"))
+    assert got[("recsys_db_pool_connections", ())] == 3.0  # the live worker's only
+    assert got[("recsys_db_pool_available", ())] == 2.0
+    assert got[("recsys_db_pool_waiting", ())] == 1.0
+    assert got[("recsys_db_pool_errors_total", (("kind", "connect"),))] == 10.0
+    assert got[("recsys_db_pool_errors_total", (("kind", "lost"),))] == 4.0
+    assert got[("recsys_db_pool_errors_total", (("kind", "wait"),))] == 0.0

@@ -176,3 +176,50 @@ def test_postgres_reads_survive_an_outage_and_give_up_on_a_hung_server(tmp_path:
         finally:
             store.dispose()
             proxy.close()
+
+
+def test_sqlite_has_no_loop_pool(sqlite_store: Store) -> None:
+    _add_items(sqlite_store, ["a"])
+    assert run_async(_count(sqlite_store)) == 1
+    assert set(sqlite_store.pool_stats().values()) == {0}
+
+
+async def _pool_through_a_lifetime_and_an_outage(store: Store, proxy: TcpProxy) -> list[dict[str, int]]:
+    seen = []
+    assert await _count(store) == 1
+    seen.append(store.pool_stats())
+    await asyncio.sleep(0.5)  # past the lifetime: the next read's connection is closed when returned
+    for _ in range(3):
+        assert await _count(store) == 1
+        await asyncio.sleep(0.05)
+    seen.append(store.pool_stats())
+    proxy.cut()
+    with pytest.raises(StoreUnavailable):
+        await _count(store)
+    seen.append(store.pool_stats())
+    await store.aclose()
+    return seen
+
+
+@pytest.mark.postgres
+def test_postgres_loop_pool_replaces_old_connections_and_counts_errors() -> None:
+    """The loop's connections come from psycopg_pool: one past its lifetime is replaced when returned, and the
+    pool's statistics (for /metrics) count connections made and failed."""
+    if not PG_URL:
+        pytest.skip("RECSYS_TEST_POSTGRES_URL not set")
+    for real_url in _pg_database():
+        Store(real_url).upgrade()
+        u = make_url(real_url)
+        proxy = TcpProxy((u.host or "127.0.0.1", u.port or 5432))
+        store = Store(u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+                      loop_connection_lifetime_s=0.3)
+        try:
+            _add_items(store, ["a"])
+
+            first, recycled, down = run_async(_pool_through_a_lifetime_and_an_outage(store, proxy))
+            assert first["pool_size"] >= 1 and first["connections_errors"] == 0
+            assert recycled["connections_num"] > first["connections_num"]
+            assert down["connections_errors"] > 0 and down["pool_available"] == 0
+        finally:
+            store.dispose()
+            proxy.close()
