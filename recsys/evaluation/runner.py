@@ -5,7 +5,7 @@ The caller supplies ``make_ours(split) -> recommender``: for the stored-events p
 withheld users are not in the store), the histories having been replayed through ``replay`` first.
 
     result = evaluate_store(events, make_ours=fit_on_split, item_ids=ids, vectors=fused, k=20)
-    result = evaluate_test_events(path, "hm", store_events=events, replay=recommender.ingest_events,
+    result = evaluate_test_events(path, "hm", store_events=events, replay=rec.catalogue.ingest_events,
                                   make_ours=lambda split: live, item_ids=ids, vectors=fused, k=20,
                                   known_users=users)
 """

@@ -11,6 +11,7 @@ origins are refused.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -99,6 +100,16 @@ def _rec(request: Request) -> Any:
     return request.app.state.recommender
 
 
+async def _page(request: Request, render: Callable[..., Response], *args: Any) -> Response:
+    """A page for a reader: the caller checked, then ``render(request, *args)`` in a worker thread (it reads the
+    store); a domain error becomes the error page."""
+    try:
+        await _who(request)
+        return await run_in_threadpool(render, request, *args)
+    except RecsysError as e:
+        return _error(request, e)
+
+
 # -- search --------------------------------------------------------------------------------------------------------
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, q: Annotated[str | None, Query(max_length=2000)] = None,
@@ -106,11 +117,7 @@ async def home(request: Request, q: Annotated[str | None, Query(max_length=2000)
                price_min: Text = None, price_max: Text = None, in_stock: Text = None) -> Response:
     """Search by text (``q``), else the trending list, plus the most active users."""
     form = pages.filter_form(category, price_min, price_max, in_stock)
-    try:
-        await _who(request)
-        return await run_in_threadpool(_home, request, (q or "").strip(), modality, form)
-    except RecsysError as e:
-        return _error(request, e)
+    return await _page(request, _home, (q or "").strip(), modality, form)
 
 
 def _home(request: Request, q: str, modality: str, form: pages.FilterForm, *,
@@ -170,11 +177,7 @@ async def item_page(request: Request, item_id: str, modality: Annotated[str, Que
                     in_stock: Text = None, user: Annotated[str | None, Query(max_length=128)] = None) -> Response:
     """One item: its images, fields and tags, and the items most similar to it."""
     form = pages.filter_form(category, price_min, price_max, in_stock)
-    try:
-        await _who(request)
-        return await run_in_threadpool(_item, request, item_id, modality, form, user)
-    except RecsysError as e:
-        return _error(request, e)
+    return await _page(request, _item, item_id, modality, form, user)
 
 
 def _item(request: Request, item_id: str, modality: str, form: pages.FilterForm, user: str | None) -> Response:
@@ -204,11 +207,7 @@ async def user_page(request: Request, user_id: str, category: Category = None, p
     if not user_id and user and user.strip():  # the "open user" form without JavaScript
         return RedirectResponse("/users/" + quote(user.strip(), safe=""), status_code=303)
     form = pages.filter_form(category, price_min, price_max, in_stock)
-    try:
-        await _who(request)
-        return await run_in_threadpool(_user, request, user_id, form, diversity, fragment)
-    except RecsysError as e:
-        return _error(request, e)
+    return await _page(request, _user, user_id, form, diversity, fragment)
 
 
 def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: float, fragment: bool,
