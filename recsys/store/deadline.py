@@ -124,6 +124,8 @@ def install(engine: Engine) -> None:
 
 def _install_pg(engine: Engine) -> None:
     def arm(conn: Any, *_: Any) -> None:
+        if conn.invalidated:  # the rollback of a connection that died (a crashed server) sends nothing to watch
+            return
         _arm(conn.info, conn.connection.dbapi_connection)
 
     def disarm(conn: Any, *_: Any) -> None:
