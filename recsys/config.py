@@ -199,6 +199,17 @@ class FeedbackSettings(BaseModel):
     impressions); 0: off. A request's ``exclude_shown_hours`` overrides it."""
 
 
+class ExperimentsSettings(BaseModel):
+    """A/B experiments (``recsys.experiments``): variants of the served lists, users assigned by salted hash."""
+
+    definitions: list[dict[str, Any]] = Field(default_factory=list)
+    """The experiments, as JSON: ``RECSYS_EXPERIMENTS__DEFINITIONS='[{"name": "div", "variants": [{"name":
+    "control", "share": 0.5}, {"name": "diverse", "share": 0.5, "diversity": 0.4}]}]'``; the fields are those of
+    :class:`recsys.experiments.Experiment` and :class:`recsys.experiments.Variant`."""
+    file: Path | None = None
+    """A JSON file holding more definitions (a list, or ``{"experiments": [...]}``), read at start-up."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
 
@@ -210,6 +221,7 @@ class Settings(BaseSettings):
     ranking: RankingSettings = Field(default_factory=RankingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
 
     @property
     def db_url(self) -> str:

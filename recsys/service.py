@@ -9,8 +9,10 @@ have their own objects over the same store and settings, one attribute away: :at
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
@@ -28,6 +30,7 @@ from recsys.lru import LRU
 from recsys.serving.generations import Generations, Served, public_reason
 from recsys.serving.requests import ListRequest, RemovedItems, check, clock, history_as_of, session_history
 from recsys.serving.results import ScoredItem, plain_json, result_list_bytes, result_object
+from recsys.serving.rules import NO_RULES, ListRules
 from recsys.store import Store
 from recsys.store.queries import (
     REMOVED_STATE,
@@ -223,7 +226,8 @@ class Recommender:
     # -- personalisation ------------------------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None, exclude: Sequence[str] = (),
                   diversity: float | None = None, explain: bool = False, debug: bool = False,
-                  fresh: bool = False, now: datetime | None = None) -> list[ScoredItem]:
+                  fresh: bool = False, now: datetime | None = None,
+                  rules: ListRules | None = None) -> list[ScoredItem]:
         """Personal top-k for a stored user (history read fresh from the store: feedback counts at once).
 
         An unknown user gets trending items, tagged ``trending``/``popular``. Lists are cached under a key made of
@@ -231,9 +235,10 @@ class Recommender:
         so a new event, a deletion or a new generation is a different key: a hit is always what ranking would give.
         ``fresh`` ranks anew even when a cached list exists (HTTP: ``Cache-Control: no-cache``). ``now`` ranks as of
         that time (replays, backtests, ``recsys evaluate``): only events before it count, the user's own included;
-        None is the configured clock (:meth:`clock`).
+        None is the configured clock (:meth:`clock`). ``rules``: boosts, bury, pinned slots, an exploration share, the
+        list's source (:class:`recsys.serving.rules.ListRules`).
         """
-        req = ListRequest(user_id, k, filter, tuple(exclude), diversity, explain, fresh, now)
+        req = ListRequest(user_id, k, filter, tuple(exclude), diversity, explain, fresh, now, rules or NO_RULES)
         return self._recommend(req)[0]
 
     def _recommend(self, req: ListRequest) -> tuple[list[ScoredItem], Timings]:
@@ -261,7 +266,8 @@ class Recommender:
 
     async def arecommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None,
                          exclude: Sequence[str] = (), diversity: float | None = None, explain: bool = False,
-                         fresh: bool = False, now: datetime | None = None) -> tuple[list[ScoredItem], Timings]:
+                         fresh: bool = False, now: datetime | None = None,
+                         rules: ListRules | None = None) -> tuple[list[ScoredItem], Timings]:
         """:meth:`recommend` for an event loop, with its per-stage timings (ms). The cache key, and on a miss the
         history, are read without leaving the loop (:meth:`Store.fetch`) and a cached list is answered there; only
         ranking (milliseconds of CPU) goes to a worker thread, at most ``ranking.serving_threads`` at once."""
@@ -269,7 +275,7 @@ class Recommender:
         import anyio.to_thread
 
         check(k, "fused")
-        req = ListRequest(user_id, k, filter, tuple(exclude), diversity, explain, fresh, now)
+        req = ListRequest(user_id, k, filter, tuple(exclude), diversity, explain, fresh, now, rules or NO_RULES)
         if self._ranking_slots is None:
             self._ranking_slots = anyio.CapacityLimiter(self.settings.ranking.serving_threads)
         served = self.generations.loaded
@@ -303,7 +309,8 @@ class Recommender:
         if served.ranker is not None:
             hist, now = history_as_of(records, served.ranker.table, now, req.now is not None)
         out = self._rank(hist, req.k, req.filter, req.exclude, req.diversity, req.explain, served=served,
-                         removed=removed, now=now, timings=timings)
+                         removed=removed, now=now, timings=timings, rules=req.rules,
+                         seed=zlib.crc32(f"{req.user_id}:{math.floor(now * 24)}".encode()))
         self._results.put(key, out)
         return list(out)
 
@@ -343,7 +350,7 @@ class Recommender:
     def _rank(self, hist: pd.DataFrame | History | None, k: int, filter: ItemFilter | None, exclude: Sequence[str],
               diversity: float | None, explain: bool, *, served: Served | None = None,
               removed: AbstractSet[str] | None = None, now: float | None = None,
-              timings: Timings | None = None) -> list[ScoredItem]:
+              timings: Timings | None = None, rules: ListRules = NO_RULES, seed: int = 0) -> list[ScoredItem]:
         check(k, "fused")
         if diversity is not None and not 0.0 <= diversity <= 1.0:
             raise ValidationFailed(f"diversity must be in [0, 1], got {diversity}")
@@ -355,8 +362,10 @@ class Recommender:
         allowed = served.reader.allowed_ids(filter) if filter is not None and not filter.is_empty else None
         removed = (self.removed_items() if removed is None else removed) | frozenset(exclude)
         t1 = time.perf_counter()
-        recs = ranker.recommend(hist, k, allowed=allowed, exclude=removed, diversity=diversity, explain=explain,
-                                now=self.clock(served) if now is None else now)
+        when = self.clock(served) if now is None else now
+        recs = ranker.recommend(None if rules.source == "popular" else hist, rules.fetch(k), allowed=allowed,
+                                exclude=removed, diversity=diversity, explain=explain, now=when,
+                                boosts=dict(rules.boosts) or None, exclude_seen=rules.exclude_seen)
         t2 = time.perf_counter()
         if timings is not None:
             timings.update({"filters_ms": (t1 - t0) * 1000, "rank_ms": (t2 - t1) * 1000})
@@ -368,7 +377,26 @@ class Recommender:
                 expl = {**(expl or {}), "index_generation": served.reader.generation_id,
                         "ranker": ranker.ranker_id}
             out.append(ScoredItem(r.item_id, round(float(r.score), 6), list(r.sources), expl))
-        return self._detailed(out)
+        if rules.reorders:
+            out = self._with_rules(out, k, rules, ranker, hist, removed, when, seed)
+        return self._detailed(out[:k])
+
+    @staticmethod
+    def _with_rules(items: list[ScoredItem], k: int, rules: ListRules, ranker: RankingPipeline,
+                    hist: pd.DataFrame | History | None, banned: AbstractSet[str], now: float,
+                    seed: int) -> list[ScoredItem]:
+        """The ranked list with bury, exploration and pins applied (:func:`recsys.serving.rules.apply_rules`)."""
+        from recsys.ranking.history import History
+        from recsys.serving.rules import apply_rules, long_tail, table_lookups
+
+        own: set[str] = set()
+        if isinstance(hist, History):
+            own = {ranker.table.ids[r] for r in hist.rows.tolist()}
+        elif hist is not None and len(hist):
+            own = {str(i) for i in hist["item_id"]}
+        category_of, known = table_lookups(ranker)
+        return apply_rules(items, k, rules, category_of=category_of, known=known,
+                           pool=lambda: long_tail(ranker, now), banned=set(banned) | own, seed=seed)
 
 
 def _hits(hits: Sequence[tuple[str, float]], source: str) -> list[ScoredItem]:

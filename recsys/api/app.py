@@ -27,6 +27,7 @@ from recsys.api.limits import RateLimiter
 from recsys.api.metrics import Metrics
 from recsys.api.middleware import RequestMiddleware
 from recsys.config import Settings, get_settings
+from recsys.experiments import load_experiments
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
                   responses=_error_responses(), generate_unique_id_function=_operation_id,
                   docs_url=None, redoc_url=None)  # served from local assets by recsys.api.docs
     app.state.settings = settings
+    app.state.experiments = load_experiments(settings)  # a bad definition fails here, at start-up
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(settings.api.rate_limit_per_minute, settings.api.rate_limit_storage,
                                     settings.api.rate_limit_strategy)
@@ -267,11 +269,13 @@ def _version() -> str:
 
 def _routes(app: FastAPI) -> None:
     from recsys.api.routes import events, health, items, recommendations, search, web
+    from recsys.api.routes.experiments import router as experiments
     from recsys.api.routes.feedback import router as feedback
 
     for module in (health, items, events, recommendations, search, web):
         app.include_router(module.router)
     app.include_router(feedback)
+    app.include_router(experiments)
 
 
 async def _refresh_loop(runtime: Runtime, every: float) -> None:

@@ -94,6 +94,8 @@ class Meta(BaseModel):
                                                                     "leads to (impressions, clicks, purchases)")
     next: str | None = Field(default=None, description="the next page's cursor (personal and session lists): pass "
                                                        "it as `cursor`; the next page repeats no item of this feed")
+    experiment: str | None = Field(default=None, description="the experiment this list was served under, if any")
+    variant: str | None = Field(default=None, description="the user's variant in that experiment")
 
 
 class Debug(BaseModel):
@@ -122,6 +124,18 @@ class RecommendRequest(_Strict):
     cursor: CursorText | None = Field(default=None, description="a previous page's meta.next: the next page of "
                                                                 "that feed, without the items it showed")
     exclude_shown_hours: ShownHours | None = None
+    boosts: dict[str, float] = Field(default_factory=dict, max_length=1000,
+                                     description="business boosts: {item_id: b} or {\"category:NAME\": b}, b in "
+                                                 "units of the list's score spread (negative demotes)")
+    bury: list[str] = Field(default_factory=list, max_length=1000,
+                            description="item ids or category:NAME put below every other item (usually out of "
+                                        "the list)")
+    pins: dict[str, int] = Field(default_factory=dict, max_length=100,
+                                 description="{item_id: position}: the item at that 1-based position, tagged "
+                                             "'pinned'")
+    exploration: float | None = Field(default=None, ge=0.0, le=1.0,
+                                      description="share of the list sampled from new and long-tail items, tagged "
+                                                  "'exploration'")
 
 
 class SessionEvent(_Strict):
@@ -294,6 +308,63 @@ class FeedbackReport(BaseModel):
     confidence: float = 0.95
     groups: list[FeedbackGroup]
     totals: FeedbackCounts
+
+
+# -- experiments ----------------------------------------------------------------------------------------------
+class VariantOut(BaseModel):
+    name: str
+    share: float
+    changes: dict[str, Any] = Field(description="what the variant sets (diversity, boosts, bury, pins, "
+                                                "exploration, exclude_seen, source, modality)")
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    description: str = ""
+    active: bool
+    surfaces: list[str]
+    control: str
+    salted: bool
+    variants: list[VariantOut]
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentOut]
+
+
+class Comparison(BaseModel):
+    difference: float | None = Field(default=None, description="variant rate minus control rate")
+    relative: float | None = None
+    low: float | None = Field(default=None, description="95% interval of the difference (user-clustered)")
+    high: float | None = None
+    p_value: float | None = Field(default=None, description="two-sided z-test, variance clustered by user")
+    p_value_unclustered: float | None = Field(default=None, description="pooled two-proportion z-test")
+
+
+class VariantReport(BaseModel):
+    name: str
+    control: bool
+    share: float | None = None
+    users: int
+    lists: int
+    items_served: int
+    impressions: int
+    clicks: int
+    conversions: int = Field(description="purchases attributed to the variant's lists")
+    exposures: int
+    ctr: Rate
+    conversion_rate: Rate
+    vs_control: dict[str, Comparison] | None = None
+
+
+class ExperimentReport(BaseModel):
+    experiment: str
+    active: bool
+    control: str
+    exposure_basis: Literal["impressions", "items_served"]
+    confidence: float = 0.95
+    test: str
+    variants: list[VariantReport]
 
 
 # -- operations -----------------------------------------------------------------------------------------------

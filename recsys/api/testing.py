@@ -39,6 +39,8 @@ class FakeRecommender:
         self.generation = generation
         self.pending_generation: str | None = None
         self.last_timings: dict[str, float] | None = None
+        self.last_rules: Any = None
+        """The rules of the last personal list asked for (tests of experiments and business rules)."""
         self.last_search: dict[str, Any] = {}
         for it in items:
             self.catalogue.upsert_items([it])
@@ -108,15 +110,23 @@ class FakeRecommender:
 
     def recommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
                   diversity: float | None = None, explain: bool = False, debug: bool = False,
-                  fresh: bool = False, now: Any = None) -> list[FakeResult]:
+                  fresh: bool = False, now: Any = None, rules: Any = None) -> list[FakeResult]:
         if diversity is not None and not 0 <= diversity <= 1:
             raise ValidationFailed("diversity is in [0, 1]")
+        self.last_rules = rules
         history = self.events.get(user_id)
-        if not history:
+        fetch = k if rules is None else rules.fetch(k)
+        if not history or (rules is not None and rules.source == "popular"):
             skip = set(exclude)
-            out = [r for r in self.trending(len(self.items), filter=filter) if r.item_id not in skip][:k]
+            out = [r for r in self.trending(len(self.items), filter=filter) if r.item_id not in skip][:fetch]
         else:
-            out = self._from_history(history, k, filter, exclude, explain)
+            out = self._from_history(history, fetch, filter, exclude, explain)
+        if rules is not None and rules.reorders:
+            from recsys.serving.rules import apply_rules
+
+            out = apply_rules(out, k, rules, category_of=lambda i: self.items.get(i, {}).get("category"),
+                              known=lambda i: i in self.items, pool=lambda: sorted(self.items),
+                              banned=set(exclude), seed=len(user_id))
         if debug:
             self.last_timings = {"candidates": 0.01, "ranking": 0.01, "rules": 0.01}
         return out
@@ -127,9 +137,10 @@ class FakeRecommender:
 
     async def arecommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
                          diversity: float | None = None, explain: bool = False,
-                         fresh: bool = False, now: Any = None) -> tuple[list[FakeResult], dict[str, float]]:
+                         fresh: bool = False, now: Any = None,
+                         rules: Any = None) -> tuple[list[FakeResult], dict[str, float]]:
         out = self.recommend(user_id, k, filter=filter, exclude=exclude, diversity=diversity, explain=explain,
-                             debug=True, fresh=fresh)  # in memory: nothing to wait for (and nothing cached)
+                             debug=True, fresh=fresh, rules=rules)  # in memory: nothing to wait for, nor cached
         return out, dict(self.last_timings or {})
 
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: Any = None,

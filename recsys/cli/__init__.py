@@ -63,6 +63,7 @@ _OPTIONAL: list[tuple[str, str, str]] = [
     ("ranker", "register", ""),
     ("serve", "register", ""),
     ("feedback", "register", ""),
+    ("experiments", "register", ""),
     ("describe", "register", ""),
     ("shell", "register", ""),
 ]

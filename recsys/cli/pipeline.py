@@ -213,10 +213,20 @@ def recommend(
     filters: FilterOpt = None,
     now: Annotated[str | None, typer.Option(help="rank as of this ISO 8601 time (default: ranking.clock)")] = None,
     buy_again: Annotated[bool, typer.Option("--buy-again", help="the user's own items to buy again instead")] = False,
+    boost: Annotated[list[str] | None, typer.Option("--boost", help="KEY=B: boost an item id or category:NAME by B "
+                                                                    "score spreads (repeatable)")] = None,
+    bury: Annotated[list[str] | None, typer.Option("--bury", help="item id or category:NAME to put below the "
+                                                                  "rest (repeatable)")] = None,
+    pin: Annotated[list[str] | None, typer.Option("--pin", help="ITEM=POSITION: the item at that 1-based "
+                                                                "position (repeatable)")] = None,
+    exploration: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of new and long-tail items "
+                                                                      "sampled into the list")] = 0.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Personal recommendations for USER_ID (an unknown user gets trending items, tagged as such)."""
     from datetime import datetime
+
+    from recsys.serving.rules import ListRules, parse_pairs
 
     try:
         when = datetime.fromisoformat(now) if now else None
@@ -226,8 +236,10 @@ def recommend(
     if buy_again:
         _print(rec.buy_again(user_id, k, now=when), json_out, rec)
         return
+    rules = ListRules.of(boosts=parse_pairs(boost or (), "--boost", float), bury=bury or (),
+                         pins=parse_pairs(pin or (), "--pin", int), exploration=exploration)
     results = rec.recommend(user_id, k, filter=_filters(filters), exclude=exclude or (), diversity=diversity,
-                            explain=explain, now=when)
+                            explain=explain, now=when, rules=rules)
     _print(results, json_out, rec)
 
 

@@ -49,12 +49,15 @@ class Served:
     created_at: datetime = field(default_factory=utcnow)
     paged: bool = False
     """A feed's page (it has a cursor): remembered in memory for the next page. Not stored."""
+    experiment: str | None = None
+    variant: str | None = None
 
     def row(self) -> dict[str, Any]:
         return {"id": self.id, "source": self.source[:32], "user_id": self.user_id, "feed_id": self.feed_id,
                 "offset": self.offset, "item_ids": list(self.item_ids), "size": len(self.item_ids),
                 "index_generation": self.index_generation,
-                "ranker_version": self.ranker_version, "created_at": self.created_at}
+                "ranker_version": self.ranker_version, "created_at": self.created_at,
+                "experiment": self.experiment, "variant": self.variant}
 
 
 class _Recent:

@@ -14,6 +14,7 @@ import numpy as np
 from recsys.config import Settings
 from recsys.encoders.base import MODALITIES
 from recsys.errors import ValidationFailed
+from recsys.serving.rules import NO_RULES, ListRules
 from recsys.store import Store
 from recsys.store.queries import REMOVED_VERSION, removed_state
 
@@ -74,6 +75,8 @@ class ListRequest:
     explain: bool
     fresh: bool = False
     now: datetime | None = None
+    rules: ListRules = NO_RULES
+    """Boosts, bury, pins, exploration, the list's source (:mod:`recsys.serving.rules`)."""
 
     def key(self, served: Served, event_ids: list[int], removed_key: Hashable, when: float) -> tuple[Any, ...]:
         """Everything the list depends on: the generations, the user's events, the removed items (their version)
@@ -81,7 +84,7 @@ class ListRequest:
         return (served.reader.generation_id, served.ranker_path, served.stats_version, self.user_id,
                 hash(tuple(sorted(event_ids))), removed_key,
                 self.k, repr(self.filter), tuple(self.exclude), self.diversity, self.explain,
-                now_key(when, self.now))
+                now_key(when, self.now), self.rules)
 
 
 def now_key(when: float, explicit: datetime | None) -> float:

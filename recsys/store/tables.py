@@ -157,6 +157,9 @@ class ServedList(Base):
     index_generation: Mapped[str | None] = mapped_column(String(200))
     ranker_version: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    experiment: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The experiment the list was served under (``recsys.experiments``), and its variant; None outside one."""
+    variant: Mapped[str | None] = mapped_column(String(64))
 
 
 class ItemTag(Base):

@@ -54,28 +54,32 @@ async def query_filter(
 
 
 def results(request: Request, items: list[Any], *, debug: dict[str, float] | None = None, user_id: str | None = None,
-            page: Cursor | None = None, k: int | None = None) -> Any:
+            page: Cursor | None = None, k: int | None = None, assigned: Any = None) -> Any:
     """The response envelope (the :class:`~recsys.api.schemas.Results` shape): results best first, the generation
     ids they came from, a fresh ``recommendation_id`` (the list is recorded by the background writer, see
     :mod:`recsys.feedback`), debug timings on request. Written here once, without a second validation pass; a
     :class:`~recsys.service.ScoredItem` brings its own memoised JSON, so a cached list stays cheap.
 
     A feed (``k`` given: personal and session lists) gets ``meta.next`` when it filled the page; ``page`` is the
-    cursor this page was asked for, ``user_id`` whom the list was shown to."""
+    cursor this page was asked for, ``user_id`` whom the list was shown to; ``assigned`` the user's experiment and
+    variant (:class:`recsys.experiments.Assignment`), put in ``meta`` and recorded with the list."""
     status = request.app.state.runtime.status
     gen, ranker = _str(status.get("index_generation")), _str(status.get("ranker_version"))
     rid = new_recommendation_id()
     shown = tuple(it.item_id if isinstance(it, ScoredItem) else str(_field(it, "item_id")) for it in items)
     offset = page.offset if page is not None else 0
+    experiment, variant = (assigned.experiment, assigned.variant.name) if assigned is not None else (None, None)
     log = getattr(request.app.state, "served", None)
     if log is not None:
         log.record(Served(rid, source_of(request), shown, user_id, page.feed_id if page is not None else None,
-                          offset, gen, ranker, paged=k is not None))
+                          offset, gen, ranker, paged=k is not None, experiment=experiment, variant=variant))
     nxt = None
     if k is not None and shown and len(shown) >= k:
         nxt = Cursor(page.feed_id if page is not None else rid, offset + len(shown)).encode()
     meta = {"request_id": getattr(request.state, "request_id", None), "index_generation": gen,
             "ranker_version": ranker, "recommendation_id": rid, "next": nxt}
+    if assigned is not None:
+        meta.update(experiment=experiment, variant=variant)
     rendered = ",".join(it.as_json if isinstance(it, ScoredItem) else _dumps(_result(it)) for it in items)
     timings = None if debug is None else {"timings_ms": debug}
     body = f'{{"items":[{rendered}],"meta":{_dumps(meta)},"debug":{_dumps(timings)}}}'
@@ -113,11 +117,13 @@ def debug_timings(timings: dict[str, Any], start: float) -> dict[str, float]:
     return clean
 
 
-def ids_param(values: list[str] | None) -> list[str]:
-    """Item ids from a repeated query parameter, each 1 to 128 characters without NUL."""
+def ids_param(values: list[str] | None, name: str = "exclude") -> list[str]:
+    """Item ids from a repeated query parameter, each 1 to 128 characters without NUL (``category:NAME`` keys of
+    ``bury`` may be longer)."""
     out = []
+    longest = 128 if name == "exclude" else 400
     for v in values or ():
-        if not v or len(v) > 128 or "\x00" in v:
-            raise ValidationFailed("exclude holds item ids of 1 to 128 characters")
+        if not v or len(v) > longest or "\x00" in v:
+            raise ValidationFailed(f"{name} holds item ids of 1 to {longest} characters")
         out.append(v)
     return out

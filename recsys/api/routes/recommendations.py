@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
 from recsys.api.routes._common import debug_timings, ids_param, query_filter, results, to_item_filter
+from recsys.api.routes.experiments import assignment, list_rules
 from recsys.api.routes.feeds import CURSOR_DOC, feed_exclusions, left_out
 from recsys.api.schemas import (
     CursorText,
@@ -21,8 +22,14 @@ from recsys.api.schemas import (
     ShownHours,
     UserDeleted,
 )
+from recsys.serving.rules import parse_pairs
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+BOOST_DOC = "KEY=B: a business boost, KEY an item id or category:NAME, B in units of the score spread (repeatable)"
+BURY_DOC = "an item id or category:NAME put below every other item (repeatable)"
+PIN_DOC = "ITEM=POSITION: the item at that 1-based position, tagged 'pinned' (repeatable)"
+EXPLORE_DOC = "share of the list sampled from new and long-tail items, tagged 'exploration'"
 
 UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
@@ -32,11 +39,13 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
     fresh = "no-cache" in request.headers.get("cache-control", "").lower()
     start = time.perf_counter()
     page, exclude = await left_out(request, body, user_id)
+    assigned = assignment(request, "recommendations", user_id)
+    rules, diversity = list_rules(body, assigned)
     items, timings = await rec.arecommend(user_id, body.k, filter=to_item_filter(body.filter), exclude=exclude,
-                                          diversity=body.diversity, explain=body.explain, fresh=fresh,
-                                          now=body.now)
+                                          diversity=diversity, explain=body.explain, fresh=fresh,
+                                          now=body.now, **({"rules": rules} if rules is not None else {}))
     debug = debug_timings(timings, start) if body.debug else None
-    return results(request, items, debug=debug, user_id=user_id, page=page, k=body.k)
+    return results(request, items, debug=debug, user_id=user_id, page=page, k=body.k, assigned=assigned)
 
 
 # async: a cached answer never leaves the event loop; the service sends ranking to a worker thread itself
@@ -51,10 +60,17 @@ async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key
                     now: Annotated[datetime | None, Query(description="rank as of this time (ISO 8601)")] = None,
                     cursor: Annotated[CursorText | None, Query(description=CURSOR_DOC)] = None,
                     exclude_shown_hours: Annotated[ShownHours | None, Query()] = None,
+                    boost: Annotated[list[str] | None, Query(max_length=1000, description=BOOST_DOC)] = None,
+                    bury: Annotated[list[str] | None, Query(max_length=1000, description=BURY_DOC)] = None,
+                    pin: Annotated[list[str] | None, Query(max_length=100, description=PIN_DOC)] = None,
+                    exploration: Annotated[float | None, Query(ge=0.0, le=1.0, description=EXPLORE_DOC)] = None,
                     ) -> Any:
     body = RecommendRequest.model_construct(k=k, filter=f, exclude=ids_param(exclude), diversity=diversity,
                                             explain=explain, debug=debug, now=now, cursor=cursor,
-                                            exclude_shown_hours=exclude_shown_hours)
+                                            exclude_shown_hours=exclude_shown_hours,
+                                            boosts=parse_pairs(boost or (), "boost", float),
+                                            bury=ids_param(bury, "bury"), pins=parse_pairs(pin or (), "pin", int),
+                                            exploration=exploration)
     return await _recommend(request, rec, user_id, body)
 
 

@@ -1,0 +1,61 @@
+"""Experiments (read-only: they are defined in configuration) and their reports; the rules a personal list is
+ranked under (the request's business rules over the user's variant)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from starlette.concurrency import run_in_threadpool
+
+from recsys.api.deps import AdminKey, RecommenderDep
+from recsys.api.schemas import ExperimentList, ExperimentOut, ExperimentReport, RecommendRequest
+from recsys.experiments import Assignment, Experiments
+from recsys.serving.rules import NO_RULES, ListRules
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+Name = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+def experiments_of(request: Request) -> Experiments:
+    return getattr(request.app.state, "experiments", None) or Experiments()
+
+
+def assignment(request: Request, surface: str, user_id: str | None) -> Assignment | None:
+    """The user's variant in the experiment running on ``surface`` (None: no experiment, or no user)."""
+    return experiments_of(request).assign(surface, user_id)
+
+
+def list_rules(body: RecommendRequest, assigned: Assignment | None) -> tuple[ListRules | None, float | None]:
+    """(the rules, the diversity) of a personal list: the variant's, with what the request says on top."""
+    asked = ListRules.of(boosts=body.boosts, bury=body.bury, pins=body.pins, exploration=body.exploration or 0.0)
+    diversity = body.diversity
+    if assigned is not None:
+        asked = assigned.variant.rules().merged(asked)
+        if diversity is None:
+            diversity = assigned.variant.diversity
+    return (None if asked == NO_RULES else asked), diversity
+
+
+@router.get("", response_model=ExperimentList, summary="The configured experiments, their variants and shares")
+def list_experiments(request: Request, _key: AdminKey) -> Any:
+    return {"experiments": [e.public() for e in experiments_of(request).all]}
+
+
+@router.get("/{name}", response_model=ExperimentOut, summary="One experiment's definition")
+def show_experiment(request: Request, name: Name, _key: AdminKey) -> Any:
+    return experiments_of(request).get(name).public()
+
+
+@router.get("/{name}/report", response_model=ExperimentReport,
+            summary="Per variant: users, impressions, clicks, conversions, CTR and conversion rate, and the "
+                    "difference to the control",
+            description="Rates carry 95% Wilson intervals; the difference to the control carries a 95% interval and "
+                        "the p-value of a two-sided z-test whose variance is clustered by user (delta method), with "
+                        "the pooled two-proportion z-test beside it.")
+async def experiment_report(request: Request, name: Name, rec: RecommenderDep, _key: AdminKey) -> Any:
+    from recsys.experiments import experiment_report as report
+
+    exp = experiments_of(request).get(name)
+    return await run_in_threadpool(report, rec.store, exp)

@@ -1,0 +1,19 @@
+"""A/B experiments: variants defined in configuration, users assigned by salted hash, and their report.
+
+``load_experiments`` reads ``experiments.definitions`` and ``experiments.file``; ``Experiments.assign`` gives a
+user's variant on a surface; ``experiment_report`` compares the variants' CTR and conversion rate with the control.
+"""
+
+from recsys.experiments.definitions import (
+    SURFACES,
+    Assignment,
+    Experiment,
+    Experiments,
+    Variant,
+    load_experiments,
+    parse_experiments,
+)
+from recsys.experiments.report import experiment_report
+
+__all__ = ["SURFACES", "Assignment", "Experiment", "Experiments", "Variant", "experiment_report",
+           "load_experiments", "parse_experiments"]

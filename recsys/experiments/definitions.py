@@ -1,0 +1,191 @@
+"""Experiments defined in configuration, and the stable assignment of users to their variants.
+
+An experiment names its variants with their traffic shares (summing to 1) and one control. A user's variant is a
+pure function of the experiment's salt and the user id: the first 8 bytes of SHA-256 of ``salt:user_id`` as a
+number in [0, 1), placed on the variants' cumulative shares. It needs no storage, is the same in every process and
+replica, and changes only when the salt or the shares do (a new salt reshuffles everyone: use one for a new run).
+
+A variant changes what the pipeline already accepts per request (``diversity``, ``boosts``, ``exclude_seen``), the
+rules after ranking (``bury``, ``pins``, ``exploration``: :mod:`recsys.serving.rules`), what the list is ranked
+from (``source``: ``ranker``, or ``popular`` alone) and, on the similar-items and search surfaces, the ``modality``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from recsys.config import Settings
+from recsys.encoders.base import MODALITIES
+from recsys.errors import ConfigError, NotFound
+from recsys.serving.rules import SOURCES, ListRules
+
+SURFACES = ("recommendations", "similar", "search")
+"""Where an experiment may act: personal lists, similar items (``modality``), text search (``modality``)."""
+
+
+class Variant(BaseModel):
+    """One arm of an experiment: its share of the users and what it changes (None/empty: as configured)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    share: float = Field(gt=0.0, le=1.0)
+    diversity: float | None = Field(default=None, ge=0.0, le=1.0)
+    boosts: dict[str, float] = Field(default_factory=dict)
+    bury: list[str] = Field(default_factory=list)
+    pins: dict[str, int] = Field(default_factory=dict)
+    exploration: float = Field(default=0.0, ge=0.0, le=1.0)
+    exclude_seen: bool | None = None
+    source: str = "ranker"
+    modality: str | None = None
+    """The vectors similar items and text search use (fused, text, image) when the request names none."""
+
+    @model_validator(mode="after")
+    def _known(self) -> Variant:
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {self.source!r}")
+        if self.modality is not None and self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, not {self.modality!r}")
+        self.rules()  # checks boosts, pins and exploration
+        return self
+
+    def rules(self) -> ListRules:
+        return ListRules.of(boosts=self.boosts, bury=self.bury, pins=self.pins, exploration=self.exploration,
+                            exclude_seen=self.exclude_seen, source=self.source)
+
+    def changes(self) -> dict[str, Any]:
+        """What this variant sets, without its name and share."""
+        return self.model_dump(exclude={"name", "share"}, exclude_defaults=True)
+
+
+class Experiment(BaseModel):
+    """Variants with traffic shares over one or more surfaces; ``active: false`` keeps it for its report only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    variants: list[Variant] = Field(min_length=1)
+    control: str | None = None
+    """The variant the others are compared to; default: the first."""
+    salt: str | None = None
+    """Mixed into the assignment hash; default: the name."""
+    surfaces: list[str] = Field(default_factory=lambda: ["recommendations"])
+    active: bool = True
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Experiment:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names repeat: {names}")
+        if not math.isclose(sum(v.share for v in self.variants), 1.0, abs_tol=1e-6):
+            raise ValueError(f"variant shares sum to {sum(v.share for v in self.variants):g}, not 1")
+        if self.control is not None and self.control not in names:
+            raise ValueError(f"control {self.control!r} is not one of the variants {names}")
+        unknown = set(self.surfaces) - set(SURFACES)
+        if unknown or not self.surfaces:
+            raise ValueError(f"surfaces must be among {', '.join(SURFACES)}, not {sorted(unknown)}")
+        return self
+
+    @property
+    def control_name(self) -> str:
+        return self.control or self.variants[0].name
+
+    def bucket(self, user_id: str) -> float:
+        """The user's place in [0, 1): stable, uniform, independent across salts."""
+        digest = hashlib.sha256(f"{self.salt or self.name}:{user_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2.0**64
+
+    def assign(self, user_id: str) -> Variant:
+        """The user's variant (by :meth:`bucket` on the cumulative shares)."""
+        u, edge = self.bucket(user_id), 0.0
+        for v in self.variants:
+            edge += v.share
+            if u < edge:
+                return v
+        return self.variants[-1]  # shares summing to 1 - 1e-9
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise NotFound(f"experiment {self.name!r} has no variant {name!r}")
+
+    def public(self) -> dict[str, Any]:
+        """The definition as plain JSON (the API's and the CLI's ``show``)."""
+        return {"name": self.name, "description": self.description, "active": self.active,
+                "surfaces": list(self.surfaces), "control": self.control_name, "salted": self.salt is not None,
+                "variants": [{"name": v.name, "share": v.share, "changes": v.changes()} for v in self.variants]}
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A user's place in the running experiment of a surface."""
+
+    experiment: str
+    variant: Variant
+
+
+@dataclass
+class Experiments:
+    """Every configured experiment; at most one active per surface."""
+
+    all: list[Experiment] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        names = [e.name for e in self.all]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"experiment names repeat: {names}")
+        for s in SURFACES:
+            running = [e.name for e in self.all if e.active and s in e.surfaces]
+            if len(running) > 1:
+                raise ConfigError(f"experiments {running} are all active on {s!r}: at most one may be")
+        self._by_surface = {s: e for e in self.all if e.active for s in e.surfaces}
+
+    def get(self, name: str) -> Experiment:
+        for e in self.all:
+            if e.name == name:
+                return e
+        raise NotFound(f"no experiment {name!r}; configured: {', '.join(e.name for e in self.all) or 'none'}")
+
+    def assign(self, surface: str, user_id: str | None) -> Assignment | None:
+        """The running experiment of ``surface`` and the user's variant; None without one (or without a user)."""
+        exp = self._by_surface.get(surface)
+        if exp is None or not user_id:
+            return None
+        return Assignment(exp.name, exp.assign(user_id))
+
+
+def parse_experiments(raw: Sequence[Mapping[str, Any]]) -> Experiments:
+    """Experiments from plain definitions; ConfigError naming the first bad field."""
+    out = []
+    for i, d in enumerate(raw):
+        try:
+            out.append(Experiment.model_validate(d))
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            name = d.get("name", i) if isinstance(d, Mapping) else i
+            raise ConfigError(f"experiment {name!r}: {where}: {err['msg']}") from None
+    return Experiments(out)
+
+
+def load_experiments(settings: Settings) -> Experiments:
+    """The experiments of ``experiments.definitions`` and ``experiments.file``."""
+    raw: list[Any] = list(settings.experiments.definitions)
+    path = settings.experiments.file
+    if path is not None:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"experiments.file {str(path)!r} cannot be read as JSON: {e}") from None
+        raw.extend(data.get("experiments", []) if isinstance(data, dict) else data)
+    return parse_experiments(raw)

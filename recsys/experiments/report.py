@@ -1,0 +1,138 @@
+"""The report of an experiment: per variant, users, lists, impressions, clicks and conversions (purchases), CTR and
+conversion rate with 95% Wilson intervals, and each variant's difference to the control with a p-value.
+
+Only the served lists recorded under the experiment count, and the events that carry their ``recommendation_id``.
+Rates are over exposures: posted impressions or, when no variant has any, the items the lists showed.
+
+The test. A user sees many lists and their clicks are correlated, so the events are not independent trials: the
+rate of a variant is a ratio of per-user sums, R = sum(c_u) / sum(n_u), and its variance is estimated from the users
+(clustered, by the delta method: Var R = m/(m-1) * sum((c_u - R n_u)^2) / (sum n_u)^2 over m users; Deng et al.
+2018). The difference to the control is tested two-sided with z = (R_v - R_c) / sqrt(Var R_v + Var R_c) against
+the normal distribution (scipy). The pooled two-proportion z-test, which treats every exposure as independent and
+so overstates the evidence when users differ, is given beside it (``p_value_unclustered``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+
+from recsys.experiments.definitions import Experiment
+from recsys.feedback.report import Z95, wilson
+from recsys.store.tables import Event, ServedList
+
+METRICS = {"ctr": "clicks", "conversion_rate": "conversions"}
+TEST = ("two-sided z-test on the difference of rates, variance clustered by user (delta method); "
+        "p_value_unclustered: pooled two-proportion z-test")
+
+
+def experiment_report(store: Any, exp: Experiment) -> dict[str, Any]:
+    """The report of ``exp`` from the store (see the module docstring)."""
+    users = _per_user(store, exp.name)
+    impressions = any(u["impressions"] for rows in users.values() for u in rows.values())
+    basis = "impressions" if impressions else "items_served"
+    control = exp.control_name
+    names = [v.name for v in exp.variants] + sorted(set(users) - {v.name for v in exp.variants})
+    arms = {name: _arm(users.get(name, {}), basis) for name in names}
+    variants = []
+    for v in names:
+        row = {"name": v, "control": v == control,
+               "share": next((x.share for x in exp.variants if x.name == v), None),
+               **{k: val for k, val in arms[v].items() if not k.startswith("_")}}
+        if v != control:
+            row["vs_control"] = {m: compare(arms[v]["_per_user"][m], arms[control]["_per_user"][m])
+                                 for m in METRICS}
+        variants.append(row)
+    return {"experiment": exp.name, "active": exp.active, "control": control, "exposure_basis": basis,
+            "confidence": 0.95, "test": TEST, "variants": variants}
+
+
+def _per_user(store: Any, name: str) -> dict[str, dict[str, dict[str, int]]]:
+    """variant -> user -> counts (lists, items_served, impressions, clicks, conversions)."""
+    keys = (ServedList.variant, ServedList.user_id)
+    lists_q = (select(*keys, func.count(ServedList.id), func.coalesce(func.sum(ServedList.size), 0))
+               .where(ServedList.experiment == name).group_by(*keys))
+    events_q = (select(*keys, Event.type, func.count(Event.id))
+                .join(ServedList, ServedList.id == Event.recommendation_id)
+                .where(ServedList.experiment == name, Event.type.in_(["impression", "click", "purchase"]))
+                .group_by(*keys, Event.type))
+    field = {"impression": "impressions", "click": "clicks", "purchase": "conversions"}
+    out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+
+    def user(variant: str, user_id: str | None) -> dict[str, int]:
+        return out[variant].setdefault(user_id or "", {"lists": 0, "items_served": 0, "impressions": 0,
+                                                       "clicks": 0, "conversions": 0})
+
+    with store.session() as s:
+        for variant, user_id, n, size in s.execute(lists_q):
+            u = user(variant or "", user_id)
+            u["lists"], u["items_served"] = int(n), int(size)
+        for variant, user_id, etype, n in s.execute(events_q):
+            user(variant or "", user_id)[field[etype]] += int(n)
+    return out
+
+
+def _arm(users: dict[str, dict[str, int]], basis: str) -> dict[str, Any]:
+    total = {k: sum(u[k] for u in users.values()) for k in ("lists", "items_served", "impressions", "clicks",
+                                                             "conversions")}
+    n = np.array([u[basis] for u in users.values()], dtype=float)
+    per_user = {m: (np.array([u[f] for u in users.values()], dtype=float), n) for m, f in METRICS.items()}
+    exposures = int(n.sum())
+    return {"users": len(users), **total, "exposures": exposures,
+            "ctr": wilson(total["clicks"], exposures), "conversion_rate": wilson(total["conversions"], exposures),
+            "_per_user": per_user}
+
+
+def clustered_rate(c: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """(sum c / sum n, its delta-method variance clustered by user); (nan, nan) without exposures."""
+    total = float(n.sum())
+    if total <= 0:
+        return math.nan, math.nan
+    r = float(c.sum()) / total
+    m = len(n)
+    if m < 2:
+        return r, math.nan
+    var = m / (m - 1) * float(((c - r * n) ** 2).sum()) / total**2
+    return r, var
+
+
+def compare(variant: tuple[np.ndarray, np.ndarray], control: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """A variant's rate minus the control's, with its 95% interval and p-values (clustered and unclustered)."""
+    from scipy.stats import norm
+
+    rv, vv = clustered_rate(*variant)
+    rc, vc = clustered_rate(*control)
+    out: dict[str, Any] = {"difference": None, "relative": None, "low": None, "high": None, "p_value": None,
+                           "p_value_unclustered": two_proportion_p(int(variant[0].sum()), int(variant[1].sum()),
+                                                                   int(control[0].sum()), int(control[1].sum()))}
+    if math.isnan(rv) or math.isnan(rc):
+        return out
+    diff = rv - rc
+    out.update(difference=diff, relative=diff / rc if rc > 0 else None)
+    se = math.sqrt(vv + vc) if not (math.isnan(vv) or math.isnan(vc)) else math.nan
+    if math.isnan(se):
+        return out
+    if se == 0:
+        out.update(low=diff, high=diff, p_value=1.0 if diff == 0 else 0.0)
+        return out
+    out.update(low=diff - Z95 * se, high=diff + Z95 * se, p_value=float(2 * norm.sf(abs(diff) / se)))
+    return out
+
+
+def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float | None:
+    """The two-sided p-value of the pooled two-proportion z-test (equal to the chi-square test without continuity
+    correction on the 2x2 table); None without trials on either side."""
+    from scipy.stats import norm
+
+    if n1 <= 0 or n2 <= 0:
+        return None
+    k1, k2 = min(k1, n1), min(k2, n2)
+    p = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    return float(2 * norm.sf(abs(k1 / n1 - k2 / n2) / se))

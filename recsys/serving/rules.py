@@ -1,0 +1,215 @@
+"""Business rules on a served personal list: boosts, bury, pinned slots and an exploration share.
+
+Boosts and ``exclude_seen`` go to the ranker (:meth:`recsys.ranking.RankingPipeline.recommend`); the rest act on its
+ranked list here, after ranking, in this order:
+
+1. **bury**: items (``item_id``) or categories (``category:NAME``) go below every other item. The ranker is asked for
+   twice the items when something is buried, so a buried item usually falls out of the list instead of filling its
+   tail.
+2. **exploration**: a share of the list (rounded at random, so 0.1 of 20 is two items) is replaced by items sampled
+   from the long tail (the half of the catalogue with the fewest recent events, new items included), tagged
+   ``sources: ["exploration"]``, at random positions after the first three. The sample is seeded by the request's
+   user and hour: a cached list and its fresh twin agree.
+3. **pins**: ``{item_id: position}`` (1-based) puts each item at its position, tagged ``pinned``, whatever the
+   ranker thought of it; a pinned item that is removed, excluded or unknown is left out.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recsys.errors import ValidationFailed
+from recsys.serving.results import ScoredItem
+
+if TYPE_CHECKING:
+    from recsys.ranking import RankingPipeline
+
+SOURCES = ("ranker", "popular")
+"""What a list is ranked from: the personal ranker, or popularity alone (what an unknown user gets)."""
+EXPLORE_AFTER = 3
+"""Exploration items are placed after this many ranked items."""
+
+
+@dataclass(frozen=True)
+class ListRules:
+    """Rules for one personal list; hashable (part of the result cache key). Empty rules change nothing."""
+
+    boosts: tuple[tuple[str, float], ...] = ()
+    bury: tuple[str, ...] = ()
+    pins: tuple[tuple[str, int], ...] = ()
+    exploration: float = 0.0
+    exclude_seen: bool | None = None
+    source: str = "ranker"
+
+    @classmethod
+    def of(cls, *, boosts: Mapping[str, float] | None = None, bury: Sequence[str] = (),
+           pins: Mapping[str, int] | None = None, exploration: float = 0.0, exclude_seen: bool | None = None,
+           source: str = "ranker") -> ListRules:
+        """Checked rules: boosts finite, pins at positions 1..1000 (one item per position), exploration in [0, 1]."""
+        for key, b in (boosts or {}).items():
+            if not key or not math.isfinite(float(b)):
+                raise ValidationFailed(f"boost {key!r}: the weight must be a finite number")
+        seen: dict[int, str] = {}
+        for item, pos in (pins or {}).items():
+            if not 1 <= int(pos) <= 1000:
+                raise ValidationFailed(f"pin {item!r}: the position must be 1..1000, got {pos}")
+            if int(pos) in seen:
+                raise ValidationFailed(f"pin {item!r}: position {pos} is already pinned to {seen[int(pos)]!r}")
+            seen[int(pos)] = item
+        if not 0.0 <= exploration <= 1.0:
+            raise ValidationFailed(f"exploration must be a share in [0, 1], got {exploration}")
+        if source not in SOURCES:
+            raise ValidationFailed(f"unknown list source {source!r}; use one of {', '.join(SOURCES)}")
+        return cls(tuple(sorted((str(k), float(v)) for k, v in (boosts or {}).items())),
+                   tuple(dict.fromkeys(str(b) for b in bury)),
+                   tuple(sorted(((str(i), int(p)) for i, p in (pins or {}).items()), key=lambda x: x[1])),
+                   float(exploration), exclude_seen, source)
+
+    def merged(self, over: ListRules) -> ListRules:
+        """These rules with ``over``'s on top: its boosts and pins replace the same keys, its bury adds, its
+        exploration, ``exclude_seen`` and source replace when set."""
+        return ListRules.of(boosts={**dict(self.boosts), **dict(over.boosts)}, bury=[*self.bury, *over.bury],
+                            pins={**dict(self.pins), **dict(over.pins)},
+                            exploration=over.exploration or self.exploration,
+                            exclude_seen=self.exclude_seen if over.exclude_seen is None else over.exclude_seen,
+                            source=over.source if over.source != "ranker" else self.source)
+
+    @property
+    def reorders(self) -> bool:
+        """Whether anything acts on the ranked list (the ranker alone is enough otherwise)."""
+        return bool(self.bury or self.pins or self.exploration > 0)
+
+    def fetch(self, k: int) -> int:
+        """How many items to ask the ranker for: twice k when something may be buried."""
+        return min(1000, 2 * k) if self.bury else k
+
+
+NO_RULES = ListRules()
+
+
+def parse_pairs(values: Sequence[str], what: str, cast: Callable[[str], Any]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (the query string's and the CLI's ``boost``/``pin``) as a dict; the last ``=`` splits,
+    so a key may hold one (``category:a=b=2``)."""
+    out: dict[str, Any] = {}
+    for v in values:
+        key, sep, raw = v.rpartition("=")
+        if not sep or not key or len(key) > 200 or "\x00" in key:
+            raise ValidationFailed(f"{what} {v[:60]!r} is not KEY=VALUE")
+        try:
+            out[key] = cast(raw)
+        except ValueError:
+            raise ValidationFailed(f"{what} {v[:60]!r}: {raw[:20]!r} is not a {cast.__name__}") from None
+    return out
+
+
+def apply_rules(items: list[ScoredItem], k: int, rules: ListRules, *, category_of: Callable[[str], str | None],
+                known: Callable[[str], bool], pool: Callable[[], list[str]], banned: AbstractSet[str],
+                seed: int) -> list[ScoredItem]:
+    """The ranked ``items`` with the bury, exploration and pin rules applied, cut to ``k``.
+
+    ``category_of(item_id)`` names an item's category; ``known(item_id)`` says whether an item may be served at all
+    (indexed and available); ``pool()`` gives the exploration candidates (asked only when exploring); ``banned``
+    holds ids never to add (removed, excluded, in the user's history)."""
+    out = bury(items, rules.bury, category_of)
+    if rules.exploration > 0:
+        out = explore(out, k, rules.exploration, pool, banned, random.Random(seed))
+    out = out[:k]
+    if rules.pins:
+        out = pin(out, k, [(i, p) for i, p in rules.pins if i not in banned and known(i)])
+    return out
+
+
+def bury(items: list[ScoredItem], keys: Sequence[str], category_of: Callable[[str], str | None]) -> list[ScoredItem]:
+    """``items`` with those named by ``keys`` (ids, ``category:NAME``) moved below the rest, in their order."""
+    if not keys:
+        return list(items)
+    ids = {k for k in keys if not k.startswith("category:")}
+    cats = {k.split(":", 1)[1] for k in keys if k.startswith("category:")}
+
+    def buried(it: ScoredItem) -> bool:
+        return it.item_id in ids or (bool(cats) and category_of(it.item_id) in cats)
+
+    flags = [buried(it) for it in items]
+    return [it for it, b in zip(items, flags, strict=True) if not b] + \
+        [it for it, b in zip(items, flags, strict=True) if b]
+
+
+def explore(items: list[ScoredItem], k: int, share: float, pool: Callable[[], list[str]],
+            banned: AbstractSet[str], rng: random.Random) -> list[ScoredItem]:
+    """``items[:k]`` with about ``share * k`` of them replaced by items sampled from ``pool()``, each at a random
+    position after the first :data:`EXPLORE_AFTER`, tagged ``exploration``."""
+    top = list(items[:k])
+    want = int(share * k) + (rng.random() < share * k - int(share * k))
+    want = min(want, max(0, len(top) - min(EXPLORE_AFTER, len(top) - 1)) if top else 0)
+    if want <= 0:
+        return top
+    shown = {it.item_id for it in top}
+    candidates = [i for i in pool() if i not in shown and i not in banned]
+    picks = rng.sample(candidates, min(want, len(candidates)))
+    if not picks:
+        return top
+    first = min(EXPLORE_AFTER, len(top) - 1)
+    slots = sorted(rng.sample(range(first, len(top)), len(picks)))
+    kept = top[: len(top) - len(picks)]
+    for pos, item_id in zip(slots, picks, strict=True):
+        score = kept[pos - 1].score if 0 < pos <= len(kept) else (kept[-1].score if kept else 0.0)
+        kept.insert(pos, ScoredItem(item_id, score, ["exploration"]))
+    return kept
+
+
+def pin(items: list[ScoredItem], k: int, pins: Sequence[tuple[str, int]]) -> list[ScoredItem]:
+    """``items`` with each pinned item at its 1-based position (or last, for a position past the list), tagged
+    ``pinned``; the list keeps at most ``k`` items."""
+    pinned = {i for i, _ in pins}
+    by_id = {it.item_id: it for it in items}
+    rest = [it for it in items if it.item_id not in pinned]
+    out = rest[: max(0, k - len(pins))]
+    for item_id, pos in sorted(pins, key=lambda x: x[1]):
+        at = min(pos - 1, len(out))
+        near = out[at - 1].score if at > 0 and out else (out[0].score if out else 0.0)
+        base = by_id.get(item_id)
+        it = replace(base, sources=[*base.sources, "pinned"]) if base is not None else \
+            ScoredItem(item_id, near, ["pinned"])
+        out.insert(at, it)
+    return out[:k]
+
+
+def long_tail(ranker: RankingPipeline, now: float) -> list[str]:
+    """Exploration candidates: available items in the less popular half of the catalogue by recent events (items
+    without any, new ones included), in catalogue order."""
+    table, stats = ranker.table, ranker.stats
+    pop = np.zeros(table.n)
+    counts = np.asarray(stats.pop_at(now), dtype=float)
+    rows = table.rows_of(list(stats.ids))
+    ok = rows >= 0
+    pop[rows[ok]] = counts[: len(rows)][ok]
+    live = np.flatnonzero(table.available)
+    if not len(live):
+        return []
+    cut = float(np.median(pop[live]))
+    return [table.ids[r] for r in live if pop[r] <= cut]
+
+
+def table_lookups(ranker: RankingPipeline) -> tuple[Callable[[str], str | None], Callable[[str], bool]]:
+    """(an item's category name, whether an item may be served) over the ranker's item table."""
+    table = ranker.table
+    names = table.category_names
+
+    def category_of(item_id: str) -> str | None:
+        r = table.index.get(item_id)
+        if r is None or names is None or table.category[r] < 0:
+            return None
+        return str(names[int(table.category[r])])
+
+    def known(item_id: str) -> bool:
+        r = table.index.get(item_id)
+        return r is not None and bool(table.available[r])
+
+    return category_of, known
