@@ -259,6 +259,42 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
 
 
 # -- media, static, login ------------------------------------------------------------------------------------------
+# -- experiments ---------------------------------------------------------------------------------------------------
+@router.get("/experiments", response_class=HTMLResponse)
+async def experiments_page(request: Request) -> Response:
+    """The configured experiments (an admin page: reports show business figures)."""
+    try:
+        await _who(request, "admin")
+        from recsys.api.routes.experiments import experiments_of
+
+        return _render(request, "experiments.html", experiments=[e.public() for e in experiments_of(request).all])
+    except RecsysError as e:
+        return _error(request, e)
+
+
+@router.get("/experiments/{name}", response_class=HTMLResponse)
+async def experiment_page(request: Request, name: str) -> Response:
+    """One experiment's report: the table and its rates as bars with 95% intervals (inline SVG)."""
+    try:
+        await _who(request, "admin")
+        return await run_in_threadpool(_experiment, request, name)
+    except RecsysError as e:
+        return _error(request, e)
+
+
+def _experiment(request: Request, name: str) -> Response:
+    from recsys.api.routes.experiments import experiments_of
+    from recsys.api.web.plots import interval_bars
+    from recsys.experiments import experiment_report
+
+    exp = experiments_of(request).get(name)
+    report = experiment_report(_rec(request).store, exp)
+    plots = {"ctr": interval_bars(report["variants"], "ctr", "CTR"),
+             "conversion": interval_bars(report["variants"], "conversion_rate", "Conversion rate")}
+    return _render(request, "experiment.html", report=report, definition=exp.public(), plots=plots,
+                   changes={v.name: v.changes() for v in exp.variants})
+
+
 @router.get("/media/{item_id:path}")
 async def media(request: Request, item_id: str, n: Annotated[int, Query(ge=0, le=1000)] = 0) -> Response:
     """An item's ``n``-th recorded image (never a path taken from the request; allow-listed image types only)."""

@@ -1,0 +1,158 @@
+"""Experiments and business rules over HTTP and the CLI (the fake service on a real SQLite store): the variant in
+meta and in the served list, the rules reaching the service, the read-only experiment routes and their shapes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from recsys.api import create_app
+from recsys.config import ExperimentsSettings, get_settings
+from recsys.serving.rules import ListRules
+from recsys.store import Store
+from tests.api.conftest import api_settings
+from tests.api.test_feedback import StoringFake, _served
+from tests.api.test_feedback import storing as storing  # a fixture
+
+AB = {"name": "ab", "description": "hats first", "variants": [
+    {"name": "control", "share": 0.5},
+    {"name": "hats", "share": 0.5, "diversity": 0.2, "boosts": {"category:hats": 3.0}, "pins": {"s8": 1}}]}
+
+
+@pytest.fixture
+def exp_client(tmp_path: Path, storing: StoringFake) -> Iterator[TestClient]:
+    s = api_settings(tmp_path)
+    s.experiments = ExperimentsSettings(definitions=[AB])
+    with TestClient(create_app(s, storing), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _users(c: TestClient) -> dict[str, str]:
+    exps = c.app.state.experiments  # type: ignore[attr-defined]
+    out: dict[str, str] = {}
+    for i in range(40):
+        out.setdefault(exps.assign("recommendations", f"u{i}").variant.name, f"u{i}")
+    return out
+
+
+def test_lists_carry_the_variant_and_it_is_recorded(exp_client: TestClient, storing: StoringFake) -> None:
+    users = _users(exp_client)
+    answers = {}
+    for variant, user in users.items():
+        r = exp_client.get(f"/v1/users/{user}/recommendations?k=4")
+        assert r.status_code == 200, r.text
+        meta = r.json()["meta"]
+        assert (meta["experiment"], meta["variant"]) == ("ab", variant)
+        answers[meta["recommendation_id"]] = variant
+        if variant == "hats":
+            assert storing.last_rules == ListRules.of(boosts={"category:hats": 3.0}, pins={"s8": 1})
+            assert r.json()["items"][0]["item_id"] == "s8" and "pinned" in r.json()["items"][0]["sources"]
+        else:
+            assert storing.last_rules is None
+    rows = _served(exp_client)
+    assert {rid: (rows[rid].experiment, rows[rid].variant) for rid in answers} == \
+        {rid: ("ab", v) for rid, v in answers.items()}
+    similar = exp_client.get("/v1/items/s1/similar?k=2").json()["meta"]
+    assert similar.get("variant") is None  # no experiment runs there
+
+
+def test_request_rules_reach_the_service_over_the_variant(exp_client: TestClient, storing: StoringFake) -> None:
+    user = _users(exp_client)["hats"]
+    r = exp_client.get(f"/v1/users/{user}/recommendations", params={
+        "k": 5, "boost": ["category:hats=-1", "s2=0.5"], "bury": ["category:shoes"], "pin": ["h3=2"],
+        "exploration": 0.2})
+    assert r.status_code == 200, r.text
+    assert storing.last_rules == ListRules.of(boosts={"category:hats": -1.0, "s2": 0.5}, bury=["category:shoes"],
+                                              pins={"s8": 1, "h3": 2}, exploration=0.2)
+    items = r.json()["items"]
+    assert [it["item_id"] for it in items[:2]] == ["s8", "h3"]
+    body = {"k": 4, "bury": ["s8"], "pins": {"h1": 4}, "boosts": {"h2": 1.0}}
+    r = exp_client.post(f"/v1/users/{user}/recommendations", json=body)
+    assert r.status_code == 200 and r.json()["items"][3]["item_id"] == "h1"
+    for bad in ({"pin": "s1=0"}, {"boost": "s1"}, {"exploration": 2}, {"pin": "s1=x"}):
+        assert exp_client.get(f"/v1/users/{user}/recommendations", params=bad).status_code == 422, bad
+
+
+def test_experiment_routes_list_show_and_report(exp_client: TestClient) -> None:
+    listed = exp_client.get("/v1/experiments").json()["experiments"]
+    assert listed == [{"name": "ab", "description": "hats first", "active": True, "surfaces": ["recommendations"],
+                       "control": "control", "salted": False, "variants": [
+                           {"name": "control", "share": 0.5, "changes": {}},
+                           {"name": "hats", "share": 0.5, "changes": {"diversity": 0.2,
+                                                                      "boosts": {"category:hats": 3.0},
+                                                                      "pins": {"s8": 1}}}]}]
+    assert exp_client.get("/v1/experiments/ab").json()["name"] == "ab"
+    assert exp_client.get("/v1/experiments/nope").status_code == 404
+    assert exp_client.get("/v1/experiments/nope/report").status_code == 404
+    users = _users(exp_client)
+    events = []
+    for variant, user in users.items():
+        page = exp_client.get(f"/v1/users/{user}/recommendations?k=3").json()
+        rid = page["meta"]["recommendation_id"]
+        shown = [it["item_id"] for it in page["items"]]
+        events += [{"user_id": user, "item_id": i, "type": "impression", "recommendation_id": rid, "position": p}
+                   for p, i in enumerate(shown)]
+        if variant == "hats":
+            events.append({"user_id": user, "item_id": shown[0], "type": "click", "recommendation_id": rid})
+    assert exp_client.post("/v1/events", json={"events": events}).json()["stored"] == len(events)
+    _served(exp_client)
+    report = exp_client.get("/v1/experiments/ab/report").json()
+    by = {v["name"]: v for v in report["variants"]}
+    assert (by["hats"]["lists"], by["hats"]["impressions"], by["hats"]["clicks"]) == (1, 3, 1)
+    assert (by["control"]["users"], by["control"]["clicks"], by["control"]["control"]) == (1, 0, True)
+    assert set(by["hats"]["vs_control"]) == {"ctr", "conversion_rate"}
+    assert by["hats"]["vs_control"]["ctr"]["difference"] == pytest.approx(1 / 3)
+    assert report["exposure_basis"] == "impressions" and "clustered" in report["test"]
+
+
+def test_a_bad_definition_stops_the_app_at_start(tmp_path: Path, storing: StoringFake) -> None:
+    from recsys.errors import ConfigError
+
+    s = api_settings(tmp_path)
+    s.experiments = ExperimentsSettings(definitions=[{"name": "x", "variants": [{"name": "a", "share": 0.7}]}])
+    with pytest.raises(ConfigError, match="sum"):
+        create_app(s, storing)
+
+
+def test_cli_lists_shows_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_store: Store) -> None:
+    from recsys.cli import _register_optional, app
+
+    _register_optional()
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RECSYS_DATABASE_URL", str(sqlite_store.engine.url))
+    monkeypatch.setenv("RECSYS_EXPERIMENTS__DEFINITIONS", json.dumps([AB]))
+    get_settings.cache_clear()
+    try:
+        def run(*args: str) -> Any:
+            res = CliRunner().invoke(app, list(args))
+            assert res.exit_code == 0, res.output
+            return res.stdout
+
+        assert json.loads(run("experiments", "list", "--json"))["experiments"][0]["name"] == "ab"
+        assert "boosts" in run("experiments", "show", "ab")
+        report = json.loads(run("experiments", "report", "ab", "--json").splitlines()[-1])
+        assert [v["name"] for v in report["variants"]] == ["control", "hats"]
+        assert report["variants"][1]["users"] == 0 and report["variants"][1]["vs_control"]["ctr"]["p_value"] is None
+        assert "variant" in run("experiments", "report", "ab")
+    finally:
+        get_settings.cache_clear()
+
+
+def test_the_explorer_shows_the_report_with_inline_plots(exp_client: TestClient) -> None:
+    for user in _users(exp_client).values():
+        exp_client.get(f"/v1/users/{user}/recommendations?k=3")
+    _served(exp_client)
+    index = exp_client.get("/experiments")
+    assert index.status_code == 200 and 'href="/experiments/ab"' in index.text
+    page = exp_client.get("/experiments/ab")
+    assert page.status_code == 200, page.text
+    assert page.text.count("<svg") == 2 and "CTR" in page.text and "hats" in page.text
+    assert "http://" not in page.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in page.text
+    assert exp_client.get("/experiments/nope").status_code == 404
