@@ -22,6 +22,7 @@ This module knows its store only as a :class:`Source` (an engine, a sync read an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sqlite3
 import threading
@@ -142,7 +143,7 @@ class LoopReads:
             pool = self._pools[loop] = LoopPool(
                 self.pg_conninfo, size=self.max_connections, timeout_s=self.timeout_s,
                 max_lifetime_s=self.max_lifetime_s, max_idle_s=self.max_idle_s, unavailable=self.source.unavailable)
-        await pool.pool.open()  # a no-op once open; here because a pool opens on its loop
+        await pool.open()  # a no-op once open; here because a pool opens on its loop
         return pool
 
 
@@ -168,12 +169,29 @@ class LoopPool:
         self.unavailable = unavailable
         self._failed = asyncio.Event()  # set (and replaced) each time the pool gives up making a connection
         self._abandoned: set[asyncio.Future[list[Row]]] = set()  # timed-out reads still winding down
+        self._guard: asyncio.Task[None] | None = None
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             conninfo, open=False, name="recsys-loop-reads", min_size=1, max_size=size,
             kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s))},
             timeout=timeout_s + 1,  # the read's own bound answers first
             max_lifetime=max_lifetime_s, max_idle=max_idle_s,
             reconnect_timeout=0, reconnect_failed=self._connect_failed)
+
+    async def open(self) -> None:
+        if self._guard is None:
+            self._guard = asyncio.get_running_loop().create_task(self._close_with_the_loop())
+        await self.pool.open()
+
+    async def _close_with_the_loop(self) -> None:
+        """Close the pool when its event loop shuts down with the pool still open (``asyncio.run`` ending without
+        ``Store.aclose()``): a psycopg_pool worker cancelled in the middle of a task carries on, and the loop's
+        shutdown would wait for it for ever; closing stops it."""
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self.pool.close(timeout=1.0)
+            raise
 
     async def rows(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
         read = asyncio.ensure_future(self._rows(sql, params))
@@ -241,6 +259,8 @@ class LoopPool:
 
     async def close(self) -> None:
         """Close the pool: idle connections now, those in use when their reads end."""
+        if self._guard is not None:
+            self._guard.cancel()
         await self.pool.close(timeout=1.0)
 
 

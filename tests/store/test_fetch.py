@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,11 @@ def test_postgres_loop_pool_replaces_old_connections_and_counts_errors() -> None
         finally:
             store.dispose()
             proxy.close()
+
+
+def test_a_loop_may_end_with_its_pool_open(store: Store) -> None:
+    """``asyncio.run`` over reads, without ``Store.aclose()``: the loop's shutdown closes the pool (its workers,
+    cancelled mid-task, would otherwise keep the loop waiting for ever)."""
+    _add_items(store, ["a"])
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(lambda: [run_async(_count(store)) for _ in range(8)]).result(timeout=60) == [1] * 8
