@@ -13,13 +13,14 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recsys.errors import ValidationFailed
+from recsys.errors import IncompatibleArtifact, ValidationFailed
 from recsys.serving.generations import vectors_of_index
 from recsys.store.queries import events_frame, events_watermark, items_frame
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from recsys.config import Settings
     from recsys.evaluation import Batch
     from recsys.index import IndexReader
     from recsys.service import Recommender
@@ -37,7 +38,7 @@ class Jobs:
 
     def train(self, progress: Progress | None = None) -> dict[str, Any]:
         """Train the ranker on every stored event over the newest index's vectors; a new current generation."""
-        from recsys.ranking.pipeline import train_ranker
+        from recsys.ranking import train_ranker
         from recsys.store.queries import evaluation_users
 
         reader = self.recommender.generations.latest_index()
@@ -74,9 +75,8 @@ class Jobs:
         so a build is idempotent, and an interrupted one resumes from the last finished stage."""
         from recsys.encoders import embed_catalog, fit_encoder
         from recsys.index import build_from_catalog
-        from recsys.ranking import read_manifest
+        from recsys.ranking import rankers_root, read_manifest
         from recsys.ranking.artifact import current_generation
-        from recsys.ranking.pipeline import rankers_root
 
         report: dict[str, Any] = {}
         t = time.perf_counter()
@@ -93,7 +93,7 @@ class Jobs:
             watermark = events_watermark(s)
         rpath = current_generation(rankers_root(self.settings))
         manifest = read_manifest(rpath) if rpath else {}
-        same = (manifest.get("events_watermark") == watermark
+        same = (manifest.get("events_watermark") == watermark and _trained_as_configured(manifest, self.settings)
                 and manifest.get("encoder_id") == reader.manifest.encoder_id)
         if force or not same:
             report["train"] = self.train(_stage(progress, "train"))
@@ -203,3 +203,17 @@ def _as_dict(obj: Any) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
         return asdict(obj)
     return obj
+
+
+def _trained_as_configured(manifest: dict[str, Any], settings: Settings) -> bool:
+    """The current ranker is one this recsys reads (format, feature list) with the knobs the settings ask for: after
+    an upgrade or a change of ``RECSYS_RANKING__PARAMS`` the next build retrains rather than serving nothing or the
+    old knobs."""
+    from recsys.ranking import RankingParams
+    from recsys.ranking.artifact import check_compatible
+
+    try:
+        check_compatible(manifest, "current")
+    except IncompatibleArtifact:
+        return False
+    return manifest.get("params") == RankingParams.from_settings(settings).to_dict()

@@ -11,8 +11,9 @@ from recsys.ranking.artifact import current_generation, read_manifest, save_gene
 from recsys.ranking.candidates import SOURCES, ExactSearch, VectorSearch
 from recsys.ranking.catalog import SimpleVectors, VectorsLike
 from recsys.ranking.features import FEATURES
+from recsys.ranking.generations import load_current_ranker, rankers_root, train_ranker
 from recsys.ranking.params import RankingParams
-from recsys.ranking.pipeline import RankingPipeline, Recommendation, load_current_ranker, rankers_root, train_ranker
+from recsys.ranking.pipeline import RankingPipeline, Recommendation
 
 __all__ = [
     "FEATURES",

@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from recsys.errors import IncompatibleArtifact, RankerError
+from recsys.ranking.cobuy import CobuyProjection
 from recsys.ranking.features import FEATURES
 from recsys.ranking.model import NetConfig, RankerNet
 from recsys.ranking.params import RankingParams
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from recsys.ranking.pipeline import RankingPipeline
 
 MANIFEST = "manifest.json"
+COBUY = "cobuy.npy"
 POINTER = "CURRENT"
 FORMAT = 2
 """2: statistics kept with event times (counted as of each request's time)."""
@@ -38,8 +41,10 @@ def save_pipeline(pipe: RankingPipeline, path: Path) -> Path:
     pipe.stats.save(path)
     if pipe.net is not None:
         torch.save(pipe.net.state_dict(), path / "net.pt")
+    if pipe.cobuy is not None:
+        np.save(path / COBUY, pipe.cobuy.weight)
     manifest = dict(pipe.manifest, format=FORMAT, has_net=pipe.net is not None, stats_items=len(pipe.stats.ids),
-                    ranker_id=pipe.ranker_id)
+                    ranker_id=pipe.ranker_id, has_cobuy=pipe.cobuy is not None)
     tmp = path / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
     os.replace(tmp, path / MANIFEST)
@@ -86,7 +91,10 @@ def load_pipeline(cls: type[RankingPipeline], path: Path, expect_encoder_id: str
             raise IncompatibleArtifact(f"ranker {path.name} does not match this version of recsys "
                                        f"({str(e).splitlines()[0]}); retrain it with `recsys train`") from e
         net.eval()
-    return cls(params, stats, net, str(m["encoder_id"]), int(m["dim"]), m)
+    pipe = cls(params, stats, net, str(m["encoder_id"]), int(m["dim"]), m)
+    if m.get("has_cobuy"):
+        pipe.cobuy = CobuyProjection(np.load(path / COBUY).astype(np.float32))
+    return pipe
 
 
 def save_generation(pipe: RankingPipeline, root: Path) -> Path:

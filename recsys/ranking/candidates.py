@@ -5,7 +5,8 @@ Sources: ``interest`` (nearest items to up to a few interest vectors clustered f
 ``variant`` (other variants of past items, e.g. the same product in another colour), ``trending`` (popular in a recent
 window), ``popular`` (up to now), ``similar`` (the items whose descriptions are most alike any of the latest few, in
 :attr:`ItemTable.content`, the user's own items included: "the same again, or one like it"), ``new`` (items that arrived
-after training, nearest to the user's taste).
+after training, nearest to the user's taste), ``cobuy`` (nearest to the latest items in the co-purchase space of
+:mod:`recsys.ranking.cobuy`: what shoppers buy with or instead of them, unsold items included).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from recsys.ranking.params import RankingParams
 from recsys.ranking.stats import ItemStats
 
 SOURCES: tuple[str, ...] = ("interest", "content", "cooc", "repurchase", "variant", "trending", "popular", "new",
-                            "similar")
+                            "similar", "cobuy")
 SIMILAR_EXACT_MAX = 200_000
 """Catalogues up to this size get the ``similar`` source by one exact product over the content vectors."""
 SRC = {s: i for i, s in enumerate(SOURCES)}
@@ -163,6 +164,15 @@ class CandidateGenerator:
             out = np.r_[out, extra[~np.isin(extra, out)]]
         return out
 
+    def cobuy(self, latest: np.ndarray, k: int) -> np.ndarray:
+        """Items by max similarity to the latest distinct items in the co-purchase space, these excluded."""
+        b = self.table.behaviour
+        if b is None or not len(latest) or b.shape[0] > SIMILAR_EXACT_MAX or k <= 0:
+            return np.zeros(0, np.int64)
+        s = (b[latest] @ b.T).max(axis=0)
+        s[latest] = -np.inf
+        return _top(s, k)
+
     def generate(self, ctx: Context, exclude: set[str] | None = None, extra_k: int = 0) -> Candidates:
         """Candidates for ``ctx``; ``extra_k`` over-fetches each search source (for filtered requests)."""
         p, t, h = self.p, self.table, ctx.h
@@ -208,6 +218,8 @@ class CandidateGenerator:
                 unsold = ctx.pop <= 0 if p.similar_unsold_k else None
                 col.add("similar", self.similar(latest[: p.similar_last], p.similar_k + extra_k, unsold,
                                                 p.similar_unsold_k))
+            if p.cobuy_k:
+                col.add("cobuy", self.cobuy(latest[: p.cobuy_last], p.cobuy_k + extra_k))
             if p.new_k and len(self._new_rows):
                 prof = (t.fused[r_rows] * w[:, None]).sum(0)
                 sims = t.fused[self._new_rows] @ prof

@@ -78,6 +78,8 @@ class ItemTable:
     content: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     """(n, d') unit rows: item-to-item likeness of the descriptions (the text tower's own space when the vectors
     carry it, else the fused vectors)."""
+    behaviour: np.ndarray | None = None
+    """(n, d'') unit rows in the co-purchase space (:mod:`recsys.ranking.cobuy`), None when the ranker has none."""
 
     @property
     def n(self) -> int:

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from recsys.ranking.catalog import ItemTable
-from recsys.ranking.history import EVENT_TYPES, History
+from recsys.ranking.history import History
+from recsys.store.tables import HISTORY_TYPES
 
 
 def explain_item(table: ItemTable, history: History, row: int, score: float, sources: list[str],
@@ -63,7 +64,7 @@ def _last_event(history: History, row: int) -> dict[str, Any]:
         return {"type": None, "date": None}
     i = int(at[-1])
     day = dt.datetime.fromtimestamp(float(history.ts[i]) * 86400.0, tz=dt.UTC).date().isoformat()
-    return {"type": EVENT_TYPES[int(history.types[i])], "date": day}
+    return {"type": HISTORY_TYPES[int(history.types[i])], "date": day}
 
 
 def _sim(m: np.ndarray | None, a: int, b: int) -> float | None:

@@ -20,6 +20,7 @@ FEATURES: tuple[str, ...] = (
     "price_ratio", "price_missing",
     "sim_max", "sim_mean", "sim_last", "sim_weighted", "sim_max_last10",
     "csim_max", "csim_last", "csim_weighted", "csim_max_last10",
+    "bsim_max", "bsim_last", "bsim_weighted", "bsim_max_last10",
     "log_cooc", "cooc_share",
     "log_repeat", "repeat_days", "log_variant", "variant_days", "category_share",
     "log_history", "days_since_last", *(f"attr_share_{i}" for i in range(MAX_ATTRS)),
@@ -65,6 +66,12 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
         f[:, col["csim_last"]] = cs[:, -1]
         f[:, col["csim_weighted"]] = (cs * hw).sum(1) / hw.sum()
         f[:, col["csim_max_last10"]] = cs[:, -10:].max(1)
+        if table.behaviour is not None:
+            bs = table.behaviour[rows] @ table.behaviour[hr].T
+            f[:, col["bsim_max"]] = bs.max(1)
+            f[:, col["bsim_last"]] = bs[:, -1]
+            f[:, col["bsim_weighted"]] = (bs * hw).sum(1) / hw.sum()
+            f[:, col["bsim_max_last10"]] = bs[:, -10:].max(1)
         f[:, col["log_history"]] = np.log1p(len(h))
         f[:, col["days_since_last"]] = np.log1p(max(now - float(h.ts[-1]), 0.0))
         # repeats and variants over the whole history

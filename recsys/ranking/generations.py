@@ -21,8 +21,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from recsys.errors import IncompatibleArtifact, NotFound, RankerError
-from recsys.ranking.artifact import MANIFEST, check_compatible, current_version, write_pointer
+from recsys.ranking.artifact import (
+    MANIFEST,
+    check_compatible,
+    current_generation,
+    current_version,
+    save_generation,
+    write_pointer,
+)
+from recsys.ranking.candidates import VectorSearch
+from recsys.ranking.catalog import VectorsLike
+from recsys.ranking.pipeline import RankingPipeline
+from recsys.ranking.train import Progress
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +115,31 @@ def rollback(root: Path, to: str | None = None, *, encoder_id: str | None = None
     write_pointer(root, to)
     log.info("ranker generation %s is now current (was %s)", to, cur)
     return to
+
+
+def rankers_root(settings: Any) -> Path:
+    """Where ranker generations live: ``<home>/rankers``."""
+    return Path(settings.home) / "rankers"
+
+
+def train_ranker(events: pd.DataFrame, items: pd.DataFrame | None, vectors: VectorsLike, settings: Any, *,
+                 search: VectorSearch | None = None, progress: Progress | None = None,
+                 manifest: dict[str, Any] | None = None) -> tuple[RankingPipeline, Path]:
+    """``recsys train``: fit on the stored events and save a new current generation under ``<home>/rankers``;
+    ``manifest`` adds fields to the saved manifest (e.g. the events watermark the build compares)."""
+    pipe = RankingPipeline.fit(events, items, vectors, settings, search=search, progress=progress)
+    pipe.manifest.update(manifest or {})
+    return pipe, save_generation(pipe, rankers_root(settings))
+
+
+def load_current_ranker(settings: Any, vectors: VectorsLike, items: pd.DataFrame | None = None, *,
+                        search: VectorSearch | None = None) -> RankingPipeline | None:
+    """The current ranker generation over these vectors, or None when none was trained yet.
+
+    Raises IncompatibleArtifact when it was trained on another encoder or dimension.
+    """
+    path = current_generation(rankers_root(settings))
+    if path is None:
+        return None
+    return RankingPipeline.load(path, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
+                                search=search, settings=settings)

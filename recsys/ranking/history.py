@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from recsys.ranking.catalog import ItemTable
+from recsys.store.tables import HISTORY_TYPES
 
-EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "rating", "like", "dislike")
-TYPE_CODE = {t: i for i, t in enumerate(EVENT_TYPES)}
+TYPE_CODE = {t: i for i, t in enumerate(HISTORY_TYPES)}
+"""Event type -> the code the model's type embeddings use (the store's order: stable across artifacts)."""
 DISLIKE = TYPE_CODE["dislike"]
 DAY_S = 86_400.0
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.ranking.history import EVENT_TYPES
+from recsys.store.tables import HISTORY_TYPES
 
 LIGHT_HEADS = 4
 
@@ -47,13 +47,13 @@ class RankerNet(nn.Module):
         n_in = cfg.n_features
         if cfg.content == "light":
             self.tau = nn.Parameter(torch.tensor([1.0, 5.0, 10.0, 20.0])[:LIGHT_HEADS])
-            self.type_bias = nn.Embedding(len(EVENT_TYPES) + 1, LIGHT_HEADS)
+            self.type_bias = nn.Embedding(len(HISTORY_TYPES) + 1, LIGHT_HEADS)
             nn.init.zeros_(self.type_bias.weight)
             self.age_w = nn.Parameter(torch.zeros(LIGHT_HEADS))
             n_in += 2 * LIGHT_HEADS
         elif cfg.content == "deep":
             self.proj = nn.Sequential(nn.Linear(cfg.dim, h), nn.LayerNorm(h))
-            self.type_emb = nn.Embedding(len(EVENT_TYPES) + 1, h)
+            self.type_emb = nn.Embedding(len(HISTORY_TYPES) + 1, h)
             self.age = nn.Linear(1, h)
             # a learned "no history" token keeps attention defined for empty histories
             self.null = nn.Parameter(torch.zeros(1, 1, h))

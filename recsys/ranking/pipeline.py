@@ -11,7 +11,9 @@ feed it the same way.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
@@ -27,8 +29,10 @@ import torch
 from recsys import tracing
 from recsys.errors import IncompatibleArtifact, RankerError
 from recsys.ranking import rules
+from recsys.ranking.artifact import load_pipeline, save_pipeline
 from recsys.ranking.candidates import SOURCES, CandidateGenerator, Candidates, ExactSearch, VectorSearch
 from recsys.ranking.catalog import ItemTable, VectorsLike
+from recsys.ranking.cobuy import CobuyProjection, fold_of, out_of_fold
 from recsys.ranking.context import make_context
 from recsys.ranking.explain import explain_item
 from recsys.ranking.history import TYPE_CODE, History, day_of, histories_by_user, history_from_frame
@@ -88,10 +92,9 @@ class RankingPipeline:
         """Never return items the user already bought (settings.ranking.exclude_purchased)."""
         self.policy = ListPolicy()
         """The shopper-list caps of a request that names none (settings.ranking.max_repeat_share, max_per_group)."""
-        self.index_id: str | None = None
-        """Index generation id reported in explanations (set by the service)."""
-        self.last_timings: dict[str, float] = {}
-        """Milliseconds per stage of the last call: candidates_ms, score_ms, rules_ms."""
+        self.cobuy: CobuyProjection | None = None
+        """The co-purchase space's projection (None: not fitted); applied to every catalogue the ranker serves."""
+        self._local = threading.local()
 
     # -- construction ---------------------------------------------------------------------------------------
     @classmethod
@@ -99,15 +102,21 @@ class RankingPipeline:
             *, params: RankingParams | None = None, search: VectorSearch | None = None,
             progress: Progress | None = None) -> RankingPipeline:
         """Fit statistics and the ranker on ``events`` (columns user_id, item_id, type, value, ts)."""
-        p = params or _params_from_settings(settings)
+        p = params or RankingParams.from_settings(settings)
         t0 = time.time()
         table = ItemTable.build(vectors, items, p.variant_attribute)
         hist = histories_by_user(events, table)
         stats = ItemStats.fit(table.ids, hist, p.cooc_window)
         repurchase = p.repurchase and _repeat_rate(hist) >= 0.01
         known = np.ones(table.n, bool)
-        gen = CandidateGenerator(table, stats, search or ExactSearch(table.ids, table.fused), p, known)
-        examples = build_examples(hist, table, stats, gen, known, p, repurchase, progress)
+        cobuy, folds = out_of_fold(table, hist, **_cobuy_args(p)) if p.cobuy else (None, {})
+        vs = search or ExactSearch(table.ids, table.fused)
+        examples: list[Example] = []
+        # each half of the users trains with the co-purchase space fitted on the other half (never on its targets)
+        for f, part in _folds(hist, cobuy is not None).items():
+            t_f = dataclasses.replace(table, behaviour=folds.get(f))
+            gen = CandidateGenerator(t_f, stats, vs, p, known)
+            examples += build_examples(part, t_f, stats, gen, known, p, repurchase, progress)
         net: RankerNet | None = None
         metrics: dict[str, float] = {}
         if examples:
@@ -122,6 +131,7 @@ class RankingPipeline:
             "events": len(events), "items": table.n, "users": len(hist), "fit_seconds": round(time.time() - t0, 2),
         }
         pipe = cls(p, stats, net, table.encoder_id, table.dim, manifest)
+        pipe.cobuy = cobuy
         pipe.configure(settings)
         pipe._install(table, search)
         return pipe
@@ -157,11 +167,6 @@ class RankingPipeline:
         pipe._gen = CandidateGenerator(table, pipe.stats, self._search, self.params, self._known)
         return pipe
 
-    def set_search(self, search: VectorSearch) -> None:
-        """Use another vector search (e.g. the FAISS index reader) for the search-based candidate sources."""
-        self._search = search
-        self._custom_search = True
-
     def _install(self, table: ItemTable, search: VectorSearch | None) -> None:
         self.stats = self.stats.aligned(table.ids)
         self._known = np.array([i in self._fit_ids for i in table.ids], dtype=bool)
@@ -169,10 +174,24 @@ class RankingPipeline:
             self._search, self._custom_search = search, True
         elif not self._custom_search:
             self._search = ExactSearch(table.ids, table.fused)
+        table.behaviour = self.cobuy.transform(table) if self.cobuy is not None else None
         self._table = table
         assert self._search is not None
         self._gen = CandidateGenerator(table, self.stats, self._search, self.params, self._known)
         self._vec = torch.from_numpy(_attention_vectors(table, self.params))
+
+    def __getstate__(self) -> dict[str, Any]:  # copies get their own per-thread timings (a thread-local can't copy)
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    @property
+    def last_timings(self) -> dict[str, float]:
+        """Milliseconds per stage of this thread's last call (candidates_ms, score_ms, rules_ms): per thread, so
+        serving threads never read each other's."""
+        return dict(getattr(self._local, "timings", {}))
 
     @property
     def table(self) -> ItemTable:
@@ -261,7 +280,7 @@ class RankingPipeline:
         for (r, cands, _), s in zip(prepared, scores, strict=True):
             results.append(self._finish(r, cands, np.asarray(s, dtype=np.float64)))
         t3 = time.perf_counter()
-        self.last_timings = {"candidates_ms": (t1 - t0) * 1000, "score_ms": (t2 - t1) * 1000,
+        self._local.timings = {"candidates_ms": (t1 - t0) * 1000, "score_ms": (t2 - t1) * 1000,
                              "rules_ms": (t3 - t2) * 1000}
         if tracing.active():
             tracing.record_phases((("recsys.candidates", t0, t1), ("recsys.ranking", t1, t2), ("recsys.rules", t2, t3)),
@@ -316,15 +335,12 @@ class RankingPipeline:
             row = int(cands.rows[i])
             rec = Recommendation(table.ids[row], float(s[i]), cands.sources_of(i))
             if r.explain:
-                rec.explanation = explain_item(table, r.history, row, float(s[i]), rec.sources, self.ranker_id,
-                                               self.index_id)
+                rec.explanation = explain_item(table, r.history, row, float(s[i]), rec.sources, self.ranker_id)
             recs.append(rec)
         return recs
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, path: Path | str) -> Path:
-        from recsys.ranking.artifact import save_pipeline
-
         return save_pipeline(self, Path(path))
 
     @classmethod
@@ -332,8 +348,6 @@ class RankingPipeline:
              expect_encoder_id: str | None = None, search: VectorSearch | None = None,
              settings: Any = None) -> RankingPipeline:
         """Load a saved pipeline; refused (IncompatibleArtifact) when made for another encoder or feature list."""
-        from recsys.ranking.artifact import load_pipeline
-
         pipe = load_pipeline(cls, Path(path), expect_encoder_id)
         pipe.configure(settings)
         if vectors is not None:
@@ -350,6 +364,16 @@ def _attention_vectors(table: ItemTable, p: RankingParams) -> np.ndarray:
     return table.fused
 
 
+def _cobuy_args(p: RankingParams) -> dict[str, float | int]:
+    return {"dim": p.cobuy_dim, "window_days": p.cobuy_window_days, "epochs": p.cobuy_epochs, "seed": p.seed}
+
+
+def _folds(hist: dict[str, History], split: bool) -> dict[int, dict[str, History]]:
+    if not split:
+        return {-1: hist}
+    return {f: {u: h for u, h in hist.items() if fold_of(u) == f} for f in (0, 1)}
+
+
 def _features() -> tuple[str, ...]:
     from recsys.ranking.features import FEATURES
 
@@ -362,45 +386,3 @@ def _repeat_rate(hist: dict[str, History]) -> float:
         tot += len(h)
         rep += len(h) - len(np.unique(h.rows))
     return rep / tot if tot else 0.0
-
-
-def _params_from_settings(settings: Any) -> RankingParams:
-    p = RankingParams()
-    r = getattr(settings, "ranking", None)
-    if r is not None:
-        p.seed = int(getattr(r, "seed", p.seed))
-        p.repurchase = bool(getattr(r, "repurchase", p.repurchase))
-        p = RankingParams.checked(dict(getattr(r, "params", None) or {}), p)
-    return p
-
-
-def rankers_root(settings: Any) -> Path:
-    """Where ranker generations live: ``<home>/rankers``."""
-    return Path(settings.home) / "rankers"
-
-
-def train_ranker(events: pd.DataFrame, items: pd.DataFrame | None, vectors: VectorsLike, settings: Any, *,
-                 search: VectorSearch | None = None, progress: Progress | None = None,
-                 manifest: dict[str, Any] | None = None) -> tuple[RankingPipeline, Path]:
-    """``recsys train``: fit on the stored events and save a new current generation under ``<home>/rankers``;
-    ``manifest`` adds fields to the saved manifest (e.g. the events watermark the build compares)."""
-    from recsys.ranking.artifact import save_generation
-
-    pipe = RankingPipeline.fit(events, items, vectors, settings, search=search, progress=progress)
-    pipe.manifest.update(manifest or {})
-    return pipe, save_generation(pipe, rankers_root(settings))
-
-
-def load_current_ranker(settings: Any, vectors: VectorsLike, items: pd.DataFrame | None = None, *,
-                        search: VectorSearch | None = None) -> RankingPipeline | None:
-    """The current ranker generation over these vectors, or None when none was trained yet.
-
-    Raises IncompatibleArtifact when it was trained on another encoder or dimension.
-    """
-    from recsys.ranking.artifact import current_generation
-
-    path = current_generation(rankers_root(settings))
-    if path is None:
-        return None
-    return RankingPipeline.load(path, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
-                                search=search, settings=settings)

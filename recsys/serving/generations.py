@@ -84,8 +84,8 @@ class Generations:
         leaves the old one served. A ranker that failed for a passing reason (the database, to read the catalogue)
         is tried again on the next refresh; one that failed by itself (a broken artifact) after ``RANKER_RETRY_S``.
         """
+        from recsys.ranking import rankers_root
         from recsys.ranking.artifact import current_generation
-        from recsys.ranking.pipeline import rankers_root
 
         with self._lock:
             try:

@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from recsys.ranking import Recommendation
+
 
 @dataclass
-class ScoredItem:
-    """One result: the item id, its score, where it came from and (on request) why."""
+class ScoredItem(Recommendation):
+    """One result of the read path: the ranker's (item id, score, sources, explanation) plus what a client shows."""
 
-    item_id: str
-    score: float
-    sources: list[str] = field(default_factory=list)
-    explanation: dict[str, Any] | None = None
     item: dict[str, Any] | None = None
     """What a client shows: title, category, price, image_url (``api.result_details``)."""
 
