@@ -197,7 +197,7 @@ class ContentKNN:
     name = "content_knn"
 
     def __init__(self, item_ids: Sequence[str], vectors: np.ndarray, *, last_n: int = 10,
-                 exclude_seen: bool = True) -> None:
+                 exclude_seen: bool = True, fallback: Popular | None = None) -> None:
         v = np.asarray(vectors, dtype=np.float32)
         if v.ndim != 2 or v.shape[0] != len(item_ids):
             raise ValidationFailed(f"content kNN needs vectors of shape (n_items, d) = ({len(item_ids)}, d), "
@@ -208,13 +208,15 @@ class ContentKNN:
         self._row = {i: r for r, i in enumerate(self.items)}
         self.last_n = last_n
         self.exclude_seen = exclude_seen
+        self.fallback = fallback
+        """Answers a shopper with no known history item (as co-occurrence does): nothing to be similar to."""
 
     def __call__(self, user_id: str, history: pd.DataFrame, k: int) -> list[str]:
         ids = history["item_id"].astype(str).tolist() if len(history) else []
         known = [self._row[i] for i in ids if i in self._row]
         recent = list(dict.fromkeys(reversed(known)))[: self.last_n]
         if not recent:
-            return []
+            return self.fallback(user_id, history, k) if self.fallback is not None else []
         s = (self.vectors[recent] @ self.vectors.T).max(axis=0)
         banned = np.array(sorted(set(known)), dtype=np.int64) if self.exclude_seen else None
         return [str(self.items[j]) for j in _top(s, k, banned)]
@@ -239,7 +241,8 @@ def make_baselines(split: Split, item_ids: Sequence[str] | None = None, vectors:
         "item_cooccurrence": ItemCooccurrence(split.train, exclude_seen=ex, fallback=pop, now=now),
     }
     if vectors is not None and item_ids is not None:
-        out["content_knn"] = ContentKNN(item_ids, vectors, exclude_seen=True if exclude_seen is None else ex)
+        out["content_knn"] = ContentKNN(item_ids, vectors, exclude_seen=True if exclude_seen is None else ex,
+                                          fallback=pop)
     if content_vectors is not None and item_ids is not None:
-        out["content_peer"] = ContentKNN(item_ids, content_vectors, exclude_seen=ex)
+        out["content_peer"] = ContentKNN(item_ids, content_vectors, exclude_seen=ex, fallback=pop)
     return out
