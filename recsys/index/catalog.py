@@ -81,10 +81,10 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
 
     if mode not in ("auto", "full", "delta"):
         raise ValueError(f"mode must be auto, full or delta, not {mode!r}")
-    if vectors is None:
-        import importlib
+    if vectors is None:  # encoders sit inward of the index: a plain import (lazy, as torch comes with it)
+        from recsys.encoders import load_item_vectors
 
-        vectors = importlib.import_module("recsys.encoders").load_item_vectors
+        vectors = load_item_vectors
     root = index_root(settings)
     with store.session() as s:
         df = items_frame(s, include_removed=True)
