@@ -89,6 +89,9 @@ def benches(out: Path, quick: bool) -> list[Bench]:
                            lambda r, ds=ds: {f"evaluate_{ds}": r}, env=env, skip=reason))
     short = ["--seconds", "3", "--soak-seconds", "30"] if quick else []
     found.append(Bench("api_load", [py, str(HERE / "api_load.py"), *short], lambda r: {"api_load": r}))
+    found.append(Bench("simulate_feedback", [py, str(HERE / "simulate_feedback.py"),
+                                             *(["--aa-runs", "4", "--ab-lists", "6"] if quick else [])],
+                       lambda r: {"simulate_feedback": r}))
     pg = os.environ.get("BENCH_POSTGRES_URL")
     found.append(Bench("api_load_postgresql", [py, str(HERE / "api_load.py"), "--database-url", pg or "",
                                                *(short or ["--soak-seconds", "0"])],

@@ -268,6 +268,18 @@ def api_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [("HTTP API load (PostgreSQL)" if on_pg else "HTTP API load", "; ".join(figs), "; ".join(ratios) or "-")]
 
 
+def simulation_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    ab, aa = r.get("ab") or {}, r.get("aa") or {}
+    worse = get(ab, "variants", "popular") or {}
+    control = get(ab, "variants", "control") or {}
+    figs = (f"{num(r.get('users'))} users, {num(r.get('items'))} items: CTR ranker {num(get(control, 'ctr', 'rate'))}"
+            f" vs popular-only {num(get(worse, 'ctr', 'rate'))}, p = {worse.get('p_value', '?'):.2g}; "
+            f"A/A false positives {aa.get('false_positives')}/{aa.get('runs')} at alpha {aa.get('alpha')} "
+            f"(unclustered test {aa.get('false_positives_unclustered')})")
+    exact = "report counts = events sent" if ab.get("counts_match") and aa.get("counts_match") else "COUNTS DIFFER"
+    return [("Experiment simulation", figs, f"worse variant found: {ab.get('worse_detected')}; {exact}")]
+
+
 # file name pattern -> rows; the first match wins, the order is the table's order
 RULES: list[tuple[str, Callable[[dict[str, Any]], list[Any]]]] = [
     (r"import_speed", import_rows),
@@ -279,6 +291,7 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], list[Any]]]] = [
     (r"diversity.*", diversity_rows),
     (r"lexical.*", lexical_rows),
     (r"api_load.*", api_rows),
+    (r"simulate_feedback", simulation_rows),
 ]
 
 

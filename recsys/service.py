@@ -30,7 +30,7 @@ from recsys.lru import LRU
 from recsys.serving.generations import Generations, Served, public_reason
 from recsys.serving.requests import ListRequest, RemovedItems, check, clock, history_as_of, session_history
 from recsys.serving.results import ScoredItem, plain_json, result_list_bytes, result_object
-from recsys.serving.rules import NO_RULES, ListRules
+from recsys.serving.rules import NO_RULES, ListRules, with_rules
 from recsys.store import Store
 from recsys.store.queries import (
     REMOVED_STATE,
@@ -378,25 +378,8 @@ class Recommender:
                         "ranker": ranker.ranker_id}
             out.append(ScoredItem(r.item_id, round(float(r.score), 6), list(r.sources), expl))
         if rules.reorders:
-            out = self._with_rules(out, k, rules, ranker, hist, removed, when, seed)
+            out = with_rules(out, k, rules, ranker, hist, removed, when, seed)
         return self._detailed(out[:k])
-
-    @staticmethod
-    def _with_rules(items: list[ScoredItem], k: int, rules: ListRules, ranker: RankingPipeline,
-                    hist: pd.DataFrame | History | None, banned: AbstractSet[str], now: float,
-                    seed: int) -> list[ScoredItem]:
-        """The ranked list with bury, exploration and pins applied (:func:`recsys.serving.rules.apply_rules`)."""
-        from recsys.ranking.history import History
-        from recsys.serving.rules import apply_rules, long_tail, table_lookups
-
-        own: set[str] = set()
-        if isinstance(hist, History):
-            own = {ranker.table.ids[r] for r in hist.rows.tolist()}
-        elif hist is not None and len(hist):
-            own = {str(i) for i in hist["item_id"]}
-        category_of, known = table_lookups(ranker)
-        return apply_rules(items, k, rules, category_of=category_of, known=known,
-                           pool=lambda: long_tail(ranker, now), banned=set(banned) | own, seed=seed)
 
 
 def _hits(hits: Sequence[tuple[str, float]], source: str) -> list[ScoredItem]:

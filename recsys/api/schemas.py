@@ -310,63 +310,6 @@ class FeedbackReport(BaseModel):
     totals: FeedbackCounts
 
 
-# -- experiments ----------------------------------------------------------------------------------------------
-class VariantOut(BaseModel):
-    name: str
-    share: float
-    changes: dict[str, Any] = Field(description="what the variant sets (diversity, boosts, bury, pins, "
-                                                "exploration, exclude_seen, source, modality)")
-
-
-class ExperimentOut(BaseModel):
-    name: str
-    description: str = ""
-    active: bool
-    surfaces: list[str]
-    control: str
-    salted: bool
-    variants: list[VariantOut]
-
-
-class ExperimentList(BaseModel):
-    experiments: list[ExperimentOut]
-
-
-class Comparison(BaseModel):
-    difference: float | None = Field(default=None, description="variant rate minus control rate")
-    relative: float | None = None
-    low: float | None = Field(default=None, description="95% interval of the difference (user-clustered)")
-    high: float | None = None
-    p_value: float | None = Field(default=None, description="two-sided z-test, variance clustered by user")
-    p_value_unclustered: float | None = Field(default=None, description="pooled two-proportion z-test")
-
-
-class VariantReport(BaseModel):
-    name: str
-    control: bool
-    share: float | None = None
-    users: int
-    lists: int
-    items_served: int
-    impressions: int
-    clicks: int
-    conversions: int = Field(description="purchases attributed to the variant's lists")
-    exposures: int
-    ctr: Rate
-    conversion_rate: Rate
-    vs_control: dict[str, Comparison] | None = None
-
-
-class ExperimentReport(BaseModel):
-    experiment: str
-    active: bool
-    control: str
-    exposure_basis: Literal["impressions", "items_served"]
-    confidence: float = 0.95
-    test: str
-    variants: list[VariantReport]
-
-
 # -- operations -----------------------------------------------------------------------------------------------
 class Health(BaseModel):
     status: Literal["ok"] = "ok"

@@ -29,7 +29,10 @@ from recsys.errors import ValidationFailed
 from recsys.serving.results import ScoredItem
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from recsys.ranking import RankingPipeline
+    from recsys.ranking.history import History
 
 SOURCES = ("ranker", "popular")
 """What a list is ranked from: the personal ranker, or popularity alone (what an unknown user gets)."""
@@ -105,7 +108,8 @@ def parse_pairs(values: Sequence[str], what: str, cast: Callable[[str], Any]) ->
         try:
             out[key] = cast(raw)
         except ValueError:
-            raise ValidationFailed(f"{what} {v[:60]!r}: {raw[:20]!r} is not a {cast.__name__}") from None
+            kind = "a whole number" if cast is int else "a number"
+            raise ValidationFailed(f"{what} {v[:60]!r}: {raw[:20]!r} is not {kind}") from None
     return out
 
 
@@ -213,3 +217,20 @@ def table_lookups(ranker: RankingPipeline) -> tuple[Callable[[str], str | None],
         return r is not None and bool(table.available[r])
 
     return category_of, known
+
+
+def with_rules(items: list[ScoredItem], k: int, rules: ListRules, ranker: RankingPipeline,
+               hist: pd.DataFrame | History | None, banned: AbstractSet[str], now: float,
+               seed: int) -> list[ScoredItem]:
+    """A ranker's list with bury, exploration and pins applied (:func:`apply_rules`) over its item table; nothing
+    the user has a history with, nothing removed or excluded (``banned``) is added."""
+    from recsys.ranking.history import History
+
+    own: set[str] = set()
+    if isinstance(hist, History):
+        own = {ranker.table.ids[r] for r in hist.rows.tolist()}
+    elif hist is not None and len(hist):
+        own = {str(i) for i in hist["item_id"]}
+    category_of, known = table_lookups(ranker)
+    return apply_rules(items, k, rules, category_of=category_of, known=known,
+                       pool=lambda: long_tail(ranker, now), banned=set(banned) | own, seed=seed)

@@ -156,3 +156,26 @@ def test_the_explorer_shows_the_report_with_inline_plots(exp_client: TestClient)
     assert "http://" not in page.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in page.text
     assert exp_client.get("/experiments/nope").status_code == 404
+
+
+def test_similar_and_search_take_the_variants_modality_unless_asked(tmp_path: Path, storing: StoringFake) -> None:
+    s = api_settings(tmp_path)
+    s.experiments = ExperimentsSettings(definitions=[
+        {"name": "looks", "surfaces": ["similar", "search"],
+         "variants": [{"name": "fused", "share": 0.5}, {"name": "image", "share": 0.5, "modality": "image"}]}])
+    calls: list[str] = []
+    real_similar, real_search = storing.similar, storing.search_text
+    storing.similar = lambda *a, **kw: calls.append(kw["modality"]) or real_similar(*a, **kw)  # type: ignore
+    storing.search_text = lambda *a, **kw: calls.append(kw["modality"]) or real_search(*a, **kw)  # type: ignore
+    with TestClient(create_app(s, storing), raise_server_exceptions=False) as c:
+        exps = c.app.state.experiments  # type: ignore[attr-defined]
+        user = next(f"u{i}" for i in range(50) if exps.assign("similar", f"u{i}").variant.name == "image")
+        meta = c.get(f"/v1/items/s1/similar?k=2&user_id={user}").json()["meta"]
+        assert (meta["experiment"], meta["variant"]) == ("looks", "image")
+        c.get(f"/v1/items/s1/similar?k=2&user_id={user}&modality=text")
+        c.get(f"/v1/search/text?q=hat&k=2&user_id={user}")
+        c.get("/v1/search/text?q=hat&k=2")
+        assert calls == ["image", "text", "image", "fused"]
+        rows = _served(c)
+        assert {(r.source, r.variant) for r in rows.values() if r.user_id == user} == \
+            {("similar", "image"), ("search_text", "image")}

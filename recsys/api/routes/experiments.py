@@ -9,7 +9,8 @@ from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import AdminKey, RecommenderDep
-from recsys.api.schemas import ExperimentList, ExperimentOut, ExperimentReport, RecommendRequest
+from recsys.api.experiment_schemas import ExperimentList, ExperimentOut, ExperimentReport
+from recsys.api.schemas import RecommendRequest
 from recsys.experiments import Assignment, Experiments
 from recsys.serving.rules import NO_RULES, ListRules
 

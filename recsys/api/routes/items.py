@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
 from recsys.api.media import check_image_field, media_roots, public_item
-from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
+from recsys.api.routes._common import USER_DOC, ids_param, query_filter, results, to_item_filter
+from recsys.api.routes.experiments import assignment
 from recsys.api.schemas import (
     Deleted,
     Filter,
@@ -70,10 +71,14 @@ def delete_item(item_id: ItemId, rec: RecommenderDep, _key: AdminKey) -> Deleted
 @router.get("/{item_id}/similar", response_model=Results, summary="Items like this one")
 def similar(request: Request, item_id: ItemId, rec: RecommenderDep, _key: ReadKey,
             f: Annotated[Filter | None, Depends(query_filter)],
-            k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality = "fused",
-            exclude: Annotated[list[str] | None, Query(max_length=1000)] = None) -> Any:
-    items = rec.similar(item_id, k, modality=modality, filter=to_item_filter(f), exclude=ids_param(exclude))
-    return results(request, items)
+            k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality | None = None,
+            exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
+            user_id: Annotated[str | None, Query(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$",
+                                                 description=USER_DOC)] = None) -> Any:
+    assigned = assignment(request, "similar", user_id)
+    chosen = modality or (assigned.variant.modality if assigned is not None else None) or "fused"
+    items = rec.similar(item_id, k, modality=chosen, filter=to_item_filter(f), exclude=ids_param(exclude))
+    return results(request, items, user_id=user_id, assigned=assigned)
 
 
 @router.post("/{item_id}/similar", response_model=Results, summary="Items like this one (filters in the body)")

@@ -10,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import ReadKey, RecommenderDep, SettingsDep
 from recsys.api.limits import check_image
-from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
+from recsys.api.routes._common import USER_DOC, ids_param, query_filter, results, to_item_filter
+from recsys.api.routes.experiments import assignment
 from recsys.api.schemas import MODE_DOC, Filter, LexicalWeight, Modality, Results, SearchMode, SearchTextRequest
 from recsys.errors import PayloadTooLarge, ValidationFailed
 
@@ -25,13 +26,17 @@ router = APIRouter(prefix="/v1/search", tags=["search"])
 def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
                 f: Annotated[Filter | None, Depends(query_filter)],
                 q: Annotated[str, Query(min_length=1, max_length=2000, pattern=r"^[^\x00]+$")],
-                k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality = "fused",
+                k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality | None = None,
                 exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
                 mode: Annotated[SearchMode | None, Query(description=MODE_DOC)] = None,
-                lexical_weight: Annotated[LexicalWeight | None, Query()] = None) -> Any:
-    items = rec.search_text(q, k, modality=modality, filter=to_item_filter(f), exclude=ids_param(exclude),
+                lexical_weight: Annotated[LexicalWeight | None, Query()] = None,
+                user_id: Annotated[str | None, Query(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$",
+                                                     description=USER_DOC)] = None) -> Any:
+    assigned = assignment(request, "search", user_id)
+    chosen = modality or (assigned.variant.modality if assigned is not None else None) or "fused"
+    items = rec.search_text(q, k, modality=chosen, filter=to_item_filter(f), exclude=ids_param(exclude),
                             mode=mode, lexical_weight=lexical_weight)
-    return results(request, items)
+    return results(request, items, user_id=user_id, assigned=assigned)
 
 
 @router.post("/text", response_model=Results, summary="Items matching a text query (filters in the body)")

@@ -1,0 +1,66 @@
+"""Response shapes of the experiment routes (kept apart from :mod:`recsys.api.schemas`, which holds the rest)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from recsys.api.schemas import Rate
+
+
+class VariantOut(BaseModel):
+    name: str
+    share: float
+    changes: dict[str, Any] = Field(description="what the variant sets (diversity, boosts, bury, pins, ...)")
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    description: str = ""
+    active: bool
+    surfaces: list[str]
+    control: str
+    salted: bool
+    variants: list[VariantOut]
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentOut]
+
+
+class Comparison(BaseModel):
+    """Variant minus control: 95% interval, p-value of a user-clustered z-test (and of the pooled one)."""
+
+    difference: float | None = None
+    relative: float | None = None
+    low: float | None = None
+    high: float | None = None
+    p_value: float | None = None
+    p_value_unclustered: float | None = None
+
+
+class VariantReport(BaseModel):
+    name: str
+    control: bool
+    share: float | None = None
+    users: int
+    lists: int
+    items_served: int
+    impressions: int
+    clicks: int
+    conversions: int  # purchases
+    exposures: int
+    ctr: Rate
+    conversion_rate: Rate
+    vs_control: dict[str, Comparison] | None = None
+
+
+class ExperimentReport(BaseModel):
+    experiment: str
+    active: bool
+    control: str
+    exposure_basis: Literal["impressions", "items_served"]
+    confidence: float = 0.95
+    test: str
+    variants: list[VariantReport]
