@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from recsys.config import Settings
 from recsys.encoders.base import MODALITIES
-from recsys.errors import ConfigError, NotFound
+from recsys.errors import ConfigError, NotFound, ValidationFailed
 from recsys.serving.rules import SOURCES, ListRules
 
 SURFACES = ("recommendations", "similar", "search")
@@ -54,7 +54,10 @@ class Variant(BaseModel):
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {self.source!r}")
         if self.modality is not None and self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, not {self.modality!r}")
-        self.rules()  # checks boosts, pins and exploration
+        try:
+            self.rules()  # checks boosts, pins and exploration
+        except ValidationFailed as e:
+            raise ValueError(e.message) from None
         return self
 
     def rules(self) -> ListRules:
@@ -132,6 +135,8 @@ class Assignment:
 
     experiment: str
     variant: Variant
+    rules: ListRules = field(default_factory=ListRules)
+    """The variant's rules, made once at load (not per request)."""
 
 
 @dataclass
@@ -149,6 +154,7 @@ class Experiments:
             if len(running) > 1:
                 raise ConfigError(f"experiments {running} are all active on {s!r}: at most one may be")
         self._by_surface = {s: e for e in self.all if e.active for s in e.surfaces}
+        self._rules = {(e.name, v.name): v.rules() for e in self.all for v in e.variants}
 
     def get(self, name: str) -> Experiment:
         for e in self.all:
@@ -161,7 +167,8 @@ class Experiments:
         exp = self._by_surface.get(surface)
         if exp is None or not user_id:
             return None
-        return Assignment(exp.name, exp.assign(user_id))
+        variant = exp.assign(user_id)
+        return Assignment(exp.name, variant, self._rules[exp.name, variant.name])
 
 
 def parse_experiments(raw: Sequence[Mapping[str, Any]]) -> Experiments:
