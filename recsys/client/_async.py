@@ -89,11 +89,16 @@ class AsyncClient:
     # -- queries ------------------------------------------------------------------------------------------------
     async def recommend(self, user_id: str, k: int = 20, *, filter: FilterLike = None, exclude: Sequence[str] = (),
                   diversity: float | None = None, explain: bool = False, debug: bool = False,
-                  cursor: str | None = None, exclude_shown_hours: float | None = None) -> Page:
+                  cursor: str | None = None, exclude_shown_hours: float | None = None,
+                  boosts: Mapping[str, float] | None = None, bury: Sequence[str] = (),
+                  pins: Mapping[str, int] | None = None, exploration: float | None = None) -> Page:
         """A user's recommendations; ``cursor=page.next`` for the feed's next page (no item of earlier pages),
-        ``exclude_shown_hours`` to leave out what the user was shown lately."""
+        ``exclude_shown_hours`` to leave out what the user was shown lately; ``boosts``, ``bury``, ``pins``
+        ({item_id: position}) and ``exploration`` (a share) are business rules after ranking."""
+        rules = {"boosts": dict(boosts or {}), "bury": list(bury), "pins": dict(pins or {}),
+                 "exploration": exploration}
         return await self._call(api.recommend(user_id, k, filter, exclude, diversity, explain, debug, cursor,
-                                              exclude_shown_hours))
+                                              exclude_shown_hours, rules))
 
     async def recommend_session(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: FilterLike = None,
                           exclude: Sequence[str] = (), diversity: float | None = None,

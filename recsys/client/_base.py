@@ -58,6 +58,11 @@ class Page:
         return self.meta.get("recommendation_id")
 
     @property
+    def variant(self) -> str | None:
+        """The user's variant when the list was served under an experiment (``meta.experiment`` names it)."""
+        return self.meta.get("variant")
+
+    @property
     def next(self) -> str | None:
         """The cursor of the feed's next page (``recommend(..., cursor=page.next)``); None when there is none."""
         return self.meta.get("next")
@@ -232,10 +237,12 @@ def send_events(events: Iterable[Mapping[str, Any]]) -> Call[list[EventResult]]:
 
 def recommend(user_id: str, k: int, filter: FilterLike, exclude: Sequence[str], diversity: float | None,
               explain: bool, debug: bool, cursor: str | None = None,
-              exclude_shown_hours: float | None = None) -> Call[Page]:
+              exclude_shown_hours: float | None = None, rules: Mapping[str, Any] | None = None) -> Call[Page]:
+    """``rules``: boosts, bury, pins, exploration (the request body's fields; empty ones are left out)."""
     body = _drop_none({"k": k, "filter": filter, "exclude": list(exclude), "diversity": diversity,
                        "explain": explain, "debug": debug, "cursor": cursor,
-                       "exclude_shown_hours": exclude_shown_hours})
+                       "exclude_shown_hours": exclude_shown_hours,
+                       **{key: v for key, v in (rules or {}).items() if v}})
     return Call("POST", f"/v1/users/{_q(user_id)}/recommendations", _page, {"json": body})
 
 

@@ -179,3 +179,15 @@ def test_similar_and_search_take_the_variants_modality_unless_asked(tmp_path: Pa
         rows = _served(c)
         assert {(r.source, r.variant) for r in rows.values() if r.user_id == user} == \
             {("similar", "image"), ("search_text", "image")}
+
+
+def test_the_client_sends_rules_and_reads_the_variant(exp_client: TestClient, storing: StoringFake) -> None:
+    from recsys.client import Client
+
+    c = Client(http=exp_client)
+    user = _users(exp_client)["hats"]
+    page = c.recommend(user, k=4, boosts={"h2": 1.0}, bury=["category:shoes"], pins={"h1": 2}, exploration=0.25)
+    assert page.variant == "hats" and page.meta["experiment"] == "ab"
+    assert storing.last_rules == ListRules.of(boosts={"category:hats": 3.0, "h2": 1.0}, bury=["category:shoes"],
+                                              pins={"s8": 1, "h1": 2}, exploration=0.25)
+    assert c.recommend("nobody", k=2).variant in ("control", "hats")
