@@ -1,0 +1,152 @@
+"""Experiments: stable salted assignment with the configured shares, definitions checked at load, the report's
+counts exactly the events sent, and its p-values against known answers."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.config import ExperimentsSettings, Settings
+from recsys.errors import ConfigError, NotFound
+from recsys.experiments import experiment_report, load_experiments, parse_experiments
+from recsys.experiments.report import clustered_rate, compare, two_proportion_p
+from recsys.feedback import Served, ServedLog
+from recsys.store import Store
+from recsys.store.events import ingest_events
+from recsys.store.importers import run_import
+
+THREE = {"name": "three", "variants": [{"name": "a", "share": 0.2}, {"name": "b", "share": 0.3},
+                                       {"name": "c", "share": 0.5, "diversity": 0.3}]}
+
+
+def test_assignment_is_stable_and_follows_the_shares() -> None:
+    exps = parse_experiments([THREE])
+    users = [f"user-{i}" for i in range(20_000)]
+    first = [exps.assign("recommendations", u).variant.name for u in users]  # type: ignore[union-attr]
+    again = parse_experiments([THREE])  # another process: same answer, nothing stored
+    assert first == [again.assign("recommendations", u).variant.name for u in users]  # type: ignore[union-attr]
+    counts = Counter(first)
+    for name, share in (("a", 0.2), ("b", 0.3), ("c", 0.5)):
+        assert counts[name] / len(users) == pytest.approx(share, abs=0.015)
+    resalted = parse_experiments([{**THREE, "salt": "run-2"}])
+    moved = sum(a != resalted.assign("recommendations", u).variant.name  # type: ignore[union-attr]
+                for a, u in zip(first, users, strict=True))
+    assert 0.5 < moved / len(users) < 0.75  # independent: 1 - (0.04 + 0.09 + 0.25) = 0.62 expected
+
+
+def test_only_the_running_surfaces_and_known_users_are_assigned() -> None:
+    exps = parse_experiments([THREE, {"name": "old", "active": False, "variants": [{"name": "x", "share": 1}]}])
+    assert exps.assign("similar", "u1") is None and exps.assign("recommendations", None) is None
+    got = exps.assign("recommendations", "u1")
+    assert got is not None and got.experiment == "three"
+    assert exps.get("old").public()["variants"] == [{"name": "x", "share": 1.0, "changes": {}}]
+    with pytest.raises(NotFound):
+        exps.get("nope")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"name": "x", "variants": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.4}]}, "sum to 0.9"),
+    ({"name": "x", "control": "z", "variants": [{"name": "a", "share": 1}]}, "control"),
+    ({"name": "x", "variants": [{"name": "a", "share": 1, "source": "random"}]}, "source"),
+    ({"name": "x", "variants": [{"name": "a", "share": 1, "pins": {"i": 0}}]}, "position"),
+    ({"name": "x", "variants": [{"name": "a", "share": 1, "colour": "red"}]}, "colour"),
+])
+def test_bad_definitions_fail_at_load_naming_the_field(bad: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_experiments([bad])
+
+
+def test_two_active_experiments_on_one_surface_are_refused() -> None:
+    with pytest.raises(ConfigError, match="at most one"):
+        parse_experiments([THREE, {**THREE, "name": "four"}])
+
+
+def test_definitions_come_from_the_setting_and_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "experiments.json"
+    path.write_text(json.dumps({"experiments": [{"name": "sim", "surfaces": ["similar"],
+                                                 "variants": [{"name": "a", "share": 1, "modality": "image"}]}]}))
+    s = Settings(home=tmp_path, experiments=ExperimentsSettings(definitions=[THREE], file=path))
+    assert [e.name for e in load_experiments(s).all] == ["three", "sim"]
+    path.write_text("{oops")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_experiments(s)
+
+
+def test_two_proportion_p_is_the_chi_square_without_correction() -> None:
+    from scipy.stats import chi2_contingency
+
+    for k1, n1, k2, n2 in ((100, 1000, 150, 1000), (3, 40, 9, 50), (500, 600, 480, 610)):
+        table = [[k1, n1 - k1], [k2, n2 - k2]]
+        expected = chi2_contingency(table, correction=False)[1]
+        assert two_proportion_p(k1, n1, k2, n2) == pytest.approx(expected, rel=1e-9)
+    assert two_proportion_p(0, 0, 1, 2) is None and two_proportion_p(0, 10, 0, 10) == 1.0
+
+
+def test_clustered_test_with_one_exposure_per_user_is_the_unpooled_z_test() -> None:
+    from scipy.stats import norm
+
+    c1, c2 = np.r_[np.ones(150), np.zeros(850)], np.r_[np.ones(100), np.zeros(900)]
+    n = np.ones(1000)
+    out = compare((c1, n), (c2, n))
+    se = math.sqrt((0.15 * 0.85 + 0.1 * 0.9) / 999)  # m/(m-1) times the unpooled variance
+    assert out["difference"] == pytest.approx(0.05)
+    assert out["p_value"] == pytest.approx(2 * norm.sf(0.05 / se), rel=1e-9)
+    assert out["low"] < 0.05 < out["high"] and out["p_value"] < 0.001
+
+
+def test_clustering_widens_the_test_when_users_differ() -> None:
+    rng = np.random.default_rng(0)
+    n = np.full(200, 50.0)  # 200 users, 50 exposures each, user-level rates spread widely
+    rates = rng.beta(1, 9, size=(2, 200))
+    c = rng.binomial(50, rates).astype(float)
+    out = compare((c[0], n), (c[1], n))
+    assert out["p_value"] > out["p_value_unclustered"]
+    r, var = clustered_rate(c[0], n)
+    assert r == pytest.approx(c[0].sum() / n.sum()) and var > 0
+
+
+def test_report_counts_are_the_events_sent_exactly(tmp_path: Path, store: Store) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(json.dumps({"item_id": f"i{j}", "title": f"item {j}"}) for j in range(5)))
+    run_import(store, "items", path)
+    exp = parse_experiments([{"name": "ab", "variants": [{"name": "control", "share": 0.5},
+                                                        {"name": "popular", "share": 0.5, "source": "popular"}]}])
+    log = ServedLog(store, linger_s=0.0)
+    rng = np.random.default_rng(1)
+    sent: Counter[tuple[str, str]] = Counter()
+    events = []
+    for u in range(40):
+        user = f"u{u}"
+        variant = exp.assign("recommendations", user).variant.name  # type: ignore[union-attr]
+        for n in range(3):
+            rid = f"{u:016x}{n:016x}"
+            items = [f"i{j}" for j in range(5)]
+            log.record(Served(rid, "recommend", tuple(items), user, experiment="ab", variant=variant))
+            sent[variant, "lists"] += 1
+            for pos, item in enumerate(items):
+                events.append({"user_id": user, "item_id": item, "type": "impression", "recommendation_id": rid,
+                               "position": pos})
+                sent[variant, "impressions"] += 1
+                for kind, p in (("click", 0.3), ("purchase", 0.1)):
+                    if rng.random() < p:
+                        events.append({"user_id": user, "item_id": item, "type": kind, "recommendation_id": rid})
+                        sent[variant, {"click": "clicks", "purchase": "conversions"}[kind]] += 1
+    events.append({"user_id": "u0", "item_id": "i0", "type": "click"})  # no list: not counted
+    log.record(Served("f" * 32, "recommend", ("i1",), "u0"))  # outside the experiment: not counted
+    assert log.flush(30)
+    log.close()
+    assert all(r.status == "stored" for r in ingest_events(store, events))
+    report = experiment_report(store, exp.get("ab"))
+    assert report["exposure_basis"] == "impressions" and report["control"] == "control"
+    by = {v["name"]: v for v in report["variants"]}
+    for name, v in by.items():
+        for field in ("lists", "impressions", "clicks", "conversions"):
+            assert v[field] == sent[name, field], (name, field)
+        assert v["exposures"] == v["impressions"] and v["ctr"]["rate"] == pytest.approx(v["clicks"] / v["exposures"])
+    assert by["control"]["users"] + by["popular"]["users"] == 40
+    assert "vs_control" not in by["control"] and 0.0 <= by["popular"]["vs_control"]["ctr"]["p_value"] <= 1.0
