@@ -275,7 +275,9 @@ def simulation_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     figs = (f"{num(r.get('users'))} users, {num(r.get('items'))} items: CTR ranker {num(get(control, 'ctr', 'rate'))}"
             f" vs popular-only {num(get(worse, 'ctr', 'rate'))}, p = {worse.get('p_value', '?'):.2g}; "
             f"A/A false positives {aa.get('false_positives')}/{aa.get('runs')} at alpha {aa.get('alpha')} "
-            f"(unclustered test {aa.get('false_positives_unclustered')})")
+            f"(unclustered test {aa.get('false_positives_unclustered')}); {num(aa.get('resplits'))} re-splits of "
+            f"their users: {num(aa.get('resplit_false_positive_rate'))} (unclustered "
+            f"{num(aa.get('resplit_false_positive_rate_unclustered'))})")
     exact = "report counts = events sent" if ab.get("counts_match") and aa.get("counts_match") else "COUNTS DIFFER"
     return [("Experiment simulation", figs, f"worse variant found: {ab.get('worse_detected')}; {exact}")]
 
