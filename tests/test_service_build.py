@@ -22,3 +22,28 @@ def test_second_build_skips_every_stage(tmp_path_factory: pytest.TempPathFactory
     assert report["embed"]["encoded"] == 0
     assert report["index"]["action"] == "skipped"
     assert str(report["train"]).startswith("skipped")
+
+
+@pytest.mark.slow
+def test_build_retrains_when_the_ranker_knobs_or_its_format_changed(tmp_path_factory: pytest.TempPathFactory,
+                                                                   tmp_path: Path) -> None:
+    import json
+
+    from recsys.ranking import rankers_root
+    from recsys.ranking.artifact import MANIFEST, current_generation
+
+    home, _ = built_demo(tmp_path_factory)
+    settings = e2e_settings(private_home(home, tmp_path / "home"))
+    changed = settings.model_copy(update={"ranking": settings.ranking.model_copy(update={"params": {"epochs": 1}})})
+    store = Store.open(changed)
+    try:
+        report = Recommender(changed, store).jobs.build()
+        assert isinstance(report["train"], dict), report["train"]  # new knobs: trained anew
+        assert str(Recommender(changed, store).jobs.build()["train"]).startswith("skipped")
+        # a ranker saved by another version of recsys (another feature list) is replaced, not left unservable
+        manifest = current_generation(rankers_root(changed)) / MANIFEST  # type: ignore[operator]
+        m = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({**m, "features": m["features"][:-1]}))
+        assert isinstance(Recommender(changed, store).jobs.build()["train"], dict)
+    finally:
+        store.dispose()
