@@ -338,9 +338,10 @@ class Recommender:
 
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *,
                              filter: ItemFilter | None = None, exclude: Sequence[str] = (),
-                             diversity: float | None = None, explain: bool = False) -> list[ScoredItem]:
+                             diversity: float | None = None, explain: bool = False,
+                             rules: ListRules | None = None) -> list[ScoredItem]:
         """Session recommendations from posted events (item_id, type, timestamp?, value?), not stored."""
-        return self._rank(session_history(events), k, filter, exclude, diversity, explain)
+        return self._rank(session_history(events), k, filter, exclude, diversity, explain, rules=rules or NO_RULES)
 
     def trending(self, k: int = 20, *, filter: ItemFilter | None = None,
                  exclude: Sequence[str] = ()) -> list[ScoredItem]:

@@ -145,7 +145,8 @@ class FakeRecommender:
 
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: Any = None,
                              exclude: Sequence[str] = (), diversity: float | None = None,
-                             explain: bool = False) -> list[FakeResult]:
+                             explain: bool = False, rules: Any = None) -> list[FakeResult]:
+        self.last_rules = rules
         history = [(str(e["item_id"]), str(e["type"])) for e in events if str(e.get("item_id")) in self.items]
         if not history:
             return self.trending(k, filter=filter)

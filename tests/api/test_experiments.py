@@ -191,3 +191,11 @@ def test_the_client_sends_rules_and_reads_the_variant(exp_client: TestClient, st
     assert storing.last_rules == ListRules.of(boosts={"category:hats": 3.0, "h2": 1.0}, bury=["category:shoes"],
                                               pins={"s8": 1, "h1": 2}, exploration=0.25)
     assert c.recommend("nobody", k=2).variant in ("control", "hats")
+
+
+def test_session_lists_take_the_rules_too(exp_client: TestClient, storing: StoringFake) -> None:
+    body = {"events": [{"item_id": "s1", "type": "like"}], "k": 4, "pins": {"h5": 1}, "bury": ["s2"]}
+    r = exp_client.post("/v1/sessions/recommendations", json=body)
+    assert r.status_code == 200, r.text
+    assert storing.last_rules == ListRules.of(pins={"h5": 1}, bury=["s2"])
+    assert r.json()["meta"].get("variant") is None  # no user: no experiment

@@ -43,7 +43,7 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
     rules, diversity = list_rules(body, assigned)
     items, timings = await rec.arecommend(user_id, body.k, filter=to_item_filter(body.filter), exclude=exclude,
                                           diversity=diversity, explain=body.explain, fresh=fresh,
-                                          now=body.now, **({"rules": rules} if rules is not None else {}))
+                                          now=body.now, rules=rules)
     debug = debug_timings(timings, start) if body.debug else None
     return results(request, items, debug=debug, user_id=user_id, page=page, k=body.k, assigned=assigned)
 
@@ -94,8 +94,9 @@ async def recommend_post(request: Request, user_id: UserId, body: RecommendReque
 def recommend_session(request: Request, body: SessionRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
     events = [e.model_dump(exclude_none=True) for e in body.events]
     page, exclude = feed_exclusions(request, body, None)
+    rules, _ = list_rules(body, None)
     items = rec.recommend_for_events(events, body.k, filter=to_item_filter(body.filter), exclude=exclude,
-                                     diversity=body.diversity, explain=body.explain)
+                                     diversity=body.diversity, explain=body.explain, rules=rules)
     return results(request, items, page=page, k=body.k)
 
 
