@@ -99,3 +99,14 @@ def test_no_module_over_400_lines() -> None:
     big = {str(p.relative_to(ROOT)): n for p in (ROOT / "recsys").rglob("*.py")
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
     assert not big, f"modules over {MAX_MODULE_LINES} lines (split them by what they hold): {big}"
+
+
+def test_no_function_over_80_lines() -> None:
+    import ast
+
+    long = []
+    for p in (ROOT / "recsys").rglob("*.py"):
+        for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno - n.lineno + 1 > 80:  # type: ignore[operator]
+                long.append(f"{p.relative_to(ROOT)}:{n.lineno} {n.name}")
+    assert not long, f"functions over 80 lines (split them): {long}"

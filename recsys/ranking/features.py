@@ -54,24 +54,11 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
     L = min(len(h), p.max_history)
     if L:
         hr, hts = h.rows[-L:], h.ts[-L:]
-        sims = table.fused[rows] @ table.fused[hr].T
         hw = recency_weights(hts, now, p.half_life_days) + 1e-3
-        f[:, col["sim_max"]] = sims.max(1)
-        f[:, col["sim_mean"]] = sims.mean(1)
-        f[:, col["sim_last"]] = sims[:, -1]
-        f[:, col["sim_weighted"]] = (sims * hw).sum(1) / hw.sum()
-        f[:, col["sim_max_last10"]] = sims[:, -10:].max(1)
-        cs = table.content[rows] @ table.content[hr].T
-        f[:, col["csim_max"]] = cs.max(1)
-        f[:, col["csim_last"]] = cs[:, -1]
-        f[:, col["csim_weighted"]] = (cs * hw).sum(1) / hw.sum()
-        f[:, col["csim_max_last10"]] = cs[:, -10:].max(1)
-        if table.behaviour is not None:
-            bs = table.behaviour[rows] @ table.behaviour[hr].T
-            f[:, col["bsim_max"]] = bs.max(1)
-            f[:, col["bsim_last"]] = bs[:, -1]
-            f[:, col["bsim_weighted"]] = (bs * hw).sum(1) / hw.sum()
-            f[:, col["bsim_max_last10"]] = bs[:, -10:].max(1)
+        spaces = (("sim", table.fused), ("csim", table.content), ("bsim", table.behaviour))
+        for prefix, v in spaces:
+            if v is not None:
+                _similarities(f, col, prefix, v[rows] @ v[hr].T, hw)
         f[:, col["log_history"]] = np.log1p(len(h))
         f[:, col["days_since_last"]] = np.log1p(max(now - float(h.ts[-1]), 0.0))
         # repeats and variants over the whole history
@@ -118,3 +105,13 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
     r0 = col[f"rank_{SOURCES[0]}"]
     f[:, r0: r0 + len(SOURCES)] = np.log1p(np.minimum(cands.ranks, 1000.0)) / np.log1p(1000.0)
     return f
+
+
+def _similarities(f: np.ndarray, col: dict[str, int], prefix: str, sims: np.ndarray, hw: np.ndarray) -> None:
+    """The candidate-to-history similarity statistics of one space (the fused space also gets the mean)."""
+    f[:, col[f"{prefix}_max"]] = sims.max(1)
+    if f"{prefix}_mean" in col:
+        f[:, col[f"{prefix}_mean"]] = sims.mean(1)
+    f[:, col[f"{prefix}_last"]] = sims[:, -1]
+    f[:, col[f"{prefix}_weighted"]] = (sims * hw).sum(1) / hw.sum()
+    f[:, col[f"{prefix}_max_last10"]] = sims[:, -10:].max(1)
