@@ -71,11 +71,13 @@ class CobuyProjection:
 
     @classmethod
     def fit(cls, table: ItemTable, histories: Mapping[str, History], *, dim: int = 128, window_days: float = 14.0,
-            max_per_user: int = 300, epochs: int = 30, temperature: float = 0.07, seed: int = 0,
-            min_pairs: int = 200) -> CobuyProjection | None:
+            max_per_user: int = 300, max_pairs: int = 60_000, epochs: int = 30, temperature: float = 0.07,
+            seed: int = 0, min_pairs: int = 200) -> CobuyProjection | None:
         """Fit on the co-purchases of ``histories``; None when there are too few pairs to learn from."""
         rng = np.random.default_rng(seed)
         pairs = cobuy_pairs(histories, window_days, max_per_user, rng)
+        if len(pairs) > max_pairs:  # bounds the fit's time on a big shop (H&M's sample has 57,000)
+            pairs = pairs[np.sort(rng.choice(len(pairs), max_pairs, replace=False))]
         if len(pairs) < min_pairs:
             log.info("co-purchase space: %d pairs, too few to fit (need %d)", len(pairs), min_pairs)
             return None
