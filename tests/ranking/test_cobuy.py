@@ -111,5 +111,5 @@ def test_pipeline_saves_and_refuses_other_content(tmp_path: Path) -> None:
                           tower_text=np.hstack([vectors.fused, vectors.fused]))
     with pytest.raises(IncompatibleArtifact, match="co-purchase space"):
         loaded.update_items(wider)
-    off = RankingPipeline.fit(events, None, vectors, params=RankingParams(epochs=1, cobuy=False))
+    off = RankingPipeline.fit(events, None, vectors, params=RankingParams(epochs=1))
     assert off.cobuy is None and off.table.behaviour is None
