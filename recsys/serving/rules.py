@@ -188,17 +188,13 @@ def pin(items: list[ScoredItem], k: int, pins: Sequence[tuple[str, int]]) -> lis
 def long_tail(ranker: RankingPipeline, now: float) -> list[str]:
     """Exploration candidates: available items in the less popular half of the catalogue by recent events (items
     without any, new ones included), in catalogue order."""
-    table, stats = ranker.table, ranker.stats
-    pop = np.zeros(table.n)
-    counts = np.asarray(stats.pop_at(now), dtype=float)
-    rows = table.rows_of(list(stats.ids))
-    ok = rows >= 0
-    pop[rows[ok]] = counts[: len(rows)][ok]
+    table = ranker.table
+    pop = np.asarray(ranker.stats.pop_at(now), dtype=float)  # the ranker keeps its statistics aligned to its table
     live = np.flatnonzero(table.available)
     if not len(live):
         return []
-    cut = float(np.median(pop[live]))
-    return [table.ids[r] for r in live if pop[r] <= cut]
+    tail = live[pop[live] <= float(np.median(pop[live]))]
+    return [table.ids[r] for r in tail]
 
 
 def table_lookups(ranker: RankingPipeline) -> tuple[Callable[[str], str | None], Callable[[str], bool]]:
