@@ -19,6 +19,7 @@ import numpy as np
 
 from recsys.ranking.catalog import ItemTable
 from recsys.ranking.context import Context
+from recsys.ranking.neighbours import Neighbours, top_k
 from recsys.ranking.params import RankingParams
 from recsys.ranking.stats import ItemStats
 
@@ -51,7 +52,7 @@ class ExactSearch:
         bad = [self._row[x] for x in exclude if x in self._row]
         if bad:
             scores[:, bad] = -np.inf
-        return [[(self.item_ids[r], float(s[r])) for r in _top(s, k)] for s in scores]
+        return [[(self.item_ids[r], float(s[r])) for r in top_k(s, k)] for s in scores]
 
 
 @dataclass
@@ -72,38 +73,34 @@ class Candidates:
 
 
 class _Collector:
+    """Candidates in the order they first appear; per source the rank of its first mention."""
+
     def __init__(self) -> None:
-        self.pos: dict[int, int] = {}
-        self.entries: list[tuple[int, int, int]] = []
+        self.parts: list[tuple[np.ndarray, int]] = []
 
     def add(self, source: str, rows: Sequence[int] | np.ndarray) -> None:
-        s = SRC[source]
-        for rank, r in enumerate(rows):
-            r = int(r)
-            if r not in self.pos:
-                self.pos[r] = len(self.pos)
-            self.entries.append((self.pos[r], s, rank))
+        if len(rows):
+            self.parts.append((np.asarray(rows, dtype=np.int64), SRC[source]))
 
     def build(self) -> Candidates:
-        c = len(self.pos)
-        flags = np.zeros((c, len(SOURCES)), np.float32)
-        ranks = np.full((c, len(SOURCES)), 1000.0, np.float32)
-        for i, s, rank in self.entries:
-            if flags[i, s] == 0:
-                flags[i, s] = 1.0
-                ranks[i, s] = rank
-        rows = np.fromiter(self.pos.keys(), dtype=np.int64, count=c)
-        return Candidates(rows, flags, ranks)
-
-
-def _top(s: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest finite values of s, best first."""
-    k = min(k, len(s))
-    if k <= 0:
-        return np.zeros(0, np.int64)
-    top = np.argpartition(-s, k - 1)[:k]
-    top = top[np.argsort(-s[top], kind="stable")]
-    return top[np.isfinite(s[top])]
+        s_n = len(SOURCES)
+        if not self.parts:
+            empty = np.zeros((0, s_n), np.float32)
+            return Candidates(np.zeros(0, np.int64), empty, empty + 1000.0)
+        rows = np.concatenate([r for r, _ in self.parts])
+        src = np.concatenate([np.full(len(r), s, np.int64) for r, s in self.parts])
+        rank = np.concatenate([np.arange(len(r), dtype=np.float32) for r, _ in self.parts])
+        uniq, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        pos_of = np.empty(len(uniq), np.int64)
+        pos_of[order] = np.arange(len(uniq))
+        pos = pos_of[inverse]
+        _, once = np.unique(pos * s_n + src, return_index=True)  # each (candidate, source): its first mention
+        flags = np.zeros((len(uniq), s_n), np.float32)
+        ranks = np.full((len(uniq), s_n), 1000.0, np.float32)
+        flags[pos[once], src[once]] = 1.0
+        ranks[pos[once], src[once]] = rank[once]
+        return Candidates(uniq[order], flags, ranks)
 
 
 def kmeans(x: np.ndarray, k: int, weights: np.ndarray, iters: int = 8) -> np.ndarray:
@@ -116,13 +113,13 @@ def kmeans(x: np.ndarray, k: int, weights: np.ndarray, iters: int = 8) -> np.nda
             break
         centres.append(int(np.argmax(d * weights)))
     c = x[centres].copy()
+    members = np.arange(len(c))[None, :]
     for _ in range(iters):
         assign = np.argmax(x @ c.T, axis=1)
-        for j in range(len(c)):
-            m = assign == j
-            if m.any():
-                v = (x[m] * weights[m, None]).sum(0)
-                c[j] = v / max(np.linalg.norm(v), 1e-9)
+        w = (assign[:, None] == members) * weights[:, None]  # (n, k): each row's weight in its own cluster
+        v = (w.T @ x).astype(c.dtype)
+        has = w.any(axis=0)  # an empty cluster keeps its centre
+        c[has] = v[has] / np.maximum(np.linalg.norm(v[has], axis=1, keepdims=True), 1e-9)
     return c.astype(np.float32)
 
 
@@ -137,16 +134,17 @@ class CandidateGenerator:
         self._groups = table.group_members()
         new_rows = np.flatnonzero(~known)
         self._new_rows = new_rows
+        self._similar = Neighbours(table.content)
 
     def popular(self, ctx: Context, k: int) -> np.ndarray:
-        top = np.argsort(-ctx.pop, kind="stable")[:k]
+        top = top_k(ctx.pop, k)  # ties by the lower row, as a stable sort
         return top[ctx.pop[top] > 0]
 
     def trending(self, ctx: Context, k: int) -> np.ndarray:
         counts = self.stats.window_counts(ctx.now, self.p.trending_days)
         if counts.sum() < 1:
             return self.popular(ctx, k)
-        top = np.argsort(-(counts + 1e-3 * ctx.pop), kind="stable")[:k]
+        top = top_k(counts + 1e-3 * ctx.pop, k)
         return top[counts[top] > 0]
 
     def similar(self, latest: np.ndarray, k: int, unsold: np.ndarray | None = None, unsold_k: int = 0) -> np.ndarray:
@@ -156,11 +154,15 @@ class CandidateGenerator:
         c = self.table.content
         if not len(latest) or c.shape[0] > SIMILAR_EXACT_MAX or k + unsold_k <= 0:
             return np.zeros(0, np.int64)
+        if unsold is None or unsold_k <= 0:
+            kept = self._similar.top_of_max(latest, k)
+            if kept is not None:
+                return kept
         s = (c[latest] @ c.T).max(axis=0)
-        out = _top(s, k)
+        out = top_k(s, k)
         if unsold is not None and unsold_k > 0 and unsold.any():
             su = np.where(unsold, s, -np.inf)
-            extra = _top(su, min(unsold_k, int(unsold.sum())))
+            extra = top_k(su, min(unsold_k, int(unsold.sum())))
             out = np.r_[out, extra[~np.isin(extra, out)]]
         return out
 
@@ -171,7 +173,7 @@ class CandidateGenerator:
             return np.zeros(0, np.int64)
         s = (b[latest] @ b.T).max(axis=0)
         s[latest] = -np.inf
-        return _top(s, k)
+        return top_k(s, k)
 
     def generate(self, ctx: Context, exclude: set[str] | None = None, extra_k: int = 0) -> Candidates:
         """Candidates for ``ctx``; ``extra_k`` over-fetches each search source (for filtered requests)."""

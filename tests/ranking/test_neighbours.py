@@ -1,0 +1,62 @@
+"""Kept neighbour lists give the exact product's top k of a maximum (up to float rounding); the collector keeps
+first mentions."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from recsys.ranking.candidates import SOURCES, _Collector
+from recsys.ranking.neighbours import Neighbours, top_k
+
+
+def _vectors(n: int, d: int, seed: int, duplicates: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, d)).astype(np.float32)
+    if duplicates:  # variants with the same text: identical vectors, so ties everywhere
+        v[rng.integers(0, n, duplicates)] = v[rng.integers(0, n, duplicates)]
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("duplicates", [0, 300])
+def test_top_of_max_equals_the_exact_product(duplicates: int) -> None:
+    v = _vectors(1500, 24, seed=duplicates, duplicates=duplicates)
+    nb = Neighbours(v)
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        latest = rng.choice(len(v), size=int(rng.integers(1, 11)), replace=False)
+        k = int(rng.integers(1, nb.k + 1))
+        best = (v[latest] @ v.T).max(axis=0)
+        want = top_k(best, k)
+        got = nb.top_of_max(latest, k)
+        assert got is not None and len(got) == len(want)
+        # the same list up to float rounding: a product row by row and one of all rows differ in the last bit
+        # (an item with itself is 1 +- 1e-7), so only items within 1e-6 of each other may trade places
+        np.testing.assert_allclose(best[got], best[want], atol=1e-6, rtol=0)
+        differ = np.setxor1d(got, want)
+        assert np.all(np.abs(best[differ] - best[want[-1]]) < 1e-6)
+    assert nb.top_of_max(np.array([0]), nb.k + 1) is None  # more than kept: the caller takes the exact product
+    assert copy.deepcopy(nb).top_of_max(np.array([3, 4]), 10).tolist() == nb.top_of_max(np.array([3, 4]), 10).tolist()
+
+
+def test_top_k_breaks_ties_by_lower_index() -> None:
+    s = np.array([0.5, 0.9, 0.5, 0.9, 0.5, -np.inf, 0.1])
+    assert top_k(s, 3).tolist() == [1, 3, 0]
+    assert top_k(s, 10).tolist() == [1, 3, 0, 2, 4, 6]
+
+
+def test_collector_keeps_first_appearance_and_first_rank() -> None:
+    col = _Collector()
+    col.add("interest", [5, 3, 9])
+    col.add("interest", [3, 7])  # a second interest query: 3 keeps its first rank (1), 7 gets rank 1 of this list
+    col.add("cooc", [9, 5])
+    col.add("popular", [])
+    c = col.build()
+    assert c.rows.tolist() == [5, 3, 9, 7]
+    i, co = SOURCES.index("interest"), SOURCES.index("cooc")
+    assert c.ranks[:, i].tolist() == [0, 1, 2, 1]
+    assert c.ranks[:, co].tolist() == [1, 1000, 0, 1000]
+    assert c.flags.sum(axis=1).tolist() == [2, 1, 2, 1]
+    assert len(_Collector().build()) == 0
