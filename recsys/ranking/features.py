@@ -62,11 +62,9 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
         f[:, col["log_history"]] = np.log1p(len(h))
         f[:, col["days_since_last"]] = np.log1p(max(now - float(h.ts[-1]), 0.0))
         # repeats and variants over the whole history
-        last_seen = np.full(table.n, -np.inf)
-        np.maximum.at(last_seen, h.rows, h.ts)
-        cnt = np.bincount(h.rows, minlength=table.n)
-        f[:, col["log_repeat"]] = np.log1p(cnt[rows])
-        f[:, col["repeat_days"]] = np.where(cnt[rows] > 0, np.log1p(np.clip(now - last_seen[rows], 0, None)), -1.0)
+        cnt, last_seen = _repeats(h.rows, h.ts, rows)
+        f[:, col["log_repeat"]] = np.log1p(cnt)
+        f[:, col["repeat_days"]] = np.where(cnt > 0, np.log1p(np.clip(now - last_seen, 0, None)), -1.0)
         g = table.group
         hg = g[h.rows]
         if (hg >= 0).any():
@@ -105,6 +103,16 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
     r0 = col[f"rank_{SOURCES[0]}"]
     f[:, r0: r0 + len(SOURCES)] = np.log1p(np.minimum(cands.ranks, 1000.0)) / np.log1p(1000.0)
     return f
+
+
+def _repeats(h_rows: np.ndarray, h_ts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``rows``: how often the history holds it and when last (-inf when never), looked up in the
+    history's own distinct rows (no catalogue-sized arrays per request). ``h_ts`` is sorted, oldest first."""
+    rev = h_rows[::-1]
+    u, last, cnt = np.unique(rev, return_index=True, return_counts=True)  # first in reverse: the latest
+    at = np.minimum(np.searchsorted(u, rows), len(u) - 1)
+    hit = u[at] == rows
+    return np.where(hit, cnt[at], 0), np.where(hit, h_ts[::-1][last[at]], -np.inf)
 
 
 def _similarities(f: np.ndarray, col: dict[str, int], prefix: str, sims: np.ndarray, hw: np.ndarray) -> None:

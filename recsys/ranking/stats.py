@@ -113,6 +113,7 @@ class ItemStats:
         self._cooc = sp.csr_matrix((np.ones(len(self.cooc_col), np.float32), self.cooc_col, self.cooc_ptr),
                                    shape=(n, n))
         self._cooc.sum_duplicates()
+        self._windows: dict[tuple[int, int], np.ndarray] = {}
 
     # -- queries as of a time ---------------------------------------------------------------------------------
     def _current(self, now: float) -> bool:
@@ -133,19 +134,29 @@ class ItemStats:
         return np.bincount(self.pair_row[:hi], minlength=len(self.ids)).astype(np.float64)
 
     def window_counts(self, now: float, days: float) -> np.ndarray:
-        """Positive events per item in [now - days, now)."""
-        hi = np.searchsorted(self.ev_ts, now, side="left")
-        lo = np.searchsorted(self.ev_ts, now - days, side="left")
-        return np.bincount(self.ev_row[lo:hi], minlength=len(self.ids)).astype(np.float64)
+        """Positive events per item in [now - days, now) (read-only: requests of the same moment share it)."""
+        hi = int(np.searchsorted(self.ev_ts, now, side="left"))
+        lo = int(np.searchsorted(self.ev_ts, now - days, side="left"))
+        hit = self._windows.get((lo, hi))
+        if hit is None:  # serving asks for the same few windows request after request: count each once
+            hit = np.bincount(self.ev_row[lo:hi], minlength=len(self.ids)).astype(np.float64)
+            hit.flags.writeable = False
+            if len(self._windows) >= 16:
+                self._windows.clear()
+            self._windows[(lo, hi)] = hit
+        return hit
 
     def cooc_scores(self, query: np.ndarray, weights: np.ndarray, now: float) -> np.ndarray:
         """Sum over query rows of weight * co-occurrence counted from pairs known before ``now``, shape (n,)."""
         n = len(self.ids)
         if len(query) == 0:
             return np.zeros(n)
-        if self._current(now):
-            w = sp.csr_matrix((weights.astype(np.float32), (np.zeros(len(query), np.int64), query)), shape=(1, n))
-            return np.asarray((w @ self._cooc).todense()).ravel().astype(np.float64)
+        if self._current(now):  # the query rows of the summed pair matrix, gathered flat (no sparse product)
+            m = self._cooc
+            starts, lens = m.indptr[query], m.indptr[query + 1] - m.indptr[query]
+            at = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
+            vals = m.data[at] * np.repeat(weights.astype(np.float32), lens)
+            return np.bincount(m.indices[at], weights=vals, minlength=n)
         out = np.zeros(n)
         for q, wq in zip(query.tolist(), weights.tolist(), strict=True):
             a, b = self.cooc_ptr[q], self.cooc_ptr[q + 1]

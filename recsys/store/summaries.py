@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.engine import Connection
 
 from recsys.store.tables import Item, ItemMedia
@@ -18,10 +18,15 @@ def item_summaries(conn: Connection, item_ids: Sequence[str]) -> dict[str, dict[
     ids = list(dict.fromkeys(str(i) for i in item_ids))
     if not ids:
         return {}
-    has_image = exists().where(ItemMedia.item_id == Item.id, ItemMedia.kind == "image")
-    rows = conn.execute(
-        select(Item.external_id, Item.title, Item.category, Item.price, has_image.label("img"))
-        .where(Item.external_id.in_(ids))).all()
+    rows = conn.execute(SUMMARIES, {"ids": ids}).all()
     return {str(ext): {"title": title or "", "category": category, "price": price,
                        "image_url": "/media/" + quote(str(ext), safe="") if img else None}
             for ext, title, category, price, img in rows}
+
+
+# Built once (an expanding parameter takes the ids): constructing the statement cost more than running it.
+SUMMARIES = (
+    select(Item.external_id, Item.title, Item.category, Item.price,
+           exists().where(ItemMedia.item_id == Item.id, ItemMedia.kind == "image").label("img"))
+    .where(Item.external_id.in_(bindparam("ids", expanding=True)))
+)
