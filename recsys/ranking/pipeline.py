@@ -30,7 +30,7 @@ from recsys import tracing
 from recsys.errors import IncompatibleArtifact, RankerError
 from recsys.ranking import rules
 from recsys.ranking.artifact import load_pipeline, save_pipeline
-from recsys.ranking.candidates import SOURCES, CandidateGenerator, Candidates, ExactSearch, VectorSearch
+from recsys.ranking.candidates import CandidateGenerator, Candidates, ExactSearch, VectorSearch, top_up
 from recsys.ranking.catalog import ItemTable, VectorsLike
 from recsys.ranking.cobuy import CobuyProjection, fold_of, out_of_fold
 from recsys.ranking.context import make_context
@@ -263,65 +263,45 @@ class RankingPipeline:
         return out
 
     def _run(self, reqs: list[_Request]) -> list[list[Recommendation]]:
-        table, p = self.table, self.params
         t0 = time.perf_counter()
-        prepared: list[tuple[_Request, Candidates, Example]] = []
-        for r in reqs:
-            ctx = make_context(r.history, r.now, self.stats, p)
-            # over-fetch the search sources when a filter or exclusions will thin them out
-            extra = 0 if r.allowed is None and not r.exclude else 2 * r.k
-            cands = self._gen.generate(ctx, rules.hard_excluded(table, r.exclude, r.history), extra)
-            cands = rules.apply_mask(cands, r.allowed)
-            if len(cands) < r.k:
-                cands = self._fill(cands, r)
-            prepared.append((r, cands, make_example(ctx, cands, table, self._known, p)))
+        prepared = [self._prepare(r) for r in reqs]
         t1 = time.perf_counter()
-        if self._forward is not None:
-            v, fwd = self._vec_unit, self._forward
-            scores = [fwd(v[e.hist_rows], e.hist_types, e.hist_age, v[e.cand_rows], e.feats, unit=True)
-                      for _, _, e in prepared]
-        elif self.net is not None:
-            scores = score(self.net, [e for _, _, e in prepared], self._vec)
-        else:
-            scores = [-np.min(c.ranks, axis=1) for _, c, _ in prepared]
+        scores = self.scores([e for _, e in prepared], [c for c, _ in prepared])
         t2 = time.perf_counter()
-        results = []
-        for (r, cands, _), s in zip(prepared, scores, strict=True):
-            results.append(self._finish(r, cands, np.asarray(s, dtype=np.float64)))
+        results = [self._finish(r, c, np.asarray(s, dtype=np.float64))
+                   for r, (c, _), s in zip(reqs, prepared, scores, strict=True)]
         t3 = time.perf_counter()
         self._local.timings = {"candidates_ms": (t1 - t0) * 1000, "score_ms": (t2 - t1) * 1000,
-                             "rules_ms": (t3 - t2) * 1000}
+                               "rules_ms": (t3 - t2) * 1000}
         if tracing.active():
             tracing.record_phases((("recsys.candidates", t0, t1), ("recsys.ranking", t1, t2), ("recsys.rules", t2, t3)),
                                   {"recsys.requests": len(reqs), "recsys.ranker": self.ranker_id})
         return results
 
-    def _fill(self, cands: Candidates, r: _Request) -> Candidates:
-        """Top up a thin (heavily filtered) candidate set from every allowed item: by taste, else popularity."""
-        table = self.table
-        ok = table.available.copy() if r.allowed is None else r.allowed.copy()
-        ok[cands.rows] = False
-        ex = table.rows_of(list(r.exclude))
-        ok[ex[ex >= 0]] = False
-        ok[r.history.disliked] = False
-        free = np.flatnonzero(ok)
-        if not len(free):
-            return cands
-        if len(r.history):
-            prof = table.fused[r.history.rows[-self.params.recent:]].mean(0)
-            order = free[np.argsort(-(table.fused[free] @ prof), kind="stable")]
-            source = "interest"
-        else:
-            pop = self.stats.pop_at(r.now)
-            order = free[np.argsort(-pop[free], kind="stable")]
-            source = "popular"
-        add = order[: 2 * r.k - len(cands)]
-        s = SOURCES.index(source)
-        flags = np.zeros((len(add), len(SOURCES)), np.float32)
-        flags[:, s] = 1.0
-        ranks = np.full((len(add), len(SOURCES)), 1000.0, np.float32)
-        ranks[:, s] = np.arange(len(add))
-        return Candidates(np.r_[cands.rows, add], np.r_[cands.flags, flags], np.r_[cands.ranks, ranks])
+    def _prepare(self, r: _Request) -> tuple[Candidates, Example]:
+        """One request's candidates and the network's inputs for them."""
+        table, p = self.table, self.params
+        ctx = make_context(r.history, r.now, self.stats, p)
+        # over-fetch the search sources when a filter or exclusions will thin them out
+        extra = 0 if r.allowed is None and not r.exclude else 2 * r.k
+        cands = self._gen.generate(ctx, rules.hard_excluded(table, r.exclude, r.history), extra)
+        cands = rules.apply_mask(cands, r.allowed)
+        if len(cands) < r.k:
+            cands = top_up(cands, table, self.stats.pop_at(r.now), r.allowed, r.exclude, r.history, 2 * r.k,
+                           p.recent)
+        return cands, make_example(ctx, cands, table, self._known, p)
+
+    def scores(self, examples: list[Example], cands: list[Candidates], runtime: str = "auto") -> list[np.ndarray]:
+        """The network's scores per request: ``auto`` takes the numpy forward one request at a time when the
+        network has one, else ``torch`` (one padded batch); without a network, the candidates' best source rank."""
+        if self.net is None:
+            return [-np.min(c.ranks, axis=1) for c in cands]
+        if runtime == "numpy" or (runtime == "auto" and self._forward is not None):
+            assert self._forward is not None
+            v, fwd = self._vec_unit, self._forward
+            return [fwd(v[e.hist_rows], e.hist_types, e.hist_age, v[e.cand_rows], e.feats, unit=True)
+                    for e in examples]
+        return score(self.net, examples, self._vec)
 
     def _finish(self, r: _Request, cands: Candidates, s: np.ndarray) -> list[Recommendation]:
         table = self.table
