@@ -87,8 +87,17 @@ def benches(out: Path, quick: bool) -> list[Bench]:
                                env=env, skip=reason))
         found.append(Bench(f"evaluate_{ds}", [cli, "evaluate", "--k", "20", "--json"],
                            lambda r, ds=ds: {f"evaluate_{ds}": r}, env=env, skip=reason))
+    found.append(Bench("miss_path", [py, str(HERE / "miss_path.py"), *(["--requests", "200"] if quick else [])],
+                       lambda r: {"miss_path": r}))
+    found.append(Bench("miss_path_hm", [py, str(HERE / "miss_path.py"), "--home", homes["hm"] or "",
+                                        *(["--requests", "200"] if quick else [])],
+                       lambda r: {"miss_path_hm": r},
+                       skip=None if homes["hm"] else "BENCH_HM_HOME not set (a data directory where recsys build ran)"))
     short = ["--seconds", "3", "--soak-seconds", "30"] if quick else []
     found.append(Bench("api_load", [py, str(HERE / "api_load.py"), *short], lambda r: {"api_load": r}))
+    found.append(Bench("api_load_hm", [py, str(HERE / "api_load.py"), "--home", homes["hm"] or "",
+                                       *(short or ["--soak-seconds", "0"])], lambda r: {"api_load_hm": r},
+                       skip=None if homes["hm"] else "BENCH_HM_HOME not set (a data directory where recsys build ran)"))
     found.append(Bench("simulate_feedback", [py, str(HERE / "simulate_feedback.py"),
                                              *(["--aa-runs", "4", "--ab-lists", "6"] if quick else [])],
                        lambda r: {"simulate_feedback": r}))
