@@ -306,8 +306,9 @@ class Recommender:
         key, and add the stages' timings to ``timings``. Events at or after an explicit ``req.now`` are not part
         of the history (:func:`recsys.serving.requests.history_as_of`)."""
         hist = None
-        if served.ranker is not None:
-            hist, now = history_as_of(records, served.ranker.table, now, req.now is not None)
+        ranker = self._ranker_of(served, req.rules)
+        if ranker is not None:
+            hist, now = history_as_of(records, ranker.table, now, req.now is not None)
         out = self._rank(hist, req.k, req.filter, req.exclude, req.diversity, req.explain, served=served,
                          removed=removed, now=now, timings=timings, rules=req.rules,
                          seed=zlib.crc32(f"{req.user_id}:{math.floor(now * 24)}".encode()))
@@ -356,7 +357,7 @@ class Recommender:
         if diversity is not None and not 0.0 <= diversity <= 1.0:
             raise ValidationFailed(f"diversity must be in [0, 1], got {diversity}")
         served = served or self.generations.current()
-        ranker = served.ranker
+        ranker = self._ranker_of(served, rules)
         if ranker is None:
             raise self.generations.no_ranker()
         t0 = time.perf_counter()
@@ -381,6 +382,10 @@ class Recommender:
         if rules.reorders:
             out = with_rules(out, k, rules, ranker, hist, removed, when, seed)
         return self._detailed(out[:k])
+
+    def _ranker_of(self, served: Served, rules: ListRules) -> RankingPipeline | None:
+        """The ranker of a list: the served one, or the stored generation its rules (a variant) name."""
+        return served.ranker if rules.ranker is None else self.generations.variant_ranker(rules.ranker, served)
 
 
 def _hits(hits: Sequence[tuple[str, float]], source: str) -> list[ScoredItem]:

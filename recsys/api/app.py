@@ -27,7 +27,7 @@ from recsys.api.limits import RateLimiter
 from recsys.api.metrics import Metrics
 from recsys.api.middleware import RequestMiddleware
 from recsys.config import Settings, get_settings
-from recsys.experiments import load_experiments
+from recsys.experiments import check_variant_rankers, load_experiments
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,8 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
                   responses=_error_responses(), generate_unique_id_function=_operation_id,
                   docs_url=None, redoc_url=None)  # served from local assets by recsys.api.docs
     app.state.settings = settings
-    app.state.experiments = load_experiments(settings)  # a bad definition fails here, at start-up
+    # a bad definition, or a variant's ranker generation that is not stored, fails here, at start-up
+    app.state.experiments = check_variant_rankers(load_experiments(settings), settings)
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(settings.api.rate_limit_per_minute, settings.api.rate_limit_storage,
                                     settings.api.rate_limit_strategy)

@@ -1,7 +1,8 @@
 """A/B experiments: variants defined in configuration, users assigned by salted hash, and their report.
 
 ``load_experiments`` reads ``experiments.definitions`` and ``experiments.file``; ``Experiments.assign`` gives a
-user's variant on a surface; ``experiment_report`` compares the variants' CTR and conversion rate with the control.
+user's variant on a surface; ``check_variant_rankers`` resolves the ranker generations variants name (at the
+API's start); ``experiment_report`` compares the variants' CTR and conversion rate with the control.
 """
 
 from recsys.experiments.definitions import (
@@ -13,7 +14,8 @@ from recsys.experiments.definitions import (
     load_experiments,
     parse_experiments,
 )
+from recsys.experiments.rankers import check_variant_rankers, variant_ranker_id
 from recsys.experiments.report import experiment_report
 
-__all__ = ["SURFACES", "Assignment", "Experiment", "Experiments", "Variant", "experiment_report",
-           "load_experiments", "parse_experiments"]
+__all__ = ["SURFACES", "Assignment", "Experiment", "Experiments", "Variant", "check_variant_rankers",
+           "experiment_report", "load_experiments", "parse_experiments", "variant_ranker_id"]

@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from recsys.config import Settings
 from recsys.encoders.base import MODALITIES
 from recsys.errors import ConfigError, NotFound, ValidationFailed
-from recsys.serving.rules import SOURCES, ListRules
+from recsys.serving.rules import GENERATION_NAME, SOURCES, ListRules
 
 SURFACES = ("recommendations", "similar", "search")
-"""Where an experiment may act: personal lists, similar items (``modality``), text search (``modality``)."""
+"""Where an experiment may act: personal lists, similar items (``modality``), text and image search (``modality``)."""
 
 
 class Variant(BaseModel):
@@ -46,7 +46,10 @@ class Variant(BaseModel):
     exclude_seen: bool | None = None
     source: str = "ranker"
     modality: str | None = None
-    """The vectors similar items and text search use (fused, text, image) when the request names none."""
+    """The vectors similar items and search use (fused, text, image) when the request names none."""
+    ranker: str | None = Field(default=None, pattern=GENERATION_NAME.pattern)
+    """A stored ranker generation (``recsys ranker list``'s version, or its ``ranker-`` id) that ranks this variant's
+    personal lists over the served index; None: the served ranker."""
 
     @model_validator(mode="after")
     def _known(self) -> Variant:
@@ -62,7 +65,7 @@ class Variant(BaseModel):
 
     def rules(self) -> ListRules:
         return ListRules.of(boosts=self.boosts, bury=self.bury, pins=self.pins, exploration=self.exploration,
-                            exclude_seen=self.exclude_seen, source=self.source)
+                            exclude_seen=self.exclude_seen, source=self.source, ranker=self.ranker)
 
     def changes(self) -> dict[str, Any]:
         """What this variant sets, without its name and share."""
@@ -155,6 +158,16 @@ class Experiments:
                 raise ConfigError(f"experiments {running} are all active on {s!r}: at most one may be")
         self._by_surface = {s: e for e in self.all if e.active for s in e.surfaces}
         self._rules = {(e.name, v.name): v.rules() for e in self.all for v in e.variants}
+
+    def with_rankers(self, versions: Mapping[tuple[str, str], str]) -> Experiments:
+        """These experiments with the ``ranker`` of each (experiment, variant) in ``versions`` replaced (the stored
+        generation's version it resolved to: :func:`recsys.experiments.rankers.check_variant_rankers`)."""
+        def variant(e: Experiment, v: Variant) -> Variant:
+            version = versions.get((e.name, v.name))
+            return v if version is None else v.model_copy(update={"ranker": version})
+
+        return Experiments([e.model_copy(update={"variants": [variant(e, v) for v in e.variants]})
+                            for e in self.all])
 
     def get(self, name: str) -> Experiment:
         for e in self.all:

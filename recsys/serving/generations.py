@@ -1,6 +1,9 @@
 """What the read path serves: an index generation and the ranker built over its vectors, loaded lazily and swapped
 together when newer ones appear (DESIGN.md section 1). The ranker always ranks over the item vectors of the served
 index generation, so an item is rankable the moment it is indexed.
+
+An experiment's variant may rank with another stored ranker generation (:meth:`Generations.variant_ranker`): loaded
+on first use over the served index's vectors and catalogue, and moved to each new index like the served one.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recsys.config import Settings
@@ -20,11 +24,17 @@ from recsys.store.queries import events_frame, events_watermark, items_frame
 if TYPE_CHECKING:
     from recsys.index import IndexReader
     from recsys.ranking import RankingPipeline, SimpleVectors
+    from recsys.ranking.generations import RankerGeneration
 
 log = logging.getLogger(__name__)
 
 RANKER_RETRY_S = 60.0
 """A ranker generation that failed to load by itself (not for a database outage) is tried again after this long."""
+
+
+class UnknownRanker(RankerError):
+    """A ranker generation named for a list (an experiment's variant) is not stored, or cannot rank the served
+    index; the message names the generations there are."""
 
 
 @dataclass
@@ -54,6 +64,10 @@ class Generations:
         """When the served statistics were last recounted (``ranking.live_stats_s``)."""
         self.ranker_error: str | None = None
         """Why recommendations are off, for readiness."""
+        self._variants: dict[str, tuple[IndexReader, RankingPipeline]] = {}
+        """Ranker generations named by variants, by name: (the index they were last moved to, the ranker)."""
+        self._variant_failed: dict[str, tuple[float, RankerError]] = {}
+        self._variant_lock = threading.Lock()
 
     @property
     def loaded(self) -> Served | None:
@@ -174,6 +188,58 @@ class Generations:
         return RankingPipeline.load(rpath, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
                                     search=reader, settings=self.settings)
 
+    def variant_ranker(self, name: str, served: Served) -> RankingPipeline:
+        """The stored ranker generation ``name`` (a version, or its ``ranker-`` id) over ``served``'s index: loaded
+        once, on first use, and moved to a newer index like the served ranker (no retraining). The served ranker
+        when ``name`` is its generation. UnknownRanker when it is not stored or was trained on other vectors (a
+        broken one: RankerError); either is remembered for ``RANKER_RETRY_S`` rather than retried per request."""
+        if served.ranker is not None and served.ranker_path is not None and \
+                name in (Path(served.ranker_path).name, served.ranker.ranker_id):
+            return served.ranker
+        got = self._variants.get(name)
+        if got is not None and got[0] is served.reader:
+            return got[1]
+        with self._variant_lock:  # one load per generation, whatever the concurrent requests
+            got = self._variants.get(name)
+            if got is not None and got[0] is served.reader:
+                return got[1]
+            failed = self._variant_failed.get(name)
+            if failed is not None and time.monotonic() - failed[0] < RANKER_RETRY_S:
+                raise failed[1]
+            try:
+                ranker = self._load_variant(name, served, got[1] if got is not None else None)
+            except RankerError as e:
+                self._variant_failed[name] = (time.monotonic(), e)
+                raise
+            except Exception as e:
+                if is_outage(e):
+                    raise
+                log.exception("ranker generation %s (named by an experiment) could not be loaded", name)
+                err = RankerError(f"ranker generation {name!r} could not be loaded")
+                self._variant_failed[name] = (time.monotonic(), err)
+                raise err from None
+            self._variant_failed.pop(name, None)
+            self._variants[name] = (served.reader, ranker)
+            return ranker
+
+    def _load_variant(self, name: str, served: Served, old: RankingPipeline | None) -> RankingPipeline:
+        from recsys.ranking import RankingPipeline, rankers_root
+
+        m = served.reader.manifest
+        root = rankers_root(self.settings)
+        gen = find_generation(root, name, m.encoder_id, m.dim)
+        vectors = vectors_of_index(self.settings, served.reader)
+        with self.store.session() as s:
+            items = items_frame(s)
+        if old is not None:  # moved to the new index: a copy, so requests in flight keep the old catalogue
+            ranker = copy.copy(old)
+            ranker.update_items(vectors, items, served.reader)
+            return ranker
+        log.info("loading ranker generation %s for an experiment's variant", gen.version)
+        return RankingPipeline.load(root / gen.version, vectors=vectors, items=items,
+                                    expect_encoder_id=vectors.encoder_id, search=served.reader,
+                                    settings=self.settings)
+
     def status(self) -> dict[str, Any]:
         """What is served. ``not_served`` names what is off (recommendations and trending without a ranker) and
         ``ranker_error`` says why, when a trained ranker exists but could not be loaded."""
@@ -187,6 +253,28 @@ class Generations:
                 "encoder_id": served.reader.manifest.encoder_id, "items": len(served.reader),
                 "not_served": [] if served.ranker is not None else ["recommendations", "trending"],
                 "ranker_error": None if served.ranker is not None else self.ranker_error}
+
+
+def find_generation(root: Path, name: str, encoder_id: str | None = None,
+                    dim: int | None = None) -> RankerGeneration:
+    """The stored ranker generation ``name`` (a version, or its ``ranker-`` id, as ``recsys ranker list`` and
+    ``/readyz`` show them) that can rank vectors of ``encoder_id``/``dim``; UnknownRanker naming the generations
+    there are, or those that fit, otherwise (no paths: the message may reach a caller)."""
+    from recsys.ranking.generations import list_generations
+
+    gens = {g.version: g for g in list_generations(root)}
+    gen = gens.get(name)
+    if gen is None and name.startswith("ranker-"):
+        gen = gens.get(name.removeprefix("ranker-"))
+    if gen is None:
+        there = ", ".join(gens) or "none (run `recsys train`)"
+        raise UnknownRanker(f"no ranker generation {name!r} is stored; available: {there}")
+    why = gen.incompatibility(encoder_id, dim)
+    if why is not None:
+        fits = ", ".join(v for v, g in gens.items() if g.incompatibility(encoder_id, dim) is None) or "none"
+        raise UnknownRanker(f"ranker generation {gen.version!r} cannot rank the served index ({why}); "
+                            f"generations that fit: {fits}")
+    return gen
 
 
 def vectors_of_index(settings: Settings, reader: IndexReader) -> SimpleVectors:

@@ -12,12 +12,16 @@ ranked list here, after ranking, in this order:
    user and hour: a cached list and its fresh twin agree.
 3. **pins**: ``{item_id: position}`` (1-based) puts each item at its position, tagged ``pinned``, whatever the
    ranker thought of it; a pinned item that is removed, excluded or unknown is left out.
+
+``ranker`` names a stored ranker generation that ranks the list instead of the served one (an experiment's variant:
+:meth:`recsys.serving.generations.Generations.variant_ranker`).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
@@ -38,6 +42,8 @@ SOURCES = ("ranker", "popular")
 """What a list is ranked from: the personal ranker, or popularity alone (what an unknown user gets)."""
 EXPLORE_AFTER = 3
 """Exploration items are placed after this many ranked items."""
+GENERATION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+"""A ranker generation's name (a directory under ``<home>/rankers``: no path separators, no leading dot)."""
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,13 @@ class ListRules:
     exploration: float = 0.0
     exclude_seen: bool | None = None
     source: str = "ranker"
+    ranker: str | None = None
+    """A stored ranker generation (its version, or its ``ranker-`` id) to rank with; None: the served one."""
 
     @classmethod
     def of(cls, *, boosts: Mapping[str, float] | None = None, bury: Sequence[str] = (),
            pins: Mapping[str, int] | None = None, exploration: float = 0.0, exclude_seen: bool | None = None,
-           source: str = "ranker") -> ListRules:
+           source: str = "ranker", ranker: str | None = None) -> ListRules:
         """Checked rules: boosts finite, pins at positions 1..1000 (one item per position), exploration in [0, 1]."""
         for key, b in (boosts or {}).items():
             if not key or not math.isfinite(float(b)):
@@ -70,19 +78,22 @@ class ListRules:
             raise ValidationFailed(f"exploration must be a share in [0, 1], got {exploration}")
         if source not in SOURCES:
             raise ValidationFailed(f"unknown list source {source!r}; use one of {', '.join(SOURCES)}")
+        if ranker is not None and not GENERATION_NAME.match(ranker):
+            raise ValidationFailed(f"ranker {ranker[:60]!r} is not a ranker generation name (see `recsys ranker list`)")
         return cls(tuple(sorted((str(k), float(v)) for k, v in (boosts or {}).items())),
                    tuple(dict.fromkeys(str(b) for b in bury)),
                    tuple(sorted(((str(i), int(p)) for i, p in (pins or {}).items()), key=lambda x: x[1])),
-                   float(exploration), exclude_seen, source)
+                   float(exploration), exclude_seen, source, ranker)
 
     def merged(self, over: ListRules) -> ListRules:
         """These rules with ``over``'s on top: its boosts and pins replace the same keys, its bury adds, its
-        exploration, ``exclude_seen`` and source replace when set."""
+        exploration, ``exclude_seen``, source and ranker replace when set."""
         return ListRules.of(boosts={**dict(self.boosts), **dict(over.boosts)}, bury=[*self.bury, *over.bury],
                             pins={**dict(self.pins), **dict(over.pins)},
                             exploration=over.exploration or self.exploration,
                             exclude_seen=self.exclude_seen if over.exclude_seen is None else over.exclude_seen,
-                            source=over.source if over.source != "ranker" else self.source)
+                            source=over.source if over.source != "ranker" else self.source,
+                            ranker=over.ranker or self.ranker)
 
     @property
     def reorders(self) -> bool:

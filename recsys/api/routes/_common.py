@@ -57,7 +57,7 @@ async def query_filter(
 
 
 def results(request: Request, items: list[Any], *, debug: dict[str, float] | None = None, user_id: str | None = None,
-            page: Cursor | None = None, k: int | None = None, assigned: Any = None) -> Any:
+            page: Cursor | None = None, k: int | None = None, assigned: Any = None, ranker: str | None = None) -> Any:
     """The response envelope (the :class:`~recsys.api.schemas.Results` shape): results best first, the generation
     ids they came from, a fresh ``recommendation_id`` (the list is recorded by the background writer, see
     :mod:`recsys.feedback`), debug timings on request. Written here once, without a second validation pass; a
@@ -65,9 +65,10 @@ def results(request: Request, items: list[Any], *, debug: dict[str, float] | Non
 
     A feed (``k`` given: personal and session lists) gets ``meta.next`` when it filled the page; ``page`` is the
     cursor this page was asked for, ``user_id`` whom the list was shown to; ``assigned`` the user's experiment and
-    variant (:class:`recsys.experiments.Assignment`), put in ``meta`` and recorded with the list."""
+    variant (:class:`recsys.experiments.Assignment`), put in ``meta`` and recorded with the list; ``ranker`` the
+    id of the ranker generation that ranked it when not the served one (a variant's)."""
     status = request.app.state.runtime.status
-    gen, ranker = _str(status.get("index_generation")), _str(status.get("ranker_version"))
+    gen, ranker = _str(status.get("index_generation")), ranker or _str(status.get("ranker_version"))
     rid = new_recommendation_id()
     shown = tuple(it.item_id if isinstance(it, ScoredItem) else str(_field(it, "item_id")) for it in items)
     offset = page.offset if page is not None else 0

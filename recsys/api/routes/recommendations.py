@@ -22,6 +22,8 @@ from recsys.api.schemas import (
     ShownHours,
     UserDeleted,
 )
+from recsys.experiments import variant_ranker_id
+from recsys.serving.generations import UnknownRanker
 from recsys.serving.rules import parse_pairs
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
@@ -41,11 +43,18 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
     page, exclude = await left_out(request, body, user_id)
     assigned = assignment(request, "recommendations", user_id)
     rules, diversity = list_rules(body, assigned)
-    items, timings = await rec.arecommend(user_id, body.k, filter=to_item_filter(body.filter), exclude=exclude,
-                                          diversity=diversity, explain=body.explain, fresh=fresh,
-                                          now=body.now, rules=rules)
+    try:
+        items, timings = await rec.arecommend(user_id, body.k, filter=to_item_filter(body.filter), exclude=exclude,
+                                              diversity=diversity, explain=body.explain, fresh=fresh,
+                                              now=body.now, rules=rules)
+    except UnknownRanker as e:  # the variant's generation went away (or no longer fits) after start-up
+        if assigned is None:
+            raise
+        raise UnknownRanker(f"experiment {assigned.experiment!r}, variant {assigned.variant.name!r}: "
+                            f"{e.message}") from None
     debug = debug_timings(timings, start) if body.debug else None
-    return results(request, items, debug=debug, user_id=user_id, page=page, k=body.k, assigned=assigned)
+    return results(request, items, debug=debug, user_id=user_id, page=page, k=body.k, assigned=assigned,
+                   ranker=variant_ranker_id(assigned))
 
 
 # async: a cached answer never leaves the event loop; the service sends ranking to a worker thread itself
