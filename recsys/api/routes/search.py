@@ -51,9 +51,13 @@ def search_text_post(request: Request, body: SearchTextRequest, rec: Recommender
 async def search_image(request: Request, rec: RecommenderDep, settings: SettingsDep, _key: ReadKey,
                        image: Annotated[UploadFile, File(description="the query image")],
                        k: Annotated[int, Form(ge=1, le=1000)] = 20,
-                       modality: Annotated[Modality, Form()] = "image",
+                       modality: Annotated[Modality | None, Form(description="default: the variant's, else "
+                                                                             "image")] = None,
                        filter: Annotated[str | None, Form(max_length=100_000,
-                                                          description="a Filter object as JSON")] = None) -> Any:
+                                                          description="a Filter object as JSON")] = None,
+                       user_id: Annotated[str | None, Form(min_length=1, max_length=128,
+                                                           pattern=r"^[^\x00-\x1f\x7f]+$",
+                                                           description=USER_DOC)] = None) -> Any:
     limits = settings.api
     data = await image.read(limits.max_image_bytes + 1)
     if len(data) > limits.max_image_bytes:
@@ -66,5 +70,7 @@ async def search_image(request: Request, rec: RecommenderDep, settings: Settings
             f = Filter.model_validate_json(filter)
         except ValidationError as e:
             raise ValidationFailed(f"filter: {e.errors()[0]['msg']}") from None
-    items = await run_in_threadpool(rec.search_image, data, k, modality=modality, filter=to_item_filter(f))
-    return results(request, items)
+    assigned = assignment(request, "search", user_id)  # the same experiment as text search
+    chosen = modality or (assigned.variant.modality if assigned is not None else None) or "image"
+    items = await run_in_threadpool(rec.search_image, data, k, modality=chosen, filter=to_item_filter(f))
+    return results(request, items, user_id=user_id, assigned=assigned)
