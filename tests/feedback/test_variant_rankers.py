@@ -156,3 +156,25 @@ def test_a_generation_not_stored_or_not_fitting_stops_the_server(two_rankers: tu
             rec.store.dispose()
     finally:
         shutil.rmtree(root / "alien")
+
+
+def test_a_generation_gone_before_its_first_use_answers_503_naming_the_variant(
+        two_rankers: tuple[Path, str, str], settings: Settings) -> None:
+    _, older, _ = two_rankers
+    root = rankers_root(settings)
+    shutil.copytree(root / older, root / "spare")
+    settings.experiments = ExperimentsSettings(definitions=[_experiment("spare")])
+    rec = Recommender(settings)
+    app = create_app(settings, rec)  # checked: stored and fitting
+    shutil.rmtree(root / "spare")  # ... then pruned before any user of the variant asked
+    try:
+        with TestClient(app, raise_server_exceptions=False) as c:
+            exps = c.app.state.experiments  # type: ignore[attr-defined]
+            user = next(u for u in _users(rec) if exps.assign("recommendations", u).variant.name == "older")
+            r = c.get(f"/v1/users/{user}/recommendations?k=5")
+            assert r.status_code == 503, r.text
+            assert "experiment 'gens', variant 'older': no ranker generation 'spare'" in r.json()["detail"]
+            other = next(u for u in _users(rec) if exps.assign("recommendations", u).variant.name == "served")
+            assert c.get(f"/v1/users/{other}/recommendations?k=5").status_code == 200
+    finally:
+        rec.store.dispose()
