@@ -29,6 +29,8 @@ SOURCES: tuple[str, ...] = ("interest", "content", "cooc", "repurchase", "varian
 SIMILAR_EXACT_MAX = 200_000
 """Catalogues up to this size get the ``similar`` source by one exact product over the content vectors."""
 SRC = {s: i for i, s in enumerate(SOURCES)}
+CONTENT_KEPT_MAX = 50_000
+"""Catalogues below this size (the default exact-index threshold) take the ``content`` source from kept lists."""
 
 
 class VectorSearch(Protocol):
@@ -136,6 +138,30 @@ class CandidateGenerator:
         new_rows = np.flatnonzero(~known)
         self._new_rows = new_rows
         self._similar = Neighbours(table.content)
+        # below this size the index is exact (a Flat scan, ~5 ms for 5 queries on 17k items): kept lists answer
+        self._near = Neighbours(table.fused) if table.n < CONTENT_KEPT_MAX else None
+
+    def _rows(self, hits: list[tuple[str, float]]) -> np.ndarray:
+        index = self.table.index
+        return np.array([index[x] for x, _ in hits if x in index], np.int64)
+
+    def _kept(self, row: int, k: int, exclude: set[str]) -> np.ndarray | None:
+        """The ``k`` nearest non-excluded items to ``row`` in the fused space from its kept list (itself
+        included, as a search gives), or None when lists are not kept here or this one runs out first."""
+        if self._near is None or k > self._near.k:
+            return None
+        rows = self._near.of(row)[0]
+        if not exclude:
+            return rows[:k]
+        ids, out = self.table.ids, []
+        for r in rows.tolist():
+            if ids[r] not in exclude:
+                out.append(r)
+                if len(out) == k:
+                    break
+        if len(out) < k and len(rows) < self.table.n:
+            return None
+        return np.array(out, np.int64)
 
     def popular(self, ctx: Context, k: int) -> np.ndarray:
         top = top_k(ctx.pop, k)  # ties by the lower row, as a stable sort
@@ -193,16 +219,15 @@ class CandidateGenerator:
                 cents = kmeans(t.fused[r_rows], p.interests, w)
                 queries.extend(cents)
                 n_int = len(cents)
-            queries.extend(t.fused[latest[: p.content_last]])
-            if queries:
-                kk = max(p.interest_k, p.content_k) + extra_k
-                res = self.search.search(np.stack(queries), kk, exclude)
-                for qi, hits in enumerate(res):
-                    rows = [t.index[x] for x, _ in hits if x in t.index]
-                    if qi < n_int:
-                        col.add("interest", rows[: p.interest_k + extra_k])
-                    else:
-                        col.add("content", rows[: p.content_k + extra_k])
+            # the latest items' neighbours from kept lists where they serve (exact, and no search), else searched
+            kept = [self._kept(int(r), p.content_k + extra_k, exclude) for r in latest[: p.content_last]]
+            queries.extend(t.fused[[int(r) for r, c in zip(latest, kept, strict=False) if c is None]])
+            found = iter(self.search.search(np.stack(queries), max(p.interest_k, p.content_k) + extra_k, exclude)
+                         if queries else [])
+            for _ in range(n_int):
+                col.add("interest", self._rows(next(found))[: p.interest_k + extra_k])
+            for c in kept:
+                col.add("content", (self._rows(next(found)) if c is None else c)[: p.content_k + extra_k])
             cs = ctx.cooc
             nz = np.flatnonzero(cs > 0)
             if len(nz):

@@ -65,35 +65,23 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
         cnt, last_seen = _repeats(h.rows, h.ts, rows)
         f[:, col["log_repeat"]] = np.log1p(cnt)
         f[:, col["repeat_days"]] = np.where(cnt > 0, np.log1p(np.clip(now - last_seen, 0, None)), -1.0)
-        g = table.group
-        hg = g[h.rows]
-        if (hg >= 0).any():
-            gmax = int(g.max()) + 1
-            gcnt = np.bincount(hg[hg >= 0], minlength=gmax)
-            glast = np.full(gmax, -np.inf)
-            np.maximum.at(glast, hg[hg >= 0], h.ts[hg >= 0])
-            cg = g[rows]
-            has = cg >= 0
-            cnt_g = np.where(has, gcnt[np.where(has, cg, 0)], 0)
+        hg = table.group[h.rows]
+        ok = hg >= 0
+        if ok.any():
+            cnt_g, glast = _repeats(hg[ok], h.ts[ok], table.group[rows])
             f[:, col["log_variant"]] = np.log1p(cnt_g)
-            f[:, col["variant_days"]] = np.where(
-                cnt_g > 0, np.log1p(np.clip(now - glast[np.where(has, cg, 0)], 0, None)), -1.0)
-        cat = table.category
-        hc = cat[h.rows[-p.max_history:]]
-        if (hc >= 0).any():
-            ccnt = np.bincount(hc[hc >= 0], minlength=int(cat.max()) + 1)
-            cc = cat[rows]
-            f[:, col["category_share"]] = np.where(cc >= 0, ccnt[np.where(cc >= 0, cc, 0)], 0) / len(hc)
-        a0 = col["attr_share_0"]
+            f[:, col["variant_days"]] = np.where(cnt_g > 0, np.log1p(np.clip(now - glast, 0, None)), -1.0)
         hrows = h.rows[-p.max_history:]
+        hc = table.category[hrows]
+        if (hc >= 0).any():
+            f[:, col["category_share"]] = _repeats(hc[hc >= 0], None, table.category[rows])[0] / len(hc)
+        a0 = col["attr_share_0"]
         for j in range(len(table.attr_keys)):
             codes = table.attrs[:, j]
             hc = codes[hrows]
             hc = hc[hc >= 0]
             if len(hc):
-                cnt_a = np.bincount(hc, minlength=int(codes.max()) + 1)
-                cc = codes[rows]
-                f[:, a0 + j] = np.where(cc >= 0, cnt_a[np.where(cc >= 0, cc, 0)], 0) / len(hrows)
+                f[:, a0 + j] = _repeats(hc, None, codes[rows])[0] / len(hrows)
     cs = ctx.cooc[rows]
     f[:, col["log_cooc"]] = np.log1p(cs)
     tot = ctx.cooc.sum()
@@ -105,14 +93,16 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
     return f
 
 
-def _repeats(h_rows: np.ndarray, h_ts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each of ``rows``: how often the history holds it and when last (-inf when never), looked up in the
-    history's own distinct rows (no catalogue-sized arrays per request). ``h_ts`` is sorted, oldest first."""
-    rev = h_rows[::-1]
+def _repeats(h_codes: np.ndarray, h_ts: np.ndarray | None, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``codes`` (rows, groups, categories...): how often the history's ``h_codes`` hold it and when
+    last (``h_ts`` sorted oldest first; -inf when never or no times given), looked up in the history's own
+    distinct codes: no catalogue-sized arrays per request. ``h_codes`` are >= 0."""
+    rev = h_codes[::-1]
     u, last, cnt = np.unique(rev, return_index=True, return_counts=True)  # first in reverse: the latest
-    at = np.minimum(np.searchsorted(u, rows), len(u) - 1)
-    hit = u[at] == rows
-    return np.where(hit, cnt[at], 0), np.where(hit, h_ts[::-1][last[at]], -np.inf)
+    at = np.minimum(np.searchsorted(u, codes), len(u) - 1)
+    hit = u[at] == codes
+    when = np.where(hit, h_ts[::-1][last[at]], -np.inf) if h_ts is not None else np.full(len(codes), -np.inf)
+    return np.where(hit, cnt[at], 0), when
 
 
 def _similarities(f: np.ndarray, col: dict[str, int], prefix: str, sims: np.ndarray, hw: np.ndarray) -> None:

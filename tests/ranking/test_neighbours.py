@@ -60,3 +60,27 @@ def test_collector_keeps_first_appearance_and_first_rank() -> None:
     assert c.ranks[:, co].tolist() == [1, 1000, 0, 1000]
     assert c.flags.sum(axis=1).tolist() == [2, 1, 2, 1]
     assert len(_Collector().build()) == 0
+
+
+def test_content_source_from_kept_lists_equals_the_search() -> None:
+    from recsys.ranking import RankingPipeline
+    from recsys.ranking.context import make_context
+    from recsys.ranking.history import history_from_frame
+    from tests.ranking.fixtures import make_world, small_params, user_events
+
+    world = make_world(per_combo=12)
+    pipe = RankingPipeline.fit(world.events, world.items, world.vectors, params=small_params())
+    gen = pipe._gen
+    searched = copy.copy(gen)
+    searched._near = None  # every content query through the vector search
+    assert gen._near is not None
+    co = SOURCES.index("content")
+    for items, exclude, extra in [(["dress-red-0", "hat-blue-3", "dress-red-4"], set(), 0),
+                                  (["bag-green-1"], {"bag-green-2", "bag-green-5"}, 20),
+                                  (["shoe-red-0", "shoe-red-1"], {f"shoe-red-{i}" for i in range(12)}, 3)]:
+        h = history_from_frame(user_events(items), pipe.table)
+        ctx = make_context(h, h.last_ts, pipe.stats, pipe.params)
+        a, b = gen.generate(ctx, exclude, extra), searched.generate(ctx, exclude, extra)
+        assert a.rows.tolist() == b.rows.tolist()
+        np.testing.assert_array_equal(a.ranks[:, co], b.ranks[:, co])
+        assert not {pipe.table.ids[r] for r in a.rows} & exclude
