@@ -34,6 +34,11 @@ class LRU(Generic[V]):
             self.hits += 1
             return entry[0]
 
+    def has(self, key: Hashable) -> bool:
+        """Whether ``key`` is kept (neither a hit nor a use)."""
+        with self._lock:
+            return key in self._data
+
     def put(self, key: Hashable, value: V) -> None:
         if self.size <= 0:
             return

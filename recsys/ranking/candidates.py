@@ -220,6 +220,8 @@ class CandidateGenerator:
                 queries.extend(cents)
                 n_int = len(cents)
             # the latest items' neighbours from kept lists where they serve (exact, and no search), else searched
+            if self._near is not None:
+                self._near.prefetch(latest[: p.content_last].tolist())
             kept = [self._kept(int(r), p.content_k + extra_k, exclude) for r in latest[: p.content_last]]
             queries.extend(t.fused[[int(r) for r, c in zip(latest, kept, strict=False) if c is None]])
             found = iter(self.search.search(np.stack(queries), max(p.interest_k, p.content_k) + extra_k, exclude)

@@ -54,18 +54,27 @@ class Neighbours:
     def of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, similarities) of ``row``'s neighbours, best first."""
         hit = self._lists.get(row)
-        if hit is None:
-            s = self.vectors @ self.vectors[row]
-            top = top_k(s, self.k)
-            hit = (top, s[top])
-            self._lists.put(row, hit)
-        return hit
+        return hit if hit is not None else self.prefetch([row])[row]
+
+    def prefetch(self, rows: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Compute (and keep) the lists of those of ``rows`` not kept yet, in one product: the catalogue is read
+        once for all of them. Returns the lists computed."""
+        missing = [r for r in dict.fromkeys(rows) if not self._lists.has(r)]
+        made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if missing:
+            v = self.vectors
+            for r, s in zip(missing, v[missing] @ v.T, strict=True):
+                top = top_k(s, self.k)
+                made[r] = (top, s[top])
+                self._lists.put(r, made[r])
+        return made
 
     def top_of_max(self, latest: np.ndarray, k: int) -> np.ndarray | None:
         """Rows by their maximum similarity to any of ``latest``, best first (ties by the lower row): the same as
         :func:`top_k` over ``(vectors[latest] @ vectors.T).max(0)``. None when k exceeds the kept lists."""
         if k > self.k:
             return None
+        self.prefetch([int(r) for r in latest])
         lists = [self.of(int(r)) for r in latest]
         rows = np.concatenate([r for r, _ in lists])
         sims = np.concatenate([s for _, s in lists])
