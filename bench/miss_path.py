@@ -10,6 +10,10 @@ the same requests in the same run.
    forward could reach at best), with the largest score difference to torch.
 3. The ``similar`` source from kept neighbour lists (served) against the exact product over the catalogue: ms per
    request and the share of requests whose lists agree (up to float rounding, see recsys/ranking/neighbours.py).
+4. The interest queries' vector search one request at a time (served) against 16 requests' queries in one call.
+
+Micro-batching (ranking requests that arrive together in one call) would pay off only where one call for many
+requests is cheaper per request than one each: 2 and 4 measure exactly that for the two batchable stages.
 
 Without ``--home`` a demo store is generated and built first. Prints one JSON object on the last line.
 
@@ -142,6 +146,27 @@ def similar_source(ranker: Any, latest: list[np.ndarray]) -> dict[str, Any]:
             "speedup": round(ex / kept, 2) if kept else None, "share_same_list": round(same / max(len(lat), 1), 4)}
 
 
+def search_batching(ranker: Any, prepared: list[Any]) -> dict[str, Any]:
+    """The interest queries (k-means centres of the recent history) searched per request, as served, against 16
+    requests' queries in one search: what micro-batching the vector search could save."""
+    from recsys.ranking.candidates import kmeans
+    from recsys.ranking.context import make_context
+
+    t, p = ranker.table, ranker.params
+    cents = []
+    for r, _, _ in prepared:
+        if len(r.history):
+            ctx = make_context(r.history, r.now, ranker.stats, p)
+            cents.append(kmeans(t.fused[ctx.recent_rows], p.interests, ctx.recent_w))
+    kk = max(p.interest_k, p.content_k)
+    search = ranker._search
+    one = per_request_ms(lambda q: search.search(q, kk, set()), cents)
+    groups = [np.vstack(cents[i: i + 16]) for i in range(0, len(cents), 16)]
+    batch = per_request_ms(lambda q: search.search(q, kk, set()), groups) * len(groups) / max(len(cents), 1)
+    return {"requests": len(cents), "queries_per_request": round(float(np.mean([len(c) for c in cents])), 2),
+            "one_request_ms": one, "batch16_ms_per_request": round(batch, 4), "index": type(search).__name__}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--home", type=Path, help="a built data directory (default: generate and build the demo)")
@@ -170,6 +195,7 @@ def main() -> None:
     result["items"] = ranker.table.n
     result["scoring"] = scoring(ranker, prepared)
     result["similar"] = similar_source(ranker, latest)
+    result["search_batching"] = search_batching(ranker, prepared)
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     line = json.dumps(result)
     if args.out:
