@@ -268,6 +268,21 @@ def api_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [("HTTP API load (PostgreSQL)" if on_pg else "HTTP API load", "; ".join(figs), "; ".join(ratios) or "-")]
 
 
+def miss_path_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    served, sc, sim, sb = (r.get(k) or {} for k in ("served", "scoring", "similar", "search_batching"))
+    st = served.get("stage_median_ms") or {}
+    figs = (f"{num(r.get('items'))} items: {num(served.get('cpu_ms_per_request'))} ms of CPU per uncached list "
+            f"({num(get(served, 'first_pass', 'cpu_ms_per_request'))} on a first pass); candidates / score / rules "
+            f"{num(st.get('candidates_ms'))} / {num(st.get('score_ms'))} / {num(st.get('rules_ms'))} ms; forward numpy "
+            f"{num(sc.get('numpy_one_ms'))}, torch {num(sc.get('torch_one_ms'))}, torch in 16s "
+            f"{num(sc.get('torch_batch16_ms'))} ms; search {num(sb.get('one_request_ms'))} alone, "
+            f"{num(sb.get('batch16_ms_per_request'))} in 16s ms per request")
+    ratios = (f"numpy vs torch forward {times(sc.get('speedup_numpy_vs_torch_one'))} (max diff "
+              f"{sc.get('max_abs_score_difference', '?'):.1g}); kept vs exact similar {times(sim.get('speedup'))}, "
+              f"same lists {num(sim.get('share_same_list'))}")
+    return [(f"ranking a miss ({'H&M' if (r.get('items') or 0) > 10_000 else 'demo'})", figs, ratios)]
+
+
 def simulation_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     ab, aa = r.get("ab") or {}, r.get("aa") or {}
     worse = get(ab, "variants", "popular") or {}
@@ -292,6 +307,8 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], list[Any]]]] = [
     (r"evaluate_.*", lambda r: [evaluation_row("recsys evaluate", r)]),
     (r"diversity.*", diversity_rows),
     (r"lexical.*", lexical_rows),
+    (r"miss_path.*", miss_path_rows),
+    (r"api_load_hm", lambda r: [("HTTP API load (H&M store)", *api_rows(r)[0][1:])]),
     (r"api_load.*", api_rows),
     (r"simulate_feedback", simulation_rows),
 ]
