@@ -295,7 +295,10 @@ class Recommender:
         records = user_event_records_of(await self.store.fetch(USER_EVENTS, {"user_id": user_id}))
         timings["history_ms"] = (time.perf_counter() - t1) * 1000
 
-        def rank() -> tuple[list[ScoredItem], Timings]:
+        queued = time.perf_counter()
+
+        def rank() -> tuple[list[ScoredItem], Timings]:  # queue_ms: waiting for a ranking slot and the thread
+            timings["queue_ms"] = (time.perf_counter() - queued) * 1000
             return self._rank_records(records, key, req, served, removed[1], when, timings), timings
 
         return await anyio.to_thread.run_sync(rank, limiter=self._ranking_slots)
@@ -312,7 +315,9 @@ class Recommender:
         out = self._rank(hist, req.k, req.filter, req.exclude, req.diversity, req.explain, served=served,
                          removed=removed, now=now, timings=timings, rules=req.rules,
                          seed=zlib.crc32(f"{req.user_id}:{math.floor(now * 24)}".encode()))
+        t0 = time.perf_counter()
         self._results.put(key, out)
+        timings["cache_put_ms"] = (time.perf_counter() - t0) * 1000
         return list(out)
 
     def buy_again(self, user_id: str, k: int = 20, *, now: datetime | None = None) -> list[ScoredItem]:
@@ -369,9 +374,6 @@ class Recommender:
                                 exclude=removed, diversity=diversity, explain=explain, now=when,
                                 boosts=dict(rules.boosts) or None, exclude_seen=rules.exclude_seen)
         t2 = time.perf_counter()
-        if timings is not None:
-            timings.update({"filters_ms": (t1 - t0) * 1000, "rank_ms": (t2 - t1) * 1000})
-            timings.update(getattr(ranker, "last_timings", {}) or {})
         out = []
         for r in recs:
             expl = r.explanation
@@ -381,7 +383,12 @@ class Recommender:
             out.append(ScoredItem(r.item_id, round(float(r.score), 6), list(r.sources), expl))
         if rules.reorders:
             out = with_rules(out, k, rules, ranker, hist, removed, when, seed)
-        return self._detailed(out[:k])
+        t3 = time.perf_counter()
+        out = self._detailed(out[:k])
+        if timings is not None:  # details_ms: the one read of the items' titles, prices and images
+            timings.update({"filters_ms": (t1 - t0) * 1000, "rank_ms": (t2 - t1) * 1000, **ranker.last_timings,
+                            "details_ms": (time.perf_counter() - t3) * 1000})
+        return out
 
     def _ranker_of(self, served: Served, rules: ListRules) -> RankingPipeline | None:
         """The ranker of a list: the served one, or the stored generation its rules (a variant) name."""
