@@ -171,10 +171,15 @@ class SessionRequest(RecommendRequest):
     events: Annotated[list[SessionEvent], Field(min_length=1, max_length=MAX_LIST)]
 
 
+USER_DOC = ("the user the list is shown to (optional): recorded with the list, and assigns their variant when an "
+            "experiment runs on this surface (its modality, unless one is asked for)")
+
+
 class SearchTextRequest(_Strict):
     query: Query
     k: K = 20
-    modality: Modality = "fused"
+    modality: Modality | None = Field(None, description="default: the user's variant's, else fused")
+    user_id: Id | None = Field(None, description=USER_DOC)
     mode: SearchMode | None = Field(None, description=MODE_DOC)
     lexical_weight: LexicalWeight | None = None
     filter: Filter | None = None
@@ -183,7 +188,8 @@ class SearchTextRequest(_Strict):
 
 class SimilarRequest(_Strict):
     k: K = 20
-    modality: Modality = "fused"
+    modality: Modality | None = Field(None, description="default: the user's variant's, else fused")
+    user_id: Id | None = Field(None, description=USER_DOC)
     filter: Filter | None = None
     exclude: Exclude = Field(default_factory=list)
 

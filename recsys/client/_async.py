@@ -105,17 +105,17 @@ class AsyncClient:
                           explain: bool = False) -> Page:
         return await self._call(api.recommend_session(events, k, filter, exclude, diversity, explain))
 
-    async def similar(self, item_id: str, k: int = 20, *, modality: str = "fused", filter: FilterLike = None,
-                exclude: Sequence[str] = ()) -> Page:
-        return await self._call(api.similar(item_id, k, modality, filter, exclude))
+    async def similar(self, item_id: str, k: int = 20, *, modality: str | None = None,
+                      filter: FilterLike = None, exclude: Sequence[str] = (), user_id: str | None = None) -> Page:
+        return await self._call(api.similar(item_id, k, modality, filter, exclude, user_id))
 
-    async def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: FilterLike = None,
-                    exclude: Sequence[str] = ()) -> Page:
-        return await self._call(api.search_text(query, k, modality, filter, exclude))
+    async def search_text(self, query: str, k: int = 20, *, modality: str | None = None,
+                          filter: FilterLike = None, exclude: Sequence[str] = (), user_id: str | None = None) -> Page:
+        return await self._call(api.search_text(query, k, modality, filter, exclude, user_id))
 
-    async def search_image(self, image: bytes | str | Path, k: int = 20, *, modality: str = "image",
-                     filter: FilterLike = None) -> Page:
-        return await self._call(api.search_image(image, k, modality, filter))
+    async def search_image(self, image: bytes | str | Path, k: int = 20, *, modality: str | None = None,
+                           filter: FilterLike = None, user_id: str | None = None) -> Page:
+        return await self._call(api.search_image(image, k, modality, filter, user_id))
 
     async def more_like_these(self, positive: Mapping[str, float] | Sequence[str],
                         negative: Mapping[str, float] | Sequence[str] = (), k: int = 20, *,

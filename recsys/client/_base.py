@@ -253,19 +253,23 @@ def recommend_session(events: Sequence[Mapping[str, Any]], k: int, filter: Filte
     return Call("POST", "/v1/sessions/recommendations", _page, {"json": body})
 
 
-def similar(item_id: str, k: int, modality: str, filter: FilterLike, exclude: Sequence[str]) -> Call[Page]:
-    body = _drop_none({"k": k, "modality": modality, "filter": filter, "exclude": list(exclude)})
+def similar(item_id: str, k: int, modality: str | None, filter: FilterLike, exclude: Sequence[str],
+            user_id: str | None = None) -> Call[Page]:
+    body = _drop_none({"k": k, "modality": modality, "filter": filter, "exclude": list(exclude), "user_id": user_id})
     return Call("POST", f"/v1/items/{_q(item_id)}/similar", _page, {"json": body})
 
 
-def search_text(query: str, k: int, modality: str, filter: FilterLike, exclude: Sequence[str]) -> Call[Page]:
-    body = _drop_none({"query": query, "k": k, "modality": modality, "filter": filter, "exclude": list(exclude)})
+def search_text(query: str, k: int, modality: str | None, filter: FilterLike, exclude: Sequence[str],
+                user_id: str | None = None) -> Call[Page]:
+    body = _drop_none({"query": query, "k": k, "modality": modality, "filter": filter, "exclude": list(exclude),
+                       "user_id": user_id})
     return Call("POST", "/v1/search/text", _page, {"json": body})
 
 
-def search_image(image: bytes | str | Path, k: int, modality: str, filter: FilterLike) -> Call[Page]:
+def search_image(image: bytes | str | Path, k: int, modality: str | None, filter: FilterLike,
+                 user_id: str | None = None) -> Call[Page]:
     data = Path(image).read_bytes() if isinstance(image, str | Path) else image
-    form: dict[str, Any] = {"k": str(k), "modality": modality}
+    form: dict[str, Any] = _drop_none({"k": str(k), "modality": modality, "user_id": user_id})
     if filter:
         form["filter"] = json.dumps(dict(filter))
     return Call("POST", "/v1/search/image", _page, {"files": {"image": ("query", data)}, "data": form})

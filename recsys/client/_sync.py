@@ -105,17 +105,19 @@ class Client:
                           explain: bool = False) -> Page:
         return self._call(api.recommend_session(events, k, filter, exclude, diversity, explain))
 
-    def similar(self, item_id: str, k: int = 20, *, modality: str = "fused", filter: FilterLike = None,
-                exclude: Sequence[str] = ()) -> Page:
-        return self._call(api.similar(item_id, k, modality, filter, exclude))
+    def similar(self, item_id: str, k: int = 20, *, modality: str | None = None, filter: FilterLike = None,
+                exclude: Sequence[str] = (), user_id: str | None = None) -> Page:
+        """Items like ``item_id``; ``user_id`` (optional, also on the searches) records who saw the list and assigns
+        their experiment variant, whose modality applies unless one is given."""
+        return self._call(api.similar(item_id, k, modality, filter, exclude, user_id))
 
-    def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: FilterLike = None,
-                    exclude: Sequence[str] = ()) -> Page:
-        return self._call(api.search_text(query, k, modality, filter, exclude))
+    def search_text(self, query: str, k: int = 20, *, modality: str | None = None, filter: FilterLike = None,
+                    exclude: Sequence[str] = (), user_id: str | None = None) -> Page:
+        return self._call(api.search_text(query, k, modality, filter, exclude, user_id))
 
-    def search_image(self, image: bytes | str | Path, k: int = 20, *, modality: str = "image",
-                     filter: FilterLike = None) -> Page:
-        return self._call(api.search_image(image, k, modality, filter))
+    def search_image(self, image: bytes | str | Path, k: int = 20, *, modality: str | None = None,
+                     filter: FilterLike = None, user_id: str | None = None) -> Page:
+        return self._call(api.search_image(image, k, modality, filter, user_id))
 
     def more_like_these(self, positive: Mapping[str, float] | Sequence[str],
                         negative: Mapping[str, float] | Sequence[str] = (), k: int = 20, *,

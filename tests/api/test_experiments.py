@@ -199,3 +199,33 @@ def test_session_lists_take_the_rules_too(exp_client: TestClient, storing: Stori
     assert r.status_code == 200, r.text
     assert storing.last_rules == ListRules.of(pins={"h5": 1}, bury=["s2"])
     assert r.json()["meta"].get("variant") is None  # no user: no experiment
+
+
+def test_post_similar_and_search_and_the_client_join_the_experiment(tmp_path: Path, storing: StoringFake) -> None:
+    from recsys.client import Client
+
+    s = api_settings(tmp_path)
+    s.experiments = ExperimentsSettings(definitions=[
+        {"name": "looks", "surfaces": ["similar", "search"],
+         "variants": [{"name": "fused", "share": 0.5}, {"name": "image", "share": 0.5, "modality": "image"}]}])
+    calls: list[str] = []
+    real_similar, real_search = storing.similar, storing.search_text
+    storing.similar = lambda *a, **kw: calls.append(kw["modality"]) or real_similar(*a, **kw)  # type: ignore
+    storing.search_text = lambda *a, **kw: calls.append(kw["modality"]) or real_search(*a, **kw)  # type: ignore
+    with TestClient(create_app(s, storing), raise_server_exceptions=False) as c:
+        exps = c.app.state.experiments  # type: ignore[attr-defined]
+        user = next(f"u{i}" for i in range(50) if exps.assign("similar", f"u{i}").variant.name == "image")
+        r = c.post("/v1/items/s1/similar", json={"k": 2, "user_id": user})
+        assert r.status_code == 200, r.text
+        assert (r.json()["meta"]["experiment"], r.json()["meta"]["variant"]) == ("looks", "image")
+        c.post("/v1/search/text", json={"query": "hat", "k": 2, "user_id": user, "modality": "text"})
+        c.post("/v1/search/text", json={"query": "hat", "k": 2})
+        client = Client(http=c)
+        assert client.similar("s1", k=2, user_id=user).variant == "image"
+        assert client.search_text("hat", k=2, user_id=user).variant == "image"
+        assert client.search_text("hat", k=2).variant is None
+        assert calls == ["image", "text", "fused", "image", "image", "fused"]
+        assert c.post("/v1/search/text", json={"query": "hat", "user_id": "bad\x01"}).status_code == 422
+        rows = _served(c)
+        assert {(r.source, r.variant) for r in rows.values() if r.user_id == user} == \
+            {("similar", "image"), ("search_text", "image")}

@@ -13,9 +13,6 @@ from recsys.errors import ValidationFailed
 from recsys.feedback import Cursor, Served, new_recommendation_id
 from recsys.serving.results import ScoredItem, result_object
 
-USER_DOC = ("the user the list is shown to (optional): recorded with the list, and assigns their variant when an "
-            "experiment runs on this surface (its modality, unless one is asked for)")
-
 
 def to_item_filter(f: Filter | None) -> Any:
     """The service's :class:`recsys.index.ItemFilter` for a request filter (None when nothing is filtered)."""

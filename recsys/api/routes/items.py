@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
 from recsys.api.media import check_image_field, media_roots, public_item
-from recsys.api.routes._common import USER_DOC, ids_param, query_filter, results, to_item_filter
+from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment
 from recsys.api.schemas import (
+    USER_DOC,
     Deleted,
     Filter,
     ItemBatch,
@@ -84,9 +85,10 @@ def similar(request: Request, item_id: ItemId, rec: RecommenderDep, _key: ReadKe
 @router.post("/{item_id}/similar", response_model=Results, summary="Items like this one (filters in the body)")
 def similar_post(request: Request, item_id: ItemId, body: SimilarRequest, rec: RecommenderDep,
                  _key: ReadKey) -> Any:
-    items = rec.similar(item_id, body.k, modality=body.modality, filter=to_item_filter(body.filter),
-                        exclude=body.exclude)
-    return results(request, items)
+    assigned = assignment(request, "similar", body.user_id)
+    chosen = body.modality or (assigned.variant.modality if assigned is not None else None) or "fused"
+    items = rec.similar(item_id, body.k, modality=chosen, filter=to_item_filter(body.filter), exclude=body.exclude)
+    return results(request, items, user_id=body.user_id, assigned=assigned)
 
 
 def _plain(item: ItemPut) -> dict[str, Any]:

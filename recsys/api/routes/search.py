@@ -10,9 +10,18 @@ from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import ReadKey, RecommenderDep, SettingsDep
 from recsys.api.limits import check_image
-from recsys.api.routes._common import USER_DOC, ids_param, query_filter, results, to_item_filter
+from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment
-from recsys.api.schemas import MODE_DOC, Filter, LexicalWeight, Modality, Results, SearchMode, SearchTextRequest
+from recsys.api.schemas import (
+    MODE_DOC,
+    USER_DOC,
+    Filter,
+    LexicalWeight,
+    Modality,
+    Results,
+    SearchMode,
+    SearchTextRequest,
+)
 from recsys.errors import PayloadTooLarge, ValidationFailed
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
@@ -41,9 +50,11 @@ def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
 
 @router.post("/text", response_model=Results, summary="Items matching a text query (filters in the body)")
 def search_text_post(request: Request, body: SearchTextRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
-    items = rec.search_text(body.query, body.k, modality=body.modality, filter=to_item_filter(body.filter),
+    assigned = assignment(request, "search", body.user_id)
+    chosen = body.modality or (assigned.variant.modality if assigned is not None else None) or "fused"
+    items = rec.search_text(body.query, body.k, modality=chosen, filter=to_item_filter(body.filter),
                             exclude=body.exclude, mode=body.mode, lexical_weight=body.lexical_weight)
-    return results(request, items)
+    return results(request, items, user_id=body.user_id, assigned=assigned)
 
 
 @router.post("/image", response_model=Results,
