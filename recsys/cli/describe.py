@@ -20,6 +20,9 @@ def items_describe(
                                                    "the vocabulary's)")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="describe at most this many items")] = None,
     item_ids: Annotated[list[str] | None, typer.Option("--item", help="describe this item (repeatable)")] = None,
+    neighbours: Annotated[int | None, typer.Option(
+        "--neighbours", min=0, help="image neighbours among the other items that vote for a facet naming a field "
+                                    "(default: the vocabulary's, 30; 0: zero-shot only)")] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Write a short description of each item from its image (colour, pattern, type, material...), stored apart
@@ -32,6 +35,7 @@ def items_describe(
     with progress_bar("describe") as update:
         report = describe_items(open_store(), get_settings(), vocab, only_missing=only_missing,
                                 min_confidence=min_confidence, limit=limit, item_ids=item_ids,
+                                neighbours=neighbours,
                                 progress=lambda d, t: update("items", d, t))
     err.print(f"{report.described} of {report.items} items described, {report.unconfident} with nothing confident "
               f"to say, {report.failed} without a decodable image, {report.seconds:.1f}s "

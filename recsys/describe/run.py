@@ -3,9 +3,11 @@
 For every facet of the vocabulary the item's image vector (mean of its decodable images, through the same cached
 tower features as ``recsys embed``) is scored against the facet's labels by the zero-shot tagger's softmax
 (:func:`recsys.encoders.tagging.score_labels`); the best label of each facet whose score reaches the confidence
-threshold is worded into the vocabulary's sentence ("Red striped dress in jersey."). The text, the facets with their
-scores and the encoder are stored in ``item_descriptions``, apart from the merchant's title and description, which
-are never written. A re-run replaces an item's generated description.
+threshold is worded into the vocabulary's sentence ("Red striped dress in jersey."). A facet that names a catalogue
+``field`` (the hm vocabulary's colour and garment type) also takes the vote of the item's image neighbours among the
+other items carrying such a value, mixed with the zero-shot score (:mod:`recsys.describe.transfer`). The text, the
+facets with their scores and the encoder are stored in ``item_descriptions``, apart from the merchant's title and
+description, which are never written. A re-run replaces an item's generated description.
 
 Items are described in chunks, each committed on its own; an item without a decodable image is reported with the
 reason and keeps any earlier description: one bad photo never stops the run.
@@ -15,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from recsys.config import Settings
+from recsys.describe.transfer import LabelSource, candidate_items, label_indices, mix, neighbour_votes
 from recsys.describe.vocabulary import Vocabulary
 from recsys.encoders.base import l2_normalise
 from recsys.encoders.encoder import TowerEncoder, get_encoder
@@ -97,30 +100,65 @@ def image_vectors(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: 
     return l2_normalise(out), failed
 
 
+def label_source(encoder: TowerEncoder, items: Sequence[ItemRecord], vocabulary: Vocabulary, settings: Settings,
+                 exclude: Collection[str] = ()) -> LabelSource | None:
+    """The items whose field values vote (see :mod:`recsys.describe.transfer`); None when no facet names a field
+    or no item carries a value."""
+    fields = {f.field for f in vocabulary.facets if f.field}
+    voters = candidate_items(items, fields, exclude) if fields else []
+    if not voters:
+        return None
+    vecs, failed = image_vectors(encoder, voters, settings)
+    keep = [r for r in range(len(voters)) if r not in failed]
+    voters = [voters[r] for r in keep]
+    labels = {f.name: label_indices(voters, f.field, f.labels) for f in vocabulary.facets if f.field}
+    return LabelSource([it.item_id for it in voters], vecs[keep], labels)
+
+
+def facet_scores(vecs: np.ndarray, item_ids: Sequence[str], vocabulary: Vocabulary, label_vecs: dict[str, np.ndarray],
+                 source: LabelSource | None, neighbours: int) -> dict[str, np.ndarray]:
+    """Facet name -> (n, labels) scores: the zero-shot softmax, mixed with the neighbours' votes where the facet
+    names a field and ``neighbours`` > 0."""
+    from recsys.encoders.tagging import score_labels
+
+    out = {}
+    for f in vocabulary.facets:
+        scores = score_labels(vecs, label_vecs[f.name])
+        if source is not None and neighbours > 0 and f.name in source.labels:
+            votes = neighbour_votes(vecs, item_ids, source, f.name, len(f.labels), neighbours)
+            scores = mix(scores, votes, vocabulary.neighbour_weight)
+        out[f.name] = scores
+    return out
+
+
 def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, only_missing: bool = False,
                    min_confidence: float | None = None, limit: int | None = None,
                    item_ids: Sequence[str] | None = None, encoder: TowerEncoder | None = None,
+                   neighbours: int | None = None, label_exclude: Collection[str] = (),
                    progress: Progress | None = None) -> DescribeReport:
     """Write generated descriptions for the chosen items (see the module docstring); per-item failures are in
-    the report, never raised."""
+    the report, never raised. ``neighbours`` overrides the vocabulary's (0: zero-shot only); the fields of the
+    items in ``label_exclude`` are never read as labels (a held-out evaluation's items)."""
     from recsys.encoders.catalog import item_pks, read_items
-    from recsys.encoders.tagging import score_labels
     from recsys.store.descriptions import GeneratedDescription, replace_descriptions
 
     t0 = time.perf_counter()
     enc = encoder or get_encoder(settings)
-    items = select_items(read_items(store), only_missing=only_missing, item_ids=item_ids, limit=limit,
+    catalogue = read_items(store)
+    items = select_items(catalogue, only_missing=only_missing, item_ids=item_ids, limit=limit,
                          poor_below=settings.encoder.generated_text_below)
     label_vecs = {f.name: enc.encode_texts(f.prompts()) for f in vocabulary.facets}
+    k = vocabulary.neighbours if neighbours is None else neighbours
+    voters = label_source(enc, catalogue, vocabulary, settings, label_exclude) if k > 0 and items else None
     pks = item_pks(store, [it.item_id for it in items])
-    source = f"zero-shot:{enc.id}"
+    source = f"zero-shot+neighbours:{enc.id}" if voters is not None else f"zero-shot:{enc.id}"
     report = DescribeReport(enc.id, vocabulary.name, len(items), 0, 0, 0, 0.0)
     if progress:
         progress(0, len(items))
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]
         vecs, failed = image_vectors(enc, chunk, settings)
-        scores = {f.name: score_labels(vecs, label_vecs[f.name]) for f in vocabulary.facets}
+        scores = facet_scores(vecs, [it.item_id for it in chunk], vocabulary, label_vecs, voters, k)
         rows = []
         for r, it in enumerate(chunk):
             if r in failed:

@@ -110,6 +110,29 @@ def test_only_missing_limit_and_confidence(env: tuple[Store, Settings, Path]) ->
     assert sure.items == 1 and sure.described == 0 and sure.unconfident == 1  # nothing is that sure
 
 
+def test_neighbour_vote_reads_only_other_items_labels(env: tuple[Store, Settings, Path]) -> None:
+    store, settings, vocab = env
+    voted = vocab.with_name("voted.toml")
+    voted.write_text(VOCAB.replace("min_confidence = 0.0", "min_confidence = 0.0\nneighbour_weight = 1.0")
+                     .replace("[facets.colour]", '[facets.colour]\nfield = "attributes.colour"'))
+    v = load_vocabulary(voted)
+    ids = [f"{c}-{i}" for c in COLOURS for i in range(4)]
+    describe_items(store, settings, v, neighbours=3, item_ids=ids)
+    texts = _texts(store)
+    assert sum(texts[i].lower().startswith(i.split("-")[0]) for i in ids) / 24 >= 0.6  # by the other 3 of its colour
+    with store.session() as s:
+        rows = s.scalars(select(ItemDescription).join(Item).where(Item.external_id.in_(ids))).all()
+        assert len(rows) == 24 and all(r.source.startswith("zero-shot+neighbours:") for r in rows)
+    reds = [f"red-{i}" for i in range(4)]
+    describe_items(store, settings, v, neighbours=3, item_ids=ids, label_exclude=reds)
+    texts = _texts(store)
+    assert not any(texts[i].lower().startswith("red") for i in ids)  # no red item may vote: nobody is called red
+    describe_items(store, settings, v, neighbours=0, item_ids=["red-0"])
+    with store.session() as s:
+        row = s.scalars(select(ItemDescription).join(Item).where(Item.external_id == "red-0")).one()
+        assert row.source.startswith("zero-shot:")  # 0: the zero-shot tagger alone
+
+
 def test_description_is_searchable(env: tuple[Store, Settings, Path]) -> None:
     store, settings, vocab = env
     describe_items(store, settings, load_vocabulary(vocab), item_ids=["poor"])
