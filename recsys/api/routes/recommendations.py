@@ -11,15 +11,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
 from recsys.api.routes._common import debug_timings, ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment, list_rules
-from recsys.api.routes.feeds import CURSOR_DOC, feed_exclusions, left_out
+from recsys.api.routes.feeds import feed_exclusions, left_out
+from recsys.api.routes.query import RecommendQuery, openapi_parameters, parse_query
 from recsys.api.schemas import (
-    CursorText,
     Filter,
     MoreLikeTheseRequest,
     RecommendRequest,
     Results,
     SessionRequest,
-    ShownHours,
     UserDeleted,
 )
 from recsys.experiments import variant_ranker_id
@@ -28,10 +27,6 @@ from recsys.serving.rules import parse_pairs
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 
-BOOST_DOC = "KEY=B: a business boost, KEY an item id or category:NAME, B in units of the score spread (repeatable)"
-BURY_DOC = "an item id or category:NAME put below every other item (repeatable)"
-PIN_DOC = "ITEM=POSITION: the item at that 1-based position, tagged 'pinned' (repeatable)"
-EXPLORE_DOC = "share of the list sampled from new and long-tail items, tagged 'exploration'"
 
 UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
@@ -57,29 +52,20 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
                    ranker=variant_ranker_id(assigned))
 
 
-# async: a cached answer never leaves the event loop; the service sends ranking to a worker thread itself
+# async: a cached answer never leaves the event loop; the service sends ranking to a worker thread itself. The query
+# string is read in one validation (recsys/api/routes/query.py), documented from the same model.
 @router.get("/users/{user_id}/recommendations", response_model=Results,
-            summary="Personalised recommendations (an unknown user gets trending items, tagged 'popular')")
-async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key: ReadKey,
-                    f: Annotated[Filter | None, Depends(query_filter)],
-                    k: Annotated[int, Query(ge=1, le=1000)] = 20,
-                    exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
-                    diversity: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
-                    explain: bool = False, debug: bool = False,
-                    now: Annotated[datetime | None, Query(description="rank as of this time (ISO 8601)")] = None,
-                    cursor: Annotated[CursorText | None, Query(description=CURSOR_DOC)] = None,
-                    exclude_shown_hours: Annotated[ShownHours | None, Query()] = None,
-                    boost: Annotated[list[str] | None, Query(max_length=1000, description=BOOST_DOC)] = None,
-                    bury: Annotated[list[str] | None, Query(max_length=1000, description=BURY_DOC)] = None,
-                    pin: Annotated[list[str] | None, Query(max_length=100, description=PIN_DOC)] = None,
-                    exploration: Annotated[float | None, Query(ge=0.0, le=1.0, description=EXPLORE_DOC)] = None,
-                    ) -> Any:
-    body = RecommendRequest.model_construct(k=k, filter=f, exclude=ids_param(exclude), diversity=diversity,
-                                            explain=explain, debug=debug, now=now, cursor=cursor,
-                                            exclude_shown_hours=exclude_shown_hours,
-                                            boosts=parse_pairs(boost or (), "boost", float),
-                                            bury=ids_param(bury, "bury"), pins=parse_pairs(pin or (), "pin", int),
-                                            exploration=exploration)
+            summary="Personalised recommendations (an unknown user gets trending items, tagged 'popular')",
+            openapi_extra=openapi_parameters(RecommendQuery))
+async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key: ReadKey) -> Any:
+    q = parse_query(request, RecommendQuery)
+    f = await query_filter(q.category, q.price_min, q.price_max, q.in_stock, q.attr)
+    body = RecommendRequest.model_construct(k=q.k, filter=f, exclude=ids_param(q.exclude), diversity=q.diversity,
+                                            explain=q.explain, debug=q.debug, now=q.now, cursor=q.cursor,
+                                            exclude_shown_hours=q.exclude_shown_hours,
+                                            boosts=parse_pairs(q.boost or (), "boost", float),
+                                            bury=ids_param(q.bury, "bury"), pins=parse_pairs(q.pin or (), "pin", int),
+                                            exploration=q.exploration)
     return await _recommend(request, rec, user_id, body)
 
 

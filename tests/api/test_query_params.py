@@ -1,0 +1,39 @@
+"""The personal list's query string, read in one validation: the same constraints and answers as declared
+parameters, repeated parameters for lists, unknown ones ignored, every parameter in the OpenAPI schema."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from recsys.api.routes.query import RecommendQuery
+
+
+def test_bad_values_are_422_naming_the_parameter(client: TestClient) -> None:
+    for query, name in [("k=0", "k"), ("k=abc", "k"), ("diversity=2", "diversity"), ("exploration=-1", "exploration"),
+                        ("explain=maybe", "explain"), ("now=yesterday", "now"), ("cursor=%24%24", "cursor"),
+                        ("price_min=nan", "price_min"), ("exclude_shown_hours=99999", "exclude_shown_hours"),
+                        ("pin=" + "&pin=".join(f"h{i}=1" for i in range(101)), "pin")]:
+        r = client.get(f"/v1/users/u1/recommendations?{query}")
+        assert r.status_code == 422, (query, r.text)
+        body = r.json()
+        assert body["code"] == "invalid"
+        assert any(d["loc"][:2] == ["query", name] for d in body["error"]["details"]), (query, body)
+
+
+def test_values_reach_the_list(client: TestClient) -> None:
+    r = client.get("/v1/users/u1/recommendations?k=3&category=hats&category=shoes&explain=true&debug=1&unknown=x"
+                   "&exclude=h1&exclude=h2&price_max=30")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["items"]) == 3 and "debug" in body
+    assert not {"h1", "h2"} & {it["item_id"] for it in body["items"]}
+    assert client.get("/v1/users/u1/recommendations?price_min=5&price_max=1").status_code == 422  # filter's own
+    assert client.get("/v1/users/u1/recommendations?attr=nocolon").status_code == 422
+
+
+def test_every_parameter_is_documented(client: TestClient) -> None:
+    op = client.get("/openapi.json").json()["paths"]["/v1/users/{user_id}/recommendations"]["get"]
+    documented = {p["name"]: p for p in op["parameters"] if p["in"] == "query"}
+    assert set(documented) == set(RecommendQuery.model_fields)
+    assert documented["k"]["schema"]["maximum"] == 1000 and documented["k"]["schema"]["minimum"] == 1
+    assert documented["boost"]["description"].startswith("KEY=B")
