@@ -8,7 +8,9 @@ held-out articles, side by side, the real text (the configured text fields) agai
 - text -> image retrieval: each article's text vector against the held-out images; recall@10 of its own image;
 - search precision: ``--broad`` "<colour> <product type>" queries (pairs with at least 5 held-out articles), the
   held-out articles ranked by their text vectors; precision@10 of colour, of type and of both (H&M's own fields);
-- facets: colour and garment type of the generated text against H&M's ``colour_group_name`` / ``product_type_name``.
+- facets: colour and garment type of the generated text against H&M's ``colour_group_name`` / ``product_type_name``,
+  with the hm vocabulary's neighbour vote (the other articles' colour and type; the held-out articles' own fields are
+  never read: ``label_exclude``) and, in the same run, zero-shot only (``neighbours=0``).
 
     python bench/describe_hm.py --home /tmp/hm_desc [--n 1000 --broad 30 --seed 0] > result.json
 """
@@ -30,14 +32,14 @@ from sqlalchemy import select
 
 from recsys.config import Settings
 from recsys.describe import describe_items, load_vocabulary
-from recsys.encoders.catalog import read_items
+from recsys.encoders.catalog import item_pks, read_items
 from recsys.encoders.embed import encode_items
 from recsys.encoders.encoder import get_encoder
 from recsys.encoders.fit import build_pairs, fit_on_pairs
 from recsys.encoders.text import ItemRecord
 from recsys.encoders.training import FitParams
 from recsys.store import Item, Store
-from recsys.store.descriptions import generated_texts
+from recsys.store.descriptions import generated_texts, remove_descriptions
 from recsys.store.tables import ItemDescription
 
 
@@ -73,6 +75,30 @@ def _precision(query_vecs: np.ndarray, item_vecs: np.ndarray, truth: list[tuple[
     return {"colour": round(col / n, 3), "type": round(typ / n, 3), "both": round(both / n, 3)}
 
 
+def _facet_accuracy(store: Store, items: list[ItemRecord], held: list[int], held_ids: set[str],
+                    vocab: Any) -> dict[str, float]:
+    """Colour (exact shade and master) and type of the stored generated facets against H&M's fields."""
+    with store.session() as s:
+        ext = dict(s.execute(select(Item.id, Item.external_id)).all())
+        facets = {ext[d.item_id]: d.facets for d in s.scalars(select(ItemDescription))
+                  if ext.get(d.item_id) in held_ids}
+    hold = [items[i] for i in held if items[i].item_id in facets]
+    colour_ok = master_ok = type_ok = in_vocab = 0
+    garments = {_norm(x) for x in vocab.facets[2].labels}  # _norm: "leggings/tights" == H&M's
+    for it in hold:
+        f = {x["facet"]: x for x in facets[it.item_id]}
+        colour_ok += _norm(f["colour"]["label"]) == _norm(it.attributes.get("colour"))
+        master_ok += _master(f["colour"]["label"]) == _norm(it.attributes.get("perceived_colour"))
+        kind = _norm(it.category)
+        type_ok += _norm(f["garment"]["label"]) == kind
+        in_vocab += kind in garments
+    n = max(len(hold), 1)
+    return {"generated_colour_correct": round(colour_ok / n, 3),
+            "generated_master_colour_correct": round(master_ok / n, 3),
+            "generated_type_correct": round(type_ok / n, 3), "type_in_vocabulary": round(in_vocab / n, 3),
+            "generated_type_correct_where_in_vocabulary": round(type_ok / max(in_vocab, 1), 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--home", type=Path, required=True, help="a COPY of an embedded H&M home (it is written)")
@@ -93,12 +119,15 @@ def main() -> None:
     data, _ = build_pairs(base, [it for it in items if it.item_id not in held_ids], settings)
     enc, metrics, n_train, _ = fit_on_pairs(base, data, FitParams(seed=args.seed, val_pairs=200))
     fit_s = time.perf_counter() - t0
-    report = describe_items(store, settings, load_vocabulary("hm"), item_ids=sorted(held_ids), encoder=enc)
+    vocab = load_vocabulary("hm")
+    describe_items(store, settings, vocab, item_ids=sorted(held_ids), encoder=enc, neighbours=0)
+    zero_shot = _facet_accuracy(store, items, held, held_ids, vocab)
+    with store.session() as s:  # an item unconfident below must not keep its zero-shot description
+        remove_descriptions(s, item_pks(store, sorted(held_ids)).values())
+    report = describe_items(store, settings, vocab, item_ids=sorted(held_ids), encoder=enc, label_exclude=held_ids)
     with store.session() as s:
         ext = dict(s.execute(select(Item.id, Item.external_id)).all())
         gen = {ext[pk]: t for pk, t in generated_texts(s).items() if ext.get(pk) in held_ids}
-        facets = {ext[d.item_id]: d.facets for d in s.scalars(select(ItemDescription))
-                  if ext.get(d.item_id) in held_ids}
     hold = [items[i] for i in held if items[i].item_id in gen]
     real_text, image, has_image, _ = encode_items(enc, hold, settings)
     only_gen = [ItemRecord(it.item_id, generated_description=gen[it.item_id], media=it.media) for it in hold]
@@ -110,15 +139,7 @@ def main() -> None:
     queries = [p for p, c in pairs.most_common() if c >= 5 and p[0] and p[1]]
     queries = rng.sample(queries, min(args.broad, len(queries)))
     qvecs = enc.encode_texts([f"{c} {t}" for c, t in queries])
-    colour_ok = master_ok = type_ok = in_vocab = 0
-    garments = {_norm(x) for x in load_vocabulary("hm").facets[2].labels}  # _norm: "leggings/tights" == H&M's
-    for it in hold:
-        f = {x["facet"]: x for x in facets[it.item_id]}
-        colour_ok += _norm(f["colour"]["label"]) == _norm(it.attributes.get("colour"))
-        master_ok += _master(f["colour"]["label"]) == _norm(it.attributes.get("perceived_colour"))
-        kind = _norm(it.category)
-        type_ok += _norm(f["garment"]["label"]) == kind
-        in_vocab += kind in garments
+    acc = _facet_accuracy(store, items, held, held_ids, vocab)
     out: dict[str, Any] = {
         "held_out": len(hold), "pairs_train": n_train, "encoder_val": metrics, "seed": args.seed,
         "described": report.described, "failed": report.failed,
@@ -127,11 +148,7 @@ def main() -> None:
         "broad_queries": len(queries),
         "precision@10": {"real_text": _precision(qvecs, real_text, truth, queries),
                          "generated_only": _precision(qvecs, gen_text, truth, queries)},
-        "generated_colour_correct": round(colour_ok / len(hold), 3),
-        "generated_master_colour_correct": round(master_ok / len(hold), 3),
-        "generated_type_correct": round(type_ok / len(hold), 3),
-        "type_in_vocabulary": round(in_vocab / len(hold), 3),
-        "generated_type_correct_where_in_vocabulary": round(type_ok / max(in_vocab, 1), 3),
+        **acc, "zero_shot_only": zero_shot, "unconfident": report.unconfident,
         "examples": dict(list(gen.items())[:5]),
         "seconds": {"fit": round(fit_s, 1), "total": round(time.perf_counter() - t0, 1)},
         "has_image": int(has_image.sum()),
