@@ -338,9 +338,12 @@ def rows_for(path: Path) -> list[Row]:
                 name, figs, ratios = item[:3]
                 if path.stem.startswith("evaluate_"):
                     name = f"{name} ({path.stem.removeprefix('evaluate_')})"
+                gone = r.get("superseded") or (item[3].get("superseded") if len(item) > 3 else None)
+                if gone:  # kept for the record, replaced by a later protocol (the file says which)
+                    name = f"{name} ({gone}, superseded)"
                 rows.append(Row(name, measured(item[3], None, r) if len(item) > 3 else when, figs, ratios))
             return rows
-    return [Row(path.stem, when, "no summary rule (see the JSON)", "-")]
+    return []  # results without a rule (per-feature studies) are described in the README's text, not the table
 
 
 def _order(path: Path) -> tuple[int, str]:
@@ -411,8 +414,9 @@ def replace_block(readme: Path, body: str) -> None:
 
 
 def stamp_missing_dates(results: Path) -> list[str]:
-    """Give each result without a date ``measured_at`` = its file's modification time (right after a rerun, that is
-    when it was measured); returns the files stamped. quality.json keeps ``generated_at`` per dataset."""
+    """Give each result without a date ``measured_at`` = when git last committed it unchanged (a fresh clone's file
+    times are the checkout's), else its file's modification time (right after a rerun, that is when it was
+    measured); returns the files stamped. quality.json keeps ``generated_at`` per dataset."""
     stamped = []
     for p in sorted(results.glob("*.json")):
         try:
@@ -423,10 +427,26 @@ def stamp_missing_dates(results: Path) -> list[str]:
             continue
         if r and all(isinstance(v, dict) and "generated_at" in v for v in r.values()):
             continue
-        r["measured_at"] = f"{datetime.fromtimestamp(p.stat().st_mtime, UTC):%Y-%m-%dT%H:%M:%SZ}"
+        r["measured_at"] = _committed_at(p) or f"{datetime.fromtimestamp(p.stat().st_mtime, UTC):%Y-%m-%dT%H:%M:%SZ}"
         save_like(p, r)
         stamped.append(p.name)
     return stamped
+
+
+def _committed_at(path: Path) -> str | None:
+    """The UTC time of the last commit of ``path`` when the file is tracked and unchanged since; else None."""
+    import subprocess
+
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", path.name], cwd=path.parent, text=True,
+                               capture_output=True, check=True).stdout.strip()
+        when = subprocess.run(["git", "log", "-1", "--format=%ct", "--", path.name], cwd=path.parent, text=True,
+                              capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    if dirty or not when:
+        return None
+    return f"{datetime.fromtimestamp(int(when), UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def save_like(path: Path, obj: dict[str, Any]) -> None:

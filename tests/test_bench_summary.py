@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,7 +126,7 @@ def test_table_has_machine_date_figures_and_ratios(results: Path) -> None:
     assert "recommendations / healthz req/s 0.072/0.187, p99 / p50 at c16 1.71" in ratios
     assert "uncached / healthz req/s 0.04/0.112, p99 / p50 at c16 2.5" in ratios and "+1.37%" in ratios
     assert rows["diversity_hm.failed"][1] == "skipped: BENCH_HM_HOME not set"
-    assert rows["mystery"][1] == "no summary rule (see the JSON)"
+    assert "mystery" not in rows  # no rule: described in the README's text, not a table row
     assert "could not summarise" not in table
     order = list(rows)
     assert order.index("import (H&M)") < order.index("index 1M x 384") < order.index("HTTP API load")
@@ -199,3 +200,24 @@ def test_a_run_is_stamped_and_a_failure_keeps_the_last_good_result(tmp_path: Pat
     assert not (tmp_path / "fake.failed.json").exists()  # a success clears the failure
     skipped = run_all.Bench("fake", ["false"], skip="BENCH_HM_HOME not set")
     assert run_all.run(skipped, tmp_path, HOST).startswith("skipped (BENCH_HM_HOME not set)")
+
+
+def test_superseded_results_say_so_and_committed_files_keep_their_commit_date(tmp_path: Path) -> None:
+    import subprocess
+
+    r = {"k": 20, "protocol": "last_day", "users": 10, "metrics": {"recall": 0.1, "ndcg": 0.05},
+         "baselines": {"popular": {"recall": 0.05, "ndcg": 0.02}}, "superseded": "leaky protocol",
+         "measured_at": "2026-11-23T10:00:00Z"}
+    (tmp_path / "evaluate_hm.json").write_text(json.dumps(r))
+    [row] = summary.rows_for(tmp_path / "evaluate_hm.json")
+    assert row.benchmark == "recsys evaluate (hm) (leaky protocol, superseded)"
+    undated = tmp_path / "undated.json"
+    undated.write_text('{"x": 1}')
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "undated.json"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "r", "--date", "2026-11-20T08:00:00Z"], check=True,
+                   env={**os.environ, "GIT_COMMITTER_DATE": "2026-11-20T08:00:00Z"})
+    os.utime(undated, (2_000_000_000, 2_000_000_000))  # a fresh checkout's file time, not the measurement's
+    summary.stamp_missing_dates(tmp_path)
+    assert json.loads(undated.read_text())["measured_at"] == "2026-11-20T08:00:00Z"
