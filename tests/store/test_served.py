@@ -44,6 +44,34 @@ def test_lists_are_recorded_in_batches_with_their_items(store: Store) -> None:
     assert log.written == 3 and log.dropped == 0
 
 
+class CountingStore:
+    """A store that counts its write transactions."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store
+        self.sessions = 0
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        self.sessions += 1
+        with self.inner.session() as s:
+            yield s
+
+
+def test_a_burst_is_written_in_few_transactions_and_flush_cuts_the_linger_short(sqlite_store: Store) -> None:
+    counting = CountingStore(sqlite_store)
+    log = ServedLog(counting, batch_size=500, linger_s=30.0)  # a linger no test would wait out
+    lists = [_served((A, B)) for _ in range(1200)]
+    assert all(log.record(s) for s in lists)
+    assert log.flush(timeout_s=20)  # returns long before the 30 s linger: flush() wakes the writer
+    assert log.written == 1200 and counting.sessions <= 4  # 500 + 500 + 200, maybe split once by the timing
+    log.record(_served((C,)))
+    log.close(timeout_s=20)
+    assert log.written == 1201
+    with sqlite_store.session() as s:
+        assert len(list(s.scalars(select(ServedList.id)))) == 1201
+
+
 class BlockedStore:
     """A store whose writes wait until ``release`` is set: a database that stopped answering."""
 
