@@ -11,6 +11,7 @@ after training, nearest to the user's taste), ``cobuy`` (nearest to the latest i
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -140,6 +141,13 @@ class CandidateGenerator:
         self._similar = Neighbours(table.content)
         # below this size the index is exact (a Flat scan, ~5 ms for 5 queries on 17k items): kept lists answer
         self._near = Neighbours(table.fused) if table.n < CONTENT_KEPT_MAX else None
+
+    def with_stats(self, stats: ItemStats) -> CandidateGenerator:
+        """The same generator counting other statistics; the kept neighbour lists (the table's alone) are shared,
+        so a recount of the statistics does not compute them again."""
+        gen = copy.copy(self)
+        gen.stats = stats
+        return gen
 
     def _rows(self, hits: list[tuple[str, float]]) -> np.ndarray:
         index = self.table.index

@@ -166,8 +166,7 @@ class RankingPipeline:
         table = self.table
         pipe = copy.copy(self)
         pipe.stats = ItemStats.fit(table.ids, histories_by_user(events, table), self.params.cooc_window)
-        assert self._search is not None
-        pipe._gen = CandidateGenerator(table, pipe.stats, self._search, self.params, self._known)
+        pipe._gen = self._gen.with_stats(pipe.stats)
         return pipe
 
     def _install(self, table: ItemTable, search: VectorSearch | None) -> None:

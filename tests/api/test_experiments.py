@@ -158,7 +158,9 @@ def test_the_explorer_shows_the_report_with_inline_plots(exp_client: TestClient)
     assert exp_client.get("/experiments/nope").status_code == 404
 
 
-def test_similar_and_search_take_the_variants_modality_unless_asked(tmp_path: Path, storing: StoringFake) -> None:
+def _looks(tmp_path: Path, storing: StoringFake) -> tuple[Any, list[str]]:
+    """An app whose "looks" experiment (similar items and search) gives half the users the image modality, and the
+    list of modalities the service was called with."""
     s = api_settings(tmp_path)
     s.experiments = ExperimentsSettings(definitions=[
         {"name": "looks", "surfaces": ["similar", "search"],
@@ -167,7 +169,12 @@ def test_similar_and_search_take_the_variants_modality_unless_asked(tmp_path: Pa
     real_similar, real_search = storing.similar, storing.search_text
     storing.similar = lambda *a, **kw: calls.append(kw["modality"]) or real_similar(*a, **kw)  # type: ignore
     storing.search_text = lambda *a, **kw: calls.append(kw["modality"]) or real_search(*a, **kw)  # type: ignore
-    with TestClient(create_app(s, storing), raise_server_exceptions=False) as c:
+    return create_app(s, storing), calls
+
+
+def test_similar_and_search_take_the_variants_modality_unless_asked(tmp_path: Path, storing: StoringFake) -> None:
+    app, calls = _looks(tmp_path, storing)
+    with TestClient(app, raise_server_exceptions=False) as c:
         exps = c.app.state.experiments  # type: ignore[attr-defined]
         user = next(f"u{i}" for i in range(50) if exps.assign("similar", f"u{i}").variant.name == "image")
         meta = c.get(f"/v1/items/s1/similar?k=2&user_id={user}").json()["meta"]
@@ -204,15 +211,8 @@ def test_session_lists_take_the_rules_too(exp_client: TestClient, storing: Stori
 def test_post_similar_and_search_and_the_client_join_the_experiment(tmp_path: Path, storing: StoringFake) -> None:
     from recsys.client import Client
 
-    s = api_settings(tmp_path)
-    s.experiments = ExperimentsSettings(definitions=[
-        {"name": "looks", "surfaces": ["similar", "search"],
-         "variants": [{"name": "fused", "share": 0.5}, {"name": "image", "share": 0.5, "modality": "image"}]}])
-    calls: list[str] = []
-    real_similar, real_search = storing.similar, storing.search_text
-    storing.similar = lambda *a, **kw: calls.append(kw["modality"]) or real_similar(*a, **kw)  # type: ignore
-    storing.search_text = lambda *a, **kw: calls.append(kw["modality"]) or real_search(*a, **kw)  # type: ignore
-    with TestClient(create_app(s, storing), raise_server_exceptions=False) as c:
+    app, calls = _looks(tmp_path, storing)
+    with TestClient(app, raise_server_exceptions=False) as c:
         exps = c.app.state.experiments  # type: ignore[attr-defined]
         user = next(f"u{i}" for i in range(50) if exps.assign("similar", f"u{i}").variant.name == "image")
         r = c.post("/v1/items/s1/similar", json={"k": 2, "user_id": user})

@@ -8,6 +8,7 @@ with each parameter named) and the parameters are documented in the OpenAPI sche
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -50,18 +51,16 @@ class RecommendQuery(BaseModel):
     exploration: float | None = Field(None, ge=0.0, le=1.0, description=EXPLORE_DOC)
 
 
-def _is_list(annotation: Any) -> bool:
-    return any(get_origin(a) is list for a in (annotation, *get_args(annotation)))
-
-
-_REPEATED: dict[type[BaseModel], frozenset[str]] = {}
+@functools.cache
+def _repeated(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` taken from repeated parameters (its lists)."""
+    return frozenset(n for n, f in model.model_fields.items()
+                     if any(get_origin(a) is list for a in (f.annotation, *get_args(f.annotation))))
 
 
 def parse_query(request: Request, model: type[Q]) -> Q:
     """``model`` from the request's query string (repeated parameters for list fields); a 422 like FastAPI's."""
-    repeated = _REPEATED.get(model)
-    if repeated is None:
-        repeated = _REPEATED[model] = frozenset(n for n, f in model.model_fields.items() if _is_list(f.annotation))
+    repeated = _repeated(model)
     qp = request.query_params
     data: dict[str, Any] = {}
     for name in qp:
