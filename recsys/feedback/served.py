@@ -9,6 +9,8 @@ feed's next page and ``exclude_shown_hours`` see a list that is still in the que
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import os
 import queue
@@ -51,6 +53,13 @@ class Served:
     experiment: str | None = None
     variant: str | None = None
 
+    def values(self, sqlite: bool) -> tuple[Any, ...]:
+        """The row as :func:`served_rows_insert` binds it: JSON as text, and on SQLite the time in SQLAlchemy's
+        own storage format (so ORM reads parse it back)."""
+        ts: Any = self.created_at.isoformat(sep=" ", timespec="microseconds") if sqlite else self.created_at
+        return (self.id, self.source[:32], self.user_id, self.feed_id, self.offset, json.dumps(list(self.item_ids)),
+                len(self.item_ids), self.index_generation, self.ranker_version, ts, self.experiment, self.variant)
+
     def row(self) -> dict[str, Any]:
         return {"id": self.id, "source": self.source[:32], "user_id": self.user_id, "feed_id": self.feed_id,
                 "offset": self.offset, "item_ids": list(self.item_ids), "size": len(self.item_ids),
@@ -60,7 +69,28 @@ class Served:
 
 
 SERVED_INSERT = insert(ServedList)
-"""Run on the session's connection: a Core executemany (through the session, the ORM bulk insert cost twice as much)."""
+"""The portable statement, a Core executemany: for dialects :func:`served_rows_insert` does not know."""
+SERVED_ROWS_PER_STATEMENT = 400
+"""4,800 parameters a statement: under SQLite's (32,766) and PostgreSQL's (65,535) limits at any batch size."""
+_COLUMNS = ("id", "source", "user_id", "feed_id", "offset", "item_ids", "size", "index_generation",
+            "ranker_version", "created_at", "experiment", "variant")
+
+
+@functools.lru_cache(maxsize=64)
+def served_rows_insert(dialect: Any, n: int) -> str | None:
+    """One INSERT of ``n`` rows in the driver's own parameter style (SQLite and psycopg), or None elsewhere.
+
+    One statement per batch, not an executemany: the driver releases the GIL around every row's step, and each
+    re-acquisition by this thread forced a switch away from the request loop (served-list recording cost ~13% of
+    cached throughput that way; its CPU was ~3%)."""
+    mark = {"sqlite": "?", "postgresql": "%s"}.get(dialect.name)
+    if mark is None:
+        return None
+    quote = dialect.identifier_preparer.quote
+    cells = [f"CAST({mark} AS JSON)" if c == "item_ids" and dialect.name == "postgresql" else mark for c in _COLUMNS]
+    row = "(" + ", ".join(cells) + ")"
+    return (f"INSERT INTO {quote(ServedList.__tablename__)} ({', '.join(quote(c) for c in _COLUMNS)}) VALUES "
+            + ", ".join([row] * n))
 
 
 class _Recent:
@@ -240,7 +270,15 @@ class ServedLog:
     def _write(self, batch: Sequence[Served]) -> None:
         try:
             with self.store.session() as s:
-                s.connection().execute(SERVED_INSERT, [b.row() for b in batch])
+                conn = s.connection()
+                if served_rows_insert(conn.dialect, 1) is None:
+                    conn.execute(SERVED_INSERT, [b.row() for b in batch])
+                else:
+                    sqlite = conn.dialect.name == "sqlite"
+                    for i in range(0, len(batch), SERVED_ROWS_PER_STATEMENT):
+                        part = batch[i:i + SERVED_ROWS_PER_STATEMENT]
+                        conn.exec_driver_sql(served_rows_insert(conn.dialect, len(part)) or "",
+                                             tuple(v for b in part for v in b.values(sqlite)))
             self.written += len(batch)
         except Exception as e:  # a database outage loses these lists, never a request
             self.failed += len(batch)

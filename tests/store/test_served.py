@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from recsys.config import Settings
 from recsys.feedback import Served, ServedLog, feedback_report, new_recommendation_id, wilson
+from recsys.feedback.served import SERVED_ROWS_PER_STATEMENT
 from recsys.ranking.history import history_from_records
 from recsys.store import Store
 from recsys.store.events import ingest_events
@@ -70,6 +71,27 @@ def test_a_burst_is_written_in_few_transactions_and_flush_cuts_the_linger_short(
     assert log.written == 1201
     with sqlite_store.session() as s:
         assert len(list(s.scalars(select(ServedList.id)))) == 1201
+
+
+def test_rows_read_back_exactly_across_statements(store: Store) -> None:
+    """The writer binds rows itself (one INSERT per 400 rows, not an executemany): every column must read back
+    through the ORM as written, on either database."""
+    log = ServedLog(store, batch_size=1000, linger_s=30.0)
+    lists = [_served((A, B, C)[: 1 + i % 3], user=None if i % 5 == 0 else f"u{i}", feed_id=f"f{i}" if i % 7 == 0
+                     else None, offset=i % 4, experiment="exp" if i % 2 else None, variant="b" if i % 2 else None)
+             for i in range(SERVED_ROWS_PER_STATEMENT + 37)]
+    lists[1].created_at = lists[1].created_at.replace(microsecond=0)  # no fraction of a second must still parse
+    assert all(log.record(s) for s in lists)
+    assert log.flush(timeout_s=20) and log.written == len(lists) and log.failed == 0
+    with store.session() as s:
+        rows = {r.id: r for r in s.scalars(select(ServedList))}
+    for x in lists:
+        r = rows[x.id]
+        assert (r.source, r.user_id, r.feed_id, r.offset, r.item_ids, r.size, r.index_generation, r.ranker_version,
+                r.created_at, r.experiment, r.variant) == (x.source, x.user_id, x.feed_id, x.offset,
+                                                           list(x.item_ids), len(x.item_ids), "g1", "r1",
+                                                           x.created_at, x.experiment, x.variant)
+    log.close()
 
 
 class BlockedStore:
