@@ -5,7 +5,9 @@
 Fits the co-purchase space (:mod:`recsys.ranking.cobuy`) on the split's training events only, then for every
 evaluated user ranks the catalogue by the best similarity to their last 10 distinct items (their own items left out)
 in four spaces side by side: the text tower's (``content``, what the ``similar`` source uses), the encoder's fused
-vectors, the co-purchase space, and the first two concatenated. Reports the share of targets new to the user, and of
+vectors, the co-purchase space, and the first two concatenated; then the name words (BM25 likeness of the titles,
+:mod:`recsys.ranking.lexical`) and their reciprocal-rank fusion with ``content`` per latest item (what the opt-in
+``hybrid`` source proposes). Reports the share of targets new to the user, and of
 cold items (nobody bought them in training), found in the top 20 / 100 / 300. Prints one JSON object (also written
 to bench/results/cobuy_space_<part>.json).
 """
@@ -28,6 +30,8 @@ from recsys.evaluation.splits import temporal_split  # noqa: E402
 from recsys.ranking.catalog import ItemTable  # noqa: E402
 from recsys.ranking.cobuy import CobuyProjection  # noqa: E402
 from recsys.ranking.history import histories_by_user, history_from_frame  # noqa: E402
+from recsys.ranking.lexical import fuse_ranked  # noqa: E402
+from recsys.ranking.neighbours import top_k  # noqa: E402
 from recsys.ranking.params import RankingParams  # noqa: E402
 from recsys.service import Recommender  # noqa: E402
 from recsys.serving.generations import vectors_of_index  # noqa: E402
@@ -58,7 +62,12 @@ def main() -> None:
     b = proj.transform(table)
     spaces = {"content": table.content, "fused": table.fused, "cobuy": b,
               "content+cobuy": np.concatenate([table.content, b], axis=1)}
-    found = {name: {d: {"new_to_user": 0, "cold_items": 0} for d in DEPTHS} for name in spaces}
+    names = table.names
+    if names is None:
+        raise SystemExit("the items have no titles: no name words to compare")
+    everyone = np.arange(table.n)
+    found = {name: {d: {"new_to_user": 0, "cold_items": 0} for d in DEPTHS}
+             for name in [*spaces, "name_words", "hybrid"]}
     total = {"new_to_user": 0, "cold_items": 0}
     known = split.train_items
     for u in split.users:
@@ -73,10 +82,22 @@ def main() -> None:
         cold = [t for t in new if table.ids[t] not in known]
         total["new_to_user"] += len(new)
         total["cold_items"] += len(cold)
+        ranked: dict[str, np.ndarray] = {}
         for name, v in spaces.items():
             sc = (v[latest] @ v.T).max(axis=0)
             sc[own] = -np.inf
-            order = np.argsort(-sc, kind="stable")[: max(DEPTHS)]
+            ranked[name] = np.argsort(-sc, kind="stable")[: max(DEPTHS)]
+        sc = names.likeness(latest, everyone).max(axis=0)
+        sc[own] = -np.inf
+        order = np.argsort(-sc, kind="stable")[: max(DEPTHS)]
+        ranked["name_words"] = order[sc[order] > 0]
+        per_item = names.nearest(latest.tolist(), 2 * max(DEPTHS))
+        content = table.content
+        lists = [(top_k(content[r] @ content.T, 2 * max(DEPTHS)), 0.5) for r in latest.tolist()]
+        lists += [(per_item[r], 0.5) for r in latest.tolist()]
+        fused = fuse_ranked(lists, 2 * max(DEPTHS) + len(own))
+        ranked["hybrid"] = fused[~np.isin(fused, own)][: max(DEPTHS)]
+        for name, order in ranked.items():
             for d in DEPTHS:
                 top = set(order[:d].tolist())
                 found[name][d]["new_to_user"] += sum(t in top for t in new)

@@ -6,7 +6,9 @@ Sources: ``interest`` (nearest items to up to a few interest vectors clustered f
 window), ``popular`` (up to now), ``similar`` (the items whose descriptions are most alike any of the latest few, in
 :attr:`ItemTable.content`, the user's own items included: "the same again, or one like it"), ``new`` (items that arrived
 after training, nearest to the user's taste), ``cobuy`` (nearest to the latest items in the co-purchase space of
-:mod:`recsys.ranking.cobuy`: what shoppers buy with or instead of them, unsold items included).
+:mod:`recsys.ranking.cobuy`: what shoppers buy with or instead of them, unsold items included), ``hybrid`` (the
+latest items' neighbours by name words and by description, fused by reciprocal rank as text search fuses keyword and
+vector matches: :mod:`recsys.ranking.lexical`; a collection or print name reaches what the vectors blur).
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import numpy as np
 from recsys.ranking.catalog import ItemTable
 from recsys.ranking.context import Context
 from recsys.ranking.history import History
+from recsys.ranking.lexical import fuse_ranked
 from recsys.ranking.neighbours import Neighbours, top_k
 from recsys.ranking.params import RankingParams
 from recsys.ranking.stats import ItemStats
 
 SOURCES: tuple[str, ...] = ("interest", "content", "cooc", "repurchase", "variant", "trending", "popular", "new",
-                            "similar", "cobuy")
+                            "similar", "cobuy", "hybrid")
 SIMILAR_EXACT_MAX = 200_000
 """Catalogues up to this size get the ``similar`` source by one exact product over the content vectors."""
 SRC = {s: i for i, s in enumerate(SOURCES)}
@@ -210,6 +213,20 @@ class CandidateGenerator:
         s[latest] = -np.inf
         return top_k(s, k)
 
+    def hybrid(self, latest: np.ndarray, k: int) -> np.ndarray:
+        """The ``k`` best of the latest items' lexical and content neighbour lists by reciprocal-rank fusion (the
+        name words weighted ``hybrid_lexical_weight``); the latest items themselves included, as in ``similar``."""
+        names = self.table.names
+        if names is None or not len(latest) or k <= 0:
+            return np.zeros(0, np.int64)
+        w = self.p.hybrid_lexical_weight
+        self._similar.prefetch(latest.tolist())
+        lexical = names.nearest(latest.tolist(), self._similar.k)
+        lists: list[tuple[np.ndarray, float]] = []
+        for r in latest.tolist():
+            lists += [(self._similar.of(r)[0], 1.0 - w), (lexical[r], w)]
+        return fuse_ranked(lists, k)
+
     def generate(self, ctx: Context, exclude: set[str] | None = None, extra_k: int = 0) -> Candidates:
         """Candidates for ``ctx``; ``extra_k`` over-fetches each search source (for filtered requests)."""
         p, t, h = self.p, self.table, ctx.h
@@ -258,6 +275,8 @@ class CandidateGenerator:
                                                 p.similar_unsold_k))
             if p.cobuy_k:
                 col.add("cobuy", self.cobuy(latest[: p.cobuy_last], p.cobuy_k + extra_k))
+            if p.hybrid_k:
+                col.add("hybrid", self.hybrid(latest[: p.hybrid_last], p.hybrid_k + extra_k))
             if p.new_k and len(self._new_rows):
                 prof = (t.fused[r_rows] * w[:, None]).sum(0)
                 sims = t.fused[self._new_rows] @ prof

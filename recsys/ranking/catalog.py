@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import ValidationFailed
+from recsys.ranking.lexical import NameIndex
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class ItemTable:
     carry it, else the fused vectors)."""
     behaviour: np.ndarray | None = None
     """(n, d'') unit rows in the co-purchase space (:mod:`recsys.ranking.cobuy`), None when the ranker has none."""
+    names: NameIndex | None = None
+    """The items' name words (:mod:`recsys.ranking.lexical`), None when no item has a title."""
 
     @property
     def n(self) -> int:
@@ -139,10 +142,14 @@ class ItemTable:
             for j, key in enumerate(keys[:MAX_ATTRS]):
                 vals = pd.Series([_attr(a, key) for a in dicts], dtype="string")
                 attrs[rows, j] = pd.factorize(vals, use_na_sentinel=True)[0]
+        names = None
+        if items is not None and len(items) and "title" in items:
+            title = dict(zip(items["item_id"].astype(str), items["title"], strict=True))
+            names = NameIndex.of([title.get(i) for i in ids])
         tower = getattr(vectors, "tower_text", None)
         content = _normalise(tower) if tower is not None and len(tower) == n else fused
         return cls(ids, index, fused, text, image, price, category, group, in_stock, available, vectors.encoder_id,
-                   cat_names, keys[:MAX_ATTRS], attrs, content)
+                   cat_names, keys[:MAX_ATTRS], attrs, content, names=names)
 
     def rows_of(self, item_ids: Any) -> np.ndarray:
         """Row numbers of the given ids, -1 for unknown ones."""

@@ -21,6 +21,7 @@ FEATURES: tuple[str, ...] = (
     "sim_max", "sim_mean", "sim_last", "sim_weighted", "sim_max_last10",
     "csim_max", "csim_last", "csim_weighted", "csim_max_last10",
     "bsim_max", "bsim_last", "bsim_weighted", "bsim_max_last10",
+    "lsim_max", "lsim_last", "lsim_weighted", "lsim_max_last10",
     "log_cooc", "cooc_share",
     "log_repeat", "repeat_days", "log_variant", "variant_days", "category_share",
     "log_history", "days_since_last", *(f"attr_share_{i}" for i in range(MAX_ATTRS)),
@@ -59,6 +60,8 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
         for prefix, v in spaces:
             if v is not None:
                 _similarities(f, col, prefix, v[rows] @ v[hr].T, hw)
+        if p.hybrid_k and table.names is not None:  # name words (lexical.py): a shared collection or print name
+            _similarities(f, col, "lsim", table.names.likeness(rows, hr), hw)
         f[:, col["log_history"]] = np.log1p(len(h))
         f[:, col["days_since_last"]] = np.log1p(max(now - float(h.ts[-1]), 0.0))
         # repeats and variants over the whole history

@@ -30,6 +30,14 @@ class RankingParams:
     """Fit the co-purchase space (:mod:`recsys.ranking.cobuy`): a candidate source and similarity features. Off: with
     ``missed_positives`` it won on H&M validation but lost on the withheld test shoppers (README, Evaluation)."""
     cobuy_k: int = 100
+    hybrid_k: int = 0
+    """The ``hybrid`` source (the latest items' neighbours by name words and by description vectors, fused by
+    reciprocal rank: :mod:`recsys.ranking.lexical`) and the name-word likeness features; 0: off. Opt-in: on H&M it
+    reaches twice the description space's new-to-user targets, but the ranker did not turn that into recall on
+    validation (README, Evaluation)."""
+    hybrid_last: int = 10
+    hybrid_lexical_weight: float = 0.5
+    """The name words' share of the fusion (text search's ``lexical_weight``)."""
     cobuy_last: int = 10
     cobuy_dim: int = 128
     cobuy_window_days: float = 14.0
