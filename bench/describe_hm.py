@@ -9,8 +9,9 @@ held-out articles, side by side, the real text (the configured text fields) agai
 - search precision: ``--broad`` "<colour> <product type>" queries (pairs with at least 5 held-out articles), the
   held-out articles ranked by their text vectors; precision@10 of colour, of type and of both (H&M's own fields);
 - facets: colour and garment type of the generated text against H&M's ``colour_group_name`` / ``product_type_name``,
-  with the hm vocabulary's neighbour vote (the other articles' colour and type; the held-out articles' own fields are
-  never read: ``label_exclude``) and, in the same run, zero-shot only (``neighbours=0``).
+  with the hm vocabulary's neighbour vote and colour probe (the other articles' colour and type; the held-out
+  articles' own fields are never read: ``label_exclude``) and, in the same run, without the probe (``probe=False``,
+  the vote and zero-shot: the figures before the probe) and zero-shot only (``neighbours=0``).
 
     python bench/describe_hm.py --home /tmp/hm_desc [--n 1000 --broad 30 --seed 0] > result.json
 """
@@ -122,7 +123,12 @@ def main() -> None:
     vocab = load_vocabulary("hm")
     describe_items(store, settings, vocab, item_ids=sorted(held_ids), encoder=enc, neighbours=0)
     zero_shot = _facet_accuracy(store, items, held, held_ids, vocab)
-    with store.session() as s:  # an item unconfident below must not keep its zero-shot description
+    with store.session() as s:  # an item unconfident below must not keep an earlier run's description
+        remove_descriptions(s, item_pks(store, sorted(held_ids)).values())
+    describe_items(store, settings, vocab, item_ids=sorted(held_ids), encoder=enc, label_exclude=held_ids,
+                   probe=False)
+    without_probe = _facet_accuracy(store, items, held, held_ids, vocab)
+    with store.session() as s:
         remove_descriptions(s, item_pks(store, sorted(held_ids)).values())
     report = describe_items(store, settings, vocab, item_ids=sorted(held_ids), encoder=enc, label_exclude=held_ids)
     with store.session() as s:
@@ -148,7 +154,7 @@ def main() -> None:
         "broad_queries": len(queries),
         "precision@10": {"real_text": _precision(qvecs, real_text, truth, queries),
                          "generated_only": _precision(qvecs, gen_text, truth, queries)},
-        **acc, "zero_shot_only": zero_shot, "unconfident": report.unconfident,
+        **acc, "without_probe": without_probe, "zero_shot_only": zero_shot, "unconfident": report.unconfident,
         "examples": dict(list(gen.items())[:5]),
         "seconds": {"fit": round(fit_s, 1), "total": round(time.perf_counter() - t0, 1)},
         "has_image": int(has_image.sum()),

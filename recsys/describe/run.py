@@ -5,9 +5,11 @@ tower features as ``recsys embed``) is scored against the facet's labels by the 
 (:func:`recsys.encoders.tagging.score_labels`); the best label of each facet whose score reaches the confidence
 threshold is worded into the vocabulary's sentence ("Red striped dress in jersey."). A facet that names a catalogue
 ``field`` (the hm vocabulary's colour and garment type) also takes the vote of the item's image neighbours among the
-other items carrying such a value, mixed with the zero-shot score (:mod:`recsys.describe.transfer`). The text, the
-facets with their scores and the encoder are stored in ``item_descriptions``, apart from the merchant's title and
-description, which are never written. A re-run replaces an item's generated description.
+other items carrying such a value, mixed with the zero-shot score (:mod:`recsys.describe.transfer`), and, with
+``probe_weight`` (hm: colour), a classifier fitted on those items' raw tower features (:mod:`recsys.describe.probe`;
+an item is never scored by a probe that read its own label). The text, the facets with their scores and the
+encoder are stored in ``item_descriptions``, apart from the merchant's title and description, which are never
+written. A re-run replaces an item's generated description.
 
 Items are described in chunks, each committed on its own; an item without a decodable image is reported with the
 reason and keeps any earlier description: one bad photo never stops the run.
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from recsys.config import Settings
+from recsys.describe.probe import FoldedProbe, feature_columns, fit_folded
 from recsys.describe.transfer import LabelSource, candidate_items, label_indices, mix, neighbour_votes
 from recsys.describe.vocabulary import Vocabulary
 from recsys.encoders.base import l2_normalise
@@ -74,9 +77,10 @@ def select_items(items: Sequence[ItemRecord], *, only_missing: bool, poor_below:
     return out[:limit] if limit is not None else out
 
 
-def image_vectors(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings,
-                  progress: Progress | None = None) -> tuple[np.ndarray, dict[int, str]]:
-    """((n, d) unit image vectors, row -> reason for the rows with no decodable image; those rows are zero)."""
+def image_rows(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings,
+               progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """((n, image_dim) raw tower features and (n, d) unit image vectors, each the mean over the item's decodable
+    images; row -> reason for the rows with none, which are zero)."""
     from recsys.encoders.features import MediaJob, feature_caches, image_features
     from recsys.encoders.fit import limits_of
 
@@ -88,37 +92,58 @@ def image_vectors(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: 
     keys = [k for k in dict.fromkeys(j.key for j in jobs) if k in feats]
     projected = dict(zip(keys, encoder.project_images(np.stack([feats[k] for k in keys])), strict=True)) \
         if keys else {}
+    raw = np.zeros((len(items), encoder.towers.image_dim), np.float32)
     out = np.zeros((len(items), encoder.dim), np.float32)
     failed: dict[int, str] = {}
     for r, it in enumerate(items):
-        found = [projected[MediaJob(u, k).key] for k, u in it.media if MediaJob(u, k).key in projected]
+        found = [MediaJob(u, k).key for k, u in it.media if MediaJob(u, k).key in projected]
         if found:
-            out[r] = np.mean(found, axis=0)
+            raw[r] = np.mean([feats[k] for k in found], axis=0)
+            out[r] = np.mean([projected[k] for k in found], axis=0)
             continue
         reasons = [errors[MediaJob(u, k).key] for k, u in it.media if MediaJob(u, k).key in errors]
         failed[r] = "; ".join(dict.fromkeys(reasons)) if reasons else "no image"
-    return l2_normalise(out), failed
+    return raw, l2_normalise(out), failed
 
 
 def label_source(encoder: TowerEncoder, items: Sequence[ItemRecord], vocabulary: Vocabulary, settings: Settings,
                  exclude: Collection[str] = ()) -> LabelSource | None:
-    """The items whose field values vote (see :mod:`recsys.describe.transfer`); None when no facet names a field
-    or no item carries a value."""
+    """The items whose field values vote (see :mod:`recsys.describe.transfer`), with their raw tower features
+    when a facet has a probe; None when no facet names a field or no item carries a value."""
     fields = {f.field for f in vocabulary.facets if f.field}
     voters = candidate_items(items, fields, exclude) if fields else []
     if not voters:
         return None
-    vecs, failed = image_vectors(encoder, voters, settings)
+    raw, vecs, failed = image_rows(encoder, voters, settings)
     keep = [r for r in range(len(voters)) if r not in failed]
     voters = [voters[r] for r in keep]
     labels = {f.name: label_indices(voters, f.field, f.labels) for f in vocabulary.facets if f.field}
-    return LabelSource([it.item_id for it in voters], vecs[keep], labels)
+    probed = any(f.probe_weight > 0 for f in vocabulary.facets)
+    return LabelSource([it.item_id for it in voters], vecs[keep], labels, raw[keep] if probed else None)
+
+
+def fit_probes(vocabulary: Vocabulary, source: LabelSource | None, towers_id: str,
+               described: Collection[str]) -> dict[str, FoldedProbe]:
+    """Facet name -> its probe fitted on the label source (facets with ``probe_weight`` > 0 and enough labels),
+    folded so that no item in ``described`` is scored by a probe that read its own label."""
+    if source is None or source.features is None:
+        return {}
+    out = {}
+    for f in vocabulary.facets:
+        if f.probe_weight > 0 and f.name in source.labels:
+            columns = feature_columns(towers_id, source.features.shape[1], f.probe_features)
+            probe = fit_folded(source.features, source.labels[f.name], source.item_ids, described, len(f.labels),
+                               columns)
+            if probe is not None:
+                out[f.name] = probe
+    return out
 
 
 def facet_scores(vecs: np.ndarray, item_ids: Sequence[str], vocabulary: Vocabulary, label_vecs: dict[str, np.ndarray],
-                 source: LabelSource | None, neighbours: int) -> dict[str, np.ndarray]:
+                 source: LabelSource | None, neighbours: int, features: np.ndarray | None = None,
+                 probes: dict[str, FoldedProbe] | None = None) -> dict[str, np.ndarray]:
     """Facet name -> (n, labels) scores: the zero-shot softmax, mixed with the neighbours' votes where the facet
-    names a field and ``neighbours`` > 0."""
+    names a field and ``neighbours`` > 0, then with its probe's probabilities of the raw ``features``."""
     from recsys.encoders.tagging import score_labels
 
     out = {}
@@ -127,6 +152,8 @@ def facet_scores(vecs: np.ndarray, item_ids: Sequence[str], vocabulary: Vocabula
         if source is not None and neighbours > 0 and f.name in source.labels:
             votes = neighbour_votes(vecs, item_ids, source, f.name, len(f.labels), neighbours)
             scores = mix(scores, votes, vocabulary.neighbour_weight)
+        if probes and f.name in probes and features is not None:
+            scores = mix(scores, probes[f.name].predict(features, item_ids), f.probe_weight)
         out[f.name] = scores
     return out
 
@@ -134,11 +161,12 @@ def facet_scores(vecs: np.ndarray, item_ids: Sequence[str], vocabulary: Vocabula
 def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, only_missing: bool = False,
                    min_confidence: float | None = None, limit: int | None = None,
                    item_ids: Sequence[str] | None = None, encoder: TowerEncoder | None = None,
-                   neighbours: int | None = None, label_exclude: Collection[str] = (),
+                   neighbours: int | None = None, label_exclude: Collection[str] = (), probe: bool = True,
                    progress: Progress | None = None) -> DescribeReport:
     """Write generated descriptions for the chosen items (see the module docstring); per-item failures are in
     the report, never raised. ``neighbours`` overrides the vocabulary's (0: zero-shot only); the fields of the
-    items in ``label_exclude`` are never read as labels (a held-out evaluation's items)."""
+    items in ``label_exclude`` are never read as labels (a held-out evaluation's items); ``probe=False`` leaves
+    the vocabulary's probes out (zero-shot and vote only)."""
     from recsys.encoders.catalog import item_pks, read_items
     from recsys.store.descriptions import GeneratedDescription, replace_descriptions
 
@@ -151,14 +179,15 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
     k = vocabulary.neighbours if neighbours is None else neighbours
     voters = label_source(enc, catalogue, vocabulary, settings, label_exclude) if k > 0 and items else None
     pks = item_pks(store, [it.item_id for it in items])
-    source = f"zero-shot+neighbours:{enc.id}" if voters is not None else f"zero-shot:{enc.id}"
+    probes = fit_probes(vocabulary, voters, enc.towers.id, {it.item_id for it in items}) if probe else {}
+    source = "zero-shot" + ("+neighbours" if voters is not None else "") + ("+probe" if probes else "") + f":{enc.id}"
     report = DescribeReport(enc.id, vocabulary.name, len(items), 0, 0, 0, 0.0)
     if progress:
         progress(0, len(items))
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]
-        vecs, failed = image_vectors(enc, chunk, settings)
-        scores = facet_scores(vecs, [it.item_id for it in chunk], vocabulary, label_vecs, voters, k)
+        raw, vecs, failed = image_rows(enc, chunk, settings)
+        scores = facet_scores(vecs, [it.item_id for it in chunk], vocabulary, label_vecs, voters, k, raw, probes)
         rows = []
         for r, it in enumerate(chunk):
             if r in failed:

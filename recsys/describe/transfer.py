@@ -39,12 +39,14 @@ def field_value(item: ItemRecord, field: str) -> str:
 
 @dataclass
 class LabelSource:
-    """The items whose field values serve as labels: their unit image vectors (n, d) and ids, and per facet the
-    label index of each (-1: the item's value is not one of the facet's labels)."""
+    """The items whose field values serve as labels: their unit image vectors (n, d) and ids, per facet the
+    label index of each (-1: the item's value is not one of the facet's labels), and their raw tower features
+    (n, image_dim) where a facet's probe needs them."""
 
     item_ids: list[str]
     vectors: np.ndarray
     labels: dict[str, np.ndarray]
+    features: np.ndarray | None = None
 
 
 def label_indices(items: Sequence[ItemRecord], field: str, labels: Sequence[str]) -> np.ndarray:

@@ -24,6 +24,8 @@ A vocabulary is a TOML or JSON file::
     prompt = "{}"                        # how a label is put to the text encoder
     field = "attributes.material"        # optional: other items' values of this field are labels too (their
                                          # image neighbours vote; see recsys.describe.transfer)
+    probe_weight = 0.5                   # optional, with a field: share of a probe fitted on those items' tower
+    probe_features = ["stages", "colour"]  # features (recsys.describe.probe); blocks of the lite towers
 
 ``neighbours = 30`` (top level; 0: zero-shot only) and ``neighbour_weight = 0.5`` set the vote of facets with a
 field.
@@ -65,6 +67,10 @@ class Facet:
     """Label -> how the sentence words it (e.g. "stripe" -> "striped"); a label not here is written as it is."""
     field: str | None = None
     """A catalogue field (``category``, ``attributes.<key>``) whose values on other items are this facet's labels."""
+    probe_weight: float = 0.0
+    """Share of the supervised probe on raw tower features in the facet's score (needs ``field``; 0: no probe)."""
+    probe_features: tuple[str, ...] = ()
+    """Feature blocks the probe reads (recsys-lite: stages, bands, head, colour); empty: all."""
 
     def word(self, label: str) -> str:
         return self.phrase.format(dict(self.words).get(label, label))
@@ -139,9 +145,14 @@ def _facet(name: str, raw: Any, where: str) -> Facet:
     source = raw.get("field")
     if source is not None and not (isinstance(source, str) and re.fullmatch(r"category|title|attributes\.\w+", source)):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: field must be category, title or attributes.<key>")
+    pw, blocks = raw.get("probe_weight", 0.0), raw.get("probe_features", [])
+    if not (isinstance(pw, int | float) and 0 <= pw <= 1) or (pw and source is None):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_weight must be within 0 and 1, with a field")
+    if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_features must be a list of block names")
     return Facet(name, tuple(dict.fromkeys(x.strip() for x in labels)), strings["prompt"], strings["phrase"],
                  frozenset(str(x) for x in omit), strings["fallback"], None if conf is None else float(conf),
-                 tuple((str(k), v) for k, v in words.items()), source)
+                 tuple((str(k), v) for k, v in words.items()), source, float(pw), tuple(blocks))
 
 
 def parse_vocabulary(data: dict[str, Any], where: str) -> Vocabulary:
