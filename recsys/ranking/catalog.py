@@ -94,9 +94,10 @@ class ItemTable:
 
     @classmethod
     def build(cls, vectors: VectorsLike, items: pd.DataFrame | None = None,
-              variant_attribute: str | None = "product_code", attr_keys: list[str] | None = None) -> ItemTable:
+              variant_attribute: str | None = "product_code", attr_keys: list[str] | None = None,
+              names: bool = True) -> ItemTable:
         """The table for these vectors; ``attr_keys`` None picks them from the items (a trained ranker passes its
-        own)."""
+        own); ``names`` False skips the name-word index (a ranker without the ``hybrid`` source)."""
         ids = [str(i) for i in vectors.item_ids]
         n = len(ids)
         fused = _normalise(vectors.fused)
@@ -142,14 +143,14 @@ class ItemTable:
             for j, key in enumerate(keys[:MAX_ATTRS]):
                 vals = pd.Series([_attr(a, key) for a in dicts], dtype="string")
                 attrs[rows, j] = pd.factorize(vals, use_na_sentinel=True)[0]
-        names = None
-        if items is not None and len(items) and "title" in items:
+        name_index = None
+        if names and items is not None and len(items) and "title" in items:
             title = dict(zip(items["item_id"].astype(str), items["title"], strict=True))
-            names = NameIndex.of([title.get(i) for i in ids])
+            name_index = NameIndex.of([title.get(i) for i in ids])
         tower = getattr(vectors, "tower_text", None)
         content = _normalise(tower) if tower is not None and len(tower) == n else fused
         return cls(ids, index, fused, text, image, price, category, group, in_stock, available, vectors.encoder_id,
-                   cat_names, keys[:MAX_ATTRS], attrs, content, names=names)
+                   cat_names, keys[:MAX_ATTRS], attrs, content, names=name_index)
 
     def rows_of(self, item_ids: Any) -> np.ndarray:
         """Row numbers of the given ids, -1 for unknown ones."""

@@ -107,7 +107,7 @@ class RankingPipeline:
         """Fit statistics and the ranker on ``events`` (columns user_id, item_id, type, value, ts)."""
         p = params or RankingParams.from_settings(settings)
         t0 = time.time()
-        table = ItemTable.build(vectors, items, p.variant_attribute)
+        table = ItemTable.build(vectors, items, p.variant_attribute, names=p.hybrid_k > 0)
         hist = histories_by_user(events, table)
         stats = ItemStats.fit(table.ids, hist, p.cooc_window)
         repurchase = p.repurchase and _repeat_rate(hist) >= 0.01
@@ -151,7 +151,8 @@ class RankingPipeline:
     def update_items(self, vectors: VectorsLike, items: pd.DataFrame | None = None,
                      search: VectorSearch | None = None) -> None:
         """Swap in a new catalogue (new, changed or removed items); no retraining: new items rank by content."""
-        table = ItemTable.build(vectors, items, self.params.variant_attribute, list(self.manifest.get("attr_keys", [])))
+        table = ItemTable.build(vectors, items, self.params.variant_attribute, list(self.manifest.get("attr_keys", [])),
+                                names=self.params.hybrid_k > 0)
         if table.encoder_id != self.encoder_id:
             raise IncompatibleArtifact(f"item vectors come from encoder {table.encoder_id!r}, the ranker was trained "
                                        f"on {self.encoder_id!r}; retrain the ranker (recsys train)")

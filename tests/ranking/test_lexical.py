@@ -80,7 +80,7 @@ def test_the_hybrid_source_and_name_features_are_opt_in() -> None:
     lsim = [i for i, n in enumerate(FEATURES) if n.startswith("lsim_")]
     for k in (0, 20):
         pipe = RankingPipeline.fit(world.events, items, world.vectors, params=small_params(hybrid_k=k))
-        assert pipe.table.names is not None and pipe.table.names.words > 0
+        assert (pipe.table.names is not None and pipe.table.names.words > 0) == (k > 0)  # built only when used
         h = history_from_frame(history, pipe.table)
         ctx = make_context(h, float(h.ts[-1]) + 1.0, pipe.stats, pipe.params)
         cands = pipe._gen.generate(ctx)
