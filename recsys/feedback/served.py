@@ -76,21 +76,35 @@ _COLUMNS = ("id", "source", "user_id", "feed_id", "offset", "item_ids", "size", 
             "ranker_version", "created_at", "experiment", "variant")
 
 
+_MARKS = {"sqlite": "?", "postgresql": "%s"}
+"""The parameter marker of each driver :func:`served_rows_insert` writes for; other dialects take SERVED_INSERT."""
+
+
 @functools.lru_cache(maxsize=64)
-def served_rows_insert(dialect: Any, n: int) -> str | None:
-    """One INSERT of ``n`` rows in the driver's own parameter style (SQLite and psycopg), or None elsewhere.
+def served_rows_insert(dialect: Any, n: int) -> str:
+    """One INSERT of ``n`` rows in the driver's own parameter style (a dialect of ``_MARKS``).
 
     One statement per batch, not an executemany: the driver releases the GIL around every row's step, and each
-    re-acquisition by this thread forced a switch away from the request loop (served-list recording cost ~13% of
+    re-acquisition by this thread forced a switch away from the request loop (served-list recording cost ~15% of
     cached throughput that way; its CPU was ~3%)."""
-    mark = {"sqlite": "?", "postgresql": "%s"}.get(dialect.name)
-    if mark is None:
-        return None
+    mark = _MARKS[dialect.name]
     quote = dialect.identifier_preparer.quote
     cells = [f"CAST({mark} AS JSON)" if c == "item_ids" and dialect.name == "postgresql" else mark for c in _COLUMNS]
     row = "(" + ", ".join(cells) + ")"
     return (f"INSERT INTO {quote(ServedList.__tablename__)} ({', '.join(quote(c) for c in _COLUMNS)}) VALUES "
             + ", ".join([row] * n))
+
+
+def _insert(conn: Any, batch: Sequence[Served]) -> None:
+    """Write ``batch`` on ``conn``: one INSERT per SERVED_ROWS_PER_STATEMENT rows, else the portable executemany."""
+    name = conn.dialect.name
+    if name not in _MARKS:
+        conn.execute(SERVED_INSERT, [b.row() for b in batch])
+        return
+    for i in range(0, len(batch), SERVED_ROWS_PER_STATEMENT):
+        part = batch[i:i + SERVED_ROWS_PER_STATEMENT]
+        conn.exec_driver_sql(served_rows_insert(conn.dialect, len(part)),
+                             tuple(v for b in part for v in b.values(name == "sqlite")))
 
 
 class _Recent:
@@ -270,15 +284,7 @@ class ServedLog:
     def _write(self, batch: Sequence[Served]) -> None:
         try:
             with self.store.session() as s:
-                conn = s.connection()
-                if served_rows_insert(conn.dialect, 1) is None:
-                    conn.execute(SERVED_INSERT, [b.row() for b in batch])
-                else:
-                    sqlite = conn.dialect.name == "sqlite"
-                    for i in range(0, len(batch), SERVED_ROWS_PER_STATEMENT):
-                        part = batch[i:i + SERVED_ROWS_PER_STATEMENT]
-                        conn.exec_driver_sql(served_rows_insert(conn.dialect, len(part)) or "",
-                                             tuple(v for b in part for v in b.values(sqlite)))
+                _insert(s.connection(), batch)
             self.written += len(batch)
         except Exception as e:  # a database outage loses these lists, never a request
             self.failed += len(batch)

@@ -30,6 +30,10 @@ class RankingParams:
     """Fit the co-purchase space (:mod:`recsys.ranking.cobuy`): a candidate source and similarity features. Off: with
     ``missed_positives`` it won on H&M validation but lost on the withheld test shoppers (README, Evaluation)."""
     cobuy_k: int = 100
+    cobuy_last: int = 10
+    cobuy_dim: int = 128
+    cobuy_window_days: float = 14.0
+    cobuy_epochs: int = 15
     hybrid_k: int = 0
     """The ``hybrid`` source (the latest items' neighbours by name words and by description vectors, fused by
     reciprocal rank: :mod:`recsys.ranking.lexical`) and the name-word likeness features; 0: off. Opt-in: on H&M it
@@ -38,10 +42,6 @@ class RankingParams:
     hybrid_last: int = 10
     hybrid_lexical_weight: float = 0.5
     """The name words' share of the fusion (text search's ``lexical_weight``)."""
-    cobuy_last: int = 10
-    cobuy_dim: int = 128
-    cobuy_window_days: float = 14.0
-    cobuy_epochs: int = 15
     new_k: int = 5
     new_slots: int = 1
     """Result slots kept for items added after training that resemble the history (they have no statistics yet)."""
