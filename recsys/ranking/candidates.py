@@ -121,8 +121,12 @@ def kmeans(x: np.ndarray, k: int, weights: np.ndarray, iters: int = 8) -> np.nda
         centres.append(int(np.argmax(d * weights)))
     c = x[centres].copy()
     members = np.arange(len(c))[None, :]
+    last = None
     for _ in range(iters):
         assign = np.argmax(x @ c.T, axis=1)
+        if last is not None and np.array_equal(assign, last):
+            break  # the same assignment gives the same centres, bit for bit: converged
+        last = assign
         w = (assign[:, None] == members) * weights[:, None]  # (n, k): each row's weight in its own cluster
         v = (w.T @ x).astype(c.dtype)
         has = w.any(axis=0)  # an empty cluster keeps its centre

@@ -76,8 +76,10 @@ class Neighbours:
             return None
         self.prefetch([int(r) for r in latest])
         lists = [self.of(int(r)) for r in latest]
-        rows = np.concatenate([r for r, _ in lists])
-        sims = np.concatenate([s for _, s in lists])
+        # an item of the top k is within the first k of the list holding its maximum (whatever precedes it there
+        # precedes it overall): the lists' heads give the same answer, with 2.5x less to sort at k = 100
+        rows = np.concatenate([r[:k] for r, _ in lists])
+        sims = np.concatenate([s[:k] for _, s in lists])
         order = np.lexsort((rows, -sims))  # best first, so each row's first occurrence is its maximum
         rows = rows[order]
         _, first = np.unique(rows, return_index=True)
