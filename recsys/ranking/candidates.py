@@ -94,20 +94,29 @@ class _Collector:
         if not self.parts:
             empty = np.zeros((0, s_n), np.float32)
             return Candidates(np.zeros(0, np.int64), empty, empty + 1000.0)
+        lens = [len(r) for r, _ in self.parts]
         rows = np.concatenate([r for r, _ in self.parts])
-        src = np.concatenate([np.full(len(r), s, np.int64) for r, s in self.parts])
-        rank = np.concatenate([np.arange(len(r), dtype=np.float32) for r, _ in self.parts])
-        uniq, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
-        order = np.argsort(first, kind="stable")
-        pos_of = np.empty(len(uniq), np.int64)
-        pos_of[order] = np.arange(len(uniq))
-        pos = pos_of[inverse]
-        _, once = np.unique(pos * s_n + src, return_index=True)  # each (candidate, source): its first mention
-        flags = np.zeros((len(uniq), s_n), np.float32)
-        ranks = np.full((len(uniq), s_n), 1000.0, np.float32)
-        flags[pos[once], src[once]] = 1.0
-        ranks[pos[once], src[once]] = rank[once]
-        return Candidates(uniq[order], flags, ranks)
+        src = np.repeat(np.array([s for _, s in self.parts], np.int64), lens)
+        start = np.repeat(np.cumsum([0, *lens[:-1]]), lens)
+        # one stable sort by (row, source): each group's head is that pair's first mention
+        key = rows * s_n + src
+        o = np.argsort(key, kind="stable")
+        ks = key[o]
+        head = np.r_[True, ks[1:] != ks[:-1]]
+        once, pair = o[head], ks[head]
+        row, source = pair // s_n, pair % s_n
+        new_row = np.r_[True, row[1:] != row[:-1]]
+        seg = np.flatnonzero(new_row)
+        # candidates in the order of their first mention by any source
+        order = np.argsort(np.minimum.reduceat(once, seg))
+        pos_of = np.empty(len(seg), np.int64)
+        pos_of[order] = np.arange(len(seg))
+        pos = pos_of[np.cumsum(new_row) - 1]
+        flags = np.zeros((len(seg), s_n), np.float32)
+        ranks = np.full((len(seg), s_n), 1000.0, np.float32)
+        flags[pos, source] = 1.0
+        ranks[pos, source] = (once - start[once]).astype(np.float32)
+        return Candidates(row[seg][order], flags, ranks)
 
 
 def kmeans(x: np.ndarray, k: int, weights: np.ndarray, iters: int = 8) -> np.ndarray:
@@ -148,12 +157,15 @@ class CandidateGenerator:
         self._similar = Neighbours(table.content)
         # below this size the index is exact (a Flat scan, ~5 ms for 5 queries on 17k items): kept lists answer
         self._near = Neighbours(table.fused) if table.n < CONTENT_KEPT_MAX else None
+        self._lists: dict[tuple[str, int], tuple[tuple[np.ndarray, ...], np.ndarray]] = {}
+        """The popular and trending lists by (source, k), with the statistics' arrays they were made from."""
 
     def with_stats(self, stats: ItemStats) -> CandidateGenerator:
         """The same generator counting other statistics; the kept neighbour lists (the table's alone) are shared,
         so a recount of the statistics does not compute them again."""
         gen = copy.copy(self)
         gen.stats = stats
+        gen._lists = {}
         return gen
 
     def _rows(self, hits: list[tuple[str, float]]) -> np.ndarray:
@@ -178,16 +190,33 @@ class CandidateGenerator:
             return None
         return np.array(out, np.int64)
 
+    def _memo(self, key: tuple[str, int], of: tuple[np.ndarray, ...]) -> np.ndarray | None:
+        """The list kept under ``key`` if it was made from these very arrays (the statistics return the same
+        read-only arrays for every request of one window, so serving ranks the catalogue once per window)."""
+        hit = self._lists.get(key)
+        return hit[1] if hit is not None and all(a is b for a, b in zip(hit[0], of, strict=True)) else None
+
+    def _keep(self, key: tuple[str, int], of: tuple[np.ndarray, ...], rows: np.ndarray) -> np.ndarray:
+        rows.flags.writeable = False
+        self._lists[key] = (of, rows)
+        return rows
+
     def popular(self, ctx: Context, k: int) -> np.ndarray:
+        hit = self._memo(("popular", k), (ctx.pop,))
+        if hit is not None:
+            return hit
         top = top_k(ctx.pop, k)  # ties by the lower row, as a stable sort
-        return top[ctx.pop[top] > 0]
+        return self._keep(("popular", k), (ctx.pop,), top[ctx.pop[top] > 0])
 
     def trending(self, ctx: Context, k: int) -> np.ndarray:
         counts = self.stats.window_counts(ctx.now, self.p.trending_days)
+        hit = self._memo(("trending", k), (counts, ctx.pop))
+        if hit is not None:
+            return hit
         if counts.sum() < 1:
-            return self.popular(ctx, k)
+            return self._keep(("trending", k), (counts, ctx.pop), self.popular(ctx, k))
         top = top_k(counts + 1e-3 * ctx.pop, k)
-        return top[counts[top] > 0]
+        return self._keep(("trending", k), (counts, ctx.pop), top[counts[top] > 0])
 
     def similar(self, latest: np.ndarray, k: int, unsold: np.ndarray | None = None, unsold_k: int = 0) -> np.ndarray:
         """Items by max content similarity to the latest distinct items (these included), best first; then the
@@ -261,8 +290,8 @@ class CandidateGenerator:
                 col.add("content", (self._rows(next(found)) if c is None else c)[: p.content_k + extra_k])
             cs = ctx.cooc
             nz = np.flatnonzero(cs > 0)
-            if len(nz):
-                col.add("cooc", nz[np.argsort(-cs[nz], kind="stable")[: p.cooc_k + extra_k]])
+            if len(nz):  # ties by the lower row, as a stable sort
+                col.add("cooc", nz[top_k(cs[nz], p.cooc_k + extra_k)])
             if p.repurchase:
                 col.add("repurchase", latest[: p.repurchase_k])
             if self._groups:

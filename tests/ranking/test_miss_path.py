@@ -52,10 +52,36 @@ def _plain_top_of_max(self: Neighbours, latest: np.ndarray, k: int) -> np.ndarra
     return rows[np.sort(first)][:k]
 
 
+def _plain_build(self: candidates._Collector) -> candidates.Candidates:
+    s_n = len(candidates.SOURCES)
+    if not self.parts:
+        empty = np.zeros((0, s_n), np.float32)
+        return candidates.Candidates(np.zeros(0, np.int64), empty, empty + 1000.0)
+    rows = np.concatenate([r for r, _ in self.parts])
+    src = np.concatenate([np.full(len(r), s, np.int64) for r, s in self.parts])
+    rank = np.concatenate([np.arange(len(r), dtype=np.float32) for r, _ in self.parts])
+    uniq, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    pos_of = np.empty(len(uniq), np.int64)
+    pos_of[order] = np.arange(len(uniq))
+    pos = pos_of[inverse]
+    _, once = np.unique(pos * s_n + src, return_index=True)
+    flags = np.zeros((len(uniq), s_n), np.float32)
+    ranks = np.full((len(uniq), s_n), 1000.0, np.float32)
+    flags[pos[once], src[once]] = 1.0
+    ranks[pos[once], src[once]] = rank[once]
+    return candidates.Candidates(uniq[order], flags, ranks)
+
+
+def _plain_cooc_order(cs: np.ndarray, nz: np.ndarray, k: int) -> np.ndarray:
+    return nz[np.argsort(-cs[nz], kind="stable")[:k]]
+
+
 def _plain(monkeypatch: pytest.MonkeyPatch) -> None:
     """Swap the reference implementations in (for the rest of the test)."""
     monkeypatch.setattr(candidates, "kmeans", _plain_kmeans)
     monkeypatch.setattr(neighbours.Neighbours, "top_of_max", _plain_top_of_max)
+    monkeypatch.setattr(candidates._Collector, "build", _plain_build)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +155,25 @@ def test_top_of_max_from_list_heads_equals_the_full_merge() -> None:
         got, want = nb.top_of_max(latest, k), _plain_top_of_max(nb, latest, k)
         assert got is not None and want is not None
         assert got.tolist() == want.tolist()
+
+
+def test_collector_build_equals_the_plain_one() -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        col = candidates._Collector()
+        for _ in range(int(rng.integers(0, 9))):
+            source = candidates.SOURCES[int(rng.integers(0, len(candidates.SOURCES)))]
+            col.add(source, rng.integers(0, 60, int(rng.integers(0, 40))))
+        a, b = col.build(), _plain_build(col)
+        assert a.rows.tolist() == b.rows.tolist()
+        np.testing.assert_array_equal(a.flags, b.flags)
+        np.testing.assert_array_equal(a.ranks, b.ranks)
+
+
+def test_cooc_order_by_partition_equals_the_stable_sort() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        cs = rng.integers(0, 4, 300).astype(np.float64) * rng.choice([1.0, 0.5], 300)
+        nz = np.flatnonzero(cs > 0)
+        k = int(rng.integers(1, 80))
+        assert nz[neighbours.top_k(cs[nz], k)].tolist() == _plain_cooc_order(cs, nz, k).tolist()
