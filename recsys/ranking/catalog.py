@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -151,6 +152,14 @@ class ItemTable:
         content = _normalise(tower) if tower is not None and len(tower) == n else fused
         return cls(ids, index, fused, text, image, price, category, group, in_stock, available, vectors.encoder_id,
                    cat_names, keys[:MAX_ATTRS], attrs, content, names=name_index)
+
+    @cached_property
+    def share_keys(self) -> np.ndarray:
+        """(n, 1 + len(attr_keys)) int64: the category and each attribute's code made distinct across columns
+        (column j's code c is j * m + c), -1 where unknown, so a request counts all of them in one pass."""
+        codes = np.column_stack([self.category, self.attrs[:, : len(self.attr_keys)]]).astype(np.int64)
+        m = int(codes.max()) + 1 if codes.size else 1
+        return np.where(codes >= 0, codes + m * np.arange(codes.shape[1]), -1)
 
     def rows_of(self, item_ids: Any) -> np.ndarray:
         """Row numbers of the given ids, -1 for unknown ones."""

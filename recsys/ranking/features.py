@@ -56,10 +56,7 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
     if L:
         hr, hts = h.rows[-L:], h.ts[-L:]
         hw = recency_weights(hts, now, p.half_life_days) + 1e-3
-        spaces = (("sim", table.fused), ("csim", table.content), ("bsim", table.behaviour))
-        for prefix, v in spaces:
-            if v is not None:
-                _similarities(f, col, prefix, v[rows] @ v[hr].T, hw)
+        _similarities_of(f, col, table, rows, hr, hw)
         if p.hybrid_k and table.names is not None:  # name words (lexical.py): a shared collection or print name
             _similarities(f, col, "lsim", table.names.likeness(rows, hr), hw)
         f[:, col["log_history"]] = np.log1p(len(h))
@@ -74,17 +71,10 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
             cnt_g, glast = _repeats(hg[ok], h.ts[ok], table.group[rows])
             f[:, col["log_variant"]] = np.log1p(cnt_g)
             f[:, col["variant_days"]] = np.where(cnt_g > 0, np.log1p(np.clip(now - glast, 0, None)), -1.0)
-        hrows = h.rows[-p.max_history:]
-        hc = table.category[hrows]
-        if (hc >= 0).any():
-            f[:, col["category_share"]] = _repeats(hc[hc >= 0], None, table.category[rows])[0] / len(hc)
+        share = _shares(table.share_keys, h.rows[-p.max_history:], rows)
+        f[:, col["category_share"]] = share[:, 0]
         a0 = col["attr_share_0"]
-        for j in range(len(table.attr_keys)):
-            codes = table.attrs[:, j]
-            hc = codes[hrows]
-            hc = hc[hc >= 0]
-            if len(hc):
-                f[:, a0 + j] = _repeats(hc, None, codes[rows])[0] / len(hrows)
+        f[:, a0: a0 + share.shape[1] - 1] = share[:, 1:]
     cs = ctx.cooc[rows]
     f[:, col["log_cooc"]] = np.log1p(cs)
     tot = ctx.cooc.sum()
@@ -106,6 +96,35 @@ def _repeats(h_codes: np.ndarray, h_ts: np.ndarray | None, codes: np.ndarray) ->
     hit = u[at] == codes
     when = np.where(hit, h_ts[::-1][last[at]], -np.inf) if h_ts is not None else np.full(len(codes), -np.inf)
     return np.where(hit, cnt[at], 0), when
+
+
+def _shares(keys: np.ndarray, hrows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(C, columns of ``keys``): per candidate, the share of the history rows ``hrows`` with its category (column
+    0) and each attribute value (:attr:`ItemTable.share_keys`), counted in one pass over the history's codes."""
+    hk = keys[hrows].ravel()
+    u, cnt = np.unique(hk[hk >= 0], return_counts=True)
+    if not len(u):
+        return np.zeros((len(rows), keys.shape[1]))
+    ck = keys[rows]
+    at = np.minimum(np.searchsorted(u, ck), len(u) - 1)
+    return np.where(u[at] == ck, cnt[at], 0) / len(hrows)
+
+
+def _similarities_of(f: np.ndarray, col: dict[str, int], table: ItemTable, rows: np.ndarray, hr: np.ndarray,
+                     hw: np.ndarray) -> None:
+    """The candidate-to-history similarity statistics of the fused, content and co-purchase spaces, the products
+    stacked so each statistic is one reduction over all spaces."""
+    spaces = [(prefix, v) for prefix, v in (("sim", table.fused), ("csim", table.content),
+                                            ("bsim", table.behaviour)) if v is not None]
+    sims = np.empty((len(spaces), len(rows), len(hr)), np.float32)
+    for s, (_, v) in enumerate(spaces):
+        np.matmul(v[rows], v[hr].T, out=sims[s])
+    stats = {"max": sims.max(2), "last": sims[:, :, -1], "weighted": (sims * hw).sum(2) / hw.sum(),
+             "max_last10": sims[:, :, -10:].max(2)}
+    f[:, col["sim_mean"]] = sims[0].mean(1)
+    for s, (prefix, _) in enumerate(spaces):
+        for name, value in stats.items():
+            f[:, col[f"{prefix}_{name}"]] = value[s]
 
 
 def _similarities(f: np.ndarray, col: dict[str, int], prefix: str, sims: np.ndarray, hw: np.ndarray) -> None:

@@ -177,3 +177,47 @@ def test_cooc_order_by_partition_equals_the_stable_sort() -> None:
         nz = np.flatnonzero(cs > 0)
         k = int(rng.integers(1, 80))
         assert nz[neighbours.top_k(cs[nz], k)].tolist() == _plain_cooc_order(cs, nz, k).tolist()
+
+
+def _plain_changed_columns(ctx: Any, rows: np.ndarray, table: Any, p: Any) -> dict[str, np.ndarray]:
+    """The similarity and share columns as the plain feature code made them: one space and one code at a time."""
+    from recsys.ranking.features import FEATURES, _repeats, _similarities
+    from recsys.ranking.history import recency_weights
+
+    h, col = ctx.h, {name: i for i, name in enumerate(FEATURES)}
+    f = np.zeros((len(rows), len(FEATURES)), np.float32)
+    L = min(len(h), p.max_history)
+    hr, hw = h.rows[-L:], recency_weights(h.ts[-L:], ctx.now, p.half_life_days) + 1e-3
+    for prefix, v in (("sim", table.fused), ("csim", table.content), ("bsim", table.behaviour)):
+        if v is not None:
+            _similarities(f, col, prefix, v[rows] @ v[hr].T, hw)
+    hrows = h.rows[-p.max_history:]
+    hc = table.category[hrows]
+    if (hc >= 0).any():
+        f[:, col["category_share"]] = _repeats(hc[hc >= 0], None, table.category[rows])[0] / len(hc)
+    for j in range(len(table.attr_keys)):
+        codes = table.attrs[:, j]
+        hc = codes[hrows][codes[hrows] >= 0]
+        if len(hc):
+            f[:, col["attr_share_0"] + j] = _repeats(hc, None, codes[rows])[0] / len(hrows)
+    names = [n for n in FEATURES if n.split("_")[0] in ("sim", "csim", "bsim", "category", "attr")]
+    return {n: f[:, col[n]] for n in names}
+
+
+def test_feature_matrix_equals_the_plain_columns(world: World, pipe: RankingPipeline) -> None:
+    from recsys.ranking.context import make_context
+    from recsys.ranking.features import FEATURES, feature_matrix
+    from recsys.ranking.history import history_from_frame
+
+    checked = 0
+    for h, _ in _requests(world)[::10]:
+        if h is None:
+            continue
+        hist = history_from_frame(h, pipe.table)
+        ctx = make_context(hist, hist.last_ts, pipe.stats, pipe.params)
+        cands = pipe._gen.generate(ctx)
+        f = feature_matrix(ctx, cands, pipe.table, pipe._known, pipe.params)
+        for name, want in _plain_changed_columns(ctx, cands.rows, pipe.table, pipe.params).items():
+            np.testing.assert_array_equal(f[:, FEATURES.index(name)], want, err_msg=name)
+            checked += 1
+    assert checked > 100
