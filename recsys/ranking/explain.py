@@ -12,11 +12,12 @@ from recsys.store.tables import HISTORY_TYPES
 
 
 def explain_item(table: ItemTable, history: History, row: int, score: float, sources: list[str],
-                 ranker_id: str, index_id: str | None = None) -> dict[str, Any]:
+                 ranker_id: str, index_id: str | None = None, recent: np.ndarray | None = None) -> dict[str, Any]:
     """Score, sources, the history item most similar to the item, and the text vs image share of that similarity.
 
     The shares split the similarity between the per-modality similarities (text·text and image·image); an item
-    pair without two images is explained by text alone.
+    pair without two images is explained by text alone. ``recent``: :func:`recent_rows` of the history, when the
+    caller explains several items of one list (made once).
     """
     out: dict[str, Any] = {"score": round(score, 6), "sources": sources, "ranker": ranker_id}
     if index_id is not None:
@@ -31,7 +32,7 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
         out["text_similarity"], out["image_similarity"] = None, None
     elif len(history):
         out["reason"] = "similar"
-        hist = np.unique(history.rows[-100:])
+        hist = recent_rows(history) if recent is None else recent
         hist = hist[hist != row] if len(hist) > 1 else hist
         sims = table.fused[hist] @ table.fused[row]
         j = int(np.argmax(sims))
@@ -53,6 +54,11 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
         out["reason"] = "popular"
         out["because_of"] = None
     return out
+
+
+def recent_rows(history: History) -> np.ndarray:
+    """The distinct rows of the latest 100 events: the items an explanation may point to."""
+    return np.unique(history.rows[-100:])
 
 
 def _last_event(history: History, row: int) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from recsys.ranking.candidates import CandidateGenerator, Candidates, ExactSearc
 from recsys.ranking.catalog import ItemTable, VectorsLike
 from recsys.ranking.cobuy import CobuyProjection, fold_of, out_of_fold
 from recsys.ranking.context import make_context
-from recsys.ranking.explain import explain_item
+from recsys.ranking.explain import explain_item, recent_rows
 from recsys.ranking.forward import NumpyRanker, unit_rows
 from recsys.ranking.history import TYPE_CODE, History, day_of, histories_by_user, history_from_frame
 from recsys.ranking.lists import ListPolicy, compose
@@ -320,11 +320,13 @@ class RankingPipeline:
             is_new = ~self._known[cands.rows] & (sim >= self.params.new_min_sim)
             order = rules.reserve_new(order, s, is_new, r.k, self.params.new_slots)
         recs = []
-        for i in order:
+        recent = recent_rows(r.history) if r.explain and len(r.history) else None
+        for i, sources in zip(order, cands.sources_at(order), strict=True):
             row = int(cands.rows[i])
-            rec = Recommendation(table.ids[row], float(s[i]), cands.sources_of(i))
+            rec = Recommendation(table.ids[row], float(s[i]), sources)
             if r.explain:
-                rec.explanation = explain_item(table, r.history, row, float(s[i]), rec.sources, self.ranker_id)
+                rec.explanation = explain_item(table, r.history, row, float(s[i]), rec.sources, self.ranker_id,
+                                               recent=recent)
             recs.append(rec)
         return recs
 
