@@ -82,8 +82,8 @@ class Candidates:
     def sources_at(self, idx: Sequence[int]) -> list[list[str]]:
         """:meth:`sources_of` for each of ``idx``: one bit code per candidate, names looked up (a list's items at
         once, without a numpy call per item)."""
-        codes = (self.flags[np.asarray(idx, np.int64)] > 0) @ _BITS if len(idx) else []
-        return [list(_names_of(int(c))) for c in codes]
+        codes: list[int] = ((self.flags[np.asarray(idx, np.int64)] > 0) @ _BITS).tolist() if len(idx) else []
+        return [list(_names_of(c)) for c in codes]
 
 
 _BITS = 1 << np.arange(len(SOURCES))
