@@ -155,6 +155,7 @@ class Jobs:
         from recsys.evaluation import Batch
 
         rec = self.recommender
+        rec.refresh()  # as a server would after the replay: with ``ranking.live_stats_s`` the statistics count it
 
         def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
             return [[r.item_id for r in rec.recommend(u, k, now=split.target_time[u].to_pydatetime(), fresh=True)]

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -105,13 +106,13 @@ def test_evaluate_json_contract(home: Path) -> None:
     assert set(iv["differences"]) >= {"popular", "content_peer"}
 
 
-def _withheld_file(path: Path) -> Path:
+def _withheld_file(path: Path, prefix: str = "new") -> Path:
     """Three new shoppers in H&M's transactions layout, buying demo items over three days each."""
     rows = ["t_dat,customer_id,article_id,price,sales_channel_id"]
     for u in range(3):
         for d in range(3):
             for j in range(2):
-                rows.append(f"2026-02-0{d + 1},new-{u},item-{(u * 7 + d * 3 + j) % 150 + 1:05d},0.01,2")
+                rows.append(f"2026-02-0{d + 1},{prefix}-{u},item-{(u * 7 + d * 3 + j) % 150 + 1:05d},0.01,2")
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -129,6 +130,25 @@ def test_test_events_rerun_and_no_training_leak(home: Path, tmp_path: Path) -> N
     with rec.store.session() as s:
         assert evaluation_users(s) == {"new-0", "new-1", "new-2"}
     assert rec.jobs.train()["events"] == run("stats", "--json")["events"] - 12  # replayed shoppers never train
+
+
+def test_replayed_shoppers_count_in_the_statistics_they_are_ranked_with(home: Path, tmp_path: Path) -> None:
+    """Training counts each shopper's own earlier purchases in popularity and first sale; a replayed shopper is
+    ranked with statistics that count theirs too (``ranking.live_stats_s``, recounted after the replay), not with
+    the training's, where their own purchases look never sold."""
+    import pandas as pd
+
+    from recsys.service import Recommender
+
+    f = _withheld_file(tmp_path / "transactions.csv", prefix="fresh")
+    history = pd.read_csv(f, dtype=str).query("t_dat < '2026-02-03'")  # the targets are the last day's
+    rec = Recommender(get_settings())
+    before = rec.ranker.stats
+    rows, bought = np.unique([before.ids.index(i) for i in history["article_id"]], return_counts=True)
+    rec.jobs.evaluate(10, test_events=f, fmt="hm")
+    after = rec.ranker.stats
+    gained = after.pop_at(after.end_ts + 1) - before.pop_at(before.end_ts + 1)
+    assert len(history) == 12 and (gained[rows] >= bought).all()  # earlier tests' replays may count as well
 
 
 def test_api_and_evaluate_rank_alike(home: Path) -> None:
