@@ -89,7 +89,7 @@ class RankingSettings(BaseModel):
     diversity: float = 0.0
     """MMR weight in [0, 1]: 0 keeps the ranker's order."""
     seed: int = 0
-    max_repeat_share: float = Field(default=0.25, ge=0.0, le=1.0)
+    max_repeat_share: float = Field(default=0.4, ge=0.0, le=1.0)
     """Share of a personal list that may be items already in the user's history (the rest is for discovery; their
     own items have ``GET /v1/users/{id}/buy-again``). 1 lifts the cap (e.g. a music or grocery domain)."""
     max_per_group: int = Field(default=2, ge=0)
