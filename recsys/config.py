@@ -121,11 +121,10 @@ class RankingSettings(BaseModel):
 
         RankingParams.checked(v)
         return v
-    live_stats_s: float = Field(default=60.0, ge=0.0)
+    live_stats_s: float = Field(default=0.0, ge=0.0)
     """Recount popularity, trends and co-occurrence from every stored event at most this often (seconds) when new
-    events arrived, without retraining the model; 0 keeps the statistics of the ranker's training. On by default:
-    training counts each shopper's own earlier events, so a shopper who arrived after training would otherwise be
-    ranked with statistics that miss their own purchases (their repeats look never sold)."""
+    events arrived, without retraining the model; 0 (default) keeps the statistics of the ranker's training, with
+    each shopper's own events that they miss added per request."""
     result_cache_size: int = 20_000
     """Recommendation lists kept per process, keyed by everything they depend on (0: off)."""
     result_cache_mb: float = Field(default=256.0, ge=0)

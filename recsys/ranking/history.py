@@ -55,6 +55,9 @@ class History:
     disliked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     disliked_ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """When each row of ``disliked`` was first disliked (days)."""
+    uncounted_from: float = np.inf
+    """Events at or after this time are not in the ranker's statistics (a shopper who arrived after training):
+    :func:`recsys.ranking.context.make_context` adds them, as training counted each shopper's own earlier events."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -69,7 +72,7 @@ class History:
         cut = self.ts[end] if end < len(self.ts) else np.inf
         keep = self.disliked_ts < cut
         return History(self.rows[:end], self.types[:end], self.values[:end], self.ts[:end], self.disliked[keep],
-                       self.disliked_ts[keep])
+                       self.disliked_ts[keep], self.uncounted_from)
 
     @property
     def last_ts(self) -> float | None:

@@ -63,6 +63,8 @@ class ItemStats:
     window: int
     end_ts: float
     """Time of the last event."""
+    counted_users: frozenset[str] | None = None
+    """The users whose events (up to ``end_ts``) these statistics count; None when not recorded (older artifacts)."""
 
     @classmethod
     def fit(cls, ids: list[str], histories: dict[str, History], window: int = 20) -> ItemStats:
@@ -76,7 +78,7 @@ class ItemStats:
             u_rows, first = np.unique(h.rows, return_index=True)  # histories are time-sorted
             prow.append(u_rows)
             pts.append(h.ts[first])
-            keep = _changes(h.rows)
+            keep = first_of_runs(h.rows)
             i, j, t = sequence_pairs(h.rows[keep], window, h.ts[keep])
             ci.append(i)
             cj.append(j)
@@ -91,15 +93,16 @@ class ItemStats:
         po = np.argsort(pair_ts, kind="stable")
         end = float(ev_ts[o][-1]) if len(ev_ts) else 0.0
         return cls.from_pairs(list(ids), ev_ts[o], ev_row[o], pair_ts[po], pair_row[po], cat(ci, np.int64),
-                              cat(cj, np.int64), cat(ct, np.float64), window, end, n)
+                              cat(cj, np.int64), cat(ct, np.float64), window, end, n,
+                              frozenset(map(str, histories)))
 
     @classmethod
     def from_pairs(cls, ids: list[str], ev_ts: np.ndarray, ev_row: np.ndarray, pair_ts: np.ndarray,
                    pair_row: np.ndarray, ci: np.ndarray, cj: np.ndarray, ct: np.ndarray, window: int, end: float,
-                   n: int) -> ItemStats:
+                   n: int, counted: frozenset[str] | None = None) -> ItemStats:
         o = np.lexsort((ct, ci))
         ptr = np.searchsorted(ci[o], np.arange(n + 1), side="left")
-        return cls(ids, ev_ts, ev_row, pair_ts, pair_row, ci[o], cj[o], ct[o], ptr, window, end)
+        return cls(ids, ev_ts, ev_row, pair_ts, pair_row, ci[o], cj[o], ct[o], ptr, window, end, counted)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -165,6 +168,14 @@ class ItemStats:
             np.add.at(out, self.cooc_col[a:cut], wq)
         return out
 
+    def uncounted_from(self, user_id: str) -> float:
+        """From when ``user_id``'s events are missing from these statistics: all of them for a user they never
+        counted (a shopper who arrived after training), those after ``end_ts`` for one they did; +inf when the
+        counted users are not recorded."""
+        if self.counted_users is None:
+            return np.inf
+        return float(np.nextafter(self.end_ts, np.inf)) if str(user_id) in self.counted_users else -np.inf
+
     # -- catalogue changes and persistence -------------------------------------------------------------------
     def aligned(self, ids: list[str]) -> ItemStats:
         """The same statistics over another catalogue: rows follow ``ids``; unknown items have none."""
@@ -182,23 +193,27 @@ class ItemStats:
         kc = (ci >= 0) & (cj >= 0)
         return ItemStats.from_pairs(list(ids), self.ev_ts[ke], new_of_old[self.ev_row[ke]], self.pair_ts[kp],
                                     new_of_old[self.pair_row[kp]], ci[kc], cj[kc], self.cooc_ts[kc], self.window,
-                                    self.end_ts, len(ids))
+                                    self.end_ts, len(ids), self.counted_users)
 
     def save(self, path: Path) -> None:
         np.savez_compressed(path / "stats.npz", ev_ts=self.ev_ts, ev_row=self.ev_row, pair_ts=self.pair_ts,
                             pair_row=self.pair_row, cooc_row=self.cooc_row, cooc_col=self.cooc_col,
                             cooc_ts=self.cooc_ts, cooc_ptr=self.cooc_ptr, window=self.window, end_ts=self.end_ts)
         (path / "stats_ids.txt").write_text("\n".join(self.ids), encoding="utf-8")
+        if self.counted_users is not None:
+            (path / "stats_users.txt").write_text("\n".join(sorted(self.counted_users)), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> ItemStats:
         z = np.load(path / "stats.npz")
         ids = (path / "stats_ids.txt").read_text(encoding="utf-8").split("\n") if (path / "stats_ids.txt").stat(
         ).st_size else []
+        users = path / "stats_users.txt"
+        counted = frozenset(users.read_text(encoding="utf-8").split("\n")) - {""} if users.exists() else None
         return cls(ids, z["ev_ts"], z["ev_row"], z["pair_ts"], z["pair_row"], z["cooc_row"], z["cooc_col"],
-                   z["cooc_ts"], z["cooc_ptr"], int(z["window"]), float(z["end_ts"]))
+                   z["cooc_ts"], z["cooc_ptr"], int(z["window"]), float(z["end_ts"]), counted)
 
 
-def _changes(rows: np.ndarray) -> np.ndarray:
+def first_of_runs(rows: np.ndarray) -> np.ndarray:
     """Mask keeping the first of each run of consecutive equal rows."""
     return np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.zeros(0, bool)
