@@ -139,8 +139,8 @@ def test_replayed_shoppers_own_events_count_in_their_statistics(home: Path, tmp_
     import pandas as pd
 
     from recsys.ranking.context import make_context
-    from recsys.serving.requests import history_as_of
     from recsys.service import Recommender
+    from recsys.serving.requests import history_as_of
     from recsys.store.queries import user_event_records
 
     f = _withheld_file(tmp_path / "transactions.csv", prefix="fresh")
