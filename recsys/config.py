@@ -92,7 +92,7 @@ class RankingSettings(BaseModel):
     max_repeat_share: float = Field(default=0.4, ge=0.0, le=1.0)
     """Share of a personal list that may be items already in the user's history (the rest is for discovery; their
     own items have ``GET /v1/users/{id}/buy-again``). 1 lifts the cap (e.g. a music or grocery domain)."""
-    max_per_group: int = Field(default=3, ge=0)
+    max_per_group: int = Field(default=2, ge=0)
     """Items of one variant group (the same product in several colours) per list; 0 lifts the cap."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the ranker's knobs (:class:`recsys.ranking.params.RankingParams`: candidate sizes, model,
