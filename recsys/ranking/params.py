@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+RANGES: dict[str, tuple[float, float]] = {"hybrid_lexical_weight": (0.0, 1.0), "new_min_sim": (-1.0, 1.0)}
+"""Allowed values of the knobs that are not plain sizes, windows or rates (those must be >= 0)."""
 
 
 @dataclass
@@ -89,6 +93,9 @@ class RankingParams:
                 (default is None and value is None)
             if not ok or (kind is int and isinstance(value, bool)):
                 raise ValueError(f"ranking parameter {key!r} must be {kind.__name__}, got {value!r}")
+            lo, hi = RANGES.get(key, (0.0, math.inf))
+            if kind in (int, float) and not lo <= value <= hi:
+                raise ValueError(f"ranking parameter {key!r} must be in [{lo}, {hi}], got {value!r}")
             setattr(p, key, float(value) if kind is float else value)
         return p
 

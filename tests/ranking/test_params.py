@@ -1,0 +1,27 @@
+"""``RECSYS_RANKING__PARAMS`` is checked when read: an unknown knob, a wrong type or a value out of range fails
+with the knob's name instead of training or ranking with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from recsys.ranking.params import RankingParams
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"similar_kk": 10}, "unknown ranking parameter 'similar_kk'"),
+    ({"similar_k": "10"}, "'similar_k' must be int"),
+    ({"epochs": True}, "'epochs' must be int"),
+    ({"similar_k": -5}, "'similar_k' must be in [0.0, inf]"),
+    ({"hybrid_lexical_weight": 1.5}, "'hybrid_lexical_weight' must be in [0.0, 1.0]"),
+    ({"new_min_sim": -2.0}, "'new_min_sim' must be in [-1.0, 1.0]"),
+])
+def test_bad_knobs_are_refused_by_name(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        RankingParams.checked(overrides)
+    assert message in str(err.value)
+
+
+def test_good_knobs_are_taken() -> None:
+    p = RankingParams.checked({"hybrid_lexical_weight": 1, "new_min_sim": -0.2, "hybrid_k": 100})
+    assert (p.hybrid_lexical_weight, p.new_min_sim, p.hybrid_k) == (1.0, -0.2, 100)
