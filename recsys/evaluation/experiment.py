@@ -61,15 +61,15 @@ def _slice_targets(split: Split) -> tuple[list[list[str]], np.ndarray, int]:
     return cold, mask, int(sum(len(c) for c in cold))
 
 
-def _new_targets(split: Split) -> tuple[list[list[str]], np.ndarray, int]:
-    """Targets the user never interacted with before (not in their history), the users having any, their count."""
-    new = []
+def _history_targets(split: Split, *, seen_before: bool) -> tuple[list[list[str]], np.ndarray, int]:
+    """Targets in (``seen_before``) or not in the user's own history, the users having any, their count."""
+    picked = []
     for u in split.users:
         h = split.histories[u]
         seen = set(h["item_id"].astype(str)) if len(h) else set()
-        new.append([t for t in split.targets[u] if t not in seen])
-    mask = np.array([len(c) > 0 for c in new], dtype=bool)
-    return new, mask, int(sum(len(c) for c in new))
+        picked.append([t for t in split.targets[u] if (t in seen) == seen_before])
+    mask = np.array([len(c) > 0 for c in picked], dtype=bool)
+    return picked, mask, int(sum(len(c) for c in picked))
 
 
 BOOTSTRAP_ROUNDS = 2000
@@ -120,8 +120,10 @@ def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], 
     cold_user_mask = n_hist <= cold_user_max_events
 
     results: dict[str, dict[str, float | None]] = {}
-    new_targets, new_mask, n_new_targets = _new_targets(split)
-    slices: dict[str, dict[str, dict[str, float | None]]] = {"cold_items": {}, "cold_users": {}, "new_to_user": {}}
+    new_targets, new_mask, n_new_targets = _history_targets(split, seen_before=False)
+    rep_targets, rep_mask, n_rep_targets = _history_targets(split, seen_before=True)
+    slices: dict[str, dict[str, dict[str, float | None]]] = {
+        "cold_items": {}, "cold_users": {}, "new_to_user": {}, "repeats": {}}
     recall_of: dict[str, np.ndarray] = {}
     timings_s: dict[str, float] = {}
     for name, rec in recommenders.items():
@@ -134,6 +136,7 @@ def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], 
         slices["cold_items"][name] = cold_pu.mean(cold_item_mask)
         slices["cold_users"][name] = pu.mean(cold_user_mask)
         slices["new_to_user"][name] = per_user(lists, new_targets, k).mean(new_mask) if users else _empty().mean()
+        slices["repeats"][name] = per_user(lists, rep_targets, k).mean(rep_mask) if users else _empty().mean()
         recall_of[name] = pu.recall
         log.info("evaluated %s on %d users in %.1fs: recall@%d=%s", name, len(users), timings_s[name], k,
                  results[name]["recall"])
@@ -169,6 +172,9 @@ def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], 
             "new_to_user": slice_obj("new_to_user", int(new_mask.sum()),
                                      "targets not in the user's own history (metrics over those targets only, "
                                      "users having at least one)", targets=n_new_targets),
+            "repeats": slice_obj("repeats", int(rep_mask.sum()),
+                                 "targets already in the user's own history (metrics over those targets only, "
+                                 "users having at least one)", targets=n_rep_targets),
         },
         "intervals": {"metric": "recall",
                       **paired_intervals(recall_of[main], {n: r for n, r in recall_of.items() if n != main})}

@@ -56,6 +56,11 @@ def test_contract_and_known_metrics() -> None:
     # cold users (<= 5 history events): u1 (2 events); u2 has 6
     cu = res["slices"]["cold_users"]
     assert cu["users"] == 1 and cu["recall"] == pytest.approx(1.0)
+    # new to the user: u1's "new" (hit); u2's targets a and c are both in u2's history: the repeats slice
+    nu, rep = res["slices"]["new_to_user"], res["slices"]["repeats"]
+    assert nu["users"] == 1 and nu["targets"] == 1 and nu["recall"] == pytest.approx(1.0)
+    assert rep["users"] == 1 and rep["targets"] == 2 and rep["recall"] == pytest.approx(0.5)
+    assert rep["baselines"]["popular"]["recall"] == pytest.approx(0.5)
     assert res["timings_s"]["fit_ours"] == pytest.approx(1.235)
     assert {"ours", "popular", "oracle", "evaluate_total"} <= set(res["timings_s"])
     assert best_other(res) == ("oracle", 1.0)
