@@ -1,0 +1,96 @@
+"""The served statistics against a recount of every stored event, per shopper, on a withheld build.
+
+Run on a store built by ``bench/withheld.py`` (its withheld users replayed), with that run's withheld file::
+
+    RECSYS_HOME=<scratch>/withheld_ml100k_validation/home .venv/bin/python bench/live_stats.py \\
+        <scratch>/withheld_ml100k_validation/withheld_u.data --format movielens
+
+The service runs with ``RECSYS_RANKING__LIVE_STATS_S`` on, so after the replay its ranker counts every stored event;
+each request's statistics are then taken from the training's (plus the shopper's own events, the served default)
+or from the recount, wholly or one statistic at a time (``popularity``, ``users``, ``trends``, ``cooc``,
+``first_sale``), with the same ranker and the same candidates code. Prints one JSON object: recall@20 per setting,
+and for the full recount the per-shopper paired difference (users better / worse, bootstrap interval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["RECSYS_RANKING__LIVE_STATS_S"] = "60"
+
+from recsys.cli.pipeline import open_store  # noqa: E402
+from recsys.config import Settings  # noqa: E402
+from recsys.evaluation.splits import read_test_events, split_test_events  # noqa: E402
+from recsys.jobs import Jobs  # noqa: E402
+from recsys.ranking import context as C  # noqa: E402
+from recsys.ranking import pipeline as P  # noqa: E402
+from recsys.service import Recommender  # noqa: E402
+
+PARTS = {"popularity": ("pop",), "users": ("users",), "trends": ("trend7", "trend30"), "cooc": ("cooc",),
+         "first_sale": ("first_ts",)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("test_events", type=Path)
+    ap.add_argument("--format", default="movielens", choices=["hm", "movielens"])
+    args = ap.parse_args()
+    rec = Recommender(Settings(), open_store())
+    Jobs(rec).evaluate(20, test_events=args.test_events, fmt=args.format)  # the replay (idempotent), then the recount
+    served = rec.generations.current()
+    home = Path(rec.settings.home)
+    trained = P.RankingPipeline.load(home / "rankers" / (home / "rankers" / "CURRENT").read_text().strip()).stats
+    recounted = served.ranker.stats  # type: ignore[union-attr]
+    if recounted.counted_users == trained.counted_users:
+        raise SystemExit("the recount did not happen: no replayed users in this store?")
+    make = C.make_context
+    live: set[str] = set()
+
+    def context(h: Any, now: float, stats: Any, p: Any) -> C.Context:
+        base = make(h, now, trained, p)
+        if not live:
+            return base
+        counted = make(h, now, recounted, p)
+        return dataclasses.replace(base, **{f: getattr(counted, f) for name in live for f in PARTS[name]})
+
+    P.make_context = context  # type: ignore[assignment]
+    ids = served.ranker.table.ids  # type: ignore[union-attr]
+    test = read_test_events(args.test_events, args.format)
+    split = split_test_events(test, "last_day" if args.format == "hm" else "last_interaction",
+                              train_events=test.iloc[:0], known_users=set(), known_items=set(ids))
+
+    def recalls() -> np.ndarray:
+        out = []
+        for u in split.users:
+            top = {r.item_id for r in rec.recommend(u, 20, now=split.target_time[u].to_pydatetime(), fresh=True)}
+            targets = set(split.targets[u])
+            out.append(len(targets & top) / len(targets))
+        return np.array(out)
+
+    served_r = recalls()
+    result: dict[str, Any] = {"users": len(split.users), "served": round(float(served_r.mean()), 6)}
+    for name in [*PARTS, "all"]:
+        live.clear()
+        live.update(PARTS if name == "all" else [name])
+        r = recalls()
+        result[f"recount_{name}"] = round(float(r.mean()), 6)
+    d = r - served_r
+    boot = d[np.random.default_rng(0).integers(0, len(d), (2000, len(d)))].mean(axis=1)
+    result["recount_all_vs_served"] = {"difference": round(float(d.mean()), 6), "users_better": int((d > 0).sum()),
+                                       "users_worse": int((d < 0).sum()),
+                                       "ci": [round(float(np.quantile(boot, q)), 6) for q in (0.025, 0.975)]}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
