@@ -49,7 +49,8 @@ def _norm(s: str | None) -> str:
 
 
 MASTER = {"off white": "white", "greenish khaki": "khaki green", "yellowish brown": "brown", "gold": "metal",
-          "silver": "metal", "purple": "lilac purple", "light purple": "lilac purple"}
+          "silver": "metal", "purple": "lilac purple", "light purple": "lilac purple", "dark purple": "lilac purple",
+          "greyish beige": "mole"}
 """A generated colour label -> H&M's perceived (master) colour, where dropping "dark"/"light" is not enough."""
 
 

@@ -12,8 +12,12 @@ An item's own label never reaches the probe that scores it: when described items
 whole-catalogue run), the labelled items are split in five folds by id and each item is scored by the probe fitted
 without its fold (:func:`fit_folded`), as the vote leaves the item itself out.
 
-Measured on H&M held out (README): colour exact shade 0.678 -> 0.711 with the stages and colour blocks of the lite
-towers; garment type gained 0.005 only, so the hm vocabulary probes colour alone.
+With ``probe_hidden`` the probe gets one GELU layer first (AdamW, dropout), and the block "pixels" adds the photo's
+CIELAB colour statistics (:mod:`recsys.describe.pixels`) to the tower features it reads.
+
+Measured on H&M held out (README): the linear probe on the stages and colour blocks took colour exact shade from
+0.678 to 0.711; the hidden layer and the pixel statistics to 0.735, and a hidden-layer probe on all the tower
+features took garment type from 0.780 to 0.804 (with every H&M type of 15 articles or more in the vocabulary).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ import torch
 WEIGHT_DECAY = 0.01
 """L2 penalty on the standardised features: 0.01 was best of (0.0001, 0.001, 0.01, 0.03) on a tuning split of H&M."""
 MAX_ITER = 100
+MLP_EPOCHS = 20
+"""Passes of the one-hidden-layer probe (``probe_hidden``) over its training items (batches of 256)..."""
+MLP_MIN_STEPS = 300
+"""...but at least this many batches."""
 
 
 def lite_blocks() -> dict[str, tuple[int, int]]:
@@ -42,29 +50,37 @@ def lite_blocks() -> dict[str, tuple[int, int]]:
     return out
 
 
-def feature_columns(towers_id: str, dim: int, blocks: Sequence[str]) -> np.ndarray:
-    """The feature columns a probe reads: the named blocks of the recsys-lite towers, every column for other towers
-    (whose features are one pooled embedding) or when ``blocks`` is empty."""
+def feature_columns(towers_id: str, dim: int, blocks: Sequence[str], pixels: int = 0) -> np.ndarray:
+    """The feature columns a probe reads: the named blocks of the recsys-lite towers, every tower column for other
+    towers (whose features are one pooled embedding) or when no tower block is named; with block "pixels" also the
+    ``pixels`` columns of photo colour statistics that follow the ``dim`` tower columns (:mod:`.pixels`)."""
     layout = lite_blocks() if towers_id.startswith("recsys-lite-towers/") else {}
-    if not blocks or not layout or max(e for _, e in layout.values()) != dim:
-        return np.arange(dim)
-    return np.concatenate([np.arange(*layout[b]) for b in blocks if b in layout] or [np.arange(dim)])
+    extra = [np.arange(dim, dim + pixels)] if "pixels" in blocks and pixels else []
+    named = [b for b in blocks if b in layout]
+    if not named or max(e for _, e in layout.values()) != dim:
+        return np.concatenate([np.arange(dim), *extra])
+    return np.concatenate([np.arange(*layout[b]) for b in named] + extra)
 
 
 @dataclass
 class Probe:
-    """A fitted softmax regression over ``columns`` of the tower features: (d,) mean and scale, (d, labels) weight,
-    (labels,) bias."""
+    """A fitted softmax regression over ``columns`` of the features: (d,) mean and scale, (d, labels) weight,
+    (labels,) bias; with ``hidden`` ((d, h) weight, (h,) bias) a GELU layer comes first, ``weight`` is then
+    (h, labels)."""
 
     columns: np.ndarray
     mean: np.ndarray
     scale: np.ndarray
     weight: np.ndarray
     bias: np.ndarray
+    hidden: tuple[np.ndarray, np.ndarray] | None = None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """(n, labels) class probabilities of (n, dim) tower features; all-zero rows (no image) get uniform ones."""
         z = (features[:, self.columns] - self.mean) / self.scale
+        if self.hidden is not None:
+            h = torch.as_tensor(z @ self.hidden[0] + self.hidden[1], dtype=torch.float32)
+            z = torch.nn.functional.gelu(h).numpy()
         logits = z @ self.weight + self.bias
         logits -= logits.max(1, keepdims=True)
         p = np.exp(logits)
@@ -74,9 +90,10 @@ class Probe:
 
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, n_labels: int, columns: np.ndarray, *,
-              weight_decay: float = WEIGHT_DECAY, max_iter: int = MAX_ITER) -> Probe | None:
-    """Fit on the rows whose label is >= 0 ((n, dim) features, (n,) label indices); None with fewer than two
-    distinct labels (nothing to learn)."""
+              weight_decay: float = WEIGHT_DECAY, max_iter: int = MAX_ITER, hidden: int = 0) -> Probe | None:
+    """Fit on the rows whose label is >= 0 ((n, dim) features, (n,) label indices): softmax regression, or with
+    ``hidden`` > 0 one GELU layer of that width first (:func:`fit_mlp`); None with fewer than two distinct labels
+    (nothing to learn)."""
     keep = labels >= 0
     if len(np.unique(labels[keep])) < 2:
         return None
@@ -84,6 +101,8 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, n_labels: int, columns: 
     y = torch.as_tensor(labels[keep], dtype=torch.long)
     mean, scale = x.mean(0), x.std(0).clamp_min(1e-4)
     z = (x - mean) / scale
+    if hidden > 0:
+        return fit_mlp(z, y, n_labels, hidden, columns, mean.numpy(), scale.numpy())
     w = torch.zeros(z.shape[1], n_labels, requires_grad=True)  # convex: any start reaches the same optimum
     b = torch.zeros(n_labels, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe")
@@ -96,6 +115,35 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, n_labels: int, columns: 
 
     opt.step(closure)  # type: ignore[no-untyped-call]
     return Probe(columns, mean.numpy(), scale.numpy(), w.detach().numpy(), b.detach().numpy())
+
+
+def fit_mlp(z: torch.Tensor, y: torch.Tensor, n_labels: int, hidden: int, columns: np.ndarray, mean: np.ndarray,
+            scale: np.ndarray, *, epochs: int = MLP_EPOCHS, seed: int = 0) -> Probe:
+    """One GELU layer on standardised features ``z``, AdamW with a one-cycle rate, dropout on the input (0.2) and
+    the hidden layer (0.5); seeded, so a re-run gives the same probe."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(z.shape[1], hidden), torch.nn.GELU(),
+                                  torch.nn.Dropout(0.5), torch.nn.Linear(hidden, n_labels))
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+        batches = -(-len(z) // 256)
+        epochs = max(epochs, -(-MLP_MIN_STEPS // batches))  # a small catalogue: more passes, as many steps
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=epochs * batches)
+        for _ in range(epochs):
+            order = torch.randperm(len(z), generator=gen)
+            for i in range(0, len(z), 256):
+                b = order[i : i + 256]
+                loss = torch.nn.functional.cross_entropy(net(z[b]), y[b])
+                opt.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
+                sched.step()
+    first, last = net[1], net[4]
+    assert isinstance(first, torch.nn.Linear) and isinstance(last, torch.nn.Linear)
+    to_np = lambda t: t.detach().numpy().copy()  # noqa: E731
+    return Probe(columns, mean, scale, to_np(last.weight.T), to_np(last.bias),
+                 (to_np(first.weight.T), to_np(first.bias)))
 
 
 def _fold(item_ids: Sequence[str], folds: int) -> np.ndarray:
@@ -119,17 +167,18 @@ class FoldedProbe:
 
 
 def fit_folded(features: np.ndarray, labels: np.ndarray, item_ids: Sequence[str], described: Collection[str],
-               n_labels: int, columns: np.ndarray, folds: int = 5) -> FoldedProbe | None:
+               n_labels: int, columns: np.ndarray, folds: int = 5, hidden: int = 0) -> FoldedProbe | None:
     """A probe on all labelled rows when none of them is to be described, else one per fold, each fitted without
     the described items of its fold; None when a fold has nothing to learn."""
     to_describe = np.isin(np.asarray(item_ids, dtype=object), np.asarray(list(described), dtype=object))
     if not to_describe.any():
-        probe = fit_probe(features, labels, n_labels, columns)
+        probe = fit_probe(features, labels, n_labels, columns, hidden=hidden)
         return FoldedProbe((probe,)) if probe is not None else None
     fold = _fold(item_ids, folds)
     probes = []
     for f in range(folds):
-        probe = fit_probe(features, np.where(to_describe & (fold == f), -1, labels), n_labels, columns)
+        probe = fit_probe(features, np.where(to_describe & (fold == f), -1, labels), n_labels, columns,
+                          hidden=hidden)
         if probe is None:
             return None
         probes.append(probe)

@@ -6,8 +6,9 @@ tower features as ``recsys embed``) is scored against the facet's labels by the 
 threshold is worded into the vocabulary's sentence ("Red striped dress in jersey."). A facet that names a catalogue
 ``field`` (the hm vocabulary's colour and garment type) also takes the vote of the item's image neighbours among the
 other items carrying such a value, mixed with the zero-shot score (:mod:`recsys.describe.transfer`), and, with
-``probe_weight`` (hm: colour), a classifier fitted on those items' raw tower features (:mod:`recsys.describe.probe`;
-an item is never scored by a probe that read its own label). The text, the facets with their scores and the
+``probe_weight`` (hm: colour and garment), a classifier fitted on those items' raw tower features and, where asked,
+their photos' colour statistics (:mod:`recsys.describe.probe`, :mod:`recsys.describe.pixels`; an item is never
+scored by a probe that read its own label). The text, the facets with their scores and the
 encoder are stored in ``item_descriptions``, apart from the merchant's title and description, which are never
 written. A re-run replaces an item's generated description.
 
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from recsys.config import Settings
+from recsys.describe.pixels import pixel_features
 from recsys.describe.probe import FoldedProbe, feature_columns, fit_folded
 from recsys.describe.transfer import LabelSource, candidate_items, label_indices, mix, neighbour_votes
 from recsys.describe.vocabulary import Vocabulary
@@ -119,10 +121,26 @@ def label_source(encoder: TowerEncoder, items: Sequence[ItemRecord], vocabulary:
     voters = [voters[r] for r in keep]
     labels = {f.name: label_indices(voters, f.field, f.labels) for f in vocabulary.facets if f.field}
     probed = any(f.probe_weight > 0 for f in vocabulary.facets)
-    return LabelSource([it.item_id for it in voters], vecs[keep], labels, raw[keep] if probed else None)
+    features = probe_features(raw[keep], voters, vocabulary, settings) if probed else None
+    return LabelSource([it.item_id for it in voters], vecs[keep], labels, features)
 
 
-def fit_probes(vocabulary: Vocabulary, source: LabelSource | None, towers_id: str,
+def wants_pixels(vocabulary: Vocabulary) -> bool:
+    return any(f.probe_weight > 0 and "pixels" in f.probe_features for f in vocabulary.facets)
+
+
+def probe_features(raw: np.ndarray, items: Sequence[ItemRecord], vocabulary: Vocabulary,
+                   settings: Settings) -> np.ndarray:
+    """What the probes read: the raw tower features, followed by the photos' colour statistics
+    (:mod:`recsys.describe.pixels`) when a probe names the "pixels" block."""
+    if not wants_pixels(vocabulary):
+        return raw
+    from recsys.encoders.fit import limits_of
+
+    return np.concatenate([raw, pixel_features(items, limits_of(settings), settings.encoder.num_workers)], 1)
+
+
+def fit_probes(vocabulary: Vocabulary, source: LabelSource | None, towers_id: str, tower_dim: int,
                described: Collection[str]) -> dict[str, FoldedProbe]:
     """Facet name -> its probe fitted on the label source (facets with ``probe_weight`` > 0 and enough labels),
     folded so that no item in ``described`` is scored by a probe that read its own label."""
@@ -131,9 +149,9 @@ def fit_probes(vocabulary: Vocabulary, source: LabelSource | None, towers_id: st
     out = {}
     for f in vocabulary.facets:
         if f.probe_weight > 0 and f.name in source.labels:
-            columns = feature_columns(towers_id, source.features.shape[1], f.probe_features)
+            columns = feature_columns(towers_id, tower_dim, f.probe_features, source.features.shape[1] - tower_dim)
             probe = fit_folded(source.features, source.labels[f.name], source.item_ids, described, len(f.labels),
-                               columns)
+                               columns, hidden=f.probe_hidden)
             if probe is not None:
                 out[f.name] = probe
     return out
@@ -179,7 +197,8 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
     k = vocabulary.neighbours if neighbours is None else neighbours
     voters = label_source(enc, catalogue, vocabulary, settings, label_exclude) if k > 0 and items else None
     pks = item_pks(store, [it.item_id for it in items])
-    probes = fit_probes(vocabulary, voters, enc.towers.id, {it.item_id for it in items}) if probe else {}
+    probes = fit_probes(vocabulary, voters, enc.towers.id, enc.towers.image_dim,
+                        {it.item_id for it in items}) if probe else {}
     source = "zero-shot" + ("+neighbours" if voters is not None else "") + ("+probe" if probes else "") + f":{enc.id}"
     report = DescribeReport(enc.id, vocabulary.name, len(items), 0, 0, 0, 0.0)
     if progress:
@@ -187,6 +206,8 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]
         raw, vecs, failed = image_rows(enc, chunk, settings)
+        if probes:
+            raw = probe_features(raw, chunk, vocabulary, settings)
         scores = facet_scores(vecs, [it.item_id for it in chunk], vocabulary, label_vecs, voters, k, raw, probes)
         rows = []
         for r, it in enumerate(chunk):

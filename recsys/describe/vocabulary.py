@@ -25,7 +25,8 @@ A vocabulary is a TOML or JSON file::
     field = "attributes.material"        # optional: other items' values of this field are labels too (their
                                          # image neighbours vote; see recsys.describe.transfer)
     probe_weight = 0.5                   # optional, with a field: share of a probe fitted on those items' tower
-    probe_features = ["stages", "colour"]  # features (recsys.describe.probe); blocks of the lite towers
+    probe_features = ["stages", "colour"]  # features (recsys.describe.probe); blocks of the lite towers, "pixels"
+    probe_hidden = 512                   # optional: a hidden layer of that width (0: softmax regression)
 
 ``neighbours = 30`` (top level; 0: zero-shot only) and ``neighbour_weight = 0.5`` set the vote of facets with a
 field.
@@ -70,7 +71,10 @@ class Facet:
     probe_weight: float = 0.0
     """Share of the supervised probe on raw tower features in the facet's score (needs ``field``; 0: no probe)."""
     probe_features: tuple[str, ...] = ()
-    """Feature blocks the probe reads (recsys-lite: stages, bands, head, colour); empty: all."""
+    """Feature blocks the probe reads (recsys-lite: stages, bands, head, colour; any towers: pixels, the photo's
+    CIELAB colour statistics); empty: all tower features."""
+    probe_hidden: int = 0
+    """Width of the probe's hidden layer (0: softmax regression)."""
 
     def word(self, label: str) -> str:
         return self.phrase.format(dict(self.words).get(label, label))
@@ -150,9 +154,12 @@ def _facet(name: str, raw: Any, where: str) -> Facet:
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_weight must be within 0 and 1, with a field")
     if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_features must be a list of block names")
+    hidden = raw.get("probe_hidden", 0)
+    if not (isinstance(hidden, int) and 0 <= hidden <= 4096):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_hidden must be an integer 0..4096")
     return Facet(name, tuple(dict.fromkeys(x.strip() for x in labels)), strings["prompt"], strings["phrase"],
                  frozenset(str(x) for x in omit), strings["fallback"], None if conf is None else float(conf),
-                 tuple((str(k), v) for k, v in words.items()), source, float(pw), tuple(blocks))
+                 tuple((str(k), v) for k, v in words.items()), source, float(pw), tuple(blocks), hidden)
 
 
 def parse_vocabulary(data: dict[str, Any], where: str) -> Vocabulary:

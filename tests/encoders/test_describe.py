@@ -200,3 +200,17 @@ def test_vocabularies_ship_and_bad_ones_are_refused(tmp_path: Path) -> None:
             load_vocabulary(bad)
     with pytest.raises(ValidationFailed, match="generic"):
         load_vocabulary(tmp_path / "missing.toml")
+
+
+def test_probe_on_photo_colour_statistics(env: tuple[Store, Settings, Path]) -> None:
+    store, settings, vocab = env
+    probed = vocab.with_name("probed.toml")
+    probe = 'field = "attributes.colour"\nprobe_weight = 1.0\nprobe_features = ["pixels"]\nprobe_hidden = 16'
+    probed.write_text(VOCAB.replace("[facets.colour]", "[facets.colour]\n" + probe))
+    ids = [f"{c}-{i}" for c in COLOURS for i in range(4)]
+    describe_items(store, settings, load_vocabulary(probed), neighbours=3, item_ids=ids)
+    texts = _texts(store)
+    assert sum(texts[i].lower().startswith(i.split("-")[0]) for i in ids) / 24 >= 0.8  # weight 1: the probe alone
+    with store.session() as s:
+        rows = s.scalars(select(ItemDescription).join(Item).where(Item.external_id.in_(ids))).all()
+        assert all(r.source.startswith("zero-shot+neighbours+probe:") for r in rows)
