@@ -191,12 +191,16 @@ def _empty() -> PerUser:
     return PerUser(z, z, z, z)
 
 
+SLICE_LABELS = {"cold_items": "cold items", "cold_users": "cold users", "new_to_user": "new to user",
+                "repeats": "repeats"}
+
+
 def markdown_table(result: Mapping[str, Any], main: str = "ours", title: str | None = None) -> str:
-    """The result as a markdown table: one row per recommender, metrics at K plus the cold slices' recall."""
+    """The result as a markdown table: one row per recommender, metrics at K plus each slice's recall."""
     k = result["k"]
     rows: list[tuple[str, Mapping[str, Any] | None]] = [(main, result.get("metrics"))]
     rows += list(result.get("baselines", {}).items()) + list(result.get("peers", {}).items())
-    ci, cu = result["slices"]["cold_items"], result["slices"]["cold_users"]
+    slices = [(label, result["slices"][name]) for name, label in SLICE_LABELS.items() if name in result["slices"]]
 
     def slice_recall(sl: Mapping[str, Any], name: str) -> Any:
         if name == main:
@@ -207,14 +211,15 @@ def markdown_table(result: Mapping[str, Any], main: str = "ours", title: str | N
         return "–" if v is None else f"{v:.4f}"
 
     head = (f"| model | recall@{k} | NDCG@{k} | hit@{k} | MRR@{k} | coverage@{k} | "
-            f"recall@{k} cold items ({ci['users']} users) | recall@{k} cold users ({cu['users']} users) |")
+            + "".join(f"recall@{k} {label} ({sl['users']} users) | " for label, sl in slices)).rstrip()
     lines = [f"**{title}** — protocol {result['protocol']}, {result['users']} users\n" if title else "",
-             head, "|" + "---|" * 8]
+             head, "|" + "---|" * (6 + len(slices))]
     for name, m in rows:
         if m is None:
             continue
-        lines.append(f"| {name} | {fmt(m['recall'])} | {fmt(m['ndcg'])} | {fmt(m['hit_rate'])} | {fmt(m['mrr'])} | "
-                     f"{fmt(m['coverage'])} | {fmt(slice_recall(ci, name))} | {fmt(slice_recall(cu, name))} |")
+        cells = [m["recall"], m["ndcg"], m["hit_rate"], m["mrr"], m["coverage"]]
+        cells += [slice_recall(sl, name) for _, sl in slices]
+        lines.append(f"| {name} | " + " | ".join(fmt(v) for v in cells) + " |")
     return "\n".join(line for line in lines if line) + "\n"
 
 

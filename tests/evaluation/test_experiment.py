@@ -66,6 +66,10 @@ def test_contract_and_known_metrics() -> None:
     assert best_other(res) == ("oracle", 1.0)
     table = markdown_table(res, title="tiny")
     assert "| ours | 0.7500 |" in table and "| oracle |" in table
+    head, rule, ours = [line for line in table.splitlines() if line.startswith("|")][:3]
+    assert "recall@2 new to user (1 users)" in head and "recall@2 repeats (1 users)" in head
+    assert rule.count("---") == 10 and ours.count("|") == 11
+    assert ours.endswith("| 1.0000 | 0.5000 |")  # ours: new to user (u1's "new" hit), repeats (u2: a of a, c)
 
 
 def test_real_baselines_and_missing_main() -> None:
