@@ -96,10 +96,13 @@ def test_shell_answers_many_queries_from_one_warm_recommender(home: Path, monkey
 
 
 def test_evaluate_json_contract(home: Path) -> None:
-    res = run("evaluate", "--k", "10", "--part", "all", "--json")
+    out = CliRunner().invoke(app, ["evaluate", "--k", "10", "--part", "all"])  # the summary on stderr, JSON on stdout
+    assert out.exit_code == 0, out.output
+    assert "slices (recall): " in out.stderr and "new_to_user" in out.stderr and "95% interval [" in out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["users"] > 0 and {"recall", "ndcg", "hit_rate", "mrr", "coverage"} <= set(res["metrics"])
     assert {"popular", "item_cooccurrence", "content_knn", "content_peer"} <= set(res["baselines"])
-    assert {"cold_items", "cold_users", "new_to_user"} <= set(res["slices"])
+    assert {"cold_items", "cold_users", "new_to_user", "repeats"} <= set(res["slices"])
     assert "recall" in res["slices"]["new_to_user"]
     iv = res["intervals"]
     assert iv["main"][0] <= res["metrics"]["recall"] <= iv["main"][1]

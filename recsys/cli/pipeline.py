@@ -146,6 +146,13 @@ def evaluate(
                   f"hit {m['hit_rate']:.4f}  mrr {m['mrr']:.4f}  coverage {m['coverage']:.4f}")
         for name, b in result["baselines"].items():
             err.print(f"  {name:<18} recall {b['recall']:.4f}  ndcg {b['ndcg']:.4f}")
+        sl = {name: s.get("recall") for name, s in result["slices"].items() if s.get("recall") is not None}
+        err.print("slices (recall): " + "  ".join(f"{name} {v:.4f}" for name, v in sl.items()))
+        diffs = (result.get("intervals") or {}).get("differences") or {}
+        if diffs:
+            best = max(diffs, key=lambda n: result["baselines"].get(n, {}).get("recall") or 0.0)
+            d = diffs[best]
+            err.print(f"ours - {best}: {d['difference']:+.4f}, 95% interval [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]")
     emit_json(result)
 
 
