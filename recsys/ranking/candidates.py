@@ -216,22 +216,43 @@ class CandidateGenerator:
         self._lists[key] = (of, rows)
         return rows
 
+    def _popular(self, pop: np.ndarray, k: int) -> np.ndarray:
+        top = self._memo(("popular", k), (pop,))
+        if top is None:
+            top = top_k(pop, k)  # ties by the lower row, as a stable sort
+            top = self._keep(("popular", k), (pop,), top[pop[top] > 0])
+        return top
+
     def popular(self, ctx: Context, k: int) -> np.ndarray:
-        hit = self._memo(("popular", k), (ctx.pop,))
-        if hit is not None:
-            return hit
-        top = top_k(ctx.pop, k)  # ties by the lower row, as a stable sort
-        return self._keep(("popular", k), (ctx.pop,), top[ctx.pop[top] > 0])
+        top = self._popular(ctx.pop if ctx.stats_pop is None else ctx.stats_pop, k)
+        if not len(ctx.own_rows):
+            return top
+        cand = np.union1d(top, ctx.own_rows)  # only the shopper's rows gained: the rest of the top cannot change
+        best = cand[np.lexsort((cand, -ctx.pop[cand]))][:k]
+        return best[ctx.pop[best] > 0]
 
     def trending(self, ctx: Context, k: int) -> np.ndarray:
+        """The statistics' list, kept per window and shared by every request of it; a shopper's own events the
+        statistics miss are added where they are (their rows are the only ones whose counts grew)."""
         counts = self.stats.window_counts(ctx.now, self.p.trending_days)
-        hit = self._memo(("trending", k), (counts, ctx.pop))
-        if hit is not None:
-            return hit
-        if counts.sum() < 1:
-            return self._keep(("trending", k), (counts, ctx.pop), self.popular(ctx, k))
-        top = top_k(counts + 1e-3 * ctx.pop, k)
-        return self._keep(("trending", k), (counts, ctx.pop), top[counts[top] > 0])
+        pop = ctx.pop if ctx.stats_pop is None else ctx.stats_pop
+        top = self._memo(("trending", k), (counts, pop))
+        if top is None:
+            if counts.sum() < 1:
+                top = self._popular(pop, k)
+            else:
+                top = top_k(counts + 1e-3 * pop, k)
+                top = top[counts[top] > 0]
+            top = self._keep(("trending", k), (counts, pop), top)
+        if not len(ctx.own_rows):
+            return top
+        mine = ctx.own_rows[ctx.own_ts >= ctx.now - self.p.trending_days]
+        if not len(mine) and counts.sum() < 1:
+            return self.popular(ctx, k)
+        cand = np.union1d(top, ctx.own_rows)
+        n = counts[cand] + np.bincount(np.searchsorted(cand, mine), minlength=len(cand))
+        order = np.lexsort((cand, -(n + 1e-3 * ctx.pop[cand])))[:k]
+        return cand[order][n[order] > 0]
 
     def similar(self, latest: np.ndarray, k: int, unsold: np.ndarray | None = None, unsold_k: int = 0) -> np.ndarray:
         """Items by max content similarity to the latest distinct items (these included), best first; then the

@@ -6,7 +6,7 @@ neither its own user's later events nor anyone else's: the same view a request a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,12 @@ class Context:
     trend7: np.ndarray
     trend30: np.ndarray
     first_ts: np.ndarray
+    own_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """The shopper's events before ``now`` that the statistics miss (counted into the arrays above), and their
+    times: lists ranked over the whole catalogue (popular, trending) add them to the statistics' shared ranking."""
+    own_ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    stats_pop: np.ndarray | None = None
+    """The statistics' own (shared) ``pop`` when ``pop`` is a copy with the shopper's events added."""
 
 
 def make_context(h: History, now: float, stats: ItemStats, p: RankingParams) -> Context:
@@ -51,17 +57,23 @@ def _with_own_events(ctx: Context, own: np.ndarray, window: int) -> Context:
     np.add.at(pop, rows, 1.0)
     np.minimum.at(first, rows, ts)
     users = ctx.users.copy()
-    users[np.setdiff1d(rows, h.rows[~own])] += 1.0  # an item the statistics already count for this shopper: once
+    # an item the statistics already count for this shopper (bought before they stopped counting): once
+    users[np.setdiff1d(rows, h.rows[h.ts < h.uncounted_from])] += 1.0
     trend7, trend30 = ctx.trend7.copy(), ctx.trend30.copy()
     np.add.at(trend7, rows[ts >= now - 7.0], 1.0)
     np.add.at(trend30, rows[ts >= now - 30.0], 1.0)
     cooc = ctx.cooc.copy()
-    keep = first_of_runs(rows)
-    i, j, _ = sequence_pairs(rows[keep], window)
-    if len(i):  # the shopper's own pairs, weighted like the statistics' pairs by the recent rows' weights
+    # the pairs the statistics miss: those whose later event they do not count, an earlier counted event included
+    before = h.ts < now
+    keep = first_of_runs(h.rows[before])
+    i, j, t = sequence_pairs(h.rows[before][keep], window, h.ts[before][keep])
+    late = t >= h.uncounted_from
+    i, j = i[late], j[late]
+    if len(i) and len(ctx.recent_rows):  # weighted like the statistics' pairs by the recent rows' weights
         u, inv = np.unique(ctx.recent_rows, return_inverse=True)
         wsum = np.bincount(inv, weights=ctx.recent_w)
         at = np.minimum(np.searchsorted(u, i), len(u) - 1)
         hit = u[at] == i
         np.add.at(cooc, j[hit], wsum[at[hit]])
-    return Context(h, now, ctx.recent_rows, ctx.recent_w, pop, users, cooc, trend7, trend30, first)
+    return Context(h, now, ctx.recent_rows, ctx.recent_w, pop, users, cooc, trend7, trend30, first, rows, ts,
+                   ctx.pop)

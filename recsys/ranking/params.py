@@ -6,8 +6,13 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-RANGES: dict[str, tuple[float, float]] = {"hybrid_lexical_weight": (0.0, 1.0), "new_min_sim": (-1.0, 1.0)}
-"""Allowed values of the knobs that are not plain sizes, windows or rates (those must be >= 0)."""
+_AT_LEAST_ONE = ("recent", "hidden", "epochs", "batch_anchors", "max_candidates", "cobuy_dim", "cobuy_epochs",
+                 "max_history", "anchors_per_user")
+RANGES: dict[str, tuple[float, float]] = {
+    "hybrid_lexical_weight": (0.0, 1.0), "new_min_sim": (-1.0, 1.0), "half_life_days": (1e-3, math.inf),
+    **{name: (1.0, math.inf) for name in _AT_LEAST_ONE},  # 0 would divide by zero or make an empty array
+}
+"""Allowed values of the knobs that are not plain sizes, windows or rates (those must be finite and >= 0)."""
 
 
 @dataclass
@@ -89,14 +94,16 @@ class RankingParams:
                 raise ValueError(f"unknown ranking parameter {key!r}; known: {', '.join(sorted(known))}")
             default = getattr(cls(), key)
             kind = type(default) if default is not None else str
+            optional = default is None or "None" in str(known[key].type)
             ok = isinstance(value, kind) or (kind is float and isinstance(value, int)) or \
-                (default is None and value is None)
-            if not ok or (kind is int and isinstance(value, bool)):
+                (optional and value is None)
+            if not ok or (kind in (int, float) and isinstance(value, bool)):
                 raise ValueError(f"ranking parameter {key!r} must be {kind.__name__}, got {value!r}")
             lo, hi = RANGES.get(key, (0.0, math.inf))
-            if kind in (int, float) and not lo <= value <= hi:
-                raise ValueError(f"ranking parameter {key!r} must be in [{lo}, {hi}], got {value!r}")
-            setattr(p, key, float(value) if kind is float else value)
+            if kind in (int, float) and not (math.isfinite(value) and lo <= value <= hi):
+                raise ValueError(f"ranking parameter {key!r} must be a finite number in [{lo}, {hi}], "
+                                 f"got {value!r}")
+            setattr(p, key, float(value) if kind is float and value is not None else value)
         return p
 
     @classmethod

@@ -287,8 +287,7 @@ class RankingPipeline:
         cands = self._gen.generate(ctx, rules.hard_excluded(table, r.exclude, r.history), extra)
         cands = rules.apply_mask(cands, r.allowed)
         if len(cands) < r.k:
-            cands = top_up(cands, table, self.stats.pop_at(r.now), r.allowed, r.exclude, r.history, 2 * r.k,
-                           p.recent)
+            cands = top_up(cands, table, ctx.pop, r.allowed, r.exclude, r.history, 2 * r.k, p.recent)
         return cands, make_example(ctx, cands, table, self._known, p)
 
     def scores(self, examples: list[Example], cands: list[Candidates], runtime: str = "auto") -> list[np.ndarray]:

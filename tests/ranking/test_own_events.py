@@ -4,10 +4,13 @@ fitted with that shopper in them, and nothing changes for a shopper the statisti
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
+from recsys.ranking.candidates import CandidateGenerator, ExactSearch
+from recsys.ranking.catalog import ItemTable, SimpleVectors
 from recsys.ranking.context import make_context
 from recsys.ranking.history import History
 from recsys.ranking.params import RankingParams
@@ -53,9 +56,50 @@ def test_a_counted_shopper_gets_only_their_events_after_the_statistics_end() -> 
     want = _fields(ItemStats.fit(IDS, {**_others(), "a": h}), h, 9.0)
     h.uncounted_from = stats.uncounted_from("a")
     got = _fields(stats, h, 9.0)
-    for name in ("pop", "users", "first_ts", "trend7", "trend30"):
+    for name in want:  # co-occurrence included: pairs of an old (counted) event with a new one are added
         np.testing.assert_allclose(got[name], want[name], err_msg=name)
     assert got["users"][1] == stats.users[1]  # item 1 again: the statistics already count "a" for it
+    plain = _history([0, 1, 2, 4, 1], [1.0, 2.0, 3.0, 7.0, 8.0])  # the statistics alone: no pair with item 4
+    assert got["cooc"][4] > _fields(stats, plain, 9.0)["cooc"][4] == 0
+
+
+def test_an_item_bought_before_now_and_again_at_now_counts_its_buyer_once() -> None:
+    newcomer = _history([5, 5], [3.0, 10.0])
+    want = _fields(ItemStats.fit(IDS, {**_others(), "new": newcomer}), newcomer, 10.0)
+    newcomer.uncounted_from = ItemStats.fit(IDS, _others()).uncounted_from("new")
+    got = _fields(ItemStats.fit(IDS, _others()), newcomer, 10.0)
+    assert got["users"][5] == want["users"][5] == 1 and got["pop"][5] == want["pop"][5] == 1
+
+
+def test_popular_and_trending_lists_count_the_shoppers_own_events() -> None:
+    """The catalogue-wide lists (kept per statistics window and shared by every request) with a newcomer's own
+    events added per request equal the lists of statistics fitted with the newcomer in them, and the shared list
+    is left as it was for the next shopper."""
+    ids = [f"i{n}" for n in range(40)]
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(40, 8)).astype(np.float32)
+    table = ItemTable.build(SimpleVectors(ids, v))
+    others = {f"u{u}": _history(list(rng.choice(40, 4, replace=False)), sorted(rng.uniform(0, 20, 4)))
+              for u in range(12)}
+    newcomer = _history([39, 38, 39, 37], [14.0, 15.0, 18.0, 19.5])  # items nobody else bought
+    p = dataclasses.replace(RankingParams(), trending_days=7.0)
+    without, with_them = ItemStats.fit(ids, others), ItemStats.fit(ids, {**others, "new": newcomer})
+    now = 21.0
+    for k in (3, 10, 40):
+        plain = _history([0], [1.0])  # a shopper the statistics count: the shared lists
+        gen = CandidateGenerator(table, without, ExactSearch(ids, v), p, np.ones(40, bool))
+        shared_pop, shared_trend = gen.popular(make_context(plain, now, without, p), k).copy(), \
+            gen.trending(make_context(plain, now, without, p), k).copy()
+        newcomer.uncounted_from = without.uncounted_from("new")
+        ctx = make_context(newcomer, now, without, p)
+        ref = CandidateGenerator(table, with_them, ExactSearch(ids, v), p, np.ones(40, bool))
+        newcomer.uncounted_from = np.inf
+        want = make_context(newcomer, now, with_them, p)
+        np.testing.assert_array_equal(gen.popular(ctx, k), ref.popular(want, k))
+        np.testing.assert_array_equal(gen.trending(ctx, k), ref.trending(want, k))
+        assert 39 in gen.trending(ctx, k)  # bought twice by the newcomer in the window
+        np.testing.assert_array_equal(gen.popular(make_context(plain, now, without, p), k), shared_pop)
+        np.testing.assert_array_equal(gen.trending(make_context(plain, now, without, p), k), shared_trend)
 
 
 def test_counted_users_survive_save_and_load(tmp_path: Path) -> None:

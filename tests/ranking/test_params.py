@@ -12,9 +12,18 @@ from recsys.ranking.params import RankingParams
     ({"similar_kk": 10}, "unknown ranking parameter 'similar_kk'"),
     ({"similar_k": "10"}, "'similar_k' must be int"),
     ({"epochs": True}, "'epochs' must be int"),
-    ({"similar_k": -5}, "'similar_k' must be in [0.0, inf]"),
-    ({"hybrid_lexical_weight": 1.5}, "'hybrid_lexical_weight' must be in [0.0, 1.0]"),
-    ({"new_min_sim": -2.0}, "'new_min_sim' must be in [-1.0, 1.0]"),
+    ({"similar_k": -5}, "'similar_k' must be a finite number in [0.0, inf]"),
+    ({"hybrid_lexical_weight": 1.5}, "'hybrid_lexical_weight' must be a finite number in [0.0, 1.0]"),
+    ({"hybrid_lexical_weight": True}, "'hybrid_lexical_weight' must be float"),
+    ({"new_min_sim": -2.0}, "'new_min_sim' must be a finite number in [-1.0, 1.0]"),
+    ({"lr": float("inf")}, "'lr' must be a finite number"),
+    ({"lr": float("nan")}, "'lr' must be a finite number"),
+    # sizes that would divide by zero or leave an empty array in training or ranking
+    ({"batch_anchors": 0}, "'batch_anchors' must be a finite number in [1.0, inf]"),
+    ({"max_candidates": 0}, "'max_candidates' must be a finite number in [1.0, inf]"),
+    ({"recent": 0}, "'recent' must be a finite number in [1.0, inf]"),
+    ({"max_history": 0}, "'max_history' must be a finite number in [1.0, inf]"),
+    ({"half_life_days": 0.0}, "'half_life_days' must be a finite number in [0.001, inf]"),
 ])
 def test_bad_knobs_are_refused_by_name(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError) as err:
@@ -25,3 +34,4 @@ def test_bad_knobs_are_refused_by_name(overrides: dict[str, object], message: st
 def test_good_knobs_are_taken() -> None:
     p = RankingParams.checked({"hybrid_lexical_weight": 1, "new_min_sim": -0.2, "hybrid_k": 100})
     assert (p.hybrid_lexical_weight, p.new_min_sim, p.hybrid_k) == (1.0, -0.2, 100)
+    assert RankingParams.checked({"variant_attribute": None}).variant_attribute is None  # typed ``str | None``
