@@ -101,6 +101,32 @@ def paired_intervals(main: np.ndarray, others: Mapping[str, np.ndarray], *, roun
     return {"level": level, "rounds": rounds, "users": n, "main": ci(boot_main), "differences": diffs}
 
 
+@dataclass(frozen=True)
+class _Slice:
+    """Users (``mask``) and, for target slices, which of their targets count (None: all of them)."""
+
+    name: str
+    mask: np.ndarray
+    definition: str
+    targets: list[list[str]] | None = None
+    n_targets: int | None = None
+
+
+_OVER = "(metrics over those targets only, users having at least one)"
+
+
+def _slices(split: Split, cold_user_max_events: int) -> list[_Slice]:
+    cold, cold_mask, n_cold = _slice_targets(split)
+    new, new_mask, n_new = _history_targets(split, seen_before=False)
+    rep, rep_mask, n_rep = _history_targets(split, seen_before=True)
+    n_hist = np.array([len(split.histories[u]) for u in split.users], dtype=np.int64)
+    return [_Slice("cold_items", cold_mask, f"targets with no training interaction {_OVER}", cold, n_cold),
+            _Slice("cold_users", n_hist <= cold_user_max_events,
+                   f"test users with <= {cold_user_max_events} history events"),
+            _Slice("new_to_user", new_mask, f"targets not in the user's own history {_OVER}", new, n_new),
+            _Slice("repeats", rep_mask, f"targets already in the user's own history {_OVER}", rep, n_rep)]
+
+
 def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], k: int = 20, catalogue_size: int = 0,
                    *, main: str = "ours", cold_user_max_events: int = COLD_USER_MAX_EVENTS,
                    timings: Mapping[str, float] | None = None,
@@ -115,15 +141,9 @@ def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], 
     targets = [split.targets[u] for u in users]
     if not catalogue_size:
         catalogue_size = len(split.train_items | {t for ts in targets for t in ts})
-    cold_targets, cold_item_mask, n_cold_targets = _slice_targets(split)
-    n_hist = np.array([len(split.histories[u]) for u in users], dtype=np.int64)
-    cold_user_mask = n_hist <= cold_user_max_events
-
+    slices = _slices(split, cold_user_max_events)
     results: dict[str, dict[str, float | None]] = {}
-    new_targets, new_mask, n_new_targets = _history_targets(split, seen_before=False)
-    rep_targets, rep_mask, n_rep_targets = _history_targets(split, seen_before=True)
-    slices: dict[str, dict[str, dict[str, float | None]]] = {
-        "cold_items": {}, "cold_users": {}, "new_to_user": {}, "repeats": {}}
+    per_slice: dict[str, dict[str, dict[str, float | None]]] = {sl.name: {} for sl in slices}
     recall_of: dict[str, np.ndarray] = {}
     timings_s: dict[str, float] = {}
     for name, rec in recommenders.items():
@@ -132,18 +152,17 @@ def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], 
         timings_s[name] = round(time.perf_counter() - t0, 3)
         pu = per_user(lists, targets, k) if users else _empty()
         results[name] = {**pu.mean(), "coverage": coverage(lists, k, catalogue_size)}
-        cold_pu = per_user(lists, cold_targets, k) if users else _empty()
-        slices["cold_items"][name] = cold_pu.mean(cold_item_mask)
-        slices["cold_users"][name] = pu.mean(cold_user_mask)
-        slices["new_to_user"][name] = per_user(lists, new_targets, k).mean(new_mask) if users else _empty().mean()
-        slices["repeats"][name] = per_user(lists, rep_targets, k).mean(rep_mask) if users else _empty().mean()
+        for sl in slices:
+            of = pu if sl.targets is None or not users else per_user(lists, sl.targets, k)
+            per_slice[sl.name][name] = of.mean(sl.mask)
         recall_of[name] = pu.recall
         log.info("evaluated %s on %d users in %.1fs: recall@%d=%s", name, len(users), timings_s[name], k,
                  results[name]["recall"])
 
-    def slice_obj(which: str, n_users: int, definition: str, **more: Any) -> dict[str, Any]:
-        per = slices[which]
-        obj: dict[str, Any] = {"users": n_users, **more, "definition": definition}
+    def slice_obj(sl: _Slice) -> dict[str, Any]:
+        per = per_slice[sl.name]
+        more = {} if sl.n_targets is None else {"targets": sl.n_targets}
+        obj: dict[str, Any] = {"users": int(sl.mask.sum()), **more, "definition": sl.definition}
         obj.update(per.get(main, dict.fromkeys(METRICS)))
         obj["baselines"] = {b: per[b] for b in BASELINES if b in per}
         obj["peers"] = {n: m for n, m in per.items() if n != main and n not in BASELINES}
@@ -163,19 +182,7 @@ def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], 
         "metrics": results.get(main),
         "baselines": {b: results[b] for b in BASELINES if b in results},
         "peers": {n: m for n, m in results.items() if n != main and n not in BASELINES},
-        "slices": {
-            "cold_items": slice_obj("cold_items", int(cold_item_mask.sum()),
-                                    "targets with no training interaction (metrics over those targets only, "
-                                    "users having at least one)", targets=n_cold_targets),
-            "cold_users": slice_obj("cold_users", int(cold_user_mask.sum()),
-                                    f"test users with <= {cold_user_max_events} history events"),
-            "new_to_user": slice_obj("new_to_user", int(new_mask.sum()),
-                                     "targets not in the user's own history (metrics over those targets only, "
-                                     "users having at least one)", targets=n_new_targets),
-            "repeats": slice_obj("repeats", int(rep_mask.sum()),
-                                 "targets already in the user's own history (metrics over those targets only, "
-                                 "users having at least one)", targets=n_rep_targets),
-        },
+        "slices": {sl.name: slice_obj(sl) for sl in slices},
         "intervals": {"metric": "recall",
                       **paired_intervals(recall_of[main], {n: r for n, r in recall_of.items() if n != main})}
         if main in recall_of else None,
