@@ -97,7 +97,10 @@ def history_from_frame(events: pd.DataFrame, table: ItemTable) -> History:
     if events is None or len(events) == 0:
         return History.empty()
     df = _frame_arrays(events, table).sort_values("ts", kind="stable")
-    return _history_of(df)
+    h = _history_of(df)
+    # a frame says when the statistics stop counting its events (posted session events: never), as History does
+    h.uncounted_from = float(events.attrs.get("uncounted_from", np.inf))
+    return h
 
 
 def _history_of(df: pd.DataFrame) -> History:

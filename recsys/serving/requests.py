@@ -151,4 +151,6 @@ def session_history(events: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             raise ValidationFailed(f"event {i}: {e}") from None
         rows.append({"user_id": "session", "item_id": ev.item_id, "type": ev.type, "value": ev.value, "ts": ev.ts})
     hist = pd.DataFrame(rows, columns=["user_id", "item_id", "type", "value", "ts"])
-    return hist.sort_values("ts", kind="stable") if len(hist) else hist
+    hist = hist.sort_values("ts", kind="stable") if len(hist) else hist
+    hist.attrs["uncounted_from"] = -math.inf  # never stored: the statistics count none of it (see History)
+    return hist

@@ -9,6 +9,7 @@ import pandas as pd
 
 from recsys.ranking.catalog import ItemTable
 from recsys.ranking.history import History, history_from_frame, history_from_records
+from recsys.serving.requests import session_history
 from tests.ranking.fixtures import make_world
 
 
@@ -54,3 +55,15 @@ def test_no_records_is_the_empty_history() -> None:
     world = make_world()
     table = ItemTable.build(world.vectors, world.items)
     assert len(history_from_records([], table)) == 0
+
+
+def test_posted_session_events_are_uncounted_by_the_statistics() -> None:
+    """A session's events are never stored, so the per-request count adds all of them (a stored frame: none)."""
+    world = make_world()
+    table = ItemTable.build(world.vectors, world.items)
+    ids = list(world.items["item_id"])[:3]
+    session = session_history([{"item_id": i, "type": "view", "timestamp": f"2024-03-0{n + 1}T10:00:00"}
+                               for n, i in enumerate(ids)])
+    assert history_from_frame(session, table).uncounted_from == -np.inf
+    plain = pd.DataFrame({"item_id": ids, "type": "view", "value": None, "ts": pd.to_datetime(["2024-03-01"] * 3)})
+    assert history_from_frame(plain, table).uncounted_from == np.inf
