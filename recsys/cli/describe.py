@@ -36,7 +36,7 @@ def items_describe(
         report = describe_items(open_store(), get_settings(), vocab, only_missing=only_missing,
                                 min_confidence=min_confidence, limit=limit, item_ids=item_ids,
                                 neighbours=neighbours,
-                                progress=lambda d, t: update("items", d, t))
+                                progress=update)
     err.print(f"{report.described} of {report.items} items described, {report.unconfident} with nothing confident "
               f"to say, {report.failed} without a decodable image, {report.seconds:.1f}s "
               f"[{report.vocabulary}, {report.encoder_id}]")

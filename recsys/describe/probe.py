@@ -23,7 +23,7 @@ features took garment type from 0.780 to 0.804 (with every H&M type of 15 articl
 from __future__ import annotations
 
 import zlib
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,12 +167,15 @@ class FoldedProbe:
 
 
 def fit_folded(features: np.ndarray, labels: np.ndarray, item_ids: Sequence[str], described: Collection[str],
-               n_labels: int, columns: np.ndarray, folds: int = 5, hidden: int = 0) -> FoldedProbe | None:
+               n_labels: int, columns: np.ndarray, folds: int = 5, hidden: int = 0,
+               progress: Callable[[int, int], None] | None = None) -> FoldedProbe | None:
     """A probe on all labelled rows when none of them is to be described, else one per fold, each fitted without
     the described items of its fold; None when a fold has nothing to learn."""
     to_describe = np.isin(np.asarray(item_ids, dtype=object), np.asarray(list(described), dtype=object))
     if not to_describe.any():
         probe = fit_probe(features, labels, n_labels, columns, hidden=hidden)
+        if progress:
+            progress(1, 1)
         return FoldedProbe((probe,)) if probe is not None else None
     fold = _fold(item_ids, folds)
     probes = []
@@ -182,4 +185,6 @@ def fit_folded(features: np.ndarray, labels: np.ndarray, item_ids: Sequence[str]
         if probe is None:
             return None
         probes.append(probe)
+        if progress:
+            progress(f + 1, folds)
     return FoldedProbe(tuple(probes))

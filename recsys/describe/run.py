@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from recsys.config import Settings
+from recsys.describe.pixels import DIM as PIXEL_DIM
 from recsys.describe.pixels import pixel_features
 from recsys.describe.probe import FoldedProbe, feature_columns, fit_folded
 from recsys.describe.transfer import LabelSource, candidate_items, label_indices, mix, neighbour_votes
@@ -38,7 +39,9 @@ from recsys.store import Store
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: stages "labels" (the labelled items' images), "pixels" (their photos' colour
+statistics), "probes" (fits), then "items" (the items described)."""
 CHUNK = 1024
 """Items per round (image features, scoring, one commit)."""
 MAX_ERRORS = 100
@@ -80,7 +83,7 @@ def select_items(items: Sequence[ItemRecord], *, only_missing: bool, poor_below:
 
 
 def image_rows(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings,
-               progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+               progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """((n, image_dim) raw tower features and (n, d) unit image vectors, each the mean over the item's decodable
     images; row -> reason for the rows with none, which are zero)."""
     from recsys.encoders.features import MediaJob, feature_caches, image_features
@@ -109,19 +112,20 @@ def image_rows(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Set
 
 
 def label_source(encoder: TowerEncoder, items: Sequence[ItemRecord], vocabulary: Vocabulary, settings: Settings,
-                 exclude: Collection[str] = ()) -> LabelSource | None:
+                 exclude: Collection[str] = (), progress: Progress | None = None) -> LabelSource | None:
     """The items whose field values vote (see :mod:`recsys.describe.transfer`), with their raw tower features
     when a facet has a probe; None when no facet names a field or no item carries a value."""
     fields = {f.field for f in vocabulary.facets if f.field}
     voters = candidate_items(items, fields, exclude) if fields else []
     if not voters:
         return None
-    raw, vecs, failed = image_rows(encoder, voters, settings)
+    raw, vecs, failed = image_rows(encoder, voters, settings,
+                                   progress=(lambda d, t: progress("labels", d, t)) if progress else None)
     keep = [r for r in range(len(voters)) if r not in failed]
     voters = [voters[r] for r in keep]
     labels = {f.name: label_indices(voters, f.field, f.labels) for f in vocabulary.facets if f.field}
     probed = any(f.probe_weight > 0 for f in vocabulary.facets)
-    features = probe_features(raw[keep], voters, vocabulary, settings) if probed else None
+    features = probe_features(raw[keep], voters, vocabulary, settings, progress) if probed else None
     return LabelSource([it.item_id for it in voters], vecs[keep], labels, features)
 
 
@@ -130,30 +134,48 @@ def wants_pixels(vocabulary: Vocabulary) -> bool:
 
 
 def probe_features(raw: np.ndarray, items: Sequence[ItemRecord], vocabulary: Vocabulary,
-                   settings: Settings) -> np.ndarray:
+                   settings: Settings, progress: Progress | None = None) -> np.ndarray:
     """What the probes read: the raw tower features, followed by the photos' colour statistics
     (:mod:`recsys.describe.pixels`) when a probe names the "pixels" block."""
     if not wants_pixels(vocabulary):
         return raw
     from recsys.encoders.fit import limits_of
 
-    return np.concatenate([raw, pixel_features(items, limits_of(settings), settings.encoder.num_workers)], 1)
+    parts = []
+    for start in range(0, len(items), CHUNK):  # chunks: progress on a step of minutes (11 ms a photo)
+        parts.append(pixel_features(items[start: start + CHUNK], limits_of(settings), settings.encoder.num_workers))
+        if progress:
+            progress("pixels", min(start + CHUNK, len(items)), len(items))
+    return np.concatenate([raw, np.concatenate(parts) if parts else np.zeros((0, PIXEL_DIM), np.float32)], 1)
+
+
+def chunk_features(raw: np.ndarray, chunk: Sequence[ItemRecord], vocabulary: Vocabulary, settings: Settings,
+                   source: LabelSource | None) -> np.ndarray:
+    """:func:`probe_features` of ``chunk``, taken from the label source where it already holds an item (the
+    same raw features and photos), so a whole-catalogue run reads each photo's colour statistics once."""
+    known = {} if source is None or source.features is None else \
+        {i: r for r, i in enumerate(source.item_ids)}
+    rows = [known.get(it.item_id) for it in chunk]
+    if source is None or source.features is None or any(r is None for r in rows):
+        return probe_features(raw, chunk, vocabulary, settings)
+    return source.features[np.asarray(rows, np.int64)]
 
 
 def fit_probes(vocabulary: Vocabulary, source: LabelSource | None, towers_id: str, tower_dim: int,
-               described: Collection[str]) -> dict[str, FoldedProbe]:
+               described: Collection[str], progress: Progress | None = None) -> dict[str, FoldedProbe]:
     """Facet name -> its probe fitted on the label source (facets with ``probe_weight`` > 0 and enough labels),
     folded so that no item in ``described`` is scored by a probe that read its own label."""
     if source is None or source.features is None:
         return {}
     out = {}
-    for f in vocabulary.facets:
-        if f.probe_weight > 0 and f.name in source.labels:
-            columns = feature_columns(towers_id, tower_dim, f.probe_features, source.features.shape[1] - tower_dim)
-            probe = fit_folded(source.features, source.labels[f.name], source.item_ids, described, len(f.labels),
-                               columns, hidden=f.probe_hidden)
-            if probe is not None:
-                out[f.name] = probe
+    probed = [f for f in vocabulary.facets if f.probe_weight > 0 and f.name in source.labels]
+    for n, f in enumerate(probed):
+        columns = feature_columns(towers_id, tower_dim, f.probe_features, source.features.shape[1] - tower_dim)
+        fitted = (lambda d, t, n=n: progress("probes", n * t + d, len(probed) * t)) if progress else None
+        probe = fit_folded(source.features, source.labels[f.name], source.item_ids, described, len(f.labels),
+                           columns, hidden=f.probe_hidden, progress=fitted)
+        if probe is not None:
+            out[f.name] = probe
     return out
 
 
@@ -195,19 +217,19 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
                          poor_below=settings.encoder.generated_text_below)
     label_vecs = {f.name: enc.encode_texts(f.prompts()) for f in vocabulary.facets}
     k = vocabulary.neighbours if neighbours is None else neighbours
-    voters = label_source(enc, catalogue, vocabulary, settings, label_exclude) if k > 0 and items else None
+    voters = label_source(enc, catalogue, vocabulary, settings, label_exclude, progress) if k > 0 and items else None
     pks = item_pks(store, [it.item_id for it in items])
     probes = fit_probes(vocabulary, voters, enc.towers.id, enc.towers.image_dim,
-                        {it.item_id for it in items}) if probe else {}
+                        {it.item_id for it in items}, progress) if probe else {}
     source = "zero-shot" + ("+neighbours" if voters is not None else "") + ("+probe" if probes else "") + f":{enc.id}"
     report = DescribeReport(enc.id, vocabulary.name, len(items), 0, 0, 0, 0.0)
     if progress:
-        progress(0, len(items))
+        progress("items", 0, len(items))
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]
         raw, vecs, failed = image_rows(enc, chunk, settings)
         if probes:
-            raw = probe_features(raw, chunk, vocabulary, settings)
+            raw = chunk_features(raw, chunk, vocabulary, settings, voters)
         scores = facet_scores(vecs, [it.item_id for it in chunk], vocabulary, label_vecs, voters, k, raw, probes)
         rows = []
         for r, it in enumerate(chunk):
@@ -235,7 +257,7 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
         with store.session() as s:
             report.described += replace_descriptions(s, rows)
         if progress:
-            progress(start + len(chunk), len(items))
+            progress("items", start + len(chunk), len(items))
     report.seconds = round(time.perf_counter() - t0, 2)
     log.info("describe: %d items, %d described, %d unconfident, %d failed, %.1fs", report.items, report.described,
              report.unconfident, report.failed, report.seconds)

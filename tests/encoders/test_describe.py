@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from recsys.config import Settings
-from recsys.describe import describe_items, load_vocabulary
+from recsys.describe import describe_items, load_vocabulary, run
 from recsys.describe.vocabulary import Vocabulary
 from recsys.encoders.catalog import read_items
 from recsys.encoders.fit import fit_encoder
@@ -202,14 +202,22 @@ def test_vocabularies_ship_and_bad_ones_are_refused(tmp_path: Path) -> None:
         load_vocabulary(tmp_path / "missing.toml")
 
 
-def test_probe_on_photo_colour_statistics(env: tuple[Store, Settings, Path]) -> None:
+def test_probe_on_photo_colour_statistics(env: tuple[Store, Settings, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     store, settings, vocab = env
     probed = vocab.with_name("probed.toml")
     probe = 'field = "attributes.colour"\nprobe_weight = 1.0\nprobe_features = ["pixels"]\nprobe_hidden = 16'
     probed.write_text(VOCAB.replace("[facets.colour]", "[facets.colour]\n" + probe))
     ids = [f"{c}-{i}" for c in COLOURS for i in range(4)]
-    describe_items(store, settings, load_vocabulary(probed), neighbours=3, item_ids=ids)
+    seen: dict[str, tuple[int, int]] = {}
+    describe_items(store, settings, load_vocabulary(probed), neighbours=3, item_ids=ids,
+                   progress=lambda stage, done, total: seen.__setitem__(stage, (done, total)))
+    # every step of minutes on a real catalogue says how far it is, each to its end
+    assert list(seen) == ["labels", "pixels", "probes", "items"] and all(d == t for d, t in seen.values())
     texts = _texts(store)
+    # the described items' photo statistics come from the label source's (read once): the same as read again
+    monkeypatch.setattr(run, "chunk_features", lambda raw, chunk, v, st, src: run.probe_features(raw, chunk, v, st))
+    describe_items(store, settings, load_vocabulary(probed), neighbours=3, item_ids=ids)
+    assert _texts(store) == texts
     assert sum(texts[i].lower().startswith(i.split("-")[0]) for i in ids) / 24 >= 0.8  # weight 1: the probe alone
     with store.session() as s:
         rows = s.scalars(select(ItemDescription).join(Item).where(Item.external_id.in_(ids))).all()
