@@ -13,7 +13,7 @@ held-out articles, side by side, the real text (the configured text fields) agai
   articles' own fields are never read: ``label_exclude``) and, in the same run, without the probe (``probe=False``,
   the vote and zero-shot: the figures before the probe) and zero-shot only (``neighbours=0``).
 
-    python bench/describe_hm.py --home /tmp/hm_desc [--n 1000 --broad 30 --seed 0] > result.json
+    python bench/describe_hm.py --home /tmp/hm_desc [--copy-from HM_HOME] [--n 1000 --broad 30 --seed 0] > result.json
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 import time
 from collections import Counter
@@ -107,7 +108,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--broad", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--copy-from", type=Path, default=None,
+                    help="an embedded H&M home copied to --home first (its store and feature cache; read only)")
     args = ap.parse_args()
+    if args.copy_from is not None:
+        shutil.rmtree(args.home, ignore_errors=True)
+        shutil.copytree(args.copy_from, args.home, ignore=shutil.ignore_patterns("indexes", "onnx", "reports"))
     settings = Settings(home=args.home)
     settings.encoder.runtime = "torch"
     store = Store(settings.db_url)

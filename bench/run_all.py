@@ -87,6 +87,17 @@ def benches(out: Path, quick: bool) -> list[Bench]:
                                env=env, skip=reason))
         found.append(Bench(f"evaluate_{ds}", [cli, "evaluate", "--k", "20", "--json"],
                            lambda r, ds=ds: {f"evaluate_{ds}": r}, env=env, skip=reason))
+    for ds in ("hm", "ml100k"):  # validation parts only: a test part is reported once, by hand (README)
+        found.append(Bench(f"withheld_{ds}", [py, str(HERE / "withheld.py"), "--dataset", ds, "--part", "validation",
+                                              "--scratch", str(out / "tmp")], own=(f"withheld_{ds}_validation",),
+                           skip="quick run" if quick else None))
+    hm_reason = None if homes["hm"] else "BENCH_HM_HOME not set (a data directory where recsys build ran)"
+    found.append(Bench("onnx_towers", [py, str(HERE / "onnx_towers.py"), "--home", str(out / "tmp" / "onnx"),
+                                       *(["--features-from", homes["hm"]] if homes["hm"] and not quick
+                                         else ["--skip-quality"])], lambda r: {"onnx_towers": r}))
+    found.append(Bench("describe_hm", [py, str(HERE / "describe_hm.py"), "--home", str(out / "tmp" / "describe"),
+                                       "--copy-from", homes["hm"] or ""], lambda r: {"describe_hm": r},
+                       skip=hm_reason or ("quick run" if quick else None)))
     found.append(Bench("miss_path", [py, str(HERE / "miss_path.py"), *(["--requests", "200"] if quick else [])],
                        lambda r: {"miss_path": r}))
     found.append(Bench("miss_path_hm", [py, str(HERE / "miss_path.py"), "--home", homes["hm"] or "",

@@ -205,6 +205,47 @@ def evaluation_row(name: str, r: dict[str, Any]) -> tuple[str, str, str]:
     return name, figs, (f"vs {label}: " + ", ".join(ratios)) if ratios else "-"
 
 
+def withheld_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """A ``bench/withheld.py`` run: ours on shoppers kept out of the build, the slices the issue names, and the
+    paired 95% interval of ours minus the best baseline."""
+    run = r.get("protocol_run") or {}
+    name, figs, ratios = evaluation_row(f"withheld shoppers ({run.get('dataset', '?')}, {run.get('part', '?')} part)",
+                                        r)
+    sl = r.get("slices") or {}
+    figs += "; " + ", ".join(f"{k.replace('_', ' ')} {score(get(sl, k, 'recall'))}"
+                             for k in ("new_to_user", "cold_items", "repeats") if get(sl, k, "recall") is not None)
+    vb = _vs_best(r, "recall", ("baselines",))
+    ci = get(r, "intervals", "differences", vb[0], "ci") if vb else None
+    if vb and isinstance(ci, list) and len(ci) == 2:
+        ratios += f"; recall minus {vb[0]}: 95% CI [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+    return [(name, figs, ratios)]
+
+
+def onnx_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``bench/onnx_towers.py``: the towers on ONNX Runtime against torch on the same inputs, and H&M quality."""
+    rt = get(r, "speed", "runtimes") or {}
+    figs = ", ".join(f"{k} {num(get(v, 'images_per_s'))} images/s, {num(get(v, 'texts_per_s'))} texts/s"
+                     for k, v in rt.items() if k in ("torch", "onnx", "onnx-int8"))
+    delta = get(r, "hm", "runtimes", "onnx", "delta_vs_torch") or {}
+    onnx = rt.get("onnx") or {}
+    ratios = (f"onnx vs torch: images {times(onnx.get('image_speedup_vs_torch'))}, texts "
+              f"{times(onnx.get('text_speedup_vs_torch'))}; H&M quality deltas "
+              + (", ".join(f"{k} {v:+.3f}" for k, v in delta.items()) or "not measured"))
+    return [(f"encoder runtimes ({r.get('encoder', '?')}, {r.get('cores', '?')} threads)", figs, ratios)]
+
+
+def describe_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``bench/describe_hm.py``: generated descriptions of held-out articles against their real text."""
+    t2i = r.get("text_to_image_recall@10") or {}
+    figs = (f"{num(r.get('held_out'))} held-out articles: colour (exact shade) "
+            f"{score(r.get('generated_colour_correct'))}, master colour "
+            f"{score(r.get('generated_master_colour_correct'))}, garment type "
+            f"{score(r.get('generated_type_correct'))} correct in the generated text")
+    ratios = (f"text->image R@10 generated only {score(t2i.get('generated_only'))} vs real text "
+              f"{score(t2i.get('real_text'))}")
+    return [("descriptions from images (H&M)", figs, ratios)]
+
+
 def quality_rows(r: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
     """One row per dataset; the fourth element is the dataset's own result (for its date)."""
     return [(*evaluation_row(f"quality {name}", res), res) for name, res in r.items() if isinstance(res, dict)]
@@ -302,11 +343,14 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], list[Any]]]] = [
     (r"import_speed", import_rows),
     (r"encoders?_throughput", encoder_throughput_rows),
     (r"encoders?_quality", encoder_quality_rows),
+    (r"onnx_towers", onnx_rows),
     (r"index.*", index_rows),
+    (r"withheld_(hm|ml100k)_(test|validation)", withheld_rows),
     (r"quality", quality_rows),
     (r"evaluate_.*", lambda r: [evaluation_row("recsys evaluate", r)]),
     (r"diversity.*", diversity_rows),
     (r"lexical.*", lexical_rows),
+    (r"describe_hm", describe_rows),
     (r"miss_path.*", miss_path_rows),
     (r"api_load_hm", lambda r: [("HTTP API load (H&M store)", *api_rows(r)[0][1:])]),
     (r"api_load.*", api_rows),
@@ -386,10 +430,11 @@ def table(results: Path, *, now: datetime | None = None, host: dict[str, Any] | 
              "Each row was measured at its own date (cores as recorded by the run); `bench/results/*.json` has "
              "every figure.", "",
              "| benchmark | measured (UTC) | figures | ratios |", "|---|---|---|---|"]
-    for p in files:
-        for row in rows_for(p):
-            lines.append("| " + " | ".join(_cell(c) for c in (row.benchmark, row.measured, row.figures, row.ratios))
-                         + " |")
+    rows = [row for p in files for row in rows_for(p)]
+    # superseded results stay for the record, after the current ones (a stable sort keeps each group's order)
+    for row in sorted(rows, key=lambda row: "superseded)" in row.benchmark):
+        lines.append("| " + " | ".join(_cell(c) for c in (row.benchmark, row.measured, row.figures, row.ratios))
+                     + " |")
     if not files:
         lines.append("| (no results yet: run `make bench`) | | | |")
     return "\n".join(lines) + "\n"

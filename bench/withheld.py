@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +112,7 @@ def main() -> None:
     out = recsys(home, "evaluate", "--test-events", str(withheld), "--format", lay["fmt"], "--k", str(args.k),
                  "--json")
     result = json.loads(out.strip().splitlines()[-1])
+    result["measured_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     result["protocol_run"] = {"script": "bench/withheld.py", "dataset": args.dataset, "part": args.part,
                               "kept_interactions": kept, "withheld_interactions": held}
     dst = ROOT / "bench" / "results" / f"withheld_{args.dataset}_{args.part}.json"

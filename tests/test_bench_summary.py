@@ -221,3 +221,32 @@ def test_superseded_results_say_so_and_committed_files_keep_their_commit_date(tm
     os.utime(undated, (2_000_000_000, 2_000_000_000))  # a fresh checkout's file time, not the measurement's
     summary.stamp_missing_dates(tmp_path)
     assert json.loads(undated.read_text())["measured_at"] == "2026-11-20T08:00:00Z"
+
+
+def test_withheld_onnx_and_describe_results_are_rows_and_superseded_ones_come_last(tmp_path: Path) -> None:
+    base = {"k": 20, "protocol": "last_day", "users": 153, "measured_at": "2026-12-05T06:08:00Z",
+            "metrics": _metrics(0.0525, 0.0412),
+            "baselines": {"popular": _metrics(0.01, 0.005), "content_peer": _metrics(0.0441, 0.0315)},
+            "slices": {"new_to_user": {"recall": 0.0172}, "repeats": {"recall": 0.75}, "cold_items": {"users": 0}},
+            "intervals": {"differences": {"content_peer": {"difference": 0.0084, "ci": [-0.00908, 0.0261]}}},
+            "protocol_run": {"dataset": "hm", "part": "test"}}
+    _write(tmp_path, "withheld_hm_test", base)
+    _write(tmp_path, "withheld_anatomy_hm_validation", {"measured_at": "2026-12-05", "x": 1})  # a study: no row
+    _write(tmp_path, "evaluate_hm", {**base, "superseded": "leaky protocol"})
+    _write(tmp_path, "onnx_towers", {"encoder": "recsys-lite", "cores": 2, "measured_at": "2026-12-04", "speed": {
+        "runtimes": {"torch": {"images_per_s": 13.6, "texts_per_s": 32.1},
+                     "onnx": {"images_per_s": 64.4, "texts_per_s": 83.2, "image_speedup_vs_torch": 4.73,
+                              "text_speedup_vs_torch": 2.4}}},
+        "hm": {"runtimes": {"onnx": {"delta_vs_torch": {"text_to_image_recall@10": 0.0}}}}})
+    _write(tmp_path, "describe_hm", {"held_out": 1000, "measured_at": "2026-12-05", "generated_colour_correct": 0.735,
+                                     "generated_master_colour_correct": 0.801, "generated_type_correct": 0.804,
+                                     "text_to_image_recall@10": {"real_text": 0.9, "generated_only": 0.693}})
+    rows = _rows(summary.table(tmp_path, now=NOW, host=HOST))
+    _, figs, ratios = rows["withheld shoppers (hm, test part)"]
+    assert "recall@20 0.0525" in figs and "new to user 0.0172" in figs and "repeats 0.7500" in figs
+    assert "cold items" not in figs  # a slice without a recall is left out, not shown as "?"
+    assert "recall 1.19x content_peer" in ratios and "95% CI [-0.009, +0.026]" in ratios
+    assert not any("anatomy" in name or name.startswith("withheld shoppers (?") for name in rows)
+    assert "onnx vs torch: images 4.73x, texts 2.4x" in rows["encoder runtimes (recsys-lite, 2 threads)"][2]
+    assert "colour (exact shade) 0.7350" in rows["descriptions from images (H&M)"][1]
+    assert list(rows)[-1] == "recsys evaluate (hm) (leaky protocol, superseded)"
