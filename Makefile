@@ -7,18 +7,21 @@ DEMO_STAMP := $(VENV)/.installed-demo-stamp
 
 .PHONY: demo test test-fast bench lint clean notebooks
 
+# pip -qq: errors only (setuptools otherwise prints a screen of build-backend notices on every install)
 $(STAMP): pyproject.toml
+	@echo "recsys: installing into $(VENV) (first time: about 4 minutes, torch, open_clip, FAISS, the test tools)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[api,dev]"
+	$(BIN)/python -m pip install --quiet --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --quiet -e ".[api,dev]"
 	touch $(STAMP) $(DEMO_STAMP)
 
 # the demo needs the API (and ONNX Runtime: 4.7x faster image features on a CPU) but none of the test, benchmark
 # and notebook tools: a leaner, faster first install
 $(DEMO_STAMP): pyproject.toml
+	@echo "recsys: installing into $(VENV) (first time: about 4 minutes, torch, open_clip, FAISS, the API)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[api,onnx]"
+	$(BIN)/python -m pip install --quiet --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --quiet -e ".[api,onnx]"
 	touch $(DEMO_STAMP)
 
 PORT ?= 8000
