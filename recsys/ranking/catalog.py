@@ -84,9 +84,6 @@ class ItemTable:
     """(n, d'') unit rows in the co-purchase space (:mod:`recsys.ranking.cobuy`), None when the ranker has none."""
     names: NameIndex | None = None
     """The items' name words (:mod:`recsys.ranking.lexical`), None when no item has a title."""
-    arrival: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    """float64 per row: the arrival attribute as a number (dates in days since the epoch), NaN where unknown;
-    empty when the ranker uses none (``RankingParams.arrival_attribute``)."""
 
     @property
     def n(self) -> int:
@@ -99,7 +96,7 @@ class ItemTable:
     @classmethod
     def build(cls, vectors: VectorsLike, items: pd.DataFrame | None = None,
               variant_attribute: str | None = "product_code", attr_keys: list[str] | None = None,
-              names: bool = True, arrival_attribute: str | None = None) -> ItemTable:
+              names: bool = True) -> ItemTable:
         """The table for these vectors; ``attr_keys`` None picks them from the items (a trained ranker passes its
         own); ``names`` False skips the name-word index (a ranker without the ``hybrid`` source)."""
         ids = [str(i) for i in vectors.item_ids]
@@ -137,11 +134,6 @@ class ItemTable:
                 gkeys = [_attr(a, variant_attribute) for a in sub["attributes"]]
                 codes, _ = pd.factorize(pd.Series(gkeys, dtype="string"), use_na_sentinel=True)
                 group[rows] = codes
-        arrival = np.zeros(0)
-        if arrival_attribute:
-            arrival = np.full(n, np.nan)
-            if items is not None and len(items) and "attributes" in items:
-                arrival[rows] = arrival_numbers([_attr(a, arrival_attribute) for a in sub["attributes"]])
         keys = list(attr_keys) if attr_keys is not None else pick_attribute_keys(items, exclude=variant_attribute)
         attrs = np.full((n, MAX_ATTRS), -1, dtype=np.int64)
         if items is not None and len(items) and keys and "attributes" in items:
@@ -159,7 +151,7 @@ class ItemTable:
         tower = getattr(vectors, "tower_text", None)
         content = _normalise(tower) if tower is not None and len(tower) == n else fused
         return cls(ids, index, fused, text, image, price, category, group, in_stock, available, vectors.encoder_id,
-                   cat_names, keys[:MAX_ATTRS], attrs, content, names=name_index, arrival=arrival)
+                   cat_names, keys[:MAX_ATTRS], attrs, content, names=name_index)
 
     @cached_property
     def share_keys(self) -> np.ndarray:
@@ -208,17 +200,6 @@ def pick_attribute_keys(items: pd.DataFrame | None, exclude: str | None = None) 
     n = len(items)
     keys = [k for k in sorted(present) if k != exclude and present[k] >= 0.3 * n and 2 <= len(counts[k]) <= 300]
     return keys[:MAX_ATTRS]
-
-
-def arrival_numbers(values: list[str | None]) -> np.ndarray:
-    """The arrival attribute's values as numbers: numeric strings as they are (leading zeros dropped), else ISO dates
-    in days since the epoch; NaN where neither."""
-    s = pd.Series(values, dtype="string")
-    num = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
-    if np.isnan(num).all() and s.notna().any():
-        when = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
-        num = ((when - pd.Timestamp(0, tz="UTC")).dt.total_seconds() / 86400.0).to_numpy(dtype=float, na_value=np.nan)
-    return num
 
 
 def _attr(attrs: Any, key: str) -> str | None:

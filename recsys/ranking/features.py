@@ -17,7 +17,7 @@ from recsys.ranking.params import RankingParams
 
 FEATURES: tuple[str, ...] = (
     "log_pop", "log_users", "log_trend_7d", "log_trend_30d", "log_age_days", "never_seen", "unknown_at_fit",
-    "price_ratio", "price_missing", "arrival_rank", "arrival_unknown",
+    "price_ratio", "price_missing",
     "sim_max", "sim_mean", "sim_last", "sim_weighted", "sim_max_last10",
     "csim_max", "csim_last", "csim_weighted", "csim_max_last10",
     "bsim_max", "bsim_last", "bsim_weighted", "bsim_max_last10",
@@ -52,9 +52,6 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
     ref = float(np.median(hp)) if len(hp) else 1.0
     f[:, col["price_ratio"]] = np.where(ok, np.log(np.where(ok, price, 1.0) / ref), 0.0)
     f[:, col["price_missing"]] = ~ok
-    rank, known_arrival, _ = arrival_ranks(ctx, table, rows)
-    f[:, col["arrival_rank"]] = np.where(known_arrival, rank, 0.0)
-    f[:, col["arrival_unknown"]] = ~known_arrival
     L = min(len(h), p.max_history)
     if L:
         hr, hts = h.rows[-L:], h.ts[-L:]
@@ -87,24 +84,6 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
     r0 = col[f"rank_{SOURCES[0]}"]
     f[:, r0: r0 + len(SOURCES)] = np.log1p(np.minimum(cands.ranks, 1000.0)) / np.log1p(1000.0)
     return f
-
-
-def arrival_ranks(ctx: Context, table: ItemTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per candidate: the share of the items sold in the 30 days before now whose arrival attribute is below its own
-    (1 above them all), whether that is known (the item has the attribute and something sold in the window), and
-    whether it lies beyond every item sold in the window: in a replay of the past, most such items were not in the
-    shop yet (on H&M 18% of the unsold catalogue at a shopper's last day, 0.4% of what they bought)."""
-    c = len(rows)
-    if not len(table.arrival):
-        return np.zeros(c), np.zeros(c, bool), np.zeros(c, bool)
-    sold = table.arrival[ctx.trend30 > 0]
-    sold = np.sort(sold[np.isfinite(sold)])
-    key = table.arrival[rows]
-    known = np.isfinite(key) & (len(sold) > 0)
-    if not len(sold):
-        return np.zeros(c), known, np.zeros(c, bool)
-    rank = np.searchsorted(sold, key, side="left") / len(sold)
-    return rank, known, known & (key > sold[-1])
 
 
 def _repeats(h_codes: np.ndarray, h_ts: np.ndarray | None, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -57,10 +57,6 @@ class RankingParams:
     new_min_sim: float = 0.5
     cooc_window: int = 20
     variant_attribute: str | None = "product_code"
-    arrival_attribute: str | None = "product_code"
-    """An item attribute that grows with the item's arrival in the catalogue (a number issued in order, such as H&M's
-    product_code, or a date): features place each candidate among the items sold in the 30 days before now, so
-    this season's articles stand apart from old stock even before anyone bought them; None: off."""
     # model
     hidden: int = 64
     content_pathway: str = "light"

@@ -107,8 +107,7 @@ class RankingPipeline:
         """Fit statistics and the ranker on ``events`` (columns user_id, item_id, type, value, ts)."""
         p = params or RankingParams.from_settings(settings)
         t0 = time.time()
-        table = ItemTable.build(vectors, items, p.variant_attribute, names=p.hybrid_k > 0,
-                                arrival_attribute=p.arrival_attribute)
+        table = ItemTable.build(vectors, items, p.variant_attribute, names=p.hybrid_k > 0)
         hist = histories_by_user(events, table)
         stats = ItemStats.fit(table.ids, hist, p.cooc_window)
         repurchase = p.repurchase and _repeat_rate(hist) >= 0.01
@@ -153,7 +152,7 @@ class RankingPipeline:
                      search: VectorSearch | None = None) -> None:
         """Swap in a new catalogue (new, changed or removed items); no retraining: new items rank by content."""
         table = ItemTable.build(vectors, items, self.params.variant_attribute, list(self.manifest.get("attr_keys", [])),
-                                names=self.params.hybrid_k > 0, arrival_attribute=self.params.arrival_attribute)
+                                names=self.params.hybrid_k > 0)
         if table.encoder_id != self.encoder_id:
             raise IncompatibleArtifact(f"item vectors come from encoder {table.encoder_id!r}, the ranker was trained "
                                        f"on {self.encoder_id!r}; retrain the ranker (recsys train)")

@@ -18,7 +18,7 @@ import torch
 from recsys.ranking.candidates import CandidateGenerator, Candidates
 from recsys.ranking.catalog import ItemTable
 from recsys.ranking.context import Context, make_context
-from recsys.ranking.features import FEATURES, arrival_ranks, feature_matrix
+from recsys.ranking.features import FEATURES, feature_matrix
 from recsys.ranking.history import History
 from recsys.ranking.model import NetConfig, RankerNet, listwise_loss
 from recsys.ranking.params import RankingParams
@@ -111,13 +111,6 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
             missed = np.array(sorted(targets - set(cands.rows.tolist())), dtype=np.int64)
             cands, labels = _append(cands, labels, missed, True)
         cands, labels = _add_random(cands, labels, table, known, targets, p.random_negatives, rng)
-        # items beyond every arrival sold by then were mostly not in the shop yet: learning "never bought" from them
-        # would bury the genuinely new items a live shop adds (served requests still see them, ranked as the newest)
-        beyond = arrival_ranks(ctx, table, cands.rows)[2]
-        if beyond.any():
-            cands, labels = _subset(cands, ~beyond), labels[~beyond]
-            if not labels.any():
-                continue
         ex = make_example(ctx, cands, table, known, p)
         ex.labels = labels.astype(np.float32)
         out.append(ex)
@@ -128,10 +121,7 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
 
 
 def _drop_rows(c: Candidates, rows: np.ndarray) -> Candidates:
-    return _subset(c, ~np.isin(c.rows, rows))
-
-
-def _subset(c: Candidates, keep: np.ndarray) -> Candidates:
+    keep = ~np.isin(c.rows, rows)
     return Candidates(c.rows[keep], c.flags[keep], c.ranks[keep])
 
 
@@ -141,7 +131,7 @@ def _cap(c: Candidates, labels: np.ndarray, cap: int, rng: np.random.Generator) 
     pos = np.flatnonzero(labels)
     neg = np.flatnonzero(~labels)
     keep = np.sort(np.r_[pos, rng.choice(neg, cap - len(pos), replace=False)])
-    return _subset(c, keep), labels[keep]
+    return Candidates(c.rows[keep], c.flags[keep], c.ranks[keep]), labels[keep]
 
 
 def _add_random(c: Candidates, labels: np.ndarray, table: ItemTable, known: np.ndarray, targets: set[int], n: int,
