@@ -13,6 +13,9 @@ RANGES: dict[str, tuple[float, float]] = {
     **{name: (1.0, math.inf) for name in _AT_LEAST_ONE},  # 0 would divide by zero or make an empty array
 }
 """Allowed values of the knobs that are not plain sizes, windows or rates (those must be finite and >= 0)."""
+CHOICES: dict[str, tuple[str, ...]] = {"content_pathway": ("light", "deep", "none"),
+                                       "attention_space": ("fused", "content")}
+"""The values a string knob may take."""
 
 
 @dataclass
@@ -99,6 +102,8 @@ class RankingParams:
                 (optional and value is None)
             if not ok or (kind in (int, float) and isinstance(value, bool)):
                 raise ValueError(f"ranking parameter {key!r} must be {kind.__name__}, got {value!r}")
+            if key in CHOICES and value not in CHOICES[key]:
+                raise ValueError(f"ranking parameter {key!r} must be one of {', '.join(CHOICES[key])}, got {value!r}")
             lo, hi = RANGES.get(key, (0.0, math.inf))
             if kind in (int, float) and not (math.isfinite(value) and lo <= value <= hi):
                 raise ValueError(f"ranking parameter {key!r} must be a finite number in [{lo}, {hi}], "

@@ -24,6 +24,8 @@ from recsys.ranking.params import RankingParams
     ({"recent": 0}, "'recent' must be a finite number in [1.0, inf]"),
     ({"max_history": 0}, "'max_history' must be a finite number in [1.0, inf]"),
     ({"half_life_days": 0.0}, "'half_life_days' must be a finite number in [0.001, inf]"),
+    ({"attention_space": "text"}, "'attention_space' must be one of fused, content, got 'text'"),
+    ({"content_pathway": "huge"}, "'content_pathway' must be one of light, deep, none"),
 ])
 def test_bad_knobs_are_refused_by_name(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError) as err:
