@@ -12,7 +12,7 @@ import numpy as np
 
 from recsys.ranking.history import History, recency_weights
 from recsys.ranking.params import RankingParams
-from recsys.ranking.stats import ItemStats, first_of_runs, sequence_pairs
+from recsys.ranking.stats import ItemStats, first_of_runs, paid, sequence_pairs
 
 
 @dataclass
@@ -35,6 +35,16 @@ class Context:
     own_ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     stats_pop: np.ndarray | None = None
     """The statistics' own (shared) ``pop`` when ``pop`` is a copy with the shopper's events added."""
+    price_sum: np.ndarray | None = None
+    """Per item, the sum and the number of the prices paid before ``now`` (:meth:`price`)."""
+    price_n: np.ndarray | None = None
+
+    def price(self, rows: np.ndarray) -> np.ndarray:
+        """The mean price paid for each of ``rows`` before now; NaN where nobody paid one."""
+        if self.price_sum is None or self.price_n is None:
+            return np.full(len(rows), np.nan)
+        n = self.price_n[rows]
+        return np.where(n > 0, self.price_sum[rows] / np.maximum(n, 1.0), np.nan)
 
 
 def make_context(h: History, now: float, stats: ItemStats, p: RankingParams) -> Context:
@@ -42,7 +52,8 @@ def make_context(h: History, now: float, stats: ItemStats, p: RankingParams) -> 
     rr, rts = h.rows[lo:], h.ts[lo:]
     w = recency_weights(rts, now, p.half_life_days) + 1e-3
     ctx = Context(h, now, rr, w, stats.pop_at(now), stats.users_at(now), stats.cooc_scores(rr, w, now),
-                  stats.window_counts(now, 7.0), stats.window_counts(now, 30.0), stats.first_ts)
+                  stats.window_counts(now, 7.0), stats.window_counts(now, 30.0), stats.first_ts,
+                  price_sum=(ps := stats.price_sums_at(now))[0], price_n=ps[1])
     own = (h.ts >= h.uncounted_from) & (h.ts < now)
     return _with_own_events(ctx, own, stats.window) if own.any() else ctx
 
@@ -75,5 +86,12 @@ def _with_own_events(ctx: Context, own: np.ndarray, window: int) -> Context:
         at = np.minimum(np.searchsorted(u, i), len(u) - 1)
         hit = u[at] == i
         np.add.at(cooc, j[hit], wsum[at[hit]])
+    price_sum, price_n = ctx.price_sum, ctx.price_n
+    v = paid(h)[own]
+    ok = np.isfinite(v)
+    if ok.any() and price_sum is not None and price_n is not None:
+        price_sum, price_n = price_sum.copy(), price_n.copy()
+        np.add.at(price_sum, rows[ok], v[ok])
+        np.add.at(price_n, rows[ok], 1.0)
     return Context(h, now, ctx.recent_rows, ctx.recent_w, pop, users, cooc, trend7, trend30, first, rows, ts,
-                   ctx.pop)
+                   ctx.pop, price_sum, price_n)

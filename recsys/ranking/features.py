@@ -45,8 +45,8 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
     f[:, col["log_age_days"]] = np.where(seen, np.log1p(np.clip(now - first, 0, None)), 0.0)
     f[:, col["never_seen"]] = ~seen
     f[:, col["unknown_at_fit"]] = ~known[rows]
-    price = table.price[rows]
-    hp = table.price[h.rows[-p.max_history:]] if len(h) else np.zeros(0)
+    price = _price(ctx, table, rows)
+    hp = _price(ctx, table, h.rows[-p.max_history:]) if len(h) else np.zeros(0)
     hp = hp[np.isfinite(hp) & (hp > 0)]
     ok = np.isfinite(price) & (price > 0) & (len(hp) > 0)
     ref = float(np.median(hp)) if len(hp) else 1.0
@@ -84,6 +84,13 @@ def feature_matrix(ctx: Context, cands: Candidates, table: ItemTable, known: np.
     r0 = col[f"rank_{SOURCES[0]}"]
     f[:, r0: r0 + len(SOURCES)] = np.log1p(np.minimum(cands.ranks, 1000.0)) / np.log1p(1000.0)
     return f
+
+
+def _price(ctx: Context, table: ItemTable, rows: np.ndarray) -> np.ndarray:
+    """The catalogue's price where it gives one, else the mean price paid before now (H&M prices exist only on
+    the purchases: a statistic of the events, counted as of now like popularity)."""
+    listed = table.price[rows]
+    return np.where(np.isfinite(listed), listed, ctx.price(rows))
 
 
 def _repeats(h_codes: np.ndarray, h_ts: np.ndarray | None, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Interaction statistics of the events: popularity, distinct users, first sale, trending windows, co-occurrence.
+"""Interaction statistics of the events: popularity, distinct users, first sale, trending windows, co-occurrence and
+the prices paid.
 
 Every query takes the time ``now`` (float days) and counts only events strictly before it (DESIGN.md section 4): a
 training anchor, an evaluated user and a backtest see the catalogue as it was then, never its future (the anchor's own
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.ranking.history import History
+from recsys.ranking.history import TYPE_CODE, History
+
+PURCHASE = TYPE_CODE["purchase"]
 
 
 def sequence_pairs(rows: np.ndarray, window: int, ts: np.ndarray | None = None
@@ -65,16 +69,19 @@ class ItemStats:
     """Time of the last event."""
     counted_users: frozenset[str] | None = None
     """The users whose events (up to ``end_ts``) these statistics count; None when not recorded (older artifacts)."""
+    ev_price: np.ndarray | None = None
+    """Price paid at each event of ``ev_ts`` (a purchase's value; NaN otherwise); None in older artifacts."""
 
     @classmethod
     def fit(cls, ids: list[str], histories: dict[str, History], window: int = 20) -> ItemStats:
         n = len(ids)
-        ts_parts, row_parts, pts, prow, ci, cj, ct = [], [], [], [], [], [], []
+        ts_parts, row_parts, pts, prow, ci, cj, ct, price_parts = [], [], [], [], [], [], [], []
         for h in histories.values():
             if not len(h):
                 continue
             ts_parts.append(h.ts)
             row_parts.append(h.rows)
+            price_parts.append(paid(h))
             u_rows, first = np.unique(h.rows, return_index=True)  # histories are time-sorted
             prow.append(u_rows)
             pts.append(h.ts[first])
@@ -94,15 +101,15 @@ class ItemStats:
         end = float(ev_ts[o][-1]) if len(ev_ts) else 0.0
         return cls.from_pairs(list(ids), ev_ts[o], ev_row[o], pair_ts[po], pair_row[po], cat(ci, np.int64),
                               cat(cj, np.int64), cat(ct, np.float64), window, end, n,
-                              frozenset(map(str, histories)))
+                              frozenset(map(str, histories)), cat(price_parts, np.float64)[o])
 
     @classmethod
     def from_pairs(cls, ids: list[str], ev_ts: np.ndarray, ev_row: np.ndarray, pair_ts: np.ndarray,
                    pair_row: np.ndarray, ci: np.ndarray, cj: np.ndarray, ct: np.ndarray, window: int, end: float,
-                   n: int, counted: frozenset[str] | None = None) -> ItemStats:
+                   n: int, counted: frozenset[str] | None = None, price: np.ndarray | None = None) -> ItemStats:
         o = np.lexsort((ct, ci))
         ptr = np.searchsorted(ci[o], np.arange(n + 1), side="left")
-        return cls(ids, ev_ts, ev_row, pair_ts, pair_row, ci[o], cj[o], ct[o], ptr, window, end, counted)
+        return cls(ids, ev_ts, ev_row, pair_ts, pair_row, ci[o], cj[o], ct[o], ptr, window, end, counted, price)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -117,6 +124,7 @@ class ItemStats:
                                    shape=(n, n))
         self._cooc.sum_duplicates()
         self._windows: dict[tuple[int, int], np.ndarray] = {}
+        self._prices: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- queries as of a time ---------------------------------------------------------------------------------
     def _current(self, now: float) -> bool:
@@ -147,6 +155,24 @@ class ItemStats:
             if len(self._windows) >= 16:
                 self._windows.clear()
             self._windows[(lo, hi)] = hit
+        return hit
+
+    def price_sums_at(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per item, the sum and the number of the prices paid before ``now`` (their mean is the item's price as of
+        then: a statistic of the events, never an item field; all zero when no event carries a price)."""
+        hi = len(self.ev_ts) if self._current(now) else int(np.searchsorted(self.ev_ts, now, side="left"))
+        n = len(self.ids)
+        hit = self._prices.get(hi)
+        if hit is None:
+            v = self.ev_price[:hi] if self.ev_price is not None else np.zeros(0)
+            ok = np.isfinite(v)
+            rows = self.ev_row[:hi][ok]
+            hit = (np.bincount(rows, weights=v[ok], minlength=n), np.bincount(rows, minlength=n).astype(np.float64))
+            for a in hit:
+                a.flags.writeable = False
+            if len(self._prices) >= 16:
+                self._prices.clear()
+            self._prices[hi] = hit
         return hit
 
     def cooc_scores(self, query: np.ndarray, weights: np.ndarray, now: float) -> np.ndarray:
@@ -193,12 +219,17 @@ class ItemStats:
         kc = (ci >= 0) & (cj >= 0)
         return ItemStats.from_pairs(list(ids), self.ev_ts[ke], new_of_old[self.ev_row[ke]], self.pair_ts[kp],
                                     new_of_old[self.pair_row[kp]], ci[kc], cj[kc], self.cooc_ts[kc], self.window,
-                                    self.end_ts, len(ids), self.counted_users)
+                                    self.end_ts, len(ids), self.counted_users,
+                                    self.ev_price[ke] if self.ev_price is not None else None)
 
     def save(self, path: Path) -> None:
-        np.savez_compressed(path / "stats.npz", ev_ts=self.ev_ts, ev_row=self.ev_row, pair_ts=self.pair_ts,
-                            pair_row=self.pair_row, cooc_row=self.cooc_row, cooc_col=self.cooc_col,
-                            cooc_ts=self.cooc_ts, cooc_ptr=self.cooc_ptr, window=self.window, end_ts=self.end_ts)
+        arrays: dict[str, Any] = {"ev_ts": self.ev_ts, "ev_row": self.ev_row, "pair_ts": self.pair_ts,
+                                  "pair_row": self.pair_row, "cooc_row": self.cooc_row, "cooc_col": self.cooc_col,
+                                  "cooc_ts": self.cooc_ts, "cooc_ptr": self.cooc_ptr, "window": self.window,
+                                  "end_ts": self.end_ts}
+        if self.ev_price is not None:
+            arrays["ev_price"] = self.ev_price
+        np.savez_compressed(path / "stats.npz", **arrays)
         (path / "stats_ids.txt").write_text("\n".join(self.ids), encoding="utf-8")
         if self.counted_users is not None:
             (path / "stats_users.txt").write_text("\n".join(sorted(self.counted_users)), encoding="utf-8")
@@ -211,7 +242,13 @@ class ItemStats:
         users = path / "stats_users.txt"
         counted = frozenset(users.read_text(encoding="utf-8").split("\n")) - {""} if users.exists() else None
         return cls(ids, z["ev_ts"], z["ev_row"], z["pair_ts"], z["pair_row"], z["cooc_row"], z["cooc_col"],
-                   z["cooc_ts"], z["cooc_ptr"], int(z["window"]), float(z["end_ts"]), counted)
+                   z["cooc_ts"], z["cooc_ptr"], int(z["window"]), float(z["end_ts"]), counted,
+                   z["ev_price"] if "ev_price" in z.files else None)
+
+
+def paid(h: History) -> np.ndarray:
+    """The price paid at each of the history's events: a purchase's value, NaN for other events."""
+    return np.where(h.types == PURCHASE, h.values, np.nan).astype(np.float64)
 
 
 def first_of_runs(rows: np.ndarray) -> np.ndarray:

@@ -109,3 +109,42 @@ def test_counted_users_survive_save_and_load(tmp_path: Path) -> None:
     assert back.counted_users == {"a", "b"} and back.uncounted_from("new") == -np.inf
     (tmp_path / "stats_users.txt").unlink()  # an artifact from before: no overlay, as then
     assert ItemStats.load(tmp_path).uncounted_from("new") == np.inf
+
+
+def _bought(rows: list[int], ts: list[float], prices: list[float]) -> History:
+    from recsys.ranking.stats import PURCHASE
+
+    r = np.array(rows, np.int64)
+    return History(r, np.full(len(r), PURCHASE, np.int64), np.array(prices, float), np.array(ts, float))
+
+
+def test_prices_paid_are_counted_as_of_now_with_the_shoppers_own() -> None:
+    """An item's price is the mean paid before now: later purchases, other event types and NaN values never count,
+    a newcomer's own purchases count as if the statistics had them, and the prices survive save and load."""
+    others = {"a": _bought([0, 1, 2], [1.0, 2.0, 3.0], [10.0, 20.0, 30.0]),
+              "b": _bought([1, 2, 3, 1], [2.0, 4.0, 5.0, 6.0], [22.0, np.nan, 40.0, 24.0]),
+              "v": _history([3, 4], [1.0, 2.0])}  # views: no price, whatever their value
+    others["v"].values[:] = 99.0
+    stats = ItemStats.fit(IDS, others)
+    rows = np.arange(len(IDS))
+
+    def prices(s: ItemStats, h: History, now: float) -> np.ndarray:
+        return make_context(h, now, s, RankingParams()).price(rows)
+
+    np.testing.assert_allclose(prices(stats, History.empty(), 5.5), [10, 21, 30, 40, *[np.nan] * 4])
+    np.testing.assert_allclose(prices(stats, History.empty(), 4.5), [10, 21, 30, *[np.nan] * 5])  # 40 paid at 5.0
+    np.testing.assert_allclose(prices(stats, History.empty(), 99.0), [10, 22, 30, 40, *[np.nan] * 4])
+    newcomer = _bought([5, 1, 5], [3.5, 4.5, 5.5], [7.0, 30.0, 9.0])
+    want = prices(ItemStats.fit(IDS, {**others, "new": newcomer}), newcomer, 10.0)
+    newcomer.uncounted_from = stats.uncounted_from("new")
+    np.testing.assert_allclose(prices(stats, newcomer, 10.0), want)
+    assert want[5] == 8.0 and np.isclose(want[1], (20 + 22 + 24 + 30) / 4)
+
+
+def test_prices_survive_save_load_and_a_new_catalogue(tmp_path: Path) -> None:
+    stats = ItemStats.fit(IDS, {"a": _bought([0, 1], [1.0, 2.0], [10.0, 20.0])})
+    stats.save(tmp_path)
+    back = ItemStats.load(tmp_path)
+    np.testing.assert_array_equal(back.price_sums_at(5.0)[0], stats.price_sums_at(5.0)[0])
+    moved = stats.aligned(["i1", "x", "i0"])
+    np.testing.assert_array_equal(moved.price_sums_at(5.0)[0], [20.0, 0.0, 10.0])
