@@ -12,6 +12,7 @@ simply has no interactions yet.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,8 @@ class ItemStats:
         self._cooc = sp.csr_matrix((np.ones(len(self.cooc_col), np.float32), self.cooc_col, self.cooc_ptr),
                                    shape=(n, n))
         self._cooc.sum_duplicates()
-        self._windows: dict[tuple[int, int], np.ndarray] = {}
-        self._prices: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._windows: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+        self._prices: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
 
     # -- queries as of a time ---------------------------------------------------------------------------------
     def _current(self, now: float) -> bool:
@@ -148,32 +149,23 @@ class ItemStats:
         """Positive events per item in [now - days, now) (read-only: requests of the same moment share it)."""
         hi = int(np.searchsorted(self.ev_ts, now, side="left"))
         lo = int(np.searchsorted(self.ev_ts, now - days, side="left"))
-        hit = self._windows.get((lo, hi))
-        if hit is None:  # serving asks for the same few windows request after request: count each once
-            hit = np.bincount(self.ev_row[lo:hi], minlength=len(self.ids)).astype(np.float64)
-            hit.flags.writeable = False
-            if len(self._windows) >= 16:
-                self._windows.clear()
-            self._windows[(lo, hi)] = hit
-        return hit
+        return _memo(self._windows, (lo, hi),
+                     lambda: (np.bincount(self.ev_row[lo:hi], minlength=len(self.ids)).astype(np.float64),))[0]
 
     def price_sums_at(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Per item, the sum and the number of the prices paid before ``now`` (their mean is the item's price as of
         then: a statistic of the events, never an item field; all zero when no event carries a price)."""
         hi = len(self.ev_ts) if self._current(now) else int(np.searchsorted(self.ev_ts, now, side="left"))
         n = len(self.ids)
-        hit = self._prices.get(hi)
-        if hit is None:
+
+        def count() -> tuple[np.ndarray, ...]:
             v = self.ev_price[:hi] if self.ev_price is not None else np.zeros(0)
             ok = np.isfinite(v)
             rows = self.ev_row[:hi][ok]
-            hit = (np.bincount(rows, weights=v[ok], minlength=n), np.bincount(rows, minlength=n).astype(np.float64))
-            for a in hit:
-                a.flags.writeable = False
-            if len(self._prices) >= 16:
-                self._prices.clear()
-            self._prices[hi] = hit
-        return hit
+            return np.bincount(rows, weights=v[ok], minlength=n), np.bincount(rows, minlength=n).astype(np.float64)
+
+        total, paid_n = _memo(self._prices, (0, hi), count)
+        return total, paid_n
 
     def cooc_scores(self, query: np.ndarray, weights: np.ndarray, now: float) -> np.ndarray:
         """Sum over query rows of weight * co-occurrence counted from pairs known before ``now``, shape (n,)."""
@@ -244,6 +236,21 @@ class ItemStats:
         return cls(ids, z["ev_ts"], z["ev_row"], z["pair_ts"], z["pair_row"], z["cooc_row"], z["cooc_col"],
                    z["cooc_ts"], z["cooc_ptr"], int(z["window"]), float(z["end_ts"]), counted,
                    z["ev_price"] if "ev_price" in z.files else None)
+
+
+def _memo(cache: dict[tuple[int, int], tuple[np.ndarray, ...]], key: tuple[int, int],
+          compute: Callable[[], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Arrays counted over one range of the events, kept read-only (requests of the same moment share them): serving
+    asks for the same few ranges request after request, so each is counted once; at most 16 are kept."""
+    hit = cache.get(key)
+    if hit is None:
+        hit = compute()
+        for a in hit:
+            a.flags.writeable = False
+        if len(cache) >= 16:
+            cache.clear()
+        cache[key] = hit
+    return hit
 
 
 def paid(h: History) -> np.ndarray:

@@ -14,7 +14,7 @@ from recsys.ranking.catalog import ItemTable, SimpleVectors
 from recsys.ranking.context import make_context
 from recsys.ranking.history import History
 from recsys.ranking.params import RankingParams
-from recsys.ranking.stats import ItemStats
+from recsys.ranking.stats import PURCHASE, ItemStats
 
 IDS = [f"i{n}" for n in range(8)]
 
@@ -112,8 +112,6 @@ def test_counted_users_survive_save_and_load(tmp_path: Path) -> None:
 
 
 def _bought(rows: list[int], ts: list[float], prices: list[float]) -> History:
-    from recsys.ranking.stats import PURCHASE
-
     r = np.array(rows, np.int64)
     return History(r, np.full(len(r), PURCHASE, np.int64), np.array(prices, float), np.array(ts, float))
 
