@@ -223,7 +223,7 @@ def fallback_image_features(items: pd.DataFrame, cache: Path) -> np.ndarray | No
 def _interactions(split: Split) -> tuple[Any, dict[str, int], np.ndarray, dict[str, int]]:
     import scipy.sparse as sp
 
-    from recsys.evaluation.baselines import positives
+    from recsys.evaluation.splits import positives
 
     pos = positives(split.train)
     ucode, users = pd.factorize(pos["user_id"].astype(str))
@@ -272,7 +272,7 @@ def vbpr_peer(split: Split, vectors: Vectors, exclude_seen: bool, seed: int = 0)
     from cornac.data import ImageModality
     from cornac.models import VBPR
 
-    from recsys.evaluation.baselines import positives
+    from recsys.evaluation.splits import positives
 
     feats = vectors.image if vectors.image is not None else vectors.fused
     pos = positives(split.train)[["user_id", "item_id"]].astype(str).drop_duplicates()

@@ -25,12 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.errors import ValidationFailed
-from recsys.evaluation.splits import NEGATIVE_TYPES, Split
-
-
-def positives(events: pd.DataFrame) -> pd.DataFrame:
-    """Events that count as interactions (all but dislikes)."""
-    return events[~events["type"].isin(NEGATIVE_TYPES)] if len(events) else events
+from recsys.evaluation.splits import Split, positives
 
 
 def _top(scores: np.ndarray, k: int, banned: np.ndarray | None = None) -> np.ndarray:

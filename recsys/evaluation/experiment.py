@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.evaluation.metrics import METRICS, PerUser, coverage, dedupe, per_user
-from recsys.evaluation.splits import Split
+from recsys.evaluation.splits import Split, positives
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,11 @@ def _slice_targets(split: Split) -> tuple[list[list[str]], np.ndarray, int]:
 
 
 def _history_targets(split: Split, *, seen_before: bool) -> tuple[list[list[str]], np.ndarray, int]:
-    """Targets in (``seen_before``) or not in the user's own history, the users having any, their count."""
+    """Targets in (``seen_before``) or not in the user's own history, the users having any, their count. A disliked
+    item is not "in the history": a target bought after a dislike is new to what the shopper has taken."""
     picked = []
     for u in split.users:
-        h = split.histories[u]
+        h = positives(split.histories[u])
         seen = set(h["item_id"].astype(str)) if len(h) else set()
         picked.append([t for t in split.targets[u] if (t in seen) == seen_before])
     mask = np.array([len(c) > 0 for c in picked], dtype=bool)

@@ -44,6 +44,11 @@ NEGATIVE_TYPES = frozenset({"dislike"})
 EVENT_COLUMNS = ["user_id", "item_id", "type", "value", "ts"]
 
 
+def positives(events: pd.DataFrame) -> pd.DataFrame:
+    """Events that count as interactions (all but dislikes)."""
+    return events[~events["type"].isin(NEGATIVE_TYPES)] if len(events) else events
+
+
 @dataclass
 class Split:
     """One evaluation split. Histories are per test user, sorted by time; targets are distinct item ids."""
@@ -62,8 +67,9 @@ class Split:
 
     @property
     def train_items(self) -> set[str]:
-        """Items with at least one training interaction (the complement defines the cold-item slice)."""
-        return set(self.train["item_id"].astype(str).unique())
+        """Items with at least one training interaction, a dislike not being one (the complement defines the
+        cold-item slice)."""
+        return set(positives(self.train)["item_id"].astype(str).unique())
 
 
 def resolve_protocol(protocol: str, events: pd.DataFrame | None = None) -> str:

@@ -72,6 +72,20 @@ def test_contract_and_known_metrics() -> None:
     assert ours.endswith("| 1.0000 | 0.5000 |")  # ours: new to user (u1's "new" hit), repeats (u2: a of a, c)
 
 
+def test_a_dislike_is_not_an_interaction_in_the_slices() -> None:
+    """A target the shopper disliked before is new to them, and an item only disliked in training is cold."""
+    ev = pd.concat([EVENTS, pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["new", "g"], "type": "dislike",
+                                          "value": 1.0, "ts": pd.to_datetime(["2020-01-03", "2020-01-02"])}),
+                    frame([("u2", "g", "2020-01-06")])], ignore_index=True)
+    split = temporal_split(ev, "hm")
+    assert split.targets == {"u1": ["new"], "u2": ["a", "c", "g"]}
+    res = run_evaluation(split, {"ours": fixed({"u1": ["new"], "u2": ["g", "a"]})}, k=2, catalogue_size=10)
+    nu, rep, ci = (res["slices"][s] for s in ("new_to_user", "repeats", "cold_items"))
+    assert nu["users"] == 2 and nu["targets"] == 2 and nu["recall"] == pytest.approx(1.0)  # new (u1), g (u2)
+    assert rep["targets"] == 2 and rep["recall"] == pytest.approx(0.5)  # u2's a and c
+    assert ci["targets"] == 2 and "g" not in split.train_items and "new" not in split.train_items
+
+
 def test_real_baselines_and_missing_main() -> None:
     split = temporal_split(EVENTS, "hm")
     ids = ["a", "b", "c", "d", "e", "f", "new"]
