@@ -155,7 +155,7 @@ def embed_catalog(store: Store, settings: Settings, progress: Progress | None = 
             progress(base + len(rows), len(items))
     vectors = [found[k] for k in keys]
     write_snapshot(settings, enc.id, enc.dim, [it.item_id for it in items], vectors,
-                   tower_text=tower_text_vectors(enc, items, settings))
+                   tower_text=tower_text_vectors(enc, items, settings), hashes=[it.content_hash for it in items])
     return EmbedReport(
         encoder_id=enc.id, items=len(items), encoded=len(todo), cached=len(items) - len(todo),
         with_image=int(sum(v[-1] > 0.5 for v in vectors)), broken_media=broken,

@@ -153,7 +153,8 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
             if progress:
                 progress(done, len(items))
     vectors = [found[k] for k in keys]
-    write_snapshot(settings, enc_id, dim, [it.item_id for it in items], vectors)
+    write_snapshot(settings, enc_id, dim, [it.item_id for it in items], vectors,
+                   hashes=[it.content_hash for it in items])
     return EmbedReport(
         encoder_id=enc_id, items=len(items), encoded=len(todo), cached=len(items) - len(todo),
         with_image=int(sum(v[-1] > 0.5 for v in vectors)), broken_media=broken,

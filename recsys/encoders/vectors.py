@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,9 @@ class ItemVectors:
     tower_text: np.ndarray | None = None
     """(n, text tower dim): the items' texts in the text tower's own space (see ``embed.tower_text_vectors``);
     None for snapshots written before it existed."""
+    content_hash: list[str] | None = None
+    """Each item's content hash as it was embedded (an item may change in the store after its vectors were made);
+    None for snapshots written before it was kept."""
 
     @property
     def dim(self) -> int:
@@ -61,16 +65,17 @@ def snapshot_dir(settings: Settings, encoder_id: str) -> Path:
 
 
 def write_snapshot(settings: Settings, encoder_id: str, dim: int, item_ids: list[str],
-                   packed: list[np.ndarray], tower_text: np.ndarray | None = None) -> Path:
+                   packed: list[np.ndarray], tower_text: np.ndarray | None = None,
+                   hashes: list[str] | None = None) -> Path:
     d = snapshot_dir(settings, encoder_id)
     d.mkdir(parents=True, exist_ok=True)
     arr = np.stack(packed).astype(np.float32) if packed else np.zeros((0, 2 * dim + 1), np.float32)
     tmp = d / f".vectors.{os.getpid()}.npz"
     with open(tmp, "wb") as f:
-        if tower_text is not None:
-            np.savez(f, ids=np.array(item_ids, dtype=object), packed=arr, tower_text=tower_text.astype(np.float32))
-        else:
-            np.savez(f, ids=np.array(item_ids, dtype=object), packed=arr)
+        extra: dict[str, Any] = {} if tower_text is None else {"tower_text": tower_text.astype(np.float32)}
+        if hashes is not None:
+            extra["hashes"] = np.array(hashes, dtype=object)
+        np.savez(f, ids=np.array(item_ids, dtype=object), packed=arr, **extra)
     os.replace(tmp, d / "vectors.npz")
     (d / "manifest.json").write_text(json.dumps({"encoder_id": encoder_id, "dim": dim, "items": len(item_ids)}))
     return d / "vectors.npz"
@@ -92,6 +97,7 @@ def load_item_vectors(settings: Settings | None = None, store: object | None = N
         ids = [str(x) for x in z["ids"]]
         packed = z["packed"]
         tower = z["tower_text"] if "tower_text" in z.files else None
+        hashes = [str(x) for x in z["hashes"]] if "hashes" in z.files else None
     if store is not None:
         from recsys.encoders.catalog import read_items
 
@@ -104,12 +110,13 @@ def load_item_vectors(settings: Settings | None = None, store: object | None = N
         sel = [pos[i] for i in wanted]
         packed = packed[sel] if wanted else packed[:0]
         tower = tower[sel] if tower is not None and wanted else (tower[:0] if tower is not None else None)
+        hashes = None if hashes is None else [hashes[r] for r in sel]
         ids = wanted
     d = (packed.shape[1] - 1) // 2
     text, image = packed[:, :d].copy(), packed[:, d : 2 * d].copy()
     has_image = packed[:, 2 * d] > 0.5
     return ItemVectors(ids, fuse(text, image, has_image, settings.encoder.modality_weights), text, image, has_image,
-                       enc_id, tower)
+                       enc_id, tower, hashes)
 
 
 def load_tower_text(settings: Settings, encoder_id: str, item_ids: list[str]) -> np.ndarray | None:

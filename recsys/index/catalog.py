@@ -20,6 +20,8 @@ from recsys.index.build import DEAD_FILE, build_delta_generation, build_generati
 from recsys.index.meta import META_FILE, ItemMeta
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from recsys.config import Settings
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,9 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     if vectors is None:  # encoders sit inward of the index: a plain import (lazy, as torch comes with it)
         from recsys.encoders import load_item_vectors
 
-        vectors = load_item_vectors
+        # the whole snapshot, not only the store's items: an item written after the last embed (by another writer
+        # while this one embedded) is the next run's to index, not an error that fails this one
+        vectors = lambda st, _store: load_item_vectors(st)  # noqa: E731
     root = index_root(settings)
     with store.session() as s:
         df = items_frame(s, include_removed=True)
@@ -95,9 +99,9 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     pos = {str(i): r for r, i in enumerate(iv.item_ids)}
     have = df["item_id"].astype(str).isin(pos)
     if (~have).any():
-        log.warning("%d live items have no vectors and are left out of the index (e.g. %s)", int((~have).sum()),
-                    df.loc[~have, "item_id"].head(5).tolist())
-    df = df[have]
+        log.warning("%d live items have no vectors yet and are left out of the index (e.g. %s): `recsys embed` "
+                    "and a build index them", int((~have).sum()), df.loc[~have, "item_id"].head(5).tolist())
+    df = _as_embedded(df[have].copy(), pos, getattr(iv, "content_hash", None))
     meta = ItemMeta.from_frame(df)
     rows = np.array([pos[i] for i in meta.item_ids.tolist()], dtype=np.int64)
     mats = {"fused": iv.fused[rows], "text": iv.text[rows], "image": iv.image[rows]}
@@ -138,4 +142,17 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
                              meta=meta, present=present, factory=factory, settings=settings.index, store=store,
                              progress=progress)
     return {"action": action, "generation": m.generation_id, "items": m.item_count, "factory": m.factory,
-            "recall_at_10": m.recall_at_10, "seconds": m.build_seconds}
+            "recall_at_10": m.recall_at_10, "seconds": m.build_seconds, "without_vectors": int((~have).sum())}
+
+
+def _as_embedded(df: pd.DataFrame, pos: dict[str, int], hashes: list[str] | None) -> pd.DataFrame:
+    """``df`` with each item's content hash as its vectors were made: an item changed after the last embed keeps
+    the hash its vectors stand for, so the next run finds it changed and indexes it again (with the store's hash
+    its stale vectors would look current for good)."""
+    if hashes is not None and len(df):
+        embedded = [hashes[pos[str(i)]] or h for i, h in zip(df["item_id"], df["content_hash"], strict=True)]
+        stale = int(sum(a != b for a, b in zip(embedded, df["content_hash"], strict=True)))
+        if stale:
+            log.info("%d item(s) changed after the last embed: indexed as embedded, again on the next run", stale)
+        df["content_hash"] = embedded
+    return df

@@ -49,6 +49,9 @@ def test_second_run_encodes_nothing_and_one_change_reencodes_one(store: Store, t
     vecs = load_item_vectors(tiny, store)
     assert vecs.item_ids == ["a", "b", "c"] and vecs.has_image.tolist() == [True, True, False]
     assert vecs.encoder_id == third.encoder_id
+    with store.session() as s:  # the snapshot says which content its vectors stand for
+        hashes = dict(s.execute(select(Item.external_id, Item.content_hash)).all())
+    assert vecs.content_hash == [hashes[i] for i in vecs.item_ids] and all(vecs.content_hash)
 
 
 def test_broken_media_recorded_item_still_embedded(store: Store, tiny: Settings, tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_ray_engine_matches_local(tmp_path: Path, ray_local: None) -> None:
 
     lv, rv = load_item_vectors(local_s, local_store), load_item_vectors(ray_s, ray_store)
     assert lv.item_ids == rv.item_ids and len(lv) == local.items
-    assert lv.has_image.tolist() == rv.has_image.tolist()
+    assert lv.has_image.tolist() == rv.has_image.tolist() and lv.content_hash == rv.content_hash
     for name in ("text", "image", "fused"):
         cos = _cos(getattr(lv, name), getattr(rv, name))
         assert cos.min() >= 0.999, (name, float(cos.min()))

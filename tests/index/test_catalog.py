@@ -110,3 +110,35 @@ def test_encoder_change_forces_full_build(tmp_path: Path, sqlite_store: Store) -
     rep = build_from_catalog(sqlite_store, settings, vectors=Other())
     assert rep["action"] == "full"
     assert IndexReader.open(index_root(settings), encoder_id="fake-enc-2").manifest.encoder_id == "fake-enc-2"
+
+
+@dataclass
+class Snapshot(FakeVectors):
+    content_hash: list[str] | None = None
+
+
+def test_items_written_while_embedding_are_the_next_runs_to_index(tmp_path: Path, sqlite_store: Store) -> None:
+    """Another writer adds an item and changes one between this run's embed and its build (replicas publishing at
+    once): the build neither fails nor keeps stale vectors for good; the next run indexes both."""
+    settings = Settings(home=tmp_path / "home")
+    enc = FakeEncoder()
+    _add_items(sqlite_store, 60)
+    build_from_catalog(sqlite_store, settings, vectors=enc)
+    before = enc(settings, sqlite_store)
+    with sqlite_store.session() as s:
+        hashes = [s.scalars(select(Item.content_hash).where(Item.external_id == i)).one() for i in before.item_ids]
+    _update(sqlite_store, "p0005", content_hash="h999")  # written after the embed read it
+    _add_items(sqlite_store, 1, start=60)                # likewise
+    stale = Snapshot(before.item_ids, before.fused, before.text, before.image, before.has_image,
+                     content_hash=hashes)
+    rep = build_from_catalog(sqlite_store, settings, vectors=lambda st, store: stale)
+    assert rep["action"] == "delta" and rep["without_vectors"] == 1 and rep["items"] == 60
+    r = IndexReader.open(index_root(settings), encoder_id="fake-enc", dim=16)
+    assert "p0060" not in r and np.allclose(r.vector_of("p0005"), before.fused[5], atol=1e-6)
+
+    fresh = enc(settings, sqlite_store)
+    rep = build_from_catalog(sqlite_store, settings, vectors=enc)
+    assert rep["action"] == "delta" and rep["without_vectors"] == 0 and rep["items"] == 61
+    r = IndexReader.open(index_root(settings), encoder_id="fake-enc", dim=16)
+    assert "p0060" in r and np.allclose(r.vector_of("p0005"), fresh.fused[fresh.item_ids.index("p0005")], atol=1e-6)
+    assert not np.allclose(fresh.fused[5], before.fused[5])
