@@ -28,24 +28,32 @@ from recsys.errors import ValidationFailed
 from recsys.evaluation.splits import Split, positives
 
 
-def _top(scores: np.ndarray, k: int, banned: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the ``k`` highest finite scores, best first (stable for ties: lower index first)."""
+def _top(scores: np.ndarray, k: int, banned: np.ndarray | None = None, tie: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the ``k`` highest finite scores, best first; ties by the higher ``tie``, then the lower index
+    (whichever of several tied items sit at the k-th place: a partition alone would pick among them at random)."""
     s = scores.astype(np.float64, copy=True)
     if banned is not None and len(banned):
         s[banned] = -np.inf
-    n_ok = int(np.isfinite(s).sum())
-    k = min(k, n_ok)
+    ok = np.flatnonzero(np.isfinite(s))
+    k = min(k, len(ok))
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    part = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
-    return part[np.lexsort((part, -s[part]))]
+    keys = (ok, -s[ok]) if tie is None else (ok, -tie[ok].astype(np.float64), -s[ok])
+    return ok[np.lexsort(keys)[:k]]
 
 
 class _Timeline:
-    """Training interactions for counting as of a time: each (user, item)'s first positive event, sorted by time."""
+    """Training interactions for counting as of a time: each (user, item)'s first positive event, sorted by time.
+
+    Events of one time (a day, in H&M) are put in (user, item) order first: rows, and so every tie between items,
+    then follow the events themselves, not the order a store returned them in (a co-occurrence baseline moved by
+    0.006 recall on one H&M part with that order alone)."""
 
     def __init__(self, train: pd.DataFrame) -> None:
         pos = positives(train)
+        if len(pos):
+            pos = pos.assign(user_id=pos["user_id"].astype(str), item_id=pos["item_id"].astype(str))
+            pos = pos.sort_values(["ts", "user_id", "item_id"], kind="stable")
         first = pos.groupby(["user_id", "item_id"], sort=False)["ts"].min().reset_index() if len(pos) else \
             pd.DataFrame({"user_id": [], "item_id": [], "ts": pd.to_datetime([])})
         first = first.sort_values("ts", kind="stable")
@@ -131,8 +139,8 @@ class Popular:
 
 
 class ItemCooccurrence:
-    """Item-item cosine co-occurrence over the training interactions known before the request time, topped up with
-    :class:`Popular` items of that time."""
+    """Item-item cosine co-occurrence over the training interactions known before the request time (equal scores:
+    the item sold last first), topped up with :class:`Popular` items of that time."""
 
     name = "item_cooccurrence"
 
@@ -174,7 +182,7 @@ class ItemCooccurrence:
         seen = set(history["item_id"].astype(str)) if len(history) else set()
         banned = np.array([self._row[i] for i in seen if i in self._row], dtype=np.int64) \
             if self.exclude_seen else None
-        out = [str(self.items[j]) for j in _top(s, k, banned)]
+        out = [str(self.items[j]) for j in _top(s, k, banned, tie=self._t.last(now))]  # ties: the latest sold
         if len(out) < k:
             skip = set(out) | (seen if self.exclude_seen else set())
             for item in self.fallback.ranking_at(now):
