@@ -107,6 +107,13 @@ def test_items_crud_on_the_real_service(client: TestClient) -> None:
     assert client.get("/v1/items/new-1").json()["title"] == "Teal linen scarf"
     r = client.post("/v1/items", json={"items": [{"item_id": "new-2", "title": "x"}, {"item_id": "new-3"}]})
     assert r.status_code == 200 and len(r.json()["results"]) == 2
+    # a bulk update of one field keeps the others; PUT replaces the whole item
+    r = client.post("/v1/items", json={"items": [{"item_id": "new-1", "price": 25}]})
+    assert r.json()["results"][0]["status"] == "stored", r.text
+    got = client.get("/v1/items/new-1").json()
+    assert (got["title"], got["category"], got["price"]) == ("Teal linen scarf", "scarf", 25)
+    client.put("/v1/items/new-1", json={"title": "Teal scarf"})
+    assert client.get("/v1/items/new-1").json()["category"] is None
     assert client.delete("/v1/items/new-2").status_code == 200
     sim = [it["item_id"] for it in _items(client.get("/v1/items/item-00001/similar?k=60"))]
     assert "new-2" not in sim

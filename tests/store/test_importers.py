@@ -57,6 +57,34 @@ def test_changed_item_is_updated(store: Store, settings: Settings, tmp_path: Pat
         assert s.scalar(select(Item.title).where(Item.external_id == "0108775015")) == "Strappy top"
 
 
+def test_a_partial_item_file_updates_only_its_fields(store: Store, settings: Settings, tmp_path: Path) -> None:
+    """A price feed (item_id, price) must not blank the titles, photos and attributes already stored; a column
+    that is there but empty does clear its field."""
+    (tmp_path / "a.jpg").write_bytes(b"not checked here")
+    full = tmp_path / "items.csv"
+    full.write_text("item_id,title,description,category,price,image,colour\n"
+                    "s1,Red dress,Silk,dress,10,a.jpg,red\ns2,Blue shirt,Cotton,shirt,20,,blue\n")
+    run_import(store, "items", full, settings=settings)
+    feed = tmp_path / "prices.csv"
+    feed.write_text("item_id,price\ns1,12.5\ns2,20\ns3,7\n")
+    report = run_import(store, "items", feed, settings=settings)
+    assert report.tables["items"].updated == 1 and report.tables["items"].unchanged == 1
+    assert report.tables["items"].inserted == 1  # a new item gets what the record gives
+    with store.session() as s:
+        s1 = s.scalar(select(Item).where(Item.external_id == "s1"))
+        assert s1 is not None and (s1.title, s1.description, s1.category, s1.price) == ("Red dress", "Silk", "dress",
+                                                                                          12.5)
+        assert s1.attributes == {"colour": "red"}
+        media = s.execute(select(ItemMedia.uri).where(ItemMedia.item_id == s1.id)).scalars().all()
+        assert len(media) == 1 and media[0].endswith("a.jpg")
+    cleared = tmp_path / "clear.csv"
+    cleared.write_text("item_id,description\ns1,\n")
+    run_import(store, "items", cleared, settings=settings)
+    with store.session() as s:
+        s1 = s.scalar(select(Item).where(Item.external_id == "s1"))
+        assert s1 is not None and s1.description == "" and s1.title == "Red dress"
+
+
 def test_movielens_import(store: Store, settings: Settings, tmp_path: Path) -> None:
     root = write_movielens(tmp_path / "ml")
     run_import(store, "movielens", root, settings=settings)

@@ -39,14 +39,16 @@ def get_item(item_id: ItemId, rec: RecommenderDep, _key: ReadKey) -> Any:
             summary="Create or replace one item (a local image must lie under the media roots)")
 def put_item(request: Request, item_id: ItemId, item: ItemPut, rec: RecommenderDep, _key: AdminKey) -> Any:
     check_image_field(item.image, media_roots(request.app.state.settings))
-    result = _check(rec.catalogue.upsert_items([{"item_id": item_id, **_plain(item)}])[0])
+    result = _check(rec.catalogue.upsert_items([{"item_id": item_id, **_plain(item, replace=True)}])[0])
     try:
         return public_item(rec.get_item(item_id))
     except Exception:
         return {"item_id": item_id, **result}
 
 
-@router.post("", response_model=ItemBatchResult, summary="Create or replace many items; a result per item")
+@router.post("", response_model=ItemBatchResult,
+             summary="Create or update many items (fields a record leaves out keep their stored values); a result "
+                     "per item")
 def upsert_items(request: Request, batch: ItemBatch, rec: RecommenderDep, _key: AdminKey) -> ItemBatchResult:
     roots = media_roots(request.app.state.settings)
     results: list[dict[str, Any] | None] = [None] * len(batch.items)
@@ -91,11 +93,10 @@ def similar_post(request: Request, item_id: ItemId, body: SimilarRequest, rec: R
     return results(request, items, user_id=body.user_id, assigned=assigned)
 
 
-def _plain(item: ItemPut) -> dict[str, Any]:
-    d = item.model_dump()
-    if d.get("image") is None:
-        d.pop("image", None)
-    return d
+def _plain(item: ItemPut, *, replace: bool = False) -> dict[str, Any]:
+    """The item as the importer's canonical fields: all of them to replace it (PUT), else only those the request
+    gave, so an existing item keeps the rest (a bulk price update does not blank titles and photos)."""
+    return item.model_dump(exclude_unset=not replace)
 
 
 def _check(result: Any) -> dict[str, Any]:

@@ -79,6 +79,11 @@ def item_record(rec: dict[str, Any], base: Path) -> ItemRecord:
             raise ValueError("attributes is not a JSON object")
         attrs.update(raw)
     attrs.update({k: v for k, v in rec.items() if k not in ITEM_COLUMNS and not _empty(v)})
+    given: set[str] = {f for f in ("title", "description", "category", "price", "in_stock", "attributes") if f in rec}
+    if "image" in rec or "video" in rec:
+        given.add("media")
+    if any(k not in ITEM_COLUMNS for k in rec):  # extra columns are the attributes
+        given.add("attributes")
     return ItemRecord(
         external_id=parse_id(rec.get("item_id"), "item_id"),
         title=str(rec.get("title") or "").strip(),
@@ -89,6 +94,7 @@ def item_record(rec: dict[str, Any], base: Path) -> ItemRecord:
         attributes=attrs,
         media=[("image", m) for m in _media(rec.get("image"), base)]
         + [("video", m) for m in _media(rec.get("video"), base)],
+        given=frozenset(given),
     )
 
 

@@ -14,6 +14,9 @@ from recsys.store.tables import EVENT_TYPES
 # Sentinels for unparseable values; parsing functions raise ValueError with a human reason.
 
 
+ITEM_FIELDS = frozenset({"title", "description", "category", "price", "in_stock", "attributes", "media"})
+
+
 @dataclass
 class ItemRecord:
     external_id: str
@@ -25,6 +28,9 @@ class ItemRecord:
     attributes: dict[str, Any] = field(default_factory=dict)
     media: list[tuple[str, str]] = field(default_factory=list)
     """(kind, uri) pairs in display order; kind is "image" or "video"."""
+    given: frozenset[str] | None = None
+    """The fields the source gave (of :data:`ITEM_FIELDS`); an existing item keeps its stored value of every other
+    one, so a price feed does not blank titles and photos. None: all of them (the dataset importers)."""
 
     def content_hash(self) -> str:
         payload = [self.title, self.description, self.category, self.price, self.in_stock, self.attributes,

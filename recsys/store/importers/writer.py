@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord
+from recsys.store.importers.records import ITEM_FIELDS, EventRecord, ItemRecord, UserRecord
 from recsys.store.importers.report import TableCounts
 from recsys.store.tables import Event, Item, ItemMedia, User, utcnow
 
@@ -42,12 +43,15 @@ def id_map(session: Session, table: type[Item] | type[User], external_ids: Itera
 
 
 def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableCounts) -> None:
-    """Insert new items, update changed ones (by content hash), leave unchanged ones alone."""
+    """Insert new items, update changed ones (by content hash), leave unchanged ones alone. A record that gives only
+    some fields (:attr:`ItemRecord.given`) updates those: an existing item keeps its stored values of the others."""
     records = list({r.external_id: r for r in records}.values())  # last one wins within a batch
     existing: dict[str, tuple[int, str, bool]] = {}
     for part in _chunks([r.external_id for r in records]):
         q = select(Item.external_id, Item.id, Item.content_hash, Item.deleted).where(Item.external_id.in_(part))
         existing.update({e: (i, h, d) for e, i, h, d in session.execute(q)})
+    same_media = {r.external_id for r in records if r.given is not None and "media" not in r.given}
+    records = _with_stored_fields(session, records, existing)
     now = utcnow()
     new, changed = [], []
     for r in records:
@@ -68,6 +72,7 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
     counts.inserted += len(new)
     counts.updated += len(changed)
     touched: set[str] = {str(r["external_id"]) for r in new} | {str(r["external_id"]) for r in changed}
+    touched -= same_media & set(existing)  # their stored media (and its checked status) stay as they are
     if not touched:
         return
     ids = id_map(session, Item, touched)
@@ -80,6 +85,36 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
     ]
     if media:
         session.execute(insert(ItemMedia), media)
+
+
+def _with_stored_fields(session: Session, records: list[ItemRecord],
+                        existing: dict[str, tuple[int, str, bool]]) -> list[ItemRecord]:
+    """``records`` with every field a record does not give taken from its stored item (new items keep defaults)."""
+    partial = {r.external_id: r for r in records
+               if r.given is not None and r.external_id in existing and r.given != ITEM_FIELDS}
+    if not partial:
+        return records
+    keys = {existing[e][0]: e for e in partial}
+    stored: dict[str, dict[str, Any]] = {}
+    media: dict[str, list[tuple[str, str]]] = {e: [] for e in partial}
+    for part in _chunks(list(keys)):
+        for row in session.execute(select(Item.id, Item.title, Item.description, Item.category, Item.price,
+                                          Item.in_stock, Item.attributes).where(Item.id.in_(part))):
+            stored[keys[row.id]] = {"title": row.title or "", "description": row.description or "",
+                                    "category": row.category, "price": row.price, "in_stock": bool(row.in_stock),
+                                    "attributes": dict(row.attributes or {})}
+        q = select(ItemMedia.item_id, ItemMedia.kind, ItemMedia.uri).where(ItemMedia.item_id.in_(part)) \
+            .order_by(ItemMedia.item_id, ItemMedia.position)
+        for item_key, kind, uri in session.execute(q):
+            media[keys[item_key]].append((kind, uri))
+    out = []
+    for r in records:
+        if r.external_id in partial and r.external_id in stored:
+            keep = {f: v for f, v in {**stored[r.external_id], "media": media[r.external_id]}.items()
+                    if f not in (r.given or ITEM_FIELDS)}
+            r = replace(r, **keep, given=ITEM_FIELDS)
+        out.append(r)
+    return out
 
 
 def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableCounts) -> None:
