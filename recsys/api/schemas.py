@@ -7,9 +7,18 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from recsys.encoders.base import Modality
 
@@ -41,6 +50,9 @@ ShownHours = Annotated[float, Field(ge=0.0, le=24.0 * 366, allow_inf_nan=False,
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 AttrFilter = ShortText | Annotated[list[ShortText], Field(max_length=MAX_LIST)]
@@ -206,8 +218,29 @@ class MoreLikeTheseRequest(_Strict):
 
 
 # -- events ---------------------------------------------------------------------------------------------------
+def each_valid(model: type[M], records: list[Any]) -> tuple[list[tuple[int, M]], dict[int, str]]:
+    """The batch ``records`` checked one by one against ``model``: (index, record) for the valid ones, and for each
+    invalid one what is wrong (a batch answers per record: one bad record does not refuse the others)."""
+    good: list[tuple[int, M]] = []
+    bad: dict[int, str] = {}
+    for i, raw in enumerate(records):
+        if not isinstance(raw, dict):
+            kind = {str: "a string", list: "an array", bool: "a boolean", int: "a number", float: "a number"}
+            bad[i] = f"the record is not a JSON object (got {kind.get(type(raw), 'null')})"
+            continue
+        try:
+            good.append((i, model.model_validate(raw)))
+        except ValidationError as e:
+            first = e.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            bad[i] = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
+    return good, bad
+
+
 class EventBatch(_Strict):
-    events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_LIST)]
+    # records are checked one by one in the route (each_valid), documented as EventIn
+    events: Annotated[list[Annotated[Any, WithJsonSchema(EventIn.model_json_schema())]],
+                      Field(min_length=1, max_length=MAX_LIST)]
 
 
 class EventResultOut(BaseModel):
@@ -258,7 +291,9 @@ class ItemIn(ItemPut):
 
 
 class ItemBatch(_Strict):
-    items: Annotated[list[ItemIn], Field(min_length=1, max_length=MAX_LIST)]
+    # records are checked one by one in the route (each_valid), documented as ItemIn
+    items: Annotated[list[Annotated[Any, WithJsonSchema(ItemIn.model_json_schema())]],
+                     Field(min_length=1, max_length=MAX_LIST)]
 
 
 class ItemBatchResult(BaseModel):

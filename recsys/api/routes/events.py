@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from recsys.api.deps import AdminKey, RecommenderDep
-from recsys.api.schemas import EventBatch, EventBatchResult, EventResultOut
+from recsys.api.schemas import EventBatch, EventBatchResult, EventIn, EventResultOut, each_valid
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -13,9 +13,12 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 @router.post("", response_model=EventBatchResult,
              summary="Ingest events; idempotent on event_id; each result says stored, duplicate or error")
 def post_events(request: Request, batch: EventBatch, rec: RecommenderDep, _key: AdminKey) -> EventBatchResult:
-    raw = [e.model_dump(exclude_none=True) for e in batch.events]
-    out = [EventResultOut(index=r.index, status=r.status, event_id=r.event_id, error=r.error)
-           for r in rec.catalogue.ingest_events(raw)]
+    good, bad = each_valid(EventIn, batch.events)
+    stored = rec.catalogue.ingest_events([e.model_dump(exclude_none=True) for _, e in good]) if good else []
+    out = [EventResultOut(index=i, status="error", error=msg) for i, msg in bad.items()]
+    out += [EventResultOut(index=i, status=r.status, event_id=r.event_id, error=r.error)
+            for (i, _), r in zip(good, stored, strict=True)]
+    out.sort(key=lambda r: r.index)
     counts = {s: sum(1 for r in out if r.status == s) for s in ("stored", "duplicate", "error")}
     metric = request.app.state.metrics.events
     for s, n in counts.items():

@@ -16,11 +16,13 @@ from recsys.api.schemas import (
     Filter,
     ItemBatch,
     ItemBatchResult,
+    ItemIn,
     ItemOut,
     ItemPut,
     Modality,
     Results,
     SimilarRequest,
+    each_valid,
 )
 from recsys.errors import ValidationFailed
 
@@ -52,15 +54,20 @@ def put_item(request: Request, item_id: ItemId, item: ItemPut, rec: RecommenderD
 def upsert_items(request: Request, batch: ItemBatch, rec: RecommenderDep, _key: AdminKey) -> ItemBatchResult:
     roots = media_roots(request.app.state.settings)
     results: list[dict[str, Any] | None] = [None] * len(batch.items)
-    good: list[int] = []
-    for i, it in enumerate(batch.items):
+    valid, bad = each_valid(ItemIn, batch.items)
+    for i, msg in bad.items():  # refused alone: the rest of the batch is stored
+        raw = batch.items[i]
+        results[i] = {"index": i, "item_id": str(raw.get("item_id")) if isinstance(raw, dict) else None,
+                      "status": "error", "error": msg}
+    good: list[tuple[int, ItemIn]] = []
+    for i, it in valid:
         try:
             check_image_field(it.image, roots)
-            good.append(i)
-        except ValidationFailed as e:  # refused alone: the rest of the batch is stored
+            good.append((i, it))
+        except ValidationFailed as e:
             results[i] = {"index": i, "item_id": it.item_id, "status": "error", "error": e.message}
-    stored = rec.catalogue.upsert_items([_plain(batch.items[i]) for i in good]) if good else []
-    for i, r in zip(good, stored, strict=True):
+    stored = rec.catalogue.upsert_items([_plain(it) for _, it in good]) if good else []
+    for (i, _), r in zip(good, stored, strict=True):
         results[i] = {**dict(r), "index": i}
     return ItemBatchResult(results=[r for r in results if r is not None])
 
