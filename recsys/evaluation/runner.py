@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.errors import ValidationFailed
 from recsys.evaluation.experiment import Batch, Recommend, run_evaluation
 from recsys.evaluation.splits import Split, ingest_records, read_test_events, split_test_events, temporal_split
 
@@ -39,6 +40,14 @@ def evaluate_split(split: Split, *, make_ours: MakeRecommender | None, item_ids:
     """Fit ours (timed) and the baselines on ``split`` and evaluate them all at ``k``."""
     from recsys.evaluation.baselines import make_baselines
 
+    if not split.users:
+        info = split.info
+        dropped = info.get("dropped_unknown_items")
+        raise ValidationFailed(
+            "nothing to evaluate: no user has both a history and a target"
+            + (f" ({info.get('test_events')} test events, {dropped} of them on items unknown to the store)"
+               if dropped is not None else "")
+            + "; every evaluated user needs events on at least two days (H&M) or two ratings (MovieLens)")
     t = dict(timings or {})
     recs: dict[str, Recommend | Batch] = {}
     if make_ours is not None:

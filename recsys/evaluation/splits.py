@@ -230,6 +230,8 @@ def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.
                               names=["user_id", "item_id", "rating", "timestamp"], usecols=[0, 1, 2, 3])
         else:
             raise ValidationFailed(f"unknown test-events format {fmt!r}; choose hm or movielens")
+    except pd.errors.EmptyDataError:
+        raise ImportFailed(f"{path}: the test-events file is empty") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise ImportFailed(f"{path}: cannot read test events ({e})") from None
     rows: list[dict[str, Any]] = []

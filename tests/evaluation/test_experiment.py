@@ -149,3 +149,21 @@ def test_evaluate_test_events_replays_histories(tmp_path) -> None:  # type: igno
     assert res["replayed"] == {"stored": 3} and res["users"] == 2
     assert res["metrics"]["recall"] == pytest.approx(1.0)        # targets 3 (user 7) and 2 (user 8)
     assert res["metrics"]["mrr"] == pytest.approx(0.75)
+
+
+def test_test_events_with_nothing_to_evaluate_say_why(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An empty file, or one whose items the store does not know, is a message, not a traceback."""
+    from recsys.errors import ImportFailed, ValidationFailed
+    from recsys.evaluation import evaluate_test_events
+
+    store_events = pd.DataFrame({"user_id": ["s"], "item_id": ["1"], "type": ["rating"], "value": [5.0],
+                                 "ts": pd.to_datetime(["1970-01-01"])})
+    kw = {"store_events": store_events, "replay": None, "make_ours": None, "vectors": None, "k": 2}
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ImportFailed, match="empty"):
+        evaluate_test_events(empty, "hm", item_ids=["1"], **kw)
+    other = tmp_path / "u.data"
+    other.write_text("7\t91\t4\t100\n7\t92\t5\t200\n")
+    with pytest.raises(ValidationFailed, match="nothing to evaluate.*2 of them on items unknown"):
+        evaluate_test_events(other, "movielens", item_ids=["1"], **kw)

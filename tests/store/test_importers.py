@@ -172,3 +172,26 @@ def test_media_rows_point_at_files(store: Store, settings: Settings, tmp_path: P
     with store.session() as s:
         uris = list(s.scalars(select(ItemMedia.uri)))
     assert len(uris) == 2 and all(Path(u).is_file() for u in uris)
+
+
+def test_the_wrong_file_or_path_is_refused_whole(store: Store, settings: Settings, tmp_path: Path) -> None:
+    """A directory, a file without the columns its kind needs, a --map of a column the file lacks: one message
+    naming what is wrong, and nothing stored (a few bad rows of a right file are skipped instead, as above)."""
+    (tmp_path / "adir").mkdir()
+    no_id = tmp_path / "prices.csv"
+    no_id.write_text("sku,price\na1,3\n")
+    events = tmp_path / "ev.csv"
+    events.write_text("user_id,item_id\nu1,a1\n")
+    cases = [
+        ("items", tmp_path / "adir", {}, "is a directory"),
+        ("hm", tmp_path / "adir", {}, "articles.csv: not found"),
+        ("items", no_id, {}, r"no item_id column .*--map item_id=COLUMN"),
+        ("items", no_id, {"item_id": "id"}, r"--map names column\(s\) \['id'\]"),
+        ("events", events, {}, r"no type column .*--type TYPE"),
+    ]
+    for source, path, mapping, message in cases:
+        with pytest.raises(ImportFailed, match=message):
+            run_import(store, source, path, settings=settings, mapping=mapping)
+    assert _stats(store)["items"] == 0 and _stats(store)["events"] == 0
+    run_import(store, "items", no_id, settings=settings, mapping={"item_id": "sku"})
+    assert _stats(store)["items"] == 1

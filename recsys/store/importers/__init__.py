@@ -38,6 +38,9 @@ def run_import(
         raise ImportFailed(f"{path}: no such file or directory")
     if source in ("hm", "movielens") and not path.is_dir():
         raise ImportFailed(f"{path}: expected the {source} dataset directory")
+    if source not in ("hm", "movielens") and path.is_dir():
+        raise ImportFailed(f"{path} is a directory; `recsys import {source}` reads one file (CSV, JSON lines or "
+                           "Parquet)")
     report = ImportReport(source=f"{source}:{path}")
     with store.session() as session:
         writer = Writer(session, report, settings.store.batch_size, progress)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from recsys.errors import ImportFailed
 from recsys.store.importers.batch import Writer, parse_rows
-from recsys.store.importers.readers import read_any
+from recsys.store.importers.readers import BadLine, Row, read_any
 from recsys.store.importers.records import (
     EventRecord,
     ItemRecord,
@@ -44,6 +45,29 @@ def _remap(rec: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
         return rec
     inverse = {src: dst for dst, src in mapping.items()}
     return {inverse.get(k, k): v for k, v in rec.items()}
+
+
+def _with_columns(rows: Iterator[Row | BadLine], need: list[str], mapping: dict[str, str],
+                  path: Path) -> Iterator[Row | BadLine]:
+    """``rows``, once the first record shows the columns a file of this kind needs and every ``--map`` source:
+    a file without them is the wrong file (or needs a mapping), which no row-by-row skipping should hide."""
+    first = next(rows, None)
+    if first is None:
+        return
+    if not isinstance(first, BadLine):
+        cols = list(first[1])
+        unknown = [src for src in mapping.values() if src not in cols]
+        if unknown:
+            raise ImportFailed(f"{path}: --map names column(s) {unknown} that the file does not have "
+                               f"(its columns: {cols[:20]})")
+        have = set(_remap(first[1], mapping))
+        missing = [c for c in need if c not in have]
+        if missing:
+            hint = " (or --type TYPE for a file of one event type)" if "type" in missing else ""
+            raise ImportFailed(f"{path}: no {', '.join(missing)} column (its columns: {cols[:20]}); rename it or "
+                               f"map it with --map {missing[0]}=COLUMN{hint}")
+    yield first
+    yield from rows
 
 
 def _empty(v: Any) -> bool:
@@ -104,7 +128,9 @@ def import_generic(path: Path, kind: str, writer: Writer, report: ImportReport, 
         raise ImportFailed(f"unknown import kind '{kind}'; use one of {', '.join(KINDS)}")
     mapping = mapping or {}
     base = path.resolve().parent
-    rows = read_any(path, fmt)
+    need = {"items": ["item_id"], "users": ["user_id"]}.get(kind, ["user_id", "item_id"] + ([] if event_type else
+                                                                                           ["type"]))
+    rows = _with_columns(read_any(path, fmt), need, mapping, path)
     if kind == "items":
         for _, it in parse_rows(rows, lambda r: item_record(_remap(r, mapping), base), report, "items", path):
             writer.item(it)

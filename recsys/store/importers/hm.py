@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from recsys.errors import ImportFailed
 from recsys.store.importers.batch import Writer, parse_rows
 from recsys.store.importers.readers import read_delimited
 from recsys.store.importers.records import (
@@ -42,6 +43,9 @@ ATTRIBUTES = {
 
 def import_hm(root: Path, writer: Writer, report: ImportReport, max_bad_fraction: float) -> None:
     articles, transactions, customers = root / "articles.csv", root / "transactions.csv", root / "customers.csv"
+    if not articles.is_file():
+        raise ImportFailed(f"{articles}: not found; DIR must hold the H&M files (articles.csv, transactions.csv, "
+                           "customers.csv, images/)")
 
     def item(rec: dict[str, Any]) -> ItemRecord:
         aid = parse_id(rec["article_id"], "article_id")
