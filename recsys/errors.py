@@ -7,7 +7,8 @@ non-zero. Every message says what is wrong and what to do about it.
     ├── ConfigError                   config          500 (never raised by a request)
     ├── StoreError                    store           503
     │   └── StoreUnavailable          store_down      503 (+ Retry-After)
-    │       └── StoreBusy             store_busy      503 (+ Retry-After; SQLite locked by another writer)
+    │       ├── StoreBusy             store_busy      503 (+ Retry-After; SQLite locked by another writer)
+    │       └── StoreDamaged          store_damaged   503 (the SQLite file is not a database, or corrupt)
     ├── ImportFailed                  import_failed   400  (file unreadable: names file and line)
     ├── ValidationFailed              invalid         422
     ├── NotFound                      not_found       404
@@ -55,6 +56,12 @@ class StoreBusy(StoreUnavailable):
     """SQLite held by another writer (an import, a build) for longer than a request may wait."""
 
     code = "store_busy"
+
+
+class StoreDamaged(StoreUnavailable):
+    """The database file is not a database or is corrupt: no retry helps; a backup or a re-import does."""
+
+    code = "store_damaged"
 
 
 class ImportFailed(RecsysError):

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from recsys.config import Settings, get_settings
-from recsys.errors import StoreBusy, StoreUnavailable
+from recsys.errors import StoreBusy, StoreDamaged, StoreUnavailable
 from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
 
@@ -104,7 +104,7 @@ class Store:
         try:
             yield
         except (OperationalError, DBAPIError) as e:
-            if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False):
+            if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False) or _damaged(e):
                 if self.dialect == "sqlite" and ("locked" in str(e.orig) or "busy" in str(e.orig)):
                     raise StoreBusy("the database is busy with another write (an import or a build?); retry "
                                     "shortly, or use PostgreSQL for writes during imports") from e
@@ -127,10 +127,23 @@ class Store:
         await self._loop_reads.aclose()
 
     def unavailable(self, e: Exception) -> StoreUnavailable:
-        return StoreUnavailable(
-            f"database {safe_url(self.url)} is unreachable ({str(e).splitlines()[0]}); "
-            "start it or point RECSYS_DATABASE_URL at a running server"
-        )
+        """The error for a database that cannot serve, saying what to do: a SQLite file that is damaged, read-only
+        or cannot be opened is not a server to start."""
+        url, why = safe_url(self.url), str(e).splitlines()[0]
+        if self.dialect == "sqlite":
+            path = self.engine.url.database
+            if _damaged(e):
+                return StoreDamaged(
+                    f"the database file {path} is damaged ({why}); nothing was changed. Restore it from a backup, "
+                    f"or move it aside and import the data again (`recsys import ...`, then `recsys build`)")
+            if "readonly" in why:
+                return StoreUnavailable(f"the database file {path} is read-only ({why}); make the file and its "
+                                        "directory writable, or point RECSYS_DATABASE_URL at a writable copy")
+            if "unable to open" in why:
+                return StoreUnavailable(f"cannot open the database file {path} ({why}): its directory is missing "
+                                        "or not writable; fix RECSYS_HOME or RECSYS_DATABASE_URL")
+        return StoreUnavailable(f"database {url} is unreachable ({why}); "
+                                "start it or point RECSYS_DATABASE_URL at a running server")
 
     def ping(self, timeout_s: float | None = None) -> bool:
         """Whether the database answers (within ``timeout_s``, when given)."""
@@ -160,6 +173,10 @@ class Store:
             command.upgrade(self.alembic_config(), revision)
         except OperationalError as e:
             raise self.unavailable(e) from e
+        except DBAPIError as e:
+            if _damaged(e):
+                raise self.unavailable(e) from e
+            raise
 
     def downgrade(self, revision: str = "base") -> None:
         from alembic import command
@@ -174,6 +191,10 @@ class Store:
                 return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except OperationalError as e:
             raise self.unavailable(e) from e
+        except DBAPIError as e:
+            if _damaged(e):
+                raise self.unavailable(e) from e
+            raise
 
     def at_head(self) -> bool:
         from alembic.script import ScriptDirectory
@@ -184,3 +205,9 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
         self._loop_reads.close()
+
+
+def _damaged(e: BaseException) -> bool:
+    """SQLite's words for a file that is not a database, or a corrupt one."""
+    text_ = str(getattr(e, "orig", None) or e)
+    return "file is not a database" in text_ or "disk image is malformed" in text_

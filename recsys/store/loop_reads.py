@@ -79,7 +79,7 @@ class LoopReads:
         if self.sqlite_path is not None:
             try:
                 return self._sqlite_rows(statement, params)
-            except sqlite3.OperationalError as e:
+            except sqlite3.DatabaseError as e:  # unreachable, damaged, read-only: as the store says it
                 if "locked" not in str(e) and "busy" not in str(e):
                     raise self.source.unavailable(e) from e
         elif self.pg_conninfo is not None:

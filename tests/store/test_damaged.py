@@ -1,0 +1,43 @@
+"""A SQLite file that is not a database, or a corrupt one: one message saying so and what to do, on every path
+(opening, an ORM session, a connection read and the event loop's reads), never a driver traceback."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from recsys.errors import StoreDamaged
+from recsys.store import Item, Store
+from recsys.store.queries import USER_EVENTS
+
+
+def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    db = tmp_path / "recsys.db"
+    db.write_bytes(bytes(range(256)) * 400)
+    with pytest.raises(StoreDamaged, match=r"recsys.db is damaged .*file is not a database.*Restore it"):
+        Store(f"sqlite:///{db}").upgrade()
+    assert db.read_bytes() == bytes(range(256)) * 400  # nothing written
+
+
+def test_a_corrupt_database(tmp_path: Path) -> None:
+    db = tmp_path / "recsys.db"
+    store = Store(f"sqlite:///{db}")
+    store.upgrade()
+    with store.session() as s:
+        s.execute(Item.__table__.insert(), [{"external_id": f"i{i:05d}", "title": "x" * 200, "content_hash": "h",
+                                             "attributes": {}} for i in range(3000)])
+    store.dispose()
+    data = bytearray(db.read_bytes())
+    data[8192:-8192] = b"\xa5" * (len(data) - 16384)  # the table's pages; the header and schema stay readable
+    db.write_bytes(bytes(data))
+    store = Store(f"sqlite:///{db}")
+    with pytest.raises(StoreDamaged, match="disk image is malformed"), store.session() as s:
+        s.execute(select(Item.title)).all()
+    with pytest.raises(StoreDamaged), store.reading() as c:
+        c.execute(select(Item.title)).all()
+    with pytest.raises(StoreDamaged):
+        asyncio.run(store.fetch(USER_EVENTS, {"user_id": "u1"}))
+    store.dispose()
