@@ -8,6 +8,7 @@ queries through ``exclude``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,13 @@ class ItemFilter:
         return d
 
 
+def _finite(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):  # "nan" and "inf" parse as floats; no price compares to them usefully
+        raise ValueError(text)
+    return x
+
+
 def parse_filters(specs: Sequence[str]) -> ItemFilter | None:
     """Parse CLI filter expressions: ``category=A|B``, ``price>=X``, ``price<=X``, ``in_stock=true``,
     ``attr.KEY=VALUE`` (``|`` separates alternatives). None when ``specs`` is empty."""
@@ -217,9 +225,9 @@ def parse_filters(specs: Sequence[str]) -> ItemFilter | None:
         s = spec.strip()
         try:
             if s.startswith("price>="):
-                pmin = float(s[len("price>="):])
+                pmin = _finite(s[len("price>="):])
             elif s.startswith("price<="):
-                pmax = float(s[len("price<="):])
+                pmax = _finite(s[len("price<="):])
             elif "=" in s:
                 key, value = (p.strip() for p in s.split("=", 1))
                 if key == "category":

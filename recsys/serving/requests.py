@@ -105,7 +105,8 @@ def clock(settings: Settings, served: Callable[[], Served], now: datetime | None
         try:
             return float(day_of(now))  # type: ignore[arg-type]
         except (OverflowError, ValueError) as e:  # pandas' out-of-bounds error is a ValueError
-            raise ValidationFailed(f"now must be a time between 1970 and 2262, got {now!r}") from e
+            shown = now.isoformat() if isinstance(now, datetime) else str(now)
+            raise ValidationFailed(f"now must be a time between the years 1678 and 2261, got {shown}") from e
     mode = settings.ranking.clock
     wall = float(day_of(datetime.now(UTC)))  # type: ignore[arg-type]
     if mode == "wall":

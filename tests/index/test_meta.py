@@ -37,8 +37,9 @@ def test_parse_filters() -> None:
     assert parse_filters([]) is None
     with pytest.raises(ValidationFailed, match="bad filter"):
         parse_filters(["colour=red"])
-    with pytest.raises(ValidationFailed):
-        parse_filters(["price>=cheap"])
+    for bad in ("price>=cheap", "price<=nan", "price>=-inf"):
+        with pytest.raises(ValidationFailed, match="bad filter"):
+            parse_filters([bad])
 
 
 def test_meta_roundtrip(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from recsys.ranking.catalog import ItemTable
 from recsys.ranking.history import History, history_from_frame, history_from_records
@@ -67,3 +68,12 @@ def test_posted_session_events_are_uncounted_by_the_statistics() -> None:
     assert history_from_frame(session, table).uncounted_from == -np.inf
     plain = pd.DataFrame({"item_id": ids, "type": "view", "value": None, "ts": pd.to_datetime(["2024-03-01"] * 3)})
     assert history_from_frame(plain, table).uncounted_from == np.inf
+
+
+def test_a_request_time_out_of_range_is_named_plainly() -> None:
+    from recsys.config import Settings
+    from recsys.errors import ValidationFailed
+    from recsys.serving.requests import clock
+
+    with pytest.raises(ValidationFailed, match=r"between the years 1678 and 2261, got 9999-12-31T00:00:00$"):
+        clock(Settings(), lambda: None, datetime(9999, 12, 31))  # type: ignore[arg-type, return-value]
