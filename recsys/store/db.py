@@ -74,6 +74,7 @@ class Store:
         """Open the configured database, bringing its schema to the newest migration first."""
         settings = settings or get_settings()
         st = settings.store
+        _warn_if_lost(settings)
         store = cls(settings.db_url, read_timeout_s=st.request_read_timeout_s, loop_connections=st.loop_connections,
                     loop_connection_lifetime_s=st.loop_connection_lifetime_s,
                     loop_connection_idle_s=st.loop_connection_idle_s)
@@ -211,3 +212,16 @@ def _damaged(e: BaseException) -> bool:
     """SQLite's words for a file that is not a database, or a corrupt one."""
     text_ = str(getattr(e, "orig", None) or e)
     return "file is not a database" in text_ or "disk image is malformed" in text_
+
+
+def _warn_if_lost(settings: Settings) -> None:
+    """A SQLite file that is gone from a home that holds built generations was moved or deleted (or the URL has a
+    typo): SQLite would silently start an empty one, and the index would serve items the store no longer has."""
+    url = make_url(settings.db_url)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or Path(path).exists():
+        return
+    if (Path(settings.home) / "index").is_dir():
+        log.warning("the database file %s does not exist, but %s holds index generations built from one: a new, "
+                    "empty database is created. If the data was moved, point RECSYS_DATABASE_URL at it; else import "
+                    "it again (`recsys import ...`, `recsys build`)", path, settings.home)

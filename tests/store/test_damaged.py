@@ -41,3 +41,19 @@ def test_a_corrupt_database(tmp_path: Path) -> None:
     with pytest.raises(StoreDamaged):
         asyncio.run(store.fetch(USER_EVENTS, {"user_id": "u1"}))
     store.dispose()
+
+
+def test_a_lost_database_beside_built_generations_is_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite makes a missing file anew: where generations were built from one, that is said (a moved file, or a
+    typo in the URL), instead of serving an index over an empty store without a word."""
+    from recsys.config import Settings
+
+    home = tmp_path / "home"
+    (home / "index").mkdir(parents=True)
+    Store.open(Settings(home=home)).dispose()
+    assert "does not exist, but" in caplog.text and "RECSYS_DATABASE_URL" in caplog.text
+    caplog.clear()
+    Store.open(Settings(home=home)).dispose()  # it exists now: nothing to say
+    fresh = tmp_path / "fresh"
+    Store.open(Settings(home=fresh)).dispose()  # a first import's new home: nothing to say
+    assert "does not exist" not in caplog.text
