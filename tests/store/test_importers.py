@@ -195,3 +195,17 @@ def test_the_wrong_file_or_path_is_refused_whole(store: Store, settings: Setting
     assert _stats(store)["items"] == 0 and _stats(store)["events"] == 0
     run_import(store, "items", no_id, settings=settings, mapping={"item_id": "sku"})
     assert _stats(store)["items"] == 1
+
+
+def test_undecodable_bytes_are_placed_on_their_line(store: Store, settings: Settings, tmp_path: Path) -> None:
+    rows = "".join(f"i{n},title {n}\n" for n in range(2000))  # well past the text reader's first block
+    for name in ("late.csv", "late.jsonl"):
+        f = tmp_path / name
+        body = ("item_id,title\n" + rows if name.endswith(".csv") else
+                "".join(f'{{"item_id": "i{n}", "title": "t"}}\n' for n in range(2001)))
+        lines = body.encode().split(b"\n")
+        lines[1500] = lines[1500].replace(b"i", b"\xe9", 1)
+        f.write_bytes(b"\n".join(lines))
+        with pytest.raises(ImportFailed, match=rf"{name}:1501: not valid utf-8"):
+            run_import(store, "items", f, settings=settings)
+    assert _stats(store)["items"] == 0

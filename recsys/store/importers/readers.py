@@ -95,9 +95,21 @@ def read_delimited(
             raise ImportFailed(f"{path}:{reader.line_num or line}: unreadable ({e}); nothing was imported") from e
         except UnicodeDecodeError as e:
             raise ImportFailed(
-                f"{path}:{(reader.line_num or line) + 1}: not valid {encoding} text ({e.reason}); the file is "
-                "garbled or binary. Nothing was imported."
+                f"{path}:{_first_undecodable_line(path, encoding)}: not valid {encoding} text ({e.reason}); the "
+                "file is garbled or binary, or in another encoding. Nothing was imported."
             ) from e
+
+
+def _first_undecodable_line(path: Path, encoding: str) -> int:
+    """The number of the first line that is not ``encoding`` text (the text reader decodes ahead in blocks, so
+    its own position says only which block failed)."""
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError:
+                return n
+    return 1
 
 
 def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Row | BadLine]:
@@ -107,7 +119,8 @@ def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Row | BadLine
         try:
             lines = list(enumerate(f, start=1))
         except UnicodeDecodeError as e:
-            raise ImportFailed(f"{path}: not valid {encoding} text ({e.reason}); nothing was imported") from e
+            raise ImportFailed(f"{path}:{_first_undecodable_line(path, encoding)}: not valid {encoding} text "
+                               f"({e.reason}); nothing was imported") from e
         for line, text in lines:
             if not text.strip():
                 continue
