@@ -133,6 +133,14 @@ def test_bad_rows_are_skipped_and_listed(store: Store, settings: Settings, tmp_p
     assert "price" in lines[32] and "fields" in lines[33] and "item_id" in lines[34]
 
 
+def test_an_object_is_not_an_id(store: Store, settings: Settings, tmp_path: Path) -> None:
+    f = tmp_path / "items.jsonl"
+    f.write_text("".join(f'{{"item_id": "I{i}"}}\n' for i in range(20)) + '{"item_id": {"a": 1}}\n')
+    report = run_import(store, "items", f, settings=settings)
+    assert report.tables["items"].inserted == 20
+    assert [(b.line, b.reason) for b in report.bad_rows] == [(21, "item_id must be a string or a number, not dict")]
+
+
 def test_unknown_item_in_events_is_reported(store: Store, settings: Settings, tmp_path: Path) -> None:
     run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
     f = tmp_path / "ev.csv"

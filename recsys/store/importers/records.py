@@ -60,6 +60,8 @@ class EventRecord:
 def parse_id(value: Any, what: str) -> str:
     if value is None:
         raise ValueError(f"missing {what}")
+    if isinstance(value, dict | list | tuple | set | bool):  # JSON lines: an object is not an id
+        raise ValueError(f"{what} must be a string or a number, not {type(value).__name__}")
     if isinstance(value, float):
         if math.isnan(value):
             raise ValueError(f"missing {what}")
