@@ -123,14 +123,33 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     details = _jsonable(list(exc.errors()))
     where = ".".join(details[0]["loc"]) if details else ""
     msg = str(details[0]["msg"]) if details else "invalid request"
-    return error_response(request, 422, "invalid", f"{where}: {msg}" if where else msg, details=details)
+    message = _body_problem(request, details) or (f"{where}: {msg}" if where else msg)
+    return error_response(request, 422, "invalid", message, details=details)
+
+
+def _body_problem(request: Request, details: list[dict[str, Any]]) -> str | None:
+    """A body that is not JSON, or not sent as JSON, said as such (pydantic's words name a position in a list of
+    characters, or ask for a dictionary)."""
+    if not details or details[0]["loc"][:1] != ["body"]:
+        return None
+    first = details[0]
+    if first["type"] == "json_invalid":
+        return f"the request body is not valid JSON ({first['msg']}); send a JSON object"
+    kind = request.headers.get("content-type", "")
+    if len(first["loc"]) == 1 and "json" not in kind:
+        return (f"the request body must be a JSON object sent with Content-Type: application/json (got "
+                f"{kind or 'no Content-Type'})")
+    return None
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "error")
     headers = dict(exc.headers) if exc.headers else None
-    return error_response(request, exc.status_code, code, str(exc.detail), headers=headers)
+    detail = str(exc.detail)
+    if detail == "There was an error parsing the body":  # FastAPI's words for undecodable bytes
+        detail = "the request body could not be read: it is not UTF-8 JSON"
+    return error_response(request, exc.status_code, code, detail, headers=headers)
 
 
 def _is_db_outage(exc: Exception) -> bool:

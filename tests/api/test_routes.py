@@ -67,8 +67,13 @@ def test_item_validation(client: TestClient) -> None:
     assert res[1]["item_id"] == "g2" and res[1]["error"].startswith("price:")
     assert res[2]["error"].startswith("item_id: Field required") and res[3]["error"].startswith("colour:")
     assert client.get("/v1/items/g1").status_code == 200 and client.get("/v1/items/g2").status_code == 404
-    assert client.post("/v1/items", content=b"{not json", headers={"content-type": "application/json"}
-                       ).status_code == 422
+    r = client.post("/v1/items", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("the request body is not valid JSON")
+    r = client.post("/v1/items", content=b'{"items": [{"item_id": "t1"}]}', headers={"content-type": "text/plain"})
+    assert r.status_code == 422 and "Content-Type: application/json (got text/plain)" in r.json()["detail"], r.text
+    r = client.post("/v1/items", content=b'{"items": [{"item_id": "\xff"}]}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422) and "JSON" in r.json()["detail"], r.text
 
 
 def test_events_per_event_results_and_idempotency(client: TestClient) -> None:
