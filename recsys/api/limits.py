@@ -141,9 +141,12 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int, formats: list[s
         with Image.open(io.BytesIO(data)) as im:
             fmt = (im.format or "").upper()
             width, height = im.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise BadMedia(f"the upload is not a readable image ({type(e).__name__}); send one of "
-                       f"{', '.join(sorted(allowed))}") from None
+    except Image.DecompressionBombError:
+        raise PayloadTooLarge(f"the uploaded image declares more pixels than Pillow will open; the limit is "
+                              f"{max_pixels} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        why = "not an image file" if isinstance(e, UnidentifiedImageError) else "a damaged or truncated image"
+        raise BadMedia(f"the upload is {why}; send one of {', '.join(sorted(allowed))}") from None
     if fmt not in allowed:
         raise BadMedia(f"image format {fmt or 'unknown'} is not accepted; send one of {', '.join(sorted(allowed))}")
     if width <= 0 or height <= 0:

@@ -7,7 +7,9 @@ import io
 import logging
 import os
 import socket
+import struct
 import uuid
+import zlib
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -142,6 +144,14 @@ def _image(size: tuple[int, int], fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def _bomb() -> bytes:
+    """A tiny PNG whose header declares 100,000 x 100,000 pixels."""
+    png = _image((1, 1), "PNG")
+    ihdr = png[12:29]  # b"IHDR" + 13 bytes of data
+    big = b"IHDR" + struct.pack(">II", 100_000, 100_000) + ihdr[12:]
+    return png[:12] + big + struct.pack(">I", zlib.crc32(big)) + png[33:]
+
+
 def test_check_image() -> None:
     kw = {"max_bytes": 50_000, "max_pixels": 10_000, "formats": ["PNG", "JPEG"]}
     assert check_image(_image((50, 50), "PNG"), **kw) == "PNG"  # type: ignore[arg-type]
@@ -149,8 +159,13 @@ def test_check_image() -> None:
         check_image(_image((200, 200), "PNG"), **kw)  # type: ignore[arg-type]  # 40k pixels
     with pytest.raises(BadMedia, match="TIFF"):
         check_image(_image((20, 20), "TIFF"), **kw)  # type: ignore[arg-type]
-    with pytest.raises(BadMedia):
-        check_image(b"GIF89a-not-really", **kw)  # type: ignore[arg-type]
+    with pytest.raises(BadMedia, match="damaged or truncated"):
+        check_image(_image((50, 50), "PNG")[:20], **kw)  # type: ignore[arg-type]
+    for junk in (b"GIF89a-not-really", b"just some text"):
+        with pytest.raises(BadMedia, match="not an image file"):
+            check_image(junk, **kw)  # type: ignore[arg-type]
+    with pytest.raises(PayloadTooLarge, match="more pixels than Pillow will open"):
+        check_image(_bomb(), **kw)  # type: ignore[arg-type]
     with pytest.raises(BadMedia):
         check_image(b"", **kw)  # type: ignore[arg-type]
     with pytest.raises(PayloadTooLarge):
