@@ -65,7 +65,27 @@ class Catalogue:
             self._write_items(records)
             if index:
                 self.index_changes()
+                self._media_problems(results)
         return results
+
+    def _media_problems(self, results: list[dict[str, Any]]) -> None:
+        """Each stored item whose image could not be used (missing, too large, not an image) gets a ``warning``
+        with the reason, found when it was embedded: the item is stored and served without it."""
+        from sqlalchemy import select
+
+        from recsys.store.tables import Item, ItemMedia
+
+        stored = [r["item_id"] for r in results if r["status"] == "stored"]
+        problems: dict[str, str] = {}
+        with self.store.session() as s:
+            for i in range(0, len(stored), 500):
+                q = (select(Item.external_id, ItemMedia.error).join(ItemMedia, ItemMedia.item_id == Item.id)
+                     .where(Item.external_id.in_(stored[i: i + 500]), ItemMedia.status == "error"))
+                for item_id, error in s.execute(q):
+                    problems.setdefault(item_id, error or "unreadable")
+        for r in results:
+            if r["item_id"] in problems:
+                r["warning"] = f"image not used: {problems[r['item_id']]}; the item is stored without it"
 
     def _write_items(self, records: Sequence[Any]) -> None:
         from sqlalchemy.exc import IntegrityError

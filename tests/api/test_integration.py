@@ -101,7 +101,7 @@ def test_endpoints_on_the_real_service(client: TestClient, built: tuple[Path, Pa
     assert client.get("/v1/items/no-such-item/similar").json()["error"]["code"] == "unknown_item"
 
 
-def test_items_crud_on_the_real_service(client: TestClient) -> None:
+def test_items_crud_on_the_real_service(client: TestClient, home: Path) -> None:
     r = client.put("/v1/items/new-1", json={"title": "Teal linen scarf", "category": "scarf", "price": 20})
     assert r.status_code == 200, r.text
     assert client.get("/v1/items/new-1").json()["title"] == "Teal linen scarf"
@@ -114,6 +114,13 @@ def test_items_crud_on_the_real_service(client: TestClient) -> None:
     assert (got["title"], got["category"], got["price"]) == ("Teal linen scarf", "scarf", 25)
     client.put("/v1/items/new-1", json={"title": "Teal scarf"})
     assert client.get("/v1/items/new-1").json()["category"] is None
+    # an image that cannot be used: the item is stored, and the answer says why it has no picture
+    (home / "notes.png").write_text("not a picture")
+    r = client.post("/v1/items", json={"items": [{"item_id": "new-4", "title": "a", "image": str(home / "gone.png")},
+                                                 {"item_id": "new-5", "title": "b", "image": str(home / "notes.png")},
+                                                 {"item_id": "new-6", "title": "c"}]}).json()["results"]
+    assert [x["status"] for x in r] == ["stored"] * 3, r
+    assert "not found" in r[0]["warning"] and "image not used" in r[1]["warning"] and "warning" not in r[2]
     assert client.delete("/v1/items/new-2").status_code == 200
     sim = [it["item_id"] for it in _items(client.get("/v1/items/item-00001/similar?k=60"))]
     assert "new-2" not in sim
