@@ -72,8 +72,9 @@ def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] |
     with progress_bar(f"import {source}") as update:
         report = run_import(store, source, path, fmt=fmt, mapping=pairs, event_type=event_type, progress=update)
     for table, c in report.tables.items():
+        again = f" (repeated ids: {c.repeated}, the last row of each stored)" if c.repeated else ""
         err.print(f"{table}: read {c.read}, inserted {c.inserted}, updated {c.updated}, unchanged {c.unchanged}, "
-                  f"skipped {c.skipped}")
+                  f"skipped {c.skipped}{again}")
     for b in report.bad_rows[:20]:
         err.print(f"  skipped {b.file}:{b.line}: {b.reason}")
     if len(report.bad_rows) > 20:

@@ -133,6 +133,15 @@ def test_bad_rows_are_skipped_and_listed(store: Store, settings: Settings, tmp_p
     assert "price" in lines[32] and "fields" in lines[33] and "item_id" in lines[34]
 
 
+def test_repeated_ids_in_a_file_are_counted(store: Store, settings: Settings, tmp_path: Path) -> None:
+    f = tmp_path / "items.csv"
+    f.write_text("item_id,title\na,first\nb,x\na,second\n")
+    report = run_import(store, "items", f, settings=settings)
+    assert report.tables["items"].repeated == 1 and report.tables["items"].inserted == 2
+    with store.session() as s:
+        assert s.scalar(select(Item.title).where(Item.external_id == "a")) == "second"
+
+
 def test_an_object_is_not_an_id(store: Store, settings: Settings, tmp_path: Path) -> None:
     f = tmp_path / "items.jsonl"
     f.write_text("".join(f'{{"item_id": "I{i}"}}\n' for i in range(20)) + '{"item_id": {"a": 1}}\n')

@@ -24,6 +24,8 @@ class TableCounts:
     updated: int = 0
     unchanged: int = 0
     skipped: int = 0
+    repeated: int = 0
+    """Rows whose id an earlier row of the same batch already gave: the last one is stored."""
 
 
 @dataclass

@@ -45,7 +45,9 @@ def id_map(session: Session, table: type[Item] | type[User], external_ids: Itera
 def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableCounts) -> None:
     """Insert new items, update changed ones (by content hash), leave unchanged ones alone. A record that gives only
     some fields (:attr:`ItemRecord.given`) updates those: an existing item keeps its stored values of the others."""
+    given = len(records)
     records = list({r.external_id: r for r in records}.values())  # last one wins within a batch
+    counts.repeated += given - len(records)
     existing: dict[str, tuple[int, str, bool]] = {}
     for part in _chunks([r.external_id for r in records]):
         q = select(Item.external_id, Item.id, Item.content_hash, Item.deleted).where(Item.external_id.in_(part))
@@ -118,7 +120,9 @@ def _with_stored_fields(session: Session, records: list[ItemRecord],
 
 
 def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableCounts) -> None:
+    given = len(records)
     records = list({r.external_id: r for r in records}.values())
+    counts.repeated += given - len(records)
     existing: dict[str, tuple[int, Any]] = {}
     for part in _chunks([r.external_id for r in records]):
         q = select(User.external_id, User.id, User.attributes).where(User.external_id.in_(part))
