@@ -57,6 +57,19 @@ class EncoderSettings(BaseModel):
     description (``recsys items describe``) as a text field, weight ``text_fields["generated_description"]`` (1.0
     when absent); 0 never uses it."""
     modality_weights: dict[str, float] = Field(default_factory=lambda: {"text": 1.0, "image": 1.0})
+
+    @field_validator("modality_weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        import math
+
+        unknown = sorted(set(v) - {"text", "image"})
+        if unknown:
+            raise ValueError(f"unknown modality {unknown}; the weights are for text and image")
+        bad = {k: w for k, w in v.items() if not (math.isfinite(w) and w >= 0)}
+        if bad or not any(w > 0 for w in v.values()):
+            raise ValueError(f"weights must be finite, >= 0 and not all 0, got {v}")
+        return v
     max_image_pixels: int = 40_000_000
     max_image_bytes: int = 30_000_000
     video_frames: int = 4
@@ -66,7 +79,7 @@ class IndexSettings(BaseModel):
     factory: str | None = None
     """FAISS factory string; None chooses by catalogue size."""
     exact_threshold: int = 50_000
-    keep_generations: int = 3
+    keep_generations: int = Field(default=3, ge=1)
     ivf_threshold: int = 2_000_000
     """From this many items the default index is IVF-PQ (re-ranked from the full vectors on disk)."""
     hnsw_m: int = 32
@@ -86,7 +99,7 @@ class RankingSettings(BaseModel):
     exclude_purchased: bool = False
     exclude_seen: bool = False
     repurchase: bool = True
-    diversity: float = 0.0
+    diversity: float = Field(default=0.0, ge=0.0, le=1.0)
     """MMR weight in [0, 1]: 0 keeps the ranker's order."""
     seed: int = 0
     max_repeat_share: float = Field(default=0.4, ge=0.0, le=1.0)
@@ -172,11 +185,11 @@ class ApiSettings(BaseModel):
     header_timeout_s: float = Field(default=10.0, ge=0)
     """A connection gets this long to send a request's headers, then a 408 and is closed (slow-header clients
     otherwise hold connections forever). 0: no limit."""
-    refresh_seconds: float = 1.0
+    refresh_seconds: float = Field(default=1.0, gt=0.0)
     """How often the server looks for newer index / ranker generations."""
     retry_after_seconds: int = 2
     """Retry-After sent with 503 answers while the store is unreachable."""
-    worker_threads: int = 8
+    worker_threads: int = Field(default=8, ge=1)
     """Requests served at once by the service layer (the rest queue): CPU-bound work gains nothing from more."""
     compute_threads: int = 1
     """Threads torch and FAISS may use per request in the server: requests already run in parallel, and more

@@ -80,6 +80,31 @@ def main() -> None:
     except RecsysError as e:
         typer.echo(f"error [{e.code}]: {e.message}", err=True)
         sys.exit(2)
+    except Exception as e:
+        message = settings_problem(e)
+        if message is None:
+            raise
+        typer.echo(f"error [config]: {message}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def settings_problem(e: BaseException) -> str | None:
+    """A bad ``RECSYS_*`` value, said with the variable's name (pydantic's own report is a page of traceback that
+    names a field path); None for any other error."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    if isinstance(e, SettingsError):
+        return f"{e}; a RECSYS_* variable holding JSON (e.g. RECSYS_RANKING__PARAMS) is not valid JSON"
+    if not isinstance(e, ValidationError) or e.title != "Settings":
+        return None
+    parts = []
+    for err in e.errors(include_url=False)[:5]:
+        loc = [str(p) for p in err.get("loc", ())]
+        name = "RECSYS_" + "__".join(p.upper() for p in loc[:2]) if loc else "a RECSYS_* variable"
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        parts.append(f"{name}: {err.get('msg', 'invalid')}{got}")
+    return "; ".join(parts) + "; fix or unset the variable (the README lists every setting)"

@@ -188,7 +188,7 @@ def serve(
     auth: Annotated[bool | None, typer.Option("--auth/--no-auth", help="require API keys (off: loopback only)")]
     = None,
     banner: Annotated[bool, typer.Option(help="print example calls on start")] = True,
-    workers: Annotated[int, typer.Option(min=1, help="server processes (each loads the index and ranker; "
+    workers: Annotated[int, typer.Option(min=1, max=256, help="server processes (each loads the index and ranker; "
                                                      "ranking holds the GIL, so processes are how it scales)")] = 1,
 ) -> None:
     """Serve the recommendation HTTP API (FastAPI under uvicorn)."""

@@ -1,0 +1,30 @@
+"""Bad settings: refused when read, and said with the environment variable's name, not a page of traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from recsys.cli import settings_problem
+from recsys.config import Settings
+
+
+@pytest.mark.parametrize(("var", "value", "said"), [
+    ("RECSYS_INDEX__NPROBE", "abc", "RECSYS_INDEX__NPROBE: Input should be a valid integer"),
+    ("RECSYS_INDEX__KEEP_GENERATIONS", "0", "RECSYS_INDEX__KEEP_GENERATIONS: Input should be greater than or equal"),
+    ("RECSYS_RANKING__DIVERSITY", "nan", "RECSYS_RANKING__DIVERSITY"),
+    ("RECSYS_API__WORKER_THREADS", "0", "RECSYS_API__WORKER_THREADS"),
+    ("RECSYS_ENCODER__MODALITY_WEIGHTS", '{"text": NaN, "image": 1}', "weights must be finite"),
+    ("RECSYS_ENCODER__MODALITY_WEIGHTS", '{"txt": 1}', "unknown modality ['txt']"),
+    ("RECSYS_RANKING__PARAMS", '{"similar_k": -5}', "RECSYS_RANKING__PARAMS: Value error, ranking parameter"),
+    ("RECSYS_RANKING__PARAMS", "{bad json", "is not valid JSON"),
+])
+def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str, said: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(Exception) as exc:
+        Settings()
+    message = settings_problem(exc.value)
+    assert message is not None and said in message, message
+
+
+def test_other_errors_are_not_taken_for_settings() -> None:
+    assert settings_problem(ValueError("x")) is None
