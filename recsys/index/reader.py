@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recsys.errors import UnknownItem, ValidationFailed
+from recsys.errors import IndexError_, UnknownItem, ValidationFailed
 from recsys.index import layout
 from recsys.index.build import DEAD_FILE
 from recsys.index.factory import exact_topk, faiss_module, is_exact, normalise, rerank, search_params
@@ -167,10 +167,22 @@ class IndexReader:
         for part in self._parts[modality]:
             s, r = self._search_part(part, q, k, allowed)
             scores, rows = np.concatenate([scores, s], 1), np.concatenate([rows, r], 1)
+        bad = ~np.isfinite(scores) & (rows >= 0) & (scores != -np.inf)
+        if bad.any():  # a damaged vector file: its items are left out, never served with a NaN score
+            self._warn_damaged(int(bad.sum()))
+            rows = np.where(bad, -1, rows)
+            scores = np.where(bad, -np.inf, scores)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         scores, rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
         return [[(self._ids[r], float(s)) for s, r in zip(srow, rrow, strict=True) if r >= 0]
                 for srow, rrow in zip(scores, rows, strict=True)]
+
+    def _warn_damaged(self, n: int) -> None:
+        if not getattr(self, "_damage_warned", False):
+            self._damage_warned = True
+            log.error("index generation %s returned %d non-finite score(s): its vector files are damaged. Those "
+                      "items are left out; check with `recsys index verify`, rebuild with `recsys index build "
+                      "--full` or roll back with `recsys index rollback`", self.generation_id, n)
 
     def search_one(self, query: np.ndarray, k: int, exclude: Iterable[str] | None = None, *,
                    modality: str = "fused", filter: ItemFilter | None = None) -> Hits:
@@ -256,6 +268,9 @@ class IndexReader:
                 filter: ItemFilter | None = None) -> Hits:
         """Items nearest to ``item_id`` (itself left out)."""
         v = self.vector_of(item_id, modality)
+        if not np.isfinite(v).all():
+            raise IndexError_(f"item {item_id!r} has a damaged {modality} vector in generation {self.generation_id}; "
+                              "check with `recsys index verify`, then `recsys index build --full`")
         return self.search_one(v, k, {item_id, *(exclude or ())}, modality=modality, filter=filter)
 
     def info(self) -> dict[str, Any]:

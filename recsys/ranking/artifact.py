@@ -90,6 +90,10 @@ def load_pipeline(cls: type[RankingPipeline], path: Path, expect_encoder_id: str
         except (RuntimeError, KeyError) as e:  # saved by an older layout of the model
             raise IncompatibleArtifact(f"ranker {path.name} does not match this version of recsys "
                                        f"({str(e).splitlines()[0]}); retrain it with `recsys train`") from e
+        if not all(bool(torch.isfinite(t).all()) for t in net.state_dict().values() if t.is_floating_point()):
+            # every score it gave would be NaN, served as null
+            raise IncompatibleArtifact(f"ranker {path.name} has non-finite weights (a damaged file?); retrain it "
+                                       "with `recsys train`, or roll back with `recsys ranker rollback`")
         net.eval()
     pipe = cls(params, stats, net, str(m["encoder_id"]), int(m["dim"]), m)
     if m.get("has_cobuy"):

@@ -302,6 +302,20 @@ class RankingPipeline:
                     for e in examples]
         return score(self.net, examples, self._vec)
 
+    def _finite(self, order: list[int], s: np.ndarray) -> list[int]:
+        """``order`` without the candidates scored NaN or infinite: a damaged ranker or vector file must not serve
+        them (JSON has no NaN); all of them non-finite is an error that says what to check."""
+        ok = np.isfinite(s)
+        if ok.all() or not len(s):
+            return order
+        if not ok.any():
+            raise RankerError(f"ranker {self.ranker_id} scored every candidate NaN or infinite: its weights or the "
+                              "index's vectors are damaged; check with `recsys index verify`, then `recsys build` "
+                              "(or `recsys index build --full` and `recsys train`)")
+        log.error("ranker %s scored %d of %d candidates NaN or infinite (damaged vectors?); they are left out",
+                  self.ranker_id, int((~ok).sum()), len(s))
+        return [i for i in order if ok[i]]
+
     def _finish(self, r: _Request, cands: Candidates, s: np.ndarray) -> list[Recommendation]:
         table = self.table
         s = rules.demote_disliked(table, cands.rows, s, r.history.disliked)
@@ -318,6 +332,7 @@ class RankingPipeline:
             sim = (table.fused[cands.rows] @ table.fused[r.history.rows[-self.params.recent:]].T).max(axis=1)
             is_new = ~self._known[cands.rows] & (sim >= self.params.new_min_sim)
             order = rules.reserve_new(order, s, is_new, r.k, self.params.new_slots)
+        order = self._finite(order, s)
         recs = []
         recent = recent_rows(r.history) if r.explain and len(r.history) else None
         for i, sources in zip(order, cands.sources_at(order), strict=True):

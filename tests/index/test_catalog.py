@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from recsys.config import Settings
@@ -142,3 +143,25 @@ def test_items_written_while_embedding_are_the_next_runs_to_index(tmp_path: Path
     r = IndexReader.open(index_root(settings), encoder_id="fake-enc", dim=16)
     assert "p0060" in r and np.allclose(r.vector_of("p0005"), fresh.fused[fresh.item_ids.index("p0005")], atol=1e-6)
     assert not np.allclose(fresh.fused[5], before.fused[5])
+
+
+def test_damaged_vectors_are_left_out_never_served_as_nan(tmp_path: Path, sqlite_store: Store,
+                                                         monkeypatch: Any) -> None:
+    from recsys.errors import IndexError_
+
+    settings = Settings(home=tmp_path / "home")
+    _add_items(sqlite_store, 50)
+    build_from_catalog(sqlite_store, settings, vectors=FakeEncoder())
+    r = IndexReader.open(index_root(settings), encoder_id="fake-enc", dim=16)
+    search_part = r._search_part
+
+    def damaged(*args: Any) -> tuple[np.ndarray, np.ndarray]:  # as a vector file with ten NaN rows scores them
+        scores, rows = search_part(*args)
+        return np.where(rows < 10, np.nan, scores), rows
+
+    monkeypatch.setattr(r, "_search_part", damaged)
+    hits = r.search_one(r.vector_of("p0020"), 50)
+    assert len(hits) == 40 and all(np.isfinite(s) for _, s in hits)
+    monkeypatch.setattr(r, "vector_of", lambda item_id, modality="fused": np.full(16, np.nan, np.float32))
+    with pytest.raises(IndexError_, match="damaged fused vector.*index build --full"):
+        r.similar("p0001", 5)

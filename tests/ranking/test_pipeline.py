@@ -164,3 +164,30 @@ def test_exact_search_excludes_and_orders() -> None:
     q = np.array([[1.0, 0.5, 0.2, 0.0]], np.float32)
     assert [i for i, _ in s.search(q, 3, set())[0]] == ["a", "b", "c"]
     assert [i for i, _ in s.search(q, 2, {"a"})[0]] == ["b", "c"]
+
+
+def test_non_finite_scores_are_never_served(world: World, pipe: RankingPipeline, tmp_path: Path) -> None:
+    """NaN weights are refused when loaded; NaN item vectors leave their candidates out, and a list with nothing
+    finite left is an error that says what to check (JSON has no NaN: it was served as null)."""
+    import copy
+
+    import torch
+
+    from recsys.errors import RankerError
+
+    gen = ranking.save_generation(pipe, tmp_path / "rankers")
+    state = torch.load(gen / "net.pt", weights_only=True)
+    next(t for t in state.values() if t.is_floating_point()).fill_(float("nan"))
+    torch.save(state, gen / "net.pt")
+    with pytest.raises(IncompatibleArtifact, match="non-finite weights.*recsys train"):
+        RankingPipeline.load(gen, vectors=world.vectors, items=world.items, expect_encoder_id="test-encoder")
+
+    h = user_events(["hat-red-0", "hat-red-1"])
+    damaged = copy.copy(pipe)
+    damaged.scores = lambda ex, cands, runtime="auto": [  # type: ignore[method-assign]
+        np.where(np.arange(len(c)) % 2 == 0, np.nan, 1.0 - np.arange(len(c)) / len(c)) for c in cands]
+    recs = damaged.recommend(h, k=6)
+    assert recs and all(np.isfinite(r.score) for r in recs)
+    damaged.scores = lambda ex, cands, runtime="auto": [np.full(len(c), np.nan) for c in cands]  # type: ignore
+    with pytest.raises(RankerError, match="NaN or infinite.*recsys index verify"):
+        damaged.recommend(h, k=6)
