@@ -114,6 +114,10 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     action = "full"
     ch: _Change | None = None
     cur_id = layout.current_id(root)
+    if cur_id is not None and mode != "full" and layout.files_missing(root, cur_id):
+        log.warning("index generation %s lacks files %s; building a full one instead of a delta", cur_id,
+                    layout.files_missing(root, cur_id)[:5])
+        mode = "full"
     if cur_id is not None and mode != "full":
         cur = layout.read_manifest(layout.generation_path(root, cur_id))
         if cur.encoder_id == iv.encoder_id and cur.dim == dim and set(cur.modalities) == set(mats):

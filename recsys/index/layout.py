@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recsys.errors import IncompatibleArtifact, NoIndex, NotFound
+from recsys.errors import IncompatibleArtifact, IndexError_, NoIndex, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +190,19 @@ def rollback(root: Path, to: str | None = None) -> str:
         if cur not in gens or gens.index(cur) == 0:
             raise NotFound(f"no generation older than {cur!r} to roll back to under {root}; see `recsys index list`")
         to = gens[gens.index(cur) - 1]
+    bad = verify(root, to)
+    if bad:
+        raise IndexError_(f"index generation {to} is damaged ({', '.join(bad[:5])} missing or changed); still serving "
+                          f"{current_id(root)}. Roll back to another (`recsys index list`) or `recsys index build "
+                          "--full`")
     set_current(root, to)
     return to
+
+
+def files_missing(root: Path, generation_id: str) -> list[str]:
+    """The files a generation's manifest lists that are not there (a cheap check, no hashing: see :func:`verify`)."""
+    path = generation_path(root, generation_id)
+    return [name for name in read_manifest(path).files if not (path / name).is_file()]
 
 
 def prune(root: Path, keep: int) -> list[str]:

@@ -91,7 +91,13 @@ class IndexReader:
             from recsys.config import IndexSettings
 
             settings = IndexSettings()
-        return cls(path, manifest, settings)
+        try:
+            return cls(path, manifest, settings)
+        except (OSError, RuntimeError, ValueError, EOFError) as e:  # FAISS, numpy and Parquet on a damaged file
+            why = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+            raise IndexError_(f"index generation {manifest.generation_id} could not be read ({why}): a file of it is "
+                              "missing or damaged. `recsys index verify` names it; `recsys index rollback` serves the "
+                              "previous generation, `recsys index build --full` builds a new one") from e
 
     @property
     def generation_id(self) -> str:

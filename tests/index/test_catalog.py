@@ -165,3 +165,27 @@ def test_damaged_vectors_are_left_out_never_served_as_nan(tmp_path: Path, sqlite
     monkeypatch.setattr(r, "vector_of", lambda item_id, modality="fused": np.full(16, np.nan, np.float32))
     with pytest.raises(IndexError_, match="damaged fused vector.*index build --full"):
         r.similar("p0001", 5)
+
+
+def test_a_damaged_generation_is_named_rebuilt_and_never_rolled_back_to(tmp_path: Path, sqlite_store: Store) -> None:
+    from recsys.errors import IndexError_
+    from recsys.index import layout
+
+    settings = Settings(home=tmp_path / "home")
+    enc = FakeEncoder()
+    _add_items(sqlite_store, 60)
+    first = build_from_catalog(sqlite_store, settings, vectors=enc, mode="full")["generation"]
+    second = build_from_catalog(sqlite_store, settings, vectors=enc, mode="full")["generation"]
+    root = index_root(settings)
+    gdir = layout.generations_dir(root)
+    victim = next(p for p in (gdir / first).rglob("*.faiss"))
+    victim.write_bytes(victim.read_bytes()[:100])  # truncated
+    with pytest.raises(IndexError_, match=f"generation {first} could not be read.*index rollback"):
+        IndexReader.open(root, generation=first)
+    with pytest.raises(IndexError_, match=f"generation {first} is damaged"):
+        layout.rollback(root, first)
+    assert layout.current_id(root) == second
+    next(p for p in (gdir / second).rglob("*.faiss")).unlink()  # the served one loses a file
+    rep = build_from_catalog(sqlite_store, settings, vectors=enc)  # nothing changed, but it cannot be skipped
+    assert rep["action"] == "full" and layout.current_id(root) == rep["generation"] != second
+    assert len(IndexReader.open(root)) == 60
