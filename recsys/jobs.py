@@ -6,6 +6,7 @@ serves what a job publishes as soon as it is done and is the path ``evaluate --t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -13,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recsys.errors import IncompatibleArtifact, ValidationFailed
+from recsys.errors import IncompatibleArtifact, RecsysError, ValidationFailed
 from recsys.serving.generations import vectors_of_index
 from recsys.store.queries import events_frame, events_watermark, items_frame
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from recsys.evaluation import Batch
     from recsys.index import IndexReader
     from recsys.service import Recommender
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[..., None]
 
@@ -92,8 +95,17 @@ class Jobs:
         with self.store.session() as s:
             watermark = events_watermark(s)
         rpath = current_generation(rankers_root(self.settings))
-        manifest = read_manifest(rpath) if rpath else {}
-        same = (manifest.get("events_watermark") == watermark and _trained_as_configured(manifest, self.settings)
+        try:
+            manifest = read_manifest(rpath) if rpath else {}
+        except RecsysError as e:  # a damaged ranker is retrained, not skipped
+            log.warning("%s; training a new one", e.message)
+            manifest = {}
+        try:
+            loads = rpath is None or self.recommender.generations.current().ranker is not None
+        except RecsysError:
+            loads = False  # what serving could not load is retrained
+        same = (loads and manifest.get("events_watermark") == watermark
+                and _trained_as_configured(manifest, self.settings)
                 and manifest.get("encoder_id") == reader.manifest.encoder_id)
         if force or not same:
             report["train"] = self.train(_stage(progress, "train"))

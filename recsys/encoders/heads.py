@@ -90,8 +90,12 @@ class Heads(nn.Module):
 
     @classmethod
     def load(cls, directory: Path, *, image_dim: int, text_dim: int, towers_id: str) -> tuple[Heads, dict[str, Any]]:
-        manifest = json.loads((directory / "manifest.json").read_text())
-        cfg = manifest["heads"]
+        try:
+            manifest = json.loads((directory / "manifest.json").read_text())
+            cfg = manifest["heads"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise IncompatibleArtifact(f"the encoder manifest in {directory} is damaged ({e}); run `recsys encoder "
+                                       "fit` (or `recsys build --force`) again") from e
         if (cfg["image_dim"], cfg["text_dim"]) != (image_dim, text_dim) or manifest.get("towers") != towers_id:
             raise IncompatibleArtifact(
                 f"encoder heads in {directory} were fitted for towers {manifest.get('towers')} "
@@ -106,4 +110,8 @@ class Heads(nn.Module):
                 f"encoder heads in {directory} do not match this version of recsys ({str(e).splitlines()[0]}); "
                 "run `recsys encoder fit` (or `recsys build --force`) again"
             ) from e
+        if not all(bool(torch.isfinite(t).all()) for t in heads.state_dict().values() if t.is_floating_point()):
+            # they would embed every new item as NaN, and the cache would keep it
+            raise IncompatibleArtifact(f"encoder heads in {directory} have non-finite weights (a damaged file?); "
+                                       "run `recsys encoder fit` (or `recsys build --force`) again")
         return heads.eval(), manifest

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,15 +90,25 @@ def load_item_vectors(settings: Settings | None = None, store: object | None = N
     from recsys.encoders.encoder import get_encoder
 
     settings = settings or get_settings()
-    enc_id = get_encoder(settings).id
+    encoder = get_encoder(settings)
+    enc_id = encoder.id
     path = snapshot_dir(settings, enc_id) / "vectors.npz"
     if not path.is_file():
         raise EncoderError(f"no item vectors for encoder {enc_id} yet; run `recsys embed` (or `recsys build`)")
-    with np.load(path, allow_pickle=True) as z:
-        ids = [str(x) for x in z["ids"]]
-        packed = z["packed"]
-        tower = z["tower_text"] if "tower_text" in z.files else None
-        hashes = [str(x) for x in z["hashes"]] if "hashes" in z.files else None
+    damaged = f"the item vectors snapshot {path} is damaged ({{}}); `recsys embed` (or `recsys build`) writes it again"
+    try:
+        with np.load(path, allow_pickle=True) as z:
+            ids = [str(x) for x in z["ids"]]
+            packed = z["packed"]
+            tower = z["tower_text"] if "tower_text" in z.files else None
+            hashes = [str(x) for x in z["hashes"]] if "hashes" in z.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise EncoderError(damaged.format(f"{type(e).__name__}: {e}")) from e
+    dim = encoder.dim
+    if packed.ndim != 2 or packed.shape != (len(ids), 2 * dim + 1) or (
+            tower is not None and len(tower) != len(ids)) or (hashes is not None and len(hashes) != len(ids)):
+        raise EncoderError(damaged.format(f"{len(ids)} ids, vectors of shape {packed.shape}; the encoder {enc_id} "
+                                          f"makes {2 * dim + 1} columns"))
     if store is not None:
         from recsys.encoders.catalog import read_items
 

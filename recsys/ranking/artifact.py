@@ -55,7 +55,15 @@ def read_manifest(path: Path) -> dict:
     f = path / MANIFEST
     if not f.exists():
         raise RankerError(f"{path}: no ranker artifact here (missing {MANIFEST}); run `recsys train`")
-    return json.loads(f.read_text(encoding="utf-8"))
+    try:
+        m = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IncompatibleArtifact(f"ranker {path.name}: its {MANIFEST} is damaged ({e}); retrain with `recsys "
+                                   "train` or roll back with `recsys ranker rollback`") from e
+    if not isinstance(m, dict):
+        raise IncompatibleArtifact(f"ranker {path.name}: its {MANIFEST} is not a JSON object; retrain with "
+                                   "`recsys train`")
+    return m
 
 
 def check_compatible(m: dict, name: str, expect_encoder_id: str | None = None, expect_dim: int | None = None) -> None:

@@ -118,3 +118,46 @@ def test_missing_vectors_error(store: Store, tiny: Settings, tmp_path: Path) -> 
 
     with pytest.raises(EncoderError, match="recsys embed"):
         load_item_vectors(tiny, store)
+
+
+def test_damaged_artifacts_say_what_to_run(store: Store, tiny: Settings, tmp_path: Path) -> None:
+    """A truncated or reshaped vectors snapshot, NaN or unreadable encoder heads, a damaged ranker manifest: each
+    names itself and the command that writes it again (tracebacks, or NaN embedded into the cache, before)."""
+    import json
+
+    import torch
+
+    from recsys.encoders.heads import Heads
+    from recsys.encoders.vectors import snapshot_dir
+    from recsys.errors import EncoderError, IncompatibleArtifact
+    from recsys.ranking.artifact import read_manifest
+
+    add_item(store, "a", "red dress")
+    report = embed_catalog(store, tiny)
+    snap = snapshot_dir(tiny, report.encoder_id) / "vectors.npz"
+    good = snap.read_bytes()
+    snap.write_bytes(good[: len(good) // 2])
+    with pytest.raises(EncoderError, match="snapshot .* is damaged .*recsys embed"):
+        load_item_vectors(tiny)
+    with open(snap, "wb") as f:
+        np.savez(f, ids=np.array(["a"], dtype=object), packed=np.zeros((1, 7), np.float32))
+    with pytest.raises(EncoderError, match=r"vectors of shape \(1, 7\)"):
+        load_item_vectors(tiny)
+
+    heads = Heads(image_dim=8, text_dim=8, dim=4, hidden=16)
+    d = tmp_path / "heads"
+    heads.save(d, {"towers": "t"})
+    state = torch.load(d / "heads.pt", weights_only=True)
+    next(t for t in state.values() if t.is_floating_point()).fill_(float("nan"))
+    torch.save(state, d / "heads.pt")
+    with pytest.raises(IncompatibleArtifact, match="non-finite weights.*encoder fit"):
+        Heads.load(d, image_dim=8, text_dim=8, towers_id="t")
+    (d / "manifest.json").write_text('{"version": ')
+    with pytest.raises(IncompatibleArtifact, match="manifest .* is damaged"):
+        Heads.load(d, image_dim=8, text_dim=8, towers_id="t")
+
+    r = tmp_path / "ranker"
+    r.mkdir()
+    (r / "manifest.json").write_text(json.dumps([1])[:2])
+    with pytest.raises(IncompatibleArtifact, match="manifest.json is damaged.*recsys train"):
+        read_manifest(r)
