@@ -135,3 +135,15 @@ def test_live_statistics_follow_new_events_without_a_retrain(home: Path, live: b
     assert (after[0] == tail) is live
     assert rec.status().get("ranker_version") == ranker_path  # no retrain
     assert rec.refresh() is False  # nothing new since the recount
+
+
+def test_a_query_encoder_other_than_the_index_ones_is_named(home: Path) -> None:
+    """Another encoder (a changed preset, a dangling encoder pointer) makes queries the index cannot answer: said
+    as such, not as the caller's bad query vector."""
+    from recsys.errors import IncompatibleArtifact
+
+    _, _, rec = _open(home)
+    assert rec.search_text("red", 3)
+    rec.encoder.id = "another-encoder@unfitted"
+    with pytest.raises(IncompatibleArtifact, match="is not the one index generation .* was built with"):
+        rec.search_text("red", 3)
