@@ -229,6 +229,14 @@ class Settings(BaseSettings):
 
     home: Path = Path(".recsys")
     database_url: str | None = None
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_directory(cls, v: Path) -> Path:
+        if v.exists() and not v.is_dir():
+            raise ValueError(f"{v} is a file; the data directory must be a directory (or not exist yet)")
+        return v
+
     store: StoreSettings = Field(default_factory=StoreSettings)
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from recsys.cli import settings_problem
@@ -28,3 +30,13 @@ def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, var: 
 
 def test_other_errors_are_not_taken_for_settings() -> None:
     assert settings_problem(ValueError("x")) is None
+
+
+def test_a_home_that_is_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    f = tmp_path / "afile"
+    f.write_text("x")
+    monkeypatch.setenv("RECSYS_HOME", str(f))
+    with pytest.raises(Exception) as exc:
+        Settings()
+    message = settings_problem(exc.value)
+    assert message is not None and message.startswith(f"RECSYS_HOME: Value error, {f} is a file")
