@@ -24,7 +24,7 @@ import numpy as np
 
 from recsys.catalogue import Catalogue
 from recsys.config import Settings, get_settings
-from recsys.errors import EncoderError, IncompatibleArtifact, UnknownItem, ValidationFailed
+from recsys.errors import UnknownItem, ValidationFailed
 from recsys.jobs import Jobs
 from recsys.lru import LRU
 from recsys.serving.generations import Generations, Served, public_reason
@@ -143,17 +143,10 @@ class Recommender:
 
     def _search(self, query: np.ndarray, k: int, modality: str, filter: ItemFilter | None,
                 exclude: Sequence[str], source: str, reader: IndexReader | None = None) -> list[ScoredItem]:
-        q = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        from recsys.serving.requests import query_vector
+
         reader = reader or self.index
-        enc = self.encoder
-        if q.shape[1] != reader.dim or enc.id != reader.manifest.encoder_id:  # the encoder's query, not the user's
-            raise IncompatibleArtifact(
-                f"the encoder {enc.id} ({q.shape[1]}-d) is not the one index generation {reader.generation_id} was "
-                f"built with ({reader.manifest.encoder_id}, {reader.dim}-d); run `recsys build` for this encoder, or "
-                "set RECSYS_ENCODER__PRESET back")
-        if not np.isfinite(q).all() or not np.linalg.norm(q):
-            raise EncoderError(f"the encoder {enc.id} gave an empty or non-finite query vector (damaged heads?); "
-                               "run `recsys encoder fit` (or `recsys build --force`)")
+        q = query_vector(query, self.encoder.id, reader)
         hits = reader.search(q, k, self.removed_items() | set(exclude), modality=modality, filter=filter)[0]
         return _hits(hits, source)
 

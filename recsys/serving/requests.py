@@ -155,3 +155,21 @@ def session_history(events: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     hist = hist.sort_values("ts", kind="stable") if len(hist) else hist
     hist.attrs["uncounted_from"] = -math.inf  # never stored: the statistics count none of it (see History)
     return hist
+
+
+def query_vector(query: Any, encoder_id: str, reader: Any) -> np.ndarray:
+    """A query vector of the serving encoder as a (1, d) float32 row, checked against the index generation: a query
+    made by another encoder (a changed preset, a dangling encoder pointer) or a non-finite one (damaged heads) is
+    the deployment's fault, not the caller's, and is said as such."""
+    from recsys.errors import EncoderError, IncompatibleArtifact
+
+    q = np.asarray(query, dtype=np.float32).reshape(1, -1)
+    if q.shape[1] != reader.dim or encoder_id != reader.manifest.encoder_id:
+        raise IncompatibleArtifact(
+            f"the encoder {encoder_id} ({q.shape[1]}-d) is not the one index generation {reader.generation_id} was "
+            f"built with ({reader.manifest.encoder_id}, {reader.dim}-d); run `recsys build` for this encoder, or set "
+            "RECSYS_ENCODER__PRESET back")
+    if not np.isfinite(q).all() or not np.linalg.norm(q):
+        raise EncoderError(f"the encoder {encoder_id} gave an empty or non-finite query vector (damaged heads?); "
+                           "run `recsys encoder fit` (or `recsys build --force`)")
+    return q
