@@ -58,6 +58,8 @@ def _vectors(settings: Settings, store: Store) -> FakeVectors:
 
 
 class FakeTextEncoder:
+    id = "fake-enc"  # the encoder the index was built with (FakeVectors.encoder_id)
+
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         out = []
         for t in texts:
