@@ -7,6 +7,7 @@ Nothing is read at import time: call :func:`get_settings`.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -61,8 +62,6 @@ class EncoderSettings(BaseModel):
     @field_validator("modality_weights")
     @classmethod
     def _weights(cls, v: dict[str, float]) -> dict[str, float]:
-        import math
-
         unknown = sorted(set(v) - {"text", "image"})
         if unknown:
             raise ValueError(f"unknown modality {unknown}; the weights are for text and image")

@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recsys.errors import IncompatibleArtifact, RecsysError, ValidationFailed
+from recsys.errors import IncompatibleArtifact, ValidationFailed
 from recsys.serving.generations import vectors_of_index
 from recsys.store.queries import events_frame, events_watermark, items_frame
 
@@ -80,6 +80,7 @@ class Jobs:
         from recsys.index import build_from_catalog
         from recsys.ranking import rankers_root, read_manifest
         from recsys.ranking.artifact import current_generation
+        from recsys.ranking.artifact import damage as ranker_damage
 
         report: dict[str, Any] = {}
         t = time.perf_counter()
@@ -95,16 +96,11 @@ class Jobs:
         with self.store.session() as s:
             watermark = events_watermark(s)
         rpath = current_generation(rankers_root(self.settings))
-        try:
-            manifest = read_manifest(rpath) if rpath else {}
-        except RecsysError as e:  # a damaged ranker is retrained, not skipped
-            log.warning("%s; training a new one", e.message)
-            manifest = {}
-        try:
-            loads = rpath is None or self.recommender.generations.current().ranker is not None
-        except RecsysError:
-            loads = False  # what serving could not load is retrained
-        same = (loads and manifest.get("events_watermark") == watermark
+        problem = ranker_damage(rpath) if rpath else None
+        if problem:  # what serving could not load is retrained, not skipped
+            log.warning("the current ranker %s cannot be loaded (%s); training a new one", rpath, problem)
+        manifest = read_manifest(rpath) if rpath and not problem else {}
+        same = (not problem and manifest.get("events_watermark") == watermark
                 and _trained_as_configured(manifest, self.settings)
                 and manifest.get("encoder_id") == reader.manifest.encoder_id)
         if force or not same:

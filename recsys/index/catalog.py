@@ -114,9 +114,9 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     action = "full"
     ch: _Change | None = None
     cur_id = layout.current_id(root)
-    if cur_id is not None and mode != "full" and layout.files_missing(root, cur_id):
-        log.warning("index generation %s lacks files %s; building a full one instead of a delta", cur_id,
-                    layout.files_missing(root, cur_id)[:5])
+    lacking = layout.files_missing(root, cur_id) if cur_id is not None and mode != "full" else []
+    if lacking:
+        log.warning("index generation %s lacks files %s; building a full one instead of a delta", cur_id, lacking[:5])
         mode = "full"
     if cur_id is not None and mode != "full":
         cur = layout.read_manifest(layout.generation_path(root, cur_id))

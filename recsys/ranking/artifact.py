@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import tempfile
 import uuid
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,8 +100,7 @@ def load_pipeline(cls: type[RankingPipeline], path: Path, expect_encoder_id: str
         except (RuntimeError, KeyError) as e:  # saved by an older layout of the model
             raise IncompatibleArtifact(f"ranker {path.name} does not match this version of recsys "
                                        f"({str(e).splitlines()[0]}); retrain it with `recsys train`") from e
-        if not all(bool(torch.isfinite(t).all()) for t in net.state_dict().values() if t.is_floating_point()):
-            # every score it gave would be NaN, served as null
+        if not _finite(net.state_dict()):  # every score it gave would be NaN, served as null
             raise IncompatibleArtifact(f"ranker {path.name} has non-finite weights (a damaged file?); retrain it "
                                        "with `recsys train`, or roll back with `recsys ranker rollback`")
         net.eval()
@@ -107,6 +108,28 @@ def load_pipeline(cls: type[RankingPipeline], path: Path, expect_encoder_id: str
     if m.get("has_cobuy"):
         pipe.cobuy = CobuyProjection(np.load(path / COBUY).astype(np.float32))
     return pipe
+
+
+def damage(path: Path) -> str | None:
+    """What keeps the ranker at ``path`` from loading, or None: its manifest, its weights (present, readable,
+    finite) and its statistics' archive, checked without building the pipeline (a build decides by it whether the
+    current ranker can be kept)."""
+    try:
+        m = read_manifest(path)
+        check_compatible(m, path.name)
+        if m.get("has_net") and not _finite(torch.load(path / "net.pt", map_location="cpu", weights_only=True)):
+            return "non-finite weights"
+        with zipfile.ZipFile(path / "stats.npz"):  # reads the central directory: a truncated archive fails here
+            pass
+    except (RankerError, IncompatibleArtifact) as e:
+        return e.message
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
+def _finite(state: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
 
 
 def save_generation(pipe: RankingPipeline, root: Path) -> Path:
