@@ -110,3 +110,12 @@ def test_no_function_over_80_lines() -> None:
             if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno - n.lineno + 1 > 80:  # type: ignore[operator]
                 long.append(f"{p.relative_to(ROOT)}:{n.lineno} {n.name}")
     assert not long, f"functions over 80 lines (split them): {long}"
+
+
+def test_tests_start_event_loops_off_the_main_thread() -> None:
+    # The browser tests' sync Playwright leaves a loop running in the main thread; asyncio.run there fails only when
+    # Chromium is installed (CI), never on a machine without it.
+    here = Path(__file__).parent
+    direct = [str(p.relative_to(ROOT)) for p in here.rglob("*.py")
+              if p.name != "conftest.py" and p != Path(__file__) and "asyncio.run(" in p.read_text(encoding="utf-8")]
+    assert not direct, f"use tests.conftest.run_async instead of asyncio.run in: {direct}"

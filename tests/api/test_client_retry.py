@@ -3,7 +3,6 @@ against httpx MockTransports (no sleeping: the waits are recorded)."""
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import inspect
 import io
@@ -21,6 +20,7 @@ from recsys.client import AsyncClient, Client, EventResult, Retry
 from recsys.client._base import retry_after
 from recsys.errors import RateLimited, StoreUnavailable, UnknownItem
 from recsys.store import Store
+from tests.conftest import run_async
 
 PAGE = {"items": [{"item_id": "a", "score": 1.0}], "meta": {}}
 
@@ -107,7 +107,7 @@ def test_async_client_retries() -> None:
         async with s.async_client(backoff_s=0.25) as c:
             return (await c.trending()).ids
 
-    assert asyncio.run(run()) == ["a"]
+    assert run_async(run()) == ["a"]
     assert len(s.requests) == 3 and s.waits == [2.0, 0.5]
 
 
@@ -162,4 +162,4 @@ def test_async_client_covers_the_endpoints(make_client: Callable[..., TestClient
             assert len((await c.trending(k=2)).ids) == 2
         await http.aclose()
 
-    asyncio.run(run())
+    run_async(run())

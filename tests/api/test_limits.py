@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import os
@@ -21,6 +20,7 @@ from recsys.api.auth import create_key
 from recsys.api.limits import RateLimiter, RateStatus, check_image
 from recsys.errors import BadMedia, ConfigError, PayloadTooLarge, RateLimited
 from recsys.store import Store
+from tests.conftest import run_async
 
 
 def test_limiter_counts_per_key() -> None:
@@ -29,7 +29,7 @@ def test_limiter_counts_per_key() -> None:
     async def run() -> list[RateStatus | None]:
         return [await lim.check(k) for k in ("a", "a", "a", "a", "b")]
 
-    a1, a2, a3, a4, b1 = asyncio.run(run())
+    a1, a2, a3, a4, b1 = run_async(run())
     assert a1 and a2 and a3 and a4 and b1
     assert [s.remaining for s in (a1, a2, a3)] == [2, 1, 0] and all(s.allowed for s in (a1, a2, a3))
     assert not a4.allowed and a4.limit == 3 and 1 <= a4.reset <= 60
@@ -37,7 +37,7 @@ def test_limiter_counts_per_key() -> None:
         a4.raise_if_over()
     assert e.value.retry_after == a4.reset
     assert b1.allowed and b1.remaining == 2  # other keys are not affected
-    assert not RateLimiter(0).enabled and asyncio.run(RateLimiter(0).check("a")) is None
+    assert not RateLimiter(0).enabled and run_async(RateLimiter(0).check("a")) is None
 
 
 def test_limiter_refuses_unknown_storage() -> None:

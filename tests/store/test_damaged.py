@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy import select
 from recsys.errors import StoreDamaged
 from recsys.store import Item, Store
 from recsys.store.queries import USER_EVENTS
+from tests.conftest import run_async
 
 
 def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_a_corrupt_database(tmp_path: Path) -> None:
     with pytest.raises(StoreDamaged), store.reading() as c:
         c.execute(select(Item.title)).all()
     with pytest.raises(StoreDamaged):
-        asyncio.run(store.fetch(USER_EVENTS, {"user_id": "u1"}))
+        run_async(store.fetch(USER_EVENTS, {"user_id": "u1"}))
     store.dispose()
 
 
