@@ -70,3 +70,36 @@ def test_rollback_is_picked_up_by_a_running_service(home: Path) -> None:
             ("later", False, True), ("alien", False, False)]
     finally:
         store.dispose()
+
+
+def test_a_damaged_ranker_is_listed_as_such_and_a_lost_current_names_the_fix(
+        home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = e2e_settings(home)
+    root = rankers_root(settings)
+    runner = CliRunner()
+    first = current_version(root)
+    assert first is not None
+    _copy_generation(root, first, "broken", 9998)
+    (root / "broken" / "stats.npz").write_bytes(b"truncated")
+    res = runner.invoke(app, ["rollback", "broken"])
+    assert isinstance(res.exception, IncompatibleArtifact) and "damaged" in res.exception.message
+    assert current_version(root) == first  # nothing changed
+    listed = runner.invoke(app, ["list"])
+    assert "damaged (BadZipFile" in listed.output and "`recsys train` replaces it" in listed.output
+    rows = json.loads(runner.invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1])
+    assert {r["version"]: r["damaged"] is None for r in rows} == {first: True, "broken": False}
+
+    (root / "CURRENT").unlink()  # removed by hand: no ranker is served, and each tool says so
+    listed = runner.invoke(app, ["list"])
+    assert "none is served (CURRENT is missing): `recsys ranker rollback broken`" in listed.output
+    res = runner.invoke(app, ["rollback"])
+    assert "CURRENT file is missing" in str(res.exception)
+    assert "recsys ranker rollback broken" in str(res.exception)
+    store = Store.open(settings)
+    try:
+        with caplog.at_level("WARNING"):
+            assert Recommender(settings, store).status()["ranker_version"] is None
+        assert "its CURRENT file is missing, but 2 generation(s) are" in caplog.text
+    finally:
+        store.dispose()
+    assert runner.invoke(app, ["rollback", first]).exit_code == 0 and current_version(root) == first

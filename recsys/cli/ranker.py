@@ -31,7 +31,7 @@ def list_(json_out: JsonOpt = False) -> None:
     """Generations on disk, oldest first; the served one is marked with *, those the index cannot use with !."""
     from recsys.config import get_settings
     from recsys.ranking import rankers_root
-    from recsys.ranking.artifact import current_version
+    from recsys.ranking.artifact import current_version, damage
     from recsys.ranking.generations import list_generations
 
     settings = get_settings()
@@ -43,13 +43,19 @@ def list_(json_out: JsonOpt = False) -> None:
         why = g.incompatibility(encoder_id, dim)
         rows.append({"version": g.version, "ranker_id": g.ranker_id, "current": g.version == cur,
                      "created_at": g.created_at, "encoder_id": g.encoder_id, "dim": g.dim, "events": g.events,
-                     "compatible": why is None, "incompatible_reason": why, "metrics": g.metrics})
+                     "compatible": why is None, "incompatible_reason": why, "damaged": damage(root / g.version),
+                     "metrics": g.metrics})
     if not json_out:
         if not rows:
             err.print(f"no ranker generations under {root}; run `recsys train` (or `recsys build`)")
         for r in rows:
-            mark = "*" if r["current"] else ("!" if not r["compatible"] else " ")
-            err.print(f"{mark} {r['version']}  {r['created_at'][:19]}  {r['events'] or 0:>9} events  {r['encoder_id']}")
+            mark = "*" if r["current"] else ("!" if not r["compatible"] or r["damaged"] else " ")
+            broken = f"  damaged ({r['damaged']}): `recsys train` replaces it" if r["damaged"] else ""
+            err.print(f"{mark} {r['version']}  {r['created_at'][:19]}  {r['events'] or 0:>9} events  "
+                      f"{r['encoder_id']}{broken}")
+        if rows and not any(r["current"] for r in rows):
+            err.print(f"none is served (CURRENT is {'missing' if cur is None else f'{cur!r}, not on disk'}): "
+                      f"`recsys ranker rollback {rows[-1]['version']}` serves the newest")
     emit_json(rows)
 
 

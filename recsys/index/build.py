@@ -77,8 +77,12 @@ def _validate(item_ids: Sequence[str], vectors: Mapping[str, np.ndarray],
         if p.shape != (n,):
             raise ValidationFailed(f"present[{m!r}] must be a bool array of {n} rows")
         v = np.asarray(v, dtype=np.float32)
-        if not np.isfinite(v[p]).all():
-            raise ValidationFailed(f"modality {m!r} has non-finite vectors")
+        bad = np.flatnonzero(p & ~np.isfinite(v).all(axis=1)) if n else np.empty(0, int)
+        if len(bad):  # name the items: a damaged snapshot or a NaN head shows as a handful of rows
+            raise ValidationFailed(
+                f"modality {m!r} has non-finite vectors for {len(bad)} item(s), e.g. "
+                f"{', '.join(repr(str(i)) for i in ids[bad[:5]])}: the vectors snapshot is damaged; `recsys embed` (or "
+                "`recsys build`) writes it again")
         out_v[m], out_p[m] = normalise(v), p
     return SegmentData(ids, out_v, out_p)
 

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recsys.errors import NoIndex, RecsysError
+from recsys.errors import RecsysError
 from recsys.index import layout
 from recsys.index.reader import IndexReader
 
@@ -38,7 +38,7 @@ class IndexHandle:
             self.refresh(strict=True)
             reader = self._reader
         if reader is None:
-            raise NoIndex(f"no index generation under {self.root}; run `recsys index build`")
+            raise layout.no_index(self.root)
         return reader
 
     @property
@@ -52,7 +52,7 @@ class IndexHandle:
             cur = layout.current_id(self.root)
             if cur is None:
                 if strict:
-                    raise NoIndex(f"no index generation under {self.root}; run `recsys index build`")
+                    raise layout.no_index(self.root)
                 return False
             if self._reader is not None and self._reader.generation_id == cur:
                 return False

@@ -162,11 +162,22 @@ def current_id(root: Path) -> str | None:
     return name or None
 
 
+def no_index(root: Path) -> NoIndex:
+    """The error for a root with no current generation: nothing built, or a ``CURRENT`` pointer lost beside
+    complete generations (then the fix is to point at one, not to build again)."""
+    gens = [m.generation_id for m in list_generations(root)]
+    if gens:
+        return NoIndex(f"no current index generation under {root}: its {POINTER} file is missing, but {len(gens)} "
+                       f"generation(s) are there; serve one with `recsys index rollback --to {gens[-1]}` (see "
+                       "`recsys index list`), or run `recsys index build`")
+    return NoIndex(f"no index generation under {root}; run `recsys index build` (or `recsys build`)")
+
+
 def generation_path(root: Path, generation_id: str | None = None) -> Path:
     """Directory of ``generation_id`` (default: the current one); NoIndex when there is none."""
     gid = generation_id or current_id(root)
     if gid is None:
-        raise NoIndex(f"no index generation under {root}; run `recsys index build` (or `recsys build`)")
+        raise no_index(root)
     path = generations_dir(root) / gid
     if not (path / MANIFEST).is_file():
         raise NotFound(f"index generation {gid!r} not found under {root}; see `recsys index list`")
@@ -186,7 +197,7 @@ def rollback(root: Path, to: str | None = None) -> str:
         gens = [m.generation_id for m in list_generations(root)]
         cur = current_id(root)
         if cur is None:
-            raise NoIndex(f"no index generation under {root}; run `recsys index build`")
+            raise no_index(root)
         if cur not in gens or gens.index(cur) == 0:
             raise NotFound(f"no generation older than {cur!r} to roll back to under {root}; see `recsys index list`")
         to = gens[gens.index(cur) - 1]

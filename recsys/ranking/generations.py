@@ -29,6 +29,7 @@ from recsys.ranking.artifact import (
     check_compatible,
     current_generation,
     current_version,
+    damage,
     save_generation,
     write_pointer,
 )
@@ -96,6 +97,10 @@ def rollback(root: Path, to: str | None = None, *, encoder_id: str | None = None
     order = list(gens)
     cur = current_version(root)
     if to is None:
+        if cur is None and order:
+            raise RankerError(f"no current ranker under {root} (its CURRENT file is missing) to roll back from; name "
+                              f"the generation to serve: `recsys ranker rollback {order[-1]}` (see `recsys ranker "
+                              "list`)")
         if cur is None:
             raise RankerError(f"no ranker generation under {root}; run `recsys train` (or `recsys build`)")
         if cur not in gens or order.index(cur) == 0:
@@ -112,6 +117,10 @@ def rollback(root: Path, to: str | None = None, *, encoder_id: str | None = None
         fits = [v for v, g in gens.items() if g.incompatibility(encoder_id, dim) is None]
         hint = f"generations that fit: {', '.join(fits)}" if fits else "none on disk fits"
         raise IncompatibleArtifact(f"refusing to roll back: {why} ({hint}); the current ranker stays {cur!r}")
+    bad = damage(root / to)
+    if bad is not None:
+        raise IncompatibleArtifact(f"refusing to roll back: ranker generation {to} is damaged ({bad}); the current "
+                                   f"ranker stays {cur!r}")
     write_pointer(root, to)
     log.info("ranker generation %s is now current (was %s)", to, cur)
     return to
@@ -138,8 +147,20 @@ def load_current_ranker(settings: Any, vectors: VectorsLike, items: pd.DataFrame
 
     Raises IncompatibleArtifact when it was trained on another encoder or dimension.
     """
-    path = current_generation(rankers_root(settings))
+    root = rankers_root(settings)
+    path = current_generation(root)
     if path is None:
+        warn_unserved(root)
         return None
     return RankingPipeline.load(path, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
                                 search=search, settings=settings)
+
+
+def warn_unserved(root: Path) -> None:
+    """Log that no ranker is served although trained ones are on disk (a lost or dangling ``CURRENT``)."""
+    gens = list_generations(root)
+    if gens:
+        name = current_version(root)
+        lost = f"its CURRENT names {name!r}, which is not there" if name else "its CURRENT file is missing"
+        log.warning("no ranker is served from %s: %s, but %d generation(s) are; serve one with `recsys ranker "
+                    "rollback %s` (see `recsys ranker list`)", root, lost, len(gens), gens[-1].version)

@@ -100,6 +100,7 @@ class Generations:
         """
         from recsys.ranking import rankers_root
         from recsys.ranking.artifact import current_generation
+        from recsys.ranking.generations import warn_unserved
 
         with self._lock:
             try:
@@ -118,6 +119,8 @@ class Generations:
             if old is not None and old.reader is reader and (
                     ranker_path == old.ranker_path or self._ranker_failed_recently(ranker_path)):
                 return self._recount_stats(old)
+            if rpath is None:
+                warn_unserved(rankers_root(self.settings))
             try:
                 ranker = self._load_ranker(reader, rpath, old)
             except Exception as e:

@@ -97,6 +97,11 @@ def test_masked_modality_and_bad_input(tmp_path: Path) -> None:
         build_generation(tmp_path, ["a", "b"], {"fused": v[:3]}, encoder_id="e", settings=S)
     with pytest.raises(ValidationFailed, match="factory"):
         build_generation(tmp_path, ids(50), {"fused": v}, encoder_id="e", factory="Nonsense12", settings=S)
+    broken = v.copy()
+    broken[[3, 7]] = np.nan  # a damaged snapshot's rows: named, and nothing published
+    with pytest.raises(ValidationFailed, match=r"2 item\(s\), e.g. 'i00003', 'i00007'.*recsys embed"):
+        build_generation(tmp_path, ids(50), {"fused": broken}, encoder_id="e", settings=S)
+    assert IndexReader.open(tmp_path).generation_id == r.generation_id
 
 
 def test_artifact_recorded(tmp_path: Path, sqlite_store: Store) -> None:
@@ -126,3 +131,15 @@ def test_handle_follows_pointer(tmp_path: Path) -> None:
     with pytest.raises(IncompatibleArtifact):
         h2.get()
     assert read_manifest(tmp_path / "generations" / b).generation_id == b
+
+
+def test_a_lost_current_pointer_names_the_generations_and_the_rollback(tmp_path: Path) -> None:
+    with pytest.raises(NoIndex, match="run `recsys index build`"):
+        IndexReader.open(tmp_path)
+    gid = build_generation(tmp_path, ids(20), {"fused": clustered(20)}, encoder_id="e", settings=S).generation_id
+    (tmp_path / "CURRENT").unlink()  # removed by hand, or lost with a disk
+    for call in (lambda: IndexReader.open(tmp_path), lambda: rollback(tmp_path),
+                 lambda: IndexHandle(tmp_path, encoder_id="e").get()):
+        with pytest.raises(NoIndex, match=f"CURRENT file is missing.*rollback --to {gid}"):
+            call()
+    assert rollback(tmp_path, gid) == gid and IndexReader.open(tmp_path).generation_id == gid
