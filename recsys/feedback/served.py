@@ -112,7 +112,7 @@ class _Recent:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.feeds: OrderedDict[str, list[str]] = OrderedDict()
+        self.feeds: OrderedDict[str, tuple[str | None, list[str]]] = OrderedDict()  # feed: (its user, items)
         self.users: OrderedDict[str, deque[tuple[datetime, tuple[str, ...]]]] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -122,7 +122,7 @@ class _Recent:
         with self.lock:
             if s.paged:
                 feed = s.feed_id or s.id
-                self.feeds.setdefault(feed, []).extend(s.item_ids)
+                self.feeds.setdefault(feed, (s.user_id, []))[1].extend(s.item_ids)
                 self.feeds.move_to_end(feed)
                 while len(self.feeds) > self.size:
                     self.feeds.popitem(last=False)
@@ -134,10 +134,10 @@ class _Recent:
             while len(self.users) > self.size:
                 self.users.popitem(last=False)
 
-    def feed(self, feed_id: str) -> list[str] | None:
+    def feed(self, feed_id: str) -> tuple[str | None, list[str]] | None:
         with self.lock:
-            items = self.feeds.get(feed_id)
-            return None if items is None else list(items)
+            got = self.feeds.get(feed_id)
+            return None if got is None else (got[0], list(got[1]))
 
     def user(self, user_id: str, since: datetime) -> set[str]:
         with self.lock:
@@ -191,18 +191,19 @@ class ServedLog:
         return True
 
     # -- reads -----------------------------------------------------------------------------------------------
-    def feed_items(self, feed_id: str) -> list[str] | None:
-        """The items every page of feed ``feed_id`` showed so far (memory, else the store); None for an unknown
-        feed."""
-        items = self.recent.feed(feed_id)
-        if items is not None:
-            return items
+    def feed_items(self, feed_id: str) -> tuple[str | None, list[str]] | None:
+        """(the user the feed ``feed_id`` was served to, None for a session; the items every page of it showed so
+        far), from memory, else the store; None for an unknown feed."""
+        got = self.recent.feed(feed_id)
+        if got is not None:
+            return got
         with self.store.session() as s:
-            rows = s.execute(select(ServedList.offset, ServedList.item_ids)
+            rows = s.execute(select(ServedList.offset, ServedList.user_id, ServedList.item_ids)
                              .where(or_(ServedList.id == feed_id, ServedList.feed_id == feed_id))).all()
         if not rows:
             return None
-        return [i for _, ids in sorted(rows, key=lambda r: r[0]) for i in ids or ()]
+        rows = sorted(rows, key=lambda r: r[0])
+        return rows[0][1], [i for _, _, ids in rows for i in ids or ()]
 
     def shown_to(self, user_id: str, hours: float, *, now: datetime | None = None) -> set[str]:
         """Items shown to ``user_id`` within the last ``hours``: in lists served to them (memory and store) and in

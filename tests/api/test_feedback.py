@@ -174,6 +174,23 @@ def test_a_bad_or_unknown_cursor_is_a_clear_422(client: TestClient) -> None:
         assert r.status_code == 422 and "cursor" in r.json()["detail"], r.text
 
 
+def test_a_cursor_pages_only_the_feed_it_was_given_for(client: TestClient) -> None:
+    first = client.get("/v1/users/u7/recommendations", params={"k": 3}).json()
+    for r, whose in ((client.get("/v1/users/u8/recommendations", params={"k": 3, "cursor": first["meta"]["next"]}),
+                      "another user's"),
+                     (client.post("/v1/sessions/recommendations", json={
+                         "events": [{"item_id": "s1", "type": "like"}], "k": 3, "cursor": first["meta"]["next"]}),
+                      "another user's")):
+        assert r.status_code == 422 and whose in r.json()["detail"], r.text
+    session = client.post("/v1/sessions/recommendations", json={"events": [{"item_id": "s1", "type": "like"}],
+                                                                 "k": 3}).json()
+    r = client.get("/v1/users/u7/recommendations", params={"k": 3, "cursor": session["meta"]["next"]})
+    assert r.status_code == 422 and "a session's list" in r.json()["detail"]
+    # the owner's own next page is untouched by the refused attempts: nothing it showed was recorded into the feed
+    second = client.get("/v1/users/u7/recommendations", params={"k": 3, "cursor": first["meta"]["next"]})
+    assert second.status_code == 200 and not set(_ids(second)) & {it["item_id"] for it in first["items"]}
+
+
 def test_exclude_shown_hours_leaves_out_what_the_user_was_shown(make_client: Client, tmp_path: Path,
                                                                  storing: StoringFake) -> None:
     client = make_client(storing)

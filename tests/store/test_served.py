@@ -148,9 +148,9 @@ def test_feeds_and_shown_items_are_read_from_memory_and_store(store: Store, sett
     writer.record(_served((B,), feed_id=first.id, offset=1, paged=True))
     writer.record(_served((C,), user="c2"))
     writer.flush()
-    assert writer.feed_items(first.id) == [A, B]
+    assert writer.feed_items(first.id) == ("c1", [A, B])
     reader = ServedLog(store)  # another replica: nothing in memory
-    assert reader.feed_items(first.id) == [A, B]
+    assert reader.feed_items(first.id) == ("c1", [A, B])
     assert reader.feed_items(new_recommendation_id()) is None
     assert reader.shown_to("c1", 1.0) == {A, B}
     old = _served((C,), created_at=utcnow() - timedelta(hours=5))

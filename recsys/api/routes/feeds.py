@@ -34,11 +34,15 @@ def feed_exclusions(request: Request, body: RecommendRequest, user_id: str | Non
     page = decode_cursor(body.cursor) if body.cursor is not None else None
     extra: set[str] = set()
     if page is not None:
-        shown = log.feed_items(page.feed_id)
-        if shown is None:
+        feed = log.feed_items(page.feed_id)
+        if feed is None:
             raise ValidationFailed("cursor names a feed this server does not know (expired, or not recorded); "
                                    "start again without a cursor")
-        extra.update(shown)
+        if feed[0] != user_id:  # another user's pages (or a session's) would leave out, and record, the wrong items
+            whose = "a session's list" if feed[0] is None else "another user's list"
+            raise ValidationFailed(f"cursor belongs to {whose}, not to this "
+                                   f"{'session' if user_id is None else 'user'}'s; start again without a cursor")
+        extra.update(feed[1])
     if user_id is not None and hours:
         extra.update(log.shown_to(user_id, hours))
     given = list(body.exclude)
