@@ -1,7 +1,8 @@
 """The report of an experiment: per variant, users, lists, impressions, clicks and conversions (purchases), CTR and
 conversion rate with 95% Wilson intervals, and each variant's difference to the control with a p-value.
 
-Only the served lists recorded under the experiment count, and the events that carry their ``recommendation_id``.
+Only the served lists recorded under the experiment count, and the events attributed to them
+(``recsys.feedback.attribution``: their ``recommendation_id``, their user, an item they showed, once per type).
 Rates are over exposures: posted impressions or, when no variant has any, the items the lists showed.
 
 The test. A user sees many lists and their clicks are correlated, so the events are not independent trials: the
@@ -22,8 +23,9 @@ import numpy as np
 from sqlalchemy import func, select
 
 from recsys.experiments.definitions import Experiment
+from recsys.feedback.attribution import attributed
 from recsys.feedback.report import Z95, wilson
-from recsys.store.tables import Event, ServedList
+from recsys.store.tables import ServedList
 
 METRICS = {"ctr": "clicks", "conversion_rate": "conversions"}
 TEST = ("two-sided z-test on the difference of rates, variance clustered by user (delta method); "
@@ -56,10 +58,6 @@ def _per_user(store: Any, name: str) -> dict[str, dict[str, dict[str, int]]]:
     keys = (ServedList.variant, ServedList.user_id)
     lists_q = (select(*keys, func.count(ServedList.id), func.coalesce(func.sum(ServedList.size), 0))
                .where(ServedList.experiment == name).group_by(*keys))
-    events_q = (select(*keys, Event.type, func.count(Event.id))
-                .join(ServedList, ServedList.id == Event.recommendation_id)
-                .where(ServedList.experiment == name, Event.type.in_(["impression", "click", "purchase"]))
-                .group_by(*keys, Event.type))
     field = {"impression": "impressions", "click": "clicks", "purchase": "conversions"}
     out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
 
@@ -71,8 +69,9 @@ def _per_user(store: Any, name: str) -> dict[str, dict[str, dict[str, int]]]:
         for variant, user_id, n, size in s.execute(lists_q):
             u = user(variant or "", user_id)
             u["lists"], u["items_served"] = int(n), int(size)
-        for variant, user_id, etype, n in s.execute(events_q):
-            user(variant or "", user_id)[field[etype]] += int(n)
+        for (variant, user_id), etype in attributed(s, keys, list(field), ServedList.experiment == name):
+            if etype is not None:  # events a list cannot have led to count in the feedback report's unattributed
+                user(variant or "", user_id)[field[etype]] += 1
     return out
 
 

@@ -1,6 +1,8 @@
 """The online report: what the served lists led to, per source (endpoint), ranker version and index generation.
 
-An event is attributed when it carries the ``recommendation_id`` of a recorded served list. Rates are over
+An event is attributed when it carries the ``recommendation_id`` of a recorded served list, comes from its user and
+names an item it showed, once per type and item (``recsys.feedback.attribution``; the rest is ``unattributed``). Rates
+are over
 exposures: the impressions clients posted for those lists, or, for a group with none, the items the lists showed.
 Intervals are 95% Wilson score intervals (sound near 0 and for small counts, unlike the normal approximation).
 """
@@ -13,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from recsys.store.tables import Event, ServedList
+from recsys.feedback.attribution import attributed
+from recsys.store.tables import ServedList
 
 COUNTED = {"impression": "impressions", "click": "clicks", "like": "likes", "add_to_cart": "add_to_cart",
            "purchase": "purchases"}
@@ -40,23 +43,20 @@ def feedback_report(store: Any, *, since: datetime | None = None) -> dict[str, A
     version and index generation; ``totals`` over every group."""
     keys = (ServedList.source, ServedList.ranker_version, ServedList.index_generation)
     lists_q = select(*keys, func.count(ServedList.id), func.coalesce(func.sum(ServedList.size), 0)).group_by(*keys)
-    events_q = (select(*keys, Event.type, func.count(Event.id))
-                .join(ServedList, ServedList.id == Event.recommendation_id)
-                .where(Event.type.in_(list(COUNTED))).group_by(*keys, Event.type))
     if since is not None:
         lists_q = lists_q.where(ServedList.created_at >= since)
-        events_q = events_q.where(ServedList.created_at >= since)
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     with store.session() as s:
         for source, ranker, gen, n, size in s.execute(lists_q):
             groups[(source, ranker, gen)] = _group(source, ranker, gen, int(n), int(size))
-        for source, ranker, gen, etype, n in s.execute(events_q):
-            g = groups.setdefault((source, ranker, gen), _group(source, ranker, gen, 0, 0))
-            g[COUNTED[etype]] += int(n)
+        for key, etype in attributed(s, keys, list(COUNTED),
+                                     *(() if since is None else (ServedList.created_at >= since,))):
+            g = groups.setdefault(key, _group(key[0], key[1], key[2], 0, 0))
+            g[COUNTED[etype] if etype else "unattributed"] += 1
     rows = [_rates(g) for _, g in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0]))]
     total = _group(None, None, None, 0, 0)
     for g in rows:
-        for field in ("lists", "items_served", *COUNTED.values()):
+        for field in ("lists", "items_served", *COUNTED.values(), "unattributed"):
             total[field] += g[field]
     totals = _rates(total)
     for field in ("source", "ranker_version", "index_generation"):
@@ -67,7 +67,7 @@ def feedback_report(store: Any, *, since: datetime | None = None) -> dict[str, A
 
 def _group(source: Any, ranker: Any, gen: Any, lists: int, size: int) -> dict[str, Any]:
     return {"source": source, "ranker_version": ranker, "index_generation": gen, "lists": lists,
-            "items_served": size, **dict.fromkeys(COUNTED.values(), 0)}
+            "items_served": size, **dict.fromkeys(COUNTED.values(), 0), "unattributed": 0}
 
 
 def _rates(g: dict[str, Any]) -> dict[str, Any]:

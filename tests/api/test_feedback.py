@@ -100,13 +100,20 @@ def test_events_with_a_recommendation_id_are_attributed(make_client: Client, sto
     c = make_client(storing)
     page = c.get("/v1/users/u1/recommendations?k=3").json()
     rid, shown = page["meta"]["recommendation_id"], [it["item_id"] for it in page["items"]]
-    sim = c.get("/v1/items/s1/similar?k=2").json()["meta"]["recommendation_id"]
+    similar = c.get("/v1/items/s1/similar?k=2").json()
+    sim, sim_item = similar["meta"]["recommendation_id"], similar["items"][0]["item_id"]
+    unshown = next(i for i in ("h1", "h2", "h3", "h4") if i not in shown)
     events = [{"user_id": "u1", "item_id": i, "type": "impression", "recommendation_id": rid, "position": p}
               for p, i in enumerate(shown)]
     events += [{"user_id": "u1", "item_id": shown[1], "type": "click", "recommendation_id": rid, "position": 1},
                {"user_id": "u1", "item_id": shown[1], "type": "purchase", "recommendation_id": rid, "position": 1},
-               {"user_id": "u1", "item_id": "h1", "type": "like", "recommendation_id": sim},
+               {"user_id": "u9", "item_id": sim_item, "type": "like", "recommendation_id": sim},  # anyone's list
                {"user_id": "u1", "item_id": "h2", "type": "click"}]  # no list named: not attributed
+    # events the list cannot have led to: stored as events, never counted in its rates
+    events += [{"user_id": "u1", "item_id": unshown, "type": "click", "recommendation_id": rid},  # not in it
+               {"user_id": "u2", "item_id": shown[0], "type": "purchase", "recommendation_id": rid},  # another user
+               {"user_id": "u1", "item_id": shown[1], "type": "click", "recommendation_id": rid},  # a repeat
+               {"user_id": "u1", "item_id": shown[0], "type": "impression", "recommendation_id": rid}]  # a repeat
     r = c.post("/v1/events", json={"events": events})
     assert r.status_code == 200 and r.json()["stored"] == len(events), r.text
     _served(c)
@@ -114,10 +121,12 @@ def test_events_with_a_recommendation_id_are_attributed(make_client: Client, sto
     groups = {g["source"]: g for g in report["groups"]}
     rec = groups["recommend"]
     assert (rec["lists"], rec["impressions"], rec["clicks"], rec["purchases"], rec["likes"]) == (1, 3, 1, 1, 0)
+    assert rec["unattributed"] == 4 and groups["similar"]["unattributed"] == 0
     assert rec["ctr"]["rate"] == pytest.approx(1 / 3) and rec["exposure_basis"] == "impressions"
     assert rec["ctr"]["low"] < 1 / 3 < rec["ctr"]["high"]
     assert groups["similar"]["likes"] == 1 and groups["similar"]["clicks"] == 0
     assert report["totals"]["clicks"] == 1 and report["totals"]["lists"] == 2
+    assert report["totals"]["unattributed"] == 4
     assert c.get("/v1/feedback/report", params={"since": "2200-01-01T00:00:00Z"}).json()["groups"] == []
 
 
