@@ -139,6 +139,10 @@ class _Recent:
             got = self.feeds.get(feed_id)
             return None if got is None else (got[0], list(got[1]))
 
+    def forget(self, user_id: str) -> None:
+        with self.lock:
+            self.users.pop(user_id, None)
+
     def user(self, user_id: str, since: datetime) -> set[str]:
         with self.lock:
             return {i for ts, items in self.users.get(user_id, ()) if ts >= since for i in items}

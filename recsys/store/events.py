@@ -14,7 +14,7 @@ from typing import Any
 from recsys.store.db import Store
 from recsys.store.importers.records import EventRecord, parse_event_type, parse_float, parse_id, parse_ts
 from recsys.store.importers.writer import insert_events, unknown_items
-from recsys.store.tables import Event, User, utcnow
+from recsys.store.tables import Event, ServedList, User, utcnow
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ def ingest_events(store: Store, events: Sequence[Mapping[str, Any]]) -> list[Eve
 
 
 def delete_user(store: Store, user_id: str) -> int:
-    """Remove a user and all their events (one transaction); the number of events removed. UnknownUser for an id
-    the store does not know."""
+    """Remove a user, all their events and the lists served to them (one transaction); the number of events
+    removed. UnknownUser for an id the store does not know."""
     from sqlalchemy import delete, func, select
 
     from recsys.errors import UnknownUser
@@ -96,5 +96,6 @@ def delete_user(store: Store, user_id: str) -> int:
             raise UnknownUser(f"unknown user id {user_id!r}")
         n = s.scalar(select(func.count(Event.id)).where(Event.user_id == uid))
         s.execute(delete(Event).where(Event.user_id == uid))
+        s.execute(delete(ServedList).where(ServedList.user_id == user_id))  # else "shown before" outlives the user
         s.execute(delete(User).where(User.id == uid))
     return int(n or 0)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from recsys.api.auth import create_key
 from recsys.api.testing import FakeCatalogue, FakeRecommender
 from recsys.store import Store
-from recsys.store.events import ingest_events
+from recsys.store.events import delete_user, ingest_events
 from recsys.store.importers import run_import
 from recsys.store.tables import ServedList
 from tests.api.conftest import CATALOGUE
@@ -30,6 +30,10 @@ class StoringCatalogue(FakeCatalogue):
     def ingest_events(self, events: Sequence[Mapping[str, Any]]) -> list[Any]:
         ingest_events(self.fake.store, events)
         return super().ingest_events(events)
+
+    def delete_user(self, user_id: str) -> int:
+        delete_user(self.fake.store, user_id)
+        return super().delete_user(user_id)
 
 
 class StoringFake(FakeRecommender):
@@ -272,3 +276,16 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_deleting_a_user_forgets_what_they_were_shown(make_client: Client, storing: StoringFake) -> None:
+    c = make_client(storing)
+    view = {"events": [{"user_id": "u9", "item_id": "s3", "type": "view"}]}
+    c.post("/v1/events", json=view)
+    first = _ids(c.get("/v1/users/u9/recommendations", params={"k": 4}))
+    assert [r for r in _served(c).values() if r.user_id == "u9"]
+    assert c.delete("/v1/users/u9").status_code == 200
+    assert not [r for r in _served(c).values() if r.user_id == "u9"]
+    c.post("/v1/events", json=view)  # the id comes back as a new user with the same one event
+    again = _ids(c.get("/v1/users/u9/recommendations", params={"k": 4, "exclude_shown_hours": 1}))
+    assert again == first  # nothing was shown to the new user yet

@@ -110,6 +110,9 @@ def trending(request: Request, rec: RecommenderDep, _key: ReadKey, f: Annotated[
 
 
 @router.delete("/users/{user_id}", response_model=UserDeleted,
-               summary="Delete a user and all their events (their next recommendations are a new user's)")
-def delete_user(user_id: UserId, rec: RecommenderDep, _key: AdminKey) -> UserDeleted:
-    return UserDeleted(user_id=user_id, events=rec.catalogue.delete_user(user_id))
+               summary="Delete a user, all their events and the lists served to them (their next recommendations "
+                       "are a new user's)")
+def delete_user(request: Request, user_id: UserId, rec: RecommenderDep, _key: AdminKey) -> UserDeleted:
+    events = rec.catalogue.delete_user(user_id)
+    request.app.state.served.recent.forget(user_id)  # what this process remembers showing them goes too
+    return UserDeleted(user_id=user_id, events=events)
