@@ -29,10 +29,6 @@ def report(since: Annotated[str | None, typer.Option("--since", help="only lists
             when = datetime.fromisoformat(since.replace("Z", "+00:00"))
         except ValueError:
             raise ValidationFailed(f"--since {since!r} is not an ISO 8601 time") from None
-        if when.tzinfo is not None:
-            from datetime import UTC
-
-            when = when.astimezone(UTC).replace(tzinfo=None)
     data = feedback_report(open_store(), since=when)
     if json_out:
         emit_json(data)

@@ -207,5 +207,20 @@ def load_experiments(settings: Settings) -> Experiments:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"experiments.file {str(path)!r} cannot be read as JSON: {e}") from None
-        raw.extend(data.get("experiments", []) if isinstance(data, dict) else data)
+        raw.extend(_listed(data, str(path)))
     return parse_experiments(raw)
+
+
+def _listed(data: Any, path: str) -> list[Any]:
+    """The experiments of a file's JSON: a list, or an object whose only key is ``experiments`` (a typo'd key would
+    otherwise leave every experiment silently off)."""
+    shape = 'a JSON list of experiments or {"experiments": [...]}'
+    if isinstance(data, dict):
+        extra = sorted(set(data) - {"experiments"})
+        if extra:
+            raise ConfigError(f"experiments.file {path!r}: unknown key(s) {', '.join(map(repr, extra))}; it holds "
+                              f"{shape}")
+        data = data.get("experiments", [])
+    if not isinstance(data, list):
+        raise ConfigError(f"experiments.file {path!r} holds {type(data).__name__} where {shape} belongs")
+    return data

@@ -10,11 +10,12 @@ Intervals are 95% Wilson score intervals (sound near 0 and for small counts, unl
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
+from recsys.errors import ValidationFailed
 from recsys.feedback.attribution import attributed
 from recsys.store.tables import ServedList
 
@@ -39,8 +40,14 @@ def wilson(successes: int, trials: int, z: float = Z95) -> dict[str, float | Non
 
 
 def feedback_report(store: Any, *, since: datetime | None = None) -> dict[str, Any]:
-    """Lists served since ``since`` (all without it) and the events attributed to them, grouped by source, ranker
-    version and index generation; ``totals`` over every group."""
+    """Lists served since ``since`` (all without it; an aware time is converted to UTC, a naive one is UTC) and
+    the events attributed to them, grouped by source, ranker version and index generation; ``totals`` over every
+    group."""
+    if since is not None and since.tzinfo is not None:
+        try:
+            since = since.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+05:00 and the like: before or after what a datetime holds in UTC
+            raise ValidationFailed(f"since {since.isoformat()} is out of range once converted to UTC") from None
     keys = (ServedList.source, ServedList.ranker_version, ServedList.index_generation)
     lists_q = select(*keys, func.count(ServedList.id), func.coalesce(func.sum(ServedList.size), 0)).group_by(*keys)
     if since is not None:
@@ -58,7 +65,10 @@ def feedback_report(store: Any, *, since: datetime | None = None) -> dict[str, A
     for g in rows:
         for field in ("lists", "items_served", *COUNTED.values(), "unattributed"):
             total[field] += g[field]
-    totals = _rates(total)
+    # each group's own exposures, summed: one group's impressions must not turn the others' into zero exposures
+    bases = {g["exposure_basis"] for g in rows}
+    totals = _rates(total, exposures=sum(g["exposures"] for g in rows),
+                    basis=bases.pop() if len(bases) == 1 else "mixed" if bases else "items_served")
     for field in ("source", "ranker_version", "index_generation"):
         totals.pop(field)
     return {"since": since.isoformat() if since is not None else None, "confidence": 0.95, "groups": rows,
@@ -70,8 +80,8 @@ def _group(source: Any, ranker: Any, gen: Any, lists: int, size: int) -> dict[st
             "items_served": size, **dict.fromkeys(COUNTED.values(), 0), "unattributed": 0}
 
 
-def _rates(g: dict[str, Any]) -> dict[str, Any]:
-    basis = "impressions" if g["impressions"] > 0 else "items_served"
-    exposures = int(g[basis])
+def _rates(g: dict[str, Any], *, exposures: int | None = None, basis: str | None = None) -> dict[str, Any]:
+    basis = basis or ("impressions" if g["impressions"] > 0 else "items_served")
+    exposures = int(g[basis]) if exposures is None else exposures
     return {**g, "exposures": exposures, "exposure_basis": basis, "ctr": wilson(g["clicks"], exposures),
             "conversion_rate": wilson(g["purchases"], exposures)}

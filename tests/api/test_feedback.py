@@ -131,7 +131,12 @@ def test_events_with_a_recommendation_id_are_attributed(make_client: Client, sto
     assert groups["similar"]["likes"] == 1 and groups["similar"]["clicks"] == 0
     assert report["totals"]["clicks"] == 1 and report["totals"]["lists"] == 2
     assert report["totals"]["unattributed"] == 4
+    # totals add each group's own exposures: the similar list's 2 shown items beside the 3 posted impressions
+    assert groups["similar"]["exposure_basis"] == "items_served" and groups["similar"]["exposures"] == 2
+    assert (report["totals"]["exposures"], report["totals"]["exposure_basis"]) == (5, "mixed")
     assert c.get("/v1/feedback/report", params={"since": "2200-01-01T00:00:00Z"}).json()["groups"] == []
+    r = c.get("/v1/feedback/report", params={"since": "0001-01-01T00:00:00+05:00"})
+    assert r.status_code == 422 and "out of range" in r.json()["detail"]
 
 
 def test_the_report_needs_an_admin_key(make_client: Client, sqlite_store: Store) -> None:

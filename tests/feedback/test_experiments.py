@@ -75,6 +75,11 @@ def test_definitions_come_from_the_setting_and_the_file(tmp_path: Path) -> None:
     path.write_text("{oops")
     with pytest.raises(ConfigError, match="cannot be read"):
         load_experiments(s)
+    for text, says in (("42", "holds int where a JSON list"), ('{"experiments": 5}', "holds int"),
+                       ('{"experiment": []}', "unknown key\\(s\\) 'experiment'")):
+        path.write_text(text)  # each had been a TypeError traceback, or every experiment silently off
+        with pytest.raises(ConfigError, match=says):
+            load_experiments(s)
 
 
 def test_two_proportion_p_is_the_chi_square_without_correction() -> None:

@@ -24,17 +24,5 @@ def feedback_report(rec: RecommenderDep, _key: AdminKey,
                     ) -> FeedbackReport:
     from recsys.feedback import feedback_report as report
 
-    return FeedbackReport.model_validate(report(rec.store, since=_utc(since)))
+    return FeedbackReport.model_validate(report(rec.store, since=since))
 
-
-def _utc(ts: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    from recsys.errors import ValidationFailed
-
-    if ts is None or ts.tzinfo is None:
-        return ts
-    try:
-        return ts.astimezone(UTC).replace(tzinfo=None)
-    except OverflowError:
-        raise ValidationFailed("since is out of range") from None
