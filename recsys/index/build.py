@@ -117,16 +117,25 @@ def _write_segment(seg_dir: Path, data: SegmentData, settings: IndexSettings, fa
 
 
 def _finish(root: Path, work: Path, manifest: Manifest, *, settings: IndexSettings, store: Any | None,
-            make_current: bool, started: float) -> Manifest:
-    """Checksum and fsync every file, write the manifest last, rename the directory in, switch, prune."""
+            make_current: bool, started: float,
+            inherited: Mapping[str, tuple[str, int | None]] | None = None) -> Manifest:
+    """Checksum and fsync every file, write the manifest last, rename the directory in, switch, prune. Files linked
+    from a delta's base keep the (checksum, size) it recorded (``inherited``, by name here): a base file damaged
+    since fails the new generation's verification too, and is not hashed again."""
     files: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     for p in sorted(work.rglob("*")):
         if p.is_file():
+            name = str(p.relative_to(work))
+            if inherited and name in inherited:
+                files[name], size = inherited[name]
+                sizes[name] = p.stat().st_size if size is None else size
+                continue
             layout.fsync_file(p)
-            files[str(p.relative_to(work))] = layout.sha256_file(p)
+            files[name], sizes[name] = layout.sha256_file(p), p.stat().st_size
     for d in sorted({p.parent for p in work.rglob("*")} | {work}):
         layout.fsync_dir(d)
-    manifest.files, manifest.checksum = files, layout.checksum_of(files)
+    manifest.files, manifest.sizes, manifest.checksum = files, sizes, layout.checksum_of(files)
     manifest.build_seconds = round(time.perf_counter() - started, 3)
     layout.write_text_atomic(work / layout.MANIFEST, _json(manifest.to_dict()))
     _checkpoint("manifest_written")
@@ -264,8 +273,11 @@ def build_delta_generation(
             watermark=watermark, created_at=datetime.now(UTC).isoformat(), modalities=bm.modalities,
             recall_at_10=bm.recall_at_10, segments=[seg0, {**seg1, "origin": gid}], kind="delta",
             base_generation=seg0.get("origin", bm.generation_id))
+        base = f"{seg0['name']}/"  # its files are linked as seg0/...
+        linked = {f"seg0/{n.removeprefix(base)}": (digest, bm.sizes.get(n)) for n, digest in bm.files.items()
+                  if n.startswith(base)}
         return _finish(root, work, manifest, settings=settings, store=store, make_current=make_current,
-                       started=started)
+                       started=started, inherited=linked)
 
 
 def _read_segment(seg_dir: Path) -> SegmentData:

@@ -114,9 +114,10 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     action = "full"
     ch: _Change | None = None
     cur_id = layout.current_id(root)
-    lacking = layout.files_missing(root, cur_id) if cur_id is not None and mode != "full" else []
-    if lacking:
-        log.warning("index generation %s lacks files %s; building a full one instead of a delta", cur_id, lacking[:5])
+    lacking = layout.files_damaged(root, cur_id) if cur_id is not None and mode != "full" else []
+    if lacking:  # a delta would link them into the new generation too
+        log.warning("index generation %s has missing or truncated files %s; building a full one instead of a delta",
+                    cur_id, lacking[:5])
         mode = "full"
     if cur_id is not None and mode != "full":
         cur = layout.read_manifest(layout.generation_path(root, cur_id))

@@ -57,6 +57,7 @@ class Manifest:
     base_generation: str | None = None
     checksum: str = ""
     files: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes per file: a truncation seen without hashing
     build_seconds: float = 0.0
     format_version: int = FORMAT_VERSION
 
@@ -210,10 +211,13 @@ def rollback(root: Path, to: str | None = None) -> str:
     return to
 
 
-def files_missing(root: Path, generation_id: str) -> list[str]:
-    """The files a generation's manifest lists that are not there (a cheap check, no hashing: see :func:`verify`)."""
+def files_damaged(root: Path, generation_id: str) -> list[str]:
+    """The files a generation's manifest lists that are not there or not of the size it recorded (a cheap check, no
+    hashing: :func:`verify` hashes)."""
     path = generation_path(root, generation_id)
-    return [name for name in read_manifest(path).files if not (path / name).is_file()]
+    m = read_manifest(path)
+    return [name for name in m.files if not (path / name).is_file()
+            or (name in m.sizes and (path / name).stat().st_size != m.sizes[name])]
 
 
 def prune(root: Path, keep: int) -> list[str]:

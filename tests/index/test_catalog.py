@@ -189,3 +189,29 @@ def test_a_damaged_generation_is_named_rebuilt_and_never_rolled_back_to(tmp_path
     rep = build_from_catalog(sqlite_store, settings, vectors=enc)  # nothing changed, but it cannot be skipped
     assert rep["action"] == "full" and layout.current_id(root) == rep["generation"] != second
     assert len(IndexReader.open(root)) == 60
+
+    # a truncated base file is not linked into a delta: the change is published by a full build, which reads
+    third = rep["generation"]
+    victim = next(p for p in (gdir / third).rglob("*.faiss"))
+    victim.write_bytes(victim.read_bytes()[:100])
+    _add_items(sqlite_store, 1, start=60)
+    rep = build_from_catalog(sqlite_store, settings, vectors=enc)
+    assert rep["action"] == "full" and len(IndexReader.open(root)) == 61 and not layout.verify(root)
+
+
+def test_a_delta_keeps_its_base_checksums(tmp_path: Path, sqlite_store: Store) -> None:
+    """A base file damaged before a delta is built on it (same size: only hashing sees it) fails the delta's
+    verification too: its manifest takes the base's checksums, not the damaged file's."""
+    from recsys.index import layout
+
+    settings = Settings(home=tmp_path / "home")
+    enc = FakeEncoder()
+    _add_items(sqlite_store, 60)
+    base = build_from_catalog(sqlite_store, settings, vectors=enc, mode="full")["generation"]
+    root = index_root(settings)
+    linked = next(p for p in (layout.generations_dir(root) / base / "seg0").glob("*.faiss"))
+    linked.write_bytes(b"\0" * linked.stat().st_size)
+    _add_items(sqlite_store, 1, start=60)
+    rep = build_from_catalog(sqlite_store, settings, vectors=enc, mode="delta")
+    assert rep["action"] == "delta" and layout.current_id(root) == rep["generation"]
+    assert layout.verify(root) == [f"seg0/{linked.name}"]
