@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from recsys.cli.ranker import app
 from recsys.config import get_settings
-from recsys.errors import IncompatibleArtifact
+from recsys.errors import IncompatibleArtifact, RankerError
 from recsys.ranking import rankers_root
 from recsys.ranking.artifact import MANIFEST, current_version, write_pointer
 from recsys.service import Recommender
@@ -98,8 +98,12 @@ def test_a_damaged_ranker_is_listed_as_such_and_a_lost_current_names_the_fix(
     store = Store.open(settings)
     try:
         with caplog.at_level("WARNING"):
-            assert Recommender(settings, store).status()["ranker_version"] is None
+            rec = Recommender(settings, store)
+            status = rec.status()
+        assert status["ranker_version"] is None and "its CURRENT file is missing" in status["ranker_error"]
         assert "its CURRENT file is missing, but 2 generation(s) are" in caplog.text
+        with pytest.raises(RankerError, match="recsys ranker rollback broken"):  # not "no ranker trained yet"
+            rec.recommend("user-0001", 3)
     finally:
         store.dispose()
     assert runner.invoke(app, ["rollback", first]).exit_code == 0 and current_version(root) == first

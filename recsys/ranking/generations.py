@@ -156,11 +156,15 @@ def load_current_ranker(settings: Any, vectors: VectorsLike, items: pd.DataFrame
                                 search=search, settings=settings)
 
 
-def warn_unserved(root: Path) -> None:
-    """Log that no ranker is served although trained ones are on disk (a lost or dangling ``CURRENT``)."""
+def warn_unserved(root: Path) -> str | None:
+    """Why no ranker is served although trained ones are on disk (a lost or dangling ``CURRENT``), logged; None
+    when none was trained."""
     gens = list_generations(root)
-    if gens:
-        name = current_version(root)
-        lost = f"its CURRENT names {name!r}, which is not there" if name else "its CURRENT file is missing"
-        log.warning("no ranker is served from %s: %s, but %d generation(s) are; serve one with `recsys ranker "
-                    "rollback %s` (see `recsys ranker list`)", root, lost, len(gens), gens[-1].version)
+    if not gens:
+        return None
+    name = current_version(root)
+    lost = f"its CURRENT names {name!r}, which is not there" if name else "its CURRENT file is missing"
+    why = (f"no ranker is served from {root}: {lost}, but {len(gens)} generation(s) are; serve one with `recsys "
+           f"ranker rollback {gens[-1].version}` (see `recsys ranker list`)")
+    log.warning("%s", why)
+    return why

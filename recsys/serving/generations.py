@@ -119,8 +119,7 @@ class Generations:
             if old is not None and old.reader is reader and (
                     ranker_path == old.ranker_path or self._ranker_failed_recently(ranker_path)):
                 return self._recount_stats(old)
-            if rpath is None:
-                warn_unserved(rankers_root(self.settings))
+            unserved = warn_unserved(rankers_root(self.settings)) if rpath is None else None
             try:
                 ranker = self._load_ranker(reader, rpath, old)
             except Exception as e:
@@ -128,7 +127,7 @@ class Generations:
                     return False
                 ranker, ranker_path = None, None
             else:
-                self.ranker_error = None
+                self.ranker_error = unserved  # None, or trained rankers on disk that none points at
             self._served = Served(reader, ranker, ranker_path)
             log.info("serving index %s with ranker %s", reader.generation_id, ranker_path)
             return True
