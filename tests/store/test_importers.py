@@ -198,13 +198,19 @@ def test_the_wrong_file_or_path_is_refused_whole(store: Store, settings: Setting
     no_id = tmp_path / "prices.csv"
     no_id.write_text("sku,price\na1,3\n")
     events = tmp_path / "ev.csv"
-    events.write_text("user_id,item_id\nu1,a1\n")
+    events.write_text("user_id,item_id,timestamp\nu1,a1,2026-01-01\n")
+    untimed = tmp_path / "untimed.csv"
+    untimed.write_text("user_id,item_id,type\nu1,a1,view\n")
+    all_bad = tmp_path / "all_bad.csv"  # fewer rows than the bad-fraction check waits for, but none usable
+    all_bad.write_text("user_id,item_id,type,timestamp\nu1,a1,view,soon\nu2,a1,view,later\n")
     cases = [
         ("items", tmp_path / "adir", {}, "is a directory"),
         ("hm", tmp_path / "adir", {}, "articles.csv: not found"),
         ("items", no_id, {}, r"no item_id column .*--map item_id=COLUMN"),
         ("items", no_id, {"item_id": "id"}, r"--map names column\(s\) \['id'\]"),
         ("events", events, {}, r"no type column .*--type TYPE"),
+        ("events", untimed, {}, r"no timestamp column .*--map timestamp=COLUMN"),
+        ("events", all_bad, {}, r"2 of 2 rows are malformed; first at line 2: unparseable timestamp"),
     ]
     for source, path, mapping, message in cases:
         with pytest.raises(ImportFailed, match=message):

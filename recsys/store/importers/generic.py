@@ -64,7 +64,7 @@ def _with_columns(rows: Iterator[Row | BadLine], need: list[str], mapping: dict[
         missing = [c for c in need if c not in have]
         if missing:
             hint = " (or --type TYPE for a file of one event type)" if "type" in missing else ""
-            raise ImportFailed(f"{path}: no {', '.join(missing)} column (its columns: {cols[:20]}); rename it or "
+            raise ImportFailed(f"{path}: no {' or '.join(missing)} column (its columns: {cols[:20]}); rename it or "
                                f"map it with --map {missing[0]}=COLUMN{hint}")
     yield first
     yield from rows
@@ -128,8 +128,8 @@ def import_generic(path: Path, kind: str, writer: Writer, report: ImportReport, 
         raise ImportFailed(f"unknown import kind '{kind}'; use one of {', '.join(KINDS)}")
     mapping = mapping or {}
     base = path.resolve().parent
-    need = {"items": ["item_id"], "users": ["user_id"]}.get(kind, ["user_id", "item_id"] + ([] if event_type else
-                                                                                           ["type"]))
+    need = {"items": ["item_id"], "users": ["user_id"]}.get(
+        kind, ["user_id", "item_id", "timestamp"] + ([] if event_type else ["type"]))
     rows = _with_columns(read_any(path, fmt), need, mapping, path)
     if kind == "items":
         for _, it in parse_rows(rows, lambda r: item_record(_remap(r, mapping), base), report, "items", path):

@@ -42,9 +42,9 @@ class ImportReport:
         self.bad_rows.append(BadRow(str(file), line, reason))
 
     def check_garbled(self, table: str, file: str | Path, max_bad_fraction: float) -> None:
-        """A file whose rows are mostly bad is not "a few bad rows": refuse it whole."""
+        """A file whose rows are mostly bad (from 20 rows on) or all bad is not "a few bad rows": refuse it whole."""
         c = self.counts(table)
-        if c.read >= 20 and c.skipped > max_bad_fraction * c.read:
+        if (c.read >= 20 and c.skipped > max_bad_fraction * c.read) or (c.read and c.skipped == c.read):
             first = next((b for b in self.bad_rows if b.file == str(file)), None)
             where = f"; first at line {first.line}: {first.reason}" if first else ""
             raise ImportFailed(
