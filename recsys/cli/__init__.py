@@ -107,4 +107,5 @@ def settings_problem(e: BaseException) -> str | None:
         name = "RECSYS_" + "__".join(p.upper() for p in loc[:2]) if loc else "a RECSYS_* variable"
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
         parts.append(f"{name}: {err.get('msg', 'invalid')}{got}")
-    return "; ".join(parts) + "; fix or unset the variable (the README lists every setting)"
+    return "; ".join(parts) + ("; fix or unset the variable (`recsys config` prints every setting with its value "
+                               "once the environment is valid)")

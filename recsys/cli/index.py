@@ -50,7 +50,8 @@ def list_(json_out: JsonOpt = False) -> None:
         for r in rows:
             err.print(f"{'*' if r['current'] else ' '} {r['generation_id']}  {r['kind']:<5} {r['items']:>9} items  "
                       f"{r['factory']:<16} recall@10 {r['recall_at_10']}  {r['encoder_id']}")
-    emit_json(rows)
+    else:
+        emit_json(rows)
 
 
 @app.command("verify")

@@ -56,7 +56,8 @@ def list_(json_out: JsonOpt = False) -> None:
         if rows and not any(r["current"] for r in rows):
             err.print(f"none is served (CURRENT is {'missing' if cur is None else f'{cur!r}, not on disk'}): "
                       f"`recsys ranker rollback {rows[-1]['version']}` serves the newest")
-    emit_json(rows)
+    else:
+        emit_json(rows)
 
 
 @app.command("rollback")

@@ -30,6 +30,8 @@ def test_list_and_rollback(home: Path) -> None:
     b = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
     rows = json.loads(runner.invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1])
     assert [(r["generation_id"], r["current"]) for r in rows] == [(a, False), (b, True)]
+    plain = runner.invoke(app, ["list"])  # the table alone: JSON only when asked
+    assert f"* {b}" in plain.stderr and plain.stdout == ""
     res = runner.invoke(app, ["rollback", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout.strip().splitlines()[-1]) == {"current": a}
     assert current_id(root) == a
