@@ -44,6 +44,8 @@ EXPLORE_AFTER = 3
 """Exploration items are placed after this many ranked items."""
 GENERATION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 """A ranker generation's name (a directory under ``<home>/rankers``: no path separators, no leading dot)."""
+MAX_BOOST = 100.0
+"""The largest boost or demotion, in units of the list's score spread."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,14 @@ class ListRules:
     def of(cls, *, boosts: Mapping[str, float] | None = None, bury: Sequence[str] = (),
            pins: Mapping[str, int] | None = None, exploration: float = 0.0, exclude_seen: bool | None = None,
            source: str = "ranker", ranker: str | None = None) -> ListRules:
-        """Checked rules: boosts finite, pins at positions 1..1000 (one item per position), exploration in [0, 1]."""
+        """Checked rules: boosts within +-MAX_BOOST, pins at positions 1..1000 (one item per position), exploration
+        in [0, 1]."""
         for key, b in (boosts or {}).items():
             if not key or not math.isfinite(float(b)):
                 raise ValidationFailed(f"boost {key!r}: the weight must be a finite number")
+            if abs(float(b)) > MAX_BOOST:  # 1e308 twice overflowed to inf, and the item was dropped as unscorable
+                raise ValidationFailed(f"boost {key!r}: the weight must be within -{MAX_BOOST:g}..{MAX_BOOST:g} "
+                                       "score spreads (10 already moves an item past all others; pin places it)")
         seen: dict[int, str] = {}
         for item, pos in (pins or {}).items():
             if not 1 <= int(pos) <= 1000:

@@ -80,6 +80,10 @@ def test_rules_are_checked_merged_and_hashable() -> None:
         ListRules.of(exploration=1.5)
     with pytest.raises(ValidationFailed, match="finite"):
         ListRules.of(boosts={"a": float("nan")})
+    for huge in (1e308, -101.0):  # two 1e308 boosts summed to inf, and the item left the list as unscorable
+        with pytest.raises(ValidationFailed, match="within -100..100"):
+            ListRules.of(boosts={"a": huge})
+    assert dict(ListRules.of(boosts={"a": 100.0}).boosts) == {"a": 100.0}
     variant = ListRules.of(boosts={"category:hats": 2.0, "s1": 1.0}, exploration=0.1, source="popular")
     merged = variant.merged(ListRules.of(boosts={"s1": -1.0}, bury=["h1"]))
     assert dict(merged.boosts) == {"category:hats": 2.0, "s1": -1.0} and merged.bury == ("h1",)
