@@ -71,10 +71,12 @@ def test_query_from_a_directory_without_a_store_creates_nothing(tmp_path: Path,
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "elsewhere"))
     get_settings.cache_clear()
     try:
-        res = CliRunner().invoke(app, ["recommend", "user-0001"])
+        for args in (["recommend", "user-0001"], ["stats"], ["keys", "list"], ["keys", "create", "k1"],
+                     ["feedback", "report"], ["items", "show", "i1"], ["build"]):
+            res = CliRunner().invoke(app, args)
+            assert res.exit_code != 0 and "no recsys store at" in str(res.exception) + res.output, args
     finally:
         get_settings.cache_clear()
-    assert res.exit_code != 0 and "no recsys store at" in str(res.exception) + res.output
     assert not (tmp_path / "elsewhere").exists()
 
 

@@ -21,10 +21,19 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def open_store() -> Any:
+def open_store(*, create: bool = False) -> Any:
+    """The store of the settings; without ``create``, a default SQLite store that does not exist yet is a
+    ConfigError: a command run from the wrong directory must not make (and report on) an empty store there."""
+    from recsys.config import get_settings
+    from recsys.errors import ConfigError
     from recsys.store import Store
 
-    return Store.open()
+    settings = get_settings()
+    if not create and not settings.database_url and not (settings.home / "recsys.db").exists():
+        raise ConfigError(f"no recsys store at {settings.home.resolve()}: run the commands from the directory you "
+                          "built in, set RECSYS_HOME to it, or make one (`make demo`, `recsys import ...`, or "
+                          "`recsys db upgrade` for an empty one)")
+    return Store.open(settings)
 
 
 PLAIN_EVERY_S = 20.0

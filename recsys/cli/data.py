@@ -68,7 +68,7 @@ def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] |
             raise ImportFailed(f"--map expects canonical=column, got {m!r}")
         k, v = m.split("=", 1)
         pairs[k.strip()] = v.strip()
-    store = open_store()
+    store = open_store(create=True)
     with progress_bar(f"import {source}") as update:
         report = run_import(store, source, path, fmt=fmt, mapping=pairs, event_type=event_type, progress=update)
     for table, c in report.tables.items():

@@ -31,7 +31,7 @@ def demo(
     out = settings.home / "demo-data"
     summary = generate_demo(out, n_items=items, n_users=users, seed=seed)
     err.print(f"generated demo data in {out}: {summary}")
-    store = open_store()
+    store = open_store(create=True)
     with progress_bar("import demo") as update:
         for kind, name in (("items", "items.jsonl"), ("users", "users.jsonl"), ("events", "events.jsonl")):
             run_import(store, kind, out / name, settings=settings, progress=update)

@@ -44,16 +44,9 @@ def _recommender() -> Any:
 
 def _new_recommender() -> Any:
     from recsys.config import get_settings
-    from recsys.errors import ConfigError
     from recsys.service import Recommender
 
-    settings = get_settings()
-    if not settings.database_url and not (settings.home / "recsys.db").exists():
-        # a query must not create an empty store in whatever directory it was run from
-        raise ConfigError(f"no recsys store at {settings.home.resolve()}: run the commands from the directory you "
-                          "built in, set RECSYS_HOME to it, or build one (`make demo`, or `recsys import ...` then "
-                          "`recsys build`)")
-    return Recommender(settings, open_store())
+    return Recommender(get_settings(), open_store())
 
 
 def _print(results: list[Any], json_out: bool, rec: Any = None) -> None:
