@@ -35,6 +35,7 @@ from recsys.describe.vocabulary import Vocabulary
 from recsys.encoders.base import l2_normalise
 from recsys.encoders.encoder import TowerEncoder, get_encoder
 from recsys.encoders.text import ItemRecord, poor_text
+from recsys.errors import UnknownItem
 from recsys.store import Store
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,11 @@ def select_items(items: Sequence[ItemRecord], *, only_missing: bool, poor_below:
     if item_ids is not None:
         wanted = set(item_ids)
         out = [it for it in out if it.item_id in wanted]
+        unknown = sorted(wanted - {it.item_id for it in out})
+        if unknown:  # a typo'd id is not "0 items described"
+            raise UnknownItem(f"unknown item id(s) {', '.join(map(repr, unknown[:5]))}"
+                              f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}; see `recsys items "
+                              "show ID` (deleted items are not described)")
     if only_missing:
         out = [it for it in out if poor_text(it.title, it.description, poor_below)]
     return out[:limit] if limit is not None else out

@@ -16,7 +16,7 @@ from recsys.describe.vocabulary import Vocabulary
 from recsys.encoders.catalog import read_items
 from recsys.encoders.fit import fit_encoder
 from recsys.encoders.training import FitParams
-from recsys.errors import ValidationFailed
+from recsys.errors import UnknownItem, ValidationFailed
 from recsys.store import Item, Store
 from recsys.store.descriptions import generated_texts
 from recsys.store.lexical import lexical_search
@@ -108,6 +108,8 @@ def test_only_missing_limit_and_confidence(env: tuple[Store, Settings, Path]) ->
     assert describe_items(store, settings, v, limit=3).items == 3
     sure = describe_items(store, settings, v, min_confidence=1.0, item_ids=["red-0"])
     assert sure.items == 1 and sure.described == 0 and sure.unconfident == 1  # nothing is that sure
+    with pytest.raises(UnknownItem, match="unknown item id\\(s\\) 'nope'"):  # not "0 of 0 items described"
+        describe_items(store, settings, v, item_ids=["red-0", "nope"])
 
 
 def test_neighbour_vote_reads_only_other_items_labels(env: tuple[Store, Settings, Path]) -> None:
