@@ -37,6 +37,14 @@ class Catalogue:
 
         return ingest_events(self.store, events)
 
+    def unknown_items(self, item_ids: Sequence[str]) -> list[str]:
+        """The ids among ``item_ids`` that the store does not hold, in their first order (none: [])."""
+        from recsys.store.importers.writer import unknown_items
+
+        with self.store.session() as s:
+            missing = unknown_items(s, item_ids)
+        return [i for i in dict.fromkeys(item_ids) if i in missing]
+
     def delete_user(self, user_id: str) -> int:
         """Remove a user and their events (their cached lists stop matching: the key holds the event ids)."""
         from recsys.store.events import delete_user

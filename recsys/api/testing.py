@@ -182,6 +182,9 @@ class FakeCatalogue:
         self._client_ids: set[tuple[str, str]] = set()
         self._next_event = 1
 
+    def unknown_items(self, item_ids: Sequence[str]) -> list[str]:
+        return [i for i in dict.fromkeys(item_ids) if i not in self.fake.items]
+
     def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for it in items:

@@ -94,8 +94,9 @@ def test_endpoints_on_the_real_service(client: TestClient, built: tuple[Path, Pa
     assert _items(client.post("/v1/search/image", files={"image": ("q.png", img, "image/png")}, data={"k": "3"}))
     assert _items(client.post("/v1/more-like-these", json={"positive": {first: 1.0}, "k": 3}))
     assert _items(client.get("/v1/trending?k=3"))
-    assert _items(client.post("/v1/sessions/recommendations",
-                              json={"events": [{"item_id": first, "type": "like"}], "k": 3}))
+    session = client.post("/v1/sessions/recommendations", json={
+        "events": [{"item_id": first, "type": "like"}, {"item_id": "no-such-item", "type": "view"}], "k": 3})
+    assert _items(session) and session.json()["meta"]["unknown_items"] == ["no-such-item"]
     bad = client.post("/v1/search/image", files={"image": ("q.png", b"\x89PNG\r\n\x1a\nbroken", "image/png")})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "bad_media"
     assert client.get("/v1/items/no-such-item/similar").json()["error"]["code"] == "unknown_item"

@@ -140,6 +140,16 @@ def test_session_recommendations_store_nothing(client: TestClient, fake: FakeRec
     assert all(i.startswith("h") for i in _ids(r))
     assert not fake.events
     assert client.post("/v1/sessions/recommendations", json={"events": []}).status_code == 422
+    assert "unknown_items" not in r.json()["meta"]
+    # items the catalogue lacks are named, not silently dropped; a body's now / shown window is refused, not ignored
+    r = client.post("/v1/sessions/recommendations", json={
+        "events": [{"item_id": "nope-1", "type": "click"}, {"item_id": "h2", "type": "like"},
+                   {"item_id": "nope-1", "type": "view"}], "k": 3})
+    assert r.status_code == 200 and r.json()["meta"]["unknown_items"] == ["nope-1"]
+    for extra in ({"now": "2026-01-01T00:00:00Z"}, {"exclude_shown_hours": 2}):
+        r = client.post("/v1/sessions/recommendations", json={"events": [{"item_id": "h1", "type": "click"}],
+                                                              **extra})
+        assert r.status_code == 422 and "session" in r.json()["detail"], r.text
 
 
 def test_similar_search_more_like_these_trending(client: TestClient) -> None:

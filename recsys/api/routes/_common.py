@@ -54,7 +54,8 @@ async def query_filter(
 
 
 def results(request: Request, items: list[Any], *, debug: dict[str, float] | None = None, user_id: str | None = None,
-            page: Cursor | None = None, k: int | None = None, assigned: Any = None, ranker: str | None = None) -> Any:
+            page: Cursor | None = None, k: int | None = None, assigned: Any = None, ranker: str | None = None,
+            unknown_items: list[str] | None = None) -> Any:
     """The response envelope (the :class:`~recsys.api.schemas.Results` shape): results best first, the generation
     ids they came from, a fresh ``recommendation_id`` (the list is recorded by the background writer, see
     :mod:`recsys.feedback`), debug timings on request. Written here once, without a second validation pass; a
@@ -63,7 +64,8 @@ def results(request: Request, items: list[Any], *, debug: dict[str, float] | Non
     A feed (``k`` given: personal and session lists) gets ``meta.next`` when it filled the page; ``page`` is the
     cursor this page was asked for, ``user_id`` whom the list was shown to; ``assigned`` the user's experiment and
     variant (:class:`recsys.experiments.Assignment`), put in ``meta`` and recorded with the list; ``ranker`` the
-    id of the ranker generation that ranked it when not the served one (a variant's)."""
+    id of the ranker generation that ranked it when not the served one (a variant's); ``unknown_items`` the
+    posted items the list could not use."""
     status = request.app.state.runtime.status
     gen, ranker = _str(status.get("index_generation")), ranker or _str(status.get("ranker_version"))
     rid = new_recommendation_id()
@@ -81,6 +83,8 @@ def results(request: Request, items: list[Any], *, debug: dict[str, float] | Non
             "ranker_version": ranker, "recommendation_id": rid, "next": nxt}
     if assigned is not None:
         meta.update(experiment=experiment, variant=variant)
+    if unknown_items:
+        meta["unknown_items"] = unknown_items
     rendered = ",".join(it.as_json if isinstance(it, ScoredItem) else _dumps(_result(it)) for it in items)
     timings = None if debug is None else {"timings_ms": debug}
     body = f'{{"items":[{rendered}],"meta":{_dumps(meta)},"debug":{_dumps(timings)}}}'

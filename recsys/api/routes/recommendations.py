@@ -21,6 +21,7 @@ from recsys.api.schemas import (
     SessionRequest,
     UserDeleted,
 )
+from recsys.errors import ValidationFailed
 from recsys.experiments import variant_ranker_id
 from recsys.serving.generations import UnknownRanker
 from recsys.serving.rules import parse_pairs
@@ -87,12 +88,16 @@ async def recommend_post(request: Request, user_id: UserId, body: RecommendReque
 @router.post("/sessions/recommendations", response_model=Results,
              summary="Recommendations for an anonymous session from posted events (nothing is stored)")
 def recommend_session(request: Request, body: SessionRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
+    if body.now is not None or body.exclude_shown_hours:  # accepted by the shared body, meaningless here
+        raise ValidationFailed("a session's list takes neither `now` (it is ranked as of its posted events) nor "
+                               "`exclude_shown_hours` (no stored user was shown anything); use `exclude` or a cursor")
     events = [e.model_dump(exclude_none=True) for e in body.events]
     page, exclude = feed_exclusions(request, body, None)
     rules, _ = list_rules(body, None)
     items = rec.recommend_for_events(events, body.k, filter=to_item_filter(body.filter), exclude=exclude,
                                      diversity=body.diversity, explain=body.explain, rules=rules)
-    return results(request, items, page=page, k=body.k)
+    unknown = rec.catalogue.unknown_items([str(e["item_id"]) for e in events])
+    return results(request, items, page=page, k=body.k, unknown_items=unknown)
 
 
 @router.post("/more-like-these", response_model=Results,
