@@ -103,10 +103,17 @@ def clock(settings: Settings, served: Callable[[], Served], now: datetime | None
 
     if now is not None:
         try:
-            return float(day_of(now))  # type: ignore[arg-type]
+            day = float(day_of(now))  # type: ignore[arg-type]
         except (OverflowError, ValueError) as e:  # pandas' out-of-bounds error is a ValueError
             shown = now.isoformat() if isinstance(now, datetime) else str(now)
             raise ValidationFailed(f"now must be a time between the years 1678 and 2261, got {shown}") from e
+        ranker = served().ranker
+        first = ranker.stats.ev_ts[0] if ranker is not None and len(ranker.stats.ev_ts) else -math.inf
+        if day < first:  # nothing was sold or seen yet: any list would be the catalogue in id order
+            start = datetime.fromtimestamp(first * 86400.0, UTC).isoformat(timespec="seconds")
+            raise ValidationFailed(f"now {now.isoformat() if isinstance(now, datetime) else now} is before the first "
+                                   f"event the ranker knows ({start}); ask for a later time")
+        return day
     mode = settings.ranking.clock
     wall = float(day_of(datetime.now(UTC)))  # type: ignore[arg-type]
     if mode == "wall":

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from recsys.ranking.catalog import ItemTable
-from recsys.ranking.history import History, history_from_frame, history_from_records
+from recsys.ranking.history import History, day_of, history_from_frame, history_from_records
 from recsys.serving.requests import session_history
 from tests.ranking.fixtures import make_world
 
@@ -77,3 +77,19 @@ def test_a_request_time_out_of_range_is_named_plainly() -> None:
 
     with pytest.raises(ValidationFailed, match=r"between the years 1678 and 2261, got 9999-12-31T00:00:00$"):
         clock(Settings(), lambda: None, datetime(9999, 12, 31))  # type: ignore[arg-type, return-value]
+
+
+def test_a_request_time_before_every_known_event_is_refused() -> None:
+    """Nothing was sold or seen yet: the list would be the catalogue in id order, tagged popular."""
+    from types import SimpleNamespace
+
+    from recsys.config import Settings
+    from recsys.errors import ValidationFailed
+    from recsys.serving.requests import clock
+
+    first = float(day_of(datetime(2026, 1, 1)))  # type: ignore[arg-type]
+    served = SimpleNamespace(ranker=SimpleNamespace(stats=SimpleNamespace(ev_ts=np.array([first, first + 3.0]))))
+    with pytest.raises(ValidationFailed, match=r"before the first event the ranker knows \(2026-01-01T00:00:00"):
+        clock(Settings(), lambda: served, datetime(2025, 12, 31))  # type: ignore[arg-type, return-value]
+    assert clock(Settings(), lambda: served, datetime(2026, 1, 2)) == first + 1.0  # type: ignore[arg-type, return-value]
+    assert clock(Settings(), lambda: SimpleNamespace(ranker=None), datetime(2000, 1, 1))  # type: ignore[arg-type, return-value]
