@@ -80,6 +80,8 @@ class Filter(_Strict):
 
 
 Exclude = Annotated[list[Id], Field(max_length=10_000, description="item ids never to return")]
+RuleKey = Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""An item id or ``category:NAME`` of a business rule (the query string's ``boost``/``bury``/``pin`` keys alike)."""
 
 
 # -- results --------------------------------------------------------------------------------------------------
@@ -138,13 +140,13 @@ class RecommendRequest(_Strict):
     cursor: CursorText | None = Field(default=None, description="a previous page's meta.next: the next page of "
                                                                 "that feed, without the items it showed")
     exclude_shown_hours: ShownHours | None = None
-    boosts: dict[str, float] = Field(default_factory=dict, max_length=1000,
+    boosts: dict[RuleKey, float] = Field(default_factory=dict, max_length=1000,
                                      description="business boosts: {item_id: b} or {\"category:NAME\": b}, b in "
                                                  "units of the list's score spread (negative demotes)")
-    bury: list[str] = Field(default_factory=list, max_length=1000,
+    bury: list[RuleKey] = Field(default_factory=list, max_length=1000,
                             description="item ids or category:NAME put below every other item (usually out of "
                                         "the list)")
-    pins: dict[str, int] = Field(default_factory=dict, max_length=100,
+    pins: dict[Id, int] = Field(default_factory=dict, max_length=100,
                                  description="{item_id: position}: the item at that 1-based position, tagged "
                                              "'pinned'")
     exploration: float | None = Field(default=None, ge=0.0, le=1.0,

@@ -120,8 +120,10 @@ def parse_pairs(values: Sequence[str], what: str, cast: Callable[[str], Any]) ->
     out: dict[str, Any] = {}
     for v in values:
         key, sep, raw = v.rpartition("=")
-        if not sep or not key or len(key) > 200 or "\x00" in key:
+        if not sep or not key or len(key) > 400 or "\x00" in key:
             raise ValidationFailed(f"{what} {v[:60]!r} is not KEY=VALUE")
+        if key in out:  # the last would win silently
+            raise ValidationFailed(f"{what} {key[:60]!r} is given twice")
         try:
             out[key] = cast(raw)
         except ValueError:

@@ -226,3 +226,11 @@ def test_api_docs_use_local_assets_only(client: TestClient) -> None:
         assert "img-src 'self' data:" in r.headers["content-security-policy"]
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
         assert client.get(f"/docs/assets/{asset}").status_code == 200
+
+
+def test_the_post_body_checks_rule_keys_as_the_query_string_does(client: TestClient) -> None:
+    for body in ({"bury": [""]}, {"bury": ["a\u0000b"]}, {"bury": ["x" * 100_000]}, {"boosts": {"k" * 5000: 1.0}},
+                 {"pins": {"a\u0007": 2}}):
+        r = client.post("/v1/users/u1/recommendations", json={"k": 3, **body})
+        assert r.status_code == 422, (body, r.text)
+    assert client.get("/v1/users/u1/recommendations", params=[("boost", "s1=1"), ("boost", "s1=2")]).status_code == 422

@@ -94,6 +94,8 @@ def test_rules_are_checked_merged_and_hashable() -> None:
 
 def test_key_value_pairs_split_on_the_last_equals_sign() -> None:
     assert parse_pairs(["category:a=b=2", "s1=-0.5"], "boost", float) == {"category:a=b": 2.0, "s1": -0.5}
+    with pytest.raises(ValidationFailed, match="'s1' is given twice"):
+        parse_pairs(["s1=1", "s1=2"], "boost", float)
     with pytest.raises(ValidationFailed, match="KEY=VALUE"):
         parse_pairs(["s1"], "pin", int)
     with pytest.raises(ValidationFailed, match="not a whole number"):
