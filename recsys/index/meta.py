@@ -154,6 +154,9 @@ class ItemFilter:
     def of(cls, *, categories: Iterable[str] | None = None, price_min: float | None = None,
            price_max: float | None = None, in_stock: bool | None = None,
            attributes: Mapping[str, Any] | None = None) -> ItemFilter:
+        if price_min is not None and price_max is not None and price_min > price_max:  # "no results" would hide it
+            raise ValidationFailed(f"price filter from {price_min:g} to {price_max:g}: the minimum is greater than "
+                                   "the maximum")
         return cls(frozenset(categories) if categories is not None else None, price_min, price_max, in_stock,
                    dict(attributes or {}))
 

@@ -60,3 +60,14 @@ def test_filter_dict_roundtrip() -> None:
     assert ItemFilter.from_dict({"categories": "a"}) == ItemFilter.of(categories=["a"])
     with pytest.raises(ValidationFailed, match="unknown filter"):
         ItemFilter.from_dict({"colour": "red"})
+
+
+def test_an_inverted_price_range_is_refused_on_every_path() -> None:
+    from recsys.errors import ValidationFailed
+    from recsys.index.meta import ItemFilter, parse_filters
+
+    with pytest.raises(ValidationFailed, match="minimum is greater than the maximum"):
+        parse_filters(["price>=10", "price<=5"])  # the CLI's --filter: it printed "no results"
+    with pytest.raises(ValidationFailed, match="minimum is greater"):
+        ItemFilter.of(price_min=3.0, price_max=2.0)
+    assert ItemFilter.of(price_min=2.0, price_max=2.0).price_max == 2.0
