@@ -1,5 +1,6 @@
 """The personal list's query string, read in one validation: the same constraints and answers as declared
-parameters, repeated parameters for lists, unknown ones ignored, every parameter in the OpenAPI schema."""
+parameters, repeated parameters for lists, unknown ones refused (``_``-names, cache busters, ignored), every
+parameter in the OpenAPI schema."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def test_bad_values_are_422_naming_the_parameter(client: TestClient) -> None:
 
 
 def test_values_reach_the_list(client: TestClient) -> None:
-    r = client.get("/v1/users/u1/recommendations?k=3&category=hats&category=shoes&explain=true&debug=1&unknown=x"
+    r = client.get("/v1/users/u1/recommendations?k=3&category=hats&category=shoes&explain=true&debug=1&_=17"
                    "&exclude=h1&exclude=h2&price_max=30")
     assert r.status_code == 200, r.text
     body = r.json()
@@ -29,6 +30,8 @@ def test_values_reach_the_list(client: TestClient) -> None:
     assert not {"h1", "h2"} & {it["item_id"] for it in body["items"]}
     assert client.get("/v1/users/u1/recommendations?price_min=5&price_max=1").status_code == 422  # filter's own
     assert client.get("/v1/users/u1/recommendations?attr=nocolon").status_code == 422
+    typo = client.get("/v1/users/u1/recommendations?categroy=hats")  # not an unfiltered list
+    assert typo.status_code == 422 and typo.json()["error"]["details"][0]["loc"] == ["query", "categroy"]
 
 
 def test_every_parameter_is_documented(client: TestClient) -> None:

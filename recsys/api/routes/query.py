@@ -62,6 +62,12 @@ def parse_query(request: Request, model: type[Q]) -> Q:
     """``model`` from the request's query string (repeated parameters for list fields); a 422 like FastAPI's."""
     repeated = _repeated(model)
     qp = request.query_params
+    # a typo'd name (?categroy=) would silently serve an unfiltered list; "_"-names stay free for cache busters
+    unknown = [n for n in qp if n not in model.model_fields and not n.startswith("_")]
+    if unknown:
+        raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", n), "input": qp[n][:100],
+                                       "msg": f"unknown parameter; this route takes {', '.join(model.model_fields)}"}
+                                      for n in unknown])
     data: dict[str, Any] = {}
     for name in qp:
         if name in model.model_fields:
