@@ -50,8 +50,10 @@ def test_query_commands_print_json_lists(home: Path) -> None:
     assert hits[0]["item_id"] not in [h["item_id"] for h in sim]
     recs = run("recommend", "user-0001", "--k", "5", "--explain", "--json")
     assert len(recs) == 5 and all(r["sources"] for r in recs) and "explanation" in recs[0]
-    early = run("recommend", "user-0001", "--k", "5", "--now", "2026-01-01T00:00:01", "--json")
-    assert len(early) == 5  # before the user's first event: a cold-start list, yet k items
+    early = run("recommend", "user-0001", "--k", "5", "--now", "2026-01-02T00:00:00", "--json")
+    assert len(early) == 5  # a day into the data: k items all the same
+    before = CliRunner().invoke(app, ["recommend", "user-0001", "--now", "2026-01-01T00:00:01"])
+    assert before.exit_code != 0 and "before the first event the ranker knows" in str(before.exception)
     assert CliRunner().invoke(app, ["recommend", "user-0001", "--now", "yesterday"]).exit_code == 2
 
 
