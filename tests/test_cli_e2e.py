@@ -52,6 +52,10 @@ def test_query_commands_print_json_lists(home: Path) -> None:
     assert len(recs) == 5 and all(r["sources"] for r in recs) and "explanation" in recs[0]
     early = run("recommend", "user-0001", "--k", "5", "--now", "2026-01-02T00:00:00", "--json")
     assert len(early) == 5  # a day into the data: k items all the same
+    blank = CliRunner().invoke(app, ["recommend", ""])  # the API's path refuses it; it served trending
+    assert blank.exit_code == 2 and "is not a user id" in blank.output
+    nobody = CliRunner().invoke(app, ["recommend", "nobody-at-all", "--buy-again"])
+    assert nobody.exit_code == 0 and "'nobody-at-all' has no history" in nobody.output
     before = CliRunner().invoke(app, ["recommend", "user-0001", "--now", "2026-01-01T00:00:01"])
     assert before.exit_code != 0 and "before the first event the ranker knows" in str(before.exception)
     assert CliRunner().invoke(app, ["recommend", "user-0001", "--now", "yesterday"]).exit_code == 2

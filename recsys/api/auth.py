@@ -62,12 +62,14 @@ def create_key(store: Store, name: str, scope: str = "read") -> tuple[str, KeyIn
     if scope not in SCOPES:
         raise ValidationFailed(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
     name = name.strip()
-    if not name or len(name) > 200:
-        raise ValidationFailed("a key name is 1 to 200 characters")
+    if not name or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValidationFailed("a key name is 1 to 200 characters, without tabs, newlines or control characters")
     key = PREFIX + secrets.token_urlsafe(32)
     with store.session() as s:
-        if s.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
-            raise ValidationFailed(f"an API key named {name!r} exists already; pick another name")
+        old = s.scalar(select(ApiKey).where(ApiKey.name == name))
+        if old is not None:
+            was = " (revoked: names stay with their keys' records)" if old.revoked else ""
+            raise ValidationFailed(f"an API key named {name!r} exists already{was}; pick another name")
         row = ApiKey(name=name, key_hash=hash_key(key), scope=scope)
         s.add(row)
         s.flush()
@@ -82,6 +84,7 @@ def list_keys(store: Store) -> list[KeyInfo]:
 
 
 def revoke_key(store: Store, name: str) -> None:
+    name = name.strip()  # as create_key stored it
     with store.session() as s:
         row = s.scalar(select(ApiKey).where(ApiKey.name == name))
         if row is None:

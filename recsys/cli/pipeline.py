@@ -49,14 +49,16 @@ def _new_recommender() -> Any:
     return Recommender(get_settings(), open_store())
 
 
-def _print(results: list[Any], json_out: bool, rec: Any = None) -> None:
-    """With ``--json`` the JSON list on the last stdout line (the contract); else a table with titles."""
+def _print(results: list[Any], json_out: bool, rec: Any = None, *,
+           empty: str = "no results (an empty catalogue, or the filters or exclusions left nothing)") -> None:
+    """With ``--json`` the JSON list on the last stdout line (the contract); else a table with titles (``empty``
+    when there is none)."""
     rows = [r.to_dict() for r in results]
     if json_out:
         emit_json(rows)
         return
     if not rows:
-        typer.echo("no results (an empty catalogue, or the filters or exclusions left nothing)")
+        typer.echo(empty)
         return
     titles = _titles(rec, [r["item_id"] for r in rows]) if rec is not None else {}
     for i, r in enumerate(rows, 1):
@@ -228,13 +230,17 @@ def recommend(
 
     from recsys.serving.rules import ListRules, parse_pairs
 
+    if not user_id.strip() or len(user_id) > 128 or any(ord(c) < 32 for c in user_id):
+        raise typer.BadParameter(f"USER_ID {user_id[:40]!r} is not a user id (1 to 128 characters, no control "
+                                 "characters)")  # as the API's path; '' had served the trending list
     try:
         when = datetime.fromisoformat(now) if now else None
     except ValueError:
         raise typer.BadParameter(f"--now must be an ISO 8601 time such as 2020-09-01T00:00, not {now!r}") from None
     rec = _recommender()
     if buy_again:
-        _print(rec.buy_again(user_id, k, now=when), json_out, rec)
+        _print(rec.buy_again(user_id, k, now=when), json_out, rec,
+               empty=f"nothing to buy again: {user_id!r} has no history before that time")
         return
     rules = ListRules.of(boosts=parse_pairs(boost or (), "--boost", float), bury=bury or (),
                          pins=parse_pairs(pin or (), "--pin", int), exploration=exploration)

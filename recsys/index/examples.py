@@ -61,6 +61,10 @@ def more_like_these(reader: IndexReader, positive: Examples, negative: Examples 
                     filter: ItemFilter | None = None, exclude: Iterable[str] | None = None) -> Hits:
     """Top ``k`` items for the example rule above, examples and near-duplicates of negatives left out."""
     pos, neg = _weights(positive, "positive"), _weights(negative, "negative")
+    both = sorted(set(pos) & set(neg))
+    if both:  # its pull and push cancel in part: the caller meant one of them
+        raise ValidationFailed(f"item(s) {', '.join(map(repr, both[:5]))} are both positive and negative examples; "
+                               "give each item once")
     q = example_query(reader, pos, neg, beta=beta, modality=modality)
     skip = set(exclude or ()) | set(pos) | set(neg)
     vn = reader.vectors_of(list(neg), modality)[0] if neg else np.zeros((0, reader.dim), np.float32)

@@ -31,6 +31,14 @@ def test_keys_are_stored_hashed(sqlite_store: Store) -> None:
     assert [k.revoked for k in list_keys(sqlite_store)] == [True]
     with pytest.raises(NotFound):
         revoke_key(sqlite_store, "nobody")
+    with pytest.raises(ValidationFailed, match="revoked"):
+        create_key(sqlite_store, "frontend", "read")
+    for bad in ("tab\tname", "two\nlines", "   "):  # they broke `recsys keys list`'s table
+        with pytest.raises(ValidationFailed, match="1 to 200 characters"):
+            create_key(sqlite_store, bad)
+    create_key(sqlite_store, " spaced ")
+    revoke_key(sqlite_store, " spaced ")  # found under the stripped name it was stored as
+    assert {k.name: k.revoked for k in list_keys(sqlite_store)}["spaced"] is True
 
 
 def test_keyring_lookup(sqlite_store: Store) -> None:

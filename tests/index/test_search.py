@@ -125,3 +125,5 @@ def test_more_like_these_rule(tmp_path: Path) -> None:
         more_like_these(r, ["zz"])
     with pytest.raises(ValidationFailed, match="positive numbers"):
         more_like_these(r, {"a": -1.0})
+    with pytest.raises(ValidationFailed, match="'a' are both positive and negative"):
+        more_like_these(r, ["a", "c"], ["a"])
