@@ -38,12 +38,16 @@ class Catalogue:
         return ingest_events(self.store, events)
 
     def unknown_items(self, item_ids: Sequence[str]) -> list[str]:
-        """The ids among ``item_ids`` that the store does not hold, in their first order (none: [])."""
-        from recsys.store.importers.writer import unknown_items
+        """The ids among ``item_ids`` that the store does not hold, or holds as deleted, in their first order (none:
+        []); one indexed read."""
+        from sqlalchemy import select
 
+        from recsys.store.tables import Item
+
+        wanted = list(dict.fromkeys(item_ids))
         with self.store.session() as s:
-            missing = unknown_items(s, item_ids)
-        return [i for i in dict.fromkeys(item_ids) if i in missing]
+            known = set(s.scalars(select(Item.external_id).where(Item.external_id.in_(wanted), ~Item.deleted)))
+        return [i for i in wanted if i not in known]
 
     def delete_user(self, user_id: str) -> int:
         """Remove a user and their events (their cached lists stop matching: the key holds the event ids)."""

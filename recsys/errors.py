@@ -72,6 +72,10 @@ class ValidationFailed(RecsysError):
     code, status = "invalid", 422
 
 
+class BeforeData(ValidationFailed):
+    """A request time before every event the ranker knows: nothing to rank by (a replay scores such a user 0)."""
+
+
 class NotFound(RecsysError):
     code, status = "not_found", 404
 

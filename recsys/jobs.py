@@ -160,14 +160,21 @@ class Jobs:
 
     def _served_model(self, split: Any) -> Batch:
         """Ours for replayed users: the served ranker, asked through ``recommend`` at each user's target time."""
+        from recsys.errors import BeforeData
         from recsys.evaluation import Batch
 
         rec = self.recommender
         rec.refresh()  # as a server would after the replay: with ``ranking.live_stats_s`` the statistics count it
 
+        def one(user: str, k: int) -> list[str]:
+            try:
+                return [r.item_id for r in rec.recommend(user, k, now=split.target_time[user].to_pydatetime(),
+                                                         fresh=True)]
+            except BeforeData:  # a target before everything the ranker knows: no list, as a client would get
+                return []
+
         def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
-            return [[r.item_id for r in rec.recommend(u, k, now=split.target_time[u].to_pydatetime(), fresh=True)]
-                    for u in users]
+            return [one(u, k) for u in users]
 
         return Batch(fn)
 

@@ -212,11 +212,11 @@ def load_experiments(settings: Settings) -> Experiments:
 
 
 def _listed(data: Any, path: str) -> list[Any]:
-    """The experiments of a file's JSON: a list, or an object whose only key is ``experiments`` (a typo'd key would
-    otherwise leave every experiment silently off)."""
+    """The experiments of a file's JSON: a list, or an object whose only key is ``experiments`` besides ``_``- and
+    ``$``-keys (comments, ``$schema``): a typo'd key would otherwise leave every experiment silently off."""
     shape = 'a JSON list of experiments or {"experiments": [...]}'
     if isinstance(data, dict):
-        extra = sorted(set(data) - {"experiments"})
+        extra = sorted(k for k in set(data) - {"experiments"} if not str(k).startswith(("_", "$")))  # comments
         if extra:
             raise ConfigError(f"experiments.file {path!r}: unknown key(s) {', '.join(map(repr, extra))}; it holds "
                               f"{shape}")

@@ -69,9 +69,9 @@ def _per_user(store: Any, name: str) -> dict[str, dict[str, dict[str, int]]]:
         for variant, user_id, n, size in s.execute(lists_q):
             u = user(variant or "", user_id)
             u["lists"], u["items_served"] = int(n), int(size)
-        for (variant, user_id), etype in attributed(s, keys, list(field), ServedList.experiment == name):
+        for (variant, user_id), etype, n in attributed(s, keys, list(field), ServedList.experiment == name):
             if etype is not None:  # events a list cannot have led to count in the feedback report's unattributed
-                user(variant or "", user_id)[field[etype]] += 1
+                user(variant or "", user_id)[field[etype]] += n
     return out
 
 

@@ -56,10 +56,10 @@ def feedback_report(store: Any, *, since: datetime | None = None) -> dict[str, A
     with store.session() as s:
         for source, ranker, gen, n, size in s.execute(lists_q):
             groups[(source, ranker, gen)] = _group(source, ranker, gen, int(n), int(size))
-        for key, etype in attributed(s, keys, list(COUNTED),
-                                     *(() if since is None else (ServedList.created_at >= since,))):
+        for key, etype, n in attributed(s, keys, list(COUNTED),
+                                        *(() if since is None else (ServedList.created_at >= since,))):
             g = groups.setdefault(key, _group(key[0], key[1], key[2], 0, 0))
-            g[COUNTED[etype] if etype else "unattributed"] += 1
+            g[COUNTED[etype] if etype else "unattributed"] += n
     rows = [_rates(g) for _, g in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0]))]
     total = _group(None, None, None, 0, 0)
     for g in rows:

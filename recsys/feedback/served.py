@@ -112,7 +112,9 @@ class _Recent:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.feeds: OrderedDict[str, tuple[str | None, list[str]]] = OrderedDict()  # feed: (its user, items)
+        # feed: (its user, its items, whether this process saw its first page: else another replica served the
+        # earlier pages, which the store holds)
+        self.feeds: OrderedDict[str, tuple[str | None, list[str], bool]] = OrderedDict()
         self.users: OrderedDict[str, deque[tuple[datetime, tuple[str, ...]]]] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -122,7 +124,7 @@ class _Recent:
         with self.lock:
             if s.paged:
                 feed = s.feed_id or s.id
-                self.feeds.setdefault(feed, (s.user_id, []))[1].extend(s.item_ids)
+                self.feeds.setdefault(feed, (s.user_id, [], s.feed_id is None))[1].extend(s.item_ids)
                 self.feeds.move_to_end(feed)
                 while len(self.feeds) > self.size:
                     self.feeds.popitem(last=False)
@@ -134,10 +136,10 @@ class _Recent:
             while len(self.users) > self.size:
                 self.users.popitem(last=False)
 
-    def feed(self, feed_id: str) -> tuple[str | None, list[str]] | None:
+    def feed(self, feed_id: str) -> tuple[str | None, list[str], bool] | None:
         with self.lock:
             got = self.feeds.get(feed_id)
-            return None if got is None else (got[0], list(got[1]))
+            return None if got is None else (got[0], list(got[1]), got[2])
 
     def forget(self, user_id: str) -> None:
         with self.lock:
@@ -199,15 +201,17 @@ class ServedLog:
         """(the user the feed ``feed_id`` was served to, None for a session; the items every page of it showed so
         far), from memory, else the store; None for an unknown feed."""
         got = self.recent.feed(feed_id)
-        if got is not None:
-            return got
+        if got is not None and got[2]:
+            return got[0], got[1]
         with self.store.session() as s:
             rows = s.execute(select(ServedList.offset, ServedList.user_id, ServedList.item_ids)
                              .where(or_(ServedList.id == feed_id, ServedList.feed_id == feed_id))).all()
         if not rows:
-            return None
+            return None if got is None else (got[0], got[1])
         rows = sorted(rows, key=lambda r: r[0])
-        return rows[0][1], [i for _, _, ids in rows for i in ids or ()]
+        stored = [i for _, _, ids in rows for i in ids or ()]
+        # pages this process served that its writer has not stored yet count too
+        return rows[0][1], stored + [i for i in (got[1] if got else ()) if i not in set(stored)]
 
     def shown_to(self, user_id: str, hours: float, *, now: datetime | None = None) -> set[str]:
         """Items shown to ``user_id`` within the last ``hours``: in lists served to them (memory and store) and in

@@ -127,11 +127,11 @@ def _finish(root: Path, work: Path, manifest: Manifest, *, settings: IndexSettin
     for p in sorted(work.rglob("*")):
         if p.is_file():
             name = str(p.relative_to(work))
+            layout.fsync_file(p)  # a linked file's pages are clean already; a copied one (no hard links) is not
             if inherited and name in inherited:
                 files[name], size = inherited[name]
                 sizes[name] = p.stat().st_size if size is None else size
                 continue
-            layout.fsync_file(p)
             files[name], sizes[name] = layout.sha256_file(p), p.stat().st_size
     for d in sorted({p.parent for p in work.rglob("*")} | {work}):
         layout.fsync_dir(d)

@@ -13,7 +13,7 @@ import numpy as np
 
 from recsys.config import Settings
 from recsys.encoders.base import MODALITIES
-from recsys.errors import ValidationFailed
+from recsys.errors import BeforeData, ValidationFailed
 from recsys.serving.rules import NO_RULES, ListRules
 from recsys.store import Store
 from recsys.store.queries import REMOVED_VERSION, removed_state
@@ -111,7 +111,7 @@ def clock(settings: Settings, served: Callable[[], Served], now: datetime | None
         first = ranker.stats.ev_ts[0] if ranker is not None and len(ranker.stats.ev_ts) else -math.inf
         if day < first:  # nothing was sold or seen yet: any list would be the catalogue in id order
             start = datetime.fromtimestamp(first * 86400.0, UTC).isoformat(timespec="seconds")
-            raise ValidationFailed(f"now {now.isoformat() if isinstance(now, datetime) else now} is before the first "
+            raise BeforeData(f"now {now.isoformat() if isinstance(now, datetime) else now} is before the first "
                                    f"event the ranker knows ({start}); ask for a later time")
         return day
     mode = settings.ranking.clock

@@ -112,6 +112,7 @@ def test_events_with_a_recommendation_id_are_attributed(make_client: Client, sto
     events += [{"user_id": "u1", "item_id": shown[1], "type": "click", "recommendation_id": rid, "position": 1},
                {"user_id": "u1", "item_id": shown[1], "type": "purchase", "recommendation_id": rid, "position": 1},
                {"user_id": "u9", "item_id": sim_item, "type": "like", "recommendation_id": sim},  # anyone's list
+               {"user_id": "u8", "item_id": sim_item, "type": "like", "recommendation_id": sim},  # once per item
                {"user_id": "u1", "item_id": "h2", "type": "click"}]  # no list named: not attributed
     # events the list cannot have led to: stored as events, never counted in its rates
     events += [{"user_id": "u1", "item_id": unshown, "type": "click", "recommendation_id": rid},  # not in it
@@ -125,12 +126,12 @@ def test_events_with_a_recommendation_id_are_attributed(make_client: Client, sto
     groups = {g["source"]: g for g in report["groups"]}
     rec = groups["recommend"]
     assert (rec["lists"], rec["impressions"], rec["clicks"], rec["purchases"], rec["likes"]) == (1, 3, 1, 1, 0)
-    assert rec["unattributed"] == 4 and groups["similar"]["unattributed"] == 0
+    assert rec["unattributed"] == 4 and groups["similar"]["unattributed"] == 1
     assert rec["ctr"]["rate"] == pytest.approx(1 / 3) and rec["exposure_basis"] == "impressions"
     assert rec["ctr"]["low"] < 1 / 3 < rec["ctr"]["high"]
     assert groups["similar"]["likes"] == 1 and groups["similar"]["clicks"] == 0
     assert report["totals"]["clicks"] == 1 and report["totals"]["lists"] == 2
-    assert report["totals"]["unattributed"] == 4
+    assert report["totals"]["unattributed"] == 5
     # totals add each group's own exposures: the similar list's 2 shown items beside the 3 posted impressions
     assert groups["similar"]["exposure_basis"] == "items_served" and groups["similar"]["exposures"] == 2
     assert (report["totals"]["exposures"], report["totals"]["exposure_basis"]) == (5, "mixed")

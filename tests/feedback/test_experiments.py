@@ -80,6 +80,8 @@ def test_definitions_come_from_the_setting_and_the_file(tmp_path: Path) -> None:
         path.write_text(text)  # each had been a TypeError traceback, or every experiment silently off
         with pytest.raises(ConfigError, match=says):
             load_experiments(s)
+    path.write_text(json.dumps({"_comment": "kept", "$schema": "x", "experiments": []}))
+    assert [e.name for e in load_experiments(s).all] == ["three"]
 
 
 def test_two_proportion_p_is_the_chi_square_without_correction() -> None:

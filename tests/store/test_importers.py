@@ -210,7 +210,7 @@ def test_the_wrong_file_or_path_is_refused_whole(store: Store, settings: Setting
         ("items", no_id, {"item_id": "id"}, r"--map names column\(s\) \['id'\]"),
         ("events", events, {}, r"no type column .*--type TYPE"),
         ("events", untimed, {}, r"no timestamp column .*--map timestamp=COLUMN"),
-        ("events", all_bad, {}, r"2 of 2 rows are malformed; first at line 2: unparseable timestamp"),
+        ("events", all_bad, {}, r"none of its 2 rows could be imported; first at line 2: unparseable timestamp"),
     ]
     for source, path, mapping, message in cases:
         with pytest.raises(ImportFailed, match=message):

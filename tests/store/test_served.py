@@ -159,6 +159,9 @@ def test_feeds_and_shown_items_are_read_from_memory_and_store(store: Store, sett
     assert reader.shown_to("c1", 1.0) == {A, B} and C in reader.shown_to("c1", 6.0)
     ingest_events(store, [{"user_id": "c2", "item_id": A, "type": "impression"}])
     assert reader.shown_to("c2", 1.0) == {A, C}
+    # page 3 served by this replica, pages 1 and 2 by the other: all three are the feed, not page 3 alone
+    reader.record(_served((C,), feed_id=first.id, offset=2, paged=True))
+    assert reader.feed_items(first.id) == ("c1", [A, B, C])
     writer.close()
 
 

@@ -44,9 +44,11 @@ class ImportReport:
     def check_garbled(self, table: str, file: str | Path, max_bad_fraction: float) -> None:
         """A file whose rows are mostly bad (from 20 rows on) or all bad is not "a few bad rows": refuse it whole."""
         c = self.counts(table)
-        if (c.read >= 20 and c.skipped > max_bad_fraction * c.read) or (c.read and c.skipped == c.read):
-            first = next((b for b in self.bad_rows if b.file == str(file)), None)
-            where = f"; first at line {first.line}: {first.reason}" if first else ""
+        first = next((b for b in self.bad_rows if b.file == str(file)), None)
+        where = f"; first at line {first.line}: {first.reason}" if first else ""
+        if 0 < c.read < 20 and c.skipped == c.read:  # too short to call garbled, but nothing in it is usable
+            raise ImportFailed(f"{file}: none of its {c.read} rows could be imported{where}; nothing was imported")
+        if c.read >= 20 and c.skipped > max_bad_fraction * c.read:
             raise ImportFailed(
                 f"{file}: {c.skipped} of {c.read} rows are malformed{where}. The file looks garbled or is not in "
                 "the expected format; nothing was imported. Fix the file or check the --format / column mapping."
