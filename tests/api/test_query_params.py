@@ -40,3 +40,12 @@ def test_every_parameter_is_documented(client: TestClient) -> None:
     assert set(documented) == set(RecommendQuery.model_fields)
     assert documented["k"]["schema"]["maximum"] == 1000 and documented["k"]["schema"]["minimum"] == 1
     assert documented["boost"]["description"].startswith("KEY=B")
+
+
+def test_the_filterable_get_routes_refuse_unknown_parameters(client: TestClient) -> None:
+    for path in ("/v1/trending", "/v1/items/s1/similar", "/v1/search/text?q=hat", "/v1/users/u1/buy-again"):
+        sep = "&" if "?" in path else "?"
+        typo = client.get(f"{path}{sep}categroy=hats")
+        assert typo.status_code == 422 and typo.json()["error"]["details"][0]["loc"] == ["query", "categroy"], path
+        ok = client.get(f"{path}{sep}k=2&_=17" + ("&category=hats" if "buy-again" not in path else ""))
+        assert ok.status_code == 200, (path, ok.text)

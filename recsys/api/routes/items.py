@@ -10,6 +10,7 @@ from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
 from recsys.api.media import check_image_field, media_roots, public_item
 from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment
+from recsys.api.routes.query import known_query
 from recsys.api.schemas import (
     USER_DOC,
     Deleted,
@@ -78,7 +79,8 @@ def delete_item(item_id: ItemId, rec: RecommenderDep, _key: AdminKey) -> Deleted
     return Deleted(item_id=item_id)
 
 
-@router.get("/{item_id}/similar", response_model=Results, summary="Items like this one")
+@router.get("/{item_id}/similar", response_model=Results, dependencies=[Depends(known_query)],
+            summary="Items like this one")
 def similar(request: Request, item_id: ItemId, rec: RecommenderDep, _key: ReadKey,
             f: Annotated[Filter | None, Depends(query_filter)],
             k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality | None = None,

@@ -9,6 +9,7 @@ with each parameter named) and the parameters are documented in the OpenAPI sche
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -62,12 +63,7 @@ def parse_query(request: Request, model: type[Q]) -> Q:
     """``model`` from the request's query string (repeated parameters for list fields); a 422 like FastAPI's."""
     repeated = _repeated(model)
     qp = request.query_params
-    # a typo'd name (?categroy=) would silently serve an unfiltered list; "_"-names stay free for cache busters
-    unknown = [n for n in qp if n not in model.model_fields and not n.startswith("_")]
-    if unknown:
-        raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", n), "input": qp[n][:100],
-                                       "msg": f"unknown parameter; this route takes {', '.join(model.model_fields)}"}
-                                      for n in unknown])
+    refuse_unknown(qp, model.model_fields)
     data: dict[str, Any] = {}
     for name in qp:
         if name in model.model_fields:
@@ -89,3 +85,30 @@ def openapi_parameters(model: type[BaseModel]) -> dict[str, Any]:
         params.append({"name": name, "in": "query", "required": False, "schema": prop,
                        **({"description": desc} if desc else {})})
     return {"parameters": params}
+
+
+def refuse_unknown(qp: Any, names: Collection[str]) -> None:
+    """A 422 naming each query parameter not in ``names``: a typo'd one (``?categroy=``) would silently serve an
+    unfiltered list. ``_``-names stay free for cache busters."""
+    unknown = [n for n in qp if n not in names and not n.startswith("_")]
+    if unknown:
+        raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", n), "input": qp[n][:100],
+                                       "msg": f"unknown parameter; this route takes {', '.join(names) or 'none'}"}
+                                      for n in unknown])
+
+
+async def known_query(request: Request) -> None:
+    """A route dependency (``dependencies=[Depends(known_query)]``): :func:`refuse_unknown` against the query
+    parameters the route and its dependencies declare (read from FastAPI's model once per route)."""
+    if not request.query_params:
+        return
+    route = request.scope["route"]
+    names = getattr(route, "known_query_names", None)  # kept on the route: computed once, gone with it
+    if names is None:
+        names = tuple(dict.fromkeys(_query_names(route.dependant)))
+        route.known_query_names = names
+    refuse_unknown(request.query_params, names)
+
+
+def _query_names(dependant: Any) -> list[str]:
+    return [p.alias for p in dependant.query_params] + [n for d in dependant.dependencies for n in _query_names(d)]

@@ -12,7 +12,7 @@ from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
 from recsys.api.routes._common import debug_timings, ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment, list_rules
 from recsys.api.routes.feeds import feed_exclusions, left_out
-from recsys.api.routes.query import RecommendQuery, openapi_parameters, parse_query
+from recsys.api.routes.query import RecommendQuery, known_query, openapi_parameters, parse_query
 from recsys.api.schemas import (
     Filter,
     MoreLikeTheseRequest,
@@ -70,7 +70,7 @@ async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key
     return await _recommend(request, rec, user_id, body)
 
 
-@router.get("/users/{user_id}/buy-again", response_model=Results,
+@router.get("/users/{user_id}/buy-again", response_model=Results, dependencies=[Depends(known_query)],
             summary="The user's own items most likely wanted again (kept apart from the personal list)")
 def buy_again(request: Request, user_id: UserId, rec: RecommenderDep, _key: ReadKey,
               k: Annotated[int, Query(ge=1, le=1000)] = 20,
@@ -108,7 +108,8 @@ def more_like_these(request: Request, body: MoreLikeTheseRequest, rec: Recommend
     return results(request, items)
 
 
-@router.get("/trending", response_model=Results, summary="Trending items in the recent window")
+@router.get("/trending", response_model=Results, dependencies=[Depends(known_query)],
+            summary="Trending items in the recent window")
 def trending(request: Request, rec: RecommenderDep, _key: ReadKey, f: Annotated[Filter | None, Depends(query_filter)],
              k: Annotated[int, Query(ge=1, le=1000)] = 20) -> Any:
     return results(request, rec.trending(k, filter=to_item_filter(f)))

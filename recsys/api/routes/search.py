@@ -12,6 +12,7 @@ from recsys.api.deps import ReadKey, RecommenderDep, SettingsDep
 from recsys.api.limits import check_image
 from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment
+from recsys.api.routes.query import known_query
 from recsys.api.schemas import (
     MODE_DOC,
     USER_DOC,
@@ -27,7 +28,8 @@ from recsys.errors import PayloadTooLarge, ValidationFailed
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
-@router.get("/text", response_model=Results, summary="Items matching a text query",
+@router.get("/text", response_model=Results, dependencies=[Depends(known_query)],
+            summary="Items matching a text query",
             description="Keyword and vector results fused by reciprocal rank (`mode=hybrid`, the default with the "
                         "fused vectors), or one side alone (`mode=vector`, the default with `modality=text|image`; "
                         "`mode=lexical`); a query that is an item id puts that item first. Results carry their "
