@@ -112,7 +112,7 @@ def clock(settings: Settings, served: Callable[[], Served], now: datetime | None
         if day < first:  # nothing was sold or seen yet: any list would be the catalogue in id order
             start = datetime.fromtimestamp(first * 86400.0, UTC).isoformat(timespec="seconds")
             raise BeforeData(f"now {now.isoformat() if isinstance(now, datetime) else now} is before the first "
-                                   f"event the ranker knows ({start}); ask for a later time")
+                             f"event the ranker knows ({start}); ask for a later time")
         return day
     mode = settings.ranking.clock
     wall = float(day_of(datetime.now(UTC)))  # type: ignore[arg-type]
