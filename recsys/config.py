@@ -134,9 +134,11 @@ class RankingSettings(BaseModel):
         RankingParams.checked(v)
         return v
     live_stats_s: float = Field(default=0.0, ge=0.0)
-    """Recount popularity, trends and co-occurrence from every stored event at most this often (seconds) when new
-    events arrived, without retraining the model; 0 (default) keeps the statistics of the ranker's training, with
-    each shopper's own events that they miss added per request."""
+    """Recount popularity, distinct users, trends, first sales and prices from every stored event at most this
+    often (seconds) when new events arrived, without retraining the model; 0 (default) keeps the statistics of the
+    ranker's training. Either way each shopper's own events that the statistics miss are added per request."""
+    live_stats_pairs: bool = False
+    """Recount the co-occurrence pairs too (off: the training's pairs, whose scale the model learned)."""
     result_cache_size: int = 20_000
     """Recommendation lists kept per process, keyed by everything they depend on (0: off)."""
     result_cache_mb: float = Field(default=256.0, ge=0)

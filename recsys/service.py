@@ -312,7 +312,7 @@ class Recommender:
         ranker = self._ranker_of(served, req.rules)
         if ranker is not None:
             hist, now = history_as_of(records, ranker.table, now, req.now is not None,
-                                      ranker.stats.uncounted_from(req.user_id))
+                                      ranker.stats.uncounted(req.user_id))
         out = self._rank(hist, req.k, req.filter, req.exclude, req.diversity, req.explain, served=served,
                          removed=removed, now=now, timings=timings, rules=req.rules,
                          seed=zlib.crc32(f"{req.user_id}:{math.floor(now * 24)}".encode()))
@@ -334,7 +334,7 @@ class Recommender:
         when = self.clock(served, now)
         with self.store.reading() as c:
             records = user_event_records(c, user_id)
-        hist, when = history_as_of(records, ranker.table, when, now is not None, ranker.stats.uncounted_from(user_id))
+        hist, when = history_as_of(records, ranker.table, when, now is not None, ranker.stats.uncounted(user_id))
         removed = self.removed_items()
         own = [i for i in (ranker.table.ids[r] for r in dict.fromkeys(hist.rows.tolist())) if i not in removed]
         if not own:

@@ -134,6 +134,9 @@ def test_live_statistics_follow_new_events_without_a_retrain(home: Path, live: b
     after = [r.item_id for r in rec.recommend("newcomer", 10)]
     assert (after[0] == tail) is live
     assert rec.status().get("ranker_version") == ranker_path  # no retrain
+    recounted = rec.ranker.stats  # type: ignore[union-attr]
+    assert (recounted.pairs_users == ranker.stats.counted_users) is live  # the training's co-occurrence kept
+    assert np.array_equal(recounted.cooc_col, ranker.stats.cooc_col)
     assert rec.refresh() is False  # nothing new since the recount
 
 

@@ -55,10 +55,14 @@ def make_context(h: History, now: float, stats: ItemStats, p: RankingParams) -> 
                   stats.window_counts(now, 7.0), stats.window_counts(now, 30.0), stats.first_ts,
                   price_sum=(ps := stats.price_sums_at(now))[0], price_n=ps[1])
     own = (h.ts >= h.uncounted_from) & (h.ts < now)
-    return _with_own_events(ctx, own, stats.window) if own.any() else ctx
+    if own.any():
+        ctx = _with_own_events(ctx, own)
+    if ((h.ts >= h.pairs_from) & (h.ts < now)).any():
+        ctx.cooc = _with_own_pairs(ctx, stats.window, h.pairs_from)
+    return ctx
 
 
-def _with_own_events(ctx: Context, own: np.ndarray, window: int) -> Context:
+def _with_own_events(ctx: Context, own: np.ndarray) -> Context:
     """``ctx`` with the shopper's own events that the statistics miss counted in, as training counts every
     shopper's earlier events: without them a newcomer's own purchases look never sold (copies: the statistics'
     arrays are shared by every request)."""
@@ -73,19 +77,6 @@ def _with_own_events(ctx: Context, own: np.ndarray, window: int) -> Context:
     trend7, trend30 = ctx.trend7.copy(), ctx.trend30.copy()
     np.add.at(trend7, rows[ts >= now - 7.0], 1.0)
     np.add.at(trend30, rows[ts >= now - 30.0], 1.0)
-    cooc = ctx.cooc.copy()
-    # the pairs the statistics miss: those whose later event they do not count, an earlier counted event included
-    before = h.ts < now
-    keep = first_of_runs(h.rows[before])
-    i, j, t = sequence_pairs(h.rows[before][keep], window, h.ts[before][keep])
-    late = t >= h.uncounted_from
-    i, j = i[late], j[late]
-    if len(i) and len(ctx.recent_rows):  # weighted like the statistics' pairs by the recent rows' weights
-        u, inv = np.unique(ctx.recent_rows, return_inverse=True)
-        wsum = np.bincount(inv, weights=ctx.recent_w)
-        at = np.minimum(np.searchsorted(u, i), len(u) - 1)
-        hit = u[at] == i
-        np.add.at(cooc, j[hit], wsum[at[hit]])
     price_sum, price_n = ctx.price_sum, ctx.price_n
     v = paid(h)[own]
     ok = np.isfinite(v)
@@ -93,5 +84,24 @@ def _with_own_events(ctx: Context, own: np.ndarray, window: int) -> Context:
         price_sum, price_n = price_sum.copy(), price_n.copy()
         np.add.at(price_sum, rows[ok], v[ok])
         np.add.at(price_n, rows[ok], 1.0)
-    return Context(h, now, ctx.recent_rows, ctx.recent_w, pop, users, cooc, trend7, trend30, first, rows, ts,
+    return Context(h, now, ctx.recent_rows, ctx.recent_w, pop, users, ctx.cooc, trend7, trend30, first, rows, ts,
                    ctx.pop, price_sum, price_n)
+
+
+def _with_own_pairs(ctx: Context, window: int, since: float) -> np.ndarray:
+    """``ctx.cooc`` (a copy) with the shopper's own co-occurrence pairs that the statistics miss: those whose later
+    event is at or after ``since``, an earlier counted event included."""
+    h = ctx.h
+    cooc = ctx.cooc.copy()
+    before = h.ts < ctx.now
+    keep = first_of_runs(h.rows[before])
+    i, j, t = sequence_pairs(h.rows[before][keep], window, h.ts[before][keep])
+    late = t >= since
+    i, j = i[late], j[late]
+    if len(i) and len(ctx.recent_rows):  # weighted like the statistics' pairs by the recent rows' weights
+        u, inv = np.unique(ctx.recent_rows, return_inverse=True)
+        wsum = np.bincount(inv, weights=ctx.recent_w)
+        at = np.minimum(np.searchsorted(u, i), len(u) - 1)
+        hit = u[at] == i
+        np.add.at(cooc, j[hit], wsum[at[hit]])
+    return cooc

@@ -58,6 +58,9 @@ class History:
     uncounted_from: float = np.inf
     """Events at or after this time are not in the ranker's statistics (a shopper who arrived after training):
     :func:`recsys.ranking.context.make_context` adds them, as training counted each shopper's own earlier events."""
+    pairs_uncounted_from: float | None = None
+    """The same for the statistics' co-occurrence pairs when it differs (a live recount keeps the training's
+    pairs: :meth:`recsys.ranking.stats.ItemStats.uncounted`); None: ``uncounted_from``."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -72,7 +75,12 @@ class History:
         cut = self.ts[end] if end < len(self.ts) else np.inf
         keep = self.disliked_ts < cut
         return History(self.rows[:end], self.types[:end], self.values[:end], self.ts[:end], self.disliked[keep],
-                       self.disliked_ts[keep], self.uncounted_from)
+                       self.disliked_ts[keep], self.uncounted_from, self.pairs_uncounted_from)
+
+    @property
+    def pairs_from(self) -> float:
+        """From when the statistics' co-occurrence pairs miss this history's events."""
+        return self.uncounted_from if self.pairs_uncounted_from is None else self.pairs_uncounted_from
 
     @property
     def last_ts(self) -> float | None:

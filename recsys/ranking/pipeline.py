@@ -161,12 +161,14 @@ class RankingPipeline:
                                        f"{self.dim}; retrain the ranker (recsys train)")
         self._install(table, search)
 
-    def with_events(self, events: pd.DataFrame) -> RankingPipeline:
-        """A copy whose statistics (popularity, trends, co-occurrence) count ``events`` (all stored ones, not only
-        the training's): the same model, ranking with what shoppers did since it was trained."""
+    def with_events(self, events: pd.DataFrame, *, pairs: bool = False) -> RankingPipeline:
+        """A copy whose statistics (popularity, distinct users, trends, first sale, prices) count ``events`` (all
+        stored ones, not only the training's): the same model, ranking with what shoppers did since it was trained.
+        Co-occurrence keeps the training's pairs unless ``pairs`` (each shopper's own are added per request)."""
         table = self.table
         pipe = copy.copy(self)
-        pipe.stats = ItemStats.fit(table.ids, histories_by_user(events, table), self.params.cooc_window)
+        stats = ItemStats.fit(table.ids, histories_by_user(events, table), self.params.cooc_window)
+        pipe.stats = stats if pairs else stats.with_pairs_of(self.stats)
         pipe._gen = self._gen.with_stats(pipe.stats)
         return pipe
 

@@ -12,6 +12,7 @@ simply has no interactions yet.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,10 @@ class ItemStats:
     """The users whose events (up to ``end_ts``) these statistics count; None when not recorded (older artifacts)."""
     ev_price: np.ndarray | None = None
     """Price paid at each event of ``ev_ts`` (a purchase's value; NaN otherwise); None in older artifacts."""
+    pairs_users: frozenset[str] | None = None
+    """Whose co-occurrence pairs (up to ``pairs_end_ts``) the ``cooc_*`` arrays count when that differs from the
+    rest: a live recount keeps the training's pairs (:meth:`with_pairs_of`). None: the same as ``counted_users``."""
+    pairs_end_ts: float | None = None
 
     @classmethod
     def fit(cls, ids: list[str], histories: dict[str, History], window: int = 20) -> ItemStats:
@@ -107,10 +112,12 @@ class ItemStats:
     @classmethod
     def from_pairs(cls, ids: list[str], ev_ts: np.ndarray, ev_row: np.ndarray, pair_ts: np.ndarray,
                    pair_row: np.ndarray, ci: np.ndarray, cj: np.ndarray, ct: np.ndarray, window: int, end: float,
-                   n: int, counted: frozenset[str] | None = None, price: np.ndarray | None = None) -> ItemStats:
+                   n: int, counted: frozenset[str] | None = None, price: np.ndarray | None = None,
+                   pairs_users: frozenset[str] | None = None, pairs_end: float | None = None) -> ItemStats:
         o = np.lexsort((ct, ci))
         ptr = np.searchsorted(ci[o], np.arange(n + 1), side="left")
-        return cls(ids, ev_ts, ev_row, pair_ts, pair_row, ci[o], cj[o], ct[o], ptr, window, end, counted, price)
+        return cls(ids, ev_ts, ev_row, pair_ts, pair_row, ci[o], cj[o], ct[o], ptr, window, end, counted, price,
+                   pairs_users, pairs_end)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -190,9 +197,25 @@ class ItemStats:
         """From when ``user_id``'s events are missing from these statistics: all of them for a user they never
         counted (a shopper who arrived after training), those after ``end_ts`` for one they did; +inf when the
         counted users are not recorded."""
-        if self.counted_users is None:
-            return np.inf
-        return float(np.nextafter(self.end_ts, np.inf)) if str(user_id) in self.counted_users else -np.inf
+        return _uncounted_from(self.counted_users, self.end_ts, user_id)
+
+    def uncounted(self, user_id: str) -> tuple[float, float]:
+        """:meth:`uncounted_from` for the counts and for the co-occurrence pairs (they differ after a live recount
+        that kept the training's pairs)."""
+        events = self.uncounted_from(user_id)
+        if self.pairs_users is None or self.pairs_end_ts is None:
+            return events, events
+        return events, _uncounted_from(self.pairs_users, self.pairs_end_ts, user_id)
+
+    def with_pairs_of(self, other: ItemStats) -> ItemStats:
+        """These counts with ``other``'s co-occurrence pairs (same rows and window): a live recount that keeps the
+        pairs the ranker was trained with, whose scale it learned (a shopper's own pairs are added per request)."""
+        if other.ids != self.ids or other.window != self.window:
+            raise ValueError("co-occurrence pairs of statistics over other rows or another window")
+        users = other.pairs_users if other.pairs_users is not None else other.counted_users
+        end = other.pairs_end_ts if other.pairs_end_ts is not None else other.end_ts
+        return dataclasses.replace(self, cooc_row=other.cooc_row, cooc_col=other.cooc_col, cooc_ts=other.cooc_ts,
+                                   cooc_ptr=other.cooc_ptr, pairs_users=users, pairs_end_ts=end)
 
     # -- catalogue changes and persistence -------------------------------------------------------------------
     def aligned(self, ids: list[str]) -> ItemStats:
@@ -212,7 +235,8 @@ class ItemStats:
         return ItemStats.from_pairs(list(ids), self.ev_ts[ke], new_of_old[self.ev_row[ke]], self.pair_ts[kp],
                                     new_of_old[self.pair_row[kp]], ci[kc], cj[kc], self.cooc_ts[kc], self.window,
                                     self.end_ts, len(ids), self.counted_users,
-                                    self.ev_price[ke] if self.ev_price is not None else None)
+                                    self.ev_price[ke] if self.ev_price is not None else None,
+                                    self.pairs_users, self.pairs_end_ts)
 
     def save(self, path: Path) -> None:
         arrays: dict[str, Any] = {"ev_ts": self.ev_ts, "ev_row": self.ev_row, "pair_ts": self.pair_ts,
@@ -236,6 +260,12 @@ class ItemStats:
         return cls(ids, z["ev_ts"], z["ev_row"], z["pair_ts"], z["pair_row"], z["cooc_row"], z["cooc_col"],
                    z["cooc_ts"], z["cooc_ptr"], int(z["window"]), float(z["end_ts"]), counted,
                    z["ev_price"] if "ev_price" in z.files else None)
+
+
+def _uncounted_from(users: frozenset[str] | None, end_ts: float, user_id: str) -> float:
+    if users is None:
+        return np.inf
+    return float(np.nextafter(end_ts, np.inf)) if str(user_id) in users else -np.inf
 
 
 def _memo(cache: dict[tuple[int, int], tuple[np.ndarray, ...]], key: tuple[int, int],

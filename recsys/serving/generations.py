@@ -128,7 +128,9 @@ class Generations:
                 ranker, ranker_path = None, None
             else:
                 self.ranker_error = unserved  # None, or trained rankers on disk that none points at
-            self._served = Served(reader, ranker, ranker_path)
+            # a copy of the served ranker over the new index keeps its recount ("": a loaded one, its training's)
+            counts = old.stats_version if old is not None and old.ranker_path == ranker_path else ""
+            self._served = Served(reader, ranker, ranker_path, counts)
             log.info("serving index %s with ranker %s", reader.generation_id, ranker_path)
             return True
 
@@ -162,7 +164,7 @@ class Generations:
                 if mark == old.stats_version:
                     return False
                 events = events_frame(s)
-            ranker = old.ranker.with_events(events)
+            ranker = old.ranker.with_events(events, pairs=self.settings.ranking.live_stats_pairs)
         except Exception as e:
             log.warning("statistics not recounted (%s: %s); keeping the current ones", type(e).__name__, e)
             return False

@@ -128,15 +128,16 @@ def clock(settings: Settings, served: Callable[[], Served], now: datetime | None
 
 
 def history_as_of(records: Sequence[tuple[Any, ...]], table: Any, now: float, cut: bool,
-                  uncounted_from: float = math.inf) -> tuple[History, float]:
+                  uncounted: tuple[float, float] = (math.inf, math.inf)) -> tuple[History, float]:
     """A user's history from their event records, and the time to rank it at. With ``cut`` (an explicit time:
     replays, backtests) events at or after ``now`` are not part of it; on the clock a user's own newer event moves
     their "now" forward instead (a live event in a store whose clock follows its historical data).
-    ``uncounted_from``: from when the ranker's statistics miss this user's events (``ItemStats.uncounted_from``)."""
+    ``uncounted``: from when the ranker's statistics miss this user's events, in the counts and in the
+    co-occurrence pairs (``ItemStats.uncounted``)."""
     from recsys.ranking.history import history_from_records
 
     hist = history_from_records([r[:4] for r in records], table)
-    hist.uncounted_from = uncounted_from
+    hist.uncounted_from, hist.pairs_uncounted_from = uncounted
     if len(hist) and hist.ts[-1] >= now:
         if cut:
             hist = hist.prefix(int(np.searchsorted(hist.ts, now, side="left")))

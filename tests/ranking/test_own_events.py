@@ -146,3 +146,36 @@ def test_prices_survive_save_load_and_a_new_catalogue(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.price_sums_at(5.0)[0], stats.price_sums_at(5.0)[0])
     moved = stats.aligned(["i1", "x", "i0"])
     np.testing.assert_array_equal(moved.price_sums_at(5.0)[0], [20.0, 0.0, 10.0])
+
+
+def test_a_live_recount_keeps_the_trainings_pairs_and_adds_each_shoppers_own() -> None:
+    """``ranking.live_stats_s`` recounts the counts from every stored event but keeps the training's co-occurrence
+    pairs: the counts equal statistics fitted with everyone, and a shopper the recount counts still gets their own
+    pairs per request (the training's plus their own, as before the recount)."""
+    newcomer = _history([5, 6, 5, 2], [3.5, 4.5, 5.5, 6.5])
+    later = _history([0, 1, 2, 4, 1], [1.0, 2.0, 3.0, 7.0, 8.0])  # "a", with two events after training
+    trained = ItemStats.fit(IDS, _others())
+    everyone = {**_others(), "a": later, "new": newcomer}
+    live = ItemStats.fit(IDS, everyone).with_pairs_of(trained)
+    np.testing.assert_array_equal(live.cooc_col, trained.cooc_col)
+    assert live.uncounted("new") == (live.uncounted_from("new"), -np.inf) and live.uncounted_from("new") > 6.5
+    assert live.uncounted("a")[1] > trained.end_ts and live.uncounted("a")[1] < live.end_ts
+    assert live.aligned(list(reversed(IDS))).pairs_users == trained.counted_users  # a new index keeps it
+    for user, h in (("new", newcomer), ("a", later)):
+        want = _fields(ItemStats.fit(IDS, {**_others(), user: h}), h, 9.0)  # the pairs: theirs and training's
+        full = _fields(ItemStats.fit(IDS, everyone), h, 9.0)
+        h.uncounted_from, h.pairs_uncounted_from = live.uncounted(user)
+        got = _fields(live, h, 9.0)
+        np.testing.assert_allclose(got["cooc"], want["cooc"], err_msg=user)
+        for name in ("pop", "users", "first_ts", "trend7", "trend30"):  # the counts: everyone's
+            np.testing.assert_allclose(got[name], full[name], err_msg=f"{user} {name}")
+        h.uncounted_from, h.pairs_uncounted_from = np.inf, None
+    assert _fields(live, newcomer, 9.0)["cooc"][6] < _fields(ItemStats.fit(IDS, everyone), newcomer, 9.0)["cooc"][6]
+
+
+def test_pairs_of_other_rows_are_refused() -> None:
+    import pytest
+
+    trained = ItemStats.fit(IDS, _others())
+    with pytest.raises(ValueError, match="other rows"):
+        ItemStats.fit(IDS[:-1], _others()).with_pairs_of(trained)
