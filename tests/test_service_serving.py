@@ -140,6 +140,21 @@ def test_live_statistics_follow_new_events_without_a_retrain(home: Path, live: b
     assert rec.refresh() is False  # nothing new since the recount
 
 
+def test_a_live_recount_follows_a_new_index_that_adds_items(home: Path) -> None:
+    """Events on an item not indexed yet cannot be counted; once a new index serves it, the next refresh recounts
+    (the new index's copy of the ranker must not keep the recount's version)."""
+    _, _, rec = _open(home, live_stats_s=1e-6)
+    rec.recommend("newcomer", 5, fresh=True)
+    item = {"item_id": "brand-new", "title": "Brand new mug", "category": "mug", "price": 9.0}
+    assert rec.catalogue.upsert_items([item], index=False)[0]["status"] == "stored"
+    _crowd_buys(rec, "brand-new")
+    rec.refresh()
+    rec.catalogue.index_changes()
+    rec.refresh()
+    stats = rec.ranker.stats  # type: ignore[union-attr]
+    assert stats.pop[stats.ids.index("brand-new")] == 40
+
+
 def test_a_query_encoder_other_than_the_index_ones_is_named(home: Path) -> None:
     """Another encoder (a changed preset, a dangling encoder pointer) makes queries the index cannot answer: said
     as such, not as the caller's bad query vector."""

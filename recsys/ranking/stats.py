@@ -212,6 +212,8 @@ class ItemStats:
         pairs the ranker was trained with, whose scale it learned (a shopper's own pairs are added per request)."""
         if other.ids != self.ids or other.window != self.window:
             raise ValueError("co-occurrence pairs of statistics over other rows or another window")
+        if other.counted_users is None and other.pairs_users is None:
+            return self  # an older artifact: whose pairs it counts is unknown, so none could be added per request
         users = other.pairs_users if other.pairs_users is not None else other.counted_users
         end = other.pairs_end_ts if other.pairs_end_ts is not None else other.end_ts
         return dataclasses.replace(self, cooc_row=other.cooc_row, cooc_col=other.cooc_col, cooc_ts=other.cooc_ts,

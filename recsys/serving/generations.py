@@ -128,9 +128,7 @@ class Generations:
                 ranker, ranker_path = None, None
             else:
                 self.ranker_error = unserved  # None, or trained rankers on disk that none points at
-            # a copy of the served ranker over the new index keeps its recount ("": a loaded one, its training's)
-            counts = old.stats_version if old is not None and old.ranker_path == ranker_path else ""
-            self._served = Served(reader, ranker, ranker_path, counts)
+            self._served = Served(reader, ranker, ranker_path)  # recounted again: the new index may add items
             log.info("serving index %s with ranker %s", reader.generation_id, ranker_path)
             return True
 

@@ -179,3 +179,14 @@ def test_pairs_of_other_rows_are_refused() -> None:
     trained = ItemStats.fit(IDS, _others())
     with pytest.raises(ValueError, match="other rows"):
         ItemStats.fit(IDS[:-1], _others()).with_pairs_of(trained)
+
+
+def test_a_live_recount_over_statistics_without_counted_users_recounts_the_pairs() -> None:
+    """Statistics saved before they recorded whom they count cannot say whose pairs to add per request: a live
+    recount over them counts everyone's pairs itself, so a newcomer keeps theirs."""
+    newcomer = _history([5, 6, 5, 2], [3.5, 4.5, 5.5, 6.5])
+    old = dataclasses.replace(ItemStats.fit(IDS, _others()), counted_users=None)
+    everyone = ItemStats.fit(IDS, {**_others(), "new": newcomer})
+    live = everyone.with_pairs_of(old)
+    newcomer.uncounted_from, newcomer.pairs_uncounted_from = live.uncounted("new")
+    np.testing.assert_allclose(_fields(live, newcomer, 9.0)["cooc"], _fields(everyone, newcomer, 9.0)["cooc"])
