@@ -85,10 +85,11 @@ def main() -> None:
 
     served_r = recalls()
     result: dict[str, Any] = {"users": len(split.users), "served": round(float(served_r.mean()), 6)}
-    for name in [*PARTS, "all_but_cooc", "all"]:
+    settings = {**{name: [name] for name in PARTS}, "all_but_cooc": [q for q in PARTS if q != "cooc"],
+                "all": list(PARTS)}
+    for name, parts in settings.items():
         live.clear()
-        live.update(PARTS if name == "all" else [q for q in PARTS if q != "cooc"] if name == "all_but_cooc"
-                    else [name])
+        live.update(parts)
         r = recalls()
         result[f"recount_{name}"] = round(float(r.mean()), 6)
     d = r - served_r

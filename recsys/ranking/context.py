@@ -57,7 +57,8 @@ def make_context(h: History, now: float, stats: ItemStats, p: RankingParams) -> 
     own = (h.ts >= h.uncounted_from) & (h.ts < now)
     if own.any():
         ctx = _with_own_events(ctx, own)
-    if ((h.ts >= h.pairs_from) & (h.ts < now)).any():
+    own_pairs = own if h.pairs_from == h.uncounted_from else (h.ts >= h.pairs_from) & (h.ts < now)
+    if own_pairs.any():
         ctx.cooc = _with_own_pairs(ctx, stats.window, h.pairs_from)
     return ctx
 
