@@ -28,7 +28,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import lightgbm as lgb  # noqa: E402
+try:
+    import lightgbm as lgb
+except ImportError:  # not a dependency of recsys: this comparison is the only user
+    raise SystemExit("bench/gbdt_ranker.py needs LightGBM: .venv/bin/python -m pip install lightgbm") from None
 
 from recsys.cli.pipeline import open_store  # noqa: E402
 from recsys.config import Settings  # noqa: E402
