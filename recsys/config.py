@@ -138,6 +138,9 @@ class RankingSettings(BaseModel):
     often (seconds) when new events arrived, without retraining the model; 0 (default) keeps the statistics of the
     ranker's training. Either way each shopper's own events that the statistics miss are added per request."""
     live_stats_pairs: bool = False
+    warm_lists_max: int = Field(default=50_000, ge=0)
+    """The server computes every item's kept neighbour lists (the ``similar`` and ``content`` sources) in the
+    background after loading a catalogue of at most this many items, instead of on each item's first sight; 0: off."""
     """Recount the co-occurrence pairs too (off: the training's pairs, whose scale the model learned)."""
     result_cache_size: int = 20_000
     """Recommendation lists kept per process, keyed by everything they depend on (0: off)."""

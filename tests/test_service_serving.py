@@ -155,6 +155,43 @@ def test_a_live_recount_follows_a_new_index_that_adds_items(home: Path) -> None:
     assert stats.pop[stats.ids.index("brand-new")] == 40
 
 
+def test_the_server_computes_neighbour_lists_ahead_once_per_catalogue(home: Path) -> None:
+    """After loading a generation the server's refresh round computes every item's neighbour lists in a background
+    thread (lists requests already used keep their bits, so their lists do not change), once per catalogue; a new
+    index generation gets its own; ``ranking.warm_lists_max`` below the catalogue's size turns it off."""
+    from recsys.api.app import Runtime
+    from recsys.api.auth import KeyRing
+    from recsys.api.metrics import Metrics
+
+    settings, store, rec = _open(home)
+    try:
+        before = [r.item_id for r in rec.recommend("user-0001", 10, fresh=True)]
+        assert len(before) == 10 and len(rec.ranker._gen._similar._lists) > 0  # made on first sight
+        runtime = Runtime(rec, Metrics(), KeyRing(store), warm_lists=True)
+        runtime.tick()
+        assert runtime._warming is not None
+        table, thread = runtime._warming
+        thread.join(120)
+        ranker = rec.ranker
+        assert ranker.table is table and ranker._gen._similar.warmed == 1.0 and ranker._gen._near.warmed == 1.0
+        assert [r.item_id for r in rec.recommend("user-0001", 10, fresh=True)] == before
+        runtime.tick()
+        assert runtime._warming[1] is thread  # the same catalogue: not again
+        build_from_catalog(store, settings, mode="full")  # a new generation: its lists are computed too
+        runtime.tick()
+        assert runtime._warming[1] is not thread
+        runtime._warming[1].join(120)
+        assert rec.ranker.table is not table and rec.ranker._gen._similar.warmed == 1.0
+    finally:
+        store.dispose()
+    _, store, rec = _open(home, warm_lists_max=10)
+    try:
+        rec.trending(5)
+        assert rec.generations.warm_lists() == 0 and rec.ranker._gen._similar.warmed == 0.0
+    finally:
+        store.dispose()
+
+
 def test_a_query_encoder_other_than_the_index_ones_is_named(home: Path) -> None:
     """Another encoder (a changed preset, a dangling encoder pointer) makes queries the index cannot answer: said
     as such, not as the caller's bad query vector."""

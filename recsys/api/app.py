@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,8 +45,12 @@ class Runtime:
     """Per-app mutable state refreshed by the background task: cached status and readiness."""
 
     def __init__(self, recommender: RecommenderLike, metrics: Metrics, keys: KeyRing, *,
-                 compute_threads: int = 0, freeze_heap: bool = False, db_timeout_s: float | None = 5.0) -> None:
+                 compute_threads: int = 0, freeze_heap: bool = False, db_timeout_s: float | None = 5.0,
+                 warm_lists: bool = False) -> None:
         self.recommender = recommender
+        self.warm_lists = warm_lists
+        self._warming: tuple[Any, threading.Thread] | None = None
+        """(the catalogue table whose neighbour lists are being or were computed ahead, its thread)."""
         self.db_timeout_s = db_timeout_s
         self.compute_threads = compute_threads
         self.freeze_heap = freeze_heap
@@ -100,10 +105,36 @@ class Runtime:
         limit_compute_threads(self.compute_threads, self._capped)
         self.metrics.set_status(self.status, self.ready)
         self.metrics.observe_pool()
+        if self.warm_lists:
+            self._warm()
         served = (self.status.get("index_generation"), self.status.get("ranker_version"))
         if self.freeze_heap and served != self._frozen_for:
             self._frozen_for = served
             settle_heap()
+
+    def _warm(self) -> None:
+        """Once per served catalogue, compute its kept neighbour lists in a background thread, so that requests
+        after a new generation do not pay for them on first sight (``ranking.warm_lists_max``)."""
+        generations: Any = getattr(self.recommender, "generations", None)
+        ranker = getattr(getattr(generations, "loaded", None), "ranker", None)
+        table = getattr(ranker, "_table", None)
+        if generations is None or table is None or (self._warming is not None and (self._warming[0] is table
+                                                            or self._warming[1].is_alive())):
+            return  # done or under way (a thread for a replaced catalogue stops at its next block)
+
+        def run() -> None:
+            t0 = time.perf_counter()
+            try:
+                made = generations.warm_lists()
+            except Exception:
+                log.exception("could not compute the neighbour lists ahead; they are computed on first sight")
+                return
+            if made:
+                log.info("computed %d neighbour lists ahead in %.1f s", made, time.perf_counter() - t0)
+
+        thread = threading.Thread(target=run, name="recsys-warm-lists", daemon=True)
+        self._warming = (table, thread)
+        thread.start()
 
     def _warn(self, msg: str, e: Exception) -> None:
         now = time.monotonic()
@@ -131,7 +162,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
         # Thread caps are process-wide: applied only when this app owns the service (a server), not to a caller's.
         threads = settings.api.compute_threads if owned else 0
         runtime = Runtime(rec, metrics, KeyRing(rec.store), compute_threads=threads, freeze_heap=owned,
-                          db_timeout_s=settings.store.request_read_timeout_s)
+                          db_timeout_s=settings.store.request_read_timeout_s, warm_lists=owned)
         runtime.migrated = migrated
         metrics.pool_source = getattr(rec.store, "pool_stats", None)
         app.state.recommender = rec

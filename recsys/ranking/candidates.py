@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -174,6 +174,11 @@ class CandidateGenerator:
         self._near = Neighbours(table.fused) if table.n < CONTENT_KEPT_MAX else None
         self._lists: dict[tuple[str, int], tuple[tuple[np.ndarray, ...], np.ndarray]] = {}
         """The popular and trending lists by (source, k), with the statistics' arrays they were made from."""
+
+    def warm(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Every item's kept neighbour lists computed ahead (:meth:`Neighbours.warm`); the lists computed."""
+        made = self._similar.warm(stop)
+        return made + (self._near.warm(stop) if self._near is not None else 0)
 
     def with_stats(self, stats: ItemStats) -> CandidateGenerator:
         """The same generator counting other statistics; the kept neighbour lists (the table's alone) are shared,

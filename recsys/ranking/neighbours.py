@@ -11,6 +11,8 @@ row in both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from recsys.lru import LRU
@@ -18,7 +20,9 @@ from recsys.lru import LRU
 NEIGHBOURS_K = 256
 """Neighbours kept per item: requests asking for more (a heavily filtered one) take the exact product."""
 NEIGHBOURS_CACHED = 10_000
-"""Items whose neighbour lists are kept (2 KB each)."""
+"""Items whose neighbour lists are kept (3 KB each) when computed on first use."""
+WARM_BLOCK = 256
+"""Rows per product when every list is computed ahead (:meth:`Neighbours.warm`): 256 x 17,000 scores, 17 MB."""
 
 
 def top_k(s: np.ndarray, k: int) -> np.ndarray:
@@ -42,6 +46,8 @@ class Neighbours:
         self.vectors = vectors
         self.k = min(NEIGHBOURS_K, len(vectors))
         self._lists: LRU[tuple[np.ndarray, np.ndarray]] = LRU(size)
+        self._warm: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        """Every row's list computed ahead (:meth:`warm`): (rows (n, k) int32, similarities, done per row)."""
 
     def __getstate__(self) -> tuple[np.ndarray, int]:  # a copy starts with no lists (the LRU holds a lock)
         return self.vectors, self._lists.size
@@ -50,16 +56,24 @@ class Neighbours:
         self.vectors, size = state
         self.k = min(NEIGHBOURS_K, len(self.vectors))
         self._lists = LRU(size)
+        self._warm = None
 
     def of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, similarities) of ``row``'s neighbours, best first."""
+        warm = self._warm
+        if warm is not None and warm[2][row]:
+            return warm[0][row].astype(np.int64), warm[1][row]
         hit = self._lists.get(row)
         return hit if hit is not None else self.prefetch([row])[row]
+
+    def _kept(self, row: int) -> bool:
+        warm = self._warm
+        return (warm is not None and bool(warm[2][row])) or self._lists.has(row)
 
     def prefetch(self, rows: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Compute (and keep) the lists of those of ``rows`` not kept yet, in one product: the catalogue is read
         once for all of them. Returns the lists computed."""
-        missing = [r for r in dict.fromkeys(rows) if not self._lists.has(r)]
+        missing = [r for r in dict.fromkeys(rows) if not self._kept(r)]
         made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if missing:
             v = self.vectors
@@ -68,6 +82,41 @@ class Neighbours:
                 made[r] = (top, s[top])
                 self._lists.put(r, made[r])
         return made
+
+    def warm(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Compute every row's list ahead, a block of rows per product, so that no request pays for a list on
+        first sight (right after a new generation a miss on H&M cost twice a steady one). Lists already made stay
+        as they are; requests keep being answered meanwhile (a row is used once its whole list is written).
+        ``stop()`` is asked between blocks (a newer generation replaced this one). Returns the lists computed."""
+        n, v = len(self.vectors), self.vectors
+        if self._warm is None:
+            self._warm = (np.zeros((n, self.k), np.int32), np.zeros((n, self.k), np.float32), np.zeros(n, bool))
+        rows, sims, done = self._warm
+        made = 0
+        for start in range(0, n, WARM_BLOCK):
+            if stop():
+                break
+            block = [r for r in range(start, min(start + WARM_BLOCK, n)) if not done[r]]
+            if not block:
+                continue
+            for r, s in zip(block, v[block] @ v.T, strict=True):
+                old = self._lists.get(r)  # a list already served keeps its exact bits
+                top, top_s = old if old is not None else ((t := top_k(s, self.k)), s[t])
+                if len(top) < self.k:  # non-finite scores (a damaged vector) left it short: kept as a list
+                    self._lists.put(r, (top, top_s))
+                    continue
+                rows[r], sims[r] = top, top_s
+                done[r] = True  # after the list: a request reads a row only once it is whole
+                made += old is None
+        if done.all():
+            self._lists.clear()  # every list is in the arrays now
+        return made
+
+    @property
+    def warmed(self) -> float:
+        """Share of the rows whose lists were computed ahead."""
+        warm = self._warm
+        return float(warm[2].mean()) if warm is not None and len(warm[2]) else 0.0
 
     def top_of_max(self, latest: np.ndarray, k: int) -> np.ndarray | None:
         """Rows by their maximum similarity to any of ``latest``, best first (ties by the lower row): the same as

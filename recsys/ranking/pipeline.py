@@ -187,6 +187,11 @@ class RankingPipeline:
         self._vec = torch.from_numpy(vec)
         self._vec_unit = unit_rows(vec)
 
+    def warm_lists(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Compute every item's kept neighbour lists now instead of on first sight (the server does it in the
+        background after loading a generation); the number of lists computed."""
+        return self._gen.warm(stop)
+
     def __getstate__(self) -> dict[str, Any]:  # copies get their own per-thread timings (a thread-local can't copy)
         return {k: v for k, v in self.__dict__.items() if k != "_local"}
 

@@ -190,6 +190,22 @@ class Generations:
         return RankingPipeline.load(rpath, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
                                     search=reader, settings=self.settings)
 
+    def warm_lists(self) -> int:
+        """Compute the served ranker's kept neighbour lists ahead of requests (catalogues of at most
+        ``ranking.warm_lists_max`` items), stopping early once another catalogue is served; the lists computed. The
+        server runs it in a background thread after each new generation (:class:`recsys.api.app.Runtime`)."""
+        served = self._served
+        ranker = None if served is None else served.ranker
+        if ranker is None or ranker.table.n > self.settings.ranking.warm_lists_max:
+            return 0
+        table = ranker.table
+
+        def replaced() -> bool:  # a recount of the statistics keeps the table (and the lists): not a stop
+            now = self._served
+            return now is None or now.ranker is None or now.ranker.table is not table
+
+        return ranker.warm_lists(replaced)
+
     def variant_ranker(self, name: str, served: Served) -> RankingPipeline:
         """The stored ranker generation ``name`` (a version, or its ``ranker-`` id) over ``served``'s index: loaded
         once, on first use, and moved to a newer index like the served ranker (no retraining). The served ranker

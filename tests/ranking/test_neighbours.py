@@ -84,3 +84,35 @@ def test_content_source_from_kept_lists_equals_the_search() -> None:
         assert a.rows.tolist() == b.rows.tolist()
         np.testing.assert_array_equal(a.ranks[:, co], b.ranks[:, co])
         assert not {pipe.table.ids[r] for r in a.rows} & exclude
+
+
+def test_lists_computed_ahead_equal_those_made_on_first_sight() -> None:
+    v = _vectors(700, 16, seed=3, duplicates=150)
+    nb, lazy = Neighbours(v), Neighbours(v)
+    served = nb.of(5)  # a list a request already used keeps its exact bits when the rest is computed ahead
+    assert nb.warm() == len(v) - 1 and nb.warmed == 1.0 and len(nb._lists) == 0
+    got = nb.of(5)
+    assert got[0].tolist() == served[0].tolist() and np.array_equal(got[1], served[1])
+    for row in range(len(v)):
+        (a, sa), (b, sb) = nb.of(row), lazy.of(row)
+        assert a.dtype == np.int64 and len(a) == nb.k
+        # up to float rounding: a block's product and one row's may differ in the last bit (see top_of_max)
+        np.testing.assert_allclose(sa, sb, atol=1e-6, rtol=0)
+        assert np.all(np.abs(sa[a != b] - sb[a != b]) < 1e-6)
+    assert nb.warm() == 0  # nothing left to compute
+
+
+def test_computing_ahead_stops_when_asked_and_skips_damaged_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.ranking import neighbours
+
+    monkeypatch.setattr(neighbours, "WARM_BLOCK", 100)
+    v = _vectors(350, 8, seed=4)
+    nb = Neighbours(v)
+    asked: list[int] = []
+    assert nb.warm(lambda: asked.append(1) or len(asked) > 2) == 200  # stopped before the third block
+    assert nb.warmed == 200 / 350
+    assert len(nb.of(300)[0]) == nb.k  # the rest is still computed on first sight
+    v[10] = np.nan  # a damaged vector: its list comes out short and stays out of the arrays
+    nb = Neighbours(v)
+    nb.warm()
+    assert nb.warmed == 349 / 350 and len(nb.of(10)[0]) < nb.k
