@@ -120,6 +120,7 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "client_event_id"),
         Index("ix_events_user_ts", "user_id", "ts"),
+        {"sqlite_autoincrement": True},  # ids never reused (migration 0008): the result cache keys on them
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -134,3 +134,24 @@ def test_removals_in_concurrent_transactions_do_not_deadlock(tmp_path: Path) -> 
             assert _version(store) == before + 2
         finally:
             store.dispose()
+
+
+def test_a_deleted_users_event_ids_are_never_handed_out_again(store: Store, settings: Settings,
+                                                             tmp_path: Path) -> None:
+    """The result cache keys on a user's event ids and the events watermark on the highest id: a user deleted and
+    posting as many events again must not get the deleted ones' ids (SQLite reused them before migration 0008)."""
+    from recsys.store.events import delete_user
+    from recsys.store.queries import events_watermark
+
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+
+    def post(item: str) -> list[int]:
+        ingest_events(store, [{"user_id": "u-gone", "item_id": item, "type": "purchase", "event_id": str(i)}
+                              for i in range(2)])
+        with store.reading() as c, store.session() as s:
+            return sorted(request_state(c, "u-gone")[0]), events_watermark(s)
+
+    first, mark = post("0108775015")
+    assert delete_user(store, "u-gone") == 2
+    again, mark_again = post("0108775044")
+    assert not set(first) & set(again) and mark_again != mark
