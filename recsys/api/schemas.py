@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,6 +28,25 @@ MAX_LIST = 1000
 
 # Ids: printable, no control characters (PostgreSQL refuses NUL), at most 128 characters like the store's.
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+def trimmed_id(v: str) -> str:
+    """An id as stored: ids are stored trimmed, so " a" would write to "a" while reads of " a" find nothing."""
+    if v != v.strip():
+        raise ValueError("an id may not start or end with whitespace (ids are stored trimmed: it would name another "
+                         "record)")
+    return v
+
+
+def new_id(v: str) -> str:
+    """An id that creates a record: trimmed, and without "/", which no ``/v1/items/{id}`` path could address."""
+    if "/" in v:
+        raise ValueError("an id may not contain '/': items and users are addressed by id in URL paths")
+    return trimmed_id(v)
+
+
+NewId = Annotated[Id, AfterValidator(new_id)]
+"""The id of an item or user a request may create."""
 ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
 Text = Annotated[str, StringConstraints(max_length=100_000, pattern=r"^[^\x00]*$")]
 Query = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
@@ -173,7 +193,7 @@ class SessionEvent(_Strict):
 class EventIn(SessionEvent):
     """An event of a user, with an optional client id for idempotency."""
 
-    user_id: Id
+    user_id: NewId
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] | None = Field(
         default=None, description="client event id: a repeated one is acknowledged as a duplicate, not stored twice"
     )
@@ -291,7 +311,7 @@ class ItemPut(_Strict):
 class ItemIn(ItemPut):
     """An item in the generic importer's canonical fields."""
 
-    item_id: Id
+    item_id: NewId
 
 
 class ItemBatch(_Strict):

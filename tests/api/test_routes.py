@@ -76,6 +76,21 @@ def test_item_validation(client: TestClient) -> None:
     assert r.status_code in (400, 422) and "JSON" in r.json()["detail"], r.text
 
 
+def test_ids_that_would_name_another_record_or_no_path_are_refused(client: TestClient) -> None:
+    """Ids are stored trimmed, so " s1" would write to s1 (and be read back as unknown), and an id with "/" could
+    never be addressed in /v1/items/{id}: both are refused where they would create or write a record."""
+    assert client.put("/v1/items/s1%20", json={"title": "other"}).status_code == 422
+    assert client.get("/v1/items/s1").json()["title"] != "other"
+    assert client.get("/v1/users/%20u1/recommendations").status_code == 422
+    res = client.post("/v1/items", json={"items": [{"item_id": " s2", "price": 1.0}, {"item_id": "sku/42"},
+                                                   {"item_id": "sku-42"}]}).json()["results"]
+    assert [x["status"] for x in res] == ["error", "error", "created"]
+    assert "whitespace" in res[0]["error"] and "'/'" in res[1]["error"]
+    ev = client.post("/v1/events", json={"events": [{"user_id": "u1 ", "item_id": "s1", "type": "view"},
+                                                    {"user_id": "a/b", "item_id": "s1", "type": "view"}]}).json()
+    assert [x["status"] for x in ev["results"]] == ["error", "error"]
+
+
 def test_events_per_event_results_and_idempotency(client: TestClient) -> None:
     body = {"events": [
         {"user_id": "u1", "item_id": "s1", "type": "like", "event_id": "e1"},

@@ -232,3 +232,31 @@ def test_undecodable_bytes_are_placed_on_their_line(store: Store, settings: Sett
         with pytest.raises(ImportFailed, match=rf"{name}:1501: not valid utf-8"):
             run_import(store, "items", f, settings=settings)
     assert _stats(store)["items"] == 0
+
+
+def test_a_price_feed_does_not_bring_back_a_deleted_item(store: Store, settings: Settings, tmp_path: Path) -> None:
+    """A record without a title (a price feed) updates a deleted item's fields and leaves it deleted; a catalogue
+    record (with its title) brings it back."""
+    from recsys.store.items import set_flags
+
+    full = tmp_path / "items.csv"
+    full.write_text("item_id,title,description,category,price,image,colour\ns1,Red dress,Silk,dress,10,,red\n")
+    run_import(store, "items", full, settings=settings)
+    with store.session() as s:
+        set_flags(s, ["s1"], deleted=True)
+    feed = tmp_path / "prices.csv"
+    feed.write_text("item_id,price\ns1,12.5\n")
+    assert run_import(store, "items", feed, settings=settings).tables["items"].updated == 1
+    with store.session() as s:
+        assert s.execute(select(Item.deleted, Item.price).where(Item.external_id == "s1")).one() == (True, 12.5)
+    run_import(store, "items", full, settings=settings)
+    with store.session() as s:
+        assert s.execute(select(Item.deleted, Item.price).where(Item.external_id == "s1")).one() == (False, 10.0)
+
+
+def test_an_id_with_a_slash_is_a_bad_row(store: Store, settings: Settings, tmp_path: Path) -> None:
+    f = tmp_path / "items.csv"
+    f.write_text("item_id,title\nsku/42,Mug\n sku-43 ,Cup\n")
+    report = run_import(store, "items", f, settings=settings)
+    assert report.tables["items"].inserted == 1  # the other one, stored trimmed as "sku-43"
+    assert [b.line for b in report.bad_rows] == [2] and "'/'" in report.bad_rows[0].reason

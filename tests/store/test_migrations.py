@@ -39,7 +39,8 @@ def test_events_copied_with_autoincrement_keep_every_row_and_the_next_id(tmp_pat
     store = Store(f"sqlite:///{Path(str(tmp_path)) / 'm.db'}")
     store.upgrade("0007")
     with store.engine.begin() as c:
-        c.execute(text("INSERT INTO users (id, external_id, attributes, created_at) VALUES (1, 'u', '{}', '2024-01-01')"))
+        c.execute(text("INSERT INTO users (id, external_id, attributes, created_at) "
+                       "VALUES (1, 'u', '{}', '2024-01-01')"))
         c.execute(text("INSERT INTO items (id, external_id, title, description, in_stock, attributes, hidden, "
                        "deleted, content_hash, created_at, updated_at) "
                        "VALUES (1, 'i', 't', '', 1, '{}', 0, 0, '', '2024-01-01', '2024-01-01')"))

@@ -72,6 +72,9 @@ def parse_id(value: Any, what: str) -> str:
         raise ValueError(f"empty {what}")
     if len(s) > 128:
         raise ValueError(f"{what} longer than 128 characters")
+    if "/" in s:  # no /v1/items/{id} or /v1/users/{id}/... path could address it
+        raise ValueError(f"{what} {s!r} contains '/', which the HTTP API's paths cannot address: replace it "
+                         "(e.g. by '-')")
     return s
 
 

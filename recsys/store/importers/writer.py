@@ -44,7 +44,8 @@ def id_map(session: Session, table: type[Item] | type[User], external_ids: Itera
 
 def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableCounts) -> None:
     """Insert new items, update changed ones (by content hash), leave unchanged ones alone. A record that gives only
-    some fields (:attr:`ItemRecord.given`) updates those: an existing item keeps its stored values of the others."""
+    some fields (:attr:`ItemRecord.given`) updates those: an existing item keeps its stored values of the others, and
+    a deleted one stays deleted unless the record gives a title (a catalogue record brings it back)."""
     given = len(records)
     records = list({r.external_id: r for r in records}.values())  # last one wins within a batch
     counts.repeated += given - len(records)
@@ -53,6 +54,10 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
         q = select(Item.external_id, Item.id, Item.content_hash, Item.deleted).where(Item.external_id.in_(part))
         existing.update({e: (i, h, d) for e, i, h, d in session.execute(q)})
     same_media = {r.external_id for r in records if r.given is not None and "media" not in r.given}
+    # a record without a title (a price or stock feed) updates a deleted item without bringing it back; a catalogue
+    # record naming the item (with its title) does
+    stays_deleted = {r.external_id for r in records if r.given is not None and "title" not in r.given
+                     and r.external_id in existing and existing[r.external_id][2]}
     records = _with_stored_fields(session, records, existing)
     now = utcnow()
     new, changed = [], []
@@ -63,8 +68,8 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
                "content_hash": h, "updated_at": now}
         if r.external_id not in existing:
             new.append({**row, "created_at": now, "hidden": False, "deleted": False})
-        elif existing[r.external_id][1] != h or existing[r.external_id][2]:
-            changed.append({**row, "id": existing[r.external_id][0], "deleted": False})
+        elif existing[r.external_id][1] != h or (existing[r.external_id][2] and r.external_id not in stays_deleted):
+            changed.append({**row, "id": existing[r.external_id][0], "deleted": r.external_id in stays_deleted})
         else:
             counts.unchanged += 1
     if new:
