@@ -383,7 +383,7 @@ class Recommender:
                         "ranker": ranker.ranker_id}
             out.append(ScoredItem(r.item_id, round(float(r.score), 6), list(r.sources), expl))
         if rules.reorders:
-            out = with_rules(out, k, rules, ranker, hist, removed, when, seed)
+            out = with_rules(out, k, rules, ranker, hist, removed, when, seed, allowed)
         t3 = time.perf_counter()
         out = self._detailed(out[:k])
         if timings is not None:  # details_ms: the one read of the items' titles, prices and images

@@ -236,9 +236,10 @@ def table_lookups(ranker: RankingPipeline) -> tuple[Callable[[str], str | None],
 
 def with_rules(items: list[ScoredItem], k: int, rules: ListRules, ranker: RankingPipeline,
                hist: pd.DataFrame | History | None, banned: AbstractSet[str], now: float,
-               seed: int) -> list[ScoredItem]:
+               seed: int, allowed: Sequence[str] | None = None) -> list[ScoredItem]:
     """A ranker's list with bury, exploration and pins applied (:func:`apply_rules`) over its item table; nothing
-    the user has a history with, nothing removed or excluded (``banned``) is added."""
+    the user has a history with, nothing removed or excluded (``banned``) is added, and with ``allowed`` (the ids a
+    request's filter lets through) nothing outside it: exploration and pins keep to the filter too."""
     from recsys.ranking.history import History
 
     own: set[str] = set()
@@ -247,5 +248,12 @@ def with_rules(items: list[ScoredItem], k: int, rules: ListRules, ranker: Rankin
     elif hist is not None and len(hist):
         own = {str(i) for i in hist["item_id"]}
     category_of, known = table_lookups(ranker)
-    return apply_rules(items, k, rules, category_of=category_of, known=known,
-                       pool=lambda: long_tail(ranker, now), banned=set(banned) | own, seed=seed)
+    keep = None if allowed is None else set(allowed)
+
+    def pool() -> list[str]:
+        tail = long_tail(ranker, now)
+        return tail if keep is None else [i for i in tail if i in keep]
+
+    return apply_rules(items, k, rules, category_of=category_of,
+                       known=known if keep is None else lambda i: i in keep and known(i),
+                       pool=pool, banned=set(banned) | own, seed=seed)

@@ -62,3 +62,21 @@ def test_the_popular_source_is_what_an_unknown_user_gets(rec: Recommender) -> No
     popular = rec.recommend(user, 8, rules=ListRules.of(source="popular"))
     assert [it.item_id for it in popular] == [it.item_id for it in rec.recommend("nobody-at-all", 8)]
     assert [it.item_id for it in popular] != [it.item_id for it in rec.recommend(user, 8)]
+
+
+def test_exploration_and_pins_keep_to_the_requests_filter(rec: Recommender) -> None:
+    from recsys.index.meta import ItemFilter
+    from recsys.store.queries import events_frame
+
+    user = _user(rec)
+    plain = rec.recommend(user, 10)
+    category = rec.get_item(plain[0].item_id)["category"]
+    only = ItemFilter.of(categories=[category])
+    outsider = next(i for i in rec.ranker.table.ids if rec.get_item(i)["category"] != category)
+    with rec.store.session() as s:
+        seen = set(events_frame(s, users=[user]).item_id) | {it.item_id for it in plain}  # never pinned: banned
+    inside = next(i for i in rec.ranker.table.ids if rec.get_item(i)["category"] == category and i not in seen)
+    got = rec.recommend(user, 10, filter=only,
+                        rules=ListRules.of(exploration=0.5, pins={outsider: 1, inside: 2}))
+    assert {rec.get_item(it.item_id)["category"] for it in got} == {category}
+    assert any(it.sources == ["exploration"] for it in got) and got[1].item_id == inside
