@@ -45,13 +45,17 @@ def example_query(reader: IndexReader, positive: Examples, negative: Examples | 
     missing = [i for i, ok in zip([*pos, *neg], [*okp, *okn], strict=True) if not ok]
     if missing:
         raise UnknownItem(f"example items not in the index (or without a {modality} vector): {missing[:10]}")
-    wp = np.array(list(pos.values()), np.float32)
+    # weighted means in float64, over weights scaled to their largest: a weight of 1e-300 is a valid tiny share,
+    # not a float32 zero that turns the query into NaN
+    wp = np.array(list(pos.values()), np.float64)
+    wp /= wp.max()
     q = (wp[:, None] * vp).sum(0) / wp.sum()
     if neg:
-        wn = np.array(list(neg.values()), np.float32)
+        wn = np.array(list(neg.values()), np.float64)
+        wn /= wn.max()
         q = q - beta * (wn[:, None] * vn).sum(0) / wn.sum()
     norm = float(np.linalg.norm(q))
-    if norm < 1e-6:
+    if not np.isfinite(norm) or norm < 1e-6:
         raise ValidationFailed("the positive and negative examples cancel out; give fewer negatives or a lower beta")
     return (q / norm).astype(np.float32)
 

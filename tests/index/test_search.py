@@ -113,6 +113,9 @@ def test_more_like_these_rule(tmp_path: Path) -> None:
     a, b = dirs[0], dirs[1]
     want = (2 * a + (a + b) / np.sqrt(2)) / 3 - 0.5 * b
     assert np.allclose(q, want / np.linalg.norm(want), atol=1e-6)
+    # tiny weights are shares like any other (in float32 they were zeros, and the query NaN: an empty list)
+    assert np.allclose(example_query(r, {"a": 2e-300, "ab": 1e-300}, {"b": 1e-60}, beta=0.5), q, atol=1e-6)
+    assert [i for i, _ in more_like_these(r, {"a": 1e-300}, k=3)][0] == "a2"
     hits = more_like_these(r, {"a": 2.0, "ab": 1.0}, {"b": 1.0}, k=3)
     got = [i for i, _ in hits]
     assert got[0] == "a2"  # nearest to "a", away from "b"
