@@ -260,3 +260,20 @@ def test_an_id_with_a_slash_is_a_bad_row(store: Store, settings: Settings, tmp_p
     report = run_import(store, "items", f, settings=settings)
     assert report.tables["items"].inserted == 1  # the other one, stored trimmed as "sku-43"
     assert [b.line for b in report.bad_rows] == [2] and "'/'" in report.bad_rows[0].reason
+
+
+def test_a_result_links_no_image_that_failed_to_decode(store: Store, settings: Settings, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from recsys.store.summaries import item_summaries
+
+    (tmp_path / "a.jpg").write_bytes(b"not an image")
+    f = tmp_path / "items.csv"
+    f.write_text("item_id,title,image\ns1,Red dress,a.jpg\ns2,Blue shirt,a.jpg\n")
+    run_import(store, "items", f, settings=settings)
+    with store.session() as s:
+        s1 = s.scalar(select(Item.id).where(Item.external_id == "s1"))
+        s.execute(update(ItemMedia).where(ItemMedia.item_id == s1).values(status="error", error="cannot decode"))
+    with store.reading() as c:
+        got = item_summaries(c, ["s1", "s2"])
+    assert got["s1"]["image_url"] is None and got["s2"]["image_url"] == "/media/s2"
