@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,32 +20,12 @@ from pydantic import (
     model_validator,
 )
 
+from recsys.api.ids import Id, NewId
 from recsys.encoders.base import Modality
 
 MAX_K = 1000
 MAX_LIST = 1000
 
-# Ids: printable, no control characters (PostgreSQL refuses NUL), at most 128 characters like the store's.
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
-
-
-def trimmed_id(v: str) -> str:
-    """An id as stored: ids are stored trimmed, so " a" would write to "a" while reads of " a" find nothing."""
-    if v != v.strip():
-        raise ValueError("an id may not start or end with whitespace (ids are stored trimmed: it would name another "
-                         "record)")
-    return v
-
-
-def new_id(v: str) -> str:
-    """An id that creates a record: trimmed, and without "/", which no ``/v1/items/{id}`` path could address."""
-    if "/" in v:
-        raise ValueError("an id may not contain '/': items and users are addressed by id in URL paths")
-    return trimmed_id(v)
-
-
-NewId = Annotated[Id, AfterValidator(new_id)]
-"""The id of an item or user a request may create."""
 ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
 Text = Annotated[str, StringConstraints(max_length=100_000, pattern=r"^[^\x00]*$")]
 Query = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import AfterValidator
+from fastapi import APIRouter, Depends, Query, Request
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
+from recsys.api.ids import PathId
 from recsys.api.media import check_image_field, media_roots, public_item
 from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment
@@ -25,14 +25,12 @@ from recsys.api.schemas import (
     Results,
     SimilarRequest,
     each_valid,
-    trimmed_id,
 )
 from recsys.errors import ValidationFailed
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
-ItemId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$"),
-                   AfterValidator(trimmed_id)]
+ItemId = PathId
 
 
 @router.get("/{item_id}", response_model=ItemOut,

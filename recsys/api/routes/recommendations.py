@@ -6,10 +6,10 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import AfterValidator
+from fastapi import APIRouter, Depends, Query, Request
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
+from recsys.api.ids import PathId
 from recsys.api.routes._common import debug_timings, ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment, list_rules
 from recsys.api.routes.feeds import feed_exclusions, left_out
@@ -21,7 +21,6 @@ from recsys.api.schemas import (
     Results,
     SessionRequest,
     UserDeleted,
-    trimmed_id,
 )
 from recsys.errors import ValidationFailed
 from recsys.experiments import variant_ranker_id
@@ -31,8 +30,7 @@ from recsys.serving.rules import parse_pairs
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 
 
-UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$"),
-                   AfterValidator(trimmed_id)]
+UserId = PathId
 
 
 async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: RecommendRequest) -> Any:
