@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections import Counter
@@ -44,6 +45,17 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, object]]) -> int:
     return n
 
 
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Same bytes already there: the file is left alone, so its time does not change and the embedding cache (keyed
+    on path, size and time) has nothing to encode again when the demo is made a second time."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    path.write_bytes(data)
+
+
 def generate_demo(out_dir: Path, *, n_items: int = 2000, n_users: int = 300, seed: int = 0,
                   look_hidden_share: float = 0.5) -> DemoSummary:
     """Write a deterministic demo dataset into ``out_dir`` (created; files there are overwritten).
@@ -59,8 +71,10 @@ def generate_demo(out_dir: Path, *, n_items: int = 2000, n_users: int = 300, see
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     items = make_catalog(n_items, seed, look_hidden_share=look_hidden_share)
     for it in items:
-        img = render_item(it.category, it.colour, it.pattern, it.render_seed)
-        img.save(out_dir / str(it.record["image"]), format="PNG", optimize=False, compress_level=6)
+        buf = io.BytesIO()
+        render_item(it.category, it.colour, it.pattern, it.render_seed).save(buf, format="PNG", optimize=False,
+                                                                              compress_level=6)
+        _write_if_changed(out_dir / str(it.record["image"]), buf.getvalue())
     n_items_written = _write_jsonl(out_dir / "items.jsonl", (it.record for it in items))
     users = make_users(n_users, items, seed)
     n_users_written = _write_jsonl(out_dir / "users.jsonl", (u.record() for u in users))

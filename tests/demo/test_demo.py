@@ -45,6 +45,13 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
     assert (a.items, a.users, a.events, a.events_by_type) == (b.items, b.users, b.events, b.events_by_type)
+    # made again in place: the images are left alone (their times too: the embedding cache keys on them)
+    times = {p: p.stat().st_mtime_ns for p in (tmp_path / "a" / "images").iterdir()}
+    (tmp_path / "a" / "images" / min(p.name for p in times)).write_bytes(b"damaged")
+    generate_demo(tmp_path / "a", n_items=40, n_users=8, seed=7)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    changed = [p for p, t in times.items() if p.stat().st_mtime_ns != t]
+    assert [p.name for p in changed] == [min(p.name for p in times)]  # only the damaged one was written
 
 
 def test_tiny_demo_files_parse_and_counts_match(tmp_path: Path) -> None:
