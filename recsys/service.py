@@ -167,10 +167,10 @@ class Recommender:
             raise ValidationFailed("the search query is empty")
         if len(query) > 2000:
             raise ValidationFailed("the search query is longer than 2,000 characters")
+        reader, removed = self.index, self.removed_items() | set(exclude)  # no index: said before the encoder loads
         q = self.encoder.encode_texts([query.strip()])[0]
         if mode == "vector":
-            return self._detailed(self._search(q, k, modality, filter, exclude, "search"))
-        reader, removed = self.index, self.removed_items() | set(exclude)
+            return self._detailed(self._search(q, k, modality, filter, exclude, "search", reader))
         hits = hybrid_search(reader, query, k, mode=mode, lexical_weight=lexical_weight, filter=filter,
                              exclude=removed, lexical=self._lexical.search,
                              vector=lambda n: [(h.item_id, h.score) for h in

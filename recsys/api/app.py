@@ -93,10 +93,13 @@ class Runtime:
                 self._warn("could not bring the database schema up to date: %s", e)
         try:
             rec.refresh()
-            self.status = dict(rec.status())
-        except Exception as e:
+        except Exception as e:  # e.g. nothing built yet: status() below says so, for /readyz
             self.metrics.refresh_errors.inc()
             self._warn("could not refresh generations: %s", e)
+        try:
+            self.status = dict(rec.status())
+        except Exception as e:
+            self._warn("could not read what is served: %s", e)
         if self.store_ok and self.keys.stale():
             try:
                 self.keys.reload()

@@ -94,7 +94,8 @@ def load_item_vectors(settings: Settings | None = None, store: object | None = N
     enc_id = encoder.id
     path = snapshot_dir(settings, enc_id) / "vectors.npz"
     if not path.is_file():
-        raise EncoderError(f"no item vectors for encoder {enc_id} yet; run `recsys embed` (or `recsys build`)")
+        raise EncoderError(f"no item vectors for encoder {enc_id} yet; run `recsys build` (or, with the encoder's "
+                           "heads fitted, `recsys embed`)")
     damaged = f"the item vectors snapshot {path} is damaged ({{}}); `recsys embed` (or `recsys build`) writes it again"
     try:
         with np.load(path, allow_pickle=True) as z:

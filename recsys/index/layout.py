@@ -171,7 +171,8 @@ def no_index(root: Path) -> NoIndex:
         return NoIndex(f"no current index generation under {root}: its {POINTER} file is missing, but {len(gens)} "
                        f"generation(s) are there; serve one with `recsys index rollback --to {gens[-1]}` (see "
                        "`recsys index list`), or run `recsys index build`")
-    return NoIndex(f"no index generation under {root}; run `recsys index build` (or `recsys build`)")
+    return NoIndex(f"no index generation under {root}; run `recsys build` (fits the encoder's heads, embeds the "
+                   "items, builds the index and trains the ranker)")
 
 
 def generation_path(root: Path, generation_id: str | None = None) -> Path:

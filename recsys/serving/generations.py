@@ -325,5 +325,5 @@ def public_reason(e: BaseException) -> str:
     if is_outage(e):
         return "the database is unreachable"
     if isinstance(e, NoIndex):
-        return "no index generation has been built yet"
+        return "no index generation has been built yet: run `recsys build` (the server picks it up by itself)"
     return "the index generation could not be loaded"

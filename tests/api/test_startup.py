@@ -57,3 +57,11 @@ def test_serves_once_the_database_answers(tmp_path: Path) -> None:
                 assert client.get("/readyz").json()["store"] is True
         finally:
             proxy.close()
+
+
+def test_readiness_says_nothing_is_built_yet(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with TestClient(create_app(_settings(tmp_path, url)), raise_server_exceptions=False) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["store"] is True
+        assert "recsys build" in ready.json()["reason"] and "search" in ready.json()["not_served"]
