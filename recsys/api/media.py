@@ -21,8 +21,12 @@ UNREADABLE = "the image could not be read"
 
 
 def media_roots(settings: Settings) -> list[Path]:
-    """The directories images may be read from: the configured ones and the data directory, resolved."""
-    return [Path(os.path.realpath(p)) for p in [settings.home, *settings.api.media_roots]]
+    """The directories images may be read from: the data directory, the configured ones and those imports read
+    their datasets from (:mod:`recsys.store.media_roots`), resolved."""
+    from recsys.store.media_roots import imported_media_roots
+
+    return [Path(os.path.realpath(p)) for p in [settings.home, *settings.api.media_roots,
+                                                *imported_media_roots(settings)]]
 
 
 def local_path(uri: str) -> Path | None:

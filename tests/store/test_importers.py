@@ -277,3 +277,23 @@ def test_a_result_links_no_image_that_failed_to_decode(store: Store, settings: S
     with store.reading() as c:
         got = item_summaries(c, ["s1", "s2"])
     assert got["s1"]["image_url"] is None and got["s2"]["image_url"] == "/media/s2"
+
+
+def test_an_imported_datasets_folder_becomes_a_media_root(store: Store, settings: Settings, tmp_path: Path) -> None:
+    """Photos of a dataset imported from outside the data directory are served without configuring its folder."""
+    from recsys.api.media import media_roots, under_roots
+
+    outside = tmp_path / "shop"
+    outside.mkdir()
+    (outside / "a.jpg").write_bytes(b"x")
+    (outside / "items.csv").write_text("item_id,title,image\ns1,Red dress,a.jpg\n")
+    assert not under_roots(outside / "a.jpg", media_roots(settings))
+    run_import(store, "items", outside / "items.csv", settings=settings)
+    run_import(store, "items", outside / "items.csv", settings=settings)  # recorded once
+    assert under_roots(outside / "a.jpg", media_roots(settings))
+    assert media_roots(settings).count(outside.resolve()) == 1
+    inside = settings.home / "data"
+    inside.mkdir(parents=True)
+    (inside / "items.csv").write_text("item_id,title\ns2,Blue shirt\n")
+    run_import(store, "items", inside / "items.csv", settings=settings)  # under the data directory: nothing to add
+    assert inside.resolve() not in media_roots(settings)

@@ -13,6 +13,7 @@ from recsys.store.importers.generic import import_generic
 from recsys.store.importers.hm import import_hm
 from recsys.store.importers.movielens import import_movielens
 from recsys.store.importers.report import BadRow, ImportReport
+from recsys.store.media_roots import record_media_root
 
 __all__ = ["BadRow", "ImportReport", "run_import"]
 
@@ -53,4 +54,6 @@ def run_import(
             import_generic(path, source, writer, report, limit, fmt=fmt, mapping=mapping, event_type=event_type)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     report.write(settings.path("reports", f"import-{source}-{stamp}.json"))
+    if source in ("hm", "movielens", "items"):  # their photos are served from where they lie
+        record_media_root(settings, path)
     return report
