@@ -4,24 +4,33 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_STAMP := $(VENV)/.installed-demo-stamp
+TEST_EXTRAS := ".[api,dev]"
+DEMO_EXTRAS := ".[api,onnx]"
 
 .PHONY: demo test test-fast bench lint clean notebooks
 
-# pip -qq: errors only (setuptools otherwise prints a screen of build-backend notices on every install)
+# pip -qq: errors only (setuptools otherwise prints a screen of build-backend notices on every install); being that
+# quiet for minutes, a line every 20 s says it is still at work (in a terminal and in a CI log alike)
+define pip_install
+	@start=$$(date +%s); ( while sleep 20; do echo "recsys: still installing ($$(( $$(date +%s) - start )) s)"; done ) & \
+	ticker=$$!; $(BIN)/python -m pip install --quiet --quiet $(1); status=$$?; kill $$ticker 2>/dev/null; \
+	[ $$status -eq 0 ] && echo "recsys: installed in $$(( $$(date +%s) - start )) s"; exit $$status
+endef
+
 $(STAMP): pyproject.toml
-	@echo "recsys: installing into $(VENV) (first time: about 4 minutes, torch, open_clip, FAISS, the test tools)"
+	@echo "recsys: installing into $(VENV) (first time: about 2-4 minutes, torch, open_clip, FAISS, the test tools)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --quiet -e ".[api,dev]"
+	$(call pip_install,-e $(TEST_EXTRAS))
 	touch $(STAMP) $(DEMO_STAMP)
 
 # the demo needs the API (and ONNX Runtime: 4.7x faster image features on a CPU) but none of the test, benchmark
 # and notebook tools: a leaner, faster first install
 $(DEMO_STAMP): pyproject.toml
-	@echo "recsys: installing into $(VENV) (first time: about 4 minutes, torch, open_clip, FAISS, the API)"
+	@echo "recsys: installing into $(VENV) (first time: about 2-4 minutes, torch, open_clip, FAISS, the API)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --quiet -e ".[api,onnx]"
+	$(call pip_install,-e $(DEMO_EXTRAS))
 	touch $(DEMO_STAMP)
 
 PORT ?= 8000
