@@ -15,10 +15,16 @@ def test_plain_progress_lines_when_not_a_terminal(capsys: pytest.CaptureFixture[
         update("embed", 0, 100)
         update("embed", 50, 100)  # within PLAIN_EVERY_S of the first line: not printed
         update("embed", 100, 100)  # finished: always printed
+        update("embed", 100, 100)  # said once
         update(3, 7)  # the single-stage form
+        update("events", 5000)  # counts without a total: the last one is said at the end
+        update("events", 10000)
+        update("events", 14347)
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines[0].startswith("build: embed 0/100 (") and lines[0].endswith(" s)")
     assert "build: embed 50/100" not in err
     assert any(ln.startswith("build: embed 100/100") for ln in lines)
     assert any(ln.startswith("build: progress 3/7") for ln in lines)
+    assert sum(ln.startswith("build: embed 100/100") for ln in lines) == 1
+    assert lines[-1].startswith("build: events 14347 (") and "build: events 10000" not in err

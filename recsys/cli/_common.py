@@ -51,6 +51,7 @@ def progress_bar(description: str = "working") -> Iterator[Callable[..., None]]:
                   TimeElapsedColumn(), console=err, transient=False, disable=plain) as prog:
         tasks: dict[str, Any] = {}
         said: dict[str, float] = {}
+        unsaid: dict[str, str] = {}  # per stage, its last line if not printed: said at the end (counts with no total)
 
         def update(stage: str | int, done: int | None = None, total: int | None = None) -> None:
             if not isinstance(stage, str):  # update(done, total): one unnamed stage
@@ -59,13 +60,21 @@ def progress_bar(description: str = "working") -> Iterator[Callable[..., None]]:
             if plain:
                 now = time.monotonic()
                 finished = total is not None and done >= total
+                of = f"/{total}" if total is not None else ""
+                line = f"{description}: {stage} {done}{of} ({now - start:.0f} s)"
+                if said.get(stage) == 1e18:
+                    return  # finished and said
                 if finished or now - said.get(stage, -1e9) >= PLAIN_EVERY_S:
                     said[stage] = now if not finished else 1e18
-                    of = f"/{total}" if total is not None else ""
-                    err.print(f"{description}: {stage} {done}{of} ({now - start:.0f} s)", soft_wrap=True)
+                    unsaid.pop(stage, None)
+                    err.print(line, soft_wrap=True)
+                else:
+                    unsaid[stage] = line
                 return
             if stage not in tasks:
                 tasks[stage] = prog.add_task(f"{description}: {stage}", total=total)
             prog.update(tasks[stage], completed=done, total=total)
 
         yield update
+        for line in unsaid.values():
+            err.print(line, soft_wrap=True)

@@ -50,7 +50,7 @@ def encoder_fit(
     if epochs:
         params.epochs = epochs
     with progress_bar("encoder fit") as update:
-        report = fit_encoder(open_store(), settings, lambda d, t: update("fit", d, t), params)
+        report = fit_encoder(open_store(), settings, update, params)
     err.print(f"encoder {report.encoder_id}: {report.pairs_train} training pairs, {report.pairs_val} held out; "
               f"recall@10 image->text {report.image_to_text_recall_at_10:.3f}, "
               f"text->image {report.text_to_image_recall_at_10:.3f}")

@@ -112,7 +112,15 @@ def fit_on_pairs(encoder: TowerEncoder, data: PairData, params: FitParams,
     return TowerEncoder(encoder.preset, encoder.towers, heads), metrics, len(train), len(val)
 
 
-def fit_encoder(store: Store, settings: Settings, progress: Progress | None = None,
+StepProgress = Callable[[str, int, int], None]
+"""``progress(part, done, total)``: the fit has two parts, the image features and the heads' steps."""
+
+
+def _part(progress: StepProgress | None, part: str) -> Progress | None:
+    return None if progress is None else (lambda done, total: progress(part, done, total))
+
+
+def fit_encoder(store: Store, settings: Settings, progress: StepProgress | None = None,
                 params: FitParams | None = None) -> FitReport:
     """Fit the configured preset's heads on the stored catalogue and make them current."""
     from recsys.encoders.catalog import read_items, record_media_status
@@ -120,10 +128,10 @@ def fit_encoder(store: Store, settings: Settings, progress: Progress | None = No
     params = params or FitParams(seed=settings.ranking.seed)
     base = get_encoder(settings, fitted=False)
     t0 = time.perf_counter()
-    data, errors = build_pairs(base, read_items(store), settings, progress)
+    data, errors = build_pairs(base, read_items(store), settings, _part(progress, "image features"))
     record_media_status(store, errors)
     feature_s = time.perf_counter() - t0
-    fitted, metrics, n_train, n_val = fit_on_pairs(base, data, params, progress)
+    fitted, metrics, n_train, n_val = fit_on_pairs(base, data, params, _part(progress, "head steps"))
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     directory = heads_root(settings, base.preset) / version
     manifest: dict[str, Any] = {
