@@ -247,6 +247,12 @@ def recommend(
     results = rec.recommend(user_id, k, filter=_filters(filters), exclude=exclude or (), diversity=diversity,
                             explain=explain, now=when, rules=rules)
     _print(results, json_out, rec)
+    from recsys.store.queries import user_event_records
+
+    with rec.store.reading() as c:
+        if not user_event_records(c, user_id):  # on stderr: a misspelled id must not pass for a personal list
+            err.print(f"{user_id!r} has no stored events (a new user, or a misspelled id?): these are the trending "
+                      "items everyone gets", style="yellow", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
