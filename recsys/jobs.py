@@ -145,7 +145,7 @@ class Jobs:
                                           make_ours=self._served_model, known_users=users - held, **common)
         else:
             result = evaluate_store(events, make_ours=partial(_fitted_model, self.settings, reader, items, vectors,
-                                                              removed),
+                                                              removed, _stage(progress, "fitting the ranker")),
                                     protocol=protocol or "auto", part=part, **common)
         result.setdefault("index_generation", reader.generation_id)
         return result
@@ -180,12 +180,12 @@ class Jobs:
 
 
 def _fitted_model(settings: Any, reader: IndexReader, items: pd.DataFrame, vectors: Any, removed: frozenset[str],
-                  split: Any) -> Batch:
+                  progress: Any, split: Any) -> Batch:
     """Ours for stored users: a ranker fitted on the split's training part only, asked as of each target time."""
     from recsys.evaluation import Batch
     from recsys.ranking import RankingPipeline
 
-    pipe = RankingPipeline.fit(split.train, items, vectors, settings, search=reader)
+    pipe = RankingPipeline.fit(split.train, items, vectors, settings, search=reader, progress=progress)
 
     def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
         from threadpoolctl import threadpool_limits

@@ -5,6 +5,7 @@ Query commands print a JSON list (best first) on the last stdout line; `evaluate
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -148,6 +149,9 @@ def evaluate(
             best = max(diffs, key=lambda n: result["baselines"].get(n, {}).get("recall") or 0.0)
             d = diffs[best]
             err.print(f"ours - {best}: {d['difference']:+.4f}, 95% interval [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]")
+        if sys.stdout.isatty():  # piped, stdout still gets the JSON (as it always did)
+            err.print("the whole result (slices with their baselines, intervals, timings): add --json")
+            return
     emit_json(result)
 
 
