@@ -36,7 +36,7 @@ class JsonFormatter(logging.Formatter):
         if rid:
             out["request_id"] = rid
         for k, v in vars(record).items():
-            if k not in _STD and not k.startswith("_"):
+            if k not in _STD and not k.startswith("_") and k != "color_message":  # uvicorn's, with terminal codes
                 out[k] = v
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
@@ -52,3 +52,4 @@ def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # five setup lines at every start

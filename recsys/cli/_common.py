@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # piped, a long line stays one line (not cut at 80 columns)
 
 
 def emit_json(obj: Any) -> None:

@@ -46,4 +46,4 @@ def demo(
     if serve:
         from recsys.cli.serve import run_serve
 
-        run_serve(settings, host="127.0.0.1", port=port, auth=False, banner=True)
+        run_serve(settings, host="127.0.0.1", port=port, auth=False, banner=True, log_format="text")  # read by a person

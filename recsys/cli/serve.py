@@ -101,7 +101,7 @@ def _alive(pid: str) -> bool:
 
 
 def run_serve(settings: Any, host: str | None = None, port: int | None = None, auth: bool | None = None,
-              banner: bool = False, workers: int = 1) -> None:
+              banner: bool = False, workers: int = 1, log_format: str = "json") -> None:
     """Serve the API with uvicorn until interrupted. Auth may be off only when binding to loopback.
 
     ``workers`` > 1 runs that many server processes on the port (uvicorn's supervisor), each with its own loaded
@@ -123,7 +123,8 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
     settings = settings.model_copy(update={"api": settings.api.model_copy(update={"auth": auth, "host": host,
                                                                                   "port": port})})
     check_port(host, port)
-    configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"), json_lines=os.environ.get("RECSYS_LOG_FORMAT") != "text")
+    configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"),
+              json_lines=(os.environ.get("RECSYS_LOG_FORMAT") or log_format) != "text")
     if banner:
         _banner(host, port, auth, *example_ids(settings))
     from recsys.api.protocol import HeaderTimeoutProtocol

@@ -61,3 +61,11 @@ def test_bug_is_a_json_500_logged_with_request_id(make_client: Callable[..., Tes
     (line,) = _lines(buf)
     assert line["request_id"] == "bug-1" and "RuntimeError: secret internals" in line["exc"]
     assert c.get("/healthz").status_code == 200  # the server carries on
+
+
+def test_uvicorns_terminal_colour_copy_stays_out_of_the_json_line() -> None:
+    with json_log("uvicorn.error", logging.INFO) as buf:
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 7,
+                                                extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
+    line = json.loads(buf.getvalue().splitlines()[-1])
+    assert line["msg"] == "Started server process [7]" and "color_message" not in line
