@@ -155,10 +155,21 @@ def evaluate(
     emit_json(result)
 
 
-def _filters(specs: list[str] | None) -> Any:
+def _filters(specs: list[str] | None, rec: Any = None) -> Any:
+    """The ``--filter`` options as a filter; a category no item has is named (it would only give an empty list)."""
     from recsys.index import parse_filters
 
-    return parse_filters(specs or [])
+    f = parse_filters(specs or [])
+    if rec is not None and f is not None and f.categories:
+        from recsys.store.queries import live_categories
+
+        with rec.store.session() as s:
+            known = live_categories(s, limit=100_000)
+        unknown = sorted(set(f.categories) - set(known))
+        if unknown:
+            raise typer.BadParameter(f"no item has the category {', '.join(map(repr, unknown))}; categories are "
+                                     f"case-sensitive: {', '.join(known[:30])}{' ...' if len(known) > 30 else ''}")
+    return f
 
 
 @search_app.command("text")
@@ -175,7 +186,7 @@ def search_text(
 ) -> None:
     """Items matching a text query: keyword and vector results fused (text->image search with --modality image)."""
     rec = _recommender()
-    _print(rec.search_text(query, k, modality=modality, filter=_filters(filters), mode=mode,
+    _print(rec.search_text(query, k, modality=modality, filter=_filters(filters, rec), mode=mode,
                            lexical_weight=lexical_weight), json_out, rec)
 
 
@@ -195,7 +206,7 @@ def search_image(
     except OSError as e:
         raise BadMedia(f"{file}: cannot read ({e.strerror}); check the path") from e
     rec = _recommender()
-    _print(rec.search_image(data, k, modality=modality, filter=_filters(filters)), json_out, rec)
+    _print(rec.search_image(data, k, modality=modality, filter=_filters(filters, rec)), json_out, rec)
 
 
 def similar(
@@ -207,7 +218,7 @@ def similar(
 ) -> None:
     """Items similar to ITEM_ID."""
     rec = _recommender()
-    _print(rec.similar(item_id, k, modality=modality, filter=_filters(filters)), json_out, rec)
+    _print(rec.similar(item_id, k, modality=modality, filter=_filters(filters, rec)), json_out, rec)
 
 
 def recommend(
@@ -248,7 +259,7 @@ def recommend(
         return
     rules = ListRules.of(boosts=parse_pairs(boost or (), "--boost", float), bury=bury or (),
                          pins=parse_pairs(pin or (), "--pin", int), exploration=exploration)
-    results = rec.recommend(user_id, k, filter=_filters(filters), exclude=exclude or (), diversity=diversity,
+    results = rec.recommend(user_id, k, filter=_filters(filters, rec), exclude=exclude or (), diversity=diversity,
                             explain=explain, now=when, rules=rules)
     _print(results, json_out, rec)
     from recsys.store.queries import user_event_records
