@@ -17,17 +17,29 @@ log = logging.getLogger(__name__)
 FILE = "imported_media_roots.json"
 
 
+_read: dict[Path, tuple[tuple[int, int], list[Path]]] = {}
+"""Per file, ((inode, modification time), its folders): every image the server sends asks, the file rarely changes
+(and is replaced whole, so a new version has a new inode)."""
+
+
 def imported_media_roots(settings: Settings) -> list[Path]:
     """The recorded folders (none when nothing was imported from outside the data directory)."""
+    path = settings.home / FILE
     try:
-        return [Path(p) for p in json.loads(settings.path(FILE).read_text(encoding="utf-8"))]
+        st = path.stat()
+        mtime = (st.st_ino, st.st_mtime_ns)
+        seen = _read.get(path)
+        if seen is not None and seen[0] == mtime:
+            return seen[1]
+        roots = [Path(p) for p in json.loads(path.read_text(encoding="utf-8"))]
     except FileNotFoundError:
         return []
     except (OSError, ValueError, TypeError) as e:
         log.warning("could not read %s (%s): photos of imported datasets outside the data directory are not served "
-                    "until it is rewritten by the next import, or api.media_roots names their folders",
-                    settings.path(FILE), e)
+                    "until it is rewritten by the next import, or api.media_roots names their folders", path, e)
         return []
+    _read[path] = (mtime, roots)
+    return roots
 
 
 def record_media_root(settings: Settings, source: Path) -> None:
