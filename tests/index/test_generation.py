@@ -32,7 +32,7 @@ def _build(root: Path, n: int = 200, seed: int = 0, enc: str = "enc-a", **kw: ob
 
 
 def test_build_writes_manifest_and_switches(tmp_path: Path) -> None:
-    with pytest.raises(NoIndex, match="recsys index build"):
+    with pytest.raises(NoIndex, match="run `recsys build`"):
         IndexReader.open(tmp_path)
     gid = _build(tmp_path)
     assert current_id(tmp_path) == gid
@@ -134,7 +134,7 @@ def test_handle_follows_pointer(tmp_path: Path) -> None:
 
 
 def test_a_lost_current_pointer_names_the_generations_and_the_rollback(tmp_path: Path) -> None:
-    with pytest.raises(NoIndex, match="run `recsys index build`"):
+    with pytest.raises(NoIndex, match="run `recsys build`"):
         IndexReader.open(tmp_path)
     gid = build_generation(tmp_path, ids(20), {"fused": clustered(20)}, encoder_id="e", settings=S).generation_id
     (tmp_path / "CURRENT").unlink()  # removed by hand, or lost with a disk
