@@ -113,6 +113,8 @@ def _write_segment(seg_dir: Path, data: SegmentData, settings: IndexSettings, fa
                    "recall_at_10": round(recall, 4)}
         log.info("index %s/%s: %s over %d vectors, sampled recall@10 %.3f", seg_dir.name, m, fac, len(sub), recall)
         _checkpoint(f"index_written:{m}")
+        if progress:
+            progress("index", i + 1, len(data.vectors))  # modalities done (the last one says the stage finished)
     return {"name": seg_dir.name, "count": int(len(data.item_ids)), "modalities": mods}
 
 
