@@ -312,10 +312,11 @@ def api_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 def miss_path_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     served, sc, sim, sb = (r.get(k) or {} for k in ("served", "scoring", "similar", "search_batching"))
     st = served.get("stage_median_ms") or {}
+    ahead = (f", {num(get(r, 'computed_ahead', 'first_pass', 'cpu_ms_per_request'))} with the lists computed ahead in "
+             f"{num(get(r, 'computed_ahead', 'cpu_s'))} s" if r.get("computed_ahead") else "")
     figs = (f"{num(r.get('items'))} items: {num(served.get('cpu_ms_per_request'))} ms of CPU per uncached list "
-            f"({num(get(served, 'first_pass', 'cpu_ms_per_request'))} on a first pass, "
-            f"{num(get(r, 'computed_ahead', 'first_pass', 'cpu_ms_per_request'))} with the lists computed ahead in "
-            f"{num(get(r, 'computed_ahead', 'cpu_s'))} s); candidates / score / rules "
+            f"({num(get(served, 'first_pass', 'cpu_ms_per_request'))} on a first pass{ahead}); candidates / score / "
+            f"rules "
             f"{num(st.get('candidates_ms'))} / {num(st.get('score_ms'))} / {num(st.get('rules_ms'))} ms; forward numpy "
             f"{num(sc.get('numpy_one_ms'))}, torch {num(sc.get('torch_one_ms'))}, torch in 16s "
             f"{num(sc.get('torch_batch16_ms'))} ms; search {num(sb.get('one_request_ms'))} alone, "
