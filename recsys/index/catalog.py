@@ -94,8 +94,10 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
         df = items_frame(s, include_removed=True)
     df = df[~(df["hidden"].astype(bool) | df["deleted"].astype(bool))]
     if progress:
-        progress("vectors", 0, None)
+        progress("reading vectors", 0, len(df))
     iv = vectors(settings, store)
+    if progress:
+        progress("reading vectors", len(df), len(df))
     pos = {str(i): r for r, i in enumerate(iv.item_ids)}
     have = df["item_id"].astype(str).isin(pos)
     if (~have).any():
