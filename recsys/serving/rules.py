@@ -91,12 +91,15 @@ class ListRules:
                    tuple(sorted(((str(i), int(p)) for i, p in (pins or {}).items()), key=lambda x: x[1])),
                    float(exploration), exclude_seen, source, ranker)
 
-    def merged(self, over: ListRules) -> ListRules:
-        """These rules with ``over``'s on top: its boosts and pins replace the same keys, its bury adds, its
-        exploration, ``exclude_seen``, source and ranker replace when set."""
+    def merged(self, over: ListRules, *, explore_set: bool = False) -> ListRules:
+        """These rules with ``over``'s on top: its boosts replace the same keys; its pins replace any of these
+        that name the same item or position; its bury adds; its ``exclude_seen``, source and ranker replace when
+        set, and its exploration when ``explore_set`` (a request's explicit 0 turns a variant's exploration off)."""
+        items, positions = {i for i, _ in over.pins}, {p for _, p in over.pins}
+        pins = {i: p for i, p in self.pins if i not in items and p not in positions}
         return ListRules.of(boosts={**dict(self.boosts), **dict(over.boosts)}, bury=[*self.bury, *over.bury],
-                            pins={**dict(self.pins), **dict(over.pins)},
-                            exploration=over.exploration or self.exploration,
+                            pins={**pins, **dict(over.pins)},
+                            exploration=over.exploration if explore_set else self.exploration,
                             exclude_seen=self.exclude_seen if over.exclude_seen is None else over.exclude_seen,
                             source=over.source if over.source != "ranker" else self.source,
                             ranker=over.ranker or self.ranker)
@@ -170,7 +173,7 @@ def explore(items: list[ScoredItem], k: int, share: float, pool: Callable[[], li
     position after the first :data:`EXPLORE_AFTER`, tagged ``exploration``."""
     top = list(items[:k])
     want = int(share * k) + (rng.random() < share * k - int(share * k))
-    want = min(want, max(0, len(top) - min(EXPLORE_AFTER, len(top) - 1)) if top else 0)
+    want = min(want, max(0, len(top) - EXPLORE_AFTER))  # a list of three or fewer keeps its ranked items
     if want <= 0:
         return top
     shown = {it.item_id for it in top}
@@ -178,8 +181,7 @@ def explore(items: list[ScoredItem], k: int, share: float, pool: Callable[[], li
     picks = rng.sample(candidates, min(want, len(candidates)))
     if not picks:
         return top
-    first = min(EXPLORE_AFTER, len(top) - 1)
-    slots = sorted(rng.sample(range(first, len(top)), len(picks)))
+    slots = sorted(rng.sample(range(EXPLORE_AFTER, len(top)), len(picks)))
     kept = top[: len(top) - len(picks)]
     for pos, item_id in zip(slots, picks, strict=True):
         score = kept[pos - 1].score if 0 < pos <= len(kept) else (kept[-1].score if kept else 0.0)

@@ -49,6 +49,21 @@ def test_only_the_running_surfaces_and_known_users_are_assigned() -> None:
         exps.get("nope")
 
 
+def test_a_requests_explicit_rules_win_over_its_variant() -> None:
+    from recsys.api.routes.experiments import list_rules
+    from recsys.api.schemas import RecommendRequest
+
+    exps = parse_experiments([{"name": "x", "variants": [
+        {"name": "v", "share": 1, "pins": {"i1": 1}, "exploration": 0.3, "diversity": 0.2}]}])
+    assigned = exps.assign("recommendations", "u1")
+    rules, diversity = list_rules(RecommendRequest(exploration=0.0, pins={"i9": 1}), assigned)
+    assert rules is not None and dict(rules.pins) == {"i9": 1} and rules.exploration == 0.0 and diversity == 0.2
+    rules, _ = list_rules(RecommendRequest(exploration=0.0), assigned)  # only an explicit 0: still the request's
+    assert rules is not None and rules.exploration == 0.0 and dict(rules.pins) == {"i1": 1}
+    rules, _ = list_rules(RecommendRequest(), assigned)
+    assert rules is not None and rules.exploration == 0.3
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"name": "x", "variants": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.4}]}, "sum to 0.9"),
     ({"name": "x", "control": "z", "variants": [{"name": "a", "share": 1}]}, "control"),

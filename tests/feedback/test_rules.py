@@ -92,6 +92,26 @@ def test_rules_are_checked_merged_and_hashable() -> None:
     assert ListRules.of() == NO_RULES and not NO_RULES.reorders
 
 
+def test_a_requests_pins_and_explicit_exploration_win_over_its_variants() -> None:
+    variant = ListRules.of(pins={"s1": 1, "s2": 2, "s3": 5}, exploration=0.2)
+    merged = variant.merged(ListRules.of(pins={"h1": 1, "s3": 3}), explore_set=True)
+    # the request's pin at position 1 replaces the variant's there; its s3 moves s3; s2 keeps its place
+    assert dict(merged.pins) == {"h1": 1, "s2": 2, "s3": 3}
+    assert merged.exploration == 0.0  # asked for explicitly (exploration=0): off, not the variant's 0.2
+    assert variant.merged(ListRules.of(bury=["h1"])).exploration == 0.2  # not asked for: the variant's
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_exploration_never_takes_the_first_three_places(k: int) -> None:
+    import random
+
+    for seed in range(30):
+        out = explore(ranked(*(f"s{i}" for i in range(k))), k, 1.0, lambda: ["h1", "h2"], set(), random.Random(seed))
+        assert ids(out) == [f"s{i}" for i in range(k)]
+    out = explore(ranked("s0", "s1", "s2", "s3"), 4, 1.0, lambda: ["h1"], set(), random.Random(0))
+    assert ids(out) == ["s0", "s1", "s2", "h1"]
+
+
 def test_key_value_pairs_split_on_the_last_equals_sign() -> None:
     assert parse_pairs(["category:a=b=2", "s1=-0.5"], "boost", float) == {"category:a=b": 2.0, "s1": -0.5}
     with pytest.raises(ValidationFailed, match="'s1' is given twice"):

@@ -30,14 +30,15 @@ def assignment(request: Request, surface: str, user_id: str | None) -> Assignmen
 
 def list_rules(body: RecommendRequest, assigned: Assignment | None) -> tuple[ListRules | None, float | None]:
     """(the rules, the diversity) of a personal list: the variant's, with what the request says on top."""
-    own = body.boosts or body.bury or body.pins or body.exploration
+    explore_set = body.exploration is not None  # an explicit 0 is asked for: it turns a variant's exploration off
+    own = bool(body.boosts or body.bury or body.pins or explore_set)
     diversity = body.diversity
     if assigned is None and not own:
         return None, diversity  # the common case: nothing to build
     asked = ListRules.of(boosts=body.boosts, bury=body.bury, pins=body.pins, exploration=body.exploration or 0.0) \
         if own else NO_RULES
     if assigned is not None:
-        asked = assigned.rules.merged(asked) if own else assigned.rules
+        asked = assigned.rules.merged(asked, explore_set=explore_set) if own else assigned.rules
         if diversity is None:
             diversity = assigned.variant.diversity
     return (None if asked == NO_RULES else asked), diversity
