@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,9 +113,8 @@ class _Recent:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        # feed: (its user, its items, whether this process saw its first page: else another replica served the
-        # earlier pages, which the store holds)
-        self.feeds: OrderedDict[str, tuple[str | None, list[str], bool]] = OrderedDict()
+        # feed: (its user, the items of the pages this process served; other replicas' pages are in the store)
+        self.feeds: OrderedDict[str, tuple[str | None, list[str]]] = OrderedDict()
         self.users: OrderedDict[str, deque[tuple[datetime, tuple[str, ...]]]] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -124,7 +124,7 @@ class _Recent:
         with self.lock:
             if s.paged:
                 feed = s.feed_id or s.id
-                self.feeds.setdefault(feed, (s.user_id, [], s.feed_id is None))[1].extend(s.item_ids)
+                self.feeds.setdefault(feed, (s.user_id, []))[1].extend(s.item_ids)
                 self.feeds.move_to_end(feed)
                 while len(self.feeds) > self.size:
                     self.feeds.popitem(last=False)
@@ -136,14 +136,17 @@ class _Recent:
             while len(self.users) > self.size:
                 self.users.popitem(last=False)
 
-    def feed(self, feed_id: str) -> tuple[str | None, list[str], bool] | None:
+    def feed(self, feed_id: str) -> tuple[str | None, list[str]] | None:
         with self.lock:
             got = self.feeds.get(feed_id)
-            return None if got is None else (got[0], list(got[1]), got[2])
+            return None if got is None else (got[0], list(got[1]))
 
     def forget(self, user_id: str) -> None:
+        """Everything remembered of ``user_id``: what they were shown and their feeds (their cursors stop)."""
         with self.lock:
             self.users.pop(user_id, None)
+            for feed in [f for f, (who, _) in self.feeds.items() if who == user_id]:
+                del self.feeds[feed]
 
     def user(self, user_id: str, since: datetime) -> set[str]:
         with self.lock:
@@ -199,19 +202,27 @@ class ServedLog:
     # -- reads -----------------------------------------------------------------------------------------------
     def feed_items(self, feed_id: str) -> tuple[str | None, list[str]] | None:
         """(the user the feed ``feed_id`` was served to, None for a session; the items every page of it showed so
-        far), from memory, else the store; None for an unknown feed."""
-        got = self.recent.feed(feed_id)
-        if got is not None and got[2]:
-            return got[0], got[1]
-        with self.store.session() as s:
-            rows = s.execute(select(ServedList.offset, ServedList.user_id, ServedList.item_ids)
-                             .where(or_(ServedList.id == feed_id, ServedList.feed_id == feed_id))).all()
+        far), from the store and this process's memory (pages it served not written yet); None for an unknown feed.
+
+        The store is always read: other replicas or ``--workers`` processes may have served pages of the same feed.
+        A feed known nowhere is looked for again for a few writer lingers, as a page served a moment ago by another
+        process may not be written yet."""
+        deadline = time.monotonic() + 3 * self.linger_s + 0.2
+        while True:
+            got = self.recent.feed(feed_id)
+            with self.store.session() as s:
+                rows = s.execute(select(ServedList.offset, ServedList.user_id, ServedList.item_ids)
+                                 .where(or_(ServedList.id == feed_id, ServedList.feed_id == feed_id))).all()
+            if rows or got is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
         if not rows:
-            return None if got is None else (got[0], got[1])
+            return got
         rows = sorted(rows, key=lambda r: r[0])
         stored = [i for _, _, ids in rows for i in ids or ()]
         # pages this process served that its writer has not stored yet count too
-        return rows[0][1], stored + [i for i in (got[1] if got else ()) if i not in set(stored)]
+        known = set(stored)
+        return rows[0][1], stored + [i for i in (got[1] if got else ()) if i not in known]
 
     def shown_to(self, user_id: str, hours: float, *, now: datetime | None = None) -> set[str]:
         """Items shown to ``user_id`` within the last ``hours``: in lists served to them (memory and store) and in

@@ -85,17 +85,21 @@ def ingest_events(store: Store, events: Sequence[Mapping[str, Any]]) -> list[Eve
 
 def delete_user(store: Store, user_id: str) -> int:
     """Remove a user, all their events and the lists served to them (one transaction); the number of events
-    removed. UnknownUser for an id the store does not know."""
+    removed. A user who was only served lists (an unknown user's recommendations, a search with ``user_id``) has no
+    user row: their lists go all the same. UnknownUser for an id the store knows nothing of."""
     from sqlalchemy import delete, func, select
 
     from recsys.errors import UnknownUser
 
     with store.session() as s:
         uid = s.scalar(select(User.id).where(User.external_id == user_id))
+        # else "shown before" (and the user id in every recorded list) outlives the user
+        lists = s.execute(delete(ServedList).where(ServedList.user_id == user_id)).rowcount
         if uid is None:
-            raise UnknownUser(f"unknown user id {user_id!r}")
+            if not lists:
+                raise UnknownUser(f"unknown user id {user_id!r}")
+            return 0
         n = s.scalar(select(func.count(Event.id)).where(Event.user_id == uid))
         s.execute(delete(Event).where(Event.user_id == uid))
-        s.execute(delete(ServedList).where(ServedList.user_id == user_id))  # else "shown before" outlives the user
         s.execute(delete(User).where(User.id == uid))
     return int(n or 0)

@@ -162,6 +162,20 @@ def test_feeds_and_shown_items_are_read_from_memory_and_store(store: Store, sett
     # page 3 served by this replica, pages 1 and 2 by the other: all three are the feed, not page 3 alone
     reader.record(_served((C,), feed_id=first.id, offset=2, paged=True))
     assert reader.feed_items(first.id) == ("c1", [A, B, C])
+    reader.flush()  # and the replica that served pages 1 and 2 sees page 3 too (it read only its memory)
+    assert writer.feed_items(first.id) == ("c1", [A, B, C])
+    writer.close()
+    reader.close()
+
+
+def test_a_page_another_process_served_a_moment_ago_is_waited_for(store: Store, settings: Settings,
+                                                                  tmp_path: Path) -> None:
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    writer = ServedLog(store, linger_s=0.05)
+    first = _served((A, B), paged=True)
+    writer.record(first)  # not written yet when the other process is asked for page 2
+    reader = ServedLog(store, linger_s=2.0)  # looks again for a few of its lingers before saying "unknown"
+    assert reader.feed_items(first.id) == ("c1", [A, B])
     writer.close()
 
 
