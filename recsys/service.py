@@ -249,9 +249,9 @@ class Recommender:
         # The key is made before a miss reads the history: an event landing in between leaves the list under the
         # older key, which no later request matches (events are only ever added).
         with self.store.reading() as c:
-            event_ids, version = request_state(c, req.user_id)
+            event_ids, version, details = request_state(c, req.user_id)
             removed = self._removed.known(version) or self._removed.remember(removed_state(c))
-            key, hit = self._lookup(served, req, event_ids, removed[0], when)
+            key, hit = self._lookup(served, req, event_ids, (removed[0], details), when)
             records = user_event_records(c, req.user_id) if hit is None else []
         timings = {"history_ms": (time.perf_counter() - t0) * 1000}
         if hit is not None:
@@ -282,11 +282,11 @@ class Recommender:
         if served is None:  # nothing loaded yet: the first call loads the generations, in a thread
             return await anyio.to_thread.run_sync(self._recommend, req, limiter=self._ranking_slots)
         t0 = time.perf_counter()
-        event_ids, version = request_state_of(await self.store.fetch(REQUEST_STATE, {"user_id": user_id}))
+        event_ids, version, details = request_state_of(await self.store.fetch(REQUEST_STATE, {"user_id": user_id}))
         removed = self._removed.known(version) or \
             self._removed.remember(removed_state_of(await self.store.fetch(REMOVED_STATE, {})))
         when = self.clock(served, now)
-        key, hit = self._lookup(served, req, event_ids, removed[0], when)
+        key, hit = self._lookup(served, req, event_ids, (removed[0], details), when)
         timings = {"state_ms": (time.perf_counter() - t0) * 1000}
         if hit is not None:
             return list(hit), {**timings, "cached": 1.0}

@@ -79,35 +79,39 @@ USER_EVENTS = (
 )
 
 
-def request_state(conn: Session | Connection, user_id: str) -> tuple[list[int], int | None]:
-    """(ids of the user's events, the catalogue's removed-items version) in one statement: with the removed items
-    of that version (:func:`removed_state`), everything a cached recommendation list depends on in the store.
-    Integers only: parsing the events' timestamps (text on SQLite) cost more than the query, and only a list that
-    is ranked anew needs them. The version is None where the schema keeps none (see migration 0003)."""
+def request_state(conn: Session | Connection, user_id: str) -> tuple[list[int], int | None, int | None]:
+    """(ids of the user's events, the catalogue's removed-items version, its item-details version) in one
+    statement: with the removed items of that version (:func:`removed_state`), everything a cached recommendation
+    list depends on in the store. Integers only: parsing the events' timestamps (text on SQLite) cost more than the
+    query, and only a list that is ranked anew needs them. The versions are None where the schema keeps none (see
+    migrations 0003 and 0009)."""
     return request_state_of(conn.execute(REQUEST_STATE, {"user_id": user_id}))
 
 
-def request_state_of(rows: Iterable[Sequence[Any]]) -> tuple[list[int], int | None]:
+def request_state_of(rows: Iterable[Sequence[Any]]) -> tuple[list[int], int | None, int | None]:
     """:func:`request_state` from the rows of :data:`REQUEST_STATE` (as ``Store.fetch`` returns them)."""
-    return _values_and_version(rows)
+    ids, versions = _values_and_versions(rows)
+    return ids, versions[0] if versions else None, versions[1] if versions else None
 
 
-def _values_and_version(rows: Iterable[Sequence[Any]]) -> tuple[list[Any], int | None]:
-    """Rows ``(value, NULL)`` and one ``(NULL, removed_version)`` (absent without the version row), split."""
+def _values_and_versions(rows: Iterable[Sequence[Any]]) -> tuple[list[Any], tuple[Any, ...] | None]:
+    """Rows ``(value, NULL...)`` and one ``(NULL, version...)`` (absent without the state row), split."""
     values: list[Any] = []
-    version = None
-    for value, removed_version in rows:
+    versions = None
+    for value, *state in rows:
         if value is not None:
             values.append(value)
         else:
-            version = removed_version
-    return values, version
+            versions = tuple(state)
+    return values, versions
 
 
 REQUEST_STATE = union_all(
-    select(Event.id, literal(None, BigInteger).label("removed_version")).join(User, User.id == Event.user_id)
+    select(Event.id, literal(None, BigInteger).label("removed_version"),
+           literal(None, BigInteger).label("details_version")).join(User, User.id == Event.user_id)
     .where(User.external_id == bindparam("user_id"), IS_HISTORY),
-    select(literal(None, Integer), CatalogueState.removed_version).where(CatalogueState.id == 1),
+    select(literal(None, Integer), CatalogueState.removed_version, CatalogueState.details_version)
+    .where(CatalogueState.id == 1),
 )
 
 
@@ -121,8 +125,8 @@ def removed_state(conn: Session | Connection) -> tuple[frozenset[str], int | Non
 
 def removed_state_of(rows: Iterable[Sequence[Any]]) -> tuple[frozenset[str], int | None]:
     """:func:`removed_state` from the rows of :data:`REMOVED_STATE`."""
-    removed, version = _values_and_version(rows)
-    return frozenset(removed), version
+    removed, versions = _values_and_versions(rows)
+    return frozenset(removed), versions[0] if versions else None
 
 
 # Hidden or deleted (DESIGN.md decision 6), the predicate of the partial index ix_items_removed: reads through it

@@ -87,6 +87,9 @@ class CatalogueState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     removed_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    details_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Goes up with any change to what a result shows of an item (title, category, price, image: migration 0009),
+    so a cached list with the old details is never answered."""
 
 
 class ItemMedia(Base):

@@ -194,6 +194,22 @@ def test_cached_lists_never_outlive_a_deletion_or_an_event(client: TestClient, b
     assert "cached" not in later["debug"]["timings_ms"] and later["items"][0]["item_id"] != after[0]
 
 
+def test_cached_lists_show_the_items_current_details(client: TestClient, built: tuple[Path, Path]) -> None:
+    """A price feed or a renamed item on a running server (no new generation) reaches cached lists at once."""
+    from sqlalchemy import update
+
+    from recsys.store.tables import Item
+
+    user = json.loads((built[1] / "events.jsonl").read_text().splitlines()[1])["user_id"]
+    url = f"/v1/users/{user}/recommendations?k=5"
+    item = _items(client.get(url))[0]["item_id"]
+    assert client.get(url + "&debug=true").json()["debug"]["timings_ms"].get("cached") == 1.0
+    with client.app.state.runtime.recommender.store.session() as s:  # type: ignore[attr-defined]
+        s.execute(update(Item).where(Item.external_id == item).values(title="Renamed", price=1.5))
+    shown = next(it["item"] for it in _items(client.get(url)) if it["item_id"] == item)
+    assert shown["title"] == "Renamed" and shown["price"] == 1.5
+
+
 def test_feedback_loop_on_the_real_service(client: TestClient, built: tuple[Path, Path]) -> None:
     """Every demo user's page 2 shares no item with page 1; a cached list still gets a fresh id; impressions change
     neither the list nor its cache key; events naming a list are attributed in the report, exactly."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from recsys.config import Settings
@@ -22,7 +22,7 @@ from recsys.store.queries import (
     request_state,
     user_event_records,
 )
-from recsys.store.tables import Item
+from recsys.store.tables import CatalogueState, Item, ItemMedia
 from tests.conftest import PG_URL, _pg_database
 from tests.store.fixtures import write_hm
 
@@ -55,17 +55,18 @@ def test_request_state_reads_event_ids_and_the_removed_version_in_one_statement(
              for i in ("0108775015", "0108775044")]
     ingest_events(store, batch)
     with store.reading() as c:
-        _, before = request_state(c, "u-state")
+        _, before, details = request_state(c, "u-state")
     with store.session() as s:
         set_flags(s, ["0108775044"], hidden=True)
         set_flags(s, ["0108775015"], deleted=True)
     with store.reading() as c:
-        events, version = request_state(c, "u-state")
+        events, version, details_after = request_state(c, "u-state")
         records = user_event_records(c, "u-state")
         assert sorted(events) == sorted(r[4] for r in records) and len(events) == 2
         assert before is not None and version is not None and version > before
         assert removed_state(c) == ({"0108775044", "0108775015"}, version)
-        assert request_state(c, "nobody") == ([], version)  # an unknown user has no events, same version
+        assert details is not None and details_after == details  # hiding changes no shown details
+        assert request_state(c, "nobody") == ([], version, details)  # an unknown user has no events, same versions
 
 
 def _version(store: Store) -> int:
@@ -97,6 +98,40 @@ def test_removed_version_moves_with_every_change_to_which_items_are_removed(stor
             change(s)
         after = _version(store)
         assert (after > before) if moves else (after == before), what  # SQLite: a step per row; PostgreSQL: per commit
+
+
+def _details_version(store: Store) -> int:
+    with store.reading() as c:
+        return int(c.execute(select(CatalogueState.details_version)).scalar_one())
+
+
+def test_details_version_moves_with_every_change_to_what_a_result_shows(store: Store) -> None:
+    """Database triggers (migration 0009): a cached list carries each item's title, category, price and image URL,
+    so a change to any of them, by any writer, must change the cache key."""
+    def media(s: Session, **values: Any) -> Any:
+        return s.execute(update(ItemMedia).where(ItemMedia.uri == "a.jpg").values(**values))
+
+    steps: list[tuple[str, Callable[[Session], Any], int]] = [
+        ("an item arrives", lambda s: s.add(Item(external_id="a", content_hash="h", title="t", price=1.0)), 0),
+        ("its title changes", lambda s: s.execute(update(Item).where(Item.external_id == "a").values(title="u")), 1),
+        ("its price changes", lambda s: s.execute(update(Item).where(Item.external_id == "a").values(price=2.0)), 1),
+        ("its category is set", lambda s: s.execute(update(Item).where(Item.external_id == "a")
+                                                    .values(category="c")), 1),
+        ("the same price again", lambda s: s.execute(update(Item).where(Item.external_id == "a").values(price=2.0)),
+         0),
+        ("its description changes", lambda s: s.execute(update(Item).where(Item.external_id == "a")
+                                                        .values(description="d")), 0),
+        ("an image arrives", lambda s: s.add(ItemMedia(item_id=s.scalar(select(Item.id)), kind="image",
+                                                       uri="a.jpg", position=0)), 1),
+        ("it fails to decode", lambda s: media(s, status="error"), 1),
+        ("the image goes", lambda s: s.execute(delete(ItemMedia).where(ItemMedia.uri == "a.jpg")), 1),
+    ]
+    for what, change, moves in steps:
+        before = _details_version(store)
+        with store.session() as s:
+            change(s)
+        after = _details_version(store)
+        assert (after > before) if moves else (after == before), what
 
 
 def _hide_in_a_transaction(store: Store, item_id: str, errors: list[BaseException]) -> None:

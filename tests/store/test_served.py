@@ -182,13 +182,13 @@ def test_a_page_another_process_served_a_moment_ago_is_waited_for(store: Store, 
 def test_impressions_are_no_part_of_a_history(store: Store, settings: Settings, tmp_path: Path) -> None:
     run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
     with store.reading() as c:
-        before_ids, _ = request_state(c, "c1")
+        before_ids, *_ = request_state(c, "c1")
         before = user_event_records(c, "c1")
     results = ingest_events(store, [{"user_id": "c1", "item_id": C, "type": "impression", "position": 0,
                                      "recommendation_id": new_recommendation_id()}])
     assert results[0].status == "stored"
     with store.reading() as c:
-        after_ids, _ = request_state(c, "c1")  # the cached list's key is unchanged: an impression ranks nothing
+        after_ids, *_ = request_state(c, "c1")  # the cached list's key is unchanged: an impression ranks nothing
         assert user_event_records(c, "c1") == before and sorted(after_ids) == sorted(before_ids)
     with store.session() as s:
         assert "impression" not in set(events_frame(s).type)
