@@ -137,8 +137,7 @@ class Recommender:
             return items
         from recsys.store.summaries import item_summaries
 
-        with self.store.reading() as c:
-            found = item_summaries(c, [it.item_id for it in items])
+        found = item_summaries(self.store.read, [it.item_id for it in items])
         return [replace(it, item=found.get(it.item_id)) for it in items]
 
     def _search(self, query: np.ndarray, k: int, modality: str, filter: ItemFilter | None,

@@ -71,8 +71,7 @@ def _print(results: list[Any], json_out: bool, rec: Any = None, *,
 def _titles(rec: Any, ids: list[str]) -> dict[str, tuple[str, str]]:
     from recsys.store.summaries import item_summaries
 
-    with rec.store.reading() as c:
-        return {i: (d["title"], d["category"] or "") for i, d in item_summaries(c, ids).items()}
+    return {i: (d["title"], d["category"] or "") for i, d in item_summaries(rec.store.read, ids).items()}
 
 
 def run_build(store: Any, settings: Any, *, force: bool = False) -> dict[str, Any]:

@@ -80,7 +80,8 @@ class ListRequest:
 
     def key(self, served: Served, event_ids: list[int], removed_key: Hashable, when: float) -> tuple[Any, ...]:
         """Everything the list depends on: the generations, the user's events, the catalogue's state (the removed
-        items' and the item details' versions) and the request (a hash of the event ids keeps the key small), ranked at ``when`` (days)."""
+        items' and the item details' versions) and the request (a hash of the event ids keeps the key small), ranked
+        at ``when`` (days)."""
         return (served.reader.generation_id, served.ranker_path, served.stats_version, self.user_id,
                 hash(tuple(sorted(event_ids))), removed_key,
                 self.k, repr(self.filter), tuple(self.exclude), self.diversity, self.explain,

@@ -118,6 +118,11 @@ class Store:
         hung or locked-out database raises StoreUnavailable, as :meth:`session` does."""
         return await self._loop_reads.fetch(statement, params)
 
+    def read(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """:meth:`fetch` from a worker thread (a ranking thread's reads on the request path): the driver itself on
+        SQLite, SQLAlchemy elsewhere; the same errors."""
+        return self._loop_reads.rows_now(statement, params)
+
     def pool_stats(self) -> dict[str, int]:
         """The event loop's PostgreSQL connection pools (:data:`recsys.store.loop_reads.POOL_STATS`: open, idle,
         waiting, errors), summed; zeros on SQLite."""

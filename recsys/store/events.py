@@ -94,7 +94,8 @@ def delete_user(store: Store, user_id: str) -> int:
     with store.session() as s:
         uid = s.scalar(select(User.id).where(User.external_id == user_id))
         # else "shown before" (and the user id in every recorded list) outlives the user
-        lists = s.execute(delete(ServedList).where(ServedList.user_id == user_id)).rowcount
+        lists = s.scalar(select(func.count(ServedList.id)).where(ServedList.user_id == user_id))
+        s.execute(delete(ServedList).where(ServedList.user_id == user_id))
         if uid is None:
             if not lists:
                 raise UnknownUser(f"unknown user id {user_id!r}")

@@ -88,6 +88,17 @@ class LoopReads:
 
         return await anyio.to_thread.run_sync(self._sync_rows, statement, params)
 
+    def rows_now(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
+        """:meth:`fetch` for a worker thread: on SQLite the driver on this thread's own connection, elsewhere (and
+        when SQLite is locked) through SQLAlchemy."""
+        if self.sqlite_path is not None:
+            try:
+                return self._sqlite_rows(statement, params)
+            except sqlite3.DatabaseError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise self.source.unavailable(e) from e
+        return self._sync_rows(statement, params)
+
     def pool_stats(self) -> dict[str, int]:
         """:data:`POOL_STATS` summed over the pools of every event loop (all zero on SQLite)."""
         total: Counter[str] = Counter(dict.fromkeys(POOL_STATS, 0))
@@ -123,7 +134,7 @@ class LoopReads:
 
     def _sqlite_rows(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
         conn = getattr(self._sqlite, "conn", None)
-        if conn is None:  # one per thread: the loop's (a server has one loop thread)
+        if conn is None:  # one per thread: the loop's (a server has one loop thread) and each ranking thread's
             assert self.sqlite_path is not None
             conn = sqlite3.connect(self.sqlite_path, timeout=0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA query_only=1")

@@ -265,7 +265,7 @@ def test_an_id_with_a_slash_is_a_bad_row(store: Store, settings: Settings, tmp_p
 def test_a_result_links_no_image_that_failed_to_decode(store: Store, settings: Settings, tmp_path: Path) -> None:
     from sqlalchemy import update
 
-    from recsys.store.summaries import item_summaries
+    from recsys.store.summaries import CHUNK, item_summaries, rows_on
 
     (tmp_path / "a.jpg").write_bytes(b"not an image")
     f = tmp_path / "items.csv"
@@ -274,9 +274,10 @@ def test_a_result_links_no_image_that_failed_to_decode(store: Store, settings: S
     with store.session() as s:
         s1 = s.scalar(select(Item.id).where(Item.external_id == "s1"))
         s.execute(update(ItemMedia).where(ItemMedia.item_id == s1).values(status="error", error="cannot decode"))
-    with store.reading() as c:
-        got = item_summaries(c, ["s1", "s2"])
-    assert got["s1"]["image_url"] is None and got["s2"]["image_url"] == "/media/s2"
+    got = item_summaries(store.read, ["s1", "s2", "nope"])  # the driver itself on SQLite
+    assert got["s1"]["image_url"] is None and got["s2"]["image_url"] == "/media/s2" and "nope" not in got
+    with store.reading() as c:  # through SQLAlchemy: the same, in chunks past CHUNK ids
+        assert item_summaries(rows_on(c), ["s2", "s1", *(f"x{i}" for i in range(CHUNK + 3))]) == got
 
 
 def test_an_imported_datasets_folder_becomes_a_media_root(store: Store, settings: Settings, tmp_path: Path) -> None:
