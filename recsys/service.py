@@ -36,9 +36,7 @@ from recsys.store.queries import (
     REMOVED_STATE,
     REQUEST_STATE,
     USER_EVENTS,
-    removed_state,
     removed_state_of,
-    request_state,
     request_state_of,
     user_event_records,
     user_event_records_of,
@@ -247,11 +245,11 @@ class Recommender:
         t0 = time.perf_counter()
         # The key is made before a miss reads the history: an event landing in between leaves the list under the
         # older key, which no later request matches (events are only ever added).
-        with self.store.reading() as c:
-            event_ids, version, details = request_state(c, req.user_id)
-            removed = self._removed.known(version) or self._removed.remember(removed_state(c))
-            key, hit = self._lookup(served, req, event_ids, (removed[0], details), when)
-            records = user_event_records(c, req.user_id) if hit is None else []
+        read, who = self.store.read, {"user_id": req.user_id}  # on the driver itself, as the server's loop reads
+        event_ids, version, details = request_state_of(read(REQUEST_STATE, who))
+        removed = self._removed.known(version) or self._removed.remember(removed_state_of(read(REMOVED_STATE, {})))
+        key, hit = self._lookup(served, req, event_ids, (removed[0], details), when)
+        records = user_event_records_of(read(USER_EVENTS, who)) if hit is None else []
         timings = {"history_ms": (time.perf_counter() - t0) * 1000}
         if hit is not None:
             return list(hit), {**timings, "cached": 1.0}
