@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recsys.errors import RateLimited, RecsysError, StoreBusy, StoreError
+from recsys.errors import RateLimited, RecsysError, StoreBusy, StoreDamaged, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ def public_message(exc: RecsysError) -> str:
     message names the server and the driver's own error, which the server log keeps."""
     if isinstance(exc, StoreBusy):
         return "the database is busy with another write (e.g. an import); retry shortly"
+    if isinstance(exc, StoreDamaged):
+        return ("the database is damaged; retrying will not help: the operator must restore it from a backup "
+                "(the server log names the file)")
     if isinstance(exc, StoreError):
         return "the database is unreachable; retry shortly"
     return redact(exc.message)
@@ -90,6 +94,20 @@ def _retry_after(request: Request) -> str:
     return str(settings.api.retry_after_seconds if settings is not None else 2)
 
 
+_LOGGED: dict[str, float] = {}
+
+
+def _log_store_error(exc: StoreError) -> None:
+    """The store's own words (the file, read-only, damaged, gone), which the caller is not shown: once a minute per
+    message, so an outage under load does not flood the log (a dead server is also logged by the refresh task)."""
+    now = time.monotonic()
+    if now - _LOGGED.get(exc.message, -60.0) >= 60.0:
+        if len(_LOGGED) > 100:
+            _LOGGED.clear()
+        _LOGGED[exc.message] = now
+        log.warning("store error answered as 503: %s", exc.message)
+
+
 async def recsys_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RecsysError)
     status = exc.status if 400 <= exc.status < 600 else 500
@@ -97,7 +115,9 @@ async def recsys_error(request: Request, exc: Exception) -> JSONResponse:
         # ConfigError is the only domain error that maps to 500: it means the server is misconfigured.
         log.error("server misconfigured: %s", exc.message)
     message = public_message(exc)
-    if message != exc.message and not isinstance(exc, StoreError):  # outages are logged by the refresh task
+    if isinstance(exc, StoreError) and not isinstance(exc, StoreBusy):
+        _log_store_error(exc)
+    if message != exc.message and not isinstance(exc, StoreError):
         log.info("%s on %s %s (request %s): %s", exc.code, request.method, request.url.path, request_id(request),
                  exc.message)
     headers: dict[str, str] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,6 +69,7 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._loop_reads = LoopReads(self, timeout_s=read_timeout_s, max_connections=loop_connections,
                                      max_lifetime_s=loop_connection_lifetime_s, max_idle_s=loop_connection_idle_s)
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the SQLite file this process opened
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, upgrade: bool = True) -> Store:
@@ -89,8 +91,28 @@ class Store:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session committed on success and rolled back on error; connection failures become StoreUnavailable."""
+        self._check_file()
         with self._connection_errors(), self._sessions() as s, s.begin():
             yield s
+
+    def _check_file(self) -> None:
+        """A SQLite file deleted or replaced under a running process: its pooled connections still hold the old
+        file, so writes would be acknowledged and then lost with it. Checked before every write session and ping."""
+        path = self._loop_reads.sqlite_path
+        if path is None:
+            return
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and self._file_id in (None, (st.st_dev, st.st_ino)):
+            self._file_id = (st.st_dev, st.st_ino)
+            return
+        if st is None and self._file_id is None:
+            return  # not created yet: the first connection creates it
+        raise StoreUnavailable(f"the database file {path} was {'deleted' if st is None else 'replaced'} while this "
+                               "process was running; nothing was changed. Put the file back (or restore it from a "
+                               "backup), then restart the server or command")
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -154,6 +176,7 @@ class Store:
     def ping(self, timeout_s: float | None = None) -> bool:
         """Whether the database answers (within ``timeout_s``, when given)."""
         try:
+            self._check_file()
             with deadline.bounded(timeout_s) if timeout_s else contextlib.nullcontext(), self.engine.connect() as c:
                 c.execute(text("SELECT 1"))
             return True
@@ -214,9 +237,10 @@ class Store:
 
 
 def _damaged(e: BaseException) -> bool:
-    """SQLite's words for a file that is not a database, or a corrupt one."""
+    """SQLite's words for a file that is not a database, or a corrupt one (a damaged full-text index's pages make
+    its virtual table fail to open)."""
     text_ = str(getattr(e, "orig", None) or e)
-    return "file is not a database" in text_ or "disk image is malformed" in text_
+    return any(w in text_ for w in ("file is not a database", "disk image is malformed", "vtable constructor failed"))
 
 
 def _warn_if_lost(settings: Settings) -> None:

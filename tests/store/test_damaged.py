@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from recsys.errors import StoreDamaged
+from recsys.errors import StoreDamaged, StoreUnavailable
 from recsys.store import Item, Store
 from recsys.store.queries import USER_EVENTS
 from tests.conftest import run_async
@@ -57,3 +57,38 @@ def test_a_lost_database_beside_built_generations_is_said(tmp_path: Path, caplog
     fresh = tmp_path / "fresh"
     Store.open(Settings(home=fresh)).dispose()  # a first import's new home: nothing to say
     assert "does not exist" not in caplog.text
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_database_file_removed_under_a_running_process_refuses_writes(tmp_path: Path, how: str) -> None:
+    """Pooled connections keep the unlinked file: without the check, writes were acknowledged and then lost with
+    it, and the readiness ping kept saying the store was fine."""
+    db = tmp_path / "recsys.db"
+    store = Store(f"sqlite:///{db}")
+    store.upgrade()
+    with store.session() as s:  # the file this process works on
+        s.execute(Item.__table__.insert(), [{"external_id": "i1", "content_hash": "h", "attributes": {}}])
+    assert store.ping()
+    db.rename(tmp_path / "moved.db")
+    if how == "replaced":
+        db.write_bytes((tmp_path / "moved.db").read_bytes())
+    assert not store.ping()
+    with pytest.raises(StoreUnavailable, match=f"was {how} while this process was running.*restart"), \
+            store.session() as s:
+        s.execute(Item.__table__.insert(), [{"external_id": "i2", "content_hash": "h", "attributes": {}}])
+    store.dispose()
+    fresh = Store(f"sqlite:///{db}") if how == "replaced" else None  # a restarted process works on the new file
+    if fresh is not None:
+        with fresh.session() as s:
+            assert s.scalars(select(Item.external_id)).all() == ["i1"]
+        fresh.dispose()
+
+
+def test_a_damaged_full_text_index_is_said_to_be_damaged() -> None:
+    from recsys.store.db import _damaged
+
+    assert _damaged(Exception("vtable constructor failed: items_fts"))
+    from recsys.api.errors import public_message
+
+    said = public_message(StoreDamaged("the database file /x/recsys.db is damaged"))
+    assert "retrying will not help" in said and "/x/" not in said  # not "retry shortly"; no path for a caller
