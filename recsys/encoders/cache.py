@@ -67,7 +67,9 @@ class VectorCache:
             chunk = keys[i : i + 500]
             q = f"SELECT k, data FROM v WHERE k IN ({','.join('?' * len(chunk))})"
             for k, data in self._db.execute(q, chunk):
-                out[k] = np.frombuffer(data, dtype=np.float32).copy()
+                v = np.frombuffer(data, dtype=np.float32)
+                if np.isfinite(v).all():  # a damaged entry (NaN, inf) is a miss: encoded again, not indexed as is
+                    out[k] = v.copy()
         return out
 
     def put_many(self, items: dict[str, np.ndarray]) -> None:

@@ -108,7 +108,7 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     rows = np.array([pos[i] for i in meta.item_ids.tolist()], dtype=np.int64)
     mats = {"fused": iv.fused[rows], "text": iv.text[rows], "image": iv.image[rows]}
     present = {"image": np.asarray(iv.has_image, bool)[rows],
-               "text": np.linalg.norm(mats["text"], axis=1) > 0, "fused": np.linalg.norm(mats["fused"], axis=1) > 0}
+               "text": _nonzero(mats["text"]), "fused": _nonzero(mats["fused"])}
     newest = max((str(u) for u in meta.updated_at if u is not None), default="")
     watermark = f"{newest}|{len(meta)}"
     dim = int(mats["fused"].shape[1])
@@ -163,3 +163,9 @@ def _as_embedded(df: pd.DataFrame, pos: dict[str, int], hashes: list[str] | None
             log.info("%d item(s) changed after the last embed: indexed as embedded, again on the next run", stale)
         df["content_hash"] = embedded
     return df
+
+
+def _nonzero(v: np.ndarray) -> np.ndarray:
+    """Rows that hold a vector: not all zeros (a missing modality). A row with NaN counts as present, so the build's
+    finite check names it instead of the item silently leaving the index."""
+    return np.asarray(np.linalg.norm(v, axis=1) != 0)

@@ -298,3 +298,21 @@ def test_an_imported_datasets_folder_becomes_a_media_root(store: Store, settings
     (inside / "items.csv").write_text("item_id,title\ns2,Blue shirt\n")
     run_import(store, "items", inside / "items.csv", settings=settings)  # under the data directory: nothing to add
     assert inside.resolve() not in media_roots(settings)
+
+
+def test_jsonl_with_a_byte_order_mark_and_deep_nesting(store: Store, settings: Settings, tmp_path: Path) -> None:
+    """A BOM cost the first record; nesting past the interpreter's limit was a traceback, and nesting just under
+    it stored attributes the API could then not answer (a 500): each is now a per-line error or nothing at all."""
+    nested: object = 1
+    for _ in range(900):
+        nested = [nested]
+    f = tmp_path / "items.jsonl"
+    lines = [json.dumps({"item_id": f"ok{i}", "title": "Red dress"}) for i in range(12)]
+    lines.append('{"item_id": "deep", "title": "x", "attributes": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}")
+    lines.append(json.dumps({"item_id": "nested", "title": "y", "attributes": {"n": nested}}))
+    f.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    report = run_import(store, "items", f, settings=settings)
+    with store.session() as s:
+        assert sorted(s.scalars(select(Item.external_id))) == sorted(f"ok{i}" for i in range(12))  # ok0 too
+    assert [b.line for b in report.bad_rows] == [13, 14]
+    assert all("nested more than 8 levels" in b.reason for b in report.bad_rows)

@@ -21,7 +21,7 @@ from typing import Any
 
 from recsys.errors import ImportFailed
 from recsys.store.importers.batch import Writer, parse_rows
-from recsys.store.importers.readers import BadLine, Row, read_any
+from recsys.store.importers.readers import MAX_DEPTH, BadLine, Row, read_any, too_deep
 from recsys.store.importers.records import (
     EventRecord,
     ItemRecord,
@@ -99,8 +99,12 @@ def item_record(rec: dict[str, Any], base: Path) -> ItemRecord:
                 raw = json.loads(raw)
             except json.JSONDecodeError:
                 raise ValueError("attributes is not a JSON object") from None
+            except RecursionError:
+                raise ValueError(f"attributes nest more than {MAX_DEPTH} levels deep") from None
         if not isinstance(raw, dict):
             raise ValueError("attributes is not a JSON object")
+        if too_deep(raw, MAX_DEPTH - 1):
+            raise ValueError(f"attributes nest more than {MAX_DEPTH} levels deep")
         attrs.update(raw)
     attrs.update({k: v for k, v in rec.items() if k not in ITEM_COLUMNS and not _empty(v)})
     given: set[str] = {f for f in ("title", "description", "category", "price", "in_stock", "attributes") if f in rec}

@@ -16,6 +16,9 @@ from typing import Any
 
 from recsys.errors import ImportFailed
 
+MAX_DEPTH = 8
+"""The deepest nesting a record's values may have (attributes are shown, filtered on and sent back as JSON)."""
+
 csv.field_size_limit(10_000_000)
 
 
@@ -114,6 +117,8 @@ def _first_undecodable_line(path: Path, encoding: str) -> int:
 
 def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Row | BadLine]:
     complete = _ends_with_newline(path)
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # a byte-order mark (written by some Windows tools) is not part of the first record
     with _open_text(path, encoding) as f:
         line = 0
         try:
@@ -134,8 +139,14 @@ def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Row | BadLine
                     ) from e
                 yield BadLine(line, f"invalid JSON ({e.msg} at column {e.colno})")
                 continue
+            except RecursionError:
+                yield BadLine(line, f"JSON nested more than {MAX_DEPTH} levels deep")
+                continue
             if not isinstance(obj, dict):
                 yield BadLine(line, f"expected a JSON object, found {type(obj).__name__}")
+                continue
+            if too_deep(obj):
+                yield BadLine(line, f"JSON nested more than {MAX_DEPTH} levels deep")
                 continue
             yield line, obj
 
@@ -176,3 +187,14 @@ def read_any(path: Path, fmt: str = "auto") -> Iterator[Row | BadLine]:
     if fmt == "parquet":
         return read_parquet(path)
     raise ImportFailed(f"unknown format '{fmt}'; use csv, tsv, jsonl or parquet")
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests lists or objects more than ``limit`` levels deep (without recursion)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x)
+                 if isinstance(v, dict | list)] if level else []
+        if not level:
+            return False
+    return True
