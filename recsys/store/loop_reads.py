@@ -77,11 +77,9 @@ class LoopReads:
 
     async def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
         if self.sqlite_path is not None:
-            try:
-                return self._sqlite_rows(statement, params)
-            except sqlite3.DatabaseError as e:  # unreachable, damaged, read-only: as the store says it
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise self.source.unavailable(e) from e
+            rows = self._sqlite_unless_locked(statement, params)
+            if rows is not None:
+                return rows
         elif self.pg_conninfo is not None:
             return await (await self._pool()).rows(*self._sql(statement, params, positional=False))
         import anyio.to_thread
@@ -91,13 +89,8 @@ class LoopReads:
     def rows_now(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
         """:meth:`fetch` for a worker thread: on SQLite the driver on this thread's own connection, elsewhere (and
         when SQLite is locked) through SQLAlchemy."""
-        if self.sqlite_path is not None:
-            try:
-                return self._sqlite_rows(statement, params)
-            except sqlite3.DatabaseError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise self.source.unavailable(e) from e
-        return self._sync_rows(statement, params)
+        rows = self._sqlite_unless_locked(statement, params) if self.sqlite_path is not None else None
+        return rows if rows is not None else self._sync_rows(statement, params)
 
     def pool_stats(self) -> dict[str, int]:
         """:data:`POOL_STATS` summed over the pools of every event loop (all zero on SQLite)."""
@@ -131,6 +124,16 @@ class LoopReads:
         _, sql, names, defaults = hit
         values = {**defaults, **params}
         return sql, tuple(values[n] for n in names or ()) if positional else values
+
+    def _sqlite_unless_locked(self, statement: Executable, params: Mapping[str, Any]) -> list[Row] | None:
+        """The rows on this thread's own SQLite connection; None while a lock is held (the caller retries through
+        SQLAlchemy, which may wait)."""
+        try:
+            return self._sqlite_rows(statement, params)
+        except sqlite3.DatabaseError as e:  # unreachable, damaged, read-only: as the store says it
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise self.source.unavailable(e) from e
+            return None
 
     def _sqlite_rows(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
         conn = getattr(self._sqlite, "conn", None)

@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Executable, bindparam, exists, select
-from sqlalchemy.engine import Connection
 
 from recsys.store.tables import Item, ItemMedia
 
@@ -19,9 +18,8 @@ CHUNK = 250
 def item_summaries(read: Callable[[Executable, Mapping[str, Any]], list[tuple[Any, ...]]],
                    item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``{item_id: {"title", "category", "price", "image_url"}}`` for the ids the store knows, in one read (it is
-    on every ranked list's path): ``read`` is :meth:`recsys.store.db.Store.read`, or a connection's ``execute``
-    wrapped by :func:`rows_on`. ``image_url`` is the server's ``/media/{id}`` for items with a recorded image that
-    did not fail to decode."""
+    on every ranked list's path): ``read`` is :meth:`recsys.store.db.Store.read`. ``image_url`` is the server's
+    ``/media/{id}`` for items with a recorded image that did not fail to decode."""
     ids = list(dict.fromkeys(str(i) for i in item_ids))
     if not ids:
         return {}
@@ -30,11 +28,6 @@ def item_summaries(read: Callable[[Executable, Mapping[str, Any]], list[tuple[An
     return {str(ext): {"title": title or "", "category": category, "price": price,
                        "image_url": "/media/" + quote(str(ext), safe="") if img else None}
             for ext, title, category, price, img in rows}
-
-
-def rows_on(conn: Connection) -> Callable[[Executable, Mapping[str, Any]], list[tuple[Any, ...]]]:
-    """A connection's reads in the shape :func:`item_summaries` takes."""
-    return lambda statement, params: [tuple(r) for r in conn.execute(statement, dict(params))]
 
 
 @functools.lru_cache(maxsize=256)
