@@ -92,6 +92,9 @@ class IndexSettings(BaseModel):
     """A filter that keeps at most this many items is answered by exact search over just those items."""
     delta_max_fraction: float = 0.1
     """Changes up to this share of the catalogue go into a delta generation; more trigger a full rebuild."""
+    verify_on_load_mb: float = Field(default=4096, ge=0)
+    """A generation up to this size is checked against its SHA-256 checksums each time it is loaded (about 1 s per
+    GB); a larger one only against its file sizes (``recsys index verify`` hashes it on request)."""
 
 
 class RankingSettings(BaseModel):

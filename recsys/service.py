@@ -32,6 +32,7 @@ from recsys.serving.requests import ListRequest, RemovedItems, check, clock, his
 from recsys.serving.results import ScoredItem, plain_json, result_list_bytes, result_object
 from recsys.serving.rules import NO_RULES, ListRules, with_rules
 from recsys.store import Store
+from recsys.store.items import deleted_message
 from recsys.store.queries import (
     REMOVED_STATE,
     REQUEST_STATE,
@@ -196,6 +197,8 @@ class Recommender:
         """Items nearest to ``item_id`` (itself left out)."""
         check(k, modality)
         self._known_item(item_id)
+        if item_id in self.removed_items() and self.get_item(item_id).get("deleted"):  # a hidden one still has a page
+            raise UnknownItem(deleted_message(item_id))
         hits = self.index.similar(item_id, k, self.removed_items() | set(exclude), modality=modality, filter=filter)
         return self._detailed(_hits(hits, "similar"))
 

@@ -85,7 +85,8 @@ def test_a_damaged_ranker_is_listed_as_such_and_a_lost_current_names_the_fix(
     assert isinstance(res.exception, IncompatibleArtifact) and "damaged" in res.exception.message
     assert current_version(root) == first  # nothing changed
     listed = runner.invoke(app, ["list"])
-    assert "damaged (BadZipFile" in listed.output and "`recsys train` replaces it" in listed.output
+    assert "damaged (ranker broken: stats.npz is missing or damaged (checksum)" in listed.output
+    assert "`recsys train` replaces it" in listed.output
     rows = json.loads(runner.invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1])
     assert {r["version"]: r["damaged"] is None for r in rows} == {first: True, "broken": False}
 

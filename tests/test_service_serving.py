@@ -84,6 +84,28 @@ def test_first_ranker_load_during_an_outage_is_retried_and_reported(home: Path) 
         assert rec.trending(5)
     finally:
         store.dispose()
+def test_a_damaged_ranker_says_why_and_what_to_do(home: Path) -> None:
+    """A flipped bit in the served ranker's weights (same size) is refused by its checksum, and the 503 every
+    recommendation then answers names the cause and the two ways back."""
+    from recsys.ranking import rankers_root
+    from recsys.ranking.artifact import current_version
+
+    settings = e2e_settings(home)
+    root = rankers_root(settings)
+    net = root / str(current_version(root)) / "net.pt"
+    data = bytearray(net.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    net.write_bytes(bytes(data))
+    _, store, rec = _open(home)
+    try:
+        error = rec.status()["ranker_error"]
+        assert "net.pt is missing or damaged (checksum)" in error and "`recsys ranker rollback`" in error, error
+        with pytest.raises(RankerError, match="recommendations are off for now: .*checksum.*recsys train"):
+            rec.recommend("user-0001", 3)
+    finally:
+        store.dispose()
+
+
 def test_concurrent_new_items_all_stored_and_searchable(home: Path) -> None:
     settings, store, rec = _open(home)
     try:

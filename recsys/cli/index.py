@@ -65,7 +65,10 @@ def verify(generation: Annotated[str | None, typer.Argument(help="generation id 
     root = index_root(get_settings())
     bad = do_verify(root, generation)
     gid = generation or current_id(root)
-    err.print(f"generation {gid}: " + ("intact" if not bad else f"{len(bad)} corrupt or missing: {bad}"))
+    from recsys.index.layout import DAMAGED_REMEDY
+
+    err.print(f"generation {gid}: " + ("intact" if not bad else f"{len(bad)} corrupt or missing: {bad}. "
+                                       f"{DAMAGED_REMEDY}"))
     if json_out:
         emit_json({"generation": gid, "ok": not bad, "bad_files": bad})
     if bad:

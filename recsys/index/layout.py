@@ -216,7 +216,10 @@ def files_damaged(root: Path, generation_id: str) -> list[str]:
     """The files a generation's manifest lists that are not there or not of the size it recorded (a cheap check, no
     hashing: :func:`verify` hashes)."""
     path = generation_path(root, generation_id)
-    m = read_manifest(path)
+    return _sized_wrong(path, read_manifest(path))
+
+
+def _sized_wrong(path: Path, m: Manifest) -> list[str]:
     return [name for name in m.files if not (path / name).is_file()
             or (name in m.sizes and (path / name).stat().st_size != m.sizes[name])]
 
@@ -261,12 +264,37 @@ def build_lock(root: Path, name: str = "build.lock") -> Iterator[None]:
 def verify(root: Path, generation_id: str | None = None) -> list[str]:
     """Files of a generation whose SHA-256 differs from its manifest (or are missing); empty when intact."""
     path = generation_path(root, generation_id)
-    m = read_manifest(path)
+    return verify_files(path, read_manifest(path))
+
+
+def verify_files(path: Path, m: Manifest) -> list[str]:
+    """:func:`verify` of a generation whose manifest is already read."""
     bad = [name for name, digest in m.files.items()
            if not (path / name).is_file() or sha256_file(path / name) != digest]
     if checksum_of(m.files) != m.checksum:
         bad.append(MANIFEST)
     return bad
+
+
+def check_on_load(path: Path, m: Manifest, budget_mb: float) -> None:
+    """Refuse to serve a damaged generation. Up to ``budget_mb`` of files every one is hashed (about 1 GB/s: a
+    flipped bit in a FAISS file otherwise loads and answers impossible scores); above it only sizes are compared,
+    and ``recsys index verify`` hashes on request."""
+    total = sum(m.sizes.values()) / 2**20
+    if total <= budget_mb:
+        bad = verify_files(path, m)
+    else:
+        bad = _sized_wrong(path, m)
+        log.info("index generation %s: %.0f MB, over index.verify_on_load_mb (%s): sizes checked, not hashed",
+                 m.generation_id, total, budget_mb)
+    if bad:
+        raise IndexError_(f"index generation {m.generation_id} is damaged: {', '.join(bad[:5])} "
+                          f"{'is missing or differs' if len(bad) == 1 else 'are missing or differ'} from the checksums "
+                          f"it was built with. {DAMAGED_REMEDY}")
+
+
+DAMAGED_REMEDY = ("`recsys index rollback` serves the previous generation (`recsys index list` shows them); "
+                  "`recsys index build --full` builds a new one")
 
 
 def check_compatible(manifest: Manifest, *, encoder_id: str | None, dim: int | None, where: Path) -> None:

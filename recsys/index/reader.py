@@ -91,13 +91,14 @@ class IndexReader:
             from recsys.config import IndexSettings
 
             settings = IndexSettings()
+        layout.check_on_load(path, manifest, settings.verify_on_load_mb)
         try:
             return cls(path, manifest, settings)
         except (OSError, RuntimeError, ValueError, EOFError) as e:  # FAISS, numpy and Parquet on a damaged file
             why = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
             raise IndexError_(f"index generation {manifest.generation_id} could not be read ({why}): a file of it is "
-                              "missing or damaged. `recsys index verify` names it; `recsys index rollback` serves the "
-                              "previous generation, `recsys index build --full` builds a new one") from e
+                              "missing or damaged. `recsys index verify` names it; "
+                              f"{layout.DAMAGED_REMEDY}") from e
 
     @property
     def generation_id(self) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from recsys.errors import IncompatibleArtifact, RankerError
+from recsys.index.layout import sha256_file
 from recsys.ranking.cobuy import CobuyProjection
 from recsys.ranking.features import FEATURES
 from recsys.ranking.model import NetConfig, RankerNet
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 COBUY = "cobuy.npy"
 POINTER = "CURRENT"
+DATA_FILES = ("net.pt", "stats.npz", "stats_ids.txt", "stats_users.txt", COBUY)
+"""What :func:`save_pipeline` writes beside the manifest, each with its SHA-256 in the manifest."""
 FORMAT = 2
 """2: statistics kept with event times (counted as of each request's time)."""
 
@@ -45,8 +48,9 @@ def save_pipeline(pipe: RankingPipeline, path: Path) -> Path:
         torch.save(pipe.net.state_dict(), path / "net.pt")
     if pipe.cobuy is not None:
         np.save(path / COBUY, pipe.cobuy.weight)
+    files = {name: sha256_file(path / name) for name in DATA_FILES if (path / name).is_file()}
     manifest = dict(pipe.manifest, format=FORMAT, has_net=pipe.net is not None, stats_items=len(pipe.stats.ids),
-                    ranker_id=pipe.ranker_id, has_cobuy=pipe.cobuy is not None)
+                    ranker_id=pipe.ranker_id, has_cobuy=pipe.cobuy is not None, files=files)
     tmp = path / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
     os.replace(tmp, path / MANIFEST)
@@ -66,6 +70,17 @@ def read_manifest(path: Path) -> dict:
         raise IncompatibleArtifact(f"ranker {path.name}: its {MANIFEST} is not a JSON object; retrain with "
                                    "`recsys train`")
     return m
+
+
+def check_files(m: dict, path: Path) -> None:
+    """Refuse a ranker whose files differ from the checksums saved with it (a flipped bit in the weights loads and
+    ranks wrongly; rankers saved before checksums are not checked)."""
+    bad = [name for name, digest in dict(m.get("files") or {}).items()
+           if not (path / name).is_file() or sha256_file(path / name) != digest]
+    if bad:
+        raise IncompatibleArtifact(f"ranker {path.name}: {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} missing "
+                                   "or damaged (checksum); roll back with `recsys ranker rollback` or retrain with "
+                                   "`recsys train`")
 
 
 def check_compatible(m: dict, name: str, expect_encoder_id: str | None = None, expect_dim: int | None = None) -> None:
@@ -89,6 +104,7 @@ def load_pipeline(cls: type[RankingPipeline], path: Path, expect_encoder_id: str
                   expect_dim: int | None = None) -> RankingPipeline:
     m = read_manifest(path)
     check_compatible(m, path.name, expect_encoder_id, expect_dim)
+    check_files(m, path)
     params = RankingParams.from_dict(m.get("params", {}))
     stats = ItemStats.load(path)
     net = None
@@ -117,6 +133,7 @@ def damage(path: Path) -> str | None:
     try:
         m = read_manifest(path)
         check_compatible(m, path.name)
+        check_files(m, path)
         if m.get("has_net") and not _finite(torch.load(path / "net.pt", map_location="cpu", weights_only=True)):
             return "non-finite weights"
         with zipfile.ZipFile(path / "stats.npz"):  # reads the central directory: a truncated archive fails here

@@ -137,7 +137,7 @@ class Generations:
         without a ranker, False when the whole old pair keeps serving (its ranker ranks over its own index)."""
         passing = is_outage(e)
         self.ranker_error = ("the database could not be read to load the ranker; retrying" if passing
-                             else "the current ranker generation could not be loaded")
+                             else _load_failure(e))
         if not passing:
             self._bad_ranker = (ranker_path, time.monotonic())
         if old is not None and (passing or old.reader is reader):
@@ -327,3 +327,14 @@ def public_reason(e: BaseException) -> str:
     if isinstance(e, NoIndex):
         return "no index generation has been built yet: run `recsys build` (the server picks it up by itself)"
     return "the index generation could not be loaded"
+
+
+def _load_failure(e: Exception) -> str:
+    """Why the ranker did not load, with the way back: our own errors' message (it names the ranker, the cause and
+    often the fix), another's type alone (its text may hold paths)."""
+    from recsys.errors import RecsysError
+
+    text = e.message.strip().splitlines()[0][:300] if isinstance(e, RecsysError) and e.message.strip() else ""
+    fix = "" if "`recsys " in text else ("; `recsys ranker rollback` serves the previous one, `recsys train` fits a "
+                                         "new one")
+    return f"the current ranker generation could not be loaded ({text or type(e).__name__}){fix}"

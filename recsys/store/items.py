@@ -20,6 +20,10 @@ def get_item(session: Session, external_id: str) -> Item:
     return item
 
 
+def deleted_message(external_id: str) -> str:
+    return (f"item {external_id!r} was deleted; a PUT of the item (or an import with its title) brings it back")
+
+
 def item_details(session: Session, external_id: str) -> dict[str, Any]:
     it = get_item(session, external_id)
     media = session.scalars(select(ItemMedia).where(ItemMedia.item_id == it.id).order_by(ItemMedia.position))

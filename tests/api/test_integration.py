@@ -125,6 +125,10 @@ def test_items_crud_on_the_real_service(client: TestClient, home: Path) -> None:
     assert client.delete("/v1/items/new-2").status_code == 200
     sim = [it["item_id"] for it in _items(client.get("/v1/items/item-00001/similar?k=60"))]
     assert "new-2" not in sim
+    for gone in (client.get("/v1/items/new-2"), client.get("/v1/items/new-2/similar")):  # gone for shoppers too
+        assert gone.status_code == 404 and "was deleted; a PUT" in gone.json()["error"]["message"], gone.text
+    assert client.put("/v1/items/new-2", json={"title": "back"}).status_code == 200  # and a PUT restores it
+    assert client.get("/v1/items/new-2").json()["title"] == "back"
 
 
 def test_live_feedback_changes_the_next_recommendation(client: TestClient, built: tuple[Path, Path]) -> None:

@@ -180,7 +180,8 @@ def test_a_damaged_generation_is_named_rebuilt_and_never_rolled_back_to(tmp_path
     gdir = layout.generations_dir(root)
     victim = next(p for p in (gdir / first).rglob("*.faiss"))
     victim.write_bytes(victim.read_bytes()[:100])  # truncated
-    with pytest.raises(IndexError_, match=f"generation {first} could not be read.*index rollback"):
+    with pytest.raises(IndexError_, match=f"generation {first} is damaged: seg0/.*faiss is missing or differs.*"
+                                          "index rollback"):
         IndexReader.open(root, generation=first)
     with pytest.raises(IndexError_, match=f"generation {first} is damaged"):
         layout.rollback(root, first)
@@ -215,3 +216,25 @@ def test_a_delta_keeps_its_base_checksums(tmp_path: Path, sqlite_store: Store) -
     rep = build_from_catalog(sqlite_store, settings, vectors=enc, mode="delta")
     assert rep["action"] == "delta" and layout.current_id(root) == rep["generation"]
     assert layout.verify(root) == [f"seg0/{linked.name}"]
+
+
+def test_a_flipped_bit_is_refused_when_loaded_not_served(tmp_path: Path, sqlite_store: Store) -> None:
+    """A FAISS file with one changed byte (same size) loads and answers impossible scores unless its checksum is
+    checked on load; above the hashing budget only sizes are compared."""
+    from recsys.config import IndexSettings
+    from recsys.errors import IndexError_
+    from recsys.index import layout
+
+    settings = Settings(home=tmp_path / "home")
+    _add_items(sqlite_store, 60)
+    gen = build_from_catalog(sqlite_store, settings, vectors=FakeEncoder(), mode="full")["generation"]
+    root = index_root(settings)
+    victim = next((layout.generations_dir(root) / gen).rglob("fused.faiss"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    victim.write_bytes(bytes(data))
+    with pytest.raises(IndexError_, match=f"generation {gen} is damaged: .*fused.faiss is missing or differs from the "
+                                          "checksums.*recsys index rollback.*index build --full"):
+        IndexReader.open(root)
+    loaded = IndexReader.open(root, settings=IndexSettings(verify_on_load_mb=0))  # sizes only: it loads
+    assert len(loaded) == 60

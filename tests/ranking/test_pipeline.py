@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,13 @@ def test_save_load_roundtrip_and_refusal(world: World, pipe: RankingPipeline, tm
     assert np.allclose([r.score for r in after], [r.score for r in before], atol=1e-5)
     with pytest.raises(IncompatibleArtifact):
         RankingPipeline.load(gen, expect_encoder_id="other-encoder")
+    assert set(m["files"]) >= {"net.pt", "stats.npz", "stats_ids.txt"}
+    weights = bytearray((gen / "net.pt").read_bytes())  # one flipped bit, same size: loads unless checksummed
+    weights[-200] ^= 0x01
+    (gen / "net.pt").write_bytes(bytes(weights))
+    assert "net.pt is missing or damaged" in str(ranking.artifact.damage(gen))
+    with pytest.raises(IncompatibleArtifact, match="ranker .*net.pt is missing or damaged.*recsys train"):
+        RankingPipeline.load(gen, vectors=world.vectors, items=world.items, expect_encoder_id="test-encoder")
     wrong = SimpleVectors(world.vectors.item_ids, np.ones((len(world.vectors.item_ids), DIM + 1), np.float32),
                           encoder_id="test-encoder")
     with pytest.raises(IncompatibleArtifact):
@@ -179,6 +187,11 @@ def test_non_finite_scores_are_never_served(world: World, pipe: RankingPipeline,
     state = torch.load(gen / "net.pt", weights_only=True)
     next(t for t in state.values() if t.is_floating_point()).fill_(float("nan"))
     torch.save(state, gen / "net.pt")
+    with pytest.raises(IncompatibleArtifact, match="net.pt is missing or damaged .checksum.*ranker rollback"):
+        RankingPipeline.load(gen, vectors=world.vectors, items=world.items, expect_encoder_id="test-encoder")
+    m = ranking.read_manifest(gen)
+    del m["files"]  # as a ranker saved before checksums: the weights themselves are still checked
+    (gen / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     with pytest.raises(IncompatibleArtifact, match="non-finite weights.*recsys train"):
         RankingPipeline.load(gen, vectors=world.vectors, items=world.items, expect_encoder_id="test-encoder")
 

@@ -26,7 +26,8 @@ from recsys.api.schemas import (
     SimilarRequest,
     each_valid,
 )
-from recsys.errors import ValidationFailed
+from recsys.errors import UnknownItem, ValidationFailed
+from recsys.store.items import deleted_message
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
@@ -36,7 +37,10 @@ ItemId = PathId
 @router.get("/{item_id}", response_model=ItemOut,
             summary="One item with its media (as URLs: a local image is served by this server) and tags")
 def get_item(item_id: ItemId, rec: RecommenderDep, _key: ReadKey) -> Any:
-    return public_item(rec.get_item(item_id))
+    details = rec.get_item(item_id)
+    if details.get("deleted"):  # gone for shoppers at once, as from every list (`recsys items show` still has it)
+        raise UnknownItem(deleted_message(item_id))
+    return public_item(details)
 
 
 @router.put("/{item_id}", response_model=ItemOut,
