@@ -167,8 +167,10 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, "error")
     headers = dict(exc.headers) if exc.headers else None
     detail = str(exc.detail)
-    if detail == "There was an error parsing the body":  # FastAPI's words for undecodable bytes
-        detail = "the request body could not be read: it is not UTF-8 JSON"
+    if detail == "There was an error parsing the body":  # FastAPI's words for any failure of its JSON parse
+        detail = ("the request body could not be read: it is nested too deeply (a JSON value in thousands of "
+                  "brackets)" if isinstance(exc.__cause__, RecursionError)
+                  else "the request body could not be read: it is not UTF-8 JSON")
     return error_response(request, exc.status_code, code, detail, headers=headers)
 
 
