@@ -8,9 +8,11 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import AfterValidator, StringConstraints
 
+from recsys.store.limits import MAX_ID
+
 PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=PATTERN)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=PATTERN)]
 
 
 def trimmed_id(v: str) -> str:
@@ -31,5 +33,5 @@ def new_id(v: str) -> str:
 NewId = Annotated[Id, AfterValidator(new_id)]
 """The id of an item or user a request may create."""
 
-PathId = Annotated[str, Path(min_length=1, max_length=128, pattern=PATTERN), AfterValidator(trimmed_id)]
+PathId = Annotated[str, Path(min_length=1, max_length=MAX_ID, pattern=PATTERN), AfterValidator(trimmed_id)]
 """An item or user id in a URL path."""

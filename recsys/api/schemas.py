@@ -6,7 +6,7 @@ Every input is bounded here (lengths, counts, finite numbers), so bad input is a
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -22,12 +22,13 @@ from pydantic import (
 
 from recsys.api.ids import Id, NewId
 from recsys.encoders.base import Modality
+from recsys.store.limits import MAX_ATTRIBUTE_TEXT, MAX_EVENT_ID, MAX_MEDIA_URI, MAX_SHORT_TEXT, MAX_TEXT
 
 MAX_K = 1000
 MAX_LIST = 1000
 
-ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
-Text = Annotated[str, StringConstraints(max_length=100_000, pattern=r"^[^\x00]*$")]
+ShortText = Annotated[str, StringConstraints(max_length=MAX_SHORT_TEXT, pattern=r"^[^\x00]*$")]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=r"^[^\x00]*$")]
 Query = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="number of results")]
@@ -159,13 +160,29 @@ class SessionEvent(_Strict):
     item_id: Id
     type: EventType
     value: Finite | None = None
-    timestamp: datetime | None = None
+    timestamp: datetime | None = Field(default=None, description="ISO 8601 (naive = UTC) or unix seconds; the time "
+                                                                  "it arrives when left out")
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _unix_seconds(cls, v: Any) -> Any:
+        # A number is unix seconds, as in import files and the CLI: pydantic alone reads one above 2e10 as
+        # milliseconds, so 99999999999 became 1973 instead of a refusal.
+        if (isinstance(v, int | float) and not isinstance(v, bool)) or (isinstance(v, str) and v.strip().isdigit()):
+            from recsys.store.importers.records import parse_ts
+
+            return parse_ts(v)
+        return v
 
     @field_validator("timestamp")
     @classmethod
     def _sane_ts(cls, v: datetime | None) -> datetime | None:
         if v is not None and not (1970 <= v.year <= 2200):
             raise ValueError("timestamp out of range (years 1970..2200)")
+        if v is not None:
+            from recsys.store.importers.records import not_in_future
+
+            not_in_future(v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo is not None else v)
         return v
 
 
@@ -173,7 +190,8 @@ class EventIn(SessionEvent):
     """An event of a user, with an optional client id for idempotency."""
 
     user_id: NewId
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] | None = Field(
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_EVENT_ID,
+                                               pattern=r"^[^\x00]+$")] | None = Field(
         default=None, description="client event id: a repeated one is acknowledged as a duplicate, not stored twice"
     )
     recommendation_id: RecommendationId | None = Field(
@@ -271,9 +289,9 @@ class ItemPut(_Strict):
     title: Text = ""
     description: Text = ""
     category: ShortText | None = None
-    price: Finite | None = None
+    price: Annotated[Finite, Field(ge=0)] | None = None
     in_stock: bool = True
-    image: Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00]*$")] | None = None
+    image: Annotated[str, StringConstraints(max_length=MAX_MEDIA_URI, pattern=r"^[^\x00]*$")] | None = None
     attributes: Annotated[dict[ShortText, AttrValue], Field(max_length=200)] = Field(default_factory=dict)
 
     @field_validator("attributes")
@@ -282,8 +300,8 @@ class ItemPut(_Strict):
         for key, val in v.items():
             if isinstance(val, float) and not math.isfinite(val):
                 raise ValueError(f"attribute {key!r} is not finite")
-            if isinstance(val, str) and ("\x00" in val or len(val) > 10_000):
-                raise ValueError(f"attribute {key!r} has a NUL character or is over 10000 characters")
+            if isinstance(val, str) and ("\x00" in val or len(val) > MAX_ATTRIBUTE_TEXT):
+                raise ValueError(f"attribute {key!r} has a NUL character or is over {MAX_ATTRIBUTE_TEXT} characters")
         return v
 
 

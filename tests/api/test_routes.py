@@ -122,6 +122,23 @@ def test_events_per_event_results_and_idempotency(client: TestClient) -> None:
     assert "item_id" in schemas["ItemBatch"]["properties"]["items"]["items"]["properties"]
 
 
+def test_event_times_are_unix_seconds_and_never_far_in_the_future(client: TestClient) -> None:
+    """A number is unix seconds, as in files (pydantic alone read 99999999999 as milliseconds: 1973); a time more
+    than a day ahead of the clock is refused, since it would become the user's "now" (every trend window empty)."""
+    from datetime import UTC, datetime, timedelta
+
+    def post(ts: object) -> dict[str, str]:
+        body = {"events": [{"user_id": "t1", "item_id": "s1", "type": "view", "timestamp": ts}]}
+        return client.post("/v1/events", json=body).json()["results"][0]
+
+    assert post(1_700_000_000)["status"] == "stored" and post("1700000001")["status"] == "stored"
+    far = post(99_999_999_999)
+    assert far["status"] == "error" and "out of range" in far["error"], far
+    ahead = post((datetime.now(UTC) + timedelta(days=3)).isoformat())
+    assert ahead["status"] == "error" and "in the future" in ahead["error"], ahead
+    assert post((datetime.now(UTC) + timedelta(hours=1)).isoformat())["status"] == "stored"  # clock skew
+
+
 def test_recommendations_live_feedback(client: TestClient) -> None:
     cold = client.get("/v1/users/u9/recommendations?k=5").json()
     assert all(it["sources"] == ["popular"] for it in cold["items"])

@@ -21,23 +21,39 @@ from typing import Any
 
 from recsys.errors import ImportFailed
 from recsys.store.importers.batch import Writer, parse_rows
-from recsys.store.importers.readers import MAX_DEPTH, BadLine, Row, read_any, too_deep
+from recsys.store.importers.readers import MAX_DEPTH, BadLine, Row, file_format, read_any, too_deep
 from recsys.store.importers.records import (
     EventRecord,
     ItemRecord,
     UserRecord,
+    check_attributes,
+    check_text,
+    checked_item,
     derived_event_id,
     parse_bool,
     parse_event_type,
     parse_float,
     parse_id,
+    parse_price,
+    parse_text,
     parse_ts,
+    shown,
 )
 from recsys.store.importers.report import ImportReport
+from recsys.store.limits import MAX_EVENT_ID
 
 ITEM_COLUMNS = ("item_id", "title", "description", "category", "price", "in_stock", "image", "video", "attributes")
 EVENT_COLUMNS = ("user_id", "item_id", "type", "value", "timestamp", "event_id")
 KINDS = ("items", "users", "events")
+EMPTY = {"csv": "a header line and no rows", "tsv": "a header line and no rows", "jsonl": "no non-blank lines",
+         "parquet": "no rows"}
+"""What a file of each format held when it held no record."""
+
+
+def _expects(kind: str, need: list[str]) -> str:
+    """What a file of ``kind`` should hold, said when it holds no record at all."""
+    hint = " (or pass --type TYPE)" if "type" in need else ""
+    return f"`recsys import {kind}` expects one {kind[:-1]} per row or JSON line, with {', '.join(need)}{hint}."
 
 
 def _remap(rec: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
@@ -74,12 +90,17 @@ def _empty(v: Any) -> bool:
     return v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and v != v)
 
 
-def _media(value: Any, base: Path) -> list[str]:
+def _media(value: Any, base: Path, what: str) -> list[str]:
     if _empty(value):
         return []
-    parts = value if isinstance(value, list) else str(value).split("|")
+    if isinstance(value, str):
+        parts = value.split("|")
+    elif isinstance(value, list) and all(isinstance(x, str) for x in value):
+        parts = value
+    else:  # an object's or number's Python spelling is no path
+        raise ValueError(f"{what} must be a path or URL (text, or a list of them), got {shown(value)}")
     out = []
-    for p in (str(x).strip() for x in parts):
+    for p in (x.strip() for x in parts):
         if not p:
             continue
         if "://" in p:
@@ -112,18 +133,18 @@ def item_record(rec: dict[str, Any], base: Path) -> ItemRecord:
         given.add("media")
     if any(k not in ITEM_COLUMNS for k in rec):  # extra columns are the attributes
         given.add("attributes")
-    return ItemRecord(
+    return checked_item(ItemRecord(
         external_id=parse_id(rec.get("item_id"), "item_id"),
-        title=str(rec.get("title") or "").strip(),
-        description=str(rec.get("description") or "").strip(),
-        category=None if _empty(rec.get("category")) else str(rec["category"]).strip(),
-        price=parse_float(rec.get("price"), "price"),
+        title=parse_text(rec.get("title"), "title"),
+        description=parse_text(rec.get("description"), "description"),
+        category=parse_text(rec.get("category"), "category") or None,
+        price=parse_price(rec.get("price")),
         in_stock=parse_bool(rec.get("in_stock"), "in_stock"),
         attributes=attrs,
-        media=[("image", m) for m in _media(rec.get("image"), base)]
-        + [("video", m) for m in _media(rec.get("video"), base)],
+        media=[("image", m) for m in _media(rec.get("image"), base, "image")]
+        + [("video", m) for m in _media(rec.get("video"), base, "video")],
         given=frozenset(given),
-    )
+    ))
 
 
 def import_generic(path: Path, kind: str, writer: Writer, report: ImportReport, max_bad_fraction: float, *,
@@ -143,6 +164,7 @@ def import_generic(path: Path, kind: str, writer: Writer, report: ImportReport, 
         def user(r: dict[str, Any]) -> UserRecord:
             r = _remap(r, mapping)
             attrs = {k: v for k, v in r.items() if k != "user_id" and not _empty(v)}
+            check_attributes(attrs)
             return UserRecord(parse_id(r.get("user_id"), "user_id"), attrs)
 
         for _, u in parse_rows(rows, user, report, "users", path):
@@ -157,7 +179,8 @@ def import_generic(path: Path, kind: str, writer: Writer, report: ImportReport, 
             user_id, item_id = parse_id(r.get("user_id"), "user_id"), parse_id(r.get("item_id"), "item_id")
             value = parse_float(r.get("value"), "value")
             ts = parse_ts(r.get("timestamp"))
-            cid = None if _empty(r.get("event_id")) else str(r["event_id"]).strip()[:200]
+            cid = parse_text(r.get("event_id"), "event_id") or None
+            check_text(cid, "event_id", MAX_EVENT_ID)  # cut short, two ids could become one
             if cid is None:
                 key = (user_id, item_id, etype, str(value), ts.isoformat())
                 seen[key] += 1
@@ -167,4 +190,5 @@ def import_generic(path: Path, kind: str, writer: Writer, report: ImportReport, 
         for line, ev in parse_rows(rows, event, report, "events", path):
             writer.event(path, line, ev)
         writer.flush_events()
-    report.check_garbled(kind, path, max_bad_fraction)
+    report.check_garbled(kind, path, max_bad_fraction, empty=EMPTY.get(file_format(path, fmt), ""),
+                         expects=_expects(kind, need))

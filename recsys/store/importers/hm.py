@@ -20,6 +20,7 @@ from recsys.store.importers.records import (
     EventRecord,
     ItemRecord,
     UserRecord,
+    checked_item,
     derived_event_id,
     parse_float,
     parse_id,
@@ -50,14 +51,14 @@ def import_hm(root: Path, writer: Writer, report: ImportReport, max_bad_fraction
     def item(rec: dict[str, Any]) -> ItemRecord:
         aid = parse_id(rec["article_id"], "article_id")
         image = root / "images" / aid[:3] / f"{aid}.jpg"
-        return ItemRecord(
+        return checked_item(ItemRecord(
             external_id=aid,
             title=rec.get("prod_name", "").strip(),
             description=rec.get("detail_desc", "").strip(),
             category=rec.get("product_type_name", "").strip() or None,
             attributes={k: rec.get(c, "").strip() for k, c in ATTRIBUTES.items() if rec.get(c, "").strip()},
             media=[("image", str(image.resolve()))] if image.exists() else [],
-        )
+        ))
 
     rows = read_delimited(articles, required=("article_id", "prod_name"))
     for _, it in parse_rows(rows, item, report, "items", articles):

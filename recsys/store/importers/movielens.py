@@ -14,7 +14,15 @@ from typing import Any
 from recsys.errors import ImportFailed
 from recsys.store.importers.batch import Writer, parse_rows
 from recsys.store.importers.readers import read_delimited
-from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord, parse_float, parse_id, parse_ts
+from recsys.store.importers.records import (
+    EventRecord,
+    ItemRecord,
+    UserRecord,
+    checked_item,
+    parse_float,
+    parse_id,
+    parse_ts,
+)
 from recsys.store.importers.report import ImportReport
 
 GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -64,14 +72,14 @@ def import_movielens(root: Path, writer: Writer, report: ImportReport, max_bad_f
         if rec.get("imdb_url"):
             attrs["imdb_url"] = rec["imdb_url"]
         poster = root / "posters" / f"{mid}.jpg"
-        return ItemRecord(
+        return checked_item(ItemRecord(
             external_id=mid,
             title=rec["title"].strip(),
             description=str(d.get("description") or "").strip(),
             category=flags[0] if flags else None,
             attributes=attrs,
             media=[("image", str(poster.resolve()))] if poster.exists() else [],
-        )
+        ))
 
     rows = read_delimited(u_item, delimiter="|", fieldnames=fields, encoding="latin-1")
     for _, it in parse_rows(rows, item, report, "items", u_item):

@@ -19,7 +19,10 @@ from recsys.errors import ImportFailed
 MAX_DEPTH = 8
 """The deepest nesting a record's values may have (attributes are shown, filtered on and sent back as JSON)."""
 
-csv.field_size_limit(10_000_000)
+CSV_FIELD_LIMIT = 10_000_000
+"""Far past any field's own limit (:mod:`recsys.store.limits`), which a longer field fails as a bad row; one longer
+than this stops the file: resuming the csv reader inside a quoted field would read its text as rows."""
+csv.field_size_limit(CSV_FIELD_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,11 @@ def read_delimited(
                     )
                 yield pending
         except csv.Error as e:
-            raise ImportFailed(f"{path}:{reader.line_num or line}: unreadable ({e}); nothing was imported") from e
+            where = f"{path}:{reader.line_num or line}"
+            if "field limit" in str(e):
+                raise ImportFailed(f"{where}: a field longer than {CSV_FIELD_LIMIT:,} characters (an unclosed "
+                                   "quote, or not delimited text?); nothing was imported") from e
+            raise ImportFailed(f"{where}: unreadable ({e}); nothing was imported") from e
         except UnicodeDecodeError as e:
             raise ImportFailed(
                 f"{path}:{_first_undecodable_line(path, encoding)}: not valid {encoding} text ({e.reason}); the "
@@ -113,6 +120,11 @@ def _first_undecodable_line(path: Path, encoding: str) -> int:
             except UnicodeDecodeError:
                 return n
     return 1
+
+
+def _json_error(e: json.JSONDecodeError) -> str:
+    """json's message with the column (character) it points at: "Unterminated string starting at column 27"."""
+    return f"{e.msg} {'' if e.msg.endswith(' at') else 'at '}column {e.colno}"
 
 
 def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Row | BadLine]:
@@ -134,10 +146,10 @@ def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Row | BadLine
             except json.JSONDecodeError as e:
                 if line == len(lines) and not complete:
                     raise ImportFailed(
-                        f"{path}:{line}: the last line is cut off ({e.msg}); the file looks truncated. "
+                        f"{path}:{line}: the last line is cut off ({_json_error(e)}); the file looks truncated. "
                         "Nothing was imported."
                     ) from e
-                yield BadLine(line, f"invalid JSON ({e.msg} at column {e.colno})")
+                yield BadLine(line, f"invalid JSON ({_json_error(e)})")
                 continue
             except RecursionError:
                 yield BadLine(line, f"JSON nested more than {MAX_DEPTH} levels deep")
@@ -168,16 +180,23 @@ def read_parquet(path: Path, *, batch_rows: int = 50_000) -> Iterator[Row | BadL
         raise ImportFailed(f"{path}: row {row + 1}: unreadable Parquet data ({e}); nothing was imported") from e
 
 
+def file_format(path: Path, fmt: str = "auto") -> str:
+    """``fmt``, or with "auto" the format the file extension names (csv, tsv, jsonl or parquet)."""
+    if fmt != "auto":
+        return fmt
+    suffix = path.suffix.lower()
+    found = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+             ".parquet": "parquet", ".pq": "parquet"}.get(suffix, "")
+    if not found:
+        raise ImportFailed(f"{path}: cannot tell the format from '{suffix}'; pass --format csv|tsv|jsonl|parquet")
+    return found
+
+
 def read_any(path: Path, fmt: str = "auto") -> Iterator[Row | BadLine]:
     """CSV, TSV, JSONL or Parquet by ``fmt`` or the file extension."""
     if not path.exists():
         raise ImportFailed(f"{path}: no such file")
-    if fmt == "auto":
-        suffix = path.suffix.lower()
-        fmt = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-               ".parquet": "parquet", ".pq": "parquet"}.get(suffix, "")
-        if not fmt:
-            raise ImportFailed(f"{path}: cannot tell the format from '{suffix}'; pass --format csv|tsv|jsonl|parquet")
+    fmt = file_format(path, fmt)
     if fmt == "csv":
         return read_delimited(path)
     if fmt == "tsv":

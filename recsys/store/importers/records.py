@@ -6,13 +6,18 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from recsys.store.limits import MAX_ATTRIBUTE_TEXT, MAX_ID, MAX_MEDIA_URI, MAX_SHORT_TEXT, MAX_TEXT
 from recsys.store.tables import EVENT_TYPES
 
-# Sentinels for unparseable values; parsing functions raise ValueError with a human reason.
+# Parsing functions raise ValueError with a human reason: the importers skip that row and list the reason.
 
+FUTURE_SLACK = timedelta(days=1)
+"""How far ahead of this machine's clock an event's time may be (a client's clock may be off, or its time zone
+misread); later ones are refused."""
 
 ITEM_FIELDS = frozenset({"title", "description", "category", "price", "in_stock", "attributes", "media"})
 
@@ -70,8 +75,8 @@ def parse_id(value: Any, what: str) -> str:
     s = str(value).strip()
     if not s:
         raise ValueError(f"empty {what}")
-    if len(s) > 128:
-        raise ValueError(f"{what} longer than 128 characters")
+    if len(s) > MAX_ID:
+        raise ValueError(f"{what} longer than {MAX_ID} characters")
     if "/" in s:  # no /v1/items/{id} or /v1/users/{id}/... path could address it
         raise ValueError(f"{what} {s!r} contains '/', which the HTTP API's paths cannot address: replace it "
                          "(e.g. by '-')")
@@ -83,9 +88,11 @@ def parse_float(value: Any, what: str, *, required: bool = False) -> float | Non
         if required:
             raise ValueError(f"missing {what}")
         return None
+    if isinstance(value, bool):  # JSON true is not 1.0
+        raise ValueError(f"{what} is not a number: {shown(value)}")
     try:
         f = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{what} is not a number: {str(value)[:40]!r}") from None
     if not math.isfinite(f):
         raise ValueError(f"{what} is not finite: {value!r}")
@@ -109,6 +116,8 @@ def parse_ts(value: Any) -> datetime:
     """ISO 8601 (naive means UTC), a date, or unix seconds; stored as naive UTC."""
     if isinstance(value, datetime):
         dt = value
+    elif isinstance(value, bool | list | dict):  # JSON true is not 1970-01-01T00:00:01
+        raise ValueError(f"timestamp must be ISO 8601 text or unix seconds, got {shown(value)}")
     elif value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError("missing timestamp")
     elif isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
@@ -125,6 +134,17 @@ def parse_ts(value: Any) -> datetime:
         dt = dt.astimezone(UTC).replace(tzinfo=None)
     if not 1970 <= dt.year <= 2200:
         raise ValueError(f"timestamp out of range: {value!r}")
+    return not_in_future(dt)
+
+
+def not_in_future(dt: datetime) -> datetime:
+    """``dt`` (naive UTC) unless it lies more than :data:`FUTURE_SLACK` ahead of the clock: such an event would
+    become its user's "now", leaving every trend window of theirs empty."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    if dt > now + FUTURE_SLACK:
+        raise ValueError(f"timestamp {dt.isoformat()} is in the future (the clock says "
+                         f"{now.isoformat(timespec='seconds')}); send the time the event happened (ISO 8601, naive = "
+                         "UTC, or unix seconds)")
     return dt
 
 
@@ -139,3 +159,79 @@ def derived_event_id(prefix: str, parts: tuple[Any, ...], occurrence: int) -> st
     """A stable id for an event without one: identical rows are separate events, numbered by occurrence."""
     digest = hashlib.sha1(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:24]
     return f"{prefix}:{digest}:{occurrence}"
+
+
+def shown(value: Any) -> str:
+    """``value`` as a reason quotes it: as JSON (``true``, ``[1, 2]``, ``-3``), text quoted; at most ~40
+    characters."""
+    if isinstance(value, str):
+        s = repr(value)
+    else:
+        try:
+            s = json.dumps(value)
+        except (TypeError, ValueError):
+            s = type(value).__name__
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def parse_text(value: Any, what: str) -> str:
+    """A text field, trimmed: a string, or a number (a Parquet or JSON category may be one); None or NaN (a missing
+    value) is "". A list, object or boolean is refused rather than stored as its Python spelling."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError(f"{what} must be text, got {shown(value)}")
+    return str(value).strip()
+
+
+def parse_price(value: Any) -> float | None:
+    """A price: a non-negative finite number (or its text); None or blank text clears it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    f: float | None = None
+    if isinstance(value, str | int | float | Decimal) and not isinstance(value, bool):
+        try:
+            f = float(value)
+        except (ValueError, OverflowError):
+            f = None
+    if f is None or not math.isfinite(f) or f < 0:
+        raise ValueError(f"price must be a non-negative number, got {shown(value)}")
+    return f
+
+
+def check_text(value: str | None, what: str, limit: int) -> None:
+    """The HTTP API's bounds on a text field (:mod:`recsys.store.limits`), so an imported value is one the API
+    would accept; PostgreSQL refuses NUL in text, which would fail the whole import."""
+    if value is None:
+        return
+    if len(value) > limit:
+        raise ValueError(f"{what} is {len(value):,} characters long; at most {limit:,} are allowed")
+    if "\x00" in value:
+        raise ValueError(f"{what} contains a NUL character")
+
+
+def check_attributes(attributes: dict[str, Any]) -> None:
+    """Attribute names and text values (nested ones too) within the API's bounds."""
+    for key, value in attributes.items():
+        check_text(str(key), f"attribute name {str(key)[:40]!r}", MAX_SHORT_TEXT)
+        todo = [value]
+        while todo:  # nesting is already bounded (readers.MAX_DEPTH)
+            v = todo.pop()
+            if isinstance(v, str):
+                check_text(v, f"attribute {str(key)[:40]!r}", MAX_ATTRIBUTE_TEXT)
+            elif isinstance(v, dict):
+                todo.extend(v.values())
+            elif isinstance(v, list):
+                todo.extend(v)
+
+
+def checked_item(rec: ItemRecord) -> ItemRecord:
+    """``rec`` if each of its fields is within the API's bounds; else ValueError naming the field and its limit
+    (a per-row bad record, so the rest of the file imports)."""
+    check_text(rec.title, "title", MAX_TEXT)
+    check_text(rec.description, "description", MAX_TEXT)
+    check_text(rec.category, "category", MAX_SHORT_TEXT)
+    for kind, uri in rec.media:
+        check_text(uri, f"{kind} path or URL", MAX_MEDIA_URI)
+    check_attributes(rec.attributes)
+    return rec

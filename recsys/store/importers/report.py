@@ -41,9 +41,16 @@ class ImportReport:
         self.counts(table).skipped += 1
         self.bad_rows.append(BadRow(str(file), line, reason))
 
-    def check_garbled(self, table: str, file: str | Path, max_bad_fraction: float) -> None:
-        """A file whose rows are mostly bad (from 20 rows on) or all bad is not "a few bad rows": refuse it whole."""
+    def check_garbled(self, table: str, file: str | Path, max_bad_fraction: float, *, empty: str = "",
+                      expects: str = "") -> None:
+        """A file whose rows are mostly bad (from 20 rows on) or all bad is not "a few bad rows": refuse it whole;
+        so is one without any record (``empty`` says what it held instead, ``expects`` what it should hold), which
+        is more likely the wrong file or an export that failed than a change of nothing."""
         c = self.counts(table)
+        if c.read == 0:
+            held = f" ({empty})" if empty else ""
+            raise ImportFailed(f"{file}: the file holds no records{held}; nothing was imported. "
+                               f"{expects or 'Check that this is the right file.'}")
         first = next((b for b in self.bad_rows if b.file == str(file)), None)
         where = f"; first at line {first.line}: {first.reason}" if first else ""
         if 0 < c.read < 20 and c.skipped == c.read:  # too short to call garbled, but nothing in it is usable

@@ -1,0 +1,17 @@
+"""How long a stored value may be: the one place the HTTP API's request shapes and the importers take their limits
+from, so a record a file may import is one the API would accept (and could send back)."""
+
+from __future__ import annotations
+
+MAX_ID = 128
+"""An item or user id (the ``external_id`` columns)."""
+MAX_TEXT = 100_000
+"""An item's title or description."""
+MAX_SHORT_TEXT = 200
+"""A category (its column is ``String(200)``) or an attribute's name."""
+MAX_ATTRIBUTE_TEXT = 10_000
+"""A text attribute value."""
+MAX_MEDIA_URI = 4000
+"""An image or video path or URL."""
+MAX_EVENT_ID = 200
+"""A client event id (``client_event_id`` is ``String(200)``)."""
