@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from recsys.api.schemas import Rate
+from recsys.api.feedback_schemas import Rate
 
 
 class VariantOut(BaseModel):

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from recsys.api.deps import AdminKey, RecommenderDep
-from recsys.api.schemas import FeedbackReport
+from recsys.api.feedback_schemas import FeedbackReport
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
 
