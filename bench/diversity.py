@@ -1,10 +1,11 @@
 """The recall cost of diversity: MMR weight vs recall@20, NDCG@20 and intra-list similarity, on a built store.
 
-One ranker is fitted on the training part of the temporal split (as `recsys evaluate` does), then the same test users
-are scored at several diversity weights. Intra-list similarity is the mean pairwise cosine of the fused vectors of each
-list. Prints one JSON object.
+One ranker is fitted on the training part of the temporal split (as `recsys evaluate` does), then the same users of
+the validation part (a sweep is tuning: the test part is not looked at) are scored at several diversity weights.
+Intra-list similarity is the mean pairwise cosine of the fused vectors of each list. Prints one JSON object.
 
     RECSYS_HOME=/path/to/built/home python bench/diversity.py [--k 20] [--weights 0,0.2,0.4,0.6,0.8]
+                                                              [--part validation]
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--weights", default="0,0.2,0.4,0.6,0.8")
+    ap.add_argument("--part", default="validation", choices=["validation", "test"],
+                    help="the users scored (validation: the sweep chooses nothing on the test part)")
     args = ap.parse_args()
     rec = Recommender()
     reader = rec.index
@@ -34,7 +37,7 @@ def main() -> None:
     row = {i: r for r, i in enumerate(vectors.item_ids)}
     with rec.store.session() as s:
         events, items = events_frame(s), items_frame(s)
-    split = temporal_split(events, "auto")
+    split = temporal_split(events, "auto", part=args.part)
     t0 = time.perf_counter()
     pipe = RankingPipeline.fit(split.train, items, vectors, rec.settings, search=reader)
     fit_s = time.perf_counter() - t0
@@ -56,8 +59,8 @@ def main() -> None:
         m = summarize(lists, targets, args.k, len(vectors.item_ids))
         out.append({"diversity": w, "recall": m["recall"], "ndcg": m["ndcg"], "coverage": m["coverage"],
                     "intra_list_similarity": round(float(np.mean(ils)), 4)})
-    print(json.dumps({"bench": "diversity", "k": args.k, "protocol": split.protocol, "users": len(split.users),
-                      "fit_s": round(fit_s, 1), "sweep": out}))
+    print(json.dumps({"bench": "diversity", "k": args.k, "protocol": split.protocol, "part": args.part,
+                      "users": len(split.users), "fit_s": round(fit_s, 1), "sweep": out}))
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def benches(out: Path, quick: bool) -> list[Bench]:
                                skip=reason))
             found.append(Bench("shopper_lists", [py, str(HERE / "shopper_lists.py")], own=("shopper_lists",),
                                env=env, skip=reason))
-        found.append(Bench(f"evaluate_{ds}", [cli, "evaluate", "--k", "20", "--json"],
+        found.append(Bench(f"evaluate_{ds}", [cli, "evaluate", "--part", "validation", "--k", "20", "--json"],
                            lambda r, ds=ds: {f"evaluate_{ds}": r}, env=env, skip=reason))
     for ds in ("hm", "ml100k"):  # validation parts only: a test part is reported once, by hand (README)
         found.append(Bench(f"withheld_{ds}", [py, str(HERE / "withheld.py"), "--dataset", ds, "--part", "validation",

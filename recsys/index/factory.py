@@ -48,7 +48,7 @@ def choose_factory(n: int, d: int, settings: IndexSettings) -> str:
     nlist = min(1 << round(math.log2(4 * math.sqrt(n))), 1 << int(math.log2(max(settings.train_sample, 1) / 64)))
     code = pq_code(d)
     # OPQ rotates the vectors so each sub-quantizer gets an even share of the variance: at 1M x 384 on clustered
-    # vectors it lifts recall@10 from 0.68 to 0.78 at the same 94 bytes per item (bench/index.py)
+    # vectors it lifted recall@10 from 0.70 to 0.78 at the same 94 bytes per item (docs/performance-log.md)
     return f"OPQ{code.split('x')[0]},IVF{max(16, nlist)},PQ{code}"
 
 
