@@ -73,9 +73,12 @@ class Jobs:
             return False
         return True
 
-    def build(self, progress: Progress | None = None, *, force: bool = False) -> dict[str, Any]:
+    def build(self, progress: Progress | None = None, *, force: bool = False,
+              keep_ranker: bool = False) -> dict[str, Any]:
         """Fit the encoder if needed, embed, index, train. Each stage skips itself when its inputs are unchanged,
-        so a build is idempotent, and an interrupted one resumes from the last finished stage."""
+        so a build is idempotent, and an interrupted one resumes from the last finished stage. ``keep_ranker``
+        (``recsys demo``): a loadable ranker trained as configured is kept even when events arrived since, which
+        each shopper's lists count per request anyway (a like in the explorer must not cost a retrain)."""
         from recsys.encoders import embed_catalog, fit_encoder
         from recsys.index import build_from_catalog
         from recsys.ranking import rankers_root, read_manifest
@@ -100,13 +103,16 @@ class Jobs:
         if problem:  # what serving could not load is retrained, not skipped
             log.warning("the current ranker %s cannot be loaded (%s); training a new one", rpath, problem)
         manifest = read_manifest(rpath) if rpath and not problem else {}
-        same = (not problem and manifest.get("events_watermark") == watermark
-                and _trained_as_configured(manifest, self.settings)
-                and manifest.get("encoder_id") == reader.manifest.encoder_id)
-        if force or not same:
+        usable = (not problem and bool(manifest) and _trained_as_configured(manifest, self.settings)
+                  and manifest.get("encoder_id") == reader.manifest.encoder_id)
+        same = usable and manifest.get("events_watermark") == watermark
+        if force or not (same or (usable and keep_ranker)):
             report["train"] = self.train(_stage(progress, "train"))
-        else:
+        elif same:
             report["train"] = "skipped (no new events since the current ranker)"
+        else:
+            report["train"] = ("skipped (the current ranker is kept although events changed since it was trained: "
+                               "each shopper's new events count in their lists at once; `recsys train` refits it)")
         self.recommender.refresh()
         report["seconds"] = round(time.perf_counter() - t, 1)
         return report

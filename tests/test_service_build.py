@@ -47,3 +47,30 @@ def test_build_retrains_when_the_ranker_knobs_or_its_format_changed(tmp_path_fac
         assert isinstance(Recommender(changed, store).jobs.build()["train"], dict)
     finally:
         store.dispose()
+
+
+@pytest.mark.slow
+def test_the_demo_keeps_its_ranker_after_a_like(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """A second `recsys demo` after a like in the explorer serves at once: the ranker is kept, where a plain build
+    retrains because the events changed."""
+    from recsys.ranking import rankers_root, read_manifest
+    from recsys.ranking.artifact import current_generation
+    from recsys.store.queries import events_watermark
+
+    home, _ = built_demo(tmp_path_factory)
+    settings = e2e_settings(private_home(home, tmp_path / "home"))
+    store = Store.open(settings)
+    try:
+        rec = Recommender(settings, store)
+        item = rec.index.item_ids[0]
+        assert rec.catalogue.ingest_events([{"user_id": "user-0001", "item_id": item, "type": "like"}])[0].status \
+            == "stored"
+        rpath = current_generation(rankers_root(settings))
+        assert rpath is not None
+        with store.session() as s:
+            assert read_manifest(rpath)["events_watermark"] != events_watermark(s)  # a plain build retrains
+        report = Recommender(settings, store).jobs.build(keep_ranker=True)
+        assert str(report["train"]).startswith("skipped (the current ranker is kept"), report["train"]
+        assert current_generation(rankers_root(settings)) == rpath
+    finally:
+        store.dispose()

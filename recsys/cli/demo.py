@@ -42,7 +42,7 @@ def demo(
     if build:
         from recsys.cli.pipeline import run_build
 
-        run_build(store, settings)
+        run_build(store, settings, keep_ranker=True)  # a like in the explorer since the last run: no retrain
     if serve:
         from recsys.cli.serve import run_serve
 

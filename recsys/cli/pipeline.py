@@ -74,12 +74,12 @@ def _titles(rec: Any, ids: list[str]) -> dict[str, tuple[str, str]]:
     return {i: (d["title"], d["category"] or "") for i, d in item_summaries(rec.store.read, ids).items()}
 
 
-def run_build(store: Any, settings: Any, *, force: bool = False) -> dict[str, Any]:
+def run_build(store: Any, settings: Any, *, force: bool = False, keep_ranker: bool = False) -> dict[str, Any]:
     from recsys.service import Recommender
 
     rec = Recommender(settings, store)
     with progress_bar("build") as update:
-        report = rec.jobs.build(progress=update, force=force)
+        report = rec.jobs.build(progress=update, force=force, keep_ranker=keep_ranker)
     for stage, info in report.items():
         err.print(f"{stage}: {_summary(info)}", soft_wrap=True)
     return report
