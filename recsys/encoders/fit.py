@@ -55,8 +55,10 @@ def limits_of(settings: Settings) -> MediaLimits:
 
 
 def build_pairs(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings,
-                progress: Progress | None = None) -> tuple[PairData, dict[str, str]]:
-    """Pairs (first decodable image or video, configured field texts) of the items that have media and text.
+                progress: Progress | None = None,
+                text_progress: Progress | None = None) -> tuple[PairData, dict[str, str]]:
+    """Pairs (first decodable image or video, configured field texts) of the items that have media and text;
+    ``progress`` follows the image features, ``text_progress`` the text features.
 
     Returns the pairs and the reason per uri of media that failed to decode.
     """
@@ -77,7 +79,7 @@ def build_pairs(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Se
     if not rows:
         raise EncoderError("no items with both a decodable image and text to fit the encoder on; import a catalogue "
                            "with images first (recsys import ...)")
-    tfeats = text_features(towers, texts, tcache)
+    tfeats = text_features(towers, texts, tcache, progress=text_progress)
     uniq = list(tfeats)
     pos = {t: i for i, t in enumerate(uniq)}
     names = list(fields)
@@ -113,7 +115,7 @@ def fit_on_pairs(encoder: TowerEncoder, data: PairData, params: FitParams,
 
 
 StepProgress = Callable[[str, int, int], None]
-"""``progress(part, done, total)``: the fit has two parts, the image features and the heads' steps."""
+"""``progress(part, done, total)``: the fit has three parts, the image and text features and the heads' steps."""
 
 
 def _part(progress: StepProgress | None, part: str) -> Progress | None:
@@ -128,7 +130,8 @@ def fit_encoder(store: Store, settings: Settings, progress: StepProgress | None 
     params = params or FitParams(seed=settings.ranking.seed)
     base = get_encoder(settings, fitted=False)
     t0 = time.perf_counter()
-    data, errors = build_pairs(base, read_items(store), settings, _part(progress, "image features"))
+    data, errors = build_pairs(base, read_items(store), settings, _part(progress, "image features"),
+                               _part(progress, "text features"))
     record_media_status(store, errors)
     feature_s = time.perf_counter() - t0
     fitted, metrics, n_train, n_val = fit_on_pairs(base, data, params, _part(progress, "head steps"))

@@ -115,7 +115,9 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
         ex.labels = labels.astype(np.float32)
         out.append(ex)
         if progress and k % 200 == 0:
-            progress("examples", k, len(anchors))
+            progress("anchors", k, len(anchors))  # an anchor without a positive candidate makes no example
+    if progress:
+        progress("anchors", len(anchors), len(anchors))
     log.info("ranker: %d training examples from %d anchors in %.1fs", len(out), len(anchors), time.time() - t0)
     return out
 

@@ -26,8 +26,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Settings]:
     store = Store(settings.db_url)
     store.upgrade()
     colour_catalogue(store, tmp / "img", per_colour=4)
-    report = fit_encoder(store, settings, params=FitParams(epochs=30, batch_size=64, val_pairs=4, lr=5e-3))
+    seen: dict[str, tuple[int, int]] = {}
+    report = fit_encoder(store, settings, params=FitParams(epochs=30, batch_size=64, val_pairs=4, lr=5e-3),
+                         progress=lambda part, done, total: seen.__setitem__(part, (done, total)))
     assert report.pairs_train == 20 and report.pairs_val == 4
+    # every part says how far it is, the text features too (minutes of silence on a large catalogue before)
+    assert list(seen) == ["image features", "text features", "head steps"], seen
+    assert all(done == total > 0 for done, total in seen.values()), seen
     assert 0.0 <= report.image_to_text_recall_at_10 <= 1.0
     embed_catalog(store, settings)
     return store, settings
