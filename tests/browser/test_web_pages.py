@@ -164,6 +164,7 @@ def test_with_auth_on_the_pages_need_a_key(make_client: Callable[..., TestClient
     client = make_client(auth=True)
     r = client.get("/users/u1", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/users/u1"
+    assert "Log out" not in client.get("/login").text  # nobody is logged in yet
     assert client.get("/media/s1").status_code == 401
     assert client.post("/login", data={"key": "rsk_wrong", "next": "/"}).status_code == 401
     read, _ = create_key(sqlite_store, "reader", "read")
@@ -172,7 +173,7 @@ def test_with_auth_on_the_pages_need_a_key(make_client: Callable[..., TestClient
     cookie = r.headers["set-cookie"]
     assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower() and "max-age=43200" in cookie.lower()
     assert read not in cookie and read not in str(client.cookies.values())  # the key itself is never in a cookie
-    assert client.get("/users/u1").status_code == 200
+    assert client.get("/users/u1").status_code == 200 and "Log out" in client.get("/users/u1").text
     assert client.get("/media/s1").status_code == 200
     assert client.post("/feedback", data={"user_id": "u1", "item_id": "h2", "type": "like"}).status_code == 403
     admin, _ = create_key(sqlite_store, "admin", "admin")
@@ -198,3 +199,23 @@ def test_login_sessions_are_signed_expire_and_end_with_the_key(make_client: Call
     assert client.get("/users/u1").status_code == 200
     revoke_key(sqlite_store, "reader")
     assert client.get("/users/u1", follow_redirects=False).status_code == 303  # the key's sessions end with it
+
+
+def test_a_faint_look_alike_is_not_shown_as_the_reason() -> None:
+    """"Like an item you viewed" beside a 0.09 cosine convinced nobody: below MIN_BECAUSE the card keeps its source
+    tags alone; a repeat and a real look-alike keep their reason."""
+    from recsys.api.web.pages import MIN_BECAUSE, result_cards
+
+    class Rec:
+        def get_item(self, item_id: str) -> dict[str, Any]:
+            return {"item_id": item_id, "title": f"title {item_id}"}
+
+    def result(item_id: str, **explanation: Any) -> dict[str, Any]:
+        return {"item_id": item_id, "score": 1.0, "sources": ["trending"],
+                "explanation": {"because_of": "h1", **explanation}}
+
+    cards = result_cards(Rec(), [result("a", reason="similar", similarity=0.09),
+                                 result("b", reason="similar", similarity=MIN_BECAUSE + 0.01),
+                                 result("c", reason="repeat", similarity=1.0)])
+    assert [c.because_of.item_id if c.because_of else None for c in cards] == [None, "h1", "h1"]
+    assert cards[0].sources == ["trending"]

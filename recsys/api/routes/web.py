@@ -83,7 +83,8 @@ def _same_origin(request: Request) -> None:
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    context.setdefault("auth", request.app.state.settings.api.auth)
+    # "Log out" only for a browser holding a login session (not on the login page before anyone logged in)
+    context.setdefault("auth", request.app.state.settings.api.auth and session.COOKIE in request.cookies)
     response = _templates().TemplateResponse(request, name, context, status_code=status_code)
     response.headers.update(SECURITY_HEADERS)
     return response

@@ -72,6 +72,10 @@ class Card:
         return f"like an item you {verb}"
 
 
+MIN_BECAUSE = 0.3
+"""A look-alike shown as the reason only from this fused cosine on: "like an item you viewed" beside a 0.09 is no
+reason (such an item came from another source, which its tags show)."""
+
 VERBS = {"purchase": "bought", "view": "viewed", "click": "clicked", "add_to_cart": "put in your cart",
          "like": "liked", "rating": "rated"}
 
@@ -107,8 +111,9 @@ def result_cards(rec: Any, results: list[Any], *, match: bool = False) -> list[C
         card.score = float(score) if match and score is not None and math.isfinite(float(score)) else None
         card.sources = [str(s) for s in d.get("sources") or ()]
         card.explanation = d.get("explanation")
-        because = (card.explanation or {}).get("because_of")
-        if because:
+        e = card.explanation or {}
+        because = e.get("because_of")
+        if because and (e.get("reason") == "repeat" or float(e.get("similarity") or 0.0) >= MIN_BECAUSE):
             if because not in seen:
                 seen[because] = item_card(rec, str(because))
             card.because_of = seen[because]
