@@ -69,10 +69,14 @@ def test_query_commands_print_json_lists(home: Path) -> None:
 def test_query_tables_without_json_show_titles(home: Path) -> None:
     res = CliRunner().invoke(app, ["recommend", "user-0001", "--k", "3"])
     assert res.exit_code == 0, res.output
-    lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    header, *lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    assert header.split()[:3] == ["#", "item", "title"]
     assert len(lines) == 3 and lines[0].lstrip().startswith("1.") and "[" not in res.stdout  # a table, no JSON
     item = json.loads(CliRunner().invoke(app, ["recommend", "user-0001", "--k", "3", "--json"]).stdout)[0]
     assert item["item_id"] in lines[0]
+    explained = CliRunner().invoke(app, ["recommend", "user-0001", "--k", "3", "--explain"]).stdout.splitlines()[1:]
+    assert len(explained) == 6, explained  # each row with its reason beneath: --explain said nothing in a table
+    assert all(ln.lstrip().startswith(("repeat: your ", "like ", "popular")) for ln in explained[1::2]), explained
     again = CliRunner().invoke(app, ["recommend", "user-0001", "--buy-again", "--k", "2", "--json"])
     assert again.exit_code == 0 and len(json.loads(again.stdout.strip().splitlines()[-1])) <= 2
 

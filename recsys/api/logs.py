@@ -53,3 +53,4 @@ def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # five setup lines at every start
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # "Could not load library with AVX512" looks fatal

@@ -61,11 +61,38 @@ def _print(results: list[Any], json_out: bool, rec: Any = None, *,
     if not rows:
         typer.echo(empty)
         return
-    titles = _titles(rec, [r["item_id"] for r in rows]) if rec is not None else {}
+    because = [str((r.get("explanation") or {}).get("because_of") or "") for r in rows]
+    titles = _titles(rec, [r["item_id"] for r in rows] + [b for b in because if b]) if rec is not None else {}
+    typer.echo(f"{'#':>3}  {'item':<14} {'title':<40} {'category':<18} {'score':>8}  sources")
     for i, r in enumerate(rows, 1):
         title, category = titles.get(r["item_id"], ("", ""))
         src = ",".join(r.get("sources", []))
-        typer.echo(f"{i:>3}. {r['item_id']:<14} {title[:40]:<40} {category[:18]:<18} {r['score']:>8.4f}  {src}")
+        typer.echo(f"{i:>3}. {r['item_id']:<14} {_cut(title, 40):<40} {_cut(category, 18):<18} {r['score']:>8.4f}  "
+                   f"{src}")
+        if r.get("explanation"):
+            typer.echo(f"{'':>5}{_reason(r['explanation'], titles)}")
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, cut at a word with an ellipsis rather than mid-word."""
+    if len(text) <= width:
+        return text
+    head = text[: width - 1]
+    return (head.rsplit(" ", 1)[0] if " " in head[width // 2 :] else head) + "…"
+
+
+def _reason(e: dict[str, Any], titles: dict[str, tuple[str, str]]) -> str:
+    """An explanation as a line: why the item is on the list (``--explain`` in the table)."""
+    ev = e.get("because_event") or {}
+    what = f"{ev.get('type') or 'event'} {ev.get('date') or ''}".strip()
+    if e.get("reason") == "repeat":
+        return f"repeat: your {what}"
+    if e.get("reason") == "similar" and e.get("because_of"):
+        title = titles.get(str(e["because_of"]), ("", ""))[0] or str(e["because_of"])
+        shares = (f"; text {e['text_share']:.0%} / image {e['image_share']:.0%}"
+                  if e.get("text_share") is not None else "")
+        return f"like {_cut(title, 40)} (your {what}; similarity {float(e.get('similarity') or 0):.2f}{shares})"
+    return "popular with everyone (no history to compare with)"
 
 
 def _titles(rec: Any, ids: list[str]) -> dict[str, tuple[str, str]]:

@@ -165,8 +165,8 @@ def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str
         f"API reference:   {base}/docs{'' if auth else '   (auth off, loopback only)'}",
     ]
     if auth:
-        lines += ["API keys are required: create one with",
-                  "  recsys keys create me --scope admin     (printed once; export RECSYS_KEY=<it>)",
+        lines += ["API keys are required: use one you created, or create one with",
+                  "  recsys keys create NAME --scope admin   (printed once; export RECSYS_KEY=<it>; see keys list)",
                   "and sign in to the explorer with it."]
     lines += [
         "try:",
