@@ -7,7 +7,7 @@ DEMO_STAMP := $(VENV)/.installed-demo-stamp
 TEST_EXTRAS := ".[api,dev]"
 DEMO_EXTRAS := ".[api,onnx]"
 
-.PHONY: demo test test-fast bench lint clean notebooks
+.PHONY: demo test test-fast bench lint clean notebooks lab
 
 # pip -qq: errors only (setuptools otherwise prints a screen of build-backend notices on every install); being that
 # quiet for minutes, a line every 20 s says it is still at work (in a terminal and in a CI log alike)
@@ -44,8 +44,18 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-notebooks: $(STAMP)
+# the notebooks need jupyter, matplotlib and scikit-learn beside the demo's install, not the test tools
+NB_STAMP := $(VENV)/.installed-notebooks-stamp
+$(NB_STAMP): pyproject.toml $(DEMO_STAMP)
+	@echo "recsys: installing the notebook tools into $(VENV) (JupyterLab, matplotlib, scikit-learn: about a minute)"
+	$(call pip_install,-e ".[api,onnx,notebooks]")
+	touch $(NB_STAMP)
+
+notebooks: $(NB_STAMP)
 	$(BIN)/python notebooks/run_all.py
+
+lab: $(NB_STAMP)
+	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
