@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO_STAMP := $(VENV)/.installed-demo-stamp
 TEST_EXTRAS := ".[api,dev]"
 DEMO_EXTRAS := ".[api,onnx]"
+NB_EXTRAS   := ".[api,onnx,notebooks]"
 
 .PHONY: demo test test-fast bench lint clean notebooks lab
 
@@ -48,7 +49,7 @@ test-fast: $(STAMP)
 NB_STAMP := $(VENV)/.installed-notebooks-stamp
 $(NB_STAMP): pyproject.toml $(DEMO_STAMP)
 	@echo "recsys: installing the notebook tools into $(VENV) (JupyterLab, matplotlib, scikit-learn: about a minute)"
-	$(call pip_install,-e ".[api,onnx,notebooks]")
+	$(call pip_install,-e $(NB_EXTRAS))
 	touch $(NB_STAMP)
 
 notebooks: $(NB_STAMP)
