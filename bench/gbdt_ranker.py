@@ -11,7 +11,9 @@ those lists' feature columns (lambdarank and rank_xendcg), then ``recsys evaluat
 ranker's scores taken from the network (the served ranker), from LightGBM, or from both (z-scored per request and
 added, LightGBM weighted 0.5): the same candidates, rules and list caps. The served ranker is left as the last seed
 trained; run ``recsys train`` afterwards to restore the default. Prints one JSON object: recall@20, NDCG@20 and
-new-to-user recall per seed and setting. Results of 2026-12-06 in docs/evaluation-log.md.
+new-to-user recall per seed and setting. Results of 2026-12-06 in docs/evaluation-log.md. ``--slots``: the network's
+list with the places it gave to new items refilled in LightGBM's order (fitted on all candidates, or on the new
+ones only).
 """
 
 from __future__ import annotations
@@ -45,11 +47,34 @@ PARAMS = {"metric": "ndcg", "ndcg_eval_at": [20], "learning_rate": 0.05, "num_le
 ROUNDS = 150
 
 
-def fit(examples: list[Any], objective: str, seed: int) -> lgb.Booster:
-    feats = np.concatenate([e.feats for e in examples])
-    labels = (np.concatenate([e.labels for e in examples]) > 0).astype(int)
-    ds = lgb.Dataset(feats, labels, group=[len(e.cand_rows) for e in examples], feature_name=list(FEATURES))
+REPEAT = FEATURES.index("log_repeat")
+"""A candidate the shopper already bought (or saw) has a positive repeat count."""
+
+
+def fit(examples: list[Any], objective: str, seed: int, new_only: bool = False) -> lgb.Booster:
+    """LightGBM on the training lists; ``new_only``: on each list's candidates new to the shopper alone (lists
+    without such a positive dropped), a model of discovery only."""
+    parts = []
+    for e in examples:
+        keep = e.feats[:, REPEAT] <= 0 if new_only else np.ones(len(e.feats), bool)
+        if keep.sum() >= 2 and (not new_only or (e.labels[keep] > 0).any()):
+            parts.append((e.feats[keep], e.labels[keep]))
+    feats = np.concatenate([f for f, _ in parts])
+    labels = (np.concatenate([lab for _, lab in parts]) > 0).astype(int)
+    ds = lgb.Dataset(feats, labels, group=[len(f) for f, _ in parts], feature_name=list(FEATURES))
     return lgb.train({**PARAMS, "objective": objective, "seed": seed}, ds, num_boost_round=ROUNDS)
+
+
+def slots(network: np.ndarray, other: np.ndarray, repeat: np.ndarray) -> np.ndarray:
+    """The network's order with its repeats where it put them, and the places it gave to new items refilled in
+    ``other``'s order of the new items (scores as negative ranks)."""
+    order = np.argsort(-network, kind="stable")
+    out = np.empty(len(network), np.float32)
+    at_repeat = repeat[order]
+    out[order[at_repeat]] = -np.flatnonzero(at_repeat)
+    new = np.flatnonzero(~repeat)
+    out[new[np.argsort(-other[new], kind="stable")]] = -np.flatnonzero(~at_repeat)
+    return out
 
 
 def main() -> None:
@@ -57,6 +82,9 @@ def main() -> None:
     ap.add_argument("test_events", type=Path)
     ap.add_argument("--format", default="hm", choices=["hm", "movielens"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--slots", action="store_true",
+                    help="instead: the network's list with its new-item places reordered by LightGBM fitted on all "
+                         "candidates or on those new to the shopper only")
     args = ap.parse_args()
 
     captured: list[Any] = []
@@ -79,7 +107,10 @@ def main() -> None:
         for e, s in zip(examples, nn, strict=True):
             g = booster.predict(e.feats, num_threads=1) if len(e.feats) else np.zeros(0)
             w = mode["weight"]
-            out.append((g if w is None else _z(s) + w * _z(g)).astype(np.float32))
+            if w == "slots":
+                out.append(slots(s, g, e.feats[:, REPEAT] > 0))
+            else:
+                out.append((g if w is None else _z(s) + w * _z(g)).astype(np.float32))
         return out
 
     P.RankingPipeline.scores = scores  # type: ignore[method-assign]
@@ -89,9 +120,15 @@ def main() -> None:
         rec = Recommender(Settings(), open_store())
         rec.jobs.train()
         rec.refresh()
-        boosters = {obj: fit(captured, obj, seed) for obj in ("lambdarank", "rank_xendcg")}
-        runs = {"network": (None, None), "lambdarank": (boosters["lambdarank"], None),
-                "rank_xendcg": (boosters["rank_xendcg"], None), "network+lambdarank": (boosters["lambdarank"], 0.5)}
+        if args.slots:  # the network's repeats kept in place, its new-item places refilled by LightGBM
+            runs = {"network": (None, None),
+                    "slots_all": (fit(captured, "lambdarank", seed), "slots"),
+                    "slots_new_only": (fit(captured, "lambdarank", seed, new_only=True), "slots")}
+        else:
+            boosters = {obj: fit(captured, obj, seed) for obj in ("lambdarank", "rank_xendcg")}
+            runs = {"network": (None, None), "lambdarank": (boosters["lambdarank"], None),
+                    "rank_xendcg": (boosters["rank_xendcg"], None),
+                    "network+lambdarank": (boosters["lambdarank"], 0.5)}
         row = {}
         for name, (booster, weight) in runs.items():
             mode.update(booster=booster, weight=weight)
