@@ -2,13 +2,15 @@
 
 ``refresh()`` is cheap when nothing changed (one small file read). A new generation is loaded off to the side and
 swapped in with one reference assignment, so concurrent searches never see a half-loaded index; a generation that
-fails to load is logged and the old one keeps serving.
+fails to load is logged and the old one keeps serving, and it is tried again only after ``RETRY_S`` (a load hashes
+the generation's files: a damaged one must not cost that on every refresh round).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RETRY_S = 300.0
+"""Seconds before a generation that failed to load is tried again (unless ``CURRENT`` names another one)."""
+
 
 class IndexHandle:
     """The current generation under ``root``, reloaded when the pointer moves (:meth:`refresh`)."""
@@ -30,6 +35,8 @@ class IndexHandle:
         self.root, self.encoder_id, self.dim, self.settings = Path(root), encoder_id, dim, settings
         self._reader: IndexReader | None = None
         self._lock = threading.Lock()
+        self._failed: tuple[str, float] | None = None
+        """The generation that last failed to load, and when."""
 
     def get(self) -> IndexReader:
         """The loaded generation (loading it on first use). NoIndex when none was built."""
@@ -56,10 +63,14 @@ class IndexHandle:
                 return False
             if self._reader is not None and self._reader.generation_id == cur:
                 return False
+            failed = self._failed
+            if not strict and failed is not None and failed[0] == cur and time.monotonic() - failed[1] < RETRY_S:
+                return False
             try:
                 reader = IndexReader.open(self.root, generation=cur, encoder_id=self.encoder_id, dim=self.dim,
                                           settings=self.settings)
             except RecsysError:
+                self._failed = (cur, time.monotonic())
                 if strict:
                     raise
                 log.exception("index generation %s could not be loaded; still serving %s", cur,

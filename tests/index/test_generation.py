@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -143,3 +144,31 @@ def test_a_lost_current_pointer_names_the_generations_and_the_rollback(tmp_path:
         with pytest.raises(NoIndex, match=f"CURRENT file is missing.*rollback --to {gid}"):
             call()
     assert rollback(tmp_path, gid) == gid and IndexReader.open(tmp_path).generation_id == gid
+
+
+def test_a_generation_that_failed_to_load_is_not_hashed_again_every_round(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import recsys.index.handle as handle_mod
+
+    a = _build(tmp_path, seed=1)
+    h = IndexHandle(tmp_path)
+    assert h.get().generation_id == a
+    b = _build(tmp_path, seed=2)
+    victim = next((tmp_path / "generations" / b).rglob("*.faiss"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x40  # same size: only hashing sees it
+    victim.write_bytes(bytes(data))
+    opened: list[str | None] = []
+    real_open = IndexReader.open
+
+    def counting(*args: Any, **kwargs: Any) -> IndexReader:
+        opened.append(kwargs.get("generation"))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(handle_mod.IndexReader, "open", counting)
+    assert not h.refresh() and not h.refresh() and h.get().generation_id == a  # the old one keeps serving
+    assert opened == [b]  # refused once, not hashed again on the next round
+    monkeypatch.setattr(handle_mod, "RETRY_S", 0.0)
+    assert not h.refresh() and opened == [b, b]  # tried again after the back-off
+    c = _build(tmp_path, seed=3)
+    assert h.refresh() and h.get().generation_id == c  # another generation is loaded at once
