@@ -125,7 +125,9 @@ class Catalogue:
             set_flags(s, [item_id], deleted=True)
 
     def index_changes(self) -> dict[str, Any]:
-        """Embed new/changed items and publish them as a delta generation (no full rebuild), then serve it.
+        """Embed new/changed items and publish them as a new generation, then serve it: a delta over the served one,
+        or a full build when there is none yet, the encoder changed, files are damaged or more than
+        ``index.delta_max_fraction`` of the catalogue changed (``build_from_catalog(mode="auto")``).
 
         One run at a time per data directory (threads, worker processes and replicas sharing it: the embedding
         snapshot and the generations are files). A caller whose items a run started after its write already

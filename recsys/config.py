@@ -141,10 +141,10 @@ class RankingSettings(BaseModel):
     often (seconds) when new events arrived, without retraining the model; 0 (default) keeps the statistics of the
     ranker's training. Either way each shopper's own events that the statistics miss are added per request."""
     live_stats_pairs: bool = False
+    """Recount the co-occurrence pairs too (off: the training's pairs, whose scale the model learned)."""
     warm_lists_max: int = Field(default=50_000, ge=0)
     """The server computes every item's kept neighbour lists (the ``similar`` and ``content`` sources) in the
     background after loading a catalogue of at most this many items, instead of on each item's first sight; 0: off."""
-    """Recount the co-occurrence pairs too (off: the training's pairs, whose scale the model learned)."""
     result_cache_size: int = 20_000
     """Recommendation lists kept per process, keyed by everything they depend on (0: off)."""
     result_cache_mb: float = Field(default=256.0, ge=0)
@@ -178,8 +178,6 @@ class ApiSettings(BaseModel):
     timestamp per request), or fixed windows (up to twice the limit across a minute boundary)."""
     max_body_bytes: int = 10_000_000
     cors_origins: list[str] = Field(default_factory=list)
-    max_batch: int = 1000
-    """Most items or events in one request."""
     max_image_bytes: int = 8_000_000
     max_image_pixels: int = 25_000_000
     image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP"])

@@ -11,6 +11,8 @@ non-zero. Every message says what is wrong and what to do about it.
     │       └── StoreDamaged          store_damaged   503 (the SQLite file is not a database, or corrupt)
     ├── ImportFailed                  import_failed   400  (file unreadable: names file and line)
     ├── ValidationFailed              invalid         422
+    │   ├── BeforeData                invalid         422 (a request time before every event known)
+    │   └── PayloadTooLarge           too_large       413
     ├── NotFound                      not_found       404
     │   ├── UnknownItem               unknown_item    404
     │   └── UnknownUser               unknown_user    404
@@ -22,6 +24,8 @@ non-zero. Every message says what is wrong and what to do about it.
     │   ├── NoIndex                   no_index        503
     │   └── IncompatibleArtifact      incompatible    409
     ├── RankerError                   ranker          503
+    │   └── UnknownRanker             ranker          503 (recsys.serving.generations: a variant's generation)
+    ├── RateLimited                   rate_limited    429 (+ Retry-After)
     └── AuthError                     unauthorized    401
         └── Forbidden                 forbidden       403
 """

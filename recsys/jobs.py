@@ -148,7 +148,8 @@ class Jobs:
                 raise ValidationFailed("--test-events needs --format hm or --format movielens")
             result = evaluate_test_events(Path(test_events), fmt, store_events=events,
                                           replay=partial(self._replay, Path(test_events).name),
-                                          make_ours=self._served_model, known_users=users - held, **common)
+                                          make_ours=self._served_model, known_users=users - held,
+                                          max_bad_fraction=self.settings.store.max_bad_fraction, **common)
         else:
             result = evaluate_store(events, make_ours=partial(_fitted_model, self.settings, reader, items, vectors,
                                                               removed, _stage(progress, "fitting the ranker")),
@@ -238,4 +239,6 @@ def _trained_as_configured(manifest: dict[str, Any], settings: Settings) -> bool
         check_compatible(manifest, "current")
     except IncompatibleArtifact:
         return False
-    return manifest.get("params") == RankingParams.from_settings(settings).to_dict()
+    want = RankingParams.from_settings(settings).to_dict()
+    # a knob a later recsys removed (it did nothing) is no reason to retrain
+    return {k: v for k, v in (manifest.get("params") or {}).items() if k in want} == want

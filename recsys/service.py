@@ -33,6 +33,7 @@ from recsys.serving.results import ScoredItem, plain_json, result_list_bytes, re
 from recsys.serving.rules import NO_RULES, ListRules, with_rules
 from recsys.store import Store
 from recsys.store.items import deleted_message
+from recsys.store.limits import MAX_QUERY
 from recsys.store.queries import (
     REMOVED_STATE,
     REQUEST_STATE,
@@ -55,7 +56,8 @@ if TYPE_CHECKING:
 __all__ = ["Recommender", "ScoredItem", "plain_json", "public_reason", "result_list_bytes", "result_object"]
 
 Timings = dict[str, float]
-"""Milliseconds per stage of one request (history_ms, filters_ms, rank_ms, the ranker's own; cached: 1.0)."""
+"""Milliseconds per stage of one request (state_ms, queue_ms, history_ms, filters_ms, rank_ms and the ranker's own
+stages, details_ms, cache_put_ms; a cached list: ``cached`` 1.0)."""
 
 
 class Recommender:
@@ -163,8 +165,8 @@ class Recommender:
         check_mode(mode, lexical_weight)
         if not query or not query.strip():
             raise ValidationFailed("the search query is empty")
-        if len(query) > 2000:
-            raise ValidationFailed("the search query is longer than 2,000 characters")
+        if len(query) > MAX_QUERY:
+            raise ValidationFailed(f"the search query is longer than {MAX_QUERY:,} characters")
         reader, removed = self.index, self.removed_items() | set(exclude)  # no index: said before the encoder loads
         q = self.encoder.encode_texts([query.strip()])[0]
         if mode == "vector":
@@ -225,7 +227,7 @@ class Recommender:
 
     # -- personalisation ------------------------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None, exclude: Sequence[str] = (),
-                  diversity: float | None = None, explain: bool = False, debug: bool = False,
+                  diversity: float | None = None, explain: bool = False,
                   fresh: bool = False, now: datetime | None = None,
                   rules: ListRules | None = None) -> list[ScoredItem]:
         """Personal top-k for a stored user (history read fresh from the store: feedback counts at once).
@@ -373,14 +375,13 @@ class Recommender:
         when = self.clock(served) if now is None else now
         recs = ranker.recommend(None if rules.source == "popular" else hist, rules.fetch(k), allowed=allowed,
                                 exclude=removed, diversity=diversity, explain=explain, now=when,
-                                boosts=dict(rules.boosts) or None, exclude_seen=rules.exclude_seen)
+                                boosts=dict(rules.boosts) or None, exclude_seen=rules.exclude_seen, shown=k)
         t2 = time.perf_counter()
         out = []
         for r in recs:
             expl = r.explanation
             if explain:
-                expl = {**(expl or {}), "index_generation": served.reader.generation_id,
-                        "ranker": ranker.ranker_id}
+                expl = {**(expl or {}), "index_generation": served.reader.generation_id}
             out.append(ScoredItem(r.item_id, round(float(r.score), 6), list(r.sources), expl))
         if rules.reorders:
             out = with_rules(out, k, rules, ranker, hist, removed, when, seed, allowed)

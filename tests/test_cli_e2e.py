@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from recsys.cli import _register_optional, app
+from recsys.cli import _register_commands, app
 from recsys.config import get_settings
 from tests.e2e_fixture import built_demo, private_home
 
 pytestmark = pytest.mark.slow
 if not any(c.name == "evaluate" for c in app.registered_commands):
-    _register_optional()  # what `main()` does before running the app
+    _register_commands()  # what `main()` does before running the app
 
 
 @pytest.fixture(scope="module")

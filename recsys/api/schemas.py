@@ -22,14 +22,21 @@ from pydantic import (
 
 from recsys.api.ids import Id, NewId
 from recsys.encoders.base import Modality
-from recsys.store.limits import MAX_ATTRIBUTE_TEXT, MAX_EVENT_ID, MAX_MEDIA_URI, MAX_SHORT_TEXT, MAX_TEXT
+from recsys.store.limits import (
+    MAX_ATTRIBUTE_TEXT,
+    MAX_EVENT_ID,
+    MAX_K,
+    MAX_MEDIA_URI,
+    MAX_QUERY,
+    MAX_SHORT_TEXT,
+    MAX_TEXT,
+)
 
-MAX_K = 1000
 MAX_LIST = 1000
 
 ShortText = Annotated[str, StringConstraints(max_length=MAX_SHORT_TEXT, pattern=r"^[^\x00]*$")]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=r"^[^\x00]*$")]
-Query = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+Query = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY, pattern=r"^[^\x00]*$")]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="number of results")]
 Diversity = Annotated[float, Field(ge=0.0, le=1.0, description="MMR weight: 0 keeps the ranker's order")]
@@ -168,9 +175,9 @@ class SessionEvent(_Strict):
     def _unix_seconds(cls, v: Any) -> Any:
         # A number is unix seconds, as in import files and the CLI: pydantic alone reads one above 2e10 as
         # milliseconds, so 99999999999 became 1973 instead of a refusal.
-        if (isinstance(v, int | float) and not isinstance(v, bool)) or (isinstance(v, str) and v.strip().isdigit()):
-            from recsys.store.importers.records import parse_ts
+        from recsys.store.importers.records import is_number_text, parse_ts
 
+        if (isinstance(v, int | float) and not isinstance(v, bool)) or is_number_text(v):
             return parse_ts(v)
         return v
 

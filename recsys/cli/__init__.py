@@ -42,31 +42,15 @@ app.add_typer(data.items_app, name="items")
 app.command("demo")(demo.demo)
 
 
-def _register_optional() -> None:
+def _register_commands() -> None:
     """Command groups of the later pipeline stages, each in its own module."""
     import importlib
 
-    for module, attr, name in _OPTIONAL:
-        try:
-            mod = importlib.import_module(f"recsys.cli.{module}")
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("recsys.cli."):
-                continue
-            raise
-        mod.register(app) if attr == "register" else app.add_typer(getattr(mod, attr), name=name)
+    for module in _COMMANDS:
+        importlib.import_module(f"recsys.cli.{module}").register(app)
 
 
-_OPTIONAL: list[tuple[str, str, str]] = [
-    ("pipeline", "register", ""),
-    ("encoders", "register", ""),
-    ("index", "register", ""),
-    ("ranker", "register", ""),
-    ("serve", "register", ""),
-    ("feedback", "register", ""),
-    ("experiments", "register", ""),
-    ("describe", "register", ""),
-    ("shell", "register", ""),
-]
+_COMMANDS = ("pipeline", "encoders", "index", "ranker", "serve", "feedback", "experiments", "describe", "shell")
 
 
 def main() -> None:
@@ -74,7 +58,7 @@ def main() -> None:
 
     logging.basicConfig(level=os.environ.get("RECSYS_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _register_optional()
+    _register_commands()
     try:
         app()
     except RecsysError as e:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -15,20 +14,15 @@ feedback_app = typer.Typer(help="The feedback loop: served lists, impressions an
 
 @feedback_app.command("report")
 def report(since: Annotated[str | None, typer.Option("--since", help="only lists served from this time "
-                                                                    "(ISO 8601; naive = UTC)")] = None,
+                                                                    "(ISO 8601, naive = UTC; or unix seconds)")] = None,
            json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Lists served and the clicks, likes, add-to-carts and purchases attributed to them (events carrying their
     recommendation_id), per source, ranker version and index generation: CTR and conversion rate with 95% Wilson
     intervals."""
-    from recsys.errors import ValidationFailed
     from recsys.feedback import feedback_report
+    from recsys.feedback.report import parse_since
 
-    when = None
-    if since:
-        try:
-            when = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValidationFailed(f"--since {since!r} is not an ISO 8601 time") from None
+    when = parse_since(since) if since else None
     data = feedback_report(open_store(), since=when)
     if json_out:
         emit_json(data)

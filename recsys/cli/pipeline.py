@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from recsys.cli._common import emit_json, err, open_store, progress_bar
+from recsys.store.limits import MAX_ID, MAX_K
 
 search_app = typer.Typer(help="Content search by text or image.", no_args_is_help=True)
 
@@ -19,7 +20,7 @@ FilterOpt = Annotated[
     list[str] | None,
     typer.Option("--filter", help="category=A|B, price<=X, price>=X, in_stock=true, attr.KEY=VALUE (repeatable)"),
 ]
-KOpt = Annotated[int, typer.Option("--k", min=1, max=1000)]
+KOpt = Annotated[int, typer.Option("--k", min=1, max=MAX_K)]
 JsonOpt = Annotated[bool, typer.Option("--json")]
 
 
@@ -271,7 +272,7 @@ def recommend(
 
     from recsys.serving.rules import ListRules, parse_pairs
 
-    if not user_id.strip() or len(user_id) > 128 or any(ord(c) < 32 for c in user_id):
+    if not user_id.strip() or len(user_id) > MAX_ID or any(ord(c) < 32 for c in user_id):
         raise typer.BadParameter(f"USER_ID {user_id[:40]!r} is not a user id (1 to 128 characters, no control "
                                  "characters)")  # as the API's path; '' had served the trending list
     try:

@@ -13,23 +13,11 @@ app = typer.Typer(help="Ranker generations: list, roll back.", no_args_is_help=T
 JsonOpt = Annotated[bool, typer.Option("--json")]
 
 
-def _served_vectors(settings: Any) -> tuple[str | None, int | None]:
-    """Encoder id and dimension of the current index generation (what a ranker must fit); (None, None) without."""
-    from recsys.errors import NoIndex, NotFound
-    from recsys.index import generation_path, index_root
-    from recsys.index.layout import read_manifest
-
-    try:
-        m = read_manifest(generation_path(index_root(settings)))
-    except (NoIndex, NotFound):
-        return None, None
-    return m.encoder_id, m.dim
-
-
 @app.command("list")
 def list_(json_out: JsonOpt = False) -> None:
     """Generations on disk, oldest first; the served one is marked with *, those the index cannot use with !."""
     from recsys.config import get_settings
+    from recsys.experiments.rankers import served_vectors
     from recsys.ranking import rankers_root
     from recsys.ranking.artifact import current_version, damage
     from recsys.ranking.generations import list_generations
@@ -37,7 +25,7 @@ def list_(json_out: JsonOpt = False) -> None:
     settings = get_settings()
     root = rankers_root(settings)
     cur = current_version(root)
-    encoder_id, dim = _served_vectors(settings)
+    encoder_id, dim = served_vectors(settings)
     rows: list[dict[str, Any]] = []
     for g in list_generations(root):
         why = g.incompatibility(encoder_id, dim)
@@ -69,11 +57,12 @@ def rollback(
     """Serve an earlier ranker (running servers pick it up on their next refresh). One trained on other vectors than
     the served index's is refused and nothing changes."""
     from recsys.config import get_settings
+    from recsys.experiments.rankers import served_vectors
     from recsys.ranking import rankers_root
     from recsys.ranking.generations import rollback as do_rollback
 
     settings = get_settings()
-    encoder_id, dim = _served_vectors(settings)
+    encoder_id, dim = served_vectors(settings)
     version = do_rollback(rankers_root(settings), version, encoder_id=encoder_id, dim=dim)
     err.print(f"current ranker generation: {version}")
     if json_out:

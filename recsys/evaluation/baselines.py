@@ -1,4 +1,4 @@
-"""The three reference recommenders of DESIGN.md section 4, fitted on a split's training events only.
+"""The reference recommenders of DESIGN.md section 4 (``BASELINES``), fitted on a split's training events only.
 
 Each is a callable ``(user_id, history, k) -> list[str]`` like every recommender the evaluator runs:
 
@@ -93,7 +93,7 @@ class _Timeline:
         return users, events
 
 
-def _now_of(now: Mapping[str, pd.Timestamp] | None, user_id: str, history: pd.DataFrame) -> pd.Timestamp | None:
+def _now_of(now: Mapping[str, pd.Timestamp] | None, user_id: str) -> pd.Timestamp | None:
     """The request time of a test user (the split's target time); None (no time limit) for a user without one."""
     return pd.Timestamp(now[user_id]) if now is not None and user_id in now else None
 
@@ -130,7 +130,7 @@ class Popular:
     def __call__(self, user_id: str, history: pd.DataFrame, k: int) -> list[str]:
         seen = set(history["item_id"].astype(str)) if self.exclude_seen and len(history) else set()
         out: list[str] = []
-        for item in self.ranking_at(_now_of(self.now, user_id, history)):
+        for item in self.ranking_at(_now_of(self.now, user_id)):
             if item not in seen:
                 out.append(item)
                 if len(out) == k:
@@ -176,7 +176,7 @@ class ItemCooccurrence:
         return co.sum(axis=1)
 
     def __call__(self, user_id: str, history: pd.DataFrame, k: int) -> list[str]:
-        now = _now_of(self.now, user_id, history)
+        now = _now_of(self.now, user_id)
         s = self.scores(history, now)
         s[s <= 0] = -np.inf
         seen = set(history["item_id"].astype(str)) if len(history) else set()

@@ -6,9 +6,9 @@
 
 A recommender is either a callable ``(user_id, history, k) -> list[str]`` called once per test user, or a
 :class:`Batch` wrapping ``(user_ids, histories, k) -> list[list[str]]`` for models that score many users at once.
-``result["metrics"]`` are those of ``main`` ("ours"); the three baselines go under "baselines", anything else
-(implicit, Cornac, ablations) under "peers". Slices repeat recall/NDCG/hit rate/MRR for every recommender on the
-cold-item targets and the cold users.
+``result["metrics"]`` are those of ``main`` ("ours"); the baselines (``BASELINES``) go under "baselines", anything
+else (implicit, Cornac, ablations) under "peers". Slices repeat recall/NDCG/hit rate/MRR for every recommender on the
+cold-item targets, the cold users, the targets new to the user and the repeats.
 """
 
 from __future__ import annotations

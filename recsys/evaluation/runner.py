@@ -88,10 +88,10 @@ def replay_histories(split: Split, replay: Replay, batch_size: int = 1000) -> di
 def evaluate_test_events(path: Path | str, fmt: str, *, store_events: pd.DataFrame, replay: Replay | None,
                          make_ours: MakeRecommender | None, item_ids: Sequence[str], vectors: np.ndarray | None,
                          k: int = 20, known_users: Collection[str] | None = None, min_history: int = 1,
-                         **kw: Any) -> dict[str, Any]:
+                         max_bad_fraction: float = 0.2, **kw: Any) -> dict[str, Any]:
     """``recsys evaluate --test-events FILE --format hm|movielens``: withheld users, histories replayed first."""
     t0 = time.perf_counter()
-    test = read_test_events(path, fmt)
+    test = read_test_events(path, fmt, max_bad_fraction=max_bad_fraction)
     protocol = "last_day" if fmt == "hm" else "last_interaction"
     split = split_test_events(test, protocol, train_events=store_events, known_users=known_users,
                               known_items=set(map(str, item_ids)), min_history=min_history)

@@ -214,8 +214,8 @@ def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.
     Client event ids are derived exactly as the importers derive them, so replaying twice stores nothing twice.
     Bad rows are skipped and logged; more than ``max_bad_fraction`` of them raises :class:`ImportFailed`.
     """
+    from recsys.store.importers.hm import purchase_event
     from recsys.store.importers.movielens import rating_event
-    from recsys.store.importers.records import derived_event_id, parse_float, parse_id, parse_ts
 
     path = Path(path)
     fmt = {"ml": "movielens", "ml100k": "movielens"}.get(fmt, fmt)
@@ -239,19 +239,9 @@ def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.
     seen: Counter[tuple[str, ...]] = Counter()
     for line, rec in enumerate(raw.to_dict("records"), start=2 if fmt == "hm" else 1):
         try:
-            if fmt == "hm":
-                user_id = parse_id(rec["customer_id"], "customer_id")
-                item_id = parse_id(rec["article_id"], "article_id")
-                ts = parse_ts(rec["t_dat"])
-                price = parse_float(rec.get("price"), "price")
-                key = (user_id, item_id, rec["t_dat"].strip(), str(price), str(rec.get("sales_channel_id", "")).strip())
-                seen[key] += 1
-                rows.append({"user_id": user_id, "item_id": item_id, "type": "purchase", "value": price, "ts": ts,
-                             "client_event_id": derived_event_id("hm", key, seen[key])})
-            else:
-                r = rating_event(rec)
-                rows.append({"user_id": r.user_id, "item_id": r.item_id, "type": r.type, "value": r.value,
-                             "ts": r.ts, "client_event_id": r.client_event_id})
+            r = purchase_event(rec, seen) if fmt == "hm" else rating_event(rec)
+            rows.append({"user_id": r.user_id, "item_id": r.item_id, "type": r.type, "value": r.value,
+                         "ts": r.ts, "client_event_id": r.client_event_id})
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             bad.append(f"line {line}: {e}")
     if bad:

@@ -39,6 +39,20 @@ def wilson(successes: int, trials: int, z: float = Z95) -> dict[str, float | Non
     return {"rate": p, "low": low, "high": high}
 
 
+def parse_since(text: str) -> datetime:
+    """A report's ``since`` as the API and the CLI take it: ISO 8601 (naive = UTC) or unix seconds, as everywhere
+    else in recsys; a time to come is fine (nothing served yet)."""
+    from recsys.store.importers.records import is_number_text
+
+    try:
+        if is_number_text(text):
+            return datetime.fromtimestamp(float(text), UTC).replace(tzinfo=None)
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except (OverflowError, OSError, ValueError):
+        raise ValidationFailed(f"since {text[:40]!r} is not a time: use ISO 8601 (e.g. 2026-12-01T00:00:00Z) or "
+                               "unix seconds; a time out of range is refused too") from None
+
+
 def feedback_report(store: Any, *, since: datetime | None = None) -> dict[str, Any]:
     """Lists served since ``since`` (all without it; an aware time is converted to UTC, a naive one is UTC) and
     the events attributed to them, grouped by source, ranker version and index generation; ``totals`` over every

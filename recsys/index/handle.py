@@ -3,7 +3,9 @@
 ``refresh()`` is cheap when nothing changed (one small file read). A new generation is loaded off to the side and
 swapped in with one reference assignment, so concurrent searches never see a half-loaded index; a generation that
 fails to load is logged and the old one keeps serving, and it is tried again only after ``RETRY_S`` (a load hashes
-the generation's files: a damaged one must not cost that on every refresh round).
+the generation's files: a damaged one must not cost that on every refresh round). With nothing served yet (a strict
+refresh, e.g. each request of a server that started on a damaged generation) the same failure is raised again
+within ``RETRY_S`` instead of hashing the files once more.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ class IndexHandle:
         self.root, self.encoder_id, self.dim, self.settings = Path(root), encoder_id, dim, settings
         self._reader: IndexReader | None = None
         self._lock = threading.Lock()
-        self._failed: tuple[str, float] | None = None
-        """The generation that last failed to load, and when."""
+        self._failed: tuple[str, float, RecsysError] | None = None
+        """The generation that last failed to load, when, and why."""
 
     def get(self) -> IndexReader:
         """The loaded generation (loading it on first use). NoIndex when none was built."""
@@ -64,13 +66,15 @@ class IndexHandle:
             if self._reader is not None and self._reader.generation_id == cur:
                 return False
             failed = self._failed
-            if not strict and failed is not None and failed[0] == cur and time.monotonic() - failed[1] < RETRY_S:
+            if failed is not None and failed[0] == cur and time.monotonic() - failed[1] < RETRY_S:
+                if strict:
+                    raise failed[2]
                 return False
             try:
                 reader = IndexReader.open(self.root, generation=cur, encoder_id=self.encoder_id, dim=self.dim,
                                           settings=self.settings)
-            except RecsysError:
-                self._failed = (cur, time.monotonic())
+            except RecsysError as e:
+                self._failed = (cur, time.monotonic(), e)
                 if strict:
                     raise
                 log.exception("index generation %s could not be loaded; still serving %s", cur,

@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import tempfile
-import uuid
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from recsys.errors import IncompatibleArtifact, RankerError
-from recsys.index.layout import sha256_file
+from recsys.index.layout import POINTER, current_id, sha256_file, write_text_atomic
 from recsys.ranking.cobuy import CobuyProjection
 from recsys.ranking.features import FEATURES
 from recsys.ranking.model import NetConfig, RankerNet
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 COBUY = "cobuy.npy"
-POINTER = "CURRENT"
 DATA_FILES = ("net.pt", "stats.npz", "stats_ids.txt", "stats_users.txt", COBUY)
 """What :func:`save_pipeline` writes beside the manifest, each with its SHA-256 in the manifest."""
 FORMAT = 2
@@ -170,12 +168,7 @@ def save_generation(pipe: RankingPipeline, root: Path) -> Path:
 def write_pointer(root: Path, version: str) -> None:
     """Replace ``CURRENT`` atomically (a unique temporary name, so two writers never share one): a reader, such as
     a server's refresh, sees the old name or the new one, never a mix."""
-    tmp = root / f".CURRENT.{uuid.uuid4().hex[:8]}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(version)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / POINTER)
+    write_text_atomic(root / POINTER, version)
     with contextlib.suppress(OSError):  # make the rename durable where directories can be opened
         fd = os.open(root, os.O_RDONLY)
         try:
@@ -185,12 +178,8 @@ def write_pointer(root: Path, version: str) -> None:
 
 
 def current_version(root: Path) -> str | None:
-    """The name ``CURRENT`` holds, or None when nothing was trained yet."""
-    try:
-        name = (root / POINTER).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    return name or None
+    """The name ``CURRENT`` holds, or None when nothing was trained yet (the index's pointer, read the same way)."""
+    return current_id(root)
 
 
 def current_generation(root: Path) -> Path | None:

@@ -76,6 +76,10 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def take(self, keep: np.ndarray) -> Candidates:
+        """The candidates ``keep`` selects (a bool mask or row positions), in their order."""
+        return Candidates(self.rows[keep], self.flags[keep], self.ranks[keep])
+
     def sources_of(self, i: int) -> list[str]:
         return [SOURCES[s] for s in np.flatnonzero(self.flags[i])]
 
@@ -360,7 +364,7 @@ class CandidateGenerator:
         cands = col.build()
         if exclude:
             keep = np.array([t.ids[r] not in exclude for r in cands.rows], dtype=bool)
-            cands = Candidates(cands.rows[keep], cands.flags[keep], cands.ranks[keep])
+            cands = cands.take(keep)
         return cands
 
 

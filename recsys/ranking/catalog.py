@@ -37,7 +37,8 @@ class VectorsLike(Protocol):
 
 @dataclass
 class SimpleVectors:
-    """A plain :class:`VectorsLike`, for tests and notebooks."""
+    """A plain :class:`VectorsLike`: tests and notebooks build one, and serving hands the ranker one of the served
+    index's vectors."""
 
     item_ids: list[str]
     fused: np.ndarray

@@ -12,7 +12,7 @@ from recsys.store.tables import HISTORY_TYPES
 
 
 def explain_item(table: ItemTable, history: History, row: int, score: float, sources: list[str],
-                 ranker_id: str, index_id: str | None = None, recent: np.ndarray | None = None) -> dict[str, Any]:
+                 ranker_id: str, recent: np.ndarray | None = None) -> dict[str, Any]:
     """Score, sources, the history item most similar to the item, and the text vs image share of that similarity.
 
     The shares split the similarity between the per-modality similarities (text·text and image·image); an item
@@ -20,8 +20,6 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
     caller explains several items of one list (made once).
     """
     out: dict[str, Any] = {"score": round(score, 6), "sources": sources, "ranker": ranker_id}
-    if index_id is not None:
-        out["index"] = index_id
     if len(history) and (history.rows == row).any():
         # the item itself is in the history: "you bought this on ...", not a look-alike
         out["reason"] = "repeat"

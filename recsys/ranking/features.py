@@ -1,8 +1,9 @@
-"""Per-request context and the feature matrix of (history, candidate) pairs.
+"""The feature matrix of (history, candidate) pairs, from one request's :class:`~recsys.ranking.context.Context`.
 
 The features describe the candidate alone (popularity, trend, age, price), its relation to the history (content
-similarity statistics, co-occurrence, repeat and variant counts, category share) and the candidate sources. Training
-passes a :class:`Correction` so a user's own later events never leak into the statistics of an earlier anchor.
+similarity statistics, co-occurrence, repeat and variant counts, category share) and the candidate sources. The
+context counts every statistic as of the request's time, so in training a user's own later events never leak into
+the features of an earlier anchor.
 """
 
 from __future__ import annotations

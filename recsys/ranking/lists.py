@@ -27,15 +27,16 @@ class ListPolicy:
 
 
 def compose(order: Sequence[int], k: int, repeat: np.ndarray, group: np.ndarray | None,
-            policy: ListPolicy) -> list[int]:
+            policy: ListPolicy, shown: int | None = None) -> list[int]:
     """The first k of ``order`` (candidate indices) that keep within ``policy``.
 
     Per candidate index: ``repeat`` is True for an item already in the user's history, ``group`` its variant group
-    (-1: none).
+    (-1: none). ``shown``: the length of the list the user will see when k items are fetched to be thinned by
+    later rules (bury): the repeat share is of those places, so whatever is removed, the list shown keeps the cap.
     """
     if not policy.active:
         return list(order[:k])
-    max_rep = int(np.floor(policy.max_repeat_share * k + 1e-9))
+    max_rep = int(np.floor(policy.max_repeat_share * min(k, shown or k) + 1e-9))
     reps = 0
     per_group: dict[int, int] = {}
     chosen: list[int] = []

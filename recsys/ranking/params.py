@@ -68,7 +68,6 @@ class RankingParams:
     """Vectors the light pathway compares: "fused" (the encoder's) or "content" (``ItemTable.content``)."""
     max_history: int = 50
     half_life_days: float = 30.0
-    id_embeddings: bool = False
     # training
     seed: int = 0
     epochs: int = 8

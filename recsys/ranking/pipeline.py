@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,20 +40,13 @@ from recsys.ranking.history import TYPE_CODE, History, day_of, histories_by_user
 from recsys.ranking.lists import ListPolicy, compose
 from recsys.ranking.model import RankerNet
 from recsys.ranking.params import RankingParams
+from recsys.ranking.result import Recommendation
 from recsys.ranking.stats import ItemStats
 from recsys.ranking.train import Example, Progress, build_examples, fit_net, make_example, score
 
 log = logging.getLogger(__name__)
 
 ItemFilter = Callable[[str], bool]
-
-
-@dataclass
-class Recommendation:
-    item_id: str
-    score: float
-    sources: list[str] = field(default_factory=list)
-    explanation: dict[str, Any] | None = None
 
 
 @dataclass
@@ -67,6 +60,7 @@ class _Request:
     explain: bool
     boosts: dict[str, float] | None
     policy: ListPolicy
+    shown: int | None = None
 
 
 class RankingPipeline:
@@ -220,26 +214,27 @@ class RankingPipeline:
                   allowed: np.ndarray | Sequence[str] | None = None, exclude: AbstractSet[str] | None = None,
                   diversity: float | None = None, explain: bool = False, now: datetime | float | None = None,
                   boosts: dict[str, float] | None = None, exclude_seen: bool | None = None,
-                  policy: ListPolicy | None = None) -> list[Recommendation]:
+                  policy: ListPolicy | None = None, shown: int | None = None) -> list[Recommendation]:
         """Top-k items for one user's events (a frame with columns item_id, type, value, ts, or a History).
 
         ``filter_fn(item_id) -> bool`` or ``allowed`` (item ids) restrict the result; ``exclude`` removes ids;
-        ``diversity`` in [0, 1] is the MMR weight (None: the configured default); ``boosts`` multiplies
-        scores (``{item_id: b}`` or ``{"category:NAME": b}``, b in units of the score spread); ``exclude_seen``
+        ``diversity`` in [0, 1] is the MMR weight (None: the configured default); ``boosts`` adds b times
+        the score spread to a score (``{item_id: b}`` or ``{"category:NAME": b}``); ``exclude_seen``
         drops items already in the history (None: the configured default); ``now`` (the request time) defaults to
         the last event of the history, else the end of the training data; ``policy`` caps repeats and variants
-        (None: the configured default; ``ListPolicy()`` none, as for a "buy again" list).
+        (None: the configured default; ``ListPolicy()`` none, as for a "buy again" list); ``shown``: the length of
+        the list shown when more than it is fetched for later rules to thin (the repeat cap is a share of it).
         """
         return self.recommend_many([history], k, filter_fn=filter_fn, allowed=allowed, exclude=exclude,
                                    diversity=diversity, explain=explain, now=[now], boosts=boosts,
-                                   exclude_seen=exclude_seen, policy=policy)[0]
+                                   exclude_seen=exclude_seen, policy=policy, shown=shown)[0]
 
     def recommend_many(self, histories: Sequence[pd.DataFrame | History | None], k: int = 20, *,
                        filter_fn: ItemFilter | None = None, allowed: np.ndarray | Sequence[str] | None = None,
                        exclude: AbstractSet[str] | None = None, diversity: float | None = None, explain: bool = False,
                        now: Sequence[datetime | float | None] | None = None, boosts: dict[str, float] | None = None,
                        exclude_seen: bool | None = None, policy: ListPolicy | None = None,
-                       batch_size: int = 64) -> list[list[Recommendation]]:
+                       shown: int | None = None, batch_size: int = 64) -> list[list[Recommendation]]:
         """:meth:`recommend` for many histories at once (scored in batches; used by the evaluator)."""
         table = self.table
         mask = rules.allowed_mask(table, filter_fn, allowed)
@@ -263,7 +258,7 @@ class RankingPipeline:
                 ex |= {table.ids[r] for r in h.rows[h.types == TYPE_CODE["purchase"]]}
             if pol.active:  # a liked item is known to the user: never a new pick (it stays in "buy again")
                 ex |= {table.ids[r] for r in h.rows[h.types == TYPE_CODE["like"]]}
-            reqs.append(_Request(h, t, k, ex, mask, div, explain, boosts, pol))
+            reqs.append(_Request(h, t, k, ex, mask, div, explain, boosts, pol, shown))
         out: list[list[Recommendation]] = []
         for i in range(0, len(reqs), batch_size):
             out.extend(self._run(reqs[i: i + batch_size]))
@@ -332,7 +327,7 @@ class RankingPipeline:
             head = set(order)
             order += [i for i in np.argsort(-s, kind="stable").tolist() if i not in head]
             repeat = np.isin(cands.rows, r.history.rows)  # per candidate: no catalogue-sized array per request
-            order = compose(order, r.k, repeat, table.group[cands.rows], r.policy)
+            order = compose(order, r.k, repeat, table.group[cands.rows], r.policy, r.shown)
         else:
             order = rules.mmr(table.fused, cands.rows, s, r.k, r.diversity)
         if len(r.history) and not self._known.all():

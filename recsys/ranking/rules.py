@@ -46,7 +46,7 @@ def apply_mask(c: Candidates, mask: np.ndarray | None) -> Candidates:
     if mask is None:
         return c
     keep = mask[c.rows]
-    return Candidates(c.rows[keep], c.flags[keep], c.ranks[keep])
+    return c.take(keep)
 
 
 def demote_disliked(table: ItemTable, rows: np.ndarray, scores: np.ndarray, disliked: np.ndarray) -> np.ndarray:

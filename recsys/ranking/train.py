@@ -110,7 +110,7 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
         if p.missed_positives:
             missed = np.array(sorted(targets - set(cands.rows.tolist())), dtype=np.int64)
             cands, labels = _append(cands, labels, missed, True)
-        cands, labels = _add_random(cands, labels, table, known, targets, p.random_negatives, rng)
+        cands, labels = _add_random(cands, labels, table, targets, p.random_negatives, rng)
         ex = make_example(ctx, cands, table, known, p)
         ex.labels = labels.astype(np.float32)
         out.append(ex)
@@ -124,7 +124,7 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
 
 def _drop_rows(c: Candidates, rows: np.ndarray) -> Candidates:
     keep = ~np.isin(c.rows, rows)
-    return Candidates(c.rows[keep], c.flags[keep], c.ranks[keep])
+    return c.take(keep)
 
 
 def _cap(c: Candidates, labels: np.ndarray, cap: int, rng: np.random.Generator) -> tuple[Candidates, np.ndarray]:
@@ -133,10 +133,10 @@ def _cap(c: Candidates, labels: np.ndarray, cap: int, rng: np.random.Generator) 
     pos = np.flatnonzero(labels)
     neg = np.flatnonzero(~labels)
     keep = np.sort(np.r_[pos, rng.choice(neg, cap - len(pos), replace=False)])
-    return Candidates(c.rows[keep], c.flags[keep], c.ranks[keep]), labels[keep]
+    return c.take(keep), labels[keep]
 
 
-def _add_random(c: Candidates, labels: np.ndarray, table: ItemTable, known: np.ndarray, targets: set[int], n: int,
+def _add_random(c: Candidates, labels: np.ndarray, table: ItemTable, targets: set[int], n: int,
                 rng: np.random.Generator) -> tuple[Candidates, np.ndarray]:
     if n <= 0:
         return c, labels

@@ -233,7 +233,9 @@ class Generations:
                 if is_outage(e):
                     raise
                 log.exception("ranker generation %s (named by an experiment) could not be loaded", name)
-                err = RankerError(f"ranker generation {name!r} could not be loaded")
+                err = RankerError(f"ranker generation {name!r} (named by an experiment) could not be loaded "
+                                  f"({type(e).__name__}); check it with `recsys ranker list`, or point the "
+                                  "experiment's variant at another generation")
                 self._variant_failed[name] = (time.monotonic(), err)
                 raise err from None
             self._variant_failed.pop(name, None)

@@ -16,6 +16,7 @@ from recsys.encoders.base import MODALITIES
 from recsys.errors import BeforeData, ValidationFailed
 from recsys.serving.rules import NO_RULES, ListRules
 from recsys.store import Store
+from recsys.store.limits import MAX_K
 from recsys.store.queries import REMOVED_VERSION, removed_state
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
 
 
 def check(k: int, modality: str) -> None:
-    if not 1 <= k <= 1000:
-        raise ValidationFailed(f"k must be between 1 and 1000, got {k}")
+    if not 1 <= k <= MAX_K:
+        raise ValidationFailed(f"k must be between 1 and {MAX_K}, got {k}")
     check_modality(modality)
 
 

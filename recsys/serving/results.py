@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from recsys.ranking import Recommendation
+from recsys.ranking.result import Recommendation
 
 
 @dataclass

@@ -31,6 +31,7 @@ import numpy as np
 
 from recsys.errors import ValidationFailed
 from recsys.serving.results import ScoredItem
+from recsys.store.limits import MAX_K
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,8 +76,8 @@ class ListRules:
                                        "score spreads (10 already moves an item past all others; pin places it)")
         seen: dict[int, str] = {}
         for item, pos in (pins or {}).items():
-            if not 1 <= int(pos) <= 1000:
-                raise ValidationFailed(f"pin {item!r}: the position must be 1..1000, got {pos}")
+            if not 1 <= int(pos) <= MAX_K:
+                raise ValidationFailed(f"pin {item!r}: the position must be 1..{MAX_K}, got {pos}")
             if int(pos) in seen:
                 raise ValidationFailed(f"pin {item!r}: position {pos} is already pinned to {seen[int(pos)]!r}")
             seen[int(pos)] = item
@@ -111,7 +112,7 @@ class ListRules:
 
     def fetch(self, k: int) -> int:
         """How many items to ask the ranker for: twice k when something may be buried."""
-        return min(1000, 2 * k) if self.bury else k
+        return min(MAX_K, 2 * k) if self.bury else k
 
 
 NO_RULES = ListRules()

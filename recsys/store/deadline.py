@@ -49,10 +49,6 @@ def bounded(seconds: float | None) -> Iterator[None]:
         _bound.reset(token)
 
 
-def current_bound() -> float | None:
-    return _bound.get()
-
-
 class Watchdog:
     """One daemon thread that calls an armed interrupt once its deadline passes, unless disarmed before."""
 

@@ -1,5 +1,5 @@
-"""How long a stored value may be: the one place the HTTP API's request shapes and the importers take their limits
-from, so a record a file may import is one the API would accept (and could send back)."""
+"""How long a stored value or a request may be: the one place the HTTP API's request shapes, the CLI and the
+importers take their limits from, so a record a file may import is one the API would accept (and could send back)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,7 @@ MAX_MEDIA_URI = 4000
 """An image or video path or URL."""
 MAX_EVENT_ID = 200
 """A client event id (``client_event_id`` is ``String(200)``)."""
+MAX_K = 1000
+"""Results in one list (``k``), and the deepest place a pinned item may take."""
+MAX_QUERY = 2000
+"""Characters of a text query."""

@@ -121,9 +121,9 @@ def test_a_bad_definition_stops_the_app_at_start(tmp_path: Path, storing: Storin
 
 
 def test_cli_lists_shows_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_store: Store) -> None:
-    from recsys.cli import _register_optional, app
+    from recsys.cli import _register_commands, app
 
-    _register_optional()
+    _register_commands()
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RECSYS_DATABASE_URL", str(sqlite_store.engine.url))
     monkeypatch.setenv("RECSYS_EXPERIMENTS__DEFINITIONS", json.dumps([AB]))

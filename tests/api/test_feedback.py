@@ -138,6 +138,11 @@ def test_events_with_a_recommendation_id_are_attributed(make_client: Client, sto
     assert c.get("/v1/feedback/report", params={"since": "2200-01-01T00:00:00Z"}).json()["groups"] == []
     r = c.get("/v1/feedback/report", params={"since": "0001-01-01T00:00:00+05:00"})
     assert r.status_code == 422 and "out of range" in r.json()["detail"]
+    assert c.get("/v1/feedback/report", params={"since": "7258118400"}).json()["groups"] == []  # unix seconds, 2200
+    r = c.get("/v1/feedback/report", params={"since": "99999999999999"})  # not milliseconds read as 1973
+    assert r.status_code == 422 and "unix seconds" in r.json()["detail"]
+    r = c.get("/v1/feedback/report", params={"snice": "2026-12-01"})  # a misspelt filter is not the all-time report
+    assert r.status_code == 422 and "snice" in r.text
 
 
 def test_the_report_needs_an_admin_key(make_client: Client, sqlite_store: Store) -> None:

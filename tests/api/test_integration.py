@@ -158,6 +158,9 @@ def test_buy_again_holds_the_repeats_the_personal_list_caps(client: TestClient, 
     assert client.post("/v1/events", json={"events": events}).json()["stored"] == 30
     main = [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/recommendations?k=12"))]
     assert len(main) == 12 and sum(i in bought for i in main) <= 4  # ranking.max_repeat_share = 0.4
+    buried = next(i for i in main if i not in bought)  # a bury fetches 2k to thin: the cap stays a share of k
+    thinned = [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/recommendations?k=12&bury={buried}"))]
+    assert len(thinned) == 12 and buried not in thinned and sum(i in bought for i in thinned) <= 4, thinned
     again = [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/buy-again?k=5"))]
     assert len(again) == 5 and set(again) <= set(bought)
     assert _items(client.get("/v1/users/nobody-at-all/buy-again")) == []

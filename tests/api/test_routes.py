@@ -134,6 +134,11 @@ def test_event_times_are_unix_seconds_and_never_far_in_the_future(client: TestCl
     assert post(1_700_000_000)["status"] == "stored" and post("1700000001")["status"] == "stored"
     far = post(99_999_999_999)
     assert far["status"] == "error" and "out of range" in far["error"], far
+    for text in ("99999999999.5", "1764583200000.0"):  # decimal text too: never milliseconds (1973, 2025)
+        got = post(text)
+        assert got["status"] == "error" and "out of range" in got["error"], (text, got)
+    assert "milliseconds" in post(1_764_583_200_000)["error"]
+    assert post("1700000002.5")["status"] == "stored"
     ahead = post((datetime.now(UTC) + timedelta(days=3)).isoformat())
     assert ahead["status"] == "error" and "in the future" in ahead["error"], ahead
     assert post((datetime.now(UTC) + timedelta(hours=1)).isoformat())["status"] == "stored"  # clock skew

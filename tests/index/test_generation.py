@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recsys.config import IndexSettings
-from recsys.errors import IncompatibleArtifact, NoIndex, NotFound, ValidationFailed
+from recsys.errors import IncompatibleArtifact, NoIndex, NotFound, RecsysError, ValidationFailed
 from recsys.index import (
     IndexHandle,
     IndexReader,
@@ -172,3 +172,31 @@ def test_a_generation_that_failed_to_load_is_not_hashed_again_every_round(tmp_pa
     assert not h.refresh() and opened == [b, b]  # tried again after the back-off
     c = _build(tmp_path, seed=3)
     assert h.refresh() and h.get().generation_id == c  # another generation is loaded at once
+
+
+def test_a_server_that_starts_on_a_damaged_generation_does_not_hash_it_on_every_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recsys.index.handle as handle_mod
+
+    a = _build(tmp_path, seed=1)
+    victim = next((tmp_path / "generations" / a).rglob("*.faiss"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    victim.write_bytes(bytes(data))
+    opened: list[str | None] = []
+    real_open = IndexReader.open
+
+    def counting(*args: Any, **kwargs: Any) -> IndexReader:
+        opened.append(kwargs.get("generation"))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(handle_mod.IndexReader, "open", counting)
+    h = IndexHandle(tmp_path)
+    for _ in range(3):  # nothing served yet: every call is strict, and each says why
+        with pytest.raises(RecsysError, match="(?i)damaged|checksum"):
+            h.get()
+    assert opened == [a]  # the same refusal again, not a hash of the files per request
+    monkeypatch.setattr(handle_mod, "RETRY_S", 0.0)
+    with pytest.raises(RecsysError):
+        h.get()
+    assert opened == [a, a]

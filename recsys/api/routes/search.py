@@ -24,6 +24,7 @@ from recsys.api.schemas import (
     SearchTextRequest,
 )
 from recsys.errors import PayloadTooLarge, ValidationFailed
+from recsys.store.limits import MAX_ID, MAX_K, MAX_QUERY
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -36,12 +37,12 @@ router = APIRouter(prefix="/v1/search", tags=["search"])
                         "sources: `lexical`, `search` (vectors), `id`.")
 def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
                 f: Annotated[Filter | None, Depends(query_filter)],
-                q: Annotated[str, Query(min_length=1, max_length=2000, pattern=r"^[^\x00]+$")],
-                k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality | None = None,
+                q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY, pattern=r"^[^\x00]+$")],
+                k: Annotated[int, Query(ge=1, le=MAX_K)] = 20, modality: Modality | None = None,
                 exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
                 mode: Annotated[SearchMode | None, Query(description=MODE_DOC)] = None,
                 lexical_weight: Annotated[LexicalWeight | None, Query()] = None,
-                user_id: Annotated[str | None, Query(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$",
+                user_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID, pattern=r"^[^\x00-\x1f\x7f]+$",
                                                      description=USER_DOC)] = None) -> Any:
     assigned = assignment(request, "search", user_id)
     chosen = modality or (assigned.variant.modality if assigned is not None else None) or "fused"
@@ -63,12 +64,12 @@ def search_text_post(request: Request, body: SearchTextRequest, rec: Recommender
              summary="Items looking like an uploaded image (multipart field `image`; JPEG, PNG, WebP, GIF, BMP)")
 async def search_image(request: Request, rec: RecommenderDep, settings: SettingsDep, _key: ReadKey,
                        image: Annotated[UploadFile, File(description="the query image")],
-                       k: Annotated[int, Form(ge=1, le=1000)] = 20,
+                       k: Annotated[int, Form(ge=1, le=MAX_K)] = 20,
                        modality: Annotated[Modality | None, Form(description="default: the variant's, else "
                                                                              "image")] = None,
                        filter: Annotated[str | None, Form(max_length=100_000,
                                                           description="a Filter object as JSON")] = None,
-                       user_id: Annotated[str | None, Form(min_length=1, max_length=128,
+                       user_id: Annotated[str | None, Form(min_length=1, max_length=MAX_ID,
                                                            pattern=r"^[^\x00-\x1f\x7f]+$",
                                                            description=USER_DOC)] = None) -> Any:
     limits = settings.api

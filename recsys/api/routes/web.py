@@ -29,6 +29,7 @@ from recsys.api.media import media_roots, public_item
 from recsys.api.web import pages, session
 from recsys.errors import AuthError, Forbidden, RecsysError, ValidationFailed
 from recsys.serving.requests import check_modality
+from recsys.store.limits import MAX_ID, MAX_QUERY
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ async def _page(request: Request, render: Callable[..., Response], *args: Any) -
 
 # -- search --------------------------------------------------------------------------------------------------------
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, q: Annotated[str | None, Query(max_length=2000)] = None,
+async def home(request: Request, q: Annotated[str | None, Query(max_length=MAX_QUERY)] = None,
                modality: Annotated[str, Query(max_length=8)] = "fused", category: Category = None,
                price_min: Text = None, price_max: Text = None, in_stock: Text = None) -> Response:
     """Search by text (``q``), else the trending list, plus the most active users."""
@@ -175,7 +176,7 @@ async def search_image(request: Request, image: Annotated[UploadFile, File()],
 @router.get("/items/{item_id:path}", response_class=HTMLResponse)
 async def item_page(request: Request, item_id: str, modality: Annotated[str, Query(max_length=8)] = "fused",
                     category: Category = None, price_min: Text = None, price_max: Text = None,
-                    in_stock: Text = None, user: Annotated[str | None, Query(max_length=128)] = None) -> Response:
+                    in_stock: Text = None, user: Annotated[str | None, Query(max_length=MAX_ID)] = None) -> Response:
     """One item: its images, fields and tags, and the items most similar to it."""
     form = pages.filter_form(category, price_min, price_max, in_stock)
     return await _page(request, _item, item_id, modality, form, user)
@@ -203,7 +204,7 @@ async def user_page(request: Request, user_id: str, category: Category = None, p
                     price_max: Text = None, in_stock: Text = None,
                     diversity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
                     fragment: Annotated[bool, Query()] = False,
-                    user: Annotated[str | None, Query(max_length=128)] = None) -> Response:
+                    user: Annotated[str | None, Query(max_length=MAX_ID)] = None) -> Response:
     """A user's history and recommendations (``fragment=1``: only the part the like buttons refresh)."""
     if not user_id and user and user.strip():  # the "open user" form without JavaScript
         return RedirectResponse("/users/" + quote(user.strip(), safe=""), status_code=303)
@@ -214,8 +215,8 @@ async def user_page(request: Request, user_id: str, category: Category = None, p
 def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: float, fragment: bool,
           message: str | None = None) -> Response:
     rec = _rec(request)
-    if not user_id or len(user_id) > 128 or "\x00" in user_id:
-        raise ValidationFailed("a user id is 1 to 128 characters")
+    if not user_id or len(user_id) > MAX_ID or "\x00" in user_id:
+        raise ValidationFailed(f"a user id is 1 to {MAX_ID} characters")
     recs = rec.recommend(user_id, PAGE_K, filter=form.item_filter(), diversity=diversity, explain=True)
     hist, n_events = pages.history(rec, user_id)
     context: dict[str, Any] = {"user_id": user_id, "recs": pages.result_cards(rec, recs), "history": hist,
@@ -226,8 +227,8 @@ def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: flo
 
 
 @router.post("/feedback", response_class=HTMLResponse)
-async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, max_length=128)],
-                   item_id: Annotated[str, Form(min_length=1, max_length=128)],
+async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, max_length=MAX_ID)],
+                   item_id: Annotated[str, Form(min_length=1, max_length=MAX_ID)],
                    type: Annotated[str, Form(max_length=16)] = "like",
                    category: Annotated[list[str] | None, Form()] = None,
                    price_min: Annotated[str | None, Form(max_length=64)] = None,

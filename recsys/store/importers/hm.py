@@ -81,19 +81,20 @@ def import_hm(root: Path, writer: Writer, report: ImportReport, max_bad_fraction
 
     if transactions.exists():
         seen: Counter[tuple[str, ...]] = Counter()
-
-        def event(rec: dict[str, Any]) -> EventRecord:
-            user_id = parse_id(rec["customer_id"], "customer_id")
-            item_id = parse_id(rec["article_id"], "article_id")
-            ts = parse_ts(rec["t_dat"])
-            price = parse_float(rec.get("price"), "price")
-            key = (user_id, item_id, rec["t_dat"].strip(), str(price), rec.get("sales_channel_id", "").strip())
-            seen[key] += 1
-            return EventRecord(user_id, item_id, "purchase", ts, price,
-                               derived_event_id("hm", key, seen[key]))
-
         rows = read_delimited(transactions, required=("t_dat", "customer_id", "article_id"))
-        for line, ev in parse_rows(rows, event, report, "events", transactions):
+        for line, ev in parse_rows(rows, lambda rec: purchase_event(rec, seen), report, "events", transactions):
             writer.event(transactions, line, ev)
         writer.flush_events()
         report.check_garbled("events", transactions, max_bad_fraction)
+
+
+def purchase_event(rec: dict[str, Any], seen: Counter[tuple[str, ...]]) -> EventRecord:
+    """One transactions.csv row as a purchase. Identical rows are separate units bought: ``seen`` (one counter per
+    file) numbers them, so the derived event id of each is the same on every import or replay of the file."""
+    user_id = parse_id(rec["customer_id"], "customer_id")
+    item_id = parse_id(rec["article_id"], "article_id")
+    ts = parse_ts(rec["t_dat"])
+    price = parse_float(rec.get("price"), "price")
+    key = (user_id, item_id, rec["t_dat"].strip(), str(price), str(rec.get("sales_channel_id") or "").strip())
+    seen[key] += 1
+    return EventRecord(user_id, item_id, "purchase", ts, price, derived_event_id("hm", key, seen[key]))

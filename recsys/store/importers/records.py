@@ -112,6 +112,17 @@ def parse_bool(value: Any, what: str) -> bool:
     raise ValueError(f"{what} is not a boolean: {value!r}")
 
 
+def is_number_text(value: Any) -> bool:
+    """``value`` is a number written as text ("1764583200", "99999999999.5"): unix seconds, never ISO 8601."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return value.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity")
+
+
 def parse_ts(value: Any) -> datetime:
     """ISO 8601 (naive means UTC), a date, or unix seconds; stored as naive UTC."""
     if isinstance(value, datetime):
@@ -120,11 +131,11 @@ def parse_ts(value: Any) -> datetime:
         raise ValueError(f"timestamp must be ISO 8601 text or unix seconds, got {shown(value)}")
     elif value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError("missing timestamp")
-    elif isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+    elif isinstance(value, int | float) or is_number_text(value):
         try:
             dt = datetime.fromtimestamp(float(value), UTC)
         except (OverflowError, OSError, ValueError):
-            raise ValueError(f"timestamp out of range: {value!r}") from None
+            raise ValueError(f"timestamp out of range: {value!r}{_seconds_hint(value)}") from None
     else:
         try:
             dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
@@ -133,8 +144,16 @@ def parse_ts(value: Any) -> datetime:
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC).replace(tzinfo=None)
     if not 1970 <= dt.year <= 2200:
-        raise ValueError(f"timestamp out of range: {value!r}")
+        raise ValueError(f"timestamp out of range: {value!r}{_seconds_hint(value)}")
     return not_in_future(dt)
+
+
+def _seconds_hint(value: Any) -> str:
+    try:
+        big = abs(float(value)) > 1e11
+    except (TypeError, ValueError):
+        return ""
+    return " (a number is unix seconds; this looks like milliseconds: divide by 1000)" if big else ""
 
 
 def not_in_future(dt: datetime) -> datetime:
