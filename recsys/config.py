@@ -7,13 +7,16 @@ Nothing is read at import time: call :func:`get_settings`.
 
 from __future__ import annotations
 
+import difflib
 import math
+import os
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -231,6 +234,7 @@ class ExperimentsSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
+    """Unknown ``RECSYS_*`` names are checked by :func:`check_environment` (misspellings refused, others left)."""
 
     home: Path = Path(".recsys")
     database_url: str | None = None
@@ -250,6 +254,11 @@ class Settings(BaseSettings):
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
 
+    @model_validator(mode="after")
+    def _no_misspelt_variables(self) -> Settings:
+        check_environment(os.environ)
+        return self
+
     @property
     def db_url(self) -> str:
         """The effective database URL: the configured one, or a SQLite file in the data directory."""
@@ -262,6 +271,43 @@ class Settings(BaseSettings):
         p = self.home.joinpath(*parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
+
+
+TOOL_VARIABLES = frozenset({"LOG_LEVEL", "LOG_FORMAT", "KEY", "TEST_POSTGRES_URL", "TEST_REDIS_URL", "E2E_HOME",
+                            "CHROMIUM", "UPDATE_SCREENSHOTS", "NB_DATA"})
+"""``RECSYS_*`` variables that are not settings: logging, the client's key, the test suite's and notebooks' own."""
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a ``RECSYS_*`` variable that names no setting but looks like one (``RECSYS_DATABASE__URL``,
+    ``RECSYS_EXPERIMENTS__FIEL``, ``RECSYS_RANKING_SEED``): ignored, it would quietly leave the default in place, such
+    as another store. Unknown names unlike any setting are left alone (other tools may share the prefix)."""
+    from recsys.errors import ConfigError
+
+    sections = {name: f.annotation for name, f in Settings.model_fields.items()
+                if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
+    known = {n.upper() for n in Settings.model_fields} | {f"{s.upper()}__{k.upper()}" for s, m in sections.items()
+                                                          for k in m.model_fields}
+    for var in sorted(environ):
+        if not var.startswith("RECSYS_"):
+            continue
+        name = var[len("RECSYS_"):]
+        if name in known or name in TOOL_VARIABLES:
+            continue
+        head = name.split("__", 1)[0]
+        close = difflib.get_close_matches(name, [*known, *(k.replace("__", "_") for k in known)], n=1, cutoff=0.8)
+        if "__" not in name and not close:
+            continue
+        hint = close[0] if close else None
+        if hint is not None and hint not in known:  # a single underscore where the section needs two
+            hint = next(k for k in known if k.replace("__", "_") == hint)
+        if hint is None and head.lower() in sections:
+            keys = sorted(sections[head.lower()].model_fields)
+            raise ConfigError(f"{var} names no setting of {head.lower()!r}; its settings are {', '.join(keys)} "
+                              f"(RECSYS_{head}__NAME); fix or unset it")
+        raise ConfigError(f"{var} names no setting" + (f"; did you mean RECSYS_{hint}?" if hint else ".")
+                          + " Fix or unset it (ignored, it would leave the default in place); with it unset, "
+                            "`recsys config` lists every setting")
 
 
 @lru_cache(maxsize=1)

@@ -40,3 +40,25 @@ def test_a_home_that_is_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         Settings()
     message = settings_problem(exc.value)
     assert message is not None and message.startswith(f"RECSYS_HOME: Value error, {f} is a file")
+
+
+@pytest.mark.parametrize(("var", "said"), [
+    ("RECSYS_DATABASE__URL", "did you mean RECSYS_DATABASE_URL?"),  # would have served the local SQLite file
+    ("RECSYS_EXPERIMENTS__FIEL", "did you mean RECSYS_EXPERIMENTS__FILE?"),
+    ("RECSYS_RANKING_SEED", "did you mean RECSYS_RANKING__SEED?"),
+    ("RECSYS_HOMEE", "did you mean RECSYS_HOME?"),
+    ("RECSYS_RANKING__NO_SUCH_KNOB", "its settings are"),
+])
+def test_a_misspelt_variable_is_refused_not_ignored(monkeypatch: pytest.MonkeyPatch, var: str, said: str) -> None:
+    from recsys.errors import ConfigError
+
+    monkeypatch.setenv(var, "1")
+    with pytest.raises(ConfigError, match=said.replace("?", r"\?")):
+        Settings()
+
+
+def test_other_recsys_variables_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("RECSYS_LOG_LEVEL", "RECSYS_TEST_POSTGRES_URL", "RECSYS_SOMETHING_ELSE_ENTIRELY"):
+        monkeypatch.setenv(var, "x")
+    monkeypatch.setenv("RECSYS_RANKING__SEED", "3")
+    assert Settings().ranking.seed == 3
