@@ -275,7 +275,9 @@ class Settings(BaseSettings):
 
 TOOL_VARIABLES = frozenset({"LOG_LEVEL", "LOG_FORMAT", "KEY", "TEST_POSTGRES_URL", "TEST_REDIS_URL", "E2E_HOME",
                             "CHROMIUM", "UPDATE_SCREENSHOTS", "NB_DATA"})
-"""``RECSYS_*`` variables that are not settings: logging, the client's key, the test suite's and notebooks' own."""
+TOOL_PREFIXES = ("NB_", "TEST_", "BENCH_")
+"""``RECSYS_*`` variables that are not settings: logging, the client's key, the test suite's, notebooks' and
+benchmarks' own."""
 
 
 def check_environment(environ: Mapping[str, str]) -> None:
@@ -292,7 +294,7 @@ def check_environment(environ: Mapping[str, str]) -> None:
         if not var.startswith("RECSYS_"):
             continue
         name = var[len("RECSYS_"):]
-        if name in known or name in TOOL_VARIABLES:
+        if name in known or name in TOOL_VARIABLES or name.startswith(TOOL_PREFIXES):
             continue
         head = name.split("__", 1)[0]
         close = difflib.get_close_matches(name, [*known, *(k.replace("__", "_") for k in known)], n=1, cutoff=0.8)
