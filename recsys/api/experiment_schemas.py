@@ -38,6 +38,8 @@ class Comparison(BaseModel):
     high: float | None = None
     p_value: float | None = None
     p_value_unclustered: float | None = None
+    note: str | None = None
+    """Why the interval is missing, when every user of each arm had the same outcome."""
 
 
 class VariantReport(BaseModel):

@@ -27,7 +27,11 @@ from recsys.encoders.base import MODALITIES
 from recsys.errors import ConfigError, NotFound, ValidationFailed
 from recsys.serving.rules import GENERATION_NAME, SOURCES, ListRules
 
+RULES_MAX = 1000
+"""Boosts, buried keys or pins in one variant, as in one API request (every list of the variant applies them)."""
 SURFACES = ("recommendations", "similar", "search")
+LIST_ONLY = ("diversity", "boosts", "bury", "pins", "exploration", "exclude_seen", "source", "ranker")
+"""What a variant may change that only personal lists honour (similar items and search take ``modality`` alone)."""
 """Where an experiment may act: personal lists, similar items (``modality``), text and image search (``modality``)."""
 
 
@@ -39,9 +43,9 @@ class Variant(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     share: float = Field(gt=0.0, le=1.0)
     diversity: float | None = Field(default=None, ge=0.0, le=1.0)
-    boosts: dict[str, float] = Field(default_factory=dict)
-    bury: list[str] = Field(default_factory=list)
-    pins: dict[str, int] = Field(default_factory=dict)
+    boosts: dict[str, float] = Field(default_factory=dict, max_length=RULES_MAX)
+    bury: list[str] = Field(default_factory=list, max_length=RULES_MAX)
+    pins: dict[str, int] = Field(default_factory=dict, max_length=RULES_MAX)
     exploration: float = Field(default=0.0, ge=0.0, le=1.0)
     exclude_seen: bool | None = None
     source: str = "ranker"
@@ -99,6 +103,14 @@ class Experiment(BaseModel):
         unknown = set(self.surfaces) - set(SURFACES)
         if unknown or not self.surfaces:
             raise ValueError(f"surfaces must be among {', '.join(SURFACES)}, not {sorted(unknown)}")
+        for v in self.variants:  # a change no surface of the experiment honours would make an A/B test an A/A one
+            changed = set(v.changes())
+            if "recommendations" not in self.surfaces and changed & set(LIST_ONLY):
+                raise ValueError(f"variant {v.name!r} sets {', '.join(sorted(changed & set(LIST_ONLY)))}, which "
+                                 "only personal lists honour; add the surface 'recommendations' or drop them")
+            if "modality" in changed and not set(self.surfaces) & {"similar", "search"}:
+                raise ValueError(f"variant {v.name!r} sets modality, which only similar items and search honour; "
+                                 "add the surface 'similar' or 'search' or drop it")
         return self
 
     @property
@@ -193,8 +205,9 @@ def parse_experiments(raw: Sequence[Mapping[str, Any]]) -> Experiments:
         except ValidationError as e:
             err = e.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
             name = d.get("name", i) if isinstance(d, Mapping) else i
-            raise ConfigError(f"experiment {name!r}: {where}: {err['msg']}") from None
+            raise ConfigError(f"experiment {name!r}: " + (f"{where}: {msg}" if where else msg)) from None
     return Experiments(out)
 
 

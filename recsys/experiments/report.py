@@ -79,7 +79,10 @@ def _arm(users: dict[str, dict[str, int]], basis: str) -> dict[str, Any]:
     total = {k: sum(u[k] for u in users.values()) for k in ("lists", "items_served", "impressions", "clicks",
                                                              "conversions")}
     n = np.array([u[basis] for u in users.values()], dtype=float)
-    per_user = {m: (np.array([u[f] for u in users.values()], dtype=float), n) for m, f in METRICS.items()}
+    # a user's clicks beyond their exposures (a client posting one click per tap) count as one each: the rates are
+    # shares of exposures, as the Wilson intervals beside them cap them
+    per_user = {m: (np.minimum(np.array([u[f] for u in users.values()], dtype=float), n), n)
+                for m, f in METRICS.items()}
     exposures = int(n.sum())
     return {"users": len(users), **total, "exposures": exposures,
             "ctr": wilson(total["clicks"], exposures), "conversion_rate": wilson(total["conversions"], exposures),
@@ -115,8 +118,10 @@ def compare(variant: tuple[np.ndarray, np.ndarray], control: tuple[np.ndarray, n
     se = math.sqrt(vv + vc) if not (math.isnan(vv) or math.isnan(vc)) else math.nan
     if math.isnan(se):
         return out
-    if se == 0:
-        out.update(low=diff, high=diff, p_value=1.0 if diff == 0 else 0.0)
+    if se == 0:  # every user of both arms had one outcome: no spread to cluster, so no interval; the pooled test
+        out.update(p_value=out["p_value_unclustered"],
+                   note="every user in each arm had the same outcome: no clustered interval; p_value is the pooled "
+                        "test's")
         return out
     out.update(low=diff - Z95 * se, high=diff + Z95 * se, p_value=float(2 * norm.sf(abs(diff) / se)))
     return out

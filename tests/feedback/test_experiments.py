@@ -70,6 +70,11 @@ def test_a_requests_explicit_rules_win_over_its_variant() -> None:
     ({"name": "x", "variants": [{"name": "a", "share": 1, "source": "random"}]}, "source"),
     ({"name": "x", "variants": [{"name": "a", "share": 1, "pins": {"i": 0}}]}, "position"),
     ({"name": "x", "variants": [{"name": "a", "share": 1, "colour": "red"}]}, "colour"),
+    ({"name": "x", "surfaces": ["similar", "search"],  # ignored there: the test would be an A/A one
+      "variants": [{"name": "a", "share": 1, "pins": {"i": 1}}]}, "only personal lists honour"),
+    ({"name": "x", "variants": [{"name": "a", "share": 1, "modality": "image"}]}, "only similar items and search"),
+    ({"name": "x", "variants": [{"name": "a", "share": 1, "bury": [f"i{n}" for n in range(1001)]}]}, "at most 1000"),
+    ({"name": "x", "variants": [{"name": "a", "share": 0.6}, {"name": "b", "share": 0.5}]}, "^experiment 'x': variant"),
 ])
 def test_bad_definitions_fail_at_load_naming_the_field(bad: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -119,6 +124,22 @@ def test_clustered_test_with_one_exposure_per_user_is_the_unpooled_z_test() -> N
     assert out["difference"] == pytest.approx(0.05)
     assert out["p_value"] == pytest.approx(2 * norm.sf(0.05 / se), rel=1e-9)
     assert out["low"] < 0.05 < out["high"] and out["p_value"] < 0.001
+
+
+def test_arms_without_spread_get_the_pooled_test_not_certainty() -> None:
+    n = np.ones(2)  # two users each side, one exposure each: every control user clicked, no variant user did
+    out = compare((np.zeros(2), n), (np.ones(2), n))
+    assert out["difference"] == -1.0 and out["low"] is None and out["high"] is None
+    assert out["p_value"] == pytest.approx(two_proportion_p(0, 2, 2, 2)) and out["p_value"] > 0.04 and out["note"]
+
+
+def test_clicks_beyond_exposures_count_once_each(tmp_path: Path) -> None:
+    from recsys.experiments.report import _arm
+
+    arm = _arm({"u1": {"lists": 1, "items_served": 5, "impressions": 1, "clicks": 5, "conversions": 0}},
+               "impressions")
+    clicks, n = arm["_per_user"]["ctr"]
+    assert clicks.tolist() == [1.0] and n.tolist() == [1.0]
 
 
 def test_clustering_widens_the_test_when_users_differ() -> None:
