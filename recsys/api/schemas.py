@@ -117,8 +117,9 @@ class Meta(BaseModel):
                                                        "it as `cursor`; the next page repeats no item of this feed")
     experiment: str | None = Field(default=None, description="the experiment this list was served under, if any")
     variant: str | None = Field(default=None, description="the user's variant in that experiment")
-    unknown_items: list[str] | None = Field(default=None, description="a session's posted items that are not in "
-                                                                      "the catalogue: left out of its history")
+    unknown_items: list[str] | None = Field(default=None, description="a session's posted items, or the item ids "
+                                                                      "a request's pins, boosts or bury name, that "
+                                                                      "are not in the catalogue: left out")
 
 
 class Debug(BaseModel):

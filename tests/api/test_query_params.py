@@ -32,6 +32,9 @@ def test_values_reach_the_list(client: TestClient) -> None:
     assert client.get("/v1/users/u1/recommendations?attr=nocolon").status_code == 422
     typo = client.get("/v1/users/u1/recommendations?categroy=hats")  # not an unfiltered list
     assert typo.status_code == 422 and typo.json()["error"]["details"][0]["loc"] == ["query", "categroy"]
+    named = client.get("/v1/users/u1/recommendations?k=3&pin=nosuch=1&boost=h1=2&bury=category:hats&bury=gone")
+    assert named.status_code == 200 and named.json()["meta"]["unknown_items"] == ["nosuch", "gone"]  # typos said
+    assert "unknown_items" not in client.get("/v1/users/u1/recommendations?k=3&pin=h1=1").json()["meta"]
 
 
 def test_every_parameter_is_documented(client: TestClient) -> None:

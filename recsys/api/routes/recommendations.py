@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 from typing import Annotated, Any
@@ -50,8 +51,11 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
         raise UnknownRanker(f"experiment {assigned.experiment!r}, variant {assigned.variant.name!r}: "
                             f"{e.message}") from None
     debug = debug_timings(timings, start) if body.debug else None
+    named = [*dict(body.pins or {}), *dict(body.boosts or {}), *(body.bury or ())]  # a typo acts on nothing: say so
+    named = [i for i in named if not str(i).startswith("category:")]
+    unknown = await asyncio.to_thread(rec.catalogue.unknown_items, named) if named else None
     return results(request, items, debug=debug, user_id=user_id, page=page, k=body.k, assigned=assigned,
-                   ranker=variant_ranker_id(assigned))
+                   ranker=variant_ranker_id(assigned), unknown_items=unknown or None)
 
 
 # async: a cached answer never leaves the event loop; the service sends ranking to a worker thread itself. The query
