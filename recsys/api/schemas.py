@@ -277,6 +277,7 @@ class EventResultOut(BaseModel):
     status: Literal["stored", "duplicate", "error"]
     event_id: int | None = None
     error: str | None = None
+    warning: str | None = Field(default=None, description="stored, but worth a look (an event on a deleted item)")
 
 
 class EventBatchResult(BaseModel):

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from recsys.store.db import Store
 from recsys.store.importers.records import EventRecord, parse_event_type, parse_float, parse_id, parse_ts
 from recsys.store.importers.writer import insert_events, unknown_items
-from recsys.store.tables import Event, ServedList, User, utcnow
+from recsys.store.tables import Event, Item, ServedList, User, utcnow
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class EventResult:
     """"stored", "duplicate" or "error"."""
     event_id: int | None = None
     error: str | None = None
+    warning: str | None = None
+    """Stored, but worth a look: the item was deleted (the event stays in the history; the item is never shown)."""
 
 
 def parse_event(raw: Mapping[str, Any], *, now: datetime | None = None) -> EventRecord:
@@ -61,6 +65,9 @@ def ingest_events(store: Store, events: Sequence[Mapping[str, Any]]) -> list[Eve
             results[i] = EventResult(i, "error", error=str(e))
     with store.session() as s:
         missing = unknown_items(s, (r.item_id for _, r in parsed))
+        wanted = {r.item_id for _, r in parsed} - missing
+        deleted = set(s.scalars(select(Item.external_id).where(Item.external_id.in_(wanted), Item.deleted))) \
+            if wanted else set()
         good = []
         for i, r in parsed:
             if r.item_id in missing:
@@ -78,8 +85,10 @@ def ingest_events(store: Store, events: Sequence[Mapping[str, Any]]) -> list[Eve
             seen.add(key)
             unique.append((i, r))
         ids = insert_events(s, [r for _, r in unique])
-    for (i, _), eid in zip(unique, ids, strict=True):
-        results[i] = EventResult(i, "stored", eid) if eid is not None else EventResult(i, "duplicate")
+    for (i, r), eid in zip(unique, ids, strict=True):
+        warning = (f"item {r.item_id!r} was deleted: the event is kept in the user's history, the item is never "
+                   "shown (a PUT of the item brings it back)") if r.item_id in deleted else None
+        results[i] = EventResult(i, "stored", eid, warning=warning) if eid is not None else EventResult(i, "duplicate")
     return [results[i] for i in range(len(events))]
 
 
@@ -87,7 +96,7 @@ def delete_user(store: Store, user_id: str) -> int:
     """Remove a user, all their events and the lists served to them (one transaction); the number of events
     removed. A user who was only served lists (an unknown user's recommendations, a search with ``user_id``) has no
     user row: their lists go all the same. UnknownUser for an id the store knows nothing of."""
-    from sqlalchemy import delete, func, select
+    from sqlalchemy import delete, func
 
     from recsys.errors import UnknownUser
 

@@ -48,6 +48,16 @@ def test_ingest_reports_per_event_and_is_idempotent(store: Store, settings: Sett
     assert str(df[df.type == "view"].ts.iloc[0]) == "2024-05-01 10:00:00"  # stored as UTC
 
 
+def test_an_event_on_a_deleted_item_is_kept_with_a_warning(store: Store, settings: Settings, tmp_path: Path) -> None:
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    with store.session() as s:
+        set_flags(s, ["0108775044"], deleted=True)
+    got = ingest_events(store, [{"user_id": "u-del", "item_id": "0108775044", "type": "purchase"},
+                                {"user_id": "u-del", "item_id": "0108775015", "type": "purchase"}])
+    assert [r.status for r in got] == ["stored", "stored"]  # a purchase of a delisted item still happened
+    assert "was deleted" in (got[0].warning or "") and got[1].warning is None
+
+
 def test_request_state_reads_event_ids_and_the_removed_version_in_one_statement(store: Store, settings: Settings,
                                                                                 tmp_path: Path) -> None:
     run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)

@@ -16,7 +16,7 @@ def post_events(request: Request, batch: EventBatch, rec: RecommenderDep, _key: 
     good, bad = each_valid(EventIn, batch.events)
     stored = rec.catalogue.ingest_events([e.model_dump(exclude_none=True) for _, e in good]) if good else []
     out = [EventResultOut(index=i, status="error", error=msg) for i, msg in bad.items()]
-    out += [EventResultOut(index=i, status=r.status, event_id=r.event_id, error=r.error)
+    out += [EventResultOut(index=i, status=r.status, event_id=r.event_id, error=r.error, warning=r.warning)
             for (i, _), r in zip(good, stored, strict=True)]
     out.sort(key=lambda r: r.index)
     counts = {s: sum(1 for r in out if r.status == s) for s in ("stored", "duplicate", "error")}
