@@ -68,8 +68,12 @@ class ListRules:
            source: str = "ranker", ranker: str | None = None) -> ListRules:
         """Checked rules: boosts within +-MAX_BOOST, pins at positions 1..1000 (one item per position), exploration
         in [0, 1]."""
+        empty = [what for what, keys in (("boost", boosts or {}), ("bury", bury), ("pin", pins or {}))
+                 if any(not str(k).strip() for k in keys)]
+        if empty:
+            raise ValidationFailed(f"{empty[0]}: an empty key; name an item id or category:NAME")
         for key, b in (boosts or {}).items():
-            if not key or not math.isfinite(float(b)):
+            if not math.isfinite(float(b)):
                 raise ValidationFailed(f"boost {key!r}: the weight must be a finite number")
             if abs(float(b)) > MAX_BOOST:  # 1e308 twice overflowed to inf, and the item was dropped as unscorable
                 raise ValidationFailed(f"boost {key!r}: the weight must be within -{MAX_BOOST:g}..{MAX_BOOST:g} "

@@ -80,6 +80,9 @@ def test_rules_are_checked_merged_and_hashable() -> None:
         ListRules.of(exploration=1.5)
     with pytest.raises(ValidationFailed, match="finite"):
         ListRules.of(boosts={"a": float("nan")})
+    for empty in ({"boosts": {"": 1.0}}, {"bury": [""]}, {"pins": {" ": 2}}):  # the API refused them; the CLI and
+        with pytest.raises(ValidationFailed, match="an empty key"):          # experiment files took them
+            ListRules.of(**empty)  # type: ignore[arg-type]
     for huge in (1e308, -101.0):  # two 1e308 boosts summed to inf, and the item left the list as unscorable
         with pytest.raises(ValidationFailed, match="within -100..100"):
             ListRules.of(boosts={"a": huge})
