@@ -146,17 +146,14 @@ def test_a_lost_current_pointer_names_the_generations_and_the_rollback(tmp_path:
     assert rollback(tmp_path, gid) == gid and IndexReader.open(tmp_path).generation_id == gid
 
 
-def test_a_generation_that_failed_to_load_is_not_hashed_again_every_round(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def _damaged_and_counted(root: Path, generation: str, monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """One bit of ``generation``'s FAISS file flipped (same size: only hashing sees it); the generations the handle
+    opens from now on, in a list."""
     import recsys.index.handle as handle_mod
 
-    a = _build(tmp_path, seed=1)
-    h = IndexHandle(tmp_path)
-    assert h.get().generation_id == a
-    b = _build(tmp_path, seed=2)
-    victim = next((tmp_path / "generations" / b).rglob("*.faiss"))
+    victim = next((root / "generations" / generation).rglob("*.faiss"))
     data = bytearray(victim.read_bytes())
-    data[len(data) // 2] ^= 0x40  # same size: only hashing sees it
+    data[len(data) // 2] ^= 0x40
     victim.write_bytes(bytes(data))
     opened: list[str | None] = []
     real_open = IndexReader.open
@@ -166,6 +163,18 @@ def test_a_generation_that_failed_to_load_is_not_hashed_again_every_round(tmp_pa
         return real_open(*args, **kwargs)
 
     monkeypatch.setattr(handle_mod.IndexReader, "open", counting)
+    return opened
+
+
+def test_a_generation_that_failed_to_load_is_not_hashed_again_every_round(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import recsys.index.handle as handle_mod
+
+    a = _build(tmp_path, seed=1)
+    h = IndexHandle(tmp_path)
+    assert h.get().generation_id == a
+    b = _build(tmp_path, seed=2)
+    opened = _damaged_and_counted(tmp_path, b, monkeypatch)
     assert not h.refresh() and not h.refresh() and h.get().generation_id == a  # the old one keeps serving
     assert opened == [b]  # refused once, not hashed again on the next round
     monkeypatch.setattr(handle_mod, "RETRY_S", 0.0)
@@ -179,18 +188,7 @@ def test_a_server_that_starts_on_a_damaged_generation_does_not_hash_it_on_every_
     import recsys.index.handle as handle_mod
 
     a = _build(tmp_path, seed=1)
-    victim = next((tmp_path / "generations" / a).rglob("*.faiss"))
-    data = bytearray(victim.read_bytes())
-    data[len(data) // 2] ^= 0x40
-    victim.write_bytes(bytes(data))
-    opened: list[str | None] = []
-    real_open = IndexReader.open
-
-    def counting(*args: Any, **kwargs: Any) -> IndexReader:
-        opened.append(kwargs.get("generation"))
-        return real_open(*args, **kwargs)
-
-    monkeypatch.setattr(handle_mod.IndexReader, "open", counting)
+    opened = _damaged_and_counted(tmp_path, a, monkeypatch)
     h = IndexHandle(tmp_path)
     for _ in range(3):  # nothing served yet: every call is strict, and each says why
         with pytest.raises(RecsysError, match="(?i)damaged|checksum"):
