@@ -175,8 +175,7 @@ class FilterForm:
         from recsys.index import ItemFilter
 
         lo, hi = _number(self.price_min, "price_min"), _number(self.price_max, "price_max")
-        if lo is not None and hi is not None and lo > hi:
-            raise ValidationFailed("the minimum price is above the maximum price")
+        # ItemFilter.of refuses a minimum above the maximum
         f = ItemFilter.of(categories=self.categories or None, price_min=lo, price_max=hi,
                           in_stock=True if self.in_stock else None)
         return None if f.is_empty else f
