@@ -282,6 +282,17 @@ class CandidateGenerator:
             out = np.r_[out, extra[~np.isin(extra, out)]]
         return out
 
+    def variants(self, latest: np.ndarray, k: int) -> list[int]:
+        """Up to ``k`` items of the latest items' variant groups (the same product in other colours), the latest
+        item's group first; the items themselves included, as their groups list them."""
+        out: list[int] = []
+        for g in dict.fromkeys(self.table.group[latest].tolist()):
+            if g >= 0 and g in self._groups:
+                out.extend(self._groups[g].tolist())
+            if len(out) >= k:
+                break
+        return out[:k]
+
     def cobuy(self, latest: np.ndarray, k: int) -> np.ndarray:
         """Items by max similarity to the latest distinct items in the co-purchase space, these excluded."""
         b = self.table.behaviour
@@ -339,14 +350,7 @@ class CandidateGenerator:
                 col.add("cooc", nz[top_k(cs[nz], p.cooc_k + extra_k)])
             if p.repurchase:
                 col.add("repurchase", latest[: p.repurchase_k])
-            if self._groups:
-                out: list[int] = []
-                for g in dict.fromkeys(t.group[latest].tolist()):
-                    if g >= 0 and g in self._groups:
-                        out.extend(self._groups[g].tolist())
-                    if len(out) >= p.variant_k:
-                        break
-                col.add("variant", out[: p.variant_k])
+            col.add("variant", self.variants(latest, p.variant_k))
             if p.similar_k or p.similar_unsold_k:
                 unsold = ctx.pop <= 0 if p.similar_unsold_k else None
                 col.add("similar", self.similar(latest[: p.similar_last], p.similar_k + extra_k, unsold,
