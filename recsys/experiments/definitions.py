@@ -41,7 +41,7 @@ class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    share: float = Field(gt=0.0, le=1.0)
+    share: float = Field(gt=0.0, le=1.0, allow_inf_nan=False)
     diversity: float | None = Field(default=None, ge=0.0, le=1.0)
     boosts: dict[str, float] = Field(default_factory=dict, max_length=RULES_MAX)
     bury: list[str] = Field(default_factory=list, max_length=RULES_MAX)

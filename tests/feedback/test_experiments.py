@@ -75,6 +75,7 @@ def test_a_requests_explicit_rules_win_over_its_variant() -> None:
     ({"name": "x", "variants": [{"name": "a", "share": 1, "modality": "image"}]}, "only similar items and search"),
     ({"name": "x", "variants": [{"name": "a", "share": 1, "bury": [f"i{n}" for n in range(1001)]}]}, "at most 1000"),
     ({"name": "x", "variants": [{"name": "a", "share": 0.6}, {"name": "b", "share": 0.5}]}, "^experiment 'x': variant"),
+    ({"name": "x", "variants": [{"name": "a", "share": float("nan")}]}, "share: Input should be a finite number"),
 ])
 def test_bad_definitions_fail_at_load_naming_the_field(bad: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
