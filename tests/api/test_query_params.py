@@ -35,6 +35,7 @@ def test_values_reach_the_list(client: TestClient) -> None:
     named = client.get("/v1/users/u1/recommendations?k=3&pin=nosuch=1&boost=h1=2&bury=category:hats&bury=gone")
     assert named.status_code == 200 and named.json()["meta"]["unknown_items"] == ["nosuch", "gone"]  # typos said
     assert "unknown_items" not in client.get("/v1/users/u1/recommendations?k=3&pin=h1=1").json()["meta"]
+    assert client.get("/v1/users/u1/recommendations?k=3&bury=a%0Ab").status_code == 422  # as a POST body refuses
 
 
 def test_every_parameter_is_documented(client: TestClient) -> None:

@@ -12,6 +12,7 @@ from recsys.api.schemas import MAX_LIST, Filter
 from recsys.errors import ValidationFailed
 from recsys.feedback import Cursor, Served, new_recommendation_id
 from recsys.serving.results import ScoredItem, result_object
+from recsys.store.limits import MAX_ID
 
 
 def to_item_filter(f: Filter | None) -> Any:
@@ -123,12 +124,12 @@ def debug_timings(timings: dict[str, Any], start: float) -> dict[str, float]:
 
 
 def ids_param(values: list[str] | None, name: str = "exclude") -> list[str]:
-    """Item ids from a repeated query parameter, each 1 to 128 characters without NUL (``category:NAME`` keys of
-    ``bury`` may be longer)."""
+    """Item ids from a repeated query parameter, each 1 to 128 characters without control characters, as in a POST
+    body (``category:NAME`` keys of ``bury`` may be longer)."""
     out = []
-    longest = 128 if name == "exclude" else 400
+    longest = MAX_ID if name == "exclude" else 400
     for v in values or ():
-        if not v or len(v) > longest or "\x00" in v:
-            raise ValidationFailed(f"{name} holds item ids of 1 to {longest} characters")
+        if not v or len(v) > longest or any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValidationFailed(f"{name} holds item ids of 1 to {longest} characters, no control characters")
         out.append(v)
     return out
