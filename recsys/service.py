@@ -56,8 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["Recommender", "ScoredItem", "plain_json", "public_reason", "result_list_bytes", "result_object"]
 
 Timings = dict[str, float]
-"""Milliseconds per stage of one request (state_ms, queue_ms, history_ms, filters_ms, rank_ms and the ranker's own
-stages, details_ms, cache_put_ms; a cached list: ``cached`` 1.0)."""
+"""Milliseconds per stage of one request (state, queue, history, filters, rank, details, cache_put; ``cached``: 1.0)."""
 
 
 class Recommender:
