@@ -139,6 +139,8 @@ def test_event_times_are_unix_seconds_and_never_far_in_the_future(client: TestCl
         assert got["status"] == "error" and "out of range" in got["error"], (text, got)
     assert "milliseconds" in post(1_764_583_200_000)["error"]
     assert post("1700000002.5")["status"] == "stored"
+    edge = post("0001-01-01T00:00:00+05:00")  # before year 1 once in UTC
+    assert edge["status"] == "error" and "out of range" in edge["error"], edge
     ahead = post((datetime.now(UTC) + timedelta(days=3)).isoformat())
     assert ahead["status"] == "error" and "in the future" in ahead["error"], ahead
     assert post((datetime.now(UTC) + timedelta(hours=1)).isoformat())["status"] == "stored"  # clock skew

@@ -252,3 +252,16 @@ def test_a_json_error_names_its_column(store: Store, settings: Settings, tmp_pat
     with pytest.raises(ImportFailed, match=r"cut.jsonl:2: the last line is cut off \(Unterminated string starting "
                                            r"at column 27\); the file looks truncated"):
         run_import(store, "items", cut, settings=settings)
+
+
+def test_a_time_outside_what_utc_holds_is_a_bad_row(store: Store, settings: Settings, tmp_path: Path) -> None:
+    """0001-01-01T00:00+05:00 is before year 1 once in UTC: it stopped the whole import with an OverflowError."""
+    run_import(store, "items", _jsonl(tmp_path / "items.jsonl", []), settings=settings)
+    rows = [{"user_id": "u1", "item_id": f"ok{i}", "type": "view", "timestamp": 1704103200 + i} for i in range(GOOD)]
+    rows += [{**rows[0], "timestamp": "0001-01-01T00:00:00+05:00"}]
+    f = tmp_path / "events.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = run_import(store, "events", f, settings=settings)
+    reasons = _reasons(report)
+    assert list(reasons) == [GOOD + 1] and "out of range" in reasons[GOOD + 1], reasons
+    assert report.tables["events"].inserted == GOOD

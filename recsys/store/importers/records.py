@@ -142,7 +142,10 @@ def parse_ts(value: Any) -> datetime:
         except ValueError:
             raise ValueError(f"unparseable timestamp {str(value)[:40]!r} (use ISO 8601 or unix seconds)") from None
     if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
+        try:
+            dt = dt.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+05:00: before what a datetime holds once in UTC
+            raise ValueError(f"timestamp out of range: {value!r}") from None
     if not 1970 <= dt.year <= 2200:
         raise ValueError(f"timestamp out of range: {value!r}{_seconds_hint(value)}")
     return not_in_future(dt)
