@@ -42,13 +42,11 @@ def wilson(successes: int, trials: int, z: float = Z95) -> dict[str, float | Non
 def parse_since(text: str) -> datetime:
     """A report's ``since`` as the API and the CLI take it: ISO 8601 (naive = UTC) or unix seconds, as everywhere
     else in recsys; a time to come is fine (nothing served yet)."""
-    from recsys.store.importers.records import is_number_text
+    from recsys.store.importers.records import datetime_of
 
     try:
-        if is_number_text(text):
-            return datetime.fromtimestamp(float(text), UTC).replace(tzinfo=None)
-        return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except (OverflowError, OSError, ValueError):
+        return datetime_of(text)
+    except ValueError:
         raise ValidationFailed(f"since {text[:40]!r} is not a time: use ISO 8601 (e.g. 2026-12-01T00:00:00Z) or "
                                "unix seconds; a time out of range is refused too") from None
 

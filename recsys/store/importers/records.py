@@ -124,7 +124,17 @@ def is_number_text(value: Any) -> bool:
 
 
 def parse_ts(value: Any) -> datetime:
-    """ISO 8601 (naive means UTC), a date, or unix seconds; stored as naive UTC."""
+    """ISO 8601 (naive means UTC), a date, or unix seconds; stored as naive UTC, within 1970..2200 and not ahead
+    of the clock (:func:`not_in_future`)."""
+    dt = datetime_of(value)
+    if not 1970 <= dt.year <= 2200:
+        raise ValueError(f"timestamp out of range: {value!r}{_seconds_hint(value)}")
+    return not_in_future(dt)
+
+
+def datetime_of(value: Any) -> datetime:
+    """A time as every part of recsys reads one, as naive UTC: ISO 8601 text (naive means UTC), a date, or unix
+    seconds (a number, or a number written as text); ValueError for anything else or a time no datetime holds."""
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, bool | list | dict):  # JSON true is not 1970-01-01T00:00:01
@@ -146,9 +156,7 @@ def parse_ts(value: Any) -> datetime:
             dt = dt.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:  # 0001-01-01T00:00+05:00: before what a datetime holds once in UTC
             raise ValueError(f"timestamp out of range: {value!r}") from None
-    if not 1970 <= dt.year <= 2200:
-        raise ValueError(f"timestamp out of range: {value!r}{_seconds_hint(value)}")
-    return not_in_future(dt)
+    return dt
 
 
 def _seconds_hint(value: Any) -> str:
