@@ -290,6 +290,7 @@ def check_environment(environ: Mapping[str, str]) -> None:
                 if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
     known = {n.upper() for n in Settings.model_fields} | {f"{s.upper()}__{k.upper()}" for s, m in sections.items()
                                                           for k in m.model_fields}
+    spellings = {k.replace("__", "_"): k for k in known} | {k: k for k in known}  # one underscore for two, too
     for var in sorted(environ):
         if not var.startswith("RECSYS_"):
             continue
@@ -297,12 +298,10 @@ def check_environment(environ: Mapping[str, str]) -> None:
         if name in known or name in TOOL_VARIABLES or name.startswith(TOOL_PREFIXES):
             continue
         head = name.split("__", 1)[0]
-        close = difflib.get_close_matches(name, [*known, *(k.replace("__", "_") for k in known)], n=1, cutoff=0.8)
+        close = difflib.get_close_matches(name, list(spellings), n=1, cutoff=0.8)
         if "__" not in name and not close:
             continue
-        hint = close[0] if close else None
-        if hint is not None and hint not in known:  # a single underscore where the section needs two
-            hint = next(k for k in known if k.replace("__", "_") == hint)
+        hint = spellings[close[0]] if close else None
         if hint is None and head.lower() in sections:
             keys = sorted(sections[head.lower()].model_fields)
             raise ConfigError(f"{var} names no setting of {head.lower()!r}; its settings are {', '.join(keys)} "

@@ -26,13 +26,12 @@ from recsys.store.limits import (
     MAX_ATTRIBUTE_TEXT,
     MAX_EVENT_ID,
     MAX_K,
+    MAX_LIST,
     MAX_MEDIA_URI,
     MAX_QUERY,
     MAX_SHORT_TEXT,
     MAX_TEXT,
 )
-
-MAX_LIST = 1000
 
 ShortText = Annotated[str, StringConstraints(max_length=MAX_SHORT_TEXT, pattern=r"^[^\x00]*$")]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=r"^[^\x00]*$")]

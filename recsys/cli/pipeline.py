@@ -273,7 +273,7 @@ def recommend(
     from recsys.serving.rules import ListRules, parse_pairs
 
     if not user_id.strip() or len(user_id) > MAX_ID or any(ord(c) < 32 for c in user_id):
-        raise typer.BadParameter(f"USER_ID {user_id[:40]!r} is not a user id (1 to 128 characters, no control "
+        raise typer.BadParameter(f"USER_ID {user_id[:40]!r} is not a user id (1 to {MAX_ID} characters, no control "
                                  "characters)")  # as the API's path; '' had served the trending list
     try:
         when = datetime.fromisoformat(now) if now else None

@@ -26,9 +26,8 @@ from recsys.config import Settings
 from recsys.encoders.base import MODALITIES
 from recsys.errors import ConfigError, NotFound, ValidationFailed
 from recsys.serving.rules import GENERATION_NAME, SOURCES, ListRules
+from recsys.store.limits import MAX_LIST
 
-RULES_MAX = 1000
-"""Boosts, buried keys or pins in one variant, as in one API request (every list of the variant applies them)."""
 SURFACES = ("recommendations", "similar", "search")
 LIST_ONLY = ("diversity", "boosts", "bury", "pins", "exploration", "exclude_seen", "source", "ranker")
 """What a variant may change that only personal lists honour (similar items and search take ``modality`` alone)."""
@@ -43,9 +42,9 @@ class Variant(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     share: float = Field(gt=0.0, le=1.0, allow_inf_nan=False)
     diversity: float | None = Field(default=None, ge=0.0, le=1.0)
-    boosts: dict[str, float] = Field(default_factory=dict, max_length=RULES_MAX)
-    bury: list[str] = Field(default_factory=list, max_length=RULES_MAX)
-    pins: dict[str, int] = Field(default_factory=dict, max_length=RULES_MAX)
+    boosts: dict[str, float] = Field(default_factory=dict, max_length=MAX_LIST)
+    bury: list[str] = Field(default_factory=list, max_length=MAX_LIST)
+    pins: dict[str, int] = Field(default_factory=dict, max_length=MAX_LIST)
     exploration: float = Field(default=0.0, ge=0.0, le=1.0)
     exclude_seen: bool | None = None
     source: str = "ranker"

@@ -19,3 +19,5 @@ MAX_K = 1000
 """Results in one list (``k``), and the deepest place a pinned item may take."""
 MAX_QUERY = 2000
 """Characters of a text query."""
+MAX_LIST = 1000
+"""Entries of one list in a request (ids, events, rules) and of a variant's rules in an experiment."""
