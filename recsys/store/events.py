@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from recsys.store.db import Store
 from recsys.store.importers.records import EventRecord, parse_event_type, parse_float, parse_id, parse_ts
-from recsys.store.importers.writer import insert_events, unknown_items
-from recsys.store.tables import Event, Item, ServedList, User, utcnow
+from recsys.store.importers.writer import insert_events, item_states
+from recsys.store.tables import Event, ServedList, User, utcnow
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,9 @@ def ingest_events(store: Store, events: Sequence[Mapping[str, Any]]) -> list[Eve
         except (ValueError, TypeError, AttributeError) as e:
             results[i] = EventResult(i, "error", error=str(e))
     with store.session() as s:
-        missing = unknown_items(s, (r.item_id for _, r in parsed))
-        wanted = {r.item_id for _, r in parsed} - missing
-        deleted = set(s.scalars(select(Item.external_id).where(Item.external_id.in_(wanted), Item.deleted))) \
-            if wanted else set()
+        states = item_states(s, (r.item_id for _, r in parsed))  # one read: unknown and deleted items
+        missing = {r.item_id for _, r in parsed} - set(states)
+        deleted = {i for i, gone in states.items() if gone}
         good = []
         for i, r in parsed:
             if r.item_id in missing:

@@ -185,4 +185,14 @@ def insert_events(session: Session, records: Sequence[EventRecord]) -> list[int 
 
 def unknown_items(session: Session, item_ids: Iterable[str]) -> set[str]:
     ids = set(item_ids)
-    return ids - set(id_map(session, Item, ids))
+    return ids - set(item_states(session, ids))
+
+
+def item_states(session: Session, item_ids: Iterable[str]) -> dict[str, bool]:
+    """external id -> deleted, for the given ids the store holds (one read per chunk of ids)."""
+    ids = list(dict.fromkeys(item_ids))
+    out: dict[str, bool] = {}
+    for part in _chunks(ids):
+        rows = session.execute(select(Item.external_id, Item.deleted).where(Item.external_id.in_(part)))
+        out.update({e: bool(d) for e, d in rows})
+    return out
