@@ -13,7 +13,7 @@ import math
 import threading
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import datetime
@@ -27,13 +27,23 @@ from recsys.config import Settings, get_settings
 from recsys.errors import UnknownItem, ValidationFailed
 from recsys.jobs import Jobs
 from recsys.lru import LRU
-from recsys.serving.generations import Generations, Served, public_reason
-from recsys.serving.requests import ListRequest, RemovedItems, check, clock, history_as_of, session_history
-from recsys.serving.results import ScoredItem, plain_json, result_list_bytes, result_object
+from recsys.serving.generations import Generations, Served
+from recsys.serving.requests import (
+    ListRequest,
+    Read,
+    RemovedItems,
+    arun_reads,
+    check,
+    check_query,
+    clock,
+    history_as_of,
+    run_reads,
+    session_history,
+)
+from recsys.serving.results import ScoredItem, result_list_bytes, scored_hits
 from recsys.serving.rules import NO_RULES, ListRules, with_rules
 from recsys.store import Store
 from recsys.store.items import deleted_message
-from recsys.store.limits import MAX_QUERY
 from recsys.store.queries import (
     REMOVED_STATE,
     REQUEST_STATE,
@@ -53,10 +63,11 @@ if TYPE_CHECKING:
     from recsys.ranking.history import History
     from recsys.store.lexical import LexicalIndex
 
-__all__ = ["Recommender", "ScoredItem", "plain_json", "public_reason", "result_list_bytes", "result_object"]
+__all__ = ["Recommender", "ScoredItem"]
 
 Timings = dict[str, float]
 """Milliseconds per stage of one request (state, queue, history, filters, rank, details, cache_put; ``cached``: 1.0)."""
+Keyed = tuple[tuple[Any, ...], "list[ScoredItem] | None", list[Any], AbstractSet[str], float]  # see _keyed
 
 
 class Recommender:
@@ -147,7 +158,7 @@ class Recommender:
         reader = reader or self.index
         q = query_vector(query, self.encoder.id, reader)
         hits = reader.search(q, k, self.removed_items() | set(exclude), modality=modality, filter=filter)[0]
-        return _hits(hits, source)
+        return scored_hits(hits, source)
 
     def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: ItemFilter | None = None,
                     exclude: Sequence[str] = (), mode: str | None = None,
@@ -162,12 +173,9 @@ class Recommender:
         check(k, modality)
         mode = mode or default_mode(modality)
         check_mode(mode, lexical_weight)
-        if not query or not query.strip():
-            raise ValidationFailed("the search query is empty")
-        if len(query) > MAX_QUERY:
-            raise ValidationFailed(f"the search query is longer than {MAX_QUERY:,} characters")
+        query = check_query(query)
         reader, removed = self.index, self.removed_items() | set(exclude)  # no index: said before the encoder loads
-        q = self.encoder.encode_texts([query.strip()])[0]
+        q = self.encoder.encode_texts([query])[0]
         if mode == "vector":
             return self._detailed(self._search(q, k, modality, filter, exclude, "search", reader))
         hits = hybrid_search(reader, query, k, mode=mode, lexical_weight=lexical_weight, filter=filter,
@@ -201,7 +209,7 @@ class Recommender:
         if item_id in self.removed_items() and self.get_item(item_id).get("deleted"):  # a hidden one still has a page
             raise UnknownItem(deleted_message(item_id))
         hits = self.index.similar(item_id, k, self.removed_items() | set(exclude), modality=modality, filter=filter)
-        return self._detailed(_hits(hits, "similar"))
+        return self._detailed(scored_hits(hits, "similar"))
 
     def more_like_these(self, positive: Mapping[str, float], negative: Mapping[str, float] | None = None,
                         k: int = 20, *, filter: ItemFilter | None = None,
@@ -214,7 +222,7 @@ class Recommender:
             self._known_item(i)
         hits = more_like_these(self.index, dict(positive), dict(negative or {}), k, filter=filter,
                                exclude=self.removed_items() | set(exclude))
-        return self._detailed(_hits(hits, "more_like_these"))
+        return self._detailed(scored_hits(hits, "more_like_these"))
 
     def _known_item(self, item_id: str) -> None:
         if item_id not in self.index:
@@ -245,25 +253,31 @@ class Recommender:
     def _recommend(self, req: ListRequest) -> tuple[list[ScoredItem], Timings]:
         check(req.k, "fused")
         served = self.generations.current()
-        when = self.clock(served, req.now)
-        t0 = time.perf_counter()
-        # The key is made before a miss reads the history: an event landing in between leaves the list under the
-        # older key, which no later request matches (events are only ever added).
-        read, who = self.store.read, {"user_id": req.user_id}  # on the driver itself, as the server's loop reads
-        event_ids, version, details = request_state_of(read(REQUEST_STATE, who))
-        removed = self._removed.known(version) or self._removed.remember(removed_state_of(read(REMOVED_STATE, {})))
-        key, hit = self._lookup(served, req, event_ids, (removed[0], details), when)
-        records = user_event_records_of(read(USER_EVENTS, who)) if hit is None else []
-        timings = {"history_ms": (time.perf_counter() - t0) * 1000}
+        timings: Timings = {}  # the reads on the driver itself, as the server's loop reads
+        key, hit, records, removed, when = run_reads(self._keyed(req, served, timings), self.store.read)
         if hit is not None:
             return list(hit), {**timings, "cached": 1.0}
-        return self._rank_records(records, key, req, served, removed[1], when, timings), timings
+        return self._rank_records(records, key, req, served, removed, when, timings), timings
 
-    def _lookup(self, served: Served, req: ListRequest, event_ids: list[int], removed_key: Any,
-                when: float) -> tuple[tuple[Any, ...], list[ScoredItem] | None]:
-        """The cache key of ``req`` and the list cached under it (None: a miss, or ``fresh`` asked)."""
-        key = req.key(served, event_ids, removed_key, when)
-        return key, None if req.fresh else self._results.get(key)
+    def _keyed(self, req: ListRequest, served: Served, timings: Timings) -> Generator[Read, list[Any], Keyed]:
+        """A list request up to ranking, as the reads it needs: yields each (statement, parameters), is sent its
+        rows, returns the cache key, the cached list (None: rank), the history's records on a miss, the removed ids
+        and the time. :meth:`_recommend` makes the reads on a connection, :meth:`arecommend` on the event loop."""
+        t0, who = time.perf_counter(), {"user_id": req.user_id}
+        # The key is made before a miss reads the history: an event landing in between leaves the list under the
+        # older key, which no later request matches (events are only ever added).
+        event_ids, version, details = request_state_of((yield REQUEST_STATE, who))
+        removed = self._removed.known(version) or self._removed.remember(removed_state_of((yield REMOVED_STATE, {})))
+        when = self.clock(served, req.now)
+        key = req.key(served, event_ids, (removed[0], details), when)
+        hit = None if req.fresh else self._results.get(key)
+        t1 = time.perf_counter()
+        timings["state_ms"] = (t1 - t0) * 1000
+        if hit is not None:
+            return key, hit, [], removed[1], when
+        records = user_event_records_of((yield USER_EVENTS, who))
+        timings["history_ms"] = (time.perf_counter() - t1) * 1000
+        return key, None, records, removed[1], when
 
     async def arecommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None,
                          exclude: Sequence[str] = (), diversity: float | None = None, explain: bool = False,
@@ -282,25 +296,15 @@ class Recommender:
         served = self.generations.loaded
         if served is None:  # nothing loaded yet: the first call loads the generations, in a thread
             return await anyio.to_thread.run_sync(self._recommend, req, limiter=self._ranking_slots)
-        t0 = time.perf_counter()
-        event_ids, version, details = request_state_of(await self.store.fetch(REQUEST_STATE, {"user_id": user_id}))
-        removed = self._removed.known(version) or \
-            self._removed.remember(removed_state_of(await self.store.fetch(REMOVED_STATE, {})))
-        when = self.clock(served, now)
-        key, hit = self._lookup(served, req, event_ids, (removed[0], details), when)
-        timings = {"state_ms": (time.perf_counter() - t0) * 1000}
+        timings: Timings = {}  # every read is made here: a ranking slot waits on no database
+        key, hit, records, removed, when = await arun_reads(self._keyed(req, served, timings), self.store.fetch)
         if hit is not None:
             return list(hit), {**timings, "cached": 1.0}
-
-        t1 = time.perf_counter()  # the history is read here too: a ranking slot waits on no database
-        records = user_event_records_of(await self.store.fetch(USER_EVENTS, {"user_id": user_id}))
-        timings["history_ms"] = (time.perf_counter() - t1) * 1000
-
         queued = time.perf_counter()
 
         def rank() -> tuple[list[ScoredItem], Timings]:  # queue_ms: waiting for a ranking slot and the thread
             timings["queue_ms"] = (time.perf_counter() - queued) * 1000
-            return self._rank_records(records, key, req, served, removed[1], when, timings), timings
+            return self._rank_records(records, key, req, served, removed, when, timings), timings
 
         return await anyio.to_thread.run_sync(rank, limiter=self._ranking_slots)
 
@@ -394,7 +398,3 @@ class Recommender:
     def _ranker_of(self, served: Served, rules: ListRules) -> RankingPipeline | None:
         """The ranker of a list: the served one, or the stored generation its rules (a variant) name."""
         return served.ranker if rules.ranker is None else self.generations.variant_ranker(rules.ranker, served)
-
-
-def _hits(hits: Sequence[tuple[str, float]], source: str) -> list[ScoredItem]:
-    return [ScoredItem(i, round(float(sc), 6), [source]) for i, sc in hits]

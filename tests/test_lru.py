@@ -8,7 +8,8 @@ from pathlib import Path
 
 from recsys.config import Settings
 from recsys.lru import LRU
-from recsys.service import Recommender, ScoredItem, result_list_bytes
+from recsys.service import Recommender, ScoredItem
+from recsys.serving.results import result_list_bytes
 from recsys.store import Store
 
 

@@ -4,10 +4,10 @@ personal list is cached under, and the history it is ranked from."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from recsys.encoders.base import MODALITIES
 from recsys.errors import BeforeData, ValidationFailed
 from recsys.serving.rules import NO_RULES, ListRules
 from recsys.store import Store
-from recsys.store.limits import MAX_K
+from recsys.store.limits import MAX_K, MAX_QUERY
 from recsys.store.queries import REMOVED_VERSION, removed_state
 
 if TYPE_CHECKING:
@@ -31,6 +31,15 @@ def check(k: int, modality: str) -> None:
     if not 1 <= k <= MAX_K:
         raise ValidationFailed(f"k must be between 1 and {MAX_K}, got {k}")
     check_modality(modality)
+
+
+def check_query(query: str) -> str:
+    """``query`` stripped; ValidationFailed when it is empty or longer than the API takes."""
+    if not query or not query.strip():
+        raise ValidationFailed("the search query is empty")
+    if len(query) > MAX_QUERY:
+        raise ValidationFailed(f"the search query is longer than {MAX_QUERY:,} characters")
+    return query.strip()
 
 
 def check_modality(modality: str) -> None:
@@ -87,6 +96,32 @@ class ListRequest:
                 hash(tuple(sorted(event_ids))), removed_key,
                 self.k, repr(self.filter), tuple(self.exclude), self.diversity, self.explain,
                 now_key(when, self.now), self.rules)
+
+
+Read = tuple[Any, dict[str, Any]]
+"""A statement and its parameters (``Store.read`` / ``Store.fetch``)."""
+T = TypeVar("T")
+
+
+def run_reads(steps: Generator[Read, list[Any], T], read: Callable[[Any, dict[str, Any]], list[Any]]) -> T:
+    """Drive ``steps``, a generator that yields the reads it needs and is sent their rows, to its result."""
+    try:
+        statement = next(steps)
+        while True:
+            statement = steps.send(read(*statement))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def arun_reads(steps: Generator[Read, list[Any], T],
+                        fetch: Callable[[Any, dict[str, Any]], Awaitable[list[Any]]]) -> T:
+    """:func:`run_reads` with the reads awaited (``Store.fetch``: on the event loop)."""
+    try:
+        statement = next(steps)
+        while True:
+            statement = steps.send(await fetch(*statement))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def now_key(when: float, explicit: datetime | None) -> float:

@@ -35,6 +35,11 @@ class ScoredItem(Recommendation):
                           default=str, allow_nan=False)
 
 
+def scored_hits(hits: Sequence[tuple[str, float]], source: str) -> list[ScoredItem]:
+    """Search hits (id, score) as results from one ``source``, scores rounded as every list's are."""
+    return [ScoredItem(i, round(float(sc), 6), [source]) for i, sc in hits]
+
+
 def result_list_bytes(items: Sequence[ScoredItem]) -> int:
     """Memory held by a cached list of results, estimated from each result's JSON (memoised anyway: the API sends
     it): measured with tracemalloc at ~500 bytes per plain result and ~900 with an explanation, in the bound."""
