@@ -12,14 +12,16 @@
         page = await c.recommend("u1", k=10)
 
 Both have the same methods. Answers 429 (rate limited) and 503 (store down or busy) are retried after the server's
-``Retry-After``, within a bounded number of tries and total wait (:class:`Retry`). Errors come back as the server's
-:class:`~recsys.errors.RecsysError` subclass (``UnknownItem``, ``StoreUnavailable``, ...) matched by the stable error
-code; an unknown code raises :class:`ApiError`. Pass ``http=`` to use your own ``httpx.Client`` /
+``Retry-After``, within a bounded number of tries and total wait (:class:`Retry`); a 503 that waiting cannot heal
+(``store_damaged``, ``no_index``, ...) is not. Errors come back as the server's :class:`~recsys.errors.RecsysError`
+subclass (``UnknownItem``, ``StoreUnavailable``, ...) matched by the stable error code; an unknown code, or an answer
+that is not recsys JSON, raises :class:`ApiError`; no answer at all (server down, timeout) raises :class:`Unreachable`.
+All are RecsysErrors. Pass ``http=`` to use your own ``httpx.Client`` /
 ``httpx.AsyncClient`` (e.g. FastAPI's ``TestClient``, or one with a ``MockTransport``).
 """
 
 from recsys.client._async import AsyncClient
-from recsys.client._base import ApiError, EventResult, Page, Result, Retry
+from recsys.client._base import ApiError, EventResult, Page, Result, Retry, Unreachable
 from recsys.client._sync import Client
 
-__all__ = ["ApiError", "AsyncClient", "Client", "EventResult", "Page", "Result", "Retry"]
+__all__ = ["ApiError", "AsyncClient", "Client", "EventResult", "Page", "Result", "Retry", "Unreachable"]

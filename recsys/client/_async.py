@@ -17,8 +17,8 @@ T = TypeVar("T")
 class AsyncClient:
     """Asynchronous client; one coroutine per endpoint. Use as an async context manager or await :meth:`aclose`.
 
-    429 and 503 answers are retried after the server's Retry-After (``retry``: a :class:`Retry`; ``Retry(attempts=1)``
-    turns it off)."""
+    429 and 503 answers that waiting can heal are retried after the server's Retry-After (``retry``: a :class:`Retry`;
+    ``Retry(attempts=1)`` turns it off). No answer at all raises :class:`~recsys.client.Unreachable`."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None, *,
                  timeout: float = 30.0, http: httpx.AsyncClient | None = None, retry: Retry | None = None) -> None:
@@ -40,7 +40,8 @@ class AsyncClient:
     async def _call(self, call: Call[T]) -> T:
         waited, attempt = 0.0, 1
         while True:
-            r = await self._http.request(call.method, call.url, headers=self._headers, **call.kwargs)
+            with api.reaching(call.method, call.url, self._http.base_url):
+                r = await self._http.request(call.method, call.url, headers=self._headers, **call.kwargs)
             wait = self.retry.delay(r, attempt, waited) if call.retry else None
             if wait is None:
                 return call.result(r)

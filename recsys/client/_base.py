@@ -4,10 +4,12 @@ request to send and how to read the answer), so both clients speak the API throu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
+import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -23,13 +25,34 @@ FilterLike = Mapping[str, Any] | None
 
 
 class ApiError(RecsysError):
-    """An error answer whose code this client does not know; ``status`` is the HTTP status."""
+    """An error answer whose code this client does not know, or an answer it cannot read (``bad_response``: not
+    recsys JSON); ``status`` is the HTTP status."""
 
     def __init__(self, message: str, *, code: str, status: int, request_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.request_id = request_id
+
+
+class Unreachable(RecsysError):
+    """No answer from the server: it is down, the URL is wrong, or it took longer than the client's ``timeout``.
+    The httpx error is the ``__cause__``."""
+
+    code, status = "unreachable", 503
+
+
+@contextlib.contextmanager
+def reaching(method: str, url: str, base_url: httpx.URL) -> Iterator[None]:
+    """Turn httpx's transport errors (raised inside) into :class:`Unreachable`, saying what to check."""
+    try:
+        yield
+    except httpx.TimeoutException as e:
+        raise Unreachable(f"{method} {url} timed out ({type(e).__name__}): is the server at {base_url} overloaded? "
+                          "A longer Client(timeout=...) waits more") from e
+    except httpx.TransportError as e:
+        raise Unreachable(f"{method} {url} got no answer ({type(e).__name__}: {e}); is the recsys server running "
+                          f"at {base_url}?") from e
 
 
 @dataclass(frozen=True)
@@ -83,21 +106,27 @@ _EVENT_FIELDS = frozenset(EventResult.__dataclass_fields__)
 
 @dataclass(frozen=True)
 class Retry:
-    """When to send a request again: answers with a status in ``statuses`` (429 rate limited, 503 store down or
-    busy) are retried after the server's ``Retry-After`` (or ``backoff_s``, doubling, when it sends none), at most
-    ``attempts`` tries in all and ``max_wait_s`` seconds of waiting in all; a Retry-After past what is left of that
-    budget raises at once. ``Retry(attempts=1)`` turns retries off. ``sleep`` / ``asleep`` are for tests."""
+    """When to send a request again: answers with a status in ``statuses`` whose error code is in ``codes`` (rate
+    limited, store down or busy, a bare 503) or absent (a proxy's page) are retried after the server's
+    ``Retry-After`` (or ``backoff_s``, doubling, when it sends none), at most ``attempts`` tries in all and
+    ``max_wait_s`` seconds of waiting in all; a Retry-After past what is left of that budget raises at once. A 503
+    that waiting cannot heal (``store_damaged``, ``no_index``, ``model_missing``, ``ranker``) raises at once.
+    ``Retry(attempts=1)`` turns retries off. ``sleep`` / ``asleep`` are for tests."""
 
     attempts: int = 4
     max_wait_s: float = 30.0
     backoff_s: float = 0.5
     statuses: frozenset[int] = frozenset({429, 503})
+    codes: frozenset[str] = frozenset({"rate_limited", "store_down", "store_busy", "unavailable"})
     sleep: Callable[[float], None] = time.sleep
     asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def delay(self, response: httpx.Response, attempt: int, waited: float) -> float | None:
         """Seconds to wait before try ``attempt + 1``, or None when ``response`` is final."""
         if response.status_code not in self.statuses or attempt >= self.attempts:
+            return None
+        problem = error_body(response)
+        if problem is not None and problem[0] not in self.codes:
             return None
         wait = retry_after(response.headers.get("retry-after"))
         if wait is None:
@@ -134,7 +163,13 @@ class Call(Generic[T]):
     def result(self, r: httpx.Response) -> T:
         if (r.status_code not in self.accept) if self.accept is not None else r.status_code >= 400:
             raise_error(r)
-        return self.read(r)
+        try:
+            return self.read(r)
+        except (ValueError, KeyError, TypeError) as e:  # not JSON, or JSON of another shape: not this API's answer
+            kind = r.headers.get("content-type", "no Content-Type")
+            raise ApiError(f"{self.method} {self.url} answered HTTP {r.status_code} with a body this client cannot "
+                           f"read ({kind}: {r.text[:100]!r}); is the base URL a recsys server?",
+                           code="bad_response", status=r.status_code) from e
 
 
 def _error_classes() -> dict[str, type[RecsysError]]:
@@ -148,20 +183,27 @@ def _error_classes() -> dict[str, type[RecsysError]]:
 _BY_CODE = _error_classes()
 
 
-def raise_error(r: httpx.Response) -> None:
-    """Raise the server's error as its :class:`RecsysError` subclass (matched by code and status), else ApiError.
-    Reads ``{"error": {...}}`` and, from other servers, a plain RFC 9457 problem (``code``/``detail``)."""
+def error_body(r: httpx.Response) -> tuple[str, str, str | None] | None:
+    """An error answer's code, message and request id, from ``{"error": {...}}`` or, from other servers, a plain
+    RFC 9457 problem (``code``/``detail``); None when the body has no code (a proxy's page)."""
     try:
         body = r.json()
         err = body["error"] if isinstance(body.get("error"), dict) else body
-        code = str(err["code"])
-        message = str(err.get("message") or err.get("detail") or "")
-        rid = err.get("request_id")
+        return str(err["code"]), str(err.get("message") or err.get("detail") or ""), err.get("request_id")
     except Exception:
-        code, message, rid = "http", f"HTTP {r.status_code}: {r.text[:200]}", None
+        return None
+
+
+def raise_error(r: httpx.Response) -> None:
+    """Raise the server's error as its :class:`RecsysError` subclass (matched by code and status), else ApiError."""
+    code, message, rid = error_body(r) or ("http", f"HTTP {r.status_code}: {r.text[:200]}", None)
     cls = _BY_CODE.get(code)
     if cls is not None and cls.status == r.status_code:
         exc = cls(message)
+        if isinstance(exc, _errors.RateLimited):
+            wait = retry_after(r.headers.get("retry-after"))
+            # rounded up: a caller that waits retry_after seconds must not come back early
+            exc.retry_after = exc.retry_after if wait is None else math.ceil(wait)
         exc.request_id = rid  # type: ignore[attr-defined]
         raise exc
     raise ApiError(message, code=code, status=r.status_code, request_id=rid)
@@ -245,11 +287,12 @@ def send_events(events: Iterable[Mapping[str, Any]]) -> Call[list[EventResult]]:
 def recommend(user_id: str, k: int, filter: FilterLike, exclude: Sequence[str], diversity: float | None,
               explain: bool, debug: bool, cursor: str | None = None,
               exclude_shown_hours: float | None = None, rules: Mapping[str, Any] | None = None) -> Call[Page]:
-    """``rules``: boosts, bury, pins, exploration (the request body's fields; empty ones are left out)."""
+    """``rules``: boosts, bury, pins, exploration (the request body's fields; empty ones are left out, but an
+    exploration of 0 is sent: it turns the variant's exploration off)."""
     body = _drop_none({"k": k, "filter": filter, "exclude": list(exclude), "diversity": diversity,
                        "explain": explain, "debug": debug, "cursor": cursor,
                        "exclude_shown_hours": exclude_shown_hours,
-                       **{key: v for key, v in (rules or {}).items() if v}})
+                       **{key: v for key, v in (rules or {}).items() if v or key == "exploration"}})
     return Call("POST", f"/v1/users/{_q(user_id)}/recommendations", _page, {"json": body})
 
 
@@ -289,13 +332,22 @@ def more_like_these(positive: Mapping[str, float] | Sequence[str], negative: Map
     return Call("POST", "/v1/more-like-these", _page, {"json": body})
 
 
+def _each(value: Any) -> list[Any]:
+    """A filter value as the values of a repeated query parameter: a list matches any of them."""
+    return list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+
+
 def trending(k: int, filter: FilterLike) -> Call[Page]:
+    """The POST bodies' filter as GET query parameters: ``attributes`` and ``categories`` as one repeated
+    ``attr=KEY:VALUE`` / ``category=NAME`` per value."""
     params: dict[str, Any] = {"k": k}
     for key, value in dict(filter or {}).items():
+        if value is None:
+            continue
         if key == "categories":
-            params["category"] = list(value)
+            params["category"] = _each(value)
         elif key == "attributes":
-            params["attr"] = [f"{a}:{v}" for a, v in value.items()]
-        elif value is not None:
+            params["attr"] = [f"{a}:{x}" for a, v in value.items() for x in _each(v)]
+        else:
             params[key] = str(value).lower() if isinstance(value, bool) else value
     return Call("GET", "/v1/trending", _page, {"params": params})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 
 import httpx
@@ -18,7 +19,8 @@ from recsys.store import Store
 
 
 def test_public_api() -> None:
-    assert set(recsys.client.__all__) == {"ApiError", "AsyncClient", "Client", "EventResult", "Page", "Result", "Retry"}
+    assert set(recsys.client.__all__) == {"ApiError", "AsyncClient", "Client", "EventResult", "Page", "Result", "Retry",
+                                          "Unreachable"}
 
 
 def test_client_covers_the_endpoints(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:
@@ -66,3 +68,32 @@ def test_client_errors(make_client: Callable[..., TestClient], sqlite_store: Sto
     with pytest.raises(ApiError) as e:
         Client(http=httpx.Client(transport=httpx.MockTransport(teapot), base_url="http://x")).trending()
     assert e.value.code == "teapot" and e.value.status == 418
+
+
+def _capture(seen: list[httpx.Request]) -> Client:
+    """A client whose requests are recorded and answered with an empty page."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"items": [], "meta": {}})
+
+    return Client(http=httpx.Client(transport=httpx.MockTransport(handle), base_url="http://x"))
+
+
+def test_exploration_zero_is_sent() -> None:
+    seen: list[httpx.Request] = []
+    c = _capture(seen)
+    c.recommend("u1", exploration=0.0)  # 0 turns the variant's exploration off; None leaves it as the variant says
+    c.recommend("u1")
+    sent = [json.loads(r.content) for r in seen]
+    assert sent[0]["exploration"] == 0.0
+    assert not {"exploration", "boosts", "bury", "pins"} & sent[1].keys()
+
+
+def test_trending_sends_a_list_filter_as_repeated_parameters(make_client: Callable[..., TestClient]) -> None:
+    seen: list[httpx.Request] = []
+    _capture(seen).trending(filter={"attributes": {"colour": ["red", "grey"], "size": "m"}, "categories": "shoes"})
+    assert seen[0].url.params.get_list("attr") == ["colour:red", "colour:grey", "size:m"]
+    assert seen[0].url.params.get_list("category") == ["shoes"]
+    c = Client(http=make_client())
+    red_or_grey = {"s1", "s3", "s5", "s7", *(f"h{i}" for i in range(1, 9))}
+    assert set(c.trending(k=16, filter={"attributes": {"colour": ["red", "grey"]}}).ids) == red_or_grey

@@ -16,9 +16,19 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from recsys.api.auth import create_key
-from recsys.client import AsyncClient, Client, EventResult, Retry
+from recsys.client import ApiError, AsyncClient, Client, EventResult, Retry
 from recsys.client._base import retry_after
-from recsys.errors import RateLimited, StoreUnavailable, UnknownItem
+from recsys.errors import (
+    ModelUnavailable,
+    NoIndex,
+    RankerError,
+    RateLimited,
+    RecsysError,
+    StoreBusy,
+    StoreDamaged,
+    StoreUnavailable,
+    UnknownItem,
+)
 from recsys.store import Store
 from tests.conftest import run_async
 
@@ -26,10 +36,12 @@ PAGE = {"items": [{"item_id": "a", "score": 1.0}], "meta": {}}
 
 
 class Script:
-    """A transport answering from a list of (status, headers) and then 200 with a page; records what it saw."""
+    """A transport answering from a list of (status, headers) and then 200 with a page; records what it saw. Error
+    answers carry ``code`` (by default the one the server sends with that status); "" sends a body without one."""
 
-    def __init__(self, answers: list[tuple[int, dict[str, str]]]) -> None:
+    def __init__(self, answers: list[tuple[int, dict[str, str]]], code: str | None = None) -> None:
         self.answers: Iterator[tuple[int, dict[str, str]]] = iter(answers)
+        self.code = code
         self.requests: list[httpx.Request] = []
         self.waits: list[float] = []
 
@@ -38,7 +50,10 @@ class Script:
         status, headers = next(self.answers, (200, {}))
         if status == 200:
             return httpx.Response(200, json=PAGE)
-        code = {429: "rate_limited", 503: "store_down", 404: "unknown_item"}[status]
+        code = self.code if self.code is not None else {429: "rate_limited", 503: "store_down", 404: "unknown_item"}[
+            status]
+        if not code:
+            return httpx.Response(status, headers=headers, text="<html>Service Unavailable</html>")
         return httpx.Response(status, headers=headers, json={"error": {"code": code, "message": "no"}})
 
     def retry(self, **kw: Any) -> Retry:
@@ -91,6 +106,44 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(UnknownItem):
         s.client().get_item("x")
     assert len(s.requests) == 1
+
+
+@pytest.mark.parametrize("code, error", [("store_damaged", StoreDamaged), ("no_index", NoIndex),
+                                         ("model_missing", ModelUnavailable), ("ranker", RankerError)])
+def test_503_that_waiting_cannot_heal_is_not_retried(code: str, error: type[RecsysError]) -> None:
+    s = Script([(503, {"Retry-After": "1"})] * 4, code=code)
+    with pytest.raises(error):
+        s.client().trending()
+    assert len(s.requests) == 1 and s.waits == []
+
+    async def run() -> None:
+        async with s.async_client() as c:
+            await c.trending()
+
+    with pytest.raises(error):
+        run_async(run())
+    assert len(s.requests) == 2 and s.waits == []
+
+
+@pytest.mark.parametrize("code", ["store_busy", "unavailable", ""])
+def test_503_that_waiting_can_heal_is_retried(code: str) -> None:
+    s = Script([(503, {"Retry-After": "1"})], code=code)  # "": a proxy's page, no code
+    assert s.client().trending().ids == ["a"]
+    assert len(s.requests) == 2 and s.waits == [1.0]
+    s = Script([(503, {"Retry-After": "1"})] * 4, code=code)
+    with pytest.raises(StoreBusy if code == "store_busy" else ApiError):
+        s.client(attempts=2).trending()
+
+
+def test_rate_limited_carries_the_servers_retry_after() -> None:
+    s = Script([(429, {"Retry-After": "40"})])
+    with pytest.raises(RateLimited) as e:
+        s.client(attempts=1).trending()
+    assert e.value.retry_after == 40
+    s = Script([(429, {"Retry-After": "soon"})])
+    with pytest.raises(RateLimited) as e:
+        s.client(attempts=1).trending()
+    assert e.value.retry_after == 1  # unreadable: the default
 
 
 def test_retry_after_forms() -> None:
