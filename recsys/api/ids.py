@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import AfterValidator, StringConstraints
 
-from recsys.store.limits import MAX_ID
+from recsys.store.limits import MAX_ID, PRINTABLE
 
-PATTERN = r"^[^\x00-\x1f\x7f]+$"
+PATTERN = PRINTABLE
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=PATTERN)]
 

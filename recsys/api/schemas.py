@@ -31,6 +31,7 @@ from recsys.store.limits import (
     MAX_QUERY,
     MAX_SHORT_TEXT,
     MAX_TEXT,
+    PRINTABLE,
 )
 
 ShortText = Annotated[str, StringConstraints(max_length=MAX_SHORT_TEXT, pattern=r"^[^\x00]*$")]
@@ -46,7 +47,7 @@ LexicalWeight = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False,
                                        description="hybrid mode: the keyword ranking's share of the fusion "
                                                    "(default 0.5; 0 ranks by vectors alone over both lists)")]
 EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "like", "dislike", "impression"]
-RecommendationId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+RecommendationId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=PRINTABLE)]
 CursorText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_=-]+$")]
 ShownHours = Annotated[float, Field(ge=0.0, le=24.0 * 366, allow_inf_nan=False,
                                     description="leave out items shown to the user within this many hours (their "
@@ -86,7 +87,7 @@ class Filter(_Strict):
 
 
 Exclude = Annotated[list[Id], Field(max_length=10_000, description="item ids never to return")]
-RuleKey = Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=r"^[^\x00-\x1f\x7f]+$")]
+RuleKey = Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=PRINTABLE)]
 """An item id or ``category:NAME`` of a business rule (the query string's ``boost``/``bury``/``pin`` keys alike)."""
 
 

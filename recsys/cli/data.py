@@ -73,8 +73,11 @@ def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] |
         report = run_import(store, source, path, fmt=fmt, mapping=pairs, event_type=event_type, progress=update)
     for table, c in report.tables.items():
         again = f" (repeated ids: {c.repeated}, the last row of each stored)" if c.repeated else ""
+        unknown = f" ({c.unknown_items} naming items not imported yet)" if c.unknown_items else ""
         err.print(f"{table}: read {c.read}, inserted {c.inserted}, updated {c.updated}, unchanged {c.unchanged}, "
-                  f"skipped {c.skipped}{again}")
+                  f"skipped {c.skipped}{unknown}{again}")
+    for note in report.notes:
+        err.print(f"  note {note}")
     for b in report.bad_rows[:20]:
         err.print(f"  skipped {b.file}:{b.line}: {b.reason}")
     if len(report.bad_rows) > 20:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 MAX_ID = 128
 """An item or user id (the ``external_id`` columns)."""
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+"""What an id or a key in a request may hold: no control characters (PostgreSQL refuses NUL in text, and a newline
+or escape in an id is a garbled field, not a name anyone can type)."""
 MAX_TEXT = 100_000
 """An item's title or description."""
 MAX_SHORT_TEXT = 200

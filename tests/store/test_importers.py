@@ -160,6 +160,20 @@ def test_unknown_item_in_events_is_reported(store: Store, settings: Settings, tm
     assert [b.line for b in report.bad_rows] == [3] and "unknown item" in report.bad_rows[0].reason
 
 
+def test_events_on_items_not_imported_yet_are_not_a_garbled_file(store: Store, settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    f = tmp_path / "ev.csv"
+    rows = [f"c1,{'0108775015' if i % 2 else f'NEW{i}'},view,2024-01-{i % 28 + 1:02d}" for i in range(30)]
+    f.write_text("user_id,item_id,type,timestamp\n" + "\n".join(rows) + "\n")
+    report = run_import(store, "events", f, settings=settings)  # half unknown: well-formed rows, not garbled
+    counts = report.tables["events"]
+    assert (counts.inserted, counts.skipped, counts.unknown_items) == (15, 15, 15)
+    f.write_text("user_id,item_id,type,timestamp\n" + "\n".join(f"c1,NEW{i},view,2024-01-01" for i in range(25)))
+    with pytest.raises(ImportFailed, match="none of its 25 rows could be imported; first at line 2: unknown item"):
+        run_import(store, "events", f, settings=settings)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "binary", "quote", "garble"])
 def test_unreadable_file_fails_and_leaves_store_unchanged(
     store: Store, settings: Settings, tmp_path: Path, damage: str
@@ -320,3 +334,41 @@ def test_jsonl_with_a_byte_order_mark_and_deep_nesting(store: Store, settings: S
         assert sorted(s.scalars(select(Item.external_id))) == sorted(f"ok{i}" for i in range(12))  # ok0 too
     assert [b.line for b in report.bad_rows] == [13, 14]
     assert all("nested more than 8 levels" in b.reason for b in report.bad_rows)
+
+
+def test_ids_with_control_characters_and_non_finite_attributes_are_bad_rows(store: Store, settings: Settings,
+                                                                            tmp_path: Path) -> None:
+    # PostgreSQL refused these inside the bulk insert (the whole file lost, a traceback); SQLite stored ids the API
+    # can never address and attributes no JSON reader takes
+    f = tmp_path / "items.jsonl"
+    f.write_text('{"item_id": "n\\u00001", "title": "nul"}\n{"item_id": "x\\ny", "title": "newline"}\n'
+                 '{"item_id": "z1", "weight": NaN}\n{"item_id": "z2", "size": {"w": 1e400}}\n'
+                 '{"item_id": "z3", "dims": [1, -Infinity]}\n{"item_id": "ok", "weight": 2.5}\n')
+    report = run_import(store, "items", f, settings=settings)
+    assert report.tables["items"].inserted == 2  # z1: a NaN column is a missing value, as in pandas' exports
+    reasons = {b.line: b.reason for b in report.bad_rows}
+    assert "control character" in reasons[1] and "control character" in reasons[2] and 3 not in reasons
+    assert reasons[4] == "attribute 'size' is inf, not a finite number" and "-inf" in reasons[5]
+    with store.session() as s:
+        assert s.scalar(select(Item.attributes).where(Item.external_id == "z1")) == {}
+    ev = tmp_path / "ev.csv"
+    ev.write_text("user_id,item_id,type,timestamp\nu\x01,ok,view,2024-01-01\nu1,ok,view,2024-01-01\n")
+    report = run_import(store, "events", ev, settings=settings)
+    assert report.tables["events"].inserted == 1 and "control character" in report.bad_rows[0].reason
+
+
+def test_a_value_the_database_refuses_fails_the_import_with_a_message(store: Store, settings: Settings,
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # a gap in the row checks (simulated) must still end in ImportFailed, never a driver traceback
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import DataError
+
+        raise DataError("INSERT ...", {}, Exception("invalid input syntax for type json\nDETAIL: ..."))
+
+    f = tmp_path / "items.csv"
+    f.write_text("item_id,title\na,A\n")
+    monkeypatch.setattr("recsys.store.importers.batch.upsert_items", refused)
+    with pytest.raises(ImportFailed, match=r"refused a value \(invalid input syntax for type json\); nothing was"):
+        run_import(store, "items", f, settings=settings)
+    assert _stats(store)["items"] == 0

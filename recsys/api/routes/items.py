@@ -28,6 +28,7 @@ from recsys.api.schemas import (
 )
 from recsys.errors import UnknownItem, ValidationFailed
 from recsys.store.items import deleted_message
+from recsys.store.limits import MAX_ID, MAX_K, MAX_LIST, PRINTABLE
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
@@ -88,9 +89,9 @@ def delete_item(item_id: ItemId, rec: RecommenderDep, _key: AdminKey) -> Deleted
             summary="Items like this one")
 def similar(request: Request, item_id: ItemId, rec: RecommenderDep, _key: ReadKey,
             f: Annotated[Filter | None, Depends(query_filter)],
-            k: Annotated[int, Query(ge=1, le=1000)] = 20, modality: Modality | None = None,
-            exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
-            user_id: Annotated[str | None, Query(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$",
+            k: Annotated[int, Query(ge=1, le=MAX_K)] = 20, modality: Modality | None = None,
+            exclude: Annotated[list[str] | None, Query(max_length=MAX_LIST)] = None,
+            user_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID, pattern=PRINTABLE,
                                                  description=USER_DOC)] = None) -> Any:
     assigned = assignment(request, "similar", user_id)
     chosen = modality or (assigned.variant.modality if assigned is not None else None) or "fused"

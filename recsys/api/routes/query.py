@@ -18,7 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recsys.api.routes.feeds import CURSOR_DOC
-from recsys.api.schemas import MAX_LIST, CursorText, ShownHours
+from recsys.api.schemas import CursorText, ShownHours
+from recsys.store.limits import MAX_K, MAX_LIST
 
 BOOST_DOC = "KEY=B: a business boost, KEY an item id or category:NAME, B in units of the score spread (repeatable)"
 BURY_DOC = "an item id or category:NAME put below every other item (repeatable)"
@@ -38,8 +39,8 @@ class RecommendQuery(BaseModel):
     in_stock: bool | None = None
     attr: list[str] | None = Field(None, max_length=100, description="attribute filters as KEY:VALUE; a key "
                                                                      "repeated matches any of its values")
-    k: int = Field(20, ge=1, le=1000)
-    exclude: list[str] | None = Field(None, max_length=1000)
+    k: int = Field(20, ge=1, le=MAX_K)
+    exclude: list[str] | None = Field(None, max_length=MAX_LIST)
     diversity: float | None = Field(None, ge=0.0, le=1.0)
     explain: bool = False
     debug: bool = False

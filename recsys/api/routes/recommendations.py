@@ -27,6 +27,7 @@ from recsys.errors import ValidationFailed
 from recsys.experiments import variant_ranker_id
 from recsys.serving.generations import UnknownRanker
 from recsys.serving.rules import parse_pairs
+from recsys.store.limits import MAX_K
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 
@@ -78,7 +79,7 @@ async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key
 @router.get("/users/{user_id}/buy-again", response_model=Results, dependencies=[Depends(known_query)],
             summary="The user's own items most likely wanted again (kept apart from the personal list)")
 def buy_again(request: Request, user_id: UserId, rec: RecommenderDep, _key: ReadKey,
-              k: Annotated[int, Query(ge=1, le=1000)] = 20,
+              k: Annotated[int, Query(ge=1, le=MAX_K)] = 20,
               now: Annotated[datetime | None, Query(description="rank as of this time (ISO 8601)")] = None) -> Any:
     return results(request, rec.buy_again(user_id, k, now=now), user_id=user_id)
 
@@ -116,7 +117,7 @@ def more_like_these(request: Request, body: MoreLikeTheseRequest, rec: Recommend
 @router.get("/trending", response_model=Results, dependencies=[Depends(known_query)],
             summary="Trending items in the recent window")
 def trending(request: Request, rec: RecommenderDep, _key: ReadKey, f: Annotated[Filter | None, Depends(query_filter)],
-             k: Annotated[int, Query(ge=1, le=1000)] = 20) -> Any:
+             k: Annotated[int, Query(ge=1, le=MAX_K)] = 20) -> Any:
     return results(request, rec.trending(k, filter=to_item_filter(f)))
 
 

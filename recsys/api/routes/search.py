@@ -24,7 +24,7 @@ from recsys.api.schemas import (
     SearchTextRequest,
 )
 from recsys.errors import PayloadTooLarge, ValidationFailed
-from recsys.store.limits import MAX_ID, MAX_K, MAX_QUERY
+from recsys.store.limits import MAX_ID, MAX_K, MAX_LIST, MAX_QUERY, PRINTABLE
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -39,10 +39,10 @@ def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
                 f: Annotated[Filter | None, Depends(query_filter)],
                 q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY, pattern=r"^[^\x00]+$")],
                 k: Annotated[int, Query(ge=1, le=MAX_K)] = 20, modality: Modality | None = None,
-                exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
+                exclude: Annotated[list[str] | None, Query(max_length=MAX_LIST)] = None,
                 mode: Annotated[SearchMode | None, Query(description=MODE_DOC)] = None,
                 lexical_weight: Annotated[LexicalWeight | None, Query()] = None,
-                user_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID, pattern=r"^[^\x00-\x1f\x7f]+$",
+                user_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID, pattern=PRINTABLE,
                                                      description=USER_DOC)] = None) -> Any:
     assigned = assignment(request, "search", user_id)
     chosen = modality or (assigned.variant.modality if assigned is not None else None) or "fused"
@@ -70,7 +70,7 @@ async def search_image(request: Request, rec: RecommenderDep, settings: Settings
                        filter: Annotated[str | None, Form(max_length=100_000,
                                                           description="a Filter object as JSON")] = None,
                        user_id: Annotated[str | None, Form(min_length=1, max_length=MAX_ID,
-                                                           pattern=r"^[^\x00-\x1f\x7f]+$",
+                                                           pattern=PRINTABLE,
                                                            description=USER_DOC)] = None) -> Any:
     limits = settings.api
     data = await image.read(limits.max_image_bytes + 1)

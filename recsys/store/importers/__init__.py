@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 from recsys.config import Settings, get_settings
 from recsys.errors import ImportFailed
 from recsys.store.db import Store
@@ -43,15 +45,20 @@ def run_import(
         raise ImportFailed(f"{path} is a directory; `recsys import {source}` reads one file (CSV, JSON lines or "
                            "Parquet)")
     report = ImportReport(source=f"{source}:{path}")
-    with store.session() as session:
-        writer = Writer(session, report, settings.store.batch_size, progress)
-        limit = settings.store.max_bad_fraction
-        if source == "hm":
-            import_hm(path, writer, report, limit)
-        elif source == "movielens":
-            import_movielens(path, writer, report, limit)
-        else:
-            import_generic(path, source, writer, report, limit, fmt=fmt, mapping=mapping, event_type=event_type)
+    try:
+        with store.session() as session:
+            writer = Writer(session, report, settings.store.batch_size, progress)
+            limit = settings.store.max_bad_fraction
+            if source == "hm":
+                import_hm(path, writer, report, limit)
+            elif source == "movielens":
+                import_movielens(path, writer, report, limit)
+            else:
+                import_generic(path, source, writer, report, limit, fmt=fmt, mapping=mapping, event_type=event_type)
+    except (DataError, IntegrityError) as e:  # a value the row checks let through: say so, never a traceback
+        raise ImportFailed(f"{path}: the database refused a value ({str(e.orig).strip().splitlines()[0]}); nothing "
+                           "was imported. Please report it with the file's offending row: the importer should have "
+                           "skipped that row") from e
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     report.write(settings.path("reports", f"import-{source}-{stamp}.json"))
     if source in ("hm", "movielens", "items"):  # their photos are served from where they lie

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from recsys.store.importers.readers import BadLine, Row
+from recsys.store.importers.readers import BadLine, Note, Read
 from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord
 from recsys.store.importers.report import ImportReport
 from recsys.store.importers.writer import insert_events, unknown_items, upsert_items, upsert_users
@@ -19,7 +19,7 @@ Progress = Callable[[str, int], None]
 
 
 def parse_rows(
-    rows: Iterable[Row | BadLine],
+    rows: Iterable[Read],
     parse: Callable[[dict[str, Any]], T | None],
     report: ImportReport,
     table: str,
@@ -27,6 +27,9 @@ def parse_rows(
 ) -> Iterator[tuple[int, T]]:
     """Apply ``parse`` to each row; a ValueError skips the row and records why. ``None`` means "skip silently"."""
     for row in rows:
+        if isinstance(row, Note):
+            report.notes.append(f"{file}:{row.line}: {row.text}")
+            continue
         report.counts(table).read += 1
         if isinstance(row, BadLine):
             report.skip(table, file, row.line, row.reason)
@@ -92,7 +95,7 @@ class Writer:
         good = []
         for file, line, rec in self._events:
             if rec.item_id in missing:
-                self.report.skip("events", file, line, f"unknown item id {rec.item_id!r}; import the items first")
+                self.report.skip_unknown_item("events", file, line, rec.item_id)
             else:
                 good.append(rec)
         results = insert_events(self.session, good)

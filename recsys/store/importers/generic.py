@@ -21,7 +21,7 @@ from typing import Any
 
 from recsys.errors import ImportFailed
 from recsys.store.importers.batch import Writer, parse_rows
-from recsys.store.importers.readers import MAX_DEPTH, BadLine, Row, file_format, read_any, too_deep
+from recsys.store.importers.readers import MAX_DEPTH, BadLine, Note, Read, file_format, read_any, too_deep
 from recsys.store.importers.records import (
     EventRecord,
     ItemRecord,
@@ -57,17 +57,21 @@ def _expects(kind: str, need: list[str]) -> str:
 
 
 def _remap(rec: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    """``rec`` with each ``--map canonical=column`` applied: the column's value under the canonical name (one column
+    may feed several), the column itself no longer under its own name."""
     if not mapping:
         return rec
-    inverse = {src: dst for dst, src in mapping.items()}
-    return {inverse.get(k, k): v for k, v in rec.items()}
+    sources = set(mapping.values())
+    return {**{k: v for k, v in rec.items() if k not in sources}, **{dst: rec.get(src) for dst, src in mapping.items()}}
 
 
-def _with_columns(rows: Iterator[Row | BadLine], need: list[str], mapping: dict[str, str],
-                  path: Path) -> Iterator[Row | BadLine]:
+def _with_columns(rows: Iterator[Read], need: list[str], mapping: dict[str, str], path: Path) -> Iterator[Read]:
     """``rows``, once the first record shows the columns a file of this kind needs and every ``--map`` source:
     a file without them is the wrong file (or needs a mapping), which no row-by-row skipping should hide."""
     first = next(rows, None)
+    while isinstance(first, Note):
+        yield first
+        first = next(rows, None)
     if first is None:
         return
     if not isinstance(first, BadLine):
@@ -76,6 +80,11 @@ def _with_columns(rows: Iterator[Row | BadLine], need: list[str], mapping: dict[
         if unknown:
             raise ImportFailed(f"{path}: --map names column(s) {unknown} that the file does not have "
                                f"(its columns: {cols[:20]})")
+        clash = [dst for dst, src in mapping.items() if dst in cols and dst != src and dst not in mapping.values()]
+        if clash:  # which of the two is meant is a guess: the mapped one won or lost by the columns' order
+            raise ImportFailed(f"{path}: --map {clash[0]}={mapping[clash[0]]}, but the file has a {clash[0]!r} "
+                               f"column of its own; map that one to another name too (--map "
+                               f"old_{clash[0]}={clash[0]}) or leave out the --map")
         have = set(_remap(first[1], mapping))
         missing = [c for c in need if c not in have]
         if missing:

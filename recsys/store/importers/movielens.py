@@ -81,7 +81,7 @@ def import_movielens(root: Path, writer: Writer, report: ImportReport, max_bad_f
             media=[("image", str(poster.resolve()))] if poster.exists() else [],
         ))
 
-    rows = read_delimited(u_item, delimiter="|", fieldnames=fields, encoding="latin-1")
+    rows = read_delimited(u_item, delimiter="|", fieldnames=fields, encoding="latin-1", quoted=False)
     for _, it in parse_rows(rows, item, report, "items", u_item):
         writer.item(it)
     writer.flush_items()
@@ -94,14 +94,15 @@ def import_movielens(root: Path, writer: Writer, report: ImportReport, max_bad_f
             return UserRecord(parse_id(rec["user_id"], "user id"), attrs)
 
         rows = read_delimited(u_user, delimiter="|", fieldnames=["user_id", "age", "gender", "occupation", "zip"],
-                              encoding="latin-1")
+                              encoding="latin-1", quoted=False)
         for _, u in parse_rows(rows, user, report, "users", u_user):
             writer.user(u)
         writer.flush_users()
         report.check_garbled("users", u_user, max_bad_fraction)
 
     if u_data.exists():
-        rows = read_delimited(u_data, delimiter="\t", fieldnames=["user_id", "item_id", "rating", "timestamp"])
+        rows = read_delimited(u_data, delimiter="\t", fieldnames=["user_id", "item_id", "rating", "timestamp"],
+                              quoted=False)
         for line, ev in parse_rows(rows, rating_event, report, "events", u_data):
             writer.event(u_data, line, ev)
         writer.flush_events()

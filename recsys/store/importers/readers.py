@@ -1,7 +1,8 @@
 """Streaming readers for CSV, JSONL and Parquet that know their line numbers.
 
-A malformed row is reported (``BadLine``) and reading goes on; a file that cannot be read at all (undecodable bytes,
-an unterminated quote, a truncated last line, a broken Parquet footer) raises :class:`ImportFailed` naming the file
+A malformed row is reported (``BadLine``) and reading goes on; what the report should say of a file that was read
+is a ``Note``; a file that cannot be read at all (undecodable bytes, an unterminated quote, a truncated last line, a
+JSON array for JSON Lines, a broken Parquet footer) raises :class:`ImportFailed` naming the file
 and the line, so the caller's transaction rolls back and the store stays as it was.
 """
 
@@ -31,7 +32,15 @@ class BadLine:
     reason: str
 
 
+@dataclass(frozen=True)
+class Note:
+    """Something the import report should say about a file that is not a bad row (the rows were read)."""
+    line: int
+    text: str
+
+
 Row = tuple[int, dict[str, Any]]
+Read = Row | BadLine | Note
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -44,6 +53,8 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def _open_text(path: Path, encoding: str) -> Any:
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # a byte-order mark (written by some Windows tools) is not part of the first field
     try:
         return path.open("r", encoding=encoding, newline="")
     except OSError as e:
@@ -57,11 +68,14 @@ def read_delimited(
     fieldnames: list[str] | None = None,
     encoding: str = "utf-8",
     required: tuple[str, ...] = (),
-) -> Iterator[Row | BadLine]:
-    """Rows of a delimited text file as (line, dict); ``fieldnames`` given means the file has no header."""
+    quoted: bool = True,
+) -> Iterator[Read]:
+    """Rows of a delimited text file as (line, dict); ``fieldnames`` given means the file has no header;
+    ``quoted`` False reads a format without quoting (MovieLens), where a ``"`` is text."""
     complete = _ends_with_newline(path)
     with _open_text(path, encoding) as f:
-        reader = csv.reader(f, delimiter=delimiter, strict=True)
+        reader = csv.reader(f, delimiter=delimiter, strict=True, quoting=csv.QUOTE_MINIMAL if quoted else
+                            csv.QUOTE_NONE)
         line = 0
         try:
             header = fieldnames
@@ -69,27 +83,32 @@ def read_delimited(
                 header = next(reader, None)
                 if header is None:
                     raise ImportFailed(f"{path}: the file is empty; expected a header line")
-                header = [h.strip().lstrip("\ufeff") for h in header]
+                header = [h.strip() for h in header]
                 missing = [c for c in required if c not in header]
                 if missing:
                     raise ImportFailed(
                         f"{path}:1: header lacks column(s) {missing}; found {header[:12]}. "
                         "Is this the right file, or does it need a column mapping (--map)?"
                     )
+                unnamed = [i + 1 for i, h in enumerate(header) if not h]
+                if unnamed:  # pandas' to_csv writes its index so; no filter or field could name it
+                    yield Note(1, f"column(s) {unnamed} have no name in the header (an index written by pandas' "
+                                  "to_csv?) and were left out")
             pending: BadLine | None = None
+            line = reader.line_num
             for rec in reader:
                 if pending is not None:
                     yield pending
                     pending = None
-                line = reader.line_num
+                start, line = line + 1, reader.line_num
                 if not rec or rec == [""]:
                     continue
                 if "\x00" in "".join(rec):
-                    raise ImportFailed(f"{path}:{line}: NUL byte in the data; the file is binary or corrupted")
+                    raise ImportFailed(f"{path}:{start}: NUL byte in the data; the file is binary or corrupted")
                 if len(rec) != len(header):
-                    pending = BadLine(line, f"expected {len(header)} fields, found {len(rec)}")
+                    pending = BadLine(start, f"expected {len(header)} fields, found {len(rec)}")
                     continue
-                yield line, dict(zip(header, rec, strict=True))
+                yield start, {h: v for h, v in zip(header, rec, strict=True) if h}
             if pending is not None:
                 if not complete:
                     raise ImportFailed(
@@ -97,17 +116,32 @@ def read_delimited(
                         "truncated. Nothing was imported; copy the file again."
                     )
                 yield pending
+            elif not complete and line:
+                yield Note(line, "the file does not end with a line break: if it was cut off, its last row is cut "
+                                 "short too (it was imported; check it)")
         except csv.Error as e:
-            where = f"{path}:{reader.line_num or line}"
-            if "field limit" in str(e):
-                raise ImportFailed(f"{where}: a field longer than {CSV_FIELD_LIMIT:,} characters (an unclosed "
-                                   "quote, or not delimited text?); nothing was imported") from e
-            raise ImportFailed(f"{where}: unreadable ({e}); nothing was imported") from e
+            raise ImportFailed(_csv_error(path, e, line + 1)) from e
         except UnicodeDecodeError as e:
             raise ImportFailed(
                 f"{path}:{_first_undecodable_line(path, encoding)}: not valid {encoding} text ({e.reason}); the "
                 "file is garbled or binary, or in another encoding. Nothing was imported."
             ) from e
+
+
+def _csv_error(path: Path, e: csv.Error, start: int) -> str:
+    """What the csv module's error means, at the line where the unreadable record began."""
+    said = str(e)
+    if "field limit" in said:
+        return (f"{path}:{start}: a field longer than {CSV_FIELD_LIMIT:,} characters (an unclosed quote, or not "
+                "delimited text?); nothing was imported")
+    if "unexpected end of data" in said:
+        return (f"{path}:{start}: a quote opened in the row starting here is never closed; nothing was imported. "
+                "Close it, or double a quote meant as text (\"\")")
+    if "expected after" in said:
+        return (f"{path}:{start}: a field starts with a quote that closes before the field ends ({said}); "
+                'nothing was imported. Quote the whole field and double the quotes inside ("""Weird"" Al"), '
+                "or leave out the opening quote")
+    return f"{path}:{start}: unreadable ({said}); nothing was imported"
 
 
 def _first_undecodable_line(path: Path, encoding: str) -> int:
@@ -127,24 +161,20 @@ def _json_error(e: json.JSONDecodeError) -> str:
     return f"{e.msg} {'' if e.msg.endswith(' at') else 'at '}column {e.colno}"
 
 
-def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Row | BadLine]:
+def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Read]:
     complete = _ends_with_newline(path)
-    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-        encoding = "utf-8-sig"  # a byte-order mark (written by some Windows tools) is not part of the first record
     with _open_text(path, encoding) as f:
-        line = 0
-        try:
-            lines = list(enumerate(f, start=1))
-        except UnicodeDecodeError as e:
-            raise ImportFailed(f"{path}:{_first_undecodable_line(path, encoding)}: not valid {encoding} text "
-                               f"({e.reason}); nothing was imported") from e
-        for line, text in lines:
+        lines = _with_last(enumerate(f, start=1), path, encoding)
+        for (line, text), last in lines:
             if not text.strip():
                 continue
+            if line == 1 and text.lstrip().startswith("["):
+                raise ImportFailed(f"{path}: a JSON array; `recsys import` reads JSON Lines, one object per line: "
+                                   f"convert it with `jq -c '.[]' {path.name} > {path.stem}.jsonl`")
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                if line == len(lines) and not complete:
+                if last and not complete:
                     raise ImportFailed(
                         f"{path}:{line}: the last line is cut off ({_json_error(e)}); the file looks truncated. "
                         "Nothing was imported."
@@ -163,7 +193,20 @@ def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Row | BadLine
             yield line, obj
 
 
-def read_parquet(path: Path, *, batch_rows: int = 50_000) -> Iterator[Row | BadLine]:
+def _with_last(lines: Iterator[tuple[int, str]], path: Path,
+               encoding: str) -> Iterator[tuple[tuple[int, str], bool]]:
+    """Each of ``lines`` with whether it is the last, reading one line ahead (the file is never held whole)."""
+    try:
+        ahead = next(lines, None)
+        while ahead is not None:
+            current, ahead = ahead, next(lines, None)
+            yield current, ahead is None
+    except UnicodeDecodeError as e:
+        raise ImportFailed(f"{path}:{_first_undecodable_line(path, encoding)}: not valid {encoding} text "
+                           f"({e.reason}); nothing was imported") from e
+
+
+def read_parquet(path: Path, *, batch_rows: int = 50_000) -> Iterator[Read]:
     import pyarrow.parquet as pq
 
     try:
@@ -192,7 +235,7 @@ def file_format(path: Path, fmt: str = "auto") -> str:
     return found
 
 
-def read_any(path: Path, fmt: str = "auto") -> Iterator[Row | BadLine]:
+def read_any(path: Path, fmt: str = "auto") -> Iterator[Read]:
     """CSV, TSV, JSONL or Parquet by ``fmt`` or the file extension."""
     if not path.exists():
         raise ImportFailed(f"{path}: no such file")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from recsys.store.limits import MAX_ATTRIBUTE_TEXT, MAX_ID, MAX_MEDIA_URI, MAX_SHORT_TEXT, MAX_TEXT
+from recsys.store.limits import MAX_ATTRIBUTE_TEXT, MAX_ID, MAX_MEDIA_URI, MAX_SHORT_TEXT, MAX_TEXT, PRINTABLE
 from recsys.store.tables import EVENT_TYPES
 
 # Parsing functions raise ValueError with a human reason: the importers skip that row and list the reason.
@@ -77,6 +78,8 @@ def parse_id(value: Any, what: str) -> str:
         raise ValueError(f"empty {what}")
     if len(s) > MAX_ID:
         raise ValueError(f"{what} longer than {MAX_ID} characters")
+    if not re.match(PRINTABLE, s):  # the API refuses such ids: no request could name the record
+        raise ValueError(f"{what} {s!r} contains a control character (a tab, newline, NUL...): a garbled field")
     if "/" in s:  # no /v1/items/{id} or /v1/users/{id}/... path could address it
         raise ValueError(f"{what} {s!r} contains '/', which the HTTP API's paths cannot address: replace it "
                          "(e.g. by '-')")
@@ -241,7 +244,7 @@ def check_text(value: str | None, what: str, limit: int) -> None:
 
 
 def check_attributes(attributes: dict[str, Any]) -> None:
-    """Attribute names and text values (nested ones too) within the API's bounds."""
+    """Attribute names and text values (nested ones too) within the API's bounds, numbers finite."""
     for key, value in attributes.items():
         check_text(str(key), f"attribute name {str(key)[:40]!r}", MAX_SHORT_TEXT)
         todo = [value]
@@ -249,6 +252,8 @@ def check_attributes(attributes: dict[str, Any]) -> None:
             v = todo.pop()
             if isinstance(v, str):
                 check_text(v, f"attribute {str(key)[:40]!r}", MAX_ATTRIBUTE_TEXT)
+            elif isinstance(v, float) and not math.isfinite(v):  # not JSON: no database or client could read it
+                raise ValueError(f"attribute {str(key)[:40]!r} is {v}, not a finite number")
             elif isinstance(v, dict):
                 todo.extend(v.values())
             elif isinstance(v, list):

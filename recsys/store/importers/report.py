@@ -9,6 +9,8 @@ from typing import Any
 
 from recsys.errors import ImportFailed
 
+UNKNOWN_ITEM = "unknown item id"
+
 
 @dataclass(frozen=True)
 class BadRow:
@@ -26,6 +28,9 @@ class TableCounts:
     skipped: int = 0
     repeated: int = 0
     """Rows whose id an earlier row of the same batch already gave: the last one is stored."""
+    unknown_items: int = 0
+    """Skipped rows (of ``skipped``) that name an item the store does not hold: well-formed, so not counted as
+    malformed; the items are to be imported first."""
 
 
 @dataclass
@@ -33,6 +38,8 @@ class ImportReport:
     source: str
     tables: dict[str, TableCounts] = field(default_factory=dict)
     bad_rows: list[BadRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What to say of a file that is not a bad row ("path:line: text")."""
 
     def counts(self, table: str) -> TableCounts:
         return self.tables.setdefault(table, TableCounts())
@@ -40,6 +47,10 @@ class ImportReport:
     def skip(self, table: str, file: str | Path, line: int, reason: str) -> None:
         self.counts(table).skipped += 1
         self.bad_rows.append(BadRow(str(file), line, reason))
+
+    def skip_unknown_item(self, table: str, file: str | Path, line: int, item_id: str) -> None:
+        self.skip(table, file, line, f"{UNKNOWN_ITEM} {item_id!r}; import the items first")
+        self.counts(table).unknown_items += 1
 
     def check_garbled(self, table: str, file: str | Path, max_bad_fraction: float, *, empty: str = "",
                       expects: str = "") -> None:
@@ -53,12 +64,15 @@ class ImportReport:
                                f"{expects or 'Check that this is the right file.'}")
         first = next((b for b in self.bad_rows if b.file == str(file)), None)
         where = f"; first at line {first.line}: {first.reason}" if first else ""
-        if 0 < c.read < 20 and c.skipped == c.read:  # too short to call garbled, but nothing in it is usable
+        if c.skipped == c.read:  # nothing in it is usable
             raise ImportFailed(f"{file}: none of its {c.read} rows could be imported{where}; nothing was imported")
-        if c.read >= 20 and c.skipped > max_bad_fraction * c.read:
+        malformed = c.skipped - c.unknown_items  # rows naming items not imported yet are well-formed
+        if c.read >= 20 and malformed > max_bad_fraction * c.read:
+            first = next(b for b in self.bad_rows if b.file == str(file) and not b.reason.startswith(UNKNOWN_ITEM))
             raise ImportFailed(
-                f"{file}: {c.skipped} of {c.read} rows are malformed{where}. The file looks garbled or is not in "
-                "the expected format; nothing was imported. Fix the file or check the --format / column mapping."
+                f"{file}: {malformed} of {c.read} rows are malformed; first at line {first.line}: {first.reason}. "
+                "The file looks garbled or is not in the expected format; nothing was imported. Fix the file or "
+                "check the --format / column mapping."
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +80,7 @@ class ImportReport:
             "source": self.source,
             "tables": {k: asdict(v) for k, v in self.tables.items()},
             "bad_rows": [asdict(b) for b in self.bad_rows],
+            "notes": self.notes,
         }
 
     def write(self, path: Path) -> Path:
