@@ -238,3 +238,25 @@ def test_a_flipped_bit_is_refused_when_loaded_not_served(tmp_path: Path, sqlite_
         IndexReader.open(root)
     loaded = IndexReader.open(root, settings=IndexSettings(verify_on_load_mb=0))  # sizes only: it loads
     assert len(loaded) == 60
+
+
+def test_vectors_that_changed_under_the_same_content_are_indexed_again(tmp_path: Path, sqlite_store: Store) -> None:
+    # other text fields, modality weights or a generated description change the vectors, not the content hash: the
+    # build said "skipped, up to date" and served the old vectors
+    settings = Settings(home=tmp_path / "home")
+    _add_items(sqlite_store, 60)
+    enc = FakeEncoder()
+    build_from_catalog(sqlite_store, settings, vectors=enc)
+    assert build_from_catalog(sqlite_store, settings, vectors=enc)["action"] == "skipped"
+
+    class Reweighted(FakeEncoder):
+        def __call__(self, settings: Settings, store: Store) -> FakeVectors:
+            v = super().__call__(settings, store)
+            v.fused[7] = -v.fused[7]  # one item's fused vector moved
+            return v
+
+    rep = build_from_catalog(sqlite_store, settings, vectors=Reweighted())
+    assert rep["action"] == "delta"
+    r = IndexReader.open(index_root(settings))
+    assert np.allclose(r.vector_of("p0007"), -clustered(1, 16, seed=7)[0], atol=1e-6)
+    assert build_from_catalog(sqlite_store, settings, vectors=Reweighted())["action"] == "skipped"
