@@ -7,7 +7,6 @@ index generation records it, so vectors of different heads are never mixed.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from recsys.encoders.base import l2_normalise
 from recsys.encoders.heads import Heads
 from recsys.encoders.registry import Preset, get_preset
 from recsys.encoders.towers import Towers, pick_device
+from recsys.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,7 @@ def current_heads_dir(settings: Settings, preset: Preset) -> Path | None:
 
 
 def set_current_heads(settings: Settings, preset: Preset, version: str) -> None:
-    root = heads_root(settings, preset)
-    tmp = root / f".CURRENT.{os.getpid()}"
-    tmp.write_text(version)
-    os.replace(tmp, root / "CURRENT")  # atomic switch
+    write_text_atomic(heads_root(settings, preset) / "CURRENT", version)
 
 
 class TowerEncoder:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from recsys.errors import IncompatibleArtifact
+from recsys.files import atomic_path, write_text_atomic
 
 
 class Head(nn.Module):
@@ -84,9 +86,13 @@ class Heads(nn.Module):
         return int(self.config["dim"])
 
     def save(self, directory: Path, manifest: dict[str, Any]) -> None:
+        """Both files synced to disk before the caller switches ``CURRENT`` to them: after a power cut the pointer
+        never names an empty file."""
         directory.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), directory / "heads.pt")
-        (directory / "manifest.json").write_text(json.dumps({**manifest, "heads": self.config}, indent=2, default=str))
+        with atomic_path(directory / "heads.pt") as tmp:
+            torch.save(self.state_dict(), tmp)
+        write_text_atomic(directory / "manifest.json", json.dumps({**manifest, "heads": self.config}, indent=2,
+                                                                  default=str))
 
     @classmethod
     def load(cls, directory: Path, *, image_dim: int, text_dim: int, towers_id: str) -> tuple[Heads, dict[str, Any]]:
@@ -109,6 +115,11 @@ class Heads(nn.Module):
             raise IncompatibleArtifact(
                 f"encoder heads in {directory} do not match this version of recsys ({str(e).splitlines()[0]}); "
                 "run `recsys encoder fit` (or `recsys build --force`) again"
+            ) from e
+        except (EOFError, OSError, pickle.UnpicklingError) as e:  # empty or cut short (EOFError read as "Aborted.")
+            raise IncompatibleArtifact(
+                f"encoder heads file {directory / 'heads.pt'} is damaged or empty ({type(e).__name__}: {e}); run "
+                "`recsys encoder fit` (or `recsys build --force`) again"
             ) from e
         if not all(bool(torch.isfinite(t).all()) for t in heads.state_dict().values() if t.is_floating_point()):
             # they would embed every new item as NaN, and the cache would keep it

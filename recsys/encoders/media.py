@@ -13,8 +13,10 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,23 @@ def _read_bytes(uri: str, limits: MediaLimits) -> bytes:
         raise MediaError(f"cannot read {path}: {e.strerror}") from None
 
 
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit integer or a float greyscale image as 8-bit "L": Pillow's own conversion clips at 255, so
+    every 16-bit photo came out white and a float one black. Integers scale by their format's range (16 bits when
+    the values fit, else the image's own maximum), floats in [0, 1] by 255, other floats by their range."""
+    a = np.asarray(im, dtype=np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if im.mode == "F" and lo >= 0.0 and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    elif im.mode != "F" and (im.mode.startswith("I;16") or (lo >= 0 and hi <= 65535)):
+        lo, hi = 0.0, 65535.0
+    scaled = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+    return Image.fromarray(np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8), "L")
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        im = _eight_bit(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         bg = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -108,24 +126,45 @@ def decode_image_bytes(data: bytes, limits: MediaLimits, *, frames: int = 1) -> 
         return out
 
 
+MAX_VIDEO_DECODE = 20_000
+"""Frames of a video decoded at most (11 minutes at 30 fps): the picks are spread over these."""
+
+
 def decode_video(data: bytes, limits: MediaLimits) -> list[Image.Image]:
-    """``limits.video_frames`` evenly spaced RGB frames of a video file (needs PyAV)."""
+    """``limits.video_frames`` evenly spaced RGB frames of a video file (needs PyAV). Frames are decoded one at a
+    time and at most ``8 * video_frames`` are kept as pictures (every other one dropped when full): a few MB of
+    file can hold thousands of frames, which decoded whole took gigabytes."""
     try:
         import av
     except ImportError:
         raise MediaError("video decoding needs the package av (pip install av)") from None
+    k = max(1, limits.video_frames)
+    kept: list[tuple[int, Any]] = []
+    stride = 1
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             stream = container.streams.video[0]
-            frames = [f.to_image() for f in container.decode(stream)]
+            if stream.codec_context.width and stream.codec_context.height:
+                _check_size(stream.codec_context.width, stream.codec_context.height, limits)
+            for n, frame in enumerate(container.decode(stream)):
+                if n >= MAX_VIDEO_DECODE:
+                    break
+                if n % stride == 0:
+                    kept.append((n, frame.to_image()))
+                    if len(kept) > 8 * k:
+                        stride *= 2
+                        kept = [(i, f) for i, f in kept if i % stride == 0]
+    except MediaError:
+        raise
     except Exception as e:
         raise MediaError(f"unreadable video ({type(e).__name__}: {e})") from None
-    if not frames:
+    if not kept:
         raise MediaError("video has no frames")
-    _check_size(frames[0].width, frames[0].height, limits)
-    k = max(1, limits.video_frames)
-    picks = sorted({round(i * (len(frames) - 1) / max(k - 1, 1)) for i in range(k)})
-    return [frames[i].convert("RGB") for i in picks]
+    _check_size(kept[0][1].width, kept[0][1].height, limits)
+    last = n if n < MAX_VIDEO_DECODE else n - 1
+    at = np.array([i for i, _ in kept])  # the kept frame nearest each evenly spaced target, each once
+    picks = sorted({int(np.abs(at - t).argmin()) for t in np.linspace(0, last, k)})
+    return [kept[i][1].convert("RGB") for i in picks]
 
 
 def load_media(uri: str, kind: str, limits: MediaLimits) -> list[Image.Image]:

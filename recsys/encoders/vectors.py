@@ -7,8 +7,6 @@ Per-modality vectors are kept; the fused vector is computed when loading, from `
 
 from __future__ import annotations
 
-import json
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from recsys.config import Settings, get_settings
 from recsys.encoders.base import l2_normalise
 from recsys.encoders.cache import _safe
 from recsys.errors import EncoderError
+from recsys.files import atomic_path
 
 
 @dataclass
@@ -71,14 +70,11 @@ def write_snapshot(settings: Settings, encoder_id: str, dim: int, item_ids: list
     d = snapshot_dir(settings, encoder_id)
     d.mkdir(parents=True, exist_ok=True)
     arr = np.stack(packed).astype(np.float32) if packed else np.zeros((0, 2 * dim + 1), np.float32)
-    tmp = d / f".vectors.{os.getpid()}.npz"
-    with open(tmp, "wb") as f:
-        extra: dict[str, Any] = {} if tower_text is None else {"tower_text": tower_text.astype(np.float32)}
-        if hashes is not None:
-            extra["hashes"] = np.array(hashes, dtype=object)
+    extra: dict[str, Any] = {} if tower_text is None else {"tower_text": tower_text.astype(np.float32)}
+    if hashes is not None:
+        extra["hashes"] = np.array(hashes, dtype=object)
+    with atomic_path(d / "vectors.npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, ids=np.array(item_ids, dtype=object), packed=arr, **extra)
-    os.replace(tmp, d / "vectors.npz")
-    (d / "manifest.json").write_text(json.dumps({"encoder_id": encoder_id, "dim": dim, "items": len(item_ids)}))
     return d / "vectors.npz"
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys.errors import ValidationFailed
+from recsys.files import fsync_dir, fsync_file, write_text_atomic
 from recsys.index import layout
 from recsys.index.factory import (
     choose_factory,
@@ -129,22 +130,22 @@ def _finish(root: Path, work: Path, manifest: Manifest, *, settings: IndexSettin
     for p in sorted(work.rglob("*")):
         if p.is_file():
             name = str(p.relative_to(work))
-            layout.fsync_file(p)  # a linked file's pages are clean already; a copied one (no hard links) is not
+            fsync_file(p)  # a linked file's pages are clean already; a copied one (no hard links) is not
             if inherited and name in inherited:
                 files[name], size = inherited[name]
                 sizes[name] = p.stat().st_size if size is None else size
                 continue
             files[name], sizes[name] = layout.sha256_file(p), p.stat().st_size
     for d in sorted({p.parent for p in work.rglob("*")} | {work}):
-        layout.fsync_dir(d)
+        fsync_dir(d)
     manifest.files, manifest.sizes, manifest.checksum = files, sizes, layout.checksum_of(files)
     manifest.build_seconds = round(time.perf_counter() - started, 3)
-    layout.write_text_atomic(work / layout.MANIFEST, _json(manifest.to_dict()))
+    write_text_atomic(work / layout.MANIFEST, _json(manifest.to_dict()))
     _checkpoint("manifest_written")
     final = layout.generations_dir(root) / manifest.generation_id
     final.parent.mkdir(parents=True, exist_ok=True)
     os.rename(work, final)
-    layout.fsync_dir(final.parent)
+    fsync_dir(final.parent)
     _checkpoint("renamed")
     if make_current:
         layout.set_current(root, manifest.generation_id)

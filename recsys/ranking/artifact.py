@@ -6,7 +6,6 @@ replaced atomically. Loading refuses an artifact made for another encoder, dimen
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
@@ -20,7 +19,8 @@ import numpy as np
 import torch
 
 from recsys.errors import IncompatibleArtifact, RankerError
-from recsys.index.layout import POINTER, current_id, sha256_file, write_text_atomic
+from recsys.files import write_text_atomic
+from recsys.index.layout import POINTER, current_id, sha256_file
 from recsys.ranking.cobuy import CobuyProjection
 from recsys.ranking.features import FEATURES
 from recsys.ranking.model import NetConfig, RankerNet
@@ -169,12 +169,6 @@ def write_pointer(root: Path, version: str) -> None:
     """Replace ``CURRENT`` atomically (a unique temporary name, so two writers never share one): a reader, such as
     a server's refresh, sees the old name or the new one, never a mix."""
     write_text_atomic(root / POINTER, version)
-    with contextlib.suppress(OSError):  # make the rename durable where directories can be opened
-        fd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def current_version(root: Path) -> str | None:

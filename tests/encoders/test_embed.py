@@ -152,6 +152,9 @@ def test_damaged_artifacts_say_what_to_run(store: Store, tiny: Settings, tmp_pat
     torch.save(state, d / "heads.pt")
     with pytest.raises(IncompatibleArtifact, match="non-finite weights.*encoder fit"):
         Heads.load(d, image_dim=8, text_dim=8, towers_id="t")
+    (d / "heads.pt").write_bytes(b"")  # torch's EOFError reached the CLI as a bare "Aborted."
+    with pytest.raises(IncompatibleArtifact, match=r"heads file .*heads.pt is damaged or empty \(EOFError"):
+        Heads.load(d, image_dim=8, text_dim=8, towers_id="t")
     (d / "manifest.json").write_text('{"version": ')
     with pytest.raises(IncompatibleArtifact, match="manifest .* is damaged"):
         Heads.load(d, image_dim=8, text_dim=8, towers_id="t")
