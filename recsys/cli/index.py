@@ -79,14 +79,16 @@ def verify(generation: Annotated[str | None, typer.Argument(help="generation id 
 def rollback(
     to: Annotated[str | None, typer.Option("--to", help="generation id (default: the one before the current)")]
     = None,
+    force: Annotated[bool, typer.Option("--force", help="serve one built with another encoder or dimension")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Serve an earlier generation (running servers pick it up on their next refresh)."""
+    """Serve an earlier generation (running servers pick it up on their next refresh). One built with another
+    encoder than the served one is refused without --force."""
     from recsys.config import get_settings
     from recsys.index import index_root
     from recsys.index import rollback as do_rollback
 
-    gid = do_rollback(index_root(get_settings()), to)
+    gid = do_rollback(index_root(get_settings()), to, force=force)
     err.print(f"current index generation: {gid}")
     if json_out:
         emit_json({"current": gid})

@@ -8,11 +8,12 @@ removed since, are marked dead in ``dead.npy``. Nothing in a served directory is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recsys.errors import ValidationFailed
+from recsys.errors import IndexError_, ValidationFailed
 from recsys.files import fsync_dir, fsync_file, write_text_atomic
 from recsys.index import layout
 from recsys.index.factory import (
@@ -156,6 +157,22 @@ def _finish(root: Path, work: Path, manifest: Manifest, *, settings: IndexSettin
     return manifest
 
 
+@contextlib.contextmanager
+def _cleaned_on_failure(root: Path) -> Iterator[None]:
+    """Leftovers of an earlier killed build removed first; a write that fails (a full disk) removes this build's
+    partial files too, so the space is free for the next command, and says so instead of a traceback. The served
+    generation is never touched until the last step switches to the new one."""
+    layout.clean_tmp(root)
+    try:
+        yield
+    except OSError as e:
+        layout.clean_tmp(root)
+        free = shutil.disk_usage(root).free if root.exists() else 0
+        raise IndexError_(f"writing an index generation under {root} failed ({e.strerror or e}; {free / 2**20:,.0f} "
+                          f"MB free there); its partial files were removed and {layout.current_id(root) or 'nothing'} "
+                          "is still served. Free space and run the build again") from e
+
+
 def _prepare(item_ids: Sequence[str], vectors: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None,
              meta: ItemMeta | None) -> tuple[SegmentData, ItemMeta]:
     """Validated segment data and metadata aligned with it (none given: ids only)."""
@@ -193,8 +210,7 @@ def build_generation(
     root = Path(root)
     started = time.perf_counter()
     data, meta = _prepare(item_ids, vectors, present, meta)
-    with layout.build_lock(root):
-        layout.clean_tmp(root)
+    with layout.build_lock(root), _cleaned_on_failure(root):
         gid = layout.new_generation_id()
         work = layout.tmp_dir(root) / f"{gid}.partial"
         work.mkdir(parents=True)
@@ -235,8 +251,7 @@ def build_delta_generation(
     root = Path(root)
     started = time.perf_counter()
     data, meta = _prepare(item_ids, vectors, present, meta)
-    with layout.build_lock(root):
-        layout.clean_tmp(root)
+    with layout.build_lock(root), _cleaned_on_failure(root):
         base_dir = layout.generation_path(root, base)
         bm = layout.read_manifest(base_dir)
         layout.check_compatible(bm, encoder_id=encoder_id, dim=int(data.vectors["fused"].shape[1]), where=base_dir)

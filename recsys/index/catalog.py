@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from recsys.errors import IncompatibleArtifact, NoIndex, NotFound
 from recsys.index import layout
 from recsys.index.build import DEAD_FILE, build_delta_generation, build_generation
 from recsys.index.meta import META_FILE, ItemMeta
@@ -120,7 +121,11 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     action = "full"
     ch: _Change | None = None
     cur_id = layout.current_id(root)
-    lacking = layout.files_damaged(root, cur_id) if cur_id is not None and mode != "full" else []
+    try:
+        lacking = layout.files_damaged(root, cur_id) if cur_id is not None and mode != "full" else []
+    except (IncompatibleArtifact, NotFound, NoIndex) as e:  # no usable base: a full build is the fix it asks for
+        log.warning("the current index generation cannot be read (%s); building a full one", e)
+        lacking, mode = [], "full"
     if lacking:  # a delta would link them into the new generation too
         log.warning("index generation %s has missing or truncated files %s; building a full one instead of a delta",
                     cur_id, lacking[:5])

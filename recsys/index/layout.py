@@ -163,21 +163,34 @@ def set_current(root: Path, generation_id: str) -> None:
     log.info("index generation %s is now current", generation_id)
 
 
-def rollback(root: Path, to: str | None = None) -> str:
-    """Serve ``to``, or the generation built before the current one. Returns the id now current."""
+def rollback(root: Path, to: str | None = None, *, force: bool = False) -> str:
+    """Serve ``to``, or the generation built before the current one (the newest intact one when ``CURRENT`` names a
+    generation that is gone). One built with another encoder or dimension than the served one is refused unless
+    ``force`` (every query would fail against it). Returns the id now current."""
+    gens = {m.generation_id: m for m in list_generations(root)}
+    ids, cur = list(gens), current_id(root)
     if to is None:
-        gens = [m.generation_id for m in list_generations(root)]
-        cur = current_id(root)
         if cur is None:
             raise no_index(root)
-        if cur not in gens or gens.index(cur) == 0:
+        if cur not in gens:  # deleted or unreadable: "before" it means nothing; the newest one that verifies
+            to = next((g for g in reversed(ids) if not verify(root, g)), None)
+            if to is None:
+                raise NotFound(f"{POINTER} names {cur!r}, which is not a complete generation, and no other verifies "
+                               f"under {root}; run `recsys index build`")
+        elif ids.index(cur) == 0:
             raise NotFound(f"no generation older than {cur!r} to roll back to under {root}; see `recsys index list`")
-        to = gens[gens.index(cur) - 1]
+        else:
+            to = ids[ids.index(cur) - 1]
     bad = verify(root, to)
     if bad:
         raise IndexError_(f"index generation {to} is damaged ({', '.join(bad[:5])} missing or changed); still serving "
-                          f"{current_id(root)}. Roll back to another (`recsys index list`) or `recsys index build "
-                          "--full`")
+                          f"{cur}. Roll back to another (`recsys index list`) or `recsys index build --full`")
+    target = gens.get(to) or read_manifest(generation_path(root, to))
+    if not force and cur in gens and (target.encoder_id, target.dim) != (gens[cur].encoder_id, gens[cur].dim):
+        raise IncompatibleArtifact(
+            f"index generation {to} was built with encoder {target.encoder_id!r} ({target.dim}-d), the served {cur} "
+            f"with {gens[cur].encoder_id!r} ({gens[cur].dim}-d): every query would fail against it; nothing changed. "
+            "Pick one of the served encoder (`recsys index list`), or pass --force if the encoder was switched back")
     set_current(root, to)
     return to
 

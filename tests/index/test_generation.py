@@ -198,3 +198,47 @@ def test_a_server_that_starts_on_a_damaged_generation_does_not_hash_it_on_every_
     with pytest.raises(RecsysError):
         h.get()
     assert opened == [a, a]
+
+
+def test_rollback_refuses_another_encoders_generation_and_heals_a_dangling_pointer(tmp_path: Path) -> None:
+    old = _build(tmp_path, seed=0, enc="enc-old")
+    a = _build(tmp_path, seed=1)
+    _build(tmp_path, seed=2)
+    with pytest.raises(IncompatibleArtifact, match=r"built with encoder 'enc-old'.*every query would fail"):
+        rollback(tmp_path, to=old)  # servers would switch to it and every search would fail
+    assert rollback(tmp_path, to=old, force=True) == old
+    rollback(tmp_path, to=a, force=True)
+    (tmp_path / "CURRENT").write_text("20990101T000000000000Z-abcdef\n")  # a restore that lost that generation
+    assert rollback(tmp_path) == list_generations(tmp_path)[-1].generation_id  # the newest one that verifies
+
+
+def test_a_build_over_an_unreadable_current_generation_is_a_full_one(tmp_path: Path, sqlite_store: Store) -> None:
+    from recsys.config import Settings
+    from recsys.index import build_from_catalog, index_root
+    from tests.index.test_catalog import FakeEncoder, _add_items
+
+    store = sqlite_store
+    settings = Settings(home=tmp_path / "home")
+    _add_items(store, 30)
+    first = build_from_catalog(store, settings, vectors=FakeEncoder())["generation"]
+    (index_root(settings) / "generations" / first / MANIFEST).write_text('{"generation_id": ')
+    assert build_from_catalog(store, settings, vectors=FakeEncoder())["action"] == "full"  # it told to run itself
+    (index_root(settings) / "CURRENT").write_text("20990101T000000000000Z-abcdef\n")
+    assert build_from_catalog(store, settings, vectors=FakeEncoder())["action"] == "full"
+
+
+def test_a_full_disk_mid_build_says_so_and_leaves_no_partial_files(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import recsys.index.build as build
+
+    served = _build(tmp_path, seed=0)
+
+    def full(name: str) -> None:
+        if name == "meta_written":
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build, "_checkpoint", full)
+    with pytest.raises(RecsysError, match=r"No space left on device; .* MB free there\); its partial files were "
+                                          rf"removed and {served} is still served"):
+        _build(tmp_path, seed=1)
+    assert current_id(tmp_path) == served and not any((tmp_path / "tmp").iterdir())
