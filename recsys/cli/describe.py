@@ -26,8 +26,9 @@ def items_describe(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Write a short description of each item from its image (colour, pattern, type, material...), stored apart
-    from the merchant's text and marked as generated; re-running replaces it. Searchable at once; used for the
-    text vector of items whose own text is poor at the next `recsys embed`."""
+    from the merchant's text and marked as generated; re-running replaces it (or removes it where nothing is sure
+    any more). Searchable at once; used for the text vector of items whose own text is poor at the next `recsys
+    embed`."""
     from recsys.config import get_settings
     from recsys.describe import describe_items, load_vocabulary
 
@@ -37,8 +38,9 @@ def items_describe(
                                 min_confidence=min_confidence, limit=limit, item_ids=item_ids,
                                 neighbours=neighbours,
                                 progress=update)
+    withdrawn = f" ({report.withdrawn} earlier descriptions removed)" if report.withdrawn else ""
     err.print(f"{report.described} of {report.items} items described, {report.unconfident} with nothing confident "
-              f"to say, {report.failed} without a decodable image, {report.seconds:.1f}s "
+              f"to say{withdrawn}, {report.failed} without a decodable image, {report.seconds:.1f}s "
               f"[{report.vocabulary}, {report.encoder_id}]")
     for item_id, reason in list(report.errors.items())[:10]:
         err.print(f"  {item_id}: {reason}")

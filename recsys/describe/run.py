@@ -10,7 +10,7 @@ other items carrying such a value, mixed with the zero-shot score (:mod:`recsys.
 their photos' colour statistics (:mod:`recsys.describe.probe`, :mod:`recsys.describe.pixels`; an item is never
 scored by a probe that read its own label). The text, the facets with their scores and the
 encoder are stored in ``item_descriptions``, apart from the merchant's title and description, which are never
-written. A re-run replaces an item's generated description.
+written. A re-run replaces an item's generated description, and removes it where nothing is confident any more.
 
 Items are described in chunks, each committed on its own; an item without a decodable image is reported with the
 reason and keeps any earlier description: one bad photo never stops the run.
@@ -58,6 +58,8 @@ class DescribeReport:
     """Items that got a (new or replaced) generated description."""
     unconfident: int
     """Items with a decodable image but no facet confident enough to say anything."""
+    withdrawn: int
+    """Of those, items whose earlier generated description was removed: it said what this photo does not support."""
     failed: int
     """Items without a decodable image (reasons in ``errors``)."""
     seconds: float
@@ -214,7 +216,7 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
     items in ``label_exclude`` are never read as labels (a held-out evaluation's items); ``probe=False`` leaves
     the vocabulary's probes out (zero-shot and vote only)."""
     from recsys.encoders.catalog import item_pks, read_items
-    from recsys.store.descriptions import GeneratedDescription, replace_descriptions
+    from recsys.store.descriptions import GeneratedDescription, remove_descriptions, replace_descriptions
 
     t0 = time.perf_counter()
     enc = encoder or get_encoder(settings)
@@ -228,7 +230,7 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
     probes = fit_probes(vocabulary, voters, enc.towers.id, enc.towers.image_dim,
                         {it.item_id for it in items}, progress) if probe else {}
     source = "zero-shot" + ("+neighbours" if voters is not None else "") + ("+probe" if probes else "") + f":{enc.id}"
-    report = DescribeReport(enc.id, vocabulary.name, len(items), 0, 0, 0, 0.0)
+    report = DescribeReport(enc.id, vocabulary.name, len(items), 0, 0, 0, 0, 0.0)
     if progress:
         progress("items", 0, len(items))
     for start in range(0, len(items), CHUNK):
@@ -237,7 +239,7 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
         if probes:
             raw = chunk_features(raw, chunk, vocabulary, settings, voters)
         scores = facet_scores(vecs, [it.item_id for it in chunk], vocabulary, label_vecs, voters, k, raw, probes)
-        rows = []
+        rows, unsure = [], []
         for r, it in enumerate(chunk):
             if r in failed:
                 report.failed += 1
@@ -254,6 +256,8 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
             text = vocabulary.compose(chosen)
             if not text:
                 report.unconfident += 1
+                if it.item_id in pks:
+                    unsure.append(pks[it.item_id])
                 continue
             if it.item_id not in pks:  # deleted since it was read
                 continue
@@ -262,6 +266,7 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
                 report.examples[it.item_id] = text
         with store.session() as s:
             report.described += replace_descriptions(s, rows)
+            report.withdrawn += remove_descriptions(s, unsure)
         if progress:
             progress("items", start + len(chunk), len(items))
     report.seconds = round(time.perf_counter() - t0, 2)

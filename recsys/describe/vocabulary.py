@@ -53,6 +53,8 @@ DEFAULT_NEIGHBOURS = 30
 DEFAULT_NEIGHBOUR_WEIGHT = 0.5
 """Measured on H&M held out: k in (10, 30) x weight in (0.5, 0.7, 1.0); 30 and 0.5 were best for colour and type."""
 _SLOT = re.compile(r"\{(\w+)\}")
+PROBE_BLOCKS = ("stages", "bands", "head", "colour", "pixels")
+"""The feature blocks a probe may read (:func:`recsys.describe.probe.feature_columns`)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ class Vocabulary:
 
 
 def _facet(name: str, raw: Any, where: str) -> Facet:
+    if not re.fullmatch(r"\w+", name):  # the sentence names facets as {name}: "{main colour}" was stored as text
+        raise ValidationFailed(f"vocabulary {where}: facet name {name!r} must be one word (letters, digits, _)")
     if isinstance(raw, list):
         raw = {"labels": raw}
     if not isinstance(raw, dict):
@@ -137,6 +141,11 @@ def _facet(name: str, raw: Any, where: str) -> Facet:
         if not isinstance(value, str) or (key != "fallback" and "{}" not in value):
             raise ValidationFailed(f"vocabulary {where}: facet {name!r}: {key} must be a string"
                                    + ("" if key == "fallback" else " with {} for the label"))
+        try:  # checked now, not after minutes of scoring: "{kind}" or a lone "{" failed only when written
+            value.format("label")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: {key} {value!r} is not a template with one "
+                                   f"{{}} ({type(e).__name__}: {e}); write a literal brace as {{{{ or }}}}") from e
     conf = raw.get("min_confidence")
     if conf is not None and not (isinstance(conf, int | float) and 0 <= conf <= 1):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: min_confidence must be within 0 and 1")
@@ -152,8 +161,9 @@ def _facet(name: str, raw: Any, where: str) -> Facet:
     pw, blocks = raw.get("probe_weight", 0.0), raw.get("probe_features", [])
     if not (isinstance(pw, int | float) and 0 <= pw <= 1) or (pw and source is None):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_weight must be within 0 and 1, with a field")
-    if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
-        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_features must be a list of block names")
+    if not isinstance(blocks, list) or not all(isinstance(b, str) and b in PROBE_BLOCKS for b in blocks):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_features must be a list of block names "
+                               f"({', '.join(PROBE_BLOCKS)})")
     hidden = raw.get("probe_hidden", 0)
     if not (isinstance(hidden, int) and 0 <= hidden <= 4096):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_hidden must be an integer 0..4096")
@@ -191,10 +201,13 @@ def load_vocabulary(spec: str | Path | None = None) -> Vocabulary:
     if spec is not None and not path.exists() and (SHIPPED / f"{spec}.toml").is_file():
         path = SHIPPED / f"{spec}.toml"
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.toml")))
         raise ValidationFailed(f"cannot read vocabulary {path}: {e.strerror}; give a file, or one of: {shipped}") from e
+    except UnicodeDecodeError as e:
+        raise ValidationFailed(f"vocabulary {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
+                               "UTF-8") from e
     try:
         data = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:

@@ -13,15 +13,20 @@ SQLite gives atomic batches and safe concurrent readers for free; values are raw
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from recsys.config import Settings
+from recsys.encoders.media import local_path
+
+log = logging.getLogger(__name__)
 
 
 def digest(*parts: object) -> str:
@@ -33,9 +38,10 @@ def digest(*parts: object) -> str:
 
 
 def media_identity(uri: str) -> str:
-    """A file's identity for caching: absolute path, size and modification time (a changed file is re-read)."""
+    """A file's identity for caching: absolute path, size and modification time (a changed file is re-read; a
+    ``file://`` URL is its file's, as the loader reads it)."""
     try:
-        st = os.stat(uri)
+        st = os.stat(local_path(uri))
     except OSError:
         return f"{uri}|missing"
     return f"{uri}|{st.st_size}|{st.st_mtime_ns}"
@@ -51,10 +57,29 @@ class VectorCache:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS v (k TEXT PRIMARY KEY, dim INTEGER, data BLOB)")
+        try:
+            self._db = self._connect(path)
+        except sqlite3.DatabaseError as e:  # derived data: set the damaged file aside and compute it again
+            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            log.warning("cache %s is damaged (%s); moved to %s and started anew (its vectors are computed again; "
+                        "delete the moved file when done)", path, e, aside.name)
+            for suffix in ("", "-wal", "-shm"):
+                if Path(f"{path}{suffix}").exists():
+                    os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+            self._db = self._connect(path)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS v (k TEXT PRIMARY KEY, dim INTEGER, data BLOB)")
+            db.execute("SELECT k, data FROM v LIMIT 1").fetchall()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     @classmethod
     def open(cls, settings: Settings, *namespace: str) -> VectorCache:

@@ -38,11 +38,16 @@ class MediaError(Exception):
     """Internal: carries the human reason. Callers record ``str(e)`` on ``ItemMedia.error``."""
 
 
-def _read_bytes(uri: str, limits: MediaLimits) -> bytes:
+def local_path(uri: str) -> Path:
+    """The file a medium's path or ``file://`` URL names (an ``http(s)`` URL names none: its own text)."""
     parsed = urlparse(uri)
-    if parsed.scheme in ("http", "https"):
+    return Path(parsed.path if parsed.scheme == "file" else uri)
+
+
+def _read_bytes(uri: str, limits: MediaLimits) -> bytes:
+    if urlparse(uri).scheme in ("http", "https"):
         raise MediaError("remote media are not fetched: download the file and store its local path")
-    path = Path(parsed.path if parsed.scheme == "file" else uri)
+    path = local_path(uri)
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:

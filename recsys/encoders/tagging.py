@@ -32,9 +32,12 @@ TEMPERATURE = 0.05
 
 def read_vocabulary(path: Path) -> dict[str, list[str]]:
     try:
-        raw = path.read_text()
+        raw = path.read_text(encoding="utf-8-sig")  # Notepad's byte-order mark hid the "{" of a JSON file
     except OSError as e:
         raise ValidationFailed(f"cannot read vocabulary {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ValidationFailed(f"vocabulary {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
+                               "UTF-8") from e
     vocab: dict[str, list[str]] = {}
     if raw.lstrip().startswith("{"):
         try:

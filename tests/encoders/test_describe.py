@@ -106,8 +106,10 @@ def test_only_missing_limit_and_confidence(env: tuple[Store, Settings, Path]) ->
     report = describe_items(store, settings, v, only_missing=True)  # "Art. 7" and "Text only" are poor
     assert report.items == 2 and report.described == 1 and set(report.errors) == {"noimg"}
     assert describe_items(store, settings, v, limit=3).items == 3
+    assert "red-0" in _texts(store)
     sure = describe_items(store, settings, v, min_confidence=1.0, item_ids=["red-0"])
     assert sure.items == 1 and sure.described == 0 and sure.unconfident == 1  # nothing is that sure
+    assert sure.withdrawn == 1 and "red-0" not in _texts(store)  # the earlier text claimed what is not sure now
     with pytest.raises(UnknownItem, match="unknown item id\\(s\\) 'nope'"):  # not "0 of 0 items described"
         describe_items(store, settings, v, item_ids=["red-0", "nope"])
 
@@ -202,6 +204,20 @@ def test_vocabularies_ship_and_bad_ones_are_refused(tmp_path: Path) -> None:
             load_vocabulary(bad)
     with pytest.raises(ValidationFailed, match="generic"):
         load_vocabulary(tmp_path / "missing.toml")
+    # each failed late (a traceback after minutes of scoring) or wrote "{main colour}." as a description
+    for text, said in [('[facets.colour]\nlabels = ["red"]\nprompt = "a {} photo of {kind}"\n', "KeyError: 'kind'"),
+                       ('[facets.colour]\nlabels = ["red"]\nphrase = "in {}{"\n', "not a template with one"),
+                       ('[facets."main colour"]\nlabels = ["red"]\n', "must be one word"),
+                       ('[facets.colour]\nlabels = ["red"]\nfield = "category"\nprobe_features = ["colr"]\n',
+                        "block names .stages, bands, head, colour, pixels")]:
+        bad.write_text(text)
+        with pytest.raises(ValidationFailed, match=said):
+            load_vocabulary(bad)
+    bad.write_bytes('[facets.colour]\nlabels = ["rouge", "\xe9carlate"]\n'.encode("latin-1"))
+    with pytest.raises(ValidationFailed, match="not UTF-8 text"):
+        load_vocabulary(bad)
+    bad.write_bytes(b'\xef\xbb\xbf[facets.colour]\nlabels = ["red"]\n')
+    assert load_vocabulary(bad).facets[0].labels == ("red",)
 
 
 def test_probe_on_photo_colour_statistics(env: tuple[Store, Settings, Path], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -93,3 +93,10 @@ def test_a_described_item_is_never_scored_by_a_probe_that_read_its_label() -> No
     assert folded.predict(x[:1], ["i0"])[0].argmax() == 0
     rows = folded.predict(x[:5], ids[:5])
     assert rows.shape == (5, 3) and np.allclose(rows.sum(1), 1.0)
+
+
+def test_the_vocabularys_probe_blocks_are_the_probes() -> None:
+    from recsys.describe.probe import lite_blocks
+    from recsys.describe.vocabulary import PROBE_BLOCKS
+
+    assert set(PROBE_BLOCKS) == {*lite_blocks(), "pixels"}
