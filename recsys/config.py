@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -278,6 +279,15 @@ TOOL_VARIABLES = frozenset({"LOG_LEVEL", "LOG_FORMAT", "KEY", "TEST_POSTGRES_URL
 TOOL_PREFIXES = ("NB_", "TEST_", "BENCH_")
 """``RECSYS_*`` variables that are not settings: logging, the client's key, the test suite's, notebooks' and
 benchmarks' own."""
+
+
+def without_password(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***`` (a database or Redis URL printed or logged)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def check_environment(environ: Mapping[str, str]) -> None:

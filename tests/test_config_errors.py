@@ -62,3 +62,20 @@ def test_other_recsys_variables_are_left_alone(monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setenv(var, "x")
     monkeypatch.setenv("RECSYS_RANKING__SEED", "3")
     assert Settings().ranking.seed == 3
+
+
+def test_passwords_are_hidden_in_printed_urls() -> None:
+    from recsys.config import without_password
+
+    assert without_password("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert without_password("redis://me:s3cret@h:1") == "redis://me:***@h:1"
+    assert without_password("memory://") == "memory://"
+
+
+def test_a_bad_rate_limit_storage_does_not_print_its_password() -> None:
+    from recsys.api.limits import RateLimiter
+    from recsys.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        RateLimiter(10, "redis+bogus://:s3cret@h:1")._make_storage()
+    assert "s3cret" not in str(e.value) and ":***@h:1" in str(e.value)

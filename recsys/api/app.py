@@ -199,14 +199,14 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
     errors.install(app)
     docs.install(app)
     _routes(app)
-    if settings.api.cors_origins:
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.api.max_body_bytes,
+                       loopback_only=not settings.api.auth, db_timeout_s=settings.store.request_read_timeout_s)
+    if settings.api.cors_origins:  # outside RequestMiddleware: its own 413, 403 and 500 answers carry the headers too
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit",
                                                                "RateLimit-Remaining", "RateLimit-Reset"])
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.api.max_body_bytes,
-                       loopback_only=not settings.api.auth, db_timeout_s=settings.store.request_read_timeout_s)
     tracing.install(app, settings)  # outermost: a request's span covers the middleware too; a no-op when off
     return app
 

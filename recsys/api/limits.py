@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from recsys.config import without_password
 from recsys.errors import BadMedia, ConfigError, PayloadTooLarge, RateLimited
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,10 @@ class RateLimiter:
                            socket_connect_timeout=_STORAGE_TIMEOUT_S)
         try:
             return storage_from_string(self.uri, **options)
-        except (ConfigurationError, ValueError) as e:
-            raise ConfigError(f"api.rate_limit_storage {self.uri.removeprefix('async+')!r} is not usable: {e}; "
-                              "use memory:// or redis://host:6379") from None
+        except (ConfigurationError, ValueError) as e:  # the library's message repeats the URI, password and all
+            said = str(e).replace(self.uri, without_password(self.uri))
+            raise ConfigError(f"api.rate_limit_storage {without_password(self.uri.removeprefix('async+'))!r} is not "
+                              f"usable: {said}; use memory:// or redis://host:6379") from None
 
     def _strategy(self) -> Any:
         loop = asyncio.get_running_loop()

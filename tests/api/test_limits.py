@@ -195,6 +195,11 @@ def test_cors_off_by_default(make_client: Callable[..., TestClient]) -> None:
     c2 = make_client(cors_origins=["https://shop.example"])
     r = c2.get("/v1/trending", headers={"Origin": "https://shop.example"})
     assert r.headers["access-control-allow-origin"] == "https://shop.example"
+    # the request middleware's own answers too (a browser saw an opaque network error instead of the 413's JSON)
+    c3 = make_client(cors_origins=["https://shop.example"], max_body_bytes=2000)
+    r = c3.post("/v1/events", json={"events": [{"user_id": "u", "item_id": "s1", "type": "view"}] * 100},
+                headers={"Origin": "https://shop.example"})
+    assert r.status_code == 413 and r.headers["access-control-allow-origin"] == "https://shop.example"
 
 
 def test_unknown_keys_are_rate_limited(make_client: Callable[..., TestClient]) -> None:
