@@ -116,7 +116,7 @@ def embed_catalog(store: Store, settings: Settings, progress: Progress | None = 
                   encoder: TowerEncoder | None = None) -> EmbedReport:
     """Embed every (non-deleted) item of the store; cached items are not re-encoded."""
     from recsys.encoders.catalog import read_items, record_media_status
-    from recsys.encoders.vectors import pack, write_snapshot
+    from recsys.encoders.vectors import pack
 
     t0 = time.perf_counter()
     enc = encoder or get_encoder(settings)
@@ -153,11 +153,19 @@ def embed_catalog(store: Store, settings: Settings, progress: Progress | None = 
                     errors[it.item_id] = "; ".join(r for r in reasons if r)
         if progress:
             progress(base + len(rows), len(items))
-    vectors = [found[k] for k in keys]
+    return finish_embed(settings, enc, items, [found[k] for k in keys], len(todo), broken, errors, t0)
+
+
+def finish_embed(settings: Settings, enc: TowerEncoder, items: Sequence[ItemRecord], vectors: list[np.ndarray],
+                 encoded: int, broken: int, errors: dict[str, str], t0: float) -> EmbedReport:
+    """Write the snapshot of a finished embed (packed vectors, the text tower's vectors, content hashes) and its
+    report: one ending for the local and the Ray engines, so the two snapshots hold the same arrays."""
+    from recsys.encoders.vectors import write_snapshot
+
     write_snapshot(settings, enc.id, enc.dim, [it.item_id for it in items], vectors,
                    tower_text=tower_text_vectors(enc, items, settings), hashes=[it.content_hash for it in items])
     return EmbedReport(
-        encoder_id=enc.id, items=len(items), encoded=len(todo), cached=len(items) - len(todo),
+        encoder_id=enc.id, items=len(items), encoded=encoded, cached=len(items) - encoded,
         with_image=int(sum(v[-1] > 0.5 for v in vectors)), broken_media=broken,
         seconds=round(time.perf_counter() - t0, 2), errors=errors,
     )

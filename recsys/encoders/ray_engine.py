@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from recsys.config import Settings
-from recsys.encoders.embed import EmbedReport, Progress, item_key, vector_cache
+from recsys.encoders.embed import EmbedReport, Progress, finish_embed, item_key, vector_cache
 from recsys.encoders.encoder import TowerEncoder, get_encoder
 from recsys.encoders.text import ItemRecord
 from recsys.errors import ConfigError
@@ -100,14 +100,14 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
     ``encoder`` is used in the driver only for its id (by default the configured encoder, loaded on the CPU).
     """
     from recsys.encoders.catalog import read_items, record_media_status
-    from recsys.encoders.vectors import pack, write_snapshot
+    from recsys.encoders.vectors import pack
 
     t0 = time.perf_counter()
     if encoder is None:
         local = settings.model_copy(deep=True)
         local.encoder.device = "cpu"
         encoder = get_encoder(local)
-    enc_id, dim = encoder.id, encoder.dim
+    enc_id = encoder.id
     items = read_items(store, generated_below=settings.encoder.generated_text_below)
     fields = settings.encoder.text_fields
     keys = [item_key(it, enc_id, fields) for it in items]
@@ -152,11 +152,6 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
             done += len(rows)
             if progress:
                 progress(done, len(items))
-    vectors = [found[k] for k in keys]
-    write_snapshot(settings, enc_id, dim, [it.item_id for it in items], vectors,
-                   hashes=[it.content_hash for it in items])
-    return EmbedReport(
-        encoder_id=enc_id, items=len(items), encoded=len(todo), cached=len(items) - len(todo),
-        with_image=int(sum(v[-1] > 0.5 for v in vectors)), broken_media=broken,
-        seconds=round(time.perf_counter() - t0, 2), errors=errors,
-    )
+    # the text tower's vectors from the driver (cached features): without them the served ranker's content space
+    # silently fell back to the fused vectors
+    return finish_embed(settings, encoder, items, [found[k] for k in keys], len(todo), broken, errors, t0)

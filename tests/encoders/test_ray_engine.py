@@ -77,6 +77,11 @@ def test_ray_engine_matches_local(tmp_path: Path, ray_local: None) -> None:
     for name in ("text", "image", "fused"):
         cos = _cos(getattr(lv, name), getattr(rv, name))
         assert cos.min() >= 0.999, (name, float(cos.min()))
+    from recsys.encoders.vectors import load_tower_text
+
+    # the ranker's content space: the Ray snapshot lacked it, and the served ranker fell back to the fused vectors
+    lt, rt = load_tower_text(local_s, lv.encoder_id, lv.item_ids), load_tower_text(ray_s, rv.encoder_id, rv.item_ids)
+    assert lt is not None and rt is not None and _cos(lt, rt).min() >= 0.999
 
     again = embed_catalog_ray(ray_store, ray_s, workers=2)
     assert (again.encoded, again.cached) == (0, local.items)
