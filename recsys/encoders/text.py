@@ -73,8 +73,3 @@ def field_texts(item: ItemRecord, fields: Mapping[str, float]) -> list[tuple[str
 def poor_text(title: str, description: str, below: int) -> bool:
     """Whether an item's own text (title and description) is shorter than ``below`` characters."""
     return len(title.strip()) + len(description.strip()) < below
-
-
-def item_text(item: ItemRecord, fields: Mapping[str, float]) -> str:
-    """All configured fields in one string (for display and for encoders without per-field fusion)."""
-    return ". ".join(t for _, t, _ in field_texts(item, fields))

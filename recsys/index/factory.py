@@ -83,8 +83,12 @@ def make_index(vectors: np.ndarray, factory: str, settings: IndexSettings, *, se
         sample = vectors if n <= settings.train_sample else vectors[np.sort(rng.choice(n, settings.train_sample,
                                                                                         replace=False))]
         train_index(index, sample, factory)
-    for start in range(0, n, 65536):
-        index.add(np.ascontiguousarray(vectors[start:start + 65536]))
+    try:
+        for start in range(0, n, 65536):
+            index.add(np.ascontiguousarray(vectors[start:start + 65536]))
+    except RuntimeError as e:  # e.g. "IDMap,Flat": FAISS refuses add() without ids, which recsys keeps apart
+        raise ValidationFailed(f"FAISS index {factory!r} cannot be filled ({str(e).splitlines()[-1]}); recsys keeps "
+                               "ids itself: use a factory without IDMap, e.g. 'Flat' or 'HNSW32,Flat'") from None
     return index
 
 

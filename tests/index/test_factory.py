@@ -60,3 +60,12 @@ def test_graph_order_relayout_keeps_every_answer() -> None:
     _, after = index.search(q, 10)
     assert (order[after] == before).all()  # the same neighbours, now at their new positions
     assert graph_order(make_index(v, "Flat", s)) is None  # only HNSW graphs are laid out
+
+
+def test_a_factory_that_cannot_be_filled_is_a_message() -> None:
+    import pytest
+
+    from recsys.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed, match=r"'IDMap,Flat' cannot be filled .*without IDMap"):
+        make_index(clustered(50), "IDMap,Flat", IndexSettings())
