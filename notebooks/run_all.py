@@ -3,6 +3,7 @@ built) and write the executed copies, outputs included, to ``notebooks/executed/
 
     make notebooks                       # the demo store
     RECSYS_HOME=/data/hm make notebooks  # a built H&M store
+    RECSYS_HOME=/data/new RECSYS_NB_DATA=../shared/data/hm make notebooks  # import and build it there first
 
 The notebooks write (a like in 02): point them at a store you may change.
 """
@@ -22,10 +23,18 @@ def main() -> int:
     import nbformat
 
     home = Path(os.environ.setdefault("RECSYS_HOME", ".recsys")).resolve()
-    if not (home / "recsys.db").exists() and not os.environ.get("RECSYS_DATABASE_URL"):
-        print(f"no recsys store at {home}: run `make demo` first, or set RECSYS_HOME to a built store",
+    data = os.environ.get("RECSYS_NB_DATA", "demo")
+    built = (home / "recsys.db").exists() or bool(os.environ.get("RECSYS_DATABASE_URL"))
+    if not built and data == "demo":
+        print(f"no recsys store at {home}: run `make demo` first, set RECSYS_HOME to a built store, or set "
+              "RECSYS_NB_DATA to a dataset directory (H&M or MovieLens) to import and build it there first",
               file=sys.stderr)
         return 2
+    if data != "demo":
+        if built:  # the notebooks import a dataset only into an empty data directory
+            print(f"note: {home} already holds a store, which the notebooks use; RECSYS_NB_DATA={data} is not "
+                  "imported (give a new RECSYS_HOME to import it)", file=sys.stderr)
+        os.environ["RECSYS_NB_DATA"] = str(Path(data).resolve())  # the kernels run in notebooks/
     os.environ["RECSYS_HOME"] = str(home)
     out = HERE / "executed"
     out.mkdir(exist_ok=True)

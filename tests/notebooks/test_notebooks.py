@@ -52,3 +52,23 @@ def test_notebook_runs_on_the_demo(path: Path, demo_home: Path, tmp_path: Path,
                   for o in c.get("outputs", []))
     assert figures >= 3, f"{path.name} drew {figures} figures"
     assert os.environ["RECSYS_HOME"] == str(home)
+
+
+def test_run_all_takes_a_dataset_for_an_empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # `RECSYS_NB_DATA` with a fresh home was refused ("no recsys store"), and over a built store silently ignored
+    import notebooks.run_all as run_all
+
+    ran: list[str] = []
+    monkeypatch.setattr("nbclient.NotebookClient.execute", lambda self: ran.append("x"))
+    monkeypatch.setattr(run_all, "HERE", tmp_path)  # no notebooks there: the checks only, nothing executed
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "empty"))
+    monkeypatch.delenv("RECSYS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("RECSYS_NB_DATA", raising=False)
+    assert run_all.main() == 2 and "RECSYS_NB_DATA to a dataset directory" in capsys.readouterr().err
+    monkeypatch.setenv("RECSYS_NB_DATA", "data/hm")
+    assert run_all.main() == 0
+    assert os.environ["RECSYS_NB_DATA"] == str(Path("data/hm").resolve())  # the kernels run in notebooks/
+    (tmp_path / "empty" / "recsys.db").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "empty" / "recsys.db").write_bytes(b"")
+    assert run_all.main() == 0 and "is not imported" in capsys.readouterr().err
