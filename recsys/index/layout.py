@@ -104,9 +104,9 @@ def read_manifest(gen_dir: Path) -> Manifest:
         return Manifest.from_dict(json.loads((gen_dir / MANIFEST).read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise NoIndex(f"{gen_dir} is not a complete index generation (no {MANIFEST})") from None
-    except (ValueError, TypeError) as e:
-        raise IncompatibleArtifact(f"{gen_dir / MANIFEST} is unreadable ({e}); rebuild with `recsys index build`") \
-            from None
+    except (ValueError, TypeError, AttributeError, KeyError) as e:  # not JSON, or JSON of another shape ([], null)
+        raise IncompatibleArtifact(f"{gen_dir / MANIFEST} is unreadable ({type(e).__name__}: {e}); rebuild with "
+                                   "`recsys index build`") from None
 
 
 def list_generations(root: Path) -> list[Manifest]:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from tokenize import TokenError
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,7 +95,8 @@ class IndexReader:
         layout.check_on_load(path, manifest, settings.verify_on_load_mb)
         try:
             return cls(path, manifest, settings)
-        except (OSError, RuntimeError, ValueError, EOFError) as e:  # FAISS, numpy and Parquet on a damaged file
+        except (OSError, RuntimeError, ValueError, EOFError, SyntaxError, TokenError) as e:
+            # FAISS, numpy and Parquet on a damaged file (a .npy header is parsed as Python: tokenize errors too)
             why = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
             raise IndexError_(f"index generation {manifest.generation_id} could not be read ({why}): a file of it is "
                               "missing or damaged. `recsys index verify` names it; "

@@ -242,3 +242,18 @@ def test_a_full_disk_mid_build_says_so_and_leaves_no_partial_files(tmp_path: Pat
                                           rf"removed and {served} is still served"):
         _build(tmp_path, seed=1)
     assert current_id(tmp_path) == served and not any((tmp_path / "tmp").iterdir())
+
+
+def test_a_damaged_npy_header_and_a_manifest_of_another_shape_are_named(tmp_path: Path) -> None:
+    # a tokenize error from the .npy header and an AttributeError from a "[]" manifest escaped as tracebacks
+    gid = _build(tmp_path)
+    f = tmp_path / "generations" / gid / "seg0" / "fused.vectors.npy"
+    data = bytearray(f.read_bytes())
+    data[10:20] = b"(" * 10
+    f.write_bytes(bytes(data))
+    with pytest.raises(RecsysError, match=f"index generation {gid} could not be read"):
+        IndexReader.open(tmp_path, settings=IndexSettings(verify_on_load_mb=0))  # sizes only: the header is read
+    (tmp_path / "generations" / gid / MANIFEST).write_text("[]")
+    assert list_generations(tmp_path) == []
+    with pytest.raises(IncompatibleArtifact, match="unreadable .AttributeError"):
+        read_manifest(tmp_path / "generations" / gid)
