@@ -47,9 +47,9 @@ class Preset(BaseModel):
 
 def _read(path: Path) -> Preset:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
         return Preset(**data, source=str(path))
-    except (OSError, json.JSONDecodeError, ValidationError, TypeError) as e:
+    except (OSError, ValueError, ValidationError, TypeError) as e:  # ValueError: not JSON, or not UTF-8 text
         raise ConfigError(f"encoder preset file {path} is invalid: {e}") from e
 
 

@@ -77,3 +77,13 @@ def test_missing_local_checkpoint(enc_settings: Settings, tmp_path: Path) -> Non
     (tmp_path / "ckpt" / "tiny.pt").unlink()
     with pytest.raises(ModelUnavailable, match="not found"):
         get_encoder(enc_settings, preset=name)
+
+
+def test_a_preset_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    from recsys.errors import ConfigError
+
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "mine.json").write_bytes('{"name": "caf\xe9"}'.encode("latin-1"))  # broke every encoder command
+    with pytest.raises(ConfigError, match="mine.json is invalid"):
+        list_presets(Settings(home=tmp_path))
