@@ -121,15 +121,7 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     action = "full"
     ch: _Change | None = None
     cur_id = layout.current_id(root)
-    try:
-        lacking = layout.files_damaged(root, cur_id) if cur_id is not None and mode != "full" else []
-    except (IncompatibleArtifact, NotFound, NoIndex) as e:  # no usable base: a full build is the fix it asks for
-        log.warning("the current index generation cannot be read (%s); building a full one", e)
-        lacking, mode = [], "full"
-    if lacking:  # a delta would link them into the new generation too
-        log.warning("index generation %s has missing or truncated files %s; building a full one instead of a delta",
-                    cur_id, lacking[:5])
-        mode = "full"
+    mode = mode if cur_id is None or mode == "full" or _usable_base(root, cur_id) else "full"
     if cur_id is not None and mode != "full":
         cur = layout.read_manifest(layout.generation_path(root, cur_id))
         if cur.encoder_id == iv.encoder_id and cur.dim == dim and set(cur.modalities) == set(mats):
@@ -159,6 +151,20 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
                              progress=progress)
     return {"action": action, "generation": m.generation_id, "items": m.item_count, "factory": m.factory,
             "recall_at_10": m.recall_at_10, "seconds": m.build_seconds, "without_vectors": int((~have).sum())}
+
+
+def _usable_base(root: Path, cur_id: str) -> bool:
+    """Whether generation ``cur_id`` can be the base of a delta: readable, and no file missing or truncated (a
+    delta would link them into the new generation too). Otherwise a full build is the fix, said in the log."""
+    try:
+        lacking = layout.files_damaged(root, cur_id)
+    except (IncompatibleArtifact, NotFound, NoIndex) as e:  # unreadable, or CURRENT names a generation that is gone
+        log.warning("the current index generation cannot be read (%s); building a full one", e)
+        return False
+    if lacking:
+        log.warning("index generation %s has missing or truncated files %s; building a full one instead of a delta",
+                    cur_id, lacking[:5])
+    return not lacking
 
 
 def vector_digests(mats: dict[str, np.ndarray], chunk: int = 16_384) -> list[str]:
