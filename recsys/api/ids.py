@@ -10,9 +10,7 @@ from pydantic import AfterValidator, StringConstraints
 
 from recsys.store.limits import MAX_ID, PRINTABLE
 
-PATTERN = PRINTABLE
-
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=PATTERN)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=PRINTABLE)]
 
 
 def trimmed_id(v: str) -> str:
@@ -33,5 +31,5 @@ def new_id(v: str) -> str:
 NewId = Annotated[Id, AfterValidator(new_id)]
 """The id of an item or user a request may create."""
 
-PathId = Annotated[str, Path(min_length=1, max_length=MAX_ID, pattern=PATTERN), AfterValidator(trimmed_id)]
+PathId = Annotated[str, Path(min_length=1, max_length=MAX_ID, pattern=PRINTABLE), AfterValidator(trimmed_id)]
 """An item or user id in a URL path."""

@@ -18,11 +18,10 @@ items_app = typer.Typer(help="Inspect and manage catalogue items.", no_args_is_h
 def config(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print the effective settings (environment RECSYS_*; database and Redis passwords hidden)."""
     from recsys.config import get_settings, without_password
-    from recsys.store.db import safe_url
 
     s = get_settings()
     data = json.loads(s.model_dump_json())
-    data["database_url"] = safe_url(s.db_url)
+    data["database_url"] = without_password(s.db_url)
     data["api"]["rate_limit_storage"] = without_password(s.api.rate_limit_storage)
     data["home"] = str(s.home.resolve())
     if json_out:

@@ -207,14 +207,14 @@ def keys_create(
     """Create an API key; the key itself is printed once and never stored."""
     from recsys.api.auth import create_key
     from recsys.cli._common import open_store
-    from recsys.store.db import safe_url
+    from recsys.config import without_password
 
     store = open_store(create=True)  # an API-first deployment makes its keys before any data
     key, info = create_key(store, name, scope)
     if json:
         emit_json({"name": info.name, "scope": info.scope, "key": key})
     else:
-        err.print(f"created {info.scope} key {info.name!r} in {safe_url(store.url)} (the servers of that store "
+        err.print(f"created {info.scope} key {info.name!r} in {without_password(store.url)} (the servers of that store "
                   "accept it); store it now, it is not shown again:")
         typer.echo(key)
 

@@ -169,11 +169,12 @@ def rollback(root: Path, to: str | None = None, *, force: bool = False) -> str:
     ``force`` (every query would fail against it). Returns the id now current."""
     gens = {m.generation_id: m for m in list_generations(root)}
     ids, cur = list(gens), current_id(root)
+    verified = None
     if to is None:
         if cur is None:
             raise no_index(root)
         if cur not in gens:  # deleted or unreadable: "before" it means nothing; the newest one that verifies
-            to = next((g for g in reversed(ids) if not verify(root, g)), None)
+            to = verified = next((g for g in reversed(ids) if not verify(root, g)), None)
             if to is None:
                 raise NotFound(f"{POINTER} names {cur!r}, which is not a complete generation, and no other verifies "
                                f"under {root}; run `recsys index build`")
@@ -181,7 +182,7 @@ def rollback(root: Path, to: str | None = None, *, force: bool = False) -> str:
             raise NotFound(f"no generation older than {cur!r} to roll back to under {root}; see `recsys index list`")
         else:
             to = ids[ids.index(cur) - 1]
-    bad = verify(root, to)
+    bad = [] if to == verified else verify(root, to)  # hashed once: a generation can be gigabytes
     if bad:
         raise IndexError_(f"index generation {to} is damaged ({', '.join(bad[:5])} missing or changed); still serving "
                           f"{cur}. Roll back to another (`recsys index list`) or `recsys index build --full`")

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from recsys.config import Settings, get_settings
+from recsys.config import Settings, get_settings, without_password
 from recsys.errors import StoreBusy, StoreDamaged, StoreUnavailable
 from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
@@ -53,10 +53,6 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, pool_size=10, max_overflow=20)
     deadline.install(engine)
     return engine
-
-
-def safe_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
 
 
 class Store:
@@ -157,7 +153,7 @@ class Store:
     def unavailable(self, e: Exception) -> StoreUnavailable:
         """The error for a database that cannot serve, saying what to do: a SQLite file that is damaged, read-only
         or cannot be opened is not a server to start."""
-        url, why = safe_url(self.url), str(e).splitlines()[0]
+        url, why = without_password(self.url), str(e).splitlines()[0]
         if self.dialect == "sqlite":
             path = self.engine.url.database
             if _damaged(e):
