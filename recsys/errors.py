@@ -6,9 +6,10 @@ non-zero. Every message says what is wrong and what to do about it.
     RecsysError                       code            HTTP
     ├── ConfigError                   config          500 (never raised by a request)
     ├── StoreError                    store           503
-    │   └── StoreUnavailable          store_down      503 (+ Retry-After)
-    │       ├── StoreBusy             store_busy      503 (+ Retry-After; SQLite locked by another writer)
-    │       └── StoreDamaged          store_damaged   503 (the SQLite file is not a database, or corrupt)
+    │   ├── StoreUnavailable          store_down      503 (+ Retry-After)
+    │   │   ├── StoreBusy             store_busy      503 (+ Retry-After; SQLite locked by another writer)
+    │   │   └── StoreDamaged          store_damaged   503 (the SQLite file is not a database, or corrupt)
+    │   └── SchemaMismatch            store_schema    500 (a schema revision this code does not know)
     ├── ImportFailed                  import_failed   400  (file unreadable: names file and line)
     ├── ValidationFailed              invalid         422
     │   ├── BeforeData                invalid         422 (a request time before every event known)
@@ -66,6 +67,12 @@ class StoreDamaged(StoreUnavailable):
     """The database file is not a database or is corrupt: no retry helps; a backup or a re-import does."""
 
     code = "store_damaged"
+
+
+class SchemaMismatch(StoreError):
+    """The database's schema revision (or the one asked for) is not one this code knows: no retry helps."""
+
+    code, status = "store_schema", 500
 
 
 class ImportFailed(RecsysError):

@@ -41,13 +41,22 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument()] = "base") -> None:
-    """Revert migrations down to REVISION (default: base, which drops every table)."""
+def db_downgrade(revision: Annotated[str, typer.Argument()] = "base",
+                 yes: Annotated[bool, typer.Option("--yes", help="drop the stored data it names")] = False) -> None:
+    """Revert migrations down to REVISION (default: base, which drops every table). Tables and columns that hold
+    data are named first, and nothing is dropped without --yes: upgrading again does not bring them back."""
+    from recsys.errors import ValidationFailed
     from recsys.store import Store
+    from recsys.store.schema import check_known, dropped_by_downgrade
 
     store = Store.open(upgrade=False)
+    check_known(store, store.current_revision(), revision)
+    lost = dropped_by_downgrade(store, revision)
+    if lost and not yes:
+        raise ValidationFailed(f"a downgrade to {revision} drops stored data: {'; '.join(lost)}. Nothing was "
+                               "changed; back the database up, then run it again with --yes")
     store.downgrade(revision)
-    typer.echo(f"database at {store.current_revision() or 'base'}")
+    typer.echo(f"database at {store.current_revision() or 'base'}" + (f" (dropped {'; '.join(lost)})" if lost else ""))
 
 
 @db_app.command("current")

@@ -123,6 +123,7 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
     settings = settings.model_copy(update={"api": settings.api.model_copy(update={"auth": auth, "host": host,
                                                                                   "port": port})})
     check_port(host, port)
+    _check_schema(settings)
     configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"),
               json_lines=(os.environ.get("RECSYS_LOG_FORMAT") or log_format) != "text")
     if banner:
@@ -154,6 +155,22 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
             uvicorn.run("recsys.api.app:app_from_env", factory=True, workers=workers, **options)
     else:
         uvicorn.run(create_app(settings), **options)
+
+
+def _check_schema(settings: Any) -> None:
+    """A database migrated by a newer recsys is refused here, in one line, before the banner (the app's start-up
+    would end in a traceback); one that does not answer yet is the server's to wait for (it starts unready)."""
+    from recsys.errors import StoreUnavailable
+    from recsys.store import Store
+    from recsys.store.schema import check_known
+
+    store = Store.open(settings, upgrade=False)
+    try:
+        check_known(store, store.current_revision())
+    except StoreUnavailable:
+        pass
+    finally:
+        store.dispose()
 
 
 def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str | None = None) -> None:

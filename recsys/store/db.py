@@ -190,12 +190,19 @@ class Store:
         return cfg
 
     def upgrade(self, revision: str = "head") -> None:
+        """Migrate up to ``revision``; processes starting together take turns (:mod:`recsys.store.schema`)."""
         from alembic import command
+
+        from recsys.store import schema
 
         if revision == "head" and self.at_head():
             return
         try:
-            command.upgrade(self.alembic_config(), revision)
+            with schema.migration_lock(self):
+                schema.check_known(self, self.current_revision(), revision)
+                if revision == "head" and self.at_head():
+                    return  # another process migrated while this one waited
+                command.upgrade(self.alembic_config(), revision)
         except OperationalError as e:
             raise self.unavailable(e) from e
         except DBAPIError as e:
@@ -206,7 +213,11 @@ class Store:
     def downgrade(self, revision: str = "base") -> None:
         from alembic import command
 
-        command.downgrade(self.alembic_config(), revision)
+        from recsys.store import schema
+
+        with schema.migration_lock(self):
+            schema.check_known(self, self.current_revision(), revision)
+            command.downgrade(self.alembic_config(), revision)
 
     def current_revision(self) -> str | None:
         try:
@@ -222,10 +233,9 @@ class Store:
             raise
 
     def at_head(self) -> bool:
-        from alembic.script import ScriptDirectory
+        from recsys.store import schema
 
-        heads = ScriptDirectory.from_config(self.alembic_config()).get_heads()
-        return self.current_revision() in heads
+        return self.current_revision() in schema.script(self).get_heads()
 
     def dispose(self) -> None:
         self.engine.dispose()
