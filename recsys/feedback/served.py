@@ -200,22 +200,25 @@ class ServedLog:
         return True
 
     # -- reads -----------------------------------------------------------------------------------------------
-    def feed_items(self, feed_id: str) -> tuple[str | None, list[str]] | None:
+    def feed_items(self, feed_id: str, shown: int = 0) -> tuple[str | None, list[str]] | None:
         """(the user the feed ``feed_id`` was served to, None for a session; the items every page of it showed so
         far), from the store and this process's memory (pages it served not written yet); None for an unknown feed.
 
         The store is always read: other replicas or ``--workers`` processes may have served pages of the same feed.
-        A feed known nowhere is looked for again for a few writer lingers, as a page served a moment ago by another
-        process may not be written yet."""
+        Until ``shown`` items (the cursor's offset) are found, the feed is looked for again for a few writer
+        lingers: the page before may have been served a moment ago by another process and not be written yet."""
         deadline = time.monotonic() + 3 * self.linger_s + 0.2
         while True:
-            got = self.recent.feed(feed_id)
-            with self.store.session() as s:
-                rows = s.execute(select(ServedList.offset, ServedList.user_id, ServedList.item_ids)
-                                 .where(or_(ServedList.id == feed_id, ServedList.feed_id == feed_id))).all()
-            if rows or got is not None or time.monotonic() >= deadline:
-                break
+            found = self._feed_now(feed_id)
+            if (found is not None and len(found[1]) >= shown) or time.monotonic() >= deadline:
+                return found
             time.sleep(0.05)
+
+    def _feed_now(self, feed_id: str) -> tuple[str | None, list[str]] | None:
+        got = self.recent.feed(feed_id)
+        with self.store.session() as s:
+            rows = s.execute(select(ServedList.offset, ServedList.user_id, ServedList.item_ids)
+                             .where(or_(ServedList.id == feed_id, ServedList.feed_id == feed_id))).all()
         if not rows:
             return got
         rows = sorted(rows, key=lambda r: r[0])

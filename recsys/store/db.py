@@ -27,6 +27,9 @@ from recsys.store.loop_reads import LoopReads
 
 log = logging.getLogger(__name__)
 
+CONFLICT_STATES = frozenset({"40P01", "40001"})
+"""PostgreSQL's deadlock_detected and serialization_failure: a retry succeeds, the server is fine."""
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "_migrations"
 """Alembic scripts: the top-level migrations/ (linked as recsys/_migrations, so that a wheel ships them too)."""
 
@@ -123,6 +126,9 @@ class Store:
         try:
             yield
         except (OperationalError, DBAPIError) as e:
+            if getattr(e.orig, "sqlstate", None) in CONFLICT_STATES:
+                raise StoreBusy("the database gave up this write to resolve a conflict with a concurrent one "
+                                f"({str(e.orig).splitlines()[0]}); nothing of it was stored: retry it") from e
             if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False) or _damaged(e):
                 if self.dialect == "sqlite" and ("locked" in str(e.orig) or "busy" in str(e.orig)):
                     raise StoreBusy("the database is busy with another write (an import or a build?); retry "

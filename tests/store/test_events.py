@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from recsys.store.queries import (
     request_state,
     user_event_records,
 )
-from recsys.store.tables import CatalogueState, Item, ItemMedia
+from recsys.store.tables import CatalogueState, Item, ItemMedia, User
 from tests.conftest import PG_URL, _pg_database
 from tests.store.fixtures import write_hm
 
@@ -200,3 +200,77 @@ def test_a_deleted_users_event_ids_are_never_handed_out_again(store: Store, sett
     assert delete_user(store, "u-gone") == 2
     again, mark_again = post("0108775044")
     assert not set(first) & set(again) and mark_again != mark
+
+
+@pytest.fixture
+def pg_store() -> Iterator[Store]:
+    """A fresh PostgreSQL database holding items i0, i1, i2."""
+    if not PG_URL:
+        pytest.skip("RECSYS_TEST_POSTGRES_URL not set")
+    for url in _pg_database():
+        store = Store(url)
+        store.upgrade()
+        with store.session() as s:
+            s.add_all(Item(external_id=f"i{k}", content_hash="h") for k in range(3))
+        try:
+            yield store
+        finally:
+            store.dispose()
+
+
+def _post_at(gate: threading.Barrier, store: Store, events: list[dict[str, Any]], errors: list[BaseException]) -> None:
+    gate.wait()
+    try:
+        assert all(r.status in ("stored", "duplicate") for r in ingest_events(store, events))
+    except BaseException as e:
+        errors.append(e)
+
+
+@pytest.mark.postgres
+def test_batches_naming_the_same_new_users_in_other_orders_do_not_deadlock(pg_store: Store) -> None:
+    """Two API workers posting batches that name the same new users (or client ids) in opposite orders each waited
+    on the other's uncommitted row: PostgreSQL aborted one batch whole, reported as 'database unreachable'."""
+    errors: list[BaseException] = []
+    for rnd in range(12):
+        batch = [{"user_id": f"r{rnd}-u{k}", "item_id": f"i{k % 3}", "type": "view", "event_id": f"e{k}"}
+                 for k in range(150)]
+        gate = threading.Barrier(2)
+        threads = [threading.Thread(target=_post_at, args=(gate, pg_store, b, errors)) for b in (batch, batch[::-1])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[0]
+
+
+@pytest.mark.postgres
+def test_a_user_deleted_while_their_batch_is_stored_does_not_fail_the_batch(pg_store: Store,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DELETE of a user landing between the batch's user lookup and its insert broke the foreign key: a 500 for the
+    whole batch, other users' events included. The delete now waits for the batch, then removes it with the user."""
+    from recsys.store.events import delete_user
+    from recsys.store.importers import writer
+
+    ingest_events(pg_store, [{"user_id": "u-del", "item_id": "i0", "type": "view"}])
+    real = writer.ensure_users
+    deleted = threading.Event()
+
+    def delete() -> None:
+        delete_user(pg_store, "u-del")
+        deleted.set()
+
+    def ensure_then_delete(session: Session, ids: Any) -> dict[str, int]:
+        known = real(session, ids)
+        t = threading.Thread(target=delete)
+        t.start()
+        t.join(timeout=1.5)  # without the lock the delete commits here, before the events go in
+        return known
+
+    monkeypatch.setattr(writer, "ensure_users", ensure_then_delete)
+    results = ingest_events(pg_store, [{"user_id": "u-del", "item_id": "i0", "type": "view"},
+                                       {"user_id": "u-other", "item_id": "i0", "type": "view"}])
+    assert [r.status for r in results] == ["stored", "stored"]
+    assert deleted.wait(10)  # the delete went through once the batch was in
+    with pg_store.session() as s:
+        users = set(s.scalars(select(User.external_id)))
+    assert "u-other" in users and "u-del" not in users

@@ -288,3 +288,19 @@ def test_feedback_report_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert table.exit_code == 0 and "recommend" in table.stdout and "total" in table.stdout
     finally:
         get_settings.cache_clear()
+
+
+def test_a_later_page_another_process_served_a_moment_ago_is_waited_for(store: Store, settings: Settings,
+                                                                       tmp_path: Path) -> None:
+    """Page 1 is stored; page 2 was served by another worker whose writer still lingers: asked with page 2's
+    cursor (2 + 1 items shown), the feed is read again until page 2 is there, so page 3 cannot repeat it."""
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    first = _served((A, B), paged=True)
+    done = ServedLog(store, linger_s=0.01)
+    done.record(first)
+    done.close()
+    late = ServedLog(store, linger_s=0.4)
+    late.record(_served((C,), paged=True, feed_id=first.id, offset=2))
+    reader = ServedLog(store, linger_s=0.4)
+    assert reader.feed_items(first.id, 3) == ("c1", [A, B, C])
+    late.close()

@@ -34,7 +34,7 @@ def feed_exclusions(request: Request, body: RecommendRequest, user_id: str | Non
     page = decode_cursor(body.cursor) if body.cursor is not None else None
     extra: set[str] = set()
     if page is not None:
-        feed = log.feed_items(page.feed_id)
+        feed = log.feed_items(page.feed_id, page.offset)
         if feed is None:
             raise ValidationFailed("cursor names a feed this server does not know (expired, or not recorded); "
                                    "start again without a cursor")

@@ -32,12 +32,15 @@ def _dialect_insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def id_map(session: Session, table: type[Item] | type[User], external_ids: Iterable[str]) -> dict[str, int]:
-    """external id -> internal key for the given ids that exist."""
+def id_map(session: Session, table: type[Item] | type[User], external_ids: Iterable[str], *,
+           key_share: bool = False) -> dict[str, int]:
+    """external id -> internal key for the given ids that exist. ``key_share``: the rows stay locked against
+    deletion until the transaction ends (PostgreSQL's FOR KEY SHARE; SQLite serialises writers anyway)."""
     ids = list(dict.fromkeys(external_ids))
     out: dict[str, int] = {}
     for part in _chunks(ids):
-        rows = session.execute(select(table.external_id, table.id).where(table.external_id.in_(part)))
+        q = select(table.external_id, table.id).where(table.external_id.in_(part))
+        rows = session.execute(q.with_for_update(key_share=True) if key_share else q)
         out.update({e: i for e, i in rows})
     return out
 
@@ -148,12 +151,16 @@ def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableC
 def ensure_users(session: Session, external_ids: Iterable[str]) -> dict[str, int]:
     """Map user ids to keys, creating users that events mention for the first time."""
     ids = list(dict.fromkeys(external_ids))
-    known = id_map(session, User, ids)
-    missing = [e for e in ids if e not in known]
+    # Locked against a concurrent DELETE of the user until the events are in: else the insert fails on the foreign
+    # key and the whole batch with it (the delete waits, then removes the user with these events).
+    known = id_map(session, User, ids, key_share=True)
+    # New users inserted in one order everywhere: two batches naming the same new users in different orders would
+    # each wait on the other's uncommitted row (a deadlock on PostgreSQL).
+    missing = sorted(e for e in ids if e not in known)
     if missing:
         ins = _dialect_insert(session)(User.__table__).on_conflict_do_nothing(index_elements=["external_id"])
         session.execute(ins, [{"external_id": e, "attributes": {}, "created_at": utcnow()} for e in missing])
-        known.update(id_map(session, User, missing))
+        known.update(id_map(session, User, missing, key_share=True))
     return known
 
 
@@ -177,7 +184,8 @@ def insert_events(session: Session, records: Sequence[EventRecord]) -> list[int 
         index_elements=["user_id", "client_event_id"]
     ).returning(Event.__table__.c.id, Event.__table__.c.user_id, Event.__table__.c.client_event_id)
     stored: dict[tuple[int, str], int] = {}
-    for part in _chunks(rows, 2000):
+    # in key order, for the same reason as the users: a repeated client id waits on the other batch's row
+    for part in _chunks(sorted(rows, key=lambda r: (r["user_id"], r["client_event_id"])), 2000):
         for eid, uid, cid in session.execute(ins, list(part)).all():
             stored[(uid, cid)] = eid
     return [stored.pop((int(row["user_id"]), str(row["client_event_id"])), None) for row in rows]
