@@ -101,7 +101,8 @@ def test_shell_answers_many_queries_from_one_warm_recommender(home: Path, monkey
     made = []
     real = pipeline._new_recommender
     monkeypatch.setattr(pipeline, "_new_recommender", lambda: made.append(1) or real())
-    lines = ["recommend user-0001 --k 2 --json", "recommend user-0001 --no-such-flag",
+    lines = ["recommend user-0001 --k 2 --json", "search text women's dress", "# a comment line",
+             "recommend user-0001 --no-such-flag",
              "recommend no-such-user-anywhere --k 2 --json", "similar no-such-item --json", "stats --json", "quit",
              "stats --json"]
     res = CliRunner().invoke(app, ["shell"], input="\n".join(lines) + "\n")
@@ -110,6 +111,7 @@ def test_shell_answers_many_queries_from_one_warm_recommender(home: Path, monkey
     assert len(outs) == 3 and len(outs[0]) == 2 and len(outs[1]) == 2 and "items" in outs[2]  # nothing after quit
     assert made == [1]  # one recommender for every query
     assert "unknown_item" in res.output  # an error answers the line, the shell goes on
+    assert "cannot read that line (No closing quotation)" in res.output  # an open apostrophe too
 
 
 def test_evaluate_json_contract(home: Path) -> None:

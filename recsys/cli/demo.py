@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from recsys.cli._common import err, open_store, progress_bar
+from recsys.errors import ConfigError
 
 
 def demo(
-    items: Annotated[int, typer.Option(help="catalogue size")] = 2000,
-    users: Annotated[int, typer.Option(help="number of users")] = 300,
+    items: Annotated[int, typer.Option(min=1, help="catalogue size")] = 2000,
+    users: Annotated[int, typer.Option(min=1, help="number of users")] = 300,
     seed: int = 0,
     build: Annotated[bool, typer.Option(help="fit, embed, index and train after importing")] = True,
     serve: Annotated[bool, typer.Option(help="serve the API and explorer afterwards")] = True,
     port: int = 8000,
+    reimport: Annotated[bool, typer.Option(help="import the demo data again (items you deleted or hid come back)")]
+    = False,
+    force: Annotated[bool, typer.Option(help="add the demo to a store that holds other data")] = False,
 ) -> None:
     """Offline demo: a generated catalogue (rendered images + text) and users with tastes, end to end."""
     from recsys.config import get_settings
-    from recsys.demo import generate_demo
-    from recsys.store.importers import run_import
-    from recsys.store.queries import stats
 
     settings = get_settings()
     if serve:
@@ -29,16 +31,16 @@ def demo(
 
         check_port("127.0.0.1", port)  # before minutes of building, not after
     out = settings.home / "demo-data"
-    summary = generate_demo(out, n_items=items, n_users=users, seed=seed)
-    err.print(f"generated demo data in {out}: {summary}")
     store = open_store(create=True)
-    with progress_bar("import demo") as update:
-        for kind, name in (("items", "items.jsonl"), ("users", "users.jsonl"), ("events", "events.jsonl")):
-            run_import(store, kind, out / name, settings=settings, progress=update)
-    with store.session() as s:
-        st = stats(s)
-    typer.echo("demo store: " + ", ".join(f"{k}={v}" for k, v in st.items() if k != "events_by_type"))
-    typer.echo("events by type: " + ", ".join(f"{k}={v}" for k, v in st["events_by_type"].items()))
+    marker, spec = out / ".imported", f"items={items} users={users} seed={seed}\n"
+    if not reimport and marker.is_file() and marker.read_text() == spec:
+        # imported before: a new import would undo the deletions and hides made since (a record brings an item back)
+        typer.echo(f"demo data already imported ({spec.strip()}; deletions, hides and events since are kept; "
+                   "--reimport imports it again)")
+    else:
+        _refuse_foreign(store, settings.home, out, force)
+        _generate_and_import(store, settings, out, items, users, seed)
+        marker.write_text(spec)
     if build:
         from recsys.cli.pipeline import run_build
 
@@ -47,3 +49,35 @@ def demo(
         from recsys.cli.serve import run_serve
 
         run_serve(settings, host="127.0.0.1", port=port, auth=False, banner=True, log_format="text")  # read by a person
+
+
+def _refuse_foreign(store: Any, home: Path, out: Path, force: bool) -> None:
+    """The demo goes into a store of its own: mixed into imported data it would add 2,000 made-up items and 300
+    users to that catalogue and to its ranker's training."""
+    from recsys.store.queries import stats
+
+    if force or (out / "items.jsonl").is_file():  # the demo's own data (earlier runs wrote no marker)
+        return
+    with store.session() as s:
+        held = stats(s)
+    if held.get("items") or held.get("events"):
+        raise ConfigError(f"{home} already holds a store the demo did not write ({held.get('items', 0):,} items, "
+                          f"{held.get('events', 0):,} events): run the demo in a directory of its own "
+                          "(RECSYS_HOME=./demo-home recsys demo, or `cd` elsewhere for make demo), or pass --force "
+                          "to add it to this store")
+
+
+def _generate_and_import(store: Any, settings: Any, out: Path, items: int, users: int, seed: int) -> None:
+    from recsys.demo import generate_demo
+    from recsys.store.importers import run_import
+    from recsys.store.queries import stats
+
+    summary = generate_demo(out, n_items=items, n_users=users, seed=seed)
+    err.print(f"generated demo data in {out}: {summary}")
+    with progress_bar("import demo") as update:
+        for kind, name in (("items", "items.jsonl"), ("users", "users.jsonl"), ("events", "events.jsonl")):
+            run_import(store, kind, out / name, settings=settings, progress=update)
+    with store.session() as s:
+        st = stats(s)
+    typer.echo("demo store: " + ", ".join(f"{k}={v}" for k, v in st.items() if k != "events_by_type"))
+    typer.echo("events by type: " + ", ".join(f"{k}={v}" for k, v in st["events_by_type"].items()))

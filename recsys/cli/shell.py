@@ -38,7 +38,10 @@ def shell() -> None:
                 line = input("recsys> " if interactive else "")
             except EOFError:
                 break
-            args = shlex.split(line, comments=True)
+            except KeyboardInterrupt:  # Ctrl-C clears the line, as in Python's own prompt; Ctrl-D quits
+                err.print("")
+                continue
+            args = _words(line)
             if not args:
                 continue
             if args[0] in ("quit", "exit"):
@@ -51,6 +54,8 @@ def shell() -> None:
             t = time.perf_counter()
             try:
                 command.main(args=args, prog_name="recsys", standalone_mode=False)
+            except KeyboardInterrupt:  # stops this command only: what the shell loaded stays loaded
+                err.print("interrupted")
             except RecsysError as e:
                 typer.echo(f"error [{e.code}]: {e.message}", err=True)
             except SystemExit:
@@ -64,6 +69,19 @@ def shell() -> None:
                 err.print(f"({(time.perf_counter() - t) * 1000:.0f} ms)")
     finally:
         pipeline.keep_warm(False)
+
+
+def _words(line: str) -> list[str]:
+    """The line's arguments, quoted as in a POSIX shell; a line starting with # is a comment (a # inside a query is
+    kept: "size #8 shoes"). An unreadable line (an apostrophe left open) is reported and skipped, not fatal."""
+    if line.lstrip().startswith("#"):
+        return []
+    try:
+        return shlex.split(line)
+    except ValueError as e:
+        err.print(f"cannot read that line ({e}): put a query with an apostrophe in double quotes, e.g. "
+                  "search text \"women's dress\"", markup=False)
+        return []
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ import logging
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from recsys.errors import IncompatibleArtifact
 from recsys.ranking.catalog import ItemTable
-from recsys.ranking.history import History
+from recsys.ranking.history import History, day_of
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,18 @@ def fold_of(user_id: str) -> int:
     return zlib.crc32(user_id.encode("utf-8")) & 1
 
 
-def out_of_fold(table: ItemTable, histories: Mapping[str, History], **fit_args: float | int
-                ) -> tuple[CobuyProjection | None, dict[int, np.ndarray | None]]:
-    """The projection fitted on everyone (served) and, per fold of users, item vectors from the projection fitted
-    on the *other* fold (for that fold's training examples, whose targets it never saw)."""
+def out_of_fold(table: ItemTable, histories: Mapping[str, History], before: datetime | None = None,
+                **fit_args: float | int) -> tuple[CobuyProjection | None, dict[int, np.ndarray | None]]:
+    """The projection fitted on everyone (served; on the events before ``before`` only, when given) and, per fold
+    of users, item vectors from the projection fitted on the *other* fold (for that fold's training examples, whose
+    targets it never saw)."""
     folds: dict[int, np.ndarray | None] = {}
     for f in (0, 1):
         other = {u: h for u, h in histories.items() if fold_of(u) != f}
         proj = CobuyProjection.fit(table, other, **fit_args)  # type: ignore[arg-type]
         folds[f] = proj.transform(table) if proj is not None else None
+    if before is not None:
+        cut = day_of(before)
+        assert cut is not None
+        histories = {u: h.prefix(int(np.searchsorted(h.ts, cut, side="left"))) for u, h in histories.items()}
     return CobuyProjection.fit(table, histories, **fit_args), folds  # type: ignore[arg-type]

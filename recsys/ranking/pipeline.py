@@ -97,8 +97,12 @@ class RankingPipeline:
     @classmethod
     def fit(cls, events: pd.DataFrame, items: pd.DataFrame | None, vectors: VectorsLike, settings: Any = None,
             *, params: RankingParams | None = None, search: VectorSearch | None = None,
-            progress: Progress | None = None) -> RankingPipeline:
-        """Fit statistics and the ranker on ``events`` (columns user_id, item_id, type, value, ts)."""
+            progress: Progress | None = None, cobuy_before: datetime | None = None) -> RankingPipeline:
+        """Fit statistics and the ranker on ``events`` (columns user_id, item_id, type, value, ts).
+
+        ``cobuy_before``: the served co-purchase space sees only events before this time. An evaluation passes its
+        earliest target time: the space is one fitted matrix, not a statistic counted as of each request's "now",
+        and other shoppers' purchases after a target would otherwise place never-sold items beside the history."""
         p = params or RankingParams.from_settings(settings)
         t0 = time.time()
         table = ItemTable.build(vectors, items, p.variant_attribute, names=p.hybrid_k > 0)
@@ -106,7 +110,7 @@ class RankingPipeline:
         stats = ItemStats.fit(table.ids, hist, p.cooc_window)
         repurchase = p.repurchase and _repeat_rate(hist) >= 0.01
         known = np.ones(table.n, bool)
-        cobuy, folds = out_of_fold(table, hist, **_cobuy_args(p)) if p.cobuy else (None, {})
+        cobuy, folds = out_of_fold(table, hist, before=cobuy_before, **_cobuy_args(p)) if p.cobuy else (None, {})
         vs = search or ExactSearch(table.ids, table.fused)
         examples: list[Example] = []
         # each half of the users trains with the co-purchase space fitted on the other half (never on its targets)

@@ -7,8 +7,10 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -174,3 +176,58 @@ def test_zipf_like_popularity(mid: tuple[Path, DemoSummary]) -> None:
     counts = sorted(Counter(e["item_id"] for e in _rows(out / "events.jsonl")).values(), reverse=True)
     top = sum(counts[: len(counts) // 10])
     assert top / sum(counts) > 0.2  # the top 10% of items draw well over 10% of the events
+
+
+@pytest.fixture(autouse=True)
+def _settings_of_no_test() -> Iterator[None]:
+    """The CLI tests below point RECSYS_HOME at their own stores; no later test may inherit the cached settings."""
+    from recsys.config import get_settings
+
+    yield
+    get_settings.cache_clear()
+
+
+def _cli(home: Path, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+    from recsys.config import get_settings
+
+    get_settings.cache_clear()  # RECSYS_HOME is read once per process otherwise
+    return CliRunner().invoke(app, list(args), env={"RECSYS_HOME": str(home)})
+
+
+def _demo_cli(home: Path, *args: str) -> Any:
+    return _cli(home, "demo", "--no-build", "--no-serve", *args)
+
+
+def _item(home: Path, item_id: str) -> dict[str, Any]:
+    return dict(json.loads(_cli(home, "items", "show", item_id, "--json").stdout))
+
+
+def test_a_second_demo_keeps_what_was_deleted_since(tmp_path: Path) -> None:
+    """A rerun imported the demo again, and a record with a title brings a deleted item back."""
+    home = tmp_path / "home"
+    first = _demo_cli(home, "--items", "12", "--users", "3")
+    assert first.exit_code == 0, first.output
+    assert _cli(home, "items", "delete", "item-00003").exit_code == 0
+    again = _demo_cli(home, "--items", "12", "--users", "3")
+    assert again.exit_code == 0 and "already imported" in again.output, again.output
+    assert _item(home, "item-00003")["deleted"] is True
+    assert _demo_cli(home, "--items", "12", "--users", "3", "--reimport").exit_code == 0
+    assert _item(home, "item-00003")["deleted"] is False  # asked for: the demo's data as generated
+
+
+def test_the_demo_refuses_a_store_holding_other_data_and_bad_sizes(tmp_path: Path) -> None:
+    home = tmp_path / "shop"
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"item_id": "sku-1", "title": "A real product"}) + "\n")
+    assert _cli(home, "import", "items", str(items)).exit_code == 0
+    refused = _demo_cli(home, "--items", "12", "--users", "3")
+    assert refused.exit_code != 0 and "already holds a store the demo did not write (1 items" in str(
+        refused.exception), refused.output
+    assert not (home / "demo-data").exists()
+    assert _demo_cli(home, "--items", "12", "--users", "3", "--force").exit_code == 0
+    for bad in (["--items", "0"], ["--users", "-1"]):
+        res = _demo_cli(tmp_path / "other", *bad)
+        assert res.exit_code == 2 and "Invalid value" in res.output

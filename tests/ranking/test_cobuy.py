@@ -113,3 +113,24 @@ def test_pipeline_saves_and_refuses_other_content(tmp_path: Path) -> None:
         loaded.update_items(wider)
     off = RankingPipeline.fit(events, None, vectors, params=RankingParams(epochs=1))
     assert off.cobuy is None and off.table.behaviour is None
+
+
+def test_an_evaluations_served_space_sees_only_the_events_before_its_cut() -> None:
+    """`recsys evaluate` fits the ranker on other shoppers' events after a target too; the space is one matrix, not
+    counted as of each request, so it is fitted on the events before the earliest target (``before``)."""
+    vectors, events, _ = _outfits()
+    table = ItemTable.build(vectors)
+    hist = histories_by_user(events, table)
+    served, folds = out_of_fold(table, hist, before=events.ts.min().to_pydatetime(), dim=8, epochs=5)
+    assert served is None and folds[0] is not None  # nothing before the cut; the training folds are unchanged
+    mid = events.ts.min() + (events.ts.max() - events.ts.min()) / 2
+    cut, _ = out_of_fold(table, hist, before=mid.to_pydatetime(), dim=8, epochs=5, min_pairs=50)
+    alone = CobuyProjection.fit(table, histories_by_user(events[events.ts < mid], table), dim=8, epochs=5,
+                                min_pairs=50)
+    whole, _ = out_of_fold(table, hist, dim=8, epochs=5, min_pairs=50)
+    assert cut is not None and alone is not None and whole is not None
+    np.testing.assert_allclose(cut.transform(table), alone.transform(table), atol=1e-6)
+    assert not np.allclose(cut.transform(table), whole.transform(table), atol=1e-3)
+    pipe = RankingPipeline.fit(events, None, vectors, params=RankingParams(hidden=8, epochs=1, cobuy=True),
+                               cobuy_before=events.ts.min().to_pydatetime())
+    assert pipe.cobuy is None
