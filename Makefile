@@ -8,7 +8,7 @@ TEST_EXTRAS := ".[api,dev]"
 DEMO_EXTRAS := ".[api,onnx]"
 NB_EXTRAS   := ".[api,onnx,notebooks]"
 
-.PHONY: demo test test-fast bench lint clean notebooks lab
+.PHONY: demo demo-port test test-fast bench lint clean notebooks lab
 
 # pip -qq: errors only (setuptools otherwise prints a screen of build-backend notices on every install); being that
 # quiet for minutes, a line every 20 s says it is still at work (in a terminal and in a CI log alike)
@@ -36,7 +36,13 @@ $(DEMO_STAMP): pyproject.toml
 
 PORT ?= 8000
 
-demo: $(DEMO_STAMP)
+# a busy port is reported before minutes of install, not after
+demo-port:
+	@$(PYTHON) -c "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+	s.bind(('127.0.0.1', $(PORT)))" 2>/dev/null || { echo "recsys: port $(PORT) is busy (a server already running?): \
+	stop it, or run make demo PORT=8001"; exit 2; }
+
+demo: demo-port $(DEMO_STAMP)
 	$(BIN)/recsys demo --port $(PORT)
 
 test: $(STAMP)
@@ -55,8 +61,9 @@ $(NB_STAMP): pyproject.toml $(DEMO_STAMP)
 notebooks: $(NB_STAMP)
 	$(BIN)/python notebooks/run_all.py
 
+# on the store `make demo` built (or RECSYS_HOME's), as `make notebooks`: the notebooks' own default is a small demo
 lab: $(NB_STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/python notebooks/run_all.py --lab
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
@@ -65,5 +72,6 @@ lint: $(STAMP)
 	$(BIN)/ruff check recsys tests bench migrations
 	$(BIN)/mypy recsys
 
+# the install and the tools' caches; never the store (./.recsys holds your imports, likes and builds)
 clean:
-	rm -rf $(VENV) .recsys .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 built) and write the executed copies, outputs included, to ``notebooks/executed/``:
 
     make notebooks                       # the demo store
+    make lab                             # the same stores, opened in JupyterLab (run_all.py --lab)
     RECSYS_HOME=/data/hm make notebooks  # a built H&M store
     RECSYS_HOME=/data/new RECSYS_NB_DATA=../shared/data/hm make notebooks  # import and build it there first
 
@@ -18,10 +19,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def main() -> int:
-    import nbclient
-    import nbformat
-
+def notebook_env() -> Path | None:
+    """Point the kernels (which run in notebooks/) at the store of RECSYS_HOME and the dataset of RECSYS_NB_DATA,
+    both made absolute; None (and a message) when there is nothing to show."""
     home = Path(os.environ.setdefault("RECSYS_HOME", ".recsys")).resolve()
     data = os.environ.get("RECSYS_NB_DATA", "demo")
     built = (home / "recsys.db").exists() or bool(os.environ.get("RECSYS_DATABASE_URL"))
@@ -29,13 +29,27 @@ def main() -> int:
         print(f"no recsys store at {home}: run `make demo` first, set RECSYS_HOME to a built store, or set "
               "RECSYS_NB_DATA to a dataset directory (H&M or MovieLens) to import and build it there first",
               file=sys.stderr)
-        return 2
+        return None
     if data != "demo":
         if built:  # the notebooks import a dataset only into an empty data directory
             print(f"note: {home} already holds a store, which the notebooks use; RECSYS_NB_DATA={data} is not "
                   "imported (give a new RECSYS_HOME to import it)", file=sys.stderr)
-        os.environ["RECSYS_NB_DATA"] = str(Path(data).resolve())  # the kernels run in notebooks/
+        os.environ["RECSYS_NB_DATA"] = str(Path(data).resolve())
     os.environ["RECSYS_HOME"] = str(home)
+    return home
+
+
+def main(argv: list[str] | None = None) -> int:
+    import nbclient
+    import nbformat
+
+    home = notebook_env()
+    if home is None:
+        return 2
+    if "--lab" in (sys.argv[1:] if argv is None else argv):  # the same store in JupyterLab, not a demo of its own
+        jupyter = str(Path(sys.executable).parent / "jupyter")
+        os.execv(jupyter, [jupyter, "lab", str(HERE)])
+        return 0  # not reached: execv replaces this process
     out = HERE / "executed"
     out.mkdir(exist_ok=True)
     failed = 0

@@ -26,3 +26,9 @@ def test_banner_names_the_explorer_the_key_command_and_real_ids(capsys: pytest.C
     assert "explorer: http://127.0.0.1:8123/" in out and "recsys keys create" in out
     assert "/v1/users/user-7/recommendations" in out and "/v1/items/item-9/similar" in out
     assert "USER_ID" not in out
+
+
+def test_banner_puts_an_ipv6_host_in_brackets(capsys: pytest.CaptureFixture[str]) -> None:
+    _banner("::1", 8123, False, "user-7", "item-9")
+    out = capsys.readouterr().out
+    assert "explorer: http://[::1]:8123/" in out and "http://::1:" not in out

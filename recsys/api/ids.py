@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import AfterValidator, StringConstraints
 
-from recsys.store.limits import MAX_ID, PRINTABLE
+from recsys.store.limits import DOT_SEGMENTS, MAX_ID, PRINTABLE
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=PRINTABLE)]
 
@@ -23,8 +23,9 @@ def trimmed_id(v: str) -> str:
 
 def new_id(v: str) -> str:
     """An id that creates a record: trimmed, and without "/", which no ``/v1/items/{id}`` path could address."""
-    if "/" in v:
-        raise ValueError("an id may not contain '/': items and users are addressed by id in URL paths")
+    if "/" in v or v in DOT_SEGMENTS:
+        raise ValueError("an id may not contain '/' or be '.' or '..': items and users are addressed by id in URL "
+                         "paths")
     return trimmed_id(v)
 
 

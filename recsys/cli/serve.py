@@ -174,7 +174,7 @@ def _check_schema(settings: Any) -> None:
 
 
 def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str | None = None) -> None:
-    base = f"http://{host}:{port}"
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # an IPv6 literal in brackets
     key = ' -H "X-API-Key: $RECSYS_KEY"' if auth else ""
     user, item = user or "USER_ID", item or "ITEM_ID"
     lines = [

@@ -8,6 +8,8 @@ MAX_ID = 128
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 """What an id or a key in a request may hold: no control characters (PostgreSQL refuses NUL in text, and a newline
 or escape in an id is a garbled field, not a name anyone can type)."""
+DOT_SEGMENTS = frozenset({".", ".."})
+"""Ids no URL path can hold: browsers and HTTP clients resolve ``/items/..`` to ``/`` before sending it."""
 MAX_TEXT = 100_000
 """An item's title or description."""
 MAX_SHORT_TEXT = 200

@@ -85,9 +85,9 @@ def test_ids_that_would_name_another_record_or_no_path_are_refused(client: TestC
     assert client.get("/v1/items/s1").json()["title"] != "other"
     assert client.get("/v1/users/%20u1/recommendations").status_code == 422
     res = client.post("/v1/items", json={"items": [{"item_id": " s2", "price": 1.0}, {"item_id": "sku/42"},
-                                                   {"item_id": "sku-42"}]}).json()["results"]
-    assert [x["status"] for x in res] == ["error", "error", "created"]
-    assert "whitespace" in res[0]["error"] and "'/'" in res[1]["error"]
+                                                   {"item_id": "sku-42"}, {"item_id": ".."}]}).json()["results"]
+    assert [x["status"] for x in res] == ["error", "error", "created", "error"]
+    assert "whitespace" in res[0]["error"] and "'/'" in res[1]["error"] and "'..'" in res[3]["error"]
     ev = client.post("/v1/events", json={"events": [{"user_id": "u1 ", "item_id": "s1", "type": "view"},
                                                     {"user_id": "a/b", "item_id": "s1", "type": "view"}]}).json()
     assert [x["status"] for x in ev["results"]] == ["error", "error"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,27 @@ def test_run_all_takes_a_dataset_for_an_empty_home(tmp_path: Path, monkeypatch: 
     (tmp_path / "empty" / "recsys.db").parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "empty" / "recsys.db").write_bytes(b"")
     assert run_all.main() == 0 and "is not imported" in capsys.readouterr().err
+
+
+def test_lab_opens_the_notebooks_on_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make lab` started JupyterLab bare: the notebooks built a small demo of their own inside the demo's store,
+    and a relative RECSYS_NB_DATA was read from notebooks/."""
+    import notebooks.run_all as run_all
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(run_all.os, "execv", lambda path, args: started.append(args))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".recsys").mkdir()
+    (tmp_path / ".recsys" / "recsys.db").write_bytes(b"")
+    monkeypatch.delenv("RECSYS_HOME", raising=False)
+    monkeypatch.delenv("RECSYS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("RECSYS_NB_DATA", raising=False)
+    assert run_all.main(["--lab"]) == 0
+    assert started == [[str(Path(sys.executable).parent / "jupyter"), "lab", str(run_all.HERE)]]
+    assert os.environ["RECSYS_HOME"] == str(tmp_path / ".recsys")
+
+
+def test_make_demo_checks_the_port_before_installing() -> None:
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    demo = next(line for line in makefile.splitlines() if line.startswith("demo:"))
+    assert demo.split()[1:] == ["demo-port", "$(DEMO_STAMP)"]

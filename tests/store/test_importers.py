@@ -271,10 +271,11 @@ def test_a_price_feed_does_not_bring_back_a_deleted_item(store: Store, settings:
 
 def test_an_id_with_a_slash_is_a_bad_row(store: Store, settings: Settings, tmp_path: Path) -> None:
     f = tmp_path / "items.csv"
-    f.write_text("item_id,title\nsku/42,Mug\n sku-43 ,Cup\n")
+    f.write_text("item_id,title\nsku/42,Mug\n sku-43 ,Cup\n..,Dots\n . ,Dot\n")
     report = run_import(store, "items", f, settings=settings)
     assert report.tables["items"].inserted == 1  # the other one, stored trimmed as "sku-43"
-    assert [b.line for b in report.bad_rows] == [2] and "'/'" in report.bad_rows[0].reason
+    assert [b.line for b in report.bad_rows] == [2, 4, 5] and "'/'" in report.bad_rows[0].reason
+    assert "dot segment" in report.bad_rows[1].reason  # a browser resolves /items/.. to /
 
 
 def test_a_result_links_no_image_that_failed_to_decode(store: Store, settings: Settings, tmp_path: Path) -> None:

@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from recsys.store.limits import MAX_ATTRIBUTE_TEXT, MAX_ID, MAX_MEDIA_URI, MAX_SHORT_TEXT, MAX_TEXT, PRINTABLE
+from recsys.store.limits import (
+    DOT_SEGMENTS,
+    MAX_ATTRIBUTE_TEXT,
+    MAX_ID,
+    MAX_MEDIA_URI,
+    MAX_SHORT_TEXT,
+    MAX_TEXT,
+    PRINTABLE,
+)
 from recsys.store.tables import EVENT_TYPES
 
 # Parsing functions raise ValueError with a human reason: the importers skip that row and list the reason.
@@ -80,9 +88,9 @@ def parse_id(value: Any, what: str) -> str:
         raise ValueError(f"{what} longer than {MAX_ID} characters")
     if not re.match(PRINTABLE, s):  # the API refuses such ids: no request could name the record
         raise ValueError(f"{what} {s!r} contains a control character (a tab, newline, NUL...): a garbled field")
-    if "/" in s:  # no /v1/items/{id} or /v1/users/{id}/... path could address it
-        raise ValueError(f"{what} {s!r} contains '/', which the HTTP API's paths cannot address: replace it "
-                         "(e.g. by '-')")
+    if "/" in s or s in DOT_SEGMENTS:  # no /v1/items/{id} or /v1/users/{id}/... path could address it
+        raise ValueError(f"{what} {s!r} " + ("contains '/'" if "/" in s else "is a path's dot segment") +
+                         ", which the HTTP API's paths cannot address: replace it (e.g. by '-')")
     return s
 
 
