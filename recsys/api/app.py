@@ -28,7 +28,7 @@ from recsys.api.limits import RateLimiter
 from recsys.api.metrics import Metrics
 from recsys.api.middleware import RequestMiddleware
 from recsys.config import Settings, get_settings
-from recsys.experiments import check_variant_rankers, load_experiments
+from recsys.experiments import VariantItems, check_variant_rankers, load_experiments
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,8 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
         app.state.runtime = runtime
         app.state.served = served_log(rec, settings, metrics)
         app.state.keys = runtime.keys
+        # variants' pins, boosts and bury naming items the catalogue lacks are logged (not refused: items come later)
+        await run_in_threadpool(app.state.variant_items.check, rec.catalogue.unknown_items)
         await run_in_threadpool(runtime.tick)
         task = asyncio.create_task(_refresh_loop(runtime, settings.api.refresh_seconds))
         log.info("recsys API ready=%s status=%s", runtime.ready, runtime.status)
@@ -193,6 +195,7 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
     app.state.settings = settings
     # a bad definition, or a variant's ranker generation that is not stored, fails here, at start-up
     app.state.experiments = check_variant_rankers(load_experiments(settings), settings)
+    app.state.variant_items = VariantItems(app.state.experiments)
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(settings.api.rate_limit_per_minute, settings.api.rate_limit_storage,
                                     settings.api.rate_limit_strategy)

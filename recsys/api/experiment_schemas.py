@@ -22,6 +22,8 @@ class ExperimentOut(BaseModel):
     surfaces: list[str]
     control: str
     salted: bool
+    started_at: str | None = Field(None, description="when the current run started: its report counts the lists "
+                                                     "served from then on")
     variants: list[VariantOut]
 
 
@@ -42,6 +44,14 @@ class Comparison(BaseModel):
     """Why the interval is missing, when every user of each arm had the same outcome."""
 
 
+class LeftOut(BaseModel):
+    """Clicks and conversions beyond their user's exposures (a client that posts clicks without impressions): counted
+    in ``clicks`` and ``conversions``, capped at each user's exposures in the rates and the comparison alike."""
+
+    clicks: int = 0
+    conversions: int = 0
+
+
 class VariantReport(BaseModel):
     name: str
     control: bool
@@ -55,6 +65,8 @@ class VariantReport(BaseModel):
     exposures: int
     ctr: Rate
     conversion_rate: Rate
+    left_out: LeftOut = Field(default_factory=LeftOut, description="clicks and conversions beyond their user's "
+                              "exposures, left out of the rates and the comparison")
     vs_control: dict[str, Comparison] | None = None
 
 
@@ -62,6 +74,8 @@ class ExperimentReport(BaseModel):
     experiment: str
     active: bool
     control: str
+    since: str | None = Field(None, description="lists served from this time (UTC) on: the request's `since`, else "
+                                                "the definition's `started_at`; null: all")
     exposure_basis: Literal["impressions", "items_served"]
     confidence: float = 0.95
     test: str

@@ -23,7 +23,8 @@ class FeedbackCounts(BaseModel):
     add_to_cart: int
     purchases: int
     unattributed: int = Field(default=0, description="events naming these lists that they cannot have led to (another "
-                              "user's, an item not shown, a repeat of the same type and item): stored, not counted")
+                              "user's, an item not shown, a repeat of the same type and item, one dated before the "
+                              "list was served): stored, not counted")
     exposures: int = Field(description="the rates' denominator: impressions, or items served where none were posted")
     exposure_basis: Literal["impressions", "items_served", "mixed"] = Field(
         description="what exposures count; totals over groups of both kinds are 'mixed'")

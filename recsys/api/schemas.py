@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from recsys.api.ids import Id, NewId
+from recsys.api.ids import Id, NewId, trimmed_id
 from recsys.encoders.base import Modality
 from recsys.store.limits import (
     MAX_ATTRIBUTE_TEXT,
@@ -214,13 +215,16 @@ class SessionRequest(RecommendRequest):
 
 USER_DOC = ("the user the list is shown to (optional): recorded with the list, and assigns their variant when an "
             "experiment runs on this surface (its modality, unless one is asked for)")
+UserRef = Annotated[Id, AfterValidator(trimmed_id)]
+"""A user a list is shown to: trimmed as stored, as a path's id, so the list's events (which carry the stored id)
+are attributed to it and the user has one variant on every surface."""
 
 
 class SearchTextRequest(_Strict):
     query: Query
     k: K = 20
     modality: Modality | None = Field(None, description="default: the user's variant's, else fused")
-    user_id: Id | None = Field(None, description=USER_DOC)
+    user_id: UserRef | None = Field(None, description=USER_DOC)
     mode: SearchMode | None = Field(None, description=MODE_DOC)
     lexical_weight: LexicalWeight | None = None
     filter: Filter | None = None
@@ -230,7 +234,7 @@ class SearchTextRequest(_Strict):
 class SimilarRequest(_Strict):
     k: K = 20
     modality: Modality | None = Field(None, description="default: the user's variant's, else fused")
-    user_id: Id | None = Field(None, description=USER_DOC)
+    user_id: UserRef | None = Field(None, description=USER_DOC)
     filter: Filter | None = None
     exclude: Exclude = Field(default_factory=list)
 

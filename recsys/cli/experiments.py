@@ -52,16 +52,22 @@ def show(name: str, json_out: JsonOpt = False) -> None:
 
 
 @experiments_app.command("report")
-def report(name: str, json_out: JsonOpt = False) -> None:
+def report(name: str, since: Annotated[str | None, typer.Option(
+               "--since", help="only lists served from this time (ISO 8601, naive = UTC; or unix seconds); default: "
+                               "the definition's started_at, the start of its current run")] = None,
+           json_out: JsonOpt = False) -> None:
     """Per variant: users, lists, impressions, clicks, conversions, CTR and conversion rate (95% Wilson
     intervals), and the difference to the control with its p-value (z-test, variance clustered by user)."""
     from recsys.experiments import experiment_report
+    from recsys.feedback.report import parse_since
 
-    data = experiment_report(open_store(), _experiments().get(name))
+    exp = _experiments().get(name)
+    data = experiment_report(open_store(), exp, since=parse_since(since) if since else None)
     if json_out:
         emit_json(data)
         return
-    typer.echo(f"{data['experiment']}: rates over {data['exposure_basis']}; {data['test']}")
+    typer.echo(f"{data['experiment']}: lists served since {data['since'] or 'the first'}; rates over "
+               f"{data['exposure_basis']}; {data['test']}")
     typer.echo(f"{'variant':<16} {'users':>6} {'lists':>7} {'exposed':>8} {'clicks':>7} {'conv':>6} "
                f"{'CTR':>22} {'vs control':>12} {'p':>8}")
     for v in data["variants"]:
@@ -69,6 +75,10 @@ def report(name: str, json_out: JsonOpt = False) -> None:
         diff = "control" if v["control"] else _num(cmp.get("relative"), "{:+.1%}")
         typer.echo(f"{v['name'][:16]:<16} {v['users']:>6} {v['lists']:>7} {v['exposures']:>8} {v['clicks']:>7} "
                    f"{v['conversions']:>6} {_rate(v['ctr']):>22} {diff:>12} {_num(cmp.get('p_value'), '{:.2g}'):>8}")
+    capped = {k: sum(v["left_out"][k] for v in data["variants"]) for k in ("clicks", "conversions")}
+    if any(capped.values()):
+        typer.echo(f"left out of the rates: {capped['clicks']} clicks and {capped['conversions']} conversions beyond "
+                   "their user's exposures (clicks without impressions)")
 
 
 def _num(v: float | None, fmt: str) -> str:

@@ -4,6 +4,8 @@ An experiment names its variants with their traffic shares (summing to 1) and on
 pure function of the experiment's salt and the user id: the first 8 bytes of SHA-256 of ``salt:user_id`` as a
 number in [0, 1), placed on the variants' cumulative shares. It needs no storage, is the same in every process and
 replica, and changes only when the salt or the shares do (a new salt reshuffles everyone: use one for a new run).
+The served lists record the experiment's name and variant, not its salt: a new run (a new salt, or new shares) sets
+``started_at`` to when it starts, and its report then counts only the lists served from then on.
 
 A variant changes what the pipeline already accepts per request (``diversity``, ``boosts``, ``exclude_seen``), the
 rules after ranking (``bury``, ``pins``, ``exploration``: :mod:`recsys.serving.rules`), what the list is ranked
@@ -17,10 +19,11 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recsys.config import Settings
 from recsys.encoders.base import MODALITIES
@@ -70,6 +73,11 @@ class Variant(BaseModel):
         return ListRules.of(boosts=self.boosts, bury=self.bury, pins=self.pins, exploration=self.exploration,
                             exclude_seen=self.exclude_seen, source=self.source, ranker=self.ranker)
 
+    def item_ids(self) -> list[str]:
+        """The item ids this variant names (pins, boosts, bury; not ``category:`` keys), once each, in that order."""
+        named = [*self.pins, *self.boosts, *self.bury]
+        return list(dict.fromkeys(i for i in named if not i.startswith("category:")))
+
     def changes(self) -> dict[str, Any]:
         """What this variant sets, without its name and share."""
         return self.model_dump(exclude={"name", "share"}, exclude_defaults=True)
@@ -86,9 +94,19 @@ class Experiment(BaseModel):
     """The variant the others are compared to; default: the first."""
     salt: str | None = None
     """Mixed into the assignment hash; default: the name."""
+    started_at: datetime | None = None
+    """When the current run started (ISO 8601, naive = UTC; or unix seconds), set with each new salt or change of
+    shares: the report counts only the lists served from then on (a run's lists do not record its salt)."""
     surfaces: list[str] = Field(default_factory=lambda: ["recommendations"])
     active: bool = True
     description: str = ""
+
+    @field_validator("started_at", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> Any:
+        from recsys.store.importers.records import datetime_of
+
+        return None if v is None else datetime_of(v)  # naive UTC, as the store keeps times
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
@@ -140,6 +158,7 @@ class Experiment(BaseModel):
         """The definition as plain JSON (the API's and the CLI's ``show``)."""
         return {"name": self.name, "description": self.description, "active": self.active,
                 "surfaces": list(self.surfaces), "control": self.control_name, "salted": self.salt is not None,
+                "started_at": self.started_at.isoformat() if self.started_at is not None else None,
                 "variants": [{"name": v.name, "share": v.share, "changes": v.changes()} for v in self.variants]}
 
 

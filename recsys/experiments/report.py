@@ -2,8 +2,14 @@
 conversion rate with 95% Wilson intervals, and each variant's difference to the control with a p-value.
 
 Only the served lists recorded under the experiment count, and the events attributed to them
-(``recsys.feedback.attribution``: their ``recommendation_id``, their user, an item they showed, once per type).
+(``recsys.feedback.attribution``: their ``recommendation_id``, their user, an item they showed, once per type), from
+``since`` on: the definition's ``started_at`` unless the caller gives another time, so a new run (a new salt or new
+shares, with its ``started_at``) is reported without the lists of the runs before it.
 Rates are over exposures: posted impressions or, when no variant has any, the items the lists showed.
+
+One definition of the rate, shown and compared: a user's clicks (conversions) beyond their exposures, such as clicks
+from a client that posts no impressions for some lists, are capped at that user's exposures, in the arm's ``ctr``
+(``conversion_rate``) as in ``vs_control``; ``left_out`` says how many were capped away.
 
 The test. A user sees many lists and their clicks are correlated, so the events are not independent trials: the
 rate of a variant is a ratio of per-user sums, R = sum(c_u) / sum(n_u), and its variance is estimated from the users
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -24,7 +31,7 @@ from sqlalchemy import func, select
 
 from recsys.experiments.definitions import Experiment
 from recsys.feedback.attribution import attributed
-from recsys.feedback.report import Z95, wilson
+from recsys.feedback.report import Z95, utc_naive, wilson
 from recsys.store.tables import ServedList
 
 METRICS = {"ctr": "clicks", "conversion_rate": "conversions"}
@@ -32,9 +39,11 @@ TEST = ("two-sided z-test on the difference of rates, variance clustered by user
         "p_value_unclustered: pooled two-proportion z-test")
 
 
-def experiment_report(store: Any, exp: Experiment) -> dict[str, Any]:
-    """The report of ``exp`` from the store (see the module docstring)."""
-    users = _per_user(store, exp.name)
+def experiment_report(store: Any, exp: Experiment, *, since: datetime | None = None) -> dict[str, Any]:
+    """The report of ``exp`` from the store (see the module docstring): the lists served from ``since`` on (default:
+    the definition's ``started_at``; all without either; an aware time is converted to UTC, a naive one is UTC)."""
+    since = utc_naive(since if since is not None else exp.started_at)
+    users = _per_user(store, exp.name, since)
     impressions = any(u["impressions"] for rows in users.values() for u in rows.values())
     basis = "impressions" if impressions else "items_served"
     control = exp.control_name
@@ -49,15 +58,18 @@ def experiment_report(store: Any, exp: Experiment) -> dict[str, Any]:
             row["vs_control"] = {m: compare(arms[v]["_per_user"][m], arms[control]["_per_user"][m])
                                  for m in METRICS}
         variants.append(row)
-    return {"experiment": exp.name, "active": exp.active, "control": control, "exposure_basis": basis,
+    return {"experiment": exp.name, "active": exp.active, "control": control,
+            "since": since.isoformat() if since is not None else None, "exposure_basis": basis,
             "confidence": 0.95, "test": TEST, "variants": variants}
 
 
-def _per_user(store: Any, name: str) -> dict[str, dict[str, dict[str, int]]]:
-    """variant -> user -> counts (lists, items_served, impressions, clicks, conversions)."""
+def _per_user(store: Any, name: str, since: datetime | None = None) -> dict[str, dict[str, dict[str, int]]]:
+    """variant -> user -> counts (lists, items_served, impressions, clicks, conversions) of the lists served under
+    experiment ``name`` from ``since`` on."""
     keys = (ServedList.variant, ServedList.user_id)
+    where = [ServedList.experiment == name, *(() if since is None else (ServedList.created_at >= since,))]
     lists_q = (select(*keys, func.count(ServedList.id), func.coalesce(func.sum(ServedList.size), 0))
-               .where(ServedList.experiment == name).group_by(*keys))
+               .where(*where).group_by(*keys))
     field = {"impression": "impressions", "click": "clicks", "purchase": "conversions"}
     out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
 
@@ -69,7 +81,7 @@ def _per_user(store: Any, name: str) -> dict[str, dict[str, dict[str, int]]]:
         for variant, user_id, n, size in s.execute(lists_q):
             u = user(variant or "", user_id)
             u["lists"], u["items_served"] = int(n), int(size)
-        for (variant, user_id), etype, n in attributed(s, keys, list(field), ServedList.experiment == name):
+        for (variant, user_id), etype, n in attributed(s, keys, list(field), *where):
             if etype is not None:  # events a list cannot have led to count in the feedback report's unattributed
                 user(variant or "", user_id)[field[etype]] += n
     return out
@@ -79,13 +91,16 @@ def _arm(users: dict[str, dict[str, int]], basis: str) -> dict[str, Any]:
     total = {k: sum(u[k] for u in users.values()) for k in ("lists", "items_served", "impressions", "clicks",
                                                              "conversions")}
     n = np.array([u[basis] for u in users.values()], dtype=float)
-    # a user's clicks beyond their exposures (a client posting one click per tap) count as one each: the rates are
-    # shares of exposures, as the Wilson intervals beside them cap them
-    per_user = {m: (np.minimum(np.array([u[f] for u in users.values()], dtype=float), n), n)
-                for m, f in METRICS.items()}
-    exposures = int(n.sum())
-    return {"users": len(users), **total, "exposures": exposures,
-            "ctr": wilson(total["clicks"], exposures), "conversion_rate": wilson(total["conversions"], exposures),
+    # a user's clicks beyond their exposures (clicks without impressions) are capped at them, once, here: the shown
+    # rate and the comparison are then the same sums, and left_out says what the cap took
+    per_user, rates, left_out = {}, {}, {}
+    for m, f in METRICS.items():
+        posted = np.array([u[f] for u in users.values()], dtype=float)
+        capped = np.minimum(posted, n)
+        per_user[m] = (capped, n)
+        rates[m] = wilson(int(capped.sum()), int(n.sum()))
+        left_out[f] = int(posted.sum() - capped.sum())
+    return {"users": len(users), **total, "exposures": int(n.sum()), **rates, "left_out": left_out,
             "_per_user": per_user}
 
 

@@ -1,9 +1,9 @@
 """The online report: what the served lists led to, per source (endpoint), ranker version and index generation.
 
-An event is attributed when it carries the ``recommendation_id`` of a recorded served list, comes from its user and
-names an item it showed, once per type and item (``recsys.feedback.attribution``; the rest is ``unattributed``). Rates
-are over
-exposures: the impressions clients posted for those lists, or, for a group with none, the items the lists showed.
+An event is attributed when it carries the ``recommendation_id`` of a recorded served list, comes from its user,
+names an item it showed and is not dated before the list was served (clock skew allowed), once per type and item
+(``recsys.feedback.attribution``; the rest is ``unattributed``). Rates are over exposures: the impressions clients
+posted for those lists, or, for a group with none, the items the lists showed.
 Intervals are 95% Wilson score intervals (sound near 0 and for small counts, unlike the normal approximation).
 """
 
@@ -51,15 +51,21 @@ def parse_since(text: str) -> datetime:
                                "unix seconds; a time out of range is refused too") from None
 
 
+def utc_naive(since: datetime | None) -> datetime | None:
+    """A report's ``since`` as the store keeps times: an aware time converted to UTC, a naive one taken as UTC."""
+    if since is None or since.tzinfo is None:
+        return since
+    try:
+        return since.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:  # 0001-01-01T00:00+05:00 and the like: before or after what a datetime holds in UTC
+        raise ValidationFailed(f"since {since.isoformat()} is out of range once converted to UTC") from None
+
+
 def feedback_report(store: Any, *, since: datetime | None = None) -> dict[str, Any]:
     """Lists served since ``since`` (all without it; an aware time is converted to UTC, a naive one is UTC) and
     the events attributed to them, grouped by source, ranker version and index generation; ``totals`` over every
     group."""
-    if since is not None and since.tzinfo is not None:
-        try:
-            since = since.astimezone(UTC).replace(tzinfo=None)
-        except OverflowError:  # 0001-01-01T00:00+05:00 and the like: before or after what a datetime holds in UTC
-            raise ValidationFailed(f"since {since.isoformat()} is out of range once converted to UTC") from None
+    since = utc_naive(since)
     keys = (ServedList.source, ServedList.ranker_version, ServedList.index_generation)
     lists_q = select(*keys, func.count(ServedList.id), func.coalesce(func.sum(ServedList.size), 0)).group_by(*keys)
     if since is not None:

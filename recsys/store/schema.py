@@ -84,10 +84,9 @@ def dropped_by_downgrade(store: Store, revision: str) -> list[str]:
     """What a downgrade to ``revision`` would delete that holds data: tables with rows and columns with values
     (of recsys's own tables; the full-text index is derived and rebuilt on upgrade), e.g. ``table served_lists
     (1,204 rows)``. The target's schema is read off a scratch in-memory database migrated to that revision."""
-    from recsys.store.db import Store as _Store
     from recsys.store.tables import Base
 
-    scratch = _Store("sqlite://")
+    scratch = type(store)("sqlite://")
     try:
         if revision != "base":
             scratch.upgrade(revision)

@@ -82,7 +82,7 @@ def test_request_rules_reach_the_service_over_the_variant(exp_client: TestClient
 def test_experiment_routes_list_show_and_report(exp_client: TestClient) -> None:
     listed = exp_client.get("/v1/experiments").json()["experiments"]
     assert listed == [{"name": "ab", "description": "hats first", "active": True, "surfaces": ["recommendations"],
-                       "control": "control", "salted": False, "variants": [
+                       "control": "control", "salted": False, "started_at": None, "variants": [
                            {"name": "control", "share": 0.5, "changes": {}},
                            {"name": "hats", "share": 0.5, "changes": {"diversity": 0.2,
                                                                       "boosts": {"category:hats": 3.0},
@@ -108,7 +108,32 @@ def test_experiment_routes_list_show_and_report(exp_client: TestClient) -> None:
     assert (by["control"]["users"], by["control"]["clicks"], by["control"]["control"]) == (1, 0, True)
     assert set(by["hats"]["vs_control"]) == {"ctr", "conversion_rate"}
     assert by["hats"]["vs_control"]["ctr"]["difference"] == pytest.approx(1 / 3)
-    assert report["exposure_basis"] == "impressions" and "clustered" in report["test"]
+    assert report["exposure_basis"] == "impressions" and "clustered" in report["test"] and report["since"] is None
+    later = exp_client.get("/v1/experiments/ab/report", params={"since": "2999-01-01T00:00:00+01:00"}).json()
+    assert later["since"] == "2998-12-31T23:00:00" and sum(v["lists"] for v in later["variants"]) == 0
+    for bad in ({"since": "yesterday"}, {"sinse": "2026-01-01"}):
+        assert exp_client.get("/v1/experiments/ab/report", params=bad).status_code == 422, bad
+
+
+def test_a_variants_unknown_items_are_named_and_logged_at_start(tmp_path: Path, storing: StoringFake,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    s = api_settings(tmp_path)
+    s.experiments = ExperimentsSettings(definitions=[{"name": "typo", "variants": [
+        {"name": "control", "share": 0.5},
+        {"name": "pinned", "share": 0.5, "pins": {"s99-typo": 1, "s8": 2}, "boosts": {"category:hats": 1.0},
+         "bury": ["gone"]}]}])
+    with caplog.at_level("WARNING", logger="recsys.experiments"), \
+            TestClient(create_app(s, storing), raise_server_exceptions=False) as c:
+        warned = [r.getMessage() for r in caplog.records if "lacks" in r.getMessage()]
+        assert len(warned) == 1 and "'typo'" in warned[0] and "'pinned'" in warned[0]
+        assert warned[0].endswith("s99-typo, gone")
+        exps = c.app.state.experiments  # type: ignore[attr-defined]
+        users = {exps.assign("recommendations", f"u{i}").variant.name: f"u{i}" for i in range(40)}
+        meta = c.get(f"/v1/users/{users['pinned']}/recommendations?k=3").json()["meta"]
+        assert meta["variant"] == "pinned" and meta["unknown_items"] == ["s99-typo", "gone"]
+        meta = c.get(f"/v1/users/{users['pinned']}/recommendations?k=3&pin=nosuch=1").json()["meta"]
+        assert meta["unknown_items"] == ["nosuch", "s99-typo", "gone"]
+        assert "unknown_items" not in c.get(f"/v1/users/{users['control']}/recommendations?k=3").json()["meta"]
 
 
 def test_a_bad_definition_stops_the_app_at_start(tmp_path: Path, storing: StoringFake) -> None:
@@ -140,6 +165,8 @@ def test_cli_lists_shows_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert [v["name"] for v in report["variants"]] == ["control", "hats"]
         assert report["variants"][1]["users"] == 0 and report["variants"][1]["vs_control"]["ctr"]["p_value"] is None
         assert "variant" in run("experiments", "report", "ab")
+        later = json.loads(run("experiments", "report", "ab", "--since", "2999-01-01", "--json").splitlines()[-1])
+        assert later["since"] == "2999-01-01T00:00:00"
     finally:
         get_settings.cache_clear()
 

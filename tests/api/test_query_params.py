@@ -53,3 +53,24 @@ def test_the_filterable_get_routes_refuse_unknown_parameters(client: TestClient)
         assert typo.status_code == 422 and typo.json()["error"]["details"][0]["loc"] == ["query", "categroy"], path
         ok = client.get(f"{path}{sep}k=2&_=17" + ("&category=hats" if "buy-again" not in path else ""))
         assert ok.status_code == 200, (path, ok.text)
+
+
+def test_a_lists_user_id_is_refused_untrimmed_as_a_paths(client: TestClient) -> None:
+    """" u1" would record the list, and bucket its variant, under an id no event can carry (events and paths refuse
+    it: ids are stored trimmed), so every event on the list would be unattributed."""
+    from tests.api.test_feedback import _png
+
+    for bad in (" u1", "u1 ", "\u00a0u1"):  # a no-break space is stripped as well
+        answers = {
+            "search GET": client.get("/v1/search/text", params={"q": "hat", "user_id": bad}),
+            "similar GET": client.get("/v1/items/s1/similar", params={"user_id": bad}),
+            "search POST": client.post("/v1/search/text", json={"query": "hat", "user_id": bad}),
+            "similar POST": client.post("/v1/items/s1/similar", json={"user_id": bad}),
+            "image": client.post("/v1/search/image", files={"image": ("q.png", _png(), "image/png")},
+                                 data={"user_id": bad}),
+        }
+        for name, r in answers.items():
+            assert r.status_code == 422, (name, bad, r.text)
+            assert "whitespace" in r.text, (name, r.text)
+    ok = client.get("/v1/search/text", params={"q": "hat", "user_id": "u 1"})  # inner spaces are an id's own
+    assert ok.status_code == 200, ok.text

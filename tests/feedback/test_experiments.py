@@ -134,13 +134,82 @@ def test_arms_without_spread_get_the_pooled_test_not_certainty() -> None:
     assert out["p_value"] == pytest.approx(two_proportion_p(0, 2, 2, 2)) and out["p_value"] > 0.04 and out["note"]
 
 
-def test_clicks_beyond_exposures_count_once_each(tmp_path: Path) -> None:
+def test_clicks_beyond_exposures_are_capped_and_counted_apart(tmp_path: Path) -> None:
     from recsys.experiments.report import _arm
 
     arm = _arm({"u1": {"lists": 1, "items_served": 5, "impressions": 1, "clicks": 5, "conversions": 0}},
                "impressions")
     clicks, n = arm["_per_user"]["ctr"]
     assert clicks.tolist() == [1.0] and n.tolist() == [1.0]
+    assert arm["clicks"] == 5 and arm["left_out"] == {"clicks": 4, "conversions": 0} and arm["ctr"]["rate"] == 1.0
+
+
+def _items(store: Store, tmp_path: Path, n: int = 10) -> list[str]:
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(json.dumps({"item_id": f"i{j}", "title": f"item {j}"}) for j in range(n)))
+    run_import(store, "items", path)
+    return [f"i{j}" for j in range(n)]
+
+
+def test_shown_rates_and_the_comparison_rest_on_the_same_numbers(tmp_path: Path, store: Store) -> None:
+    """c3's client posted clicks and no impressions: its clicks had counted in the control's shown CTR (0.35, twice
+    the variant's) but not in the comparison (the variant +11% better)."""
+    items = _items(store, tmp_path)
+    exp = parse_experiments([{"name": "ab", "variants": [{"name": "control", "share": 0.5},
+                                                        {"name": "b", "share": 0.5, "diversity": 0.3}]}]).get("ab")
+    log = ServedLog(store, linger_s=0.0)
+    events: list[dict[str, object]] = []
+    for user, variant, impressions, clicks in (("c1", "control", 10, 2), ("c2", "control", 10, 1),
+                                               ("c3", "control", 0, 4), ("b1", "b", 10, 3), ("b2", "b", 10, 1),
+                                               ("b3", "b", 10, 1)):
+        rid = f"{user:0>32}"
+        log.record(Served(rid, "recommend", tuple(items), user, experiment="ab", variant=variant))
+        events += [{"user_id": user, "item_id": items[p], "type": "impression", "recommendation_id": rid,
+                    "position": p} for p in range(impressions)]
+        events += [{"user_id": user, "item_id": items[p], "type": "click", "recommendation_id": rid}
+                   for p in range(clicks)]
+    assert log.flush(30)
+    log.close()
+    assert all(r.status == "stored" for r in ingest_events(store, events))
+    by = {v["name"]: v for v in experiment_report(store, exp)["variants"]}
+    control, b = by["control"], by["b"]
+    assert (control["clicks"], control["exposures"], control["left_out"]["clicks"]) == (7, 20, 4)
+    assert control["ctr"]["rate"] == pytest.approx(3 / 20) and b["ctr"]["rate"] == pytest.approx(5 / 30)
+    assert b["left_out"] == {"clicks": 0, "conversions": 0}
+    cmp = b["vs_control"]["ctr"]
+    assert cmp["difference"] == pytest.approx(b["ctr"]["rate"] - control["ctr"]["rate"])
+    assert cmp["relative"] == pytest.approx(cmp["difference"] / control["ctr"]["rate"])
+
+
+def test_a_new_run_is_reported_alone(tmp_path: Path, store: Store) -> None:
+    """A new salt reshuffles the users; lists record the experiment's name, not its salt: the new definition's
+    started_at keeps the old run's lists (and users now in the other arm) out of its report."""
+    from datetime import timedelta
+
+    from recsys.store.tables import utcnow
+
+    items = tuple(_items(store, tmp_path, 2))
+    variants = [{"name": "control", "share": 0.5}, {"name": "b", "share": 0.5, "diversity": 0.3}]
+    old = parse_experiments([{"name": "ab", "salt": "run1", "variants": variants}]).get("ab")
+    started = utcnow() - timedelta(minutes=1)
+    new = parse_experiments([{"name": "ab", "salt": "run2", "started_at": started.isoformat() + "Z",
+                              "variants": variants}]).get("ab")
+    assert new.started_at == started and new.public()["started_at"] == started.isoformat()
+    log = ServedLog(store, linger_s=0.0)
+    users = [f"u{i}" for i in range(60)]
+    for n, u in enumerate(users):  # last month's run
+        log.record(Served(f"{n:032x}", "recommend", items, u, experiment="ab", variant=old.assign(u).name,
+                          created_at=utcnow() - timedelta(days=30)))
+    for n, u in enumerate(users[:20]):  # the new run
+        log.record(Served(f"{n + 100:032x}", "recommend", items, u, experiment="ab", variant=new.assign(u).name))
+    assert log.flush(30)
+    log.close()
+    report = experiment_report(store, new)
+    assert report["since"] == started.isoformat()
+    assert sum(v["lists"] for v in report["variants"]) == 20 and sum(v["users"] for v in report["variants"]) == 20
+    every = experiment_report(store, new, since=utcnow() - timedelta(days=60))  # an explicit since wins
+    assert sum(v["lists"] for v in every["variants"]) == 80
+    assert sum(v["lists"] for v in experiment_report(store, old)["variants"]) == 80  # no started_at: all
 
 
 def test_clustering_widens_the_test_when_users_differ() -> None:
@@ -194,3 +263,25 @@ def test_report_counts_are_the_events_sent_exactly(tmp_path: Path, store: Store)
         assert v["exposures"] == v["impressions"] and v["ctr"]["rate"] == pytest.approx(v["clicks"] / v["exposures"])
     assert by["control"]["users"] + by["popular"]["users"] == 40
     assert "vs_control" not in by["control"] and 0.0 <= by["popular"]["vs_control"]["ctr"]["p_value"] <= 1.0
+
+
+def test_variant_items_are_looked_up_once_and_again_only_while_missing() -> None:
+    from recsys.errors import StoreUnavailable
+    from recsys.experiments import VariantItems
+
+    exps = parse_experiments([{"name": "x", "variants": [
+        {"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "pins": {"i1": 1, "typo": 2},
+                                      "boosts": {"category:hats": 1.0, "i1": 2.0}, "bury": ["gone"]}]}])
+    b = next(a for u in range(50) if (a := exps.assign("recommendations", f"u{u}")) and a.variant.name == "b")
+    assert b.variant.item_ids() == ["i1", "typo", "gone"]
+    items = VariantItems(exps)
+    assert items.to_check(b) == ["i1", "typo", "gone"]  # not looked up yet: all of them, per request
+
+    def down(ids: object) -> list[str]:
+        raise StoreUnavailable("database is unreachable")
+
+    assert items.check(down) == {} and items.to_check(b) == ["i1", "typo", "gone"]  # the server still starts
+    lookups: list[list[str]] = []
+    found = items.check(lambda ids: lookups.append(list(ids)) or [i for i in ids if i != "i1"])
+    assert found == {("x", "b"): ["typo", "gone"]} and lookups == [["i1", "typo", "gone"]]
+    assert items.to_check(b) == ["typo", "gone"] and items.to_check(None) == []

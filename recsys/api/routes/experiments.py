@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import AdminKey, RecommenderDep
 from recsys.api.experiment_schemas import ExperimentList, ExperimentOut, ExperimentReport
+from recsys.api.routes.query import known_query
 from recsys.api.schemas import RecommendRequest
 from recsys.experiments import Assignment, Experiments
 from recsys.serving.rules import NO_RULES, ListRules
@@ -17,6 +18,8 @@ from recsys.serving.rules import NO_RULES, ListRules
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
 Name = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+SINCE_DOC = ("only lists served from this time (ISO 8601, naive = UTC; or unix seconds, as the CLI); default: the "
+             "definition's started_at")
 
 
 def experiments_of(request: Request) -> Experiments:
@@ -26,6 +29,13 @@ def experiments_of(request: Request) -> Experiments:
 def assignment(request: Request, surface: str, user_id: str | None) -> Assignment | None:
     """The user's variant in the experiment running on ``surface`` (None: no experiment, or no user)."""
     return experiments_of(request).assign(surface, user_id)
+
+
+def variant_items(request: Request, assigned: Assignment | None) -> list[str]:
+    """The item ids of the user's variant to name in ``meta.unknown_items`` if the catalogue lacks them (those it
+    lacked at start-up: :class:`recsys.experiments.VariantItems`)."""
+    items = getattr(request.app.state, "variant_items", None)
+    return items.to_check(assigned) if items is not None and assigned is not None else []
 
 
 def list_rules(body: RecommendRequest, assigned: Assignment | None) -> tuple[ListRules | None, float | None]:
@@ -54,14 +64,18 @@ def show_experiment(request: Request, name: Name, _key: AdminKey) -> Any:
     return experiments_of(request).get(name).public()
 
 
-@router.get("/{name}/report", response_model=ExperimentReport,
+@router.get("/{name}/report", response_model=ExperimentReport, dependencies=[Depends(known_query)],
             summary="Per variant: users, impressions, clicks, conversions, CTR and conversion rate, and the "
                     "difference to the control",
             description="Rates carry 95% Wilson intervals; the difference to the control carries a 95% interval and "
                         "the p-value of a two-sided z-test whose variance is clustered by user (delta method), with "
-                        "the pooled two-proportion z-test beside it.")
-async def experiment_report(request: Request, name: Name, rec: RecommenderDep, _key: AdminKey) -> Any:
+                        "the pooled two-proportion z-test beside it. Only lists served from `since` on count "
+                        "(default: the definition's `started_at`, the start of its current run).")
+async def experiment_report(request: Request, name: Name, rec: RecommenderDep, _key: AdminKey,
+                            since: Annotated[str | None, Query(max_length=64, description=SINCE_DOC)] = None) -> Any:
     from recsys.experiments import experiment_report as report
+    from recsys.feedback.report import parse_since
 
     exp = experiments_of(request).get(name)
-    return await run_in_threadpool(report, rec.store, exp)
+    when = parse_since(since) if since is not None else None
+    return await run_in_threadpool(report, rec.store, exp, since=when)

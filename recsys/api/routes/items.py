@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AfterValidator
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
-from recsys.api.ids import PathId
+from recsys.api.ids import PathId, trimmed_id
 from recsys.api.media import check_image_field, media_roots, public_item
 from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment
@@ -92,7 +93,7 @@ def similar(request: Request, item_id: ItemId, rec: RecommenderDep, _key: ReadKe
             k: Annotated[int, Query(ge=1, le=MAX_K)] = 20, modality: Modality | None = None,
             exclude: Annotated[list[str] | None, Query(max_length=MAX_LIST)] = None,
             user_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID, pattern=PRINTABLE,
-                                                 description=USER_DOC)] = None) -> Any:
+                                                 description=USER_DOC), AfterValidator(trimmed_id)] = None) -> Any:
     assigned = assignment(request, "similar", user_id)
     chosen = modality or (assigned.variant.modality if assigned is not None else None) or "fused"
     items = rec.similar(item_id, k, modality=chosen, filter=to_item_filter(f), exclude=ids_param(exclude))

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
 from recsys.api.ids import PathId
 from recsys.api.routes._common import debug_timings, ids_param, query_filter, results, to_item_filter
-from recsys.api.routes.experiments import assignment, list_rules
+from recsys.api.routes.experiments import assignment, list_rules, variant_items
 from recsys.api.routes.feeds import feed_exclusions, left_out
 from recsys.api.routes.query import RecommendQuery, known_query, openapi_parameters, parse_query
 from recsys.api.schemas import (
@@ -53,7 +53,7 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
                             f"{e.message}") from None
     debug = debug_timings(timings, start) if body.debug else None
     named = [*dict(body.pins or {}), *dict(body.boosts or {}), *(body.bury or ())]  # a typo acts on nothing: say so
-    named = [i for i in named if not str(i).startswith("category:")]
+    named = [i for i in named if not str(i).startswith("category:")] + variant_items(request, assigned)
     unknown = await asyncio.to_thread(rec.catalogue.unknown_items, named) if named else None
     return results(request, items, debug=debug, user_id=user_id, page=page, k=body.k, assigned=assigned,
                    ranker=variant_ranker_id(assigned), unknown_items=unknown or None)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import ReadKey, RecommenderDep, SettingsDep
+from recsys.api.ids import trimmed_id
 from recsys.api.limits import check_image
 from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment
@@ -43,7 +44,8 @@ def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
                 mode: Annotated[SearchMode | None, Query(description=MODE_DOC)] = None,
                 lexical_weight: Annotated[LexicalWeight | None, Query()] = None,
                 user_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID, pattern=PRINTABLE,
-                                                     description=USER_DOC)] = None) -> Any:
+                                                     description=USER_DOC), AfterValidator(trimmed_id)] = None,
+                ) -> Any:
     assigned = assignment(request, "search", user_id)
     chosen = modality or (assigned.variant.modality if assigned is not None else None) or "fused"
     items = rec.search_text(q, k, modality=chosen, filter=to_item_filter(f), exclude=ids_param(exclude),
@@ -70,8 +72,8 @@ async def search_image(request: Request, rec: RecommenderDep, settings: Settings
                        filter: Annotated[str | None, Form(max_length=100_000,
                                                           description="a Filter object as JSON")] = None,
                        user_id: Annotated[str | None, Form(min_length=1, max_length=MAX_ID,
-                                                           pattern=PRINTABLE,
-                                                           description=USER_DOC)] = None) -> Any:
+                                                           pattern=PRINTABLE, description=USER_DOC),
+                                          AfterValidator(trimmed_id)] = None) -> Any:
     limits = settings.api
     data = await image.read(limits.max_image_bytes + 1)
     if len(data) > limits.max_image_bytes:
