@@ -43,16 +43,41 @@ def imported_media_roots(settings: Settings) -> list[Path]:
 
 
 def record_media_root(settings: Settings, source: Path) -> None:
-    """Add the folder of an imported file or dataset directory to the recorded ones (written atomically)."""
-    folder = Path(os.path.realpath(source if source.is_dir() else source.parent))
+    """Add the folder of an imported file or dataset directory to the recorded ones (written atomically), with the
+    targets of the folders linked from it (``images -> /mnt/photos``: a path under the folder that resolves
+    elsewhere would be refused by the server, as a link can point anywhere)."""
+    given = source if source.is_dir() else source.parent
     roots = imported_media_roots(settings)
     home = Path(os.path.realpath(settings.home))
-    if folder in roots or folder == home or folder.is_relative_to(home):
+    new = [f for f in dict.fromkeys([Path(os.path.realpath(given)), *_linked_folders(given)])
+           if not any(f == r or f.is_relative_to(r) for r in [*roots, home])]
+    if not new:
         return
     path = settings.path(FILE)
     try:
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([str(p) for p in [*roots, folder]], indent=1) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps([str(p) for p in [*roots, *new]], indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, path)
     except OSError as e:
-        log.warning("could not record %s as a media root (%s); set api.media_roots to serve its photos", folder, e)
+        log.warning("could not record %s as a media root (%s); set api.media_roots to serve its photos",
+                    ", ".join(map(str, new)), e)
+
+
+def _linked_folders(folder: Path, depth: int = 2, limit: int = 10_000) -> list[Path]:
+    """The resolved targets of symbolic links to folders within ``depth`` levels under ``folder`` (the layouts
+    datasets use: ``images/`` or ``images/<part>/`` linked to another disk), looking at ``limit`` entries at most."""
+    found: list[Path] = []
+    level, seen = [folder], 0
+    for _ in range(depth):
+        below: list[Path] = []
+        for d in level:
+            try:
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            for e in entries[: max(0, limit - seen)]:
+                seen += 1
+                if e.is_dir():  # follows links: a link to a folder is a folder here
+                    (found if e.is_symlink() else below).append(Path(os.path.realpath(e.path)))
+        level = below
+    return found

@@ -319,6 +319,26 @@ def test_an_imported_datasets_folder_becomes_a_media_root(store: Store, settings
     assert inside.resolve() not in media_roots(settings)
 
 
+def test_photos_in_a_folder_linked_from_the_dataset_are_served(store: Store, settings: Settings,
+                                                               tmp_path: Path) -> None:
+    """`images -> /mnt/photos` beside the items file: the import and the build read the photos, but the server
+    resolved each path to the link's target, outside the recorded folder, and served none of them."""
+    from recsys.api.media import media_roots, under_roots
+
+    disk = tmp_path / "other-disk" / "photos"
+    disk.mkdir(parents=True)
+    (disk / "a.jpg").write_bytes(b"x")
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "images").symlink_to(disk)
+    (shop / "items.csv").write_text("item_id,title,image\ns1,Red dress,images/a.jpg\n")
+    (tmp_path / "secret.txt").write_text("not a photo")
+    run_import(store, "items", shop / "items.csv", settings=settings)
+    roots = media_roots(settings)
+    assert under_roots(shop / "images" / "a.jpg", roots)
+    assert not under_roots(tmp_path / "secret.txt", roots)  # the link's target only, not its neighbourhood
+
+
 def test_jsonl_with_a_byte_order_mark_and_deep_nesting(store: Store, settings: Settings, tmp_path: Path) -> None:
     """A BOM cost the first record; nesting past the interpreter's limit was a traceback, and nesting just under
     it stored attributes the API could then not answer (a 500): each is now a per-line error or nothing at all."""
