@@ -359,10 +359,13 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             log.error("%s on %s failed: %s", pname, name, notes[pname])
             log.debug("%s", traceback.format_exc())
     t2 = time.time()
+    # vectors.item_ids are the live items: the baselines recommend from them alone, as ours does (fitted on `live`)
     recs.update(make_baselines(split, vectors.item_ids, vectors.fused, content_vectors=vectors.tower_text))
     timings["fit_baselines"] = time.time() - t2
     result = run_evaluation(split, recs, k=args.k, catalogue_size=len(live), timings=timings,
                             extra={"dataset": name, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                   "targets_unservable": split.info.get("targets_unservable", 0),
+                                   "users_unservable": split.info.get("users_unservable", 0),
                                    "vectors": vectors.source, "split": split.info,
                                    "peer_params": PEER_PARAMS[name]})
     if notes:

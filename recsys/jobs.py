@@ -19,6 +19,8 @@ from recsys.serving.generations import vectors_of_index
 from recsys.store.queries import events_frame, events_watermark, items_frame
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pandas as pd
 
     from recsys.config import Settings
@@ -142,10 +144,16 @@ class Jobs:
         events = events[~events["user_id"].isin(held)]
         removed = self.recommender.removed_items()
         common: dict[str, Any] = {"item_ids": list(reader.item_ids), "vectors": vectors.fused, "k": k,
-                                  "content_vectors": getattr(vectors, "tower_text", None)}
+                                  "content_vectors": getattr(vectors, "tower_text", None), "exclude": removed}
         if test_events is not None:
             if fmt not in ("hm", "movielens"):
                 raise ValidationFailed("--test-events needs --format hm or --format movielens")
+            if self.recommender.ranker.cobuy is not None:  # checked before the replay stores anything
+                raise ValidationFailed(
+                    "the served ranker's co-purchase space (RECSYS_RANKING__COBUY) was fitted on every stored "
+                    "purchase, later ones than these shoppers' targets included: it would see their future. Evaluate "
+                    "withheld shoppers with a ranker built without it, or the stored split, which fits the space on "
+                    "the events before its earliest target")
             result = evaluate_test_events(Path(test_events), fmt, store_events=events,
                                           replay=partial(self._replay, Path(test_events).name),
                                           make_ours=self._served_model, known_users=users - held,
@@ -166,7 +174,8 @@ class Jobs:
         return out
 
     def _served_model(self, split: Any) -> Batch:
-        """Ours for replayed users: the served ranker, asked through ``recommend`` at each user's target time."""
+        """Ours for replayed users: the served ranker, asked through ``recommend`` at each user's target time (see
+        :func:`_asked_at`)."""
         from recsys.errors import BeforeData
         from recsys.evaluation import Batch
 
@@ -175,8 +184,7 @@ class Jobs:
 
         def one(user: str, k: int) -> list[str]:
             try:
-                return [r.item_id for r in rec.recommend(user, k, now=split.target_time[user].to_pydatetime(),
-                                                         fresh=True)]
+                return [r.item_id for r in rec.recommend(user, k, now=_asked_at(split, user), fresh=True)]
             except BeforeData:  # a target before everything the ranker knows: no list, as a client would get
                 return []
 
@@ -186,13 +194,41 @@ class Jobs:
         return Batch(fn)
 
 
+SAME_TIME_STEP = 1e-6
+"""Seconds past a MovieLens target that the served path is asked at (:func:`_asked_at`)."""
+
+
+def _asked_at(split: Any, user: str) -> datetime:
+    """When the served path ranks a replayed user: the time whose history cut (``recommend(now=T)`` drops the
+    user's events at or after T) leaves exactly ``split.histories[user]``.
+
+    For ``last_day`` (H&M) that is the target time itself: the start of the target day, everything before it being
+    history. For ``last_interaction`` (MovieLens) the history also holds the ratings of the target's own second that
+    precede it in file order (ml100k: 322 of 698 users end with several ratings in one second). Asked at T, ours
+    alone lost them, while the baselines and the stored-split evaluation rank from them, and it could recommend them
+    again. So ours is asked one microsecond later, the smallest step a datetime holds (MovieLens times are whole
+    seconds). The target itself was never replayed, so exactly the split's history comes back; other shoppers'
+    events of that very second may count in live statistics, where the baselines' counts stop just before it. The
+    alternative, making the whole last second the target, would change the protocol for every model; this only
+    aligns ours with it."""
+    import pandas as pd
+
+    at = pd.Timestamp(split.target_time[user])
+    if split.protocol == "last_interaction":
+        at += pd.Timedelta(seconds=SAME_TIME_STEP)
+    return at.to_pydatetime()  # type: ignore[no-any-return]
+
+
 def _fitted_model(settings: Any, reader: IndexReader, items: pd.DataFrame, vectors: Any, removed: frozenset[str],
                   progress: Any, split: Any) -> Batch:
     """Ours for stored users: a ranker fitted on the split's training part only, asked as of each target time."""
     from recsys.evaluation import Batch
     from recsys.ranking import RankingPipeline
 
-    pipe = RankingPipeline.fit(split.train, items, vectors, settings, search=reader, progress=progress)
+    # the co-purchase space is one fitted matrix, not counted as of each target: only what came before them all
+    first = min(split.target_time.values()).to_pydatetime() if len(split.target_time) else None
+    pipe = RankingPipeline.fit(split.train, items, vectors, settings, search=reader, progress=progress,
+                               cobuy_before=first)
 
     def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
         from threadpoolctl import threadpool_limits

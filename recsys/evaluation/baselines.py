@@ -13,19 +13,24 @@ anything after them, exactly like ours (DESIGN.md section 4).
   from item vectors (n, d) float32 given by the caller; works for items nobody has interacted with.
 
 ``exclude_seen`` drops the user's history items from the list (right for MovieLens, where nobody rates a movie
-twice; H&M customers do buy again, see :func:`make_baselines`). Negative events (dislikes) are not interactions.
+twice; H&M customers do buy again, see :func:`make_baselines`). Negative events (dislikes) are not interactions:
+no baseline queries with them, and none ever returns an item the user disliked (ours hard-excludes them too).
+
+Every baseline recommends from the same catalogue as ours (``catalogue``: the indexed items; None: every item it
+knows) less the same exclusions (``exclude``: hidden or deleted items), DESIGN.md section 4: an item that cannot be
+served is never a slot a baseline spends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from recsys.errors import ValidationFailed
-from recsys.evaluation.splits import Split, positives
+from recsys.evaluation.splits import NEGATIVE_TYPES, Split, positives
 
 
 def _top(scores: np.ndarray, k: int, banned: np.ndarray | None = None, tie: np.ndarray | None = None) -> np.ndarray:
@@ -40,6 +45,27 @@ def _top(scores: np.ndarray, k: int, banned: np.ndarray | None = None, tie: np.n
         return np.empty(0, dtype=np.int64)
     keys = (ok, -s[ok]) if tie is None else (ok, -tie[ok].astype(np.float64), -s[ok])
     return ok[np.lexsort(keys)[:k]]
+
+
+def _servable(items: np.ndarray, catalogue: Collection[str] | None, exclude: Collection[str]) -> np.ndarray:
+    """Which of ``items`` a baseline may recommend: in ``catalogue`` (None: all) and not in ``exclude``, shape (n,)."""
+    ok = np.ones(len(items), bool) if catalogue is None else np.isin(items.astype(str), list(map(str, catalogue)))
+    if exclude:
+        ok &= ~np.isin(items.astype(str), list(map(str, exclude)))
+    return ok
+
+
+def _query_items(history: pd.DataFrame) -> list[str]:
+    """The history's positive items, oldest first: what a baseline asks with (a dislike is no interest)."""
+    pos = positives(history)
+    return pos["item_id"].astype(str).tolist() if len(pos) else []
+
+
+def _disliked(history: pd.DataFrame) -> set[str]:
+    """Items the user disliked before the request: never recommended, as ours never recommends them."""
+    if not len(history):
+        return set()
+    return set(history.loc[history["type"].isin(NEGATIVE_TYPES), "item_id"].astype(str))
 
 
 class _Timeline:
@@ -105,11 +131,13 @@ class Popular:
     name = "popular"
 
     def __init__(self, train: pd.DataFrame, *, exclude_seen: bool = False, window_days: float | None = 30.0,
-                 now: Mapping[str, pd.Timestamp] | None = None) -> None:
+                 now: Mapping[str, pd.Timestamp] | None = None, catalogue: Collection[str] | None = None,
+                 exclude: Collection[str] = ()) -> None:
         self.exclude_seen = exclude_seen
         self.window_days = window_days
         self.now = now
         self._t = _Timeline(train)
+        self.servable = _servable(self._t.items, catalogue, exclude)
 
     def ranking_at(self, now: pd.Timestamp | None) -> list[str]:
         users, events = self._t.counts(now)
@@ -119,7 +147,7 @@ class Popular:
             w_users, _ = self._t.counts(now, self.window_days)
             key = [*key, -w_users]
         order = np.lexsort(tuple(key))  # last key is the primary one
-        order = order[users[order] > 0]
+        order = order[(users[order] > 0) & self.servable[order]]
         return [str(self._t.items[i]) for i in order]
 
     @property
@@ -128,7 +156,7 @@ class Popular:
         return self.ranking_at(None)
 
     def __call__(self, user_id: str, history: pd.DataFrame, k: int) -> list[str]:
-        seen = set(history["item_id"].astype(str)) if self.exclude_seen and len(history) else set()
+        seen = (set(_query_items(history)) if self.exclude_seen else set()) | _disliked(history)
         out: list[str] = []
         for item in self.ranking_at(_now_of(self.now, user_id)):
             if item not in seen:
@@ -145,13 +173,15 @@ class ItemCooccurrence:
     name = "item_cooccurrence"
 
     def __init__(self, train: pd.DataFrame, *, exclude_seen: bool = False, fallback: Popular | None = None,
-                 now: Mapping[str, pd.Timestamp] | None = None) -> None:
+                 now: Mapping[str, pd.Timestamp] | None = None, catalogue: Collection[str] | None = None,
+                 exclude: Collection[str] = ()) -> None:
         self._t = _Timeline(train)
         self.items = self._t.items
         self._row = self._t.row
         self.exclude_seen = exclude_seen
         self.now = now
-        self.fallback = fallback or Popular(train, now=now)
+        self._unservable = np.flatnonzero(~_servable(self.items, catalogue, exclude))
+        self.fallback = fallback or Popular(train, now=now, catalogue=catalogue, exclude=exclude)
         self._x: tuple[int, sp.csc_matrix, np.ndarray] | None = None
 
     def _matrix(self, now: pd.Timestamp | None) -> tuple[sp.csc_matrix, np.ndarray]:
@@ -164,8 +194,9 @@ class ItemCooccurrence:
         return self._x[1], self._x[2]
 
     def scores(self, history: pd.DataFrame, now: pd.Timestamp | None = None) -> np.ndarray:
-        """Summed cosine similarity of every item to the history's distinct items, as of ``now``, shape (n_items,)."""
-        rows = sorted({self._row[i] for i in history["item_id"].astype(str) if i in self._row})
+        """Summed cosine similarity of every item to the history's distinct positive items, as of ``now``, shape
+        (n_items,)."""
+        rows = sorted({self._row[i] for i in _query_items(history) if i in self._row})
         if not rows:
             return np.zeros(len(self.items), np.float64)
         x, deg = self._matrix(now)
@@ -179,12 +210,11 @@ class ItemCooccurrence:
         now = _now_of(self.now, user_id)
         s = self.scores(history, now)
         s[s <= 0] = -np.inf
-        seen = set(history["item_id"].astype(str)) if len(history) else set()
-        banned = np.array([self._row[i] for i in seen if i in self._row], dtype=np.int64) \
-            if self.exclude_seen else None
+        skip = (set(_query_items(history)) if self.exclude_seen else set()) | _disliked(history)
+        banned = np.r_[self._unservable, np.array([self._row[i] for i in skip if i in self._row], dtype=np.int64)]
         out = [str(self.items[j]) for j in _top(s, k, banned, tie=self._t.last(now))]  # ties: the latest sold
         if len(out) < k:
-            skip = set(out) | (seen if self.exclude_seen else set())
+            skip |= set(out)
             for item in self.fallback.ranking_at(now):
                 if item not in skip:
                     out.append(item)
@@ -200,7 +230,7 @@ class ContentKNN:
     name = "content_knn"
 
     def __init__(self, item_ids: Sequence[str], vectors: np.ndarray, *, last_n: int = 10,
-                 exclude_seen: bool = True, fallback: Popular | None = None) -> None:
+                 exclude_seen: bool = True, fallback: Popular | None = None, exclude: Collection[str] = ()) -> None:
         v = np.asarray(vectors, dtype=np.float32)
         if v.ndim != 2 or v.shape[0] != len(item_ids):
             raise ValidationFailed(f"content kNN needs vectors of shape (n_items, d) = ({len(item_ids)}, d), "
@@ -213,22 +243,28 @@ class ContentKNN:
         self.exclude_seen = exclude_seen
         self.fallback = fallback
         """Answers a shopper with no known history item (as co-occurrence does): nothing to be similar to."""
+        self._unservable = np.flatnonzero(~_servable(self.items, None, exclude))
 
     def __call__(self, user_id: str, history: pd.DataFrame, k: int) -> list[str]:
-        ids = history["item_id"].astype(str).tolist() if len(history) else []
-        known = [self._row[i] for i in ids if i in self._row]
+        known = [self._row[i] for i in _query_items(history) if i in self._row]
         recent = list(dict.fromkeys(reversed(known)))[: self.last_n]
         if not recent:
             return self.fallback(user_id, history, k) if self.fallback is not None else []
         s = (self.vectors[recent] @ self.vectors.T).max(axis=0)
-        banned = np.array(sorted(set(known)), dtype=np.int64) if self.exclude_seen else None
-        return [str(self.items[j]) for j in _top(s, k, banned)]
+        banned = {self._row[i] for i in _disliked(history) if i in self._row}
+        if self.exclude_seen:
+            banned |= set(known)
+        return [str(self.items[j]) for j in _top(s, k, np.r_[self._unservable, sorted(banned)].astype(np.int64))]
 
 
 def make_baselines(split: Split, item_ids: Sequence[str] | None = None, vectors: np.ndarray | None = None, *,
                    exclude_seen: bool | None = None, content_vectors: np.ndarray | None = None,
-                   ) -> dict[str, Popular | ItemCooccurrence | ContentKNN]:
+                   exclude: Collection[str] = ()) -> dict[str, Popular | ItemCooccurrence | ContentKNN]:
     """The baselines fitted on ``split.train``, each answering as of the split's target times.
+
+    ``item_ids`` is the recommendable catalogue (the index's items: what ours ranks) and ``exclude`` the items ours
+    may not return (hidden, deleted): no baseline recommends an item outside the one or inside the other, although
+    their events still count (a deleted item's buyers still co-bought what they bought). None: every item trained on.
 
     ``exclude_seen`` defaults to True for ``last_interaction`` (MovieLens: no re-ratings) and False for ``last_day``
     (repurchases are real targets; a baseline blind to them would be a straw man). Content kNN (over ``vectors``)
@@ -238,14 +274,15 @@ def make_baselines(split: Split, item_ids: Sequence[str] | None = None, vectors:
     """
     ex = split.protocol == "last_interaction" if exclude_seen is None else exclude_seen
     now = split.target_time
-    pop = Popular(split.train, exclude_seen=ex, now=now)
+    pop = Popular(split.train, exclude_seen=ex, now=now, catalogue=item_ids, exclude=exclude)
     out: dict[str, Popular | ItemCooccurrence | ContentKNN] = {
         "popular": pop,
-        "item_cooccurrence": ItemCooccurrence(split.train, exclude_seen=ex, fallback=pop, now=now),
+        "item_cooccurrence": ItemCooccurrence(split.train, exclude_seen=ex, fallback=pop, now=now,
+                                              catalogue=item_ids, exclude=exclude),
     }
     if vectors is not None and item_ids is not None:
         out["content_knn"] = ContentKNN(item_ids, vectors, exclude_seen=True if exclude_seen is None else ex,
-                                          fallback=pop)
+                                          fallback=pop, exclude=exclude)
     if content_vectors is not None and item_ids is not None:
-        out["content_peer"] = ContentKNN(item_ids, content_vectors, exclude_seen=ex, fallback=pop)
+        out["content_peer"] = ContentKNN(item_ids, content_vectors, exclude_seen=ex, fallback=pop, exclude=exclude)
     return out

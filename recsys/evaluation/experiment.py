@@ -54,9 +54,17 @@ def recommend_all(split: Split, rec: Recommend | Batch, k: int) -> list[list[str
 
 
 def _slice_targets(split: Split) -> tuple[list[list[str]], np.ndarray, int]:
-    """Cold-item targets per user (targets with no training interaction), the users having any, their count."""
-    known = split.train_items
-    cold = [[t for t in split.targets[u] if t not in known] for u in split.users]
+    """Cold-item targets per user, the users having any, their count. A target is cold when nobody (the user
+    included) had a positive training event on it strictly before the user's target time: other shoppers' events
+    after it are in ``split.train`` (leave-last-out), and an item first sold on the target day is a new arrival."""
+    first = split.first_sold()
+    never = pd.Timestamp.max
+
+    def cold_for(u: str) -> list[str]:
+        now = split.target_time[u]
+        return [t for t in split.targets[u] if first.get(t, never) >= now]
+
+    cold = [cold_for(u) for u in split.users]
     mask = np.array([len(c) > 0 for c in cold], dtype=bool)
     return cold, mask, int(sum(len(c) for c in cold))
 
@@ -74,6 +82,9 @@ def _history_targets(split: Split, *, seen_before: bool) -> tuple[list[list[str]
 
 
 BOOTSTRAP_ROUNDS = 2000
+BOOTSTRAP_CHUNK = 1 << 21
+"""Resampled user indices drawn at a time (16 MiB of int64): the bootstrap's memory stays flat however many users
+there are. Chunks are whole rounds, and the generator gives the same indices whether drawn at once or in pieces."""
 
 
 def paired_intervals(main: np.ndarray, others: Mapping[str, np.ndarray], *, rounds: int = BOOTSTRAP_ROUNDS,
@@ -86,20 +97,32 @@ def paired_intervals(main: np.ndarray, others: Mapping[str, np.ndarray], *, roun
     n = len(main)
     if n == 0:
         return {"level": level, "rounds": 0, "main": None, "differences": {}}
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(rounds, n))
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
 
     def ci(x: np.ndarray) -> list[float]:
         return [round(float(np.quantile(x, lo_q)), 6), round(float(np.quantile(x, hi_q)), 6)]
 
-    boot_main = main[idx].mean(axis=1)
+    boot = _resampled_means([main, *(main - o for o in others.values())], rounds, seed)
+    boot_main = boot[0]
     diffs = {}
-    for name, o in others.items():
-        d = (main - o)[idx].mean(axis=1)
+    for (name, o), d in zip(others.items(), boot[1:], strict=True):
         diffs[name] = {"difference": round(float((main - o).mean()), 6), "ci": ci(d),
                        "share_ahead": round(float((d > 0).mean()), 4)}
     return {"level": level, "rounds": rounds, "users": n, "main": ci(boot_main), "differences": diffs}
+
+
+def _resampled_means(values: list[np.ndarray], rounds: int, seed: int) -> np.ndarray:
+    """Mean of each of ``values`` (per-user arrays of one length n) over ``rounds`` resamples of the users, the same
+    resamples for all, shape (len(values), rounds); drawn :data:`BOOTSTRAP_CHUNK` indices at a time."""
+    n = len(values[0])
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(values), rounds), np.float64)
+    step = max(1, BOOTSTRAP_CHUNK // n)
+    for lo in range(0, rounds, step):
+        idx = rng.integers(0, n, size=(min(step, rounds - lo), n))
+        for j, v in enumerate(values):
+            out[j, lo: lo + len(idx)] = v[idx].mean(axis=1)
+    return out
 
 
 @dataclass(frozen=True)
@@ -121,7 +144,8 @@ def _slices(split: Split, cold_user_max_events: int) -> list[_Slice]:
     new, new_mask, n_new = _history_targets(split, seen_before=False)
     rep, rep_mask, n_rep = _history_targets(split, seen_before=True)
     n_hist = np.array([len(split.histories[u]) for u in split.users], dtype=np.int64)
-    return [_Slice("cold_items", cold_mask, f"targets with no training interaction {_OVER}", cold, n_cold),
+    return [_Slice("cold_items", cold_mask, "targets nobody had a positive event on before the user's target time "
+                   f"{_OVER}", cold, n_cold),
             _Slice("cold_users", n_hist <= cold_user_max_events,
                    f"test users with <= {cold_user_max_events} history events"),
             _Slice("new_to_user", new_mask, f"targets not in the user's own history {_OVER}", new, n_new),

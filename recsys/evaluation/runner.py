@@ -3,6 +3,9 @@
 The caller supplies ``make_ours(split) -> recommender``: for the stored-events protocol it must fit the ranker on
 ``split.train`` (the built ranker has seen the targets); for ``--test-events`` the built ranker is fine (the
 withheld users are not in the store), the histories having been replayed through ``replay`` first.
+``item_ids`` is the recommendable catalogue and ``exclude`` what ours may not return (hidden, deleted): the
+baselines get both, and targets on items outside the one or inside the other are dropped for every model alike
+(``targets_unservable`` counts them, ``users_unservable`` the users left with no target at all).
 
     result = evaluate_store(events, make_ours=fit_on_split, item_ids=ids, vectors=fused, k=20)
     result = evaluate_test_events(path, "hm", store_events=events, replay=rec.catalogue.ingest_events,
@@ -32,22 +35,32 @@ MakeRecommender = Callable[[Split], "Recommend | Batch"]
 Replay = Callable[[Sequence[Mapping[str, Any]]], Sequence[Any]]
 
 
+def _nothing_to_evaluate(info: Mapping[str, Any]) -> ValidationFailed:
+    """Why a split has no user, in words: the part being empty of eligible users, or the users themselves."""
+    part, eligible = info.get("part"), info.get("eligible_users") or 0
+    if part is not None and eligible:
+        return ValidationFailed(
+            f"nothing to evaluate: {eligible} eligible user(s), none in part {part!r} (users are assigned by a salted "
+            "hash: 1/2 train, 1/4 validation, 1/4 test); use `--part all` on a small store")
+    dropped = info.get("dropped_unknown_items")
+    return ValidationFailed(
+        "nothing to evaluate: no user has both a history and a target"
+        + (f" ({info.get('test_events')} test events, {dropped} of them on items unknown to the store)"
+           if dropped is not None else "")
+        + "; every evaluated user needs events on at least two days (H&M) or two ratings (MovieLens)")
+
+
 def evaluate_split(split: Split, *, make_ours: MakeRecommender | None, item_ids: Sequence[str],
                    vectors: np.ndarray | None, k: int = 20, catalogue_size: int | None = None,
                    peers: Mapping[str, Recommend | Batch] | None = None, timings: Mapping[str, float] | None = None,
-                   extra: Mapping[str, Any] | None = None,
-                   content_vectors: np.ndarray | None = None) -> dict[str, Any]:
-    """Fit ours (timed) and the baselines on ``split`` and evaluate them all at ``k``."""
+                   extra: Mapping[str, Any] | None = None, content_vectors: np.ndarray | None = None,
+                   exclude: Collection[str] = ()) -> dict[str, Any]:
+    """Fit ours (timed) and the baselines on ``split`` and evaluate them all at ``k``; the baselines recommend from
+    ``item_ids`` less ``exclude``, as ours does."""
     from recsys.evaluation.baselines import make_baselines
 
     if not split.users:
-        info = split.info
-        dropped = info.get("dropped_unknown_items")
-        raise ValidationFailed(
-            "nothing to evaluate: no user has both a history and a target"
-            + (f" ({info.get('test_events')} test events, {dropped} of them on items unknown to the store)"
-               if dropped is not None else "")
-            + "; every evaluated user needs events on at least two days (H&M) or two ratings (MovieLens)")
+        raise _nothing_to_evaluate(split.info)
     t = dict(timings or {})
     recs: dict[str, Recommend | Batch] = {}
     if make_ours is not None:
@@ -55,22 +68,25 @@ def evaluate_split(split: Split, *, make_ours: MakeRecommender | None, item_ids:
         recs["ours"] = make_ours(split)
         t["fit_ours"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    recs.update(make_baselines(split, item_ids, vectors, content_vectors=content_vectors))
+    recs.update(make_baselines(split, item_ids, vectors, content_vectors=content_vectors, exclude=exclude))
     t["fit_baselines"] = time.perf_counter() - t0
     recs.update(peers or {})
     return run_evaluation(split, recs, k=k, catalogue_size=catalogue_size or len(item_ids), timings=t,
-                          extra={"split": split.info, **(extra or {})})
+                          extra={"targets_unservable": split.info.get("targets_unservable", 0),
+                                 "users_unservable": split.info.get("users_unservable", 0), "split": split.info,
+                                 **(extra or {})})
 
 
 def evaluate_store(events: pd.DataFrame, *, make_ours: MakeRecommender | None, item_ids: Sequence[str],
                    vectors: np.ndarray | None, k: int = 20, protocol: str = "auto", max_users: int | None = None,
-                   seed: int = 0, min_history: int = 1, part: str | None = "test", **kw: Any) -> dict[str, Any]:
+                   seed: int = 0, min_history: int = 1, part: str | None = "test", exclude: Collection[str] = (),
+                   **kw: Any) -> dict[str, Any]:
     """Temporal leave-last-out over the stored events (``recsys evaluate``), on the users of ``part``."""
     t0 = time.perf_counter()
     split = temporal_split(events, protocol, min_history=min_history, max_users=max_users, seed=seed,
-                           items=set(map(str, item_ids)), part=part)
+                           items=set(map(str, item_ids)) - set(map(str, exclude)), part=part)
     return evaluate_split(split, make_ours=make_ours, item_ids=item_ids, vectors=vectors, k=k,
-                          timings={"split": time.perf_counter() - t0}, **kw)
+                          timings={"split": time.perf_counter() - t0}, exclude=exclude, **kw)
 
 
 def replay_histories(split: Split, replay: Replay, batch_size: int = 1000) -> dict[str, int]:
@@ -88,13 +104,14 @@ def replay_histories(split: Split, replay: Replay, batch_size: int = 1000) -> di
 def evaluate_test_events(path: Path | str, fmt: str, *, store_events: pd.DataFrame, replay: Replay | None,
                          make_ours: MakeRecommender | None, item_ids: Sequence[str], vectors: np.ndarray | None,
                          k: int = 20, known_users: Collection[str] | None = None, min_history: int = 1,
-                         max_bad_fraction: float = 0.2, **kw: Any) -> dict[str, Any]:
+                         max_bad_fraction: float = 0.2, exclude: Collection[str] = (), **kw: Any) -> dict[str, Any]:
     """``recsys evaluate --test-events FILE --format hm|movielens``: withheld users, histories replayed first."""
     t0 = time.perf_counter()
     test = read_test_events(path, fmt, max_bad_fraction=max_bad_fraction)
     protocol = "last_day" if fmt == "hm" else "last_interaction"
+    known = set(map(str, item_ids))
     split = split_test_events(test, protocol, train_events=store_events, known_users=known_users,
-                              known_items=set(map(str, item_ids)), min_history=min_history)
+                              known_items=known, min_history=min_history, items=known - set(map(str, exclude)))
     timings = {"split": time.perf_counter() - t0}
     replayed: dict[str, int] = {}
     if replay is not None:
@@ -103,4 +120,4 @@ def evaluate_test_events(path: Path | str, fmt: str, *, store_events: pd.DataFra
         timings["replay"] = time.perf_counter() - t1
     extra = {"source": f"test_events:{fmt}", "replayed": replayed, **kw.pop("extra", {})}
     return evaluate_split(split, make_ours=make_ours, item_ids=item_ids, vectors=vectors, k=k, timings=timings,
-                          extra=extra, **kw)
+                          extra=extra, exclude=exclude, **kw)

@@ -67,9 +67,18 @@ class Split:
 
     @property
     def train_items(self) -> set[str]:
-        """Items with at least one training interaction, a dislike not being one (the complement defines the
-        cold-item slice)."""
+        """Items with at least one training interaction, a dislike not being one, at any time (the cold-item slice
+        asks per user, before the target time: :meth:`first_sold`)."""
         return set(positives(self.train)["item_id"].astype(str).unique())
+
+    def first_sold(self) -> dict[str, pd.Timestamp]:
+        """Each item's first positive training event (anyone's), a dislike not being one: an item is cold for a user
+        when it has none strictly before their target time."""
+        pos = positives(self.train)
+        if not len(pos):
+            return {}
+        first = pos.groupby(pos["item_id"].astype(str))["ts"].min()
+        return {str(i): pd.Timestamp(t) for i, t in first.items()}
 
 
 def resolve_protocol(protocol: str, events: pd.DataFrame | None = None) -> str:
@@ -131,8 +140,11 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
                    salt: str = DEFAULT_SALT) -> Split:
     """Split stored events (as from ``recsys.store.queries.events_frame``) by temporal leave-last-out.
 
-    ``target_types`` defaults to :func:`default_target_types`; ``items`` (the recommendable catalogue) drops targets
-    outside it; ``max_users`` samples that many test users (seeded), the rest count as non-test users.
+    ``target_types`` defaults to :func:`default_target_types`; ``items`` (the recommendable catalogue, less what may
+    not be served) drops targets outside it, for every model alike: ``info["targets_unservable"]`` counts the
+    distinct (user, item) target-type events of the evaluated users at or after their target time that it dropped,
+    ``info["users_unservable"]`` the users of the part left out because each of their targets was such an item.
+    ``max_users`` samples that many test users (seeded), the rest count as non-test users.
     ``part`` (``validation`` or ``test``) evaluates only the users of that part (:func:`user_part`); the targets of
     both held-out parts are kept out of training, so tuning on validation and reporting on test share one training
     set. None evaluates every eligible user.
@@ -144,27 +156,17 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
     if ev.empty:
         return Split(p, ev, [], {}, {}, {}, {"events": 0})
     ttypes = tuple(target_types) if target_types is not None else default_target_types(p, ev)
-    is_tt = ev["type"].isin(ttypes).to_numpy().copy()
-    if items is not None:
-        is_tt &= ev["item_id"].isin(set(items)).to_numpy()
-    order = np.arange(len(ev))
+    any_tt = ev["type"].isin(ttypes).to_numpy()
+    is_tt = any_tt & ev["item_id"].isin(set(map(str, items))).to_numpy() if items is not None else any_tt
     users = ev["user_id"]
-    if p == "last_day":
-        day = ev["ts"].dt.floor("D")
-        tday = day[is_tt].groupby(users[is_tt]).max()
-        cut = users.map(tday)  # NaT for users without a target
-        before = (ev["ts"] < cut).to_numpy()
-        is_target = is_tt & (day == cut).to_numpy()
-    else:
-        tpos = pd.Series(order[is_tt]).groupby(users[is_tt].to_numpy()).max()
-        cut_pos = users.map(tpos).to_numpy(dtype=np.float64)  # NaN for users without a target
-        before = order < np.nan_to_num(cut_pos, nan=-1)
-        is_target = order == cut_pos
-    n_hist = pd.Series(before).groupby(users.to_numpy()).sum()
-    has_target = pd.Series(is_target).groupby(users.to_numpy()).any()
-    eligible = sorted(u for u in n_hist.index if n_hist[u] >= min_history and has_target[u])
-    held = eligible
+    before, is_target = _cut(ev, is_tt, p)
+    eligible = _eligible(users, before, is_target, min_history)
+    n_eligible, held = len(eligible), eligible
+    lost_users: set[str] = set()
+    if items is not None and (any_tt & ~is_tt).any():  # users whose every target is an item that cannot be served
+        lost_users = set(_eligible(users, *_cut(ev, any_tt, p), min_history)) - set(eligible)
     if part is not None:
+        lost_users = {u for u in lost_users if user_part(u, salt) == part}
         held = [u for u in eligible if user_part(u, salt) != "train"]
         eligible = [u for u in held if user_part(u, salt) == part]
     if max_users is not None and len(eligible) > max_users:
@@ -175,12 +177,36 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
     hist_rows = ev[test & before]
     tgt_rows = ev[test & is_target]
     split = _assemble(p, train, eligible, hist_rows, tgt_rows)
+    lost = ev[users.isin(set(split.users)).to_numpy() & ~before & any_tt & ~is_tt]
     split.info.update({"events": len(ev), "train_events": len(train), "target_types": list(ttypes), "part": part,
-                       "salt": salt if part is not None else None,
-                       "min_history": min_history, "users_with_events": int(len(n_hist))})
+                       "salt": salt if part is not None else None, "eligible_users": n_eligible,
+                       "targets_unservable": int(len(lost.drop_duplicates(["user_id", "item_id"]))),
+                       "users_unservable": len(lost_users),
+                       "min_history": min_history, "users_with_events": int(users.nunique())})
     log.info("split %s: %d test users, %d targets, %d training events", p, len(split.users),
              split.info["targets"], len(train))
     return split
+
+
+def _cut(ev: pd.DataFrame, is_tt: np.ndarray, protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """(history, target) flags per event of :func:`temporal_split`'s cut, given which events may be targets."""
+    users = ev["user_id"]
+    if protocol == "last_day":
+        day = ev["ts"].dt.floor("D")
+        tday = day[is_tt].groupby(users[is_tt]).max()
+        cut = users.map(tday)  # NaT for users without a target
+        return (ev["ts"] < cut).to_numpy(), is_tt & (day == cut).to_numpy()
+    order = np.arange(len(ev))
+    tpos = pd.Series(order[is_tt]).groupby(users[is_tt].to_numpy()).max()
+    cut_pos = users.map(tpos).to_numpy(dtype=np.float64)  # NaN for users without a target
+    return order < np.nan_to_num(cut_pos, nan=-1), order == cut_pos
+
+
+def _eligible(users: pd.Series, before: np.ndarray, is_target: np.ndarray, min_history: int) -> list[str]:
+    """Users with at least ``min_history`` history events and a target, sorted."""
+    n_hist = pd.Series(before).groupby(users.to_numpy()).sum()
+    has_target = pd.Series(is_target).groupby(users.to_numpy()).any()
+    return sorted(u for u in n_hist.index if n_hist[u] >= min_history and has_target[u])
 
 
 def _assemble(protocol: str, train: pd.DataFrame, users: list[str], hist_rows: pd.DataFrame,
@@ -255,12 +281,15 @@ def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.
 
 def split_test_events(test_events: pd.DataFrame, protocol: str, *, train_events: pd.DataFrame,
                       known_users: Collection[str] | None = None, known_items: Collection[str] | None = None,
-                      min_history: int = 1, target_types: Collection[str] | None = None) -> Split:
+                      min_history: int = 1, target_types: Collection[str] | None = None,
+                      items: Collection[str] | None = None) -> Split:
     """Cut withheld users' events (from :func:`read_test_events`) into histories and targets.
 
     ``train_events`` are the store's events (the withheld users are not in it); the split's training set is those
     plus the withheld users' histories. Users already in ``known_users`` are refused: their stored events would
     leak into the evaluation. Events on items outside ``known_items`` cannot be replayed and are dropped (counted).
+    ``items`` (the known items less the hidden or deleted ones) drops targets that cannot be served, as
+    :func:`temporal_split` does (counted too); their events still count as history.
     """
     ev = _normalise(test_events)
     if known_users is not None:
@@ -275,7 +304,7 @@ def split_test_events(test_events: pd.DataFrame, protocol: str, *, train_events:
         if dropped:
             log.warning("test events: %d event(s) on items unknown to the store dropped", dropped)
         ev = ev[keep]
-    inner = temporal_split(ev, protocol, target_types=target_types, min_history=min_history)
+    inner = temporal_split(ev, protocol, target_types=target_types, min_history=min_history, items=items)
     hist = [h for h in inner.histories.values() if len(h)]
     base = _normalise(train_events) if len(train_events) else train_events
     train = pd.concat([base, *hist], ignore_index=True) if hist else base

@@ -106,9 +106,10 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
         labels = np.fromiter((r in targets for r in cands.rows), dtype=bool, count=len(cands))
         if not labels.any() and not (p.missed_positives and targets):
             continue
+        # missed ones are found before the cap, which may drop positives that a source did produce
+        missed = np.array(sorted(targets - set(cands.rows.tolist())), dtype=np.int64) if p.missed_positives else None
         cands, labels = _cap(cands, labels, p.max_candidates, rng)
-        if p.missed_positives:
-            missed = np.array(sorted(targets - set(cands.rows.tolist())), dtype=np.int64)
+        if missed is not None:
             cands, labels = _append(cands, labels, missed, True)
         cands, labels = _add_random(cands, labels, table, targets, p.random_negatives, rng)
         ex = make_example(ctx, cands, table, known, p)
@@ -128,10 +129,15 @@ def _drop_rows(c: Candidates, rows: np.ndarray) -> Candidates:
 
 
 def _cap(c: Candidates, labels: np.ndarray, cap: int, rng: np.random.Generator) -> tuple[Candidates, np.ndarray]:
+    """At most ``cap`` candidates: every positive and random negatives; a sample of the positives alone when they
+    are more than ``cap`` (a big basket, or a small ``max_candidates``)."""
     if len(c) <= cap:
         return c, labels
     pos = np.flatnonzero(labels)
     neg = np.flatnonzero(~labels)
+    if len(pos) > cap:
+        keep = np.sort(rng.choice(pos, cap, replace=False))
+        return c.take(keep), labels[keep]
     keep = np.sort(np.r_[pos, rng.choice(neg, cap - len(pos), replace=False)])
     return c.take(keep), labels[keep]
 

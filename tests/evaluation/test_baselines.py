@@ -117,3 +117,37 @@ def test_baselines_count_only_what_came_before_the_request_time() -> None:
     assert Popular(train)("x", EMPTY, 1) == ["c"]                        # without a time: everything
     co = ItemCooccurrence(train, now=now)
     assert co("x", frame([("x", "b")]), 1) == ["a"]                      # b-c pairs come after T
+
+
+def test_no_baseline_recommends_an_item_ours_cannot_serve() -> None:
+    """Items outside the catalogue (deleted, never indexed) or excluded (hidden) are never a baseline's slot, even
+    when everyone bought them: the same candidates and exclusions as ours (DESIGN.md section 4)."""
+    rows = [(f"p{i}", item) for i in range(6) for item in ("gone", "hot")] + [("q1", "x"), ("q2", "y")]
+    train = frame(rows)
+    split = temporal_split(pd.concat([train, frame([("u", "x")]).assign(ts=pd.Timestamp("2021-01-01")),
+                                      frame([("u", "y")]).assign(ts=pd.Timestamp("2021-02-01"))]), "hm")
+    assert split.users == ["u"]
+    ids = ["x", "y", "hot", "z"]  # "gone" is not indexed; "hot" is hidden
+    v = np.eye(4, dtype=np.float32)
+    for name, rec in make_baselines(split, ids, v, content_vectors=v, exclude={"hot"}).items():
+        got = rec("u", split.histories["u"], 4)
+        assert got and not {"gone", "hot"} & set(got), (name, got)
+    assert Popular(train)("u", EMPTY, 2) == ["hot", "gone"]  # without a catalogue: what everyone bought
+    assert Popular(train, catalogue=ids, exclude={"hot"})("u", EMPTY, 2) == ["y", "x"]
+
+
+def test_baselines_ask_with_positives_and_never_return_a_dislike() -> None:
+    """A disliked item is no interest: no baseline queries with it, and none returns it (ours never does)."""
+    ids = ["shoe1", "shoe2", "shoe3", "hat1", "hat2", "hat3"]
+    v = np.array([[1, 0], [0.99, 0.1], [0.98, 0.2], [0, 1], [0.1, 0.99], [0.2, 0.98]], np.float32)
+    hist = pd.DataFrame({"user_id": "u", "item_id": ["hat1", "shoe1"], "type": ["purchase", "dislike"],
+                         "value": np.nan, "ts": pd.to_datetime(["2024-01-01", "2024-01-02"])})
+    assert ContentKNN(ids, v)("u", hist, 2) == ["hat2", "hat3"]  # from hat1, not from the disliked shoe
+    assert "shoe1" not in ContentKNN(ids, v, exclude_seen=False)("u", hist, 6)
+    train = frame([("a", "shoe1"), ("a", "shoe2"), ("b", "shoe1"), ("b", "shoe3"), ("c", "shoe1"), ("c", "hat2"),
+                   ("d", "hat1"), ("d", "hat3")])
+    co = ItemCooccurrence(train)
+    assert co.scores(hist)[co._row["shoe2"]] == 0  # shoe2 only co-occurs with the disliked shoe1
+    got = co("u", hist, 6)
+    assert got[0] == "hat3" and "shoe1" not in got  # hat3 from hat1; shoe1 (bought by 3) not even as a top-up
+    assert "shoe1" not in Popular(train)("u", hist, 6) and Popular(train)("u", EMPTY, 1) == ["shoe1"]

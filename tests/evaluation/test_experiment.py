@@ -167,3 +167,92 @@ def test_test_events_with_nothing_to_evaluate_say_why(tmp_path) -> None:  # type
     other.write_text("7\t91\t4\t100\n7\t92\t5\t200\n")
     with pytest.raises(ValidationFailed, match="nothing to evaluate.*2 of them on items unknown"):
         evaluate_test_events(other, "movielens", item_ids=["1"], **kw)
+
+
+def test_an_item_first_sold_after_the_target_time_is_cold() -> None:
+    """Other shoppers' purchases after a test user's target time are in the training part (leave-last-out), yet
+    the item was new as of that user's "now": it counts in the cold-item slice; one sold before it does not."""
+    later = frame([("t1", "fresh", "2020-01-08"), ("t2", "fresh", "2020-01-09"), ("t3", "old", "2020-01-01")])
+    ev = pd.concat([EVENTS, later, frame([("u1", "fresh", "2020-01-05"), ("u1", "old", "2020-01-05")])],
+                   ignore_index=True)
+    split = temporal_split(ev, "hm", part=None)
+    assert split.targets["u1"] == ["new", "fresh", "old"] and "fresh" in split.train_items
+    res = run_evaluation(split, {"ours": fixed({"u1": ["fresh"], "u2": ["a"]})}, k=2, catalogue_size=10)
+    ci = res["slices"]["cold_items"]
+    assert ci["users"] == 1 and ci["targets"] == 2  # u1's "new" and "fresh"; "old" was bought before 2020-01-05
+    assert ci["recall"] == pytest.approx(0.5)
+    assert "before the user's target time" in ci["definition"]
+    same_day = frame([("t4", "b2", "2020-01-05"), ("u1", "b2", "2020-01-05")])  # first sold on the target day
+    split = temporal_split(pd.concat([ev, same_day], ignore_index=True), "hm", part=None)
+    assert run_evaluation(split, {}, k=2)["slices"]["cold_items"]["targets"] == 3
+
+
+def test_bootstrap_in_chunks_gives_the_same_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resampling is drawn a chunk of rounds at a time: for a seed, the intervals are those of drawing every
+    round at once (the former way, computed here), whatever the chunk size."""
+    from recsys.evaluation import experiment
+
+    rng = np.random.default_rng(5)
+    main = rng.random(301)
+    others = {"a": rng.random(301), "b": (rng.random(301) > 0.7).astype(float)}
+    idx = np.random.default_rng(3).integers(0, 301, size=(500, 301))
+    want_main = main[idx].mean(axis=1)
+    want_b = (main - others["b"])[idx].mean(axis=1)
+    for chunk in (1 << 21, 301 * 7, 5):  # one chunk, 7 rounds a chunk, one round a chunk
+        monkeypatch.setattr(experiment, "BOOTSTRAP_CHUNK", chunk)
+        got = experiment.paired_intervals(main, others, rounds=500, seed=3)
+        assert got["main"] == [round(float(np.quantile(want_main, q)), 6) for q in (0.025, 0.975)]
+        assert got["differences"]["b"]["ci"] == [round(float(np.quantile(want_b, q)), 6) for q in (0.025, 0.975)]
+        assert got["differences"]["b"]["share_ahead"] == round(float((want_b > 0).mean()), 4)
+
+
+def test_bootstrap_memory_does_not_grow_with_rounds_times_users() -> None:
+    """200k users, 3 models: drawing every round at once held (rounds, users) indices and values (~1 GiB at 400
+    rounds); in chunks the peak stays at a few tens of MiB."""
+    import tracemalloc
+
+    from recsys.evaluation.experiment import paired_intervals
+
+    n = 200_000
+    rng = np.random.default_rng(0)
+    main, others = rng.random(n), {"a": rng.random(n), "b": rng.random(n)}
+    tracemalloc.start()
+    try:
+        res = paired_intervals(main, others, rounds=400)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert res["rounds"] == 400 and set(res["differences"]) == {"a", "b"}
+    assert peak < 96 * 2**20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_baselines_and_targets_follow_the_served_catalogue() -> None:
+    """Items everyone bought but ours may not serve (hidden: ``exclude``; deleted or never indexed: outside
+    ``item_ids``) are no baseline's slot, and a target on one is dropped for every model alike, and counted."""
+    from recsys.evaluation import evaluate_store
+
+    ev = frame([*((f"p{i}", item, "2020-01-01") for i in range(5) for item in ("hot", "gone")),
+                ("q1", "x", "2020-01-01"), ("q2", "x", "2020-01-01"),
+                ("u", "a", "2020-01-01"), ("u", "x", "2020-01-03"), ("u", "hot", "2020-01-03")])
+    res = evaluate_store(ev, make_ours=lambda split: (lambda u, h, k: ["x"]),
+                         item_ids=["a", "x", "hot"], vectors=np.eye(3, dtype=np.float32), k=1, part=None,
+                         exclude={"hot"})
+    assert res["users"] == 1 and res["targets"] == 1 and res["targets_unservable"] == 1  # "hot" dropped
+    assert res["metrics"]["recall"] == 1.0
+    for name in ("popular", "item_cooccurrence", "content_knn"):
+        assert res["baselines"][name]["recall"] == 1.0, name  # x: the most bought item ours may serve
+
+
+def test_an_empty_part_says_so() -> None:
+    """Eligible users who all fall in other parts than the one asked: the message says which part and what to do,
+    not that the users lack history."""
+    from recsys.errors import ValidationFailed
+    from recsys.evaluation import evaluate_store
+    from recsys.evaluation.splits import user_part
+
+    users = [u for u in (f"shopper{i}" for i in range(50)) if user_part(u) == "train"][:3]
+    ev = frame([(u, f"i{d}", f"2024-01-0{d + 1}") for u in users for d in range(4)])
+    with pytest.raises(ValidationFailed, match=r"3 eligible user\(s\), none in part 'test'.*`--part all`"):
+        evaluate_store(ev, make_ours=None, item_ids=[f"i{d}" for d in range(4)], vectors=None, k=5)
+    assert evaluate_store(ev, make_ours=None, item_ids=[f"i{d}" for d in range(4)], vectors=None, k=5,
+                          part=None)["users"] == 3

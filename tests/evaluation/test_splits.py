@@ -142,6 +142,9 @@ def test_split_test_events(tmp_path: Path) -> None:
     assert sorted(s.train["user_id"]) == ["c8", "c9", "c9", "s1"]      # store events + histories only
     with pytest.raises(ValidationFailed):
         split_test_events(ev, "hm", train_events=store_events, known_users={"c9"})
+    hidden = split_test_events(ev, "hm", train_events=store_events, known_items=known,
+                               items=known - {"0100000003"})  # c8's target hidden: c8 has no servable one
+    assert hidden.users == ["c9"] and hidden.info["users_unservable"] == 1
     recs = ingest_records(s.histories["c9"])
     assert recs[0]["user_id"] == "c9" and recs[0]["item_id"] == "0100000001"
     assert recs[0]["timestamp"].startswith("2020-01-01") and recs[0]["event_id"].startswith("hm:")
@@ -180,3 +183,19 @@ def test_replayed_history_through_ingestion(sqlite_store) -> None:  # type: igno
     with sqlite_store.session() as s:
         stored = events_frame(s)
     assert stored["item_id"].tolist() == ["1", "2"]
+
+
+def test_targets_outside_the_servable_items_are_counted() -> None:
+    """Targets dropped because their item cannot be served (``items``) are counted, and so are the users left with
+    none; the eligible users before the part filter are counted too (the empty-part message names them)."""
+    s = temporal_split(HM, "hm", items={"a", "b", "c", "d"})
+    assert s.targets == {"u1": ["d"], "u3": ["a"]}
+    assert s.info["targets_unservable"] == 1 and s.info["users_unservable"] == 0  # u1's "e"
+    s = temporal_split(HM, "hm", items={"b", "c", "d", "e"})
+    assert s.users == ["u1"] and s.info["users_unservable"] == 1  # u3 bought only "a" on their last day
+    assert s.info["targets_unservable"] == 0
+    ml = temporal_split(HM.assign(type="rating"), "movielens", items={"a", "b", "c", "d"})
+    assert ml.targets == {"u1": ["d"], "u3": ["a"]}
+    assert ml.info["targets_unservable"] == 1 and ml.info["users_unservable"] == 1  # u1's later "e"; u2 (a, f)
+    assert temporal_split(HM, "hm").info["targets_unservable"] == 0
+    assert temporal_split(HM, "hm", part="test", items={"a"}).info["eligible_users"] == 1  # u3, whatever its part
