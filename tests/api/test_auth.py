@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -131,3 +133,43 @@ def test_keys_cli(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: i
         assert runner.invoke(app, ["keys", "revoke", "ci"]).exit_code == 0
     finally:
         get_settings.cache_clear()
+
+
+def _first_login(path: str, barrier: Any, out: Any) -> None:
+    from recsys.api.web import session
+
+    barrier.wait()
+    try:
+        out.put(session._secret(Path(path)).hex())
+    except Exception as e:  # reported to the test, which names it
+        out.put(f"{type(e).__name__}: {e}")
+
+
+def test_workers_logging_in_at_once_share_one_session_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first logins on several workers of a fresh server race to create the secret: none may read it half
+    written (a 500 telling the operator to delete a good file), and all end up with the same one. The random bytes
+    come slowly here, so that a loser of the race would find an empty file every time."""
+    import multiprocessing
+    import secrets
+    import time
+
+    original = secrets.token_bytes
+
+    def slow(n: int | None = None) -> bytes:
+        time.sleep(0.05)
+        return original(n)
+
+    monkeypatch.setattr(secrets, "token_bytes", slow)
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(5):
+        path = tmp_path / str(round_) / "secrets" / "session.key"
+        barrier, out = ctx.Barrier(6), ctx.Queue()
+        workers = [ctx.Process(target=_first_login, args=(str(path), barrier, out)) for _ in range(6)]
+        for w in workers:
+            w.start()
+        got = [out.get(timeout=60) for _ in workers]
+        for w in workers:
+            w.join(60)
+        assert len(set(got)) == 1 and len(got[0]) == 64, got
+        assert [p.name for p in path.parent.iterdir()] == ["session.key"]  # no temporary file left behind
+        assert path.stat().st_mode & 0o777 == 0o600

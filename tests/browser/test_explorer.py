@@ -173,3 +173,46 @@ def test_first_hour_walk_through(page: Any, explorer: ExplorerServer) -> None:
     assert first not in _ids(page, "#recs .card")  # a liked item is never a new pick
     assert first in _ids(page, "#history .card")
     assert not page.errors, page.errors
+
+
+def test_an_item_opened_from_a_user_page_is_liked_as_that_user(page: Any, explorer: ExplorerServer) -> None:
+    page.goto(explorer.url + "/users/browser-visitor-8")
+    first = page.locator("#recs .card").first
+    item_id = first.get_attribute("data-item-id")
+    first.locator("a.card-title").click()
+    page.wait_for_selector("#item-title")
+    assert item_id and item_id in page.inner_text(".details .id")
+    assert page.input_value(".like-as input[name=user_id]") == "browser-visitor-8"  # not "visitor"
+    assert not page.errors, page.errors
+
+
+def test_failed_likes_show_one_message(page: Any, explorer: ExplorerServer) -> None:
+    """Each failed click replaces the message of the one before, instead of stacking them up."""
+    page.route("**/feedback", lambda route: route.fulfill(
+        status=503, content_type="text/html", body='<p id="error-message">the database is busy</p>'))
+    page.goto(explorer.url + "/users/browser-visitor-9")
+    button = page.locator("#recs .card button.like").first
+    for _ in range(3):
+        button.click()
+        page.wait_for_selector("#live:not(.busy) > p.warn")
+        page.wait_for_function("() => !document.querySelector('#recs .card button.like').disabled")
+    assert page.locator("#live > p.warn").count() == 1
+    assert "the database is busy" in page.inner_text("#live > p.warn")
+
+
+def test_long_unbroken_text_wraps_instead_of_widening_the_page(page: Any, explorer: ExplorerServer) -> None:
+    """A 5,000-character title and a one-word 300-character query stay within the window. (Last in the file: it
+    adds an item to the shared server, and deletes it again.)"""
+    import httpx
+
+    item = explorer.url + "/v1/items/browser-long-title"
+    r = httpx.put(item, json={"title": "W" * 5000, "description": "word " * 400 + "x" * 3000, "category": "y" * 200},
+                  timeout=120)
+    assert r.status_code == 200, r.text
+    try:
+        for url in ("/items/browser-long-title", "/?q=" + "z" * 300):
+            page.goto(explorer.url + url)
+            width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], (url, width)
+    finally:
+        httpx.delete(item, timeout=60)

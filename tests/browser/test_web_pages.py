@@ -3,6 +3,7 @@ the media recorded for an item, form posts from other sites and unknown keys are
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,12 @@ def fake(sqlite_store: Store, tmp_path: Path) -> FakeRecommender:
                                                                        "uri": str(media / "shoes1.png"),
                                                                        "status": "ok", "error": None}]},
         {"item_id": "xss", "title": "<script>alert('x')</script>", "category": "hats"},
+        {"item_id": "gone", "title": "gone", "deleted": True, "media": [{"kind": "image",
+                                                                         "uri": str(media / "shoes1.png"),
+                                                                         "status": "ok", "error": None}]},
+        {"item_id": "mixed", "title": "x", "media": [
+            {"kind": "image", "uri": str(media / "notes.png"), "status": "error", "error": "cannot decode"},
+            {"kind": "image", "uri": str(media / "shoes2.png"), "status": "ok", "error": None}]},
     ]
     return FakeRecommender(sqlite_store, items)
 
@@ -219,3 +226,139 @@ def test_a_faint_look_alike_is_not_shown_as_the_reason() -> None:
                                  result("c", reason="repeat", similarity=1.0)])
     assert [c.because_of.item_id if c.because_of else None for c in cards] == [None, "h1", "h1"]
     assert cards[0].sources == ["trending"]
+
+
+def test_removed_items_show_as_removed_and_without_a_broken_picture(client: TestClient, sqlite_store: Store) -> None:
+    """A deleted item's page is the API's 404; a hidden one says so and has no Like form; their cards in a history
+    have no picture (``/media`` refuses both) but say they are no longer available."""
+    gone = client.get("/items/gone")
+    assert gone.status_code == 404 and "was deleted" in gone.text and 'id="error-message"' in gone.text
+    hidden = client.get("/items/hidden")
+    assert hidden.status_code == 200 and 'id="item-removed"' in hidden.text and "hidden" in hidden.text
+    assert 'action="/feedback"' not in hidden.text and 'src="/media/hidden' not in hidden.text
+    _store_history(sqlite_store, "u5", ["hidden", "gone", "s1"])  # histories are read from the store
+    page = client.get("/users/u5").text
+    assert 'src="/media/hidden' not in page and 'src="/media/gone' not in page
+    history = page.split('id="history"')[1].split('id="recs"')[0]
+    assert history.count('class="card small"') == 3 and 'src="/media/s1"' in history
+    assert history.count("no longer available") == 2 and "hidden: no longer available" in history
+
+
+def _store_history(store: Store, user_id: str, items: list[str]) -> None:
+    from recsys.store.events import ingest_events
+    from recsys.store.importers.records import ItemRecord
+    from recsys.store.importers.report import TableCounts
+    from recsys.store.importers.writer import upsert_items
+
+    with store.session() as s:
+        upsert_items(s, [ItemRecord(i, i, "", None) for i in items], TableCounts())
+    results = ingest_events(store, [{"user_id": user_id, "item_id": i, "type": "like"} for i in items])
+    assert all(r.status == "stored" for r in results)
+
+
+def test_item_page_names_only_images_that_are_served(client: TestClient) -> None:
+    """The gallery numbers the images as /media does (failed ones left out): no ``None?n=0``, no 404s."""
+    broken = client.get("/items/broken").text
+    assert "None?n=" not in broken and 'class="hero"' not in broken and "media problem" in broken
+    mixed = client.get("/items/mixed").text
+    sources = re.findall(r'src="([^"]+\?n=\d+)"', mixed)
+    assert sources == ["/media/mixed?n=0"]
+    assert all(client.get(src).status_code == 200 for src in sources)
+
+
+def test_image_search_without_a_file_says_so(client: TestClient, tmp_path: Path) -> None:
+    """Browsers send an empty part when no file was chosen: the explorer's own message, on the HTML error page."""
+    r = client.post("/search/image", files={"image": ("", b"", "application/octet-stream")},
+                    data={"category": "hats", "price_min": ""})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+    assert "choose an image file" in r.text and 'id="error-message"' in r.text
+    assert 'id="image-file" required' in client.get("/").text
+    found = client.post("/search/image", files={"image": ("red.png", (tmp_path / "media" / "shoes1.png").read_bytes(),
+                                                          "image/png")}, data={"category": "hats"})
+    assert found.status_code == 200 and "Looks like red.png" in found.text and 'data-item-id="h1"' in found.text
+
+
+@pytest.mark.parametrize("url", [
+    "/users/u1?diversity=2", "/users/u1?diversity=abc", "/users/u1?fragment=maybe", "/?q=" + "x" * 2001,
+    "/?price_min=" + "1" * 65, "/?modality=verylongmod", "/?" + "&".join(f"category=c{i}" for i in range(201)),
+    "/items/s1?user=" + "u" * 200, "/media/s1?n=-1", "/login?next=/" + "x" * 2001])
+def test_bad_query_values_get_the_error_page(client: TestClient, url: str) -> None:
+    """A value outside a page's declared limits (a hand-edited or pasted link) is the HTML error page, with the
+    API's 422 and the value named, never the API's JSON problem."""
+    r = client.get(url)
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html"), r.text[:300]
+    assert 'id="error-message"' in r.text and r.headers["x-frame-options"] == "DENY"
+
+
+def test_bad_form_values_get_the_error_page(client: TestClient) -> None:
+    r = client.post("/feedback", data={"user_id": "u1", "item_id": "h2", "diversity": "5"})
+    assert r.status_code == 422 and 'id="error-message"' in r.text and "diversity" in r.text
+    assert client.get("/v1/items/s1?x=1", headers={"X-API-Key": "k"}).headers["content-type"].startswith(
+        "application/json")  # the API keeps its JSON
+
+
+def test_login_comes_back_to_the_page_with_its_query(make_client: Callable[..., TestClient],
+                                                     sqlite_store: Store) -> None:
+    client = make_client(auth=True)
+    r = client.get("/?q=red&category=hats&category=a%26b", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login?next=/%3Fq%3Dred%26category%3Dhats%26category%3Da%2526b"
+    form = client.get(r.headers["location"]).text
+    assert 'name="next" value="/?q=red&amp;category=hats&amp;category=a%26b"' in form
+    read, _ = create_key(sqlite_store, "reader", "read")
+    done = client.post("/login", data={"key": read, "next": "/?q=red&category=hats&category=a%26b"},
+                       follow_redirects=False)
+    assert done.headers["location"] == "/?q=red&category=hats&category=a%26b"
+    client.cookies.clear()
+    too_long = client.get("/users/u1?category=" + "c" * 3000, follow_redirects=False)
+    assert too_long.headers["location"] == "/login?next=/users/u1"  # the page, without a query no login keeps
+
+
+def test_items_opened_from_a_user_page_are_liked_as_that_user(client: TestClient) -> None:
+    """Cards on a user's page link to the item page with the user, whose "Like as user" field then holds them."""
+    assert client.post("/feedback", data={"user_id": "a b", "item_id": "h1", "type": "like"},
+                       follow_redirects=False).status_code == 303
+    page = client.get("/users/a%20b").text
+    links = set(re.findall(r'href="(/items/[^"]+)"', page))
+    assert links and all(link.endswith("?user=a%20b") for link in links), links
+    item = client.get("/items/h2?user=a%20b").text
+    assert 'name="user_id" value="a b"' in item
+    assert 'href="/items/h3?user=a%20b"' in item  # and on from there, through the similar items
+    assert 'name="user_id" value="visitor"' in client.get("/items/h2").text
+
+
+def test_user_ids_are_trimmed_as_the_store_keeps_them(client: TestClient, fake: FakeRecommender) -> None:
+    r = client.post("/feedback", data={"user_id": " u9 ", "item_id": "h1", "type": "like"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/users/u9?")
+    assert fake.events["u9"] == [("h1", "like")] and " u9 " not in fake.events
+    spaced = client.get("/users/%20u9%20?diversity=0.3", follow_redirects=False)
+    assert spaced.status_code == 303 and spaced.headers["location"] == "/users/u9?diversity=0.3"
+    assert 'id="user-id">u9</span>' in client.get("/users/%20u9%20").text
+    assert client.post("/feedback", data={"user_id": "  ", "item_id": "h1", "type": "like"}).status_code == 422
+
+
+def test_a_login_session_opens_every_footer_link(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:
+    """A pasted key with a trailing space logs in (as the same key in a header works); the footer's links, the
+    status page among them, open with the login cookie."""
+    client = make_client(auth=True)
+    admin, _ = create_key(sqlite_store, "admin", "admin")
+    r = client.post("/login", data={"key": admin + " \n", "next": "/"}, follow_redirects=False)
+    assert r.status_code == 303 and "recsys_session=" in r.headers["set-cookie"]
+    footer = client.get("/").text.split("<footer>")[1]
+    links = re.findall(r'href="([^"]+)"', footer)
+    assert "/status" in links
+    for link in links:
+        assert client.get(link).status_code == 200, link
+    assert 'id="status"' in client.get("/status").text
+
+
+def test_favicon_is_not_an_error(client: TestClient) -> None:
+    assert client.get("/favicon.ico").status_code == 204
+
+
+def test_plot_labels_are_cut_before_they_are_escaped() -> None:
+    from recsys.api.web.plots import interval_bars
+
+    rate = {"rate": 0.1, "low": 0.05, "high": 0.2}
+    svg = interval_bars([{"name": "R&D<new>&more-variant", "ctr": rate, "control": True}], "ctr", "CTR")
+    assert ">R&amp;D&lt;new&gt;&amp;more-va</text>" in svg

@@ -3,113 +3,46 @@
 Pages: ``/`` (search by text or by an uploaded image, filters, trending, users), ``/items/{id}`` (the item, its image,
 similar items), ``/users/{id}`` (history, recommendations with "because you liked ..." and their sources, like and
 dislike buttons that re-rank on the spot), ``/media/{id}`` (an item's recorded image, see
-:func:`recsys.api.web.pages.media_file`). Auth follows the API: with auth off (loopback only) every page is open; with
-auth on, ``/login`` keeps a read key in an HttpOnly cookie and feedback needs an admin key. Form posts from other
-origins are refused.
+:func:`recsys.api.web.pages.media_file`), ``/status`` (what is served). Auth follows the API: with auth off (loopback
+only) every page is open; with auth on, ``/login`` keeps a read key in an HttpOnly cookie and feedback needs an admin
+key. Form posts from other origins are refused. How a page is answered (checks, templates, the error page) is in
+:mod:`recsys.api.web.render`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from functools import cache
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as Upload
 
 from recsys.api.auth import hash_key
-from recsys.api.deps import authorize, identify
+from recsys.api.deps import identify
 from recsys.api.errors import public_message
 from recsys.api.media import media_roots, public_item
 from recsys.api.web import pages, session
-from recsys.errors import AuthError, Forbidden, RecsysError, ValidationFailed
+from recsys.api.web.render import WEB, PageRoute, error, page, render, same_origin, who
+from recsys.errors import RecsysError, UnknownItem, ValidationFailed
 from recsys.serving.requests import check_modality
 from recsys.store.limits import MAX_ID, MAX_QUERY
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(include_in_schema=False, tags=["explorer"])
+router = APIRouter(include_in_schema=False, tags=["explorer"], route_class=PageRoute)
 
-WEB = Path(__file__).resolve().parents[1] / "web"
 STATIC = {"explorer.css": "text/css; charset=utf-8", "explorer.js": "text/javascript; charset=utf-8"}
 PAGE_K = 24
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' https: http: data:; object-src 'none'; "
-                               "base-uri 'none'; frame-ancestors 'none'",
-}
 
 Category = Annotated[list[str] | None, Query(max_length=200)]
 Text = Annotated[str | None, Query(max_length=64)]
 
 
-@cache
-def _templates() -> Jinja2Templates:
-    return Jinja2Templates(directory=str(WEB / "templates"))
-
-
-async def _who(request: Request, scope: str = "read") -> None:
-    """Check the caller like the API does: the login session's cookie, or a key in a header or a bearer token."""
-    settings = request.app.state.settings
-    cookie = request.cookies.get(session.COOKIE)
-    if cookie and settings.api.auth:
-        principal = await session.principal(settings, request.app.state.keys, cookie)
-        if principal is None:
-            raise AuthError("your session has expired or its key was revoked; log in again")
-        await authorize(request, principal, "key:" + principal.name, scope)
-        return
-    auth = request.headers.get("authorization", "")
-    key = request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
-    await identify(request, key, None, scope)
-
-
-def _same_origin(request: Request) -> None:
-    """Refuse form posts that a page of another site may have sent (auth may be off: the server trusts loopback
-    callers). Browsers name the page's origin on every form post; a post that names none, or the opaque ``null``
-    origin (sandboxed frames, ``data:`` pages), is refused too."""
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        raise Forbidden("cross-site form posts are refused")
-    origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin or origin == "null":
-        raise Forbidden("form posts must come from the explorer's own pages (no Origin header)")
-    if urlparse(origin).netloc != request.headers.get("host", ""):
-        raise Forbidden("cross-origin form posts are refused")
-
-
-def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    # "Log out" only for a browser holding a login session (not on the login page before anyone logged in)
-    context.setdefault("auth", request.app.state.settings.api.auth and session.COOKIE in request.cookies)
-    response = _templates().TemplateResponse(request, name, context, status_code=status_code)
-    response.headers.update(SECURITY_HEADERS)
-    return response
-
-
-def _error(request: Request, e: RecsysError) -> Response:
-    if isinstance(e, AuthError) and not isinstance(e, Forbidden) and request.method == "GET":
-        return RedirectResponse("/login?next=" + quote(request.url.path, safe="/"), status_code=303)
-    status = e.status if 400 <= e.status < 600 else 500
-    return _render(request, "error.html", status, message=public_message(e), code=e.code)
-
-
 def _rec(request: Request) -> Any:
     return request.app.state.recommender
-
-
-async def _page(request: Request, render: Callable[..., Response], *args: Any) -> Response:
-    """A page for a reader: the caller checked, then ``render(request, *args)`` in a worker thread (it reads the
-    store); a domain error becomes the error page."""
-    try:
-        await _who(request)
-        return await run_in_threadpool(render, request, *args)
-    except RecsysError as e:
-        return _error(request, e)
 
 
 # -- search --------------------------------------------------------------------------------------------------------
@@ -119,7 +52,7 @@ async def home(request: Request, q: Annotated[str | None, Query(max_length=MAX_Q
                price_min: Text = None, price_max: Text = None, in_stock: Text = None) -> Response:
     """Search by text (``q``), else the trending list, plus the most active users."""
     form = pages.filter_form(category, price_min, price_max, in_stock)
-    return await _page(request, _home, (q or "").strip(), modality, form)
+    return await page(request, _home, (q or "").strip(), modality, form)
 
 
 def _home(request: Request, q: str, modality: str, form: pages.FilterForm, *,
@@ -133,29 +66,30 @@ def _home(request: Request, q: str, modality: str, form: pages.FilterForm, *,
         title, results = f"Results for “{q}”", rec.search_text(q, PAGE_K, modality=modality, filter=f)
     else:
         title, results = "Trending", rec.trending(PAGE_K, filter=f)
-    return _render(request, "home.html", q=q, modality=modality, form=form, title=title,
-                   cards=pages.result_cards(rec, results, match=image_results is not None),
-                   categories=pages.categories(rec.store),
-                   users=pages.active_users(rec.store), serving=rec.status())
+    return render(request, "home.html", q=q, modality=modality, form=form, title=title,
+                  cards=pages.result_cards(rec, results, match=image_results is not None),
+                  categories=pages.categories(rec.store),
+                  users=pages.active_users(rec.store), serving=rec.status())
 
 
 @router.post("/search/image", response_class=HTMLResponse)
-async def search_image(request: Request, image: Annotated[UploadFile, File()],
+async def search_image(request: Request, image: Annotated[UploadFile | str | None, File()] = None,
                        modality: Annotated[str, Form(max_length=8)] = "image",
                        category: Annotated[list[str] | None, Form()] = None,
                        price_min: Annotated[str | None, Form(max_length=64)] = None,
                        price_max: Annotated[str | None, Form(max_length=64)] = None,
                        in_stock: Annotated[str | None, Form(max_length=64)] = None) -> Response:
-    """Search by an uploaded image (the same size and format limits as ``POST /v1/search/image``)."""
+    """Search by an uploaded image (the same size and format limits as ``POST /v1/search/image``). A form sent
+    with no file chosen (browsers send an empty part) is told so on the error page."""
     from recsys.api.limits import check_image
     from recsys.errors import PayloadTooLarge
 
     form = pages.filter_form(category, price_min, price_max, in_stock)
     try:
-        await _who(request)
-        _same_origin(request)
+        await who(request)
+        same_origin(request)
         limits = request.app.state.settings.api
-        data = await image.read(limits.max_image_bytes + 1)
+        data = await image.read(limits.max_image_bytes + 1) if isinstance(image, Upload) else b""
         if len(data) > limits.max_image_bytes:
             raise PayloadTooLarge(f"the uploaded image is over the limit of {limits.max_image_bytes} bytes")
         if not data:
@@ -166,10 +100,10 @@ async def search_image(request: Request, image: Annotated[UploadFile, File()],
         rec = _rec(request)
         f = form.item_filter()
         results = await run_in_threadpool(rec.search_image, data, PAGE_K, modality=modality, filter=f)
-        name = (image.filename or "your image")[:80]
+        name = ((image.filename if isinstance(image, Upload) else None) or "your image")[:80]
         return await run_in_threadpool(_home, request, "", "fused", form, image_results=results, image_name=name)
     except RecsysError as e:
-        return _error(request, e)
+        return error(request, e)
 
 
 # -- item ----------------------------------------------------------------------------------------------------------
@@ -177,25 +111,31 @@ async def search_image(request: Request, image: Annotated[UploadFile, File()],
 async def item_page(request: Request, item_id: str, modality: Annotated[str, Query(max_length=8)] = "fused",
                     category: Category = None, price_min: Text = None, price_max: Text = None,
                     in_stock: Text = None, user: Annotated[str | None, Query(max_length=MAX_ID)] = None) -> Response:
-    """One item: its images, fields and tags, and the items most similar to it."""
+    """One item: its images, fields and tags, and the items most similar to it (``user``: whom "Like" is for)."""
     form = pages.filter_form(category, price_min, price_max, in_stock)
-    return await _page(request, _item, item_id, modality, form, user)
+    return await page(request, _item, item_id, modality, form, (user or "").strip())
 
 
-def _item(request: Request, item_id: str, modality: str, form: pages.FilterForm, user: str | None) -> Response:
+def _item(request: Request, item_id: str, modality: str, form: pages.FilterForm, user: str) -> Response:
+    from recsys.store.items import deleted_message
+
     rec = _rec(request)
     check_modality(modality)
-    details = public_item(rec.get_item(item_id))
-    images = [i for i, m in enumerate(m for m in details.get("media") or () if m.get("kind") == "image")]
+    stored = rec.get_item(item_id)
+    if stored.get("deleted"):  # gone for shoppers at once, as GET /v1/items/{id} says
+        raise UnknownItem(deleted_message(item_id))
+    card = pages.item_card(rec, item_id)
+    # numbered as /media?n= numbers them: the images that did not fail, and none for a hidden item
+    images = list(range(len(pages.image_media(stored)))) if card.image_url else []
     similar_note = None
     try:
         similar = pages.result_cards(rec, rec.similar(item_id, PAGE_K, modality=modality, filter=form.item_filter()),
                                      match=True)
     except RecsysError as e:  # e.g. not indexed yet: the item itself still shows
         similar, similar_note = [], public_message(e)
-    return _render(request, "item.html", item=details, card=pages.item_card(rec, item_id), images=images,
-                   similar=similar, similar_note=similar_note, modality=modality, form=form,
-                   categories=pages.categories(rec.store), user=user or "")
+    return render(request, "item.html", item=public_item(stored), card=card, images=images,
+                  similar=similar, similar_note=similar_note, modality=modality, form=form,
+                  categories=pages.categories(rec.store), user=user)
 
 
 # -- user ----------------------------------------------------------------------------------------------------------
@@ -208,8 +148,12 @@ async def user_page(request: Request, user_id: str, category: Category = None, p
     """A user's history and recommendations (``fragment=1``: only the part the like buttons refresh)."""
     if not user_id and user and user.strip():  # the "open user" form without JavaScript
         return RedirectResponse("/users/" + quote(user.strip(), safe=""), status_code=303)
+    if user_id.strip() and user_id != user_id.strip():  # the store keeps ids trimmed: " u9 " is u9
+        query = request.url.query
+        return RedirectResponse("/users/" + quote(user_id.strip(), safe="") + ("?" + query if query else ""),
+                                status_code=303)
     form = pages.filter_form(category, price_min, price_max, in_stock)
-    return await _page(request, _user, user_id, form, diversity, fragment)
+    return await page(request, _user, user_id, form, diversity, fragment)
 
 
 def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: float, fragment: bool,
@@ -222,8 +166,8 @@ def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: flo
     context: dict[str, Any] = {"user_id": user_id, "recs": pages.result_cards(rec, recs), "history": hist,
                                "n_events": n_events, "form": form, "diversity": diversity, "message": message}
     if fragment:
-        return _render(request, "_user_live.html", **context)
-    return _render(request, "user.html", categories=pages.categories(rec.store), **context)
+        return render(request, "_user_live.html", **context)
+    return render(request, "user.html", categories=pages.categories(rec.store), **context)
 
 
 @router.post("/feedback", response_class=HTMLResponse)
@@ -237,19 +181,22 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
                    diversity: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0) -> Response:
     """Store a like or dislike, then answer with the re-ranked recommendations (fetch) or redirect (plain form)."""
     form = pages.filter_form(category, price_min, price_max, in_stock)
+    user_id = user_id.strip()  # as the store keeps it: the page shown next is the user the event went to
     try:
-        await _who(request, "admin")
-        _same_origin(request)
+        await who(request, "admin")
+        same_origin(request)
         if type not in ("like", "dislike"):
             raise ValidationFailed("feedback is a like or a dislike")
+        if not user_id:
+            raise ValidationFailed(f"a user id is 1 to {MAX_ID} characters")
         rec = _rec(request)
         event = {"user_id": user_id, "item_id": item_id, "type": type}
         results = await run_in_threadpool(rec.catalogue.ingest_events, [event])
         res = results[0] if results else None
         status = getattr(res, "status", None) or (res.get("status") if isinstance(res, dict) else None)
         if status == "error":
-            error = getattr(res, "error", None) or (res.get("error") if isinstance(res, dict) else None)
-            raise ValidationFailed(f"the {type} was not stored: {error}")
+            problem = getattr(res, "error", None) or (res.get("error") if isinstance(res, dict) else None)
+            raise ValidationFailed(f"the {type} was not stored: {problem}")
         if request.headers.get("x-explorer") != "fetch":
             query = form.query() + (f"&diversity={diversity}" if diversity else "")
             return RedirectResponse(f"/users/{quote(user_id, safe='')}?{query}", status_code=303)
@@ -257,31 +204,30 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
         message = f"You {type}d “{card.title}”: recommendations updated."
         return await run_in_threadpool(_user, request, user_id, form, diversity, True, message)
     except RecsysError as e:
-        return _error(request, e)
+        return error(request, e)
 
 
-# -- media, static, login ------------------------------------------------------------------------------------------
 # -- experiments ---------------------------------------------------------------------------------------------------
 @router.get("/experiments", response_class=HTMLResponse)
 async def experiments_page(request: Request) -> Response:
     """The configured experiments (an admin page: reports show business figures)."""
     try:
-        await _who(request, "admin")
+        await who(request, "admin")
         from recsys.api.routes.experiments import experiments_of
 
-        return _render(request, "experiments.html", experiments=[e.public() for e in experiments_of(request).all])
+        return render(request, "experiments.html", experiments=[e.public() for e in experiments_of(request).all])
     except RecsysError as e:
-        return _error(request, e)
+        return error(request, e)
 
 
 @router.get("/experiments/{name}", response_class=HTMLResponse)
 async def experiment_page(request: Request, name: str) -> Response:
     """One experiment's report: the table and its rates as bars with 95% intervals (inline SVG)."""
     try:
-        await _who(request, "admin")
+        await who(request, "admin")
         return await run_in_threadpool(_experiment, request, name)
     except RecsysError as e:
-        return _error(request, e)
+        return error(request, e)
 
 
 def _experiment(request: Request, name: str) -> Response:
@@ -293,15 +239,24 @@ def _experiment(request: Request, name: str) -> Response:
     report = experiment_report(_rec(request).store, exp)
     plots = {"ctr": interval_bars(report["variants"], "ctr", "CTR"),
              "conversion": interval_bars(report["variants"], "conversion_rate", "Conversion rate")}
-    return _render(request, "experiment.html", report=report, definition=exp.public(), plots=plots,
-                   changes={v.name: v.changes() for v in exp.variants})
+    return render(request, "experiment.html", report=report, definition=exp.public(), plots=plots,
+                  changes={v.name: v.changes() for v in exp.variants})
+
+
+# -- status, media, static, login ----------------------------------------------------------------------------------
+@router.get("/status", response_class=HTMLResponse)
+async def status_page(request: Request) -> Response:
+    """What ``GET /v1/status`` says, as a page (the API routes do not take the explorer's login cookie)."""
+    runtime = request.app.state.runtime
+    return await page(request, lambda r: render(r, "status.html", status={
+        **runtime.status, "ready": runtime.ready, "store": runtime.store_ok}))
 
 
 @router.get("/media/{item_id:path}")
 async def media(request: Request, item_id: str, n: Annotated[int, Query(ge=0, le=1000)] = 0) -> Response:
     """An item's ``n``-th recorded image (never a path taken from the request; allow-listed image types only)."""
     try:
-        await _who(request)
+        await who(request)
         roots = media_roots(request.app.state.settings)
         found = await run_in_threadpool(pages.media_file, _rec(request), item_id, n, roots)
     except RecsysError as e:
@@ -325,20 +280,27 @@ def static(name: str) -> Response:
                         headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """No icon, said without an error (a 404 here was a console error on every page)."""
+    return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: Annotated[str, Query(max_length=500)] = "/") -> Response:
-    return _render(request, "login.html", next=_safe_next(next), error=None)
+def login_form(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
+    return render(request, "login.html", next=_safe_next(next), error=None)
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, key: Annotated[str, Form(min_length=1, max_length=500)],
-                next: Annotated[str, Form(max_length=500)] = "/") -> Response:
+                next: Annotated[str, Form(max_length=2000)] = "/") -> Response:
     """Check an API key and keep it in an HttpOnly, SameSite=Strict cookie for the explorer pages."""
+    key = key.strip()  # pasted from a terminal with a space or newline, as an HTTP header would be trimmed
     try:
-        _same_origin(request)
+        same_origin(request)
         principal = await identify(request, key, None, "read")
     except RecsysError as e:
-        return _render(request, "login.html", e.status, next=_safe_next(next), error=public_message(e))
+        return render(request, "login.html", e.status, next=_safe_next(next), error=public_message(e))
     response = RedirectResponse(_safe_next(next), status_code=303)
     settings = request.app.state.settings
     if settings.api.auth:

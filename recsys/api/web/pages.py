@@ -47,10 +47,16 @@ class Card:
     explanation: dict[str, Any] | None = None
     because_of: Card | None = None
     note: str | None = None
+    removed: str | None = None
+    """"hidden" or "deleted": no longer shown to shoppers (and no picture: ``/media`` refuses it)."""
 
     @property
     def url(self) -> str:
         return "/items/" + quote(self.item_id, safe="")
+
+    def link(self, user: str | None = None) -> str:
+        """The item page's address; from a user's page it carries the user, whom the item page's "Like" is for."""
+        return self.url + ("?user=" + quote(user, safe="") if user else "")
 
     @property
     def price_text(self) -> str:
@@ -80,7 +86,8 @@ VERBS = {"purchase": "bought", "view": "viewed", "click": "clicked", "add_to_car
          "like": "liked", "rating": "rated"}
 
 
-def _image_media(details: dict[str, Any]) -> list[dict[str, Any]]:
+def image_media(details: dict[str, Any]) -> list[dict[str, Any]]:
+    """The item's images that can be shown, in the order ``/media/{id}?n=`` numbers them (failed ones left out)."""
     return [m for m in details.get("media") or () if m.get("kind") == "image" and m.get("status") != "error"]
 
 
@@ -93,10 +100,11 @@ def item_card(rec: Any, item_id: str) -> Card:
 
         return Card(item_id, title=item_id, note=public_message(e))
     price = d.get("price")
+    removed = "deleted" if d.get("deleted") else "hidden" if d.get("hidden") else None
     return Card(item_id=str(d.get("item_id", item_id)), title=str(d.get("title") or item_id),
                 category=d.get("category"), price=float(price) if price is not None else None,
-                in_stock=d.get("in_stock"),
-                image_url=("/media/" + quote(item_id, safe="")) if _image_media(d) else None)
+                in_stock=d.get("in_stock"), removed=removed,
+                image_url=("/media/" + quote(item_id, safe="")) if image_media(d) and not removed else None)
 
 
 def result_cards(rec: Any, results: list[Any], *, match: bool = False) -> list[Card]:
@@ -229,7 +237,7 @@ def media_file(rec: Any, item_id: str, position: int = 0, roots: list[Path] | No
     details = rec.get_item(item_id)
     if details.get("deleted") or details.get("hidden"):
         raise NotFound(f"item {item_id!r} is not available")
-    images = _image_media(details)
+    images = image_media(details)
     if not 0 <= position < len(images):
         raise NotFound(f"item {item_id!r} has no image #{position}")
     uri = str(images[position].get("uri") or "")

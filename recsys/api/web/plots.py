@@ -24,7 +24,7 @@ def interval_bars(rows: list[dict[str, Any]], metric: str, title: str) -> str:
     for i, r in enumerate(rows):
         y = 20 + i * ROW
         rate = r[metric]
-        parts.append(f'<text x="0" y="{y + 15}">{escape(str(r["name"]))[:16]}</text>')
+        parts.append(f'<text x="0" y="{y + 15}">{escape(str(r["name"])[:16])}</text>')
         if rate["rate"] is None:
             parts.append(f'<text x="{LABEL}" y="{y + 15}" class="plot-none">no exposures</text>')
             continue

@@ -28,17 +28,39 @@ COOKIE = "recsys_session"
 @cache
 def _secret(path: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        _create_secret(path)
+    for _ in range(100):
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data
+        time.sleep(0.02)  # only where the file system has no hard links: a writer may be between create and write
+    raise OSError(f"{path} holds no usable session secret; delete it and restart")
+
+
+def _create_secret(path: Path) -> None:
+    """Write the secret whole under a private name, then link it into place: the workers of a fresh server racing
+    to their first login never read a file that exists but is not written yet; the first link wins."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:  # the first process writes it; the others read what it wrote
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_bytes(32))
-    data = path.read_bytes()
-    if len(data) < 32:
-        raise OSError(f"{path} holds no usable session secret; delete it and restart")
-    return data
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here (some network and FAT file systems): create it in place
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return
+            with os.fdopen(fd, "wb") as f:
+                f.write(tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _mac(settings: Settings, name: str, expiry: int, key_hash: str) -> str:

@@ -28,6 +28,8 @@
         if (!before.has(card.dataset.itemId)) { card.classList.add("fresh"); }
       });
     } catch (err) {
+      // one message at a time: the last failure replaces the one before
+      live.querySelectorAll(":scope > p.warn").forEach(function (old) { old.remove(); });
       const p = document.createElement("p");
       p.className = "warn";
       p.textContent = "Could not record that: " + err.message;

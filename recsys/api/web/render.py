@@ -1,0 +1,123 @@
+"""How an explorer page is answered: the caller checked like the API does, templates rendered with the security
+headers, and every failure (a domain error, or a query value that breaks a route's declared limits) shown as the
+HTML error page with the same status as the API's, never as the API's JSON problem."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from recsys.api.deps import authorize, identify
+from recsys.api.errors import public_message
+from recsys.api.web import session
+from recsys.errors import AuthError, Forbidden, RecsysError
+
+WEB = Path(__file__).resolve().parent
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' https: http: data:; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+}
+MAX_NEXT = 2000
+"""The longest page address a login returns to (longer ones return to the page without its query)."""
+
+
+@cache
+def templates() -> Jinja2Templates:
+    return Jinja2Templates(directory=str(WEB / "templates"))
+
+
+async def who(request: Request, scope: str = "read") -> None:
+    """Check the caller like the API does: the login session's cookie, or a key in a header or a bearer token."""
+    settings = request.app.state.settings
+    cookie = request.cookies.get(session.COOKIE)
+    if cookie and settings.api.auth:
+        principal = await session.principal(settings, request.app.state.keys, cookie)
+        if principal is None:
+            raise AuthError("your session has expired or its key was revoked; log in again")
+        await authorize(request, principal, "key:" + principal.name, scope)
+        return
+    auth = request.headers.get("authorization", "")
+    key = request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
+    await identify(request, key, None, scope)
+
+
+def same_origin(request: Request) -> None:
+    """Refuse form posts that a page of another site may have sent (auth may be off: the server trusts loopback
+    callers). Browsers name the page's origin on every form post; a post that names none, or the opaque ``null``
+    origin (sandboxed frames, ``data:`` pages), is refused too."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise Forbidden("cross-site form posts are refused")
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        raise Forbidden("form posts must come from the explorer's own pages (no Origin header)")
+    if urlparse(origin).netloc != request.headers.get("host", ""):
+        raise Forbidden("cross-origin form posts are refused")
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    settings = request.app.state.settings
+    # "Log out" only for a browser holding a login session (not on the login page before anyone logged in)
+    context.setdefault("auth", settings.api.auth and session.COOKIE in request.cookies)
+    response = templates().TemplateResponse(request, name, context, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def error(request: Request, e: RecsysError) -> Response:
+    """The error page; a page read without a key goes to the login, which comes back to the same address (its
+    search, filters and diversity included)."""
+    if isinstance(e, AuthError) and not isinstance(e, Forbidden) and request.method == "GET":
+        back = request.url.path + ("?" + request.url.query if request.url.query else "")
+        return RedirectResponse("/login?next=" + quote(back if len(back) <= MAX_NEXT else request.url.path, safe="/"),
+                                status_code=303)
+    status = e.status if 400 <= e.status < 600 else 500
+    return render(request, "error.html", status, message=public_message(e), code=e.code)
+
+
+async def page(request: Request, build: Callable[..., Response], *args: Any) -> Response:
+    """A page for a reader: the caller checked, then ``build(request, *args)`` in a worker thread (it reads the
+    store); a domain error becomes the error page."""
+    try:
+        await who(request)
+        return await run_in_threadpool(build, request, *args)
+    except RecsysError as e:
+        return error(request, e)
+
+
+def invalid_page(request: Request, exc: RequestValidationError) -> Response:
+    """A value outside a route's declared limits (``?diversity=2``, a 3,000-character query, 201 categories): the
+    error page with the API's 422 and its words (which value, what is wrong)."""
+    errors = list(exc.errors())
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    message = f"{where}: {first.get('msg', 'invalid value')}" if where else "invalid request"
+    return render(request, "error.html", 422, message=message[:300], code="invalid")
+
+
+class PageRoute(APIRoute):
+    """An explorer route: a request its declared parameters refuse is answered with the HTML error page (the API's
+    handler, installed for the whole app, would answer with JSON)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as e:
+                return invalid_page(request, e)
+
+        return route
