@@ -57,13 +57,19 @@ def test_filters_narrow_the_results(page: Any, explorer: ExplorerServer) -> None
     assert cats and set(cats) == {category}
 
 
-def test_open_an_item_and_its_similar_items(page: Any, explorer: ExplorerServer) -> None:
-    page.goto(explorer.url + "/?q=striped")
-    first = page.locator("#results .card").first
+def _open_first_card(page: Any, url: str, cards: str) -> str:
+    """Open ``url``, click the first of its ``cards`` and wait for that item's page; its id."""
+    page.goto(url)
+    first = page.locator(cards).first
     item_id = first.get_attribute("data-item-id")
     first.locator("a.card-title").click()
     page.wait_for_selector("#item-title")
     assert item_id and item_id in page.inner_text(".details .id")
+    return str(item_id)
+
+
+def test_open_an_item_and_its_similar_items(page: Any, explorer: ExplorerServer) -> None:
+    item_id = _open_first_card(page, explorer.url + "/?q=striped", "#results .card")
     total, ok = _images_loaded(page, "img.hero")
     assert total >= 1 and ok == total
     similar = _ids(page, "#similar .card")
@@ -176,12 +182,7 @@ def test_first_hour_walk_through(page: Any, explorer: ExplorerServer) -> None:
 
 
 def test_an_item_opened_from_a_user_page_is_liked_as_that_user(page: Any, explorer: ExplorerServer) -> None:
-    page.goto(explorer.url + "/users/browser-visitor-8")
-    first = page.locator("#recs .card").first
-    item_id = first.get_attribute("data-item-id")
-    first.locator("a.card-title").click()
-    page.wait_for_selector("#item-title")
-    assert item_id and item_id in page.inner_text(".details .id")
+    _open_first_card(page, explorer.url + "/users/browser-visitor-8", "#recs .card")
     assert page.input_value(".like-as input[name=user_id]") == "browser-visitor-8"  # not "visitor"
     assert not page.errors, page.errors
 
