@@ -148,15 +148,21 @@ def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableC
     counts.unchanged += len(records) - len(new) - len(changed)
 
 
+def _lock_order(session: Session, rows: list[Any], key: Any = None) -> list[Any]:
+    """``rows`` in key order on PostgreSQL: two batches inserting the same new users (or client event ids) in other
+    orders each waited on the other's uncommitted row, a deadlock that failed one batch whole. SQLite serialises
+    writers, and there the file's order is kept: it decides the keys, so an import (and every build and figure made
+    from it) stays the same run after run."""
+    return sorted(rows, key=key) if session.get_bind().dialect.name == "postgresql" else rows
+
+
 def ensure_users(session: Session, external_ids: Iterable[str]) -> dict[str, int]:
     """Map user ids to keys, creating users that events mention for the first time."""
     ids = list(dict.fromkeys(external_ids))
     # Locked against a concurrent DELETE of the user until the events are in: else the insert fails on the foreign
     # key and the whole batch with it (the delete waits, then removes the user with these events).
     known = id_map(session, User, ids, key_share=True)
-    # New users inserted in one order everywhere: two batches naming the same new users in different orders would
-    # each wait on the other's uncommitted row (a deadlock on PostgreSQL).
-    missing = sorted(e for e in ids if e not in known)
+    missing = _lock_order(session, [e for e in ids if e not in known])
     if missing:
         ins = _dialect_insert(session)(User.__table__).on_conflict_do_nothing(index_elements=["external_id"])
         session.execute(ins, [{"external_id": e, "attributes": {}, "created_at": utcnow()} for e in missing])
@@ -184,8 +190,7 @@ def insert_events(session: Session, records: Sequence[EventRecord]) -> list[int 
         index_elements=["user_id", "client_event_id"]
     ).returning(Event.__table__.c.id, Event.__table__.c.user_id, Event.__table__.c.client_event_id)
     stored: dict[tuple[int, str], int] = {}
-    # in key order, for the same reason as the users: a repeated client id waits on the other batch's row
-    for part in _chunks(sorted(rows, key=lambda r: (r["user_id"], r["client_event_id"])), 2000):
+    for part in _chunks(_lock_order(session, rows, key=lambda r: (r["user_id"], r["client_event_id"])), 2000):
         for eid, uid, cid in session.execute(ins, list(part)).all():
             stored[(uid, cid)] = eid
     return [stored.pop((int(row["user_id"]), str(row["client_event_id"])), None) for row in rows]
