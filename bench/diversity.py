@@ -28,8 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--weights", default="0,0.2,0.4,0.6,0.8")
-    ap.add_argument("--part", default="validation", choices=["validation", "test"],
-                    help="the users scored (validation: the sweep chooses nothing on the test part)")
+    ap.add_argument("--part", default="validation", choices=["validation"],
+                    help="the users scored: validation only (a sweep is tuning; the test part is never looked at)")
     args = ap.parse_args()
     rec = Recommender()
     reader = rec.index

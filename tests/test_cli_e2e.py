@@ -87,7 +87,7 @@ def test_query_from_a_directory_without_a_store_creates_nothing(tmp_path: Path,
     get_settings.cache_clear()
     try:
         for args in (["recommend", "user-0001"], ["stats"], ["keys", "list"],
-                     ["feedback", "report"], ["items", "show", "i1"], ["build"]):
+                     ["feedback", "report"], ["items", "show", "i1"], ["build"], ["db", "current"]):
             res = CliRunner().invoke(app, args)
             assert res.exit_code != 0 and "no recsys store at" in str(res.exception) + res.output, args
     finally:

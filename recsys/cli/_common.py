@@ -21,9 +21,10 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def open_store(*, create: bool = False) -> Any:
+def open_store(*, create: bool = False, upgrade: bool = True) -> Any:
     """The store of the settings; without ``create``, a default SQLite store that does not exist yet is a
-    ConfigError: a command run from the wrong directory must not make (and report on) an empty store there."""
+    ConfigError: a command run from the wrong directory must not make (and report on) an empty store there.
+    Without ``upgrade`` its schema is left as found (``db current`` reports it, never moves it)."""
     from recsys.config import get_settings
     from recsys.errors import ConfigError
     from recsys.store import Store
@@ -33,7 +34,7 @@ def open_store(*, create: bool = False) -> Any:
         raise ConfigError(f"no recsys store at {settings.home.resolve()}: run the commands from the directory you "
                           "built in, set RECSYS_HOME to it, or make one (`make demo`, `recsys import ...`, or "
                           "`recsys db upgrade` for an empty one)")
-    return Store.open(settings)
+    return Store.open(settings, upgrade=upgrade)
 
 
 PLAIN_EVERY_S = 20.0

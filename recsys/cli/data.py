@@ -61,9 +61,7 @@ def db_downgrade(revision: Annotated[str, typer.Argument()] = "base",
 
 @db_app.command("current")
 def db_current() -> None:
-    from recsys.store import Store
-
-    typer.echo(Store.open(upgrade=False).current_revision() or "base")
+    typer.echo(open_store(upgrade=False).current_revision() or "base")
 
 
 def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] | None = None,

@@ -63,8 +63,8 @@ def _refuse_foreign(store: Any, home: Path, out: Path, force: bool) -> None:
     if held.get("items") or held.get("events"):
         raise ConfigError(f"{home} already holds a store the demo did not write ({held.get('items', 0):,} items, "
                           f"{held.get('events', 0):,} events): run the demo in a directory of its own "
-                          "(RECSYS_HOME=./demo-home recsys demo, or `cd` elsewhere for make demo), or pass --force "
-                          "to add it to this store")
+                          "(`RECSYS_HOME=./demo-home make demo`, or `unset RECSYS_HOME` if it was exported for other "
+                          "data), or run `.venv/bin/recsys demo --force` to add it to this store")
 
 
 def _generate_and_import(store: Any, settings: Any, out: Path, items: int, users: int, seed: int) -> None:

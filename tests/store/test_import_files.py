@@ -3,6 +3,7 @@ unnamed columns and ``--map`` over a file that has the canonical column already.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,21 @@ def test_movielens_files_have_no_quoting(store: Store, settings: Settings, tmp_p
 def test_a_json_array_is_named_as_such(store: Store, settings: Settings, tmp_path: Path) -> None:
     f = tmp_path / "items.json"
     f.write_text('[\n  {"item_id": "a", "title": "Hat"},\n  {"item_id": "b", "title": "Cap"}\n]')
-    with pytest.raises(ImportFailed, match=r"a JSON array; `recsys import` reads JSON Lines.*jq -c '\.\[\]' items"):
+    with pytest.raises(ImportFailed,
+                       match=r"a JSON array; `recsys import` reads JSON Lines.*"
+                             r"jq -c '\.\[\]' \S*items.json > \S*items.jsonl"):
         run_import(store, "items", f, settings=settings)
+
+
+def test_the_jq_line_for_a_json_array_never_writes_over_its_input(store: Store, settings: Settings,
+                                                                  tmp_path: Path) -> None:
+    f = tmp_path / "my items.jsonl"  # the usual case: an array saved under the JSON Lines name
+    f.write_text('[{"item_id": "a", "title": "Hat"}]')
+    with pytest.raises(ImportFailed) as e:
+        run_import(store, "items", f, settings=settings)
+    line = str(e.value).split("`")[-2]
+    src, dst = shlex.split(line.split(" > ")[0])[-1], shlex.split(line.split(" > ")[1])[0]
+    assert src == str(f) and dst == str(tmp_path / "my items.lines.jsonl"), line
 
 
 def test_json_lines_with_a_cut_last_line_and_blank_lines(store: Store, settings: Settings, tmp_path: Path) -> None:

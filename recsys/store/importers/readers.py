@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,12 @@ class Note:
 
 Row = tuple[int, dict[str, Any]]
 Read = Row | BadLine | Note
+
+
+def _lines_name(path: Path) -> Path:
+    """Where the converted JSON Lines go: never the input itself (``jq ... x.jsonl > x.jsonl`` empties the file
+    before jq reads it)."""
+    return path.with_name(f"{path.stem}.lines.jsonl" if path.suffix == ".jsonl" else f"{path.stem}.jsonl")
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -170,7 +177,8 @@ def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Read]:
                 continue
             if line == 1 and text.lstrip().startswith("["):
                 raise ImportFailed(f"{path}: a JSON array; `recsys import` reads JSON Lines, one object per line: "
-                                   f"convert it with `jq -c '.[]' {path.name} > {path.stem}.jsonl`")
+                                   f"convert it with `jq -c '.[]' {shlex.quote(str(path))} > "
+                                   f"{shlex.quote(str(_lines_name(path)))}` and import that file")
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
