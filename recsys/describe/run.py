@@ -10,7 +10,8 @@ other items carrying such a value, mixed with the zero-shot score (:mod:`recsys.
 their photos' colour statistics (:mod:`recsys.describe.probe`, :mod:`recsys.describe.pixels`; an item is never
 scored by a probe that read its own label). The text, the facets with their scores and the
 encoder are stored in ``item_descriptions``, apart from the merchant's title and description, which are never
-written. A re-run replaces an item's generated description, and removes it where nothing is confident any more.
+written. A re-run replaces an item's generated description, and removes it where nothing is confident any more; an
+import or upsert that gives the item other images removes it too (:func:`recsys.store.importers.writer.upsert_items`).
 
 Items are described in chunks, each committed on its own; an item without a decodable image is reported with the
 reason and keeps any earlier description: one bad photo never stops the run.
@@ -35,7 +36,7 @@ from recsys.describe.vocabulary import Vocabulary
 from recsys.encoders.base import l2_normalise
 from recsys.encoders.encoder import TowerEncoder, get_encoder
 from recsys.encoders.text import ItemRecord, poor_text
-from recsys.errors import UnknownItem
+from recsys.errors import UnknownItem, ValidationFailed
 from recsys.store import Store
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,9 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
     from recsys.encoders.catalog import item_pks, read_items
     from recsys.store.descriptions import GeneratedDescription, remove_descriptions, replace_descriptions
 
+    if not vocabulary.writes_labels:  # every item would be "unconfident" and lose its description
+        raise ValidationFailed(f"vocabulary {vocabulary.name}: sentence {vocabulary.sentence!r} writes no label of "
+                               "any facet, so every generated description would be withdrawn; nothing was changed")
     t0 = time.perf_counter()
     enc = encoder or get_encoder(settings)
     catalogue = read_items(store)

@@ -101,6 +101,11 @@ class Vocabulary:
             return override
         return facet.min_confidence if facet.min_confidence is not None else self.min_confidence
 
+    @property
+    def writes_labels(self) -> bool:
+        """Whether any description can be composed: the sentence names a facet with a label it does not omit."""
+        return any(set(f.labels) - f.omit for f in self.facets if "{" + f.name + "}" in self.sentence)
+
     def compose(self, chosen: dict[str, str | None]) -> str:
         """The sentence from each facet's confident label (None: not confident); "" when no facet of the sentence
         has a confident label worth writing."""
@@ -181,9 +186,14 @@ def parse_vocabulary(data: dict[str, Any], where: str) -> Vocabulary:
     sentence = data.get("sentence", " ".join("{" + n + "}" for n in names))
     if not isinstance(sentence, str):
         raise ValidationFailed(f"vocabulary {where}: sentence must be a string")
-    unknown = [s for s in _SLOT.findall(sentence) if s not in names]
+    slots = _SLOT.findall(sentence)
+    unknown = [s for s in slots if s not in names]
     if unknown:
         raise ValidationFailed(f"vocabulary {where}: sentence names unknown facets {unknown}; facets are {names}")
+    if not slots:  # forgotten braces: every item would say nothing, and a re-run would withdraw every description
+        example = " ".join("{" + n + "}" for n in names)
+        raise ValidationFailed(f"vocabulary {where}: sentence {sentence!r} names no facet; put the facets to write "
+                               f"in braces, e.g. sentence = {example!r}")
     conf = data.get("min_confidence", DEFAULT_MIN_CONFIDENCE)
     if not (isinstance(conf, int | float) and 0 <= conf <= 1):
         raise ValidationFailed(f"vocabulary {where}: min_confidence must be within 0 and 1")
@@ -191,8 +201,12 @@ def parse_vocabulary(data: dict[str, Any], where: str) -> Vocabulary:
     if not (isinstance(k, int) and k >= 0) or not (isinstance(w, int | float) and 0 <= w <= 1):
         raise ValidationFailed(f"vocabulary {where}: neighbours must be >= 0 and neighbour_weight within 0 and 1")
     known = {"name", "facets", "sentence", "min_confidence", "neighbours", "neighbour_weight"}
-    return Vocabulary(str(data.get("name") or Path(where).stem), facets, sentence, float(conf),
-                      {k: v for k, v in data.items() if k not in known}, k, float(w))
+    vocabulary = Vocabulary(str(data.get("name") or Path(where).stem), facets, sentence, float(conf),
+                            {k: v for k, v in data.items() if k not in known}, k, float(w))
+    if not vocabulary.writes_labels:
+        raise ValidationFailed(f"vocabulary {where}: every facet the sentence names omits all its labels, so no "
+                               "description could be written; take a label out of omit, or name another facet")
+    return vocabulary
 
 
 def load_vocabulary(spec: str | Path | None = None) -> Vocabulary:

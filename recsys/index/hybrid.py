@@ -9,9 +9,10 @@ unbounded numbers and cosines need no calibration against each other.
 Modes: ``vector`` (vector search alone, as before), ``lexical`` (keyword matches first, by keyword rank, then vector
 results to fill k) and ``hybrid`` (the fusion; the default over the fused vectors, while a request for one tower,
 ``modality`` text or image, defaults to that tower's vectors alone). Lexical results are held to the same rules as
-vector ones: only items the served generation holds, passing the filter, not removed, not excluded. The vector list
-alone already has k items whenever k qualify, so a fused list does too. A query that is exactly an item id puts that
-item first, and a code-like query (a SKU, a product number) its keyword matches (lexical and hybrid modes).
+vector ones: only items the served generation holds, passing the filter, not removed, not excluded; the keyword
+matches are read deeper while too few of them pass (:func:`keyword_matches`). The vector list alone already has k
+items whenever k qualify, so a fused list does too. A query that is exactly an item id puts that item first, and a
+code-like query (a SKU, a product number) its keyword matches (lexical and hybrid modes).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ LEXICAL_CUT = 0.5
 MIN_DEPTH = 100
 """Each list is read this deep at least (k deep when k is larger): fusion needs more than the top k of each."""
 MAX_DEPTH = 1000
+LEXICAL_FETCH_MAX = 10_000
+"""Keyword matches read at most this deep when a filter or the exclusions leave fewer than the list needs: a common
+word inside a narrow filter ("leopard" among dresses, behind hundreds of leopard tights) is still found, and a
+filter that keeps fewer than that among more matches costs a bounded number of reads (2 * depth, doubled)."""
 
 _CODE = re.compile(r"(?=[^\s]*\d)[\w\-./#]{2,64}")
 
@@ -91,6 +96,22 @@ def rrf(ranked: Mapping[str, Sequence[str]], weights: Mapping[str, float], c: in
     return sorted(hits.values(), key=lambda h: -h.score)
 
 
+def keyword_matches(reader: IndexReader, query: str, depth: int, lexical: Callable[[str, int], Hits],
+                    filter: ItemFilter | None, exclude: set[str]) -> tuple[dict[str, float], list[str]]:
+    """(id -> keyword score of the matches read, the first ``depth`` of them that the generation serves, pass
+    ``filter`` and are not excluded). The database's matches know no filter, so they are read 2 * depth deep (headroom
+    for the few left out), then twice as deep again while fewer than ``depth`` pass and more remain, up to
+    :data:`LEXICAL_FETCH_MAX`."""
+    limit = 2 * depth
+    while True:
+        hits = lexical(query, limit)
+        found = dict(hits)
+        kept = reader.keep(list(found), filter, exclude)
+        if len(kept) >= depth or len(hits) < limit or limit >= LEXICAL_FETCH_MAX:
+            return found, kept[:depth]
+        limit = min(2 * limit, LEXICAL_FETCH_MAX)
+
+
 def hybrid_search(reader: IndexReader, query: str, k: int, *, vector: Callable[[int], Hits],
                   lexical: Callable[[str, int], Hits], mode: str = DEFAULT_MODE,
                   lexical_weight: float | None = None, filter: ItemFilter | None = None,
@@ -107,8 +128,7 @@ def hybrid_search(reader: IndexReader, query: str, k: int, *, vector: Callable[[
     exclude = set(exclude)
     depth = min(max(k, MIN_DEPTH), MAX_DEPTH)
     vec = [i for i, _ in vector(depth)]
-    found = dict(lexical(query, 2 * depth))  # headroom for matches the filter or the generation leaves out
-    lex = reader.keep(list(found), filter, exclude)[:depth]
+    found, lex = keyword_matches(reader, query, depth, lexical, filter, exclude)
     if mode == "hybrid" and lex and found[lex[0]] > 0:
         # Fusion rewards agreement: a weak keyword match (one common word of the query) that the vectors also
         # found would outrank the best keyword match the vectors missed ("leopard print": the one article named

@@ -4,6 +4,7 @@ description is searchable, shown as generated in the explorer and used for the t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -213,11 +214,33 @@ def test_vocabularies_ship_and_bad_ones_are_refused(tmp_path: Path) -> None:
         bad.write_text(text)
         with pytest.raises(ValidationFailed, match=said):
             load_vocabulary(bad)
+    # a sentence that can write nothing made every item "unconfident": a re-run withdrew every description
+    for text, said in [('sentence = "colour garment"\n[facets.colour]\nlabels = ["red"]\n[facets.garment]\n'
+                        'labels = ["dress"]\n', r"bad\.toml: sentence 'colour garment' names no facet; put the "
+                                                r"facets to write in braces, e.g. sentence = '\{colour\} \{garment\}'"),
+                       ('sentence = ""\n[facets.colour]\nlabels = ["red"]\n', "names no facet"),
+                       ('sentence = "{pattern}"\n[facets.pattern]\nlabels = ["solid"]\nomit = ["solid"]\n'
+                        '[facets.colour]\nlabels = ["red"]\n', "bad.toml: every facet the sentence names omits")]:
+        bad.write_text(text)
+        with pytest.raises(ValidationFailed, match=said):
+            load_vocabulary(bad)
     bad.write_bytes('[facets.colour]\nlabels = ["rouge", "\xe9carlate"]\n'.encode("latin-1"))
     with pytest.raises(ValidationFailed, match="not UTF-8 text"):
         load_vocabulary(bad)
     bad.write_bytes(b'\xef\xbb\xbf[facets.colour]\nlabels = ["red"]\n')
     assert load_vocabulary(bad).facets[0].labels == ("red",)
+
+
+def test_a_vocabulary_that_writes_nothing_withdraws_nothing(env: tuple[Store, Settings, Path]) -> None:
+    store, settings, vocab = env
+    describe_items(store, settings, load_vocabulary(vocab), item_ids=["red-0", "blue-0"])
+    before = _texts(store)
+    assert {"red-0", "blue-0"} <= set(before)
+    # braces forgotten, in a vocabulary built in code (past the file's checks): every item would compose ""
+    silent = replace(load_vocabulary(vocab), sentence="colour shape")
+    with pytest.raises(ValidationFailed, match="would be withdrawn; nothing was changed"):
+        describe_items(store, settings, silent)
+    assert _texts(store) == before
 
 
 def test_probe_on_photo_colour_statistics(env: tuple[Store, Settings, Path], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from recsys.config import Settings
 from recsys.errors import ValidationFailed
-from recsys.index import ItemFilter, build_from_catalog
-from recsys.index.hybrid import rrf
+from recsys.index import ItemFilter, build_from_catalog, hybrid
+from recsys.index.hybrid import hybrid_search, rrf
 from recsys.service import Recommender
 from recsys.store import Store
 from recsys.store.importers.records import ItemRecord
@@ -79,6 +79,10 @@ def rec(store: Store, tmp_path: Path) -> Recommender:
     for r in records:
         if r.external_id in CODED:  # three variants of one product share its code
             r.attributes = {"product_code": "P-0777"}
+    return _recommender(store, tmp_path, records)
+
+
+def _recommender(store: Store, tmp_path: Path, records: list[ItemRecord]) -> Recommender:
     with store.session() as s:
         upsert_items(s, records, TableCounts())
     settings = Settings(home=tmp_path / "home", database_url=store.url)
@@ -90,6 +94,42 @@ def rec(store: Store, tmp_path: Path) -> Recommender:
 
 def _ids(hits: list) -> list[str]:  # type: ignore[type-arg]
     return [h.item_id for h in hits]
+
+
+@pytest.fixture
+def leopards(store: Store, tmp_path: Path) -> Recommender:
+    """More items matching "leopard" better (in the title) than the list reads deep (2 * 100), all tights, and one
+    dress that names it in its description only: the keyword match of a filter on dresses is the 251st."""
+    records = [ItemRecord(f"t{j:03d}", f"Leopard tights {j}", "Leopard print.", "tights") for j in range(250)]
+    records += [ItemRecord(f"d{j:02d}", f"Plain dress {j}", "A dress.", "dress") for j in range(5)]
+    records += [ItemRecord("d05", "Odessa dress", "Long dress with a small leopard motif.", "dress")]
+    return _recommender(store, tmp_path, records)
+
+
+def test_a_filter_keeps_its_one_keyword_match_behind_hundreds_outside(leopards: Recommender,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    dresses = ItemFilter.of(categories=["dress"])
+    for mode in ("lexical", "hybrid"):
+        hits = leopards.search_text("leopard", 20, mode=mode, filter=dresses)
+        assert hits[0].item_id == "d05" and "lexical" in hits[0].sources and len(hits) == 6
+    tights = [f"t{j:03d}" for j in range(250)]
+    assert _ids(leopards.search_text("leopard", 3, mode="lexical", exclude=tights))[0] == "d05"
+    # read deeper only while too few pass: unfiltered, one read as deep as before; filtered, until the matches end
+    limits: list[int] = []
+
+    def lexical(query: str, n: int) -> list[tuple[str, float]]:
+        limits.append(n)
+        return leopards._lexical.search(query, n)
+
+    def search(filter: ItemFilter | None) -> list[str]:
+        limits.clear()
+        return _ids(hybrid_search(leopards.index, "leopard", 20, mode="lexical", filter=filter, lexical=lexical,
+                                  vector=lambda n: []))
+
+    assert search(None) == tights[:20] and limits == [200]
+    assert search(dresses) == ["d05"] and limits == [200, 400]
+    monkeypatch.setattr(hybrid, "LEXICAL_FETCH_MAX", 250)  # the bound holds: a 251st match is not read
+    assert search(dresses) == [] and limits == [200, 250]
 
 
 def test_rare_word_found_by_hybrid_missed_by_vectors(rec: Recommender) -> None:

@@ -1,7 +1,8 @@
 """Bulk writes: items and users are upserted by external id, events inserted once per (user, client event id).
 
 Statements are executemany batches (SQLAlchemy's insertmanyvalues on both SQLite and PostgreSQL), never one ORM add
-per row. Everything runs in the caller's transaction so a failed import leaves the store as it was.
+per row. Everything runs in the caller's transaction so a failed import leaves the store as it was. An item given
+other images loses its generated description (written from the old ones) in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from recsys.store.descriptions import remove_descriptions
 from recsys.store.importers.records import ITEM_FIELDS, EventRecord, ItemRecord, UserRecord
 from recsys.store.importers.report import TableCounts
 from recsys.store.tables import Event, Item, ItemMedia, User, utcnow
@@ -86,8 +88,11 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
     if not touched:
         return
     ids = id_map(session, Item, touched)
+    before: dict[int, set[tuple[str, str]]] = {pk: set() for pk in ids.values()}
     for part in _chunks(list(ids.values())):
-        session.execute(delete(ItemMedia).where(ItemMedia.item_id.in_(part)))
+        deleted = delete(ItemMedia).where(ItemMedia.item_id.in_(part))
+        for pk, kind, uri in session.execute(deleted.returning(ItemMedia.item_id, ItemMedia.kind, ItemMedia.uri)):
+            before[pk].add((kind, uri))
     media = [
         {"item_id": ids[r.external_id], "kind": kind, "uri": uri, "position": pos, "status": "pending", "error": None}
         for r in records if r.external_id in touched
@@ -95,6 +100,12 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
     ]
     if media:
         session.execute(insert(ItemMedia), media)
+    # A generated description was written from the item's images (their mean, so order does not count): other
+    # images make it stale; a change of title or price alone keeps it. The lexical index follows by triggers.
+    other_images = [ids[r.external_id] for r in records if r.external_id in ids and r.external_id in existing
+                    and {(k, u) for k, u in r.media} != before[ids[r.external_id]]]
+    if other_images:
+        remove_descriptions(session, other_images)
 
 
 def _with_stored_fields(session: Session, records: list[ItemRecord],
