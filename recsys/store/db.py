@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from recsys.config import Settings, get_settings, without_password
-from recsys.errors import StoreBusy, StoreDamaged, StoreUnavailable
+from recsys.errors import StoreBusy, StoreDamaged, StoreUnavailable, ValidationFailed
 from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
 
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 CONFLICT_STATES = frozenset({"40P01", "40001"})
 """PostgreSQL's deadlock_detected and serialization_failure: a retry succeeds, the server is fine."""
+REFUSED_CLASSES = frozenset({"22", "54"})
+"""SQLSTATE classes data_exception and program_limit_exceeded (psycopg raises the latter as an OperationalError): the
+values written are at fault, not the server; a retry fails the same way."""
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "_migrations"
 """Alembic scripts: the top-level migrations/ (linked as recsys/_migrations, so that a wheel ships them too)."""
@@ -130,6 +133,8 @@ class Store:
                 raise StoreBusy("the database gave up this write to resolve a conflict with a concurrent one "
                                 f"({str(e.orig).splitlines()[0]}); nothing of it was stored: retry it") from e
             if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False) or _damaged(e):
+                if (refused := _refused(e)) is not None:
+                    raise refused from e
                 if self.dialect == "sqlite" and ("locked" in str(e.orig) or "busy" in str(e.orig)):
                     raise StoreBusy("the database is busy with another write (an import or a build?); retry "
                                     "shortly, or use PostgreSQL for writes during imports") from e
@@ -210,7 +215,7 @@ class Store:
                     return  # another process migrated while this one waited
                 command.upgrade(self.alembic_config(), revision)
         except OperationalError as e:
-            raise self.unavailable(e) from e
+            raise _refused(e) or self.unavailable(e) from e
         except DBAPIError as e:
             if _damaged(e):
                 raise self.unavailable(e) from e
@@ -246,6 +251,15 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
         self._loop_reads.close()
+
+
+def _refused(e: DBAPIError) -> ValidationFailed | None:
+    """The error for a statement the database refused for its values (REFUSED_CLASSES), else None."""
+    state = getattr(e.orig, "sqlstate", None)
+    if not isinstance(state, str) or state[:2] not in REFUSED_CLASSES:
+        return None
+    return ValidationFailed(f"the database refused a value ({str(e.orig).splitlines()[0]}); nothing of this request "
+                            "was stored. Shorten or correct the value: sent again unchanged, it fails the same way")
 
 
 def _damaged(e: BaseException) -> bool:

@@ -1,7 +1,8 @@
 """Generated descriptions (``item_descriptions``): written by ``recsys items describe``, never mixed with the
 merchant's text (``items.title``/``items.description`` are not touched here), read by the encoders and the explorer.
 
-Writing an item's description replaces the earlier one; the lexical index follows by triggers (migration 0006).
+Writing an item's description replaces the earlier one, in place (insert or update: two runs writing the same item
+at once both succeed, the later commit wins); the lexical index follows by triggers (migrations 0006, 0010).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from recsys.store.tables import ItemDescription, utcnow
@@ -31,14 +33,25 @@ class GeneratedDescription:
 
 def replace_descriptions(session: Session, rows: Sequence[GeneratedDescription]) -> int:
     """Store ``rows``, replacing any earlier generated description of the same items; returns how many."""
-    pks = sorted({r.item_pk for r in rows})
-    for i in range(0, len(pks), BATCH):
-        session.execute(delete(ItemDescription).where(ItemDescription.item_id.in_(pks[i : i + BATCH])))
     now = utcnow()
-    session.add_all(ItemDescription(item_id=r.item_pk, text=r.text, facets=[dict(f) for f in r.facets],
-                                    source=r.source[:200], vocabulary=r.vocabulary[:200], created_at=now)
-                    for r in {r.item_pk: r for r in rows}.values())
-    return len(pks)
+    latest = {r.item_pk: r for r in rows}
+    # In key order: the description trigger locks each item (migration 0010), and writers that lock in one order
+    # cannot deadlock each other.
+    values = [{"item_id": pk, "text": r.text, "facets": [dict(f) for f in r.facets], "source": r.source[:200],
+               "vocabulary": r.vocabulary[:200], "created_at": now} for pk, r in sorted(latest.items())]
+    for i in range(0, len(values), BATCH):
+        session.execute(_upsert(session, values[i : i + BATCH]))
+    return len(values)
+
+
+def _upsert(session: Session, values: list[dict[str, Any]]) -> Any:
+    """Insert or update in one statement: a delete then insert raced a concurrent writer of the same item to a
+    duplicate key (both found no row, both inserted)."""
+    upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = upsert(ItemDescription).values(values)
+    kept = ("text", "facets", "source", "vocabulary", "created_at")
+    return stmt.on_conflict_do_update(index_elements=[ItemDescription.item_id],
+                                      set_={c: stmt.excluded[c] for c in kept})
 
 
 def remove_descriptions(session: Session, item_pks: Iterable[int]) -> int:

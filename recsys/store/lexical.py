@@ -5,6 +5,12 @@ weighted ``english`` tsvectors (title first) ranked by ``ts_rank`` per word, wei
 English words (porter / snowball), so "dresses" finds "dress". A query is split into words and the words are OR-ed:
 an item matching more of them, or rarer ones, ranks higher; nothing of the query's own syntax reaches the database
 (no FTS operators, no injection).
+
+Both databases split text into runs of letters and digits, as :func:`query_terms` splits the query, and fold Latin
+diacritics: "P-0777" is the words "p" and "0777", "1.5" is "1" and "5", "www.acme.com" finds "acme", "cafe" finds
+"Café". On PostgreSQL, each query word goes through the documents' own ``recsys_search_words`` (migration 0010),
+and each part of an item's text is indexed up to a bound (a tsvector holds 1 MB): its first 20,000 characters of
+title, 60,000 of description, 50,000 of attribute values, 20,000 of generated description.
 """
 
 from __future__ import annotations
@@ -33,13 +39,17 @@ _SQLITE = text(
     "SELECT i.external_id, bm25(items_fts, {}) AS rank FROM items_fts JOIN items i ON i.id = items_fts.rowid "
     "WHERE items_fts MATCH :q AND NOT (i.hidden IS 1 OR i.deleted IS 1) ORDER BY rank, i.id LIMIT :n"
     .format(", ".join(str(w) for w in SQLITE_WEIGHTS)))
+_PG_WORD = "plainto_tsquery('english', recsys_search_words({}))"
+"""A query word as the documents' words (plainto: the normalised word may be several, or none)."""
 _PG_COUNTS = text(
-    "SELECT (SELECT count(*) FROM (SELECT 1 FROM item_search WHERE document @@ to_tsquery('english', t.term) "
-    "LIMIT :cap) m) FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS t(term, i) ORDER BY t.i")
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM item_search WHERE document @@ w.q LIMIT :cap) m) "
+    f"FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS t(term, i), LATERAL (SELECT {_PG_WORD.format('t.term')} "
+    "AS q) w ORDER BY t.i")
 _PG_SIZE = text("SELECT greatest(reltuples::bigint, 0) FROM pg_class WHERE oid = 'item_search'::regclass")
 _PG_SEARCH = ("SELECT i.external_id, {rank} AS rank FROM item_search s JOIN items i ON i.id = s.item_id "
-              "WHERE s.document @@ to_tsquery('english', :q) AND NOT (i.hidden IS TRUE OR i.deleted IS TRUE) "
+              "WHERE s.document @@ ({query}) AND NOT (i.hidden IS TRUE OR i.deleted IS TRUE) "
               "ORDER BY rank DESC, i.id LIMIT :n")
+_PG_WORDS_FUNCTION = text("SELECT to_regprocedure('recsys_search_words(text)') IS NOT NULL")
 DF_CAP = 100_000
 """Matches counted per word for its rarity (PostgreSQL): beyond this a word is common enough."""
 TABLES = {"sqlite": "items_fts", "postgresql": "item_search"}
@@ -51,9 +61,11 @@ def query_terms(query: str) -> list[str]:
 
 
 def available(conn: Connection) -> bool:
-    """Whether this database has the lexical index (migration 0004 on SQLite or PostgreSQL)."""
+    """Whether this database has the lexical index (migration 0004 on SQLite; 0004 and 0010 on PostgreSQL)."""
     table = TABLES.get(conn.dialect.name)
-    return table is not None and inspect(conn).has_table(table)
+    if table is None or not inspect(conn).has_table(table):
+        return False
+    return conn.dialect.name != "postgresql" or bool(conn.execute(_PG_WORDS_FUNCTION).scalar())
 
 
 def lexical_search(conn: Connection, query: str, limit: int) -> list[tuple[str, float]]:
@@ -82,12 +94,13 @@ def _pg_search(conn: Connection, terms: Sequence[str], limit: int) -> list[tuple
     if not words:
         return []
     n = max(int(conn.execute(_PG_SIZE).scalar() or 0), *(c for _, c in words))
-    params: dict[str, object] = {"q": " | ".join(t for t, _ in words), "n": limit}
-    parts = []
+    params: dict[str, object] = {"n": limit}
+    parts, query = [], []
     for j, (t, c) in enumerate(words):
         params[f"t{j}"], params[f"w{j}"] = t, math.log(1 + (n - c + 0.5) / (c + 0.5))
-        parts.append(f"CAST(:w{j} AS float8) * ts_rank(s.document, to_tsquery('english', :t{j}))")
-    rows = conn.execute(text(_PG_SEARCH.format(rank=" + ".join(parts))), params).all()
+        query.append(_PG_WORD.format(f":t{j}"))
+        parts.append(f"CAST(:w{j} AS float8) * ts_rank(s.document, {query[-1]})")
+    rows = conn.execute(text(_PG_SEARCH.format(rank=" + ".join(parts), query=" || ".join(query))), params).all()
     return [(str(i), float(r)) for i, r in rows]
 
 
@@ -108,5 +121,6 @@ class LexicalIndex:
             if self._available is None:
                 self._available = available(c)
                 if not self._available:
-                    log.warning("the database has no lexical index (migration 0004); text search uses vectors only")
+                    log.warning("the database has no lexical index (migrations 0004, 0010); text search uses vectors "
+                                "only")
             return lexical_search(c, query, limit) if self._available else []

@@ -3,7 +3,15 @@ on re-run, and covered by the lexical index under every write."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 from sqlalchemy import delete, select, text, update
+from sqlalchemy.orm import Session
 
 from recsys.store import Store
 from recsys.store.descriptions import (
@@ -35,6 +43,14 @@ def _import(store: Store, records: list[ItemRecord]) -> None:
 def _find(store: Store, query: str) -> list[str]:
     with store.reading() as c:
         return [i for i, _ in lexical_search(c, query, 50)]
+
+
+def _indexed(store: Store, word: str) -> list[int]:
+    """The keys of the items whose index row holds ``word``, read from the index itself (any schema revision)."""
+    sql = ("SELECT rowid FROM items_fts WHERE items_fts MATCH :w" if store.dialect == "sqlite"
+           else "SELECT item_id FROM item_search WHERE document @@ to_tsquery('english', :w)")
+    with store.reading() as c:
+        return sorted(c.execute(text(sql), {"w": word}).scalars())
 
 
 def _pks(store: Store) -> dict[str, int]:
@@ -108,7 +124,118 @@ def test_downgrade_drops_generated_words_from_the_index(db_url: str) -> None:
     with store.session() as s:
         assert description_details(s, _pks(store)["a1"]) is not None
     store.downgrade("0005")
-    assert _find(store, "crimson") == [] and _find(store, "4711") == ["a1"]
+    assert _indexed(store, "crimson") == [] and _indexed(store, "4711") == [_pks(store)["a1"]]
     store.upgrade()
     assert _find(store, "4711") == ["a1"]
+    store.dispose()
+
+
+def _rename(title: str) -> Callable[[Session], None]:
+    return lambda s: s.execute(update(Item).where(Item.external_id == "a1").values(title=title))
+
+
+def _describe_in(store: Store, text_: str) -> Callable[[Session], None]:
+    pk = _pks(store)["a1"]
+
+    def write(s: Session) -> None:
+        replace_descriptions(s, [GeneratedDescription(pk, text_)])
+    return write
+
+
+def _second_waits_for_first(store: Store, first: Callable[[Session], None], second: Callable[[Session], None]) -> None:
+    """``first`` writes and keeps its transaction open until ``second``, in another connection, is waiting for one of
+    its locks; then ``first`` commits and ``second`` finishes (its error, if any, is raised here)."""
+    pid: list[int] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with store.session() as s:
+                pid.append(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
+                second(s)
+        except BaseException as e:  # re-raised in the test's thread
+            errors.append(e)
+
+    def waiting() -> bool:
+        with store.reading() as c:
+            return bool(pid) and c.execute(text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity "
+                                                "WHERE pid = :p"), {"p": pid[0]}).scalar() is True
+
+    with store.session() as s:
+        first(s)
+        s.flush()
+        writer = threading.Thread(target=run)
+        writer.start()
+        while writer.is_alive() and not waiting():
+            time.sleep(0.005)
+    writer.join()
+    if errors:
+        raise errors[0]
+
+
+def _exact(store: Store) -> bool:
+    """Whether the index holds what the triggers would write now (rewriting every item changes nothing)."""
+    table = "items_fts" if store.dialect == "sqlite" else "item_search"
+    rows = text(f"SELECT * FROM {table} ORDER BY 1" if table == "item_search" else
+                "SELECT rowid, * FROM items_fts ORDER BY rowid")
+    with store.engine.connect() as c:
+        before = [tuple(map(str, r)) for r in c.execute(rows)]
+        c.execute(update(Item).values(title=Item.title))
+        after = [tuple(map(str, r)) for r in c.execute(rows)]
+        c.rollback()
+    return before == after
+
+
+@pytest.mark.parametrize("description_first", [False, True])
+def test_concurrent_item_and_description_writes_leave_the_index_exact(store: Store, description_first: bool) -> None:
+    """PostgreSQL: the two writers of an item's document queue on its row, and the later builds it from what the
+    earlier committed (each used to build it from the other's old state, leaving the old title or no description)."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    _import(store, [ItemRecord("a1", "Leopard tights", "Sheer tights.", "Tights")])
+    writes = [_rename("Zebra tights"), _describe_in(store, "Striped tights.")]
+    _second_waits_for_first(store, *(writes[::-1] if description_first else writes))
+    assert _find(store, "zebra") == ["a1"] and _find(store, "leopard") == []
+    assert _find(store, "striped") == ["a1"]
+    assert _exact(store)
+
+
+def test_concurrent_first_descriptions_of_one_item_both_succeed(store: Store) -> None:
+    """PostgreSQL: two runs describing the same item at once (a delete then insert each used to find no row, insert,
+    and the later fail on the duplicate key): the later commit wins."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    _import(store, ITEMS)
+    _second_waits_for_first(store, _describe_in(store, "Crimson dress."), _describe_in(store, "Teal dress."))
+    with store.session() as s:
+        assert list(generated_texts(s).values()) == ["Teal dress."]
+    assert _find(store, "teal") == ["a1"] and _find(store, "crimson") == []
+    assert _exact(store)
+
+
+def test_an_item_deleted_by_plain_sql_takes_its_description_along(tmp_path: Path) -> None:
+    """SQLite reuses a deleted item's id; a client with foreign keys off (sqlite3's default) used to leave the
+    description behind for the next new item. Orphans from before migration 0010 are removed by it."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    store.upgrade("0009")
+
+    def plain_delete(item_id: str) -> None:
+        con = sqlite3.connect(str(tmp_path / "r.db"))  # foreign keys off
+        con.execute("DELETE FROM items WHERE external_id = ?", (item_id,))
+        con.commit()
+        con.close()
+
+    _import(store, ITEMS)
+    _describe(store, {"a2": "Leopard print top.", "a3": "Olive tee."})
+    plain_delete("a2")  # an orphan, before the migration
+    store.upgrade()
+    plain_delete("a3")  # the newest: the next new items get the ids of a2 and a3
+    _import(store, [ItemRecord("b8", "Plain white shirt", "", "Shirt"), ItemRecord("b9", "Plain top", "", "Top")])
+    assert (_pks(store)["b8"], _pks(store)["b9"]) == (2, 3)
+    with store.session() as s:
+        assert item_details(s, "b8")["generated_description"] is None
+        assert item_details(s, "b9")["generated_description"] is None
+        assert s.scalars(select(ItemDescription)).all() == []
+    assert _find(store, "olive") == [] and _find(store, "leopard") == []
+    assert _exact(store)
     store.dispose()

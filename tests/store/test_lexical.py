@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, text, update
+import pytest
+from sqlalchemy import delete, select, text, update
 
 from recsys.store import Store
 from recsys.store.importers.records import ItemRecord
@@ -108,3 +109,83 @@ def test_query_terms() -> None:
     assert query_terms("Leopard-print  tights, LEOPARD") == ["leopard", "print", "tights"]
     assert query_terms("snake_case café") == ["snake", "case", "café"]
     assert len(query_terms(" ".join(f"w{i}" for i in range(100)))) == 32
+
+
+CODES = [
+    ItemRecord("i0", "Leggings", "Leggings.", "Tights", attributes={"product_code": "P-0999"}),
+    ItemRecord("i1", "Tights", "Sheer tights.", "Tights", attributes={"product_code": "P-0777"}),
+    ItemRecord("i2", "Shirt AB-1234", "Cotton shirt.", "Shirt"),
+    ItemRecord("i3", "Cable 1.5 m", "USB cable.", "Cable"),
+    ItemRecord("i4", "Lamp", "See www.acme.com or manual_v2.pdf", "Lamp"),
+    ItemRecord("i5", "Plain top", "A top.", "Top"),
+    ItemRecord("i6", "Café mug", "Crème colour.", "Mug"),
+    ItemRecord("i7", "Cafe table", "Naive art.", "Table"),
+]
+
+
+def test_codes_decimals_hosts_file_names_and_accents_are_found_alike(store: Store) -> None:
+    """Both databases split text into letters-and-digits words, as the query is split, and fold diacritics."""
+    _import(store, CODES)
+    assert _find(store, "P-0777")[0] == "i1"  # both words of the code beat the shared "p"
+    assert _find(store, "0777") == ["i1"] and _find(store, "p0777") == []
+    assert _find(store, "AB-1234") == ["i2"] and _find(store, "1234") == ["i2"]
+    assert _find(store, "1.5") == ["i3"]
+    assert _find(store, "acme") == ["i4"] and _find(store, "www.acme.com") == ["i4"]
+    assert _find(store, "manual") == ["i4"] and _find(store, "manual_v2.pdf") == ["i4"]
+    assert set(_find(store, "cafe")) == set(_find(store, "Café")) == {"i6", "i7"}
+    assert _find(store, "creme") == ["i6"] and _find(store, "naïve") == ["i7"]
+
+
+def test_existing_documents_are_rebuilt_with_the_same_words(db_url: str) -> None:
+    store = Store(db_url)
+    store.upgrade("0009")
+    _import(store, CODES)
+    store.upgrade()
+    assert _find(store, "0777") == ["i1"] and _find(store, "cafe")  # the migration rewrote the old documents
+    store.downgrade("0009")
+    store.upgrade()
+    assert _find(store, "0777") == ["i1"]
+    store.dispose()
+
+
+def _dense(n: int, start: int) -> str:
+    """About ``n`` characters of distinct one-letter words (CJK, Hangul): the most tsvector per character (6 bytes
+    on PostgreSQL)."""
+    pool = [*range(0x4E00, 0x9FFF), *range(0x3400, 0x4DBF), *range(0x20000, 0x2A6DF), *range(0xAC00, 0xD7A3)]
+    return " ".join(chr(pool[(start + i) % len(pool)]) for i in range(n // 2))
+
+
+def test_the_longest_allowed_text_is_stored_and_found(store: Store) -> None:
+    """An item at the API's limits (title and description of MAX_TEXT, 60 attributes of MAX_ATTRIBUTE_TEXT) and a
+    generated description as long, in the densest words, each part's indexed words distinct from the others':
+    PostgreSQL indexes each part up to a bound that keeps the document under tsvector's 1 MB. The batch and its other
+    item are stored."""
+    from recsys.store.descriptions import GeneratedDescription, replace_descriptions
+    from recsys.store.limits import MAX_ATTRIBUTE_TEXT, MAX_TEXT
+
+    # Words indexed on PostgreSQL: title 10,000, description 30,000, attributes 25,000, generated 10,000.
+    title, description = _dense(MAX_TEXT - 10, 0) + " zzbeyond", _dense(MAX_TEXT, 10_000)
+    attrs = {f"a{j:02}": _dense(MAX_ATTRIBUTE_TEXT, 40_000 + 5_000 * j) for j in range(60)}
+    _import(store, [ItemRecord("long1", title, description, "Dress", attributes=attrs),
+                    ItemRecord("ok1", "Shirt", "", "Shirt")])
+    with store.session() as s:
+        pk = s.scalar(select(Item.id).where(Item.external_id == "long1"))
+        replace_descriptions(s, [GeneratedDescription(pk, _dense(MAX_TEXT, 65_000))])
+    assert _find(store, "shirt") == ["ok1"]
+    assert _find(store, title[:1]) == ["long1"] and _find(store, description[:1]) == ["long1"]
+    # past the title's bound (its 20,000th character): found by SQLite, whose FTS5 has no such limit
+    assert _find(store, "zzbeyond") == (["long1"] if store.dialect == "sqlite" else [])
+
+
+def test_a_value_the_database_refuses_is_a_request_error_not_an_outage(store: Store) -> None:
+    """A data or limit error (SQLSTATE 22, 54; psycopg raises the latter as an OperationalError) is the request's
+    fault: a 4xx saying so, not "the database is unreachable, retry" (503), which clients retry forever."""
+    from recsys.errors import StoreUnavailable, ValidationFailed
+
+    if store.dialect != "postgresql":
+        pytest.skip("PostgreSQL's limits")
+    with pytest.raises(ValidationFailed, match="refused a value.*too long for tsvector") as exc, store.session() as s:
+        s.execute(text("SELECT to_tsvector('simple', string_agg(md5(i::text), ' ')) FROM generate_series(1, 40000) i"))
+    assert not isinstance(exc.value, StoreUnavailable)
+    with store.session() as s:  # the store still works
+        assert s.execute(text("SELECT 1")).scalar() == 1
