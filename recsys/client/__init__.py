@@ -6,22 +6,25 @@
         c.send_events([{"user_id": "u1", "item_id": "a1", "type": "like", "event_id": "e-1"}])
         page = c.recommend("u1", k=10, filter={"categories": ["shoes"], "price_max": 80}, explain=True)
         for r in page.items:
-            print(r.item_id, r.score, r.sources)
+            print(r.item_id, r.score, r.sources, r.item.title if r.item else "")
 
     async with AsyncClient("http://127.0.0.1:8000", api_key="rsk_...") as c:
         page = await c.recommend("u1", k=10)
 
 Both have the same methods. Answers 429 (rate limited) and 503 (store down or busy) are retried after the server's
-``Retry-After``, within a bounded number of tries and total wait (:class:`Retry`); a 503 that waiting cannot heal
-(``store_damaged``, ``no_index``, ...) is not. Errors come back as the server's :class:`~recsys.errors.RecsysError`
-subclass (``UnknownItem``, ``StoreUnavailable``, ...) matched by the stable error code; an unknown code, or an answer
-that is not recsys JSON, raises :class:`ApiError`; no answer at all (server down, timeout) raises :class:`Unreachable`.
-All are RecsysErrors. Pass ``http=`` to use your own ``httpx.Client`` /
-``httpx.AsyncClient`` (e.g. FastAPI's ``TestClient``, or one with a ``MockTransport``).
+``Retry-After``, and a refused connection (the server restarting) after a doubling backoff, within a bounded number
+of tries and total wait (:class:`Retry`); a 503 that waiting cannot heal (``store_damaged``, ``no_index``, ...) is
+not, nor is a timeout (the server may have acted on the request). Errors come back as the server's
+:class:`~recsys.errors.RecsysError` subclass (``UnknownItem``, ``StoreUnavailable``, ...) matched by the stable error
+code; an unknown code, or an answer that is not recsys JSON, raises :class:`ApiError`; no answer at all (server down,
+timeout) raises :class:`Unreachable`. All are RecsysErrors. Each :class:`Result` carries the item's details
+(:class:`ItemSummary`: title, category, price, image_url) when the server sends them. Pass ``http=`` to use your own
+``httpx.Client`` / ``httpx.AsyncClient`` (e.g. FastAPI's ``TestClient``, or one with a ``MockTransport``).
 """
 
 from recsys.client._async import AsyncClient
-from recsys.client._base import ApiError, EventResult, Page, Result, Retry, Unreachable
+from recsys.client._base import ApiError, EventResult, ItemSummary, Page, Result, Retry, Unreachable
 from recsys.client._sync import Client
 
-__all__ = ["ApiError", "AsyncClient", "Client", "EventResult", "Page", "Result", "Retry", "Unreachable"]
+__all__ = ["ApiError", "AsyncClient", "Client", "EventResult", "ItemSummary", "Page", "Result", "Retry",
+           "Unreachable"]

@@ -8,8 +8,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from recsys.client import _base as api
-from recsys.client._base import Call, EventResult, FilterLike, Page, Retry
+from recsys.client import _calls as api
+from recsys.client._base import Call, EventResult, Page, Retry, unreachable
+from recsys.client._calls import Examples, FilterLike, Ids, SearchMode, When
 
 T = TypeVar("T")
 
@@ -17,8 +18,9 @@ T = TypeVar("T")
 class AsyncClient:
     """Asynchronous client; one coroutine per endpoint. Use as an async context manager or await :meth:`aclose`.
 
-    429 and 503 answers that waiting can heal are retried after the server's Retry-After (``retry``: a :class:`Retry`;
-    ``Retry(attempts=1)`` turns it off). No answer at all raises :class:`~recsys.client.Unreachable`."""
+    429 and 503 answers that waiting can heal, and refused connections, are retried (``retry``: a :class:`Retry`;
+    ``Retry(attempts=1)`` turns it off). No answer at all raises :class:`~recsys.client.Unreachable`. Item id
+    lists (``exclude``, ``bury``, the examples of :meth:`more_like_these`) take a single str as one id."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None, *,
                  timeout: float = 30.0, http: httpx.AsyncClient | None = None, retry: Retry | None = None) -> None:
@@ -40,18 +42,24 @@ class AsyncClient:
     async def _call(self, call: Call[T]) -> T:
         waited, attempt = 0.0, 1
         while True:
-            with api.reaching(call.method, call.url, self._http.base_url):
+            try:
                 r = await self._http.request(call.method, call.url, headers=self._headers, **call.kwargs)
-            wait = self.retry.delay(r, attempt, waited) if call.retry else None
-            if wait is None:
-                return call.result(r)
-            await r.aclose()
+            except httpx.TransportError as e:
+                wait = self.retry.delay_after(e, attempt, waited) if call.retry else None
+                if wait is None:
+                    raise unreachable(call.method, call.url, self._http.base_url, e, attempt) from e
+            else:
+                wait = self.retry.delay(r, attempt, waited) if call.retry else None
+                if wait is None:
+                    return call.result(r)
+                await r.aclose()
             await self.retry.asleep(wait)
             waited += wait
             attempt += 1
 
     # -- operations ---------------------------------------------------------------------------------------------
     async def health(self) -> bool:
+        """Whether the server answers 200 now (a probe: never retried)."""
         return await self._call(api.health())
 
     async def ready(self) -> dict[str, Any]:
@@ -64,11 +72,22 @@ class AsyncClient:
     async def metrics(self) -> str:
         return await self._call(api.metrics())
 
-    async def feedback_report(self, since: str | None = None) -> dict[str, Any]:
+    async def feedback_report(self, since: When = None) -> dict[str, Any]:
         """Lists served and the events attributed to them (admin key): ``GET /v1/feedback/report``."""
         return await self._call(api.feedback_report(since))
 
-    # -- items --------------------------------------------------------------------------------------------------
+    async def experiments(self) -> list[dict[str, Any]]:
+        """The configured experiments, their variants and shares (admin key)."""
+        return await self._call(api.experiments())
+
+    async def experiment(self, name: str) -> dict[str, Any]:
+        return await self._call(api.experiment(name))
+
+    async def experiment_report(self, name: str, since: When = None) -> dict[str, Any]:
+        """Per variant: users, impressions, clicks, conversions and the difference to the control (admin key)."""
+        return await self._call(api.experiment_report(name, since))
+
+    # -- items, users and events --------------------------------------------------------------------------------
     async def get_item(self, item_id: str) -> dict[str, Any]:
         return await self._call(api.get_item(item_id))
 
@@ -81,46 +100,62 @@ class AsyncClient:
     async def delete_item(self, item_id: str) -> None:
         await self._call(api.delete_item(item_id))
 
-    # -- events -------------------------------------------------------------------------------------------------
+    async def delete_user(self, user_id: str) -> int:
+        """Delete a user, their events and the lists served to them (admin key); returns how many events went."""
+        return await self._call(api.delete_user(user_id))
+
     async def send_events(self, events: Iterable[Mapping[str, Any]]) -> list[EventResult]:
         """Events (user_id, item_id, type, value?, timestamp?, event_id?); committed when this returns. Send
         ``event_id`` s: a retried batch is then stored once."""
         return await self._call(api.send_events(events))
 
     # -- queries ------------------------------------------------------------------------------------------------
-    async def recommend(self, user_id: str, k: int = 20, *, filter: FilterLike = None, exclude: Sequence[str] = (),
-                  diversity: float | None = None, explain: bool = False, debug: bool = False,
-                  cursor: str | None = None, exclude_shown_hours: float | None = None,
-                  boosts: Mapping[str, float] | None = None, bury: Sequence[str] = (),
-                  pins: Mapping[str, int] | None = None, exploration: float | None = None) -> Page:
+    async def recommend(self, user_id: str, k: int = 20, *, filter: FilterLike = None, exclude: Ids = (),
+                        diversity: float | None = None, explain: bool = False, debug: bool = False,
+                        cursor: str | None = None, exclude_shown_hours: float | None = None,
+                        boosts: Mapping[str, float] | None = None, bury: Ids = (),
+                        pins: Mapping[str, int] | None = None, exploration: float | None = None,
+                        now: When = None) -> Page:
         """A user's recommendations; ``cursor=page.next`` for the feed's next page (no item of earlier pages),
         ``exclude_shown_hours`` to leave out what the user was shown lately; ``boosts``, ``bury``, ``pins``
-        ({item_id: position}) and ``exploration`` (a share) are business rules after ranking."""
-        rules = {"boosts": dict(boosts or {}), "bury": list(bury), "pins": dict(pins or {}),
-                 "exploration": exploration}
+        ({item_id: position}) and ``exploration`` (a share) are business rules after ranking; ``now`` ranks as of
+        that time (only the user's events before it count)."""
         return await self._call(api.recommend(user_id, k, filter, exclude, diversity, explain, debug, cursor,
-                                              exclude_shown_hours, rules))
+                                              exclude_shown_hours, now, api.rules(boosts, bury, pins, exploration)))
+
+    async def buy_again(self, user_id: str, k: int = 20, *, now: When = None) -> Page:
+        """The user's own items most likely wanted again (kept apart from the personal list)."""
+        return await self._call(api.buy_again(user_id, k, now))
 
     async def recommend_session(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: FilterLike = None,
-                          exclude: Sequence[str] = (), diversity: float | None = None,
-                          explain: bool = False) -> Page:
-        return await self._call(api.recommend_session(events, k, filter, exclude, diversity, explain))
+                                exclude: Ids = (), diversity: float | None = None, explain: bool = False,
+                                cursor: str | None = None, boosts: Mapping[str, float] | None = None, bury: Ids = (),
+                                pins: Mapping[str, int] | None = None, exploration: float | None = None) -> Page:
+        """Recommendations from posted events (nothing is stored); ``cursor=page.next`` and the business rules as
+        in :meth:`recommend`."""
+        return await self._call(api.recommend_session(events, k, filter, exclude, diversity, explain, cursor,
+                                                      api.rules(boosts, bury, pins, exploration)))
 
-    async def similar(self, item_id: str, k: int = 20, *, modality: str | None = None,
-                      filter: FilterLike = None, exclude: Sequence[str] = (), user_id: str | None = None) -> Page:
+    async def similar(self, item_id: str, k: int = 20, *, modality: str | None = None, filter: FilterLike = None,
+                      exclude: Ids = (), user_id: str | None = None) -> Page:
+        """Items like ``item_id``; ``user_id`` (optional, also on the searches) records who saw the list and assigns
+        their experiment variant, whose modality applies unless one is given."""
         return await self._call(api.similar(item_id, k, modality, filter, exclude, user_id))
 
-    async def search_text(self, query: str, k: int = 20, *, modality: str | None = None,
-                          filter: FilterLike = None, exclude: Sequence[str] = (), user_id: str | None = None) -> Page:
-        return await self._call(api.search_text(query, k, modality, filter, exclude, user_id))
+    async def search_text(self, query: str, k: int = 20, *, modality: str | None = None, filter: FilterLike = None,
+                          exclude: Ids = (), user_id: str | None = None, mode: SearchMode | None = None,
+                          lexical_weight: float | None = None) -> Page:
+        """``mode``: hybrid (keywords and vectors fused), vector or lexical; ``lexical_weight``: the keywords'
+        share of a hybrid fusion. The server's defaults apply when None."""
+        return await self._call(api.search_text(query, k, modality, filter, exclude, user_id, mode, lexical_weight))
 
     async def search_image(self, image: bytes | str | Path, k: int = 20, *, modality: str | None = None,
                            filter: FilterLike = None, user_id: str | None = None) -> Page:
         return await self._call(api.search_image(image, k, modality, filter, user_id))
 
-    async def more_like_these(self, positive: Mapping[str, float] | Sequence[str],
-                        negative: Mapping[str, float] | Sequence[str] = (), k: int = 20, *,
-                        filter: FilterLike = None, exclude: Sequence[str] = ()) -> Page:
+    async def more_like_these(self, positive: Examples, negative: Examples = (), k: int = 20, *,
+                              filter: FilterLike = None, exclude: Ids = ()) -> Page:
+        """Examples: {item_id: weight}, or ids (weight 1)."""
         return await self._call(api.more_like_these(positive, negative, k, filter, exclude))
 
     async def trending(self, k: int = 20, *, filter: FilterLike = None) -> Page:

@@ -1,19 +1,16 @@
-"""What the sync and async clients share: result types, the retry policy, and each endpoint as a :class:`Call` (the
-request to send and how to read the answer), so both clients speak the API through one definition of it."""
+"""What the sync and async clients share: result types, the retry policy and reading error answers. Each endpoint is
+a :class:`Call` (the request to send and how to read the answer, built in :mod:`recsys.client._calls`), so both
+clients speak the API through one definition of it."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
-import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote
 
 import httpx
 
@@ -21,7 +18,6 @@ from recsys import errors as _errors
 from recsys.errors import RecsysError
 
 T = TypeVar("T")
-FilterLike = Mapping[str, Any] | None
 
 
 class ApiError(RecsysError):
@@ -42,25 +38,56 @@ class Unreachable(RecsysError):
     code, status = "unreachable", 503
 
 
-@contextlib.contextmanager
-def reaching(method: str, url: str, base_url: httpx.URL) -> Iterator[None]:
-    """Turn httpx's transport errors (raised inside) into :class:`Unreachable`, saying what to check."""
-    try:
-        yield
-    except httpx.TimeoutException as e:
-        raise Unreachable(f"{method} {url} timed out ({type(e).__name__}): is the server at {base_url} overloaded? "
-                          "A longer Client(timeout=...) waits more") from e
-    except httpx.TransportError as e:
-        raise Unreachable(f"{method} {url} got no answer ({type(e).__name__}: {e}); is the recsys server running "
-                          f"at {base_url}?") from e
+def unreachable(method: str, url: str, base_url: httpx.URL, e: httpx.TransportError, tries: int) -> Unreachable:
+    """httpx's transport error as :class:`Unreachable`, saying what to check."""
+    if isinstance(e, httpx.TimeoutException):
+        return Unreachable(f"{method} {url} timed out ({type(e).__name__}): is the server at {base_url} overloaded? "
+                           "A longer Client(timeout=...) waits more")
+    after = f" after {tries} tries" if tries > 1 else ""
+    return Unreachable(f"{method} {url} got no answer{after} ({type(e).__name__}: {e}); is the recsys server "
+                       f"running at {base_url}?")
+
+
+@dataclass(frozen=True)
+class ItemSummary:
+    """What a client shows beside a result's id (the server leaves it out with ``RECSYS_API__RESULT_DETAILS=false``).
+    ``image_url`` is a path on the server (``/media/{id}``); ``extra`` holds the fields a later server adds."""
+
+    title: str = ""
+    category: str | None = None
+    price: float | None = None
+    image_url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ItemSummary:
+        price, category, image = d.get("price"), d.get("category"), d.get("image_url")
+        return cls(title=str(d.get("title") or ""), category=None if category is None else str(category),
+                   price=None if price is None else float(price), image_url=None if image is None else str(image),
+                   extra={k: v for k, v in d.items() if k not in _SUMMARY_FIELDS})
+
+
+_SUMMARY_FIELDS = frozenset(ItemSummary.__dataclass_fields__) - {"extra"}
 
 
 @dataclass(frozen=True)
 class Result:
+    """One result, best first in its :class:`Page`. ``score`` is None where the server had no finite score to
+    give; ``item`` is None where the server sends no details."""
+
     item_id: str
-    score: float
+    score: float | None
     sources: list[str] = field(default_factory=list)
     explanation: dict[str, Any] | None = None
+    item: ItemSummary | None = None
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Result:
+        # fields a later server adds are left out, so this client keeps working against it
+        score, item = d.get("score"), d.get("item")
+        return cls(item_id=str(d["item_id"]), score=None if score is None else float(score),
+                   sources=[str(s) for s in d.get("sources") or ()], explanation=d.get("explanation"),
+                   item=None if item is None else ItemSummary.from_json(item))
 
 
 @dataclass(frozen=True)
@@ -111,6 +138,7 @@ class Retry:
     ``Retry-After`` (or ``backoff_s``, doubling, when it sends none), at most ``attempts`` tries in all and
     ``max_wait_s`` seconds of waiting in all; a Retry-After past what is left of that budget raises at once. A 503
     that waiting cannot heal (``store_damaged``, ``no_index``, ``model_missing``, ``ranker``) raises at once.
+    A refused connection (the server restarting) is tried again after the doubling backoff, within the same budget.
     ``Retry(attempts=1)`` turns retries off. ``sleep`` / ``asleep`` are for tests."""
 
     attempts: int = 4
@@ -129,8 +157,17 @@ class Retry:
         if problem is not None and problem[0] not in self.codes:
             return None
         wait = retry_after(response.headers.get("retry-after"))
-        if wait is None:
-            wait = self.backoff_s * 2 ** (attempt - 1)
+        return self._within(self.backoff_s * 2 ** (attempt - 1) if wait is None else wait, waited)
+
+    def delay_after(self, error: httpx.TransportError, attempt: int, waited: float) -> float | None:
+        """Seconds to wait before try ``attempt + 1`` after ``error``, or None when it is final. Only a connection
+        that was never made is tried again: nothing was sent, so even a POST cannot be applied twice. A timeout or
+        a dropped connection may come after the server acted on the request: final."""
+        if not isinstance(error, httpx.ConnectError) or attempt >= self.attempts:
+            return None
+        return self._within(self.backoff_s * 2 ** (attempt - 1), waited)
+
+    def _within(self, wait: float, waited: float) -> float | None:
         return wait if waited + wait <= self.max_wait_s else None
 
 
@@ -207,147 +244,3 @@ def raise_error(r: httpx.Response) -> None:
         exc.request_id = rid  # type: ignore[attr-defined]
         raise exc
     raise ApiError(message, code=code, status=r.status_code, request_id=rid)
-
-
-# -- the endpoints ----------------------------------------------------------------------------------------------
-def _json(r: httpx.Response) -> Any:
-    return r.json()
-
-
-def _page(r: httpx.Response) -> Page:
-    body = r.json()
-    return Page(items=[Result(**{k: v for k, v in it.items() if k in Result.__dataclass_fields__})
-                       for it in body["items"]], meta=body.get("meta") or {}, debug=body.get("debug"))
-
-
-def _q(segment: str) -> str:
-    return quote(segment, safe="")
-
-
-def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v is not None}
-
-
-def _weights(w: Mapping[str, float] | Sequence[str]) -> dict[str, float]:
-    return {str(k): float(v) for k, v in w.items()} if isinstance(w, Mapping) else {str(i): 1.0 for i in w}
-
-
-def _event(e: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(e)
-    ts = out.get("timestamp")
-    if ts is not None and hasattr(ts, "isoformat"):
-        out["timestamp"] = ts.isoformat()
-    return out
-
-
-def health() -> Call[bool]:
-    return Call("GET", "/healthz", lambda r: r.status_code == 200, accept=tuple(range(100, 600)), retry=False)
-
-
-def ready() -> Call[dict[str, Any]]:
-    return Call("GET", "/readyz", _json, accept=(200, 503), retry=False)
-
-
-def get(url: str) -> Call[Any]:
-    return Call("GET", url, _json)
-
-
-def feedback_report(since: str | None) -> Call[dict[str, Any]]:
-    return Call("GET", "/v1/feedback/report", _json, {"params": _drop_none({"since": since})})
-
-
-def metrics() -> Call[str]:
-    return Call("GET", "/metrics", lambda r: r.text)
-
-
-def get_item(item_id: str) -> Call[dict[str, Any]]:
-    return Call("GET", f"/v1/items/{_q(item_id)}", _json)
-
-
-def put_item(item_id: str, item: Mapping[str, Any]) -> Call[dict[str, Any]]:
-    body = {k: v for k, v in item.items() if k != "item_id"}
-    return Call("PUT", f"/v1/items/{_q(item_id)}", _json, {"json": body})
-
-
-def upsert_items(items: Sequence[Mapping[str, Any]]) -> Call[list[dict[str, Any]]]:
-    return Call("POST", "/v1/items", lambda r: r.json()["results"], {"json": {"items": list(items)}})
-
-
-def delete_item(item_id: str) -> Call[None]:
-    return Call("DELETE", f"/v1/items/{_q(item_id)}", lambda r: None)
-
-
-def send_events(events: Iterable[Mapping[str, Any]]) -> Call[list[EventResult]]:
-    # fields a later server adds are left out, so this client keeps working against it
-    return Call("POST", "/v1/events", lambda r: [EventResult(**{k: v for k, v in x.items() if k in _EVENT_FIELDS})
-                                                 for x in r.json()["results"]],
-                {"json": {"events": [_event(e) for e in events]}})
-
-
-def recommend(user_id: str, k: int, filter: FilterLike, exclude: Sequence[str], diversity: float | None,
-              explain: bool, debug: bool, cursor: str | None = None,
-              exclude_shown_hours: float | None = None, rules: Mapping[str, Any] | None = None) -> Call[Page]:
-    """``rules``: boosts, bury, pins, exploration (the request body's fields; empty ones are left out, but an
-    exploration of 0 is sent: it turns the variant's exploration off)."""
-    body = _drop_none({"k": k, "filter": filter, "exclude": list(exclude), "diversity": diversity,
-                       "explain": explain, "debug": debug, "cursor": cursor,
-                       "exclude_shown_hours": exclude_shown_hours,
-                       **{key: v for key, v in (rules or {}).items() if v or key == "exploration"}})
-    return Call("POST", f"/v1/users/{_q(user_id)}/recommendations", _page, {"json": body})
-
-
-def recommend_session(events: Sequence[Mapping[str, Any]], k: int, filter: FilterLike, exclude: Sequence[str],
-                      diversity: float | None, explain: bool) -> Call[Page]:
-    body = _drop_none({"events": [_event(e) for e in events], "k": k, "filter": filter, "exclude": list(exclude),
-                       "diversity": diversity, "explain": explain})
-    return Call("POST", "/v1/sessions/recommendations", _page, {"json": body})
-
-
-def similar(item_id: str, k: int, modality: str | None, filter: FilterLike, exclude: Sequence[str],
-            user_id: str | None = None) -> Call[Page]:
-    body = _drop_none({"k": k, "modality": modality, "filter": filter, "exclude": list(exclude), "user_id": user_id})
-    return Call("POST", f"/v1/items/{_q(item_id)}/similar", _page, {"json": body})
-
-
-def search_text(query: str, k: int, modality: str | None, filter: FilterLike, exclude: Sequence[str],
-                user_id: str | None = None) -> Call[Page]:
-    body = _drop_none({"query": query, "k": k, "modality": modality, "filter": filter, "exclude": list(exclude),
-                       "user_id": user_id})
-    return Call("POST", "/v1/search/text", _page, {"json": body})
-
-
-def search_image(image: bytes | str | Path, k: int, modality: str | None, filter: FilterLike,
-                 user_id: str | None = None) -> Call[Page]:
-    data = Path(image).read_bytes() if isinstance(image, str | Path) else image
-    form: dict[str, Any] = _drop_none({"k": str(k), "modality": modality, "user_id": user_id})
-    if filter:
-        form["filter"] = json.dumps(dict(filter))
-    return Call("POST", "/v1/search/image", _page, {"files": {"image": ("query", data)}, "data": form})
-
-
-def more_like_these(positive: Mapping[str, float] | Sequence[str], negative: Mapping[str, float] | Sequence[str],
-                    k: int, filter: FilterLike, exclude: Sequence[str]) -> Call[Page]:
-    body = _drop_none({"positive": _weights(positive), "negative": _weights(negative), "k": k, "filter": filter,
-                       "exclude": list(exclude)})
-    return Call("POST", "/v1/more-like-these", _page, {"json": body})
-
-
-def _each(value: Any) -> list[Any]:
-    """A filter value as the values of a repeated query parameter: a list matches any of them."""
-    return list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
-
-
-def trending(k: int, filter: FilterLike) -> Call[Page]:
-    """The POST bodies' filter as GET query parameters: ``attributes`` and ``categories`` as one repeated
-    ``attr=KEY:VALUE`` / ``category=NAME`` per value."""
-    params: dict[str, Any] = {"k": k}
-    for key, value in dict(filter or {}).items():
-        if value is None:
-            continue
-        if key == "categories":
-            params["category"] = _each(value)
-        elif key == "attributes":
-            params["attr"] = [f"{a}:{x}" for a, v in value.items() for x in _each(v)]
-        else:
-            params[key] = str(value).lower() if isinstance(value, bool) else value
-    return Call("GET", "/v1/trending", _page, {"params": params})

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from recsys.client import ApiError, AsyncClient, Client, Unreachable
+from recsys.client import ApiError, AsyncClient, Client, Retry, Unreachable
 from recsys.errors import RecsysError
 from tests.conftest import run_async
 
@@ -58,3 +58,66 @@ def test_an_answer_that_is_not_json_is_an_api_error() -> None:
     for err in _both(_html):
         assert isinstance(err, ApiError) and err.code == "bad_response" and err.status == 200
         assert isinstance(err.__cause__, ValueError) and "text/html" in err.message
+
+
+class Refusing:
+    """A transport whose first ``refusals`` connections fail with ``error`` (a ConnectError: the server restarting),
+    then answering a page; records the requests tried and the waits between them."""
+
+    def __init__(self, refusals: int, error: Exception | None = None) -> None:
+        self.refusals, self.error = refusals, error or httpx.ConnectError("[Errno 111] Connection refused")
+        self.tries: list[str] = []
+        self.waits: list[float] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.tries.append(request.method)
+        if len(self.tries) <= self.refusals:
+            raise self.error
+        return httpx.Response(200, json={"items": [], "meta": {}, "results": []})
+
+    def client(self) -> Client:
+        return Client(http=httpx.Client(transport=httpx.MockTransport(self.handle), base_url="http://x"),
+                      retry=Retry(sleep=self.waits.append))
+
+    def async_client(self) -> AsyncClient:
+        async def asleep(s: float) -> None:
+            self.waits.append(s)
+
+        return AsyncClient(http=httpx.AsyncClient(transport=httpx.MockTransport(self.handle), base_url="http://x"),
+                           retry=Retry(asleep=asleep))
+
+
+def test_a_refused_connection_is_retried_for_every_method() -> None:
+    # nothing was sent, so a POST is as safe to send again as a GET
+    s = Refusing(2)
+    assert s.client().send_events([{"user_id": "u", "item_id": "a", "type": "view"}]) == []
+    assert s.tries == ["POST"] * 3 and s.waits == [0.5, 1.0]
+
+    async def run() -> list[str]:
+        async with s.async_client() as c:
+            return (await c.trending()).ids
+
+    s = Refusing(3)
+    assert run_async(run()) == [] and s.tries == ["GET"] * 4 and s.waits == [0.5, 1.0, 2.0]
+
+
+def test_refused_connection_retries_are_bounded() -> None:
+    s = Refusing(100)
+    with pytest.raises(Unreachable) as e:
+        s.client().recommend("u1")
+    assert len(s.tries) == 4 and s.waits == [0.5, 1.0, 2.0]  # Retry.attempts, the doubling backoff
+    assert "after 4 tries" in e.value.message and isinstance(e.value.__cause__, httpx.ConnectError)
+    s = Refusing(100)
+    with pytest.raises(Unreachable):
+        s.client().health()  # a probe says how the server is now
+    assert len(s.tries) == 1
+
+
+@pytest.mark.parametrize("error", [httpx.ReadTimeout("read timed out"), httpx.WriteTimeout("write timed out"),
+                                   httpx.RemoteProtocolError("Server disconnected without sending a response.")])
+def test_a_request_that_may_have_reached_the_server_is_not_retried(error: Exception) -> None:
+    # the server may have stored the batch already: sending it again could store it twice
+    s = Refusing(100, error)
+    with pytest.raises(Unreachable):
+        s.client().send_events([{"user_id": "u", "item_id": "a", "type": "view"}])
+    assert s.tries == ["POST"] and s.waits == []

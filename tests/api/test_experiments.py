@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,19 @@ def test_the_client_sends_rules_and_reads_the_variant(exp_client: TestClient, st
     assert storing.last_rules == ListRules.of(boosts={"category:hats": 3.0, "h2": 1.0}, bury=["category:shoes"],
                                               pins={"s8": 1, "h1": 2}, exploration=0.25)
     assert c.recommend("nobody", k=2).variant in ("control", "hats")
+
+
+def test_the_client_reads_experiments_and_their_reports(exp_client: TestClient) -> None:
+    from recsys.client import Client
+    from recsys.errors import NotFound
+
+    c = Client(http=exp_client)
+    assert [e["name"] for e in c.experiments()] == ["ab"] and c.experiment("ab")["control"] == "control"
+    report = c.experiment_report("ab", since=datetime(2020, 1, 1))
+    assert report["experiment"] == "ab" and report["since"].startswith("2020-01-01")
+    assert {v["name"] for v in report["variants"]} == {"control", "hats"}
+    with pytest.raises(NotFound):
+        c.experiment("nope")
 
 
 def test_session_lists_take_the_rules_too(exp_client: TestClient, storing: StoringFake) -> None:
