@@ -20,7 +20,8 @@ non-zero. Every message says what is wrong and what to do about it.
     ├── EncoderError                  encoder         422
     │   ├── UnknownPreset             unknown_preset  422
     │   ├── ModelUnavailable          model_missing   503
-    │   └── BadMedia                  bad_media       422
+    │   ├── BadMedia                  bad_media       422
+    │   └── EncoderStorageError       encoder         503 (a cache, the heads or a snapshot cannot be read or written)
     ├── IndexError_                   index           503
     │   ├── NoIndex                   no_index        503
     │   └── IncompatibleArtifact      incompatible    409
@@ -113,6 +114,14 @@ class ModelUnavailable(EncoderError):
 
 class BadMedia(EncoderError):
     code = "bad_media"
+
+
+class EncoderStorageError(EncoderError):
+    """A vector cache, fitted heads or a vectors snapshot under the data directory cannot be read or written (disk
+    full, read-only, I/O error, too many open files). Nothing is damaged or set aside: the operator frees space or
+    fixes the directory, and a rerun resumes from what was cached."""
+
+    code, status = "encoder", 503
 
 
 class IndexError_(RecsysError):

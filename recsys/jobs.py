@@ -6,15 +6,16 @@ serves what a job publishes as soon as it is done and is the path ``evaluate --t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recsys.errors import IncompatibleArtifact, ValidationFailed
+from recsys.errors import ConfigError, IncompatibleArtifact, ValidationFailed
 from recsys.serving.generations import vectors_of_index
 from recsys.store.queries import events_frame, events_watermark, items_frame
 
@@ -42,11 +43,18 @@ class Jobs:
         self.store = recommender.store
 
     def train(self, progress: Progress | None = None) -> dict[str, Any]:
-        """Train the ranker on every stored event over the newest index's vectors; a new current generation."""
+        """Train the ranker on every stored event over the newest index's vectors; a new current generation. One
+        build or train at a time per data directory (a second waits): a ranker trained on the index a build is
+        about to replace would be published after the build's own and match no served vectors."""
+        with _jobs_lock(self.settings):
+            report = self._train(self.recommender.generations.latest_index(), progress)
+        self.recommender.refresh()
+        return report
+
+    def _train(self, reader: IndexReader, progress: Progress | None) -> dict[str, Any]:
         from recsys.ranking import train_ranker
         from recsys.store.queries import evaluation_users
 
-        reader = self.recommender.generations.latest_index()
         with self.store.session() as s:
             events = events_frame(s)
             items = items_frame(s)
@@ -56,7 +64,6 @@ class Jobs:
         vectors = vectors_of_index(self.settings, reader)
         pipe, path = train_ranker(events, items, vectors, self.settings, search=reader, progress=progress,
                                   manifest={"events_watermark": watermark})
-        self.recommender.refresh()
         return {"ranker": pipe.ranker_id, "path": str(path), "events": len(events),
                 "metrics": pipe.manifest.get("metrics", {})}
 
@@ -80,9 +87,17 @@ class Jobs:
         """Fit the encoder if needed, embed, index, train. Each stage skips itself when its inputs are unchanged,
         so a build is idempotent, and an interrupted one resumes from the last finished stage. ``keep_ranker``
         (``recsys demo``): a loadable ranker trained as configured is kept even when events arrived since, which
-        each shopper's lists count per request anyway (a like in the explorer must not cost a retrain)."""
+        each shopper's lists count per request anyway (a like in the explorer must not cost a retrain).
+
+        The new index generation is served only once its ranker is trained (the pair switches together): with new
+        encoder heads the served ranker cannot rank its vectors, and every server would answer recommendations
+        with 503 meanwhile, for good if the build were interrupted there."""
+        with _jobs_lock(self.settings):
+            return self._build(progress, force, keep_ranker)
+
+    def _build(self, progress: Progress | None, force: bool, keep_ranker: bool) -> dict[str, Any]:
         from recsys.encoders import embed_catalog, fit_encoder
-        from recsys.index import build_from_catalog
+        from recsys.index import IndexReader, build_from_catalog, index_root, publish
         from recsys.ranking import rankers_root, read_manifest
         from recsys.ranking.artifact import current_generation
         from recsys.ranking.artifact import damage as ranker_damage
@@ -96,8 +111,9 @@ class Jobs:
             report["encoder_fit"] = "skipped (fitted heads present)"
         report["embed"] = _as_dict(embed_catalog(self.store, self.settings, _stage(progress, "embed")))
         report["index"] = build_from_catalog(self.store, self.settings, _stage(progress, "index"),
-                                             mode="full" if force else "auto")
-        reader = self.recommender.generations.latest_index(strict=True)
+                                             mode="full" if force else "auto", switch=False)
+        reader = IndexReader.open(index_root(self.settings), generation=report["index"]["generation"],
+                                  settings=self.settings.index)
         with self.store.session() as s:
             watermark = events_watermark(s)
         rpath = current_generation(rankers_root(self.settings))
@@ -109,12 +125,13 @@ class Jobs:
                   and manifest.get("encoder_id") == reader.manifest.encoder_id)
         same = usable and manifest.get("events_watermark") == watermark
         if force or not (same or (usable and keep_ranker)):
-            report["train"] = self.train(_stage(progress, "train"))
+            report["train"] = self._train(reader, _stage(progress, "train"))
         elif same:
             report["train"] = "skipped (no new events since the current ranker)"
         else:
             report["train"] = ("skipped (the current ranker is kept although events changed since it was trained: "
                                "each shopper's new events count in their lists at once; `recsys train` refits it)")
+        publish(index_root(self.settings), reader.generation_id, self.settings.index.keep_generations)
         self.recommender.refresh()
         report["seconds"] = round(time.perf_counter() - t, 1)
         return report
@@ -254,6 +271,28 @@ def _stage(progress: Progress | None, name: str) -> Any:
             progress(name, step, done)
 
     return update
+
+
+@contextlib.contextmanager
+def _jobs_lock(settings: Settings) -> Iterator[None]:
+    """One build or train at a time per data directory, across processes (released by the OS if one dies)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(settings.home / "jobs.lock")
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.warning("another build or train is running in %s; waiting for it to finish", settings.home)
+            lock.acquire()
+    except OSError as e:
+        raise ConfigError(f"cannot take the jobs lock {settings.home / 'jobs.lock'} ({e.strerror or e}): make "
+                          "RECSYS_HOME writable (or free space there)") from e
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _as_dict(obj: Any) -> Any:

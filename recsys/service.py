@@ -10,7 +10,6 @@ have their own objects over the same store and settings, one attribute away: :at
 from __future__ import annotations
 
 import math
-import threading
 import time
 import zlib
 from collections.abc import Generator, Mapping, Sequence
@@ -28,6 +27,7 @@ from recsys.errors import UnknownItem, ValidationFailed
 from recsys.jobs import Jobs
 from recsys.lru import LRU
 from recsys.serving.generations import Generations, Served
+from recsys.serving.query_encoder import QueryEncoder
 from recsys.serving.requests import (
     ListRequest,
     Read,
@@ -79,8 +79,7 @@ class Recommender:
         self.store = store or Store.open(self.settings)
         self.generations = Generations(self.settings, self.store)
         self._removed = RemovedItems(self.store)
-        self._encoder: Encoder | None = None
-        self._lock = threading.Lock()
+        self._encoders = QueryEncoder(self.settings, self.generations)
         self._results: LRU[list[ScoredItem]] = LRU(self.settings.ranking.result_cache_size,
                                                     max_bytes=int(self.settings.ranking.result_cache_mb * 2**20),
                                                     weigh=result_list_bytes)
@@ -93,18 +92,12 @@ class Recommender:
     # -- artifacts ------------------------------------------------------------------------------------------
     @property
     def encoder(self) -> Encoder:
-        """The query encoder (loaded on first text or image query: a few seconds)."""
-        if self._encoder is None:
-            with self._lock:
-                if self._encoder is None:
-                    from recsys.encoders import get_encoder
-
-                    self._encoder = get_encoder(self.settings)
-        return self._encoder
+        """The query encoder: the heads the served index was built with (:mod:`recsys.serving.query_encoder`)."""
+        return self._encoders.get()
 
     def use_encoder(self, encoder: Encoder | None) -> None:
         """Answer queries with ``encoder``; None: load the configured one again on the next query (new heads)."""
-        self._encoder = encoder
+        self._encoders.use(encoder)
 
     @property
     def index(self) -> IndexReader:

@@ -19,11 +19,12 @@ import numpy as np
 
 from recsys.config import Settings
 from recsys.encoders.base import l2_normalise
-from recsys.encoders.cache import VectorCache, digest, media_identity
+from recsys.encoders.cache import VectorCache, digest, disk_problem, media_identity
 from recsys.encoders.encoder import TowerEncoder, get_encoder
 from recsys.encoders.features import MediaJob, feature_caches, image_features, text_features
 from recsys.encoders.fit import limits_of
 from recsys.encoders.text import ItemRecord, field_texts
+from recsys.errors import EncoderStorageError
 from recsys.store import Store
 
 log = logging.getLogger(__name__)
@@ -160,10 +161,18 @@ def finish_embed(settings: Settings, enc: TowerEncoder, items: Sequence[ItemReco
                  encoded: int, broken: int, errors: dict[str, str], t0: float) -> EmbedReport:
     """Write the snapshot of a finished embed (packed vectors, the text tower's vectors, content hashes) and its
     report: one ending for the local and the Ray engines, so the two snapshots hold the same arrays."""
-    from recsys.encoders.vectors import write_snapshot
+    from recsys.encoders.vectors import snapshot_dir, write_snapshot
 
-    write_snapshot(settings, enc.id, enc.dim, [it.item_id for it in items], vectors,
-                   tower_text=tower_text_vectors(enc, items, settings), hashes=[it.content_hash for it in items])
+    tower_text = tower_text_vectors(enc, items, settings)
+    try:
+        write_snapshot(settings, enc.id, enc.dim, [it.item_id for it in items], vectors, tower_text=tower_text,
+                       hashes=[it.content_hash for it in items])
+    except OSError as e:  # a full disk or a read-only directory: the vectors themselves are safe in the cache
+        where = snapshot_dir(settings, enc.id)
+        cause, hint = disk_problem(where, e)
+        raise EncoderStorageError(f"writing the item vectors snapshot to {where} failed ({cause}); the snapshot "
+                                  f"before it is unchanged and every vector is cached: {hint}, then run `recsys "
+                                  "embed` again (it encodes nothing twice)") from e
     return EmbedReport(
         encoder_id=enc.id, items=len(items), encoded=encoded, cached=len(items) - encoded,
         with_image=int(sum(v[-1] > 0.5 for v in vectors)), broken_media=broken,

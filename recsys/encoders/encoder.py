@@ -20,6 +20,7 @@ from recsys.encoders.base import l2_normalise
 from recsys.encoders.heads import Heads
 from recsys.encoders.registry import Preset, get_preset
 from recsys.encoders.towers import Towers, pick_device
+from recsys.errors import ConfigError, NotFound
 from recsys.files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def load_towers(preset: Preset, device_setting: str = "auto", runtime: str = "to
     (ONNX exports are cached under ``home/onnx``)."""
     from recsys.encoders.onnx_runtime import resolve_runtime
 
-    device, dtype = pick_device(device_setting)
+    device, dtype = _device(device_setting)
     setting, runtime = runtime, resolve_runtime(runtime, device, preset.kind)
     key = (preset.model_dump_json(), str(device), "torch")
     with _LOCK:
@@ -63,6 +64,25 @@ def load_towers(preset: Preset, device_setting: str = "auto", runtime: str = "to
                             "this)", type(e).__name__, e)
                 _TOWERS[onnx_key] = _TOWERS[key]
         return _TOWERS[onnx_key]
+
+
+def _device(setting: str) -> tuple[torch.device, torch.dtype]:
+    """The configured device, refused up front (ConfigError naming the setting) when torch cannot use it: otherwise
+    the first batch fails deep inside torch with a CUDA traceback."""
+    try:
+        device, dtype = pick_device(setting)
+    except RuntimeError as e:  # not a device name torch knows
+        raise ConfigError(f"RECSYS_ENCODER__DEVICE={setting!r} is not a device ({str(e).splitlines()[0]}); use auto, "
+                          "cpu, cuda or cuda:N") from e
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"RECSYS_ENCODER__DEVICE={setting!r} but torch finds no CUDA GPU here (no NVIDIA "
+                              "driver or device, or a CPU-only torch): set RECSYS_ENCODER__DEVICE=cpu (or auto)")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"RECSYS_ENCODER__DEVICE={setting!r} but torch finds {count} CUDA GPU(s) "
+                              f"(cuda:0..cuda:{count - 1}): pick one of those, or cpu")
+    return device, dtype
 
 
 def new_heads(preset: Preset, towers: Towers, seed: int = 0) -> Heads:
@@ -129,12 +149,18 @@ class TowerEncoder:
         return f"TowerEncoder({self.id!r}, dim={self.dim})"
 
 
-def get_encoder(settings: Settings | None = None, *, preset: str | None = None, fitted: bool = True) -> TowerEncoder:
-    """The configured encoder, with its current fitted heads when ``recsys encoder fit`` has made some."""
+def get_encoder(settings: Settings | None = None, *, preset: str | None = None, fitted: bool = True,
+                version: str | None = None) -> TowerEncoder:
+    """The configured encoder, with its current fitted heads when ``recsys encoder fit`` has made some (``version``:
+    those heads instead, e.g. the ones an index generation was built with; NotFound when they are gone)."""
     settings = settings or get_settings()
     p = get_preset(preset or settings.encoder.preset, settings)
-    towers = load_towers(p, settings.encoder.device, settings.encoder.runtime, settings.home)
     d = current_heads_dir(settings, p) if fitted else None
+    if version is not None:
+        d = heads_root(settings, p) / version
+        if not (d / "manifest.json").is_file():
+            raise NotFound(f"encoder heads {p.name}@{version} are not under {heads_root(settings, p)}")
+    towers = load_towers(p, settings.encoder.device, settings.encoder.runtime, settings.home)
     if d is not None:
         heads, manifest = Heads.load(d, image_dim=towers.image_dim, text_dim=towers.text_dim, towers_id=towers.id)
         return TowerEncoder(p, towers, heads, manifest["version"], manifest)
@@ -142,3 +168,16 @@ def get_encoder(settings: Settings | None = None, *, preset: str | None = None, 
         log.warning("encoder %s has no fitted heads yet: vectors are not meaningful until `recsys encoder fit`",
                     p.name)
     return TowerEncoder(p, towers, new_heads(p, towers))
+
+
+def encoder_for(settings: Settings, encoder_id: str | None) -> TowerEncoder:
+    """The encoder that made the vectors ``encoder_id`` (``preset@version``) names: the configured preset with those
+    heads, so queries land in an index generation's own space. The configured encoder when the id names another
+    preset or heads no longer stored (queries then meet the generation's check, which says what to do)."""
+    preset, _, version = (encoder_id or "").partition("@")
+    if preset == get_preset(settings.encoder.preset, settings).name and version not in ("", "unfitted"):
+        try:
+            return get_encoder(settings, version=version)
+        except NotFound as e:
+            log.warning("%s; queries use the current heads", e)
+    return get_encoder(settings)

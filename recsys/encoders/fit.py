@@ -9,21 +9,31 @@ artifact under ``settings.home/encoders/<preset>/<version>/`` with a manifest, r
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recsys.config import Settings
-from recsys.encoders.encoder import TowerEncoder, get_encoder, heads_root, new_heads, set_current_heads
+from recsys.encoders.cache import disk_problem
+from recsys.encoders.encoder import (
+    TowerEncoder,
+    current_heads_dir,
+    get_encoder,
+    heads_root,
+    new_heads,
+    set_current_heads,
+)
 from recsys.encoders.features import MediaJob, feature_caches, image_features, text_features
 from recsys.encoders.media import MediaLimits
 from recsys.encoders.text import ItemRecord, field_texts
 from recsys.encoders.training import FitParams, PairData, train_heads
-from recsys.errors import EncoderError
+from recsys.errors import EncoderError, EncoderStorageError
 from recsys.store import Artifact, Store
 
 log = logging.getLogger(__name__)
@@ -122,6 +132,25 @@ def _part(progress: StepProgress | None, part: str) -> Progress | None:
     return None if progress is None else (lambda done, total: progress(part, done, total))
 
 
+def _publish(fitted: TowerEncoder, manifest: dict[str, Any], directory: Path, settings: Settings) -> None:
+    """Save the heads and make them current. A failed write (a full disk, a read-only directory) removes the new
+    directory and raises EncoderStorageError; the current heads stay."""
+    try:
+        fitted.heads.save(directory, manifest)
+        set_current_heads(settings, fitted.preset, manifest["version"])
+    except (OSError, RuntimeError) as e:  # torch.save to a path says a failed write (a full disk) as RuntimeError
+        shutil.rmtree(directory, ignore_errors=True)
+        cause, hint = disk_problem(directory, e)
+        if not isinstance(e, OSError):
+            cause = f"torch could not write heads.pt: {str(e).splitlines()[0] if str(e) else 'RuntimeError'}"
+            hint = "free space on that disk (most often the cause)"
+        current = current_heads_dir(settings, fitted.preset)
+        raise EncoderStorageError(
+            f"writing the fitted heads to {directory} failed ({cause}); its partial files were removed and "
+            f"{current.name if current else 'no heads'} stay current: {hint}, then run `recsys encoder fit` again "
+            "(the tower features are cached: it takes seconds)") from e
+
+
 def fit_encoder(store: Store, settings: Settings, progress: StepProgress | None = None,
                 params: FitParams | None = None) -> FitReport:
     """Fit the configured preset's heads on the stored catalogue and make them current."""
@@ -143,11 +172,10 @@ def fit_encoder(store: Store, settings: Settings, progress: StepProgress | None 
         "dim": fitted.dim, "fields": data.fields, "pairs_train": n_train, "pairs_val": n_val, "params": asdict(params),
         "metrics": metrics,
     }
-    fitted.heads.save(directory, manifest)
+    _publish(fitted, manifest, directory, settings)
     with store.session() as s:
         s.add(Artifact(kind="encoder", version=manifest["encoder_id"], path=str(directory.resolve()),
                        manifest=manifest))
-    set_current_heads(settings, base.preset, version)
     log.info("encoder %s fitted: %s", manifest["encoder_id"], metrics)
     return FitReport(
         version=version, encoder_id=manifest["encoder_id"], path=str(directory), pairs_train=n_train, pairs_val=n_val,

@@ -20,14 +20,17 @@ On a real cluster (``ray start --head`` on the head node, ``ray start --address=
 
 Requirements on a cluster: every node has recsys installed with the same encoder weights, and ``RECSYS_HOME`` (the
 presets, fitted heads and feature caches) lives on a filesystem mounted at the same path on every node; media URIs
-must be readable from every node. With ``RECSYS_ENCODER__DEVICE=cuda`` each actor asks Ray for one GPU. The driver
-writes the database and the vector cache; workers only read media and write their tower-feature caches.
+must be readable from every node. With ``RECSYS_ENCODER__DEVICE=cuda`` each actor asks Ray for one GPU (a pool of at
+most one actor per GPU; a cluster without GPUs is refused up front, as no actor could ever start). The driver writes
+the database and the vector cache; workers only read media and write their tower-feature caches. A worker's failure
+is an EncoderError naming its cause; the batches finished before it are cached, so a rerun resumes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -36,10 +39,11 @@ from typing import Any
 import numpy as np
 
 from recsys.config import Settings
+from recsys.encoders.cache import VectorCache
 from recsys.encoders.embed import EmbedReport, Progress, finish_embed, item_key, vector_cache
 from recsys.encoders.encoder import TowerEncoder, get_encoder
 from recsys.encoders.text import ItemRecord
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, EncoderError
 from recsys.store import Store
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,10 @@ def wants_gpu(settings: Settings) -> bool:
     return str(settings.encoder.device).lower().startswith("cuda")
 
 
+class BatchFailed(RuntimeError):
+    """A worker's failure on one batch, naming its items (Ray hands the driver only a traceback text)."""
+
+
 class ItemEmbedder:
     """Ray Data callable class: one encoder per actor, ``encode_items`` per batch."""
 
@@ -73,7 +81,12 @@ class ItemEmbedder:
         from recsys.encoders.embed import encode_items
 
         items = [_from_json(str(s)) for s in batch["record"]]
-        text, image, has_image, status = encode_items(self.encoder, items, self.settings)
+        try:
+            text, image, has_image, status = encode_items(self.encoder, items, self.settings)
+        except Exception as e:
+            ids = [it.item_id for it in items]
+            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+            raise BatchFailed(f"items {shown}: {type(e).__name__}: {e}") from e
         per_item = [json.dumps({u: status.get(u) for _, u in it.media}) for it in items]
         return {"row": np.asarray(batch["row"], np.int64), "text": text, "image": image,
                 "has_image": has_image, "status": np.asarray(per_item, dtype=object),
@@ -90,6 +103,43 @@ def _ensure_ray(address: str | None) -> Any:
     return ray
 
 
+def pool_size(ray: Any, settings: Settings, workers: int) -> int:
+    """Actors in the pool: ``workers``, at most one per GPU of the cluster when the device is CUDA. A CUDA device on
+    a cluster without GPUs is refused here: each actor would wait for a GPU for ever."""
+    if not wants_gpu(settings):
+        return max(1, workers)
+    gpus = int(float(ray.cluster_resources().get("GPU", 0)))
+    if gpus < 1:
+        raise ConfigError(f"RECSYS_ENCODER__DEVICE is {settings.encoder.device!r} but the Ray cluster has no GPU "
+                          "(ray.cluster_resources() lists none), so no worker could ever start: set "
+                          "RECSYS_ENCODER__DEVICE=cpu, or add GPU nodes to the cluster")
+    if gpus < workers:
+        log.warning("embed (ray): %d workers asked, the cluster has %d GPU(s): using %d", workers, gpus, gpus)
+    return max(1, min(workers, gpus))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RAISED = re.compile(r"^((?:\w+\.)*\w+): (.+)$")
+
+
+def worker_cause(e: BaseException) -> str:
+    """What a failed Ray task raised, from the traceback text Ray gives the driver (the exception itself stays on
+    the worker): the last exception line that is not Ray's own wrapper, without colour codes."""
+    text = _ANSI.sub("", str(e))
+    raised = [(m.group(1), m.group(2)) for m in map(_RAISED.match, text.splitlines())
+              if m and not m.group(1).startswith("ray.")]
+    if not raised:
+        return f"{type(e).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
+    name, message = raised[-1]
+    return message if name.endswith("BatchFailed") else f"{name.rsplit('.', 1)[-1]}: {message}"
+
+
+def _worker_failed(e: BaseException, done: int, total: int) -> EncoderError:
+    return EncoderError(f"a Ray worker failed on a batch ({worker_cause(e)}); the {done} of {total} items of the "
+                        "finished batches are cached: rerun `recsys embed --engine ray` to resume with the rest "
+                        "(or `--engine local`)")
+
+
 def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | None = None, *,
                       address: str | None = None, workers: int = 2, batch_size: int = BATCH,
                       encoder: TowerEncoder | None = None) -> EmbedReport:
@@ -98,9 +148,9 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
     ``address``: a Ray cluster (``ray://head:10001`` or ``auto``); None starts (or reuses) a local Ray.
     ``workers``: actors in the pool, each loading the encoder once (and one GPU each when the device is CUDA).
     ``encoder`` is used in the driver only for its id (by default the configured encoder, loaded on the CPU).
+    A worker's failure raises EncoderError naming its cause; the batches finished before it stay cached.
     """
-    from recsys.encoders.catalog import read_items, record_media_status
-    from recsys.encoders.vectors import pack
+    from recsys.encoders.catalog import read_items
 
     t0 = time.perf_counter()
     if encoder is None:
@@ -116,42 +166,60 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
     todo = [i for i, k in enumerate(keys) if k not in found]
     log.info("embed (ray): %d items, %d cached, %d to encode with %s", len(items), len(items) - len(todo),
              len(todo), enc_id)
-    errors: dict[str, str] = {}
-    broken = 0
-    done = len(items) - len(todo)
+    run = _Run(store, cache, items, keys, found, progress, done=len(items) - len(todo))
     if progress:
-        progress(done, len(items))
+        progress(run.done, len(items))
     if todo:
         ray = _ensure_ray(address)
+        size = pool_size(ray, settings, workers)
         ds = ray.data.from_items([{"row": i, "record": _to_json(items[i])} for i in todo])
-        gpu = wants_gpu(settings)
         out = ds.map_batches(ItemEmbedder, fn_constructor_kwargs={"settings": settings}, batch_size=batch_size,
-                             batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=max(1, workers)),
-                             num_cpus=1,
-                             num_gpus=1 if gpu else 0)
-        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
-            remote_ids = {str(x) for x in batch["encoder_id"]}
-            if remote_ids != {enc_id}:
-                raise ConfigError(f"ray workers built encoder {sorted(remote_ids)}, the driver {enc_id}: "
-                                  "check that RECSYS_HOME is shared by every node")
-            rows = [int(r) for r in batch["row"]]
-            new: dict[str, np.ndarray] = {}
-            status: dict[str, str | None] = {}
-            for j, i in enumerate(rows):
-                new[keys[i]] = pack(batch["text"][j], batch["image"][j], bool(batch["has_image"][j]))
-                st: dict[str, str | None] = json.loads(str(batch["status"][j]))
-                status.update(st)
-                reasons = [st[u] for _, u in items[i].media if st.get(u)]
-                if reasons:
-                    broken += len(reasons)
-                    if len(errors) < 100:
-                        errors[items[i].item_id] = "; ".join(r for r in reasons if r)
-            cache.put_many(new)
-            found.update(new)
-            record_media_status(store, status)
-            done += len(rows)
-            if progress:
-                progress(done, len(items))
+                             batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=size), num_cpus=1,
+                             num_gpus=1 if wants_gpu(settings) else 0)
+        try:
+            for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+                run.add(batch, enc_id)
+        except ray.exceptions.RayError as e:
+            raise _worker_failed(e, run.done, len(items)) from e
     # the text tower's vectors from the driver (cached features): without them the served ranker's content space
     # silently fell back to the fused vectors
-    return finish_embed(settings, encoder, items, [found[k] for k in keys], len(todo), broken, errors, t0)
+    return finish_embed(settings, encoder, items, [found[k] for k in keys], len(todo), run.broken, run.errors, t0)
+
+
+class _Run:
+    """The driver's side of one Ray embed: each finished batch is cached and its media status recorded at once, so
+    a failure later loses none of it."""
+
+    def __init__(self, store: Store, cache: VectorCache, items: list[ItemRecord], keys: list[str],
+                 found: dict[str, np.ndarray], progress: Progress | None, done: int) -> None:
+        self.store, self.cache, self.items, self.keys, self.found = store, cache, items, keys, found
+        self.progress, self.done = progress, done
+        self.errors: dict[str, str] = {}
+        self.broken = 0
+
+    def add(self, batch: Mapping[str, np.ndarray], enc_id: str) -> None:
+        from recsys.encoders.catalog import record_media_status
+        from recsys.encoders.vectors import pack
+
+        remote_ids = {str(x) for x in batch["encoder_id"]}
+        if remote_ids != {enc_id}:
+            raise ConfigError(f"ray workers built encoder {sorted(remote_ids)}, the driver {enc_id}: "
+                              "check that RECSYS_HOME is shared by every node")
+        rows = [int(r) for r in batch["row"]]
+        new: dict[str, np.ndarray] = {}
+        status: dict[str, str | None] = {}
+        for j, i in enumerate(rows):
+            new[self.keys[i]] = pack(batch["text"][j], batch["image"][j], bool(batch["has_image"][j]))
+            st: dict[str, str | None] = json.loads(str(batch["status"][j]))
+            status.update(st)
+            reasons = [st[u] for _, u in self.items[i].media if st.get(u)]
+            if reasons:
+                self.broken += len(reasons)
+                if len(self.errors) < 100:
+                    self.errors[self.items[i].item_id] = "; ".join(r for r in reasons if r)
+        self.cache.put_many(new)
+        self.found.update(new)
+        record_media_status(self.store, status)
+        self.done += len(rows)
+        if self.progress:
+            self.progress(self.done, len(self.items))

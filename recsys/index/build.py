@@ -152,6 +152,8 @@ def _finish(root: Path, work: Path, manifest: Manifest, *, settings: IndexSettin
         layout.set_current(root, manifest.generation_id)
         _checkpoint("switched")
         layout.prune(root, settings.keep_generations)
+    else:
+        layout.hold(root, manifest.generation_id)
     if store is not None:
         _record_artifact(store, manifest, final)
     return manifest

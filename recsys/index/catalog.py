@@ -74,8 +74,9 @@ def _diff(root: Path, cur: layout.Manifest, meta: ItemMeta) -> _Change:
 
 def build_from_catalog(store: Any, settings: Settings, progress: Progress | None = None, *,
                        mode: str = "auto", factory: str | None = None,
-                       vectors: VectorProvider | None = None) -> dict[str, Any]:
-    """Index the store's live items (not hidden, not deleted) with the encoder's vectors.
+                       vectors: VectorProvider | None = None, switch: bool = True) -> dict[str, Any]:
+    """Index the store's live items (not hidden, not deleted) with the encoder's vectors. Without ``switch`` the
+    new generation is written and not served (``recsys build`` serves it with the ranker trained on it).
 
     ``mode``: "auto" (skip / delta / full as above), "full" or "delta". ``vectors`` replaces
     ``recsys.encoders.load_item_vectors`` (tests, custom pipelines). Returns a report: action (skipped, delta,
@@ -142,13 +143,13 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
         m = build_delta_generation(
             root, meta.item_ids[sel].tolist(), {k: v[sel] for k, v in mats.items()}, encoder_id=iv.encoder_id,
             watermark=watermark, meta=meta.take(sel), present={k: v[sel] for k, v in present.items()},
-            removed=ch.removed, settings=settings.index, store=store)
+            removed=ch.removed, settings=settings.index, store=store, make_current=switch)
         log.info("delta generation %s: %d new or changed, %d removed", m.generation_id, len(ch.changed),
                  len(ch.removed))
     else:
         m = build_generation(root, meta.item_ids.tolist(), mats, encoder_id=iv.encoder_id, watermark=watermark,
                              meta=meta, present=present, factory=factory, settings=settings.index, store=store,
-                             progress=progress)
+                             progress=progress, make_current=switch)
     return {"action": action, "generation": m.generation_id, "items": m.item_count, "factory": m.factory,
             "recall_at_10": m.recall_at_10, "seconds": m.build_seconds, "without_vectors": int((~have).sum())}
 

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 POINTER = "CURRENT"
+PENDING = "PENDING"
+"""Names a generation written to be served later (``recsys build`` serves it with the ranker trained on it): kept
+from pruning meanwhile, whatever deltas other processes publish."""
 
 
 @dataclass
@@ -126,11 +129,30 @@ def list_generations(root: Path) -> list[Manifest]:
 
 def current_id(root: Path) -> str | None:
     """The served generation's id, or None when nothing has been built."""
+    return _read_pointer(Path(root) / POINTER)
+
+
+def _read_pointer(path: Path) -> str | None:
     try:
-        name = (Path(root) / POINTER).read_text(encoding="utf-8").strip()
+        name = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
     return name or None
+
+
+def hold(root: Path, generation_id: str) -> None:
+    """Keep ``generation_id`` from pruning until :func:`publish` serves it (one pending generation at a time)."""
+    write_text_atomic(Path(root) / PENDING, generation_id + "\n")
+
+
+def publish(root: Path, generation_id: str, keep: int) -> None:
+    """Serve a generation written without switching to it (then prune), under the build lock."""
+    with build_lock(root):
+        if current_id(root) != generation_id:
+            set_current(root, generation_id)
+        if _read_pointer(Path(root) / PENDING) == generation_id:
+            (Path(root) / PENDING).unlink()
+        prune(root, keep)
 
 
 def no_index(root: Path) -> NoIndex:
@@ -212,8 +234,8 @@ def prune(root: Path, keep: int) -> list[str]:
     """Delete all but the newest ``keep`` generations; the current one always stays. (A delta generation holds
     hard links to its base's files, so deleting the base never breaks it.)"""
     gens = list_generations(root)
-    cur = current_id(root)
-    keep_ids = {m.generation_id for m in gens[-max(keep, 1):]} | ({cur} if cur else set())
+    held = {current_id(root), _read_pointer(Path(root) / PENDING)} - {None}
+    keep_ids = {m.generation_id for m in gens[-max(keep, 1):]} | held
     removed = []
     for m in gens:
         if m.generation_id not in keep_ids:

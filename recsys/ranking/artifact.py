@@ -6,9 +6,11 @@ replaced atomically. Loading refuses an artifact made for another encoder, dimen
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ import torch
 
 from recsys.errors import IncompatibleArtifact, RankerError
 from recsys.files import write_text_atomic
-from recsys.index.layout import POINTER, current_id, sha256_file
+from recsys.index.layout import POINTER, build_lock, current_id, sha256_file
 from recsys.ranking.cobuy import CobuyProjection
 from recsys.ranking.features import FEATURES
 from recsys.ranking.model import NetConfig, RankerNet
@@ -35,6 +37,7 @@ COBUY = "cobuy.npy"
 DATA_FILES = ("net.pt", "stats.npz", "stats_ids.txt", "stats_users.txt", COBUY)
 """What :func:`save_pipeline` writes beside the manifest, each with its SHA-256 in the manifest."""
 FORMAT = 2
+SAVE_LOCK = "save.lock"
 """2: statistics kept with event times (counted as of each request's time)."""
 
 
@@ -43,7 +46,8 @@ def save_pipeline(pipe: RankingPipeline, path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     pipe.stats.save(path)
     if pipe.net is not None:
-        torch.save(pipe.net.state_dict(), path / "net.pt")
+        with open(path / "net.pt", "wb") as f:  # a file, not a path: torch then reports a full disk as OSError
+            torch.save(pipe.net.state_dict(), f)
     if pipe.cobuy is not None:
         np.save(path / COBUY, pipe.cobuy.weight)
     files = {name: sha256_file(path / name) for name in DATA_FILES if (path / name).is_file()}
@@ -148,8 +152,29 @@ def _finite(state: dict[str, torch.Tensor]) -> bool:
 
 
 def save_generation(pipe: RankingPipeline, root: Path) -> Path:
-    """Save as a new generation under ``root`` and make it current; returns its directory."""
-    root.mkdir(parents=True, exist_ok=True)
+    """Save as a new generation under ``root`` and make it current; returns its directory.
+
+    Written into a ``.tmp-*`` directory, renamed in, then ``CURRENT`` switched: a failed write (a full disk, a
+    read-only directory) removes what it wrote and raises RankerError, and the served generation stays. Leftovers of
+    a killed save are removed first, under a lock, so a concurrent save's directory is never taken for one.
+    """
+    try:
+        with build_lock(root, SAVE_LOCK):
+            for p in root.glob(".tmp-*"):
+                shutil.rmtree(p, ignore_errors=True)
+            return _save_new(pipe, root)
+    except OSError as e:
+        try:
+            free = f"; {shutil.disk_usage(root).free / 2**20:,.0f} MB free there"
+        except OSError:  # no such directory (a failed mkdir)
+            free = ""
+        fix = "Make RECSYS_HOME writable" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "Free space"
+        raise RankerError(f"writing a ranker generation under {root} failed ({e.strerror or e}{free}); its partial "
+                          f"files were removed and {current_version(root) or 'nothing'} is still served. {fix} and "
+                          "run `recsys train` again") from e
+
+
+def _save_new(pipe: RankingPipeline, root: Path) -> Path:
     version = str(pipe.manifest.get("version"))
     target = root / version
     n = 1
@@ -159,9 +184,15 @@ def save_generation(pipe: RankingPipeline, root: Path) -> Path:
     pipe.manifest["version"] = target.name
     pipe.manifest["created_at"] = datetime.now(UTC).isoformat()
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    save_pipeline(pipe, tmp)
-    os.replace(tmp, target)
-    write_pointer(root, target.name)
+    try:
+        save_pipeline(pipe, tmp)
+        os.replace(tmp, target)
+        write_pointer(root, target.name)
+    except BaseException:  # a full disk, or Ctrl-C: nothing half-written stays to hold the space
+        shutil.rmtree(tmp, ignore_errors=True)
+        if current_version(root) != target.name:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     return target
 
 

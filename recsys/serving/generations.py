@@ -59,11 +59,14 @@ class Generations:
         self._handle = IndexHandle(index_root(settings), settings=settings.index)
         self._served: Served | None = None
         self._lock = threading.RLock()
-        self._bad_ranker: tuple[str | None, float] | None = None  # (ranker path, when it failed to load)
+        self._bad_ranker: tuple[str | None, str, float] | None = None
+        """(ranker path, the index generation it failed to load over, when): over another index it may load."""
         self._stats_at = float("-inf")
         """When the served statistics were last recounted (``ranking.live_stats_s``)."""
         self.ranker_error: str | None = None
         """Why recommendations are off, for readiness."""
+        self.waiting: str | None = None
+        """A newer index generation not served yet, and why (readiness' ``reason`` while the old pair serves)."""
         self._variants: dict[str, tuple[IndexReader, RankingPipeline]] = {}
         """Ranker generations named by variants, by name: (the index they were last moved to, the ranker)."""
         self._variant_failed: dict[str, tuple[float, RankerError]] = {}
@@ -116,8 +119,11 @@ class Generations:
             old = self._served
             # Compared with what is served (not with the handle's last change): a pair that could not be loaded
             # last time is tried again.
-            if old is not None and old.reader is reader and (
-                    ranker_path == old.ranker_path or self._ranker_failed_recently(ranker_path)):
+            waits = old is not None and old.reader is not reader and _waits_for_ranker(old, reader)
+            if old is not None and (old.reader is reader or waits) and (
+                    ranker_path == old.ranker_path or self._ranker_failed_recently(ranker_path, reader)):
+                if waits:
+                    self.waiting = _wait_note(old, reader)
                 return self._recount_stats(old)
             unserved = warn_unserved(rankers_root(self.settings)) if rpath is None else None
             try:
@@ -129,6 +135,7 @@ class Generations:
             else:
                 self.ranker_error = unserved  # None, or trained rankers on disk that none points at
             self._served = Served(reader, ranker, ranker_path)  # recounted again: the new index may add items
+            self.waiting = None
             log.info("serving index %s with ranker %s", reader.generation_id, ranker_path)
             return True
 
@@ -139,8 +146,10 @@ class Generations:
         self.ranker_error = ("the database could not be read to load the ranker; retrying" if passing
                              else _load_failure(e))
         if not passing:
-            self._bad_ranker = (ranker_path, time.monotonic())
-        if old is not None and (passing or old.reader is reader):
+            self._bad_ranker = (ranker_path, reader.generation_id, time.monotonic())
+        if old is not None and not passing and _waits_for_ranker(old, reader):
+            self.waiting = _wait_note(old, reader)
+        if old is not None and (passing or old.reader is reader or _waits_for_ranker(old, reader)):
             log.warning("ranker %s could not be loaded (%s: %s); still serving index %s with ranker %s",
                         ranker_path, type(e).__name__, e, old.reader.generation_id, old.ranker_path)
             return False
@@ -170,9 +179,10 @@ class Generations:
         log.info("ranker statistics recounted over %d events (%s)", len(events), mark)
         return True
 
-    def _ranker_failed_recently(self, ranker_path: str | None) -> bool:
+    def _ranker_failed_recently(self, ranker_path: str | None, reader: IndexReader) -> bool:
         bad = self._bad_ranker
-        return bad is not None and bad[0] == ranker_path and time.monotonic() - bad[1] < RANKER_RETRY_S
+        return (bad is not None and bad[:2] == (ranker_path, reader.generation_id)
+                and time.monotonic() - bad[2] < RANKER_RETRY_S)
 
     def _load_ranker(self, reader: IndexReader, rpath: Any, old: Served | None) -> RankingPipeline | None:
         from recsys.ranking import RankingPipeline
@@ -268,7 +278,8 @@ class Generations:
         except Exception as e:
             return {"ready": False, "reason": public_reason(e), "index_generation": None, "ranker_version": None,
                     "encoder_id": None, "not_served": ["search", "recommendations", "trending"]}
-        return {"ready": True, "index_generation": served.reader.generation_id,
+        waiting = {"reason": self.waiting} if self.waiting and served.ranker is not None else {}
+        return {"ready": True, **waiting, "index_generation": served.reader.generation_id,
                 "ranker_version": served.ranker.ranker_id if served.ranker else None,
                 "encoder_id": served.reader.manifest.encoder_id, "items": len(served.reader),
                 "not_served": [] if served.ranker is not None else ["recommendations", "trending"],
@@ -329,6 +340,20 @@ def public_reason(e: BaseException) -> str:
     if isinstance(e, NoIndex):
         return "no index generation has been built yet: run `recsys build` (the server picks it up by itself)"
     return "the index generation could not be loaded"
+
+
+def _waits_for_ranker(old: Served, reader: IndexReader) -> bool:
+    """Whether ``reader`` (newer than the served pair) holds another encoder's vectors while the served pair ranks:
+    a build with new encoder heads publishes the index before its ranker has trained (or one interrupted there). The
+    old pair keeps serving whole, search included (its queries are encoded by the old heads), until a ranker for the
+    new vectors appears: switching alone would turn recommendations off on every server meanwhile."""
+    return old.ranker is not None and old.reader.manifest.encoder_id != reader.manifest.encoder_id
+
+
+def _wait_note(old: Served, reader: IndexReader) -> str:
+    return (f"index generation {reader.generation_id} (encoder {reader.manifest.encoder_id}) waits for a ranker "
+            f"trained on its vectors; still serving {old.reader.generation_id} with its ranker (a running `recsys "
+            "build` trains one; otherwise run `recsys train`)")
 
 
 def _load_failure(e: Exception) -> str:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ import pytest
 from recsys.config import Settings
 from recsys.demo import tiny_demo
 from recsys.encoders import embed_catalog, load_item_vectors
+from recsys.errors import ConfigError, EncoderError
 from recsys.store import Store
 from recsys.store.importers import run_import
 from tests.encoders.fixtures import broken_media, tiny_open_clip_preset
@@ -85,3 +90,105 @@ def test_ray_engine_matches_local(tmp_path: Path, ray_local: None) -> None:
 
     again = embed_catalog_ray(ray_store, ray_s, workers=2)
     assert (again.encoded, again.cached) == (0, local.items)
+
+
+class _WorkerError(ray.exceptions.RayError):
+    """What the driver gets from a failed Ray task: the worker's traceback as text, wrapped in Ray's own lines."""
+
+
+class _InProcessDataset:
+    """``ray.data`` as far as the engine uses it, run in this process: batches through the callable class, and a
+    failure reported the way Ray reports it (no exception object, a traceback text)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def map_batches(self, cls: Any, *, fn_constructor_kwargs: dict[str, Any], batch_size: int,
+                    **_: Any) -> _InProcessDataset:
+        self.fn, self.batch_size = cls(**fn_constructor_kwargs), batch_size
+        return self
+
+    def iter_batches(self, **_: Any) -> Iterator[dict[str, np.ndarray]]:
+        for i in range(0, len(self.rows), self.batch_size):
+            chunk = self.rows[i : i + self.batch_size]
+            batch = {"row": np.array([r["row"] for r in chunk]),
+                     "record": np.array([r["record"] for r in chunk], dtype=object)}
+            try:
+                yield self.fn(batch)
+            except Exception as e:
+                text = "".join(traceback.format_exception(e))
+                raise _WorkerError(f"\x1b[36mray::MapWorker(MapBatches(ItemEmbedder)).submit()\x1b[39m (pid=1)\n{text}"
+                                   "\nray.exceptions.UserCodeException: UDF failed to process a data block.") from None
+
+
+def _fake_ray(gpus: float = 0) -> Any:
+    return SimpleNamespace(cluster_resources=lambda: {"CPU": 2.0, **({"GPU": gpus} if gpus else {})},
+                           data=SimpleNamespace(from_items=_InProcessDataset, ActorPoolStrategy=lambda size: size),
+                           exceptions=ray.exceptions)
+
+
+def test_cuda_on_a_cluster_without_gpus_is_refused_not_waited_for(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.encoders import ray_engine
+    from recsys.encoders.ray_engine import embed_catalog_ray, pool_size
+
+    settings, store = _home(tmp_path, "gpu", tiny_demo(tmp_path), tmp_path / "ckpt")
+    settings.encoder.device = "cuda"
+    monkeypatch.setattr(ray_engine, "_ensure_ray", lambda address: _fake_ray(gpus=0))
+    with pytest.raises(ConfigError, match="RECSYS_ENCODER__DEVICE is 'cuda' but the Ray cluster has no GPU.*cpu"):
+        embed_catalog_ray(store, settings, workers=2)
+    assert pool_size(_fake_ray(gpus=1), settings, 4) == 1  # one actor per GPU: a fifth would wait for ever too
+    settings.encoder.device = "cpu"
+    assert pool_size(_fake_ray(gpus=0), settings, 4) == 4
+
+
+def test_a_failing_worker_names_its_cause_and_a_rerun_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.encoders import embed as embed_mod
+    from recsys.encoders import ray_engine
+    from recsys.encoders.ray_engine import embed_catalog_ray
+
+    settings, store = _home(tmp_path, "fail", tiny_demo(tmp_path), tmp_path / "ckpt")
+    monkeypatch.setattr(ray_engine, "_ensure_ray", lambda address: _fake_ray())
+    real = embed_mod.encode_items
+    calls: list[int] = []
+
+    def oom_on_the_third_batch(encoder: Any, items: Any, s: Any, progress: Any = None) -> Any:
+        calls.append(len(items))
+        if len(calls) == 3:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(encoder, items, s, progress)
+
+    monkeypatch.setattr(embed_mod, "encode_items", oom_on_the_third_batch)
+    with pytest.raises(EncoderError, match=r"a Ray worker failed on a batch \(items item-00021, .* and 7 more: "
+                                           r"RuntimeError: CUDA out of memory.*\); the 20 of 60 items .* cached: "
+                                           "rerun") as got:
+        embed_catalog_ray(store, settings, batch_size=10)
+    assert "\x1b[" not in got.value.message and "UDF failed" not in got.value.message
+    monkeypatch.setattr(embed_mod, "encode_items", real)
+    again = embed_catalog_ray(store, settings, batch_size=10)
+    assert (again.encoded, again.cached) == (40, 20)
+
+
+@pytest.mark.slow
+def test_a_real_ray_worker_failure_is_an_encoder_error(tmp_path: Path, ray_local: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.encoders import ray_engine
+
+    settings, store = _home(tmp_path, "real", tiny_demo(tmp_path), tmp_path / "ckpt")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    monkeypatch.setattr(ray_engine, "ItemEmbedder", _FailingEmbedder)
+    with pytest.raises(EncoderError, match=r"a Ray worker failed on a batch \(RuntimeError: a node was lost\); the "
+                                           r"\d+ of 60 items"):
+        ray_engine.embed_catalog_ray(store, settings, workers=1, batch_size=25)
+
+
+class _FailingEmbedder:
+    def __init__(self, settings: Settings) -> None:
+        from recsys.encoders.ray_engine import ItemEmbedder
+
+        self.inner = ItemEmbedder(settings)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if int(np.max(batch["row"])) >= 30:
+            raise RuntimeError("a node was lost")
+        return self.inner(batch)
