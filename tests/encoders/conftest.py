@@ -6,6 +6,7 @@ import pytest
 
 from recsys.config import Settings
 from recsys.store import Store
+from tests.encoders.fixtures import tiny_open_clip_preset
 
 
 @pytest.fixture
@@ -22,3 +23,10 @@ def store(enc_settings: Settings) -> Store:
     st = Store(enc_settings.db_url)
     st.upgrade()
     return st
+
+
+@pytest.fixture
+def tiny(enc_settings: Settings, tmp_path: Path) -> Settings:
+    """``enc_settings`` with a tiny open_clip preset (random weights, a checkpoint of its own): real towers, fast."""
+    enc_settings.encoder.preset = tiny_open_clip_preset(enc_settings, tmp_path / "ckpt")
+    return enc_settings

@@ -22,7 +22,7 @@ from recsys.encoders.registry import get_preset
 from recsys.encoders.training import FitParams
 from recsys.errors import ConfigError, EncoderStorageError
 from recsys.store import Store
-from tests.encoders.fixtures import COLOURS, add_item, garment, tiny_open_clip_preset
+from tests.encoders.fixtures import COLOURS, add_item, garment
 
 
 def _sqlite_error(message: str, code: int | None) -> sqlite3.OperationalError:
@@ -99,12 +99,6 @@ def test_only_a_file_that_is_not_a_database_is_set_aside(tmp_path: Path, monkeyp
     monkeypatch.setattr(cache_mod.sqlite3, "connect", corrupt_once)
     assert len(VectorCache(path)) == 0  # started anew
     assert len([p for p in tmp_path.iterdir() if ".damaged-" in p.name]) == 1
-
-
-@pytest.fixture
-def tiny(enc_settings: Settings, tmp_path: Path) -> Settings:
-    enc_settings.encoder.preset = tiny_open_clip_preset(enc_settings, tmp_path / "ckpt")
-    return enc_settings
 
 
 def _catalogue(store: Store, d: Path) -> None:

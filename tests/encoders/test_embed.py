@@ -13,13 +13,7 @@ from recsys.config import Settings
 from recsys.encoders import embed_catalog, fuse, load_item_vectors
 from recsys.store import Item, ItemMedia, Store
 from recsys.store.items import item_details
-from tests.encoders.fixtures import COLOURS, add_item, animated_gif, broken_media, garment, tiny_open_clip_preset
-
-
-@pytest.fixture
-def tiny(enc_settings: Settings, tmp_path: Path) -> Settings:
-    enc_settings.encoder.preset = tiny_open_clip_preset(enc_settings, tmp_path / "ckpt")
-    return enc_settings
+from tests.encoders.fixtures import COLOURS, add_item, animated_gif, broken_media, garment
 
 
 def _catalogue(store: Store, d: Path) -> None:
