@@ -97,7 +97,7 @@ class Jobs:
 
     def _build(self, progress: Progress | None, force: bool, keep_ranker: bool) -> dict[str, Any]:
         from recsys.encoders import embed_catalog, fit_encoder
-        from recsys.index import IndexReader, build_from_catalog, index_root, publish
+        from recsys.index import IndexReader, build_from_catalog, current_id, index_root, publish
         from recsys.ranking import rankers_root, read_manifest
         from recsys.ranking.artifact import current_generation
         from recsys.ranking.artifact import damage as ranker_damage
@@ -112,8 +112,10 @@ class Jobs:
         report["embed"] = _as_dict(embed_catalog(self.store, self.settings, _stage(progress, "embed")))
         report["index"] = build_from_catalog(self.store, self.settings, _stage(progress, "index"),
                                              mode="full" if force else "auto", switch=False)
-        reader = IndexReader.open(index_root(self.settings), generation=report["index"]["generation"],
-                                  settings=self.settings.index)
+        root, gid = index_root(self.settings), report["index"]["generation"]
+        # an unchanged index is the served one, already loaded: a 10M-item generation is not read twice
+        reader = (self.recommender.generations.latest_index(strict=True) if current_id(root) == gid
+                  else IndexReader.open(root, generation=gid, settings=self.settings.index))
         with self.store.session() as s:
             watermark = events_watermark(s)
         rpath = current_generation(rankers_root(self.settings))
@@ -131,7 +133,7 @@ class Jobs:
         else:
             report["train"] = ("skipped (the current ranker is kept although events changed since it was trained: "
                                "each shopper's new events count in their lists at once; `recsys train` refits it)")
-        publish(index_root(self.settings), reader.generation_id, self.settings.index.keep_generations)
+        publish(root, reader.generation_id, self.settings.index.keep_generations)
         self.recommender.refresh()
         report["seconds"] = round(time.perf_counter() - t, 1)
         return report

@@ -37,8 +37,9 @@ COBUY = "cobuy.npy"
 DATA_FILES = ("net.pt", "stats.npz", "stats_ids.txt", "stats_users.txt", COBUY)
 """What :func:`save_pipeline` writes beside the manifest, each with its SHA-256 in the manifest."""
 FORMAT = 2
-SAVE_LOCK = "save.lock"
 """2: statistics kept with event times (counted as of each request's time)."""
+SAVE_LOCK = "save.lock"
+"""Held by :func:`save_generation` while it clears a killed save's leftovers and writes its own."""
 
 
 def save_pipeline(pipe: RankingPipeline, path: Path) -> Path:
