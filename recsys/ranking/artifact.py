@@ -149,7 +149,9 @@ def damage(path: Path) -> str | None:
 
 
 def _finite(state: dict[str, torch.Tensor]) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
+    """Every weight finite; a feature's scale may be +inf (constant in training: its input is 0)."""
+    return all(bool(torch.isfinite(t).all()) if name != "feat_std" else bool((~torch.isnan(t) & (t > 0)).all())
+               for name, t in state.items() if t.is_floating_point())
 
 
 def save_generation(pipe: RankingPipeline, root: Path) -> Path:

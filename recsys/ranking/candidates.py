@@ -316,11 +316,25 @@ class CandidateGenerator:
             lists += [(self._similar.of(r)[0], 1.0 - w), (lexical[r], w)]
         return fuse_ranked(lists, k)
 
-    def generate(self, ctx: Context, exclude: set[str] | None = None, extra_k: int = 0) -> Candidates:
-        """Candidates for ``ctx``; ``extra_k`` over-fetches each search source (for filtered requests)."""
+    def generate(self, ctx: Context, exclude: set[str] | None = None, extra_k: int = 0,
+                 allowed: np.ndarray | None = None) -> Candidates:
+        """Candidates for ``ctx``, none of them in ``exclude`` and all ``allowed`` (bool per row) when given.
+
+        Each source over-fetches by ``extra_k`` and keeps its first ``k`` items that survive the filter, so a
+        source's list and its ranks (features of the network) are as long as in training, whatever is excluded:
+        an exclusion of an item no list reaches must not change the ranking."""
         p, t, h = self.p, self.table, ctx.h
         col = _Collector()
         exclude = exclude or set()
+        ok = None
+        if exclude or allowed is not None:
+            ok = np.ones(t.n, dtype=bool) if allowed is None else np.array(allowed, dtype=bool)
+            ex = t.rows_of(list(exclude))
+            ok[ex[ex >= 0]] = False
+
+        def fit(rows: np.ndarray | list[int], k: int) -> np.ndarray:
+            rows = np.asarray(rows, np.int64)
+            return rows[:k] if ok is None else rows[ok[rows]][:k]
         if len(h):
             r_rows, w = ctx.recent_rows, ctx.recent_w
             # distinct items, latest first
@@ -341,30 +355,30 @@ class CandidateGenerator:
             found = iter(self.search.search(np.stack(queries), max(p.interest_k, p.content_k) + extra_k, exclude)
                          if queries else [])
             for _ in range(n_int):
-                col.add("interest", self._rows(next(found))[: p.interest_k + extra_k])
+                col.add("interest", fit(self._rows(next(found)), p.interest_k))
             for c in kept:
-                col.add("content", (self._rows(next(found)) if c is None else c)[: p.content_k + extra_k])
+                col.add("content", fit(self._rows(next(found)) if c is None else c, p.content_k))
             cs = ctx.cooc
             nz = np.flatnonzero(cs > 0)
             if len(nz):  # ties by the lower row, as a stable sort
-                col.add("cooc", nz[top_k(cs[nz], p.cooc_k + extra_k)])
+                col.add("cooc", fit(nz[top_k(cs[nz], p.cooc_k + extra_k)], p.cooc_k))
             if p.repurchase:
-                col.add("repurchase", latest[: p.repurchase_k])
-            col.add("variant", self.variants(latest, p.variant_k))
+                col.add("repurchase", fit(latest, p.repurchase_k))
+            col.add("variant", fit(self.variants(latest, p.variant_k), p.variant_k))
             if p.similar_k or p.similar_unsold_k:
                 unsold = ctx.pop <= 0 if p.similar_unsold_k else None
-                col.add("similar", self.similar(latest[: p.similar_last], p.similar_k + extra_k, unsold,
-                                                p.similar_unsold_k))
+                col.add("similar", fit(self.similar(latest[: p.similar_last], p.similar_k + extra_k, unsold,
+                                                    p.similar_unsold_k), p.similar_k + p.similar_unsold_k))
             if p.cobuy_k:
-                col.add("cobuy", self.cobuy(latest[: p.cobuy_last], p.cobuy_k + extra_k))
+                col.add("cobuy", fit(self.cobuy(latest[: p.cobuy_last], p.cobuy_k + extra_k), p.cobuy_k))
             if p.hybrid_k:
-                col.add("hybrid", self.hybrid(latest[: p.hybrid_last], p.hybrid_k + extra_k))
+                col.add("hybrid", fit(self.hybrid(latest[: p.hybrid_last], p.hybrid_k + extra_k), p.hybrid_k))
             if p.new_k and len(self._new_rows):
                 prof = (t.fused[r_rows] * w[:, None]).sum(0)
                 sims = t.fused[self._new_rows] @ prof
-                col.add("new", self._new_rows[np.argsort(-sims, kind="stable")[: p.new_k + extra_k]])
-        col.add("trending", self.trending(ctx, p.trending_k + extra_k))
-        col.add("popular", self.popular(ctx, p.popular_k))
+                col.add("new", fit(self._new_rows[np.argsort(-sims, kind="stable")[: p.new_k + extra_k]], p.new_k))
+        col.add("trending", fit(self.trending(ctx, p.trending_k + extra_k), p.trending_k))
+        col.add("popular", fit(self.popular(ctx, p.popular_k + extra_k), p.popular_k))
         cands = col.build()
         if exclude:
             keep = np.array([t.ids[r] not in exclude for r in cands.rows], dtype=bool)

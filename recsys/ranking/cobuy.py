@@ -116,14 +116,16 @@ def out_of_fold(table: ItemTable, histories: Mapping[str, History], before: date
                 **fit_args: float | int) -> tuple[CobuyProjection | None, dict[int, np.ndarray | None]]:
     """The projection fitted on everyone (served; on the events before ``before`` only, when given) and, per fold
     of users, item vectors from the projection fitted on the *other* fold (for that fold's training examples, whose
-    targets it never saw)."""
+    targets it never saw). The folds' spaces are cut at ``before`` too: fitted on pairs after it, they would give
+    the training examples a space the served one is not. (An anchor earlier than the cut still meets other shoppers'
+    later pairs: the space is fitted per fold, not per time; it is opt-in for that reason among others.)"""
+    if before is not None:
+        cut = day_of(before)
+        assert cut is not None
+        histories = {u: h.prefix(int(np.searchsorted(h.ts, cut, side="left"))) for u, h in histories.items()}
     folds: dict[int, np.ndarray | None] = {}
     for f in (0, 1):
         other = {u: h for u, h in histories.items() if fold_of(u) != f}
         proj = CobuyProjection.fit(table, other, **fit_args)  # type: ignore[arg-type]
         folds[f] = proj.transform(table) if proj is not None else None
-    if before is not None:
-        cut = day_of(before)
-        assert cut is not None
-        histories = {u: h.prefix(int(np.searchsorted(h.ts, cut, side="left"))) for u, h in histories.items()}
     return CobuyProjection.fit(table, histories, **fit_args), folds  # type: ignore[arg-type]

@@ -290,8 +290,7 @@ class RankingPipeline:
         ctx = make_context(r.history, r.now, self.stats, p)
         # over-fetch the search sources when a filter or exclusions will thin them out
         extra = 0 if r.allowed is None and not r.exclude else 2 * r.k
-        cands = self._gen.generate(ctx, rules.hard_excluded(table, r.exclude, r.history), extra)
-        cands = rules.apply_mask(cands, r.allowed)
+        cands = self._gen.generate(ctx, rules.hard_excluded(table, r.exclude, r.history), extra, r.allowed)
         if len(cands) < r.k:
             cands = top_up(cands, table, ctx.pop, r.allowed, r.exclude, r.history, 2 * r.k, p.recent)
         return cands, make_example(ctx, cands, table, self._known, p)

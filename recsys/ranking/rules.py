@@ -10,7 +10,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from recsys.ranking.candidates import Candidates
 from recsys.ranking.catalog import ItemTable
 from recsys.ranking.history import History
 
@@ -40,13 +39,6 @@ def allowed_mask(table: ItemTable, filter_fn: Callable[[str], bool] | None,
 def hard_excluded(table: ItemTable, exclude: set[str], history: History) -> set[str]:
     """Ids that must never be returned: the request's exclusions and every item the user disliked."""
     return set(exclude) | {table.ids[r] for r in history.disliked}
-
-
-def apply_mask(c: Candidates, mask: np.ndarray | None) -> Candidates:
-    if mask is None:
-        return c
-    keep = mask[c.rows]
-    return c.take(keep)
 
 
 def demote_disliked(table: ItemTable, rows: np.ndarray, scores: np.ndarray, disliked: np.ndarray) -> np.ndarray:

@@ -25,6 +25,9 @@ from recsys.ranking.params import RankingParams
 from recsys.ranking.stats import ItemStats
 
 log = logging.getLogger(__name__)
+
+TRAIN_EXTRA_K = 40
+"""How far each source over-fetches past excluded items in training: what a served request for 20 does."""
 Progress = Callable[[str, int, int | None], None]
 
 
@@ -99,9 +102,7 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
         h = histories[u]
         prefix = h.prefix(s)
         ctx = make_context(prefix, float(h.ts[s]), stats, p)
-        cands = gen.generate(ctx)
-        if not repurchase:
-            cands = _drop_rows(cands, prefix.rows)
+        cands = anchor_candidates(gen, ctx, table, repurchase)
         targets = set(h.rows[s:e].tolist()) - (set() if repurchase else set(prefix.rows.tolist()))
         labels = np.fromiter((r in targets for r in cands.rows), dtype=bool, count=len(cands))
         if not labels.any() and not (p.missed_positives and targets):
@@ -123,9 +124,13 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
     return out
 
 
-def _drop_rows(c: Candidates, rows: np.ndarray) -> Candidates:
-    keep = ~np.isin(c.rows, rows)
-    return c.take(keep)
+def anchor_candidates(gen: CandidateGenerator, ctx: Context, table: ItemTable, repurchase: bool) -> Candidates:
+    """A training anchor's candidates, excluded as a served request for 20 excludes them (the shopper's own items
+    without repurchase, every disliked one) before the sources rank their lists: dropped afterwards, they would
+    leave ranks and list lengths that no served request has."""
+    h = ctx.h
+    exclude = {table.ids[r] for r in h.disliked} | (set() if repurchase else {table.ids[r] for r in h.rows})
+    return gen.generate(ctx, exclude, TRAIN_EXTRA_K if exclude else 0)
 
 
 def _cap(c: Candidates, labels: np.ndarray, cap: int, rng: np.random.Generator) -> tuple[Candidates, np.ndarray]:
@@ -171,8 +176,9 @@ def fit_net(examples: list[Example], vectors: np.ndarray, p: RankingParams,
         allf = np.concatenate([e.feats for e in examples])
         net.feat_mean.copy_(torch.from_numpy(allf.mean(0)))
         std = allf.std(0)
-        # a feature constant in training (e.g. no item was new) passes through unscaled instead of exploding
-        net.feat_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0).astype(np.float32)))
+        # a feature constant in training (e.g. no item was new when it was fitted) teaches its weights nothing:
+        # an infinite scale makes its input 0 in training and at serving alike, instead of a seed-random shift
+        net.feat_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, np.inf).astype(np.float32)))
     opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     steps = max(1, p.epochs * ((len(examples) + p.batch_anchors - 1) // p.batch_anchors))
     # one-cycle needs a few steps per phase (a tiny log would divide by zero): plain Adam below that

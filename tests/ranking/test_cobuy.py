@@ -13,7 +13,7 @@ from recsys.errors import IncompatibleArtifact
 from recsys.ranking import RankingParams, RankingPipeline, SimpleVectors
 from recsys.ranking.catalog import ItemTable
 from recsys.ranking.cobuy import CobuyProjection, cobuy_pairs, fold_of, out_of_fold
-from recsys.ranking.history import History, histories_by_user
+from recsys.ranking.history import History, day_of, histories_by_user
 
 DIM = 16
 
@@ -117,14 +117,26 @@ def test_pipeline_saves_and_refuses_other_content(tmp_path: Path) -> None:
 
 def test_an_evaluations_served_space_sees_only_the_events_before_its_cut() -> None:
     """`recsys evaluate` fits the ranker on other shoppers' events after a target too; the space is one matrix, not
-    counted as of each request, so it is fitted on the events before the earliest target (``before``)."""
+    counted as of each request, so it is fitted on the events before the earliest target (``before``), and so are
+    the spaces of the training examples (else they would meet pairs the served one never does)."""
     vectors, events, _ = _outfits()
     table = ItemTable.build(vectors)
     hist = histories_by_user(events, table)
     served, folds = out_of_fold(table, hist, before=events.ts.min().to_pydatetime(), dim=8, epochs=5)
-    assert served is None and folds[0] is not None  # nothing before the cut; the training folds are unchanged
+    assert served is None and folds[0] is None and folds[1] is None  # nothing before the cut
     mid = events.ts.min() + (events.ts.max() - events.ts.min()) / 2
-    cut, _ = out_of_fold(table, hist, before=mid.to_pydatetime(), dim=8, epochs=5, min_pairs=50)
+    cut, cut_folds = out_of_fold(table, hist, before=mid.to_pydatetime(), dim=8, epochs=5, min_pairs=50)
+    _, whole_folds = out_of_fold(table, hist, dim=8, epochs=5, min_pairs=50)
+    for f in (0, 1):
+        early = {u: h.prefix(int(np.searchsorted(h.ts, day_of(mid.to_pydatetime()), side="left")))
+                 for u, h in hist.items() if fold_of(u) != f}
+        fold_alone = CobuyProjection.fit(table, early, dim=8, epochs=5, min_pairs=50)
+        got = cut_folds[f]
+        if fold_alone is None:
+            assert got is None
+        else:
+            assert got is not None and whole_folds[f] is not None
+            np.testing.assert_allclose(got, fold_alone.transform(table), atol=1e-6)
     alone = CobuyProjection.fit(table, histories_by_user(events[events.ts < mid], table), dim=8, epochs=5,
                                 min_pairs=50)
     whole, _ = out_of_fold(table, hist, dim=8, epochs=5, min_pairs=50)
