@@ -30,7 +30,7 @@ from recsys import tracing
 from recsys.errors import IncompatibleArtifact, RankerError
 from recsys.ranking import rules
 from recsys.ranking.artifact import load_pipeline, save_pipeline
-from recsys.ranking.candidates import CandidateGenerator, Candidates, ExactSearch, VectorSearch, top_up
+from recsys.ranking.candidates import CandidateGenerator, Candidates, ExactSearch, VectorSearch
 from recsys.ranking.catalog import ItemTable, VectorsLike
 from recsys.ranking.cobuy import CobuyProjection, fold_of, out_of_fold
 from recsys.ranking.context import make_context
@@ -292,7 +292,7 @@ class RankingPipeline:
         extra = 0 if r.allowed is None and not r.exclude else 2 * r.k
         cands = self._gen.generate(ctx, rules.hard_excluded(table, r.exclude, r.history), extra, r.allowed)
         if len(cands) < r.k:
-            cands = top_up(cands, table, ctx.pop, r.allowed, r.exclude, r.history, 2 * r.k, p.recent)
+            cands = rules.top_up(cands, table, ctx.pop, r.allowed, r.exclude, r.history, 2 * r.k, p.recent)
         return cands, make_example(ctx, cands, table, self._known, p)
 
     def scores(self, examples: list[Example], cands: list[Candidates], runtime: str = "auto") -> list[np.ndarray]:

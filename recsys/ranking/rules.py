@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from recsys.ranking.candidates import SOURCES, SRC, Candidates
 from recsys.ranking.catalog import ItemTable
 from recsys.ranking.history import History
 
@@ -112,3 +113,30 @@ def reserve_new(order: list[int], scores: np.ndarray, is_new: np.ndarray, k: int
     rest = [i for i in top if not is_new[i]][: k - len(keep) - len(add)]
     kept = set(rest) | set(keep)
     return [i for i in top if i in kept] + add
+
+
+def top_up(cands: Candidates, table: ItemTable, pop: np.ndarray, allowed: np.ndarray | None,
+           exclude: set[str], history: History, want: int, recent: int) -> Candidates:
+    """A thin (heavily filtered) candidate set topped up to ``want`` from every allowed item: by taste (the mean of
+    the ``recent`` latest items), else by popularity ``pop``."""
+    ok = table.available.copy() if allowed is None else allowed.copy()
+    ok[cands.rows] = False
+    ex = table.rows_of(list(exclude))
+    ok[ex[ex >= 0]] = False
+    ok[history.disliked] = False
+    free = np.flatnonzero(ok)
+    if not len(free):
+        return cands
+    if len(history):
+        prof = table.fused[history.rows[-recent:]].mean(0)
+        order = free[np.argsort(-(table.fused[free] @ prof), kind="stable")]
+        source = "interest"
+    else:
+        order = free[np.argsort(-pop[free], kind="stable")]
+        source = "popular"
+    add = order[: want - len(cands)]
+    flags = np.zeros((len(add), len(SOURCES)), np.float32)
+    flags[:, SRC[source]] = 1.0
+    ranks = np.full((len(add), len(SOURCES)), 1000.0, np.float32)
+    ranks[:, SRC[source]] = np.arange(len(add))
+    return Candidates(np.r_[cands.rows, add], np.r_[cands.flags, flags], np.r_[cands.ranks, ranks])
