@@ -36,11 +36,12 @@ $(DEMO_STAMP): pyproject.toml
 
 PORT ?= 8000
 
-# a busy port is reported before minutes of install, not after
+# a busy port is reported before minutes of install, not after; the suggestion is the next port, not a fixed one
+# (with 8001 busy, "make demo PORT=8001" was suggested back)
 demo-port:
 	@$(PYTHON) -c "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
 	s.bind(('127.0.0.1', $(PORT)))" 2>/dev/null || { echo "recsys: port $(PORT) is busy (a server already running?): \
-	stop it, or run make demo PORT=8001"; exit 2; }
+	stop it, or run make demo PORT=$$(( $(PORT) + 1 ))"; exit 2; }
 
 demo: demo-port $(DEMO_STAMP)
 	$(BIN)/recsys demo --port $(PORT)

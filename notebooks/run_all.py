@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,7 +43,6 @@ def notebook_env() -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import nbclient
     import nbformat
 
     home = notebook_env()
@@ -54,20 +56,89 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(exist_ok=True)
     failed = 0
     for path in sorted(HERE.glob("*.ipynb")):
-        t = time.monotonic()
         print(f"{path.name}: running on {home} ...", flush=True)
         book = nbformat.read(path, as_version=4)
-        client = nbclient.NotebookClient(book, timeout=1800, kernel_name="python3",
-                                         resources={"metadata": {"path": str(HERE)}})
         try:
-            client.execute()
-            print(f"{path.name}: ok ({time.monotonic() - t:.0f} s) -> {out / path.name}", flush=True)
-        except nbclient.exceptions.CellExecutionError as e:
-            failed += 1
-            print(f"{path.name}: FAILED: {str(e).splitlines()[-1] if str(e) else e}", file=sys.stderr, flush=True)
+            failed += not run_notebook(book, path.name, f"-> {out / path.name}")
         finally:
             nbformat.write(book, out / path.name)
     return 1 if failed else 0
+
+
+def run_notebook(book: Any, name: str, where: str = "") -> bool:
+    """Execute ``book`` in place, a line per cell and every :data:`EVERY_S` within a long one; False when a cell
+    failed (said on stderr)."""
+    import tempfile
+
+    import nbclient
+
+    progress = CellProgress(name, sum(c.cell_type == "code" and bool(c.source.strip()) for c in book.cells))
+    sockets = tempfile.TemporaryDirectory(prefix="recsys-nb-")
+    client = nbclient.NotebookClient(book, timeout=1800, kernel_name="python3", config=kernel_config(sockets.name),
+                                     resources={"metadata": {"path": str(HERE)}},
+                                     on_cell_execute=progress.on_cell_execute)
+    stop = threading.Event()
+    ticker = threading.Thread(target=_ticking, args=(progress, stop), daemon=True)
+    ticker.start()
+    try:
+        client.execute()
+        print(f"{name}: ok ({progress.elapsed():.0f} s) {where}".rstrip(), flush=True)
+        return True
+    except nbclient.exceptions.CellExecutionError as e:
+        print(f"{name}: FAILED: {str(e).splitlines()[-1] if str(e) else e}", file=sys.stderr, flush=True)
+        return False
+    finally:
+        stop.set()
+        ticker.join()
+        sockets.cleanup()
+
+
+def _ticking(progress: CellProgress, stop: threading.Event) -> None:
+    while not stop.wait(1.0):  # the cells run in nbclient's event loop: a long one says nothing by itself
+        progress.tick()
+
+
+def kernel_config(sockets: str) -> Any:
+    """The kernel talks over local sockets (IPC) in the private directory ``sockets``, not TCP on localhost: no
+    port another local user could reach, and no "Kernel is running over TCP without encryption" warning from each
+    kernel. The socket path is absolute: a relative one is read from the kernel's directory and the client's apart."""
+    from traitlets.config import Config
+
+    if os.name == "nt":  # no IPC transport on Windows
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}})
+
+
+EVERY_S = 20.0
+"""Within a long cell (an evaluation runs for minutes on the 2,000-item demo), a line at most this often."""
+
+
+class CellProgress:
+    """Lines saying which cell of a notebook runs: "03_evaluation: cell 5/9 (40 s)" as it starts, and "still at
+    cell 5/9 (60 s)" every :data:`EVERY_S` while it runs."""
+
+    def __init__(self, name: str, cells: int, every_s: float = EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.cells, self.every_s, self.clock = name, cells, every_s, clock
+        self.started = self.said = clock()
+        self.cell = 0
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def on_cell_execute(self, **_: Any) -> None:
+        """nbclient's hook, before each code cell runs."""
+        self.cell += 1
+        self._say(f"cell {self.cell}/{self.cells}")
+
+    def tick(self) -> None:
+        """Called every second: a line when nothing was said for ``every_s`` seconds."""
+        if self.cell and self.clock() - self.said >= self.every_s:
+            self._say(f"still at cell {self.cell}/{self.cells}")
+
+    def _say(self, what: str) -> None:
+        self.said = self.clock()
+        print(f"{self.name}: {what} ({self.said - self.started:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

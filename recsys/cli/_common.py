@@ -7,12 +7,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 err = Console(stderr=True, soft_wrap=True)  # piped, a long line stays one line (not cut at 80 columns)
+
+# options most commands share, with one help text each (an option without help is a blank in `--help`)
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON on the last line of stdout")]
+ItemIdArg = Annotated[str, typer.Argument(help="an item id, as imported (e.g. item-00001)", show_default=False)]
+ItemIdsArg = Annotated[list[str], typer.Argument(help="one or more item ids, as imported", show_default=False)]
 
 
 def emit_json(obj: Any) -> None:

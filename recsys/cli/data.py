@@ -8,14 +8,15 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli._common import emit_json, err, open_store, progress_bar
+from recsys.cli._common import ItemIdArg, ItemIdsArg, JsonOpt, emit_json, err, open_store, progress_bar
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 import_app = typer.Typer(help="Import datasets and files into the store.", no_args_is_help=True)
 items_app = typer.Typer(help="Inspect and manage catalogue items.", no_args_is_help=True)
+DirArg = Annotated[Path, typer.Argument(help="the dataset's directory, in the layout above", show_default=False)]
 
 
-def config(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def config(json_out: JsonOpt = False) -> None:
     """Print the effective settings (environment RECSYS_*; database and Redis passwords hidden)."""
     from recsys.config import get_settings, without_password
 
@@ -31,7 +32,7 @@ def config(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+def db_upgrade(revision: Annotated[str, typer.Argument(help="a migration id, or head (the newest)")] = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
     from recsys.store import Store
 
@@ -41,7 +42,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument()] = "base",
+def db_downgrade(revision: Annotated[str, typer.Argument(help="a migration id, or base (before the first)")] = "base",
                  yes: Annotated[bool, typer.Option("--yes", help="drop the stored data it names")] = False) -> None:
     """Revert migrations down to REVISION (default: base, which drops every table). Tables and columns that hold
     data are named first, and nothing is dropped without --yes: upgrading again does not bring them back."""
@@ -61,6 +62,7 @@ def db_downgrade(revision: Annotated[str, typer.Argument()] = "base",
 
 @db_app.command("current")
 def db_current() -> None:
+    """Print the store's schema revision (a migration id; "base" when it has no tables), without migrating it."""
     typer.echo(open_store(upgrade=False).current_revision() or "base")
 
 
@@ -94,45 +96,48 @@ def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] |
 
 
 @import_app.command("hm")
-def import_hm(directory: Path, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def import_hm(directory: DirArg, json_out: JsonOpt = False) -> None:
     """H&M layout: articles.csv, images/<3 digits>/<article_id>.jpg, transactions.csv, customers.csv."""
     _run_import("hm", directory, json_out=json_out)
 
 
 @import_app.command("movielens")
-def import_movielens(directory: Path, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def import_movielens(directory: DirArg, json_out: JsonOpt = False) -> None:
     """MovieLens-100k layout: u.item, u.data, u.user, posters/<item_id>.jpg, details.json (optional)."""
     _run_import("movielens", directory, json_out=json_out)
 
 
-FormatOpt = Annotated[str, typer.Option("--format", help="auto|csv|tsv|jsonl|parquet")]
-MapOpt = Annotated[list[str] | None, typer.Option("--map", help="canonical=column, repeatable")]
+FormatOpt = Annotated[str, typer.Option("--format", help="the file format: auto (from the extension)|csv|tsv|jsonl|"
+                                                       "parquet (not a dataset name, unlike evaluate's --format)")]
+MapOpt = Annotated[list[str] | None, typer.Option("--map", help="CANONICAL=COLUMN: read a field from a column of "
+                                                                "another name, e.g. item_id=sku (repeatable)")]
+FileArg = Annotated[Path, typer.Argument(help="the file to import", show_default=False)]
 
 
 @import_app.command("items")
-def import_items(file: Path, fmt: FormatOpt = "auto", mapping: MapOpt = None,
-                 json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def import_items(file: FileArg, fmt: FormatOpt = "auto", mapping: MapOpt = None,
+                 json_out: JsonOpt = False) -> None:
     """Items from CSV/TSV/JSONL/Parquet (columns: item_id, title, description, category, price, in_stock, image,
     video; others become attributes)."""
     _run_import("items", file, fmt, mapping, json_out=json_out)
 
 
 @import_app.command("users")
-def import_users(file: Path, fmt: FormatOpt = "auto", mapping: MapOpt = None,
-                 json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def import_users(file: FileArg, fmt: FormatOpt = "auto", mapping: MapOpt = None,
+                 json_out: JsonOpt = False) -> None:
     """Users (user_id; other columns become attributes)."""
     _run_import("users", file, fmt, mapping, json_out=json_out)
 
 
 @import_app.command("events")
-def import_events(file: Path, fmt: FormatOpt = "auto", mapping: MapOpt = None,
+def import_events(file: FileArg, fmt: FormatOpt = "auto", mapping: MapOpt = None,
                   event_type: Annotated[str | None, typer.Option("--type", help="type for rows without one")] = None,
-                  json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+                  json_out: JsonOpt = False) -> None:
     """Events (user_id, item_id, type, value, timestamp, event_id)."""
     _run_import("events", file, fmt, mapping, event_type, json_out=json_out)
 
 
-def stats(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def stats(json_out: JsonOpt = False) -> None:
     """Counts of items, items with an image, users, events and events by type."""
     from recsys.store.queries import stats as store_stats
 
@@ -147,7 +152,7 @@ def stats(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @items_app.command("show")
-def items_show(item_id: str, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def items_show(item_id: ItemIdArg, json_out: JsonOpt = False) -> None:
     """One item with its media (and the reason any medium failed), tags and flags."""
     from recsys.store.items import item_details
 
@@ -170,17 +175,18 @@ def _set_flag(item_ids: list[str], **flags: bool) -> None:
 
 
 @items_app.command("hide")
-def items_hide(item_ids: list[str]) -> None:
+def items_hide(item_ids: ItemIdsArg) -> None:
     """Hide items: no query returns them from now on (until unhidden)."""
     _set_flag(item_ids, hidden=True)
 
 
 @items_app.command("unhide")
-def items_unhide(item_ids: list[str]) -> None:
+def items_unhide(item_ids: ItemIdsArg) -> None:
+    """Show hidden items again: queries return them from now on (a deleted item stays deleted)."""
     _set_flag(item_ids, hidden=False)
 
 
 @items_app.command("delete")
-def items_delete(item_ids: list[str]) -> None:
+def items_delete(item_ids: ItemIdsArg) -> None:
     """Delete items (soft: flagged at once, dropped from the index at the next build; events kept)."""
     _set_flag(item_ids, deleted=True)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli._common import emit_json, err, open_store, progress_bar
+from recsys.cli._common import JsonOpt, emit_json, err, open_store, progress_bar
 
 
 def items_describe(
@@ -23,7 +23,7 @@ def items_describe(
     neighbours: Annotated[int | None, typer.Option(
         "--neighbours", min=0, help="image neighbours among the other items that vote for a facet naming a field "
                                     "(default: the vocabulary's, 30; 0: zero-shot only)")] = None,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Write a short description of each item from its image (colour, pattern, type, material...), stored apart
     from the merchant's text and marked as generated; re-running replaces it (or removes it where nothing is sure

@@ -10,10 +10,9 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli._common import emit_json, err, open_store, progress_bar
+from recsys.cli._common import JsonOpt, emit_json, err, open_store, progress_bar
 
 encoder_app = typer.Typer(help="Encoder presets and fitting.", no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json")]
 
 
 @encoder_app.command("list")
@@ -105,8 +104,11 @@ def embed(
 
 
 def items_tag(
-    vocabulary: Annotated[Path, typer.Option("--vocabulary", help="JSON {facet: [labels]} or 'facet: a, b' lines")],
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="labels kept per facet and item")] = 1,
+    # no square brackets in a help text: rich markup takes "[labels]" for a style and drops it
+    vocabulary: Annotated[Path, typer.Option("--vocabulary", help="a JSON object of facet to list of labels, or "
+                                                                  "'facet: a, b' lines", show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="labels kept per facet and item (a count of labels, "
+                                                              "not of results as --k elsewhere)")] = 1,
     json_out: JsonOpt = False,
 ) -> None:
     """Zero-shot tags from text-image similarity, stored with their scores (see `recsys items show ID`)."""

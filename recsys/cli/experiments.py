@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
-from recsys.cli._common import emit_json, open_store
+from recsys.cli._common import JsonOpt, emit_json, open_store
 
 experiments_app = typer.Typer(help="A/B experiments: variants from the settings (experiments.definitions or "
                                    "experiments.file), users assigned by salted hash.", no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json")]
+NameArg = Annotated[str, typer.Argument(help="the experiment's name (see `recsys experiments list`)",
+                                        show_default=False)]
 
 
 def _experiments() -> Any:
@@ -36,7 +37,7 @@ def list_(json_out: JsonOpt = False) -> None:
 
 
 @experiments_app.command("show")
-def show(name: str, json_out: JsonOpt = False) -> None:
+def show(name: NameArg, json_out: JsonOpt = False) -> None:
     """One experiment's definition: each variant's share and what it changes."""
     e = _experiments().get(name).public()
     if json_out:
@@ -52,7 +53,7 @@ def show(name: str, json_out: JsonOpt = False) -> None:
 
 
 @experiments_app.command("report")
-def report(name: str, since: Annotated[str | None, typer.Option(
+def report(name: NameArg, since: Annotated[str | None, typer.Option(
                "--since", help="only lists served from this time (ISO 8601, naive = UTC; or unix seconds); default: "
                                "the definition's started_at, the start of its current run")] = None,
            json_out: JsonOpt = False) -> None:

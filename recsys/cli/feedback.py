@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli._common import emit_json, open_store
+from recsys.cli._common import JsonOpt, emit_json, open_store
 
 feedback_app = typer.Typer(help="The feedback loop: served lists, impressions and attributed events.",
                            no_args_is_help=True)
@@ -15,7 +15,7 @@ feedback_app = typer.Typer(help="The feedback loop: served lists, impressions an
 @feedback_app.command("report")
 def report(since: Annotated[str | None, typer.Option("--since", help="only lists served from this time "
                                                                     "(ISO 8601, naive = UTC; or unix seconds)")] = None,
-           json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+           json_out: JsonOpt = False) -> None:
     """Lists served and the clicks, likes, add-to-carts and purchases attributed to them (events carrying their
     recommendation_id), per source, ranker version and index generation: CTR and conversion rate with 95% Wilson
     intervals."""

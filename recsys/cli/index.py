@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli._common import emit_json, err, open_store, progress_bar
+from recsys.cli._common import JsonOpt, emit_json, err, open_store, progress_bar
 
 app = typer.Typer(help="FAISS index generations: build, list, roll back.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json")]
 
 
 @app.command("build")

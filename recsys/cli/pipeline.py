@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from recsys.cli._common import emit_json, err, open_store, progress_bar
+from recsys.cli._common import ItemIdArg, JsonOpt, emit_json, err, open_store, progress_bar
 from recsys.store.limits import MAX_ID, MAX_K
 
 search_app = typer.Typer(help="Content search by text or image.", no_args_is_help=True)
@@ -20,8 +20,9 @@ FilterOpt = Annotated[
     list[str] | None,
     typer.Option("--filter", help="category=A|B, price<=X, price>=X, in_stock=true, attr.KEY=VALUE (repeatable)"),
 ]
-KOpt = Annotated[int, typer.Option("--k", min=1, max=MAX_K)]
-JsonOpt = Annotated[bool, typer.Option("--json")]
+KOpt = Annotated[int, typer.Option("--k", min=1, max=MAX_K, help="number of results")]
+ExplainOpt = Annotated[bool, typer.Option("--explain", help="say why each item is there: the history item it is like "
+                                                          "(or repeats), or else its sources in words")]
 
 
 _WARM: dict[str, Any] = {}
@@ -70,8 +71,9 @@ def _print(results: list[Any], json_out: bool, rec: Any = None, *,
         src = ",".join(r.get("sources", []))
         typer.echo(f"{i:>3}. {r['item_id']:<14} {_cut(title, 40):<40} {_cut(category, 18):<18} {r['score']:>8.4f}  "
                    f"{src}")
-        if r.get("explanation"):
-            typer.echo(f"{'':>5}{_reason(r['explanation'], titles)}")
+        if r.get("explanation"):  # the row's sources: a list rule's (pinned, exploration) are added after ranking
+            e = {**r["explanation"], "sources": r.get("sources") or r["explanation"].get("sources") or []}
+            typer.echo(f"{'':>5}{_reason(e, titles)}")
 
 
 def _cut(text: str, width: int) -> str:
@@ -83,17 +85,21 @@ def _cut(text: str, width: int) -> str:
 
 
 def _reason(e: dict[str, Any], titles: dict[str, tuple[str, str]]) -> str:
-    """An explanation as a line: why the item is on the list (``--explain`` in the table)."""
+    """An explanation as a line: why the item is on the list (``--explain`` in the table). A look-alike below the
+    explorer's cut-off (a handbag "like a bucket hat" at 0.07) is no reason: the sources are named instead."""
+    from recsys.serving.reasons import shows_look_alike, source_reason
+
     ev = e.get("because_event") or {}
     what = f"{ev.get('type') or 'event'} {ev.get('date') or ''}".strip()
     if e.get("reason") == "repeat":
         return f"repeat: your {what}"
-    if e.get("reason") == "similar" and e.get("because_of"):
+    if e.get("reason") == "similar" and shows_look_alike(e):
         title = titles.get(str(e["because_of"]), ("", ""))[0] or str(e["because_of"])
         shares = (f"; text {e['text_share']:.0%} / image {e['image_share']:.0%}"
                   if e.get("text_share") is not None else "")
         return f"like {_cut(title, 40)} (your {what}; similarity {float(e.get('similarity') or 0):.2f}{shares})"
-    return "popular with everyone (no history to compare with)"
+    alone = " (no history to compare with)" if e.get("reason") == "popular" else ""
+    return source_reason(e.get("sources") or ()) + alone
 
 
 def _titles(rec: Any, ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -147,11 +153,14 @@ def train(json_out: JsonOpt = False) -> None:
 
 
 def evaluate(
-    k: KOpt = 20,
+    k: Annotated[int, typer.Option("--k", min=1, max=MAX_K, help="list length the metrics are taken at (recall@K, "
+                                                                  "NDCG@K...)")] = 20,
     test_events: Annotated[
         Path | None, typer.Option("--test-events", help="events of users unknown to the store")
     ] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="hm|movielens (with --test-events)")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="the dataset whose interactions format FILE is in: "
+                                            "hm|movielens (with --test-events; not a file format, unlike import's "
+                                            "--format)")] = None,
     protocol: Annotated[str | None, typer.Option(help="hm|movielens; default: guessed from the events")] = None,
     part: Annotated[str, typer.Option(help="stored users evaluated: test (report), validation (tune) or all")] = "test",
     json_out: JsonOpt = False,
@@ -201,7 +210,8 @@ def _filters(specs: list[str] | None, rec: Any = None) -> Any:
 
 @search_app.command("text")
 def search_text(
-    query: str,
+    query: Annotated[str, typer.Argument(help="what to look for, in words (e.g. 'red summer dress')",
+                                         show_default=False)],
     k: KOpt = 20,
     modality: Annotated[str, typer.Option(help="fused|text|image")] = "fused",
     filters: FilterOpt = None,
@@ -219,7 +229,7 @@ def search_text(
 
 @search_app.command("image")
 def search_image(
-    file: Path,
+    file: Annotated[Path, typer.Argument(help="an image file (JPEG, PNG, WebP...)", show_default=False)],
     k: KOpt = 20,
     modality: Annotated[str, typer.Option(help="image|fused|text")] = "image",
     filters: FilterOpt = None,
@@ -237,7 +247,7 @@ def search_image(
 
 
 def similar(
-    item_id: str,
+    item_id: ItemIdArg,
     k: KOpt = 20,
     modality: Annotated[str, typer.Option(help="fused|text|image")] = "fused",
     filters: FilterOpt = None,
@@ -249,9 +259,10 @@ def similar(
 
 
 def recommend(
-    user_id: str,
+    user_id: Annotated[str, typer.Argument(help="a user id, as imported (one with no events gets the trending "
+                                                "items)", show_default=False)],
     k: KOpt = 20,
-    explain: Annotated[bool, typer.Option("--explain")] = False,
+    explain: ExplainOpt = False,
     diversity: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="MMR weight")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="item id to leave out (repeatable)")] = None,
     filters: FilterOpt = None,

@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
-from recsys.cli._common import emit_json, err
+from recsys.cli._common import JsonOpt, emit_json, err
 
 app = typer.Typer(help="Ranker generations: list, roll back.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json")]
 
 
 @app.command("list")

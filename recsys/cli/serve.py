@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from recsys.cli._common import emit_json, err
+from recsys.cli._common import JsonOpt, emit_json, err
 
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 
@@ -41,9 +42,9 @@ def check_port(host: str, port: int) -> None:
                               f"another (`--port N`, or `make demo PORT=N`)") from None
 
 
-def example_ids(settings: Any) -> tuple[str | None, str | None]:
-    """The most active user and a live item of the store, for the banner's example calls (None when there are
-    none)."""
+def example_ids(settings: Any) -> tuple[str | None, str | None, str | None]:
+    """The most active user, a live item and an image file of the store, for the banner's example calls (None when
+    there are none)."""
     from sqlalchemy import select
 
     from recsys.api.web.pages import active_users
@@ -57,11 +58,32 @@ def example_ids(settings: Any) -> tuple[str | None, str | None]:
             with store.reading() as c:
                 item = c.execute(select(Item.external_id).where(Item.deleted.is_(False), Item.hidden.is_(False))
                                  .order_by(Item.id).limit(1)).scalar()
+                image = example_image(c, Path(settings.home))
         finally:
             store.dispose()
     except Exception:  # the banner never stops a server; the placeholders stay
-        return None, None
-    return (users[0][0] if users else None), (str(item) if item is not None else None)
+        return None, None, None
+    return (users[0][0] if users else None), (str(item) if item is not None else None), image
+
+
+def example_image(c: Any, home: Path) -> str | None:
+    """An image file of a live item that exists on this machine, as an absolute path: pasted from the banner, a
+    placeholder such as photo.jpg fails with no output (curl -s hides "file not found")."""
+    from sqlalchemy import select
+
+    from recsys.api.media import local_path
+    from recsys.store.tables import Item, ItemMedia
+
+    uris = c.execute(select(ItemMedia.uri).join(Item, Item.id == ItemMedia.item_id)
+                     .where(ItemMedia.kind == "image", ItemMedia.status != "error", Item.deleted.is_(False),
+                            Item.hidden.is_(False))
+                     .order_by(ItemMedia.item_id, ItemMedia.position).limit(20)).scalars()
+    for uri in uris:  # the first few only: a store whose images all moved keeps the placeholder, fast
+        path = local_path(str(uri))
+        for candidate in ([] if path is None else [path] if path.is_absolute() else [home / path, path]):
+            if candidate.is_file():
+                return str(candidate.resolve())
+    return None
 
 
 @contextlib.contextmanager
@@ -173,10 +195,12 @@ def _check_schema(settings: Any) -> None:
         store.dispose()
 
 
-def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str | None = None) -> None:
+def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str | None = None,
+            image: str | None = None) -> None:
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # an IPv6 literal in brackets
     key = ' -H "X-API-Key: $RECSYS_KEY"' if auth else ""
     user, item = user or "USER_ID", item or "ITEM_ID"
+    photo = shlex.quote(image) if image else "photo.jpg"
     lines = [
         f"recsys explorer: {base}/   (open it in a browser: search, items, users, live feedback)",
         f"API reference:   {base}/docs{'' if auth else '   (auth off, loopback only)'}",
@@ -187,13 +211,13 @@ def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str
                   "and sign in to the explorer with it."]
     lines += [
         "try:",
-        f"  curl -s{key} '{base}/v1/users/{user}/recommendations?k=10&explain=true'",
-        f"  curl -s{key} '{base}/v1/users/{user}/buy-again?k=5'",
-        f"  curl -s{key} '{base}/v1/items/{item}/similar?k=5'",
-        f"  curl -s{key} '{base}/v1/search/text?q=red+dress&k=5'",
-        f"  curl -s{key} '{base}/v1/trending?k=5'",
-        f"  curl -s{key} -F image=@photo.jpg '{base}/v1/search/image'",
-        f"  curl -s{key} -H 'Content-Type: application/json' -d "
+        f"  curl -sS{key} '{base}/v1/users/{user}/recommendations?k=10&explain=true'",
+        f"  curl -sS{key} '{base}/v1/users/{user}/buy-again?k=5'",
+        f"  curl -sS{key} '{base}/v1/items/{item}/similar?k=5'",
+        f"  curl -sS{key} '{base}/v1/search/text?q=red+dress&k=5'",
+        f"  curl -sS{key} '{base}/v1/trending?k=5'",
+        f"  curl -sS{key} -F image=@{photo} '{base}/v1/search/image'",
+        f"  curl -sS{key} -H 'Content-Type: application/json' -d "
         f"'{{\"events\": [{{\"user_id\": \"{user}\", \"item_id\": \"{item}\", \"type\": \"like\"}}]}}' "
         f"{base}/v1/events",
     ]
@@ -219,7 +243,7 @@ def serve(
 def keys_create(
     name: Annotated[str, typer.Argument(help="a unique name for the key, e.g. the client's name")],
     scope: Annotated[str, typer.Option(help="read (queries) or admin (also items and events)")] = "read",
-    json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json: JsonOpt = False,
 ) -> None:
     """Create an API key; the key itself is printed once and never stored."""
     from recsys.api.auth import create_key
@@ -237,7 +261,7 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+def keys_list(json: JsonOpt = False) -> None:
     """List API keys (names and scopes; the keys themselves are not stored)."""
     from recsys.api.auth import list_keys
     from recsys.cli._common import open_store

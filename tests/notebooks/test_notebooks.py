@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,10 +51,19 @@ def test_notebook_runs_on_the_demo(path: Path, demo_home: Path, tmp_path: Path,
         nbformat.write(book, out / path.name)  # the executed copy, outputs included, for a look afterwards
     errors = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    assert not noise(book)
     figures = sum("image/png" in o.get("data", {}) for c in book.cells if c.cell_type == "code"
                   for o in c.get("outputs", []))
     assert figures >= 3, f"{path.name} drew {figures} figures"
     assert os.environ["RECSYS_HOME"] == str(home)
+
+
+def noise(book: Any) -> list[str]:
+    """Printed text a reader should not have to skip: warnings (tqdm's "IProgress not found") and numpy scalar
+    reprs (``{'view': np.int64(142)}`` under numpy 2)."""
+    streams = [o.text for c in book.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if o.output_type == "stream"]
+    return [t for t in streams if "Warning" in t or re.search(r"\bnp\.\w+\(", t)]
 
 
 def test_run_all_takes_a_dataset_for_an_empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
