@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import sys
@@ -27,8 +28,10 @@ from recsys.api.deps import RecommenderLike
 from recsys.api.limits import RateLimiter
 from recsys.api.metrics import Metrics
 from recsys.api.middleware import RequestMiddleware
+from recsys.api.routes.feeds import load_cursor_key
 from recsys.config import Settings, get_settings
 from recsys.experiments import VariantItems, check_variant_rankers, load_experiments
+from recsys.experiments.items import unknown_categories
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +174,12 @@ def create_app(settings: Settings | None = None, recommender: RecommenderLike | 
         app.state.recommender = rec
         app.state.runtime = runtime
         app.state.served = served_log(rec, settings, metrics)
+        app.state.cursor_key = await run_in_threadpool(load_cursor_key, settings)
         app.state.keys = runtime.keys
-        # variants' pins, boosts and bury naming items the catalogue lacks are logged (not refused: items come later)
-        await run_in_threadpool(app.state.variant_items.check, rec.catalogue.unknown_items)
+        # variants' pins, boosts and bury naming items or categories the catalogue lacks are logged (not refused:
+        # items come later)
+        await run_in_threadpool(app.state.variant_items.check, rec.catalogue.unknown_items,
+                                functools.partial(unknown_categories, rec.catalogue))
         await run_in_threadpool(runtime.tick)
         task = asyncio.create_task(_refresh_loop(runtime, settings.api.refresh_seconds))
         log.info("recsys API ready=%s status=%s", runtime.ready, runtime.status)

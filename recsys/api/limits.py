@@ -2,7 +2,8 @@
 
 Rate limits count in a `limits` storage: ``memory://`` (the default) counts in this process only, so with
 ``recsys serve --workers N`` or several replicas each process admits the limit on its own; a shared storage
-(``redis://host:6379``, ``redis+sentinel://...``, ``memcached://...``) makes the limit hold across all of them.
+(``redis://host:6379``, ``redis+sentinel://...`` with the ``redis`` extra, ``memcached://host:11211`` with the
+``memcached`` extra) makes the limit hold across all of them.
 """
 
 from __future__ import annotations
@@ -87,12 +88,16 @@ class RateLimiter:
         if self.uri.startswith("async+redis"):
             options.update(implementation="redispy", socket_timeout=_STORAGE_TIMEOUT_S,
                            socket_connect_timeout=_STORAGE_TIMEOUT_S)
+        elif self.uri.startswith("async+memcached"):  # memcachio waits for a reply without end by default
+            options.update(connect_timeout=_STORAGE_TIMEOUT_S, read_timeout=_STORAGE_TIMEOUT_S)
         try:
             return storage_from_string(self.uri, **options)
         except (ConfigurationError, ValueError) as e:  # the library's message repeats the URI, password and all
             said = str(e).replace(self.uri, without_password(self.uri))
             raise ConfigError(f"api.rate_limit_storage {without_password(self.uri.removeprefix('async+'))!r} is not "
-                              f"usable: {said}; use memory:// or redis://host:6379") from None
+                              f"usable: {said}; use memory://, or redis://host:6379 (`pip install "
+                              "'recsys[redis]'`) or memcached://host:11211 (`pip install 'recsys[memcached]'`)"
+                              ) from None
 
     def _strategy(self) -> Any:
         loop = asyncio.get_running_loop()

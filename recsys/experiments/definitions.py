@@ -78,6 +78,10 @@ class Variant(BaseModel):
         named = [*self.pins, *self.boosts, *self.bury]
         return list(dict.fromkeys(i for i in named if not i.startswith("category:")))
 
+    def category_keys(self) -> list[str]:
+        """The ``category:NAME`` keys this variant's boosts and bury name, once each, in that order."""
+        return list(dict.fromkeys(k for k in (*self.boosts, *self.bury) if k.startswith("category:")))
+
     def changes(self) -> dict[str, Any]:
         """What this variant sets, without its name and share."""
         return self.model_dump(exclude={"name", "share"}, exclude_defaults=True)
@@ -92,8 +96,9 @@ class Experiment(BaseModel):
     variants: list[Variant] = Field(min_length=1)
     control: str | None = None
     """The variant the others are compared to; default: the first."""
-    salt: str | None = None
-    """Mixed into the assignment hash; default: the name."""
+    salt: str | None = Field(default=None, min_length=1)
+    """Mixed into the assignment hash; default: the name (an empty salt would hash as the name yet read as salted:
+    refused)."""
     started_at: datetime | None = None
     """When the current run started (ISO 8601, naive = UTC; or unix seconds), set with each new salt or change of
     shares: the report counts only the lists served from then on (a run's lists do not record its salt)."""

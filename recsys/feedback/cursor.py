@@ -3,18 +3,26 @@
 A cursor names the feed (the first page's recommendation id) and how many items its pages showed so far. The next
 page is ranked anew with every item the feed already showed left out, so it never repeats an earlier page even when
 the user's history changed in between.
+
+A cursor is signed (HMAC-SHA256 with the server's key, shared by the workers and replicas that share the data
+directory): one the server did not issue, or whose offset was changed, is refused at once, before any store read or
+wait for a page another process may not have written yet.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 
 from recsys.errors import ValidationFailed
 
 _FEED = re.compile(r"^[0-9a-f]{32}$")
+_MAC = re.compile(r"^[0-9a-f]{32}$")
+_NOT_OURS = "cursor is not a cursor this API gave (meta.next); start again without a cursor"
 
 
 @dataclass(frozen=True)
@@ -22,19 +30,28 @@ class Cursor:
     feed_id: str
     offset: int
 
-    def encode(self) -> str:
-        raw = f"{self.feed_id}:{self.offset}".encode()
+    def encode(self, key: bytes) -> str:
+        """The cursor as ``meta.next`` carries it: base64url of ``feed:offset:mac``."""
+        body = f"{self.feed_id}:{self.offset}"
+        raw = f"{body}:{_mac(key, body)}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> Cursor:
-    """The cursor in ``text``; ValidationFailed for anything that is not one of ours."""
+def decode_cursor(text: str, key: bytes) -> Cursor:
+    """The cursor in ``text``; ValidationFailed for anything that is not one this server's ``key`` signed."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
-        feed_id, _, offset = raw.partition(":")
+        body, _, mac = raw.rpartition(":")
+        feed_id, _, offset = body.partition(":")
         n = int(offset)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationFailed("cursor is not a cursor this API gave (meta.next)") from None
-    if not _FEED.match(feed_id) or not 0 < n <= 1_000_000:
-        raise ValidationFailed("cursor is not a cursor this API gave (meta.next)")
+        raise ValidationFailed(_NOT_OURS) from None
+    if not _FEED.match(feed_id) or not _MAC.match(mac) or not 0 < n <= 1_000_000 or body != f"{feed_id}:{n}":
+        raise ValidationFailed(_NOT_OURS)
+    if not hmac.compare_digest(mac, _mac(key, body)):
+        raise ValidationFailed(_NOT_OURS)
     return Cursor(feed_id, n)
+
+
+def _mac(key: bytes, body: str) -> str:
+    return hmac.new(key, b"feed-cursor|" + body.encode(), hashlib.sha256).hexdigest()[:32]

@@ -2,12 +2,15 @@
 
 ``ServedLog.record`` costs a queue put: a daemon thread drains the queue in batches into ``served_lists``. A full
 queue drops the list and counts it (``dropped``; ``recsys_served_lists_dropped`` in ``/metrics``) instead of making a
-request wait for the database. The log also remembers, in memory, what the recent feeds and users were shown, so a
-feed's next page and ``exclude_shown_hours`` see a list that is still in the queue (and a list that was dropped).
+request wait for the database. A batch the database refuses for an outage (unreachable, busy) is tried again with a
+growing backoff while new lists wait in the queue (so memory stays bounded by it); one given up after the last try is
+counted in ``failed`` and in the same metric. The log also remembers, in memory, what the recent feeds and users
+were shown, so a feed's next page and ``exclude_shown_hours`` see a list still queued (and a list that was dropped).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -24,9 +27,15 @@ from typing import Any
 
 from sqlalchemy import insert, or_, select
 
-from recsys.store.tables import Event, ServedList, User, utcnow
+from recsys.store.tables import Event, Item, ServedList, User, utcnow
 
 log = logging.getLogger(__name__)
+RETRIES = 12
+"""Tries after a batch's first write fails for an outage, before its lists are given up (~40 s of backoff)."""
+RETRY_MAX_S = 5.0
+"""The longest wait between two tries of a batch."""
+FEED_POLL_S = 0.05
+"""How often a feed whose last page is not stored yet is read again."""
 _HURRY = "flush"
 """Put on the queue by :meth:`ServedLog.flush`: the writer stops lingering and writes what it has."""
 
@@ -162,9 +171,17 @@ class ServedLog:
     """
 
     def __init__(self, store: Any, *, queue_size: int = 10_000, batch_size: int = 500, enabled: bool = True,
-                 recent: int = 10_000, on_drop: Callable[[], Any] | None = None, linger_s: float = 0.2) -> None:
+                 recent: int = 10_000, on_drop: Callable[[], Any] | None = None, linger_s: float = 0.2,
+                 retries: int = RETRIES, backoff_s: float = 0.1) -> None:
         self.store = store
         self.linger_s = linger_s
+        self.retries = max(0, retries)
+        self.backoff_s = backoff_s
+        """The wait before a failed batch's first retry; it doubles with each try, up to RETRY_MAX_S."""
+        self._outage: tuple[float, int] | None = None
+        """(when the writes began failing, lists given up since): set while the database is out."""
+        self._last_warning = 0.0
+        self._closing = threading.Event()
         self.on_drop = on_drop
         self.enabled = enabled
         self.batch_size = max(1, batch_size)
@@ -207,12 +224,27 @@ class ServedLog:
         The store is always read: other replicas or ``--workers`` processes may have served pages of the same feed.
         Until ``shown`` items (the cursor's offset) are found, the feed is looked for again for a few writer
         lingers: the page before may have been served a moment ago by another process and not be written yet."""
-        deadline = time.monotonic() + 3 * self.linger_s + 0.2
+        deadline = time.monotonic() + self.feed_wait_s
         while True:
             found = self._feed_now(feed_id)
             if (found is not None and len(found[1]) >= shown) or time.monotonic() >= deadline:
                 return found
-            time.sleep(0.05)
+            time.sleep(FEED_POLL_S)
+
+    async def afeed_items(self, feed_id: str, shown: int = 0) -> tuple[str | None, list[str]] | None:
+        """:meth:`feed_items` for the event loop: each read in a worker thread, the waits between them awaited, so
+        a feed looked for again holds no thread (of the server's few) while it waits."""
+        deadline = time.monotonic() + self.feed_wait_s
+        while True:
+            found = await asyncio.to_thread(self._feed_now, feed_id)
+            if (found is not None and len(found[1]) >= shown) or time.monotonic() >= deadline:
+                return found
+            await asyncio.sleep(FEED_POLL_S)
+
+    @property
+    def feed_wait_s(self) -> float:
+        """How long a feed shorter than its cursor is looked for: a few writer lingers."""
+        return 3 * self.linger_s + 0.2
 
     def _feed_now(self, feed_id: str) -> tuple[str | None, list[str]] | None:
         got = self.recent.feed(feed_id)
@@ -229,19 +261,18 @@ class ServedLog:
 
     def shown_to(self, user_id: str, hours: float, *, now: datetime | None = None) -> set[str]:
         """Items shown to ``user_id`` within the last ``hours``: in lists served to them (memory and store) and in
-        the impressions they posted."""
+        the impressions they posted. An impression counts from the earlier of its own time and when it was stored,
+        so one a client dated ahead (ingestion takes up to a day) leaves its item out for the window, no longer."""
         since = (now or utcnow()) - timedelta(hours=hours)
         shown = self.recent.user(user_id, since)
         with self.store.session() as s:
             for (ids,) in s.execute(select(ServedList.item_ids)
                                     .where(ServedList.user_id == user_id, ServedList.created_at >= since)):
                 shown.update(ids or ())
-            from recsys.store.tables import Item
-
             shown.update(s.scalars(select(Item.external_id).join(Event, Event.item_id == Item.id)
                                    .join(User, User.id == Event.user_id)
                                    .where(User.external_id == user_id, Event.type == "impression",
-                                          Event.ts >= since)))
+                                          Event.ts >= since, Event.created_at >= since)))
         return shown
 
     # -- the writer ------------------------------------------------------------------------------------------
@@ -259,6 +290,7 @@ class ServedLog:
         if thread is None:
             return
         self.flush(timeout_s)
+        self._closing.set()  # a batch waiting out an outage gets one last try, not the rest of its backoff
         try:
             self._queue.put(None, timeout=timeout_s)
             self._hurry.set()
@@ -272,6 +304,7 @@ class ServedLog:
             return
         with self._start_lock:
             if self._thread is None:
+                self._closing.clear()
                 self._thread = threading.Thread(target=self._run, name="recsys-served-lists", daemon=True)
                 self._thread.start()
 
@@ -305,14 +338,63 @@ class ServedLog:
                 return
 
     def _write(self, batch: Sequence[Served]) -> None:
+        """Write ``batch``; through an outage, try again with backoff (lists arriving meanwhile wait in the bounded
+        queue), then give it up, counted. Rows the database refuses for another reason are given up at once."""
         try:
-            with self.store.session() as s:
-                _insert(s.connection(), batch)
-            self.written += len(batch)
-        except Exception as e:  # a database outage loses these lists, never a request
-            self.failed += len(batch)
-            log.warning("could not record %d served lists: %s", len(batch), f"{type(e).__name__}: {str(e)[:200]}")
+            for attempt in range(self.retries + 1):
+                try:
+                    with self.store.session() as s:
+                        _insert(s.connection(), batch)
+                except Exception as e:  # a lost list, never a failed request
+                    if not _passing(e) or attempt == self.retries or self._closing.is_set():
+                        self._give_up(len(batch), e)
+                        return
+                    self._outage_began(e)
+                    self._closing.wait(min(RETRY_MAX_S, self.backoff_s * 2 ** attempt))
+                    continue
+                self.written += len(batch)
+                self._outage_ended()
+                return
         finally:
             with self._idle:
                 self._pending -= len(batch)
                 self._idle.notify_all()
+
+    def _outage_began(self, e: Exception) -> None:
+        if self._outage is None:  # once per outage, not per batch or try
+            self._outage = (time.monotonic(), 0)
+            log.warning("could not record served lists, retrying with backoff (new lists wait in the queue; a "
+                        "full queue drops them): %s", _said(e))
+
+    def _outage_ended(self) -> None:
+        if self._outage is not None:
+            began, lost = self._outage
+            self._outage = None
+            log.warning("recording served lists again after %.0f s; %d lists given up meanwhile (counted in "
+                        "recsys_served_lists_dropped)", time.monotonic() - began, lost)
+
+    def _give_up(self, n: int, e: Exception) -> None:
+        self.failed += n
+        if self.on_drop is not None:
+            for _ in range(n):
+                self.on_drop()
+        if self._outage is not None:
+            self._outage = (self._outage[0], self._outage[1] + n)  # said when the outage ends
+            return
+        now = time.monotonic()
+        if now - self._last_warning > 60:  # a database that refuses every batch says so once a minute
+            self._last_warning = now
+            log.warning("could not record %d served lists (given up): %s", n, _said(e))
+
+
+def _passing(e: Exception) -> bool:
+    """An outage a retry may outlive (unreachable, busy, a dropped connection), as opposed to rows refused."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from recsys.errors import StoreUnavailable
+
+    return isinstance(e, StoreUnavailable | OperationalError | InterfaceError)
+
+
+def _said(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e)[:200]}"

@@ -11,7 +11,8 @@ ranked list here, after ranking, in this order:
    ``sources: ["exploration"]``, at random positions after the first three. The sample is seeded by the request's
    user and hour: a cached list and its fresh twin agree.
 3. **pins**: ``{item_id: position}`` (1-based) puts each item at its position, tagged ``pinned``, whatever the
-   ranker thought of it; a pinned item that is removed, excluded or unknown is left out.
+   ranker thought of it; a pinned item that is removed, excluded, unknown or in the user's history (a dislike
+   included) is left out.
 
 ``ranker`` names a stored ranker generation that ranks the list instead of the served one (an experiment's variant:
 :meth:`recsys.serving.generations.Generations.variant_ranker`).
@@ -245,13 +246,14 @@ def with_rules(items: list[ScoredItem], k: int, rules: ListRules, ranker: Rankin
                hist: pd.DataFrame | History | None, banned: AbstractSet[str], now: float,
                seed: int, allowed: Sequence[str] | None = None) -> list[ScoredItem]:
     """A ranker's list with bury, exploration and pins applied (:func:`apply_rules`) over its item table; nothing
-    the user has a history with, nothing removed or excluded (``banned``) is added, and with ``allowed`` (the ids a
-    request's filter lets through) nothing outside it: exploration and pins keep to the filter too."""
+    the user has a history with (disliked items included), nothing removed or excluded (``banned``) is added, and
+    with ``allowed`` (the ids a request's filter lets through) nothing outside it: exploration and pins keep to the
+    filter too."""
     from recsys.ranking.history import History
 
     own: set[str] = set()
-    if isinstance(hist, History):
-        own = {ranker.table.ids[r] for r in hist.rows.tolist()}
+    if isinstance(hist, History):  # its rows are the positive events: dislikes are kept apart, and never come back
+        own = {ranker.table.ids[r] for r in (*hist.rows.tolist(), *hist.disliked.tolist())}
     elif hist is not None and len(hist):
         own = {str(i) for i in hist["item_id"]}
     category_of, known = table_lookups(ranker)

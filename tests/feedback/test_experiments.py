@@ -274,14 +274,17 @@ def test_variant_items_are_looked_up_once_and_again_only_while_missing() -> None
                                       "boosts": {"category:hats": 1.0, "i1": 2.0}, "bury": ["gone"]}]}])
     b = next(a for u in range(50) if (a := exps.assign("recommendations", f"u{u}")) and a.variant.name == "b")
     assert b.variant.item_ids() == ["i1", "typo", "gone"]
+    assert b.variant.category_keys() == ["category:hats"]
     items = VariantItems(exps)
-    assert items.to_check(b) == ["i1", "typo", "gone"]  # not looked up yet: all of them, per request
+    named = ["i1", "typo", "gone", "category:hats"]
+    assert items.to_check(b) == named  # not looked up yet: all of them, per request
 
     def down(ids: object) -> list[str]:
         raise StoreUnavailable("database is unreachable")
 
-    assert items.check(down) == {} and items.to_check(b) == ["i1", "typo", "gone"]  # the server still starts
+    assert items.check(down) == {} and items.to_check(b) == named  # the server still starts
     lookups: list[list[str]] = []
-    found = items.check(lambda ids: lookups.append(list(ids)) or [i for i in ids if i != "i1"])
-    assert found == {("x", "b"): ["typo", "gone"]} and lookups == [["i1", "typo", "gone"]]
+    found = items.check(lambda ids: lookups.append(list(ids)) or [i for i in ids if i != "i1"],
+                        lambda cats: lookups.append(list(cats)) or [])
+    assert found == {("x", "b"): ["typo", "gone"]} and lookups == [["i1", "typo", "gone"], ["category:hats"]]
     assert items.to_check(b) == ["typo", "gone"] and items.to_check(None) == []

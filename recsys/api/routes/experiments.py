@@ -32,8 +32,8 @@ def assignment(request: Request, surface: str, user_id: str | None) -> Assignmen
 
 
 def variant_items(request: Request, assigned: Assignment | None) -> list[str]:
-    """The item ids of the user's variant to name in ``meta.unknown_items`` if the catalogue lacks them (those it
-    lacked at start-up: :class:`recsys.experiments.VariantItems`)."""
+    """The item ids and ``category:`` keys of the user's variant to name in ``meta.unknown_items`` if the catalogue
+    lacks them (those it lacked at start-up: :class:`recsys.experiments.VariantItems`)."""
     items = getattr(request.app.state, "variant_items", None)
     return items.to_check(assigned) if items is not None and assigned is not None else []
 

@@ -1,7 +1,16 @@
-"""Liveness, readiness, Prometheus metrics and the loaded generations."""
+"""Liveness, readiness, Prometheus metrics and the loaded generations.
+
+``/readyz`` needs no key, so it must not be a way to make the database work at will: each client address gets at
+most LIVE_PINGS live pings per READY_WINDOW_S, and concurrent probes share one ping in flight. Past that it answers
+from the last check (the refresh task pings every ``api.refresh_seconds``): a probe is always answered.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -13,6 +22,47 @@ from recsys.api.metrics import CONTENT_TYPE
 from recsys.api.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
+LIVE_PINGS = 5
+READY_WINDOW_S = 10.0
+_ADDRESSES = 4096
+"""Client addresses whose recent pings are remembered (least recently seen forgotten first)."""
+
+
+class ReadyProbe:
+    """Which ``/readyz`` calls ping the database live (see the module docstring)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._pings: OrderedDict[str, deque[float]] = OrderedDict()
+        self._inflight: asyncio.Future[bool] | None = None
+
+    def _may_ping(self, client: str) -> bool:
+        now = self.clock()
+        times = self._pings.pop(client, None) or deque(maxlen=LIVE_PINGS)
+        while times and now - times[0] >= READY_WINDOW_S:
+            times.popleft()
+        self._pings[client] = times
+        if len(self._pings) > _ADDRESSES:
+            self._pings.popitem(last=False)
+        if len(times) >= LIVE_PINGS:
+            return False
+        times.append(now)
+        return True
+
+    async def store_ok(self, runtime: Any, client: str) -> bool:
+        """Whether the store answers: pinged now, or the last check's answer for an address past its pings."""
+        if not self._may_ping(client):
+            return bool(runtime.store_ok)
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._ping(runtime))
+        return await asyncio.shield(self._inflight)  # a caller that goes away does not cancel the others' ping
+
+    async def _ping(self, runtime: Any) -> bool:
+        try:
+            runtime.store_ok = await run_in_threadpool(runtime.ping)  # bounded by the store's read timeout
+            return bool(runtime.store_ok)
+        finally:
+            self._inflight = None
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
@@ -25,7 +75,11 @@ async def healthz() -> Health:
             responses={503: {"model": Readiness, "description": "not ready (Retry-After says when to ask again)"}})
 async def readyz(request: Request) -> Any:
     runtime = request.app.state.runtime
-    runtime.store_ok = await run_in_threadpool(runtime.ping)  # live; generations come from the background task
+    probe = getattr(request.app.state, "ready_probe", None)
+    if probe is None:
+        probe = request.app.state.ready_probe = ReadyProbe()
+    # the store live (within the address's pings); generations come from the background task
+    await probe.store_ok(runtime, request.client.host if request.client else "")
     st = runtime.status
     body = Readiness(ready=runtime.ready, store=runtime.store_ok, index_generation=_s(st.get("index_generation")),
                      ranker_version=_s(st.get("ranker_version")), encoder_id=_s(st.get("encoder_id")),

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
-from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
+from recsys.api.deps import AdminKey, ReadKey, RecommenderDep, RecommenderLike
 from recsys.api.ids import PathId
 from recsys.api.routes._common import debug_timings, ids_param, query_filter, results, to_item_filter
 from recsys.api.routes.experiments import assignment, list_rules, variant_items
-from recsys.api.routes.feeds import feed_exclusions, left_out
+from recsys.api.routes.feeds import left_out
 from recsys.api.routes.query import RecommendQuery, known_query, openapi_parameters, parse_query
 from recsys.api.schemas import (
     Filter,
@@ -25,6 +27,7 @@ from recsys.api.schemas import (
 )
 from recsys.errors import ValidationFailed
 from recsys.experiments import variant_ranker_id
+from recsys.experiments.items import unknown_categories, unknown_keys
 from recsys.serving.generations import UnknownRanker
 from recsys.serving.rules import parse_pairs
 from recsys.store.limits import MAX_K
@@ -52,9 +55,10 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
         raise UnknownRanker(f"experiment {assigned.experiment!r}, variant {assigned.variant.name!r}: "
                             f"{e.message}") from None
     debug = debug_timings(timings, start) if body.debug else None
-    named = [*dict(body.pins or {}), *dict(body.boosts or {}), *(body.bury or ())]  # a typo acts on nothing: say so
-    named = [i for i in named if not str(i).startswith("category:")] + variant_items(request, assigned)
-    unknown = await asyncio.to_thread(rec.catalogue.unknown_items, named) if named else None
+    # a typo'd item id or category acts on nothing: say so
+    named = [*dict(body.pins or {}), *dict(body.boosts or {}), *(body.bury or ()), *variant_items(request, assigned)]
+    unknown = await asyncio.to_thread(unknown_keys, named, rec.catalogue.unknown_items,
+                                      functools.partial(unknown_categories, rec.catalogue)) if named else None
     return results(request, items, debug=debug, user_id=user_id, page=page, k=body.k, assigned=assigned,
                    ranker=variant_ranker_id(assigned), unknown_items=unknown or None)
 
@@ -91,19 +95,25 @@ async def recommend_post(request: Request, user_id: UserId, body: RecommendReque
     return await _recommend(request, rec, user_id, body)
 
 
+# async: a cursor's feed may be looked for again while another process writes it, awaited without a thread
 @router.post("/sessions/recommendations", response_model=Results,
              summary="Recommendations for an anonymous session from posted events (nothing is stored)")
-def recommend_session(request: Request, body: SessionRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
+async def recommend_session(request: Request, body: SessionRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
     if body.now is not None or body.exclude_shown_hours:  # accepted by the shared body, meaningless here
         raise ValidationFailed("a session's list takes neither `now` (it is ranked as of its posted events) nor "
                                "`exclude_shown_hours` (no stored user was shown anything); use `exclude` or a cursor")
+    page, exclude = await left_out(request, body, None)
+    items, unknown = await run_in_threadpool(_session_list, rec, body, exclude)
+    return results(request, items, page=page, k=body.k, unknown_items=unknown)
+
+
+def _session_list(rec: RecommenderLike, body: SessionRequest, exclude: list[str]) -> tuple[list[Any], list[str]]:
+    """(the session's ranked list, its posted items the catalogue lacks), in a worker thread."""
     events = [e.model_dump(exclude_none=True) for e in body.events]
-    page, exclude = feed_exclusions(request, body, None)
     rules, _ = list_rules(body, None)
     items = rec.recommend_for_events(events, body.k, filter=to_item_filter(body.filter), exclude=exclude,
                                      diversity=body.diversity, explain=body.explain, rules=rules)
-    unknown = rec.catalogue.unknown_items([str(e["item_id"]) for e in events])
-    return results(request, items, page=page, k=body.k, unknown_items=unknown)
+    return items, rec.catalogue.unknown_items([str(e["item_id"]) for e in events])
 
 
 @router.post("/more-like-these", response_model=Results,

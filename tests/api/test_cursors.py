@@ -1,0 +1,81 @@
+"""Feed cursors are signed: a made-up one (or a real one with its offset changed) is refused at once, without
+reading or waiting for its feed; a real one pages on any worker sharing the data directory; the feed is looked
+for on the event loop. Served lists the database finally refused are counted in /metrics."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from recsys.errors import StoreUnavailable
+
+Client = Callable[..., TestClient]
+
+
+def _ids(r: Any) -> list[str]:
+    assert r.status_code == 200, r.text
+    return [it["item_id"] for it in r.json()["items"]]
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_a_made_up_cursor_is_refused_before_any_feed_read(client: TestClient) -> None:
+    served = client.app.state.served  # type: ignore[attr-defined]
+    looked: list[str] = []
+
+    async def afeed_items(feed_id: str, shown: int = 0) -> Any:
+        looked.append(feed_id)
+        raise AssertionError("a made-up cursor's feed was looked for")
+
+    first = client.get("/v1/users/u1/recommendations", params={"k": 3}).json()["meta"]
+    feed, offset, mac = base64.urlsafe_b64decode(first["next"] + "==").decode().split(":")
+    served.afeed_items = afeed_items
+    forged = [_b64(f"{os.urandom(16).hex()}:5"),  # the unsigned form a client can make up
+              _b64(f"{os.urandom(16).hex()}:5:{mac}"),  # another feed under a real signature
+              _b64(f"{feed}:1000000:{mac}"),  # a real feed, its offset changed
+              _b64(f"{feed}:{offset}:{'0' * 32}")]
+    for cursor in forged:
+        r = client.get("/v1/users/u1/recommendations", params={"k": 3, "cursor": cursor})
+        assert r.status_code == 422 and "not a cursor this API gave" in r.json()["detail"], r.text
+    assert looked == []
+
+
+def test_a_real_cursor_pages_on_another_worker_and_is_looked_for_on_the_loop(make_client: Client) -> None:
+    a, b = make_client(), make_client()  # two workers over one data directory and one store
+    for c in (a, b):
+        def no_thread_wait(*_: Any, **__: Any) -> Any:
+            raise AssertionError("the feed was looked for in a worker thread")
+
+        c.app.state.served.feed_items = no_thread_wait  # type: ignore[attr-defined]
+    one = a.get("/v1/users/u2/recommendations", params={"k": 4})
+    a.app.state.served.flush()  # type: ignore[attr-defined]
+    two = b.get("/v1/users/u2/recommendations", params={"k": 4, "cursor": one.json()["meta"]["next"]})
+    assert not set(_ids(two)) & set(_ids(one)) and _ids(two)
+    s1 = b.post("/v1/sessions/recommendations", json={"events": [{"item_id": "s1", "type": "like"}], "k": 3})
+    b.app.state.served.flush()  # type: ignore[attr-defined]
+    s2 = a.post("/v1/sessions/recommendations", json={"events": [{"item_id": "s1", "type": "like"}], "k": 3,
+                                                      "cursor": s1.json()["meta"]["next"]})
+    assert not set(_ids(s2)) & set(_ids(s1))
+
+
+class _Down:
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        raise StoreUnavailable("database is unreachable")
+        yield
+
+
+def test_lists_the_database_never_took_are_counted_as_dropped(client: TestClient) -> None:
+    served = client.app.state.served  # type: ignore[attr-defined]
+    served.store, served.retries = _Down(), 1
+    served.backoff_s = 0.0
+    assert client.get("/v1/users/u3/recommendations?k=2").status_code == 200
+    assert served.flush(timeout_s=30) and served.failed == 1
+    assert "recsys_served_lists_dropped_total 1.0" in client.get("/metrics").text
