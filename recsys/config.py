@@ -171,6 +171,9 @@ class ApiSettings(BaseModel):
     port: int = 8000
     auth: bool = True
     """Require API keys. Allowed off only when binding to loopback."""
+    forwarded_allow_ips: str = ""
+    """The reverse proxies whose ``X-Forwarded-For`` names the client (comma-separated addresses, or ``*``); empty:
+    none, the client is the socket's peer (else any caller could pick the address its rate limit is counted on)."""
     rate_limit_per_minute: int = 6000
     """Requests per minute per API key (per client address without auth, and for unknown keys); 0: off."""
     rate_limit_storage: str = "memory://"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,24 @@ def test_banner_puts_an_ipv6_host_in_brackets(capsys: pytest.CaptureFixture[str]
     _banner("::1", 8123, False, "user-7", "item-9")
     out = capsys.readouterr().out
     assert "explorer: http://[::1]:8123/" in out and "http://::1:" not in out
+
+
+@pytest.mark.parametrize(("trusted", "expected"), [("", False), ("10.0.0.5", True)])
+def test_forwarded_addresses_are_trusted_only_from_named_proxies(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trusted: str, expected: bool) -> None:
+    """uvicorn trusts X-Forwarded-For from loopback by default, so a local caller could pick the address its rate
+    limit is counted on; the peer's own address counts unless the operator names the proxies."""
+    import uvicorn
+
+    from recsys.cli import serve
+    from recsys.config import Settings
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(serve, "check_port", lambda *a: None)
+    monkeypatch.setattr(serve, "_check_schema", lambda *a: None)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    settings = Settings(home=tmp_path)
+    settings.api = settings.api.model_copy(update={"forwarded_allow_ips": trusted})
+    serve.run_serve(settings, host="127.0.0.1", port=8999, auth=False)
+    assert seen["proxy_headers"] is expected
+    assert seen["forwarded_allow_ips"] == (trusted or None)

@@ -155,7 +155,11 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
     HeaderTimeoutProtocol.header_timeout_s = settings.api.header_timeout_s
     options: dict[str, Any] = dict(host=host, port=port, log_config=None, access_log=False,
                                    timeout_graceful_shutdown=5, server_header=False,
-                                   http="recsys.api.protocol:HeaderTimeoutProtocol")
+                                   http="recsys.api.protocol:HeaderTimeoutProtocol",
+                                   # the client address (rate limits, the loopback check) is the socket's peer, not a
+                                   # header any local caller can set, unless the operator names the proxies to trust
+                                   proxy_headers=bool(settings.api.forwarded_allow_ips),
+                                   forwarded_allow_ips=settings.api.forwarded_allow_ips or None)
     if workers > 1:
         from recsys.errors import StoreUnavailable
         from recsys.store import Store
