@@ -89,8 +89,8 @@ def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] |
         err.print(f"  note {note}")
     for b in report.bad_rows[:20]:
         err.print(f"  skipped {b.file}:{b.line}: {b.reason}")
-    if len(report.bad_rows) > 20:
-        err.print(f"  ... and {len(report.bad_rows) - 20} more (see the report in the data directory)")
+    if report.bad_rows_total > 20:  # the report keeps a bounded sample; the total counts every skipped row
+        err.print(f"  ... and {report.bad_rows_total - 20} more (see the report in the data directory)")
     if json_out:
         emit_json(report.to_dict())
 

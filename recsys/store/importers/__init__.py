@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from recsys.config import Settings, get_settings
 from recsys.errors import ImportFailed
@@ -48,19 +48,49 @@ def run_import(
     try:
         with store.session() as session:
             writer = Writer(session, report, settings.store.batch_size, progress)
-            limit = settings.store.max_bad_fraction
-            if source == "hm":
-                import_hm(path, writer, report, limit)
-            elif source == "movielens":
-                import_movielens(path, writer, report, limit)
-            else:
-                import_generic(path, source, writer, report, limit, fmt=fmt, mapping=mapping, event_type=event_type)
-    except (DataError, IntegrityError) as e:  # a value the row checks let through: say so, never a traceback
-        raise ImportFailed(f"{path}: the database refused a value ({str(e.orig).strip().splitlines()[0]}); nothing "
-                           "was imported. Please report it with the file's offending row: the importer should have "
-                           "skipped that row") from e
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    report.write(settings.path("reports", f"import-{source}-{stamp}.json"))
+            try:
+                limit = settings.store.max_bad_fraction
+                if source == "hm":
+                    import_hm(path, writer, report, limit)
+                elif source == "movielens":
+                    import_movielens(path, writer, report, limit)
+                else:
+                    import_generic(path, source, writer, report, limit, fmt=fmt, mapping=mapping,
+                                   event_type=event_type)
+                writer.finish()
+            finally:
+                writer.close()
+    except (StatementError, TypeError) as e:  # a value the row checks let through: say so, never a traceback
+        said = _refused(e)
+        if said is None:
+            raise  # the store's own trouble (busy, down: the session has said so), or a bug
+        raise ImportFailed(f"{path}: the database refused a value ({said}); nothing was imported. Please report it "
+                           "with the file's offending row: the importer should have skipped that row") from e
+    _write_report(report, settings, source)
     if source in ("hm", "movielens", "items"):  # their photos are served from where they lie
         record_media_root(settings, path)
     return report
+
+
+def _refused(e: Exception) -> str | None:
+    """What was wrong with a value the database (or its driver) refused; None for any other error."""
+    if isinstance(e, TypeError):  # psycopg serialises JSON itself and raises the bare TypeError
+        return str(e) if "JSON serializable" in str(e) else None
+    if isinstance(e, DBAPIError) and not isinstance(e, DataError | IntegrityError):
+        return None
+    said = str(getattr(e, "orig", "") or "").strip()
+    return said.splitlines()[0] if said else type(getattr(e, "orig", e)).__name__
+
+
+def _write_report(report: ImportReport, settings: Settings, source: str) -> None:
+    """Write the report; the rows are committed by now, so a report that cannot be written (a full disk, a
+    read-only directory) is a note on an import that succeeded, never an error that would say it failed."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    target = settings.home / "reports" / f"import-{source}-{stamp}.json"
+    try:
+        report.write(target)
+    except OSError as e:
+        why = e.strerror or str(e) or type(e).__name__
+        report.notes.append(f"{target}: the rows were imported (committed), but this report of the import could not "
+                            f"be written ({why}); the counts and skipped rows printed with this note are all there "
+                            "is of it")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from recsys.store.importers.readers import BadLine, Note, Read
 from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord
+from recsys.store.importers.repeats import Occurrences
 from recsys.store.importers.report import ImportReport
-from recsys.store.importers.writer import insert_events, unknown_items, upsert_items, upsert_users
+from recsys.store.importers.writer import insert_events, item_states, upsert_items, upsert_users
 
 T = TypeVar("T")
 Progress = Callable[[str, int], None]
@@ -44,6 +46,15 @@ def parse_rows(
             yield line, out
 
 
+@dataclass
+class _Deleted:
+    """A file's stored events on deleted items: the first one's line, how many, a few of the items' ids."""
+    line: int
+    count: int = 0
+    ids: list[str] = field(default_factory=list)
+    more: bool = False
+
+
 class Writer:
     """Buffers records per table and writes them in bulk batches within one transaction."""
 
@@ -54,6 +65,8 @@ class Writer:
         self._users: list[UserRecord] = []
         self._events: list[tuple[Path, int, EventRecord]] = []
         self._done: dict[str, int] = {}
+        self._repeats = Occurrences()
+        self._deleted: dict[Path, _Deleted] = {}
 
     def _tick(self, stage: str, n: int) -> None:
         self._done[stage] = self._done.get(stage, 0) + n
@@ -91,18 +104,46 @@ class Writer:
         if not self._events:
             return
         counts = self.report.counts("events")
-        missing = unknown_items(self.session, (r.item_id for _, _, r in self._events))
+        self._number_repeats()
+        states = item_states(self.session, (r.item_id for _, _, r in self._events))  # unknown and deleted items
         good = []
         for file, line, rec in self._events:
-            if rec.item_id in missing:
+            if rec.item_id not in states:
                 self.report.skip_unknown_item("events", file, line, rec.item_id)
             else:
-                good.append(rec)
-        results = insert_events(self.session, good)
+                good.append((file, line, rec))
+        results = insert_events(self.session, [rec for _, _, rec in good])
         counts.inserted += sum(1 for r in results if r is not None)
         counts.unchanged += sum(1 for r in results if r is None)
+        for (file, line, rec), stored in zip(good, results, strict=True):
+            if stored is not None and states[rec.item_id]:  # as POST /v1/events warns of each
+                counts.deleted_items += 1
+                seen = self._deleted.setdefault(file, _Deleted(line))
+                seen.count += 1
+                if rec.item_id not in seen.ids:
+                    seen.more = seen.more or len(seen.ids) == 5
+                    seen.ids += [] if seen.more else [rec.item_id]
         self._tick("events", len(self._events))
         self._events = []
+
+    def _number_repeats(self) -> None:
+        """Derive the client id of each buffered event without one from its occurrence over the whole file (rows
+        skipped for an unknown item count too, as they always have: the ids of a re-import stay the same)."""
+        repeats = [rec for _, _, rec in self._events if rec.repeat_of is not None]
+        for rec, n in zip(repeats, self._repeats.number([r.repeat_of or "" for r in repeats]), strict=True):
+            rec.client_event_id = f"{rec.repeat_of}:{n}"
+
+    def finish(self) -> None:
+        """The report's notes on what was stored but will not show: events on deleted items, per file."""
+        for file, d in self._deleted.items():
+            self.report.notes.append(
+                f"{file}:{d.line}: {d.count:,} stored event(s) name deleted items ({', '.join(map(repr, d.ids))}"
+                f"{', ...' if d.more else ''}): they are kept in the users' histories, the items are "
+                "never shown (importing an item with its title, or a PUT of it, brings it back)")
+        self.report.note_unlisted()
+
+    def close(self) -> None:
+        self._repeats.close()
 
     def flush(self) -> None:
         self.flush_items()

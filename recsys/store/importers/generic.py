@@ -14,7 +14,6 @@ Canonical columns (rename yours with ``--map canonical=yours``):
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from recsys.store.importers.records import (
     check_attributes,
     check_text,
     checked_item,
-    derived_event_id,
+    event_digest,
+    json_value,
     parse_bool,
     parse_event_type,
     parse_float,
@@ -137,6 +137,7 @@ def item_record(rec: dict[str, Any], base: Path) -> ItemRecord:
             raise ValueError(f"attributes nest more than {MAX_DEPTH} levels deep")
         attrs.update(raw)
     attrs.update({k: v for k, v in rec.items() if k not in ITEM_COLUMNS and not _empty(v)})
+    attrs = {k: json_value(v, f"attribute {k[:40]!r}") for k, v in attrs.items()}  # Parquet dates, decimals...
     given: set[str] = {f for f in ("title", "description", "category", "price", "in_stock", "attributes") if f in rec}
     if "image" in rec or "video" in rec:
         given.add("media")
@@ -172,16 +173,17 @@ def import_generic(path: Path, kind: str, writer: Writer, report: ImportReport, 
     elif kind == "users":
         def user(r: dict[str, Any]) -> UserRecord:
             r = _remap(r, mapping)
-            attrs = {k: v for k, v in r.items() if k != "user_id" and not _empty(v)}
+            attrs = {k: json_value(v, f"attribute {k[:40]!r}") for k, v in r.items()
+                     if k != "user_id" and not _empty(v)}
             check_attributes(attrs)
-            return UserRecord(parse_id(r.get("user_id"), "user_id"), attrs)
+            # the columns it has: an empty one clears its attribute, one it lacks keeps the stored value
+            given = frozenset(k for k in r if k != "user_id")
+            return UserRecord(parse_id(r.get("user_id"), "user_id"), attrs, given)
 
         for _, u in parse_rows(rows, user, report, "users", path):
             writer.user(u)
         writer.flush_users()
     else:
-        seen: Counter[tuple[str, ...]] = Counter()
-
         def event(r: dict[str, Any]) -> EventRecord:
             r = _remap(r, mapping)
             etype = parse_event_type(r.get("type") if not _empty(r.get("type")) else event_type)
@@ -190,11 +192,9 @@ def import_generic(path: Path, kind: str, writer: Writer, report: ImportReport, 
             ts = parse_ts(r.get("timestamp"))
             cid = parse_text(r.get("event_id"), "event_id") or None
             check_text(cid, "event_id", MAX_EVENT_ID)  # cut short, two ids could become one
-            if cid is None:
-                key = (user_id, item_id, etype, str(value), ts.isoformat())
-                seen[key] += 1
-                cid = derived_event_id("gen", key, seen[key])
-            return EventRecord(user_id, item_id, etype, ts, value, cid)
+            # without one, the writer numbers identical rows over the file (memory bounded, not a set of every row)
+            repeat = None if cid else event_digest("gen", (user_id, item_id, etype, str(value), ts.isoformat()))
+            return EventRecord(user_id, item_id, etype, ts, value, cid, repeat_of=repeat)
 
         for line, ev in parse_rows(rows, event, report, "events", path):
             writer.event(path, line, ev)

@@ -22,6 +22,7 @@ from recsys.store.importers.records import (
     UserRecord,
     checked_item,
     derived_event_id,
+    event_digest,
     parse_float,
     parse_id,
     parse_ts,
@@ -80,21 +81,23 @@ def import_hm(root: Path, writer: Writer, report: ImportReport, max_bad_fraction
         report.check_garbled("users", customers, max_bad_fraction)
 
     if transactions.exists():
-        seen: Counter[tuple[str, ...]] = Counter()
         rows = read_delimited(transactions, required=("t_dat", "customer_id", "article_id"))
-        for line, ev in parse_rows(rows, lambda rec: purchase_event(rec, seen), report, "events", transactions):
+        for line, ev in parse_rows(rows, purchase_event, report, "events", transactions):
             writer.event(transactions, line, ev)
         writer.flush_events()
         report.check_garbled("events", transactions, max_bad_fraction)
 
 
-def purchase_event(rec: dict[str, Any], seen: Counter[tuple[str, ...]]) -> EventRecord:
-    """One transactions.csv row as a purchase. Identical rows are separate units bought: ``seen`` (one counter per
-    file) numbers them, so the derived event id of each is the same on every import or replay of the file."""
+def purchase_event(rec: dict[str, Any], seen: Counter[tuple[str, ...]] | None = None) -> EventRecord:
+    """One transactions.csv row as a purchase. Identical rows are separate units bought, numbered by occurrence in
+    the file, so the derived event id of each is the same on every import or replay of the file: by ``seen`` (one
+    counter per file, for a file read whole), or without it by the import's writer (which bounds its memory)."""
     user_id = parse_id(rec["customer_id"], "customer_id")
     item_id = parse_id(rec["article_id"], "article_id")
     ts = parse_ts(rec["t_dat"])
     price = parse_float(rec.get("price"), "price")
     key = (user_id, item_id, rec["t_dat"].strip(), str(price), str(rec.get("sales_channel_id") or "").strip())
+    if seen is None:
+        return EventRecord(user_id, item_id, "purchase", ts, price, repeat_of=event_digest("hm", key))
     seen[key] += 1
     return EventRecord(user_id, item_id, "purchase", ts, price, derived_event_id("hm", key, seen[key]))

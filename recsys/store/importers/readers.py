@@ -2,8 +2,9 @@
 
 A malformed row is reported (``BadLine``) and reading goes on; what the report should say of a file that was read
 is a ``Note``; a file that cannot be read at all (undecodable bytes, an unterminated quote, a truncated last line, a
-JSON array for JSON Lines, a broken Parquet footer) raises :class:`ImportFailed` naming the file
-and the line, so the caller's transaction rolls back and the store stays as it was.
+JSON array for JSON Lines, a broken Parquet footer, a column named twice) raises :class:`ImportFailed` naming the
+file and the line, so the caller's transaction rolls back and the store stays as it was. Text is UTF-8, or what a
+byte-order mark says (:mod:`recsys.store.importers.encodings`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,21 @@ from __future__ import annotations
 import csv
 import json
 import shlex
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recsys.errors import ImportFailed
+from recsys.store.importers.encodings import (
+    TextEncoding,
+    ends_with_newline,
+    first_undecodable_line,
+    nul_bytes,
+    text_encoding,
+    undecodable,
+)
 
 MAX_DEPTH = 8
 """The deepest nesting a record's values may have (attributes are shown, filtered on and sent back as JSON)."""
@@ -50,22 +60,29 @@ def _lines_name(path: Path) -> Path:
     return path.with_name(f"{path.stem}.lines.jsonl" if path.suffix == ".jsonl" else f"{path.stem}.jsonl")
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as f:
-        f.seek(0, 2)
-        if f.tell() == 0:
-            return True
-        f.seek(-1, 2)
-        return f.read(1) in (b"\n", b"\r")
-
-
-def _open_text(path: Path, encoding: str) -> Any:
-    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-        encoding = "utf-8-sig"  # a byte-order mark (written by some Windows tools) is not part of the first field
+def _open_text(path: Path, enc: TextEncoding) -> Any:
     try:
-        return path.open("r", encoding=encoding, newline="")
+        return path.open("r", encoding=enc.name, newline="")
     except OSError as e:
         raise ImportFailed(f"{path}: cannot open ({e.strerror or e}); check the path and permissions") from e
+
+
+def _checked_header(path: Path, header: list[str], required: tuple[str, ...]) -> list[str]:
+    """The header's names, trimmed; ImportFailed for a required column it lacks or a name it gives twice (a row
+    would keep the last column of the name, losing the other's values without a word)."""
+    header = [h.strip() for h in header]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ImportFailed(
+            f"{path}:1: header lacks column(s) {missing}; found {header[:12]}. "
+            "Is this the right file, or does it need a column mapping (--map)?"
+        )
+    twice = {h: [i + 1 for i, g in enumerate(header) if g == h] for h, n in Counter(header).items() if h and n > 1}
+    if twice:
+        where = "; ".join(f"{h!r} as columns {', '.join(map(str, cols))}" for h, cols in twice.items())
+        raise ImportFailed(f"{path}:1: the header names a column more than once ({where}): which of them holds the "
+                           "values is a guess, so nothing was imported. Rename or remove the extra column(s)")
+    return header
 
 
 def read_delimited(
@@ -79,8 +96,9 @@ def read_delimited(
 ) -> Iterator[Read]:
     """Rows of a delimited text file as (line, dict); ``fieldnames`` given means the file has no header;
     ``quoted`` False reads a format without quoting (MovieLens), where a ``"`` is text."""
-    complete = _ends_with_newline(path)
-    with _open_text(path, encoding) as f:
+    enc = text_encoding(path, encoding)
+    complete = ends_with_newline(path, enc)
+    with _open_text(path, enc) as f:
         reader = csv.reader(f, delimiter=delimiter, strict=True, quoting=csv.QUOTE_MINIMAL if quoted else
                             csv.QUOTE_NONE)
         line = 0
@@ -90,13 +108,7 @@ def read_delimited(
                 header = next(reader, None)
                 if header is None:
                     raise ImportFailed(f"{path}: the file is empty; expected a header line")
-                header = [h.strip() for h in header]
-                missing = [c for c in required if c not in header]
-                if missing:
-                    raise ImportFailed(
-                        f"{path}:1: header lacks column(s) {missing}; found {header[:12]}. "
-                        "Is this the right file, or does it need a column mapping (--map)?"
-                    )
+                header = _checked_header(path, header, required)
                 unnamed = [i + 1 for i, h in enumerate(header) if not h]
                 if unnamed:  # pandas' to_csv writes its index so; no filter or field could name it
                     yield Note(1, f"column(s) {unnamed} have no name in the header (an index written by pandas' "
@@ -111,7 +123,7 @@ def read_delimited(
                 if not rec or rec == [""]:
                     continue
                 if "\x00" in "".join(rec):
-                    raise ImportFailed(f"{path}:{start}: NUL byte in the data; the file is binary or corrupted")
+                    raise ImportFailed(nul_bytes(path, start))
                 if len(rec) != len(header):
                     pending = BadLine(start, f"expected {len(header)} fields, found {len(rec)}")
                     continue
@@ -129,10 +141,7 @@ def read_delimited(
         except csv.Error as e:
             raise ImportFailed(_csv_error(path, e, line + 1)) from e
         except UnicodeDecodeError as e:
-            raise ImportFailed(
-                f"{path}:{_first_undecodable_line(path, encoding)}: not valid {encoding} text ({e.reason}); the "
-                "file is garbled or binary, or in another encoding. Nothing was imported."
-            ) from e
+            raise ImportFailed(undecodable(path, enc, first_undecodable_line(path, enc), e.reason)) from e
 
 
 def _csv_error(path: Path, e: csv.Error, start: int) -> str:
@@ -151,27 +160,16 @@ def _csv_error(path: Path, e: csv.Error, start: int) -> str:
     return f"{path}:{start}: unreadable ({said}); nothing was imported"
 
 
-def _first_undecodable_line(path: Path, encoding: str) -> int:
-    """The number of the first line that is not ``encoding`` text (the text reader decodes ahead in blocks, so
-    its own position says only which block failed)."""
-    with path.open("rb") as f:
-        for n, raw in enumerate(f, start=1):
-            try:
-                raw.decode(encoding)
-            except UnicodeDecodeError:
-                return n
-    return 1
-
-
 def _json_error(e: json.JSONDecodeError) -> str:
     """json's message with the column (character) it points at: "Unterminated string starting at column 27"."""
     return f"{e.msg} {'' if e.msg.endswith(' at') else 'at '}column {e.colno}"
 
 
 def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Read]:
-    complete = _ends_with_newline(path)
-    with _open_text(path, encoding) as f:
-        lines = _with_last(enumerate(f, start=1), path, encoding)
+    enc = text_encoding(path, encoding)
+    complete = ends_with_newline(path, enc)
+    with _open_text(path, enc) as f:
+        lines = _with_last(enumerate(f, start=1), path, enc)
         for (line, text), last in lines:
             if not text.strip():
                 continue
@@ -180,7 +178,11 @@ def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Read]:
                                    f"convert it with `jq -c '.[]' {shlex.quote(str(path))} > "
                                    f"{shlex.quote(str(_lines_name(path)))}` and import that file")
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, object_pairs_hook=_one_value_per_key)
+            except _RepeatedKey as e:
+                yield BadLine(line, f"key {e.key!r} is given twice in one object: which value is meant is a guess; "
+                                    "keep one")
+                continue
             except json.JSONDecodeError as e:
                 if last and not complete:
                     raise ImportFailed(
@@ -201,8 +203,22 @@ def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Read]:
             yield line, obj
 
 
+class _RepeatedKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict; _RepeatedKey where it gives a key twice (json keeps the last one silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey(next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1))
+    return obj
+
+
 def _with_last(lines: Iterator[tuple[int, str]], path: Path,
-               encoding: str) -> Iterator[tuple[tuple[int, str], bool]]:
+               enc: TextEncoding) -> Iterator[tuple[tuple[int, str], bool]]:
     """Each of ``lines`` with whether it is the last, reading one line ahead (the file is never held whole)."""
     try:
         ahead = next(lines, None)
@@ -210,8 +226,7 @@ def _with_last(lines: Iterator[tuple[int, str]], path: Path,
             current, ahead = ahead, next(lines, None)
             yield current, ahead is None
     except UnicodeDecodeError as e:
-        raise ImportFailed(f"{path}:{_first_undecodable_line(path, encoding)}: not valid {encoding} text "
-                           f"({e.reason}); nothing was imported") from e
+        raise ImportFailed(undecodable(path, enc, first_undecodable_line(path, enc), e.reason)) from e
 
 
 def read_parquet(path: Path, *, batch_rows: int = 50_000) -> Iterator[Read]:
@@ -221,6 +236,10 @@ def read_parquet(path: Path, *, batch_rows: int = 50_000) -> Iterator[Read]:
         pf = pq.ParquetFile(path)
     except Exception as e:
         raise ImportFailed(f"{path}: not a readable Parquet file ({e}); nothing was imported") from e
+    twice = sorted(n for n, k in Counter(pf.schema_arrow.names).items() if k > 1)
+    if twice:  # a row (a dict) would keep the last column of the name
+        raise ImportFailed(f"{path}: the file names column(s) {twice} more than once: which of them holds the "
+                           "values is a guess, so nothing was imported. Rename or drop the extra column(s)")
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=batch_rows):

@@ -7,7 +7,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -56,6 +56,10 @@ class ItemRecord:
 class UserRecord:
     external_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    given: frozenset[str] | None = None
+    """The attribute names the source gave (a file's columns): an existing user keeps its stored value of every
+    other one, and a name given without a value (an empty cell) is removed. None: the attributes replace the stored
+    ones whole (the dataset importers, which give every column)."""
 
 
 @dataclass
@@ -69,12 +73,15 @@ class EventRecord:
     recommendation_id: str | None = None
     """The served list the event answers (attribution), and the item's position in it."""
     position: int | None = None
+    repeat_of: str | None = None
+    """A file's event without a client id: its content digest (:func:`event_digest`). The writer numbers identical
+    ones by occurrence over the whole file and sets ``client_event_id`` (:func:`derived_event_id`)."""
 
 
 def parse_id(value: Any, what: str) -> str:
     if value is None:
         raise ValueError(f"missing {what}")
-    if isinstance(value, dict | list | tuple | set | bool):  # JSON lines: an object is not an id
+    if isinstance(value, dict | list | tuple | set | bool | bytes):  # JSON lines: an object is not an id
         raise ValueError(f"{what} must be a string or a number, not {type(value).__name__}")
     if isinstance(value, float):
         if math.isnan(value):
@@ -196,10 +203,14 @@ def parse_event_type(value: Any) -> str:
     return s
 
 
+def event_digest(prefix: str, parts: tuple[Any, ...]) -> str:
+    """What identical event rows share: ``prefix:`` and a digest of their content."""
+    return f"{prefix}:{hashlib.sha1(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:24]}"
+
+
 def derived_event_id(prefix: str, parts: tuple[Any, ...], occurrence: int) -> str:
     """A stable id for an event without one: identical rows are separate events, numbered by occurrence."""
-    digest = hashlib.sha1(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:24]
-    return f"{prefix}:{digest}:{occurrence}"
+    return f"{event_digest(prefix, parts)}:{occurrence}"
 
 
 def shown(value: Any) -> str:
@@ -252,7 +263,8 @@ def check_text(value: str | None, what: str, limit: int) -> None:
 
 
 def check_attributes(attributes: dict[str, Any]) -> None:
-    """Attribute names and text values (nested ones too) within the API's bounds, numbers finite."""
+    """Attribute names and text values (nested ones too) within the API's bounds, numbers finite, and nothing JSON
+    cannot hold (the store's column is JSON: such a value would fail the whole import at the commit)."""
     for key, value in attributes.items():
         check_text(str(key), f"attribute name {str(key)[:40]!r}", MAX_SHORT_TEXT)
         todo = [value]
@@ -266,6 +278,33 @@ def check_attributes(attributes: dict[str, Any]) -> None:
                 todo.extend(v.values())
             elif isinstance(v, list):
                 todo.extend(v)
+            elif not (v is None or isinstance(v, bool | int | float)):
+                raise ValueError(f"attribute {str(key)[:40]!r} holds a {type(v).__name__} value, which JSON cannot "
+                                 "hold")
+
+
+def json_value(value: Any, what: str) -> Any:
+    """A Parquet (or other typed) value as JSON holds it: a date, time or timestamp as ISO 8601 text, a decimal as
+    a float, within lists and objects too; ValueError naming ``what`` for binary data or any other type, which no
+    attribute can hold (the row is skipped, not the file)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, datetime | date | time):  # a datetime keeps its time and offset
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        f = float(value)
+        if not math.isfinite(f):
+            raise ValueError(f"{what} is {value}, not a finite number")
+        return f
+    if isinstance(value, dict):
+        return {str(k): json_value(v, what) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v, what) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise ValueError(f"{what} is binary data ({len(value):,} bytes), which an attribute cannot hold: leave the "
+                         "column out, or convert it to text (base64, say) before importing")
+    raise ValueError(f"{what} is a {type(value).__name__} value, which an attribute cannot hold (text, numbers, "
+                     "true/false, lists and objects): convert the column to one of these before importing")
 
 
 def checked_item(rec: ItemRecord) -> ItemRecord:

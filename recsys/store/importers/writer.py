@@ -139,6 +139,8 @@ def _with_stored_fields(session: Session, records: list[ItemRecord],
 
 
 def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableCounts) -> None:
+    """Insert new users, update changed ones. A record that gives only some attributes (:attr:`UserRecord.given`)
+    updates those: the stored user keeps every other one, as an item keeps the fields a price feed leaves out."""
     given = len(records)
     records = list({r.external_id: r for r in records}.values())
     counts.repeated += given - len(records)
@@ -146,10 +148,12 @@ def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableC
     for part in _chunks([r.external_id for r in records]):
         q = select(User.external_id, User.id, User.attributes).where(User.external_id.in_(part))
         existing.update({e: (i, a) for e, i, a in session.execute(q)})
-    new = [{"external_id": r.external_id, "attributes": r.attributes, "created_at": utcnow()}
+    attrs = {r.external_id: _merged(r, existing[r.external_id][1] if r.external_id in existing else None)
+             for r in records}
+    new = [{"external_id": r.external_id, "attributes": attrs[r.external_id], "created_at": utcnow()}
            for r in records if r.external_id not in existing]
-    changed = [{"id": existing[r.external_id][0], "attributes": r.attributes}
-               for r in records if r.external_id in existing and existing[r.external_id][1] != r.attributes]
+    changed = [{"id": existing[r.external_id][0], "attributes": attrs[r.external_id]} for r in records
+               if r.external_id in existing and existing[r.external_id][1] != attrs[r.external_id]]
     if new:
         session.execute(insert(User), new)
     if changed:
@@ -157,6 +161,16 @@ def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableC
     counts.inserted += len(new)
     counts.updated += len(changed)
     counts.unchanged += len(records) - len(new) - len(changed)
+
+
+def _merged(rec: UserRecord, stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The attributes to store: the record's, over the stored ones it does not name (those it names without a
+    value are gone)."""
+    if rec.given is None or not stored:
+        return rec.attributes
+    merged = {k: v for k, v in stored.items() if k not in rec.given or k in rec.attributes}  # keeps their order
+    merged.update(rec.attributes)
+    return merged
 
 
 def _lock_order(session: Session, rows: list[Any], key: Any = None) -> list[Any]:
