@@ -52,7 +52,8 @@ class Metrics:
                            registry=r, multiprocess_mode="livemin")
         self.refresh_errors = Counter("recsys_refresh_errors", "Failed checks for newer generations", registry=r)
         self.served_dropped = Counter("recsys_served_lists_dropped",
-                                      "Served lists not recorded: the background writer's queue was full", registry=r)
+                                      "Served lists not recorded: the background writer's queue was full, or the "
+                                      "database refused a batch through every retry", registry=r)
         self.pool_size = Gauge("recsys_db_pool_connections", "Event-loop PostgreSQL connections open (idle or in use)",
                                registry=r, multiprocess_mode="livesum")
         self.pool_available = Gauge("recsys_db_pool_available", "Event-loop PostgreSQL connections idle in the pool",

@@ -120,7 +120,9 @@ class Meta(BaseModel):
     variant: str | None = Field(default=None, description="the user's variant in that experiment")
     unknown_items: list[str] | None = Field(default=None, description="a session's posted items, or the item ids "
                                                                       "a request's pins, boosts or bury name, that "
-                                                                      "are not in the catalogue: left out")
+                                                                      "are not in the catalogue: left out; and "
+                                                                      "`category:NAME` keys naming a category no "
+                                                                      "item has")
 
 
 class Debug(BaseModel):
