@@ -178,9 +178,10 @@ def test_a_live_recount_follows_a_new_index_that_adds_items(home: Path) -> None:
 
 
 def test_the_server_computes_neighbour_lists_ahead_once_per_catalogue(home: Path) -> None:
-    """After loading a generation the server's refresh round computes every item's neighbour lists in a background
-    thread (lists requests already used keep their bits, so their lists do not change), once per catalogue; a new
-    index generation gets its own; ``ranking.warm_lists_max`` below the catalogue's size turns it off."""
+    """After loading a generation the server's refresh round computes every item's neighbour lists (and loads the
+    query encoder) in a background thread (lists requests already used keep their bits, so their lists do not
+    change), once per catalogue; a new index generation gets its own; ``ranking.warm_lists_max`` below the
+    catalogue's size turns it off."""
     from recsys.api.app import Runtime
     from recsys.api.auth import KeyRing
     from recsys.api.metrics import Metrics
@@ -190,10 +191,12 @@ def test_the_server_computes_neighbour_lists_ahead_once_per_catalogue(home: Path
         before = [r.item_id for r in rec.recommend("user-0001", 10, fresh=True)]
         assert len(before) == 10 and len(rec.ranker._gen._similar._lists) > 0  # made on first sight
         runtime = Runtime(rec, Metrics(), KeyRing(store), warm_lists=True)
+        assert rec._encoders._encoder is None  # recommendations need no query encoder: the first search would load it
         runtime.tick()
         assert runtime._warming is not None
         table, thread = runtime._warming
         thread.join(120)
+        assert rec._encoders._encoder is not None  # loaded ahead with the lists
         ranker = rec.ranker
         assert ranker.table is table and ranker._gen._similar.warmed == 1.0 and ranker._gen._near.warmed == 1.0
         assert [r.item_id for r in rec.recommend("user-0001", 10, fresh=True)] == before

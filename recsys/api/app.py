@@ -119,8 +119,9 @@ class Runtime:
             settle_heap()
 
     def _warm(self) -> None:
-        """Once per served catalogue, compute its kept neighbour lists in a background thread, so that requests
-        after a new generation do not pay for them on first sight (``ranking.warm_lists_max``)."""
+        """Once per served catalogue, compute its kept neighbour lists and load its query encoder in a background
+        thread, so that requests after a new generation do not pay for them on first sight
+        (``ranking.warm_lists_max``)."""
         generations: Any = getattr(self.recommender, "generations", None)
         ranker = getattr(getattr(generations, "loaded", None), "ranker", None)
         table = getattr(ranker, "_table", None)
@@ -137,6 +138,10 @@ class Runtime:
                 return
             if made:
                 log.info("computed %d neighbour lists ahead in %.1f s", made, time.perf_counter() - t0)
+            try:  # the query encoder too: else the first text or image search after a start waits seconds for it
+                getattr(self.recommender, "encoder", lambda: None)()
+            except Exception as e:
+                log.warning("could not load the query encoder ahead (%s); it loads on the first search", e)
 
         thread = threading.Thread(target=run, name="recsys-warm-lists", daemon=True)
         self._warming = (table, thread)
