@@ -47,6 +47,25 @@ def under_roots(path: Path, roots: Iterable[Path]) -> bool:
     return any(real == r or real.is_relative_to(r) for r in roots)
 
 
+def relocated(path: Path, home: Path, roots: Iterable[Path]) -> Path | None:
+    """The file a recorded image path names in a data directory that was moved or copied since the import.
+
+    Imports record absolute paths (``/old/home/demo-data/images/1.png``), so a moved or copied home would serve
+    none of its own pictures. This finds the longest tail of the path, from a folder down (a bare file name matches
+    too much), that is a file under ``home`` now (``<home>/demo-data/images/1.png``). The result still has to lie
+    under ``roots`` once links are resolved, and a path with ``..`` is never looked up: nothing outside the media
+    roots is ever returned."""
+    if not path.is_absolute() or ".." in path.parts:
+        return None
+    base = Path(os.path.realpath(home))
+    tail = path.parts[1:]  # without the anchor ("/")
+    for i in range(len(tail) - 1):  # longest tail first: the most specific match
+        candidate = base.joinpath(*tail[i:])
+        if under_roots(candidate, roots) and candidate.is_file():
+            return candidate
+    return None
+
+
 def check_image_field(image: str | None, roots: list[Path]) -> None:
     """Refuse an item's ``image`` (``|``-separated locations) that names a local file outside the media roots or a
     URL scheme other than http(s). Relative paths count from the server's working directory, as they are stored."""

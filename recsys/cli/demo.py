@@ -14,10 +14,10 @@ from recsys.errors import ConfigError
 def demo(
     items: Annotated[int, typer.Option(min=1, help="catalogue size")] = 2000,
     users: Annotated[int, typer.Option(min=1, help="number of users")] = 300,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="random seed of the generated catalogue and users")] = 0,
     build: Annotated[bool, typer.Option(help="fit, embed, index and train after importing")] = True,
     serve: Annotated[bool, typer.Option(help="serve the API and explorer afterwards")] = True,
-    port: int = 8000,
+    port: Annotated[int, typer.Option(help="port of the explorer and API on 127.0.0.1")] = 8000,
     reimport: Annotated[bool, typer.Option(help="import the demo data again (items you deleted or hid come back)")]
     = False,
     force: Annotated[bool, typer.Option(help="add the demo to a store that holds other data")] = False,

@@ -173,3 +173,24 @@ def test_workers_logging_in_at_once_share_one_session_secret(tmp_path: Path, mon
         assert len(set(got)) == 1 and len(got[0]) == 64, got
         assert [p.name for p in path.parent.iterdir()] == ["session.key"]  # no temporary file left behind
         assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("mac", ["é" * 64, "zz", "A" * 64])
+def test_a_malformed_session_cookie_is_no_session(tmp_path: Path, sqlite_store: Store, mac: str) -> None:
+    """A cookie whose signature is not one of our digests (non-ASCII text made compare_digest raise: a 500) is no
+    session, answered before any key lookup."""
+    import time
+
+    from recsys.api.web import session
+    from tests.conftest import run_async
+
+    class Ring:
+        looked_up = 0
+
+        async def entry(self, name: str) -> None:
+            Ring.looked_up += 1
+
+    settings = api_settings(tmp_path)
+    value = f"bWU.{int(time.time()) + 3600}.{mac}"
+    assert run_async(session.principal(settings, Ring(), value)) is None  # type: ignore[arg-type]
+    assert Ring.looked_up == 0

@@ -56,3 +56,32 @@ def test_images_only_from_the_media_roots(sqlite_store: Store, tmp_path: Path,
                                                      {"item_id": "b2", "image": str(inside)}]}).json()
     assert [r["status"] for r in batch["results"]] == ["error", "created"]
     assert client.get("/v1/items/b1").status_code == 404 and client.get("/v1/items/b2").status_code == 200
+
+
+def test_a_moved_or_copied_home_serves_its_own_pictures(sqlite_store: Store, tmp_path: Path,
+                                                        make_client: Callable[..., TestClient]) -> None:
+    """Imports record absolute paths: a home copied or moved since (``cp -a demo-home home``) serves the pictures
+    under its own data directory, and still nothing outside the media roots (no ``..``, no link out of the home)."""
+    import shutil
+
+    old = tmp_path / "old-home"
+    picture = _png(old / "demo-data" / "images" / "00001.png")
+    secret = _png(tmp_path / "private" / "key.png")
+    (old / "demo-data" / "images" / "link.png").symlink_to(secret)
+    _png(old / "00002.png")  # a bare file name at the top of the home is too loose a match
+    fake = FakeRecommender(sqlite_store, [
+        {"item_id": "moved", "title": "m", "media": _media(picture)},
+        {"item_id": "link", "title": "l", "media": _media(old / "demo-data" / "images" / "link.png")},
+        {"item_id": "up", "title": "u", "media": _media(f"{old}/demo-data/../../private/key.png")},
+        {"item_id": "outside", "title": "o", "media": _media(secret)},
+        {"item_id": "bare", "title": "b", "media": _media(tmp_path / "elsewhere" / "00002.png")},
+    ])
+    shutil.copytree(old, tmp_path / "home", symlinks=True)  # the client's data directory (api_settings)
+    client = make_client(fake, media_roots=[])
+    for _ in ("copied", "moved"):  # the original still there, then gone
+        r = client.get("/media/moved")
+        assert r.status_code == 200 and r.content == (tmp_path / "home" / "demo-data/images/00001.png").read_bytes()
+        for item in ("link", "up", "outside", "bare"):
+            assert client.get(f"/media/{item}").status_code == 404, item
+        shutil.rmtree(old)
+        old.mkdir()

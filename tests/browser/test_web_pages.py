@@ -211,7 +211,8 @@ def test_login_sessions_are_signed_expire_and_end_with_the_key(make_client: Call
 def test_a_faint_look_alike_is_not_shown_as_the_reason() -> None:
     """"Like an item you viewed" beside a 0.09 cosine convinced nobody: below MIN_BECAUSE the card keeps its source
     tags alone; a repeat and a real look-alike keep their reason."""
-    from recsys.api.web.pages import MIN_BECAUSE, result_cards
+    from recsys.api.web.pages import result_cards
+    from recsys.serving.reasons import MIN_BECAUSE
 
     class Rec:
         def get_item(self, item_id: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -144,8 +144,11 @@ async def user_page(request: Request, user_id: str, category: Category = None, p
                     price_max: Text = None, in_stock: Text = None,
                     diversity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
                     fragment: Annotated[bool, Query()] = False,
-                    user: Annotated[str | None, Query(max_length=MAX_ID)] = None) -> Response:
-    """A user's history and recommendations (``fragment=1``: only the part the like buttons refresh)."""
+                    user: Annotated[str | None, Query(max_length=MAX_ID)] = None,
+                    liked: Annotated[str | None, Query(max_length=MAX_ID)] = None,
+                    disliked: Annotated[str | None, Query(max_length=MAX_ID)] = None) -> Response:
+    """A user's history and recommendations (``fragment=1``: only the part the like buttons refresh; ``liked`` or
+    ``disliked``: the item a like without JavaScript just stored, said in the page)."""
     if not user_id and user and user.strip():  # the "open user" form without JavaScript
         return RedirectResponse("/users/" + quote(user.strip(), safe=""), status_code=303)
     if user_id.strip() and user_id != user_id.strip():  # the store keeps ids trimmed: " u9 " is u9
@@ -153,18 +156,22 @@ async def user_page(request: Request, user_id: str, category: Category = None, p
         return RedirectResponse("/users/" + quote(user_id.strip(), safe="") + ("?" + query if query else ""),
                                 status_code=303)
     form = pages.filter_form(category, price_min, price_max, in_stock)
-    return await page(request, _user, user_id, form, diversity, fragment)
+    told = ("like", liked) if liked else ("dislike", disliked) if disliked else None
+    return await page(request, _user, user_id, form, diversity, fragment, None, told)
 
 
 def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: float, fragment: bool,
-          message: str | None = None) -> Response:
+          message: str | None = None, told: tuple[str, str] | None = None) -> Response:
     rec = _rec(request)
     if not user_id or len(user_id) > MAX_ID or "\x00" in user_id:
         raise ValidationFailed(f"a user id is 1 to {MAX_ID} characters")
+    if told:
+        message = _feedback_message(rec, told[1], told[0])
     recs = rec.recommend(user_id, PAGE_K, filter=form.item_filter(), diversity=diversity, explain=True)
     hist, n_events = pages.history(rec, user_id)
     context: dict[str, Any] = {"user_id": user_id, "recs": pages.result_cards(rec, recs), "history": hist,
-                               "n_events": n_events, "form": form, "diversity": diversity, "message": message}
+                               "n_events": n_events, "form": form, "diversity": diversity, "message": message,
+                               "suggestions": pages.user_suggestions(rec.store, user_id) if not n_events else None}
     if fragment:
         return render(request, "_user_live.html", **context)
     return render(request, "user.html", categories=pages.categories(rec.store), **context)
@@ -190,6 +197,7 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
         if not user_id:
             raise ValidationFailed(f"a user id is 1 to {MAX_ID} characters")
         rec = _rec(request)
+        await run_in_threadpool(_refuse_removed, rec, item_id, type)
         event = {"user_id": user_id, "item_id": item_id, "type": type}
         results = await run_in_threadpool(rec.catalogue.ingest_events, [event])
         res = results[0] if results else None
@@ -197,14 +205,33 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
         if status == "error":
             problem = getattr(res, "error", None) or (res.get("error") if isinstance(res, dict) else None)
             raise ValidationFailed(f"the {type} was not stored: {problem}")
-        if request.headers.get("x-explorer") != "fetch":
-            query = form.query() + (f"&diversity={diversity}" if diversity else "")
+        if request.headers.get("x-explorer") != "fetch":  # no JavaScript: the page says what was stored
+            query = "&".join(q for q in (form.query(), urlencode({"diversity": diversity} if diversity else {}),
+                                         urlencode({f"{type}d": item_id})) if q)
             return RedirectResponse(f"/users/{quote(user_id, safe='')}?{query}", status_code=303)
-        card = await run_in_threadpool(pages.item_card, rec, item_id)
-        message = f"You {type}d “{card.title}”: recommendations updated."
+        message = await run_in_threadpool(_feedback_message, rec, item_id, type)
         return await run_in_threadpool(_user, request, user_id, form, diversity, True, message)
     except RecsysError as e:
         return error(request, e)
+
+
+def _refuse_removed(rec: Any, item_id: str, type: str) -> None:
+    """A hidden or deleted item takes no likes: a user page loaded before it was removed still shows its buttons,
+    and the store would keep the event (for a deleted one with only a warning) and answer as if all went well."""
+    try:
+        stored = rec.get_item(item_id)
+    except UnknownItem:
+        return  # the store's own answer for an unknown item (ingest_events) follows
+    state = "deleted" if stored.get("deleted") else "hidden" if stored.get("hidden") else None
+    if state:
+        raise ValidationFailed(f"“{stored.get('title') or item_id}” is {state}: shoppers no longer see it, "
+                               f"so it can no longer be {type}d")
+
+
+def _feedback_message(rec: Any, item_id: str, type: str) -> str | None:
+    """"You liked …" for a stored item; None for an id the store does not know (``?liked=`` is any caller's text)."""
+    card = pages.item_card(rec, item_id)
+    return None if card.note else f"You {type}d “{card.title}”: recommendations updated."
 
 
 # -- experiments ---------------------------------------------------------------------------------------------------
@@ -257,8 +284,9 @@ async def media(request: Request, item_id: str, n: Annotated[int, Query(ge=0, le
     """An item's ``n``-th recorded image (never a path taken from the request; allow-listed image types only)."""
     try:
         await who(request)
-        roots = media_roots(request.app.state.settings)
-        found = await run_in_threadpool(pages.media_file, _rec(request), item_id, n, roots)
+        settings = request.app.state.settings
+        found = await run_in_threadpool(pages.media_file, _rec(request), item_id, n, media_roots(settings),
+                                        settings.home)
     except RecsysError as e:
         status = e.status if 400 <= e.status < 600 else 500
         return Response(public_message(e), status_code=status, media_type="text/plain; charset=utf-8",

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from recsys.errors import NotFound, RecsysError, ValidationFailed
+from recsys.serving.reasons import shows_look_alike
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,16 @@ class Card:
     """"hidden" or "deleted": no longer shown to shoppers (and no picture: ``/media`` refuses it)."""
 
     @property
+    def tags(self) -> list[tuple[str, str]]:
+        """Each source with what it means, for its tooltip (the names are the ranker's words). "similar" on a
+        similar-items result (it has a match score) means near this item, not near a history."""
+        from recsys.serving.reasons import SOURCE_REASONS
+
+        words = {**SOURCE_REASONS, **RESULT_SOURCES} if self.score is not None else {**RESULT_SOURCES,
+                                                                                      **SOURCE_REASONS}
+        return [(s, words.get(s, s)) for s in self.sources]
+
+    @property
     def url(self) -> str:
         return "/items/" + quote(self.item_id, safe="")
 
@@ -78,9 +89,10 @@ class Card:
         return f"like an item you {verb}"
 
 
-MIN_BECAUSE = 0.3
-"""A look-alike shown as the reason only from this fused cosine on: "like an item you viewed" beside a 0.09 is no
-reason (such an item came from another source, which its tags show)."""
+RESULT_SOURCES = {"search": "near your words by meaning", "lexical": "has your words", "id": "its id is your words",
+                  "image_search": "looks like your picture", "similar": "near this item"}
+"""What a search or similar result's source means (a recommendation's are in recsys.serving.reasons)."""
+
 
 VERBS = {"purchase": "bought", "view": "viewed", "click": "clicked", "add_to_cart": "put in your cart",
          "like": "liked", "rating": "rated"}
@@ -121,7 +133,7 @@ def result_cards(rec: Any, results: list[Any], *, match: bool = False) -> list[C
         card.explanation = d.get("explanation")
         e = card.explanation or {}
         because = e.get("because_of")
-        if because and (e.get("reason") == "repeat" or float(e.get("similarity") or 0.0) >= MIN_BECAUSE):
+        if because and shows_look_alike(e):
             if because not in seen:
                 seen[because] = item_card(rec, str(because))
             card.because_of = seen[because]
@@ -167,6 +179,38 @@ def history(rec: Any, user_id: str, limit: int = 24) -> tuple[list[Card], int]:
         if len(cards) >= limit:
             break
     return cards, total
+
+
+def user_suggestions(store: Any, user_id: str, limit: int = 3) -> list[str] | None:
+    """None for a stored user; else the stored ids one or two edits away, nearest first (at most ``limit``). A
+    misspelt id would otherwise pass for a real shopper with no history, and a like there creates a new one."""
+    from sqlalchemy import select
+
+    from recsys.store.tables import User
+
+    prefix = user_id[: max(3, len(user_id) * 2 // 3)]  # typos are mostly near the end of "user-0001"
+    like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with store.session() as s:
+        if s.scalar(select(User.id).where(User.external_id == user_id)) is not None:
+            return None
+        near = s.scalars(select(User.external_id).where(User.external_id.like(like, escape="\\"))
+                         .order_by(User.external_id).limit(500)).all()
+    scored = sorted((d, u) for u in near if (d := _edits(user_id, str(u), 2)) <= 2)
+    return [u for d, u in scored[:limit] if d == scored[0][0]]  # only the nearest: "user-0001", not "user-0100"
+
+
+def _edits(a: str, b: str, most: int) -> int:
+    """The edit (Levenshtein) distance of ``a`` and ``b``, or ``most + 1`` once it is surely above ``most``."""
+    if abs(len(a) - len(b)) > most:
+        return most + 1
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, start=1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+        if min(row) > most:
+            return most + 1
+    return row[-1]
 
 
 # -- filters -------------------------------------------------------------------------------------------------------
@@ -227,12 +271,14 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def media_file(rec: Any, item_id: str, position: int = 0, roots: list[Path] | None = None) -> tuple[Path, str] | str:
+def media_file(rec: Any, item_id: str, position: int = 0, roots: list[Path] | None = None,
+               home: Path | None = None) -> tuple[Path, str] | str:
     """The ``position``-th image recorded for ``item_id``: ``(path, content type)`` for a local file under one of
-    ``roots`` (:mod:`recsys.api.media`), or an ``http(s)`` URL to redirect to. Raises NotFound for anything else
-    (no image, removed item, a file outside the roots, missing, too large or not an allowed image format), with
-    one message for all of them: the answer tells nothing about the server's files."""
-    from recsys.api.media import local_path, under_roots
+    ``roots`` (:mod:`recsys.api.media`; a recorded path missing or outside them is looked for under ``home``, the
+    data directory, which may have moved since the import), or an ``http(s)`` URL to redirect to. Raises NotFound
+    for anything else (no image, removed item, a file outside the roots, missing, too large or not an allowed image
+    format), with one message for all of them: the answer tells nothing about the server's files."""
+    from recsys.api.media import local_path, relocated, under_roots
 
     details = rec.get_item(item_id)
     if details.get("deleted") or details.get("hidden"):
@@ -247,9 +293,16 @@ def media_file(rec: Any, item_id: str, position: int = 0, roots: list[Path] | No
     unavailable = NotFound(f"item {item_id!r}: image #{position} is not available")
     if urlparse(uri).scheme not in ("", "file") and len(urlparse(uri).scheme) > 1:  # "C:" is a drive, not a scheme
         raise unavailable
-    if not under_roots(path, roots or []):  # checked before the file is touched
-        log.warning("item %s: media %s is outside the media roots (api.media_roots); not served", item_id, path)
-        raise unavailable
+    inside = under_roots(path, roots or [])  # checked before the file is touched
+    if not inside or not path.is_file():
+        # the home moved or was copied since the import: its own copy of the picture, never a file outside the roots
+        moved = relocated(path, home, roots or []) if home is not None else None
+        if moved is None:
+            if not inside:
+                log.warning("item %s: media %s is outside the media roots (api.media_roots) and not found under the "
+                            "data directory either; not served", item_id, path)
+            raise unavailable
+        path = moved
     try:
         path = path.resolve(strict=True)
         if not path.is_file() or path.stat().st_size > MAX_MEDIA_BYTES:

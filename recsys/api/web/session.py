@@ -84,6 +84,8 @@ async def principal(settings: Settings, ring: KeyRing, value: str) -> Principal 
         expiry = int(expiry_text)
     except (ValueError, UnicodeDecodeError, binascii.Error):
         return None
+    if len(mac) != 64 or not all(c in "0123456789abcdef" for c in mac):
+        return None  # not a digest we issue (compare_digest raises on non-ASCII text): no key lookup either
     if expiry < time.time():
         return None
     entry = await ring.entry(name)

@@ -6,38 +6,103 @@
     return Array.from(root.querySelectorAll("#recs .card")).map(function (c) { return c.dataset.itemId; });
   }
 
+  // What a newcomer can act on, instead of "Failed to fetch" or "HTTP 502".
+  function failure(err, response) {
+    if (err instanceof TypeError) {
+      return "the server did not answer: is `recsys serve` (or `make demo`) still running?";
+    }
+    if (response) {
+      return "the server answered " + response.status + (response.statusText ? " " + response.statusText : "") +
+        " instead of the page: try again in a moment";
+    }
+    return err.message;
+  }
+
+  // Keyboard users go on where they were: the same button if its item is still listed, else the one at the same
+  // place, else the message (replacing the list would otherwise drop the focus to the top of the page).
+  function refocus(live, itemId, action, index) {
+    const buttons = Array.from(live.querySelectorAll("#recs button[data-action='" + action + "']"));
+    const same = buttons.find(function (b) { return b.closest(".card").dataset.itemId === itemId; });
+    const target = same || buttons[Math.min(index, buttons.length - 1)] || document.getElementById("flash");
+    if (target) { target.focus(); }
+  }
+
   async function sendFeedback(form, button) {
     const live = document.getElementById("live");
+    const announce = document.getElementById("announce");
     const before = new Set(ids(live));
+    const action = button.dataset.action || "like";
+    const itemId = form.querySelector("input[name=item_id]").value;
+    const index = Array.from(live.querySelectorAll("#recs button[data-action='" + action + "']")).indexOf(button);
+    const hadFocus = document.activeElement === button;
     const data = new FormData(form);
     live.classList.add("busy");
+    live.setAttribute("aria-busy", "true");
     button.disabled = true;
+    let response = null;
     try {
-      const response = await fetch(form.action, {
+      response = await fetch(form.action, {
         method: "POST", body: data, headers: { "X-Explorer": "fetch" }, credentials: "same-origin"
       });
       const html = await response.text();
       if (!response.ok) {
         const doc = new DOMParser().parseFromString(html, "text/html");
         const msg = doc.getElementById("error-message");
+        if (msg) { response = null; }  // the server's own words: shown as they are
         throw new Error(msg ? msg.textContent : "HTTP " + response.status);
       }
       live.innerHTML = html;
       live.dataset.version = String(Number(live.dataset.version || "0") + 1);
       live.querySelectorAll("#recs .card").forEach(function (card) {
-        if (!before.has(card.dataset.itemId)) { card.classList.add("fresh"); }
+        if (before.has(card.dataset.itemId)) { return; }
+        card.classList.add("fresh");  // the ring, and a word for those who cannot tell it by its colour
+        const badge = document.createElement("span");
+        badge.className = "tag fresh-badge";
+        badge.textContent = "new";
+        card.querySelector(".card-body").prepend(badge);
       });
+      const flash = document.getElementById("flash");
+      if (announce && flash) { announce.textContent = flash.textContent; }
+      if (hadFocus) { refocus(live, itemId, action, Math.max(index, 0)); }
     } catch (err) {
       // one message at a time: the last failure replaces the one before
       live.querySelectorAll(":scope > p.warn").forEach(function (old) { old.remove(); });
       const p = document.createElement("p");
       p.className = "warn";
-      p.textContent = "Could not record that: " + err.message;
+      p.setAttribute("role", "alert");
+      p.textContent = "Could not record that: " + failure(err, response);
       live.prepend(p);
       button.disabled = false;
+      if (hadFocus) { button.focus(); }
     } finally {
       live.classList.remove("busy");
+      live.removeAttribute("aria-busy");
     }
+  }
+
+  // A search can take seconds (the first one after a start loads the text model): say it is under way.
+  function markBusy(form) {
+    const button = form.querySelector("button[type=submit]");
+    form.setAttribute("aria-busy", "true");
+    form.classList.add("busy");
+    if (button) {
+      button.dataset.label = button.dataset.label || button.textContent;
+      button.textContent = "Searching…";
+      setTimeout(function () { button.disabled = true; }, 0);  // after the form's data is taken
+    }
+    const note = document.getElementById("search-status");
+    if (note) { note.textContent = "Searching… the first search after the server starts takes a few seconds."; }
+  }
+
+  function clearBusy() {  // the page comes back from the history cache as it was left
+    document.querySelectorAll("form[aria-busy]").forEach(function (form) {
+      form.removeAttribute("aria-busy");
+      form.classList.remove("busy");
+      const button = form.querySelector("button[type=submit]");
+      if (button && button.dataset.label) { button.textContent = button.dataset.label; button.disabled = false; }
+    });
+    const note = document.getElementById("search-status");
+    if (note) { note.textContent = ""; }
   }
 
   document.addEventListener("submit", function (event) {
@@ -49,8 +114,12 @@
       event.preventDefault();
       const id = form.querySelector("input[name=user]").value.trim();
       if (id) { window.location.href = "/users/" + encodeURIComponent(id); }
+    } else if (form.matches("[data-search]") && !event.defaultPrevented) {
+      markBusy(form);
     }
   });
+
+  window.addEventListener("pageshow", function (event) { if (event.persisted) { clearBusy(); } });
 
   document.addEventListener("change", function (event) {
     if (event.target.matches("select[data-autosubmit]")) { event.target.form.submit(); }
