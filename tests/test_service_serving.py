@@ -177,7 +177,8 @@ def test_a_live_recount_follows_a_new_index_that_adds_items(home: Path) -> None:
     assert stats.pop[stats.ids.index("brand-new")] == 40
 
 
-def test_the_server_computes_neighbour_lists_ahead_once_per_catalogue(home: Path) -> None:
+def test_the_server_computes_neighbour_lists_ahead_once_per_catalogue(home: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
     """After loading a generation the server's refresh round computes every item's neighbour lists (and loads the
     query encoder) in a background thread (lists requests already used keep their bits, so their lists do not
     change), once per catalogue; a new index generation gets its own; ``ranking.warm_lists_max`` below the
@@ -197,6 +198,7 @@ def test_the_server_computes_neighbour_lists_ahead_once_per_catalogue(home: Path
         table, thread = runtime._warming
         thread.join(120)
         assert rec._encoders._encoder is not None  # loaded ahead with the lists
+        assert not [r for r in caplog.records if "query encoder" in r.getMessage()]  # and nothing went wrong
         ranker = rec.ranker
         assert ranker.table is table and ranker._gen._similar.warmed == 1.0 and ranker._gen._near.warmed == 1.0
         assert [r.item_id for r in rec.recommend("user-0001", 10, fresh=True)] == before

@@ -139,7 +139,7 @@ class Runtime:
             if made:
                 log.info("computed %d neighbour lists ahead in %.1f s", made, time.perf_counter() - t0)
             try:  # the query encoder too: else the first text or image search after a start waits seconds for it
-                getattr(self.recommender, "encoder", lambda: None)()
+                getattr(self.recommender, "encoder", None)  # a property: reading it loads the encoder
             except Exception as e:
                 log.warning("could not load the query encoder ahead (%s); it loads on the first search", e)
 
