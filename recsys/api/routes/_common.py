@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
 
+from recsys.api.routes.feeds import cursor_key
 from recsys.api.schemas import MAX_LIST, Filter
 from recsys.errors import ValidationFailed
 from recsys.feedback import Cursor, Served, new_recommendation_id
@@ -79,8 +80,6 @@ def results(request: Request, items: list[Any], *, debug: dict[str, float] | Non
                           offset, gen, ranker, paged=k is not None, experiment=experiment, variant=variant))
     nxt = None
     if k is not None and shown and len(shown) >= k:
-        from recsys.api.routes.feeds import cursor_key
-
         nxt = Cursor(page.feed_id if page is not None else rid, offset + len(shown)).encode(cursor_key(request))
     meta = {"request_id": getattr(request.state, "request_id", None), "index_generation": gen,
             "ranker_version": ranker, "recommendation_id": rid, "next": nxt}

@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -65,10 +64,10 @@ def cursor_key(request: Request) -> bytes:
 def load_cursor_key(settings: Settings) -> bytes:
     """A key derived from the data directory's session secret, which every worker and replica sharing the directory
     reads (so a feed pages across them); a key of this process alone when the secret cannot be read or made."""
-    from recsys.api.web.session import _secret
+    from recsys.api.web.session import home_secret
 
     try:
-        secret = _secret(Path(settings.home).resolve() / "secrets" / "session.key")
+        secret = home_secret(settings)
     except OSError as e:
         log.warning("feed cursors are signed with a key of this process only (another worker or replica refuses "
                     "them): the session secret cannot be read or made: %s", e)

@@ -63,9 +63,14 @@ def _create_secret(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def home_secret(settings: Settings) -> bytes:
+    """The data directory's secret (made on first use), shared by every worker and replica that shares the
+    directory: it signs session cookies, and feed cursors derive their key from it. OSError when unusable."""
+    return _secret(Path(settings.home).resolve() / "secrets" / "session.key")
+
+
 def _mac(settings: Settings, name: str, expiry: int, key_hash: str) -> str:
-    secret = _secret(Path(settings.home).resolve() / "secrets" / "session.key")
-    return hmac.new(secret, f"{name}|{expiry}|{key_hash}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(home_secret(settings), f"{name}|{expiry}|{key_hash}".encode(), hashlib.sha256).hexdigest()
 
 
 def issue(settings: Settings, principal: Principal, key_hash: str, now: float | None = None) -> tuple[str, int]:
