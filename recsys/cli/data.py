@@ -51,7 +51,7 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="a migration id, o
     from recsys.store.schema import check_known, dropped_by_downgrade
 
     store = Store.open(upgrade=False)
-    check_known(store, store.current_revision(), revision)
+    check_known(store, store.current_revision(), revision, "down")
     lost = dropped_by_downgrade(store, revision)
     if lost and not yes:
         raise ValidationFailed(f"a downgrade to {revision} drops stored data: {'; '.join(lost)}. Nothing was "
@@ -63,7 +63,22 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="a migration id, o
 @db_app.command("current")
 def db_current() -> None:
     """Print the store's schema revision (a migration id; "base" when it has no tables), without migrating it."""
-    typer.echo(open_store(upgrade=False).current_revision() or "base")
+    from recsys.store.schema import check_stamped
+
+    store = open_store(upgrade=False)
+    current = store.current_revision()
+    check_stamped(store, current)  # tables without a revision are not "base": say so, and what to do
+    typer.echo(current or "base")
+
+
+@db_app.command("stamp")
+def db_stamp(revision: Annotated[str, typer.Argument(help="the migration id the tables are at, or head")] = "head"
+             ) -> None:
+    """Record REVISION as the schema of a database whose tables exist but whose revision is missing (restored
+    without its alembic_version table). Refused unless its tables, columns and indexes are that revision's;
+    nothing else is changed."""
+    store = open_store(upgrade=False)
+    typer.echo(f"database stamped at {store.stamp(revision)}")
 
 
 def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] | None = None,

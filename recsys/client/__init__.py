@@ -16,8 +16,10 @@ Both have the same methods. Answers 429 (rate limited) and 503 (store down or bu
 of tries and total wait (:class:`Retry`); a 503 that waiting cannot heal (``store_damaged``, ``no_index``, ...) is
 not, nor is a timeout (the server may have acted on the request). Errors come back as the server's
 :class:`~recsys.errors.RecsysError` subclass (``UnknownItem``, ``StoreUnavailable``, ...) matched by the stable error
-code; an unknown code, or an answer that is not recsys JSON, raises :class:`ApiError`; no answer at all (server down,
-timeout) raises :class:`Unreachable`. All are RecsysErrors. Each :class:`Result` carries the item's details
+code; an unknown code, or an answer that is not recsys JSON, raises :class:`ApiError`, and so does a redirect (code
+``redirect``, naming the ``Location``: redirects are never followed, so a write cannot land elsewhere); no answer at
+all (server down, timeout) raises :class:`Unreachable` (``health()`` then returns False). An empty id raises
+ValueError before anything is sent. All are RecsysErrors. Each :class:`Result` carries the item's details
 (:class:`ItemSummary`: title, category, price, image_url) when the server sends them. Pass ``http=`` to use your own
 ``httpx.Client`` / ``httpx.AsyncClient`` (e.g. FastAPI's ``TestClient``, or one with a ``MockTransport``).
 """

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import httpx
 
 from recsys.client import _calls as api
-from recsys.client._base import Call, EventResult, Page, Retry, unreachable
+from recsys.client._base import Call, EventResult, Page, Retry, Unreachable, unreachable
 from recsys.client._calls import Examples, FilterLike, Ids, SearchMode, When
 
 T = TypeVar("T")
@@ -43,7 +43,8 @@ class AsyncClient:
         waited, attempt = 0.0, 1
         while True:
             try:
-                r = await self._http.request(call.method, call.url, headers=self._headers, **call.kwargs)
+                r = await self._http.request(call.method, call.url, headers=self._headers, follow_redirects=False,
+                                             **call.kwargs)
             except httpx.TransportError as e:
                 wait = self.retry.delay_after(e, attempt, waited) if call.retry else None
                 if wait is None:
@@ -59,8 +60,11 @@ class AsyncClient:
 
     # -- operations ---------------------------------------------------------------------------------------------
     async def health(self) -> bool:
-        """Whether the server answers 200 now (a probe: never retried)."""
-        return await self._call(api.health())
+        """Whether the server answers 200 now (a probe: never retried); False when it does not answer at all."""
+        try:
+            return await self._call(api.health())
+        except Unreachable:
+            return False
 
     async def ready(self) -> dict[str, Any]:
         """The readiness body (``ready`` is False while the store is down or no index is loaded)."""

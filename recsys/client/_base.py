@@ -188,7 +188,7 @@ def retry_after(value: str | None) -> float | None:
 @dataclass(frozen=True)
 class Call(Generic[T]):
     """One endpoint call: the request, and how to read the answer (``accept``: statuses that are answers, not
-    errors; None means any status under 400)."""
+    errors; None means any 2xx). A 3xx is never an answer: the clients send with ``follow_redirects=False``."""
 
     method: str
     url: str
@@ -198,7 +198,9 @@ class Call(Generic[T]):
     retry: bool = True
 
     def result(self, r: httpx.Response) -> T:
-        if (r.status_code not in self.accept) if self.accept is not None else r.status_code >= 400:
+        if (r.status_code not in self.accept) if self.accept is not None else not 200 <= r.status_code < 300:
+            if 300 <= r.status_code < 400:
+                raise self.redirected(r)
             raise_error(r)
         try:
             return self.read(r)
@@ -207,6 +209,16 @@ class Call(Generic[T]):
             raise ApiError(f"{self.method} {self.url} answered HTTP {r.status_code} with a body this client cannot "
                            f"read ({kind}: {r.text[:100]!r}); is the base URL a recsys server?",
                            code="bad_response", status=r.status_code) from e
+
+
+    def redirected(self, r: httpx.Response) -> ApiError:
+        """A 3xx as an error: following it could turn a write into a GET (301/302/303) or send it where no recsys
+        answers (a proxy's http -> https), and a write's empty body would then read as success."""
+        where = r.headers.get("location")
+        to = f"to {where}" if where else "with no Location"
+        return ApiError(f"{self.method} {self.url} was redirected (HTTP {r.status_code}) {to}; nothing was done. "
+                        "Point the client's base URL at the address the recsys server answers on",
+                        code="redirect", status=r.status_code)
 
 
 def _error_classes() -> dict[str, type[RecsysError]]:

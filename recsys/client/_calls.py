@@ -37,6 +37,9 @@ def _page(r: httpx.Response) -> Page:
 
 
 def _q(segment: str) -> str:
+    # an empty id would make the path another route's (``DELETE /v1/items/`` is redirected, not an item)
+    if not segment:
+        raise ValueError("an id may not be empty")
     return quote(segment, safe="")
 
 

@@ -152,25 +152,35 @@ def _fold(item_ids: Sequence[str], folds: int) -> np.ndarray:
 
 @dataclass
 class FoldedProbe:
-    """One probe, or one per fold of item ids (see the module docstring); ``predict`` picks each row's."""
+    """One probe, or one per fold of item ids (see the module docstring); ``predict`` picks each row's. A fold
+    that holds no described item has no probe (None): nothing is scored there, so it is never fitted."""
 
-    probes: tuple[Probe, ...]
+    probes: tuple[Probe | None, ...]
 
     def predict(self, features: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
+        fitted = [p for p in self.probes if p is not None]
         if len(self.probes) == 1:
-            return self.probes[0].predict(features)
+            return fitted[0].predict(features)
         fold = _fold(item_ids, len(self.probes))
-        out = np.empty((len(features), self.probes[0].weight.shape[1]), np.float32)
+        out = np.empty((len(features), fitted[0].weight.shape[1]), np.float32)
         for f, probe in enumerate(self.probes):
-            out[fold == f] = probe.predict(features[fold == f])
+            rows = fold == f
+            if not rows.any():
+                continue
+            if probe is None:
+                first = item_ids[int(np.argmax(rows))]
+                raise ValueError(f"item {first!r} is in probe fold {f}, which was not fitted: only the items passed "
+                                 "to fit_folded as described can be scored")
+            out[rows] = probe.predict(features[rows])
         return out
 
 
 def fit_folded(features: np.ndarray, labels: np.ndarray, item_ids: Sequence[str], described: Collection[str],
                n_labels: int, columns: np.ndarray, folds: int = 5, hidden: int = 0,
                progress: Callable[[int, int], None] | None = None) -> FoldedProbe | None:
-    """A probe on all labelled rows when none of them is to be described, else one per fold, each fitted without
-    the described items of its fold; None when a fold has nothing to learn."""
+    """A probe on all labelled rows when none of them is to be described, else one per fold that holds a described
+    item (labelled or not), each fitted without the described items of its fold; None when such a fold has nothing
+    to learn. Folds without a described item are not fitted: describing one item costs one fit, not ``folds``."""
     to_describe = np.isin(np.asarray(item_ids, dtype=object), np.asarray(list(described), dtype=object))
     if not to_describe.any():
         probe = fit_probe(features, labels, n_labels, columns, hidden=hidden)
@@ -178,13 +188,15 @@ def fit_folded(features: np.ndarray, labels: np.ndarray, item_ids: Sequence[str]
             progress(1, 1)
         return FoldedProbe((probe,)) if probe is not None else None
     fold = _fold(item_ids, folds)
-    probes = []
-    for f in range(folds):
+    # folds of every described id, labelled or not: an unlabelled one is scored by its fold's probe all the same
+    wanted = sorted(set(_fold(list(described), folds).tolist()))
+    probes: list[Probe | None] = [None] * folds
+    for done, f in enumerate(wanted, 1):
         probe = fit_probe(features, np.where(to_describe & (fold == f), -1, labels), n_labels, columns,
                           hidden=hidden)
         if probe is None:
             return None
-        probes.append(probe)
+        probes[f] = probe
         if progress:
-            progress(f + 1, folds)
+            progress(done, len(wanted))
     return FoldedProbe(tuple(probes))

@@ -31,6 +31,11 @@ A vocabulary is a TOML or JSON file::
 ``neighbours = 30`` (top level; 0: zero-shot only) and ``neighbour_weight = 0.5`` set the vote of facets with a
 field.
 
+A label is written when its score reaches ``min_confidence`` and, but where that is 0 ("always the best label"),
+beats the facet's uniform share by a quarter (:data:`CHANCE_LIFT`): a facet of n labels scores at least 1/n, so with
+few labels ``min_confidence`` alone never held a guess back. A facet needs two labels or more; ``omit`` and ``words``
+name labels, labels differ in more than case, and the sentence has no brace outside its ``{facet}`` slots.
+
 Facets not named in ``sentence`` are still scored and stored with the description's facets. The shipped ones live in
 ``recsys/describe/vocabularies/`` and are named by their file stem (``generic``, ``hm``).
 """
@@ -53,6 +58,10 @@ DEFAULT_NEIGHBOURS = 30
 DEFAULT_NEIGHBOUR_WEIGHT = 0.5
 """Measured on H&M held out: k in (10, 30) x weight in (0.5, 0.7, 1.0); 30 and 0.5 were best for colour and type."""
 _SLOT = re.compile(r"\{(\w+)\}")
+CHANCE_LIFT = 1.25
+"""A label's score must reach this many times 1/n (its facet's n labels' uniform share) as well as min_confidence:
+two labels need 0.625, three 0.417, four 0.3125; five or more are unchanged at the default 0.25 (1.25 / 5), as are
+all the shipped vocabularies' facets."""
 PROBE_BLOCKS = ("stages", "bands", "head", "colour", "pixels")
 """The feature blocks a probe may read (:func:`recsys.describe.probe.feature_columns`)."""
 
@@ -96,10 +105,13 @@ class Vocabulary:
     neighbour_weight: float = DEFAULT_NEIGHBOUR_WEIGHT
 
     def threshold(self, facet: Facet, override: float | None = None) -> float:
-        """The confidence a label of ``facet`` needs: ``override`` (the command's option) first, then the facet's."""
+        """The confidence a label of ``facet`` needs: ``override`` (the command's option) first, then the facet's,
+        raised to :data:`CHANCE_LIFT` / n for a facet of few labels (where a guess would clear it); 0 stays 0."""
         if override is not None:
-            return override
-        return facet.min_confidence if facet.min_confidence is not None else self.min_confidence
+            wanted = override
+        else:
+            wanted = facet.min_confidence if facet.min_confidence is not None else self.min_confidence
+        return 0.0 if wanted <= 0 else min(1.0, max(wanted, CHANCE_LIFT / len(facet.labels)))
 
     @property
     def writes_labels(self) -> bool:
@@ -131,16 +143,36 @@ class Vocabulary:
         return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def _facet(name: str, raw: Any, where: str) -> Facet:
-    if not re.fullmatch(r"\w+", name):  # the sentence names facets as {name}: "{main colour}" was stored as text
-        raise ValidationFailed(f"vocabulary {where}: facet name {name!r} must be one word (letters, digits, _)")
-    if isinstance(raw, list):
-        raw = {"labels": raw}
-    if not isinstance(raw, dict):
-        raise ValidationFailed(f"vocabulary {where}: facet {name!r} must be a table with labels, or a list of labels")
+def _number(value: Any) -> bool:
+    """A TOML/JSON number: ``true`` is an int to Python, and ``min_confidence = true`` a typo, not 1.0."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _labels(name: str, raw: dict[str, Any], where: str) -> tuple[str, ...]:
     labels = raw.get("labels")
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r} needs labels = [non-empty strings]")
+    out = tuple(dict.fromkeys(x.strip() for x in labels))
+    seen: dict[str, str] = {}
+    for label in out:  # "red" and "Red" split the softmax between two near-identical prompts
+        first = seen.setdefault(label.casefold(), label)
+        if first != label:
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: labels {first!r} and {label!r} differ only "
+                                   "in case; keep one")
+    return out
+
+
+def _named(name: str, key: str, given: list[str], labels: tuple[str, ...], where: str) -> None:
+    """``omit``/``words`` entries must be labels: a typo ("Plain" for "plain") was silently never applied."""
+    for entry in given:
+        if entry not in labels:
+            near = [x for x in labels if x.casefold() == entry.casefold()]
+            hint = f" (did you mean {near[0]!r}?)" if near else f"; labels are {list(labels)}"
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: {key} {entry!r} is not one of its "
+                                   f"labels{hint}")
+
+
+def _templates(name: str, raw: dict[str, Any], where: str) -> dict[str, str]:
     strings = {k: raw.get(k, d) for k, d in (("prompt", "{}"), ("phrase", "{}"), ("fallback", ""))}
     for key, value in strings.items():
         if not isinstance(value, str) or (key != "fallback" and "{}" not in value):
@@ -151,30 +183,50 @@ def _facet(name: str, raw: Any, where: str) -> Facet:
         except (KeyError, IndexError, ValueError) as e:
             raise ValidationFailed(f"vocabulary {where}: facet {name!r}: {key} {value!r} is not a template with one "
                                    f"{{}} ({type(e).__name__}: {e}); write a literal brace as {{{{ or }}}}") from e
+    return strings
+
+
+def _facet(name: str, raw: Any, where: str) -> Facet:
+    if not re.fullmatch(r"\w+", name):  # the sentence names facets as {name}: "{main colour}" was stored as text
+        raise ValidationFailed(f"vocabulary {where}: facet name {name!r} must be one word (letters, digits, _)")
+    if isinstance(raw, list):
+        raw = {"labels": raw}
+    if not isinstance(raw, dict):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r} must be a table with labels, or a list of labels")
+    labels = _labels(name, raw, where)
+    strings = _templates(name, raw, where)
     conf = raw.get("min_confidence")
-    if conf is not None and not (isinstance(conf, int | float) and 0 <= conf <= 1):
-        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: min_confidence must be within 0 and 1")
+    if conf is not None and not (_number(conf) and 0 <= conf <= 1):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: min_confidence must be a number within 0 and 1, "
+                               f"not {conf!r}")
     omit = raw.get("omit", [])
-    if not isinstance(omit, list):
+    if not isinstance(omit, list) or not all(isinstance(x, str) for x in omit):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: omit must be a list of labels")
     words = raw.get("words", {})
     if not isinstance(words, dict) or not all(isinstance(v, str) for v in words.values()):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: words must map labels to strings")
+    omit, words = [x.strip() for x in omit], {str(k).strip(): v for k, v in words.items()}
+    _named(name, "omit", omit, labels, where)
+    _named(name, "words key", list(words), labels, where)
     source = raw.get("field")
     if source is not None and not (isinstance(source, str) and re.fullmatch(r"category|title|attributes\.\w+", source)):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: field must be category, title or attributes.<key>")
     pw, blocks = raw.get("probe_weight", 0.0), raw.get("probe_features", [])
-    if not (isinstance(pw, int | float) and 0 <= pw <= 1) or (pw and source is None):
-        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_weight must be within 0 and 1, with a field")
+    if not (_number(pw) and 0 <= pw <= 1) or (pw and source is None):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_weight must be a number within 0 and 1, "
+                               f"with a field, not {pw!r}")
     if not isinstance(blocks, list) or not all(isinstance(b, str) and b in PROBE_BLOCKS for b in blocks):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_features must be a list of block names "
                                f"({', '.join(PROBE_BLOCKS)})")
     hidden = raw.get("probe_hidden", 0)
-    if not (isinstance(hidden, int) and 0 <= hidden <= 4096):
-        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_hidden must be an integer 0..4096")
-    return Facet(name, tuple(dict.fromkeys(x.strip() for x in labels)), strings["prompt"], strings["phrase"],
-                 frozenset(str(x) for x in omit), strings["fallback"], None if conf is None else float(conf),
-                 tuple((str(k), v) for k, v in words.items()), source, float(pw), tuple(blocks), hidden)
+    if not (isinstance(hidden, int) and not isinstance(hidden, bool) and 0 <= hidden <= 4096):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_hidden must be an integer 0..4096, "
+                               f"not {hidden!r}")
+    if len(labels) < 2:  # its softmax is always 1.0: every item would get the one label
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r} has one label ({labels[0]!r}), which every item "
+                               "would get with score 1.0; give it two labels or more")
+    return Facet(name, labels, strings["prompt"], strings["phrase"], frozenset(omit), strings["fallback"],
+                 None if conf is None else float(conf), tuple(words.items()), source, float(pw), tuple(blocks), hidden)
 
 
 def parse_vocabulary(data: dict[str, Any], where: str) -> Vocabulary:
@@ -194,12 +246,16 @@ def parse_vocabulary(data: dict[str, Any], where: str) -> Vocabulary:
         example = " ".join("{" + n + "}" for n in names)
         raise ValidationFailed(f"vocabulary {where}: sentence {sentence!r} names no facet; put the facets to write "
                                f"in braces, e.g. sentence = {example!r}")
+    if re.search(r"[{}]", _SLOT.sub("", sentence)):  # written into every description as it is: "Red {."
+        raise ValidationFailed(f"vocabulary {where}: sentence {sentence!r} has a brace outside a {{facet}} slot; "
+                               "braces are for facet names only")
     conf = data.get("min_confidence", DEFAULT_MIN_CONFIDENCE)
-    if not (isinstance(conf, int | float) and 0 <= conf <= 1):
-        raise ValidationFailed(f"vocabulary {where}: min_confidence must be within 0 and 1")
+    if not (_number(conf) and 0 <= conf <= 1):
+        raise ValidationFailed(f"vocabulary {where}: min_confidence must be a number within 0 and 1, not {conf!r}")
     k, w = data.get("neighbours", DEFAULT_NEIGHBOURS), data.get("neighbour_weight", DEFAULT_NEIGHBOUR_WEIGHT)
-    if not (isinstance(k, int) and k >= 0) or not (isinstance(w, int | float) and 0 <= w <= 1):
-        raise ValidationFailed(f"vocabulary {where}: neighbours must be >= 0 and neighbour_weight within 0 and 1")
+    if not (isinstance(k, int) and not isinstance(k, bool) and k >= 0) or not (_number(w) and 0 <= w <= 1):
+        raise ValidationFailed(f"vocabulary {where}: neighbours must be an integer >= 0 and neighbour_weight a "
+                               f"number within 0 and 1, not {k!r} and {w!r}")
     known = {"name", "facets", "sentence", "min_confidence", "neighbours", "neighbour_weight"}
     vocabulary = Vocabulary(str(data.get("name") or Path(where).stem), facets, sentence, float(conf),
                             {k: v for k, v in data.items() if k not in known}, k, float(w))

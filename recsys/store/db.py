@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from recsys.config import Settings, get_settings, without_password
-from recsys.errors import StoreBusy, StoreDamaged, StoreUnavailable, ValidationFailed
+from recsys.errors import SchemaMismatch, StoreBusy, StoreDamaged, StoreUnavailable, ValidationFailed
 from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
 
@@ -209,8 +209,8 @@ class Store:
         if revision == "head" and self.at_head():
             return
         try:
-            with schema.migration_lock(self):
-                schema.check_known(self, self.current_revision(), revision)
+            with schema.migration_lock(self), _alembic_refusal():
+                schema.check_known(self, self.current_revision(), revision, "up")
                 if revision == "head" and self.at_head():
                     return  # another process migrated while this one waited
                 command.upgrade(self.alembic_config(), revision)
@@ -226,9 +226,22 @@ class Store:
 
         from recsys.store import schema
 
-        with schema.migration_lock(self):
-            schema.check_known(self, self.current_revision(), revision)
+        with schema.migration_lock(self), _alembic_refusal():
+            schema.check_known(self, self.current_revision(), revision, "down")
             command.downgrade(self.alembic_config(), revision)
+
+    def stamp(self, revision: str = "head") -> str:
+        """Record ``revision`` as the schema of a database whose recsys tables exist without one (restored without
+        ``alembic_version``): refused unless its tables, columns and indexes are that revision's
+        (:func:`recsys.store.schema.check_stamp`). Nothing but the stamp is written; returns the revision id."""
+        from alembic import command
+
+        from recsys.store import schema
+
+        with schema.migration_lock(self), _alembic_refusal():
+            wanted = schema.check_stamp(self, self.current_revision(), revision)
+            command.stamp(self.alembic_config(), wanted)
+        return wanted
 
     def current_revision(self) -> str | None:
         try:
@@ -251,6 +264,19 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
         self._loop_reads.close()
+
+
+@contextmanager
+def _alembic_refusal() -> Iterator[None]:
+    """Alembic's refusals (a target it cannot reach from here) as SchemaMismatch, not a traceback; the checks before
+    it (:func:`recsys.store.schema.check_known`) say the usual cases in recsys's words."""
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except CommandError as e:
+        raise SchemaMismatch(f"the migration tool refused: {e}; nothing was changed (`recsys db current` prints the "
+                             "database's revision)") from e
 
 
 def _refused(e: DBAPIError) -> ValidationFailed | None:

@@ -198,7 +198,8 @@ def test_vocabularies_ship_and_bad_ones_are_refused(tmp_path: Path) -> None:
     assert hm.compose({"colour": None, "pattern": "solid", "garment": None, "material": None}) == ""
     assert hm.compose({"colour": "black", "pattern": "solid", "garment": None, "material": None}) == "Black garment."
     bad = tmp_path / "bad.toml"
-    for text in ('sentence = "{nope}"\n[facets.colour]\nlabels = ["red"]\n', "[facets.colour]\nlabels = []\n",
+    for text in ('sentence = "{nope}"\n[facets.colour]\nlabels = ["red", "blue"]\n',
+                 "[facets.colour]\nlabels = []\n",
                  "name = 1\n", "[facets.colour]\nlabels = [\"red\"]\nphrase = \"no slot\"\n"):
         bad.write_text(text)
         with pytest.raises(ValidationFailed):
@@ -206,29 +207,32 @@ def test_vocabularies_ship_and_bad_ones_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed, match="generic"):
         load_vocabulary(tmp_path / "missing.toml")
     # each failed late (a traceback after minutes of scoring) or wrote "{main colour}." as a description
-    for text, said in [('[facets.colour]\nlabels = ["red"]\nprompt = "a {} photo of {kind}"\n', "KeyError: 'kind'"),
-                       ('[facets.colour]\nlabels = ["red"]\nphrase = "in {}{"\n', "not a template with one"),
-                       ('[facets."main colour"]\nlabels = ["red"]\n', "must be one word"),
-                       ('[facets.colour]\nlabels = ["red"]\nfield = "category"\nprobe_features = ["colr"]\n',
+    for text, said in [('[facets.colour]\nlabels = ["red", "blue"]\nprompt = "a {} photo of {kind}"\n',
+                        "KeyError: 'kind'"),
+                       ('[facets.colour]\nlabels = ["red", "blue"]\nphrase = "in {}{"\n', "not a template with one"),
+                       ('[facets."main colour"]\nlabels = ["red", "blue"]\n', "must be one word"),
+                       ('[facets.colour]\nlabels = ["red", "blue"]\nfield = "category"\nprobe_features = ["colr"]\n',
                         "block names .stages, bands, head, colour, pixels")]:
         bad.write_text(text)
         with pytest.raises(ValidationFailed, match=said):
             load_vocabulary(bad)
     # a sentence that can write nothing made every item "unconfident": a re-run withdrew every description
-    for text, said in [('sentence = "colour garment"\n[facets.colour]\nlabels = ["red"]\n[facets.garment]\n'
-                        'labels = ["dress"]\n', r"bad\.toml: sentence 'colour garment' names no facet; put the "
-                                                r"facets to write in braces, e.g. sentence = '\{colour\} \{garment\}'"),
-                       ('sentence = ""\n[facets.colour]\nlabels = ["red"]\n', "names no facet"),
-                       ('sentence = "{pattern}"\n[facets.pattern]\nlabels = ["solid"]\nomit = ["solid"]\n'
-                        '[facets.colour]\nlabels = ["red"]\n', "bad.toml: every facet the sentence names omits")]:
+    for text, said in [('sentence = "colour garment"\n[facets.colour]\nlabels = ["red", "blue"]\n'
+                        '[facets.garment]\nlabels = ["dress", "skirt"]\n',
+                        r"bad\.toml: sentence 'colour garment' names no facet; put the "
+                        r"facets to write in braces, e.g. sentence = '\{colour\} \{garment\}'"),
+                       ('sentence = ""\n[facets.colour]\nlabels = ["red", "blue"]\n', "names no facet"),
+                       ('sentence = "{pattern}"\n[facets.pattern]\nlabels = ["solid", "plain"]\n'
+                        'omit = ["solid", "plain"]\n[facets.colour]\nlabels = ["red", "blue"]\n',
+                        "bad.toml: every facet the sentence names omits")]:
         bad.write_text(text)
         with pytest.raises(ValidationFailed, match=said):
             load_vocabulary(bad)
     bad.write_bytes('[facets.colour]\nlabels = ["rouge", "\xe9carlate"]\n'.encode("latin-1"))
     with pytest.raises(ValidationFailed, match="not UTF-8 text"):
         load_vocabulary(bad)
-    bad.write_bytes(b'\xef\xbb\xbf[facets.colour]\nlabels = ["red"]\n')
-    assert load_vocabulary(bad).facets[0].labels == ("red",)
+    bad.write_bytes(b'\xef\xbb\xbf[facets.colour]\nlabels = ["red", "blue"]\n')
+    assert load_vocabulary(bad).facets[0].labels == ("red", "blue")
 
 
 def test_a_vocabulary_that_writes_nothing_withdraws_nothing(env: tuple[Store, Settings, Path]) -> None:
@@ -263,3 +267,20 @@ def test_probe_on_photo_colour_statistics(env: tuple[Store, Settings, Path], mon
     with store.session() as s:
         rows = s.scalars(select(ItemDescription).join(Item).where(Item.external_id.in_(ids))).all()
         assert all(r.source.startswith("zero-shot+neighbours+probe:") for r in rows)
+
+
+def test_a_small_facet_says_a_label_only_well_above_chance(env: tuple[Store, Settings, Path]) -> None:
+    # two labels score >= 0.5 each time: at the default 0.25 every item was "confident" of a coin toss
+    store, settings, vocab = env
+    small = vocab.with_name("small.toml")
+    small.write_text(VOCAB.replace("min_confidence = 0.0", "min_confidence = 0.25")
+                     + '[facets.mood]\nlabels = ["happy", "sad"]\n')
+    ids = [f"{c}-{i}" for c in COLOURS for i in range(4)]
+    describe_items(store, settings, load_vocabulary(small), item_ids=ids)
+    with store.session() as s:
+        rows = s.scalars(select(ItemDescription).join(Item).where(Item.external_id.in_(ids))).all()
+    moods = [f for r in rows for f in r.facets if f["facet"] == "mood"]
+    assert any(f["score"] < 0.625 for f in moods)  # there are coin tosses to hold back
+    assert all(f["used"] == (f["score"] >= 0.625) for f in moods)  # 1.25 x the uniform share, 1/2
+    colours = [f for r in rows for f in r.facets if f["facet"] == "colour"]
+    assert all(f["used"] == (f["score"] >= 0.25) for f in colours)  # six labels: 0.25 stands (1.25 / 6 < 0.25)

@@ -88,7 +88,7 @@ def test_a_described_item_is_never_scored_by_a_probe_that_read_its_label() -> No
     assert len(fit_folded(x, y, ids, {"other"}, 3, np.arange(6)).probes) == 1  # type: ignore[union-attr]
     x[0, :2] = [3.0, 0.0]  # item i0 looks like label 0 but is labelled 2: only its own label could teach that
     y[0] = 2
-    folded = fit_folded(x, y, ids, {"i0"}, 3, np.arange(6))
+    folded = fit_folded(x, y, ids, set(ids[:5]), 3, np.arange(6))
     assert folded is not None and len(folded.probes) == 5
     assert folded.predict(x[:1], ["i0"])[0].argmax() == 0
     rows = folded.predict(x[:5], ids[:5])

@@ -61,9 +61,9 @@ def test_vocabularies_declare_fields(tmp_path: Path) -> None:
     assert hm.neighbours == 30 and hm.neighbour_weight == 0.5
     assert load_vocabulary("generic").neighbours == 30  # the default; its facets name no field, so it is unused
     bad = tmp_path / "bad.toml"
-    for text in ('[facets.colour]\nlabels = ["red"]\nfield = "price"\n',
-                 'neighbours = -1\n[facets.colour]\nlabels = ["red"]\n',
-                 'neighbour_weight = 2\n[facets.colour]\nlabels = ["red"]\n'):
+    for text in ('[facets.colour]\nlabels = ["red", "blue"]\nfield = "price"\n',
+                 'neighbours = -1\n[facets.colour]\nlabels = ["red", "blue"]\n',
+                 'neighbour_weight = 2\n[facets.colour]\nlabels = ["red", "blue"]\n'):
         bad.write_text(text)
         with pytest.raises(ValidationFailed):
             load_vocabulary(bad)
