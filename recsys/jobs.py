@@ -98,6 +98,7 @@ class Jobs:
     def _build(self, progress: Progress | None, force: bool, keep_ranker: bool) -> dict[str, Any]:
         from recsys.encoders import embed_catalog, fit_encoder
         from recsys.index import IndexReader, build_from_catalog, current_id, index_root, publish
+        from recsys.index.catalog import rebase_for
         from recsys.ranking import rankers_root, read_manifest
         from recsys.ranking.artifact import current_generation
         from recsys.ranking.artifact import damage as ranker_damage
@@ -133,7 +134,9 @@ class Jobs:
         else:
             report["train"] = ("skipped (the current ranker is kept although events changed since it was trained: "
                                "each shopper's new events count in their lists at once; `recsys train` refits it)")
-        publish(root, reader.generation_id, self.settings.index.keep_generations)
+        # an API upsert may have published a delta while this trained: its changes are carried over, not dropped
+        publish(root, reader.generation_id, self.settings.index.keep_generations,
+                rebase_for(self.store, self.settings, report["index"]))
         self.recommender.refresh()
         report["seconds"] = round(time.perf_counter() - t, 1)
         return report

@@ -26,14 +26,20 @@ def build(
     with progress_bar("index") as update:
         report = build_from_catalog(open_store(), get_settings(), update, mode="full" if full or factory else "auto",
                                     factory=factory)
+    if report.get("reason"):
+        err.print(f"index: {report['reason']}; a full build instead")
     err.print(f"index: {report['action']} -> generation {report['generation']} ({report['items']} items)")
+    if report.get("caught_up"):
+        c = report["caught_up"]
+        err.print(f"index: another generation was published meanwhile; its changes ({c['changed']} new or changed, "
+                  f"{c['removed']} removed) were added as a delta over {c['over']}")
     if json_out:
         emit_json(report)
 
 
 @app.command("list")
 def list_(json_out: JsonOpt = False) -> None:
-    """Generations on disk, oldest first; the served one is marked with *."""
+    """Generations on disk, oldest first; the served one is marked with * (a CURRENT naming none of them is said)."""
     from recsys.config import get_settings
     from recsys.index import current_id, index_root, list_generations
 
@@ -43,8 +49,15 @@ def list_(json_out: JsonOpt = False) -> None:
              "created_at": m.created_at, "encoder_id": m.encoder_id, "dim": m.dim, "items": m.item_count,
              "factory": m.factory, "recall_at_10": m.recall_at_10.get("fused"), "watermark": m.watermark}
             for m in list_generations(root)]
+    if cur is not None and not any(r["current"] for r in rows):  # deleted by hand, or its manifest unreadable
+        err.print(f"CURRENT names generation {cur}, which is missing or unreadable: nothing can be served; "
+                  + ("run `recsys index rollback` (serves the newest intact one)" if rows else
+                     "run `recsys index build`"))
+    elif cur is None and rows:
+        err.print(f"no generation is current (the CURRENT file is missing); serve one with `recsys index rollback "
+                  f"--to {rows[-1]['generation_id']}`, or run `recsys index build`")
     if not json_out:
-        if not rows:
+        if not rows and cur is None:
             err.print(f"no index generations under {root}; run `recsys index build`")
         for r in rows:
             err.print(f"{'*' if r['current'] else ' '} {r['generation_id']}  {r['kind']:<5} {r['items']:>9} items  "

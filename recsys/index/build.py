@@ -46,6 +46,15 @@ Progress = Callable[[str, int, int | None], None]
 DEAD_FILE = "dead.npy"
 
 
+class DamagedBase(IndexError_):
+    """A delta's base generation has files that differ from its manifest (``files``): read back into the delta they
+    would be served with fresh checksums, so the delta is refused (``build_from_catalog`` builds a full one)."""
+
+    def __init__(self, message: str, files: list[str]) -> None:
+        super().__init__(message)
+        self.files = files
+
+
 def _checkpoint(name: str) -> None:
     """A named point in a build (a no-op; the crash-safety tests hook it to kill the process there)."""
 
@@ -121,11 +130,11 @@ def _write_segment(seg_dir: Path, data: SegmentData, settings: IndexSettings, fa
 
 
 def _finish(root: Path, work: Path, manifest: Manifest, *, settings: IndexSettings, store: Any | None,
-            make_current: bool, started: float,
-            inherited: Mapping[str, tuple[str, int | None]] | None = None) -> Manifest:
-    """Checksum and fsync every file, write the manifest last, rename the directory in, switch, prune. Files linked
-    from a delta's base keep the (checksum, size) it recorded (``inherited``, by name here): a base file damaged
-    since fails the new generation's verification too, and is not hashed again."""
+            make_current: bool, started: float, inherited: Mapping[str, tuple[str, int | None]] | None = None,
+            rebase: layout.Rebase | None = None) -> Manifest:
+    """Checksum and fsync every file, write the manifest last, rename the directory in, switch (caught up per
+    ``rebase``: :func:`layout.switch`), prune. Files linked from a delta's base keep the (checksum, size) it recorded
+    (``inherited``, by name here): a base file damaged since fails the new generation's verification too."""
     files: dict[str, str] = {}
     sizes: dict[str, int] = {}
     for p in sorted(work.rglob("*")):
@@ -149,7 +158,7 @@ def _finish(root: Path, work: Path, manifest: Manifest, *, settings: IndexSettin
     fsync_dir(final.parent)
     _checkpoint("renamed")
     if make_current:
-        layout.set_current(root, manifest.generation_id)
+        layout.switch(root, manifest.generation_id, rebase)
         _checkpoint("switched")
         layout.prune(root, settings.keep_generations)
     else:
@@ -199,8 +208,9 @@ def build_generation(
     store: Any | None = None,
     progress: Progress | None = None,
     make_current: bool = True,
+    rebase: layout.Rebase | None = None,
 ) -> Manifest:
-    """Write a full generation under ``root`` and (by default) make it current.
+    """Write a full generation under ``root`` and (by default) make it current (see :class:`layout.Rebase`).
 
     ``vectors`` maps a modality ("fused" required; "text", "image"...) to (n, d) float32 rows aligned with
     ``item_ids``; ``present[m]`` (bool, n) marks rows that have modality ``m`` (e.g. items with an image).
@@ -228,7 +238,7 @@ def build_generation(
             recall_at_10={m: v["recall_at_10"] for m, v in seg["modalities"].items()},
             segments=[{**seg, "origin": gid}])
         return _finish(root, work, manifest, settings=settings, store=store, make_current=make_current,
-                       started=started)
+                       started=started, rebase=rebase)
 
 
 def build_delta_generation(
@@ -245,10 +255,12 @@ def build_delta_generation(
     settings: IndexSettings | None = None,
     store: Any | None = None,
     make_current: bool = True,
+    rebase: layout.Rebase | None = None,
 ) -> Manifest:
     """A new generation = ``base`` (default: the current one) + new/changed items - ``removed`` items, without
     rebuilding the base index. ``item_ids``/``vectors``/``present``/``meta`` describe only the new or changed items.
-    A previous delta on ``base`` is merged into the new one, so a chain of deltas stays two segments."""
+    A previous delta on ``base`` is merged into the new one, so a chain of deltas stays two segments. The base's
+    files read back (metadata, dead rows, its delta segment) are checked against its checksums first: DamagedBase."""
     settings = settings or _default_settings()
     root = Path(root)
     started = time.perf_counter()
@@ -259,6 +271,7 @@ def build_delta_generation(
         layout.check_compatible(bm, encoder_id=encoder_id, dim=int(data.vectors["fused"].shape[1]), where=base_dir)
         if set(data.vectors) != set(bm.modalities):
             raise ValidationFailed(f"delta modalities {sorted(data.vectors)} differ from the base's {bm.modalities}")
+        _check_reread(base_dir, bm)
         gid = layout.new_generation_id()
         work = layout.tmp_dir(root) / f"{gid}.partial"
         work.mkdir(parents=True)
@@ -297,7 +310,23 @@ def build_delta_generation(
         linked = {f"seg0/{n.removeprefix(base)}": (digest, bm.sizes.get(n)) for n, digest in bm.files.items()
                   if n.startswith(base)}
         return _finish(root, work, manifest, settings=settings, store=store, make_current=make_current,
-                       started=started, inherited=linked)
+                       started=started, inherited=linked, rebase=rebase)
+
+
+def reread_files(bm: Manifest) -> list[str]:
+    """The files of generation ``bm`` that a delta over it reads back and writes with fresh checksums (and that the
+    diff against it reads): metadata, dead rows, its delta segment."""
+    seg1 = f"{bm.segments[1]['name']}/" if len(bm.segments) > 1 else None
+    return [META_FILE, DEAD_FILE, *(n for n in bm.files if seg1 and n.startswith(seg1))]
+
+
+def _check_reread(base_dir: Path, bm: Manifest) -> None:
+    """What a delta reads back must be what the base was built with: hashed now, whatever the hashing budget."""
+    bad = layout.damaged(base_dir, bm, reread_files(bm))
+    if bad:
+        raise DamagedBase(f"index generation {bm.generation_id} is damaged ({', '.join(bad[:5])} missing or changed "
+                          "since it was built): no delta is built on it. `recsys index build --full` builds a new one",
+                          bad)
 
 
 def _read_segment(seg_dir: Path) -> SegmentData:

@@ -2,7 +2,10 @@
 
 ``build_from_catalog`` decides between nothing to do (the catalogue did not change since the served generation),
 a delta generation (a few items new, changed or removed) and a full rebuild (first build, another encoder,
-``--full``, or changes beyond ``delta_max_fraction`` of the catalogue).
+``--full``, or changes beyond ``delta_max_fraction`` of the catalogue). A damaged current generation (hashed as a
+load hashes it) is neither a delta's base nor "up to date": a full build, the report says why. A generation
+published while the catalogue was read (an API upsert's delta) is not dropped by the switch: what changed since is
+added as a delta (:class:`recsys.index.layout.Rebase`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from recsys.errors import IncompatibleArtifact, NoIndex, NotFound
 from recsys.index import layout
-from recsys.index.build import DEAD_FILE, build_delta_generation, build_generation
+from recsys.index.build import DEAD_FILE, DamagedBase, build_delta_generation, build_generation, reread_files
 from recsys.index.meta import META_FILE, ItemMeta
 
 if TYPE_CHECKING:
@@ -72,30 +75,31 @@ def _diff(root: Path, cur: layout.Manifest, meta: ItemMeta) -> _Change:
     return _Change(changed, removed, len(before))
 
 
-def build_from_catalog(store: Any, settings: Settings, progress: Progress | None = None, *,
-                       mode: str = "auto", factory: str | None = None,
-                       vectors: VectorProvider | None = None, switch: bool = True) -> dict[str, Any]:
-    """Index the store's live items (not hidden, not deleted) with the encoder's vectors. Without ``switch`` the
-    new generation is written and not served (``recsys build`` serves it with the ranker trained on it).
+@dataclass
+class _Snapshot:
+    """The catalogue as one build reads it: metadata, vectors per modality and the rows that have each."""
 
-    ``mode``: "auto" (skip / delta / full as above), "full" or "delta". ``vectors`` replaces
-    ``recsys.encoders.load_item_vectors`` (tests, custom pipelines). Returns a report: action (skipped, delta,
-    full), generation id, item count, recall@10 per modality, seconds.
-    """
+    meta: ItemMeta
+    mats: dict[str, np.ndarray]
+    present: dict[str, np.ndarray]
+    encoder_id: str
+    watermark: str
+    without_vectors: int
+
+    def fits(self, m: layout.Manifest) -> bool:
+        """Whether a delta over generation ``m`` can hold these vectors."""
+        dim = int(self.mats["fused"].shape[1])
+        return m.encoder_id == self.encoder_id and m.dim == dim and set(m.modalities) == set(self.mats)
+
+
+def _read_snapshot(store: Any, settings: Settings, vectors: VectorProvider, progress: Progress | None) -> _Snapshot:
     from recsys.store.queries import items_frame
 
-    if mode not in ("auto", "full", "delta"):
-        raise ValueError(f"mode must be auto, full or delta, not {mode!r}")
-    if vectors is None:  # encoders sit inward of the index: a plain import (lazy, as torch comes with it)
-        from recsys.encoders import load_item_vectors
-
-        # the whole snapshot, not only the store's items: an item written after the last embed (by another writer
-        # while this one embedded) is the next run's to index, not an error that fails this one
-        vectors = lambda st, _store: load_item_vectors(st)  # noqa: E731
-    root = index_root(settings)
     with store.session() as s:
         df = items_frame(s, include_removed=True)
-    df = df[~(df["hidden"].astype(bool) | df["deleted"].astype(bool))]
+    # hidden items stay indexed: every query excludes them (the removed items, the lexical SQL), so an unhide acts
+    # at once and a hidden item's page still finds similar items; deleted ones go
+    df = df[~df["deleted"].astype(bool)]
     if progress:
         progress("reading vectors", 0, len(df))
     iv = vectors(settings, store)
@@ -116,56 +120,150 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     present = {"image": np.asarray(iv.has_image, bool)[rows],
                "text": _nonzero(mats["text"]), "fused": _nonzero(mats["fused"])}
     newest = max((str(u) for u in meta.updated_at if u is not None), default="")
-    watermark = f"{newest}|{len(meta)}"
-    dim = int(mats["fused"].shape[1])
+    return _Snapshot(meta, mats, present, iv.encoder_id, f"{newest}|{len(meta)}", int((~have).sum()))
 
-    action = "full"
-    ch: _Change | None = None
-    cur_id = layout.current_id(root)
-    mode = mode if cur_id is None or mode == "full" or _usable_base(root, cur_id) else "full"
-    if cur_id is not None and mode != "full":
-        cur = layout.read_manifest(layout.generation_path(root, cur_id))
-        if cur.encoder_id == iv.encoder_id and cur.dim == dim and set(cur.modalities) == set(mats):
-            ch = _diff(root, cur, meta)
-            if not ch.changed and not ch.removed:
-                log.info("index generation %s is up to date", cur_id)
-                return {"action": "skipped", "generation": cur_id, "items": cur.item_count}
-            small = len(ch.changed) + len(ch.removed) <= settings.index.delta_max_fraction * max(ch.base_live, 1)
-            if mode == "delta" or small:
-                action = "delta"
-        elif mode == "delta":
+
+def _default_vectors(settings: Settings, store: Any) -> ItemVectorsLike:
+    # encoders sit inward of the index: a plain import (lazy, as torch comes with it). The whole snapshot, not only
+    # the store's items: an item written after the last embed (by another writer while this one embedded) is the
+    # next run's to index, not an error that fails this one
+    from recsys.encoders import load_item_vectors
+
+    return load_item_vectors(settings)  # type: ignore[no-any-return]
+
+
+def build_from_catalog(store: Any, settings: Settings, progress: Progress | None = None, *,
+                       mode: str = "auto", factory: str | None = None,
+                       vectors: VectorProvider | None = None, switch: bool = True) -> dict[str, Any]:
+    """Index the store's items that are not deleted (hidden ones too: queries exclude them) with the encoder's
+    vectors. Without ``switch`` the new generation is written and not served (``recsys build`` serves it with the
+    ranker trained on it, through :func:`layout.publish` with :func:`rebase_for` of this report).
+
+    ``mode``: "auto" (skip / delta / full as above), "full" or "delta". ``vectors`` replaces
+    ``recsys.encoders.load_item_vectors`` (tests, custom pipelines). Returns a report: action (skipped, delta,
+    full), generation id (the one served, with ``switch``), item count, recall@10 per modality, seconds, ``base``
+    (the generation served when the catalogue was read), ``reason`` when a delta or skip was impossible, and
+    ``caught_up`` when another generation was published meanwhile and a delta carried its changes over.
+    """
+    if mode not in ("auto", "full", "delta"):
+        raise ValueError(f"mode must be auto, full or delta, not {mode!r}")
+    vectors = vectors or _default_vectors
+    root = index_root(settings)
+    base = layout.current_id(root)  # read first: a generation published after this is caught up at the switch
+    snap = _read_snapshot(store, settings, vectors, progress)
+    report: dict[str, Any] = {}
+    rebase = layout.Rebase(base, _catch_up(store, settings, vectors, report)) if switch else None
+    ch, reason = _plan(root, snap, base, mode, settings)
+    if ch is not None and not ch.changed and not ch.removed:
+        log.info("index generation %s is up to date", base)
+        return {"action": "skipped", "generation": base, "items": ch.base_live, "base": base}
+    m = None
+    if ch is not None and base is not None:
+        try:
+            m = _delta(root, snap, ch, base, settings, store, switch, rebase)
+        except DamagedBase as e:  # damaged since it was checked
+            reason = f"index generation {base} is damaged ({', '.join(e.files[:5])} missing or changed)"
+        except NotFound:
+            reason = f"index generation {base} was pruned while the catalogue was read"
+        if reason:
+            log.warning("%s; building a full generation instead", reason)
+    if m is None:
+        m = build_generation(root, snap.meta.item_ids.tolist(), snap.mats, encoder_id=snap.encoder_id,
+                             watermark=snap.watermark, meta=snap.meta, present=snap.present, factory=factory,
+                             settings=settings.index, store=store, progress=progress, make_current=switch,
+                             rebase=rebase)
+    caught = dict(report)  # a catch-up's generation (the one served), its items and counts
+    report.clear()
+    report.update({"action": m.kind, "generation": m.generation_id, "items": m.item_count, "factory": m.factory,
+                   "recall_at_10": m.recall_at_10, "seconds": m.build_seconds, "without_vectors": snap.without_vectors,
+                   "base": base, **({"reason": reason} if reason else {}), **caught})
+    return report
+
+
+def _plan(root: Path, snap: _Snapshot, base: str | None, mode: str,
+          settings: Settings) -> tuple[_Change | None, str | None]:
+    """The changes against ``base`` when a delta (or nothing) will do, else None; and why a full build when a delta
+    or a skip was not possible for the base itself (damaged, unreadable)."""
+    if mode == "full":
+        return None, None
+    if base is None:
+        if mode == "delta":
+            log.warning("no generation to apply a delta to; doing a full build")
+        return None, None
+    reason = _unusable_base(root, base, settings.index.verify_on_load_mb)
+    if reason is not None:
+        log.warning("%s; building a full generation", reason)
+        return None, reason
+    cur = layout.read_manifest(layout.generation_path(root, base))
+    if not snap.fits(cur):
+        if mode == "delta":
             log.warning("current generation was built with another encoder or dimension; doing a full build")
-    elif mode == "delta":
-        log.warning("no generation to apply a delta to; doing a full build")
-
-    if action == "delta" and ch is not None:
-        sel = np.flatnonzero(np.isin(meta.item_ids, np.array(ch.changed, dtype=object)))
-        m = build_delta_generation(
-            root, meta.item_ids[sel].tolist(), {k: v[sel] for k, v in mats.items()}, encoder_id=iv.encoder_id,
-            watermark=watermark, meta=meta.take(sel), present={k: v[sel] for k, v in present.items()},
-            removed=ch.removed, settings=settings.index, store=store, make_current=switch)
-        log.info("delta generation %s: %d new or changed, %d removed", m.generation_id, len(ch.changed),
-                 len(ch.removed))
-    else:
-        m = build_generation(root, meta.item_ids.tolist(), mats, encoder_id=iv.encoder_id, watermark=watermark,
-                             meta=meta, present=present, factory=factory, settings=settings.index, store=store,
-                             progress=progress, make_current=switch)
-    return {"action": action, "generation": m.generation_id, "items": m.item_count, "factory": m.factory,
-            "recall_at_10": m.recall_at_10, "seconds": m.build_seconds, "without_vectors": int((~have).sum())}
+        return None, None
+    ch = _diff(root, cur, snap.meta)
+    small = len(ch.changed) + len(ch.removed) <= settings.index.delta_max_fraction * max(ch.base_live, 1)
+    return (ch if mode == "delta" or small else None), None
 
 
-def _usable_base(root: Path, cur_id: str) -> bool:
-    """Whether generation ``cur_id`` can be the base of a delta: readable, and no file missing or truncated (a
-    delta would link them into the new generation too). Otherwise a full build is the fix, said in the log."""
+def _delta(root: Path, snap: _Snapshot, ch: _Change, base: str, settings: Settings, store: Any, switch: bool,
+           rebase: layout.Rebase | None) -> layout.Manifest:
+    """The changes ``ch`` written as a delta over generation ``base``."""
+    sel = np.flatnonzero(np.isin(snap.meta.item_ids, np.array(ch.changed, dtype=object)))
+    m = build_delta_generation(
+        root, snap.meta.item_ids[sel].tolist(), {k: v[sel] for k, v in snap.mats.items()},
+        encoder_id=snap.encoder_id, watermark=snap.watermark, meta=snap.meta.take(sel),
+        present={k: v[sel] for k, v in snap.present.items()}, removed=ch.removed, base=base,
+        settings=settings.index, store=store, make_current=switch, rebase=rebase)
+    log.info("delta generation %s over %s: %d new or changed, %d removed", m.generation_id, base, len(ch.changed),
+             len(ch.removed))
+    return m
+
+
+def _catch_up(store: Any, settings: Settings, vectors: VectorProvider,
+              report: dict[str, Any]) -> Callable[[str], str | None]:
+    """:attr:`layout.Rebase.catch_up`: a delta over a generation just built with what changed in the store since its
+    snapshot, read now, under the build lock (so no other generation is published meanwhile), recorded in
+    ``report``. Only runs when another generation was published during the build (rare: no cost otherwise)."""
+
+    def run(gid: str) -> str | None:
+        root = index_root(settings)
+        snap = _read_snapshot(store, settings, vectors, None)
+        built = layout.read_manifest(layout.generation_path(root, gid))
+        if not snap.fits(built):
+            log.warning("the vectors changed encoder while generation %s was built: it is served as built; "
+                        "`recsys index build` indexes the changes since", gid)
+            return None
+        ch = _diff(root, built, snap.meta)
+        if not ch.changed and not ch.removed:
+            return None
+        m = _delta(root, snap, ch, gid, settings, store, True, None)
+        report.update({"generation": m.generation_id, "items": m.item_count,
+                       "caught_up": {"over": gid, "changed": len(ch.changed), "removed": len(ch.removed)}})
+        return m.generation_id
+
+    return run
+
+
+def rebase_for(store: Any, settings: Settings, report: dict[str, Any],
+               vectors: VectorProvider | None = None) -> layout.Rebase:
+    """How to publish the generation of ``report`` (from ``build_from_catalog(switch=False)``) keeping what was
+    published since it read the catalogue (:func:`layout.publish`); the catch-up is recorded in ``report``."""
+    return layout.Rebase(report.get("base"), _catch_up(store, settings, vectors or _default_vectors, report))
+
+
+def _unusable_base(root: Path, cur_id: str, budget_mb: float) -> str | None:
+    """Why generation ``cur_id`` cannot be the base of a delta (nor be "up to date"), or None: unreadable, or a file
+    missing or changed (hashed as a load does, up to ``budget_mb``; above it sizes, and what a delta reads back)."""
     try:
-        lacking = layout.files_damaged(root, cur_id)
+        path = layout.generation_path(root, cur_id)
+        m = layout.read_manifest(path)
     except (IncompatibleArtifact, NotFound, NoIndex) as e:  # unreadable, or CURRENT names a generation that is gone
-        log.warning("the current index generation cannot be read (%s); building a full one", e)
-        return False
-    if lacking:
-        log.warning("index generation %s has missing or truncated files %s; building a full one instead of a delta",
-                    cur_id, lacking[:5])
-    return not lacking
+        return f"the current index generation cannot be read ({e})"
+    reread = reread_files(m)
+    bad = layout.damaged(path, m, reread) or layout.damaged(path, m, [n for n in m.files if n not in reread],
+                                                             budget_mb=budget_mb, trust_loads=True)
+    if bad:
+        return f"index generation {cur_id} is damaged ({', '.join(bad[:5])} missing or changed)"
+    return None
 
 
 def vector_digests(mats: dict[str, np.ndarray], chunk: int = 16_384) -> list[str]:

@@ -20,8 +20,9 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +95,25 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_LOADED: dict[tuple[int, int], tuple[int, int, str]] = {}
+"""(device, inode) -> (size, mtime ns, SHA-256) of the files this process hashed verifying a generation (a load)."""
+
+
+def _verified_hash(path: Path, trust_loads: bool = False) -> str:
+    """``path``'s SHA-256, remembered; with ``trust_loads`` one remembered for the same inode, size and mtime is
+    returned unread. The stat is taken before reading: a write while hashing leaves a key that never matches."""
+    st = path.stat()
+    key = (st.st_dev, st.st_ino)
+    hit = _LOADED.get(key)
+    if trust_loads and hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns):
+        return hit[2]
+    digest = sha256_file(path)
+    if len(_LOADED) > 100_000:
+        _LOADED.clear()
+    _LOADED[key] = (st.st_size, st.st_mtime_ns, digest)
+    return digest
+
+
 def checksum_of(files: dict[str, str]) -> str:
     """One checksum over the per-file digests (names sorted)."""
     h = hashlib.sha256()
@@ -145,14 +165,44 @@ def hold(root: Path, generation_id: str) -> None:
     write_text_atomic(Path(root) / PENDING, generation_id + "\n")
 
 
-def publish(root: Path, generation_id: str, keep: int) -> None:
-    """Serve a generation written without switching to it (then prune), under the build lock."""
+@dataclass(frozen=True)
+class Rebase:
+    """How a generation built from a catalogue snapshot read while ``base`` was served is switched to. If ``CURRENT``
+    moved meanwhile (an API upsert published a delta), switching blindly would drop what that newer generation
+    served: ``catch_up(gid)`` then writes and serves a delta over ``gid`` with what changed in the store since (its
+    id; None when nothing did)."""
+
+    base: str | None
+    catch_up: Callable[[str], str | None]
+
+
+def switch(root: Path, generation_id: str, rebase: Rebase | None = None) -> str:
+    """Serve ``generation_id``, caught up per ``rebase`` when ``CURRENT`` moved since its snapshot; the id served.
+    Call with the build lock held: no other generation can be published between the check and the switch."""
+    cur = current_id(root)
+    if rebase is not None and cur != rebase.base:
+        if generation_id == rebase.base and cur is not None:  # nothing new was built; what moved CURRENT is newer
+            log.info("index generation %s was replaced by %s meanwhile; %s stays served", generation_id, cur, cur)
+            return cur
+        log.warning("index generation %s was built from a catalogue read while %s was served, and %s is served now: "
+                    "the changes since are added as a delta", generation_id, rebase.base, cur)
+        newer = rebase.catch_up(generation_id)
+        if newer is not None:
+            return newer  # served by its own build
+    if cur != generation_id:
+        set_current(root, generation_id)
+    return generation_id
+
+
+def publish(root: Path, generation_id: str, keep: int, rebase: Rebase | None = None) -> str:
+    """Serve a generation written without switching to it (see :func:`switch`), then prune, under the build lock;
+    the id served."""
     with build_lock(root):
-        if current_id(root) != generation_id:
-            set_current(root, generation_id)
+        served = switch(root, generation_id, rebase)
         if _read_pointer(Path(root) / PENDING) == generation_id:
             (Path(root) / PENDING).unlink()
         prune(root, keep)
+    return served
 
 
 def no_index(root: Path) -> NoIndex:
@@ -218,11 +268,17 @@ def rollback(root: Path, to: str | None = None, *, force: bool = False) -> str:
     return to
 
 
-def files_damaged(root: Path, generation_id: str) -> list[str]:
-    """The files a generation's manifest lists that are not there or not of the size it recorded (a cheap check, no
-    hashing: :func:`verify` hashes)."""
-    path = generation_path(root, generation_id)
-    return _sized_wrong(path, read_manifest(path))
+def damaged(path: Path, m: Manifest, names: list[str] | None = None, *, budget_mb: float | None = None,
+            trust_loads: bool = False) -> list[str]:
+    """Files of the generation at ``path`` (``names``, default all) missing or differing from its manifest, hashed.
+    Over ``budget_mb`` only sizes are compared (as :func:`check_on_load`). ``trust_loads``: a file this process
+    hashed verifying a generation, unchanged since, is not read again (a server's delta over the generation it
+    loaded moments ago costs no second hashing of it)."""
+    wanted = list(m.files) if names is None else list(names)
+    if budget_mb is not None and sum(m.sizes.values()) / 2**20 > budget_mb:
+        return [n for n in _sized_wrong(path, m) if n in wanted]
+    return [n for n in wanted if n not in m.files or not (path / n).is_file()
+            or _verified_hash(path / n, trust_loads) != m.files[n]]
 
 
 def _sized_wrong(path: Path, m: Manifest) -> list[str]:
@@ -255,16 +311,29 @@ def clean_tmp(root: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+_HELD = threading.local()
+
+
 @contextlib.contextmanager
 def build_lock(root: Path, name: str = "build.lock") -> Iterator[None]:
     """One build at a time per root, across threads, processes and replicas sharing the directory: a ``filelock``
     (``flock`` on POSIX, released by the OS if the process dies; the file stays so every waiter locks one inode).
-    A new lock object per call, so threads of one process exclude each other too."""
+    A new lock object per call, so threads of one process exclude each other too. A thread that holds it already
+    goes on (a build's switch writes its catch-up delta under the same lock: see :class:`Rebase`)."""
     from filelock import FileLock
 
     Path(root).mkdir(parents=True, exist_ok=True)
-    with FileLock(Path(root) / name):
+    path = str((Path(root) / name).absolute())
+    held: set[str] = _HELD.__dict__.setdefault("paths", set())
+    if path in held:
         yield
+        return
+    with FileLock(path):
+        held.add(path)
+        try:
+            yield
+        finally:
+            held.discard(path)
 
 
 def verify(root: Path, generation_id: str | None = None) -> list[str]:
@@ -276,7 +345,7 @@ def verify(root: Path, generation_id: str | None = None) -> list[str]:
 def verify_files(path: Path, m: Manifest) -> list[str]:
     """:func:`verify` of a generation whose manifest is already read."""
     bad = [name for name, digest in m.files.items()
-           if not (path / name).is_file() or sha256_file(path / name) != digest]
+           if not (path / name).is_file() or _verified_hash(path / name) != digest]
     if checksum_of(m.files) != m.checksum:
         bad.append(MANIFEST)
     return bad

@@ -22,6 +22,9 @@ from recsys.store import Store
 from recsys.store.queries import events_frame, events_watermark, items_frame
 
 if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.orm import Session
+
     from recsys.index import IndexReader
     from recsys.ranking import RankingPipeline, SimpleVectors
     from recsys.ranking.generations import RankerGeneration
@@ -30,6 +33,13 @@ log = logging.getLogger(__name__)
 
 RANKER_RETRY_S = 60.0
 """A ranker generation that failed to load by itself (not for a database outage) is tried again after this long."""
+
+
+def _served_items(session: Session) -> pd.DataFrame:
+    """The catalogue a served ranker holds: hidden items stay available in its table, because every request leaves
+    out the items hidden at that moment (``Recommender.removed_items``), so unhiding one acts at once instead of at
+    the next generation."""
+    return items_frame(session).assign(hidden=False)
 
 
 class UnknownRanker(RankerError):
@@ -191,7 +201,7 @@ class Generations:
             return None
         vectors = vectors_of_index(self.settings, reader)
         with self.store.session() as s:
-            items = items_frame(s)
+            items = _served_items(s)
         if old is not None and old.ranker is not None and old.ranker_path == str(rpath):
             # Same model, new catalogue: no retraining. A copy, so requests in flight keep the old catalogue.
             ranker = copy.copy(old.ranker)
@@ -260,7 +270,7 @@ class Generations:
         gen = find_generation(root, name, m.encoder_id, m.dim)
         vectors = vectors_of_index(self.settings, served.reader)
         with self.store.session() as s:
-            items = items_frame(s)
+            items = _served_items(s)
         if old is not None:  # moved to the new index: a copy, so requests in flight keep the old catalogue
             ranker = copy.copy(old)
             ranker.update_items(vectors, items, served.reader)

@@ -8,16 +8,19 @@ an item matching more of them, or rarer ones, ranks higher; nothing of the query
 
 Both databases split text into runs of letters and digits, as :func:`query_terms` splits the query, and fold Latin
 diacritics: "P-0777" is the words "p" and "0777", "1.5" is "1" and "5", "www.acme.com" finds "acme", "cafe" finds
-"Café". On PostgreSQL, each query word goes through the documents' own ``recsys_search_words`` (migration 0010),
-and each part of an item's text is indexed up to a bound (a tsvector holds 1 MB): its first 20,000 characters of
-title, 60,000 of description, 50,000 of attribute values, 20,000 of generated description.
+"Café". A query word keeps its combining marks (the vowel signs of Hindi, Tamil, Thai...: "कुर्ता" is one word) and
+each database splits it as it split the documents: FTS5 matches it as a phrase of its own tokens (it cuts such words
+at spacing marks), PostgreSQL parses it with the documents' parser (``plainto_tsquery``). On PostgreSQL, each query
+word goes through the documents' own ``recsys_search_words`` (migration 0010), and each part of an item's text is
+indexed up to a bound (a tsvector holds 1 MB): its first 20,000 characters of title, 60,000 of description, 50,000
+of attribute values, 20,000 of generated description.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -32,8 +35,6 @@ MAX_TERMS = 32
 """Words of a query that are searched (the first ones); a pasted paragraph must not become a 500-way OR."""
 SQLITE_WEIGHTS = (5.0, 1.0, 2.0, 2.0)
 """BM25 weights of the FTS5 columns: title, description, category, attribute values."""
-
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 _SQLITE = text(
     "SELECT i.external_id, bm25(items_fts, {}) AS rank FROM items_fts JOIN items i ON i.id = items_fts.rowid "
@@ -56,8 +57,13 @@ TABLES = {"sqlite": "items_fts", "postgresql": "item_search"}
 
 
 def query_terms(query: str) -> list[str]:
-    """The distinct words of ``query``, lower-cased, in order (letters and digits; punctuation splits words)."""
-    return list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))[:MAX_TERMS]
+    """The distinct words of ``query``, lower-cased, in order: runs of letters, digits and combining marks (a mark
+    belongs to its letter: splitting there left PostgreSQL no word to match), each with a letter or digit;
+    punctuation splits words. Composed first (NFC), as the documents' diacritics are folded in composed form."""
+    query = unicodedata.normalize("NFC", query)
+    spaced = "".join(c if c.isalnum() or unicodedata.category(c)[0] == "M" else " " for c in query)
+    words = (w.lower() for w in spaced.split() if any(c.isalnum() for c in w))
+    return list(dict.fromkeys(words))[:MAX_TERMS]
 
 
 def available(conn: Connection) -> bool:

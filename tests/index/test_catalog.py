@@ -66,10 +66,11 @@ def test_full_then_skip_then_delta_then_full(tmp_path: Path, sqlite_store: Store
     enc = FakeEncoder()
     _add_items(sqlite_store, 200)
     _update(sqlite_store, "p0003", hidden=True)
+    _update(sqlite_store, "p0004", deleted=True)
     rep = build_from_catalog(sqlite_store, settings, vectors=enc)
     assert rep["action"] == "full" and rep["items"] == 199 and rep["factory"] == "Flat"
     r = IndexReader.open(index_root(settings), encoder_id="fake-enc", dim=16)
-    assert "p0003" not in r and len(r) == 199
+    assert "p0003" in r and "p0004" not in r and len(r) == 199  # hidden items stay indexed: queries exclude them
     assert r.search_one(r.vector_of("p0050"), 4, filter=ItemFilter.of(categories=["rare"]))[0][0] == "p0050"
     assert len(r.search_one(r.vector_of("p0001"), 10, filter=ItemFilter.of(attributes={"brand": "b1"}))) == 10
     assert len(r.search_one(r.vector_of("p0002"), 5, modality="image")) == 5
@@ -78,15 +79,16 @@ def test_full_then_skip_then_delta_then_full(tmp_path: Path, sqlite_store: Store
 
     assert build_from_catalog(sqlite_store, settings, vectors=enc)["action"] == "skipped"
 
-    # a new item, a changed one, a hidden one, an unhidden one: a delta
+    # a new item, a changed one, a deleted one, a hidden one, an unhidden one: a delta
     _add_items(sqlite_store, 1, start=500)
     _update(sqlite_store, "p0010", content_hash="h999", category="rare")
+    _update(sqlite_store, "p0012", deleted=True)
     _update(sqlite_store, "p0011", hidden=True)
     _update(sqlite_store, "p0003", hidden=False)
     rep2 = build_from_catalog(sqlite_store, settings, vectors=enc)
-    assert rep2["action"] == "delta" and rep2["items"] == 200  # 199 + p0500 + p0003 - p0011
+    assert rep2["action"] == "delta" and rep2["items"] == 199  # 199 + p0500 - p0012
     r2 = IndexReader.open(index_root(settings))
-    assert "p0500" in r2 and "p0003" in r2 and "p0011" not in r2
+    assert "p0500" in r2 and "p0003" in r2 and "p0011" in r2 and "p0012" not in r2
     assert np.allclose(r2.vector_of("p0010"), clustered(1, 16, seed=999)[0], atol=1e-6)
     rare = {i for i, _ in r2.search_one(r2.vector_of("p0010"), 10, filter=ItemFilter.of(categories=["rare"]))}
     assert "p0010" in rare
@@ -201,11 +203,13 @@ def test_a_damaged_generation_is_named_rebuilt_and_never_rolled_back_to(tmp_path
 
 
 def test_a_delta_keeps_its_base_checksums(tmp_path: Path, sqlite_store: Store) -> None:
-    """A base file damaged before a delta is built on it (same size: only hashing sees it) fails the delta's
-    verification too: its manifest takes the base's checksums, not the damaged file's."""
+    """A base file damaged before a delta is built on it (same size: only hashing sees it, and a base over the
+    hashing budget is not hashed whole) fails the delta's verification too: its manifest takes the base's checksums,
+    not the damaged file's."""
+    from recsys.config import IndexSettings
     from recsys.index import layout
 
-    settings = Settings(home=tmp_path / "home")
+    settings = Settings(home=tmp_path / "home", index=IndexSettings(verify_on_load_mb=0))
     enc = FakeEncoder()
     _add_items(sqlite_store, 60)
     base = build_from_catalog(sqlite_store, settings, vectors=enc, mode="full")["generation"]
