@@ -2,14 +2,16 @@
 
     RECSYS_HOME=/path/to/hm .venv/bin/python bench/cobuy_space.py [--part validation]
 
-Fits the co-purchase space (:mod:`recsys.ranking.cobuy`) on the split's training events only, then for every
+Fits the co-purchase space (:mod:`recsys.ranking.cobuy`) on the split's training events before its earliest target
+time only (``Split.train_before_targets``: the cut ``recsys evaluate`` gives the space), then for every
 evaluated user ranks the catalogue by the best similarity to their last 10 distinct items (their own items left out)
 in four spaces side by side: the text tower's (``content``, what the ``similar`` source uses), the encoder's fused
 vectors, the co-purchase space, and the first two concatenated; then the name words (BM25 likeness of the titles,
 :mod:`recsys.ranking.lexical`) and their reciprocal-rank fusion with ``content`` per latest item (what the opt-in
-``hybrid`` source proposes). Reports the share of targets new to the user, and of
-cold items (nobody bought them in training), found in the top 20 / 100 / 300. Prints one JSON object (also written
-to bench/results/cobuy_space_<part>.json).
+``hybrid`` source proposes). Reports the share of targets new to the user (not among their own positive history
+events), and of cold items (nobody had a positive training event on them before the user's target time: the
+evaluator's definitions), found in the top 20 / 100 / 300. Prints one JSON object (also written to
+bench/results/cobuy_space_<part>.json).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from reach import target_slices  # noqa: E402  (the evaluator's slices, shared with bench/reach.py)
 
 from recsys.config import get_settings  # noqa: E402
 from recsys.evaluation.splits import temporal_split  # noqa: E402
@@ -54,7 +59,9 @@ def main() -> None:
     table = ItemTable.build(vectors, items)
     p = RankingParams.from_settings(settings)
     t0 = time.time()
-    proj = CobuyProjection.fit(table, histories_by_user(split.train, table), dim=p.cobuy_dim,
+    # one fitted matrix, not counted as of each target: only what came before every target (as recsys evaluate does)
+    fit_events = split.train_before_targets()
+    proj = CobuyProjection.fit(table, histories_by_user(fit_events, table), dim=p.cobuy_dim,
                                window_days=p.cobuy_window_days, epochs=p.cobuy_epochs, seed=p.seed)
     fit_s = time.time() - t0
     if proj is None:
@@ -69,7 +76,7 @@ def main() -> None:
     found = {name: {d: {"new_to_user": 0, "cold_items": 0} for d in DEPTHS}
              for name in [*spaces, "name_words", "hybrid"]}
     total = {"new_to_user": 0, "cold_items": 0}
-    known = split.train_items
+    kinds_of = target_slices(split)  # the evaluator's new-to-user and cold-item definitions
     for u in split.users:
         h = history_from_frame(split.histories[u], table)
         if not len(h):
@@ -78,8 +85,8 @@ def main() -> None:
         _, first = np.unique(rev, return_index=True)
         latest = rev[np.sort(first)][:10]
         own = np.unique(h.rows)
-        new = [table.index[t] for t in split.targets[u] if t in table.index and table.index[t] not in set(own)]
-        cold = [t for t in new if table.ids[t] not in known]
+        new = [table.index[t] for t in kinds_of[u]["new_to_user"] if t in table.index]
+        cold = [table.index[t] for t in kinds_of[u]["cold_items"] if t in table.index]
         total["new_to_user"] += len(new)
         total["cold_items"] += len(cold)
         ranked: dict[str, np.ndarray] = {}
@@ -104,6 +111,8 @@ def main() -> None:
                 found[name][d]["cold_items"] += sum(t in top for t in cold)
     out = {
         "bench": "cobuy_space", "part": a.part, "users": len(split.users), "targets": total,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fitted_before": str(split.earliest_target), "fit_events": len(fit_events),
         "fit_seconds": round(fit_s, 1), "params": {"dim": p.cobuy_dim, "window_days": p.cobuy_window_days,
                                                    "epochs": p.cobuy_epochs},
         "reach": {name: {f"top_{d}": {s: round(n / max(total[s], 1), 4) for s, n in r.items()} for d, r in by.items()}

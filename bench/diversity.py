@@ -39,7 +39,9 @@ def main() -> None:
         events, items = events_frame(s), items_frame(s)
     split = temporal_split(events, "auto", part=args.part)
     t0 = time.perf_counter()
-    pipe = RankingPipeline.fit(split.train, items, vectors, rec.settings, search=reader)
+    # the co-purchase space (when on) sees only the events before every target, as in `recsys evaluate`
+    pipe = RankingPipeline.fit(split.train, items, vectors, rec.settings, search=reader,
+                               cobuy_before=split.earliest_target)
     fit_s = time.perf_counter() - t0
     hists = [split.histories[u] for u in split.users]
     now = [split.target_time[u].to_pydatetime() for u in split.users]

@@ -6,7 +6,8 @@ The table goes to bench/results/SUMMARY.md and between the README's bench-summar
 
 Each benchmark prints one JSON object on its last stdout line (index.py and quality.py also write their own files).
 Every result is stamped with ``measured_at`` and ``measured_on`` (CPU, cores, RAM). A benchmark that fails or skips
-itself leaves the last good result in place and writes ``<name>.failed.json`` instead, which the table shows.
+itself leaves the last good result in place and writes ``<name>.failed.json`` instead, which the table shows; a
+quality.py dataset without our own figures is such a failure (a peer library that cannot run is only noted).
 ``--quick`` (or BENCH_QUICK=1) runs the short variants into bench/results/tmp/quick/ (git-ignored) and leaves the
 README alone.
 
@@ -81,15 +82,16 @@ def benches(out: Path, quick: bool) -> list[Bench]:
             weights = ["--weights", "0,0.5"] if quick else ["--weights", "0,0.3,0.6,0.9"]
             found.append(Bench("diversity", [py, str(HERE / "diversity.py"), *weights],
                                lambda r: {"diversity_hm": r}, env=env, skip=reason))
-            found.append(Bench("reach", [py, str(HERE / "reach.py")], own=("reach_validation",), env=env,
-                               skip=reason))
-            found.append(Bench("shopper_lists", [py, str(HERE / "shopper_lists.py")], own=("shopper_lists",),
+            found.append(Bench("reach", [py, str(HERE / "reach.py"), "--out", str(out)], own=("reach_validation",),
                                env=env, skip=reason))
+            found.append(Bench("shopper_lists", [py, str(HERE / "shopper_lists.py"), "--out", str(out)],
+                               own=("shopper_lists",), env=env, skip=reason))
         found.append(Bench(f"evaluate_{ds}", [cli, "evaluate", "--part", "validation", "--k", "20", "--json"],
                            lambda r, ds=ds: {f"evaluate_{ds}": r}, env=env, skip=reason))
     for ds in ("hm", "ml100k"):  # validation parts only: a test part is reported once, by hand (README)
         found.append(Bench(f"withheld_{ds}", [py, str(HERE / "withheld.py"), "--dataset", ds, "--part", "validation",
-                                              "--scratch", str(out / "tmp")], own=(f"withheld_{ds}_validation",),
+                                              "--scratch", str(out / "tmp"), "--out", str(out)],
+                           own=(f"withheld_{ds}_validation",),
                            skip="quick run" if quick else None))
     hm_reason = None if homes["hm"] else "BENCH_HM_HOME not set (a data directory where recsys build ran)"
     found.append(Bench("onnx_towers", [py, str(HERE / "onnx_towers.py"), "--home", str(out / "tmp" / "onnx"),
@@ -129,8 +131,32 @@ def _last_json(stdout: str) -> dict[str, Any] | None:
     return out if isinstance(out, dict) else None
 
 
+def _per_dataset(r: dict[str, Any]) -> bool:
+    """quality.py's answer: one entry per dataset, each with its own generated_at."""
+    return bool(r) and all(isinstance(v, dict) and "generated_at" in v for v in r.values())
+
+
+def _failure(r: dict[str, Any] | None) -> str | None:
+    """Why a benchmark's answer is a failure, whatever its exit status: an ``error``, or a dataset entry without
+    our figures (our own model failed there; a peer that cannot run is only noted in its ``errors``)."""
+    if r is None:
+        return None
+    if "error" in r:
+        return str(r["error"])
+    if not _per_dataset(r):
+        return None
+    bad = [f"{name}: no metrics ({_first_error(v)})" for name, v in r.items() if not v.get("metrics")]
+    return "; ".join(bad) or None
+
+
+def _first_error(entry: dict[str, Any]) -> str:
+    """What the entry says went wrong: our model's error first."""
+    errors = entry.get("errors") or {}
+    return str(errors.get("ours") or next(iter(errors.values()), "no error recorded"))
+
+
 def _stamp(r: dict[str, Any], when: str, host: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    if r and all(isinstance(v, dict) and "generated_at" in v for v in r.values()):
+    if _per_dataset(r):
         return r  # quality.json: one entry per dataset, each with its own generated_at
     r["measured_at"], r["measured_on"] = when, host
     r.setdefault("wall_s", wall_s)
@@ -147,9 +173,9 @@ def run(b: Bench, out: Path, host: dict[str, Any]) -> str:
     wall = round(time.perf_counter() - t0, 1)
     result = _last_json(proc.stdout)
     failed = out / f"{b.name}.failed.json"
-    if proc.returncode != 0 or result is None or "error" in result or "skipped" in result:
-        why = (result or {}).get("skipped") or (result or {}).get("error") or \
-            (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    broken = _failure(result)
+    if proc.returncode != 0 or result is None or broken or "skipped" in result:
+        why = (result or {}).get("skipped") or broken or (proc.stderr.strip().splitlines() or ["no output"])[-1]
         key = "skipped" if result and "skipped" in result else "error"
         failed.write_text(json.dumps({key: str(why)[:2000], "returncode": proc.returncode, "measured_at": when,
                                       "measured_on": host, "wall_s": wall}, indent=1) + "\n")

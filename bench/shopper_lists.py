@@ -1,11 +1,12 @@
 """Lists a shopper accepts (issue 16), on a built store: the served personal list with the shopper-list caps (the
 defaults) beside the same ranker with the caps off, for random users with at least 3 purchases.
 
-    RECSYS_HOME=/path/to/hm .venv/bin/python bench/shopper_lists.py [--users 100] [--k 12]
+    RECSYS_HOME=/path/to/hm .venv/bin/python bench/shopper_lists.py [--users 100] [--k 12] [--out bench/results]
 
 Per setting: the mean share of the k picks the user already bought or saw, the users whose list holds one product
 (H&M ``product_code``) more than twice, and the buy-again list's length. Ranked through ``Recommender.recommend``,
-the path ``GET /v1/users/{id}/recommendations`` serves. Prints one JSON object (and bench/results/shopper_lists.json).
+the path ``GET /v1/users/{id}/recommendations`` serves. Prints one JSON object (and writes
+``--out``/shopper_lists.json).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=100)
     ap.add_argument("--k", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder the JSON is written to")
     a = ap.parse_args()
     settings = get_settings()
     store = Store.open(settings)
@@ -67,7 +69,7 @@ def main() -> None:
     out = {"bench": "shopper_lists", "users": len(users), "k": a.k, "served_default": capped, "caps_off": uncapped,
            "settings": {"max_repeat_share": settings.ranking.max_repeat_share,
                         "max_per_group": settings.ranking.max_per_group}}
-    dst = ROOT / "bench" / "results" / "shopper_lists.json"
+    dst = a.out / "shopper_lists.json"
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out))

@@ -191,7 +191,10 @@ def _vs_best(r: dict[str, Any], metric: str, groups: Iterable[str]) -> tuple[str
 
 def evaluation_row(name: str, r: dict[str, Any]) -> tuple[str, str, str]:
     """A `recsys evaluate` result (also each dataset of quality.json): ours, and ours over the best competitor."""
-    m = r.get("metrics") or {}
+    if not r.get("metrics"):  # our own model failed (or did not run): the baselines alone are no result
+        why = (r.get("errors") or {}).get("ours")
+        return name, f"error: no figures of ours{f' ({why})' if why else ''}", "-"
+    m = r["metrics"]
     k = r.get("k", 20)
     figs = (f"recall@{k} {score(m.get('recall'))}, NDCG@{k} {score(m.get('ndcg'))} "
             f"({num(r.get('users'))} users, {r.get('protocol', '?')})")
@@ -274,7 +277,8 @@ def lexical_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"/{num(d.get('broad_type_precision_at_20'))}")
     ratios = (f"vs vector-only: {num(v.get('rare_word_recall_at_20'))}, {num(v.get('name_in_top_5'))}, "
               f"{num(v.get('broad_colour_precision_at_20'))}/{num(v.get('broad_type_precision_at_20'))}")
-    return [("hybrid text search (H&M)", figs, ratios)]
+    seed = r.get("seed")  # one row per seeded run: two seeds are two rows, told apart
+    return [(f"hybrid text search (H&M{'' if seed is None else f', seed {seed}'})", figs, ratios)]
 
 
 def api_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -383,8 +387,9 @@ def rows_for(path: Path) -> list[Row]:
             rows = []
             for item in out:
                 name, figs, ratios = item[:3]
-                if path.stem.startswith("evaluate_"):
-                    name = f"{name} ({path.stem.removeprefix('evaluate_')})"
+                if path.stem.startswith("evaluate_"):  # which run, and which users: validation is not the test
+                    part = get(r, "split", "part")
+                    name = f"{name} ({path.stem.removeprefix('evaluate_')}{f', {part} part' if part else ''})"
                 gone = r.get("superseded") or (item[3].get("superseded") if len(item) > 3 else None)
                 if gone:  # kept for the record, replaced by a later protocol (the file says which)
                     name = f"{name} ({gone}, superseded)"

@@ -1,6 +1,7 @@
 """The withheld-shoppers protocol, end to end through the CLI, exactly as an outside check runs it:
 
     .venv/bin/python bench/withheld.py [--dataset hm|ml100k] [--part test|validation] [--data-root ../shared/data]
+                                       [--out bench/results]
 
 1. The dataset's users are split by the salted hash of ``recsys.evaluation.splits.user_part``; the users of
    ``--part`` are withheld: their interactions go to a file in the dataset's own format, everyone else's to a scratch
@@ -11,7 +12,7 @@
    the ingestion path and every user is ranked through ``Recommender.recommend`` at their target time.
 
 Tune with ``--part validation``; report ``--part test`` once. Prints the evaluation JSON (plus the protocol) as one
-JSON object on the last stdout line and writes it to bench/results/withheld_<dataset>_<part>.json.
+JSON object on the last stdout line and writes it to ``--out``/withheld_<dataset>_<part>.json.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def main() -> None:
     ap.add_argument("--reuse-home", type=Path, default=None,
                     help="a home built on the same catalogue: its tower-feature cache and fitted heads are copied")
     ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder the JSON is written to")
     args = ap.parse_args()
 
     work = args.scratch / f"withheld_{args.dataset}_{args.part}"
@@ -115,7 +117,7 @@ def main() -> None:
     result["measured_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     result["protocol_run"] = {"script": "bench/withheld.py", "dataset": args.dataset, "part": args.part,
                               "kept_interactions": kept, "withheld_interactions": held}
-    dst = ROOT / "bench" / "results" / f"withheld_{args.dataset}_{args.part}.json"
+    dst = args.out / f"withheld_{args.dataset}_{args.part}.json"
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))

@@ -248,9 +248,8 @@ def _fitted_model(settings: Any, reader: IndexReader, items: pd.DataFrame, vecto
     from recsys.ranking import RankingPipeline
 
     # the co-purchase space is one fitted matrix, not counted as of each target: only what came before them all
-    first = min(split.target_time.values()).to_pydatetime() if len(split.target_time) else None
     pipe = RankingPipeline.fit(split.train, items, vectors, settings, search=reader, progress=progress,
-                               cobuy_before=first)
+                               cobuy_before=split.earliest_target)
 
     def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
         from threadpoolctl import threadpool_limits

@@ -5,7 +5,8 @@ Each is a callable ``(user_id, history, k) -> list[str]`` like every recommender
 Every statistic is counted as of the user's request time (the split's target time): no baseline sees the targets or
 anything after them, exactly like ours (DESIGN.md section 4).
 
-- :class:`Popular`: items by distinct users in the last 30 days before the request time, then over all time before it.
+- :class:`Popular`: items by positive events in the last 30 days before the request time (a unit bought twice counts
+  twice), then by distinct users over all time before it.
 - :class:`ItemCooccurrence`: item-item cosine over the training user-item matrix before the request time (binary),
   ``sim(i, j) = |U_i ∩ U_j| / sqrt(|U_i| |U_j|)``; a user's score for j sums sim(h, j) over their distinct history
   items. Lists are topped up with :class:`Popular` when fewer than k items score above zero.
@@ -107,14 +108,15 @@ class _Timeline:
         return out
 
     def counts(self, now: pd.Timestamp | None, days: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(distinct users, events) per item in [now - days, now) (``days`` None: everything before now)."""
+        """(users, events) per item in [now - days, now) (``days`` None: everything before now). ``users`` counts
+        distinct users over everything before now; within a window it is the events again (two units one shopper
+        bought count twice there): the count :class:`Popular` ranks its window by, as its figures were measured."""
         n = len(self.items)
         hi = len(self.ev_ts) if now is None else int(np.searchsorted(self.ev_ts, np.datetime64(now, "ns"), "left"))
         lo = 0
         if days is not None and now is not None:
             lo = int(np.searchsorted(self.ev_ts, np.datetime64(now - pd.Timedelta(days=days), "ns"), "left"))
         events = np.bincount(self.ev_item[lo:hi], minlength=n).astype(np.float64)
-        # within a short window, events are a good enough proxy for distinct users
         users = np.bincount(self.item[: self.before(now)], minlength=n).astype(np.float64) if days is None else events
         return users, events
 
@@ -125,8 +127,9 @@ def _now_of(now: Mapping[str, pd.Timestamp] | None, user_id: str) -> pd.Timestam
 
 
 class Popular:
-    """Most popular items as of the request time: by distinct users in the last ``window_days`` before it, then by
-    distinct users over everything before it. The same list for everyone at one time."""
+    """Most popular items as of the request time: by positive events in the last ``window_days`` before it (not
+    distinct users: one shopper's five units outrank three shoppers' one each), then by distinct users over
+    everything before it, then by events, then by the latest sale. The same list for everyone at one time."""
 
     name = "popular"
 
@@ -144,8 +147,8 @@ class Popular:
         last = self._t.last(now)
         key = [-last.astype(np.float64), -events, -users]  # ties: more events, then the more recent
         if self.window_days is not None and now is not None:
-            w_users, _ = self._t.counts(now, self.window_days)
-            key = [*key, -w_users]
+            _, w_events = self._t.counts(now, self.window_days)
+            key = [*key, -w_events]
         order = np.lexsort(tuple(key))  # last key is the primary one
         order = order[(users[order] > 0) & self.servable[order]]
         return [str(self._t.items[i]) for i in order]

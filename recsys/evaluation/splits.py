@@ -27,6 +27,7 @@ import logging
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,19 @@ class Split:
         """Items with at least one training interaction, a dislike not being one, at any time (the cold-item slice
         asks per user, before the target time: :meth:`first_sold`)."""
         return set(positives(self.train)["item_id"].astype(str).unique())
+
+    @property
+    def earliest_target(self) -> datetime | None:
+        """The earliest target time of the split (None without users). What is fitted once rather than counted as of
+        each target -- the co-purchase space -- may learn only from training events before it: pass it as
+        ``RankingPipeline.fit(..., cobuy_before=split.earliest_target)``, as ``recsys evaluate`` does."""
+        return min(self.target_time.values()).to_pydatetime() if self.target_time else None
+
+    def train_before_targets(self) -> pd.DataFrame:
+        """The training events strictly before :attr:`earliest_target` (all of them without users): what a space
+        fitted outside :class:`recsys.ranking.RankingPipeline` may learn from."""
+        first = self.earliest_target
+        return self.train if first is None else self.train[self.train["ts"] < pd.Timestamp(first)]
 
     def first_sold(self) -> dict[str, pd.Timestamp]:
         """Each item's first positive training event (anyone's), a dislike not being one: an item is cold for a user
@@ -141,9 +155,11 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
     """Split stored events (as from ``recsys.store.queries.events_frame``) by temporal leave-last-out.
 
     ``target_types`` defaults to :func:`default_target_types`; ``items`` (the recommendable catalogue, less what may
-    not be served) drops targets outside it, for every model alike: ``info["targets_unservable"]`` counts the
-    distinct (user, item) target-type events of the evaluated users at or after their target time that it dropped,
-    ``info["users_unservable"]`` the users of the part left out because each of their targets was such an item.
+    not be served) drops targets outside it, for every model alike. The cut does not move: the target day (event)
+    stays the user's last target-type one, whatever its items; a user none of whose targets there can be served is
+    not evaluated. ``info["targets_unservable"]`` counts the distinct (user, item) target-type events of the
+    evaluated users at or after their target time that it dropped, ``info["users_unservable"]`` the users of the
+    part left out because each of their targets was such an item.
     ``max_users`` samples that many test users (seeded), the rest count as non-test users.
     ``part`` (``validation`` or ``test``) evaluates only the users of that part (:func:`user_part`); the targets of
     both held-out parts are kept out of training, so tuning on validation and reporting on test share one training
@@ -159,12 +175,15 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
     any_tt = ev["type"].isin(ttypes).to_numpy()
     is_tt = any_tt & ev["item_id"].isin(set(map(str, items))).to_numpy() if items is not None else any_tt
     users = ev["user_id"]
-    before, is_target = _cut(ev, is_tt, p)
+    # the cut is the user's own (their last target-type day or event, whatever the item); only then are the
+    # targets that cannot be served dropped: the target never moves to an earlier day
+    before, any_target = _cut(ev, any_tt, p)
+    is_target = any_target & is_tt
     eligible = _eligible(users, before, is_target, min_history)
     n_eligible, held = len(eligible), eligible
     lost_users: set[str] = set()
     if items is not None and (any_tt & ~is_tt).any():  # users whose every target is an item that cannot be served
-        lost_users = set(_eligible(users, *_cut(ev, any_tt, p), min_history)) - set(eligible)
+        lost_users = set(_eligible(users, before, any_target, min_history)) - set(eligible)
     if part is not None:
         lost_users = {u for u in lost_users if user_part(u, salt) == part}
         held = [u for u in eligible if user_part(u, salt) != "train"]

@@ -195,7 +195,37 @@ def test_targets_outside_the_servable_items_are_counted() -> None:
     assert s.users == ["u1"] and s.info["users_unservable"] == 1  # u3 bought only "a" on their last day
     assert s.info["targets_unservable"] == 0
     ml = temporal_split(HM.assign(type="rating"), "movielens", items={"a", "b", "c", "d"})
-    assert ml.targets == {"u1": ["d"], "u3": ["a"]}
-    assert ml.info["targets_unservable"] == 1 and ml.info["users_unservable"] == 1  # u1's later "e"; u2 (a, f)
+    assert ml.targets == {"u3": ["a"]}  # u1's last rating is "e", u2's is "f" (after "a" in file order): both out
+    assert ml.info["targets_unservable"] == 0 and ml.info["users_unservable"] == 2
     assert temporal_split(HM, "hm").info["targets_unservable"] == 0
     assert temporal_split(HM, "hm", part="test", items={"a"}).info["eligible_users"] == 1  # u3, whatever its part
+
+
+def test_an_unservable_target_never_moves_the_target_day() -> None:
+    """A shopper whose last purchase day holds only an item that cannot be served is left out and counted: they are
+    not evaluated on an earlier day with a shorter history, and that day's purchase is not made a history event."""
+    ev = frame([("u", "a", "purchase", "2024-01-01 10:00"), ("u", "b", "purchase", "2024-01-02 10:00"),
+                ("u", "hidden", "purchase", "2024-01-03 10:00"),
+                ("w", "a", "purchase", "2024-01-01 10:00"), ("w", "hidden", "purchase", "2024-01-04 10:00"),
+                ("w", "b", "purchase", "2024-01-04 11:00"),
+                ("v", "a", "purchase", "2024-01-01 09:00"), ("v", "b", "purchase", "2024-01-05 09:00")])
+    s = temporal_split(ev, "hm", items={"a", "b"})
+    assert s.users == ["v", "w"] and s.targets == {"v": ["b"], "w": ["b"]}
+    assert s.target_time["w"] == pd.Timestamp("2024-01-04")  # w's last day, less its hidden item
+    assert s.histories["w"]["item_id"].tolist() == ["a"]
+    assert s.info["users_unservable"] == 1 and s.info["targets_unservable"] == 1  # u; w's "hidden"
+    ml = temporal_split(ev.assign(type="rating"), "movielens", items={"a", "b"})
+    assert ml.users == ["v", "w"] and ml.info["users_unservable"] == 1  # u's last rating is "hidden"
+    assert ml.histories["w"]["item_id"].tolist() == ["a", "hidden"]
+
+
+def test_the_cut_a_fitted_space_may_learn_from_ends_at_the_earliest_target() -> None:
+    """``earliest_target`` is the ``cobuy_before`` every fit on a split passes (recsys evaluate, bench, notebook):
+    the co-purchase space is one matrix, not counted as of each target, so it sees nothing from a target day on."""
+    s = temporal_split(HM, "hm")
+    assert s.earliest_target == pd.Timestamp("2020-01-03").to_pydatetime()  # u1's target day; u3's is the 9th
+    before = s.train_before_targets()
+    assert (before["ts"] < pd.Timestamp("2020-01-03")).all() and len(before) < len(s.train)
+    assert "2020-01-05" not in set(before["ts"].dt.strftime("%Y-%m-%d"))  # u2 (not evaluated) after the cut
+    empty = temporal_split(HM.iloc[:0], "hm")
+    assert empty.earliest_target is None and empty.train_before_targets() is empty.train
