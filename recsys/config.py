@@ -49,8 +49,10 @@ class EncoderSettings(BaseModel):
     """How the frozen towers run: ``torch``; ``onnx`` (ONNX Runtime on the CPU, same weights exported once, features
     equal to torch's within 1e-4); ``onnx-int8`` (the text tower quantised to int8: its own feature cache and heads).
     ``auto``: onnx on the CPU when onnxruntime is installed (``recsys[onnx]``), else torch. recsys-lite only."""
-    batch_size: int = 32
-    num_workers: int = 1
+    batch_size: int = Field(default=32, ge=1)
+    """Media decoded and run through the image tower at a time."""
+    num_workers: int = Field(default=1, ge=0)
+    """Processes decoding media beside the tower (0: decode in the main process)."""
     text_fields: dict[str, float] = Field(
         default_factory=lambda: {"title": 1.0, "category": 1.0, "attributes.colour": 1.0,
                                  "attributes.perceived_colour": 0.5, "attributes.pattern": 0.5,
@@ -73,9 +75,10 @@ class EncoderSettings(BaseModel):
         if bad or not any(w > 0 for w in v.values()):
             raise ValueError(f"weights must be finite, >= 0 and not all 0, got {v}")
         return v
-    max_image_pixels: int = 40_000_000
-    max_image_bytes: int = 30_000_000
-    video_frames: int = 4
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_image_bytes: int = Field(default=30_000_000, ge=1)
+    video_frames: int = Field(default=4, ge=1, le=64)
+    """Frames sampled per video; bounded because eight times as many decoded frames are held while sampling."""
 
 
 class IndexSettings(BaseModel):

@@ -8,25 +8,16 @@ one outside them (from an older version, or moved roots) is never served, and ca
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from recsys.config import Settings
 from recsys.errors import ValidationFailed
+from recsys.store.media_roots import media_roots, relocated, under_roots
+
+__all__ = ["UNREADABLE", "check_image_field", "local_path", "media_roots", "public_item", "relocated", "under_roots"]
 
 UNREADABLE = "the image could not be read"
-
-
-def media_roots(settings: Settings) -> list[Path]:
-    """The directories images may be read from: the data directory, the configured ones and those imports read
-    their datasets from (:mod:`recsys.store.media_roots`), resolved."""
-    from recsys.store.media_roots import imported_media_roots
-
-    return [Path(os.path.realpath(p)) for p in [settings.home, *settings.api.media_roots,
-                                                *imported_media_roots(settings)]]
 
 
 def local_path(uri: str) -> Path | None:
@@ -37,33 +28,6 @@ def local_path(uri: str) -> Path | None:
     if parsed.scheme == "file":
         return Path(parsed.path)
     return Path(uri)
-
-
-def under_roots(path: Path, roots: Iterable[Path]) -> bool:
-    """Whether ``path`` (absolute) lies under one of ``roots``, after resolving ``..`` and symbolic links."""
-    if not path.is_absolute():
-        return False
-    real = Path(os.path.realpath(path))
-    return any(real == r or real.is_relative_to(r) for r in roots)
-
-
-def relocated(path: Path, home: Path, roots: Iterable[Path]) -> Path | None:
-    """The file a recorded image path names in a data directory that was moved or copied since the import.
-
-    Imports record absolute paths (``/old/home/demo-data/images/1.png``), so a moved or copied home would serve
-    none of its own pictures. This finds the longest tail of the path, from a folder down (a bare file name matches
-    too much), that is a file under ``home`` now (``<home>/demo-data/images/1.png``). The result still has to lie
-    under ``roots`` once links are resolved, and a path with ``..`` is never looked up: nothing outside the media
-    roots is ever returned."""
-    if not path.is_absolute() or ".." in path.parts:
-        return None
-    base = Path(os.path.realpath(home))
-    tail = path.parts[1:]  # without the anchor ("/")
-    for i in range(len(tail) - 1):  # longest tail first: the most specific match
-        candidate = base.joinpath(*tail[i:])
-        if under_roots(candidate, roots) and candidate.is_file():
-            return candidate
-    return None
 
 
 def check_image_field(image: str | None, roots: list[Path]) -> None:

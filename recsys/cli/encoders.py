@@ -50,9 +50,11 @@ def encoder_fit(
         params.epochs = epochs
     with progress_bar("encoder fit") as update:
         report = fit_encoder(open_store(), settings, update, params)
+    i2t, t2i = report.image_to_text_recall_at_10, report.text_to_image_recall_at_10
+    recall = (f"recall@10 image->text {i2t:.3f}, text->image {t2i:.3f}" if i2t is not None and t2i is not None
+              else f"held-out recall@10 {report.recall_note or 'not measured'}")
     err.print(f"encoder {report.encoder_id}: {report.pairs_train} training pairs, {report.pairs_val} held out; "
-              f"recall@10 image->text {report.image_to_text_recall_at_10:.3f}, "
-              f"text->image {report.text_to_image_recall_at_10:.3f}")
+              f"{recall}", markup=False)
     if json_out:
         emit_json(report.to_dict())
 
@@ -65,6 +67,8 @@ def encoder_info(json_out: JsonOpt = False) -> None:
     enc = get_encoder()
     info = {"encoder_id": enc.id, "preset": enc.preset.name, "dim": enc.dim, "fitted": enc.fitted,
             "metrics": enc.manifest.get("metrics", {})}
+    if enc.manifest.get("recall_note"):  # why the metrics hold no held-out recall
+        info["recall_note"] = enc.manifest["recall_note"]
     if json_out:
         emit_json(info)
     else:
@@ -95,10 +99,12 @@ def embed(
             from recsys.encoders.embed import embed_catalog
 
             report = embed_catalog(open_store(), get_settings(), lambda d, t: update("items", d, t))
+    # markup off: "[encoder id]" and a path with "[red]" in it are text, not rich styles
     err.print(f"{report.items} items ({report.encoded} encoded, {report.cached} cached), {report.with_image} with an "
-              f"image, {report.broken_media} broken media, {report.seconds:.1f}s [{report.encoder_id}]")
+              f"image, {report.broken_media} broken media, {report.seconds:.1f}s [{report.encoder_id}]",
+              markup=False)
     for item_id, reason in list(report.errors.items())[:10]:
-        err.print(f"  {item_id}: {reason}")
+        err.print(f"  {item_id}: {reason}", markup=False)
     if json_out:
         emit_json(report.to_dict())
 
@@ -119,7 +125,9 @@ def items_tag(
     with progress_bar("tag") as update:
         report = tag_items(open_store(), get_settings(), vocab, top_k=top_k,
                            progress=lambda d, t: update("facets", d, t))
-    err.print(f"{report.tags} tags on {report.items} items over {report.facets} facets [{report.encoder_id}]")
+    untagged = f"; {report.untagged} items with neither text nor image left untagged" if report.untagged else ""
+    err.print(f"{report.tags} tags on {report.items} items over {report.facets} facets{untagged} "
+              f"[{report.encoder_id}]", markup=False)
     if json_out:
         emit_json(report.to_dict())
 

@@ -12,7 +12,7 @@ image on one core), so nothing is cached.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -82,22 +82,25 @@ def pixel_colour(image: Image.Image) -> np.ndarray:
     return np.concatenate([_soft_histogram(px, wt), mean, std, pct, hue, bg, [share]]).astype(np.float32)
 
 
-def _item_pixels(media: Sequence[tuple[str, str]], limits: MediaLimits) -> np.ndarray:
-    """The mean statistics of an item's decodable still images (zeros with none; videos are left out)."""
+def _item_pixels(media: Sequence[tuple[str, str]], limits: MediaLimits,
+                 find: Callable[[str], str] = str) -> np.ndarray:
+    """The mean statistics of an item's decodable still images (zeros with none; videos are left out); ``find``
+    maps a recorded path to the file to read (:class:`~recsys.encoders.media.MediaFinder`: a moved home)."""
     found = []
     for kind, uri in media:
         if kind != "image":
             continue
         try:
-            found.append(pixel_colour(load_media(uri, kind, limits)[0]))
+            found.append(pixel_colour(load_media(find(uri), kind, limits)[0]))
         except MediaError:
             continue
     return np.mean(found, axis=0) if found else np.zeros(DIM, np.float32)
 
 
-def pixel_features(items: Sequence[ItemRecord], limits: MediaLimits, workers: int = 4) -> np.ndarray:
+def pixel_features(items: Sequence[ItemRecord], limits: MediaLimits, workers: int = 4,
+                   find: Callable[[str], str] = str) -> np.ndarray:
     """(n, DIM) float32: per item the mean of its photos' statistics, zeros for an item without a decodable one.
     Threads: decoding and resizing release the GIL."""
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        rows = list(pool.map(lambda it: _item_pixels(it.media, limits), items, chunksize=64))
+        rows = list(pool.map(lambda it: _item_pixels(it.media, limits, find), items, chunksize=64))
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, DIM), np.float32)

@@ -99,8 +99,15 @@ def image_rows(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Set
     from recsys.encoders.fit import limits_of
 
     e = settings.encoder
+    from recsys.encoders.media import MediaFinder
+
     icache, _ = feature_caches(settings, encoder.towers)
-    jobs = [MediaJob(u, k) for it in items for k, u in it.media]
+    find = MediaFinder.of(settings)  # a moved or copied home reads its pictures where they are now
+
+    def job(kind: str, uri: str) -> MediaJob:
+        return MediaJob(uri, kind, find(uri))
+
+    jobs = [job(k, u) for it in items for k, u in it.media]
     feats, errors = image_features(encoder.towers, jobs, icache, limits_of(settings), batch_size=e.batch_size,
                                    num_workers=e.num_workers, progress=progress)
     keys = [k for k in dict.fromkeys(j.key for j in jobs) if k in feats]
@@ -110,12 +117,12 @@ def image_rows(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Set
     out = np.zeros((len(items), encoder.dim), np.float32)
     failed: dict[int, str] = {}
     for r, it in enumerate(items):
-        found = [MediaJob(u, k).key for k, u in it.media if MediaJob(u, k).key in projected]
+        found = [job(k, u).key for k, u in it.media if job(k, u).key in projected]
         if found:
             raw[r] = np.mean([feats[k] for k in found], axis=0)
             out[r] = np.mean([projected[k] for k in found], axis=0)
             continue
-        reasons = [errors[MediaJob(u, k).key] for k, u in it.media if MediaJob(u, k).key in errors]
+        reasons = [errors[job(k, u).key] for k, u in it.media if job(k, u).key in errors]
         failed[r] = "; ".join(dict.fromkeys(reasons)) if reasons else "no image"
     return raw, l2_normalise(out), failed
 
@@ -149,10 +156,12 @@ def probe_features(raw: np.ndarray, items: Sequence[ItemRecord], vocabulary: Voc
     if not wants_pixels(vocabulary):
         return raw
     from recsys.encoders.fit import limits_of
+    from recsys.encoders.media import MediaFinder
 
-    parts = []
+    find, parts = MediaFinder.of(settings), []
     for start in range(0, len(items), CHUNK):  # chunks: progress on a step of minutes (11 ms a photo)
-        parts.append(pixel_features(items[start: start + CHUNK], limits_of(settings), settings.encoder.num_workers))
+        parts.append(pixel_features(items[start: start + CHUNK], limits_of(settings), settings.encoder.num_workers,
+                                    find))
         if progress:
             progress("pixels", min(start + CHUNK, len(items)), len(items))
     return np.concatenate([raw, np.concatenate(parts) if parts else np.zeros((0, PIXEL_DIM), np.float32)], 1)

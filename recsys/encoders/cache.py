@@ -41,11 +41,13 @@ def digest(*parts: object) -> str:
     return h.hexdigest()[:32]
 
 
-def media_identity(uri: str) -> str:
-    """A file's identity for caching: absolute path, size and modification time (a changed file is re-read; a
-    ``file://`` URL is its file's, as the loader reads it)."""
+def media_identity(uri: str, where: str | None = None) -> str:
+    """A file's identity for caching: recorded path, size and modification time (a changed file is re-read; a
+    ``file://`` URL is its file's, as the loader reads it). ``where``: the file read instead of the recorded one (by
+    :class:`~recsys.encoders.media.MediaFinder`, in a moved data directory); the identity keeps the recorded path, so
+    a moved home keeps its cached vectors."""
     try:
-        st = os.stat(local_path(uri))
+        st = os.stat(local_path(where or uri))
     except OSError:
         return f"{uri}|missing"
     return f"{uri}|{st.st_size}|{st.st_mtime_ns}"

@@ -38,6 +38,12 @@ def read_items(store: Store, *, include_deleted: bool = False, generated_below: 
     return out
 
 
+def failed_media(store: Store) -> set[str]:
+    """The uris of media whose last decode failed (``ItemMedia.status`` error): each run tries them again."""
+    with store.session() as s:
+        return set(s.scalars(select(ItemMedia.uri).where(ItemMedia.status == "error")))
+
+
 def record_media_status(store: Store, results: Mapping[str, str | None]) -> None:
     """Set ``ItemMedia.status``/``error`` by uri: None -> ok, a reason string -> error."""
     if not results:

@@ -5,13 +5,19 @@ image vector is the mean of its decodable media's vectors (video: averaged frame
 that fails to decode is recorded on ``ItemMedia.status="error"`` with the reason and the item is embedded from its
 text. Vectors are cached under a key of the encoded content (field texts, media file identities) and the encoder id;
 each run also writes a snapshot that :func:`~recsys.encoders.vectors.load_item_vectors` reads.
+
+A medium that failed is tried again by every run (:func:`to_encode`): the cause may be fixed without touching the file
+(a raised ``RECSYS_ENCODER__MAX_IMAGE_BYTES``, ``pip install av``, a ``chmod``), which no cache key sees. Its item is
+encoded again once the medium loads; until then it keeps its cached vector, bit for bit (encoding it again each run
+changed its last bits, and so the index). Media are read where :class:`~recsys.encoders.media.MediaFinder` finds
+them, so a data directory moved since its import keeps its vectors.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +29,7 @@ from recsys.encoders.cache import VectorCache, digest, disk_problem, media_ident
 from recsys.encoders.encoder import TowerEncoder, get_encoder
 from recsys.encoders.features import MediaJob, feature_caches, image_features, text_features
 from recsys.encoders.fit import limits_of
+from recsys.encoders.media import MediaError, MediaFinder, MediaLimits, load_media
 from recsys.encoders.text import ItemRecord, field_texts
 from recsys.errors import EncoderStorageError
 from recsys.store import Store
@@ -43,6 +50,7 @@ class EmbedReport:
     cached: int
     with_image: int
     broken_media: int
+    """Media that failed in this run, those of cached items included (every failed medium is tried each run)."""
     seconds: float
     errors: dict[str, str] = field(default_factory=dict)
     """Item id -> reason, for items with a medium that failed to decode (first 100)."""
@@ -51,8 +59,54 @@ class EmbedReport:
         return asdict(self)
 
 
-def item_key(item: ItemRecord, encoder_id: str, fields: Mapping[str, float]) -> str:
-    return digest(encoder_id, field_texts(item, fields), [(k, media_identity(u)) for k, u in item.media])
+def item_key(item: ItemRecord, encoder_id: str, fields: Mapping[str, float], find: MediaFinder | None = None) -> str:
+    return digest(encoder_id, field_texts(item, fields),
+                  [(k, media_identity(u, find(u) if find else None)) for k, u in item.media])
+
+
+def key_id(enc: TowerEncoder) -> str:
+    """The id item-vector keys are made with: the encoder id, plus the towers' id for unfitted heads. Fitted heads
+    pin their towers (they are refused for others), but an unfitted open_clip preset kept serving the vectors of a
+    checkpoint replaced in place."""
+    return enc.id if enc.fitted else f"{enc.id}|{enc.towers.id}"
+
+
+def to_encode(items: Sequence[ItemRecord], keys: Sequence[str], found: Collection[str], failed: Collection[str],
+              find: MediaFinder, limits: MediaLimits) -> tuple[list[int], dict[str, str | None]]:
+    """(rows to encode, uri -> reason of each earlier failed medium that still fails). Rows to encode: the items not
+    cached, and the cached ones with a medium in ``failed`` (``ItemMedia.status`` error) that loads now."""
+    todo: list[int] = []
+    still: dict[str, str | None] = {}
+    for i, (it, key) in enumerate(zip(items, keys, strict=True)):
+        if key not in found:
+            todo.append(i)
+            continue
+        for kind, uri in it.media:
+            if uri not in failed:
+                continue
+            try:
+                load_media(find(uri), kind, limits)
+            except MediaError as e:
+                still[uri] = str(e)
+            except Exception as e:  # a decoder bug, as the feature loader says it
+                still[uri] = f"cannot decode ({type(e).__name__}: {e})"
+            else:
+                todo.append(i)
+                break
+    return todo, still
+
+
+def tally(items: Iterable[ItemRecord], status: Mapping[str, str | None], errors: dict[str, str]) -> int:
+    """Failed media of ``items`` by ``status`` (uri -> reason or None); their reasons go into ``errors`` (first 100
+    items)."""
+    broken = 0
+    for it in items:
+        reasons = [r for _, u in it.media if (r := status.get(u))]
+        if reasons:
+            broken += len(reasons)
+            if len(errors) < 100:
+                errors[it.item_id] = "; ".join(reasons)
+    return broken
 
 
 def vector_cache(settings: Settings, encoder_id: str) -> VectorCache:
@@ -60,11 +114,15 @@ def vector_cache(settings: Settings, encoder_id: str) -> VectorCache:
 
 
 def encode_items(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings,
-                 progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str | None]]:
-    """(text (n, d), image (n, d), has_image (n,), uri -> None or failure reason) for ``items``."""
+                 progress: Progress | None = None, find: MediaFinder | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str | None]]:
+    """(text (n, d), image (n, d), has_image (n,), uri -> None or failure reason) for ``items``; media are read
+    where ``find`` (by default one for ``settings``) finds them."""
     e = settings.encoder
+    find = find or MediaFinder.of(settings)
     icache, tcache = feature_caches(settings, encoder.towers)
-    jobs = [MediaJob(u, k) for it in items for k, u in it.media]
+    per_item = [[MediaJob(u, k, find(u)) for k, u in it.media] for it in items]
+    jobs = [j for js in per_item for j in js]
     feats, errors = image_features(encoder.towers, jobs, icache, limits_of(settings), batch_size=e.batch_size,
                                    num_workers=e.num_workers, progress=progress)
     fts = [field_texts(it, e.text_fields) for it in items]
@@ -84,11 +142,11 @@ def encode_items(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: S
     ivecs = dict(zip(ok_keys, encoder.project_images(np.stack([feats[k] for k in ok_keys])), strict=True)) \
         if ok_keys else {}
     status: dict[str, str | None] = {}
-    for r, it in enumerate(items):
+    for r, js in enumerate(per_item):
         vs = []
-        for k, u in it.media:
-            key = MediaJob(u, k).key
-            status[u] = errors.get(key) if key not in ivecs else None
+        for job in js:
+            key = job.key
+            status[job.uri] = errors.get(key) if key not in ivecs else None
             if key in ivecs:
                 vs.append(ivecs[key])
         if vs:
@@ -116,20 +174,23 @@ def tower_text_vectors(encoder: TowerEncoder, items: Sequence[ItemRecord], setti
 def embed_catalog(store: Store, settings: Settings, progress: Progress | None = None,
                   encoder: TowerEncoder | None = None) -> EmbedReport:
     """Embed every (non-deleted) item of the store; cached items are not re-encoded."""
-    from recsys.encoders.catalog import read_items, record_media_status
+    from recsys.encoders.catalog import failed_media, read_items, record_media_status
     from recsys.encoders.vectors import pack
 
     t0 = time.perf_counter()
     enc = encoder or get_encoder(settings)
     items = read_items(store, generated_below=settings.encoder.generated_text_below)
     fields = settings.encoder.text_fields
-    keys = [item_key(it, enc.id, fields) for it in items]
+    find = MediaFinder.of(settings)
+    keys = [item_key(it, key_id(enc), fields, find) for it in items]
     cache = vector_cache(settings, enc.id)
     found = cache.get_many(keys)
-    todo = [i for i, k in enumerate(keys) if k not in found]
+    todo, still = to_encode(items, keys, found, failed_media(store), find, limits_of(settings))
     log.info("embed: %d items, %d cached, %d to encode with %s", len(items), len(items) - len(todo), len(todo), enc.id)
+    record_media_status(store, still)
     errors: dict[str, str] = {}
-    broken = 0
+    again = set(todo)
+    broken = tally((it for i, it in enumerate(items) if i not in again), still, errors)
     if progress:
         progress(len(items) - len(todo), len(items))
     for start in range(0, len(todo), CHUNK):
@@ -141,17 +202,12 @@ def embed_catalog(store: Store, settings: Settings, progress: Progress | None = 
                 progress(base + min(done, size), len(items))
 
         chunk = [items[i] for i in rows]
-        text, image, has_image, status = encode_items(enc, chunk, settings, chunk_progress)
+        text, image, has_image, status = encode_items(enc, chunk, settings, chunk_progress, find)
         new = {keys[i]: pack(text[j], image[j], bool(has_image[j])) for j, i in enumerate(rows)}
+        record_media_status(store, status)  # before caching: a failure cached but not recorded is never retried
         cache.put_many(new)
         found.update(new)
-        record_media_status(store, status)
-        for it in chunk:
-            reasons = [status[u] for _, u in it.media if status.get(u)]
-            if reasons:
-                broken += len(reasons)
-                if len(errors) < 100:
-                    errors[it.item_id] = "; ".join(r for r in reasons if r)
+        broken += tally(chunk, status, errors)
         if progress:
             progress(base + len(rows), len(items))
     return finish_embed(settings, enc, items, [found[k] for k in keys], len(todo), broken, errors, t0)

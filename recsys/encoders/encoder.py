@@ -7,6 +7,7 @@ index generation records it, so vectors of different heads are never mixed.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from recsys.encoders.base import l2_normalise
 from recsys.encoders.heads import Heads
 from recsys.encoders.registry import Preset, get_preset
 from recsys.encoders.towers import Towers, pick_device
-from recsys.errors import ConfigError, NotFound
+from recsys.errors import ConfigError, IncompatibleArtifact, NotFound
 from recsys.files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def load_towers(preset: Preset, device_setting: str = "auto", runtime: str = "to
 
     device, dtype = _device(device_setting)
     setting, runtime = runtime, resolve_runtime(runtime, device, preset.kind)
-    key = (preset.model_dump_json(), str(device), "torch")
+    key = (preset.model_dump_json() + _checkpoint_stamp(preset), str(device), "torch")
     with _LOCK:
         if key not in _TOWERS:
             if preset.kind == "lite":
@@ -64,6 +65,17 @@ def load_towers(preset: Preset, device_setting: str = "auto", runtime: str = "to
                             "this)", type(e).__name__, e)
                 _TOWERS[onnx_key] = _TOWERS[key]
         return _TOWERS[onnx_key]
+
+
+def _checkpoint_stamp(preset: Preset) -> str:
+    """Size and mtime of a preset's local checkpoint: one replaced in place is loaded again (with its new id)."""
+    if not preset.checkpoint:
+        return ""
+    try:
+        st = os.stat(Path(preset.checkpoint).expanduser())
+    except OSError:
+        return ""  # the load says what is wrong
+    return f"|{st.st_size}|{st.st_mtime_ns}"
 
 
 def _device(setting: str) -> tuple[torch.device, torch.dtype]:
@@ -97,6 +109,8 @@ def heads_root(settings: Settings, preset: Preset) -> Path:
 
 
 def current_heads_dir(settings: Settings, preset: Preset) -> Path | None:
+    """The current fitted heads; None before the first fit, and when ``CURRENT`` names heads that are gone (which
+    :func:`get_encoder` refuses: ``recsys build`` fits new ones)."""
     pointer = heads_root(settings, preset) / "CURRENT"
     if not pointer.is_file():
         return None
@@ -140,8 +154,18 @@ class TowerEncoder:
         return self.project_texts(self.towers.text_features(list(texts)))
 
     def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        """BadMedia for a picture too thin to preprocess in bounded memory (one given here, not decoded by
+        :mod:`recsys.encoders.media`, which refuses those itself)."""
+        from recsys.encoders.media import MediaError, check_aspect
+        from recsys.errors import BadMedia
+
         if not images:
             return np.zeros((0, self.dim), np.float32)
+        try:
+            for im in images:
+                check_aspect(im.width, im.height)
+        except MediaError as e:
+            raise BadMedia(str(e)) from None
         batch = torch.stack([self.towers.preprocess(im.convert("RGB")) for im in images])
         return self.project_images(self.towers.image_features(batch))
 
@@ -156,6 +180,8 @@ def get_encoder(settings: Settings | None = None, *, preset: str | None = None, 
     settings = settings or get_settings()
     p = get_preset(preset or settings.encoder.preset, settings)
     d = current_heads_dir(settings, p) if fitted else None
+    if fitted and d is None and version is None:
+        _refuse_dangling_current(settings, p)
     if version is not None:
         d = heads_root(settings, p) / version
         if not (d / "manifest.json").is_file():
@@ -168,6 +194,22 @@ def get_encoder(settings: Settings | None = None, *, preset: str | None = None, 
         log.warning("encoder %s has no fitted heads yet: vectors are not meaningful until `recsys encoder fit`",
                     p.name)
     return TowerEncoder(p, towers, new_heads(p, towers))
+
+
+def _refuse_dangling_current(settings: Settings, preset: Preset) -> None:
+    """IncompatibleArtifact when ``CURRENT`` names heads that are not there (moved or deleted): random heads would
+    embed the whole catalogue into a meaningless space, under a warning that said no fit had happened."""
+    root = heads_root(settings, preset)
+    try:
+        version = (root / "CURRENT").read_text().strip()
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise IncompatibleArtifact(f"cannot read {root / 'CURRENT'} ({e.strerror}); check the data directory's "
+                                   "permissions") from e
+    raise IncompatibleArtifact(f"{root / 'CURRENT'} names the encoder heads {version!r}, which are not under {root} "
+                               f"(no {version}/manifest.json: moved or deleted); restore that folder, or run `recsys "
+                               "encoder fit` (or `recsys build`) to fit new heads")
 
 
 def encoder_for(settings: Settings, encoder_id: str | None) -> TowerEncoder:

@@ -29,11 +29,14 @@ Progress = Callable[[int, int], None]
 @dataclass(frozen=True)
 class MediaJob:
     uri: str
+    """As recorded (media status and cache keys go by it)."""
     kind: str = "image"
+    path: str = ""
+    """The file to read when not the recorded one (:class:`~recsys.encoders.media.MediaFinder`: a moved home)."""
 
     @property
     def key(self) -> str:
-        return digest(self.kind, media_identity(self.uri))
+        return digest(self.kind, media_identity(self.uri, self.path or None))
 
 
 class _MediaDataset(Dataset[tuple[int, torch.Tensor | None, str | None]]):
@@ -47,7 +50,7 @@ class _MediaDataset(Dataset[tuple[int, torch.Tensor | None, str | None]]):
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
         job = self.jobs[i]
         try:
-            frames = load_media(job.uri, job.kind, self.limits)
+            frames = load_media(job.path or job.uri, job.kind, self.limits)
             return i, torch.stack([self.preprocess(f) for f in frames]), None
         except MediaError as e:
             return i, None, str(e)

@@ -1,9 +1,11 @@
 """``recsys encoder fit``: fit the projection heads on the catalogue's own (image, text) pairs.
 
 Towers stay frozen; their features are cached (:mod:`recsys.encoders.features`), so after the first run a re-fit
-takes seconds. ``val_pairs`` pairs are held out to report cross-modal retrieval. The heads are saved as a versioned
-artifact under ``settings.home/encoders/<preset>/<version>/`` with a manifest, recorded as an
-``Artifact(kind="encoder")`` row, and switched in as the current heads atomically.
+takes seconds. ``val_pairs`` pairs (at most a fifth) are held out to report cross-modal retrieval, recall@10, which
+is reported only from more than 10 held-out pairs: with 10 or fewer every pair is in the top 10 by construction. At
+least :data:`MIN_PAIRS` pairs are needed. The heads are saved as a versioned artifact under
+``settings.home/encoders/<preset>/<version>/`` with a manifest, recorded as an ``Artifact(kind="encoder")`` row, and
+switched in as the current heads atomically.
 """
 
 from __future__ import annotations
@@ -30,15 +32,19 @@ from recsys.encoders.encoder import (
     set_current_heads,
 )
 from recsys.encoders.features import MediaJob, feature_caches, image_features, text_features
-from recsys.encoders.media import MediaLimits
+from recsys.encoders.media import MediaFinder, MediaLimits
 from recsys.encoders.text import ItemRecord, field_texts
-from recsys.encoders.training import FitParams, PairData, train_heads
+from recsys.encoders.training import RECALL_K, FitParams, PairData, train_heads
 from recsys.errors import EncoderError, EncoderStorageError
 from recsys.store import Artifact, Store
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+
+MIN_PAIRS = 4
+"""(image, text) pairs below which a fit is refused: the features' standardisation and the contrastive loss need
+several rows (one pair crashed with a NaN standard deviation)."""
 
 
 @dataclass
@@ -48,12 +54,14 @@ class FitReport:
     path: str
     pairs_train: int
     pairs_val: int
-    image_to_text_recall_at_10: float
-    text_to_image_recall_at_10: float
+    image_to_text_recall_at_10: float | None
+    """None when not measured (:attr:`recall_note` says why)."""
+    text_to_image_recall_at_10: float | None
     feature_seconds: float
     train_seconds: float
     broken_media: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    recall_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +83,8 @@ def build_pairs(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Se
     fields: Mapping[str, float] = settings.encoder.text_fields
     towers = encoder.towers
     icache, tcache = feature_caches(settings, towers)
-    with_media = [(it, MediaJob(it.media[0][1], it.media[0][0])) for it in items if it.media]
+    find = MediaFinder.of(settings)
+    with_media = [(it, MediaJob(it.media[0][1], it.media[0][0], find(it.media[0][1]))) for it in items if it.media]
     e = settings.encoder
     feats, errors = image_features(towers, [j for _, j in with_media], icache, limits_of(settings),
                                    batch_size=e.batch_size, num_workers=e.num_workers, progress=progress)
@@ -118,10 +127,28 @@ def split_pairs(data: PairData, val_pairs: int, seed: int = 0) -> tuple[PairData
 
 def fit_on_pairs(encoder: TowerEncoder, data: PairData, params: FitParams,
                  progress: Progress | None = None) -> tuple[TowerEncoder, dict[str, float], int, int]:
+    """Fitted heads, their metrics, and the training and held-out pair counts. EncoderError for fewer than
+    :data:`MIN_PAIRS` pairs, or a fit whose weights are not finite (never made current)."""
+    if len(data) < MIN_PAIRS:
+        raise EncoderError(f"only {len(data)} item(s) have both a decodable image and text; fitting the encoder needs "
+                           f"at least {MIN_PAIRS} such (image, text) pairs: import more items with images (or fix the "
+                           "broken ones `recsys items show ID` names), then run `recsys encoder fit` again")
     train, val = split_pairs(data, params.val_pairs, params.seed)
     heads = new_heads(encoder.preset, encoder.towers, params.seed)
     metrics = train_heads(heads, train, params, val, progress)
+    if not all(bool(t.isfinite().all()) for t in heads.state_dict().values() if t.is_floating_point()):
+        raise EncoderError(f"the fit on {len(train)} pairs diverged (its weights are not finite); the current heads "
+                           "stay: try a lower learning rate or more pairs")
     return TowerEncoder(encoder.preset, encoder.towers, heads), metrics, len(train), len(val)
+
+
+def recall_note(n_val: int) -> str:
+    """Why the held-out recall@10 is not reported ("" when it is)."""
+    if n_val > RECALL_K:
+        return ""
+    return (f"not measured: {n_val} held-out pairs, and recall@{RECALL_K} of {RECALL_K} or fewer is 1.0 by "
+            f"construction; it needs more than {RECALL_K} (a fifth of the pairs at most are held out, "
+            "--val-pairs caps them)")
 
 
 StepProgress = Callable[[str, int, int], None]
@@ -170,7 +197,7 @@ def fit_encoder(store: Store, settings: Settings, progress: StepProgress | None 
         "version": version, "preset": base.preset.name, "towers": base.towers.id,
         "encoder_id": f"{base.preset.name}@{version}",
         "dim": fitted.dim, "fields": data.fields, "pairs_train": n_train, "pairs_val": n_val, "params": asdict(params),
-        "metrics": metrics,
+        "metrics": metrics, "recall_note": recall_note(n_val),
     }
     _publish(fitted, manifest, directory, settings)
     with store.session() as s:
@@ -179,8 +206,8 @@ def fit_encoder(store: Store, settings: Settings, progress: StepProgress | None 
     log.info("encoder %s fitted: %s", manifest["encoder_id"], metrics)
     return FitReport(
         version=version, encoder_id=manifest["encoder_id"], path=str(directory), pairs_train=n_train, pairs_val=n_val,
-        image_to_text_recall_at_10=metrics.get("image_to_text_recall@10", float("nan")),
-        text_to_image_recall_at_10=metrics.get("text_to_image_recall@10", float("nan")),
+        image_to_text_recall_at_10=metrics.get(f"image_to_text_recall@{RECALL_K}"),
+        text_to_image_recall_at_10=metrics.get(f"text_to_image_recall@{RECALL_K}"),
         feature_seconds=round(feature_s, 2), train_seconds=metrics["train_seconds"], broken_media=len(errors),
-        metrics=metrics,
+        metrics=metrics, recall_note=recall_note(n_val),
     )

@@ -7,6 +7,7 @@ instead of a hang. A cached model loads offline.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -53,6 +54,18 @@ def cached_weights(arch: str, tag: str) -> bool:
         root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clip"
         return (root / os.path.basename(url)).is_file()
     return False
+
+
+def checkpoint_digest(path: Path) -> str:
+    """SHA-256 of a checkpoint file's content: part of the towers id, so a checkpoint retrained and written over
+    the same path gets new feature caches, heads and item vectors (its path alone kept serving the old model's). A
+    content hash, not size and mtime, so a copied data directory and checkpoint (``cp`` without ``-p``) keep their
+    caches; it reads the file once per process, about a second per GB, beside the load that reads it anyway."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _unavailable(preset: Preset, why: str) -> ModelUnavailable:
@@ -138,7 +151,9 @@ class OpenClipTowers:
         with torch.inference_mode():
             dim = int(self.model.encode_text(tokenizer(["x"]).to(device)).shape[-1])
         self.image_dim = self.text_dim = dim
-        weights = preset.checkpoint or preset.pretrained or "random"
+        weights = preset.pretrained or "random"
+        if preset.checkpoint:
+            weights = f"sha256:{checkpoint_digest(Path(preset.checkpoint).expanduser())}"
         self.id = f"open_clip/{preset.arch or 'custom'}/{digest(weights, preset.model_cfg)[:12]}"
 
     @torch.inference_mode()

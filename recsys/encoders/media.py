@@ -1,8 +1,9 @@
 """Safe media loading: every failure becomes a short reason string, never an exception that stops a batch.
 
 Guards: missing or unreadable file, file over ``max_image_bytes``, not an image, unsupported format, decompression
-bombs and gigantic dimensions (``max_image_pixels``), truncated or corrupt data. Videos (and animated GIF/WebP) give a
-few evenly spaced frames; video files are decoded with PyAV when it is installed.
+bombs and gigantic dimensions (``max_image_pixels``), extreme aspect ratios (:data:`MAX_ASPECT`), truncated or
+corrupt data. Videos (and animated GIF/WebP) give a few evenly spaced frames; video files are decoded with PyAV when
+it is installed. :class:`MediaFinder` finds the pictures of a data directory moved or copied since its import.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from recsys.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,13 @@ IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg"})
 MAX_SIDE = 20_000
 """Either side above this is refused whatever the pixel budget (gigantic dimensions)."""
+MAX_ASPECT = 50
+"""A picture whose long side is more than this many times its short side is refused. Preprocessing scales the short
+side to the model's input size (224) before its centre crop, so a 1 x 20,000 banner of 138 bytes became 224 x 4.5
+million pixels (about 4 GB, in the server too: search by image); at this bound the scaled picture has at most
+``MODEL_SIDE**2 * MAX_ASPECT`` pixels (2.5 million, under 10 MB)."""
+MODEL_SIDE = 224
+"""The input side of the towers' preprocessing (for :func:`scaled_pixels`; open_clip presets use 224 too)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,40 @@ def local_path(uri: str) -> Path:
     """The file a medium's path or ``file://`` URL names (an ``http(s)`` URL names none: its own text)."""
     parsed = urlparse(uri)
     return Path(parsed.path if parsed.scheme == "file" else uri)
+
+
+class MediaFinder:
+    """Where to read a recorded medium from: the file its path names when that is there, else the same picture in
+    a data directory moved or copied since the import (:func:`~recsys.store.media_roots.relocated`, which returns
+    only files under the media roots), else the recorded path (whose read then says "file not found"). Answers are
+    kept for the finder's life (one embed or fit): a moved home asks once per file."""
+
+    def __init__(self, home: Path | None = None, roots: Sequence[Path] = ()) -> None:
+        self.home, self.roots = home, list(roots)
+        self._found: dict[str, str] = {}
+
+    @classmethod
+    def of(cls, settings: Settings) -> MediaFinder:
+        from recsys.store.media_roots import media_roots
+
+        return cls(settings.home, media_roots(settings))
+
+    def __call__(self, uri: str) -> str:
+        found = self._found.get(uri)
+        if found is None:
+            found = self._found[uri] = self._find(uri)
+        return found
+
+    def _find(self, uri: str) -> str:
+        if self.home is None or urlparse(uri).scheme in ("http", "https"):
+            return uri
+        path = local_path(uri)
+        if os.path.exists(path):  # there, even if unreadable: its own read says why
+            return uri
+        from recsys.store.media_roots import relocated
+
+        moved = relocated(path, self.home, self.roots)
+        return uri if moved is None else str(moved)
 
 
 def _read_bytes(uri: str, limits: MediaLimits) -> bytes:
@@ -89,6 +135,20 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def scaled_pixels(w: int, h: int, side: int = MODEL_SIDE) -> int:
+    """Pixels of a ``w`` x ``h`` picture once its short side is scaled to ``side`` (what the preprocessing's resize
+    allocates before its centre crop)."""
+    short, long = sorted((max(1, w), max(1, h)))
+    return side * -(-side * long // short)
+
+
+def check_aspect(w: int, h: int) -> None:
+    """Refuse a picture too thin to preprocess in bounded memory (:data:`MAX_ASPECT`)."""
+    if w > 0 and h > 0 and max(w, h) > MAX_ASPECT * min(w, h):
+        raise MediaError(f"extreme aspect ratio {w}x{h} (a side over {MAX_ASPECT} times the other): scaling it to the "
+                         f"model's input would take {scaled_pixels(w, h):,} pixels")
+
+
 def _check_size(w: int, h: int, limits: MediaLimits) -> None:
     if w <= 0 or h <= 0:
         raise MediaError(f"invalid dimensions {w}x{h}")
@@ -97,6 +157,7 @@ def _check_size(w: int, h: int, limits: MediaLimits) -> None:
     if w * h > limits.max_pixels:
         raise MediaError(f"decompression bomb guard: {w}x{h} = {w * h} pixels > {limits.max_pixels} "
                          "(RECSYS_ENCODER__MAX_IMAGE_PIXELS)")
+    check_aspect(w, h)
 
 
 def decode_image_bytes(data: bytes, limits: MediaLimits, *, frames: int = 1) -> list[Image.Image]:

@@ -40,8 +40,18 @@ import numpy as np
 
 from recsys.config import Settings
 from recsys.encoders.cache import VectorCache
-from recsys.encoders.embed import EmbedReport, Progress, finish_embed, item_key, vector_cache
+from recsys.encoders.embed import (
+    EmbedReport,
+    Progress,
+    finish_embed,
+    item_key,
+    key_id,
+    tally,
+    to_encode,
+    vector_cache,
+)
 from recsys.encoders.encoder import TowerEncoder, get_encoder
+from recsys.encoders.media import MediaFinder
 from recsys.encoders.text import ItemRecord
 from recsys.errors import ConfigError, EncoderError
 from recsys.store import Store
@@ -150,7 +160,8 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
     ``encoder`` is used in the driver only for its id (by default the configured encoder, loaded on the CPU).
     A worker's failure raises EncoderError naming its cause; the batches finished before it stay cached.
     """
-    from recsys.encoders.catalog import read_items
+    from recsys.encoders.catalog import failed_media, read_items, record_media_status
+    from recsys.encoders.fit import limits_of
 
     t0 = time.perf_counter()
     if encoder is None:
@@ -160,13 +171,17 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
     enc_id = encoder.id
     items = read_items(store, generated_below=settings.encoder.generated_text_below)
     fields = settings.encoder.text_fields
-    keys = [item_key(it, enc_id, fields) for it in items]
+    find = MediaFinder.of(settings)  # the workers find moved media as the driver does: RECSYS_HOME is shared
+    keys = [item_key(it, key_id(encoder), fields, find) for it in items]
     cache = vector_cache(settings, enc_id)
     found = cache.get_many(keys)
-    todo = [i for i, k in enumerate(keys) if k not in found]
+    todo, still = to_encode(items, keys, found, failed_media(store), find, limits_of(settings))
     log.info("embed (ray): %d items, %d cached, %d to encode with %s", len(items), len(items) - len(todo),
              len(todo), enc_id)
+    record_media_status(store, still)
     run = _Run(store, cache, items, keys, found, progress, done=len(items) - len(todo))
+    again = set(todo)
+    run.broken = tally((it for i, it in enumerate(items) if i not in again), still, run.errors)
     if progress:
         progress(run.done, len(items))
     if todo:
@@ -210,16 +225,11 @@ class _Run:
         status: dict[str, str | None] = {}
         for j, i in enumerate(rows):
             new[self.keys[i]] = pack(batch["text"][j], batch["image"][j], bool(batch["has_image"][j]))
-            st: dict[str, str | None] = json.loads(str(batch["status"][j]))
-            status.update(st)
-            reasons = [st[u] for _, u in self.items[i].media if st.get(u)]
-            if reasons:
-                self.broken += len(reasons)
-                if len(self.errors) < 100:
-                    self.errors[self.items[i].item_id] = "; ".join(r for r in reasons if r)
+            status.update(json.loads(str(batch["status"][j])))
+        self.broken += tally((self.items[i] for i in rows), status, self.errors)
+        record_media_status(self.store, status)  # before caching: a failure cached but not recorded is never retried
         self.cache.put_many(new)
         self.found.update(new)
-        record_media_status(self.store, status)
         self.done += len(rows)
         if self.progress:
             self.progress(self.done, len(self.items))

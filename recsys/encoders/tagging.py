@@ -3,7 +3,8 @@
 For each facet of the vocabulary (colour, category, pattern, style...), every label is encoded as text and compared
 with each item's image vector (its text vector when it has no image); the softmax over the facet's labels gives the
 scores. The best ``top_k`` labels per facet are stored in ``ItemTag`` with ``source="zero-shot:<encoder id>"``,
-replacing that source's earlier tags for the facet.
+replacing that source's earlier tags for the facet. An item with neither text nor image (a zero vector, whose scores
+are uniform) gets no tags: any label would be arbitrary. Its earlier zero-shot tags are removed and it is counted.
 
 Vocabulary files: JSON ``{"colour": ["black", "white", ...], ...}``, or text lines ``facet: label, label, ...``.
 """
@@ -69,6 +70,8 @@ class TagReport:
     items: int
     facets: int
     tags: int
+    untagged: int = 0
+    """Items with neither text nor image: nothing to tag them by."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +94,9 @@ def tag_items(store: Store, settings: Settings, vocabulary: dict[str, list[str]]
     enc = get_encoder(settings)
     vecs = load_item_vectors(settings, store)
     probe = np.where(vecs.has_image[:, None], vecs.image, vecs.text)
+    empty = np.linalg.norm(probe, axis=1) < 1e-6
     pks = item_pks(store, vecs.item_ids)
+    empty_pks = sorted(pks[iid] for r, iid in enumerate(vecs.item_ids) if empty[r] and iid in pks)
     source = f"zero-shot:{enc.id}"[:200]
     total = 0
     for done, (facet, labels) in enumerate(vocabulary.items(), 1):
@@ -99,7 +104,7 @@ def tag_items(store: Store, settings: Settings, vocabulary: dict[str, list[str]]
         best = np.argsort(-scores, axis=1)[:, : max(1, min(top_k, len(labels)))]
         rows = [ItemTag(item_id=pks[iid], facet=facet[:100], label=labels[j][:200], score=float(scores[r, j]),
                         source=source)
-                for r, iid in enumerate(vecs.item_ids) if iid in pks for j in best[r]]
+                for r, iid in enumerate(vecs.item_ids) if iid in pks and not empty[r] for j in best[r]]
         ids = sorted({r.item_id for r in rows})
         names = [x[:200] for x in labels]
         with store.session() as s:
@@ -108,8 +113,11 @@ def tag_items(store: Store, settings: Settings, vocabulary: dict[str, list[str]]
                 s.execute(delete(ItemTag).where(
                     ItemTag.facet == facet[:100], ItemTag.item_id.in_(ids[i : i + 500]),
                     or_(ItemTag.source.startswith("zero-shot:"), ItemTag.label.in_(names))))
+            for i in range(0, len(empty_pks), 500):  # arbitrary tags an earlier version gave them
+                s.execute(delete(ItemTag).where(ItemTag.facet == facet[:100], ItemTag.source.startswith("zero-shot:"),
+                                                ItemTag.item_id.in_(empty_pks[i : i + 500])))
             s.add_all(rows)
         total += len(rows)
         if progress:
             progress(done, len(vocabulary))
-    return TagReport(enc.id, len(vecs), len(vocabulary), total)
+    return TagReport(enc.id, len(vecs), len(vocabulary), total, untagged=int(empty.sum()))

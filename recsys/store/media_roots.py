@@ -1,13 +1,19 @@
-"""The folders imports read their images from, recorded in the data directory: the server serves a photo only from
-under a media root (``api.media_roots`` and the data directory), and a dataset imported from elsewhere (``recsys
-import hm ../shared/data/hm``) would otherwise show no photo until its folder was configured by hand. Imports are run
-by whoever runs the CLI on the data directory, so the folders they name are trusted like the configured ones."""
+"""Where item images may live: the media roots, and where a recorded image is now.
+
+The media roots are the data directory, ``api.media_roots`` and the folders imports read their images from, recorded
+in the data directory: the server serves a photo only from under a media root, and a dataset imported from elsewhere
+(``recsys import hm ../shared/data/hm``) would otherwise show no photo until its folder was configured by hand.
+Imports are run by whoever runs the CLI on the data directory, so the folders they name are trusted like the
+configured ones. :func:`relocated` finds a recorded picture in a data directory moved or copied since its import;
+the explorer and the encoders both use it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from recsys.config import Settings
@@ -81,3 +87,38 @@ def _linked_folders(folder: Path, depth: int = 2, limit: int = 10_000) -> list[P
                     (found if e.is_symlink() else below).append(Path(os.path.realpath(e.path)))
         level = below
     return found
+
+
+def media_roots(settings: Settings) -> list[Path]:
+    """The directories images may be read from: the data directory, the configured ones and those imports read
+    their datasets from, resolved."""
+    return [Path(os.path.realpath(p)) for p in [settings.home, *settings.api.media_roots,
+                                                *imported_media_roots(settings)]]
+
+
+def under_roots(path: Path, roots: Iterable[Path]) -> bool:
+    """Whether ``path`` (absolute) lies under one of ``roots``, after resolving ``..`` and symbolic links."""
+    if not path.is_absolute():
+        return False
+    real = Path(os.path.realpath(path))
+    return any(real == r or real.is_relative_to(r) for r in roots)
+
+
+def relocated(path: Path, home: Path, roots: Iterable[Path]) -> Path | None:
+    """The file a recorded image path names in a data directory that was moved or copied since the import.
+
+    Imports record absolute paths (``/old/home/demo-data/images/1.png``), so a moved or copied home would find
+    none of its own pictures. This finds the longest tail of the path, from a folder down (a bare file name matches
+    too much), that is a file under ``home`` now (``<home>/demo-data/images/1.png``). The result still has to lie
+    under ``roots`` once links are resolved, and a path with ``..`` is never looked up: nothing outside the media
+    roots is ever returned."""
+    if not path.is_absolute() or ".." in path.parts:
+        return None
+    base = Path(os.path.realpath(home))
+    roots = list(roots)
+    tail = path.parts[1:]  # without the anchor ("/")
+    for i in range(len(tail) - 1):  # longest tail first: the most specific match
+        candidate = base.joinpath(*tail[i:])
+        if under_roots(candidate, roots) and candidate.is_file():
+            return candidate
+    return None

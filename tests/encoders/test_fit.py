@@ -33,7 +33,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Settings]:
     # every part says how far it is, the text features too (minutes of silence on a large catalogue before)
     assert list(seen) == ["image features", "text features", "head steps"], seen
     assert all(done == total > 0 for done, total in seen.values()), seen
-    assert 0.0 <= report.image_to_text_recall_at_10 <= 1.0
+    # 4 held out: recall@10 would be 1.0 by construction, so it is not reported
+    assert report.image_to_text_recall_at_10 is None and "not measured" in report.recall_note
     embed_catalog(store, settings)
     return store, settings
 
