@@ -1,7 +1,8 @@
 """Candidate generation: several sources, each candidate tagged with every source that produced it.
 
 Sources: ``interest`` (nearest items to up to a few interest vectors clustered from the recent history), ``content``
-(neighbours of the latest items), ``cooc`` (co-occurrence neighbours), ``repurchase`` (the user's own past items),
+(neighbours of the latest items), ``cooc`` (co-occurrence neighbours), ``repurchase`` (the user's own past items;
+named ``seen`` in a result when the user never bought the item: :data:`SEEN`),
 ``variant`` (other variants of past items, e.g. the same product in another colour), ``trending`` (popular in a recent
 window), ``popular`` (up to now), ``similar`` (the items whose descriptions are most alike any of the latest few, in
 :attr:`ItemTable.content`, the user's own items included: "the same again, or one like it"), ``new`` (items that arrived
@@ -79,22 +80,32 @@ class Candidates:
         """The candidates ``keep`` selects (a bool mask or row positions), in their order."""
         return Candidates(self.rows[keep], self.flags[keep], self.ranks[keep])
 
-    def sources_of(self, i: int) -> list[str]:
-        return [SOURCES[s] for s in np.flatnonzero(self.flags[i])]
+    def sources_of(self, i: int, bought: np.ndarray | None = None) -> list[str]:
+        seen = bought is not None and not np.isin(self.rows[i], bought)
+        return [SEEN if seen and SOURCES[s] == "repurchase" else SOURCES[s] for s in np.flatnonzero(self.flags[i])]
 
-    def sources_at(self, idx: Sequence[int]) -> list[list[str]]:
+    def sources_at(self, idx: Sequence[int], bought: np.ndarray | None = None) -> list[list[str]]:
         """:meth:`sources_of` for each of ``idx``: one bit code per candidate, names looked up (a list's items at
-        once, without a numpy call per item)."""
-        codes: list[int] = ((self.flags[np.asarray(idx, np.int64)] > 0) @ _BITS).tolist() if len(idx) else []
-        return [list(_names_of(c)) for c in codes]
+        once, without a numpy call per item). With ``bought`` (the rows the shopper purchased), a ``repurchase``
+        candidate outside them is named :data:`SEEN`."""
+        if not len(idx):
+            return []
+        at = np.asarray(idx, np.int64)
+        codes: list[int] = ((self.flags[at] > 0) @ _BITS).tolist()
+        seen = [False] * len(at) if bought is None else (~np.isin(self.rows[at], bought)).tolist()
+        return [list(_names_of(c, u)) for c, u in zip(codes, seen, strict=True)]
 
 
 _BITS = 1 << np.arange(len(SOURCES))
+SEEN = "seen"
+"""A ``repurchase`` candidate's name in a result when the shopper never bought it (only viewed, carted, liked or
+rated it). The ranker's source and its features keep the one name ``repurchase``: a result must not say "buy
+again" of an item nobody bought."""
 
 
 @functools.cache
-def _names_of(code: int) -> tuple[str, ...]:
-    return tuple(s for j, s in enumerate(SOURCES) if code >> j & 1)
+def _names_of(code: int, seen: bool = False) -> tuple[str, ...]:
+    return tuple(SEEN if seen and s == "repurchase" else s for j, s in enumerate(SOURCES) if code >> j & 1)
 
 
 class _Collector:
@@ -334,10 +345,11 @@ class CandidateGenerator:
         def fit(rows: np.ndarray | list[int], k: int) -> np.ndarray:
             rows = np.asarray(rows, np.int64)
             return rows[:k] if ok is None else rows[ok[rows]][:k]
-        if len(h):
+        liked = h.rows[h.seeds]  # an item the shopper disliked seeds no source
+        if len(liked):
             r_rows, w = ctx.recent_rows, ctx.recent_w
             # distinct items, latest first
-            rev = h.rows[::-1]
+            rev = liked[::-1]
             _, first = np.unique(rev, return_index=True)
             latest = rev[np.sort(first)]
             queries: list[np.ndarray] = []

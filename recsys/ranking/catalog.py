@@ -167,9 +167,10 @@ class ItemTable:
         return np.array([self.index.get(str(i), -1) for i in item_ids], dtype=np.int64)
 
     def group_members(self) -> dict[int, np.ndarray]:
-        """Variant group -> its rows (groups with at least two members)."""
+        """Variant group -> its rows (groups with at least two members), each group's by item id: a source
+        listing them must not depend on the catalogue's row order, which an item's update changes."""
         g = self.group
-        order = np.argsort(g, kind="stable")
+        order = np.lexsort((np.asarray(self.ids, dtype=str), g))
         gs = g[order]
         out: dict[int, np.ndarray] = {}
         starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])

@@ -48,8 +48,10 @@ class Context:
 
 
 def make_context(h: History, now: float, stats: ItemStats, p: RankingParams) -> Context:
-    lo = max(0, len(h) - p.recent)
-    rr, rts = h.rows[lo:], h.ts[lo:]
+    seeds = h.seeds  # the recent items that query interests and co-occurrence: none the shopper disliked
+    rows, ts = h.rows[seeds], h.ts[seeds]
+    lo = max(0, len(rows) - p.recent)
+    rr, rts = rows[lo:], ts[lo:]
     w = recency_weights(rts, now, p.half_life_days) + 1e-3
     ctx = Context(h, now, rr, w, stats.pop_at(now), stats.users_at(now), stats.cooc_scores(rr, w, now),
                   stats.window_counts(now, 7.0), stats.window_counts(now, 30.0), stats.first_ts,

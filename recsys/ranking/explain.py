@@ -28,9 +28,8 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
         out["similarity"] = 1.0
         out["text_share"], out["image_share"] = None, None
         out["text_similarity"], out["image_similarity"] = None, None
-    elif len(history):
+    elif len(hist := recent_rows(history) if recent is None else recent):
         out["reason"] = "similar"
-        hist = recent_rows(history) if recent is None else recent
         hist = hist[hist != row] if len(hist) > 1 else hist
         sims = table.fused[hist] @ table.fused[row]
         j = int(np.argmax(sims))
@@ -55,8 +54,9 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
 
 
 def recent_rows(history: History) -> np.ndarray:
-    """The distinct rows of the latest 100 events: the items an explanation may point to."""
-    return np.unique(history.rows[-100:])
+    """The distinct rows of the latest 100 events: the items an explanation may point to (none the shopper
+    disliked: "like an item you bought" must not name one they took back)."""
+    return np.unique(history.rows[history.seeds][-100:])
 
 
 def _last_event(history: History, row: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from recsys.store.tables import HISTORY_TYPES
 TYPE_CODE = {t: i for i, t in enumerate(HISTORY_TYPES)}
 """Event type -> the code the model's type embeddings use (the store's order: stable across artifacts)."""
 DISLIKE = TYPE_CODE["dislike"]
+PURCHASE = TYPE_CODE["purchase"]
 DAY_S = 86_400.0
 
 
@@ -81,6 +82,20 @@ class History:
     def pairs_from(self) -> float:
         """From when the statistics' co-occurrence pairs miss this history's events."""
         return self.uncounted_from if self.pairs_uncounted_from is None else self.pairs_uncounted_from
+
+    @property
+    def seeds(self) -> np.ndarray:
+        """bool per event: it may seed candidates and explain a pick. A positive event on an item the shopper
+        disliked does not: the dislike withdraws it, as it excludes the item for good (a later like does not
+        undo it). The ranker's features still see every event (what training saw)."""
+        if not len(self.disliked):
+            return np.ones(len(self.rows), bool)
+        return ~np.isin(self.rows, self.disliked)
+
+    @property
+    def bought(self) -> np.ndarray:
+        """The rows of the shopper's purchase events."""
+        return self.rows[self.types == PURCHASE]
 
     @property
     def last_ts(self) -> float | None:

@@ -333,14 +333,15 @@ class RankingPipeline:
             order = compose(order, r.k, repeat, table.group[cands.rows], r.policy, r.shown)
         else:
             order = rules.mmr(table.fused, cands.rows, s, r.k, r.diversity)
-        if len(r.history) and not self._known.all():
-            sim = (table.fused[cands.rows] @ table.fused[r.history.rows[-self.params.recent:]].T).max(axis=1)
+        liked = r.history.rows[r.history.seeds]  # a new item near a disliked one gets no reserved place
+        if len(liked) and not self._known.all():
+            sim = (table.fused[cands.rows] @ table.fused[liked[-self.params.recent:]].T).max(axis=1)
             is_new = ~self._known[cands.rows] & (sim >= self.params.new_min_sim)
             order = rules.reserve_new(order, s, is_new, r.k, self.params.new_slots)
         order = self._finite(order, s)
         recs = []
         recent = recent_rows(r.history) if r.explain and len(r.history) else None
-        for i, sources in zip(order, cands.sources_at(order), strict=True):
+        for i, sources in zip(order, cands.sources_at(order, r.history.bought), strict=True):
             row = int(cands.rows[i])
             rec = Recommendation(table.ids[row], float(s[i]), sources)
             if r.explain:

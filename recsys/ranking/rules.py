@@ -43,11 +43,14 @@ def hard_excluded(table: ItemTable, exclude: set[str], history: History) -> set[
 
 
 def demote_disliked(table: ItemTable, rows: np.ndarray, scores: np.ndarray, disliked: np.ndarray) -> np.ndarray:
-    """Push down candidates close to a disliked item: by up to the whole score range for a near duplicate."""
+    """Push down candidates close to a disliked item: by up to the whole score range for a near duplicate, and by
+    all of it for another variant of a disliked product (H&M's colours of one product are only ~0.55 alike)."""
     if not len(disliked) or not len(rows):
         return scores
     sim = (table.fused[rows] @ table.fused[disliked].T).max(axis=1)
     strength = np.clip((sim - DISLIKE_FLOOR) / (1 - DISLIKE_FLOOR), 0, 1)
+    groups = table.group[disliked]
+    strength[np.isin(table.group[rows], groups[groups >= 0])] = 1.0
     span = float(scores.max() - scores.min()) + 1.0
     return scores - strength * span
 
@@ -127,8 +130,9 @@ def top_up(cands: Candidates, table: ItemTable, pop: np.ndarray, allowed: np.nda
     free = np.flatnonzero(ok)
     if not len(free):
         return cands
-    if len(history):
-        prof = table.fused[history.rows[-recent:]].mean(0)
+    liked = history.rows[history.seeds]  # taste without what the shopper disliked
+    if len(liked):
+        prof = table.fused[liked[-recent:]].mean(0)
         order = free[np.argsort(-(table.fused[free] @ prof), kind="stable")]
         source = "interest"
     else:

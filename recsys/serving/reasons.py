@@ -12,6 +12,7 @@ reason (such an item came from another source, which its tags show)."""
 
 SOURCE_REASONS: Mapping[str, str] = {
     "repurchase": "one of your own items, to buy again",
+    "seen": "an item you have seen before (not bought)",
     "variant": "another version of an item you had (e.g. another colour)",
     "cobuy": "bought with or instead of your latest items",
     "cooc": "other shoppers with your items had it too",

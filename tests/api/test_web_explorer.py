@@ -99,8 +99,9 @@ def test_buttons_have_their_own_names_and_each_card_one_tab_stop(web: TestClient
 
 def test_source_tags_are_styled_and_say_what_they_mean(web: TestClient) -> None:
     css = (WEB / "static" / "explorer.css").read_text()
-    for source in ("interest", "content", "cooc", "cobuy", "repurchase", "trending", "popular", "new", "similar",
-                   "search", "lexical", "image_search"):
+    from recsys.serving.reasons import SOURCE_REASONS
+
+    for source in (*SOURCE_REASONS, "search", "lexical", "image_search"):  # every source a list can name
         assert f".tag.src-{source}" in css, source
     page = web.get("/users/u4").text  # an unknown user's list is trending items tagged "popular"
     assert re.search(r'<span class="tag src-popular" title="popular with everyone">popular</span>', page)

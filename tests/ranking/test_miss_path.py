@@ -82,9 +82,10 @@ def _plain(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(candidates, "kmeans", _plain_kmeans)
     monkeypatch.setattr(neighbours.Neighbours, "top_of_max", _plain_top_of_max)
     monkeypatch.setattr(candidates._Collector, "build", _plain_build)
-    monkeypatch.setattr(candidates.Candidates, "sources_at", lambda c, idx: [c.sources_of(i) for i in idx])
+    monkeypatch.setattr(candidates.Candidates, "sources_at",
+                        lambda c, idx, bought=None: [c.sources_of(i, bought) for i in idx])
     monkeypatch.setattr(pipeline, "recent_rows", lambda h: None)  # each explanation finds its own recent rows
-    monkeypatch.setattr(explain, "recent_rows", lambda h: np.unique(h.rows[-100:]))
+    monkeypatch.setattr(explain, "recent_rows", lambda h: np.unique(h.rows[h.seeds][-100:]))
 
 
 @pytest.fixture(scope="module")
