@@ -123,6 +123,11 @@ class Meta(BaseModel):
                                                                       "are not in the catalogue: left out; and "
                                                                       "`category:NAME` keys naming a category no "
                                                                       "item has")
+    unknown_filter_values: list[dict[str, Any]] | None = Field(
+        default=None, description="the filter's category and attribute values that no item has (values match "
+                                  "ignoring case and surrounding spaces), each as `{field, value, closest}`: "
+                                  "`field` `category` or `attributes.KEY`, `closest` up to 3 known values like it; "
+                                  "an attribute no item has also gets `closest_fields`")
 
 
 class Debug(BaseModel):

@@ -192,19 +192,29 @@ def evaluate(
 
 
 def _filters(specs: list[str] | None, rec: Any = None) -> Any:
-    """The ``--filter`` options as a filter; a category no item has is named (it would only give an empty list)."""
+    """The ``--filter`` options as a filter; a category or attribute value no served item has is named with the
+    closest known ones (it would only give an empty list). Values match ignoring case and surrounding spaces."""
     from recsys.index import parse_filters
 
     f = parse_filters(specs or [])
-    if rec is not None and f is not None and f.categories:
-        from recsys.store.queries import live_categories
-
-        with rec.store.session() as s:
-            known = live_categories(s, limit=100_000)
-        unknown = sorted(set(f.categories) - set(known))
-        if unknown:
-            raise typer.BadParameter(f"no item has the category {', '.join(map(repr, unknown))}; categories are "
-                                     f"case-sensitive: {', '.join(known[:30])}{' ...' if len(known) > 30 else ''}")
+    if rec is None or f is None or (f.categories is None and not f.attributes):
+        return f
+    meta = rec.index.meta
+    unknown = f.unknown_values(meta)
+    if unknown:
+        said = []
+        for u in unknown:
+            field = u["field"].removeprefix("attributes.")
+            if "closest_fields" in u:  # the attribute itself is unknown
+                what, near = f"the attribute {field!r}", [k.removeprefix("attributes.") for k in u["closest_fields"]]
+            else:
+                what = "the category " if field == "category" else f"the {field} "
+                what, near = what + repr(u["value"]), u["closest"]
+            said.append(f"no item has {what}" + (f" (closest: {', '.join(near)})" if near else ""))
+        known = sorted(meta.vocabulary("category").spellings)
+        if any(u["field"] == "category" for u in unknown):
+            said.append(f"categories: {', '.join(known[:30])}{' ...' if len(known) > 30 else ''}")
+        raise typer.BadParameter("; ".join(said))
     return f
 
 
@@ -290,6 +300,10 @@ def recommend(
         when = datetime.fromisoformat(now) if now else None
     except ValueError:
         raise typer.BadParameter(f"--now must be an ISO 8601 time such as 2020-09-01T00:00, not {now!r}") from None
+    if buy_again and (explain or filters or exclude or diversity is not None or boost or bury or pin or exploration):
+        raise typer.BadParameter("--buy-again lists the user's own items as they are: it takes --k, --now and --json "
+                                 "only, not --explain, --filter, --exclude, --diversity, --boost, --bury, --pin or "
+                                 "--exploration (as the API's buy-again route)")
     rec = _recommender()
     if buy_again:
         _print(rec.buy_again(user_id, k, now=when), json_out, rec,

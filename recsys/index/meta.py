@@ -3,10 +3,15 @@
 A filter is turned into a boolean mask over the generation's rows with vectorised numpy, once per request; the index
 then searches only the allowed rows. Metadata is a snapshot taken at build time: live flags (hidden, deleted) reach
 queries through ``exclude``.
+
+Category and attribute values match ignoring case and surrounding whitespace (``dress`` finds "Dress"): each such
+column is coded once per generation (:class:`Vocabulary`), so a request compares small integers. A requested value
+that no item has is named by :meth:`ItemFilter.unknown_values`, with the known values closest to it.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +37,57 @@ def _norm_value(v: Any) -> str | None:
     return str(v)
 
 
+def _fold(v: Any) -> str | None:
+    """A value as filters compare it: normalised (:func:`_norm_value`), trimmed, case-folded; None stays None."""
+    n = None if isinstance(v, float) and v != v else _norm_value(v)  # NaN: a missing value read from a frame
+    return None if n is None else n.strip().casefold()
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """One column's values as filters see them: ``codes`` (int32 per row, -1 where the row has no value) index
+    ``spellings`` (a value as first written in the catalogue), ``index`` maps each folded value to its code."""
+
+    codes: np.ndarray
+    index: Mapping[str, int]
+    spellings: Sequence[str]
+
+    @classmethod
+    def of(cls, values: Sequence[Any]) -> Vocabulary:
+        index: dict[str, int] = {}
+        spellings: list[str] = []
+        codes = np.empty(len(values), dtype=np.int32)
+        for row, v in enumerate(values):
+            folded = _fold(v)
+            if folded is None:
+                codes[row] = -1
+                continue
+            code = index.get(folded)
+            if code is None:
+                code = index[folded] = len(spellings)
+                spellings.append(str(_norm_value(v)).strip())
+            codes[row] = code
+        return cls(codes, index, spellings)
+
+    def take(self, rows: np.ndarray) -> Vocabulary:
+        return Vocabulary(self.codes[rows], self.index, self.spellings)
+
+    def matches(self, wanted: Iterable[Any]) -> np.ndarray:
+        """bool per row: True where the row's value is one of ``wanted`` (None: rows without a value)."""
+        codes = [-1 if f is None else self.index.get(f, -2) for f in map(_fold, wanted)]
+        return np.isin(self.codes, np.array([c for c in codes if c != -2], dtype=np.int32))
+
+    def unknown(self, wanted: Iterable[Any]) -> list[tuple[str, list[str]]]:
+        """(value, the closest known spellings) for each of ``wanted`` that no row has."""
+        out = []
+        for w in wanted:
+            folded = _fold(w)
+            if folded is not None and folded not in self.index:
+                close = difflib.get_close_matches(folded, list(self.index), n=3, cutoff=0.6)
+                out.append((str(w), [self.spellings[self.index[c]] for c in close]))
+        return out
+
+
 @dataclass
 class ItemMeta:
     """Columns of item metadata, one row per item, aligned with ``item_ids``.
@@ -48,6 +104,8 @@ class ItemMeta:
     content_hash: np.ndarray
     updated_at: np.ndarray
     _attr_cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _vocab_cache: dict[str, Vocabulary] = field(default_factory=dict, repr=False, compare=False)
+    _keys: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, item_ids: Sequence[str], *, category: Sequence[str | None] | None = None,
@@ -92,9 +150,11 @@ class ItemMeta:
         return len(self.item_ids)
 
     def take(self, rows: np.ndarray) -> ItemMeta:
+        """The ``rows`` alone (coded columns kept: a filter on a few rows does not code the whole column again)."""
         rows = np.asarray(rows, dtype=np.int64)
         return ItemMeta(self.item_ids[rows], self.category[rows], self.price[rows], self.in_stock[rows],
-                        [self.attributes[r] for r in rows], self.content_hash[rows], self.updated_at[rows])
+                        [self.attributes[r] for r in rows], self.content_hash[rows], self.updated_at[rows],
+                        _vocab_cache={k: v.take(rows) for k, v in self._vocab_cache.items()})
 
     @staticmethod
     def concat(parts: Sequence[ItemMeta]) -> ItemMeta:
@@ -110,6 +170,22 @@ class ItemMeta:
             vals[:] = [_norm_value(a.get(key)) for a in self.attributes]
             self._attr_cache[key] = vals
         return self._attr_cache[key]
+
+    def vocabulary(self, column: str) -> Vocabulary:
+        """The coded values of ``category`` or of an attribute (``attributes.KEY``), computed once (an attribute no
+        item has is not kept: a request may name any)."""
+        if column != "category" and column.removeprefix("attributes.") not in self.attribute_keys():
+            return Vocabulary(np.full(len(self), -1, dtype=np.int32), {}, [])
+        if column not in self._vocab_cache:
+            values = self.category if column == "category" else self.attribute(column.removeprefix("attributes."))
+            self._vocab_cache[column] = Vocabulary.of(values.tolist())
+        return self._vocab_cache[column]
+
+    def attribute_keys(self) -> frozenset[str]:
+        """Every attribute key some item has, computed once."""
+        if self._keys is None:
+            self._keys = frozenset(k for a in self.attributes for k in a)
+        return self._keys
 
     # -- persistence (parquet: columnar, typed, no pickle) --------------------------------------------------
     def save(self, path: Path) -> None:
@@ -135,6 +211,11 @@ class ItemMeta:
                          content_hash=opt("content_hash"), updated_at=opt("updated_at"))
 
 
+def _values(want: Any) -> list[Any]:
+    """An attribute filter's values: a list (any of them) or one value."""
+    return list(want) if isinstance(want, list | tuple | set | frozenset) else [want]
+
+
 def _iso(v: Any) -> str:
     return v.isoformat() if hasattr(v, "isoformat") else str(v)
 
@@ -142,7 +223,8 @@ def _iso(v: Any) -> str:
 @dataclass(frozen=True)
 class ItemFilter:
     """What a request may return. Every set field must hold (AND); ``categories`` and list-valued attributes are
-    multi-select (OR within the field). Items with an unknown price never pass a price bound."""
+    multi-select (OR within the field); their values match ignoring case and surrounding whitespace. Items with an
+    unknown price never pass a price bound."""
 
     categories: frozenset[str] | None = None
     price_min: float | None = None
@@ -169,7 +251,7 @@ class ItemFilter:
         """bool per row of ``meta``: True where the item passes."""
         m = np.ones(len(meta), dtype=bool)
         if self.categories is not None:
-            m &= np.isin(meta.category, np.array(sorted(self.categories), dtype=object))
+            m &= meta.vocabulary("category").matches(self.categories)
         with np.errstate(invalid="ignore"):
             if self.price_min is not None:
                 m &= meta.price >= self.price_min
@@ -178,10 +260,24 @@ class ItemFilter:
         if self.in_stock is not None:
             m &= meta.in_stock == self.in_stock
         for key, want in self.attributes.items():
-            wants = want if isinstance(want, list | tuple | set | frozenset) else [want]
-            allowed = np.array([_norm_value(w) for w in wants], dtype=object)
-            m &= np.isin(meta.attribute(key), allowed)
+            m &= meta.vocabulary(f"attributes.{key}").matches(_values(want))
         return m
+
+    def unknown_values(self, meta: ItemMeta) -> list[dict[str, Any]]:
+        """The category and attribute values of this filter that no item of ``meta`` has (each selects nothing),
+        each as ``{"field", "value", "closest"}`` (up to 3 known values most like it); an attribute no item has
+        also gets ``closest_fields`` (the attribute names most like it)."""
+        wanted = [("category", sorted(self.categories or ()))]
+        wanted += [(f"attributes.{key}", _values(want)) for key, want in self.attributes.items()]
+        out: list[dict[str, Any]] = []
+        for column, values in wanted:
+            for value, closest in meta.vocabulary(column).unknown(values):
+                out.append({"field": column, "value": value, "closest": closest})
+                key = column.removeprefix("attributes.")
+                if column != "category" and key not in meta.attribute_keys():
+                    near = difflib.get_close_matches(key, sorted(meta.attribute_keys()), n=3, cutoff=0.6)
+                    out[-1]["closest_fields"] = [f"attributes.{k}" for k in near]
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> ItemFilter | None:

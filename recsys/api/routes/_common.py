@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Annotated, Any
@@ -24,6 +25,23 @@ def to_item_filter(f: Filter | None) -> Any:
 
     return ItemFilter.of(categories=f.categories, price_min=f.price_min, price_max=f.price_max, in_stock=f.in_stock,
                          attributes=f.attributes)
+
+
+def unknown_filter_values(rec: Any, f: Any) -> list[dict[str, Any]] | None:
+    """The category and attribute values of the item filter ``f`` that no served item has, with the closest known
+    ones (:meth:`recsys.index.ItemFilter.unknown_values`): a typo'd value selects nothing, so the answer says so in
+    ``meta.unknown_filter_values``. None when there are none, or ``rec`` serves no index metadata (a test double)."""
+    if f is None or (f.categories is None and not f.attributes):
+        return None
+    meta = getattr(getattr(rec, "index", None), "meta", None)
+    return (f.unknown_values(meta) or None) if meta is not None else None
+
+
+async def aunknown_filter_values(rec: Any, f: Any) -> list[dict[str, Any]] | None:
+    """:func:`unknown_filter_values` off the event loop (coding a column the first time is a pass over the items)."""
+    if f is None or (f.categories is None and not f.attributes):
+        return None
+    return await asyncio.to_thread(unknown_filter_values, rec, f)
 
 
 async def query_filter(
@@ -57,7 +75,7 @@ async def query_filter(
 
 def results(request: Request, items: list[Any], *, debug: dict[str, float] | None = None, user_id: str | None = None,
             page: Cursor | None = None, k: int | None = None, assigned: Any = None, ranker: str | None = None,
-            unknown_items: list[str] | None = None) -> Any:
+            unknown_items: list[str] | None = None, unknown_values: list[dict[str, Any]] | None = None) -> Any:
     """The response envelope (the :class:`~recsys.api.schemas.Results` shape): results best first, the generation
     ids they came from, a fresh ``recommendation_id`` (the list is recorded by the background writer, see
     :mod:`recsys.feedback`), debug timings on request. Written here once, without a second validation pass; a
@@ -67,7 +85,8 @@ def results(request: Request, items: list[Any], *, debug: dict[str, float] | Non
     cursor this page was asked for, ``user_id`` whom the list was shown to; ``assigned`` the user's experiment and
     variant (:class:`recsys.experiments.Assignment`), put in ``meta`` and recorded with the list; ``ranker`` the
     id of the ranker generation that ranked it when not the served one (a variant's); ``unknown_items`` the
-    posted items the list could not use."""
+    posted items the list could not use; ``unknown_values`` the filter values no item has
+    (:func:`unknown_filter_values`)."""
     status = request.app.state.runtime.status
     gen, ranker = _str(status.get("index_generation")), ranker or _str(status.get("ranker_version"))
     rid = new_recommendation_id()
@@ -87,6 +106,8 @@ def results(request: Request, items: list[Any], *, debug: dict[str, float] | Non
         meta.update(experiment=experiment, variant=variant)
     if unknown_items:
         meta["unknown_items"] = unknown_items
+    if unknown_values:
+        meta["unknown_filter_values"] = unknown_values
     rendered = ",".join(it.as_json if isinstance(it, ScoredItem) else _dumps(_result(it)) for it in items)
     timings = None if debug is None else {"timings_ms": debug}
     body = f'{{"items":[{rendered}],"meta":{_dumps(meta)},"debug":{_dumps(timings)}}}'

@@ -10,7 +10,7 @@ from pydantic import AfterValidator
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
 from recsys.api.ids import PathId, trimmed_id
 from recsys.api.media import check_image_field, media_roots, public_item
-from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
+from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter, unknown_filter_values
 from recsys.api.routes.experiments import assignment
 from recsys.api.routes.query import known_query
 from recsys.api.schemas import (
@@ -96,8 +96,10 @@ def similar(request: Request, item_id: ItemId, rec: RecommenderDep, _key: ReadKe
                                                  description=USER_DOC), AfterValidator(trimmed_id)] = None) -> Any:
     assigned = assignment(request, "similar", user_id)
     chosen = modality or (assigned.variant.modality if assigned is not None else None) or "fused"
-    items = rec.similar(item_id, k, modality=chosen, filter=to_item_filter(f), exclude=ids_param(exclude))
-    return results(request, items, user_id=user_id, assigned=assigned)
+    item_filter = to_item_filter(f)
+    items = rec.similar(item_id, k, modality=chosen, filter=item_filter, exclude=ids_param(exclude))
+    return results(request, items, user_id=user_id, assigned=assigned,
+                   unknown_values=unknown_filter_values(rec, item_filter))
 
 
 @router.post("/{item_id}/similar", response_model=Results, summary="Items like this one (filters in the body)")
@@ -105,8 +107,10 @@ def similar_post(request: Request, item_id: ItemId, body: SimilarRequest, rec: R
                  _key: ReadKey) -> Any:
     assigned = assignment(request, "similar", body.user_id)
     chosen = body.modality or (assigned.variant.modality if assigned is not None else None) or "fused"
-    items = rec.similar(item_id, body.k, modality=chosen, filter=to_item_filter(body.filter), exclude=body.exclude)
-    return results(request, items, user_id=body.user_id, assigned=assigned)
+    item_filter = to_item_filter(body.filter)
+    items = rec.similar(item_id, body.k, modality=chosen, filter=item_filter, exclude=body.exclude)
+    return results(request, items, user_id=body.user_id, assigned=assigned,
+                   unknown_values=unknown_filter_values(rec, item_filter))
 
 
 def _plain(item: ItemPut, *, replace: bool = False) -> dict[str, Any]:

@@ -88,14 +88,15 @@ def openapi_parameters(model: type[BaseModel]) -> dict[str, Any]:
     return {"parameters": params}
 
 
-def refuse_unknown(qp: Any, names: Collection[str]) -> None:
+def refuse_unknown(qp: Any, names: Collection[str], takes: str | None = None) -> None:
     """A 422 naming each query parameter not in ``names``: a typo'd one (``?categroy=``) would silently serve an
-    unfiltered list. ``_``-names stay free for cache busters."""
+    unfiltered list. ``_``-names stay free for cache busters. ``takes`` words what the route takes instead of
+    listing ``names``."""
     unknown = [n for n in qp if n not in names and not n.startswith("_")]
     if unknown:
+        takes = takes or ", ".join(names) or "none"
         raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", n), "input": qp[n][:100],
-                                       "msg": f"unknown parameter; this route takes {', '.join(names) or 'none'}"}
-                                      for n in unknown])
+                                       "msg": f"unknown parameter; this route takes {takes}"} for n in unknown])
 
 
 async def known_query(request: Request) -> None:

@@ -13,7 +13,15 @@ from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep, RecommenderLike
 from recsys.api.ids import PathId
-from recsys.api.routes._common import debug_timings, ids_param, query_filter, results, to_item_filter
+from recsys.api.routes._common import (
+    aunknown_filter_values,
+    debug_timings,
+    ids_param,
+    query_filter,
+    results,
+    to_item_filter,
+    unknown_filter_values,
+)
 from recsys.api.routes.experiments import assignment, list_rules, variant_items
 from recsys.api.routes.feeds import left_out
 from recsys.api.routes.query import RecommendQuery, known_query, openapi_parameters, parse_query
@@ -45,8 +53,9 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
     page, exclude = await left_out(request, body, user_id)
     assigned = assignment(request, "recommendations", user_id)
     rules, diversity = list_rules(body, assigned)
+    item_filter = to_item_filter(body.filter)
     try:
-        items, timings = await rec.arecommend(user_id, body.k, filter=to_item_filter(body.filter), exclude=exclude,
+        items, timings = await rec.arecommend(user_id, body.k, filter=item_filter, exclude=exclude,
                                               diversity=diversity, explain=body.explain, fresh=fresh,
                                               now=body.now, rules=rules)
     except UnknownRanker as e:  # the variant's generation went away (or no longer fits) after start-up
@@ -60,7 +69,8 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
     unknown = await asyncio.to_thread(unknown_keys, named, rec.catalogue.unknown_items,
                                       functools.partial(unknown_categories, rec.catalogue)) if named else None
     return results(request, items, debug=debug, user_id=user_id, page=page, k=body.k, assigned=assigned,
-                   ranker=variant_ranker_id(assigned), unknown_items=unknown or None)
+                   ranker=variant_ranker_id(assigned), unknown_items=unknown or None,
+                   unknown_values=await aunknown_filter_values(rec, item_filter))
 
 
 # async: a cached answer never leaves the event loop; the service sends ranking to a worker thread itself. The query
@@ -104,7 +114,8 @@ async def recommend_session(request: Request, body: SessionRequest, rec: Recomme
                                "`exclude_shown_hours` (no stored user was shown anything); use `exclude` or a cursor")
     page, exclude = await left_out(request, body, None)
     items, unknown = await run_in_threadpool(_session_list, rec, body, exclude)
-    return results(request, items, page=page, k=body.k, unknown_items=unknown)
+    return results(request, items, page=page, k=body.k, unknown_items=unknown,
+                   unknown_values=await aunknown_filter_values(rec, to_item_filter(body.filter)))
 
 
 def _session_list(rec: RecommenderLike, body: SessionRequest, exclude: list[str]) -> tuple[list[Any], list[str]]:
@@ -119,16 +130,19 @@ def _session_list(rec: RecommenderLike, body: SessionRequest, exclude: list[str]
 @router.post("/more-like-these", response_model=Results,
              summary="Items like the weighted positive examples and unlike the negative ones")
 def more_like_these(request: Request, body: MoreLikeTheseRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
-    items = rec.more_like_these(dict(body.positive), dict(body.negative), body.k, filter=to_item_filter(body.filter),
+    item_filter = to_item_filter(body.filter)
+    items = rec.more_like_these(dict(body.positive), dict(body.negative), body.k, filter=item_filter,
                                 exclude=body.exclude)
-    return results(request, items)
+    return results(request, items, unknown_values=unknown_filter_values(rec, item_filter))
 
 
 @router.get("/trending", response_model=Results, dependencies=[Depends(known_query)],
             summary="Trending items in the recent window")
 def trending(request: Request, rec: RecommenderDep, _key: ReadKey, f: Annotated[Filter | None, Depends(query_filter)],
              k: Annotated[int, Query(ge=1, le=MAX_K)] = 20) -> Any:
-    return results(request, rec.trending(k, filter=to_item_filter(f)))
+    item_filter = to_item_filter(f)
+    return results(request, rec.trending(k, filter=item_filter),
+                   unknown_values=unknown_filter_values(rec, item_filter))
 
 
 @router.delete("/users/{user_id}", response_model=UserDeleted,

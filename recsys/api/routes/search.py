@@ -11,9 +11,16 @@ from starlette.concurrency import run_in_threadpool
 from recsys.api.deps import ReadKey, RecommenderDep, SettingsDep
 from recsys.api.ids import trimmed_id
 from recsys.api.limits import check_image
-from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter
+from recsys.api.routes._common import (
+    aunknown_filter_values,
+    ids_param,
+    query_filter,
+    results,
+    to_item_filter,
+    unknown_filter_values,
+)
 from recsys.api.routes.experiments import assignment
-from recsys.api.routes.query import known_query
+from recsys.api.routes.query import known_query, refuse_unknown
 from recsys.api.schemas import (
     MODE_DOC,
     USER_DOC,
@@ -48,22 +55,39 @@ def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
                 ) -> Any:
     assigned = assignment(request, "search", user_id)
     chosen = modality or (assigned.variant.modality if assigned is not None else None) or "fused"
-    items = rec.search_text(q, k, modality=chosen, filter=to_item_filter(f), exclude=ids_param(exclude),
+    item_filter = to_item_filter(f)
+    items = rec.search_text(q, k, modality=chosen, filter=item_filter, exclude=ids_param(exclude),
                             mode=mode, lexical_weight=lexical_weight)
-    return results(request, items, user_id=user_id, assigned=assigned)
+    return results(request, items, user_id=user_id, assigned=assigned,
+                   unknown_values=unknown_filter_values(rec, item_filter))
 
 
 @router.post("/text", response_model=Results, summary="Items matching a text query (filters in the body)")
 def search_text_post(request: Request, body: SearchTextRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
     assigned = assignment(request, "search", body.user_id)
     chosen = body.modality or (assigned.variant.modality if assigned is not None else None) or "fused"
-    items = rec.search_text(body.query, body.k, modality=chosen, filter=to_item_filter(body.filter),
+    item_filter = to_item_filter(body.filter)
+    items = rec.search_text(body.query, body.k, modality=chosen, filter=item_filter,
                             exclude=body.exclude, mode=body.mode, lexical_weight=body.lexical_weight)
-    return results(request, items, user_id=body.user_id, assigned=assigned)
+    return results(request, items, user_id=body.user_id, assigned=assigned,
+                   unknown_values=unknown_filter_values(rec, item_filter))
 
 
-@router.post("/image", response_model=Results,
-             summary="Items looking like an uploaded image (multipart field `image`; JPEG, PNG, WebP, GIF, BMP)")
+IMAGE_OPTIONS = "k, modality, filter (a Filter object as JSON) and user_id"
+
+
+async def form_fields_only(request: Request) -> None:
+    """A route dependency: the image search takes its options as form fields, so a query parameter (``?k=6``)
+    would be ignored and serve a list not asked for; it is refused like a GET route's unknown one (422)."""
+    if request.query_params:
+        refuse_unknown(request.query_params, (), takes=f"no query parameters: send {IMAGE_OPTIONS} as multipart "
+                                                      "form fields beside `image`")
+
+
+@router.post("/image", response_model=Results, dependencies=[Depends(form_fields_only)],
+             summary="Items looking like an uploaded image (multipart field `image`; JPEG, PNG, WebP, GIF, BMP)",
+             description=f"The options ({IMAGE_OPTIONS}) are multipart form fields; a query parameter is refused "
+                         "(422).")
 async def search_image(request: Request, rec: RecommenderDep, settings: SettingsDep, _key: ReadKey,
                        image: Annotated[UploadFile, File(description="the query image")],
                        k: Annotated[int, Form(ge=1, le=MAX_K)] = 20,
@@ -88,5 +112,7 @@ async def search_image(request: Request, rec: RecommenderDep, settings: Settings
             raise ValidationFailed(f"filter: {e.errors()[0]['msg']}") from None
     assigned = assignment(request, "search", user_id)  # the same experiment as text search
     chosen = modality or (assigned.variant.modality if assigned is not None else None) or "image"
-    items = await run_in_threadpool(rec.search_image, data, k, modality=chosen, filter=to_item_filter(f))
-    return results(request, items, user_id=user_id, assigned=assigned)
+    item_filter = to_item_filter(f)
+    items = await run_in_threadpool(rec.search_image, data, k, modality=chosen, filter=item_filter)
+    return results(request, items, user_id=user_id, assigned=assigned,
+                   unknown_values=await aunknown_filter_values(rec, item_filter))
