@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 
 from recsys.cli.index import app
 from recsys.config import get_settings
-from recsys.index import build_generation, current_id, index_root
+from recsys.index import build_generation, current_id, index_root, layout
 from tests.index.fixtures import clustered, ids
 
 
@@ -44,3 +45,27 @@ def test_public_api() -> None:
     assert sorted(ix.__all__) == ix.__all__
     for name in ix.__all__:
         assert hasattr(ix, name), name
+
+
+# `recsys index list` says when CURRENT names a generation that is gone (or none is current), and what to run;
+# the JSON rows keep their shape.
+def test_list_names_a_missing_current_generation_and_the_fix(home: Path) -> None:
+    root = index_root(get_settings())
+    runner = CliRunner()
+    v = clustered(40)
+    a = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
+    b = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
+    assert "missing" not in runner.invoke(app, ["list"]).stderr
+    shutil.rmtree(layout.generations_dir(root) / b)  # the served one deleted by hand
+    res = runner.invoke(app, ["list", "--json"])
+    assert f"CURRENT names generation {b}, which is missing" in res.stderr and "recsys index rollback" in res.stderr
+    assert [r["generation_id"] for r in json.loads(res.stdout.strip().splitlines()[-1])] == [a]
+    assert runner.invoke(app, ["rollback"]).exit_code == 0 and current_id(root) == a  # the fix it names works
+
+    (root / layout.POINTER).unlink()
+    res = runner.invoke(app, ["list"])
+    assert "no generation is current" in res.stderr and f"recsys index rollback --to {a}" in res.stderr
+    shutil.rmtree(layout.generations_dir(root) / a)
+    (root / layout.POINTER).write_text(f"{a}\n")
+    res = runner.invoke(app, ["list"])
+    assert f"CURRENT names generation {a}, which is missing" in res.stderr and "recsys index build" in res.stderr
