@@ -128,16 +128,23 @@ def test_the_wrong_direction_is_refused_in_words(db_url: str) -> None:
 
 
 def test_the_db_commands_say_the_direction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.config import get_settings
+
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
     monkeypatch.delenv("RECSYS_DATABASE_URL", raising=False)
+    get_settings.cache_clear()  # the CLI reads settings through this cache: never leave it holding this home
     store = Store(f"sqlite:///{tmp_path / 'recsys.db'}")
     store.upgrade("0005")
     runner = CliRunner()
-    for args, said in ((["db", "downgrade", "0010"], "0010 is newer"), (["db", "upgrade", "0003"], "0003 is older")):
-        r = runner.invoke(app, args)
-        assert r.exit_code != 0 and isinstance(r.exception, SchemaMismatch) and said in r.exception.message
-    assert store.current_revision() == "0005"
-    store.dispose()
+    try:
+        for args, said in ((["db", "downgrade", "0010"], "0010 is newer"),
+                           (["db", "upgrade", "0003"], "0003 is older")):
+            r = runner.invoke(app, args)
+            assert r.exit_code != 0 and isinstance(r.exception, SchemaMismatch) and said in r.exception.message
+        assert store.current_revision() == "0005"
+    finally:
+        store.dispose()
+        get_settings.cache_clear()
 
 
 def test_alembics_own_refusals_are_schema_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

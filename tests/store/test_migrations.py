@@ -125,11 +125,13 @@ def test_a_downgrade_that_drops_stored_data_names_it_and_needs_yes(tmp_path: obj
     from typer.testing import CliRunner
 
     from recsys.cli import app
+    from recsys.config import get_settings
     from recsys.errors import ValidationFailed
     from recsys.store.tables import ServedList
 
     home = Path(str(tmp_path))
     monkeypatch.setenv("RECSYS_HOME", str(home))  # type: ignore[attr-defined]
+    get_settings.cache_clear()  # the CLI reads settings through this cache: not another test's home
     store = Store(f"sqlite:///{home / 'recsys.db'}")
     store.upgrade()
     head = store.current_revision()
@@ -149,3 +151,4 @@ def test_a_downgrade_that_drops_stored_data_names_it_and_needs_yes(tmp_path: obj
     with pytest.raises(ValidationFailed, match=r"to base drops stored data: table users \(1 row\)"):
         runner.invoke(app, ["db", "downgrade"], catch_exceptions=False)  # base: every table
     store.dispose()
+    get_settings.cache_clear()
