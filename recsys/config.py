@@ -8,17 +8,24 @@ Nothing is read at import time: call :func:`get_settings`.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 
 class StoreSettings(BaseModel):
@@ -171,13 +178,13 @@ class ApiSettings(BaseModel):
     """Each result carries what a client shows (title, category, price, image_url): one database read per list
     ranked or searched, none for a cached list. False for the leanest answers (ids, scores, sources)."""
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=0, le=65535)
     auth: bool = True
     """Require API keys. Allowed off only when binding to loopback."""
     forwarded_allow_ips: str = ""
     """The reverse proxies whose ``X-Forwarded-For`` names the client (comma-separated addresses, or ``*``); empty:
     none, the client is the socket's peer (else any caller could pick the address its rate limit is counted on)."""
-    rate_limit_per_minute: int = 6000
+    rate_limit_per_minute: int = Field(default=6000, ge=0)
     """Requests per minute per API key (per client address without auth, and for unknown keys); 0: off."""
     rate_limit_storage: str = "memory://"
     """Where rate limits are counted (the `limits` library's storage URI). ``memory://`` counts in each process, so
@@ -186,10 +193,10 @@ class ApiSettings(BaseModel):
         "sliding-window-counter"
     """How a minute is counted: a weighted sliding window (two counters per key), an exact moving window (a
     timestamp per request), or fixed windows (up to twice the limit across a minute boundary)."""
-    max_body_bytes: int = 10_000_000
+    max_body_bytes: int = Field(default=10_000_000, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
-    max_image_bytes: int = 8_000_000
-    max_image_pixels: int = 25_000_000
+    max_image_bytes: int = Field(default=8_000_000, ge=1)
+    max_image_pixels: int = Field(default=25_000_000, ge=1)
     image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP"])
     media_roots: list[Path] = Field(default_factory=list)
     """Directories whose image files the API may serve and item writes may name, besides the data directory
@@ -202,11 +209,11 @@ class ApiSettings(BaseModel):
     otherwise hold connections forever). 0: no limit."""
     refresh_seconds: float = Field(default=1.0, gt=0.0)
     """How often the server looks for newer index / ranker generations."""
-    retry_after_seconds: int = 2
+    retry_after_seconds: int = Field(default=2, ge=0)
     """Retry-After sent with 503 answers while the store is unreachable."""
     worker_threads: int = Field(default=8, ge=1)
     """Requests served at once by the service layer (the rest queue): CPU-bound work gains nothing from more."""
-    compute_threads: int = 1
+    compute_threads: int = Field(default=1, ge=0)
     """Threads torch and FAISS may use per request in the server: requests already run in parallel, and more
     intra-op threads oversubscribe the cores (measured: 9x slower recommendations on 2 cores). 0 keeps the defaults."""
     otel: bool = False
@@ -260,6 +267,14 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _NamedEnvSource(settings_cls), dotenv_settings, file_secret_settings
 
     @model_validator(mode="after")
     def _no_misspelt_variables(self) -> Settings:
@@ -325,6 +340,39 @@ def check_environment(environ: Mapping[str, str]) -> None:
         raise ConfigError(f"{var} names no setting" + (f"; did you mean RECSYS_{hint}?" if hint else ".")
                           + " Fix or unset it (ignored, it would leave the default in place); with it unset, "
                             "`recsys config` lists every setting")
+
+
+class _NamedEnvSource(EnvSettingsSource):
+    """The environment, with a ``RECSYS_*`` value that is not the JSON its setting needs named (pydantic-settings
+    names only the section: 'error parsing value for field "api"')."""
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            return super().__call__()
+        except SettingsError as e:
+            from recsys.errors import ConfigError
+
+            raise ConfigError(not_json(os.environ) or str(e)) from None
+
+
+def not_json(environ: Mapping[str, str]) -> str | None:
+    """What is wrong with the first ``RECSYS_<SECTION>__<NAME>`` whose setting is a list or a mapping and whose value
+    is not JSON (``RECSYS_API__CORS_ORIGINS=https://shop.example``), or None."""
+    sections = {n.upper(): f.annotation for n, f in Settings.model_fields.items()
+                if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
+    for var in sorted(environ):
+        section, _, name = var.removeprefix("RECSYS_").partition("__")
+        model = sections.get(section) if var.startswith("RECSYS_") else None
+        field = model.model_fields.get(name.lower()) if model is not None else None
+        kinds = {get_origin(a) or a for a in (field.annotation, *get_args(field.annotation))} if field else set()
+        if not kinds & {list, dict}:
+            continue
+        try:
+            json.loads(environ[var])
+        except ValueError:
+            example = json.dumps([environ[var]] if list in kinds else {"name": environ[var]})
+            return f"{var} is not JSON: write it as a JSON {'list' if list in kinds else 'object'}, e.g. '{example}'"
+    return None
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,6 @@ from recsys.config import Settings
     ("RECSYS_ENCODER__MODALITY_WEIGHTS", '{"text": NaN, "image": 1}', "weights must be finite"),
     ("RECSYS_ENCODER__MODALITY_WEIGHTS", '{"txt": 1}', "unknown modality ['txt']"),
     ("RECSYS_RANKING__PARAMS", '{"similar_k": -5}', "RECSYS_RANKING__PARAMS: Value error, ranking parameter"),
-    ("RECSYS_RANKING__PARAMS", "{bad json", "is not valid JSON"),
 ])
 def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str, said: str) -> None:
     monkeypatch.setenv(var, value)

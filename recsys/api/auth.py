@@ -137,6 +137,10 @@ class KeyRing:
         self._keys = [(h, p) for h, p in self._keys if h != digest]
         return True
 
+    def knows(self, name: str) -> bool:
+        """Whether the ring holds a live key named ``name`` (no database read)."""
+        return any(principal.name == name for _, principal in self._keys)
+
     async def entry(self, name: str) -> tuple[str, Principal] | None:
         """(hash, principal) of the live key named ``name``: from the ring, else read from the database (a key
         created since the last reload, e.g. through another worker)."""

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid",
-    429: "rate_limited", 503: "unavailable",
+    406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type", 421: "misdirected",
+    422: "invalid", 429: "rate_limited", 503: "unavailable",
 }
 
 
@@ -44,7 +44,19 @@ def redact(text: str) -> str:
     """``text`` without what only an operator should see: non-HTTP URLs (a database's driver, user, host, port and
     name) and file system paths (the data directory, the SQLite file, the index directory)."""
     text = _URL.sub("<database>", text)
-    return _PATH.sub(lambda m: m.group(0) if _API_PATH.match(m.group(0)) else "<path>", text)
+    return _PATH.sub(lambda m: m.group(0) if _API_PATH.match(m.group(0))
+                     else "<path>:" if m.group(0).endswith(":") else "<path>", text)
+
+
+def public_status(status: dict[str, Any]) -> dict[str, Any]:
+    """What the server serves (``runtime.status``) as any reader may see it: texts :func:`redact`-ed (the reason no
+    ranker is served names the data directory)."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, str):
+            return redact(v)
+        return [clean(x) for x in v] if isinstance(v, list | tuple) else v
+
+    return {k: clean(v) for k, v in status.items()}
 
 
 def public_message(exc: RecsysError) -> str:

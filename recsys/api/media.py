@@ -1,5 +1,6 @@
 """Where item images may live for the API: under the configured media roots (``api.media_roots``, plus the data
-directory), never anywhere else on the server's disk.
+directory), never anywhere else on the server's disk, and never the data directory's own files (its database,
+keys and derived files: :func:`recsys.store.media_roots.private`).
 
 An admin key writes image locations (``PUT /v1/items/{id}``) and any read key is then served the file
 (``/media/{id}``) and shown the item's details. So a location outside the roots is refused when written, a recorded
@@ -8,14 +9,16 @@ one outside them (from an older version, or moved roots) is never served, and ca
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
 from recsys.errors import ValidationFailed
-from recsys.store.media_roots import media_roots, relocated, under_roots
+from recsys.store.media_roots import PRIVATE_REASON, media_roots, private, relocated, under_roots
 
-__all__ = ["UNREADABLE", "check_image_field", "local_path", "media_roots", "public_item", "relocated", "under_roots"]
+__all__ = ["UNREADABLE", "check_image_field", "local_path", "media_roots", "private", "public_item", "relocated",
+           "under_roots"]
 
 UNREADABLE = "the image could not be read"
 
@@ -40,6 +43,8 @@ def check_image_field(image: str | None, roots: list[Path]) -> None:
         if "://" in part and scheme not in ("http", "https", "file"):
             raise ValidationFailed(f"image: the scheme {scheme!r} is not supported; use http(s) or a file path")
         path = local_path(part)
+        if path is not None and private(Path(os.path.realpath(Path.cwd() / path)), roots):
+            raise ValidationFailed(f"image: {PRIVATE_REASON}")
         if path is not None and not under_roots(Path.cwd() / path, roots):
             raise ValidationFailed("image: local files must lie under the server's media roots "
                                    "(setting api.media_roots, or the data directory)")

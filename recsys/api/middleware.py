@@ -23,6 +23,9 @@ from recsys.store.deadline import bounded
 access = logging.getLogger("recsys.api.access")
 _RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+"""The ``Host`` names served with auth off (any port): a web page whose name an attacker re-points to 127.0.0.1
+(DNS rebinding) names its own host, so it is refused."""
 
 
 class RequestMiddleware:
@@ -65,6 +68,12 @@ class RequestMiddleware:
                 await _reply(scope, receive, send_wrapper, HTTPException(403, "authentication is off on this server; "
                                                                               "only loopback clients are served"))
                 return
+            if self.loopback_only and not _loopback_host(scope, client):
+                await _reply(scope, receive, send_wrapper, HTTPException(
+                    421, "authentication is off on this server: it answers only requests addressed to localhost, "
+                         "127.0.0.1 or [::1] (a page that renamed this server, DNS rebinding, is refused); "
+                         "turn auth on (RECSYS_API__AUTH=true) to serve other host names"))
+                return
             too_big = _declared_length(scope) > self.max_body
             if too_big:
                 await _reply(scope, receive, send_wrapper,
@@ -90,6 +99,17 @@ class RequestMiddleware:
                     "duration_ms": round(elapsed * 1000, 2), "key": getattr(principal, "name", None),
                 })
             request_id_var.reset(token)
+
+
+def _loopback_host(scope: Scope, client: str) -> bool:
+    """Whether the request's ``Host`` (port aside) is a loopback name; no ``Host`` (HTTP/1.0, no browser) passes.
+    The test client's own name passes only from the test client."""
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            host = value.decode("latin-1").strip().lower()
+            host = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host.split(":", 1)[0]
+            return host in _LOOPBACK_HOSTS or (host == "testserver" and client == "testclient")
+    return True
 
 
 def _request_id(scope: Scope) -> str:

@@ -40,6 +40,8 @@ def check_port(host: str, port: int) -> None:
         except OSError as e:
             raise ConfigError(f"cannot serve on {host}:{port}: {e.strerror or e}; stop what holds the port or choose "
                               f"another (`--port N`, or `make demo PORT=N`)") from None
+        except OverflowError:
+            raise ConfigError(f"cannot serve on {host}:{port}: a port is 0 to 65535") from None
 
 
 def example_ids(settings: Any) -> tuple[str | None, str | None, str | None]:
@@ -230,7 +232,7 @@ def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str
 
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default from settings: 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default from settings: 8000)")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="port (default from settings: 8000)")] = None,
     auth: Annotated[bool | None, typer.Option("--auth/--no-auth", help="require API keys (off: loopback only)")]
     = None,
     banner: Annotated[bool, typer.Option(help="print example calls on start")] = True,

@@ -63,7 +63,7 @@ class MediaFinder:
     kept for the finder's life (one embed or fit): a moved home asks once per file."""
 
     def __init__(self, home: Path | None = None, roots: Sequence[Path] = ()) -> None:
-        self.home, self.roots = home, list(roots)
+        self.home, self.roots = home, roots if isinstance(roots, list) else list(roots)  # a MediaRoots stays one
         self._found: dict[str, str] = {}
 
     @classmethod
@@ -81,16 +81,28 @@ class MediaFinder:
     def _find(self, uri: str) -> str:
         if self.home is None or urlparse(uri).scheme in ("http", "https"):
             return uri
+        from recsys.store.media_roots import private, relocated
+
         path = local_path(uri)
+        if private(Path(os.path.realpath(path)), self.roots):
+            return PRIVATE + uri  # never opened: its read says why
         if os.path.exists(path):  # there, even if unreadable: its own read says why
             return uri
-        from recsys.store.media_roots import relocated
 
         moved = relocated(path, self.home, self.roots)
         return uri if moved is None else str(moved)
 
 
+PRIVATE = "recsys-private:"
+"""What :class:`MediaFinder` answers, before the recorded path, for one of the data directory's own files (the store's
+database, keys, derived files: :func:`recsys.store.media_roots.private`); it is never opened."""
+
+
 def _read_bytes(uri: str, limits: MediaLimits) -> bytes:
+    if uri.startswith(PRIVATE):
+        from recsys.store.media_roots import PRIVATE_REASON
+
+        raise MediaError(PRIVATE_REASON)
     if urlparse(uri).scheme in ("http", "https"):
         raise MediaError("remote media are not fetched: download the file and store its local path")
     path = local_path(uri)

@@ -89,19 +89,73 @@ def _linked_folders(folder: Path, depth: int = 2, limit: int = 10_000) -> list[P
     return found
 
 
-def media_roots(settings: Settings) -> list[Path]:
+DERIVED = ("secrets", "index", "encoders", "rankers")
+"""Folders of the data directory that hold keys and derived files, never pictures."""
+STORE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+"""The SQLite database file and its side files."""
+PRIVATE_REASON = ("the data directory's own files (the store's database, secrets/, index/, encoders/, rankers/) "
+                  "are not media")
+
+
+class MediaRoots(list[Path]):
+    """The media roots, resolved, and the data directory's private files under them (:func:`private`): the store's
+    SQLite file and its side files, and the folders of :data:`DERIVED`. Opening and closing the database file in the
+    server (as a picture) drops SQLite's POSIX locks, so another process may delete the WAL under it: such a path is
+    never under the roots."""
+
+    def __init__(self, roots: Iterable[Path], files: Iterable[Path] = (), folders: Iterable[Path] = ()) -> None:
+        super().__init__(roots)
+        self.files = frozenset(files)
+        self.folders = tuple(folders)
+        self.inodes = frozenset(_inode(f) for f in self.files) - {None}
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)  # no open: locks are untouched
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def database_file(settings: Settings) -> Path:
+    """The SQLite file of the store: the data directory's ``recsys.db``, or the one a ``sqlite:///`` URL names."""
+    url = settings.database_url or ""
+    if url.startswith("sqlite:///"):
+        return Path(os.path.realpath(url[len("sqlite:///"):].split("?", 1)[0]))
+    return Path(os.path.realpath(settings.home / "recsys.db"))
+
+
+def private(path: Path, roots: Iterable[Path]) -> bool:
+    """Whether ``path`` (resolved) is one of the data directory's private files that ``roots`` (a
+    :class:`MediaRoots`) names: the store's database or a side file (by path or by inode: a hard link), or a file
+    under ``secrets/``, ``index/``, ``encoders/`` or ``rankers/``. The one test every media lookup makes before a file
+    is touched."""
+    if not isinstance(roots, MediaRoots):
+        return False
+    if path in roots.files or any(path == f or path.is_relative_to(f) for f in roots.folders):
+        return True
+    return bool(roots.inodes) and _inode(path) in roots.inodes
+
+
+def media_roots(settings: Settings) -> MediaRoots:
     """The directories images may be read from: the data directory, the configured ones and those imports read
-    their datasets from, resolved."""
-    return [Path(os.path.realpath(p)) for p in [settings.home, *settings.api.media_roots,
-                                                *imported_media_roots(settings)]]
+    their datasets from, resolved; with the data directory's private files, never media (:func:`private`)."""
+    home = Path(os.path.realpath(settings.home))
+    db = database_file(settings)
+    return MediaRoots([Path(os.path.realpath(p)) for p in [settings.home, *settings.api.media_roots,
+                                                           *imported_media_roots(settings)]],
+                      files=[db.with_name(db.name + s) for s in STORE_SUFFIXES],
+                      folders=[home / d for d in DERIVED])
 
 
 def under_roots(path: Path, roots: Iterable[Path]) -> bool:
-    """Whether ``path`` (absolute) lies under one of ``roots``, after resolving ``..`` and symbolic links."""
+    """Whether ``path`` (absolute) lies under one of ``roots``, after resolving ``..`` and symbolic links, and is
+    none of the data directory's private files (:func:`private`)."""
     if not path.is_absolute():
         return False
     real = Path(os.path.realpath(path))
-    return any(real == r or real.is_relative_to(r) for r in roots)
+    return any(real == r or real.is_relative_to(r) for r in roots) and not private(real, roots)
 
 
 def relocated(path: Path, home: Path, roots: Iterable[Path]) -> Path | None:
@@ -115,7 +169,7 @@ def relocated(path: Path, home: Path, roots: Iterable[Path]) -> Path | None:
     if not path.is_absolute() or ".." in path.parts:
         return None
     base = Path(os.path.realpath(home))
-    roots = list(roots)
+    roots = roots if isinstance(roots, list) else list(roots)  # a MediaRoots keeps its private files
     tail = path.parts[1:]  # without the anchor ("/")
     for i in range(len(tail) - 1):  # longest tail first: the most specific match
         candidate = base.joinpath(*tail[i:])

@@ -92,7 +92,7 @@ def test_revoked_key_stops_working(make_client: Callable[..., TestClient], sqlit
 
 def test_auth_off_serves_loopback_only(tmp_path, fake: FakeRecommender) -> None:  # type: ignore[no-untyped-def]
     app = create_app(api_settings(tmp_path, auth=False), fake)
-    with TestClient(app, client=("127.0.0.1", 5000)) as local:
+    with TestClient(app, client=("127.0.0.1", 5000), base_url="http://localhost:8000") as local:
         assert local.get("/v1/trending").status_code == 200
     with TestClient(app, client=("10.1.2.3", 5000)) as remote:
         r = remote.get("/v1/trending")

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import MetricsKey, ReadKey
+from recsys.api.errors import public_status
 from recsys.api.metrics import CONTENT_TYPE
 from recsys.api.schemas import Health, Readiness
 
@@ -80,7 +81,7 @@ async def readyz(request: Request) -> Any:
         probe = request.app.state.ready_probe = ReadyProbe()
     # the store live (within the address's pings); generations come from the background task
     await probe.store_ok(runtime, request.client.host if request.client else "")
-    st = runtime.status
+    st = public_status(runtime.status)
     body = Readiness(ready=runtime.ready, store=runtime.store_ok, index_generation=_s(st.get("index_generation")),
                      ranker_version=_s(st.get("ranker_version")), encoder_id=_s(st.get("encoder_id")),
                      not_served=[str(x) for x in st.get("not_served") or ()],
@@ -101,7 +102,7 @@ async def metrics(request: Request, _key: MetricsKey) -> Response:
 @router.get("/v1/status", summary="The loaded index generation, ranker version and encoder")
 async def status(request: Request, _key: ReadKey) -> dict[str, Any]:
     runtime = request.app.state.runtime
-    return {**{k: v for k, v in runtime.status.items()}, "ready": runtime.ready, "store": runtime.store_ok}
+    return {**public_status(runtime.status), "ready": runtime.ready, "store": runtime.store_ok}
 
 
 def _s(v: Any) -> str | None:

@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile as Upload
 
 from recsys.api.auth import hash_key
 from recsys.api.deps import identify
-from recsys.api.errors import public_message
+from recsys.api.errors import public_message, public_status
 from recsys.api.media import media_roots, public_item
 from recsys.api.web import pages, session
 from recsys.api.web.render import WEB, PageRoute, error, page, render, same_origin, who
@@ -276,7 +276,7 @@ async def status_page(request: Request) -> Response:
     """What ``GET /v1/status`` says, as a page (the API routes do not take the explorer's login cookie)."""
     runtime = request.app.state.runtime
     return await page(request, lambda r: render(r, "status.html", status={
-        **runtime.status, "ready": runtime.ready, "store": runtime.store_ok}))
+        **public_status(runtime.status), "ready": runtime.ready, "store": runtime.store_ok}))
 
 
 @router.get("/media/{item_id:path}")
@@ -340,6 +340,10 @@ async def login(request: Request, key: Annotated[str, Form(min_length=1, max_len
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
+    try:
+        same_origin(request)  # another site may not log the user out either
+    except RecsysError as e:
+        return error(request, e)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(session.COOKIE)
     return response

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from recsys.api.deps import authorize, identify
+from recsys.api.deps import authorize, count_request, identify
 from recsys.api.errors import public_message
 from recsys.api.web import session
 from recsys.errors import AuthError, Forbidden, RecsysError
@@ -44,8 +44,17 @@ async def who(request: Request, scope: str = "read") -> None:
     settings = request.app.state.settings
     cookie = request.cookies.get(session.COOKIE)
     if cookie and settings.api.auth:
-        principal = await session.principal(settings, request.app.state.keys, cookie)
+        counted = False
+
+        async def miss() -> None:  # a forged or stale cookie is rate-limited like an unknown key (identify)
+            nonlocal counted
+            counted = True
+            await count_request(request, "miss:" + (request.client.host if request.client else ""))
+
+        principal = await session.principal(settings, request.app.state.keys, cookie, miss=miss)
         if principal is None:
+            if not counted:
+                await miss()
             raise AuthError("your session has expired or its key was revoked; log in again")
         await authorize(request, principal, "key:" + principal.name, scope)
         return

@@ -16,6 +16,7 @@ import hmac
 import os
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 
@@ -81,8 +82,11 @@ def issue(settings: Settings, principal: Principal, key_hash: str, now: float | 
     return f"{name}.{expiry}.{_mac(settings, principal.name, expiry, key_hash)}", ttl
 
 
-async def principal(settings: Settings, ring: KeyRing, value: str) -> Principal | None:
-    """The key a session cookie stands for, or None when it is malformed, forged, expired or its key revoked."""
+async def principal(settings: Settings, ring: KeyRing, value: str,
+                    miss: Callable[[], Awaitable[None]] | None = None) -> Principal | None:
+    """The key a session cookie stands for, or None when it is malformed, forged, expired or its key revoked.
+    ``miss`` is awaited before a key name the ring does not hold is read from the database (it may raise: the
+    caller's rate limit)."""
     try:
         enc, expiry_text, mac = value.split(".")
         name = base64.urlsafe_b64decode(enc + "=" * (-len(enc) % 4)).decode()
@@ -93,6 +97,8 @@ async def principal(settings: Settings, ring: KeyRing, value: str) -> Principal 
         return None  # not a digest we issue (compare_digest raises on non-ASCII text): no key lookup either
     if expiry < time.time():
         return None
+    if miss is not None and not ring.knows(name):
+        await miss()  # a name the ring does not hold costs a database read: counted like an unknown key first
     entry = await ring.entry(name)
     if entry is None or not hmac.compare_digest(mac, _mac(settings, name, expiry, entry[0])):
         return None
