@@ -31,7 +31,7 @@ def unknown_filter_values(rec: Any, f: Any) -> list[dict[str, Any]] | None:
     """The category and attribute values of the item filter ``f`` that no served item has, with the closest known
     ones (:meth:`recsys.index.ItemFilter.unknown_values`): a typo'd value selects nothing, so the answer says so in
     ``meta.unknown_filter_values``. None when there are none, or ``rec`` serves no index metadata (a test double)."""
-    if f is None or (f.categories is None and not f.attributes):
+    if not _names_values(f):
         return None
     meta = getattr(getattr(rec, "index", None), "meta", None)
     return (f.unknown_values(meta) or None) if meta is not None else None
@@ -39,9 +39,14 @@ def unknown_filter_values(rec: Any, f: Any) -> list[dict[str, Any]] | None:
 
 async def aunknown_filter_values(rec: Any, f: Any) -> list[dict[str, Any]] | None:
     """:func:`unknown_filter_values` off the event loop (coding a column the first time is a pass over the items)."""
-    if f is None or (f.categories is None and not f.attributes):
+    if not _names_values(f):  # most requests: no thread hop
         return None
     return await asyncio.to_thread(unknown_filter_values, rec, f)
+
+
+def _names_values(f: Any) -> bool:
+    """Whether the item filter ``f`` names category or attribute values (the ones that can be misspelt)."""
+    return f is not None and (f.categories is not None or bool(f.attributes))
 
 
 async def query_filter(
