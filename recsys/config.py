@@ -365,14 +365,25 @@ def not_json(environ: Mapping[str, str]) -> str | None:
         model = sections.get(section) if var.startswith("RECSYS_") else None
         field = model.model_fields.get(name.lower()) if model is not None else None
         kinds = {get_origin(a) or a for a in (field.annotation, *get_args(field.annotation))} if field else set()
-        if not kinds & {list, dict}:
+        if field is None or not kinds & {list, dict}:
             continue
         try:
             json.loads(environ[var])
         except ValueError:
-            example = json.dumps([environ[var]] if list in kinds else {"name": environ[var]})
-            return f"{var} is not JSON: write it as a JSON {'list' if list in kinds else 'object'}, e.g. '{example}'"
+            return f"{var} is not JSON: write it as a JSON {_json_example(field.annotation, environ[var])}"
     return None
+
+
+def _json_example(annotation: Any, value: str) -> str:
+    """'list, e.g. ...' or 'object, e.g. ...' for a setting of type ``annotation`` set to ``value``: a list of
+    objects (experiment definitions) gets an object in its example, not the raw value, which it would refuse too."""
+    kinds = {get_origin(a) or a for a in (annotation, *get_args(annotation))}
+    if list not in kinds:
+        return f"object, e.g. '{json.dumps({'name': value})}'"
+    items = [a for a in get_args(annotation) if (get_origin(a) or a) is not list]
+    of_objects = any((get_origin(a) or a) is dict or (isinstance(a, type) and issubclass(a, BaseModel)) for a in items)
+    return (f"list of objects, e.g. '[{{\"name\": {json.dumps(value)}, ...}}]' (see the README)" if of_objects
+            else f"list, e.g. '{json.dumps([value])}'")
 
 
 @lru_cache(maxsize=1)

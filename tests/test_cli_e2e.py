@@ -64,6 +64,9 @@ def test_query_commands_print_json_lists(home: Path) -> None:
     before = CliRunner().invoke(app, ["recommend", "user-0001", "--now", "2026-01-01T00:00:01"])
     assert before.exit_code != 0 and "before the first event the ranker knows" in str(before.exception)
     assert CliRunner().invoke(app, ["recommend", "user-0001", "--now", "yesterday"]).exit_code == 2
+    ruled = CliRunner().invoke(app, ["recommend", "user-0001", "--k", "3", "--pin", "no-such-item=1", "--boost",
+                                     "category:HAT=1", "--bury", "category:hatz"])
+    assert ruled.exit_code == 0 and "no item or category matches 'category:hatz', 'no-such-item'" in ruled.stderr
 
 
 def test_query_tables_without_json_show_titles(home: Path) -> None:

@@ -314,6 +314,16 @@ def recommend(
     results = rec.recommend(user_id, k, filter=_filters(filters, rec), exclude=exclude or (), diversity=diversity,
                             explain=explain, now=when, rules=rules)
     _print(results, json_out, rec)
+    named = [*(i for i, _ in rules.boosts), *rules.bury, *(i for i, _ in rules.pins)]
+    if named:  # a typo'd item id or category acts on nothing: say so, as the API's meta.unknown_items does
+        from functools import partial
+
+        from recsys.experiments.items import unknown_categories, unknown_keys
+
+        unknown = unknown_keys(named, rec.catalogue.unknown_items, partial(unknown_categories, rec.catalogue))
+        if unknown:
+            err.print(f"no item or category matches {', '.join(map(repr, unknown))}: those rules act on nothing",
+                      style="yellow", soft_wrap=True)
     from recsys.store.queries import user_event_records
 
     with rec.store.reading() as c:

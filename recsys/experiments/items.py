@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from recsys.experiments.definitions import Assignment, Experiments
+from recsys.ranking.rules import fold_category
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,9 @@ def unknown_categories(catalogue: Any, keys: Sequence[str]) -> list[str]:
 
     from recsys.store.tables import Item
 
-    names = [k.removeprefix(CATEGORY) for k in wanted]
-    with store.session() as s:
-        known = set(s.scalars(select(Item.category).where(Item.category.in_(names), ~Item.deleted).distinct()))
-    return [k for k in wanted if k.removeprefix(CATEGORY) not in known]
+    with store.session() as s:  # a catalogue's categories are few; they compare as rules apply them, folded
+        known = {fold_category(c) for c in s.scalars(select(Item.category).where(~Item.deleted).distinct())}
+    return [k for k in wanted if fold_category(k.removeprefix(CATEGORY)) not in known]
 
 
 def _what(keys: Sequence[str]) -> str:

@@ -122,8 +122,8 @@ class _Recent:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        # feed: (its user, the items of the pages this process served; other replicas' pages are in the store)
-        self.feeds: OrderedDict[str, tuple[str | None, list[str]]] = OrderedDict()
+        # feed: (its user, the (offset, items) of the pages this process served; other replicas' are in the store)
+        self.feeds: OrderedDict[str, tuple[str | None, list[tuple[int, tuple[str, ...]]]]] = OrderedDict()
         self.users: OrderedDict[str, deque[tuple[datetime, tuple[str, ...]]]] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -133,7 +133,7 @@ class _Recent:
         with self.lock:
             if s.paged:
                 feed = s.feed_id or s.id
-                self.feeds.setdefault(feed, (s.user_id, []))[1].extend(s.item_ids)
+                self.feeds.setdefault(feed, (s.user_id, []))[1].append((s.offset, tuple(s.item_ids)))
                 self.feeds.move_to_end(feed)
                 while len(self.feeds) > self.size:
                     self.feeds.popitem(last=False)
@@ -145,7 +145,7 @@ class _Recent:
             while len(self.users) > self.size:
                 self.users.popitem(last=False)
 
-    def feed(self, feed_id: str) -> tuple[str | None, list[str]] | None:
+    def feed(self, feed_id: str) -> tuple[str | None, list[tuple[int, tuple[str, ...]]]] | None:
         with self.lock:
             got = self.feeds.get(feed_id)
             return None if got is None else (got[0], list(got[1]))
@@ -218,15 +218,18 @@ class ServedLog:
 
     # -- reads -----------------------------------------------------------------------------------------------
     def feed_items(self, feed_id: str, shown: int = 0) -> tuple[str | None, list[str]] | None:
-        """(the user the feed ``feed_id`` was served to, None for a session; the items every page of it showed so
-        far), from the store and this process's memory (pages it served not written yet); None for an unknown feed.
+        """(the user the feed ``feed_id`` was served to, None for a session; the items its pages showed before
+        position ``shown``, the cursor's offset: all of them for 0), from the store and this process's memory (pages
+        it served not written yet); None for an unknown feed. Pages at or after the cursor's offset are not counted:
+        a cursor sent again (a retry, a refresh) gets its page ranked anew without the earlier pages' items, not a
+        page that also leaves out the page it replaces.
 
         The store is always read: other replicas or ``--workers`` processes may have served pages of the same feed.
-        Until ``shown`` items (the cursor's offset) are found, the feed is looked for again for a few writer
-        lingers: the page before may have been served a moment ago by another process and not be written yet."""
+        Until ``shown`` items are found, the feed is looked for again for a few writer lingers: the page before may
+        have been served a moment ago by another process and not be written yet."""
         deadline = time.monotonic() + self.feed_wait_s
         while True:
-            found = self._feed_now(feed_id)
+            found = self._feed_now(feed_id, shown)
             if (found is not None and len(found[1]) >= shown) or time.monotonic() >= deadline:
                 return found
             time.sleep(FEED_POLL_S)
@@ -236,7 +239,7 @@ class ServedLog:
         a feed looked for again holds no thread (of the server's few) while it waits."""
         deadline = time.monotonic() + self.feed_wait_s
         while True:
-            found = await asyncio.to_thread(self._feed_now, feed_id)
+            found = await asyncio.to_thread(self._feed_now, feed_id, shown)
             if (found is not None and len(found[1]) >= shown) or time.monotonic() >= deadline:
                 return found
             await asyncio.sleep(FEED_POLL_S)
@@ -246,18 +249,18 @@ class ServedLog:
         """How long a feed shorter than its cursor is looked for: a few writer lingers."""
         return 3 * self.linger_s + 0.2
 
-    def _feed_now(self, feed_id: str) -> tuple[str | None, list[str]] | None:
+    def _feed_now(self, feed_id: str, before: int = 0) -> tuple[str | None, list[str]] | None:
         got = self.recent.feed(feed_id)
         with self.store.session() as s:
             rows = s.execute(select(ServedList.offset, ServedList.user_id, ServedList.item_ids)
                              .where(or_(ServedList.id == feed_id, ServedList.feed_id == feed_id))).all()
-        if not rows:
-            return got
-        rows = sorted(rows, key=lambda r: r[0])
-        stored = [i for _, _, ids in rows for i in ids or ()]
-        # pages this process served that its writer has not stored yet count too
-        known = set(stored)
-        return rows[0][1], stored + [i for i in (got[1] if got else ()) if i not in known]
+        if not rows and got is None:
+            return None
+        # pages this process served that its writer has not stored yet count too (a page in both counts once)
+        pages = [(o, tuple(ids or ())) for o, _, ids in rows] + (got[1] if got else [])
+        user = rows[0][1] if rows else got[0] if got else None
+        kept = sorted(p for p in pages if not before or p[0] < before)
+        return user, list(dict.fromkeys(i for _, ids in kept for i in ids))
 
     def shown_to(self, user_id: str, hours: float, *, now: datetime | None = None) -> set[str]:
         """Items shown to ``user_id`` within the last ``hours``: in lists served to them (memory and store) and in

@@ -55,6 +55,11 @@ def demote_disliked(table: ItemTable, rows: np.ndarray, scores: np.ndarray, disl
     return scores - strength * span
 
 
+def fold_category(name: str | None) -> str | None:
+    """A category as rules compare it, as filters do: trimmed and case-folded (``category:Shoes`` boosts "shoes")."""
+    return None if name is None else name.strip().casefold()
+
+
 def apply_boosts(table: ItemTable, rows: np.ndarray, scores: np.ndarray,
                  boosts: Mapping[str, float] | None) -> np.ndarray:
     """Business boosts, in units of the request's score spread: {item_id: b} or {"category:NAME": b}."""
@@ -64,9 +69,13 @@ def apply_boosts(table: ItemTable, rows: np.ndarray, scores: np.ndarray,
     add = np.zeros(len(rows))
     for i, r in enumerate(rows):
         add[i] += boosts.get(table.ids[r], 0.0)
-    cats = {k.split(":", 1)[1]: v for k, v in boosts.items() if k.startswith("category:")}
+    cats: dict[str | None, float] = {}
+    for key, v in boosts.items():
+        if key.startswith("category:"):  # two spellings of one category add up, as two boosts of one item would
+            name = fold_category(key.split(":", 1)[1])
+            cats[name] = cats.get(name, 0.0) + v
     if cats and table.category_names is not None:
-        names = table.category_names
+        names = [fold_category(n) for n in table.category_names]
         for i, r in enumerate(rows):
             c = table.category[r]
             if c >= 0:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys.errors import ValidationFailed
+from recsys.ranking.rules import fold_category
 from recsys.serving.results import ScoredItem
 from recsys.store.limits import MAX_K
 
@@ -163,10 +164,10 @@ def bury(items: list[ScoredItem], keys: Sequence[str], category_of: Callable[[st
     if not keys:
         return list(items)
     ids = {k for k in keys if not k.startswith("category:")}
-    cats = {k.split(":", 1)[1] for k in keys if k.startswith("category:")}
+    cats = {fold_category(k.split(":", 1)[1]) for k in keys if k.startswith("category:")}
 
     def buried(it: ScoredItem) -> bool:
-        return it.item_id in ids or (bool(cats) and category_of(it.item_id) in cats)
+        return it.item_id in ids or (bool(cats) and fold_category(category_of(it.item_id)) in cats)
 
     flags = [buried(it) for it in items]
     return [it for it, b in zip(items, flags, strict=True) if not b] + \

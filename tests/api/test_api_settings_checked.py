@@ -67,3 +67,12 @@ def test_check_port_says_the_range() -> None:
 
     with pytest.raises(ConfigError, match="0 to 65535"):
         check_port("127.0.0.1", 70000)
+
+
+def test_a_list_of_objects_that_is_not_json_gets_an_example_of_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example for experiment definitions is a list of objects: '["diverse"]' was refused in turn."""
+    monkeypatch.setenv("RECSYS_EXPERIMENTS__DEFINITIONS", "diverse")
+    with pytest.raises(ConfigError) as e:
+        Settings()
+    assert "a JSON list of objects, e.g. '[{\"name\": \"diverse\", ...}]'" in str(e.value)
+    assert '["diverse"]' not in str(e.value)

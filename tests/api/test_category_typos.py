@@ -29,6 +29,7 @@ class StoreCatalogue(StoringCatalogue):
 def test_the_store_knows_live_categories_only(storing: StoringFake) -> None:
     keys = ["category:hats", "category:hatz", "category:shoes", "category:hats"]
     assert unknown_categories(StoreCatalogue(storing), keys) == ["category:hatz"]
+    assert unknown_categories(StoreCatalogue(storing), ["category:Hats", "category: SHOES"]) == []  # any case
     assert unknown_categories(object(), keys) == []  # a catalogue that cannot say finds none missing
 
 

@@ -79,3 +79,17 @@ def test_lists_the_database_never_took_are_counted_as_dropped(client: TestClient
     assert client.get("/v1/users/u3/recommendations?k=2").status_code == 200
     assert served.flush(timeout_s=30) and served.failed == 1
     assert "recsys_served_lists_dropped_total 1.0" in client.get("/metrics").text
+
+
+def test_a_cursor_sent_again_gets_its_page_again_not_the_page_after(client: TestClient) -> None:
+    """A retried or refreshed page leaves out only the pages before its cursor: not the copy it replaces (which gave
+    a page 2 sharing nothing with the first page 2, both recorded at the same offset)."""
+    served = client.app.state.served  # type: ignore[attr-defined]
+    one = client.get("/v1/users/u1/recommendations", params={"k": 3})
+    cursor = one.json()["meta"]["next"]
+    two = client.get("/v1/users/u1/recommendations", params={"k": 3, "cursor": cursor})
+    served.flush()
+    again = client.get("/v1/users/u1/recommendations", params={"k": 3, "cursor": cursor})
+    assert _ids(again) == _ids(two) and not set(_ids(two)) & set(_ids(one))
+    three = client.get("/v1/users/u1/recommendations", params={"k": 3, "cursor": again.json()["meta"]["next"]})
+    assert _ids(three) and not set(_ids(three)) & (set(_ids(one)) | set(_ids(two)))

@@ -22,6 +22,7 @@ def ids(items: list[ScoredItem]) -> list[str]:
 def test_bury_moves_items_and_categories_below_the_rest_in_order() -> None:
     out = bury(ranked("h1", "s1", "h2", "s2", "s3"), ["category:hats", "s2"], CATS.get)
     assert ids(out) == ["s1", "s3", "h1", "h2", "s2"]
+    assert ids(bury(ranked("h1", "s1", "h2"), ["category: Hats"], CATS.get)) == ["s1", "h1", "h2"]  # as filters
 
 
 def test_a_buried_category_falls_out_when_the_ranker_gave_enough_others() -> None:

@@ -104,9 +104,9 @@ def test_a_feed_not_written_yet_is_awaited_without_a_thread_sleeping(store: Stor
     reader = ServedLog(store, linger_s=0.0)
     reads, waits, real_read, real_sleep = [], [], reader._feed_now, asyncio.sleep
 
-    def read(feed_id: str) -> Any:
+    def read(feed_id: str, before: int = 0) -> Any:
         reads.append(feed_id)
-        return real_read(feed_id)
+        return real_read(feed_id, before)
 
     async def wait(s: float) -> None:
         waits.append(s)

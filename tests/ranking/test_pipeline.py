@@ -95,6 +95,8 @@ def test_boosts_lift_an_item(world: World, pipe: RankingPipeline) -> None:
     last = recs[-1].item_id
     boosted = pipe.recommend(h, k=20, boosts={last: 10.0})
     assert boosted[0].item_id == last
+    bags = [r.item_id for r in pipe.recommend(h, k=20, boosts={"category:BAG ": 10.0})[:3]]  # folded, as filters
+    assert all(i.startswith("bag-") for i in bags), bags
 
 
 def test_new_item_ranks_without_retraining(world: World, pipe: RankingPipeline) -> None:
