@@ -109,12 +109,32 @@ def test_shell_answers_many_queries_from_one_warm_recommender(home: Path, monkey
              "recommend no-such-user-anywhere --k 2 --json", "similar no-such-item --json", "stats --json", "quit",
              "stats --json"]
     res = CliRunner().invoke(app, ["shell"], input="\n".join(lines) + "\n")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1 and "2 command(s) failed" in res.output, res.output  # a script piped in: its status
     outs = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith(("[", "{"))]
     assert len(outs) == 3 and len(outs[0]) == 2 and len(outs[1]) == 2 and "items" in outs[2]  # nothing after quit
     assert made == [1]  # one recommender for every query
     assert "unknown_item" in res.output  # an error answers the line, the shell goes on
     assert "cannot read that line (No closing quotation)" in res.output  # an open apostrophe too
+
+
+def test_shell_serves_what_a_build_typed_in_it_published(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm recommender picks up new generations between commands: after `build` in the shell it said a new
+    item was "not indexed yet; run `recsys build`\"."""
+    src, _ = built_demo(tmp_path_factory)
+    monkeypatch.setenv("RECSYS_HOME", str(private_home(src, tmp_path / "home")))
+    (tmp_path / "new.jsonl").write_text(json.dumps({"item_id": "zz-new-1", "title": "red summer dress",
+                                                    "category": "dress"}) + "\n")
+    lines = ["similar item-00001 --k 2 --json", f"import items {tmp_path / 'new.jsonl'}", "build",
+             "similar zz-new-1 --k 2 --json", "help similar"]
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(app, ["shell"], input="\n".join(lines) + "\n")
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0 and "not indexed" not in res.output, res.output
+    assert len([ln for ln in res.stdout.splitlines() if ln.startswith("[")]) == 2
+    assert "Usage: recsys similar" in res.output  # `help similar` is that command's help
 
 
 def test_evaluate_json_contract(home: Path) -> None:

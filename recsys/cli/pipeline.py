@@ -37,7 +37,8 @@ def keep_warm(on: bool) -> None:
 
 
 def _recommender() -> Any:
-    if "rec" in _WARM:
+    if "rec" in _WARM:  # what a build, a rollback or another process published since the last command, as a server
+        _WARM["rec"].refresh()  # would on its next refresh round (a read of the `current` pointers when nothing did)
         return _WARM["rec"]
     rec = _new_recommender()
     if "on" in _WARM:

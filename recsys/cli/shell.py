@@ -29,6 +29,7 @@ def shell() -> None:
     command = typer.main.get_command(app)
     pipeline.keep_warm(True)
     interactive = sys.stdin.isatty()
+    failed = 0
     if interactive:
         err.print("recsys shell: type a command as you would after `recsys` (help, quit); the first query loads "
                   "the index and the ranker, later ones reuse them")
@@ -46,8 +47,8 @@ def shell() -> None:
                 continue
             if args[0] in ("quit", "exit"):
                 break
-            if args[0] == "help":
-                args = ["--help"]
+            if args[0] == "help":  # `help recommend` is `recommend --help`
+                args = [*args[1:], "--help"]
             if args[0] in ("shell", "serve", "demo"):
                 err.print(f"`{args[0]}` is not available inside the shell")
                 continue
@@ -56,19 +57,27 @@ def shell() -> None:
                 command.main(args=args, prog_name="recsys", standalone_mode=False)
             except KeyboardInterrupt:  # stops this command only: what the shell loaded stays loaded
                 err.print("interrupted")
+                failed += 1
             except RecsysError as e:
                 typer.echo(f"error [{e.code}]: {e.message}", err=True)
-            except SystemExit:
-                pass
+                failed += 1
+            except SystemExit as e:
+                failed += e.code not in (0, None)
             except Exception as e:  # click's own (usage errors, --help's exit), whichever click typer runs on
                 if hasattr(e, "show"):
                     e.show()
+                    failed += 1
                 elif type(e).__name__ not in ("Exit", "Abort"):
                     raise
+                elif getattr(e, "exit_code", 0):
+                    failed += 1
             if interactive:
                 err.print(f"({(time.perf_counter() - t) * 1000:.0f} ms)")
     finally:
         pipeline.keep_warm(False)
+    if failed and not interactive:  # a script piped in fails as a whole when any of its commands did
+        err.print(f"{failed} command(s) failed")
+        raise typer.Exit(1)
 
 
 def _words(line: str) -> list[str]:
