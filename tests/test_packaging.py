@@ -23,6 +23,14 @@ def test_version_flag() -> None:
     assert r.exit_code == 0 and r.stdout.strip() == f"recsys {version('recsys')}"
 
 
+def test_help_shows_flags_as_flags() -> None:
+    """`--json` takes no value: typer 0.29 printed `--json <bool>` (and `--help <bool>`), and `--json true` fails."""
+    from recsys.cli import app
+
+    r = CliRunner().invoke(app, ["stats", "--help"])
+    assert r.exit_code == 0 and "--json" in r.stdout and "<bool>" not in r.stdout, r.stdout
+
+
 def test_license_matches_pyproject() -> None:
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]
     assert (declared.get("text") if isinstance(declared, dict) else declared) == "Apache-2.0"
