@@ -28,3 +28,20 @@ def test_plain_progress_lines_when_not_a_terminal(capsys: pytest.CaptureFixture[
     assert any(ln.startswith("build: progress 3/7") for ln in lines)
     assert sum(ln.startswith("build: embed 100/100") for ln in lines) == 1
     assert lines[-1].startswith("build: events 14347 (") and "build: events 10000" not in err
+
+
+def test_a_long_silent_step_says_it_is_still_at_work(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage whose next update is minutes away (a first batch, an epoch) printed nothing in a CI log meanwhile."""
+    import time
+
+    monkeypatch.setattr(_common, "err", Console(stderr=True, force_terminal=False, width=200))
+    monkeypatch.setattr(_common, "PLAIN_EVERY_S", 0.05)
+    said = ""
+    with _common.progress_bar("build") as update:
+        update("train: epochs", 1, 8)
+        deadline = time.monotonic() + 30  # waits for the line however slow the machine: no bound on its timing
+        while "still at work" not in said and time.monotonic() < deadline:
+            time.sleep(0.05)
+            said += capsys.readouterr().err
+    assert "build: train: epochs 1/8 (still at work, " in said, said

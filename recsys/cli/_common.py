@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +48,41 @@ PLAIN_EVERY_S = 20.0
 """Without a terminal (output to a file or a CI log), a progress line per stage at most this often."""
 
 
+class _Alive:
+    """Off a terminal, a line every :data:`PLAIN_EVERY_S` in which nothing else was printed (a stage's first batch, or
+    an epoch, can take minutes): where the job stands, "still at work", and the elapsed time."""
+
+    def __init__(self, description: str, start: float) -> None:
+        self.where, self.start, self.last = f"{description}: starting", start, time.monotonic()
+        self.stop = threading.Event()
+
+    def at(self, where: str) -> None:
+        self.where = where
+
+    def said(self) -> None:
+        self.last = time.monotonic()
+
+    def run(self) -> None:
+        while not self.stop.wait(max(0.01, self.last + PLAIN_EVERY_S - time.monotonic())):
+            if time.monotonic() - self.last >= PLAIN_EVERY_S:
+                self.said()
+                err.print(f"{self.where} (still at work, {self.last - self.start:.0f} s)", soft_wrap=True)
+
+
+@contextmanager
+def _keep_alive(description: str, start: float, plain: bool) -> Iterator[_Alive]:
+    alive = _Alive(description, start)
+    thread = threading.Thread(target=alive.run, name="recsys-progress", daemon=True) if plain else None
+    if thread is not None:
+        thread.start()
+    try:
+        yield alive
+    finally:
+        alive.stop.set()
+        if thread is not None:
+            thread.join()
+
+
 @contextmanager
 def progress_bar(description: str = "working") -> Iterator[Callable[..., None]]:
     """Yields ``update(stage, done, total=None)`` (or ``update(done, total)`` for a single-stage job); draws on
@@ -55,7 +91,8 @@ def progress_bar(description: str = "working") -> Iterator[Callable[..., None]]:
     start = time.monotonic()
     plain = not err.is_terminal
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=False, disable=plain) as prog:
+                  TimeElapsedColumn(), console=err, transient=False, disable=plain) as prog, \
+            _keep_alive(description, start, plain) as alive:
         tasks: dict[str, Any] = {}
         said: dict[str, float] = {}
         unsaid: dict[str, str] = {}  # per stage, its last line if not printed: said at the end (counts with no total)
@@ -71,9 +108,11 @@ def progress_bar(description: str = "working") -> Iterator[Callable[..., None]]:
                 line = f"{description}: {stage} {done}{of} ({now - start:.0f} s)"
                 if said.get(stage) == 1e18:
                     return  # finished and said
+                alive.at(f"{description}: {stage} {done}{of}")
                 if finished or now - said.get(stage, -1e9) >= PLAIN_EVERY_S:
                     said[stage] = now if not finished else 1e18
                     unsaid.pop(stage, None)
+                    alive.said()
                     err.print(line, soft_wrap=True)
                 else:
                     unsaid[stage] = line
