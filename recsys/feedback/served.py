@@ -218,15 +218,11 @@ class ServedLog:
 
     # -- reads -----------------------------------------------------------------------------------------------
     def feed_items(self, feed_id: str, shown: int = 0) -> tuple[str | None, list[str]] | None:
-        """(the user the feed ``feed_id`` was served to, None for a session; the items its pages showed before
-        position ``shown``, the cursor's offset: all of them for 0), from the store and this process's memory (pages
-        it served not written yet); None for an unknown feed. Pages at or after the cursor's offset are not counted:
-        a cursor sent again (a retry, a refresh) gets its page ranked anew without the earlier pages' items, not a
-        page that also leaves out the page it replaces.
-
-        The store is always read: other replicas or ``--workers`` processes may have served pages of the same feed.
-        Until ``shown`` items are found, the feed is looked for again for a few writer lingers: the page before may
-        have been served a moment ago by another process and not be written yet."""
+        """(the user the feed ``feed_id`` was served to, None for a session; the items of its pages before position
+        ``shown``, the cursor's offset, or all for 0: a cursor sent again gets its page anew, not the page after),
+        from the store (other replicas' and workers' pages) and this process's memory (pages not written yet); None
+        for an unknown feed. Until ``shown`` items are found, the feed is looked for again for a few writer lingers:
+        the page before may have been served a moment ago by another process and not be written yet."""
         deadline = time.monotonic() + self.feed_wait_s
         while True:
             found = self._feed_now(feed_id, shown)
