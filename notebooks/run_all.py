@@ -24,22 +24,49 @@ HERE = Path(__file__).resolve().parent
 
 def notebook_env() -> Path | None:
     """Point the kernels (which run in notebooks/) at the store of RECSYS_HOME and the dataset of RECSYS_NB_DATA,
-    both made absolute; None (and a message) when there is nothing to show."""
+    both made absolute; None (and a message) when there is nothing to show, or the notebooks would stop on it."""
     home = Path(os.environ.setdefault("RECSYS_HOME", ".recsys")).resolve()
     data = os.environ.get("RECSYS_NB_DATA", "demo")
-    built = (home / "recsys.db").exists() or bool(os.environ.get("RECSYS_DATABASE_URL"))
-    if not built and data == "demo":
-        print(f"no recsys store at {home}: run `make demo` first, set RECSYS_HOME to a built store, or set "
+    held, refused = store_check(home)
+    if refused:
+        print(refused, file=sys.stderr)
+        return None
+    if not held and data == "demo":
+        print(f"no recsys data at {home}: run `make demo` first, set RECSYS_HOME to a built store, or set "
               "RECSYS_NB_DATA to a dataset directory (H&M or MovieLens) to import and build it there first",
               file=sys.stderr)
         return None
     if data != "demo":
-        if built:  # the notebooks import a dataset only into an empty data directory
+        if held:  # the notebooks import a dataset only into an empty data directory
             print(f"note: {home} already holds a store, which the notebooks use; RECSYS_NB_DATA={data} is not "
                   "imported (give a new RECSYS_HOME to import it)", file=sys.stderr)
         os.environ["RECSYS_NB_DATA"] = str(Path(data).resolve())
     os.environ["RECSYS_HOME"] = str(home)
     return home
+
+
+def store_check(home: Path) -> tuple[bool, str | None]:
+    """The test of the notebooks' setup cell (``recsys.demo.notebooks``), made before any kernel starts: (whether the
+    store of ``home`` holds items or events, why the notebooks would stop on it or None)."""
+    from recsys.config import Settings
+
+    settings = Settings(home=home)
+    if not settings.database_url and not (home / "recsys.db").exists():
+        return False, None  # nothing to open (opening would create the file)
+    from recsys.demo.notebooks import held, refusal
+    from recsys.errors import RecsysError
+    from recsys.service import Recommender
+    from recsys.store import Store
+
+    store = None
+    try:
+        store = Store.open(settings)
+        return any(held(store)), refusal(Recommender(settings, store))
+    except RecsysError as e:  # unreachable, damaged: said once here, not by a traceback in every notebook
+        return False, f"cannot read the store of {home}: {e}"
+    finally:
+        if store is not None:
+            store.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

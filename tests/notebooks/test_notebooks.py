@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e_fixture import ARTIFACTS, ROOT, private_home
+from tests.notebooks.stores import as_if_built, own_store
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -81,8 +82,8 @@ def test_run_all_takes_a_dataset_for_an_empty_home(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("RECSYS_NB_DATA", "data/hm")
     assert run_all.main() == 0
     assert os.environ["RECSYS_NB_DATA"] == str(Path("data/hm").resolve())  # the kernels run in notebooks/
-    (tmp_path / "empty" / "recsys.db").parent.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "empty" / "recsys.db").write_bytes(b"")
+    own_store(tmp_path / "empty")
+    as_if_built(monkeypatch)
     assert run_all.main() == 0 and "is not imported" in capsys.readouterr().err
 
 
@@ -94,8 +95,8 @@ def test_lab_opens_the_notebooks_on_the_same_store(tmp_path: Path, monkeypatch: 
     started: list[list[str]] = []
     monkeypatch.setattr(run_all.os, "execv", lambda path, args: started.append(args))
     monkeypatch.chdir(tmp_path)
-    (tmp_path / ".recsys").mkdir()
-    (tmp_path / ".recsys" / "recsys.db").write_bytes(b"")
+    own_store(tmp_path / ".recsys")
+    as_if_built(monkeypatch)
     monkeypatch.delenv("RECSYS_HOME", raising=False)
     monkeypatch.delenv("RECSYS_DATABASE_URL", raising=False)
     monkeypatch.delenv("RECSYS_NB_DATA", raising=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import notebooks.run_all as run_all
+from tests.notebooks.stores import as_if_built, own_store
 
 
 class Clock:
@@ -50,8 +51,8 @@ def test_make_notebooks_runs_quietly_over_ipc_and_says_each_cell(tmp_path: Path,
                   nbformat.v4.new_code_cell("print(x + 1)")]
     (tmp_path / "nb").mkdir()
     nbformat.write(book, tmp_path / "nb" / "01_tiny.ipynb")
-    (tmp_path / "home").mkdir()
-    (tmp_path / "home" / "recsys.db").write_bytes(b"")
+    own_store(tmp_path / "home")
+    as_if_built(monkeypatch)
     monkeypatch.setattr(run_all, "HERE", tmp_path / "nb")
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("RECSYS_DATABASE_URL", raising=False)
