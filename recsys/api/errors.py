@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recsys.errors import RateLimited, RecsysError, StoreBusy, StoreDamaged, StoreError
+from recsys.store.deadline import StoreTimeout, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,11 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def public_message(exc: RecsysError) -> str:
-    """What a caller may read of a domain error. A store error says only that the database is unreachable: its
-    message names the server and the driver's own error, which the server log keeps."""
+    """What a caller may read of a domain error. A store error says only that the database is unreachable, busy or
+    slow: its message names the server and the driver's own error, which the server log keeps."""
+    if isinstance(exc, StoreTimeout):
+        return (f"the database gave no answer {f'in {exc.seconds:g} s' if exc.seconds is not None else 'in time'} "
+                "(a table locked, or the server overloaded); retry shortly")
     if isinstance(exc, StoreBusy):
         return "the database is busy with another write (e.g. an import); retry shortly"
     if isinstance(exc, StoreDamaged):
@@ -127,8 +131,8 @@ async def recsys_error(request: Request, exc: Exception) -> JSONResponse:
         # ConfigError is the only domain error that maps to 500: it means the server is misconfigured.
         log.error("server misconfigured: %s", exc.message)
     message = public_message(exc)
-    if isinstance(exc, StoreError) and not isinstance(exc, StoreBusy):
-        _log_store_error(exc)
+    if isinstance(exc, StoreError) and (isinstance(exc, StoreTimeout) or not isinstance(exc, StoreBusy)):
+        _log_store_error(exc)  # SQLite's lock is an import at work; PostgreSQL's no answer is for the operator
     if message != exc.message and not isinstance(exc, StoreError):
         log.info("%s on %s %s (request %s): %s", exc.code, request.method, request.url.path, request_id(request),
                  exc.message)
@@ -195,6 +199,12 @@ def _is_db_outage(exc: Exception) -> bool:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    if _is_db_outage(exc) and timed_out(exc):
+        # A code path that bypassed Store.session(): the server ended a wait at the request's bound.
+        log.warning("the database gave no answer in time: %s", str(exc).splitlines()[0])
+        return error_response(request, 503, StoreTimeout.code, "the database gave no answer in time (a table "
+                              "locked, or the server overloaded); retry shortly",
+                              headers={"Retry-After": _retry_after(request)})
     if _is_db_outage(exc):
         # A code path that bypassed Store.session(): still an outage, not a bug in the request.
         log.warning("database unreachable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

@@ -1,8 +1,10 @@
 """Engines, sessions and schema upgrades.
 
 SQLite gets WAL mode, foreign keys and a busy timeout on every connection; PostgreSQL gets pre-ping so a restarted
-server is reconnected to. A dead database raises :class:`~recsys.errors.StoreUnavailable` with the URL (password
-hidden) and what to do. :meth:`Store.fetch` runs a request's short read without leaving the event loop.
+server is reconnected to. A database that cannot serve raises :class:`~recsys.errors.StoreUnavailable` with the URL
+(password hidden), what is wrong (down, a refused login, no such database, or no answer within a request's bound:
+:class:`~recsys.store.deadline.StoreTimeout`) and what to do. :meth:`Store.fetch` runs a request's short read without
+leaving the event loop.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -163,20 +166,21 @@ class Store:
 
     def unavailable(self, e: Exception) -> StoreUnavailable:
         """The error for a database that cannot serve, saying what to do: a SQLite file that is damaged, read-only
-        or cannot be opened is not a server to start."""
+        or cannot be opened is not a server to start, nor is a server that refused the login or answered too late."""
         url, why = without_password(self.url), str(e).splitlines()[0]
-        if self.dialect == "sqlite":
-            path = self.engine.url.database
-            if _damaged(e):
-                return StoreDamaged(
-                    f"the database file {path} is damaged ({why}); nothing was changed. Restore it from a backup, "
-                    f"or move it aside and import the data again (`recsys import ...`, then `recsys build`)")
-            if "readonly" in why:
-                return StoreUnavailable(f"the database file {path} is read-only ({why}); make the file and its "
-                                        "directory writable, or point RECSYS_DATABASE_URL at a writable copy")
-            if "unable to open" in why:
-                return StoreUnavailable(f"cannot open the database file {path} ({why}): its directory is missing "
-                                        "or not writable; fix RECSYS_HOME or RECSYS_DATABASE_URL")
+        if self.dialect != "sqlite":
+            return _server_unavailable(url, e, why)
+        path = self.engine.url.database
+        if _damaged(e):
+            return StoreDamaged(
+                f"the database file {path} is damaged ({why}); nothing was changed. Restore it from a backup, "
+                f"or move it aside and import the data again (`recsys import ...`, then `recsys build`)")
+        if "readonly" in why:
+            return StoreUnavailable(f"the database file {path} is read-only ({why}); make the file and its "
+                                    "directory writable, or point RECSYS_DATABASE_URL at a writable copy")
+        if "unable to open" in why:
+            return StoreUnavailable(f"cannot open the database file {path} ({why}): its directory is missing "
+                                    "or not writable; fix RECSYS_HOME or RECSYS_DATABASE_URL")
         return StoreUnavailable(f"database {url} is unreachable ({why}); "
                                 "start it or point RECSYS_DATABASE_URL at a running server")
 
@@ -286,6 +290,39 @@ def _refused(e: DBAPIError) -> ValidationFailed | None:
         return None
     return ValidationFailed(f"the database refused a value ({str(e.orig).splitlines()[0]}); nothing of this request "
                             "was stored. Shorten or correct the value: sent again unchanged, it fails the same way")
+
+
+AUTH_STATES = frozenset({"28P01", "28000"})
+"""invalid_password and invalid_authorization_specification (no such role, no pg_hba.conf entry, no LOGIN)."""
+_AUTH_WORDS = ("password authentication failed", "no password supplied", "authentication failed",
+               "no pg_hba.conf entry", "is not permitted to log in", "role \"")
+"""libpq hands a refused login over as text only (no SQLSTATE on a connection that was never made)."""
+_MISSING_DB = re.compile(r'database "[^"]*" does not exist')
+
+
+def _server_unavailable(url: str, e: BaseException, why: str) -> StoreUnavailable:
+    """A PostgreSQL server's failure in its own words: no answer within the request's bound (busy or locked, not
+    down), a refused login, no such database, else unreachable."""
+    state = getattr(getattr(e, "orig", None) or e, "sqlstate", None)
+    if deadline.timed_out(e):
+        seconds = deadline.exceeded(e)
+        cause = (e.why if isinstance(e, deadline.DeadlineExceeded) else why)  # the server's words, if any
+        detail = f" ({cause})" if cause else ""
+        waited = f"in {seconds:g} s" if seconds is not None else "in time: the server's own timeout ended the wait"
+        return deadline.StoreTimeout(
+            f"database {url} gave no answer {waited}{detail}: a table is locked (by a migration, VACUUM FULL or a "
+            "long transaction) or the server is overloaded or hung. Retry shortly; if it lasts, pg_stat_activity "
+            "shows what waits (wait_event_type 'Lock') and pg_blocking_pids() who holds it up", seconds)
+    if state == "3D000" or _MISSING_DB.search(why):
+        name = make_url(url).database or "NAME"
+        return StoreUnavailable(f"database {url} does not exist on that server ({why}): create it (`createdb "
+                                f"{name}` or CREATE DATABASE) or fix the database name in RECSYS_DATABASE_URL")
+    if state in AUTH_STATES or (state is None and any(w in why for w in _AUTH_WORDS)):
+        return StoreUnavailable(f"database {url} refused the login ({why}): check the user and password in "
+                                "RECSYS_DATABASE_URL, and that the role exists, may log in and is let in by the "
+                                "server's pg_hba.conf")
+    return StoreUnavailable(f"database {url} is unreachable ({why}); "
+                            "start it or point RECSYS_DATABASE_URL at a running server")
 
 
 def _damaged(e: BaseException) -> bool:

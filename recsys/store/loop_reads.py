@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 import math
 import sqlite3
 import threading
@@ -34,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Engine, Executable
 
+from recsys.store.deadline import SET_TIMEOUTS, TIMEOUT_STATES, DeadlineExceeded, OncePerMinute, server_timeouts
+
 if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import AsyncConnectionPool
@@ -44,6 +48,9 @@ POOL_STATS = ("pool_size", "pool_available", "requests_waiting", "connections_er
               "connections_lost", "returns_bad", "connections_num")
 """The ``psycopg_pool`` statistics :meth:`LoopReads.pool_stats` sums over the loops' pools: gauges (connections
 open, idle, clients waiting) and counters since each pool opened."""
+DRIVER_REPEATS = OncePerMinute()
+"""psycopg's and psycopg_pool's own warnings, once a minute per message: while the server is down the pool warns of
+every failed connect (tens a second under load)."""
 
 
 class Source(Protocol):
@@ -172,7 +179,11 @@ class LoopPool:
       gives up on the second refused attempt and calls :meth:`_connect_failed`), so an outage answers 503 without
       waiting; the next read tries again, so reads recover as soon as the server is back.
     - A read that gets no answer within ``timeout_s`` (a hung server or network, or every connection busy) gives up
-      with the same error; the read is cancelled behind the request and its connection closed and replaced.
+      with the same error; the read is cancelled behind the request and its connection closed and replaced. The
+      server bounds its own waits too (``lock_timeout`` / ``statement_timeout`` just under ``timeout_s``, set on each
+      new connection): a read waiting on a locked table ends there, and its connection stays in the pool.
+    - The pool's tasks start in a context of their own, not in the request that happens to open the pool: their
+      log records (connect failures, once a minute each) carry no request's id.
     """
 
     def __init__(self, conninfo: str, *, size: int, timeout_s: float, max_lifetime_s: float, max_idle_s: float,
@@ -181,20 +192,36 @@ class LoopPool:
 
         self.timeout_s = timeout_s
         self.unavailable = unavailable
+        for name in ("psycopg", "psycopg.pool"):
+            logging.getLogger(name).addFilter(DRIVER_REPEATS)  # a no-op when there already
+        self._opening: asyncio.Task[None] | None = None
         self._failed = asyncio.Event()  # set (and replaced) each time the pool gives up making a connection
         self._abandoned: set[asyncio.Future[list[Row]]] = set()  # timed-out reads still winding down
         self._guard: asyncio.Task[None] | None = None
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             conninfo, open=False, name="recsys-loop-reads", min_size=1, max_size=size,
-            kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s))},
+            kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s))}, configure=self._configure,
             timeout=timeout_s + 1,  # the read's own bound answers first
             max_lifetime=max_lifetime_s, max_idle=max_idle_s,
             reconnect_timeout=0, reconnect_failed=self._connect_failed)
 
     async def open(self) -> None:
+        """Open the pool, once (a no-op after; tried again after a failure), in a new context: the pool's workers
+        would otherwise inherit the opening request's context variables (its request id) for as long as they run."""
+        task = self._opening
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = self._opening = asyncio.get_running_loop().create_task(self._open(), context=contextvars.Context())
+        if not task.done():
+            await asyncio.shield(task)  # a request cancelled meanwhile leaves the opening to finish
+        task.result()
+
+    async def _open(self) -> None:
         if self._guard is None:
             self._guard = asyncio.get_running_loop().create_task(self._close_with_the_loop())
         await self.pool.open()
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(SET_TIMEOUTS, server_timeouts(self.timeout_s))
 
     async def _close_with_the_loop(self) -> None:
         """Close the pool when its event loop shuts down with the pool still open (``asyncio.run`` ending without
@@ -217,7 +244,7 @@ class LoopPool:
         read.cancel()
         self._abandoned.add(read)
         read.add_done_callback(_forget(self._abandoned))
-        raise self.unavailable(TimeoutError(f"no answer in {self.timeout_s:g} s"))
+        raise self.unavailable(DeadlineExceeded(self.timeout_s))
 
     async def _rows(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
         import psycopg
@@ -228,7 +255,9 @@ class LoopPool:
                 cur = await conn.execute(sql, params)  # type: ignore[arg-type]
                 out = await cur.fetchall()
             except psycopg.OperationalError as e:
-                await self.pool.putconn(conn)  # closed: the pool discards it and makes another
+                await self.pool.putconn(conn)  # closed (a lost server): the pool makes another; else it is kept
+                if e.sqlstate in TIMEOUT_STATES:  # the server's own bound ended the wait: it answers, retry nothing
+                    raise self.unavailable(DeadlineExceeded(self.timeout_s, str(e).splitlines()[0])) from e
                 if attempt == 2:
                     raise self.unavailable(e) from e
                 await self.pool.drain()  # the others died with it (a restarted server): retry on a new one
