@@ -76,8 +76,7 @@ class RequestMiddleware:
                 return
             too_big = _declared_length(scope) > self.max_body
             if too_big:
-                await _reply(scope, receive, send_wrapper,
-                             HTTPException(413, f"request body over the limit of {self.max_body} bytes"))
+                await _reply(scope, receive, send_wrapper, too_large(self.max_body))
                 return
             with bounded(self.db_timeout_s):  # every database call of the request, in worker threads too
                 await self.app(scope, _limited(receive, self.max_body), send_wrapper)
@@ -132,6 +131,12 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
+def too_large(limit: int) -> HTTPException:
+    """The 413 of a body over ``limit``: it names the setting, so a client or operator knows what to change."""
+    return HTTPException(413, f"request body over the limit of {limit:,} bytes (RECSYS_API__MAX_BODY_BYTES={limit}): "
+                              "send fewer records per request, or raise the setting")
+
+
 def _limited(receive: Receive, limit: int) -> Receive:
     """A receive that refuses a streamed (chunked) body once it passes the limit."""
     seen = 0
@@ -143,7 +148,7 @@ def _limited(receive: Receive, limit: int) -> Receive:
             seen += len(message.get("body", b""))
             if seen > limit:
                 # HTTPException passes through FastAPI's body parsing untouched and becomes a JSON 413.
-                raise HTTPException(413, f"request body over the limit of {limit} bytes")
+                raise too_large(limit)
         return message
 
     return wrapped

@@ -6,7 +6,7 @@ Every input is bounded here (lengths, counts, finite numbers), so bad input is a
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -175,7 +175,7 @@ class SessionEvent(_Strict):
 
     item_id: Id
     type: EventType
-    value: Finite | None = None
+    value: Finite | None = Field(default=None, description="a price paid, a rating...: finite, within -1e12..1e12")
     timestamp: datetime | None = Field(default=None, description="ISO 8601 (naive = UTC) or unix seconds; the time "
                                                                   "it arrives when left out")
 
@@ -190,15 +190,20 @@ class SessionEvent(_Strict):
             return parse_ts(v)
         return v
 
+    @field_validator("value")
+    @classmethod
+    def _sane_value(cls, v: float | None) -> float | None:
+        from recsys.store.importers.records import check_event_value
+
+        return check_event_value(v)  # the store's bound: a sum of such values overflowed ranking's price per item
+
     @field_validator("timestamp")
     @classmethod
     def _sane_ts(cls, v: datetime | None) -> datetime | None:
-        if v is not None and not (1970 <= v.year <= 2200):
-            raise ValueError("timestamp out of range (years 1970..2200)")
-        if v is not None:
-            from recsys.store.importers.records import not_in_future
+        from recsys.store.importers.records import parse_ts
 
-            not_in_future(v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo is not None else v)
+        if v is not None:  # the store's checks: 1970..2200 in UTC (1970-01-01T00:30+01:00 is 1969), not ahead
+            parse_ts(v)
         return v
 
 

@@ -188,17 +188,23 @@ def most_active_users(session: Session, limit: int = 24) -> list[tuple[str, int]
 
 def stats(session: Session) -> dict[str, Any]:
     """The `recsys stats --json` object (DESIGN.md section 4)."""
+
+    def items_with_image(usable: bool) -> int:
+        """Live items with an image that is usable (decoded, or not checked yet: pending), or else with one that
+        failed (missing, not an image, a remote URL): that one shows no picture, so it does not count as one."""
+        status = ItemMedia.status != "error" if usable else ItemMedia.status == "error"
+        return int(session.scalar(
+            select(func.count(func.distinct(ItemMedia.item_id))).join(Item, Item.id == ItemMedia.item_id)
+            .where(ItemMedia.kind == "image", status, Item.deleted.is_(False))
+        ) or 0)
+
     items = session.scalar(select(func.count()).select_from(Item).where(Item.deleted.is_(False))) or 0
-    with_image = session.scalar(
-        select(func.count(func.distinct(ItemMedia.item_id)))
-        .join(Item, Item.id == ItemMedia.item_id)
-        .where(ItemMedia.kind == "image", Item.deleted.is_(False))
-    ) or 0
     users = session.scalar(select(func.count()).select_from(User)) or 0
     by_type = dict(session.execute(select(Event.type, func.count()).group_by(Event.type)).all())
     return {
         "items": int(items),
-        "items_with_image": int(with_image),
+        "items_with_image": items_with_image(usable=True),
+        "items_with_broken_image": items_with_image(usable=False),
         "users": int(users),
         "events": int(sum(by_type.values())),
         "events_by_type": {k: int(v) for k, v in sorted(by_type.items())},

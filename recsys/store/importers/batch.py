@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from recsys.store.importers import repeats
 from recsys.store.importers.readers import BadLine, Note, Read
-from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord
+from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord, event_digest
 from recsys.store.importers.repeats import Occurrences
 from recsys.store.importers.report import ImportReport
 from recsys.store.importers.writer import insert_events, item_states, upsert_items, upsert_users
@@ -55,6 +57,62 @@ class _Deleted:
     more: bool = False
 
 
+class _FirstUses:
+    """The first row (line, content digest) that gave each key, over one import, with memory bounded as
+    :class:`Occurrences` bounds its counts: past ``repeats.IN_MEMORY`` keys they move to a private temporary
+    database."""
+
+    def __init__(self) -> None:
+        self._mem: dict[str, tuple[int, str]] = {}
+        self._db: sqlite3.Connection | None = None
+
+    def first(self, uses: Sequence[tuple[str, int, str]]) -> list[tuple[int, str]]:
+        """For each (key, line, digest) of a batch, in file order, its key's first use: its own when the key is new
+        (then remembered)."""
+        known = self._mem if self._db is None else self._stored(list(dict.fromkeys(k for k, _, _ in uses)))
+        new: dict[str, tuple[int, str]] = {}
+        out = []
+        for key, line, digest in uses:
+            got = known.get(key) or new.get(key)
+            if got is None:
+                got = new[key] = (line, digest)
+            out.append(got)
+        if self._db is None:
+            self._mem.update(new)
+            if len(self._mem) > repeats.IN_MEMORY:
+                self._db = sqlite3.connect("", isolation_level=None)  # "": a private file SQLite unlinks itself
+                self._db.execute("PRAGMA journal_mode=OFF")
+                self._db.execute("PRAGMA synchronous=OFF")
+                self._db.execute("CREATE TABLE uses (k TEXT PRIMARY KEY, line INTEGER, d TEXT) WITHOUT ROWID")
+                new, self._mem = self._mem, {}
+        if self._db is not None and new:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO uses VALUES (?, ?, ?)", [(k, n, d) for k, (n, d) in new.items()])
+            self._db.execute("COMMIT")
+        return out
+
+    def _stored(self, keys: list[str]) -> dict[str, tuple[int, str]]:
+        assert self._db is not None
+        out: dict[str, tuple[int, str]] = {}
+        for i in range(0, len(keys), 500):  # under SQLite's bound-parameter limit
+            part = keys[i : i + 500]
+            rows = self._db.execute(f"SELECT k, line, d FROM uses WHERE k IN ({','.join('?' * len(part))})", part)
+            out.update({k: (n, d) for k, n, d in rows})
+        return out
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._mem = {}
+
+
+def _content(rec: EventRecord) -> str:
+    """What makes two rows with one client id the same event (user and id are the key)."""
+    return event_digest("ev", (rec.item_id, rec.type, rec.value, rec.ts.isoformat(), rec.recommendation_id,
+                               rec.position))
+
+
 class Writer:
     """Buffers records per table and writes them in bulk batches within one transaction."""
 
@@ -66,6 +124,7 @@ class Writer:
         self._events: list[tuple[Path, int, EventRecord]] = []
         self._done: dict[str, int] = {}
         self._repeats = Occurrences()
+        self._ids = _FirstUses()
         self._deleted: dict[Path, _Deleted] = {}
 
     def _tick(self, stage: str, n: int) -> None:
@@ -104,10 +163,11 @@ class Writer:
         if not self._events:
             return
         counts = self.report.counts("events")
+        events = self._one_event_per_id()
         self._number_repeats()
-        states = item_states(self.session, (r.item_id for _, _, r in self._events))  # unknown and deleted items
+        states = item_states(self.session, (r.item_id for _, _, r in events))  # unknown and deleted items
         good = []
-        for file, line, rec in self._events:
+        for file, line, rec in events:
             if rec.item_id not in states:
                 self.report.skip_unknown_item("events", file, line, rec.item_id)
             else:
@@ -125,6 +185,25 @@ class Writer:
                     seen.ids += [] if seen.more else [rec.item_id]
         self._tick("events", len(self._events))
         self._events = []
+
+    def _one_event_per_id(self) -> list[tuple[Path, int, EventRecord]]:
+        """The buffered events less those whose client id an earlier row of their file gave to another event, each
+        listed as skipped: the store would keep the first and count this one "unchanged", a record lost without a
+        word. An identical repeat stays (stored once, counted unchanged); ids are per user, as the store keys them."""
+        given = [(f, n, r) for f, n, r in self._events if r.repeat_of is None and r.client_event_id is not None]
+        if not given:
+            return self._events
+        digests = [_content(r) for _, _, r in given]
+        firsts = self._ids.first([(event_digest("id", (str(f), r.user_id, r.client_event_id)), n, d)
+                                  for (f, n, r), d in zip(given, digests, strict=True)])
+        clashes: set[tuple[Path, int]] = set()
+        for (file, line, rec), own, (first, digest) in zip(given, digests, firsts, strict=True):
+            if digest != own:
+                clashes.add((file, line))
+                self.report.skip("events", file, line, f"event_id {rec.client_event_id!r} is already used at line "
+                                 f"{first} for another event of user {rec.user_id!r}; give each event its own id "
+                                 "(this row was not imported)")
+        return [e for e in self._events if (e[0], e[1]) not in clashes]
 
     def _number_repeats(self) -> None:
         """Derive the client id of each buffered event without one from its occurrence over the whole file (rows
@@ -144,6 +223,7 @@ class Writer:
 
     def close(self) -> None:
         self._repeats.close()
+        self._ids.close()
 
     def flush(self) -> None:
         self.flush_items()

@@ -28,6 +28,11 @@ FUTURE_SLACK = timedelta(days=1)
 """How far ahead of this machine's clock an event's time may be (a client's clock may be off, or its time zone
 misread); later ones are refused."""
 
+MAX_EVENT_VALUE = 1e12
+"""The largest magnitude of an event's ``value`` (a price paid, a rating). Ranking sums the prices paid per item:
+two purchases of 1e308 made that sum inf (one of -1e308 besides made it NaN), and one alone a price ratio of e^709.
+No real price comes near it, in any currency."""
+
 ITEM_FIELDS = frozenset({"title", "description", "category", "price", "in_stock", "attributes", "media"})
 
 
@@ -76,6 +81,18 @@ class EventRecord:
     repeat_of: str | None = None
     """A file's event without a client id: its content digest (:func:`event_digest`). The writer numbers identical
     ones by occurrence over the whole file and sets ``client_event_id`` (:func:`derived_event_id`)."""
+
+    def __post_init__(self) -> None:
+        check_event_value(self.value)  # every source alike: files, POST /v1/events, the CLI
+
+
+def check_event_value(value: float | None) -> float | None:
+    """``value`` if it is None or within ±:data:`MAX_EVENT_VALUE`; else ValueError naming the range."""
+    if value is not None and not -MAX_EVENT_VALUE <= value <= MAX_EVENT_VALUE:
+        bound = f"{MAX_EVENT_VALUE:g}".replace("e+", "e")
+        raise ValueError(f"value {value:g} is out of range: an event's value (a price paid, a rating) must lie "
+                         f"within -{bound}..{bound}")
+    return value
 
 
 def parse_id(value: Any, what: str) -> str:
@@ -146,8 +163,19 @@ def parse_ts(value: Any) -> datetime:
     of the clock (:func:`not_in_future`)."""
     dt = datetime_of(value)
     if not 1970 <= dt.year <= 2200:
-        raise ValueError(f"timestamp out of range: {value!r}{_seconds_hint(value)}")
+        raise out_of_range(value, dt)
     return not_in_future(dt)
+
+
+def out_of_range(value: Any, dt: datetime | None = None) -> ValueError:
+    """The refusal of a time outside 1970..2200 in UTC (``dt``, naive) or outside what a datetime holds (no ``dt``):
+    the value as given (a datetime as ISO 8601, never its Python repr), and what it is in UTC when that is another
+    day, since an offset can move it across a year."""
+    given = value.isoformat() if isinstance(value, datetime) else value
+    if dt is None:
+        return ValueError(f"timestamp out of range: {given!r}{_seconds_hint(value)}")
+    utc = "" if str(given).strip().startswith(dt.date().isoformat()) else f" ({dt.isoformat()} in UTC)"
+    return ValueError(f"timestamp out of range (years 1970..2200 in UTC): {given!r}{utc}{_seconds_hint(value)}")
 
 
 def datetime_of(value: Any) -> datetime:
@@ -163,7 +191,7 @@ def datetime_of(value: Any) -> datetime:
         try:
             dt = datetime.fromtimestamp(float(value), UTC)
         except (OverflowError, OSError, ValueError):
-            raise ValueError(f"timestamp out of range: {value!r}{_seconds_hint(value)}") from None
+            raise out_of_range(value) from None
     else:
         try:
             dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
@@ -173,7 +201,7 @@ def datetime_of(value: Any) -> datetime:
         try:
             dt = dt.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:  # 0001-01-01T00:00+05:00: before what a datetime holds once in UTC
-            raise ValueError(f"timestamp out of range: {value!r}") from None
+            raise out_of_range(value) from None
     return dt
 
 

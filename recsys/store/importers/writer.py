@@ -87,25 +87,39 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
     touched -= same_media & set(existing)  # their stored media (and its checked status) stay as they are
     if not touched:
         return
-    ids = id_map(session, Item, touched)
-    before: dict[int, set[tuple[str, str]]] = {pk: set() for pk in ids.values()}
-    for part in _chunks(list(ids.values())):
-        deleted = delete(ItemMedia).where(ItemMedia.item_id.in_(part))
-        for pk, kind, uri in session.execute(deleted.returning(ItemMedia.item_id, ItemMedia.kind, ItemMedia.uri)):
-            before[pk].add((kind, uri))
-    media = [
-        {"item_id": ids[r.external_id], "kind": kind, "uri": uri, "position": pos, "status": "pending", "error": None}
-        for r in records if r.external_id in touched
-        for pos, (kind, uri) in enumerate(dict.fromkeys(r.media))
-    ]
-    if media:
-        session.execute(insert(ItemMedia), media)
+    before = _replace_media(session, records, touched)
     # A generated description was written from the item's images (their mean, so order does not count): other
     # images make it stale; a change of title or price alone keeps it. The lexical index follows by triggers.
-    other_images = [ids[r.external_id] for r in records if r.external_id in ids and r.external_id in existing
-                    and {(k, u) for k, u in r.media} != before[ids[r.external_id]]]
+    other_images = [pk for r in records if r.external_id in existing and (pk := existing[r.external_id][0]) in before
+                    and {(k, u) for k, u in r.media} != set(before[pk])]
     if other_images:
         remove_descriptions(session, other_images)
+
+
+def _replace_media(session: Session, records: Sequence[ItemRecord],
+                   touched: set[str]) -> dict[int, dict[tuple[str, str], tuple[str, str | None]]]:
+    """Write the media of the ``touched`` records in their order; returns per item key its media before, (kind, uri)
+    -> (status, error). A medium that stays keeps its checked status and reason: embedding re-checks only media whose
+    status is error or whose item's vector key changed, so rewriting it as pending lost a broken image's reason for
+    good (and served its bytes). New media are pending until embedded."""
+    ids = id_map(session, Item, touched)
+    before: dict[int, dict[tuple[str, str], tuple[str, str | None]]] = {pk: {} for pk in ids.values()}
+    for part in _chunks(list(ids.values())):
+        deleted = delete(ItemMedia).where(ItemMedia.item_id.in_(part)).returning(
+            ItemMedia.item_id, ItemMedia.kind, ItemMedia.uri, ItemMedia.status, ItemMedia.error)
+        for pk, kind, uri, status, error in session.execute(deleted):
+            before[pk][(kind, uri)] = (status, error)
+    media = []
+    for r in records:
+        if r.external_id not in touched:
+            continue
+        pk = ids[r.external_id]
+        for pos, (kind, uri) in enumerate(dict.fromkeys(r.media)):
+            status, error = before[pk].get((kind, uri), ("pending", None))
+            media.append({"item_id": pk, "kind": kind, "uri": uri, "position": pos, "status": status, "error": error})
+    if media:
+        session.execute(insert(ItemMedia), media)
+    return before
 
 
 def _with_stored_fields(session: Session, records: list[ItemRecord],
