@@ -65,7 +65,7 @@ class Jobs:
         pipe, path = train_ranker(events, items, vectors, self.settings, search=reader, progress=progress,
                                   manifest={"events_watermark": watermark})
         return {"ranker": pipe.ranker_id, "path": str(path), "events": len(events),
-                "metrics": pipe.manifest.get("metrics", {})}
+                "metrics": pipe.manifest.get("metrics", {}), **network_note(pipe.manifest, pipe.net is not None)}
 
     def _encoder_fitted(self) -> bool:
         """Whether the configured preset has current fitted heads that this version of recsys can load (then
@@ -102,6 +102,7 @@ class Jobs:
         from recsys.ranking import rankers_root, read_manifest
         from recsys.ranking.artifact import current_generation
         from recsys.ranking.artifact import damage as ranker_damage
+        from recsys.ranking.generations import NetlessRefused
 
         report: dict[str, Any] = {}
         t = time.perf_counter()
@@ -127,8 +128,12 @@ class Jobs:
         usable = (not problem and bool(manifest) and _trained_as_configured(manifest, self.settings)
                   and manifest.get("encoder_id") == reader.manifest.encoder_id)
         same = usable and manifest.get("events_watermark") == watermark
+        kept: NetlessRefused | None = None
         if force or not (same or (usable and keep_ranker)):
-            report["train"] = self._train(reader, _stage(progress, "train"))
+            try:
+                report["train"] = self._train(reader, _stage(progress, "train"))
+            except NetlessRefused as e:  # the kept ranker fits this index's vectors: both are served, then it fails
+                kept, report["train"] = e, f"failed: {e.message}"
         elif same:
             report["train"] = "skipped (no new events since the current ranker)"
         else:
@@ -138,6 +143,8 @@ class Jobs:
         publish(root, reader.generation_id, self.settings.index.keep_generations,
                 rebase_for(self.store, self.settings, report["index"]))
         self.recommender.refresh()
+        if kept is not None:
+            raise kept
         report["seconds"] = round(time.perf_counter() - t, 1)
         return report
 
@@ -180,11 +187,16 @@ class Jobs:
                                           replay=partial(self._replay, Path(test_events).name),
                                           make_ours=self._served_model, known_users=users - held,
                                           max_bad_fraction=self.settings.store.max_bad_fraction, **common)
+            served = self.recommender.ranker
+            ours = network_note(served.manifest, served.net is not None)
         else:
+            fitted: dict[str, Any] = {}
             result = evaluate_store(events, make_ours=partial(_fitted_model, self.settings, reader, items, vectors,
-                                                              removed, _stage(progress, "fitting the ranker")),
+                                                              removed, _stage(progress, "fitting the ranker"), fitted),
                                     protocol=protocol or "auto", part=part, **common)
+            ours = fitted
         result.setdefault("index_generation", reader.generation_id)
+        result["ours"] = ours  # added beside metrics: whether "ours" is a trained ranker or the candidate order
         return result
 
     def _replay(self, source: str, records: Sequence[Mapping[str, Any]]) -> Sequence[Any]:
@@ -242,14 +254,16 @@ def _asked_at(split: Any, user: str) -> datetime:
 
 
 def _fitted_model(settings: Any, reader: IndexReader, items: pd.DataFrame, vectors: Any, removed: frozenset[str],
-                  progress: Any, split: Any) -> Batch:
-    """Ours for stored users: a ranker fitted on the split's training part only, asked as of each target time."""
+                  progress: Any, note: dict[str, Any], split: Any) -> Batch:
+    """Ours for stored users: a ranker fitted on the split's training part only, asked as of each target time;
+    ``note`` receives :func:`network_note` of it."""
     from recsys.evaluation import Batch
     from recsys.ranking import RankingPipeline
 
     # the co-purchase space is one fitted matrix, not counted as of each target: only what came before them all
     pipe = RankingPipeline.fit(split.train, items, vectors, settings, search=reader, progress=progress,
                                cobuy_before=split.earliest_target)
+    note.update(network_note(pipe.manifest, pipe.net is not None))
 
     def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
         from threadpoolctl import threadpool_limits
@@ -260,6 +274,15 @@ def _fitted_model(settings: Any, reader: IndexReader, items: pd.DataFrame, vecto
         return [[r.item_id for r in rs] for rs in recs]
 
     return Batch(fn)
+
+
+def network_note(manifest: Mapping[str, Any], has_net: bool) -> dict[str, Any]:
+    """The report fields that say whether a ranker learned anything: ``network`` false (no training example) means
+    it ranks in candidate order, and ``no_network_reason`` says why."""
+    if has_net:
+        return {"network": True}
+    return {"network": False, "fallback": manifest.get("fallback", "candidate order"),
+            "no_network_reason": manifest.get("no_network_reason")}
 
 
 def _stage(progress: Progress | None, name: str) -> Any:

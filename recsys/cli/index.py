@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from recsys.cli._common import JsonOpt, emit_json, err, open_store, progress_bar
+
+if TYPE_CHECKING:
+    from recsys.config import Settings
 
 app = typer.Typer(help="FAISS index generations: build, list, roll back.", no_args_is_help=True)
 
@@ -23,8 +26,9 @@ def build(
     from recsys.config import get_settings
     from recsys.index import build_from_catalog
 
+    settings = get_settings()
     with progress_bar("index") as update:
-        report = build_from_catalog(open_store(), get_settings(), update, mode="full" if full or factory else "auto",
+        report = build_from_catalog(open_store(), settings, update, mode="full" if full or factory else "auto",
                                     factory=factory)
     if report.get("reason"):
         err.print(f"index: {report['reason']}; a full build instead")
@@ -33,8 +37,36 @@ def build(
         c = report["caught_up"]
         err.print(f"index: another generation was published meanwhile; its changes ({c['changed']} new or changed, "
                   f"{c['removed']} removed) were added as a delta over {c['over']}")
+    unfit = _ranker_misfit(settings, report["generation"])
+    if unfit:
+        err.print(f"index: warning: the current ranker cannot rank generation {report['generation']} ({unfit}); "
+                  "run `recsys train` (or `recsys build`): until then a running server keeps its previous index and "
+                  "ranker, and a newly started one or the CLI gives no recommendations")
     if json_out:
         emit_json(report)
+
+
+def _ranker_misfit(settings: Settings, generation: str) -> str | None:
+    """Why the current ranker cannot rank the vectors of index ``generation`` (another encoder or dimension), or
+    None (it can, or none is current): a new encoder's index is published without a word otherwise."""
+    from recsys.errors import IncompatibleArtifact, NoIndex, NotFound, RankerError
+    from recsys.index import index_root
+    from recsys.index.layout import generation_path
+    from recsys.index.layout import read_manifest as index_manifest
+    from recsys.ranking import current_generation, rankers_root, read_manifest
+    from recsys.ranking.artifact import check_compatible
+
+    path = current_generation(rankers_root(settings))
+    if path is None:
+        return None
+    try:
+        m = index_manifest(generation_path(index_root(settings), generation))
+        check_compatible(read_manifest(path), path.name, m.encoder_id, m.dim)
+    except IncompatibleArtifact as e:
+        return e.message
+    except (NoIndex, NotFound, RankerError):  # no such generation or ranker to compare: nothing to warn about
+        return None
+    return None
 
 
 @app.command("list")

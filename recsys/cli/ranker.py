@@ -14,12 +14,13 @@ app = typer.Typer(help="Ranker generations: list, roll back.", no_args_is_help=T
 
 @app.command("list")
 def list_(json_out: JsonOpt = False) -> None:
-    """Generations on disk, oldest first; the served one is marked with *, those the index cannot use with !."""
+    """Generations on disk, oldest first; the served one is marked with *, those the index cannot use (another
+    encoder or dimension) or damaged with ! (the served one too: *!), each with the reason."""
     from recsys.config import get_settings
     from recsys.experiments.rankers import served_vectors
     from recsys.ranking import rankers_root
     from recsys.ranking.artifact import current_version, damage
-    from recsys.ranking.generations import list_generations
+    from recsys.ranking.generations import list_generations, newest_usable
 
     settings = get_settings()
     root = rankers_root(settings)
@@ -31,20 +32,38 @@ def list_(json_out: JsonOpt = False) -> None:
         rows.append({"version": g.version, "ranker_id": g.ranker_id, "current": g.version == cur,
                      "created_at": g.created_at, "encoder_id": g.encoder_id, "dim": g.dim, "events": g.events,
                      "compatible": why is None, "incompatible_reason": why, "damaged": damage(root / g.version),
-                     "metrics": g.metrics})
-    if not json_out:
-        if not rows:
-            err.print(f"no ranker generations under {root}; run `recsys train` (or `recsys build`)")
-        for r in rows:
-            mark = "*" if r["current"] else ("!" if not r["compatible"] or r["damaged"] else " ")
-            broken = f"  damaged ({r['damaged']}): `recsys train` replaces it" if r["damaged"] else ""
-            err.print(f"{mark} {r['version']}  {r['created_at'][:19]}  {r['events'] or 0:>9} events  "
-                      f"{r['encoder_id']}{broken}")
-        if rows and not any(r["current"] for r in rows):
-            err.print(f"none is served (CURRENT is {'missing' if cur is None else f'{cur!r}, not on disk'}): "
-                      f"`recsys ranker rollback {rows[-1]['version']}` serves the newest")
-    else:
+                     "metrics": g.metrics, "network": g.has_net,
+                     "no_network_reason": None if g.has_net else g.manifest.get("no_network_reason")})
+    if json_out:
         emit_json(rows)
+        return
+    if not rows:
+        err.print(f"no ranker generations under {root}; run `recsys train` (or `recsys build`)")
+    for r in rows:
+        err.print(_row_line(r))
+    if rows and not any(r["current"] for r in rows):
+        usable = newest_usable(root, encoder_id, dim)
+        err.print(f"none is served (CURRENT is {'missing' if cur is None else f'{cur!r}, not on disk'}): " + (
+            f"`recsys ranker rollback {usable}` serves the newest intact one that fits the served index (one with "
+            "a network first)"
+            if usable else "none is intact and fits the served index: run `recsys train` (or `recsys build`)"))
+
+
+def _row_line(r: dict[str, Any]) -> str:
+    """One generation as `list` prints it: a two-character mark (* served, ! unusable), then why it is unusable
+    or has no network."""
+    unusable = not r["compatible"] or bool(r["damaged"])
+    mark = ("*" if r["current"] else " ") + ("!" if unusable else " ")
+    notes = ""
+    if r["damaged"]:
+        notes += f"  damaged ({r['damaged']}): `recsys train` replaces it"
+    elif not r["compatible"]:
+        notes += f"  the served index cannot use it: {r['incompatible_reason']}"
+    if not r["network"]:
+        reason = f" ({r['no_network_reason']})" if r["no_network_reason"] else ""
+        notes += f"  no network: ranks in candidate order{reason}"
+    return (f"{mark} {r['version']}  {r['created_at'][:19]}  {r['events'] or 0:>9} events  "
+            f"{r['encoder_id']}{notes}")
 
 
 @app.command("rollback")

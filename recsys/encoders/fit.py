@@ -96,8 +96,8 @@ def build_pairs(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Se
             rows.append((it, job, ft))
             texts.extend(t for _, t, _ in ft)
     if not rows:
-        raise EncoderError("no items with both a decodable image and text to fit the encoder on; import a catalogue "
-                           "with images first (recsys import ...)")
+        decodable = {it.item_id for it, job in with_media if job.key in feats}
+        raise _no_pairs(items, decodable, len(with_media) - len(decodable), fields)
     tfeats = text_features(towers, texts, tcache, progress=text_progress)
     uniq = list(tfeats)
     pos = {t: i for i, t in enumerate(uniq)}
@@ -115,6 +115,34 @@ def build_pairs(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Se
         field_idx=idx, field_w=w, fields=names,
     )
     return data, {j.uri: errors[j.key] for _, j in with_media if j.key in errors}
+
+
+def _no_pairs(items: Sequence[ItemRecord], decodable: set[str], broken: int,
+              fields: Mapping[str, float]) -> EncoderError:
+    """Why no item has both a decodable image and text, counted by what is missing, with what to do."""
+    texted = {it.item_id for it in items if field_texts(it, fields)}
+    names = ", ".join(f for f, w in fields.items() if w > 0) or "none"
+    need = "the encoder is fitted on (image, text) pairs of the same items"
+    if not items:
+        return EncoderError("no items to fit the encoder on: import a catalogue with images and text first "
+                            "(`recsys import items FILE`)")
+    if decodable and not texted:
+        return EncoderError(
+            f"{len(decodable)} item(s) have a decodable image but none has text in the configured text fields "
+            f"({names}; RECSYS_ENCODER__TEXT_FIELDS): import the items' titles or descriptions, or set "
+            f"RECSYS_ENCODER__TEXT_FIELDS to the fields the catalogue fills; {need}")
+    if texted and not decodable:
+        failed = f" ({broken} item(s) have media that failed to decode: `recsys items show ID` says why)" \
+            if broken else ""
+        return EncoderError(
+            f"{len(texted)} item(s) have text but none has a decodable image{failed}: import a catalogue with images "
+            f"(an image column, `recsys import items FILE`); {need}")
+    if texted and decodable:
+        return EncoderError(
+            f"{len(decodable)} item(s) have a decodable image and {len(texted)} have text ({names}), but none has "
+            f"both; {need}: import images for the items with text, or text for those with images")
+    return EncoderError(f"none of the {len(items)} item(s) has a decodable image or text in the configured text "
+                        f"fields ({names}; RECSYS_ENCODER__TEXT_FIELDS): import a catalogue with images and text")
 
 
 def split_pairs(data: PairData, val_pairs: int, seed: int = 0) -> tuple[PairData, PairData]:

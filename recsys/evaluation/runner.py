@@ -43,11 +43,15 @@ def _nothing_to_evaluate(info: Mapping[str, Any]) -> ValidationFailed:
             f"nothing to evaluate: {eligible} eligible user(s), none in part {part!r} (users are assigned by a salted "
             "hash: 1/2 train, 1/4 validation, 1/4 test); use `--part all` on a small store")
     dropped = info.get("dropped_unknown_items")
+    only_dislikes = info.get("users_only_dislikes") or 0
     return ValidationFailed(
         "nothing to evaluate: no user has both a history and a target"
         + (f" ({info.get('test_events')} test events, {dropped} of them on items unknown to the store)"
            if dropped is not None else "")
-        + "; every evaluated user needs events on at least two days (H&M) or two ratings (MovieLens)")
+        + "; every evaluated user needs positive events (dislikes do not count) on at least two days (H&M) or two "
+        "ratings (MovieLens)"
+        + (f"; {only_dislikes} of the {info.get('users_with_events')} users with events have only dislikes"
+           if only_dislikes else ""))
 
 
 def evaluate_split(split: Split, *, make_ours: MakeRecommender | None, item_ids: Sequence[str],

@@ -202,6 +202,8 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
                        "targets_unservable": int(len(lost.drop_duplicates(["user_id", "item_id"]))),
                        "users_unservable": len(lost_users),
                        "min_history": min_history, "users_with_events": int(users.nunique())})
+    if not split.users:  # said by the "nothing to evaluate" error: a dislike is never a history or a target
+        split.info["users_only_dislikes"] = int(ev["type"].isin(NEGATIVE_TYPES).groupby(users).all().sum())
     log.info("split %s: %d test users, %d targets, %d training events", p, len(split.users),
              split.info["targets"], len(train))
     return split

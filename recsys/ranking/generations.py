@@ -30,6 +30,7 @@ from recsys.ranking.artifact import (
     current_generation,
     current_version,
     damage,
+    read_manifest,
     save_generation,
     write_pointer,
 )
@@ -56,6 +57,11 @@ class RankerGeneration:
     @property
     def ranker_id(self) -> str:
         return f"ranker-{self.version}"
+
+    @property
+    def has_net(self) -> bool:
+        """Whether it was trained with a network (without one it ranks in candidate order: no training example)."""
+        return bool(self.manifest.get("has_net"))
 
     def incompatibility(self, encoder_id: str | None = None, dim: int | None = None) -> str | None:
         """Why this generation cannot serve vectors of ``encoder_id``/``dim`` (None when it can)."""
@@ -98,9 +104,8 @@ def rollback(root: Path, to: str | None = None, *, encoder_id: str | None = None
     cur = current_version(root)
     if to is None:
         if cur is None and order:
-            raise RankerError(f"no current ranker under {root} (its CURRENT file is missing) to roll back from; name "
-                              f"the generation to serve: `recsys ranker rollback {order[-1]}` (see `recsys ranker "
-                              "list`)")
+            raise RankerError(f"no current ranker under {root} (its CURRENT file is missing) to roll back from; "
+                              f"{serve_hint(root, encoder_id, dim)}")
         if cur is None:
             raise RankerError(f"no ranker generation under {root}; run `recsys train` (or `recsys build`)")
         if cur not in gens or order.index(cur) == 0:
@@ -116,11 +121,11 @@ def rollback(root: Path, to: str | None = None, *, encoder_id: str | None = None
     if why is not None:
         fits = [v for v, g in gens.items() if g.incompatibility(encoder_id, dim) is None]
         hint = f"generations that fit: {', '.join(fits)}" if fits else "none on disk fits"
-        raise IncompatibleArtifact(f"refusing to roll back: {why} ({hint}); the current ranker stays {cur!r}")
+        raise IncompatibleArtifact(f"refusing to roll back: {why} ({hint}); the current ranker stays {cur or 'none'}")
     bad = damage(root / to)
     if bad is not None:
         raise IncompatibleArtifact(f"refusing to roll back: ranker generation {to} is damaged ({bad}); the current "
-                                   f"ranker stays {cur!r}")
+                                   f"ranker stays {cur or 'none'}")
     write_pointer(root, to)
     log.info("ranker generation %s is now current (was %s)", to, cur)
     return to
@@ -138,7 +143,31 @@ def train_ranker(events: pd.DataFrame, items: pd.DataFrame | None, vectors: Vect
     ``manifest`` adds fields to the saved manifest (e.g. the events watermark the build compares)."""
     pipe = RankingPipeline.fit(events, items, vectors, settings, search=search, progress=progress)
     pipe.manifest.update(manifest or {})
-    return pipe, save_generation(pipe, rankers_root(settings))
+    root = rankers_root(settings)
+    if pipe.net is None:
+        _keep_a_network(pipe, root)
+    return pipe, save_generation(pipe, root)
+
+
+class NetlessRefused(RankerError):
+    """A training without a network was not saved: the current ranker, which has one, stays served."""
+
+
+def _keep_a_network(pipe: RankingPipeline, root: Path) -> None:
+    """Refuse (NetlessRefused) to replace an intact current ranker that has a network and ranks these vectors with
+    ``pipe``, which has none (it would serve the candidate order). A first ranker, or one over a current one that
+    is net-less, damaged or trained on other vectors (it cannot serve them), is saved as the fallback."""
+    path = current_generation(root)
+    why = pipe.manifest.get("no_network_reason", "no training examples")
+    if path is not None and damage(path) is None:
+        m = read_manifest(path)
+        fits = m.get("encoder_id") == pipe.encoder_id and m.get("dim") == pipe.dim
+        if m.get("has_net") and fits:
+            raise NetlessRefused(
+                f"the new ranker was not saved: it has no network and would rank in candidate order, so the current "
+                f"ranker {path.name}, trained with a network, stays served. No training example because {why}")
+    log.warning("ranker %s has no network (no training example, said above): it is saved and served, ranking in "
+                "candidate order, as no current ranker with a network fits these vectors", pipe.ranker_id)
 
 
 def load_current_ranker(settings: Any, vectors: VectorsLike, items: pd.DataFrame | None = None, *,
@@ -150,21 +179,60 @@ def load_current_ranker(settings: Any, vectors: VectorsLike, items: pd.DataFrame
     root = rankers_root(settings)
     path = current_generation(root)
     if path is None:
-        warn_unserved(root)
+        warn_unserved(root, vectors.encoder_id, int(vectors.fused.shape[1]))
         return None
     return RankingPipeline.load(path, vectors=vectors, items=items, expect_encoder_id=vectors.encoder_id,
                                 search=search, settings=settings)
 
 
-def warn_unserved(root: Path) -> str | None:
+def warn_unserved(root: Path, encoder_id: str | None = None, dim: int | None = None) -> str | None:
     """Why no ranker is served although trained ones are on disk (a lost or dangling ``CURRENT``), logged; None
-    when none was trained."""
+    when none was trained. ``encoder_id``/``dim``: the served index's (default: read from the index beside
+    ``root``)."""
     gens = list_generations(root)
     if not gens:
         return None
     name = current_version(root)
     lost = f"its CURRENT names {name!r}, which is not there" if name else "its CURRENT file is missing"
-    why = (f"no ranker is served from {root}: {lost}, but {len(gens)} generation(s) are; serve one with `recsys "
-           f"ranker rollback {gens[-1].version}` (see `recsys ranker list`)")
+    why = (f"no ranker is served from {root}: {lost}, but {len(gens)} generation(s) are; "
+           f"{serve_hint(root, encoder_id, dim)}")
     log.warning("%s", why)
     return why
+
+
+def newest_usable(root: Path, encoder_id: str | None = None, dim: int | None = None) -> str | None:
+    """The newest generation that can serve the index (intact, trained on its encoder and dimension), one with a
+    network before any without; None when there is none. Without ``encoder_id`` the served index's is read."""
+    if encoder_id is None and dim is None:
+        encoder_id, dim = _served_index(root)
+    fallback = None
+    for g in reversed(list_generations(root)):  # newest first: checksums are read only until one is found
+        if g.incompatibility(encoder_id, dim) is None and (g.has_net or fallback is None) and \
+                damage(root / g.version) is None:
+            if g.has_net:
+                return g.version
+            fallback = g.version
+    return fallback
+
+
+def serve_hint(root: Path, encoder_id: str | None = None, dim: int | None = None) -> str:
+    """The command that serves a ranker again: a rollback to :func:`newest_usable`, else a new training."""
+    usable = newest_usable(root, encoder_id, dim)
+    if usable is None:
+        return ("none of them is intact and fits the served index (see `recsys ranker list`): run `recsys train` (or "
+                "`recsys build`)")
+    return (f"serve one with `recsys ranker rollback {usable}` (the newest intact one that fits the served index, "
+            "one with a network first; see `recsys ranker list`)")
+
+
+def _served_index(root: Path) -> tuple[str | None, int | None]:
+    """Encoder id and dimension of the index beside ``root`` (``<home>/index``); (None, None) without one."""
+    from recsys.errors import NoIndex
+    from recsys.index.layout import generation_path
+    from recsys.index.layout import read_manifest as index_manifest
+
+    try:
+        m = index_manifest(generation_path(root.parent / "index"))
+    except (NoIndex, NotFound, IncompatibleArtifact):
+        return None, None
+    return m.encoder_id, m.dim

@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 _AT_LEAST_ONE = ("recent", "hidden", "epochs", "batch_anchors", "max_candidates", "cobuy_dim", "cobuy_epochs",
-                 "max_history", "anchors_per_user")
+                 "max_history", "anchors_per_user", "max_anchors")
+_ABOVE_ZERO = ("lr",)
+"""Rates that must be > 0: a learning rate of 0 saves the network's random initial weights as a trained ranker."""
 RANGES: dict[str, tuple[float, float]] = {
     "hybrid_lexical_weight": (0.0, 1.0), "new_min_sim": (-1.0, 1.0), "half_life_days": (1e-3, math.inf),
     **{name: (1.0, math.inf) for name in _AT_LEAST_ONE},  # 0 would divide by zero or make an empty array
@@ -107,6 +109,8 @@ class RankingParams:
             if kind in (int, float) and not (math.isfinite(value) and lo <= value <= hi):
                 raise ValueError(f"ranking parameter {key!r} must be a finite number in [{lo}, {hi}], "
                                  f"got {value!r}")
+            if key in _ABOVE_ZERO and value <= 0:
+                raise ValueError(f"ranking parameter {key!r} must be a finite number > 0, got {value!r}")
             setattr(p, key, float(value) if kind is float and value is not None else value)
         return p
 

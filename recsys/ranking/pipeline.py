@@ -42,7 +42,7 @@ from recsys.ranking.model import RankerNet
 from recsys.ranking.params import RankingParams
 from recsys.ranking.result import Recommendation
 from recsys.ranking.stats import ItemStats
-from recsys.ranking.train import Example, Progress, build_examples, fit_net, make_example, score
+from recsys.ranking.train import Example, Progress, build_examples, fit_net, make_example, no_network, score
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +122,13 @@ class RankingPipeline:
         metrics: dict[str, float] = {}
         if examples:
             net, metrics = fit_net(examples, _attention_vectors(table, p), p, progress)
-        else:
-            log.warning("ranker: no training examples (too few events); ranking falls back to candidate order")
         manifest = {
             "kind": "ranker", "version": time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
             "encoder_id": table.encoder_id, "dim": table.dim, "features": list(_features()),
             "attr_keys": table.attr_keys,
             "seed": p.seed, "params": p.to_dict(), "repurchase": repurchase, "metrics": metrics,
             "events": len(events), "items": table.n, "users": len(hist), "fit_seconds": round(time.time() - t0, 2),
+            **({} if examples else no_network(hist, p, len(events))),  # said in the manifest, not only in a log
         }
         pipe = cls(p, stats, net, table.encoder_id, table.dim, manifest)
         pipe.cobuy = cobuy

@@ -124,6 +124,39 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
     return out
 
 
+NO_NET_FALLBACK = "candidate order"
+"""How a ranker without a network ranks (:meth:`RankingPipeline.scores`): by the candidates' best source rank."""
+
+
+def no_network(histories: dict[str, History], p: RankingParams, n_events: int) -> dict[str, str]:
+    """The manifest fields of a ranker fitted on no example, logged: why there was none, in words with what to do
+    (an example is a user's events at one time predicted from their strictly earlier ones)."""
+    fix = "then run `recsys train` again"
+    pos = [h for h in histories.values() if len(h)]
+    timed = sum(len(np.unique(h.ts)) >= 2 for h in pos)
+    if not n_events:
+        why = f"no events are stored; import events (`recsys import events FILE`), {fix}"
+    elif not histories:
+        why = f"none of the {n_events} events is on an item of the index; import events on catalogue items, {fix}"
+    elif p.max_anchors < 1 or p.anchors_per_user < 1:
+        why = f"max_anchors or anchors_per_user is 0; set them to at least 1 (RECSYS_RANKING__PARAMS), {fix}"
+    elif not pos:
+        why = (f"all {len(histories)} users have only dislikes, and dislikes do not count as a target; import "
+               f"views, purchases or likes, {fix}")
+    elif not timed:
+        single = sum(len(h) == 1 for h in pos)
+        counts = [f"{n} of {len(pos)} {what}" for n, what in ((single, "have one event"),
+                  (len(pos) - single, "have all theirs at one time")) if n]
+        why = (f"no user has positive events at two distinct times ({', '.join(counts)}; dislikes do not count), "
+               f"and each example predicts a user's later events from their earlier ones: import more events, with "
+               f"their real times, {fix}")
+    else:
+        why = (f"the candidate sources proposed none of the later items of the {timed} users with events at two "
+               f"distinct times (too small a catalogue or history?); import more events, {fix}")
+    log.warning("ranker: no training examples: %s; it has no network and ranks in %s", why, NO_NET_FALLBACK)
+    return {"fallback": NO_NET_FALLBACK, "no_network_reason": why}
+
+
 def anchor_candidates(gen: CandidateGenerator, ctx: Context, table: ItemTable, repurchase: bool) -> Candidates:
     """A training anchor's candidates, excluded as a served request for 20 excludes them (the shopper's own items
     without repurchase, every disliked one) before the sources rank their lists: dropped afterwards, they would

@@ -24,6 +24,11 @@ from recsys.ranking.params import RankingParams
     ({"recent": 0}, "'recent' must be a finite number in [1.0, inf]"),
     ({"max_history": 0}, "'max_history' must be a finite number in [1.0, inf]"),
     ({"half_life_days": 0.0}, "'half_life_days' must be a finite number in [0.001, inf]"),
+    # no anchor, and a rate that never moves the random initial weights: a ranker that learned nothing
+    ({"max_anchors": 0}, "'max_anchors' must be a finite number in [1.0, inf]"),
+    ({"lr": 0.0}, "'lr' must be a finite number > 0, got 0.0"),
+    ({"lr": 0}, "'lr' must be a finite number > 0, got 0"),
+    ({"lr": -0.1}, "'lr' must be a finite number in [0.0, inf]"),
     ({"attention_space": "text"}, "'attention_space' must be one of fused, content, got 'text'"),
     ({"content_pathway": "huge"}, "'content_pathway' must be one of light, deep, none"),
 ])
