@@ -126,6 +126,7 @@ def test_body_limit(make_client: Callable[..., TestClient]) -> None:
     events = [{"user_id": "u", "item_id": "s1", "type": "view"}] * 100
     r = c.post("/v1/events", json={"events": events})
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+    assert "limit of 2,000 bytes (RECSYS_API__MAX_BODY_BYTES=2000)" in r.json()["detail"], r.text  # what to change
 
     def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: the streamed size is counted
         yield b'{"events": ['
@@ -135,6 +136,7 @@ def test_body_limit(make_client: Callable[..., TestClient]) -> None:
 
     r = c.post("/v1/events", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+    assert "RECSYS_API__MAX_BODY_BYTES=2000" in r.json()["detail"], r.text
     assert c.post("/v1/events", json={"events": events[:2]}).status_code == 200
 
 

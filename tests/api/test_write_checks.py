@@ -3,7 +3,6 @@ in UTC and an absurd event value are per-record errors naming the field and the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,23 +16,6 @@ def _event(client: TestClient, **fields: object) -> dict[str, str]:
     r = client.post("/v1/events", json=body)
     assert r.status_code == 200, r.text
     return r.json()["results"][0]
-
-
-def test_a_body_over_the_limit_names_the_setting_and_its_value(make_client: Callable[..., TestClient]) -> None:
-    c = make_client(max_body_bytes=2000)
-    events = [{"user_id": "u", "item_id": "s1", "type": "view"}] * 100
-    declared = c.post("/v1/events", json={"events": events})
-
-    def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: the streamed size is counted
-        yield b'{"events": ['
-        for _ in range(100):
-            yield b'{"user_id": "u", "item_id": "s1", "type": "view"},'
-        yield b'{"user_id": "u", "item_id": "s1", "type": "view"}]}'
-
-    streamed = c.post("/v1/events", content=chunks(), headers={"content-type": "application/json"})
-    for r in (declared, streamed):
-        assert r.status_code == 413, r.text
-        assert "limit of 2,000 bytes (RECSYS_API__MAX_BODY_BYTES=2000)" in r.json()["detail"], r.text
 
 
 def test_an_event_time_before_1970_in_utc_is_refused_by_the_schema(client: TestClient) -> None:

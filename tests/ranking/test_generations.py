@@ -17,17 +17,9 @@ from recsys.index import build_generation, index_root
 from recsys.ranking import RankingPipeline, current_generation, load_current_ranker, rankers_root, save_generation
 from recsys.ranking.artifact import current_version
 from recsys.ranking.generations import list_generations, rollback
-from tests.ranking.fixtures import World, make_world, small_params
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return make_world(per_combo=2, users_per_combo=2, events_per_user=4)
-
-
-@pytest.fixture(scope="module")
-def pipe(world: World) -> RankingPipeline:
-    return RankingPipeline.fit(world.events, world.items, world.vectors, params=small_params(epochs=1))
+from tests.ranking.fixtures import World
+from tests.ranking.small import pipe as pipe  # module fixtures
+from tests.ranking.small import world as world
 
 
 def _save(pipe: RankingPipeline, root: Path, version: str, encoder_id: str = "test-encoder") -> str:

@@ -15,17 +15,9 @@ from recsys.config import Settings, get_settings
 from recsys.ranking import RankingPipeline, rankers_root, save_generation, train_ranker
 from recsys.ranking.artifact import MANIFEST, current_version
 from recsys.ranking.generations import NetlessRefused, list_generations
-from tests.ranking.fixtures import World, make_world, small_params
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return make_world(per_combo=2, users_per_combo=2, events_per_user=4)
-
-
-@pytest.fixture(scope="module")
-def pipe(world: World) -> RankingPipeline:
-    return RankingPipeline.fit(world.events, world.items, world.vectors, params=small_params(epochs=1))
+from tests.ranking.fixtures import World, small_params
+from tests.ranking.small import pipe as pipe  # module fixtures
+from tests.ranking.small import world as world
 
 
 def _same_time(events: pd.DataFrame) -> pd.DataFrame:

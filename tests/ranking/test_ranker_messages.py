@@ -21,17 +21,9 @@ from recsys.index import build_generation, index_root
 from recsys.ranking import RankingPipeline, rankers_root, save_generation
 from recsys.ranking.artifact import current_version, write_pointer
 from recsys.ranking.generations import newest_usable, rollback, warn_unserved
-from tests.ranking.fixtures import World, make_world, small_params
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return make_world(per_combo=2, users_per_combo=2, events_per_user=4)
-
-
-@pytest.fixture(scope="module")
-def pipe(world: World) -> RankingPipeline:
-    return RankingPipeline.fit(world.events, world.items, world.vectors, params=small_params(epochs=1))
+from tests.ranking.fixtures import World, small_params
+from tests.ranking.small import pipe as pipe  # module fixtures
+from tests.ranking.small import world as world
 
 
 @pytest.fixture(scope="module")
