@@ -8,10 +8,14 @@ tells it) is built; any other is left as it is, with a message that says to buil
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from recsys.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEMO_DIR = "demo-data"
 
@@ -40,10 +44,12 @@ def refusal(rec: Any) -> str | None:
             "empty one")
 
 
-def ready_store(rec: Any, data: str = "demo", *, demo_items: int = 150, demo_users: int = 30) -> dict[str, Any] | None:
+def ready_store(rec: Any, data: str = "demo", *, demo_items: int = 150, demo_users: int = 30,
+                say: Callable[[str], None] = log.info) -> dict[str, Any] | None:
     """Make the store of ``rec`` loadable: nothing to do (None) when it is; else import ``data`` ("demo", or an H&M
     or MovieLens directory) into an empty store, or take the demo's own data already there, and build (the build's
-    report). Own data without an index is a ConfigError (:func:`refusal`): its owner builds it."""
+    report). Own data without an index is a ConfigError (:func:`refusal`): its owner builds it. ``say`` tells what
+    is done before a long build (a notebook passes ``print``)."""
     from recsys.store.importers import run_import
 
     if rec.status()["ready"]:
@@ -54,7 +60,7 @@ def ready_store(rec: Any, data: str = "demo", *, demo_items: int = 150, demo_use
     home, store, settings = Path(rec.settings.home), rec.store, rec.settings
     demo = home / DEMO_DIR
     if any(held(store)):  # the demo's own data (refusal let it through): built, not imported again
-        print(f"building the demo data already imported into {home}")
+        say(f"building the demo data already imported into {home}")
     elif data == "demo":
         from recsys.demo import generate_demo
 
