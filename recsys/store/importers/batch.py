@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from recsys.store.importers import repeats
 from recsys.store.importers.readers import BadLine, Note, Read
 from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord, event_digest
-from recsys.store.importers.repeats import Occurrences
+from recsys.store.importers.repeats import FirstUses, Occurrences
 from recsys.store.importers.report import ImportReport
 from recsys.store.importers.writer import insert_events, item_states, upsert_items, upsert_users
 
@@ -57,56 +55,6 @@ class _Deleted:
     more: bool = False
 
 
-class _FirstUses:
-    """The first row (line, content digest) that gave each key, over one import, with memory bounded as
-    :class:`Occurrences` bounds its counts: past ``repeats.IN_MEMORY`` keys they move to a private temporary
-    database."""
-
-    def __init__(self) -> None:
-        self._mem: dict[str, tuple[int, str]] = {}
-        self._db: sqlite3.Connection | None = None
-
-    def first(self, uses: Sequence[tuple[str, int, str]]) -> list[tuple[int, str]]:
-        """For each (key, line, digest) of a batch, in file order, its key's first use: its own when the key is new
-        (then remembered)."""
-        known = self._mem if self._db is None else self._stored(list(dict.fromkeys(k for k, _, _ in uses)))
-        new: dict[str, tuple[int, str]] = {}
-        out = []
-        for key, line, digest in uses:
-            got = known.get(key) or new.get(key)
-            if got is None:
-                got = new[key] = (line, digest)
-            out.append(got)
-        if self._db is None:
-            self._mem.update(new)
-            if len(self._mem) > repeats.IN_MEMORY:
-                self._db = sqlite3.connect("", isolation_level=None)  # "": a private file SQLite unlinks itself
-                self._db.execute("PRAGMA journal_mode=OFF")
-                self._db.execute("PRAGMA synchronous=OFF")
-                self._db.execute("CREATE TABLE uses (k TEXT PRIMARY KEY, line INTEGER, d TEXT) WITHOUT ROWID")
-                new, self._mem = self._mem, {}
-        if self._db is not None and new:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO uses VALUES (?, ?, ?)", [(k, n, d) for k, (n, d) in new.items()])
-            self._db.execute("COMMIT")
-        return out
-
-    def _stored(self, keys: list[str]) -> dict[str, tuple[int, str]]:
-        assert self._db is not None
-        out: dict[str, tuple[int, str]] = {}
-        for i in range(0, len(keys), 500):  # under SQLite's bound-parameter limit
-            part = keys[i : i + 500]
-            rows = self._db.execute(f"SELECT k, line, d FROM uses WHERE k IN ({','.join('?' * len(part))})", part)
-            out.update({k: (n, d) for k, n, d in rows})
-        return out
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        self._mem = {}
-
-
 def _content(rec: EventRecord) -> str:
     """What makes two rows with one client id the same event (user and id are the key)."""
     return event_digest("ev", (rec.item_id, rec.type, rec.value, rec.ts.isoformat(), rec.recommendation_id,
@@ -124,7 +72,7 @@ class Writer:
         self._events: list[tuple[Path, int, EventRecord]] = []
         self._done: dict[str, int] = {}
         self._repeats = Occurrences()
-        self._ids = _FirstUses()
+        self._ids = FirstUses()
         self._deleted: dict[Path, _Deleted] = {}
 
     def _tick(self, stage: str, n: int) -> None:

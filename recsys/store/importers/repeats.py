@@ -1,42 +1,57 @@
-"""Occurrence numbers of identical rows across a whole file, with memory bounded by a batch.
+"""What one import remembers of a whole file's rows, with memory bounded by a batch.
 
 An event row without a client id gets an id derived from its content and its occurrence number (1 for the first
 such row of the file, 2 for the next identical one...), so identical rows stay separate events and a re-import of
-the file derives the same ids. Numbering needs the count of every distinct row seen so far: kept in a dict for a
-small file, and past :data:`IN_MEMORY` distinct rows in a private temporary SQLite database (on disk under the
+the file derives the same ids (:class:`Occurrences`); a row whose client id an earlier row gave to another event is
+found by the first use of each id (:class:`FirstUses`). Both need a value per distinct key seen so far: kept in a
+dict for a small file, and past :data:`IN_MEMORY` keys in a private temporary SQLite database (on disk under the
 temporary directory, deleted when closed or when the process dies), so a file of millions of rows holds only the
-current batch in memory.
+current batch in memory (:class:`SpillingMap`).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 IN_MEMORY = 100_000
-"""Distinct rows counted in a dict (about 200 bytes each: 20 MB) before the counts move to the temporary database."""
+"""Distinct keys kept in a dict (about 200 bytes each: 20 MB) before they move to the temporary database."""
 
-_CHUNK = 500  # ids per IN (...) lookup, under SQLite's bound-parameter limit
+_CHUNK = 500  # keys per IN (...) lookup, under SQLite's bound-parameter limit
 
 
-class Occurrences:
-    """Counts per key (an event's content digest) over one import, in the order the rows come."""
+class SpillingMap:
+    """Text keys to JSON-able values over one import: a dict, then past :data:`IN_MEMORY` keys a temporary table."""
 
     def __init__(self) -> None:
-        self._counts: dict[str, int] = {}
+        self._mem: dict[str, Any] = {}
         self._db: sqlite3.Connection | None = None
 
-    def number(self, keys: Sequence[str]) -> list[int]:
-        """The occurrence number of each of ``keys`` (a batch, in file order), counting every earlier batch."""
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The stored values of those of ``keys`` that have one."""
         if self._db is None:
-            out = []
-            for k in keys:
-                n = self._counts[k] = self._counts.get(k, 0) + 1
-                out.append(n)
-            if len(self._counts) > IN_MEMORY:
+            return {k: self._mem[k] for k in keys if k in self._mem}
+        distinct = list(dict.fromkeys(keys))
+        out: dict[str, Any] = {}
+        for i in range(0, len(distinct), _CHUNK):
+            part = distinct[i : i + _CHUNK]
+            rows = self._db.execute(f"SELECT k, v FROM kept WHERE k IN ({','.join('?' * len(part))})", part)
+            out.update((k, json.loads(v)) for k, v in rows)
+        return out
+
+    def put_many(self, values: Mapping[str, Any]) -> None:
+        """Store (or replace) ``values``."""
+        if self._db is None:
+            self._mem.update(values)
+            if len(self._mem) > IN_MEMORY:
                 self._spill()
-            return out
-        return self._number_on_disk(keys)
+            return
+        self._db.execute("BEGIN")  # one transaction per batch, not one per row
+        self._db.executemany("INSERT INTO kept VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                             ((k, json.dumps(v)) for k, v in values.items()))
+        self._db.execute("COMMIT")
 
     def _spill(self) -> None:
         # "" opens a private on-disk database that SQLite unlinks itself: nothing is left behind, even on kill -9
@@ -44,35 +59,56 @@ class Occurrences:
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
         db.execute("PRAGMA cache_size=-16000")  # 16 MB of pages at most; the rest stays on disk
-        db.execute("CREATE TABLE seen (k TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID")
-        self._db = db
-        self._write(self._counts)
-        self._counts = {}
-
-    def _number_on_disk(self, keys: Sequence[str]) -> list[int]:
-        assert self._db is not None
-        distinct = list(dict.fromkeys(keys))
-        counts: dict[str, int] = {}
-        for i in range(0, len(distinct), _CHUNK):
-            part = distinct[i : i + _CHUNK]
-            marks = ",".join("?" * len(part))
-            counts.update(self._db.execute(f"SELECT k, n FROM seen WHERE k IN ({marks})", part))
-        out = []
-        for k in keys:
-            n = counts[k] = counts.get(k, 0) + 1
-            out.append(n)
-        self._write(counts)
-        return out
-
-    def _write(self, counts: dict[str, int]) -> None:
-        assert self._db is not None
-        self._db.execute("BEGIN")  # one transaction per batch, not one per row
-        self._db.executemany("INSERT INTO seen VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET n = excluded.n",
-                             counts.items())
-        self._db.execute("COMMIT")
+        db.execute("CREATE TABLE kept (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID")
+        self._db, mem, self._mem = db, self._mem, {}
+        self.put_many(mem)
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
-        self._counts = {}
+        self._mem = {}
+
+
+class Occurrences:
+    """Counts per key (an event's content digest) over one import, in the order the rows come."""
+
+    def __init__(self) -> None:
+        self._counts = SpillingMap()
+
+    def number(self, keys: Sequence[str]) -> list[int]:
+        """The occurrence number of each of ``keys`` (a batch, in file order), counting every earlier batch."""
+        counts: dict[str, int] = self._counts.get_many(keys)
+        out = []
+        for k in keys:
+            n = counts[k] = counts.get(k, 0) + 1
+            out.append(n)
+        self._counts.put_many(counts)
+        return out
+
+    def close(self) -> None:
+        self._counts.close()
+
+
+class FirstUses:
+    """The first row (line, content digest) that gave each key (a client event id) over one import."""
+
+    def __init__(self) -> None:
+        self._firsts = SpillingMap()
+
+    def first(self, uses: Sequence[tuple[str, int, str]]) -> list[tuple[int, str]]:
+        """For each (key, line, digest) of a batch, in file order, its key's first use: its own when the key is new
+        (then remembered)."""
+        known = {k: (int(v[0]), str(v[1])) for k, v in self._firsts.get_many([k for k, _, _ in uses]).items()}
+        new: dict[str, tuple[int, str]] = {}
+        out = []
+        for key, line, digest in uses:
+            got = known.get(key) or new.get(key)
+            if got is None:
+                got = new[key] = (line, digest)
+            out.append(got)
+        self._firsts.put_many(new)
+        return out
+
+    def close(self) -> None:
+        self._firsts.close()
