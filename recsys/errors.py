@@ -64,6 +64,16 @@ class StoreBusy(StoreUnavailable):
     code = "store_busy"
 
 
+class StoreTimeout(StoreBusy):
+    """PostgreSQL gave no answer within a request's bound (a held lock, a slow statement, an overloaded or hung
+    server): 503 ``store_busy`` with Retry-After, like SQLite's lock, since waiting heals it too. ``seconds`` is the
+    bound, None where the server's own timeout (not the request's) ended the wait."""
+
+    def __init__(self, message: str, seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
 class StoreDamaged(StoreUnavailable):
     """The database file is not a database or is corrupt: no retry helps; a backup or a re-import does."""
 

@@ -24,8 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recsys.errors import RateLimited, RecsysError, StoreBusy, StoreDamaged, StoreError
-from recsys.store.deadline import StoreTimeout, timed_out
+from recsys.errors import RateLimited, RecsysError, StoreBusy, StoreDamaged, StoreError, StoreTimeout
+from recsys.store.deadline import timed_out
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 SQLite gets WAL mode, foreign keys and a busy timeout on every connection; PostgreSQL gets pre-ping so a restarted
 server is reconnected to. A database that cannot serve raises :class:`~recsys.errors.StoreUnavailable` with the URL
 (password hidden), what is wrong (down, a refused login, no such database, or no answer within a request's bound:
-:class:`~recsys.store.deadline.StoreTimeout`) and what to do. :meth:`Store.fetch` runs a request's short read without
+:class:`~recsys.errors.StoreTimeout`) and what to do. :meth:`Store.fetch` runs a request's short read without
 leaving the event loop.
 """
 
@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from recsys.config import Settings, get_settings, without_password
-from recsys.errors import SchemaMismatch, StoreBusy, StoreDamaged, StoreUnavailable, ValidationFailed
+from recsys.errors import SchemaMismatch, StoreBusy, StoreDamaged, StoreTimeout, StoreUnavailable, ValidationFailed
 from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
 
@@ -309,7 +309,7 @@ def _server_unavailable(url: str, e: BaseException, why: str) -> StoreUnavailabl
         cause = (e.why if isinstance(e, deadline.DeadlineExceeded) else why)  # the server's words, if any
         detail = f" ({cause})" if cause else ""
         waited = f"in {seconds:g} s" if seconds is not None else "in time: the server's own timeout ended the wait"
-        return deadline.StoreTimeout(
+        return StoreTimeout(
             f"database {url} gave no answer {waited}{detail}: a table is locked (by a migration, VACUUM FULL or a "
             "long transaction) or the server is overloaded or hung. Retry shortly; if it lasts, pg_stat_activity "
             "shows what waits (wait_event_type 'Lock') and pg_blocking_pids() who holds it up", seconds)

@@ -12,7 +12,7 @@ request into worker threads); offline jobs (imports, builds, the server's refres
   cancel the statement (what a wait the server does not bound needs), and if the call has not ended
   :data:`CANCEL_GRACE_S` later (a frozen server, or a network that holds every byte: the cancel cannot arrive) it
   shuts the connection's socket. The blocked call then fails as a lost connection (SQLAlchemy drops it from the
-  pool). Either way the store answers :class:`StoreTimeout`.
+  pool). Either way the store answers :class:`~recsys.errors.StoreTimeout`.
 - SQLite: the wait is for a lock (another writer, e.g. an import): the connection's busy timeout is the bound, so
   a request gives up with StoreBusy while the lock holder keeps its 30 s.
 """
@@ -36,8 +36,6 @@ from typing import Any, TypeAlias
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DisconnectionError
 
-from recsys.errors import StoreBusy
-
 log = logging.getLogger(__name__)
 
 _bound: ContextVar[float | None] = ContextVar("recsys_db_bound", default=None)
@@ -56,16 +54,6 @@ TIMEOUT_STATES = frozenset({"55P03", "57014"})
 _TOKEN = "recsys_deadline"
 _SERVER_TIMEOUTS = "recsys_server_timeouts"
 _TAG = "recsys_deadline_s"
-
-
-class StoreTimeout(StoreBusy):
-    """PostgreSQL gave no answer within a request's bound (a held lock, a slow statement, an overloaded or hung
-    server): 503 ``store_busy`` with Retry-After, like SQLite's lock, since waiting heals it too. ``seconds`` is the
-    bound, None where the server's own timeout (not the request's) ended the wait."""
-
-    def __init__(self, message: str, seconds: float | None = None) -> None:
-        super().__init__(message)
-        self.seconds = seconds
 
 
 class DeadlineExceeded(TimeoutError):

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
 from recsys.api.testing import FakeRecommender
-from recsys.store.deadline import StoreTimeout, bounded
+from recsys.errors import StoreTimeout
+from recsys.store.deadline import bounded
 
 
 class Slow(FakeRecommender):

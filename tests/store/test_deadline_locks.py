@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
+from recsys.errors import StoreTimeout
 from recsys.store import Store
-from recsys.store.deadline import REPEATS, StoreTimeout, bounded
+from recsys.store.deadline import REPEATS, bounded
 from recsys.store.tables import Event, Item
 from tests.conftest import PG_URL, _pg_database, run_async
 

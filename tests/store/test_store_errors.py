@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from recsys.errors import StoreUnavailable
+from recsys.errors import StoreTimeout, StoreUnavailable
 from recsys.store import Store
-from recsys.store.deadline import DeadlineExceeded, StoreTimeout, bounded
+from recsys.store.deadline import DeadlineExceeded, bounded
 from tests.conftest import PG_URL
 
 
