@@ -20,6 +20,11 @@ MAX_MEDIA_URI = 4000
 """An image or video path or URL."""
 MAX_EVENT_ID = 200
 """A client event id (``client_event_id`` is ``String(200)``)."""
+MAX_EVENT_VALUE = 1e12
+"""The largest magnitude of an event's ``value`` (a price paid, a rating). Ranking sums the prices paid per item:
+two purchases of 1e308 made that sum inf (one of -1e308 besides made it NaN), and one alone a price ratio of e^709.
+No real price comes near it, in any currency."""
+
 MAX_K = 1000
 """Results in one list (``k``), and the deepest place a pinned item may take."""
 MAX_QUERY = 2000

@@ -14,6 +14,7 @@ from typing import Any
 from recsys.store.limits import (
     DOT_SEGMENTS,
     MAX_ATTRIBUTE_TEXT,
+    MAX_EVENT_VALUE,
     MAX_ID,
     MAX_MEDIA_URI,
     MAX_SHORT_TEXT,
@@ -27,11 +28,6 @@ from recsys.store.tables import EVENT_TYPES
 FUTURE_SLACK = timedelta(days=1)
 """How far ahead of this machine's clock an event's time may be (a client's clock may be off, or its time zone
 misread); later ones are refused."""
-
-MAX_EVENT_VALUE = 1e12
-"""The largest magnitude of an event's ``value`` (a price paid, a rating). Ranking sums the prices paid per item:
-two purchases of 1e308 made that sum inf (one of -1e308 besides made it NaN), and one alone a price ratio of e^709.
-No real price comes near it, in any currency."""
 
 ITEM_FIELDS = frozenset({"title", "description", "category", "price", "in_stock", "attributes", "media"})
 
