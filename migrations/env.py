@@ -26,7 +26,9 @@ def run_migrations_online() -> None:
         url = config.get_main_option("sqlalchemy.url") or get_settings().db_url
         engine = engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        # transactional_ddl: set by recsys's Store on SQLite, whose migration engine keeps DDL in the transaction
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          transactional_ddl=config.attributes.get("transactional_ddl"))
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()

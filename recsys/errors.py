@@ -58,6 +58,13 @@ class StoreUnavailable(StoreError):
     code, status = "store_down", 503
 
 
+class SchemaBehind(StoreUnavailable):
+    """The database answers, but its schema could not be brought up to date (a failed migration): requests wait
+    for the server's next try, the server log says why."""
+
+    public = "the database's schema could not be brought up to date (the server log says why); retry later"
+
+
 class StoreBusy(StoreUnavailable):
     """SQLite held by another writer (an import, a build) for longer than a request may wait."""
 

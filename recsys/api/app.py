@@ -65,6 +65,8 @@ class Runtime:
         self.store_ok = False
         self.migrated = True
         """False while the schema could not be brought up to date (the database was down at start-up)."""
+        self.schema_error: str | None = None
+        """Why the last try at bringing the schema up to date failed (``/readyz``'s reason), while it fails."""
         self._last_warning = 0.0
 
     @property
@@ -90,9 +92,10 @@ class Runtime:
         if self.store_ok and not self.migrated:
             try:
                 rec.store.upgrade()
-                self.migrated = True
+                self.migrated, self.schema_error = True, None
                 log.info("the database answers again: schema up to date, serving")
             except Exception as e:
+                self.schema_error = f"the database schema could not be brought up to date: {getattr(e, 'message', e)}"
                 self._warn("could not bring the database schema up to date: %s", e)
         try:
             rec.refresh()

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from recsys.api.auth import ANONYMOUS, KeyRing, Principal, hash_key
 from recsys.api.limits import RateLimiter
 from recsys.config import Settings
-from recsys.errors import AuthError, Forbidden, StoreUnavailable
+from recsys.errors import AuthError, Forbidden, SchemaBehind, StoreUnavailable
 
 
 class CatalogueLike(Protocol):
@@ -79,7 +79,10 @@ class RecommenderLike(Protocol):
 
 
 async def get_recommender(request: Request) -> RecommenderLike:
-    if not request.app.state.runtime.migrated:  # started while the database was down: nothing can be read yet
+    runtime = request.app.state.runtime
+    if not runtime.migrated:  # started while the database was down: nothing can be read yet
+        if runtime.schema_error:
+            raise SchemaBehind(runtime.schema_error)
         raise StoreUnavailable("the database is unreachable; retry shortly")
     return request.app.state.recommender  # type: ignore[no-any-return]
 

@@ -24,7 +24,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recsys.errors import RateLimited, RecsysError, StoreBusy, StoreDamaged, StoreError, StoreTimeout
+from recsys.errors import (
+    RateLimited,
+    RecsysError,
+    SchemaBehind,
+    StoreBusy,
+    StoreDamaged,
+    StoreError,
+    StoreTimeout,
+)
 from recsys.store.deadline import timed_out
 
 log = logging.getLogger(__name__)
@@ -71,6 +79,8 @@ def public_message(exc: RecsysError) -> str:
     if isinstance(exc, StoreDamaged):
         return ("the database is damaged; retrying will not help: the operator must restore it from a backup "
                 "(the server log names the file)")
+    if isinstance(exc, SchemaBehind):
+        return SchemaBehind.public
     if isinstance(exc, StoreError):
         return "the database is unreachable; retry shortly"
     return redact(exc.message)

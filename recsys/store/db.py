@@ -40,7 +40,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "_migrations"
 """Alembic scripts: the top-level migrations/ (linked as recsys/_migrations, so that a wheel ships them too)."""
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
@@ -55,7 +55,7 @@ def make_engine(url: str) -> Engine:
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
         deadline.install(engine)
         return engine
     # No pool_pre_ping: deadline.install pings on check-out itself, under a request's bound.
@@ -204,6 +204,23 @@ class Store:
         cfg.attributes["engine"] = self.engine
         return cfg
 
+    @contextmanager
+    def _migrating(self) -> Iterator[Any]:
+        """:meth:`alembic_config` for a migration: on SQLite over :func:`migration_engine`, every revision of the
+        run in one transaction (all of it applied, or the database left as it was)."""
+        cfg = self.alembic_config()
+        if self.dialect != "sqlite":
+            yield cfg
+            return
+        from recsys.store.schema import migration_engine
+
+        engine = migration_engine(self.url)
+        cfg.attributes.update(engine=engine, transactional_ddl=True)
+        try:
+            yield cfg
+        finally:
+            engine.dispose()
+
     def upgrade(self, revision: str = "head") -> None:
         """Migrate up to ``revision``; processes starting together take turns (:mod:`recsys.store.schema`)."""
         from alembic import command
@@ -212,27 +229,44 @@ class Store:
 
         if revision == "head" and self.at_head():
             return
+        current = None
         try:
-            with schema.migration_lock(self), _alembic_refusal():
-                schema.check_known(self, self.current_revision(), revision, "up")
+            with schema.migration_lock(self), _alembic_refusal(), schema.interrupts_kept():
+                current = self.current_revision()
+                schema.check_known(self, current, revision, "up")
                 if revision == "head" and self.at_head():
                     return  # another process migrated while this one waited
-                command.upgrade(self.alembic_config(), revision)
+                with self._migrating() as cfg:
+                    command.upgrade(cfg, revision)
         except OperationalError as e:
-            raise _refused(e) or self.unavailable(e) from e
+            raise _refused(e) or self._failed_migration(e, current, revision) or self.unavailable(e) from e
         except DBAPIError as e:
             if _damaged(e):
                 raise self.unavailable(e) from e
             raise
+
+    def _failed_migration(self, e: OperationalError, current: str | None, wanted: str) -> SchemaMismatch | None:
+        """A SQLite migration the file refused for its contents (a table or trigger already there, left by an upgrade
+        that an older recsys stopped midway) is no server to start: say so, and that nothing was changed."""
+        if self.dialect != "sqlite" or current is None or _damaged(e) or "already exists" not in str(e.orig):
+            return None
+        why = str(e.orig).splitlines()[0]
+        return SchemaMismatch(
+            f"the schema upgrade of {self.engine.url.database} from revision {current} to {wanted} failed ({why}); "
+            f"the database is still at {current}, unchanged. An upgrade stopped midway by an older recsys (before "
+            "migrations ran in one transaction) leaves such objects behind: restore the file from a backup, or ask "
+            "for help with the object named above (it holds no data of its own unless its name starts with "
+            "_alembic_tmp_)")
 
     def downgrade(self, revision: str = "base") -> None:
         from alembic import command
 
         from recsys.store import schema
 
-        with schema.migration_lock(self), _alembic_refusal():
+        with schema.migration_lock(self), _alembic_refusal(), schema.interrupts_kept():
             schema.check_known(self, self.current_revision(), revision, "down")
-            command.downgrade(self.alembic_config(), revision)
+            with self._migrating() as cfg:
+                command.downgrade(cfg, revision)
 
     def stamp(self, revision: str = "head") -> str:
         """Record ``revision`` as the schema of a database whose recsys tables exist without one (restored without

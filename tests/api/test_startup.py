@@ -65,3 +65,25 @@ def test_readiness_says_nothing_is_built_yet(tmp_path: Path) -> None:
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["store"] is True
         assert "recsys build" in ready.json()["reason"] and "search" in ready.json()["not_served"]
+
+
+def test_a_schema_upgrade_that_fails_is_the_reason_not_an_unreachable_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.errors import SchemaBehind, SchemaMismatch
+
+    with TestClient(create_app(_settings(tmp_path, f"sqlite:///{tmp_path / 'recsys.db'}")),
+                    raise_server_exceptions=False) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        why = "the schema upgrade of recsys.db from revision 0003 to head failed (table items_fts already exists)"
+
+        def refuse(*_a: object, **_k: object) -> None:
+            raise SchemaMismatch(why)
+
+        monkeypatch.setattr(runtime.recommender.store, "upgrade", refuse)
+        runtime.migrated = False  # as when the database was down at start-up and answers now
+        runtime.tick()
+        ready = client.get("/readyz")  # public: the reason without the file's path, which the log has
+        assert ready.status_code == 503 and ready.json()["store"] is True
+        assert ready.json()["reason"] == SchemaBehind.public
+        r = client.get("/v1/items/x")
+        assert r.status_code == 503 and r.json()["error"]["message"] == SchemaBehind.public
