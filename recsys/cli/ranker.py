@@ -55,10 +55,12 @@ def _row_line(r: dict[str, Any]) -> str:
     unusable = not r["compatible"] or bool(r["damaged"])
     mark = ("*" if r["current"] else " ") + ("!" if unusable else " ")
     notes = ""
-    if r["damaged"]:
+    why = r["incompatible_reason"]
+    if r["damaged"] and r["damaged"] != why:
         notes += f"  damaged ({r['damaged']}): `recsys train` replaces it"
-    elif not r["compatible"]:
-        notes += f"  the served index cannot use it: {r['incompatible_reason']}"
+    elif why:  # an intact generation of an older format or feature list is not damaged: this version cannot read it
+        older = "was saved in format" in why or "another feature list" in why
+        notes += f"  {'made by another version of recsys' if older else 'the served index cannot use it'}: {why}"
     if not r["network"]:
         reason = f" ({r['no_network_reason']})" if r["no_network_reason"] else ""
         notes += f"  no network: ranks in candidate order{reason}"

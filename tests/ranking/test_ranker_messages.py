@@ -121,3 +121,15 @@ def test_index_build_warns_when_the_current_ranker_cannot_rank_its_generation(
     write_pointer(root, _save(pipe, root, "fits", 2002, encoder_id="new-encoder"))
     assert "cannot rank" not in runner.invoke(index_app, ["build"]).output
     assert current_version(root) == "fits"
+
+
+def test_list_calls_an_intact_older_format_generation_old_not_damaged(
+        settings: Settings, pipe: RankingPipeline) -> None:
+    root = rankers_root(settings)
+    name = _save(pipe, root, "old", 2001)
+    m = json.loads((root / name / "manifest.json").read_text(encoding="utf-8"))
+    m["format"] = 1  # what a recsys before the format change saved, intact
+    (root / name / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    line = next(x for x in CliRunner().invoke(app, ["list"]).output.splitlines() if " old " in x)
+    assert line.startswith("*! old") and "damaged" not in line, line
+    assert "made by another version of recsys" in line and "saved in format 1" in line and "recsys train" in line
