@@ -67,11 +67,11 @@ def test_a_like_without_javascript_says_what_it_stored(web: TestClient) -> None:
     r = web.post("/feedback", data={"user_id": "u2", "item_id": "s2"}, headers=ORIGIN, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/users/u2?liked=s2"  # no empty "?" nor "&"
     page = web.get(r.headers["location"]).text
-    assert re.search(r'id="flash"[^>]*>You liked “red shoe 2”', page)
+    assert re.search(r'id="flash"[^>]*>You liked “<bdi>red shoe 2</bdi>”', page)
     r = web.post("/feedback", data={"user_id": "u2", "item_id": "s3", "type": "dislike", "category": "shoes",
                                     "diversity": "0.3"}, headers=ORIGIN, follow_redirects=False)
     assert r.headers["location"] == "/users/u2?category=shoes&diversity=0.3&disliked=s3"
-    assert "You disliked “red shoe 3”" in web.get(r.headers["location"]).text
+    assert "You disliked “<bdi>red shoe 3</bdi>”" in web.get(r.headers["location"]).text
     assert 'id="flash"' not in web.get("/users/u2?liked=%3Cnot-an-item%3E").text  # only a stored item is named
 
 

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as Upload
 
@@ -60,12 +61,14 @@ def _home(request: Request, q: str, modality: str, form: pages.FilterForm, *,
     rec = _rec(request)
     check_modality(modality)
     f = form.item_filter()
+    title: Markup  # the user's words isolated: a query's U+202E must not reverse the page's own words after it
     if image_results is not None:
-        title, results = f"Looks like {image_name or 'your image'}", image_results
+        title, results = Markup("Looks like <bdi>{}</bdi>").format(image_name or "your image"), image_results
     elif q:
-        title, results = f"Results for “{q}”", rec.search_text(q, PAGE_K, modality=modality, filter=f)
+        title = Markup("Results for “<bdi>{}</bdi>”").format(q)
+        results = rec.search_text(q, PAGE_K, modality=modality, filter=f)
     else:
-        title, results = "Trending", rec.trending(PAGE_K, filter=f)
+        title, results = Markup("Trending"), rec.trending(PAGE_K, filter=f)
     return render(request, "home.html", q=q, modality=modality, form=form, title=title,
                   cards=pages.result_cards(rec, results, match=image_results is not None),
                   categories=pages.categories(rec.store),
@@ -104,6 +107,15 @@ async def search_image(request: Request, image: Annotated[UploadFile | str | Non
         return await run_in_threadpool(_home, request, "", "fused", form, image_results=results, image_name=name)
     except RecsysError as e:
         return error(request, e)
+
+
+@router.get("/search/image")
+@router.get("/feedback")
+@router.get("/logout")
+def posted_only(request: Request) -> Response:
+    """These addresses take a form post. Opened from the address bar (reloaded, copied, typed after an image search
+    or a refused like), they go to the search page, never the API's JSON 405; a GET never logs anyone out."""
+    return RedirectResponse("/", status_code=303)
 
 
 # -- item ----------------------------------------------------------------------------------------------------------
@@ -165,12 +177,14 @@ def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: flo
     rec = _rec(request)
     if not user_id or len(user_id) > MAX_ID or "\x00" in user_id:
         raise ValidationFailed(f"a user id is 1 to {MAX_ID} characters")
-    if told:
-        message = _feedback_message(rec, told[1], told[0])
     recs = rec.recommend(user_id, PAGE_K, filter=form.item_filter(), diversity=diversity, explain=True)
     hist, n_events = pages.history(rec, user_id)
+    if told:  # a first event of a user id the store did not know: a typo in "Like as user" made a new shopper
+        first = n_events == 1 and hist[0].item_id == told[1]
+        message = _feedback_message(rec, told[1], told[0], user_id if first else None)
     context: dict[str, Any] = {"user_id": user_id, "recs": pages.result_cards(rec, recs), "history": hist,
                                "n_events": n_events, "form": form, "diversity": diversity, "message": message,
+                               "fragment": fragment,
                                "suggestions": pages.user_suggestions(rec.store, user_id) if not n_events else None}
     if fragment:
         return render(request, "_user_live.html", **context)
@@ -190,7 +204,7 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
     form = pages.filter_form(category, price_min, price_max, in_stock)
     user_id = user_id.strip()  # as the store keeps it: the page shown next is the user the event went to
     try:
-        await who(request, "admin")
+        await who(request, "admin", needs="Likes need")
         same_origin(request)
         if type not in ("like", "dislike"):
             raise ValidationFailed("feedback is a like or a dislike")
@@ -209,8 +223,7 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
             query = "&".join(q for q in (form.query(), urlencode({"diversity": diversity} if diversity else {}),
                                          urlencode({f"{type}d": item_id})) if q)
             return RedirectResponse(f"/users/{quote(user_id, safe='')}?{query}", status_code=303)
-        message = await run_in_threadpool(_feedback_message, rec, item_id, type)
-        return await run_in_threadpool(_user, request, user_id, form, diversity, True, message)
+        return await run_in_threadpool(_user, request, user_id, form, diversity, True, None, (type, item_id))
     except RecsysError as e:
         return error(request, e)
 
@@ -228,10 +241,17 @@ def _refuse_removed(rec: Any, item_id: str, type: str) -> None:
                                f"so it can no longer be {type}d")
 
 
-def _feedback_message(rec: Any, item_id: str, type: str) -> str | None:
-    """"You liked …" for a stored item; None for an id the store does not know (``?liked=`` is any caller's text)."""
+def _feedback_message(rec: Any, item_id: str, type: str, new_user: str | None = None) -> Markup | None:
+    """"You liked …" for a stored item; None for an id the store does not know (``?liked=`` is any caller's text).
+    The title is isolated (``<bdi>``): its direction controls stay inside it. ``new_user``: the like was that
+    shopper's first event (a new shopper, perhaps a mistyped id)."""
     card = pages.item_card(rec, item_id)
-    return None if card.note else f"You {type}d “{card.title}”: recommendations updated."
+    if card.note:
+        return None
+    said = Markup("You {}d “<bdi>{}</bdi>”").format(type, card.title)
+    if new_user:
+        said += Markup(" as <bdi>{}</bdi>, a new shopper (their first event)").format(new_user)
+    return said + ": recommendations updated."
 
 
 # -- experiments ---------------------------------------------------------------------------------------------------
@@ -239,7 +259,7 @@ def _feedback_message(rec: Any, item_id: str, type: str) -> str | None:
 async def experiments_page(request: Request) -> Response:
     """The configured experiments (an admin page: reports show business figures)."""
     try:
-        await who(request, "admin")
+        await who(request, "admin", needs="Experiment reports need")
         from recsys.api.routes.experiments import experiments_of
 
         return render(request, "experiments.html", experiments=[e.public() for e in experiments_of(request).all])
@@ -251,7 +271,7 @@ async def experiments_page(request: Request) -> Response:
 async def experiment_page(request: Request, name: str) -> Response:
     """One experiment's report: the table and its rates as bars with 95% intervals (inline SVG)."""
     try:
-        await who(request, "admin")
+        await who(request, "admin", needs="Experiment reports need")
         return await run_in_threadpool(_experiment, request, name)
     except RecsysError as e:
         return error(request, e)

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import authorize, count_request, identify
@@ -29,20 +30,48 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' https: http: data:; object-src 'none'; "
                                "base-uri 'none'; frame-ancestors 'none'",
+    # never kept: Back and Forward ask again, so a page never shows a history or list from before a like (and its
+    # Like buttons cannot store the same like twice); /media and the static files keep their own caching
+    "Cache-Control": "no-store",
 }
+BIDI_CONTROLS = dict.fromkeys(map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+"""Direction controls a title may carry: a tab title cannot isolate them, so they are left out of it."""
+
 MAX_NEXT = 2000
 """The longest page address a login returns to (longer ones return to the page without its query)."""
 
 
+class SessionExpired(AuthError):
+    """A form post or like without the login session the page was opened with: the page says log in again."""
+
+
+class AdminKeyNeeded(Forbidden):
+    """A login with a read key asked for what needs an admin key (a like, an experiment report)."""
+
+
 @cache
 def templates() -> Jinja2Templates:
-    return Jinja2Templates(directory=str(WEB / "templates"))
+    t = Jinja2Templates(directory=str(WEB / "templates"))
+    t.env.filters["tab_title"] = tab_title
+    return t
 
 
-async def who(request: Request, scope: str = "read") -> None:
-    """Check the caller like the API does: the login session's cookie, or a key in a header or a bearer token."""
+def tab_title(value: Any) -> str:
+    """Text for ``<title>`` (a tab cannot isolate user text): tags of a marked-up title dropped, direction
+    controls (a title's U+202E would reverse "· recsys explorer" after it) removed."""
+    text = value.striptags() if isinstance(value, Markup) else str(value)
+    return text.translate(BIDI_CONTROLS)
+
+
+async def who(request: Request, scope: str = "read", needs: str = "This page needs") -> None:
+    """Check the caller like the API does: the login session's cookie, or a key in a header or a bearer token.
+    ``needs``: how a refusal for a read key begins ("Likes need"), in a shopper's words."""
     settings = request.app.state.settings
     cookie = request.cookies.get(session.COOKIE)
+    auth = request.headers.get("authorization", "")
+    key = request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
+    if settings.api.auth and not cookie and not key:  # the browser drops the cookie when its max-age runs out
+        raise SessionExpired("you are not logged in, or your login session has expired: log in again")
     if cookie and settings.api.auth:
         counted = False
 
@@ -55,11 +84,13 @@ async def who(request: Request, scope: str = "read") -> None:
         if principal is None:
             if not counted:
                 await miss()
-            raise AuthError("your session has expired or its key was revoked; log in again")
-        await authorize(request, principal, "key:" + principal.name, scope)
+            raise SessionExpired("your login session has expired or its key was revoked: log in again")
+        try:
+            await authorize(request, principal, "key:" + principal.name, scope)
+        except Forbidden:
+            raise AdminKeyNeeded(f"{needs} an admin key, and you are logged in with a read-only key: log in "
+                                 "again with an admin key") from None
         return
-    auth = request.headers.get("authorization", "")
-    key = request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
     await identify(request, key, None, scope)
 
 
@@ -76,6 +107,19 @@ def same_origin(request: Request) -> None:
         raise Forbidden("cross-origin form posts are refused")
 
 
+def came_from(request: Request) -> str:
+    """The explorer page a form post or like was sent from (its Referer, on this host), else ``/``."""
+    referer = urlparse(request.headers.get("referer", ""))
+    if referer.netloc != request.headers.get("host", "") or not referer.path.startswith("/"):
+        return "/"
+    back = referer.path + ("?" + referer.query if referer.query else "")
+    return back if len(back) <= MAX_NEXT else referer.path
+
+
+def login_url(back: str) -> str:
+    return "/login?next=" + quote(back, safe="/")
+
+
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     settings = request.app.state.settings
     # "Log out" only for a browser holding a login session (not on the login page before anyone logged in)
@@ -87,13 +131,16 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 
 def error(request: Request, e: RecsysError) -> Response:
     """The error page; a page read without a key goes to the login, which comes back to the same address (its
-    search, filters and diversity included)."""
-    if isinstance(e, AuthError) and not isinstance(e, Forbidden) and request.method == "GET":
-        back = request.url.path + ("?" + request.url.query if request.url.query else "")
-        return RedirectResponse("/login?next=" + quote(back if len(back) <= MAX_NEXT else request.url.path, safe="/"),
-                                status_code=303)
+    search, filters and diversity included). A like or form post refused for the login (none, expired, a read key
+    where an admin key is needed) says so, with a link to log in that comes back to the page it was sent from."""
+    relogin = isinstance(e, AdminKeyNeeded) or (isinstance(e, AuthError) and not isinstance(e, Forbidden))
+    here = request.url.path + ("?" + request.url.query if request.url.query else "")
+    here = here if len(here) <= MAX_NEXT else request.url.path
+    if relogin and request.method == "GET" and not isinstance(e, AdminKeyNeeded):
+        return RedirectResponse(login_url(here), status_code=303)
     status = e.status if 400 <= e.status < 600 else 500
-    return render(request, "error.html", status, message=public_message(e), code=e.code)
+    login = login_url(came_from(request) if request.method != "GET" else here) if relogin else None
+    return render(request, "error.html", status, message=public_message(e), code=e.code, login=login)
 
 
 async def page(request: Request, build: Callable[..., Response], *args: Any) -> Response:

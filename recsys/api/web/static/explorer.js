@@ -49,7 +49,10 @@
         const doc = new DOMParser().parseFromString(html, "text/html");
         const msg = doc.getElementById("error-message");
         if (msg) { response = null; }  // the server's own words: shown as they are
-        throw new Error(msg ? msg.textContent : "HTTP " + response.status);
+        const err = new Error(msg ? msg.textContent : "HTTP " + response.status);
+        const login = doc.getElementById("login-link");  // no login, or an expired one: where to log in again
+        err.login = login ? login.getAttribute("href") : null;
+        throw err;
       }
       live.innerHTML = html;
       live.dataset.version = String(Number(live.dataset.version || "0") + 1);
@@ -71,6 +74,13 @@
       p.className = "warn";
       p.setAttribute("role", "alert");
       p.textContent = "Could not record that: " + failure(err, response);
+      if (err.login) {
+        const a = document.createElement("a");
+        a.href = err.login;
+        a.id = "login-again";
+        a.textContent = "Log in again";
+        p.append(" ", a);
+      }
       live.prepend(p);
       button.disabled = false;
       if (hadFocus) { button.focus(); }
@@ -119,9 +129,33 @@
     }
   });
 
-  window.addEventListener("pageshow", function (event) { if (event.persisted) { clearBusy(); } });
-
-  document.addEventListener("change", function (event) {
-    if (event.target.matches("select[data-autosubmit]")) { event.target.form.submit(); }
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) { return; }
+    // a user page kept by the back/forward cache shows the history and list from before the likes made since
+    if (document.getElementById("live")) { window.location.reload(); } else { clearBusy(); }
   });
+
+  // A picture the server offers but the browser cannot decode (no status recorded yet: `recsys embed` has not
+  // looked at it) becomes the "no image" tile instead of a broken-image icon; its alt text stays its name.
+  function noImage(img) {
+    if (!img.matches("img.thumb, img.mini, img.hero") || !img.parentNode) { return; }
+    const tile = document.createElement("div");
+    tile.className = img.className + " noimg";
+    tile.setAttribute("role", "img");
+    tile.setAttribute("aria-label", "no image" + (img.alt ? ": " + img.alt : ""));
+    tile.textContent = "no image";
+    img.replaceWith(tile);
+  }
+  document.addEventListener("error", function (event) {
+    if (event.target instanceof HTMLImageElement) { noImage(event.target); }
+  }, true);
+  document.querySelectorAll("img").forEach(function (img) {  // failed before this script ran
+    if (img.complete && img.naturalWidth === 0 && img.getAttribute("src")) { noImage(img); }
+  });
+
+  // After Apply, the diversity list has the focus again (the form's address ends in #diversity).
+  if (window.location.hash === "#diversity") {
+    const select = document.getElementById("diversity");
+    if (select) { select.focus(); }
+  }
 })();
