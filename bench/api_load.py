@@ -31,6 +31,10 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _homes import exit_if_unusable, require_built  # noqa: E402
+
 NO_CACHE = {"Cache-Control": "no-cache"}  # every request ranked anew (the service's result cache bypassed)
 BIN = Path(sys.executable).parent
 
@@ -80,19 +84,42 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+TRANSIENT = (None, "", "the database is unreachable")
+"""/readyz reasons that may clear by themselves while a server starts; any other reason of a server that is not
+ready (e.g. no index generation) will not, and ends the wait at once."""
+
+
+async def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> dict[str, Any]:
+    """/readyz's answer once ready; exits with its reason and the server log's path as soon as the server died, gives
+    a reason that will not clear by itself, or ``timeout_s`` passed."""
+    deadline = time.monotonic() + timeout_s
+    reason: str | None = None
     async with httpx.AsyncClient(base_url=base, timeout=5) as c:
-        for _ in range(3000):
+        while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise SystemExit("the server exited; see its log")
+                raise SystemExit(f"the server exited ({proc.returncode}) before it was ready; see its log {log}")
             try:
                 r = await c.get("/readyz")
-                if r.status_code == 200:
-                    return r.json()  # type: ignore[no-any-return]
             except httpx.TransportError:
-                pass
+                r = None
+            if r is not None and r.status_code == 200:
+                return r.json()  # type: ignore[no-any-return]
+            if r is not None:
+                reason = _reason(r)
+                if reason not in TRANSIENT:
+                    raise SystemExit(f"the server is not ready: {reason}; see its log {log}")
             await asyncio.sleep(0.1)
-    raise SystemExit("the server did not become ready")
+    raise SystemExit(f"the server did not become ready in {timeout_s:.0f} s (last /readyz reason: "
+                     f"{reason or 'none'}); see its log {log}")
+
+
+def _reason(r: httpx.Response) -> str | None:
+    try:
+        body = r.json()
+    except ValueError:
+        return None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    return str(reason) if reason else None
 
 
 async def load(base: str, paths: list[str], concurrency: int, seconds: float,
@@ -181,7 +208,7 @@ def summarize(latencies: list[float], errors: dict[str, int], elapsed: float) ->
 
 
 async def run(args: argparse.Namespace, home: Path, proc: subprocess.Popen[bytes], base: str) -> dict[str, Any]:
-    status = await wait_ready(base, proc)
+    status = await wait_ready(base, proc, args.log, args.ready_timeout)
     users = user_ids(home, args.database_url)
     rec_paths = [f"/v1/users/{u}/recommendations?k={args.k}" for u in users]
     await drive(args, base, rec_paths, 4, args.warmup)  # warm caches, threads and connections
@@ -236,7 +263,11 @@ def main() -> None:
                          "built with")
     ap.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
                     help="load generator: wrk when installed (Debian package wrk), else httpx in this process")
+    ap.add_argument("--ready-timeout", type=float, default=120.0,
+                    help="seconds the server may take to become ready (loading the generations)")
     args = ap.parse_args()
+    if args.home is not None:  # checked before a server starts (which would create a store there)
+        exit_if_unusable(lambda: require_built(args.home, "--home", args.database_url or None))
     if args.client == "auto":
         args.client = "wrk" if shutil.which("wrk") else "httpx"
     tmp = None
@@ -246,7 +277,7 @@ def main() -> None:
         home = Path(tmp.name) / "home"
         prepare_home(home, args.items, args.users, args.database_url)
     port = free_port()
-    log = Path(tempfile.gettempdir()) / f"recsys-api-load-{port}.log"
+    log = args.log = Path(tempfile.gettempdir()) / f"recsys-api-load-{port}.log"
     proc = start_server(home, port, log, args.database_url)
     try:
         result = asyncio.run(run(args, home, proc, f"http://127.0.0.1:{port}"))

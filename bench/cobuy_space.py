@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _homes import require_built_settings  # noqa: E402
 from reach import target_slices  # noqa: E402  (the evaluator's slices, shared with bench/reach.py)
 
-from recsys.config import get_settings  # noqa: E402
 from recsys.evaluation.splits import temporal_split  # noqa: E402
 from recsys.ranking.catalog import ItemTable  # noqa: E402
 from recsys.ranking.cobuy import CobuyProjection  # noqa: E402
@@ -50,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", default="validation", choices=["validation", "test"])
     a = ap.parse_args()
-    settings = get_settings()
+    settings = require_built_settings()  # Store.open would create an empty store at a mistyped RECSYS_HOME
     rec = Recommender(settings, Store.open(settings))
     vectors = vectors_of_index(settings, rec.index)
     with rec.store.session() as s:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _homes import InputError, exit_if_unusable, holds
 from sqlalchemy import select
 
 from recsys.config import Settings
@@ -102,6 +103,37 @@ def _facet_accuracy(store: Store, items: list[ItemRecord], held: list[int], held
             "generated_type_correct_where_in_vocabulary": round(type_ok / max(in_vocab, 1), 3)}
 
 
+MARKER = ".describe_hm-copy"
+"""Written into ``--home`` when this script makes the copy: the only kind of folder it ever removes."""
+
+
+def prepare_home(home: Path, src: Path | None) -> None:
+    """Copy ``src`` to ``home`` (a previous copy of this script's replaced), after refusing anything that could lose
+    data: ``src`` at, inside or around ``home``, or a ``home`` that is not a copy made here. Without ``src``,
+    ``home`` must already be a store (it is written, never created)."""
+    if src is None:
+        if not (home / "recsys.db").is_file():
+            raise InputError(f"--home {home}: no store database {home / 'recsys.db'}; give a copy of an embedded H&M "
+                             "home, or --copy-from HM_HOME to make one there")
+        return
+    if not (src / "recsys.db").is_file():
+        raise InputError(f"--copy-from {src}: no store database {src / 'recsys.db'} (an embedded H&M home)")
+    if holds(home, src) or holds(src, home):
+        raise InputError(f"--home {home} and --copy-from {src} overlap (one is, or is inside, the other); --home "
+                         "must be a separate folder: it is replaced by the copy")
+    if home.exists() and not home.is_dir():
+        raise InputError(f"--home {home} is not a folder; nothing was removed")
+    if home.exists() and any(home.iterdir()) and not (home / MARKER).is_file():
+        raise InputError(f"--home {home} exists and is not a copy made by describe_hm.py (no {MARKER} in it); "
+                         "nothing was removed: choose a new folder, or remove it yourself")
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / MARKER).write_text(f"a copy of {src.resolve()} made by bench/describe_hm.py; removed by its next run\n")
+    shutil.copytree(src, home, ignore=shutil.ignore_patterns("indexes", "onnx", "reports", MARKER),
+                    dirs_exist_ok=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--home", type=Path, required=True, help="a COPY of an embedded H&M home (it is written)")
@@ -111,9 +143,7 @@ def main() -> None:
     ap.add_argument("--copy-from", type=Path, default=None,
                     help="an embedded H&M home copied to --home first (its store and feature cache; read only)")
     args = ap.parse_args()
-    if args.copy_from is not None:
-        shutil.rmtree(args.home, ignore_errors=True)
-        shutil.copytree(args.copy_from, args.home, ignore=shutil.ignore_patterns("indexes", "onnx", "reports"))
+    exit_if_unusable(lambda: prepare_home(args.home, args.copy_from))
     settings = Settings(home=args.home)
     settings.encoder.runtime = "torch"
     store = Store(settings.db_url)

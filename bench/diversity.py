@@ -15,6 +15,7 @@ import json
 import time
 
 import numpy as np
+from _homes import require_built_settings  # bench/, on sys.path
 from threadpoolctl import threadpool_limits
 
 from recsys.evaluation import summarize, temporal_split
@@ -31,6 +32,7 @@ def main() -> None:
     ap.add_argument("--part", default="validation", choices=["validation"],
                     help="the users scored: validation only (a sweep is tuning; the test part is never looked at)")
     args = ap.parse_args()
+    require_built_settings()  # Recommender() would create an empty store at a mistyped RECSYS_HOME
     rec = Recommender()
     reader = rec.index
     vectors = vectors_of_index(rec.settings, reader)

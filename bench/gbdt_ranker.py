@@ -30,10 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-try:
-    import lightgbm as lgb
-except ImportError:  # not a dependency of recsys: this comparison is the only user
-    raise SystemExit("bench/gbdt_ranker.py needs LightGBM: .venv/bin/python -m pip install lightgbm") from None
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _homes import require_built_settings  # noqa: E402
 
 from recsys.cli.pipeline import open_store  # noqa: E402
 from recsys.config import Settings  # noqa: E402
@@ -51,7 +50,16 @@ REPEAT = FEATURES.index("log_repeat")
 """A candidate the shopper already bought (or saw) has a positive repeat count."""
 
 
-def fit(examples: list[Any], objective: str, seed: int, new_only: bool = False) -> lgb.Booster:
+def lightgbm() -> Any:
+    """LightGBM, imported when the comparison runs (``--help`` works without it)."""
+    try:
+        import lightgbm as lgb
+    except ImportError:  # not a dependency of recsys: this comparison is the only user
+        raise SystemExit("bench/gbdt_ranker.py needs LightGBM: .venv/bin/python -m pip install lightgbm") from None
+    return lgb
+
+
+def fit(examples: list[Any], objective: str, seed: int, new_only: bool = False) -> Any:
     """LightGBM on the training lists; ``new_only``: on each list's candidates new to the shopper alone (lists
     without such a positive dropped), a model of discovery only."""
     parts = []
@@ -61,6 +69,7 @@ def fit(examples: list[Any], objective: str, seed: int, new_only: bool = False) 
             parts.append((e.feats[keep], e.labels[keep]))
     feats = np.concatenate([f for f, _ in parts])
     labels = (np.concatenate([lab for _, lab in parts]) > 0).astype(int)
+    lgb = lightgbm()
     ds = lgb.Dataset(feats, labels, group=[len(f) for f, _ in parts], feature_name=list(FEATURES))
     return lgb.train({**PARAMS, "objective": objective, "seed": seed}, ds, num_boost_round=ROUNDS)
 
@@ -86,6 +95,8 @@ def main() -> None:
                     help="instead: the network's list with its new-item places reordered by LightGBM fitted on all "
                          "candidates or on those new to the shopper only")
     args = ap.parse_args()
+    lightgbm()
+    require_built_settings()
 
     captured: list[Any] = []
     fit_net = P.fit_net

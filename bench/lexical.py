@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _homes import exit_if_unusable, require_built  # bench/, on sys.path
+
 from recsys.config import Settings
 from recsys.service import Recommender
 from recsys.store import Store
@@ -105,6 +107,8 @@ def main() -> None:
     home = os.environ.get("BENCH_HM_HOME") or os.environ.get("RECSYS_HOME")
     if not home:
         sys.exit("set BENCH_HM_HOME to a built H&M home")
+    flag = "BENCH_HM_HOME" if os.environ.get("BENCH_HM_HOME") else "RECSYS_HOME"
+    exit_if_unusable(lambda: require_built(Path(home), flag, os.environ.get("RECSYS_DATABASE_URL")))
     settings = Settings(home=Path(home))
     store = Store(settings.db_url)
     if args.upgrade:

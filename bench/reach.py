@@ -23,8 +23,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from recsys.config import get_settings  # noqa: E402
+from _homes import require_built_settings  # noqa: E402
+
 from recsys.evaluation.splits import Split, positives, temporal_split  # noqa: E402
 from recsys.ranking import RankingPipeline  # noqa: E402
 from recsys.ranking.candidates import SOURCES  # noqa: E402
@@ -58,7 +60,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder the JSON is written to")
     a = ap.parse_args()
-    settings = get_settings()
+    settings = require_built_settings()  # Store.open would create an empty store at a mistyped RECSYS_HOME
     rec = Recommender(settings, Store.open(settings))
     reader = rec.index
     vectors = vectors_of_index(rec.settings, reader)

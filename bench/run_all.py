@@ -67,7 +67,8 @@ def benches(out: Path, quick: bool) -> list[Bench]:
                *(["--vectors-home", vectors] if vectors else ["--embed"]),
                *(["--datasets", "ml100k", "--max-users", "200"] if quick else [])]
     found = [
-        Bench("import_speed", [py, str(HERE / "import_speed.py")], lambda r: {"import_speed": r}),
+        Bench("import_speed", [py, str(HERE / "import_speed.py"), *(["--sqlite-only"] if quick else [])],
+              lambda r: {"import_speed": r}),
         Bench("encoders", [py, str(HERE / "encoders.py"), *(["--skip-quality", "--images", "32"] if quick else [])],
               _encoders_split),
         Bench("index", [py, str(HERE / "index.py"), "--out", str(out / "index.json"), *(["--quick"] if quick else [])],
@@ -141,6 +142,8 @@ def _failure(r: dict[str, Any] | None) -> str | None:
     our figures (our own model failed there; a peer that cannot run is only noted in its ``errors``)."""
     if r is None:
         return None
+    if not r:
+        return "empty answer ({}): nothing was measured"
     if "error" in r:
         return str(r["error"])
     if not _per_dataset(r):
@@ -156,7 +159,7 @@ def _first_error(entry: dict[str, Any]) -> str:
 
 
 def _stamp(r: dict[str, Any], when: str, host: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    if _per_dataset(r):
+    if _per_dataset(r) or not r:
         return r  # quality.json: one entry per dataset, each with its own generated_at
     r["measured_at"], r["measured_on"] = when, host
     r.setdefault("wall_s", wall_s)
@@ -188,7 +191,9 @@ def run(b: Bench, out: Path, host: dict[str, Any]) -> str:
     for stem in b.own:
         path = out / f"{stem}.json"
         if path.exists() and path.stat().st_mtime >= time.time() - wall - 1:  # written by this run
-            save_like(path, _stamp(json.loads(path.read_text()), when, host, wall))
+            own = json.loads(path.read_text())
+            if isinstance(own, dict) and own:  # an empty file is never stamped into a result
+                save_like(path, _stamp(own, when, host, wall))
     return f"ok in {wall} s"
 
 

@@ -21,8 +21,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from recsys.config import get_settings  # noqa: E402
+from _homes import require_built_settings  # noqa: E402
+
 from recsys.service import Recommender  # noqa: E402
 from recsys.store import Store  # noqa: E402
 from recsys.store.queries import events_frame, items_frame  # noqa: E402
@@ -51,13 +53,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder the JSON is written to")
     a = ap.parse_args()
-    settings = get_settings()
+    settings = require_built_settings()  # Store.open would create an empty store at a mistyped RECSYS_HOME
     store = Store.open(settings)
     with store.session() as s:
         events, items = events_frame(s), items_frame(s)
     buys = events[events["type"] == "purchase"]
     counts = buys.groupby("user_id").size()
     eligible = sorted(str(u) for u in counts[counts >= 3].index)
+    if not eligible or a.users < 1:
+        raise SystemExit(f"shopper_lists.py: no shopper with >= 3 purchases in this store ({settings.home})"
+                         if not eligible else "shopper_lists.py: --users must be at least 1")
     users = random.Random(a.seed).sample(eligible, min(a.users, len(eligible)))
     seen = {u: set(events.loc[events["user_id"] == u, "item_id"].astype(str)) for u in users}
     attrs = items.set_index("item_id")["attributes"] if "attributes" in items else None

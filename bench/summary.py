@@ -23,6 +23,10 @@ from typing import Any
 START, END = "<!-- bench-summary:start -->", "<!-- bench-summary:end -->"
 
 
+STAMPS = ("measured_at", "measured_on", "wall_s")
+"""The keys run_all stamps at a result's top level."""
+
+
 @dataclass
 class Row:
     benchmark: str
@@ -251,7 +255,8 @@ def describe_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def quality_rows(r: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
     """One row per dataset; the fourth element is the dataset's own result (for its date)."""
-    return [(*evaluation_row(f"quality {name}", res), res) for name, res in r.items() if isinstance(res, dict)]
+    return [(*evaluation_row(f"quality {name}", res), res) for name, res in r.items()
+            if isinstance(res, dict) and name not in STAMPS]  # run_all's stamp is no dataset
 
 
 def diversity_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -508,3 +513,13 @@ def save_like(path: Path, obj: dict[str, Any]) -> None:
     m = re.match(r"\{\n( +)", old)
     indent = len(m.group(1)) if m else None
     path.write_text(json.dumps(obj, indent=indent) + ("\n" if old.endswith("\n") else ""))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="bench/summary.py", usage="python bench/run_all.py --summary-only",
+        description="Functions only (nothing runs here): the table is rebuilt by `python bench/run_all.py "
+                    "--summary-only` (SUMMARY.md and the README's table from bench/results/*.json).").parse_args()
+    raise SystemExit("bench/summary.py runs nothing by itself: use `python bench/run_all.py --summary-only`")

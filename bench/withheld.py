@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _homes import InputError, exit_if_unusable, holds  # noqa: E402
 
 from recsys.evaluation.splits import user_part  # noqa: E402
 
@@ -76,6 +79,36 @@ def split_files(src: Path, dst: Path, dataset: str, part: str) -> tuple[Path, in
     return withheld_path, kept, held
 
 
+REUSED = ("cache/features", "encoders")
+"""What ``--reuse-home`` gives the build: tower features and fitted heads (they depend on the catalogue only)."""
+
+
+def check_inputs(args: argparse.Namespace, work: Path) -> None:
+    """InputError naming the path and the flag when an input is unusable; run before ``work`` (the previous build)
+    is removed, so a typo costs nothing."""
+    lay = LAYOUT[args.dataset]
+    src = args.data_root / args.dataset
+    if not args.data_root.is_dir():
+        raise InputError(f"--data-root {args.data_root}: no such folder (it holds hm/ and ml100k/); nothing was "
+                         "removed")
+    if not (src / lay["events"]).is_file():
+        raise InputError(f"--data-root {args.data_root}: no {src / lay['events']} (the {args.dataset} events file); "
+                         "nothing was removed")
+    if holds(work, src):
+        raise InputError(f"--data-root {args.data_root} is inside {work}, which this run replaces; nothing was "
+                         "removed")
+    if args.reuse_home is None:
+        return
+    if not args.reuse_home.is_dir():
+        raise InputError(f"--reuse-home {args.reuse_home}: no such folder; nothing was removed")
+    if not any((args.reuse_home / sub).is_dir() for sub in REUSED):
+        raise InputError(f"--reuse-home {args.reuse_home}: neither {' nor '.join(REUSED)} is there (not a home "
+                         "where `recsys build` ran); nothing was removed")
+    if holds(work, args.reuse_home):
+        raise InputError(f"--reuse-home {args.reuse_home} is inside {work}, which this run replaces; copy it "
+                         "elsewhere first; nothing was removed")
+
+
 def recsys(home: Path, *args: str) -> str:
     env = {**os.environ, "RECSYS_HOME": str(home)}
     t0 = time.time()
@@ -100,12 +133,13 @@ def main() -> None:
     args = ap.parse_args()
 
     work = args.scratch / f"withheld_{args.dataset}_{args.part}"
+    exit_if_unusable(lambda: check_inputs(args, work))  # before the previous build is removed
     if work.exists():
         shutil.rmtree(work)
     data, home = work / "data", work / "home"
     withheld, kept, held = split_files(args.data_root / args.dataset, data, args.dataset, args.part)
     if args.reuse_home is not None:
-        for sub in ("cache/features", "encoders"):
+        for sub in REUSED:
             if (args.reuse_home / sub).exists():
                 shutil.copytree(args.reuse_home / sub, home / sub)
     lay = LAYOUT[args.dataset]

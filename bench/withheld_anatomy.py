@@ -37,6 +37,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _homes import require_built_settings  # noqa: E402
 
 from recsys.cli.pipeline import open_store  # noqa: E402
 from recsys.config import Settings  # noqa: E402
@@ -185,6 +188,7 @@ def main() -> None:
     ap.add_argument("test_events", type=Path)
     ap.add_argument("--ensemble", default="", help="comma-separated ranker versions to average")
     args = ap.parse_args()
+    require_built_settings()
     rec = Recommender(Settings(), open_store())
     table = rec.generations.current().ranker.table  # type: ignore[union-attr]
     test = read_test_events(args.test_events, "hm")
