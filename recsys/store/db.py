@@ -236,6 +236,10 @@ class Store:
                 schema.check_known(self, current, revision, "up")
                 if revision == "head" and self.at_head():
                     return  # another process migrated while this one waited
+                if current is not None:  # an upgrade of recsys: the older release refuses the store from now on
+                    log.warning("upgrading the schema of %s from revision %s to %s; an older recsys refuses it "
+                                "afterwards (`recsys db downgrade %s` run by this version takes it back)",
+                                without_password(self.url), current, revision, current)
                 with self._migrating() as cfg:
                     command.upgrade(cfg, revision)
         except OperationalError as e:

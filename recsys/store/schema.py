@@ -99,7 +99,8 @@ def check_known(store: Store, current: str | None, wanted: str | None = None,
         raise SchemaMismatch(
             f"the database {without_password(store.url)} is at schema revision {current}, which this recsys does "
             f"not know (its newest is {known[-1]}): a newer recsys migrated it. Run that version or a later one, "
-            "or restore a backup made before that upgrade; nothing was changed")
+            f"or take the schema back with it (`recsys db downgrade {known[-1]}`, run by that newer version), or "
+            "restore a backup made before that upgrade; nothing was changed")
     check_stamped(store, current)
     if wanted is not None and wanted not in (*known, "head", "base"):
         raise SchemaMismatch(f"no schema revision {wanted!r}: the known revisions are {', '.join(known)} (or head, "

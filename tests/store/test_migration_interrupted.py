@@ -84,3 +84,19 @@ def test_an_object_left_by_an_older_stopped_upgrade_is_named_not_called_unreacha
     assert "unreachable" not in e.value.message
     assert store.current_revision() == "0003"
     store.dispose()
+
+
+def test_upgrading_an_existing_store_says_so_and_how_to_take_it_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    with caplog.at_level("WARNING", logger="recsys.store.db"):
+        fresh.upgrade()  # a new store: nothing to say
+    assert not caplog.records
+    old = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    old.upgrade("0007")
+    with caplog.at_level("WARNING", logger="recsys.store.db"):
+        old.upgrade()
+    said = caplog.records[-1].getMessage()
+    assert "from revision 0007 to head" in said and "recsys db downgrade 0007" in said
+    fresh.dispose()
+    old.dispose()
