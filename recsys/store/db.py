@@ -27,6 +27,7 @@ from recsys.config import Settings, get_settings, without_password
 from recsys.errors import SchemaMismatch, StoreBusy, StoreDamaged, StoreTimeout, StoreUnavailable, ValidationFailed
 from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
+from recsys.store.sqlite import migration_engine, sqlite_pragmas
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,6 @@ values written are at fault, not the server; a retry fails the same way."""
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "_migrations"
 """Alembic scripts: the top-level migrations/ (linked as recsys/_migrations, so that a wheel ships them too)."""
-
-
-def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
 
 
 def make_engine(url: str) -> Engine:
@@ -92,6 +84,11 @@ class Store:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def in_memory(self) -> bool:
+        """A scratch SQLite database in memory (the schema checks migrate one step by step)."""
+        return self.dialect == "sqlite" and self.engine.url.database in (None, "", ":memory:")
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -209,11 +206,9 @@ class Store:
         """:meth:`alembic_config` for a migration: on SQLite over :func:`migration_engine`, every revision of the
         run in one transaction (all of it applied, or the database left as it was)."""
         cfg = self.alembic_config()
-        if self.dialect != "sqlite":
-            yield cfg
+        if self.dialect != "sqlite" or self.in_memory:
+            yield cfg  # an in-memory database lives in its one connection: no second engine can reach it
             return
-        from recsys.store.schema import migration_engine
-
         engine = migration_engine(self.url)
         cfg.attributes.update(engine=engine, transactional_ddl=True)
         try:
@@ -236,7 +231,7 @@ class Store:
                 schema.check_known(self, current, revision, "up")
                 if revision == "head" and self.at_head():
                     return  # another process migrated while this one waited
-                if current is not None:  # an upgrade of recsys: the older release refuses the store from now on
+                if current is not None and not self.in_memory:  # an upgrade of recsys: the older one refuses it
                     log.warning("upgrading the schema of %s from revision %s to %s; an older recsys refuses it "
                                 "afterwards (`recsys db downgrade %s` run by this version takes it back)",
                                 without_password(self.url), current, revision, current)

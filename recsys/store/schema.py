@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import inspect, text
 
 from recsys.config import without_password
 from recsys.errors import SchemaMismatch
@@ -262,24 +261,6 @@ def _columns(store: Store) -> dict[str, set[str]]:
 def lock_file(db_path: str) -> Path:
     """The SQLite lock file :func:`migration_lock` uses (beside the database's -wal and -shm files)."""
     return Path(f"{db_path}-migrate.lock")
-
-
-def _sqlite_migration_connect(dbapi_conn: Any, record: Any) -> None:
-    from recsys.store.db import sqlite_pragmas
-
-    sqlite_pragmas(dbapi_conn, record)
-    dbapi_conn.isolation_level = None  # the driver opens no transaction of its own: the "begin" listener does
-
-
-def migration_engine(url: str) -> Engine:
-    """A SQLite engine whose transactions hold DDL too, for migrations. The driver starts a transaction only before
-    INSERT/UPDATE/DELETE, so a migration's CREATE/DROP ran committed at once: one stopped midway (Ctrl-C, a kill)
-    left its tables at the old revision, and every later start failed on them ("table items_fts already exists").
-    SQLAlchemy's recipe: no driver transactions, an explicit BEGIN for each of SQLAlchemy's."""
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, poolclass=NullPool)
-    event.listen(engine, "connect", _sqlite_migration_connect)
-    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-    return engine
 
 
 @contextmanager
