@@ -68,11 +68,13 @@ class Catalogue:
         results: list[dict[str, Any]] = []
         records = []
         for i, raw in enumerate(items):
+            given = raw.get("item_id")
+            item_id = None if given is None else str(given)  # a record without an id: null, not "None"
             try:
                 records.append(item_record(dict(raw), Path.cwd()))
-                results.append({"index": i, "item_id": str(raw.get("item_id")), "status": "stored"})
+                results.append({"index": i, "item_id": item_id, "status": "stored"})
             except (ValueError, TypeError) as e:
-                results.append({"index": i, "item_id": str(raw.get("item_id")), "status": "error", "error": str(e)})
+                results.append({"index": i, "item_id": item_id, "status": "error", "error": str(e)})
         if records:
             self._write_items(records)
             if index:

@@ -34,12 +34,16 @@ non-zero. Every message says what is wrong and what to do about it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RecsysError(Exception):
     """Base of every error recsys raises on purpose."""
 
     code = "error"
     status = 400
+    request_id: str | None = None
+    """The server's id of the request that failed (set by :mod:`recsys.client`; the server log has it)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -56,6 +60,8 @@ class StoreError(RecsysError):
 
 class StoreUnavailable(StoreError):
     code, status = "store_down", 503
+    retry_after: int | None = None
+    """Seconds the server asked to wait (``Retry-After``), where :mod:`recsys.client` got one."""
 
 
 class SchemaBehind(StoreUnavailable):
@@ -99,6 +105,8 @@ class ImportFailed(RecsysError):
 
 class ValidationFailed(RecsysError):
     code, status = "invalid", 422
+    details: list[Any] | None = None
+    """The server's list of every problem (field and reason), where :mod:`recsys.client` got one."""
 
 
 class BeforeData(ValidationFailed):

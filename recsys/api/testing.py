@@ -192,11 +192,10 @@ class FakeCatalogue:
             if not item_id:
                 out.append({"item_id": None, "status": "error", "error": "missing item_id"})
                 continue
-            status = "updated" if item_id in self.fake.items else "created"
             blank: dict[str, Any] = {"item_id": item_id, "title": "", "description": "", "category": None,
                                      "price": None, "in_stock": True, "attributes": {}}
             self.fake.items[item_id] = {**self.fake.items.get(item_id, blank), **dict(it)}  # given fields only
-            out.append({"item_id": item_id, "status": status})
+            out.append({"item_id": item_id, "status": "stored"})  # the real Catalogue's word, new or not
         return out
 
     def delete_item(self, item_id: str) -> None:

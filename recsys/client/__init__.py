@@ -18,11 +18,19 @@ not, nor is a timeout (the server may have acted on the request). Errors come ba
 :class:`~recsys.errors.RecsysError` subclass (``UnknownItem``, ``StoreUnavailable``, ...) matched by the stable error
 code; an unknown code, or an answer that is not recsys JSON, raises :class:`ApiError`, and so does a redirect (code
 ``redirect``, naming the ``Location``: redirects are never followed, so a write cannot land elsewhere); no answer at
-all (server down, timeout) raises :class:`Unreachable` (``health()`` then returns False). An empty id raises
-ValueError before anything is sent. All are RecsysErrors. Each :class:`Result` carries the item's details
+all (server down, timeout) raises :class:`Unreachable` (``health()`` then returns False; ``maybe_applied`` is True
+for a write that was sent: resend events with the same ``event_id``, items are upserts). An empty id, or one no URL
+path can address (``/``, ``.``, ``..``), raises ValueError (also a ValidationFailed) before anything is sent. A batch
+record with NaN or infinity is answered ``error`` alone, and batches over 1,000 records go in calls of 1,000. All are
+RecsysErrors. Each :class:`Result` carries the item's details
 (:class:`ItemSummary`: title, category, price, image_url) when the server sends them. Pass ``http=`` to use your own
 ``httpx.Client`` / ``httpx.AsyncClient`` (e.g. FastAPI's ``TestClient``, or one with a ``MockTransport``).
 """
+
+try:
+    import httpx  # noqa: F401
+except ImportError as e:  # the client needs httpx, which only the api extra installs
+    raise ImportError("recsys.client needs httpx: pip install httpx (or pip install 'recsys[api]')") from e
 
 from recsys.client._async import AsyncClient
 from recsys.client._base import ApiError, EventResult, ItemSummary, Page, Result, Retry, Unreachable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,10 +10,24 @@ from typing import Any, TypeVar
 import httpx
 
 from recsys.client import _calls as api
-from recsys.client._base import Call, EventResult, Page, Retry, Unreachable, unreachable
-from recsys.client._calls import Examples, FilterLike, Ids, SearchMode, When
+from recsys.client._base import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    Call,
+    EventResult,
+    Page,
+    Retry,
+    Unreachable,
+    check_given,
+    closed,
+    invalid_url,
+    unreachable,
+)
+from recsys.client._calls import Batch, Examples, FilterLike, Ids, SearchMode, When
+from recsys.errors import RecsysError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class AsyncClient:
@@ -20,43 +35,86 @@ class AsyncClient:
 
     429 and 503 answers that waiting can heal, and refused connections, are retried (``retry``: a :class:`Retry`;
     ``Retry(attempts=1)`` turns it off). No answer at all raises :class:`~recsys.client.Unreachable`. Item id
-    lists (``exclude``, ``bury``, the examples of :meth:`more_like_these`) take a single str as one id."""
+    lists (``exclude``, ``bury``, the examples of :meth:`more_like_these`) take a single str as one id.
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None, *,
-                 timeout: float = 30.0, http: httpx.AsyncClient | None = None, retry: Retry | None = None) -> None:
+    ``base_url`` defaults to http://127.0.0.1:8000 and ``timeout`` to 30 s. With ``http=`` (your own
+    ``httpx.AsyncClient``), ``base_url`` fills in one it lacks and must match one it has, and ``timeout`` is refused
+    (set it on your client). A call after :meth:`aclose` raises a RecsysError.
+
+    Event loops: pooled connections belong to the loop that opened them. Used from another loop (one
+    ``asyncio.run`` per job with a module-level client), a client that made its own pool drops it and opens a new
+    one for the new loop (the old loop's connections are left to it); use one loop at a time. A client given
+    ``http=`` uses that client as it is: make one per loop."""
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
+                 timeout: float | None = None, http: httpx.AsyncClient | None = None,
+                 retry: Retry | None = None) -> None:
+        if http is not None:
+            check_given(http, base_url, timeout)
         self._own = http is None
-        self._http = http if http is not None else httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self._http = http if http is not None else httpx.AsyncClient(
+            base_url=base_url or DEFAULT_URL, timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
         self._headers = {"X-API-Key": api_key} if api_key else {}
         self.retry = retry or Retry()
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> AsyncClient:
+        if self._closed:
+            raise closed("AsyncClient")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._own:
-            await self._http.aclose()
+        self._closed = True
+        if self._own and self._loop in (None, asyncio.get_running_loop()):
+            await self._http.aclose()  # a pool of another loop cannot be closed from this one: it is left to it
+
+    def _pool(self) -> httpx.AsyncClient:
+        """The httpx client for the running loop: an own pool opened on another loop is replaced."""
+        if self._closed or self._http.is_closed:
+            raise closed("AsyncClient")
+        loop = asyncio.get_running_loop()
+        if self._own and self._loop is not None and self._loop is not loop:
+            old = self._http
+            self._http = httpx.AsyncClient(base_url=old.base_url, timeout=old.timeout)
+        self._loop = loop
+        return self._http
 
     async def _call(self, call: Call[T]) -> T:
+        http = self._pool()
         waited, attempt = 0.0, 1
         while True:
             try:
-                r = await self._http.request(call.method, call.url, headers=self._headers, follow_redirects=False,
-                                             **call.kwargs)
+                r = await http.request(call.method, call.url, headers=self._headers, follow_redirects=False,
+                                       **call.kwargs)
+            except httpx.InvalidURL as e:
+                raise invalid_url(call, e) from e
             except httpx.TransportError as e:
                 wait = self.retry.delay_after(e, attempt, waited) if call.retry else None
                 if wait is None:
-                    raise unreachable(call.method, call.url, self._http.base_url, e, attempt) from e
+                    raise unreachable(call, http.base_url, e, attempt) from e
             else:
-                wait = self.retry.delay(r, attempt, waited) if call.retry else None
+                wait = self.retry.delay(r, attempt, waited, idempotent=call.idempotent) if call.retry else None
                 if wait is None:
                     return call.result(r)
                 await r.aclose()
             await self.retry.asleep(wait)
             waited += wait
             attempt += 1
+
+    async def _batch(self, batch: Batch[R]) -> list[R]:
+        parts: list[list[R]] = []
+        for call in batch.calls:
+            try:
+                parts.append(await self._call(call))
+            except RecsysError as e:
+                if parts:
+                    e.add_note(batch.note(len(parts)))
+                raise
+        return batch.merge(parts)
 
     # -- operations ---------------------------------------------------------------------------------------------
     async def health(self) -> bool:
@@ -99,7 +157,10 @@ class AsyncClient:
         return await self._call(api.put_item(item_id, item))
 
     async def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return await self._call(api.upsert_items(items))
+        """Create or update items; a result per item (``index``: its position in ``items``, ``status``: stored or
+        error). The API takes at most 1,000 a call: a longer batch is sent in calls of 1,000. A record that cannot be
+        sent (NaN, infinity) is answered ``error`` naming the field, and the others are sent."""
+        return await self._batch(api.upsert_items(items))
 
     async def delete_item(self, item_id: str) -> None:
         await self._call(api.delete_item(item_id))
@@ -110,8 +171,11 @@ class AsyncClient:
 
     async def send_events(self, events: Iterable[Mapping[str, Any]]) -> list[EventResult]:
         """Events (user_id, item_id, type, value?, timestamp?, event_id?); committed when this returns. Send
-        ``event_id`` s: a retried batch is then stored once."""
-        return await self._call(api.send_events(events))
+        ``event_id`` s: a retried batch is then stored once. A result per event, ``index`` its position in
+        ``events``. The API takes at most 1,000 a call: a longer batch is sent in calls of 1,000. numpy numbers are
+        sent as numbers; an event with NaN or infinity is answered ``error`` naming the field, and the others are
+        sent."""
+        return await self._batch(api.send_events(events))
 
     # -- queries ------------------------------------------------------------------------------------------------
     async def recommend(self, user_id: str, k: int = 20, *, filter: FilterLike = None, exclude: Ids = (),

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import math
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from recsys import errors as _errors
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, ValidationFailed
 
 T = TypeVar("T")
 
@@ -33,19 +35,92 @@ class ApiError(RecsysError):
 
 class Unreachable(RecsysError):
     """No answer from the server: it is down, the URL is wrong, or it took longer than the client's ``timeout``.
-    The httpx error is the ``__cause__``."""
+    ``maybe_applied`` is True for a write (events, items, deletes) that was sent but got no answer (a timeout, a
+    dropped connection): the server may have applied it, so check or resend safely (events with the same
+    ``event_id`` are stored once, items are upserts). The httpx error is the ``__cause__``."""
 
     code, status = "unreachable", 503
 
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
-def unreachable(method: str, url: str, base_url: httpx.URL, e: httpx.TransportError, tries: int) -> Unreachable:
-    """httpx's transport error as :class:`Unreachable`, saying what to check."""
+
+class InvalidArgument(ValidationFailed, ValueError):
+    """A call refused before anything is sent (an empty id, or one no URL path can address): a
+    :class:`~recsys.errors.ValidationFailed` and a ValueError."""
+
+
+class ClientClosed(RecsysError):
+    """A call on a client after its ``close()`` / ``aclose()`` (or the end of its ``with`` block)."""
+
+    code, status = "client_closed", 400
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+"""Transport errors raised before any of the request reached the server."""
+
+
+def unreachable(call: Call[Any], base_url: httpx.URL, e: httpx.TransportError, tries: int) -> Unreachable:
+    """httpx's transport error as :class:`Unreachable`, saying what to check (and, for a write that was sent,
+    that it may have been applied and how to resend it safely)."""
+    method, url = call.method, call.url
+    if call.write and not isinstance(e, _NOT_SENT):
+        what = "timed out" if isinstance(e, httpx.TimeoutException) else "lost its connection"
+        return Unreachable(f"{method} {url} {what} ({type(e).__name__}) after it was sent: the server may have "
+                           "applied it (a slow write still finishes). Check before sending it again, or resend "
+                           "safely: events with the same event_id are stored once, items are upserts (a repeated "
+                           "delete answers 404 once the first was done). A longer Client(timeout=...) waits more",
+                           maybe_applied=True)
     if isinstance(e, httpx.TimeoutException):
         return Unreachable(f"{method} {url} timed out ({type(e).__name__}): is the server at {base_url} overloaded? "
                            "A longer Client(timeout=...) waits more")
     after = f" after {tries} tries" if tries > 1 else ""
     return Unreachable(f"{method} {url} got no answer{after} ({type(e).__name__}: {e}); is the recsys server "
                        f"running at {base_url}?")
+
+
+DEFAULT_URL, DEFAULT_TIMEOUT = "http://127.0.0.1:8000", 30.0
+
+
+def check_given(http: httpx.Client | httpx.AsyncClient, base_url: str | None, timeout: float | None) -> None:
+    """``base_url`` and ``timeout`` beside an own ``http=`` client: a base URL fills in one the httpx client lacks
+    and must match one it has; the timeout is set on the httpx client, so one given here is refused."""
+    if timeout is not None:
+        raise InvalidArgument("timeout= is not used with http=: set it on your httpx client "
+                              "(httpx.Client(timeout=...)), whose own timeout applies")
+    if base_url is None:
+        return
+    if not str(http.base_url):
+        http.base_url = httpx.URL(base_url)
+    elif str(http.base_url).rstrip("/") != str(httpx.URL(base_url)).rstrip("/"):
+        raise InvalidArgument(f"base_url {base_url!r} is not the base_url of the httpx client given as http= "
+                              f"({str(http.base_url)!r}): pass one of them, or the same")
+
+
+def closed(kind: str) -> ClientClosed:
+    return ClientClosed(f"this {kind} is closed (close()/aclose() or the end of its with block): create a new one")
+
+
+def invalid_url(call: Call[Any], e: httpx.InvalidURL) -> InvalidArgument:
+    """httpx's refusal of a URL (an id of tens of thousands of characters) as a RecsysError."""
+    return InvalidArgument(f"{call.method} {call.url[:80]}...: {e}; ids are at most 128 characters")
+
+
+def _permanent(error: BaseException) -> bool:
+    """A connect error that waiting does not heal: a name that does not resolve, a TLS failure."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLError):
+            return True
+        if isinstance(seen, socket.gaierror):
+            return seen.errno != socket.EAI_AGAIN  # "temporary failure in name resolution" may heal
+        seen = seen.__cause__ or seen.__context__
+    text = str(error).lower()
+    return any(m in text for m in ("name or service not known", "nodename nor servname", "no address associated",
+                                   "getaddrinfo failed", "[ssl", "certificate verify failed"))
 
 
 @dataclass(frozen=True)
@@ -138,23 +213,28 @@ class Retry:
     ``Retry-After`` (or ``backoff_s``, doubling, when it sends none), at most ``attempts`` tries in all and
     ``max_wait_s`` seconds of waiting in all; a Retry-After past what is left of that budget raises at once. A 503
     that waiting cannot heal (``store_damaged``, ``no_index``, ``model_missing``, ``ranker``) raises at once.
-    A refused connection (the server restarting) is tried again after the doubling backoff, within the same budget.
-    ``Retry(attempts=1)`` turns retries off. ``sleep`` / ``asleep`` are for tests."""
+    A proxy's 502 or 504 (no recsys error code) is retried like a 503, except for a request that must not be applied
+    twice (a delete, events without ``event_id``): the server behind the proxy may have acted on it.
+    A refused connection (the server restarting) is tried again after the doubling backoff, within the same budget;
+    a name that does not resolve or a TLS failure is not. ``Retry(attempts=1)`` turns retries off. ``sleep`` /
+    ``asleep`` are for tests."""
 
     attempts: int = 4
     max_wait_s: float = 30.0
     backoff_s: float = 0.5
-    statuses: frozenset[int] = frozenset({429, 503})
+    statuses: frozenset[int] = frozenset({429, 502, 503, 504})
     codes: frozenset[str] = frozenset({"rate_limited", "store_down", "store_busy", "unavailable"})
     sleep: Callable[[float], None] = time.sleep
     asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
-    def delay(self, response: httpx.Response, attempt: int, waited: float) -> float | None:
+    def delay(self, response: httpx.Response, attempt: int, waited: float, *, idempotent: bool = True) -> float | None:
         """Seconds to wait before try ``attempt + 1``, or None when ``response`` is final."""
         if response.status_code not in self.statuses or attempt >= self.attempts:
             return None
+        if response.status_code in (502, 504) and not idempotent:
+            return None
         problem = error_body(response)
-        if problem is not None and problem[0] not in self.codes:
+        if problem is not None and problem.code not in self.codes:
             return None
         wait = retry_after(response.headers.get("retry-after"))
         return self._within(self.backoff_s * 2 ** (attempt - 1) if wait is None else wait, waited)
@@ -163,7 +243,7 @@ class Retry:
         """Seconds to wait before try ``attempt + 1`` after ``error``, or None when it is final. Only a connection
         that was never made is tried again: nothing was sent, so even a POST cannot be applied twice. A timeout or
         a dropped connection may come after the server acted on the request: final."""
-        if not isinstance(error, httpx.ConnectError) or attempt >= self.attempts:
+        if not isinstance(error, httpx.ConnectError) or attempt >= self.attempts or _permanent(error):
             return None
         return self._within(self.backoff_s * 2 ** (attempt - 1), waited)
 
@@ -176,8 +256,12 @@ def retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    try:
+        seconds = float(value)  # delta-seconds; a fraction ("1.5") from a proxy too
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -188,7 +272,9 @@ def retry_after(value: str | None) -> float | None:
 @dataclass(frozen=True)
 class Call(Generic[T]):
     """One endpoint call: the request, and how to read the answer (``accept``: statuses that are answers, not
-    errors; None means any 2xx). A 3xx is never an answer: the clients send with ``follow_redirects=False``."""
+    errors; None means any 2xx). A 3xx is never an answer: the clients send with ``follow_redirects=False``.
+    ``write``: it changes what the server stores; ``idempotent``: sending it twice does no harm (a proxy's 502/504
+    is then retried)."""
 
     method: str
     url: str
@@ -196,20 +282,21 @@ class Call(Generic[T]):
     kwargs: dict[str, Any] = field(default_factory=dict)
     accept: tuple[int, ...] | None = None
     retry: bool = True
+    write: bool = False
+    idempotent: bool = True
 
     def result(self, r: httpx.Response) -> T:
         if (r.status_code not in self.accept) if self.accept is not None else not 200 <= r.status_code < 300:
             if 300 <= r.status_code < 400:
                 raise self.redirected(r)
-            raise_error(r)
+            raise_error(r, self.method, self.url)
         try:
             return self.read(r)
-        except (ValueError, KeyError, TypeError) as e:  # not JSON, or JSON of another shape: not this API's answer
+        except (ValueError, LookupError, TypeError) as e:  # not JSON, or JSON of another shape: not this API's answer
             kind = r.headers.get("content-type", "no Content-Type")
             raise ApiError(f"{self.method} {self.url} answered HTTP {r.status_code} with a body this client cannot "
                            f"read ({kind}: {r.text[:100]!r}); is the base URL a recsys server?",
                            code="bad_response", status=r.status_code) from e
-
 
     def redirected(self, r: httpx.Response) -> ApiError:
         """A 3xx as an error: following it could turn a write into a GET (301/302/303) or send it where no recsys
@@ -221,38 +308,84 @@ class Call(Generic[T]):
                         code="redirect", status=r.status_code)
 
 
-def _error_classes() -> dict[str, type[RecsysError]]:
-    out: dict[str, type[RecsysError]] = {}
+def _error_classes() -> dict[tuple[str, int], type[RecsysError]]:
+    # by code and status: ``encoder`` is EncoderError at 422 and EncoderStorageError at 503
+    out: dict[tuple[str, int], type[RecsysError]] = {}
     for obj in vars(_errors).values():
         if isinstance(obj, type) and issubclass(obj, RecsysError):
-            out.setdefault(obj.code, obj)
+            out.setdefault((obj.code, obj.status), obj)
     return out
 
 
 _BY_CODE = _error_classes()
 
 
-def error_body(r: httpx.Response) -> tuple[str, str, str | None] | None:
-    """An error answer's code, message and request id, from ``{"error": {...}}`` or, from other servers, a plain
-    RFC 9457 problem (``code``/``detail``); None when the body has no code (a proxy's page)."""
+@dataclass(frozen=True)
+class Problem:
+    """An error answer's code, message, request id and (for a 422) the offending fields."""
+
+    code: str
+    message: str
+    request_id: str | None = None
+    details: list[Any] | None = None
+
+
+def error_body(r: httpx.Response) -> Problem | None:
+    """An error answer from ``{"error": {...}}`` or, from other servers, a plain RFC 9457 problem
+    (``code``/``detail``); None when the body has no code (a proxy's page, FastAPI's ``{"detail": ...}``)."""
     try:
         body = r.json()
         err = body["error"] if isinstance(body.get("error"), dict) else body
-        return str(err["code"]), str(err.get("message") or err.get("detail") or ""), err.get("request_id")
+        details = err.get("details")
+        return Problem(str(err["code"]), str(err.get("message") or err.get("detail") or ""), err.get("request_id"),
+                       details if isinstance(details, list) else None)
     except Exception:
         return None
 
 
-def raise_error(r: httpx.Response) -> None:
-    """Raise the server's error as its :class:`RecsysError` subclass (matched by code and status), else ApiError."""
-    code, message, rid = error_body(r) or ("http", f"HTTP {r.status_code}: {r.text[:200]}", None)
-    cls = _BY_CODE.get(code)
-    if cls is not None and cls.status == r.status_code:
-        exc = cls(message)
-        if isinstance(exc, _errors.RateLimited):
-            wait = retry_after(r.headers.get("retry-after"))
-            # rounded up: a caller that waits retry_after seconds must not come back early
-            exc.retry_after = exc.retry_after if wait is None else math.ceil(wait)
-        exc.request_id = rid  # type: ignore[attr-defined]
-        raise exc
-    raise ApiError(message, code=code, status=r.status_code, request_id=rid)
+def _all_fields(message: str, details: list[Any] | None) -> str:
+    """A 422's message naming every offending field where there are several (the server's names the first)."""
+    parts = []
+    for d in details or ():
+        if isinstance(d, dict):
+            where = ".".join(str(p) for p in d.get("loc") or ())
+            parts.append(f"{where}: {d.get('msg', 'invalid')}" if where else str(d.get("msg", "invalid")))
+    return f"{len(parts)} problems: " + "; ".join(parts) if len(parts) > 1 else message
+
+
+def not_recsys(r: httpx.Response, method: str, url: str) -> ApiError:
+    """An error answer without a recsys error code: something in between (a proxy, a load balancer) answered."""
+    kind = r.headers.get("content-type", "no Content-Type")
+    excerpt = " ".join(r.text[:300].split())[:150]
+    return ApiError(f"{method} {url} answered HTTP {r.status_code} from something that is not the recsys server "
+                    f"({kind}: {excerpt!r}); is there a proxy or load balancer between you and the server, and is "
+                    "the recsys server running behind it?", code="bad_response", status=r.status_code)
+
+
+def raise_error(r: httpx.Response, method: str = "", url: str = "") -> None:
+    """Raise the server's error as its :class:`RecsysError` subclass (matched by code and status), else ApiError.
+    Each carries ``request_id``; a ValidationFailed the offending fields (``details``); RateLimited, StoreBusy and
+    StoreUnavailable the server's ``retry_after`` (seconds, rounded up)."""
+    problem = error_body(r)
+    if problem is None:
+        raise not_recsys(r, method, url)
+    cls = _BY_CODE.get((problem.code, r.status_code))
+    if cls is None:
+        raise ApiError(problem.message, code=problem.code, status=r.status_code, request_id=problem.request_id)
+    wait = retry_after(r.headers.get("retry-after"))
+    # rounded up: a caller that waits retry_after seconds must not come back early
+    seconds = None if wait is None else math.ceil(wait)
+    message = problem.message
+    if issubclass(cls, ValidationFailed):
+        message = _all_fields(message, problem.details)
+    elif issubclass(cls, _errors.StoreUnavailable) and seconds is not None:
+        message = f"{message} (the server asks to come back in {seconds} s)"
+    exc = cls(message)
+    if isinstance(exc, _errors.RateLimited):
+        exc.retry_after = exc.retry_after if seconds is None else seconds
+    elif isinstance(exc, _errors.StoreUnavailable):
+        exc.retry_after = seconds
+    if isinstance(exc, ValidationFailed):
+        exc.details = problem.details
+    exc.request_id = problem.request_id
+    raise exc

@@ -4,19 +4,22 @@ The sync and async clients only send them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from recsys.client._base import Call, EventResult, Page, Result
+from recsys.client._base import Call, EventResult, InvalidArgument, Page, Result
 
+R = TypeVar("R")
 FilterLike = Mapping[str, Any] | None
-Ids = str | Iterable[str]
-"""Item ids: a single str is one id (never its characters)."""
+Ids = str | Iterable[str] | None
+"""Item ids: a single str is one id (never its characters); None is none."""
 Examples = Mapping[str, float] | str | Iterable[str]
 """Examples of "more like these": {item_id: weight}, or ids (weight 1), or a single id."""
 SearchMode = Literal["hybrid", "vector", "lexical"]
@@ -24,6 +27,9 @@ When = datetime | str | None
 """A time the server reads as ISO 8601 (a naive one is UTC)."""
 
 _EVENT_FIELDS = frozenset(EventResult.__dataclass_fields__)
+MAX_BATCH = 1000
+"""The most records the API takes in one batch: a longer batch is sent in calls of at most this many."""
+_DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def _json(r: httpx.Response) -> Any:
@@ -37,10 +43,39 @@ def _page(r: httpx.Response) -> Page:
 
 
 def _q(segment: str) -> str:
-    # an empty id would make the path another route's (``DELETE /v1/items/`` is redirected, not an item)
+    # an empty id would make the path another route's (``DELETE /v1/items/`` is redirected, not an item); "a/b",
+    # "." and ".." would be read as other paths (the server never stores such ids)
     if not segment:
-        raise ValueError("an id may not be empty")
+        raise InvalidArgument("an id may not be empty")
+    if "/" in segment or segment in _DOT_SEGMENTS:
+        raise InvalidArgument(f"an id may not contain '/' or be '.' or '..': items and users are addressed by id in "
+                              f"URL paths (got {segment!r})")
     return quote(segment, safe="")
+
+
+def plain(value: Any, where: str = "") -> Any:
+    """``value`` as JSON the API reads: numpy scalars and arrays as Python numbers and lists, sets as lists,
+    datetimes as ISO 8601. NaN, infinity or a value JSON cannot carry raises InvalidArgument naming the field."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidArgument(f"{where or 'value'}: {value} is not a number the API takes (JSON has no NaN or "
+                                  "infinity); leave the field out where there is no value")
+        return value
+    if type(value).__module__.split(".")[0] == "numpy" and hasattr(value, "tolist"):
+        return plain(value.tolist(), where)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise InvalidArgument(f"{where or 'value'}: a {type(value).__name__} is not a JSON value")
+
+
+def _body(d: dict[str, Any]) -> dict[str, Any]:
+    return plain(_drop_none(d))  # type: ignore[no-any-return]
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +84,8 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 def ids(value: Ids) -> list[str]:
     """Item ids as a list: a str is one id, where ``list()`` would send its characters as ids."""
+    if value is None:
+        return []
     return [value] if isinstance(value, str) else list(value)
 
 
@@ -62,12 +99,44 @@ def _time(when: When) -> str | None:
     return when.isoformat() if isinstance(when, datetime) else when
 
 
-def _event(e: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(e)
-    ts = out.get("timestamp")
-    if ts is not None and hasattr(ts, "isoformat"):
-        out["timestamp"] = ts.isoformat()
-    return out
+@dataclass(frozen=True)
+class Batch(Generic[R]):
+    """A batch write as calls of at most :data:`MAX_BATCH` records each, and the results of the records refused
+    before sending (NaN, infinity...). Every result's index is the record's position in the caller's batch."""
+
+    calls: list[Call[list[R]]]
+    refused: list[R]
+    index: Callable[[R], int]
+    firsts: list[int]
+    """The position of each call's first record."""
+
+    def merge(self, parts: Iterable[list[R]]) -> list[R]:
+        return sorted([*self.refused, *(r for part in parts for r in part)], key=self.index)
+
+    def note(self, done: int) -> str:
+        """Said with an error raised by call ``done`` (0-based) after earlier calls were answered."""
+        return (f"this batch was sent in calls of at most {MAX_BATCH} records: the records before position "
+                f"{self.firsts[done]} were sent and answered before this error")
+
+
+def _batch(records: Iterable[Any], refuse: Callable[[int, Any, str], R],
+           call: Callable[[list[int], list[Any]], Call[list[R]]], index: Callable[[R], int]) -> Batch[R]:
+    """Each record as JSON (refused alone, with the field named, where it cannot be), in calls of MAX_BATCH."""
+    sent: list[tuple[int, Any]] = []
+    refused: list[R] = []
+    for i, rec in enumerate(records):
+        try:
+            sent.append((i, plain(rec)))
+        except InvalidArgument as e:
+            refused.append(refuse(i, rec, e.message))
+    chunks = [sent[s: s + MAX_BATCH] for s in range(0, len(sent), MAX_BATCH)]
+    return Batch([call([i for i, _ in c], [r for _, r in c]) for c in chunks], refused, index,
+                 [c[0][0] for c in chunks])
+
+
+def _at(positions: list[int], x: Mapping[str, Any], j: int) -> int:
+    """A result's position in the caller's batch, from its index in the call."""
+    return positions[int(x.get("index", j))]
 
 
 def rules(boosts: Mapping[str, float] | None, bury: Ids, pins: Mapping[str, int] | None,
@@ -118,36 +187,65 @@ def get_item(item_id: str) -> Call[dict[str, Any]]:
 
 
 def put_item(item_id: str, item: Mapping[str, Any]) -> Call[dict[str, Any]]:
-    body = {k: v for k, v in item.items() if k != "item_id"}
-    return Call("PUT", f"/v1/items/{_q(item_id)}", _json, {"json": body})
+    given = item.get("item_id")
+    if given is not None and given != item_id:
+        raise InvalidArgument(f"the item's item_id {given!r} is not the id it is put at ({item_id!r}): "
+                              "PUT /v1/items/{id} writes the path's id; leave item_id out or make them equal")
+    body = plain({k: v for k, v in item.items() if k != "item_id"})
+    return Call("PUT", f"/v1/items/{_q(item_id)}", _json, {"json": body}, write=True)
 
 
-def upsert_items(items: Iterable[Mapping[str, Any]]) -> Call[list[dict[str, Any]]]:
-    return Call("POST", "/v1/items", lambda r: r.json()["results"], {"json": {"items": list(items)}})
+def _item_results(positions: list[int]) -> Callable[[httpx.Response], list[dict[str, Any]]]:
+    return lambda r: [{**x, "index": _at(positions, x, j)} for j, x in enumerate(r.json()["results"])]
+
+
+def _refused_item(i: int, rec: Any, error: str) -> dict[str, Any]:
+    given = rec.get("item_id") if isinstance(rec, Mapping) else None
+    return {"index": i, "item_id": given if isinstance(given, str) else None, "status": "error", "error": error}
+
+
+def upsert_items(items: Iterable[Mapping[str, Any]]) -> Batch[dict[str, Any]]:
+    # upserts: sending one again does no harm
+    return _batch(items, _refused_item,
+                  lambda pos, recs: Call("POST", "/v1/items", _item_results(pos), {"json": {"items": recs}},
+                                         write=True),
+                  lambda r: int(r["index"]))
 
 
 def delete_item(item_id: str) -> Call[None]:
-    return Call("DELETE", f"/v1/items/{_q(item_id)}", lambda r: None)
+    return Call("DELETE", f"/v1/items/{_q(item_id)}", lambda r: None, write=True, idempotent=False)
 
 
 def delete_user(user_id: str) -> Call[int]:
-    return Call("DELETE", f"/v1/users/{_q(user_id)}", lambda r: int(r.json()["events"]))
+    return Call("DELETE", f"/v1/users/{_q(user_id)}", lambda r: int(r.json()["events"]), write=True,
+                idempotent=False)
 
 
-def send_events(events: Iterable[Mapping[str, Any]]) -> Call[list[EventResult]]:
+def _event_results(positions: list[int]) -> Callable[[httpx.Response], list[EventResult]]:
     # fields a later server adds are left out, so this client keeps working against it
-    return Call("POST", "/v1/events", lambda r: [EventResult(**{k: v for k, v in x.items() if k in _EVENT_FIELDS})
-                                                 for x in r.json()["results"]],
-                {"json": {"events": [_event(e) for e in events]}})
+    return lambda r: [EventResult(**{**{k: v for k, v in x.items() if k in _EVENT_FIELDS},
+                                     "index": _at(positions, x, j)}) for j, x in enumerate(r.json()["results"])]
+
+
+def _events_call(positions: list[int], events: list[Any]) -> Call[list[EventResult]]:
+    # stored once when sent twice only where every event has an event_id
+    once = all(isinstance(e, Mapping) and e.get("event_id") is not None for e in events)
+    return Call("POST", "/v1/events", _event_results(positions), {"json": {"events": events}}, write=True,
+                idempotent=once)
+
+
+def send_events(events: Iterable[Mapping[str, Any]]) -> Batch[EventResult]:
+    return _batch(events, lambda i, rec, error: EventResult(i, "error", error=error), _events_call,
+                  lambda r: r.index)
 
 
 # -- queries ----------------------------------------------------------------------------------------------------
 def recommend(user_id: str, k: int, filter: FilterLike, exclude: Ids, diversity: float | None, explain: bool,
               debug: bool, cursor: str | None, exclude_shown_hours: float | None, now: When,
               list_rules: dict[str, Any]) -> Call[Page]:
-    body = _drop_none({"k": k, "filter": filter, "exclude": ids(exclude), "diversity": diversity,
-                       "explain": explain, "debug": debug, "cursor": cursor, "now": _time(now),
-                       "exclude_shown_hours": exclude_shown_hours, **list_rules})
+    body = _body({"k": k, "filter": filter, "exclude": ids(exclude), "diversity": diversity, "explain": explain,
+                  "debug": debug, "cursor": cursor, "now": _time(now), "exclude_shown_hours": exclude_shown_hours,
+                  **list_rules})
     return Call("POST", f"/v1/users/{_q(user_id)}/recommendations", _page, {"json": body})
 
 
@@ -159,21 +257,21 @@ def buy_again(user_id: str, k: int, now: When) -> Call[Page]:
 def recommend_session(events: Iterable[Mapping[str, Any]], k: int, filter: FilterLike, exclude: Ids,
                       diversity: float | None, explain: bool, cursor: str | None,
                       list_rules: dict[str, Any]) -> Call[Page]:
-    body = _drop_none({"events": [_event(e) for e in events], "k": k, "filter": filter, "exclude": ids(exclude),
-                       "diversity": diversity, "explain": explain, "cursor": cursor, **list_rules})
+    body = _body({"events": list(events), "k": k, "filter": filter, "exclude": ids(exclude), "diversity": diversity,
+                  "explain": explain, "cursor": cursor, **list_rules})
     return Call("POST", "/v1/sessions/recommendations", _page, {"json": body})
 
 
 def similar(item_id: str, k: int, modality: str | None, filter: FilterLike, exclude: Ids,
             user_id: str | None) -> Call[Page]:
-    body = _drop_none({"k": k, "modality": modality, "filter": filter, "exclude": ids(exclude), "user_id": user_id})
+    body = _body({"k": k, "modality": modality, "filter": filter, "exclude": ids(exclude), "user_id": user_id})
     return Call("POST", f"/v1/items/{_q(item_id)}/similar", _page, {"json": body})
 
 
 def search_text(query: str, k: int, modality: str | None, filter: FilterLike, exclude: Ids, user_id: str | None,
                 mode: SearchMode | None, lexical_weight: float | None) -> Call[Page]:
-    body = _drop_none({"query": query, "k": k, "modality": modality, "filter": filter, "exclude": ids(exclude),
-                       "user_id": user_id, "mode": mode, "lexical_weight": lexical_weight})
+    body = _body({"query": query, "k": k, "modality": modality, "filter": filter, "exclude": ids(exclude),
+                  "user_id": user_id, "mode": mode, "lexical_weight": lexical_weight})
     return Call("POST", "/v1/search/text", _page, {"json": body})
 
 
@@ -182,13 +280,13 @@ def search_image(image: bytes | str | Path, k: int, modality: str | None, filter
     data = Path(image).read_bytes() if isinstance(image, str | Path) else image
     form: dict[str, Any] = _drop_none({"k": str(k), "modality": modality, "user_id": user_id})
     if filter:
-        form["filter"] = json.dumps(dict(filter))
+        form["filter"] = json.dumps(plain(dict(filter), "filter"))
     return Call("POST", "/v1/search/image", _page, {"files": {"image": ("query", data)}, "data": form})
 
 
 def more_like_these(positive: Examples, negative: Examples, k: int, filter: FilterLike, exclude: Ids) -> Call[Page]:
-    body = _drop_none({"positive": _weights(positive), "negative": _weights(negative), "k": k, "filter": filter,
-                       "exclude": ids(exclude)})
+    body = _body({"positive": _weights(positive), "negative": _weights(negative), "k": k, "filter": filter,
+                  "exclude": ids(exclude)})
     return Call("POST", "/v1/more-like-these", _page, {"json": body})
 
 
@@ -204,6 +302,7 @@ def trending(k: int, filter: FilterLike) -> Call[Page]:
     for key, value in dict(filter or {}).items():
         if value is None:
             continue
+        value = plain(value, f"filter.{key}")
         if key == "categories":
             params["category"] = _each(value)
         elif key == "attributes":

@@ -30,7 +30,7 @@ def test_client_covers_the_endpoints(make_client: Callable[..., TestClient], sql
     assert c.health() and c.ready()["ready"] and c.status()["index_generation"] == "gen-1"
     assert "recsys_http_requests_total" in c.metrics()
     assert c.put_item("n1", {"title": "green hat", "category": "hats", "price": 3})["title"] == "green hat"
-    assert c.upsert_items([{"item_id": "n2", "category": "hats"}])[0]["status"] == "created"
+    assert c.upsert_items([{"item_id": "n2", "category": "hats"}])[0]["status"] == "stored"
     assert c.get_item("n2")["category"] == "hats"
     c.delete_item("n2")
     with pytest.raises(UnknownItem):

@@ -199,7 +199,7 @@ def test_async_client_covers_the_endpoints(make_client: Callable[..., TestClient
             assert (await c.status())["index_generation"] == "gen-1"
             assert "recsys_http_requests_total" in await c.metrics()
             assert (await c.put_item("n1", {"title": "green hat", "category": "hats"}))["title"] == "green hat"
-            assert (await c.upsert_items([{"item_id": "n2", "category": "hats"}]))[0]["status"] == "created"
+            assert (await c.upsert_items([{"item_id": "n2", "category": "hats"}]))[0]["status"] == "stored"
             assert (await c.get_item("n2"))["category"] == "hats"
             await c.delete_item("n2")
             with pytest.raises(UnknownItem):

@@ -54,7 +54,7 @@ def test_images_only_from_the_media_roots(sqlite_store: Store, tmp_path: Path,
     assert client.put("/v1/items/web", json={"title": "w", "image": "https://example.org/a.jpg"}).status_code == 200
     batch = client.post("/v1/items", json={"items": [{"item_id": "b1", "image": str(secret)},
                                                      {"item_id": "b2", "image": str(inside)}]}).json()
-    assert [r["status"] for r in batch["results"]] == ["error", "created"]
+    assert [r["status"] for r in batch["results"]] == ["error", "stored"]
     assert client.get("/v1/items/b1").status_code == 404 and client.get("/v1/items/b2").status_code == 200
 
 

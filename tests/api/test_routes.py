@@ -45,7 +45,7 @@ def test_items_crud_and_bulk(client: TestClient) -> None:
     r = client.put("/v1/items/n1", json={"title": "new boot", "category": "shoes", "price": 12.5})
     assert r.status_code == 200 and r.json()["title"] == "new boot"
     r = client.post("/v1/items", json={"items": [{"item_id": "n2", "title": "cap"}, {"item_id": "n1", "title": "x"}]})
-    assert [x["status"] for x in r.json()["results"]] == ["created", "updated"]
+    assert [x["status"] for x in r.json()["results"]] == ["stored", "stored"]
     assert client.delete("/v1/items/n2").json() == {"item_id": "n2", "deleted": True}
     assert client.get("/v1/items/n2").json()["error"]["code"] == "unknown_item"
     assert client.delete("/v1/items/n2").status_code == 404
@@ -63,7 +63,7 @@ def test_item_validation(client: TestClient) -> None:
     mixed = client.post("/v1/items", json={"items": items})
     assert mixed.status_code == 200, mixed.text
     res = mixed.json()["results"]
-    assert [x["status"] for x in res] == ["created", "error", "error", "error"]
+    assert [x["status"] for x in res] == ["stored", "error", "error", "error"]
     assert res[1]["item_id"] == "g2" and res[1]["error"].startswith("price:")
     assert res[2]["error"].startswith("item_id: Field required") and res[3]["error"].startswith("colour:")
     assert client.get("/v1/items/g1").status_code == 200 and client.get("/v1/items/g2").status_code == 404
@@ -86,7 +86,7 @@ def test_ids_that_would_name_another_record_or_no_path_are_refused(client: TestC
     assert client.get("/v1/users/%20u1/recommendations").status_code == 422
     res = client.post("/v1/items", json={"items": [{"item_id": " s2", "price": 1.0}, {"item_id": "sku/42"},
                                                    {"item_id": "sku-42"}, {"item_id": ".."}]}).json()["results"]
-    assert [x["status"] for x in res] == ["error", "error", "created", "error"]
+    assert [x["status"] for x in res] == ["error", "error", "stored", "error"]
     assert "whitespace" in res[0]["error"] and "'/'" in res[1]["error"] and "'..'" in res[3]["error"]
     ev = client.post("/v1/events", json={"events": [{"user_id": "u1 ", "item_id": "s1", "type": "view"},
                                                     {"user_id": "a/b", "item_id": "s1", "type": "view"}]}).json()

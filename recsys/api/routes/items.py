@@ -65,7 +65,8 @@ def upsert_items(request: Request, batch: ItemBatch, rec: RecommenderDep, _key: 
     valid, bad = each_valid(ItemIn, batch.items)
     for i, msg in bad.items():  # refused alone: the rest of the batch is stored
         raw = batch.items[i]
-        results[i] = {"index": i, "item_id": str(raw.get("item_id")) if isinstance(raw, dict) else None,
+        given = raw.get("item_id") if isinstance(raw, dict) else None
+        results[i] = {"index": i, "item_id": None if given is None else str(given),
                       "status": "error", "error": msg}
     good: list[tuple[int, ItemIn]] = []
     for i, it in valid:
