@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from recsys.cli._common import JsonOpt, emit_json, err, open_store, progress_bar
+
+if TYPE_CHECKING:
+    from recsys.describe import DescribeReport
 
 
 def items_describe(
@@ -33,19 +37,47 @@ def items_describe(
     from recsys.describe import describe_items, load_vocabulary
 
     vocab = load_vocabulary(vocabulary)
-    with progress_bar("describe") as update:
-        report = describe_items(open_store(), get_settings(), vocab, only_missing=only_missing,
-                                min_confidence=min_confidence, limit=limit, item_ids=item_ids,
-                                neighbours=neighbours,
-                                progress=update)
-    withdrawn = f" ({report.withdrawn} earlier descriptions removed)" if report.withdrawn else ""
-    err.print(f"{report.described} of {report.items} items described, {report.unconfident} with nothing confident "
-              f"to say{withdrawn}, {report.failed} without a decodable image, {report.seconds:.1f}s "
-              f"[{report.vocabulary}, {report.encoder_id}]")
-    for item_id, reason in list(report.errors.items())[:10]:
-        err.print(f"  {item_id}: {reason}")
+    committed = [0, 0]  # items done (each chunk commits), of how many
+
+    try:
+        with progress_bar("describe") as update:
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage == "items":
+                    committed[:] = [done, total]
+                update(stage, done, total)
+
+            report = describe_items(open_store(), get_settings(), vocab, only_missing=only_missing,
+                                    min_confidence=min_confidence, limit=limit, item_ids=item_ids,
+                                    neighbours=neighbours, progress=progress)
+    except KeyboardInterrupt:
+        done, total = committed
+        said = (f"the first {done} of {total} items' descriptions were written (each chunk commits); a re-run "
+                "writes them again" if done else "nothing written")
+        err.print(f"interrupted; {said}", markup=False)
+        raise typer.Exit(130) from None
+    say_report(report)
     if json_out:
         emit_json(report.to_dict())
+
+
+def say_report(report: DescribeReport) -> None:
+    """The summary line, the warnings and the first errors on stderr (ids, reasons and names printed as they are:
+    "[generic, recsys-lite@...]" was taken for rich markup and dropped)."""
+    notes = [f"{report.withdrawn} earlier descriptions removed"] if report.withdrawn else []
+    notes += [f"{n} descriptions written with vocabulary {old!r} were replaced" for old, n in report.replaced.items()]
+    extra = f" ({'; '.join(notes)})" if notes else ""
+    said = ", ".join(f"{name} {c['written']}" for name, c in report.facets.items())
+    _say(f"{report.described} of {report.items} items described, {report.unconfident} with nothing confident "
+         f"to say{extra}, {report.failed} without a decodable image, {report.seconds:.1f}s "
+         f"[{report.vocabulary}, {report.encoder_id}]" + (f"; labels written per facet: {said}" if said else ""))
+    for line in report.warnings:
+        _say(f"warning: {line}")
+    for item_id, reason in list(report.errors.items())[:10]:
+        _say(f"  {item_id}: {reason}")
+
+
+def _say(text: str) -> None:
+    err.print(escape(text))
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,10 @@ import or upsert that gives the item other images removes it too (:func:`recsys.
 
 Items are described in chunks, each committed on its own; an item without a decodable image is reported with the
 reason and keeps any earlier description: one bad photo never stops the run.
+
+A facet whose ``field`` matches none of its labels on any item (absent from this catalogue, another domain's
+vocabulary) has no voter and no probe: it keeps its zero-shot score, and the report says so
+(:mod:`recsys.describe.report`, with the run's other warnings and counts).
 """
 
 from __future__ import annotations
@@ -22,8 +26,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,7 @@ from recsys.config import Settings
 from recsys.describe.pixels import DIM as PIXEL_DIM
 from recsys.describe.pixels import pixel_features
 from recsys.describe.probe import FoldedProbe, feature_columns, fit_folded
+from recsys.describe.report import DescribeReport, run_warnings, tally
 from recsys.describe.transfer import LabelSource, candidate_items, label_indices, mix, neighbour_votes
 from recsys.describe.vocabulary import Vocabulary
 from recsys.encoders.base import l2_normalise
@@ -41,36 +44,14 @@ from recsys.store import Store
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DescribeReport", "describe_items"]
+
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stages "labels" (the labelled items' images), "pixels" (their photos' colour
 statistics), "probes" (fits), then "items" (the items described)."""
 CHUNK = 1024
 """Items per round (image features, scoring, one commit)."""
 MAX_ERRORS = 100
-
-
-@dataclass
-class DescribeReport:
-    encoder_id: str
-    vocabulary: str
-    items: int
-    """Items considered (after --only-missing and --limit)."""
-    described: int
-    """Items that got a (new or replaced) generated description."""
-    unconfident: int
-    """Items with a decodable image but no facet confident enough to say anything."""
-    withdrawn: int
-    """Of those, items whose earlier generated description was removed: it said what this photo does not support."""
-    failed: int
-    """Items without a decodable image (reasons in ``errors``)."""
-    seconds: float
-    errors: dict[str, str] = field(default_factory=dict)
-    """Item id -> reason (first 100)."""
-    examples: dict[str, str] = field(default_factory=dict)
-    """A few item id -> description, for a look."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def select_items(items: Sequence[ItemRecord], *, only_missing: bool, poor_below: int,
@@ -130,9 +111,14 @@ def image_rows(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Set
 def label_source(encoder: TowerEncoder, items: Sequence[ItemRecord], vocabulary: Vocabulary, settings: Settings,
                  exclude: Collection[str] = (), progress: Progress | None = None) -> LabelSource | None:
     """The items whose field values vote (see :mod:`recsys.describe.transfer`), with their raw tower features
-    when a facet has a probe; None when no facet names a field or no item carries a value."""
+    when a facet has a probe; None when no facet names a field or no item's value is one of its labels."""
     fields = {f.field for f in vocabulary.facets if f.field}
     voters = candidate_items(items, fields, exclude) if fields else []
+    labelled = np.zeros(len(voters), bool)
+    for f in vocabulary.facets:  # an item whose values are no label never votes: its photos are not read
+        if f.field:
+            labelled |= label_indices(voters, f.field, f.labels) >= 0
+    voters = [it for it, keep in zip(voters, labelled, strict=True) if keep]
     if not voters:
         return None
     raw, vecs, failed = image_rows(encoder, voters, settings,
@@ -140,9 +126,19 @@ def label_source(encoder: TowerEncoder, items: Sequence[ItemRecord], vocabulary:
     keep = [r for r in range(len(voters)) if r not in failed]
     voters = [voters[r] for r in keep]
     labels = {f.name: label_indices(voters, f.field, f.labels) for f in vocabulary.facets if f.field}
-    probed = any(f.probe_weight > 0 for f in vocabulary.facets)
+    probed = any(f.probe_weight > 0 and learnable(labels[f.name]) for f in vocabulary.facets if f.field)
     features = probe_features(raw[keep], voters, vocabulary, settings, progress) if probed else None
     return LabelSource([it.item_id for it in voters], vecs[keep], labels, features)
+
+
+def voted(labels: np.ndarray) -> bool:
+    """Whether a facet's label indices hold a label (a neighbour to vote); without, its score stays zero-shot."""
+    return bool((labels >= 0).any())
+
+
+def learnable(labels: np.ndarray) -> bool:
+    """Whether a probe has anything to learn from a facet's label indices: two distinct labels or more."""
+    return len(np.unique(labels[labels >= 0])) >= 2
 
 
 def wants_pixels(vocabulary: Vocabulary) -> bool:
@@ -186,7 +182,8 @@ def fit_probes(vocabulary: Vocabulary, source: LabelSource | None, towers_id: st
     if source is None or source.features is None:
         return {}
     out = {}
-    probed = [f for f in vocabulary.facets if f.probe_weight > 0 and f.name in source.labels]
+    probed = [f for f in vocabulary.facets
+              if f.probe_weight > 0 and f.name in source.labels and learnable(source.labels[f.name])]
     for n, f in enumerate(probed):
         columns = feature_columns(towers_id, tower_dim, f.probe_features, source.features.shape[1] - tower_dim)
         fitted = (lambda d, t, n=n: progress("probes", n * t + d, len(probed) * t)) if progress else None
@@ -201,13 +198,15 @@ def facet_scores(vecs: np.ndarray, item_ids: Sequence[str], vocabulary: Vocabula
                  source: LabelSource | None, neighbours: int, features: np.ndarray | None = None,
                  probes: dict[str, FoldedProbe] | None = None) -> dict[str, np.ndarray]:
     """Facet name -> (n, labels) scores: the zero-shot softmax, mixed with the neighbours' votes where the facet
-    names a field and ``neighbours`` > 0, then with its probe's probabilities of the raw ``features``."""
+    names a field that some item's value matched and ``neighbours`` > 0, then with its probe's probabilities of the
+    raw ``features``."""
     from recsys.encoders.tagging import score_labels
 
     out = {}
     for f in vocabulary.facets:
         scores = score_labels(vecs, label_vecs[f.name])
-        if source is not None and neighbours > 0 and f.name in source.labels:
+        # a facet whose field matched no label has no voter: uniform shares would only pull its scores to 1/n
+        if source is not None and neighbours > 0 and f.name in source.labels and voted(source.labels[f.name]):
             votes = neighbour_votes(vecs, item_ids, source, f.name, len(f.labels), neighbours)
             scores = mix(scores, votes, vocabulary.neighbour_weight)
         if probes and f.name in probes and features is not None:
@@ -226,24 +225,27 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
     items in ``label_exclude`` are never read as labels (a held-out evaluation's items); ``probe=False`` leaves
     the vocabulary's probes out (zero-shot and vote only)."""
     from recsys.encoders.catalog import item_pks, read_items
-    from recsys.store.descriptions import GeneratedDescription, remove_descriptions, replace_descriptions
 
     if not vocabulary.writes_labels:  # every item would be "unconfident" and lose its description
         raise ValidationFailed(f"vocabulary {vocabulary.name}: sentence {vocabulary.sentence!r} writes no label of "
                                "any facet, so every generated description would be withdrawn; nothing was changed")
     t0 = time.perf_counter()
-    enc = encoder or get_encoder(settings)
     catalogue = read_items(store)
     items = select_items(catalogue, only_missing=only_missing, item_ids=item_ids, limit=limit,
-                         poor_below=settings.encoder.generated_text_below)
+                         poor_below=settings.encoder.generated_text_below)  # an unknown id: before the encoder loads
+    enc = encoder or get_encoder(settings)
     label_vecs = {f.name: enc.encode_texts(f.prompts()) for f in vocabulary.facets}
     k = vocabulary.neighbours if neighbours is None else neighbours
     voters = label_source(enc, catalogue, vocabulary, settings, label_exclude, progress) if k > 0 and items else None
     pks = item_pks(store, [it.item_id for it in items])
     probes = fit_probes(vocabulary, voters, enc.towers.id, enc.towers.image_dim,
                         {it.item_id for it in items}, progress) if probe else {}
-    source = "zero-shot" + ("+neighbours" if voters is not None else "") + ("+probe" if probes else "") + f":{enc.id}"
+    votes = voters is not None and any(voted(v) for v in voters.labels.values())
+    source = "zero-shot" + ("+neighbours" if votes else "") + ("+probe" if probes else "") + f":{enc.id}"
     report = DescribeReport(enc.id, vocabulary.name, len(items), 0, 0, 0, 0, 0.0)
+    if k > 0 and items:  # 0 where no item has a value of the field at all (no label source)
+        report.labelled = {f.name: 0 if voters is None else int((voters.labels[f.name] >= 0).sum())
+                           for f in vocabulary.facets if f.field}
     if progress:
         progress("items", 0, len(items))
     for start in range(0, len(items), CHUNK):
@@ -252,37 +254,56 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
         if probes:
             raw = chunk_features(raw, chunk, vocabulary, settings, voters)
         scores = facet_scores(vecs, [it.item_id for it in chunk], vocabulary, label_vecs, voters, k, raw, probes)
-        rows, unsure = [], []
-        for r, it in enumerate(chunk):
-            if r in failed:
-                report.failed += 1
-                if len(report.errors) < MAX_ERRORS:
-                    report.errors[it.item_id] = failed[r]
-                continue
-            facets, chosen = [], {}
-            for f in vocabulary.facets:
-                j = int(np.argmax(scores[f.name][r]))
-                score = float(scores[f.name][r, j])
-                used = score >= vocabulary.threshold(f, min_confidence)
-                chosen[f.name] = f.labels[j] if used else None
-                facets.append({"facet": f.name, "label": f.labels[j], "score": round(score, 4), "used": used})
-            text = vocabulary.compose(chosen)
-            if not text:
-                report.unconfident += 1
-                if it.item_id in pks:
-                    unsure.append(pks[it.item_id])
-                continue
-            if it.item_id not in pks:  # deleted since it was read
-                continue
-            rows.append(GeneratedDescription(pks[it.item_id], text, facets, source, vocabulary.name))
-            if len(report.examples) < 5:
-                report.examples[it.item_id] = text
-        with store.session() as s:
-            report.described += replace_descriptions(s, rows)
-            report.withdrawn += remove_descriptions(s, unsure)
+        _write_chunk(store, report, vocabulary, chunk, scores, failed, pks, source, min_confidence)
         if progress:
             progress("items", start + len(chunk), len(items))
+    report.warnings = run_warnings(report, vocabulary, bool(probe))
     report.seconds = round(time.perf_counter() - t0, 2)
     log.info("describe: %d items, %d described, %d unconfident, %d failed, %.1fs", report.items, report.described,
              report.unconfident, report.failed, report.seconds)
     return report
+
+
+def _write_chunk(store: Store, report: DescribeReport, vocabulary: Vocabulary, chunk: Sequence[ItemRecord],
+                 scores: dict[str, np.ndarray], failed: dict[int, str], pks: dict[str, int], source: str,
+                 min_confidence: float | None) -> None:
+    """Compose, count and commit one chunk's descriptions (and withdraw those of items with nothing confident)."""
+    from recsys.store.descriptions import (
+        GeneratedDescription,
+        description_vocabularies,
+        remove_descriptions,
+        replace_descriptions,
+    )
+
+    rows, unsure = [], []
+    for r, it in enumerate(chunk):
+        if r in failed:
+            report.failed += 1
+            if len(report.errors) < MAX_ERRORS:
+                report.errors[it.item_id] = failed[r]
+            continue
+        facets, chosen = [], {}
+        for f in vocabulary.facets:
+            j = int(np.argmax(scores[f.name][r]))
+            score = float(scores[f.name][r, j])
+            used = score >= vocabulary.threshold(f, min_confidence)
+            chosen[f.name] = f.labels[j] if used else None
+            facets.append({"facet": f.name, "label": f.labels[j], "score": round(score, 4), "used": used})
+        text = vocabulary.compose(chosen)
+        if not text:
+            report.unconfident += 1
+            if it.item_id in pks:
+                unsure.append(pks[it.item_id])
+            continue
+        if it.item_id not in pks:  # deleted since it was read
+            continue
+        rows.append(GeneratedDescription(pks[it.item_id], text, facets, source, vocabulary.name))
+        tally(report, vocabulary, facets)
+        if len(report.examples) < 5:
+            report.examples[it.item_id] = text
+    with store.session() as s:
+        for old in description_vocabularies(s, [r.item_pk for r in rows]).values():
+            if old != vocabulary.name:  # a re-run of another vocabulary: said, not silent
+                report.replaced[old] = report.replaced.get(old, 0) + 1
+        report.described += replace_descriptions(s, rows)
+        report.withdrawn += remove_descriptions(s, unsure)

@@ -1,7 +1,8 @@
 """Label transfer: a facet's label for an item, voted by its image neighbours among the catalogue's other items.
 
 A facet of the vocabulary may name a catalogue ``field`` (``category``, ``attributes.colour``...) whose values, on
-other items, are its labels (compared lower-cased, with "/" and "-" as spaces). Those items are the image-text
+other items, are its labels (compared lower-cased, with "/", "-" and "_" as spaces; of a list value, its first element
+that is a label). Those items are the image-text
 training the issue asks for: each described item's image vector is compared with theirs, and its ``k`` nearest
 (cosine, itself always left out, as are the items in ``exclude``) vote for their own label with weight
 ``exp(similarity / temperature)``. The normalised votes are mixed with the zero-shot softmax::
@@ -30,11 +31,21 @@ def normalise(value: object) -> str:
     return " ".join(re.sub(r"[/\-_]", " ", str(value or "")).lower().split())
 
 
-def field_value(item: ItemRecord, field: str) -> str:
-    """The item's value of ``category``, ``title`` or ``attributes.<key>`` ("" when absent)."""
+def field_values(item: ItemRecord, field: str) -> tuple[str, ...]:
+    """The item's values of ``category``, ``title`` or ``attributes.<key>``, normalised: one for a plain value, each
+    element of a list-valued attribute (MovieLens's ``genres``), none when absent or empty."""
     if field.startswith("attributes."):
-        return normalise(item.attributes.get(field.removeprefix("attributes.")))
-    return normalise(getattr(item, field, "") if field in ("category", "title") else "")
+        value = item.attributes.get(field.removeprefix("attributes."))
+    else:
+        value = getattr(item, field, "") if field in ("category", "title") else ""
+    values = value if isinstance(value, list | tuple) else [value]
+    return tuple(v for v in (normalise(x) for x in values if not isinstance(x, dict | list | tuple)) if v)
+
+
+def field_value(item: ItemRecord, field: str) -> str:
+    """The item's first value of ``field`` (:func:`field_values`; "" when it has none)."""
+    values = field_values(item, field)
+    return values[0] if values else ""
 
 
 @dataclass
@@ -50,16 +61,18 @@ class LabelSource:
 
 
 def label_indices(items: Sequence[ItemRecord], field: str, labels: Sequence[str]) -> np.ndarray:
-    """(n,) int: the index of each item's ``field`` value among ``labels``, -1 where it is none of them."""
+    """(n,) int: the index of each item's ``field`` value among ``labels``, -1 where it is none of them; for a list
+    value, its first element that is a label (["Animation", "Comedy"] votes "animation" where both are labels)."""
     index = {normalise(x): j for j, x in enumerate(labels)}
-    return np.array([index.get(field_value(it, field), -1) for it in items], dtype=np.int64)
+    return np.array([next((index[v] for v in field_values(it, field) if v in index), -1) for it in items],
+                    dtype=np.int64)
 
 
 def candidate_items(items: Sequence[ItemRecord], fields: Collection[str],
                     exclude: Collection[str] = ()) -> list[ItemRecord]:
     """Items that can vote: with an image and a value of one of ``fields``, not in ``exclude``."""
     out = set(exclude)
-    return [it for it in items if it.media and it.item_id not in out and any(field_value(it, f) for f in fields)]
+    return [it for it in items if it.media and it.item_id not in out and any(field_values(it, f) for f in fields)]
 
 
 def neighbour_votes(query: np.ndarray, query_ids: Sequence[str], source: LabelSource, facet: str,

@@ -33,8 +33,10 @@ field.
 
 A label is written when its score reaches ``min_confidence`` and, but where that is 0 ("always the best label"),
 beats the facet's uniform share by a quarter (:data:`CHANCE_LIFT`): a facet of n labels scores at least 1/n, so with
-few labels ``min_confidence`` alone never held a guess back. A facet needs two labels or more; ``omit`` and ``words``
-name labels, labels differ in more than case, and the sentence has no brace outside its ``{facet}`` slots.
+few labels ``min_confidence`` alone never held a guess back. A facet needs two labels or more (at most
+:data:`MAX_LABELS`); ``omit`` and ``words`` name labels, labels differ in more than case (and in more than "/", "-",
+"_" and spaces, as field values are compared), the sentence has no brace outside its ``{facet}`` slots, and a key
+not shown above is refused with the nearest known one. YAML is not read: write TOML or JSON.
 
 Facets not named in ``sentence`` are still scored and stored with the description's facets. The shipped ones live in
 ``recsys/describe/vocabularies/`` and are named by their file stem (``generic``, ``hm``).
@@ -42,10 +44,11 @@ Facets not named in ``sentence`` are still scored and stored with the descriptio
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,12 @@ two labels need 0.625, three 0.417, four 0.3125; five or more are unchanged at t
 all the shipped vocabularies' facets."""
 PROBE_BLOCKS = ("stages", "bands", "head", "colour", "pixels")
 """The feature blocks a probe may read (:func:`recsys.describe.probe.feature_columns`)."""
+FACET_KEYS = ("labels", "prompt", "phrase", "fallback", "min_confidence", "omit", "words", "field", "probe_weight",
+              "probe_features", "probe_hidden")
+TOP_KEYS = ("name", "facets", "sentence", "min_confidence", "neighbours", "neighbour_weight")
+"""The keys a vocabulary may have: any other is refused ("min_confidance" was silently never applied)."""
+MAX_LABELS = 2000
+"""Labels per facet: every one is a prompt encoded and a softmax column (200,000 loaded, then took minutes)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,6 @@ class Vocabulary:
     facets: tuple[Facet, ...]
     sentence: str
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
-    extra: dict[str, Any] = field(default_factory=dict)
     neighbours: int = DEFAULT_NEIGHBOURS
     neighbour_weight: float = DEFAULT_NEIGHBOUR_WEIGHT
 
@@ -148,17 +156,38 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _unknown_keys(raw: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """Refuse a key the vocabulary does not read, with the nearest known one (``where`` names the file/facet)."""
+    for key in raw:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else f"; keys are {', '.join(known)}"
+            raise ValidationFailed(f"vocabulary {where}: unknown key {key!r}{hint}")
+
+
 def _labels(name: str, raw: dict[str, Any], where: str) -> tuple[str, ...]:
+    from recsys.describe.transfer import normalise
+
     labels = raw.get("labels")
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r} needs labels = [non-empty strings]")
     out = tuple(dict.fromkeys(x.strip() for x in labels))
+    if len(out) > MAX_LABELS:
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r} has {len(out)} labels; at most {MAX_LABELS} "
+                               "(each is a prompt to encode and a score per item): split it or keep the common ones")
     seen: dict[str, str] = {}
     for label in out:  # "red" and "Red" split the softmax between two near-identical prompts
         first = seen.setdefault(label.casefold(), label)
         if first != label:
             raise ValidationFailed(f"vocabulary {where}: facet {name!r}: labels {first!r} and {label!r} differ only "
                                    "in case; keep one")
+    same: dict[str, str] = {}
+    for label in out:  # a field value matches both: only the last one ever got a neighbour's vote
+        first = same.setdefault(normalise(label), label)
+        if first != label:
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: labels {first!r} and {label!r} are the "
+                                   "same label (field values are compared lower-cased, with / - _ as spaces); keep "
+                                   "one")
     return out
 
 
@@ -193,6 +222,7 @@ def _facet(name: str, raw: Any, where: str) -> Facet:
         raw = {"labels": raw}
     if not isinstance(raw, dict):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r} must be a table with labels, or a list of labels")
+    _unknown_keys(raw, FACET_KEYS, f"{where}: facet {name!r}")
     labels = _labels(name, raw, where)
     strings = _templates(name, raw, where)
     conf = raw.get("min_confidence")
@@ -230,6 +260,7 @@ def _facet(name: str, raw: Any, where: str) -> Facet:
 
 
 def parse_vocabulary(data: dict[str, Any], where: str) -> Vocabulary:
+    _unknown_keys(data, TOP_KEYS, where)
     facets_raw = data.get("facets")
     if not isinstance(facets_raw, dict) or not facets_raw:
         raise ValidationFailed(f"vocabulary {where}: needs a [facets] table with at least one facet")
@@ -256,9 +287,8 @@ def parse_vocabulary(data: dict[str, Any], where: str) -> Vocabulary:
     if not (isinstance(k, int) and not isinstance(k, bool) and k >= 0) or not (_number(w) and 0 <= w <= 1):
         raise ValidationFailed(f"vocabulary {where}: neighbours must be an integer >= 0 and neighbour_weight a "
                                f"number within 0 and 1, not {k!r} and {w!r}")
-    known = {"name", "facets", "sentence", "min_confidence", "neighbours", "neighbour_weight"}
     vocabulary = Vocabulary(str(data.get("name") or Path(where).stem), facets, sentence, float(conf),
-                            {k: v for k, v in data.items() if k not in known}, k, float(w))
+                            neighbours=k, neighbour_weight=float(w))
     if not vocabulary.writes_labels:
         raise ValidationFailed(f"vocabulary {where}: every facet the sentence names omits all its labels, so no "
                                "description could be written; take a label out of omit, or name another facet")
@@ -278,6 +308,9 @@ def load_vocabulary(spec: str | Path | None = None) -> Vocabulary:
     except UnicodeDecodeError as e:
         raise ValidationFailed(f"vocabulary {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
                                "UTF-8") from e
+    if path.suffix.lower() in (".yaml", ".yml"):  # parsed as TOML, it failed with "Expected '=' after a key"
+        raise ValidationFailed(f"vocabulary {path}: YAML is not supported; write TOML or JSON (see "
+                               f"{SHIPPED / (DEFAULT + '.toml')})")
     try:
         data = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:

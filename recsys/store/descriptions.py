@@ -54,6 +54,16 @@ def _upsert(session: Session, values: list[dict[str, Any]]) -> Any:
                                       set_={c: stmt.excluded[c] for c in kept})
 
 
+def description_vocabularies(session: Session, item_pks: Iterable[int]) -> dict[int, str]:
+    """Item key -> the vocabulary that wrote its generated description, for those of ``item_pks`` that have one."""
+    pks = sorted(set(item_pks))
+    out: dict[int, str] = {}
+    for i in range(0, len(pks), BATCH):
+        out.update(session.execute(select(ItemDescription.item_id, ItemDescription.vocabulary)
+                                   .where(ItemDescription.item_id.in_(pks[i : i + BATCH]))).tuples().all())
+    return out
+
+
 def remove_descriptions(session: Session, item_pks: Iterable[int]) -> int:
     """Forget the generated descriptions of these items; returns how many there were."""
     pks = sorted(set(item_pks))

@@ -284,3 +284,44 @@ def test_a_small_facet_says_a_label_only_well_above_chance(env: tuple[Store, Set
     assert all(f["used"] == (f["score"] >= 0.625) for f in moods)  # 1.25 x the uniform share, 1/2
     colours = [f for r in rows for f in r.facets if f["facet"] == "colour"]
     assert all(f["used"] == (f["score"] >= 0.25) for f in colours)  # six labels: 0.25 stands (1.25 / 6 < 0.25)
+
+
+@pytest.mark.parametrize("field", ["attributes.material", "category"])  # absent; values that are no colour label
+def test_a_field_no_item_carries_keeps_the_zero_shot_score_and_is_said(env: tuple[Store, Settings, Path],
+                                                                      field: str) -> None:
+    store, settings, vocab = env
+    absent = vocab.with_name("absent.toml")  # another domain's field: its uniform "vote" pulled every score to 1/n
+    absent.write_text(VOCAB.replace("[facets.colour]", f'[facets.colour]\nfield = "{field}"'))
+    ids = ["red-0", "blue-1", "green-2"]
+
+    def scores() -> dict[str, list[float]]:
+        with store.session() as s:
+            rows = s.scalars(select(ItemDescription).join(Item).where(Item.external_id.in_(ids))).all()
+            return {r.source.split(":")[0] + str(r.item_id): [f["score"] for f in r.facets] for r in rows}
+
+    stages: set[str] = set()
+    report = describe_items(store, settings, load_vocabulary(absent), neighbours=3, item_ids=ids,
+                            progress=lambda stage, done, total: stages.add(stage))
+    assert report.labelled == {"colour": 0} and stages == {"items"}  # no photo read for a vote nobody casts
+    assert any(f"facet 'colour': no item's {field} is one of its labels" in w for w in report.warnings)
+    voted = scores()
+    describe_items(store, settings, load_vocabulary(absent), neighbours=0, item_ids=ids)
+    assert scores() == voted  # the same as zero-shot alone, stamped so ("zero-shot:", not "+neighbours")
+
+
+def test_a_rerun_with_another_vocabulary_says_what_it_replaced(env: tuple[Store, Settings, Path]) -> None:
+    store, settings, vocab = env
+    describe_items(store, settings, load_vocabulary(vocab), item_ids=["red-0", "blue-0"])
+    other = vocab.with_name("other.toml")
+    other.write_text(VOCAB.replace('name = "test"', 'name = "other"'))
+    report = describe_items(store, settings, load_vocabulary(other), item_ids=["red-0", "blue-0"])
+    assert report.described == 2 and report.replaced == {"test": 2} and report.to_dict()["replaced"] == {"test": 2}
+    assert describe_items(store, settings, load_vocabulary(other), item_ids=["red-0"]).replaced == {}  # its own
+
+
+def test_an_unknown_item_is_refused_before_the_encoder_loads(env: tuple[Store, Settings, Path],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    store, settings, vocab = env
+    monkeypatch.setattr(run, "get_encoder", lambda s: pytest.fail("loaded the encoder (20 s) for a typo"))
+    with pytest.raises(UnknownItem, match="'nope'"):
+        describe_items(store, settings, load_vocabulary(vocab), item_ids=["nope"])
