@@ -175,7 +175,9 @@ class Recommender:
                              exclude=removed, lexical=self._lexical.search,
                              vector=lambda n: [(h.item_id, h.score) for h in
                                                self._search(q, n, modality, filter, exclude, "search", reader)])
-        return self._detailed([ScoredItem(h.item_id, h.score, h.sources) for h in hits])
+        told = self._lexical.generated_only(query, [h.item_id for h in hits if "lexical" in h.sources])
+        return self._detailed([ScoredItem(h.item_id, h.score, [*h.sources, *(["generated"] if h.item_id in told
+                                                                              else [])]) for h in hits])
 
     @cached_property
     def _lexical(self) -> LexicalIndex:

@@ -225,3 +225,16 @@ def test_cli_search_text_mode(rec: Recommender, monkeypatch: pytest.MonkeyPatch)
     assert not RARE & {r["item_id"] for r in run("--lexical-weight", "0")}
     res = CliRunner().invoke(pipeline.search_app, ["text", "mooncake", "--mode", "fuzzy"])
     assert res.exit_code != 0
+
+
+def test_a_match_only_through_a_generated_description_says_so(rec: Recommender, store: Store) -> None:
+    from recsys.store.descriptions import GeneratedDescription, replace_descriptions
+
+    with store.session() as s:
+        pks = dict(s.execute(select(Item.external_id, Item.id)).all())
+        replace_descriptions(s, [GeneratedDescription(pks[i], "Leopard print.", [], "zero-shot:test", "generic")
+                                 for i in ("x03", "d07")])
+    hits = {h.item_id: h.sources for h in rec.search_text("leopard mooncake", 20, mode="lexical")}
+    assert hits["x03"][0] == "lexical" and hits["x03"][-1] == "generated"  # "Scarf 3 / A scarf.": the image's words
+    assert "lexical" in hits["d07"] and "generated" not in hits["d07"]  # "Mooncake dress": its own title has one
+    assert "generated" not in rec.search_text("mooncake", 20, mode="lexical")[0].sources

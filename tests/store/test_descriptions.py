@@ -239,3 +239,19 @@ def test_an_item_deleted_by_plain_sql_takes_its_description_along(tmp_path: Path
     assert _find(store, "olive") == [] and _find(store, "leopard") == []
     assert _exact(store)
     store.dispose()
+
+
+def test_matches_only_through_the_generated_text_are_told_apart(store: Store) -> None:
+    from recsys.store.lexical import LexicalIndex, generated_only
+
+    _import(store, [*ITEMS, ItemRecord("a4", "Printed poster tee", "", "T-shirt")])
+    _describe(store, {"a1": "Purple printed poster.", "a3": "Striped tee.", "a4": "Purple printed poster."})
+    with store.reading() as c:
+        found = [i for i, _ in lexical_search(c, "printed posters", 50)]
+        assert sorted(found) == ["a1", "a4"]
+        # a1's own text ("Art. 4711") has neither word; a4's title has both (stemmed alike: "posters")
+        assert generated_only(c, "printed posters", found) == {"a1"}
+        assert generated_only(c, "tee", ["a3", "a4"]) == set()  # in the merchant's text too
+        assert generated_only(c, "striped", ["a3"]) == {"a3"}
+        assert generated_only(c, "strap", ["a2"]) == set()  # no generated description at all
+    assert LexicalIndex(store).generated_only("purple", ["a1", "a4"]) == {"a1", "a4"}

@@ -89,7 +89,8 @@ class Card:
         return f"like an item you {verb}"
 
 
-RESULT_SOURCES = {"search": "near your words by meaning", "lexical": "has your words", "id": "its id is your words",
+RESULT_SOURCES = {"search": "near your words by meaning", "lexical": "has your words",
+                  "generated": "only in its description generated from the image", "id": "its id is your words",
                   "image_search": "looks like your picture", "similar": "near this item"}
 """What a search or similar result's source means (a recommendation's are in recsys.serving.reasons)."""
 
