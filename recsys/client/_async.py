@@ -198,11 +198,12 @@ class AsyncClient:
     async def recommend_session(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: FilterLike = None,
                                 exclude: Ids = (), diversity: float | None = None, explain: bool = False,
                                 cursor: str | None = None, boosts: Mapping[str, float] | None = None, bury: Ids = (),
-                                pins: Mapping[str, int] | None = None, exploration: float | None = None) -> Page:
+                                pins: Mapping[str, int] | None = None, exploration: float | None = None,
+                                debug: bool = False) -> Page:
         """Recommendations from posted events (nothing is stored); ``cursor=page.next`` and the business rules as
-        in :meth:`recommend`."""
+        in :meth:`recommend`; ``debug``: ``page.debug`` holds the server's time for the list (ms)."""
         return await self._call(api.recommend_session(events, k, filter, exclude, diversity, explain, cursor,
-                                                      api.rules(boosts, bury, pins, exploration)))
+                                                      api.rules(boosts, bury, pins, exploration), debug))
 
     async def similar(self, item_id: str, k: int = 20, *, modality: str | None = None, filter: FilterLike = None,
                       exclude: Ids = (), user_id: str | None = None) -> Page:

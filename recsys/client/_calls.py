@@ -256,9 +256,9 @@ def buy_again(user_id: str, k: int, now: When) -> Call[Page]:
 
 def recommend_session(events: Iterable[Mapping[str, Any]], k: int, filter: FilterLike, exclude: Ids,
                       diversity: float | None, explain: bool, cursor: str | None,
-                      list_rules: dict[str, Any]) -> Call[Page]:
+                      list_rules: dict[str, Any], debug: bool = False) -> Call[Page]:
     body = _body({"events": list(events), "k": k, "filter": filter, "exclude": ids(exclude), "diversity": diversity,
-                  "explain": explain, "cursor": cursor, **list_rules})
+                  "explain": explain, "debug": debug, "cursor": cursor, **list_rules})
     return Call("POST", "/v1/sessions/recommendations", _page, {"json": body})
 
 

@@ -41,7 +41,10 @@ def test_client_covers_the_endpoints(make_client: Callable[..., TestClient], sql
     page = c.recommend("u1", k=3, filter={"categories": ["hats"]}, exclude=["h2"], explain=True, debug=True)
     assert len(page.ids) == 3 and "h2" not in page.ids and page.items[0].explanation is not None
     assert page.debug is not None and page.meta["index_generation"] == "gen-1"
-    assert set(c.recommend_session([{"item_id": "s1", "type": "like"}], k=2).ids) <= {f"s{i}" for i in range(9)}
+    session = c.recommend_session([{"item_id": "s1", "type": "like"}], k=2, debug=True)
+    assert set(session.ids) <= {f"s{i}" for i in range(9)} and session.debug is not None
+    assert session.debug["timings_ms"]["service_total"] >= 0
+    assert c.recommend_session([{"item_id": "s1", "type": "like"}], k=2).debug is None
     assert c.similar("s1", k=2, filter={"price_max": 30}).ids == ["s2", "s3"]
     assert c.search_text("wool", k=2).ids == ["h1", "h2"]
     buf = io.BytesIO()

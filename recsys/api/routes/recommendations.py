@@ -112,9 +112,11 @@ async def recommend_session(request: Request, body: SessionRequest, rec: Recomme
     if body.now is not None or body.exclude_shown_hours:  # accepted by the shared body, meaningless here
         raise ValidationFailed("a session's list takes neither `now` (it is ranked as of its posted events) nor "
                                "`exclude_shown_hours` (no stored user was shown anything); use `exclude` or a cursor")
+    start = time.perf_counter()
     page, exclude = await left_out(request, body, None)
     items, unknown = await run_in_threadpool(_session_list, rec, body, exclude)
-    return results(request, items, page=page, k=body.k, unknown_items=unknown,
+    debug = debug_timings({}, start) if body.debug else None  # a session's list is never cached: its whole time
+    return results(request, items, debug=debug, page=page, k=body.k, unknown_items=unknown,
                    unknown_values=await aunknown_filter_values(rec, to_item_filter(body.filter)))
 
 
