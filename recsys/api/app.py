@@ -30,6 +30,7 @@ from recsys.api.metrics import Metrics
 from recsys.api.middleware import RequestMiddleware
 from recsys.api.routes.feeds import load_cursor_key
 from recsys.config import Settings, get_settings
+from recsys.errors import StoreUnavailable
 from recsys.experiments import VariantItems, check_variant_rankers, load_experiments
 from recsys.experiments.items import unknown_categories
 
@@ -94,8 +95,9 @@ class Runtime:
                 rec.store.upgrade()
                 self.migrated, self.schema_error = True, None
                 log.info("the database answers again: schema up to date, serving")
-            except Exception as e:
-                self.schema_error = f"the database schema could not be brought up to date: {getattr(e, 'message', e)}"
+            except Exception as e:  # down or busy again: still an outage, not a failed migration
+                self.schema_error = None if isinstance(e, StoreUnavailable) else (
+                    f"the database schema could not be brought up to date: {getattr(e, 'message', e)}")
                 self._warn("could not bring the database schema up to date: %s", e)
         try:
             rec.refresh()
@@ -232,7 +234,6 @@ def open_service(settings: Settings) -> tuple[Any, bool]:
     """The server's :class:`~recsys.service.Recommender` and whether its schema is up to date. A database that
     does not answer at start-up is not fatal: the server starts unready (``/readyz`` 503, requests 503 with
     Retry-After) and the refresh task migrates and serves once it answers."""
-    from recsys.errors import StoreUnavailable
     from recsys.service import Recommender
     from recsys.store import Store
 

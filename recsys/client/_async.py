@@ -30,6 +30,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def _replacement(pool: httpx.AsyncClient) -> httpx.AsyncClient:
+    """A new pool with ``pool``'s address and timeout."""
+    return httpx.AsyncClient(base_url=pool.base_url, timeout=pool.timeout)
+
+
 class AsyncClient:
     """Asynchronous client; one coroutine per endpoint. Use as an async context manager or await :meth:`aclose`.
 
@@ -42,9 +47,11 @@ class AsyncClient:
     (set it on your client). A call after :meth:`aclose` raises a RecsysError.
 
     Event loops: pooled connections belong to the loop that opened them. Used from another loop (one
-    ``asyncio.run`` per job with a module-level client), a client that made its own pool drops it and opens a new
-    one for the new loop (the old loop's connections are left to it); use one loop at a time. A client given
-    ``http=`` uses that client as it is: make one per loop."""
+    ``asyncio.run`` per job with a module-level client), a client that made its own pool lets go of it and opens a
+    new one for the new loop: an ended loop's connections cannot be closed from another loop (asyncio closes a
+    transport through its own), so the garbage collector closes them. Use one loop at a time; for connections
+    closed at once, make the client inside the loop (``async with AsyncClient(...) as c``). A client given ``http=``
+    uses that client as it is: make one per loop."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  timeout: float | None = None, http: httpx.AsyncClient | None = None,
@@ -69,19 +76,27 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._own and self._loop in (None, asyncio.get_running_loop()):
-            await self._http.aclose()  # a pool of another loop cannot be closed from this one: it is left to it
+        if not self._own:
+            return
+        if self._loop in (None, asyncio.get_running_loop()):
+            await self._http.aclose()
+            return
+        # A pool of an ended loop cannot be closed from this one (asyncio closes a transport through its own loop):
+        # let go of it, so that the garbage collector closes its connections.
+        self._http = _replacement(self._http)
+        await self._http.aclose()
 
     def _pool(self) -> httpx.AsyncClient:
-        """The httpx client for the running loop: an own pool opened on another loop is replaced."""
+        """The httpx client for the running loop: an own pool opened on another loop is replaced (and let go of:
+        see :meth:`aclose`)."""
         if self._closed or self._http.is_closed:
             raise closed("AsyncClient")
         loop = asyncio.get_running_loop()
         if self._own and self._loop is not None and self._loop is not loop:
-            old = self._http
-            self._http = httpx.AsyncClient(base_url=old.base_url, timeout=old.timeout)
+            self._http = _replacement(self._http)
         self._loop = loop
         return self._http
+
 
     async def _call(self, call: Call[T]) -> T:
         http = self._pool()

@@ -232,9 +232,10 @@ class Store:
                 if revision == "head" and self.at_head():
                     return  # another process migrated while this one waited
                 if current is not None and not self.in_memory:  # an upgrade of recsys: the older one refuses it
+                    target = schema.known_revisions(self)[-1] if revision == "head" else revision
                     log.warning("upgrading the schema of %s from revision %s to %s; an older recsys refuses it "
                                 "afterwards (`recsys db downgrade %s` run by this version takes it back)",
-                                without_password(self.url), current, revision, current)
+                                without_password(self.url), current, target, current)
                 with self._migrating() as cfg:
                     command.upgrade(cfg, revision)
         except OperationalError as e:

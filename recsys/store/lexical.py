@@ -114,11 +114,10 @@ GENERATED = "generated"
 """The source a search result also carries when its words are only in its generated description."""
 MERCHANT_LIMITS = {"title": 20_000, "category": 1_000, "attrs": 50_000, "description": 60_000}
 """Characters of each merchant part that PostgreSQL's document indexes (migration 0010's ``LIMITS``)."""
-_DESCRIBED = text("SELECT i.external_id FROM item_descriptions d JOIN items i ON i.id = d.item_id "
+_DESCRIBED = text("SELECT i.external_id, i.id FROM item_descriptions d JOIN items i ON i.id = d.item_id "
                   "WHERE i.external_id IN :ids").bindparams(bindparam("ids", expanding=True))
-_SQLITE_MERCHANT = text("SELECT i.external_id FROM items_fts JOIN items i ON i.id = items_fts.rowid "
-                        "WHERE items_fts MATCH :q AND i.external_id IN :ids"
-                        ).bindparams(bindparam("ids", expanding=True))
+_SQLITE_MERCHANT = text("SELECT rowid FROM items_fts WHERE items_fts MATCH :q AND rowid IN :pks"
+                        ).bindparams(bindparam("pks", expanding=True))
 _PG_ATTRS = ("CASE WHEN json_typeof(i.attributes) = 'object' THEN (SELECT string_agg(value, ' ') "
              "FROM json_each_text(i.attributes)) END")
 
@@ -127,13 +126,14 @@ def generated_only(conn: Connection, query: str, item_ids: Sequence[str]) -> set
     """Which of ``item_ids`` (keyword matches of ``query``) match it only through their generated description: no
     word of the query is in the merchant's title, description, category or attribute values (stemmed alike)."""
     terms = query_terms(query)
-    described = [str(i) for i in conn.execute(_DESCRIBED, {"ids": list(item_ids)}).scalars()] if terms else []
+    described: dict[str, int] = dict(conn.execute(_DESCRIBED, {"ids": list(item_ids)}).tuples().all()) if terms else {}
     if not described:
         return set()
-    if conn.dialect.name == "sqlite":  # FTS5's column filter: the merchant's columns only
+    pks = list(described.values())
+    if conn.dialect.name == "sqlite":  # FTS5's column filter (the merchant's columns), held to the hits' rows
         q = "{title description category attrs} : (" + _fts5_query(terms) + ")"
-        merchant = conn.execute(_SQLITE_MERCHANT, {"q": q, "ids": described}).scalars()
-        return set(described) - {str(i) for i in merchant}
+        merchant = set(conn.execute(_SQLITE_MERCHANT, {"q": q, "pks": pks}).scalars())
+        return {str(i) for i, pk in described.items() if pk not in merchant}
     if conn.dialect.name != "postgresql":
         return set()
     parts = {"title": "i.title", "category": "i.category", "attrs": _PG_ATTRS, "description": "i.description"}
@@ -141,9 +141,9 @@ def generated_only(conn: Connection, query: str, item_ids: Sequence[str]) -> set
                            f"{MERCHANT_LIMITS[name]})))" for name, expr in parts.items())
     params: dict[str, object] = {f"t{j}": t for j, t in enumerate(terms)}
     words = " || ".join(_PG_WORD.format(f":t{j}") for j in range(len(terms)))
-    sql = text(f"SELECT i.external_id FROM items i WHERE i.external_id IN :ids AND NOT (({document}) @@ ({words}))"
-               ).bindparams(bindparam("ids", expanding=True))
-    return {str(i) for i in conn.execute(sql, {**params, "ids": described}).scalars()}
+    sql = text(f"SELECT i.external_id FROM items i WHERE i.id IN :pks AND NOT (({document}) @@ ({words}))"
+               ).bindparams(bindparam("pks", expanding=True))
+    return {str(i) for i in conn.execute(sql, {**params, "pks": pks}).scalars()}
 
 
 def _fts5_query(terms: Sequence[str]) -> str:
@@ -168,8 +168,9 @@ class LexicalIndex:
             return lexical_search(c, query, limit) if self._available else []
 
     def generated_only(self, query: str, item_ids: Sequence[str]) -> set[str]:
-        """:func:`generated_only` on the store (nothing where the database has no lexical index)."""
-        if not item_ids or self._available is False:
+        """:func:`generated_only` on the store (its keyword matches come from :meth:`search`, which has checked
+        that the index exists)."""
+        if not item_ids or not self._available:
             return set()
         with self.store.reading() as c:
-            return generated_only(c, query, item_ids) if available(c) else set()
+            return generated_only(c, query, item_ids)

@@ -3,10 +3,12 @@ ids no URL path can address, and the other misuses refused before anything is se
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -48,9 +50,13 @@ def server() -> Iterator[str]:
 
 def test_an_async_client_works_from_one_event_loop_after_another(server: str) -> None:
     c = AsyncClient(server)  # module-level style: one asyncio.run per job
+    pools = []
     for _ in range(3):
         assert run_async(c.trending()).ids == ["a"]
-    run_async(c.aclose())
+        pools.append(weakref.ref(c._http))
+    run_async(c.aclose())  # on a loop of its own: the pools of the ended loops are let go of, for the collector
+    gc.collect()
+    assert [p() for p in pools] == [None, None, None]
     with pytest.raises(RecsysError, match="closed"):
         run_async(c.trending())
 

@@ -69,7 +69,7 @@ def test_readiness_says_nothing_is_built_yet(tmp_path: Path) -> None:
 
 def test_a_schema_upgrade_that_fails_is_the_reason_not_an_unreachable_database(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from recsys.errors import SchemaBehind, SchemaMismatch
+    from recsys.errors import SchemaBehind, SchemaMismatch, StoreUnavailable
 
     with TestClient(create_app(_settings(tmp_path, f"sqlite:///{tmp_path / 'recsys.db'}")),
                     raise_server_exceptions=False) as client:
@@ -87,3 +87,11 @@ def test_a_schema_upgrade_that_fails_is_the_reason_not_an_unreachable_database(
         assert ready.json()["reason"] == SchemaBehind.public
         r = client.get("/v1/items/x")
         assert r.status_code == 503 and r.json()["error"]["message"] == SchemaBehind.public
+
+        def down(*_a: object, **_k: object) -> None:
+            raise StoreUnavailable("database unreachable")
+
+        monkeypatch.setattr(runtime.recommender.store, "upgrade", down)
+        runtime.tick()  # down or busy again at the next try: an outage, not a failed migration
+        assert client.get("/readyz").json()["reason"] != SchemaBehind.public
+        assert client.get("/v1/items/x").json()["error"]["message"] == "the database is unreachable; retry shortly"

@@ -254,4 +254,6 @@ def test_matches_only_through_the_generated_text_are_told_apart(store: Store) ->
         assert generated_only(c, "tee", ["a3", "a4"]) == set()  # in the merchant's text too
         assert generated_only(c, "striped", ["a3"]) == {"a3"}
         assert generated_only(c, "strap", ["a2"]) == set()  # no generated description at all
-    assert LexicalIndex(store).generated_only("purple", ["a1", "a4"]) == {"a1", "a4"}
+    index = LexicalIndex(store)
+    assert sorted(i for i, _ in index.search("purple", 10)) == ["a1", "a4"]  # the service asks after a search
+    assert index.generated_only("purple", ["a1", "a4"]) == {"a1", "a4"}

@@ -97,6 +97,8 @@ def test_upgrading_an_existing_store_says_so_and_how_to_take_it_back(
     with caplog.at_level("WARNING", logger="recsys.store.db"):
         old.upgrade()
     said = caplog.records[-1].getMessage()
-    assert "from revision 0007 to head" in said and "recsys db downgrade 0007" in said
+    from recsys.store.schema import known_revisions
+
+    assert f"from revision 0007 to {known_revisions(old)[-1]}" in said and "recsys db downgrade 0007" in said
     fresh.dispose()
     old.dispose()
