@@ -26,6 +26,16 @@ _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
 """The ``Host`` names served with auth off (any port): a web page whose name an attacker re-points to 127.0.0.1
 (DNS rebinding) names its own host, so it is refused."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods counted by name in the metrics; any other token (a client may send one, with no key) is ``other``: one
+series each made ``/metrics`` grow without bound."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _loggable(path: str) -> str:
+    """A request path for the log: its control characters escaped (a percent-encoded newline wrote a forged line
+    into the text log)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", path)
 
 
 class RequestMiddleware:
@@ -89,12 +99,14 @@ class RequestMiddleware:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - start
-            self.metrics.requests.labels(scope["method"], label, str(status)).inc()
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.requests.labels(method, label, str(status)).inc()
             self.metrics.latency.labels(label).observe(elapsed)
             if access.isEnabledFor(logging.INFO):
                 principal = scope["state"].get("principal")
-                access.info("%s %s %d", scope["method"], scope["path"], status, extra={
-                    "method": scope["method"], "path": scope["path"], "route": label, "status": status,
+                path = _loggable(scope["path"])
+                access.info("%s %s %d", method, path, status, extra={
+                    "method": method, "path": path, "route": label, "status": status,
                     "duration_ms": round(elapsed * 1000, 2), "key": getattr(principal, "name", None),
                 })
             request_id_var.reset(token)

@@ -69,3 +69,15 @@ def test_uvicorns_terminal_colour_copy_stays_out_of_the_json_line() -> None:
                                                 extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
     line = json.loads(buf.getvalue().splitlines()[-1])
     assert line["msg"] == "Started server process [7]" and "color_message" not in line
+
+
+def test_a_path_cannot_forge_a_log_line_nor_a_method_a_metrics_series(client: TestClient) -> None:
+    with json_log("recsys.api.access", logging.INFO) as buf:
+        client.get("/x%0A2026-12-06 00:00:00,000 INFO recsys.api.access POST /v1/items 200")
+        for n in range(3):
+            client.request(f"M{n:06d}", "/x")
+    first, *made_up = _lines(buf)
+    assert "\n" not in first["path"] and first["path"].startswith("/x\\x0a2026")
+    assert [line["method"] for line in made_up] == ["other"] * 3
+    metrics = client.get("/metrics").text
+    assert "M000001" not in metrics and 'method="other"' in metrics

@@ -4,6 +4,7 @@ session cookies are rate-limited like unknown API keys (each one otherwise cost 
 from __future__ import annotations
 
 import base64
+import html
 import time
 from collections.abc import Callable
 
@@ -47,3 +48,12 @@ def test_forged_cookies_are_rate_limited(make_client: Callable[..., TestClient],
              for i in range(12)]
     assert codes[:5] == [303] * 5 and set(codes[5:]) == {429}, codes
     assert reads == 5  # refused before the key lookup once over the limit
+
+
+def test_a_post_through_a_proxy_that_rewrites_host_says_so(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(auth=True)  # the page is at shop.example; the proxy reached the server as testserver
+    r = client.post("/logout", headers={"origin": "https://shop.example", "sec-fetch-site": "same-origin"},
+                    follow_redirects=False)
+    assert r.status_code == 403
+    said = html.unescape(r.text)
+    assert "'shop.example'" in said and "'testserver'" in said and "proxy_set_header Host" in said

@@ -103,8 +103,11 @@ def same_origin(request: Request) -> None:
     origin = request.headers.get("origin") or request.headers.get("referer")
     if not origin or origin == "null":
         raise Forbidden("form posts must come from the explorer's own pages (no Origin header)")
-    if urlparse(origin).netloc != request.headers.get("host", ""):
-        raise Forbidden("cross-origin form posts are refused")
+    host = request.headers.get("host", "")
+    if urlparse(origin).netloc != host:
+        raise Forbidden(f"cross-origin form posts are refused (the page is at {urlparse(origin).netloc!r}, this "
+                        f"server was reached as {host!r}); behind a reverse proxy, forward the Host header "
+                        "(nginx: proxy_set_header Host $host)")
 
 
 def came_from(request: Request) -> str:
