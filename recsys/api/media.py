@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from recsys.errors import ValidationFailed
 from recsys.store.media_roots import PRIVATE_REASON, media_roots, private, relocated, under_roots
@@ -29,7 +29,7 @@ def local_path(uri: str) -> Path | None:
     if parsed.scheme in ("http", "https") and parsed.netloc:
         return None
     if parsed.scheme == "file":
-        return Path(parsed.path)
+        return Path(unquote(parsed.path))  # file:///a%20b.png names "a b.png"
     return Path(uri)
 
 
@@ -58,11 +58,11 @@ def public_item(details: dict[str, Any]) -> dict[str, Any]:
     for m in details.get("media") or ():
         uri = str(m.get("uri") or "")
         out = {"kind": m.get("kind"), "status": m.get("status"), "uri": None, "error": None}
-        if m.get("status") == "error":
-            out["error"] = UNREADABLE
-        elif local_path(uri) is None:
+        if local_path(uri) is None:  # a remote image: its address, even when it could not be embedded
             out["uri"] = uri
-        if m.get("kind") == "image" and m.get("status") != "error":
+        elif m.get("status") == "error":
+            out["error"] = UNREADABLE
+        if m.get("kind") == "image" and m.get("status") != "error":  # numbered as /media/{id}?n= numbers them
             if out["uri"] is None:
                 out["uri"] = f"/media/{quote(item_id, safe='')}?n={n}"
             n += 1

@@ -16,10 +16,13 @@ them, so a data directory moved since its import keeps its vectors.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -29,7 +32,7 @@ from recsys.encoders.cache import VectorCache, digest, disk_problem, media_ident
 from recsys.encoders.encoder import TowerEncoder, get_encoder
 from recsys.encoders.features import MediaJob, feature_caches, image_features, text_features
 from recsys.encoders.fit import limits_of
-from recsys.encoders.media import MediaError, MediaFinder, MediaLimits, load_media
+from recsys.encoders.media import MediaError, MediaFinder, MediaLimits, load_media, local_path
 from recsys.encoders.text import ItemRecord, field_texts
 from recsys.errors import EncoderStorageError
 from recsys.store import Store
@@ -71,37 +74,57 @@ def key_id(enc: TowerEncoder) -> str:
     return enc.id if enc.fitted else f"{enc.id}|{enc.towers.id}"
 
 
-def to_encode(items: Sequence[ItemRecord], keys: Sequence[str], found: Collection[str], failed: Collection[str],
-              find: MediaFinder, limits: MediaLimits) -> tuple[list[int], dict[str, str | None]]:
-    """(rows to encode, uri -> reason of each earlier failed medium that still fails). Rows to encode: the items not
-    cached, and the cached ones with a medium in ``failed`` (``ItemMedia.status`` error) that loads now."""
+class MediaStatus(dict[tuple[str, str], str | None]):
+    """(uri, kind) -> None (decoded) or the reason it failed: a file that is one item's video and another's image
+    has the status of each use. ``get`` of a bare uri answers for every use of it (a failure first), for callers
+    that key by uri."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if isinstance(key, str):
+            uses = [r for (u, _), r in self.items() if u == key]
+            return next((r for r in uses if r), None) if uses else default
+        return super().get(key, default)
+
+
+def reason_of(status: Mapping[Any, str | None], uri: str, kind: str) -> str | None:
+    """A medium's reason in ``status``, keyed by (uri, kind) or by bare uri."""
+    if isinstance(status, MediaStatus):
+        return status.get((uri, kind))
+    return status.get(uri)  # keyed by bare uri (the Ray engine's batches)
+
+
+def to_encode(items: Sequence[ItemRecord], keys: Sequence[str], found: Collection[str],
+              failed: Collection[tuple[str, str]], find: MediaFinder, limits: MediaLimits,
+              ) -> tuple[list[int], MediaStatus]:
+    """(rows to encode, (uri, kind) -> reason of each earlier failed medium that still fails). Rows to encode: the
+    items not cached, and the cached ones with a medium in ``failed`` (``ItemMedia.status`` error) that loads now."""
     todo: list[int] = []
-    still: dict[str, str | None] = {}
+    still = MediaStatus()
     for i, (it, key) in enumerate(zip(items, keys, strict=True)):
         if key not in found:
             todo.append(i)
             continue
         for kind, uri in it.media:
-            if uri not in failed:
+            if (uri, kind) not in failed:
                 continue
             try:
                 load_media(find(uri), kind, limits)
             except MediaError as e:
-                still[uri] = str(e)
+                still[uri, kind] = str(e)
             except Exception as e:  # a decoder bug, as the feature loader says it
-                still[uri] = f"cannot decode ({type(e).__name__}: {e})"
+                still[uri, kind] = f"cannot decode ({type(e).__name__}: {e})"
             else:
                 todo.append(i)
                 break
     return todo, still
 
 
-def tally(items: Iterable[ItemRecord], status: Mapping[str, str | None], errors: dict[str, str]) -> int:
-    """Failed media of ``items`` by ``status`` (uri -> reason or None); their reasons go into ``errors`` (first 100
-    items)."""
+def tally(items: Iterable[ItemRecord], status: Mapping[Any, str | None], errors: dict[str, str]) -> int:
+    """Failed media of ``items`` by ``status`` ((uri, kind) or uri -> reason or None); their reasons go into
+    ``errors`` (first 100 items)."""
     broken = 0
     for it in items:
-        reasons = [r for _, u in it.media if (r := status.get(u))]
+        reasons = [r for k, u in it.media if (r := reason_of(status, u, k))]
         if reasons:
             broken += len(reasons)
             if len(errors) < 100:
@@ -115,8 +138,8 @@ def vector_cache(settings: Settings, encoder_id: str) -> VectorCache:
 
 def encode_items(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings,
                  progress: Progress | None = None, find: MediaFinder | None = None,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str | None]]:
-    """(text (n, d), image (n, d), has_image (n,), uri -> None or failure reason) for ``items``; media are read
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, MediaStatus]:
+    """(text (n, d), image (n, d), has_image (n,), (uri, kind) -> None or failure reason) for ``items``; media are read
     where ``find`` (by default one for ``settings``) finds them."""
     e = settings.encoder
     find = find or MediaFinder.of(settings)
@@ -141,18 +164,32 @@ def encode_items(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: S
     ok_keys = [j.key for j in jobs if j.key in feats]
     ivecs = dict(zip(ok_keys, encoder.project_images(np.stack([feats[k] for k in ok_keys])), strict=True)) \
         if ok_keys else {}
-    status: dict[str, str | None] = {}
+    status = MediaStatus()
     for r, js in enumerate(per_item):
         vs = []
         for job in js:
             key = job.key
-            status[job.uri] = errors.get(key) if key not in ivecs else None
+            status[job.uri, job.kind] = errors.get(key) if key not in ivecs else None
             if key in ivecs:
                 vs.append(ivecs[key])
         if vs:
             image[r] = np.mean(vs, axis=0)
             has_image[r] = True
     return l2_normalise(text), l2_normalise(image), has_image, status
+
+
+def not_served(status: Mapping[tuple[str, str], str | None], find: MediaFinder) -> set[tuple[str, str]]:
+    """The decoded images whose local file lies outside the media roots: embedded, but ``/media`` never serves
+    them (their status says so)."""
+    from recsys.store.media_roots import under_roots
+
+    out = set()
+    for (uri, kind), reason in status.items():
+        if reason is None and kind == "image" and urlparse(uri).scheme not in ("http", "https") and find.roots:
+            path = local_path(find(uri))
+            if not under_roots(Path(os.path.abspath(path)), find.roots):
+                out.add((uri, kind))
+    return out
 
 
 def tower_text_vectors(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings) -> np.ndarray:
@@ -204,7 +241,8 @@ def embed_catalog(store: Store, settings: Settings, progress: Progress | None = 
         chunk = [items[i] for i in rows]
         text, image, has_image, status = encode_items(enc, chunk, settings, chunk_progress, find)
         new = {keys[i]: pack(text[j], image[j], bool(has_image[j])) for j, i in enumerate(rows)}
-        record_media_status(store, status)  # before caching: a failure cached but not recorded is never retried
+        # before caching: a failure cached but not recorded is never retried
+        record_media_status(store, status, not_served(status, find))
         cache.put_many(new)
         found.update(new)
         broken += tally(chunk, status, errors)

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 if TYPE_CHECKING:
     from recsys.config import Settings
@@ -53,7 +53,7 @@ class MediaError(Exception):
 def local_path(uri: str) -> Path:
     """The file a medium's path or ``file://`` URL names (an ``http(s)`` URL names none: its own text)."""
     parsed = urlparse(uri)
-    return Path(parsed.path if parsed.scheme == "file" else uri)
+    return Path(unquote(parsed.path) if parsed.scheme == "file" else uri)  # file:///a%20b.png names "a b.png"
 
 
 class MediaFinder:
@@ -93,6 +93,8 @@ class MediaFinder:
         return uri if moved is None else str(moved)
 
 
+REMOTE_REASON = ("remote images are not fetched, so not embedded (the explorer still shows them from their address): "
+                 "download them and import the local files")
 PRIVATE = "recsys-private:"
 """What :class:`MediaFinder` answers, before the recorded path, for one of the data directory's own files (the store's
 database, keys, derived files: :func:`recsys.store.media_roots.private`); it is never opened."""
@@ -104,7 +106,7 @@ def _read_bytes(uri: str, limits: MediaLimits) -> bytes:
 
         raise MediaError(PRIVATE_REASON)
     if urlparse(uri).scheme in ("http", "https"):
-        raise MediaError("remote media are not fetched: download the file and store its local path")
+        raise MediaError(REMOTE_REASON)
     path = local_path(uri)
     try:
         size = os.stat(path).st_size
@@ -172,22 +174,78 @@ def _check_size(w: int, h: int, limits: MediaLimits) -> None:
     check_aspect(w, h)
 
 
+READABLE = "BMP, GIF, JPEG, PNG, TIFF, WebP"
+_FOREIGN = ((b"ftypheic", "HEIC"), (b"ftypheix", "HEIC"), (b"ftypheim", "HEIC"), (b"ftypheis", "HEIC"),
+            (b"ftyphevc", "HEIC"), (b"ftypmif1", "HEIF"), (b"ftypmsf1", "HEIF"), (b"ftypavif", "AVIF"),
+            (b"ftypavis", "AVIF"))
+_VIDEO_BRANDS = (b"ftypisom", b"ftypiso2", b"ftypmp41", b"ftypmp42", b"ftypavc1", b"ftypM4V ", b"ftypqt  ",
+                 b"ftyp3gp", b"ftypdash")
+
+
+def not_readable(fmt: str) -> str:
+    return f"not an image recsys can read ({fmt}): convert to JPEG/PNG/WebP; readable: {READABLE}"
+
+
+def _unrecognised(data: bytes) -> str:
+    """Why data Pillow does not recognise is refused, naming the format when it is a common one."""
+    head = data[4:12]
+    for sig, fmt in _FOREIGN:
+        if head.startswith(sig):
+            return not_readable(fmt)
+    if head.startswith(_VIDEO_BRANDS) or data[:4] == b"\x1aE\xdf\xa3" or (data[:4] == b"RIFF" and data[8:11] == b"AVI"):
+        return "a video file in the image column: put it in `video`"
+    text = data[:1024].lstrip().lower()
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
+        return not_readable("SVG")
+    return "not an image (unrecognised data)"
+
+
+def _open(data: bytes, limits: MediaLimits) -> Image.Image:
+    """Image.open with Pillow's own pixel check raised to at least ``limits.max_pixels``
+    (RECSYS_ENCODER__MAX_IMAGE_PIXELS), which :func:`_check_size` applies before any decoding: the setting governs
+    above Pillow's default too. Only ever raised (the process's other readers keep at least Pillow's bound)."""
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and current < limits.max_pixels:
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise MediaError(_unrecognised(data)) from None
+
+
+def _bomb(limits: MediaLimits) -> MediaError:
+    return MediaError(f"decompression bomb guard: more than {limits.max_pixels} pixels "
+                      "(RECSYS_ENCODER__MAX_IMAGE_PIXELS)")
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """The picture as viewers show it: its EXIF orientation (phone photos are stored sideways) applied. One without
+    an orientation tag is returned as it is, so its pixels (and vectors) do not change."""
+    try:
+        orientation = im.getexif().get(0x0112)
+    except Exception:  # a damaged EXIF block: the pixels as stored
+        return im
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(im)
+    return im
+
+
 def decode_image_bytes(data: bytes, limits: MediaLimits, *, frames: int = 1) -> list[Image.Image]:
-    """RGB frames of an image (several, evenly spaced, for an animated one when ``frames`` > 1)."""
+    """RGB frames of an image (several, evenly spaced, for an animated one when ``frames`` > 1), upright."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            im = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise MediaError("not an image (unrecognised data)") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise MediaError(f"decompression bomb: {e}") from None
+            im = _open(data, limits)
+        except MediaError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _bomb(limits) from None
         except Exception as e:
             if "truncat" in str(e).lower():
                 raise MediaError(f"truncated or corrupt image ({e})") from None
             raise MediaError(f"not an image ({type(e).__name__}: {e})") from None
         if im.format not in IMAGE_FORMATS:
-            raise MediaError(f"unsupported image format {im.format}")
+            raise MediaError(not_readable(str(im.format)))
         _check_size(im.width, im.height, limits)
         n = int(getattr(im, "n_frames", 1) or 1)
         picks = sorted({round(i * (n - 1) / max(frames - 1, 1)) for i in range(frames)}) if n > 1 else [0]
@@ -196,9 +254,9 @@ def decode_image_bytes(data: bytes, limits: MediaLimits, *, frames: int = 1) -> 
             for i in picks:
                 im.seek(i)
                 im.load()
-                out.append(_to_rgb(im))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise MediaError(f"decompression bomb: {e}") from None
+                out.append(_to_rgb(upright(im)))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _bomb(limits) from None
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise MediaError(f"truncated or corrupt image ({e})") from None
         return out
@@ -208,19 +266,33 @@ MAX_VIDEO_DECODE = 20_000
 """Frames of a video decoded at most (11 minutes at 30 fps): the picks are spread over these."""
 
 
+VIDEO_FRAME_SHORT = 2 * MODEL_SIDE
+"""Video frames are scaled as they are decoded so their short side is at most this (and their long side at most
+four times it): a 4K frame is kept as about 1 MB, not 25 MB, and the towers' resize to 224 sees the same picture."""
+
+
+def frame_size(w: int, h: int) -> tuple[int, int]:
+    """The size a ``w`` x ``h`` video frame is kept at (:data:`VIDEO_FRAME_SHORT`); small frames keep theirs."""
+    s = min(1.0, VIDEO_FRAME_SHORT / max(1, min(w, h)), 4 * VIDEO_FRAME_SHORT / max(1, w, h))
+    return (w, h) if s >= 1.0 else (max(1, round(w * s)), max(1, round(h * s)))
+
+
 def decode_video(data: bytes, limits: MediaLimits) -> list[Image.Image]:
     """``limits.video_frames`` evenly spaced RGB frames of a video file (needs PyAV). Frames are decoded one at a
-    time and at most ``8 * video_frames`` are kept as pictures (every other one dropped when full): a few MB of
-    file can hold thousands of frames, which decoded whole took gigabytes."""
+    time, each scaled down (:func:`frame_size`) as it becomes a picture, and at most ``8 * video_frames`` are kept
+    (every other one dropped when full): a few MB of file can hold thousands of frames, which decoded whole took
+    gigabytes."""
     try:
         import av
     except ImportError:
         raise MediaError("video decoding needs the package av (pip install av)") from None
     k = max(1, limits.video_frames)
     kept: list[tuple[int, Any]] = []
-    stride = 1
+    stride, n = 1, -1
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.video:
+                raise MediaError("no video frames (the file has no video stream: audio only?)")
             stream = container.streams.video[0]
             if stream.codec_context.width and stream.codec_context.height:
                 _check_size(stream.codec_context.width, stream.codec_context.height, limits)
@@ -228,7 +300,9 @@ def decode_video(data: bytes, limits: MediaLimits) -> list[Image.Image]:
                 if n >= MAX_VIDEO_DECODE:
                     break
                 if n % stride == 0:
-                    kept.append((n, frame.to_image()))
+                    _check_size(frame.width, frame.height, limits)
+                    w, h = frame_size(frame.width, frame.height)
+                    kept.append((n, frame.to_image(width=w, height=h)))
                     if len(kept) > 8 * k:
                         stride *= 2
                         kept = [(i, f) for i, f in kept if i % stride == 0]
@@ -237,8 +311,7 @@ def decode_video(data: bytes, limits: MediaLimits) -> list[Image.Image]:
     except Exception as e:
         raise MediaError(f"unreadable video ({type(e).__name__}: {e})") from None
     if not kept:
-        raise MediaError("video has no frames")
-    _check_size(kept[0][1].width, kept[0][1].height, limits)
+        raise MediaError("no video frames")
     last = n if n < MAX_VIDEO_DECODE else n - 1
     at = np.array([i for i, _ in kept])  # the kept frame nearest each evenly spaced target, each once
     picks = sorted({int(np.abs(at - t).argmin()) for t in np.linspace(0, last, k)})

@@ -16,7 +16,7 @@ LIMITS = MediaLimits(max_pixels=40_000_000, max_bytes=1_000_000, video_frames=3)
 @pytest.mark.parametrize(("kind", "reason"), [
     ("truncated", "truncated"), ("not_image", "not an image"), ("bomb", "decompression bomb"),
     ("too_many_pixels", "decompression bomb guard"), ("gigantic", "gigantic dimensions"),
-    ("unsupported", "unsupported image format"), ("missing", "file not found"),
+    ("unsupported", "not an image recsys can read \\(PPM\\)"), ("missing", "file not found"),
 ])
 def test_broken_media_gives_reason(tmp_path: Path, kind: str, reason: str) -> None:
     files = broken_media(tmp_path)
