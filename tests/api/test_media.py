@@ -35,8 +35,12 @@ def test_images_only_from_the_media_roots(sqlite_store: Store, tmp_path: Path,
         {"item_id": "broken", "title": "x",
          "media": _media(secret, "error", f"file not found: {tmp_path / 'private' / 'key.png'}")},
     ])
+    bmp = root / "b.bmp"
+    Image.new("RGB", (8, 8), "blue").save(bmp, format="BMP")
+    fake.items["bmp"] = {"item_id": "bmp", "title": "bmp", "media": _media(bmp)}
     client = make_client(fake, media_roots=[root])
     assert client.get("/media/ok").headers["content-type"] == "image/png"
+    assert client.get("/media/bmp").headers["content-type"] == "image/bmp"  # embedded, so shown too
     outside, gone = client.get("/media/outside"), client.get("/media/gone")
     assert outside.status_code == gone.status_code == 404
     assert outside.text.replace("outside", "ID") == gone.text.replace("gone", "ID")  # existence is not told

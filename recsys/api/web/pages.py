@@ -27,6 +27,7 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"GIF87a", 0, "image/gif"),
     (b"GIF89a", 0, "image/gif"),
     (b"WEBP", 8, "image/webp"),
+    (b"BM", 0, "image/bmp"),  # embedded like the rest: its page showed an empty tile
 )
 """The content-type allow-list, by magic bytes (SVG and anything scriptable is never served)."""
 EVENT_ICONS = {"purchase": "bought", "add_to_cart": "carted", "click": "clicked", "view": "viewed",
