@@ -109,13 +109,15 @@ async def identify(request: Request, header_key: str | None, bearer: HTTPAuthori
         limit_key = "anon:" + (request.client.host if request.client else "")
     else:
         key = header_key or (bearer.credentials if bearer else None)
-        if not key:
+        address = request.client.host if request.client else ""
+        if not key:  # counted per client address like unknown keys: a flood without a key was never limited
+            await count_request(request, "miss:" + address)
             raise AuthError("an API key is required: send it as `X-API-Key: KEY` or `Authorization: Bearer KEY`")
         ring: KeyRing = state.keys
         found = ring.lookup(key)
         if found is None:
             # Unknown keys cost a database lookup: rate-limit them per client address like a key.
-            await count_request(request, "miss:" + (request.client.host if request.client else ""))
+            await count_request(request, "miss:" + address)
             found = await run_in_threadpool(ring.fetch, key)
         elif await ring.revoked(hash_key(key)):
             found = None

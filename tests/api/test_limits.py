@@ -208,3 +208,10 @@ def test_unknown_keys_are_rate_limited(make_client: Callable[..., TestClient]) -
     c = make_client(auth=True, rate_limit_per_minute=10, rate_limit_strategy="moving-window")
     codes = [c.get("/v1/trending", headers={"X-API-Key": f"rsk_guess{i}"}).status_code for i in range(12)]
     assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+
+
+def test_requests_without_a_key_are_rate_limited_too(make_client: Callable[..., TestClient]) -> None:
+    c = make_client(auth=True, rate_limit_per_minute=10, rate_limit_strategy="moving-window")
+    codes = [c.get("/v1/trending").status_code for _ in range(12)]
+    assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+    assert c.get("/v1/trending").headers.get("retry-after")
