@@ -115,6 +115,13 @@ def error_response(request: Request, status: int, code: str, message: str, *, de
     return ProblemResponse(problem(request, status, code, message, details), status_code=status, headers=headers)
 
 
+def wait_headers(request: Request, exc: RecsysError, status: int) -> dict[str, str]:
+    """``Retry-After`` for an answer that waiting heals: a 429 (the limiter's wait) or a 503 (the setting's)."""
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(exc.retry_after)}
+    return {"Retry-After": _retry_after(request)} if status == 503 else {}
+
+
 def _retry_after(request: Request) -> str:
     settings = getattr(request.app.state, "settings", None)
     return str(settings.api.retry_after_seconds if settings is not None else 2)
@@ -146,11 +153,7 @@ async def recsys_error(request: Request, exc: Exception) -> JSONResponse:
     if message != exc.message and not isinstance(exc, StoreError):
         log.info("%s on %s %s (request %s): %s", exc.code, request.method, request.url.path, request_id(request),
                  exc.message)
-    headers: dict[str, str] = {}
-    if status == 503:
-        headers["Retry-After"] = _retry_after(request)
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(exc.retry_after)
+    headers = wait_headers(request, exc, status)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return error_response(request, status, exc.code, message, headers=headers or None)

@@ -156,3 +156,11 @@ def test_links_are_underlined_and_in_stock_is_readable(web: TestClient) -> None:
     good = re.search(r"--good:\s*(#[0-9a-fA-F]{6})", css)
     assert good and (1.05) / (_luminance(good.group(1)) + 0.05) >= 4.5
     assert '<div class="hero noimg" role="img" aria-label="no image">' in web.get("/items/s2").text
+
+
+def test_an_explorer_page_over_the_rate_limit_says_when_to_come_back(make_client: Callable[..., TestClient],
+                                                                     fake: FakeRecommender) -> None:
+    client = make_client(fake, rate_limit_per_minute=2, rate_limit_strategy="moving-window")
+    answers = [client.get("/") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[-1].headers["retry-after"]) >= 1 and "text/html" in answers[-1].headers["content-type"]

@@ -19,7 +19,7 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import authorize, count_request, identify
-from recsys.api.errors import public_message
+from recsys.api.errors import public_message, wait_headers
 from recsys.api.web import session
 from recsys.errors import AuthError, Forbidden, RecsysError
 
@@ -143,7 +143,9 @@ def error(request: Request, e: RecsysError) -> Response:
         return RedirectResponse(login_url(here), status_code=303)
     status = e.status if 400 <= e.status < 600 else 500
     login = login_url(came_from(request) if request.method != "GET" else here) if relogin else None
-    return render(request, "error.html", status, message=public_message(e), code=e.code, login=login)
+    answer = render(request, "error.html", status, message=public_message(e), code=e.code, login=login)
+    answer.headers.update(wait_headers(request, e, status))  # a 429 or 503 page says when to come back, as the API
+    return answer
 
 
 async def page(request: Request, build: Callable[..., Response], *args: Any) -> Response:
