@@ -197,8 +197,11 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers) if exc.headers else None
     detail = str(exc.detail)
     if detail == "There was an error parsing the body":  # FastAPI's words for any failure of its JSON parse
+        cause = exc.__cause__
         detail = ("the request body could not be read: it is nested too deeply (a JSON value in thousands of "
-                  "brackets)" if isinstance(exc.__cause__, RecursionError)
+                  "brackets)" if isinstance(cause, RecursionError)
+                  else "the request body could not be read: a number in it has more than 4,300 digits"
+                  if isinstance(cause, ValueError) and "integer string conversion" in str(cause)
                   else "the request body could not be read: it is not UTF-8 JSON")
     return error_response(request, exc.status_code, code, detail, headers=headers)
 

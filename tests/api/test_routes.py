@@ -76,6 +76,9 @@ def test_item_validation(client: TestClient) -> None:
     assert r.status_code in (400, 422) and "JSON" in r.json()["detail"], r.text
     r = client.post("/v1/items", content=b"[" * 5000 + b"]" * 5000, headers={"content-type": "application/json"})
     assert r.status_code == 400 and "nested too deeply" in r.json()["detail"], r.text
+    r = client.post("/v1/events", content=b'{"events": [{"value": ' + b"1" * 5000 + b"}]}",
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "more than 4,300 digits" in r.json()["detail"], r.text
 
 
 def test_ids_that_would_name_another_record_or_no_path_are_refused(client: TestClient) -> None:
