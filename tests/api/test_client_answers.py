@@ -12,21 +12,22 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from recsys.client import ApiError, AsyncClient, Client, Retry, Unreachable
+from recsys.client import ApiError, Client, Unreachable
 from recsys.errors import EncoderStorageError, RateLimited, StoreBusy, ValidationFailed
+from tests.api.mock_transport import MockServer
 from tests.conftest import run_async
 
 PAGE = {"items": [], "meta": {}, "results": []}
 EVENT = {"user_id": "u", "item_id": "a", "type": "view"}
 
 
-class Answers:
+class Answers(MockServer):
     """A transport answering from a list (a response, or an exception to raise), then 200 with a page."""
 
     def __init__(self, *answers: httpx.Response | Exception) -> None:
+        super().__init__()
         self.answers = list(answers)
         self.seen: list[str] = []
-        self.waits: list[float] = []
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.seen.append(f"{request.method} {request.url.path}")
@@ -35,16 +36,6 @@ class Answers:
             raise answer
         return answer
 
-    def client(self) -> Client:
-        return Client(http=httpx.Client(transport=httpx.MockTransport(self.handle), base_url="http://x"),
-                      retry=Retry(sleep=self.waits.append))
-
-    def async_client(self) -> AsyncClient:
-        async def asleep(s: float) -> None:
-            self.waits.append(s)
-
-        return AsyncClient(http=httpx.AsyncClient(transport=httpx.MockTransport(self.handle), base_url="http://x"),
-                           retry=Retry(asleep=asleep))
 
 
 WRITES: dict[str, Callable[[Any], Any]] = {

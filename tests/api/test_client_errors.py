@@ -8,8 +8,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from recsys.client import ApiError, AsyncClient, Client, Retry, Unreachable
+from recsys.client import ApiError, AsyncClient, Client, Unreachable
 from recsys.errors import RecsysError
+from tests.api.mock_transport import MockServer
 from tests.conftest import run_async
 
 
@@ -60,14 +61,14 @@ def test_an_answer_that_is_not_json_is_an_api_error() -> None:
         assert isinstance(err.__cause__, ValueError) and "text/html" in err.message
 
 
-class Refusing:
+class Refusing(MockServer):
     """A transport whose first ``refusals`` connections fail with ``error`` (a ConnectError: the server restarting),
     then answering a page; records the requests tried and the waits between them."""
 
     def __init__(self, refusals: int, error: Exception | None = None) -> None:
+        super().__init__()
         self.refusals, self.error = refusals, error or httpx.ConnectError("[Errno 111] Connection refused")
         self.tries: list[str] = []
-        self.waits: list[float] = []
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.tries.append(request.method)
@@ -75,16 +76,6 @@ class Refusing:
             raise self.error
         return httpx.Response(200, json={"items": [], "meta": {}, "results": []})
 
-    def client(self) -> Client:
-        return Client(http=httpx.Client(transport=httpx.MockTransport(self.handle), base_url="http://x"),
-                      retry=Retry(sleep=self.waits.append))
-
-    def async_client(self) -> AsyncClient:
-        async def asleep(s: float) -> None:
-            self.waits.append(s)
-
-        return AsyncClient(http=httpx.AsyncClient(transport=httpx.MockTransport(self.handle), base_url="http://x"),
-                           retry=Retry(asleep=asleep))
 
 
 def test_a_refused_connection_is_retried_for_every_method() -> None:
