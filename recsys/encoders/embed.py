@@ -30,7 +30,7 @@ from recsys.config import Settings
 from recsys.encoders.base import l2_normalise
 from recsys.encoders.cache import VectorCache, digest, disk_problem, media_identity
 from recsys.encoders.encoder import TowerEncoder, get_encoder
-from recsys.encoders.features import MediaJob, feature_caches, image_features, text_features
+from recsys.encoders.features import MediaJob, feature_caches, image_features, media_tag, text_features
 from recsys.encoders.fit import limits_of
 from recsys.encoders.media import MediaError, MediaFinder, MediaLimits, load_media, local_path
 from recsys.encoders.text import ItemRecord, field_texts
@@ -62,9 +62,13 @@ class EmbedReport:
         return asdict(self)
 
 
-def item_key(item: ItemRecord, encoder_id: str, fields: Mapping[str, float], find: MediaFinder | None = None) -> str:
+def item_key(item: ItemRecord, encoder_id: str, fields: Mapping[str, float], find: MediaFinder | None = None,
+             limits: MediaLimits | None = None) -> str:
+    """The key of an item's vectors: its encoder, texts and media (a video's with its frame count, see
+    :func:`~recsys.encoders.features.media_tag`)."""
+    lim = limits or MediaLimits()
     return digest(encoder_id, field_texts(item, fields),
-                  [(k, media_identity(u, find(u) if find else None)) for k, u in item.media])
+                  [(media_tag(k, lim), media_identity(u, find(u) if find else None)) for k, u in item.media])
 
 
 def key_id(enc: TowerEncoder) -> str:
@@ -219,7 +223,7 @@ def embed_catalog(store: Store, settings: Settings, progress: Progress | None = 
     items = read_items(store, generated_below=settings.encoder.generated_text_below)
     fields = settings.encoder.text_fields
     find = MediaFinder.of(settings)
-    keys = [item_key(it, key_id(enc), fields, find) for it in items]
+    keys = [item_key(it, key_id(enc), fields, find, limits_of(settings)) for it in items]
     cache = vector_cache(settings, enc.id)
     found = cache.get_many(keys)
     todo, still = to_encode(items, keys, found, failed_media(store), find, limits_of(settings))

@@ -38,6 +38,16 @@ class MediaJob:
     def key(self) -> str:
         return digest(self.kind, media_identity(self.uri, self.path or None))
 
+    def cache_key(self, limits: MediaLimits) -> str:
+        """The key its features are cached under: a video's also names how many frames were averaged, so changing
+        ``encoder.video_frames`` computes them again instead of serving the old frames' mean."""
+        return self.key if self.kind != "video" else digest(self.key, media_tag(self.kind, limits))
+
+
+def media_tag(kind: str, limits: MediaLimits) -> str:
+    """How a medium of ``kind`` is decoded under ``limits``, for cache keys: a video by its frame count."""
+    return f"video/{limits.video_frames}" if kind == "video" else kind
+
 
 class _MediaDataset(Dataset[tuple[int, torch.Tensor | None, str | None]]):
     def __init__(self, jobs: Sequence[MediaJob], preprocess: Callable[[Image.Image], torch.Tensor],
@@ -76,7 +86,8 @@ def image_features(towers: Towers, jobs: Sequence[MediaJob], cache: VectorCache 
                    progress: Progress | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Features of each medium by ``job.key`` (cached ones read back), and the reason for each one that failed."""
     unique = list({j.key: j for j in jobs}.values())
-    found = cache.get_many(j.key for j in unique) if cache is not None else {}
+    cached = cache.get_many(j.cache_key(limits) for j in unique) if cache is not None else {}
+    found = {j.key: cached[j.cache_key(limits)] for j in unique if j.cache_key(limits) in cached}
     todo = [j for j in unique if j.key not in found]
     errors: dict[str, str] = {}
     done = len(unique) - len(todo)
@@ -98,7 +109,7 @@ def image_features(towers: Towers, jobs: Sequence[MediaJob], cache: VectorCache 
                     at += len(t)
                 found.update(new)
                 if cache is not None:
-                    cache.put_many(new)
+                    cache.put_many({todo[i].cache_key(limits): new[todo[i].key] for i, _ in ok})
             done += len(batch)
             if progress:
                 progress(done, len(unique))

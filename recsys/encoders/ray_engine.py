@@ -172,7 +172,7 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
     items = read_items(store, generated_below=settings.encoder.generated_text_below)
     fields = settings.encoder.text_fields
     find = MediaFinder.of(settings)  # the workers find moved media as the driver does: RECSYS_HOME is shared
-    keys = [item_key(it, key_id(encoder), fields, find) for it in items]
+    keys = [item_key(it, key_id(encoder), fields, find, limits_of(settings)) for it in items]
     cache = vector_cache(settings, enc_id)
     found = cache.get_many(keys)
     todo, still = to_encode(items, keys, found, failed_media(store), find, limits_of(settings))

@@ -72,6 +72,26 @@ def test_video_frames_averaged(store: Store, tiny: Settings, tmp_path: Path) -> 
     assert report.with_image == 1 and report.broken_media == 0
 
 
+def test_changing_video_frames_encodes_videos_again(store: Store, tiny: Settings, tmp_path: Path) -> None:
+    """The frame count is part of a video's cache keys: another setting must not serve the old frames' mean."""
+    gif = animated_gif(tmp_path / "clip.gif", [(250, 0, 0), (0, 0, 250), (0, 250, 0), (250, 250, 0)])
+    add_item(store, "v", "a clip", media=[("video", gif)])
+    _catalogue(store, tmp_path / "img")
+    tiny.encoder.video_frames = 4
+    embed_catalog(store, tiny)
+    vecs = load_item_vectors(tiny, store)
+    row = vecs.item_ids.index("v")
+    four = vecs.image[row]
+    tiny.encoder.video_frames = 1
+    again = embed_catalog(store, tiny)
+    assert (again.encoded, again.cached) == (1, 3)  # the video's item only; stills keep their vectors
+    one = load_item_vectors(tiny, store).image[row]
+    assert not np.allclose(four, one, atol=1e-3)
+    tiny.encoder.video_frames = 4  # back to four frames: the first vectors, from the cache
+    assert embed_catalog(store, tiny).encoded == 0
+    np.testing.assert_allclose(load_item_vectors(tiny, store).image[row], four, atol=1e-6)
+
+
 def test_worker_processes_decode(store: Store, tiny: Settings, tmp_path: Path) -> None:
     tiny.encoder.num_workers = 1
     _catalogue(store, tmp_path / "img")
