@@ -80,6 +80,9 @@ class ListRules:
             if abs(float(b)) > MAX_BOOST:  # 1e308 twice overflowed to inf, and the item was dropped as unscorable
                 raise ValidationFailed(f"boost {key!r}: the weight must be within -{MAX_BOOST:g}..{MAX_BOOST:g} "
                                        "score spreads (10 already moves an item past all others; pin places it)")
+        both = sorted(set(map(str, pins or {})) & set(map(str, bury)))
+        if both:  # which one wins would be a guess
+            raise ValidationFailed(f"{both[0]!r} is both pinned and buried; keep one of the two rules")
         seen: dict[int, str] = {}
         for item, pos in (pins or {}).items():
             if not 1 <= int(pos) <= MAX_K:
@@ -100,11 +103,13 @@ class ListRules:
 
     def merged(self, over: ListRules, *, explore_set: bool = False) -> ListRules:
         """These rules with ``over``'s on top: its boosts replace the same keys; its pins replace any of these
-        that name the same item or position; its bury adds; its ``exclude_seen``, source and ranker replace when
-        set, and its exploration when ``explore_set`` (a request's explicit 0 turns a variant's exploration off)."""
+        that name the same item or position; its bury adds; an item it pins is no longer buried and one it buries
+        no longer pinned; its ``exclude_seen``, source and ranker replace when set, and its exploration when
+        ``explore_set`` (a request's explicit 0 turns a variant's exploration off)."""
         items, positions = {i for i, _ in over.pins}, {p for _, p in over.pins}
-        pins = {i: p for i, p in self.pins if i not in items and p not in positions}
-        return ListRules.of(boosts={**dict(self.boosts), **dict(over.boosts)}, bury=[*self.bury, *over.bury],
+        pins = {i: p for i, p in self.pins if i not in items and p not in positions and i not in over.bury}
+        kept_bury = [b for b in self.bury if b not in items]
+        return ListRules.of(boosts={**dict(self.boosts), **dict(over.boosts)}, bury=[*kept_bury, *over.bury],
                             pins={**pins, **dict(over.pins)},
                             exploration=over.exploration if explore_set else self.exploration,
                             exclude_seen=self.exclude_seen if over.exclude_seen is None else over.exclude_seen,
@@ -151,8 +156,10 @@ def apply_rules(items: list[ScoredItem], k: int, rules: ListRules, *, category_o
     (indexed and available); ``pool()`` gives the exploration candidates (asked only when exploring); ``banned``
     holds ids never to add (removed, excluded, in the user's history)."""
     out = bury(items, rules.bury, category_of)
-    if rules.exploration > 0:
-        out = explore(out, k, rules.exploration, pool, banned, random.Random(seed))
+    if rules.exploration > 0:  # an exploration slot never brings back what the list buried
+        is_buried = buried_by(rules.bury, category_of)
+        out = explore(out, k, rules.exploration, lambda: [i for i in pool() if not is_buried(i)], banned,
+                      random.Random(seed))
     out = out[:k]
     if rules.pins:
         out = pin(out, k, [(i, p) for i, p in rules.pins if i not in banned and known(i)])
@@ -163,15 +170,17 @@ def bury(items: list[ScoredItem], keys: Sequence[str], category_of: Callable[[st
     """``items`` with those named by ``keys`` (ids, ``category:NAME``) moved below the rest, in their order."""
     if not keys:
         return list(items)
-    ids = {k for k in keys if not k.startswith("category:")}
-    cats = {fold_category(k.split(":", 1)[1]) for k in keys if k.startswith("category:")}
-
-    def buried(it: ScoredItem) -> bool:
-        return it.item_id in ids or (bool(cats) and fold_category(category_of(it.item_id)) in cats)
-
-    flags = [buried(it) for it in items]
+    buried = buried_by(keys, category_of)
+    flags = [buried(it.item_id) for it in items]
     return [it for it, b in zip(items, flags, strict=True) if not b] + \
         [it for it, b in zip(items, flags, strict=True) if b]
+
+
+def buried_by(keys: Sequence[str], category_of: Callable[[str], str | None]) -> Callable[[str], bool]:
+    """Whether an item id is named by the bury ``keys`` (its id, or ``category:NAME`` of its category)."""
+    ids = {k for k in keys if not k.startswith("category:")}
+    cats = {fold_category(k.split(":", 1)[1]) for k in keys if k.startswith("category:")}
+    return lambda item_id: item_id in ids or (bool(cats) and fold_category(category_of(item_id)) in cats)
 
 
 def explore(items: list[ScoredItem], k: int, share: float, pool: Callable[[], list[str]],
@@ -197,8 +206,10 @@ def explore(items: list[ScoredItem], k: int, share: float, pool: Callable[[], li
 
 
 def pin(items: list[ScoredItem], k: int, pins: Sequence[tuple[str, int]]) -> list[ScoredItem]:
-    """``items`` with each pinned item at its 1-based position (or last, for a position past the list), tagged
-    ``pinned``; the list keeps at most ``k`` items."""
+    """``items`` with each pinned item at its 1-based position (or last, for a position past a list shorter than
+    ``k``), tagged ``pinned``; the list keeps at most ``k`` items. A pin past ``k`` is not in this list: placed
+    last, it took the last place of every shorter page."""
+    pins = [(i, p) for i, p in pins if p <= k]
     pinned = {i for i, _ in pins}
     by_id = {it.item_id: it for it in items}
     rest = [it for it in items if it.item_id not in pinned]

@@ -37,7 +37,33 @@ def test_pins_put_items_at_their_positions_tagged_and_keep_k() -> None:
     out = pin(ranked("s1", "s2", "s3", "s4"), 4, [("h9", 1), ("s3", 3)])
     assert ids(out) == ["h9", "s1", "s3", "s2"]
     assert out[0].sources == ["pinned"] and out[2].sources == ["ranker", "pinned"]
-    assert ids(pin(ranked("s1"), 5, [("h9", 7)])) == ["s1", "h9"]  # past the end: last
+    assert ids(pin(ranked("s1"), 8, [("h9", 7)])) == ["s1", "h9"]  # past the end of a short list: last
+
+
+def test_a_pin_past_k_is_not_in_the_list() -> None:
+    """Position 15 is not on a page of 5: placed last, the pin took the fifth place of every such page."""
+    out = pin(ranked("s1", "s2", "s3", "s4", "s5", "s6"), 5, [("h9", 15), ("h8", 2)])
+    assert ids(out) == ["s1", "h8", "s2", "s3", "s4"]
+
+
+def test_exploration_never_brings_back_what_was_buried() -> None:
+    """The long tail held buried items and categories; explored, they came back above items never buried."""
+    pool = ["h1", "h2", "h3", "s8", "s9"]
+    rules = ListRules.of(bury=["category:hats", "s9"], exploration=0.5)
+    for seed in range(40):
+        out = apply_rules(ranked(*(f"s{i}" for i in range(8))), 8, rules, category_of=CATS.get,
+                          known=CATS.__contains__, pool=lambda: pool, banned=set(), seed=seed)
+        explored = [it.item_id for it in out if it.sources == ["exploration"]]
+        assert explored == [] or explored == ["s8"]
+        assert not any(i.startswith("h") or i == "s9" for i in ids(out))
+
+
+def test_one_item_pinned_and_buried_is_refused_and_a_request_overrides_its_variant() -> None:
+    with pytest.raises(ValidationFailed, match="both pinned and buried"):
+        ListRules.of(pins={"s1": 1}, bury=["s1"])
+    variant = ListRules.of(pins={"s1": 1}, bury=["s2"])
+    merged = variant.merged(ListRules.of(pins={"s2": 3}, bury=["s1"]))  # the request's word on each item wins
+    assert dict(merged.pins) == {"s2": 3} and merged.bury == ("s1",)
 
 
 def test_pins_of_removed_or_unknown_items_are_left_out() -> None:
