@@ -23,7 +23,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from recsys.config import Settings
 from recsys.encoders.base import MODALITIES
@@ -43,13 +53,14 @@ class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    share: float = Field(gt=0.0, le=1.0, allow_inf_nan=False)
-    diversity: float | None = Field(default=None, ge=0.0, le=1.0)
-    boosts: dict[str, float] = Field(default_factory=dict, max_length=MAX_LIST)
+    # Numbers and flags are strict: a share of "0.5" or true, or "yes" for a flag, was taken as a guess.
+    share: float = Field(gt=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    diversity: float | None = Field(default=None, ge=0.0, le=1.0, strict=True)
+    boosts: dict[str, StrictFloat] = Field(default_factory=dict, max_length=MAX_LIST)
     bury: list[str] = Field(default_factory=list, max_length=MAX_LIST)
-    pins: dict[str, int] = Field(default_factory=dict, max_length=MAX_LIST)
-    exploration: float = Field(default=0.0, ge=0.0, le=1.0)
-    exclude_seen: bool | None = None
+    pins: dict[str, StrictInt] = Field(default_factory=dict, max_length=MAX_LIST)
+    exploration: float = Field(default=0.0, ge=0.0, le=1.0, strict=True)
+    exclude_seen: StrictBool | None = None
     source: str = "ranker"
     modality: str | None = None
     """The vectors similar items and search use (fused, text, image) when the request names none."""
@@ -103,7 +114,7 @@ class Experiment(BaseModel):
     """When the current run started (ISO 8601, naive = UTC; or unix seconds), set with each new salt or change of
     shares: the report counts only the lists served from then on (a run's lists do not record its salt)."""
     surfaces: list[str] = Field(default_factory=lambda: ["recommendations"])
-    active: bool = True
+    active: StrictBool = True
     description: str = ""
 
     @field_validator("started_at", mode="before")
@@ -125,6 +136,8 @@ class Experiment(BaseModel):
         unknown = set(self.surfaces) - set(SURFACES)
         if unknown or not self.surfaces:
             raise ValueError(f"surfaces must be among {', '.join(SURFACES)}, not {sorted(unknown)}")
+        if len(set(self.surfaces)) != len(self.surfaces):
+            raise ValueError(f"surfaces repeat: {self.surfaces}")
         for v in self.variants:  # a change no surface of the experiment honours would make an A/B test an A/A one
             changed = set(v.changes())
             if "recommendations" not in self.surfaces and changed & set(LIST_ONLY):

@@ -76,6 +76,15 @@ def test_a_requests_explicit_rules_win_over_its_variant() -> None:
     ({"name": "x", "variants": [{"name": "a", "share": 1, "bury": [f"i{n}" for n in range(1001)]}]}, "at most 1000"),
     ({"name": "x", "variants": [{"name": "a", "share": 0.6}, {"name": "b", "share": 0.5}]}, "^experiment 'x': variant"),
     ({"name": "x", "variants": [{"name": "a", "share": float("nan")}]}, "share: Input should be a finite number"),
+    # strings and booleans are not taken for numbers or flags (a share of true read as 1.0)
+    ({"name": "x", "variants": [{"name": "a", "share": "1"}]}, "share: Input should be a valid number"),
+    ({"name": "x", "variants": [{"name": "a", "share": 0.5}, {"name": "b", "share": True}]}, "valid number"),
+    ({"name": "x", "variants": [{"name": "a", "share": 1, "exploration": "0.1"}]}, "exploration"),
+    ({"name": "x", "variants": [{"name": "a", "share": 1, "exclude_seen": "yes"}]}, "exclude_seen"),
+    ({"name": "x", "variants": [{"name": "a", "share": 1, "pins": {"i": "2"}}]}, "pins"),
+    ({"name": "x", "active": "no", "variants": [{"name": "a", "share": 1}]}, "active"),
+    ({"name": "x", "surfaces": ["similar", "similar"], "variants": [{"name": "a", "share": 1}]}, "surfaces repeat"),
+    ({"name": "x", "variants": [{"name": "a", "share": 1, "pins": {"i": 1}, "bury": ["i"]}]}, "pinned and buried"),
 ])
 def test_bad_definitions_fail_at_load_naming_the_field(bad: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
