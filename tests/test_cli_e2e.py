@@ -223,3 +223,34 @@ def test_api_and_evaluate_rank_alike(home: Path) -> None:
         assert [x["item_id"] for x in r.json()["items"]] == direct
         later = client.get("/v1/users/user-0002/recommendations", params={"k": 10}).json()["items"]
     assert later  # the clock's own time also answers
+
+
+def test_cli_ranks_with_the_servers_compute_threads(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several BLAS threads sum matrix products in another order than one: `recsys recommend` (numpy's default
+    threads) and the server (api.compute_threads, 1) gave other lists for the same request. Each ranking command
+    now runs under the server's cap, restored afterwards."""
+    from threadpoolctl import threadpool_info
+
+    from recsys.serving import threads
+
+    seen: list[dict[str, int]] = []
+    real = threads.as_served
+
+    def recording(n: int) -> Any:
+        from contextlib import contextmanager
+
+        @contextmanager
+        def cm() -> Iterator[None]:
+            with real(n):
+                seen.append({i["internal_api"]: i["num_threads"] for i in threadpool_info()})
+                yield
+        return cm()
+
+    monkeypatch.setattr(threads, "as_served", recording)
+    before = {i["internal_api"]: i["num_threads"] for i in threadpool_info()}
+    for args in (["recommend", "user-0001", "--k", "3"], ["recommend", "user-0001", "--buy-again"],
+                 ["similar", "item-00001", "--k", "3"], ["search", "text", "dress", "--k", "3"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, (args, res.output)
+    assert len(seen) == 4 and all(set(s.values()) == {1} for s in seen), seen
+    assert {i["internal_api"]: i["num_threads"] for i in threadpool_info()} == before  # restored

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import gc
 import logging
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ from recsys.config import Settings, get_settings
 from recsys.errors import StoreUnavailable
 from recsys.experiments import VariantItems, check_variant_rankers, load_experiments
 from recsys.experiments.items import unknown_categories
+from recsys.serving.threads import limit_compute_threads
 
 log = logging.getLogger(__name__)
 
@@ -264,26 +264,6 @@ def settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-
-
-def limit_compute_threads(n: int, done: set[str]) -> None:
-    """Cap torch's and FAISS's intra-op threads in this process, for each as soon as it is loaded (the service
-    imports them lazily); ``done`` remembers which were capped."""
-    if n <= 0:
-        return
-    changed = False
-    for name, setter in (("torch", "set_num_threads"), ("faiss", "omp_set_num_threads")):
-        if name not in done and name in sys.modules:
-            getattr(sys.modules[name], setter)(n)
-            done.add(name)
-            changed = True
-    if changed:
-        try:  # BLAS and OpenMP pools of every native library loaded so far (numpy's OpenBLAS included)
-            from threadpoolctl import threadpool_limits
-
-            threadpool_limits(limits=n)
-        except ImportError:
-            pass
 
 
 _ERRORS = {

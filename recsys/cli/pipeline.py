@@ -6,6 +6,7 @@ Query commands print a JSON list (best first) on the last stdout line; `evaluate
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,6 +52,15 @@ def _new_recommender() -> Any:
     from recsys.service import Recommender
 
     return Recommender(get_settings(), open_store())
+
+
+def _as_served() -> AbstractContextManager[None]:
+    """The server's compute threads around a ranking call: the same request, the same list
+    (:mod:`recsys.serving.threads`)."""
+    from recsys.config import get_settings
+    from recsys.serving.threads import as_served
+
+    return as_served(get_settings().api.compute_threads)
 
 
 def _print(results: list[Any], json_out: bool, rec: Any = None, *,
@@ -234,8 +244,10 @@ def search_text(
 ) -> None:
     """Items matching a text query: keyword and vector results fused (text->image search with --modality image)."""
     rec = _recommender()
-    _print(rec.search_text(query, k, modality=modality, filter=_filters(filters, rec), mode=mode,
-                           lexical_weight=lexical_weight), json_out, rec)
+    with _as_served():
+        found = rec.search_text(query, k, modality=modality, filter=_filters(filters, rec), mode=mode,
+                                lexical_weight=lexical_weight)
+    _print(found, json_out, rec)
 
 
 @search_app.command("image")
@@ -254,7 +266,9 @@ def search_image(
     except OSError as e:
         raise BadMedia(f"{file}: cannot read ({e.strerror}); check the path") from e
     rec = _recommender()
-    _print(rec.search_image(data, k, modality=modality, filter=_filters(filters, rec)), json_out, rec)
+    with _as_served():
+        found = rec.search_image(data, k, modality=modality, filter=_filters(filters, rec))
+    _print(found, json_out, rec)
 
 
 def similar(
@@ -266,7 +280,9 @@ def similar(
 ) -> None:
     """Items similar to ITEM_ID."""
     rec = _recommender()
-    _print(rec.similar(item_id, k, modality=modality, filter=_filters(filters, rec)), json_out, rec)
+    with _as_served():
+        found = rec.similar(item_id, k, modality=modality, filter=_filters(filters, rec))
+    _print(found, json_out, rec)
 
 
 def recommend(
@@ -307,13 +323,16 @@ def recommend(
                                  "--exploration (as the API's buy-again route)")
     rec = _recommender()
     if buy_again:
-        _print(rec.buy_again(user_id, k, now=when), json_out, rec,
+        with _as_served():
+            again = rec.buy_again(user_id, k, now=when)
+        _print(again, json_out, rec,
                empty=f"nothing to buy again: {user_id!r} has no history before that time")
         return
     rules = ListRules.of(boosts=parse_pairs(boost or (), "--boost", float), bury=bury or (),
                          pins=parse_pairs(pin or (), "--pin", int), exploration=exploration)
-    results = rec.recommend(user_id, k, filter=_filters(filters, rec), exclude=exclude or (), diversity=diversity,
-                            explain=explain, now=when, rules=rules)
+    with _as_served():
+        results = rec.recommend(user_id, k, filter=_filters(filters, rec), exclude=exclude or (),
+                                diversity=diversity, explain=explain, now=when, rules=rules)
     _print(results, json_out, rec)
     named = [*(i for i, _ in rules.boosts), *rules.bury, *(i for i, _ in rules.pins)]
     if named:  # a typo'd item id or category acts on nothing: say so, as the API's meta.unknown_items does
