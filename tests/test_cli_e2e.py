@@ -57,6 +57,8 @@ def test_query_commands_print_json_lists(home: Path) -> None:
     stranger = CliRunner().invoke(app, ["recommend", "nobody-at-all", "--k", "3", "--json"])
     assert len(json.loads(stranger.stdout)) == 3 and "'nobody-at-all' has no stored events" in stranger.stderr
     assert "no stored events" not in CliRunner().invoke(app, ["recommend", "user-0001", "--k", "3"]).output
+    misspelt = CliRunner().invoke(app, ["recommend", "user-001", "--k", "3"])  # the explorer's suggestion, here too
+    assert "'user-001' has no stored events (did you mean 'user-0001'" in " ".join(misspelt.stderr.split())
     typo = CliRunner().invoke(app, ["recommend", "user-0001", "--filter", "category=hats"])
     assert typo.exit_code == 2 and "no item has the category 'hats'" in typo.output and "hat" in typo.output
     nobody = CliRunner().invoke(app, ["recommend", "nobody-at-all", "--buy-again"])

@@ -345,11 +345,15 @@ def recommend(
             err.print(f"no item or category matches {', '.join(map(repr, unknown))}: those rules act on nothing",
                       style="yellow", soft_wrap=True)
     from recsys.store.queries import user_event_records
+    from recsys.store.users import user_suggestions
 
     with rec.store.reading() as c:
-        if not user_event_records(c, user_id):  # on stderr: a misspelled id must not pass for a personal list
-            err.print(f"{user_id!r} has no stored events (a new user, or a misspelled id?): these are the trending "
-                      "items everyone gets", style="yellow", soft_wrap=True)
+        stored = bool(user_event_records(c, user_id))
+    if not stored:  # on stderr: a misspelled id must not pass for a personal list
+        near = user_suggestions(rec.store, user_id)
+        said = f"did you mean {' or '.join(map(repr, near))}?" if near else "a new user, or a misspelled id?"
+        err.print(f"{user_id!r} has no stored events ({said}): these are the trending items everyone gets",
+                  style="yellow", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,7 @@ from recsys.api.web.render import WEB, PageRoute, error, page, render, same_orig
 from recsys.errors import RecsysError, UnknownItem, ValidationFailed
 from recsys.serving.requests import check_modality
 from recsys.store.limits import MAX_ID, MAX_QUERY
+from recsys.store.users import user_suggestions
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: flo
     context: dict[str, Any] = {"user_id": user_id, "recs": pages.result_cards(rec, recs), "history": hist,
                                "n_events": n_events, "form": form, "diversity": diversity, "message": message,
                                "fragment": fragment,
-                               "suggestions": pages.user_suggestions(rec.store, user_id) if not n_events else None}
+                               "suggestions": user_suggestions(rec.store, user_id) if not n_events else None}
     if fragment:
         return render(request, "_user_live.html", **context)
     return render(request, "user.html", categories=pages.categories(rec.store), **context)
