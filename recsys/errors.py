@@ -8,7 +8,8 @@ non-zero. Every message says what is wrong and what to do about it.
     ├── StoreError                    store           503
     │   ├── StoreUnavailable          store_down      503 (+ Retry-After)
     │   │   ├── StoreBusy             store_busy      503 (+ Retry-After; SQLite locked by another writer)
-    │   │   └── StoreDamaged          store_damaged   503 (the SQLite file is not a database, or corrupt)
+    │   │   ├── StoreDamaged          store_damaged   503 (the SQLite file is not a database, or corrupt)
+    │   │   └── DiskFull              disk_full       507 (no space left for the database or its temporary files)
     │   └── SchemaMismatch            store_schema    500 (a schema revision this code does not know)
     ├── ImportFailed                  import_failed   400  (file unreadable: names file and line)
     ├── ValidationFailed              invalid         422
@@ -34,6 +35,9 @@ non-zero. Every message says what is wrong and what to do about it.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -91,6 +95,39 @@ class StoreDamaged(StoreUnavailable):
     """The database file is not a database or is corrupt: no retry helps; a backup or a re-import does."""
 
     code = "store_damaged"
+
+
+class DiskFull(StoreUnavailable):
+    """The disk holding the database (or SQLite's temporary files) is full: the write was rolled back, the store is
+    as it was. No server is down and waiting does not heal it: the operator frees space (HTTP 507, Insufficient
+    Storage, without Retry-After)."""
+
+    code, status = "disk_full", 507
+
+    @classmethod
+    def sqlite(cls, database: Path | None, why: str) -> DiskFull:
+        """SQLite's "database or disk is full" of the file ``database`` (None: a private temporary database): the
+        disk holding it, or the temporary directory where SQLite sorts and spills, where that is another disk."""
+        tmp = _sqlite_temp_dir()
+        if database is None:
+            return cls(f"the temporary directory {tmp} is full ({why}): nothing of the write was stored. Free space "
+                       "there (or point SQLITE_TMPDIR at a disk with room) and run it again")
+        folder = database.absolute().parent
+        also = ""
+        with contextlib.suppress(OSError):
+            if os.stat(tmp).st_dev != os.stat(folder).st_dev:
+                also = f" (or the temporary directory {tmp}, where SQLite sorts: SQLITE_TMPDIR moves it)"
+        return cls(f"the disk holding {folder} is full{also} ({why}): the write to {database.name} was rolled "
+                   "back, nothing of it was stored. Free space there and run it again")
+
+
+def _sqlite_temp_dir() -> Path:
+    """The directory SQLite puts its temporary files in on Unix: the first writable one of $SQLITE_TMPDIR, $TMPDIR,
+    /var/tmp, /usr/tmp and /tmp."""
+    for d in (os.environ.get("SQLITE_TMPDIR"), os.environ.get("TMPDIR"), "/var/tmp", "/usr/tmp", "/tmp"):
+        if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
+            return Path(d)
+    return Path(".")
 
 
 class SchemaMismatch(StoreError):

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recsys.errors import (
+    DiskFull,
     RateLimited,
     RecsysError,
     SchemaBehind,
@@ -76,6 +77,9 @@ def public_message(exc: RecsysError) -> str:
                 "(a table locked, or the server overloaded); retry shortly")
     if isinstance(exc, StoreBusy):
         return "the database is busy with another write (e.g. an import); retry shortly"
+    if isinstance(exc, DiskFull):
+        return ("the database's disk is full: nothing of this request was stored, and retrying will not help until "
+                "the operator frees space (the server log names the disk)")
     if isinstance(exc, StoreDamaged):
         return ("the database is damaged; retrying will not help: the operator must restore it from a backup "
                 "(the server log names the file)")
@@ -138,7 +142,7 @@ def _log_store_error(exc: StoreError) -> None:
         if len(_LOGGED) > 100:
             _LOGGED.clear()
         _LOGGED[exc.message] = now
-        log.warning("store error answered as 503: %s", exc.message)
+        log.warning("store error answered as %d: %s", exc.status, exc.message)
 
 
 async def recsys_error(request: Request, exc: Exception) -> JSONResponse:

@@ -82,7 +82,7 @@ def db_stamp(revision: Annotated[str, typer.Argument(help="the migration id the 
 
 
 def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] | None = None,
-                event_type: str | None = None, json_out: bool = False) -> None:
+                event_type: str | None = None, json_out: bool = False, delimiter: str = ",") -> None:
     from recsys.errors import ImportFailed
     from recsys.store.importers import run_import
 
@@ -94,7 +94,8 @@ def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] |
         pairs[k.strip()] = v.strip()
     store = open_store(create=True)
     with progress_bar(f"import {source}") as update:
-        report = run_import(store, source, path, fmt=fmt, mapping=pairs, event_type=event_type, progress=update)
+        report = run_import(store, source, path, fmt=fmt, mapping=pairs, event_type=event_type, progress=update,
+                            delimiter=delimiter)
     for table, c in report.tables.items():
         again = f" (repeated ids: {c.repeated}, the last row of each stored)" if c.repeated else ""
         unknown = f" ({c.unknown_items} naming items not imported yet)" if c.unknown_items else ""
@@ -126,30 +127,32 @@ FormatOpt = Annotated[str, typer.Option("--format", help="the file format: auto 
                                                        "parquet (not a dataset name, unlike evaluate's --format)")]
 MapOpt = Annotated[list[str] | None, typer.Option("--map", help="CANONICAL=COLUMN: read a field from a column of "
                                                                 "another name, e.g. item_id=sku (repeatable)")]
-FileArg = Annotated[Path, typer.Argument(help="the file to import", show_default=False)]
+FileArg = Annotated[Path, typer.Argument(help="the file to import (.gz: read through gzip)", show_default=False)]
+DelimiterOpt = Annotated[str, typer.Option("--delimiter", help="a CSV file's delimiter, one character, e.g. ';' (as "
+                                                             "Excel saves CSV in much of Europe) or '|'")]
 
 
 @import_app.command("items")
-def import_items(file: FileArg, fmt: FormatOpt = "auto", mapping: MapOpt = None,
+def import_items(file: FileArg, fmt: FormatOpt = "auto", mapping: MapOpt = None, delimiter: DelimiterOpt = ",",
                  json_out: JsonOpt = False) -> None:
-    """Items from CSV/TSV/JSONL/Parquet (columns: item_id, title, description, category, price, in_stock, image,
-    video; others become attributes)."""
-    _run_import("items", file, fmt, mapping, json_out=json_out)
+    """Items from CSV/TSV/JSONL/Parquet, gzip-compressed or not (columns: item_id, title, description, category,
+    price, in_stock, image, video; others become attributes)."""
+    _run_import("items", file, fmt, mapping, json_out=json_out, delimiter=delimiter)
 
 
 @import_app.command("users")
-def import_users(file: FileArg, fmt: FormatOpt = "auto", mapping: MapOpt = None,
+def import_users(file: FileArg, fmt: FormatOpt = "auto", mapping: MapOpt = None, delimiter: DelimiterOpt = ",",
                  json_out: JsonOpt = False) -> None:
     """Users (user_id; other columns become attributes)."""
-    _run_import("users", file, fmt, mapping, json_out=json_out)
+    _run_import("users", file, fmt, mapping, json_out=json_out, delimiter=delimiter)
 
 
 @import_app.command("events")
 def import_events(file: FileArg, fmt: FormatOpt = "auto", mapping: MapOpt = None,
                   event_type: Annotated[str | None, typer.Option("--type", help="type for rows without one")] = None,
-                  json_out: JsonOpt = False) -> None:
+                  delimiter: DelimiterOpt = ",", json_out: JsonOpt = False) -> None:
     """Events (user_id, item_id, type, value, timestamp, event_id)."""
-    _run_import("events", file, fmt, mapping, event_type, json_out=json_out)
+    _run_import("events", file, fmt, mapping, event_type, json_out=json_out, delimiter=delimiter)
 
 
 def stats(json_out: JsonOpt = False) -> None:

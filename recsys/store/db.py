@@ -24,7 +24,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from recsys.config import Settings, get_settings, without_password
-from recsys.errors import SchemaMismatch, StoreBusy, StoreDamaged, StoreTimeout, StoreUnavailable, ValidationFailed
+from recsys.errors import (
+    DiskFull,
+    SchemaMismatch,
+    StoreBusy,
+    StoreDamaged,
+    StoreTimeout,
+    StoreUnavailable,
+    ValidationFailed,
+)
 from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
 from recsys.store.sqlite import migration_engine, sqlite_pragmas
@@ -172,6 +180,8 @@ class Store:
             return StoreDamaged(
                 f"the database file {path} is damaged ({why}); nothing was changed. Restore it from a backup, "
                 f"or move it aside and import the data again (`recsys import ...`, then `recsys build`)")
+        if "database or disk is full" in why:  # SQLITE_FULL: no server to start, a disk to free
+            return DiskFull.sqlite(Path(path or "."), str(getattr(e, "orig", None) or e).splitlines()[0])
         if "readonly" in why:
             return StoreUnavailable(f"the database file {path} is read-only ({why}); make the file and its "
                                     "directory writable, or point RECSYS_DATABASE_URL at a writable copy")
@@ -351,6 +361,9 @@ def _server_unavailable(url: str, e: BaseException, why: str) -> StoreUnavailabl
         name = make_url(url).database or "NAME"
         return StoreUnavailable(f"database {url} does not exist on that server ({why}): create it (`createdb "
                                 f"{name}` or CREATE DATABASE) or fix the database name in RECSYS_DATABASE_URL")
+    if state == "53100":  # disk_full: the server is up, its disk is not
+        return DiskFull(f"the disk of database {url} is full on the server ({why}); the write was rolled back, "
+                        "nothing of it was stored. Free space on the server's data disk and run it again")
     if state in AUTH_STATES or (state is None and any(w in why for w in _AUTH_WORDS)):
         return StoreUnavailable(f"database {url} refused the login ({why}): check the user and password in "
                                 "RECSYS_DATABASE_URL, and that the role exists, may log in and is let in by the "

@@ -10,9 +10,11 @@ the explorer and the encoders both use it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,7 +44,7 @@ def imported_media_roots(settings: Settings) -> list[Path]:
         return []
     except (OSError, ValueError, TypeError) as e:
         log.warning("could not read %s (%s): photos of imported datasets outside the data directory are not served "
-                    "until it is rewritten by the next import, or api.media_roots names their folders", path, e)
+                    "until it is rewritten by the next import, or RECSYS_API__MEDIA_ROOTS names their folders", path, e)
         return []
     _read[path] = (mtime, roots)
     return roots
@@ -60,13 +62,17 @@ def record_media_root(settings: Settings, source: Path) -> None:
     if not new:
         return
     path = settings.path(FILE)
+    tmp = path.with_suffix(".tmp")
     try:
-        tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps([str(p) for p in [*roots, *new]], indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, path)
     except OSError as e:
-        log.warning("could not record %s as a media root (%s); set api.media_roots to serve its photos",
-                    ", ".join(map(str, new)), e)
+        with contextlib.suppress(OSError):  # a full disk leaves it empty or cut short: never a file to read later
+            tmp.unlink(missing_ok=True)
+        # the setting as it is set, with the folders configured already (it replaces them)
+        value = json.dumps([str(p) for p in [*settings.api.media_roots, *new]])
+        log.warning("could not record %s as a media root (%s); set RECSYS_API__MEDIA_ROOTS=%s to serve its photos",
+                    ", ".join(map(str, new)), e.strerror or e, shlex.quote(value))
 
 
 def _linked_folders(folder: Path, depth: int = 2, limit: int = 10_000) -> list[Path]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from recsys.config import Settings, get_settings
-from recsys.errors import ImportFailed
+from recsys.errors import DiskFull, ImportFailed
 from recsys.store.db import Store
 from recsys.store.importers.batch import Progress, Writer
 from recsys.store.importers.generic import import_generic
@@ -32,8 +32,10 @@ def run_import(
     mapping: dict[str, str] | None = None,
     event_type: str | None = None,
     progress: Progress | None = None,
+    delimiter: str = ",",
 ) -> ImportReport:
-    """Import ``path`` as ``source`` (hm, movielens, items, users, events); writes a JSON report in the data dir."""
+    """Import ``path`` as ``source`` (hm, movielens, items, users, events); writes a JSON report in the data dir.
+    ``delimiter`` is a CSV file's (items, users, events)."""
     settings = settings or get_settings()
     if source not in SOURCES:
         raise ImportFailed(f"unknown source '{source}'; use one of {', '.join(SOURCES)}")
@@ -56,10 +58,12 @@ def run_import(
                     import_movielens(path, writer, report, limit)
                 else:
                     import_generic(path, source, writer, report, limit, fmt=fmt, mapping=mapping,
-                                   event_type=event_type)
+                                   event_type=event_type, delimiter=delimiter)
                 writer.finish()
             finally:
                 writer.close()
+    except DiskFull as e:  # the store's words are any transaction's: say what became of this one
+        raise DiskFull(f"{path}: nothing was imported: {e.message}") from e
     except (StatementError, TypeError) as e:  # a value the row checks let through: say so, never a traceback
         said = _refused(e)
         if said is None:

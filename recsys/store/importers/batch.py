@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from recsys.store.importers.readers import BadLine, Note, Read
 from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord, event_digest
-from recsys.store.importers.repeats import FirstUses, Occurrences
+from recsys.store.importers.repeats import FirstUses, Occurrences, SpillingMap
 from recsys.store.importers.report import ImportReport
 from recsys.store.importers.writer import insert_events, item_states, upsert_items, upsert_users
 
@@ -73,6 +73,7 @@ class Writer:
         self._done: dict[str, int] = {}
         self._repeats = Occurrences()
         self._ids = FirstUses()
+        self._item_ids, self._user_ids = SpillingMap(), SpillingMap()  # repeated ids over the file, not a batch
         self._deleted: dict[Path, _Deleted] = {}
 
     def _tick(self, stage: str, n: int) -> None:
@@ -97,13 +98,13 @@ class Writer:
 
     def flush_items(self) -> None:
         if self._items:
-            upsert_items(self.session, self._items, self.report.counts("items"))
+            upsert_items(self.session, self._items, self.report.counts("items"), self._item_ids)
             self._tick("items", len(self._items))
             self._items = []
 
     def flush_users(self) -> None:
         if self._users:
-            upsert_users(self.session, self._users, self.report.counts("users"))
+            upsert_users(self.session, self._users, self.report.counts("users"), self._user_ids)
             self._tick("users", len(self._users))
             self._users = []
 
@@ -172,6 +173,8 @@ class Writer:
     def close(self) -> None:
         self._repeats.close()
         self._ids.close()
+        self._item_ids.close()
+        self._user_ids.close()
 
     def flush(self) -> None:
         self.flush_items()

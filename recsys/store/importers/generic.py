@@ -1,5 +1,8 @@
 """Generic CSV / TSV / JSONL / Parquet import of items, users or events, with a column mapping.
 
+Text files may be gzip-compressed (``items.csv.gz``); a CSV file may be delimited by another character than the
+comma (``--delimiter ';'``).
+
 Canonical columns (rename yours with ``--map canonical=yours``):
 
 - items:  ``item_id`` (required), ``title``, ``description``, ``category``, ``price``, ``in_stock``, ``image`` (path
@@ -65,34 +68,41 @@ def _remap(rec: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
     return {**{k: v for k, v in rec.items() if k not in sources}, **{dst: rec.get(src) for dst, src in mapping.items()}}
 
 
-def _with_columns(rows: Iterator[Read], need: list[str], mapping: dict[str, str], path: Path) -> Iterator[Read]:
-    """``rows``, once the first record shows the columns a file of this kind needs and every ``--map`` source:
-    a file without them is the wrong file (or needs a mapping), which no row-by-row skipping should hide."""
-    first = next(rows, None)
-    while isinstance(first, Note):
-        yield first
-        first = next(rows, None)
-    if first is None:
-        return
-    if not isinstance(first, BadLine):
-        cols = list(first[1])
-        unknown = [src for src in mapping.values() if src not in cols]
-        if unknown:
-            raise ImportFailed(f"{path}: --map names column(s) {unknown} that the file does not have "
-                               f"(its columns: {cols[:20]})")
-        clash = [dst for dst, src in mapping.items() if dst in cols and dst != src and dst not in mapping.values()]
-        if clash:  # which of the two is meant is a guess: the mapped one won or lost by the columns' order
-            raise ImportFailed(f"{path}: --map {clash[0]}={mapping[clash[0]]}, but the file has a {clash[0]!r} "
-                               f"column of its own; map that one to another name too (--map "
-                               f"old_{clash[0]}={clash[0]}) or leave out the --map")
-        have = set(_remap(first[1], mapping))
-        missing = [c for c in need if c not in have]
-        if missing:
-            hint = " (or --type TYPE for a file of one event type)" if "type" in missing else ""
-            raise ImportFailed(f"{path}: no {' or '.join(missing)} column (its columns: {cols[:20]}); rename it or "
-                               f"map it with --map {missing[0]}=COLUMN{hint}")
-    yield first
-    yield from rows
+def _check_columns(cols: list[str], need: list[str], mapping: dict[str, str], path: Path) -> None:
+    """ImportFailed unless ``cols`` hold the columns a file of this kind needs and every ``--map`` source: a file
+    without them is the wrong file (or needs a mapping), which no row-by-row skipping should hide."""
+    unknown = [src for src in mapping.values() if src not in cols]
+    if unknown:
+        raise ImportFailed(f"{path}: --map names column(s) {unknown} that the file does not have "
+                           f"(its columns: {cols[:20]})")
+    clash = [dst for dst, src in mapping.items() if dst in cols and dst != src and dst not in mapping.values()]
+    if clash:  # which of the two is meant is a guess: the mapped one won or lost by the columns' order
+        raise ImportFailed(f"{path}: --map {clash[0]}={mapping[clash[0]]}, but the file has a {clash[0]!r} "
+                           f"column of its own; map that one to another name too (--map "
+                           f"old_{clash[0]}={clash[0]}) or leave out the --map")
+    have = set(_remap(dict.fromkeys(cols), mapping))
+    missing = [c for c in need if c not in have]
+    if missing:
+        hint = " (or --type TYPE for a file of one event type)" if "type" in missing else ""
+        raise ImportFailed(f"{path}: no {' or '.join(missing)} column (its columns: {cols[:20]}); rename it or "
+                           f"map it with --map {missing[0]}=COLUMN{hint}")
+
+
+def _with_columns(path: Path, fmt: str, delimiter: str, need: list[str], mapping: dict[str, str]) -> Iterator[Read]:
+    """The file's rows, its columns checked (:func:`_check_columns`) by its header (CSV, TSV, Parquet) before any
+    row, or by its first record that could be read (JSON Lines, where each line has its own keys): a bad first row
+    must not hide a wrong file."""
+    checked = False
+
+    def check(cols: list[str]) -> None:
+        nonlocal checked
+        checked = True
+        _check_columns(cols, need, mapping, path)
+
+    for row in read_any(path, fmt, delimiter=delimiter, on_header=check):
+        if not checked and not isinstance(row, BadLine | Note):
+            check(list(row[1]))
+        yield row
 
 
 def _empty(v: Any) -> bool:
@@ -158,14 +168,15 @@ def item_record(rec: dict[str, Any], base: Path) -> ItemRecord:
 
 
 def import_generic(path: Path, kind: str, writer: Writer, report: ImportReport, max_bad_fraction: float, *,
-                   fmt: str = "auto", mapping: dict[str, str] | None = None, event_type: str | None = None) -> None:
+                   fmt: str = "auto", mapping: dict[str, str] | None = None, event_type: str | None = None,
+                   delimiter: str = ",") -> None:
     if kind not in KINDS:
         raise ImportFailed(f"unknown import kind '{kind}'; use one of {', '.join(KINDS)}")
     mapping = mapping or {}
     base = path.resolve().parent
     need = {"items": ["item_id"], "users": ["user_id"]}.get(
         kind, ["user_id", "item_id", "timestamp"] + ([] if event_type else ["type"]))
-    rows = _with_columns(read_any(path, fmt), need, mapping, path)
+    rows = _with_columns(path, fmt, delimiter, need, mapping)
     if kind == "items":
         for _, it in parse_rows(rows, lambda r: item_record(_remap(r, mapping), base), report, "items", path):
             writer.item(it)

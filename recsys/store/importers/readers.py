@@ -4,7 +4,7 @@ A malformed row is reported (``BadLine``) and reading goes on; what the report s
 is a ``Note``; a file that cannot be read at all (undecodable bytes, an unterminated quote, a truncated last line, a
 JSON array for JSON Lines, a broken Parquet footer, a column named twice) raises :class:`ImportFailed` naming the
 file and the line, so the caller's transaction rolls back and the store stays as it was. Text is UTF-8, or what a
-byte-order mark says (:mod:`recsys.store.importers.encodings`).
+byte-order mark says; a gzip file is read through gzip as it streams (:mod:`recsys.store.importers.encodings`).
 """
 
 from __future__ import annotations
@@ -13,19 +13,23 @@ import csv
 import json
 import shlex
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recsys.errors import ImportFailed
 from recsys.store.importers.encodings import (
+    GZIP_ERRORS,
     TextEncoding,
-    ends_with_newline,
     first_undecodable_line,
+    gunzip_first,
+    is_gzip,
     nul_bytes,
+    open_text,
     text_encoding,
     undecodable,
+    unpacked_name,
 )
 
 MAX_DEPTH = 8
@@ -52,25 +56,69 @@ class Note:
 
 Row = tuple[int, dict[str, Any]]
 Read = Row | BadLine | Note
+OnHeader = Callable[[list[str]], None]
+"""Called with a file's column names once its header is read, before any row (it may raise ImportFailed)."""
+DELIMITERS = {";": "';'", "|": "'|'", "\t": "tabs", ",": "','"}
+"""Delimiters a one-column header may betray, as messages name them."""
 
 
-def _lines_name(path: Path) -> Path:
-    """Where the converted JSON Lines go: never the input itself (``jq ... x.jsonl > x.jsonl`` empties the file
-    before jq reads it)."""
-    return path.with_name(f"{path.stem}.lines.jsonl" if path.suffix == ".jsonl" else f"{path.stem}.jsonl")
+def _to_lines(path: Path) -> str:
+    """The command that converts a JSON array file to JSON Lines, into a file that is never the input itself
+    (``jq ... x.jsonl > x.jsonl`` empties the file before jq reads it)."""
+    plain = unpacked_name(path)
+    out = plain.with_name(f"{plain.stem}.lines.jsonl" if plain.suffix == ".jsonl" else f"{plain.stem}.jsonl")
+    src, dst = shlex.quote(str(path)), shlex.quote(str(out))
+    if is_gzip(path):  # jq reads no gzip
+        return f"`gunzip -c {src} | jq -c '.[]' > {dst}` and import {dst}"
+    return f"`jq -c '.[]' {src} > {dst}` and import that file"
 
 
 def _open_text(path: Path, enc: TextEncoding) -> Any:
     try:
-        return path.open("r", encoding=enc.name, newline="")
+        return open_text(path, enc)
     except OSError as e:
         raise ImportFailed(f"{path}: cannot open ({e.strerror or e}); check the path and permissions") from e
 
 
-def _checked_header(path: Path, header: list[str], required: tuple[str, ...]) -> list[str]:
-    """The header's names, trimmed; ImportFailed for a required column it lacks or a name it gives twice (a row
-    would keep the last column of the name, losing the other's values without a word)."""
+class _Lines:
+    """A text file's lines, remembering the last one read: whether the file ends with a line break is known once
+    it is read (a gzip stream cannot be read from its end)."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = iter(f)
+        self.last = ""
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        self.last = next(self._f)
+        return self.last
+
+    @property
+    def complete(self) -> bool:
+        """Whether what was read ends with a line break (an empty file does)."""
+        return not self.last or self.last[-1] in "\r\n"
+
+
+def _gzip_broken(path: Path, line: int, e: BaseException) -> str:
+    why = str(e) or type(e).__name__
+    return (f"{path}:{line}: the gzip data is cut off or corrupt ({why}); nothing was imported. Copy the file again "
+            "(`gzip -t` checks a copy)")
+
+
+def _checked_header(path: Path, header: list[str], required: tuple[str, ...], delimiter: str) -> list[str]:
+    """The header's names, trimmed; ImportFailed for a one-column header that holds another delimiter, a required
+    column it lacks or a name it gives twice (a row would keep the last column of the name, losing the other's
+    values without a word)."""
     header = [h.strip() for h in header]
+    other = [d for d in DELIMITERS if len(header) == 1 and d != delimiter and d in header[0]]
+    if other:  # Excel saves ';' in much of Europe: every row would be one field, or a field count off
+        fix = {"\t": "pass --format tsv", ",": "pass --format csv" if delimiter == "\t" else "leave out --delimiter"
+               }.get(other[0], f"pass --delimiter {shlex.quote(other[0])}, or save the file delimited by commas")
+        raise ImportFailed(f"{path}:1: the header is one column {header[0][:200]!r}: the file seems to be delimited "
+                           f"by {DELIMITERS[other[0]]}, not {DELIMITERS.get(delimiter, repr(delimiter))}. Nothing "
+                           f"was imported; {fix}")
     missing = [c for c in required if c not in header]
     if missing:
         raise ImportFailed(
@@ -93,13 +141,14 @@ def read_delimited(
     encoding: str = "utf-8",
     required: tuple[str, ...] = (),
     quoted: bool = True,
+    on_header: OnHeader | None = None,
 ) -> Iterator[Read]:
     """Rows of a delimited text file as (line, dict); ``fieldnames`` given means the file has no header;
     ``quoted`` False reads a format without quoting (MovieLens), where a ``"`` is text."""
     enc = text_encoding(path, encoding)
-    complete = ends_with_newline(path, enc)
     with _open_text(path, enc) as f:
-        reader = csv.reader(f, delimiter=delimiter, strict=True, quoting=csv.QUOTE_MINIMAL if quoted else
+        lines = _Lines(f)
+        reader = csv.reader(lines, delimiter=delimiter, strict=True, quoting=csv.QUOTE_MINIMAL if quoted else
                             csv.QUOTE_NONE)
         line = 0
         try:
@@ -108,7 +157,11 @@ def read_delimited(
                 header = next(reader, None)
                 if header is None:
                     raise ImportFailed(f"{path}: the file is empty; expected a header line")
-                header = _checked_header(path, header, required)
+                if "\x00" in "".join(header):  # UTF-16 without its mark: say so before any column is missed
+                    raise ImportFailed(nul_bytes(path, 1))
+                header = _checked_header(path, header, required, delimiter)
+                if on_header is not None:
+                    on_header([h for h in header if h])
                 unnamed = [i + 1 for i, h in enumerate(header) if not h]
                 if unnamed:  # pandas' to_csv writes its index so; no filter or field could name it
                     yield Note(1, f"column(s) {unnamed} have no name in the header (an index written by pandas' "
@@ -129,19 +182,21 @@ def read_delimited(
                     continue
                 yield start, {h: v for h, v in zip(header, rec, strict=True) if h}
             if pending is not None:
-                if not complete:
+                if not lines.complete:
                     raise ImportFailed(
                         f"{path}:{pending.line}: the file ends in the middle of a row ({pending.reason}); it looks "
                         "truncated. Nothing was imported; copy the file again."
                     )
                 yield pending
-            elif not complete and line:
+            elif not lines.complete and line:
                 yield Note(line, "the file does not end with a line break: if it was cut off, its last row is cut "
                                  "short too (it was imported; check it)")
         except csv.Error as e:
             raise ImportFailed(_csv_error(path, e, line + 1)) from e
         except UnicodeDecodeError as e:
             raise ImportFailed(undecodable(path, enc, first_undecodable_line(path, enc), e.reason)) from e
+        except GZIP_ERRORS as e:
+            raise ImportFailed(_gzip_broken(path, line + 1, e)) from e
 
 
 def _csv_error(path: Path, e: csv.Error, start: int) -> str:
@@ -167,7 +222,6 @@ def _json_error(e: json.JSONDecodeError) -> str:
 
 def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Read]:
     enc = text_encoding(path, encoding)
-    complete = ends_with_newline(path, enc)
     with _open_text(path, enc) as f:
         lines = _with_last(enumerate(f, start=1), path, enc)
         for (line, text), last in lines:
@@ -175,8 +229,7 @@ def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Read]:
                 continue
             if line == 1 and text.lstrip().startswith("["):
                 raise ImportFailed(f"{path}: a JSON array; `recsys import` reads JSON Lines, one object per line: "
-                                   f"convert it with `jq -c '.[]' {shlex.quote(str(path))} > "
-                                   f"{shlex.quote(str(_lines_name(path)))}` and import that file")
+                                   f"convert it with {_to_lines(path)}")
             try:
                 obj = json.loads(text, object_pairs_hook=_one_value_per_key)
             except _RepeatedKey as e:
@@ -184,7 +237,7 @@ def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Read]:
                                     "keep one")
                 continue
             except json.JSONDecodeError as e:
-                if last and not complete:
+                if last and text[-1:] not in ("\n", "\r"):  # cut off, not a bad line
                     raise ImportFailed(
                         f"{path}:{line}: the last line is cut off ({_json_error(e)}); the file looks truncated. "
                         "Nothing was imported."
@@ -220,6 +273,7 @@ def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _with_last(lines: Iterator[tuple[int, str]], path: Path,
                enc: TextEncoding) -> Iterator[tuple[tuple[int, str], bool]]:
     """Each of ``lines`` with whether it is the last, reading one line ahead (the file is never held whole)."""
+    current: tuple[int, str] = (0, "")
     try:
         ahead = next(lines, None)
         while ahead is not None:
@@ -227,11 +281,16 @@ def _with_last(lines: Iterator[tuple[int, str]], path: Path,
             yield current, ahead is None
     except UnicodeDecodeError as e:
         raise ImportFailed(undecodable(path, enc, first_undecodable_line(path, enc), e.reason)) from e
+    except GZIP_ERRORS as e:
+        raise ImportFailed(_gzip_broken(path, current[0] + 1, e)) from e
 
 
-def read_parquet(path: Path, *, batch_rows: int = 50_000) -> Iterator[Read]:
+def read_parquet(path: Path, *, batch_rows: int = 50_000, on_header: OnHeader | None = None) -> Iterator[Read]:
     import pyarrow.parquet as pq
 
+    if is_gzip(path):  # Parquet is read by seeking: a gzip stream cannot be, and Parquet compresses its own data
+        raise ImportFailed(gunzip_first(path, "Parquet is read by seeking, which a gzip stream cannot do; it "
+                                              "compresses its own data anyway"))
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:
@@ -240,6 +299,8 @@ def read_parquet(path: Path, *, batch_rows: int = 50_000) -> Iterator[Read]:
     if twice:  # a row (a dict) would keep the last column of the name
         raise ImportFailed(f"{path}: the file names column(s) {twice} more than once: which of them holds the "
                            "values is a guess, so nothing was imported. Rename or drop the extra column(s)")
+    if on_header is not None:
+        on_header(list(pf.schema_arrow.names))
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=batch_rows):
@@ -251,30 +312,42 @@ def read_parquet(path: Path, *, batch_rows: int = 50_000) -> Iterator[Read]:
 
 
 def file_format(path: Path, fmt: str = "auto") -> str:
-    """``fmt``, or with "auto" the format the file extension names (csv, tsv, jsonl or parquet)."""
+    """``fmt``, or with "auto" the format the file extension names (csv, tsv, jsonl or parquet), the one before
+    ``.gz`` for a gzip file (``items.csv.gz``)."""
     if fmt != "auto":
         return fmt
-    suffix = path.suffix.lower()
+    gz = path.suffix.lower() == ".gz"
+    suffix = unpacked_name(path).suffix.lower() if gz else path.suffix.lower()
     found = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
              ".parquet": "parquet", ".pq": "parquet"}.get(suffix, "")
+    if gz and not found:
+        raise ImportFailed(f"{path}: cannot tell the format of this gzip file from its name (.csv.gz, .tsv.gz and "
+                           ".jsonl.gz are known); pass --format csv|tsv|jsonl (it is read through gzip either way)")
     if not found:
         raise ImportFailed(f"{path}: cannot tell the format from '{suffix}'; pass --format csv|tsv|jsonl|parquet")
     return found
 
 
-def read_any(path: Path, fmt: str = "auto") -> Iterator[Read]:
-    """CSV, TSV, JSONL or Parquet by ``fmt`` or the file extension."""
+def read_any(path: Path, fmt: str = "auto", *, delimiter: str = ",",
+             on_header: OnHeader | None = None) -> Iterator[Read]:
+    """CSV (delimited by ``delimiter``), TSV, JSONL or Parquet by ``fmt`` or the file extension, gzip-compressed or
+    not."""
     if not path.exists():
         raise ImportFailed(f"{path}: no such file")
     fmt = file_format(path, fmt)
-    if fmt == "csv":
-        return read_delimited(path)
-    if fmt == "tsv":
-        return read_delimited(path, delimiter="\t")
+    if delimiter != ",":
+        if fmt != "csv":
+            raise ImportFailed(f"--delimiter is for CSV files; {path} is read as {fmt}")
+        if len(delimiter) != 1 or delimiter in "\"\r\n":
+            hint = " (for tabs, --format tsv)" if delimiter.lower() in ("\\t", "tab") else ""
+            raise ImportFailed(f"--delimiter takes one character other than a quote or a line break, e.g. "
+                               f"--delimiter ';'; got {delimiter!r}{hint}")
+    if fmt in ("csv", "tsv"):
+        return read_delimited(path, delimiter="\t" if fmt == "tsv" else delimiter, on_header=on_header)
     if fmt == "jsonl":
         return read_jsonl(path)
     if fmt == "parquet":
-        return read_parquet(path)
+        return read_parquet(path, on_header=on_header)
     raise ImportFailed(f"unknown format '{fmt}'; use csv, tsv, jsonl or parquet")
 
 

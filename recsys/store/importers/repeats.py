@@ -3,7 +3,8 @@
 An event row without a client id gets an id derived from its content and its occurrence number (1 for the first
 such row of the file, 2 for the next identical one...), so identical rows stay separate events and a re-import of
 the file derives the same ids (:class:`Occurrences`); a row whose client id an earlier row gave to another event is
-found by the first use of each id (:class:`FirstUses`). Both need a value per distinct key seen so far: kept in a
+found by the first use of each id (:class:`FirstUses`); an item or user id that an earlier batch gave is a repeated
+id (:func:`recsys.store.importers.writer.upsert_items`). Each needs a value per distinct key seen so far: kept in a
 dict for a small file, and past :data:`IN_MEMORY` keys in a private temporary SQLite database (on disk under the
 temporary directory, deleted when closed or when the process dies), so a file of millions of rows holds only the
 current batch in memory (:class:`SpillingMap`).
@@ -13,13 +14,27 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+from recsys.errors import DiskFull
 
 IN_MEMORY = 100_000
 """Distinct keys kept in a dict (about 200 bytes each: 20 MB) before they move to the temporary database."""
 
 _CHUNK = 500  # keys per IN (...) lookup, under SQLite's bound-parameter limit
+
+
+@contextmanager
+def _disk_full() -> Iterator[None]:
+    """A full temporary directory as DiskFull (saying which), not sqlite3's bare error from an import's depths."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        if "database or disk is full" not in str(e):
+            raise
+        raise DiskFull.sqlite(None, str(e)) from e
 
 
 class SpillingMap:
@@ -48,10 +63,11 @@ class SpillingMap:
             if len(self._mem) > IN_MEMORY:
                 self._spill()
             return
-        self._db.execute("BEGIN")  # one transaction per batch, not one per row
-        self._db.executemany("INSERT INTO kept VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-                             ((k, json.dumps(v)) for k, v in values.items()))
-        self._db.execute("COMMIT")
+        with _disk_full():
+            self._db.execute("BEGIN")  # one transaction per batch, not one per row
+            self._db.executemany("INSERT INTO kept VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                                 ((k, json.dumps(v)) for k, v in values.items()))
+            self._db.execute("COMMIT")
 
     def _spill(self) -> None:
         # "" opens a private on-disk database that SQLite unlinks itself: nothing is left behind, even on kill -9

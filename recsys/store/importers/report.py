@@ -33,7 +33,8 @@ class TableCounts:
     unchanged: int = 0
     skipped: int = 0
     repeated: int = 0
-    """Rows whose id an earlier row of the same batch already gave: the last one is stored."""
+    """Rows whose id an earlier row of the same import already gave: the last one is stored, and the id is counted
+    once above (inserted, updated or unchanged: what the file did to it in all)."""
     unknown_items: int = 0
     """Skipped rows (of ``skipped``) that name an item the store does not hold: well-formed, so not counted as
     malformed; the items are to be imported first."""

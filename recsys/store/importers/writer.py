@@ -2,11 +2,14 @@
 
 Statements are executemany batches (SQLAlchemy's insertmanyvalues on both SQLite and PostgreSQL), never one ORM add
 per row. Everything runs in the caller's transaction so a failed import leaves the store as it was. An item given
-other images loses its generated description (written from the old ones) in the same transaction.
+other images loses its generated description (written from the old ones) in the same transaction. An id given again
+by a later batch of an import is a repeated id, as within one batch (:func:`_count`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -17,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from recsys.store.descriptions import remove_descriptions
 from recsys.store.importers.records import ITEM_FIELDS, EventRecord, ItemRecord, UserRecord
+from recsys.store.importers.repeats import SpillingMap
 from recsys.store.importers.report import TableCounts
 from recsys.store.tables import Event, Item, ItemMedia, User, utcnow
 
@@ -47,10 +51,46 @@ def id_map(session: Session, table: type[Item] | type[User], external_ids: Itera
     return out
 
 
-def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableCounts) -> None:
+Outcome = tuple[str, str | None, str]
+"""Of an id's row in a batch: what writing it did ("inserted", "updated" or "unchanged"), the id's stored state
+before (None: not stored) and after (digests)."""
+_MARKS = {"inserted": "+", "updated": "~", "unchanged": "="}
+_COUNTED = {m: did for did, m in _MARKS.items()}
+
+
+def _count(counts: TableCounts, outcomes: dict[str, Outcome], seen: SpillingMap | None) -> None:
+    """Count each id's row. An id that an earlier batch of the import gave (``seen``: per id, how its rows were
+    counted and its state before the import) is a repeated id, as within one batch, and its first count becomes
+    what the whole file did to it: an id the import inserted stays inserted (never "updated"), a stored one is
+    updated, or unchanged where its last row leaves it as it was. The counts of a file do not depend on where its
+    batches end; ``seen`` is bounded in memory (:class:`~recsys.store.importers.repeats.SpillingMap`)."""
+    earlier: dict[str, str] = seen.get_many(list(outcomes)) if seen is not None else {}
+    tally = dict.fromkeys(_MARKS, 0)
+    for key, (did, before, after) in outcomes.items():
+        if key not in earlier:
+            tally[did] += 1
+            earlier[key] = _MARKS[did] + (before or "")
+            continue
+        first = _COUNTED[earlier[key][0]]
+        stored = earlier[key][1:] if first != "inserted" else None
+        net = "inserted" if stored is None else "unchanged" if stored == after else "updated"
+        tally[first] -= 1
+        tally[net] += 1
+        counts.repeated += 1
+        earlier[key] = _MARKS[net] + (stored or "")
+    counts.inserted += tally["inserted"]
+    counts.updated += tally["updated"]
+    counts.unchanged += tally["unchanged"]
+    if seen is not None:
+        seen.put_many(earlier)
+
+
+def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableCounts,
+                 seen: SpillingMap | None = None) -> None:
     """Insert new items, update changed ones (by content hash), leave unchanged ones alone. A record that gives only
     some fields (:attr:`ItemRecord.given`) updates those: an existing item keeps its stored values of the others, and
-    a deleted one stays deleted unless the record gives a title (a catalogue record brings it back)."""
+    a deleted one stays deleted unless the record gives a title (a catalogue record brings it back). ``seen``: the
+    ids of the import's earlier batches (:func:`_count`)."""
     given = len(records)
     records = list({r.external_id: r for r in records}.values())  # last one wins within a batch
     counts.repeated += given - len(records)
@@ -66,6 +106,7 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
     records = _with_stored_fields(session, records, existing)
     now = utcnow()
     new, changed = [], []
+    outcomes: dict[str, Outcome] = {}
     for r in records:
         h = r.content_hash()
         row = {"external_id": r.external_id, "title": r.title, "description": r.description,
@@ -73,16 +114,20 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
                "content_hash": h, "updated_at": now}
         if r.external_id not in existing:
             new.append({**row, "created_at": now, "hidden": False, "deleted": False})
-        elif existing[r.external_id][1] != h or (existing[r.external_id][2] and r.external_id not in stays_deleted):
+            outcomes[r.external_id] = ("inserted", None, "")
+            continue
+        _, stored_hash, deleted = existing[r.external_id]
+        was = f"{stored_hash[:16]}{int(deleted)}"  # 64 bits of the hash tell one item's versions apart
+        if stored_hash != h or (deleted and r.external_id not in stays_deleted):
             changed.append({**row, "id": existing[r.external_id][0], "deleted": r.external_id in stays_deleted})
+            outcomes[r.external_id] = ("updated", was, f"{h[:16]}{int(r.external_id in stays_deleted)}")
         else:
-            counts.unchanged += 1
+            outcomes[r.external_id] = ("unchanged", was, was)
     if new:
         session.execute(insert(Item), new)
     if changed:
         session.execute(update(Item), changed)
-    counts.inserted += len(new)
-    counts.updated += len(changed)
+    _count(counts, outcomes, seen)
     touched: set[str] = {str(r["external_id"]) for r in new} | {str(r["external_id"]) for r in changed}
     touched -= same_media & set(existing)  # their stored media (and its checked status) stay as they are
     if not touched:
@@ -152,9 +197,11 @@ def _with_stored_fields(session: Session, records: list[ItemRecord],
     return out
 
 
-def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableCounts) -> None:
+def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableCounts,
+                 seen: SpillingMap | None = None) -> None:
     """Insert new users, update changed ones. A record that gives only some attributes (:attr:`UserRecord.given`)
-    updates those: the stored user keeps every other one, as an item keeps the fields a price feed leaves out."""
+    updates those: the stored user keeps every other one, as an item keeps the fields a price feed leaves out.
+    ``seen``: the ids of the import's earlier batches (:func:`_count`)."""
     given = len(records)
     records = list({r.external_id: r for r in records}.values())
     counts.repeated += given - len(records)
@@ -172,9 +219,21 @@ def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableC
         session.execute(insert(User), new)
     if changed:
         session.execute(update(User), changed)
-    counts.inserted += len(new)
-    counts.updated += len(changed)
-    counts.unchanged += len(records) - len(new) - len(changed)
+    outcomes: dict[str, Outcome] = {}
+    for r in records:
+        if r.external_id not in existing:
+            outcomes[r.external_id] = ("inserted", None, "")
+            continue
+        before, after = _digest(existing[r.external_id][1]), _digest(attrs[r.external_id])
+        outcomes[r.external_id] = ("unchanged" if existing[r.external_id][1] == attrs[r.external_id] else "updated",
+                                   before, after)
+    _count(counts, outcomes, seen)
+
+
+def _digest(attributes: Any) -> str:
+    """64 bits of a user's attributes (their order aside), which tell one user's versions apart."""
+    text_ = json.dumps(attributes or {}, sort_keys=True, default=str)
+    return hashlib.blake2b(text_.encode(), digest_size=8).hexdigest()
 
 
 def _merged(rec: UserRecord, stored: dict[str, Any] | None) -> dict[str, Any]:
