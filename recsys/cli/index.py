@@ -101,21 +101,27 @@ def list_(json_out: JsonOpt = False) -> None:
 @app.command("verify")
 def verify(generation: Annotated[str | None, typer.Argument(help="generation id (default: current)")] = None,
            json_out: JsonOpt = False) -> None:
-    """Check a generation's files against the checksums in its manifest; exit 1 when any differ."""
+    """Check a generation's files and manifest against the checksums it was built with, and open it as a server
+    does; exit 1 when anything is wrong."""
     from recsys.config import get_settings
-    from recsys.index import current_id, index_root
-    from recsys.index import verify as do_verify
+    from recsys.index import index_root
+    from recsys.index.checkup import check_generation
+    from recsys.index.layout import damaged_remedy
 
-    root = index_root(get_settings())
-    bad = do_verify(root, generation)
-    gid = generation or current_id(root)
-    from recsys.index.layout import DAMAGED_REMEDY
-
-    err.print(f"generation {gid}: " + ("intact" if not bad else f"{len(bad)} corrupt or missing: {bad}. "
-                                       f"{DAMAGED_REMEDY}"))
+    settings = get_settings()
+    root = index_root(settings)
+    c = check_generation(root, generation, settings.index)
+    if c.ok:
+        said = "; ".join(["intact", *c.notes])
+    else:
+        said = "".join([f"{len(c.bad_files)} corrupt or missing: {c.bad_files}. " if c.bad_files else "",
+                        *(f"cannot be loaded: {p.rstrip('.')}. " for p in c.problems),
+                        damaged_remedy(root, c.generation_id)])
+    err.print(f"generation {c.generation_id}: {said}")
     if json_out:
-        emit_json({"generation": gid, "ok": not bad, "bad_files": bad})
-    if bad:
+        emit_json({"generation": c.generation_id, "ok": c.ok, "bad_files": c.bad_files, "problems": c.problems,
+                   "notes": c.notes})
+    if not c.ok:
         raise typer.Exit(1)
 
 
@@ -123,19 +129,47 @@ def verify(generation: Annotated[str | None, typer.Argument(help="generation id 
 def rollback(
     to: Annotated[str | None, typer.Option("--to", help="generation id (default: the one before the current)")]
     = None,
-    force: Annotated[bool, typer.Option("--force", help="serve one built with another encoder or dimension")] = False,
+    force: Annotated[bool, typer.Option("--force", help="serve one the configured encoder cannot query")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Serve an earlier generation (running servers pick it up on their next refresh). One built with another
-    encoder than the served one is refused without --force."""
+    """Serve an earlier generation (running servers pick it up on their next refresh). One that the configured
+    encoder cannot query (built with another encoder or dimension) is refused without --force."""
     from recsys.config import get_settings
     from recsys.index import index_root
     from recsys.index import rollback as do_rollback
 
-    gid = do_rollback(index_root(get_settings()), to, force=force)
+    settings = get_settings()
+    gid = do_rollback(index_root(settings), to, force=force, query_encoder=lambda e: _query_encoder(settings, e))
     err.print(f"current index generation: {gid}")
     if json_out:
         emit_json({"current": gid})
+
+
+def _query_encoder(settings: Settings, encoder_id: str) -> tuple[str, int | None] | None:
+    """Id and dimension of the encoder that queries against a generation of ``encoder_id`` are encoded with, picked
+    as :func:`recsys.encoders.encoder.encoder_for` picks it (that generation's heads when they are stored, else the
+    current ones), from the heads' manifests without loading a model; None when it cannot be told."""
+    import json
+
+    from recsys.encoders.encoder import current_heads_dir, heads_root
+    from recsys.encoders.registry import get_preset
+    from recsys.errors import RecsysError
+
+    try:
+        preset = get_preset(settings.encoder.preset, settings)
+    except RecsysError:
+        return None
+    name, _, version = encoder_id.partition("@")
+    heads = heads_root(settings, preset)
+    own = heads / version if name == preset.name and version not in ("", "unfitted") else None
+    d = own if own is not None and (own / "manifest.json").is_file() else current_heads_dir(settings, preset)
+    if d is None:  # no fitted heads: the unfitted encoder answers, unless CURRENT names heads that are gone
+        return None if (heads / "CURRENT").exists() else (f"{preset.name}@unfitted", None)
+    try:
+        m = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        return f"{preset.name}@{m['version']}", int(m["dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def register(root: typer.Typer) -> None:

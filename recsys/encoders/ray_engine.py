@@ -23,18 +23,25 @@ presets, fitted heads and feature caches) lives on a filesystem mounted at the s
 must be readable from every node. With ``RECSYS_ENCODER__DEVICE=cuda`` each actor asks Ray for one GPU (a pool of at
 most one actor per GPU; a cluster without GPUs is refused up front, as no actor could ever start). The driver writes
 the database and the vector cache; workers only read media and write their tower-feature caches. A worker's failure
-is an EncoderError naming its cause; the batches finished before it are cached, so a rerun resumes.
+is an EncoderError naming its cause; the batches finished before it are cached, so a rerun resumes. An address
+this machine cannot use (a ``ray://`` one without the Ray Client installed, or one where nothing answers within
+:data:`CONNECT_TIMEOUT_S`) is a ConfigError before any work starts: Ray itself retries an unreachable head for minutes.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import logging
+import os
 import re
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -103,13 +110,60 @@ class ItemEmbedder:
                 "encoder_id": np.asarray([self.encoder.id] * len(items), dtype=object)}
 
 
+CONNECT_TIMEOUT_S = 10.0
+"""Seconds a Ray address has to accept a connection before the embed is refused (see :func:`check_address`)."""
+
+
+def check_address(address: str | None) -> None:
+    """Refuse a Ray address this machine cannot use, before any work: a ``ray://`` one when the Ray Client is not
+    installed (the ``ray`` extra brings Ray Data only), or one where nothing accepts a TCP connection within
+    :data:`CONNECT_TIMEOUT_S`. None, ``auto`` and ``local`` (a local Ray, or a cluster this node joined) are left to
+    ``ray.init``, as is an address that answers. ``RAY_ADDRESS`` stands in for None and ``auto``, as in Ray."""
+    target = os.environ.get("RAY_ADDRESS") if address in (None, "auto") else address
+    if not target or target in ("auto", "local"):
+        return
+    where = f"--ray-address {target}" if target == address else f"RAY_ADDRESS={target}"
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("the ray engine needs Ray: pip install 'recsys[ray]' (ray[data]>=2.9)")
+    client = "://" in target
+    if client and importlib.util.find_spec("grpc") is None:
+        version = importlib.metadata.version("ray")
+        raise ConfigError(f"{where} is a Ray Client address, but the Ray Client is not installed here (the ray extra "
+                          f'brings Ray Data only): pip install "ray[client]=={version}" (the version of ray '
+                          "installed), or run the embed on a node of the cluster with --ray-address auto")
+    parts = urlsplit(target if client else f"//{target}")
+    try:
+        host, port = parts.hostname, parts.port or (10001 if client else 6379)
+    except ValueError:
+        host = None
+    if not host:
+        raise ConfigError(f"{where} is not a Ray address: give ray://HOST:PORT (the Ray Client, port 10001 by "
+                          "default) or HOST:PORT (the head's GCS, port 6379 by default)")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:  # refused, unknown host, no route, timed out (TimeoutError is an OSError)
+        why = f"no answer within {CONNECT_TIMEOUT_S:g} s" if isinstance(e, TimeoutError) else \
+            (e.strerror or type(e).__name__)
+        raise ConfigError(f"cannot reach the Ray cluster at {where} ({host}:{port}: {why}): check the host and "
+                          "port (ray:// addresses take the head's client port, 10001 by default; HOST:PORT its GCS "
+                          "port, 6379), that the head runs (`ray status` on it) and that no firewall blocks the port; "
+                          "nothing was embedded") from None
+
+
 def _ensure_ray(address: str | None) -> Any:
     try:
         import ray
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ConfigError("the ray engine needs Ray: pip install 'recsys[ray]' (ray[data]>=2.9)") from e
     if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        except Exception as e:  # whatever Ray raises for a cluster it cannot join: one message, not a traceback
+            why = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            at = f"at --ray-address {address}" if address else "(a local Ray)"
+            raise ConfigError(f"Ray could not start or connect {at}: {type(e).__name__}: {why}; check the address, "
+                              "that the cluster runs the Ray and Python versions of this machine, and its logs; "
+                              "nothing was embedded") from e
     return ray
 
 
@@ -164,6 +218,7 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
     from recsys.encoders.fit import limits_of
 
     t0 = time.perf_counter()
+    check_address(address)  # in seconds, before the encoder loads and the catalogue is read
     if encoder is None:
         local = settings.model_copy(deep=True)
         local.encoder.device = "cpu"
@@ -182,10 +237,10 @@ def embed_catalog_ray(store: Store, settings: Settings, progress: Progress | Non
     run = _Run(store, cache, items, keys, found, progress, done=len(items) - len(todo))
     again = set(todo)
     run.broken = tally((it for i, it in enumerate(items) if i not in again), still, run.errors)
+    ray: Any = _ensure_ray(address) if todo else None  # joined before the items stage shows: it never waits on Ray
     if progress:
         progress(run.done, len(items))
     if todo:
-        ray = _ensure_ray(address)
         size = pool_size(ray, settings, workers)
         ds = ray.data.from_items([{"row": i, "record": _to_json(items[i])} for i in todo])
         out = ds.map_batches(ItemEmbedder, fn_constructor_kwargs={"settings": settings}, batch_size=batch_size,

@@ -150,6 +150,7 @@ def _finish(root: Path, work: Path, manifest: Manifest, *, settings: IndexSettin
         fsync_dir(d)
     manifest.files, manifest.sizes, manifest.checksum = files, sizes, layout.checksum_of(files)
     manifest.build_seconds = round(time.perf_counter() - started, 3)
+    manifest.manifest_checksum = layout.manifest_checksum(manifest.to_dict())  # an edited field shows in verify
     write_text_atomic(work / layout.MANIFEST, _json(manifest.to_dict()))
     _checkpoint("manifest_written")
     final = layout.generations_dir(root) / manifest.generation_id

@@ -21,6 +21,7 @@ import numpy as np
 from recsys.errors import IncompatibleArtifact, NoIndex, NotFound
 from recsys.index import layout
 from recsys.index.build import DEAD_FILE, DamagedBase, build_delta_generation, build_generation, reread_files
+from recsys.index.factory import check_factory
 from recsys.index.meta import META_FILE, ItemMeta
 
 if TYPE_CHECKING:
@@ -148,6 +149,9 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     if mode not in ("auto", "full", "delta"):
         raise ValueError(f"mode must be auto, full or delta, not {mode!r}")
     vectors = vectors or _default_vectors
+    wanted = factory or settings.index.factory
+    if wanted:  # a typo is refused now, not after every vector was read
+        check_factory(wanted, settings.index)
     root = index_root(settings)
     base = layout.current_id(root)  # read first: a generation published after this is caught up at the switch
     snap = _read_snapshot(store, settings, vectors, progress)

@@ -168,6 +168,33 @@ def new_index(d: int, factory: str, settings: IndexSettings) -> Any:
     return index
 
 
+_PROBE_DIMS = (384, 512, 768, 1024, 256, 128, 64)
+"""Dimensions a factory string is parsed at before the vectors (so d) are known: common encoder widths, which the
+usual PQ / OPQ sub-quantizer counts divide."""
+
+
+def check_factory(factory: str, settings: IndexSettings) -> None:
+    """Refuse a factory string FAISS cannot parse, or one recsys cannot fill (IDMap), before any vector is read: at
+    scale reading them takes minutes and gigabytes. d is not known yet, so the string is parsed at common
+    dimensions; a refusal that depends on d (PQ64 needs a multiple of 64) is left to the build, which knows d."""
+    faiss = faiss_module()
+
+    unparsable = None
+    for d in _PROBE_DIMS:
+        try:
+            index = new_index(d, factory, settings)
+        except ValidationFailed as e:
+            unparsable = unparsable or (e if "could not parse" in e.message else None)
+            continue
+        if isinstance(index, faiss.IndexIDMap):
+            raise ValidationFailed(f"FAISS index {factory!r} cannot be filled (FAISS wants ids with every vector); "
+                                   "recsys keeps ids itself: use a factory without IDMap, e.g. 'Flat' or "
+                                   "'HNSW32,Flat'")
+        return
+    if unparsable is not None:
+        raise unparsable
+
+
 def train_index(index: Any, sample: np.ndarray, factory: str = "") -> None:
     """Train ``index`` on ``sample`` (m, d) float32; a clear error when the sample is too small for it."""
     try:

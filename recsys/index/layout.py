@@ -15,14 +15,11 @@ A generation directory is immutable once renamed into ``generations/``. A build 
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import shutil
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +27,9 @@ from typing import Any
 
 from recsys.errors import IncompatibleArtifact, IndexError_, NoIndex, NotFound
 from recsys.files import fsync_dir, write_text_atomic
+from recsys.index.digests import checksum_of, manifest_checksum, verified_hash
+from recsys.index.digests import sha256_file as sha256_file  # re-exported: callers look for it here
+from recsys.index.locks import build_lock
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Manifest:
     sizes: dict[str, int] = field(default_factory=dict)  # bytes per file: a truncation seen without hashing
     build_seconds: float = 0.0
     format_version: int = FORMAT_VERSION
+    manifest_checksum: str = ""  # over every other field (:func:`manifest_checksum`); "" before it was recorded
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,41 +86,6 @@ def generations_dir(root: Path) -> Path:
 
 def tmp_dir(root: Path) -> Path:
     return Path(root) / "tmp"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-_LOADED: dict[tuple[int, int], tuple[int, int, str]] = {}
-"""(device, inode) -> (size, mtime ns, SHA-256) of the files this process hashed verifying a generation (a load)."""
-
-
-def _verified_hash(path: Path, trust_loads: bool = False) -> str:
-    """``path``'s SHA-256, remembered; with ``trust_loads`` one remembered for the same inode, size and mtime is
-    returned unread. The stat is taken before reading: a write while hashing leaves a key that never matches."""
-    st = path.stat()
-    key = (st.st_dev, st.st_ino)
-    hit = _LOADED.get(key)
-    if trust_loads and hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns):
-        return hit[2]
-    digest = sha256_file(path)
-    if len(_LOADED) > 100_000:
-        _LOADED.clear()
-    _LOADED[key] = (st.st_size, st.st_mtime_ns, digest)
-    return digest
-
-
-def checksum_of(files: dict[str, str]) -> str:
-    """One checksum over the per-file digests (names sorted)."""
-    h = hashlib.sha256()
-    for name in sorted(files):
-        h.update(f"{name}\0{files[name]}\n".encode())
-    return h.hexdigest()
 
 
 def read_manifest(gen_dir: Path) -> Manifest:
@@ -235,10 +201,18 @@ def set_current(root: Path, generation_id: str) -> None:
     log.info("index generation %s is now current", generation_id)
 
 
-def rollback(root: Path, to: str | None = None, *, force: bool = False) -> str:
+QueryEncoder = Callable[[str], tuple[str, int | None] | None]
+"""For a generation's encoder id, the id and dimension (None: unknown) of the encoder that queries against it are
+encoded with, as the serving side picks it from the configuration; None when that cannot be told."""
+
+
+def rollback(root: Path, to: str | None = None, *, force: bool = False,
+             query_encoder: QueryEncoder | None = None) -> str:
     """Serve ``to``, or the generation built before the current one (the newest intact one when ``CURRENT`` names a
-    generation that is gone). One built with another encoder or dimension than the served one is refused unless
-    ``force`` (every query would fail against it). Returns the id now current."""
+    generation that is gone). Unless ``force``, one that every query would fail against is refused: one the
+    ``query_encoder`` cannot serve, or without it one of another encoder or dimension than the served one; but
+    never one where nothing gets worse (none is served, or the served one has its encoder). Returns the id now
+    current."""
     gens = {m.generation_id: m for m in list_generations(root)}
     ids, cur = list(gens), current_id(root)
     verified = None
@@ -259,13 +233,36 @@ def rollback(root: Path, to: str | None = None, *, force: bool = False) -> str:
         raise IndexError_(f"index generation {to} is damaged ({', '.join(bad[:5])} missing or changed); still serving "
                           f"{cur}. Roll back to another (`recsys index list`) or `recsys index build --full`")
     target = gens.get(to) or read_manifest(generation_path(root, to))
-    if not force and cur in gens and (target.encoder_id, target.dim) != (gens[cur].encoder_id, gens[cur].dim):
-        raise IncompatibleArtifact(
-            f"index generation {to} was built with encoder {target.encoder_id!r} ({target.dim}-d), the served {cur} "
-            f"with {gens[cur].encoder_id!r} ({gens[cur].dim}-d): every query would fail against it; nothing changed. "
-            "Pick one of the served encoder (`recsys index list`), or pass --force if the encoder was switched back")
+    if not force:
+        _refuse_unservable(target, gens.get(cur or ""), list(gens.values()), query_encoder)
     set_current(root, to)
     return to
+
+
+def _refuse_unservable(target: Manifest, served: Manifest | None, gens: list[Manifest],
+                       query_encoder: QueryEncoder | None) -> None:
+    """IncompatibleArtifact when queries would fail against ``target`` (see :func:`rollback`)."""
+    q = query_encoder(target.encoder_id) if query_encoder is not None else None
+    if _serves(q, target) or served is None or (served.encoder_id, served.dim) == (target.encoder_id, target.dim):
+        return  # queries can use it, or nothing gets worse (none served, or one of the same encoder)
+    if q is not None and query_encoder is not None:
+        fits = [m.generation_id for m in gens if _serves(query_encoder(m.encoder_id), m)]
+        raise IncompatibleArtifact(
+            f"index generation {target.generation_id} was built with encoder {target.encoder_id!r} ({target.dim}-d), "
+            f"but queries are encoded with the configured encoder {q[0]!r}{f' ({q[1]}-d)' if q[1] else ''}: every "
+            "query would fail against it; nothing changed. "
+            + (f"The configured encoder serves {', '.join(fits[-3:])} (`recsys index list`)" if fits else
+               "No generation here was built with the configured encoder: run `recsys index build`")
+            + "; pass --force only if you switch the encoder (RECSYS_ENCODER__PRESET) to that one as well")
+    raise IncompatibleArtifact(  # the configured encoder is not known: the served generation's encoder works now
+        f"index generation {target.generation_id} was built with encoder {target.encoder_id!r} ({target.dim}-d), "
+        f"the served {served.generation_id} with {served.encoder_id!r} ({served.dim}-d): every query would fail "
+        "against it; nothing changed. Pick one of the served encoder (`recsys index list`), or pass --force if the "
+        "encoder was switched back")
+
+
+def _serves(q: tuple[str, int | None] | None, m: Manifest) -> bool:
+    return q is not None and q[0] == m.encoder_id and q[1] in (None, m.dim)
 
 
 def damaged(path: Path, m: Manifest, names: list[str] | None = None, *, budget_mb: float | None = None,
@@ -278,7 +275,7 @@ def damaged(path: Path, m: Manifest, names: list[str] | None = None, *, budget_m
     if budget_mb is not None and sum(m.sizes.values()) / 2**20 > budget_mb:
         return [n for n in _sized_wrong(path, m) if n in wanted]
     return [n for n in wanted if n not in m.files or not (path / n).is_file()
-            or _verified_hash(path / n, trust_loads) != m.files[n]]
+            or verified_hash(path / n, trust_loads) != m.files[n]]
 
 
 def _sized_wrong(path: Path, m: Manifest) -> list[str]:
@@ -311,31 +308,6 @@ def clean_tmp(root: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-_HELD = threading.local()
-
-
-@contextlib.contextmanager
-def build_lock(root: Path, name: str = "build.lock") -> Iterator[None]:
-    """One build at a time per root, across threads, processes and replicas sharing the directory: a ``filelock``
-    (``flock`` on POSIX, released by the OS if the process dies; the file stays so every waiter locks one inode).
-    A new lock object per call, so threads of one process exclude each other too. A thread that holds it already
-    goes on (a build's switch writes its catch-up delta under the same lock: see :class:`Rebase`)."""
-    from filelock import FileLock
-
-    Path(root).mkdir(parents=True, exist_ok=True)
-    path = str((Path(root) / name).absolute())
-    held: set[str] = _HELD.__dict__.setdefault("paths", set())
-    if path in held:
-        yield
-        return
-    with FileLock(path):
-        held.add(path)
-        try:
-            yield
-        finally:
-            held.discard(path)
-
-
 def verify(root: Path, generation_id: str | None = None) -> list[str]:
     """Files of a generation whose SHA-256 differs from its manifest (or are missing); empty when intact."""
     path = generation_path(root, generation_id)
@@ -345,10 +317,21 @@ def verify(root: Path, generation_id: str | None = None) -> list[str]:
 def verify_files(path: Path, m: Manifest) -> list[str]:
     """:func:`verify` of a generation whose manifest is already read."""
     bad = [name for name, digest in m.files.items()
-           if not (path / name).is_file() or _verified_hash(path / name) != digest]
-    if checksum_of(m.files) != m.checksum:
+           if not (path / name).is_file() or verified_hash(path / name) != digest]
+    if checksum_of(m.files) != m.checksum or not _manifest_intact(path):
         bad.append(MANIFEST)
     return bad
+
+
+def _manifest_intact(path: Path) -> bool:
+    """The manifest file's fields still hash to the checksum recorded among them (true for an older generation that
+    recorded none: see ``Manifest.manifest_checksum``). Read again as written: unknown fields count too."""
+    try:
+        fields = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        recorded = fields.get("manifest_checksum") or ""
+        return not recorded or recorded == manifest_checksum(fields)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def check_on_load(path: Path, m: Manifest, budget_mb: float) -> None:
@@ -370,6 +353,18 @@ def check_on_load(path: Path, m: Manifest, budget_mb: float) -> None:
 
 DAMAGED_REMEDY = ("`recsys index rollback` serves the previous generation (`recsys index list` shows them); "
                   "`recsys index build --full` builds a new one")
+
+
+def damaged_remedy(root: Path, generation_id: str | None) -> str:
+    """What to run about damaged generation ``generation_id``: a rollback only where there is one to roll back to."""
+    ids = [m.generation_id for m in list_generations(root)]
+    others = [g for g in ids if g != generation_id]
+    if not others:
+        return "There is no other generation to roll back to: `recsys index build --full` builds a new one"
+    if generation_id not in ids or ids.index(generation_id) > 0:
+        return DAMAGED_REMEDY
+    return (f"`recsys index rollback --to {others[-1]}` serves another generation (`recsys index list` shows them); "
+            "`recsys index build --full` builds a new one")
 
 
 def check_compatible(manifest: Manifest, *, encoder_id: str | None, dim: int | None, where: Path) -> None:

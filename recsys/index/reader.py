@@ -69,6 +69,10 @@ class IndexReader:
             sdir = self.path / seg["name"]
             for m, info in seg["modalities"].items():
                 index = faiss.read_index(str(sdir / f"{m}.faiss"))
+                if index.d != manifest.dim:  # an edited manifest: every query would be refused, or fail in FAISS
+                    raise layout.IncompatibleArtifact(f"index generation at {path} is inconsistent: {seg['name']}/"
+                                                      f"{m}.faiss holds {index.d}-d vectors, the manifest says "
+                                                      f"{manifest.dim}; rebuild with `recsys index build`")
                 vectors = np.load(sdir / f"{m}.vectors.npy", mmap_mode="r")
                 rows = np.load(sdir / f"{m}.rows.npy") + offset
                 self._parts[m].append(_Part(index, vectors, rows, bool(info["lossy"])))

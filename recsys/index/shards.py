@@ -8,7 +8,9 @@ chunk is in memory at a time, and shards can be built on different machines.
 Because every shard shares the trained quantizer, their inverted lists line up list by list. They are used either
 
 - merged into one index whose lists live in a file next to it and are memory-mapped (:func:`merge_on_disk`, faiss
-  ``OnDiskInvertedLists``): RAM holds the quantizer, the page cache holds the lists queries touch; or
+  ``OnDiskInvertedLists``): RAM holds the quantizer, the page cache holds the lists queries touch. A merge into a
+  directory that already holds one never rewrites a file a reader may have mapped (FAISS would truncate it under the
+  reader: SIGBUS): the lists go to a new file and ``merged.faiss`` is replaced by one rename; or
 - searched side by side (:func:`open_shards`, a ``faiss.IndexShards`` merging each shard's top-k by score), e.g.
   one shard per replica or per disk.
 
@@ -34,6 +36,7 @@ import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys.errors import ValidationFailed
+from recsys.files import fsync_dir, fsync_file
 from recsys.index.factory import faiss_module, new_index, train_index
 
 if TYPE_CHECKING:
@@ -50,7 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MERGED = "merged.faiss"
-LISTS = "merged.ivfdata"
 SIDECAR_FORMAT = 1
 _REWRITE = "write every shard with write_shard from one trained index (a single train_empty run)"
 
@@ -121,9 +124,14 @@ def write_shard(trained: Any, vectors: np.ndarray, first_row: int, path: Path) -
 
 
 def merge_on_disk(trained: Any, shards: list[Path], directory: Path) -> Path:
-    """Merge ``shards`` into ``directory``/merged.faiss, its lists in merged.ivfdata beside it (read with
+    """Merge ``shards`` into ``directory``/merged.faiss, its lists in ``merged.<token>.ivfdata`` beside it (read with
     :func:`open_merged`; the two files move together). Shard lists are memory-mapped while merging, not loaded.
-    Refuses shards written from another trained index, repeated or overlapping shards (ValidationFailed)."""
+    Refuses shards written from another trained index, repeated or overlapping shards (ValidationFailed).
+
+    Merging again into the same directory is safe beside processes serving the old pair: the new lists go to a file
+    of their own and ``merged.faiss`` is replaced by one atomic rename, so an open reader keeps its (then unlinked)
+    files and answers from them, a new reader gets the old pair or the new one, and a merge that fails or is killed
+    leaves the old pair as it was. One merge into a directory at a time: each removes the lists files it replaced."""
     faiss = faiss_module()
     from faiss.contrib.ondisk import merge_ondisk
 
@@ -138,21 +146,48 @@ def merge_on_disk(trained: Any, shards: list[Path], directory: Path) -> Path:
     index = faiss.clone_index(trained)
     _check(shards, _shape(index), "the trained index")
     directory.mkdir(parents=True, exist_ok=True)
-    with _progress_to_stderr():
-        merge_ondisk(index, [str(p) for p in shards], str(directory / LISTS))
-    path = directory / MERGED
-    faiss.write_index(index, str(path))
-    return path
+    token = uuid.uuid4().hex[:12]
+    # FAISS records the lists' path in the .faiss file and open_merged keeps only its file name (same-dir flag), so
+    # the lists are written under their final name; only the small .faiss is staged and renamed in
+    lists, staged = directory / f"merged.{token}.ivfdata", directory / f".merged.{token}.faiss.tmp"
+    try:
+        with _progress_to_stderr():
+            merge_ondisk(index, [str(p) for p in shards], str(lists))
+        faiss.write_index(index, str(staged))
+        del index  # unmaps the lists before they are synced
+        fsync_file(lists)
+        fsync_file(staged)
+        os.replace(staged, directory / MERGED)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        lists.unlink(missing_ok=True)
+        raise
+    fsync_dir(directory)
+    _drop_replaced(directory, lists)
+    return directory / MERGED
+
+
+def _drop_replaced(directory: Path, lists: Path) -> None:
+    """Remove the lists files ``lists`` replaced, and what killed merges left. A process that has one mapped keeps
+    it (an unlinked file lives on while mapped); the space is freed when the last such process lets go."""
+    for p in directory.iterdir():
+        old_lists = p.name.startswith("merged.") and p.name.endswith(".ivfdata") and p != lists
+        if old_lists or (p.name.startswith(".merged.") and p.name.endswith(".faiss.tmp")):
+            p.unlink(missing_ok=True)
 
 
 def open_merged(path: Path) -> Any:
     """The index written by :func:`merge_on_disk`; its lists stay on disk (memory-mapped) wherever the pair moved."""
     faiss = faiss_module()
 
-    if not (path.parent / LISTS).exists():
-        raise ValidationFailed(f"{path}: its inverted lists file {LISTS} is missing beside it")
-    with _progress_to_stderr():  # FAISS prints the lists file's new location
-        return faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+    if not path.is_file():
+        raise ValidationFailed(f"{path} is missing: merge_on_disk writes it")
+    try:
+        with _progress_to_stderr():  # FAISS prints the lists file's new location
+            return faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+    except RuntimeError as e:  # FAISS cannot open the lists file the index names (in its own directory)
+        raise ValidationFailed(f"{path}: its inverted lists file is missing or unreadable beside it "
+                               f"({str(e).strip().splitlines()[-1][:300]}); move the pair together") from None
 
 
 def open_shards(shards: list[Path], *, mmap: bool = True) -> Any:
