@@ -2,24 +2,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from recsys.cli.index import app
 from recsys.config import get_settings
 from recsys.index import build_generation, current_id, index_root, layout
 from tests.index.fixtures import clustered, ids
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    yield tmp_path / "home"
-    get_settings.cache_clear()
 
 
 def test_list_and_rollback(home: Path) -> None:
