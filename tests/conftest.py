@@ -73,3 +73,15 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     s.upgrade()
     yield s
     s.dispose()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A data directory of the test's own as RECSYS_HOME (settings read afresh before and after); modules with a
+    built store define their own ``home``."""
+    from recsys.config import get_settings
+
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield tmp_path / "home"
+    get_settings.cache_clear()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,14 +60,6 @@ def test_incompatible_generation_is_refused_and_nothing_changes(pipe: RankingPip
     assert gens[old].incompatibility("test-encoder") and gens[new].incompatibility("test-encoder") is None
     assert gens[new].incompatibility("test-encoder", pipe.dim + 1)  # another dimension
     assert rollback(root, old) == old  # with no index to check against, only format and features are checked
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    yield tmp_path / "home"
-    get_settings.cache_clear()
 
 
 def _last_json(out: str) -> object:
