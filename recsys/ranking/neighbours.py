@@ -4,9 +4,13 @@ The ``similar`` source ranks the catalogue by the maximum similarity to a user's
 items with every item vector on each request (10 x 17,000 x 384 on H&M, ~5 ms of a core). The top k of a maximum
 over rows is the top k of the union of each row's own top k (an item in the overall top k is in the top k of the row
 where its maximum is), so :class:`Neighbours` keeps each item's ``K`` best once computed and a request merges at most
-ten short lists. The result is the exact product's (tested) up to float rounding: a product row by row and one of all
-rows may differ in the last bit, so items within ~1e-7 of each other can trade places; equal values go to the lower
-row in both.
+ten short lists. The result is the exact product's (tested) up to float rounding.
+
+A list does not depend on the product that found it: a product of one row and one of a block of rows may differ in
+the last bit (BLAS sums in another order), which swapped near-tied items, so the server (lists computed ahead in
+blocks) and the CLI (on first sight, one row or a request's few) gave other candidates, and other lists, for the
+same request. The float32 product only shortlists; the shortlist's similarities are summed again in float64 row by
+row (:func:`exact_top`), and those decide the order and are kept.
 """
 
 from __future__ import annotations
@@ -37,6 +41,29 @@ def top_k(s: np.ndarray, k: int) -> np.ndarray:
     top = np.r_[above, tied[: k - len(above)]]
     top = top[np.lexsort((top, -s[top]))]
     return top[np.isfinite(s[top])]
+
+
+SHORTLIST_MARGIN = 1e-4
+"""Rows within this of the k-th float32 similarity are summed again in float64: a float32 product of unit vectors
+errs by about 1e-7 (at most ~d x 6e-8), so no row of the exact top k is left out."""
+
+
+def exact_top(vectors: np.ndarray, row: int, s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, similarities) of the k rows most similar to ``row``, best first, equal values by the lower row: ``s``
+    (the row's float32 product with ``vectors``, from any product) shortlists, and the shortlist's similarities are
+    summed in float64 for each row alone, so the answer is the same whatever product ``s`` came from."""
+    finite = np.isfinite(s)
+    k = min(k, int(finite.sum()))
+    if k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    cut = np.partition(np.where(finite, s, -np.inf), len(s) - k)[len(s) - k]
+    near = np.flatnonzero(finite & (s >= cut - SHORTLIST_MARGIN))
+    q = vectors[row].astype(np.float64)
+    exact = (vectors[near].astype(np.float64) * q).sum(axis=1)  # one row's sum at a time: no shape in it
+    keep = np.isfinite(exact)
+    near, exact = near[keep], exact[keep]
+    order = np.lexsort((near, -exact))[:k]
+    return near[order], exact[order].astype(np.float32)
 
 
 class Neighbours:
@@ -78,8 +105,7 @@ class Neighbours:
         if missing:
             v = self.vectors
             for r, s in zip(missing, v[missing] @ v.T, strict=True):
-                top = top_k(s, self.k)
-                made[r] = (top, s[top])
+                made[r] = exact_top(v, r, s, self.k)
                 self._lists.put(r, made[r])
         return made
 
@@ -100,8 +126,8 @@ class Neighbours:
             if not block:
                 continue
             for r, s in zip(block, v[block] @ v.T, strict=True):
-                old = self._lists.get(r)  # a list already served keeps its exact bits
-                top, top_s = old if old is not None else ((t := top_k(s, self.k)), s[t])
+                old = self._lists.get(r)  # one made on first sight: the same list (exact_top), kept
+                top, top_s = old if old is not None else exact_top(v, r, s, self.k)
                 if len(top) < self.k:  # non-finite scores (a damaged vector) left it short: kept as a list
                     self._lists.put(r, (top, top_s))
                     continue
