@@ -9,6 +9,7 @@ import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote_plus
 
 import typer
 
@@ -44,9 +45,9 @@ def check_port(host: str, port: int) -> None:
             raise ConfigError(f"cannot serve on {host}:{port}: a port is 0 to 65535") from None
 
 
-def example_ids(settings: Any) -> tuple[str | None, str | None, str | None]:
-    """The most active user, a live item and an image file of the store, for the banner's example calls (None when
-    there are none)."""
+def example_ids(settings: Any) -> tuple[str | None, str | None, str | None, str | None]:
+    """The most active user, a live item, an image file and a text query (the item's first title words) of the
+    store, for the banner's example calls (None when there are none): "red dress" found nothing in a film catalogue."""
     from sqlalchemy import select
 
     from recsys.api.web.pages import active_users
@@ -58,14 +59,17 @@ def example_ids(settings: Any) -> tuple[str | None, str | None, str | None]:
         try:
             users = active_users(store, limit=1)
             with store.reading() as c:
-                item = c.execute(select(Item.external_id).where(Item.deleted.is_(False), Item.hidden.is_(False))
-                                 .order_by(Item.id).limit(1)).scalar()
+                first = c.execute(select(Item.external_id, Item.title).where(Item.deleted.is_(False),
+                                                                             Item.hidden.is_(False))
+                                  .order_by(Item.id).limit(1)).first()
                 image = example_image(c, Path(settings.home))
         finally:
             store.dispose()
     except Exception:  # the banner never stops a server; the placeholders stay
-        return None, None, None
-    return (users[0][0] if users else None), (str(item) if item is not None else None), image
+        return None, None, None, None
+    item, title = (str(first[0]), str(first[1] or "")) if first is not None else (None, "")
+    words = [w for w in title.split() if any(ch.isalpha() for ch in w)][:2]
+    return (users[0][0] if users else None), item, image, (" ".join(words) or None)
 
 
 def example_image(c: Any, home: Path) -> str | None:
@@ -202,7 +206,7 @@ def _check_schema(settings: Any) -> None:
 
 
 def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str | None = None,
-            image: str | None = None) -> None:
+            image: str | None = None, query: str | None = None) -> None:
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # an IPv6 literal in brackets
     key = ' -H "X-API-Key: $RECSYS_KEY"' if auth else ""
     user, item = user or "USER_ID", item or "ITEM_ID"
@@ -220,7 +224,7 @@ def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str
         f"  curl -sS{key} '{base}/v1/users/{user}/recommendations?k=10&explain=true'",
         f"  curl -sS{key} '{base}/v1/users/{user}/buy-again?k=5'",
         f"  curl -sS{key} '{base}/v1/items/{item}/similar?k=5'",
-        f"  curl -sS{key} '{base}/v1/search/text?q=red+dress&k=5'",
+        f"  curl -sS{key} '{base}/v1/search/text?q={quote_plus(query or 'red dress')}&k=5'",
         f"  curl -sS{key} '{base}/v1/trending?k=5'",
         f"  curl -sS{key} -F image=@{photo} '{base}/v1/search/image'",
         f"  curl -sS{key} -H 'Content-Type: application/json' -d "

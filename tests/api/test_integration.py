@@ -168,6 +168,9 @@ def test_buy_again_holds_the_repeats_the_personal_list_caps(client: TestClient, 
     ev = {"user_id": user, "item_id": liked, "type": "like", "event_id": "hb-like"}
     assert client.post("/v1/events", json={"events": [ev]}).json()["stored"] == 1
     assert liked not in [it["item_id"] for it in _items(client.get(f"/v1/users/{user}/recommendations?k=12"))]
+    # buy again names what the user bought "repurchase" and an item only liked "seen", as the personal list does
+    tags = {it["item_id"]: it["sources"] for it in _items(client.get(f"/v1/users/{user}/buy-again?k=11"))}
+    assert tags[liked] == ["seen"] and all(tags[i] == ["repurchase"] for i in bought if i in tags), tags
 
 
 def test_results_carry_what_a_client_shows(client: TestClient, built: tuple[Path, Path], home: Path) -> None:

@@ -37,11 +37,14 @@ def test_the_image_search_example_names_an_image_file_of_the_store(tmp_path: Pat
     photo.parent.mkdir(parents=True)
     photo.write_bytes(b"\x89PNG\r\n\x1a\n")
     _store_with(settings, {"a1": str(tmp_path / "moved-away.png"), "a2": str(photo)})  # a1's file is gone
-    user, item, image = example_ids(settings)
+    user, item, image, query = example_ids(settings)
     assert item == "a1" and image == str(photo.resolve())
-    _banner("127.0.0.1", 8123, False, user, item, image)
-    words = _image_line(capsys.readouterr().out)
+    _banner("127.0.0.1", 8123, False, user, item, image, query)
+    out = capsys.readouterr().out
+    words = _image_line(out)
     assert f"image=@{photo.resolve()}" in words and Path(words[words.index("-F") + 1][len("image=@"):]).is_file()
+    # the text search example searches for the store's own words ("red dress" found nothing among films)
+    assert query == "Item a1" and "/v1/search/text?q=Item+a1&k=5" in out and "red+dress" not in out
 
 
 def test_without_an_image_the_placeholder_fails_out_loud(capsys: pytest.CaptureFixture[str]) -> None:
