@@ -159,10 +159,16 @@ class Jobs:
         histories are replayed through the catalogue's ``ingest_events``, and each user is asked through the read
         path's ``recommend`` with ``now`` at the target time: the very path the API serves. Replayed users are
         marked as evaluation users, so a rerun of the same file works and no later ``train`` learns from them.
+        ``fmt`` names the file's dataset (``hm``, ``movielens``) or ``events``, a shop's own events file, which is
+        cut by ``protocol`` as the stored split is (``auto``: by its purchase days when the shop has purchases).
         """
         from recsys.evaluation import evaluate_store, evaluate_test_events
+        from recsys.evaluation.splits import TEST_EVENT_FORMATS, TEST_EVENT_FORMATS_SAID
         from recsys.store.queries import evaluation_users
 
+        if test_events is not None and fmt not in TEST_EVENT_FORMATS:  # before anything is read
+            raise ValidationFailed(f"--test-events needs --format: {TEST_EVENT_FORMATS_SAID}"
+                                   + (f"; got {fmt!r}" if fmt else ""))
         reader = self.recommender.index
         vectors = vectors_of_index(self.settings, reader)
         with self.store.session() as s:
@@ -175,18 +181,17 @@ class Jobs:
         common: dict[str, Any] = {"item_ids": list(reader.item_ids), "vectors": vectors.fused, "k": k,
                                   "content_vectors": getattr(vectors, "tower_text", None), "exclude": removed}
         if test_events is not None:
-            if fmt not in ("hm", "movielens"):
-                raise ValidationFailed("--test-events needs --format hm or --format movielens")
             if self.recommender.ranker.cobuy is not None:  # checked before the replay stores anything
                 raise ValidationFailed(
                     "the served ranker's co-purchase space (RECSYS_RANKING__COBUY) was fitted on every stored "
                     "purchase, later ones than these shoppers' targets included: it would see their future. Evaluate "
                     "withheld shoppers with a ranker built without it, or the stored split, which fits the space on "
                     "the events before its earliest target")
-            result = evaluate_test_events(Path(test_events), fmt, store_events=events,
+            result = evaluate_test_events(Path(test_events), str(fmt), store_events=events,  # checked above
                                           replay=partial(self._replay, Path(test_events).name),
                                           make_ours=self._served_model, known_users=users - held,
-                                          max_bad_fraction=self.settings.store.max_bad_fraction, **common)
+                                          max_bad_fraction=self.settings.store.max_bad_fraction,
+                                          protocol=protocol or "auto", **common)
             served = self.recommender.ranker
             ours = network_note(served.manifest, served.net is not None)
         else:

@@ -341,13 +341,11 @@ class Recommender:
             return []
         recs = ranker.recommend(hist, min(k, len(own)), allowed=own, now=when, exclude_seen=False,
                                 policy=ListPolicy())
-        from recsys.ranking.candidates import SEEN
         from recsys.ranking.history import TYPE_CODE
 
-        bought = {ranker.table.ids[r] for r in hist.rows[hist.types == TYPE_CODE["purchase"]]}
-        # as in the personal list: "repurchase" only of what the user bought, "seen" of what they viewed or liked
-        return self._detailed([ScoredItem(r.item_id, round(float(r.score), 6),
-                                          ["repurchase" if r.item_id in bought else SEEN], None) for r in recs])
+        bought = {ranker.table.ids[r] for r in hist.rows[hist.types == TYPE_CODE["purchase"]]}  # else "seen", as in
+        return self._detailed([ScoredItem(r.item_id, round(float(r.score), 6),  # the personal list's sources
+                                          ["repurchase" if r.item_id in bought else "seen"], None) for r in recs])
 
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *,
                              filter: ItemFilter | None = None, exclude: Sequence[str] = (),

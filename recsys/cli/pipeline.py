@@ -170,9 +170,11 @@ def evaluate(
         Path | None, typer.Option("--test-events", help="events of users unknown to the store")
     ] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="the dataset whose interactions format FILE is in: "
-                                            "hm|movielens (with --test-events; not a file format, unlike import's "
-                                            "--format)")] = None,
-    protocol: Annotated[str | None, typer.Option(help="hm|movielens; default: guessed from the events")] = None,
+                                            "hm|movielens, or events for a shop's own events file in `recsys import "
+                                            "events` columns (with --test-events; not a file format, unlike "
+                                            "import's --format)")] = None,
+    protocol: Annotated[str | None, typer.Option(help="hm|movielens; default: guessed from the events (the stored "
+                                                 "split, and --test-events with --format events)")] = None,
     part: Annotated[str, typer.Option(help="stored users evaluated: test (report), validation (tune) or all")] = "test",
     json_out: JsonOpt = False,
 ) -> None:
@@ -191,11 +193,15 @@ def evaluate(
             err.print(f"  {name:<18} recall {b['recall']:.4f}  ndcg {b['ndcg']:.4f}")
         sl = {name: s.get("recall") for name, s in result["slices"].items() if s.get("recall") is not None}
         err.print("slices (recall): " + "  ".join(f"{name} {v:.4f}" for name, v in sl.items()))
-        diffs = (result.get("intervals") or {}).get("differences") or {}
+        iv = result.get("intervals") or {}
+        diffs = iv.get("differences") or {}
         if diffs:
             best = max(diffs, key=lambda n: result["baselines"].get(n, {}).get("recall") or 0.0)
-            d = diffs[best]
-            err.print(f"ours - {best}: {d['difference']:+.4f}, 95% interval [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]")
+            d, ci = diffs[best], diffs[best].get("ci")
+            spread = f", 95% interval [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else ""  # none below 2 users
+            err.print(f"ours - {best}: {d['difference']:+.4f}{spread}")
+        if iv.get("note"):
+            err.print(f"intervals: {iv['note']}")
         if sys.stdout.isatty():  # piped, stdout still gets the JSON (as it always did)
             err.print("the whole result (slices with their baselines, intervals, timings): add --json")
             return

@@ -87,16 +87,38 @@ BOOTSTRAP_CHUNK = 1 << 21
 there are. Chunks are whole rounds, and the generator gives the same indices whether drawn at once or in pieces."""
 
 
+MIN_INTERVAL_USERS = 2
+"""Below this many users there is no interval: every resample of one user is that user, a zero-width interval."""
+ROUGH_INTERVAL_USERS = 30
+"""Below this many users the intervals carry a note: a bootstrap over few users is too narrow, and moves by user."""
+
+
+def interval_note(n: int) -> str | None:
+    """What to say of intervals over ``n`` users, or None when there are enough of them."""
+    if n < MIN_INTERVAL_USERS:
+        return (f"no interval: {n} evaluated user(s); a bootstrap over users needs at least {MIN_INTERVAL_USERS} "
+                "(resampling one user gives the same value every round, a zero-width interval that says nothing)")
+    if n < ROUGH_INTERVAL_USERS:
+        return (f"rough intervals: only {n} evaluated users (fewer than {ROUGH_INTERVAL_USERS}); a bootstrap over "
+                "so few users understates the uncertainty, so read them as a rough guide, not a test")
+    return None
+
+
 def paired_intervals(main: np.ndarray, others: Mapping[str, np.ndarray], *, rounds: int = BOOTSTRAP_ROUNDS,
                      seed: int = 0, level: float = 0.95) -> dict[str, Any]:
     """Percentile bootstrap over users (the same resampled users for every model, hence paired).
 
     ``main`` and each of ``others``: per-user metric values, aligned by user. Returns the main model's interval and,
     per other model, the mean difference (main - other), its interval and the share of rounds where main was ahead.
+    ``note`` (:func:`interval_note`): below :data:`MIN_INTERVAL_USERS` users the intervals and shares are None and
+    it says why; below :data:`ROUGH_INTERVAL_USERS` it says they are rough; None otherwise.
     """
     n = len(main)
-    if n == 0:
-        return {"level": level, "rounds": 0, "main": None, "differences": {}}
+    note = interval_note(n)
+    if n < MIN_INTERVAL_USERS:
+        diffs0 = {name: {"difference": round(float((main - o).mean()), 6) if n else None, "ci": None,
+                         "share_ahead": None} for name, o in others.items()}
+        return {"level": level, "rounds": 0, "users": n, "main": None, "differences": diffs0, "note": note}
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
 
     def ci(x: np.ndarray) -> list[float]:
@@ -108,7 +130,7 @@ def paired_intervals(main: np.ndarray, others: Mapping[str, np.ndarray], *, roun
     for (name, o), d in zip(others.items(), boot[1:], strict=True):
         diffs[name] = {"difference": round(float((main - o).mean()), 6), "ci": ci(d),
                        "share_ahead": round(float((d > 0).mean()), 4)}
-    return {"level": level, "rounds": rounds, "users": n, "main": ci(boot_main), "differences": diffs}
+    return {"level": level, "rounds": rounds, "users": n, "main": ci(boot_main), "differences": diffs, "note": note}
 
 
 def _resampled_means(values: list[np.ndarray], rounds: int, seed: int) -> np.ndarray:

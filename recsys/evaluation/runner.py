@@ -27,7 +27,15 @@ import pandas as pd
 
 from recsys.errors import ValidationFailed
 from recsys.evaluation.experiment import Batch, Recommend, run_evaluation
-from recsys.evaluation.splits import Split, ingest_records, read_test_events, split_test_events, temporal_split
+from recsys.evaluation.splits import (
+    Split,
+    default_target_types,
+    ingest_records,
+    read_test_events,
+    resolve_protocol,
+    split_test_events,
+    temporal_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +56,9 @@ def _nothing_to_evaluate(info: Mapping[str, Any]) -> ValidationFailed:
         "nothing to evaluate: no user has both a history and a target"
         + (f" ({info.get('test_events')} test events, {dropped} of them on items unknown to the store)"
            if dropped is not None else "")
-        + "; every evaluated user needs positive events (dislikes do not count) on at least two days (H&M) or two "
-        "ratings (MovieLens)"
+        + "; every evaluated user needs positive events (dislikes do not count) on at least two days, the last "
+        "with a purchase (H&M, and a shop's own events with purchases), or at least two events (MovieLens ratings, "
+        "a shop's own events without purchases)"
         + (f"; {only_dislikes} of the {info.get('users_with_events')} users with events have only dislikes"
            if only_dislikes else ""))
 
@@ -105,17 +114,39 @@ def replay_histories(split: Split, replay: Replay, batch_size: int = 1000) -> di
     return dict(counts)
 
 
+def protocol_for_test_events(fmt: str, test: pd.DataFrame, store_events: pd.DataFrame,
+                             protocol: str = "auto") -> tuple[str, tuple[str, ...] | None]:
+    """The protocol and target types (None: the split's default) that withheld users of ``fmt`` are cut by.
+
+    ``hm`` and ``movielens`` name their dataset's protocol. A shop's own events (``events``) are cut as the stored
+    split cuts the shop's stored users: ``protocol`` (``auto`` unless ``--protocol`` says otherwise) decided over the
+    stored events and the file's together, so ``last_day`` with purchases as the targets whenever the shop has
+    purchases, and the withheld figure compares with the stored split's.
+    """
+    if fmt == "hm":
+        return "last_day", None
+    if fmt == "movielens":
+        return "last_interaction", None
+    stored = store_events["type"] if "type" in store_events.columns else pd.Series([], dtype=str)
+    types = pd.concat([stored, test["type"]], ignore_index=True).astype(str).to_frame("type")
+    p = resolve_protocol(protocol, types)
+    return p, default_target_types(p, types)
+
+
 def evaluate_test_events(path: Path | str, fmt: str, *, store_events: pd.DataFrame, replay: Replay | None,
                          make_ours: MakeRecommender | None, item_ids: Sequence[str], vectors: np.ndarray | None,
                          k: int = 20, known_users: Collection[str] | None = None, min_history: int = 1,
-                         max_bad_fraction: float = 0.2, exclude: Collection[str] = (), **kw: Any) -> dict[str, Any]:
-    """``recsys evaluate --test-events FILE --format hm|movielens``: withheld users, histories replayed first."""
+                         max_bad_fraction: float = 0.2, exclude: Collection[str] = (), protocol: str = "auto",
+                         **kw: Any) -> dict[str, Any]:
+    """``recsys evaluate --test-events FILE --format hm|movielens|events``: withheld users, histories replayed
+    first. ``protocol`` applies to ``events`` only (:func:`protocol_for_test_events`)."""
     t0 = time.perf_counter()
     test = read_test_events(path, fmt, max_bad_fraction=max_bad_fraction)
-    protocol = "last_day" if fmt == "hm" else "last_interaction"
+    cut, target_types = protocol_for_test_events(fmt, test, store_events, protocol)
     known = set(map(str, item_ids))
-    split = split_test_events(test, protocol, train_events=store_events, known_users=known_users,
-                              known_items=known, min_history=min_history, items=known - set(map(str, exclude)))
+    split = split_test_events(test, cut, train_events=store_events, known_users=known_users,
+                              known_items=known, min_history=min_history, items=known - set(map(str, exclude)),
+                              target_types=target_types)
     timings = {"split": time.perf_counter() - t0}
     replayed: dict[str, int] = {}
     if replay is not None:

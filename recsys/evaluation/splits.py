@@ -9,15 +9,20 @@ Two protocols, chosen by the data's own grain:
     with equal timestamps keep their input order (store order, i.e. file order), so the last row wins and exactly
     one item is the target. The history is every event of the user before it in that order.
 
+Under both, events with equal timestamps keep their input order (a stable sort by time): insert order in the stored
+split (``events_frame`` sorts by time, then row id), file order in ``--test-events``. That is deliberate: within one
+of H&M's days the file's order is the order the purchases happened.
+
 Test users are the users with at least ``min_history`` history events and at least one target. The training set --
 what any model, popularity count or co-occurrence table may learn from -- is every event of users outside the test
 set plus the history events of test users. Test targets (and anything at or after a test user's target time) never
 reach it. Events of other users after a test user's target time do: the usual leave-last-out compromise, since each
 user is cut at their own time.
 
-``--test-events FILE``: :func:`read_test_events` parses the dataset's own interaction file for users unknown to the
-store, :func:`split_test_events` cuts them the same way (the training set is then the store's events plus their
-histories), and :func:`ingest_records` turns the histories into mappings for the live ingestion path.
+``--test-events FILE``: :func:`read_test_events` parses the dataset's own interaction file (or a shop's own events
+file, in ``recsys import events``'s columns) for users unknown to the store, :func:`split_test_events` cuts them the
+same way (the training set is then the store's events plus their histories), and :func:`ingest_records` turns the
+histories into mappings for the live ingestion path.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ ALIASES = {"hm": "last_day", "movielens": "last_interaction", "ml": "last_intera
 NEGATIVE_TYPES = frozenset({"dislike"})
 """Event types that are never targets and never count as positive interactions for the baselines."""
 EVENT_COLUMNS = ["user_id", "item_id", "type", "value", "ts"]
+TEST_EVENT_FORMATS = ("hm", "movielens", "events")
+TEST_EVENT_FORMATS_SAID = ("choose hm (H&M's transactions.csv), movielens (u.data) or events (a shop's own events "
+                           "file, as `recsys import events` reads it)")
 
 
 def positives(events: pd.DataFrame) -> pd.DataFrame:
@@ -258,6 +266,8 @@ def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.
 
     ``hm``: transactions.csv (t_dat, customer_id, article_id, price, sales_channel_id) -> purchases, one per row.
     ``movielens``: u.data (user, item, rating, unix seconds; tab separated, no header) -> ratings.
+    ``events``: a shop's own events file, as ``recsys import events`` reads it, every type kept
+    (:func:`recsys.evaluation.own_events.read_own_events`).
     Client event ids are derived exactly as the importers derive them, so replaying twice stores nothing twice.
     Bad rows are skipped and logged; more than ``max_bad_fraction`` of them raises :class:`ImportFailed`.
     """
@@ -266,6 +276,10 @@ def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.
 
     path = Path(path)
     fmt = {"ml": "movielens", "ml100k": "movielens"}.get(fmt, fmt)
+    if fmt == "events":
+        from recsys.evaluation.own_events import read_own_events
+
+        return read_own_events(path, max_bad_fraction=max_bad_fraction)
     try:
         if fmt == "hm":
             raw = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -276,7 +290,7 @@ def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.
             raw = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False,
                               names=["user_id", "item_id", "rating", "timestamp"], usecols=[0, 1, 2, 3])
         else:
-            raise ValidationFailed(f"unknown test-events format {fmt!r}; choose hm or movielens")
+            raise ValidationFailed(f"unknown test-events format {fmt!r}; {TEST_EVENT_FORMATS_SAID}")
     except pd.errors.EmptyDataError:
         raise ImportFailed(f"{path}: the test-events file is empty") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
