@@ -244,7 +244,10 @@ def test_cli_ranks_with_the_servers_compute_threads(home: Path, monkeypatch: pyt
         @contextmanager
         def cm() -> Iterator[None]:
             with real(n):
-                seen.append({i["internal_api"]: i["num_threads"] for i in threadpool_info()})
+                import torch  # a text search loads torch inside the call: capped beforehand too
+
+                seen.append({i["internal_api"]: i["num_threads"] for i in threadpool_info()}
+                            | {"torch": torch.get_num_threads()})
                 yield
         return cm()
 

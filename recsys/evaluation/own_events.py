@@ -38,11 +38,16 @@ class _Keeper(Writer):
     def __init__(self, report: ImportReport) -> None:
         super().__init__(cast("Session", None), report)  # never used: nothing here writes
         self.kept: list[EventRecord] = []
+        self._kept_ids: set[tuple[str, str]] = set()
 
     def flush_events(self) -> None:
         events = self._one_event_per_id()
         self._number_repeats()
-        self.kept.extend(rec for _, _, rec in events)
+        for _, _, rec in events:  # an identical repeat of an id is stored once by an import: kept once here too
+            key = (rec.user_id, rec.client_event_id or "")
+            if rec.client_event_id is None or key not in self._kept_ids:
+                self._kept_ids.add(key)
+                self.kept.append(rec)
         self._events = []
 
 

@@ -41,15 +41,13 @@ def as_served(n: int) -> Iterator[None]:
         yield
         return
     import faiss  # noqa: F401  (loaded before the cap, so that its OpenMP pool is capped too)
+    import torch  # loaded before the cap too: a text search loads it to encode the query, inside the call
     from threadpoolctl import threadpool_limits
 
-    torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch is not None else None
+    before = torch.get_num_threads()
     with threadpool_limits(limits=n):
-        if torch is not None:
-            torch.set_num_threads(n)
+        torch.set_num_threads(n)
         try:
             yield
         finally:
-            if torch is not None and before is not None:
-                torch.set_num_threads(before)
+            torch.set_num_threads(before)

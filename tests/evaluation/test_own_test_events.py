@@ -186,6 +186,14 @@ def test_events_sharing_a_timestamp_keep_their_file_order(tmp_path: Path) -> Non
     assert again.histories["w1"]["item_id"].tolist() == ["i7", "i5", "i2"]
 
 
+def test_a_repeated_event_id_is_one_event_as_an_import_stores_it(tmp_path: Path) -> None:
+    """Two identical rows with one event_id are stored once by an import; kept twice, the repeat was history."""
+    row = ("w1", "i5", "view", "2024-03-01T10:00:00", None, "e-1")
+    test = read_test_events(_write(tmp_path / "twice.csv", [row, row, ("w1", "i6", "view", "2024-03-01T11:00:00",
+                                                                         None, None)]), "events")
+    assert test["item_id"].tolist() == ["i5", "i6"]
+
+
 def _types(*types: str) -> pd.DataFrame:
     return pd.DataFrame({"type": list(types)})
 

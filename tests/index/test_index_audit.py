@@ -158,6 +158,9 @@ def test_verify_checks_the_manifest_and_opens_the_generation(home: Path) -> None
     (gen / MANIFEST).write_text(original)
     _edit(gen, encoder_id="someone-else@2")  # what the generation is judged compatible by
     assert _verify(gid)[0] == 1
+    from recsys.index.layout import check_on_load, read_manifest
+    with pytest.raises(Exception, match="manifest.json"):  # a generation over the hashing budget: still checked
+        check_on_load(gen, read_manifest(gen), budget_mb=0.0)
     # a generation built before manifests were checksummed: said so, and still opened as a server opens it
     (gen / MANIFEST).write_text(original)
     _edit(gen, manifest_checksum=None)

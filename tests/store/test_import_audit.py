@@ -116,6 +116,16 @@ def test_a_cut_off_gzip_file_says_so(sqlite_store: Store, settings: Settings, tm
     assert _titles(sqlite_store) == {}
 
 
+def test_a_cut_off_gzip_file_with_a_bad_last_line_names_the_line(tmp_path: Path) -> None:
+    """Finding the undecodable line read the stream again, to its cut: a bare EOFError escaped."""
+    plain = ("item_id,title\n" + "".join(f"i{i},T{i}\n" for i in range(3000))).encode() + b"bad,\xff" + b"z" * 5000
+    whole = gzip.compress(plain)
+    f = tmp_path / "items.csv.gz"
+    f.write_bytes(whole[: len(whole) - 40])
+    with pytest.raises(ImportFailed, match=r"items\.csv\.gz:3002: not valid utf-8"):
+        sum(1 for _ in read_any(f))
+
+
 def test_gzip_text_in_another_encoding_says_gunzip_then_iconv(sqlite_store: Store, settings: Settings,
                                                               tmp_path: Path) -> None:
     f = _gzip(tmp_path / "items.csv.gz", "item_id,title\nc1,Caf\xe9\n", "cp1252")

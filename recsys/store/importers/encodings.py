@@ -117,21 +117,24 @@ def text_encoding(path: Path, encoding: str) -> TextEncoding:
 def first_undecodable_line(path: Path, enc: TextEncoding) -> int:
     """The number of the first line that is not ``enc`` text (the text reader decodes ahead in blocks, so its own
     position says only which block failed)."""
-    if enc.width > 1:  # lines of wide code units cannot be split on the byte 0x0a: count decoded lines instead
-        n = 0
-        try:
-            with open_text(path, enc) as f:
-                for n, _ in enumerate(f, start=1):  # noqa: B007
-                    pass
-        except UnicodeDecodeError:
-            return n + 1
-        return 1
-    with open_bytes(path) as f:
-        for n, raw in enumerate(f, start=1):
+    n = 0
+    try:
+        if enc.width > 1:  # lines of wide code units cannot be split on the byte 0x0a: count decoded lines instead
             try:
-                raw.decode(enc.unit)
+                with open_text(path, enc) as f:
+                    for n, _ in enumerate(f, start=1):  # noqa: B007
+                        pass
             except UnicodeDecodeError:
-                return n
+                return n + 1
+            return 1
+        with open_bytes(path) as f:
+            for n, raw in enumerate(f, start=1):
+                try:
+                    raw.decode(enc.unit)
+                except UnicodeDecodeError:
+                    return n
+    except GZIP_ERRORS:  # a cut-off gzip file ends in its last, undecodable line: the line reached
+        return n + 1
     return 1
 
 
