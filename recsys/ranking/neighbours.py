@@ -59,7 +59,9 @@ def exact_top(vectors: np.ndarray, row: int, s: np.ndarray, k: int) -> tuple[np.
     cut = np.partition(np.where(finite, s, -np.inf), len(s) - k)[len(s) - k]
     near = np.flatnonzero(finite & (s >= cut - SHORTLIST_MARGIN))
     q = vectors[row].astype(np.float64)
-    exact = (vectors[near].astype(np.float64) * q).sum(axis=1)  # one row's sum at a time: no shape in it
+    # one row's sum at a time (no shape in it), in chunks: a zero or constant vector shortlists every row
+    exact = np.concatenate([(vectors[near[i: i + 4096]].astype(np.float64) * q).sum(axis=1)
+                            for i in range(0, len(near), 4096)])
     keep = np.isfinite(exact)
     near, exact = near[keep], exact[keep]
     order = np.lexsort((near, -exact))[:k]

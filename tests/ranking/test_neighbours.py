@@ -134,3 +134,10 @@ def test_computing_ahead_stops_when_asked_and_skips_damaged_rows(monkeypatch: py
     nb = Neighbours(v)
     nb.warm()
     assert nb.warmed == 349 / 350 and len(nb.of(10)[0]) < nb.k
+
+
+def test_a_zero_vector_shortlists_everyone_and_gets_the_lowest_rows() -> None:
+    v = _vectors(9000, 8, seed=6)
+    v[3] = 0.0  # every similarity 0: the whole catalogue is the shortlist, summed again in chunks
+    rows, sims = Neighbours(v).of(3)
+    assert rows.tolist() == list(range(256)) and not sims.any()
