@@ -47,6 +47,7 @@ import numpy as np
 from recsys.errors import ValidationFailed
 from recsys.files import fsync_dir, fsync_file
 from recsys.index.factory import faiss_module, new_index, train_index
+from recsys.index.locks import build_lock
 
 if TYPE_CHECKING:
     from recsys.config import IndexSettings
@@ -131,7 +132,8 @@ def merge_on_disk(trained: Any, shards: list[Path], directory: Path) -> Path:
     Merging again into the same directory is safe beside processes serving the old pair: the new lists go to a file
     of their own and ``merged.faiss`` is replaced by one atomic rename, so an open reader keeps its (then unlinked)
     files and answers from them, a new reader gets the old pair or the new one, and a merge that fails or is killed
-    leaves the old pair as it was. One merge into a directory at a time: each removes the lists files it replaced."""
+    leaves the old pair as it was. Merges into one directory take turns (a lock file, ``.merge.lock``): each
+    removes the lists files it replaced."""
     faiss = faiss_module()
     from faiss.contrib.ondisk import merge_ondisk
 
@@ -150,20 +152,22 @@ def merge_on_disk(trained: Any, shards: list[Path], directory: Path) -> Path:
     # FAISS records the lists' path in the .faiss file and open_merged keeps only its file name (same-dir flag), so
     # the lists are written under their final name; only the small .faiss is staged and renamed in
     lists, staged = directory / f"merged.{token}.ivfdata", directory / f".merged.{token}.faiss.tmp"
-    try:
-        with _progress_to_stderr():
-            merge_ondisk(index, [str(p) for p in shards], str(lists))
-        faiss.write_index(index, str(staged))
-        del index  # unmaps the lists before they are synced
-        fsync_file(lists)
-        fsync_file(staged)
-        os.replace(staged, directory / MERGED)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        lists.unlink(missing_ok=True)
-        raise
-    fsync_dir(directory)
-    _drop_replaced(directory, lists)
+    # one merge into a directory at a time: a second one's clean-up removed the first one's new lists
+    with build_lock(directory, ".merge.lock"):
+        try:
+            with _progress_to_stderr():
+                merge_ondisk(index, [str(p) for p in shards], str(lists))
+            faiss.write_index(index, str(staged))
+            del index  # unmaps the lists before they are synced
+            fsync_file(lists)
+            fsync_file(staged)
+            os.replace(staged, directory / MERGED)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            lists.unlink(missing_ok=True)
+            raise
+        fsync_dir(directory)
+        _drop_replaced(directory, lists)
     return directory / MERGED
 
 

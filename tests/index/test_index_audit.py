@@ -69,7 +69,8 @@ def test_a_remerge_leaves_a_process_serving_the_old_pair_answering(tmp_path: Pat
     after = _reader(tmp_path, merged)  # a new reader gets the new pair, whole
     out, _ = after.communicate("go\n")
     assert after.returncode == 0 and json.loads(out.strip().splitlines()[-1])["n"] == 1000
-    assert sorted(p.suffix for p in (tmp_path / "m").iterdir()) == [".faiss", ".ivfdata"]  # the old lists are gone
+    kept = sorted(p.suffix for p in (tmp_path / "m").iterdir() if p.name != ".merge.lock")  # merges take turns on it
+    assert kept == [".faiss", ".ivfdata"]  # the old lists are gone
 
 
 def test_a_merge_that_fails_leaves_the_old_pair_loadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,6 +92,44 @@ def test_a_merge_that_fails_leaves_the_old_pair_loadable(tmp_path: Path, monkeyp
     reader = _reader(tmp_path, merged)
     out, _ = reader.communicate("go\n")
     assert reader.returncode == 0 and json.loads(out.strip().splitlines()[-1])["n"] == 3000
+
+
+def test_two_merges_into_one_directory_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second merge that ran inside the first removed the first one's new lists in its clean-up, and the first
+    then published a merged.faiss naming a deleted file."""
+    import threading
+
+    import faiss.contrib.ondisk as ondisk
+
+    from recsys.index.shards import open_merged
+
+    trained, shards, _ = _shards(tmp_path)
+    real, inside, second_done = ondisk.merge_ondisk, threading.Event(), threading.Event()
+
+    def first_waits(*args: Any, **kw: Any) -> None:
+        real(*args, **kw)
+        if not inside.is_set():  # the first merge: let the second one start, and give it time to run through
+            inside.set()
+            second_done.wait(3)
+
+    monkeypatch.setattr(ondisk, "merge_ondisk", first_waits)
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        inside.wait()
+        try:
+            merge_on_disk(trained, shards[:2], tmp_path / "m")
+        except BaseException as e:  # reported below
+            errors.append(e)
+        second_done.set()
+
+    t = threading.Thread(target=second)
+    t.start()
+    merge_on_disk(trained, shards, tmp_path / "m")
+    t.join()
+    assert not errors
+    assert len(list((tmp_path / "m").glob("merged.*.ivfdata"))) == 1
+    assert open_merged(tmp_path / "m" / "merged.faiss").ntotal == 1700  # the second merge, run after the first
 
 
 # -- recsys index rollback|verify ---------------------------------------------------------------------------------
