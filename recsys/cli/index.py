@@ -135,41 +135,15 @@ def rollback(
     """Serve an earlier generation (running servers pick it up on their next refresh). One that the configured
     encoder cannot query (built with another encoder or dimension) is refused without --force."""
     from recsys.config import get_settings
+    from recsys.encoders.encoder import query_encoder_of
     from recsys.index import index_root
     from recsys.index import rollback as do_rollback
 
     settings = get_settings()
-    gid = do_rollback(index_root(settings), to, force=force, query_encoder=lambda e: _query_encoder(settings, e))
+    gid = do_rollback(index_root(settings), to, force=force, query_encoder=lambda e: query_encoder_of(settings, e))
     err.print(f"current index generation: {gid}")
     if json_out:
         emit_json({"current": gid})
-
-
-def _query_encoder(settings: Settings, encoder_id: str) -> tuple[str, int | None] | None:
-    """Id and dimension of the encoder that queries against a generation of ``encoder_id`` are encoded with, picked
-    as :func:`recsys.encoders.encoder.encoder_for` picks it (that generation's heads when they are stored, else the
-    current ones), from the heads' manifests without loading a model; None when it cannot be told."""
-    import json
-
-    from recsys.encoders.encoder import current_heads_dir, heads_root
-    from recsys.encoders.registry import get_preset
-    from recsys.errors import RecsysError
-
-    try:
-        preset = get_preset(settings.encoder.preset, settings)
-    except RecsysError:
-        return None
-    name, _, version = encoder_id.partition("@")
-    heads = heads_root(settings, preset)
-    own = heads / version if name == preset.name and version not in ("", "unfitted") else None
-    d = own if own is not None and (own / "manifest.json").is_file() else current_heads_dir(settings, preset)
-    if d is None:  # no fitted heads: the unfitted encoder answers, unless CURRENT names heads that are gone
-        return None if (heads / "CURRENT").exists() else (f"{preset.name}@unfitted", None)
-    try:
-        m = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
-        return f"{preset.name}@{m['version']}", int(m["dim"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def register(root: typer.Typer) -> None:

@@ -223,3 +223,29 @@ def encoder_for(settings: Settings, encoder_id: str | None) -> TowerEncoder:
         except NotFound as e:
             log.warning("%s; queries use the current heads", e)
     return get_encoder(settings)
+
+
+def query_encoder_of(settings: Settings, encoder_id: str) -> tuple[str, int | None] | None:
+    """Id and dimension of the encoder that queries against a generation of ``encoder_id`` are encoded with, picked
+    as :func:`recsys.encoders.encoder.encoder_for` picks it (that generation's heads when they are stored, else the
+    current ones), from the heads' manifests without loading a model; None when it cannot be told. Kept beside
+    :func:`encoder_for`, whose choice it must follow (``recsys index rollback`` judges a target by it)."""
+    import json
+
+    from recsys.errors import RecsysError
+
+    try:
+        preset = get_preset(settings.encoder.preset, settings)
+    except RecsysError:
+        return None
+    name, _, version = encoder_id.partition("@")
+    heads = heads_root(settings, preset)
+    own = heads / version if name == preset.name and version not in ("", "unfitted") else None
+    d = own if own is not None and (own / "manifest.json").is_file() else current_heads_dir(settings, preset)
+    if d is None:  # no fitted heads: the unfitted encoder answers, unless CURRENT names heads that are gone
+        return None if (heads / "CURRENT").exists() else (f"{preset.name}@unfitted", None)
+    try:
+        m = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        return f"{preset.name}@{m['version']}", int(m["dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -110,6 +110,7 @@ class ItemEmbedder:
                 "encoder_id": np.asarray([self.encoder.id] * len(items), dtype=object)}
 
 
+NEEDS_RAY = "the ray engine needs Ray: pip install 'recsys[ray]' (ray[data]>=2.9)"
 CONNECT_TIMEOUT_S = 10.0
 """Seconds a Ray address has to accept a connection before the embed is refused (see :func:`check_address`)."""
 
@@ -124,7 +125,7 @@ def check_address(address: str | None) -> None:
         return
     where = f"--ray-address {target}" if target == address else f"RAY_ADDRESS={target}"
     if importlib.util.find_spec("ray") is None:
-        raise ConfigError("the ray engine needs Ray: pip install 'recsys[ray]' (ray[data]>=2.9)")
+        raise ConfigError(NEEDS_RAY)
     client = "://" in target
     if client and importlib.util.find_spec("grpc") is None:
         version = importlib.metadata.version("ray")
@@ -154,7 +155,7 @@ def _ensure_ray(address: str | None) -> Any:
     try:
         import ray
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ConfigError("the ray engine needs Ray: pip install 'recsys[ray]' (ray[data]>=2.9)") from e
+        raise ConfigError(NEEDS_RAY) from e
     if not ray.is_initialized():
         try:
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
