@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from recsys.config import Settings
     from recsys.evaluation import Batch
+    from recsys.evaluation.own_events import ReadOptions
     from recsys.index import IndexReader
     from recsys.service import Recommender
 
@@ -149,7 +150,7 @@ class Jobs:
         return report
 
     def evaluate(self, k: int = 20, *, test_events: Any = None, fmt: str | None = None,
-                 protocol: str | None = None, part: str | None = "test",
+                 protocol: str | None = None, part: str | None = "test", read_options: ReadOptions | None = None,
                  progress: Progress | None = None) -> dict[str, Any]:
         """``recsys evaluate`` (DESIGN.md section 4): ours vs the baselines on a temporal leave-last-out split.
 
@@ -160,15 +161,20 @@ class Jobs:
         path's ``recommend`` with ``now`` at the target time: the very path the API serves. Replayed users are
         marked as evaluation users, so a rerun of the same file works and no later ``train`` learns from them.
         ``fmt`` names the file's dataset (``hm``, ``movielens``) or ``events``, a shop's own events file, which is
-        cut by ``protocol`` as the stored split is (``auto``: by its purchase days when the shop has purchases).
+        cut by ``protocol`` as the stored split is (``auto``: by its purchase days when the shop has purchases) and
+        read with ``read_options`` (the words ``recsys import events`` was given: column map, delimiter, type).
         """
         from recsys.evaluation import evaluate_store, evaluate_test_events
-        from recsys.evaluation.splits import TEST_EVENT_FORMATS, TEST_EVENT_FORMATS_SAID
+        from recsys.evaluation.splits import TEST_EVENT_FORMATS, TEST_EVENT_FORMATS_SAID, refuse_read_options
         from recsys.store.queries import evaluation_users
 
         if test_events is not None and fmt not in TEST_EVENT_FORMATS:  # before anything is read
             raise ValidationFailed(f"--test-events needs --format: {TEST_EVENT_FORMATS_SAID}"
                                    + (f"; got {fmt!r}" if fmt else ""))
+        if read_options is not None and read_options.given() and test_events is None:
+            raise ValidationFailed("--map, --delimiter and --type say how to read --test-events FILE --format events; "
+                                   "the stored events need none")
+        refuse_read_options(fmt, read_options)
         reader = self.recommender.index
         vectors = vectors_of_index(self.settings, reader)
         with self.store.session() as s:
@@ -191,7 +197,7 @@ class Jobs:
                                           replay=partial(self._replay, Path(test_events).name),
                                           make_ours=self._served_model, known_users=users - held,
                                           max_bad_fraction=self.settings.store.max_bad_fraction,
-                                          protocol=protocol or "auto", **common)
+                                          protocol=protocol or "auto", options=read_options, **common)
             served = self.recommender.ranker
             ours = network_note(served.manifest, served.net is not None)
         else:

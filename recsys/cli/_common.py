@@ -20,6 +20,24 @@ err = Console(stderr=True, soft_wrap=True)  # piped, a long line stays one line 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON on the last line of stdout")]
 ItemIdArg = Annotated[str, typer.Argument(help="an item id, as imported (e.g. item-00001)", show_default=False)]
 ItemIdsArg = Annotated[list[str], typer.Argument(help="one or more item ids, as imported", show_default=False)]
+MapOpt = Annotated[list[str] | None, typer.Option("--map", help="CANONICAL=COLUMN: read a field from a column of "
+                                                                "another name, e.g. item_id=sku (repeatable)")]
+DelimiterOpt = Annotated[str, typer.Option("--delimiter", help="a CSV file's delimiter, one character, e.g. ';' (as "
+                                                             "Excel saves CSV in much of Europe) or '|'")]
+EventTypeOpt = Annotated[str | None, typer.Option("--type", help="type for rows without one")]
+
+
+def parse_map(mapping: list[str] | None) -> dict[str, str]:
+    """``--map CANONICAL=COLUMN`` options as a dict (the importer's column mapping)."""
+    from recsys.errors import ImportFailed
+
+    pairs: dict[str, str] = {}
+    for m in mapping or []:
+        if "=" not in m:
+            raise ImportFailed(f"--map expects canonical=column, got {m!r}")
+        k, v = m.split("=", 1)
+        pairs[k.strip()] = v.strip()
+    return pairs
 
 
 def emit_json(obj: Any) -> None:

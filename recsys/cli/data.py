@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli._common import ItemIdArg, ItemIdsArg, JsonOpt, emit_json, err, open_store, progress_bar
+from recsys.cli._common import (
+    DelimiterOpt,
+    EventTypeOpt,
+    ItemIdArg,
+    ItemIdsArg,
+    JsonOpt,
+    MapOpt,
+    emit_json,
+    err,
+    open_store,
+    parse_map,
+    progress_bar,
+)
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 import_app = typer.Typer(help="Import datasets and files into the store.", no_args_is_help=True)
@@ -83,15 +95,9 @@ def db_stamp(revision: Annotated[str, typer.Argument(help="the migration id the 
 
 def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] | None = None,
                 event_type: str | None = None, json_out: bool = False, delimiter: str = ",") -> None:
-    from recsys.errors import ImportFailed
     from recsys.store.importers import run_import
 
-    pairs: dict[str, str] = {}
-    for m in mapping or []:
-        if "=" not in m:
-            raise ImportFailed(f"--map expects canonical=column, got {m!r}")
-        k, v = m.split("=", 1)
-        pairs[k.strip()] = v.strip()
+    pairs = parse_map(mapping)
     store = open_store(create=True)
     with progress_bar(f"import {source}") as update:
         report = run_import(store, source, path, fmt=fmt, mapping=pairs, event_type=event_type, progress=update,
@@ -125,11 +131,7 @@ def import_movielens(directory: DirArg, json_out: JsonOpt = False) -> None:
 
 FormatOpt = Annotated[str, typer.Option("--format", help="the file format: auto (from the extension)|csv|tsv|jsonl|"
                                                        "parquet (not a dataset name, unlike evaluate's --format)")]
-MapOpt = Annotated[list[str] | None, typer.Option("--map", help="CANONICAL=COLUMN: read a field from a column of "
-                                                                "another name, e.g. item_id=sku (repeatable)")]
 FileArg = Annotated[Path, typer.Argument(help="the file to import (.gz: read through gzip)", show_default=False)]
-DelimiterOpt = Annotated[str, typer.Option("--delimiter", help="a CSV file's delimiter, one character, e.g. ';' (as "
-                                                             "Excel saves CSV in much of Europe) or '|'")]
 
 
 @import_app.command("items")
@@ -149,7 +151,7 @@ def import_users(file: FileArg, fmt: FormatOpt = "auto", mapping: MapOpt = None,
 
 @import_app.command("events")
 def import_events(file: FileArg, fmt: FormatOpt = "auto", mapping: MapOpt = None,
-                  event_type: Annotated[str | None, typer.Option("--type", help="type for rows without one")] = None,
+                  event_type: EventTypeOpt = None,
                   delimiter: DelimiterOpt = ",", json_out: JsonOpt = False) -> None:
     """Events (user_id, item_id, type, value, timestamp, event_id)."""
     _run_import("events", file, fmt, mapping, event_type, json_out=json_out, delimiter=delimiter)

@@ -12,7 +12,18 @@ from typing import Annotated, Any
 
 import typer
 
-from recsys.cli._common import ItemIdArg, JsonOpt, emit_json, err, open_store, progress_bar
+from recsys.cli._common import (
+    DelimiterOpt,
+    EventTypeOpt,
+    ItemIdArg,
+    JsonOpt,
+    MapOpt,
+    emit_json,
+    err,
+    open_store,
+    parse_map,
+    progress_bar,
+)
 from recsys.store.limits import MAX_ID, MAX_K
 
 search_app = typer.Typer(help="Content search by text or image.", no_args_is_help=True)
@@ -176,15 +187,22 @@ def evaluate(
     protocol: Annotated[str | None, typer.Option(help="hm|movielens; default: guessed from the events (the stored "
                                                  "split, and --test-events with --format events)")] = None,
     part: Annotated[str, typer.Option(help="stored users evaluated: test (report), validation (tune) or all")] = "test",
+    mapping: MapOpt = None,
+    delimiter: DelimiterOpt = ",",
+    event_type: EventTypeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Temporal leave-last-out evaluation against the popular, co-occurrence and content baselines."""
+    """Temporal leave-last-out evaluation against the popular, co-occurrence and content baselines. With
+    --test-events FILE --format events, --map, --delimiter and --type read FILE as `recsys import events` does."""
+    from recsys.evaluation.own_events import ReadOptions
+
     if part not in ("test", "validation", "all"):
         raise typer.BadParameter(f"--part must be test, validation or all, not {part!r}")
+    options = ReadOptions(parse_map(mapping), delimiter, event_type)
     rec = _recommender()
     with progress_bar("evaluate") as update:
         result = rec.jobs.evaluate(k, test_events=test_events, fmt=fmt, protocol=protocol,
-                              part=None if part == "all" else part, progress=update)
+                                   part=None if part == "all" else part, read_options=options, progress=update)
     if not json_out:
         m = result["metrics"]
         err.print(f"users {result['users']}  recall@{k} {m['recall']:.4f}  ndcg {m['ndcg']:.4f}  "

@@ -11,6 +11,8 @@ importing it after an evaluation, stores nothing twice. Every event type is kept
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -28,6 +30,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COLUMNS = ["user_id", "item_id", "type", "value", "ts", "client_event_id"]
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How ``recsys import events`` is told to read the file (``--map``, ``--delimiter``, ``--type``): evaluate
+    takes the same words, so a file imported with them is evaluated with them."""
+
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    delimiter: str = ","
+    event_type: str | None = None
+
+    def given(self) -> bool:
+        return bool(self.mapping) or self.delimiter != "," or self.event_type is not None
 
 
 class _Keeper(Writer):
@@ -51,7 +66,8 @@ class _Keeper(Writer):
         self._events = []
 
 
-def read_own_events(path: Path | str, *, max_bad_fraction: float = 0.2) -> pd.DataFrame:
+def read_own_events(path: Path | str, *, max_bad_fraction: float = 0.2,
+                    options: ReadOptions | None = None) -> pd.DataFrame:
     """Events (user_id, item_id, type, value, ts, client_event_id) of a generic events file, in file order.
 
     Bad rows are skipped and logged; a file that ``recsys import events`` would refuse (no such columns, garbled,
@@ -65,7 +81,9 @@ def read_own_events(path: Path | str, *, max_bad_fraction: float = 0.2) -> pd.Da
     report = ImportReport(source=f"test-events:{path}")
     keeper = _Keeper(report)
     try:
-        import_generic(path, "events", keeper, report, max_bad_fraction)
+        opts = options or ReadOptions()
+        import_generic(path, "events", keeper, report, max_bad_fraction, mapping=dict(opts.mapping),
+                       event_type=opts.event_type, delimiter=opts.delimiter)
     finally:
         keeper.close()
     if report.bad_rows_total:

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,9 @@ from recsys.evaluation.splits import (
     split_test_events,
     temporal_split,
 )
+
+if TYPE_CHECKING:
+    from recsys.evaluation.own_events import ReadOptions
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +140,11 @@ def evaluate_test_events(path: Path | str, fmt: str, *, store_events: pd.DataFra
                          make_ours: MakeRecommender | None, item_ids: Sequence[str], vectors: np.ndarray | None,
                          k: int = 20, known_users: Collection[str] | None = None, min_history: int = 1,
                          max_bad_fraction: float = 0.2, exclude: Collection[str] = (), protocol: str = "auto",
-                         **kw: Any) -> dict[str, Any]:
+                         options: ReadOptions | None = None, **kw: Any) -> dict[str, Any]:
     """``recsys evaluate --test-events FILE --format hm|movielens|events``: withheld users, histories replayed
-    first. ``protocol`` applies to ``events`` only (:func:`protocol_for_test_events`)."""
+    first. ``protocol`` and the file's read ``options`` apply to ``events`` only (:func:`protocol_for_test_events`)."""
     t0 = time.perf_counter()
-    test = read_test_events(path, fmt, max_bad_fraction=max_bad_fraction)
+    test = read_test_events(path, fmt, max_bad_fraction=max_bad_fraction, options=options)
     cut, target_types = protocol_for_test_events(fmt, test, store_events, protocol)
     known = set(map(str, item_ids))
     split = split_test_events(test, cut, train_events=store_events, known_users=known_users,

@@ -34,12 +34,15 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from recsys.errors import ImportFailed, ValidationFailed
+
+if TYPE_CHECKING:
+    from recsys.evaluation.own_events import ReadOptions
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,14 @@ EVENT_COLUMNS = ["user_id", "item_id", "type", "value", "ts"]
 TEST_EVENT_FORMATS = ("hm", "movielens", "events")
 TEST_EVENT_FORMATS_SAID = ("choose hm (H&M's transactions.csv), movielens (u.data) or events (a shop's own events "
                            "file, as `recsys import events` reads it)")
+
+
+def refuse_read_options(fmt: str | None, options: ReadOptions | None) -> None:
+    """``--map``, ``--delimiter`` and ``--type`` say how to read a shop's own file; hm and movielens files have fixed
+    layouts, so a word about them would be silently ignored: refused instead."""
+    if options is not None and options.given() and fmt != "events":
+        raise ValidationFailed(f"--map, --delimiter and --type apply to --format events (a shop's own events file), "
+                               f"not to --format {fmt}, whose layout is fixed; leave them out")
 
 
 def positives(events: pd.DataFrame) -> pd.DataFrame:
@@ -261,13 +272,15 @@ def _assemble(protocol: str, train: pd.DataFrame, users: list[str], hist_rows: p
 
 # -- --test-events -------------------------------------------------------------------------------------------------
 
-def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.2) -> pd.DataFrame:
+def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.2,
+                     options: ReadOptions | None = None) -> pd.DataFrame:
     """Parse a dataset's own interaction file into events (user_id, item_id, type, value, ts, client_event_id).
 
     ``hm``: transactions.csv (t_dat, customer_id, article_id, price, sales_channel_id) -> purchases, one per row.
     ``movielens``: u.data (user, item, rating, unix seconds; tab separated, no header) -> ratings.
     ``events``: a shop's own events file, as ``recsys import events`` reads it, every type kept
-    (:func:`recsys.evaluation.own_events.read_own_events`).
+    (:func:`recsys.evaluation.own_events.read_own_events`), with the import's ``options`` (column map, delimiter,
+    default type), which the datasets' fixed layouts refuse.
     Client event ids are derived exactly as the importers derive them, so replaying twice stores nothing twice.
     Bad rows are skipped and logged; more than ``max_bad_fraction`` of them raises :class:`ImportFailed`.
     """
@@ -279,7 +292,8 @@ def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.
     if fmt == "events":
         from recsys.evaluation.own_events import read_own_events
 
-        return read_own_events(path, max_bad_fraction=max_bad_fraction)
+        return read_own_events(path, max_bad_fraction=max_bad_fraction, options=options)
+    refuse_read_options(fmt, options)
     try:
         if fmt == "hm":
             raw = pd.read_csv(path, dtype=str, keep_default_na=False)

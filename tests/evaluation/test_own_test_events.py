@@ -300,3 +300,65 @@ def test_one_user_has_no_interval_in_json_and_text(monkeypatch: pytest.MonkeyPat
     assert "ours - popular: +1.0000" in out.stderr and "95% interval" not in out.stderr
     assert "intervals: no interval: 1 evaluated user(s)" in out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["intervals"]["main"] is None
+
+
+def _odd_layout(path: Path) -> Path:
+    """The withheld shoppers as a European spreadsheet exports them: ';' between fields, the item column named
+    ``sku``, no type column (every row a purchase: only the purchases of WITHHELD)."""
+    rows = [r for r in WITHHELD if r[2] == "purchase"]
+    lines = ["user_id;sku;timestamp;value"] + [f"{u};{i};{ts};{v}" for u, i, _, ts, v, _ in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_evaluate_reads_the_file_with_the_imports_words(store: Store, settings: Settings, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--map, --delimiter and --type read a file in the shop's own layout, as `recsys import events` does (audit
+    left-alone item: without them such a file was refused, though the import took it)."""
+    from recsys.evaluation.own_events import ReadOptions
+
+    f = _odd_layout(tmp_path / "withheld.csv")
+    with pytest.raises(Exception, match="user_id|item_id|type"):
+        read_test_events(f, "events")
+    options = ReadOptions({"item_id": "sku"}, ";", "purchase")
+    test = read_test_events(f, "events", options=options)
+    assert test["item_id"].tolist() == [r[1] for r in WITHHELD if r[2] == "purchase"]
+    assert set(test["type"]) == {"purchase"}
+    _shop(store, settings, tmp_path)
+    monkeypatch.setattr(recsys.jobs, "vectors_of_index",
+                        lambda settings, reader: SimpleNamespace(fused=np.eye(len(ITEMS), dtype=np.float32)))
+    served = _Served(settings, store)
+    res = Jobs(served).evaluate(3, test_events=f, fmt="events", read_options=options)  # type: ignore[arg-type]
+    assert res["users"] == 1 and set(served.asked) == {"w1"}  # w2's one purchase leaves it no history
+
+
+@pytest.mark.parametrize(("fmt", "test_events", "said"), [
+    ("hm", True, "not to --format hm"), ("movielens", True, "not to --format movielens"),
+    (None, False, "the stored events need none")])
+def test_read_options_that_would_be_ignored_are_refused(fmt: str | None, test_events: bool, said: str,
+                                                         settings: Settings, tmp_path: Path) -> None:
+    from recsys.evaluation.own_events import ReadOptions
+
+    jobs = Jobs(SimpleNamespace(settings=settings, store=None))  # type: ignore[arg-type]
+    f = _odd_layout(tmp_path / "withheld.csv") if test_events else None
+    with pytest.raises(ValidationFailed, match=said):
+        jobs.evaluate(3, test_events=f, fmt=fmt, read_options=ReadOptions(delimiter=";"))
+    with pytest.raises(ValidationFailed, match="apply to --format events"):
+        read_test_events(tmp_path / "any.csv", "hm", options=ReadOptions(event_type="purchase"))
+
+
+def test_the_cli_passes_map_delimiter_and_type(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from recsys.cli import _register_commands, app, pipeline
+
+    if not any(c.name == "evaluate" for c in app.registered_commands):
+        _register_commands()
+    got: dict[str, Any] = {}
+    fake = SimpleNamespace(jobs=SimpleNamespace(
+        evaluate=lambda *a, **kw: got.update(kw) or _one_user_result()))
+    monkeypatch.setattr(pipeline, "_new_recommender", lambda: fake)
+    f = _odd_layout(tmp_path / "withheld.csv")
+    out = CliRunner().invoke(app, ["evaluate", "--test-events", str(f), "--format", "events", "--map",
+                                   "item_id=sku", "--delimiter", ";", "--type", "purchase", "--json"])
+    assert out.exit_code == 0, out.output
+    opts = got["read_options"]
+    assert (dict(opts.mapping), opts.delimiter, opts.event_type) == ({"item_id": "sku"}, ";", "purchase")
