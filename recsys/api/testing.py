@@ -121,12 +121,7 @@ class FakeRecommender:
             out = [r for r in self.trending(len(self.items), filter=filter) if r.item_id not in skip][:fetch]
         else:
             out = self._from_history(history, fetch, filter, exclude, explain)
-        if rules is not None and rules.reorders:
-            from recsys.serving.rules import apply_rules
-
-            out = apply_rules(out, k, rules, category_of=lambda i: self.items.get(i, {}).get("category"),
-                              known=lambda i: i in self.items, pool=lambda: sorted(self.items),
-                              banned=set(exclude), seed=len(user_id))
+        out = self._ruled(out, k, rules, exclude, seed=len(user_id))
         if debug:
             self.last_timings = {"candidates": 0.01, "ranking": 0.01, "rules": 0.01}
         return out
@@ -148,9 +143,21 @@ class FakeRecommender:
                              explain: bool = False, rules: Any = None) -> list[FakeResult]:
         self.last_rules = rules
         history = [(str(e["item_id"]), str(e["type"])) for e in events if str(e.get("item_id")) in self.items]
-        if not history:
-            return self.trending(k, filter=filter)
-        return self._from_history(history, k, filter, exclude, explain)
+        fetch = k if rules is None else rules.fetch(k)
+        out = self._from_history(history, fetch, filter, exclude, explain) if history else \
+            self.trending(fetch, filter=filter)
+        return self._ruled(out, k, rules, exclude, seed=0)
+
+    def _ruled(self, out: list[FakeResult], k: int, rules: Any, exclude: Sequence[str], *,
+               seed: int) -> list[FakeResult]:
+        """The served rules (bury, exploration, pins) on a ranked list, as the real service applies them."""
+        if rules is None or not rules.reorders:
+            return out
+        from recsys.serving.rules import apply_rules
+
+        return apply_rules(out, k, rules, category_of=lambda i: self.items.get(i, {}).get("category"),
+                           known=lambda i: i in self.items, pool=lambda: sorted(self.items),
+                           banned=set(exclude), seed=seed)
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _from_history(self, history: list[tuple[str, str]], k: int, filter: Any, exclude: Sequence[str],

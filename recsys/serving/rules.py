@@ -12,7 +12,7 @@ ranked list here, after ranking, in this order:
    user and hour: a cached list and its fresh twin agree.
 3. **pins**: ``{item_id: position}`` (1-based) puts each item at its position, tagged ``pinned``, whatever the
    ranker thought of it; a pinned item that is removed, excluded, unknown or in the user's history (a dislike
-   included) is left out.
+   included) is left out. In a feed the position counts over all its pages (:meth:`ListRules.on_page`).
 
 ``ranker`` names a stored ranker generation that ranks the list instead of the served one (an experiment's variant:
 :meth:`recsys.serving.generations.Generations.variant_ranker`).
@@ -115,6 +115,13 @@ class ListRules:
                             exclude_seen=self.exclude_seen if over.exclude_seen is None else over.exclude_seen,
                             source=over.source if over.source != "ranker" else self.source,
                             ranker=over.ranker or self.ranker)
+
+    def on_page(self, offset: int) -> ListRules:
+        """These rules for a feed's page after ``offset`` items: a pin's position counts over the whole feed, so
+        one past the first page's k lands on the page that reaches it; pins of earlier pages are left behind."""
+        if not offset or not self.pins:
+            return self
+        return replace(self, pins=tuple((i, p - offset) for i, p in self.pins if p > offset))
 
     @property
     def reorders(self) -> bool:

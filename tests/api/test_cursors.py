@@ -93,3 +93,31 @@ def test_a_cursor_sent_again_gets_its_page_again_not_the_page_after(client: Test
     assert _ids(again) == _ids(two) and not set(_ids(two)) & set(_ids(one))
     three = client.get("/v1/users/u1/recommendations", params={"k": 3, "cursor": again.json()["meta"]["next"]})
     assert _ids(three) and not set(_ids(three)) & (set(_ids(one)) | set(_ids(two)))
+
+
+def test_a_pin_counts_its_position_over_the_whole_feed(client: TestClient) -> None:
+    """A pin past the first page's k lands on the page that reaches it (it used to show on no page at all); a
+    pin of an earlier page is not pinned again; sessions' feeds alike."""
+    served = client.app.state.served  # type: ignore[attr-defined]
+    plain = _ids(client.get("/v1/users/u1/recommendations", params={"k": 3}))
+    outsider = next(i for i in client.app.state.recommender.items if i not in plain)  # type: ignore[attr-defined]
+    params = {"k": 3, "pin": f"{outsider}=5"}
+    one = client.get("/v1/users/u1/recommendations", params=params)
+    assert outsider not in _ids(one)
+    served.flush()
+    two = client.get("/v1/users/u1/recommendations", params={**params, "cursor": one.json()["meta"]["next"]})
+    assert _ids(two)[1] == outsider and "pinned" in two.json()["items"][1]["sources"]
+    served.flush()
+    three = client.get("/v1/users/u1/recommendations", params={**params, "cursor": two.json()["meta"]["next"]})
+    assert outsider not in _ids(three)
+
+    body: dict[str, Any] = {"events": [{"item_id": "s1", "type": "like"}], "k": 2}
+    first = _ids(client.post("/v1/sessions/recommendations", json=body))
+    other = next(i for i in client.app.state.recommender.items  # type: ignore[attr-defined]
+                 if i not in first and i != "s1")
+    body["pins"] = {other: 3}
+    s1 = client.post("/v1/sessions/recommendations", json=body)
+    assert other not in _ids(s1)
+    served.flush()
+    s2 = client.post("/v1/sessions/recommendations", json={**body, "cursor": s1.json()["meta"]["next"]})
+    assert _ids(s2)[0] == other and "pinned" in s2.json()["items"][0]["sources"]

@@ -53,6 +53,8 @@ async def _recommend(request: Request, rec: RecommenderDep, user_id: str, body: 
     page, exclude = await left_out(request, body, user_id)
     assigned = assignment(request, "recommendations", user_id)
     rules, diversity = list_rules(body, assigned)
+    if rules is not None and page is not None:
+        rules = rules.on_page(page.offset)
     item_filter = to_item_filter(body.filter)
     try:
         items, timings = await rec.arecommend(user_id, body.k, filter=item_filter, exclude=exclude,
@@ -114,16 +116,19 @@ async def recommend_session(request: Request, body: SessionRequest, rec: Recomme
                                "`exclude_shown_hours` (no stored user was shown anything); use `exclude` or a cursor")
     start = time.perf_counter()
     page, exclude = await left_out(request, body, None)
-    items, unknown = await run_in_threadpool(_session_list, rec, body, exclude)
+    items, unknown = await run_in_threadpool(_session_list, rec, body, exclude, page.offset if page else 0)
     debug = debug_timings({}, start) if body.debug else None  # a session's list is never cached: its whole time
     return results(request, items, debug=debug, page=page, k=body.k, unknown_items=unknown,
                    unknown_values=await aunknown_filter_values(rec, to_item_filter(body.filter)))
 
 
-def _session_list(rec: RecommenderLike, body: SessionRequest, exclude: list[str]) -> tuple[list[Any], list[str]]:
-    """(the session's ranked list, its posted items the catalogue lacks), in a worker thread."""
+def _session_list(rec: RecommenderLike, body: SessionRequest, exclude: list[str],
+                  offset: int) -> tuple[list[Any], list[str]]:
+    """(the session's ranked list, its posted items the catalogue lacks), in a worker thread; ``offset``: the items
+    the feed's earlier pages showed."""
     events = [e.model_dump(exclude_none=True) for e in body.events]
     rules, _ = list_rules(body, None)
+    rules = rules.on_page(offset) if rules is not None else None
     items = rec.recommend_for_events(events, body.k, filter=to_item_filter(body.filter), exclude=exclude,
                                      diversity=body.diversity, explain=body.explain, rules=rules)
     return items, rec.catalogue.unknown_items([str(e["item_id"]) for e in events])
