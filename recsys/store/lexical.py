@@ -54,16 +54,30 @@ _PG_WORDS_FUNCTION = text("SELECT to_regprocedure('recsys_search_words(text)') I
 DF_CAP = 100_000
 """Matches counted per word for its rarity (PostgreSQL): beyond this a word is common enough."""
 TABLES = {"sqlite": "items_fts", "postgresql": "item_search"}
+_ENGLISH_STOP = """
+i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself it its
+itself they them their theirs themselves what which who whom this that these those am is are was were be been being
+have has had having do does did doing a an the and but if or because as until while of at by for with about against
+between into through during before after above below to from up down in out on off over under again further then once
+here there when where why how all any both each few more most other some such no nor not only own same so than too
+very s t can will just don should now"""
+STOP_WORDS = frozenset(_ENGLISH_STOP.split())
+"""PostgreSQL's ``english`` stop words (tsearch_data/english.stop), which its documents and queries drop: dropped
+from SQLite's queries too, so "the", "and" or "with" match nothing on either database instead of nearly every item
+on SQLite alone."""
 
 
 def query_terms(query: str) -> list[str]:
     """The distinct words of ``query``, lower-cased, in order: runs of letters, digits and combining marks (a mark
     belongs to its letter: splitting there left PostgreSQL no word to match), each with a letter or digit;
-    punctuation splits words. Composed first (NFC), as the documents' diacritics are folded in composed form."""
+    punctuation splits words. Composed first (NFC), as the documents' diacritics are folded in composed form. A
+    capital dotted I lower-cases to "i" and a combining dot, which PostgreSQL split the word at ("İstanbul" found
+    nothing there): it is a plain "i", as the databases fold the documents' "İ". Stop words are left out
+    (:data:`STOP_WORDS`)."""
     query = unicodedata.normalize("NFC", query)
     spaced = "".join(c if c.isalnum() or unicodedata.category(c)[0] == "M" else " " for c in query)
-    words = (w.lower() for w in spaced.split() if any(c.isalnum() for c in w))
-    return list(dict.fromkeys(words))[:MAX_TERMS]
+    words = (w.lower().replace("i\u0307", "i") for w in spaced.split() if any(c.isalnum() for c in w))
+    return [w for w in dict.fromkeys(words) if w not in STOP_WORDS][:MAX_TERMS]
 
 
 def available(conn: Connection) -> bool:

@@ -42,3 +42,20 @@ def test_words_with_marks_are_found_alike_on_both_databases(store: Store) -> Non
     # a lone letter: PostgreSQL keeps "कुर्ता" whole; FTS5 cut it into letters when it indexed it (the query side
     # cannot change that), which the whole word matches as a phrase
     assert set(_find(store, "क")) == ({"m-letters", "m-hi"} if store.dialect == "sqlite" else {"m-letters"})
+
+
+def test_a_capital_dotted_i_and_stop_words_match_alike_on_both_databases(store: Store) -> None:
+    """Search audit D2/D3: "İstanbul" lower-cased to "i" and a combining dot, which PostgreSQL split the word at
+    (nothing found there); "the", "and", "with" matched nearly every item on SQLite and nothing on PostgreSQL."""
+    with store.session() as s:
+        upsert_items(s, [ItemRecord("tr-1", "İstanbul ceramic lamp", "", "lamp"),
+                         ItemRecord("tr-2", "İzmir cotton towel", "", "towel"),
+                         ItemRecord("en-1", "The red dress with pockets", "", "dress"),
+                         ItemRecord("en-2", "Blue and white mug", "", "mug")], TableCounts())
+    assert query_terms("İSTANBUL") == ["istanbul"] and query_terms("İzmir") == ["izmir"]
+    for q, want in [("İstanbul", ["tr-1"]), ("İSTANBUL", ["tr-1"]), ("istanbul", ["tr-1"]), ("İzmir", ["tr-2"])]:
+        assert _find(store, q) == want, q
+    assert query_terms("the red AND blue, with pockets") == ["red", "blue", "pockets"]
+    for q in ("the", "and", "with", "the and with"):
+        assert _find(store, q) == [], q
+    assert set(_find(store, "red AND blue")) == {"en-1", "en-2"}
