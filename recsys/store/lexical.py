@@ -46,7 +46,8 @@ _PG_COUNTS = text(
     "SELECT (SELECT count(*) FROM (SELECT 1 FROM item_search WHERE document @@ w.q LIMIT :cap) m) "
     f"FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS t(term, i), LATERAL (SELECT {_PG_WORD.format('t.term')} "
     "AS q) w ORDER BY t.i")
-_PG_SIZE = text("SELECT greatest(reltuples::bigint, 0) FROM pg_class WHERE oid = 'item_search'::regclass")
+_PG_SIZE = text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'item_search'::regclass")
+_PG_COUNT = text("SELECT count(*) FROM item_search")
 _PG_SEARCH = ("SELECT i.external_id, {rank} AS rank FROM item_search s JOIN items i ON i.id = s.item_id "
               "WHERE s.document @@ ({query}) AND NOT (i.hidden IS TRUE OR i.deleted IS TRUE) "
               "ORDER BY rank DESC, i.id LIMIT :n")
@@ -113,7 +114,7 @@ def _pg_search(conn: Connection, terms: Sequence[str], limit: int) -> list[tuple
     words = [(t, c) for t, c in zip(terms, counts, strict=True) if c > 0]  # stop words and unknown words drop out
     if not words:
         return []
-    n = max(int(conn.execute(_PG_SIZE).scalar() or 0), *(c for _, c in words))
+    n = max(_pg_size(conn), *(c for _, c in words))
     params: dict[str, object] = {"n": limit}
     parts, query = [], []
     for j, (t, c) in enumerate(words):
@@ -122,6 +123,14 @@ def _pg_search(conn: Connection, terms: Sequence[str], limit: int) -> list[tuple
         parts.append(f"CAST(:w{j} AS float8) * ts_rank(s.document, {query[-1]})")
     rows = conn.execute(text(_PG_SEARCH.format(rank=" + ".join(parts), query=" || ".join(query))), params).all()
     return [(str(i), float(r)) for i, r in rows]
+
+
+def _pg_size(conn: Connection) -> int:
+    """The catalogue's size for the rarity weights: the planner's estimate, or a count where the table was never
+    analysed (-1: a new store before autovacuum's first pass, or a server without it, where the most common query
+    word would otherwise weigh nothing)."""
+    size = int(conn.execute(_PG_SIZE).scalar() or 0)
+    return size if size >= 0 else int(conn.execute(_PG_COUNT).scalar() or 0)
 
 
 GENERATED = "generated"

@@ -59,3 +59,19 @@ def test_a_capital_dotted_i_and_stop_words_match_alike_on_both_databases(store: 
     for q in ("the", "and", "with", "the and with"):
         assert _find(store, q) == [], q
     assert set(_find(store, "red AND blue")) == {"en-1", "en-2"}
+
+
+def test_word_rarity_counts_the_catalogue_before_postgresql_analyses_it(store: Store) -> None:
+    """Search audit lead: a never-analysed table has no size estimate (-1), which made the catalogue as large as the
+    most common query word's matches, so that word weighed nothing; the size is then counted."""
+    if store.dialect != "postgresql":
+        return
+    from sqlalchemy import text
+
+    from recsys.store.lexical import _pg_size
+
+    with store.session() as s:
+        upsert_items(s, [ItemRecord(f"c{n}", f"cotton shirt {n}", "", "shirt") for n in range(12)], TableCounts())
+    with store.reading() as c:
+        assert c.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'item_search'::regclass")).scalar() < 0
+        assert _pg_size(c) == 12
