@@ -12,7 +12,8 @@
         page = await c.recommend("u1", k=10)
 
 Both have the same methods. Answers 429 (rate limited) and 503 (store down or busy) are retried after the server's
-``Retry-After``, and a refused connection (the server restarting) after a doubling backoff, within a bounded number
+``Retry-After``, and a refused connection (the server restarting) after a doubling backoff (a dropped one too, for
+calls that may be sent twice: reads, upserts, events with ids), within a bounded number
 of tries and total wait (:class:`Retry`); a 503 that waiting cannot heal (``store_damaged``, ``no_index``, ...) is
 not, nor is a timeout (the server may have acted on the request). Errors come back as the server's
 :class:`~recsys.errors.RecsysError` subclass (``UnknownItem``, ``StoreUnavailable``, ...) matched by the stable error

@@ -59,6 +59,9 @@ class ClientClosed(RecsysError):
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 """Transport errors raised before any of the request reached the server."""
+_DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+"""A connection lost without an answer (not a timeout): what a reused keep-alive connection gives when the server
+closed it just as the request went out."""
 
 
 def unreachable(call: Call[Any], base_url: httpx.URL, e: httpx.TransportError, tries: int) -> Unreachable:
@@ -239,11 +242,15 @@ class Retry:
         wait = retry_after(response.headers.get("retry-after"))
         return self._within(self.backoff_s * 2 ** (attempt - 1) if wait is None else wait, waited)
 
-    def delay_after(self, error: httpx.TransportError, attempt: int, waited: float) -> float | None:
-        """Seconds to wait before try ``attempt + 1`` after ``error``, or None when it is final. Only a connection
-        that was never made is tried again: nothing was sent, so even a POST cannot be applied twice. A timeout or
-        a dropped connection may come after the server acted on the request: final."""
-        if not isinstance(error, httpx.ConnectError) or attempt >= self.attempts or _permanent(error):
+    def delay_after(self, error: httpx.TransportError, attempt: int, waited: float, *,
+                    idempotent: bool = False) -> float | None:
+        """Seconds to wait before try ``attempt + 1`` after ``error``, or None when it is final. A connection that
+        was never made is tried again: nothing was sent, so even a POST cannot be applied twice. A dropped
+        connection (reset, closed without an answer: a keep-alive connection the server closed as the request
+        went out) is tried again only for a call that may be sent twice; a timeout is final (the server may be
+        still working on it)."""
+        dropped = idempotent and isinstance(error, _DROPPED)
+        if not (isinstance(error, httpx.ConnectError) or dropped) or attempt >= self.attempts or _permanent(error):
             return None
         return self._within(self.backoff_s * 2 ** (attempt - 1), waited)
 

@@ -75,7 +75,8 @@ class Client:
             except httpx.InvalidURL as e:
                 raise invalid_url(call, e) from e
             except httpx.TransportError as e:
-                wait = self.retry.delay_after(e, attempt, waited) if call.retry else None
+                wait = self.retry.delay_after(e, attempt, waited, idempotent=call.idempotent) if call.retry \
+                    else None
                 if wait is None:
                     raise unreachable(call, self._http.base_url, e, attempt) from e
             else:

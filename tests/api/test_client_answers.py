@@ -51,13 +51,19 @@ def test_a_write_that_timed_out_may_have_been_applied(name: str) -> None:
     assert e.value.maybe_applied is True
     assert "may have applied it" in e.value.message and "same event_id are stored once" in e.value.message
 
+    server = Answers(httpx.RemoteProtocolError("Server disconnected"))
+
     async def run() -> None:
-        async with Answers(httpx.RemoteProtocolError("Server disconnected")).async_client() as c:
+        async with server.async_client() as c:
             await WRITES[name](c)
 
+    if name in ("upsert_items", "put_item"):  # upserts may be sent twice: a lost connection is tried again
+        run_async(run())
+        assert len(server.seen) == 2
+        return
     with pytest.raises(Unreachable) as e:
         run_async(run())
-    assert e.value.maybe_applied is True and "lost its connection" in e.value.message
+    assert e.value.maybe_applied is True and "lost its connection" in e.value.message and len(server.seen) == 1
 
 
 def test_a_read_or_a_write_never_sent_is_not_maybe_applied() -> None:

@@ -111,3 +111,22 @@ def test_a_request_that_may_have_reached_the_server_is_not_retried(error: Except
     with pytest.raises(Unreachable):
         s.client().send_events([{"user_id": "u", "item_id": "a", "type": "view"}])
     assert s.tries == ["POST"] and s.waits == []
+
+
+@pytest.mark.parametrize("error", [httpx.ReadError("[Errno 104] Connection reset by peer"),
+                                   httpx.RemoteProtocolError("Server disconnected without sending a response.")])
+def test_a_dropped_connection_is_retried_for_calls_that_may_be_sent_twice(error: Exception) -> None:
+    """A keep-alive connection the server closed as a GET went out (replicas audit lead: an ECONNRESET reached the
+    caller): sent again, as a GET or an upsert may be; a batch of events without ids is not (above)."""
+    s = Refusing(1, error)
+    assert s.client().recommend("u1").ids == [] and s.tries == ["POST", "POST"]  # a POST that stores nothing
+    s = Refusing(1, error)
+    s.client().send_events([{"user_id": "u", "item_id": "a", "type": "view", "event_id": "e1"}])
+    assert s.tries == ["POST", "POST"]
+
+    async def run() -> list[str]:
+        async with s.async_client() as c:
+            return (await c.trending()).ids
+
+    s = Refusing(1, error)
+    assert run_async(run()) == [] and len(s.tries) == 2
