@@ -111,8 +111,10 @@ def embed(
 
 def items_tag(
     # no square brackets in a help text: rich markup takes "[labels]" for a style and drops it
-    vocabulary: Annotated[Path, typer.Option("--vocabulary", help="a JSON object of facet to list of labels, or "
-                                                                  "'facet: a, b' lines", show_default=False)],
+    vocabulary: Annotated[Path, typer.Option("--vocabulary", help="a JSON object of facet to list of labels, "
+                                                                  "'facet: a, b' lines, or an `items describe` "
+                                                                  "vocabulary: a .toml or .json file, or generic or "
+                                                                  "hm (its labels only)", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="labels kept per facet and item (a count of labels, "
                                                               "not of results as --k elsewhere)")] = 1,
     json_out: JsonOpt = False,

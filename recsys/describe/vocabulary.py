@@ -52,9 +52,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recsys.encoders.tagging import MAX_LABELS as MAX_LABELS  # shared with `items tag`, which sits inward
+from recsys.encoders.tagging import SHIPPED, check_two, facet_labels, no_repeats
 from recsys.errors import ValidationFailed
 
-SHIPPED = Path(__file__).parent / "vocabularies"
 DEFAULT = "generic"
 DEFAULT_MIN_CONFIDENCE = 0.25
 DEFAULT_NEIGHBOURS = 30
@@ -71,8 +72,6 @@ FACET_KEYS = ("labels", "prompt", "phrase", "fallback", "min_confidence", "omit"
               "probe_features", "probe_hidden")
 TOP_KEYS = ("name", "facets", "sentence", "min_confidence", "neighbours", "neighbour_weight")
 """The keys a vocabulary may have: any other is refused ("min_confidance" was silently never applied)."""
-MAX_LABELS = 2000
-"""Labels per facet: every one is a prompt encoded and a softmax column (200,000 loaded, then took minutes)."""
 
 
 @dataclass(frozen=True)
@@ -168,19 +167,7 @@ def _unknown_keys(raw: dict[str, Any], known: tuple[str, ...], where: str) -> No
 def _labels(name: str, raw: dict[str, Any], where: str) -> tuple[str, ...]:
     from recsys.describe.transfer import normalise
 
-    labels = raw.get("labels")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
-        raise ValidationFailed(f"vocabulary {where}: facet {name!r} needs labels = [non-empty strings]")
-    out = tuple(dict.fromkeys(x.strip() for x in labels))
-    if len(out) > MAX_LABELS:
-        raise ValidationFailed(f"vocabulary {where}: facet {name!r} has {len(out)} labels; at most {MAX_LABELS} "
-                               "(each is a prompt to encode and a score per item): split it or keep the common ones")
-    seen: dict[str, str] = {}
-    for label in out:  # "red" and "Red" split the softmax between two near-identical prompts
-        first = seen.setdefault(label.casefold(), label)
-        if first != label:
-            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: labels {first!r} and {label!r} differ only "
-                                   "in case; keep one")
+    out = facet_labels(name, raw.get("labels"), where)  # the checks `items tag` makes too
     same: dict[str, str] = {}
     for label in out:  # a field value matches both: only the last one ever got a neighbour's vote
         first = same.setdefault(normalise(label), label)
@@ -252,9 +239,7 @@ def _facet(name: str, raw: Any, where: str) -> Facet:
     if not (isinstance(hidden, int) and not isinstance(hidden, bool) and 0 <= hidden <= 4096):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_hidden must be an integer 0..4096, "
                                f"not {hidden!r}")
-    if len(labels) < 2:  # its softmax is always 1.0: every item would get the one label
-        raise ValidationFailed(f"vocabulary {where}: facet {name!r} has one label ({labels[0]!r}), which every item "
-                               "would get with score 1.0; give it two labels or more")
+    check_two(name, labels, where)
     return Facet(name, labels, strings["prompt"], strings["phrase"], frozenset(omit), strings["fallback"],
                  None if conf is None else float(conf), tuple(words.items()), source, float(pw), tuple(blocks), hidden)
 
@@ -312,7 +297,8 @@ def load_vocabulary(spec: str | Path | None = None) -> Vocabulary:
         raise ValidationFailed(f"vocabulary {path}: YAML is not supported; write TOML or JSON (see "
                                f"{SHIPPED / (DEFAULT + '.toml')})")
     try:
-        data = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw)
+        data = json.loads(raw, object_pairs_hook=no_repeats(str(path))) if path.suffix.lower() == ".json" \
+            else tomllib.loads(raw)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise ValidationFailed(f"vocabulary {path} cannot be parsed: {e}") from e
     if not isinstance(data, dict):

@@ -22,7 +22,6 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
@@ -32,7 +31,7 @@ from recsys.encoders.cache import VectorCache, digest, disk_problem, media_ident
 from recsys.encoders.encoder import TowerEncoder, get_encoder
 from recsys.encoders.features import MediaJob, feature_caches, image_features, media_tag, text_features
 from recsys.encoders.fit import limits_of
-from recsys.encoders.media import MediaError, MediaFinder, MediaLimits, load_media, local_path
+from recsys.encoders.media import MediaError, MediaFinder, MediaLimits, is_remote, load_media, local_path
 from recsys.encoders.text import ItemRecord, field_texts
 from recsys.errors import EncoderStorageError
 from recsys.store import Store
@@ -53,7 +52,8 @@ class EmbedReport:
     cached: int
     with_image: int
     broken_media: int
-    """Media that failed in this run, those of cached items included (every failed medium is tried each run)."""
+    """Media that failed in this run, those of cached items included (every failed medium is tried each run); an
+    http(s) image, never fetched, is pending and not counted."""
     seconds: float
     errors: dict[str, str] = field(default_factory=dict)
     """Item id -> reason, for items with a medium that failed to decode (first 100)."""
@@ -125,10 +125,11 @@ def to_encode(items: Sequence[ItemRecord], keys: Sequence[str], found: Collectio
 
 def tally(items: Iterable[ItemRecord], status: Mapping[Any, str | None], errors: dict[str, str]) -> int:
     """Failed media of ``items`` by ``status`` ((uri, kind) or uri -> reason or None); their reasons go into
-    ``errors`` (first 100 items)."""
+    ``errors`` (first 100 items). An http(s) image is not one: it stays pending, shown from its address, and only a
+    run that encodes its item meets it (one run counted and listed it, the next did not)."""
     broken = 0
     for it in items:
-        reasons = [r for k, u in it.media if (r := reason_of(status, u, k))]
+        reasons = [r for k, u in it.media if not is_remote(u) and (r := reason_of(status, u, k))]
         if reasons:
             broken += len(reasons)
             if len(errors) < 100:
@@ -189,7 +190,7 @@ def not_served(status: Mapping[tuple[str, str], str | None], find: MediaFinder) 
 
     out = set()
     for (uri, kind), reason in status.items():
-        if reason is None and kind == "image" and urlparse(uri).scheme not in ("http", "https") and find.roots:
+        if reason is None and kind == "image" and not is_remote(uri) and find.roots:
             path = local_path(find(uri))
             if not under_roots(Path(os.path.abspath(path)), find.roots):
                 out.add((uri, kind))

@@ -51,9 +51,21 @@ class MediaError(Exception):
 
 
 def local_path(uri: str) -> Path:
-    """The file a medium's path or ``file://`` URL names (an ``http(s)`` URL names none: its own text)."""
+    """The file a medium's path or ``file://`` URL names (another URL names none: its own text)."""
     parsed = urlparse(uri)
     return Path(unquote(parsed.path) if parsed.scheme == "file" else uri)  # file:///a%20b.png names "a b.png"
+
+
+def url_scheme(uri: str) -> str | None:
+    """The scheme of a medium that is a URL other than ``file://`` (``https``, ``s3``...), None for a local file.
+    One letter before ":" is a Windows drive, not a scheme."""
+    scheme = urlparse(uri).scheme.lower()
+    return scheme if "://" in uri and len(scheme) > 1 and scheme != "file" else None
+
+
+def is_remote(uri: str) -> bool:
+    """An ``http(s)`` image: never fetched, shown from its address (status pending, not broken)."""
+    return urlparse(uri).scheme in ("http", "https")
 
 
 class MediaFinder:
@@ -79,7 +91,7 @@ class MediaFinder:
         return found
 
     def _find(self, uri: str) -> str:
-        if self.home is None or urlparse(uri).scheme in ("http", "https"):
+        if self.home is None or url_scheme(uri):  # a URL: its read says why it is not read
             return uri
         from recsys.store.media_roots import private, relocated
 
@@ -105,8 +117,12 @@ def _read_bytes(uri: str, limits: MediaLimits) -> bytes:
         from recsys.store.media_roots import PRIVATE_REASON
 
         raise MediaError(PRIVATE_REASON)
-    if urlparse(uri).scheme in ("http", "https"):
+    if is_remote(uri):
         raise MediaError(REMOTE_REASON)
+    scheme = url_scheme(uri)
+    if scheme:  # "s3://b/a.jpg" read as a local path said "file not found: s3:/b/a.jpg"
+        raise MediaError(f"{scheme}:// images are not fetched: download them and import the local files "
+                         "(recsys reads local paths and file:// URLs; http(s) images are shown from their address)")
     path = local_path(uri)
     try:
         size = os.stat(path).st_size

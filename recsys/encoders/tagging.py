@@ -6,14 +6,18 @@ scores. The best ``top_k`` labels per facet are stored in ``ItemTag`` with ``sou
 replacing that source's earlier tags for the facet. An item with neither text nor image (a zero vector, whose scores
 are uniform) gets no tags: any label would be arbitrary. Its earlier zero-shot tags are removed and it is counted.
 
-Vocabulary files: JSON ``{"colour": ["black", "white", ...], ...}``, or text lines ``facet: label, label, ...``.
+Vocabulary files: JSON ``{"colour": ["black", "white", ...], ...}``, text lines ``facet: label, label, ...``, or an
+``items describe`` vocabulary (TOML or JSON with ``facets``, or a shipped one by name: ``generic``, ``hm``), of which
+only the labels are used. A facet needs two labels or more, none two differing only in case, and is given once: the
+checks describe makes (:func:`facet_labels`, which it uses).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,37 +35,119 @@ log = logging.getLogger(__name__)
 TEMPERATURE = 0.05
 
 
-def read_vocabulary(path: Path) -> dict[str, list[str]]:
+MAX_LABELS = 2000
+"""Labels per facet: every one is a prompt encoded and a softmax column (200,000 loaded, then took minutes)."""
+SHIPPED = Path(__file__).resolve().parents[1] / "describe" / "vocabularies"
+"""The vocabularies shipped for ``items describe`` (``generic``, ``hm``); ``items tag`` reads them by name too."""
+FORMATS = ("a JSON object of facet to list of labels, 'facet: label, label' lines, or an `items describe` "
+           "vocabulary (a .toml or .json file with facets, or a shipped name: "
+           f"{', '.join(sorted(p.stem for p in SHIPPED.glob('*.toml')))})")
+
+
+def facet_labels(name: str, labels: Any, where: str) -> tuple[str, ...]:
+    """A facet's labels, stripped and each once, checked as ``items tag`` and ``items describe`` both need them:
+    some, not too many, none two differing only in case (for :func:`check_two` once the facet is read)."""
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r} needs labels = [non-empty strings]")
+    out = tuple(dict.fromkeys(x.strip() for x in labels))
+    if len(out) > MAX_LABELS:
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r} has {len(out)} labels; at most {MAX_LABELS} "
+                               "(each is a prompt to encode and a score per item): split it or keep the common ones")
+    seen: dict[str, str] = {}
+    for label in out:  # "red" and "Red" split the softmax between two near-identical prompts
+        first = seen.setdefault(label.casefold(), label)
+        if first != label:
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: labels {first!r} and {label!r} differ only "
+                                   "in case; keep one")
+    return out
+
+
+def check_two(name: str, labels: tuple[str, ...], where: str) -> None:
+    """Refuse a facet of one label: its softmax is always 1.0, so every item would get it."""
+    if len(labels) < 2:
+        raise ValidationFailed(f"vocabulary {where}: facet {name!r} has one label ({labels[0]!r}), which every item "
+                               "would get with score 1.0; give it two labels or more")
+
+
+def no_repeats(where: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A ``json.loads`` object hook refusing a key given twice (JSON keeps the last one without a word)."""
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise ValidationFailed(f"vocabulary {where}: {key!r} is given twice; give it once")
+            out[key] = value
+        return out
+    return hook
+
+
+def _facets(pairs: Iterable[tuple[str, Any]], where: str) -> dict[str, list[str]]:
+    """Facet -> labels, each facet checked (:func:`facet_labels`, :func:`check_two`)."""
+    vocab: dict[str, list[str]] = {}
+    for facet, raw in pairs:
+        name = str(facet).strip()
+        if not name:
+            raise ValidationFailed(f"vocabulary {where}: a facet has no name")
+        labels = facet_labels(name, raw, where)
+        check_two(name, labels, where)
+        vocab[name] = list(labels)
+    if not vocab:
+        raise ValidationFailed(f"vocabulary {where} has no facets; it should hold {FORMATS}")
+    return vocab
+
+
+def _described(data: Any, where: str) -> dict[str, list[str]]:
+    """The labels of an ``items describe`` vocabulary's facets (its sentence, prompts and words are describe's)."""
+    facets = data.get("facets") if isinstance(data, dict) else None
+    if not isinstance(facets, dict) or not facets:
+        raise ValidationFailed(f"vocabulary {where}: needs a [facets] table with at least one facet")
+    return _facets(((n, r.get("labels") if isinstance(r, dict) else r) for n, r in facets.items()), where)
+
+
+def _lines(raw: str, where: str) -> dict[str, list[str]]:
+    pairs: dict[str, tuple[int, list[str]]] = {}
+    for n, line in enumerate(raw.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if ":" not in line:
+            raise ValidationFailed(f"vocabulary {where} line {n}: expected 'facet: label, label, ...'; "
+                                   f"`items tag` reads {FORMATS}")
+        facet, labels = (x.strip() for x in line.split(":", 1))
+        if facet in pairs:  # the second line silently replaced the first
+            raise ValidationFailed(f"vocabulary {where} line {n}: facet {facet!r} is given twice (first on line "
+                                   f"{pairs[facet][0]}); put its labels on one line")
+        pairs[facet] = (n, [x.strip() for x in labels.split(",") if x.strip()])
+    return _facets(((f, ls) for f, (_, ls) in pairs.items()), where)
+
+
+def read_vocabulary(spec: Path | str) -> dict[str, list[str]]:
+    """Facet -> labels from a vocabulary file (:data:`FORMATS`) or a shipped vocabulary's name."""
+    path = Path(spec)
+    if not path.exists() and (SHIPPED / f"{spec}.toml").is_file():
+        path = SHIPPED / f"{spec}.toml"
     try:
         raw = path.read_text(encoding="utf-8-sig")  # Notepad's byte-order mark hid the "{" of a JSON file
     except OSError as e:
-        raise ValidationFailed(f"cannot read vocabulary {path}: {e.strerror}") from e
+        raise ValidationFailed(f"cannot read vocabulary {path}: {e.strerror}; `items tag` reads {FORMATS}") from e
     except UnicodeDecodeError as e:
         raise ValidationFailed(f"vocabulary {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
                                "UTF-8") from e
-    vocab: dict[str, list[str]] = {}
-    if raw.lstrip().startswith("{"):
+    where = str(path)
+    if path.suffix.lower() == ".toml":
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise ValidationFailed(f"vocabulary {path} is not valid JSON: {e}") from e
-        for facet, labels in data.items():
-            if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-                raise ValidationFailed(f"vocabulary {path}: facet {facet!r} must map to a list of strings")
-            vocab[str(facet)] = labels
-    else:
-        for n, line in enumerate(raw.splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if ":" not in line:
-                raise ValidationFailed(f"vocabulary {path} line {n}: expected 'facet: label, label, ...'")
-            facet, labels = line.split(":", 1)
-            vocab[facet.strip()] = [x.strip() for x in labels.split(",") if x.strip()]
-    vocab = {f: list(dict.fromkeys(ls)) for f, ls in vocab.items() if f and ls}
-    if not vocab:
-        raise ValidationFailed(f"vocabulary {path} has no facets with labels")
-    return vocab
+            return _described(tomllib.loads(raw), where)
+        except tomllib.TOMLDecodeError as e:
+            raise ValidationFailed(f"vocabulary {path} cannot be parsed: {e}") from e
+    if not raw.lstrip().startswith("{"):
+        return _lines(raw, where)
+    try:
+        data = json.loads(raw, object_pairs_hook=no_repeats(where))
+    except json.JSONDecodeError as e:
+        raise ValidationFailed(f"vocabulary {path} is not valid JSON: {e}") from e
+    if isinstance(data.get("facets"), dict):  # describe's JSON: its facets table (tag's maps facets to lists)
+        return _described(data, where)
+    return _facets(data.items(), where)
 
 
 @dataclass

@@ -89,8 +89,12 @@ def _linked_folders(folder: Path, depth: int = 2, limit: int = 10_000) -> list[P
                 continue
             for e in entries[: max(0, limit - seen)]:
                 seen += 1
-                if e.is_dir():  # follows links: a link to a folder is a folder here
-                    (found if e.is_symlink() else below).append(Path(os.path.realpath(e.path)))
+                try:  # follows links: a link to a folder is a folder here
+                    linked, is_dir = e.is_symlink(), e.is_dir()
+                except OSError:  # a link loop (ELOOP) or an entry we may not stat (EACCES): no folder of photos
+                    continue
+                if is_dir:
+                    (found if linked else below).append(Path(os.path.realpath(e.path)))
         level = below
     return found
 

@@ -6,8 +6,8 @@ comma (``--delimiter ';'``).
 Canonical columns (rename yours with ``--map canonical=yours``):
 
 - items:  ``item_id`` (required), ``title``, ``description``, ``category``, ``price``, ``in_stock``, ``image`` (path
-  relative to the file, absolute path or URL; several separated by ``|``), ``video``; ``attributes`` as a JSON object
-  and every other column become attributes.
+  relative to the file, absolute path or URL; several separated by ``|``; a path is stored absolute, without ``..``,
+  its symbolic links kept), ``video``; ``attributes`` as a JSON object and every other column become attributes.
 - users:  ``user_id`` (required); every other column becomes an attribute.
 - events: ``user_id``, ``item_id``, ``type`` (view, click, add_to_cart, purchase, rating, like, dislike; or
   ``--type``), ``value``, ``timestamp`` (ISO 8601 or unix seconds), ``event_id`` (optional client id; rows without one
@@ -17,6 +17,7 @@ Canonical columns (rename yours with ``--map canonical=yours``):
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,16 +119,18 @@ def _media(value: Any, base: Path, what: str) -> list[str]:
         parts = value
     else:  # an object's or number's Python spelling is no path
         raise ValueError(f"{what} must be a path or URL (text, or a list of them), got {shown(value)}")
-    out = []
+    out: dict[str, str] = {}  # the file a name reaches -> the first name given for it
     for p in (x.strip() for x in parts):
         if not p:
             continue
         if "://" in p:
-            out.append(p)
-        else:
-            path = Path(p) if Path(p).is_absolute() else base / p
-            out.append(str(path.resolve()))
-    return out
+            out.setdefault(p, p)
+            continue
+        # absolute and without "..", but links kept: a link repointed to a new photo is seen by the media identity
+        # (and a link loop is stored like any unreadable file, for embed to report, not a crash of the whole file)
+        path = os.path.abspath(p if os.path.isabs(p) else base / p)
+        out.setdefault(os.path.realpath(path), path)  # one file named two ways is one medium, as before
+    return list(out.values())
 
 
 def item_record(rec: dict[str, Any], base: Path) -> ItemRecord:
