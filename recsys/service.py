@@ -26,6 +26,7 @@ from recsys.config import Settings, get_settings
 from recsys.errors import UnknownItem, ValidationFailed
 from recsys.jobs import Jobs
 from recsys.lru import LRU
+from recsys.serving import live_meta
 from recsys.serving.generations import Generations, Served
 from recsys.serving.query_encoder import QueryEncoder
 from recsys.serving.requests import (
@@ -67,7 +68,7 @@ __all__ = ["Recommender", "ScoredItem"]
 
 Timings = dict[str, float]
 """Milliseconds per stage of one request (state, queue, history, filters, rank, details, cache_put; ``cached``: 1.0)."""
-Keyed = tuple[tuple[Any, ...], "list[ScoredItem] | None", list[Any], AbstractSet[str], float]  # see _keyed
+Keyed = tuple[tuple[Any, ...], "list[ScoredItem] | None", list[Any], AbstractSet[str], float, int | None]  # _keyed
 
 
 class Recommender:
@@ -101,7 +102,7 @@ class Recommender:
 
     @property
     def index(self) -> IndexReader:
-        return self.generations.current().reader
+        return live_meta.on_load(self.store, self.generations.current().reader)  # filters on the store's changes
 
     @property
     def ranker(self) -> RankingPipeline:
@@ -148,7 +149,7 @@ class Recommender:
                 exclude: Sequence[str], source: str, reader: IndexReader | None = None) -> list[ScoredItem]:
         from recsys.serving.requests import query_vector
 
-        reader = reader or self.index
+        reader = reader or live_meta.follow(self.store, self.index, filter)
         q = query_vector(query, self.encoder.id, reader)
         hits = reader.search(q, k, self.removed_items() | set(exclude), modality=modality, filter=filter)[0]
         return scored_hits(hits, source)
@@ -167,12 +168,12 @@ class Recommender:
         mode = mode or default_mode(modality)
         check_mode(mode, lexical_weight)
         query = check_query(query)
-        reader, removed = self.index, self.removed_items() | set(exclude)  # no index: said before the encoder loads
+        reader = live_meta.follow(self.store, self.index, filter)  # no index: said before the encoder loads
         q = self.encoder.encode_texts([query])[0]
         if mode == "vector":
             return self._detailed(self._search(q, k, modality, filter, exclude, "search", reader))
         hits = hybrid_search(reader, query, k, mode=mode, lexical_weight=lexical_weight, filter=filter,
-                             exclude=removed, lexical=self._lexical.search,
+                             exclude=self.removed_items() | set(exclude), lexical=self._lexical.search,
                              vector=lambda n: [(h.item_id, h.score) for h in
                                                self._search(q, n, modality, filter, exclude, "search", reader)])
         told = self._lexical.generated_only(query, [h.item_id for h in hits if "lexical" in h.sources])
@@ -203,7 +204,8 @@ class Recommender:
         self._known_item(item_id)
         if item_id in self.removed_items() and self.get_item(item_id).get("deleted"):  # a hidden one still has a page
             raise UnknownItem(deleted_message(item_id))
-        hits = self.index.similar(item_id, k, self.removed_items() | set(exclude), modality=modality, filter=filter)
+        reader = live_meta.follow(self.store, self.index, filter)
+        hits = reader.similar(item_id, k, self.removed_items() | set(exclude), modality=modality, filter=filter)
         return self._detailed(scored_hits(hits, "similar"))
 
     def more_like_these(self, positive: Mapping[str, float], negative: Mapping[str, float] | None = None,
@@ -215,7 +217,8 @@ class Recommender:
         check(k, "fused")
         for i in [*positive, *(negative or {})]:
             self._known_item(i)
-        hits = more_like_these(self.index, dict(positive), dict(negative or {}), k, filter=filter,
+        reader = live_meta.follow(self.store, self.index, filter)
+        hits = more_like_these(reader, dict(positive), dict(negative or {}), k, filter=filter,
                                exclude=self.removed_items() | set(exclude))
         return self._detailed(scored_hits(hits, "more_like_these"))
 
@@ -230,8 +233,7 @@ class Recommender:
     # -- personalisation ------------------------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None, exclude: Sequence[str] = (),
                   diversity: float | None = None, explain: bool = False,
-                  fresh: bool = False, now: datetime | None = None,
-                  rules: ListRules | None = None) -> list[ScoredItem]:
+                  fresh: bool = False, now: datetime | None = None, rules: ListRules | None = None) -> list[ScoredItem]:
         """Personal top-k for a stored user (history read fresh from the store: feedback counts at once).
 
         An unknown user gets trending items, tagged ``trending``/``popular``. Lists are cached under a key made of
@@ -249,15 +251,15 @@ class Recommender:
         check(req.k, "fused")
         served = self.generations.current()
         timings: Timings = {}  # the reads on the driver itself, as the server's loop reads
-        key, hit, records, removed, when = run_reads(self._keyed(req, served, timings), self.store.read)
+        key, hit, records, removed, when, details = run_reads(self._keyed(req, served, timings), self.store.read)
         if hit is not None:
             return list(hit), {**timings, "cached": 1.0}
-        return self._rank_records(records, key, req, served, removed, when, timings), timings
+        return self._rank_records(records, key, req, served, removed, when, timings, details), timings
 
     def _keyed(self, req: ListRequest, served: Served, timings: Timings) -> Generator[Read, list[Any], Keyed]:
-        """A list request up to ranking, as the reads it needs: yields each (statement, parameters), is sent its
-        rows, returns the cache key, the cached list (None: rank), the history's records on a miss, the removed ids
-        and the time. :meth:`_recommend` makes the reads on a connection, :meth:`arecommend` on the event loop."""
+        """A list request up to ranking, as the reads it needs: yields each (statement, parameters), is sent its rows,
+        returns the cache key, the cached list (None: rank), the history's records on a miss, the removed ids, the time
+        and the details version. :meth:`_recommend` reads on a connection, :meth:`arecommend` on the event loop."""
         t0, who = time.perf_counter(), {"user_id": req.user_id}
         # The key is made before a miss reads the history: an event landing in between leaves the list under the
         # older key, which no later request matches (events are only ever added).
@@ -269,10 +271,10 @@ class Recommender:
         t1 = time.perf_counter()
         timings["state_ms"] = (t1 - t0) * 1000
         if hit is not None:
-            return key, hit, [], removed[1], when
+            return key, hit, [], removed[1], when, details
         records = user_event_records_of((yield USER_EVENTS, who))
         timings["history_ms"] = (time.perf_counter() - t1) * 1000
-        return key, None, records, removed[1], when
+        return key, None, records, removed[1], when, details
 
     async def arecommend(self, user_id: str, k: int = 20, *, filter: ItemFilter | None = None,
                          exclude: Sequence[str] = (), diversity: float | None = None, explain: bool = False,
@@ -292,29 +294,29 @@ class Recommender:
         if served is None:  # nothing loaded yet: the first call loads the generations, in a thread
             return await anyio.to_thread.run_sync(self._recommend, req, limiter=self._ranking_slots)
         timings: Timings = {}  # every read is made here: a ranking slot waits on no database
-        key, hit, records, removed, when = await arun_reads(self._keyed(req, served, timings), self.store.fetch)
+        key, hit, records, removed, when, ver = await arun_reads(self._keyed(req, served, timings), self.store.fetch)
         if hit is not None:
             return list(hit), {**timings, "cached": 1.0}
         queued = time.perf_counter()
 
         def rank() -> tuple[list[ScoredItem], Timings]:  # queue_ms: waiting for a ranking slot and the thread
             timings["queue_ms"] = (time.perf_counter() - queued) * 1000
-            return self._rank_records(records, key, req, served, removed, when, timings), timings
+            return self._rank_records(records, key, req, served, removed, when, timings, ver), timings
 
         return await anyio.to_thread.run_sync(rank, limiter=self._ranking_slots)
 
-    def _rank_records(self, records: Sequence[tuple[Any, ...]], key: tuple[Any, ...], req: ListRequest,
-                      served: Served, removed: AbstractSet[str], now: float, timings: Timings) -> list[ScoredItem]:
-        """Rank ``req`` from the history records read for ``key`` as of ``now`` (days), cache the list under the
-        key, and add the stages' timings to ``timings``. Events at or after an explicit ``req.now`` are not part
-        of the history (:func:`recsys.serving.requests.history_as_of`)."""
+    def _rank_records(self, records: Sequence[tuple[Any, ...]], key: tuple[Any, ...], req: ListRequest, served: Served,
+                      removed: AbstractSet[str], now: float, timings: Timings, details: int | None) -> list[ScoredItem]:
+        """Rank ``req`` from the history records read for ``key`` as of ``now`` (days), filtered on the item details
+        of the key's version ``details``, cache the list under the key, and add the stages' timings to ``timings``.
+        Events at or after an explicit ``req.now`` are not part of the history (:func:`history_as_of`)."""
         hist = None
         ranker = self._ranker_of(served, req.rules)
         if ranker is not None:
             hist, now = history_as_of(records, ranker.table, now, req.now is not None,
                                       ranker.stats.uncounted(req.user_id))
         out = self._rank(hist, req.k, req.filter, req.exclude, req.diversity, req.explain, served=served,
-                         removed=removed, now=now, timings=timings, rules=req.rules,
+                         removed=removed, now=now, timings=timings, rules=req.rules, details=details,
                          seed=zlib.crc32(f"{req.user_id}:{math.floor(now * 24)}".encode()))
         t0 = time.perf_counter()
         self._results.put(key, out)
@@ -339,8 +341,7 @@ class Recommender:
         own = [i for i in (ranker.table.ids[r] for r in dict.fromkeys(hist.rows.tolist())) if i not in removed]
         if not own:
             return []
-        recs = ranker.recommend(hist, min(k, len(own)), allowed=own, now=when, exclude_seen=False,
-                                policy=ListPolicy())
+        recs = ranker.recommend(hist, min(k, len(own)), allowed=own, now=when, exclude_seen=False, policy=ListPolicy())
         from recsys.ranking.history import TYPE_CODE
 
         bought = {ranker.table.ids[r] for r in hist.rows[hist.types == TYPE_CODE["purchase"]]}  # else "seen", as in
@@ -361,7 +362,7 @@ class Recommender:
 
     def _rank(self, hist: pd.DataFrame | History | None, k: int, filter: ItemFilter | None, exclude: Sequence[str],
               diversity: float | None, explain: bool, *, served: Served | None = None,
-              removed: AbstractSet[str] | None = None, now: float | None = None,
+              removed: AbstractSet[str] | None = None, now: float | None = None, details: int | None = None,
               timings: Timings | None = None, rules: ListRules = NO_RULES, seed: int = 0) -> list[ScoredItem]:
         check(k, "fused")
         if diversity is not None and not 0.0 <= diversity <= 1.0:
@@ -371,7 +372,7 @@ class Recommender:
         if ranker is None:
             raise self.generations.no_ranker()
         t0 = time.perf_counter()
-        allowed = served.reader.allowed_ids(filter) if filter is not None and not filter.is_empty else None
+        allowed = live_meta.allowed_ids(self.store, served.reader, filter, details)  # details: the key's version
         removed = (self.removed_items() if removed is None else removed) | frozenset(exclude)
         t1 = time.perf_counter()
         when = self.clock(served) if now is None else now

@@ -2,7 +2,8 @@
 
 A filter is turned into a boolean mask over the generation's rows with vectorised numpy, once per request; the index
 then searches only the allowed rows. Metadata is a snapshot taken at build time: live flags (hidden, deleted) reach
-queries through ``exclude``.
+queries through ``exclude``; a served generation's metadata is that snapshot :meth:`ItemMeta.patched` with the items
+changed since (:mod:`recsys.serving.live_meta`), so a price or stock feed with no new generation is filtered on.
 
 Category and attribute values match ignoring case and surrounding whitespace (``dress`` finds "Dress"): each such
 column is coded once per generation (:class:`Vocabulary`), so a request compares small integers. A requested value
@@ -16,6 +17,8 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +165,33 @@ class ItemMeta:
                         np.concatenate([p.price for p in parts]), np.concatenate([p.in_stock for p in parts]),
                         [a for p in parts for a in p.attributes], np.concatenate([p.content_hash for p in parts]),
                         np.concatenate([p.updated_at for p in parts]))
+
+    def patched(self, changes: Iterable[Sequence[Any]]) -> ItemMeta:
+        """A copy whose rows of the items in ``changes`` ((item_id, category, price, in_stock, attributes) each;
+        ids not here are ignored) hold those values. Ids, content hashes, update times and order are kept; the
+        coded columns are coded again on first use (a new category must be known to filters and suggestions)."""
+        new = {str(c[0]): c for c in changes}
+        category, price, in_stock = self.category.copy(), self.price.copy(), self.in_stock.copy()
+        attrs = list(self.attributes)
+        for row, item_id in enumerate(self.item_ids.tolist()):
+            c = new.get(item_id)
+            if c is not None:  # every row of the id: a delta's dead row of it is masked anyway
+                _, category[row], p, stock, a = c
+                price[row] = np.nan if p is None or p != p else float(p)
+                in_stock[row], attrs[row] = bool(stock), dict(a) if isinstance(a, Mapping) else {}
+        return ItemMeta(self.item_ids, category, price, in_stock, attrs, self.content_hash, self.updated_at)
+
+    @cached_property
+    def newest_update(self) -> datetime | None:
+        """The latest ``updated_at`` of the rows (naive UTC, as the store keeps it; the strings compared as times,
+        not as text), None when no row has one: what the store changed after this snapshot is newer."""
+        import pandas as pd
+
+        stamps = [u for u in self.updated_at.tolist() if u is not None]
+        if not stamps:
+            return None
+        newest = pd.to_datetime(pd.Series(stamps), format="ISO8601", utc=True).max()
+        return None if pd.isna(newest) else newest.tz_convert(None).to_pydatetime()
 
     def attribute(self, key: str) -> np.ndarray:
         """Normalised values of one attribute per row (object array of str or None), computed once."""

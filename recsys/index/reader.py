@@ -60,7 +60,11 @@ class IndexReader:
         faiss = faiss_module()
 
         self.path, self.manifest, self.settings = Path(path), manifest, settings
-        self.meta = ItemMeta.load(self.path / META_FILE)
+        self.base_meta = ItemMeta.load(self.path / META_FILE)
+        """The metadata as built; :attr:`meta` is it with the store's later changes (:meth:`apply_live_meta`)."""
+        self.meta = self.base_meta
+        self.meta_version: int | None = None
+        """The store's item-details version :attr:`meta` was patched to (None: not yet, the build's snapshot)."""
         self.dead = np.load(self.path / DEAD_FILE)
         self._ids = self.meta.item_ids
         self._parts: dict[str, list[_Part]] = {m: [] for m in manifest.modalities}
@@ -128,6 +132,13 @@ class IndexReader:
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._row
+
+    def apply_live_meta(self, changes: Iterable[Sequence[Any]], version: int | None) -> None:
+        """Filter on the build's metadata patched with ``changes`` (:meth:`ItemMeta.patched`), read from the store
+        at item-details ``version`` or later. One assignment: a concurrent search sees the old or the new metadata,
+        never a mix; the version is set after it, so whoever sees the version sees that metadata."""
+        self.meta = self.base_meta.patched(changes)
+        self.meta_version = version
 
     # -- masks ----------------------------------------------------------------------------------------------
     def allowed_mask(self, filter: ItemFilter | None = None, exclude: Iterable[str] | None = None) -> np.ndarray | None:

@@ -117,6 +117,22 @@ REQUEST_STATE = union_all(
 
 REMOVED_VERSION = select(CatalogueState.removed_version).where(CatalogueState.id == 1)
 
+DETAILS_VERSION = select(CatalogueState.details_version).where(CatalogueState.id == 1)
+"""Moves with any change of an item's title, category, price, stock, attributes or image (migrations 0009, 0011)."""
+
+
+def items_changed_since(conn: Session | Connection,
+                        since: datetime | None) -> list[tuple[str, str | None, float | None, bool, dict[str, Any]]]:
+    """(item_id, category, price, in_stock, attributes) of the items not deleted whose ``updated_at`` is ``since``
+    (naive UTC) or later, through the index on it: what changed after a generation's snapshot whose newest update
+    was ``since`` (at ``since`` itself too: written in the same instant, it may have missed the snapshot). Empty
+    when ``since`` is None (a snapshot without update times cannot tell)."""
+    if since is None:
+        return []
+    q = (select(Item.external_id, Item.category, Item.price, Item.in_stock, Item.attributes)
+         .where(Item.updated_at >= since, Item.deleted.is_(False)))
+    return [(str(i), c, p, bool(s), a if isinstance(a, dict) else {}) for i, c, p, s, a in conn.execute(q)]
+
 
 def removed_state(conn: Session | Connection) -> tuple[frozenset[str], int | None]:
     """(external ids of hidden or deleted items, the removed-items version they belong to), read together."""
