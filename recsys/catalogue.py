@@ -78,9 +78,24 @@ class Catalogue:
         if records:
             self._write_items(records)
             if index:
-                self.index_changes()
+                self._publish()
                 self._media_problems(results)
         return results
+
+    def _publish(self) -> None:
+        """:meth:`index_changes` for an upsert, unless this database does not know most of the served generation's
+        items (another deployment's, or an empty one): then the request fails and says why, the items stay stored
+        and the data directory is left alone (not even embedded into: its vectors snapshot is shared too)."""
+        from recsys.index.catalog import index_root
+        from recsys.index.store_match import StoreMismatch, refuse_mismatch
+
+        try:
+            refuse_mismatch(self.store, self.settings, index_root(self.settings), "published")
+            self.index_changes()
+        except StoreMismatch as e:
+            log.error("items stored but not published: %s", e.message)
+            raise StoreMismatch(f"the items were stored, but publishing them to the index was refused: {e.message}"
+                                ) from e
 
     def _media_problems(self, results: list[dict[str, Any]]) -> None:
         """Each stored item whose image could not be used (missing, too large, not an image) gets a ``warning``

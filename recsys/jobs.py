@@ -93,7 +93,12 @@ class Jobs:
         The new index generation is served only once its ranker is trained (the pair switches together): with new
         encoder heads the served ranker cannot rank its vectors, and every server would answer recommendations
         with 503 meanwhile, for good if the build were interrupted there."""
+        from recsys.index import index_root
+        from recsys.index.store_match import refuse_mismatch
+
         with _jobs_lock(self.settings):
+            if not force:  # before the encoder's heads or the vectors, shared under the data directory, are written
+                refuse_mismatch(self.store, self.settings, index_root(self.settings), "fitted, embedded or published")
             return self._build(progress, force, keep_ranker)
 
     def _build(self, progress: Progress | None, force: bool, keep_ranker: bool) -> dict[str, Any]:
@@ -114,7 +119,7 @@ class Jobs:
             report["encoder_fit"] = "skipped (fitted heads present)"
         report["embed"] = _as_dict(embed_catalog(self.store, self.settings, _stage(progress, "embed")))
         report["index"] = build_from_catalog(self.store, self.settings, _stage(progress, "index"),
-                                             mode="full" if force else "auto", switch=False)
+                                             mode="full" if force else "auto", switch=False, force=force)
         root, gid = index_root(self.settings), report["index"]["generation"]
         # an unchanged index is the served one, already loaded: a 10M-item generation is not read twice
         reader = (self.recommender.generations.latest_index(strict=True) if current_id(root) == gid

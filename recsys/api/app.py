@@ -69,13 +69,19 @@ class Runtime:
         self.schema_error: str | None = None
         """Why the last try at bringing the schema up to date failed (``/readyz``'s reason), while it fails."""
         self._last_warning = 0.0
+        self.store_mismatch: str | None = None
+        """Why the database and the data directory look like different deployments' (``/readyz``'s reason)."""
+        self._matched: str | None = None
+        """The index generation last found to match the database."""
+        self._sampled: tuple[str, list[str]] = ("", [])
+        """(an index generation, the ids of it compared with the database)."""
 
     @property
     def ready(self) -> bool:
         # Without a ranker (never trained, or one that could not be loaded: retried) search still answers, so the
         # server stays ready; /readyz lists what is not served and why, for whoever routes recommendation traffic.
         return (self.store_ok and self.migrated and bool(self.status.get("ready"))
-                and self.status.get("index_generation") is not None)
+                and self.status.get("index_generation") is not None and self.store_mismatch is None)
 
     def ping(self) -> bool:
         from recsys.store.deadline import bounded
@@ -113,6 +119,7 @@ class Runtime:
                 self.keys.reload()
             except Exception as e:
                 self._warn("could not reload API keys: %s", e)
+        self._check_store()
         limit_compute_threads(self.compute_threads, self._capped)
         self.metrics.set_status(self.status, self.ready)
         self.metrics.observe_pool()
@@ -122,6 +129,33 @@ class Runtime:
         if self.freeze_heap and served != self._frozen_for:
             self._frozen_for = served
             settle_heap()
+
+    def _check_store(self) -> None:
+        """Once per served index generation (and each round while they differ): does the database know its items?
+        A replica on the shared data directory but another deployment's (or an empty) database is kept out of
+        rotation, not left serving ids it cannot describe (and publishing its catalogue as everyone's)."""
+        from recsys.index.store_match import mismatch, sample_ids
+        from recsys.store.deadline import bounded
+
+        gid = self.status.get("index_generation")
+        reader = getattr(getattr(getattr(self.recommender, "generations", None), "loaded", None), "reader", None)
+        settings = getattr(self.recommender, "settings", None)
+        if (not self.store_ok or gid is None or gid == self._matched or reader is None or settings is None
+                or reader.generation_id != gid):
+            return
+        if self._sampled[0] != gid:
+            self._sampled = (gid, sample_ids(reader.item_ids))
+        try:
+            with bounded(self.db_timeout_s):
+                why = mismatch(self.recommender.store, settings, gid, self._sampled[1])
+        except Exception as e:  # an outage: judged on a later round
+            self._warn("could not compare the database with the served index: %s", e)
+            return
+        if why is not None and why != self.store_mismatch:
+            log.error("%s; not ready until they match (/readyz answers 503)", why)
+        elif why is None and self.store_mismatch is not None:
+            log.info("the database now knows the served index's items: ready")
+        self.store_mismatch, self._matched = why, (gid if why is None else None)
 
     def _warm(self) -> None:
         """Once per served catalogue, compute its kept neighbour lists and load its query encoder in a background

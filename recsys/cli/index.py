@@ -20,6 +20,9 @@ def build(
     full: Annotated[bool, typer.Option("--full", help="rebuild everything (no delta)")] = False,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. 'HNSW32,Flat' or 'IVF4096,PQ64'")]
     = None,
+    force: Annotated[bool, typer.Option("--force", help="publish even when the database lacks most of the served "
+                                                        "generation's items (a catalogue replaced on purpose)")]
+    = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Index the catalogue's vectors: skipped when nothing changed, a delta for a few changes, else a full build."""
@@ -29,7 +32,7 @@ def build(
     settings = get_settings()
     with progress_bar("index") as update:
         report = build_from_catalog(open_store(), settings, update, mode="full" if full or factory else "auto",
-                                    factory=factory)
+                                    factory=factory, force=force)
     if report.get("reason"):
         err.print(f"index: {report['reason']}; a full build instead")
     err.print(f"index: {report['action']} -> generation {report['generation']} ({report['items']} items)")

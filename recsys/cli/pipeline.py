@@ -155,7 +155,9 @@ def _summary(info: Any) -> str:
     return ", ".join(parts)
 
 
-def build(force: Annotated[bool, typer.Option(help="redo every stage")] = False, json_out: JsonOpt = False) -> None:
+def build(force: Annotated[bool, typer.Option(help="redo every stage (and publish a catalogue that lacks most of the "
+                                                    "served index's items)")] = False,
+          json_out: JsonOpt = False) -> None:
     """Fit the encoder if needed, embed, index, train the ranker. Idempotent: unchanged stages are skipped."""
     from recsys.config import get_settings
 

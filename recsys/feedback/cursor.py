@@ -23,6 +23,9 @@ from recsys.errors import ValidationFailed
 _FEED = re.compile(r"^[0-9a-f]{32}$")
 _MAC = re.compile(r"^[0-9a-f]{32}$")
 _NOT_OURS = "cursor is not a cursor this API gave (meta.next); start again without a cursor"
+_OTHER_KEY = ("cursor is not a cursor this API gave (meta.next), or one a server with another data directory gave "
+              "(replicas and workers must share RECSYS_HOME, whose secrets/session.key signs cursors); start again "
+              "without a cursor")
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,8 @@ def decode_cursor(text: str, key: bytes) -> Cursor:
         raise ValidationFailed(_NOT_OURS) from None
     if not _FEED.match(feed_id) or not _MAC.match(mac) or not 0 < n <= 1_000_000 or body != f"{feed_id}:{n}":
         raise ValidationFailed(_NOT_OURS)
-    if not hmac.compare_digest(mac, _mac(key, body)):
-        raise ValidationFailed(_NOT_OURS)
+    if not hmac.compare_digest(mac, _mac(key, body)):  # well formed: most likely a sibling's key, not a client bug
+        raise ValidationFailed(_OTHER_KEY)
     return Cursor(feed_id, n)
 
 

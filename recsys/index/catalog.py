@@ -5,7 +5,8 @@ a delta generation (a few items new, changed or removed) and a full rebuild (fir
 ``--full``, or changes beyond ``delta_max_fraction`` of the catalogue). A damaged current generation (hashed as a
 load hashes it) is neither a delta's base nor "up to date": a full build, the report says why. A generation
 published while the catalogue was read (an API upsert's delta) is not dropped by the switch: what changed since is
-added as a delta (:class:`recsys.index.layout.Rebase`).
+added as a delta (:class:`recsys.index.layout.Rebase`). A full build that would drop most of the served generation's
+items, which the database does not know at all, is refused unless forced (:class:`StoreMismatch`).
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class _Snapshot:
     encoder_id: str
     watermark: str
     without_vectors: int
+    known: np.ndarray
+    """Every item id the store holds: live, hidden, deleted or without vectors."""
 
     def fits(self, m: layout.Manifest) -> bool:
         """Whether a delta over generation ``m`` can hold these vectors."""
@@ -98,6 +101,7 @@ def _read_snapshot(store: Any, settings: Settings, vectors: VectorProvider, prog
 
     with store.session() as s:
         df = items_frame(s, include_removed=True)
+    known = df["item_id"].astype(str).to_numpy()
     # hidden items stay indexed: every query excludes them (the removed items, the lexical SQL), so an unhide acts
     # at once and a hidden item's page still finds similar items; deleted ones go
     df = df[~df["deleted"].astype(bool)]
@@ -121,7 +125,7 @@ def _read_snapshot(store: Any, settings: Settings, vectors: VectorProvider, prog
     present = {"image": np.asarray(iv.has_image, bool)[rows],
                "text": _nonzero(mats["text"]), "fused": _nonzero(mats["fused"])}
     newest = max((str(u) for u in meta.updated_at if u is not None), default="")
-    return _Snapshot(meta, mats, present, iv.encoder_id, f"{newest}|{len(meta)}", int((~have).sum()))
+    return _Snapshot(meta, mats, present, iv.encoder_id, f"{newest}|{len(meta)}", int((~have).sum()), known)
 
 
 def _default_vectors(settings: Settings, store: Any) -> ItemVectorsLike:
@@ -135,7 +139,8 @@ def _default_vectors(settings: Settings, store: Any) -> ItemVectorsLike:
 
 def build_from_catalog(store: Any, settings: Settings, progress: Progress | None = None, *,
                        mode: str = "auto", factory: str | None = None,
-                       vectors: VectorProvider | None = None, switch: bool = True) -> dict[str, Any]:
+                       vectors: VectorProvider | None = None, switch: bool = True,
+                       force: bool = False) -> dict[str, Any]:
     """Index the store's items that are not deleted (hidden ones too: queries exclude them) with the encoder's
     vectors. Without ``switch`` the new generation is written and not served (``recsys build`` serves it with the
     ranker trained on it, through :func:`layout.publish` with :func:`rebase_for` of this report).
@@ -145,6 +150,9 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     full), generation id (the one served, with ``switch``), item count, recall@10 per modality, seconds, ``base``
     (the generation served when the catalogue was read), ``reason`` when a delta or skip was impossible, and
     ``caught_up`` when another generation was published meanwhile and a delta carried its changes over.
+
+    A full build over a served generation whose items the database mostly does not know (another deployment's
+    database, or an empty one) raises :class:`StoreMismatch` before anything is written, unless ``force``.
     """
     if mode not in ("auto", "full", "delta"):
         raise ValueError(f"mode must be auto, full or delta, not {mode!r}")
@@ -171,6 +179,8 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
             reason = f"index generation {base} was pruned while the catalogue was read"
         if reason:
             log.warning("%s; building a full generation instead", reason)
+    if m is None and base is not None and not force:
+        _refuse_foreign_store(root, base, snap, store, settings)
     if m is None:
         m = build_generation(root, snap.meta.item_ids.tolist(), snap.mats, encoder_id=snap.encoder_id,
                              watermark=snap.watermark, meta=snap.meta, present=snap.present, factory=factory,
@@ -206,6 +216,35 @@ def _plan(root: Path, snap: _Snapshot, base: str | None, mode: str,
     ch = _diff(root, cur, snap.meta)
     small = len(ch.changed) + len(ch.removed) <= settings.index.delta_max_fraction * max(ch.base_live, 1)
     return (ch if mode == "delta" or small else None), None
+
+
+def _refuse_foreign_store(root: Path, base: str, snap: _Snapshot, store: Any, settings: Settings) -> None:
+    """StoreMismatch when the database does not know (neither live, hidden nor deleted) more than half of the items
+    generation ``base`` serves (one of ``MIN_SAMPLE`` items or more): publishing would replace every replica's
+    catalogue with this database's."""
+    import pandas as pd
+
+    from recsys.config import without_password
+    from recsys.index.store_match import MIN_SAMPLE, StoreMismatch
+
+    gdir = layout.generations_dir(root) / base
+    try:  # the ids alone: the whole metadata (attributes parsed) is seconds at 10M items
+        served = pd.read_parquet(gdir / META_FILE, columns=["item_id"])["item_id"].astype(str).to_numpy()
+        served = served[~np.load(gdir / DEAD_FILE)]
+    except (OSError, ValueError, KeyError, IndexError):  # unreadable: nothing to keep, the build replaces it
+        return
+    unknown = served[~pd.Series(served).isin(snap.known).to_numpy()]
+    if len(served) < MIN_SAMPLE or 2 * len(unknown) <= len(served):
+        return
+    url = without_password(str(getattr(store, "url", settings.db_url)))
+    raise StoreMismatch(
+        f"RECSYS_DATABASE_URL and RECSYS_HOME look mismatched: this database does not know {len(unknown)} of the "
+        f"{len(served)} items the served generation indexes (e.g. {', '.join(unknown[:3].tolist())}), and a full "
+        f"build would replace it, for every replica, with its {len(snap.meta)} items; nothing was published. Data "
+        f"directory: {Path(settings.home).absolute()} (generation {base}); database: {url}. Check that both name "
+        "the same deployment (servers, workers and jobs must share the two). If this database's catalogue really "
+        "is meant to replace the served one, publish it with `recsys index build --force` (or `recsys build "
+        "--force`)")
 
 
 def _delta(root: Path, snap: _Snapshot, ch: _Change, base: str, settings: Settings, store: Any, switch: bool,

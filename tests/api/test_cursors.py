@@ -121,3 +121,21 @@ def test_a_pin_counts_its_position_over_the_whole_feed(client: TestClient) -> No
     served.flush()
     s2 = client.post("/v1/sessions/recommendations", json={**body, "cursor": s1.json()["meta"]["next"]})
     assert _ids(s2)[0] == other and "pinned" in s2.json()["items"][0]["sources"]
+
+
+def test_a_cursor_from_a_server_with_another_data_directory_says_so(make_client: Client, fake: Any,
+                                                                   tmp_path: Any) -> None:
+    from recsys.api import create_app
+    from tests.api.conftest import api_settings
+
+    first = make_client().get("/v1/users/u5/recommendations", params={"k": 3}).json()["meta"]["next"]
+    other = api_settings(tmp_path)
+    other.home = tmp_path / "other-home"  # its own secrets/session.key: another signing key
+    with TestClient(create_app(other, fake), raise_server_exceptions=False) as b:
+        r = b.get("/v1/users/u5/recommendations", params={"k": 3, "cursor": first})
+        garbled = b.get("/v1/users/u5/recommendations", params={"k": 3, "cursor": "not-a-cursor"})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "another data directory" in detail and "RECSYS_HOME" in detail and "secrets/session.key" in detail
+    # what cannot be a cursor at all is not blamed on the configuration
+    assert garbled.status_code == 422 and "RECSYS_HOME" not in garbled.json()["detail"]

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import MetricsKey, ReadKey
-from recsys.api.errors import public_status
+from recsys.api.errors import public_status, redact
 from recsys.api.metrics import CONTENT_TYPE
 from recsys.api.schemas import Health, Readiness
 from recsys.errors import SchemaBehind
@@ -86,7 +86,8 @@ async def readyz(request: Request) -> Any:
     body = Readiness(ready=runtime.ready, store=runtime.store_ok, index_generation=_s(st.get("index_generation")),
                      ranker_version=_s(st.get("ranker_version")), encoder_id=_s(st.get("encoder_id")),
                      not_served=[str(x) for x in st.get("not_served") or ()],
-                     reason=_s((runtime.schema_error and SchemaBehind.public) or st.get("ranker_error")
+                     reason=_s((runtime.schema_error and SchemaBehind.public)
+                               or (runtime.store_mismatch and redact(runtime.store_mismatch)) or st.get("ranker_error")
                                or st.get("reason")
                                or (None if runtime.store_ok else "the database is unreachable")))
     if body.ready:
