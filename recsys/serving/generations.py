@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from recsys.config import Settings
 from recsys.errors import RankerError
 from recsys.store import Store
+from recsys.store.deadline import OncePerMinute
 from recsys.store.queries import events_frame, events_watermark, items_frame
 
 if TYPE_CHECKING:
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from recsys.ranking.generations import RankerGeneration
 
 log = logging.getLogger(__name__)
+REPEATS = OncePerMinute()
+"""A refresh runs every second: while the database is down each round's "ranker could not be loaded" (with the
+database's address) was logged again, 57 lines a minute; now once a minute per message."""
+log.addFilter(REPEATS)
 
 RANKER_RETRY_S = 60.0
 """A ranker generation that failed to load by itself (not for a database outage) is tried again after this long."""
