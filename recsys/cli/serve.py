@@ -281,6 +281,8 @@ def keys_list(json: JsonOpt = False) -> None:
         emit_json([{"name": r.name, "scope": r.scope, "created_at": r.created_at, "revoked": r.revoked}
                    for r in rows])
         return
+    if not rows:  # stderr: the listing on stdout stays empty for scripts
+        err.print("no API keys yet: `recsys keys create NAME --scope read|admin` makes one")
     for r in rows:
         typer.echo(f"{r.name}\t{r.scope}\t{r.created_at:%Y-%m-%d %H:%M}\t{'revoked' if r.revoked else 'active'}")
 

@@ -124,6 +124,8 @@ def test_keys_cli(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: i
     serve.register(app)
     runner = CliRunner()
     try:
+        r = runner.invoke(app, ["keys", "list"])  # none yet: said on stderr (it printed nothing at all)
+        assert r.exit_code == 0 and r.stdout == "" and "no API keys yet" in r.stderr
         r = runner.invoke(app, ["keys", "create", "ci", "--scope", "admin", "--json"])
         assert r.exit_code == 0, r.output
         assert json.loads(r.stdout.strip().splitlines()[-1])["key"].startswith("rsk_")
