@@ -124,6 +124,9 @@ def test_keys_cli(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: i
     serve.register(app)
     runner = CliRunner()
     try:
+        from recsys.cli._common import open_store
+
+        open_store(create=True).dispose()  # an empty store
         r = runner.invoke(app, ["keys", "list"])  # none yet: said on stderr (it printed nothing at all)
         assert r.exit_code == 0 and r.stdout == "" and "no API keys yet" in r.stderr
         r = runner.invoke(app, ["keys", "create", "ci", "--scope", "admin", "--json"])
