@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
+from sqlalchemy import select
 
 from recsys.index import ItemMeta
+from recsys.store import Store
+from recsys.store.tables import Item
+
+
+@dataclass
+class FakeVectors:
+    """What ``build_from_catalog`` reads of an embedded catalogue (:class:`recsys.index.catalog.ItemVectorsLike`)."""
+
+    item_ids: list[str]
+    fused: np.ndarray
+    text: np.ndarray
+    image: np.ndarray
+    has_image: np.ndarray
+    encoder_id: str = "fake-enc"
+
+
+def store_vectors(store: Store, vector_of: Callable[[str], np.ndarray], *, live_only: bool = True) -> FakeVectors:
+    """One vector per stored item (those not deleted, with ``live_only``), from its id, in every modality."""
+    q = select(Item.external_id).order_by(Item.id)
+    with store.session() as s:
+        ids = list(s.scalars(q.where(Item.deleted.is_(False)) if live_only else q))
+    v = np.stack([vector_of(i) for i in ids]).astype(np.float32)
+    return FakeVectors(ids, v, v.copy(), v.copy(), np.ones(len(ids), bool))
 
 
 def clustered(n: int, d: int = 16, *, centres: int = 8, spread: float = 0.3, seed: int = 0) -> np.ndarray:

@@ -13,17 +13,7 @@ from recsys.config import Settings
 from recsys.index import IndexReader, ItemFilter, build_from_catalog, index_root, list_generations
 from recsys.store import Store
 from recsys.store.tables import Artifact, Item
-from tests.index.fixtures import clustered
-
-
-@dataclass
-class FakeVectors:
-    item_ids: list[str]
-    fused: np.ndarray
-    text: np.ndarray
-    image: np.ndarray
-    has_image: np.ndarray
-    encoder_id: str = "fake-enc"
+from tests.index.fixtures import FakeVectors, clustered
 
 
 class FakeEncoder:

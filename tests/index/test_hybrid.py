@@ -6,7 +6,6 @@ sharing a product code) point away from, so vector search alone ranks them last.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from recsys.store.importers.report import TableCounts
 from recsys.store.importers.writer import upsert_items
 from recsys.store.items import set_flags
 from recsys.store.tables import Item
+from tests.index.fixtures import FakeVectors, store_vectors
 
 D = 8
 AXES = np.eye(D, dtype=np.float32)  # 0: dresses, 1: tops, 2: anything else
@@ -40,21 +40,8 @@ def _vector(item_id: str) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-@dataclass
-class FakeVectors:
-    item_ids: list[str]
-    fused: np.ndarray
-    text: np.ndarray
-    image: np.ndarray
-    has_image: np.ndarray
-    encoder_id: str = "fake-enc"
-
-
 def _vectors(settings: Settings, store: Store) -> FakeVectors:
-    with store.session() as s:
-        ids = list(s.scalars(select(Item.external_id).order_by(Item.id)))
-    v = np.stack([_vector(i) for i in ids])
-    return FakeVectors(ids, v, v.copy(), v.copy(), np.ones(len(ids), bool))
+    return store_vectors(store, _vector, live_only=False)
 
 
 class FakeTextEncoder:

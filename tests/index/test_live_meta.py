@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import select
 
 from recsys.config import Settings
 from recsys.index import ItemFilter, ItemMeta, build_from_catalog
@@ -25,8 +23,8 @@ from recsys.store.importers import run_import
 from recsys.store.importers.records import ItemRecord
 from recsys.store.importers.report import TableCounts
 from recsys.store.importers.writer import upsert_items
-from recsys.store.tables import Item
 from tests.conftest import run_async
+from tests.index.fixtures import FakeVectors, store_vectors
 
 D = 8
 MODES = ("hybrid", "lexical", "vector")
@@ -40,21 +38,8 @@ def _vector(item_id: str) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-@dataclass
-class FakeVectors:
-    item_ids: list[str]
-    fused: np.ndarray
-    text: np.ndarray
-    image: np.ndarray
-    has_image: np.ndarray
-    encoder_id: str = "fake-enc"
-
-
 def _vectors(settings: Settings, store: Store) -> FakeVectors:
-    with store.session() as s:
-        ids = list(s.scalars(select(Item.external_id).where(Item.deleted.is_(False)).order_by(Item.id)))
-    v = np.stack([_vector(i) for i in ids])
-    return FakeVectors(ids, v, v.copy(), v.copy(), np.ones(len(ids), bool))
+    return store_vectors(store, _vector)
 
 
 class FakeTextEncoder:

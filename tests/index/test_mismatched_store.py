@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -19,25 +18,16 @@ from recsys.index import IndexReader, build_from_catalog, current_id, index_root
 from recsys.index.store_match import StoreMismatch
 from recsys.store import Store
 from recsys.store.tables import Item
+from tests.index.fixtures import FakeVectors
 
 
-@dataclass
-class Vectors:
-    item_ids: list[str]
-    fused: np.ndarray
-    text: np.ndarray
-    image: np.ndarray
-    has_image: np.ndarray
-    encoder_id: str = "fake-enc"
-
-
-def vectors(settings: Settings, store: Store) -> Vectors:
+def vectors(settings: Settings, store: Store) -> FakeVectors:
     """A vector per live item, derived from its id (the same item gets the same vector from any store)."""
     with store.session() as s:
         ids = list(s.scalars(select(Item.external_id).where(Item.deleted.is_(False)).order_by(Item.id)))
     v = np.stack([np.random.default_rng(int(hashlib.sha1(i.encode()).hexdigest()[:8], 16)).standard_normal(8)
                   for i in ids]).astype(np.float32)
-    return Vectors(ids, v, v.copy(), np.zeros_like(v), np.zeros(len(ids), bool))
+    return FakeVectors(ids, v, v.copy(), np.zeros_like(v), np.zeros(len(ids), bool))
 
 
 def add_items(store: Store, ids: list[str]) -> None:
