@@ -10,7 +10,8 @@ non-zero. Every message says what is wrong and what to do about it.
     │   │   ├── StoreBusy             store_busy      503 (+ Retry-After; SQLite locked by another writer)
     │   │   ├── StoreDamaged          store_damaged   503 (the SQLite file is not a database, or corrupt)
     │   │   └── DiskFull              disk_full       507 (no space left for the database or its temporary files)
-    │   └── SchemaMismatch            store_schema    500 (a schema revision this code does not know)
+    │   ├── SchemaMismatch            store_schema    500 (a schema revision this code does not know)
+    │   └── StoreDenied               store_denied    500 (PostgreSQL refused the role a privilege, SQLSTATE 42501)
     ├── ImportFailed                  import_failed   400  (file unreadable: names file and line)
     ├── ValidationFailed              invalid         422
     │   ├── BeforeData                invalid         422 (a request time before every event known)
@@ -134,6 +135,39 @@ class SchemaMismatch(StoreError):
     """The database's schema revision (or the one asked for) is not one this code knows: no retry helps."""
 
     code, status = "store_schema", 500
+
+
+class StoreDenied(StoreError):
+    """PostgreSQL refused the login role a privilege on a table, sequence or schema (SQLSTATE 42501): the role was
+    set up without it, so no retry helps; the database's owner grants it."""
+
+    code, status = "store_denied", 500
+
+    @classmethod
+    def of(cls, url: str, e: BaseException) -> StoreDenied | None:
+        """The error for ``e`` (a SQLAlchemy error) if the database refused a privilege, else None. ``url``: the
+        database's, its password hidden (:func:`recsys.config.without_password`)."""
+        orig = getattr(e, "orig", None) or e
+        if getattr(orig, "sqlstate", None) != "42501":
+            return None
+        from sqlalchemy.engine import make_url
+
+        why = str(orig).splitlines()[0] if str(orig) else "permission denied"
+        role = make_url(url).username
+        verb = (str(getattr(e, "statement", "") or "").split() or [""])[0].upper()
+        what = {"SELECT": "a SELECT", "INSERT": "an INSERT", "UPDATE": "an UPDATE", "DELETE": "a DELETE",
+                "CREATE": "a CREATE", "ALTER": "an ALTER", "DROP": "a DROP"}.get(verb, "a statement")
+        who = f"role {role}" if role else "the role it logs in as"
+        grantee = role or "ROLE"
+        if verb in ("CREATE", "ALTER", "DROP") or any(w in why for w in (" for schema ", " for database ",
+                                                                         "must be owner")):  # a migration's work
+            todo = "run the migration (`recsys db upgrade` or `downgrade`) as the owner of the database's tables" + (
+                f", or have it run GRANT CREATE ON SCHEMA public TO {grantee}" if " for schema " in why else "")
+        else:
+            todo = (f"recsys reads and writes every table of its schema: have the tables' owner (or a superuser) run "
+                    f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {grantee}; GRANT USAGE, "
+                    f"SELECT ON ALL SEQUENCES IN SCHEMA public TO {grantee}; or connect as the tables' owner")
+        return cls(f"database {url} refused {who} {what} ({why}); nothing was changed. To fix it, {todo}")
 
 
 class ImportFailed(RecsysError):

@@ -31,6 +31,7 @@ from recsys.errors import (
     SchemaBehind,
     StoreBusy,
     StoreDamaged,
+    StoreDenied,
     StoreError,
     StoreTimeout,
 )
@@ -85,6 +86,9 @@ def public_message(exc: RecsysError) -> str:
                 "(the server log names the file)")
     if isinstance(exc, SchemaBehind):
         return SchemaBehind.public
+    if isinstance(exc, StoreDenied):
+        return ("the database refused this server a privilege; retrying will not help until the operator grants it "
+                "(the server log says which)")
     if isinstance(exc, StoreError):
         return "the database is unreachable; retry shortly"
     return redact(exc.message)

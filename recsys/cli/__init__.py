@@ -5,12 +5,29 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from recsys.cli import data, demo
 
+
+class _Commands(TyperGroup):
+    """The root command group. Ctrl-C in any command says ``interrupted`` and exits 130: typer's own handling turns
+    a KeyboardInterrupt into a silent exit 130 before :func:`main` could say it. A command that says more itself
+    (``items describe``: what was written) catches it first and exits 130 without reaching here."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer runs on a click of its own, whose Context type is private
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="recsys: multimodal recommendation engine (import, embed, index, train, evaluate, serve).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -70,7 +87,7 @@ def main() -> None:
             raise
         typer.echo(f"error [config]: {message}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before a command ran (loading the commands); a command's own is _Commands's
         typer.echo("interrupted", err=True)
         sys.exit(130)
 

@@ -29,6 +29,7 @@ from recsys.errors import (
     SchemaMismatch,
     StoreBusy,
     StoreDamaged,
+    StoreDenied,
     StoreTimeout,
     StoreUnavailable,
     ValidationFailed,
@@ -140,6 +141,8 @@ class Store:
             if getattr(e.orig, "sqlstate", None) in CONFLICT_STATES:
                 raise StoreBusy("the database gave up this write to resolve a conflict with a concurrent one "
                                 f"({str(e.orig).splitlines()[0]}); nothing of it was stored: retry it") from e
+            if (denied := StoreDenied.of(without_password(self.url), e)) is not None:  # a missing GRANT, not "down"
+                raise denied from e
             if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False) or _damaged(e):
                 if (refused := _refused(e)) is not None:
                     raise refused from e
@@ -236,7 +239,7 @@ class Store:
             return
         current = None
         try:
-            with schema.migration_lock(self), _alembic_refusal(), schema.interrupts_kept():
+            with schema.migration_lock(self), _alembic_refusal(self.url), schema.interrupts_kept():
                 current = self.current_revision()
                 schema.check_known(self, current, revision, "up")
                 if revision == "head" and self.at_head():
@@ -273,7 +276,7 @@ class Store:
 
         from recsys.store import schema
 
-        with schema.migration_lock(self), _alembic_refusal(), schema.interrupts_kept():
+        with schema.migration_lock(self), _alembic_refusal(self.url), schema.interrupts_kept():
             schema.check_known(self, self.current_revision(), revision, "down")
             with self._migrating() as cfg:
                 command.downgrade(cfg, revision)
@@ -286,23 +289,16 @@ class Store:
 
         from recsys.store import schema
 
-        with schema.migration_lock(self), _alembic_refusal():
+        with schema.migration_lock(self), _alembic_refusal(self.url):
             wanted = schema.check_stamp(self, self.current_revision(), revision)
             command.stamp(self.alembic_config(), wanted)
         return wanted
 
     def current_revision(self) -> str | None:
-        try:
-            with self.engine.connect() as c:
-                if not inspect(c).has_table("alembic_version"):
-                    return None
-                return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except OperationalError as e:
-            raise self.unavailable(e) from e
-        except DBAPIError as e:
-            if _damaged(e):
-                raise self.unavailable(e) from e
-            raise
+        with self._connection_errors(), self.engine.connect() as c:
+            if not inspect(c).has_table("alembic_version"):
+                return None
+            return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     def at_head(self) -> bool:
         from recsys.store import schema
@@ -315,9 +311,10 @@ class Store:
 
 
 @contextmanager
-def _alembic_refusal() -> Iterator[None]:
+def _alembic_refusal(url: str) -> Iterator[None]:
     """Alembic's refusals (a target it cannot reach from here) as SchemaMismatch, not a traceback; the checks before
-    it (:func:`recsys.store.schema.check_known`) say the usual cases in recsys's words."""
+    it (:func:`recsys.store.schema.check_known`) say the usual cases in recsys's words. A migration run as a role
+    that may not create or alter the tables is StoreDenied."""
     from alembic.util import CommandError
 
     try:
@@ -325,6 +322,10 @@ def _alembic_refusal() -> Iterator[None]:
     except CommandError as e:
         raise SchemaMismatch(f"the migration tool refused: {e}; nothing was changed (`recsys db current` prints the "
                              "database's revision)") from e
+    except DBAPIError as e:
+        if (denied := StoreDenied.of(without_password(url), e)) is None:
+            raise
+        raise denied from e
 
 
 def _refused(e: DBAPIError) -> ValidationFailed | None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from recsys.config import Settings, get_settings
-from recsys.errors import DiskFull, ImportFailed
+from recsys.errors import ImportFailed, StoreBusy, StoreError, StoreUnavailable
 from recsys.store.db import Store
 from recsys.store.importers.batch import Progress, Writer
 from recsys.store.importers.generic import import_generic
@@ -47,6 +48,7 @@ def run_import(
         raise ImportFailed(f"{path} is a directory; `recsys import {source}` reads one file (CSV, JSON lines or "
                            "Parquet)")
     report = ImportReport(source=f"{source}:{path}")
+    committing = False
     try:
         with store.session() as session:
             writer = Writer(session, report, settings.store.batch_size, progress)
@@ -62,12 +64,19 @@ def run_import(
                 writer.finish()
             finally:
                 writer.close()
-    except DiskFull as e:  # the store's words are any transaction's: say what became of this one
-        raise DiskFull(f"{path}: nothing was imported: {e.message}") from e
+            committing = True
+    except StoreError as e:  # the store's words (full, down, denied) are any transaction's: say this one's fate
+        if committing and type(e) is StoreUnavailable:  # the connection went during COMMIT: it may have been done
+            raise
+        raise _nothing_imported(e, path) from e
     except (StatementError, TypeError) as e:  # a value the row checks let through: say so, never a traceback
         said = _refused(e)
         if said is None:
             raise  # the store's own trouble (busy, down: the session has said so), or a bug
+        if _concurrent(e):  # the file is not at fault: the same ids were written by another import meanwhile
+            raise StoreBusy(f"{path}: another writer (an import running at the same time?) changed the same rows "
+                            f"while this import ran ({said}); nothing was imported. The file is not at fault: running "
+                            "it again is safe") from e
         raise ImportFailed(f"{path}: the database refused a value ({said}); nothing was imported. Please report it "
                            "with the file's offending row: the importer should have skipped that row") from e
     _write_report(report, settings, source)
@@ -84,6 +93,23 @@ def _refused(e: Exception) -> str | None:
         return None
     said = str(getattr(e, "orig", "") or "").strip()
     return said.splitlines()[0] if said else type(getattr(e, "orig", e)).__name__
+
+
+def _nothing_imported(e: StoreError, path: Path) -> StoreError:
+    """``e`` (its class: code and status) saying that the import's transaction was rolled back."""
+    said = copy.copy(e)
+    said.message = f"{path}: nothing was imported: {e.message}"
+    said.args = (said.message,)
+    return said
+
+
+def _concurrent(e: Exception) -> bool:
+    """A unique or foreign key violation: the importer writes each id once and its references first, so another
+    writer's rows (inserted or removed meanwhile) are the cause, not a value of the file."""
+    state = getattr(getattr(e, "orig", None), "sqlstate", None)
+    said = str(getattr(e, "orig", "") or "")
+    return isinstance(e, IntegrityError) and (state in ("23505", "23503") or said.startswith(
+        ("UNIQUE constraint failed", "FOREIGN KEY constraint failed")))
 
 
 def _write_report(report: ImportReport, settings: Settings, source: str) -> None:

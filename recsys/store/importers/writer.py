@@ -11,19 +11,21 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from recsys.errors import StoreBusy
 from recsys.store.descriptions import remove_descriptions
 from recsys.store.importers.records import ITEM_FIELDS, EventRecord, ItemRecord, UserRecord
 from recsys.store.importers.repeats import SpillingMap
 from recsys.store.importers.report import TableCounts
 from recsys.store.tables import Event, Item, ItemMedia, User, utcnow
 
+R = TypeVar("R", ItemRecord, UserRecord)
 _CHUNK = 900  # stays under SQLite's bound-parameter limit in IN (...) lists
 
 
@@ -85,15 +87,40 @@ def _count(counts: TableCounts, outcomes: dict[str, Outcome], seen: SpillingMap 
         seen.put_many(earlier)
 
 
+_PASSES = 3
+"""Writes of one batch: a second pass updates the rows a concurrent import inserted first; a third is for an item
+inserted and then gone again meanwhile."""
+
+
+def _settle(write: Callable[[list[R]], list[R]], records: list[R], table: str) -> None:
+    """Run ``write`` until it leaves no record unwritten. A new id that another import inserts between this one's read
+    and its insert is skipped by the insert (ON CONFLICT DO NOTHING) and returned, then written again as an update of
+    the now stored row: both imports succeed and the last writer's values stay."""
+    for _ in range(_PASSES):
+        records = write(records)
+        if not records:
+            return
+    raise StoreBusy(f"another writer kept changing the same {table} ({', '.join(r.external_id for r in records[:3])}"
+                    f"{', ...' if len(records) > 3 else ''}) while this import wrote them; running it again is safe")
+
+
 def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableCounts,
                  seen: SpillingMap | None = None) -> None:
     """Insert new items, update changed ones (by content hash), leave unchanged ones alone. A record that gives only
     some fields (:attr:`ItemRecord.given`) updates those: an existing item keeps its stored values of the others, and
     a deleted one stays deleted unless the record gives a title (a catalogue record brings it back). ``seen``: the
-    ids of the import's earlier batches (:func:`_count`)."""
+    ids of the import's earlier batches (:func:`_count`). Safe beside a concurrent import of the same ids
+    (:func:`_settle`)."""
     given = len(records)
     records = list({r.external_id: r for r in records}.values())  # last one wins within a batch
     counts.repeated += given - len(records)
+    outcomes: dict[str, Outcome] = {}
+    _settle(lambda todo: _write_items(session, todo, outcomes), records, "items")
+    _count(counts, outcomes, seen)
+
+
+def _write_items(session: Session, records: list[ItemRecord], outcomes: dict[str, Outcome]) -> list[ItemRecord]:
+    """One pass of :func:`upsert_items`; returns the new records another writer inserted first (not yet written)."""
     existing: dict[str, tuple[int, str, bool]] = {}
     for part in _chunks([r.external_id for r in records]):
         q = select(Item.external_id, Item.id, Item.content_hash, Item.deleted).where(Item.external_id.in_(part))
@@ -106,7 +133,6 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
     records = _with_stored_fields(session, records, existing)
     now = utcnow()
     new, changed = [], []
-    outcomes: dict[str, Outcome] = {}
     for r in records:
         h = r.content_hash()
         row = {"external_id": r.external_id, "title": r.title, "description": r.description,
@@ -123,15 +149,16 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
             outcomes[r.external_id] = ("updated", was, f"{h[:16]}{int(r.external_id in stays_deleted)}")
         else:
             outcomes[r.external_id] = ("unchanged", was, was)
-    if new:
-        session.execute(insert(Item), new)
+    inserted = _insert_new(session, Item, new)
     if changed:
         session.execute(update(Item), changed)
-    _count(counts, outcomes, seen)
-    touched: set[str] = {str(r["external_id"]) for r in new} | {str(r["external_id"]) for r in changed}
+    late = [r for r in records if r.external_id not in existing and r.external_id not in inserted]
+    for r in late:
+        del outcomes[r.external_id]
+    touched = inserted | {str(r["external_id"]) for r in changed}
     touched -= same_media & set(existing)  # their stored media (and its checked status) stay as they are
     if not touched:
-        return
+        return late
     before = _replace_media(session, records, touched)
     # A generated description was written from the item's images (their mean, so order does not count): other
     # images make it stale; a change of title or price alone keeps it. The lexical index follows by triggers.
@@ -139,6 +166,16 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
                     and {(k, u) for k, u in r.media} != set(before[pk])]
     if other_images:
         remove_descriptions(session, other_images)
+    return late
+
+
+def _insert_new(session: Session, table: type[Item] | type[User], rows: list[dict[str, Any]]) -> set[str]:
+    """Insert ``rows`` in one bulk statement, skipping any whose external id is stored by now (a concurrent import
+    committed it after this one read); returns the external ids inserted."""
+    if not rows:
+        return set()
+    ins = _dialect_insert(session)(table.__table__).on_conflict_do_nothing(index_elements=["external_id"])
+    return {str(e) for (e,) in session.execute(ins.returning(table.__table__.c.external_id), rows)}
 
 
 def _replace_media(session: Session, records: Sequence[ItemRecord],
@@ -205,6 +242,13 @@ def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableC
     given = len(records)
     records = list({r.external_id: r for r in records}.values())
     counts.repeated += given - len(records)
+    outcomes: dict[str, Outcome] = {}
+    _settle(lambda todo: _write_users(session, todo, outcomes), records, "users")
+    _count(counts, outcomes, seen)
+
+
+def _write_users(session: Session, records: list[UserRecord], outcomes: dict[str, Outcome]) -> list[UserRecord]:
+    """One pass of :func:`upsert_users`; returns the new records another writer inserted first (not yet written)."""
     existing: dict[str, tuple[int, Any]] = {}
     for part in _chunks([r.external_id for r in records]):
         q = select(User.external_id, User.id, User.attributes).where(User.external_id.in_(part))
@@ -215,19 +259,18 @@ def upsert_users(session: Session, records: Sequence[UserRecord], counts: TableC
            for r in records if r.external_id not in existing]
     changed = [{"id": existing[r.external_id][0], "attributes": attrs[r.external_id]} for r in records
                if r.external_id in existing and existing[r.external_id][1] != attrs[r.external_id]]
-    if new:
-        session.execute(insert(User), new)
+    inserted = _insert_new(session, User, new)
     if changed:
         session.execute(update(User), changed)
-    outcomes: dict[str, Outcome] = {}
     for r in records:
         if r.external_id not in existing:
-            outcomes[r.external_id] = ("inserted", None, "")
+            if r.external_id in inserted:
+                outcomes[r.external_id] = ("inserted", None, "")
             continue
         before, after = _digest(existing[r.external_id][1]), _digest(attrs[r.external_id])
         outcomes[r.external_id] = ("unchanged" if existing[r.external_id][1] == attrs[r.external_id] else "updated",
                                    before, after)
-    _count(counts, outcomes, seen)
+    return [r for r in records if r.external_id not in existing and r.external_id not in inserted]
 
 
 def _digest(attributes: Any) -> str:
