@@ -1,16 +1,43 @@
-"""The ids requests carry: printable, no control characters (PostgreSQL refuses NUL), at most 128 characters like
-the store's; and those that would write to another record, or to one no URL path could address, refused."""
+"""The ids requests carry: valid Unicode, printable, no control characters (PostgreSQL refuses NUL), at most 128
+characters like the store's; and those that would write to another record, or to one no URL path could address,
+refused."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
 from recsys.store.limits import DOT_SEGMENTS, MAX_ID, PRINTABLE
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=PRINTABLE)]
+
+def encodable(s: str) -> bool:
+    """Whether ``s`` is valid Unicode text: JSON's escapes can give a lone surrogate (``"\\ud800"``), which no
+    response, log line or database can encode as UTF-8."""
+    try:
+        s.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unicode_id(v: Any) -> Any:
+    """``v``, or ValueError for a string with a lone surrogate (said plainly, not as pydantic's "unable to parse raw
+    data as a unicode string")."""
+    if isinstance(v, str) and not v.isascii() and not encodable(v):
+        raise ValueError("an id must be valid Unicode text: it holds a lone surrogate (a \\ud800-\\udfff escape "
+                         "outside a pair)")
+    return v
+
+
+def shown_id(v: Any) -> str | None:
+    """A record's id as a batch result echoes it, any invalid one included: a lone surrogate is backslash-escaped
+    (echoed raw, the whole answer failed to encode, a 500 after the batch's valid records were stored)."""
+    return None if v is None else str(v).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=PRINTABLE), BeforeValidator(unicode_id)]
 
 
 def trimmed_id(v: str) -> str:

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from recsys.api.ids import Id, NewId, trimmed_id
+from recsys.api.ids import Id, NewId, encodable, trimmed_id
 from recsys.encoders.base import Modality
 from recsys.store.limits import (
     MAX_ATTRIBUTE_TEXT,
@@ -118,16 +118,16 @@ class Meta(BaseModel):
                                                        "it as `cursor`; the next page repeats no item of this feed")
     experiment: str | None = Field(default=None, description="the experiment this list was served under, if any")
     variant: str | None = Field(default=None, description="the user's variant in that experiment")
-    unknown_items: list[str] | None = Field(default=None, description="a session's posted items, or the item ids "
-                                                                      "a request's pins, boosts or bury name, that "
-                                                                      "are not in the catalogue: left out; and "
-                                                                      "`category:NAME` keys naming a category no "
-                                                                      "item has")
+    unknown_items: list[str] | None = Field(
+        default=None, description="a session's posted items, or the item ids a request's pins, boosts or bury name, "
+                                  "that are not in the catalogue: left out; and `category:NAME` keys naming a "
+                                  "category no item has")
     unknown_filter_values: list[dict[str, Any]] | None = Field(
         default=None, description="the filter's category and attribute values that no item has (values match "
                                   "ignoring case and surrounding spaces), each as `{field, value, closest}`: "
                                   "`field` `category` or `attributes.KEY`, `closest` up to 3 known values like it; "
-                                  "an attribute no item has also gets `closest_fields`")
+                                  "an attribute no item has also gets `closest_fields`. The first 20 only")
+    unknown_filter_values_more: int | None = Field(default=None, description="how many values no item has go unlisted")
 
 
 class Debug(BaseModel):
@@ -325,8 +325,8 @@ class ItemPut(_Strict):
         for key, val in v.items():
             if isinstance(val, float) and not math.isfinite(val):
                 raise ValueError(f"attribute {key!r} is not finite")
-            if isinstance(val, str) and ("\x00" in val or len(val) > MAX_ATTRIBUTE_TEXT):
-                raise ValueError(f"attribute {key!r} has a NUL character or is over {MAX_ATTRIBUTE_TEXT} characters")
+            if isinstance(val, str) and ("\x00" in val or len(val) > MAX_ATTRIBUTE_TEXT or not encodable(val)):
+                raise ValueError(f"attribute {key!r} has a NUL or lone surrogate or is over {MAX_ATTRIBUTE_TEXT} chars")
         return v
 
 

@@ -6,6 +6,8 @@ request wait for the database. A batch the database refuses for an outage (unrea
 growing backoff while new lists wait in the queue (so memory stays bounded by it); one given up after the last try is
 counted in ``failed`` and in the same metric. The log also remembers, in memory, what the recent feeds and users
 were shown, so a feed's next page and ``exclude_shown_hours`` see a list still queued (and a list that was dropped).
+A cursor sent again adds a copy of its page, each recorded (attribution needs every list), but a feed is read with the
+FEED_COPIES latest copies of a page only: replayed without end, a cursor would make every request slower and bigger.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import func, insert, or_, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
+from recsys.errors import StoreUnavailable
 from recsys.store.tables import Event, Item, ServedList, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,8 @@ RETRY_MAX_S = 5.0
 """The longest wait between two tries of a batch."""
 FEED_POLL_S = 0.05
 """How often a feed whose last page is not stored yet is read again."""
+FEED_COPIES = 3  # the latest copies of a page (its cursor sent again) that the feed's next page leaves out
+FEED_PAGES = 100  # the pages (offsets) of a feed kept in memory: the oldest go first (the store has them once written)
 _HURRY = "flush"
 """Put on the queue by :meth:`ServedLog.flush`: the writer stops lingering and writes what it has."""
 
@@ -71,11 +77,7 @@ class Served:
                 len(self.item_ids), self.index_generation, self.ranker_version, ts, self.experiment, self.variant)
 
     def row(self) -> dict[str, Any]:
-        return {"id": self.id, "source": self.source[:32], "user_id": self.user_id, "feed_id": self.feed_id,
-                "offset": self.offset, "item_ids": list(self.item_ids), "size": len(self.item_ids),
-                "index_generation": self.index_generation,
-                "ranker_version": self.ranker_version, "created_at": self.created_at,
-                "experiment": self.experiment, "variant": self.variant}
+        return {**dict(zip(_COLUMNS, self.values(False), strict=True)), "item_ids": list(self.item_ids)}
 
 
 SERVED_INSERT = insert(ServedList)
@@ -84,8 +86,6 @@ SERVED_ROWS_PER_STATEMENT = 400
 """4,800 parameters a statement: under SQLite's (32,766) and PostgreSQL's (65,535) limits at any batch size."""
 _COLUMNS = ("id", "source", "user_id", "feed_id", "offset", "item_ids", "size", "index_generation",
             "ranker_version", "created_at", "experiment", "variant")
-
-
 _MARKS = {"sqlite": "?", "postgresql": "%s"}
 """The parameter marker of each driver :func:`served_rows_insert` writes for; other dialects take SERVED_INSERT."""
 
@@ -122,8 +122,8 @@ class _Recent:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        # feed: (its user, the (offset, items) of the pages this process served; other replicas' are in the store)
-        self.feeds: OrderedDict[str, tuple[str | None, list[tuple[int, tuple[str, ...]]]]] = OrderedDict()
+        # feed: (its user, offset: the latest copies of that page this process served; other replicas' are stored)
+        self.feeds: OrderedDict[str, tuple[str | None, dict[int, deque[tuple[str, ...]]]]] = OrderedDict()
         self.users: OrderedDict[str, deque[tuple[datetime, tuple[str, ...]]]] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -133,7 +133,10 @@ class _Recent:
         with self.lock:
             if s.paged:
                 feed = s.feed_id or s.id
-                self.feeds.setdefault(feed, (s.user_id, []))[1].append((s.offset, tuple(s.item_ids)))
+                pages = self.feeds.setdefault(feed, (s.user_id, {}))[1]
+                pages.setdefault(s.offset, deque(maxlen=FEED_COPIES)).append(tuple(s.item_ids))
+                if len(pages) > FEED_PAGES:
+                    del pages[next(iter(pages))]
                 self.feeds.move_to_end(feed)
                 while len(self.feeds) > self.size:
                     self.feeds.popitem(last=False)
@@ -148,7 +151,7 @@ class _Recent:
     def feed(self, feed_id: str) -> tuple[str | None, list[tuple[int, tuple[str, ...]]]] | None:
         with self.lock:
             got = self.feeds.get(feed_id)
-            return None if got is None else (got[0], list(got[1]))
+            return None if got is None else (got[0], [(o, ids) for o, copies in got[1].items() for ids in copies])
 
     def forget(self, user_id: str) -> None:
         """Everything remembered of ``user_id``: what they were shown and their feeds (their cursors stop)."""
@@ -185,9 +188,7 @@ class ServedLog:
         self.on_drop = on_drop
         self.enabled = enabled
         self.batch_size = max(1, batch_size)
-        self.dropped = 0
-        self.written = 0
-        self.failed = 0
+        self.dropped = self.written = self.failed = 0
         self.recent = _Recent(recent)
         self._queue: queue.Queue[Served | str | None] = queue.Queue(maxsize=max(1, queue_size))
         self._thread: threading.Thread | None = None
@@ -247,9 +248,14 @@ class ServedLog:
 
     def _feed_now(self, feed_id: str, before: int = 0) -> tuple[str | None, list[str]] | None:
         got = self.recent.feed(feed_id)
+        # each offset's FEED_COPIES latest rows (found by the id and feed_id indexes) are chosen before any is decoded
+        rank = func.row_number().over(partition_by=ServedList.offset,
+                                      order_by=(ServedList.created_at.desc(), ServedList.id.desc()))
+        ranked = (select(ServedList.id, rank.label("n"))
+                  .where(or_(ServedList.id == feed_id, ServedList.feed_id == feed_id)).subquery())
         with self.store.session() as s:
             rows = s.execute(select(ServedList.offset, ServedList.user_id, ServedList.item_ids)
-                             .where(or_(ServedList.id == feed_id, ServedList.feed_id == feed_id))).all()
+                             .where(ServedList.id.in_(select(ranked.c.id).where(ranked.c.n <= FEED_COPIES)))).all()
         if not rows and got is None:
             return None
         # pages this process served that its writer has not stored yet count too (a page in both counts once)
@@ -299,13 +305,12 @@ class ServedLog:
         self._thread = None
 
     def _ensure_thread(self) -> None:
-        if self._thread is not None:
-            return
-        with self._start_lock:
-            if self._thread is None:
-                self._closing.clear()
-                self._thread = threading.Thread(target=self._run, name="recsys-served-lists", daemon=True)
-                self._thread.start()
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._closing.clear()
+                    self._thread = threading.Thread(target=self._run, name="recsys-served-lists", daemon=True)
+                    self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -388,10 +393,6 @@ class ServedLog:
 
 def _passing(e: Exception) -> bool:
     """An outage a retry may outlive (unreachable, busy, a dropped connection), as opposed to rows refused."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    from recsys.errors import StoreUnavailable
-
     return isinstance(e, StoreUnavailable | OperationalError | InterfaceError)
 
 

@@ -13,9 +13,10 @@ that no item has is named by :meth:`ItemFilter.unknown_values`, with the known v
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -293,21 +294,36 @@ class ItemFilter:
             m &= meta.vocabulary(f"attributes.{key}").matches(_values(want))
         return m
 
-    def unknown_values(self, meta: ItemMeta) -> list[dict[str, Any]]:
+    def unknown_values(self, meta: ItemMeta, limit: int | None = None) -> list[dict[str, Any]]:
         """The category and attribute values of this filter that no item of ``meta`` has (each selects nothing),
         each as ``{"field", "value", "closest"}`` (up to 3 known values most like it); an attribute no item has
-        also gets ``closest_fields`` (the attribute names most like it)."""
+        also gets ``closest_fields`` (the attribute names most like it). With ``limit``, the first ``limit`` only
+        (:meth:`unknown_count` counts them all): a filter may name 100,000 values, and difflib's ``closest`` for
+        each took the better part of a second and made the answer megabytes."""
+        out: list[dict[str, Any]] = []
+        for column, value in itertools.islice(self._unknown(meta), limit):
+            ((said, closest),) = meta.vocabulary(column).unknown([value])
+            out.append({"field": column, "value": said, "closest": closest})
+            key = column.removeprefix("attributes.")
+            if column != "category" and key not in meta.attribute_keys():
+                near = difflib.get_close_matches(key, sorted(meta.attribute_keys()), n=3, cutoff=0.6)
+                out[-1]["closest_fields"] = [f"attributes.{k}" for k in near]
+        return out
+
+    def unknown_count(self, meta: ItemMeta) -> int:
+        """How many values :meth:`unknown_values` names without a ``limit`` (none of them compared for ``closest``)."""
+        return sum(1 for _ in self._unknown(meta))
+
+    def _unknown(self, meta: ItemMeta) -> Iterator[tuple[str, Any]]:
+        """(column, value) for each category and attribute value of this filter that no item of ``meta`` has."""
         wanted = [("category", sorted(self.categories or ()))]
         wanted += [(f"attributes.{key}", _values(want)) for key, want in self.attributes.items()]
-        out: list[dict[str, Any]] = []
         for column, values in wanted:
-            for value, closest in meta.vocabulary(column).unknown(values):
-                out.append({"field": column, "value": value, "closest": closest})
-                key = column.removeprefix("attributes.")
-                if column != "category" and key not in meta.attribute_keys():
-                    near = difflib.get_close_matches(key, sorted(meta.attribute_keys()), n=3, cutoff=0.6)
-                    out[-1]["closest_fields"] = [f"attributes.{k}" for k in near]
-        return out
+            known = meta.vocabulary(column).index
+            for value in values:
+                folded = _fold(value)
+                if folded is not None and folded not in known:
+                    yield column, value
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> ItemFilter | None:

@@ -27,17 +27,35 @@ def to_item_filter(f: Filter | None) -> Any:
                          attributes=f.attributes)
 
 
-def unknown_filter_values(rec: Any, f: Any) -> list[dict[str, Any]] | None:
+MAX_UNKNOWN_VALUES = 20
+"""The unknown filter values an answer lists (with their closest known ones; the schema's Meta says 20); the rest
+are only counted."""
+
+
+class UnknownValues(list[dict[str, Any]]):
+    """The first MAX_UNKNOWN_VALUES unknown filter values, and in ``more`` how many others the filter named."""
+
+    more: int = 0
+
+
+def unknown_filter_values(rec: Any, f: Any) -> UnknownValues | None:
     """The category and attribute values of the item filter ``f`` that no served item has, with the closest known
     ones (:meth:`recsys.index.ItemFilter.unknown_values`): a typo'd value selects nothing, so the answer says so in
-    ``meta.unknown_filter_values``. None when there are none, or ``rec`` serves no index metadata (a test double)."""
+    ``meta.unknown_filter_values``. None when there are none, or ``rec`` serves no index metadata (a test double).
+    The first MAX_UNKNOWN_VALUES only (``meta.unknown_filter_values_more`` counts the rest): a filter within the
+    schema's limits may name 100,000 values, and listing each, compared for its closest, answered 6 MB slowly."""
     if not _names_values(f):
         return None
     meta = getattr(getattr(rec, "index", None), "meta", None)
-    return (f.unknown_values(meta) or None) if meta is not None else None
+    if meta is None:
+        return None
+    out = UnknownValues(f.unknown_values(meta, MAX_UNKNOWN_VALUES))
+    if len(out) == MAX_UNKNOWN_VALUES:
+        out.more = f.unknown_count(meta) - MAX_UNKNOWN_VALUES
+    return out or None
 
 
-async def aunknown_filter_values(rec: Any, f: Any) -> list[dict[str, Any]] | None:
+async def aunknown_filter_values(rec: Any, f: Any) -> UnknownValues | None:
     """:func:`unknown_filter_values` off the event loop (coding a column the first time is a pass over the items)."""
     if not _names_values(f):  # most requests: no thread hop
         return None
@@ -112,7 +130,9 @@ def results(request: Request, items: list[Any], *, debug: dict[str, float] | Non
     if unknown_items:
         meta["unknown_items"] = unknown_items
     if unknown_values:
-        meta["unknown_filter_values"] = unknown_values
+        meta["unknown_filter_values"] = list(unknown_values)
+        if more := getattr(unknown_values, "more", 0):  # an UnknownValues' values beyond the listed ones
+            meta["unknown_filter_values_more"] = more
     rendered = ",".join(it.as_json if isinstance(it, ScoredItem) else _dumps(_result(it)) for it in items)
     timings = None if debug is None else {"timings_ms": debug}
     body = f'{{"items":[{rendered}],"meta":{_dumps(meta)},"debug":{_dumps(timings)}}}'

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
-from recsys.api.ids import PathId, trimmed_id
+from recsys.api.ids import PathId, shown_id, trimmed_id
 from recsys.api.media import check_image_field, media_roots, public_item
 from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter, unknown_filter_values
 from recsys.api.routes.experiments import assignment
@@ -66,8 +66,7 @@ def upsert_items(request: Request, batch: ItemBatch, rec: RecommenderDep, _key: 
     for i, msg in bad.items():  # refused alone: the rest of the batch is stored
         raw = batch.items[i]
         given = raw.get("item_id") if isinstance(raw, dict) else None
-        results[i] = {"index": i, "item_id": None if given is None else str(given),
-                      "status": "error", "error": msg}
+        results[i] = {"index": i, "item_id": shown_id(given), "status": "error", "error": msg}
     good: list[tuple[int, ItemIn]] = []
     for i, it in valid:
         try:

@@ -101,7 +101,10 @@ def same_origin(request: Request) -> None:
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         raise Forbidden("cross-site form posts are refused")
     origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin or origin == "null":
+    if origin == "null":  # the header is there: saying "none" would send an operator after a proxy stripping it
+        raise Forbidden("form posts must come from the explorer's own pages (this one came from an opaque 'null' "
+                        "origin: a sandboxed frame, a data: page or the like)")
+    if not origin:
         raise Forbidden("form posts must come from the explorer's own pages (no Origin header)")
     host = request.headers.get("host", "")
     if urlparse(origin).netloc != host:
