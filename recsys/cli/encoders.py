@@ -79,7 +79,8 @@ def encoder_info(json_out: JsonOpt = False) -> None:
 def embed(
     engine: Annotated[str, typer.Option("--engine", help="local, or ray (Ray Data actor pool; needs "
                                                         "the ray extra)")] = "local",
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster, e.g. ray://head:10001; "
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster: HOST:PORT (the head's GCS, "
+                                                    "6379), ray://HOST:PORT (the Ray Client, 10001), auto or local; "
                                                     "default: a local Ray")] = None,
     ray_workers: Annotated[int, typer.Option("--ray-workers", min=1, help="Ray actors (one encoder each)")] = 2,
     json_out: JsonOpt = False,

@@ -94,7 +94,7 @@ def reason_of(status: Mapping[Any, str | None], uri: str, kind: str) -> str | No
     """A medium's reason in ``status``, keyed by (uri, kind) or by bare uri."""
     if isinstance(status, MediaStatus):
         return status.get((uri, kind))
-    return status.get(uri)  # keyed by bare uri (the Ray engine's batches)
+    return status.get(uri)  # a plain mapping keyed by bare uri
 
 
 def to_encode(items: Sequence[ItemRecord], keys: Sequence[str], found: Collection[str],
@@ -197,6 +197,14 @@ def not_served(status: Mapping[tuple[str, str], str | None], find: MediaFinder) 
     return out
 
 
+def record_status(store: Store, status: MediaStatus, find: MediaFinder) -> None:
+    """Record the media status of encoded items, with the outside-the-media-roots note: one step for the local and
+    the Ray engines, so that both write the same rows (the Ray engine's dropped the note, and cleared it)."""
+    from recsys.encoders.catalog import record_media_status
+
+    record_media_status(store, status, not_served(status, find))
+
+
 def tower_text_vectors(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Settings) -> np.ndarray:
     """(n, text tower dim) float32 unit rows: each item's weighted field texts in the text tower's own space, before
     the fitted head. Item-to-item similarity here is plain semantic likeness of the descriptions, which the ranker
@@ -247,7 +255,7 @@ def embed_catalog(store: Store, settings: Settings, progress: Progress | None = 
         text, image, has_image, status = encode_items(enc, chunk, settings, chunk_progress, find)
         new = {keys[i]: pack(text[j], image[j], bool(has_image[j])) for j, i in enumerate(rows)}
         # before caching: a failure cached but not recorded is never retried
-        record_media_status(store, status, not_served(status, find))
+        record_status(store, status, find)
         cache.put_many(new)
         found.update(new)
         broken += tally(chunk, status, errors)
