@@ -8,6 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from recsys.config import Settings
@@ -116,3 +117,21 @@ def tiny_open_clip_preset(settings: Settings, d: Path) -> str:
         "checkpoint": str(ckpt), "model_cfg": TINY_CFG, "head": "residual",
     }))
     return "tiny-local"
+
+
+def tiny_video(path: Path) -> Path:
+    """A 4-frame 32x32 MPEG-4 clip (skips the test where PyAV is missing)."""
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 60 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pytest
 from sqlalchemy import select
 
 from recsys.config import Settings
@@ -14,7 +12,7 @@ from recsys.encoders import embed_catalog
 from recsys.encoders.catalog import OUTSIDE_ROOTS
 from recsys.encoders.media import REMOTE_REASON
 from recsys.store import Item, ItemMedia, Store
-from tests.encoders.fixtures import COLOURS, add_item, garment
+from tests.encoders.fixtures import COLOURS, add_item, garment, tiny_video
 
 
 def _status(store: Store, item_id: str) -> list[tuple[str, str, str | None]]:
@@ -26,7 +24,7 @@ def _status(store: Store, item_id: str) -> list[tuple[str, str, str | None]]:
 
 def test_one_file_as_a_video_and_as_an_image_has_the_status_of_each_use(store: Store, tiny: Settings,
                                                                         tmp_path: Path) -> None:
-    clip = _video(tmp_path / "clip.mp4")  # a good video, but not an image
+    clip = tiny_video(tmp_path / "clip.mp4")  # a good video, but not an image
     add_item(store, "v1", "clip as video", media=[("video", clip)])
     add_item(store, "v2", "clip as image", media=[("image", clip)])
     first = embed_catalog(store, tiny)
@@ -36,21 +34,6 @@ def test_one_file_as_a_video_and_as_an_image_has_the_status_of_each_use(store: S
     again = embed_catalog(store, tiny)  # the failed use is retried; the good one keeps its status
     assert again.broken_media == 1 and list(again.errors) == ["v2"]
     assert [st for _, st, _ in _status(store, "v1") + _status(store, "v2")] == ["ok", "error"]
-
-
-def _video(path: Path) -> Path:
-    av = pytest.importorskip("av")
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("mpeg4", rate=25)
-        stream.width = stream.height = 32
-        stream.pix_fmt = "yuv420p"
-        for i in range(4):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 60 * i, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
 
 
 def test_a_remote_image_stays_shown_with_its_reason(store: Store, tiny: Settings) -> None:

@@ -24,7 +24,7 @@ from recsys.config import Settings
 from recsys.encoders import ray_engine
 from recsys.errors import ConfigError, EncoderError
 from recsys.store import Item, ItemMedia, Store
-from tests.encoders.fixtures import COLOURS, add_item, broken_media, garment, tiny_open_clip_preset
+from tests.encoders.fixtures import COLOURS, add_item, broken_media, garment, tiny_open_clip_preset, tiny_video
 
 # -- --ray-address: the forms Ray takes, refused at once otherwise (no Ray needed) ----------------------------------
 
@@ -135,28 +135,11 @@ def _home(tmp_path: Path, name: str, media: Path) -> tuple[Settings, Store]:
     return s, store
 
 
-def _video(path: Path) -> Path:
-    av = pytest.importorskip("av")
-    import numpy as np
-
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("mpeg4", rate=25)
-        stream.width = stream.height = 32
-        stream.pix_fmt = "yuv420p"
-        for i in range(4):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 60 * i, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
 def _catalogue(tmp_path: Path) -> list[tuple[str, str, list[tuple[str, Path]]]]:
     media, elsewhere = tmp_path / "media", tmp_path / "elsewhere"
     elsewhere.mkdir(parents=True)
     bad = broken_media(media)
-    clip = _video(media / "clip.mp4")
+    clip = tiny_video(media / "clip.mp4")
     return [("photo", "red box", [("image", garment(media / "red.jpg", COLOURS["red"]))]),
             ("vid", "an item with a video", [("video", clip)]),
             ("clip-as-image", "the same file as an image", [("image", clip)]),
