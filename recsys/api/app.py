@@ -70,6 +70,8 @@ class Runtime:
         """Why the last try at bringing the schema up to date failed (``/readyz``'s reason), while it fails."""
         self._last_warning = 0.0
         self.store_mismatch: str | None = None
+        self.store_denied: str | None = None
+        """Why the database refuses this server's role a privilege its requests need (``/readyz``'s reason)."""
         """Why the database and the data directory look like different deployments' (``/readyz``'s reason)."""
         self._matched: str | None = None
         """The index generation last found to match the database."""
@@ -81,7 +83,8 @@ class Runtime:
         # Without a ranker (never trained, or one that could not be loaded: retried) search still answers, so the
         # server stays ready; /readyz lists what is not served and why, for whoever routes recommendation traffic.
         return (self.store_ok and self.migrated and bool(self.status.get("ready"))
-                and self.status.get("index_generation") is not None and self.store_mismatch is None)
+                and self.status.get("index_generation") is not None and self.store_mismatch is None
+                and self.store_denied is None)
 
     def ping(self) -> bool:
         from recsys.store.deadline import bounded
@@ -120,6 +123,7 @@ class Runtime:
             except Exception as e:
                 self._warn("could not reload API keys: %s", e)
         self._check_store()
+        self._check_privileges()
         limit_compute_threads(self.compute_threads, self._capped)
         self.metrics.set_status(self.status, self.ready)
         self.metrics.observe_pool()
@@ -129,6 +133,29 @@ class Runtime:
         if self.freeze_heap and served != self._frozen_for:
             self._frozen_for = served
             settle_heap()
+
+    def _check_privileges(self) -> None:
+        """Each round: may this server's role read what every request reads? A ping (``SELECT 1``) passes for a role
+        whose table privileges were revoked, and the server stayed ready while every request answered 500."""
+        from recsys.errors import StoreDenied
+        from recsys.store.deadline import bounded
+        from recsys.store.queries import DETAILS_VERSION
+
+        if not (self.store_ok and self.migrated) or getattr(self.recommender, "store", None) is None:
+            return
+        try:
+            with bounded(self.db_timeout_s), self.recommender.store.reading() as c:
+                c.execute(DETAILS_VERSION)
+        except StoreDenied as e:
+            if self.store_denied is None:
+                log.error("%s; not ready until it is granted (/readyz answers 503)", e.message)
+            self.store_denied = e.message
+            return
+        except Exception:  # an outage or a store without the table (a test double): the ping and status say so
+            return
+        if self.store_denied is not None:
+            log.info("the database grants this server what its requests read again: ready")
+        self.store_denied = None
 
     def _check_store(self) -> None:
         """Once per served index generation (and each round while they differ): does the database know its items?

@@ -88,3 +88,36 @@ def test_it_turns_ready_once_the_database_knows_the_items(home: Path, store: Sto
         add_items(store, [f"p{j:03d}" for j in range(60)])  # e.g. a restore that finished after the start
         c.app.state.runtime.tick()  # type: ignore[attr-defined]
         assert c.get("/readyz").status_code == 200
+
+
+def test_a_role_refused_what_requests_read_is_not_ready(home: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL audit lead: with the server role's table privileges revoked every request answered 500 while
+    `/readyz` said ready (its ping is `SELECT 1`); the round's probe reads what every request reads."""
+    import contextlib
+
+    from recsys.errors import StoreDenied
+
+    good = Store(f"sqlite:///{tmp_path / 'good.db'}")
+    real = good.reading
+    denied = [True]
+
+    @contextlib.contextmanager
+    def reading() -> Iterator[object]:
+        if denied[0]:
+            raise StoreDenied("database postgresql://app@db/shop refused role app a SELECT (permission denied for "
+                              "table catalogue_state); ...GRANT SELECT...")
+        with real() as c:
+            yield c
+
+    monkeypatch.setattr(good, "reading", reading)
+    try:
+        with _client(home, good) as c:
+            r = c.get("/readyz")
+            assert r.status_code == 503 and r.json()["ready"] is False
+            assert "refused this server a privilege" in r.json()["reason"] and "app@db" not in r.json()["reason"]
+            denied[0] = False
+            c.app.state.runtime.tick()  # type: ignore[attr-defined]
+            assert c.get("/readyz").status_code == 200
+    finally:
+        good.dispose()

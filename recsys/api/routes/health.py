@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from recsys.api.deps import MetricsKey, ReadKey
-from recsys.api.errors import public_status, redact
+from recsys.api.errors import public_message, public_status, redact
 from recsys.api.metrics import CONTENT_TYPE
 from recsys.api.schemas import Health, Readiness
-from recsys.errors import SchemaBehind
+from recsys.errors import SchemaBehind, StoreDenied
 
 router = APIRouter(tags=["operations"])
 LIVE_PINGS = 5
@@ -87,7 +87,9 @@ async def readyz(request: Request) -> Any:
                      ranker_version=_s(st.get("ranker_version")), encoder_id=_s(st.get("encoder_id")),
                      not_served=[str(x) for x in st.get("not_served") or ()],
                      reason=_s((runtime.schema_error and SchemaBehind.public)
-                               or (runtime.store_mismatch and redact(runtime.store_mismatch)) or st.get("ranker_error")
+                               or (runtime.store_mismatch and redact(runtime.store_mismatch))
+                               or (runtime.store_denied and public_message(StoreDenied(runtime.store_denied)))
+                               or st.get("ranker_error")
                                or st.get("reason")
                                or (None if runtime.store_ok else "the database is unreachable")))
     if body.ready:
