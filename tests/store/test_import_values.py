@@ -230,10 +230,11 @@ def test_csv_prices(store: Store, settings: Settings, tmp_path: Path) -> None:
     """Every CSV value is text: "12.5" is a price, "-3" and "nan" are bad rows, and "" clears the stored price."""
     f = tmp_path / "items.csv"
     f.write_text("item_id,title,price\n" + "".join(f"ok{i},Mug,{i}\n" for i in range(GOOD))
-                 + "a,Hat,12.5\nb,Cap,-3\nc,Bag,nan\n")
+                 + "a,Hat,12.5\nb,Cap,-3\nc,Bag,nan\nd,Gold,1e308\n")
     report = run_import(store, "items", f, settings=settings)
     assert _reasons(report) == {GOOD + 3: "price must be a non-negative number, got '-3'",
-                                GOOD + 4: "price must be a non-negative number, got 'nan'"}
+                                GOOD + 4: "price must be a non-negative number, got 'nan'",
+                                GOOD + 5: "price 1e308 is out of range: at most 1e12"}  # ranking's price ratio: inf
     assert _stored(store)["a"][3] == 12.5
     feed = tmp_path / "prices.csv"
     feed.write_text("item_id,price\na,\nok1, 7 \n")

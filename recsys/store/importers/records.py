@@ -261,7 +261,7 @@ def parse_text(value: Any, what: str) -> str:
 
 
 def parse_price(value: Any) -> float | None:
-    """A price: a non-negative finite number (or its text); None or blank text clears it."""
+    """A price: a number from 0 to :data:`MAX_EVENT_VALUE` (or its text); None or blank text clears it."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     f: float | None = None
@@ -272,6 +272,8 @@ def parse_price(value: Any) -> float | None:
             f = None
     if f is None or not math.isfinite(f) or f < 0:
         raise ValueError(f"price must be a non-negative number, got {shown(value)}")
+    if f > MAX_EVENT_VALUE:  # as an event's price paid: 1e308 made ranking's price ratio infinite
+        raise ValueError(f"price {f:g} is out of range: at most {MAX_EVENT_VALUE:g}".replace("e+", "e"))
     return f
 
 
