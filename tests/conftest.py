@@ -85,3 +85,24 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
     yield tmp_path / "home"
     get_settings.cache_clear()
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """The real ``recsys.cli.main()`` run with ``args`` (settings read afresh from the environment, before and
+    after): its exit status and stderr."""
+    import sys
+
+    from recsys import cli
+    from recsys.config import get_settings
+
+    monkeypatch.setattr(sys, "argv", ["recsys", *args])
+    if any(g.name == "items" and any(c.name == "describe" for c in g.typer_instance.registered_commands)
+           for g in cli.app.registered_groups):  # registered once per process, as main() does
+        monkeypatch.setattr(cli, "_register_commands", lambda: None)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as ex:
+            cli.main()
+    finally:
+        get_settings.cache_clear()
+    return int(ex.value.code or 0), capsys.readouterr().err

@@ -225,13 +225,10 @@ def _refuse_foreign_store(root: Path, base: str, snap: _Snapshot, store: Any, se
     import pandas as pd
 
     from recsys.config import without_password
-    from recsys.index.store_match import MIN_SAMPLE, StoreMismatch
+    from recsys.index.store_match import MIN_SAMPLE, StoreMismatch, served_ids
 
-    gdir = layout.generations_dir(root) / base
-    try:  # the ids alone: the whole metadata (attributes parsed) is seconds at 10M items
-        served = pd.read_parquet(gdir / META_FILE, columns=["item_id"])["item_id"].astype(str).to_numpy()
-        served = served[~np.load(gdir / DEAD_FILE)]
-    except (OSError, ValueError, KeyError, IndexError):  # unreadable: nothing to keep, the build replaces it
+    served = served_ids(root, base)
+    if served is None:  # unreadable: nothing to keep, the build replaces it
         return
     unknown = served[~pd.Series(served).isin(snap.known).to_numpy()]
     if len(served) < MIN_SAMPLE or 2 * len(unknown) <= len(served):

@@ -89,19 +89,25 @@ def served_mismatch(store: Any, settings: Any, root: Path) -> str | None:
     return None if picked is None else mismatch(store, settings, gid, picked)
 
 
-@lru_cache(maxsize=8)
-def _served_sample(root: str, generation_id: str) -> list[str] | None:
-    """A sample of the ids generation ``generation_id`` serves (a generation never changes: read once)."""
+def served_ids(root: Path, generation_id: str) -> np.ndarray | None:
+    """The ids generation ``generation_id`` serves (its dead rows left out), or None when it cannot be read (a build
+    replaces it)."""
     import pandas as pd
 
     from recsys.index.build import DEAD_FILE
     from recsys.index.layout import generations_dir
     from recsys.index.meta import META_FILE
 
-    gdir = generations_dir(Path(root)) / generation_id
-    try:  # the id column alone: the whole metadata is seconds at 10M items
+    gdir = generations_dir(root) / generation_id
+    try:  # the id column alone: the whole metadata (attributes parsed) is seconds at 10M items
         ids = pd.read_parquet(gdir / META_FILE, columns=["item_id"])["item_id"].astype(str).to_numpy()
-        ids = ids[~np.load(gdir / DEAD_FILE)]
+        return ids[~np.load(gdir / DEAD_FILE)]
     except (OSError, ValueError, KeyError, IndexError):
         return None
-    return sample_ids(ids.tolist())
+
+
+@lru_cache(maxsize=8)
+def _served_sample(root: str, generation_id: str) -> list[str] | None:
+    """A sample of the ids generation ``generation_id`` serves (a generation never changes: read once)."""
+    ids = served_ids(Path(root), generation_id)
+    return None if ids is None else sample_ids(ids.tolist())

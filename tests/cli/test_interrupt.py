@@ -3,23 +3,15 @@ before ``main()`` could say it); a command that says more itself (``items descri
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
 
-from recsys import cli
+from tests.conftest import run_main
 
 
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """Run the real ``recsys.cli.main()`` with ``args``; its exit status and stderr."""
-    monkeypatch.setattr(sys, "argv", ["recsys", *args])
-    if any(g.name == "items" and any(c.name == "describe" for c in g.typer_instance.registered_commands)
-           for g in cli.app.registered_groups):  # registered once per process, as main() does
-        monkeypatch.setattr(cli, "_register_commands", lambda: None)
-    with pytest.raises(SystemExit) as ex:
-        cli.main()
-    return int(ex.value.code or 0), capsys.readouterr().err
+    return run_main(monkeypatch, capsys, *args)
 
 
 def _interrupt(*_a: Any, **_kw: Any) -> Any:

@@ -3,7 +3,6 @@ the role, what was refused and the GRANT that fixes it, exit 2: never a tracebac
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +11,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from recsys import cli
-from recsys.config import Settings, get_settings
+from recsys.config import Settings
 from recsys.store import Store
 from recsys.store.importers import run_import
+from tests.conftest import run_main
 
 pytestmark = pytest.mark.postgres
 
@@ -57,17 +56,7 @@ def _main_as(role: str, pg_url: str, home: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("RECSYS_HOME", str(home))
     monkeypatch.setenv("RECSYS_DATABASE_URL", make_url(pg_url).set(username=role, password=None)
                        .render_as_string(hide_password=False))
-    monkeypatch.setattr(sys, "argv", ["recsys", *args])
-    if any(g.name == "items" and any(c.name == "describe" for c in g.typer_instance.registered_commands)
-           for g in cli.app.registered_groups):  # registered once per process, as main() does
-        monkeypatch.setattr(cli, "_register_commands", lambda: None)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as ex:
-            cli.main()
-    finally:
-        get_settings.cache_clear()
-    return int(ex.value.code or 0), capsys.readouterr().err
+    return run_main(monkeypatch, capsys, *args)
 
 
 def _one_error_line(err: str) -> str:

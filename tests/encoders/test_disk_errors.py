@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import errno
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from recsys.config import Settings, get_settings
+from recsys.config import Settings
 from recsys.encoders import cache as cache_mod
 from recsys.encoders import embed_catalog, fit_encoder, get_encoder
 from recsys.encoders.cache import VectorCache
@@ -22,6 +21,7 @@ from recsys.encoders.registry import get_preset
 from recsys.encoders.training import FitParams
 from recsys.errors import ConfigError, EncoderStorageError
 from recsys.store import Store
+from tests.conftest import run_main
 from tests.encoders.fixtures import COLOURS, add_item, garment
 
 
@@ -167,28 +167,17 @@ def test_a_device_torch_cannot_use_is_refused_naming_the_setting(tiny: Settings,
 
 def test_the_cli_says_one_line_and_exits_2(store: Store, tiny: Settings, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from recsys import cli
-
     _catalogue(store, tmp_path / "img")
     monkeypatch.setenv("RECSYS_HOME", str(tiny.home))
     monkeypatch.setenv("RECSYS_DATABASE_URL", tiny.db_url)
     monkeypatch.setenv("RECSYS_ENCODER__PRESET", tiny.encoder.preset)
     monkeypatch.setenv("RECSYS_ENCODER__DEVICE", "cpu")
-    monkeypatch.setattr(sys, "argv", ["recsys", "embed"])
 
     def full(*a: Any, **kw: Any) -> sqlite3.Connection:
         raise _sqlite_error("database or disk is full", sqlite3.SQLITE_FULL)
 
     monkeypatch.setattr(cache_mod.sqlite3, "connect", full)
-    if any(c.name == "embed" for c in cli.app.registered_commands):  # registered once per process, as main() does
-        monkeypatch.setattr(cli, "_register_commands", lambda: None)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as ex:
-            cli.main()
-    finally:
-        get_settings.cache_clear()
-    err = capsys.readouterr().err
-    assert ex.value.code == 2 and "Traceback" not in err
+    code, err = run_main(monkeypatch, capsys, "embed")
+    assert code == 2 and "Traceback" not in err
     assert [ln for ln in err.splitlines() if ln.startswith("error")] == [err.strip().splitlines()[-1]]
     assert err.strip().splitlines()[-1].startswith("error [encoder]: cannot open the cache ")
