@@ -29,6 +29,7 @@ import numpy as np
 from recsys.config import Settings
 from recsys.encoders.media import local_path
 from recsys.errors import EncoderStorageError
+from recsys.store.sqlite import enable_wal
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class VectorCache:
     def _connect(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(db.execute)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("CREATE TABLE IF NOT EXISTS v (k TEXT PRIMARY KEY, dim INTEGER, data BLOB)")
             db.execute("SELECT k, data FROM v LIMIT 1").fetchall()

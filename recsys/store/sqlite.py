@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
 
+def enable_wal(execute: Callable[[str], Any], wait_s: float = 60.0) -> None:
+    """Put the database in WAL mode. Processes opening a new file together (Ray workers on one cache, API workers
+    on a fresh store) can get "database is locked" here at once: SQLite does not always run the busy handler while
+    another connection sets up the WAL, so this waits itself, up to ``wait_s``."""
+    deadline, pause = time.monotonic() + wait_s, 0.002
+    while True:
+        try:
+            execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    enable_wal(cur.execute)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,33 @@ def test_a_non_finite_cached_vector_is_a_miss_encoded_again(tmp_path: Path) -> N
     cache.put_many({"good": good, "bad": bad, "inf": np.full(4, np.inf, np.float32)})
     got = cache.get_many(["good", "bad", "inf"])
     assert list(got) == ["good"] and np.array_equal(got["good"], good)
+
+
+def _open_caches_in_step(folder: Path, rounds: int, barrier: object, failures: object) -> None:
+    for r in range(rounds):
+        barrier.wait()  # type: ignore[attr-defined]
+        try:
+            VectorCache(folder / f"c{r}.db")
+        except Exception as e:  # counted and reported by the test
+            failures.put(str(e))  # type: ignore[attr-defined]
+
+
+def test_workers_opening_a_new_cache_together_all_open_it(tmp_path: Path) -> None:
+    # Ray workers of one embed open the same new cache together; about one round in 50 one of them got "database is
+    # locked" from the switch to WAL, which SQLite does not wait for, and the whole embed failed (a flaky CI run)
+    ctx = mp.get_context("fork")
+    barrier, failures = ctx.Barrier(4), ctx.Queue()
+    workers = [ctx.Process(target=_open_caches_in_step, args=(tmp_path, 300, barrier, failures)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    errors = []
+    while not failures.empty():
+        errors.append(failures.get())
+    assert errors == [] and all(w.exitcode == 0 for w in workers)
+    with sqlite3.connect(tmp_path / "c0.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_nan_row_counts_as_present_so_the_build_names_it() -> None:
