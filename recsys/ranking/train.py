@@ -27,6 +27,7 @@ from recsys.ranking.stats import ItemStats
 log = logging.getLogger(__name__)
 
 TRAIN_EXTRA_K = 40
+CONSTANT_SCALE = float(np.finfo(np.float32).max)  # the scale of a feature constant in training: input 0
 """How far each source over-fetches past excluded items in training: what a served request for 20 does."""
 Progress = Callable[[str, int, int | None], None]
 
@@ -210,8 +211,10 @@ def fit_net(examples: list[Example], vectors: np.ndarray, p: RankingParams,
         net.feat_mean.copy_(torch.from_numpy(allf.mean(0)))
         std = allf.std(0)
         # a feature constant in training (e.g. no item was new when it was fitted) teaches its weights nothing:
-        # an infinite scale makes its input 0 in training and at serving alike, instead of a seed-random shift
-        net.feat_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, np.inf).astype(np.float32)))
+        # the largest finite scale makes its input 0 in training and at serving alike, instead of a seed-random
+        # shift (not +inf: releases before 2026-12-06 refuse a non-finite weight as damaged, and a rollback
+        # to one of them would serve no recommendations)
+        net.feat_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, CONSTANT_SCALE).astype(np.float32)))
     opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     steps = max(1, p.epochs * ((len(examples) + p.batch_anchors - 1) // p.batch_anchors))
     # one-cycle needs a few steps per phase (a tiny log would divide by zero): plain Adam below that

@@ -8,6 +8,7 @@ import copy
 
 import numpy as np
 import pytest
+import torch
 
 from recsys.ranking import RankingPipeline
 from recsys.ranking.candidates import SOURCES
@@ -90,3 +91,5 @@ def test_features_constant_in_training_move_no_served_score(world) -> None:
             before = pipe.scores([ex], [cands], runtime=runtime)[0]
             after = pipe.scores([as_new], [cands], runtime=runtime)[0]
             np.testing.assert_allclose(after, before, atol=1e-6)
+        # every weight finite: an older release, after `recsys db downgrade`, refuses +inf as a damaged ranker
+        assert pipe.net is not None and all(bool(torch.isfinite(t).all()) for t in pipe.net.state_dict().values())
