@@ -151,7 +151,7 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
     settings = settings.model_copy(update={"api": settings.api.model_copy(update={"auth": auth, "host": host,
                                                                                   "port": port})})
     check_port(host, port)
-    _check_schema(settings)
+    unanswered = _check_schema(settings)  # migrations once, here, not raced by every worker
     configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"),
               json_lines=(os.environ.get("RECSYS_LOG_FORMAT") or log_format) != "text")
     if banner:
@@ -167,13 +167,8 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
                                    proxy_headers=bool(settings.api.forwarded_allow_ips),
                                    forwarded_allow_ips=settings.api.forwarded_allow_ips or None)
     if workers > 1:
-        from recsys.errors import StoreUnavailable
-        from recsys.store import Store
-
-        try:
-            Store.open(settings).dispose()  # schema migrations once, here, not raced by every worker
-        except StoreUnavailable as e:  # each worker starts unready and migrates once the database answers
-            err.print(f"warning: {e.message}; the server starts unready")
+        if unanswered:  # each worker starts unready and migrates once the database answers
+            err.print(f"warning: {unanswered}; the server starts unready")
         os.environ.update({"RECSYS_HOME": str(Path(settings.home).resolve()), "RECSYS_API__AUTH": str(auth).lower(),
                            "RECSYS_API__HOST": host, "RECSYS_API__PORT": str(port),
                            "RECSYS_API__HEADER_TIMEOUT_S": str(settings.api.header_timeout_s)})
@@ -189,9 +184,11 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
         uvicorn.run(create_app(settings), **options)
 
 
-def _check_schema(settings: Any) -> None:
-    """A database migrated by a newer recsys is refused here, in one line, before the banner (the app's start-up
-    would end in a traceback); one that does not answer yet is the server's to wait for (it starts unready)."""
+def _check_schema(settings: Any) -> str | None:
+    """Bring the schema up to date before the banner, or refuse in one line why it cannot be (a database migrated by
+    a newer recsys, a role that may not migrate, an object left by an interrupted upgrade): in the app's start-up
+    each of these ended in a traceback. A database that does not answer yet is the server's to wait for (it starts
+    unready and migrates once it answers): why, then."""
     from recsys.errors import StoreUnavailable
     from recsys.store import Store
     from recsys.store.schema import check_known
@@ -199,8 +196,10 @@ def _check_schema(settings: Any) -> None:
     store = Store.open(settings, upgrade=False)
     try:
         check_known(store, store.current_revision())
-    except StoreUnavailable:
-        pass
+        store.upgrade()
+        return None
+    except StoreUnavailable as e:
+        return e.message
     finally:
         store.dispose()
 

@@ -6,6 +6,7 @@ upgrade to an older revision, or a downgrade to a newer one, is refused in words
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,19 @@ def test_a_first_migration_under_way_elsewhere_is_waited_for(tmp_path: Path) -> 
     t.join()
     migrating.dispose()
     other.dispose()
+
+
+def test_serve_on_a_store_whose_migration_fails_refuses_in_one_line_before_the_banner(tmp_path: Path) -> None:
+    # a store left at 0010 holding an object of 0011 (an older, interrupted upgrade): `recsys stats` said it in one
+    # line, `recsys serve` printed its banner and then the app's start-up traceback
+    db_url = f"sqlite:///{tmp_path / 'recsys.db'}"
+    store = Store(db_url)
+    store.upgrade()
+    store.downgrade("0010")
+    store.dispose()
+    with sqlite3.connect(tmp_path / "recsys.db") as db:
+        db.execute("CREATE TRIGGER items_filters_upd AFTER UPDATE OF title ON items BEGIN SELECT 1; END")
+    r = _recsys(db_url, tmp_path, "serve", "--port", "0", "--no-auth")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "recsys explorer" not in r.stdout + r.stderr, \
+        r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("error [store_schema]: "), r.stderr[-2000:]
