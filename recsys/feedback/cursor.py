@@ -22,7 +22,10 @@ from recsys.errors import ValidationFailed
 
 _FEED = re.compile(r"^[0-9a-f]{32}$")
 _MAC = re.compile(r"^[0-9a-f]{32}$")
+_UNSIGNED_FORM = re.compile(r"^[0-9a-f]{32}:[0-9]{1,7}$")  # feed:offset, as releases before 2026-12-06 gave
 _NOT_OURS = "cursor is not a cursor this API gave (meta.next); start again without a cursor"
+_UNSIGNED = ("cursor is an unsigned one from a recsys release before this server's upgrade (cursors are signed since "
+             "2026-12-06); start again without a cursor")
 _OTHER_KEY = ("cursor is not a cursor this API gave (meta.next), or one a server with another data directory gave "
               "(replicas and workers must share RECSYS_HOME, whose secrets/session.key signs cursors); start again "
               "without a cursor")
@@ -44,10 +47,15 @@ def decode_cursor(text: str, key: bytes) -> Cursor:
     """The cursor in ``text``; ValidationFailed for anything that is not one this server's ``key`` signed."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
-        body, _, mac = raw.rpartition(":")
-        feed_id, _, offset = body.partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed(_NOT_OURS) from None
+    if _UNSIGNED_FORM.match(raw):  # a client paging across an upgrade, not a forgery to flag
+        raise ValidationFailed(_UNSIGNED)
+    body, _, mac = raw.rpartition(":")
+    feed_id, _, offset = body.partition(":")
+    try:
         n = int(offset)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+    except ValueError:
         raise ValidationFailed(_NOT_OURS) from None
     if not _FEED.match(feed_id) or not _MAC.match(mac) or not 0 < n <= 1_000_000 or body != f"{feed_id}:{n}":
         raise ValidationFailed(_NOT_OURS)

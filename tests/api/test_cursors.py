@@ -37,8 +37,10 @@ def test_a_made_up_cursor_is_refused_before_any_feed_read(client: TestClient) ->
     first = client.get("/v1/users/u1/recommendations", params={"k": 3}).json()["meta"]
     feed, offset, mac = base64.urlsafe_b64decode(first["next"] + "==").decode().split(":")
     served.afeed_items = afeed_items
-    forged = [_b64(f"{os.urandom(16).hex()}:5"),  # the unsigned form a client can make up
-              _b64(f"{os.urandom(16).hex()}:5:{mac}"),  # another feed under a real signature
+    # the unsigned form releases before 2026-12-06 gave: refused (anyone can make one up), saying why
+    r = client.get("/v1/users/u1/recommendations", params={"k": 3, "cursor": _b64(f"{os.urandom(16).hex()}:5")})
+    assert r.status_code == 422 and "from a recsys release before this server's upgrade" in r.json()["detail"]
+    forged = [_b64(f"{os.urandom(16).hex()}:5:{mac}"),  # another feed under a real signature
               _b64(f"{feed}:1000000:{mac}"),  # a real feed, its offset changed
               _b64(f"{feed}:{offset}:{'0' * 32}")]
     for cursor in forged:
