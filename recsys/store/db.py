@@ -28,7 +28,6 @@ from recsys.errors import (
     DiskFull,
     SchemaMismatch,
     StoreBusy,
-    StoreDamaged,
     StoreDenied,
     StoreTimeout,
     StoreUnavailable,
@@ -36,7 +35,7 @@ from recsys.errors import (
 )
 from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
-from recsys.store.sqlite import migration_engine, sqlite_pragmas
+from recsys.store.sqlite import damaged, file_unavailable, migration_engine, sqlite_pragmas
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +142,7 @@ class Store:
                                 f"({str(e.orig).splitlines()[0]}); nothing of it was stored: retry it") from e
             if (denied := StoreDenied.of(without_password(self.url), e)) is not None:  # a missing GRANT, not "down"
                 raise denied from e
-            if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False) or _damaged(e):
+            if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False) or damaged(e):
                 if (refused := _refused(e)) is not None:
                     raise refused from e
                 if self.dialect == "sqlite" and ("locked" in str(e.orig) or "busy" in str(e.orig)):
@@ -178,21 +177,7 @@ class Store:
         url, why = without_password(self.url), str(e).splitlines()[0]
         if self.dialect != "sqlite":
             return _server_unavailable(url, e, why)
-        path = self.engine.url.database
-        if _damaged(e):
-            return StoreDamaged(
-                f"the database file {path} is damaged ({why}); nothing was changed. Restore it from a backup, "
-                f"or move it aside and import the data again (`recsys import ...`, then `recsys build`)")
-        if "database or disk is full" in why:  # SQLITE_FULL: no server to start, a disk to free
-            return DiskFull.sqlite(Path(path or "."), str(getattr(e, "orig", None) or e).splitlines()[0])
-        if "readonly" in why:
-            return StoreUnavailable(f"the database file {path} is read-only ({why}); make the file and its "
-                                    "directory writable, or point RECSYS_DATABASE_URL at a writable copy")
-        if "unable to open" in why:
-            return StoreUnavailable(f"cannot open the database file {path} ({why}): its directory is missing "
-                                    "or not writable; fix RECSYS_HOME or RECSYS_DATABASE_URL")
-        return StoreUnavailable(f"database {url} is unreachable ({why}); "
-                                "start it or point RECSYS_DATABASE_URL at a running server")
+        return file_unavailable(self.engine.url.database, url, e)
 
     def ping(self, timeout_s: float | None = None) -> bool:
         """Whether the database answers (within ``timeout_s``, when given)."""
@@ -254,14 +239,14 @@ class Store:
         except OperationalError as e:
             raise _refused(e) or self._failed_migration(e, current, revision) or self.unavailable(e) from e
         except DBAPIError as e:
-            if _damaged(e):
+            if damaged(e):
                 raise self.unavailable(e) from e
             raise
 
     def _failed_migration(self, e: OperationalError, current: str | None, wanted: str) -> SchemaMismatch | None:
         """A SQLite migration the file refused for its contents (a table or trigger already there, left by an upgrade
         that an older recsys stopped midway) is no server to start: say so, and that nothing was changed."""
-        if self.dialect != "sqlite" or current is None or _damaged(e) or "already exists" not in str(e.orig):
+        if self.dialect != "sqlite" or current is None or damaged(e) or "already exists" not in str(e.orig):
             return None
         why = str(e.orig).splitlines()[0]
         return SchemaMismatch(
@@ -373,13 +358,6 @@ def _server_unavailable(url: str, e: BaseException, why: str) -> StoreUnavailabl
                             "start it or point RECSYS_DATABASE_URL at a running server")
 
 
-def _damaged(e: BaseException) -> bool:
-    """SQLite's words for a file that is not a database, or a corrupt one (a damaged full-text index's pages make
-    its virtual table fail to open)."""
-    text_ = str(getattr(e, "orig", None) or e)
-    return any(w in text_ for w in ("file is not a database", "disk image is malformed", "vtable constructor failed"))
-
-
 def _warn_if_lost(settings: Settings) -> None:
     """A SQLite file that is gone from a home that holds built generations was moved or deleted (or the URL has a
     typo): SQLite would silently start an empty one, and the index would serve items the store no longer has."""
@@ -391,3 +369,4 @@ def _warn_if_lost(settings: Settings) -> None:
         log.warning("the database file %s does not exist, but %s holds index generations built from one: a new, "
                     "empty database is created. If the data was moved, point RECSYS_DATABASE_URL at it; else import "
                     "it again (`recsys import ...`, `recsys build`)", path, settings.home)
+

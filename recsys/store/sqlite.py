@@ -1,14 +1,19 @@
-"""SQLite connections as recsys opens them: the pragmas of every connection, and the engine migrations run on."""
+"""SQLite connections as recsys opens them: the pragmas of every connection, the engine migrations run on, and what
+SQLite's errors mean for the user."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
+
+from recsys.errors import DiskFull, StoreDamaged, StoreUnavailable
 
 
 def enable_wal(execute: Callable[[str], Any], wait_s: float = 60.0) -> None:
@@ -50,3 +55,42 @@ def migration_engine(url: str) -> Engine:
     event.listen(engine, "connect", _sqlite_migration_connect)
     event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     return engine
+
+
+def damaged(e: BaseException) -> bool:
+    """SQLite's words for a file that is not a database, or a corrupt one (a damaged full-text index's pages make
+    its virtual table fail to open)."""
+    text_ = str(getattr(e, "orig", None) or e)
+    return any(w in text_ for w in ("file is not a database", "disk image is malformed", "vtable constructor failed"))
+
+
+def file_unavailable(path: str | None, url: str, e: Exception) -> StoreUnavailable:
+    """The error for a SQLite file that cannot serve, saying what to do: a file that is damaged, full, read-only or
+    cannot be opened is not a server to start."""
+    why = str(e).splitlines()[0]
+    if damaged(e):
+        return StoreDamaged(
+            f"the database file {path} is damaged ({why}); nothing was changed. Restore it from a backup, "
+            f"or move it aside and import the data again (`recsys import ...`, then `recsys build`)")
+    # SQLITE_FULL: a disk to free; with no byte left SQLite cannot even make the WAL's -shm file: "disk I/O error"
+    if "database or disk is full" in why or ("disk I/O error" in why and _no_space_beside(path)):
+        return DiskFull.sqlite(Path(path or "."), str(getattr(e, "orig", None) or e).splitlines()[0])
+    if "disk I/O error" in why:
+        return StoreUnavailable(f"reading or writing the database file {path} failed ({why}): check the disk "
+                                "holding it (the system log names the device), then run it again")
+    if "readonly" in why:
+        return StoreUnavailable(f"the database file {path} is read-only ({why}); make the file and its "
+                                "directory writable, or point RECSYS_DATABASE_URL at a writable copy")
+    if "unable to open" in why:
+        return StoreUnavailable(f"cannot open the database file {path} ({why}): its directory is missing "
+                                "or not writable; fix RECSYS_HOME or RECSYS_DATABASE_URL")
+    return StoreUnavailable(f"database {url} is unreachable ({why}); "
+                            "start it or point RECSYS_DATABASE_URL at a running server")
+
+
+def _no_space_beside(database: str | None) -> bool:
+    """Whether the disk holding the SQLite file ``database`` has (almost) no byte left."""
+    try:
+        return shutil.disk_usage(Path(database or ".").absolute().parent).free < 64 * 1024
+    except OSError:
+        return False

@@ -85,10 +85,28 @@ def test_a_database_file_removed_under_a_running_process_refuses_writes(tmp_path
 
 
 def test_a_damaged_full_text_index_is_said_to_be_damaged() -> None:
-    from recsys.store.db import _damaged
+    from recsys.store.sqlite import damaged
 
-    assert _damaged(Exception("vtable constructor failed: items_fts"))
+    assert damaged(Exception("vtable constructor failed: items_fts"))
     from recsys.api.errors import public_message
 
     said = public_message(StoreDamaged("the database file /x/recsys.db is damaged"))
     assert "retrying will not help" in said and "/x/" not in said  # not "retry shortly"; no path for a caller
+
+
+@pytest.mark.parametrize("free, said", [(0, "disk_full"), (10**9, "store_down")])
+def test_a_disk_io_error_with_no_byte_left_is_a_full_disk_not_a_server_to_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, said: str) -> None:
+    # with 0 bytes free SQLite cannot make the WAL's -shm file and says "disk I/O error": the message was "unreachable
+    # ... start it or point RECSYS_DATABASE_URL at a running server"
+    import shutil
+
+    from sqlalchemy.exc import OperationalError
+
+    store = Store(f"sqlite:///{tmp_path / 'recsys.db'}")
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=free))
+    e = store.unavailable(OperationalError("PRAGMA journal_mode=WAL", {}, Exception("disk I/O error")))
+    assert e.code == said and "start it or point" not in e.message, e.message
+    assert ("is full" in e.message) == (free == 0) and str(tmp_path) in e.message
+    store.dispose()
