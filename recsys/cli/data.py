@@ -204,6 +204,27 @@ def items_hide(item_ids: ItemIdsArg) -> None:
 def items_unhide(item_ids: ItemIdsArg) -> None:
     """Show hidden items again: queries return them from now on (a deleted item stays deleted)."""
     _set_flag(item_ids, hidden=False)
+    missing = _not_served(item_ids)
+    if missing:  # releases before 2026-12-06 left hidden items out of the index: unhiding cannot bring them back
+        err.print(f"note: {len(missing)} of them not in the served index (e.g. {missing[0]!r}: hidden under an "
+                  "older release, which left hidden items out, or not built yet); `recsys index build` adds them",
+                  markup=False)
+
+
+def _not_served(item_ids: list[str]) -> list[str]:
+    """Those of ``item_ids`` that the served generation does not hold (none when nothing is served yet)."""
+    from recsys.config import get_settings
+    from recsys.index import index_root
+    from recsys.index.layout import current_id
+    from recsys.index.store_match import served_ids
+
+    root = index_root(get_settings())
+    gid = current_id(root)
+    served = served_ids(root, gid) if gid is not None else None
+    if served is None:
+        return []
+    held = set(served.tolist())
+    return [i for i in dict.fromkeys(item_ids) if i not in held]
 
 
 @items_app.command("delete")
