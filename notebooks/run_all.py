@@ -86,9 +86,14 @@ def unranked(rec: Any, home: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     import nbformat
 
-    lab = "--lab" in (sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="run_all.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lab", action="store_true", help="open the notebooks in JupyterLab instead of running them")
+    lab = parser.parse_args(sys.argv[1:] if argv is None else argv).lab  # --help: this text, nothing run or written
     home = notebook_env(ranked=not lab)  # JupyterLab opens 01 on a store without a ranker as well
     if home is None:
         return 2

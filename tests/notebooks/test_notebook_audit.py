@@ -343,3 +343,15 @@ def test_one_user_on_the_demo_for_a_misspelt_id_with_hidden_items(demo_home: Pat
         store.dispose()
     likes = set(liked.loc[liked["type"] == "like", "item_id"])
     assert len(likes) == 2 and not likes & set(hide)
+
+
+def test_run_all_help_prints_its_usage_and_runs_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # `run_all.py --help` ran every notebook (and 02 wrote likes into the store)
+    monkeypatch.setattr(run_all, "notebook_env", lambda **_: pytest.fail("the store was opened"))
+    for args, code in ((["--help"], 0), (["--labs"], 2)):
+        with pytest.raises(SystemExit) as e:
+            run_all.main(args)
+        assert e.value.code == code
+    out = capsys.readouterr()
+    assert "make notebooks" in out.out and "--lab" in out.out and "unrecognized arguments: --labs" in out.err
