@@ -38,7 +38,7 @@ def demo(
         typer.echo(f"demo data already imported ({spec.strip()}; deletions, hides and events since are kept; "
                    "--reimport imports it again)")
     else:
-        _refuse_foreign(store, settings.home, out, force)
+        _refuse_foreign(store, settings.home, out, force, spec)
         _generate_and_import(store, settings, out, items, users, seed)
         marker.write_text(spec)
     if build:
@@ -51,12 +51,21 @@ def demo(
         run_serve(settings, host="127.0.0.1", port=port, auth=False, banner=True, log_format="text")  # read by a person
 
 
-def _refuse_foreign(store: Any, home: Path, out: Path, force: bool) -> None:
+def _refuse_foreign(store: Any, home: Path, out: Path, force: bool, spec: str) -> None:
     """The demo goes into a store of its own: mixed into imported data it would add 2,000 made-up items and 300
-    users to that catalogue and to its ranker's training."""
+    users to that catalogue and to its ranker's training; a demo of another size or seed would overwrite the
+    earlier one's first items and merge both demos' events."""
     from recsys.store.queries import stats
 
-    if force or (out / "items.jsonl").is_file():  # the demo's own data (earlier runs wrote no marker)
+    if force:
+        return
+    marker = out / ".imported"
+    earlier = marker.read_text().strip() if marker.is_file() else None
+    if earlier and earlier != spec.strip():
+        raise ConfigError(f"{home} holds a demo made with {earlier}, not {spec.strip()}: a second one would mix "
+                          "into it. Run it in a directory of its own (`RECSYS_HOME=./demo-small recsys demo ...`), "
+                          "or `recsys demo --force` to import it on top")
+    if (out / "items.jsonl").is_file():  # the demo's own data (earlier runs wrote no marker)
         return
     with store.session() as s:
         held = stats(s)

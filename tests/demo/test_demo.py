@@ -218,6 +218,17 @@ def test_a_second_demo_keeps_what_was_deleted_since(tmp_path: Path) -> None:
     assert _item(home, "item-00003")["deleted"] is False  # asked for: the demo's data as generated
 
 
+def test_a_demo_of_another_size_is_refused_not_mixed_into_the_first(tmp_path: Path) -> None:
+    # 30 items after 50 overwrote items 1-30, merged both demos' events and left a marker saying 30
+    home = tmp_path / "home"
+    assert _demo_cli(home, "--items", "12", "--users", "3").exit_code == 0
+    for other in (["--items", "8", "--users", "3"], ["--items", "12", "--users", "3", "--seed", "1", "--reimport"]):
+        refused = _demo_cli(home, *other)
+        assert refused.exit_code != 0 and "holds a demo made with items=12 users=3 seed=0" in str(refused.exception)
+    assert (home / "demo-data" / ".imported").read_text() == "items=12 users=3 seed=0\n"
+    assert _demo_cli(home, "--items", "8", "--users", "3", "--force").exit_code == 0
+
+
 def test_the_demo_refuses_a_store_holding_other_data_and_bad_sizes(tmp_path: Path) -> None:
     home = tmp_path / "shop"
     items = tmp_path / "items.jsonl"
