@@ -65,6 +65,21 @@ def _register_commands() -> None:
 
     for module in _COMMANDS:
         importlib.import_module(f"recsys.cli.{module}").register(app)
+    _one_line_summaries(app)
+
+
+def _one_line_summaries(group: typer.Typer) -> None:
+    """Each command's row in its group's --help: the docstring's first paragraph as one line. Typer's table kept
+    the source's line breaks inside its own wrapping, leaving rows that held one word ("sure", "`recsys")."""
+    import inspect
+
+    for info in group.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        if info.short_help is None and doc:
+            info.short_help = " ".join(doc.split("\n\n")[0].split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_summaries(sub.typer_instance)
 
 
 _COMMANDS = ("pipeline", "encoders", "index", "ranker", "serve", "feedback", "experiments", "describe", "shell")
