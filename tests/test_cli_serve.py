@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from recsys.cli.serve import _banner, check_port
+from recsys.config import Settings
 from recsys.errors import ConfigError
 
 
@@ -54,3 +55,25 @@ def test_forwarded_addresses_are_trusted_only_from_named_proxies(
     serve.run_serve(settings, host="127.0.0.1", port=8999, auth=False)
     assert seen["proxy_headers"] is expected
     assert seen["forwarded_allow_ips"] == (trusted or None)
+
+
+def test_a_ranker_that_never_repeats_an_item_gets_no_buy_again_example(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # on MovieLens the banner offered a buy-again call that can only answer an empty list
+    import json
+
+    from recsys.ranking.artifact import MANIFEST, write_pointer
+    from recsys.ranking.generations import current_repurchases, rankers_root
+
+    settings = Settings(home=tmp_path)
+    assert current_repurchases(settings) is None  # nothing trained: the example stays
+    root = rankers_root(settings)
+    for version, repurchase in (("r1", True), ("r2", False)):
+        (root / version).mkdir(parents=True)
+        (root / version / MANIFEST).write_text(json.dumps({"repurchase": repurchase}))
+        write_pointer(root, version)
+        assert current_repurchases(settings) is repurchase
+    _banner("127.0.0.1", 8123, False, "user-7", "item-9", buy_again=False)
+    quiet = capsys.readouterr().out
+    _banner("127.0.0.1", 8123, False, "user-7", "item-9")
+    assert "/buy-again" not in quiet and "/buy-again" in capsys.readouterr().out

@@ -351,8 +351,11 @@ def recommend(
     if buy_again:
         with _as_served():
             again = rec.buy_again(user_id, k, now=when)
-        _print(again, json_out, rec,
-               empty=f"nothing to buy again: {user_id!r} has no history before that time")
+        ranker = rec.generations.current().ranker
+        why = (f"{user_id!r} has no history before that time" if ranker is None or ranker.repurchase else
+               "this store's ranker never lists a shopper's own items again (under 1% of its events repeat an "
+               "item, as on MovieLens), so buy-again does not apply here")
+        _print(again, json_out, rec, empty=f"nothing to buy again: {why}")
         return
     rules = ListRules.of(boosts=parse_pairs(boost or (), "--boost", float), bury=bury or (),
                          pins=parse_pairs(pin or (), "--pin", int), exploration=exploration)

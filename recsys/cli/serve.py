@@ -155,7 +155,10 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
     configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"),
               json_lines=(os.environ.get("RECSYS_LOG_FORMAT") or log_format) != "text")
     if banner:
-        _banner(host, port, auth, *example_ids(settings))
+        from recsys.ranking.generations import current_repurchases
+
+        # a ranker that never repeats an item (MovieLens) answers every buy-again with an empty list
+        _banner(host, port, auth, *example_ids(settings), buy_again=current_repurchases(settings) is not False)
     from recsys.api.protocol import HeaderTimeoutProtocol
 
     HeaderTimeoutProtocol.header_timeout_s = settings.api.header_timeout_s
@@ -205,7 +208,7 @@ def _check_schema(settings: Any) -> str | None:
 
 
 def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str | None = None,
-            image: str | None = None, query: str | None = None) -> None:
+            image: str | None = None, query: str | None = None, *, buy_again: bool = True) -> None:
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # an IPv6 literal in brackets
     key = ' -H "X-API-Key: $RECSYS_KEY"' if auth else ""
     user, item = user or "USER_ID", item or "ITEM_ID"
@@ -221,7 +224,7 @@ def _banner(host: str, port: int, auth: bool, user: str | None = None, item: str
     lines += [
         "try:",
         f"  curl -sS{key} '{base}/v1/users/{user}/recommendations?k=10&explain=true'",
-        f"  curl -sS{key} '{base}/v1/users/{user}/buy-again?k=5'",
+        *([f"  curl -sS{key} '{base}/v1/users/{user}/buy-again?k=5'"] if buy_again else []),
         f"  curl -sS{key} '{base}/v1/items/{item}/similar?k=5'",
         f"  curl -sS{key} '{base}/v1/search/text?q={quote_plus(query or 'red dress')}&k=5'",
         f"  curl -sS{key} '{base}/v1/trending?k=5'",

@@ -170,6 +170,16 @@ def _keep_a_network(pipe: RankingPipeline, root: Path) -> None:
                 "candidate order, as no current ranker with a network fits these vectors", pipe.ranker_id)
 
 
+def current_repurchases(settings: Any) -> bool | None:
+    """Whether the current ranker lists a shopper's own items again (None: no readable ranker). Fitted where under 1%
+    of the events repeat an item (MovieLens), it never does, so buy-again has nothing to list."""
+    path = current_generation(rankers_root(settings))
+    try:
+        return None if path is None else bool(read_manifest(path).get("repurchase", True))
+    except (RankerError, IncompatibleArtifact):
+        return None
+
+
 def load_current_ranker(settings: Any, vectors: VectorsLike, items: pd.DataFrame | None = None, *,
                         search: VectorSearch | None = None) -> RankingPipeline | None:
     """The current ranker generation over these vectors, or None when none was trained yet.
