@@ -10,7 +10,8 @@ Because every shard shares the trained quantizer, their inverted lists line up l
 - merged into one index whose lists live in a file next to it and are memory-mapped (:func:`merge_on_disk`, faiss
   ``OnDiskInvertedLists``): RAM holds the quantizer, the page cache holds the lists queries touch. A merge into a
   directory that already holds one never rewrites a file a reader may have mapped (FAISS would truncate it under the
-  reader: SIGBUS): the lists go to a new file and ``merged.faiss`` is replaced by one rename; or
+  reader: SIGBUS): the lists go to a new file and ``merged.faiss`` is replaced by one rename (:func:`write_shard`
+  over a served shard likewise); or
 - searched side by side (:func:`open_shards`, a ``faiss.IndexShards`` merging each shard's top-k by score), e.g.
   one shard per replica or per disk.
 
@@ -35,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys.errors import ValidationFailed
-from recsys.files import fsync_dir, fsync_file
+from recsys.files import atomic_path, fsync_dir, fsync_file, write_text_atomic
 from recsys.index.factory import faiss_module, new_index, train_index
 from recsys.index.locks import build_lock
 
@@ -98,7 +100,8 @@ def sidecar_path(shard: Path) -> Path:
 
 def write_shard(trained: Any, vectors: np.ndarray, first_row: int, path: Path) -> Path:
     """Write the shard holding ``vectors`` (m, d) float32, whose ids are rows ``first_row..first_row+m-1``, and its
-    sidecar (:func:`sidecar_path`)."""
+    sidecar (:func:`sidecar_path`). Each file is written under a temporary name and renamed over ``path``, so a
+    process serving the old shard keeps answering from it and a failed write leaves the old shard as it was."""
     faiss = faiss_module()
 
     if vectors.ndim != 2 or vectors.shape[1] != trained.d:
@@ -114,12 +117,13 @@ def write_shard(trained: Any, vectors: np.ndarray, first_row: int, path: Path) -
     path.parent.mkdir(parents=True, exist_ok=True)
     side = sidecar_path(path)
     side.unlink(missing_ok=True)  # a crash between the two writes must not leave an older shard's sidecar
-    faiss.write_index(shard, str(path))
+    # never rewritten in place: FAISS would truncate a file that open_shards has mapped (SIGBUS in the server); a
+    # new file renamed over it leaves a serving process the old one, whole, as merge_on_disk does
+    with atomic_path(path) as tmp:
+        faiss.write_index(shard, str(tmp))
     record = {"format": SIDECAR_FORMAT, **asdict(_shape(shard)), "first_row": int(first_row),
               "count": len(vectors)}
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(tmp, side)
+    write_text_atomic(side, json.dumps(record, indent=1))
     log.info("shard %s: %d vectors from row %d", path.name, len(vectors), first_row)
     return path
 
@@ -181,17 +185,32 @@ def _drop_replaced(directory: Path, lists: Path) -> None:
 
 
 def open_merged(path: Path) -> Any:
-    """The index written by :func:`merge_on_disk`; its lists stay on disk (memory-mapped) wherever the pair moved."""
+    """The index written by :func:`merge_on_disk`, for searching only; its lists stay on disk (memory-mapped
+    read-only) wherever the pair moved, so a read-only volume or files owned by another user serve as well."""
     faiss = faiss_module()
 
     if not path.is_file():
         raise ValidationFailed(f"{path} is missing: merge_on_disk writes it")
     try:
         with _progress_to_stderr():  # FAISS prints the lists file's new location
-            return faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
-    except RuntimeError as e:  # FAISS cannot open the lists file the index names (in its own directory)
-        raise ValidationFailed(f"{path}: its inverted lists file is missing or unreadable beside it "
-                               f"({str(e).strip().splitlines()[-1][:300]}); move the pair together") from None
+            return faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError as e:  # FAISS cannot open the index, or the lists file it names (in its own directory)
+        raise ValidationFailed(_open_failure(path, str(e).strip().splitlines()[-1])) from None
+
+
+def _open_failure(path: Path, said: str) -> str:
+    """Why the pair at ``path`` did not open, from FAISS's last error line ``said`` ("could not open FILE in mode r:
+    Permission denied"): a file that is there but not readable by this process is not "missing"."""
+    found = re.search(r"could not open (.+?) (?:in mode \S+|for reading): (.+)$", said)
+    if found is None:
+        return f"{path}: cannot be read as a merged index ({said[:300]}); merge_on_disk writes it"
+    name, cause = Path(found[1]).name, found[2]
+    if "No such file" in cause:
+        return f"{path}: its inverted lists file {name} is missing beside it; move the pair together"
+    if "Permission denied" in cause:
+        return (f"{path}: this process (uid {os.getuid()}) may not read {name} (permission denied): give the user "
+                "serving it read access to both files of the pair (write access is not needed)")
+    return f"{path}: cannot read {name} ({cause[:200]})"
 
 
 def open_shards(shards: list[Path], *, mmap: bool = True) -> Any:
