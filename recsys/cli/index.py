@@ -18,7 +18,8 @@ app = typer.Typer(help="FAISS index generations: build, list, roll back.", no_ar
 @app.command("build")
 def build(
     full: Annotated[bool, typer.Option("--full", help="rebuild everything (no delta)")] = False,
-    factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. 'HNSW32,Flat' or 'IVF4096,PQ64'")]
+    factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. 'HNSW32,Flat' or 'IVF4096,PQ64' "
+                                                     "(a full build when the served generation has another)")]
     = None,
     force: Annotated[bool, typer.Option("--force", help="publish even when the database lacks most of the served "
                                                         "generation's items (a catalogue replaced on purpose)")]
@@ -31,7 +32,8 @@ def build(
 
     settings = get_settings()
     with progress_bar("index") as update:
-        report = build_from_catalog(open_store(), settings, update, mode="full" if full or factory else "auto",
+        # a --factory (or RECSYS_INDEX__FACTORY) other than the served generation's makes the build full
+        report = build_from_catalog(open_store(), settings, update, mode="full" if full else "auto",
                                     factory=factory, force=force)
     if report.get("reason"):
         err.print(f"index: {report['reason']}; a full build instead")

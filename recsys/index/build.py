@@ -25,7 +25,7 @@ from recsys.errors import IndexError_, ValidationFailed
 from recsys.files import fsync_dir, fsync_file, write_text_atomic
 from recsys.index import layout
 from recsys.index.factory import (
-    choose_factory,
+    TooFewToTrain,
     faiss_module,
     graph_order,
     is_lossy,
@@ -33,6 +33,7 @@ from recsys.index.factory import (
     normalise,
     relayout,
     sampled_recall,
+    size_factory,
 )
 from recsys.index.layout import Manifest
 from recsys.index.meta import META_FILE, ItemMeta
@@ -109,10 +110,9 @@ def _write_segment(seg_dir: Path, data: SegmentData, settings: IndexSettings, fa
     for i, (m, vec) in enumerate(data.vectors.items()):
         rows = np.flatnonzero(data.present[m]).astype(np.int64)
         sub = np.ascontiguousarray(vec[rows]) if len(rows) != len(vec) else vec
-        fac = factory or choose_factory(len(sub), vec.shape[1], settings)
         if progress:
             progress("index", i, len(data.vectors))
-        index = make_index(sub, fac, settings) if len(sub) else make_index(sub, "Flat", settings)
+        index, fac = _modality_index(m, sub, factory, settings)
         order = graph_order(index)
         if order is not None and relayout(index, order):  # HNSW in graph order: rows and vectors follow it
             sub, rows = sub[order], rows[order]
@@ -120,13 +120,31 @@ def _write_segment(seg_dir: Path, data: SegmentData, settings: IndexSettings, fa
         np.save(seg_dir / f"{m}.vectors.npy", sub)
         np.save(seg_dir / f"{m}.rows.npy", rows)
         recall = sampled_recall(index, sub, settings) if len(sub) else 1.0
-        mods[m] = {"factory": fac if len(sub) else "Flat", "count": int(len(sub)), "lossy": is_lossy(index),
-                   "recall_at_10": round(recall, 4)}
+        mods[m] = {"factory": fac, "count": int(len(sub)), "lossy": is_lossy(index), "recall_at_10": round(recall, 4),
+                   **({"requested": factory} if factory else {})}  # what a later build compares its setting with
         log.info("index %s/%s: %s over %d vectors, sampled recall@10 %.3f", seg_dir.name, m, fac, len(sub), recall)
         _checkpoint(f"index_written:{m}")
         if progress:
             progress("index", i + 1, len(data.vectors))  # modalities done (the last one says the stage finished)
     return {"name": seg_dir.name, "count": int(len(data.item_ids)), "modalities": mods}
+
+
+def _modality_index(modality: str, sub: np.ndarray, forced: str | None, settings: IndexSettings) -> tuple[Any, str]:
+    """The filled index of one modality and its factory: ``forced`` where these vectors can train it, else the
+    size-based choice (a forced IVF1024 cannot train on the 300 items that have a photo; the others keep it)."""
+    auto = size_factory(len(sub), sub.shape[1], settings) if len(sub) else "Flat"
+    fac = forced if forced and len(sub) else auto
+    try:
+        try:
+            return make_index(sub, fac, settings), fac
+        except TooFewToTrain:
+            if fac == auto:
+                raise
+            log.warning("index %s: %d vectors are too few to train the configured factory %r; this modality uses "
+                        "%r instead", modality, len(sub), fac, auto)
+            return make_index(sub, auto, settings), auto
+    except ValidationFailed as e:  # every modality is built with the factory: say which one failed
+        raise ValidationFailed(f"index of modality {modality!r}: {e.message}") from None
 
 
 def _finish(root: Path, work: Path, manifest: Manifest, *, settings: IndexSettings, store: Any | None,
@@ -215,7 +233,8 @@ def build_generation(
 
     ``vectors`` maps a modality ("fused" required; "text", "image"...) to (n, d) float32 rows aligned with
     ``item_ids``; ``present[m]`` (bool, n) marks rows that have modality ``m`` (e.g. items with an image).
-    ``meta`` holds the filterable fields (default: none). ``factory`` overrides the size-based index choice.
+    ``meta`` holds the filterable fields (default: none). ``factory`` (default ``settings.factory``) overrides the
+    size-based index choice for every modality with enough vectors to train it; the others keep the size-based one.
     ``watermark`` names the source state (e.g. the newest ``updated_at``). With ``store``, an
     ``Artifact(kind="index")`` row records the generation.
     """

@@ -2,11 +2,12 @@
 
 ``build_from_catalog`` decides between nothing to do (the catalogue did not change since the served generation),
 a delta generation (a few items new, changed or removed) and a full rebuild (first build, another encoder,
-``--full``, or changes beyond ``delta_max_fraction`` of the catalogue). A damaged current generation (hashed as a
-load hashes it) is neither a delta's base nor "up to date": a full build, the report says why. A generation
-published while the catalogue was read (an API upsert's delta) is not dropped by the switch: what changed since is
-added as a delta (:class:`recsys.index.layout.Rebase`). A full build that would drop most of the served generation's
-items, which the database does not know at all, is refused unless forced (:class:`StoreMismatch`).
+``--full``, a configured factory other than the served generation's, or changes beyond ``delta_max_fraction`` of
+the catalogue). A damaged current generation (hashed as a load hashes it) is neither a delta's base nor "up to
+date": a full build, the report says why. A generation published while the catalogue was read (an API upsert's
+delta) is not dropped by the switch: what changed since is added as a delta (:class:`recsys.index.layout.Rebase`).
+A full build that would drop most of the served generation's items, which the database does not know at all, is
+refused unless forced (:class:`StoreMismatch`).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     snap = _read_snapshot(store, settings, vectors, progress)
     report: dict[str, Any] = {}
     rebase = layout.Rebase(base, _catch_up(store, settings, vectors, report)) if switch else None
-    ch, reason = _plan(root, snap, base, mode, settings)
+    ch, reason = _plan(root, snap, base, mode, settings, wanted)
     if ch is not None and not ch.changed and not ch.removed:
         log.info("index generation %s is up to date", base)
         return {"action": "skipped", "generation": base, "items": ch.base_live, "base": base}
@@ -194,10 +195,11 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     return report
 
 
-def _plan(root: Path, snap: _Snapshot, base: str | None, mode: str,
-          settings: Settings) -> tuple[_Change | None, str | None]:
+def _plan(root: Path, snap: _Snapshot, base: str | None, mode: str, settings: Settings,
+          wanted: str | None) -> tuple[_Change | None, str | None]:
     """The changes against ``base`` when a delta (or nothing) will do, else None; and why a full build when a delta
-    or a skip was not possible for the base itself (damaged, unreadable)."""
+    or a skip was not possible for the base itself (damaged, unreadable) or in "auto" when the factory ``wanted``
+    (``--factory`` or ``RECSYS_INDEX__FACTORY``) is not the one the base was built with."""
     if mode == "full":
         return None, None
     if base is None:
@@ -213,9 +215,21 @@ def _plan(root: Path, snap: _Snapshot, base: str | None, mode: str,
         if mode == "delta":
             log.warning("current generation was built with another encoder or dimension; doing a full build")
         return None, None
+    built = _built_factory(cur)
+    if mode == "auto" and wanted and wanted != built:  # unset (automatic), it never forces a rebuild
+        reason = f"the configured index factory {wanted!r} is not generation {base}'s ({built!r})"
+        log.warning("%s; building a full generation", reason)
+        return None, reason
     ch = _diff(root, cur, snap.meta)
     small = len(ch.changed) + len(ch.removed) <= settings.index.delta_max_fraction * max(ch.base_live, 1)
     return (ch if mode == "delta" or small else None), None
+
+
+def _built_factory(m: layout.Manifest) -> str:
+    """The factory generation ``m``'s base was built for: the one configured then, where one was (a modality with
+    too few vectors for it fell back to the size-based choice: not a reason to rebuild), else the one chosen."""
+    fused = m.segments[0].get("modalities", {}).get("fused", {}) if m.segments else {}
+    return str(fused.get("requested") or m.factory)
 
 
 def _refuse_foreign_store(root: Path, base: str, snap: _Snapshot, store: Any, settings: Settings) -> None:

@@ -35,10 +35,18 @@ def faiss_module() -> Any:
     return faiss
 
 
+class TooFewToTrain(ValidationFailed):
+    """FAISS refused to train an index because a k-means in it (IVF lists, PQ or OPQ centroids) has more centroids
+    than there are training vectors."""
+
+
 def choose_factory(n: int, d: int, settings: IndexSettings) -> str:
     """The factory string for ``n`` vectors of dimension ``d``: the configured one, or one chosen by size."""
-    if settings.factory:
-        return settings.factory
+    return settings.factory or size_factory(n, d, settings)
+
+
+def size_factory(n: int, d: int, settings: IndexSettings) -> str:
+    """The factory string chosen by size for ``n`` vectors of dimension ``d``, whatever factory is configured."""
     if n < settings.exact_threshold:
         return "Flat"
     if n < settings.ivf_threshold:
@@ -200,8 +208,11 @@ def train_index(index: Any, sample: np.ndarray, factory: str = "") -> None:
     try:
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
     except RuntimeError as e:
-        raise ValidationFailed(
-            f"cannot train FAISS index {factory!r} on {len(sample)} vectors ({str(e).splitlines()[-1]}); "
+        said = str(e).splitlines()[-1]
+        # FAISS's k-means check (Clustering::train): the one refusal that more vectors, or a smaller factory, cure
+        few = "should be at least as large as number of clusters" in said
+        raise (TooFewToTrain if few else ValidationFailed)(
+            f"cannot train FAISS index {factory!r} on {len(sample)} vectors ({said}); "
             "use a smaller factory (fewer IVF lists / PQ centroids) or RECSYS_INDEX__FACTORY=Flat"
         ) from None
 
