@@ -159,11 +159,22 @@ def _limited(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
-                # HTTPException passes through FastAPI's body parsing untouched and becomes a JSON 413.
+                # HTTPException passes through FastAPI's body parsing untouched and becomes a JSON 413 (an
+                # explorer page's route answers it with its error page: recsys.api.web.render.PageRoute).
                 raise too_large(limit)
         return message
 
     return wrapped
+
+
+def _is_page(scope: Scope) -> bool:
+    """Whether a request is for an explorer page (a route of the explorer's router, included at the app's root,
+    takes its path): checked here, before routing, its refusals are pages too."""
+    from starlette.routing import Match
+
+    from recsys.api.routes.web import router
+
+    return any(r.matches(scope)[0] != Match.NONE for r in router.routes)
 
 
 async def _reply(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
@@ -171,7 +182,11 @@ async def _reply(scope: Scope, receive: Receive, send: Send, exc: Exception) -> 
 
     request = Request(scope, receive)
     response: Any
-    if isinstance(exc, HTTPException):
+    if isinstance(exc, HTTPException) and exc.status_code == 413 and _is_page(scope):
+        from recsys.api.web.render import too_large_page
+
+        response = too_large_page(request)  # a browser's form post: the explorer's page, never the API's JSON
+    elif isinstance(exc, HTTPException):
         response = await http_error(request, exc)
     else:
         response = await unexpected_error(request, exc)

@@ -155,13 +155,14 @@ def _item(request: Request, item_id: str, modality: str, form: pages.FilterForm,
 @router.get("/users/{user_id:path}", response_class=HTMLResponse)
 async def user_page(request: Request, user_id: str, category: Category = None, price_min: Text = None,
                     price_max: Text = None, in_stock: Text = None,
-                    diversity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+                    diversity: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
                     fragment: Annotated[bool, Query()] = False,
                     user: Annotated[str | None, Query(max_length=MAX_ID)] = None,
                     liked: Annotated[str | None, Query(max_length=MAX_ID)] = None,
                     disliked: Annotated[str | None, Query(max_length=MAX_ID)] = None) -> Response:
     """A user's history and recommendations (``fragment=1``: only the part the like buttons refresh; ``liked`` or
-    ``disliked``: the item a like without JavaScript just stored, said in the page)."""
+    ``disliked``: the item a like without JavaScript just stored, said in the page; ``diversity`` None: the one the
+    API would rank with, the user's experiment variant's or the configured one)."""
     if not user_id and user and user.strip():  # the "open user" form without JavaScript
         return RedirectResponse("/users/" + quote(user.strip(), safe=""), status_code=303)
     if user_id.strip() and user_id != user_id.strip():  # the store keeps ids trimmed: " u9 " is u9
@@ -173,19 +174,25 @@ async def user_page(request: Request, user_id: str, category: Category = None, p
     return await page(request, _user, user_id, form, diversity, fragment, None, told)
 
 
-def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: float, fragment: bool,
-          message: str | None = None, told: tuple[str, str] | None = None) -> Response:
-    rec = _rec(request)
+async def _user(request: Request, user_id: str, form: pages.FilterForm, diversity: float | None, fragment: bool,
+                message: str | None = None, told: tuple[str, str] | None = None) -> Response:
     if not user_id or len(user_id) > MAX_ID or "\x00" in user_id:
         raise ValidationFailed(f"a user id is 1 to {MAX_ID} characters")
-    recs = rec.recommend(user_id, PAGE_K, filter=form.item_filter(), diversity=diversity, explain=True)
+    # the list GET /v1/users/{id}/recommendations serves: the user's experiment variant, the shown items left out
+    served = await pages.personal_list(request, _rec(request), user_id, form.item_filter(), diversity, PAGE_K)
+    return await run_in_threadpool(_user_view, request, user_id, form, diversity, fragment, message, told, served)
+
+
+def _user_view(request: Request, user_id: str, form: pages.FilterForm, diversity: float | None, fragment: bool,
+               message: str | None, told: tuple[str, str] | None, served: pages.PersonalList) -> Response:
+    rec = _rec(request)
     hist, n_events = pages.history(rec, user_id)
     if told:  # a first event of a user id the store did not know: a typo in "Like as user" made a new shopper
         first = n_events == 1 and hist[0].item_id == told[1]
         message = _feedback_message(rec, told[1], told[0], user_id if first else None)
-    context: dict[str, Any] = {"user_id": user_id, "recs": pages.result_cards(rec, recs), "history": hist,
+    context: dict[str, Any] = {"user_id": user_id, "recs": pages.result_cards(rec, served.items), "history": hist,
                                "n_events": n_events, "form": form, "diversity": diversity, "message": message,
-                               "fragment": fragment,
+                               "fragment": fragment, "served": served,
                                "suggestions": user_suggestions(rec.store, user_id) if not n_events else None}
     if fragment:
         return render(request, "_user_live.html", **context)
@@ -200,7 +207,7 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
                    price_min: Annotated[str | None, Form(max_length=64)] = None,
                    price_max: Annotated[str | None, Form(max_length=64)] = None,
                    in_stock: Annotated[str | None, Form(max_length=64)] = None,
-                   diversity: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0) -> Response:
+                   diversity: Annotated[float | None, Form(ge=0.0, le=1.0)] = None) -> Response:
     """Store a like or dislike, then answer with the re-ranked recommendations (fetch) or redirect (plain form)."""
     form = pages.filter_form(category, price_min, price_max, in_stock)
     user_id = user_id.strip()  # as the store keeps it: the page shown next is the user the event went to
@@ -221,10 +228,10 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
             problem = getattr(res, "error", None) or (res.get("error") if isinstance(res, dict) else None)
             raise ValidationFailed(f"the {type} was not stored: {problem}")
         if request.headers.get("x-explorer") != "fetch":  # no JavaScript: the page says what was stored
-            query = "&".join(q for q in (form.query(), urlencode({"diversity": diversity} if diversity else {}),
-                                         urlencode({f"{type}d": item_id})) if q)
+            chosen = {} if diversity is None else {"diversity": diversity}  # none: the page ranks as the API would
+            query = "&".join(q for q in (form.query(), urlencode(chosen), urlencode({f"{type}d": item_id})) if q)
             return RedirectResponse(f"/users/{quote(user_id, safe='')}?{query}", status_code=303)
-        return await run_in_threadpool(_user, request, user_id, form, diversity, True, None, (type, item_id))
+        return await _user(request, user_id, form, diversity, True, None, (type, item_id))
     except RecsysError as e:
         return error(request, e)
 

@@ -183,6 +183,43 @@ def history(rec: Any, user_id: str, limit: int = 24) -> tuple[list[Card], int]:
     return cards, total
 
 
+# -- the served list -----------------------------------------------------------------------------------------------
+@dataclass
+class PersonalList:
+    """A user's recommendations as ``GET /v1/users/{id}/recommendations`` serves them now."""
+
+    items: list[Any]
+    assigned: Any = None
+    """The user's :class:`recsys.experiments.Assignment` on personal lists (None: no experiment running there)."""
+    diversity: float = 0.0
+    """The MMR weight ranked with: the page's, else the variant's, else ``ranking.diversity``."""
+    left_out: int = 0
+    """Items the feed leaves out: those shown to the user within ``feedback.exclude_shown_hours``."""
+    hours: float = 0.0
+    """That window (0: off)."""
+
+
+async def personal_list(request: Any, rec: Any, user_id: str, item_filter: Any, diversity: float | None,
+                        k: int) -> PersonalList:
+    """The list the API would serve ``user_id`` now, by the API route's own steps: the items the feed leaves out
+    (:func:`recsys.api.routes.feeds.left_out`), the user's variant (:func:`recsys.api.routes.experiments.assignment`)
+    and its rules and diversity (``list_rules``). ``diversity`` None: the variant's or the configured one. Nothing
+    is recorded as served: looking at a user in the explorer shows them nothing."""
+    from recsys.api.routes.experiments import assignment, list_rules
+    from recsys.api.routes.feeds import left_out
+    from recsys.api.schemas import RecommendRequest
+
+    body = RecommendRequest(k=k, diversity=diversity, explain=True)
+    _, exclude = await left_out(request, body, user_id)
+    assigned = assignment(request, "recommendations", user_id)
+    rules, ranked_with = list_rules(body, assigned)
+    items, _ = await rec.arecommend(user_id, k, filter=item_filter, exclude=exclude, diversity=ranked_with,
+                                    explain=True, rules=rules)
+    settings = request.app.state.settings
+    if ranked_with is None:
+        ranked_with = settings.ranking.diversity
+    return PersonalList(list(items), assigned, float(ranked_with), len(exclude),
+                        float(settings.feedback.exclude_shown_hours or 0.0))
 
 
 # -- filters -------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ HTML error page with the same status as the API's, never as the API's JSON probl
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine
 from functools import cache
 from pathlib import Path
@@ -17,11 +18,12 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from recsys.api.deps import authorize, count_request, identify
 from recsys.api.errors import public_message, wait_headers
 from recsys.api.web import session
-from recsys.errors import AuthError, Forbidden, RecsysError
+from recsys.errors import AuthError, Forbidden, PayloadTooLarge, RecsysError
 
 WEB = Path(__file__).resolve().parent
 SECURITY_HEADERS = {
@@ -34,6 +36,11 @@ SECURITY_HEADERS = {
     # Like buttons cannot store the same like twice); /media and the static files keep their own caching
     "Cache-Control": "no-store",
 }
+POSTED_PAGE_CACHE = "private, no-cache"
+"""A full page answering a form post (the results of a search by image): kept by this browser only, so Back from a
+result shows it again (a no-store answer to a POST is Chromium's "Confirm Form Resubmission"). ``no-cache``: never
+reused for a new request; a history entry is shown from the cache without asking. It holds the result list, never
+the picture, which the server drops once searched."""
 BIDI_CONTROLS = dict.fromkeys(map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
 """Direction controls a title may carry: a tab title cannot isolate them, so they are left out of it."""
 
@@ -132,6 +139,8 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     context.setdefault("auth", settings.api.auth and session.COOKIE in request.cookies)
     response = templates().TemplateResponse(request, name, context, status_code=status_code)
     response.headers.update(SECURITY_HEADERS)
+    if request.method == "POST" and status_code == 200 and not name.startswith("_"):  # "_": a fetched fragment
+        response.headers["Cache-Control"] = POSTED_PAGE_CACHE
     return response
 
 
@@ -151,11 +160,14 @@ def error(request: Request, e: RecsysError) -> Response:
     return answer
 
 
-async def page(request: Request, build: Callable[..., Response], *args: Any) -> Response:
+async def page(request: Request, build: Callable[..., Any], *args: Any) -> Response:
     """A page for a reader: the caller checked, then ``build(request, *args)`` in a worker thread (it reads the
-    store); a domain error becomes the error page."""
+    store), or awaited when it is a coroutine function (it awaits what the API awaits, then reads in a thread);
+    a domain error becomes the error page."""
     try:
         await who(request)
+        if inspect.iscoroutinefunction(build):
+            return await build(request, *args)  # type: ignore[no-any-return]
         return await run_in_threadpool(build, request, *args)
     except RecsysError as e:
         return error(request, e)
@@ -171,9 +183,20 @@ def invalid_page(request: Request, exc: RequestValidationError) -> Response:
     return render(request, "error.html", 422, message=message[:300], code="invalid")
 
 
+def too_large_page(request: Request) -> Response:
+    """The error page for a form over the server's body limit (``api.max_body_bytes``, refused before the route
+    reads it): "search by image" names the smaller of that limit and the image limit, as for a picture under the
+    body limit but over the image limit."""
+    api = request.app.state.settings.api
+    if request.url.path == "/search/image" and api.max_image_bytes < api.max_body_bytes:
+        return error(request, PayloadTooLarge(f"the uploaded image is over the limit of {api.max_image_bytes} bytes"))
+    return error(request, PayloadTooLarge(f"the upload is over this server's limit of {api.max_body_bytes} bytes "
+                                          "(RECSYS_API__MAX_BODY_BYTES)"))
+
+
 class PageRoute(APIRoute):
-    """An explorer route: a request its declared parameters refuse is answered with the HTML error page (the API's
-    handler, installed for the whole app, would answer with JSON)."""
+    """An explorer route: a request its declared parameters refuse, or a streamed body over the limit, is answered
+    with the HTML error page (the API's handlers, installed for the whole app, would answer with JSON)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -183,5 +206,9 @@ class PageRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as e:
                 return invalid_page(request, e)
+            except HTTPException as e:  # the middleware's limit on a body sent without a Content-Length
+                if e.status_code != 413:
+                    raise
+                return too_large_page(request)
 
         return route

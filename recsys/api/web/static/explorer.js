@@ -6,8 +6,14 @@
     return Array.from(root.querySelectorAll("#recs .card")).map(function (c) { return c.dataset.itemId; });
   }
 
+  const LIKE_TIMEOUT_S = 30;  // a like the server or a proxy holds longer is given up: the list is usable again
+
   // What a newcomer can act on, instead of "Failed to fetch" or "HTTP 502".
-  function failure(err, response) {
+  function failure(err, response, action) {
+    if (err && err.name === "AbortError") {
+      return "the server did not answer within " + LIKE_TIMEOUT_S + " s. The " + action + " may still be stored: " +
+        "reload the page to see";
+    }
     if (err instanceof TypeError) {
       return "the server did not answer: is `recsys serve` (or `make demo`) still running?";
     }
@@ -27,22 +33,56 @@
     if (target) { target.focus(); }
   }
 
-  async function sendFeedback(form, button) {
+  // Likes are sent one at a time, in the order pressed: each answer then holds every like before it. Two sent at
+  // once could be answered out of order, and the older list would replace the newer one (a like pressed with the
+  // keyboard while the list is dimmed: the dimming stops only the mouse).
+  let queue = Promise.resolve();
+  const pending = new Set();  // "like item-1": pressed, not answered yet; pressing it again sends nothing
+
+  function pendingKey(form, action) { return action + " " + form.querySelector("input[name=item_id]").value; }
+
+  function holdPending(live) {  // a fresh list keeps the buttons of the likes still waiting their turn disabled
+    live.querySelectorAll("#recs form.fb").forEach(function (f) {
+      const b = f.querySelector("button[data-action]");
+      if (b && pending.has(pendingKey(f, b.dataset.action))) { b.disabled = true; }
+    });
+  }
+
+  function queueFeedback(form, button) {
     const live = document.getElementById("live");
-    const announce = document.getElementById("announce");
-    const before = new Set(ids(live));
     const action = button.dataset.action || "like";
-    const itemId = form.querySelector("input[name=item_id]").value;
-    const index = Array.from(live.querySelectorAll("#recs button[data-action='" + action + "']")).indexOf(button);
+    const key = pendingKey(form, action);
+    if (pending.has(key)) { return; }
+    pending.add(key);
+    const data = new FormData(form);  // taken now: an earlier answer replaces the form
     const hadFocus = document.activeElement === button;
-    const data = new FormData(form);
+    const index = Array.from(live.querySelectorAll("#recs button[data-action='" + action + "']")).indexOf(button);
     live.classList.add("busy");
     live.setAttribute("aria-busy", "true");
     button.disabled = true;
+    const send = function () {
+      return sendFeedback(live, form.action, data, button, { action: action, hadFocus: hadFocus, index: index });
+    };
+    queue = queue.then(send, send).finally(function () {  // sent after the one before, however that one ended
+      pending.delete(key);
+      if (!pending.size) {
+        live.classList.remove("busy");
+        live.removeAttribute("aria-busy");
+      }
+    });
+  }
+
+  async function sendFeedback(live, url, data, button, how) {
+    const announce = document.getElementById("announce");
+    const before = new Set(ids(live));
+    const itemId = data.get("item_id");
+    const stop = new AbortController();
+    const timer = setTimeout(function () { stop.abort(); }, LIKE_TIMEOUT_S * 1000);
     let response = null;
     try {
-      response = await fetch(form.action, {
-        method: "POST", body: data, headers: { "X-Explorer": "fetch" }, credentials: "same-origin"
+      response = await fetch(url, {
+        method: "POST", body: data, headers: { "X-Explorer": "fetch" }, credentials: "same-origin",
+        signal: stop.signal
       });
       const html = await response.text();
       if (!response.ok) {
@@ -54,8 +94,11 @@
         err.login = login ? login.getAttribute("href") : null;
         throw err;
       }
+      // the focus is still on the pressed button (or was dropped with it): not moved if the user went on meanwhile
+      const keepFocus = how.hadFocus && [button, document.body, null].includes(document.activeElement);
       live.innerHTML = html;
       live.dataset.version = String(Number(live.dataset.version || "0") + 1);
+      holdPending(live);
       live.querySelectorAll("#recs .card").forEach(function (card) {
         if (before.has(card.dataset.itemId)) { return; }
         card.classList.add("fresh");  // the ring, and a word for those who cannot tell it by its colour
@@ -66,14 +109,14 @@
       });
       const flash = document.getElementById("flash");
       if (announce && flash) { announce.textContent = flash.textContent; }
-      if (hadFocus) { refocus(live, itemId, action, Math.max(index, 0)); }
+      if (keepFocus) { refocus(live, itemId, how.action, Math.max(how.index, 0)); }
     } catch (err) {
       // one message at a time: the last failure replaces the one before
       live.querySelectorAll(":scope > p.warn").forEach(function (old) { old.remove(); });
       const p = document.createElement("p");
       p.className = "warn";
       p.setAttribute("role", "alert");
-      p.textContent = "Could not record that: " + failure(err, response);
+      p.textContent = "Could not record that: " + failure(err, response, how.action);
       if (err.login) {
         const a = document.createElement("a");
         a.href = err.login;
@@ -83,10 +126,9 @@
       }
       live.prepend(p);
       button.disabled = false;
-      if (hadFocus) { button.focus(); }
+      if (how.hadFocus && button.isConnected) { button.focus(); }
     } finally {
-      live.classList.remove("busy");
-      live.removeAttribute("aria-busy");
+      clearTimeout(timer);
     }
   }
 
@@ -119,7 +161,7 @@
     const form = event.target;
     if (form.matches("#live form.fb")) {
       event.preventDefault();
-      sendFeedback(form, event.submitter || form.querySelector("button"));
+      queueFeedback(form, event.submitter || form.querySelector("button"));
     } else if (form.matches("[data-user-jump]")) {
       event.preventDefault();
       const id = form.querySelector("input[name=user]").value.trim();
