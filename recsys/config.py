@@ -7,16 +7,12 @@ Nothing is read at import time: call :func:`get_settings`.
 
 from __future__ import annotations
 
-import difflib
-import json
 import math
 import os
-from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
@@ -27,11 +23,14 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from recsys import config_checks
+from recsys.config_checks import without_password as without_password  # re-exported: callers import it here
+
 
 class StoreSettings(BaseModel):
-    batch_size: int = 5000
+    batch_size: int = Field(default=5000, ge=1)
     """Rows per bulk insert during imports."""
-    max_bad_fraction: float = 0.2
+    max_bad_fraction: float = Field(default=0.2, ge=0.0, le=1.0, allow_inf_nan=False)
     """An import whose bad rows exceed this share of the file is treated as a garbled file and rolled back."""
     loop_connections: int = Field(default=16, ge=1)
     """PostgreSQL connections per server process for the reads requests make on the event loop, besides
@@ -72,6 +71,11 @@ class EncoderSettings(BaseModel):
     when absent); 0 never uses it."""
     modality_weights: dict[str, float] = Field(default_factory=lambda: {"text": 1.0, "image": 1.0})
 
+    @field_validator("text_fields")
+    @classmethod
+    def _text_fields(cls, v: dict[str, float]) -> dict[str, float]:
+        return config_checks.text_fields(v)
+
     @field_validator("modality_weights")
     @classmethod
     def _weights(cls, v: dict[str, float]) -> dict[str, float]:
@@ -95,13 +99,13 @@ class IndexSettings(BaseModel):
     keep_generations: int = Field(default=3, ge=1)
     ivf_threshold: int = 2_000_000
     """From this many items the default index is IVF-PQ (re-ranked from the full vectors on disk)."""
-    hnsw_m: int = 32
-    ef_construction: int = 80
-    ef_search: int = 128
-    nprobe: int = 32
-    rerank_factor: int = 10
+    hnsw_m: int = Field(default=32, ge=2)
+    ef_construction: int = Field(default=80, ge=1)
+    ef_search: int = Field(default=128, ge=0)  # FAISS searches at least k wide anyway
+    nprobe: int = Field(default=32, ge=1)
+    rerank_factor: int = Field(default=10, ge=1)
     """A lossy index (PQ) fetches ``k * rerank_factor`` candidates, re-scored exactly from the stored vectors."""
-    train_sample: int = 100_000
+    train_sample: int = Field(default=100_000, ge=1)
     exact_subset_max: int = 20_000
     """A filter that keeps at most this many items is answered by exact search over just those items."""
     delta_max_fraction: float = 0.1
@@ -202,8 +206,19 @@ class ApiSettings(BaseModel):
     """Directories whose image files the API may serve and item writes may name, besides the data directory
     (``RECSYS_API__MEDIA_ROOTS='["/data/images"]'``). An image path outside them is refused when written through
     the API and never served."""
-    session_hours: float = Field(default=12.0, gt=0)
-    """How long an explorer login lasts (a signed cookie; the API key itself is never put in a cookie)."""
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 366, allow_inf_nan=False)
+    """How long an explorer login lasts (a signed cookie; the API key itself is never put in a cookie). At most a
+    year: the cookie's lifetime is a whole number of seconds (inf or 1e300 made every login fail)."""
+
+    @field_validator("image_formats")
+    @classmethod
+    def _image_formats(cls, v: list[str]) -> list[str]:
+        return config_checks.image_formats(v)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _forwarded_allow_ips(cls, v: str) -> str:
+        return config_checks.forwarded_allow_ips(v)
     header_timeout_s: float = Field(default=10.0, ge=0)
     """A connection gets this long to send a request's headers, then a 408 and is closed (slow-header clients
     otherwise hold connections forever). 0: no limit."""
@@ -248,10 +263,21 @@ class ExperimentsSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
-    """Unknown ``RECSYS_*`` names are checked by :func:`check_environment` (misspellings refused, others left)."""
+    """Unknown ``RECSYS_*`` names are checked by :func:`config_checks.check_environment` (misspellings refused,
+    others left)."""
 
     home: Path = Path(".recsys")
     database_url: str | None = None
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _home_not_empty(cls, v: Any) -> Any:
+        return config_checks.nonempty_home(v)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        return v if v is None else config_checks.check_database_url(v)
 
     @field_validator("home")
     @classmethod
@@ -278,13 +304,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_misspelt_variables(self) -> Settings:
-        check_environment(os.environ)
+        config_checks.check_environment(os.environ, Settings)
         return self
 
     @property
     def db_url(self) -> str:
         """The effective database URL: the configured one, or a SQLite file in the data directory."""
-        if self.database_url:
+        if self.database_url is not None:
             return self.database_url
         return f"sqlite:///{(self.home / 'recsys.db').resolve()}"
 
@@ -293,53 +319,6 @@ class Settings(BaseSettings):
         p = self.home.joinpath(*parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
-
-
-TOOL_VARIABLES = frozenset({"LOG_LEVEL", "LOG_FORMAT", "KEY", "TEST_POSTGRES_URL", "TEST_REDIS_URL", "E2E_HOME",
-                            "CHROMIUM", "UPDATE_SCREENSHOTS", "NB_DATA"})
-TOOL_PREFIXES = ("NB_", "TEST_", "BENCH_")
-"""``RECSYS_*`` variables that are not settings: logging, the client's key, the test suite's, notebooks' and
-benchmarks' own."""
-
-
-def without_password(url: str) -> str:
-    """``url`` with its password, if any, shown as ``***`` (a database or Redis URL printed or logged)."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-def check_environment(environ: Mapping[str, str]) -> None:
-    """Refuse a ``RECSYS_*`` variable that names no setting but looks like one (``RECSYS_DATABASE__URL``,
-    ``RECSYS_EXPERIMENTS__FIEL``, ``RECSYS_RANKING_SEED``): ignored, it would quietly leave the default in place, such
-    as another store. Unknown names unlike any setting are left alone (other tools may share the prefix)."""
-    from recsys.errors import ConfigError
-
-    sections = {name: f.annotation for name, f in Settings.model_fields.items()
-                if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
-    known = {n.upper() for n in Settings.model_fields} | {f"{s.upper()}__{k.upper()}" for s, m in sections.items()
-                                                          for k in m.model_fields}
-    spellings = {k.replace("__", "_"): k for k in known} | {k: k for k in known}  # one underscore for two, too
-    for var in sorted(environ):
-        if not var.startswith("RECSYS_"):
-            continue
-        name = var[len("RECSYS_"):]
-        if name in known or name in TOOL_VARIABLES or name.startswith(TOOL_PREFIXES):
-            continue
-        head = name.split("__", 1)[0]
-        close = difflib.get_close_matches(name, list(spellings), n=1, cutoff=0.8)
-        if "__" not in name and not close:
-            continue
-        hint = spellings[close[0]] if close else None
-        if hint is None and head.lower() in sections:
-            keys = sorted(sections[head.lower()].model_fields)
-            raise ConfigError(f"{var} names no setting of {head.lower()!r}; its settings are {', '.join(keys)} "
-                              f"(RECSYS_{head}__NAME); fix or unset it")
-        raise ConfigError(f"{var} names no setting" + (f"; did you mean RECSYS_{hint}?" if hint else ".")
-                          + " Fix or unset it (ignored, it would leave the default in place); with it unset, "
-                            "`recsys config` lists every setting")
 
 
 class _NamedEnvSource(EnvSettingsSource):
@@ -352,38 +331,7 @@ class _NamedEnvSource(EnvSettingsSource):
         except SettingsError as e:
             from recsys.errors import ConfigError
 
-            raise ConfigError(not_json(os.environ) or str(e)) from None
-
-
-def not_json(environ: Mapping[str, str]) -> str | None:
-    """What is wrong with the first ``RECSYS_<SECTION>__<NAME>`` whose setting is a list or a mapping and whose value
-    is not JSON (``RECSYS_API__CORS_ORIGINS=https://shop.example``), or None."""
-    sections = {n.upper(): f.annotation for n, f in Settings.model_fields.items()
-                if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
-    for var in sorted(environ):
-        section, _, name = var.removeprefix("RECSYS_").partition("__")
-        model = sections.get(section) if var.startswith("RECSYS_") else None
-        field = model.model_fields.get(name.lower()) if model is not None else None
-        kinds = {get_origin(a) or a for a in (field.annotation, *get_args(field.annotation))} if field else set()
-        if field is None or not kinds & {list, dict}:
-            continue
-        try:
-            json.loads(environ[var])
-        except ValueError:
-            return f"{var} is not JSON: write it as a JSON {_json_example(field.annotation, environ[var])}"
-    return None
-
-
-def _json_example(annotation: Any, value: str) -> str:
-    """'list, e.g. ...' or 'object, e.g. ...' for a setting of type ``annotation`` set to ``value``: a list of
-    objects (experiment definitions) gets an object in its example, not the raw value, which it would refuse too."""
-    kinds = {get_origin(a) or a for a in (annotation, *get_args(annotation))}
-    if list not in kinds:
-        return f"object, e.g. '{json.dumps({'name': value})}'"
-    items = [a for a in get_args(annotation) if (get_origin(a) or a) is not list]
-    of_objects = any((get_origin(a) or a) is dict or (isinstance(a, type) and issubclass(a, BaseModel)) for a in items)
-    return (f"list of objects, e.g. '[{{\"name\": {json.dumps(value)}, ...}}]' (see the README)" if of_objects
-            else f"list, e.g. '{json.dumps([value])}'")
+            raise ConfigError(config_checks.not_json(os.environ, Settings) or str(e)) from None
 
 
 @lru_cache(maxsize=1)

@@ -384,6 +384,13 @@ def app_from_env() -> FastAPI:
     import os
 
     from recsys.api.logs import configure
+    from recsys.config_checks import log_format, log_level
+    from recsys.errors import ConfigError
 
-    configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"), json_lines=os.environ.get("RECSYS_LOG_FORMAT") != "text")
+    try:
+        level, json_lines = log_level(os.environ, "INFO"), log_format(os.environ, "json") == "json"
+    except ConfigError as e:  # one line, as the CLI says it, not a traceback from inside uvicorn
+        log.error("error [config]: %s", e.message)
+        raise SystemExit(2) from None
+    configure(level, json_lines=json_lines)
     return create_app(get_settings())

@@ -86,12 +86,13 @@ _COMMANDS = ("pipeline", "encoders", "index", "ranker", "serve", "feedback", "ex
 
 
 def main() -> None:
+    from recsys.config_checks import log_level
     from recsys.errors import RecsysError
 
-    logging.basicConfig(level=os.environ.get("RECSYS_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _register_commands()
-    try:
+    try:  # a bad RECSYS_LOG_LEVEL is a config error like any other, not logging's traceback
+        logging.basicConfig(level=log_level(os.environ, "WARNING"),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _register_commands()
         app()
     except RecsysError as e:
         typer.echo(f"error [{e.code}]: {e.message}", err=True)
@@ -113,6 +114,8 @@ def settings_problem(e: BaseException) -> str | None:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
+    from recsys.config import without_password
+
     if isinstance(e, SettingsError):
         return f"{e}; a RECSYS_* variable holding JSON (e.g. RECSYS_RANKING__PARAMS) is not valid JSON"
     if not isinstance(e, ValidationError) or e.title != "Settings":
@@ -121,7 +124,9 @@ def settings_problem(e: BaseException) -> str | None:
     for err in e.errors(include_url=False)[:5]:
         loc = [str(p) for p in err.get("loc", ())]
         name = "RECSYS_" + "__".join(p.upper() for p in loc[:2]) if loc else "a RECSYS_* variable"
-        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        value = err.get("input")
+        shown = without_password(value) if isinstance(value, str) else value  # a URL's password is not echoed
+        got = f" (got {shown!r})" if "input" in err and not isinstance(value, dict) else ""
         parts.append(f"{name}: {err.get('msg', 'invalid')}{got}")
     return "; ".join(parts) + ("; fix or unset the variable (`recsys config` prints every setting with its value "
                                "once the environment is valid)")

@@ -140,8 +140,11 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
 
     from recsys.api import create_app
     from recsys.api.logs import configure
+    from recsys.config_checks import log_format as format_of
+    from recsys.config_checks import log_level
     from recsys.errors import ConfigError
 
+    level, log_format = log_level(os.environ, "INFO"), format_of(os.environ, log_format)  # refused before any work
     host = host or settings.api.host
     port = settings.api.port if port is None else port
     auth = settings.api.auth if auth is None else auth
@@ -152,8 +155,7 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
                                                                                   "port": port})})
     check_port(host, port)
     unanswered = _check_schema(settings)  # migrations once, here, not raced by every worker
-    configure(os.environ.get("RECSYS_LOG_LEVEL", "INFO"),
-              json_lines=(os.environ.get("RECSYS_LOG_FORMAT") or log_format) != "text")
+    configure(level, json_lines=log_format != "text")
     if banner:
         from recsys.ranking.generations import current_repurchases
 

@@ -35,7 +35,7 @@ from recsys.errors import (
 )
 from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
-from recsys.store.sqlite import damaged, file_unavailable, migration_engine, sqlite_pragmas
+from recsys.store.sqlite import create_private, damaged, file_unavailable, migration_engine, sqlite_pragmas
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def make_engine(url: str) -> Engine:
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        create_private(engine)
         event.listen(engine, "connect", sqlite_pragmas)
         deadline.install(engine)
         return engine

@@ -3,6 +3,8 @@ SQLite's errors mean for the user."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sqlite3
 import time
@@ -32,6 +34,22 @@ def enable_wal(execute: Callable[[str], Any], wait_s: float = 60.0) -> None:
             pause = min(pause * 2, 0.1)
 
 
+def create_private(engine: Engine) -> None:
+    """Have a SQLite file that ``engine`` is about to create made readable by its owner only: it holds every
+    shopper's events and the API key hashes, and SQLite would create it under the umask (0644, usually). Its -wal and
+    -shm files take the file's mode. An existing file keeps its own; a URI filename is the caller's own to set."""
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:") or engine.url.query.get("uri"):
+        return
+
+    def before_connect(*_: Any) -> None:
+        # an existing file is kept as it is; a missing directory is SQLite's to report
+        with contextlib.suppress(FileExistsError, FileNotFoundError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+    event.listen(engine, "do_connect", before_connect)
+
+
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     enable_wal(cur.execute)
@@ -52,6 +70,7 @@ def migration_engine(url: str) -> Engine:
     left its tables at the old revision, and every later start failed on them ("table items_fts already exists").
     SQLAlchemy's recipe: no driver transactions, an explicit BEGIN for each of SQLAlchemy's."""
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, poolclass=NullPool)
+    create_private(engine)
     event.listen(engine, "connect", _sqlite_migration_connect)
     event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     return engine
