@@ -18,9 +18,9 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
+from recsys.api.filter_schema import Filter, Finite, ShortText
 from recsys.api.ids import Id, NewId, encodable, trimmed_id
 from recsys.encoders.base import Modality
 from recsys.store.limits import (
@@ -30,15 +30,12 @@ from recsys.store.limits import (
     MAX_LIST,
     MAX_MEDIA_URI,
     MAX_QUERY,
-    MAX_SHORT_TEXT,
     MAX_TEXT,
     PRINTABLE,
 )
 
-ShortText = Annotated[str, StringConstraints(max_length=MAX_SHORT_TEXT, pattern=r"^[^\x00]*$")]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=r"^[^\x00]*$")]
 Query = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY, pattern=r"^[^\x00]*$")]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="number of results")]
 Diversity = Annotated[float, Field(ge=0.0, le=1.0, description="MMR weight: 0 keeps the ranker's order")]
 SearchMode = Literal["vector", "lexical", "hybrid"]
@@ -61,30 +58,6 @@ class _Strict(BaseModel):
 
 
 M = TypeVar("M", bound=BaseModel)
-
-
-AttrFilter = ShortText | Annotated[list[ShortText], Field(max_length=MAX_LIST)]
-
-
-class Filter(_Strict):
-    """Item filters, applied inside retrieval so a filtered request still returns k items when k exist."""
-
-    categories: Annotated[list[ShortText], Field(max_length=MAX_LIST)] | None = None
-    price_min: Finite | None = None
-    price_max: Finite | None = None
-    in_stock: bool | None = None
-    attributes: Annotated[dict[ShortText, AttrFilter],
-                          Field(max_length=100, description="attribute values; a list matches any of them")] | None = (
-        None)
-
-    @model_validator(mode="after")
-    def _range(self) -> Filter:
-        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
-            raise ValueError("price_min is greater than price_max")
-        return self
-
-    def is_empty(self) -> bool:
-        return all(v is None for v in self.model_dump().values())
 
 
 Exclude = Annotated[list[Id], Field(max_length=10_000, description="item ids never to return")]

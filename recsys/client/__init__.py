@@ -20,12 +20,15 @@ not, nor is a timeout (the server may have acted on the request). Errors come ba
 code; an unknown code, or an answer that is not recsys JSON, raises :class:`ApiError`, and so does a redirect (code
 ``redirect``, naming the ``Location``: redirects are never followed, so a write cannot land elsewhere); no answer at
 all (server down, timeout) raises :class:`Unreachable` (``health()`` then returns False; ``maybe_applied`` is True
-for a write that was sent: resend events with the same ``event_id``, items are upserts). An empty id, or one no URL
-path can address (``/``, ``.``, ``..``), raises ValueError (also a ValidationFailed) before anything is sent. A batch
-record with NaN or infinity is answered ``error`` alone, and batches over 1,000 records go in calls of 1,000. All are
-RecsysErrors. Each :class:`Result` carries the item's details
-(:class:`ItemSummary`: title, category, price, image_url) when the server sends them. Pass ``http=`` to use your own
-``httpx.Client`` / ``httpx.AsyncClient`` (e.g. FastAPI's ``TestClient``, or one with a ``MockTransport``).
+for a write that was sent: resend events with the same ``event_id``, items are upserts, an item delete may be
+repeated). An empty id, or one no URL path can address (``/``, ``.``, ``..``), raises ValueError (also a
+ValidationFailed) before anything is sent. A base URL without http(s):// or ending in /v1, or an API key no HTTP
+header can carry, raises ValueError when the client is made (a key's surrounding whitespace is stripped; no message
+shows the key). A batch record with NaN or infinity, or over 8,000,000 bytes alone, is answered ``error`` alone, and
+batches go in calls of at most 1,000 records and 8,000,000 bytes. All are RecsysErrors. Each :class:`Result`
+carries the item's details (:class:`ItemSummary`: title, category, price, image_url) when the server sends them.
+Pass ``http=`` to use your own ``httpx.Client`` / ``httpx.AsyncClient`` (e.g. FastAPI's ``TestClient``, or one with
+a ``MockTransport``).
 """
 
 try:

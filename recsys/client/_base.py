@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import math
+import re
 import socket
 import ssl
 import time
@@ -57,57 +58,9 @@ class ClientClosed(RecsysError):
     code, status = "client_closed", 400
 
 
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-"""Transport errors raised before any of the request reached the server."""
 _DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 """A connection lost without an answer (not a timeout): what a reused keep-alive connection gives when the server
 closed it just as the request went out."""
-
-
-def unreachable(call: Call[Any], base_url: httpx.URL, e: httpx.TransportError, tries: int) -> Unreachable:
-    """httpx's transport error as :class:`Unreachable`, saying what to check (and, for a write that was sent,
-    that it may have been applied and how to resend it safely)."""
-    method, url = call.method, call.url
-    if call.write and not isinstance(e, _NOT_SENT):
-        what = "timed out" if isinstance(e, httpx.TimeoutException) else "lost its connection"
-        return Unreachable(f"{method} {url} {what} ({type(e).__name__}) after it was sent: the server may have "
-                           "applied it (a slow write still finishes). Check before sending it again, or resend "
-                           "safely: events with the same event_id are stored once, items are upserts (a repeated "
-                           "delete answers 404 once the first was done). A longer Client(timeout=...) waits more",
-                           maybe_applied=True)
-    if isinstance(e, httpx.TimeoutException):
-        return Unreachable(f"{method} {url} timed out ({type(e).__name__}): is the server at {base_url} overloaded? "
-                           "A longer Client(timeout=...) waits more")
-    after = f" after {tries} tries" if tries > 1 else ""
-    return Unreachable(f"{method} {url} got no answer{after} ({type(e).__name__}: {e}); is the recsys server "
-                       f"running at {base_url}?")
-
-
-DEFAULT_URL, DEFAULT_TIMEOUT = "http://127.0.0.1:8000", 30.0
-
-
-def check_given(http: httpx.Client | httpx.AsyncClient, base_url: str | None, timeout: float | None) -> None:
-    """``base_url`` and ``timeout`` beside an own ``http=`` client: a base URL fills in one the httpx client lacks
-    and must match one it has; the timeout is set on the httpx client, so one given here is refused."""
-    if timeout is not None:
-        raise InvalidArgument("timeout= is not used with http=: set it on your httpx client "
-                              "(httpx.Client(timeout=...)), whose own timeout applies")
-    if base_url is None:
-        return
-    if not str(http.base_url):
-        http.base_url = httpx.URL(base_url)
-    elif str(http.base_url).rstrip("/") != str(httpx.URL(base_url)).rstrip("/"):
-        raise InvalidArgument(f"base_url {base_url!r} is not the base_url of the httpx client given as http= "
-                              f"({str(http.base_url)!r}): pass one of them, or the same")
-
-
-def closed(kind: str) -> ClientClosed:
-    return ClientClosed(f"this {kind} is closed (close()/aclose() or the end of its with block): create a new one")
-
-
-def invalid_url(call: Call[Any], e: httpx.InvalidURL) -> InvalidArgument:
-    """httpx's refusal of a URL (an id of tens of thousands of characters) as a RecsysError."""
-    return InvalidArgument(f"{call.method} {call.url[:80]}...: {e}; ids are at most 128 characters")
 
 
 def _permanent(error: BaseException) -> bool:
@@ -217,7 +170,7 @@ class Retry:
     ``max_wait_s`` seconds of waiting in all; a Retry-After past what is left of that budget raises at once. A 503
     that waiting cannot heal (``store_damaged``, ``no_index``, ``model_missing``, ``ranker``) raises at once.
     A proxy's 502 or 504 (no recsys error code) is retried like a 503, except for a request that must not be applied
-    twice (a delete, events without ``event_id``): the server behind the proxy may have acted on it.
+    twice (a user's delete, events without ``event_id``): the server behind the proxy may have acted on it.
     A refused connection (the server restarting) is tried again after the doubling backoff, within the same budget;
     a name that does not resolve or a TLS failure is not. ``Retry(attempts=1)`` turns retries off. ``sleep`` /
     ``asleep`` are for tests."""
@@ -360,6 +313,19 @@ def _all_fields(message: str, details: list[Any] | None) -> str:
     return f"{len(parts)} problems: " + "; ".join(parts) if len(parts) > 1 else message
 
 
+def shown(url: object) -> str:
+    """``url`` for a message: without the ``user:password@`` a URL may carry."""
+    return re.sub(r"^([^/]*//)?[^/@]*@", r"\1", str(url))
+
+
+def _sent_to(r: httpx.Response, url: str) -> str:
+    """The full URL ``r`` answered (base URL and path), else the call's path."""
+    try:
+        return shown(r.request.url.copy_with(query=None))
+    except RuntimeError:  # a response made without a request (tests)
+        return url
+
+
 def not_recsys(r: httpx.Response, method: str, url: str) -> ApiError:
     """An error answer without a recsys error code: something in between (a proxy, a load balancer) answered."""
     kind = r.headers.get("content-type", "no Content-Type")
@@ -383,6 +349,9 @@ def raise_error(r: httpx.Response, method: str = "", url: str = "") -> None:
     # rounded up: a caller that waits retry_after seconds must not come back early
     seconds = None if wait is None else math.ceil(wait)
     message = problem.message
+    if problem.code == "not_found" and message == "Not Found":  # the server's word for a path no route has
+        message = f"{method} {_sent_to(r, url)} answered 404 Not Found: no route of the server has that path; is the " \
+                  "client's base URL the server's address (without /v1)?"
     if issubclass(cls, ValidationFailed):
         message = _all_fields(message, problem.details)
     elif issubclass(cls, _errors.StoreUnavailable) and seconds is not None:

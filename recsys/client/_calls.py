@@ -29,6 +29,9 @@ When = datetime | str | None
 _EVENT_FIELDS = frozenset(EventResult.__dataclass_fields__)
 MAX_BATCH = 1000
 """The most records the API takes in one batch: a longer batch is sent in calls of at most this many."""
+MAX_BODY_BYTES = 8_000_000
+"""The most bytes of records one batch call carries: under the server's default body limit
+(``RECSYS_API__MAX_BODY_BYTES``, 10,000,000; a larger body is refused whole with a 413), with room to spare."""
 _DOT_SEGMENTS = frozenset({".", ".."})
 
 
@@ -115,22 +118,50 @@ class Batch(Generic[R]):
 
     def note(self, done: int) -> str:
         """Said with an error raised by call ``done`` (0-based) after earlier calls were answered."""
-        return (f"this batch was sent in calls of at most {MAX_BATCH} records: the records before position "
-                f"{self.firsts[done]} were sent and answered before this error")
+        return (f"this batch was sent in calls of at most {MAX_BATCH} records and {MAX_BODY_BYTES:,} bytes: the "
+                f"records before position {self.firsts[done]} were sent and answered before this error")
+
+
+def _size(record: Any) -> int:
+    """An upper bound of ``record``'s bytes in a request body: json.dumps' defaults (ASCII escapes, spaced
+    separators) are never shorter than what any httpx sends (httpx 0.28 and later: compact UTF-8)."""
+    return len(json.dumps(record)) + 1  # and its comma
+
+
+def _chunks(sent: list[tuple[int, Any, int]]) -> list[list[tuple[int, Any, int]]]:
+    """(position, record, size) in order, cut into calls of at most MAX_BATCH records and MAX_BODY_BYTES."""
+    chunks: list[list[tuple[int, Any, int]]] = []
+    total = 0
+    for rec in sent:
+        if not chunks or len(chunks[-1]) == MAX_BATCH or total + rec[2] > MAX_BODY_BYTES:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(rec)
+        total += rec[2]
+    return chunks
 
 
 def _batch(records: Iterable[Any], refuse: Callable[[int, Any, str], R],
            call: Callable[[list[int], list[Any]], Call[list[R]]], index: Callable[[R], int]) -> Batch[R]:
-    """Each record as JSON (refused alone, with the field named, where it cannot be), in calls of MAX_BATCH."""
-    sent: list[tuple[int, Any]] = []
+    """Each record as JSON (refused alone, with the field named, where it cannot be), in calls of at most
+    MAX_BATCH records and MAX_BODY_BYTES: a body over the server's limit was refused whole. A record over that on
+    its own is refused alone, like one with NaN."""
+    sent: list[tuple[int, Any, int]] = []
     refused: list[R] = []
     for i, rec in enumerate(records):
         try:
-            sent.append((i, plain(rec)))
+            body = plain(rec)
         except InvalidArgument as e:
             refused.append(refuse(i, rec, e.message))
-    chunks = [sent[s: s + MAX_BATCH] for s in range(0, len(sent), MAX_BATCH)]
-    return Batch([call([i for i, _ in c], [r for _, r in c]) for c in chunks], refused, index,
+            continue
+        size = _size(body)
+        if size > MAX_BODY_BYTES:
+            refused.append(refuse(i, rec, f"the record is {size:,} bytes as JSON, over the {MAX_BODY_BYTES:,} bytes "
+                                          "one call carries (the server refuses larger bodies): shorten its text"))
+        else:
+            sent.append((i, body, size))
+    chunks = _chunks(sent)
+    return Batch([call([i for i, _, _ in c], [r for _, r, _ in c]) for c in chunks], refused, index,
                  [c[0][0] for c in chunks])
 
 
@@ -213,10 +244,12 @@ def upsert_items(items: Iterable[Mapping[str, Any]]) -> Batch[dict[str, Any]]:
 
 
 def delete_item(item_id: str) -> Call[None]:
-    return Call("DELETE", f"/v1/items/{_q(item_id)}", lambda r: None, write=True, idempotent=False)
+    # idempotent: deleting an item again answers 200 (it stays marked deleted), so a dropped connection is retried
+    return Call("DELETE", f"/v1/items/{_q(item_id)}", lambda r: None, write=True)
 
 
 def delete_user(user_id: str) -> Call[int]:
+    # not idempotent: a second delete answers 404, which would hide that the first one was done
     return Call("DELETE", f"/v1/users/{_q(user_id)}", lambda r: int(r.json()["events"]), write=True,
                 idempotent=False)
 

@@ -9,20 +9,18 @@ from typing import Any, TypeVar
 import httpx
 
 from recsys.client import _calls as api
-from recsys.client._base import (
+from recsys.client._base import Call, EventResult, Page, Retry, Unreachable
+from recsys.client._calls import Batch, Examples, FilterLike, Ids, SearchMode, When
+from recsys.client._checks import (
     DEFAULT_TIMEOUT,
-    DEFAULT_URL,
-    Call,
-    EventResult,
-    Page,
-    Retry,
-    Unreachable,
     check_given,
+    checked_url,
     closed,
     invalid_url,
+    key_headers,
+    not_sendable,
     unreachable,
 )
-from recsys.client._calls import Batch, Examples, FilterLike, Ids, SearchMode, When
 from recsys.errors import RecsysError
 
 T = TypeVar("T")
@@ -37,8 +35,14 @@ class Client:
     lists (``exclude``, ``bury``, the examples of :meth:`more_like_these`) take a single str as one id.
 
     ``base_url`` defaults to http://127.0.0.1:8000 and ``timeout`` to 30 s. With ``http=`` (your own
-    ``httpx.Client``), ``base_url`` fills in one it lacks and must match one it has, and ``timeout`` is refused (set
-    it on your client). A call after :meth:`close` raises a RecsysError."""
+    ``httpx.Client``), ``base_url`` fills in one it lacks and must match one it has, and ``timeout`` is refused
+    (set it on your client). A call after :meth:`close` raises :class:`ClientClosed`, and so does a call in
+    flight when it is closed.
+
+    ``base_url`` must be ``http(s)://HOST[:PORT]``, with a path prefix where a proxy serves the API under one, but
+    not ending in /v1 (the client adds it): anything else is refused here (ValueError). ``api_key`` is stripped of
+    surrounding whitespace (a key read from a file); one with a character no HTTP header can carry is refused here,
+    and no message shows the key."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  timeout: float | None = None, http: httpx.Client | None = None, retry: Retry | None = None) -> None:
@@ -46,8 +50,8 @@ class Client:
             check_given(http, base_url, timeout)
         self._own = http is None
         self._http = http if http is not None else httpx.Client(
-            base_url=base_url or DEFAULT_URL, timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
-        self._headers = {"X-API-Key": api_key} if api_key else {}
+            base_url=checked_url(base_url), timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+        self._headers = key_headers(api_key)
         self.retry = retry or Retry()
         self._closed = False
 
@@ -74,7 +78,14 @@ class Client:
                                        **call.kwargs)
             except httpx.InvalidURL as e:
                 raise invalid_url(call, e) from e
-            except httpx.TransportError as e:
+            except httpx.LocalProtocolError:
+                raise not_sendable(call) from None  # httpx's text quotes the headers, the API key among them
+            except (httpx.TransportError, RuntimeError) as e:
+                # close() from another thread: the in-flight request drops, and a retry meets httpx's RuntimeError
+                if self._closed or self._http.is_closed:
+                    raise closed("Client") from e
+                if not isinstance(e, httpx.TransportError):
+                    raise
                 wait = self.retry.delay_after(e, attempt, waited, idempotent=call.idempotent) if call.retry \
                     else None
                 if wait is None:
@@ -141,8 +152,9 @@ class Client:
 
     def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Create or update items; a result per item (``index``: its position in ``items``, ``status``: stored or
-        error). The API takes at most 1,000 a call: a longer batch is sent in calls of 1,000. A record that cannot be
-        sent (NaN, infinity) is answered ``error`` naming the field, and the others are sent."""
+        error). The API takes at most 1,000 a call: a longer batch is sent in calls of at most 1,000 records and
+        8,000,000 bytes. A record that cannot be sent (NaN, infinity, over 8,000,000 bytes alone) is answered
+        ``error`` naming the field, and the others are sent."""
         return self._batch(api.upsert_items(items))
 
     def delete_item(self, item_id: str) -> None:
@@ -155,9 +167,9 @@ class Client:
     def send_events(self, events: Iterable[Mapping[str, Any]]) -> list[EventResult]:
         """Events (user_id, item_id, type, value?, timestamp?, event_id?); committed when this returns. Send
         ``event_id`` s: a retried batch is then stored once. A result per event, ``index`` its position in
-        ``events``. The API takes at most 1,000 a call: a longer batch is sent in calls of 1,000. numpy numbers are
-        sent as numbers; an event with NaN or infinity is answered ``error`` naming the field, and the others are
-        sent."""
+        ``events``. The API takes at most 1,000 a call: a longer batch is sent in calls of at most 1,000 (and
+        8,000,000 bytes). numpy numbers are sent as numbers; an event with NaN or infinity is answered ``error``
+        naming the field, and the others are sent."""
         return self._batch(api.send_events(events))
 
     # -- queries ------------------------------------------------------------------------------------------------
