@@ -37,8 +37,8 @@ except ImportError as e:  # the client needs httpx, which only the api extra ins
     raise ImportError("recsys.client needs httpx: pip install httpx (or pip install 'recsys[api]')") from e
 
 from recsys.client._async import AsyncClient
-from recsys.client._base import ApiError, EventResult, ItemSummary, Page, Result, Retry, Unreachable
+from recsys.client._base import ApiError, ClientClosed, EventResult, ItemSummary, Page, Result, Retry, Unreachable
 from recsys.client._sync import Client
 
-__all__ = ["ApiError", "AsyncClient", "Client", "EventResult", "ItemSummary", "Page", "Result", "Retry",
-           "Unreachable"]
+__all__ = ["ApiError", "AsyncClient", "Client", "ClientClosed", "EventResult", "ItemSummary", "Page", "Result",
+           "Retry", "Unreachable"]

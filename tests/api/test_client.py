@@ -19,8 +19,8 @@ from recsys.store import Store
 
 
 def test_public_api() -> None:
-    assert set(recsys.client.__all__) == {"ApiError", "AsyncClient", "Client", "EventResult", "ItemSummary", "Page",
-                                          "Result", "Retry", "Unreachable"}
+    assert set(recsys.client.__all__) == {"ApiError", "AsyncClient", "Client", "ClientClosed", "EventResult",
+                                          "ItemSummary", "Page", "Result", "Retry", "Unreachable"}
 
 
 def test_client_covers_the_endpoints(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:
