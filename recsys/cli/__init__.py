@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -21,9 +22,18 @@ class _Commands(TyperGroup):
     def invoke(self, ctx: Any) -> Any:  # typer runs on a click of its own, whose Context type is private
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a job scheduler's stop): handled as Ctrl-C is, so a command cleans up what it was writing and
+    says ``interrupted`` (the default action ended the process on the spot, saying nothing); exit status 143."""
+
+
+def _terminated(_signum: int, _frame: Any) -> None:
+    raise Terminated
 
 
 app = typer.Typer(
@@ -89,6 +99,7 @@ def main() -> None:
     from recsys.config_checks import log_level
     from recsys.errors import RecsysError
 
+    before = signal.signal(signal.SIGTERM, _terminated)  # `recsys serve`: uvicorn installs its own while it runs
     try:  # a bad RECSYS_LOG_LEVEL is a config error like any other, not logging's traceback
         logging.basicConfig(level=log_level(os.environ, "WARNING"),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -103,9 +114,11 @@ def main() -> None:
             raise
         typer.echo(f"error [config]: {message}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:  # before a command ran (loading the commands); a command's own is _Commands's
+    except KeyboardInterrupt as e:  # before a command ran (loading the commands); a command's own is _Commands's
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def settings_problem(e: BaseException) -> str | None:

@@ -36,3 +36,30 @@ def test_a_command_saying_its_own_interrupted_line_says_it_once(monkeypatch: pyt
     monkeypatch.setattr(describe, "open_store", _interrupt)
     code, err = _main(monkeypatch, capsys, "items", "describe")
     assert code == 130 and err.strip().splitlines() == ["interrupted; nothing written"]
+
+
+def test_sigterm_in_a_command_is_handled_as_ctrl_c_and_exits_143(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # `kill` (a scheduler stopping a job) ended a command on the spot: no "interrupted", no clean-up of its writes
+    import os
+    import signal
+
+    from recsys.cli import data
+
+    def terminate(*_a: Any, **_kw: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10**6):  # the handler runs between two bytecodes of the main thread
+            pass
+        raise AssertionError("SIGTERM was not handled")
+
+    def not_main(*_a: Any) -> None:  # without main()'s handler the default action would end the test run
+        raise AssertionError("SIGTERM reached the handler main() should have replaced")
+
+    before = signal.signal(signal.SIGTERM, not_main)
+    try:
+        monkeypatch.setattr(data, "open_store", terminate)
+        code, err = _main(monkeypatch, capsys, "stats")
+        assert code == 143 and err.strip().splitlines() == ["interrupted"]
+        assert signal.getsignal(signal.SIGTERM) is not_main  # main() puts the process's handler back
+    finally:
+        signal.signal(signal.SIGTERM, before)
