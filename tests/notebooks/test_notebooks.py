@@ -78,13 +78,13 @@ def test_run_all_takes_a_dataset_for_an_empty_home(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "empty"))
     monkeypatch.delenv("RECSYS_DATABASE_URL", raising=False)
     monkeypatch.delenv("RECSYS_NB_DATA", raising=False)
-    assert run_all.main() == 2 and "RECSYS_NB_DATA to a dataset directory" in capsys.readouterr().err
+    assert run_all.main([]) == 2 and "RECSYS_NB_DATA to a dataset directory" in capsys.readouterr().err
     monkeypatch.setenv("RECSYS_NB_DATA", "data/hm")
-    assert run_all.main() == 0
+    assert run_all.main([]) == 0
     assert os.environ["RECSYS_NB_DATA"] == str(Path("data/hm").resolve())  # the kernels run in notebooks/
     own_store(tmp_path / "empty")
     as_if_built(monkeypatch)
-    assert run_all.main() == 0 and "is not imported" in capsys.readouterr().err
+    assert run_all.main([]) == 0 and "is not imported" in capsys.readouterr().err
 
 
 def test_lab_opens_the_notebooks_on_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
