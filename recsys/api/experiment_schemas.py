@@ -70,6 +70,18 @@ class VariantReport(BaseModel):
     vs_control: dict[str, Comparison] | None = None
 
 
+class SampleRatio(BaseModel):
+    """The users per variant against the shares (chi-square goodness of fit): a mismatch means something besides the
+    assignment decides who is recorded in which arm, and the comparisons are biased."""
+
+    users: dict[str, int]
+    expected: dict[str, float]
+    p_value: float | None = None
+    mismatch: bool | None = Field(None, description="p_value below alpha; null while too few users to test")
+    alpha: float
+    note: str | None = None
+
+
 class ExperimentReport(BaseModel):
     experiment: str
     active: bool
@@ -80,3 +92,4 @@ class ExperimentReport(BaseModel):
     confidence: float = 0.95
     test: str
     variants: list[VariantReport]
+    sample_ratio: SampleRatio | None = None

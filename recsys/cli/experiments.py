@@ -76,6 +76,15 @@ def report(name: NameArg, since: Annotated[str | None, typer.Option(
         diff = "control" if v["control"] else _num(cmp.get("relative"), "{:+.1%}")
         typer.echo(f"{v['name'][:16]:<16} {v['users']:>6} {v['lists']:>7} {v['exposures']:>8} {v['clicks']:>7} "
                    f"{v['conversions']:>6} {_rate(v['ctr']):>22} {diff:>12} {_num(cmp.get('p_value'), '{:.2g}'):>8}")
+    srm = data["sample_ratio"]
+    split = "/".join(str(n) for n in srm["users"].values())
+    if srm["p_value"] is None:
+        typer.echo(f"users per variant {split}: {srm['note']}")
+    else:
+        expected = "/".join(f"{e:g}" for e in srm["expected"].values())
+        typer.echo(f"users per variant {split} against expected {expected}: p = {srm['p_value']:.2g}")
+        if srm["mismatch"]:
+            typer.echo(f"SAMPLE RATIO MISMATCH: {srm['note']}")
     capped = {k: sum(v["left_out"][k] for v in data["variants"]) for k in ("clicks", "conversions")}
     if any(capped.values()):
         typer.echo(f"left out of the rates: {capped['clicks']} clicks and {capped['conversions']} conversions beyond "

@@ -17,6 +17,12 @@ rate of a variant is a ratio of per-user sums, R = sum(c_u) / sum(n_u), and its 
 2018). The difference to the control is tested two-sided with z = (R_v - R_c) / sqrt(Var R_v + Var R_c) against
 the normal distribution (scipy). The pooled two-proportion z-test, which treats every exposure as independent and
 so overstates the evidence when users differ, is given beside it (``p_value_unclustered``).
+
+The sample ratio. Assignment does not look at behaviour, so the users served under each variant must follow the
+shares; a split that does not (one arm's requests failing or timing out more, a cache serving one arm's lists
+unrecorded, users recorded under one arm only) biases every comparison in the report. ``sample_ratio`` tests the
+users per variant against the shares (chi-square goodness of fit) and flags a mismatch below p = 0.001, the usual
+threshold for this check (Fabijan et al. 2019), which a correct assignment crosses once in a thousand reports.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from recsys.feedback.report import Z95, utc_naive, wilson
 from recsys.store.tables import ServedList
 
 METRICS = {"ctr": "clicks", "conversion_rate": "conversions"}
+SRM_ALPHA = 0.001
+"""Below this p-value the users per variant are flagged as not following the shares (a sample ratio mismatch)."""
 TEST = ("two-sided z-test on the difference of rates, variance clustered by user (delta method); "
         "p_value_unclustered: pooled two-proportion z-test")
 
@@ -60,7 +68,33 @@ def experiment_report(store: Any, exp: Experiment, *, since: datetime | None = N
         variants.append(row)
     return {"experiment": exp.name, "active": exp.active, "control": control,
             "since": since.isoformat() if since is not None else None, "exposure_basis": basis,
-            "confidence": 0.95, "test": TEST, "variants": variants}
+            "confidence": 0.95, "test": TEST, "variants": variants,
+            "sample_ratio": sample_ratio({v.name: len(users.get(v.name, {}).keys() - {""}) for v in exp.variants},
+                                         {v.name: v.share for v in exp.variants})}
+
+
+def sample_ratio(counts: dict[str, int], shares: dict[str, float]) -> dict[str, Any]:
+    """The users per variant tested against the variants' shares (see the module docstring): ``p_value`` of the
+    chi-square goodness-of-fit test and ``mismatch`` (p below ``SRM_ALPHA``); both None, with a ``note``, while a
+    variant expects fewer than 5 users, where the test's approximation does not hold."""
+    from scipy.stats import chisquare
+
+    total = sum(counts.values())
+    expected = {name: total * share for name, share in shares.items()}
+    out: dict[str, Any] = {"users": counts, "expected": {k: round(v, 2) for k, v in expected.items()},
+                           "p_value": None, "mismatch": None, "alpha": SRM_ALPHA, "note": None}
+    if len(counts) < 2 or min(expected.values()) < 5:
+        out["note"] = (f"too few users to test the split ({total}): each variant needs at least 5 expected; "
+                       "users of the anonymous lists are not counted")
+        return out
+    names = list(shares)
+    p = float(chisquare([counts[n] for n in names], [expected[n] for n in names]).pvalue)
+    out.update(p_value=p, mismatch=p < SRM_ALPHA)
+    if out["mismatch"]:
+        out["note"] = ("the users per variant do not follow the shares: something other than the assignment decides "
+                       "who is recorded in which arm (errors, caching, a filter), so the comparisons are biased; "
+                       "find the cause before reading them")
+    return out
 
 
 def _per_user(store: Any, name: str, since: datetime | None = None) -> dict[str, dict[str, dict[str, int]]]:

@@ -110,6 +110,7 @@ def test_experiment_routes_list_show_and_report(exp_client: TestClient) -> None:
     assert set(by["hats"]["vs_control"]) == {"ctr", "conversion_rate"}
     assert by["hats"]["vs_control"]["ctr"]["difference"] == pytest.approx(1 / 3)
     assert report["exposure_basis"] == "impressions" and "clustered" in report["test"] and report["since"] is None
+    assert report["sample_ratio"]["users"] == {"control": 1, "hats": 1} and report["sample_ratio"]["p_value"] is None
     later = exp_client.get("/v1/experiments/ab/report", params={"since": "2999-01-01T00:00:00+01:00"}).json()
     assert later["since"] == "2998-12-31T23:00:00" and sum(v["lists"] for v in later["variants"]) == 0
     for bad in ({"since": "yesterday"}, {"sinse": "2026-01-01"}):
@@ -165,7 +166,8 @@ def test_cli_lists_shows_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyP
         report = json.loads(run("experiments", "report", "ab", "--json").splitlines()[-1])
         assert [v["name"] for v in report["variants"]] == ["control", "hats"]
         assert report["variants"][1]["users"] == 0 and report["variants"][1]["vs_control"]["ctr"]["p_value"] is None
-        assert "variant" in run("experiments", "report", "ab")
+        text = run("experiments", "report", "ab")
+        assert "variant" in text and "users per variant 0/0: too few users to test the split" in text
         later = json.loads(run("experiments", "report", "ab", "--since", "2999-01-01", "--json").splitlines()[-1])
         assert later["since"] == "2999-01-01T00:00:00"
     finally:
@@ -181,6 +183,7 @@ def test_the_explorer_shows_the_report_with_inline_plots(exp_client: TestClient)
     page = exp_client.get("/experiments/ab")
     assert page.status_code == 200, page.text
     assert page.text.count("<svg") == 2 and "CTR" in page.text and "hats" in page.text
+    assert "Split of the users not tested: too few users" in page.text
     assert "http://" not in page.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in page.text
     assert exp_client.get("/experiments/nope").status_code == 404

@@ -297,3 +297,38 @@ def test_variant_items_are_looked_up_once_and_again_only_while_missing() -> None
                         lambda cats: lookups.append(list(cats)) or [])
     assert found == {("x", "b"): ["typo", "gone"]} and lookups == [["i1", "typo", "gone"], ["category:hats"]]
     assert items.to_check(b) == ["typo", "gone"] and items.to_check(None) == []
+
+
+def test_sample_ratio_mismatch_is_flagged_only_when_the_split_leaves_the_shares() -> None:
+    from recsys.experiments.report import sample_ratio
+
+    shares = {"control": 0.5, "b": 0.3, "c": 0.2}
+    fair = sample_ratio({"control": 503, "b": 296, "c": 201}, shares)
+    assert fair["mismatch"] is False and fair["p_value"] > 0.5 and fair["expected"] == {"control": 500.0, "b": 300.0,
+                                                                                         "c": 200.0}
+    # a tenth of "b"'s users missing: what an arm whose requests fail more often looks like
+    off = sample_ratio({"control": 10000, "b": 5400, "c": 4000}, shares)
+    assert off["mismatch"] is True and off["p_value"] < 0.001 and "biased" in off["note"]
+    few = sample_ratio({"control": 6, "b": 2, "c": 1}, shares)
+    assert few["p_value"] is None and few["mismatch"] is None and "too few" in few["note"]
+
+
+def test_the_report_tests_the_split_of_its_recorded_users(tmp_path: Path, store: Store) -> None:
+    """Users recorded under one arm only (a cache that served the other arm's lists unrecorded) are flagged."""
+    from recsys.experiments.report import sample_ratio
+
+    items = tuple(_items(store, tmp_path, 2))
+    exp = parse_experiments([{"name": "ab", "variants": [{"name": "control", "share": 0.5},
+                                                        {"name": "b", "share": 0.5, "diversity": 0.3}]}]).get("ab")
+    log = ServedLog(store, linger_s=0.0)
+    users = [f"u{i}" for i in range(400)]
+    recorded = [u for u in users if exp.assign(u).name == "control" or int(u[1:]) % 3 == 0]
+    for n, u in enumerate(recorded):
+        log.record(Served(f"{n:032x}", "recommend", items, u, experiment="ab", variant=exp.assign(u).name))
+    log.record(Served(f"{999:032x}", "recommend", items, None, experiment="ab", variant="b"))  # anonymous: not a user
+    assert log.flush(30)
+    log.close()
+    srm = experiment_report(store, exp)["sample_ratio"]
+    by = Counter(exp.assign(u).name for u in recorded)
+    assert srm["users"] == {"control": by["control"], "b": by["b"]} and srm["mismatch"] is True
+    assert sample_ratio(Counter(exp.assign(u).name for u in users), {"control": 0.5, "b": 0.5})["mismatch"] is False
