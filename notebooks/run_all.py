@@ -30,6 +30,8 @@ def notebook_env(ranked: bool = False) -> Path | None:
     (``ranked``: also when a built store has no ranker to recommend with)."""
     home = Path(os.environ.setdefault("RECSYS_HOME", ".recsys")).resolve()
     data = os.environ.get("RECSYS_NB_DATA", "demo")
+    # said first: opening the store and its served generations (torch, the index, the ranker) takes seconds
+    print(f"notebooks: checking the store at {home} ...", flush=True)
     held, refused = store_check(home, ranked=ranked)
     if refused:
         print(refused, file=sys.stderr)

@@ -22,7 +22,8 @@ def test_plain_progress_lines_when_not_a_terminal(capsys: pytest.CaptureFixture[
         update("events", 14347)
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert lines[0].startswith("build: embed 0/100 (") and lines[0].endswith(" s)")
+    assert lines[0] == "build: starting"  # at once: the first stage can be seconds away
+    assert lines[1].startswith("build: embed 0/100 (") and lines[1].endswith(" s)")
     assert "build: embed 50/100" not in err
     assert any(ln.startswith("build: embed 100/100") for ln in lines)
     assert any(ln.startswith("build: progress 3/7") for ln in lines)
@@ -45,3 +46,16 @@ def test_a_long_silent_step_says_it_is_still_at_work(capsys: pytest.CaptureFixtu
             time.sleep(0.05)
             said += capsys.readouterr().err
     assert "build: train: epochs 1/8 (still at work, " in said, said
+
+
+@pytest.mark.parametrize("updates", [0, 2])
+def test_on_a_terminal_the_starting_line_gives_way_to_the_stages(updates: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    out = io.StringIO()
+    monkeypatch.setattr(_common, "err", Console(file=out, force_terminal=True, width=120))
+    with _common.progress_bar("train") as update:
+        for step in range(updates):
+            update("epochs", step + 1, updates)
+    assert "train: starting" in out.getvalue()
+    assert ("train: epochs" in out.getvalue()) == bool(updates)

@@ -114,6 +114,10 @@ def progress_bar(description: str = "working") -> Iterator[Callable[..., None]]:
         tasks: dict[str, Any] = {}
         said: dict[str, float] = {}
         unsaid: dict[str, str] = {}  # per stage, its last line if not printed: said at the end (counts with no total)
+        # said at once: a job's first stage can be seconds away (loading torch and the encoder, reading the store)
+        if plain:
+            err.print(f"{description}: starting", soft_wrap=True)
+        starting = None if plain else prog.add_task(f"{description}: starting", total=None)
 
         def update(stage: str | int, done: int | None = None, total: int | None = None) -> None:
             if not isinstance(stage, str):  # update(done, total): one unnamed stage
@@ -136,9 +140,13 @@ def progress_bar(description: str = "working") -> Iterator[Callable[..., None]]:
                     unsaid[stage] = line
                 return
             if stage not in tasks:
+                if starting is not None and not tasks:
+                    prog.remove_task(starting)
                 tasks[stage] = prog.add_task(f"{description}: {stage}", total=total)
             prog.update(tasks[stage], completed=done, total=total)
 
         yield update
+        if starting is not None and not tasks:
+            prog.remove_task(starting)
         for line in unsaid.values():
             err.print(line, soft_wrap=True)

@@ -35,7 +35,7 @@ def test_a_command_saying_its_own_interrupted_line_says_it_once(monkeypatch: pyt
 
     monkeypatch.setattr(describe, "open_store", _interrupt)
     code, err = _main(monkeypatch, capsys, "items", "describe")
-    assert code == 130 and err.strip().splitlines() == ["interrupted; nothing written"]
+    assert code == 130 and err.strip().splitlines() == ["describe: starting", "interrupted; nothing written"]
 
 
 def test_sigterm_in_a_command_is_handled_as_ctrl_c_and_exits_143(monkeypatch: pytest.MonkeyPatch,

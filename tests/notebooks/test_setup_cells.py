@@ -188,3 +188,22 @@ def test_run_all_refuses_own_data_without_an_index(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("RECSYS_HOME", str(empty))
     assert run_all.main([]) == 2 and "no recsys data at" in capsys.readouterr().err
     assert counts(home)["items"] == 3 and ran == []
+
+
+@pytest.mark.parametrize(("prices", "said"), [([None, None], "price: none given; in stock 50%"),
+                                              ([2.0, None], "price: median 2.00 (1 of 2 items priced)")])
+def test_the_catalogue_cell_says_when_no_item_has_a_price(prices: list[float | None], said: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # on MovieLens (no prices) 01 printed "price: median nan"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = pd.DataFrame({"category": ["a", None], "price": pd.Series(prices, dtype=float),
+                          "in_stock": [True, False]})
+    try:
+        run_cells(BOOKS[0], "items per category (top 20)", ns={"items": items, "plt": plt})
+    finally:
+        plt.close("all")
+    assert said in capsys.readouterr().out
