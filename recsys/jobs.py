@@ -170,7 +170,12 @@ class Jobs:
         read with ``read_options`` (the words ``recsys import events`` was given: column map, delimiter, type).
         """
         from recsys.evaluation import evaluate_store, evaluate_test_events
-        from recsys.evaluation.splits import TEST_EVENT_FORMATS, TEST_EVENT_FORMATS_SAID, refuse_read_options
+        from recsys.evaluation.splits import (
+            TEST_EVENT_FORMATS,
+            TEST_EVENT_FORMATS_SAID,
+            refuse_format_words,
+            refuse_read_options,
+        )
         from recsys.store.queries import evaluation_users
 
         if test_events is not None and fmt not in TEST_EVENT_FORMATS:  # before anything is read
@@ -180,6 +185,7 @@ class Jobs:
             raise ValidationFailed("--map, --delimiter and --type say how to read --test-events FILE --format events; "
                                    "the stored events need none")
         refuse_read_options(fmt, read_options)
+        refuse_format_words(fmt, protocol, test_events)
         reader = self.recommender.index
         vectors = vectors_of_index(self.settings, reader)
         with self.store.session() as s:

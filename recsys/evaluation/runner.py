@@ -32,6 +32,7 @@ from recsys.evaluation.splits import (
     default_target_types,
     ingest_records,
     read_test_events,
+    refuse_format_words,
     resolve_protocol,
     split_test_events,
     temporal_split,
@@ -126,6 +127,7 @@ def protocol_for_test_events(fmt: str, test: pd.DataFrame, store_events: pd.Data
     stored events and the file's together, so ``last_day`` with purchases as the targets whenever the shop has
     purchases, and the withheld figure compares with the stored split's.
     """
+    refuse_format_words(fmt, protocol, "given")  # a library caller's contradicting protocol, as the CLI's
     if fmt == "hm":
         return "last_day", None
     if fmt == "movielens":

@@ -64,6 +64,20 @@ def refuse_read_options(fmt: str | None, options: ReadOptions | None) -> None:
                                f"not to --format {fmt}, whose layout is fixed; leave them out")
 
 
+def refuse_format_words(fmt: str | None, protocol: str | None, test_events: object) -> None:
+    """``--format`` names the dataset of ``--test-events FILE`` and, for hm and movielens, fixes how its shoppers are
+    cut: a ``--format`` without a file, or a ``--protocol`` that contradicts the dataset's, would be silently ignored
+    (the stored split evaluated instead, for minutes; the dataset's protocol used): refused instead."""
+    if fmt is not None and test_events is None:
+        raise ValidationFailed(f"--format names the dataset of --test-events FILE (withheld shoppers); without a file "
+                               f"the stored split is evaluated, cut by --protocol ({', '.join(PROTOCOLS)}, hm, "
+                               "movielens or auto): give --test-events FILE, or leave --format out")
+    fixed = ALIASES.get(fmt or "")
+    if fixed is not None and protocol not in (None, "auto") and resolve_protocol(protocol) != fixed:
+        raise ValidationFailed(f"--format {fmt} cuts withheld shoppers by {fixed} (the dataset's protocol), not by "
+                               f"--protocol {protocol}: leave --protocol out, or give the file as --format events")
+
+
 def positives(events: pd.DataFrame) -> pd.DataFrame:
     """Events that count as interactions (all but dislikes)."""
     return events[~events["type"].isin(NEGATIVE_TYPES)] if len(events) else events

@@ -347,6 +347,29 @@ def test_read_options_that_would_be_ignored_are_refused(fmt: str | None, test_ev
         read_test_events(tmp_path / "any.csv", "hm", options=ReadOptions(event_type="purchase"))
 
 
+@pytest.mark.parametrize(("fmt", "protocol", "test_events", "said"), [
+    ("movielens", None, False, "names the dataset of --test-events FILE"),
+    ("events", "last_day", False, "names the dataset of --test-events FILE"),
+    ("hm", "movielens", True, "cuts withheld shoppers by last_day"),
+    ("hm", "last_interaction", True, "cuts withheld shoppers by last_day"),
+    ("movielens", "hm", True, "cuts withheld shoppers by last_interaction")])
+def test_format_words_that_would_be_ignored_are_refused(fmt: str, protocol: str | None, test_events: bool, said: str,
+                                                         settings: Settings, tmp_path: Path) -> None:
+    # --format without --test-events evaluated the stored split (for minutes), and --protocol against hm or
+    # movielens was dropped for the dataset's own, both without a word; refused before anything is read
+    jobs = Jobs(SimpleNamespace(settings=settings, store=None))  # type: ignore[arg-type]
+    f = _odd_layout(tmp_path / "withheld.csv") if test_events else None
+    with pytest.raises(ValidationFailed, match=said):
+        jobs.evaluate(3, test_events=f, fmt=fmt, protocol=protocol)
+
+
+@pytest.mark.parametrize("protocol", [None, "auto", "hm", "last_day"])
+def test_a_protocol_agreeing_with_the_format_is_taken(protocol: str | None) -> None:
+    from recsys.evaluation.splits import refuse_format_words
+
+    refuse_format_words("hm", protocol, "withheld.csv")  # no refusal
+
+
 def test_the_cli_passes_map_delimiter_and_type(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from recsys.cli import _register_commands, app, pipeline
 
