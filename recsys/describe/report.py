@@ -40,7 +40,7 @@ class DescribeReport:
     """Items without a decodable image (reasons in ``errors``)."""
     seconds: float
     errors: dict[str, str] = field(default_factory=dict)
-    """Item id -> reason (first 100)."""
+    """Item id -> reason (first 100): the failed and the skipped items."""
     examples: dict[str, str] = field(default_factory=dict)
     """A few item id -> description, for a look."""
     labelled: dict[str, int] = field(default_factory=dict)
@@ -53,6 +53,9 @@ class DescribeReport:
     replaced: dict[str, int] = field(default_factory=dict)
     """Vocabulary -> descriptions it had written that this run (of another vocabulary) replaced."""
     warnings: list[str] = field(default_factory=list)
+    skipped: int = 0
+    """Items not written (nor withdrawn): their images changed, or they were deleted, while the run scored them
+    (reasons in ``errors``); what was scored described the old images. A re-run describes them."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,4 +102,7 @@ def run_warnings(report: DescribeReport, vocabulary: Vocabulary, probed: bool) -
         out.append(f"{report.low_confidence} of {report.described} descriptions rest mostly on labels scored under "
                    f"{LOW_SCORE}: vocabulary {vocabulary.name!r} may not fit this catalogue's photos; write one for "
                    "its domain (--vocabulary FILE)")
+    if report.skipped:
+        out.append(f"{report.skipped} items skipped: their images changed, or they were deleted, during the run, so "
+                   "the descriptions scored from their old images were not written; run describe again for them")
     return out

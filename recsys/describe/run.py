@@ -14,7 +14,9 @@ written. A re-run replaces an item's generated description, and removes it where
 import or upsert that gives the item other images removes it too (:func:`recsys.store.importers.writer.upsert_items`).
 
 Items are described in chunks, each committed on its own; an item without a decodable image is reported with the
-reason and keeps any earlier description: one bad photo never stops the run.
+reason and keeps any earlier description: one bad photo never stops the run. An item whose images change (an import
+or upsert) or that is deleted while the run scores it is skipped, and reported with the reason: each chunk checks,
+in the transaction that writes it, that its items still have the images the run read (:func:`still_as_read`).
 
 A facet whose ``field`` matches none of its labels on any item (absent from this catalogue, another domain's
 vocabulary) has no voter and no probe: it keeps its zero-shot score, and the report says so
@@ -28,6 +30,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from recsys.config import Settings
 from recsys.describe.pixels import DIM as PIXEL_DIM
@@ -41,6 +45,7 @@ from recsys.encoders.encoder import TowerEncoder, get_encoder
 from recsys.encoders.text import ItemRecord, poor_text
 from recsys.errors import UnknownItem, ValidationFailed
 from recsys.store import Store
+from recsys.store.tables import Item, ItemMedia
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +229,7 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
     the report, never raised. ``neighbours`` overrides the vocabulary's (0: zero-shot only); the fields of the
     items in ``label_exclude`` are never read as labels (a held-out evaluation's items); ``probe=False`` leaves
     the vocabulary's probes out (zero-shot and vote only)."""
-    from recsys.encoders.catalog import item_pks, read_items
+    from recsys.encoders.catalog import read_items
 
     if not vocabulary.writes_labels:  # every item would be "unconfident" and lose its description
         raise ValidationFailed(f"vocabulary {vocabulary.name}: sentence {vocabulary.sentence!r} writes no label of "
@@ -237,7 +242,6 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
     label_vecs = {f.name: enc.encode_texts(f.prompts()) for f in vocabulary.facets}
     k = vocabulary.neighbours if neighbours is None else neighbours
     voters = label_source(enc, catalogue, vocabulary, settings, label_exclude, progress) if k > 0 and items else None
-    pks = item_pks(store, [it.item_id for it in items])
     probes = fit_probes(vocabulary, voters, enc.towers.id, enc.towers.image_dim,
                         {it.item_id for it in items}, progress) if probe else {}
     votes = voters is not None and any(voted(v) for v in voters.labels.values())
@@ -254,7 +258,7 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
         if probes:
             raw = chunk_features(raw, chunk, vocabulary, settings, voters)
         scores = facet_scores(vecs, [it.item_id for it in chunk], vocabulary, label_vecs, voters, k, raw, probes)
-        _write_chunk(store, report, vocabulary, chunk, scores, failed, pks, source, min_confidence)
+        _write_chunk(store, report, vocabulary, chunk, scores, failed, source, min_confidence)
         if progress:
             progress("items", start + len(chunk), len(items))
     report.warnings = run_warnings(report, vocabulary, bool(probe))
@@ -265,9 +269,10 @@ def describe_items(store: Store, settings: Settings, vocabulary: Vocabulary, *, 
 
 
 def _write_chunk(store: Store, report: DescribeReport, vocabulary: Vocabulary, chunk: Sequence[ItemRecord],
-                 scores: dict[str, np.ndarray], failed: dict[int, str], pks: dict[str, int], source: str,
+                 scores: dict[str, np.ndarray], failed: dict[int, str], source: str,
                  min_confidence: float | None) -> None:
-    """Compose, count and commit one chunk's descriptions (and withdraw those of items with nothing confident)."""
+    """Compose, count and commit one chunk's descriptions (and withdraw those of items with nothing confident).
+    Items whose images changed, or that were deleted, since the run read them are skipped (:func:`still_as_read`)."""
     from recsys.store.descriptions import (
         GeneratedDescription,
         description_vocabularies,
@@ -275,7 +280,7 @@ def _write_chunk(store: Store, report: DescribeReport, vocabulary: Vocabulary, c
         replace_descriptions,
     )
 
-    rows, unsure = [], []
+    composed: list[tuple[ItemRecord, str, list[dict[str, object]]]] = []
     for r, it in enumerate(chunk):
         if r in failed:
             report.failed += 1
@@ -289,21 +294,64 @@ def _write_chunk(store: Store, report: DescribeReport, vocabulary: Vocabulary, c
             used = score >= vocabulary.threshold(f, min_confidence)
             chosen[f.name] = f.labels[j] if used else None
             facets.append({"facet": f.name, "label": f.labels[j], "score": round(score, 4), "used": used})
-        text = vocabulary.compose(chosen)
-        if not text:
-            report.unconfident += 1
-            if it.item_id in pks:
+        composed.append((it, vocabulary.compose(chosen), facets))
+    with store.session() as s:  # checked and written in one transaction: an upsert now waits, or came first
+        pks, changed = still_as_read(s, [it for it, _, _ in composed])
+        for item_id, reason in changed.items():
+            report.skipped += 1
+            if len(report.errors) < MAX_ERRORS:
+                report.errors[item_id] = reason
+        rows, unsure = [], []
+        for it, text, facets in composed:
+            if it.item_id in changed:
+                continue
+            if not text:
+                report.unconfident += 1
                 unsure.append(pks[it.item_id])
-            continue
-        if it.item_id not in pks:  # deleted since it was read
-            continue
-        rows.append(GeneratedDescription(pks[it.item_id], text, facets, source, vocabulary.name))
-        tally(report, vocabulary, facets)
-        if len(report.examples) < 5:
-            report.examples[it.item_id] = text
-    with store.session() as s:
+                continue
+            rows.append(GeneratedDescription(pks[it.item_id], text, facets, source, vocabulary.name))
+            tally(report, vocabulary, facets)
+            if len(report.examples) < 5:
+                report.examples[it.item_id] = text
         for old in description_vocabularies(s, [r.item_pk for r in rows]).values():
             if old != vocabulary.name:  # a re-run of another vocabulary: said, not silent
                 report.replaced[old] = report.replaced.get(old, 0) + 1
         report.described += replace_descriptions(s, rows)
         report.withdrawn += remove_descriptions(s, unsure)
+
+
+IMAGES_CHANGED = "skipped: its images changed during the run (its description would describe the old ones)"
+DELETED = "skipped: deleted during the run"
+
+
+def still_as_read(session: Session, items: Sequence[ItemRecord]) -> tuple[dict[str, int], dict[str, str]]:
+    """(item id -> key of the ``items`` that are live with the images the run read, item id -> reason for the
+    others: deleted, or other images than read, their order aside, as an upsert compares them). One query for
+    the chunk. On PostgreSQL the items' rows are locked first, in a statement of their own (FOR NO KEY UPDATE, in
+    key order, as the description trigger locks them; a joined read would see the media of the statement's snapshot,
+    from before a concurrent upsert committed), so an upsert changing their images either committed before the read,
+    which sees it, or waits for this commit and then drops what was written. SQLite's write transaction (BEGIN
+    IMMEDIATE) holds the database already."""
+    ids = sorted({it.item_id for it in items})
+    if not ids:
+        return {}, {}
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Item.id).where(Item.external_id.in_(ids)).order_by(Item.id)
+                        .with_for_update(key_share=True))
+    now: dict[str, tuple[int, bool, set[tuple[str, str]]]] = {}
+    for ext, pk, deleted, kind, uri in session.execute(
+            select(Item.external_id, Item.id, Item.deleted, ItemMedia.kind, ItemMedia.uri)
+            .outerjoin(ItemMedia, ItemMedia.item_id == Item.id).where(Item.external_id.in_(ids))):
+        media = now.setdefault(ext, (pk, bool(deleted), set()))[2]
+        if uri is not None:
+            media.add((kind, uri))
+    pks, changed = {}, {}
+    for it in items:
+        pk, deleted, media = now.get(it.item_id, (0, True, set()))
+        if deleted:
+            changed[it.item_id] = DELETED
+        elif media != set(it.media):
+            changed[it.item_id] = IMAGES_CHANGED
+        else:
+            pks[it.item_id] = pk
+    return pks, changed

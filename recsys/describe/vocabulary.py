@@ -35,8 +35,10 @@ A label is written when its score reaches ``min_confidence`` and, but where that
 beats the facet's uniform share by a quarter (:data:`CHANCE_LIFT`): a facet of n labels scores at least 1/n, so with
 few labels ``min_confidence`` alone never held a guess back. A facet needs two labels or more (at most
 :data:`MAX_LABELS`); ``omit`` and ``words`` name labels, labels differ in more than case (and in more than "/", "-",
-"_" and spaces, as field values are compared), the sentence has no brace outside its ``{facet}`` slots, and a key
-not shown above is refused with the nearest known one. YAML is not read: write TOML or JSON.
+"_" and spaces, as field values are compared), the sentence has no brace outside its ``{facet}`` slots, ``fallback``
+and ``words`` are written as they are (no brace; a word is not empty: ``omit`` leaves a label out),
+``probe_features`` and ``probe_hidden`` come with ``probe_weight`` (which needs a ``field``), and a key not shown
+above is refused with the nearest known one. YAML is not read: write TOML or JSON.
 
 Facets not named in ``sentence`` are still scored and stored with the description's facets. The shipped ones live in
 ``recsys/describe/vocabularies/`` and are named by their file stem (``generic``, ``hm``).
@@ -188,12 +190,32 @@ def _named(name: str, key: str, given: list[str], labels: tuple[str, ...], where
                                    f"labels{hint}")
 
 
+def _wordings(name: str, words: dict[str, str], where: str) -> None:
+    """``words`` values are written into the sentence as they are: an empty one left nothing of the label (an item
+    whose only label it was lost its description) and a brace stayed a brace."""
+    for label, word in words.items():
+        if not word.strip():
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: words {label!r} = {word!r} writes nothing "
+                                   f"for the label (items saying only it would lose their description); to leave it "
+                                   f"out of the sentence write omit = [{label!r}], else give its wording")
+        if re.search(r"[{}]", word):
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: words {label!r} = {word!r} has a brace, "
+                                   "written into the sentence as it is; write the wording itself (for a template "
+                                   "of every label, use phrase)")
+
+
 def _templates(name: str, raw: dict[str, Any], where: str) -> dict[str, str]:
     strings = {k: raw.get(k, d) for k, d in (("prompt", "{}"), ("phrase", "{}"), ("fallback", ""))}
     for key, value in strings.items():
         if not isinstance(value, str) or (key != "fallback" and "{}" not in value):
             raise ValidationFailed(f"vocabulary {where}: facet {name!r}: {key} must be a string"
                                    + ("" if key == "fallback" else " with {} for the label"))
+        if key == "fallback" and re.search(r"[{}]", value):  # no label goes in: "{}" was written as it is
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: fallback {value!r} has a brace, but it is "
+                                   "written into the sentence as it is (no label goes in it); write the noun itself, "
+                                   "e.g. fallback = \"item\", or leave fallback out")
+        if key == "fallback":
+            continue
         try:  # checked now, not after minutes of scoring: "{kind}" or a lone "{" failed only when written
             value.format("label")
         except (KeyError, IndexError, ValueError) as e:
@@ -225,6 +247,7 @@ def _facet(name: str, raw: Any, where: str) -> Facet:
     omit, words = [x.strip() for x in omit], {str(k).strip(): v for k, v in words.items()}
     _named(name, "omit", omit, labels, where)
     _named(name, "words key", list(words), labels, where)
+    _wordings(name, words, where)
     source = raw.get("field")
     if source is not None and not (isinstance(source, str) and re.fullmatch(r"category|title|attributes\.\w+", source)):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: field must be category, title or attributes.<key>")
@@ -239,6 +262,11 @@ def _facet(name: str, raw: Any, where: str) -> Facet:
     if not (isinstance(hidden, int) and not isinstance(hidden, bool) and 0 <= hidden <= 4096):
         raise ValidationFailed(f"vocabulary {where}: facet {name!r}: probe_hidden must be an integer 0..4096, "
                                f"not {hidden!r}")
+    for key, value in (("probe_features", blocks), ("probe_hidden", hidden)):
+        if value and not pw:  # only a probe reads them: without probe_weight they were silently ignored
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r}: {key} = {value!r} is read only by a probe, "
+                                   "and the facet has none; add probe_weight (a number within 0 and 1)"
+                                   f"{' and a field' if source is None else ''}, or remove {key}")
     check_two(name, labels, where)
     return Facet(name, labels, strings["prompt"], strings["phrase"], frozenset(omit), strings["fallback"],
                  None if conf is None else float(conf), tuple(words.items()), source, float(pw), tuple(blocks), hidden)

@@ -74,11 +74,20 @@ def query_terms(query: str) -> list[str]:
     punctuation splits words. Composed first (NFC), as the documents' diacritics are folded in composed form. A
     capital dotted I lower-cases to "i" and a combining dot, which PostgreSQL split the word at ("İstanbul" found
     nothing there): it is a plain "i", as the databases fold the documents' "İ". Stop words are left out
-    (:data:`STOP_WORDS`)."""
+    (:data:`STOP_WORDS`), compared with diacritics folded (:func:`folded`): FTS5 folds "thé" to "the", which
+    SQLite's documents index, so it matched nearly every item there; PostgreSQL folds it first and drops it."""
     query = unicodedata.normalize("NFC", query)
     spaced = "".join(c if c.isalnum() or unicodedata.category(c)[0] == "M" else " " for c in query)
     words = (w.lower().replace("i\u0307", "i") for w in spaced.split() if any(c.isalnum() for c in w))
-    return [w for w in dict.fromkeys(words) if w not in STOP_WORDS][:MAX_TERMS]
+    return [w for w in dict.fromkeys(words) if folded(w) not in STOP_WORDS][:MAX_TERMS]
+
+
+def folded(word: str) -> str:
+    """``word`` with its diacritics folded, as the databases fold it (FTS5's ``remove_diacritics 2``, PostgreSQL's
+    ``recsys_search_words``): "thé" is "the", "wíth" "with", a long s an "s". Every combining mark goes: FTS5 does
+    not index one as part of a word, so "the" with a stray mark is the word "the" to it."""
+    return "".join(c for c in unicodedata.normalize("NFD", word)
+                   if unicodedata.category(c)[0] != "M").replace("\u017f", "s")
 
 
 def available(conn: Connection) -> bool:

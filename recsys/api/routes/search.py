@@ -42,7 +42,8 @@ router = APIRouter(prefix="/v1/search", tags=["search"])
             description="Keyword and vector results fused by reciprocal rank (`mode=hybrid`, the default with the "
                         "fused vectors), or one side alone (`mode=vector`, the default with `modality=text|image`; "
                         "`mode=lexical`); a query that is an item id puts that item first. Results carry their "
-                        "sources: `lexical`, `search` (vectors), `id`.")
+                        "sources: `lexical`, `search` (vectors), `id`, and `generated` beside `lexical` when the "
+                        "query's words are only in the item's description generated from its image.")
 def search_text(request: Request, rec: RecommenderDep, _key: ReadKey,
                 f: Annotated[Filter | None, Depends(query_filter)],
                 q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY, pattern=r"^[^\x00]+$")],
