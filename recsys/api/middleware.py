@@ -22,7 +22,11 @@ from recsys.store.deadline import bounded
 
 access = logging.getLogger("recsys.api.access")
 _RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+"""With auth off, the one definition of loopback: the addresses a server may bind to (``recsys serve`` refuses
+others) and clients may connect from. The rest of 127.0.0.0/8 is not: a client there gets 403, and a server bound
+there would answer every request 421 (its address is not one of the ``Host`` names below)."""
+_LOOPBACK = LOOPBACK | {"testclient"}
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
 """The ``Host`` names served with auth off (any port): a web page whose name an attacker re-points to 127.0.0.1
 (DNS rebinding) names its own host, so it is refused."""
@@ -75,8 +79,9 @@ class RequestMiddleware:
             client = (scope.get("client") or ("", 0))[0]
             if self.loopback_only and client not in _LOOPBACK:
                 # Auth is off: only this machine may call, whatever address the server was bound to.
-                await _reply(scope, receive, send_wrapper, HTTPException(403, "authentication is off on this server; "
-                                                                              "only loopback clients are served"))
+                await _reply(scope, receive, send_wrapper, HTTPException(
+                    403, "authentication is off on this server: only clients on 127.0.0.1 or ::1 are served; turn "
+                         "auth on (RECSYS_API__AUTH=true) to serve others"))
                 return
             if self.loopback_only and not _loopback_host(scope, client):
                 await _reply(scope, receive, send_wrapper, HTTPException(

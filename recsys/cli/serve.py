@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import shlex
 from collections.abc import Iterator
@@ -19,12 +18,12 @@ keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_a
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Whether auth may be off on ``host``: only the addresses the request layer serves with auth off (127.0.0.1,
+    ::1, localhost; :data:`recsys.api.middleware.LOOPBACK`). 127.0.0.2 is loopback too, but a server bound there
+    would answer every request 421 (its ``Host`` is not one of those names)."""
+    from recsys.api.middleware import LOOPBACK
+
+    return host.lower() in LOOPBACK
 
 
 def check_port(host: str, port: int) -> None:
@@ -149,7 +148,8 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
     port = settings.api.port if port is None else port
     auth = settings.api.auth if auth is None else auth
     if not auth and not is_loopback(host):
-        raise ConfigError(f"refusing to serve without API keys on {host}: bind to 127.0.0.1 or turn auth on "
+        raise ConfigError(f"refusing to serve without API keys on {host}: with auth off bind to 127.0.0.1, ::1 or "
+                          "localhost (the only addresses served without keys), or turn auth on "
                           "(RECSYS_API__AUTH=true, keys from `recsys keys create`)")
     settings = settings.model_copy(update={"api": settings.api.model_copy(update={"auth": auth, "host": host,
                                                                                   "port": port})})
@@ -183,6 +183,11 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
             err.print(f"note: rate limits are counted per worker (up to {workers} x "
                       f"{settings.api.rate_limit_per_minute} per key per minute); share them with "
                       "RECSYS_API__RATE_LIMIT_STORAGE=redis://host:6379")
+        from recsys.api.limits import RateLimiter
+
+        # a storage that refuses recsys (a wrong Redis password) is refused here, in one line, not by every worker
+        RateLimiter(settings.api.rate_limit_per_minute, settings.api.rate_limit_storage,
+                    settings.api.rate_limit_strategy)
         with metrics_dir(Path(settings.home)):
             uvicorn.run("recsys.api.app:app_from_env", factory=True, workers=workers, **options)
     else:

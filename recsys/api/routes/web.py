@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile as Upload
 
 from recsys.api.auth import hash_key
 from recsys.api.deps import identify
-from recsys.api.errors import public_message, public_status
+from recsys.api.errors import public_message, public_status, wait_headers
 from recsys.api.media import media_roots, public_item
 from recsys.api.web import pages, session
 from recsys.api.web.render import WEB, PageRoute, error, page, render, same_origin, who
@@ -315,10 +315,10 @@ async def media(request: Request, item_id: str, n: Annotated[int, Query(ge=0, le
         settings = request.app.state.settings
         found = await run_in_threadpool(pages.media_file, _rec(request), item_id, n, media_roots(settings),
                                         settings.home)
-    except RecsysError as e:
+    except RecsysError as e:  # plain text (an <img> shows none of it); a 429 or 503 says when to retry, as the API's
         status = e.status if 400 <= e.status < 600 else 500
         return Response(public_message(e), status_code=status, media_type="text/plain; charset=utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+                        headers={"X-Content-Type-Options": "nosniff", **wait_headers(request, e, status)})
     if isinstance(found, str):
         return RedirectResponse(found, status_code=307)
     path, ctype = found
