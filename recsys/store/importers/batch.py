@@ -13,7 +13,7 @@ from recsys.store.importers.readers import BadLine, Note, Read
 from recsys.store.importers.records import EventRecord, ItemRecord, UserRecord, event_digest
 from recsys.store.importers.repeats import FirstUses, Occurrences, SpillingMap
 from recsys.store.importers.report import ImportReport
-from recsys.store.importers.writer import insert_events, item_states, upsert_items, upsert_users
+from recsys.store.importers.writer import insert_events, item_states, stored_otherwise, upsert_items, upsert_users
 
 T = TypeVar("T")
 Progress = Callable[[str, int], None]
@@ -123,7 +123,7 @@ class Writer:
                 good.append((file, line, rec))
         results = insert_events(self.session, [rec for _, _, rec in good])
         counts.inserted += sum(1 for r in results if r is not None)
-        counts.unchanged += sum(1 for r in results if r is None)
+        counts.unchanged += sum(1 for r in results if r is None) - self._stored_otherwise(good, results)
         for (file, line, rec), stored in zip(good, results, strict=True):
             if stored is not None and states[rec.item_id]:  # as POST /v1/events warns of each
                 counts.deleted_items += 1
@@ -153,6 +153,22 @@ class Writer:
                                  f"{first} for another event of user {rec.user_id!r}; give each event its own id "
                                  "(this row was not imported)")
         return [e for e in self._events if (e[0], e[1]) not in clashes]
+
+    def _stored_otherwise(self, events: list[tuple[Path, int, EventRecord]], results: list[int | None]) -> int:
+        """List as skipped each of ``events`` that was not stored because its user's client id is stored for another
+        event (an id an earlier import gave, restarted per export, day or session): the store keeps the first one,
+        and "unchanged" would lose this one without a word. Returns how many. A derived id (no client id given) is
+        derived from the row's content, so its stored event is this one."""
+        again = [(e, i) for e, i in zip(events, results, strict=True) if i is None and e[2].repeat_of is None]
+        others = stored_otherwise(self.session, [rec for (_, _, rec), _ in again]) if again else []
+        n = 0
+        for ((file, line, rec), _), other in zip(again, others, strict=True):
+            if other is not None:
+                n += 1
+                self.report.skip("events", file, line, f"event_id {rec.client_event_id!r} is already stored for "
+                                 f"another event of user {rec.user_id!r} ({other}); an import never rewrites a "
+                                 "stored event: give each event its own id (this row was not imported)")
+        return n
 
     def _number_repeats(self) -> None:
         """Derive the client id of each buffered event without one from its occurrence over the whole file (rows

@@ -79,6 +79,9 @@ def import_hm(root: Path, writer: Writer, report: ImportReport, max_bad_fraction
             writer.user(u)
         writer.flush_users()
         report.check_garbled("users", customers, max_bad_fraction)
+    else:  # the shoppers of the transactions are stored all the same, without their attributes
+        report.notes.append(f"{customers}: not found, so no customer attributes (age, club membership...) were "
+                            f"imported; put customers.csv in {root} and import again to add them")
 
     if transactions.exists():
         rows = read_delimited(transactions, required=("t_dat", "customer_id", "article_id"))
@@ -86,6 +89,10 @@ def import_hm(root: Path, writer: Writer, report: ImportReport, max_bad_fraction
             writer.event(transactions, line, ev)
         writer.flush_events()
         report.check_garbled("events", transactions, max_bad_fraction)
+    else:  # a catalogue alone may be meant, but a misnamed or uncopied transactions.csv must not pass unsaid
+        report.notes.append(f"{transactions}: not found, so no purchases were imported (only the articles"
+                            f"{' and customers' if customers.exists() else ''}); put transactions.csv in {root} and "
+                            "import again to add them")
 
 
 def purchase_event(rec: dict[str, Any], seen: Counter[tuple[str, ...]] | None = None) -> EventRecord:

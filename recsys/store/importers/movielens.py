@@ -99,6 +99,9 @@ def import_movielens(root: Path, writer: Writer, report: ImportReport, max_bad_f
             writer.user(u)
         writer.flush_users()
         report.check_garbled("users", u_user, max_bad_fraction)
+    else:  # the users of the ratings are stored all the same, without their age, gender, occupation and zip
+        report.notes.append(f"{u_user}: not found, so no user attributes (age, gender, occupation, zip) were "
+                            f"imported; put u.user in {root} and import again to add them")
 
     if u_data.exists():
         rows = read_delimited(u_data, delimiter="\t", fieldnames=["user_id", "item_id", "rating", "timestamp"],
@@ -107,6 +110,10 @@ def import_movielens(root: Path, writer: Writer, report: ImportReport, max_bad_f
             writer.event(u_data, line, ev)
         writer.flush_events()
         report.check_garbled("events", u_data, max_bad_fraction)
+    else:  # a catalogue alone may be meant, but a misnamed or uncopied u.data must not pass unsaid
+        report.notes.append(f"{u_data}: not found, so no ratings were imported (only the movies"
+                            f"{' and users' if u_user.exists() else ''}); put u.data in {root} and import again to "
+                            "add them")
 
 
 def rating_event(rec: dict[str, Any]) -> EventRecord:

@@ -121,9 +121,10 @@ def _checked_header(path: Path, header: list[str], required: tuple[str, ...], de
                            f"was imported; {fix}")
     missing = [c for c in required if c not in header]
     if missing:
-        raise ImportFailed(
-            f"{path}:1: header lacks column(s) {missing}; found {header[:12]}. "
-            "Is this the right file, or does it need a column mapping (--map)?"
+        raise ImportFailed(  # the datasets' own files: their importers take no --map, the file is to be fixed
+            f"{path}:1: header lacks column(s) {missing}; found {header[:12]}. Is this the right file? Its first "
+            f"line must name the columns {list(required)} (in any order, among any others): rename the column in "
+            "that line. Nothing was imported"
         )
     twice = {h: [i + 1 for i, g in enumerate(header) if g == h] for h, n in Counter(header).items() if h and n > 1}
     if twice:
@@ -216,8 +217,10 @@ def _csv_error(path: Path, e: csv.Error, start: int) -> str:
 
 
 def _json_error(e: json.JSONDecodeError) -> str:
-    """json's message with the column (character) it points at: "Unterminated string starting at column 27"."""
-    return f"{e.msg} {'' if e.msg.endswith(' at') else 'at '}column {e.colno}"
+    """json's message with the column (character) it points at: "Unterminated string starting at column 27", or
+    "Expecting ',' delimiter at column 36, where the line ends" for a line that breaks off."""
+    end = ", where the line ends" if e.pos >= len(e.doc) else ""
+    return f"{e.msg} {'' if e.msg.endswith(' at') else 'at '}column {e.colno}{end}"
 
 
 def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Read]:
@@ -231,7 +234,8 @@ def read_jsonl(path: Path, *, encoding: str = "utf-8") -> Iterator[Read]:
                 raise ImportFailed(f"{path}: a JSON array; `recsys import` reads JSON Lines, one object per line: "
                                    f"convert it with {_to_lines(path)}")
             try:
-                obj = json.loads(text, object_pairs_hook=_one_value_per_key)
+                # without its line break: json would point past it, at column 1 of a line after this one
+                obj = json.loads(text.rstrip("\r\n"), object_pairs_hook=_one_value_per_key)
             except _RepeatedKey as e:
                 yield BadLine(line, f"key {e.key!r} is given twice in one object: which value is meant is a guess; "
                                     "keep one")

@@ -1,4 +1,5 @@
-"""Bulk writes: items and users are upserted by external id, events inserted once per (user, client event id).
+"""Bulk writes: items and users are upserted by external id, events inserted once per (user, client event id); an
+event whose id is stored for another event is told apart by its content (:func:`stored_otherwise`).
 
 Statements are executemany batches (SQLAlchemy's insertmanyvalues on both SQLite and PostgreSQL), never one ORM add
 per row. Everything runs in the caller's transaction so a failed import leaves the store as it was. An item given
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from recsys.errors import StoreBusy
@@ -108,9 +109,9 @@ def upsert_items(session: Session, records: Sequence[ItemRecord], counts: TableC
                  seen: SpillingMap | None = None) -> None:
     """Insert new items, update changed ones (by content hash), leave unchanged ones alone. A record that gives only
     some fields (:attr:`ItemRecord.given`) updates those: an existing item keeps its stored values of the others, and
-    a deleted one stays deleted unless the record gives a title (a catalogue record brings it back). ``seen``: the
-    ids of the import's earlier batches (:func:`_count`). Safe beside a concurrent import of the same ids
-    (:func:`_settle`)."""
+    a deleted one stays deleted unless the record gives a title (a catalogue record brings it back; an empty title
+    is none, and the deleted item keeps its own). ``seen``: the ids of the import's earlier batches
+    (:func:`_count`). Safe beside a concurrent import of the same ids (:func:`_settle`)."""
     given = len(records)
     records = list({r.external_id: r for r in records}.values())  # last one wins within a batch
     counts.repeated += given - len(records)
@@ -125,6 +126,9 @@ def _write_items(session: Session, records: list[ItemRecord], outcomes: dict[str
     for part in _chunks([r.external_id for r in records]):
         q = select(Item.external_id, Item.id, Item.content_hash, Item.deleted).where(Item.external_id.in_(part))
         existing.update({e: (i, h, d) for e, i, h, d in session.execute(q)})
+    # an empty title is no title: it neither brings a deleted item back nor blanks the title that item keeps
+    records = [replace(r, given=(r.given or ITEM_FIELDS) - {"title"}) if not r.title and r.external_id in existing
+               and existing[r.external_id][2] else r for r in records]
     same_media = {r.external_id for r in records if r.given is not None and "media" not in r.given}
     # a record without a title (a price or stock feed) updates a deleted item without bringing it back; a catalogue
     # record naming the item (with its title) does
@@ -335,6 +339,35 @@ def insert_events(session: Session, records: Sequence[EventRecord]) -> list[int 
         for eid, uid, cid in session.execute(ins, list(part)).all():
             stored[(uid, cid)] = eid
     return [stored.pop((int(row["user_id"]), str(row["client_event_id"])), None) for row in rows]
+
+
+def stored_otherwise(session: Session, records: Sequence[EventRecord]) -> list[str | None]:
+    """Per record that :func:`insert_events` found stored (its user's client id taken): None where the stored event
+    is this one (item, type, time and value; attribution where the record gives it), else what the stored one is.
+    One read per chunk of records, never one per row."""
+    users = id_map(session, User, (r.user_id for r in records))
+    keys = [(users.get(r.user_id), r.client_event_id) for r in records]
+    stored: dict[tuple[int | None, str | None], Any] = {}
+    for part in _chunks(list(dict.fromkeys(k for k in keys if k[0] is not None)), _CHUNK // 2):
+        by_user: dict[Any, list[Any]] = {}
+        for user, cid in part:
+            by_user.setdefault(user, []).append(cid)
+        # per user an IN list of ids, which both databases look up in the (user, client id) index: a row-value IN
+        # (VALUES ...) scanned the whole events table on SQLite
+        q = select(Event.user_id, Event.client_event_id, Item.external_id, Event.type, Event.value, Event.ts,
+                   Event.recommendation_id, Event.position).join(Item, Item.id == Event.item_id) \
+            .where(or_(*(and_(Event.user_id == u, Event.client_event_id.in_(c)) for u, c in by_user.items())))
+        stored.update({(row.user_id, row.client_event_id): row for row in session.execute(q)})
+    out: list[str | None] = []
+    for r, key in zip(records, keys, strict=True):
+        s = stored.get(key)
+        if s is None or ((s.external_id, s.type, s.value, s.ts) == (r.item_id, r.type, r.value, r.ts)
+                         and r.recommendation_id in (None, s.recommendation_id) and r.position in (None, s.position)):
+            out.append(None)  # the same event (None: gone meanwhile with its user, nothing to tell apart)
+        else:
+            out.append(f"{'an' if s.type[0] in 'aeiou' else 'a'} {s.type} of {s.external_id!r} at "
+                       f"{s.ts.isoformat(sep=' ')}" + ("" if s.value is None else f", value {s.value:g}"))
+    return out
 
 
 def unknown_items(session: Session, item_ids: Iterable[str]) -> set[str]:
