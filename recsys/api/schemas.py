@@ -186,7 +186,8 @@ class EventIn(SessionEvent):
     user_id: NewId
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_EVENT_ID,
                                                pattern=r"^[^\x00]+$")] | None = Field(
-        default=None, description="client event id: a repeated one is acknowledged as a duplicate, not stored twice"
+        default=None, description="client event id: the same event again (a retry) is acknowledged as a duplicate, "
+                                  "not stored twice; another event under a used id is an error"
     )
     recommendation_id: RecommendationId | None = Field(
         default=None, description="the meta.recommendation_id of the list this event answers (attribution)")

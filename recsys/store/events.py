@@ -1,7 +1,8 @@
 """Live event ingestion: validate each event, store the good ones in one commit, report per event.
 
 The API, the CLI's ``--test-events`` replay and notebooks all use this path; an event is acknowledged only after
-its transaction commits, and a repeated client event id is reported as a duplicate, not stored twice.
+its transaction commits, and a repeated client event id is reported as a duplicate, not stored twice, when it repeats
+the same event (a retry); under another event it is an error naming the event that holds it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import select
 
 from recsys.store.db import Store
 from recsys.store.importers.records import EventRecord, parse_event_type, parse_float, parse_id, parse_ts
-from recsys.store.importers.writer import insert_events, item_states
+from recsys.store.importers.writer import insert_events, item_states, stored_otherwise
 from recsys.store.tables import Event, ServedList, User, utcnow
 
 
@@ -73,22 +74,48 @@ def ingest_events(store: Store, events: Sequence[Mapping[str, Any]]) -> list[Eve
                 results[i] = EventResult(i, "error", error=f"unknown item id {r.item_id!r}")
             else:
                 good.append((i, r))
-        # Within one batch a repeated client id is a duplicate of the earlier one.
-        seen: set[tuple[str, str]] = set()
+        # Within one batch a repeated client id is a duplicate of the earlier one, if it is the same event.
+        seen: dict[tuple[str, str], EventRecord] = {}
         unique = []
         for i, r in good:
             key = (r.user_id, r.client_event_id or "")
             if r.client_event_id and key in seen:
-                results[i] = EventResult(i, "duplicate")
+                first = seen[key]
+                results[i] = (EventResult(i, "duplicate") if same_event(first, r) else EventResult(
+                    i, "error", error=_taken(r, f"another event in this batch ({_said(first)})")))
                 continue
-            seen.add(key)
+            seen[key] = r
             unique.append((i, r))
         ids = insert_events(s, [r for _, r in unique])
+        # a client id stored for another event (ids restarted by the client): an error, never a silent "duplicate"
+        again = [(i, r) for (i, r), eid in zip(unique, ids, strict=True) if eid is None]
+        untimed = [events[i].get("timestamp", events[i].get("ts")) in (None, "") for i, _ in again]
+        for (i, r), other in zip(again, stored_otherwise(s, [r for _, r in again], untimed) if again else [],
+                                 strict=True):
+            if other is not None:
+                results[i] = EventResult(i, "error", error=_taken(r, f"another stored event ({other})"))
     for (i, r), eid in zip(unique, ids, strict=True):
+        if i in results:
+            continue
         warning = (f"item {r.item_id!r} was deleted: the event is kept in the user's history, the item is never "
                    "shown (a PUT of the item brings it back)") if r.item_id in deleted else None
         results[i] = EventResult(i, "stored", eid, warning=warning) if eid is not None else EventResult(i, "duplicate")
     return [results[i] for i in range(len(events))]
+
+
+def same_event(a: EventRecord, b: EventRecord) -> bool:
+    """Whether two events under one client id are the same event (a client's retry) rather than two."""
+    return ((a.item_id, a.type, a.value, a.ts, a.recommendation_id, a.position)
+            == (b.item_id, b.type, b.value, b.ts, b.recommendation_id, b.position))
+
+
+def _said(r: EventRecord) -> str:
+    return f"{r.type} of {r.item_id!r} at {r.ts.isoformat(sep=' ')}"
+
+
+def _taken(r: EventRecord, other: str) -> str:
+    return (f"event_id {r.client_event_id!r} of user {r.user_id!r} is already used for {other}; a stored event is "
+            "never rewritten: give each event its own id (this one was not stored)")
 
 
 def delete_user(store: Store, user_id: str) -> int:

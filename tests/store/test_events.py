@@ -48,6 +48,25 @@ def test_ingest_reports_per_event_and_is_idempotent(store: Store, settings: Sett
     assert str(df[df.type == "view"].ts.iloc[0]) == "2024-05-01 10:00:00"  # stored as UTC
 
 
+def test_an_event_id_held_by_another_event_is_an_error_not_a_duplicate(store: Store, settings: Settings,
+                                                                       tmp_path: Path) -> None:
+    # a client whose ids restart (per session, per day) had its new events answered "duplicate" and dropped
+    run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
+    first = {"user_id": "u", "item_id": "0108775015", "type": "click", "event_id": "e1"}
+    assert [r.status for r in ingest_events(store, [first])] == ["stored"]
+    retry = ingest_events(store, [first])  # no timestamp: stamped anew by the server, still the same event
+    other = ingest_events(store, [{**first, "item_id": "0108775044"}])
+    batch = ingest_events(store, [{**first, "event_id": "e2"}, {**first, "event_id": "e2"},
+                                  {**first, "event_id": "e2", "type": "purchase"}])
+    assert retry[0].status == "duplicate"
+    assert other[0].status == "error" and "'e1'" in (other[0].error or "") and "another stored event" in (
+        other[0].error or "") and "click of '0108775015'" in (other[0].error or "")
+    assert [r.status for r in batch] == ["stored", "duplicate", "error"]
+    assert "another event in this batch" in (batch[2].error or "")
+    with store.session() as s:
+        assert sorted(events_frame(s, users=["u"])["item_id"]) == ["0108775015", "0108775015"]
+
+
 def test_an_event_on_a_deleted_item_is_kept_with_a_warning(store: Store, settings: Settings, tmp_path: Path) -> None:
     run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
     with store.session() as s:

@@ -341,10 +341,12 @@ def insert_events(session: Session, records: Sequence[EventRecord]) -> list[int 
     return [stored.pop((int(row["user_id"]), str(row["client_event_id"])), None) for row in rows]
 
 
-def stored_otherwise(session: Session, records: Sequence[EventRecord]) -> list[str | None]:
+def stored_otherwise(session: Session, records: Sequence[EventRecord],
+                     untimed: Sequence[bool] | None = None) -> list[str | None]:
     """Per record that :func:`insert_events` found stored (its user's client id taken): None where the stored event
     is this one (item, type, time and value; attribution where the record gives it), else what the stored one is.
-    One read per chunk of records, never one per row."""
+    ``untimed``: per record, whether its time is the server's clock, not the client's (a retry of an event posted
+    without one is stamped anew), so it is not compared. One read per chunk of records, never one per row."""
     users = id_map(session, User, (r.user_id for r in records))
     keys = [(users.get(r.user_id), r.client_event_id) for r in records]
     stored: dict[tuple[int | None, str | None], Any] = {}
@@ -359,9 +361,10 @@ def stored_otherwise(session: Session, records: Sequence[EventRecord]) -> list[s
             .where(or_(*(and_(Event.user_id == u, Event.client_event_id.in_(c)) for u, c in by_user.items())))
         stored.update({(row.user_id, row.client_event_id): row for row in session.execute(q)})
     out: list[str | None] = []
-    for r, key in zip(records, keys, strict=True):
+    for n, (r, key) in enumerate(zip(records, keys, strict=True)):
         s = stored.get(key)
-        if s is None or ((s.external_id, s.type, s.value, s.ts) == (r.item_id, r.type, r.value, r.ts)
+        ts = s.ts if s is not None and untimed is not None and untimed[n] else r.ts
+        if s is None or ((s.external_id, s.type, s.value, s.ts) == (r.item_id, r.type, r.value, ts)
                          and r.recommendation_id in (None, s.recommendation_id) and r.position in (None, s.position)):
             out.append(None)  # the same event (None: gone meanwhile with its user, nothing to tell apart)
         else:
