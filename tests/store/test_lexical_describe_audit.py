@@ -29,18 +29,9 @@ from recsys.store.importers.records import ItemRecord
 from recsys.store.importers.report import TableCounts
 from recsys.store.importers.writer import upsert_items
 from recsys.store.items import set_flags
-from recsys.store.lexical import lexical_search, query_terms
+from recsys.store.lexical import query_terms
 from recsys.store.tables import Item
-
-
-def _import(store: Store, records: list[ItemRecord]) -> None:
-    with store.session() as s:
-        upsert_items(s, records, TableCounts())
-
-
-def _find(store: Store, query: str) -> list[str]:
-    with store.reading() as c:
-        return [i for i, _ in lexical_search(c, query, 50)]
+from tests.store.test_descriptions import _find, _import
 
 
 # -- D1: accented stop words ----------------------------------------------------------------------------------------
