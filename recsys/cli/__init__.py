@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from recsys.cli import data, demo
+from recsys.cli._common import Terminated, interrupted_status
 
 
 class _Commands(TyperGroup):
@@ -24,12 +25,7 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except KeyboardInterrupt as e:
             typer.echo("interrupted", err=True)
-            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, a job scheduler's stop): handled as Ctrl-C is, so a command cleans up what it was writing and
-    says ``interrupted`` (the default action ended the process on the spot, saying nothing); exit status 143."""
+            raise typer.Exit(interrupted_status(e)) from None
 
 
 def _terminated(_signum: int, _frame: Any) -> None:

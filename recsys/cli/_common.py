@@ -62,6 +62,16 @@ def open_store(*, create: bool = False, upgrade: bool = True) -> Any:
     return Store.open(settings, upgrade=upgrade)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a job scheduler's stop): handled as Ctrl-C is, so a command cleans up what it was writing and
+    says ``interrupted`` (the default action ended the process on the spot, saying nothing); exit status 143."""
+
+
+def interrupted_status(e: KeyboardInterrupt) -> int:
+    """The exit status of an interrupted command: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 143 if isinstance(e, Terminated) else 130
+
+
 PLAIN_EVERY_S = 20.0
 """Without a terminal (output to a file or a CI log), a progress line per stage at most this often."""
 

@@ -17,6 +17,7 @@ from recsys.cli._common import (
     MapOpt,
     emit_json,
     err,
+    interrupted_status,
     open_store,
     parse_map,
     progress_bar,
@@ -99,9 +100,13 @@ def _run_import(source: str, path: Path, fmt: str = "auto", mapping: list[str] |
 
     pairs = parse_map(mapping)
     store = open_store(create=True)
-    with progress_bar(f"import {source}") as update:
-        report = run_import(store, source, path, fmt=fmt, mapping=pairs, event_type=event_type, progress=update,
-                            delimiter=delimiter)
+    try:
+        with progress_bar(f"import {source}") as update:
+            report = run_import(store, source, path, fmt=fmt, mapping=pairs, event_type=event_type, progress=update,
+                                delimiter=delimiter)
+    except KeyboardInterrupt as e:  # the import's one transaction is rolled back: say so, or a user cannot tell
+        err.print("interrupted; nothing was imported (an import is one transaction): run it again", markup=False)
+        raise typer.Exit(interrupted_status(e)) from None
     for table, c in report.tables.items():
         again = f" (repeated ids: {c.repeated}, the last row of each stored)" if c.repeated else ""
         unknown = f" ({c.unknown_items} naming items not imported yet)" if c.unknown_items else ""

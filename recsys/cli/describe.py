@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from recsys.cli._common import JsonOpt, emit_json, err, open_store, progress_bar
+from recsys.cli._common import JsonOpt, emit_json, err, interrupted_status, open_store, progress_bar
 
 if TYPE_CHECKING:
     from recsys.describe import DescribeReport
@@ -49,12 +49,12 @@ def items_describe(
             report = describe_items(open_store(), get_settings(), vocab, only_missing=only_missing,
                                     min_confidence=min_confidence, limit=limit, item_ids=item_ids,
                                     neighbours=neighbours, progress=progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         done, total = committed
         said = (f"the first {done} of {total} items' descriptions were written (each chunk commits); a re-run "
                 "writes them again" if done else "nothing written")
         err.print(f"interrupted; {said}", markup=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupted_status(e)) from None
     say_report(report)
     if json_out:
         emit_json(report.to_dict())

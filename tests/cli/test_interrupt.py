@@ -63,3 +63,25 @@ def test_sigterm_in_a_command_is_handled_as_ctrl_c_and_exits_143(monkeypatch: py
         assert signal.getsignal(signal.SIGTERM) is not_main  # main() puts the process's handler back
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.parametrize(("raised", "code"), [(KeyboardInterrupt, 130), ("terminated", 143)])
+def test_an_interrupted_import_says_nothing_was_imported(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str], tmp_path: Any,
+                                                         raised: Any, code: int) -> None:
+    # an import is one transaction, rolled back on Ctrl-C or SIGTERM: "interrupted" alone left a user guessing
+    # whether part of the file was kept
+    import recsys.store.importers as importers
+    from recsys.cli import Terminated, data
+
+    def stop(*_a: Any, **_kw: Any) -> Any:
+        raise Terminated if raised == "terminated" else raised
+
+    monkeypatch.setattr(data, "open_store", lambda **_kw: None)
+    monkeypatch.setattr(importers, "run_import", stop)
+    f = tmp_path / "items.csv"
+    f.write_text("item_id,title\na,b\n")
+    got, err = _main(monkeypatch, capsys, "import", "items", str(f))
+    lines = err.strip().splitlines()
+    assert got == code and lines[-1] == "interrupted; nothing was imported (an import is one transaction): run it again"
+    assert lines.count("interrupted") == 0
