@@ -5,7 +5,9 @@ queue drops the list and counts it (``dropped``; ``recsys_served_lists_dropped``
 request wait for the database. A batch the database refuses for an outage (unreachable, busy) is tried again with a
 growing backoff while new lists wait in the queue (so memory stays bounded by it); one given up after the last try is
 counted in ``failed`` and in the same metric. The log also remembers, in memory, what the recent feeds and users
-were shown, so a feed's next page and ``exclude_shown_hours`` see a list still queued (and a list that was dropped).
+were shown, so a feed's next page and ``exclude_shown_hours`` see a list still queued; once written, the store has it
+and memory lets it go (:mod:`recsys.feedback.recent`). A user erased by this process (:meth:`ServedLog.erase_user`)
+gets none of the lists made before written, and their rows written by other processes meanwhile are deleted too.
 A cursor sent again adds a copy of its page, each recorded (attribution needs every list), but a feed is read with the
 FEED_COPIES latest copies of a page only: replayed without end, a cursor would make every request slower and bigger.
 """
@@ -21,16 +23,17 @@ import os
 import queue
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from recsys.errors import StoreUnavailable
+from recsys.feedback.recent import FEED_COPIES, Erasures, Recent
+from recsys.feedback.recent import FEED_PAGES as FEED_PAGES  # re-exported from its old home
 from recsys.store.tables import Event, Item, ServedList, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -40,8 +43,12 @@ RETRY_MAX_S = 5.0
 """The longest wait between two tries of a batch."""
 FEED_POLL_S = 0.05
 """How often a feed whose last page is not stored yet is read again."""
-FEED_COPIES = 3  # the latest copies of a page (its cursor sent again) that the feed's next page leaves out
-FEED_PAGES = 100  # the pages (offsets) of a feed kept in memory: the oldest go first (the store has them once written)
+ERASURE_MARGIN_S = 0.5
+"""An erasure takes the lists made up to this long after the user's delete committed too: a ranking that read the
+history just before the commit makes its list a moment after it. The DELETE answers later than that."""
+LATE_PURGE_S = 90.0
+"""When an erased user's lists are deleted from the store once more: after another process's writer has given up
+retrying them (RETRIES tries, ~40 s of backoff, plus the writes' own timeouts)."""
 _HURRY = "flush"
 """Put on the queue by :meth:`ServedLog.flush`: the writer stops lingering and writes what it has."""
 
@@ -117,54 +124,6 @@ def _insert(conn: Any, batch: Sequence[Served]) -> None:
                              tuple(v for b in part for v in b.values(name == "sqlite")))
 
 
-class _Recent:
-    """What recent feeds and users were shown, in memory (bounded, least recently used dropped)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        # feed: (its user, offset: the latest copies of that page this process served; other replicas' are stored)
-        self.feeds: OrderedDict[str, tuple[str | None, dict[int, deque[tuple[str, ...]]]]] = OrderedDict()
-        self.users: OrderedDict[str, deque[tuple[datetime, tuple[str, ...]]]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def add(self, s: Served) -> None:
-        if s.user_id is None and not s.paged:  # search, similar items...: never paged nor left out later
-            return
-        with self.lock:
-            if s.paged:
-                feed = s.feed_id or s.id
-                pages = self.feeds.setdefault(feed, (s.user_id, {}))[1]
-                pages.setdefault(s.offset, deque(maxlen=FEED_COPIES)).append(tuple(s.item_ids))
-                if len(pages) > FEED_PAGES:
-                    del pages[next(iter(pages))]
-                self.feeds.move_to_end(feed)
-                while len(self.feeds) > self.size:
-                    self.feeds.popitem(last=False)
-            if s.user_id is None:
-                return
-            shown = self.users.setdefault(s.user_id, deque(maxlen=64))
-            shown.append((s.created_at, s.item_ids))
-            self.users.move_to_end(s.user_id)
-            while len(self.users) > self.size:
-                self.users.popitem(last=False)
-
-    def feed(self, feed_id: str) -> tuple[str | None, list[tuple[int, tuple[str, ...]]]] | None:
-        with self.lock:
-            got = self.feeds.get(feed_id)
-            return None if got is None else (got[0], [(o, ids) for o, copies in got[1].items() for ids in copies])
-
-    def forget(self, user_id: str) -> None:
-        """Everything remembered of ``user_id``: what they were shown and their feeds (their cursors stop)."""
-        with self.lock:
-            self.users.pop(user_id, None)
-            for feed in [f for f, (who, _) in self.feeds.items() if who == user_id]:
-                del self.feeds[feed]
-
-    def user(self, user_id: str, since: datetime) -> set[str]:
-        with self.lock:
-            return {i for ts, items in self.users.get(user_id, ()) if ts >= since for i in items}
-
-
 class ServedLog:
     """The bounded background writer of served lists over ``store`` (see the module docstring).
 
@@ -189,7 +148,8 @@ class ServedLog:
         self.enabled = enabled
         self.batch_size = max(1, batch_size)
         self.dropped = self.written = self.failed = 0
-        self.recent = _Recent(recent)
+        self.recent = Recent(recent)
+        self.erasures = Erasures()
         self._queue: queue.Queue[Served | str | None] = queue.Queue(maxsize=max(1, queue_size))
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -199,7 +159,10 @@ class ServedLog:
 
     # -- the request path ------------------------------------------------------------------------------------
     def record(self, served: Served) -> bool:
-        """Queue ``served`` for writing; False (and counted in ``dropped``) when the queue is full. Never blocks."""
+        """Queue ``served`` for writing; False (and counted in ``dropped``) when the queue is full. Never blocks. A list
+        made for a user this process erased after it was made is neither remembered nor written."""
+        if self.erasures.erased(served):
+            return True
         self.recent.add(served)
         if not self.enabled:
             return True
@@ -209,6 +172,7 @@ class ServedLog:
         try:
             self._queue.put_nowait(served)
         except queue.Full:
+            self.recent.drop((served,))  # memory holds only lists still to be written (see recsys.feedback.recent)
             with self._idle:
                 self._pending -= 1
                 self.dropped += 1
@@ -280,6 +244,38 @@ class ServedLog:
                                           Event.ts >= since, Event.created_at >= since)))
         return shown
 
+    # -- erasure ---------------------------------------------------------------------------------------------
+    def erase_user(self, user_id: str) -> None:
+        """After ``user_id``'s delete committed: forget them, and erase every list made for them until now (plus
+        ERASURE_MARGIN_S). This process never writes such a list; another worker or replica may, from its queue:
+        after a few writer lingers their rows are deleted, and once more LATE_PURGE_S later (for a writer retrying
+        through an outage). It blocks for the margin and the lingers (a second or so; a sync route's thread).
+
+        Not covered: a process that dies before the later purge runs (its purge is lost; rows another process's
+        writer writes after both purges stay until the user is deleted again)."""
+        until = utcnow() + timedelta(seconds=ERASURE_MARGIN_S)
+        self.erasures.add(user_id, until)
+        self.recent.forget(user_id)
+        if not self.enabled:  # nothing is written: memory was all there was
+            return
+        time.sleep(ERASURE_MARGIN_S + self.feed_wait_s)  # lists other processes made until then reach the store
+        self.purge(user_id, until)
+        timer = threading.Timer(LATE_PURGE_S, self._purge_quietly, (user_id, until))
+        timer.daemon = True
+        timer.start()
+
+    def purge(self, user_id: str, until: datetime) -> int:
+        """Delete the stored lists made for ``user_id`` up to ``until``; how many."""
+        with self.store.session() as s:
+            done = s.execute(delete(ServedList).where(ServedList.user_id == user_id, ServedList.created_at <= until))
+        return int(getattr(done, "rowcount", 0) or 0)
+
+    def _purge_quietly(self, user_id: str, until: datetime) -> None:
+        try:
+            self.purge(user_id, until)
+        except Exception as e:  # a timer thread: nobody to raise to
+            log.warning("could not delete the lists served to an erased user a second time: %s", _said(e))
+
     # -- the writer ------------------------------------------------------------------------------------------
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every queued list is written (or failed); False on timeout. For tests and shutdown."""
@@ -343,23 +339,26 @@ class ServedLog:
 
     def _write(self, batch: Sequence[Served]) -> None:
         """Write ``batch``; through an outage, try again with backoff (lists arriving meanwhile wait in the bounded
-        queue), then give it up, counted. Rows the database refuses for another reason are given up at once."""
+        queue), then give it up, counted. Rows the database refuses for another reason are given up at once. Lists
+        of a user erased since are left out; once written (or given up) the lists leave memory: the store has them."""
+        rows = self.erasures.kept(batch)
         try:
-            for attempt in range(self.retries + 1):
+            for attempt in range(self.retries + 1 if rows else 0):
                 try:
                     with self.store.session() as s:
-                        _insert(s.connection(), batch)
+                        _insert(s.connection(), rows)
                 except Exception as e:  # a lost list, never a failed request
                     if not _passing(e) or attempt == self.retries or self._closing.is_set():
-                        self._give_up(len(batch), e)
+                        self._give_up(len(rows), e)
                         return
                     self._outage_began(e)
                     self._closing.wait(min(RETRY_MAX_S, self.backoff_s * 2 ** attempt))
                     continue
-                self.written += len(batch)
+                self.written += len(rows)
                 self._outage_ended()
                 return
         finally:
+            self.recent.drop(batch)  # after the commit: a reader finds each list in memory or in the store
             with self._idle:
                 self._pending -= len(batch)
                 self._idle.notify_all()

@@ -156,9 +156,11 @@ def trending(request: Request, rec: RecommenderDep, _key: ReadKey, f: Annotated[
                summary="Delete a user, all their events and the lists served to them (their next recommendations "
                        "are a new user's)")
 def delete_user(request: Request, user_id: UserId, rec: RecommenderDep, _key: AdminKey) -> UserDeleted:
-    # sync: flushing the list writer waits (up to its linger), off the event loop
+    # sync: flushing the list writer and erase_user wait (writer lingers, about a second), off the event loop
     served = request.app.state.served
     served.flush(timeout_s=5.0)  # their lists still queued are written first, so the delete takes them too
     events = rec.catalogue.delete_user(user_id)
-    served.recent.forget(user_id)  # what this process remembers showing them goes too (other processes: their own)
+    # lists made for them until now: never written here, deleted when another worker or replica writes them; and
+    # forgotten here (other processes remember only lists they have not written yet)
+    served.erase_user(user_id)
     return UserDeleted(user_id=user_id, events=events)
