@@ -215,14 +215,55 @@ def _refuse_dangling_current(settings: Settings, preset: Preset) -> None:
 def encoder_for(settings: Settings, encoder_id: str | None) -> TowerEncoder:
     """The encoder that made the vectors ``encoder_id`` (``preset@version``) names: the configured preset with those
     heads, so queries land in an index generation's own space. The configured encoder when the id names another
-    preset or heads no longer stored (queries then meet the generation's check, which says what to do)."""
+    preset or heads no longer stored (queries then meet the generation's check, which says what to do).
+
+    IncompatibleArtifact naming ``recsys build`` when those heads were fitted for other towers than the configured
+    ones (a local checkpoint replaced in place, another ``RECSYS_ENCODER__RUNTIME``): the served index is of their
+    vectors, so a new fit alone (which the heads' own refusal asks for) never helps: the index must be rebuilt."""
+    p = get_preset(settings.encoder.preset, settings)
     preset, _, version = (encoder_id or "").partition("@")
-    if preset == get_preset(settings.encoder.preset, settings).name and version not in ("", "unfitted"):
+    if preset == p.name and version not in ("", "unfitted"):
         try:
             return get_encoder(settings, version=version)
         except NotFound as e:
             log.warning("%s; queries use the current heads", e)
+        except IncompatibleArtifact as e:
+            raise _index_of_other_towers(settings, p, str(encoder_id), e) from e
     return get_encoder(settings)
+
+
+def _heads_towers(directory: Path | None) -> str | None:
+    """The towers id the heads in ``directory`` were fitted for (their manifest's), None when it cannot be read."""
+    import json
+
+    if directory is None:
+        return None
+    try:
+        return str(json.loads((directory / "manifest.json").read_text(encoding="utf-8"))["towers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _index_of_other_towers(settings: Settings, preset: Preset, encoder_id: str,
+                           why: IncompatibleArtifact) -> IncompatibleArtifact:
+    """What to do when the served index's heads cannot encode queries with the configured towers: said apart for
+    heads already fitted for these towers (the index is older than them) and none fitted yet."""
+    old = _heads_towers(heads_root(settings, preset) / encoder_id.partition("@")[2])
+    towers = load_towers(preset, settings.encoder.device, settings.encoder.runtime, settings.home).id
+    if old is None or old == towers:  # not a towers mismatch (damaged heads...): their own message says what to do
+        return why
+    current = current_heads_dir(settings, preset)
+    head = (f"the served index was built with encoder {encoder_id}, whose heads were fitted for towers {old}, not "
+            f"the configured {towers} (a local checkpoint replaced, or another RECSYS_ENCODER__RUNTIME): queries "
+            "cannot be encoded for it")
+    back = "or switch RECSYS_ENCODER__RUNTIME or the checkpoint back"
+    if current is not None and _heads_towers(current) == towers:
+        return IncompatibleArtifact(
+            f"{head}. The current heads {preset.name}@{current.name} fit these towers, but no index of their vectors "
+            f"is served yet: run `recsys build` (or `recsys embed`, then `recsys index build`), {back}")
+    return IncompatibleArtifact(
+        f"{head}, and no heads are fitted for these towers yet: run `recsys build` (it fits the heads, embeds, "
+        f"indexes and trains as needed), {back}")
 
 
 def query_encoder_of(settings: Settings, encoder_id: str) -> tuple[str, int | None] | None:

@@ -105,8 +105,9 @@ class Heads(nn.Module):
         if (cfg["image_dim"], cfg["text_dim"]) != (image_dim, text_dim) or manifest.get("towers") != towers_id:
             raise IncompatibleArtifact(
                 f"encoder heads in {directory} were fitted for towers {manifest.get('towers')} "
-                f"({cfg['image_dim']}/{cfg['text_dim']} features), not {towers_id} ({image_dim}/{text_dim}); "
-                "run `recsys encoder fit` again"
+                f"({cfg['image_dim']}/{cfg['text_dim']} features), not {towers_id} ({image_dim}/{text_dim}: a "
+                "local checkpoint replaced, or another RECSYS_ENCODER__RUNTIME); run `recsys encoder fit` again, or "
+                "`recsys build`, which also embeds and indexes with the new heads (the served index needs both)"
             )
         try:
             heads = cls(**cfg)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +72,54 @@ def checkpoint_digest(path: Path) -> str:
 
 def _unavailable(preset: Preset, why: str) -> ModelUnavailable:
     return ModelUnavailable(
-        f"encoder preset {preset.name!r} ({preset.arch} / {preset.pretrained or preset.checkpoint}) is unavailable: "
+        f"encoder preset {preset.name!r} ({preset.arch or 'inline model_cfg'} / "
+        f"{preset.pretrained or preset.checkpoint}) is unavailable: "
         f"{why}. Set RECSYS_ENCODER__PRESET=recsys-lite (offline default) or point a preset's \"checkpoint\" at a "
         "local file"
     )
+
+
+def _not_a_checkpoint(preset: Preset, path: Path, why: str) -> ModelUnavailable:
+    return _unavailable(
+        preset, f"the checkpoint file {path} is not an open_clip/PyTorch checkpoint ({why}); expected the file "
+        "torch.save(model.state_dict()) writes (a dict of tensors, or one under \"state_dict\") for the preset's "
+        "architecture: check that \"checkpoint\" names the right file and that it was copied whole (a file holding a "
+        "whole pickled model or other Python objects is not loaded: save its state_dict() alone)")
+
+
+def _load_error(path: Path, e: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, in a few words: never torch's advice to turn
+    ``weights_only`` off (arbitrary code execution) or to report the file to PyTorch."""
+    size = path.stat().st_size if path.is_file() else -1
+    if size == 0:
+        return "the file is empty"
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0].strip()
+        if detail.startswith("Unsupported global:"):
+            return f"it holds a Python object, not only tensors: {detail.split(' was not', 1)[0]}"
+        return f"not a pickle of tensors: {detail}" if detail else "not a pickle of tensors"
+    if isinstance(e, EOFError | pickle.UnpicklingError):
+        return f"cut short or not a pickle ({type(e).__name__}), {size:,} bytes"
+    return f"torch cannot read it: {type(e).__name__}{f': {text.splitlines()[0]}' if text else ''}"
+
+
+def read_state_dict(preset: Preset, path: Path) -> Mapping[str, Any]:
+    """The state dict in a local checkpoint, loaded with ``weights_only`` (no code in it runs); ModelUnavailable
+    saying the file is not a checkpoint (random bytes, text, an empty or cut file, a pickled object)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise _unavailable(preset, f"cannot read the checkpoint file {path} ({e.strerror or e})") from e
+    except Exception as e:  # torch raises UnpicklingError, EOFError, KeyError, RuntimeError... for a non-checkpoint
+        raise _not_a_checkpoint(preset, path, _load_error(path, e)) from e
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise _not_a_checkpoint(preset, path, f"it holds a {type(state).__name__}, not a dict of tensors")
+    if not state:
+        raise _not_a_checkpoint(preset, path, "it holds an empty dict")
+    return state
 
 
 def _build_from_cfg(preset: Preset) -> Any:
@@ -98,8 +144,7 @@ def load_open_clip(preset: Preset) -> tuple[Any, Any, Any]:
             with offline_hub():
                 model = _build_from_cfg(preset)
             if preset.checkpoint:
-                state = torch.load(preset.checkpoint, map_location="cpu", weights_only=True)
-                model.load_state_dict(state.get("state_dict", state))
+                model.load_state_dict(read_state_dict(preset, Path(preset.checkpoint).expanduser()))
             vcfg = preset.model_cfg.get("vision_cfg", {})
             preprocess = open_clip.image_transform(vcfg.get("image_size", 224), is_train=False)
             tcfg = preset.model_cfg.get("text_cfg", {})
@@ -130,6 +175,8 @@ def load_open_clip(preset: Preset) -> tuple[Any, Any, Any]:
     except ModelUnavailable:
         raise
     except Exception as e:
+        if preset.model_cfg is None and preset.checkpoint and not preset.checkpoint.endswith(".safetensors"):
+            read_state_dict(preset, Path(preset.checkpoint).expanduser())  # open_clip read it: say a non-checkpoint
         raise _unavailable(preset, f"{type(e).__name__}: {e}") from e
     model.eval()
     return model, preprocess, tokenizer

@@ -4,7 +4,9 @@ The same torch modules (:class:`~recsys.encoders.lite.LiteImageFeatures` and Min
 once per towers id with ``torch.onnx.export`` (opset 17) under ``<home>/onnx/<towers id>/`` and run by an
 ``InferenceSession`` on all cores. An export is written to a temporary file, checked against the torch forward on a
 probe input, and only then renamed into place beside a manifest holding its SHA-256; a file whose digest does not match
-(a partial or corrupt write) is exported again, never served. Weights come from the local packages: nothing downloads.
+(a partial or corrupt write) is exported again, never served. A failed export (a full disk, a read-only RECSYS_HOME)
+removes its temporary file and is one :class:`~recsys.errors.EncoderStorageError`. Weights come from the local
+packages: nothing downloads.
 
 Runtimes:
 
@@ -17,13 +19,14 @@ Runtimes:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import importlib.util
 import json
 import logging
 import os
+import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from recsys.errors import ConfigError, ModelUnavailable
+from recsys.errors import ConfigError, EncoderStorageError, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,26 @@ TOLERANCE = 1e-4
 """Largest absolute feature difference from the torch forward that an fp32 export may show on its probe."""
 
 
+def onnxruntime_problem() -> str | None:
+    """None when onnxruntime imports; else why not: not installed, or installed but failing to import (a missing
+    shared library, the wrong glibc), which counts as missing too (it used to pass a ``find_spec`` check, then fail
+    with a traceback)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name == "onnxruntime":
+            return "not installed"
+        return f"installed, but it fails to import (ModuleNotFoundError: {e})"
+    except (ImportError, OSError) as e:
+        return f"installed, but it fails to import ({type(e).__name__}: {e})"
+    return None
+
+
 def onnxruntime_available() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
+    return onnxruntime_problem() is None
+
+
+_warned: list[str] = []
 
 
 def resolve_runtime(setting: str, device: torch.device, preset_kind: str = "lite") -> str:
@@ -52,8 +73,13 @@ def resolve_runtime(setting: str, device: torch.device, preset_kind: str = "lite
     if setting not in RUNTIMES:
         raise ConfigError(f"unknown encoder runtime {setting!r}; valid: {', '.join(RUNTIMES)}")
     if setting == "auto":
-        ok = device.type == "cpu" and preset_kind == "lite" and onnxruntime_available()
-        return "onnx" if ok else "torch"
+        if device.type != "cpu" or preset_kind != "lite":
+            return "torch"
+        problem = onnxruntime_problem()
+        if problem is not None and problem != "not installed" and problem not in _warned:
+            _warned.append(problem)  # once per process: auto promised only speed, torch answers the same
+            log.warning("onnxruntime is %s; using torch (RECSYS_ENCODER__RUNTIME=torch hides this)", problem)
+        return "onnx" if problem is None else "torch"
     if setting == "torch":
         return setting
     if preset_kind != "lite":
@@ -61,9 +87,14 @@ def resolve_runtime(setting: str, device: torch.device, preset_kind: str = "lite
     if device.type != "cpu":
         raise ConfigError(f"RECSYS_ENCODER__RUNTIME={setting} runs on the CPU; set RECSYS_ENCODER__DEVICE=cpu "
                           "or RECSYS_ENCODER__RUNTIME=torch")
-    if not onnxruntime_available():
+    problem = onnxruntime_problem()
+    if problem == "not installed":
         raise ModelUnavailable(f"RECSYS_ENCODER__RUNTIME={setting} needs onnxruntime (pip install 'recsys[onnx]'), "
                                "or set RECSYS_ENCODER__RUNTIME=torch")
+    if problem is not None:
+        raise ModelUnavailable(f"RECSYS_ENCODER__RUNTIME={setting} needs onnxruntime, which is {problem}; reinstall "
+                               "it (pip install --force-reinstall 'recsys[onnx]') on a system it supports, or set "
+                               "RECSYS_ENCODER__RUNTIME=torch")
     return setting
 
 
@@ -105,13 +136,47 @@ def _valid(path: Path, towers_id: str) -> bool:
         return False
 
 
+_TEMPORARY = re.compile(r".+\.(onnx|json)\.\d+")
+"""A temporary export or manifest (``<name>.<pid>``), renamed into place once written and checked."""
+
+
+@contextlib.contextmanager
+def _temporary(path: Path) -> Iterator[Path]:
+    """``path``'s temporary file, removed however the body ends unless it was renamed into place: a full disk or an
+    interrupt left a partial ``text.onnx.<pid>`` of tens of MB behind, one more for every process that tried."""
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}")
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _sweep(directory: Path) -> None:
+    """Remove temporaries that processes killed mid-export left behind (run under the export lock: none is live)."""
+    for p in directory.iterdir():
+        if _TEMPORARY.fullmatch(p.name):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def storage_error(directory: Path, e: OSError) -> EncoderStorageError:
+    """``e`` met exporting the towers into ``directory`` (a full disk, a read-only RECSYS_HOME), said in one line."""
+    from recsys.encoders.cache import disk_problem
+
+    cause, hint = disk_problem(directory, e)
+    return EncoderStorageError(
+        f"cannot write the ONNX export of the encoder towers to {directory} ({cause}); its partial files were "
+        f"removed: {hint} and rerun, or set RECSYS_ENCODER__RUNTIME=torch (no export needed)")
+
+
 def _publish(tmp: Path, path: Path, towers_id: str, extra: dict[str, Any]) -> None:
     """Rename a checked export into place, then write its manifest (the manifest's digest makes it servable)."""
     os.replace(tmp, path)
     meta = {"towers": towers_id, "sha256": _sha256(path), "opset": OPSET, "torch": torch.__version__, **extra}
-    tmp_meta = path.with_suffix(f".json.{os.getpid()}")
-    tmp_meta.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp_meta, path.with_suffix(".json"))
+    with _temporary(path.with_suffix(".json")) as tmp_meta:
+        tmp_meta.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp_meta, path.with_suffix(".json"))
 
 
 def session(path: Path, threads: int | None = None) -> Any:
@@ -157,18 +222,32 @@ class OnnxTowers:
         self.context_length = base.context_length
         self.threads = threads or cpu_threads()
         self.directory = directory / base.id.replace("/", "_")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        from filelock import FileLock
-
-        with FileLock(str(self.directory / ".export.lock")):
-            image_path = self._image_model()
-            text_path = self._text_model()
-            if runtime == "onnx-int8":
-                text_path = self._quantised(text_path)
+        try:
+            image_path, text_path = self._exports()
+        except OSError as e:  # a full disk or a read-only RECSYS_HOME: one line, not a traceback
+            raise storage_error(self.directory, e) from e
         self.image_session = session(image_path, self.threads)
         self.text_session = session(text_path, self.threads)
 
     # -- exports ----------------------------------------------------------------------------------------------------
+    def _exports(self) -> tuple[Path, Path]:
+        """The image and text models, exported first when missing or damaged (under a lock: one process exports)."""
+        names = ("image.onnx", "text-int8.onnx" if self.runtime == "onnx-int8" else "text.onnx")
+        ids = (self.base.id, self.id)
+        image, text = (self.directory / n for n in names)
+        if _valid(image, ids[0]) and _valid(text, ids[1]):  # served as they are: no lock (a read-only home works)
+            return image, text
+        self.directory.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock
+
+        with FileLock(str(self.directory / ".export.lock")):
+            _sweep(self.directory)
+            image_path = self._image_model()
+            text_path = self._text_model()
+            if self.runtime == "onnx-int8":
+                text_path = self._quantised(text_path)
+        return image_path, text_path
+
     def _image_model(self) -> Path:
         path = self.directory / "image.onnx"
         if _valid(path, self.base.id):
@@ -177,16 +256,16 @@ class OnnxTowers:
         model = self.base.image_model.float().to(memory_format=torch.contiguous_format)
         probe = torch.Generator().manual_seed(0)
         x = torch.randn(2, 3, 224, 224, generator=probe)
-        tmp = path.with_suffix(f".onnx.{os.getpid()}")
-        try:
-            _export(model, (x,), tmp, ["pixels"], {"pixels": {0: "n"}, "features": {0: "n"}})
-            with torch.inference_mode():
-                ref = model(x).numpy()
-            _check(tmp, {"pixels": x.numpy()}, ref, TOLERANCE, "image tower")
-        finally:
-            if self.base.channels_last:
-                self.base.image_model = model.to(memory_format=torch.channels_last)
-        _publish(tmp, path, self.base.id, {"input": "pixels (n, 3, 224, 224) float32"})
+        with _temporary(path) as tmp:
+            try:
+                _export(model, (x,), tmp, ["pixels"], {"pixels": {0: "n"}, "features": {0: "n"}})
+                with torch.inference_mode():
+                    ref = model(x).numpy()
+                _check(tmp, {"pixels": x.numpy()}, ref, TOLERANCE, "image tower")
+            finally:
+                if self.base.channels_last:
+                    self.base.image_model = model.to(memory_format=torch.channels_last)
+            _publish(tmp, path, self.base.id, {"input": "pixels (n, 3, 224, 224) float32"})
         return path
 
     def _text_model(self) -> Path:
@@ -196,13 +275,14 @@ class OnnxTowers:
         log.info("exporting the recsys-lite text tower to ONNX (once per towers id): %s", path)
         module = _TextForward(self.base.text_model).eval()
         ids, mask = self._tokens(["a probe sentence about a black cotton dress", "red"])
-        tmp = path.with_suffix(f".onnx.{os.getpid()}")
         axes = {"input_ids": {0: "n", 1: "tokens"}, "attention_mask": {0: "n", 1: "tokens"}, "features": {0: "n"}}
-        _export(module, (torch.from_numpy(ids), torch.from_numpy(mask)), tmp, ["input_ids", "attention_mask"], axes)
-        with torch.inference_mode():
-            ref = module(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-        _check(tmp, {"input_ids": ids, "attention_mask": mask}, ref, TOLERANCE, "text tower")
-        _publish(tmp, path, self.base.id, {"inputs": "input_ids, attention_mask (n, tokens) int64"})
+        with _temporary(path) as tmp:
+            _export(module, (torch.from_numpy(ids), torch.from_numpy(mask)), tmp, ["input_ids", "attention_mask"],
+                    axes)
+            with torch.inference_mode():
+                ref = module(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+            _check(tmp, {"input_ids": ids, "attention_mask": mask}, ref, TOLERANCE, "text tower")
+            _publish(tmp, path, self.base.id, {"inputs": "input_ids, attention_mask (n, tokens) int64"})
         return path
 
     def _quantised(self, source: Path) -> Path:
@@ -212,19 +292,20 @@ class OnnxTowers:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         log.info("quantising the ONNX text tower to int8: %s", path)
-        tmp = path.with_suffix(f".onnx.{os.getpid()}")
         # The quantiser advises through logging.warning(), which would give the root logger a stderr handler.
         root, quiet = logging.getLogger(), logging.NullHandler()
-        root.addHandler(quiet)
-        level = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)
-            root.removeHandler(quiet)
-        session(tmp, 1)  # loads: a broken file fails here, before it is published
-        _publish(tmp, path, self.id, {"source": source.name, "quantisation": "dynamic int8 (MatMul), QInt8 weights"})
+        with _temporary(path) as tmp:
+            root.addHandler(quiet)
+            level = root.level
+            root.setLevel(logging.ERROR)
+            try:
+                quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
+            finally:
+                root.setLevel(level)
+                root.removeHandler(quiet)
+            session(tmp, 1)  # loads: a broken file fails here, before it is published
+            _publish(tmp, path, self.id, {"source": source.name,
+                                          "quantisation": "dynamic int8 (MatMul), QInt8 weights"})
         return path
 
     # -- Towers ------------------------------------------------------------------------------------------------------

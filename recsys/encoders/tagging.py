@@ -9,7 +9,8 @@ are uniform) gets no tags: any label would be arbitrary. Its earlier zero-shot t
 Vocabulary files: JSON ``{"colour": ["black", "white", ...], ...}``, text lines ``facet: label, label, ...``, or an
 ``items describe`` vocabulary (TOML or JSON with ``facets``, or a shipped one by name: ``generic``, ``hm``), of which
 only the labels are used. A facet needs two labels or more, none two differing only in case, and is given once: the
-checks describe makes (:func:`facet_labels`, which it uses).
+checks describe makes (:func:`facet_labels`, which it uses). Facet names and labels longer than the store's columns
+(100 and 200 characters) are refused, never cut (:func:`check_lengths`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ TEMPERATURE = 0.05
 
 MAX_LABELS = 2000
 """Labels per facet: every one is a prompt encoded and a softmax column (200,000 loaded, then took minutes)."""
+MAX_FACET_CHARS = int(getattr(ItemTag.__table__.c.facet.type, "length", None) or 100)
+MAX_LABEL_CHARS = int(getattr(ItemTag.__table__.c.label.type, "length", None) or 200)
+"""The store's sizes for a tag's facet and label (``item_tags``): longer ones are refused, never cut (two labels
+alike in their first 200 characters collided; two facets alike in their first 100 replaced each other's tags)."""
 SHIPPED = Path(__file__).resolve().parents[1] / "describe" / "vocabularies"
 """The vocabularies shipped for ``items describe`` (``generic``, ``hm``); ``items tag`` reads them by name too."""
 FORMATS = ("a JSON object of facet to list of labels, 'facet: label, label' lines, or an `items describe` "
@@ -69,6 +74,23 @@ def check_two(name: str, labels: tuple[str, ...], where: str) -> None:
                                "would get with score 1.0; give it two labels or more")
 
 
+def check_lengths(vocabulary: dict[str, list[str]], where: str) -> None:
+    """Refuse a facet name or a label longer than the store keeps (:data:`MAX_FACET_CHARS`,
+    :data:`MAX_LABEL_CHARS`): ``items tag`` stores each whole."""
+    def shown(x: str) -> str:
+        return repr(x if len(x) <= 60 else x[:57] + "...")
+
+    for facet, labels in vocabulary.items():
+        if len(facet) > MAX_FACET_CHARS:
+            raise ValidationFailed(f"vocabulary {where}: facet name {shown(facet)} has {len(facet)} characters; "
+                                   f"`items tag` stores facet names of at most {MAX_FACET_CHARS}: shorten it")
+        for label in labels:
+            if len(label) > MAX_LABEL_CHARS:
+                raise ValidationFailed(f"vocabulary {where}: facet {shown(facet)}: label {shown(label)} has "
+                                       f"{len(label)} characters; `items tag` stores labels of at most "
+                                       f"{MAX_LABEL_CHARS}: shorten it")
+
+
 def no_repeats(where: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
     """A ``json.loads`` object hook refusing a key given twice (JSON keeps the last one without a word)."""
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -93,6 +115,7 @@ def _facets(pairs: Iterable[tuple[str, Any]], where: str) -> dict[str, list[str]
         vocab[name] = list(labels)
     if not vocab:
         raise ValidationFailed(f"vocabulary {where} has no facets; it should hold {FORMATS}")
+    check_lengths(vocab, where)
     return vocab
 
 
@@ -177,6 +200,7 @@ def tag_items(store: Store, settings: Settings, vocabulary: dict[str, list[str]]
     from recsys.encoders.catalog import item_pks
     from recsys.encoders.vectors import load_item_vectors
 
+    check_lengths(vocabulary, "given")  # before any work: read_vocabulary checked a file's already
     enc = get_encoder(settings)
     vecs = load_item_vectors(settings, store)
     probe = np.where(vecs.has_image[:, None], vecs.image, vecs.text)
@@ -188,19 +212,17 @@ def tag_items(store: Store, settings: Settings, vocabulary: dict[str, list[str]]
     for done, (facet, labels) in enumerate(vocabulary.items(), 1):
         scores = score_labels(probe, enc.encode_texts(labels))
         best = np.argsort(-scores, axis=1)[:, : max(1, min(top_k, len(labels)))]
-        rows = [ItemTag(item_id=pks[iid], facet=facet[:100], label=labels[j][:200], score=float(scores[r, j]),
-                        source=source)
+        rows = [ItemTag(item_id=pks[iid], facet=facet, label=labels[j], score=float(scores[r, j]), source=source)
                 for r, iid in enumerate(vecs.item_ids) if iid in pks and not empty[r] for j in best[r]]
         ids = sorted({r.item_id for r in rows})
-        names = [x[:200] for x in labels]
         with store.session() as s:
             # Replace earlier zero-shot tags of this facet, and any tag that would collide with a new one.
             for i in range(0, len(ids), 500):
                 s.execute(delete(ItemTag).where(
-                    ItemTag.facet == facet[:100], ItemTag.item_id.in_(ids[i : i + 500]),
-                    or_(ItemTag.source.startswith("zero-shot:"), ItemTag.label.in_(names))))
+                    ItemTag.facet == facet, ItemTag.item_id.in_(ids[i : i + 500]),
+                    or_(ItemTag.source.startswith("zero-shot:"), ItemTag.label.in_(labels))))
             for i in range(0, len(empty_pks), 500):  # arbitrary tags an earlier version gave them
-                s.execute(delete(ItemTag).where(ItemTag.facet == facet[:100], ItemTag.source.startswith("zero-shot:"),
+                s.execute(delete(ItemTag).where(ItemTag.facet == facet, ItemTag.source.startswith("zero-shot:"),
                                                 ItemTag.item_id.in_(empty_pks[i : i + 500])))
             s.add_all(rows)
         total += len(rows)
