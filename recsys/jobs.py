@@ -176,8 +176,12 @@ class Jobs:
             refuse_format_words,
             refuse_read_options,
         )
+        from recsys.store.limits import MAX_K
         from recsys.store.queries import evaluation_users
 
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:  # a library call has no CLI check
+            raise ValidationFailed(f"k is the list length the metrics are taken at: a whole number from 1 to {MAX_K}, "
+                                   f"not {k!r}")
         if test_events is not None and fmt not in TEST_EVENT_FORMATS:  # before anything is read
             raise ValidationFailed(f"--test-events needs --format: {TEST_EVENT_FORMATS_SAID}"
                                    + (f"; got {fmt!r}" if fmt else ""))

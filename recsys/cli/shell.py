@@ -12,6 +12,7 @@ query pays that once and the next ones take milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 import time
@@ -31,6 +32,8 @@ def shell() -> None:
     interactive = sys.stdin.isatty()
     failed = 0
     if interactive:
+        with contextlib.suppress(ImportError):  # line editing and Up/Down recall in input() (not on Windows)
+            import readline  # noqa: F401  (imported for its effect on input(); the history is this session's only)
         err.print("recsys shell: type a command as you would after `recsys` (help, quit); the first query loads "
                   "the index and the ranker, later ones reuse them")
     try:
@@ -43,6 +46,9 @@ def shell() -> None:
                 err.print("")
                 continue
             args = _words(line)
+            if args is None:  # unreadable: said, and it counts as a failed command in a script
+                failed += 1
+                continue
             if not args:
                 continue
             if args[0] in ("quit", "exit"):
@@ -80,9 +86,9 @@ def shell() -> None:
         raise typer.Exit(1)
 
 
-def _words(line: str) -> list[str]:
+def _words(line: str) -> list[str] | None:
     """The line's arguments, quoted as in a POSIX shell; a line starting with # is a comment (a # inside a query is
-    kept: "size #8 shoes"). An unreadable line (an apostrophe left open) is reported and skipped, not fatal."""
+    kept: "size #8 shoes"). An unreadable line (an apostrophe left open) is reported and skipped (None), not fatal."""
     if line.lstrip().startswith("#"):
         return []
     try:
@@ -90,7 +96,7 @@ def _words(line: str) -> list[str]:
     except ValueError as e:
         err.print(f"cannot read that line ({e}): put a query with an apostrophe in double quotes, e.g. "
                   "search text \"women's dress\"", markup=False)
-        return []
+        return None
 
 
 def register(app: typer.Typer) -> None:

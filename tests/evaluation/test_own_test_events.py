@@ -363,6 +363,14 @@ def test_format_words_that_would_be_ignored_are_refused(fmt: str, protocol: str 
         jobs.evaluate(3, test_events=f, fmt=fmt, protocol=protocol)
 
 
+@pytest.mark.parametrize("k", [0, -1, 1001, 5.0, True])
+def test_a_library_call_with_a_k_out_of_range_is_refused_before_any_work(k: object, settings: Settings) -> None:
+    # rec.jobs.evaluate(k=0) fitted a ranker for minutes, then ended in a raw ValueError (the CLI checks --k itself)
+    jobs = Jobs(SimpleNamespace(settings=settings, store=None))  # type: ignore[arg-type]
+    with pytest.raises(ValidationFailed, match="whole number from 1 to 1000"):
+        jobs.evaluate(k)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("protocol", [None, "auto", "hm", "last_day"])
 def test_a_protocol_agreeing_with_the_format_is_taken(protocol: str | None) -> None:
     from recsys.evaluation.splits import refuse_format_words
