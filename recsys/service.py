@@ -26,7 +26,7 @@ from recsys.config import Settings, get_settings
 from recsys.errors import UnknownItem, ValidationFailed
 from recsys.jobs import Jobs
 from recsys.lru import LRU
-from recsys.serving import live_meta
+from recsys.serving import library, live_meta
 from recsys.serving.generations import Generations, Served
 from recsys.serving.query_encoder import QueryEncoder
 from recsys.serving.requests import (
@@ -151,7 +151,7 @@ class Recommender:
 
         reader = reader or live_meta.follow(self.store, self.index, filter)
         q = query_vector(query, self.encoder.id, reader)
-        hits = reader.search(q, k, self.removed_items() | set(exclude), modality=modality, filter=filter)[0]
+        hits = reader.search(q, k, library.skip(self.removed_items(), exclude), modality=modality, filter=filter)[0]
         return scored_hits(hits, source)
 
     def search_text(self, query: str, k: int = 20, *, modality: str = "fused", filter: ItemFilter | None = None,
@@ -173,7 +173,7 @@ class Recommender:
         if mode == "vector":
             return self._detailed(self._search(q, k, modality, filter, exclude, "search", reader))
         hits = hybrid_search(reader, query, k, mode=mode, lexical_weight=lexical_weight, filter=filter,
-                             exclude=self.removed_items() | set(exclude), lexical=self._lexical.search,
+                             exclude=library.skip(self.removed_items(), exclude), lexical=self._lexical.search,
                              vector=lambda n: [(h.item_id, h.score) for h in
                                                self._search(q, n, modality, filter, exclude, "search", reader)])
         told = self._lexical.generated_only(query, [h.item_id for h in hits if "lexical" in h.sources])
@@ -202,32 +202,31 @@ class Recommender:
         """Items nearest to ``item_id`` (itself left out)."""
         check(k, modality)
         self._known_item(item_id)
-        if item_id in self.removed_items() and self.get_item(item_id).get("deleted"):  # a hidden one still has a page
-            raise UnknownItem(deleted_message(item_id))
         reader = live_meta.follow(self.store, self.index, filter)
-        hits = reader.similar(item_id, k, self.removed_items() | set(exclude), modality=modality, filter=filter)
+        hits = reader.similar(item_id, k, library.skip(self.removed_items(), exclude), modality=modality, filter=filter)
         return self._detailed(scored_hits(hits, "similar"))
 
-    def more_like_these(self, positive: Mapping[str, float], negative: Mapping[str, float] | None = None,
-                        k: int = 20, *, filter: ItemFilter | None = None,
-                        exclude: Sequence[str] = ()) -> list[ScoredItem]:
-        """Items like the weighted positive examples and unlike the negative ones (rule: recsys.index.examples)."""
+    def more_like_these(self, positive: Mapping[str, float] | Sequence[str],
+                        negative: Mapping[str, float] | Sequence[str] | None = None, k: int = 20, *,
+                        filter: ItemFilter | None = None, exclude: Sequence[str] = ()) -> list[ScoredItem]:
+        """Items like the positive examples ({id: weight}, ids, one id) and unlike the negative ones (index/examples)"""
         from recsys.index import more_like_these
 
         check(k, "fused")
-        for i in [*positive, *(negative or {})]:
+        positive, negative = library.examples(positive), library.examples(negative or {})
+        for i in [*positive, *negative]:
             self._known_item(i)
         reader = live_meta.follow(self.store, self.index, filter)
-        hits = more_like_these(reader, dict(positive), dict(negative or {}), k, filter=filter,
-                               exclude=self.removed_items() | set(exclude))
+        hits = more_like_these(reader, positive, negative, k, filter=filter,
+                               exclude=library.skip(self.removed_items(), exclude))
         return self._detailed(scored_hits(hits, "more_like_these"))
 
     def _known_item(self, item_id: str) -> None:
+        """UnknownItem unless the index serves ``item_id``: deleted (a hidden one has a page), unknown, not built."""
+        if item_id in self.removed_items() and self.get_item(item_id).get("deleted"):
+            raise UnknownItem(deleted_message(item_id))
         if item_id not in self.index:
-            from recsys.store.items import get_item
-
-            with self.store.session() as s:
-                get_item(s, item_id)  # raises UnknownItem for ids the store does not know
+            self.get_item(item_id)  # raises UnknownItem for ids the store does not know
             raise UnknownItem(f"item {item_id!r} is not indexed yet; run `recsys build` (or wait for the delta)")
 
     # -- personalisation ------------------------------------------------------------------------------------
@@ -244,7 +243,7 @@ class Recommender:
         None is the configured clock (:meth:`clock`). ``rules``: boosts, bury, pinned slots, an exploration share, the
         list's source (:class:`recsys.serving.rules.ListRules`).
         """
-        req = ListRequest(user_id, k, filter, tuple(exclude), diversity, explain, fresh, now, rules or NO_RULES)
+        req = ListRequest(user_id, k, filter, library.ids(exclude), diversity, explain, fresh, now, rules or NO_RULES)
         return self._recommend(req)[0]
 
     def _recommend(self, req: ListRequest) -> tuple[list[ScoredItem], Timings]:
@@ -287,7 +286,7 @@ class Recommender:
         import anyio.to_thread
 
         check(k, "fused")
-        req = ListRequest(user_id, k, filter, tuple(exclude), diversity, explain, fresh, now, rules or NO_RULES)
+        req = ListRequest(user_id, k, filter, library.ids(exclude), diversity, explain, fresh, now, rules or NO_RULES)
         if self._ranking_slots is None:
             self._ranking_slots = anyio.CapacityLimiter(self.settings.ranking.serving_threads)
         served = self.generations.loaded
@@ -323,9 +322,11 @@ class Recommender:
         timings["cache_put_ms"] = (time.perf_counter() - t0) * 1000
         return list(out)
 
+    @library.ranked_as_served
     def buy_again(self, user_id: str, k: int = 20, *, now: datetime | None = None) -> list[ScoredItem]:
         """The user's own items (bought, viewed, liked) most likely to be wanted again, by the same ranker: the list
         that keeps repeats out of the personal one (``ranking.max_repeat_share``). Empty for a user with no history."""
+        from recsys.ranking.history import TYPE_CODE
         from recsys.ranking.lists import ListPolicy
 
         check(k, "fused")
@@ -342,8 +343,6 @@ class Recommender:
         if not own:
             return []
         recs = ranker.recommend(hist, min(k, len(own)), allowed=own, now=when, exclude_seen=False, policy=ListPolicy())
-        from recsys.ranking.history import TYPE_CODE
-
         bought = {ranker.table.ids[r] for r in hist.rows[hist.types == TYPE_CODE["purchase"]]}  # else "seen", as in
         return self._detailed([ScoredItem(r.item_id, round(float(r.score), 6),  # the personal list's sources
                                           ["repurchase" if r.item_id in bought else "seen"], None) for r in recs])
@@ -360,6 +359,7 @@ class Recommender:
         """What is popular in the recent window (the cold-start list)."""
         return self._rank(None, k, filter, exclude, 0.0, False)
 
+    @library.ranked_as_served
     def _rank(self, hist: pd.DataFrame | History | None, k: int, filter: ItemFilter | None, exclude: Sequence[str],
               diversity: float | None, explain: bool, *, served: Served | None = None,
               removed: AbstractSet[str] | None = None, now: float | None = None, details: int | None = None,
@@ -373,7 +373,7 @@ class Recommender:
             raise self.generations.no_ranker()
         t0 = time.perf_counter()
         allowed = live_meta.allowed_ids(self.store, served.reader, filter, details)  # details: the key's version
-        removed = (self.removed_items() if removed is None else removed) | frozenset(exclude)
+        removed = library.skip(self.removed_items() if removed is None else removed, exclude)
         t1 = time.perf_counter()
         when = self.clock(served) if now is None else now
         recs = ranker.recommend(None if rules.source == "popular" else hist, rules.fetch(k), allowed=allowed,

@@ -270,6 +270,8 @@ class ItemFilter:
         if price_min is not None and price_max is not None and price_min > price_max:  # "no results" would hide it
             raise ValidationFailed(f"price filter from {price_min:g} to {price_max:g}: the minimum is greater than "
                                    "the maximum")
+        if isinstance(categories, str):  # one category, not a set of its letters (which would match nothing)
+            categories = [categories]
         return cls(frozenset(categories) if categories is not None else None, price_min, price_max, in_stock,
                    dict(attributes or {}))
 
