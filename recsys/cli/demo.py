@@ -38,8 +38,10 @@ def demo(
         typer.echo(f"demo data already imported ({spec.strip()}; deletions, hides and events since are kept; "
                    "--reimport imports it again)")
     else:
-        _refuse_foreign(store, settings.home, out, force, spec)
-        _generate_and_import(store, settings, out, items, users, seed)
+        mixed = _refuse_foreign(store, settings.home, out, force, spec)
+        # mixed in (--force): the events get ids of their own, or those equal to the earlier data's would be refused
+        _generate_and_import(store, settings, out, items, users, seed,
+                             event_tag=f"s{seed}i{items}u{users}-" if mixed else "")
         marker.write_text(spec)
     if build:
         from recsys.cli.pipeline import run_build
@@ -51,22 +53,26 @@ def demo(
         run_serve(settings, host="127.0.0.1", port=port, auth=False, banner=True, log_format="text")  # read by a person
 
 
-def _refuse_foreign(store: Any, home: Path, out: Path, force: bool, spec: str) -> None:
+def _refuse_foreign(store: Any, home: Path, out: Path, force: bool, spec: str) -> bool:
     """The demo goes into a store of its own: mixed into imported data it would add 2,000 made-up items and 300
     users to that catalogue and to its ranker's training; a demo of another size or seed would overwrite the
-    earlier one's first items and merge both demos' events."""
+    earlier one's first items and merge both demos' events. With ``force``: whether it is mixed in (True)."""
     from recsys.store.queries import stats
 
-    if force:
-        return
     marker = out / ".imported"
     earlier = marker.read_text().strip() if marker.is_file() else None
+    if force:
+        if earlier:
+            return earlier != spec.strip()
+        with store.session() as s:
+            held = stats(s)
+        return not (out / "items.jsonl").is_file() and bool(held.get("items") or held.get("events"))
     if earlier and earlier != spec.strip():
         raise ConfigError(f"{home} holds a demo made with {earlier}, not {spec.strip()}: a second one would mix "
                           "into it. Run it in a directory of its own (`RECSYS_HOME=./demo-small recsys demo ...`), "
                           "or `recsys demo --force` to import it on top")
     if (out / "items.jsonl").is_file():  # the demo's own data (earlier runs wrote no marker)
-        return
+        return False
     with store.session() as s:
         held = stats(s)
     if held.get("items") or held.get("events"):
@@ -74,14 +80,16 @@ def _refuse_foreign(store: Any, home: Path, out: Path, force: bool, spec: str) -
                           f"{held.get('events', 0):,} events): run the demo in a directory of its own "
                           "(`RECSYS_HOME=./demo-home make demo`, or `unset RECSYS_HOME` if it was exported for other "
                           "data), or run `.venv/bin/recsys demo --force` to add it to this store")
+    return False
 
 
-def _generate_and_import(store: Any, settings: Any, out: Path, items: int, users: int, seed: int) -> None:
+def _generate_and_import(store: Any, settings: Any, out: Path, items: int, users: int, seed: int,
+                         event_tag: str = "") -> None:
     from recsys.demo import generate_demo
     from recsys.store.importers import run_import
     from recsys.store.queries import stats
 
-    summary = generate_demo(out, n_items=items, n_users=users, seed=seed)
+    summary = generate_demo(out, n_items=items, n_users=users, seed=seed, event_tag=event_tag)
     err.print(f"generated demo data in {out}: {summary}")
     with progress_bar("import demo") as update:
         for kind, name in (("items", "items.jsonl"), ("users", "users.jsonl"), ("events", "events.jsonl")):

@@ -125,8 +125,9 @@ def _session_start(rng: random.Random, user: UserSpec) -> float:
     return day + (hour + rng.random()) / 24
 
 
-def simulate(users: list[UserSpec], items: list[ItemSpec], seed: int) -> list[dict[str, object]]:
-    """All events of all users, sorted by (timestamp, user_id, event_id); see the module docstring."""
+def simulate(users: list[UserSpec], items: list[ItemSpec], seed: int, event_tag: str = "") -> list[dict[str, object]]:
+    """All events of all users, sorted by (timestamp, user_id, event_id); see the module docstring. ``event_tag`` goes
+    into every event id (a demo mixed into a store holding another one: its ids must not be the earlier ones')."""
     rng = random.Random(f"recsys-demo-events-{seed}")
     explore = _Sampler(items, [it.popularity for it in items])
     by_cat: dict[str, list[ItemSpec]] = {}
@@ -170,7 +171,7 @@ def simulate(users: list[UserSpec], items: list[ItemSpec], seed: int) -> list[di
                         raw.append((rt if rt < DAYS * 86400 else t + 90, s_i, "rating", item, stars))
         raw.sort(key=lambda r: (r[0], r[1]))
         for n, (ts, _s, kind, item, value) in enumerate(raw, start=1):
-            ev: dict[str, object] = {"event_id": f"{user.user_id}-e{n:05d}", "user_id": user.user_id,
+            ev: dict[str, object] = {"event_id": f"{user.user_id}-{event_tag}e{n:05d}", "user_id": user.user_id,
                                      "item_id": item.item_id, "type": kind,
                                      "timestamp": _iso(START + timedelta(seconds=round(ts)))}
             if value is not None:

@@ -57,7 +57,7 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 
 
 def generate_demo(out_dir: Path, *, n_items: int = 2000, n_users: int = 300, seed: int = 0,
-                  look_hidden_share: float = 0.5) -> DemoSummary:
+                  look_hidden_share: float = 0.5, event_tag: str = "") -> DemoSummary:
     """Write a deterministic demo dataset into ``out_dir`` (created; files there are overwritten).
 
     Files: ``items.jsonl`` (item_id, title, description, category, price, in_stock, image relative to out_dir, and
@@ -78,7 +78,7 @@ def generate_demo(out_dir: Path, *, n_items: int = 2000, n_users: int = 300, see
     n_items_written = _write_jsonl(out_dir / "items.jsonl", (it.record for it in items))
     users = make_users(n_users, items, seed)
     n_users_written = _write_jsonl(out_dir / "users.jsonl", (u.record() for u in users))
-    events = simulate(users, items, seed)
+    events = simulate(users, items, seed, event_tag)
     _write_jsonl(out_dir / "events.jsonl", events)
     truth = {
         "seed": seed,

@@ -226,7 +226,11 @@ def test_a_demo_of_another_size_is_refused_not_mixed_into_the_first(tmp_path: Pa
         refused = _demo_cli(home, *other)
         assert refused.exit_code != 0 and "holds a demo made with items=12 users=3 seed=0" in str(refused.exception)
     assert (home / "demo-data" / ".imported").read_text() == "items=12 users=3 seed=0\n"
-    assert _demo_cli(home, "--items", "8", "--users", "3", "--force").exit_code == 0
+    # mixed in on purpose: its events get ids of their own (the first demo's ids name other events: refused)
+    mixed = _demo_cli(home, "--items", "8", "--users", "3", "--force")
+    assert mixed.exit_code == 0, mixed.output
+    ids = [json.loads(line)["event_id"] for line in (home / "demo-data" / "events.jsonl").read_text().splitlines()]
+    assert all("-s0i8u3-e" in i for i in ids)
 
 
 def test_the_demo_refuses_a_store_holding_other_data_and_bad_sizes(tmp_path: Path) -> None:
