@@ -61,7 +61,8 @@ def test_make_notebooks_runs_quietly_over_ipc_and_says_each_cell(tmp_path: Path,
     out, err = capfd.readouterr()
     assert "without encryption" not in out + err
     lines = [line.split(" (")[0] for line in out.splitlines()]
-    assert lines[1:4] == ["01_tiny.ipynb: cell 1/2", "01_tiny.ipynb: cell 2/2", "01_tiny.ipynb: ok"], out
+    assert lines[0].startswith("notebooks: checking the store at "), out  # said before the store is opened
+    assert lines[2:5] == ["01_tiny.ipynb: cell 1/2", "01_tiny.ipynb: cell 2/2", "01_tiny.ipynb: ok"], out
     executed = nbformat.read(tmp_path / "nb" / "executed" / "01_tiny.ipynb", as_version=4)
     assert executed.cells[2].outputs[0].text == "42\n"
     assert sorted(p.name for p in (tmp_path / "nb").iterdir()) == ["01_tiny.ipynb", "executed"]  # no socket files
