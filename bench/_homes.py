@@ -62,6 +62,21 @@ def require_built_settings(flag: str = "RECSYS_HOME") -> Any:
     return settings
 
 
+def require_files(flag: str, given: Path, *needed: Path, hint: str) -> None:
+    """InputError unless each of ``needed`` (files a script reads from ``given``, given as ``flag``) is a file: one
+    line naming what is missing and ``hint`` (what to give instead)."""
+    missing = [str(p) for p in needed if not Path(p).is_file()]
+    if missing:
+        raise InputError(f"{flag} {given}: no {' and no '.join(missing)}; {hint}")
+
+
+def require_test_events(path: Path) -> None:
+    """InputError unless ``path``, the withheld file of a ``bench/withheld.py`` run, is a file."""
+    if not Path(path).is_file():
+        raise InputError(f"test events {path}: no such file; give the withheld file of a bench/withheld.py run "
+                         "(<scratch>/withheld_<dataset>_<part>/withheld_*), whose home is RECSYS_HOME")
+
+
 def exit_if_unusable(check: Callable[[], None]) -> None:
     """Run ``check``; an InputError becomes a one-line exit (status 1), no traceback."""
     try:

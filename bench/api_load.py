@@ -5,8 +5,10 @@ the generations are unchanged since the last call) and uncached (``Cache-Control
 
 The server is ``recsys`` under uvicorn in its own process on 127.0.0.1 (auth off, rate limit off); this process
 drives it with wrk when installed, else httpx (async). Without ``--home`` a demo store is generated and built first
-(``recsys demo --no-serve``), on SQLite unless ``--database-url`` names another database. Prints one JSON object on
-the last line.
+(``recsys demo --no-serve``), on SQLite unless ``--database-url`` names another database. That database must be
+empty: the demo stays in it after the run (its home is a temporary folder), and a database that already holds a
+store (an earlier run's demo included) is refused before anything is built; empty it between runs. Prints one JSON
+object on the last line.
 
     python bench/api_load.py [--home DIR] [--seconds 10] [--soak-seconds 300] [--items 2000 --users 300]
                              [--database-url postgresql+psycopg://...]
@@ -33,17 +35,67 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _homes import exit_if_unusable, require_built  # noqa: E402
+from _homes import InputError, exit_if_unusable, require_built  # noqa: E402
 
 NO_CACHE = {"Cache-Control": "no-cache"}  # every request ranked anew (the service's result cache bypassed)
 BIN = Path(sys.executable).parent
 
 
+def child_env(home: Path, database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a child on ``home``: RECSYS_DATABASE_URL only when a URL is given. The settings refuse an
+    empty value, and one inherited from this shell would point the child at another store than the SQLite file in
+    ``home`` this run reads its users from and reports."""
+    env = {k: v for k, v in os.environ.items() if k != "RECSYS_DATABASE_URL"}
+    env.update(RECSYS_HOME=str(home), **extra)
+    if database_url:
+        env["RECSYS_DATABASE_URL"] = database_url
+    return env
+
+
 def prepare_home(home: Path, items: int, users: int, database_url: str) -> None:
-    env = {**os.environ, "RECSYS_HOME": str(home), "RECSYS_DATABASE_URL": database_url}
     recsys = str(BIN / "recsys") if (BIN / "recsys").exists() else "recsys"
-    subprocess.run([recsys, "demo", "--no-serve", "--items", str(items), "--users", str(users)], env=env, check=True,
-                   cwd=ROOT, stdout=sys.stderr)
+    proc = subprocess.run([recsys, "demo", "--no-serve", "--items", str(items), "--users", str(users)],
+                          env=child_env(home, database_url), cwd=ROOT, stdout=sys.stderr)
+    if proc.returncode:
+        raise SystemExit(f"api_load.py: `recsys demo` failed ({proc.returncode}) building the demo store; "
+                         "its message is above")
+
+
+def refuse_a_used_database(url: str) -> None:
+    """Without ``--home`` the demo is imported into ``url``'s database and stays there (its home is a temporary
+    folder): a database that already holds items or events, an earlier run's demo or other data, is refused
+    before anything is built, naming the database and how to empty it."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from recsys.config_checks import check_database_url, without_password
+    from recsys.errors import ConfigError
+
+    try:
+        u = make_url(check_database_url(url))
+    except ConfigError as e:
+        raise InputError(f"--database-url: {e}") from None
+    sqlite = u.get_backend_name() == "sqlite"
+    if sqlite and not (u.database and Path(u.database).is_file()):
+        return  # a new SQLite file (opening it here would create it)
+    shown, engine = without_password(url), create_engine(u)
+    try:
+        with engine.connect() as c:
+            tables = set(inspect(c).get_table_names())
+            held = {t: int(c.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
+                    for t in ("items", "events") if t in tables}
+    except SQLAlchemyError as e:
+        raise InputError(f"--database-url {shown}: database {u.database!r} cannot be read "
+                         f"({str(getattr(e, 'orig', e) or e).strip().splitlines()[0]})") from None
+    finally:
+        engine.dispose()
+    if any(held.values()):
+        empty = f"remove {u.database}" if sqlite else f"`dropdb {u.database} && createdb {u.database}`"
+        raise InputError(
+            f"--database-url {shown}: database {u.database!r} already holds a store this run did not make "
+            f"({held.get('items', 0):,} items, {held.get('events', 0):,} events; each run leaves its demo there): "
+            f"without --home the demo is imported into an empty database; empty it first ({empty}) or name another")
 
 
 def user_ids(home: Path, database_url: str, limit: int = 500) -> list[str]:
@@ -70,8 +122,8 @@ def free_port() -> int:
 
 
 def start_server(home: Path, port: int, log: Path, database_url: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RECSYS_HOME": str(home), "RECSYS_DATABASE_URL": database_url, "RECSYS_API__AUTH": "false",
-           "RECSYS_API__RATE_LIMIT_PER_MINUTE": "0", "RECSYS_LOG_LEVEL": "WARNING"}
+    env = child_env(home, database_url, RECSYS_API__AUTH="false", RECSYS_API__RATE_LIMIT_PER_MINUTE="0",
+                    RECSYS_LOG_LEVEL="WARNING")
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "recsys.api.app:app_from_env", "--host", "127.0.0.1",
            "--port", str(port), "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "60"]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -248,6 +300,17 @@ async def run(args: argparse.Namespace, home: Path, proc: subprocess.Popen[bytes
     }
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """InputError for what would stop the run only after minutes: a home that is not built (a server would create a
+    store there), a database that holds another store, a load generator that is not installed."""
+    if args.client == "wrk" and not shutil.which("wrk"):
+        raise InputError("--client wrk: wrk is not installed (Debian package wrk); leave --client out to use httpx")
+    if args.home is not None:
+        require_built(args.home, "--home", args.database_url or None)
+    elif args.database_url:
+        refuse_a_used_database(args.database_url)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, help="a built data directory (default: generate and build the demo)")
@@ -260,14 +323,13 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--database-url", default="",
                     help="the store's database (default: SQLite in the data directory); with --home, the one it was "
-                         "built with")
+                         "built with; without --home, an empty database the demo is imported into (and stays in)")
     ap.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
                     help="load generator: wrk when installed (Debian package wrk), else httpx in this process")
     ap.add_argument("--ready-timeout", type=float, default=120.0,
                     help="seconds the server may take to become ready (loading the generations)")
     args = ap.parse_args()
-    if args.home is not None:  # checked before a server starts (which would create a store there)
-        exit_if_unusable(lambda: require_built(args.home, "--home", args.database_url or None))
+    exit_if_unusable(lambda: check_inputs(args))  # before a demo is built or a server starts
     if args.client == "auto":
         args.client = "wrk" if shutil.which("wrk") else "httpx"
     tmp = None
@@ -290,6 +352,11 @@ def main() -> None:
         if tmp is not None:
             tmp.cleanup()
     result["server_log"] = str(log)
+    if args.home is None and args.database_url:
+        from recsys.config_checks import without_password
+
+        print(f"api_load.py: {without_password(args.database_url)} now holds this run's demo store; empty it before "
+              "the next run", file=sys.stderr)
     print(json.dumps(result))
 
 

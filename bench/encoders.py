@@ -224,6 +224,25 @@ def quality(enc: TowerEncoder, data: Path, settings: Settings, params: FitParams
             "feature_seconds": round(feat_s, 1), "fit_train_seconds": metrics["train_seconds"]}
 
 
+def missing_inputs(args: argparse.Namespace) -> str | None:
+    """What a run asked for has no input (each part asked for needs its own: images for the throughput, articles.csv
+    for the quality), or None. Every part measured or none: a part left out without a flag saying so would leave
+    its saved figures looking current."""
+    if args.skip_throughput and args.skip_quality:
+        return "nothing to measure: --skip-throughput and --skip-quality both given"
+    missing = []
+    if not args.skip_throughput and (args.images < 1 or not any((args.data / "images").glob("*/*.jpg"))):
+        missing.append(f"no images under {args.data / 'images'} for the throughput (--images {args.images})")
+    if not args.skip_quality and not (args.data / "articles.csv").is_file():
+        missing.append(f"no {args.data / 'articles.csv'} for the H&M quality")
+    if not missing:
+        return None
+    skip = " or ".join(flag for flag, part in (("--skip-throughput", "throughput"), ("--skip-quality", "quality"))
+                       if any(part in m for m in missing))
+    return (f"--data {args.data}: {'; '.join(missing)}; point --data at the H&M data (../shared/data/hm), or leave "
+            f"the part out with {skip}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "hm")
@@ -237,6 +256,9 @@ def main() -> None:
                     help="tower runtime (bench/onnx_towers.py compares them in one run)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
+    missing = missing_inputs(args)  # before the encoder loads: a run that would measure nothing is a failure
+    if missing:
+        raise SystemExit(f"encoders.py: {missing}")
     if args.verbose:
         import logging
 
@@ -247,10 +269,10 @@ def main() -> None:
     enc = get_encoder(settings, fitted=False)
     out: dict[str, Any] = {"encoder": enc.preset.name, "towers": enc.towers.id, "torch": torch.__version__}
     paths = sorted(str(p) for p in (args.data / "images").glob("*/*.jpg"))[: args.images]
-    if not args.skip_throughput and paths:
+    if not args.skip_throughput:
         out["throughput"] = throughput(enc, paths, settings)
         log(json.dumps(out["throughput"]))
-    if not args.skip_quality and (args.data / "articles.csv").is_file():
+    if not args.skip_quality:
         params = FitParams(val_pairs=1000)
         if args.epochs:
             params.epochs = args.epochs

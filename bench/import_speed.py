@@ -93,9 +93,11 @@ def main() -> None:
     ap.add_argument("--sqlite-only", action="store_true",
                     help="skip PostgreSQL (the quick run): no database created or dropped there")
     args = ap.parse_args()
-    if not (args.data / "articles.csv").exists():
-        print(json.dumps({"skipped": f"no H&M data at {args.data}"}))
-        return
+    needed = [args.data / name for name in ("articles.csv", "transactions.csv")]
+    if not all(p.is_file() for p in needed):  # measured nothing: a failure, never a result (exit status 1)
+        missing = " and ".join(str(p) for p in needed if not p.is_file())
+        raise SystemExit(f"import_speed.py: --data {args.data}: no H&M data (no {missing}); point --data at the H&M "
+                         "files (../shared/data/hm)")
     out: dict[str, Any] = {"bench": "import_speed", "data": str(args.data), "machine": platform.node(),
                            "python": sys.version.split()[0]}
     with tempfile.TemporaryDirectory() as tmp:

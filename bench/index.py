@@ -53,6 +53,15 @@ EXACT_ONE = 20
 """Queries exact search answers one per call (slow one at a time: enough to time it)."""
 LARGE = 5_000_000
 """From this size the run streams (``run_large``)."""
+QPS_NOTE = (
+    "qps: a batch of queries per call on the given threads; qps_one_query_per_call: one query per call on one thread. "
+    "HNSW: both libraries built first, then timed in turn at each efSearch, best of 5; IVF-PQ: best of 3; exact: as "
+    f"the run's exact.timing says (best of {EXACT_REPEAT}, one query per call on its first {EXACT_ONE} queries). Runs "
+    "without exact.timing (bench/index.py before 2026-12-06) timed exact search best of 2 batched and once one query "
+    "per call (on its first 20 queries), so their speed-ups over exact set one exact pass against HNSW's best of 5. "
+    "Streamed runs time each once (exact: one chunked scan). Speed-ups are at recall@10 0.95, interpolated between "
+    "sweep points. Each run gives its load average.")
+"""Kept in the results file for every run merged into it: what a run without its own timing record used."""
 
 
 def log(msg: str) -> None:
@@ -423,14 +432,21 @@ def run_large(n: int, d: int, args: argparse.Namespace, save: Any = None) -> dic
     return out
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (0 vectors, queries or threads measure nothing)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive count")
+    return int(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100k vectors only, nothing written")
-    ap.add_argument("--dims", type=int, nargs="+", default=[384, 512])
-    ap.add_argument("--sizes", type=int, nargs="+", default=None)
-    ap.add_argument("--nq", type=int, default=500)
-    ap.add_argument("--nq-large", type=int, default=1000, help="queries for streamed (10M) runs")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dims", type=positive, nargs="+", default=[384, 512])
+    ap.add_argument("--sizes", type=positive, nargs="+", default=None)
+    ap.add_argument("--nq", type=positive, default=500)
+    ap.add_argument("--nq-large", type=positive, default=1000, help="queries for streamed (10M) runs")
+    ap.add_argument("--threads", type=positive, default=2)
     ap.add_argument("--m", type=int, default=32, help="HNSW M (both libraries)")
     ap.add_argument("--efc", type=int, default=100, help="HNSW efConstruction (both libraries)")
     ap.add_argument("--rerank", type=int, default=100, help="IVF-PQ shortlist re-ranked from the memmap")
@@ -480,11 +496,7 @@ def _result(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, A
         "data": "anisotropic Gaussian mixture: 4000 centres, Dirichlet(0.7) sizes, power-law spectrum (i^-0.6), "
                 "lognormal per-cluster per-axis spread, shared offset, random rotation, L2-normalised; queries are "
                 "fresh draws",
-        "qps_note": "qps: a batch of queries per call on the given threads; qps_one_query_per_call: one query per "
-                    "call on one thread. HNSW: both libraries built first, then timed in turn at each efSearch, best "
-                    f"of 5; exact (batched, and one query per call on its first {EXACT_ONE} queries) and IVF-PQ: "
-                    f"best of {EXACT_REPEAT}; streamed runs time each once. Speed-ups are at recall@10 0.95, "
-                    "interpolated between sweep points. Each run gives its load average.",
+        "qps_note": QPS_NOTE,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "cpu": _cpu_name()},
         "runs": runs,
     }

@@ -29,6 +29,9 @@ import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _homes import exit_if_unusable, require_files  # noqa: E402
 
 from recsys.evaluation.metrics import per_user  # noqa: E402
 from recsys.evaluation.splits import user_part  # noqa: E402
@@ -73,7 +76,10 @@ def main() -> None:
     ap.add_argument("--part", choices=("validation", "test"), default="validation")
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     args = ap.parse_args()
-    events = pd.read_csv(args.data_root / "hm" / "transactions.csv", dtype={"article_id": str, "customer_id": str})
+    source = args.data_root / "hm" / "transactions.csv"
+    exit_if_unusable(lambda: require_files("--data-root", args.data_root, source,
+                                           hint="give the folder holding hm/ (../shared/data)"))
+    events = pd.read_csv(source, dtype={"article_id": str, "customer_id": str})
     events["day"] = pd.to_datetime(events.t_dat)
     known, target, before = withheld(events, args.part)
     users = sorted(target.customer_id.unique())

@@ -87,13 +87,23 @@ def _measure(search: Callable[[str, int], list[str]], rare: list[tuple[str, set[
             for q, name in SPOT_CHECKS}
     n = len(rare) + len(names) + len(broad) + len(SPOT_CHECKS)
 
-    def mean(xs: list[float] | list[bool]) -> float:
-        return round(sum(xs) / len(xs), 4) if xs else float("nan")
+    def mean(xs: list[float] | list[bool]) -> float | None:
+        return round(sum(xs) / len(xs), 4) if xs else None  # None (JSON null): nothing asked, never NaN
 
     return {"rare_word_recall_at_20": mean(recall), "rare_words_fully_found": mean([r == 1.0 for r in recall]),
             "name_in_top_5": mean(top5), "broad_colour_precision_at_20": mean(colour),
             "broad_type_precision_at_20": mean(ptype), "broad_both_precision_at_20": mean(both),
             "spot_checks_rank": spot, "ms_per_query": round(1000 * (time.perf_counter() - t0) / max(n, 1), 2)}
+
+
+def nothing_to_measure(args: argparse.Namespace, rare: list[Any], names: list[Any], broad: list[Any]) -> str | None:
+    """What the store lacks for a measurement asked for (each would otherwise be a mean of nothing), or None."""
+    lacking = [why for asked, got, why in (
+        (args.words, rare, "no rare title words: none in 3 to 20 article names"),
+        (args.names, names, "no article names"),
+        (args.broad, broad, "no colour + type pair with 20+ articles: no colour/product_type attributes"))
+        if asked > 0 and not got]
+    return "; ".join(lacking) or None
 
 
 def main() -> None:
@@ -127,6 +137,10 @@ def main() -> None:
     rng = random.Random(args.seed)
     rare, names, broad = _rare_words(titles, rng, args.words), _names(titles, rng, args.names), \
         _broad(attrs, rng, args.broad)
+    lacking = nothing_to_measure(args, rare, names, broad)
+    if lacking:
+        sys.exit(f"lexical.py: {flag} {home}: nothing to measure in this store ({lacking}); run it on a built H&M "
+                 "store")
     rec.search_text("warm up", 5)  # loads the encoder and the index outside the timings
 
     def default(q: str, k: int) -> list[str]:
@@ -141,7 +155,7 @@ def main() -> None:
                         "broad": [q for q, _, _ in broad[:3]]},
            "default_mode": _measure(default, rare, names, broad, attrs, titles),
            "vector_only": _measure(vector, rare, names, broad, attrs, titles)}
-    print(json.dumps(out))
+    print(json.dumps(out, allow_nan=False))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ["RECSYS_RANKING__LIVE_STATS_S"] = "60"
 os.environ["RECSYS_RANKING__LIVE_STATS_PAIRS"] = "true"  # recount everything; the settings below pick per statistic
 
-from _homes import require_built_settings  # noqa: E402
+from _homes import exit_if_unusable, require_built_settings, require_test_events  # noqa: E402
 
 from recsys.cli.pipeline import open_store  # noqa: E402
 from recsys.config import Settings  # noqa: E402
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("test_events", type=Path)
     ap.add_argument("--format", default="movielens", choices=["hm", "movielens"])
     args = ap.parse_args()
+    exit_if_unusable(lambda: require_test_events(args.test_events))  # before the store is opened
     require_built_settings()
     rec = Recommender(Settings(), open_store())
     Jobs(rec).evaluate(20, test_events=args.test_events, fmt=args.format)  # the replay (idempotent), then the recount

@@ -87,6 +87,7 @@ def warmed_first_pass(users: list[str]) -> dict[str, Any]:
     made = rec.generations.warm_lists()
     spent = time.process_time() - c0
     first = served_path(rec, users, 0)["first_pass"]
+    rec.store.dispose()
     return {"lists": made, "cpu_s": round(spent, 2), "first_pass": first}
 
 
@@ -196,10 +197,23 @@ def main() -> None:
     home = args.home
     if home is not None:  # checked before anything opens it (which would create an empty store there)
         exit_if_unusable(lambda: require_built(home, "--home", os.environ.get("RECSYS_DATABASE_URL")))
-    if home is None:
-        home = Path(tempfile.mkdtemp(prefix="recsys-miss-"))
-        subprocess.run([str(BIN / "recsys"), "demo", "--no-serve"], env={**os.environ, "RECSYS_HOME": str(home)},
-                       check=True, cwd=ROOT, stdout=sys.stderr)
+        result = measure(home, args)
+    else:  # the generated demo (~190 MB) is removed afterwards, whatever happens
+        with tempfile.TemporaryDirectory(prefix="recsys-miss-") as tmp:
+            home = Path(tmp) / "home"
+            demo = subprocess.run([str(BIN / "recsys"), "demo", "--no-serve"], cwd=ROOT, stdout=sys.stderr,
+                                  env={**os.environ, "RECSYS_HOME": str(home)})
+            if demo.returncode:
+                raise SystemExit(f"miss_path.py: `recsys demo` failed ({demo.returncode}); its message is above")
+            result = measure(home, args)
+        result["home"] = "a generated demo (removed after the run)"
+    line = json.dumps(result)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(line)
+
+
+def measure(home: Path, args: argparse.Namespace) -> dict[str, Any]:
     os.environ["RECSYS_HOME"] = str(home)
     from sqlalchemy import select
 
@@ -219,10 +233,8 @@ def main() -> None:
     result["similar"] = similar_source(ranker, latest)
     result["search_batching"] = search_batching(ranker, prepared)
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    line = json.dumps(result)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(line)
+    rec.store.dispose()
+    return result
 
 
 if __name__ == "__main__":

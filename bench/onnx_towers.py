@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import encoders as hm_bench  # noqa: E402  (bench/encoders.py: H&M records and the probes)
+from _homes import InputError, exit_if_unusable, require_files  # noqa: E402
 
 from recsys.config import Settings  # noqa: E402
 from recsys.encoders.encoder import TowerEncoder, get_encoder, load_towers  # noqa: E402
@@ -205,6 +206,30 @@ def int8_refit(towers: dict[str, Any], data: Path, home: Path, features_from: Pa
             **_probes(fitted, vecs, val.item_ids, meta), "text_feature_seconds": round(text_seconds, 1)}
 
 
+def check_data(args: argparse.Namespace) -> None:
+    """InputError unless --data holds what every run reads: articles.csv (the texts and the probes' metadata) and
+    the images (the speed rounds, the held-out pairs)."""
+    hint = "point --data at the H&M data (../shared/data/hm)"
+    require_files("--data", args.data, args.data / "articles.csv", hint=hint)
+    if not any((args.data / "images").glob("*/*.jpg")):
+        raise InputError(f"--data {args.data}: no images under {args.data / 'images'}; {hint}")
+
+
+def check_features(args: argparse.Namespace, towers_id: str) -> None:
+    """InputError unless the quality runs have the cached torch tower features they copy from --features-from (or
+    a copy an earlier run made under --home)."""
+    if args.skip_quality and not args.int8_refit:
+        return
+    name = towers_id.replace("/", "_")
+    copied = [args.home / "fit" / "cache" / "features" / name / "image.db"] if not args.int8_refit else list(
+        (args.home / "fit-int8" / "cache" / "features").glob("*/image.db"))
+    if any(p.is_file() for p in copied):
+        return
+    require_files("--features-from", args.features_from, args.features_from / "cache" / "features" / name / "image.db",
+                  hint="give a store built on the H&M data with these towers (its cached image features)"
+                       + ("" if args.int8_refit else ", or --skip-quality"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "hm")
@@ -220,11 +245,13 @@ def main() -> None:
     ap.add_argument("--int8-refit", action="store_true",
                     help="only: fit heads on onnx-int8 features and score the same held-out split")
     args = ap.parse_args()
+    exit_if_unusable(lambda: check_data(args))  # before the towers load and export
     preset_settings = Settings(home=args.home)
     from recsys.encoders.registry import get_preset
 
     preset = get_preset("recsys-lite", preset_settings)
     base = load_towers(preset, "cpu", "torch")
+    exit_if_unusable(lambda: check_features(args, base.id))
     onnx_dir = args.home / "onnx"
     t0 = time.perf_counter()
     towers: dict[str, Any] = {"torch": base, "onnx": OnnxTowers(base, onnx_dir, "onnx"),

@@ -7,7 +7,10 @@ The table goes to bench/results/SUMMARY.md and between the README's bench-summar
 Each benchmark prints one JSON object on its last stdout line (index.py and quality.py also write their own files).
 Every result is stamped with ``measured_at`` and ``measured_on`` (CPU, cores, RAM). A benchmark that fails or skips
 itself leaves the last good result in place and writes ``<name>.failed.json`` instead, which the table shows; a
-quality.py dataset without our own figures is such a failure (a peer library that cannot run is only noted).
+quality.py dataset without our own figures is such a failure (a peer library that cannot run is only noted), and so
+is an answer with nothing to save. A run that measures only some parts (onnx_towers without BENCH_HM_HOME: no H&M
+quality; import_speed without PostgreSQL) keeps the saved result's other parts, listed with their date under
+``carried_over``.
 ``--quick`` (or BENCH_QUICK=1) runs the short variants into bench/results/tmp/quick/ (git-ignored) and leaves the
 README alone.
 
@@ -50,6 +53,9 @@ class Bench:
     own: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     skip: str | None = None
+    parts: tuple[str, ...] = ()
+    """Top-level parts of the answer a successful run may leave unmeasured (absent, or ``{"skipped": ...}``): the
+    saved result's are kept, and listed in ``carried_over`` (see :func:`carry_over`)."""
 
 
 def _encoders_split(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -68,7 +74,7 @@ def benches(out: Path, quick: bool) -> list[Bench]:
                *(["--datasets", "ml100k", "--max-users", "200"] if quick else [])]
     found = [
         Bench("import_speed", [py, str(HERE / "import_speed.py"), *(["--sqlite-only"] if quick else [])],
-              lambda r: {"import_speed": r}),
+              lambda r: {"import_speed": r}, parts=("postgresql",)),
         Bench("encoders", [py, str(HERE / "encoders.py"), *(["--skip-quality", "--images", "32"] if quick else [])],
               _encoders_split),
         Bench("index", [py, str(HERE / "index.py"), "--out", str(out / "index.json"), *(["--quick"] if quick else [])],
@@ -97,7 +103,8 @@ def benches(out: Path, quick: bool) -> list[Bench]:
     hm_reason = None if homes["hm"] else "BENCH_HM_HOME not set (a data directory where recsys build ran)"
     found.append(Bench("onnx_towers", [py, str(HERE / "onnx_towers.py"), "--home", str(out / "tmp" / "onnx"),
                                        *(["--features-from", homes["hm"]] if homes["hm"] and not quick
-                                         else ["--skip-quality"])], lambda r: {"onnx_towers": r}))
+                                         else ["--skip-quality"])], lambda r: {"onnx_towers": r},
+                       parts=("hm",)))
     found.append(Bench("describe_hm", [py, str(HERE / "describe_hm.py"), "--home", str(out / "tmp" / "describe"),
                                        "--copy-from", homes["hm"] or ""], lambda r: {"describe_hm": r},
                        skip=hm_reason or ("quick run" if quick else None)))
@@ -158,6 +165,36 @@ def _first_error(entry: dict[str, Any]) -> str:
     return str(errors.get("ours") or next(iter(errors.values()), "no error recorded"))
 
 
+def _measured(part: Any) -> bool:
+    return isinstance(part, dict) and bool(part) and "skipped" not in part
+
+
+def carry_over(r: dict[str, Any], path: Path, parts: tuple[str, ...]) -> dict[str, Any]:
+    """``r`` with each of ``parts`` it did not measure taken from the saved result at ``path`` where that has it
+    measured (as quality.py and index.py keep what a run did not redo), so a run that measured less never erases a
+    figure. ``carried_over`` names each such part: when and where it was measured (its first measurement, through
+    any number of carries) and why it was not measured this time."""
+    try:
+        saved = json.loads(path.read_text()) if parts and path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        saved = {}
+    if not isinstance(saved, dict):
+        return r
+    earlier = saved.get("carried_over") if isinstance(saved.get("carried_over"), dict) else {}
+    carried = {}
+    for part in parts:
+        if _measured(r.get(part)) or not _measured(saved.get(part)):
+            continue
+        now = r.get(part)
+        why = str(now["skipped"]) if isinstance(now, dict) and "skipped" in now else "not in this run's answer"
+        first = earlier.get(part) or {"measured_at": saved.get("measured_at"), "measured_on": saved.get("measured_on")}
+        r[part] = saved[part]
+        carried[part] = {**first, "not_measured_now": why}
+    if carried:
+        r["carried_over"] = carried
+    return r
+
+
 def _stamp(r: dict[str, Any], when: str, host: dict[str, Any], wall_s: float) -> dict[str, Any]:
     if _per_dataset(r) or not r:
         return r  # quality.json: one entry per dataset, each with its own generated_at
@@ -177,6 +214,9 @@ def run(b: Bench, out: Path, host: dict[str, Any]) -> str:
     result = _last_json(proc.stdout)
     failed = out / f"{b.name}.failed.json"
     broken = _failure(result)
+    split = b.split(result) if b.split is not None and result is not None and not broken else None
+    if split == {} and "skipped" not in (result or {}):
+        broken = f"nothing was measured (no result part in its answer: {', '.join(sorted(result or {}))})"
     if proc.returncode != 0 or result is None or broken or "skipped" in result:
         why = (result or {}).get("skipped") or broken or (proc.stderr.strip().splitlines() or ["no output"])[-1]
         key = "skipped" if result and "skipped" in result else "error"
@@ -184,10 +224,9 @@ def run(b: Bench, out: Path, host: dict[str, Any]) -> str:
                                       "measured_on": host, "wall_s": wall}, indent=1) + "\n")
         return f"{key}: {str(why)[:200]}"
     failed.unlink(missing_ok=True)
-    if b.split is not None:
-        for stem, r in b.split(result).items():
-            path = out / f"{stem}.json"
-            save_like(path, _stamp(r, when, host, wall))
+    for stem, r in (split or {}).items():
+        path = out / f"{stem}.json"
+        save_like(path, _stamp(carry_over(r, path, b.parts), when, host, wall))
     for stem in b.own:
         path = out / f"{stem}.json"
         if path.exists() and path.stat().st_mtime >= time.time() - wall - 1:  # written by this run

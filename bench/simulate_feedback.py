@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import socket
 import sys
@@ -38,6 +39,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _homes import exit_if_unusable, require_built  # noqa: E402
 
 from recsys.config import ExperimentsSettings, Settings  # noqa: E402
 
@@ -204,10 +208,13 @@ def main() -> None:
     ap.add_argument("--ab-lists", type=int, default=8, help="lists per user in the A/B run")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--aa-runs", type=int, default=20)
-    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--alpha", type=float, default=0.05,
+                    help="significance level: the A/B run's worse variant found, and the A/A false positives")
     ap.add_argument("--resplits", type=int, default=100,
                     help="random re-splits of each A/A run's users (a finer false-positive rate)")
     args = ap.parse_args()
+    if args.home is not None:  # checked before anything opens it (which would create and migrate a store there)
+        exit_if_unusable(lambda: require_built(args.home, "--home", os.environ.get("RECSYS_DATABASE_URL")))
     t0 = time.perf_counter()
     tmp = tempfile.TemporaryDirectory(prefix="recsys-simulate-")
     home = args.home
@@ -236,7 +243,8 @@ def main() -> None:
         "items": args.items, "users": args.users, "lists_per_user": {"ab": args.ab_lists, "aa": args.lists},
         "k": args.k,
         "click_model": "0.3 * (affinity/4)^2 / (1 + 0.1 * position); purchase 0.2 of clicks",
-        "ab": {**summary(ab), "worse_detected": worse["p_value"] is not None and worse["p_value"] < 0.01},
+        "ab": {**summary(ab), "alpha": args.alpha,
+               "worse_detected": worse["p_value"] is not None and worse["p_value"] < args.alpha},
         "aa": {"runs": len(aa), "alpha": args.alpha,
                "false_positives": sum(p is not None and p < args.alpha for p in ps),
                "false_positives_unclustered": sum(p is not None and p < args.alpha for p in pu),

@@ -85,7 +85,14 @@ def measured(result: dict[str, Any], path: Path | None = None, base: dict[str, A
         where, mach = src.get("measured_on"), src.get("machine")
         cores = cores or (where.get("cores") if isinstance(where, dict) else None) or (
             mach.get("cpus") if isinstance(mach, dict) else None)
-    return f"{when or '?'}" + (f", {cores} cores" if cores else "")
+    return f"{when or '?'}" + (f", {cores} cores" if cores else "") + _carried(result, base)
+
+
+def _carried(result: dict[str, Any], base: dict[str, Any] | None) -> str:
+    """The parts of a result kept from an earlier run (run_all's ``carried_over``), with their own dates."""
+    carried = next((c for src in (result, base or {}) if isinstance(c := src.get("carried_over"), dict) and c), {})
+    dates = {part: (v.get("measured_at") if isinstance(v, dict) else v) or "?" for part, v in carried.items()}
+    return "".join(f"; {part} part from {str(d).replace('T', ' ')[:16].rstrip('Z')}" for part, d in dates.items())
 
 
 # -- one function per kind of result ---------------------------------------------------------------------------------

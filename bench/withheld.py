@@ -112,7 +112,8 @@ def check_inputs(args: argparse.Namespace, work: Path) -> None:
 def recsys(home: Path, *args: str) -> str:
     env = {**os.environ, "RECSYS_HOME": str(home)}
     t0 = time.time()
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "recsys"), *args], env=env, capture_output=True, text=True)
+    cli = Path(sys.executable).parent / "recsys"  # this environment's CLI, wherever it lives
+    proc = subprocess.run([str(cli), *args], env=env, capture_output=True, text=True)
     if proc.returncode:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
         raise SystemExit(f"recsys {' '.join(args)} failed ({proc.returncode})")
@@ -153,7 +154,7 @@ def main() -> None:
                               "kept_interactions": kept, "withheld_interactions": held}
     dst = args.out / f"withheld_{args.dataset}_{args.part}.json"
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_text(json.dumps(result, indent=2))
+    dst.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 
 

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _homes import require_built_settings  # noqa: E402
+from _homes import exit_if_unusable, require_built_settings, require_test_events  # noqa: E402
 
 from recsys.cli.pipeline import open_store  # noqa: E402
 from recsys.config import Settings  # noqa: E402
@@ -188,6 +188,7 @@ def main() -> None:
     ap.add_argument("test_events", type=Path)
     ap.add_argument("--ensemble", default="", help="comma-separated ranker versions to average")
     args = ap.parse_args()
+    exit_if_unusable(lambda: require_test_events(args.test_events))  # before the store is opened
     require_built_settings()
     rec = Recommender(Settings(), open_store())
     table = rec.generations.current().ranker.table  # type: ignore[union-attr]

@@ -136,6 +136,7 @@ def test_a_quick_run_imports_into_sqlite_only(tmp_path: Path, monkeypatch: pytes
     assert "--sqlite-only" not in {b.name: b.argv for b in run_all.benches(tmp_path, quick=False)}["import_speed"]
     mod = _load("import_speed")
     (tmp_path / "articles.csv").write_text("")
+    (tmp_path / "transactions.csv").write_text("")  # without either, import_speed measures nothing: exit 1
     monkeypatch.setattr(mod, "measure", lambda url, data, home: {"url": url})
     monkeypatch.setattr(mod, "_pg_db", lambda pg: pytest.fail("a PostgreSQL database was created"))
     monkeypatch.setattr(sys, "argv", ["import_speed.py", "--data", str(tmp_path), "--sqlite-only"])
