@@ -22,7 +22,7 @@ def report(since: Annotated[str | None, typer.Option("--since", help="only lists
     from recsys.feedback import feedback_report
     from recsys.feedback.report import parse_since
 
-    when = parse_since(since) if since else None
+    when = parse_since(since) if since is not None else None  # an empty --since (an unset $SINCE) is refused
     data = feedback_report(open_store(), since=when)
     if json_out:
         emit_json(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import typer
 
 from recsys.cli._common import JsonOpt, emit_json, err
 
+log = logging.getLogger(__name__)
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 
 
@@ -174,6 +176,11 @@ def run_serve(settings: Any, host: str | None = None, port: int | None = None, a
     if workers > 1:
         if unanswered:  # each worker starts unready and migrates once the database answers
             err.print(f"warning: {unanswered}; the server starts unready")
+        if not settings.feedback.record_served:  # feeds and what users were shown live in each worker's memory
+            log.warning("served lists are not recorded (RECSYS_FEEDBACK__RECORD_SERVED=false): each of the %d workers "
+                        "knows only the lists it answered, so a cursor (meta.next) answered by another worker is "
+                        "refused as an unknown feed, and exclude_shown_hours leaves out only what the answering "
+                        "worker showed; record them, or serve with one worker", workers)
         os.environ.update({"RECSYS_HOME": str(Path(settings.home).resolve()), "RECSYS_API__AUTH": str(auth).lower(),
                            "RECSYS_API__HOST": host, "RECSYS_API__PORT": str(port),
                            "RECSYS_API__HEADER_TIMEOUT_S": str(settings.api.header_timeout_s)})

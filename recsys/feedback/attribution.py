@@ -1,5 +1,6 @@
 """Which posted events a served list led to: the ones that carry its ``recommendation_id``, come from the user it
-was served to (any user for a session's or an item page's list), name an item it showed, happened after it was served
+was served to (any user for a list recorded without one: a session's, trending, more-like-these, or an item
+page's or search list asked without ``user_id``), name an item it showed, happened after it was served
 (their ``timestamp`` no more than :data:`CLOCK_SKEW` before the list's time, for clients' clocks), and are the first of
 their type for that item and list. Anything else carrying the id (a typo'd or reused id, a click on an item the list
 never held, another user's purchase, a repeated impression, an older event replayed with a newer list's id) is

@@ -24,7 +24,8 @@ SHOWN_PER_USER = 64  # the latest lists of a user kept in memory
 ERASURES_KEPT = 10_000
 """The latest erasures remembered (the oldest go first): their users' lists made before are never written."""
 ERASURE_KEPT_S = 600.0
-"""How long an erasure is remembered: longer than a list waits in the writer (its linger, ~40 s of retries)."""
+"""How long an erasure is remembered: longer than a list waits in the writer (its linger, and a batch's retries through
+an outage: writer_budget.retry_budget_s, 43 s on SQLite)."""
 
 
 class Recent:

@@ -4,7 +4,8 @@
 queue drops the list and counts it (``dropped``; ``recsys_served_lists_dropped`` in ``/metrics``) instead of making a
 request wait for the database. A batch the database refuses for an outage (unreachable, busy) is tried again with a
 growing backoff while new lists wait in the queue (so memory stays bounded by it); one given up after the last try is
-counted in ``failed`` and in the same metric. The log also remembers, in memory, what the recent feeds and users
+counted in ``failed`` and in the same metric, and at close what is given up or left unwritten is said in one warning
+(:mod:`recsys.feedback.writer_budget`). The log also remembers, in memory, what the recent feeds and users
 were shown, so a feed's next page and ``exclude_shown_hours`` see a list still queued; once written, the store has it
 and memory lets it go (:mod:`recsys.feedback.recent`). A user erased by this process (:meth:`ServedLog.erase_user`)
 gets none of the lists made before written, and their rows written by other processes meanwhile are deleted too.
@@ -29,18 +30,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from recsys.errors import StoreUnavailable
 from recsys.feedback.recent import FEED_COPIES, Erasures, Recent
 from recsys.feedback.recent import FEED_PAGES as FEED_PAGES  # re-exported from its old home
+from recsys.feedback.writer_budget import FIRST_BACKOFF_S, RETRIES, Outage, backoff, one_try, passing, said
 from recsys.store.tables import Event, Item, ServedList, User, utcnow
 
 log = logging.getLogger(__name__)
-RETRIES = 12
-"""Tries after a batch's first write fails for an outage, before its lists are given up (~40 s of backoff)."""
-RETRY_MAX_S = 5.0
-"""The longest wait between two tries of a batch."""
 FEED_POLL_S = 0.05
 """How often a feed whose last page is not stored yet is read again."""
 ERASURE_MARGIN_S = 0.5
@@ -48,7 +44,7 @@ ERASURE_MARGIN_S = 0.5
 history just before the commit makes its list a moment after it. The DELETE answers later than that."""
 LATE_PURGE_S = 90.0
 """When an erased user's lists are deleted from the store once more: after another process's writer has given up
-retrying them (RETRIES tries, ~40 s of backoff, plus the writes' own timeouts)."""
+retrying them (RETRIES tries and their backoff, writer_budget.retry_budget_s: 43 s on SQLite)."""
 _HURRY = "flush"
 """Put on the queue by :meth:`ServedLog.flush`: the writer stops lingering and writes what it has."""
 
@@ -134,20 +130,20 @@ class ServedLog:
 
     def __init__(self, store: Any, *, queue_size: int = 10_000, batch_size: int = 500, enabled: bool = True,
                  recent: int = 10_000, on_drop: Callable[[], Any] | None = None, linger_s: float = 0.2,
-                 retries: int = RETRIES, backoff_s: float = 0.1) -> None:
+                 retries: int = RETRIES, backoff_s: float = FIRST_BACKOFF_S) -> None:
         self.store = store
         self.linger_s = linger_s
         self.retries = max(0, retries)
         self.backoff_s = backoff_s
         """The wait before a failed batch's first retry; it doubles with each try, up to RETRY_MAX_S."""
-        self._outage: tuple[float, int] | None = None
-        """(when the writes began failing, lists given up since): set while the database is out."""
-        self._last_warning = 0.0
+        self.outage = Outage(log, on_drop)
         self._closing = threading.Event()
+        self._down_at_close: Exception | None = None  # a try at close failed for an outage: the rest go untried
+        self._left_behind: threading.Thread | None = None  # a writer close() gave up waiting for: it counts no more
         self.on_drop = on_drop
         self.enabled = enabled
         self.batch_size = max(1, batch_size)
-        self.dropped = self.written = self.failed = 0
+        self.dropped = self.written = 0
         self.recent = Recent(recent)
         self.erasures = Erasures()
         self._queue: queue.Queue[Served | str | None] = queue.Queue(maxsize=max(1, queue_size))
@@ -156,6 +152,11 @@ class ServedLog:
         self._idle = threading.Condition()
         self._hurry = threading.Event()
         self._pending = 0
+
+    @property
+    def failed(self) -> int:
+        """Lists given up: after the last try, refused by the database, or left unwritten at close."""
+        return self.outage.failed
 
     # -- the request path ------------------------------------------------------------------------------------
     def record(self, served: Served) -> bool:
@@ -274,7 +275,7 @@ class ServedLog:
         try:
             self.purge(user_id, until)
         except Exception as e:  # a timer thread: nobody to raise to
-            log.warning("could not delete the lists served to an erased user a second time: %s", _said(e))
+            log.warning("could not delete the lists served to an erased user a second time: %s", said(e))
 
     # -- the writer ------------------------------------------------------------------------------------------
     def flush(self, timeout_s: float | None = None) -> bool:
@@ -286,25 +287,40 @@ class ServedLog:
             return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Write what is queued (up to ``timeout_s``) and stop the thread."""
+        """Write what is queued (up to ``timeout_s``) and stop the thread (up to ``timeout_s`` more). Lists given up
+        and not said yet (an outage) or left unwritten (:meth:`_leave`) are said in one warning, counted."""
         thread = self._thread
         if thread is None:
             return
         self.flush(timeout_s)
         self._closing.set()  # a batch waiting out an outage gets one last try, not the rest of its backoff
-        try:
+        self._hurry.set()
+        until = time.monotonic() + timeout_s
+        with contextlib.suppress(queue.Full):  # a writer stuck in a database call: left behind below
             self._queue.put(None, timeout=timeout_s)
-            self._hurry.set()
-        except queue.Full:
-            return
-        thread.join(timeout_s)
-        self._thread = None
+        thread.join(max(0.0, until - time.monotonic()))
+        stuck = thread.is_alive()
+        self.outage.closed(self._leave(thread) if stuck else 0)
+        self._thread = thread if stuck else None
+
+    def _leave(self, thread: threading.Thread) -> int:
+        """The writer is stuck in a database call (a hung server): what it holds and what is queued is left unwritten,
+        counted now; the thread counts nothing more and stops should the call return (the log does not restart)."""
+        with self._idle:
+            self._left_behind, left, self._pending = thread, self._pending, 0
+            self._idle.notify_all()
+        queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]  # the stuck thread takes none
+        self.recent.drop([s for s in queued if isinstance(s, Served)])
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)  # for a thread not at its first list yet
+        return left
 
     def _ensure_thread(self) -> None:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
                     self._closing.clear()
+                    self._down_at_close = None
                     self._thread = threading.Thread(target=self._run, name="recsys-served-lists", daemon=True)
                     self._thread.start()
 
@@ -334,66 +350,49 @@ class ServedLog:
                 self._hurry.clear()
             if batch:
                 self._write(batch)
-            if stop:
+            if stop or threading.current_thread() is self._left_behind:
                 return
 
     def _write(self, batch: Sequence[Served]) -> None:
-        """Write ``batch``; through an outage, try again with backoff (lists arriving meanwhile wait in the bounded
-        queue), then give it up, counted. Rows the database refuses for another reason are given up at once. Lists
-        of a user erased since are left out; once written (or given up) the lists leave memory: the store has them."""
+        """Write ``batch`` (:meth:`_tries`), or give it up, counted. Lists of a user erased since are left out; once
+        written (or given up) the lists leave memory: the store has them."""
         rows = self.erasures.kept(batch)
+        lost: Exception | None = None
         try:
-            for attempt in range(self.retries + 1 if rows else 0):
-                try:
-                    with self.store.session() as s:
-                        _insert(s.connection(), rows)
-                except Exception as e:  # a lost list, never a failed request
-                    if not _passing(e) or attempt == self.retries or self._closing.is_set():
-                        self._give_up(len(rows), e)
-                        return
-                    self._outage_began(e)
-                    self._closing.wait(min(RETRY_MAX_S, self.backoff_s * 2 ** attempt))
-                    continue
-                self.written += len(rows)
-                self._outage_ended()
-                return
+            lost = self._tries(rows)
         finally:
             self.recent.drop(batch)  # after the commit: a reader finds each list in memory or in the store
-            with self._idle:
-                self._pending -= len(batch)
+            with self._idle:  # given up and no longer pending at once: close() counts each list once
+                warn = False
+                if threading.current_thread() is not self._left_behind:  # else close() counted them
+                    warn = lost is not None and self.outage.gave_up(len(rows), lost)
+                    self._pending -= len(batch)
                 self._idle.notify_all()
+        if warn and lost is not None:
+            log.warning("could not record %d served lists (given up): %s", len(rows), said(lost))
 
-    def _outage_began(self, e: Exception) -> None:
-        if self._outage is None:  # once per outage, not per batch or try
-            self._outage = (time.monotonic(), 0)
-            log.warning("could not record served lists, retrying with backoff (new lists wait in the queue; a "
-                        "full queue drops them): %s", _said(e))
-
-    def _outage_ended(self) -> None:
-        if self._outage is not None:
-            began, lost = self._outage
-            self._outage = None
-            log.warning("recording served lists again after %.0f s; %d lists given up meanwhile (counted in "
-                        "recsys_served_lists_dropped)", time.monotonic() - began, lost)
-
-    def _give_up(self, n: int, e: Exception) -> None:
-        self.failed += n
-        if self.on_drop is not None:
-            for _ in range(n):
-                self.on_drop()
-        if self._outage is not None:
-            self._outage = (self._outage[0], self._outage[1] + n)  # said when the outage ends
-            return
-        now = time.monotonic()
-        if now - self._last_warning > 60:  # a database that refuses every batch says so once a minute
-            self._last_warning = now
-            log.warning("could not record %d served lists (given up): %s", n, _said(e))
-
-
-def _passing(e: Exception) -> bool:
-    """An outage a retry may outlive (unreachable, busy, a dropped connection), as opposed to rows refused."""
-    return isinstance(e, StoreUnavailable | OperationalError | InterfaceError)
-
-
-def _said(e: Exception) -> str:
-    return f"{type(e).__name__}: {str(e)[:200]}"
+    def _tries(self, rows: Sequence[Served]) -> Exception | None:
+        """Write ``rows``; None once written, else why they are given up. Through an outage (each try waiting at
+        most WRITE_TRY_S for SQLite's lock) they are tried again with backoff while lists arriving meanwhile wait in
+        the bounded queue; rows the database refuses for another reason are given up at once. At close a batch gets
+        one try, none once a try at close failed for an outage."""
+        for attempt in range(self.retries + 1 if rows else 0):
+            if self._closing.is_set() and self._down_at_close is not None:
+                return self._down_at_close
+            try:
+                with one_try(), self.store.session() as s:
+                    _insert(s.connection(), rows)
+            except Exception as e:  # a lost list, never a failed request
+                if not passing(e) or attempt == self.retries:
+                    return e
+                closing = self._closing.is_set()
+                self.outage.failing(e, retried=not closing)
+                if closing:
+                    self._down_at_close = e
+                    return e
+                self._closing.wait(backoff(self.backoff_s, attempt))
+                continue
+            self.written += len(rows)
+            self.outage.ended()
+            return None
+        return None

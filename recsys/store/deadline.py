@@ -14,7 +14,8 @@ request into worker threads); offline jobs (imports, builds, the server's refres
   shuts the connection's socket. The blocked call then fails as a lost connection (SQLAlchemy drops it from the
   pool). Either way the store answers :class:`~recsys.errors.StoreTimeout`.
 - SQLite: the wait is for a lock (another writer, e.g. an import): the connection's busy timeout is the bound, so
-  a request gives up with StoreBusy while the lock holder keeps its 30 s.
+  a request gives up with StoreBusy while the lock holder keeps its 30 s. Unbounded work may ask for a shorter busy
+  wait of its own (:func:`sqlite_busy`: the served-list writer, whose backoff decides when to try again).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sqlalchemy.exc import DisconnectionError
 log = logging.getLogger(__name__)
 
 _bound: ContextVar[float | None] = ContextVar("recsys_db_bound", default=None)
+_busy: ContextVar[float | None] = ContextVar("recsys_sqlite_busy", default=None)
 SQLITE_BUSY_MS = 30_000
 """The busy timeout of unbounded work (imports, builds): they wait for each other."""
 SERVER_SHARES = (0.9, 0.95)
@@ -92,6 +94,18 @@ def bounded(seconds: float | None) -> Iterator[None]:
         yield
     finally:
         _bound.reset(token)
+
+
+@contextlib.contextmanager
+def sqlite_busy(seconds: float) -> Iterator[None]:
+    """SQLite's busy timeout for unbounded work done inside (in this context only): a write lock held longer than
+    ``seconds`` fails the statement (StoreBusy) instead of waiting SQLITE_BUSY_MS. A request's bound still wins;
+    PostgreSQL is not affected."""
+    token = _busy.set(seconds)
+    try:
+        yield
+    finally:
+        _busy.reset(token)
 
 
 Interrupt: TypeAlias = Callable[[], "tuple[float, Interrupt] | None"]
@@ -296,6 +310,8 @@ def _disarm(info: dict[str, Any]) -> float | None:
 
 def _sqlite_busy_timeout(conn: Any, cursor: Any, *_: Any) -> None:
     seconds = _bound.get()
+    if seconds is None:
+        seconds = _busy.get()
     ms = SQLITE_BUSY_MS if seconds is None else max(1, int(seconds * 1000))
     if conn.info.get("busy_ms", SQLITE_BUSY_MS) != ms:
         cursor.execute(f"PRAGMA busy_timeout={ms}")

@@ -151,7 +151,8 @@ class ServedList(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     source: Mapped[str] = mapped_column(String(32), index=True)
     user_id: Mapped[str | None] = mapped_column(String(128))
-    """The external user id for personal lists; None for search, similar items and the like."""
+    """The external user id a list was asked for (personal lists; similar items or search asked with ``user_id``);
+    None for a session's, trending, more-like-these, or a list asked without a user: any user's events count."""
     feed_id: Mapped[str | None] = mapped_column(String(64), index=True)
     """The first page's id when this list is a later page of a feed (``cursor=``)."""
     offset: Mapped[int] = mapped_column(Integer, default=0)
