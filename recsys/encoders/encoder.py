@@ -6,6 +6,7 @@ index generation records it, so vectors of different heads are never mixed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -270,7 +271,9 @@ def query_encoder_of(settings: Settings, encoder_id: str) -> tuple[str, int | No
     """Id and dimension of the encoder that queries against a generation of ``encoder_id`` are encoded with, picked
     as :func:`recsys.encoders.encoder.encoder_for` picks it (that generation's heads when they are stored, else the
     current ones), from the heads' manifests without loading a model; None when it cannot be told. Kept beside
-    :func:`encoder_for`, whose choice it must follow (``recsys index rollback`` judges a target by it)."""
+    :func:`encoder_for`, whose choice it must follow (``recsys index rollback`` and readiness judge a generation by
+    it): IncompatibleArtifact, saying why, when those heads were fitted for other towers than the configured ones
+    (:func:`configured_towers_id`), which :func:`encoder_for` refuses, so no query can be encoded at all."""
     import json
 
     from recsys.errors import RecsysError
@@ -287,6 +290,51 @@ def query_encoder_of(settings: Settings, encoder_id: str) -> tuple[str, int | No
         return None if (heads / "CURRENT").exists() else (f"{preset.name}@unfitted", None)
     try:
         m = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
-        return f"{preset.name}@{m['version']}", int(m["dim"])
-    except (OSError, ValueError, KeyError, TypeError):
+        found, fitted_for = (f"{preset.name}@{m['version']}", int(m["dim"])), m.get("towers")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    towers = configured_towers_id(settings, preset) if fitted_for is not None else None
+    if towers is not None and str(fitted_for) != towers:
+        raise IncompatibleArtifact(
+            f"{'its heads' if d == own else 'the current heads (its own are gone)'} {found[0]} were fitted for towers "
+            f"{fitted_for}, not the configured {towers} (another RECSYS_ENCODER__RUNTIME, or a local checkpoint "
+            "replaced)")
+    return found
+
+
+def configured_towers_id(settings: Settings, preset: Preset) -> str | None:
+    """The id of the towers :func:`load_towers` loads for ``preset`` as configured (the one fitted heads record),
+    told without loading a model (tests hold the two equal); None when it cannot be told (a device or runtime
+    setting that cannot be used, an unreadable checkpoint: loading says what is wrong)."""
+    from recsys.encoders.onnx_runtime import resolve_runtime
+    from recsys.errors import RecsysError
+
+    try:
+        runtime = resolve_runtime(settings.encoder.runtime, _device(settings.encoder.device)[0], preset.kind)
+        if preset.kind == "lite":
+            from recsys.encoders.lite import FEATURES_VERSION
+
+            base = f"recsys-lite-towers/{FEATURES_VERSION}"  # LiteTowers.id
+        else:  # OpenClipTowers.id
+            from recsys.encoders.cache import digest
+
+            weights = preset.pretrained or "random"
+            if preset.checkpoint:
+                weights = f"sha256:{_checkpoint_digest(Path(preset.checkpoint).expanduser())}"
+            base = f"open_clip/{preset.arch or 'custom'}/{digest(weights, preset.model_cfg)[:12]}"
+    except (RecsysError, OSError):
+        return None
+    return f"{base}+int8-text" if runtime == "onnx-int8" else base  # OnnxTowers.id
+
+
+def _checkpoint_digest(path: Path) -> str:
+    """:func:`recsys.encoders.hub.checkpoint_digest`, read once per process while the file's size and mtime stay."""
+    st = os.stat(path)
+    return _digest_of(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:
+    from recsys.encoders.hub import checkpoint_digest
+
+    return checkpoint_digest(Path(path))

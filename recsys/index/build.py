@@ -26,7 +26,6 @@ from recsys.files import fsync_dir, fsync_file, write_text_atomic
 from recsys.index import layout
 from recsys.index.factory import (
     TooFewToTrain,
-    faiss_module,
     graph_order,
     is_lossy,
     make_index,
@@ -34,8 +33,10 @@ from recsys.index.factory import (
     relayout,
     sampled_recall,
     size_factory,
+    write_index,
 )
 from recsys.index.layout import Manifest
+from recsys.index.locks import write_lock
 from recsys.index.meta import META_FILE, ItemMeta
 
 if TYPE_CHECKING:
@@ -102,8 +103,6 @@ def _validate(item_ids: Sequence[str], vectors: Mapping[str, np.ndarray],
 def _write_segment(seg_dir: Path, data: SegmentData, settings: IndexSettings, factory: str | None,
                    progress: Progress | None) -> dict[str, Any]:
     """Indexes, vectors and row maps of one segment; returns its manifest entry."""
-    faiss = faiss_module()
-
     seg_dir.mkdir(parents=True)
     np.save(seg_dir / "ids.npy", data.item_ids)
     mods: dict[str, Any] = {}
@@ -116,7 +115,7 @@ def _write_segment(seg_dir: Path, data: SegmentData, settings: IndexSettings, fa
         order = graph_order(index)
         if order is not None and relayout(index, order):  # HNSW in graph order: rows and vectors follow it
             sub, rows = sub[order], rows[order]
-        faiss.write_index(index, str(seg_dir / f"{m}.faiss"))
+        write_index(index, seg_dir / f"{m}.faiss")  # a full disk: OSError, as np.save's
         np.save(seg_dir / f"{m}.vectors.npy", sub)
         np.save(seg_dir / f"{m}.rows.npy", rows)
         recall = sampled_recall(index, sub, settings) if len(sub) else 1.0
@@ -242,7 +241,7 @@ def build_generation(
     root = Path(root)
     started = time.perf_counter()
     data, meta = _prepare(item_ids, vectors, present, meta)
-    with layout.build_lock(root), _cleaned_on_failure(root):
+    with write_lock(root, "build an index generation"), _cleaned_on_failure(root):
         gid = layout.new_generation_id()
         work = layout.tmp_dir(root) / f"{gid}.partial"
         work.mkdir(parents=True)
@@ -285,7 +284,7 @@ def build_delta_generation(
     root = Path(root)
     started = time.perf_counter()
     data, meta = _prepare(item_ids, vectors, present, meta)
-    with layout.build_lock(root), _cleaned_on_failure(root):
+    with write_lock(root, "build an index generation"), _cleaned_on_failure(root):
         base_dir = layout.generation_path(root, base)
         bm = layout.read_manifest(base_dir)
         layout.check_compatible(bm, encoder_id=encoder_id, dim=int(data.vectors["fused"].shape[1]), where=base_dir)

@@ -24,6 +24,7 @@ from recsys.errors import IncompatibleArtifact, NoIndex, NotFound
 from recsys.index import layout
 from recsys.index.build import DEAD_FILE, DamagedBase, build_delta_generation, build_generation, reread_files
 from recsys.index.factory import check_factory
+from recsys.index.locks import build_lock, check_writable
 from recsys.index.meta import META_FILE, ItemMeta
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     if wanted:  # a typo is refused now, not after every vector was read
         check_factory(wanted, settings.index)
     root = index_root(settings)
+    check_writable(root, "build an index generation")  # a read-only data directory: said before reading vectors
     base = layout.current_id(root)  # read first: a generation published after this is caught up at the switch
     snap = _read_snapshot(store, settings, vectors, progress)
     report: dict[str, Any] = {}
@@ -169,6 +171,7 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     ch, reason = _plan(root, snap, base, mode, settings, wanted)
     if ch is not None and not ch.changed and not ch.removed:
         log.info("index generation %s is up to date", base)
+        _tidy(root, settings.index.keep_generations)
         return {"action": "skipped", "generation": base, "items": ch.base_live, "base": base}
     m = None
     if ch is not None and base is not None:
@@ -193,6 +196,19 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
                    "recall_at_10": m.recall_at_10, "seconds": m.build_seconds, "without_vectors": snap.without_vectors,
                    "base": base, **({"reason": reason} if reason else {}), **caught})
     return report
+
+
+def _tidy(root: Path, keep: int) -> None:
+    """What every build leaves behind it, also one with nothing to build: a killed build's partial files removed and
+    old generations pruned, under the build lock; left to that build when another one holds the lock now."""
+    from filelock import Timeout
+
+    try:
+        with build_lock(root, timeout=0):
+            layout.clean_tmp(root)
+            layout.prune(root, keep)
+    except Timeout:
+        log.debug("another build holds %s: it removes leftovers and prunes itself", root / "build.lock")
 
 
 def _plan(root: Path, snap: _Snapshot, base: str | None, mode: str, settings: Settings,

@@ -7,9 +7,11 @@ from the full vectors kept on disk.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +35,26 @@ def faiss_module() -> Any:
     import faiss
 
     return faiss
+
+
+_IO_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+              errno.ENOENT, errno.EMFILE)
+
+
+def write_index(index: Any, path: Path) -> None:
+    """``faiss.write_index`` to ``path``, its I/O failures raised as the OSError they are (FAISS raises RuntimeError
+    naming the OS error: "write error in PATH: 2006995 != 2048000 (No space left on device)", "could not open PATH
+    for writing: Permission denied"), so a full disk or a file-size limit is handled like any other write. Other
+    RuntimeErrors (an index type FAISS cannot serialise) stay as they are."""
+    try:
+        faiss_module().write_index(index, str(path))
+    except RuntimeError as e:
+        text = str(e)
+        code = next((c for c in _IO_ERRNOS if os.strerror(c) in text), None)
+        if code is None and not any(w in text for w in ("write error", "could not open")):
+            raise
+        why = os.strerror(code) if code is not None else f"FAISS: {text.strip().splitlines()[-1]}"
+        raise OSError(code or errno.EIO, why, str(path)) from e
 
 
 class TooFewToTrain(ValidationFailed):

@@ -7,7 +7,7 @@
       generations/<id>/         complete generations only: manifest.json is written last, then the directory
                                 is renamed in from tmp/
       tmp/<id>.partial/         a build in progress (or killed): never listed, removed by the next build
-      build.lock                one build at a time
+      build.lock                one build (or rollback) at a time
 
 A generation directory is immutable once renamed into ``generations/``. A build killed at any point leaves at worst a
 ``tmp/`` directory behind; the pointer only ever names a complete generation.
@@ -29,7 +29,10 @@ from recsys.errors import IncompatibleArtifact, IndexError_, NoIndex, NotFound
 from recsys.files import fsync_dir, write_text_atomic
 from recsys.index.digests import checksum_of, manifest_checksum, verified_hash
 from recsys.index.digests import sha256_file as sha256_file  # re-exported: callers look for it here
-from recsys.index.locks import build_lock
+from recsys.index.locks import build_lock as build_lock  # re-exported: callers take it from here
+from recsys.index.locks import unwritable, write_lock
+from recsys.index.servable import QueryEncoder as QueryEncoder  # re-exported: rollback's argument
+from recsys.index.servable import refuse_unservable
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +191,11 @@ def generation_path(root: Path, generation_id: str | None = None) -> Path:
     gid = generation_id or current_id(root)
     if gid is None:
         raise no_index(root)
+    if Path(gid).name != gid or gid.startswith("."):  # "../generations/ID" reached one, but CURRENT must name it
+        named = Path(gid).name
+        alone = f" ({named})" if named and (generations_dir(root) / named / MANIFEST).is_file() else ""
+        raise NotFound(f"{gid!r} is not an index generation id: give the id alone{alone}, as `recsys index list` "
+                       "shows it, not a path")
     path = generations_dir(root) / gid
     if not (path / MANIFEST).is_file():
         raise NotFound(f"index generation {gid!r} not found under {root}; see `recsys index list`")
@@ -201,9 +209,8 @@ def set_current(root: Path, generation_id: str) -> None:
     log.info("index generation %s is now current", generation_id)
 
 
-QueryEncoder = Callable[[str], tuple[str, int | None] | None]
-"""For a generation's encoder id, the id and dimension (None: unknown) of the encoder that queries against it are
-encoded with, as the serving side picks it from the configuration; None when that cannot be told."""
+ROLLBACK_WAIT_S = 10.0
+"""How long a rollback waits for a build (or an API publication) holding the build lock before it is refused."""
 
 
 def rollback(root: Path, to: str | None = None, *, force: bool = False,
@@ -212,7 +219,24 @@ def rollback(root: Path, to: str | None = None, *, force: bool = False,
     generation that is gone). Unless ``force``, one that every query would fail against is refused: one the
     ``query_encoder`` cannot serve, or without it one of another encoder or dimension than the served one; but
     never one where nothing gets worse (none is served, or the served one has its encoder). Returns the id now
-    current."""
+    current. Under the build lock: a build switching later would serve its own generation and silently undo the
+    rollback, so one running for over ``ROLLBACK_WAIT_S`` is refused, as is a data directory that cannot be
+    written, in one line."""
+    if not Path(root).is_dir():  # nothing was ever built here: said without creating the directory for the lock
+        raise no_index(root)
+    doing = "roll back the index generation"
+    with write_lock(root, doing, wait_s=ROLLBACK_WAIT_S, busy="A rollback now would be undone when the build "
+                    "serves its own generation. "):
+        to = _rollback_target(root, to, force, query_encoder)
+        try:
+            set_current(root, to)
+        except OSError as e:
+            raise unwritable(root, e, doing) from e
+    return to
+
+
+def _rollback_target(root: Path, to: str | None, force: bool, query_encoder: QueryEncoder | None) -> str:
+    """The generation :func:`rollback` serves: checked as it says."""
     gens = {m.generation_id: m for m in list_generations(root)}
     ids, cur = list(gens), current_id(root)
     verified = None
@@ -234,35 +258,8 @@ def rollback(root: Path, to: str | None = None, *, force: bool = False,
                           f"{cur}. Roll back to another (`recsys index list`) or `recsys index build --full`")
     target = gens.get(to) or read_manifest(generation_path(root, to))
     if not force:
-        _refuse_unservable(target, gens.get(cur or ""), list(gens.values()), query_encoder)
-    set_current(root, to)
+        refuse_unservable(target, gens.get(cur or ""), list(gens.values()), query_encoder)
     return to
-
-
-def _refuse_unservable(target: Manifest, served: Manifest | None, gens: list[Manifest],
-                       query_encoder: QueryEncoder | None) -> None:
-    """IncompatibleArtifact when queries would fail against ``target`` (see :func:`rollback`)."""
-    q = query_encoder(target.encoder_id) if query_encoder is not None else None
-    if _serves(q, target) or served is None or (served.encoder_id, served.dim) == (target.encoder_id, target.dim):
-        return  # queries can use it, or nothing gets worse (none served, or one of the same encoder)
-    if q is not None and query_encoder is not None:
-        fits = [m.generation_id for m in gens if _serves(query_encoder(m.encoder_id), m)]
-        raise IncompatibleArtifact(
-            f"index generation {target.generation_id} was built with encoder {target.encoder_id!r} ({target.dim}-d), "
-            f"but queries are encoded with the configured encoder {q[0]!r}{f' ({q[1]}-d)' if q[1] else ''}: every "
-            "query would fail against it; nothing changed. "
-            + (f"The configured encoder serves {', '.join(fits[-3:])} (`recsys index list`)" if fits else
-               "No generation here was built with the configured encoder: run `recsys index build`")
-            + "; pass --force only if you switch the encoder (RECSYS_ENCODER__PRESET) to that one as well")
-    raise IncompatibleArtifact(  # the configured encoder is not known: the served generation's encoder works now
-        f"index generation {target.generation_id} was built with encoder {target.encoder_id!r} ({target.dim}-d), "
-        f"the served {served.generation_id} with {served.encoder_id!r} ({served.dim}-d): every query would fail "
-        "against it; nothing changed. Pick one of the served encoder (`recsys index list`), or pass --force if the "
-        "encoder was switched back")
-
-
-def _serves(q: tuple[str, int | None] | None, m: Manifest) -> bool:
-    return q is not None and q[0] == m.encoder_id and q[1] in (None, m.dim)
 
 
 def damaged(path: Path, m: Manifest, names: list[str] | None = None, *, budget_mb: float | None = None,

@@ -1,23 +1,28 @@
 """The lock that lets one build at a time publish under an index root (also taken by API publications and ranker
-saves, under other names)."""
+saves, under other names), and the one-line errors of commands that cannot take it."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from recsys.errors import IndexError_
+
 _HELD = threading.local()
+LOCK_FILE = "build.lock"
 
 
 @contextlib.contextmanager
-def build_lock(root: Path, name: str = "build.lock") -> Iterator[None]:
+def build_lock(root: Path, name: str = LOCK_FILE, timeout: float = -1) -> Iterator[None]:
     """One build at a time per root, across threads, processes and replicas sharing the directory: a ``filelock``
     (``flock`` on POSIX, released by the OS if the process dies; the file stays so every waiter locks one inode).
     A new lock object per call, so threads of one process exclude each other too. A thread that holds it already
     goes on (a build's switch writes its catch-up delta under the same lock: see
-    :class:`recsys.index.layout.Rebase`)."""
+    :class:`recsys.index.layout.Rebase`). ``timeout`` (seconds; -1 waits for ever): ``filelock.Timeout`` (an
+    OSError) when another holder keeps it longer."""
     from filelock import FileLock
 
     Path(root).mkdir(parents=True, exist_ok=True)
@@ -26,9 +31,48 @@ def build_lock(root: Path, name: str = "build.lock") -> Iterator[None]:
     if path in held:
         yield
         return
-    with FileLock(path):
+    with FileLock(path, timeout=timeout):
         held.add(path)
         try:
             yield
         finally:
             held.discard(path)
+
+
+def unwritable(root: Path, e: OSError, doing: str) -> IndexError_:
+    """One line naming ``root`` for an ``OSError`` met writing under it (a read-only mount, another user's
+    directory) before anything was changed."""
+    fix = ("make it writable (RECSYS_HOME names the data directory; a read-only mount serves searches but cannot "
+           "change them)" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "free space there")
+    return IndexError_(f"cannot {doing}: {root} cannot be written ({e.strerror or e}); nothing changed. To fix it, "
+                       f"{fix}, and run it again")
+
+
+def check_writable(root: Path, doing: str) -> None:
+    """The one-line :func:`unwritable` error now, when the build lock's file under ``root`` cannot be opened for
+    writing: a build learns it before spending minutes reading vectors."""
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        with open(Path(root) / LOCK_FILE, "a"):
+            pass
+    except OSError as e:
+        raise unwritable(root, e, doing) from e
+
+
+@contextlib.contextmanager
+def write_lock(root: Path, doing: str, *, wait_s: float = -1, busy: str = "") -> Iterator[None]:
+    """:func:`build_lock` for a command that writes under ``root``: the lock's own failures are one line instead
+    of a traceback: a directory that cannot be written (:func:`unwritable`), and with ``wait_s`` (seconds) another
+    holder that keeps it longer (IndexError_, ``busy`` saying what that would do). Errors inside are the caller's."""
+    from filelock import Timeout
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(build_lock(root, timeout=wait_s))
+        except Timeout:  # an OSError too: first
+            raise IndexError_(f"cannot {doing}: a build (or an API publication) under {root} still holds "
+                              f"{LOCK_FILE} after {wait_s:g} s; nothing changed. {busy}Run it again when that "
+                              "build has finished") from None
+        except OSError as e:
+            raise unwritable(root, e, doing) from e
+        yield

@@ -86,6 +86,7 @@ class Generations:
         """Ranker generations named by variants, by name: (the index they were last moved to, the ranker)."""
         self._variant_failed: dict[str, tuple[float, RankerError]] = {}
         self._variant_lock = threading.Lock()
+        self._search_checked: tuple[str, str | None] | None = None  # (index generation, why search is off)
 
     @property
     def loaded(self) -> Served | None:
@@ -286,19 +287,36 @@ class Generations:
                                     settings=self.settings)
 
     def status(self) -> dict[str, Any]:
-        """What is served. ``not_served`` names what is off (recommendations and trending without a ranker) and
-        ``ranker_error`` says why, when a trained ranker exists but could not be loaded."""
+        """What is served. ``not_served`` names what is off (search when no query can be encoded for the served
+        index, recommendations and trending without a ranker); ``reason`` and ``ranker_error`` say why."""
         try:
             served = self.current()
         except Exception as e:
             return {"ready": False, "reason": public_reason(e), "index_generation": None, "ranker_version": None,
                     "encoder_id": None, "not_served": ["search", "recommendations", "trending"]}
-        waiting = {"reason": self.waiting} if self.waiting and served.ranker is not None else {}
-        return {"ready": True, **waiting, "index_generation": served.reader.generation_id,
+        search = self._search_problem(reader := served.reader)  # heads of other towers: every text search fails
+        reason = "; ".join(r for r in (search, self.waiting if served.ranker is not None else None) if r)
+        off = (["search"] if search else []) + ([] if served.ranker is not None else ["recommendations", "trending"])
+        return {"ready": True, **({"reason": reason} if reason else {}), "index_generation": reader.generation_id,
                 "ranker_version": served.ranker.ranker_id if served.ranker else None,
-                "encoder_id": served.reader.manifest.encoder_id, "items": len(served.reader),
-                "not_served": [] if served.ranker is not None else ["recommendations", "trending"],
+                "encoder_id": reader.manifest.encoder_id, "items": len(reader), "not_served": off,
                 "ranker_error": None if served.ranker is not None else self.ranker_error}
+
+    def _search_problem(self, reader: IndexReader) -> str | None:
+        """Why no query can be encoded for the served index (:func:`recsys.index.servable.unqueryable`), once each."""
+        if self._search_checked is None or self._search_checked[0] != reader.generation_id:
+            from recsys.encoders.encoder import query_encoder_of
+            from recsys.index import index_root, list_generations
+            from recsys.index.servable import unqueryable
+
+            why = None
+            try:
+                why = unqueryable(reader.manifest, list_generations(index_root(self.settings)),
+                                  lambda e: query_encoder_of(self.settings, e))
+            except Exception as e:  # readiness never fails for this check
+                log.warning("could not check the query encoder of index %s (%r)", reader.generation_id, e)
+            self._search_checked = (reader.generation_id, why)
+        return self._search_checked[1]
 
 
 def find_generation(root: Path, name: str, encoder_id: str | None = None,
