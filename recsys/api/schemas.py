@@ -62,7 +62,19 @@ M = TypeVar("M", bound=BaseModel)
 
 Exclude = Annotated[list[Id], Field(max_length=10_000, description="item ids never to return")]
 RuleKey = Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=PRINTABLE)]
-"""An item id or ``category:NAME`` of a business rule (the query string's ``boost``/``bury``/``pin`` keys alike)."""
+"""An item id or ``category:NAME`` of a business rule (the query string's ``boost``/``bury`` keys alike)."""
+
+
+def _item_key(v: str) -> str:
+    if v.startswith("category:"):  # no item has such an id: the pin acted on nothing, and said nothing
+        raise ValueError("a pin takes an item id, not a category (boosts and bury take category:NAME)")
+    return v
+
+
+PinKey = Annotated[Id, AfterValidator(_item_key)]
+"""The item id of a pin (``category:NAME`` refused)."""
+Position = Annotated[int, Field(strict=True)]
+"""A pin's 1-based position: a JSON integer (``true`` or ``"1"`` is refused, not read as a place)."""
 
 
 # -- results --------------------------------------------------------------------------------------------------
@@ -77,7 +89,10 @@ class ScoredItemOut(BaseModel):
     item_id: str
     score: float | None
     sources: list[str] = Field(default_factory=list)
-    explanation: dict[str, Any] | None = None
+    explanation: dict[str, Any] | None = Field(
+        default=None, description="with `explain`: `score`, `sources`, `ranker`, `index_generation`, `reason` "
+                                  "(`repeat`, `similar`, `popular`; `pinned` or `exploration` for an item a list "
+                                  "rule put there) and `because_of`: the user's history item behind the pick, or null")
     item: ItemSummary | None = Field(default=None, description="what a client shows (RECSYS_API__RESULT_DETAILS)")
 
 
@@ -135,9 +150,9 @@ class RecommendRequest(_Strict):
     bury: list[RuleKey] = Field(default_factory=list, max_length=1000,
                             description="item ids or category:NAME put below every other item (usually out of "
                                         "the list)")
-    pins: dict[Id, int] = Field(default_factory=dict, max_length=100,
-                                 description="{item_id: position}: the item at that 1-based position, tagged "
-                                             "'pinned'")
+    pins: dict[PinKey, Position] = Field(default_factory=dict, max_length=100,
+                                         description="{item_id: position}: the item at that 1-based position, "
+                                                     "tagged 'pinned'")
     exploration: float | None = Field(default=None, ge=0.0, le=1.0,
                                       description="share of the list sampled from new and long-tail items, tagged "
                                                   "'exploration'")

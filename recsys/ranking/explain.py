@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -12,12 +13,15 @@ from recsys.store.tables import HISTORY_TYPES
 
 
 def explain_item(table: ItemTable, history: History, row: int, score: float, sources: list[str],
-                 ranker_id: str, recent: np.ndarray | None = None) -> dict[str, Any]:
+                 ranker_id: str, recent: np.ndarray | None = None,
+                 removed: AbstractSet[str] = frozenset()) -> dict[str, Any]:
     """Score, sources, the history item most similar to the item, and the text vs image share of that similarity.
 
     The shares split the similarity between the per-modality similarities (text·text and image·image); an item
     pair without two images is explained by text alone. ``recent``: :func:`recent_rows` of the history, when the
-    caller explains several items of one list (made once).
+    caller explains several items of one list (made once). Only an item still served is named: none the table
+    marks unavailable, nor any in ``removed`` (ids hidden or deleted since it was made; a caller passing ``recent``
+    may leave them out of it with :func:`served_rows` once instead); with none left the explanation is "popular".
     """
     out: dict[str, Any] = {"score": round(score, 6), "sources": sources, "ranker": ranker_id}
     if len(history) and (history.rows == row).any():
@@ -28,7 +32,7 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
         out["similarity"] = 1.0
         out["text_share"], out["image_share"] = None, None
         out["text_similarity"], out["image_similarity"] = None, None
-    elif len(hist := recent_rows(history) if recent is None else recent):
+    elif len(hist := served_rows(table, recent_rows(history) if recent is None else recent, removed)):
         out["reason"] = "similar"
         hist = hist[hist != row] if len(hist) > 1 else hist
         sims = table.fused[hist] @ table.fused[row]
@@ -57,6 +61,15 @@ def recent_rows(history: History) -> np.ndarray:
     """The distinct rows of the latest 100 events: the items an explanation may point to (none the shopper
     disliked: "like an item you bought" must not name one they took back)."""
     return np.unique(history.rows[history.seeds][-100:])
+
+
+def served_rows(table: ItemTable, rows: np.ndarray, removed: AbstractSet[str] = frozenset()) -> np.ndarray:
+    """``rows`` without the items no longer served, which an explanation must not name (a client that looks one up
+    gets a 404): those the table marks unavailable (hidden or deleted when it was made) and those in ``removed``."""
+    rows = rows[table.available[rows]]
+    if removed and len(rows):
+        rows = rows[np.fromiter((table.ids[r] not in removed for r in rows.tolist()), bool, len(rows))]
+    return rows
 
 
 def _last_event(history: History, row: int) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class _Request:
     boosts: dict[str, float] | None
     policy: ListPolicy
     shown: int | None = None
+    removed: AbstractSet[str] = frozenset()  # never named by an explanation (hidden, deleted, excluded)
 
 
 class RankingPipeline:
@@ -261,7 +262,7 @@ class RankingPipeline:
                 ex |= {table.ids[r] for r in h.rows[h.types == TYPE_CODE["purchase"]]}
             if pol.active:  # a liked item is known to the user: never a new pick (it stays in "buy again")
                 ex |= {table.ids[r] for r in h.rows[h.types == TYPE_CODE["like"]]}
-            reqs.append(_Request(h, t, k, ex, mask, div, explain, boosts, pol, shown))
+            reqs.append(_Request(h, t, k, ex, mask, div, explain, boosts, pol, shown, frozenset(exclude or ())))
         out: list[list[Recommendation]] = []
         for i in range(0, len(reqs), batch_size):
             out.extend(self._run(reqs[i: i + batch_size]))
@@ -345,7 +346,7 @@ class RankingPipeline:
             rec = Recommendation(table.ids[row], float(s[i]), sources)
             if r.explain:
                 rec.explanation = explain_item(table, r.history, row, float(s[i]), rec.sources, self.ranker_id,
-                                               recent=recent)
+                                               recent=recent, removed=r.removed)
             recs.append(rec)
         return recs
 

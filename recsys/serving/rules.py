@@ -12,7 +12,11 @@ ranked list here, after ranking, in this order:
    user and hour: a cached list and its fresh twin agree.
 3. **pins**: ``{item_id: position}`` (1-based) puts each item at its position, tagged ``pinned``, whatever the
    ranker thought of it; a pinned item that is removed, excluded, unknown or in the user's history (a dislike
-   included) is left out. In a feed the position counts over all its pages (:meth:`ListRules.on_page`).
+   included) is left out. In a feed the position counts over all its pages (:meth:`ListRules.on_page`). A pin
+   names an item: ``category:NAME`` is refused (it pinned nothing).
+
+In an explained list (the ranked items carry explanations) an item a rule put there is explained too: ``reason``
+``pinned`` or ``exploration`` (:func:`explained`).
 
 ``ranker`` names a stored ranker generation that ranks the list instead of the served one (an experiment's variant:
 :meth:`recsys.serving.generations.Generations.variant_ranker`).
@@ -49,6 +53,12 @@ GENERATION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 """A ranker generation's name (a directory under ``<home>/rankers``: no path separators, no leading dot)."""
 MAX_BOOST = 100.0
 """The largest boost or demotion, in units of the list's score spread."""
+CATEGORY = "category:"
+"""The prefix of a boost or bury key naming a category (a pin takes item ids only)."""
+WHOLE = re.compile(r"-?[0-9]+")
+"""A whole number as a pin's position is written: ASCII digits (``int`` also took ``1_0``, `` 1`` and ``١``)."""
+RULE_SOURCES = ("pinned", "exploration")
+"""The tags of the items list rules put on a list: such an item's explanation gives its rule as the ``reason``."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +78,16 @@ class ListRules:
     def of(cls, *, boosts: Mapping[str, float] | None = None, bury: Sequence[str] = (),
            pins: Mapping[str, int] | None = None, exploration: float = 0.0, exclude_seen: bool | None = None,
            source: str = "ranker", ranker: str | None = None) -> ListRules:
-        """Checked rules: boosts within +-MAX_BOOST, pins at positions 1..1000 (one item per position), exploration
-        in [0, 1]."""
+        """Checked rules: boosts within +-MAX_BOOST, pins of item ids (a ``category:NAME`` key is refused) at
+        positions 1..1000 (one item per position), exploration in [0, 1]."""
         empty = [what for what, keys in (("boost", boosts or {}), ("bury", bury), ("pin", pins or {}))
                  if any(not str(k).strip() for k in keys)]
         if empty:
             raise ValidationFailed(f"{empty[0]}: an empty key; name an item id or category:NAME")
+        cats = [str(k) for k in pins or {} if str(k).startswith(CATEGORY)]
+        if cats:  # no item has such an id: the pin acted on nothing, and said nothing
+            raise ValidationFailed(f"pin {cats[0][:60]!r}: a pin takes an item id, not a category (boost or bury "
+                                   "a category: category:NAME)")
         for key, b in (boosts or {}).items():
             if not math.isfinite(float(b)):
                 raise ValidationFailed(f"boost {key!r}: the weight must be a finite number")
@@ -138,7 +152,7 @@ NO_RULES = ListRules()
 
 def parse_pairs(values: Sequence[str], what: str, cast: Callable[[str], Any]) -> dict[str, Any]:
     """``KEY=VALUE`` strings (the query string's and the CLI's ``boost``/``pin``) as a dict; the last ``=`` splits,
-    so a key may hold one (``category:a=b=2``)."""
+    so a key may hold one (``category:a=b=2``). A whole number (``cast`` int: a pin's position) is ASCII digits."""
     out: dict[str, Any] = {}
     for v in values:
         key, sep, raw = v.rpartition("=")
@@ -147,9 +161,11 @@ def parse_pairs(values: Sequence[str], what: str, cast: Callable[[str], Any]) ->
         if key in out:  # the last would win silently
             raise ValidationFailed(f"{what} {key[:60]!r} is given twice")
         try:
+            if cast is int and not WHOLE.fullmatch(raw):  # a typo is refused, not read as another place
+                raise ValueError(raw)
             out[key] = cast(raw)
         except ValueError:
-            kind = "a whole number" if cast is int else "a number"
+            kind = "a whole number (ASCII digits)" if cast is int else "a number"
             raise ValidationFailed(f"{what} {v[:60]!r}: {raw[:20]!r} is not {kind}") from None
     return out
 
@@ -170,6 +186,28 @@ def apply_rules(items: list[ScoredItem], k: int, rules: ListRules, *, category_o
     out = out[:k]
     if rules.pins:
         out = pin(out, k, [(i, p) for i, p in rules.pins if i not in banned and known(i)])
+    template = next((it.explanation for it in items if it.explanation is not None), None)
+    return out if template is None else explained(out, template)
+
+
+def explained(items: list[ScoredItem], template: Mapping[str, Any]) -> list[ScoredItem]:
+    """``items`` of an explained list with the list rules' part said. An item a rule put on the list gets an
+    explanation in the form of the ranker's "popular" one (``because_of`` null), its ``reason`` the rule's tag
+    (``pinned`` before ``exploration``) and its ``ranker`` and ``index_generation`` those of ``template`` (a ranked
+    item's explanation); a ranked item a pin moved keeps the ranker's reason, with the item's own ``sources``
+    (``pinned`` included)."""
+    out = []
+    for it in items:
+        expl = it.explanation
+        ruled = [s for s in RULE_SOURCES if s in it.sources]
+        if ruled and expl is None:
+            expl = {"score": round(float(it.score), 6), "sources": list(it.sources), "ranker": template.get("ranker"),
+                    "reason": ruled[0], "because_of": None}
+            if "index_generation" in template:
+                expl["index_generation"] = template["index_generation"]
+        elif ruled and expl is not None and expl.get("sources") != list(it.sources):
+            expl = {**expl, "sources": list(it.sources)}
+        out.append(it if expl is it.explanation else replace(it, explanation=expl))
     return out
 
 
@@ -185,8 +223,8 @@ def bury(items: list[ScoredItem], keys: Sequence[str], category_of: Callable[[st
 
 def buried_by(keys: Sequence[str], category_of: Callable[[str], str | None]) -> Callable[[str], bool]:
     """Whether an item id is named by the bury ``keys`` (its id, or ``category:NAME`` of its category)."""
-    ids = {k for k in keys if not k.startswith("category:")}
-    cats = {fold_category(k.split(":", 1)[1]) for k in keys if k.startswith("category:")}
+    ids = {k for k in keys if not k.startswith(CATEGORY)}
+    cats = {fold_category(k.split(":", 1)[1]) for k in keys if k.startswith(CATEGORY)}
     return lambda item_id: item_id in ids or (bool(cats) and fold_category(category_of(item_id)) in cats)
 
 
