@@ -169,7 +169,7 @@ def _slices(split: Split, cold_user_max_events: int) -> list[_Slice]:
     return [_Slice("cold_items", cold_mask, "targets nobody had a positive event on before the user's target time "
                    f"{_OVER}", cold, n_cold),
             _Slice("cold_users", n_hist <= cold_user_max_events,
-                   f"test users with <= {cold_user_max_events} history events"),
+                   f"evaluated users with <= {cold_user_max_events} history events"),
             _Slice("new_to_user", new_mask, f"targets not in the user's own history {_OVER}", new, n_new),
             _Slice("repeats", rep_mask, f"targets already in the user's own history {_OVER}", rep, n_rep)]
 
