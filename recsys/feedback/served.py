@@ -139,7 +139,7 @@ class ServedLog:
         self.outage = Outage(log, on_drop)
         self._closing = threading.Event()
         self._down_at_close: Exception | None = None  # a try at close failed for an outage: the rest go untried
-        self._left_behind: threading.Thread | None = None  # a writer close() gave up waiting for: it counts no more
+        self._left_behind: threading.Thread | None = None  # a writer close() left: it stops after its batch
         self.on_drop = on_drop
         self.enabled = enabled
         self.batch_size = max(1, batch_size)
@@ -300,20 +300,24 @@ class ServedLog:
             self._queue.put(None, timeout=timeout_s)
         thread.join(max(0.0, until - time.monotonic()))
         stuck = thread.is_alive()
-        self.outage.closed(self._leave(thread) if stuck else 0)
+        self.outage.closed(*(self._leave(thread) if stuck else (0, 0)))
         self._thread = thread if stuck else None
 
-    def _leave(self, thread: threading.Thread) -> int:
-        """The writer is stuck in a database call (a hung server): what it holds and what is queued is left unwritten,
-        counted now; the thread counts nothing more and stops should the call return (the log does not restart)."""
+    def _leave(self, thread: threading.Thread) -> tuple[int, int]:
+        """(left unwritten, in flight) for a writer stuck in a database call: the queued lists, counted now; its batch,
+        which it counts should the call return before the process ends (a slow one may take more meanwhile)."""
+        left: list[Served] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                left += [s] if isinstance(s := self._queue.get_nowait(), Served) else []
+        self.recent.drop(left)
         with self._idle:
-            self._left_behind, left, self._pending = thread, self._pending, 0
+            self._left_behind, self._pending = thread, self._pending - len(left)
+            in_flight = self._pending
             self._idle.notify_all()
-        queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]  # the stuck thread takes none
-        self.recent.drop([s for s in queued if isinstance(s, Served)])
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)  # for a thread not at its first list yet
-        return left
+        return len(left), in_flight
 
     def _ensure_thread(self) -> None:
         if self._thread is None:
@@ -363,10 +367,8 @@ class ServedLog:
         finally:
             self.recent.drop(batch)  # after the commit: a reader finds each list in memory or in the store
             with self._idle:  # given up and no longer pending at once: close() counts each list once
-                warn = False
-                if threading.current_thread() is not self._left_behind:  # else close() counted them
-                    warn = lost is not None and self.outage.gave_up(len(rows), lost)
-                    self._pending -= len(batch)
+                warn = lost is not None and self.outage.gave_up(len(rows), lost)
+                self._pending -= len(batch)
                 self._idle.notify_all()
         if warn and lost is not None:
             log.warning("could not record %d served lists (given up): %s", len(rows), said(lost))

@@ -111,19 +111,22 @@ class Outage:
             self._last_warning = now
             return True
 
-    def closed(self, left: int) -> None:
+    def closed(self, left: int, in_flight: int = 0) -> None:
         """At close: ``left`` lists the writer could not get to are counted, and with those an outage not over yet
-        gave up, said in one warning."""
+        gave up and ``in_flight`` lists in a database call that has not returned (the writer counts them, should it
+        return before the process ends), said in one warning."""
         self._count(left)
         with self._lock:
             began, lost, self.began, self.lost = self.began, self.lost, None, 0
-        if lost + left == 0:
+        if lost + left + in_flight == 0:
             return
         parts = ([f"{lost} given up through a database outage of {time.monotonic() - began:.0f} s"]
-                 if began is not None and lost else []) + ([f"{left} left unwritten"] if left else [])
+                 if began is not None and lost else []) + ([f"{left} left unwritten"] if left else []) + (
+            [f"{in_flight} in a database call that has not returned, lost unless it returns before the process ends"]
+            if in_flight else [])
         self.log.warning("closing with %d served lists not recorded (%s; counted in recsys_served_lists_dropped): "
                          "events naming their ids are not attributed and their feeds' cursors are refused%s",
-                         lost + left, ", ".join(parts), f"; last error: {self.error}" if self.error else "")
+                         lost + left + in_flight, ", ".join(parts), f"; last error: {self.error}" if self.error else "")
 
     def _count(self, n: int) -> None:
         with self._lock:

@@ -89,8 +89,7 @@ async def readyz(request: Request) -> Any:
                      reason=_s((runtime.schema_error and SchemaBehind.public)
                                or (runtime.store_mismatch and redact(runtime.store_mismatch))
                                or (runtime.store_denied and public_message(StoreDenied(runtime.store_denied)))
-                               or st.get("ranker_error")
-                               or st.get("reason")
+                               or "; ".join(str(r) for r in (st.get("reason"), st.get("ranker_error")) if r)
                                or (None if runtime.store_ok else "the database is unreachable")))
     if body.ready:
         return body
