@@ -296,7 +296,7 @@ def query_encoder_of(settings: Settings, encoder_id: str) -> tuple[str, int | No
     towers = configured_towers_id(settings, preset) if fitted_for is not None else None
     if towers is not None and str(fitted_for) != towers:
         raise IncompatibleArtifact(
-            f"{'its heads' if d == own else 'the current heads (its own are gone)'} {found[0]} were fitted for towers "
+            f"{'its heads' if d == own else 'the current heads'} {found[0]} were fitted for towers "
             f"{fitted_for}, not the configured {towers} (another RECSYS_ENCODER__RUNTIME, or a local checkpoint "
             "replaced)")
     return found
