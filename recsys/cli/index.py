@@ -76,16 +76,23 @@ def _ranker_misfit(settings: Settings, generation: str) -> str | None:
 
 @app.command("list")
 def list_(json_out: JsonOpt = False) -> None:
-    """Generations on disk, oldest first; the served one is marked with * (a CURRENT naming none of them is said)."""
+    """Generations on disk, oldest first, with the bytes each holds; the served one is marked with * (a CURRENT
+    naming none of them is said). The closing line gives what they take on disk together: a delta shares its
+    base's files through hard links, counted once."""
     from recsys.config import get_settings
-    from recsys.index import current_id, index_root, list_generations
+    from recsys.index import current_id, disk_bytes, incomplete_generations, index_root, list_generations
 
     root = index_root(get_settings())
     cur = current_id(root)
     rows = [{"generation_id": m.generation_id, "current": m.generation_id == cur, "kind": m.kind,
              "created_at": m.created_at, "encoder_id": m.encoder_id, "dim": m.dim, "items": m.item_count,
-             "factory": m.factory, "recall_at_10": m.recall_at_10.get("fused"), "watermark": m.watermark}
+             "factory": m.factory, "recall_at_10": m.recall_at_10.get("fused"), "watermark": m.watermark,
+             "bytes": sum(m.sizes.values())}
             for m in list_generations(root)]
+    if left := incomplete_generations(root):
+        err.print(f"{len(left)} director{'y' if len(left) == 1 else 'ies'} under {root / 'generations'} without a "
+                  f"manifest ({', '.join(left[:3])}{', ...' if len(left) > 3 else ''}): left by an interrupted prune, "
+                  "never served; the next `recsys index build` removes them")
     if cur is not None and not any(r["current"] for r in rows):  # deleted by hand, or its manifest unreadable
         err.print(f"CURRENT names generation {cur}, which is missing or unreadable: nothing can be served; "
                   + ("run `recsys index rollback` (serves the newest intact one)" if rows else
@@ -98,7 +105,11 @@ def list_(json_out: JsonOpt = False) -> None:
             err.print(f"no index generations under {root}; run `recsys index build`")
         for r in rows:
             err.print(f"{'*' if r['current'] else ' '} {r['generation_id']}  {r['kind']:<5} {r['items']:>9} items  "
-                      f"{r['factory']:<16} recall@10 {r['recall_at_10']}  {r['encoder_id']}")
+                      f"{r['bytes'] / 2**20:>8.1f} MB  {r['factory']:<16} recall@10 {r['recall_at_10']}  "
+                      f"{r['encoder_id']}")
+        if rows:
+            err.print(f"{len(rows)} generation{'s' if len(rows) != 1 else ''}, {disk_bytes(root) / 2**20:.1f} MB "
+                      "on disk (files a delta shares with its base counted once)")
     else:
         emit_json(rows)
 

@@ -280,17 +280,43 @@ def _sized_wrong(path: Path, m: Manifest) -> list[str]:
             or (name in m.sizes and (path / name).stat().st_size != m.sizes[name])]
 
 
+def incomplete_generations(root: Path) -> list[str]:
+    """Directories under ``generations/`` with no manifest: what an interrupted prune leaves (a build renames a
+    generation in only once its manifest is written), never servable."""
+    gdir = generations_dir(root)
+    if not gdir.is_dir():
+        return []
+    return sorted(p.name for p in gdir.iterdir() if p.is_dir() and not (p / MANIFEST).exists())
+
+
+def disk_bytes(root: Path) -> int:
+    """Bytes the generations take on disk: a file a delta hard-links from its base is counted once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    gdir = generations_dir(root)
+    for p in gdir.rglob("*") if gdir.is_dir() else ():
+        try:
+            st = p.lstat()
+        except OSError:  # pruned while walking
+            continue
+        if p.is_file() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
 def prune(root: Path, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` generations; the current one always stays. (A delta generation holds
-    hard links to its base's files, so deleting the base never breaks it.)"""
+    """Delete all but the newest ``keep`` generations, and what interrupted prunes left; the current one always
+    stays. (A delta generation holds hard links to its base's files, so deleting the base never breaks it.)"""
     gens = list_generations(root)
     held = {current_id(root), _read_pointer(Path(root) / PENDING)} - {None}
     keep_ids = {m.generation_id for m in gens[-max(keep, 1):]} | held
     removed = []
-    for m in gens:
-        if m.generation_id not in keep_ids:
-            shutil.rmtree(generations_dir(root) / m.generation_id, ignore_errors=True)
-            removed.append(m.generation_id)
+    for gid in [m.generation_id for m in gens] + incomplete_generations(root):
+        if gid not in keep_ids:  # the manifest first: a prune cut short leaves a directory no one lists or serves
+            (generations_dir(root) / gid / MANIFEST).unlink(missing_ok=True)
+            shutil.rmtree(generations_dir(root) / gid, ignore_errors=True)
+            removed.append(gid)
     if removed:
         fsync_dir(generations_dir(root))
         log.info("pruned index generations %s", removed)

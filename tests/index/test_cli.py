@@ -59,3 +59,24 @@ def test_list_names_a_missing_current_generation_and_the_fix(home: Path) -> None
     (root / layout.POINTER).write_text(f"{a}\n")
     res = runner.invoke(app, ["list"])
     assert f"CURRENT names generation {a}, which is missing" in res.stderr and "recsys index build" in res.stderr
+
+
+# `recsys index list` gives each generation's bytes and, in its text, what all of them take on disk, a delta's
+# hard-linked base files counted once; it names directories an interrupted prune left.
+def test_list_gives_sizes_and_names_what_a_cut_prune_left(home: Path) -> None:
+    root = index_root(get_settings())
+    runner = CliRunner()
+    v = clustered(40)
+    a = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
+    b = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
+    rows = json.loads(runner.invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1])
+    on_disk = {r["generation_id"]: sum(p.stat().st_size for p in (layout.generations_dir(root) / r["generation_id"])
+                                       .rglob("*") if p.is_file() and p.name != layout.MANIFEST) for r in rows}
+    assert [r["bytes"] for r in rows] == [on_disk[a], on_disk[b]] and on_disk[a] > 0
+    text = runner.invoke(app, ["list"]).stderr
+    assert f"2 generations, {layout.disk_bytes(root) / 2**20:.1f} MB on disk" in text
+    assert layout.disk_bytes(root) > on_disk[a] + on_disk[b]  # the manifests too; nothing shared between full builds
+    (layout.generations_dir(root) / a / layout.MANIFEST).unlink()
+    text = runner.invoke(app, ["list"]).stderr
+    assert f"1 directory under {root / 'generations'} without a manifest ({a})" in text
+    assert "the next `recsys index build` removes them" in text

@@ -257,3 +257,29 @@ def test_a_damaged_npy_header_and_a_manifest_of_another_shape_are_named(tmp_path
     assert list_generations(tmp_path) == []
     with pytest.raises(IncompatibleArtifact, match="unreadable .AttributeError"):
         read_manifest(tmp_path / "generations" / gid)
+
+
+# A prune cut short (the process killed inside rmtree) left a generation directory that no listing showed and no
+# later prune removed: the manifest now goes first, and prunes remove what such a cut left.
+def test_a_prune_cut_short_leaves_nothing_that_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from recsys.index import layout
+
+    made = [_build(tmp_path, seed=s) for s in range(2)]
+    real_rmtree = shutil.rmtree
+
+    def killed(path: Path, ignore_errors: bool = False) -> None:  # the process dies before any file is removed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(layout.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prune(tmp_path, keep=1)
+    monkeypatch.setattr(layout.shutil, "rmtree", real_rmtree)
+    gens = layout.generations_dir(tmp_path)
+    assert (gens / made[0]).is_dir() and [m.generation_id for m in list_generations(tmp_path)] == [made[1]]
+    assert layout.incomplete_generations(tmp_path) == [made[0]]
+    (gens / "by-hand").mkdir()
+    assert prune(tmp_path, keep=3) == [made[0], "by-hand"]
+    assert sorted(p.name for p in gens.iterdir()) == [made[1]] and layout.incomplete_generations(tmp_path) == []
+    assert IndexReader.open(tmp_path).generation_id == made[1]
