@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -84,11 +84,12 @@ def list_(json_out: JsonOpt = False) -> None:
 
     root = index_root(get_settings())
     cur = current_id(root)
-    rows = [{"generation_id": m.generation_id, "current": m.generation_id == cur, "kind": m.kind,
-             "created_at": m.created_at, "encoder_id": m.encoder_id, "dim": m.dim, "items": m.item_count,
-             "factory": m.factory, "recall_at_10": m.recall_at_10.get("fused"), "watermark": m.watermark,
-             "bytes": sum(m.sizes.values())}
-            for m in list_generations(root)]
+    rows: list[dict[str, Any]] = [
+        {"generation_id": m.generation_id, "current": m.generation_id == cur, "kind": m.kind,
+         "created_at": m.created_at, "encoder_id": m.encoder_id, "dim": m.dim, "items": m.item_count,
+         "factory": m.factory, "recall_at_10": m.recall_at_10.get("fused"), "watermark": m.watermark,
+         "bytes": sum(m.sizes.values())}
+        for m in list_generations(root)]
     if left := incomplete_generations(root):
         err.print(f"{len(left)} director{'y' if len(left) == 1 else 'ies'} under {root / 'generations'} without a "
                   f"manifest ({', '.join(left[:3])}{', ...' if len(left) > 3 else ''}): left by an interrupted prune, "
