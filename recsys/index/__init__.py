@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from recsys.index.build import build_delta_generation, build_generation
 from recsys.index.catalog import build_from_catalog, index_root
+from recsys.index.checkup import disk_bytes
 from recsys.index.examples import example_query, more_like_these
 from recsys.index.factory import choose_factory
 from recsys.index.handle import IndexHandle
 from recsys.index.layout import (
     Manifest,
     current_id,
-    disk_bytes,
     generation_path,
     incomplete_generations,
     list_generations,

@@ -1,7 +1,8 @@
 """What ``recsys index verify`` checks: a generation's files against the checksums it was built with, its manifest
 against its own checksum, and the generation opened as a server opens it. Only the load finds some damage (segment
 counts that disagree with the metadata, a file FAISS cannot read), and only the manifest checksum finds an edited
-field a load does not use (the encoder id it is judged compatible by)."""
+field a load does not use (the encoder id it is judged compatible by). Also what the generations take on disk, for
+``recsys index list``."""
 
 from __future__ import annotations
 
@@ -46,3 +47,19 @@ def check_generation(root: Path, generation: str | None, settings: IndexSettings
         except RecsysError as e:
             problems.append(e.message)
     return Checkup(path.name, bad, problems, notes)
+
+
+def disk_bytes(root: Path) -> int:
+    """Bytes the generations take on disk: a file a delta hard-links from its base is counted once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    gdir = layout.generations_dir(root)
+    for p in gdir.rglob("*") if gdir.is_dir() else ():
+        try:
+            st = p.lstat()
+        except OSError:  # pruned while walking
+            continue
+        if p.is_file() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total

@@ -289,22 +289,6 @@ def incomplete_generations(root: Path) -> list[str]:
     return sorted(p.name for p in gdir.iterdir() if p.is_dir() and not (p / MANIFEST).exists())
 
 
-def disk_bytes(root: Path) -> int:
-    """Bytes the generations take on disk: a file a delta hard-links from its base is counted once."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    gdir = generations_dir(root)
-    for p in gdir.rglob("*") if gdir.is_dir() else ():
-        try:
-            st = p.lstat()
-        except OSError:  # pruned while walking
-            continue
-        if p.is_file() and (st.st_dev, st.st_ino) not in seen:
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_size
-    return total
-
-
 def prune(root: Path, keep: int) -> list[str]:
     """Delete all but the newest ``keep`` generations, and what interrupted prunes left; the current one always
     stays. (A delta generation holds hard links to its base's files, so deleting the base never breaks it.)"""

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from recsys.cli.index import app
 from recsys.config import get_settings
-from recsys.index import build_generation, current_id, index_root, layout
+from recsys.index import build_generation, current_id, disk_bytes, index_root, layout
 from tests.index.fixtures import clustered, ids
 
 
@@ -74,8 +74,8 @@ def test_list_gives_sizes_and_names_what_a_cut_prune_left(home: Path) -> None:
                                        .rglob("*") if p.is_file() and p.name != layout.MANIFEST) for r in rows}
     assert [r["bytes"] for r in rows] == [on_disk[a], on_disk[b]] and on_disk[a] > 0
     text = runner.invoke(app, ["list"]).stderr
-    assert f"2 generations, {layout.disk_bytes(root) / 2**20:.1f} MB on disk" in text
-    assert layout.disk_bytes(root) > on_disk[a] + on_disk[b]  # the manifests too; nothing shared between full builds
+    assert f"2 generations, {disk_bytes(root) / 2**20:.1f} MB on disk" in text
+    assert disk_bytes(root) > on_disk[a] + on_disk[b]  # the manifests too; nothing shared between full builds
     (layout.generations_dir(root) / a / layout.MANIFEST).unlink()
     text = runner.invoke(app, ["list"]).stderr
     assert f"1 directory under {root / 'generations'} without a manifest ({a})" in text
