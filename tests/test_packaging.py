@@ -104,3 +104,19 @@ def test_module_level_imports_are_declared_dependencies() -> None:
                 if not dist & allowed and not {VIA.get(d) for d in dist} & allowed:
                     missing.append(f"{rel}: {mod} ({', '.join(sorted(dist))})")
     assert not missing, "module-level imports of undeclared packages:\n" + "\n".join(missing)
+
+
+# What a notebook starts from is importable from the package itself (the README's Quick start does), and loading
+# the package alone pulls in none of the heavy dependencies (the CLI imports it first).
+def test_the_top_level_names_load_on_first_use() -> None:
+    code = ("import sys, recsys; assert not {'torch', 'faiss', 'pandas'} & set(sys.modules), 'heavy import'; "
+            "from recsys import ItemFilter, ListRules, Recommender; "
+            "from recsys.index.meta import ItemFilter as F; from recsys.serving.rules import ListRules as L; "
+            "from recsys.service import Recommender as R; "
+            "assert (Recommender, ItemFilter, ListRules) == (R, F, L); print(sorted(recsys.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['ItemFilter', 'ListRules', 'Recommender']"
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        import recsys
+
+        recsys.Nope  # noqa: B018
