@@ -174,20 +174,86 @@ def _unsupported(backend: str, driver: str, written: str) -> str | None:
 
 
 def _pg_options(u: Any) -> str | None:
-    """What psycopg would refuse in a PostgreSQL URL's options (an unknown name, a connect_timeout that is not a
-    number), found without connecting."""
+    """What psycopg would refuse in a PostgreSQL URL's port and options (an unknown name, a connect_timeout that is
+    not a number, a value libpq does not take), found without connecting."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo, timeout_from_conninfo
     from sqlalchemy import create_engine
 
     if u.get_backend_name() != "postgresql":
         return None
+    if u.port is not None and not 1 <= u.port <= 65535:  # SQLAlchemy drops a port 0: the default port was used
+        return f"port {str(u.port)!r} is not a port number: give one from 1 to 65535"
     _, params = create_engine(u).dialect.create_connect_args(u)  # what SQLAlchemy hands psycopg.connect
     params.pop("context", None)
     try:
-        timeout_from_conninfo(conninfo_to_dict(make_conninfo(**params)))  # libpq parses the names
+        parsed = conninfo_to_dict(make_conninfo(**params))  # libpq parses the names
+        timeout_from_conninfo(parsed)
     except psycopg.Error as e:
         return str(e).splitlines()[0]
+    info = {k: str(v) for k, v in parsed.items() if v is not None}  # libpq's values are strings
+    return _pg_ports(info) or _pg_values(info)
+
+
+_PG_CHOICES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+    "load_balance_hosts": ("disable", "random"),
+    "sslnegotiation": ("postgres", "direct"),
+    "sslcertmode": ("disable", "allow", "require"),
+    "min_protocol_version": ("3.0", "3.2", "latest"),
+    "max_protocol_version": ("3.0", "3.2", "latest"),
+}
+"""libpq's options whose values are a fixed set (written exactly so, in that case): libpq refuses any other only at
+connect, which recsys then said as "the server is unreachable". Options a libpq does not know are refused by name
+before these are looked at."""
+_PG_TLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+"""ssl_min_protocol_version and ssl_max_protocol_version (any case)."""
+_PG_AUTH = ("password", "md5", "gss", "sspi", "scram-sha-256", "oauth", "none")
+"""require_auth's methods: a comma-separated list, all or none of them negated with "!"."""
+_PG_INTEGERS = ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout")
+_PG_INTEGER = re.compile(r"\s*[+-]?\d{1,10}\s*")
+"""How libpq reads an integer option (strtol, spaces around it allowed), to a C int."""
+
+
+def _pg_int(value: str) -> int | None:
+    return int(value) if _PG_INTEGER.fullmatch(value) and abs(int(value)) < 2**31 else None
+
+
+def _pg_ports(info: Mapping[str, str]) -> str | None:
+    """What libpq would refuse in the port(s) at connect: one out of 1-65535, or more ports than hosts."""
+    ports = info.get("port", "").split(",")
+    for port in filter(None, ports):  # an empty one is the default port
+        number = _pg_int(port)
+        if number is None or not 1 <= number <= 65535:
+            return f"port {port.strip()!r} is not a port number: give one from 1 to 65535"
+    hosts = info.get("hostaddr") or info.get("host")  # without either, PGHOST may give the hosts
+    if hosts and len(ports) > 1 and len(ports) != len(hosts.split(",")):
+        return f"{len(ports)} ports for {len(hosts.split(','))} host(s): give one port for all, or one per host"
+    return None
+
+
+def _pg_values(info: Mapping[str, str]) -> str | None:
+    """What libpq would refuse in an option's value at connect (``sslmode=bogus``, ``keepalives=yes``)."""
+    for name, choices in _PG_CHOICES.items():
+        if name in info and info[name] not in choices:
+            return f"{name}={info[name]!r} is not one of {', '.join(choices)}"
+    for name in ("ssl_min_protocol_version", "ssl_max_protocol_version"):
+        if info.get(name) and info[name].lower() not in {v.lower() for v in _PG_TLS}:
+            return f"{name}={info[name]!r} is not one of {', '.join(_PG_TLS)}"
+    for name in _PG_INTEGERS:
+        if name in info and _pg_int(info[name]) is None:
+            return f"{name}={info[name]!r} is not a whole number"
+    if info.get("sslnegotiation") == "direct" and info.get("sslmode") in ("disable", "allow", "prefer"):
+        return f"sslnegotiation=direct needs sslmode=require, verify-ca or verify-full, not {info['sslmode']}"
+    methods = info.get("require_auth", "").split(",") if info.get("require_auth") else []
+    if any(m.removeprefix("!") not in _PG_AUTH for m in methods) or len(set(methods)) != len(methods):
+        return (f"require_auth={info['require_auth']!r} is not a list of {', '.join(_PG_AUTH)}, each once "
+                "(all or none of them with a leading '!')")
+    if len({m.startswith("!") for m in methods}) > 1:
+        return f"require_auth={info['require_auth']!r} mixes methods with and without '!': use one kind"
     return None
 
 

@@ -106,10 +106,15 @@ def no_repeats(where: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
 def _facets(pairs: Iterable[tuple[str, Any]], where: str) -> dict[str, list[str]]:
     """Facet -> labels, each facet checked (:func:`facet_labels`, :func:`check_two`)."""
     vocab: dict[str, list[str]] = {}
+    written: dict[str, str] = {}
     for facet, raw in pairs:
         name = str(facet).strip()
         if not name:
             raise ValidationFailed(f"vocabulary {where}: a facet has no name")
+        if name in written:  # "colour" and "colour ": one facet once stripped, so one list would replace the other
+            raise ValidationFailed(f"vocabulary {where}: facet {name!r} is given twice (as {written[name]!r} and "
+                                   f"{str(facet)!r}, alike but for spaces); give it once")
+        written[name] = str(facet)
         labels = facet_labels(name, raw, where)
         check_two(name, labels, where)
         vocab[name] = list(labels)

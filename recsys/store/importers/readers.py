@@ -27,6 +27,7 @@ from recsys.store.importers.encodings import (
     is_gzip,
     nul_bytes,
     open_text,
+    packed,
     text_encoding,
     undecodable,
     unpacked_name,
@@ -332,12 +333,27 @@ def file_format(path: Path, fmt: str = "auto") -> str:
     return found
 
 
+SPREADSHEETS = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+"""Spreadsheet files (an .xlsx or .ods is a ZIP archive inside: "unzip it" would be the wrong advice)."""
+
+
+def not_data(path: Path) -> str:
+    """What to say of a file that no format can read as it is: a spreadsheet, or an archive recsys does not unpack
+    (ZIP, bzip2, xz, Zstandard, told by its bytes, with the command that unpacks it); else ""."""
+    if path.suffix.lower() in SPREADSHEETS:
+        return (f"{path}: a spreadsheet, which recsys does not read; nothing was imported. Save the sheet as CSV "
+                "(UTF-8) and import that file")
+    return packed(path)
+
+
 def read_any(path: Path, fmt: str = "auto", *, delimiter: str = ",",
              on_header: OnHeader | None = None) -> Iterator[Read]:
     """CSV (delimited by ``delimiter``), TSV, JSONL or Parquet by ``fmt`` or the file extension, gzip-compressed or
     not."""
     if not path.exists():
         raise ImportFailed(f"{path}: no such file")
+    if said := not_data(path):  # before the format: its name (items.csv.bz2) names none recsys reads
+        raise ImportFailed(said)
     fmt = file_format(path, fmt)
     if delimiter != ",":
         if fmt != "csv":
