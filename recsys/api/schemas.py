@@ -91,8 +91,9 @@ class ScoredItemOut(BaseModel):
     sources: list[str] = Field(default_factory=list)
     explanation: dict[str, Any] | None = Field(
         default=None, description="with `explain`: `score`, `sources`, `ranker`, `index_generation`, `reason` "
-                                  "(`repeat`, `similar`, `popular`; `pinned` or `exploration` for an item a list "
-                                  "rule put there) and `because_of`: the user's history item behind the pick, or null")
+                                  "(`repeat`, `similar`, `history`, `popular`; `pinned` or `exploration` for an item a "
+                                  "list rule put there) and `because_of`: the user's history item behind the pick, or "
+                                  "null")
     item: ItemSummary | None = Field(default=None, description="what a client shows (RECSYS_API__RESULT_DETAILS)")
 
 

@@ -74,10 +74,10 @@ def _as_served() -> AbstractContextManager[None]:
     return as_served(get_settings().api.compute_threads)
 
 
-def _print(results: list[Any], json_out: bool, rec: Any = None, *,
+def _print(results: list[Any], json_out: bool, rec: Any = None, *, history: Any = None,
            empty: str = "no results (an empty catalogue, or the filters or exclusions left nothing)") -> None:
     """With ``--json`` the JSON list on the last stdout line (the contract); else a table with titles (``empty``
-    when there is none)."""
+    when there is none). ``history``: what explanations could name (:func:`recsys.serving.reasons.history_state`)."""
     rows = [r.to_dict() for r in results]
     if json_out:
         emit_json(rows)
@@ -95,7 +95,7 @@ def _print(results: list[Any], json_out: bool, rec: Any = None, *,
                    f"{src}")
         if r.get("explanation"):  # the row's sources: a list rule's (pinned, exploration) are added after ranking
             e = {**r["explanation"], "sources": r.get("sources") or r["explanation"].get("sources") or []}
-            typer.echo(f"{'':>5}{_reason(e, titles)}")
+            typer.echo(f"{'':>5}{_reason(e, titles, history)}")
 
 
 def _cut(text: str, width: int) -> str:
@@ -106,10 +106,10 @@ def _cut(text: str, width: int) -> str:
     return (head.rsplit(" ", 1)[0] if " " in head[width // 2 :] else head) + "…"
 
 
-def _reason(e: dict[str, Any], titles: dict[str, tuple[str, str]]) -> str:
+def _reason(e: dict[str, Any], titles: dict[str, tuple[str, str]], history: Any = None) -> str:
     """An explanation as a line: why the item is on the list (``--explain`` in the table). A look-alike below the
     explorer's cut-off (a handbag "like a bucket hat" at 0.07) is no reason: the sources are named instead."""
-    from recsys.serving.reasons import shows_look_alike, source_reason
+    from recsys.serving.reasons import history_note, shows_look_alike, source_reason
 
     ev = e.get("because_event") or {}
     what = f"{ev.get('type') or 'event'} {ev.get('date') or ''}".strip()
@@ -120,8 +120,7 @@ def _reason(e: dict[str, Any], titles: dict[str, tuple[str, str]]) -> str:
         shares = (f"; text {e['text_share']:.0%} / image {e['image_share']:.0%}"
                   if e.get("text_share") is not None else "")
         return f"like {_cut(title, 40)} (your {what}; similarity {float(e.get('similarity') or 0):.2f}{shares})"
-    alone = " (no history to compare with)" if e.get("reason") == "popular" else ""
-    return source_reason(e.get("sources") or ()) + alone
+    return source_reason(e.get("sources") or ()) + history_note(e, history)
 
 
 def _titles(rec: Any, ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -362,7 +361,12 @@ def recommend(
     with _as_served():
         results = rec.recommend(user_id, k, filter=_filters(filters, rec), exclude=exclude or (),
                                 diversity=diversity, explain=explain, now=when, rules=rules)
-    _print(results, json_out, rec)
+    from recsys.serving.reasons import history_state
+    from recsys.store.queries import user_event_records
+
+    with rec.store.reading() as c:
+        records = user_event_records(c, user_id)
+    _print(results, json_out, rec, history=history_state(records, rec.removed_items() | set(exclude or ())))
     named = [*(i for i, _ in rules.boosts), *rules.bury, *(i for i, _ in rules.pins)]
     if named:  # a typo'd item id or category acts on nothing: say so, as the API's meta.unknown_items does
         from functools import partial
@@ -373,12 +377,9 @@ def recommend(
         if unknown:
             err.print(f"no item or category matches {', '.join(map(repr, unknown))}: those rules act on nothing",
                       style="yellow", soft_wrap=True)
-    from recsys.store.queries import user_event_records
     from recsys.store.users import user_suggestions
 
-    with rec.store.reading() as c:
-        stored = bool(user_event_records(c, user_id))
-    if not stored:  # on stderr: a misspelled id must not pass for a personal list
+    if not records:  # on stderr: a misspelled id must not pass for a personal list
         near = user_suggestions(rec.store, user_id)
         said = f"did you mean {' or '.join(map(repr, near))}?" if near else "a new user, or a misspelled id?"
         err.print(f"{user_id!r} has no stored events ({said}): these are the trending items everyone gets",

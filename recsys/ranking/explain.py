@@ -11,6 +11,14 @@ from recsys.ranking.catalog import ItemTable
 from recsys.ranking.history import History
 from recsys.store.tables import HISTORY_TYPES
 
+MIN_BECAUSE = 0.3
+"""A history item is named as a pick's look-alike (``reason`` "similar") only from this fused cosine on: "like an
+item you bought" beside a 0.09, or a -0.2, is no reason. Below it the pick's sources are its reason. The one cut-off
+of the API, the library, the CLI and the explorer (:mod:`recsys.serving.reasons` reads it from here)."""
+
+UNPERSONAL_SOURCES = frozenset({"trending", "popular"})
+"""Candidate sources that owe nothing to the shopper's history: a pick from these alone is explained "popular"."""
+
 
 def explain_item(table: ItemTable, history: History, row: int, score: float, sources: list[str],
                  ranker_id: str, recent: np.ndarray | None = None,
@@ -21,7 +29,8 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
     pair without two images is explained by text alone. ``recent``: :func:`recent_rows` of the history, when the
     caller explains several items of one list (made once). Only an item still served is named: none the table
     marks unavailable, nor any in ``removed`` (ids hidden or deleted since it was made; a caller passing ``recent``
-    may leave them out of it with :func:`served_rows` once instead); with none left the explanation is "popular".
+    may leave them out of it with :func:`served_rows` once instead). With none left, or none at :data:`MIN_BECAUSE`
+    or more, the sources are the reason (:func:`source_form`).
     """
     out: dict[str, Any] = {"score": round(score, 6), "sources": sources, "ranker": ranker_id}
     if len(history) and (history.rows == row).any():
@@ -32,15 +41,13 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
         out["similarity"] = 1.0
         out["text_share"], out["image_share"] = None, None
         out["text_similarity"], out["image_similarity"] = None, None
-    elif len(hist := served_rows(table, recent_rows(history) if recent is None else recent, removed)):
+    elif len(hist := served_rows(table, recent_rows(history) if recent is None else recent, removed)) and \
+            (found := _look_alike(table, hist, row)) is not None:
         out["reason"] = "similar"
-        hist = hist[hist != row] if len(hist) > 1 else hist
-        sims = table.fused[hist] @ table.fused[row]
-        j = int(np.argmax(sims))
-        best = int(hist[j])
+        best, sim = found
         out["because_of"] = table.ids[best]
         out["because_event"] = _last_event(history, best)
-        out["similarity"] = round(float(sims[j]), 6)
+        out["similarity"] = round(sim, 6)
         t_sim = _sim(table.text, row, best)
         i_sim = _sim(table.image, row, best)
         t_pos, i_pos = max(t_sim or 0.0, 0.0), max(i_sim or 0.0, 0.0)
@@ -52,9 +59,26 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
         out["text_similarity"] = None if t_sim is None else round(t_sim, 6)
         out["image_similarity"] = None if i_sim is None else round(i_sim, 6)
     else:
-        out["reason"] = "popular"
-        out["because_of"] = None
+        out.update(source_form(sources, compared=bool(len(hist))))
     return out
+
+
+def source_form(sources: list[str], *, compared: bool) -> dict[str, Any]:
+    """An explanation that names no history item. ``compared``: history items still served were compared with the
+    pick, none closely enough; a pick a history-based source found (co-occurrence, interest, content...) then has
+    ``reason`` "history", one from trending or popular items alone "popular", as its sources say. With nothing to
+    compare with (no history, or none of it still served) the reason is "popular" whatever the sources."""
+    personal = compared and any(s not in UNPERSONAL_SOURCES for s in sources)
+    return {"reason": "history" if personal else "popular", "because_of": None}
+
+
+def _look_alike(table: ItemTable, hist: np.ndarray, row: int) -> tuple[int, float] | None:
+    """The row of ``hist`` (served history rows) most like ``row`` and its fused cosine, or None below
+    :data:`MIN_BECAUSE` (the item itself is left out unless it is the only one)."""
+    hist = hist[hist != row] if len(hist) > 1 else hist
+    sims = table.fused[hist] @ table.fused[row]
+    j = int(np.argmax(sims))
+    return (int(hist[j]), float(sims[j])) if float(sims[j]) >= MIN_BECAUSE else None
 
 
 def recent_rows(history: History) -> np.ndarray:

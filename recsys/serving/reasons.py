@@ -3,12 +3,15 @@ the explorer's cards and the CLI's ``recommend --explain`` table, so the two nev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any, Literal
 
-MIN_BECAUSE = 0.3
-"""A look-alike shown as the reason only from this fused cosine on: "like an item you viewed" beside a 0.09 is no
-reason (such an item came from another source, which its tags show)."""
+from recsys.ranking.explain import MIN_BECAUSE
+
+__all__ = ["MIN_BECAUSE", "SOURCE_REASONS", "history_note", "history_state", "shows_look_alike", "source_reason"]
+
+HistoryState = Literal["none", "gone", "shown"]
 
 SOURCE_REASONS: Mapping[str, str] = {
     "repurchase": "one of your own items, to buy again",
@@ -32,7 +35,8 @@ no history item is a close look-alike (a resemblance claim is then the weakest r
 
 
 def shows_look_alike(explanation: Mapping[str, Any]) -> bool:
-    """Whether the explanation's ``because_of`` item is a reason worth showing: a repeat, or a close look-alike."""
+    """Whether the explanation's ``because_of`` item is a reason worth showing: a repeat, or a close look-alike.
+    The ranker names none below :data:`MIN_BECAUSE` (its one cut-off); an explanation made elsewhere is held to it."""
     if not explanation.get("because_of"):
         return False
     return explanation.get("reason") == "repeat" or float(explanation.get("similarity") or 0.0) >= MIN_BECAUSE
@@ -44,3 +48,23 @@ def source_reason(sources: Iterable[str], most: int = 2) -> str:
     given = list(dict.fromkeys(sources))
     known = [SOURCE_REASONS[s] for s in SOURCE_REASONS if s in given]
     return "; ".join((known + [s for s in given if s not in SOURCE_REASONS])[:most]) or "no source recorded"
+
+
+def history_state(records: Sequence[Sequence[Any]], removed: AbstractSet[str]) -> HistoryState:
+    """What a shopper's explanations could name, from their events (``(item_id, type, ...)``) and the ids not shown
+    (hidden, deleted or excluded): "none" (nothing liked: no event, or dislikes only), "gone" (every liked item is
+    one not shown, so no explanation names one), else "shown"."""
+    disliked = {str(r[0]) for r in records if r[1] == "dislike"}  # a dislike withdraws the item's other events
+    liked = {str(r[0]) for r in records} - disliked
+    return "none" if not liked else "gone" if liked <= removed else "shown"
+
+
+def history_note(explanation: Mapping[str, Any], history: HistoryState | None = None) -> str:
+    """What follows the sources in words on a line that names no history item: that the items it would be compared
+    with are no longer shown, or that there is no history ("popular" picks where the history is not known). A line
+    citing "your items" must never also say there are none."""
+    if history == "gone":
+        return " (the items in your history are no longer shown)"
+    if explanation.get("reason") == "popular" and history in (None, "none"):
+        return " (no history to compare with)"
+    return ""
