@@ -173,7 +173,13 @@ def stats(json_out: JsonOpt = False) -> None:
         emit_json(data)
     else:
         for k, v in data.items():
-            typer.echo(f"{k}: {v}")
+            if isinstance(v, dict):  # events_by_type: one aligned row per type, not a Python dict
+                typer.echo(f"{k}:")
+                width = max((len(str(t)) for t in v), default=0)
+                for t, n in v.items():
+                    typer.echo(f"  {t:<{width}} {n:>10}")
+            else:
+                typer.echo(f"{k}: {v}")
 
 
 @items_app.command("show")

@@ -6,11 +6,15 @@ Wired by :func:`register` (the root CLI calls it). Heavy imports stay inside the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from recsys.cli._common import JsonOpt, emit_json, err, open_store, progress_bar
+
+if TYPE_CHECKING:
+    from recsys.config import Settings
+    from recsys.encoders.registry import Preset
 
 encoder_app = typer.Typer(help="Encoder presets and fitting.", no_args_is_help=True)
 
@@ -29,7 +33,8 @@ def encoder_list(json_out: JsonOpt = False) -> None:
         return
     for r in rows:
         mark = "*" if r["current"] else " "
-        net = "" if r["offline"] else " [needs network once]"
+        # hub presets' own descriptions say it already: said once
+        net = "" if r["offline"] or "needs network" in str(r["description"]) else " [needs network once]"
         typer.echo(f"{mark} {r['name']:<20} {r['kind']:<10} {r['description']}{net}")
 
 
@@ -61,19 +66,99 @@ def encoder_fit(
 
 @encoder_app.command("info")
 def encoder_info(json_out: JsonOpt = False) -> None:
-    """The configured encoder: id, dimension, fitted heads and their validation metrics."""
-    from recsys.encoders.encoder import get_encoder
+    """The configured encoder: id, dimension, fitted heads and their validation metrics, and whether its ONNX export
+    is there. Read from the heads' manifest: no model is loaded, nothing is exported or written."""
+    from recsys.config import get_settings
 
-    enc = get_encoder()
-    info = {"encoder_id": enc.id, "preset": enc.preset.name, "dim": enc.dim, "fitted": enc.fitted,
-            "metrics": enc.manifest.get("metrics", {})}
-    if enc.manifest.get("recall_note"):  # why the metrics hold no held-out recall
-        info["recall_note"] = enc.manifest["recall_note"]
+    open_store(upgrade=False).dispose()  # no store here: refused in one line like the other commands, nothing made
+    info = _encoder_facts(get_settings())
     if json_out:
         emit_json(info)
-    else:
-        for k, v in info.items():
-            typer.echo(f"{k}: {v}")
+        return
+    for k, v in info.items():
+        if k == "metrics":
+            typer.echo("metrics:" + ("" if v else " none (`recsys encoder fit` measures them)"))
+            for name, value in v.items():
+                typer.echo(f"  {name:<26} {_number(value)}")
+        elif k == "onnx_exported" and v is not None:
+            typer.echo(f"{k}: " + ("yes" if v else "no (the first `recsys embed` or query exports it, once)"))
+        else:
+            typer.echo(f"{k}: {'-' if v is None else v}")
+
+
+def _encoder_facts(settings: Settings) -> dict[str, Any]:
+    """What ``encoder info`` says, from the preset and the current heads' manifest (a model load would export ONNX
+    towers, about 100 MB, or fetch a hub model: a query must not)."""
+    import json
+
+    from recsys.encoders.encoder import current_heads_dir, heads_root
+    from recsys.encoders.registry import get_preset
+    from recsys.errors import IncompatibleArtifact
+
+    p = get_preset(settings.encoder.preset, settings)
+    d = current_heads_dir(settings, p)
+    pointer = heads_root(settings, p) / "CURRENT"
+    if d is None and pointer.exists():  # as get_encoder refuses it: not "unfitted"
+        raise IncompatibleArtifact(f"{pointer} names encoder heads that are not under {pointer.parent} (moved or "
+                                   "deleted); restore them, or run `recsys encoder fit` (or `recsys build`)")
+    m: dict[str, Any] = {}
+    if d is not None:
+        try:
+            m = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise IncompatibleArtifact(f"cannot read {d / 'manifest.json'} ({e}); run `recsys encoder fit` to fit "
+                                       "new heads") from e
+    runtime, exported = _onnx_export(settings, p)
+    info: dict[str, Any] = {"encoder_id": f"{p.name}@{m.get('version') or 'unfitted'}", "preset": p.name,
+                            "dim": m.get("dim") or _unfitted_dim(p), "fitted": d is not None,
+                            "metrics": m.get("metrics", {}), "runtime": runtime, "onnx_exported": exported}
+    if m.get("recall_note"):  # why the metrics hold no held-out recall
+        info["recall_note"] = m["recall_note"]
+    return info
+
+
+def _unfitted_dim(p: Preset) -> int | None:
+    """The dimension unfitted heads make (``new_heads``): a residual head keeps the towers' width, told by the model
+    config without loading the model; None when it cannot be told so."""
+    if p.head != "residual":
+        return p.dim or 256
+    cfg = p.model_cfg
+    if cfg is None and p.arch:
+        try:
+            import open_clip
+
+            cfg = open_clip.get_model_config(p.arch)
+        except Exception:  # an open_clip without it, or a broken install: the dimension stays untold
+            cfg = None
+    dim = (cfg or {}).get("embed_dim")
+    return int(dim) if isinstance(dim, int) else None
+
+
+def _onnx_export(settings: Settings, p: Preset) -> tuple[str, bool | None]:
+    """The runtime the towers run on, and whether its ONNX export is in ``<home>/onnx`` (None: no export used).
+    Only looked at: the export is a cache that embedding and queries fill."""
+    from recsys.encoders.encoder import configured_towers_id
+    from recsys.encoders.onnx_runtime import resolve_runtime
+    from recsys.encoders.towers import pick_device
+    from recsys.errors import RecsysError
+
+    try:
+        runtime = resolve_runtime(settings.encoder.runtime, pick_device(settings.encoder.device)[0], p.kind)
+    except (RecsysError, RuntimeError):  # a runtime or device that cannot be used: loading says why
+        return settings.encoder.runtime, None
+    towers = configured_towers_id(settings, p)
+    if runtime == "torch" or towers is None:
+        return runtime, None
+    d = settings.home / "onnx" / towers.removesuffix("+int8-text").replace("/", "_")  # OnnxTowers.directory
+    names = ("image.onnx", "text-int8.onnx" if runtime == "onnx-int8" else "text.onnx")
+    return runtime, all((d / n).is_file() for n in names)
+
+
+def _number(v: Any) -> str:
+    """A metric as read: whole numbers without ".0", others to 4 decimals."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return f"{v:.4f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
 
 
 def embed(

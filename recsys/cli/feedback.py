@@ -30,12 +30,23 @@ def report(since: Annotated[str | None, typer.Option("--since", help="only lists
     if not data["groups"]:
         typer.echo("no served lists recorded" + (f" since {since}" if since else ""))
         return
-    typer.echo(f"{'source':<20} {'ranker':<24} {'index':<24} {'lists':>7} {'impr':>7} {'clicks':>7} "
-               f"{'buys':>6} {'CTR':>16} {'conversion':>16}")
-    for g in [*data["groups"], {**data["totals"], "source": "total", "ranker_version": "", "index_generation": ""}]:
-        typer.echo(f"{str(g['source'])[:20]:<20} {str(g['ranker_version'] or '')[:24]:<24} "
-                   f"{str(g['index_generation'] or '')[:24]:<24} {g['lists']:>7} {g['impressions']:>7} "
-                   f"{g['clicks']:>7} {g['purchases']:>6} {_rate(g['ctr']):>16} {_rate(g['conversion_rate']):>16}")
+    # a block per group, ids whole (`recsys index rollback --to` takes them), every count the JSON has
+    total = {**data["totals"], "source": "total", "ranker_version": None, "index_generation": None}
+    for g in [*data["groups"], total]:
+        head = (f"{g['source']}  ranker {g['ranker_version'] or '-'}  index {g['index_generation'] or '-'}"
+                if g is not total else "total (all groups)")
+        typer.echo(head)
+        typer.echo(f"  lists {g['lists']}, items served {g['items_served']}, impressions {g['impressions']}, "
+                   f"clicks {g['clicks']}, likes {g['likes']}, add-to-carts {g['add_to_cart']}, "
+                   f"purchases {g['purchases']}, unattributed {g['unattributed']}")
+        typer.echo(f"  CTR {_rate(g['ctr'])}, conversion {_rate(g['conversion_rate'])} over {g['exposures']} "
+                   f"{_BASIS.get(g['exposure_basis'], g['exposure_basis'])}")
+    typer.echo(f"rates with their {data['confidence']:.0%} Wilson intervals; unattributed events are stored but kept "
+               "out of the rates")
+
+
+_BASIS = {"impressions": "impressions", "items_served": "items served (no impressions posted)",
+          "mixed": "exposures (impressions, or items served where a group has none)"}
 
 
 def _rate(r: dict[str, float | None]) -> str:

@@ -104,13 +104,14 @@ def list_(json_out: JsonOpt = False) -> None:
     if not json_out:
         if not rows and cur is None:
             err.print(f"no index generations under {root}; run `recsys index build`")
+        # the rows on stdout (`| grep`, `> file`); what is wrong and what to run stays on stderr above
         for r in rows:
-            err.print(f"{'*' if r['current'] else ' '} {r['generation_id']}  {r['kind']:<5} {r['items']:>9} items  "
-                      f"{r['bytes'] / 2**20:>8.1f} MB  {r['factory']:<16} recall@10 {r['recall_at_10']}  "
-                      f"{r['encoder_id']}")
+            typer.echo(f"{'*' if r['current'] else ' '} {r['generation_id']}  {r['kind']:<5} {r['items']:>9} items  "
+                       f"{r['bytes'] / 2**20:>8.1f} MB  {r['factory']:<16} recall@10 {r['recall_at_10']}  "
+                       f"{r['encoder_id']}")
         if rows:
-            err.print(f"{len(rows)} generation{'s' if len(rows) != 1 else ''}, {disk_bytes(root) / 2**20:.1f} MB "
-                      "on disk (files a delta shares with its base counted once)")
+            typer.echo(f"{len(rows)} generation{'s' if len(rows) != 1 else ''}, {disk_bytes(root) / 2**20:.1f} MB "
+                       "on disk (files a delta shares with its base counted once)")
     else:
         emit_json(rows)
 

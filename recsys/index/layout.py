@@ -355,21 +355,22 @@ def check_on_load(path: Path, m: Manifest, budget_mb: float) -> None:
     if bad:
         raise IndexError_(f"index generation {m.generation_id} is damaged: {', '.join(bad[:5])} "
                           f"{'is missing or differs' if len(bad) == 1 else 'are missing or differ'} from the checksums "
-                          f"it was built with. {DAMAGED_REMEDY}")
+                          f"it was built with. {damaged_remedy(path.parent.parent, m.generation_id)}")
 
 
-DAMAGED_REMEDY = ("`recsys index rollback` serves the previous generation (`recsys index list` shows them); "
-                  "`recsys index build --full` builds a new one")
+_PREVIOUS_REMEDY = ("`recsys index rollback` serves the previous generation (`recsys index list` shows them); "
+                    "`recsys index build --full` builds a new one")
 
 
 def damaged_remedy(root: Path, generation_id: str | None) -> str:
-    """What to run about damaged generation ``generation_id``: a rollback only where there is one to roll back to."""
+    """What to run about damaged generation ``generation_id`` (under ``root``): a rollback only where there is one to
+    roll back to. Every message about a damaged generation ends with it: a lone one has no previous to serve."""
     ids = [m.generation_id for m in list_generations(root)]
     others = [g for g in ids if g != generation_id]
     if not others:
         return "There is no other generation to roll back to: `recsys index build --full` builds a new one"
     if generation_id not in ids or ids.index(generation_id) > 0:
-        return DAMAGED_REMEDY
+        return _PREVIOUS_REMEDY
     return (f"`recsys index rollback --to {others[-1]}` serves another generation (`recsys index list` shows them); "
             "`recsys index build --full` builds a new one")
 

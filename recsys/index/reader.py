@@ -107,8 +107,8 @@ class IndexReader:
             # FAISS, numpy and Parquet on a damaged file (a .npy header is parsed as Python: tokenize errors too)
             why = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
             raise IndexError_(f"index generation {manifest.generation_id} could not be read ({why}): a file of it is "
-                              "missing or damaged. `recsys index verify` names it; "
-                              f"{layout.DAMAGED_REMEDY}") from e
+                              "missing or damaged. `recsys index verify` names it. "
+                              f"{layout.damaged_remedy(path.parent.parent, manifest.generation_id)}") from e
 
     @property
     def generation_id(self) -> str:

@@ -228,7 +228,7 @@ def test_a_flipped_bit_is_refused_when_loaded_not_served(tmp_path: Path, sqlite_
     data[len(data) // 2] ^= 0x40
     victim.write_bytes(bytes(data))
     with pytest.raises(IndexError_, match=f"generation {gen} is damaged: .*fused.faiss is missing or differs from the "
-                                          "checksums.*recsys index rollback.*index build --full"):
+                                          "checksums.*no other generation to roll back to.*index build --full"):
         IndexReader.open(root)
     loaded = IndexReader.open(root, settings=IndexSettings(verify_on_load_mb=0))  # sizes only: it loads
     assert len(loaded) == 60

@@ -21,8 +21,9 @@ def test_list_and_rollback(home: Path) -> None:
     b = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
     rows = json.loads(runner.invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1])
     assert [(r["generation_id"], r["current"]) for r in rows] == [(a, False), (b, True)]
-    plain = runner.invoke(app, ["list"])  # the table alone: JSON only when asked
-    assert f"* {b}" in plain.stderr and plain.stdout == ""
+    plain = runner.invoke(app, ["list"])  # the table alone, on stdout (`| grep`, `> file`): JSON only when asked
+    assert f"* {b}" in plain.stdout and f"  {a}" in plain.stdout and "{" not in plain.stdout
+    assert plain.stderr == ""  # nothing wrong, nothing to advise
     res = runner.invoke(app, ["rollback", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout.strip().splitlines()[-1]) == {"current": a}
     assert current_id(root) == a
@@ -73,10 +74,12 @@ def test_list_gives_sizes_and_names_what_a_cut_prune_left(home: Path) -> None:
     on_disk = {r["generation_id"]: sum(p.stat().st_size for p in (layout.generations_dir(root) / r["generation_id"])
                                        .rglob("*") if p.is_file() and p.name != layout.MANIFEST) for r in rows}
     assert [r["bytes"] for r in rows] == [on_disk[a], on_disk[b]] and on_disk[a] > 0
-    text = runner.invoke(app, ["list"]).stderr
+    text = runner.invoke(app, ["list"]).stdout
     assert f"2 generations, {disk_bytes(root) / 2**20:.1f} MB on disk" in text
     assert disk_bytes(root) > on_disk[a] + on_disk[b]  # the manifests too; nothing shared between full builds
     (layout.generations_dir(root) / a / layout.MANIFEST).unlink()
-    text = runner.invoke(app, ["list"]).stderr
+    res = runner.invoke(app, ["list"])
+    text = res.stderr  # a warning: on stderr, the rows on stdout
+    assert f"* {b}" in res.stdout and b not in text
     assert f"1 directory under {root / 'generations'} without a manifest ({a})" in text
     assert "the next `recsys index build` removes them" in text
