@@ -4,8 +4,7 @@ It keeps the read path (search, similar items, recommendations, sessions, trendi
 SQL is the source of truth; the index and the ranker are immutable generations loaded lazily and swapped atomically
 when newer ones appear (:meth:`Recommender.refresh`, :mod:`recsys.serving.generations`). Writes and the offline jobs
 have their own objects over the same store and settings, one attribute away: :attr:`Recommender.catalogue`
-(:class:`recsys.catalogue.Catalogue`) and :attr:`Recommender.jobs` (:class:`recsys.jobs.Jobs`).
-"""
+(:class:`recsys.catalogue.Catalogue`) and :attr:`Recommender.jobs` (:class:`recsys.jobs.Jobs`)."""
 
 from __future__ import annotations
 
@@ -37,9 +36,10 @@ from recsys.serving.requests import (
     check,
     check_query,
     clock,
+    first_event_id,
     history_as_of,
     run_reads,
-    session_history,
+    session_as_of,
 )
 from recsys.serving.results import ScoredItem, result_list_bytes, scored_hits
 from recsys.serving.rules import NO_RULES, ListRules, with_rules
@@ -72,8 +72,7 @@ Keyed = tuple[tuple[Any, ...], "list[ScoredItem] | None", list[Any], AbstractSet
 
 
 class Recommender:
-    """Retrieval and recommendations over one store and one data directory; its :attr:`catalogue` writes and its
-    :attr:`jobs` build, train and evaluate over the same ones."""
+    """Retrieval and recommendations over one store and data directory; :attr:`catalogue` writes, :attr:`jobs` build."""
 
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
         self.settings = settings or get_settings()
@@ -112,8 +111,7 @@ class Recommender:
         return ranker
 
     def refresh(self, *, strict: bool = False) -> bool:
-        """Load a newer index or ranker generation if one appeared; True when something was swapped in (see
-        :meth:`recsys.serving.generations.Generations.refresh`)."""
+        """Load a newer index or ranker generation if one appeared; True when one was swapped in (see Generations)."""
         return self.generations.refresh(strict=strict)
 
     def status(self) -> dict[str, Any]:
@@ -136,8 +134,7 @@ class Recommender:
 
     # -- retrieval ------------------------------------------------------------------------------------------
     def _detailed(self, items: list[ScoredItem]) -> list[ScoredItem]:
-        """``items`` with what a client shows (one read for the list; a cached list keeps them), unless
-        ``api.result_details`` is off."""
+        """``items`` with what a client shows (one read; a cached list keeps them) unless ``api.result_details`` off"""
         if not items or not self.settings.api.result_details:
             return items
         from recsys.store.summaries import item_summaries
@@ -313,7 +310,7 @@ class Recommender:
         ranker = self._ranker_of(served, req.rules)
         if ranker is not None:
             hist, now = history_as_of(records, ranker.table, now, req.now is not None,
-                                      ranker.stats.uncounted(req.user_id))
+                                      ranker.stats.uncounted(req.user_id, first_event_id(records)))
         out = self._rank(hist, req.k, req.filter, req.exclude, req.diversity, req.explain, served=served,
                          removed=removed, now=now, timings=timings, rules=req.rules, details=details,
                          seed=zlib.crc32(f"{req.user_id}:{math.floor(now * 24)}".encode()))
@@ -337,7 +334,8 @@ class Recommender:
         when = self.clock(served, now)
         with self.store.reading() as c:
             records = user_event_records(c, user_id)
-        hist, when = history_as_of(records, ranker.table, when, now is not None, ranker.stats.uncounted(user_id))
+        hist, when = history_as_of(records, ranker.table, when, now is not None,
+                                   ranker.stats.uncounted(user_id, first_event_id(records)))
         removed = self.removed_items()
         own = [i for i in (ranker.table.ids[r] for r in dict.fromkeys(hist.rows.tolist())) if i not in removed]
         if not own:
@@ -351,8 +349,10 @@ class Recommender:
                              filter: ItemFilter | None = None, exclude: Sequence[str] = (),
                              diversity: float | None = None, explain: bool = False,
                              rules: ListRules | None = None) -> list[ScoredItem]:
-        """Session recommendations from posted events (item_id, type, timestamp?, value?), not stored."""
-        return self._rank(session_history(events), k, filter, exclude, diversity, explain, rules=rules or NO_RULES)
+        """A session's list from posted events (item_id, type, timestamp?, value?), not stored: as a stored user's."""
+        served, rules = self.generations.current(), rules or NO_RULES
+        hist, now = session_as_of(events, self._ranker_of(served, rules), self.clock(served))
+        return self._rank(hist, k, filter, exclude, diversity, explain, served=served, now=now, rules=rules)
 
     def trending(self, k: int = 20, *, filter: ItemFilter | None = None,
                  exclude: Sequence[str] = ()) -> list[ScoredItem]:

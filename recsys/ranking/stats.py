@@ -77,6 +77,12 @@ class ItemStats:
     """Whose co-occurrence pairs (up to ``pairs_end_ts``) the ``cooc_*`` arrays count when that differs from the
     rest: a live recount keeps the training's pairs (:meth:`with_pairs_of`). None: the same as ``counted_users``."""
     pairs_end_ts: float | None = None
+    counted_through: int | None = None
+    """The newest stored event id these statistics count (the training's events watermark, or a live recount's);
+    None when not known. Event ids are never reused, so a user whose every stored event is newer was not counted by
+    them, whatever ``counted_users`` says: a deleted user who came back (:meth:`uncounted`)."""
+    pairs_counted_through: int | None = None
+    """The same for the co-occurrence pairs when they are another count's (:meth:`with_pairs_of`)."""
 
     @classmethod
     def fit(cls, ids: list[str], histories: dict[str, History], window: int = 20) -> ItemStats:
@@ -113,11 +119,12 @@ class ItemStats:
     def from_pairs(cls, ids: list[str], ev_ts: np.ndarray, ev_row: np.ndarray, pair_ts: np.ndarray,
                    pair_row: np.ndarray, ci: np.ndarray, cj: np.ndarray, ct: np.ndarray, window: int, end: float,
                    n: int, counted: frozenset[str] | None = None, price: np.ndarray | None = None,
-                   pairs_users: frozenset[str] | None = None, pairs_end: float | None = None) -> ItemStats:
+                   pairs_users: frozenset[str] | None = None, pairs_end: float | None = None,
+                   through: tuple[int | None, int | None] = (None, None)) -> ItemStats:
         o = np.lexsort((ct, ci))
         ptr = np.searchsorted(ci[o], np.arange(n + 1), side="left")
         return cls(ids, ev_ts, ev_row, pair_ts, pair_row, ci[o], cj[o], ct[o], ptr, window, end, counted, price,
-                   pairs_users, pairs_end)
+                   pairs_users, pairs_end, *through)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -193,19 +200,21 @@ class ItemStats:
             np.add.at(out, self.cooc_col[a:cut], wq)
         return out
 
-    def uncounted_from(self, user_id: str) -> float:
+    def uncounted_from(self, user_id: str, first_event_id: int | None = None) -> float:
         """From when ``user_id``'s events are missing from these statistics: all of them for a user they never
-        counted (a shopper who arrived after training), those after ``end_ts`` for one they did; +inf when the
-        counted users are not recorded."""
-        return _uncounted_from(self.counted_users, self.end_ts, user_id)
+        counted (a shopper who arrived after training, or one deleted since who came back: the oldest of their
+        stored events, ``first_event_id``, is newer than ``counted_through``), those after ``end_ts`` for one they
+        did; +inf when the counted users are not recorded."""
+        return _uncounted_from(self.counted_users, self.end_ts, user_id, first_event_id, self.counted_through)
 
-    def uncounted(self, user_id: str) -> tuple[float, float]:
+    def uncounted(self, user_id: str, first_event_id: int | None = None) -> tuple[float, float]:
         """:meth:`uncounted_from` for the counts and for the co-occurrence pairs (they differ after a live recount
         that kept the training's pairs)."""
-        events = self.uncounted_from(user_id)
+        events = self.uncounted_from(user_id, first_event_id)
         if self.pairs_users is None or self.pairs_end_ts is None:
             return events, events
-        return events, _uncounted_from(self.pairs_users, self.pairs_end_ts, user_id)
+        through = self.counted_through if self.pairs_counted_through is None else self.pairs_counted_through
+        return events, _uncounted_from(self.pairs_users, self.pairs_end_ts, user_id, first_event_id, through)
 
     def with_pairs_of(self, other: ItemStats) -> ItemStats:
         """These counts with ``other``'s co-occurrence pairs (same rows and window): a live recount that keeps the
@@ -216,8 +225,10 @@ class ItemStats:
             return self  # an older artifact: whose pairs it counts is unknown, so none could be added per request
         users = other.pairs_users if other.pairs_users is not None else other.counted_users
         end = other.pairs_end_ts if other.pairs_end_ts is not None else other.end_ts
+        through = other.counted_through if other.pairs_users is None else other.pairs_counted_through
         return dataclasses.replace(self, cooc_row=other.cooc_row, cooc_col=other.cooc_col, cooc_ts=other.cooc_ts,
-                                   cooc_ptr=other.cooc_ptr, pairs_users=users, pairs_end_ts=end)
+                                   cooc_ptr=other.cooc_ptr, pairs_users=users, pairs_end_ts=end,
+                                   pairs_counted_through=through)
 
     # -- catalogue changes and persistence -------------------------------------------------------------------
     def aligned(self, ids: list[str]) -> ItemStats:
@@ -238,7 +249,8 @@ class ItemStats:
                                     new_of_old[self.pair_row[kp]], ci[kc], cj[kc], self.cooc_ts[kc], self.window,
                                     self.end_ts, len(ids), self.counted_users,
                                     self.ev_price[ke] if self.ev_price is not None else None,
-                                    self.pairs_users, self.pairs_end_ts)
+                                    self.pairs_users, self.pairs_end_ts,
+                                    (self.counted_through, self.pairs_counted_through))
 
     def save(self, path: Path) -> None:
         arrays: dict[str, Any] = {"ev_ts": self.ev_ts, "ev_row": self.ev_row, "pair_ts": self.pair_ts,
@@ -261,12 +273,27 @@ class ItemStats:
         counted = frozenset(users.read_text(encoding="utf-8").split("\n")) - {""} if users.exists() else None
         return cls(ids, z["ev_ts"], z["ev_row"], z["pair_ts"], z["pair_row"], z["cooc_row"], z["cooc_col"],
                    z["cooc_ts"], z["cooc_ptr"], int(z["window"]), float(z["end_ts"]), counted,
-                   z["ev_price"] if "ev_price" in z.files else None)
+                   z["ev_price"] if "ev_price" in z.files else None, counted_through=_trained_through(path))
 
 
-def _uncounted_from(users: frozenset[str] | None, end_ts: float, user_id: str) -> float:
+def _trained_through(path: Path) -> int | None:
+    """The newest event id a saved ranker's training counted: the last id of the ``events_watermark`` ("count:last
+    id") its manifest records (``recsys train``); None when it records none (older or hand-made artifacts)."""
+    import json
+
+    try:
+        mark = json.loads((path / "manifest.json").read_text(encoding="utf-8")).get("events_watermark")
+        return int(str(mark).rsplit(":", 1)[1])
+    except (OSError, ValueError, IndexError, AttributeError):  # no manifest, no watermark, or "0:None"
+        return None
+
+
+def _uncounted_from(users: frozenset[str] | None, end_ts: float, user_id: str, first_event_id: int | None = None,
+                    through: int | None = None) -> float:
     if users is None:
         return np.inf
+    if first_event_id is not None and through is not None and first_event_id > through:
+        return -np.inf  # every stored event of theirs came after the count: an id deleted since, come back
     return float(np.nextafter(end_ts, np.inf)) if str(user_id) in users else -np.inf
 
 

@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 REPEATS = OncePerMinute()
-"""A refresh runs every second: while the database is down each round's "ranker could not be loaded" (with the
-database's address) was logged again, 57 lines a minute; now once a minute per message."""
+"""A refresh runs every second: while the database is down, "ranker could not be loaded" once a minute per message."""
 log.addFilter(REPEATS)
 
 RANKER_RETRY_S = 60.0
@@ -41,10 +40,10 @@ RANKER_RETRY_S = 60.0
 
 
 def _served_items(session: Session) -> pd.DataFrame:
-    """The catalogue a served ranker holds: hidden items stay available in its table, because every request leaves
-    out the items hidden at that moment (``Recommender.removed_items``), so unhiding one acts at once instead of at
-    the next generation."""
-    return items_frame(session).assign(hidden=False)
+    """The catalogue a served ranker holds: hidden and deleted items stay rows of its table (while the index holds
+    them), as every request leaves out the items removed at that moment (``Recommender.removed_items``): unhiding acts
+    at once, and a history naming a deleted item ranks alike in processes loaded before and after the delete."""
+    return items_frame(session, include_removed=True).assign(hidden=False, deleted=False)
 
 
 class UnknownRanker(RankerError):
@@ -188,6 +187,7 @@ class Generations:
                     return False
                 events = events_frame(s)
             ranker = old.ranker.with_events(events, pairs=self.settings.ranking.live_stats_pairs)
+            ranker.stats.counted_through = int(events["event_id"].max()) if len(events) else None  # see ItemStats
         except Exception as e:
             log.warning("statistics not recounted (%s: %s); keeping the current ones", type(e).__name__, e)
             return False

@@ -179,8 +179,34 @@ def history_as_of(records: Sequence[tuple[Any, ...]], table: Any, now: float, cu
         if cut:
             hist = hist.prefix(int(np.searchsorted(hist.ts, now, side="left")))
         else:
-            now = float(hist.ts[-1]) + 1e-6
+            now = latest_now(hist)
     return hist, now
+
+
+def latest_now(hist: History) -> float:
+    """The time a history whose latest event is at or after the clock is ranked at: just after that event."""
+    return float(hist.ts[-1]) + 1e-6
+
+
+def first_event_id(records: Sequence[tuple[Any, ...]]) -> int | None:
+    """The oldest event id among a user's records (``user_event_records``), None for none: whether the ranker's
+    statistics may count any of them (:meth:`recsys.ranking.stats.ItemStats.uncounted`)."""
+    return min((int(r[4]) for r in records), default=None)
+
+
+def session_as_of(events: Sequence[Mapping[str, Any]], ranker: Any,
+                  now: float) -> tuple[History | pd.DataFrame, float]:
+    """Posted session events as a history over ``ranker``'s table, and the time to rank it at: the clock ``now``, or
+    just after its latest event when that is later, as :func:`history_as_of` ranks a stored user's: the same events
+    give the same list, posted as a session or stored under a user id. Without a ranker: the frame (the caller says
+    that nothing ranks)."""
+    from recsys.ranking.history import history_from_frame
+
+    frame = session_history(events)
+    if ranker is None:
+        return frame, now
+    hist = history_from_frame(frame, ranker.table)
+    return hist, latest_now(hist) if len(hist) and hist.ts[-1] >= now else now
 
 
 def session_history(events: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -52,9 +52,9 @@ class FakeTextEncoder:
 class AllowedRanker:
     """Ranks what a list may hold (``allowed``, by id): the filter as the real request path applies it."""
 
-    table = None
+    table = SimpleNamespace(rows_of=lambda ids: np.full(len(ids), -1, np.int64))  # knows no item
     last_timings: dict[str, float] = {}
-    stats = SimpleNamespace(uncounted=lambda user_id: (math.inf, math.inf))
+    stats = SimpleNamespace(uncounted=lambda user_id, first_event_id=None: (math.inf, math.inf))
 
     def recommend(self, hist: Any, n: int, *, allowed: list[str] | None = None, **_: Any) -> list[Any]:
         assert allowed is not None, "a filtered list is ranked over the allowed items"
