@@ -134,7 +134,7 @@ class Recommender:
 
     # -- retrieval ------------------------------------------------------------------------------------------
     def _detailed(self, items: list[ScoredItem]) -> list[ScoredItem]:
-        """``items`` with what a client shows (one read; a cached list keeps them) unless ``api.result_details`` off"""
+        """``items`` with what a client shows (one read; a cached list keeps them), unless result_details is off."""
         if not items or not self.settings.api.result_details:
             return items
         from recsys.store.summaries import item_summaries
