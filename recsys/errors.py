@@ -7,7 +7,9 @@ non-zero. Every message says what is wrong and what to do about it.
     ├── ConfigError                   config          500 (never raised by a request)
     ├── StoreError                    store           503
     │   ├── StoreUnavailable          store_down      503 (+ Retry-After)
+    │   │   ├── SchemaBehind          store_down      503 (+ Retry-After; the schema could not be brought up to date)
     │   │   ├── StoreBusy             store_busy      503 (+ Retry-After; SQLite locked by another writer)
+    │   │   │   └── StoreTimeout      store_busy      503 (+ Retry-After; PostgreSQL gave no answer within the bound)
     │   │   ├── StoreDamaged          store_damaged   503 (the SQLite file is not a database, or corrupt)
     │   │   └── DiskFull              disk_full       507 (no space left for the database or its temporary files)
     │   ├── SchemaMismatch            store_schema    500 (a schema revision this code does not know)
@@ -32,6 +34,9 @@ non-zero. Every message says what is wrong and what to do about it.
     ├── RateLimited                   rate_limited    429 (+ Retry-After)
     └── AuthError                     unauthorized    401
         └── Forbidden                 forbidden       403
+
+A few more subclasses live beside the code that raises them (as UnknownRanker) and keep their parent's code and
+status; :mod:`recsys.client` adds its own for answers and failures of the connection.
 """
 
 from __future__ import annotations

@@ -204,10 +204,11 @@ class Jobs:
         if test_events is not None:
             if self.recommender.ranker.cobuy is not None:  # checked before the replay stores anything
                 raise ValidationFailed(
-                    "the served ranker's co-purchase space (RECSYS_RANKING__COBUY) was fitted on every stored "
-                    "purchase, later ones than these shoppers' targets included: it would see their future. Evaluate "
-                    "withheld shoppers with a ranker built without it, or the stored split, which fits the space on "
-                    "the events before its earliest target")
+                    "the served ranker's co-purchase space (RECSYS_RANKING__PARAMS='{\"cobuy\": true}') was fitted on "
+                    "every stored purchase, later ones than these shoppers' targets included: it would see their "
+                    "future. Evaluate withheld shoppers with a ranker trained without it "
+                    "(RECSYS_RANKING__PARAMS='{\"cobuy\": false}', then `recsys train`), or the stored split, which "
+                    "fits the space on the events before its earliest target")
             result = evaluate_test_events(Path(test_events), str(fmt), store_events=events,  # checked above
                                           replay=partial(self._replay, Path(test_events).name),
                                           make_ours=self._served_model, known_users=users - held,

@@ -46,7 +46,8 @@ class FakeRecommender:
             self.catalogue.upsert_items([it])
 
     # -- operations ---------------------------------------------------------------------------------------------
-    def refresh(self) -> bool:
+    def refresh(self, *, strict: bool = False) -> bool:
+        """Swap in ``pending_generation`` (set by a test); ``strict`` is the real one's (nothing here can fail)."""
         if self.pending_generation is None:
             return False
         self.generation, self.pending_generation = self.pending_generation, None
@@ -104,12 +105,12 @@ class FakeRecommender:
         return _top([FakeResult(i, float(taste[str(it.get("category"))]), ["content"])
                      for i, it in self._candidates(filter, skip)], k)
 
-    def trending(self, k: int = 20, *, filter: Any = None) -> list[FakeResult]:
+    def trending(self, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = ()) -> list[FakeResult]:
         counts = Counter(item for evs in self.events.values() for item, _ in evs)
-        return _top([FakeResult(i, float(counts[i]), ["popular"]) for i, _ in self._candidates(filter, ())], k)
+        return _top([FakeResult(i, float(counts[i]), ["popular"]) for i, _ in self._candidates(filter, exclude)], k)
 
     def recommend(self, user_id: str, k: int = 20, *, filter: Any = None, exclude: Sequence[str] = (),
-                  diversity: float | None = None, explain: bool = False, debug: bool = False,
+                  diversity: float | None = None, explain: bool = False,
                   fresh: bool = False, now: Any = None, rules: Any = None) -> list[FakeResult]:
         if diversity is not None and not 0 <= diversity <= 1:
             raise ValidationFailed("diversity is in [0, 1]")
@@ -117,14 +118,10 @@ class FakeRecommender:
         history = self.events.get(user_id)
         fetch = k if rules is None else rules.fetch(k)
         if not history or (rules is not None and rules.source == "popular"):
-            skip = set(exclude)
-            out = [r for r in self.trending(len(self.items), filter=filter) if r.item_id not in skip][:fetch]
+            out = self.trending(fetch, filter=filter, exclude=exclude)
         else:
             out = self._from_history(history, fetch, filter, exclude, explain)
-        out = self._ruled(out, k, rules, exclude, seed=len(user_id))
-        if debug:
-            self.last_timings = {"candidates": 0.01, "ranking": 0.01, "rules": 0.01}
-        return out
+        return self._ruled(out, k, rules, exclude, seed=len(user_id))
 
     def buy_again(self, user_id: str, k: int = 20, *, now: Any = None) -> list[FakeResult]:
         counts = Counter(item for item, kind in self.events.get(user_id, []) if kind != "dislike")
@@ -135,8 +132,9 @@ class FakeRecommender:
                          fresh: bool = False, now: Any = None,
                          rules: Any = None) -> tuple[list[FakeResult], dict[str, float]]:
         out = self.recommend(user_id, k, filter=filter, exclude=exclude, diversity=diversity, explain=explain,
-                             debug=True, fresh=fresh, rules=rules)  # in memory: nothing to wait for, nor cached
-        return out, dict(self.last_timings or {})
+                             fresh=fresh, now=now, rules=rules)  # in memory: nothing to wait for, nor cached
+        self.last_timings = {"candidates": 0.01, "ranking": 0.01, "rules": 0.01}
+        return out, dict(self.last_timings)
 
     def recommend_for_events(self, events: Sequence[Mapping[str, Any]], k: int = 20, *, filter: Any = None,
                              exclude: Sequence[str] = (), diversity: float | None = None,
@@ -192,7 +190,8 @@ class FakeCatalogue:
     def unknown_items(self, item_ids: Sequence[str]) -> list[str]:
         return [i for i in dict.fromkeys(item_ids) if i not in self.fake.items]
 
-    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def upsert_items(self, items: Sequence[Mapping[str, Any]], *, index: bool = True) -> list[dict[str, Any]]:
+        """``index``: the real one's (whether the live index follows); the fake's reads see every write."""
         out = []
         for it in items:
             item_id = str(it.get("item_id") or "")

@@ -81,7 +81,8 @@ def _say(text: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``describe`` to the root app's ``items`` group."""
-    from recsys.cli import data
-
-    data.items_app.command("describe")(items_describe)
+    """Add ``describe`` to the ``items`` group of ``app`` (the root app)."""
+    items = next((g.typer_instance for g in app.registered_groups if g.name == "items" and g.typer_instance), None)
+    if items is None:  # a programming error: the root app adds its groups before the later stages register
+        raise LookupError("the app has no `items` group to add `describe` to; add it before registering")
+    items.command("describe")(items_describe)

@@ -39,8 +39,8 @@ def list_(json_out: JsonOpt = False) -> None:
         return
     if not rows:
         err.print(f"no ranker generations under {root}; run `recsys train` (or `recsys build`)")
-    for r in rows:
-        err.print(_row_line(r))
+    for r in rows:  # rows on stdout (| grep, > file); what is wrong and what to run stays on stderr
+        typer.echo(_row_line(r))
     if rows and not any(r["current"] for r in rows):
         usable = newest_usable(root, encoder_id, dim)
         err.print(f"none is served (CURRENT is {'missing' if cur is None else f'{cur!r}, not on disk'}): " + (
@@ -75,7 +75,9 @@ def rollback(
     json_out: JsonOpt = False,
 ) -> None:
     """Serve an earlier ranker (running servers pick it up on their next refresh). One trained on other vectors than
-    the served index's is refused and nothing changes."""
+    the served index's is refused and nothing changes. When CURRENT names a generation that is gone, the default is
+    the newest intact one that fits the served index. Waits for a `recsys train` that is saving, so neither undoes
+    the other unseen."""
     from recsys.config import get_settings
     from recsys.experiments.rankers import served_vectors
     from recsys.ranking import rankers_root

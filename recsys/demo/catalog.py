@@ -19,6 +19,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 PATTERNS: tuple[str, ...] = ("solid", "stripes", "dots", "checks")
 #: how a pattern is written in text (also the words that must never leak into the text of a look-hidden item)
 PATTERN_WORDS: dict[str, str] = {"solid": "solid", "stripes": "striped", "dots": "polka-dot", "checks": "checked"}
+#: words that tell colour or pattern: the text of an item without ``mentions_look`` holds none of them
 LOOK_WORDS: frozenset[str] = frozenset(
     set(COLOURS) | {"gray", "solid", "plain", "stripe", "stripes", "striped", "dot", "dots", "dotted", "polka",
                     "check", "checks", "checked", "checkered", "plaid", "gingham"})

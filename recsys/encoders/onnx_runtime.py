@@ -60,10 +60,6 @@ def onnxruntime_problem() -> str | None:
     return None
 
 
-def onnxruntime_available() -> bool:
-    return onnxruntime_problem() is None
-
-
 _warned: list[str] = []
 
 

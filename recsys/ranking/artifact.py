@@ -39,7 +39,9 @@ DATA_FILES = ("net.pt", "stats.npz", "stats_ids.txt", "stats_users.txt", COBUY)
 FORMAT = 2
 """2: statistics kept with event times (counted as of each request's time)."""
 SAVE_LOCK = "save.lock"
-"""Held by :func:`save_generation` while it clears a killed save's leftovers and writes its own."""
+"""Held by :func:`save_generation` while it clears a killed save's leftovers, writes its own and switches
+``CURRENT``, and by :func:`recsys.ranking.generations.rollback` from its check to its switch: the only two writers of
+``CURRENT``, so neither lands between the other's read and write."""
 
 
 def save_pipeline(pipe: RankingPipeline, path: Path) -> Path:

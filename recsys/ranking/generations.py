@@ -6,6 +6,7 @@
       CURRENT              name of the served generation (replaced atomically; servers follow it on refresh)
       <version>/           one trained ranker: manifest.json (written last), net.pt, statistics
       .tmp-*/              a save in progress or killed: never listed
+      save.lock            held by a save and by a rollback while they switch CURRENT
 
 Rolling back only rewrites ``CURRENT``, after checking that the chosen generation can rank the served index's
 vectors (same encoder and dimension, a format and feature list this recsys reads): an incompatible one is refused
@@ -24,8 +25,10 @@ from typing import Any
 import pandas as pd
 
 from recsys.errors import IncompatibleArtifact, NotFound, RankerError
+from recsys.index.layout import POINTER, build_lock
 from recsys.ranking.artifact import (
     MANIFEST,
+    SAVE_LOCK,
     check_compatible,
     current_generation,
     current_version,
@@ -93,25 +96,58 @@ def list_generations(root: Path) -> list[RankerGeneration]:
     return sorted(out, key=lambda g: (g.created_at, g.version))
 
 
+ROLLBACK_WAIT_S = 30.0
+"""How long a rollback waits for a ranker save holding its lock (a save writes a few files: seconds) before it is
+refused."""
+
+
 def rollback(root: Path, to: str | None = None, *, encoder_id: str | None = None, dim: int | None = None) -> str:
-    """Make ``to`` (default: the generation saved before the current one) current; returns its version.
+    """Make ``to`` (default: the generation saved before the current one; the newest usable one, as
+    :func:`newest_usable`, when ``CURRENT`` names one that is gone) current; returns its version.
 
     ``encoder_id`` and ``dim`` are those of the served index: a generation trained on other vectors is refused
-    with IncompatibleArtifact and ``CURRENT`` is left as it was.
+    with IncompatibleArtifact and ``CURRENT`` is left as it was. Under the lock a save takes to switch ``CURRENT``
+    (as the index's rollback runs under its build lock): a ``recsys train`` finishing meanwhile switches before or
+    after the rollback, never between its check and its switch, so the rollback is never silently lost.
     """
+    from filelock import Timeout
+
+    if not root.is_dir():  # nothing was ever trained here: refused (nothing to serve) without creating it for the lock
+        return _switch(root, to, encoder_id, dim)
+    try:
+        with build_lock(root, SAVE_LOCK, timeout=ROLLBACK_WAIT_S):
+            return _switch(root, to, encoder_id, dim)
+    except Timeout:  # an OSError too: first
+        raise RankerError(f"cannot roll back the ranker: a `recsys train` saving under {root} still holds "
+                          f"{SAVE_LOCK} after {ROLLBACK_WAIT_S:g} s; nothing changed. Run it again when that "
+                          "training has finished") from None
+    except OSError as e:
+        raise RankerError(f"cannot roll back the ranker: {root} cannot be written ({e.strerror or e}); nothing "
+                          "changed. Make RECSYS_HOME writable and run it again") from e
+
+
+def _switch(root: Path, to: str | None, encoder_id: str | None, dim: int | None) -> str:
+    """:func:`rollback`'s choice, checks and switch, under the save lock."""
     gens = {g.version: g for g in list_generations(root)}
     order = list(gens)
     cur = current_version(root)
+    checked = None
     if to is None:
         if cur is None and order:
             raise RankerError(f"no current ranker under {root} (its CURRENT file is missing) to roll back from; "
                               f"{serve_hint(root, encoder_id, dim)}")
         if cur is None:
             raise RankerError(f"no ranker generation under {root}; run `recsys train` (or `recsys build`)")
-        if cur not in gens or order.index(cur) == 0:
+        if cur not in gens:  # deleted or unreadable: "before" it means nothing; the newest one that can serve
+            to = checked = newest_usable(root, encoder_id, dim)
+            if to is None:
+                raise NotFound(f"{POINTER} names {cur!r}, which is not a complete generation, and no other is intact "
+                               f"and fits the served index under {root}; run `recsys train` (or `recsys build`)")
+        elif order.index(cur) == 0:
             raise NotFound(f"no ranker generation older than {cur!r} to roll back to under {root}; "
                            "see `recsys ranker list`")
-        to = order[order.index(cur) - 1]
+        else:
+            to = order[order.index(cur) - 1]
     if to.startswith("ranker-") and to not in gens:
         to = to.removeprefix("ranker-")  # the id recommendations and /readyz show
     target = gens.get(to)
@@ -122,7 +158,7 @@ def rollback(root: Path, to: str | None = None, *, encoder_id: str | None = None
         fits = [v for v, g in gens.items() if g.incompatibility(encoder_id, dim) is None]
         hint = f"generations that fit: {', '.join(fits)}" if fits else "none on disk fits"
         raise IncompatibleArtifact(f"refusing to roll back: {why} ({hint}); the current ranker stays {cur or 'none'}")
-    bad = damage(root / to)
+    bad = None if to == checked else damage(root / to)  # newest_usable checked it already
     if bad is not None:
         raise IncompatibleArtifact(f"refusing to roll back: ranker generation {to} is damaged ({bad}); the current "
                                    f"ranker stays {cur or 'none'}")

@@ -39,9 +39,6 @@ NOT_HISTORY = ("impression",)
 """Event types that are feedback on a shown list, not interest in an item: never part of a history or a statistic."""
 EVENT_TYPES = (*HISTORY_TYPES, *NOT_HISTORY)
 """Every event type the store accepts."""
-MEDIA_KINDS = ("image", "video")
-MEDIA_STATUSES = ("pending", "ok", "error")
-ARTIFACT_KINDS = ("encoder", "index", "ranker")
 REMOVED_SQLITE = "hidden IS 1 OR deleted IS 1"  # hidden or deleted, as `Item.hidden.is_(True) | ...` renders
 REMOVED_POSTGRESQL = "hidden IS true OR deleted IS true"
 
@@ -199,7 +196,11 @@ class ItemDescription(Base):
 
 
 class Artifact(Base):
-    """A derived, versioned artifact (encoder heads, index generation, ranker), with its manifest."""
+    """An audit log of derived artifacts: one row per fitted encoder's heads (``kind="encoder"``, written by
+    :mod:`recsys.encoders.fit`) and per built index generation (``kind="index"``, :mod:`recsys.index.build`), with
+    its manifest. Rankers are not recorded. Nothing in recsys reads it and nothing keeps it in step with the disk
+    (a pruned generation keeps its row): the generations on disk, as ``recsys index list`` and ``recsys ranker
+    list`` show them, are what is served."""
 
     __tablename__ = "artifacts"
     __table_args__ = (UniqueConstraint("kind", "version"),)

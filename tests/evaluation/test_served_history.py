@@ -71,7 +71,7 @@ def test_withheld_shoppers_are_not_evaluated_on_a_served_co_purchase_space(home:
     f = tmp_path / "u.data"
     f.write_text(f"w9\titem-00003\t4\t{DAY}\nw9\titem-00010\t5\t{DAY + 86_400}\n")
     rec = Recommender(e2e_settings(home))
-    rec.ranker.cobuy = object()  # type: ignore[assignment]  # what a build with RECSYS_RANKING__COBUY=true holds
+    rec.ranker.cobuy = object()  # type: ignore[assignment]  # what a build with RECSYS_RANKING__PARAMS='{"cobuy": true}' holds
     with pytest.raises(ValidationFailed, match="co-purchase space.*would see their future"):
         rec.jobs.evaluate(10, test_events=f, fmt="movielens")
     assert rec.jobs.evaluate  # the store was not touched: no withheld shopper replayed

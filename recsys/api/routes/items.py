@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -27,10 +28,11 @@ from recsys.api.schemas import (
     SimilarRequest,
     each_valid,
 )
-from recsys.errors import UnknownItem, ValidationFailed
+from recsys.errors import RecsysError, UnknownItem, ValidationFailed
 from recsys.store.items import deleted_message
 from recsys.store.limits import MAX_ID, MAX_K, MAX_LIST, PRINTABLE
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
 ItemId = PathId
@@ -52,8 +54,10 @@ def put_item(request: Request, item_id: ItemId, item: ItemPut, rec: RecommenderD
     result = _check(rec.catalogue.upsert_items([{"item_id": item_id, **_plain(item, replace=True)}])[0])
     try:
         return public_item(rec.get_item(item_id))
-    except Exception:
-        return {"item_id": item_id, **result}
+    except RecsysError as e:  # answered as the error it is (a 503 asks for a retry: a PUT again replaces the same)
+        log.warning("item %s was stored (%s) but reading it back failed (%s): %s", item_id,
+                    result.get("status", "stored"), e.code, e.message)
+        raise
 
 
 @router.post("", response_model=ItemBatchResult,
