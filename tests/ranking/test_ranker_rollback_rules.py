@@ -3,7 +3,6 @@ newest usable one (not "nothing older"), and the switch runs under the lock a ra
 
 from __future__ import annotations
 
-import copy
 import threading
 from pathlib import Path
 
@@ -11,18 +10,13 @@ import pytest
 
 from recsys.errors import NotFound, RankerError
 from recsys.index.layout import build_lock
-from recsys.ranking import RankingPipeline, save_generation
+from recsys.ranking import RankingPipeline
 from recsys.ranking import generations as G
 from recsys.ranking.artifact import SAVE_LOCK, current_version, write_pointer
 from recsys.ranking.generations import rollback
 from tests.ranking.small import pipe as pipe  # module fixtures
 from tests.ranking.small import world as world
-
-
-def _save(pipe: RankingPipeline, root: Path, version: str, encoder_id: str = "test-encoder") -> str:
-    p = copy.copy(pipe)
-    p.manifest = dict(pipe.manifest, version=version, encoder_id=encoder_id)
-    return save_generation(p, root).name
+from tests.ranking.test_generations import _save
 
 
 def test_a_dangling_current_serves_the_newest_usable_generation(pipe: RankingPipeline, tmp_path: Path) -> None:
