@@ -196,30 +196,55 @@ def items_show(item_id: ItemIdArg, json_out: JsonOpt = False) -> None:
         typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def _set_flag(item_ids: list[str], **flags: bool) -> None:
-    from recsys.store.items import set_flags
+# per action: the flag it sets, and its outcome words (set now, set already)
+_ACTIONS = {"hide": ("hidden", True, "hidden", "already hidden"),
+            "unhide": ("hidden", False, "unhidden", "already shown"),
+            "delete": ("deleted", True, "deleted", "already deleted")}
 
+
+def _set_flag(action: str, item_ids: list[str], json_out: bool) -> None:
+    """Set the action's flag and say per outcome what happened (counting only items that changed). Exit 1 when an
+    unhide leaves a deleted item unserved (it stays deleted); unknown ids change nothing (exit 2, raised)."""
+    from recsys.store.items import change_flags, deleted_message
+
+    flag, value, done, already = _ACTIONS[action]
     store = open_store()
     with store.session() as s:
-        n = set_flags(s, item_ids, **flags)
-    typer.echo(f"{n} item(s) updated")
-
-
-@items_app.command("hide")
-def items_hide(item_ids: ItemIdsArg) -> None:
-    """Hide items: no query returns them from now on (until unhidden)."""
-    _set_flag(item_ids, hidden=True)
-
-
-@items_app.command("unhide")
-def items_unhide(item_ids: ItemIdsArg) -> None:
-    """Show hidden items again: queries return them from now on (a deleted item stays deleted)."""
-    _set_flag(item_ids, hidden=False)
-    missing = _not_served(item_ids)
+        out = change_flags(s, item_ids, **{flag: value})
+    gone = set(out.still_deleted)
+    groups = {done: [i for i in out.changed if i not in gone], already: [i for i in out.unchanged if i not in gone],
+              f"{done} but still deleted": [i for i in out.changed if i in gone],
+              "not hidden but deleted": [i for i in out.unchanged if i in gone]}
+    missing = _not_served([i for i in item_ids if i not in gone]) if action == "unhide" else []
+    if json_out:
+        facts = {"action": action, "updated": len(out.changed), "changed": out.changed, "unchanged": out.unchanged}
+        emit_json(facts | ({"still_deleted": out.still_deleted, "not_in_served_index": missing}
+                           if action == "unhide" else {}))
+    else:
+        said = [f"{len(ids)} {what}" + (f" ({', '.join(map(repr, ids[:3]))}{' ...' if len(ids) > 3 else ''})"
+                                        if what != done else "") for what, ids in groups.items() if ids]
+        typer.echo(f"{len(out.changed)} item(s) updated: {', '.join(said)}")
     if missing:  # releases before 2026-12-06 left hidden items out of the index: unhiding cannot bring them back
         err.print(f"note: {len(missing)} of them not in the served index (e.g. {missing[0]!r}: hidden under an "
                   "older release, which left hidden items out, or not built yet); `recsys index build` adds them",
                   markup=False)
+    if out.still_deleted:  # shown or not, a deleted item is never served: say so, and what brings it back
+        more = f" (and {len(out.still_deleted) - 1} more deleted)" if len(out.still_deleted) > 1 else ""
+        err.print(f"not served: {deleted_message(out.still_deleted[0])}{more}", markup=False)
+        raise typer.Exit(1)
+
+
+@items_app.command("hide")
+def items_hide(item_ids: ItemIdsArg, json_out: JsonOpt = False) -> None:
+    """Hide items: no query returns them from now on (until unhidden). Items already hidden are counted apart."""
+    _set_flag("hide", item_ids, json_out)
+
+
+@items_app.command("unhide")
+def items_unhide(item_ids: ItemIdsArg, json_out: JsonOpt = False) -> None:
+    """Show hidden items again: queries return them from now on. A deleted item stays deleted: it is named, and the
+    exit status is 1 (a PUT of the item, or an import with its title, brings it back)."""
+    _set_flag("unhide", item_ids, json_out)
 
 
 def _not_served(item_ids: list[str]) -> list[str]:
@@ -239,6 +264,7 @@ def _not_served(item_ids: list[str]) -> list[str]:
 
 
 @items_app.command("delete")
-def items_delete(item_ids: ItemIdsArg) -> None:
-    """Delete items (soft: flagged at once, dropped from the index at the next build; events kept)."""
-    _set_flag(item_ids, deleted=True)
+def items_delete(item_ids: ItemIdsArg, json_out: JsonOpt = False) -> None:
+    """Delete items (soft: flagged at once, dropped from the index at the next build; events kept). Items already
+    deleted are counted apart."""
+    _set_flag("delete", item_ids, json_out)

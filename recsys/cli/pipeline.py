@@ -24,6 +24,7 @@ from recsys.cli._common import (
     parse_map,
     progress_bar,
 )
+from recsys.cli.user_notes import no_events, nothing_again
 from recsys.store.limits import MAX_ID, MAX_K
 
 search_app = typer.Typer(help="Content search by text or image.", no_args_is_help=True)
@@ -185,8 +186,10 @@ def evaluate(
                                             "hm|movielens, or events for a shop's own events file in `recsys import "
                                             "events` columns (with --test-events; not a file format, unlike "
                                             "import's --format)")] = None,
-    protocol: Annotated[str | None, typer.Option(help="hm|movielens; default: guessed from the events (the stored "
-                                                 "split, and --test-events with --format events)")] = None,
+    protocol: Annotated[str | None, typer.Option(help="each shopper's targets: last_day (the last purchase day; "
+                                                 "alias hm)|last_interaction (the last event; alias movielens)|auto "
+                                                 "(the default: last_day when the shop has purchases); --format "
+                                                 "hm|movielens fix their own")] = None,
     part: Annotated[str, typer.Option(help="stored users evaluated: test (report), validation (tune) or all")] = "test",
     mapping: MapOpt = None,
     delimiter: DelimiterOpt = ",",
@@ -348,13 +351,7 @@ def recommend(
                                  "--exploration (as the API's buy-again route)")
     rec = _recommender()
     if buy_again:
-        with _as_served():
-            again = rec.buy_again(user_id, k, now=when)
-        ranker = rec.generations.current().ranker
-        why = (f"{user_id!r} has no history before that time" if ranker is None or ranker.repurchase else
-               "this store's ranker never lists a shopper's own items again (under 1% of its events repeat an "
-               "item, as on MovieLens), so buy-again does not apply here")
-        _print(again, json_out, rec, empty=f"nothing to buy again: {why}")
+        _buy_again(rec, user_id, k, when, now, json_out)
         return
     rules = ListRules.of(boosts=parse_pairs(boost or (), "--boost", float), bury=bury or (),
                          pins=parse_pairs(pin or (), "--pin", int), exploration=exploration)
@@ -377,13 +374,19 @@ def recommend(
         if unknown:
             err.print(f"no item or category matches {', '.join(map(repr, unknown))}: those rules act on nothing",
                       style="yellow", soft_wrap=True)
-    from recsys.store.users import user_suggestions
-
     if not records:  # on stderr: a misspelled id must not pass for a personal list
-        near = user_suggestions(rec.store, user_id)
-        said = f"did you mean {' or '.join(map(repr, near))}?" if near else "a new user, or a misspelled id?"
-        err.print(f"{user_id!r} has no stored events ({said}): these are the trending items everyone gets",
-                  style="yellow", soft_wrap=True)
+        err.print(f"{no_events(rec.store, user_id)}: these are the trending items everyone gets", style="yellow",
+                  soft_wrap=True)
+
+
+def _buy_again(rec: Any, user_id: str, k: int, when: Any, now: str | None, json_out: bool) -> None:
+    """The user's own items to buy again; an empty list says why (with --json on stderr, as plain recommend's note)."""
+    with _as_served():
+        again = rec.buy_again(user_id, k, now=when)
+    why = "" if again else f"nothing to buy again: {nothing_again(rec, user_id, now)}"
+    if why and json_out:
+        err.print(why, style="yellow", soft_wrap=True, markup=False)
+    _print(again, json_out, rec, empty=why)
 
 
 def register(app: typer.Typer) -> None:

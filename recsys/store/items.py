@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
@@ -40,11 +41,37 @@ def item_details(session: Session, external_id: str) -> dict[str, Any]:
     }
 
 
-def set_flags(session: Session, external_ids: Sequence[str], **flags: bool) -> int:
-    """Set hidden/deleted flags; unknown ids raise before anything changes."""
-    ids = dict(session.execute(select(Item.external_id, Item.id).where(Item.external_id.in_(list(external_ids)))).all())
-    missing = [e for e in external_ids if e not in ids]
+@dataclass(frozen=True)
+class FlagChange:
+    """What a hide, unhide or delete did, per id (each once, in the order given): ``changed`` had its flag set,
+    ``unchanged`` had it already, ``still_deleted`` were shown again (unhidden) but stay deleted, so never served."""
+
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    still_deleted: list[str] = field(default_factory=list)
+
+
+def change_flags(session: Session, external_ids: Sequence[str], **flags: bool) -> FlagChange:
+    """Set hidden/deleted flags where they differ (``updated_at`` moves on those rows only); unknown ids raise
+    before anything changes."""
+    wanted = list(dict.fromkeys(external_ids))
+    rows = {r.external_id: r for r in session.execute(select(Item.external_id, Item.id, Item.hidden, Item.deleted)
+                                                      .where(Item.external_id.in_(wanted)))}
+    missing = [e for e in wanted if e not in rows]
     if missing:
         raise UnknownItem(f"unknown item id(s) {missing[:5]}; nothing was changed")
-    session.execute(update(Item).where(Item.id.in_(list(ids.values()))).values(**flags, updated_at=utcnow()))
-    return len(ids)
+    out = FlagChange()
+    for e in wanted:
+        r = rows[e]
+        (out.changed if any(getattr(r, f) != v for f, v in flags.items()) else out.unchanged).append(e)
+        if flags.get("hidden") is False and r.deleted and "deleted" not in flags:
+            out.still_deleted.append(e)  # an unhide shows it again only once a PUT or import brings it back
+    if out.changed:
+        session.execute(update(Item).where(Item.id.in_([rows[e].id for e in out.changed]))
+                        .values(**flags, updated_at=utcnow()))
+    return out
+
+
+def set_flags(session: Session, external_ids: Sequence[str], **flags: bool) -> int:
+    """Set hidden/deleted flags (:func:`change_flags`): the number of items whose flags changed."""
+    return len(change_flags(session, external_ids, **flags).changed)
