@@ -29,6 +29,7 @@ from recsys.serving import library, live_meta
 from recsys.serving.generations import Generations, Served
 from recsys.serving.query_encoder import QueryEncoder
 from recsys.serving.requests import (
+    HistoryMarks,
     ListRequest,
     Read,
     RemovedItems,
@@ -47,10 +48,8 @@ from recsys.store import Store
 from recsys.store.items import deleted_message
 from recsys.store.queries import (
     REMOVED_STATE,
-    REQUEST_STATE,
     USER_EVENTS,
     removed_state_of,
-    request_state_of,
     user_event_records,
     user_event_records_of,
 )
@@ -80,6 +79,7 @@ class Recommender:
         self.generations = Generations(self.settings, self.store)
         self._removed = RemovedItems(self.store)
         self._encoders = QueryEncoder(self.settings, self.generations)
+        self._marks = HistoryMarks(self.settings.ranking.result_cache_size)  # a user's lists are keyed on theirs
         self._results: LRU[list[ScoredItem]] = LRU(self.settings.ranking.result_cache_size,
                                                     max_bytes=int(self.settings.ranking.result_cache_mb * 2**20),
                                                     weigh=result_list_bytes)
@@ -233,7 +233,7 @@ class Recommender:
         """Personal top-k for a stored user (history read fresh from the store: feedback counts at once).
 
         An unknown user gets trending items, tagged ``trending``/``popular``. Lists are cached under a key made of
-        everything they depend on (the served generations, the user's event ids, the removed items and the request),
+        everything they depend on (the served generations, the user's events, the removed items and the request),
         so a new event, a deletion or a new generation is a different key: a hit is always what ranking would give.
         ``fresh`` ranks anew even when a cached list exists (HTTP: ``Cache-Control: no-cache``). ``now`` ranks as of
         that time (replays, backtests, ``recsys evaluate``): only events before it count, the user's own included;
@@ -259,10 +259,10 @@ class Recommender:
         t0, who = time.perf_counter(), {"user_id": req.user_id}
         # The key is made before a miss reads the history: an event landing in between leaves the list under the
         # older key, which no later request matches (events are only ever added).
-        event_ids, version, details = request_state_of((yield REQUEST_STATE, who))
+        history, version, details = yield from self._marks.state(req.user_id)
         removed = self._removed.known(version) or self._removed.remember(removed_state_of((yield REMOVED_STATE, {})))
         when = self.clock(served, req.now)
-        key = req.key(served, event_ids, (removed[0], details), when)
+        key = req.key(served, history, (removed[0], details), when)
         hit = None if req.fresh else self._results.get(key)
         t1 = time.perf_counter()
         timings["state_ms"] = (t1 - t0) * 1000

@@ -14,10 +14,19 @@ import numpy as np
 from recsys.config import Settings
 from recsys.encoders.base import MODALITIES
 from recsys.errors import BeforeData, ValidationFailed
+from recsys.lru import LRU
 from recsys.serving.rules import NO_RULES, ListRules
 from recsys.store import Store
 from recsys.store.limits import MAX_K, MAX_QUERY
-from recsys.store.queries import REMOVED_VERSION, removed_state
+from recsys.store.queries import (
+    HISTORY_MARK,
+    REMOVED_VERSION,
+    REQUEST_STATE,
+    Mark,
+    history_mark_of,
+    removed_state,
+    request_state_of,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,6 +82,28 @@ class RemovedItems:
         return version, removed
 
 
+class HistoryMarks:
+    """Per user, the mark of their history (the part of a cached list's key their events make) under the mark of
+    all their events, impressions included: the cheap one to read. Equal marks of all the events are the same events
+    (:data:`recsys.store.queries.Mark`), hence the same history; only when that mark moved (a new event, an
+    impression, a deletion) is the history's own mark read again."""
+
+    def __init__(self, size: int) -> None:
+        self._marks: LRU[tuple[Mark, Mark]] = LRU(size)  # user -> (mark of all their events, of their history)
+
+    def state(self, user_id: str) -> Generator[Read, list[Any], tuple[Mark, int | None, int | None]]:
+        """The reads of (the user's history mark, the removed-items version, the item-details version), as
+        :meth:`recsys.service.Recommender._keyed` makes them: one statement when the user's events did not move."""
+        who = {"user_id": user_id}
+        events, version, details = request_state_of((yield REQUEST_STATE, who))
+        known = self._marks.get(user_id)
+        if known is not None and known[0] == events:
+            return known[1], version, details
+        history = history_mark_of((yield HISTORY_MARK, who)) if events[0] else (0, None)
+        self._marks.put(user_id, (events, history))
+        return history, version, details
+
+
 @dataclass(frozen=True)
 class ListRequest:
     """A personal list asked for (:meth:`recsys.service.Recommender.recommend`)."""
@@ -88,12 +119,12 @@ class ListRequest:
     rules: ListRules = NO_RULES
     """Boosts, bury, pins, exploration, the list's source (:mod:`recsys.serving.rules`)."""
 
-    def key(self, served: Served, event_ids: list[int], removed_key: Hashable, when: float) -> tuple[Any, ...]:
-        """Everything the list depends on: the generations, the user's events, the catalogue's state (the removed
-        items' and the item details' versions) and the request (a hash of the event ids keeps the key small), ranked
-        at ``when`` (days)."""
-        return (served.reader.generation_id, served.ranker_path, served.stats_version, self.user_id,
-                hash(tuple(sorted(event_ids))), removed_key,
+    def key(self, served: Served, history: Mark, removed_key: Hashable, when: float) -> tuple[Any, ...]:
+        """Everything the list depends on: the generations, the user's history (its :data:`Mark`: count and highest
+        event id, see :class:`HistoryMarks`), the catalogue's state (the removed items' and the item details'
+        versions) and the request, ranked at ``when`` (days)."""
+        return (served.reader.generation_id, served.ranker_path, served.stats_version, self.user_id, history,
+                removed_key,
                 self.k, repr(self.filter), tuple(self.exclude), self.diversity, self.explain,
                 now_key(when, self.now), self.rules)
 

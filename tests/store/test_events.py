@@ -18,6 +18,7 @@ from recsys.store.items import set_flags
 from recsys.store.queries import (
     REMOVED_VERSION,
     events_frame,
+    history_mark,
     removed_state,
     request_state,
     user_event_records,
@@ -91,11 +92,11 @@ def test_request_state_reads_event_ids_and_the_removed_version_in_one_statement(
     with store.reading() as c:
         events, version, details_after = request_state(c, "u-state")
         records = user_event_records(c, "u-state")
-        assert sorted(events) == sorted(r[4] for r in records) and len(events) == 2
+        assert events == (2, max(r[4] for r in records)) == history_mark(c, "u-state")
         assert before is not None and version is not None and version > before
         assert removed_state(c) == ({"0108775044", "0108775015"}, version)
         assert details is not None and details_after == details  # hiding changes no shown details
-        assert request_state(c, "nobody") == ([], version, details)  # an unknown user has no events, same versions
+        assert request_state(c, "nobody") == ((0, None), version, details)  # no events, same versions
 
 
 def _version(store: Store) -> int:
@@ -202,8 +203,9 @@ def test_removals_in_concurrent_transactions_do_not_deadlock(tmp_path: Path) -> 
 
 def test_a_deleted_users_event_ids_are_never_handed_out_again(store: Store, settings: Settings,
                                                              tmp_path: Path) -> None:
-    """The result cache keys on a user's event ids and the events watermark on the highest id: a user deleted and
-    posting as many events again must not get the deleted ones' ids (SQLite reused them before migration 0008)."""
+    """The result cache keys on the count and highest id of a user's events, the events watermark on the highest
+    id: a user deleted and posting as many events again must not get the deleted ones' ids (SQLite reused them
+    before migration 0008)."""
     from recsys.store.events import delete_user
     from recsys.store.queries import events_watermark
 
@@ -213,7 +215,7 @@ def test_a_deleted_users_event_ids_are_never_handed_out_again(store: Store, sett
         ingest_events(store, [{"user_id": "u-gone", "item_id": item, "type": "purchase", "event_id": str(i)}
                               for i in range(2)])
         with store.reading() as c, store.session() as s:
-            return sorted(request_state(c, "u-gone")[0]), events_watermark(s)
+            return sorted(r[4] for r in user_event_records(c, "u-gone")), events_watermark(s)
 
     first, mark = post("0108775015")
     assert delete_user(store, "u-gone") == 2
