@@ -92,8 +92,8 @@ class ScoredItemOut(BaseModel):
     explanation: dict[str, Any] | None = Field(
         default=None, description="with `explain`: `score`, `sources`, `ranker`, `index_generation`, `reason` "
                                   "(`repeat`, `similar`, `history`, `popular`; `pinned` or `exploration` for an item a "
-                                  "list rule put there) and `because_of`: the user's history item behind the pick, or "
-                                  "null")
+                                  "list rule put there) and `because_of`: the user's history item closest to the pick "
+                                  "(its reason only for `repeat` and `similar`), or null")
     item: ItemSummary | None = Field(default=None, description="what a client shows (RECSYS_API__RESULT_DETAILS)")
 
 

@@ -29,8 +29,8 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
     pair without two images is explained by text alone. ``recent``: :func:`recent_rows` of the history, when the
     caller explains several items of one list (made once). Only an item still served is named: none the table
     marks unavailable, nor any in ``removed`` (ids hidden or deleted since it was made; a caller passing ``recent``
-    may leave them out of it with :func:`served_rows` once instead). With none left, or none at :data:`MIN_BECAUSE`
-    or more, the sources are the reason (:func:`source_form`).
+    may leave them out of it with :func:`served_rows` once instead). The closest one is the reason (``similar``) from
+    :data:`MIN_BECAUSE` on; below it the sources are (:func:`source_form`), the closest item still given.
     """
     out: dict[str, Any] = {"score": round(score, 6), "sources": sources, "ranker": ranker_id}
     if len(history) and (history.rows == row).any():
@@ -41,10 +41,11 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
         out["similarity"] = 1.0
         out["text_share"], out["image_share"] = None, None
         out["text_similarity"], out["image_similarity"] = None, None
-    elif len(hist := served_rows(table, recent_rows(history) if recent is None else recent, removed)) and \
-            (found := _look_alike(table, hist, row)) is not None:
-        out["reason"] = "similar"
-        best, sim = found
+    elif len(hist := served_rows(table, recent_rows(history) if recent is None else recent, removed)):
+        best, sim = _closest(table, hist, row)
+        # the closest history item is always carried (DESIGN decision 9); it is the reason only when it resembles the
+        # pick: "like an item you bought" beside a -0.2 is no reason, the pick's sources are (reason history/popular)
+        out.update({"reason": "similar"} if sim >= MIN_BECAUSE else source_form(sources, compared=True))
         out["because_of"] = table.ids[best]
         out["because_event"] = _last_event(history, best)
         out["similarity"] = round(sim, 6)
@@ -59,26 +60,27 @@ def explain_item(table: ItemTable, history: History, row: int, score: float, sou
         out["text_similarity"] = None if t_sim is None else round(t_sim, 6)
         out["image_similarity"] = None if i_sim is None else round(i_sim, 6)
     else:
-        out.update(source_form(sources, compared=bool(len(hist))))
+        out.update(source_form(sources, compared=False))
     return out
 
 
 def source_form(sources: list[str], *, compared: bool) -> dict[str, Any]:
-    """An explanation that names no history item. ``compared``: history items still served were compared with the
-    pick, none closely enough; a pick a history-based source found (co-occurrence, interest, content...) then has
+    """The reason of a pick no history item explains. ``compared``: history items still served were compared with
+    the pick, none closely enough; a pick a history-based source found (co-occurrence, interest, content...) then has
     ``reason`` "history", one from trending or popular items alone "popular", as its sources say. With nothing to
-    compare with (no history, or none of it still served) the reason is "popular" whatever the sources."""
+    compare with (no history, or none of it still served) the reason is "popular" whatever the sources, and
+    ``because_of`` is null."""
     personal = compared and any(s not in UNPERSONAL_SOURCES for s in sources)
     return {"reason": "history" if personal else "popular", "because_of": None}
 
 
-def _look_alike(table: ItemTable, hist: np.ndarray, row: int) -> tuple[int, float] | None:
-    """The row of ``hist`` (served history rows) most like ``row`` and its fused cosine, or None below
-    :data:`MIN_BECAUSE` (the item itself is left out unless it is the only one)."""
+def _closest(table: ItemTable, hist: np.ndarray, row: int) -> tuple[int, float]:
+    """The row of ``hist`` (served history rows) most like ``row`` and its fused cosine (the item itself is left
+    out unless it is the only one)."""
     hist = hist[hist != row] if len(hist) > 1 else hist
     sims = table.fused[hist] @ table.fused[row]
     j = int(np.argmax(sims))
-    return (int(hist[j]), float(sims[j])) if float(sims[j]) >= MIN_BECAUSE else None
+    return int(hist[j]), float(sims[j])
 
 
 def recent_rows(history: History) -> np.ndarray:

@@ -1,6 +1,7 @@
 """A pick is explained by a history item only when it resembles one (``MIN_BECAUSE``, made where explanations are
 made): a cold shopper's trending handbag was "similar" to their desk lamp at -0.20 in the API and the library, while
-the CLI and the explorer hid it. Below the cut-off the sources are the reason, with ``because_of`` null."""
+the CLI and the explorer hid it. Below the cut-off the sources are the reason; the closest history item is still
+carried, with its similarity (DESIGN decision 9), for a client to weigh."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def _bought(*rows: int) -> History:
                                                  (["trending", "popular"], "popular")])
 def test_an_unlike_pick_is_explained_by_its_sources(sources: list[str], reason: str) -> None:
     e = explain_item(_table(), _bought(0), 1, 2.0, sources, "r")
-    assert e == {"score": 2.0, "sources": sources, "ranker": "r", "reason": reason, "because_of": None}
+    assert (e["reason"], e["because_of"], e["similarity"]) == (reason, "lamp", pytest.approx(-0.2, abs=1e-6))
+    assert e["because_event"] == {"date": "1970-01-01", "type": "purchase"} and e["score"] == 2.0
 
 
 def test_a_look_alike_from_the_cut_off_on_is_named() -> None:
