@@ -7,7 +7,12 @@ ListRules``. They load on first use, so ``import recsys`` (and the CLI) stays li
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # type checkers and IDEs see the real classes
+    from recsys.index.meta import ItemFilter
+    from recsys.service import Recommender
+    from recsys.serving.rules import ListRules
 
 _EXPORTS = {"Recommender": "recsys.service", "ItemFilter": "recsys.index.meta", "ListRules": "recsys.serving.rules"}
 
@@ -18,3 +23,7 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'recsys' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -74,7 +74,10 @@ def encoder_info(json_out: JsonOpt = False) -> None:
     info = _encoder_facts(get_settings())
     if json_out:
         emit_json(info)
-        return
+    if info.get("problem"):
+        err.print(f"error: {info['problem']}", soft_wrap=True)
+    if json_out:
+        raise typer.Exit(1 if info.get("problem") else 0)
     for k, v in info.items():
         if k == "metrics":
             typer.echo("metrics:" + ("" if v else " none (`recsys encoder fit` measures them)"))
@@ -82,8 +85,10 @@ def encoder_info(json_out: JsonOpt = False) -> None:
                 typer.echo(f"  {name:<26} {_number(value)}")
         elif k == "onnx_exported" and v is not None:
             typer.echo(f"{k}: " + ("yes" if v else "no (the first `recsys embed` or query exports it, once)"))
-        else:
+        elif k != "problem":
             typer.echo(f"{k}: {'-' if v is None else v}")
+    if info.get("problem"):
+        raise typer.Exit(1)
 
 
 def _encoder_facts(settings: Settings) -> dict[str, Any]:
@@ -91,7 +96,7 @@ def _encoder_facts(settings: Settings) -> dict[str, Any]:
     towers, about 100 MB, or fetch a hub model: a query must not)."""
     import json
 
-    from recsys.encoders.encoder import current_heads_dir, heads_root
+    from recsys.encoders.encoder import configured_towers_id, current_heads_dir, heads_root
     from recsys.encoders.registry import get_preset
     from recsys.errors import IncompatibleArtifact
 
@@ -114,6 +119,12 @@ def _encoder_facts(settings: Settings) -> dict[str, Any]:
                             "metrics": m.get("metrics", {}), "runtime": runtime, "onnx_exported": exported}
     if m.get("recall_note"):  # why the metrics hold no held-out recall
         info["recall_note"] = m["recall_note"]
+    towers = configured_towers_id(settings, p)
+    if d is not None and m.get("towers") and towers is not None and m["towers"] != towers:
+        # what every query and `recsys embed` then refuse (Heads.load): the one fact this command is run to learn
+        info["problem"] = (f"the heads were fitted for towers {m['towers']}, not the configured {towers} (another "
+                           "RECSYS_ENCODER__RUNTIME, or a local checkpoint replaced): queries and `recsys embed` "
+                           "refuse them; switch back, or run `recsys encoder fit` (then `recsys build` for the index)")
     return info
 
 

@@ -9,6 +9,8 @@ import typer
 from recsys.cli._common import JsonOpt, emit_json, err, open_store, progress_bar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from recsys.config import Settings
 
 app = typer.Typer(help="FAISS index generations: build, list, roll back.", no_args_is_help=True)
@@ -88,7 +90,7 @@ def list_(json_out: JsonOpt = False) -> None:
         {"generation_id": m.generation_id, "current": m.generation_id == cur, "kind": m.kind,
          "created_at": m.created_at, "encoder_id": m.encoder_id, "dim": m.dim, "items": m.item_count,
          "factory": m.factory, "recall_at_10": m.recall_at_10.get("fused"), "watermark": m.watermark,
-         "bytes": sum(m.sizes.values())}
+         "bytes": sum(m.sizes.values()) if m.sizes else _bytes_on_disk(root, m.generation_id)}
         for m in list_generations(root)]
     if left := incomplete_generations(root):
         err.print(f"{len(left)} director{'y' if len(left) == 1 else 'ies'} under {root / 'generations'} without a "
@@ -167,3 +169,10 @@ def rollback(
 def register(root: typer.Typer) -> None:
     """Called by ``recsys.cli`` to add ``recsys index ...``."""
     root.add_typer(app, name="index")
+
+
+def _bytes_on_disk(root: Path, generation_id: str) -> int:
+    """A generation's bytes from its files, for a manifest written before sizes were recorded."""
+    from recsys.index.layout import generations_dir
+
+    return sum(p.stat().st_size for p in (generations_dir(root) / generation_id).rglob("*") if p.is_file())

@@ -76,8 +76,8 @@ def rollback(
 ) -> None:
     """Serve an earlier ranker (running servers pick it up on their next refresh). One trained on other vectors than
     the served index's is refused and nothing changes. When CURRENT names a generation that is gone, the default is
-    the newest intact one that fits the served index. Waits for a `recsys train` that is saving, so neither undoes
-    the other unseen."""
+    the newest intact one that fits the served index. Waits for a `recsys train` that is saving, so the two never
+    interleave (a training that saves after the rollback serves its new ranker)."""
     from recsys.config import get_settings
     from recsys.experiments.rankers import served_vectors
     from recsys.ranking import rankers_root

@@ -15,6 +15,7 @@ before anything changes, so a running server never meets it.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from dataclasses import dataclass
@@ -107,8 +108,9 @@ def rollback(root: Path, to: str | None = None, *, encoder_id: str | None = None
 
     ``encoder_id`` and ``dim`` are those of the served index: a generation trained on other vectors is refused
     with IncompatibleArtifact and ``CURRENT`` is left as it was. Under the lock a save takes to switch ``CURRENT``
-    (as the index's rollback runs under its build lock): a ``recsys train`` finishing meanwhile switches before or
-    after the rollback, never between its check and its switch, so the rollback is never silently lost.
+    (as the index's rollback runs under its build lock): a ``recsys train`` saving meanwhile switches before or
+    after the rollback, never between its check and its switch. (A training that saves after the rollback still
+    serves its new ranker, as it would have without one.)
     """
     from filelock import Timeout
 
@@ -122,8 +124,9 @@ def rollback(root: Path, to: str | None = None, *, encoder_id: str | None = None
                           f"{SAVE_LOCK} after {ROLLBACK_WAIT_S:g} s; nothing changed. Run it again when that "
                           "training has finished") from None
     except OSError as e:
+        fix = "Make RECSYS_HOME writable" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "Free space"
         raise RankerError(f"cannot roll back the ranker: {root} cannot be written ({e.strerror or e}); nothing "
-                          "changed. Make RECSYS_HOME writable and run it again") from e
+                          f"changed. {fix} and run it again") from e
 
 
 def _switch(root: Path, to: str | None, encoder_id: str | None, dim: int | None) -> str:

@@ -75,3 +75,40 @@ def test_list_says_needs_network_once_per_hub_row(home: Path) -> None:
     out = CliRunner().invoke(encoder_app, ["list"]).stdout
     hub = [row for row in out.splitlines() if "ViT-B-32-laion" in row]
     assert len(hub) == 1 and hub[0].count("needs network once") == 1
+
+
+# Heads fitted for other towers than the configured ones (another runtime, a checkpoint replaced) are what every
+# query then refuses: `encoder info`, run to diagnose just that, says so and exits 1, without loading a model.
+@pytest.mark.parametrize("json_out", [False, True])
+def test_heads_fitted_for_other_towers_are_said_unusable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         json_out: bool) -> None:
+    from typer.testing import CliRunner
+
+    from recsys.cli.encoders import encoder_app
+    from recsys.encoders.encoder import configured_towers_id
+    from recsys.encoders.registry import get_preset
+
+    home = tmp_path / "home"
+    Store.open(Settings(home=home)).dispose()
+    heads = home / "encoders" / "recsys-lite"
+    (heads / "v1").mkdir(parents=True)
+    monkeypatch.setenv("RECSYS_HOME", str(home))
+    monkeypatch.setenv("RECSYS_ENCODER__DEVICE", "cpu")
+    monkeypatch.setattr("recsys.encoders.encoder.load_towers", _no_model)
+    get_settings.cache_clear()
+    try:
+        s = get_settings()
+        towers = configured_towers_id(s, get_preset(s.encoder.preset, s))
+        assert towers is not None
+        (heads / "CURRENT").write_text("v1")
+        for fitted_for, code in ((towers, 0), (towers + "+int8-text-elsewhere", 1)):
+            (heads / "v1" / "manifest.json").write_text(json.dumps({"version": "v1", "dim": 128, "metrics": METRICS,
+                                                                    "towers": fitted_for}))
+            res = CliRunner().invoke(encoder_app, ["info", *(["--json"] if json_out else [])])
+            assert res.exit_code == code, res.output
+            said = f"fitted for towers {fitted_for}, not the configured {towers}"
+            assert (said in res.stderr) == bool(code)
+            if json_out:
+                assert (said in (json.loads(res.stdout.strip().splitlines()[-1]).get("problem") or "")) == bool(code)
+    finally:
+        get_settings.cache_clear()

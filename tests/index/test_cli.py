@@ -83,3 +83,16 @@ def test_list_gives_sizes_and_names_what_a_cut_prune_left(home: Path) -> None:
     assert f"* {b}" in res.stdout and b not in text
     assert f"1 directory under {root / 'generations'} without a manifest ({a})" in text
     assert "the next `recsys index build` removes them" in text
+
+
+# A generation whose manifest predates recorded sizes gets its bytes from its files, not 0.
+def test_an_old_manifest_without_sizes_is_sized_from_its_files(home: Path) -> None:
+    root = index_root(get_settings())
+    gid = build_generation(root, ids(40), {"fused": clustered(40)}, encoder_id="e").generation_id
+    path = layout.generations_dir(root) / gid / layout.MANIFEST
+    m = json.loads(path.read_text())
+    m.pop("sizes")
+    path.write_text(json.dumps(m))
+    rows = json.loads(CliRunner().invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1])
+    files = sum(p.stat().st_size for p in path.parent.rglob("*") if p.is_file())
+    assert rows[0]["bytes"] == files > 0

@@ -3,6 +3,8 @@ newest usable one (not "nothing older"), and the switch runs under the lock a ra
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 from pathlib import Path
 
@@ -66,3 +68,20 @@ def test_rollback_takes_the_save_lock(pipe: RankingPipeline, tmp_path: Path, mon
         done.set()
         t.join()
     assert rollback(root, encoder_id="test-encoder", dim=pipe.dim) == a  # once the save is done
+
+
+# An OSError under the lock says what to do by its cause: a full disk is not "make RECSYS_HOME writable".
+@pytest.mark.parametrize(("code", "fix"), [(errno.ENOSPC, "Free space"), (errno.EROFS, "Make RECSYS_HOME writable")])
+def test_a_failed_switch_names_its_fix(pipe: RankingPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       code: int, fix: str) -> None:
+    root = tmp_path / "rankers"
+    a = _save(pipe, root, "a")
+    _save(pipe, root, "b")
+
+    def failed(*_: object, **__: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(G, "write_pointer", failed)
+    with pytest.raises(RankerError, match=f"nothing changed. {fix} and run it again"):
+        rollback(root, a)
+    assert current_version(root) == "b"

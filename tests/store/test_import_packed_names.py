@@ -77,3 +77,25 @@ def test_a_plain_file_misnamed_as_compressed_still_gets_the_format_hint(sqlite_s
     with pytest.raises(ImportFailed, match="pass --format"):
         run_import(sqlite_store, "items", f, settings=settings)
     run_import(sqlite_store, "items", f, fmt="csv", settings=settings)
+
+
+@pytest.mark.parametrize("name", ["items.xls", "items.xlsx"])
+def test_a_text_export_named_as_a_spreadsheet_imports_with_its_format(sqlite_store: Store, settings: Settings,
+                                                                      tmp_path: Path, name: str) -> None:
+    f = tmp_path / name  # legacy "Excel export" buttons write TSV under an .xls name
+    f.write_bytes(TEXT.replace(b",", b"\t"))
+    run_import(sqlite_store, "items", f, fmt="tsv", settings=settings)
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))  # a real one: refused
+    with pytest.raises(ImportFailed, match=r"a spreadsheet, .*Save the sheet as CSV"):
+        run_import(sqlite_store, "items", tmp_path / "old.xls", fmt="tsv", settings=settings)
+
+
+def test_a_csv_starting_with_the_letters_bzh_is_text(sqlite_store: Store, settings: Settings, tmp_path: Path) -> None:
+    f = tmp_path / "items.csv"
+    f.write_bytes(b"BZh_sku,title\nx1,Red dress\n")  # "BZh" alone is no bzip2 header
+    run_import(sqlite_store, "items", f, mapping={"item_id": "BZh_sku"}, settings=settings)
+    assert bz2.compress(b"a").startswith(b"BZh") and bz2.compress(b"").startswith(b"BZh")
+    for data in (b"a", b""):  # a real stream, and an empty one, are still named
+        (tmp_path / "p.csv").write_bytes(bz2.compress(data))
+        with pytest.raises(ImportFailed, match="a bzip2 file"):
+            run_import(sqlite_store, "items", tmp_path / "p.csv", settings=settings)

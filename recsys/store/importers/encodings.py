@@ -10,6 +10,7 @@ Zstandard) are refused with the command that unpacks them, never with an ``iconv
 from __future__ import annotations
 
 import gzip
+import re
 import shlex
 import zlib
 from dataclasses import dataclass
@@ -21,11 +22,15 @@ GZIP_MAGIC = b"\x1f\x8b"
 GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 """What reading a cut-off or corrupt gzip stream raises (EOFError: it ends before its end-of-stream marker)."""
 _PACKED = (
-    (b"PK\x03\x04", "a ZIP archive", "unzip"),
-    (b"BZh", "a bzip2 file", "bunzip2"),
-    (b"\xfd7zXZ\x00", "an xz file", "unxz"),
-    (b"\x28\xb5\x2f\xfd", "a Zstandard file", "unzstd"),
+    (re.compile(re.escape(b"PK\x03\x04")), "a ZIP archive", "unzip"),
+    # "BZh" alone starts plain text too (a header column BZh_sku): the block size digit and a block's (or the
+    # empty stream's end) magic follow in a real bzip2 file
+    (re.compile(rb"BZh[1-9](?:1AY&SY|\x17rE8P\x90)"), "a bzip2 file", "bunzip2"),
+    (re.compile(re.escape(b"\xfd7zXZ\x00")), "an xz file", "unxz"),
+    (re.compile(re.escape(b"\x28\xb5\x2f\xfd")), "a Zstandard file", "unzstd"),
 )
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+"""An old Excel .xls (a compound file); .xlsx, .ods and .numbers are ZIP archives."""
 
 _MARKS = (  # the UTF-32 marks first: UTF-32-LE's starts with UTF-16-LE's
     (b"\xff\xfe\x00\x00", "UTF-32", "utf-32-le"),
@@ -78,11 +83,18 @@ def open_text(path: Path, enc: TextEncoding) -> IO[str]:
     return path.open("r", encoding=enc.name, newline="")
 
 
+def spreadsheet_bytes(path: Path) -> bool:
+    """Whether the file's bytes are a spreadsheet's container (ZIP, or an old .xls's compound file): a text export
+    merely named .xls is not one."""
+    head = _raw_head(path, 8)
+    return head.startswith(OLE2_MAGIC) or head.startswith(b"PK\x03\x04")
+
+
 def packed(path: Path) -> str:
     """What to say of a file that is an archive recsys does not unpack (ZIP, bzip2, xz, Zstandard), else ""."""
-    head = _raw_head(path, 6)
+    head = _raw_head(path, 10)
     for magic, kind, tool in _PACKED:
-        if head.startswith(magic):
+        if magic.match(head):
             return (f"{path}: {kind}, not text; nothing was imported. Unpack it first (`{tool}`) and import the "
                     "file inside")
     return ""

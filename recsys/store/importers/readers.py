@@ -28,6 +28,7 @@ from recsys.store.importers.encodings import (
     nul_bytes,
     open_text,
     packed,
+    spreadsheet_bytes,
     text_encoding,
     undecodable,
     unpacked_name,
@@ -339,8 +340,9 @@ SPREADSHEETS = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
 
 def not_data(path: Path) -> str:
     """What to say of a file that no format can read as it is: a spreadsheet, or an archive recsys does not unpack
-    (ZIP, bzip2, xz, Zstandard, told by its bytes, with the command that unpacks it); else ""."""
-    if path.suffix.lower() in SPREADSHEETS:
+    (ZIP, bzip2, xz, Zstandard, told by its bytes, with the command that unpacks it); else "". A text export named
+    .xls is neither: it imports with ``--format``."""
+    if path.suffix.lower() in SPREADSHEETS and spreadsheet_bytes(path):
         return (f"{path}: a spreadsheet, which recsys does not read; nothing was imported. Save the sheet as CSV "
                 "(UTF-8) and import that file")
     return packed(path)
