@@ -71,7 +71,7 @@ Keyed = tuple[tuple[Any, ...], "list[ScoredItem] | None", list[Any], AbstractSet
 
 
 class Recommender:
-    """Retrieval and recommendations over one store and data directory; :attr:`catalogue` writes, :attr:`jobs` build."""
+    """Retrieval and recommendations over one store; :attr:`catalogue` writes, :attr:`jobs` builds, trains, scores."""
 
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
         self.settings = settings or get_settings()
