@@ -62,7 +62,7 @@ def test_query_commands_print_json_lists(home: Path) -> None:
     typo = CliRunner().invoke(app, ["recommend", "user-0001", "--filter", "category=hats"])
     assert typo.exit_code == 2 and "no item has the category 'hats'" in typo.output and "hat" in typo.output
     nobody = CliRunner().invoke(app, ["recommend", "nobody-at-all", "--buy-again"])
-    assert nobody.exit_code == 0 and "'nobody-at-all' has no history" in nobody.output
+    assert nobody.exit_code == 0 and "'nobody-at-all' has no stored events" in nobody.output
     before = CliRunner().invoke(app, ["recommend", "user-0001", "--now", "2026-01-01T00:00:01"])
     assert before.exit_code != 0 and "before the first event the ranker knows" in str(before.exception)
     assert CliRunner().invoke(app, ["recommend", "user-0001", "--now", "yesterday"]).exit_code == 2

@@ -2,7 +2,7 @@
 
 - a history naming an item deleted since ranks alike in a process loaded before the delete (a running server) and
   one started after it (the CLI, a notebook), and neither shows or names the deleted item;
-- an anonymous session ranks as the stored user with the same events (as of its latest event, after the clock);
+- an anonymous session ranks as the stored user with the same events (on the same clock);
 - a deleted user who comes back ranks as a brand-new id with the same events, in this process and in a new one
   (the ranker's statistics still list the id, but none of its stored events is theirs)."""
 

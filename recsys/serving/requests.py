@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Generator, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -206,17 +206,28 @@ def history_as_of(records: Sequence[tuple[Any, ...]], table: Any, now: float, cu
 
     hist = history_from_records([r[:4] for r in records], table)
     hist.uncounted_from, hist.pairs_uncounted_from = uncounted
-    if len(hist) and hist.ts[-1] >= now:
-        if cut:
-            hist = hist.prefix(int(np.searchsorted(hist.ts, now, side="left")))
-        else:
-            now = latest_now(hist)
-    return hist, now
+    if cut and len(hist) and hist.ts[-1] >= now:
+        return hist.prefix(int(np.searchsorted(hist.ts, now, side="left"))), now
+    return on_the_clock(hist, now)
 
 
-def latest_now(hist: History) -> float:
-    """The time a history whose latest event is at or after the clock is ranked at: just after that event."""
-    return float(hist.ts[-1]) + 1e-6
+CLOCK_SKEW_DAYS = 1.0
+"""How far after the clock a user's latest event may lie and still be their "now" (clients' clocks; ingestion
+refuses events more than a day ahead of the wall clock)."""
+
+
+def on_the_clock(hist: History, now: float) -> tuple[History, float]:
+    """A history ranked on the clock ``now``, and the time to rank it at. An event up to :data:`CLOCK_SKEW_DAYS`
+    after the clock moves "now" to just after it. Events further on can only be live ones in a store whose clock
+    follows its historical data (``auto`` or ``data``, a pinned time): they count as made at the clock, in the
+    replayed time. Moving "now" to them instead ranked the shopper months after the data ended: every trend window
+    empty, their whole earlier history decayed, their one new view "trending"."""
+    if not len(hist) or hist.ts[-1] < now:
+        return hist, now
+    if hist.ts[-1] - now <= CLOCK_SKEW_DAYS:
+        return hist, float(hist.ts[-1]) + 1e-6
+    at = float(np.nextafter(now, -np.inf))
+    return replace(hist, ts=np.minimum(hist.ts, at), disliked_ts=np.minimum(hist.disliked_ts, at)), now
 
 
 def first_event_id(records: Sequence[tuple[Any, ...]]) -> int | None:
@@ -227,17 +238,15 @@ def first_event_id(records: Sequence[tuple[Any, ...]]) -> int | None:
 
 def session_as_of(events: Sequence[Mapping[str, Any]], ranker: Any,
                   now: float) -> tuple[History | pd.DataFrame, float]:
-    """Posted session events as a history over ``ranker``'s table, and the time to rank it at: the clock ``now``, or
-    just after its latest event when that is later, as :func:`history_as_of` ranks a stored user's: the same events
-    give the same list, posted as a session or stored under a user id. Without a ranker: the frame (the caller says
-    that nothing ranks)."""
+    """Posted session events as a history over ``ranker``'s table, and the time to rank it at (:func:`on_the_clock`,
+    as :func:`history_as_of` ranks a stored user's): the same events give the same list, posted as a session or
+    stored under a user id. Without a ranker: the frame (the caller says that nothing ranks)."""
     from recsys.ranking.history import history_from_frame
 
     frame = session_history(events)
     if ranker is None:
         return frame, now
-    hist = history_from_frame(frame, ranker.table)
-    return hist, latest_now(hist) if len(hist) and hist.ts[-1] >= now else now
+    return on_the_clock(history_from_frame(frame, ranker.table), now)
 
 
 def session_history(events: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -112,9 +112,9 @@ async def recommend_post(request: Request, user_id: UserId, body: RecommendReque
              summary="Recommendations for an anonymous session from posted events (nothing is stored)")
 async def recommend_session(request: Request, body: SessionRequest, rec: RecommenderDep, _key: ReadKey) -> Any:
     if body.now is not None or body.exclude_shown_hours:  # accepted by the shared body, meaningless here
-        raise ValidationFailed("a session's list takes neither `now` (it is ranked at the clock, or as of its latest "
-                               "posted event when that is later, as a stored user's is) nor `exclude_shown_hours` (no "
-                               "stored user was shown anything); use `exclude` or a cursor")
+        raise ValidationFailed("a session's list takes neither `now` (it is ranked on the clock with its posted "
+                               "events, as a stored user's is) nor `exclude_shown_hours` (no stored user was shown "
+                               "anything); use `exclude` or a cursor")
     start = time.perf_counter()
     page, exclude = await left_out(request, body, None)
     items, unknown = await run_in_threadpool(_session_list, rec, body, exclude, page.offset if page else 0)
