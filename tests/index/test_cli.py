@@ -12,13 +12,17 @@ from recsys.index import build_generation, current_id, disk_bytes, index_root, l
 from tests.index.fixtures import clustered, ids
 
 
+def _two_generations(root: Path) -> tuple[str, str]:
+    v = clustered(40)
+    a, b = (build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id for _ in range(2))
+    return a, b
+
+
 def test_list_and_rollback(home: Path) -> None:
     root = index_root(get_settings())
     runner = CliRunner()
     assert json.loads(runner.invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1]) == []
-    v = clustered(40)
-    a = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
-    b = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
+    a, b = _two_generations(root)
     rows = json.loads(runner.invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1])
     assert [(r["generation_id"], r["current"]) for r in rows] == [(a, False), (b, True)]
     plain = runner.invoke(app, ["list"])  # the table alone, on stdout (`| grep`, `> file`): JSON only when asked
@@ -43,9 +47,7 @@ def test_public_api() -> None:
 def test_list_names_a_missing_current_generation_and_the_fix(home: Path) -> None:
     root = index_root(get_settings())
     runner = CliRunner()
-    v = clustered(40)
-    a = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
-    b = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
+    a, b = _two_generations(root)
     assert "missing" not in runner.invoke(app, ["list"]).stderr
     shutil.rmtree(layout.generations_dir(root) / b)  # the served one deleted by hand
     res = runner.invoke(app, ["list", "--json"])
@@ -67,9 +69,7 @@ def test_list_names_a_missing_current_generation_and_the_fix(home: Path) -> None
 def test_list_gives_sizes_and_names_what_a_cut_prune_left(home: Path) -> None:
     root = index_root(get_settings())
     runner = CliRunner()
-    v = clustered(40)
-    a = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
-    b = build_generation(root, ids(40), {"fused": v}, encoder_id="e").generation_id
+    a, b = _two_generations(root)
     rows = json.loads(runner.invoke(app, ["list", "--json"]).stdout.strip().splitlines()[-1])
     on_disk = {r["generation_id"]: sum(p.stat().st_size for p in (layout.generations_dir(root) / r["generation_id"])
                                        .rglob("*") if p.is_file() and p.name != layout.MANIFEST) for r in rows}
