@@ -209,6 +209,8 @@ _PG_CHOICES = {
 """libpq's options whose values are a fixed set (written exactly so, in that case): libpq refuses any other only at
 connect, which recsys then said as "the server is unreachable". Options a libpq does not know are refused by name
 before these are looked at."""
+_PG_CHOICES_UNTIL = 190000
+"""The table is libpq 18's: with a later libpq (psycopg.pq.version()) the values are left to it, at connect."""
 _PG_TLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 """ssl_min_protocol_version and ssl_max_protocol_version (any case)."""
 _PG_AUTH = ("password", "md5", "gss", "sspi", "scram-sha-256", "oauth", "none")
@@ -237,7 +239,10 @@ def _pg_ports(info: Mapping[str, str]) -> str | None:
 
 def _pg_values(info: Mapping[str, str]) -> str | None:
     """What libpq would refuse in an option's value at connect (``sslmode=bogus``, ``keepalives=yes``)."""
-    for name, choices in _PG_CHOICES.items():
+    import psycopg
+
+    known = psycopg.pq.version() < _PG_CHOICES_UNTIL  # a later libpq may take values the table lacks: it judges
+    for name, choices in _PG_CHOICES.items() if known else ():
         if name in info and info[name] not in choices:
             return f"{name}={info[name]!r} is not one of {', '.join(choices)}"
     for name in ("ssl_min_protocol_version", "ssl_max_protocol_version"):

@@ -61,3 +61,16 @@ def test_the_cli_says_a_bad_port_as_a_config_error(home: Path, monkeypatch: pyte
     code, err = run_main(monkeypatch, capsys, "stats")
     assert code == 2 and err.startswith("error [config]: RECSYS_DATABASE_URL") and err.count("\n") == 1, err
     assert "unreachable" not in err
+
+
+# The table of fixed values is libpq 18's: under a later libpq, which may take values it lacks, they are left to
+# libpq (ports and whole numbers stay checked).
+def test_a_later_libpq_judges_the_fixed_values_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    monkeypatch.setattr(psycopg.pq, "version", lambda: 190000)
+    monkeypatch.setenv("RECSYS_DATABASE_URL", PG + "/shop?target_session_attrs=some-future-value")
+    assert Settings().db_url.endswith("some-future-value")
+    monkeypatch.setenv("RECSYS_DATABASE_URL", PG + ":99999/shop")
+    with pytest.raises(ConfigError, match="is not a port number"):
+        Settings()
