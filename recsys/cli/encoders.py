@@ -113,13 +113,13 @@ def _encoder_facts(settings: Settings) -> dict[str, Any]:
         except (OSError, ValueError) as e:
             raise IncompatibleArtifact(f"cannot read {d / 'manifest.json'} ({e}); run `recsys encoder fit` to fit "
                                        "new heads") from e
-    runtime, exported = _onnx_export(settings, p)
+    towers = configured_towers_id(settings, p)  # hashes a local checkpoint: once
+    runtime, exported = _onnx_export(settings, p, towers)
     info: dict[str, Any] = {"encoder_id": f"{p.name}@{m.get('version') or 'unfitted'}", "preset": p.name,
                             "dim": m.get("dim") or _unfitted_dim(p), "fitted": d is not None,
                             "metrics": m.get("metrics", {}), "runtime": runtime, "onnx_exported": exported}
     if m.get("recall_note"):  # why the metrics hold no held-out recall
         info["recall_note"] = m["recall_note"]
-    towers = configured_towers_id(settings, p)
     if d is not None and m.get("towers") and towers is not None and m["towers"] != towers:
         # what every query and `recsys embed` then refuse (Heads.load): the one fact this command is run to learn
         info["problem"] = (f"the heads were fitted for towers {m['towers']}, not the configured {towers} (another "
@@ -145,11 +145,10 @@ def _unfitted_dim(p: Preset) -> int | None:
     return int(dim) if isinstance(dim, int) else None
 
 
-def _onnx_export(settings: Settings, p: Preset) -> tuple[str, bool | None]:
-    """The runtime the towers run on, and whether its ONNX export is in ``<home>/onnx`` (None: no export used).
-    Only looked at: the export is a cache that embedding and queries fill."""
-    from recsys.encoders.encoder import configured_towers_id
-    from recsys.encoders.onnx_runtime import resolve_runtime
+def _onnx_export(settings: Settings, p: Preset, towers: str | None) -> tuple[str, bool | None]:
+    """The runtime the towers (``towers``: the configured ones' id) run on, and whether its ONNX export is in
+    ``<home>/onnx`` (None: no export used). Only looked at: the export is a cache that embedding and queries fill."""
+    from recsys.encoders.onnx_runtime import export_paths, resolve_runtime
     from recsys.encoders.towers import pick_device
     from recsys.errors import RecsysError
 
@@ -157,12 +156,10 @@ def _onnx_export(settings: Settings, p: Preset) -> tuple[str, bool | None]:
         runtime = resolve_runtime(settings.encoder.runtime, pick_device(settings.encoder.device)[0], p.kind)
     except (RecsysError, RuntimeError):  # a runtime or device that cannot be used: loading says why
         return settings.encoder.runtime, None
-    towers = configured_towers_id(settings, p)
     if runtime == "torch" or towers is None:
         return runtime, None
-    d = settings.home / "onnx" / towers.removesuffix("+int8-text").replace("/", "_")  # OnnxTowers.directory
-    names = ("image.onnx", "text-int8.onnx" if runtime == "onnx-int8" else "text.onnx")
-    return runtime, all((d / n).is_file() for n in names)
+    return runtime, all(f.is_file() for f in export_paths(settings.home / "onnx", towers.removesuffix("+int8-text"),
+                                                         runtime))
 
 
 def _number(v: Any) -> str:

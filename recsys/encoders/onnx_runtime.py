@@ -204,6 +204,13 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], tmp: Path, names:
                           output_names=["features"], dynamic_axes=axes, dynamo=False)
 
 
+def export_paths(directory: Path, base_id: str, runtime: str) -> tuple[Path, Path]:
+    """Where the image and text exports of towers ``base_id`` lie under ``directory`` (``<home>/onnx``) for
+    ``runtime`` (``onnx`` or ``onnx-int8``)."""
+    d = directory / base_id.replace("/", "_")
+    return d / "image.onnx", d / ("text-int8.onnx" if runtime == "onnx-int8" else "text.onnx")
+
+
 class OnnxTowers:
     """Implements :class:`~recsys.encoders.towers.Towers` with ONNX Runtime sessions over exported lite towers."""
 
@@ -228,9 +235,8 @@ class OnnxTowers:
     # -- exports ----------------------------------------------------------------------------------------------------
     def _exports(self) -> tuple[Path, Path]:
         """The image and text models, exported first when missing or damaged (under a lock: one process exports)."""
-        names = ("image.onnx", "text-int8.onnx" if self.runtime == "onnx-int8" else "text.onnx")
         ids = (self.base.id, self.id)
-        image, text = (self.directory / n for n in names)
+        image, text = export_paths(self.directory.parent, self.base.id, self.runtime)
         if _valid(image, ids[0]) and _valid(text, ids[1]):  # served as they are: no lock (a read-only home works)
             return image, text
         self.directory.mkdir(parents=True, exist_ok=True)
