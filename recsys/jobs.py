@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from recsys.errors import ConfigError, IncompatibleArtifact, ValidationFailed
 from recsys.serving.generations import vectors_of_index
-from recsys.store.queries import events_frame, events_watermark, items_frame
+from recsys.store.queries import events_frame, events_watermark, frame_watermark, items_frame
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -59,8 +59,8 @@ class Jobs:
         with self.store.session() as s:
             events = events_frame(s)
             items = items_frame(s)
-            watermark = events_watermark(s)  # read with the events, so it names exactly what was trained on
             held = evaluation_users(s)
+        watermark = frame_watermark(events)  # of the rows read, so it names exactly what was trained on
         events = events[~events["user_id"].isin(held)]  # users replayed by `evaluate --test-events` never train
         vectors = vectors_of_index(self.settings, reader)
         pipe, path = train_ranker(events, items, vectors, self.settings, search=reader, progress=progress,

@@ -20,7 +20,7 @@ from recsys.config import Settings
 from recsys.errors import RankerError
 from recsys.store import Store
 from recsys.store.deadline import OncePerMinute
-from recsys.store.queries import events_frame, events_watermark, items_frame
+from recsys.store.queries import events_frame, events_watermark, frame_watermark, items_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -182,10 +182,10 @@ class Generations:
         self._stats_at = time.monotonic()
         try:
             with self.store.session() as s:
-                mark = events_watermark(s)
-                if mark == old.stats_version:
+                if events_watermark(s) == old.stats_version:
                     return False
                 events = events_frame(s)
+            mark = frame_watermark(events)  # what was counted: on PostgreSQL the two reads see two snapshots
             ranker = old.ranker.with_events(events, pairs=self.settings.ranking.live_stats_pairs)
             ranker.stats.counted_through = int(events["event_id"].max()) if len(events) else None  # see ItemStats
         except Exception as e:

@@ -223,6 +223,13 @@ def events_watermark(session: Session) -> str:
     return f"{n}:{last}"
 
 
+def frame_watermark(events: pd.DataFrame) -> str:
+    """``events_watermark`` of the events an ``events_frame`` read holds. Taken from the frame itself, not by a
+    second query: on PostgreSQL each statement of a session sees its own snapshot, and a ranker's manifest must name
+    exactly the events it counted (``ItemStats.counted_through``)."""
+    return f"{len(events)}:{int(events['event_id'].max()) if len(events) else None}"
+
+
 def live_categories(session: Session, limit: int = 500) -> list[str]:
     """Distinct categories of the items not deleted, in order (the explorer's filter form)."""
     rows = session.scalars(select(Item.category).where(Item.category.is_not(None), Item.deleted.is_(False))

@@ -66,6 +66,7 @@ def jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: World) -> Itera
     monkeypatch.setattr(recsys.jobs, "events_frame", lambda s: data["events"])
     monkeypatch.setattr(recsys.jobs, "items_frame", lambda s: world.items)
     monkeypatch.setattr(recsys.jobs, "events_watermark", lambda s: "w1")
+    monkeypatch.setattr(recsys.jobs, "frame_watermark", lambda events: "w1")
     monkeypatch.setattr(recsys.jobs, "vectors_of_index", lambda settings, reader: world.vectors)
     monkeypatch.setattr(recsys.store.queries, "evaluation_users", lambda s: set())
     yield Jobs(_Recommender(get_settings(), world)), data  # type: ignore[arg-type]
