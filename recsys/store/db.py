@@ -26,9 +26,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from recsys.config import Settings, get_settings, without_password
 from recsys.errors import (
     DiskFull,
+    SchemaBehind,
     SchemaMismatch,
     StoreBusy,
     StoreDenied,
+    StoreError,
     StoreTimeout,
     StoreUnavailable,
     ValidationFailed,
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CONFLICT_STATES = frozenset({"40P01", "40001"})
 """PostgreSQL's deadlock_detected and serialization_failure: a retry succeeds, the server is fine."""
+_SETTINGS_STATES = frozenset({"25006", *deadline.TIMEOUT_STATES})  # read_only_sql_transaction, the timeouts
 REFUSED_CLASSES = frozenset({"22", "54"})
 """SQLSTATE classes data_exception and program_limit_exceeded (psycopg raises the latter as an OperationalError): the
 values written are at fault, not the server; a retry fails the same way."""
@@ -237,12 +240,36 @@ class Store:
                                 without_password(self.url), current, target, current)
                 with self._migrating() as cfg:
                     command.upgrade(cfg, revision)
-        except OperationalError as e:
-            raise _refused(e) or self._failed_migration(e, current, revision) or self.unavailable(e) from e
         except DBAPIError as e:
+            if (settings := self._server_settings_refused(e, current, revision)) is not None:
+                raise settings from e
+            if isinstance(e, OperationalError):
+                raise _refused(e) or self._failed_migration(e, current, revision) or self.unavailable(e) from e
             if damaged(e):
                 raise self.unavailable(e) from e
             raise
+
+    def _server_settings_refused(self, e: DBAPIError, current: str | None, wanted: str) -> StoreError | None:
+        """A PostgreSQL migration stopped by the server's settings (its one transaction rolled back): a read-only
+        database (a replica follows its primary's upgrade: wait) or a timeout (a retry as it is fails the same way)."""
+        from recsys.store import schema
+
+        if self.dialect != "postgresql" or (state := getattr(e.orig, "sqlstate", None)) not in _SETTINGS_STATES:
+            return None
+        url, why = without_password(self.url), str(e.orig).splitlines()[0]
+        target = schema.known_revisions(self)[-1] if wanted == "head" else wanted
+        step = f"the schema upgrade of {url}{f' from revision {current}' if current else ''} to {target}"
+        if state == "25006":
+            return SchemaBehind(
+                f"{step} was refused: the database is read-only ({why}: a read replica, or "
+                "default_transaction_read_only); nothing was changed. Upgrade the schema on the writable primary "
+                "first (`recsys db upgrade` with RECSYS_DATABASE_URL pointing at it): a replica follows it")
+        setting = "lock_timeout" if state == "55P03" or "lock timeout" in why else "statement_timeout"
+        return SchemaMismatch(
+            f"{step} was cancelled by the server's {setting} ({why}); nothing was changed. A migration's statement "
+            "can outlast it on a large catalogue (or wait on a long transaction's lock), so a retry as it is fails "
+            f"again: run the upgrade once with it off: RECSYS_DATABASE_URL='{url}{'&' if '?' in url else '?'}"
+            f"options=-c%20{setting}%3D0' recsys db upgrade")
 
     def _failed_migration(self, e: OperationalError, current: str | None, wanted: str) -> SchemaMismatch | None:
         """A SQLite migration the file refused for its contents (a table or trigger already there, left by an upgrade

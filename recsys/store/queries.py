@@ -142,8 +142,8 @@ def _mark(*where: Any) -> Any:
             .where(User.external_id == bindparam("user_id"), *where))
 
 
-# All the user's events: read from ix_events_user_ts alone on SQLite (it holds the id), so a cached hit costs little
-# however long the history (filtering out impressions reads every event's row: ~50 ms for 50,000 events).
+# Both marks are read from ix_events_user_type_id alone (migration 0012: count, highest id, and the type that leaves
+# impressions out), so a cached hit costs little however long the history, on SQLite and PostgreSQL alike.
 REQUEST_STATE = _mark().add_columns(_state(CatalogueState.removed_version), _state(CatalogueState.details_version))
 
 HISTORY_MARK = _mark(IS_HISTORY)

@@ -120,6 +120,9 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "client_event_id"),
         Index("ix_events_user_ts", "user_id", "ts"),
+        # A user's count and highest id, impressions in or out (the result cache's key: recsys.store.queries
+        # REQUEST_STATE, HISTORY_MARK), read from this index alone on PostgreSQL too (migration 0012).
+        Index("ix_events_user_type_id", "user_id", "type", "id"),
         {"sqlite_autoincrement": True},  # ids never reused (migration 0008): the result cache keys on them
     )
 

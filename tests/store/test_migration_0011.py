@@ -33,7 +33,7 @@ def test_stock_and_attribute_changes_move_the_details_version_and_the_downgrade_
     store = Store(db_url)
     try:
         store.upgrade()
-        assert store.current_revision() == "0011" and store.at_head()
+        assert store.at_head()
         _sql(store, "INSERT INTO items (external_id, title, description, category, price, in_stock, attributes, "
                     "hidden, deleted, content_hash, created_at, updated_at) VALUES ('a', 't', '', 'c', 1.0, "
                     f"{TRUE}, '{{\"colour\": \"red\"}}', {FALSE}, {FALSE}, 'h', '2026-01-01', '2026-01-01')")
