@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from recsys.config import Settings
+    from recsys.encoders import TowerEncoder
     from recsys.evaluation import Batch
     from recsys.evaluation.own_events import ReadOptions
     from recsys.index import IndexReader
@@ -92,7 +93,9 @@ class Jobs:
 
         The new index generation is served only once its ranker is trained (the pair switches together): with new
         encoder heads the served ranker cannot rank its vectors, and every server would answer recommendations
-        with 503 meanwhile, for good if the build were interrupted there."""
+        with 503 meanwhile, for good if the build were interrupted there. New heads are made current at that
+        switch too, not when fitted: a build killed before it leaves the heads, index and ranker as they were, and
+        a later `recsys index build` embeds with the heads the served ranker was trained on."""
         from recsys.index import index_root
         from recsys.index.store_match import refuse_mismatch
 
@@ -102,9 +105,11 @@ class Jobs:
             return self._build(progress, force, keep_ranker)
 
     def _build(self, progress: Progress | None, force: bool, keep_ranker: bool) -> dict[str, Any]:
-        from recsys.encoders import embed_catalog, fit_encoder
+        from recsys.encoders import embed_catalog
+        from recsys.encoders.encoder import set_current_heads
         from recsys.index import IndexReader, build_from_catalog, current_id, index_root, publish
         from recsys.index.catalog import rebase_for
+        from recsys.index.pairing import drop_pending
         from recsys.ranking import rankers_root, read_manifest
         from recsys.ranking.artifact import current_generation
         from recsys.ranking.artifact import damage as ranker_damage
@@ -112,15 +117,15 @@ class Jobs:
 
         report: dict[str, Any] = {}
         t = time.perf_counter()
-        if force or not self._encoder_fitted():
-            report["encoder_fit"] = fit_encoder(self.store, self.settings, _stage(progress, "encoder fit")).to_dict()
-            self.recommender.use_encoder(None)
-        else:
-            report["encoder_fit"] = "skipped (fitted heads present)"
-        report["embed"] = _as_dict(embed_catalog(self.store, self.settings, _stage(progress, "embed")))
+        root = index_root(self.settings)
+        drop_pending(root)  # this build holds the jobs lock: a PENDING now is an interrupted build's
+        report["encoder_fit"], fitted, vectors = self._fit_heads(progress, force)
+        report["embed"] = _as_dict(embed_catalog(self.store, self.settings, _stage(progress, "embed"),
+                                                 encoder=fitted))
         report["index"] = build_from_catalog(self.store, self.settings, _stage(progress, "index"),
-                                             mode="full" if force else "auto", switch=False, force=force)
-        root, gid = index_root(self.settings), report["index"]["generation"]
+                                             mode="full" if force else "auto", vectors=vectors, switch=False,
+                                             force=force)
+        gid = report["index"]["generation"]
         # an unchanged index is the served one, already loaded: a 10M-item generation is not read twice
         reader = (self.recommender.generations.latest_index(strict=True) if current_id(root) == gid
                   else IndexReader.open(root, generation=gid, settings=self.settings.index))
@@ -145,14 +150,35 @@ class Jobs:
         else:
             report["train"] = ("skipped (the current ranker is kept although events changed since it was trained: "
                                "each shopper's new events count in their lists at once; `recsys train` refits it)")
+        # The switch: the ranker is current since its training ended, then the heads, then the index. Killed after
+        # the heads, a `recsys index build` serves their vectors, which that ranker ranks; with the heads last it
+        # would index the old heads' vectors, which it cannot (between ranker and heads: the next build retrains)
+        if fitted is not None:
+            set_current_heads(self.settings, fitted.preset, str(fitted.version))
+            self.recommender.use_encoder(None)
         # an API upsert may have published a delta while this trained: its changes are carried over, not dropped
         publish(root, reader.generation_id, self.settings.index.keep_generations,
-                rebase_for(self.store, self.settings, report["index"]))
+                rebase_for(self.store, self.settings, report["index"], vectors))
         self.recommender.refresh()
         if kept is not None:
             raise kept
         report["seconds"] = round(time.perf_counter() - t, 1)
         return report
+
+    def _fit_heads(self, progress: Progress | None, force: bool) -> tuple[Any, TowerEncoder | None, Any]:
+        """(report, fitted encoder, its vectors provider for the index) of a fit when one is due, saved and not made
+        current (the build does that at its switch); else (why skipped, None, None): the current heads serve."""
+        from recsys.encoders import fit_encoder, get_encoder, load_item_vectors
+
+        if not force and self._encoder_fitted():
+            return "skipped (fitted heads present)", None, None
+        fit = fit_encoder(self.store, self.settings, _stage(progress, "encoder fit"), switch=False)
+        fitted = get_encoder(self.settings, version=fit.version)
+
+        def vectors(settings: Settings, store: Any) -> Any:  # the whole snapshot, as the default provider reads it
+            return load_item_vectors(settings, encoder=fitted)
+
+        return fit.to_dict(), fitted, vectors
 
     def evaluate(self, k: int = 20, *, test_events: Any = None, fmt: str | None = None,
                  protocol: str | None = None, part: str | None = "test", read_options: ReadOptions | None = None,

@@ -79,18 +79,21 @@ def _ranker_misfit(settings: Settings, generation: str) -> str | None:
 @app.command("list")
 def list_(json_out: JsonOpt = False) -> None:
     """Generations on disk, oldest first, with the bytes each holds; the served one is marked with * (a CURRENT
-    naming none of them is said). The closing line gives what they take on disk together: a delta shares its
-    base's files through hard links, counted once."""
+    naming none of them is said), one a build wrote and has not published (or never will: it was interrupted) is
+    said, as is one the current ranker cannot rank. The closing line gives what they take on disk together: a delta
+    shares its base's files through hard links, counted once."""
     from recsys.config import get_settings
     from recsys.index import current_id, disk_bytes, incomplete_generations, index_root, list_generations
 
-    root = index_root(get_settings())
+    settings = get_settings()
+    root = index_root(settings)
     cur = current_id(root)
     rows: list[dict[str, Any]] = [
         {"generation_id": m.generation_id, "current": m.generation_id == cur, "kind": m.kind,
          "created_at": m.created_at, "encoder_id": m.encoder_id, "dim": m.dim, "items": m.item_count,
          "factory": m.factory, "recall_at_10": m.recall_at_10.get("fused"), "watermark": m.watermark,
-         "bytes": sum(m.sizes.values()) if m.sizes else _bytes_on_disk(root, m.generation_id)}
+         "bytes": sum(m.sizes.values()) if m.sizes else _bytes_on_disk(root, m.generation_id),
+         **_pairing(settings, root, m.generation_id, cur)}
         for m in list_generations(root)]
     if left := incomplete_generations(root):
         err.print(f"{len(left)} director{'y' if len(left) == 1 else 'ies'} under {root / 'generations'} without a "
@@ -110,12 +113,33 @@ def list_(json_out: JsonOpt = False) -> None:
         for r in rows:
             typer.echo(f"{'*' if r['current'] else ' '} {r['generation_id']}  {r['kind']:<5} {r['items']:>9} items  "
                        f"{r['bytes'] / 2**20:>8.1f} MB  {r['factory']:<16} recall@10 {r['recall_at_10']}  "
-                       f"{r['encoder_id']}")
+                       f"{r['encoder_id']}{_notes(r)}")
         if rows:
             typer.echo(f"{len(rows)} generation{'s' if len(rows) != 1 else ''}, {disk_bytes(root) / 2**20:.1f} MB "
                        "on disk (files a delta shares with its base counted once)")
     else:
         emit_json(rows)
+
+
+UNPUBLISHED = "unpublished: left by an interrupted build, never served"
+BUILDING = "pending: the running build serves it with the ranker it trains"
+
+
+def _pairing(settings: Settings, root: Path, generation: str, cur: str | None) -> dict[str, Any]:
+    """``unpublished`` (:data:`UNPUBLISHED`, :data:`BUILDING` or None) and ``ranker_misfit`` (why the current ranker
+    cannot rank it, or None) of a listed generation."""
+    from recsys.index.pairing import jobs_running, pending_id
+
+    state = None
+    if generation != cur and generation == pending_id(root):
+        state = BUILDING if jobs_running(settings.home) else UNPUBLISHED
+    return {"unpublished": state, "ranker_misfit": _ranker_misfit(settings, generation)}
+
+
+def _notes(r: dict[str, Any]) -> str:
+    """What a listed generation's line adds: unpublished, and the current ranker cannot rank it."""
+    notes = f"  {r['unpublished']}" if r["unpublished"] else ""
+    return notes + ("  the current ranker cannot rank it" if r["ranker_misfit"] else "")
 
 
 @app.command("verify")
@@ -149,18 +173,21 @@ def verify(generation: Annotated[str | None, typer.Argument(help="generation id 
 def rollback(
     to: Annotated[str | None, typer.Option("--to", help="generation id (default: the one before the current)")]
     = None,
-    force: Annotated[bool, typer.Option("--force", help="serve one the configured encoder cannot query")] = False,
+    force: Annotated[bool, typer.Option("--force", help="serve one the configured encoder cannot query, or one "
+                                                        "the current ranker cannot rank")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Serve an earlier generation (running servers pick it up on their next refresh). One that the configured
-    encoder cannot query (built with another encoder or dimension) is refused without --force."""
+    encoder cannot query (built with another encoder or dimension), or that the current ranker cannot rank
+    (recommendations would be off: e.g. one an interrupted build left unpublished), is refused without --force."""
     from recsys.config import get_settings
     from recsys.encoders.encoder import query_encoder_of
     from recsys.index import index_root
     from recsys.index import rollback as do_rollback
 
     settings = get_settings()
-    gid = do_rollback(index_root(settings), to, force=force, query_encoder=lambda e: query_encoder_of(settings, e))
+    gid = do_rollback(index_root(settings), to, force=force, query_encoder=lambda e: query_encoder_of(settings, e),
+                      ranker_fit=lambda g: _ranker_misfit(settings, g))
     err.print(f"current index generation: {gid}")
     if json_out:
         emit_json({"current": gid})

@@ -5,7 +5,8 @@ takes seconds. ``val_pairs`` pairs (at most a fifth) are held out to report cros
 is reported only from more than 10 held-out pairs: with 10 or fewer every pair is in the top 10 by construction. At
 least :data:`MIN_PAIRS` pairs are needed. The heads are saved as a versioned artifact under
 ``settings.home/encoders/<preset>/<version>/`` with a manifest, recorded as an ``Artifact(kind="encoder")`` row, and
-switched in as the current heads atomically.
+switched in as the current heads atomically; ``recsys build`` saves them without the switch and makes them current
+itself, with the index and ranker it builds on them (a build killed before that leaves the served set as it was).
 """
 
 from __future__ import annotations
@@ -187,12 +188,14 @@ def _part(progress: StepProgress | None, part: str) -> Progress | None:
     return None if progress is None else (lambda done, total: progress(part, done, total))
 
 
-def _publish(fitted: TowerEncoder, manifest: dict[str, Any], directory: Path, settings: Settings) -> None:
-    """Save the heads and make them current. A failed write (a full disk, a read-only directory) removes the new
-    directory and raises EncoderStorageError; the current heads stay."""
+def _publish(fitted: TowerEncoder, manifest: dict[str, Any], directory: Path, settings: Settings,
+             switch: bool = True) -> None:
+    """Save the heads (synced) and, with ``switch``, make them current. A failed write (a full disk, a read-only
+    directory) removes the new directory and raises EncoderStorageError; the current heads stay."""
     try:
         fitted.heads.save(directory, manifest)
-        set_current_heads(settings, fitted.preset, manifest["version"])
+        if switch:
+            set_current_heads(settings, fitted.preset, manifest["version"])
     except (OSError, RuntimeError) as e:  # torch.save to a path says a failed write (a full disk) as RuntimeError
         shutil.rmtree(directory, ignore_errors=True)
         cause, hint = disk_problem(directory, e)
@@ -207,8 +210,9 @@ def _publish(fitted: TowerEncoder, manifest: dict[str, Any], directory: Path, se
 
 
 def fit_encoder(store: Store, settings: Settings, progress: StepProgress | None = None,
-                params: FitParams | None = None) -> FitReport:
-    """Fit the configured preset's heads on the stored catalogue and make them current."""
+                params: FitParams | None = None, *, switch: bool = True) -> FitReport:
+    """Fit the configured preset's heads on the stored catalogue and make them current; without ``switch`` they are
+    saved only (``get_encoder(settings, version=report.version)`` loads them; ``set_current_heads`` switches)."""
     from recsys.encoders.catalog import read_items, record_media_status
 
     params = params or FitParams(seed=settings.ranking.seed)
@@ -227,7 +231,7 @@ def fit_encoder(store: Store, settings: Settings, progress: StepProgress | None 
         "dim": fitted.dim, "fields": data.fields, "pairs_train": n_train, "pairs_val": n_val, "params": asdict(params),
         "metrics": metrics, "recall_note": recall_note(n_val),
     }
-    _publish(fitted, manifest, directory, settings)
+    _publish(fitted, manifest, directory, settings, switch)
     with store.session() as s:
         s.add(Artifact(kind="encoder", version=manifest["encoder_id"], path=str(directory.resolve()),
                        manifest=manifest))

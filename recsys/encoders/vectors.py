@@ -10,7 +10,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from recsys.encoders.base import l2_normalise
 from recsys.encoders.cache import _safe
 from recsys.errors import EncoderError
 from recsys.files import atomic_path
+
+if TYPE_CHECKING:
+    from recsys.encoders.encoder import TowerEncoder
 
 
 @dataclass
@@ -78,15 +81,17 @@ def write_snapshot(settings: Settings, encoder_id: str, dim: int, item_ids: list
     return d / "vectors.npz"
 
 
-def load_item_vectors(settings: Settings | None = None, store: object | None = None) -> ItemVectors:
-    """The vectors of the last ``recsys embed`` with the current encoder, fused with the configured weights.
+def load_item_vectors(settings: Settings | None = None, store: object | None = None,
+                      encoder: TowerEncoder | None = None) -> ItemVectors:
+    """The vectors of the last ``recsys embed`` with the current encoder (or ``encoder``: heads a build fitted and
+    has not made current yet), fused with the configured weights.
 
     With a ``store``, only items currently in it (not deleted) are returned, in the store's order.
     """
     from recsys.encoders.encoder import get_encoder
 
     settings = settings or get_settings()
-    encoder = get_encoder(settings)
+    encoder = encoder or get_encoder(settings)
     enc_id = encoder.id
     path = snapshot_dir(settings, enc_id) / "vectors.npz"
     if not path.is_file():

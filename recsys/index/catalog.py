@@ -26,6 +26,7 @@ from recsys.index.build import DEAD_FILE, DamagedBase, build_delta_generation, b
 from recsys.index.factory import check_factory
 from recsys.index.locks import build_lock, check_writable
 from recsys.index.meta import META_FILE, ItemMeta
+from recsys.index.pairing import drop_stale_pending
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -154,7 +155,8 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
     ``caught_up`` when another generation was published meanwhile and a delta carried its changes over.
 
     A full build over a served generation whose items the database mostly does not know (another deployment's
-    database, or an empty one) raises :class:`StoreMismatch` before anything is written, unless ``force``.
+    database, or an empty one) raises :class:`StoreMismatch` before anything is written, unless ``force``. With
+    ``switch``, a stale ``PENDING`` (its build is not running) is dropped first (:mod:`recsys.index.pairing`).
     """
     if mode not in ("auto", "full", "delta"):
         raise ValueError(f"mode must be auto, full or delta, not {mode!r}")
@@ -164,6 +166,8 @@ def build_from_catalog(store: Any, settings: Settings, progress: Progress | None
         check_factory(wanted, settings.index)
     root = index_root(settings)
     check_writable(root, "build an index generation")  # a read-only data directory: said before reading vectors
+    if switch:  # left by a killed `recsys build`, it would hold its unserved generation from pruning for good
+        drop_stale_pending(root, Path(settings.home))
     base = layout.current_id(root)  # read first: a generation published after this is caught up at the switch
     snap = _read_snapshot(store, settings, vectors, progress)
     report: dict[str, Any] = {}

@@ -4,6 +4,7 @@
 
     ROOT/
       CURRENT                   name of the served generation (replaced atomically with os.replace)
+      PENDING                   one a build serves later with its ranker (:mod:`recsys.index.pairing`)
       generations/<id>/         complete generations only: manifest.json is written last, then the directory
                                 is renamed in from tmp/
       tmp/<id>.partial/         a build in progress (or killed): never listed, removed by the next build
@@ -31,6 +32,9 @@ from recsys.index.digests import checksum_of, manifest_checksum, verified_hash
 from recsys.index.digests import sha256_file as sha256_file  # re-exported: callers look for it here
 from recsys.index.locks import build_lock as build_lock  # re-exported: callers take it from here
 from recsys.index.locks import unwritable, write_lock
+from recsys.index.pairing import PENDING as PENDING  # re-exported: the name callers and tests look for here
+from recsys.index.pairing import RankerFit, pending_id, refuse_unrankable
+from recsys.index.pairing import hold as hold  # re-exported: build.py holds a generation through here
 from recsys.index.servable import QueryEncoder as QueryEncoder  # re-exported: rollback's argument
 from recsys.index.servable import refuse_unservable
 
@@ -39,9 +43,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 POINTER = "CURRENT"
-PENDING = "PENDING"
-"""Names a generation written to be served later (``recsys build`` serves it with the ranker trained on it): kept
-from pruning meanwhile, whatever deltas other processes publish."""
 
 
 @dataclass
@@ -129,11 +130,6 @@ def _read_pointer(path: Path) -> str | None:
     return name or None
 
 
-def hold(root: Path, generation_id: str) -> None:
-    """Keep ``generation_id`` from pruning until :func:`publish` serves it (one pending generation at a time)."""
-    write_text_atomic(Path(root) / PENDING, generation_id + "\n")
-
-
 @dataclass(frozen=True)
 class Rebase:
     """How a generation built from a catalogue snapshot read while ``base`` was served is switched to. If ``CURRENT``
@@ -168,7 +164,7 @@ def publish(root: Path, generation_id: str, keep: int, rebase: Rebase | None = N
     the id served."""
     with build_lock(root):
         served = switch(root, generation_id, rebase)
-        if _read_pointer(Path(root) / PENDING) == generation_id:
+        if pending_id(root) == generation_id:
             (Path(root) / PENDING).unlink()
         prune(root, keep)
     return served
@@ -214,11 +210,12 @@ ROLLBACK_WAIT_S = 10.0
 
 
 def rollback(root: Path, to: str | None = None, *, force: bool = False,
-             query_encoder: QueryEncoder | None = None) -> str:
+             query_encoder: QueryEncoder | None = None, ranker_fit: RankerFit | None = None) -> str:
     """Serve ``to``, or the generation built before the current one (the newest intact one when ``CURRENT`` names a
     generation that is gone). Unless ``force``, one that every query would fail against is refused: one the
     ``query_encoder`` cannot serve, or without it one of another encoder or dimension than the served one; but
-    never one where nothing gets worse (none is served, or the served one has its encoder). Returns the id now
+    never one where nothing gets worse (none is served, or the served one has its encoder). So is one the current
+    ranker cannot rank (``ranker_fit``: :func:`~recsys.index.pairing.refuse_unrankable`). Returns the id now
     current. Under the build lock: a build switching later would serve its own generation and silently undo the
     rollback, so one running for over ``ROLLBACK_WAIT_S`` is refused, as is a data directory that cannot be
     written, in one line."""
@@ -227,7 +224,7 @@ def rollback(root: Path, to: str | None = None, *, force: bool = False,
     doing = "roll back the index generation"
     with write_lock(root, doing, wait_s=ROLLBACK_WAIT_S, busy="A rollback now would be undone when the build "
                     "serves its own generation. "):
-        to = _rollback_target(root, to, force, query_encoder)
+        to = _rollback_target(root, to, force, query_encoder, ranker_fit)
         try:
             set_current(root, to)
         except OSError as e:
@@ -235,7 +232,8 @@ def rollback(root: Path, to: str | None = None, *, force: bool = False,
     return to
 
 
-def _rollback_target(root: Path, to: str | None, force: bool, query_encoder: QueryEncoder | None) -> str:
+def _rollback_target(root: Path, to: str | None, force: bool, query_encoder: QueryEncoder | None,
+                     ranker_fit: RankerFit | None = None) -> str:
     """The generation :func:`rollback` serves: checked as it says."""
     gens = {m.generation_id: m for m in list_generations(root)}
     ids, cur = list(gens), current_id(root)
@@ -259,6 +257,7 @@ def _rollback_target(root: Path, to: str | None, force: bool, query_encoder: Que
     target = gens.get(to) or read_manifest(generation_path(root, to))
     if not force:
         refuse_unservable(target, gens.get(cur or ""), list(gens.values()), query_encoder)
+        refuse_unrankable(target, gens.get(cur or ""), ranker_fit)
     return to
 
 
@@ -293,7 +292,7 @@ def prune(root: Path, keep: int) -> list[str]:
     """Delete all but the newest ``keep`` generations, and what interrupted prunes left; the current one always
     stays. (A delta generation holds hard links to its base's files, so deleting the base never breaks it.)"""
     gens = list_generations(root)
-    held = {current_id(root), _read_pointer(Path(root) / PENDING)} - {None}
+    held = {current_id(root), pending_id(root)} - {None}
     keep_ids = {m.generation_id for m in gens[-max(keep, 1):]} | held
     removed = []
     for gid in [m.generation_id for m in gens] + incomplete_generations(root):
