@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recsys.errors import ConfigError, IncompatibleArtifact, ValidationFailed
+from recsys.evaluation.models import asked_at, fitted_model, network_note
 from recsys.serving.generations import vectors_of_index
 from recsys.store.queries import events_frame, events_watermark, frame_watermark, items_frame
 
 if TYPE_CHECKING:
-    from datetime import datetime
 
     import pandas as pd
 
@@ -236,7 +236,7 @@ class Jobs:
                     "(RECSYS_RANKING__PARAMS='{\"cobuy\": false}', then `recsys train`), or the stored split, which "
                     "fits the space on the events before its earliest target")
             result = evaluate_test_events(Path(test_events), str(fmt), store_events=events,  # checked above
-                                          replay=partial(self._replay, Path(test_events).name),
+                                          replay=partial(self._replay, Path(test_events).name, held, set()),
                                           make_ours=self._served_model, known_users=users - held,
                                           max_bad_fraction=self.settings.store.max_bad_fraction,
                                           protocol=protocol or "auto", options=read_options, **common)
@@ -244,7 +244,7 @@ class Jobs:
             ours = network_note(served.manifest, served.net is not None)
         else:
             fitted: dict[str, Any] = {}
-            result = evaluate_store(events, make_ours=partial(_fitted_model, self.settings, reader, items, vectors,
+            result = evaluate_store(events, make_ours=partial(fitted_model, self.settings, reader, items, vectors,
                                                               removed, _stage(progress, "fitting the ranker"), fitted),
                                     protocol=protocol or "auto", part=part, **common)
             ours = fitted
@@ -252,17 +252,26 @@ class Jobs:
         result["ours"] = ours  # added beside metrics: whether "ours" is a trained ranker or the candidate order
         return result
 
-    def _replay(self, source: str, records: Sequence[Mapping[str, Any]]) -> Sequence[Any]:
-        """Store a batch of withheld users' events through the live path, their users marked as evaluation users."""
+    def _replay(self, source: str, held: set[str], seen: set[str],
+                records: Sequence[Mapping[str, Any]]) -> Sequence[Any]:
+        """Store a batch of withheld users' events through the live path, their users marked as evaluation users.
+        An id an earlier run replayed (``held``) is deleted first, on its first batch of this run (``seen``): its
+        served list would read that run's events too, which the baselines do not see (a shorter history of the same
+        shoppers would find its own targets already bought)."""
+        from recsys.store.events import delete_user
         from recsys.store.queries import mark_evaluation_users
 
+        users = {str(r["user_id"]) for r in records}
+        for user in sorted((users & held) - seen):
+            delete_user(self.store, user)
+        seen |= users
         out = self.recommender.catalogue.ingest_events(records)
-        mark_evaluation_users(self.store, {str(r["user_id"]) for r in records}, source)
+        mark_evaluation_users(self.store, users, source)
         return out
 
     def _served_model(self, split: Any) -> Batch:
         """Ours for replayed users: the served ranker, asked through ``recommend`` at each user's target time (see
-        :func:`_asked_at`)."""
+        :func:`~recsys.evaluation.models.asked_at`)."""
         from recsys.errors import BeforeData
         from recsys.evaluation import Batch
 
@@ -271,7 +280,7 @@ class Jobs:
 
         def one(user: str, k: int) -> list[str]:
             try:
-                return [r.item_id for r in rec.recommend(user, k, now=_asked_at(split, user), fresh=True)]
+                return [r.item_id for r in rec.recommend(user, k, now=asked_at(split, user), fresh=True)]
             except BeforeData:  # a target before everything the ranker knows: no list, as a client would get
                 return []
 
@@ -279,63 +288,6 @@ class Jobs:
             return [one(u, k) for u in users]
 
         return Batch(fn)
-
-
-SAME_TIME_STEP = 1e-6
-"""Seconds past a MovieLens target that the served path is asked at (:func:`_asked_at`)."""
-
-
-def _asked_at(split: Any, user: str) -> datetime:
-    """When the served path ranks a replayed user: the time whose history cut (``recommend(now=T)`` drops the
-    user's events at or after T) leaves exactly ``split.histories[user]``.
-
-    For ``last_day`` (H&M) that is the target time itself: the start of the target day, everything before it being
-    history. For ``last_interaction`` (MovieLens) the history also holds the ratings of the target's own second that
-    precede it in file order (ml100k: 322 of 698 users end with several ratings in one second). Asked at T, ours
-    alone lost them, while the baselines and the stored-split evaluation rank from them, and it could recommend them
-    again. So ours is asked one microsecond later, the smallest step a datetime holds (MovieLens times are whole
-    seconds). The target itself was never replayed, so exactly the split's history comes back; other shoppers'
-    events of that very second may count in live statistics, where the baselines' counts stop just before it. The
-    alternative, making the whole last second the target, would change the protocol for every model; this only
-    aligns ours with it."""
-    import pandas as pd
-
-    at = pd.Timestamp(split.target_time[user])
-    if split.protocol == "last_interaction":
-        at += pd.Timedelta(seconds=SAME_TIME_STEP)
-    return at.to_pydatetime()  # type: ignore[no-any-return]
-
-
-def _fitted_model(settings: Any, reader: IndexReader, items: pd.DataFrame, vectors: Any, removed: frozenset[str],
-                  progress: Any, note: dict[str, Any], split: Any) -> Batch:
-    """Ours for stored users: a ranker fitted on the split's training part only, asked as of each target time;
-    ``note`` receives :func:`network_note` of it."""
-    from recsys.evaluation import Batch
-    from recsys.ranking import RankingPipeline
-
-    # the co-purchase space is one fitted matrix, not counted as of each target: only what came before them all
-    pipe = RankingPipeline.fit(split.train, items, vectors, settings, search=reader, progress=progress,
-                               cobuy_before=split.earliest_target)
-    note.update(network_note(pipe.manifest, pipe.net is not None))
-
-    def fn(users: Sequence[str], hists: Sequence[pd.DataFrame], k: int) -> list[list[str]]:
-        from threadpoolctl import threadpool_limits
-
-        now = [split.target_time[u].to_pydatetime() for u in users]
-        with threadpool_limits(1):  # many small matrix products: BLAS threads only contend
-            recs = pipe.recommend_many([h if len(h) else None for h in hists], k, exclude=removed, now=now)
-        return [[r.item_id for r in rs] for rs in recs]
-
-    return Batch(fn)
-
-
-def network_note(manifest: Mapping[str, Any], has_net: bool) -> dict[str, Any]:
-    """The report fields that say whether a ranker learned anything: ``network`` false (no training example) means
-    it ranks in candidate order, and ``no_network_reason`` says why."""
-    if has_net:
-        return {"network": True}
-    return {"network": False, "fallback": manifest.get("fallback", "candidate order"),
-            "no_network_reason": manifest.get("no_network_reason")}
 
 
 def _stage(progress: Progress | None, name: str) -> Any:

@@ -154,11 +154,11 @@ def test_evaluate_json_contract(home: Path) -> None:
     assert set(iv["differences"]) >= {"popular", "content_peer"}
 
 
-def _withheld_file(path: Path, prefix: str = "new") -> Path:
+def _withheld_file(path: Path, prefix: str = "new", days: int = 3) -> Path:
     """Three new shoppers in H&M's transactions layout, buying demo items over three days each."""
     rows = ["t_dat,customer_id,article_id,price,sales_channel_id"]
     for u in range(3):
-        for d in range(3):
+        for d in range(days):
             for j in range(2):
                 rows.append(f"2026-02-0{d + 1},{prefix}-{u},item-{(u * 7 + d * 3 + j) % 150 + 1:05d},0.01,2")
     path.write_text("\n".join(rows) + "\n")
@@ -167,7 +167,7 @@ def _withheld_file(path: Path, prefix: str = "new") -> Path:
 
 def test_test_events_rerun_and_no_training_leak(home: Path, tmp_path: Path) -> None:
     from recsys.service import Recommender
-    from recsys.store.queries import evaluation_users
+    from recsys.store.queries import evaluation_users, user_event_records
 
     f = _withheld_file(tmp_path / "transactions.csv")
     first = run("evaluate", "--test-events", str(f), "--format", "hm", "--k", "10", "--json")
@@ -178,6 +178,15 @@ def test_test_events_rerun_and_no_training_leak(home: Path, tmp_path: Path) -> N
     with rec.store.session() as s:
         assert evaluation_users(s) == {"new-0", "new-1", "new-2"}
     assert rec.jobs.train()["events"] == run("stats", "--json")["events"] - 12  # replayed shoppers never train
+    # the same ids with a day less: the earlier run's events (this run's targets among them) are not their history
+    shorter = run("evaluate", "--test-events", str(_withheld_file(tmp_path / "short.csv", days=2)), "--format", "hm",
+                  "--k", "10", "--json")
+    fresh = run("evaluate", "--test-events", str(_withheld_file(tmp_path / "fresh.csv", "other", days=2)),
+                "--format", "hm", "--k", "10", "--json")
+    assert shorter["replayed"] == fresh["replayed"] == {"stored": 3 * 2}
+    assert shorter["metrics"] == fresh["metrics"]
+    with rec.store.reading() as c:
+        assert len(user_event_records(c, "new-0")) == 2  # this file's history alone
 
 
 def test_replayed_shoppers_own_events_count_in_their_statistics(home: Path, tmp_path: Path) -> None:
