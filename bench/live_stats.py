@@ -5,14 +5,16 @@ Run on a store built by ``bench/withheld.py`` (its withheld users replayed), wit
     RECSYS_HOME=<scratch>/withheld_ml100k_validation/home .venv/bin/python bench/live_stats.py \\
         <scratch>/withheld_ml100k_validation/withheld_u.data --format movielens
 
-The service runs with ``RECSYS_RANKING__LIVE_STATS_S`` on, so after the replay its ranker counts every stored event;
-each request's statistics are then taken from the training's plus the shopper's own events (the served default)
-or from the recount, wholly or one statistic at a time (``popularity``, ``users``, ``trends``, ``cooc``,
-``first_sale``), all but co-occurrence (``all_but_cooc``: what ``ranking.live_stats_s`` serves, the training's pairs
-kept) or all, with the same ranker and the same candidates code. Prints one JSON object: recall@20 per setting,
-and for the full recount the per-shopper paired difference (users better / worse, bootstrap interval). The
-catalogue-wide popular and trending candidate lists come from the recount in every row (they are the generator's),
-so ``served`` can differ from ``recsys evaluate``'s figure by a shopper or two; compare the rows with each other.
+After the replay the served ranker's statistics are recounted here over every stored event, the replayed shoppers'
+included: a live shop where they are real shoppers (``ranking.live_stats_s`` itself leaves evaluation users out, so
+that an evaluation run changes no real shopper's list). Each request's statistics are then taken from the training's
+plus the shopper's own events (the served default) or from the recount, wholly or one statistic at a time
+(``popularity``, ``users``, ``trends``, ``cooc``, ``first_sale``), all but co-occurrence (``all_but_cooc``: what
+``ranking.live_stats_s`` serves, the training's pairs kept) or all, with the same ranker and the same candidates code.
+Prints one JSON object: recall@20 per setting, and for the full recount the per-shopper paired difference (users
+better / worse, bootstrap interval). The catalogue-wide popular and trending candidate lists come from the recount in
+every row (they are the generator's), so ``served`` can differ from ``recsys evaluate``'s figure by a shopper or two;
+compare the rows with each other.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-os.environ["RECSYS_RANKING__LIVE_STATS_S"] = "60"
-os.environ["RECSYS_RANKING__LIVE_STATS_PAIRS"] = "true"  # recount everything; the settings below pick per statistic
 
 from _homes import exit_if_unusable, require_built_settings, require_test_events  # noqa: E402
 
@@ -42,6 +41,7 @@ from recsys.jobs import Jobs  # noqa: E402
 from recsys.ranking import context as C  # noqa: E402
 from recsys.ranking import pipeline as P  # noqa: E402
 from recsys.service import Recommender  # noqa: E402
+from recsys.store.queries import events_frame  # noqa: E402
 
 PARTS = {"popularity": ("pop",), "users": ("users",), "trends": ("trend7", "trend30"), "cooc": ("cooc",),
          "first_sale": ("first_ts",)}
@@ -55,11 +55,16 @@ def main() -> None:
     exit_if_unusable(lambda: require_test_events(args.test_events))  # before the store is opened
     require_built_settings()
     rec = Recommender(Settings(), open_store())
-    Jobs(rec).evaluate(20, test_events=args.test_events, fmt=args.format)  # the replay (idempotent), then the recount
+    Jobs(rec).evaluate(20, test_events=args.test_events, fmt=args.format)  # the replay
     served = rec.generations.current()
-    home = Path(rec.settings.home)
-    trained = P.RankingPipeline.load(home / "rankers" / (home / "rankers" / "CURRENT").read_text().strip()).stats
-    recounted = served.ranker.stats  # type: ignore[union-attr]
+    trained = served.ranker.stats  # type: ignore[union-attr]
+    with rec.store.session() as s:
+        events = events_frame(s)  # every stored event, the replayed shoppers' included (the settings below pick)
+    recount = served.ranker.with_events(events, pairs=True)  # type: ignore[union-attr]
+    recount.stats.counted_through = int(events["event_id"].max()) if len(events) else None  # see ItemStats
+    recounted = recount.stats
+    # served from here on, as the service would after a recount: the catalogue-wide lists are the recount's
+    rec.generations._served = dataclasses.replace(served, ranker=recount, stats_version="bench")
     if recounted.counted_users == trained.counted_users:
         raise SystemExit("the recount did not happen: no replayed users in this store?")
     make = C.make_context

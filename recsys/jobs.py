@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from recsys.errors import ConfigError, IncompatibleArtifact, ValidationFailed
 from recsys.evaluation.models import asked_at, fitted_model, network_note
 from recsys.serving.generations import vectors_of_index
-from recsys.store.queries import events_frame, events_watermark, frame_watermark, items_frame
+from recsys.store.queries import events_frame, frame_watermark, items_frame, training_watermark
 
 if TYPE_CHECKING:
 
@@ -55,14 +55,11 @@ class Jobs:
 
     def _train(self, reader: IndexReader, progress: Progress | None) -> dict[str, Any]:
         from recsys.ranking import train_ranker
-        from recsys.store.queries import evaluation_users
 
         with self.store.session() as s:
-            events = events_frame(s)
+            events = events_frame(s, training=True)  # users replayed by `evaluate --test-events` never train
             items = items_frame(s)
-            held = evaluation_users(s)
         watermark = frame_watermark(events)  # of the rows read, so it names exactly what was trained on
-        events = events[~events["user_id"].isin(held)]  # users replayed by `evaluate --test-events` never train
         vectors = vectors_of_index(self.settings, reader)
         pipe, path = train_ranker(events, items, vectors, self.settings, search=reader, progress=progress,
                                   manifest={"events_watermark": watermark})
@@ -130,7 +127,7 @@ class Jobs:
         reader = (self.recommender.generations.latest_index(strict=True) if current_id(root) == gid
                   else IndexReader.open(root, generation=gid, settings=self.settings.index))
         with self.store.session() as s:
-            watermark = events_watermark(s)
+            watermark = training_watermark(s)  # events replayed by an evaluation are no reason to retrain
         rpath = current_generation(rankers_root(self.settings))
         problem = ranker_damage(rpath) if rpath else None
         if problem:  # what serving could not load is retrained, not skipped

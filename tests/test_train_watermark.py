@@ -43,8 +43,8 @@ def test_training_names_the_events_it_read_not_a_later_write(store: Store, setti
     run_import(store, "hm", write_hm(tmp_path / "hm"), settings=settings)
     read: list[pd.DataFrame] = []
 
-    def read_then_another_writer(s: Session) -> pd.DataFrame:
-        read.append(events_frame(s))
+    def read_then_another_writer(s: Session, **kw: Any) -> pd.DataFrame:
+        read.append(events_frame(s, **kw))
         ingest_events(store, [{"user_id": "late", "item_id": "0108775015", "type": "purchase"}])
         return read[-1]
 

@@ -5,7 +5,8 @@ The caller supplies ``make_ours(split) -> recommender``: for the stored-events p
 withheld users are not in the store), the histories having been replayed through ``replay`` first.
 ``item_ids`` is the recommendable catalogue and ``exclude`` what ours may not return (hidden, deleted): the
 baselines get both, and targets on items outside the one or inside the other are dropped for every model alike
-(``targets_unservable`` counts them, ``users_unservable`` the users left with no target at all).
+(``targets_unservable`` counts them, ``users_unservable`` the users left with no target at all;
+``users_too_short`` counts the users with a target left out for too short a history, ``split.min_history``).
 
     result = evaluate_store(events, make_ours=fit_on_split, item_ids=ids, vectors=fused, k=20)
     result = evaluate_test_events(path, "hm", store_events=events, replay=rec.catalogue.ingest_events,
@@ -90,7 +91,8 @@ def evaluate_split(split: Split, *, make_ours: MakeRecommender | None, item_ids:
     recs.update(peers or {})
     return run_evaluation(split, recs, k=k, catalogue_size=catalogue_size or len(item_ids), timings=t,
                           extra={"targets_unservable": split.info.get("targets_unservable", 0),
-                                 "users_unservable": split.info.get("users_unservable", 0), "split": split.info,
+                                 "users_unservable": split.info.get("users_unservable", 0),
+                                 "users_too_short": split.info.get("users_too_short", 0), "split": split.info,
                                  **(extra or {})})
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from recsys.errors import ImportFailed, ValidationFailed
+from recsys.errors import ValidationFailed
+from recsys.evaluation.test_events import read_dataset_events
 
 if TYPE_CHECKING:
     from recsys.evaluation.own_events import ReadOptions
@@ -192,7 +192,8 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
     stays the user's last target-type one, whatever its items; a user none of whose targets there can be served is
     not evaluated. ``info["targets_unservable"]`` counts the distinct (user, item) target-type events of the
     evaluated users at or after their target time that it dropped, ``info["users_unservable"]`` the users of the
-    part left out because each of their targets was such an item.
+    part left out because each of their targets was such an item, ``info["users_too_short"]`` those left out with a
+    target but fewer than ``min_history`` history events.
     ``max_users`` samples that many test users (seeded), the rest count as non-test users.
     ``part`` (``validation`` or ``test``) evaluates only the users of that part (:func:`user_part`); the targets of
     both held-out parts are kept out of training, so tuning on validation and reporting on test share one training
@@ -217,8 +218,10 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
     lost_users: set[str] = set()
     if items is not None and (any_tt & ~is_tt).any():  # users whose every target is an item that cannot be served
         lost_users = set(_eligible(users, before, any_target, min_history)) - set(eligible)
+    short_users = set(_eligible(users, before, any_target, 0)) - set(_eligible(users, before, any_target, min_history))
     if part is not None:
         lost_users = {u for u in lost_users if user_part(u, salt) == part}
+        short_users = {u for u in short_users if user_part(u, salt) == part}
         held = [u for u in eligible if user_part(u, salt) != "train"]
         eligible = [u for u in held if user_part(u, salt) == part]
     if max_users is not None and len(eligible) > max_users:
@@ -233,7 +236,7 @@ def temporal_split(events: pd.DataFrame, protocol: str = "auto", *, target_types
     split.info.update({"events": len(ev), "train_events": len(train), "target_types": list(ttypes), "part": part,
                        "salt": salt if part is not None else None, "eligible_users": n_eligible,
                        "targets_unservable": int(len(lost.drop_duplicates(["user_id", "item_id"]))),
-                       "users_unservable": len(lost_users),
+                       "users_unservable": len(lost_users), "users_too_short": len(short_users),
                        "min_history": min_history, "users_with_events": int(users.nunique())})
     if not split.users:  # said by the "nothing to evaluate" error: a dislike is never a history or a target
         split.info["users_only_dislikes"] = int(ev["type"].isin(NEGATIVE_TYPES).groupby(users).all().sum())
@@ -298,9 +301,6 @@ def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.
     Client event ids are derived exactly as the importers derive them, so replaying twice stores nothing twice.
     Bad rows are skipped and logged; more than ``max_bad_fraction`` of them raises :class:`ImportFailed`.
     """
-    from recsys.store.importers.hm import purchase_event
-    from recsys.store.importers.movielens import rating_event
-
     path = Path(path)
     fmt = {"ml": "movielens", "ml100k": "movielens"}.get(fmt, fmt)
     if fmt == "events":
@@ -308,38 +308,9 @@ def read_test_events(path: Path | str, fmt: str, *, max_bad_fraction: float = 0.
 
         return read_own_events(path, max_bad_fraction=max_bad_fraction, options=options)
     refuse_read_options(fmt, options)
-    try:
-        if fmt == "hm":
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-            need = {"t_dat", "customer_id", "article_id"}
-            if not need <= set(raw.columns):
-                raise ImportFailed(f"{path}: H&M transactions need columns {sorted(need)}, found {list(raw.columns)}")
-        elif fmt == "movielens":
-            raw = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False,
-                              names=["user_id", "item_id", "rating", "timestamp"], usecols=[0, 1, 2, 3])
-        else:
-            raise ValidationFailed(f"unknown test-events format {fmt!r}; {TEST_EVENT_FORMATS_SAID}")
-    except pd.errors.EmptyDataError:
-        raise ImportFailed(f"{path}: the test-events file is empty") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise ImportFailed(f"{path}: cannot read test events ({e})") from None
-    rows: list[dict[str, Any]] = []
-    bad: list[str] = []
-    seen: Counter[tuple[str, ...]] = Counter()
-    for line, rec in enumerate(raw.to_dict("records"), start=2 if fmt == "hm" else 1):
-        try:
-            r = purchase_event(rec, seen) if fmt == "hm" else rating_event(rec)
-            rows.append({"user_id": r.user_id, "item_id": r.item_id, "type": r.type, "value": r.value,
-                         "ts": r.ts, "client_event_id": r.client_event_id})
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            bad.append(f"line {line}: {e}")
-    if bad:
-        log.warning("%s: skipped %d bad row(s), first: %s", path, len(bad), bad[0])
-        if len(bad) > max_bad_fraction * max(len(raw), 1):
-            raise ImportFailed(f"{path}: {len(bad)} of {len(raw)} rows unreadable (first: {bad[0]})")
-    df = pd.DataFrame(rows, columns=[*EVENT_COLUMNS, "client_event_id"])
-    df["ts"] = pd.to_datetime(df["ts"])
-    return df
+    if fmt not in ("hm", "movielens"):
+        raise ValidationFailed(f"unknown test-events format {fmt!r}; {TEST_EVENT_FORMATS_SAID}")
+    return read_dataset_events(path, fmt, max_bad_fraction=max_bad_fraction)
 
 
 def split_test_events(test_events: pd.DataFrame, protocol: str, *, train_events: pd.DataFrame,
@@ -350,9 +321,11 @@ def split_test_events(test_events: pd.DataFrame, protocol: str, *, train_events:
 
     ``train_events`` are the store's events (the withheld users are not in it); the split's training set is those
     plus the withheld users' histories. Users already in ``known_users`` are refused: their stored events would
-    leak into the evaluation. Events on items outside ``known_items`` cannot be replayed and are dropped (counted).
-    ``items`` (the known items less the hidden or deleted ones) drops targets that cannot be served, as
-    :func:`temporal_split` does (counted too); their events still count as history.
+    leak into the evaluation. Events on items outside ``known_items`` cannot be replayed and are dropped (counted),
+    after the cut: each user is cut over all their events in the file, so a target on such an item stays the
+    target and is dropped as one that cannot be served, as are targets outside ``items`` (the known items less the
+    hidden or deleted ones), as :func:`temporal_split` does (``targets_unservable``, and ``users_unservable`` for
+    the users left with none); a hidden item's events still count as history. Users left out are said in a warning.
     """
     ev = _normalise(test_events)
     if known_users is not None:
@@ -360,14 +333,21 @@ def split_test_events(test_events: pd.DataFrame, protocol: str, *, train_events:
         if clash:
             raise ValidationFailed(f"{len(clash)} test user(s) already in the store (e.g. {clash[:3]}); "
                                    "--test-events needs users unknown to the store")
+    p = resolve_protocol(protocol, ev)
+    ttypes = tuple(target_types) if target_types is not None else default_target_types(p, ev)
     dropped = 0
     if known_items is not None:
-        keep = ev["item_id"].isin(set(map(str, known_items)))
-        dropped = int((~keep).sum())
+        known = set(map(str, known_items))
+        unknown = ~ev["item_id"].isin(known).to_numpy()
+        dropped = int(unknown.sum())
         if dropped:
             log.warning("test events: %d event(s) on items unknown to the store dropped", dropped)
-        ev = ev[keep]
-    inner = temporal_split(ev, protocol, target_types=target_types, min_history=min_history, items=items)
+        # cut first: only history events are dropped here; the targets on unknown items go as unservable ones
+        before, _ = _cut(ev, ev["type"].isin(ttypes).to_numpy(), p)
+        ev = ev[~(unknown & before)]
+        items = known if items is None else known & set(map(str, items))
+    inner = temporal_split(ev, p, target_types=ttypes, min_history=min_history, items=items)
+    _say_left_out(inner.info, p)
     hist = [h for h in inner.histories.values() if len(h)]
     base = _normalise(train_events) if len(train_events) else train_events
     train = pd.concat([base, *hist], ignore_index=True) if hist else base
@@ -375,6 +355,18 @@ def split_test_events(test_events: pd.DataFrame, protocol: str, *, train_events:
     inner.info.update({"test_events": len(test_events), "dropped_unknown_items": dropped,
                        "train_events": len(inner.train), "source": "test_events"})
     return inner
+
+
+def _say_left_out(info: Mapping[str, Any], protocol: str) -> None:
+    """One warning line per reason a user of the file was not evaluated (counted in the split's info)."""
+    short, lost = info.get("users_too_short", 0), info.get("users_unservable", 0)
+    cut = "last day" if protocol == "last_day" else "last interaction"
+    if short:
+        log.warning("test events: %d user(s) not evaluated: too short a history (each needs at least %d event(s) "
+                    "before their %s; split.users_too_short)", short, info.get("min_history", 1), cut)
+    if lost:
+        log.warning("test events: %d user(s) not evaluated: every target of their %s is on an item unknown to the "
+                    "store, hidden or deleted (split.users_unservable)", lost, cut)
 
 
 def ingest_records(history: pd.DataFrame) -> list[Mapping[str, Any]]:

@@ -20,7 +20,7 @@ from recsys.config import Settings
 from recsys.errors import RankerError
 from recsys.store import Store
 from recsys.store.deadline import OncePerMinute
-from recsys.store.queries import events_frame, events_watermark, frame_watermark, items_frame
+from recsys.store.queries import events_frame, frame_watermark, items_frame, training_watermark
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -174,17 +174,17 @@ class Generations:
         return True
 
     def _recount_stats(self, old: Served) -> bool:
-        """With ``ranking.live_stats_s``: the served ranker's statistics recounted from every stored event when new
-        ones arrived (at most that often), published like a new generation. Failures keep the old ones."""
+        """With ``ranking.live_stats_s``: the served ranker's statistics recounted over the events training reads (no
+        evaluation user's) once new ones arrived, at most that often; published like a generation, kept on failure."""
         every = self.settings.ranking.live_stats_s
         if every <= 0 or old.ranker is None or time.monotonic() - self._stats_at < every:
             return False
         self._stats_at = time.monotonic()
         try:
             with self.store.session() as s:
-                if events_watermark(s) == old.stats_version:
+                if training_watermark(s) == old.stats_version:  # replayed withheld shoppers are nothing new
                     return False
-                events = events_frame(s)
+                events = events_frame(s, training=True)
             mark = frame_watermark(events)  # what was counted: on PostgreSQL the two reads see two snapshots
             ranker = old.ranker.with_events(events, pairs=self.settings.ranking.live_stats_pairs)
             ranker.stats.counted_through = int(events["event_id"].max()) if len(events) else None  # see ItemStats

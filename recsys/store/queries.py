@@ -30,9 +30,11 @@ def events_frame(
     types: Sequence[str] | None = None,
     users: Sequence[str] | None = None,
     since: datetime | None = None,
+    training: bool = False,
 ) -> pd.DataFrame:
     """Events as a frame with columns user_id, item_id (external ids, str), type, value, ts, sorted by (ts, id).
-    Impressions (feedback on a shown list, not interest) only when ``types`` names them."""
+    Impressions (feedback on a shown list, not interest) only when ``types`` names them. ``training``: only the
+    events training reads, the evaluation users' left out (:func:`training_watermark` names them)."""
     q = (
         select(User.external_id.label("user_id"), Item.external_id.label("item_id"), Event.type, Event.value,
                Event.ts, Event.id.label("event_id"))
@@ -45,6 +47,8 @@ def events_frame(
         q = q.where(User.external_id.in_(list(users)))
     if since is not None:
         q = q.where(Event.ts >= since)
+    if training:
+        q = q.where(~IS_EVALUATION_USER)
     rows = session.execute(q).all()
     df = pd.DataFrame(rows, columns=["user_id", "item_id", "type", "value", "ts", "event_id"])
     df["ts"] = pd.to_datetime(df["ts"])
@@ -223,6 +227,15 @@ def events_watermark(session: Session) -> str:
     return f"{n}:{last}"
 
 
+def training_watermark(session: Session) -> str:
+    """:func:`events_watermark` of the events training reads (``events_frame(session, training=True)``): the
+    evaluation users' events left out, so replaying withheld shoppers asks for no retrain and no live recount."""
+    n, last = session.execute(select(func.count(Event.id), func.max(Event.id))
+                              .join(User, User.id == Event.user_id)
+                              .where(Event.type.not_in(NOT_HISTORY), ~IS_EVALUATION_USER)).one()
+    return f"{n}:{last}"
+
+
 def frame_watermark(events: pd.DataFrame) -> str:
     """``events_watermark`` of the events an ``events_frame`` read holds. Taken from the frame itself, not by a
     second query: on PostgreSQL each statement of a session sees its own snapshot, and a ranker's manifest must name
@@ -273,6 +286,10 @@ def stats(session: Session) -> dict[str, Any]:
 EVALUATION_MARK = "recsys_evaluation"
 """User attribute naming the ``evaluate --test-events`` file a user was replayed from: such users never train."""
 
+IS_EVALUATION_USER = User.attributes[EVALUATION_MARK].as_string().is_not(None)
+"""In SQL, alike on SQLite (``json_extract``) and PostgreSQL (``->>``): the user carries :data:`EVALUATION_MARK`
+(its value is the file's name, never null). NULL for attributes that are no JSON object, so no match there."""
+
 
 def user_ids(session: Session) -> set[str]:
     """Every stored user's external id."""
@@ -280,9 +297,9 @@ def user_ids(session: Session) -> set[str]:
 
 
 def evaluation_users(session: Session) -> set[str]:
-    """Users replayed by ``recsys evaluate --test-events`` (see :data:`EVALUATION_MARK`)."""
-    rows = session.execute(select(User.external_id, User.attributes)).all()
-    return {str(u) for u, a in rows if isinstance(a, dict) and EVALUATION_MARK in a}
+    """Users replayed by ``recsys evaluate --test-events`` (see :data:`EVALUATION_MARK`): the users whose events
+    ``events_frame(training=True)`` and :func:`training_watermark` leave out (the same predicate)."""
+    return set(map(str, session.scalars(select(User.external_id).where(IS_EVALUATION_USER))))
 
 
 def mark_evaluation_users(store: Any, users: set[str], source: str) -> None:

@@ -63,9 +63,9 @@ def jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: World) -> Itera
     monkeypatch.delenv("RECSYS_RANKING__PARAMS", raising=False)
     get_settings.cache_clear()
     data: dict[str, Any] = {"events": world.events}
-    monkeypatch.setattr(recsys.jobs, "events_frame", lambda s: data["events"])
+    monkeypatch.setattr(recsys.jobs, "events_frame", lambda s, **kw: data["events"])
     monkeypatch.setattr(recsys.jobs, "items_frame", lambda s: world.items)
-    monkeypatch.setattr(recsys.jobs, "events_watermark", lambda s: "w1")
+    monkeypatch.setattr(recsys.jobs, "training_watermark", lambda s: "w1")
     monkeypatch.setattr(recsys.jobs, "frame_watermark", lambda events: "w1")
     monkeypatch.setattr(recsys.jobs, "vectors_of_index", lambda settings, reader: world.vectors)
     monkeypatch.setattr(recsys.store.queries, "evaluation_users", lambda s: set())
@@ -106,7 +106,7 @@ def test_build_serves_its_index_with_the_kept_ranker_then_fails(
     data["events"] = _same_time(world.events)
     published: list[str] = []
     monkeypatch.setattr(job, "_encoder_fitted", lambda: True)
-    monkeypatch.setattr(recsys.encoders, "embed_catalog", lambda *a: {})
+    monkeypatch.setattr(recsys.encoders, "embed_catalog", lambda *a, **k: {})
     monkeypatch.setattr(recsys.index, "build_from_catalog", lambda *a, **k: {"generation": "g1"})
     monkeypatch.setattr(recsys.index, "current_id", lambda root: "g1")
     monkeypatch.setattr(recsys.index, "publish", lambda root, gid, *a: published.append(gid))
