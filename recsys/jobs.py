@@ -49,9 +49,18 @@ class Jobs:
         build or train at a time per data directory (a second waits): a ranker trained on the index a build is
         about to replace would be published after the build's own and match no served vectors."""
         with _jobs_lock(self.settings):
+            self._check_rankers_writable()
             report = self._train(self.recommender.generations.latest_index(), progress)
         self.recommender.refresh()
         return report
+
+    def _check_rankers_writable(self) -> None:
+        """A rankers directory that cannot be written is said now, not when the trained ranker is saved."""
+        from recsys.index.locks import check_writable
+        from recsys.ranking import rankers_root
+        from recsys.ranking.artifact import SAVE_LOCK
+
+        check_writable(rankers_root(self.settings), "train a ranker", SAVE_LOCK)
 
     def _train(self, reader: IndexReader, progress: Progress | None) -> dict[str, Any]:
         from recsys.ranking import train_ranker
@@ -114,6 +123,7 @@ class Jobs:
 
         report: dict[str, Any] = {}
         t = time.perf_counter()
+        self._check_rankers_writable()
         root = index_root(self.settings)
         drop_pending(root)  # this build holds the jobs lock: a PENDING now is an interrupted build's
         report["encoder_fit"], fitted, vectors = self._fit_heads(progress, force)

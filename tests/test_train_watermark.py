@@ -61,3 +61,19 @@ def test_training_names_the_events_it_read_not_a_later_write(store: Store, setti
     assert manifest == {"events_watermark": frame_watermark(frame)}
     with store.session() as s:
         assert events_watermark(s) != manifest["events_watermark"]  # the late event is stored, and not counted
+
+
+def test_train_refuses_a_rankers_directory_it_cannot_write_before_training(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Said at once, not after the minutes of training, when the trained ranker is saved."""
+    from recsys.errors import IndexError_
+    from recsys.ranking import rankers_root
+
+    settings = Settings(home=tmp_path / "home")
+    rankers_root(settings).parent.mkdir(parents=True)
+    rankers_root(settings).write_text("a file where the rankers directory goes")  # root ignores file modes
+    monkeypatch.setattr(recsys.ranking, "train_ranker", lambda *a, **k: pytest.fail("trained"))
+    rec = SimpleNamespace(settings=settings, store=None, refresh=lambda: None,
+                          generations=SimpleNamespace(latest_index=lambda: None))
+    with pytest.raises(IndexError_, match="cannot train a ranker: .*rankers cannot be written"):
+        Jobs(rec).train()  # type: ignore[arg-type]

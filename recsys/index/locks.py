@@ -48,12 +48,12 @@ def unwritable(root: Path, e: OSError, doing: str) -> IndexError_:
                        f"{fix}, and run it again")
 
 
-def check_writable(root: Path, doing: str) -> None:
-    """The one-line :func:`unwritable` error now, when the build lock's file under ``root`` cannot be opened for
-    writing: a build learns it before spending minutes reading vectors."""
+def check_writable(root: Path, doing: str, lock_file: str = LOCK_FILE) -> None:
+    """The one-line :func:`unwritable` error now, when the lock's file under ``root`` (the build lock's, or
+    ``lock_file``) cannot be opened for writing: a job learns it before spending minutes reading or training."""
     try:
         Path(root).mkdir(parents=True, exist_ok=True)
-        with open(Path(root) / LOCK_FILE, "a"):
+        with open(Path(root) / lock_file, "a"):
             pass
     except OSError as e:
         raise unwritable(root, e, doing) from e
