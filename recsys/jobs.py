@@ -48,7 +48,7 @@ class Jobs:
         """Train the ranker on every stored event over the newest index's vectors; a new current generation. One
         build or train at a time per data directory (a second waits): a ranker trained on the index a build is
         about to replace would be published after the build's own and match no served vectors."""
-        with _jobs_lock(self.settings):
+        with jobs_lock(self.settings):
             self._check_rankers_writable()
             report = self._train(self.recommender.generations.latest_index(), progress)
         self.recommender.refresh()
@@ -105,7 +105,7 @@ class Jobs:
         from recsys.index import index_root
         from recsys.index.store_match import refuse_mismatch
 
-        with _jobs_lock(self.settings):
+        with jobs_lock(self.settings):
             if not force:  # before the encoder's heads or the vectors, shared under the data directory, are written
                 refuse_mismatch(self.store, self.settings, index_root(self.settings), "fitted, embedded or published")
             return self._build(progress, force, keep_ranker)
@@ -313,7 +313,7 @@ def _stage(progress: Progress | None, name: str) -> Any:
 
 
 @contextlib.contextmanager
-def _jobs_lock(settings: Settings) -> Iterator[None]:
+def jobs_lock(settings: Settings) -> Iterator[None]:
     """One build or train at a time per data directory, across processes (released by the OS if one dies)."""
     from filelock import FileLock, Timeout
 

@@ -127,13 +127,13 @@ def test_a_read_only_home_refuses_the_jobs_lock_in_one_line(tmp_path: Path, monk
 
     from recsys.config import Settings
     from recsys.errors import ConfigError
-    from recsys.jobs import _jobs_lock
+    from recsys.jobs import jobs_lock
 
     def read_only(self: FileLock, *args: object, **kwargs: object) -> None:
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(FileLock, "acquire", read_only)
-    lock = _jobs_lock(Settings(home=tmp_path / "home"))
+    lock = jobs_lock(Settings(home=tmp_path / "home"))
     with pytest.raises(ConfigError, match=r"cannot take the jobs lock .*jobs.lock \(Read-only file system\): make "
                                           r"RECSYS_HOME writable"), lock:
         pass

@@ -44,17 +44,20 @@ def encoder_fit(
     val_pairs: Annotated[int, typer.Option(min=0, help="pairs held out for validation")] = 1000,
     json_out: JsonOpt = False,
 ) -> None:
-    """Fit the projection heads on the catalogue's (image, text) pairs; the heads become the current ones."""
+    """Fit the projection heads on the catalogue's (image, text) pairs; the heads become the current ones. It waits
+    for a running build or train, whose own heads would otherwise replace these when it finishes."""
     from recsys.config import get_settings
     from recsys.encoders.fit import fit_encoder
     from recsys.encoders.training import FitParams
+    from recsys.jobs import jobs_lock
 
     settings = get_settings()
     params = FitParams(val_pairs=val_pairs, seed=settings.ranking.seed)
     if epochs:
         params.epochs = epochs
-    with progress_bar("encoder fit") as update:
-        report = fit_encoder(open_store(), settings, update, params)
+    store = open_store()  # a missing store is refused before the lock's file would create the directory
+    with jobs_lock(settings), progress_bar("encoder fit") as update:
+        report = fit_encoder(store, settings, update, params)
     i2t, t2i = report.image_to_text_recall_at_10, report.text_to_image_recall_at_10
     recall = (f"recall@10 image->text {i2t:.3f}, text->image {t2i:.3f}" if i2t is not None and t2i is not None
               else f"held-out recall@10 {report.recall_note or 'not measured'}")

@@ -75,6 +75,31 @@ def test_fit_summary_says_the_recall_was_not_measured(cli: CliRunner, monkeypatc
     assert "1.000" not in out.output
 
 
+def test_fit_waits_for_a_running_build(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit during a build would switch heads that the build's own replace when it finishes: it takes turns."""
+    from filelock import FileLock
+
+    from recsys.jobs import jobs_lock
+
+    held: list[bool] = []
+
+    def fit(*a: object, **kw: object) -> FitReport:
+        lock = FileLock(str(get_settings().home / "jobs.lock"))
+        try:
+            lock.acquire(timeout=0)
+            lock.release()
+            held.append(False)
+        except TimeoutError:
+            held.append(True)
+        return FitReport("v1", "recsys-lite@v1", "/p", 60, 10, 0.5, 0.5, 0.1, 0.2)
+
+    monkeypatch.setattr("recsys.encoders.fit.fit_encoder", fit)
+    assert cli.invoke(_app(), ["encoder", "fit"]).exit_code == 0
+    assert held == [True]  # the build's lock, held by the fit meanwhile
+    with jobs_lock(get_settings()):  # and released after it
+        pass
+
+
 def test_items_with_neither_text_nor_image_get_no_tags(store: Store, tiny: Settings, tmp_path: Path) -> None:
     add_item(store, "photo", "", media=[("image", garment(tmp_path / "a.jpg", COLOURS["red"]))])
     add_item(store, "words", "a blue shirt")

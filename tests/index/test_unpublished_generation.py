@@ -41,7 +41,7 @@ def test_a_standalone_index_build_drops_a_stale_pending_never_a_running_builds(t
 
 
 def test_the_jobs_lock_a_build_holds_is_the_one_pending_is_judged_by(tmp_path: Path) -> None:
-    from recsys.jobs import _jobs_lock
+    from recsys.jobs import jobs_lock
 
     settings = Settings(home=tmp_path / "home")
     root = index_root(settings)
@@ -49,7 +49,7 @@ def test_the_jobs_lock_a_build_holds_is_the_one_pending_is_judged_by(tmp_path: P
     assert not (settings.home / JOBS_LOCK).exists()
     root.mkdir(parents=True)
     layout.hold(root, "g1")
-    with _jobs_lock(settings):
+    with jobs_lock(settings):
         assert jobs_running(settings.home) is True
         assert drop_stale_pending(root, settings.home) is None and pending_id(root) == "g1"
     assert jobs_running(settings.home) is False
