@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from recsys.errors import ConfigError, IncompatibleArtifact, ValidationFailed
 from recsys.evaluation.models import asked_at, fitted_model, network_note
+from recsys.index.pairing import JOBS_LOCK
 from recsys.serving.generations import vectors_of_index
 from recsys.store.queries import events_frame, frame_watermark, items_frame, training_watermark
 
@@ -317,7 +318,7 @@ def jobs_lock(settings: Settings) -> Iterator[None]:
     """One build or train at a time per data directory, across processes (released by the OS if one dies)."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(settings.home / "jobs.lock")
+    lock = FileLock(settings.home / JOBS_LOCK)
     try:
         settings.home.mkdir(parents=True, exist_ok=True)
         try:
@@ -326,7 +327,7 @@ def jobs_lock(settings: Settings) -> Iterator[None]:
             log.warning("another build or train is running in %s; waiting for it to finish", settings.home)
             lock.acquire()
     except OSError as e:
-        raise ConfigError(f"cannot take the jobs lock {settings.home / 'jobs.lock'} ({e.strerror or e}): make "
+        raise ConfigError(f"cannot take the jobs lock {settings.home / JOBS_LOCK} ({e.strerror or e}): make "
                           "RECSYS_HOME writable (or free space there)") from e
     try:
         yield

@@ -254,10 +254,11 @@ class Store:
         database (a replica follows its primary's upgrade: wait) or a timeout (a retry as it is fails the same way)."""
         from recsys.store import schema
 
-        if self.dialect != "postgresql" or (state := getattr(e.orig, "sqlstate", None)) not in _SETTINGS_STATES:
+        why, state = (str(e.orig).splitlines() or [""])[0], getattr(e.orig, "sqlstate", None)
+        if self.dialect != "postgresql" or state not in _SETTINGS_STATES or (
+                state == "57014" and "statement timeout" not in why):  # 57014 by hand (pg_cancel_backend): no setting
             return None
-        url, why = without_password(self.url), str(e.orig).splitlines()[0]
-        target = schema.known_revisions(self)[-1] if wanted == "head" else wanted
+        url, target = without_password(self.url), schema.known_revisions(self)[-1] if wanted == "head" else wanted
         step = f"the schema upgrade of {url}{f' from revision {current}' if current else ''} to {target}"
         if state == "25006":
             return SchemaBehind(
@@ -266,10 +267,9 @@ class Store:
                 "first (`recsys db upgrade` with RECSYS_DATABASE_URL pointing at it): a replica follows it")
         setting = "lock_timeout" if state == "55P03" or "lock timeout" in why else "statement_timeout"
         return SchemaMismatch(
-            f"{step} was cancelled by the server's {setting} ({why}); nothing was changed. A migration's statement "
-            "can outlast it on a large catalogue (or wait on a long transaction's lock), so a retry as it is fails "
-            f"again: run the upgrade once with it off: RECSYS_DATABASE_URL='{url}{'&' if '?' in url else '?'}"
-            f"options=-c%20{setting}%3D0' recsys db upgrade")
+            f"{step} was cancelled by the server's {setting} ({why}); nothing was changed. A migration can outlast it "
+            "(a large catalogue, a long transaction's lock): run the upgrade once with it off: "
+            f"RECSYS_DATABASE_URL='{url}{'&' if '?' in url else '?'}options=-c%20{setting}%3D0' recsys db upgrade")
 
     def _failed_migration(self, e: OperationalError, current: str | None, wanted: str) -> SchemaMismatch | None:
         """A SQLite migration the file refused for its contents (a table or trigger already there, left by an upgrade

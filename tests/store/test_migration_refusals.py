@@ -156,6 +156,42 @@ def test_a_migration_cancelled_by_a_server_timeout_says_so_and_how_to_run_it(pg_
         fixed.dispose()
 
 
+@pytest.mark.postgres
+def test_a_migration_cancelled_by_hand_is_no_timeout_to_turn_off(pg_url: str) -> None:
+    """pg_cancel_backend gives the same SQLSTATE as statement_timeout: no setting is to blame, a retry is the way."""
+    import threading
+
+    from recsys.errors import StoreError
+
+    Store(pg_url).upgrade("0003")
+    _alter_database(pg_url, "lock_timeout = '60s'")  # a test that never hangs: the cancel is what it waits for
+    locker, admin = create_engine(pg_url), create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    store = Store(pg_url)
+
+    def cancel_the_waiting_migration() -> None:
+        with admin.connect() as c:
+            for _ in range(100_000):  # until the migration waits on the lock (then a timeout ends it: it fails)
+                if c.execute(text("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = "
+                                  "current_database() AND wait_event_type = 'Lock'")).first():
+                    return
+
+    try:
+        with locker.connect() as held:
+            held.execute(text("LOCK TABLE items IN ACCESS EXCLUSIVE MODE"))
+            canceller = threading.Thread(target=cancel_the_waiting_migration)
+            canceller.start()
+            with pytest.raises(StoreError) as refused:
+                store.upgrade()
+            canceller.join()
+            held.rollback()
+        said = refused.value.message
+        assert "statement_timeout" not in said and "Retry shortly" in said and store.current_revision() == "0003"
+    finally:
+        store.dispose()
+        locker.dispose()
+        admin.dispose()
+
+
 def _head(store: Store) -> str:
     from recsys.store.schema import known_revisions
 
