@@ -355,5 +355,6 @@ def _trained_as_configured(manifest: dict[str, Any], settings: Settings) -> bool
     except IncompatibleArtifact:
         return False
     want = RankingParams.from_settings(settings).to_dict()
-    # a knob a later recsys removed (it did nothing) is no reason to retrain
-    return {k: v for k, v in (manifest.get("params") or {}).items() if k in want} == want
+    # a knob a later recsys removed (it did nothing), or added (its default is what the ranker was trained with),
+    # is no reason to retrain
+    return RankingParams.from_dict(manifest.get("params") or {}).to_dict() == want

@@ -30,6 +30,7 @@ from recsys.serving.generations import Generations, Served
 from recsys.serving.query_encoder import QueryEncoder
 from recsys.serving.requests import (
     HistoryMarks,
+    HistoryRead,
     ListRequest,
     Read,
     RemovedItems,
@@ -37,8 +38,9 @@ from recsys.serving.requests import (
     check,
     check_query,
     clock,
-    first_event_id,
     history_as_of,
+    history_limit,
+    read_history,
     run_reads,
     session_as_of,
 )
@@ -46,13 +48,7 @@ from recsys.serving.results import ScoredItem, result_list_bytes, scored_hits
 from recsys.serving.rules import NO_RULES, ListRules, with_rules
 from recsys.store import Store
 from recsys.store.items import deleted_message
-from recsys.store.queries import (
-    REMOVED_STATE,
-    USER_EVENTS,
-    removed_state_of,
-    user_event_records,
-    user_event_records_of,
-)
+from recsys.store.queries import REMOVED_STATE, removed_state_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,7 +63,7 @@ __all__ = ["Recommender", "ScoredItem"]
 
 Timings = dict[str, float]
 """Milliseconds per stage of one request (state, queue, history, filters, rank, details, cache_put; ``cached``: 1.0)."""
-Keyed = tuple[tuple[Any, ...], "list[ScoredItem] | None", list[Any], AbstractSet[str], float, int | None]  # _keyed
+Keyed = tuple[tuple[Any, ...], "list[ScoredItem] | None", HistoryRead, AbstractSet[str], float, int | None]  # _keyed
 
 
 class Recommender:
@@ -267,8 +263,8 @@ class Recommender:
         t1 = time.perf_counter()
         timings["state_ms"] = (t1 - t0) * 1000
         if hit is not None:
-            return key, hit, [], removed[1], when, details
-        records = user_event_records_of((yield USER_EVENTS, who))
+            return key, hit, HistoryRead([], None), removed[1], when, details
+        records = yield from read_history(who, history_limit(served, req.now))
         timings["history_ms"] = (time.perf_counter() - t1) * 1000
         return key, None, records, removed[1], when, details
 
@@ -301,7 +297,7 @@ class Recommender:
 
         return await anyio.to_thread.run_sync(rank, limiter=self._ranking_slots)
 
-    def _rank_records(self, records: Sequence[tuple[Any, ...]], key: tuple[Any, ...], req: ListRequest, served: Served,
+    def _rank_records(self, records: HistoryRead, key: tuple[Any, ...], req: ListRequest, served: Served,
                       removed: AbstractSet[str], now: float, timings: Timings, details: int | None) -> list[ScoredItem]:
         """Rank ``req`` from the history records read for ``key`` as of ``now`` (days), filtered on the item details
         of the key's version ``details``, cache the list under the key, and add the stages' timings to ``timings``.
@@ -309,8 +305,8 @@ class Recommender:
         hist = None
         ranker = self._ranker_of(served, req.rules)
         if ranker is not None:
-            hist, now = history_as_of(records, ranker.table, now, req.now is not None,
-                                      ranker.stats.uncounted(req.user_id, first_event_id(records)))
+            hist, now = history_as_of(records.records, ranker.table, now, req.now is not None,
+                                      ranker.stats.uncounted(req.user_id, records.first_id))
         out = self._rank(hist, req.k, req.filter, req.exclude, req.diversity, req.explain, served=served,
                          removed=removed, now=now, timings=timings, rules=req.rules, details=details,
                          seed=zlib.crc32(f"{req.user_id}:{math.floor(now * 24)}".encode()))
@@ -332,10 +328,9 @@ class Recommender:
         if ranker is None:
             raise self.generations.no_ranker()
         when = self.clock(served, now)
-        with self.store.reading() as c:
-            records = user_event_records(c, user_id)
-        hist, when = history_as_of(records, ranker.table, when, now is not None,
-                                   ranker.stats.uncounted(user_id, first_event_id(records)))
+        read = run_reads(read_history({"user_id": user_id}, history_limit(served, now)), self.store.read)
+        hist, when = history_as_of(read.records, ranker.table, when, now is not None,
+                                   ranker.stats.uncounted(user_id, read.first_id))
         removed = self.removed_items()
         own = [i for i in (ranker.table.ids[r] for r in dict.fromkeys(hist.rows.tolist())) if i not in removed]
         if not own:

@@ -40,9 +40,11 @@ def test_build_retrains_when_the_ranker_knobs_or_its_format_changed(tmp_path_fac
         report = Recommender(changed, store).jobs.build()
         assert isinstance(report["train"], dict), report["train"]  # new knobs: trained anew
         assert str(Recommender(changed, store).jobs.build()["train"]).startswith("skipped")
-        # a ranker saved by another version of recsys (another feature list) is replaced, not left unservable
         manifest = current_generation(rankers_root(changed)) / MANIFEST  # type: ignore[operator]
-        m = json.loads(manifest.read_text())
+        m = json.loads(manifest.read_text())  # a ranker saved before a knob existed was trained with its default
+        manifest.write_text(json.dumps({**m, "params": {k: v for k, v in m["params"].items() if k != "max_events"}}))
+        assert str(Recommender(changed, store).jobs.build()["train"]).startswith("skipped")
+        # a ranker saved by another version of recsys (another feature list) is replaced, not left unservable
         manifest.write_text(json.dumps({**m, "features": m["features"][:-1]}))
         assert isinstance(Recommender(changed, store).jobs.build()["train"], dict)
     finally:

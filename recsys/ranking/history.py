@@ -6,7 +6,7 @@ Times are float days since the Unix epoch everywhere inside the ranker: cheap to
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -77,6 +77,13 @@ class History:
         keep = self.disliked_ts < cut
         return History(self.rows[:end], self.types[:end], self.values[:end], self.ts[:end], self.disliked[keep],
                        self.disliked_ts[keep], self.uncounted_from, self.pairs_uncounted_from)
+
+    def latest(self, n: int) -> History:
+        """The latest ``n`` positive events (``ranking.max_events``: what a request reads), every dislike kept (each
+        excludes its item for good); itself when it holds no more."""
+        if len(self.rows) <= n:
+            return self
+        return replace(self, rows=self.rows[-n:], types=self.types[-n:], values=self.values[-n:], ts=self.ts[-n:])
 
     @property
     def pairs_from(self) -> float:

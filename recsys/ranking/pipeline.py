@@ -252,6 +252,7 @@ class RankingPipeline:
                 h = h_df
             else:
                 h = history_from_frame(h_df, table) if h_df is not None else History.empty()
+            h = h.latest(self.params.max_events)
             t = day_of(n)
             if t is None:
                 t = h.last_ts if h.last_ts is not None else self.stats.end_ts

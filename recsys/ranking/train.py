@@ -101,7 +101,7 @@ def build_examples(histories: dict[str, History], table: ItemTable, stats: ItemS
     t0 = time.time()
     for k, (u, s, e) in enumerate(anchors):
         h = histories[u]
-        prefix = h.prefix(s)
+        prefix = h.prefix(s).latest(p.max_events)  # what a request at that time reads
         ctx = make_context(prefix, float(h.ts[s]), stats, p)
         cands = anchor_candidates(gen, ctx, table, repurchase)
         targets = set(h.rows[s:e].tolist()) - (set() if repurchase else set(prefix.rows.tolist()))

@@ -7,7 +7,7 @@ import math
 from collections.abc import Awaitable, Callable, Generator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -19,13 +19,18 @@ from recsys.serving.rules import NO_RULES, ListRules
 from recsys.store import Store
 from recsys.store.limits import MAX_K, MAX_QUERY
 from recsys.store.queries import (
+    FIRST_EVENT,
     HISTORY_MARK,
     REMOVED_VERSION,
     REQUEST_STATE,
+    USER_EVENTS,
     Mark,
+    Record,
     history_mark_of,
+    latest_user_events,
     removed_state,
     request_state_of,
+    user_event_records_of,
 )
 
 if TYPE_CHECKING:
@@ -228,6 +233,37 @@ def on_the_clock(hist: History, now: float) -> tuple[History, float]:
         return hist, float(hist.ts[-1]) + 1e-6
     at = float(np.nextafter(now, -np.inf))
     return replace(hist, ts=np.minimum(hist.ts, at), disliked_ts=np.minimum(hist.disliked_ts, at)), now
+
+
+class HistoryRead(NamedTuple):
+    """A user's history records as a request read them, and the oldest id of all their history events (what
+    ``ItemStats.uncounted`` needs; a bounded read may not reach it)."""
+
+    records: list[Record]
+    first_id: int | None
+
+
+NOTHING_READ = HistoryRead([], None)
+
+
+def history_limit(served: Served, now: datetime | None) -> int | None:
+    """How many of a user's latest events a request reads: the ranker's ``max_events`` on the clock; all of them
+    for an explicit time (a replay cuts at it, and the latest events may all lie after it) or without a ranker."""
+    ranker = served.ranker
+    return None if now is not None or ranker is None else int(ranker.params.max_events)
+
+
+def read_history(who: dict[str, Any], limit: int | None) -> Generator[Read, list[Any], HistoryRead]:
+    """The reads of a user's history: the latest ``limit`` events (all when None), then, only when that read was
+    cut, the oldest id among all of them."""
+    if limit is None:
+        records = user_event_records_of((yield USER_EVENTS, who))
+    else:
+        records = user_event_records_of((yield latest_user_events(limit), who), newest_first=True)
+    if limit is None or len(records) < limit:
+        return HistoryRead(records, first_event_id(records))
+    ((first,),) = yield FIRST_EVENT, who
+    return HistoryRead(records, None if first is None else int(first))
 
 
 def first_event_id(records: Sequence[tuple[Any, ...]]) -> int | None:
