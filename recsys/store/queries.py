@@ -294,16 +294,23 @@ def stats(session: Session) -> dict[str, Any]:
             .where(ItemMedia.kind == "image", status, Item.deleted.is_(False))
         ) or 0)
 
+    def by_type(replayed: bool) -> dict[str, int]:
+        who = IS_EVALUATION_USER if replayed else ~IS_EVALUATION_USER
+        q = select(Event.type, func.count()).join(User, User.id == Event.user_id).where(who).group_by(Event.type)
+        return {k: int(v) for k, v in sorted(session.execute(q).all())}
+
+    # users replayed by `evaluate --test-events` are no shop data (training leaves them out too): counted apart
+    users = dict(session.execute(select(IS_EVALUATION_USER, func.count()).group_by(IS_EVALUATION_USER)).all())
     items = session.scalar(select(func.count()).select_from(Item).where(Item.deleted.is_(False))) or 0
-    users = session.scalar(select(func.count()).select_from(User)) or 0
-    by_type = dict(session.execute(select(Event.type, func.count()).group_by(Event.type)).all())
+    shop, replayed = by_type(False), by_type(True)
     return {
         "items": int(items),
         "items_with_image": items_with_image(usable=True),
         "items_with_broken_image": items_with_image(usable=False),
-        "users": int(users),
-        "events": int(sum(by_type.values())),
-        "events_by_type": {k: int(v) for k, v in sorted(by_type.items())},
+        "users": int(sum(n for mark, n in users.items() if not mark)),
+        "events": sum(shop.values()),
+        "events_by_type": shop,
+        "evaluation_replays": {"users": int(users.get(True, 0)), "events": sum(replayed.values())},
     }
 
 

@@ -26,7 +26,7 @@ def test_hm_import_counts_and_is_idempotent(store: Store, settings: Settings, tm
     root = write_hm(tmp_path / "hm")
     run_import(store, "hm", root, settings=settings)
     expected = {"items": 3, "items_with_image": 2, "items_with_broken_image": 0, "users": 2, "events": 4,
-                "events_by_type": {"purchase": 4}}
+                "events_by_type": {"purchase": 4}, "evaluation_replays": {"users": 0, "events": 0}}
     assert _stats(store) == expected
     report = run_import(store, "hm", root, settings=settings)
     assert _stats(store) == expected
@@ -93,7 +93,7 @@ def test_movielens_import(store: Store, settings: Settings, tmp_path: Path) -> N
     run_import(store, "movielens", root, settings=settings)
     st = _stats(store)
     assert st == {"items": 2, "items_with_image": 1, "items_with_broken_image": 0, "users": 2, "events": 3,
-                  "events_by_type": {"rating": 3}}
+                  "events_by_type": {"rating": 3}, "evaluation_replays": {"users": 0, "events": 0}}
     with store.session() as s:
         toy = s.scalar(select(Item).where(Item.external_id == "1"))
         assert toy is not None
