@@ -300,7 +300,8 @@ def stats(session: Session) -> dict[str, Any]:
         return {k: int(v) for k, v in sorted(session.execute(q).all())}
 
     # users replayed by `evaluate --test-events` are no shop data (training leaves them out too): counted apart
-    users = dict(session.execute(select(IS_EVALUATION_USER, func.count()).group_by(IS_EVALUATION_USER)).all())
+    marked = select(IS_EVALUATION_USER, func.count()).group_by(IS_EVALUATION_USER)
+    users: dict[Any, int] = dict(session.execute(marked).all())
     items = session.scalar(select(func.count()).select_from(Item).where(Item.deleted.is_(False))) or 0
     shop, replayed = by_type(False), by_type(True)
     return {
