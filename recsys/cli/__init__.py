@@ -88,7 +88,8 @@ def _one_line_summaries(group: typer.Typer) -> None:
             _one_line_summaries(sub.typer_instance)
 
 
-_COMMANDS = ("pipeline", "encoders", "index", "ranker", "serve", "feedback", "experiments", "describe", "shell")
+_COMMANDS = ("pipeline", "encoders", "index", "ranker", "serve", "feedback", "experiments", "describe", "shell",
+             "prune")
 
 
 def main() -> None:
