@@ -29,7 +29,7 @@ from recsys.api.metrics import Metrics
 from recsys.api.middleware import RequestMiddleware
 from recsys.api.routes.feeds import load_cursor_key
 from recsys.config import Settings, get_settings
-from recsys.errors import StoreUnavailable
+from recsys.errors import NoIndex, StoreUnavailable
 from recsys.experiments import VariantItems, check_variant_rankers, load_experiments
 from recsys.experiments.items import unknown_categories
 from recsys.serving.threads import limit_compute_threads
@@ -111,7 +111,8 @@ class Runtime:
         try:
             rec.refresh()
         except Exception as e:  # e.g. nothing built yet: status() below says so, for /readyz
-            self.metrics.refresh_errors.inc()
+            if not isinstance(e, NoIndex):  # no index (yet): a state /readyz reports, not a failed check
+                self.metrics.refresh_errors.inc()
             self._warn("could not refresh generations: %s", e)
         try:
             self.status = dict(rec.status())

@@ -3,7 +3,9 @@
 Under ``recsys serve --workers N`` each worker writes its samples to files in ``PROMETHEUS_MULTIPROC_DIR``
 (prometheus_client's multiprocess mode, chosen when that variable is set before prometheus_client is imported), and
 ``/metrics`` from any worker sums them: one scrape sees every worker. Gauges are combined per their meaning: requests
-in flight summed over live workers, readiness the minimum, the served generation the maximum.
+in flight summed over live workers, readiness the minimum, the served generation the maximum. A worker that dies
+without its lifespan's exit (SIGKILL, OOM) leaves its gauge files behind: each scrape first marks dead every process
+whose live-gauge files are there but that no longer runs (:func:`prune_dead_workers`), so its gauges stop counting.
 
 The event loop's PostgreSQL pool (``psycopg_pool``, :meth:`recsys.store.Store.pool_stats`) is sampled into gauges
 (connections open and idle, reads waiting for one: summed over live workers) and error counters at each scrape and
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest, values
@@ -115,6 +118,9 @@ class Metrics:
             return generate_latest(self.registry)
         from prometheus_client import multiprocess
 
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if path:
+            prune_dead_workers(path)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
@@ -125,3 +131,28 @@ class Metrics:
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(os.getpid())
+
+
+def prune_dead_workers(path: str | os.PathLike[str]) -> list[int]:
+    """Mark dead (prometheus_client's ``mark_process_dead``: their live-gauge files removed) the processes whose
+    live-gauge files are in ``path`` but that no longer run: a worker killed without its :meth:`Metrics.close`
+    (SIGKILL, OOM) would otherwise count in ``recsys_ready``, ``recsys_generation_info``, requests in flight and the
+    pool gauges for as long as the server runs. Its counters and histograms stay: what it counted still counts.
+    Assumes every writer of ``path`` runs on this host (its process ids are this host's). Returns the pids marked."""
+    from prometheus_client import multiprocess
+
+    pids = {f.stem.rsplit("_", 1)[-1] for f in Path(path).glob("gauge_live*_*.db")}
+    dead = sorted(int(p) for p in pids if p.isdigit() and not _alive(int(p)))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, str(path))
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # someone else's process; no pid of this host: left alone
+        return True
+    return True

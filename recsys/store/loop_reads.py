@@ -278,19 +278,39 @@ class LoopPool:
         try:
             await asyncio.wait({get, failed}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:  # cancelled (the timeout) while waiting: a connection got meanwhile goes back
-            get.cancel()
+            self._give_up(get)
             if get.done() and not get.cancelled() and get.exception() is None:
                 await asyncio.shield(self.pool.putconn(get.result()))
             raise
         finally:
             failed.cancel()
         if not get.done():
-            get.cancel()  # the pool hands a connection that arrives later to the next reader
+            self._give_up(get)  # the pool hands a connection that arrives later to the next reader
+            await asyncio.wait({get})  # at once: its waiter notes the cancellation, and leaves the queue
+            self._drop_given_up()
             raise self.unavailable(ConnectionError("no connection could be made"))
         try:
             return get.result()
         except (PoolTimeout, PoolClosed) as e:
+            self._drop_given_up()
             raise self.unavailable(e) from e
+
+    def _give_up(self, get: asyncio.Future[Any]) -> None:
+        get.cancel()
+        get.add_done_callback(lambda _: self._drop_given_up())  # once the cancellation has reached its waiter
+
+    def _drop_given_up(self) -> None:
+        """Take the reads that gave up (cancelled or timed out) out of the pool's queue of waiting clients.
+        psycopg_pool (3.3) leaves them there until a connection is returned: through an outage none is, so the queue
+        would grow by one per read and ``requests_waiting`` (``recsys_db_pool_waiting``) count reads long answered.
+        A waiter that gave up has its ``error`` set; the pool skips those anyway. Runs on the pool's loop without
+        awaiting, so no pool task sees the queue half-changed."""
+        waiting = getattr(self.pool, "_waiting", None)
+        if waiting is None:  # another psycopg_pool: nothing to tidy
+            return
+        gone = [w for w in waiting if getattr(w, "error", None) is not None]
+        for w in gone:
+            waiting.remove(w)
 
     async def _discard(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.close()

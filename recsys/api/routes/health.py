@@ -83,13 +83,14 @@ async def readyz(request: Request) -> Any:
     # the store live (within the address's pings); generations come from the background task
     await probe.store_ok(runtime, request.client.host if request.client else "")
     st = public_status(runtime.status)
+    ranker = st.get("ranker_error") or (_no_ranker(runtime.recommender, st) if runtime.store_ok else None)
     body = Readiness(ready=runtime.ready, store=runtime.store_ok, index_generation=_s(st.get("index_generation")),
                      ranker_version=_s(st.get("ranker_version")), encoder_id=_s(st.get("encoder_id")),
                      not_served=[str(x) for x in st.get("not_served") or ()],
                      reason=_s((runtime.schema_error and SchemaBehind.public)
                                or (runtime.store_mismatch and redact(runtime.store_mismatch))
                                or (runtime.store_denied and public_message(StoreDenied(runtime.store_denied)))
-                               or "; ".join(str(r) for r in (st.get("reason"), st.get("ranker_error")) if r)
+                               or "; ".join(str(r) for r in (st.get("reason"), ranker) if r)
                                or (None if runtime.store_ok else "the database is unreachable")))
     if body.ready:
         return body
@@ -107,6 +108,17 @@ async def metrics(request: Request, _key: MetricsKey) -> Response:
 async def status(request: Request, _key: ReadKey) -> dict[str, Any]:
     runtime = request.app.state.runtime
     return {**public_status(runtime.status), "ready": runtime.ready, "store": runtime.store_ok}
+
+
+def _no_ranker(rec: Any, st: dict[str, Any]) -> str | None:
+    """Why recommendations are not served when no ranker was ever trained (no ``ranker_error``): the words of their
+    own 503 (``Generations.no_ranker``)."""
+    generations = getattr(rec, "generations", None)  # a recommender without one (the API's test fake) says nothing
+    # With no index loaded, the index's own reason says why nothing is served.
+    if generations is None or st.get("index_generation") is None or "recommendations" not in (
+            st.get("not_served") or ()):
+        return None
+    return public_message(generations.no_ranker())
 
 
 def _s(v: Any) -> str | None:

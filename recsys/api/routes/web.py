@@ -224,6 +224,8 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
         results = await run_in_threadpool(rec.catalogue.ingest_events, [event])
         res = results[0] if results else None
         status = getattr(res, "status", None) or (res.get("status") if isinstance(res, dict) else None)
+        if status:  # counted as POST /v1/events counts: every event the server is given, whichever route
+            request.app.state.metrics.events.labels(status).inc()
         if status == "error":
             problem = getattr(res, "error", None) or (res.get("error") if isinstance(res, dict) else None)
             raise ValidationFailed(f"the {type} was not stored: {problem}")
