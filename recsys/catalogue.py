@@ -13,10 +13,27 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from recsys.config import Settings
+from recsys.errors import EncoderError, IndexError_, RecsysError
 from recsys.store import Store
 from recsys.store.events import EventResult
 
 log = logging.getLogger(__name__)
+
+
+class NotPublished(RecsysError):
+    """Items stored whose embedding or publishing to the index then failed (:meth:`Catalogue.upsert_items`): the
+    cause's code and status, its message prefixed with what was stored and followed by what publishes them."""
+
+    results: list[dict[str, Any]]
+    """The per-item results, each stored one with this message as its ``warning`` (a bulk write's answer)."""
+
+    @classmethod
+    def of(cls, e: RecsysError) -> NotPublished:
+        err = cls(f"the items were stored, but publishing them to the index failed: {e.message}. They are served "
+                  "once published: by the next item write that succeeds once that is fixed, or by `recsys embed` "
+                  "then `recsys index build` (or `recsys build`)")
+        err.code, err.status, err.results = e.code, e.status, []
+        return err
 
 
 class Catalogue:
@@ -58,7 +75,9 @@ class Catalogue:
     def upsert_items(self, items: Sequence[Mapping[str, Any]], *, index: bool = True) -> list[dict[str, Any]]:
         """Insert or update items (canonical fields of the generic importer); per-item results.
 
-        With ``index``, new and changed items are embedded and served through a delta generation right away.
+        With ``index``, new and changed items are embedded and served through a delta generation right away. Where
+        that fails after the items were stored (a full disk under the vectors or the index), the error says they
+        were stored (:class:`NotPublished`, whose ``results`` give each stored item that message as its warning).
         Safe to call from many threads, processes and replicas at once, also for the same new item id.
         """
         from pathlib import Path
@@ -78,7 +97,11 @@ class Catalogue:
         if records:
             self._write_items(records)
             if index:
-                self._publish()
+                try:
+                    self._publish()
+                except NotPublished as e:  # stored all the same: each stored result says what is still to come
+                    e.results = [{**r, "warning": e.message} if r["status"] == "stored" else r for r in results]
+                    raise
                 self._media_problems(results)
         return results
 
@@ -96,6 +119,9 @@ class Catalogue:
             log.error("items stored but not published: %s", e.message)
             raise StoreMismatch(f"the items were stored, but publishing them to the index was refused: {e.message}"
                                 ) from e
+        except (EncoderError, IndexError_) as e:  # embedding or publishing: the database write had committed
+            log.error("items stored but not published: %s", e.message)
+            raise NotPublished.of(e) from e
 
     def _media_problems(self, results: list[dict[str, Any]]) -> None:
         """Each stored item whose image could not be used (missing, too large, not an image) gets a ``warning``

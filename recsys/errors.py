@@ -11,6 +11,7 @@ non-zero. Every message says what is wrong and what to do about it.
     │   │   ├── StoreBusy             store_busy      503 (+ Retry-After; SQLite locked by another writer)
     │   │   │   └── StoreTimeout      store_busy      503 (+ Retry-After; PostgreSQL gave no answer within the bound)
     │   │   ├── StoreDamaged          store_damaged   503 (the SQLite file is not a database, or corrupt)
+    │   │   ├── StoreReadOnly         store_read_only 500 (the SQLite file or its directory cannot be written)
     │   │   └── DiskFull              disk_full       507 (no space left for the database or its temporary files)
     │   ├── SchemaMismatch            store_schema    500 (a schema revision this code does not know)
     │   └── StoreDenied               store_denied    500 (PostgreSQL refused the role a privilege, SQLSTATE 42501)
@@ -103,6 +104,14 @@ class StoreDamaged(StoreUnavailable):
     code = "store_damaged"
 
 
+class StoreReadOnly(StoreUnavailable):
+    """The SQLite file, or the directory its journal goes in, cannot be written (a read-only mount, another user's
+    file): reads may work, writes never will until the operator makes it writable, so no retry helps (HTTP 500, as
+    StoreDenied, without Retry-After)."""
+
+    code, status = "store_read_only", 500
+
+
 class DiskFull(StoreUnavailable):
     """The disk holding the database (or SQLite's temporary files) is full: the write was rolled back, the store is
     as it was. No server is down and waiting does not heal it: the operator frees space (HTTP 507, Insufficient
@@ -123,8 +132,9 @@ class DiskFull(StoreUnavailable):
         with contextlib.suppress(OSError):
             if os.stat(tmp).st_dev != os.stat(folder).st_dev:
                 also = f" (or the temporary directory {tmp}, where SQLite sorts: SQLITE_TMPDIR moves it)"
-        return cls(f"the disk holding {folder} is full{also} ({why}): the write to {database.name} was rolled "
-                   "back, nothing of it was stored. Free space there and run it again")
+        # said of reads too: with no byte left SQLite cannot even open the file to read (its -shm is a new file)
+        return cls(f"the disk holding {folder} is full{also} ({why}): nothing was written to {database.name} (a "
+                   "write under way was rolled back). Free space there and run it again")
 
 
 def _sqlite_temp_dir() -> Path:

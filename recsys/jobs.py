@@ -56,12 +56,15 @@ class Jobs:
         return report
 
     def _check_rankers_writable(self) -> None:
-        """A rankers directory that cannot be written is said now, not when the trained ranker is saved."""
-        from recsys.index.locks import check_writable
+        """A rankers directory that cannot be written, or whose disk has no room for a ranker like the current one,
+        is said now, not when the trained ranker is saved after minutes of training."""
+        from recsys.index.locks import check_space, check_writable, space_needed
         from recsys.ranking import rankers_root
-        from recsys.ranking.artifact import SAVE_LOCK
+        from recsys.ranking.artifact import SAVE_LOCK, current_generation
 
-        check_writable(rankers_root(self.settings), "train a ranker", SAVE_LOCK)
+        root = rankers_root(self.settings)
+        check_writable(root, "train a ranker", SAVE_LOCK)
+        check_space(root, "train a ranker", space_needed(current_generation(root)))
 
     def _train(self, reader: IndexReader, progress: Progress | None) -> dict[str, Any]:
         from recsys.ranking import train_ranker

@@ -33,6 +33,7 @@ from recsys.errors import (
     StoreDamaged,
     StoreDenied,
     StoreError,
+    StoreReadOnly,
     StoreTimeout,
 )
 from recsys.store.deadline import timed_out
@@ -86,6 +87,9 @@ def public_message(exc: RecsysError) -> str:
                 "(the server log names the file)")
     if isinstance(exc, SchemaBehind):
         return SchemaBehind.public
+    if isinstance(exc, StoreReadOnly):
+        return ("the database is read-only: nothing of this request was stored, and retrying will not help until the "
+                "operator makes it writable (the server log names the file)")
     if isinstance(exc, StoreDenied):
         return ("the database refused this server a privilege; retrying will not help until the operator grants it "
                 "(the server log says which)")

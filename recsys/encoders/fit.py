@@ -203,10 +203,12 @@ def _publish(fitted: TowerEncoder, manifest: dict[str, Any], directory: Path, se
             cause = f"torch could not write heads.pt: {str(e).splitlines()[0] if str(e) else 'RuntimeError'}"
             hint = "free space on that disk (most often the cause)"
         current = current_heads_dir(settings, fitted.preset)
+        # a build's heads are only part of it: `encoder fit` alone would leave the index on the old heads
+        rerun = ("run `recsys encoder fit` again (the tower features are cached: it takes seconds)" if switch else
+                 "run `recsys build` again (with the options it had; the tower features are cached)")
         raise EncoderStorageError(
             f"writing the fitted heads to {directory} failed ({cause}); its partial files were removed and "
-            f"{current.name if current else 'no heads'} stay current: {hint}, then run `recsys encoder fit` again "
-            "(the tower features are cached: it takes seconds)") from e
+            f"{current.name if current else 'no heads'} stay current: {hint}, then {rerun}") from e
 
 
 def fit_encoder(store: Store, settings: Settings, progress: StepProgress | None = None,
@@ -214,9 +216,13 @@ def fit_encoder(store: Store, settings: Settings, progress: StepProgress | None 
     """Fit the configured preset's heads on the stored catalogue and make them current; without ``switch`` they are
     saved only (``get_encoder(settings, version=report.version)`` loads them; ``set_current_heads`` switches)."""
     from recsys.encoders.catalog import read_items, record_media_status
+    from recsys.index.locks import check_space, space_needed
 
     params = params or FitParams(seed=settings.ranking.seed)
     base = get_encoder(settings, fitted=False)
+    # room for heads like the current ones, said before minutes of features and training, not at the save
+    check_space(heads_root(settings, base.preset), "fit the encoder's heads",
+                space_needed(current_heads_dir(settings, base.preset)), EncoderStorageError)
     t0 = time.perf_counter()
     data, errors = build_pairs(base, read_items(store), settings, _part(progress, "image features"),
                                _part(progress, "text features"))

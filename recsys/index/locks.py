@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from recsys.errors import IndexError_
+from recsys.errors import IndexError_, RecsysError
 
 _HELD = threading.local()
 LOCK_FILE = "build.lock"
@@ -42,8 +43,8 @@ def build_lock(root: Path, name: str = LOCK_FILE, timeout: float = -1) -> Iterat
 def unwritable(root: Path, e: OSError, doing: str) -> IndexError_:
     """One line naming ``root`` for an ``OSError`` met writing under it (a read-only mount, another user's
     directory) before anything was changed."""
-    fix = ("make it writable (RECSYS_HOME names the data directory; a read-only mount serves searches but cannot "
-           "change them)" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "free space there")
+    fix = ("make it writable (RECSYS_HOME names the data directory; a read-only mount cannot be changed)"
+           if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "free space there")
     return IndexError_(f"cannot {doing}: {root} cannot be written ({e.strerror or e}); nothing changed. To fix it, "
                        f"{fix}, and run it again")
 
@@ -57,6 +58,33 @@ def check_writable(root: Path, doing: str, lock_file: str = LOCK_FILE) -> None:
             pass
     except OSError as e:
         raise unwritable(root, e, doing) from e
+
+
+MIN_FREE = 4 * 1024 * 1024
+"""Bytes a first artifact (nothing saved before to measure) asks to be free: a small ranker or heads file."""
+
+
+def space_needed(current: Path | None, minimum: int = MIN_FREE) -> int:
+    """Bytes to keep free for the next artifact like ``current`` (a generation's directory or a file; None: none
+    yet): its size and a quarter more (more items, events or features), at least ``minimum``."""
+    files = [] if current is None else [current] if current.is_file() else [f for f in current.rglob("*")
+                                                                             if f.is_file()]
+    size = sum(f.stat().st_size for f in files)
+    return max(minimum, size + size // 4)
+
+
+def check_space(root: Path, doing: str, need: int, error: type[RecsysError] = IndexError_) -> None:
+    """``error`` now when the disk holding ``root`` has less than ``need`` bytes free: a job that saves an artifact
+    there at its end (a ranker, encoder heads) learns it before minutes of training, not at the save."""
+    where = next((p for p in (Path(root), *Path(root).parents) if p.exists()), Path("."))
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return  # nothing to measure: the write itself says what is wrong
+    if free < need:
+        raise error(f"cannot {doing}: the disk holding {root} has {free / 2**20:.1f} MB free, and the result needs "
+                    f"about {need / 2**20:.1f} MB (the current one's size and a quarter more, at least "
+                    f"{MIN_FREE / 2**20:.0f} MB); nothing changed. To fix it, free space there, and run it again")
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ from recsys.errors import (
 )
 from recsys.store import deadline
 from recsys.store.loop_reads import LoopReads
-from recsys.store.sqlite import create_private, damaged, file_unavailable, migration_engine, sqlite_pragmas
+from recsys.store.sqlite import create_private, damaged, engine_args, file_unavailable, migration_engine, sqlite_pragmas
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def make_engine(url: str) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, **engine_args(u.database))  # a read-only mount's file: opened read-only
         create_private(engine)
         event.listen(engine, "connect", sqlite_pragmas)
         deadline.install(engine)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Connection, Engine, Executable
 
 from recsys.store.deadline import SET_TIMEOUTS, TIMEOUT_STATES, DeadlineExceeded, OncePerMinute, server_timeouts
+from recsys.store.sqlite import read_only_uri
 
 if TYPE_CHECKING:
     import psycopg
@@ -146,7 +147,9 @@ class LoopReads:
         conn = getattr(self._sqlite, "conn", None)
         if conn is None:  # one per thread: the loop's (a server has one loop thread) and each ranking thread's
             assert self.sqlite_path is not None
-            conn = sqlite3.connect(self.sqlite_path, timeout=0, isolation_level=None, check_same_thread=False)
+            uri = read_only_uri(self.sqlite_path)  # a read-only mount's file: read as the store's engine reads it
+            conn = sqlite3.connect(uri or self.sqlite_path, uri=uri is not None, timeout=0, isolation_level=None,
+                                   check_same_thread=False)
             conn.execute("PRAGMA query_only=1")
             self._sqlite.conn = conn
         sql, args = self._sql(statement, params, positional=True)

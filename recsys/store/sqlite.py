@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
-from recsys.errors import DiskFull, StoreDamaged, StoreUnavailable
+from recsys.errors import DiskFull, StoreDamaged, StoreReadOnly, StoreUnavailable
 
 
 def enable_wal(execute: Callable[[str], Any], wait_s: float = 60.0) -> None:
@@ -48,6 +49,30 @@ def create_private(engine: Engine) -> None:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
     event.listen(engine, "do_connect", before_connect)
+
+
+def read_only_uri(database: str | None) -> str | None:
+    """The URI to open the SQLite file ``database`` read-only with, where it must be: it exists in a directory that
+    cannot be written (a read-only mount) and has no -wal file. A WAL-mode file is otherwise unreadable there:
+    SQLite must create its -shm file even to read (``mode=ro`` too). ``immutable=1`` drops that need, and ignores
+    a WAL, so it is only for a file with none (a cleanly closed store). Else None: opened as usual (where a -wal
+    and -shm are left, SQLite reads through them by itself)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).absolute()
+    if not path.is_file() or os.access(path.parent, os.W_OK) or Path(f"{path}-wal").exists():
+        return None
+    return f"file:{quote(str(path))}?mode=ro&immutable=1"
+
+
+def engine_args(database: str | None) -> dict[str, Any]:
+    """``create_engine``'s keywords for the SQLite file ``database``: opened as :func:`read_only_uri` says where it
+    must be (reads work, a write fails as read-only: :class:`~recsys.errors.StoreReadOnly`)."""
+    args: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    uri = read_only_uri(database)
+    if uri is not None:
+        args["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+    return args
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -98,8 +123,10 @@ def file_unavailable(path: str | None, url: str, e: Exception) -> StoreUnavailab
         return StoreUnavailable(f"reading or writing the database file {path} failed ({why}): check the disk "
                                 "holding it (the system log names the device), then run it again")
     if "readonly" in why:
-        return StoreUnavailable(f"the database file {path} is read-only ({why}); make the file and its "
-                                "directory writable, or point RECSYS_DATABASE_URL at a writable copy")
+        return StoreReadOnly(f"the database file {path} is read-only ({why}): it can be read, not written; nothing "
+                             "was changed. Make the file and its directory writable (a read-only mount: remount it "
+                             "read-write, then restart a server that opened it), or point RECSYS_DATABASE_URL at a "
+                             "writable copy")
     if "unable to open" in why:
         return StoreUnavailable(f"cannot open the database file {path} ({why}): its directory is missing "
                                 "or not writable; fix RECSYS_HOME or RECSYS_DATABASE_URL")

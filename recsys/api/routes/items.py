@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator
 
 from recsys.api.deps import AdminKey, ReadKey, RecommenderDep
+from recsys.api.errors import redact
 from recsys.api.ids import PathId, shown_id, trimmed_id
 from recsys.api.media import check_image_field, media_roots, public_item
 from recsys.api.routes._common import ids_param, query_filter, results, to_item_filter, unknown_filter_values
@@ -28,6 +29,7 @@ from recsys.api.schemas import (
     SimilarRequest,
     each_valid,
 )
+from recsys.catalogue import NotPublished
 from recsys.errors import RecsysError, UnknownItem, ValidationFailed
 from recsys.store.items import deleted_message
 from recsys.store.limits import MAX_ID, MAX_K, MAX_LIST, PRINTABLE
@@ -78,7 +80,10 @@ def upsert_items(request: Request, batch: ItemBatch, rec: RecommenderDep, _key: 
             good.append((i, it))
         except ValidationFailed as e:
             results[i] = {"index": i, "item_id": it.item_id, "status": "error", "error": e.message}
-    stored = rec.catalogue.upsert_items([_plain(it) for _, it in good]) if good else []
+    try:
+        stored = rec.catalogue.upsert_items([_plain(it) for _, it in good]) if good else []
+    except NotPublished as e:  # stored, then publishing failed (a full disk): results with a warning, not a 503
+        stored = [{**r, "warning": redact(r["warning"])} if "warning" in r else r for r in e.results]
     for (i, _), r in zip(good, stored, strict=True):
         results[i] = {**dict(r), "index": i}
     return ItemBatchResult(results=[r for r in results if r is not None])
