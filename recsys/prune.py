@@ -280,7 +280,7 @@ def _plan_rankers(settings: Settings, keep: int) -> tuple[list[Found], dict[str,
         for v in order:
             why[v] = (f"rankers/CURRENT {'names ' + repr(cur) + ', which is gone' if cur else 'is missing'}: "
                       "`recsys ranker rollback` picks among these")
-    for v, said in _experiment_rankers(settings, order).items():
+    for v, said in experiment_rankers(settings, order).items():
         why.setdefault(v, said)
     pending = _pending_encoder(Path(settings.home) / "index")
     paired = next((g.version for g in reversed(gens) if pending and g.encoder_id == pending), None)
@@ -303,7 +303,7 @@ def _plan_rankers(settings: Settings, keep: int) -> tuple[list[Found], dict[str,
     return out, named
 
 
-def _experiment_rankers(settings: Settings, versions: list[str]) -> dict[str, str]:
+def experiment_rankers(settings: Settings, versions: list[str]) -> dict[str, str]:
     """Version -> why, for the ranker generations experiments' variants name (by version or ``ranker-`` id); every
     generation when the experiments cannot be read (which they name is then unknown)."""
     from recsys.experiments import load_experiments
