@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recsys.errors import ConfigError, IncompatibleArtifact, ValidationFailed
+from recsys.errors import ConfigError, IncompatibleArtifact, RankerError, ValidationFailed
 from recsys.evaluation.models import asked_at, fitted_model, network_note
 from recsys.index.pairing import JOBS_LOCK
 from recsys.serving.generations import vectors_of_index
@@ -55,16 +55,17 @@ class Jobs:
         self.recommender.refresh()
         return report
 
-    def _check_rankers_writable(self) -> None:
-        """A rankers directory that cannot be written, or whose disk has no room for a ranker like the current one,
-        is said now, not when the trained ranker is saved after minutes of training."""
+    def _check_rankers_writable(self, space: bool = True) -> None:
+        """A rankers directory that cannot be written, or (``space``) whose disk has no room for a ranker like the
+        current one, is said now, not when the trained ranker is saved after minutes of training."""
         from recsys.index.locks import check_space, check_writable, space_needed
         from recsys.ranking import rankers_root
         from recsys.ranking.artifact import SAVE_LOCK, current_generation
 
         root = rankers_root(self.settings)
         check_writable(root, "train a ranker", SAVE_LOCK)
-        check_space(root, "train a ranker", space_needed(current_generation(root)))
+        if space:
+            check_space(root, "train a ranker", space_needed(current_generation(root)), RankerError)
 
     def _train(self, reader: IndexReader, progress: Progress | None) -> dict[str, Any]:
         from recsys.ranking import train_ranker
@@ -127,7 +128,7 @@ class Jobs:
 
         report: dict[str, Any] = {}
         t = time.perf_counter()
-        self._check_rankers_writable()
+        self._check_rankers_writable(space=False)  # the room for a ranker only once this build is to train one
         root = index_root(self.settings)
         drop_pending(root)  # this build holds the jobs lock: a PENDING now is an interrupted build's
         report["encoder_fit"], fitted, vectors = self._fit_heads(progress, force)
@@ -152,6 +153,7 @@ class Jobs:
         same = usable and manifest.get("events_watermark") == watermark
         kept: NetlessRefused | None = None
         if force or not (same or (usable and keep_ranker)):
+            self._check_rankers_writable()  # before minutes of training; what the stages above made is kept
             try:
                 report["train"] = self._train(reader, _stage(progress, "train"))
             except NetlessRefused as e:  # the kept ranker fits this index's vectors: both are served, then it fails

@@ -14,7 +14,7 @@ import pytest
 
 from recsys.catalogue import Catalogue, NotPublished
 from recsys.config import Settings
-from recsys.errors import EncoderStorageError, IndexError_
+from recsys.errors import EncoderStorageError, RankerError
 from recsys.index import locks
 from recsys.store import Store
 
@@ -55,7 +55,7 @@ def test_train_refuses_at_once_without_room_for_a_ranker_like_the_current_one(
     (root / "CURRENT").write_text("r1")
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=6_000_000))
-    with pytest.raises(IndexError_, match=r"cannot train a ranker: .* 5\.7 MB free, .* about 9\.5 MB"):
+    with pytest.raises(RankerError, match=r"cannot train a ranker: .* 5\.7 MB free, .* about 9\.5 MB"):
         _jobs(settings)._check_rankers_writable()
     monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=20_000_000))
     _jobs(settings)._check_rankers_writable()
@@ -91,3 +91,26 @@ def test_a_failed_heads_write_names_the_step_to_rerun(settings: Settings, switch
     with pytest.raises(EncoderStorageError, match=rerun):
         fit._publish(fitted, {"version": "v1"}, settings.home / "encoders" / "x" / "v1", settings,  # type: ignore
                      switch)
+
+
+@pytest.mark.slow  # the session's e2e demo build
+def test_a_build_with_nothing_to_train_is_not_refused_for_a_rankers_room(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The room for a ranker is asked only of a build that trains one: an unchanged store's build (a cron job, the
+    demo keeping its ranker) on a nearly full disk goes through, skipping training as before."""
+    from recsys.service import Recommender
+    from recsys.store import Store
+    from tests.e2e_fixture import built_demo, e2e_settings, private_home
+
+    built, _ = built_demo(tmp_path_factory)
+    settings = e2e_settings(private_home(built, tmp_path / "home"))
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1_000_000))
+    store = Store.open(settings)
+    try:
+        report = Recommender(settings, store).jobs.build()
+        assert str(report["train"]).startswith("skipped"), report["train"]
+        with pytest.raises((EncoderStorageError, RankerError), match="MB free"):  # a forced build refits and trains
+            Recommender(settings, store).jobs.build(force=True)
+    finally:
+        store.dispose()

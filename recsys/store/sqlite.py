@@ -56,10 +56,11 @@ def read_only_uri(database: str | None) -> str | None:
     cannot be written (a read-only mount) and has no -wal file. A WAL-mode file is otherwise unreadable there:
     SQLite must create its -shm file even to read (``mode=ro`` too). ``immutable=1`` drops that need, and ignores
     a WAL, so it is only for a file with none (a cleanly closed store). Else None: opened as usual (where a -wal
-    and -shm are left, SQLite reads through them by itself)."""
+    and -shm are left, SQLite reads through them by itself). Judged on the resolved path (a link to a writable
+    store is opened as usual). A file opened immutable does not see later writes made by another process."""
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    path = Path(database).absolute()
+    path = Path(database).resolve()  # a link's target: SQLite puts -wal and -shm beside it, not beside the link
     if not path.is_file() or os.access(path.parent, os.W_OK) or Path(f"{path}-wal").exists():
         return None
     return f"file:{quote(str(path))}?mode=ro&immutable=1"

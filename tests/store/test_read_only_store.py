@@ -82,3 +82,16 @@ def test_a_store_in_an_unwritable_directory_is_read_and_refuses_writes(
             s.add(Item(external_id="i2", title="blue hat", content_hash="h2"))
     finally:
         ro.dispose()
+
+
+def test_a_link_to_a_writable_store_is_opened_as_usual(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Judged on the link's target, where SQLite puts its -wal and -shm: immutable there would refuse every write
+    and read a file another process keeps writing as if it never changed."""
+    real, links = tmp_path / "real", tmp_path / "links"
+    real.mkdir()
+    links.mkdir()
+    (real / "recsys.db").write_bytes(b"")
+    (links / "recsys.db").symlink_to(real / "recsys.db")
+    real_access = sqlite_mod.os.access
+    monkeypatch.setattr(sqlite_mod.os, "access", lambda p, mode: Path(p) != links and real_access(p, mode))
+    assert sqlite_mod.read_only_uri(str(links / "recsys.db")) is None
