@@ -89,7 +89,7 @@ def _one_line_summaries(group: typer.Typer) -> None:
 
 
 _COMMANDS = ("pipeline", "encoders", "index", "ranker", "serve", "feedback", "experiments", "describe", "shell",
-             "prune", "backup")
+             "prune", "backup", "batch")
 
 
 def main() -> None:
