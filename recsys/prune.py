@@ -151,8 +151,8 @@ def _save_lock(root: Path) -> Iterator[None]:
 def plan(settings: Settings, keep_rankers: int) -> list[Found]:
     """Every artifact of the four kinds under the data directory, each with why it stays (None: removable)."""
     home = Path(settings.home)
-    rankers, named = _plan_rankers(settings, keep_rankers)
     refs, unsure = _index_references(home / "index")
+    rankers, named = _plan_rankers(settings, keep_rankers, dict(refs))
     for f in rankers:
         if f.keep is not None and (eid := named.get(f.path.name)):
             refs.setdefault(_safe(eid), f"named by ranker generation {f.path.name}, which is kept")
@@ -259,8 +259,10 @@ def _cache_files(db: Path) -> list[Path]:
     return [db, *rest]
 
 
-def _plan_rankers(settings: Settings, keep: int) -> tuple[list[Found], dict[str, str]]:
-    """Ranker generation directories, judged; and the encoder id each readable one was trained on."""
+def _plan_rankers(settings: Settings, keep: int, indexed: dict[str, str]) -> tuple[list[Found], dict[str, str]]:
+    """Ranker generation directories, judged; and the encoder id each readable one was trained on. ``indexed``:
+    the (safe) encoder ids of the index generations kept on disk, each of which keeps its newest ranker, so that a
+    rollback to that generation can serve recommendations again (`recsys ranker rollback`)."""
     from recsys.ranking.artifact import current_version
     from recsys.ranking.generations import list_generations
 
@@ -286,6 +288,11 @@ def _plan_rankers(settings: Settings, keep: int) -> tuple[list[Found], dict[str,
     paired = next((g.version for g in reversed(gens) if pending and g.encoder_id == pending), None)
     if paired is not None:
         why.setdefault(paired, "trained for the index generation index/PENDING names")
+    for safe_id, said in indexed.items():
+        newest = next((g.version for g in reversed(gens) if g.encoder_id and _safe(str(g.encoder_id)) == safe_id), None)
+        if newest is not None:
+            why.setdefault(newest, f"the newest ranker on the encoder {said.removeprefix('named by ')}: "
+                                   "`recsys index rollback` to it needs a ranker")
     for v in order[-keep:]:
         why.setdefault(v, f"one of the newest {keep} (for `recsys ranker rollback`)")
     out = []

@@ -138,6 +138,17 @@ def test_referenced_artifacts_stay_and_unreferenced_ones_go(built: Settings) -> 
     assert [g.version for g in list_generations(home / "rankers")] == ["r1", "r5", "r6"]
 
 
+def test_an_index_generation_kept_for_rollback_keeps_a_ranker_of_its_encoder(built: Settings) -> None:
+    """g1 (on V2) is kept for `recsys index rollback`: the newest ranker on V2 stays with it, or the rollback would
+    serve no recommendations until a retrain; an older one on V2 goes."""
+    _ranker(built.home, "r0a", f"{P}@{V2}", 1)
+    _ranker(built.home, "r0b", f"{P}@{V2}", 1)
+    report = prune(built, keep_rankers=2)
+    kept = {k["path"]: k["reason"] for k in report.kept}
+    assert "index generation g1" in kept["rankers/r0b"] and "rollback" in kept["rankers/r0b"]
+    assert "rankers/r0a" in _paths(report.removed)
+
+
 def test_default_keeps_as_many_rankers_as_index_generations(built: Settings) -> None:
     s = built.model_copy(update={"index": built.index.model_copy(update={"keep_generations": 4})})
     report = prune(s)
