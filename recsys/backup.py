@@ -2,12 +2,10 @@
 
 What goes in, and why it is consistent while ``recsys serve`` runs and events arrive:
 
-- the SQLite store, copied with SQLite's online backup API in one step (``sqlite3.Connection.backup`` with
-  ``pages=-1``): one read transaction, so a snapshot of every commit before it, and in WAL mode writers go on
-  meanwhile. A stepped backup restarts whenever another connection writes, so under steady traffic it may never end;
-  ``VACUUM INTO`` is also one snapshot but measured 3x slower on the demo store (53 ms against 16 ms) for a 5% smaller
-  file. The copy is a standalone file (no ``-wal``). A PostgreSQL store is not in the data directory: it is left to
-  ``pg_dump``, whose command the report gives (without the password);
+- the SQLite store, copied with SQLite's online backup API in one step (``pages=-1``): one read transaction, a
+  snapshot of every commit before it, while writers go on (WAL). A stepped backup restarts whenever another
+  connection writes; ``VACUUM INTO`` measured 3x slower on the demo store (53 against 16 ms). A PostgreSQL store is
+  left to ``pg_dump``, whose command the report gives (without the password);
 - the served index generation (and the one ``index/PENDING`` names), the current ranker (and those experiments'
   variants name), the encoder heads and vector snapshots of the encoder ids these name and of each preset's current
   heads, ``secrets/``, custom ``presets/``, the recorded media roots and an experiments file kept in the data
@@ -15,10 +13,9 @@ What goes in, and why it is consistent while ``recsys serve`` runs and events ar
 
 The artifacts are copied under the jobs lock (no build, train or encoder fit switches generations mid-copy), the
 index's ``changes.lock`` and ``build.lock`` (no item write publishes a delta, no rollback or prune) and the rankers'
-save lock (no ranker rollback). Everything is written into ``DEST.tmp-<pid>``, ``BACKUP.json`` last, then renamed into
-place: a backup cut short never looks complete, and what it wrote is removed. Files are copied, never hard-linked:
-a backup must survive the original's disk. Old generations, rankers and caches are not copied; nor are item images
-(items record their paths).
+save lock (no ranker rollback). Everything is written into ``DEST.tmp-<pid>`` (inside an existing empty DEST),
+``BACKUP.json`` last, then put in place: one cut short never looks complete, and what it wrote is removed. Files are
+copied, never hard-linked. Old generations, rankers and caches are not copied; nor are item images.
 """
 
 from __future__ import annotations
@@ -45,8 +42,7 @@ from recsys.prune import JobRunning
 
 MANIFEST_FILE = "BACKUP.json"
 PUBLISH_WAIT_S = 60.0
-"""How long a backup waits (at least) for the server to finish publishing item writes to the index, or for a ranker
-rollback: both hold their lock for seconds, and the server's writes wait for the backup likewise."""
+"""How long a backup waits (at least) for item writes being published or a ranker rollback (seconds, both)."""
 SAVE_LOCK = "save.lock"
 """``recsys.ranking.artifact.SAVE_LOCK`` (importing that module loads torch: seconds, for a name)."""
 _SKIP_SUFFIXES = (".lock", "-wal", "-shm", "-journal")
@@ -95,7 +91,10 @@ def backup(settings: Settings, dest: Path, *, with_caches: bool = False, wait_s:
         raise RecsysError(f"nothing to back up: the data directory {home} does not exist (RECSYS_HOME names it)")
     started = time.monotonic()
     report = BackupReport(dest=str(dest))
-    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+    # An existing empty DEST (a mount point of another disk, a directory made for the service user) is written
+    # inside, on its own disk, and filled at the end with BACKUP.json last; a new one is written beside and renamed.
+    inside = dest.is_dir()
+    tmp = dest / f".tmp-{os.getpid()}" if inside else dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
     with _locks(home, wait_s):
         try:
             tmp.mkdir(mode=0o700)
@@ -104,16 +103,30 @@ def backup(settings: Settings, dest: Path, *, with_caches: bool = False, wait_s:
             report.seconds = time.monotonic() - started
             _write_manifest(tmp, report, with_caches)
             fsync_dir(tmp)
-            os.replace(tmp, dest)  # onto an empty directory too (rename(2)); a non-empty one fails: refused
-            fsync_dir(dest.parent)
+            _into_place(tmp, dest, inside)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            for entry in list(dest.iterdir()) if inside else []:  # DEST was empty: what is in it is this run's
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
             if isinstance(e, OSError):
                 raise RecsysError(f"the backup failed ({e.strerror or e}{': ' + str(e.filename) if e.filename else ''})"
                                   f"; nothing was kept at {dest}: fix it (space, permissions) and run it again") from e
             raise
     report.seconds = time.monotonic() - started
     return report
+
+
+def _into_place(tmp: Path, dest: Path, inside: bool) -> None:
+    """The finished backup at ``dest``: renamed there, or (``inside`` an existing empty DEST) its entries moved up,
+    ``BACKUP.json`` last."""
+    if not inside:
+        os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+        return
+    for entry in sorted(tmp.iterdir(), key=lambda p: p.name == MANIFEST_FILE):
+        os.replace(entry, dest / entry.name)
+    fsync_dir(dest)
+    tmp.rmdir()
 
 
 def _refuse_dest(home: Path, dest: Path) -> None:

@@ -111,6 +111,31 @@ def test_text_output_has_a_line_per_part_and_a_summary(home: Path, tmp_path: Pat
     assert lines[-1].startswith(f"backup written to {dest}") and f"RECSYS_HOME={dest} recsys serve" in lines[-1]
 
 
+def test_an_empty_dest_is_written_inside_on_its_own_disk(home: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty DEST (a mount point of another disk) is filled from a temporary directory inside it, never beside
+    it on the parent's disk (a rename onto a mount point fails, after copying everything to the wrong disk), and
+    one cut short leaves it empty."""
+    real, written = backup_module._copy_file, []
+
+    def recording(src: Path, dst: Path) -> int:
+        written.append(dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(backup_module, "_copy_file", recording)
+    dest = tmp_path / "mounted"
+    dest.mkdir()
+    backup(Settings(home=home), dest)
+    assert written and all(dest in p.parents for p in written)
+    assert (dest / "BACKUP.json").is_file() and not list(dest.glob(".tmp-*")) and _leftovers(dest) == []
+    empty = tmp_path / "mounted2"
+    empty.mkdir()
+    monkeypatch.setattr(backup_module, "_write_manifest", lambda *a: (_ for _ in ()).throw(OSError(28, "full")))
+    with pytest.raises(RecsysError, match="nothing was kept"):
+        backup(Settings(home=home), empty)
+    assert empty.is_dir() and list(empty.iterdir()) == []
+
+
 def test_dest_not_empty_is_refused_and_nothing_written(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     dest = tmp_path / "taken"

@@ -35,7 +35,8 @@ def backup(
     for note in report.notes:
         err.print(f"note: {note}", markup=False, highlight=False)
     if report.not_copied:
-        err.print(f"not copied (not needed to serve): {', '.join(report.not_copied)}", markup=False, highlight=False)
+        err.print(f"not copied (the server starts without them; item images among them stay where they are): "
+                  f"{', '.join(report.not_copied)}", markup=False, highlight=False)
     if json_out:
         emit_json(report.to_dict())
         return

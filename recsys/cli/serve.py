@@ -209,7 +209,8 @@ def _supervisor() -> Iterator[None]:
       while they drained, so the kernel kept completing new connections that no worker would accept, each reset when
       the supervisor exited (8 of ~6,000 attempts in a SIGTERM under load); now, once the workers close theirs, a
       client is refused at once, which a load balancer or client retries safely elsewhere;
-    - a worker that died (killed, out of memory) is logged as a warning, not at uvicorn's info level."""
+    - a worker that exited (killed, out of memory) is logged as a warning before uvicorn starts another (uvicorn says
+      it at info level, which a warning-level log never shows)."""
     import importlib
 
     from uvicorn.supervisors import Multiprocess
@@ -222,26 +223,18 @@ def _supervisor() -> Iterator[None]:
                 sock.close()
             super().terminate_all()
 
-    died = _WorkerDied()
-    logger = logging.getLogger("uvicorn.error")
+        def keep_subprocess_alive(self) -> None:
+            for p in [] if self.should_exit.is_set() else self.processes:
+                if p.exitcode is not None:
+                    log.warning("worker process %s exited (code %s); starting another", p.pid, p.exitcode)
+            super().keep_subprocess_alive()
+
     original = module.Multiprocess  # type: ignore[attr-defined]
     module.Multiprocess = Supervisor  # type: ignore[attr-defined]
-    logger.addFilter(died)
     try:
         yield
     finally:
         module.Multiprocess = original  # type: ignore[attr-defined]
-        logger.removeFilter(died)
-
-
-class _WorkerDied(logging.Filter):
-    """Raise uvicorn's "Child process [pid] died" to a warning: an alert on warnings should see a worker lost."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING and str(record.msg).startswith("Child process [") and \
-                str(record.msg).endswith("] died"):
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
 
 
 def _check_schema(settings: Any) -> str | None:

@@ -79,8 +79,9 @@ class History:
                        self.disliked_ts[keep], self.uncounted_from, self.pairs_uncounted_from)
 
     def latest(self, n: int) -> History:
-        """The latest ``n`` positive events (``ranking.max_events``: what a request reads), every dislike kept (each
-        excludes its item for good); itself when it holds no more."""
+        """The latest ``n`` positive events (``max_events``), every dislike of this history kept (a request's read
+        already stopped at its latest ``max_events`` events of any kind, dislikes among them); itself when it holds
+        no more."""
         if len(self.rows) <= n:
             return self
         return replace(self, rows=self.rows[-n:], types=self.types[-n:], values=self.values[-n:], ts=self.ts[-n:])

@@ -9,8 +9,11 @@ import logging
 import signal
 import socket
 from types import SimpleNamespace
+from unittest import mock
 
-from recsys.cli.serve import _supervisor, _WorkerDied
+import pytest
+
+from recsys.cli.serve import _supervisor
 
 
 def test_the_supervisor_closes_its_listening_socket_before_the_workers_drain() -> None:
@@ -33,9 +36,21 @@ def test_the_supervisor_closes_its_listening_socket_before_the_workers_drain() -
             signal.signal(s, h)
 
 
-def test_a_dead_worker_is_a_warning() -> None:
-    died = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Child process [4242] died", None, None)
-    other = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Child process [4242] started", None, None)
-    assert _WorkerDied().filter(died) and _WorkerDied().filter(other)
-    assert (died.levelno, died.levelname) == (logging.WARNING, "WARNING")
-    assert other.levelno == logging.INFO
+def test_an_exited_worker_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    module = importlib.import_module("uvicorn.main")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    restarted: list[int] = []
+    try:
+        with _supervisor():
+            sup = module.Multiprocess(SimpleNamespace(workers=1), sockets=[])
+            dead = SimpleNamespace(pid=4242, exitcode=-9)
+            sup.processes = [dead]
+            with caplog.at_level(logging.WARNING, logger="recsys.cli.serve"), \
+                    mock.patch.object(importlib.import_module("uvicorn.supervisors.multiprocess").Multiprocess,
+                                      "keep_subprocess_alive", lambda self: restarted.append(1)):
+                sup.keep_subprocess_alive()
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    assert restarted == [1]  # uvicorn's own round still starts another
+    assert [(r.levelno, "4242" in r.getMessage()) for r in caplog.records] == [(logging.WARNING, True)]
