@@ -90,6 +90,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     """The real ``recsys.cli.main()`` run with ``args`` (settings read afresh from the environment, before and
     after): its exit status and stderr."""
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    return code, err
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """:func:`run_main` with stdout too: exit status, stdout, stderr."""
     import sys
 
     from recsys import cli
@@ -105,4 +111,5 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
             cli.main()
     finally:
         get_settings.cache_clear()
-    return int(ex.value.code or 0), capsys.readouterr().err
+    out, err = capsys.readouterr()
+    return int(ex.value.code or 0), out, err

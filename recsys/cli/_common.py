@@ -26,6 +26,18 @@ DelimiterOpt = Annotated[str, typer.Option("--delimiter", help="a CSV file's del
                                                              "Excel saves CSV in much of Europe) or '|'")]
 EventTypeOpt = Annotated[str | None, typer.Option("--type", help="type for rows without one")]
 
+DiversityOpt = Annotated[float | None, typer.Option(min=0.0, max=1.0, help="MMR weight")]
+NowOpt = Annotated[str | None, typer.Option(help="rank as of this ISO 8601 time (default: ranking.clock)")]
+BoostOpt = Annotated[list[str] | None, typer.Option("--boost", help="KEY=B: boost an item id or category:NAME by B "
+                                                                   "score spreads (repeatable)")]
+BuryOpt = Annotated[list[str] | None, typer.Option("--bury", help="item id or category:NAME to put below the rest "
+                                                                 "(repeatable)")]
+PinOpt = Annotated[list[str] | None, typer.Option("--pin", help="ITEM=POSITION: the item at that 1-based position "
+                                                               "(repeatable)")]
+ExplorationOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="share of new and long-tail items sampled "
+                                                                     "into the list")]
+"""The list options `recsys recommend` and `recsys recommend-batch` share."""
+
 
 def parse_map(mapping: list[str] | None) -> dict[str, str]:
     """``--map CANONICAL=COLUMN`` options as a dict (the importer's column mapping)."""

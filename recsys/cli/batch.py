@@ -12,7 +12,17 @@ from typing import Annotated, Any
 import typer
 
 from recsys.cli import _common
-from recsys.cli._common import JsonOpt, emit_json, interrupted_status
+from recsys.cli._common import (
+    BoostOpt,
+    BuryOpt,
+    DiversityOpt,
+    ExplorationOpt,
+    JsonOpt,
+    NowOpt,
+    PinOpt,
+    emit_json,
+    interrupted_status,
+)
 from recsys.cli.pipeline import ExplainOpt, FilterOpt, KOpt
 
 NAME = "recommend-batch"
@@ -75,19 +85,15 @@ def recommend_batch(
                                                "evaluate --test-events` replayed")] = None,
     k: KOpt = 20,
     explain: ExplainOpt = False,
-    diversity: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="MMR weight")] = None,
+    diversity: DiversityOpt = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="item id to leave out of every list "
                                                                         "(repeatable)")] = None,
     filters: FilterOpt = None,
-    now: Annotated[str | None, typer.Option(help="rank as of this ISO 8601 time (default: ranking.clock)")] = None,
-    boost: Annotated[list[str] | None, typer.Option("--boost", help="KEY=B: boost an item id or category:NAME by B "
-                                                                    "score spreads (repeatable)")] = None,
-    bury: Annotated[list[str] | None, typer.Option("--bury", help="item id or category:NAME to put below the "
-                                                                  "rest (repeatable)")] = None,
-    pin: Annotated[list[str] | None, typer.Option("--pin", help="ITEM=POSITION: the item at that 1-based "
-                                                                "position (repeatable)")] = None,
-    exploration: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of new and long-tail items "
-                                                                      "sampled into the list")] = 0.0,
+    now: NowOpt = None,
+    boost: BoostOpt = None,
+    bury: BuryOpt = None,
+    pin: PinOpt = None,
+    exploration: ExplorationOpt = 0.0,
     force: Annotated[bool, typer.Option("--force", help="replace OUT if it exists")] = False,
     json_out: JsonOpt = False,
 ) -> None:

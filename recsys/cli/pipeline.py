@@ -13,11 +13,17 @@ from typing import Annotated, Any
 import typer
 
 from recsys.cli._common import (
+    BoostOpt,
+    BuryOpt,
     DelimiterOpt,
+    DiversityOpt,
     EventTypeOpt,
+    ExplorationOpt,
     ItemIdArg,
     JsonOpt,
     MapOpt,
+    NowOpt,
+    PinOpt,
     emit_json,
     err,
     open_store,
@@ -318,19 +324,15 @@ def recommend(
                                                 "items)", show_default=False)],
     k: KOpt = 20,
     explain: ExplainOpt = False,
-    diversity: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="MMR weight")] = None,
+    diversity: DiversityOpt = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="item id to leave out (repeatable)")] = None,
     filters: FilterOpt = None,
-    now: Annotated[str | None, typer.Option(help="rank as of this ISO 8601 time (default: ranking.clock)")] = None,
+    now: NowOpt = None,
     buy_again: Annotated[bool, typer.Option("--buy-again", help="the user's own items to buy again instead")] = False,
-    boost: Annotated[list[str] | None, typer.Option("--boost", help="KEY=B: boost an item id or category:NAME by B "
-                                                                    "score spreads (repeatable)")] = None,
-    bury: Annotated[list[str] | None, typer.Option("--bury", help="item id or category:NAME to put below the "
-                                                                  "rest (repeatable)")] = None,
-    pin: Annotated[list[str] | None, typer.Option("--pin", help="ITEM=POSITION: the item at that 1-based "
-                                                                "position (repeatable)")] = None,
-    exploration: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of new and long-tail items "
-                                                                      "sampled into the list")] = 0.0,
+    boost: BoostOpt = None,
+    bury: BuryOpt = None,
+    pin: PinOpt = None,
+    exploration: ExplorationOpt = 0.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Personal recommendations for USER_ID (an unknown user gets trending items, tagged as such)."""

@@ -6,7 +6,7 @@ The format follows OUT's name. ``.jsonl``: one object per user, each self-contai
 split the file: ``user_id``, ``known`` (false: no stored user has the id; it got the trending list the API gives an
 unknown user), ``items`` (best first: ``item_id``, ``score``, ``sources``, ``explanation`` with ``explain``), then
 ``ranker``, ``index_generation`` and ``ranked_at`` (the time the list was ranked as of, ISO 8601 UTC). ``.csv``:
-``user_id,rank,item_id,score`` rows. Either may end in ``.gz``. The file is written as ``OUT.tmp-<pid>`` beside OUT
+``user_id,rank,item_id,score`` rows. Either may end in ``.gz``. The file is written as a temporary file beside OUT
 and renamed in at the end: an interrupted or failed run leaves neither OUT nor the temporary file.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from recsys.errors import ConfigError, IndexError_, RankerError, RecsysError, StoreError, ValidationFailed
-from recsys.files import fsync_dir, fsync_file
+from recsys.files import atomic_path
 from recsys.store.limits import MAX_ID
 
 if TYPE_CHECKING:
@@ -156,19 +155,11 @@ class _Lines:
 
 @contextmanager
 def _staged(out: Path, fmt: str, gz: bool) -> Iterator[_Lines]:
-    """Rows written to ``OUT.tmp-<pid>``, synced and renamed onto OUT on success; removed on any exception (Ctrl-C
-    and SIGTERM included), OUT left as it was."""
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    try:
-        with (gzip.open(tmp, "wt", encoding="utf-8", newline="") if gz
-              else open(tmp, "w", encoding="utf-8", newline="")) as f:
-            yield _Lines(f, fmt)
-        fsync_file(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(out.parent)
+    """Rows written to a temporary file beside OUT, synced and renamed onto OUT on success; removed on any exception
+    (Ctrl-C and SIGTERM included), OUT left as it was (:func:`recsys.files.atomic_path`)."""
+    with atomic_path(out) as tmp, (gzip.open(tmp, "wt", encoding="utf-8", newline="") if gz
+                                   else open(tmp, "w", encoding="utf-8", newline="")) as f:
+        yield _Lines(f, fmt)
 
 
 def _iso(day: float) -> str:
