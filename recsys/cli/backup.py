@@ -24,10 +24,11 @@ def backup(
                                         "encoder fit (default 0: refuse at once)")] = 0.0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Back up the data directory into DEST while `recsys serve` runs: the store (SQLite, an online consistent
-    copy), the served index generation, the current ranker, the encoder heads and vectors they use, secrets/ and the
-    other files the server reads at start. Restore: `RECSYS_HOME=DEST recsys serve`. Refused while a build, train or
-    encoder fit runs (see --wait)."""
+    """Back up the data directory into DEST, also while `recsys serve` runs.
+
+    The store (SQLite, an online consistent copy), the served index generation, the current ranker, the encoder
+    heads and vectors they use, secrets/ and the other files the server reads at start. Restore: `RECSYS_HOME=DEST
+    recsys serve`. Refused while a build, train or encoder fit runs (see --wait)."""
     from recsys.backup import backup as do_backup
     from recsys.config import get_settings
 

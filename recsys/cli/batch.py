@@ -97,9 +97,11 @@ def recommend_batch(
     force: Annotated[bool, typer.Option("--force", help="replace OUT if it exists")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write every user's recommendations to OUT: each list is what `recsys recommend USER` gives (same ranker,
-    clock, rules, explanations). A user whose list fails is said on stderr and left out (exit 1); OUT appears only
-    when the run ends: an interrupted run leaves no OUT and no temporary file."""
+    """Write every user's recommendations to one file (jsonl or csv, optionally gzipped).
+
+    Each list is what `recsys recommend USER` gives (same ranker, clock, rules, explanations). A user whose list
+    fails is said on stderr and left out (exit 1); OUT appears only when the run ends: an interrupted run leaves no
+    OUT and no temporary file."""
     from datetime import datetime
 
     from recsys.cli.pipeline import _as_served, _filters, _recommender

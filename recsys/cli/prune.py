@@ -22,8 +22,10 @@ def prune(
                                                      "RECSYS_INDEX__KEEP_GENERATIONS)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Remove the artifacts nothing references any more: encoder heads, their vector snapshots and caches, and ranker
-    generations. Kept: each preset's current heads and any newer, those an index generation or a kept ranker names,
+    """Remove old encoder heads, vectors, caches and rankers that nothing references any more.
+
+    Encoder heads, their vector snapshots and caches, and ranker generations. Kept: each preset's current heads and
+    any newer, those an index generation or a kept ranker names,
     the current ranker and any newer, those experiments' variants name, and the newest --keep-rankers. Refused while
     a build, train or encoder fit runs; exit 1 when an artifact could not be removed (the others are)."""
     from recsys.config import get_settings
