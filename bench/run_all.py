@@ -114,6 +114,8 @@ def benches(out: Path, quick: bool) -> list[Bench]:
                                         *(["--requests", "200"] if quick else [])],
                        lambda r: {"miss_path_hm": r},
                        skip=None if homes["hm"] else "BENCH_HM_HOME not set (a data directory where recsys build ran)"))
+    found.append(Bench("batch_lists", [py, str(HERE / "batch_lists.py"), *(["--rounds", "1"] if quick else [])],
+                       lambda r: {"batch_lists": r}))
     short = ["--seconds", "3", "--soak-seconds", "30"] if quick else []
     found.append(Bench("api_load", [py, str(HERE / "api_load.py"), *short], lambda r: {"api_load": r}))
     found.append(Bench("api_load_hm", [py, str(HERE / "api_load.py"), "--home", homes["hm"] or "",

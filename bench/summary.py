@@ -343,6 +343,13 @@ def miss_path_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(f"ranking a miss ({'H&M' if (r.get('items') or 0) > 10_000 else 'demo'})", figs, ratios)]
 
 
+def batch_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    figs = (f"{num(r.get('users'))} users, every list ranked anew: `recsys recommend-batch` "
+            f"{num(r.get('batch_users_per_s'))} users/s, the API once per user {num(r.get('api_users_per_s'))} users/s "
+            f"(median of {num(r.get('rounds'))} alternating rounds)")
+    return [("Lists for every user (batch)", figs, f"batch / API {times(r.get('batch_over_api'))}")]
+
+
 def simulation_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     ab, aa = r.get("ab") or {}, r.get("aa") or {}
     worse = get(ab, "variants", "popular") or {}
@@ -371,6 +378,7 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], list[Any]]]] = [
     (r"lexical.*", lexical_rows),
     (r"describe_hm", describe_rows),
     (r"miss_path.*", miss_path_rows),
+    (r"batch_lists", batch_rows),
     (r"api_load_hm", lambda r: [("HTTP API load (H&M store)", *api_rows(r)[0][1:])]),
     (r"api_load.*", api_rows),
     (r"simulate_feedback", simulation_rows),
