@@ -152,7 +152,7 @@ def plan(settings: Settings, keep_rankers: int) -> list[Found]:
     """Every artifact of the four kinds under the data directory, each with why it stays (None: removable)."""
     home = Path(settings.home)
     refs, unsure = _index_references(home / "index")
-    rankers, named = _plan_rankers(settings, keep_rankers, dict(refs))
+    rankers, named = _plan_rankers(settings, keep_rankers, dict(refs), unsure)
     for f in rankers:
         if f.keep is not None and (eid := named.get(f.path.name)):
             refs.setdefault(_safe(eid), f"named by ranker generation {f.path.name}, which is kept")
@@ -170,16 +170,18 @@ def _index_references(root: Path) -> tuple[dict[str, str], str | None]:
     if not gdir.is_dir():
         return refs, None
     marks = {current_id(root): " (served)", pending_id(root): " (index/PENDING)"}
+    unsure = None
     for d in sorted(gdir.iterdir()):
         if not (d / MANIFEST).is_file():
             continue  # an interrupted index prune's leftover: never served
         try:
             eid = json.loads((d / MANIFEST).read_text(encoding="utf-8"))["encoder_id"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            return refs, (f"index generation {d.name}'s manifest cannot be read ({type(e).__name__}), so which "
-                          "encoder it names is unknown: remove that generation, then prune again")
+        except (OSError, ValueError, KeyError, TypeError) as e:  # every other one is still read
+            unsure = (f"index generation {d.name}'s manifest cannot be read ({type(e).__name__}), so which encoder "
+                      "it names is unknown: remove that generation, then prune again")
+            continue
         refs.setdefault(_safe(str(eid)), f"named by index generation {d.name}{marks.get(d.name, '')}")
-    return refs, None
+    return refs, unsure
 
 
 class _Encoders:
@@ -259,10 +261,12 @@ def _cache_files(db: Path) -> list[Path]:
     return [db, *rest]
 
 
-def _plan_rankers(settings: Settings, keep: int, indexed: dict[str, str]) -> tuple[list[Found], dict[str, str]]:
+def _plan_rankers(settings: Settings, keep: int, indexed: dict[str, str],
+                  unsure: str | None = None) -> tuple[list[Found], dict[str, str]]:
     """Ranker generation directories, judged; and the encoder id each readable one was trained on. ``indexed``:
     the (safe) encoder ids of the index generations kept on disk, each of which keeps its newest ranker, so that a
-    rollback to that generation can serve recommendations again (`recsys ranker rollback`)."""
+    rollback to that generation can serve recommendations again (`recsys ranker rollback`); ``unsure``: why an
+    index generation's encoder is unknown (then every ranker stays: any may be the one it needs)."""
     from recsys.ranking.artifact import current_version
     from recsys.ranking.generations import list_generations
 
@@ -288,11 +292,13 @@ def _plan_rankers(settings: Settings, keep: int, indexed: dict[str, str]) -> tup
     paired = next((g.version for g in reversed(gens) if pending and g.encoder_id == pending), None)
     if paired is not None:
         why.setdefault(paired, "trained for the index generation index/PENDING names")
+    for v in order if unsure is not None else []:
+        why.setdefault(v, str(unsure))
     for safe_id, said in indexed.items():
         newest = next((g.version for g in reversed(gens) if g.encoder_id and _safe(str(g.encoder_id)) == safe_id), None)
         if newest is not None:
-            why.setdefault(newest, f"the newest ranker on the encoder {said.removeprefix('named by ')}: "
-                                   "`recsys index rollback` to it needs a ranker")
+            why.setdefault(newest, f"the newest ranker on {safe_id}, the encoder of {said.removeprefix('named by ')}"
+                                   ": `recsys index rollback` to it needs a ranker")
     for v in order[-keep:]:
         why.setdefault(v, f"one of the newest {keep} (for `recsys ranker rollback`)")
     out = []

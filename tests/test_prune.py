@@ -282,6 +282,16 @@ def test_an_artifact_that_cannot_be_removed_fails_alone(cli_home: Path, monkeypa
     assert not (cli_home / "rankers" / "r4").exists() and not (cli_home / "encoders" / P / V0).exists()
 
 
+def test_an_unreadable_index_manifest_keeps_every_ranker(built: Settings) -> None:
+    """Any ranker may be the one the unreadable generation needs: none is removed (the encoders stay likewise),
+    whatever the order the generations are read in."""
+    _index_generation(built.home, "g0", f"{P}@{V1}")
+    (built.home / "index" / "generations" / "g0" / "manifest.json").write_text("{not json", encoding="utf-8")
+    report = prune(built, keep_rankers=1)
+    assert not any(r["kind"] in ("encoder", "vectors", "cache", "ranker") for r in report.removed)
+    assert "g0's manifest cannot be read" in {k["path"]: k["reason"] for k in report.kept}["rankers/r3"]
+
+
 def test_unreadable_references_keep_what_they_may_name(built: Settings) -> None:
     (built.home / "index" / "generations" / "g1" / "manifest.json").write_text("{not json", encoding="utf-8")
     report = prune(built.model_copy(update={"experiments": built.experiments.model_copy(

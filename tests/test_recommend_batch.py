@@ -80,8 +80,9 @@ def test_output_format_by_name_and_users_file(tmp_path: Path) -> None:
     with pytest.raises(RecsysError, match=r"\.jsonl or \.csv"):
         batch.output_format(Path("a.json"))
     users = tmp_path / "users.txt"
-    users.write_text("\ufeff# campaign 12\nu1\n\n  u2  \n# u9\nu1\nghost\n", encoding="utf-8")
-    assert batch.read_user_ids(users) == ["u1", "u2", "ghost"]  # BOM, blanks, comments, repeats
+    users.write_text("\ufeff#vip-42\nu1\n\n  u2  \nline\u2028sep\nnel\x85x\nu1\r\nghost\n", encoding="utf-8")
+    # BOM, blanks and repeats; an id may start with "#" or hold other line breaks (the importer takes both)
+    assert batch.read_user_ids(users) == ["#vip-42", "u1", "u2", "line\u2028sep", "nel\x85x", "ghost"]
 
 
 def test_every_user_in_jsonl_with_the_runs_ranker_and_summary(fake: Any, tmp_path: Path,
@@ -205,7 +206,7 @@ def test_the_files_lists_are_recommends(tmp_path_factory: pytest.TempPathFactory
             printed = [{key: v for key, v in r.items() if key != "item"} for r in json.loads(stdout.splitlines()[-1])]
             assert code == 0 and lists[user]["items"] == printed
         users = tmp_path / "users.txt"
-        users.write_text(f"# campaign\n{stored[3]}\nnobody-at-all\n\n{stored[0]}\n", encoding="utf-8")
+        users.write_text(f"{stored[3]}\nnobody-at-all\n\n{stored[0]}\n", encoding="utf-8")
         for name in ("some.jsonl", "some.csv.gz"):
             explain = ["--explain"] if name.endswith(".jsonl") else []
             code, _, err = _main(monkeypatch, capsys, "recommend-batch", str(tmp_path / name), "--users", str(users),
@@ -224,3 +225,31 @@ def test_the_files_lists_are_recommends(tmp_path_factory: pytest.TempPathFactory
     finally:
         rec.store.dispose()
         get_settings.cache_clear()
+
+
+def test_the_gzip_header_names_out_not_the_temporary_file(fake: Any, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    fake(_Rec())
+    assert _main(monkeypatch, capsys, "recommend-batch", str(tmp_path / "l.jsonl.gz"), "--k", "1")[0] == 0
+    head = (tmp_path / "l.jsonl.gz").read_bytes()[:64]
+    assert b"l.jsonl\x00" in head and b".tmp" not in head  # what `gunzip -N` and 7-Zip extract it as
+
+
+def test_an_unwritable_place_or_a_full_disk_is_one_error_line(fake: Any, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    rec = fake(_Rec())
+    real_access = batch.os.access
+    monkeypatch.setattr(batch.os, "access", lambda p, mode: Path(p) != tmp_path and real_access(p, mode))
+    code, _, err = _main(monkeypatch, capsys, "recommend-batch", str(tmp_path / "l.jsonl"))
+    assert code == 2 and "cannot be written" in err and rec.calls == 0 and "Traceback" not in err
+    monkeypatch.setattr(batch.os, "access", real_access)
+
+    def full(*_a: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(batch._Lines, "write", full)
+    code, _, err = _main(monkeypatch, capsys, "recommend-batch", str(tmp_path / "l.jsonl"))
+    assert code == 2 and "cannot write" in err and "No space left on device" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nor a temporary file

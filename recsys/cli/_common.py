@@ -172,3 +172,18 @@ def progress_bar(description: str = "working") -> Iterator[Callable[..., None]]:
             prog.remove_task(starting)
         for line in unsaid.values():
             err.print(line, soft_wrap=True)
+
+
+def warn_unmatched_rules(rec: Any, rules: Any) -> None:
+    """A typo'd item id or category in ``--boost``/``--bury``/``--pin`` acts on nothing: say so on stderr, as the
+    API's ``meta.unknown_items`` does."""
+    from functools import partial
+
+    from recsys.experiments.items import unknown_categories, unknown_keys
+
+    named = [*(i for i, _ in rules.boosts), *rules.bury, *(i for i, _ in rules.pins)]
+    unknown = unknown_keys(named, rec.catalogue.unknown_items, partial(unknown_categories, rec.catalogue)) if named \
+        else []
+    if unknown:
+        err.print(f"no item or category matches {', '.join(map(repr, unknown))}: those rules act on nothing",
+                  style="yellow", soft_wrap=True)

@@ -22,6 +22,7 @@ from recsys.cli._common import (
     PinOpt,
     emit_json,
     interrupted_status,
+    warn_unmatched_rules,
 )
 from recsys.cli.pipeline import ExplainOpt, FilterOpt, KOpt
 
@@ -117,6 +118,7 @@ def recommend_batch(
     rules = ListRules.of(boosts=parse_pairs(boost or (), "--boost", float), bury=bury or (),
                          pins=parse_pairs(pin or (), "--pin", int), exploration=exploration)
     rec = _recommender()
+    warn_unmatched_rules(rec, rules)  # once, before every user's list carries a rule that acts on nothing
     try:
         with _as_served(), _progress() as update:
             report = write_lists(rec, out, ids, k, force=force, filter=_filters(filters, rec), exclude=exclude or (),

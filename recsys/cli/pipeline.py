@@ -29,6 +29,7 @@ from recsys.cli._common import (
     open_store,
     parse_map,
     progress_bar,
+    warn_unmatched_rules,
 )
 from recsys.cli.user_notes import no_events, nothing_again
 from recsys.store.limits import MAX_ID, MAX_K
@@ -366,16 +367,7 @@ def recommend(
     with rec.store.reading() as c:
         records = user_event_records(c, user_id)
     _print(results, json_out, rec, history=history_state(records, rec.removed_items() | set(exclude or ())))
-    named = [*(i for i, _ in rules.boosts), *rules.bury, *(i for i, _ in rules.pins)]
-    if named:  # a typo'd item id or category acts on nothing: say so, as the API's meta.unknown_items does
-        from functools import partial
-
-        from recsys.experiments.items import unknown_categories, unknown_keys
-
-        unknown = unknown_keys(named, rec.catalogue.unknown_items, partial(unknown_categories, rec.catalogue))
-        if unknown:
-            err.print(f"no item or category matches {', '.join(map(repr, unknown))}: those rules act on nothing",
-                      style="yellow", soft_wrap=True)
+    warn_unmatched_rules(rec, rules)
     if not records:  # on stderr: a misspelled id must not pass for a personal list
         err.print(f"{no_events(rec.store, user_id)}: these are the trending items everyone gets", style="yellow",
                   soft_wrap=True)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,15 +88,16 @@ def output_format(out: Path) -> tuple[str, bool]:
 
 
 def read_user_ids(path: Path) -> list[str]:
-    """The ids in a users file, one a line, in order, each once; blank lines and ``#`` comment lines skipped."""
+    """The ids in a users file, one a line (``\n``; a ``\r`` before it dropped), in order, each once; blank lines
+    skipped. No comment syntax: an id may start with ``#``, and other line breaks (U+2028, U+0085) may be in one."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: a BOM (Excel, Notepad) is no part of the first id
     except OSError as e:
         raise ValidationFailed(f"{path}: cannot read the users file ({e.strerror or e})") from e
     except UnicodeDecodeError as e:
         raise ValidationFailed(f"{path}: the users file is not UTF-8 text ({e.reason} at byte {e.start})") from e
-    lines = (ln.strip() for ln in text.splitlines())
-    return list(dict.fromkeys(ln for ln in lines if ln and not ln.startswith("#")))
+    lines = (ln.strip() for ln in text.split("\n"))
+    return list(dict.fromkeys(ln for ln in lines if ln))
 
 
 def stored_users(store: Store) -> list[str]:
@@ -135,6 +138,9 @@ def check_output(out: Path, *, force: bool = False, explain: bool = False) -> tu
         raise ValidationFailed(f"{out} exists: pass --force to replace it, or name a new file; nothing was written")
     if not out.parent.is_dir():
         raise ValidationFailed(f"{out.parent} does not exist: create it, or name another file; nothing was written")
+    if not os.access(out.parent, os.W_OK):
+        raise ValidationFailed(f"{out.parent} cannot be written: name a file in a writable directory; nothing was "
+                               "written")
     return fmt, gz
 
 
@@ -157,9 +163,14 @@ class _Lines:
 def _staged(out: Path, fmt: str, gz: bool) -> Iterator[_Lines]:
     """Rows written to a temporary file beside OUT, synced and renamed onto OUT on success; removed on any exception
     (Ctrl-C and SIGTERM included), OUT left as it was (:func:`recsys.files.atomic_path`)."""
-    with atomic_path(out) as tmp, (gzip.open(tmp, "wt", encoding="utf-8", newline="") if gz
-                                   else open(tmp, "w", encoding="utf-8", newline="")) as f:
-        yield _Lines(f, fmt)
+    try:
+        with atomic_path(out) as tmp, open(tmp, "wb") as raw, \
+                (gzip.GzipFile(out.name.removesuffix(".gz"), "wb", fileobj=raw) if gz else nullcontext(raw)) as b, \
+                io.TextIOWrapper(b, encoding="utf-8", newline="") as f:  # gzip's header names OUT, not tmp
+            yield _Lines(f, fmt)
+    except OSError as e:  # a full disk, a directory gone read-only: nothing was written, as for any failure
+        raise ValidationFailed(f"cannot write {out} ({e.strerror or e}): nothing was written; free space or pick "
+                               "another place, and run it again") from e
 
 
 def _iso(day: float) -> str:
