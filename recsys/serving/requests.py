@@ -243,9 +243,6 @@ class HistoryRead(NamedTuple):
     first_id: int | None
 
 
-NOTHING_READ = HistoryRead([], None)
-
-
 def history_limit(served: Served, now: datetime | None) -> int | None:
     """How many of a user's latest events a request reads: the ranker's ``max_events`` on the clock; all of them
     for an explicit time (a replay cuts at it, and the latest events may all lie after it) or without a ranker."""
