@@ -9,9 +9,12 @@ naming a generation whose ``manifest.json`` is there), which ``recsys build`` wr
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +92,17 @@ def holds(outer: Path, inner: Path) -> bool:
     """Whether ``inner`` is ``outer`` or inside it (both resolved: links and ``..`` followed)."""
     a, b = Path(outer).resolve(), Path(inner).resolve()
     return a == b or a in b.parents
+
+
+@contextlib.contextmanager
+def generated_demo(script: str) -> Iterator[Path]:
+    """A demo store built by ``recsys demo --no-serve`` in a temporary directory for ``script`` (its name, for the
+    messages), removed afterwards whatever happens (~190 MB); exits with one line when the demo fails."""
+    with tempfile.TemporaryDirectory(prefix=f"recsys-{script}-") as tmp:
+        home = Path(tmp) / "home"
+        demo = subprocess.run([str(Path(sys.executable).parent / "recsys"), "demo", "--no-serve"],
+                              cwd=Path(__file__).resolve().parents[1], stdout=sys.stderr,
+                              env={**os.environ, "RECSYS_HOME": str(home)})
+        if demo.returncode:
+            raise SystemExit(f"{script}.py: `recsys demo` failed ({demo.returncode}); its message is above")
+        yield home

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _homes import exit_if_unusable, require_built  # noqa: E402
+from _homes import exit_if_unusable, generated_demo, require_built  # noqa: E402
 
 
 def _batch(rec: Any, out: Path) -> tuple[float, int]:
@@ -94,12 +92,7 @@ def main() -> None:
         exit_if_unusable(lambda: require_built(home, "--home", os.environ.get("RECSYS_DATABASE_URL")))
         result = measure(home, args.rounds)
     else:
-        with tempfile.TemporaryDirectory(prefix="recsys-batch-home-") as tmp:
-            home = Path(tmp) / "home"
-            demo = subprocess.run([str(BIN / "recsys"), "demo", "--no-serve"], cwd=ROOT, stdout=sys.stderr,
-                                  env={**os.environ, "RECSYS_HOME": str(home)})
-            if demo.returncode:
-                raise SystemExit(f"batch_lists.py: `recsys demo` failed ({demo.returncode}); its message is above")
+        with generated_demo("batch_lists") as home:
             result = measure(home, args.rounds)
         result["home"] = "a generated demo (removed after the run)"
     if args.out:

@@ -27,9 +27,7 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,10 +35,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _homes import exit_if_unusable, require_built  # noqa: E402
+from _homes import exit_if_unusable, generated_demo, require_built  # noqa: E402
 
 
 def one_thread() -> None:
@@ -199,12 +196,7 @@ def main() -> None:
         exit_if_unusable(lambda: require_built(home, "--home", os.environ.get("RECSYS_DATABASE_URL")))
         result = measure(home, args)
     else:  # the generated demo (~190 MB) is removed afterwards, whatever happens
-        with tempfile.TemporaryDirectory(prefix="recsys-miss-") as tmp:
-            home = Path(tmp) / "home"
-            demo = subprocess.run([str(BIN / "recsys"), "demo", "--no-serve"], cwd=ROOT, stdout=sys.stderr,
-                                  env={**os.environ, "RECSYS_HOME": str(home)})
-            if demo.returncode:
-                raise SystemExit(f"miss_path.py: `recsys demo` failed ({demo.returncode}); its message is above")
+        with generated_demo("miss_path") as home:
             result = measure(home, args)
         result["home"] = "a generated demo (removed after the run)"
     line = json.dumps(result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -282,7 +283,7 @@ def test_miss_path_removes_the_demo_it_generated(tmp_path: Path, monkeypatch: py
         homes.append(home)
         return SimpleNamespace(returncode=0)
 
-    monkeypatch.setattr(mod.subprocess, "run", demo)
+    monkeypatch.setattr(subprocess, "run", demo)
     monkeypatch.setattr(mod, "measure", lambda home, args: {"bench": "miss_path", "home": str(home), "items": 2000},
                         raising=False)
     monkeypatch.setattr(sys, "argv", ["miss_path.py"])
@@ -290,7 +291,7 @@ def test_miss_path_removes_the_demo_it_generated(tmp_path: Path, monkeypatch: py
     out = json.loads(capsys.readouterr().out)
     assert homes and not homes[0].exists() and not list(tmp_path.iterdir())  # was ~190 MB left in $TMPDIR
     assert out["items"] == 2000 and "removed" in out["home"]
-    monkeypatch.setattr(mod.subprocess, "run", lambda *a, **kw: SimpleNamespace(returncode=2))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **kw: SimpleNamespace(returncode=2))
     _one_line(_exit(mod.main, monkeypatch, "miss_path.py"), "recsys demo", "(2)")
     assert not list(tmp_path.iterdir())
 
