@@ -1,4 +1,4 @@
-"""Engines, sessions and schema upgrades.
+"""Engines, sessions and reads (schema upgrades: :mod:`recsys.store.upgrades`).
 
 SQLite gets WAL mode, foreign keys and a busy timeout on every connection; PostgreSQL gets pre-ping so a restarted
 server is reconnected to. A database that cannot serve raises :class:`~recsys.errors.StoreUnavailable` with the URL
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Executable, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,32 +26,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from recsys.config import Settings, get_settings, without_password
 from recsys.errors import (
     DiskFull,
-    SchemaBehind,
-    SchemaMismatch,
     StoreBusy,
     StoreDenied,
-    StoreError,
     StoreTimeout,
     StoreUnavailable,
-    ValidationFailed,
 )
-from recsys.store import deadline
+from recsys.store import deadline, upgrades
 from recsys.store.loop_reads import LoopReads
-from recsys.store.sqlite import create_private, damaged, engine_args, file_unavailable, migration_engine, sqlite_pragmas
+from recsys.store.sqlite import create_private, damaged, engine_args, file_unavailable, sqlite_pragmas
+from recsys.store.upgrades import refused
 
 log = logging.getLogger(__name__)
 
 CONFLICT_STATES = frozenset({"40P01", "40001"})
 """PostgreSQL's deadlock_detected and serialization_failure: a retry succeeds, the server is fine."""
-_SETTINGS_STATES = frozenset({"25006", *deadline.TIMEOUT_STATES})  # read_only_sql_transaction, the timeouts
-REFUSED_CLASSES = frozenset({"22", "54"})
-"""SQLSTATE classes data_exception and program_limit_exceeded (psycopg raises the latter as an OperationalError): the
-values written are at fault, not the server; a retry fails the same way."""
-
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "_migrations"
-"""Alembic scripts: the top-level migrations/ (linked as recsys/_migrations, so that a wheel ships them too)."""
-
-
 def make_engine(url: str) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -147,8 +135,8 @@ class Store:
             if (denied := StoreDenied.of(without_password(self.url), e)) is not None:  # a missing GRANT, not "down"
                 raise denied from e
             if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False) or damaged(e):
-                if (refused := _refused(e)) is not None:
-                    raise refused from e
+                if (said := refused(e)) is not None:
+                    raise said from e
                 if self.dialect == "sqlite" and ("locked" in str(e.orig) or "busy" in str(e.orig)):
                     raise StoreBusy("the database is busy with another write (an import or a build?); retry "
                                     "shortly, or use PostgreSQL for writes during imports") from e
@@ -193,161 +181,31 @@ class Store:
         except Exception:
             return False
 
-    # -- schema ---------------------------------------------------------------------------------------------
+    # -- schema (recsys.store.upgrades) ------------------------------------------------------------------------
     def alembic_config(self) -> Any:
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        cfg.attributes["engine"] = self.engine
-        return cfg
-
-    @contextmanager
-    def _migrating(self) -> Iterator[Any]:
-        """:meth:`alembic_config` for a migration: on SQLite over :func:`migration_engine`, every revision of the
-        run in one transaction (all of it applied, or the database left as it was)."""
-        cfg = self.alembic_config()
-        if self.dialect != "sqlite" or self.in_memory:
-            yield cfg  # an in-memory database lives in its one connection: no second engine can reach it
-            return
-        engine = migration_engine(self.url)
-        cfg.attributes.update(engine=engine, transactional_ddl=True)
-        try:
-            yield cfg
-        finally:
-            engine.dispose()
+        return upgrades.alembic_config(self)
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate up to ``revision``; processes starting together take turns (:mod:`recsys.store.schema`)."""
-        from alembic import command
-
-        from recsys.store import schema
-
-        if revision == "head" and self.at_head():
-            return
-        current = None
-        try:
-            with schema.migration_lock(self), _alembic_refusal(self.url), schema.interrupts_kept():
-                current = self.current_revision()
-                schema.check_known(self, current, revision, "up")
-                if revision == "head" and self.at_head():
-                    return  # another process migrated while this one waited
-                if current is not None and not self.in_memory:  # an upgrade of recsys: the older one refuses it
-                    target = schema.known_revisions(self)[-1] if revision == "head" else revision
-                    log.warning("upgrading the schema of %s from revision %s to %s; an older recsys refuses it "
-                                "afterwards (`recsys db downgrade %s` run by this version takes it back)",
-                                without_password(self.url), current, target, current)
-                with self._migrating() as cfg:
-                    command.upgrade(cfg, revision)
-        except DBAPIError as e:
-            if (settings := self._server_settings_refused(e, current, revision)) is not None:
-                raise settings from e
-            if isinstance(e, OperationalError):
-                raise _refused(e) or self._failed_migration(e, current, revision) or self.unavailable(e) from e
-            if damaged(e):
-                raise self.unavailable(e) from e
-            raise
-
-    def _server_settings_refused(self, e: DBAPIError, current: str | None, wanted: str) -> StoreError | None:
-        """A PostgreSQL migration stopped by the server's settings (its one transaction rolled back): a read-only
-        database (a replica follows its primary's upgrade: wait) or a timeout (a retry as it is fails the same way)."""
-        from recsys.store import schema
-
-        why, state = (str(e.orig).splitlines() or [""])[0], getattr(e.orig, "sqlstate", None)
-        if self.dialect != "postgresql" or state not in _SETTINGS_STATES or (
-                state == "57014" and "statement timeout" not in why):  # 57014 by hand (pg_cancel_backend): no setting
-            return None
-        url, target = without_password(self.url), schema.known_revisions(self)[-1] if wanted == "head" else wanted
-        step = f"the schema upgrade of {url}{f' from revision {current}' if current else ''} to {target}"
-        if state == "25006":
-            return SchemaBehind(
-                f"{step} was refused: the database is read-only ({why}: a read replica, or "
-                "default_transaction_read_only); nothing was changed. Upgrade the schema on the writable primary "
-                "first (`recsys db upgrade` with RECSYS_DATABASE_URL pointing at it): a replica follows it")
-        setting = "lock_timeout" if state == "55P03" or "lock timeout" in why else "statement_timeout"
-        return SchemaMismatch(
-            f"{step} was cancelled by the server's {setting} ({why}); nothing was changed. A migration can outlast it "
-            "(a large catalogue, a long transaction's lock): run the upgrade once with it off: "
-            f"RECSYS_DATABASE_URL='{url}{'&' if '?' in url else '?'}options=-c%20{setting}%3D0' recsys db upgrade")
-
-    def _failed_migration(self, e: OperationalError, current: str | None, wanted: str) -> SchemaMismatch | None:
-        """A SQLite migration the file refused for its contents (a table or trigger already there, left by an upgrade
-        that an older recsys stopped midway) is no server to start: say so, and that nothing was changed."""
-        if self.dialect != "sqlite" or current is None or damaged(e) or "already exists" not in str(e.orig):
-            return None
-        why = str(e.orig).splitlines()[0]
-        return SchemaMismatch(
-            f"the schema upgrade of {self.engine.url.database} from revision {current} to {wanted} failed ({why}); "
-            f"the database is still at {current}, unchanged. An upgrade stopped midway by an older recsys (before "
-            "migrations ran in one transaction) leaves such objects behind: restore the file from a backup, or ask "
-            "for help with the object named above (it holds no data of its own unless its name starts with "
-            "_alembic_tmp_)")
+        upgrades.upgrade(self, revision)
 
     def downgrade(self, revision: str = "base") -> None:
-        from alembic import command
-
-        from recsys.store import schema
-
-        with schema.migration_lock(self), _alembic_refusal(self.url), schema.interrupts_kept():
-            schema.check_known(self, self.current_revision(), revision, "down")
-            with self._migrating() as cfg:
-                command.downgrade(cfg, revision)
+        upgrades.downgrade(self, revision)
 
     def stamp(self, revision: str = "head") -> str:
         """Record ``revision`` as the schema of a database whose recsys tables exist without one (restored without
-        ``alembic_version``): refused unless its tables, columns and indexes are that revision's
-        (:func:`recsys.store.schema.check_stamp`). Nothing but the stamp is written; returns the revision id."""
-        from alembic import command
-
-        from recsys.store import schema
-
-        with schema.migration_lock(self), _alembic_refusal(self.url):
-            wanted = schema.check_stamp(self, self.current_revision(), revision)
-            command.stamp(self.alembic_config(), wanted)
-        return wanted
+        ``alembic_version``); refused unless its tables are that revision's. Returns the revision id."""
+        return upgrades.stamp(self, revision)
 
     def current_revision(self) -> str | None:
-        with self._connection_errors(), self.engine.connect() as c:
-            if not inspect(c).has_table("alembic_version"):
-                return None
-            return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return upgrades.current_revision(self)
 
     def at_head(self) -> bool:
-        from recsys.store import schema
-
-        return self.current_revision() in schema.script(self).get_heads()
+        return upgrades.at_head(self)
 
     def dispose(self) -> None:
         self.engine.dispose()
         self._loop_reads.close()
-
-
-@contextmanager
-def _alembic_refusal(url: str) -> Iterator[None]:
-    """Alembic's refusals (a target it cannot reach from here) as SchemaMismatch, not a traceback; the checks before
-    it (:func:`recsys.store.schema.check_known`) say the usual cases in recsys's words. A migration run as a role
-    that may not create or alter the tables is StoreDenied."""
-    from alembic.util import CommandError
-
-    try:
-        yield
-    except CommandError as e:
-        raise SchemaMismatch(f"the migration tool refused: {e}; nothing was changed (`recsys db current` prints the "
-                             "database's revision)") from e
-    except DBAPIError as e:
-        if (denied := StoreDenied.of(without_password(url), e)) is None:
-            raise
-        raise denied from e
-
-
-def _refused(e: DBAPIError) -> ValidationFailed | None:
-    """The error for a statement the database refused for its values (REFUSED_CLASSES), else None."""
-    state = getattr(e.orig, "sqlstate", None)
-    if not isinstance(state, str) or state[:2] not in REFUSED_CLASSES:
-        return None
-    return ValidationFailed(f"the database refused a value ({str(e.orig).splitlines()[0]}); nothing of this request "
-                            "was stored. Shorten or correct the value: sent again unchanged, it fails the same way")
 
 
 AUTH_STATES = frozenset({"28P01", "28000"})
