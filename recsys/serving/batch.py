@@ -156,7 +156,23 @@ class _Lines:
         if self.csv is None:
             self.f.write(json.dumps({"user_id": user_id, "known": known, "items": items, **meta}, default=str) + "\n")
             return
-        self.csv.writerows([user_id, n, it["item_id"], it["score"]] for n, it in enumerate(items, 1))
+        user = spreadsheet_safe(user_id)
+        self.csv.writerows([user, n, spreadsheet_safe(it["item_id"]), it["score"]] for n, it in enumerate(items, 1))
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """``cell`` with a leading ``'`` when a spreadsheet would run it as a formula (an id such as ``=HYPERLINK(...)``,
+    planted through an event, opened in Excel: OWASP's CSV injection); numbers such as ``-12`` stay as they are."""
+    if not cell.startswith(_FORMULA_STARTS):
+        return cell
+    try:
+        float(cell)
+        return cell
+    except ValueError:
+        return "'" + cell
 
 
 @contextmanager
