@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """Multimodal recommendations: personalised and session recommendations, similar items, search by text
 or image, "more like these", trending; items and events in; health, readiness and Prometheus metrics.
 
-Authenticate with an API key (`recsys keys create NAME --scope read|admin`) sent as `X-API-Key` or a bearer token.
+Authenticate with an API key (`recsys keys create NAME --scope read|events|admin`) sent as `X-API-Key` or a
+bearer token.
 Errors are RFC 9457 problems (`application/problem+json`: `type`, `title`, `status`, `detail`, `instance`) with a
 stable `code` and the `request_id`; `error` repeats `{"code", "message", "request_id"}`. Rate-limited calls carry
 `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`; 429 and 503 answers say when to retry (`Retry-After`)."""

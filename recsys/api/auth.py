@@ -1,6 +1,8 @@
 """API keys: created once (the plain key is shown only then), stored as SHA-256 hashes, compared in constant time.
 
-Two scopes: ``read`` (every query) and ``admin`` (also writes: items, events). The server keeps an in-memory
+Three scopes: ``read`` (every query), ``events`` (queries and events: the key a storefront or tracking collector
+holds, which can neither change the catalogue nor delete anyone) and ``admin`` (everything: items, deletions,
+reports). The server keeps an in-memory
 :class:`KeyRing` of live hashes, reloaded every few seconds; a new key works at once (an unknown key is looked up by
 its hash), a key revoked with ``recsys keys revoke`` stops working at once (each request reads its key's revoked
 flag on the event loop: :meth:`KeyRing.revoked`) and a database outage does not lock out clients whose keys are
@@ -25,7 +27,9 @@ from recsys.store.tables import ApiKey
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("read", "admin")
+SCOPES = ("read", "events", "admin")
+GRANTS = {"read": frozenset({"read"}), "events": frozenset({"read", "events"}), "admin": frozenset(SCOPES)}
+"""What each scope may do: each includes the ones before it."""
 PREFIX = "rsk_"
 KEY_REVOKED = select(ApiKey.revoked).where(ApiKey.key_hash == bindparam("h"))
 KEY_BY_NAME = select(ApiKey.key_hash, ApiKey.scope).where(ApiKey.name == bindparam("n"), ApiKey.revoked.is_(False))
@@ -47,7 +51,7 @@ class Principal:
     scope: str
 
     def allows(self, scope: str) -> bool:
-        return self.scope == "admin" or self.scope == scope
+        return scope in GRANTS.get(self.scope, frozenset({self.scope}))
 
 
 ANONYMOUS = Principal("anonymous", "admin")

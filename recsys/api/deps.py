@@ -156,6 +156,11 @@ async def require_admin(request: Request, header_key: Annotated[str | None, Secu
     return await identify(request, header_key, bearer, "admin")
 
 
+async def require_events(request: Request, header_key: Annotated[str | None, Security(_api_key_header)] = None,
+                         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> Principal:
+    return await identify(request, header_key, bearer, "events")
+
+
 async def require_metrics(request: Request,
                           header_key: Annotated[str | None, Security(_api_key_header)] = None,
                           bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
@@ -169,4 +174,5 @@ async def require_metrics(request: Request,
 SCRAPER = Principal("scraper", "read")
 ReadKey = Annotated[Principal, Depends(require_read)]
 AdminKey = Annotated[Principal, Depends(require_admin)]
+EventsKey = Annotated[Principal, Depends(require_events)]
 MetricsKey = Annotated[Principal, Depends(require_metrics)]

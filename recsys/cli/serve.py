@@ -304,7 +304,8 @@ def serve(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="a unique name for the key, e.g. the client's name")],
-    scope: Annotated[str, typer.Option(help="read (queries) or admin (also items and events)")] = "read",
+    scope: Annotated[str, typer.Option(help="read (queries), events (queries and events: a storefront's key) or "
+                                            "admin (also items, deletions, reports)")] = "read",
     json: JsonOpt = False,
 ) -> None:
     """Create an API key; the key itself is printed once and never stored."""
@@ -334,7 +335,7 @@ def keys_list(json: JsonOpt = False) -> None:
                    for r in rows])
         return
     if not rows:  # stderr: the listing on stdout stays empty for scripts
-        err.print("no API keys yet: `recsys keys create NAME --scope read|admin` makes one")
+        err.print("no API keys yet: `recsys keys create NAME --scope read|events|admin` makes one")
     for r in rows:
         typer.echo(f"{r.name}\t{r.scope}\t{r.created_at:%Y-%m-%d %H:%M}\t{'revoked' if r.revoked else 'active'}")
 

@@ -217,7 +217,7 @@ class Artifact(Base):
 
 
 class ApiKey(Base):
-    """An API key, stored as a SHA-256 hash; scope is "read" or "admin"."""
+    """An API key, stored as a SHA-256 hash; scope is "read", "events" or "admin" (recsys.api.auth)."""
 
     __tablename__ = "api_keys"
 

@@ -81,6 +81,23 @@ def test_scopes(make_client: Callable[..., TestClient], sqlite_store: Store) -> 
     assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200  # probes need no key
 
 
+def test_an_events_key_sends_events_and_reads_but_changes_nothing_else(make_client: Callable[..., TestClient],
+                                                                       sqlite_store: Store) -> None:
+    """The key a storefront or tracking collector holds: queries and events, but no catalogue change, deletion or
+    report (least privilege: a leaked collector key cannot delist the catalogue or erase shoppers)."""
+    c = make_client(auth=True)
+    key, info = create_key(sqlite_store, "collector", "events")
+    h = {"X-API-Key": key}
+    assert info.scope == "events"
+    assert c.get("/v1/trending", headers=h).status_code == 200
+    event = {"events": [{"user_id": "u", "item_id": "s1", "type": "view"}]}
+    assert c.post("/v1/events", json=event, headers=h).status_code == 200
+    refused = [c.delete("/v1/items/s1", headers=h), c.delete("/v1/users/u", headers=h),
+               c.put("/v1/items/s9", json={"title": "x"}, headers=h), c.get("/v1/feedback/report", headers=h)]
+    assert [r.status_code for r in refused] == [403] * 4
+    assert "needs 'admin'" in refused[0].json()["error"]["message"]
+
+
 def test_revoked_key_stops_working(make_client: Callable[..., TestClient], sqlite_store: Store) -> None:
     c = make_client(auth=True)
     key, _ = create_key(sqlite_store, "temp", "read")

@@ -72,7 +72,7 @@ def test_clear_drops_only_the_filters(web: TestClient) -> None:
 def test_a_like_without_a_login_says_log_in_again(make_client: Callable[..., TestClient], fake: FakeRecommender,
                                                   sqlite_store: Store) -> None:
     """D3: the cookie gone (its max-age ran out): the like says the session expired, with a login link back to
-    the page it was sent from; a read key's refusal says likes need an admin key, in a shopper's words."""
+    the page it was sent from; a read key's refusal says likes need an events or admin key, in a shopper's words."""
     client = make_client(fake, auth=True)
     admin, _ = create_key(sqlite_store, "admin", "admin")
     assert client.post("/login", data={"key": admin, "next": "/"}, headers=ORIGIN,
@@ -90,7 +90,7 @@ def test_a_like_without_a_login_says_log_in_again(make_client: Callable[..., Tes
     client.post("/login", data={"key": read, "next": "/"}, headers=ORIGIN, follow_redirects=False)
     r = client.post("/feedback", data={"user_id": "u1", "item_id": "s1"},
                     headers={**FETCH, "Referer": "http://testserver/users/u1"})
-    assert r.status_code == 403 and "Likes need an admin key" in r.text and "scope" not in r.text
+    assert r.status_code == 403 and "Likes need an events or admin key" in r.text and "scope" not in r.text
     assert 'href="/login?next=/users/u1"' in r.text
     elsewhere = client.post("/feedback", data={"user_id": "u1", "item_id": "s1"},
                             headers={**FETCH, "Referer": "http://evil.example/users/u1"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from recsys.api.deps import AdminKey, RecommenderDep
+from recsys.api.deps import EventsKey, RecommenderDep
 from recsys.api.schemas import EventBatch, EventBatchResult, EventIn, EventResultOut, each_valid
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -12,7 +12,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 @router.post("", response_model=EventBatchResult,
              summary="Ingest events; idempotent on event_id; each result says stored, duplicate or error")
-def post_events(request: Request, batch: EventBatch, rec: RecommenderDep, _key: AdminKey) -> EventBatchResult:
+def post_events(request: Request, batch: EventBatch, rec: RecommenderDep, _key: EventsKey) -> EventBatchResult:
     good, bad = each_valid(EventIn, batch.events)
     stored = rec.catalogue.ingest_events([e.model_dump(exclude_none=True) for _, e in good]) if good else []
     out = [EventResultOut(index=i, status="error", error=msg) for i, msg in bad.items()]

@@ -212,7 +212,7 @@ async def feedback(request: Request, user_id: Annotated[str, Form(min_length=1, 
     form = pages.filter_form(category, price_min, price_max, in_stock)
     user_id = user_id.strip()  # as the store keeps it: the page shown next is the user the event went to
     try:
-        await who(request, "admin", needs="Likes need")
+        await who(request, "events", needs="Likes need")
         same_origin(request)
         if type not in ("like", "dislike"):
             raise ValidationFailed("feedback is a like or a dislike")

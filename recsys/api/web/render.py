@@ -53,7 +53,7 @@ class SessionExpired(AuthError):
 
 
 class AdminKeyNeeded(Forbidden):
-    """A login with a read key asked for what needs an admin key (a like, an experiment report)."""
+    """A login with a narrower key asked for what needs a wider one (a like, an experiment report)."""
 
 
 @cache
@@ -95,8 +95,9 @@ async def who(request: Request, scope: str = "read", needs: str = "This page nee
         try:
             await authorize(request, principal, "key:" + principal.name, scope)
         except Forbidden:
-            raise AdminKeyNeeded(f"{needs} an admin key, and you are logged in with a read-only key: log in "
-                                 "again with an admin key") from None
+            wanted = "an events or admin key" if scope == "events" else "an admin key"
+            raise AdminKeyNeeded(f"{needs} {wanted}, and you are logged in with a {principal.scope} key: log in "
+                                 f"again with {wanted}") from None
         return
     await identify(request, key, None, scope)
 
