@@ -99,12 +99,13 @@ def _linked_folders(folder: Path, depth: int = 2, limit: int = 10_000) -> list[P
     return found
 
 
-DERIVED = ("secrets", "index", "encoders", "rankers")
-"""Folders of the data directory that hold keys and derived files, never pictures."""
+DERIVED = ("secrets", "index", "encoders", "rankers", "cache", "vectors", "onnx", "reports")
+"""Folders of the data directory that hold keys and derived files, never pictures (``cache`` holds SQLite databases
+the server opens: the same lock hazard as the store's own file)."""
 STORE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 """The SQLite database file and its side files."""
-PRIVATE_REASON = ("the data directory's own files (the store's database, secrets/, index/, encoders/, rankers/) "
-                  "are not media")
+PRIVATE_REASON = ("the data directory's own files (the store's database, secrets/, index/, encoders/, rankers/, "
+                  "cache/, vectors/, onnx/, reports/) are not media")
 
 
 class MediaRoots(list[Path]):
