@@ -41,7 +41,7 @@ def config(json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(data)
     else:
-        typer.echo(json.dumps(data, indent=2))
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 @db_app.command("upgrade")
@@ -193,7 +193,7 @@ def items_show(item_id: ItemIdArg, json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(data)
     else:
-        typer.echo(json.dumps(data, indent=2, default=str))
+        typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))  # text as written, any script
 
 
 # per action: the flag it sets, and its outcome words (set now, set already)

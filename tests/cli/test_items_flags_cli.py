@@ -58,3 +58,12 @@ def test_an_unknown_id_changes_nothing(home: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["items", "hide", "a", "nope"])
     assert isinstance(res.exception, UnknownItem) and "nothing was changed" in str(res.exception)  # main(): exit 2
     assert runner.invoke(app, ["items", "hide", "a"]).stdout == "1 item(s) updated: 1 hidden\n"
+
+
+def test_items_show_prints_text_as_written_in_any_script(home: Path, tmp_path: Path) -> None:
+    """The readable form is for a merchant: "東京タワー Größe", not "\\u6771\\u4eac..." (the --json form may escape)."""
+    (tmp_path / "items.csv").write_text("item_id,title\nj,東京タワー Größe\n", encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(app, ["import", "items", str(tmp_path / "items.csv")]).exit_code == 0
+    shown = runner.invoke(app, ["items", "show", "j"])
+    assert shown.exit_code == 0 and '"title": "東京タワー Größe"' in shown.stdout
