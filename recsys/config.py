@@ -132,8 +132,9 @@ class RankingSettings(BaseModel):
     training), e.g. ``RECSYS_RANKING__PARAMS='{"similar_k": 200}'``; applied at the next ``recsys train``."""
     clock: str = "auto"
     """The time requests are ranked at (trend windows, recency, what counts as history): ``wall``, ``data`` (the
-    day after the newest event the ranker was trained on: for a historical dataset such as H&M), ``auto`` (``wall``
-    unless the newest event is older than ``stale_days``, then ``data``) or a pinned ISO 8601 time."""
+    day after the newest event the ranker was trained on, a few live events far ahead of the rest left out:
+    :meth:`~recsys.ranking.stats.ItemStats.data_end`; for a historical dataset such as H&M), ``auto`` (``wall``
+    unless that event is older than ``stale_days``, then ``data``) or a pinned ISO 8601 time."""
     stale_days: float = 30.0
 
     @field_validator("clock")
@@ -142,9 +143,11 @@ class RankingSettings(BaseModel):
         # checked when settings are read, so a typo fails at start-up rather than on every request
         if v not in ("auto", "wall", "data"):
             try:
-                datetime.fromisoformat(v)
+                year = datetime.fromisoformat(v).year
             except ValueError:
                 raise ValueError(f"ranking.clock must be auto, wall, data or an ISO 8601 time, not {v!r}") from None
+            if not 1678 <= year <= 2261:  # the years pandas' nanosecond times hold: else every request fails
+                raise ValueError(f"ranking.clock {v!r} is not between the years 1678 and 2261")
         return v
 
     @field_validator("params")

@@ -24,6 +24,8 @@ import scipy.sparse as sp
 from recsys.ranking.history import TYPE_CODE, History
 
 PURCHASE = TYPE_CODE["purchase"]
+BULK_EVENTS = 100
+"""How many events near the wall clock make a historical store live (:meth:`ItemStats.data_end`)."""
 
 
 def sequence_pairs(rows: np.ndarray, window: int, ts: np.ndarray | None = None
@@ -144,6 +146,19 @@ class ItemStats:
     # -- queries as of a time ---------------------------------------------------------------------------------
     def _current(self, now: float) -> bool:
         return now > self.end_ts
+
+    def data_end(self, stale_days: float) -> float:
+        """When the bulk of the events ends: the newest event within ``stale_days`` after the
+        :data:`BULK_EVENTS`-th newest (at most 1% of them). The data clock and ``auto`` start from it, so a few
+        events far ahead of the rest (a like from the explorer, stamped today, in a historical store such as the
+        demo or H&M) do not move every shopper's clock by months; once that many live events are stored, they
+        are the bulk."""
+        ts = self.ev_ts
+        if not len(ts):
+            return self.end_ts
+        k = max(1, min(BULK_EVENTS, len(ts) // 100))
+        last = int(np.searchsorted(ts, ts[-k] + stale_days, side="right")) - 1
+        return float(ts[last])
 
     def pop_at(self, now: float) -> np.ndarray:
         """Positive events per item before ``now``."""

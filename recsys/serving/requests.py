@@ -168,36 +168,45 @@ def now_key(when: float, explicit: datetime | None) -> float:
 
 def clock(settings: Settings, served: Callable[[], Served], now: datetime | None = None) -> float:
     """The time a request is ranked at, in days since the epoch: ``now`` when given, else ``ranking.clock``:
-    ``wall`` (the wall clock), ``data`` (the day after the newest event the ranker knows: a historical dataset
-    replayed as if it were today), ``auto`` (the wall clock, unless the newest event is more than
-    ``ranking.stale_days`` old, then ``data``) or an ISO 8601 time (a pinned clock). ``served`` gives the served
-    pair, asked for only by the ``data`` and ``auto`` clocks."""
+    ``wall`` (the wall clock), ``data`` (the day after the newest event the ranker knows, strays far ahead of the
+    rest left out, :meth:`~recsys.ranking.stats.ItemStats.data_end`: a historical dataset replayed as if it were
+    today), ``auto`` (the wall clock, unless that event is more than ``ranking.stale_days`` old, then ``data``) or an
+    ISO 8601 time (a pinned clock). ``served`` gives the served pair, asked for by all but the ``wall`` clock."""
     from recsys.ranking.history import day_of
 
-    if now is not None:
-        try:
-            day = float(day_of(now))  # type: ignore[arg-type]
-        except (OverflowError, ValueError) as e:  # pandas' out-of-bounds error is a ValueError
-            shown = now.isoformat() if isinstance(now, datetime) else str(now)
-            raise ValidationFailed(f"now must be a time between the years 1678 and 2261, got {shown}") from e
-        ranker = served().ranker
-        first = ranker.stats.ev_ts[0] if ranker is not None and len(ranker.stats.ev_ts) else -math.inf
-        if day < first:  # nothing was sold or seen yet: any list would be the catalogue in id order
-            start = datetime.fromtimestamp(first * 86400.0, UTC).isoformat(timespec="seconds")
-            raise BeforeData(f"now {now.isoformat() if isinstance(now, datetime) else now} is before the first "
-                             f"event the ranker knows ({start}); ask for a later time")
-        return day
     mode = settings.ranking.clock
+    if now is not None or mode not in ("data", "auto", "wall"):
+        return _given_time(now, mode, served)
     wall = float(day_of(datetime.now(UTC)))  # type: ignore[arg-type]
     if mode == "wall":
         return wall
-    if mode not in ("data", "auto"):
-        return float(day_of(datetime.fromisoformat(mode)))  # type: ignore[arg-type]
     ranker = served().ranker
-    end = ranker.stats.end_ts + 1.0 if ranker is not None and ranker.stats.end_ts else wall
+    stale = settings.ranking.stale_days
+    end = ranker.stats.data_end(stale) + 1.0 if ranker is not None and ranker.stats.end_ts else wall
     if mode == "data":
         return end
-    return wall if wall - end <= settings.ranking.stale_days else end
+    return wall if wall - end <= stale else end
+
+
+def _given_time(now: datetime | None, pinned: str, served: Callable[[], Served]) -> float:
+    """``now``, else the pinned clock (``ranking.clock``), in days: within pandas' years and not before the first
+    event the ranker knows (nothing was sold or seen yet: any list would be the catalogue in id order)."""
+    from recsys.ranking.history import day_of
+
+    when = now if now is not None else datetime.fromisoformat(pinned)
+    said = f"now {when.isoformat() if isinstance(when, datetime) else when}" if now is not None else \
+        f"the pinned clock ranking.clock={pinned}"
+    try:
+        day = float(day_of(when))  # type: ignore[arg-type]
+    except (OverflowError, ValueError) as e:  # pandas' out-of-bounds error is a ValueError
+        raise ValidationFailed(f"{said} is not a time between the years 1678 and 2261") from e
+    ranker = served().ranker
+    first = ranker.stats.ev_ts[0] if ranker is not None and len(ranker.stats.ev_ts) else -math.inf
+    if day < first:
+        start = datetime.fromtimestamp(first * 86400.0, UTC).isoformat(timespec="seconds")
+        fix = "ask for a later time" if now is not None else "set RECSYS_RANKING__CLOCK to a later time, or auto"
+        raise BeforeData(f"{said} is before the first event the ranker knows ({start}); {fix}")
+    return day
 
 
 def history_as_of(records: Sequence[tuple[Any, ...]], table: Any, now: float, cut: bool,
