@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli._common import JsonOpt, emit_json, open_store
+from recsys.cli._common import JsonOpt, emit_json, err, open_store
 
 feedback_app = typer.Typer(help="The feedback loop: served lists, impressions and attributed events.",
                            no_args_is_help=True)
@@ -43,6 +43,31 @@ def report(since: Annotated[str | None, typer.Option("--since", help="only lists
                    f"{_BASIS.get(g['exposure_basis'], g['exposure_basis'])}")
     typer.echo(f"rates with their {data['confidence']:.0%} Wilson intervals; unattributed events are stored but kept "
                "out of the rates")
+
+
+@feedback_app.command("trim")
+def trim(older_than: Annotated[float, typer.Option("--older-than", help="days: served lists stored before then are "
+                                                   "deleted (at least 1)")],
+         impressions: Annotated[bool, typer.Option("--impressions", help="also delete the impression events stored "
+                                                   "before then (they train nothing)")] = False,
+         dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would be deleted, delete nothing")] =
+         False,
+         json_out: JsonOpt = False) -> None:
+    """Delete old served lists (and impressions): nothing else does, and every answered list adds a row. Safe beside
+    a running server (short batches); run it from cron, e.g. daily with --older-than 90."""
+    from recsys.feedback.retention import trim as do_trim
+
+    def said(table: str, n: int) -> None:
+        err.print(f"{table}: {n:,} deleted so far", markup=False, highlight=False)
+
+    report = do_trim(open_store(), older_than, impressions=impressions, dry_run=dry_run, progress=said)
+    if json_out:
+        emit_json(report.to_dict())
+        return
+    verb = "would delete" if dry_run else "deleted"
+    also = f" and {report.impressions:,} impression event(s)" if impressions else ""
+    typer.echo(f"{verb} {report.served_lists:,} served list(s){also} stored before "
+               f"{report.cut:%Y-%m-%d %H:%M} UTC" + (" (dry run: nothing was deleted)" if dry_run else ""))
 
 
 _BASIS = {"impressions": "impressions", "items_served": "items served (no impressions posted)",
