@@ -27,7 +27,8 @@ def _png(path: Path) -> Path:
 
 def _private_files(home: Path) -> list[Path]:
     return [_png(home / name) for name in ("recsys.db", "recsys.db-wal", "recsys.db-shm", "recsys.db-journal")] + [
-        _png(home / d / "x.png") for d in ("secrets", "index", "encoders", "rankers", "cache", "vectors", "onnx", "reports")]
+        _png(home / d / "x.png")
+        for d in ("secrets", "index", "encoders", "rankers", "cache", "vectors", "onnx", "reports")]
 
 
 def test_the_predicate_refuses_the_store_and_derived_files(tmp_path: Path) -> None:
