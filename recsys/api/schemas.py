@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -77,6 +78,34 @@ Position = Annotated[int, Field(strict=True)]
 """A pin's 1-based position: a JSON integer (``true`` or ``"1"`` is refused, not read as a place)."""
 
 
+def _store_time(v: Any, ahead: bool = False) -> Any:
+    """A time field's input as the store reads one: a number (or number text) is unix seconds, as in import files
+    and the CLI (pydantic alone reads one above 2e10 as milliseconds: 99999999999 became 1973, not a refusal); ISO
+    8601 text is left to pydantic's parser, then checked on its datetime. Refused: a time outside 1970..2200 in UTC
+    (1970-01-01T00:30+01:00 is 1969; "divide by 1000" for milliseconds) and, unless ``ahead``, one ahead of the
+    clock (an event's; a ``now`` may lie ahead, for replays)."""
+    from recsys.store.importers.records import datetime_of, is_number_text, out_of_range, parse_ts
+
+    seconds = (isinstance(v, int | float) and not isinstance(v, bool)) or is_number_text(v)
+    if not seconds and not isinstance(v, datetime):
+        return v
+    if not ahead:
+        dt = parse_ts(v)
+    elif not 1970 <= (dt := datetime_of(v)).year <= 2200:
+        raise out_of_range(v, dt)
+    return dt if seconds else v  # a datetime given keeps its offset
+
+
+def _now_time(v: Any) -> Any:
+    return _store_time(v, ahead=True)
+
+
+EventTime = Annotated[datetime, BeforeValidator(_store_time), AfterValidator(_store_time)]
+Now = Annotated[datetime, BeforeValidator(_now_time), AfterValidator(_now_time)]
+"""A ``now`` a client gives (a body's or a query string's): read as an event's time, but it may lie ahead."""
+NOW_DOC = "rank as of this time: ISO 8601 (naive = UTC) or unix seconds"
+
+
 # -- results --------------------------------------------------------------------------------------------------
 class ItemSummary(BaseModel):
     title: str = ""
@@ -139,9 +168,8 @@ class RecommendRequest(_Strict):
     diversity: Diversity | None = None
     explain: bool = False
     debug: bool = False
-    now: datetime | None = None
-    """Rank as of this time (replays and backtests): only the user's events before it count. Default: the server's
-    clock (``ranking.clock``)."""
+    now: Now | None = Field(default=None, description=f"{NOW_DOC} (replays and backtests): only the user's events "
+                                                      "before it count. Default: the server's clock (ranking.clock)")
     cursor: CursorText | None = Field(default=None, description="a previous page's meta.next: the next page of "
                                                                 "that feed, without the items it showed")
     exclude_shown_hours: ShownHours | None = None
@@ -165,19 +193,8 @@ class SessionEvent(_Strict):
     item_id: Id
     type: EventType
     value: Finite | None = Field(default=None, description="a price paid, a rating...: finite, within -1e12..1e12")
-    timestamp: datetime | None = Field(default=None, description="ISO 8601 (naive = UTC) or unix seconds; the time "
-                                                                  "it arrives when left out")
-
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _unix_seconds(cls, v: Any) -> Any:
-        # A number is unix seconds, as in import files and the CLI: pydantic alone reads one above 2e10 as
-        # milliseconds, so 99999999999 became 1973 instead of a refusal.
-        from recsys.store.importers.records import is_number_text, parse_ts
-
-        if (isinstance(v, int | float) and not isinstance(v, bool)) or is_number_text(v):
-            return parse_ts(v)
-        return v
+    timestamp: EventTime | None = Field(default=None, description="ISO 8601 (naive = UTC) or unix seconds; the time "
+                                                                   "it arrives when left out")
 
     @field_validator("value")
     @classmethod
@@ -185,15 +202,6 @@ class SessionEvent(_Strict):
         from recsys.store.importers.records import check_event_value
 
         return check_event_value(v)  # the store's bound: a sum of such values overflowed ranking's price per item
-
-    @field_validator("timestamp")
-    @classmethod
-    def _sane_ts(cls, v: datetime | None) -> datetime | None:
-        from recsys.store.importers.records import parse_ts
-
-        if v is not None:  # the store's checks: 1970..2200 in UTC (1970-01-01T00:30+01:00 is 1969), not ahead
-            parse_ts(v)
-        return v
 
 
 class EventIn(SessionEvent):

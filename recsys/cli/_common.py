@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -27,7 +28,8 @@ DelimiterOpt = Annotated[str, typer.Option("--delimiter", help="a CSV file's del
 EventTypeOpt = Annotated[str | None, typer.Option("--type", help="type for rows without one")]
 
 DiversityOpt = Annotated[float | None, typer.Option(min=0.0, max=1.0, help="MMR weight")]
-NowOpt = Annotated[str | None, typer.Option(help="rank as of this ISO 8601 time (default: ranking.clock)")]
+NowOpt = Annotated[str | None, typer.Option(help="rank as of this time: ISO 8601 (naive = UTC) or unix seconds "
+                                                 "(default: ranking.clock)")]
 BoostOpt = Annotated[list[str] | None, typer.Option("--boost", help="KEY=B: boost an item id or category:NAME by B "
                                                                    "score spreads (repeatable)")]
 BuryOpt = Annotated[list[str] | None, typer.Option("--bury", help="item id or category:NAME to put below the rest "
@@ -37,6 +39,25 @@ PinOpt = Annotated[list[str] | None, typer.Option("--pin", help="ITEM=POSITION: 
 ExplorationOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="share of new and long-tail items sampled "
                                                                      "into the list")]
 """The list options `recsys recommend` and `recsys recommend-batch` share."""
+
+
+def parse_now(now: str | None) -> datetime | None:
+    """``--now`` as naive UTC, read as event timestamps and ``--since`` are: ISO 8601 (naive = UTC) or unix seconds,
+    within 1970..2200 in UTC; milliseconds refused, never read as another time. A time to come is fine (replays)."""
+    from recsys.store.importers.records import datetime_of, out_of_range
+
+    send = "send ISO 8601 (e.g. 2020-09-01T00:00) or unix seconds"
+    if now is None:
+        return None
+    if not now.strip():  # as an empty --since: an unset $NOW must not fall back to the clock
+        raise typer.BadParameter(f"--now is empty; {send}, or leave it out to rank on ranking.clock")
+    try:
+        when = datetime_of(now)
+        if not 1970 <= when.year <= 2200:
+            raise out_of_range(now, when)
+    except ValueError as e:
+        raise typer.BadParameter(f"--now: {str(e).removesuffix(' (use ISO 8601 or unix seconds)')}; {send}") from None
+    return when
 
 
 def parse_map(mapping: list[str] | None) -> dict[str, str]:

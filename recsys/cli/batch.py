@@ -22,6 +22,7 @@ from recsys.cli._common import (
     PinOpt,
     emit_json,
     interrupted_status,
+    parse_now,
     warn_unmatched_rules,
 )
 from recsys.cli.pipeline import ExplainOpt, FilterOpt, KOpt
@@ -103,16 +104,11 @@ def recommend_batch(
     Each list is what `recsys recommend USER` gives (same ranker, clock, rules, explanations). A user whose list
     fails is said on stderr and left out (exit 1); OUT appears only when the run ends: an interrupted run leaves no
     OUT and no temporary file."""
-    from datetime import datetime
-
     from recsys.cli.pipeline import _as_served, _filters, _recommender
     from recsys.serving.batch import check_output, read_user_ids, write_lists
     from recsys.serving.rules import ListRules, parse_pairs
 
-    try:
-        when = datetime.fromisoformat(now) if now else None
-    except ValueError:
-        raise typer.BadParameter(f"--now must be an ISO 8601 time such as 2020-09-01T00:00, not {now!r}") from None
+    when = parse_now(now)
     check_output(out, force=force, explain=explain)  # said before the progress starts
     ids = read_user_ids(users) if users is not None else None
     rules = ListRules.of(boosts=parse_pairs(boost or (), "--boost", float), bury=bury or (),

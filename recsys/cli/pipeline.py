@@ -28,6 +28,7 @@ from recsys.cli._common import (
     err,
     open_store,
     parse_map,
+    parse_now,
     progress_bar,
     warn_unmatched_rules,
 )
@@ -337,17 +338,12 @@ def recommend(
     json_out: JsonOpt = False,
 ) -> None:
     """Personal recommendations for USER_ID (an unknown user gets trending items, tagged as such)."""
-    from datetime import datetime
-
     from recsys.serving.rules import ListRules, parse_pairs
 
     if not user_id.strip() or len(user_id) > MAX_ID or any(ord(c) < 32 for c in user_id):
         raise typer.BadParameter(f"USER_ID {user_id[:40]!r} is not a user id (1 to {MAX_ID} characters, no control "
                                  "characters)")  # as the API's path; '' had served the trending list
-    try:
-        when = datetime.fromisoformat(now) if now else None
-    except ValueError:
-        raise typer.BadParameter(f"--now must be an ISO 8601 time such as 2020-09-01T00:00, not {now!r}") from None
+    when = parse_now(now)
     if buy_again and (explain or filters or exclude or diversity is not None or boost or bury or pin or exploration):
         raise typer.BadParameter("--buy-again lists the user's own items as they are: it takes --k, --now and --json "
                                  "only, not --explain, --filter, --exclude, --diversity, --boost, --bury, --pin or "

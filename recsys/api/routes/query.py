@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection
-from datetime import datetime
 from typing import Any, TypeVar, get_args, get_origin
 
 from fastapi import Request
@@ -18,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recsys.api.routes.feeds import CURSOR_DOC
-from recsys.api.schemas import CursorText, ShownHours
+from recsys.api.schemas import NOW_DOC, CursorText, Now, ShownHours
 from recsys.store.limits import MAX_K, MAX_LIST
 
 BOOST_DOC = "KEY=B: a business boost, KEY an item id or category:NAME, B in units of the score spread (repeatable)"
@@ -44,7 +43,7 @@ class RecommendQuery(BaseModel):
     diversity: float | None = Field(None, ge=0.0, le=1.0)
     explain: bool = False
     debug: bool = False
-    now: datetime | None = Field(None, description="rank as of this time (ISO 8601)")
+    now: Now | None = Field(None, description=NOW_DOC)
     cursor: CursorText | None = Field(None, description=CURSOR_DOC)
     exclude_shown_hours: ShownHours | None = None
     boost: list[str] | None = Field(None, max_length=1000, description=BOOST_DOC)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -26,8 +25,10 @@ from recsys.api.routes.experiments import assignment, list_rules, variant_items
 from recsys.api.routes.feeds import left_out
 from recsys.api.routes.query import RecommendQuery, known_query, openapi_parameters, parse_query
 from recsys.api.schemas import (
+    NOW_DOC,
     Filter,
     MoreLikeTheseRequest,
+    Now,
     RecommendRequest,
     Results,
     SessionRequest,
@@ -96,7 +97,7 @@ async def recommend(request: Request, user_id: UserId, rec: RecommenderDep, _key
             summary="The user's own items most likely wanted again (kept apart from the personal list)")
 def buy_again(request: Request, user_id: UserId, rec: RecommenderDep, _key: ReadKey,
               k: Annotated[int, Query(ge=1, le=MAX_K)] = 20,
-              now: Annotated[datetime | None, Query(description="rank as of this time (ISO 8601)")] = None) -> Any:
+              now: Annotated[Now | None, Query(description=NOW_DOC)] = None) -> Any:
     return results(request, rec.buy_again(user_id, k, now=now), user_id=user_id)
 
 
