@@ -32,6 +32,7 @@ from recsys.cli._common import (
     progress_bar,
     warn_unmatched_rules,
 )
+from recsys.cli.columns import cut, pad
 from recsys.cli.user_notes import no_events, nothing_again
 from recsys.store.limits import MAX_ID, MAX_K
 
@@ -100,19 +101,11 @@ def _print(results: list[Any], json_out: bool, rec: Any = None, *, history: Any 
     for i, r in enumerate(rows, 1):
         title, category = titles.get(r["item_id"], ("", ""))
         src = ",".join(r.get("sources", []))
-        typer.echo(f"{i:>3}. {r['item_id']:<14} {_cut(title, 40):<40} {_cut(category, 18):<18} {r['score']:>8.4f}  "
-                   f"{src}")
+        typer.echo(f"{i:>3}. {pad(r['item_id'], 14)} {pad(cut(title, 40), 40)} {pad(cut(category, 18), 18)} "
+                   f"{r['score']:>8.4f}  {src}")
         if r.get("explanation"):  # the row's sources: a list rule's (pinned, exploration) are added after ranking
             e = {**r["explanation"], "sources": r.get("sources") or r["explanation"].get("sources") or []}
             typer.echo(f"{'':>5}{_reason(e, titles, history)}")
-
-
-def _cut(text: str, width: int) -> str:
-    """``text`` in ``width`` characters, cut at a word with an ellipsis rather than mid-word."""
-    if len(text) <= width:
-        return text
-    head = text[: width - 1]
-    return (head.rsplit(" ", 1)[0] if " " in head[width // 2 :] else head) + "…"
 
 
 def _reason(e: dict[str, Any], titles: dict[str, tuple[str, str]], history: Any = None) -> str:
@@ -128,7 +121,7 @@ def _reason(e: dict[str, Any], titles: dict[str, tuple[str, str]], history: Any 
         title = titles.get(str(e["because_of"]), ("", ""))[0] or str(e["because_of"])
         shares = (f"; text {e['text_share']:.0%} / image {e['image_share']:.0%}"
                   if e.get("text_share") is not None else "")
-        return f"like {_cut(title, 40)} (your {what}; similarity {float(e.get('similarity') or 0):.2f}{shares})"
+        return f"like {cut(title, 40)} (your {what}; similarity {float(e.get('similarity') or 0):.2f}{shares})"
     return source_reason(e.get("sources") or ()) + history_note(e, history)
 
 
