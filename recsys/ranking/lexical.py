@@ -12,6 +12,7 @@ fuses keyword and vector matches (:mod:`recsys.index.hybrid`).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,13 +21,17 @@ from scipy import sparse
 from recsys.index.hybrid import RRF_K
 from recsys.lru import LRU
 from recsys.ranking.neighbours import NEIGHBOURS_CACHED
+from recsys.store.lexical import FOLDS
 
 _WORD = re.compile(r"[^\W_]{2,}")
+_FOLD = str.maketrans(FOLDS)
 
 
 def name_words(name: str | None) -> list[str]:
-    """Lower-cased words of two letters or digits or more."""
-    return _WORD.findall((name or "").lower())
+    """Lower-cased words of two letters or digits or more, composed (NFC) and folded as the store's keyword index
+    folds them (:data:`recsys.store.lexical.FOLDS`), so "Straße" and "STRASSE", or a decomposed (NFD) and a composed
+    "Crêpe", are one word."""
+    return _WORD.findall(unicodedata.normalize("NFC", name or "").translate(_FOLD).lower())
 
 
 class NameIndex:

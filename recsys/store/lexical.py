@@ -8,12 +8,14 @@ an item matching more of them, or rarer ones, ranks higher; nothing of the query
 
 Both databases split text into runs of letters and digits, as :func:`query_terms` splits the query, and fold Latin
 diacritics: "P-0777" is the words "p" and "0777", "1.5" is "1" and "5", "www.acme.com" finds "acme", "cafe" finds
-"Café". A query word keeps its combining marks (the vowel signs of Hindi, Tamil, Thai...: "कुर्ता" is one word) and
-each database splits it as it split the documents: FTS5 matches it as a phrase of its own tokens (it cuts such words
-at spacing marks), PostgreSQL parses it with the documents' parser (``plainto_tsquery``). On PostgreSQL, each query
-word goes through the documents' own ``recsys_search_words`` (migration 0010), and each part of an item's text is
-indexed up to a bound (a tsvector holds 1 MB): its first 20,000 characters of title, 60,000 of description, 50,000
-of attribute values, 20,000 of generated description.
+"Café". They fold ß, æ, œ, ł, ø, đ and ı too (:data:`FOLDS`, migration 0013): "grosse" finds "Größe", "lodz"
+"Łódź"; a soft hyphen inside a word does not split it; PostgreSQL composes decomposed (NFD) text first, as FTS5
+ignores its marks. A query word keeps its combining marks (the vowel signs of Hindi, Tamil, Thai...: "कुर्ता" is one
+word) and each database splits it as it split the documents: FTS5 matches it as a phrase of its own tokens (it cuts
+such words at spacing marks), PostgreSQL parses it with the documents' parser (``plainto_tsquery``). On PostgreSQL,
+each query word goes through the documents' own ``recsys_search_words`` (migration 0010), and each part of an item's
+text is indexed up to a bound (a tsvector holds 1 MB): its first 20,000 characters of title, 60,000 of description,
+50,000 of attribute values, 20,000 of generated description.
 """
 
 from __future__ import annotations
@@ -68,15 +70,24 @@ from SQLite's queries too, so "the", "and" or "with" match nothing on either dat
 on SQLite alone."""
 
 
+FOLDS = {"ß": "ss", "ẞ": "ss", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ł": "l", "Ł": "l", "ø": "o", "Ø": "o",
+         "đ": "d", "Đ": "d", "ı": "i", "\u00ad": "", "\u2060": ""}
+"""What both databases fold besides diacritics (migration 0013, whose tables these must equal): letters that have no
+decomposition to fold; a soft hyphen and a word joiner are dropped, so they do not split a word. Full-width forms
+(NFKC) are not folded, on either database: SQLite's triggers cannot."""
+_FOLD = str.maketrans(FOLDS)
+
+
 def query_terms(query: str) -> list[str]:
     """The distinct words of ``query``, lower-cased, in order: runs of letters, digits and combining marks (a mark
     belongs to its letter: splitting there left PostgreSQL no word to match), each with a letter or digit;
-    punctuation splits words. Composed first (NFC), as the documents' diacritics are folded in composed form. A
+    punctuation splits words. Composed first (NFC), as the documents' diacritics are folded in composed form, then
+    folded by :data:`FOLDS` as the documents are ("Größe" is "grösse", "Łódź" "lódź"). A
     capital dotted I lower-cases to "i" and a combining dot, which PostgreSQL split the word at ("İstanbul" found
     nothing there): it is a plain "i", as the databases fold the documents' "İ". Stop words are left out
     (:data:`STOP_WORDS`), compared with diacritics folded (:func:`folded`): FTS5 folds "thé" to "the", which
     SQLite's documents index, so it matched nearly every item there; PostgreSQL folds it first and drops it."""
-    query = unicodedata.normalize("NFC", query)
+    query = unicodedata.normalize("NFC", query).translate(_FOLD)
     spaced = "".join(c if c.isalnum() or unicodedata.category(c)[0] == "M" else " " for c in query)
     words = (w.lower().replace("i\u0307", "i") for w in spaced.split() if any(c.isalnum() for c in w))
     return [w for w in dict.fromkeys(words) if folded(w) not in STOP_WORDS][:MAX_TERMS]
@@ -84,9 +95,10 @@ def query_terms(query: str) -> list[str]:
 
 def folded(word: str) -> str:
     """``word`` with its diacritics folded, as the databases fold it (FTS5's ``remove_diacritics 2``, PostgreSQL's
-    ``recsys_search_words``): "thé" is "the", "wíth" "with", a long s an "s". Every combining mark goes: FTS5 does
-    not index one as part of a word, so "the" with a stray mark is the word "the" to it."""
-    return "".join(c for c in unicodedata.normalize("NFD", word)
+    ``recsys_search_words``): "thé" is "the", "wíth" "with", a long s an "s", a dotless "ıt" "it" (:data:`FOLDS`).
+    Every combining mark goes: FTS5 does not index one as part of a word, so "the" with a stray mark is the word
+    "the" to it."""
+    return "".join(c for c in unicodedata.normalize("NFD", word.translate(_FOLD))
                    if unicodedata.category(c)[0] != "M").replace("\u017f", "s")
 
 

@@ -91,3 +91,9 @@ def test_the_hybrid_source_and_name_features_are_opt_in() -> None:
         else:  # "Mooncake" joins the two latest items' namesakes across types and colours
             namesakes = {t for t in tagged if t.endswith("-0") and t.split("-")[0] in ("shoe", "bag")}
             assert {"dress-red-0", "hat-blue-1"} <= set(tagged) and namesakes and f[:, lsim].any()
+
+
+def test_name_words_are_composed_and_folded_as_the_keyword_index_folds_them() -> None:
+    """An NFD title (a macOS export) split at each accent, and "Straße" never met "STRASSE"."""
+    assert name_words("Cre\u0302pe STRASSE") == name_words("Crêpe Straße") == ["crêpe", "strasse"]
+    assert name_words("Łódź Smørrebrød") == ["lódź", "smorrebrod"]
