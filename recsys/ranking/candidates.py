@@ -72,6 +72,8 @@ class Candidates:
     """(C, S) float32 0/1."""
     ranks: np.ndarray
     """(C, S) float32."""
+    filler_from: int | None = None
+    """Where the rows a thin set was topped up with begin (:func:`recsys.ranking.rules.top_up`); None: none."""
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -275,7 +275,7 @@ class RankingPipeline:
         t1 = time.perf_counter()
         scores = self.scores([e for _, e in prepared], [c for c, _ in prepared])
         t2 = time.perf_counter()
-        results = [self._finish(r, c, np.asarray(s, dtype=np.float64))
+        results = [self._finish(r, c, rules.fillers_last(c, np.asarray(s, dtype=np.float64)))
                    for r, (c, _), s in zip(reqs, prepared, scores, strict=True)]
         t3 = time.perf_counter()
         self._local.timings = {"candidates_ms": (t1 - t0) * 1000, "score_ms": (t2 - t1) * 1000,

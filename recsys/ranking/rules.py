@@ -151,5 +151,22 @@ def top_up(cands: Candidates, table: ItemTable, pop: np.ndarray, allowed: np.nda
     flags = np.zeros((len(add), len(SOURCES)), np.float32)
     flags[:, SRC[source]] = 1.0
     ranks = np.full((len(add), len(SOURCES)), 1000.0, np.float32)
-    ranks[:, SRC[source]] = np.arange(len(add))
-    return Candidates(np.r_[cands.rows, add], np.r_[cands.flags, flags], np.r_[cands.ranks, ranks])
+    # after the source's own candidates: a filler ranked 0, 1, 2... looked to the network like the best sellers
+    # (never-sold items above the real ones, and the head of a list changed with k)
+    own = cands.ranks[cands.flags[:, SRC[source]] > 0, SRC[source]]
+    ranks[:, SRC[source]] = (own.max() + 1.0 if len(own) else 0.0) + np.arange(len(add))
+    return Candidates(np.r_[cands.rows, add], np.r_[cands.flags, flags], np.r_[cands.ranks, ranks], len(cands))
+
+
+def fillers_last(cands: Candidates, s: np.ndarray) -> np.ndarray:
+    """Scores with the top-up rows moved below every real candidate, in the network's order among themselves: a
+    network fitted on a few shoppers ranked never-sold fillers above the best sellers, so the head of a list
+    changed with k (it is topped up only when k outgrows the candidates)."""
+    f = cands.filler_from
+    if f is None or f == 0 or f >= len(s):
+        return s
+    out = s.copy()
+    gap = out[f:].max() - out[:f].min()
+    if gap >= 0:
+        out[f:] -= gap + 1e-3
+    return out
