@@ -26,6 +26,7 @@ non-zero. Every message says what is wrong and what to do about it.
     │   ├── UnknownPreset             unknown_preset  422
     │   ├── ModelUnavailable          model_missing   503
     │   ├── BadMedia                  bad_media       422
+    │   ├── TooFewPairs               encoder         422 (nothing to fit the heads on: `recsys build` goes on unfitted)
     │   └── EncoderStorageError       encoder         503 (a cache, the heads or a snapshot cannot be read or written)
     ├── IndexError_                   index           503
     │   ├── NoIndex                   no_index        503
@@ -225,6 +226,11 @@ class ModelUnavailable(EncoderError):
 
 class BadMedia(EncoderError):
     code = "bad_media"
+
+
+class TooFewPairs(EncoderError):
+    """Too few items have both a decodable image and text to fit the encoder's heads on (a text-only catalogue, a
+    shop of two items): ``recsys encoder fit`` refuses; ``recsys build`` goes on with the unfitted heads."""
 
 
 class EncoderStorageError(EncoderError):

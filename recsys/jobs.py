@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recsys.errors import ConfigError, IncompatibleArtifact, RankerError, ValidationFailed
+from recsys.errors import ConfigError, IncompatibleArtifact, RankerError, TooFewPairs, ValidationFailed
 from recsys.evaluation.models import asked_at, fitted_model, network_note
 from recsys.index.pairing import JOBS_LOCK
 from recsys.serving.generations import vectors_of_index
@@ -185,7 +185,16 @@ class Jobs:
 
         if not force and self._encoder_fitted():
             return "skipped (fitted heads present)", None, None
-        fit = fit_encoder(self.store, self.settings, _stage(progress, "encoder fit"), switch=False)
+        try:
+            fit = fit_encoder(self.store, self.settings, _stage(progress, "encoder fit"), switch=False)
+        except TooFewPairs as e:
+            if force:
+                raise
+            # a first-day shop (text only, two items): the towers' own features still place items by their text
+            log.warning("the encoder's heads cannot be fitted (%s). The build goes on with unfitted heads: search and "
+                        "similar items work from the towers' own features, and a later build fits the heads once "
+                        "the catalogue has the pairs", e.message)
+            return f"skipped, the heads stay unfitted: {e.message}", None, None
         fitted = get_encoder(self.settings, version=fit.version)
 
         def vectors(settings: Settings, store: Any) -> Any:  # the whole snapshot, as the default provider reads it

@@ -192,8 +192,9 @@ def get_encoder(settings: Settings | None = None, *, preset: str | None = None, 
         heads, manifest = Heads.load(d, image_dim=towers.image_dim, text_dim=towers.text_dim, towers_id=towers.id)
         return TowerEncoder(p, towers, heads, manifest["version"], manifest)
     if p.kind == "lite" and fitted:
-        log.warning("encoder %s has no fitted heads yet: vectors are not meaningful until `recsys encoder fit`",
-                    p.name)
+        log.warning("encoder %s has no fitted heads yet: items are placed by the towers' own features, which finds "
+                    "text like text and images like images but does not match text to pictures, until `recsys "
+                    "encoder fit` (at least 4 items with both a picture and text)", p.name)
     return TowerEncoder(p, towers, new_heads(p, towers))
 
 

@@ -36,7 +36,7 @@ from recsys.encoders.features import MediaJob, feature_caches, image_features, t
 from recsys.encoders.media import MediaFinder, MediaLimits
 from recsys.encoders.text import ItemRecord, field_texts
 from recsys.encoders.training import RECALL_K, FitParams, PairData, train_heads
-from recsys.errors import EncoderError, EncoderStorageError
+from recsys.errors import EncoderError, EncoderStorageError, TooFewPairs
 from recsys.store import Artifact, Store
 
 log = logging.getLogger(__name__)
@@ -128,21 +128,21 @@ def _no_pairs(items: Sequence[ItemRecord], decodable: set[str], broken: int,
         return EncoderError("no items to fit the encoder on: import a catalogue with images and text first "
                             "(`recsys import items FILE`)")
     if decodable and not texted:
-        return EncoderError(
+        return TooFewPairs(
             f"{len(decodable)} item(s) have a decodable image but none has text in the configured text fields "
             f"({names}; RECSYS_ENCODER__TEXT_FIELDS): import the items' titles or descriptions, or set "
             f"RECSYS_ENCODER__TEXT_FIELDS to the fields the catalogue fills; {need}")
     if texted and not decodable:
         failed = f" ({broken} item(s) have media that failed to decode: `recsys items show ID` says why)" \
             if broken else ""
-        return EncoderError(
+        return TooFewPairs(
             f"{len(texted)} item(s) have text but none has a decodable image{failed}: import a catalogue with images "
             f"(an image column, `recsys import items FILE`); {need}")
     if texted and decodable:
-        return EncoderError(
+        return TooFewPairs(
             f"{len(decodable)} item(s) have a decodable image and {len(texted)} have text ({names}), but none has "
             f"both; {need}: import images for the items with text, or text for those with images")
-    return EncoderError(f"none of the {len(items)} item(s) has a decodable image or text in the configured text "
+    return TooFewPairs(f"none of the {len(items)} item(s) has a decodable image or text in the configured text "
                         f"fields ({names}; RECSYS_ENCODER__TEXT_FIELDS): import a catalogue with images and text")
 
 
@@ -159,7 +159,7 @@ def fit_on_pairs(encoder: TowerEncoder, data: PairData, params: FitParams,
     """Fitted heads, their metrics, and the training and held-out pair counts. EncoderError for fewer than
     :data:`MIN_PAIRS` pairs, or a fit whose weights are not finite (never made current)."""
     if len(data) < MIN_PAIRS:
-        raise EncoderError(f"only {len(data)} item(s) have both a decodable image and text; fitting the encoder needs "
+        raise TooFewPairs(f"only {len(data)} item(s) have both a decodable image and text; fitting the encoder needs "
                            f"at least {MIN_PAIRS} such (image, text) pairs: import more items with images (or fix the "
                            "broken ones `recsys items show ID` names), then run `recsys encoder fit` again")
     train, val = split_pairs(data, params.val_pairs, params.seed)
