@@ -225,6 +225,8 @@ def evaluate(
             err.print(f"ours - {best}: {d['difference']:+.4f}{spread}")
         if iv.get("note"):
             err.print(f"intervals: {iv['note']}")
+        if result.get("caution"):
+            err.print(f"caution: {result['caution']}")
         if sys.stdout.isatty():  # piped, stdout still gets the JSON (as it always did)
             err.print("the whole result (slices with their baselines, intervals, timings): add --json")
             return

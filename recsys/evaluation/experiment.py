@@ -235,9 +235,21 @@ def run_evaluation(split: Split, recommenders: Mapping[str, Recommend | Batch], 
         if main in recall_of else None,
         "timings_s": timings_s,
     }
+    if (said := k_note(k, catalogue_size)) is not None:
+        out["caution"] = said
     if extra:
         out.update(extra)
     return out
+
+
+def k_note(k: int, catalogue_size: int) -> str | None:
+    """What to say when lists of ``k`` hold half the catalogue or more: recall is then high by construction (1 when
+    k covers it all), and a baseline's gap to ours is an artefact of which items it can list; None otherwise."""
+    if not catalogue_size or 2 * k < catalogue_size:
+        return None
+    return (f"k={k} lists {min(k, catalogue_size)} of the {catalogue_size} items: a list that long holds most "
+            f"targets by construction, so recall@{k} and the differences say little; rerun with --k "
+            f"{max(1, catalogue_size // 10)} (a tenth of the catalogue) or on a larger catalogue")
 
 
 def _empty() -> PerUser:

@@ -256,3 +256,13 @@ def test_an_empty_part_says_so() -> None:
         evaluate_store(ev, make_ours=None, item_ids=[f"i{d}" for d in range(4)], vectors=None, k=5)
     assert evaluate_store(ev, make_ours=None, item_ids=[f"i{d}" for d in range(4)], vectors=None, k=5,
                           part=None)["users"] == 3
+
+
+def test_lists_holding_half_the_catalogue_or_more_carry_a_caution() -> None:
+    """On a 12-item store `recsys evaluate` printed recall@20 1.0 and baseline gaps, with nothing saying k covered
+    the whole catalogue: recall is 1 by construction there."""
+    split = temporal_split(EVENTS, "hm")
+    ours = fixed({"u1": ["x", "new"], "u2": ["a", "y"]})
+    assert "caution" not in run_evaluation(split, {"ours": ours}, k=2, catalogue_size=10)
+    said = run_evaluation(split, {"ours": ours}, k=2, catalogue_size=4)["caution"]
+    assert said.startswith("k=2 lists 2 of the 4 items") and "--k 1" in said
