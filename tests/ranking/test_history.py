@@ -75,7 +75,8 @@ def test_a_request_time_out_of_range_is_named_plainly() -> None:
     from recsys.errors import ValidationFailed
     from recsys.serving.requests import clock
 
-    with pytest.raises(ValidationFailed, match=r"^now 9999-12-31T00:00:00 is not a time between the years 1678 and 2261$"):
+    said = r"^now 9999-12-31T00:00:00 is not a time between the years 1678 and 2261$"
+    with pytest.raises(ValidationFailed, match=said):
         clock(Settings(), lambda: None, datetime(9999, 12, 31))  # type: ignore[arg-type, return-value]
 
 
