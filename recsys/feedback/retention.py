@@ -23,8 +23,9 @@ from recsys.store.tables import Event, ServedList, utcnow
 
 BATCH = 5_000
 """Rows deleted per transaction."""
-MIN_DAYS = 1.0
-"""The shortest retention: a typo such as ``--older-than 0.01`` must not take the lists a feed is paging through."""
+MIN_DAYS, MAX_DAYS = 1.0, 36_500.0
+"""The shortest retention (a typo such as ``--older-than 0.01`` must not take the lists a feed is paging through) and
+the longest (a century: beyond it the cut is no date)."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,9 @@ def trim(store: Store, older_than_days: float, *, impressions: bool = False, dry
     events stored then too; ``dry_run`` counts them and deletes nothing. ``progress(table, deleted so far)`` after
     each batch. Events that name a deleted list keep their ``recommendation_id``; the feedback report, which starts
     from the lists, no longer counts them."""
-    if not older_than_days >= MIN_DAYS:  # NaN too
-        raise ValidationFailed(f"--older-than must be at least {MIN_DAYS:g} day, got {older_than_days}: nothing was "
-                               "deleted")
+    if not MIN_DAYS <= older_than_days <= MAX_DAYS:  # NaN and infinity too
+        raise ValidationFailed(f"--older-than must be at least {MIN_DAYS:g} day and at most {MAX_DAYS:,.0f}, got "
+                               f"{older_than_days}: nothing was deleted")
     cut = (now or utcnow()) - timedelta(days=older_than_days)
     lists = _trim(store, ServedList.id, ServedList.created_at < cut, dry_run, batch, progress, "served_lists")
     shown = 0

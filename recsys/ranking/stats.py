@@ -142,6 +142,7 @@ class ItemStats:
         self._cooc.sum_duplicates()
         self._windows: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         self._prices: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+        self._upto: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
 
     # -- queries as of a time ---------------------------------------------------------------------------------
     def _current(self, now: float) -> bool:
@@ -164,15 +165,18 @@ class ItemStats:
         """Positive events per item before ``now``."""
         if self._current(now):
             return self.pop
-        hi = np.searchsorted(self.ev_ts, now, side="left")
-        return np.bincount(self.ev_row[:hi], minlength=len(self.ids)).astype(np.float64)
+        hi = int(np.searchsorted(self.ev_ts, now, side="left"))
+        # kept: a data clock before a few live events far ahead asks for the same cut request after request
+        return _memo(self._upto, (0, hi),
+                     lambda: (np.bincount(self.ev_row[:hi], minlength=len(self.ids)).astype(np.float64),))[0]
 
     def users_at(self, now: float) -> np.ndarray:
         """Distinct users per item before ``now``."""
         if self._current(now):
             return self.users
-        hi = np.searchsorted(self.pair_ts, now, side="left")
-        return np.bincount(self.pair_row[:hi], minlength=len(self.ids)).astype(np.float64)
+        hi = int(np.searchsorted(self.pair_ts, now, side="left"))
+        return _memo(self._upto, (1, hi),
+                     lambda: (np.bincount(self.pair_row[:hi], minlength=len(self.ids)).astype(np.float64),))[0]
 
     def window_counts(self, now: float, days: float) -> np.ndarray:
         """Positive events per item in [now - days, now) (read-only: requests of the same moment share it)."""
