@@ -35,3 +35,18 @@ def test_a_text_only_catalogue_builds_and_answers(home: Path, tmp_path: Path, mo
     assert code == 0 and len(json.loads(out.splitlines()[-1])) == 3
     code, _, err = run_cli(monkeypatch, capsys, "encoder", "fit")
     assert code == 2 and "none has a decodable image" in err
+
+
+def test_pictures_that_cannot_be_read_still_stop_the_build(home: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Named but unreadable pictures are a mistake to fix, not a shop without photos: no unfitted build."""
+    rows = []
+    for i, t, c in ITEMS:
+        (tmp_path / f"{i}.jpg").write_bytes(b"not a picture")
+        rows.append({"item_id": i, "title": t, "category": c, "image": str(tmp_path / f"{i}.jpg")})
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_cli(monkeypatch, capsys, "import", "items", str(items))[0] == 0
+    code, _, err = run_cli(monkeypatch, capsys, "build")
+    assert code == 2 and "failed to decode" in err and "skipped, the heads stay unfitted" not in err

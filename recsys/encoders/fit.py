@@ -120,7 +120,9 @@ def build_pairs(encoder: TowerEncoder, items: Sequence[ItemRecord], settings: Se
 
 def _no_pairs(items: Sequence[ItemRecord], decodable: set[str], broken: int,
               fields: Mapping[str, float]) -> EncoderError:
-    """Why no item has both a decodable image and text, counted by what is missing, with what to do."""
+    """Why no item has both a decodable image and text, counted by what is missing, with what to do: TooFewPairs
+    where the catalogue lacks them (``recsys build`` goes on unfitted), a plain EncoderError where its pictures
+    cannot be read (``recsys build`` stops)."""
     texted = {it.item_id for it in items if field_texts(it, fields)}
     names = ", ".join(f for f, w in fields.items() if w > 0) or "none"
     need = "the encoder is fitted on (image, text) pairs of the same items"
@@ -135,7 +137,8 @@ def _no_pairs(items: Sequence[ItemRecord], decodable: set[str], broken: int,
     if texted and not decodable:
         failed = f" ({broken} item(s) have media that failed to decode: `recsys items show ID` says why)" \
             if broken else ""
-        return TooFewPairs(
+        # pictures named but none readable (a wrong media root) is a mistake to fix, not a shop without photos
+        return (EncoderError if broken else TooFewPairs)(
             f"{len(texted)} item(s) have text but none has a decodable image{failed}: import a catalogue with images "
             f"(an image column, `recsys import items FILE`); {need}")
     if texted and decodable:
