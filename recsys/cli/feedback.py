@@ -60,6 +60,13 @@ def trim(older_than: Annotated[float, typer.Option("--older-than", help="days: s
     def said(table: str, n: int) -> None:
         err.print(f"{table}: {n:,} deleted so far", markup=False, highlight=False)
 
+    from recsys.config import get_settings
+
+    shown_hours = get_settings().feedback.exclude_shown_hours
+    if shown_hours > older_than * 24:  # the lists it reads would be gone
+        err.print(f"warning: RECSYS_FEEDBACK__EXCLUDE_SHOWN_HOURS is {shown_hours:g}: lists shown up to then leave "
+                  f"their items out, but --older-than {older_than:g} deletes the lists older than "
+                  f"{older_than * 24:g} hours", markup=False, highlight=False)
     report = do_trim(open_store(), older_than, impressions=impressions, dry_run=dry_run, progress=said)
     if json_out:
         emit_json(report.to_dict())

@@ -84,3 +84,6 @@ def test_the_command(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "served_lists": 5, "impressions": 1, "dry_run": False}
     code, _, err = run_cli(monkeypatch, capsys, "feedback", "trim", "--older-than", "0")
     assert code == 2 and "at least 1 day" in err
+    monkeypatch.setenv("RECSYS_FEEDBACK__EXCLUDE_SHOWN_HOURS", "72")
+    code, _, err = run_cli(monkeypatch, capsys, "feedback", "trim", "--older-than", "2", "--dry-run")
+    assert code == 0 and "EXCLUDE_SHOWN_HOURS is 72" in err
