@@ -165,8 +165,9 @@ def fillers_last(cands: Candidates, s: np.ndarray) -> np.ndarray:
     f = cands.filler_from
     if f is None or f == 0 or f >= len(s):
         return s
+    real, fill = s[:f][np.isfinite(s[:f])], s[f:][np.isfinite(s[f:])]
+    if not len(real) or not len(fill) or (gap := fill.max() - real.min()) < 0:
+        return s  # in order already (a non-finite score is dropped later, with its own message)
     out = s.copy()
-    gap = out[f:].max() - out[:f].min()
-    if gap >= 0:
-        out[f:] -= gap + 1e-3
+    out[f:] -= gap + 1e-3
     return out

@@ -35,3 +35,10 @@ def test_every_filler_scores_below_every_real_candidate() -> None:
     scored = {x.item_id: x.score for x in pipe.recommend(None, k=pipe.table.n, now=now)}
     fillers = {pipe.table.ids[row] for row in cands.rows[cands.filler_from:]}
     assert max(v for i, v in scored.items() if i in fillers) < min(v for i, v in scored.items() if i not in fillers)
+
+
+def test_non_finite_scores_leave_the_shift_to_the_finite_ones() -> None:
+    n = len(SOURCES)
+    cands = Candidates(np.arange(4), np.zeros((4, n), np.float32), np.zeros((4, n), np.float32), filler_from=2)
+    s = fillers_last(cands, np.array([np.nan, 0.5, 2.0, -np.inf]))
+    assert s[2] < 0.5 and np.isnan(s[0]) and s[3] == -np.inf
