@@ -7,6 +7,7 @@ Per-modality vectors are kept; the fused vector is computed when loading, from `
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys.config import Settings, get_settings
+from recsys.encoders import safe_npz
 from recsys.encoders.base import l2_normalise
 from recsys.encoders.cache import _safe
 from recsys.errors import EncoderError
@@ -99,12 +101,12 @@ def load_item_vectors(settings: Settings | None = None, store: object | None = N
                            "heads fitted, `recsys embed`)")
     damaged = f"the item vectors snapshot {path} is damaged ({{}}); `recsys embed` (or `recsys build`) writes it again"
     try:
-        with np.load(path, allow_pickle=True) as z:
-            ids = [str(x) for x in z["ids"]]
-            packed = z["packed"]
-            tower = z["tower_text"] if "tower_text" in z.files else None
-            hashes = [str(x) for x in z["hashes"]] if "hashes" in z.files else None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        z = safe_npz.load(path, ("ids", "packed", "tower_text", "hashes"))
+        ids = [str(x) for x in z["ids"]]
+        packed = z["packed"]
+        tower = z.get("tower_text")
+        hashes = [str(x) for x in z["hashes"]] if "hashes" in z else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         raise EncoderError(damaged.format(f"{type(e).__name__}: {e}")) from e
     dim = encoder.dim
     if packed.ndim != 2 or packed.shape != (len(ids), 2 * dim + 1) or (
@@ -138,11 +140,11 @@ def load_tower_text(settings: Settings, encoder_id: str, item_ids: list[str]) ->
     path = snapshot_dir(settings, encoder_id) / "vectors.npz"
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=True) as z:
-        if "tower_text" not in z.files:
-            return None
-        pos = {str(x): r for r, x in enumerate(z["ids"])}
-        tower = z["tower_text"]
+    z = safe_npz.load(path, ("ids", "tower_text"))
+    if "tower_text" not in z:
+        return None
+    pos = {str(x): r for r, x in enumerate(z["ids"])}
+    tower = z["tower_text"]
     out = np.zeros((len(item_ids), tower.shape[1]), np.float32)
     rows = np.array([pos.get(str(i), -1) for i in item_ids], dtype=np.int64)
     out[rows >= 0] = tower[rows[rows >= 0]]
